@@ -1,0 +1,1 @@
+"""Entry points: the ASGI app, settings, and the ``cdms`` command."""

@@ -1,0 +1,44 @@
+"""The ASGI application: health now; GraphQL, dashboard and the rest mount here."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from db.migrate import head_revision
+
+
+def create_app(engine: Engine) -> Starlette:
+    head = head_revision()
+
+    def _probe() -> str | None:
+        with engine.connect() as conn:
+            rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return None if rev is None else str(rev)
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            revision = await run_in_threadpool(_probe)
+        except sa.exc.SQLAlchemyError:
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        ok = revision == head
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                "database": "ok",
+                "revision": revision,
+                "expectedRevision": head,
+            },
+            status_code=200 if ok else 503,
+        )
+
+    app = Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    app.state.engine = engine
+    return app

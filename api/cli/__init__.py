@@ -1,0 +1,64 @@
+"""The ``cdms`` command.
+
+Every failure is one line on stderr, ``error[CODE]: message``, and a non-zero exit:
+1 for a runtime failure, 2 for a usage error. No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer._click import exceptions as click_exc
+from typer.exceptions import Abort
+
+from api.cli import db as db_cli
+from api.cli.common import err_console
+from api.cli.serve import serve
+
+app = typer.Typer(
+    name="cdms",
+    help="cdms: customer-data platform (GraphQL API, warehouse, cubes, models).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cli.app, name="db")
+app.command("serve")(serve)
+
+
+def _fail(code: str, message: str, exit_code: int) -> None:
+    err_console.print(f"error[{code}]: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from db.errors import CdmsError, from_db_error
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="cdms", standalone_mode=False)
+    except click_exc.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _fail("USAGE", exc.format_message() + hint, 2)
+    except click_exc.ClickException as exc:
+        _fail("USAGE", exc.format_message(), 2)
+    except Abort:
+        _fail("ABORTED", "aborted", 130)
+    except KeyboardInterrupt:
+        _fail("ABORTED", "interrupted", 130)
+    except CdmsError as exc:
+        _fail(exc.code, exc.message, 1)
+    except DBAPIError as exc:
+        mapped = from_db_error(exc)
+        if mapped is None:
+            first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            _fail("DATABASE", first, 1)
+        else:
+            _fail(mapped.code, mapped.message, 1)
+    except OSError as exc:
+        _fail("OS", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+    if isinstance(rv, int) and rv != 0:
+        sys.exit(rv)

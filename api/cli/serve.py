@@ -1,0 +1,54 @@
+"""``cdms serve``: prepare the database (migrate, demo data, warehouse, models) and serve."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli.common import console
+
+
+def serve(
+    host: str | None = typer.Option(
+        None, help="Interface to bind (default CDMS_HOST or 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, min=1, max=65535, help="Port (default CDMS_PORT or 8000)."
+    ),
+    seed_demo: bool = typer.Option(True, help="Seed demo data when the database is empty."),
+) -> None:
+    """Serve the API, after bringing the database up to date."""
+    import signal
+    import sys
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.lock import ServeLock
+    from api.settings import Settings
+    from api.startup import prepare
+    from db.engine import check_connection, database_url, make_engine
+    from db.server import stop_embedded
+
+    settings = Settings.from_env()
+    bind_host = host or settings.host
+    bind_port = port or settings.port
+    address = f"http://{bind_host}:{bind_port}"
+    lock = ServeLock(settings.db.data_dir)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught; turn that into a
+    # normal exit so the lock is released and the embedded server is stopped.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    lock.acquire(address)
+    try:
+        url = database_url(settings.db)
+        check_connection(url)
+        prepare(url, settings, seed_demo=seed_demo)
+        app = create_app(make_engine(url))
+        console.print(f"cdms serving on [bold]{address}[/] (GraphQL at {address}/graphql)")
+        uvicorn.run(
+            app, host=bind_host, port=bind_port, log_level="info", timeout_graceful_shutdown=10
+        )
+    finally:
+        lock.release()
+        if settings.db.database_url is None:
+            stop_embedded(settings.db.data_dir)

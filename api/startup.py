@@ -1,0 +1,16 @@
+"""What ``cdms serve`` does before it listens: each step is idempotent."""
+
+from __future__ import annotations
+
+from api.cli.common import console
+from api.settings import Settings
+
+
+def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
+    from db.migrate import upgrade
+
+    with console.status("applying migrations"):
+        before, after = upgrade(url)
+    console.print(
+        f"database at revision [bold]{after}[/]" + ("" if before == after else f" (was {before})")
+    )

@@ -1,0 +1,1 @@
+"""Database layer: settings, embedded PostgreSQL, engines, migrations, seed data."""

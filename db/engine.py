@@ -1,0 +1,123 @@
+"""Engine factory: one SQLAlchemy engine per URL, on psycopg 3.
+
+``database_url()`` resolves where the database is: ``DATABASE_URL`` if set, otherwise the
+embedded server in ``CDMS_DATA_DIR`` (started on first use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from db.config import DbSettings, to_libpq_url, to_sqlalchemy_url
+from db.errors import DatabaseUnavailableError, from_db_error
+from db.server import embedded_url
+
+EMBEDDED_DATABASE = "cdms"
+
+
+def database_url(settings: DbSettings | None = None) -> str:
+    """libpq URL of the application database (creating it on the embedded server if needed)."""
+    settings = settings or DbSettings.from_env()
+    if settings.database_url:
+        to_sqlalchemy_url(settings.database_url)  # validates the scheme
+        return to_libpq_url(settings.database_url)
+    admin = embedded_url(settings.data_dir, "postgres")
+    ensure_database(admin, EMBEDDED_DATABASE)
+    return embedded_url(settings.data_dir, EMBEDDED_DATABASE)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def make_engine(url: str) -> Engine:
+    """The process's engine for ``url`` (created once; pool of 5 + 10 overflow)."""
+    engine = _engines.get(url)
+    if engine is None:
+        engine = sa.create_engine(
+            to_sqlalchemy_url(url), pool_size=5, max_overflow=10, pool_pre_ping=True
+        )
+        _engines[url] = engine
+    return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close every pooled connection to ``url`` (before dropping or cloning it)."""
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def get_engine(settings: DbSettings | None = None) -> Engine:
+    return make_engine(database_url(settings))
+
+
+def check_connection(url: str) -> None:
+    """Raise DatabaseUnavailableError with a one-line reason if ``url`` cannot be reached."""
+    import psycopg
+
+    try:
+        with psycopg.connect(to_libpq_url(url), connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        reason = text.removeprefix("connection failed: ")
+        raise DatabaseUnavailableError(f"cannot connect to the database: {reason}") from None
+
+
+def ensure_database(admin_url: str, name: str, template: str | None = None) -> None:
+    """CREATE DATABASE ``name`` unless it exists (run against a maintenance database)."""
+    import psycopg
+    from psycopg import sql
+
+    check_connection(admin_url)
+    with psycopg.connect(to_libpq_url(admin_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        with suppress(psycopg.errors.DuplicateDatabase):
+            conn.execute(stmt)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(to_libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(to_sqlalchemy_url(url)).set(database=name)
+    return to_libpq_url(u.render_as_string(hide_password=False))
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that commits on success and rolls back otherwise.
+
+    Database errors that have a domain meaning are re-raised as CdmsError subclasses.
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sa.exc.DBAPIError as exc:
+        mapped = from_db_error(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise
+    except sa.exc.OperationalError as exc:  # pragma: no cover - covered by DBAPIError
+        raise DatabaseUnavailableError(str(exc)) from exc

@@ -1,0 +1,159 @@
+"""Domain exceptions raised low and mapped to a stable code in one place.
+
+Every exception carries a ``code`` (the GraphQL ``extensions.code`` and the CLI's
+``error[CODE]``) and ``fields`` (structured details a client can act on).
+
+Errors raised by our own triggers and procedures use SQLSTATEs of class ``CD``
+(see ``SQLSTATE_CODES``); their ``DETAIL`` is a JSON object that becomes ``fields``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+# Our own SQLSTATEs, raised by db/sql/*.sql with
+#   RAISE EXCEPTION USING ERRCODE = 'CD001', MESSAGE = '...', DETAIL = json_build_object(...)::text;
+SQLSTATE_CODES: dict[str, str] = {
+    "CD001": "OUT_OF_STOCK",
+    "CD002": "INVALID_TRANSITION",
+    "CD003": "NOT_FOUND",
+    "CD004": "BAD_USER_INPUT",
+    "CD005": "CONFLICT",
+    "CD006": "FORBIDDEN",
+}
+
+# Standard SQLSTATEs worth a specific code.
+_STANDARD_CODES: dict[str, str] = {
+    "23505": "CONFLICT",  # unique_violation
+    "23503": "BAD_USER_INPUT",  # foreign_key_violation
+    "23514": "BAD_USER_INPUT",  # check_violation
+    "23502": "BAD_USER_INPUT",  # not_null_violation
+    "22P02": "BAD_USER_INPUT",  # invalid_text_representation
+    "22003": "BAD_USER_INPUT",  # numeric_value_out_of_range
+    "22007": "BAD_USER_INPUT",  # invalid_datetime_format
+    "22008": "BAD_USER_INPUT",  # datetime_field_overflow
+    "40001": "CONFLICT",  # serialization_failure
+    "40P01": "CONFLICT",  # deadlock_detected
+    "55P03": "CONFLICT",  # lock_not_available
+    "57014": "TIMEOUT",  # query_canceled (statement_timeout)
+    "42501": "FORBIDDEN",  # insufficient_privilege (row-level security)
+}
+
+
+class CdmsError(Exception):
+    """Base of every expected failure. ``code`` is stable and public."""
+
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields: dict[str, Any] = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadUserInputError(CdmsError):
+    code = "BAD_USER_INPUT"
+
+
+class NotFoundError(CdmsError):
+    code = "NOT_FOUND"
+
+
+class OutOfStockError(CdmsError):
+    code = "OUT_OF_STOCK"
+
+
+class InvalidTransitionError(CdmsError):
+    code = "INVALID_TRANSITION"
+
+
+class ConflictError(CdmsError):
+    code = "CONFLICT"
+
+
+class ForbiddenError(CdmsError):
+    code = "FORBIDDEN"
+
+
+class TimeoutError_(CdmsError):
+    code = "TIMEOUT"
+
+
+class DatabaseUnavailableError(CdmsError):
+    code = "SERVICE_UNAVAILABLE"
+
+
+class DataDirError(CdmsError):
+    code = "DATA_DIR"
+
+
+class ConfigError(CdmsError):
+    code = "CONFIG"
+
+
+class AlreadyRunningError(CdmsError):
+    code = "ALREADY_RUNNING"
+
+
+_BY_CODE: dict[str, type[CdmsError]] = {
+    cls.code: cls
+    for cls in (
+        BadUserInputError,
+        NotFoundError,
+        OutOfStockError,
+        InvalidTransitionError,
+        ConflictError,
+        ForbiddenError,
+        TimeoutError_,
+        DatabaseUnavailableError,
+    )
+}
+
+
+def _orig(exc: BaseException) -> BaseException:
+    """The DBAPI exception behind a SQLAlchemy wrapper, or the exception itself."""
+    return getattr(exc, "orig", None) or exc
+
+
+def from_db_error(exc: BaseException) -> CdmsError | None:
+    """Translate a database exception to a domain error, or None if it is unexpected.
+
+    Accepts psycopg errors and SQLAlchemy's DBAPIError wrappers.
+    """
+    import psycopg
+
+    orig = _orig(exc)
+    if isinstance(orig, psycopg.OperationalError) and getattr(orig, "sqlstate", None) is None:
+        return DatabaseUnavailableError("the database is unavailable; try again shortly")
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is None:
+        return None
+    if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}:
+        return DatabaseUnavailableError("the database is unavailable; try again shortly")
+    code = SQLSTATE_CODES.get(sqlstate) or _STANDARD_CODES.get(sqlstate)
+    if code is None:
+        return None
+    diag = getattr(orig, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    fields: dict[str, Any] = {}
+    detail = getattr(diag, "message_detail", None)
+    if sqlstate in SQLSTATE_CODES and detail:
+        try:
+            parsed = json.loads(detail)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            fields = parsed
+    elif sqlstate.startswith("23"):
+        constraint = getattr(diag, "constraint_name", None)
+        if constraint:
+            fields["constraint"] = constraint
+    if code == "TIMEOUT":
+        message = "the statement took longer than the configured statement_timeout"
+    cls = _BY_CODE.get(code, CdmsError)
+    err = cls(message, **fields)
+    return err

@@ -1,0 +1,60 @@
+"""Run the Alembic migrations (each revision applies one ``db/sql/*.sql`` file).
+
+Upgrades take a session-level advisory lock so that two processes starting at once
+(a ``cdms serve`` and a test run) never apply the same revision twice. Every revision
+runs in its own transaction: a failing file leaves the database at the previous revision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from db.engine import make_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_LOCK_KEY = 0x636D6473  # 'cdms'
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    with make_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str, target: str = "head") -> tuple[str | None, str]:
+    """Upgrade ``url`` to ``target``; return (revision before, revision after)."""
+    engine = make_engine(url)
+    cfg = _config()
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+        conn.commit()
+        try:
+            before = MigrationContext.configure(conn).get_current_revision()
+            conn.commit()  # no open transaction: alembic then commits each revision alone
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, target)
+            conn.commit()
+            after = MigrationContext.configure(conn).get_current_revision()
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+            conn.commit()
+    assert after is not None
+    return before, after

@@ -1,0 +1,1 @@
+-- (triggers, procedures and views: see issue 2)

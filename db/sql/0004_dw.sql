@@ -1,0 +1,1 @@
+-- (filled by the 0004_dw work; intentionally no objects yet)

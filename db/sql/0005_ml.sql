@@ -1,0 +1,1 @@
+-- (filled by the 0005_ml work; intentionally no objects yet)

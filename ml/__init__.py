@@ -1,0 +1,1 @@
+"""cdms ml package."""

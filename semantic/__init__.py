@@ -1,0 +1,1 @@
+"""cdms semantic package."""
