@@ -8,13 +8,16 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
+from api.graphql import GraphQLEndpoint, default_graphql
 from db.migrate import head_revision
 
 
-def create_app(engine: Engine) -> Starlette:
+def create_app(engine: Engine, graphql: GraphQLEndpoint | None = None) -> Starlette:
+    """The app; ``graphql`` defaults to the schema with limits from the environment."""
     head = head_revision()
+    graphql = graphql or default_graphql(engine)
 
     def _probe() -> str | None:
         with engine.connect() as conn:
@@ -39,6 +42,12 @@ def create_app(engine: Engine) -> Starlette:
             status_code=200 if ok else 503,
         )
 
-    app = Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ]
+    )
     app.state.engine = engine
     return app

@@ -1,0 +1,175 @@
+"""``/graphql``: POST runs operations (single or a capped batch), GET serves GraphiQL,
+WebSocket speaks graphql-transport-ws for subscriptions.
+
+POST is handled here rather than by Strawberry's view so that every request-level failure
+gets a GraphQL-style JSON body and a 4xx (never a 500): an oversized body is refused from
+its Content-Length (or while streaming) with 413 without reading the rest; malformed JSON,
+a missing query or too many batched operations get 400. Each request gets one
+``schema.context.Context`` (its read transaction is rolled back at the end).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from sqlalchemy.engine import Engine
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from schema.context import ApiLimits, Context
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_body_bytes: int = 1_000_000
+    max_batch: int = 10
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+    )
+
+
+class _StrawberryView(GraphQL[Context, None]):
+    """Strawberry's view, used for GraphiQL (GET) and subscriptions (WebSocket)."""
+
+    def __init__(self, schema: strawberry.Schema, make_context: Any) -> None:
+        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+        self._make_context = make_context
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None
+    ) -> Context:
+        ctx: Context = self._make_context()
+        return ctx
+
+
+class GraphQLEndpoint:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        engine: Engine,
+        api_limits: ApiLimits,
+        http_limits: HttpLimits,
+    ) -> None:
+        self.schema = schema
+        self.engine = engine
+        self.api_limits = api_limits
+        self.http_limits = http_limits
+        self.view = _StrawberryView(schema, self.make_context)
+
+    def make_context(self) -> Context:
+        return Context(engine=self.engine, limits=self.api_limits)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" or scope.get("method") == "GET":
+            await self.view(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response = await self.handle_post(request)
+        await response(scope, receive, send)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.http_limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle_post(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _error(405, "METHOD_NOT_ALLOWED", "use POST for operations, GET for GraphiQL")
+        try:
+            body = await self._read_body(request)
+        except _TooLarge:
+            return _error(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"request body exceeds {self.http_limits.max_body_bytes} bytes",
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "BAD_REQUEST", "request body is not valid JSON")
+        if isinstance(payload, list):
+            if not payload:
+                return _error(400, "BAD_REQUEST", "empty batch")
+            if len(payload) > self.http_limits.max_batch:
+                return _error(
+                    400,
+                    "QUERY_TOO_COMPLEX",
+                    f"batch of {len(payload)} operations exceeds {self.http_limits.max_batch}",
+                )
+            ops = payload
+        else:
+            ops = [payload]
+        for op in ops:
+            problem = _check_operation(op)
+            if problem:
+                return _error(400, "BAD_REQUEST", problem)
+        ctx = self.make_context()
+        try:
+            results = [await self._execute(op, ctx) for op in ops]
+        finally:
+            await ctx.close()
+        return JSONResponse(results if isinstance(payload, list) else results[0])
+
+    async def _execute(self, op: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        result = await self.schema.execute(
+            op["query"],
+            variable_values=op.get("variables"),
+            context_value=ctx,
+            operation_name=op.get("operationName"),
+        )
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+        return out
+
+
+def _check_operation(op: Any) -> str | None:
+    if not isinstance(op, dict):
+        return "each operation must be a JSON object with a query"
+    query = op.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return "no GraphQL query found in the request"
+    variables = op.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        return "variables must be a JSON object"
+    name = op.get("operationName")
+    if name is not None and not isinstance(name, str):
+        return "operationName must be a string"
+    return None
+
+
+def default_graphql(engine: Engine) -> GraphQLEndpoint:
+    """The endpoint with the schema and limits configured by ``CDMS_*`` variables."""
+    from api.settings import Settings
+    from schema.app import schema
+
+    settings = Settings.from_env()
+    return GraphQLEndpoint(
+        schema,
+        engine,
+        ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
+        HttpLimits(max_body_bytes=settings.max_body_bytes),
+    )

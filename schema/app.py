@@ -1,0 +1,72 @@
+"""Builds the ``strawberry.Schema``: query roots of every feature, mutations, subscription,
+scalars, limits (depth, aliases, tokens), parser/validation caches and error codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from schema.customers.queries import CustomerQueries
+from schema.errors import ErrorCodes
+from schema.feedback.queries import FeedbackQueries
+from schema.orders.queries import OrderQueries
+from schema.products.queries import ProductQueries
+from schema.returns.queries import ReturnQueries
+from schema.scalars import SCALAR_MAP
+from schema.tickets.queries import SupportTicketQueries
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    max_batch: int = 10
+
+
+@strawberry.type
+class Query(
+    CustomerQueries,
+    OrderQueries,
+    ProductQueries,
+    SupportTicketQueries,
+    ReturnQueries,
+    FeedbackQueries,
+):
+    pass
+
+
+class CdmsSchema(strawberry.Schema):
+    def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
+        """Errors are classified (and unexpected ones logged) by ``schema.errors``."""
+
+
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    limits = limits or QueryLimits()
+    return CdmsSchema(
+        query=Query,
+        config=StrawberryConfig(
+            scalar_map=SCALAR_MAP, batching_config={"max_operations": limits.max_batch}
+        ),
+        extensions=[
+            ErrorCodes,
+            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,152 @@
+"""The per-request context: who asks, the request's read transaction, its dataloaders.
+
+Reads of one request share one transaction (opened lazily on the first read) with
+``SET LOCAL statement_timeout`` and ``SET LOCAL cdms.actor``; it is rolled back when the
+request ends (it never writes). Mutations write in their own ``db.engine.transaction``.
+DB work runs in a worker thread (SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps
+one statement at a time on the request's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import strawberry
+from sqlalchemy.engine import Connection, Engine, Row
+from starlette.concurrency import run_in_threadpool
+from strawberry.dataloader import DataLoader
+
+from db.engine import transaction
+from db.errors import from_db_error
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    statement_timeout_ms: int = 15_000
+    default_page_size: int = 50
+    max_page_size: int = 500
+
+
+def _session_settings(conn: Connection, actor: str, timeout_ms: int) -> None:
+    conn.execute(
+        sa.text(
+            "SELECT set_config('statement_timeout', :timeout, true),"
+            " set_config('cdms.actor', :actor, true)"
+        ),
+        {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
+    )
+
+
+class RequestDb:
+    """The request's read connection (one transaction, rolled back at the end)."""
+
+    def __init__(self, engine: Engine, actor: str, timeout_ms: int) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.timeout_ms = timeout_ms
+        self._conn: Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _ensure(self) -> Connection:
+        if self._conn is None:
+            conn = self.engine.connect()
+            try:
+                conn.begin()
+                _session_settings(conn, self.actor, self.timeout_ms)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _run(self, fn: Callable[[Connection], R]) -> R:
+        conn = self._ensure()
+        try:
+            return fn(conn)
+        except sa.exc.DBAPIError as exc:
+            mapped = from_db_error(exc)
+            # a failed statement aborts the transaction: start over on the next read
+            self._close_sync()
+            if mapped is not None:
+                raise mapped from exc
+            raise
+
+    async def run(self, fn: Callable[[Connection], R]) -> R:
+        async with self._lock:
+            return await run_in_threadpool(self._run, fn)
+
+    async def fetch(self, stmt: sa.Executable) -> Sequence[Row[Any]]:
+        return await self.run(lambda conn: conn.execute(stmt).all())
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.rollback()
+            finally:
+                conn.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            async with self._lock:
+                await run_in_threadpool(self._close_sync)
+
+
+@dataclass
+class Context:
+    engine: Engine
+    limits: ApiLimits
+    # who is asking; authentication (a later issue) plugs in here and only here
+    actor: str = "anonymous"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
+    # compiled connection queries by argument set (shared by the loaders above)
+    queries: dict[Hashable, Any] = field(default_factory=dict)
+    _db: RequestDb | None = None
+
+    @property
+    def db(self) -> RequestDb:
+        if self._db is None:
+            self._db = RequestDb(self.engine, self.actor, self.limits.statement_timeout_ms)
+        return self._db
+
+    def loader(
+        self, key: Hashable, factory: Callable[[], DataLoader[Any, Any]]
+    ) -> DataLoader[Any, Any]:
+        """The request's dataloader for ``key`` (one per relation and argument set)."""
+        found = self.loaders.get(key)
+        if found is None:
+            found = self.loaders[key] = factory()
+        return found
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (commit on success) with the request's session settings."""
+        with transaction(self.engine) as conn:
+            _session_settings(conn, self.actor, self.limits.statement_timeout_ms)
+            yield conn
+
+    async def run_write(self, fn: Callable[[Connection], R]) -> R:
+        def work() -> R:
+            with self.write() as conn:
+                return fn(conn)
+
+        result = await run_in_threadpool(work)
+        # reads after a write must see it: drop cached rows
+        self.loaders.clear()
+        return result
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+
+
+Info = strawberry.Info[Context, None]

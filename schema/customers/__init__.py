@@ -1,0 +1,1 @@
+"""customers feature: types, queries, mutations, loaders."""

@@ -1,0 +1,96 @@
+"""The one place that gives every GraphQL error its ``extensions.code``.
+
+- ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``.
+- Query limits (depth, aliases, tokens) → ``QUERY_TOO_COMPLEX``.
+- Other parse/validation errors (unknown field, wrong type) → ``BAD_USER_INPUT``.
+- Anything else → ``INTERNAL`` with a masked message; the real error and its stack trace
+  are logged server-side with the request id, which the client also receives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+
+from db.errors import CdmsError
+
+log = logging.getLogger("cdms.api")
+
+INTERNAL_MESSAGE = "Internal server error; quote the requestId when reporting it."
+
+_COMPLEXITY_MARKERS = (
+    "exceeds maximum operation depth",
+    "aliases found. Allowed:",
+    "tokens. Parsing aborted",
+)
+
+
+class QueryTooComplexError(CdmsError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+def _is_complexity(message: str) -> bool:
+    return any(m in message for m in _COMPLEXITY_MARKERS)
+
+
+def classify(error: GraphQLError, request_id: str) -> GraphQLError:
+    """``error`` with ``extensions.code`` set (and masked if unexpected)."""
+    orig = error.original_error
+    # a CdmsError raised inside a scalar's parse_value arrives wrapped once more
+    while orig is not None and not isinstance(orig, CdmsError) and isinstance(orig, GraphQLError):
+        orig = orig.original_error
+    if isinstance(orig, CdmsError):
+        ext: dict[str, Any] = {"code": orig.code, **orig.fields}
+        return _with(error, error.message, ext)
+    if orig is None:
+        if _is_complexity(error.message):
+            return _with(error, error.message, {"code": QueryTooComplexError.code})
+        return _with(error, error.message, {"code": "BAD_USER_INPUT"})
+    log.error(
+        "request %s: unexpected error at %s: %s",
+        request_id,
+        ".".join(map(str, error.path or [])) or "-",
+        orig,
+        exc_info=orig,
+    )
+    return GraphQLError(
+        INTERNAL_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL", "requestId": request_id},
+    )
+
+
+def _with(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLError:
+    merged = {**(error.extensions or {}), **ext}
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=merged,
+    )
+
+
+def syntax_error(error: GraphQLSyntaxError) -> GraphQLError:
+    return classify(error, "-")
+
+
+class ErrorCodes(SchemaExtension):
+    """Sets ``extensions.code`` on every error of the operation (and masks the unexpected)."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        ctx = self.execution_context.context
+        request_id = getattr(ctx, "request_id", "-")
+        result.errors = [classify(e, request_id) for e in result.errors]

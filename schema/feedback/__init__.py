@@ -1,0 +1,1 @@
+"""feedback feature: types, queries, mutations, loaders."""

@@ -1,0 +1,1 @@
+"""orders feature: types, queries, mutations, loaders."""

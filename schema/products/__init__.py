@@ -1,0 +1,1 @@
+"""products feature: types, queries, mutations, loaders."""

@@ -1,0 +1,1 @@
+"""returns feature: types, queries, mutations, loaders."""

@@ -1,0 +1,62 @@
+"""Scalars: ``Decimal`` as a string with two decimals, ``DateTime`` ISO-8601 with offset."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import strawberry
+
+from db.errors import BadUserInputError
+
+TWO_PLACES = Decimal("0.01")
+
+
+def serialize_decimal(value: Decimal | int | float) -> str:
+    return str(Decimal(value).quantize(TWO_PLACES))
+
+
+def parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadUserInputError('Decimal must be a string such as "12.50"')
+    try:
+        parsed = Decimal(str(value))
+    except InvalidOperation:
+        raise BadUserInputError(f"not a decimal number: {value!r}") from None
+    if not parsed.is_finite():
+        raise BadUserInputError(f"not a finite decimal number: {value!r}")
+    return parsed
+
+
+def serialize_datetime(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+def parse_datetime(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise BadUserInputError("DateTime must be an ISO-8601 string with an offset")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadUserInputError(f"not an ISO-8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise BadUserInputError(f"DateTime needs an offset (e.g. 2025-01-01T00:00:00Z): {value!r}")
+    return parsed
+
+
+DecimalScalar = strawberry.scalar(
+    name="Decimal",
+    description='Exact decimal number, serialized as a string with two decimals ("12.50").',
+    serialize=serialize_decimal,
+    parse_value=parse_decimal,
+)
+
+DateTimeScalar = strawberry.scalar(
+    name="DateTime",
+    description='ISO-8601 date-time with offset ("2025-03-01T12:00:00+00:00").',
+    serialize=serialize_datetime,
+    parse_value=parse_datetime,
+)
+
+SCALAR_MAP: dict[object, Any] = {Decimal: DecimalScalar, dt.datetime: DateTimeScalar}

@@ -1,0 +1,1 @@
+"""tickets feature: types, queries, mutations, loaders."""
