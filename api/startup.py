@@ -14,3 +14,7 @@ def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
     console.print(
         f"database at revision [bold]{after}[/]" + ("" if before == after else f" (was {before})")
     )
+    if seed_demo:
+        from api.cli.seed import seed_demo_if_empty
+
+        seed_demo_if_empty(url, settings)

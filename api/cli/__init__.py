@@ -14,6 +14,7 @@ from typer.exceptions import Abort
 
 from api.cli import db as db_cli
 from api.cli.common import err_console
+from api.cli.seed import seed
 from api.cli.serve import serve
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.command("serve")(serve)
+app.command("seed")(seed)
 
 
 def _fail(code: str, message: str, exit_code: int) -> None:
