@@ -13,6 +13,7 @@ from typer._click import exceptions as click_exc
 from typer.exceptions import Abort
 
 from api.cli import db as db_cli
+from api.cli import etl as etl_cli
 from api.cli.common import err_console
 from api.cli.seed import seed
 from api.cli.serve import serve
@@ -25,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_cli.app, name="db")
+app.add_typer(etl_cli.app, name="etl")
 app.command("serve")(serve)
 app.command("seed")(seed)
 

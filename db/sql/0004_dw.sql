@@ -407,3 +407,9 @@ CREATE TRIGGER dw_capture_truncate AFTER TRUNCATE ON app.feedback
     FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
 CREATE TRIGGER dw_capture_truncate AFTER TRUNCATE ON app.support_tickets
     FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
+-- Dimensions keep customers and products that disappear; a TRUNCATE (a reseed) still makes
+-- their steps re-read everything, since reseeded rows may carry old updated_at values.
+CREATE TRIGGER dw_capture_truncate AFTER TRUNCATE ON app.customers
+    FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
+CREATE TRIGGER dw_capture_truncate AFTER TRUNCATE ON app.products
+    FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();

@@ -1,0 +1,290 @@
+"""Execute one step's SQL inside the caller's transaction; return what it changed.
+
+Set-based only: every statement works on the whole change window at once. The SQL text
+comes from ``etl/sql/<step>.sql``; what is generated here is structure (column lists, the
+key semi-join), never a value - values are bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from etl.errors import MissingDimensionError
+from etl.steps import STEPS, DimRef, Disposition, Step, facts_referencing
+
+NEG_INF = "-infinity"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Counts:
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.updated or self.deleted)
+
+
+def effective_low(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> datetime | str:
+    """Where the step must start reading: its watermark, or ``-infinity`` (every source row)
+    when the target is empty or a source table was truncated in the window. Both cover bulk
+    loads that write old ``updated_at`` values (the seed: into empty tables, or after
+    TRUNCATE in the same transaction), which a watermark alone would never see."""
+    if lo == NEG_INF:
+        return lo
+    if not conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {step.table})")).scalar_one():
+        return NEG_INF
+    if _truncated(conn, step, lo, hi):
+        return NEG_INF
+    return lo
+
+
+def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+    """Load ``step`` for source changes in ``[lo, hi)``; ``lo = '-infinity'`` means all rows
+    (facts whose source row is gone are then deleted by a whole-table comparison)."""
+    try:
+        if step.disposition is Disposition.SCD2:
+            return _dimension(conn, step, lo, hi)
+        return _fact(conn, step, lo, hi)
+    finally:
+        conn.execute(sa.text("DROP TABLE IF EXISTS _src, _closed, _keys"))
+
+
+# ---------------------------------------------------------------------------------------
+# dimensions (SCD type 2)
+# ---------------------------------------------------------------------------------------
+def _dimension(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+    sql = step.sql()
+    conn.execute(sa.text(sql["stage"]), {"lo": lo, "hi": hi})
+    read = int(conn.execute(sa.text("SELECT count(*) FROM _src")).scalar_one())
+    conn.execute(
+        sa.text(
+            "CREATE TEMP TABLE _closed (natural_id bigint PRIMARY KEY, old_key bigint NOT NULL,"
+            " changed_at timestamptz NOT NULL) ON COMMIT DROP"
+        )
+    )
+    type1 = _rowcount(conn.execute(sa.text(sql["type1"])))
+    closed = _rowcount(conn.execute(sa.text(sql["close"])))
+    opened = _rowcount(conn.execute(sa.text(sql["open"])))
+    new = _rowcount(conn.execute(sa.text(sql["new"])))
+    rekeyed = 0
+    if closed:
+        for fact, ref in facts_referencing(step.name):
+            rekeyed += _rowcount(conn.execute(sa.text(_rekey_sql(step, fact, ref))))
+    return Counts(read=read, inserted=opened + new, updated=type1 + closed + rekeyed)
+
+
+def _rekey_sql(dim: Step, fact: Step, ref: DimRef) -> str:
+    """Facts whose event falls in a version opened by this step move to that version."""
+    natural = dim.key_columns[0]
+    return f"""
+        UPDATE {fact.table} AS f SET {ref.key_column} = n.{ref.key_column}
+        FROM _closed AS c
+        JOIN {dim.table} AS n ON n.{natural} = c.natural_id AND n.valid_from = c.changed_at
+        WHERE f.{ref.key_column} = c.old_key AND f.{fact.event_column} >= c.changed_at
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# facts (merge)
+# ---------------------------------------------------------------------------------------
+def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+    sql = step.sql()
+    everything = lo == NEG_INF
+    if everything:
+        scope = "TRUE"
+        read = -1
+    else:
+        key_ddl = ", ".join(f"{c} {t} NOT NULL" for c, t in step.key)
+        cols = ", ".join(step.key_columns)
+        conn.execute(
+            sa.text(f"CREATE TEMP TABLE _keys ({key_ddl}, PRIMARY KEY ({cols})) ON COMMIT DROP")
+        )
+        conn.execute(sa.text(sql["changed"]), {"lo": lo, "hi": hi})
+        read = int(conn.execute(sa.text("SELECT count(*) FROM _keys")).scalar_one())
+        if read == 0:
+            return Counts()
+        conn.execute(sa.text("ANALYZE _keys"))
+        scope = f"{step.scope_expr} IN (SELECT {cols} FROM _keys)"
+
+    _ensure_dates(conn, sql["dates"].replace("{scope}", scope))
+    source = sql["source"].replace("{scope}", scope)
+    inserted, updated = _upsert(conn, step, source)
+    if everything:
+        read = int(conn.execute(sa.text(f"SELECT count(*) FROM {step.source_table}")).scalar_one())
+    deleted = _delete_missing(conn, step, everywhere=everything)
+    return Counts(read=read, inserted=inserted, updated=updated, deleted=deleted)
+
+
+def load_fact_full(conn: Connection, step: Step) -> Counts:
+    """Insert every source row into an empty fact table (``--full``)."""
+    sql = step.sql()
+    _ensure_dates(conn, sql["dates"].replace("{scope}", "TRUE"))
+    source = sql["source"].replace("{scope}", "TRUE")
+    cols = ", ".join(table_columns(conn, step.table))
+    stmt = f"INSERT INTO {step.table} ({cols}) SELECT {cols} FROM ({source}) AS s"
+    inserted = _guarded(conn, step, source, lambda: _rowcount(conn.execute(sa.text(stmt))))
+    return Counts(read=inserted, inserted=inserted)
+    return Counts(read=inserted, inserted=inserted)
+
+
+def _ensure_dates(conn: Connection, dates_sql: str) -> None:
+    dmin, dmax = conn.execute(sa.text(dates_sql)).one()
+    if dmin is None:
+        return
+    assert isinstance(dmin, date) and isinstance(dmax, date)
+    conn.execute(
+        sa.text(
+            """
+            SELECT dw.ensure_dates(
+                least(CAST(:dmin AS date), (SELECT min(date) FROM dw.dim_date)),
+                greatest((CAST(:dmax AS date) + interval '1 year')::date,
+                         (SELECT max(date) FROM dw.dim_date)))
+            """
+        ),
+        {"dmin": dmin, "dmax": dmax},
+    )
+
+
+def _upsert(conn: Connection, step: Step, source: str) -> tuple[int, int]:
+    cols = table_columns(conn, step.table)
+    keys = step.key_columns
+    rest = [c for c in cols if c not in keys]
+    col_list = ", ".join(cols)
+    stmt = f"""
+        WITH u AS (
+            INSERT INTO {step.table} AS t ({col_list})
+            SELECT {col_list} FROM ({source}) AS s
+            ON CONFLICT ({", ".join(keys)}) DO UPDATE
+            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in rest)}
+            WHERE ({", ".join(f"t.{c}" for c in rest)})
+                  IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in rest)})
+            RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM u
+    """
+
+    def go() -> tuple[int, int]:
+        ins, upd = conn.execute(sa.text(stmt)).one()
+        return int(ins), int(upd)
+
+    return _guarded(conn, step, source, go)
+
+
+def _guarded(conn: Connection, step: Step, source: str, write: Callable[[], T]) -> T:
+    """Run ``write`` under a savepoint; a NULL dimension key becomes MissingDimensionError."""
+    try:
+        with conn.begin_nested():
+            return write()
+    except sa.exc.IntegrityError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        column = getattr(diag, "column_name", None)
+        if getattr(exc.orig, "sqlstate", None) == "23502" and column in {
+            d.key_column for d in step.dims
+        }:
+            missing = _missing_dimension_ids(conn, step, source)
+            if missing:
+                raise _missing_error(step, missing) from None
+        raise
+
+
+def _missing_dimension_ids(conn: Connection, step: Step, source: str) -> dict[str, list[int]]:
+    parts = []
+    for d in step.dims:
+        cond = f"s.{d.key_column} IS NULL"
+        if d.nullable:
+            cond += f" AND s.{d.id_column} IS NOT NULL"
+        parts.append(
+            f"SELECT '{d.id_column}' AS what, s.{d.id_column} AS id FROM ({source}) AS s"
+            f" WHERE {cond}"
+        )
+    stmt = (
+        "SELECT what, array_agg(DISTINCT id ORDER BY id) FROM ("
+        + " UNION ALL ".join(parts)
+        + ") AS m GROUP BY what ORDER BY what"
+    )
+    return {str(w): [int(i) for i in ids] for w, ids in conn.execute(sa.text(stmt))}
+
+
+def _missing_error(step: Step, missing: dict[str, list[int]]) -> MissingDimensionError:
+    parts = []
+    for what, ids in missing.items():
+        shown = ", ".join(str(i) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
+        dim = next(d.dimension for d in step.dims if d.id_column == what)
+        parts.append(f"{what} {shown} not in dw.{dim} at the event time")
+    return MissingDimensionError(
+        f"{step.name}: source rows name " + "; ".join(parts) + " - the step was rolled back; "
+        "load those rows into the dimension (touch them in app) or run `cdms etl run --full`",
+        step=step.name,
+        **missing,
+    )
+
+
+def _truncated(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> bool:
+    return bool(
+        conn.execute(
+            sa.text(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM dw.etl_source_delete
+                    WHERE source = ANY(CAST(:sources AS text[])) AND key_id IS NULL
+                      AND deleted_at >= :lo AND deleted_at < :hi)
+                """
+            ),
+            {"sources": list(step.delete_sources), "lo": lo, "hi": hi},
+        ).scalar_one()
+    )
+
+
+def _delete_missing(conn: Connection, step: Step, *, everywhere: bool) -> int:
+    """Delete facts whose source row no longer exists (among ``_keys``, or all of them)."""
+    match = " AND ".join(
+        f"s.{sk} = x.{k}" for sk, k in zip(step.source_key, step.key_columns, strict=True)
+    )
+    gone = f"NOT EXISTS (SELECT 1 FROM {step.source_table} AS s WHERE {match})"
+    if everywhere:
+        stmt = f"DELETE FROM {step.table} AS x WHERE {gone}"
+    else:
+        on_keys = " AND ".join(f"t.{k} = k.{k}" for k in step.key_columns)
+        gone_k = gone.replace("x.", "k.")
+        stmt = f"DELETE FROM {step.table} AS t USING _keys AS k WHERE {on_keys} AND {gone_k}"
+    return _rowcount(conn.execute(sa.text(stmt)))
+
+
+_columns: dict[str, tuple[str, ...]] = {}
+
+
+def table_columns(conn: Connection, table: str) -> tuple[str, ...]:
+    """Column names of ``table`` in order (read from the catalog once per process)."""
+    cols = _columns.get(table)
+    if cols is None:
+        rows = conn.execute(
+            sa.text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+            {"t": table},
+        ).scalars()
+        cols = tuple(str(r) for r in rows)
+        _columns[table] = cols
+    return cols
+
+
+def _rowcount(result: sa.CursorResult[Any]) -> int:
+    return max(int(result.rowcount or 0), 0)
+
+
+def step_by_name(name: str) -> Step:
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
