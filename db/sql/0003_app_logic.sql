@@ -970,14 +970,17 @@ SELECT p.id AS product_id,
               coalesce(sum(ret.quantity), 0) AS returned_units,
               coalesce(sum(ret.refunded), 0) AS refunded
          FROM app.order_items AS i
-         JOIN app.orders AS o
-           ON o.id = i.order_id AND o.status IN ('paid', 'shipped', 'delivered', 'returned')
          LEFT JOIN LATERAL (
               SELECT sum(r.quantity) AS quantity, sum(r.refund_amount) AS refunded
                 FROM app.returns AS r
                WHERE r.order_id = i.order_id AND r.line_no = i.line_no
                  AND r.status = 'approved') AS ret ON true
-        WHERE i.product_id = p.id) AS s
+        WHERE i.product_id = p.id
+          -- the line's order is a revenue order: a scalar subquery, so that it stays a
+          -- primary-key lookup per line rather than a join the planner may turn into a
+          -- scan of every order when it underestimates a product's lines
+          AND (SELECT o.status FROM app.orders AS o WHERE o.id = i.order_id)
+              IN ('paid', 'shipped', 'delivered', 'returned')) AS s
  CROSS JOIN LATERAL (
        SELECT round(avg(rating), 2)                    AS average_rating,
               count(*)                                 AS feedback_count,
