@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from schema.context import ApiLimits, Context
+from schema.errors import classify
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,10 @@ class GraphQLEndpoint:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "BAD_REQUEST", "request body is not valid JSON")
+            return _error(400, "BAD_USER_INPUT", "request body is not valid JSON")
         if isinstance(payload, list):
             if not payload:
-                return _error(400, "BAD_REQUEST", "empty batch")
+                return _error(400, "BAD_USER_INPUT", "empty batch")
             if len(payload) > self.http_limits.max_batch:
                 return _error(
                     400,
@@ -125,7 +126,7 @@ class GraphQLEndpoint:
         for op in ops:
             problem = _check_operation(op)
             if problem:
-                return _error(400, "BAD_REQUEST", problem)
+                return _error(400, "BAD_USER_INPUT", problem)
         ctx = self.make_context()
         try:
             results = [await self._execute(op, ctx) for op in ops]
@@ -142,7 +143,8 @@ class GraphQLEndpoint:
         )
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
-            out["errors"] = [e.formatted for e in result.errors]
+            # parse errors bypass the schema's extensions: classify here too (idempotent)
+            out["errors"] = [classify(e, ctx.request_id).formatted for e in result.errors]
         return out
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from db.errors import CdmsError
@@ -38,7 +38,9 @@ def _is_complexity(message: str) -> bool:
 
 
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
-    """``error`` with ``extensions.code`` set (and masked if unexpected)."""
+    """``error`` with ``extensions.code`` set (and masked if unexpected); idempotent."""
+    if error.extensions and "code" in error.extensions:
+        return error
     orig = error.original_error
     # a CdmsError raised inside a scalar's parse_value arrives wrapped once more
     while orig is not None and not isinstance(orig, CdmsError) and isinstance(orig, GraphQLError):
@@ -77,10 +79,6 @@ def _with(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLErro
         path=error.path,
         extensions=merged,
     )
-
-
-def syntax_error(error: GraphQLSyntaxError) -> GraphQLError:
-    return classify(error, "-")
 
 
 class ErrorCodes(SchemaExtension):

@@ -79,7 +79,7 @@ def parse_id(value: Any, what: str = "id") -> int:
         n = int(str(value))
     except ValueError:
         raise BadUserInputError(f"{what} must be a numeric id, got {value!r}", field=what) from None
-    if not 0 < n < 2**63:
+    if not -(2**63) <= n < 2**63:
         raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
     return n
 

@@ -1,0 +1,137 @@
+"""Limits and bad input: each gets its code and a 4xx or 200-with-errors, never a 500."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+import pytest
+from graphql import GraphQLError
+from sqlalchemy.engine import Engine
+
+from db.config import to_libpq_url
+from schema.errors import INTERNAL_MESSAGE, classify
+from tests.api.conftest import Gql, Shop, TestClient, make_client
+from tests.api.helpers import codes, data
+
+
+def test_depth_limit(gql: Gql, shop: Shop) -> None:
+    deep = "{ customers { edges { node { orders { edges { node { customer { orders { edges {"
+    deep += " node { customer { orders { edges { node { id } } } } } } } } } } } } } } }"
+    body = gql(deep)
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body.get("data") is None
+
+
+def test_alias_limit(gql: Gql, shop: Shop) -> None:
+    query = "{ " + " ".join(f"a{i}: customer(id: {i}) {{ id }}" for i in range(31)) + " }"
+    assert codes(gql(query)) == ["QUERY_TOO_COMPLEX"]
+    fine = "{ " + " ".join(f"a{i}: customer(id: {i}) {{ id }}" for i in range(5)) + " }"
+    assert "errors" not in gql(fine)
+
+
+def test_token_limit(gql: Gql, shop: Shop) -> None:
+    query = "{ customers { edges { node { " + "id " * 6000 + "} } } }"
+    assert codes(gql(query)) == ["QUERY_TOO_COMPLEX"]
+
+
+def test_batches(client: TestClient, shop: Shop) -> None:
+    ok = client.post("/graphql", json=[{"query": "{ customer(id: 1) { id } }"}] * 2)
+    assert ok.status_code == 200
+    assert [r["data"]["customer"]["id"] for r in ok.json()] == ["1", "1"]
+    too_many = client.post("/graphql", json=[{"query": "{ customer(id: 1) { id } }"}] * 11)
+    assert too_many.status_code == 400
+    assert codes(too_many.json()) == ["QUERY_TOO_COMPLEX"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"{not json", {"content-type": "application/json"}),
+        (b'{"query": 5}', {"content-type": "application/json"}),
+        (b'{"variables": {}}', {"content-type": "application/json"}),
+        (b'{"query": "{ customer(id: 1) { id } }", "variables": [1]}', {}),
+        (b"[]", {}),
+        (b"\xff\xfe", {}),
+    ],
+)
+def test_malformed_requests_are_400_with_graphql_errors(
+    client: TestClient, shop: Shop, body: bytes, headers: dict[str, str]
+) -> None:
+    resp = client.post("/graphql", content=body, headers=headers)
+    assert resp.status_code == 400
+    assert codes(resp.json()) == ["BAD_USER_INPUT"]
+
+
+def test_ten_megabyte_body_is_refused_quickly(client: TestClient, shop: Shop) -> None:
+    big = b'{"query": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    started = time.perf_counter()
+    resp = client.post("/graphql", content=big)
+    assert resp.status_code == 413
+    assert codes(resp.json()) == ["PAYLOAD_TOO_LARGE"]
+    assert time.perf_counter() - started < 2
+
+
+def test_unknown_fields_and_wrong_types(gql: Gql, shop: Shop) -> None:
+    assert codes(gql("{ customers { nope } }")) == ["BAD_USER_INPUT"]
+    assert codes(gql('{ customers(first: "ten") { totalCount } }')) == ["BAD_USER_INPUT"]
+    assert codes(gql("{ customers(")) == ["BAD_USER_INPUT"]
+    assert codes(gql("query ($n: Int!) { customers(first: $n) { totalCount } }")) == [
+        "BAD_USER_INPUT"
+    ]
+
+
+def test_statement_timeout(api_engine: Engine, api_url: str, shop: Shop) -> None:
+    """A read blocked behind a lock is cancelled by the per-request statement_timeout."""
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_lock() -> None:
+        with psycopg.connect(to_libpq_url(api_url)) as conn:
+            conn.execute("LOCK TABLE app.products IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            release.wait(10)
+            conn.rollback()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with make_client(api_engine, statement_timeout_ms=300) as client:
+            started = time.perf_counter()
+            resp = client.post("/graphql", json={"query": "{ products { totalCount } }"})
+            elapsed = time.perf_counter() - started
+        assert resp.status_code == 200
+        assert codes(resp.json()) == ["TIMEOUT"]
+        assert elapsed < 5
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_graphiql_on_get_and_health(client: TestClient, shop: Shop) -> None:
+    page = client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+    assert client.get("/healthz").status_code in {200, 503}
+    assert client.put("/graphql", content=b"{}").status_code == 405
+
+
+def test_unexpected_errors_are_masked_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    err = GraphQLError("boom: secret dsn", original_error=RuntimeError("secret dsn"))
+    with caplog.at_level(logging.ERROR, logger="cdms.api"):
+        masked = classify(err, "req123")
+    assert masked.message == INTERNAL_MESSAGE
+    assert masked.extensions == {"code": "INTERNAL", "requestId": "req123"}
+    assert "secret" not in str(masked.formatted)
+    assert "req123" in caplog.text and "secret dsn" in caplog.text
+
+
+def test_expected_errors_keep_their_fields(gql: Gql, shop: Shop) -> None:
+    body = gql("{ orders(first: 600) { totalCount } }")
+    err = body["errors"][0]
+    assert err["extensions"] == {"code": "BAD_USER_INPUT", "field": "first", "max": 500}
+    assert "locations" in err and "traceback" not in str(body).lower()
+    assert data(gql("{ orders(first: 1) { totalCount } }"))["orders"]["totalCount"] > 0
