@@ -1,0 +1,85 @@
+"""The ERD (docs/erd.md) is generated from the catalog, deterministic, and kept current."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import Engine
+
+from db.config import to_libpq_url
+from db.engine import make_engine
+from db.erd import generate
+
+ERD = Path(__file__).resolve().parents[2] / "docs" / "erd.md"
+
+
+def test_docs_erd_md_is_current(engine: Engine) -> None:
+    page = generate(engine)
+    committed = ERD.read_text(encoding="utf-8") if ERD.exists() else ""
+    assert committed == page, "docs/erd.md is stale: run cdms db erd"
+
+
+def test_the_diagram_draws_tables_keys_and_cardinalities(engine: Engine) -> None:
+    page = generate(engine)
+    assert page == generate(engine)  # deterministic
+    assert "```mermaid\nerDiagram\n" in page
+    assert (
+        "    app_order_items {\n        bigint order_id PK, FK\n        integer line_no PK\n"
+        in (page)
+    )
+    assert '        numeric unit_price "numeric(12,2)"\n' in page
+    assert '        bigint order_id FK "null"\n' in page  # feedback.order_id is optional
+    assert "        text sku UK\n" in page
+    # mandatory parent, many children; identifying when the key is part of the child's PK
+    assert '    app_customers ||..o{ app_orders : "customer_id"\n' in page
+    assert '    app_orders ||--o{ app_order_items : "order_id"\n' in page
+    assert '    app_orders |o..o{ app_feedback : "order_id"\n' in page
+    assert '    app_order_items ||..o{ app_returns : "order_id, line_no"\n' in page
+    lines = page.splitlines()
+    entities = [line.split()[0] for line in lines if line.endswith(" {")]
+    assert entities == sorted(entities)
+    relationships = [line for line in lines if " : " in line]
+    assert relationships == sorted(relationships)
+
+
+def test_a_unique_foreign_key_is_one_to_one(fresh_database: Callable[[], str]) -> None:
+    url = fresh_database()
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        conn.execute(
+            "CREATE TABLE ml.erd_parent (id int PRIMARY KEY);"
+            "CREATE TABLE ml.erd_child (id int PRIMARY KEY,"
+            " parent_id int UNIQUE REFERENCES ml.erd_parent (id));"
+        )
+        conn.commit()
+    page = generate(make_engine(url))
+    assert '    ml_erd_parent |o..o| ml_erd_child : "parent_id"\n' in page
+    assert '        integer parent_id FK, UK "null"\n' in page
+    assert "- `ml` (2 tables): erd_child, erd_parent" in page
+
+
+def test_cdms_db_erd_writes_and_checks_the_file(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """By default from a scratch database migrated afresh; --live reads the database as is."""
+    target = tmp_path / "erd.md"
+    cdms = [sys.executable, "-c", "from api.cli import main; main()", "db", "erd"]
+
+    done = subprocess.run(
+        [*cdms, "--output", str(target)], env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert target.read_text(encoding="utf-8") == ERD.read_text(encoding="utf-8")
+
+    target.write_text("old\n", encoding="utf-8")
+    stale = subprocess.run(
+        [*cdms, "--output", str(target), "--check", "--live"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stale.returncode == 1
+    assert stale.stderr.strip() == f"error[STALE]: {target} is stale: run cdms db erd"
+    assert target.read_text(encoding="utf-8") == "old\n"
