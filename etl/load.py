@@ -230,6 +230,9 @@ def _missing_error(step: Step, missing: dict[str, list[int]]) -> MissingDimensio
 
 
 def _truncated(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> bool:
+    """A source of ``step`` was truncated since ``lo``. No upper bound: a TRUNCATE we can
+    see has committed, and with it every row its transaction wrote, whatever their
+    ``updated_at``; the next run sees the marker again and re-reads once more (a no-op)."""
     return bool(
         conn.execute(
             sa.text(
@@ -237,10 +240,10 @@ def _truncated(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -
                 SELECT EXISTS (
                     SELECT 1 FROM dw.etl_source_delete
                     WHERE source = ANY(CAST(:sources AS text[])) AND key_id IS NULL
-                      AND deleted_at >= :lo AND deleted_at < :hi)
+                      AND deleted_at >= :lo)
                 """
             ),
-            {"sources": list(step.delete_sources), "lo": lo, "hi": hi},
+            {"sources": list(step.delete_sources), "lo": lo},
         ).scalar_one()
     )
 

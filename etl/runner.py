@@ -158,6 +158,7 @@ def run(
     engine = etl_engine(url)
     t0 = time.perf_counter()
     with advisory_lock(url, wait=wait):
+        full = full or _dimension_source_truncated(engine)
         run_id = _start_run(engine, "full" if full else "incremental")
         try:
             with engine.connect() as conn:
@@ -204,6 +205,25 @@ def run(
             raise
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _dimension_source_truncated(engine: Engine) -> bool:
+    """app.customers or app.products was truncated (a reseed) since its dimension loaded:
+    the ids now name other entities, so SCD2 history would be fiction - rebuild instead."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text(
+                    """
+                    SELECT EXISTS (
+                        SELECT 1 FROM dw.etl_source_delete AS d
+                        JOIN dw.etl_watermark AS w ON w.step = 'dim_' || rtrim(d.source, 's')
+                        WHERE d.source IN ('customers', 'products') AND d.key_id IS NULL
+                          AND d.deleted_at >= w.high_water)
+                    """
+                )
+            ).scalar_one()
+        )
 
 
 # ---------------------------------------------------------------------------------------

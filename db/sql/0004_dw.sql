@@ -376,6 +376,12 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         INSERT INTO dw.etl_source_delete (source) VALUES (TG_TABLE_NAME);
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- An order line moved to another (order_id, line_no): its old key is gone.
+        INSERT INTO dw.etl_source_delete (source, key_id, line_no)
+        SELECT TG_TABLE_NAME, o.order_id, o.line_no FROM old_rows AS o
+        WHERE NOT EXISTS (SELECT 1 FROM new_rows AS n
+                          WHERE n.order_id = o.order_id AND n.line_no = o.line_no);
     ELSIF TG_TABLE_NAME = 'order_items' THEN
         INSERT INTO dw.etl_source_delete (source, key_id, line_no)
         SELECT TG_TABLE_NAME, o.order_id, o.line_no FROM old_rows AS o;
@@ -391,6 +397,9 @@ CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.orders
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
 CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.order_items
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
+CREATE TRIGGER dw_capture_key_change AFTER UPDATE ON app.order_items
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
 CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.returns
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
 CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.feedback

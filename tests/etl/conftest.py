@@ -1,0 +1,72 @@
+"""ETL fixtures: a private database per test, seeded with a small shop by db.seed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from db.config import to_libpq_url
+from db.seed import seed
+from etl import runner
+from etl.checks import checksums
+from etl.runner import etl_engine
+
+SHOP = {"customers": 40, "orders": 250, "seed": 11}
+
+
+@pytest.fixture
+def shop(fresh_database: Callable[[], str]) -> Iterator[str]:
+    """A migrated database holding a small seeded shop; nothing loaded into dw yet."""
+    url = fresh_database()
+    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"])
+    yield url
+    runner.dispose(url)
+
+
+@pytest.fixture
+def loaded_shop(shop: str) -> str:
+    """The shop after one successful ETL run."""
+    runner.run(shop)
+    return shop
+
+
+def sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement in autocommit (never idle in a transaction, which would hold the
+    ETL horizon back) and return its rows."""
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def one(url: str, query: str, params: Any = None) -> Any:
+    rows = sql(url, query, params)
+    assert len(rows) == 1, rows
+    return rows[0][0] if len(rows[0]) == 1 else rows[0]
+
+
+def dw_checksums(url: str) -> dict[str, str]:
+    with etl_engine(url).connect() as conn:
+        return checksums(conn)
+
+
+def step_counts(url: str, run_id: int) -> dict[str, tuple[int, int, int, int]]:
+    rows = sql(
+        url,
+        "SELECT step, rows_read, rows_inserted, rows_updated, rows_deleted"
+        " FROM dw.etl_run_step WHERE run_id = %s",
+        (run_id,),
+    )
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def cli_environment(url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
+    env["DATABASE_URL"] = url
+    env["CDMS_DATA_DIR"] = str(tmp_path / "data")
+    env["COLUMNS"] = "200"
+    return env
