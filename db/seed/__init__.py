@@ -14,7 +14,7 @@ from db.errors import BadUserInputError
 from db.seed.copy import ProgressFn
 from db.seed.errors import SeedCheckError
 from db.seed.generate import build_tables
-from db.seed.load import SEEDED_TABLES, ensure_empty, load
+from db.seed.load import SEEDED_TABLES, ensure_empty, load_tables
 
 __all__ = ["SEEDED_TABLES", "ProgressFn", "SeedCheckError", "seed", "validate"]
 
@@ -75,4 +75,4 @@ def seed(
         customers, orders, seed, products=products, end=end or default_end(), years=years,
         progress=progress,
     )  # fmt: skip
-    return load(url, tables, reset=reset, progress=progress)
+    return load_tables(url, tables, reset=reset, progress=progress)

@@ -91,7 +91,7 @@ def run_checks(
         raise SeedCheckError(f"seeded data violates invariants ({listed})", violations=failed)
 
 
-def load(
+def load_tables(
     url: str, tables: Sequence[Table], *, reset: bool = False, progress: ProgressFn | None = None
 ) -> dict[str, int]:
     """Write ``tables`` into an empty app schema (emptied first with ``reset``); all or nothing."""

@@ -89,7 +89,7 @@ def make_people(rng: np.random.Generator, n: int, start: int, end: int, seed: in
     country = rng.choice(len(COUNTRIES), size=n, p=shares / shares.sum())
     gender = rng.choice(len(r.GENDERS), size=n, p=r.GENDER_SHARES)
     signup = _signups(rng, n, start, end)
-    age_years = np.clip(rng.normal(38, 13, n), 18, 85)
+    age_years = np.clip(rng.normal(38, 13, n), 18.01, 85)
     birth_days = (signup - (age_years * 365.25 * DAY).astype(np.int64)) // DAY
     activity = rng.gamma(0.7, 1.0, n) * np.asarray(r.SEGMENT_ACTIVITY)[segment]
     propensity = rng.normal(0.0, r.RETURN_CUSTOMER_SD, n)

@@ -47,7 +47,7 @@ STORE_LINES_SHARES: Final = (0.70, 0.20, 0.07, 0.03, 0.0, 0.0)
 QUANTITIES: Final = (1, 2, 3, 4, 5, 10)
 QUANTITY_SHARES: Final = (
     (0.74, 0.19, 0.04, 0.02, 0.01, 0.00),
-    (0.38, 0.20, 0.10, 0.10, 0.12, 0.10),
+    (0.45, 0.25, 0.10, 0.08, 0.07, 0.05),
     (0.60, 0.22, 0.08, 0.05, 0.03, 0.02),
 )
 # share of orders with a coupon (percent off every line), and on Black Friday week
