@@ -16,13 +16,19 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.customers.mutations import CustomerMutations
 from schema.customers.queries import CustomerQueries
 from schema.errors import ErrorCodes
+from schema.feedback.mutations import FeedbackMutations
 from schema.feedback.queries import FeedbackQueries
+from schema.orders.mutations import OrderMutations
 from schema.orders.queries import OrderQueries
+from schema.products.mutations import ProductMutations
 from schema.products.queries import ProductQueries
+from schema.returns.mutations import ReturnMutations
 from schema.returns.queries import ReturnQueries
 from schema.scalars import SCALAR_MAP
+from schema.tickets.mutations import SupportTicketMutations
 from schema.tickets.queries import SupportTicketQueries
 
 
@@ -46,6 +52,18 @@ class Query(
     pass
 
 
+@strawberry.type
+class Mutation(
+    CustomerMutations,
+    ProductMutations,
+    OrderMutations,
+    ReturnMutations,
+    FeedbackMutations,
+    SupportTicketMutations,
+):
+    pass
+
+
 class CdmsSchema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Errors are classified (and unexpected ones logged) by ``schema.errors``."""
@@ -55,6 +73,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     limits = limits or QueryLimits()
     return CdmsSchema(
         query=Query,
+        mutation=Mutation,
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP, batching_config={"max_operations": limits.max_batch}
         ),

@@ -14,3 +14,9 @@ def described(description: str) -> Callable[[F], F]:
     """``@strawberry.field(description=...)`` for resolvers, typed for mypy --strict."""
     decorator: Callable[[F], F] = strawberry.field(description=description)
     return decorator
+
+
+def mutation(description: str) -> Callable[[F], F]:
+    """``@strawberry.mutation(description=...)``, typed for mypy --strict."""
+    decorator: Callable[[F], F] = strawberry.mutation(description=description)
+    return decorator

@@ -141,3 +141,18 @@ support_tickets = sa.Table(
     sa.Column("closed_at", TZ),
     sa.Column("satisfaction", sa.SmallInteger),
 )
+
+# views of db/sql/0003_app_logic.sql
+customer_summary = sa.Table(
+    "customer_summary",
+    metadata,
+    sa.Column("customer_id", sa.BigInteger, primary_key=True),
+    sa.Column("order_count", sa.BigInteger),
+    sa.Column("lifetime_value", MONEY),
+    sa.Column("average_order_value", MONEY),
+    sa.Column("first_order_at", TZ),
+    sa.Column("last_order_at", TZ),
+    sa.Column("return_rate", sa.Numeric),
+    sa.Column("average_rating", sa.Numeric),
+    sa.Column("open_ticket_count", sa.BigInteger),
+)

@@ -1,4 +1,4 @@
-"""Customer summary, batched: one statement for every customer in the response."""
+"""Customer summary, batched: one read of the ``app.customer_summary`` view per response."""
 
 from __future__ import annotations
 
@@ -16,47 +16,11 @@ if TYPE_CHECKING:
 
 
 def summary_statement(ids: list[int]) -> sa.Select[Any]:
-    """Per customer: order count, lifetime value, AOV, last order, return rate, rating.
-
-    Cancelled orders are not counted; return rate = approved returned units / units bought.
-    """
-    p = (
-        sa.func.unnest(sa.bindparam("ids", ids, type_=ARRAY(sa.BigInteger)))
-        .table_valued("cid")
-        .render_derived(name="p")
+    """The view's rows for ``ids`` (its aggregates are LATERAL per customer, indexed)."""
+    v = T.customer_summary
+    return sa.select(v).where(
+        v.c.customer_id == sa.func.any(sa.bindparam("ids", ids, type_=ARRAY(sa.BigInteger)))
     )
-    o = T.orders
-    orders = (
-        sa.select(
-            sa.func.count().label("order_count"),
-            sa.func.coalesce(sa.func.sum(o.c.total_amount), 0).label("lifetime_value"),
-            sa.func.max(o.c.ordered_at).label("last_order_at"),
-            sa.func.sum(o.c.item_count).label("units"),
-        )
-        .where(o.c.customer_id == p.c.cid, o.c.status != "cancelled")
-        .lateral("o")
-    )
-    r = T.returns
-    returned = (
-        sa.select(sa.func.sum(r.c.quantity).label("returned"))
-        .where(r.c.customer_id == p.c.cid, r.c.status == "approved")
-        .lateral("r")
-    )
-    f = T.feedback
-    rating = (
-        sa.select(sa.func.avg(f.c.rating).label("average_rating"))
-        .where(f.c.customer_id == p.c.cid)
-        .lateral("f")
-    )
-    return sa.select(
-        p.c.cid,
-        orders.c.order_count,
-        orders.c.lifetime_value,
-        orders.c.last_order_at,
-        orders.c.units,
-        returned.c.returned,
-        rating.c.average_rating,
-    ).select_from(p.join(orders, sa.true()).join(returned, sa.true()).join(rating, sa.true()))
 
 
 def summary_loader(ctx: Context) -> DataLoader[int, Any]:
@@ -64,18 +28,19 @@ def summary_loader(ctx: Context) -> DataLoader[int, Any]:
 
     async def load(keys: list[int]) -> list[Any]:
         rows = await ctx.db.fetch(summary_statement(keys))
-        by_id = {}
-        for row in rows:
-            count = int(row.order_count)
-            units = int(row.units or 0)
-            by_id[row.cid] = CustomerSummary(
-                order_count=count,
+        by_id = {
+            row.customer_id: CustomerSummary(
+                order_count=int(row.order_count),
                 lifetime_value=row.lifetime_value,
-                average_order_value=(row.lifetime_value / count) if count else None,
+                average_order_value=row.average_order_value,
+                first_order_at=row.first_order_at,
                 last_order_at=row.last_order_at,
-                return_rate=(float(row.returned or 0) / units) if units else None,
-                average_rating=(None if row.average_rating is None else float(row.average_rating)),
+                return_rate=None if row.return_rate is None else float(row.return_rate),
+                average_rating=None if row.average_rating is None else float(row.average_rating),
+                open_ticket_count=int(row.open_ticket_count),
             )
+            for row in rows
+        }
         return [by_id[k] for k in keys]
 
     return DataLoader(load_fn=load)

@@ -37,16 +37,20 @@ _ReturnConnection = Annotated["ReturnConnection", strawberry.lazy("schema.return
 _TicketConnection = Annotated["SupportTicketConnection", strawberry.lazy("schema.tickets.types")]
 
 
-@strawberry.type(description="Derived figures of one customer (non-cancelled orders).")
+@strawberry.type(
+    description="Derived figures of one customer (view app.customer_summary). orderCount: "
+    "orders not cancelled; lifetimeValue: orders once paid minus approved refunds; "
+    "returnRate: approved returned units / delivered units (null if none delivered)."
+)
 class CustomerSummary:
     order_count: int
     lifetime_value: Decimal
     average_order_value: Decimal | None
+    first_order_at: dt.datetime | None
     last_order_at: dt.datetime | None
-    return_rate: float | None = strawberry.field(
-        description="Returned (approved) units / units bought; null without purchases."
-    )
+    return_rate: float | None
     average_rating: float | None
+    open_ticket_count: int
 
 
 @strawberry.type(description="A person or company who buys.")

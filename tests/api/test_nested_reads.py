@@ -110,14 +110,18 @@ def test_summary_matches_sql(gql: Gql, shop: Shop, api_engine: Engine) -> None:
     for cust in nodes(body["customers"]):
         row = sql_one(
             api_engine,
-            "SELECT count(*) AS n, coalesce(sum(total_amount), 0) AS ltv"
-            " FROM app.orders WHERE customer_id = :c AND status <> 'cancelled'",
+            "SELECT count(*) FILTER (WHERE status <> 'cancelled') AS n,"
+            " count(*) FILTER (WHERE status = 'paid') AS paid,"
+            " coalesce(sum(total_amount) FILTER (WHERE status = 'paid'), 0) AS ltv,"
+            " max(ordered_at) FILTER (WHERE status <> 'cancelled') AS last_at"
+            " FROM app.orders WHERE customer_id = :c",
             c=int(cust["id"]),
         )
         s = cust["summary"]
         assert s["orderCount"] == row.n
         assert s["lifetimeValue"] == f"{row.ltv:.2f}"
-        if row.n:
-            assert s["averageOrderValue"] == f"{row.ltv / row.n:.2f}"
+        if row.paid:  # only paid orders (no refunds in this shop) count as revenue
+            assert s["averageOrderValue"] == f"{row.ltv / row.paid:.2f}"
         else:
-            assert s["averageOrderValue"] is None and s["lastOrderAt"] is None
+            assert s["averageOrderValue"] is None
+        assert s["lastOrderAt"] == (row.last_at and row.last_at.isoformat())

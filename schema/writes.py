@@ -1,0 +1,87 @@
+"""Shared pieces of mutations: run one write transaction, then re-read the changed node.
+
+Writes go through ``Context.run_write`` (``db.engine.transaction``: one transaction,
+``SET LOCAL cdms.actor``, database errors mapped to ``CdmsError``). The changed object is
+read back afterwards through the usual loaders, so a mutation's payload is exactly what a
+query would return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from strawberry import UNSET
+
+from db.errors import BadUserInputError, NotFoundError
+from schema.catalog import Entity
+from schema.context import Info
+from schema.nodes import load_one
+
+N = TypeVar("N")
+
+
+async def write_and_read(
+    info: Info,
+    write: Callable[[Connection], Any],
+    ent: Entity,
+    build: Callable[[Row[Any]], N],
+) -> N:
+    """Run ``write`` (returns the changed row's id) in one transaction; return the node."""
+    changed_id = await info.context.run_write(write)
+    row = await load_one(info, ent, changed_id)
+    if row is None:  # pragma: no cover - the row was just written in a committed transaction
+        raise NotFoundError(f"{ent.name} {changed_id} not found", entity=ent.name, id=changed_id)
+    return build(row)
+
+
+def given_values(obj: Any, columns: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fields of an input object that were given (not UNSET), as column → value."""
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(obj):
+        value = getattr(obj, spec.name)
+        if value is UNSET:
+            continue
+        if isinstance(value, enum.Enum):
+            value = value.value
+        out[(columns or {}).get(spec.name, spec.name)] = value
+    return out
+
+
+def insert_returning_id(table: sa.Table, values: Mapping[str, Any]) -> Callable[[Connection], int]:
+    def run(conn: Connection) -> int:
+        new_id = conn.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()
+        return int(new_id)
+
+    return run
+
+
+def update_returning_id(
+    table: sa.Table, entity: str, row_id: int, values: Mapping[str, Any]
+) -> Callable[[Connection], int]:
+    if not values:
+        raise BadUserInputError("nothing to update: give at least one field", field="input")
+
+    def run(conn: Connection) -> int:
+        found = conn.execute(
+            sa.update(table).where(table.c.id == row_id).values(**values).returning(table.c.id)
+        ).scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"{entity} {row_id} not found", entity=entity, id=row_id)
+        return int(found)
+
+    return run
+
+
+def call_returning_id(fn: sa.Function[Any], *, composite: bool) -> Callable[[Connection], int]:
+    """Call a procedure that returns an id (or, with ``composite``, a row with an id)."""
+
+    def run(conn: Connection) -> int:
+        stmt = sa.select(fn.table_valued("id").c.id) if composite else sa.select(fn)
+        return int(conn.execute(stmt).scalar_one())
+
+    return run

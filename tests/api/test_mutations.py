@@ -1,0 +1,359 @@
+"""Mutations: each works and returns the changed object; each refusal has its code and
+leaves the database exactly as it was. Runs on its own database (it writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import make_engine
+from tests.api.conftest import Shop, TestClient, build_shop, make_client
+
+Run = Callable[..., dict[str, Any]]
+
+TABLES = [
+    "customers",
+    "products",
+    "orders",
+    "order_items",
+    "order_status_history",
+    "feedback",
+    "returns",
+    "support_tickets",
+]
+
+
+@pytest.fixture(scope="module")
+def w_engine(clone_database: Callable[[str], str]) -> Engine:
+    return make_engine(clone_database("apiw"))
+
+
+@pytest.fixture(scope="module")
+def w_shop(w_engine: Engine) -> Shop:
+    with w_engine.begin() as conn:
+        return build_shop(conn)
+
+
+@pytest.fixture(scope="module")
+def w_client(w_engine: Engine, w_shop: Shop) -> Iterator[TestClient]:
+    with make_client(w_engine) as c:
+        yield c
+
+
+@pytest.fixture
+def run(w_client: TestClient) -> Run:
+    def go(query: str, **variables: Any) -> dict[str, Any]:
+        resp = w_client.post("/graphql", json={"query": query, "variables": variables})
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    return go
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Row counts and checksums of every app table (a refused write must not move them)."""
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        for t in TABLES:
+            out[t] = conn.execute(
+                sa.text(
+                    f"SELECT count(*), md5(coalesce(string_agg(x::text,"
+                    f" ',' ORDER BY x::text), '')) FROM app.{t} x"
+                )
+            ).one()
+    return out
+
+
+def refused(run: Run, engine: Engine, code: str, query: str, **variables: Any) -> dict[str, Any]:
+    before = snapshot(engine)
+    body = run(query, **variables)
+    assert body["data"] is None, body
+    assert [e["extensions"]["code"] for e in body["errors"]] == [code], body["errors"]
+    assert snapshot(engine) == before
+    ext: dict[str, Any] = body["errors"][0]["extensions"]
+    return ext
+
+
+def ok(body: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in body, body["errors"]
+    out: dict[str, Any] = body["data"]
+    return out
+
+
+CREATE_CUSTOMER = """mutation ($input: CreateCustomerInput!) {
+  createCustomer(input: $input) { id email firstName segment summary { orderCount } } }"""
+
+
+def test_create_and_update_customer(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    base = {
+        "email": "new@example.com",
+        "firstName": "New",
+        "lastName": "Person",
+        "country": "NL",
+        "region": "NH",
+        "city": "Amsterdam",
+        "segment": "CORPORATE",
+    }
+    created = ok(run(CREATE_CUSTOMER, input=base))["createCustomer"]
+    assert created["email"] == "new@example.com" and created["segment"] == "CORPORATE"
+    assert created["summary"] == {"orderCount": 0}
+    ext = refused(
+        run, w_engine, "CONFLICT", CREATE_CUSTOMER, input={**base, "email": "NEW@example.com"}
+    )
+    assert ext["constraint"] == "customers_email_key"
+    refused(run, w_engine, "BAD_USER_INPUT", CREATE_CUSTOMER, input={**base, "email": "nope"})
+
+    update = """mutation ($id: ID!, $input: UpdateCustomerInput!) {
+      updateCustomer(id: $id, input: $input) { id city lastName } }"""
+    changed = ok(run(update, id=created["id"], input={"city": "Utrecht"}))["updateCustomer"]
+    assert changed == {"id": created["id"], "city": "Utrecht", "lastName": "Person"}
+    refused(run, w_engine, "NOT_FOUND", update, id="99999999", input={"city": "X"})
+    refused(run, w_engine, "BAD_USER_INPUT", update, id=created["id"], input={})
+    refused(run, w_engine, "BAD_USER_INPUT", update, id=created["id"], input={"lastName": " "})
+    refused(run, w_engine, "BAD_USER_INPUT", update, id=created["id"], input={"city": None})
+
+
+def test_create_and_update_product(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    create = """mutation ($input: CreateProductInput!) {
+      createProduct(input: $input) { id sku unitPrice stock } }"""
+    base = {
+        "sku": "NEW-1",
+        "name": "New",
+        "category": "c",
+        "subcategory": "s",
+        "brand": "b",
+        "unitPrice": "9.5",
+        "cost": "3",
+        "stock": 4,
+    }
+    created = ok(run(create, input=base))["createProduct"]
+    assert created["unitPrice"] == "9.50" and created["stock"] == 4
+    refused(run, w_engine, "CONFLICT", create, input=base)
+    refused(
+        run, w_engine, "BAD_USER_INPUT", create, input={**base, "sku": "NEW-2", "unitPrice": "-1"}
+    )
+    update = """mutation ($id: ID!, $input: UpdateProductInput!) {
+      updateProduct(id: $id, input: $input) { unitPrice stock } }"""
+    assert ok(run(update, id=created["id"], input={"unitPrice": "12.345", "stock": 7}))[
+        "updateProduct"
+    ] == {"unitPrice": "12.35", "stock": 7}  # numeric(12,2) rounds half up
+    refused(run, w_engine, "BAD_USER_INPUT", update, id=created["id"], input={"stock": -1})
+
+
+PLACE = """mutation ($input: PlaceOrderInput!) {
+  placeOrder(input: $input) { id status itemCount totalAmount customer { id }
+    items { lineNo quantity unitPrice product { sku stock } } } }"""
+
+
+def _stock(engine: Engine, pid: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT stock FROM app.products WHERE id = :p"), {"p": pid}
+            ).scalar_one()
+        )
+
+
+def test_place_order(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    cid, (p1, p2) = w_shop.customers[0], w_shop.products[:2]
+    s1 = _stock(w_engine, p1)
+    order = ok(
+        run(
+            PLACE,
+            input={
+                "customerId": str(cid),
+                "channel": "MOBILE",
+                "paymentMethod": "PAYPAL",
+                "items": [
+                    {"productId": str(p1), "quantity": 2},
+                    {"productId": str(p2), "quantity": 1},
+                ],
+            },
+        )
+    )
+    placed = order["placeOrder"]
+    assert placed["status"] == "PENDING" and placed["itemCount"] == 3
+    assert placed["customer"]["id"] == str(cid)
+    assert placed["totalAmount"] == "41.50"  # 2 x 10.50 + 1 x 20.50 at the current prices
+    assert placed["items"][0]["product"]["stock"] == s1 - 2
+
+
+@pytest.mark.parametrize(
+    ("code", "items"),
+    [
+        ("BAD_USER_INPUT", []),
+        ("BAD_USER_INPUT", [{"productId": "P1", "quantity": -2}]),
+        ("BAD_USER_INPUT", [{"productId": "P1", "quantity": 0}]),
+        ("NOT_FOUND", [{"productId": "999999", "quantity": 1}]),
+        (
+            "OUT_OF_STOCK",
+            [{"productId": "P1", "quantity": 1}, {"productId": "P2", "quantity": 5000}],
+        ),
+    ],
+)
+def test_place_order_refusals(
+    run: Run, w_engine: Engine, w_shop: Shop, code: str, items: list[dict[str, Any]]
+) -> None:
+    ids = {"P1": str(w_shop.products[0]), "P2": str(w_shop.products[1])}
+    items = [{**i, "productId": ids.get(i["productId"], i["productId"])} for i in items]
+    ext = refused(
+        run,
+        w_engine,
+        code,
+        PLACE,
+        input={
+            "customerId": str(w_shop.customers[0]),
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": items,
+        },
+    )
+    if code == "OUT_OF_STOCK":
+        assert ext["sku"] == w_shop.skus[1] and ext["wanted"] == 5000
+        assert ext["available"] == _stock(w_engine, w_shop.products[1])
+
+
+def test_place_order_unknown_customer(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    refused(
+        run,
+        w_engine,
+        "NOT_FOUND",
+        PLACE,
+        input={
+            "customerId": "88888888",
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": [{"productId": str(w_shop.products[0]), "quantity": 1}],
+        },
+    )
+
+
+STATUS = """mutation ($id: ID!, $s: OrderStatus!) {
+  setOrderStatus(orderId: $id, status: $s) { id status paidAt shippedAt deliveredAt
+    statusHistory { fromStatus toStatus changedBy } } }"""
+
+
+def _new_order(run: Run, shop: Shop) -> str:
+    body = ok(
+        run(
+            PLACE,
+            input={
+                "customerId": str(shop.customers[1]),
+                "channel": "WEB",
+                "paymentMethod": "CARD",
+                "items": [{"productId": str(shop.products[2]), "quantity": 2}],
+            },
+        )
+    )
+    order_id: str = body["placeOrder"]["id"]
+    return order_id
+
+
+def test_order_status_and_returns(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    oid = _new_order(run, w_shop)
+    paid = ok(run(STATUS, id=oid, s="PAID"))["setOrderStatus"]
+    assert paid["status"] == "PAID" and paid["paidAt"] is not None
+    assert paid["statusHistory"][-1] == {
+        "fromStatus": "PENDING",
+        "toStatus": "PAID",
+        "changedBy": "anonymous",
+    }
+    ext = refused(run, w_engine, "INVALID_TRANSITION", STATUS, id=oid, s="DELIVERED")
+    assert (ext["from"], ext["to"]) == ("paid", "delivered")
+    request = """mutation ($input: RequestReturnInput!) {
+      requestReturn(input: $input) { id status quantity reason order { id } } }"""
+    refused(
+        run,
+        w_engine,
+        "CONFLICT",
+        request,
+        input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "DAMAGED"},
+    )
+    ok(run(STATUS, id=oid, s="SHIPPED"))
+    ok(run(STATUS, id=oid, s="DELIVERED"))
+    refused(
+        run,
+        w_engine,
+        "BAD_USER_INPUT",
+        request,
+        input={"orderId": oid, "lineNo": 1, "quantity": 3, "reason": "DAMAGED"},
+    )
+    ret = ok(run(request, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "DAMAGED"}))[
+        "requestReturn"
+    ]
+    assert ret["status"] == "REQUESTED" and ret["order"]["id"] == oid
+    approve = """mutation ($id: ID!) { approveReturn(returnId: $id) { status refundAmount } }"""
+    approved = ok(run(approve, id=ret["id"]))["approveReturn"]
+    assert approved["status"] == "APPROVED" and approved["refundAmount"] == "30.50"
+    refused(run, w_engine, "INVALID_TRANSITION", approve, id=ret["id"])
+    second = ok(
+        run(request, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "CHANGED_MIND"})
+    )["requestReturn"]
+    reject = """mutation ($id: ID!) { rejectReturn(returnId: $id, comment: "no") {
+      status comment decidedAt } }"""
+    rejected = ok(run(reject, id=second["id"]))["rejectReturn"]
+    assert rejected["status"] == "REJECTED" and rejected["decidedAt"] is not None
+    refused(run, w_engine, "NOT_FOUND", reject, id="77777777")
+
+
+def test_feedback_and_tickets(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    submit = """mutation ($input: SubmitFeedbackInput!) {
+      submitFeedback(input: $input) { id kind rating product { sku } customer { id } } }"""
+    cid, pid = str(w_shop.customers[3]), str(w_shop.products[4])
+    fb = ok(
+        run(
+            submit,
+            input={
+                "customerId": cid,
+                "productId": pid,
+                "rating": 5,
+                "kind": "REVIEW",
+                "comment": "great",
+            },
+        )
+    )["submitFeedback"]
+    assert fb["product"]["sku"] == w_shop.skus[4] and fb["rating"] == 5
+    refused(run, w_engine, "BAD_USER_INPUT", submit, input={"customerId": cid, "rating": 6})
+    refused(run, w_engine, "BAD_USER_INPUT", submit, input={"customerId": "66666666", "rating": 3})
+
+    open_ = """mutation ($input: OpenSupportTicketInput!) {
+      openSupportTicket(input: $input) { id status priority subject order { id } } }"""
+    ticket = ok(
+        run(
+            open_,
+            input={
+                "customerId": cid,
+                "category": "DELIVERY",
+                "channel": "CHAT",
+                "subject": "Where is it?",
+                "priority": "HIGH",
+            },
+        )
+    )["openSupportTicket"]
+    assert ticket["status"] == "OPEN" and ticket["order"] is None
+    other_order = str(w_shop.orders[w_shop.customers[2]][0])
+    refused(
+        run,
+        w_engine,
+        "BAD_USER_INPUT",
+        open_,
+        input={
+            "customerId": cid,
+            "category": "DELIVERY",
+            "channel": "CHAT",
+            "subject": "x",
+            "orderId": other_order,
+        },
+    )
+    update = """mutation ($id: ID!, $s: TicketStatus!, $sat: Int) {
+      updateSupportTicket(ticketId: $id, status: $s, satisfaction: $sat) {
+        status resolvedAt satisfaction } }"""
+    resolved = ok(run(update, id=ticket["id"], s="RESOLVED", sat=4))["updateSupportTicket"]
+    assert resolved["status"] == "RESOLVED" and resolved["resolvedAt"] is not None
+    ok(run(update, id=ticket["id"], s="CLOSED"))
+    refused(run, w_engine, "INVALID_TRANSITION", update, id=ticket["id"], s="OPEN")
