@@ -50,18 +50,22 @@ def test_a_unique_foreign_key_is_one_to_one(fresh_database: Callable[[], str]) -
     url = fresh_database()
     with psycopg.connect(to_libpq_url(url)) as conn:
         conn.execute(
-            "CREATE TABLE ml.erd_parent (id int PRIMARY KEY);"
-            "CREATE TABLE ml.erd_child (id int PRIMARY KEY,"
-            " parent_id int UNIQUE REFERENCES ml.erd_parent (id));"
+            "CREATE SCHEMA erdtest;"
+            "CREATE TABLE erdtest.parent (id int PRIMARY KEY);"
+            "CREATE TABLE erdtest.child (id int PRIMARY KEY,"
+            " parent_id int UNIQUE REFERENCES erdtest.parent (id));"
         )
         conn.commit()
-    page = generate(make_engine(url))
-    assert '    ml_erd_parent |o..o| ml_erd_child : "parent_id"\n' in page
+    page = generate(make_engine(url), ("erdtest",))
+    assert '    erdtest_parent |o..o| erdtest_child : "parent_id"\n' in page
     assert '        integer parent_id FK, UK "null"\n' in page
-    assert "- `ml` (2 tables): erd_child, erd_parent" in page
+    assert "- `erdtest` (2 tables): child, parent" in page
+    assert "app_" not in page
 
 
-def test_cdms_db_erd_writes_and_checks_the_file(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_cdms_db_erd_writes_and_checks_the_file(
+    cli_env: dict[str, str], tmp_path: Path, engine: Engine
+) -> None:
     """By default from a scratch database migrated afresh; --live reads the database as is."""
     target = tmp_path / "erd.md"
     cdms = [sys.executable, "-c", "from api.cli import main; main()", "db", "erd"]
@@ -70,7 +74,7 @@ def test_cdms_db_erd_writes_and_checks_the_file(cli_env: dict[str, str], tmp_pat
         [*cdms, "--output", str(target)], env=cli_env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert target.read_text(encoding="utf-8") == ERD.read_text(encoding="utf-8")
+    assert target.read_text(encoding="utf-8") == generate(engine)
 
     target.write_text("old\n", encoding="utf-8")
     stale = subprocess.run(
