@@ -1,0 +1,221 @@
+"""The declared cube model as typed frozen objects (built by ``semantic.loader``).
+
+Kinds are enums; every node keeps where it was declared (``Loc``) so validation issues and
+planner errors can point at ``file:line``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import assert_never
+
+NAME_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
+CUBE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+REF_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
+
+
+class DimensionType(Enum):
+    STRING = "string"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    TIME = "time"
+
+
+class MeasureType(Enum):
+    COUNT = "count"
+    COUNT_DISTINCT = "count_distinct"
+    SUM = "sum"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+    NUMBER = "number"
+
+
+class Relationship(Enum):
+    MANY_TO_ONE = "many_to_one"
+    ONE_TO_MANY = "one_to_many"
+    ONE_TO_ONE = "one_to_one"
+
+
+class Format(Enum):
+    NONE = "none"
+    NUMBER = "number"
+    INTEGER = "integer"
+    CURRENCY = "currency"
+    PERCENT = "percent"
+
+
+class Granularity(Enum):
+    """Time buckets, finest first; ``VALUE`` is the raw timestamp."""
+
+    VALUE = "value"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+def derivable(fine: Granularity, coarse: Granularity) -> bool:
+    """Can buckets of ``coarse`` be formed by merging buckets of ``fine``?"""
+    if fine is coarse:
+        return True
+    match fine:
+        case Granularity.VALUE:
+            return True
+        case Granularity.DAY:
+            return coarse is not Granularity.VALUE
+        case Granularity.WEEK:
+            return False  # weeks straddle months and years
+        case Granularity.MONTH:
+            return coarse in (Granularity.QUARTER, Granularity.YEAR)
+        case Granularity.QUARTER:
+            return coarse is Granularity.YEAR
+        case Granularity.YEAR:
+            return False
+        case _:
+            assert_never(fine)
+
+
+def additive(kind: MeasureType) -> bool:
+    """Can the measure be re-aggregated from partial aggregates (a rollup)?"""
+    match kind:
+        case MeasureType.COUNT | MeasureType.SUM | MeasureType.MIN | MeasureType.MAX:
+            return True
+        case MeasureType.AVG:
+            return True  # from a sum and a count kept side by side
+        case MeasureType.COUNT_DISTINCT | MeasureType.NUMBER:
+            return False
+        case _:
+            assert_never(kind)
+
+
+def summable(kind: MeasureType) -> bool:
+    """Is the measure a sum over rows (so running totals and shares make sense)?"""
+    return kind in (MeasureType.COUNT, MeasureType.SUM)
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    type: DimensionType
+    sql: str
+    loc: Loc
+    title: str = ""
+    description: str = ""
+    format: Format = Format.NONE
+    primary_key: bool = False
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    type: MeasureType
+    sql: str | None
+    loc: Loc
+    title: str = ""
+    description: str = ""
+    format: Format = Format.NONE
+
+    def refs(self) -> tuple[str, ...]:
+        """Members named in a ``number`` measure's SQL (``name`` or ``cube.name``)."""
+        return tuple(REF_RE.findall(self.sql or "")) if self.type is MeasureType.NUMBER else ()
+
+
+@dataclass(frozen=True)
+class Join:
+    cube: str
+    relationship: Relationship
+    sql: str
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    sql: str
+    loc: Loc
+    title: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    name: str
+    levels: tuple[str, ...]
+    loc: Loc
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class PreAggregation:
+    """A rollup: ``measures`` and ``dimensions`` (``member`` or ``cube.member``) grouped by
+    ``time_dimension`` truncated to ``granularity`` in ``timezone``."""
+
+    name: str
+    measures: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    time_dimension: str
+    granularity: Granularity
+    loc: Loc
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Cube:
+    name: str
+    loc: Loc
+    sql_table: str | None = None
+    sql: str | None = None
+    title: str = ""
+    description: str = ""
+    joins: tuple[Join, ...] = ()
+    dimensions: tuple[Dimension, ...] = ()
+    measures: tuple[Measure, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    hierarchies: tuple[Hierarchy, ...] = ()
+    pre_aggregations: tuple[PreAggregation, ...] = ()
+
+    def dimension(self, name: str) -> Dimension | None:
+        return next((d for d in self.dimensions if d.name == name), None)
+
+    def measure(self, name: str) -> Measure | None:
+        return next((m for m in self.measures if m.name == name), None)
+
+    def segment(self, name: str) -> Segment | None:
+        return next((s for s in self.segments if s.name == name), None)
+
+    def join(self, cube: str) -> Join | None:
+        return next((j for j in self.joins if j.cube == cube), None)
+
+    def member_names(self) -> list[str]:
+        return [m.name for m in (*self.dimensions, *self.measures)]
+
+    def time_dimensions(self) -> tuple[Dimension, ...]:
+        return tuple(d for d in self.dimensions if d.type is DimensionType.TIME)
+
+    @property
+    def primary_key(self) -> tuple[Dimension, ...]:
+        return tuple(d for d in self.dimensions if d.primary_key)
+
+
+@dataclass(frozen=True)
+class Model:
+    cubes: tuple[Cube, ...] = field(default_factory=tuple)
+
+    def cube(self, name: str) -> Cube | None:
+        return next((c for c in self.cubes if c.name == name), None)
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.cubes]
