@@ -173,7 +173,7 @@ def read_files(paths: Iterable[Path]) -> tuple[Model, list[str]]:
     for path in sorted(paths):
         reader = _Reader(path.name)
         try:
-            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506
+            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 1
