@@ -4,16 +4,18 @@ The classic hole of an ``updated_at`` watermark: a transaction that began before
 watermark moved (so its ``now()``, hence its rows' ``updated_at``, is older) but commits
 after it is never read. We avoid it with a *horizon*: before a run's first step,
 
-    horizon = least(now(), start of the oldest transaction open in this database) - 1 s
+    horizon = least(now(), start of the oldest transaction open in this database)
 
 Every source row with ``updated_at < horizon`` was written by a transaction that had already
 ended when the horizon was taken (an open one started at or after the horizon; a later one
 after it), so it is visible to every step's snapshot. Each step reads ``[watermark,
 horizon)`` and sets its watermark to the horizon in the same transaction as its writes.
 Rows changed at or after the horizon wait for the next run. A session left idle in a
-transaction holds the horizon back (those rows are loaded later, never lost). The second of
-margin covers a transaction that has begun but not yet published its start in
-pg_stat_activity; rows in that second are simply read twice (the upsert is idempotent).
+transaction holds the horizon back (those rows are loaded later, never lost).
+
+A transaction publishes its start in pg_stat_activity a few microseconds after taking it;
+to close that window the scan is repeated 50 ms later (in a new transaction, since the
+activity view is cached per transaction) and the earlier of the two minima is kept.
 
 Assumption, part of the contract in docs/architecture.md: ``updated_at`` (and
 ``dw.etl_source_delete.deleted_at``) is ``now()`` of the writing transaction, never a value
@@ -22,24 +24,30 @@ chosen by the writer.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-_HORIZON = sa.text(
+_OLDEST = sa.text(
     """
-    SELECT least(now(), min(xact_start)) - interval '1 second'
+    SELECT least(CAST(:bound AS timestamptz), now(), min(xact_start))
     FROM pg_stat_activity
     WHERE datname = current_database() AND xact_start IS NOT NULL
       AND backend_type = 'client backend'
     """
 )
+RESCAN_DELAY_S = 0.05
 
 
 def horizon(conn: Connection) -> datetime:
-    """The run's horizon; ``conn`` must be outside any snapshot the steps will use."""
-    value = conn.execute(_HORIZON).scalar_one()
+    """The run's horizon. Commits ``conn``: it must hold no snapshot the steps will use."""
+    first = conn.execute(_OLDEST, {"bound": "infinity"}).scalar_one()
+    conn.commit()
+    time.sleep(RESCAN_DELAY_S)
+    value = conn.execute(_OLDEST, {"bound": first}).scalar_one()
+    conn.commit()
     assert isinstance(value, datetime)
     return value
 
