@@ -233,6 +233,39 @@ def test_twenty_buyers_racing_for_the_last_five_units(database_url: str, pg: Con
     assert sold == 5
 
 
+def test_baskets_naming_the_same_products_in_opposite_orders_do_not_deadlock(
+    database_url: str, pg: Conn
+) -> None:
+    """Products are locked in id order whatever the basket order, so these all succeed."""
+    a, _ = new_product(pg, stock=100)
+    b, _ = new_product(pg, stock=100)
+    c, _ = new_product(pg, stock=100)
+    buyers = [new_customer(pg) for _ in range(8)]
+    pg.commit()
+    baskets = [[item(a, 1), item(b, 1), item(c, 1)], [item(c, 1), item(b, 1), item(a, 1)]]
+    start = threading.Barrier(len(buyers))
+    errors: list[BaseException] = []
+
+    def buy(n: int) -> None:
+        try:
+            with psycopg.connect(to_libpq_url(database_url)) as conn:
+                conn.execute("SET lock_timeout = '20s'")
+                start.wait()
+                for _ in range(3):
+                    place_order(conn, buyers[n], baskets[n % 2])
+                    conn.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=buy, args=(n,)) for n in range(len(buyers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert (stock(pg, a), stock(pg, b), stock(pg, c)) == (76, 76, 76)
+
+
 def test_the_order_lifecycle_stamps_each_status_and_keeps_history(pg: Conn) -> None:
     customer = new_customer(pg)
     product, _ = new_product(pg)
