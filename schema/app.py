@@ -23,6 +23,7 @@ from schema.feedback.mutations import FeedbackMutations
 from schema.feedback.queries import FeedbackQueries
 from schema.orders.mutations import OrderMutations
 from schema.orders.queries import OrderQueries
+from schema.orders.subscriptions import OrderSubscriptions
 from schema.products.mutations import ProductMutations
 from schema.products.queries import ProductQueries
 from schema.returns.mutations import ReturnMutations
@@ -64,6 +65,11 @@ class Mutation(
     pass
 
 
+@strawberry.type
+class Subscription(OrderSubscriptions):
+    pass
+
+
 class CdmsSchema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Errors are classified (and unexpected ones logged) by ``schema.errors``."""
@@ -74,6 +80,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     return CdmsSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP, batching_config={"max_operations": limits.max_batch}
         ),

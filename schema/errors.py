@@ -82,13 +82,20 @@ def _with(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLErro
 
 
 class ErrorCodes(SchemaExtension):
-    """Sets ``extensions.code`` on every error of the operation (and masks the unexpected)."""
+    """Sets ``extensions.code`` on every error of the operation (and masks the unexpected),
+    for queries and mutations (``on_operation``) and each subscription event."""
+
+    def _classify(self, result: Any) -> None:
+        errors = getattr(result, "errors", None)
+        if not errors:
+            return
+        request_id = getattr(self.execution_context.context, "request_id", "-")
+        result.errors = [classify(e, request_id) for e in errors]
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        ctx = self.execution_context.context
-        request_id = getattr(ctx, "request_id", "-")
-        result.errors = [classify(e, request_id) for e in result.errors]
+        self._classify(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self._classify(result)
+        yield None
