@@ -1,0 +1,29 @@
+"""The committed schema/schema.graphql matches the schema the API serves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from api.cli.export_schema import schema_path, schema_sdl
+
+
+def test_committed_schema_is_current() -> None:
+    assert schema_path().read_text() == schema_sdl(), (
+        "schema.graphql is stale: run cdms export-schema"
+    )
+
+
+def test_export_schema_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    out = tmp_path / "s.graphql"
+    cmd = [sys.executable, "-c", "from api.cli import main; main()", "export-schema"]
+    done = subprocess.run([*cmd, "-o", str(out)], env=cli_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == schema_sdl()
+    out.write_text("type Query { old: Int }\n")
+    stale = subprocess.run(
+        [*cmd, "-o", str(out), "--check"], env=cli_env, capture_output=True, text=True
+    )
+    assert stale.returncode == 1
+    assert stale.stderr.strip() == f"error[STALE_SCHEMA]: {out} is stale: run cdms export-schema"
