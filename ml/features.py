@@ -1,0 +1,134 @@
+"""Feature queries over ``dw``: one set-based statement per call, for training or a batch.
+
+Each ``ml/sql/*.sql`` file computes the features of the objects of a *scope* (a CTE that
+selects their ids). A scope is either "every event before a time" (training) or "these
+ids" (a serving batch: ``= ANY(:ids)``), so serving and training share the same SQL and
+cannot drift apart. Results become numpy columns in the spec's input types: numerics
+float32 (NULL → NaN, imputed by the model), categories str (NULL → "", which the one-hot
+encoder ignores like any unknown value).
+
+Imports only numpy and SQLAlchemy: this module runs inside the API server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+
+from ml.specs import FeatureKind, ModelSpec
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+
+# What each query's rows are about, and the scopes it can be restricted to.
+_SCOPES: dict[str, dict[str, str]] = {
+    "orders.sql": {
+        "ids": "SELECT order_id FROM dw.fact_orders WHERE order_id = ANY(:ids)",
+        "before": "SELECT order_id FROM dw.fact_orders WHERE ordered_at < :until",
+    },
+    "tickets.sql": {
+        "ids": "SELECT ticket_id FROM dw.fact_support WHERE ticket_id = ANY(:ids)",
+        "before": "SELECT ticket_id FROM dw.fact_support WHERE opened_at < :until",
+    },
+    "customers.sql": {
+        "ids": "SELECT customer_id FROM dw.dim_customer WHERE customer_id = ANY(:ids)"
+        " AND is_current",
+    },
+}
+
+Column = np.ndarray[Any, np.dtype[Any]]
+
+
+@dataclass(frozen=True)
+class FeatureFrame:
+    """Rows of one feature query as columns (row order: event time, then key)."""
+
+    keys: np.ndarray[Any, np.dtype[np.int64]]
+    event_at: list[dt.datetime]
+    columns: dict[str, Column]
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    def take(self, index: np.ndarray[Any, np.dtype[Any]]) -> FeatureFrame:
+        return FeatureFrame(
+            keys=self.keys[index],
+            event_at=[self.event_at[i] for i in np.arange(len(self))[index]],
+            columns={k: v[index] for k, v in self.columns.items()},
+        )
+
+    def inputs(self, spec: ModelSpec) -> dict[str, Column]:
+        """The model's inputs: one [n, 1] array per feature, in the spec's types."""
+        return {f.name: self.columns[f.name].reshape(-1, 1) for f in spec.features}
+
+
+@cache
+def statement(sql_file: str, scope: str) -> sa.TextClause:
+    """The feature query of ``sql_file`` restricted to ``scope`` ("ids" or "before")."""
+    scope_sql = _SCOPES[sql_file][scope]
+    text = (SQL_DIR / sql_file).read_text(encoding="utf-8").replace("{{scope}}", scope_sql)
+    stmt = sa.text(text)
+    if scope == "ids":
+        stmt = stmt.bindparams(sa.bindparam("ids", type_=ARRAY(sa.BigInteger())))
+    return stmt
+
+
+def to_frame(
+    rows: Sequence[sa.Row[Any]], kinds: dict[str, FeatureKind], extra: Sequence[str] = ()
+) -> FeatureFrame:
+    """Rows (with ``key``, ``event_at`` and every column in ``kinds``) → typed columns.
+
+    ``extra`` names further columns kept as plain object arrays (e.g. the targets).
+    """
+    n = len(rows)
+    maps = [r._mapping for r in rows]
+    columns: dict[str, Column] = {}
+    for name, kind in kinds.items():
+        if kind is FeatureKind.NUMERIC:
+            columns[name] = np.array(
+                [np.nan if m[name] is None else m[name] for m in maps], dtype=np.float32
+            ).reshape(n)
+        else:
+            columns[name] = np.array(
+                ["" if m[name] is None else str(m[name]) for m in maps], dtype=object
+            ).reshape(n)
+    for name in extra:
+        columns[name] = np.array([m[name] for m in maps], dtype=object).reshape(n)
+    return FeatureFrame(
+        keys=np.array([m["key"] for m in maps], dtype=np.int64).reshape(n),
+        event_at=[m["event_at"] for m in maps],
+        columns=columns,
+    )
+
+
+def kinds_of(*specs: ModelSpec) -> dict[str, FeatureKind]:
+    """Every feature of ``specs`` with its kind (specs sharing a query agree on kinds)."""
+    out: dict[str, FeatureKind] = {}
+    for s in specs:
+        for f in s.features:
+            out[f.name] = f.kind
+    return out
+
+
+def load_before(
+    conn: Connection, spec: ModelSpec, until: dt.datetime, extra: Sequence[str] = ()
+) -> FeatureFrame:
+    """Features (and ``extra`` columns) of every event of ``spec``'s query before ``until``."""
+    rows = conn.execute(statement(spec.sql, "before"), {"until": until}).all()
+    return to_frame(rows, kinds_of(spec), extra)
+
+
+def load_ids(
+    conn: Connection, sql_file: str, ids: Sequence[int], kinds: dict[str, FeatureKind]
+) -> FeatureFrame:
+    """Features of the objects ``ids`` (one statement); objects not in ``dw`` are absent."""
+    rows = conn.execute(statement(sql_file, "ids"), {"ids": list(ids)}).all()
+    return to_frame(rows, kinds)

@@ -1,0 +1,47 @@
+-- Features of a customer's next order for the order_value model (Customer.expectedOrderValue):
+-- the current customer version, history up to now, and their usual basket: the channel they
+-- use most, their median units and lines per order, the category they buy most.
+-- A customer with no orders gets NULL basket numbers (imputed) and no channel/category
+-- (ignored by the encoder).
+WITH scope AS (
+    {{scope}}
+),
+orders AS (
+    SELECT f.customer_id,
+           count(*)                                              AS prior_orders,
+           avg(f.net)                                            AS prior_avg_value,
+           mode() WITHIN GROUP (ORDER BY f.channel)              AS channel,
+           percentile_disc(0.5) WITHIN GROUP (ORDER BY f.item_count) AS item_count,
+           percentile_disc(0.5) WITHIN GROUP (ORDER BY f.line_count) AS line_count
+    FROM scope AS s JOIN dw.fact_orders AS f USING (customer_id)
+    GROUP BY f.customer_id
+),
+categories AS (
+    SELECT fs.customer_id,
+           mode() WITHIN GROUP (ORDER BY p.category)             AS main_category,
+           count(DISTINCT fs.order_id || ':' || p.category)::float8
+               / count(DISTINCT fs.order_id)                     AS category_count
+    FROM scope AS s
+    JOIN dw.fact_sales AS fs USING (customer_id)
+    JOIN dw.dim_product AS p ON p.product_key = fs.product_key
+    GROUP BY fs.customer_id
+)
+SELECT c.customer_id                                            AS key,
+       now()                                                    AS event_at,
+       c.segment,
+       c.age_band,
+       c.country,
+       extract(epoch FROM now() - c.signup_at)::float8 / 86400  AS tenure_days,
+       coalesce(o.prior_orders, 0)::float8                      AS prior_orders,
+       o.prior_avg_value::float8                                AS prior_avg_value,
+       o.channel,
+       o.item_count::float8                                     AS item_count,
+       o.line_count::float8                                     AS line_count,
+       k.main_category,
+       round(k.category_count)::float8                          AS category_count,
+       extract(month FROM now() AT TIME ZONE 'UTC')::float8     AS month
+FROM scope AS s
+JOIN dw.dim_customer AS c ON c.customer_id = s.customer_id AND c.is_current
+LEFT JOIN orders AS o ON o.customer_id = c.customer_id
+LEFT JOIN categories AS k ON k.customer_id = c.customer_id
+ORDER BY c.customer_id

@@ -1,0 +1,219 @@
+"""Train, evaluate and export one model from the warehouse.
+
+Data: the spec's feature query over every event old enough to have a final outcome
+(``settle_days`` before the newest event in ``dw``). Split by time: the oldest 80% train,
+the newest 20% evaluate; the exported model is the one evaluated. Numerics are float32
+from the query on (so ONNX, which computes in float32, sees the same numbers).
+
+Pipelines: a ColumnTransformer with an explicit median SimpleImputer for numerics and a
+OneHotEncoder(handle_unknown="ignore") for categories; StandardScaler only in front of
+the linear model, never in front of trees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sqlalchemy.engine import Engine
+
+from ml import evaluate
+from ml.errors import InsufficientDataError
+from ml.export import export
+from ml.features import FeatureFrame, load_before
+from ml.specs import FeatureKind, ModelSpec, Task
+
+TEST_SHARE = 0.2
+MIN_TRAIN_ROWS = 100
+MIN_TEST_ROWS = 20
+FOREST = {"n_estimators": 100, "max_depth": 12, "min_samples_leaf": 2, "random_state": 0}
+
+_NEWEST_EVENT = {
+    "orders.sql": "SELECT max(ordered_at) FROM dw.fact_orders",
+    "tickets.sql": "SELECT max(opened_at) FROM dw.fact_support",
+}
+
+
+@dataclass
+class TrainedModel:
+    spec: ModelSpec
+    pipeline: Pipeline
+    onnx: bytes
+    classes: list[str] | None
+    metrics: dict[str, float | None]
+    feature_importances: list[dict[str, Any]]
+    train_from: dt.datetime
+    train_until: dt.datetime
+    test_until: dt.datetime
+    row_count: int
+    test_row_count: int
+    test: FeatureFrame  # the held-out rows (parity checks run on them)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> float:
+        value = self.metrics[self.spec.headline_metric]
+        assert value is not None
+        return value
+
+
+def build_pipeline(spec: ModelSpec) -> Pipeline:
+    numeric = [f.name for f in spec.features if f.kind is FeatureKind.NUMERIC]
+    categories = [f.name for f in spec.features if f.kind is FeatureKind.CATEGORY]
+    linear = spec.algorithm == "LogisticRegression"
+    num_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if linear:
+        num_steps.append(("scale", StandardScaler()))
+    prep = ColumnTransformer(
+        [
+            ("num", Pipeline(num_steps), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categories),
+        ]
+    )
+    estimator: Any
+    if spec.algorithm == "RandomForestClassifier":
+        # larger leaves: smoother probabilities for the rare outcomes
+        estimator = RandomForestClassifier(**{**FOREST, "min_samples_leaf": 10}, n_jobs=1)
+    elif spec.algorithm == "RandomForestRegressor":
+        estimator = RandomForestRegressor(**FOREST, n_jobs=1)
+    elif linear:
+        estimator = LogisticRegression(max_iter=1000, class_weight="balanced")
+    else:  # pragma: no cover - specs are fixed
+        raise ValueError(spec.algorithm)
+    return Pipeline([("prep", prep), ("model", estimator)])
+
+
+def sqrt_balanced_weights(y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per-row weights ``sqrt(n / (k * n_class))``: rare outcomes count more, but only half
+    as much more as full balancing (which over-predicts them and loses accuracy)."""
+    values, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    weights = np.sqrt(len(y) / (len(values) * counts))
+    out: np.ndarray[Any, Any] = weights[inverse]
+    return out
+
+
+def frame_to_pandas(frame: FeatureFrame, spec: ModelSpec) -> pd.DataFrame:
+    return pd.DataFrame({f.name: frame.columns[f.name] for f in spec.features})
+
+
+def dataset(engine: Engine, spec: ModelSpec) -> tuple[FeatureFrame, np.ndarray[Any, Any]]:
+    """Every settled event of ``spec`` (oldest first) and its target."""
+    with engine.connect() as conn:
+        newest = conn.execute(sa.text(_NEWEST_EVENT[spec.sql])).scalar()
+        if newest is None:
+            raise InsufficientDataError(
+                f"{spec.name}: the warehouse holds no events yet (run cdms etl run)",
+                model=spec.name,
+            )
+        until = newest - dt.timedelta(days=spec.settle_days) + dt.timedelta(microseconds=1)
+        frame = load_before(conn, spec, until, extra=[spec.target])
+    y = frame.columns[spec.target]
+    if spec.task is Task.CLASSIFICATION:
+        keep = np.isin(y, np.array(spec.classes, dtype=object))
+        frame = frame.take(keep)
+        y = y[keep].astype(str)
+    else:
+        y = y.astype(np.float64)
+    return frame, y
+
+
+def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
+    t0 = time.perf_counter()
+    frame, y = dataset(engine, spec)
+    n = len(frame)
+    n_test = math.ceil(n * TEST_SHARE)
+    n_train = n - n_test
+    if n_train < MIN_TRAIN_ROWS or n_test < MIN_TEST_ROWS:
+        raise InsufficientDataError(
+            f"{spec.name}: {n} settled events in the warehouse; need at least "
+            f"{MIN_TRAIN_ROWS + MIN_TEST_ROWS} to train and evaluate",
+            model=spec.name,
+            rows=n,
+        )
+    order = np.arange(n)
+    train_ix, test_ix = order[:n_train], order[n_train:]
+    y_train, y_test = y[train_ix], y[test_ix]
+    if spec.task is Task.CLASSIFICATION and len(set(y_train.tolist())) < 2:
+        raise InsufficientDataError(
+            f"{spec.name}: the training events all have the same outcome", model=spec.name
+        )
+    train_frame, test_frame = frame.take(train_ix), frame.take(test_ix)
+    x_train = frame_to_pandas(train_frame, spec)
+    x_test = frame_to_pandas(test_frame, spec)
+    t_data = time.perf_counter()
+
+    pipeline = build_pipeline(spec)
+    fit_params: dict[str, Any] = {}
+    if spec.algorithm == "RandomForestClassifier":
+        fit_params["model__sample_weight"] = sqrt_balanced_weights(y_train)
+    pipeline.fit(x_train, y_train, **fit_params)
+    t_fit = time.perf_counter()
+
+    classes: list[str] | None = None
+    if spec.task is Task.CLASSIFICATION:
+        classes = [str(c) for c in pipeline.classes_]
+        proba = pipeline.predict_proba(x_test)
+        predicted = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
+        metrics = evaluate.classification(y_train, y_test, predicted, proba, classes)
+    else:
+        metrics = evaluate.regression(y_train, y_test, pipeline.predict(x_test))
+    onnx = export(pipeline, spec)
+    t_end = time.perf_counter()
+    return TrainedModel(
+        spec=spec,
+        pipeline=pipeline,
+        onnx=onnx,
+        classes=classes,
+        metrics=metrics,
+        feature_importances=importances(pipeline, spec),
+        train_from=train_frame.event_at[0],
+        train_until=train_frame.event_at[-1],
+        test_until=test_frame.event_at[-1],
+        row_count=n_train,
+        test_row_count=n_test,
+        test=test_frame,
+        seconds={
+            "data": t_data - t0,
+            "fit": t_fit - t_data,
+            "evaluate_export": t_end - t_fit,
+            "total": t_end - t0,
+        },
+    )
+
+
+def importances(pipeline: Pipeline, spec: ModelSpec) -> list[dict[str, Any]]:
+    """Importance per input feature (one-hot columns summed back), largest first, sum 1.
+
+    Forests: impurity importances; the linear model: |coefficient| on the scaled inputs.
+    """
+    prep: ColumnTransformer = pipeline.named_steps["prep"]
+    model = pipeline.named_steps["model"]
+    raw = (
+        np.abs(np.asarray(model.coef_)).sum(axis=0)
+        if hasattr(model, "coef_")
+        else np.asarray(model.feature_importances_)
+    )
+    numeric = [f.name for f in spec.features if f.kind is FeatureKind.NUMERIC]
+    categories = [f.name for f in spec.features if f.kind is FeatureKind.CATEGORY]
+    encoder: OneHotEncoder = prep.named_transformers_["cat"]
+    widths = [1] * len(numeric) + [len(c) for c in encoder.categories_]
+    bounds = np.cumsum([0, *widths])
+    per = {
+        name: float(raw[bounds[i] : bounds[i + 1]].sum())
+        for i, name in enumerate(numeric + categories)
+    }
+    total = sum(per.values()) or 1.0
+    ranked = sorted(per.items(), key=lambda kv: -kv[1])
+    return [{"feature": k, "importance": v / total} for k, v in ranked]
