@@ -1,0 +1,150 @@
+"""`cdms etl check` names the failing check and by how much; hooks and NOTIFY on success."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import Engine
+
+from db.config import to_libpq_url
+from etl import hooks, runner
+from etl.checks import run_checks
+from etl.errors import CheckFailedError, HookFailedError
+from etl.runner import etl_engine
+from tests.etl.conftest import cli_environment, one, sql
+
+
+def _cdms(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", *args],
+        env=cli_environment(url, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_passes_on_a_loaded_warehouse(loaded_shop: str, tmp_path: Path) -> None:
+    done = _cdms(loaded_shop, tmp_path, "etl", "check")
+    assert done.returncode == 0, done.stderr
+    assert "checks passed" in done.stdout
+
+
+def test_check_names_a_tampered_fact_and_the_difference(loaded_shop: str, tmp_path: Path) -> None:
+    order_id, line_no = one(
+        loaded_shop,
+        "SELECT order_id, line_no FROM dw.fact_sales WHERE status = 'delivered'"
+        " ORDER BY 1, 2 LIMIT 1",
+    )
+    sql(
+        loaded_shop,
+        "UPDATE dw.fact_sales SET gross = gross + 7, net = net + 7, margin = margin + 7"
+        " WHERE order_id = %s AND line_no = %s",
+        (order_id, line_no),
+    )
+
+    done = _cdms(loaded_shop, tmp_path, "etl", "check")
+
+    assert done.returncode == 1
+    line = done.stderr.strip()
+    assert line.startswith("error[CHECK_FAILED]: ") and "\n" not in line
+    assert "fact_sales.net of paid+shipped+delivered orders" in line
+    assert "(difference +7.00)" in line
+    failed = {c.name for c in run_checks(etl_engine(loaded_shop)) if not c.ok}
+    assert failed == {
+        "fact_sales.gross",
+        "fact_sales.net",
+        "fact_sales.net of paid+shipped+delivered orders",
+    }
+
+
+def test_check_finds_overlapping_versions_and_wrong_keys(loaded_shop: str) -> None:
+    customer_id = one(loaded_shop, "SELECT min(customer_id) FROM dw.fact_orders")
+    sql(
+        loaded_shop,
+        "INSERT INTO dw.dim_customer (customer_id, email, full_name, age_band, segment, country,"
+        " region, city, signup_at, valid_from, valid_to, is_current)"
+        " SELECT customer_id, email, full_name, age_band, segment, 'Elsewhere', region, city,"
+        " signup_at, '2000-01-01', '2001-01-01', false FROM dw.dim_customer"
+        " WHERE customer_id = %s",
+        (customer_id,),
+    )
+    new_key = one(loaded_shop, "SELECT max(customer_key) FROM dw.dim_customer")
+    sql(
+        loaded_shop,
+        "UPDATE dw.fact_orders SET customer_key = %s WHERE order_id = "
+        "(SELECT min(order_id) FROM dw.fact_orders WHERE customer_id = %s)",
+        (new_key, customer_id),
+    )
+
+    results = {c.name: c for c in run_checks(etl_engine(loaded_shop))}
+
+    assert not results["dim_customer.scd2_ranges"].ok
+    assert "1 overlapping" in results["dim_customer.scd2_ranges"].detail
+    assert not results["fact_orders.customer_key"].ok
+    assert results["fact_orders.customer_key"].detail.startswith("1 row(s)")
+    assert results["dim_customer.one_current"].ok
+    assert results["fact_sales.customer_key"].ok
+
+
+def test_a_failed_check_marks_the_run_failed(loaded_shop: str) -> None:
+    sql(
+        loaded_shop,
+        "DELETE FROM dw.fact_feedback WHERE feedback_id = (SELECT min(id) FROM app.feedback)",
+    )
+
+    with pytest.raises(CheckFailedError) as info:
+        runner.run(loaded_shop)
+
+    assert "fact_feedback.rows: app" in info.value.message
+    assert "(difference -1)" in info.value.message
+    status, error, checks = one(
+        loaded_shop, "SELECT status, error, checks FROM dw.etl_run ORDER BY run_id DESC LIMIT 1"
+    )
+    assert status == "failed" and "fact_feedback.rows" in error
+    assert {c["name"] for c in checks if not c["ok"]} >= {"fact_feedback.rows"}
+
+
+def test_success_calls_hooks_bumps_the_version_and_notifies(shop: str) -> None:
+    seen: list[hooks.LoadInfo] = []
+
+    def hook(engine: Engine, info: hooks.LoadInfo) -> None:
+        seen.append(info)
+
+    hooks.after_load(hook)
+    try:
+        with psycopg.connect(to_libpq_url(shop), autocommit=True) as listener:
+            listener.execute("LISTEN cdms_etl_done")
+            first = runner.run(shop)
+            second = runner.run(shop)
+            notes = [json.loads(n.payload) for n in listener.notifies(timeout=1, stop_after=2)]
+    finally:
+        hooks.remove(hook)
+
+    assert [i.run_id for i in seen] == [first.run_id, second.run_id]
+    assert seen[0].changed and not seen[1].changed
+    assert seen[0].version == seen[1].version == first.version >= 1
+    assert [n["run_id"] for n in notes] == [first.run_id, second.run_id]
+    assert notes[0]["version"] == first.version
+    last_run, last_at = one(shop, "SELECT last_run_id, last_success_at FROM dw.etl_state")
+    assert last_run == second.run_id and last_at is not None
+
+
+def test_a_failing_hook_fails_the_run(loaded_shop: str) -> None:
+    def broken(engine: Engine, info: hooks.LoadInfo) -> None:
+        raise RuntimeError("rollup table missing")
+
+    hooks.after_load(broken)
+    try:
+        with pytest.raises(HookFailedError, match="rollup table missing"):
+            runner.run(loaded_shop)
+    finally:
+        hooks.remove(broken)
+    assert (
+        one(loaded_shop, "SELECT status FROM dw.etl_run ORDER BY run_id DESC LIMIT 1") == "failed"
+    )
