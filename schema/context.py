@@ -35,23 +35,56 @@ class ApiLimits:
     max_page_size: int = 500
 
 
-def _session_settings(conn: Connection, actor: str, timeout_ms: int) -> None:
+def _session_settings(
+    conn: Connection,
+    actor: str,
+    timeout_ms: int,
+    role: str | None = None,
+    customer_id: int | None = None,
+) -> None:
+    if role is None:
+        conn.execute(
+            sa.text(
+                "SELECT set_config('statement_timeout', :timeout, true),"
+                " set_config('cdms.actor', :actor, true)"
+            ),
+            {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
+        )
+        return
+    # a principal: row-level security applies (SET LOCAL ROLE cdms_api; docs/security.md)
     conn.execute(
         sa.text(
             "SELECT set_config('statement_timeout', :timeout, true),"
-            " set_config('cdms.actor', :actor, true)"
+            " set_config('cdms.actor', :actor, true),"
+            " set_config('cdms.role', :role, true),"
+            " set_config('cdms.customer_id', :customer, true),"
+            " set_config('role', 'cdms_api', true)"
         ),
-        {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
+        {
+            "timeout": f"{int(timeout_ms)}ms",
+            "actor": actor,
+            "role": role,
+            "customer": "" if customer_id is None else str(int(customer_id)),
+        },
     )
 
 
 class RequestDb:
     """The request's read connection (one transaction, rolled back at the end)."""
 
-    def __init__(self, engine: Engine, actor: str, timeout_ms: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        actor: str,
+        timeout_ms: int,
+        role: str | None = None,
+        customer_id: int | None = None,
+    ) -> None:
         self.engine = engine
         self.actor = actor
         self.timeout_ms = timeout_ms
+        self.role = role
+        self.customer_id = customer_id
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -60,7 +93,7 @@ class RequestDb:
             conn = self.engine.connect()
             try:
                 conn.begin()
-                _session_settings(conn, self.actor, self.timeout_ms)
+                _session_settings(conn, self.actor, self.timeout_ms, self.role, self.customer_id)
             except BaseException:
                 conn.close()
                 raise
@@ -104,8 +137,11 @@ class RequestDb:
 class Context:
     engine: Engine
     limits: ApiLimits
-    # who is asking; authentication (a later issue) plugs in here and only here
+    # who is asking; authentication (api.auth) plugs in here and only here. With a role,
+    # every transaction runs as cdms_api under row-level security (docs/security.md).
     actor: str = "anonymous"
+    role: str | None = None
+    customer_id: int | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
     # compiled connection queries by argument set (shared by the loaders above)
@@ -115,7 +151,13 @@ class Context:
     @property
     def db(self) -> RequestDb:
         if self._db is None:
-            self._db = RequestDb(self.engine, self.actor, self.limits.statement_timeout_ms)
+            self._db = RequestDb(
+                self.engine,
+                self.actor,
+                self.limits.statement_timeout_ms,
+                self.role,
+                self.customer_id,
+            )
         return self._db
 
     def loader(
@@ -131,7 +173,9 @@ class Context:
     def write(self) -> Iterator[Connection]:
         """One write transaction (commit on success) with the request's session settings."""
         with transaction(self.engine) as conn:
-            _session_settings(conn, self.actor, self.limits.statement_timeout_ms)
+            _session_settings(
+                conn, self.actor, self.limits.statement_timeout_ms, self.role, self.customer_id
+            )
             yield conn
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:

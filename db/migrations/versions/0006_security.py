@@ -1,0 +1,20 @@
+"""API keys, persisted queries, the cdms_api role and row-level security
+
+Revision ID: 0006_security
+Revises: 0005_ml
+"""
+
+from db.migrations.sqlfile import run_sql_file
+
+revision = "0006_security"
+down_revision = "0005_ml"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("0006_security.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("cdms migrations are forward-only; restore a backup instead")
