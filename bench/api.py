@@ -1,0 +1,278 @@
+"""Benchmark of the GraphQL API (prints figures; asserts nothing).
+
+Seeds (once, then reused) a 100,000-customer data set in the dedicated database
+``cdms_bench_api`` (on ``DATABASE_URL``'s server, else the embedded one), starts
+``uvicorn`` with one process, and drives load from 2 client processes on loopback for:
+
+  (a) one customer with their last 10 orders, items and products
+  (b) ``customers(first: 100)`` with 10 orders each and their items
+  (c) ``placeOrder`` (one line, quantity 1)
+
+For each it prints requests/s, p50/p99 latency, the error rate and the SQL statements
+per request (counted in-process with a ``before_cursor_execute`` listener).
+Goals: (a) >= 1,000 requests/s, (b) p50 < 150 ms on a 2-core machine.
+
+Usage: ``.venv/bin/python bench/api.py [--customers N] [--orders M] [--seconds S]
+[--concurrency C] [--only a,b,c]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BENCH_DATABASE = "cdms_bench_api"
+
+QUERY_A = """query ($id: ID!) { customer(id: $id) { id email firstName lastName
+  orders(first: 10) { edges { node { id status orderedAt totalAmount
+    items { lineNo quantity unitPrice lineTotal product { id sku name } } } } } } }"""
+
+QUERY_B = """{ customers(first: 100) { edges { node { id email
+  orders(first: 10) { edges { node { id status totalAmount
+    items { lineNo quantity unitPrice product { sku } } } } } } } } }"""
+
+MUTATION_C = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c,
+  channel: WEB, paymentMethod: CARD, items: [{productId: $p, quantity: 1}]}) {
+  id status totalAmount } }"""
+
+console = Console()
+
+
+def bench_url() -> str:
+    from db.config import DbSettings, to_libpq_url
+    from db.engine import ensure_database, with_database
+    from db.server import embedded_url
+
+    settings = DbSettings.from_env()
+    admin = (
+        to_libpq_url(settings.database_url)
+        if settings.database_url
+        else embedded_url(settings.data_dir, "postgres")
+    )
+    ensure_database(admin, BENCH_DATABASE)
+    return with_database(admin, BENCH_DATABASE)
+
+
+def prepare(url: str, customers: int, orders: int) -> tuple[int, int]:
+    """Migrate and seed (when empty); return (max customer id, max product id)."""
+    import sqlalchemy as sa
+
+    from db.engine import make_engine
+    from db.migrate import upgrade
+    from db.seed import seed
+
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        have = conn.execute(sa.text("SELECT count(*) FROM app.customers")).scalar_one()
+    if have == 0:
+        started = time.perf_counter()
+        with console.status(f"seeding {customers:,} customers, {orders:,} orders"):
+            seed(url, customers, orders, 42)
+        console.print(f"seeded in {time.perf_counter() - started:.0f} s")
+    with engine.begin() as conn:
+        # placeOrder must not run out of stock during the run
+        conn.execute(sa.text("UPDATE app.products SET stock = 1000000 WHERE stock < 1000000"))
+        max_c = conn.execute(sa.text("SELECT max(id) FROM app.customers")).scalar_one()
+        max_p = conn.execute(sa.text("SELECT max(id) FROM app.products")).scalar_one()
+    return int(max_c), int(max_p)
+
+
+def serve(url: str, port: int) -> None:
+    """The server process: the real app on uvicorn, one process."""
+    import uvicorn
+
+    from api.app import create_app
+    from db.engine import make_engine
+
+    uvicorn.run(create_app(make_engine(url)), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _payload(kind: str, max_c: int, max_p: int, rng: random.Random) -> dict[str, Any]:
+    if kind == "a":
+        return {"query": QUERY_A, "variables": {"id": str(rng.randint(1, max_c))}}
+    if kind == "b":
+        return {"query": QUERY_B}
+    return {
+        "query": MUTATION_C,
+        "variables": {"c": str(rng.randint(1, max_c)), "p": str(rng.randint(1, max_p))},
+    }
+
+
+async def _drive(
+    port: int, kind: str, seconds: float, concurrency: int, max_c: int, max_p: int, seed: int
+) -> tuple[list[float], int]:
+    import httpx
+
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60
+    ) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                body = _payload(kind, max_c, max_p, rng)
+                t0 = time.perf_counter()
+                resp = await client.post("/graphql", json=body)
+                latencies.append(time.perf_counter() - t0)
+                if resp.status_code != 200 or "errors" in resp.json():
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors
+
+
+def _client_process(args: tuple[int, str, float, int, int, int, int], out: Any) -> None:
+    out.put(asyncio.run(_drive(*args)))
+
+
+def load(
+    port: int, kind: str, seconds: float, concurrency: int, max_c: int, max_p: int
+) -> dict[str, float]:
+    """Two client processes, ``concurrency`` connections each, for ``seconds``."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_client_process,
+            args=((port, kind, seconds, concurrency, max_c, max_p, i), out),
+        )
+        for i in range(2)
+    ]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = max(seconds, time.perf_counter() - started - 1.0)  # minus process start-up
+    lat = sorted(x for r in results for x in r[0])
+    errors = sum(r[1] for r in results)
+    return {
+        "requests": len(lat),
+        "rps": len(lat) / seconds if lat else 0.0,
+        "p50": statistics.median(lat) * 1000 if lat else float("nan"),
+        "p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
+        "errors": errors,
+        "elapsed": elapsed,
+    }
+
+
+def statements_per_request(url: str, kind: str, max_c: int, max_p: int) -> int:
+    """Run one request in-process and count the SQL statements it issues."""
+    import httpx
+    import sqlalchemy as sa
+
+    from api.app import create_app
+    from db.engine import make_engine
+
+    engine = make_engine(url)
+    app = create_app(engine)
+    count = 0
+
+    def before(*_: Any) -> None:
+        nonlocal count
+        count += 1
+
+    async def one() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            resp = await client.post(
+                "/graphql", json=_payload(kind, max_c, max_p, random.Random(1))
+            )
+            body = resp.json()
+            assert "errors" not in body, body
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        asyncio.run(one())
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+    return count
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_up(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=8, help="connections per client")
+    parser.add_argument("--only", default="a,b,c")
+    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    url = bench_url()
+    max_c, max_p = prepare(url, args.customers, args.orders)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    server = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port)], env=env)
+    try:
+        _wait_up(port)
+        table = Table(title=f"GraphQL API, {max_c:,} customers, uvicorn x1, 2 client processes")
+        for col in ("case", "req/s", "p50 ms", "p99 ms", "requests", "errors", "SQL/request"):
+            table.add_column(col, justify="right")
+        names = {
+            "a": "(a) customer + 10 orders",
+            "b": "(b) 100 customers x 10 orders",
+            "c": "(c) placeOrder",
+        }
+        for kind in args.only.split(","):
+            stmts = statements_per_request(url, kind, max_c, max_p)
+            load(port, kind, 2, args.concurrency, max_c, max_p)  # warm-up
+            r = load(port, kind, args.seconds, args.concurrency, max_c, max_p)
+            table.add_row(
+                names[kind],
+                f"{r['rps']:.0f}",
+                f"{r['p50']:.1f}",
+                f"{r['p99']:.1f}",
+                f"{r['requests']:.0f}",
+                f"{r['errors']:.0f}",
+                str(stmts),
+            )
+            console.print(json.dumps({"case": kind, **r, "statements": stmts}))
+        console.print(table)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
