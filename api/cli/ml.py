@@ -1,0 +1,106 @@
+"""``cdms ml ...``: train, list and activate the prediction models."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli.common import console, progress, resolve_url
+
+app = typer.Typer(help="Prediction models: train, list, activate.", no_args_is_help=True)
+
+
+def train_models(url: str, names: list[str], *, force: bool = False) -> None:
+    """Train, evaluate, export and register ``names`` (one progress bar over them)."""
+    from db.engine import make_engine
+    from ml.registry import register
+    from ml.specs import spec
+    from ml.train import train
+
+    specs = [spec(n) for n in names]  # unknown names fail before any work
+    engine = make_engine(url)
+    with progress() as bars:
+        task = bars.add_task("training", total=len(specs))
+        for s in specs:
+            bars.update(task, description=f"training {s.name} ({s.algorithm})")
+            trained = train(engine, s)
+            result = register(engine, trained, force=force)
+            m = trained.metrics
+            metric = s.headline_metric
+            base = m.get(f"baseline_{metric}")
+            bars.console.print(
+                f"  {s.name} v{result.version}: {metric} {trained.headline:.4f}"
+                + (f" (baseline {base:.4f})" if base is not None else "")
+                + f", {trained.row_count:,} training / {trained.test_row_count:,} test rows,"
+                f" {len(trained.onnx) / 1e6:.1f} MB, {trained.seconds['total']:.1f} s - "
+                + ("[green]activated[/]" if result.activated else "[yellow]not activated[/]")
+                + f" ({result.reason})"
+            )
+            bars.advance(task)
+
+
+@app.command("train")
+def train_cmd(
+    model: list[str] = typer.Option(
+        None, "--model", help="Model to train (repeatable; default: all three)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Activate the new version even if its headline metric is worse."
+    ),
+) -> None:
+    """Train models on the warehouse, evaluate them on the newest 20%, register them."""
+    from ml.specs import SPECS
+
+    train_models(resolve_url(), list(model or SPECS), force=force)
+
+
+@app.command("list")
+def list_cmd(
+    model: str | None = typer.Option(None, "--model", help="Only this model's versions."),
+) -> None:
+    """Every registered version, newest first, with its metrics."""
+    from rich.table import Table
+
+    from db.engine import make_engine
+    from ml.registry import list_versions
+    from ml.specs import spec
+
+    if model is not None:
+        spec(model)
+    with make_engine(resolve_url()).connect() as conn:
+        versions = list_versions(conn, model)
+    if not versions:
+        console.print("no models registered (run: cdms ml train)")
+        return
+    table = Table("model", "version", "active", "algorithm", "trained at", "rows", "metrics")
+    for v in versions:
+        keys = ("macro_f1", "roc_auc", "accuracy") if v.classes else ("mae", "rmse", "r2")
+        shown = [
+            f"{k} {v.metrics[k]:.4f} (baseline {v.metrics[f'baseline_{k}']:.4f})"
+            for k in keys
+            if v.metrics.get(k) is not None and v.metrics.get(f"baseline_{k}") is not None
+        ]
+        table.add_row(
+            v.name,
+            str(v.version),
+            "yes" if v.active else "",
+            v.algorithm,
+            f"{v.trained_at:%Y-%m-%d %H:%M:%S}",
+            f"{v.row_count:,}",
+            "\n".join(shown),
+        )
+    console.print(table)
+
+
+@app.command("activate")
+def activate_cmd(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version to activate (e.g. an older one)."),
+) -> None:
+    """Make VERSION the active one of NAME (validated first; servers swap at once)."""
+    from db.engine import make_engine
+    from ml.registry import activate
+    from ml.specs import spec
+
+    spec(name)
+    activate(make_engine(resolve_url()), name, version)
+    console.print(f"{name} version {version} is active")
