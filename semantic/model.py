@@ -200,7 +200,14 @@ class Cube:
         return next((j for j in self.joins if j.cube == cube), None)
 
     def member_names(self) -> list[str]:
-        return [m.name for m in (*self.dimensions, *self.measures)]
+        return [d.name for d in self.dimensions] + [m.name for m in self.measures]
+
+    def named_nodes(self) -> list[tuple[str, Loc]]:
+        """Every named node of the cube (one namespace): (name, where declared)."""
+        groups: tuple[tuple[Dimension | Measure | Segment | Hierarchy | PreAggregation, ...], ...]
+        groups = (self.dimensions, self.measures, self.segments, self.hierarchies,
+                  self.pre_aggregations)  # fmt: skip
+        return [(n.name, n.loc) for group in groups for n in group]
 
     def time_dimensions(self) -> tuple[Dimension, ...]:
         return tuple(d for d in self.dimensions if d.type is DimensionType.TIME)

@@ -46,16 +46,14 @@ def names_and_duplicates(model: Model) -> list[str]:
             issues.append(f"{cube.loc}: duplicate cube {cube.name!r} (first at {seen[cube.name]})")
         seen[cube.name] = str(cube.loc)
         members: dict[str, str] = {}
-        for node in (*cube.dimensions, *cube.measures, *cube.segments, *cube.hierarchies,
-                     *cube.pre_aggregations):  # fmt: skip
-            if not NAME_RE.match(node.name):
-                issues.append(f"{node.loc}: name {node.name!r} must be lowerCamelCase")
-            if node.name in members:
+        for name, loc in cube.named_nodes():
+            if not NAME_RE.match(name):
+                issues.append(f"{loc}: name {name!r} must be lowerCamelCase")
+            if name in members:
                 issues.append(
-                    f"{node.loc}: duplicate name {cube.name}.{node.name} "
-                    f"(first at {members[node.name]})"
+                    f"{loc}: duplicate name {cube.name}.{name} (first at {members[name]})"
                 )
-            members[node.name] = str(node.loc)
+            members[name] = str(loc)
     return issues
 
 

@@ -1,0 +1,214 @@
+"""Pre-aggregations: materialized as tables in ``dw_rollup`` and matched to queries exactly.
+
+A rollup ``sales.monthlyByCategory`` becomes ``dw_rollup.sales_monthly_by_category`` with
+one column per dimension (``products_category``), ``bucket`` (the local time truncated to
+the rollup's granularity in its timezone) and one column per measure part (``m_revenue``;
+an ``avg`` keeps ``m_x_sum`` and ``m_x_count``). ``dw_rollup.build`` records the warehouse
+version each was built from; the planner only uses rollups built from the current version.
+
+A query is answered from a rollup only when that is exact: same timezone, every measure in
+it (count/sum/min/max/avg, or ``number`` measures of those), every dimension and filter
+member in it, time buckets derivable from its granularity, and time filter bounds on
+bucket boundaries. Otherwise the facts answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, assert_never
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine
+
+from semantic.model import Granularity, MeasureType, Model, PreAggregation, derivable
+from semantic.query import Condition, Junction, Member, Op, time_bounds
+from semantic.sources import (
+    ROLLUP_SCHEMA,
+    Binder,
+    RawSource,
+    rollup_dim_column,
+    rollup_measure_columns,
+    rollup_table,
+    trunc,
+)
+
+if TYPE_CHECKING:
+    from semantic.planner import FactPlan
+
+
+def truncate_py(gran: Granularity, t: datetime) -> datetime:
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    match gran:
+        case Granularity.VALUE:
+            return t
+        case Granularity.DAY:
+            return day
+        case Granularity.WEEK:
+            from datetime import timedelta
+
+            return day - timedelta(days=day.weekday())
+        case Granularity.MONTH:
+            return day.replace(day=1)
+        case Granularity.QUARTER:
+            return day.replace(day=1, month=(day.month - 1) // 3 * 3 + 1)
+        case Granularity.YEAR:
+            return day.replace(day=1, month=1)
+        case _:
+            assert_never(gran)
+
+
+def _conditions(filters: Sequence[Condition | Junction]) -> list[Condition]:
+    out: list[Condition] = []
+    for f in filters:
+        out.extend(_conditions(f.items) if isinstance(f, Junction) else [f])
+    return out
+
+
+def match_rollup(
+    model: Model,
+    fact: FactPlan,
+    grans: Sequence[Granularity | None],
+    timezone: str,
+    fresh: frozenset[str],
+) -> PreAggregation | None:
+    cube = model.cube(fact.cube)
+    assert cube is not None
+    if fact.segments:
+        return None
+    for p in cube.pre_aggregations:
+        if f"{cube.name}.{p.name}" not in fresh or p.timezone != timezone:
+            continue
+        if not set(fact.measures) <= {Member(cube.name, n) for n in p.measures}:
+            continue
+        if _covers(p, cube.name, fact, grans):
+            return p
+    return None
+
+
+def _covers(
+    p: PreAggregation, cube: str, fact: FactPlan, grans: Sequence[Granularity | None]
+) -> bool:
+    dims = {Member.parse(r, cube) for r in p.dimensions}
+    t = Member(cube, p.time_dimension)
+    for m, g in zip(fact.dims, grans, strict=True):
+        if m == t:
+            if g is None or g is Granularity.VALUE or not derivable(p.granularity, g):
+                return False
+        elif m not in dims or g is not None:
+            return False
+    for c in _conditions(fact.filters):
+        if c.member == t:
+            if c.op is Op.SET:
+                continue
+            lo, hi = time_bounds(c)
+            for bound in (lo, hi):
+                if bound is not None and truncate_py(p.granularity, bound) != bound:
+                    return False
+        elif c.member not in dims:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# building
+# ---------------------------------------------------------------------------------------
+def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[Any]:
+    cube = model.cube(cube_name)
+    assert cube is not None
+    dims = [Member.parse(r, cube_name) for r in p.dimensions]
+    joins = tuple(dict.fromkeys(m.cube for m in dims if m.cube != cube_name))
+    src = RawSource(model, cube_name, joins, Binder(p.timezone))
+    cols: list[sa.ColumnElement[Any]] = [src.dim(m).label(rollup_dim_column(m)) for m in dims]
+    bucket = trunc(p.granularity, src.local_time(Member(cube_name, p.time_dimension)))
+    cols.append(bucket.label("bucket"))
+    for name in p.measures:
+        measure = cube.measure(name)
+        assert measure is not None
+        m = Member(cube_name, name)
+        names = rollup_measure_columns(m, measure.type)
+        inputs = src.inputs(m)
+        if measure.type is MeasureType.AVG:
+            cols += [sa.func.sum(inputs[0]).label(names[0]),
+                     sa.func.count(inputs[0]).label(names[1])]  # fmt: skip
+        else:
+            cols.append(src.aggregate(m, inputs).label(names[0]))
+    return sa.select(*cols).select_from(src.from_()).group_by(*range_(len(dims) + 1))
+
+
+def range_(n: int) -> list[sa.ColumnElement[Any]]:
+    return [sa.literal_column(str(i + 1)) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Built:
+    name: str
+    rows: int
+    seconds: float
+
+
+def ensure_schema(conn: Connection) -> None:
+    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {ROLLUP_SCHEMA}"))
+    conn.execute(sa.text(
+        f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCHEMA}.build ("
+        " name text PRIMARY KEY, version bigint NOT NULL, built_at timestamptz NOT NULL,"
+        " row_count bigint NOT NULL, seconds double precision NOT NULL)"))  # fmt: skip
+
+
+def warehouse_version(conn: Connection) -> int:
+    return int(conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one())
+
+
+def build_all(engine: Engine, model: Model, *, force: bool = False) -> list[Built]:
+    """(Re)build every declared rollup not yet built from the current warehouse version.
+
+    Each rollup is swapped in within one transaction (readers see the old or the new one)."""
+    done: list[Built] = []
+    for cube in model.cubes:
+        for p in cube.pre_aggregations:
+            name, table = f"{cube.name}.{p.name}", rollup_table(cube.name, p)
+            with engine.begin() as conn:
+                ensure_schema(conn)
+                version = warehouse_version(conn)
+                built = conn.execute(
+                    sa.text(f"SELECT version FROM {ROLLUP_SCHEMA}.build WHERE name = :n"),
+                    {"n": name},
+                ).scalar()
+                if built == version and not force:
+                    continue
+                t0 = time.perf_counter()
+                select = build_select(model, cube.name, p).compile(
+                    dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+                    compile_kwargs={"literal_binds": True},
+                )
+                q = f"{ROLLUP_SCHEMA}.{table}"
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
+                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select}"))
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
+                conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
+                conn.execute(sa.text(f"ANALYZE {q}"))
+                rows = int(conn.execute(sa.text(f"SELECT count(*) FROM {q}")).scalar_one())
+                seconds = time.perf_counter() - t0
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {ROLLUP_SCHEMA}.build VALUES (:n, :v, now(), :r, :s)"
+                        " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(),"
+                        " row_count = :r, seconds = :s"
+                    ),
+                    {"n": name, "v": version, "r": rows, "s": seconds},
+                )
+            done.append(Built(name, rows, seconds))
+    return done
+
+
+def fresh_rollups(conn: Connection, version: int) -> frozenset[str]:
+    exists = conn.execute(sa.text(f"SELECT to_regclass('{ROLLUP_SCHEMA}.build') IS NOT NULL"))
+    if not exists.scalar_one():
+        return frozenset()
+    rows = conn.execute(
+        sa.text(f"SELECT name FROM {ROLLUP_SCHEMA}.build WHERE version = :v"), {"v": version}
+    )
+    return frozenset(r[0] for r in rows)
