@@ -904,8 +904,10 @@ $$;
 -- to the base table's primary key and each aggregate reads only that row's children.
 -- Revenue statuses: an order counts as revenue once paid (paid, shipped, delivered,
 -- returned); a returned order stays in, and its approved refunds are subtracted.
+-- security_invoker: the views read the base tables with the caller's rights, so row-level
+-- security on those tables (issue 8) applies through the views too.
 
-CREATE VIEW app.customer_summary AS
+CREATE VIEW app.customer_summary WITH (security_invoker = true) AS
 SELECT c.id AS customer_id,
        o.order_count,
        (o.revenue - r.refunded)::numeric(14,2) AS lifetime_value,
@@ -953,7 +955,7 @@ COMMENT ON VIEW app.customer_summary IS
     'average_rating: mean feedback rating. open_ticket_count: tickets open or in_progress. '
     'Filter by customer_id: the aggregates are LATERAL per customer over indexed children.';
 
-CREATE VIEW app.product_performance AS
+CREATE VIEW app.product_performance WITH (security_invoker = true) AS
 SELECT p.id AS product_id,
        p.sku,
        s.units_sold,
