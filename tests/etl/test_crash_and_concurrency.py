@@ -1,0 +1,186 @@
+"""A run killed mid-way resumes to the same warehouse as a rebuild; runs never overlap."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from db.config import to_libpq_url
+from etl import runner
+from etl.errors import EtlBusyError
+from etl.runner import LOCK_KEYS
+from tests.etl.conftest import cli_environment, dw_checksums, one, sql
+
+
+def _spawn(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "etl", "run", *args],
+        env=cli_environment(url, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate: object, timeout: float = 60.0) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
+    loaded_shop: str, tmp_path: Path
+) -> None:
+    url = loaded_shop
+    order_id = one(url, "SELECT min(id) FROM app.orders WHERE status = 'delivered'")
+    sql(url, "SELECT app.set_order_status(%s, 'returned')", (order_id,))
+    cancelled = one(
+        url,
+        "SELECT min(o.id) FROM app.orders o WHERE o.status = 'cancelled'"
+        " AND NOT EXISTS (SELECT 1 FROM app.feedback f WHERE f.order_id = o.id)"
+        " AND NOT EXISTS (SELECT 1 FROM app.support_tickets t WHERE t.order_id = o.id)",
+    )
+    sql(url, "DELETE FROM app.orders WHERE id = %s", (cancelled,))
+
+    runner.dispose(url)  # this process's pooled ETL sessions would look like the child's
+    # Hold fact_orders so the run blocks inside that step, after three committed steps.
+    with psycopg.connect(to_libpq_url(url)) as blocker:
+        blocker.execute("LOCK TABLE dw.fact_orders IN ACCESS EXCLUSIVE MODE")
+        proc = _spawn(url, tmp_path)
+        try:
+
+            def waiting() -> bool:
+                assert proc.poll() is None, proc.communicate()
+                return bool(
+                    one(
+                        url,
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdms-etl'"
+                        " AND wait_event_type = 'Lock' AND query ILIKE '%%fact_orders%%'",
+                    )
+                )
+
+            _wait_for(waiting)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        # the server drops the dead client's sessions (client_connection_check_interval)
+        _wait_for(
+            lambda: (
+                one(
+                    url,
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'cdms-etl%%'",
+                )
+                == 0
+            )
+        )
+        blocker.rollback()
+
+    killed = one(url, "SELECT run_id, status FROM dw.etl_run ORDER BY run_id DESC LIMIT 1")
+    assert killed[1] == "running"
+    done_steps = [
+        r[0]
+        for r in sql(
+            url,
+            "SELECT step FROM dw.etl_run_step WHERE run_id = %s ORDER BY position",
+            (killed[0],),
+        )
+    ]
+    assert done_steps == ["dim_customer", "dim_product", "fact_sales"]
+    # half applied: the lines carry the new status, the order row does not yet
+    assert sql(
+        url, "SELECT DISTINCT status FROM dw.fact_sales WHERE order_id = %s", (order_id,)
+    ) == [("returned",)]
+    assert (
+        one(url, "SELECT status FROM dw.fact_orders WHERE order_id = %s", (order_id,))
+        == "delivered"
+    )
+
+    resumed = runner.run(url)
+
+    assert all(c.ok for c in resumed.checks)
+    assert one(url, "SELECT status, error FROM dw.etl_run WHERE run_id = %s", (killed[0],)) == (
+        "failed",
+        "interrupted: the process ended before the run finished",
+    )
+    assert (
+        one(url, "SELECT status FROM dw.fact_orders WHERE order_id = %s", (order_id,)) == "returned"
+    )
+    after_resume = dw_checksums(url)
+    runner.run(url, full=True)
+    assert dw_checksums(url) == after_resume
+    assert one(url, "SELECT count(*) FROM dw.fact_orders WHERE order_id = %s", (cancelled,)) == 0
+
+
+def test_a_run_while_another_holds_the_lock_fails_with_conflict(shop: str, tmp_path: Path) -> None:
+    with psycopg.connect(to_libpq_url(shop), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEYS)
+        with pytest.raises(EtlBusyError, match="another ETL run is in progress"):
+            runner.run(shop)
+        proc = _spawn(shop, tmp_path)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.strip().startswith("error[CONFLICT]: another ETL run is in progress (pid ")
+    assert one(shop, "SELECT count(*) FROM dw.etl_run") == 0
+    assert one(shop, "SELECT count(*) FROM dw.fact_sales") == 0
+
+
+def _runs(url: str) -> list[tuple[int, str, object, object]]:
+    return sql(
+        url, "SELECT run_id, status, started_at, finished_at FROM dw.etl_run ORDER BY run_id"
+    )
+
+
+def test_two_runs_started_at_once_never_double_load(shop: str, tmp_path: Path) -> None:
+    runner.dispose(shop)
+    procs = [_spawn(shop, tmp_path / str(i)) for i in range(2)]
+    outcomes = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+
+    assert any(rc == 0 for rc, _ in outcomes), outcomes
+    for rc, err in outcomes:
+        assert rc == 0 or err.strip().startswith("error[CONFLICT]: another ETL run"), err
+    lines = one(shop, "SELECT count(*) FROM app.order_items")
+    assert one(shop, "SELECT count(*) FROM dw.fact_sales") == lines
+    inserted = one(
+        shop,
+        "SELECT sum(s.rows_inserted) FROM dw.etl_run_step s JOIN dw.etl_run r USING (run_id)"
+        " WHERE s.step = 'fact_sales' AND r.status = 'succeeded'",
+    )
+    assert inserted == lines
+    runs = _runs(shop)
+    assert all(status == "succeeded" for _, status, _, _ in runs)
+    for (_, _, _, end), (_, _, start, _) in itertools.pairwise(runs):
+        assert end <= start  # type: ignore[operator]
+
+
+def test_with_wait_the_second_run_queues_and_loads_nothing_twice(shop: str, tmp_path: Path) -> None:
+    runner.dispose(shop)
+    procs = [_spawn(shop, tmp_path / str(i), "--wait") for i in range(2)]
+    outcomes = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+
+    assert [rc for rc, _ in outcomes] == [0, 0], outcomes
+    runs = _runs(shop)
+    assert [status for _, status, _, _ in runs] == ["succeeded", "succeeded"]
+    assert runs[0][3] <= runs[1][2]  # type: ignore[operator]
+    second = sql(
+        shop,
+        "SELECT rows_inserted + rows_updated + rows_deleted FROM dw.etl_run_step WHERE run_id = %s",
+        (runs[1][0],),
+    )
+    assert second and all(n == 0 for (n,) in second)
+    assert one(shop, "SELECT count(*) FROM dw.fact_orders") == one(
+        shop, "SELECT count(*) FROM app.orders"
+    )
