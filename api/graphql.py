@@ -142,6 +142,8 @@ class GraphQLEndpoint:
             operation_name=op.get("operationName"),
         )
         out: dict[str, Any] = {"data": result.data}
+        if result.extensions:
+            out["extensions"] = result.extensions
         if result.errors:
             # parse errors bypass the schema's extensions: classify here too (idempotent)
             out["errors"] = [classify(e, ctx.request_id).formatted for e in result.errors]

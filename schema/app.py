@@ -16,6 +16,8 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from schema.cube.extension import CubeExtensions
+from schema.cube.queries import CubeQueries
 from schema.customers.mutations import CustomerMutations
 from schema.customers.queries import CustomerQueries
 from schema.errors import ErrorCodes
@@ -49,6 +51,7 @@ class Query(
     SupportTicketQueries,
     ReturnQueries,
     FeedbackQueries,
+    CubeQueries,
 ):
     pass
 
@@ -86,6 +89,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         ),
         extensions=[
             ErrorCodes,
+            CubeExtensions,
             lambda: QueryDepthLimiter(max_depth=limits.max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),

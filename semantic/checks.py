@@ -113,8 +113,13 @@ def check_query(model: Model, q: CubeQuery) -> None:
                 field=str(f.member),
             )
         if f.to_date and slots:
-            order = [Granularity.DAY, Granularity.WEEK, Granularity.MONTH, Granularity.QUARTER,
-                     Granularity.YEAR]  # fmt: skip
+            order = [
+                Granularity.DAY,
+                Granularity.WEEK,
+                Granularity.MONTH,
+                Granularity.QUARTER,
+                Granularity.YEAR,
+            ]
             gran = slots[0].granularity
             assert gran is not None
             if order.index(gran) > order.index(Granularity(f.to_date.value.lower())):
@@ -134,8 +139,11 @@ def check_query(model: Model, q: CubeQuery) -> None:
         cube = cube_of(model, o.member.cube)
         if cube.measure(o.member.name) is None and o.member not in selected:
             names = [str(d.member) for d in q.dimensions] + [str(m.member) for m in q.measures]
-            bad(f"cannot order by {o.member}: order by a measure or a selected dimension",
-                str(o.member), names)  # fmt: skip
+            bad(
+                f"cannot order by {o.member}: order by a measure or a selected dimension",
+                str(o.member),
+                names,
+            )
 
 
 def check_filter(model: Model, flt: Filter) -> None:
@@ -182,15 +190,24 @@ def _check_condition(model: Model, c: Condition) -> None:
                 assert_never(dim.type)
     if c.op not in allowed:
         ops = sorted(o.value for o in allowed)
-        bad(f"{name} is a {kind}; it cannot be filtered with {c.op.value!r}"
-            f" (allowed: {', '.join(ops)})", name, [])  # fmt: skip
+        bad(
+            f"{name} is a {kind}; it cannot be filtered with {c.op.value!r}"
+            f" (allowed: {', '.join(ops)})",
+            name,
+            [],
+        )
     _check_values(name, kind, c)
 
 
 def _check_values(name: str, kind: str, c: Condition) -> None:
     n = len(c.values)
-    want = {Op.IN: (1, None), Op.NOT_IN: (1, None), Op.CONTAINS: (1, None),
-            Op.IN_DATE_RANGE: (2, 2), Op.NOT_IN_DATE_RANGE: (2, 2)}.get(c.op, (1, 1))  # fmt: skip
+    want = {
+        Op.IN: (1, None),
+        Op.NOT_IN: (1, None),
+        Op.CONTAINS: (1, None),
+        Op.IN_DATE_RANGE: (2, 2),
+        Op.NOT_IN_DATE_RANGE: (2, 2),
+    }.get(c.op, (1, 1))
     if n < want[0] or (want[1] is not None and n > want[1]):
         count = f"{want[0]}" if want[0] == want[1] else f"at least {want[0]}"
         raise BadUserInputError(

@@ -77,8 +77,10 @@ class Compiler:
         if c.op in (Op.IN_DATE_RANGE, Op.NOT_IN_DATE_RANGE, Op.BEFORE_DATE, Op.AFTER_DATE):
             lo, hi = bounds(c)
             if shift is not None and c.member == shifted:
-                lo, hi = (None if lo is None else back(lo, shift)), (
-                    None if hi is None else back(hi, shift))  # fmt: skip
+                lo, hi = (
+                    (None if lo is None else back(lo, shift)),
+                    (None if hi is None else back(hi, shift)),
+                )
             inside = src.time_range(c.member, lo, hi)
             if c.op is Op.NOT_IN_DATE_RANGE:
                 return sa.or_(sa.not_(inside), src.local_time(c.member).is_(None))
@@ -92,8 +94,10 @@ class Compiler:
 
     def compare_op(self, e: Expr, c: Condition) -> Expr:
         b = self.binder
-        v = [Decimal(str(x)) if isinstance(x, int | float) and not isinstance(x, bool) else x
-             for x in c.values]  # fmt: skip
+        v = [
+            Decimal(str(x)) if isinstance(x, int | float) and not isinstance(x, bool) else x
+            for x in c.values
+        ]
         match c.op:
             case Op.EQUALS:
                 return e == b(v[0])
@@ -104,8 +108,9 @@ class Compiler:
             case Op.NOT_IN:
                 return sa.or_(e.not_in(b(v, expanding=True)), e.is_(None))
             case Op.CONTAINS:
-                return sa.or_(*[sa.func.strpos(sa.func.lower(e), sa.func.lower(b(x))) > 0
-                                for x in v])  # fmt: skip
+                return sa.or_(
+                    *[sa.func.strpos(sa.func.lower(e), sa.func.lower(b(x))) > 0 for x in v]
+                )
             case Op.GT:
                 return e > b(v[0])
             case Op.GTE:
@@ -179,8 +184,7 @@ class Compiler:
                 cols.append(sa.cast(col, sa.Numeric).label(f"m{k}"))
             branches.append(sa.select(*cols))
         union = sa.union_all(*branches).subquery("facts")
-        keys = [union.c[f"d{i}"] for i in range(self.n)] + (
-            [union.c.g] if self.q.subtotals else [])  # fmt: skip
+        keys = [union.c[f"d{i}"] for i in range(self.n)] + ([union.c.g] if self.q.subtotals else [])
         measures = [
             sa.func.max(union.c[f"m{k}"]).label(f"m{k}") for k in range(len(self.plan.base))
         ]
@@ -195,9 +199,13 @@ class Compiler:
         cube = self.model.cube(m.cube)
         measure = cube.measure(m.name) if cube else None
         assert measure is not None and measure.sql is not None
-        return "(" + re.sub(r"\{([\w.]+)\}",
-                            lambda r: self.value(Member.parse(r[1], m.cube), ns),
-                            measure.sql) + ")"  # fmt: skip
+        return (
+            "("
+            + re.sub(
+                r"\{([\w.]+)\}", lambda r: self.value(Member.parse(r[1], m.cube), ns), measure.sql
+            )
+            + ")"
+        )
 
     def field(self, f: MeasureField, prevs: dict[Compare, str]) -> Expr:
         v = self.value(f.member, "agg")
@@ -245,8 +253,11 @@ class Compiler:
         stmt = sa.select(*cols).select_from(source)
         for flt in self.plan.having:
             stmt = stmt.where(self.having(flt))
-        return stmt.order_by(*self.order()).limit(self.binder(self.q.limit)).offset(
-            self.binder(self.q.offset))  # fmt: skip
+        return (
+            stmt.order_by(*self.order())
+            .limit(self.binder(self.q.limit))
+            .offset(self.binder(self.q.offset))
+        )
 
     def having(self, flt: Filter) -> Expr:
         if isinstance(flt, Junction):
@@ -257,8 +268,14 @@ class Compiler:
     def order(self) -> list[Any]:
         out: list[Any] = []
         for o in self.q.order:
-            slot = next((i for i, s in enumerate(self.plan.slots)
-                         if any(f.member == o.member for f in s.fields)), None)  # fmt: skip
+            slot = next(
+                (
+                    i
+                    for i, s in enumerate(self.plan.slots)
+                    if any(f.member == o.member for f in s.fields)
+                ),
+                None,
+            )
             text = f"agg.d{slot}" if slot is not None else self.value(o.member, "agg")
             out.append(sa.literal_column(f"{text} {'DESC' if o.descending else 'ASC'} NULLS LAST"))
         out += [sa.literal_column(f"agg.d{i} ASC NULLS LAST") for i in range(self.n)]

@@ -120,8 +120,12 @@ class _Reader:
 
     def join(self, n: dict[str, Any]) -> Join:
         rel = self.enum(n, "relationship", Relationship, Relationship.MANY_TO_ONE)
-        return Join(self.text(n, "cube", required=True), rel, self.text(n, "sql", required=True),
-                    self.loc(n))  # fmt: skip
+        return Join(
+            self.text(n, "cube", required=True),
+            rel,
+            self.text(n, "sql", required=True),
+            self.loc(n),
+        )
 
     def dimension(self, n: dict[str, Any]) -> Dimension:
         return Dimension(
@@ -147,12 +151,21 @@ class _Reader:
         )
 
     def segment(self, n: dict[str, Any]) -> Segment:
-        return Segment(self.text(n, "name", required=True), self.text(n, "sql", required=True),
-                       self.loc(n), self.text(n, "title"), self.text(n, "description"))  # fmt: skip
+        return Segment(
+            self.text(n, "name", required=True),
+            self.text(n, "sql", required=True),
+            self.loc(n),
+            self.text(n, "title"),
+            self.text(n, "description"),
+        )
 
     def hierarchy(self, n: dict[str, Any]) -> Hierarchy:
-        return Hierarchy(self.text(n, "name", required=True), self.names(n, "levels"),
-                         self.loc(n), self.text(n, "title"))  # fmt: skip
+        return Hierarchy(
+            self.text(n, "name", required=True),
+            self.names(n, "levels"),
+            self.loc(n),
+            self.text(n, "title"),
+        )
 
     def pre_aggregation(self, n: dict[str, Any]) -> PreAggregation:
         return PreAggregation(

@@ -205,8 +205,13 @@ class Cube:
     def named_nodes(self) -> list[tuple[str, Loc]]:
         """Every named node of the cube (one namespace): (name, where declared)."""
         groups: tuple[tuple[Dimension | Measure | Segment | Hierarchy | PreAggregation, ...], ...]
-        groups = (self.dimensions, self.measures, self.segments, self.hierarchies,
-                  self.pre_aggregations)  # fmt: skip
+        groups = (
+            self.dimensions,
+            self.measures,
+            self.segments,
+            self.hierarchies,
+            self.pre_aggregations,
+        )
         return [(n.name, n.loc) for group in groups for n in group]
 
     def time_dimensions(self) -> tuple[Dimension, ...]:

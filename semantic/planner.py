@@ -115,17 +115,21 @@ def plan_query(model: Model, q: CubeQuery, fresh: frozenset[str] = frozenset()) 
         _fact(model, q, root, [m for m in base if m.cube == root], slots, where, multi, fresh)
         for root in roots
     )
-    time_slot = next((i for i, s in enumerate(slots) if s.granularity not in
-                      (None, Granularity.VALUE)), None)  # fmt: skip
+    time_slot = next(
+        (i for i, s in enumerate(slots) if s.granularity not in (None, Granularity.VALUE)), None
+    )
     return Plan(q, slots, facts, tuple(base), having, time_slot)
 
 
 def _dimension_root(model: Model, q: CubeQuery) -> str:
     """No measures: the first cube of the query that reaches every other one."""
-    cubes = list(dict.fromkeys(
-        [d.member.cube for d in q.dimensions]
-        + [m.cube for f in q.filters for m in _filter_members(f)]
-        + [s.cube for s in q.segments]))  # fmt: skip
+    cubes = list(
+        dict.fromkeys(
+            [d.member.cube for d in q.dimensions]
+            + [m.cube for f in q.filters for m in _filter_members(f)]
+            + [s.cube for s in q.segments]
+        )
+    )
     for name in cubes:
         if set(cubes) <= set(reachable(model, name)):
             return name

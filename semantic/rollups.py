@@ -132,8 +132,10 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
         names = rollup_measure_columns(m, measure.type)
         inputs = src.inputs(m)
         if measure.type is MeasureType.AVG:
-            cols += [sa.func.sum(inputs[0]).label(names[0]),
-                     sa.func.count(inputs[0]).label(names[1])]  # fmt: skip
+            cols += [
+                sa.func.sum(inputs[0]).label(names[0]),
+                sa.func.count(inputs[0]).label(names[1]),
+            ]
         else:
             cols.append(src.aggregate(m, inputs).label(names[0]))
     return sa.select(*cols).select_from(src.from_()).group_by(*range_(len(dims) + 1))
@@ -152,10 +154,13 @@ class Built:
 
 def ensure_schema(conn: Connection) -> None:
     conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {ROLLUP_SCHEMA}"))
-    conn.execute(sa.text(
-        f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCHEMA}.build ("
-        " name text PRIMARY KEY, version bigint NOT NULL, built_at timestamptz NOT NULL,"
-        " row_count bigint NOT NULL, seconds double precision NOT NULL)"))  # fmt: skip
+    conn.execute(
+        sa.text(
+            f"CREATE TABLE IF NOT EXISTS {ROLLUP_SCHEMA}.build ("
+            " name text PRIMARY KEY, version bigint NOT NULL, built_at timestamptz NOT NULL,"
+            " row_count bigint NOT NULL, seconds double precision NOT NULL)"
+        )
+    )
 
 
 def warehouse_version(conn: Connection) -> int:

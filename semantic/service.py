@@ -102,8 +102,9 @@ def execute(
     rows, totals = shape(plan, raw)
     sql, params = render(stmt)
     used = tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup)
-    result = CubeResult(rows, totals, sql, params, used, version, freshness,
-                        time.perf_counter() - t0)  # fmt: skip
+    result = CubeResult(
+        rows, totals, sql, params, used, version, freshness, time.perf_counter() - t0
+    )
     if use_cache:
         CACHE.put(key, result)
     return result
@@ -126,9 +127,14 @@ def shape(plan: Plan, raw: Sequence[Any]) -> tuple[tuple[Row, ...], tuple[tuple[
         rows.append(row)
         if subtotals:
             mask = int(r[n])
-            totals.append(tuple(
-                f.label() for i, slot in enumerate(plan.slots) if mask >> (n - 1 - i) & 1
-                for f in slot.fields))  # fmt: skip
+            totals.append(
+                tuple(
+                    f.label()
+                    for i, slot in enumerate(plan.slots)
+                    if mask >> (n - 1 - i) & 1
+                    for f in slot.fields
+                )
+            )
         else:
             totals.append(())
     return tuple(rows), tuple(totals)

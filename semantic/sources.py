@@ -51,8 +51,13 @@ def trunc(gran: Granularity, local: Expr) -> Expr:
     match gran:
         case Granularity.VALUE:
             return local
-        case (Granularity.DAY | Granularity.WEEK | Granularity.MONTH | Granularity.QUARTER
-              | Granularity.YEAR):  # fmt: skip
+        case (
+            Granularity.DAY
+            | Granularity.WEEK
+            | Granularity.MONTH
+            | Granularity.QUARTER
+            | Granularity.YEAR
+        ):
             return sa.func.date_trunc(sa.literal_column(f"'{gran.value}'"), local)
         case _:
             assert_never(gran)
@@ -60,8 +65,9 @@ def trunc(gran: Granularity, local: Expr) -> Expr:
 
 def model_sql(template: str, aliases: dict[str, str], own: str) -> str:
     """``{CUBE}`` → the cube's alias, ``{other}`` → that cube's alias."""
-    return re.sub(r"\{(\w+)\}", lambda m: aliases.get(m[1], own) if m[1] != "CUBE" else own,
-                  template)  # fmt: skip
+    return re.sub(
+        r"\{(\w+)\}", lambda m: aliases.get(m[1], own) if m[1] != "CUBE" else own, template
+    )
 
 
 class RawSource:

@@ -182,8 +182,10 @@ def pre_aggregations(model: Model) -> list[str]:
             for name in p.measures:
                 m = cube.measure(name)
                 if m is None:
-                    issues.append(f"{where} names unknown measure {name!r}"
-                                  + _close(name, [x.name for x in cube.measures]))  # fmt: skip
+                    issues.append(
+                        f"{where} names unknown measure {name!r}"
+                        + _close(name, [x.name for x in cube.measures])
+                    )
                 elif m.type in (MeasureType.COUNT_DISTINCT, MeasureType.NUMBER):
                     issues.append(f"{where}: measure {name!r} ({m.type.value}) is not additive")
             for ref in p.dimensions:
@@ -198,13 +200,21 @@ def pre_aggregations(model: Model) -> list[str]:
                     )
             td = cube.dimension(p.time_dimension)
             if td is None or td.type is not DimensionType.TIME:
-                issues.append(f"{where}: time_dimension {p.time_dimension!r} is not a time "
-                              "dimension of " + cube.name)  # fmt: skip
+                issues.append(
+                    f"{where}: time_dimension {p.time_dimension!r} is not a time "
+                    "dimension of " + cube.name
+                )
     return issues
 
 
-RULES: tuple[Rule, ...] = (names_and_duplicates, sources, joins, measures, hierarchies,
-                           pre_aggregations)  # fmt: skip
+RULES: tuple[Rule, ...] = (
+    names_and_duplicates,
+    sources,
+    joins,
+    measures,
+    hierarchies,
+    pre_aggregations,
+)
 
 
 def validate(model: Model) -> list[str]:

@@ -1,0 +1,1 @@
+"""Cube (OLAP) GraphQL: types generated from the semantic model, cube and cubeMeta."""

@@ -1,0 +1,187 @@
+"""GraphQL inputs of ``cube``: ``where`` (per-cube member filters, nested ``AND``/``OR``),
+``orderBy`` and ``segments``, generated from the model; and their translation into the
+semantic query's filters and order."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, assert_never
+
+import strawberry
+
+from schema.cube.types import CubeOrder, _cap
+from semantic.model import Cube, DimensionType, Model
+from semantic.query import Condition, Filter, Junction, Member, Op, OrderItem
+
+
+@strawberry.input(description="Filter on a string dimension.")
+class CubeStringFilter:
+    equals: str | None = None
+    not_equals: str | None = None
+    in_: list[str] | None = strawberry.field(name="in", default=None)
+    not_in: list[str] | None = None
+    contains: list[str] | None = strawberry.field(
+        default=None, description="Case-insensitive substring; several values: any of them."
+    )
+    set: bool | None = strawberry.field(default=None, description="true: not null; false: null")
+
+
+@strawberry.input(description="Filter on a number dimension.")
+class CubeNumberFilter:
+    equals: float | None = None
+    not_equals: float | None = None
+    in_: list[float] | None = strawberry.field(name="in", default=None)
+    not_in: list[float] | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    set: bool | None = None
+
+
+@strawberry.input(description="Filter on a boolean dimension.")
+class CubeBooleanFilter:
+    equals: bool | None = None
+    not_equals: bool | None = None
+    set: bool | None = None
+
+
+@strawberry.input(
+    description="Filter on a time dimension, in the query's timezone. Values are local dates "
+    "(YYYY-MM-DD: the whole day) or local date-times (YYYY-MM-DDTHH:MM:SS)."
+)
+class CubeTimeFilter:
+    in_date_range: list[str] | None = strawberry.field(
+        default=None, description="[from, to], both inclusive"
+    )
+    not_in_date_range: list[str] | None = None
+    before_date: str | None = strawberry.field(default=None, description="strictly before")
+    after_date: str | None = strawberry.field(default=None, description="strictly after")
+    set: bool | None = None
+
+
+@strawberry.input(description="Filter on a measure: applies to the aggregated value.")
+class CubeMeasureFilter:
+    equals: float | None = None
+    not_equals: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    set: bool | None = None
+
+
+OPS = {
+    "equals": Op.EQUALS,
+    "not_equals": Op.NOT_EQUALS,
+    "in_": Op.IN,
+    "not_in": Op.NOT_IN,
+    "contains": Op.CONTAINS,
+    "gt": Op.GT,
+    "gte": Op.GTE,
+    "lt": Op.LT,
+    "lte": Op.LTE,
+    "set": Op.SET,
+    "in_date_range": Op.IN_DATE_RANGE,
+    "not_in_date_range": Op.NOT_IN_DATE_RANGE,
+    "before_date": Op.BEFORE_DATE,
+    "after_date": Op.AFTER_DATE,
+}
+
+
+def _filter_type(kind: DimensionType) -> type:
+    match kind:
+        case DimensionType.STRING:
+            return CubeStringFilter
+        case DimensionType.NUMBER:
+            return CubeNumberFilter
+        case DimensionType.BOOLEAN:
+            return CubeBooleanFilter
+        case DimensionType.TIME:
+            return CubeTimeFilter
+        case _:
+            assert_never(kind)
+
+
+def _input(name: str, annotations: dict[str, Any], description: str) -> type:
+    ns: dict[str, Any] = {"__annotations__": annotations}
+    for attr in annotations:
+        ns[attr] = strawberry.field(name=attr, default=None)
+    kind: type = strawberry.input(type(name, (), ns), description=description)
+    return kind
+
+
+def cube_where(cube: Cube) -> type:
+    name = f"Cube{_cap(cube.name)}Where"
+    ann: dict[str, Any] = {d.name: _filter_type(d.type) | None for d in cube.dimensions}
+    ann |= {m.name: CubeMeasureFilter | None for m in cube.measures}
+    return _input(name, ann, f"Filters on {cube.name} members (all must hold).")
+
+
+def where_type(model: Model) -> type:
+    ann: dict[str, Any] = {c.name: cube_where(c) | None for c in model.cubes}
+    ns: dict[str, Any] = {"__annotations__": dict(ann)}
+    for attr in ann:
+        ns[attr] = strawberry.field(name=attr, default=None)
+    # a self-reference: resolved against this module's globals when the schema is built
+    ns["__annotations__"]["AND"] = "list[CubeWhere] | None"
+    ns["__annotations__"]["OR"] = "list[CubeWhere] | None"
+    ns["AND"] = strawberry.field(name="AND", default=None, description="all of these hold")
+    ns["OR"] = strawberry.field(name="OR", default=None, description="any of these holds")
+    kind: type = strawberry.input(
+        type("CubeWhere", (), ns), description="Member filters by cube; nest AND/OR freely."
+    )
+    globals()["CubeWhere"] = kind
+    return kind
+
+
+def order_type(model: Model) -> type:
+    ann: dict[str, Any] = {}
+    for c in model.cubes:
+        members = {n: CubeOrder | None for n in c.member_names()}
+        ann[c.name] = (
+            _input(f"Cube{_cap(c.name)}OrderBy", members, f"Order by {c.name} members.") | None
+        )
+    return _input("CubeOrderBy", ann, "Order: one member per entry (entries apply in order).")
+
+
+def segment_enum(model: Model) -> type[enum.Enum]:
+    values = {f"{c.name}_{s.name}": f"{c.name}.{s.name}" for c in model.cubes for s in c.segments}
+    made = enum.Enum("CubeSegment", values)  # type: ignore[misc]
+    kind: type[enum.Enum] = strawberry.enum(made, description="Named filters declared by cubes.")
+    return kind
+
+
+# ---------------------------------------------------------------------------------------
+# translation
+# ---------------------------------------------------------------------------------------
+def _set_fields(obj: Any) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in vars(obj).items() if v is not None and not k.startswith("_")]
+
+
+def to_filters(where: Any) -> list[Filter]:
+    """A ``CubeWhere`` input → filters (ANDed)."""
+    out: list[Filter] = []
+    for attr, value in _set_fields(where):
+        if attr in ("AND", "OR"):
+            items = tuple(Junction("and", tuple(to_filters(w))) for w in value)
+            out.append(Junction(attr.lower(), items))  # type: ignore[arg-type]
+            continue
+        for member, flt in _set_fields(value):
+            for op_name, v in _set_fields(flt):
+                values = tuple(v) if isinstance(v, list) else (v,)
+                out.append(Condition(Member(attr, member), OPS[op_name], values))
+    return out
+
+
+def to_order(order_by: list[Any] | None) -> list[OrderItem]:
+    out: list[OrderItem] = []
+    for entry in order_by or []:
+        for cube, members in _set_fields(entry):
+            for member, direction in _set_fields(members):
+                out.append(OrderItem(Member(cube, member), direction is CubeOrder.DESC))
+    return out
+
+
+def to_segments(segments: list[Any] | None) -> list[Member]:
+    return [Member(*str(s.value).split(".", 1)) for s in segments or []]
