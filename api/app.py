@@ -10,14 +10,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from api.graphql import GraphQLEndpoint, default_graphql
+from api.graphql import GraphQLEndpoint
+from api.secure_graphql import secure_graphql
+from api.security import SecurityConfig, middleware
 from db.migrate import head_revision
 
 
-def create_app(engine: Engine, graphql: GraphQLEndpoint | None = None) -> Starlette:
-    """The app; ``graphql`` defaults to the schema with limits from the environment."""
+def create_app(
+    engine: Engine,
+    graphql: GraphQLEndpoint | None = None,
+    security: SecurityConfig | None = None,
+) -> Starlette:
+    """The app; ``graphql`` and ``security`` default to the environment's settings
+    (authentication and limits: api.security, docs/security.md)."""
     head = head_revision()
-    graphql = graphql or default_graphql(engine)
+    graphql = graphql or secure_graphql(engine)
+    security = security or SecurityConfig.from_env()
 
     def _probe() -> str | None:
         with engine.connect() as conn:
@@ -47,7 +55,8 @@ def create_app(engine: Engine, graphql: GraphQLEndpoint | None = None) -> Starle
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
-        ]
+        ],
+        middleware=middleware(engine, security),
     )
     app.state.engine = engine
     return app

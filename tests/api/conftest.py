@@ -19,7 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
-from api.graphql import GraphQLEndpoint, HttpLimits
+from api.graphql import HttpLimits
+from api.guard import OperationGuard
+from api.secure_graphql import SecureGraphQLEndpoint
+from api.security import SecurityConfig
 from db.engine import make_engine
 from schema.app import schema
 from schema.context import ApiLimits
@@ -152,7 +155,11 @@ def shop(api_engine: Engine) -> Shop:
 def make_client(engine: Engine, **limits: Any) -> TestClient:
     api = ApiLimits(**{k: v for k, v in limits.items() if k in ApiLimits.__dataclass_fields__})
     http = HttpLimits(**{k: v for k, v in limits.items() if k in HttpLimits.__dataclass_fields__})
-    app = create_app(engine, GraphQLEndpoint(schema, engine, api, http))
+    # demo-open: anonymous requests are the admin principal (RLS as cdms_api, admin role);
+    # tests/security covers the other principals
+    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
+    endpoint = SecureGraphQLEndpoint(schema, engine, api, http, guard)
+    app = create_app(engine, endpoint, SecurityConfig(demo_open=True))
     return TestClient(app, raise_server_exceptions=True)
 
 
