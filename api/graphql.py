@@ -11,6 +11,7 @@ a missing query or too many batched operations get 400. Each request gets one
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from schema.compiled import with_compiled_reads
 from schema.context import ApiLimits, Context
 from schema.errors import classify
 
@@ -30,6 +32,9 @@ from schema.errors import classify
 class HttpLimits:
     max_body_bytes: int = 1_000_000
     max_batch: int = 10
+
+
+_OFF = {"0", "false", "no", "off"}
 
 
 class _TooLarge(Exception):
@@ -64,8 +69,12 @@ class GraphQLEndpoint:
         engine: Engine,
         api_limits: ApiLimits,
         http_limits: HttpLimits,
+        compiled_reads: bool = False,
     ) -> None:
         self.schema = schema
+        # with compiled_reads, queries the compiled read path covers run as one SQL statement;
+        # everything else runs on Strawberry (see schema/compiled)
+        self.exec_schema = with_compiled_reads(schema) if compiled_reads else schema
         self.engine = engine
         self.api_limits = api_limits
         self.http_limits = http_limits
@@ -135,7 +144,7 @@ class GraphQLEndpoint:
         return JSONResponse(results if isinstance(payload, list) else results[0])
 
     async def _execute(self, op: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        result = await self.schema.execute(
+        result = await self.exec_schema.execute(
             op["query"],
             variable_values=op.get("variables"),
             context_value=ctx,
@@ -176,4 +185,6 @@ def default_graphql(engine: Engine) -> GraphQLEndpoint:
         engine,
         ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
         HttpLimits(max_body_bytes=settings.max_body_bytes),
+        # CDMS_COMPILED_READS=0 turns the compiled read path off (default on)
+        compiled_reads=os.environ.get("CDMS_COMPILED_READS", "1").lower() not in _OFF,
     )
