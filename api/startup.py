@@ -18,3 +18,6 @@ def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
         from api.cli.seed import seed_demo_if_empty
 
         seed_demo_if_empty(url, settings)
+    from api.cli.etl import load_on_startup
+
+    load_on_startup(url)

@@ -28,6 +28,7 @@ def serve(
     from api.startup import prepare
     from db.engine import check_connection, database_url, make_engine
     from db.server import stop_embedded
+    from etl.scheduler import start_if_enabled
 
     settings = Settings.from_env()
     bind_host = host or settings.host
@@ -39,16 +40,20 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
     lock.acquire(address)
+    scheduler = None
     try:
         url = database_url(settings.db)
         check_connection(url)
         prepare(url, settings, seed_demo=seed_demo)
+        scheduler = start_if_enabled(url, settings.etl_interval_s, console.print)
         app = create_app(make_engine(url))
         console.print(f"cdms serving on [bold]{address}[/] (GraphQL at {address}/graphql)")
         uvicorn.run(
             app, host=bind_host, port=bind_port, log_level="info", timeout_graceful_shutdown=10
         )
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         lock.release()
         if settings.db.database_url is None:
             stop_embedded(settings.db.data_dir)
