@@ -1,0 +1,51 @@
+"""ML fixtures: one seeded, loaded warehouse with the three models trained, built once.
+
+~500 customers / 6,000 orders (seed 7, history ending on a fixed date so the data, and
+so the models, are the same every day): big enough for every model to beat its baseline,
+small enough to train all three in seconds. The trained models are registered and active
+in that database; tests that change the registry use a fresh database of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from db.engine import make_engine
+from db.seed import seed
+from etl import runner
+from ml.registry import register
+from ml.serving import close_store
+from ml.specs import SPECS
+from ml.train import TrainedModel, train
+
+SHOP = {"customers": 500, "orders": 6_000, "seed": 7, "end": dt.date(2026, 6, 1)}
+
+
+@pytest.fixture(scope="session")
+def ml_url(clone_database: Callable[[str], str]) -> Iterator[str]:
+    """A warehouse (seeded app, one ETL run); models registered by ``trained``."""
+    url = clone_database("ml")
+    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
+    runner.run(url)
+    runner.dispose(url)
+    yield url
+    close_store(make_engine(url))
+
+
+@pytest.fixture(scope="session")
+def ml_engine(ml_url: str) -> Engine:
+    return make_engine(ml_url)
+
+
+@pytest.fixture(scope="session")
+def trained(ml_engine: Engine) -> dict[str, TrainedModel]:
+    """The three models, trained once, registered and active in ``ml_url``."""
+    models = {name: train(ml_engine, spec) for name, spec in SPECS.items()}
+    for m in models.values():
+        result = register(ml_engine, m)
+        assert result.activated, result
+    return models

@@ -1,0 +1,111 @@
+"""Training on the warehouse: settled events only, time split, metrics beat the baselines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ml.errors import InsufficientDataError
+from ml.features import load_ids
+from ml.specs import ORDER_STATUS, ORDER_VALUE, SPECS, SUPPORT_STATUS
+from ml.train import TrainedModel, dataset, train
+
+
+def test_time_split_trains_on_older_events_and_evaluates_on_the_newest_fifth(
+    trained: dict[str, TrainedModel],
+) -> None:
+    for m in trained.values():
+        total = m.row_count + m.test_row_count
+        assert m.test_row_count == pytest.approx(total * 0.2, abs=1)
+        assert m.train_from <= m.train_until <= min(m.test.event_at)
+        assert max(m.test.event_at) == m.test_until
+        assert m.test.event_at == sorted(m.test.event_at)
+
+
+def test_classifiers_train_only_on_settled_final_outcomes(ml_engine: Engine) -> None:
+    frame, y = dataset(ml_engine, ORDER_STATUS)
+    assert set(y.tolist()) == {"cancelled", "delivered", "returned"}
+    with ml_engine.connect() as conn:
+        newest = conn.execute(sa.text("SELECT max(ordered_at) FROM dw.fact_orders")).scalar_one()
+        unsettled = conn.execute(
+            sa.text("SELECT count(*) FROM dw.fact_orders WHERE status IN ('pending', 'paid')")
+        ).scalar_one()
+    assert unsettled > 0  # the data has open orders, and none of them is a training row
+    assert max(frame.event_at) <= newest - dt.timedelta(days=ORDER_STATUS.settle_days)
+    _, y_support = dataset(ml_engine, SUPPORT_STATUS)
+    assert set(y_support.tolist()) == {"resolved", "unresolved"}
+
+
+def test_every_model_beats_its_baseline_clearly(trained: dict[str, TrainedModel]) -> None:
+    status = trained["order_status"].metrics
+    assert status["macro_f1"] is not None and status["roc_auc"] is not None
+    assert status["macro_f1"] > status["baseline_macro_f1"] + 0.05
+    assert status["roc_auc"] > 0.65
+    support = trained["support_status"].metrics
+    assert support["macro_f1"] is not None and support["roc_auc"] is not None
+    assert support["macro_f1"] > support["baseline_macro_f1"] + 0.1
+    assert support["roc_auc"] > 0.7
+    value = trained["order_value"].metrics
+    assert value["mae"] is not None and value["baseline_mae"] is not None
+    assert value["mae"] < 0.8 * value["baseline_mae"]
+    assert value["r2"] is not None and value["r2"] > 0.2
+
+
+def test_importances_name_every_feature_once_and_sum_to_one(
+    trained: dict[str, TrainedModel],
+) -> None:
+    for name, m in trained.items():
+        features = [i["feature"] for i in m.feature_importances]
+        assert sorted(features) == sorted(SPECS[name].feature_names)
+        assert sum(i["importance"] for i in m.feature_importances) == pytest.approx(1.0)
+    # the planted ticket-outcome drivers dominate the linear model
+    top = [i["feature"] for i in trained["support_status"].feature_importances[:3]]
+    assert set(top) == {"category", "priority", "channel"}
+
+
+def test_features_use_only_what_was_known_when_the_order_was_placed(ml_engine: Engine) -> None:
+    with ml_engine.connect() as conn:
+        cid, first, second = conn.execute(
+            sa.text(
+                "SELECT customer_id, (array_agg(order_id ORDER BY ordered_at, order_id))[1],"
+                " (array_agg(order_id ORDER BY ordered_at, order_id))[2]"
+                " FROM dw.fact_orders GROUP BY customer_id HAVING count(*) >= 5 LIMIT 1"
+            )
+        ).one()
+        before = load_ids(conn, "orders.sql", [first, second], _kinds())
+        # a later return and a later order of the same customer must not change them
+        conn.execute(
+            sa.text(
+                "INSERT INTO dw.fact_orders SELECT order_id + 10000000, date_key,"
+                " ordered_at + interval '1 hour', customer_key, customer_id, 'cancelled',"
+                " channel, payment_method, item_count, line_count, gross, discount, net,"
+                " NULL, NULL, true, false FROM dw.fact_orders WHERE order_id = :id"
+            ),
+            {"id": second},
+        )
+        after = load_ids(conn, "orders.sql", [first, second], _kinds())
+        conn.rollback()
+    assert before.columns["prior_orders"].tolist() == [0.0, 1.0]
+    for name in before.columns:
+        np.testing.assert_array_equal(before.columns[name], after.columns[name])
+    assert cid > 0
+
+
+def _kinds() -> dict[str, object]:
+    from ml.features import kinds_of
+
+    return dict(kinds_of(ORDER_STATUS, ORDER_VALUE))
+
+
+def test_training_an_empty_warehouse_fails_with_a_clear_error(
+    fresh_database: object,
+) -> None:
+    from db.engine import make_engine
+
+    url = fresh_database()  # type: ignore[operator]
+    with pytest.raises(InsufficientDataError, match="no events yet"):
+        train(make_engine(url), ORDER_STATUS)

@@ -1,0 +1,127 @@
+"""Fixtures for the security tests: a private database with the API tests' small shop,
+an app that requires tokens (JWT secret set, demo mode off), and token factories.
+
+Customer A (``shop.customers[1]``, 3 orders) is the caller in most tests; customer B
+(``shop.customers[2]``, 12 orders) is the one whose data must stay out of reach.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from api import jwt
+from api.apikeys import create_key
+from api.app import create_app
+from api.graphql import HttpLimits
+from api.guard import OperationGuard
+from api.secure_graphql import SecureGraphQLEndpoint
+from api.security import SecurityConfig
+from db.engine import make_engine
+from schema.app import schema
+from schema.context import ApiLimits
+from tests.api.conftest import Shop, build_shop
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture(scope="session")
+def sec_engine(clone_database: Callable[[str], str]) -> Engine:
+    return make_engine(clone_database("sec"))
+
+
+@pytest.fixture(scope="session")
+def sec_shop(sec_engine: Engine) -> Shop:
+    with sec_engine.begin() as conn:
+        return build_shop(conn)
+
+
+@dataclass(frozen=True)
+class Parties:
+    a: int  # the calling customer
+    b: int  # another customer
+    a_orders: list[int]
+    b_orders: list[int]
+
+
+@pytest.fixture(scope="session")
+def parties(sec_shop: Shop) -> Parties:
+    a, b = sec_shop.customers[1], sec_shop.customers[2]
+    return Parties(a, b, sec_shop.orders[a], sec_shop.orders[b])
+
+
+def token(role: str, customer_id: int | None = None, ttl: int = 600, **extra: Any) -> str:
+    claims: dict[str, Any] = {"role": role, "exp": int(time.time()) + ttl, **extra}
+    if customer_id is not None:
+        claims["customer_id"] = customer_id
+    return jwt.encode(claims, SECRET)
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def make_app(
+    engine: Engine,
+    *,
+    guard: OperationGuard | None = None,
+    **config: Any,
+) -> TestClient:
+    security = SecurityConfig(jwt_secret=SECRET, **config)
+    guard = guard or OperationGuard(
+        engine,
+        production=security.production,
+        persisted_only=security.persisted_only,
+        max_cost=security.max_cost,
+    )
+    endpoint = SecureGraphQLEndpoint(schema, engine, ApiLimits(), HttpLimits(), guard)
+    return TestClient(create_app(engine, endpoint, security), raise_server_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+def client(sec_engine: Engine, sec_shop: Shop) -> Iterator[TestClient]:
+    with make_app(sec_engine) as c:
+        yield c
+
+
+Call = Callable[..., dict[str, Any]]
+
+
+def post(
+    client: TestClient, tok: str | None, query: str, variables: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = bearer(tok) if tok else {}
+    resp = client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    )
+    body: dict[str, Any] = resp.json()
+    return resp.status_code, body
+
+
+@pytest.fixture
+def as_a(client: TestClient, parties: Parties) -> Call:
+    """POST as customer A (JWT); returns the body."""
+    tok = token("customer", parties.a)
+
+    def run(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        return post(client, tok, query, variables)[1]
+
+    return run
+
+
+@pytest.fixture
+def api_key(sec_engine: Engine, sec_shop: Shop) -> Callable[..., str]:
+    def make(role: str, customer_id: int | None = None) -> str:
+        return create_key(sec_engine, role, customer_id, name=f"test {role}")[1]
+
+    return make
