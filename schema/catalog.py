@@ -181,8 +181,8 @@ FEEDBACK = Entity(
     table=tables.feedback,
     fields=_fields(
         Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("kind", "kind", Kind.ENUM, filterable=True, enum=enums.FeedbackKind),
-        Field("rating", "rating", Kind.INT, filterable=True),
+        Field("kind", "kind", Kind.ENUM, enum=enums.FeedbackKind),
+        Field("rating", "rating", Kind.INT),
         Field("comment", "comment", Kind.TEXT),
         Field("created_at", "created_at", Kind.DATETIME, filterable=True, sortable=True),
     ),

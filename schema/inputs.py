@@ -74,7 +74,8 @@ class OrderFilter:
 
 
 @strawberry.input(
-    description="Filter on order lines: quantity, unitPrice, lineTotal; relation product."
+    description="Filter on order lines, only inside an order's items (the join is the "
+    "primary key): quantity, unitPrice, lineTotal; relation product."
 )
 class OrderItemFilter:
     quantity: IntFilter | None = UNSET
@@ -105,13 +106,11 @@ class ProductFilter:
 
 
 @strawberry.input(
-    description="Filter on feedback. Indexed fields only: id, kind, rating, createdAt; "
+    description="Filter on feedback. Indexed fields only: id, createdAt; "
     "relations customer, order, product."
 )
 class FeedbackFilter:
     id: IDFilter | None = UNSET
-    kind: EnumFilter[enums.FeedbackKind] | None = UNSET
-    rating: IntFilter | None = UNSET
     created_at: DateTimeFilter | None = UNSET
     customer: CustomerRelationFilter | None = UNSET
     order: OrderRelationFilter | None = UNSET

@@ -71,8 +71,9 @@ CUSTOMER_CASES: list[tuple[str, dict[str, Any], str]] = [
      " AND o.total_amount > 250 AND o.ordered_at < '2026-01-01Z')"),
     ("none-orders", {"orders": {"none": {}}},
      "NOT EXISTS (SELECT 1 FROM app.orders o WHERE o.customer_id = customers.id)"),
-    ("some-feedback", {"feedback": {"some": {"rating": {"gte": 4}}}},
-     "id IN (SELECT customer_id FROM app.feedback WHERE rating >= 4)"),
+    ("some-feedback", {"feedback": {"some": {"product": {"some": {"sku": {"eq": "API-002"}}}}}},
+     "id IN (SELECT customer_id FROM app.feedback f JOIN app.products p ON p.id = f.product_id"
+     " WHERE p.sku = 'API-002')"),
     ("two-levels", {"orders": {"some": {"items": {"some": {"quantity": {"eq": 4}}}}}},
      "id IN (SELECT o.customer_id FROM app.orders o JOIN app.order_items i"
      " ON i.order_id = o.id WHERE i.quantity = 4)"),
