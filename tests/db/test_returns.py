@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 
-from db.errors import BadUserInputError, ConflictError, InvalidTransitionError, NotFoundError
+from db.config import to_libpq_url
+from db.errors import (
+    BadUserInputError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    from_db_error,
+)
 from tests.db.shop import (
     Conn,
     delivered_order,
@@ -252,3 +261,39 @@ def test_a_return_names_the_orders_customer(pg: Conn, bought: dict[str, int]) ->
         )
     assert info.value.fields["field"] == "order_id"
     assert returns_of(pg, bought["order"]) == 0
+
+
+def test_concurrent_plain_inserts_for_one_line_never_exceed_it(database_url: str, pg: Conn) -> None:
+    """The quantity trigger locks the line, so racing requests are counted one after another."""
+    customer = new_customer(pg)
+    product, _ = new_product(pg, stock=10)
+    order_id = delivered_order(pg, customer, [item(product, 2)])
+    pg.commit()
+    start = threading.Barrier(6)
+    outcomes: list[object] = []
+
+    def claim() -> None:
+        with psycopg.connect(to_libpq_url(database_url)) as conn:
+            start.wait()
+            try:
+                # plain inserts: request_return would serialise on the order lock anyway
+                new_id = one(
+                    conn,
+                    "INSERT INTO app.returns (order_id, line_no, reason, quantity)"
+                    " VALUES (%s, 1, 'damaged', 1) RETURNING id",
+                    (order_id,),
+                )
+                outcomes.append(int(new_id))
+                conn.commit()
+            except psycopg.Error as exc:
+                conn.rollback()
+                outcomes.append(from_db_error(exc))
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(isinstance(o, int) for o in outcomes) == 2
+    assert sum(isinstance(o, BadUserInputError) for o in outcomes) == 4
+    assert returns_of(pg, order_id) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -316,4 +317,25 @@ def test_the_first_history_row_of_a_bulk_insert_uses_ordered_at(pg: Conn) -> Non
     ).fetchall()
     assert history == [(None, "pending", True, "seed")] * 3
     assert row(pg, "SELECT count(*) AS n FROM app.orders WHERE id = ANY(%s)", (ids,))["n"] == 3
+    pg.rollback()
+
+
+def test_a_status_time_supplied_by_the_writer_is_the_history_time(pg: Conn) -> None:
+    customer = new_customer(pg)
+    order_id = _bare_order(pg, customer)
+    pg.execute(
+        "UPDATE app.orders SET status = 'paid', paid_at = ordered_at + interval '1 hour'"
+        " WHERE id = %s",
+        (order_id,),
+    )
+    changed_at, paid_at = pg.execute(
+        "SELECT h.changed_at, o.paid_at FROM app.order_status_history h"
+        " JOIN app.orders o ON o.id = h.order_id"
+        " WHERE h.order_id = %s AND h.to_status = 'paid'",
+        (order_id,),
+    ).fetchone() or (None, None)
+    assert changed_at == paid_at is not None
+    assert one(pg, "SELECT paid_at - ordered_at FROM app.orders WHERE id = %s", (order_id,)) == (
+        timedelta(hours=1)
+    )
     pg.rollback()
