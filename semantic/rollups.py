@@ -15,7 +15,7 @@ bucket boundaries. Otherwise the facts answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, assert_never
@@ -167,7 +167,13 @@ def warehouse_version(conn: Connection) -> int:
     return int(conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one())
 
 
-def build_all(engine: Engine, model: Model, *, force: bool = False) -> list[Built]:
+def build_all(
+    engine: Engine,
+    model: Model,
+    *,
+    force: bool = False,
+    on_done: Callable[[str], None] | None = None,
+) -> list[Built]:
     """(Re)build every declared rollup not yet built from the current warehouse version.
 
     Each rollup is swapped in within one transaction (readers see the old or the new one)."""
@@ -183,6 +189,8 @@ def build_all(engine: Engine, model: Model, *, force: bool = False) -> list[Buil
                     {"n": name},
                 ).scalar()
                 if built == version and not force:
+                    if on_done:
+                        on_done(name)
                     continue
                 t0 = time.perf_counter()
                 select = build_select(model, cube.name, p).compile(
@@ -206,6 +214,8 @@ def build_all(engine: Engine, model: Model, *, force: bool = False) -> list[Buil
                     {"n": name, "v": version, "r": rows, "s": seconds},
                 )
             done.append(Built(name, rows, seconds))
+            if on_done:
+                on_done(name)
     return done
 
 

@@ -15,6 +15,7 @@ from typer.exceptions import Abort
 from api.cli import db as db_cli
 from api.cli import etl as etl_cli
 from api.cli import ml as ml_cli
+from api.cli import semantic as semantic_cli
 from api.cli.common import err_console
 from api.cli.export_schema import export_schema
 from api.cli.seed import seed
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(etl_cli.app, name="etl")
+app.add_typer(semantic_cli.app, name="semantic")
 app.add_typer(ml_cli.app, name="ml")
 app.command("serve")(serve)
 app.command("export-schema")(export_schema)

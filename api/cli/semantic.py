@@ -1,0 +1,58 @@
+"""``cdms semantic``: check the cube model, (re)build its rollups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+import semantic.hooks  # noqa: F401  (registers the post-ETL rollup refresh for `cdms etl run`)
+from api.cli.common import console, err_console, progress, resolve_url
+
+app = typer.Typer(help="The semantic (cube) model.", no_args_is_help=True)
+
+
+@app.command("validate")
+def validate(
+    models: Path = typer.Option(
+        None, "--models", help="Folder of cube YAML files (default: the shipped model)."
+    ),
+) -> None:
+    """Load and validate the cube model; print every issue (file:line) and exit 1 if any."""
+    from semantic.loader import MODELS_DIR
+    from semantic.validate import check
+
+    folder = models or MODELS_DIR
+    if not folder.is_dir():
+        raise typer.BadParameter(f"not a folder: {folder}", param_hint="--models")
+    model, issues = check(folder)
+    for issue in issues:
+        err_console.print(
+            f"error[MODEL_INVALID]: {issue}", markup=False, highlight=False, soft_wrap=True
+        )
+    if issues:
+        raise typer.Exit(1)
+    members = sum(len(c.dimensions) + len(c.measures) for c in model.cubes)
+    rollups = sum(len(c.pre_aggregations) for c in model.cubes)
+    console.print(f"model ok: {len(model.cubes)} cubes, {members} members, {rollups} rollups")
+
+
+@app.command("rollups")
+def rollups(
+    force: bool = typer.Option(False, "--force", help="Rebuild even if current."),
+) -> None:
+    """Build the declared rollups in schema dw_rollup (normally done after each ETL run)."""
+    from db.engine import make_engine
+    from semantic.rollups import build_all
+    from semantic.validate import default_model
+
+    model = default_model()
+    engine = make_engine(resolve_url())
+    total = sum(len(c.pre_aggregations) for c in model.cubes)
+    with progress() as bar:
+        task = bar.add_task("building rollups", total=total)
+        built = build_all(engine, model, force=force, on_done=lambda _: bar.advance(task))
+    for b in built:
+        console.print(f"{b.name}: {b.rows} rows in {b.seconds:.2f}s")
+    if not built:
+        console.print("every rollup is current")
