@@ -5,7 +5,7 @@
 --   1. helpers          current actor, raising CD errors, reading numbers from jsonb
 --   2. updated_at       one BEFORE UPDATE trigger per table
 --   3. order totals     statement-level triggers on order_items (transition tables)
---   4. status rules     transition tables, guards, history, NOTIFY (orders, returns, tickets)
+--   4. status rules     allowed transitions, guards, history, NOTIFY (orders, returns, tickets)
 --   5. ownership        an order referenced by feedback / a ticket / a return belongs to its customer
 --   6. procedures       place_order, set_order_status, returns, tickets
 --   7. views            customer_summary, product_performance
