@@ -185,6 +185,10 @@ def default_graphql(engine: Engine) -> GraphQLEndpoint:
         engine,
         ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
         HttpLimits(max_body_bytes=settings.max_body_bytes),
-        # CDMS_COMPILED_READS=0 turns the compiled read path off (default on)
-        compiled_reads=os.environ.get("CDMS_COMPILED_READS", "1").lower() not in _OFF,
+        compiled_reads=compiled_reads_enabled(),
     )
+
+
+def compiled_reads_enabled() -> bool:
+    """``CDMS_COMPILED_READS``: the compiled read path is on unless set to 0/false/no/off."""
+    return os.environ.get("CDMS_COMPILED_READS", "1").strip().lower() not in _OFF

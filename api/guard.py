@@ -282,7 +282,10 @@ class OperationGuard:
         if role == "customer":
             for f in doc.walk(doc.operation.selection_set):
                 for arg in f.arguments or ():
-                    for cid in _customer_ids(doc, arg.value, arg.name.value):
+                    key = arg.name.value
+                    if f.name.value == "customer" and key == "id":
+                        key = "customerId"  # customer(id: ...) names a customer too
+                    for cid in _customer_ids(doc, arg.value, key):
                         if str(cid) != str(principal.customer_id):
                             raise ForbiddenError(
                                 "a customer may only name itself", reason="other_customer"
