@@ -22,7 +22,14 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.types.execution import PreExecutionError
 
 from api.auth import Principal
-from api.graphql import GraphQLEndpoint, HttpLimits, _error, _StrawberryView, _TooLarge
+from api.graphql import (
+    GraphQLEndpoint,
+    HttpLimits,
+    _error,
+    _StrawberryView,
+    _TooLarge,
+    compiled_reads_enabled,
+)
 from api.guard import OperationGuard
 from db.errors import CdmsError
 from schema.context import ApiLimits, Context
@@ -183,5 +190,10 @@ def secure_graphql(engine: Engine) -> SecureGraphQLEndpoint:
         max_page=limits.max_page_size,
     )
     return SecureGraphQLEndpoint(
-        schema, engine, limits, HttpLimits(max_body_bytes=settings.max_body_bytes), guard
+        schema,
+        engine,
+        limits,
+        HttpLimits(max_body_bytes=settings.max_body_bytes),
+        guard,
+        compiled_reads=compiled_reads_enabled(),
     )
