@@ -79,7 +79,11 @@ def authenticate_token(engine: Engine, token: str, jwt_secret: str | None) -> Pr
     if token.count(".") == 2:
         if not jwt_secret:
             raise UnauthenticatedError("JWTs are not accepted: CDMS_JWT_SECRET is not set")
-        return principal_from_claims(jwt.decode(token, jwt_secret))
+        try:
+            claims = jwt.decode(token, jwt_secret)
+        except jwt.InvalidTokenError as exc:
+            raise UnauthenticatedError(exc.message) from None
+        return principal_from_claims(claims)
     raise UnauthenticatedError("the bearer token is neither an API key nor a JWT")
 
 

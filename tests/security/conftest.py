@@ -77,7 +77,8 @@ def make_app(
     guard: OperationGuard | None = None,
     **config: Any,
 ) -> TestClient:
-    security = SecurityConfig(jwt_secret=SECRET, **config)
+    config.setdefault("jwt_secret", SECRET)
+    security = SecurityConfig(**config)
     guard = guard or OperationGuard(
         engine,
         production=security.production,

@@ -1,0 +1,171 @@
+"""Authentication: nothing but /healthz without a token; API keys (hashed, revocable) and
+HS256 JWTs (signature, exp, claims checked); roles decide what a principal may do."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api import jwt
+from api.apikeys import create_key, hash_key, list_keys, revoke_key
+from api.security import SecurityConfig
+from db.errors import BadUserInputError, ConfigError, NotFoundError
+from tests.api.conftest import Shop
+from tests.security.conftest import SECRET, Parties, make_app, post, token
+
+WHO = "{ customers { totalCount } }"
+
+
+def code(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def test_without_a_token_only_healthz(client: Any) -> None:
+    assert client.get("/healthz").status_code == 200
+    resp = client.post("/graphql", json={"query": WHO})
+    assert resp.status_code == 401 and code(resp.json()) == "UNAUTHENTICATED"
+    assert resp.headers["www-authenticate"] == "Bearer"
+    assert client.get("/graphql").status_code == 401  # GraphiQL too
+    for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer not-a-token", "Bearer a.b.c"):
+        resp = client.post("/graphql", json={"query": WHO}, headers={"Authorization": header})
+        assert resp.status_code == 401, header
+        assert code(resp.json()) == "UNAUTHENTICATED"
+
+
+def test_demo_open_makes_anonymous_an_admin(sec_engine: Engine, sec_shop: Shop) -> None:
+    with make_app(sec_engine, demo_open=True) as client:
+        status, body = post(client, None, WHO)
+    assert status == 200 and body["data"]["customers"]["totalCount"] == len(sec_shop.customers)
+
+
+def test_demo_open_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDMS_DEMO_OPEN", raising=False)
+    assert SecurityConfig.from_env().demo_open is False
+    monkeypatch.setenv("CDMS_DEMO_OPEN", "1")
+    assert SecurityConfig.from_env().demo_open is True
+    monkeypatch.setenv("CDMS_JWT_SECRET", "short")
+    with pytest.raises(ConfigError):
+        SecurityConfig.from_env()
+
+
+def test_api_keys_are_hashed_work_and_revoke(
+    client: Any, sec_engine: Engine, parties: Parties
+) -> None:
+    key, secret = create_key(sec_engine, "customer", parties.a, name="phone app")
+    assert secret.startswith(key.key_prefix + "_")
+    with sec_engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT key_hash FROM app.api_keys WHERE id = :id"), {"id": key.id}
+        ).scalar_one()
+        dump = conn.execute(sa.text("SELECT api_keys::text FROM app.api_keys")).scalars().all()
+    assert stored == hash_key(secret) and not any(secret in row for row in dump)
+    status, body = post(client, secret, WHO)
+    assert status == 200 and body["data"]["customers"]["totalCount"] == 1
+    listed = {k.id: k for k in list_keys(sec_engine)}
+    assert listed[key.id].last_used_at is not None and listed[key.id].revoked_at is None
+    revoked = revoke_key(sec_engine, key.id)
+    assert revoked.revoked_at is not None
+    assert revoke_key(sec_engine, key.id).revoked_at == revoked.revoked_at  # idempotent
+    status, body = post(client, secret, WHO)
+    assert status == 401 and "revoked" in body["errors"][0]["message"]
+    # a key that was never issued, with the right shape
+    status, _ = post(client, secret[:-4] + "AAAA", WHO)
+    assert status == 401
+
+
+def test_api_key_bad_input_changes_nothing(sec_engine: Engine, parties: Parties) -> None:
+    before = len(list_keys(sec_engine))
+    with pytest.raises(BadUserInputError):
+        create_key(sec_engine, "root")
+    with pytest.raises(BadUserInputError):
+        create_key(sec_engine, "customer")
+    with pytest.raises(BadUserInputError):
+        create_key(sec_engine, "admin", parties.a)
+    with pytest.raises(NotFoundError):
+        create_key(sec_engine, "customer", 10**9)
+    with pytest.raises(NotFoundError):
+        revoke_key(sec_engine, 10**9)
+    assert len(list_keys(sec_engine)) == before
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def test_jwts_are_checked(client: Any, sec_shop: Shop, parties: Parties) -> None:
+    now = int(time.time())
+    good = token("customer", parties.a)
+    assert post(client, good, WHO)[1]["data"]["customers"]["totalCount"] == 1
+    assert post(client, token("analyst"), WHO)[1]["data"]["customers"]["totalCount"] == len(
+        sec_shop.customers
+    )
+    head, _, sig = good.split(".")
+    admin_payload = _b64({"role": "admin", "exp": now + 600})
+    refused = {
+        "expired": token("customer", parties.a, ttl=-3600),
+        "forged": jwt.encode({"role": "admin", "exp": now + 600}, "another-secret-" * 3),
+        "tampered": f"{head}.{admin_payload}.{sig}",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{admin_payload}.",
+        "no exp": jwt.encode({"role": "admin"}, SECRET),
+        "unknown role": token("root"),
+        "customer without id": token("customer"),
+        "customer id not a number": jwt.encode(
+            {"role": "customer", "customer_id": "x", "exp": now + 600}, SECRET
+        ),
+    }
+    for why, tok in refused.items():
+        status, body = post(client, tok, WHO)
+        assert status == 401 and code(body) == "UNAUTHENTICATED", why
+
+
+def test_jwt_unit() -> None:
+    tok = jwt.encode({"role": "admin", "exp": 1_000}, SECRET)
+    assert jwt.decode(tok, SECRET, now=1_000)["role"] == "admin"
+    assert jwt.decode(tok, SECRET, now=1_029)["role"] == "admin"  # leeway
+    with pytest.raises(jwt.InvalidTokenError, match="expired"):
+        jwt.decode(tok, SECRET, now=1_031)
+    nbf = jwt.encode({"role": "admin", "exp": 5_000, "nbf": 2_000}, SECRET)
+    with pytest.raises(jwt.InvalidTokenError, match="not yet valid"):
+        jwt.decode(nbf, SECRET, now=1_000)
+
+
+def test_jwts_refused_without_a_secret(sec_engine: Engine) -> None:
+    with make_app(sec_engine, jwt_secret=None) as client:
+        status, body = post(client, token("admin"), WHO)
+    assert status == 401 and "CDMS_JWT_SECRET" in body["errors"][0]["message"]
+
+
+def test_roles(client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties) -> None:
+    place = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, channel: WEB,
+        paymentMethod: CARD, items: [{productId: $p, quantity: 1}]}) { id } }"""
+    product = """mutation { createProduct(input: {sku: "SEC-001", name: "n", category: "c",
+        subcategory: "s", brand: "b", unitPrice: "1.00", cost: "1.00"}) { id } }"""
+    args = {"c": str(parties.b), "p": str(sec_shop.products[0])}
+    # analysts read everything and write nothing
+    status, body = post(client, token("analyst"), place, args)
+    assert status == 403 and code(body) == "FORBIDDEN"
+    # service: orders for anyone, but no catalogue changes
+    key, service = create_key(sec_engine, "service", name="integrator")
+    status, body = post(client, service, place, args)
+    assert status == 200 and "errors" not in body, body
+    oid = int(body["data"]["placeOrder"]["id"])
+    with sec_engine.connect() as conn:
+        who = conn.execute(
+            sa.text(
+                "SELECT o.created_by, h.changed_by FROM app.orders o"
+                " JOIN app.order_status_history h ON h.order_id = o.id WHERE o.id = :id"
+            ),
+            {"id": oid},
+        ).one()
+    assert tuple(who) == (f"apikey:{key.id}", f"apikey:{key.id}")
+    status, body = post(client, service, product)
+    assert status == 403 and code(body) == "FORBIDDEN"
+    # a customer neither
+    status, body = post(client, token("customer", parties.a), product)
+    assert status == 403 and code(body) == "FORBIDDEN"
