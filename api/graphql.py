@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from schema.compiled import with_compiled_reads
 from schema.context import ApiLimits, Context
@@ -41,11 +43,12 @@ class _TooLarge(Exception):
     pass
 
 
+def _error_body(message: str, code: str = "BAD_USER_INPUT") -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
-        status_code=status,
-    )
+    return JSONResponse(_error_body(message, code), status_code=status)
 
 
 class _StrawberryView(GraphQL[Context, None]):
@@ -141,22 +144,37 @@ class GraphQLEndpoint:
             results = [await self._execute(op, ctx) for op in ops]
         finally:
             await ctx.close()
-        return JSONResponse(results if isinstance(payload, list) else results[0])
+        if isinstance(payload, list):
+            return JSONResponse([body for body, _ in results])
+        single, status = results[0]
+        return JSONResponse(single, status_code=status)
 
-    async def _execute(self, op: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        result = await self.exec_schema.execute(
-            op["query"],
-            variable_values=op.get("variables"),
-            context_value=ctx,
-            operation_name=op.get("operationName"),
-        )
+    async def _execute(self, op: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], int]:
+        """One operation → (response body, HTTP status when it is sent alone)."""
+        try:
+            result = await self.exec_schema.execute(
+                op["query"],
+                variable_values=op.get("variables"),
+                context_value=ctx,
+                operation_name=op.get("operationName"),
+                allowed_operation_types=(OperationType.QUERY, OperationType.MUTATION),
+            )
+        except InvalidOperationTypeError:
+            message = "subscriptions are served over WebSocket (graphql-transport-ws) on /graphql"
+            return _error_body(message), 400
+        except CannotGetOperationTypeError:
+            message = (
+                "operationName does not name an operation of the document"
+                " (or the document has several operations and no operationName)"
+            )
+            return _error_body(message), 400
         out: dict[str, Any] = {"data": result.data}
         if result.extensions:
             out["extensions"] = result.extensions
         if result.errors:
             # parse errors bypass the schema's extensions: classify here too (idempotent)
             out["errors"] = [classify(e, ctx.request_id).formatted for e in result.errors]
-        return out
+        return out, 200
 
 
 def _check_operation(op: Any) -> str | None:

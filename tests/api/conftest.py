@@ -176,8 +176,11 @@ Gql = Callable[..., dict[str, Any]]
 def gql(client: TestClient) -> Gql:
     """POST one operation; returns the JSON body (asserts HTTP 200)."""
 
-    def run(query: str, variables: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-        resp = client.post("/graphql", json={"query": query, "variables": variables or {}})
+    def run(
+        query: str, variables: dict[str, Any] | None = None, operationName: str | None = None
+    ) -> dict[str, Any]:
+        payload = {"query": query, "variables": variables or {}, "operationName": operationName}
+        resp = client.post("/graphql", json=payload)
         assert resp.status_code == 200, resp.text
         body: dict[str, Any] = resp.json()
         return body

@@ -135,3 +135,23 @@ def test_expected_errors_keep_their_fields(gql: Gql, shop: Shop) -> None:
     assert err["extensions"] == {"code": "BAD_USER_INPUT", "field": "first", "max": 500}
     assert "locations" in err and "traceback" not in str(body).lower()
     assert data(gql("{ orders(first: 1) { totalCount } }"))["orders"]["totalCount"] > 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"query": "subscription { orderStatusChanged(customerId: 1) { orderId } }"}, 400),
+        ({"query": "query A { customer(id: 1) { id } }", "operationName": "Z"}, 400),
+    ],
+)
+def test_operations_that_cannot_run(
+    client: TestClient, shop: Shop, payload: dict[str, str], status: int
+) -> None:
+    resp = client.post("/graphql", json=payload)
+    assert resp.status_code == status
+    assert codes(resp.json()) == ["BAD_USER_INPUT"]
+
+
+def test_named_operation_and_introspection(gql: Gql, shop: Shop) -> None:
+    body = gql("query A { customer(id: 1) { id } } query B { __typename }", operationName="B")
+    assert body == {"data": {"__typename": "Query"}}
