@@ -26,6 +26,7 @@ from schema.feedback.queries import FeedbackQueries
 from schema.orders.mutations import OrderMutations
 from schema.orders.queries import OrderQueries
 from schema.orders.subscriptions import OrderSubscriptions
+from schema.predictions.queries import PredictionQueries
 from schema.products.mutations import ProductMutations
 from schema.products.queries import ProductQueries
 from schema.returns.mutations import ReturnMutations
@@ -52,6 +53,7 @@ class Query(
     ReturnQueries,
     FeedbackQueries,
     CubeQueries,
+    PredictionQueries,
 ):
     pass
 

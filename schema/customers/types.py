@@ -23,6 +23,7 @@ from schema.inputs import (
     SupportTicketOrderBy,
 )
 from schema.nodes import builder, handle
+from schema.predictions.resolvers import customer_expected_order_value
 from schema.relay import Connection
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Customer:
     region: str
     city: str
     signup_at: dt.datetime
+    expected_order_value = strawberry.field(resolver=customer_expected_order_value)  # ml
 
     @strawberry.field
     async def summary(self, info: Info) -> CustomerSummary:

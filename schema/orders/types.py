@@ -14,6 +14,7 @@ from schema.enums import OrderChannel, OrderStatus, PaymentMethod
 from schema.fields import described
 from schema.inputs import ReturnFilter, ReturnOrderBy
 from schema.nodes import aggregate_part, builder, handle, load_many, load_one
+from schema.predictions.resolvers import order_predicted_status, order_predicted_total
 from schema.relay import Connection
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class Order:
     item_count: int = strawberry.field(description="Sum of line quantities.")
     total_amount: Decimal = strawberry.field(description="Subtotal minus discounts.")
     customer_id: strawberry.Private[int]
+    predicted_status = strawberry.field(resolver=order_predicted_status)  # ml (issue 6)
+    predicted_total = strawberry.field(resolver=order_predicted_total)  # ml (issue 6)
 
     @strawberry.field
     async def customer(self, info: Info) -> _Customer:

@@ -12,6 +12,7 @@ from schema import catalog
 from schema.context import Info
 from schema.enums import TicketCategory, TicketChannel, TicketPriority, TicketStatus
 from schema.nodes import aggregate_part, builder, load_one
+from schema.predictions.resolvers import ticket_predicted_status
 from schema.relay import Connection
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class SupportTicket:
     satisfaction: int | None
     customer_id: strawberry.Private[int]
     order_id: strawberry.Private[int | None]
+    predicted_status = strawberry.field(resolver=ticket_predicted_status)  # ml (issue 6)
 
     @strawberry.field
     async def customer(self, info: Info) -> _Customer:

@@ -1,0 +1,1 @@
+"""Predictions as GraphQL fields (issue 6): types, what-if inputs, batched loaders."""

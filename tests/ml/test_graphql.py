@@ -1,0 +1,301 @@
+"""Prediction fields and what-if roots through the GraphQL schema (real database, real
+ONNX sessions): batching, missing models, objects not in the warehouse, input validation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ml.features import kinds_of, load_ids
+from ml.serving import store_for
+from ml.specs import ORDER_STATUS, ORDER_VALUE
+from ml.train import TrainedModel
+from schema.app import schema
+from schema.context import ApiLimits, Context
+
+
+def run(engine: Engine, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        ctx = Context(engine=engine, limits=ApiLimits())
+        try:
+            result = await schema.execute(query, variable_values=variables, context_value=ctx)
+        finally:
+            await ctx.close()
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [
+                {"message": e.message, "path": e.path, "code": (e.extensions or {}).get("code")}
+                for e in result.errors
+            ]
+        return out
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def statements(ml_engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(ml_engine, "before_cursor_execute", listen)
+    yield seen
+    sa.event.remove(ml_engine, "before_cursor_execute", listen)
+
+
+ORDERS = """query($n: Int!) { orders(first: $n, orderBy: [{id: ASC}]) {
+  edges { node { id status
+    predictedStatus { label probability probabilities { label probability }
+                      model { name version } }
+    predictedTotal { value model { name version } } } } } }"""
+
+
+def test_500_orders_one_feature_statement_and_one_run_per_model(
+    ml_engine: Engine, trained: dict[str, TrainedModel], statements: list[str]
+) -> None:
+    store = store_for(ml_engine)
+    status, value = store.get("order_status"), store.get("order_value")
+    runs = (status.runs, value.runs)
+    statements.clear()
+    body = run(ml_engine, ORDERS, {"n": 500})
+    assert "errors" not in body, body["errors"]
+    nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert len(nodes) == 500
+    feature_sql = [s for s in statements if "basket_category" in s]
+    assert len(feature_sql) == 1  # predictedStatus and predictedTotal share one statement
+    assert "ANY" in feature_sql[0]
+    assert (status.runs, value.runs) == (runs[0] + 1, runs[1] + 1)
+    # the answers are the model's on the features of exactly these orders
+    ids = [int(n["id"]) for n in nodes]
+    with ml_engine.connect() as conn:
+        frame = load_ids(conn, "orders.sql", ids, kinds_of(ORDER_STATUS, ORDER_VALUE))
+    order = np.argsort(frame.keys)
+    scores = status.score({k: v[order] for k, v in frame.inputs(ORDER_STATUS).items()})
+    totals = value.score({k: v[order] for k, v in frame.inputs(ORDER_VALUE).items()}).values
+    assert scores.labels is not None and scores.probabilities is not None and totals is not None
+    assert [n["predictedStatus"]["label"] for n in nodes] == scores.labels
+    for j, n in enumerate(nodes):
+        p = n["predictedStatus"]
+        assert p["model"] == {"name": "order_status", "version": status.version}
+        probs = {x["label"]: x["probability"] for x in p["probabilities"]}
+        assert set(probs) == {"cancelled", "delivered", "returned"}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p["probability"] == max(probs.values()) == probs[p["label"]]
+        assert probs == pytest.approx(
+            dict(zip(status.classes, scores.probabilities[j], strict=True))
+        )
+        assert n["predictedTotal"]["value"] == pytest.approx(totals[j], abs=0.006)
+        assert n["predictedTotal"]["value"] > 0
+    # the statement count does not grow with the page size
+    statements.clear()
+    run(ml_engine, ORDERS, {"n": 20})
+    small = len(statements)
+    statements.clear()
+    run(ml_engine, ORDERS, {"n": 500})
+    assert len(statements) == small
+
+
+def test_ticket_and_customer_predictions(
+    ml_engine: Engine, trained: dict[str, TrainedModel], statements: list[str]
+) -> None:
+    query = """{ supportTickets(first: 50) { edges { node { id predictedStatus {
+        label probabilities { label probability } model { name } } } } }
+      customers(first: 50) {
+        edges { node { id expectedOrderValue { value model { name } } } } } }"""
+    store = store_for(ml_engine)
+    support_runs = store.get("support_status").runs
+    body = run(ml_engine, query)
+    assert "errors" not in body, body["errors"]
+    tickets = [e["node"] for e in body["data"]["supportTickets"]["edges"]]
+    assert len(tickets) == 50
+    assert {t["predictedStatus"]["label"] for t in tickets} <= {"resolved", "unresolved"}
+    assert all(t["predictedStatus"]["model"]["name"] == "support_status" for t in tickets)
+    assert store.get("support_status").runs == support_runs + 1
+    customers = [e["node"] for e in body["data"]["customers"]["edges"]]
+    values = [c["expectedOrderValue"]["value"] for c in customers]
+    assert all(v > 0 for v in values) and len(set(values)) > 10
+
+
+def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    store = store_for(ml_engine)
+    with ml_engine.begin() as conn:
+        version = conn.execute(
+            sa.text(
+                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
+                " RETURNING version"
+            )
+        ).scalar_one()
+    store.reload("order_status")
+    try:
+        body = run(
+            ml_engine,
+            "{ orders(first: 3) { edges { node { id status predictedStatus { label }"
+            " predictedTotal { value } } } } }",
+        )
+        nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
+        assert len(nodes) == 3
+        assert all(n["predictedStatus"] is None for n in nodes)
+        assert all(n["predictedTotal"]["value"] > 0 for n in nodes)  # the other model answers
+        assert {e["code"] for e in body["errors"]} == {"MODEL_UNAVAILABLE"}
+        assert len(body["errors"]) == 3
+        assert all(e["path"][-1] == "predictedStatus" for e in body["errors"])
+    finally:
+        with ml_engine.begin() as conn:
+            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
+        store.reload("order_status")
+    assert store.get("order_status").version == version
+
+
+def test_an_order_not_yet_in_the_warehouse_gets_null_and_not_in_warehouse(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    with ml_engine.begin() as conn:
+        customer, product = conn.execute(
+            sa.text(
+                "SELECT (SELECT min(id) FROM app.customers),"
+                " (SELECT id FROM app.products WHERE stock > 0 ORDER BY id LIMIT 1)"
+            )
+        ).one()
+        new_id = conn.execute(
+            sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
+            {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 1}}]'},
+        ).scalar_one()
+    try:
+        body = run(
+            ml_engine,
+            "query($id: ID!) { order(id: $id) { id status predictedStatus { label } } }",
+            {"id": str(new_id)},
+        )
+        assert body["data"]["order"]["id"] == str(new_id)
+        assert body["data"]["order"]["status"] == "PENDING"
+        assert body["data"]["order"]["predictedStatus"] is None
+        assert [e["code"] for e in body["errors"]] == ["NOT_IN_WAREHOUSE"]
+        assert "not in the warehouse yet" in body["errors"][0]["message"]
+    finally:
+        with ml_engine.begin() as conn:
+            conn.execute(sa.text("SELECT app.set_order_status(:id, 'cancelled')"), {"id": new_id})
+
+
+ORDER_INPUT = {
+    "segment": "consumer",
+    "ageBand": "25-34",
+    "country": "Germany",
+    "tenureDays": 30.0,
+    "priorOrders": 0,
+    "channel": "marketplace",
+    "paymentMethod": "cash_on_delivery",
+    "itemCount": 1,
+    "lineCount": 1,
+    "basketValue": 49.9,
+    "mainCategory": "Apparel",
+    "categoryCount": 1,
+    "dayOfWeek": 5,
+    "month": 11,
+}
+WHAT_IF = """query($input: OrderStatusInput!) { predictOrderStatus(input: $input) {
+  label probability probabilities { label probability } model { name version } } }"""
+
+
+def test_what_if_predicts_and_matches_the_risk_the_data_planted(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    risky = run(ml_engine, WHAT_IF, {"input": ORDER_INPUT})
+    assert "errors" not in risky, risky["errors"]
+    safe_input = {
+        **ORDER_INPUT, "channel": "store", "paymentMethod": "card", "priorOrders": 12,
+        "priorCancelRate": 0.0, "priorReturnRate": 0.0, "tenureDays": 700.0,
+    }  # fmt: skip
+    safe = run(ml_engine, WHAT_IF, {"input": safe_input})
+
+    def p_cancel(body: dict[str, Any]) -> float:
+        probs = body["data"]["predictOrderStatus"]["probabilities"]
+        return float(next(p["probability"] for p in probs if p["label"] == "cancelled"))
+
+    assert p_cancel(risky) > p_cancel(safe)
+    value = run(
+        ml_engine,
+        "query($i: OrderValueInput!) { predictOrderValue(input: $i) { value model { name } } }",
+        {
+            "i": {
+                k: v
+                for k, v in ORDER_INPUT.items()
+                if k not in {"paymentMethod", "basketValue", "dayOfWeek"}
+            }
+        },
+    )
+    assert value["data"]["predictOrderValue"]["value"] > 0
+    support = run(
+        ml_engine,
+        """query($i: SupportStatusInput!) { predictSupportStatus(input: $i) { label } }""",
+        {
+            "i": {
+                "category": "other", "priority": "low", "channel": "email",
+                "segment": "consumer", "tenureDays": 10.0, "priorOrders": 1, "priorTickets": 0,
+            }
+        },
+    )  # fmt: skip
+    assert support["data"]["predictSupportStatus"]["label"] in {"resolved", "unresolved"}
+
+
+def test_what_if_unknown_category_still_predicts(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    body = run(ml_engine, WHAT_IF, {"input": {**ORDER_INPUT, "channel": "carrier-pigeon"}})
+    assert "errors" not in body, body["errors"]
+    assert body["data"]["predictOrderStatus"]["label"] in {"cancelled", "delivered", "returned"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"itemCount": None}, "itemCount"),  # missing required feature
+        ({"itemCount": "three"}, "itemCount"),  # wrong type
+        ({"month": 13}, "month"),  # out of range
+        ({"discountRate": 1.5}, "discountRate"),
+        ({"tenureDays": -1.0}, "tenureDays"),
+    ],
+)
+def test_what_if_bad_input_is_bad_user_input(
+    ml_engine: Engine, trained: dict[str, TrainedModel], change: dict[str, Any], field: str
+) -> None:
+    data = {**ORDER_INPUT, **change}
+    if change.get(field, 0) is None:
+        del data[field]
+    body = run(ml_engine, WHAT_IF, {"input": data})
+    assert body["data"] is None
+    assert [e["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    assert field in body["errors"][0]["message"]
+
+
+def test_models_root_lists_versions_metrics_and_importances(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    body = run(
+        ml_engine,
+        """{ models(activeOnly: true) { name version algorithm trainedAt metrics features
+             featureImportances { feature importance } active trainingRows } }""",
+    )
+    assert "errors" not in body, body["errors"]
+    models = {m["name"]: m for m in body["data"]["models"]}
+    assert set(models) == {"order_status", "support_status", "order_value"}
+    for name, m in models.items():
+        assert m["active"] is True
+        assert m["features"] == list(trained[name].spec.feature_names)
+        assert m["trainingRows"] == trained[name].row_count
+        assert sum(i["importance"] for i in m["featureImportances"]) == pytest.approx(1.0)
+    assert models["order_status"]["algorithm"] == "RandomForestClassifier"
+    assert models["support_status"]["metrics"]["macro_f1"] == pytest.approx(
+        trained["support_status"].metrics["macro_f1"]
+    )
+    assert (
+        models["order_value"]["metrics"]["baseline_mae"] > models["order_value"]["metrics"]["mae"]
+    )
