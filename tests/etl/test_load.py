@@ -85,10 +85,20 @@ def test_second_run_changes_nothing(loaded_shop: str) -> None:
     assert one(loaded_shop, "SELECT version FROM dw.etl_state") == version
 
 
+_DW_CATALOG = (
+    "SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'dw'"
+    " UNION ALL SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint"
+    " WHERE connamespace = 'dw'::regnamespace ORDER BY 1, 2"
+)
+
+
 def test_full_rebuild_equals_incremental_load(loaded_shop: str) -> None:
     incremental = dw_checksums(loaded_shop)
+    catalog = sql(loaded_shop, _DW_CATALOG)
 
     result = runner.run(loaded_shop, full=True)
+
+    assert sql(loaded_shop, _DW_CATALOG) == catalog  # indexes and FKs are back
 
     assert result.mode == "full"
     assert dw_checksums(loaded_shop) == incremental
