@@ -18,6 +18,7 @@ from api.cli import ml as ml_cli
 from api.cli import semantic as semantic_cli
 from api.cli.common import err_console
 from api.cli.export_schema import export_schema
+from api.cli.report import report
 from api.cli.seed import seed
 from api.cli.serve import serve
 
@@ -35,6 +36,7 @@ app.add_typer(ml_cli.app, name="ml")
 app.command("serve")(serve)
 app.command("export-schema")(export_schema)
 app.command("seed")(seed)
+app.command("report")(report)
 
 
 def _fail(code: str, message: str, exit_code: int) -> None:

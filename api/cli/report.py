@@ -1,0 +1,60 @@
+"""``cdms report --out DIR [--from DATE --to DATE]``: PNG charts and an index.html."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import typer
+
+from api.cli.common import console, progress, resolve_url
+from db.errors import BadUserInputError, CdmsError
+
+
+class WarehouseEmptyError(CdmsError):
+    code = "WAREHOUSE_EMPTY"
+
+
+def _date(raw: str | None, option: str) -> date | None:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadUserInputError(
+            f"{option} must be a date YYYY-MM-DD, got {raw!r}", field=option
+        ) from None
+
+
+def report(
+    out: Path = typer.Option(..., "--out", help="Folder for the PNG charts and index.html."),
+    from_: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD, inclusive)."),
+    to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD, inclusive)."),
+) -> None:
+    """Render the report charts from cube queries into OUT (index.html + one PNG each)."""
+    from api.report import render
+    from api.report_charts import CHARTS, Period
+    from db.engine import make_engine
+    from semantic.service import warehouse_state
+
+    period = Period(_date(from_, "--from"), _date(to, "--to"))
+    if period.start and period.end and period.start > period.end:
+        raise BadUserInputError(f"--from {period.start} is after --to {period.end}", field="--from")
+    if out.exists() and not out.is_dir():
+        raise BadUserInputError(f"--out {out} exists and is not a folder", field="--out")
+    engine = make_engine(resolve_url())
+    with engine.connect() as conn:
+        _, loaded = warehouse_state(conn)
+    if loaded is None:
+        raise WarehouseEmptyError("the warehouse was never loaded: run `cdms etl run` first")
+    with progress() as bar:
+        task = bar.add_task("rendering charts", total=len(CHARTS))
+
+        def advance(chart: object) -> None:
+            name = getattr(chart, "name", "")
+            bar.update(task, advance=1, description=f"rendered {name}")
+
+        done = render(engine, out, period, on_chart=advance)
+    for r in done:
+        console.print(f"  {r.png.name:<30} {r.finding}", markup=False, highlight=False)
+    console.print(f"report: {out / 'index.html'} ({len(done)} charts, {period.label()})")

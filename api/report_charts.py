@@ -1,0 +1,501 @@
+"""The report's charts, each one cube query → DataFrame → plot → one-line finding.
+
+Every number comes from ``semantic.service.execute`` (the planner behind GraphQL ``cube``);
+there is no SQL here. ``api.report`` renders the charts to PNG and writes ``index.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import seaborn as sns  # type: ignore[import-untyped]
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+from sqlalchemy.engine import Connection
+
+from semantic.model import Granularity
+from semantic.query import (
+    Compare,
+    Condition,
+    CubeQuery,
+    DimensionField,
+    MeasureField,
+    Member,
+    Op,
+    OrderItem,
+)
+from semantic.service import execute
+
+MONEY = "revenue, currency units"
+
+
+@dataclass(frozen=True)
+class Period:
+    """Inclusive local dates; ``None`` leaves that side open."""
+
+    start: date | None = None
+    end: date | None = None
+
+    def condition(self, time_member: str) -> tuple[Condition, ...]:
+        m = _mem(time_member)
+        if self.start and self.end:
+            return (Condition(m, Op.IN_DATE_RANGE, (self.start.isoformat(), self.end.isoformat())),)
+        if self.start:
+            return (Condition(m, Op.AFTER_DATE, (_day_before(self.start),)),)
+        if self.end:
+            return (Condition(m, Op.BEFORE_DATE, (_day_after(self.end),)),)
+        return ()
+
+    def label(self) -> str:
+        if not self.start and not self.end:
+            return "all dates"
+        return f"{self.start or '…'} to {self.end or '…'}"
+
+
+def _day_before(d: date) -> str:
+    return date.fromordinal(d.toordinal() - 1).isoformat()
+
+
+def _day_after(d: date) -> str:
+    return date.fromordinal(d.toordinal() + 1).isoformat()
+
+
+def _mem(ref: str) -> Member:
+    cube, _, name = ref.partition(".")
+    return Member(cube, name)
+
+
+def measure(ref: str, alias: str, compare: Compare | None = None) -> MeasureField:
+    return MeasureField(alias, _mem(ref), compare)
+
+
+def dim(ref: str, alias: str, granularity: Granularity | None = None) -> DimensionField:
+    return DimensionField(alias, _mem(ref), granularity)
+
+
+def run(conn: Connection, query: CubeQuery) -> pd.DataFrame:
+    """A cube query's rows as a DataFrame whose columns are the field aliases, in order."""
+    result = execute(conn, query)
+    cols = [d.alias for d in query.dimensions] + [m.alias for m in query.measures]
+    return pd.DataFrame([[r[c] for c in cols] for r in result.rows], columns=cols)
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str  # file stem
+    title: str
+    query: Callable[[Connection, Period], CubeQuery]
+    plot: Callable[[pd.DataFrame, Axes], None]
+    finding: Callable[[pd.DataFrame], str]
+
+    def data(self, conn: Connection, period: Period) -> pd.DataFrame:
+        return run(conn, self.query(conn, period))
+
+
+def _pct(a: float, b: float) -> str:
+    if not b:
+        return "n/a"
+    return f"{(a - b) / b * 100:+.1f}%"
+
+
+def _money_axis(ax: Axes, label: str = MONEY) -> None:
+    ax.set_ylabel(label)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+# --- monthly sales with the prior year beside it ---------------------------------------
+def q_monthly(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(
+            measure("sales.revenue", "revenue"),
+            measure("sales.revenue", "prior_year", Compare.PRIOR_YEAR),
+        ),
+        dimensions=(dim("sales.orderedAt", "month", Granularity.MONTH),),
+        filters=p.condition("sales.orderedAt"),
+        order=(OrderItem(_mem("sales.orderedAt")),),
+    )
+
+
+def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
+    months = [m[:7] for m in df["month"]]
+    x = range(len(months))
+    ax.bar([i - 0.2 for i in x], df["prior_year"].fillna(0), width=0.4, label="prior year")
+    ax.bar([i + 0.2 for i in x], df["revenue"], width=0.4, label="this period")
+    ax.set_xticks(list(x), months, rotation=60, ha="right", fontsize=9)
+    ax.set_xlabel("month of order")
+    _money_axis(ax)
+    ax.legend()
+
+
+def f_monthly(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No sales in this period."
+    year = str(df["month"].iloc[-1])[:4]
+    latest = df[df["month"].str.startswith(year)]
+    total, prior = float(latest["revenue"].sum()), float(latest["prior_year"].fillna(0).sum())
+    months = f"{str(latest['month'].iloc[0])[5:7]}-{str(latest['month'].iloc[-1])[5:7]}"
+    vs = f", {_pct(total, prior)} against the same months of {int(year) - 1}" if prior else ""
+    peak = df.loc[df["revenue"].idxmax()]
+    return (
+        f"Revenue in {year} (months {months}) was {total:,.0f}{vs}; "
+        f"peak month {str(peak['month'])[:7]}."
+    )
+
+
+# --- top categories over time ------------------------------------------------------------
+def _top(conn: Connection, p: Period, ref: str, n: int) -> tuple[str, ...]:
+    q = CubeQuery(
+        measures=(measure("sales.revenue", "revenue"),),
+        dimensions=(dim(ref, "name"),),
+        filters=p.condition("sales.orderedAt"),
+        order=(OrderItem(_mem("sales.revenue"), descending=True), OrderItem(_mem(ref))),
+        limit=n,
+    )
+    return tuple(str(v) for v in run(conn, q)["name"])
+
+
+def _over_time(ref: str, n: int) -> Callable[[Connection, Period], CubeQuery]:
+    def query(conn: Connection, p: Period) -> CubeQuery:
+        top = _top(conn, p, ref, n)
+        return CubeQuery(
+            measures=(measure("sales.revenue", "revenue"),),
+            dimensions=(
+                dim("sales.orderedAt", "month", Granularity.MONTH),
+                dim(ref, "name"),
+            ),
+            filters=(*p.condition("sales.orderedAt"), Condition(_mem(ref), Op.IN, top or ("",))),
+            order=(OrderItem(_mem("sales.orderedAt")), OrderItem(_mem(ref))),
+        )
+
+    return query
+
+
+def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
+    frame = df.assign(month=pd.to_datetime(df["month"]))
+    sns.lineplot(frame, x="month", y="revenue", hue="name", marker="o", ax=ax)
+    ax.set_xlabel("month of order")
+    _money_axis(ax)
+    ax.legend(title=None, fontsize=9)
+
+
+def f_over_time(kind: str) -> Callable[[pd.DataFrame], str]:
+    def finding(df: pd.DataFrame) -> str:
+        if df.empty:
+            return f"No {kind} sold in this period."
+        by = df.groupby("name")["revenue"].sum().sort_values(ascending=False)
+        return (
+            f"Top {kind}: {by.index[0]} with {by.iloc[0]:,.0f} "
+            f"({by.iloc[0] / by.sum() * 100:.0f}% of the top {len(by)})."
+        )
+
+    return finding
+
+
+# --- returns -----------------------------------------------------------------------------
+def q_return_reasons(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(measure("returns.count", "requests"), measure("returns.quantity", "units")),
+        dimensions=(dim("returns.reason", "reason"),),
+        filters=p.condition("returns.returnedAt"),
+        order=(
+            OrderItem(_mem("returns.count"), descending=True),
+            OrderItem(_mem("returns.reason")),
+        ),
+    )
+
+
+def plot_return_reasons(df: pd.DataFrame, ax: Axes) -> None:
+    sns.barplot(df, x="requests", y="reason", color=sns.color_palette()[3], ax=ax)
+    ax.set_xlabel("return requests (count)")
+    ax.set_ylabel("reason")
+
+
+def f_return_reasons(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No returns in this period."
+    top = df.iloc[0]
+    share = float(top["requests"]) / float(df["requests"].sum()) * 100
+    return f"Most returns cite {top['reason']!s}: {share:.0f}% of {df['requests'].sum():,.0f}."
+
+
+def q_return_categories(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(
+            measure("returns.quantity", "units_returned"),
+            measure("returns.returnRate", "return_rate"),
+        ),
+        dimensions=(dim("products.category", "category"),),
+        filters=(*p.condition("returns.returnedAt"), *p.condition("sales.orderedAt")),
+        order=(
+            OrderItem(_mem("returns.returnRate"), descending=True),
+            OrderItem(_mem("products.category")),
+        ),
+    )
+
+
+def plot_return_categories(df: pd.DataFrame, ax: Axes) -> None:
+    frame = df.assign(rate=df["return_rate"].fillna(0) * 100)
+    sns.barplot(frame, x="rate", y="category", color=sns.color_palette()[1], ax=ax)
+    ax.set_xlabel("return rate (% of units sold)")
+    ax.set_ylabel("category")
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    for i, units in enumerate(df["units_returned"].fillna(0)):
+        ax.annotate(f" {units:,.0f} units", (float(frame["rate"].iloc[i]), i), va="center")
+
+
+def f_return_categories(df: pd.DataFrame) -> str:
+    rated = df.dropna(subset=["return_rate"])
+    if rated.empty:
+        return "No return rates in this period."
+    hi, lo = rated.iloc[0], rated.iloc[-1]
+    return (
+        f"{hi['category']} has the highest return rate ({hi['return_rate'] * 100:.1f}% of units),"
+        f" {lo['category']} the lowest ({lo['return_rate'] * 100:.1f}%)."
+    )
+
+
+# --- complaints and rating ------------------------------------------------------------------
+def q_feedback(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(
+            measure("feedback.complaintCount", "complaints"),
+            measure("feedback.averageRating", "average_rating"),
+        ),
+        dimensions=(dim("feedback.createdAt", "month", Granularity.MONTH),),
+        filters=p.condition("feedback.createdAt"),
+        order=(OrderItem(_mem("feedback.createdAt")),),
+    )
+
+
+def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
+    months = pd.to_datetime(df["month"])
+    ax.bar(
+        months,
+        df["complaints"],
+        width=20,
+        color=sns.color_palette()[3],
+        alpha=0.7,
+        label="complaints",
+    )
+    ax.set_xlabel("month of feedback")
+    ax.set_ylabel("complaints (count)")
+    right = ax.twinx()
+    right.plot(
+        months,
+        df["average_rating"],
+        color=sns.color_palette()[0],
+        marker="o",
+        label="average rating",
+    )
+    right.set_ylabel("average rating (1-5 stars)")
+    right.set_ylim(1, 5)
+    right.grid(False)
+    ax.legend(
+        handles=[*ax.get_legend_handles_labels()[0], *right.get_legend_handles_labels()[0]],
+        loc="upper left",
+    )
+
+
+def f_feedback(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No feedback in this period."
+    worst = df.loc[df["complaints"].idxmax()]
+    return (
+        f"{df['complaints'].sum():,.0f} complaints; most in {str(worst['month'])[:7]} "
+        f"({worst['complaints']:,.0f}); average rating ranged "
+        f"{df['average_rating'].min():.2f}-{df['average_rating'].max():.2f}."
+    )
+
+
+# --- order status, segments, demographics -----------------------------------------------
+def q_status(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(measure("orders.count", "orders"),),
+        dimensions=(dim("orders.status", "status"),),
+        filters=p.condition("orders.orderedAt"),
+        order=(OrderItem(_mem("orders.count"), descending=True), OrderItem(_mem("orders.status"))),
+    )
+
+
+def plot_status(df: pd.DataFrame, ax: Axes) -> None:
+    sns.barplot(df, x="orders", y="status", color=sns.color_palette()[2], ax=ax)
+    ax.set_xlabel("orders (count)")
+    ax.set_ylabel("status")
+
+
+def f_status(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No orders in this period."
+    total = float(df["orders"].sum())
+    share = dict(zip(df["status"], df["orders"] / total * 100, strict=True))
+    lost = share.get("cancelled", 0.0) + share.get("returned", 0.0)
+    return (
+        f"{share.get('delivered', 0.0):.0f}% of {total:,.0f} orders were delivered; "
+        f"{lost:.0f}% ended cancelled or returned."
+    )
+
+
+def q_segments(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(
+            measure("sales.revenue", "revenue"),
+            measure("sales.orderCount", "orders"),
+            measure("sales.averageOrderValue", "average_order_value"),
+        ),
+        dimensions=(dim("customers.segment", "segment"),),
+        filters=p.condition("sales.orderedAt"),
+        order=(
+            OrderItem(_mem("sales.revenue"), descending=True),
+            OrderItem(_mem("customers.segment")),
+        ),
+    )
+
+
+def plot_segments(df: pd.DataFrame, ax: Axes) -> None:
+    sns.barplot(df, x="segment", y="revenue", color=sns.color_palette()[0], ax=ax)
+    ax.set_xlabel("customer segment")
+    _money_axis(ax)
+    for i, aov in enumerate(df["average_order_value"]):
+        ax.annotate(
+            f"avg order {aov:,.0f}", (i, float(df["revenue"].iloc[i])), ha="center", va="bottom"
+        )
+
+
+def f_segments(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No sales in this period."
+    top = df.iloc[0]
+    share = float(top["revenue"]) / float(df["revenue"].sum()) * 100
+    best = df.loc[df["average_order_value"].idxmax()]
+    return (
+        f"{top['segment']} brings {share:.0f}% of revenue; highest average order: "
+        f"{best['segment']} ({best['average_order_value']:,.0f})."
+    )
+
+
+def q_age_gender(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(measure("sales.customerCount", "customers"),),
+        dimensions=(dim("customers.ageBand", "age_band"), dim("customers.gender", "gender")),
+        filters=p.condition("sales.orderedAt"),
+        order=(OrderItem(_mem("customers.ageBand")), OrderItem(_mem("customers.gender"))),
+    )
+
+
+def plot_age_gender(df: pd.DataFrame, ax: Axes) -> None:
+    grid = df.fillna({"age_band": "unknown", "gender": "unknown"}).pivot_table(
+        index="age_band", columns="gender", values="customers", aggfunc="sum", fill_value=0
+    )
+    sns.heatmap(
+        grid,
+        annot=True,
+        fmt=",.0f",
+        cmap="Blues",
+        ax=ax,
+        cbar_kws={"label": "customers who bought (count)"},
+    )
+    ax.set_xlabel("gender")
+    ax.set_ylabel("age band (years, at signup)")
+
+
+def f_age_gender(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No buying customers in this period."
+    top = df.loc[df["customers"].idxmax()]
+    return f"Largest group: {top['gender']}, aged {top['age_band']} ({top['customers']:,.0f})."
+
+
+def q_country(conn: Connection, p: Period) -> CubeQuery:
+    return CubeQuery(
+        measures=(measure("sales.customerCount", "customers"), measure("sales.revenue", "revenue")),
+        dimensions=(dim("customers.country", "country"),),
+        filters=p.condition("sales.orderedAt"),
+        order=(
+            OrderItem(_mem("sales.customerCount"), descending=True),
+            OrderItem(_mem("customers.country")),
+        ),
+    )
+
+
+def plot_country(df: pd.DataFrame, ax: Axes) -> None:
+    sns.barplot(df, x="customers", y="country", color=sns.color_palette()[4], ax=ax)
+    ax.set_xlabel("customers who bought (count)")
+    ax.set_ylabel("country")
+
+
+def f_country(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "No buying customers in this period."
+    top = df.iloc[0]
+    share = float(top["customers"]) / float(df["customers"].sum()) * 100
+    return f"{top['country']} has the most buying customers: {share:.0f}% of them."
+
+
+CHARTS: Sequence[Chart] = (
+    Chart(
+        "monthly_sales",
+        "Monthly revenue, with the prior year beside it",
+        q_monthly,
+        plot_monthly,
+        f_monthly,
+    ),
+    Chart(
+        "top_categories",
+        "Top 5 categories by revenue, per month",
+        _over_time("products.category", 5),
+        plot_over_time,
+        f_over_time("category"),
+    ),
+    Chart(
+        "top_products",
+        "Top 5 products by revenue, per month",
+        _over_time("products.name", 5),
+        plot_over_time,
+        f_over_time("product"),
+    ),
+    Chart(
+        "returns_by_reason",
+        "Return requests by reason",
+        q_return_reasons,
+        plot_return_reasons,
+        f_return_reasons,
+    ),
+    Chart(
+        "returns_by_category",
+        "Return rate by category (units returned / units sold)",
+        q_return_categories,
+        plot_return_categories,
+        f_return_categories,
+    ),
+    Chart(
+        "complaints_rating",
+        "Complaints and average rating per month",
+        q_feedback,
+        plot_feedback,
+        f_feedback,
+    ),
+    Chart("order_status", "Order status mix", q_status, plot_status, f_status),
+    Chart("sales_by_segment", "Revenue by customer segment", q_segments, plot_segments, f_segments),
+    Chart(
+        "demographics_age_gender",
+        "Buying customers by age band and gender",
+        q_age_gender,
+        plot_age_gender,
+        f_age_gender,
+    ),
+    Chart(
+        "customers_by_country", "Buying customers by country", q_country, plot_country, f_country
+    ),
+)
+
+
+def chart(name: str) -> Chart:
+    return next(c for c in CHARTS if c.name == name)
+
+
+def as_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [dict(r) for r in df.to_dict(orient="records")]
