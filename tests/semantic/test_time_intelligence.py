@@ -1,0 +1,125 @@
+"""compare (PRIOR_PERIOD, PRIOR_YEAR), toDate, shareOfTotal and rank, against hand-written SQL."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from semantic.query import Compare, Condition, CubeQuery, Op, ToDate
+from tests.semantic.conftest import d, m, mem, num, run, sql
+
+
+def revenue_by_month(wh: Engine, lo: str, hi: str, by_category: bool = False) -> dict[Any, float]:
+    rows = sql(
+        wh,
+        """SELECT to_char(date_trunc('month', s.ordered_at AT TIME ZONE 'UTC'),
+                                      'YYYY-MM-DD"T"HH24:MI:SS'),
+                             CASE WHEN %(c)s THEN p.category END, sum(s.net)
+        FROM dw.fact_sales s JOIN dw.dim_product p USING (product_key)
+        WHERE s.ordered_at >= %(lo)s::timestamptz AND s.ordered_at < %(hi)s::timestamptz
+        GROUP BY 1, 2""",
+        {"lo": lo, "hi": hi, "c": by_category},
+    )
+    return {(r[0], r[1]) if by_category else r[0]: float(r[2]) for r in rows}
+
+
+def in_range(lo: str, hi: str) -> Condition:
+    return Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, (lo, hi))
+
+
+def test_prior_period_reaches_outside_the_filtered_range(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(m("sales.revenue"), m("sales.revenue", "prev", compare=Compare.PRIOR_PERIOD)),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range("2025-03-01", "2025-05-31"),),
+    )
+    got = {r["sales.orderedAt.month"]: (r["sales.revenue"], r["prev"]) for r in run(wh, q).rows}
+    by_month = revenue_by_month(wh, "2025-02-01Z", "2025-06-01Z")
+    assert list(got) == ["2025-03-01T00:00:00", "2025-04-01T00:00:00", "2025-05-01T00:00:00"]
+    assert got["2025-03-01T00:00:00"][1] == by_month["2025-02-01T00:00:00"]  # February: outside
+    assert got["2025-04-01T00:00:00"][1] == by_month["2025-03-01T00:00:00"]
+    assert got["2025-05-01T00:00:00"][1] == by_month["2025-04-01T00:00:00"]
+
+
+def test_prior_period_of_a_partial_range_is_like_for_like(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(m("sales.revenue", "prev", compare=Compare.PRIOR_PERIOD),),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range("2025-04-01", "2025-04-14"),),
+    )
+    (row,) = run(wh, q).rows
+    want = sql(
+        wh,
+        """SELECT sum(net) FROM dw.fact_sales
+        WHERE ordered_at >= '2025-03-01Z' AND ordered_at < '2025-03-15Z'""",
+    )[0][0]
+    assert row["prev"] == float(want)
+
+
+def test_prior_year_per_category(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(m("sales.revenue", "py", compare=Compare.PRIOR_YEAR),),
+        dimensions=(d("sales.orderedAt", "month"), d("products.category")),
+        filters=(in_range("2025-01-01", "2025-06-30"),),
+    )
+    last_year = revenue_by_month(wh, "2024-01-01Z", "2024-07-01Z", by_category=True)
+    got = run(wh, q).rows
+    assert len(got) > 20
+    for r in got:
+        key = (r["sales.orderedAt.month"].replace("2025-", "2024-", 1), r["products.category"])
+        assert r["py"] == last_year.get(key), key
+
+
+def test_to_date_is_a_running_total_that_restarts(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(
+            m("sales.revenue"),
+            m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+            m("sales.revenue", "qtd", to_date=ToDate.QUARTER),
+        ),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range("2024-10-01", "2025-05-31"),),
+    )
+    got = run(wh, q).rows
+    by_month = revenue_by_month(wh, "2024-10-01Z", "2025-06-01Z")
+    ytd: dict[str, float] = defaultdict(float)
+    qtd: dict[str, float] = defaultdict(float)
+    for r in got:
+        month = r["sales.orderedAt.month"]
+        ytd[month[:4]] += by_month[month]
+        quarter = month[:4] + str((int(month[5:7]) - 1) // 3)
+        qtd[quarter] += by_month[month]
+        assert num(r["ytd"]) == num(ytd[month[:4]])
+        assert num(r["qtd"]) == num(qtd[quarter])
+    assert got[3]["ytd"] == got[3]["sales.revenue"]  # January restarts the year
+
+
+def test_share_of_total_and_rank_within_each_bucket(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(
+            m("sales.revenue"),
+            m("sales.revenue", "share", share_of_total=True),
+            m("sales.revenue", "rank", rank=True),
+        ),
+        dimensions=(d("sales.orderedAt", "quarter"), d("products.category")),
+        filters=(in_range("2025-01-01", "2025-12-31"),),
+    )
+    got = run(wh, q).rows
+    by_quarter: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in got:
+        by_quarter[r["sales.orderedAt.quarter"]].append(r)
+    assert len(by_quarter) == 4
+    for rows in by_quarter.values():
+        total = sum(r["sales.revenue"] for r in rows)
+        assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
+        for r in rows:
+            assert num(r["share"]) == num(r["sales.revenue"] / total)
+        ordered = sorted(rows, key=lambda r: -r["sales.revenue"])
+        assert [r["rank"] for r in ordered] == list(range(1, len(rows) + 1))
+    q = CubeQuery(
+        measures=(m("sales.revenue", "share", share_of_total=True),),
+        dimensions=(d("sales.channel"),),
+    )
+    assert abs(sum(r["share"] for r in run(wh, q).rows) - 1) < 1e-9
