@@ -84,6 +84,8 @@ CUSTOMER_QUERIES = frozenset(
         "returns",
         "feedback",
         "__typename",
+        "__schema",  # introspection: production mode restricts it separately
+        "__type",
     }
 )
 CUSTOMER_SUBSCRIPTIONS = frozenset({"orderStatusChanged"})
@@ -175,8 +177,10 @@ def query_cost(doc: Document, default_page: int, max_page: int) -> int:
                 c.name.value in _CONNECTION_MARKERS for c in doc.fields(f.selection_set)
             ):
                 page = default_page
-            inner = mult * (page if page is not None else 1)
-            total += inner + cost(f.selection_set, inner, depth + 1)
+            if page is None:  # an object or a list of a fixed size: no page of its own
+                total += cost(f.selection_set, mult, depth + 1)
+            else:
+                total += mult * page + cost(f.selection_set, mult * page, depth + 1)
         return total
 
     return cost(doc.operation.selection_set, 1, 0)

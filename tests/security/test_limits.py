@@ -1,0 +1,138 @@
+"""Limits and production mode: per-principal rate limit, query cost, introspection and
+GraphiQL for admins only, the persisted-query allow-list, CORS."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api.security import TokenBuckets
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, bearer, make_app, post, token
+
+WHO = "{ customers { totalCount } }"
+INTROSPECT = "{ __schema { queryType { name } } }"
+
+
+def code(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def test_token_bucket() -> None:
+    b = TokenBuckets(rate=2.0, burst=3)
+    assert [b.take("k", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.take("k", now=0.0) == 0.5  # one token comes back in 0.5 s
+    assert b.take("other", now=0.0) == 0.0  # buckets are per principal
+    assert b.take("k", now=0.5) == 0.0
+
+
+def test_rate_limit_answers_429_with_retry_after(sec_engine: Engine, sec_shop: Shop) -> None:
+    with make_app(sec_engine, rate_per_s=0.2, burst=3) as client:
+        a, b = token("analyst", sub="a"), token("analyst", sub="b")
+        statuses = [post(client, a, WHO)[0] for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        resp = client.post("/graphql", json={"query": WHO}, headers=bearer(a))
+        assert resp.status_code == 429 and code(resp.json()) == "RATE_LIMITED"
+        assert 1 <= int(resp.headers["retry-after"]) <= 5
+        assert post(client, b, WHO)[0] == 200  # another principal has its own bucket
+        assert client.get("/healthz").status_code == 200  # never limited
+
+
+def test_query_cost_limit(sec_engine: Engine, sec_shop: Shop) -> None:
+    nested = """query ($c: Int, $o: Int) { customers(first: $c) { edges { node {
+        orders(first: $o) { edges { node { id } } } } } } }"""
+    with make_app(sec_engine, max_cost=1_000) as client:
+        tok = token("admin")
+        status, body = post(client, tok, nested, {"c": 10, "o": 10})
+        assert status == 200 and "errors" not in body  # 10 + 10 * 10 = 110
+        status, body = post(client, tok, nested, {"c": 100, "o": 100})  # 100 + 100 * 100
+        assert status == 400 and code(body) == "QUERY_TOO_COMPLEX"
+        message = body["errors"][0]["message"]
+        assert "10100" in message and "1000" in message
+        # connections without `first` count at the default page size (50): 50 + 50 * 50
+        status, body = post(
+            client, tok, "{ customers { edges { node { orders { totalCount } } } } }"
+        )
+        assert status == 400 and "2550" in body["errors"][0]["message"]
+
+
+def test_production_introspection_and_graphiql_for_admins_only(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    with make_app(sec_engine, production=True) as client:
+        for tok in (token("analyst"), token("service"), token("customer", parties.a)):
+            status, body = post(client, tok, INTROSPECT)
+            assert status == 403 and code(body) == "FORBIDDEN"
+            status, body = post(client, tok, "{ products { edges { node { __type: id } } } }")
+            assert status == 200  # an alias is not introspection
+            resp = client.get("/graphql", headers={**bearer(tok), "Accept": "text/html"})
+            assert resp.status_code == 403
+        status, body = post(client, token("admin"), INTROSPECT)
+        assert status == 200 and body["data"]["__schema"]["queryType"]["name"] == "Query"
+        resp = client.get("/graphql", headers={**bearer(token("admin")), "Accept": "text/html"})
+        assert resp.status_code == 200 and "graphiql" in resp.text.lower()
+    with make_app(sec_engine) as client:  # development: introspection for everyone
+        assert post(client, token("customer", parties.a), INTROSPECT)[0] == 200
+
+
+def _register(engine: Engine, query: str) -> str:
+    sha = hashlib.sha256(query.encode()).hexdigest()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO app.persisted_queries (sha256, name, query) VALUES (:h, 'q', :q)"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {"h": sha, "q": query},
+        )
+    return sha
+
+
+def _persisted(client: Any, tok: str, sha: str, query: str | None = None) -> tuple[int, Any]:
+    payload: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}}}
+    if query is not None:
+        payload["query"] = query
+    resp = client.post("/graphql", json=payload, headers=bearer(tok))
+    return resp.status_code, resp.json()
+
+
+def test_persisted_queries(sec_engine: Engine, sec_shop: Shop, parties: Parties) -> None:
+    sha = _register(sec_engine, "query Products { products { totalCount } }")
+    with make_app(sec_engine, persisted_only=True) as client:
+        tok = token("customer", parties.a)
+        status, body = _persisted(client, tok, sha)
+        assert status == 200 and body["data"]["products"]["totalCount"] == 5
+        status, body = _persisted(client, tok, "0" * 64)
+        assert status == 400 and code(body) == "PERSISTED_QUERY_NOT_FOUND"
+        status, body = _persisted(client, tok, sha, "{ customers { totalCount } }")
+        assert status == 400 and code(body) == "PERSISTED_QUERY_NOT_FOUND"  # hash mismatch
+        status, body = post(client, tok, WHO)
+        assert status == 400 and code(body) == "PERSISTED_QUERY_REQUIRED"
+        assert post(client, token("admin"), WHO)[0] == 200  # admins may still explore
+    with sec_engine.begin() as conn, __import__("pytest").raises(sa.exc.IntegrityError):
+        conn.execute(  # the table refuses a hash that is not the query's
+            sa.text("INSERT INTO app.persisted_queries (sha256, query) VALUES (:h, '{ x }')"),
+            {"h": "1" * 64},
+        )
+
+
+def test_cors_origins(sec_engine: Engine, sec_shop: Shop) -> None:
+    with make_app(sec_engine, cors_origins=("https://shop.example",)) as client:
+        pre = client.options(
+            "/graphql",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert pre.status_code == 200
+        assert pre.headers["access-control-allow-origin"] == "https://shop.example"
+        bad = client.options(
+            "/graphql",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in bad.headers
