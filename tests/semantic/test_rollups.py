@@ -1,0 +1,183 @@
+"""Rollups answer exactly what the facts answer, and only when they can; a property test
+draws random covered queries and compares both paths."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.engine import Engine
+
+from semantic.query import Condition, CubeQuery, Junction, Op, OrderItem
+from tests.semantic.conftest import d, m, mem, run
+
+SALES_MEASURES = [
+    "revenue",
+    "grossRevenue",
+    "discount",
+    "cost",
+    "margin",
+    "quantity",
+    "lineCount",
+    "marginRate",
+]
+SALES_DIMS = [
+    "sales.status",
+    "sales.channel",
+    "sales.paymentMethod",
+    "products.category",
+    "products.subcategory",
+    "products.brand",
+    "customers.segment",
+    "customers.country",
+    "customers.region",
+]
+VALUES = {
+    "sales.status": ["delivered", "cancelled", "returned", "shipped"],
+    "sales.channel": ["web", "mobile", "store", "phone", "marketplace"],
+    "sales.paymentMethod": ["card", "paypal", "gift_card"],
+    "products.category": ["Electronics", "Books", "Apparel", "Furniture"],
+    "customers.segment": ["consumer", "corporate", "home_office"],
+    "customers.country": ["Germany", "France", "United States", "Spain"],
+}
+GRANS = ["day", "week", "month", "quarter", "year"]
+
+
+def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x.keys() != y.keys():
+            return False
+        for k in x:
+            u, v = x[k], y[k]
+            if isinstance(u, float) or isinstance(v, float):
+                if u is None or v is None or not math.isclose(u, v, rel_tol=1e-12, abs_tol=1e-9):
+                    return False
+            elif u != v:
+                return False
+    return True
+
+
+def both(wh: Engine, q: CubeQuery) -> tuple[Any, Any]:
+    return run(wh, q), run(wh, q, use_rollups=False)
+
+
+def test_rollup_answers_exactly_when_it_can(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(m("sales.revenue"), m("sales.marginRate")),
+        dimensions=(d("sales.orderedAt", "quarter"), d("products.category")),
+        filters=(
+            Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2024-01-01", "2025-06-30")),
+        ),
+    )
+    fast, slow = both(wh, q)
+    assert fast.rollups == ("sales.monthlyByCategory",) and slow.rollups == ()
+    assert "dw_rollup.sales_monthly_by_category" in fast.sql and "dw_rollup" not in slow.sql
+    assert same(list(fast.rows), list(slow.rows)) and len(fast.rows) > 20
+
+
+def test_finer_needs_pick_the_finer_rollup_or_the_facts(wh: Engine) -> None:
+    def used(**kw: Any) -> tuple[str, ...]:
+        base: dict[str, Any] = {
+            "measures": (m("sales.revenue"),),
+            "dimensions": (d("sales.orderedAt", "month"),),
+        }
+        q = CubeQuery(**(base | kw))
+        fast, slow = both(wh, q)
+        assert same(list(fast.rows), list(slow.rows))
+        return fast.rollups
+
+    assert used() == ("sales.monthlyByCategory",)
+    assert used(dimensions=(d("sales.orderedAt", "week"),)) == ("sales.dailyDetail",)
+    mid_month = Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-01-10", "2025-02-20"))
+    assert used(filters=(mid_month,)) == ("sales.dailyDetail",)
+    instant = Condition(mem("sales.orderedAt"), Op.AFTER_DATE, ("2025-01-10T12:00:00",))
+    assert used(filters=(instant,)) == ()
+    assert used(measures=(m("sales.orderCount"),)) == ()  # count_distinct: facts only
+    assert used(segments=(mem("sales.completed"),)) == ()
+    assert used(timezone="Asia/Tokyo") == ()  # rollups are bucketed in UTC
+    assert used(dimensions=(d("sales.orderedAt", "value"),), limit=50) == ()
+    assert used(dimensions=(d("customers.city"),)) == ()  # not in any rollup
+
+
+def test_stale_rollups_are_not_used(wh: Engine) -> None:
+    from semantic.service import execute
+
+    q = CubeQuery(measures=(m("sales.revenue"),), dimensions=(d("products.category"),))
+    with wh.connect() as conn:
+        assert execute(conn, q, use_cache=False).rollups
+        conn.exec_driver_sql("UPDATE dw.etl_state SET version = version + 1")
+        stale = execute(conn, q, use_cache=False)
+        assert stale.rollups == ()
+        conn.rollback()
+
+
+def test_avg_measures_come_back_exact_from_rollups(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(
+            m("orders.averageItems"),
+            m("orders.cancellationRate"),
+            m("orders.averageHoursToDeliver"),
+        ),
+        dimensions=(d("orders.orderedAt", "month"), d("customers.segment")),
+        subtotals=True,
+    )
+    fast, slow = both(wh, q)
+    assert fast.rollups == ("orders.daily",)
+    assert same(list(fast.rows), list(slow.rows)) and fast.totals == slow.totals
+
+
+@st.composite
+def covered_queries(draw: st.DrawFn) -> CubeQuery:
+    measures = draw(st.lists(st.sampled_from(SALES_MEASURES), min_size=1, max_size=3, unique=True))
+    dims = draw(st.lists(st.sampled_from(SALES_DIMS), max_size=2, unique=True))
+    gran = draw(st.none() | st.sampled_from(GRANS))
+    fields = [d(x) for x in dims] + ([d("sales.orderedAt", gran)] if gran else [])
+    filters: list[Any] = []
+    for member in draw(st.lists(st.sampled_from(sorted(VALUES)), max_size=2, unique=True)):
+        op = draw(st.sampled_from([Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN]))
+        pool = VALUES[member]
+        values = draw(
+            st.lists(
+                st.sampled_from(pool),
+                min_size=1,
+                max_size=1 if op in (Op.EQUALS, Op.NOT_EQUALS) else 3,
+                unique=True,
+            )
+        )
+        filters.append(Condition(mem(member), op, tuple(values)))
+    if draw(st.booleans()):
+        year = draw(st.sampled_from(["2024", "2025"]))
+        lo = draw(st.sampled_from(["01-01", "03-01", "04-15"]))
+        hi = draw(st.sampled_from(["06-30", "09-10", "12-31"]))
+        filters.append(
+            Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, (f"{year}-{lo}", f"{year}-{hi}"))
+        )
+    if len(filters) > 1 and draw(st.booleans()):
+        filters = [Junction("or", tuple(filters))]
+    if draw(st.booleans()):
+        filters.append(Condition(mem(f"sales.{measures[0]}"), Op.GT, (draw(st.integers(0, 5000)),)))
+    order = (
+        (OrderItem(mem(f"sales.{measures[0]}"), descending=True),) if draw(st.booleans()) else ()
+    )
+    return CubeQuery(
+        measures=tuple(m(f"sales.{x}") for x in measures),
+        dimensions=tuple(fields),
+        filters=tuple(filters),
+        order=order,
+        subtotals=draw(st.booleans()),
+        limit=draw(st.sampled_from([10_000, 7])),
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(q=covered_queries())
+def test_property_rollup_path_equals_raw_path(wh: Engine, q: CubeQuery) -> None:
+    fast, slow = both(wh, q)
+    assert fast.rollups, "every drawn query is covered by a rollup"
+    assert not slow.rollups
+    assert same(list(fast.rows), list(slow.rows)), (fast.sql, fast.rows[:3], slow.rows[:3])
+    assert fast.totals == slow.totals
