@@ -104,3 +104,29 @@ def activate_cmd(
     spec(name)
     activate(make_engine(resolve_url()), name, version)
     console.print(f"{name} version {version} is active")
+
+
+def train_on_first_start(url: str) -> None:
+    """``cdms serve``: train the three models when none was ever registered, then load the
+    active versions (one onnxruntime session each) and listen for activations."""
+    from db.engine import make_engine
+    from ml.errors import InsufficientDataError
+    from ml.registry import has_versions
+    from ml.serving import store_for
+    from ml.specs import SPECS
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        first_start = not has_versions(conn)
+    if first_start:
+        try:
+            train_models(url, list(SPECS))
+        except InsufficientDataError as exc:
+            console.print(f"[yellow]models not trained[/]: {exc} - predictions unavailable")
+    with console.status("loading models"):
+        store = store_for(engine)
+    loaded = store.loaded()
+    console.print(
+        "models: "
+        + (", ".join(f"{n} v{v}" for n, v in sorted(loaded.items())) if loaded else "none active")
+    )
