@@ -70,7 +70,8 @@ def main() -> None:
         full = runner.run(url, full=True, check=False)
         rows = sum(s.counts.inserted for s in full.steps)
         print(
-            f"full load:      {full.seconds:7.2f} s  {rows:,} rows  {rows / full.seconds:,.0f} rows/s"
+            f"full load:      {full.seconds:7.2f} s  {rows:,} rows  "
+            f"{rows / full.seconds:,.0f} rows/s"
         )
         for s in full.steps:
             print(f"    {s.step:<13} {s.counts.inserted:>10,} rows {s.seconds:7.2f} s")
@@ -83,7 +84,8 @@ def main() -> None:
         check_s = time.perf_counter() - t
         failed = [r.describe() for r in results if not r.ok]
         print(
-            f"checks:         {check_s:7.2f} s  {len(results)} checks, {len(failed)} failed {failed}"
+            f"checks:         {check_s:7.2f} s  {len(results)} checks, "
+            f"{len(failed)} failed {failed}"
         )
 
         nochange = runner.run(url, check=False)

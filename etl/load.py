@@ -142,6 +142,15 @@ def _ensure_dates(conn: Connection, dates_sql: str) -> None:
     if dmin is None:
         return
     assert isinstance(dmin, date) and isinstance(dmax, date)
+    covered = conn.execute(
+        sa.text(
+            "SELECT min(date) <= CAST(:dmin AS date)"
+            " AND max(date) >= (CAST(:dmax AS date) + interval '1 year')::date FROM dw.dim_date"
+        ),
+        {"dmin": dmin, "dmax": dmax},
+    ).scalar_one()
+    if covered:
+        return
     conn.execute(
         sa.text(
             """
@@ -257,9 +266,14 @@ def _delete_missing(conn: Connection, step: Step, *, everywhere: bool) -> int:
     if everywhere:
         stmt = f"DELETE FROM {step.table} AS x WHERE {gone}"
     else:
-        on_keys = " AND ".join(f"t.{k} = k.{k}" for k in step.key_columns)
+        # the few keys without a source row first, then their facts (index lookups)
+        on_keys = " AND ".join(f"t.{k} = m.{k}" for k in step.key_columns)
         gone_k = gone.replace("x.", "k.")
-        stmt = f"DELETE FROM {step.table} AS t USING _keys AS k WHERE {on_keys} AND {gone_k}"
+        cols = ", ".join(f"k.{k}" for k in step.key_columns)
+        stmt = (
+            f"DELETE FROM {step.table} AS t USING ("
+            f"SELECT {cols} FROM _keys AS k WHERE {gone_k} OFFSET 0) AS m WHERE {on_keys}"
+        )
     return _rowcount(conn.execute(sa.text(stmt)))
 
 
