@@ -12,6 +12,7 @@ import typer
 from typer._click import exceptions as click_exc
 from typer.exceptions import Abort
 
+from api.cli import apikey as apikey_cli
 from api.cli import db as db_cli
 from api.cli import etl as etl_cli
 from api.cli import ml as ml_cli
@@ -33,6 +34,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(etl_cli.app, name="etl")
 app.add_typer(semantic_cli.app, name="semantic")
 app.add_typer(ml_cli.app, name="ml")
+app.add_typer(apikey_cli.app, name="apikey")
 app.command("serve")(serve)
 app.command("export-schema")(export_schema)
 app.command("seed")(seed)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from rich.progress import TaskID
 
-from api.cli.common import console, resolve_url
+from api.cli.common import console, progress, resolve_url
 
 app = typer.Typer(help="Database chores: migrations, ERD, backups.", no_args_is_help=True)
 
@@ -58,3 +61,46 @@ def erd(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")
     console.print(f"wrote {output} ({page.count(chr(10))} lines)")
+
+
+@contextmanager
+def _bar() -> Iterator[Callable[[str, int, int], None]]:
+    with progress() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "dumping tables" if stage == "dump" else "restoring objects"
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield report
+
+
+@app.command("backup")
+def backup(
+    file: Path = typer.Argument(..., help="Backup file to write (pg_dump custom format)."),
+) -> None:
+    """Back up the database (pg_dump -Fc of the embedded or configured server)."""
+    from db.backup import backup as run_backup
+
+    url = resolve_url()
+    with _bar() as report:
+        size = run_backup(url, file, report)
+    console.print(f"wrote {file} ({size / 1e6:.1f} MB)")
+
+
+@app.command("restore")
+def restore(
+    file: Path = typer.Argument(..., help="Backup file written by cdms db backup."),
+    force: bool = typer.Option(
+        False, "--force", help="Restore into a database that holds data, replacing it."
+    ),
+) -> None:
+    """Restore a backup into an empty database (CONFLICT otherwise, unless --force)."""
+    from db.backup import restore as run_restore
+
+    url = resolve_url()
+    with _bar() as report:
+        items = run_restore(url, file, force=force, progress=report)
+    console.print(f"restored {items} objects from {file}")

@@ -1,0 +1,135 @@
+"""``cdms apikey`` and ``cdms db backup/restore`` as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from api.apikeys import hash_key
+from db.engine import ensure_database, make_engine, with_database
+
+# every table of the three schemas, with a content checksum in key order
+TABLES_SQL = """
+SELECT table_schema || '.' || table_name FROM information_schema.tables
+ WHERE table_schema IN ('app', 'dw', 'ml') AND table_type = 'BASE TABLE' ORDER BY 1
+"""
+
+
+def cdms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    binary = str(Path(sys.executable).parent / "cdms")
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    """Row count and md5 of the sorted rows of every table."""
+    out: dict[str, tuple[int, str]] = {}
+    with make_engine(url).connect() as conn:
+        for (table,) in conn.execute(sa.text(TABLES_SQL)).all():
+            count, digest = conn.execute(
+                sa.text(
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                    f" FROM {table} AS t"
+                )
+            ).one()
+            out[table] = (int(count), str(digest))
+        policies = conn.execute(sa.text("SELECT count(*) FROM pg_policies")).scalar_one()
+        out["pg_policies"] = (int(policies), "")
+    return out
+
+
+def test_apikey_create_list_revoke(cli_env: dict[str, str], database_url: str) -> None:
+    with make_engine(database_url).begin() as conn:
+        cid = conn.execute(
+            sa.text(
+                "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
+                " VALUES ('cli-key@example.com', 'A', 'B', 'DE', 'R', 'C') RETURNING id"
+            )
+        ).scalar_one()
+    made = cdms(
+        cli_env, "apikey", "create", "--role", "customer", "--customer", str(cid), "--name", "app"
+    )
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("cdms_")
+    with make_engine(database_url).connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT id, role, customer_id, key_hash FROM app.api_keys WHERE key_prefix = :p"
+            ),
+            {"p": secret[:13]},
+        ).one()
+    assert (row.role, row.customer_id, row.key_hash) == ("customer", cid, hash_key(secret))
+    listed = cdms({**cli_env, "COLUMNS": "200"}, "apikey", "list")
+    assert listed.returncode == 0 and secret[:13] in listed.stdout and secret not in listed.stdout
+    revoked = cdms(cli_env, "apikey", "revoke", str(row.id))
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    # bad input: one line, a stable code, nothing written
+    for args, code in (
+        (["create", "--role", "root"], "BAD_USER_INPUT"),
+        (["create", "--role", "customer"], "BAD_USER_INPUT"),
+        (["create", "--role", "customer", "--customer", "999999999"], "NOT_FOUND"),
+        (["revoke", "999999999"], "NOT_FOUND"),
+    ):
+        bad = cdms(cli_env, "apikey", *args)
+        assert bad.returncode == 1 and bad.stderr.startswith(f"error[{code}]"), bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one() == 1
+
+
+def test_backup_restore_round_trip(
+    fresh_database: Callable[[], str], admin_url: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.api.conftest import build_shop
+
+    source = fresh_database()
+    with make_engine(source).begin() as conn:
+        build_shop(conn)
+        conn.execute(
+            sa.text(
+                "INSERT INTO app.api_keys (name, role, key_prefix, key_hash)"
+                " VALUES ('k', 'admin', 'cdms_0badf00d', repeat('a', 64))"
+            )
+        )
+    before = fingerprint(source)
+    assert before["app.orders"][0] == 28 and before["pg_policies"][0] > 20
+    file = tmp_path / "cdms.dump"
+    env = {**cli_env, "DATABASE_URL": source}
+    done = cdms(env, "db", "backup", str(file))
+    assert done.returncode == 0, done.stderr
+    assert file.stat().st_size > 0 and not (tmp_path / "cdms.dump.partial").exists()
+
+    # into an empty database: everything comes back, row for row
+    name = source.rsplit("/", 1)[1].split("?", 1)[0] + "_r"
+    ensure_database(admin_url, name)
+    target = with_database(admin_url, name)
+    try:
+        done = cdms({**cli_env, "DATABASE_URL": target}, "db", "restore", str(file))
+        assert done.returncode == 0, done.stderr
+        assert fingerprint(target) == before
+    finally:
+        from db.engine import dispose_engine, drop_database
+
+        dispose_engine(target)
+        drop_database(admin_url, name)
+
+    # into a database with data: refused, unchanged; with --force: replaced
+    with make_engine(source).begin() as conn:
+        conn.execute(sa.text("DELETE FROM app.feedback"))
+    changed = fingerprint(source)
+    refused = cdms(env, "db", "restore", str(file))
+    assert refused.returncode == 1 and refused.stderr.startswith("error[CONFLICT]"), refused.stderr
+    assert fingerprint(source) == changed
+    forced = cdms(env, "db", "restore", "--force", str(file))
+    assert forced.returncode == 0, forced.stderr
+    assert fingerprint(source) == before
+    # not a backup at all
+    junk = tmp_path / "junk.dump"
+    junk.write_text("not a dump")
+    bad = cdms(env, "db", "restore", "--force", str(junk))
+    assert bad.returncode == 1 and bad.stderr.startswith("error[BAD_USER_INPUT]"), bad.stderr
+    assert fingerprint(source) == before
