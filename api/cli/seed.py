@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from api.settings import Settings
     from db.seed import ProgressFn
 
-_LABELS = {"generate": "generating", "check": "checking invariants"}
+_LABELS = {
+    "generate": "generating",
+    "indexes": "rebuilding indexes",
+    "check": "checking invariants",
+}
 
 
 @contextmanager

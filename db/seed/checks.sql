@@ -50,25 +50,13 @@ END
    OR (status <> 'returned' AND returned_at IS NOT NULL)
    OR (status NOT IN ('delivered', 'returned') AND delivered_at IS NOT NULL);
 
--- check: history starts with NULL -> pending at ordered_at
-SELECT o.id
-FROM app.orders o
-LEFT JOIN LATERAL (
-    SELECT h.from_status, h.to_status, h.changed_at
-    FROM app.order_status_history h
-    WHERE h.order_id = o.id
-    ORDER BY h.changed_at, h.id
-    LIMIT 1
-) f ON true
-WHERE f.to_status IS DISTINCT FROM 'pending'
-   OR f.from_status IS NOT NULL
-   OR f.changed_at IS DISTINCT FROM o.ordered_at;
-
--- check: history is a chain of legal steps ending in the current status
+-- check: history is a chain of legal steps at the order's timestamps, ending in its status
+-- (one pass: the first step is NULL -> pending at ordered_at, each step starts where the
+-- previous one ended, each happens at the matching timestamp, and there is one step per
+-- timestamp set on the order)
 WITH h AS (
     SELECT order_id, from_status, to_status, changed_at,
            lag(to_status) OVER w AS prev_to,
-           lag(changed_at) OVER w AS prev_at,
            row_number() OVER w AS n,
            count(*) OVER (PARTITION BY order_id) AS steps
     FROM app.order_status_history
@@ -77,25 +65,27 @@ WITH h AS (
 SELECT h.order_id
 FROM h
 JOIN app.orders o ON o.id = h.order_id
-WHERE (h.n > 1 AND h.from_status IS DISTINCT FROM h.prev_to)
-   OR h.changed_at < h.prev_at
-   OR (h.n > 1 AND (h.from_status, h.to_status) NOT IN (
-        ('pending', 'paid'), ('paid', 'shipped'), ('shipped', 'delivered'),
-        ('pending', 'cancelled'), ('paid', 'cancelled'), ('delivered', 'returned')))
-   OR (h.n = h.steps AND h.to_status <> o.status);
-
--- check: history times equal the order's timestamps
-SELECT h.id
-FROM app.order_status_history h
-JOIN app.orders o ON o.id = h.order_id
-WHERE h.changed_at IS DISTINCT FROM CASE h.to_status
-    WHEN 'pending'   THEN o.ordered_at
-    WHEN 'paid'      THEN o.paid_at
-    WHEN 'shipped'   THEN o.shipped_at
-    WHEN 'delivered' THEN o.delivered_at
-    WHEN 'cancelled' THEN o.cancelled_at
-    WHEN 'returned'  THEN o.returned_at
-END;
+WHERE (h.n = 1 AND (h.from_status IS NOT NULL OR h.to_status <> 'pending'))
+   OR (h.n > 1 AND (h.from_status IS DISTINCT FROM h.prev_to
+                    OR (h.from_status, h.to_status) NOT IN (
+                        ('pending', 'paid'), ('paid', 'shipped'), ('shipped', 'delivered'),
+                        ('pending', 'cancelled'), ('paid', 'cancelled'),
+                        ('delivered', 'returned'))))
+   OR (h.n = h.steps AND (h.to_status <> o.status
+                          OR h.steps <> 1 + num_nonnulls(o.paid_at, o.shipped_at, o.delivered_at,
+                                                         o.cancelled_at, o.returned_at)))
+   OR h.changed_at IS DISTINCT FROM CASE h.to_status
+        WHEN 'pending'   THEN o.ordered_at
+        WHEN 'paid'      THEN o.paid_at
+        WHEN 'shipped'   THEN o.shipped_at
+        WHEN 'delivered' THEN o.delivered_at
+        WHEN 'cancelled' THEN o.cancelled_at
+        WHEN 'returned'  THEN o.returned_at
+      END
+UNION ALL
+SELECT o.id
+FROM app.orders o
+WHERE NOT EXISTS (SELECT 1 FROM app.order_status_history h WHERE h.order_id = o.id);
 
 -- check: no line is returned more often than it was bought
 SELECT r.order_id, r.line_no

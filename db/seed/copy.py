@@ -7,6 +7,7 @@ Times are int64 seconds since the Unix epoch (UTC); money is int64 cents.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,44 +44,71 @@ class Table:
         return len(self.data[0]) if self.data else 0
 
 
-def ints(values: npt.NDArray[np.integer]) -> list[str]:
-    out: list[str] = np.asarray(values, dtype=np.int64).astype(str).tolist()
+def _tod_table() -> npt.NDArray[np.object_]:
+    """'HH:MM:SS+00' for every second of a day."""
+    return np.array(
+        [f"{h:02d}:{m:02d}:{s:02d}+00" for h in range(24) for m in range(60) for s in range(60)],
+        dtype=object,
+    )
+
+
+_TOD = _tod_table()
+_CENTS = np.array([f".{i:02d}" for i in range(100)], dtype=object)
+_DAY = 86_400
+
+
+def _day_texts(days: IntArray, suffix: str) -> npt.NDArray[np.object_]:
+    """'YYYY-MM-DD' + suffix for every element of ``days`` (epoch day numbers)."""
+    lo, hi = int(days.min()), int(days.max())
+    span = np.arange(lo, hi + 1).astype("datetime64[D]")
+    table = np.array([f"{d}{suffix}" for d in np.datetime_as_string(span, unit="D")], dtype=object)
+    out: npt.NDArray[np.object_] = table[days - lo]
     return out
 
 
+def ints(values: npt.NDArray[np.integer]) -> list[str]:
+    return list(map(str, np.asarray(values, dtype=np.int64).tolist()))
+
+
 def ints_or_null(values: npt.NDArray[np.integer], present: BoolArray) -> list[str]:
-    out = np.asarray(values, dtype=np.int64).astype(str).astype(object)
+    out = np.array(ints(values), dtype=object)
     out[~present] = NULL
     result: list[str] = out.tolist()
     return result
 
 
 def money(cents: npt.NDArray[np.integer]) -> list[str]:
-    """Cents as exact numeric literals (``1999e-2`` is 19.99 to PostgreSQL)."""
-    out: list[str] = np.char.add(np.asarray(cents, dtype=np.int64).astype(str), "e-2").tolist()
-    return out
+    """Cents as exact decimal text (1999 → '19.99')."""
+    c = np.asarray(cents, dtype=np.int64)
+    return list(map(operator.add, map(str, (c // 100).tolist()), _CENTS[c % 100].tolist()))
 
 
 def money_or_null(cents: IntArray, present: BoolArray) -> list[str]:
-    out = np.char.add(cents.astype(str), "e-2").astype(object)
+    out = np.array(money(cents), dtype=object)
     out[~present] = NULL
     result: list[str] = out.tolist()
     return result
 
 
 def timestamps(seconds: IntArray) -> list[str]:
-    """UTC timestamps; ``NEVER`` becomes NULL."""
+    """UTC timestamps ('2025-11-28 09:15:02+00'); ``NEVER`` becomes NULL.
+
+    Built from two lookup tables (days in range, seconds of the day): no per-row formatting.
+    """
     missing = seconds == NEVER
-    safe = np.where(missing, 0, seconds).astype("datetime64[s]")
-    text = np.datetime_as_string(safe, unit="s", timezone="UTC").astype(object)
+    fill = 0 if missing.all() else int(seconds[~missing].min())  # keeps the day table short
+    safe = np.where(missing, fill, seconds)
+    day = safe // _DAY
+    head = _day_texts(day, " ")
+    tail = _TOD[safe - day * _DAY]
     if missing.any():
-        text[missing] = NULL
-    out: list[str] = text.tolist()
-    return out
+        head[missing] = NULL
+        tail[missing] = ""
+    return list(map(operator.add, head.tolist(), tail.tolist()))
 
 
 def dates(days: IntArray) -> list[str]:
-    out: list[str] = np.datetime_as_string(days.astype("datetime64[D]"), unit="D").tolist()
+    out: list[str] = _day_texts(np.asarray(days, dtype=np.int64), "").tolist()
     return out
 
 

@@ -202,6 +202,20 @@ def test_identity_sequences_continue_after_the_seed(seeded: tuple[str, dict[str,
         conn.rollback()
 
 
+def indexes(url: str) -> list[tuple[Any, ...]]:
+    return rows(
+        url, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'app' ORDER BY 1"
+    )
+
+
+def test_indexes_dropped_for_the_load_are_all_back(
+    seeded: tuple[str, dict[str, int]], database_url: str
+) -> None:
+    url, _ = seeded
+    assert len(indexes(url)) > 20
+    assert indexes(url) == indexes(database_url)  # the same migrations, never seeded
+
+
 def test_the_most_recent_orders_are_still_in_progress(
     seeded: tuple[str, dict[str, int]],
 ) -> None:
@@ -453,9 +467,11 @@ def test_a_failure_in_the_last_table_leaves_nothing_written(
         return real(conn, table, *args, **kwargs)
 
     monkeypatch.setattr(seed_load, "write_table", write)
+    before = indexes(url)
     with pytest.raises(BadUserInputError):
         seed(url, 30, 200, 1, end=END)
     assert set(table_counts(url).values()) == {0}
+    assert indexes(url) == before
 
 
 def test_an_invariant_violation_is_caught_and_rolled_back(
