@@ -161,6 +161,19 @@ def ensure_schema(conn: Connection) -> None:
             " row_count bigint NOT NULL, seconds double precision NOT NULL)"
         )
     )
+    grant_readers(conn)
+
+
+def grant_readers(conn: Connection) -> None:
+    """Let the API's role read the rollups as it reads dw.* (db/sql/0006_security.sql)."""
+    conn.execute(
+        sa.text(
+            "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'cdms_api') THEN"
+            f" GRANT USAGE ON SCHEMA {ROLLUP_SCHEMA} TO cdms_api;"
+            f" GRANT SELECT ON ALL TABLES IN SCHEMA {ROLLUP_SCHEMA} TO cdms_api;"
+            " END IF; END $$"
+        )
+    )
 
 
 def warehouse_version(conn: Connection) -> int:
@@ -203,6 +216,7 @@ def build_all(
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
                 conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
                 conn.execute(sa.text(f"ANALYZE {q}"))
+                grant_readers(conn)
                 rows = int(conn.execute(sa.text(f"SELECT count(*) FROM {q}")).scalar_one())
                 seconds = time.perf_counter() - t0
                 conn.execute(

@@ -1,0 +1,175 @@
+"""Bad input is BAD_USER_INPUT naming the culprit and the closest valid names; user values
+reach SQL only as bound parameters (injection strings in every operator change nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from db.errors import BadUserInputError
+from semantic.query import Condition, CubeQuery, Op
+from tests.api.conftest import make_client
+from tests.semantic.conftest import d, m, mem, run, sql
+
+Gql = Any
+
+
+@pytest.fixture(scope="module")
+def cube_gql(wh: Engine) -> Iterator[Gql]:
+    with make_client(wh) as client:
+
+        def post(query: str) -> dict[str, Any]:
+            resp = client.post("/graphql", json={"query": query})
+            assert resp.status_code == 200, resp.text
+            body: dict[str, Any] = resp.json()
+            return body
+
+        yield post
+
+
+def error_of(body: dict[str, Any]) -> dict[str, Any]:
+    assert body.get("errors"), body
+    err: dict[str, Any] = body["errors"][0]
+    assert err["extensions"]["code"] == "BAD_USER_INPUT", err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("query", "culprit", "closest"),
+    [
+        (
+            '{ cube(timezone: "Europe/Berln") { sales { revenue } } }',
+            "Europe/Berln",
+            "Europe/Berlin",
+        ),
+        ("{ cube(limit: 50001) { sales { revenue } } }", "limit", None),
+        ("{ cube(offset: -1) { sales { revenue } } }", "offset", None),
+        (
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-02-01", "2025-01-01"]}}})'
+            " { sales { revenue } } }",
+            "sales.orderedAt",
+            None,
+        ),
+        (
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-02-30", "2025-03-01"]}}})'
+            " { sales { revenue } } }",
+            "sales.orderedAt",
+            None,
+        ),
+        (
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-01-01"]}}}) { sales { revenue } } }',
+            "sales.orderedAt",
+            None,
+        ),
+        (
+            "{ cube { sales { orderCount(toDate: YEAR) orderedAt { month } } } }",
+            "sales.orderCount",
+            None,
+        ),
+        ("{ cube { sales { revenue(compare: PRIOR_YEAR) status } } }", "sales.revenue", None),
+        ("{ cube { sales { revenue(rank: true, shareOfTotal: true) } } }", "sales.revenue", None),
+        ("{ cube { returns { count } sales { status } } }", "sales.status", None),
+    ],
+)
+def test_bad_cube_arguments(cube_gql: Gql, query: str, culprit: str, closest: str | None) -> None:
+    err = error_of(cube_gql(query))
+    assert err["extensions"]["field"] == culprit, err
+    if closest:
+        assert closest in err["extensions"]["closest"] and closest in err["message"]
+
+
+def test_unknown_members_are_graphql_validation_errors_with_suggestions(cube_gql: Gql) -> None:
+    err = error_of(cube_gql("{ cube { sales { revenu } } }"))
+    assert "revenue" in err["message"]  # GraphQL: Did you mean 'revenue'?
+    err = error_of(cube_gql("{ cube { sale { revenue } } }"))
+    assert "sales" in err["message"]
+
+
+def test_library_names_culprit_and_closest_names(wh: Engine) -> None:
+    cases: list[tuple[CubeQuery, str, str | None]] = [
+        (CubeQuery(measures=(m("sales.revenu"),)), "sales.revenu", "revenue"),
+        (CubeQuery(measures=(m("sale.revenue"),)), "sale", "sales"),
+        (CubeQuery(dimensions=(d("sales.revenue"),)), "sales.revenue", None),
+        (
+            CubeQuery(
+                measures=(m("sales.revenue"),),
+                filters=(Condition(mem("sales.revenue"), Op.CONTAINS, ("1",)),),
+            ),
+            "sales.revenue",
+            None,
+        ),
+        (
+            CubeQuery(
+                measures=(m("sales.revenue"),),
+                filters=(Condition(mem("customers.contry"), Op.EQUALS, ("x",)),),
+            ),
+            "customers.contry",
+            "country",
+        ),
+        (
+            CubeQuery(measures=(m("sales.revenue"),), segments=(mem("sales.complete"),)),
+            "sales.complete",
+            "completed",
+        ),
+    ]
+    for q, culprit, closest in cases:
+        with pytest.raises(BadUserInputError) as info:
+            run(wh, q)
+        assert info.value.fields["field"] == culprit, info.value
+        if closest:
+            assert closest in info.value.fields["closest"], info.value
+
+
+INJECT = "'; DROP TABLE dw.fact_sales; --"
+OPERATORS = ["equals", "notEquals", "in", "notIn", "contains"]
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_injection_strings_are_only_ever_values(cube_gql: Gql, wh: Engine, op: str) -> None:
+    before = sql(wh, "SELECT count(*), sum(net) FROM dw.fact_sales")
+    value = f'["{INJECT}"]' if op in ("in", "notIn", "contains") else f'"{INJECT}"'
+    body = cube_gql(
+        f"{{ cube(where: {{sales: {{status: {{{op}: {value}}}}}}}) {{ sales {{ lineCount }} }} }}"
+    )
+    assert "errors" not in body, body
+    rows = body["data"]["cube"]
+    total = before[0][0]
+    if op in ("equals", "in", "contains"):
+        assert rows == [{"sales": {"lineCount": 0.0}}]  # nothing matches the string
+    else:
+        assert rows == [{"sales": {"lineCount": float(total)}}]  # everything differs from it
+    ext = body["extensions"]["cube"][0]
+    assert INJECT not in ext["sql"]
+    assert sql(wh, "SELECT count(*), sum(net) FROM dw.fact_sales") == before
+
+
+@pytest.mark.parametrize("op", ["inDateRange", "notInDateRange", "beforeDate", "afterDate"])
+def test_injection_in_date_operators_is_refused(cube_gql: Gql, wh: Engine, op: str) -> None:
+    value = f'["2025-01-01", "{INJECT}"]' if "Range" in op else f'"{INJECT}"'
+    err = error_of(
+        cube_gql(
+            f"{{ cube(where: {{sales: {{orderedAt: {{{op}: {value}}}}}}}) "
+            "{ sales { lineCount } } }"
+        )
+    )
+    assert err["extensions"]["field"] == "sales.orderedAt"
+    assert sql(wh, "SELECT count(*) > 0 FROM dw.fact_sales") == [(True,)]
+
+
+def test_injection_in_timezone_and_numbers(cube_gql: Gql, wh: Engine) -> None:
+    error_of(cube_gql(f'{{ cube(timezone: "UTC{INJECT}") {{ sales {{ lineCount }} }} }}'))
+    body = cube_gql(
+        f'{{ cube(where: {{products: {{listPrice: {{gt: "{INJECT}"}}}}}}) '
+        "{ sales { lineCount } } }"
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # not a Float
+    q = CubeQuery(
+        measures=(m("sales.lineCount"),),
+        dimensions=(d("customers.city"),),
+        filters=(Condition(mem("customers.city"), Op.IN, (INJECT, "Berlin")),),
+    )
+    assert all(r["customers.city"] == "Berlin" for r in run(wh, q).rows)
+    assert sql(wh, "SELECT to_regclass('dw.fact_sales') IS NOT NULL") == [(True,)]
