@@ -60,7 +60,8 @@ def error_of(body: dict[str, Any]) -> dict[str, Any]:
             None,
         ),
         (
-            '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-01-01"]}}}) { sales { revenue } } }',
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-01-01"]}}})'
+            " { sales { revenue } } }",
             "sales.orderedAt",
             None,
         ),
