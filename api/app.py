@@ -6,10 +6,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from api.dashboard import DashboardAssets
 from api.graphql import GraphQLEndpoint
 from api.secure_graphql import secure_graphql
 from api.security import SecurityConfig, middleware
@@ -56,7 +58,8 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
-        middleware=middleware(engine, security),
+        # the dashboard's static page holds no data: served before authentication
+        middleware=[Middleware(DashboardAssets), *middleware(engine, security)],
     )
     app.state.engine = engine
     return app

@@ -1,0 +1,341 @@
+// The dashboard: filters + drill state → GraphQL cube queries → KPI tiles and Plotly charts.
+import { AuthRequired, CATALOG, GEO, cube, gql, priorRange, setToken, where } from "./cube.js";
+import * as charts from "./charts.js";
+
+const $ = (sel) => document.querySelector(sel);
+
+function defaultRange() {
+  const to = new Date();
+  const from = new Date(Date.UTC(to.getUTCFullYear() - 1, to.getUTCMonth(), to.getUTCDate() + 1));
+  return { from: from.toISOString().slice(0, 10), to: to.toISOString().slice(0, 10) };
+}
+
+const state = { range: defaultRange(), segment: "", channel: "", geo: [], cat: [] };
+let generation = 0; // a newer refresh makes older answers stale
+
+function status(text, error = false) {
+  const el = $("#status");
+  el.textContent = text;
+  el.classList.toggle("error", error);
+}
+
+// ---------------------------------------------------------------------------- filters
+async function loadOptions() {
+  const data = await cube(`{
+    countries: cube(orderBy: [{customers: {country: ASC}}]) { customers { country } }
+    segments: cube(orderBy: [{customers: {segment: ASC}}]) { customers { segment } }
+    channels: cube(orderBy: [{orders: {channel: ASC}}]) { orders { channel } }
+  }`);
+  const fill = (sel, values) => {
+    sel.length = 1; // keep "all"
+    for (const v of values) {
+      if (v == null) continue;
+      const o = document.createElement("option");
+      o.value = o.textContent = v;
+      sel.append(o);
+    }
+  };
+  fill($("#f-country"), data.countries.map((r) => r.customers.country));
+  fill($("#f-segment"), data.segments.map((r) => r.customers.segment));
+  fill($("#f-channel"), data.channels.map((r) => r.orders.channel));
+}
+
+function syncForm() {
+  $("#f-from").value = state.range.from;
+  $("#f-to").value = state.range.to;
+  $("#f-country").value = state.geo[0] || "";
+  $("#f-segment").value = state.segment;
+  $("#f-channel").value = state.channel;
+}
+
+function readForm() {
+  const from = $("#f-from").value, to = $("#f-to").value;
+  if (from && to && from <= to) state.range = { from, to };
+  const country = $("#f-country").value;
+  if ((state.geo[0] || "") !== country) state.geo = country ? [country] : [];
+  state.segment = $("#f-segment").value;
+  state.channel = $("#f-channel").value;
+}
+
+// ------------------------------------------------------------------------------- KPIs
+const KPIS = [
+  { key: "revenue", label: "Revenue", fmt: (v) => money(v) },
+  { key: "orders", label: "Orders", fmt: (v) => int(v) },
+  { key: "aov", label: "Average order value", fmt: (v) => money(v, 2) },
+  { key: "returnRate", label: "Return rate", fmt: (v) => pct(v), lowerIsBetter: true },
+  { key: "rating", label: "Average rating", fmt: (v) => (v == null ? "–" : v.toFixed(2)) },
+  { key: "openTickets", label: "Open tickets", fmt: (v) => int(v), lowerIsBetter: true },
+];
+const money = (v, d = 0) => (v == null ? "–" : v.toLocaleString("en", {
+  minimumFractionDigits: d, maximumFractionDigits: d }));
+const int = (v) => (v == null ? "–" : Math.round(v).toLocaleString("en"));
+const pct = (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`);
+
+const KPI_QUERY = `query Kpis($s: CubeWhere, $sp: CubeWhere, $r: CubeWhere, $rp: CubeWhere,
+    $f: CubeWhere, $fp: CubeWhere, $t: CubeWhere, $tp: CubeWhere) {
+  s: cube(where: $s) { sales { revenue orderCount averageOrderValue } }
+  sp: cube(where: $sp) { sales { revenue orderCount averageOrderValue } }
+  r: cube(where: $r) { returns { returnRate } }
+  rp: cube(where: $rp) { returns { returnRate } }
+  f: cube(where: $f) { feedback { averageRating } }
+  fp: cube(where: $fp) { feedback { averageRating } }
+  t: cube(where: $t) { support { ticketCount } }
+  tp: cube(where: $tp) { support { ticketCount } }
+}`;
+
+/** The variables of KPI_QUERY for a state: exported for the tests through window. */
+export function kpiVariables(s) {
+  const prior = priorRange(s.range);
+  const open = (w) => ({ ...w, support: { ...w.support, status: { in: ["open", "in_progress"] } } });
+  return {
+    s: where(s, ["sales"]), sp: where(s, ["sales"], prior),
+    r: where(s, ["returns", "sales"]), rp: where(s, ["returns", "sales"], prior),
+    f: where(s, ["feedback"]), fp: where(s, ["feedback"], prior),
+    t: open(where(s, ["support"])), tp: open(where(s, ["support"], prior)),
+  };
+}
+
+async function loadKpis() {
+  const d = await cube(KPI_QUERY, kpiVariables(state));
+  const one = (rows, cubeName, m) => (rows[0] ? rows[0][cubeName][m] : null);
+  const values = (p) => ({
+    revenue: one(d[p.s], "sales", "revenue"), orders: one(d[p.s], "sales", "orderCount"),
+    aov: one(d[p.s], "sales", "averageOrderValue"),
+    returnRate: one(d[p.r], "returns", "returnRate"),
+    rating: one(d[p.f], "feedback", "averageRating"),
+    openTickets: one(d[p.t], "support", "ticketCount") ?? 0,
+  });
+  const now = values({ s: "s", r: "r", f: "f", t: "t" });
+  const before = values({ s: "sp", r: "rp", f: "fp", t: "tp" });
+  const box = $("#kpis");
+  box.replaceChildren(...KPIS.map((k) => tile(k, now[k.key], before[k.key])));
+}
+
+function tile(k, value, prior) {
+  const el = document.createElement("div");
+  el.className = "kpi";
+  el.dataset.kpi = k.key;
+  el.dataset.value = value == null ? "" : String(value);
+  const delta = document.createElement("div");
+  if (value == null || prior == null || prior === 0) {
+    delta.className = "delta flat";
+    delta.textContent = "no prior-period figure";
+  } else {
+    const change = (value - prior) / Math.abs(prior);
+    const good = k.lowerIsBetter ? change < 0 : change > 0;
+    delta.className = `delta ${Math.abs(change) < 0.0005 ? "flat" : good ? "up" : "down"}`;
+    delta.textContent = `${change >= 0 ? "▲ +" : "▼ "}${(change * 100).toFixed(1)}% vs prior period`;
+  }
+  delta.title = `prior period: ${k.fmt(prior)}`;
+  const label = document.createElement("div");
+  label.className = "label";
+  label.textContent = k.label;
+  const v = document.createElement("div");
+  v.className = "value";
+  v.textContent = k.fmt(value);
+  el.append(label, v, delta);
+  return el;
+}
+
+// ----------------------------------------------------------------------------- charts
+function chartQuery() {
+  const geo = GEO[Math.min(state.geo.length, GEO.length - 1)];
+  const cat = CATALOG[Math.min(state.cat.length, CATALOG.length - 1)];
+  return `query Charts($s: CubeWhere, $o: CubeWhere, $ret: CubeWhere, $fb: CubeWhere) {
+    month: cube(where: $s, orderBy: [{sales: {orderedAt: ASC}}]) {
+      sales { revenue priorYear: revenue(compare: PRIOR_YEAR) orderedAt { month } } }
+    segment: cube(where: $s, orderBy: [{sales: {revenue: DESC}}]) {
+      customers { segment } sales { revenue } }
+    status: cube(where: $o, orderBy: [{orders: {count: DESC}}]) { orders { status count } }
+    geo: cube(where: $s, orderBy: [{sales: {revenue: DESC}}], limit: 12) {
+      customers { label: ${geo} } sales { revenue } }
+    cat: cube(where: $s, orderBy: [{sales: {revenue: DESC}}], limit: 12) {
+      products { label: ${cat} } sales { revenue } }
+    demo: cube(where: $s) { customers { ageBand gender } sales { customerCount } }
+    returns: cube(where: $ret, orderBy: [{returns: {returnedAt: ASC}}]) {
+      returns { count returnedAt { month } } }
+    complaints: cube(where: $fb, orderBy: [{feedback: {createdAt: ASC}}]) {
+      feedback { complaintCount createdAt { month } } }
+  }`;
+}
+
+async function loadCharts() {
+  const d = await cube(chartQuery(), {
+    s: where(state, ["sales"]), o: where(state, ["orders"]),
+    ret: where(state, ["returns"]), fb: where(state, ["feedback"]),
+  });
+  await Promise.all([
+    charts.salesByMonth("c-month", d.month.map((r) => ({
+      month: r.sales.orderedAt.month, revenue: r.sales.revenue, priorYear: r.sales.priorYear }))),
+    charts.salesBySegment("c-segment", d.segment.map((r) => ({
+      segment: r.customers.segment, revenue: r.sales.revenue }))),
+    charts.orderStatus("c-status", d.status.map((r) => r.orders)),
+    charts.drillBars("c-geo", d.geo.map((r) => ({ label: r.customers.label,
+      revenue: r.sales.revenue })), "geo", (v) => drill("geo", GEO, v), "#2ca02c"),
+    charts.drillBars("c-cat", d.cat.map((r) => ({ label: r.products.label,
+      revenue: r.sales.revenue })), "cat", (v) => drill("cat", CATALOG, v), "#9467bd"),
+    charts.demographics("c-demo", d.demo.map((r) => ({ ageBand: r.customers.ageBand,
+      gender: r.customers.gender, customers: r.sales.customerCount }))),
+    charts.returnsAndComplaints("c-returns",
+      d.returns.map((r) => ({ month: r.returns.returnedAt.month, count: r.returns.count })),
+      d.complaints.map((r) => ({ month: r.feedback.createdAt.month,
+        count: r.feedback.complaintCount }))),
+  ]);
+}
+
+// --------------------------------------------------------------------------- drilling
+function drill(key, levels, value) {
+  if (state[key].length >= levels.length - 1 || value == null || value === "(none)") return;
+  state[key] = [...state[key], value];
+  syncForm();
+  refresh();
+}
+
+function crumbs(key, levels, rootLabel) {
+  const nav = $(`#b-${key}`);
+  const parts = [rootLabel, ...state[key]];
+  nav.replaceChildren();
+  parts.forEach((p, i) => {
+    if (i) {
+      const sep = document.createElement("span");
+      sep.className = "sep";
+      sep.textContent = "›";
+      nav.append(sep);
+    }
+    if (i === parts.length - 1) {
+      const here = document.createElement("strong");
+      here.textContent = p;
+      nav.append(here);
+    } else {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = p;
+      b.addEventListener("click", () => {
+        state[key] = state[key].slice(0, i);
+        syncForm();
+        refresh();
+      });
+      nav.append(b);
+    }
+  });
+  const level = document.createElement("span");
+  level.className = "sep";
+  level.textContent = ` (by ${levels[Math.min(state[key].length, levels.length - 1)]})`;
+  nav.append(level);
+}
+
+// ------------------------------------------------------------------------ at-risk panel
+const RISK_QUERY = `{
+  orders(filter: {status: {in: [PENDING, PAID, SHIPPED]}}, orderBy: [{orderedAt: DESC}],
+         first: 100) {
+    totalCount
+    edges { node { id status orderedAt totalAmount channel
+      predictedStatus { label probabilities { label probability } } } }
+  }
+}`;
+
+async function loadRisk() {
+  const box = $("#risk");
+  const body = await gql(RISK_QUERY);
+  const edges = body.data?.orders?.edges || [];
+  const codes = new Set((body.errors || []).map((e) => e.extensions?.code));
+  const scored = edges
+    .map((e) => e.node)
+    .filter((n) => n.predictedStatus)
+    .map((n) => {
+      const p = Object.fromEntries(n.predictedStatus.probabilities.map((x) => [x.label, x.probability]));
+      const cancel = p.cancelled ?? 0, ret = p.returned ?? 0;
+      return { ...n, cancel, ret, risk: Math.max(cancel, ret) };
+    })
+    .sort((a, b) => b.risk - a.risk)
+    .slice(0, 10);
+  if (!scored.length) {
+    const msg = document.createElement("p");
+    msg.className = "message";
+    msg.dataset.state = "unavailable";
+    msg.textContent = !edges.length
+      ? "No open orders."
+      : codes.has("MODEL_UNAVAILABLE")
+        ? "Predictions are unavailable: no active order-status model (train one with `cdms ml train`)."
+        : "Predictions are unavailable for the open orders (not loaded into the warehouse yet).";
+    box.replaceChildren(msg);
+    return;
+  }
+  const table = document.createElement("table");
+  table.innerHTML = "<thead><tr><th>Order</th><th>Status</th><th>Ordered</th><th>Total</th>" +
+    "<th>P(cancel)</th><th>P(return)</th></tr></thead>";
+  const tbody = document.createElement("tbody");
+  for (const n of scored) {
+    const tr = document.createElement("tr");
+    for (const v of [`#${n.id}`, n.status.toLowerCase(), n.orderedAt.slice(0, 10),
+      Number(n.totalAmount).toLocaleString("en", { minimumFractionDigits: 2 }),
+      pct(n.cancel), pct(n.ret)]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  table.append(tbody);
+  box.replaceChildren(table);
+}
+
+// ------------------------------------------------------------------------------ wiring
+async function refresh() {
+  const mine = ++generation;
+  status("loading…");
+  crumbs("geo", GEO, "all countries");
+  crumbs("cat", CATALOG, "all categories");
+  try {
+    await Promise.all([loadKpis(), loadCharts()]);
+    if (mine === generation) {
+      status(`${state.range.from} to ${state.range.to}`);
+      document.body.dataset.ready = String(mine);
+    }
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function fail(err) {
+  if (err instanceof AuthRequired) {
+    $("#token-form").hidden = false;
+    status("a token is needed", true);
+  } else {
+    status(`error: ${err.message}`, true);
+  }
+}
+
+async function start() {
+  syncForm();
+  $("#filters").addEventListener("change", () => { readForm(); syncForm(); refresh(); });
+  $("#f-reset").addEventListener("click", () => {
+    Object.assign(state, { range: defaultRange(), segment: "", channel: "", geo: [], cat: [] });
+    syncForm();
+    refresh();
+  });
+  $("#token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    setToken($("#token").value.trim());
+    $("#token-form").hidden = true;
+    start2();
+  });
+  await start2();
+}
+
+async function start2() {
+  try {
+    await loadOptions();
+    syncForm();
+  } catch (err) {
+    fail(err);
+    return;
+  }
+  await refresh();
+  loadRisk().catch((err) => {
+    $("#risk").textContent = `Open orders could not be loaded: ${err.message}`;
+  });
+}
+
+window.cdmsDashboard = { state, kpiVariables, KPI_QUERY };
+start();
