@@ -1,0 +1,10 @@
+SELECT agg.d0, agg.d1, agg.m0 AS f0, prev_prior_period.m0 AS f1, sum(agg.m0) OVER (PARTITION BY agg.d1, date_trunc('year', agg.d0) ORDER BY agg.d0) AS f2, agg.m0 / NULLIF(sum(agg.m0) OVER (PARTITION BY agg.d0), 0) AS f3, rank() OVER (PARTITION BY agg.d0 ORDER BY (agg.m0 / NULLIF(agg.m1, 0)) DESC NULLS LAST) AS f4 
+FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, count(DISTINCT rows_sales.x1_0) AS m1 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (products.category) AS d1, (sales.net) AS x0_0, (sales.order_id) AS x1_0 
+FROM dw.fact_sales AS sales LEFT OUTER JOIN dw.dim_product AS products ON sales.product_key = products.product_key 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p0)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p1)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales GROUP BY rows_sales.d0, rows_sales.d1) AS agg LEFT OUTER JOIN (SELECT rows_sales_1_month.d0 AS d0, rows_sales_1_month.d1 AS d1, sum(rows_sales_1_month.x0_0) AS m0, count(DISTINCT rows_sales_1_month.x1_0) AS m1 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (products.category) AS d1, (sales.net) AS x0_0, (sales.order_id) AS x1_0 
+FROM dw.fact_sales AS sales LEFT OUTER JOIN dw.dim_product AS products ON sales.product_key = products.product_key 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p2)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p3)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales_1_month GROUP BY rows_sales_1_month.d0, rows_sales_1_month.d1) AS prev_prior_period ON prev_prior_period.d1 IS NOT DISTINCT FROM agg.d1 AND prev_prior_period.d0 = agg.d0 - interval '1 month' ORDER BY agg.d0 ASC NULLS LAST, agg.d1 ASC NULLS LAST 
+ LIMIT %(p4)s::INTEGER OFFSET %(p5)s::INTEGER
+-- params: {"p0": "2025-01-01T00:00:00", "p1": "2025-07-01T00:00:00", "p2": "2024-12-01T00:00:00", "p3": "2025-06-01T00:00:00", "p4": 10000, "p5": 0, "tz": "Europe/Berlin"}
