@@ -169,3 +169,23 @@ def test_roles(client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
     # a customer neither
     status, body = post(client, token("customer", parties.a), product)
     assert status == 403 and code(body) == "FORBIDDEN"
+
+
+def test_the_default_app_reads_security_from_the_environment(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``cdms serve`` builds: create_app(engine) with CDMS_* settings."""
+    from starlette.testclient import TestClient
+
+    from api.app import create_app
+
+    for name in ("CDMS_DEMO_OPEN", "CDMS_ENV", "CDMS_PERSISTED_ONLY", "CDMS_RATE_LIMIT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDMS_JWT_SECRET", SECRET)
+    monkeypatch.setenv("CDMS_MAX_QUERY_COST", "100")
+    with TestClient(create_app(sec_engine)) as client:
+        assert post(client, None, WHO)[0] == 401
+        status, body = post(client, token("customer", parties.a), WHO)
+        assert status == 200 and body["data"]["customers"]["totalCount"] == 1
+        status, body = post(client, token("admin"), "{ customers(first: 101) { totalCount } }")
+        assert status == 400 and code(body) == "QUERY_TOO_COMPLEX"
