@@ -20,8 +20,15 @@ def builder(cls: Callable[..., N], ent: Entity) -> Callable[[Row[Any]], N]:
     """Row (labelled by ``Entity.columns``) → node object of type ``cls``."""
     enum_fields = [(f.name, f.enum) for f in ent.fields.values() if f.enum is not None]
 
+    # the column names of a result are the same for all its rows: look them up once
+    # (``dict(row._mapping)`` rebuilds the key list for every row)
+    cache: list[Any] = [None, ()]
+
     def build(row: Row[Any]) -> N:
-        kw = dict(row._mapping)
+        parent = getattr(row, "_parent", None)
+        if parent is None or parent is not cache[0]:
+            cache[0], cache[1] = parent, row._fields
+        kw = dict(zip(cache[1], row, strict=True))
         kw.pop("__parent", None)
         kw.pop("__key", None)
         for name, enum_cls in enum_fields:
