@@ -44,24 +44,22 @@ class CubeResult:
 
 
 CACHE: ResultCache[CubeResult] = ResultCache()
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 def render(stmt: sa.Select[Any]) -> tuple[str, dict[str, Any]]:
-    """The SQL text (placeholders, never values) and its parameters."""
-    compiled = stmt.compile(
-        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-        compile_kwargs={"render_postcompile": True},
-    )
-    return str(compiled), {k: _plain(v) for k, v in compiled.params.items()}
+    """The SQL text (placeholders, never values) and its bound values, compiled once."""
+    compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(compiled), dict(compiled.params)
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
     if isinstance(v, Decimal):
         return float(v)
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     return v
 
 
@@ -97,10 +95,10 @@ def execute(
             return replace(hit, cached=True, seconds=time.perf_counter() - t0)
     fresh = fresh_rollups(conn, version) if use_rollups else frozenset()
     plan = plan_query(model, query, fresh)
-    stmt = compile_plan(model, plan)
-    raw = conn.execute(stmt).all()
+    sql, params = render(compile_plan(model, plan))
+    raw = conn.exec_driver_sql(sql, params).all()
     rows, totals = shape(plan, raw)
-    sql, params = render(stmt)
+    params = {k: plain(v) for k, v in params.items()}
     used = tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup)
     result = CubeResult(
         rows, totals, sql, params, used, version, freshness, time.perf_counter() - t0

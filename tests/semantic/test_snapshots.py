@@ -12,7 +12,7 @@ import pytest
 from semantic.compile import compile_plan
 from semantic.planner import plan_query
 from semantic.query import Compare, Condition, CubeQuery, Junction, Op, OrderItem, ToDate
-from semantic.service import render
+from semantic.service import plain, render
 from semantic.validate import default_model
 from tests.semantic.conftest import d, m, mem
 
@@ -103,7 +103,8 @@ def test_sql_snapshot(name: str) -> None:
     query, fresh = CASES[name]
     model = default_model()
     text, params = render(compile_plan(model, plan_query(model, query, fresh)))
-    got = f"{text.strip()}\n-- params: {json.dumps(params, sort_keys=True)}\n"
+    shown = {k: plain(v) for k, v in params.items()}
+    got = f"{text.strip()}\n-- params: {json.dumps(shown, sort_keys=True)}\n"
     path = SNAPSHOTS / f"cube_{name}.sql"
     if os.environ.get("CDMS_UPDATE_SNAPSHOTS") == "1" or not path.exists():
         path.write_text(got)
