@@ -31,9 +31,12 @@ MEASURE_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.GT, Op.GTE, Op.LT, Op.LTE, Op.SET}
 
 
 def bad(message: str, culprit: str, pool: list[str] | None = None, **fields: Any) -> None:
-    closest = difflib.get_close_matches(culprit.rpartition(".")[2], pool or [], n=3)
+    """Raise BAD_USER_INPUT; ``fields.field`` names the culprit (or the argument, if given)."""
+    name = culprit if "/" in culprit else culprit.rpartition(".")[2]
+    closest = difflib.get_close_matches(name, pool or [], n=3)
     hint = f" (did you mean: {', '.join(closest)}?)" if closest else ""
-    raise BadUserInputError(message + hint, field=culprit, closest=closest, **fields)
+    fields.setdefault("field", culprit)
+    raise BadUserInputError(message + hint, closest=closest, **fields)
 
 
 def cube_of(model: Model, name: str) -> Cube:
@@ -71,7 +74,7 @@ def _zones() -> frozenset[str]:
 
 def check_timezone(tz: str) -> None:
     if tz not in _zones():
-        bad(f"unknown timezone {tz!r}", tz, sorted(_zones()))
+        bad(f"unknown timezone {tz!r}", tz, sorted(_zones()), field="timezone", value=tz)
 
 
 def check_query(model: Model, q: CubeQuery) -> None:

@@ -42,7 +42,7 @@ def error_of(body: dict[str, Any]) -> dict[str, Any]:
     [
         (
             '{ cube(timezone: "Europe/Berln") { sales { revenue } } }',
-            "Europe/Berln",
+            "timezone",
             "Europe/Berlin",
         ),
         ("{ cube(limit: 50001) { sales { revenue } } }", "limit", None),
