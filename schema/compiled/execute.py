@@ -28,7 +28,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, OperationDefinitionNode
 from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import AddValidationRules, SchemaExtension
 
 from db.errors import CdmsError
 from schema.compiled import plan as P
@@ -145,7 +145,21 @@ def with_compiled_reads(schema: strawberry.Schema) -> strawberry.Schema:
 
     A shallow copy sharing everything (types, caches) but the extension list, so the
     original keeps executing every field with Strawberry (the two can be compared).
+    Validation-rule extensions (depth and alias limiters) are made to reuse their rule
+    classes: constructed per request, they build new rule classes each time, which makes
+    ``ValidationCache`` (keyed by the rules) miss on every request.
     """
     compiled = copy.copy(schema)
-    compiled.extensions = (*schema.extensions, CompiledReads)
+    compiled.extensions = (*(_stable_rules(e) for e in schema.extensions), CompiledReads)
     return compiled
+
+
+def _stable_rules(ext: Any) -> Any:
+    """A factory of an ``AddValidationRules`` extension → one with the same rule classes."""
+    if isinstance(ext, type | SchemaExtension):
+        return ext
+    sample = ext()
+    if not isinstance(sample, AddValidationRules):
+        return ext
+    rules = list(sample.validation_rules)
+    return lambda: AddValidationRules(rules)
