@@ -24,20 +24,6 @@ history AS (
                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
            settled AS (PARTITION BY f.customer_id ORDER BY f.ordered_at
                        RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL '30 days' PRECEDING)
-),
-basket_category AS (
-    SELECT fs.order_id, p.category, sum(fs.quantity) AS units
-    FROM scope AS s
-    JOIN dw.fact_sales AS fs USING (order_id)
-    JOIN dw.dim_product AS p ON p.product_key = fs.product_key
-    GROUP BY fs.order_id, p.category
-),
-basket AS (
-    SELECT order_id,
-           count(*) AS category_count,
-           (array_agg(category ORDER BY units DESC, category))[1] AS main_category
-    FROM basket_category
-    GROUP BY order_id
 )
 SELECT f.order_id                                               AS key,
        f.ordered_at                                             AS event_at,
@@ -66,7 +52,16 @@ JOIN dw.fact_orders AS f USING (order_id)
 JOIN history AS h USING (order_id)
 JOIN dw.dim_customer AS c ON c.customer_key = f.customer_key
 JOIN dw.dim_date AS d ON d.date_key = f.date_key
-LEFT JOIN basket AS b USING (order_id)
+-- the basket by category, read through the fact's primary key (order_id, line_no)
+LEFT JOIN LATERAL (
+    SELECT count(*) AS category_count,
+           (array_agg(bc.category ORDER BY bc.units DESC, bc.category))[1] AS main_category
+    FROM (SELECT p.category, sum(fs.quantity) AS units
+          FROM dw.fact_sales AS fs
+          JOIN dw.dim_product AS p ON p.product_key = fs.product_key
+          WHERE fs.order_id = f.order_id
+          GROUP BY p.category) AS bc
+) AS b ON true
 CROSS JOIN LATERAL (
     SELECT count(*) AS returns
     FROM dw.fact_returns AS fr

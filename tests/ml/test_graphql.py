@@ -68,7 +68,7 @@ def test_500_orders_one_feature_statement_and_one_run_per_model(
     assert "errors" not in body, body["errors"]
     nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
     assert len(nodes) == 500
-    feature_sql = [s for s in statements if "basket_category" in s]
+    feature_sql = [s for s in statements if "AS prior_cancel_rate" in s]
     assert len(feature_sql) == 1  # predictedStatus and predictedTotal share one statement
     assert "ANY" in feature_sql[0]
     assert (status.runs, value.runs) == (runs[0] + 1, runs[1] + 1)
