@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from strawberry.dataloader import DataLoader
 
 from db.engine import transaction
-from db.errors import from_db_error
+from db.errors import DatabaseUnavailableError, from_db_error
 
 R = TypeVar("R")
 
@@ -69,6 +69,11 @@ def _session_settings(
     )
 
 
+def _busy() -> DatabaseUnavailableError:
+    """The pool had no free connection in time (more concurrent requests than connections)."""
+    return DatabaseUnavailableError("the server is busy (no database connection free); try again")
+
+
 class RequestDb:
     """The request's read connection (one transaction, rolled back at the end)."""
 
@@ -101,7 +106,10 @@ class RequestDb:
         return self._conn
 
     def _run(self, fn: Callable[[Connection], R]) -> R:
-        conn = self._ensure()
+        try:
+            conn = self._ensure()
+        except sa.exc.TimeoutError:
+            raise _busy() from None
         try:
             return fn(conn)
         except sa.exc.DBAPIError as exc:
@@ -180,8 +188,11 @@ class Context:
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         def work() -> R:
-            with self.write() as conn:
-                return fn(conn)
+            try:
+                with self.write() as conn:
+                    return fn(conn)
+            except sa.exc.TimeoutError:
+                raise _busy() from None
 
         result = await run_in_threadpool(work)
         # reads after a write must see it: drop cached rows

@@ -155,3 +155,25 @@ def test_operations_that_cannot_run(
 def test_named_operation_and_introspection(gql: Gql, shop: Shop) -> None:
     body = gql("query A { customer(id: 1) { id } } query B { __typename }", operationName="B")
     assert body == {"data": {"__typename": "Query"}}
+
+
+def test_exhausted_pool_is_service_unavailable(api_url: str, shop: Shop) -> None:
+    """More concurrent requests than pooled connections: a clear error, not INTERNAL."""
+    import sqlalchemy as sa
+
+    from db.config import to_sqlalchemy_url
+
+    engine = sa.create_engine(
+        to_sqlalchemy_url(api_url), pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
+    try:
+        with engine.connect(), make_client(engine) as client:  # the only connection is taken
+            read = client.post("/graphql", json={"query": "{ products { totalCount } }"})
+            write = client.post(
+                "/graphql",
+                json={"query": 'mutation { updateProduct(id: 1, input: {brand: "x"}) { id } }'},
+            )
+        assert codes(read.json()) == ["SERVICE_UNAVAILABLE"]
+        assert codes(write.json()) == ["SERVICE_UNAVAILABLE"]
+    finally:
+        engine.dispose()
