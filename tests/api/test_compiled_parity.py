@@ -493,3 +493,13 @@ def test_random_pages_and_filters_agree(
         "ob": order,
     }
     both(world, query, variables, compiled=True)
+
+
+def test_query_limits_hold_on_the_compiled_path(world: World) -> None:
+    # the compiled-reads schema reuses the limiters' rule classes: limits must still apply
+    deep = "{ customers { edges { node { orders { edges { node { customer { orders { edges {"
+    deep += " node { customer { orders { edges { node { id } } } } } } } } } } } } } } }"
+    aliases = "{ " + " ".join(f"a{i}: customers {{ totalCount }}" for i in range(40)) + " }"
+    for query in (deep, aliases):
+        body = both(world, query, compiled=None)
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["QUERY_TOO_COMPLEX"]
