@@ -192,8 +192,9 @@ def make_catalog(rng: np.random.Generator, n: int, created_before: int) -> Catal
             "stock", "active", "created_at", "updated_at",
         ),
         (
-            c.ints(ids), skus, names, cats, subs, brands, c.money(price), c.money(cost),
-            c.ints(stock), np.where(active, "t", "f").tolist(), c.timestamps(created),
+            c.ints(ids), c.texts(skus), c.texts(names), c.texts(cats), c.texts(subs),
+            c.texts(brands), c.money(price), c.money(cost),
+            c.ints(stock), c.booleans(active), c.timestamps(created),
             c.timestamps(created),
         ),
     )  # fmt: skip

@@ -1,15 +1,18 @@
-"""Column arrays → PostgreSQL COPY text, streamed in chunks.
+"""Column arrays → PostgreSQL COPY text, formatted and streamed chunk by chunk.
 
-A ``Table`` holds one list of already formatted strings per column; the formatters below
-turn numpy arrays into those strings without a Python loop over rows where numpy can do it.
+A ``Table`` holds one ``Column`` per table column: numpy arrays plus the function that
+turns a slice of them into COPY text. Text is made per chunk while the previous chunk is
+being parsed by the server, so memory stays at the size of the arrays, not of the text.
 Times are int64 seconds since the Unix epoch (UTC); money is int64 cents.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,16 +24,33 @@ NEVER = np.iinfo(np.int64).max  # "this event does not happen" in a time array
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
+ObjectArray = npt.NDArray[np.object_]
 
 ProgressFn = Callable[[str, int, int], None]
 """progress(stage, done, total): called as a stage advances (rows for tables)."""
+
+
+class Column:
+    """One column: ``format(*(a[start:stop] for a in arrays))`` gives its COPY text."""
+
+    __slots__ = ("_arrays", "_format")
+
+    def __init__(self, format: Callable[..., list[str]], *arrays: Any) -> None:
+        self._format = format
+        self._arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self._arrays[0])
+
+    def text(self, start: int = 0, stop: int | None = None) -> list[str]:
+        return self._format(*(a[start:stop] for a in self._arrays))
 
 
 @dataclass(frozen=True)
 class Table:
     name: str  # schema-qualified
     columns: tuple[str, ...]
-    data: tuple[Sequence[str], ...]
+    data: tuple[Column, ...]
 
     def __post_init__(self) -> None:
         if len(self.columns) != len(self.data):
@@ -43,8 +63,18 @@ class Table:
     def rows(self) -> int:
         return len(self.data[0]) if self.data else 0
 
+    def text(self, column: str) -> list[str]:
+        """The whole column as COPY text."""
+        return self.data[self.columns.index(column)].text()
 
-def _tod_table() -> npt.NDArray[np.object_]:
+    def with_text(self, column: str, values: list[str]) -> Table:
+        """A copy with one column replaced by ready-made text."""
+        data = list(self.data)
+        data[self.columns.index(column)] = texts(values)
+        return replace(self, data=tuple(data))
+
+
+def _tod_table() -> ObjectArray:
     """'HH:MM:SS+00' for every second of a day."""
     return np.array(
         [f"{h:02d}:{m:02d}:{s:02d}+00" for h in range(24) for m in range(60) for s in range(60)],
@@ -55,49 +85,52 @@ def _tod_table() -> npt.NDArray[np.object_]:
 _TOD = _tod_table()
 _CENTS = np.array([f".{i:02d}" for i in range(100)], dtype=object)
 _DAY = 86_400
+_FIRST_DAY = -25_567  # 1900-01-01
+_LAST_DAY = 47_482  # 2100-01-01
 
 
-def _day_texts(days: IntArray, suffix: str) -> npt.NDArray[np.object_]:
-    """'YYYY-MM-DD' + suffix for every element of ``days`` (epoch day numbers)."""
-    lo, hi = int(days.min()), int(days.max())
-    span = np.arange(lo, hi + 1).astype("datetime64[D]")
-    table = np.array([f"{d}{suffix}" for d in np.datetime_as_string(span, unit="D")], dtype=object)
-    out: npt.NDArray[np.object_] = table[days - lo]
+@functools.cache
+def _day_table(suffix: str) -> ObjectArray:
+    """'YYYY-MM-DD' + suffix for every day from 1900 to 2100."""
+    span = np.arange(_FIRST_DAY, _LAST_DAY + 1).astype("datetime64[D]")
+    return np.array([f"{d}{suffix}" for d in np.datetime_as_string(span, unit="D")], dtype=object)
+
+
+def _day_texts(days: IntArray, suffix: str) -> ObjectArray:
+    if days.size and (days.min() < _FIRST_DAY or days.max() > _LAST_DAY):
+        raise ValueError("dates must fall between 1900 and 2100")
+    out: ObjectArray = _day_table(suffix)[days - _FIRST_DAY]
     return out
 
 
-def ints(values: npt.NDArray[np.integer]) -> list[str]:
-    return list(map(str, np.asarray(values, dtype=np.int64).tolist()))
+def _ints(values: IntArray) -> list[str]:
+    return list(map(str, values.tolist()))
 
 
-def ints_or_null(values: npt.NDArray[np.integer], present: BoolArray) -> list[str]:
-    out = np.array(ints(values), dtype=object)
+def _with_nulls(text: list[str], present: BoolArray) -> list[str]:
+    if present.all():
+        return text
+    out = np.array(text, dtype=object)
     out[~present] = NULL
     result: list[str] = out.tolist()
     return result
 
 
-def money(cents: npt.NDArray[np.integer]) -> list[str]:
-    """Cents as exact decimal text (1999 → '19.99')."""
-    c = np.asarray(cents, dtype=np.int64)
-    return list(map(operator.add, map(str, (c // 100).tolist()), _CENTS[c % 100].tolist()))
+def _ints_or_null(values: IntArray, present: BoolArray) -> list[str]:
+    return _with_nulls(_ints(values), present)
 
 
-def money_or_null(cents: IntArray, present: BoolArray) -> list[str]:
-    out = np.array(money(cents), dtype=object)
-    out[~present] = NULL
-    result: list[str] = out.tolist()
-    return result
+def _money(cents: IntArray) -> list[str]:
+    return list(map(operator.add, map(str, (cents // 100).tolist()), _CENTS[cents % 100].tolist()))
 
 
-def timestamps(seconds: IntArray) -> list[str]:
-    """UTC timestamps ('2025-11-28 09:15:02+00'); ``NEVER`` becomes NULL.
+def _money_or_null(cents: IntArray, present: BoolArray) -> list[str]:
+    return _with_nulls(_money(cents), present)
 
-    Built from two lookup tables (days in range, seconds of the day): no per-row formatting.
-    """
+
+def _timestamps(seconds: IntArray) -> list[str]:
     missing = seconds == NEVER
-    fill = 0 if missing.all() else int(seconds[~missing].min())  # keeps the day table short
-    safe = np.where(missing, fill, seconds)
+    safe = np.where(missing, 0, seconds)
     day = safe // _DAY
     head = _day_texts(day, " ")
     tail = _TOD[safe - day * _DAY]
@@ -107,9 +140,56 @@ def timestamps(seconds: IntArray) -> list[str]:
     return list(map(operator.add, head.tolist(), tail.tolist()))
 
 
-def dates(days: IntArray) -> list[str]:
-    out: list[str] = _day_texts(np.asarray(days, dtype=np.int64), "").tolist()
+def _dates(days: IntArray) -> list[str]:
+    out: list[str] = _day_texts(days, "").tolist()
     return out
+
+
+def _lookup(table: ObjectArray, index: IntArray) -> list[str]:
+    out: list[str] = table[index].tolist()
+    return out
+
+
+def _identity(values: list[str]) -> list[str]:
+    return values
+
+
+def ints(values: npt.NDArray[np.integer]) -> Column:
+    return Column(_ints, np.asarray(values, dtype=np.int64))
+
+
+def ints_or_null(values: npt.NDArray[np.integer], present: BoolArray) -> Column:
+    return Column(_ints_or_null, np.asarray(values, dtype=np.int64), present)
+
+
+def money(cents: npt.NDArray[np.integer]) -> Column:
+    """Cents as exact decimal text (1999 → '19.99')."""
+    return Column(_money, np.asarray(cents, dtype=np.int64))
+
+
+def money_or_null(cents: IntArray, present: BoolArray) -> Column:
+    return Column(_money_or_null, np.asarray(cents, dtype=np.int64), present)
+
+
+def timestamps(seconds: IntArray) -> Column:
+    """UTC timestamps ('2025-11-28 09:15:02+00'); ``NEVER`` becomes NULL.
+
+    Made of two lookup tables (days, seconds of the day): no per-row date formatting.
+    """
+    return Column(_timestamps, np.asarray(seconds, dtype=np.int64))
+
+
+def dates(days: IntArray) -> Column:
+    return Column(_dates, np.asarray(days, dtype=np.int64))
+
+
+def booleans(values: BoolArray) -> Column:
+    return pick(("f", "t"), values.astype(np.int64))
+
+
+def texts(values: list[str]) -> Column:
+    """Ready-made COPY text (already escaped)."""
+    return Column(_identity, values)
 
 
 def escape(value: str) -> str:
@@ -119,24 +199,22 @@ def escape(value: str) -> str:
     )
 
 
-def pick(pool: Sequence[str], index: npt.NDArray[np.integer]) -> list[str]:
+def pick(pool: Sequence[str], index: npt.NDArray[np.integer]) -> Column:
     """``pool[index]`` for every index (pool values are escaped here)."""
     escaped = np.array([escape(v) for v in pool], dtype=object)
-    out: list[str] = escaped[np.asarray(index)].tolist()
-    return out
+    return Column(functools.partial(_lookup, escaped), np.asarray(index, dtype=np.int64))
 
 
-def pick_or_null(pool: Sequence[str], index: npt.NDArray[np.integer]) -> list[str]:
+def pick_or_null(pool: Sequence[str], index: npt.NDArray[np.integer]) -> Column:
     """Like ``pick``; a negative index is NULL."""
     escaped = np.array([*(escape(v) for v in pool), NULL], dtype=object)
-    idx = np.asarray(index).copy()
+    idx = np.asarray(index, dtype=np.int64).copy()
     idx[idx < 0] = len(pool)
-    out: list[str] = escaped[idx].tolist()
-    return out
+    return Column(functools.partial(_lookup, escaped), idx)
 
 
-def constant(value: str, n: int) -> list[str]:
-    return [escape(value)] * n
+def constant(value: str, n: int) -> Column:
+    return pick([value], np.zeros(n, dtype=np.int64))
 
 
 def write_table(
@@ -154,7 +232,7 @@ def write_table(
     with conn.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as copy:
         for start in range(0, total, chunk_rows):
             stop = min(start + chunk_rows, total)
-            parts = [col[start:stop] for col in table.data]
+            parts = [col.text(start, stop) for col in table.data]
             text = "\n".join(map("\t".join, zip(*parts, strict=True))) + "\n"
             copy.write(text.encode())
             if progress:

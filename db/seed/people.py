@@ -152,9 +152,10 @@ def make_people(rng: np.random.Generator, n: int, start: int, end: int, seed: in
             "country", "region", "city", "signup_at", "created_at", "updated_at",
         ),
         (
-            c.ints(ids), emails, firsts, lasts, c.pick(r.GENDERS, gender), c.dates(birth_days),
-            c.pick(r.SEGMENTS, segment), c.pick([co.name for co in COUNTRIES], country),
-            regions, cities, c.timestamps(signup), c.timestamps(signup), c.timestamps(signup),
+            c.ints(ids), c.texts(emails), c.texts(firsts), c.texts(lasts),
+            c.pick(r.GENDERS, gender), c.dates(birth_days), c.pick(r.SEGMENTS, segment),
+            c.pick([co.name for co in COUNTRIES], country), c.texts(regions), c.texts(cities),
+            c.timestamps(signup), c.timestamps(signup), c.timestamps(signup),
         ),
     )  # fmt: skip
     return People(segment, country, signup, activity, propensity, table)

@@ -92,7 +92,7 @@ LATE_SHARE_PEAK: Final = 0.16  # in November and December
 # --- returns (log-odds, per delivered order line) -------------------------------------------
 RETURN_BASE: Final = -3.3
 RETURN_LATE: Final = 1.0
-RETURN_CUSTOMER_SD: Final = 1.0  # a customer's persistent propensity: prior returns predict
+RETURN_CUSTOMER_SD: Final = 1.3  # a customer's persistent propensity: prior returns predict
 RETURN_APPROVE_SHARE: Final = 0.85
 RETURN_APPROVE_SHARE_CHANGED_MIND: Final = 0.55
 

@@ -460,10 +460,7 @@ def test_a_failure_in_the_last_table_leaves_nothing_written(
 
     def write(conn: Conn, table: Table, *args: Any, **kwargs: Any) -> int:
         if table.name == "app.support_tickets":  # the last table: an impossible priority
-            column = table.columns.index("priority")
-            broken = list(table.data)
-            broken[column] = ["someday", *broken[column][1:]]
-            table = dataclasses.replace(table, data=tuple(broken))
+            table = table.with_text("priority", ["someday", *table.text("priority")[1:]])
         return real(conn, table, *args, **kwargs)
 
     monkeypatch.setattr(seed_load, "write_table", write)
@@ -482,10 +479,8 @@ def test_an_invariant_violation_is_caught_and_rolled_back(
 
     def write(conn: Conn, table: Table, *args: Any, **kwargs: Any) -> int:
         if table.name == "app.orders":  # a wrong item_count that no constraint catches
-            column = table.columns.index("item_count")
-            broken = list(table.data)
-            broken[column] = [str(int(broken[column][0]) + 1), *broken[column][1:]]
-            table = dataclasses.replace(table, data=tuple(broken))
+            counts = table.text("item_count")
+            table = table.with_text("item_count", [str(int(counts[0]) + 1), *counts[1:]])
         return real(conn, table, *args, **kwargs)
 
     monkeypatch.setattr(seed_load, "write_table", write)
