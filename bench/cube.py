@@ -59,6 +59,18 @@ def median_ms(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Median milliseconds of ``a`` and ``b``, timed alternately."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for _ in range(repeat):
+        for fn, out in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t) * 1000)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def _admin_url() -> str:
     settings = DbSettings.from_env()
     if settings.database_url:
@@ -123,8 +135,12 @@ def bench(url: str, repeat: int) -> None:
         for _ in range(2):  # warm caches
             execute(sa_conn, q, use_rollups=False, use_cache=False)
             pg.execute(hand_sql).fetchall()
-        t_raw = median_ms(lambda: execute(sa_conn, q, use_rollups=False, use_cache=False), repeat)
-        t_hand = median_ms(lambda: pg.execute(hand_sql).fetchall(), repeat)
+        # interleaved, so both see the same load on a shared machine
+        t_raw, t_hand = interleaved(
+            lambda: execute(sa_conn, q, use_rollups=False, use_cache=False),
+            lambda: pg.execute(hand_sql).fetchall(),
+            repeat,
+        )
         t_roll = median_ms(lambda: execute(sa_conn, q, use_cache=False), repeat)
         execute(sa_conn, q)  # fill the cache
         t_hit = median_ms(lambda: execute(sa_conn, q), repeat * 5)
