@@ -1,0 +1,170 @@
+"""The dashboard in headless Chromium against the real server and a loaded warehouse."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard.conftest import Page, cube_http
+
+pytestmark = pytest.mark.browser
+
+CHARTS = ["c-month", "c-segment", "c-status", "c-geo", "c-cat", "c-demo", "c-returns"]
+DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+def bar_labels(dash: Page, chart: str) -> list[str]:
+    """The category labels of a horizontal bar chart (its y tick texts)."""
+    texts = dash.page.locator(f"#{chart} .yaxislayer-above .ytick text").all_text_contents()
+    return [t for t in texts if t]
+
+
+def test_loads_without_console_errors_and_every_chart_renders(dash: Page, tmp_path: Path) -> None:
+    dash.open()
+    for chart in CHARTS:
+        svg = dash.page.locator(f"#{chart} svg.main-svg").first
+        assert svg.is_visible(), chart
+        # data marks, not just axes: bars, pie slices or line points
+        marks = dash.page.locator(
+            f"#{chart} .trace .point, #{chart} .slice path, #{chart} .scatterlayer .trace path"
+        )
+        assert marks.count() > 0, f"{chart} has no data marks"
+    assert len(dash.page.locator(".kpi").all()) == 6
+    assert dash.page.inner_text("#status").startswith(dash.page.input_value("#f-from"))
+    dash.page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    shutil.copyfile(tmp_path / "dashboard.png", DOCS_SHOT)
+    assert dash.errors == []
+
+
+def test_kpis_equal_the_cube_api_answer(dash: Page) -> None:
+    dash.open()
+    frm, to = dash.page.input_value("#f-from"), dash.page.input_value("#f-to")
+    data = cube_http(
+        dash.base,
+        """query($w: CubeWhere) { cube(where: $w) {
+             sales { revenue orderCount averageOrderValue } } }""",
+        {"w": {"sales": {"orderedAt": {"inDateRange": [frm, to]}}}},
+    )
+    sales = data["cube"][0]["sales"]
+    assert sales["orderCount"] > 10  # the default range covers real data
+    assert dash.kpi("revenue") == pytest.approx(sales["revenue"], abs=0.005)
+    assert dash.kpi("orders") == sales["orderCount"]
+    assert dash.kpi("aov") == pytest.approx(sales["averageOrderValue"], abs=0.005)
+    # the change shown is against the same number of days just before
+    rating = cube_http(
+        dash.base,
+        """query($w: CubeWhere) { cube(where: $w) { feedback { averageRating } } }""",
+        {"w": {"feedback": {"createdAt": {"inDateRange": [frm, to]}}}},
+    )["cube"][0]["feedback"]["averageRating"]
+    assert dash.kpi("rating") == pytest.approx(rating)
+    assert "vs prior period" in dash.page.inner_text('.kpi[data-kpi="revenue"] .delta')
+    assert dash.errors == []
+
+
+def test_a_filter_changes_the_numbers_to_the_filtered_cube_answer(dash: Page) -> None:
+    dash.open()
+    before = dash.kpi("revenue")
+    ready = int(dash.page.get_attribute("body", "data-ready") or 0)
+    segments = dash.page.locator("#f-segment option").all_text_contents()
+    assert "corporate" in segments
+    dash.page.select_option("#f-segment", "corporate")
+    dash.wait_ready(ready)
+    after = dash.kpi("revenue")
+    assert after < before
+    frm, to = dash.page.input_value("#f-from"), dash.page.input_value("#f-to")
+    want = cube_http(
+        dash.base,
+        """query($w: CubeWhere) { cube(where: $w) { sales { revenue } } }""",
+        {
+            "w": {
+                "sales": {"orderedAt": {"inDateRange": [frm, to]}},
+                "customers": {"segment": {"equals": "corporate"}},
+            }
+        },
+    )["cube"][0]["sales"]["revenue"]
+    assert after == pytest.approx(want, abs=0.005)
+    assert dash.errors == []
+
+
+def _click_bar(dash: Page, chart: str, label: str) -> None:
+    labels = bar_labels(dash, chart)
+    bars = dash.page.locator(f"#{chart} .trace.bars .point")
+    # bars are drawn bottom-up in the order of the (reversed) labels
+    bar = bars.nth(labels.index(label))
+    bar.scroll_into_view_if_needed()
+    box: Any = bar.bounding_box()
+    assert box is not None
+    dash.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    dash.page.wait_for_timeout(300)  # plotly computes hover (what a click picks) throttled
+    dash.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_drill_down_country_to_region_and_back(dash: Page) -> None:
+    dash.open()
+    countries = bar_labels(dash, "c-geo")
+    top = countries[-1]  # largest revenue: the top bar
+    ready = int(dash.page.get_attribute("body", "data-ready") or 0)
+    _click_bar(dash, "c-geo", top)
+    ready = dash.wait_ready(ready)
+    crumbs = dash.page.inner_text("#b-geo")
+    assert top in crumbs and "(by region)" in crumbs
+    regions = bar_labels(dash, "c-geo")
+    frm, to = dash.page.input_value("#f-from"), dash.page.input_value("#f-to")
+    want = cube_http(
+        dash.base,
+        """query($w: CubeWhere) { cube(where: $w) { customers { region } } }""",
+        {
+            "w": {
+                "sales": {"orderedAt": {"inDateRange": [frm, to]}},
+                "customers": {"country": {"equals": top}},
+            }
+        },
+    )["cube"]
+    assert set(regions) <= {r["customers"]["region"] for r in want} and regions
+    assert not set(regions) & set(countries)
+    assert dash.page.input_value("#f-country") == top  # the filter follows the drill
+    dash.page.click("#b-geo button")  # breadcrumb: all countries
+    dash.wait_ready(ready)
+    assert set(bar_labels(dash, "c-geo")) == set(countries)
+    assert dash.errors == []
+
+
+def test_drill_down_category_to_subcategory(dash: Page) -> None:
+    dash.open()
+    cats = bar_labels(dash, "c-cat")
+    ready = int(dash.page.get_attribute("body", "data-ready") or 0)
+    _click_bar(dash, "c-cat", cats[-1])
+    dash.wait_ready(ready)
+    assert "(by subcategory)" in dash.page.inner_text("#b-cat")
+    subs = bar_labels(dash, "c-cat")
+    assert subs and not set(subs) & set(cats)
+    assert dash.errors == []
+
+
+def test_at_risk_panel_says_when_predictions_are_unavailable(dash: Page) -> None:
+    dash.open()
+    msg = dash.page.locator('#risk .message[data-state="unavailable"]')
+    msg.wait_for(timeout=30_000)
+    assert "no active order-status model" in msg.inner_text()
+    assert dash.errors == []
+
+
+def test_phone_width_has_no_horizontal_overflow(browser: Any, server: str, tmp_path: Path) -> None:
+    ctx = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        dash = Page(ctx.new_page(), server)
+        dash.open()
+        width = dash.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375
+        boxes = [dash.page.locator(f"#{c}").bounding_box() for c in ("c-month", "c-segment")]
+        assert all(b is not None and b["width"] <= 375 for b in boxes)
+        # one column: the second card sits below the first
+        assert boxes[1] is not None and boxes[0] is not None and boxes[1]["y"] > boxes[0]["y"]
+        dash.page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert dash.errors == []
+    finally:
+        ctx.close()
