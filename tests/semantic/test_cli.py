@@ -1,0 +1,30 @@
+"""``cdms semantic rollups``: builds every declared rollup once per warehouse version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from tests.semantic.conftest import sql
+
+
+def test_rollups_command_builds_then_skips_then_forces(
+    fresh_database: Callable[[], str], cli_env: dict[str, str]
+) -> None:
+    url = fresh_database()
+    env = cli_env | {"DATABASE_URL": url}
+    cmd = [sys.executable, "-c", "from api.cli import main; main()", "semantic", "rollups"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "sales.monthlyByCategory: 0 rows" in first.stdout
+    built = sql(url, "SELECT name, version FROM dw_rollup.build ORDER BY name")
+    assert built == [("orders.daily", 0), ("sales.dailyDetail", 0), ("sales.monthlyByCategory", 0)]
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "every rollup is current" in again.stdout
+    forced = subprocess.run([*cmd, "--force"], env=env, capture_output=True, text=True)
+    assert forced.returncode == 0 and forced.stdout.count(" rows in ") == 3
+    bad = subprocess.run(
+        [*cmd[:-1], "validate", "--models", "/nonexistent"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")
