@@ -46,6 +46,12 @@ def error_of(body: dict[str, Any]) -> dict[str, Any]:
             "Europe/Berlin",
         ),
         ("{ cube(limit: 50001) { sales { revenue } } }", "limit", None),
+        (
+            "{ cube(where: {OR: [{sales: {revenue: {gt: 5}}}, {sales: {status: {equals: "
+            '"paid"}}}]}) { sales { revenue } } }',
+            "OR",
+            None,
+        ),
         ("{ cube(offset: -1) { sales { revenue } } }", "offset", None),
         (
             '{ cube(where: {sales: {orderedAt: {inDateRange: ["2025-02-01", "2025-01-01"]}}})'
