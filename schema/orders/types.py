@@ -36,14 +36,8 @@ class OrderItem:
     line_total: Decimal
     order_id: strawberry.Private[int]
     product_id: strawberry.Private[int]
-
-    @strawberry.field
-    async def product(self, info: Info) -> _Product:
-        from schema.products.types import build_product
-
-        row = await load_one(info, catalog.PRODUCT, self.product_id)
-        assert row is not None  # order_items.product_id is a NOT NULL foreign key
-        return build_product(row)
+    # read with the line (schema/orders/loaders.py), so no resolver runs per line
+    product: _Product
 
 
 @strawberry.type(description="One status change of an order (audit written by a trigger).")
@@ -82,8 +76,9 @@ class Order:
 
     @described("The order's lines, by line number.")
     async def items(self, info: Info) -> list[OrderItem]:
-        rows = await load_many(info, catalog.ORDER_ITEM, "order_id", int(self.id))
-        return [build_item(r) for r in rows]
+        from schema.orders.loaders import load_items
+
+        return await load_items(info, int(self.id))
 
     @described("Every status change, oldest first.")
     async def status_history(self, info: Info) -> list[OrderStatusChange]:
@@ -109,7 +104,6 @@ class Order:
 
 
 build_order = builder(Order, catalog.ORDER)
-build_item = builder(OrderItem, catalog.ORDER_ITEM)
 build_status_change = builder(OrderStatusChange, catalog.ORDER_STATUS_CHANGE)
 
 
