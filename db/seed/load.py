@@ -109,8 +109,7 @@ def load_tables(
                 )
             else:
                 _refuse_non_empty(conn)
-            row = conn.execute("SELECT current_setting('is_superuser')").fetchone()
-            superuser = bool(row and row[0] == "on")
+            superuser = _is_superuser(conn)
             if superuser:
                 conn.execute("SET LOCAL session_replication_role = replica")
             else:
@@ -145,6 +144,11 @@ def load_tables(
             raise mapped from exc
         raise
     return counts
+
+
+def _is_superuser(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    row = conn.execute("SELECT current_setting('is_superuser')").fetchone()
+    return bool(row and row[0] == "on")
 
 
 def _set_user_triggers(conn: psycopg.Connection[tuple[object, ...]], *, enabled: bool) -> None:

@@ -490,6 +490,28 @@ def test_an_invariant_violation_is_caught_and_rolled_back(
     assert set(table_counts(url).values()) == {0}
 
 
+def test_without_superuser_user_triggers_are_switched_off_and_back_on(
+    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_database()
+    monkeypatch.setattr(seed_load, "_is_superuser", lambda conn: False)
+    counts = seed(url, 30, 200, 1, end=END)
+    assert counts == table_counts(url)
+    disabled = rows(
+        url,
+        """SELECT c.relname, t.tgname FROM pg_trigger t
+           JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'app' AND NOT t.tgisinternal AND t.tgenabled <> 'O'""",
+    )
+    assert disabled == []
+    # the triggers did not run during the load: one history row per step, not two
+    assert counts["order_status_history"] == value(
+        url,
+        "SELECT sum(1 + num_nonnulls(paid_at, shipped_at, delivered_at, cancelled_at,"
+        " returned_at)) FROM app.orders",
+    )
+
+
 # --- serve's start-up step and the CLI ----------------------------------------------------------
 
 
