@@ -55,6 +55,8 @@ def main() -> None:
     from etl import runner
     from etl.checks import run_checks
 
+    print(f"load average before: {os.getloadavg()}", flush=True)
+
     admin = _admin_url()
     name = f"cdms_bench_etl_{os.getpid()}"
     ensure_database(admin, name)
@@ -90,6 +92,8 @@ def main() -> None:
 
         nochange = runner.run(url, check=False)
         print(f"no-change run:  {nochange.seconds:7.2f} s  (changed: {nochange.changed})")
+        for s in nochange.steps:
+            print(f"    {s.step:<13} {s.seconds:7.3f} s")
 
         n = args.orders // 100
         with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
@@ -109,6 +113,8 @@ def main() -> None:
         inc = runner.run(url, check=False)
         changes = {s.step: s.counts.updated for s in inc.steps if s.counts.changed}
         print(f"1% incremental: {inc.seconds:7.2f} s  updated {changes}")
+        for s in inc.steps:
+            print(f"    {s.step:<13} {s.counts.read:>10,} read {s.seconds:7.2f} s")
         nochange2 = runner.run(url, check=True)
         print(
             f"no-change run with checks: {nochange2.seconds:7.2f} s "

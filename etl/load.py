@@ -38,14 +38,23 @@ def effective_low(conn: Connection, step: Step, lo: datetime | str, hi: datetime
     """Where the step must start reading: its watermark, or ``-infinity`` (every source row)
     when the target is empty or a source table was truncated in the window. Both cover bulk
     loads that write old ``updated_at`` values (the seed: into empty tables, or after
-    TRUNCATE in the same transaction), which a watermark alone would never see."""
+    TRUNCATE in the same transaction), which a watermark alone would never see. The
+    truncate marker has no upper bound: a TRUNCATE we can see has committed, and with it
+    every row its transaction wrote; the next run re-reads once more (a no-op)."""
     if lo == NEG_INF:
         return lo
-    if not conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {step.table})")).scalar_one():
-        return NEG_INF
-    if _truncated(conn, step, lo, hi):
-        return NEG_INF
-    return lo
+    empty, truncated = conn.execute(
+        sa.text(
+            f"""
+            SELECT NOT EXISTS (SELECT 1 FROM {step.table}),
+                   EXISTS (SELECT 1 FROM dw.etl_source_delete
+                           WHERE source = ANY(CAST(:sources AS text[])) AND key_id IS NULL
+                             AND deleted_at >= :lo)
+            """
+        ),
+        {"sources": list(step.delete_sources), "lo": lo},
+    ).one()
+    return NEG_INF if empty or truncated else lo
 
 
 def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
@@ -235,25 +244,6 @@ def _missing_error(step: Step, missing: dict[str, list[int]]) -> MissingDimensio
         "load those rows into the dimension (touch them in app) or run `cdms etl run --full`",
         step=step.name,
         **missing,
-    )
-
-
-def _truncated(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> bool:
-    """A source of ``step`` was truncated since ``lo``. No upper bound: a TRUNCATE we can
-    see has committed, and with it every row its transaction wrote, whatever their
-    ``updated_at``; the next run sees the marker again and re-reads once more (a no-op)."""
-    return bool(
-        conn.execute(
-            sa.text(
-                """
-                SELECT EXISTS (
-                    SELECT 1 FROM dw.etl_source_delete
-                    WHERE source = ANY(CAST(:sources AS text[])) AND key_id IS NULL
-                      AND deleted_at >= :lo)
-                """
-            ),
-            {"sources": list(step.delete_sources), "lo": lo},
-        ).scalar_one()
     )
 
 
