@@ -23,17 +23,21 @@ from db.server import pg_bin
 
 ProgressFn = Callable[[str, int, int], None]
 
-# the role the API runs as (docs/security.md): cluster-wide, so a restore on another server
-# must create it before the dump's GRANTs and policies name it
+# the roles of docs/security.md are cluster-wide: a restore on another server must create
+# them before the dump's GRANTs and policies name them
 _ROLE_SQL = """
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cdms_api') THEN
-        CREATE ROLE cdms_api NOLOGIN NOSUPERUSER NOINHERIT NOBYPASSRLS;
-    END IF;
-    IF NOT pg_has_role(current_user, 'cdms_api', 'MEMBER') THEN
-        EXECUTE format('GRANT cdms_api TO %I', current_user);
-    END IF;
+    FOREACH r IN ARRAY ARRAY['cdms_owner', 'cdms_api', 'cdms_customer'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOINHERIT NOBYPASSRLS', r);
+        END IF;
+        IF NOT pg_has_role(current_user, r, 'MEMBER') THEN
+            EXECUTE format('GRANT %I TO %I', r, current_user);
+        END IF;
+    END LOOP;
 END
 $$;
 """

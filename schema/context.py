@@ -51,20 +51,22 @@ def _session_settings(
             {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
         )
         return
-    # a principal: row-level security applies (SET LOCAL ROLE cdms_api; docs/security.md)
+    # a principal: row-level security applies (SET LOCAL ROLE cdms_customer for customers,
+    # cdms_api for the other roles; docs/security.md)
     conn.execute(
         sa.text(
             "SELECT set_config('statement_timeout', :timeout, true),"
             " set_config('cdms.actor', :actor, true),"
             " set_config('cdms.role', :role, true),"
             " set_config('cdms.customer_id', :customer, true),"
-            " set_config('role', 'cdms_api', true)"
+            " set_config('role', :db_role, true)"
         ),
         {
             "timeout": f"{int(timeout_ms)}ms",
             "actor": actor,
             "role": role,
             "customer": "" if customer_id is None else str(int(customer_id)),
+            "db_role": "cdms_customer" if role == "customer" else "cdms_api",
         },
     )
 

@@ -1,16 +1,23 @@
--- Who may see what: API keys, persisted queries, the cdms_api role and row-level security
--- on every table of schema app (contract: docs/security.md).
+-- Who may see what: API keys, persisted queries, the API's database roles and row-level
+-- security on every table of schema app (contract: docs/security.md).
 --
 -- How it works
 --   * The API connects as the owner (or a superuser, in development) and, in every request
---     transaction, switches to the NOLOGIN role cdms_api and sets the caller's role and
---     customer:   SELECT set_config('role', 'cdms_api', true),
---                        set_config('cdms.role', 'customer', true),
---                        set_config('cdms.customer_id', '42', true), ...
---     Policies apply to cdms_api (RLS never applies to superusers; FORCE makes it apply to a
---     non-superuser owner too, which the owner_all policies below let through).
+--     transaction, switches to a NOLOGIN role and sets the caller's role and customer:
+--         SELECT set_config('role', 'cdms_customer', true),
+--                set_config('cdms.role', 'customer', true),
+--                set_config('cdms.customer_id', '42', true), ...
+--     cdms_api is the database role of admin, analyst and service principals (they see every
+--     row); cdms_customer that of customer principals (they see their own rows). RLS never
+--     applies to superusers; FORCE makes it apply to a non-superuser owner too, which the
+--     owner_all policies (TO cdms_owner, a group the migrating role joins) let through.
 --   * Everything that runs as the owner (migrations, seed, ETL, CLI, tests) is unchanged.
---   * cdms_api without cdms.role sees nothing and writes nothing (fail closed).
+--   * Either API role without cdms.role (or a customer role without cdms.customer_id) sees
+--     nothing and writes nothing (fail closed).
+--   * Policies are chosen per database role so that each one is either row-independent
+--     (staff: a parameter checked per row) or an equality on an indexed column
+--     (customer_id = (SELECT app.sec_customer()): an index condition). Mixing both kinds in
+--     one role's policies would OR them and turn every customer read into a scan.
 --
 -- Roles (cdms.role)
 --   admin     everything
@@ -20,48 +27,54 @@
 --             order); products are visible to all; places orders, opens tickets, requests
 --             returns and gives feedback for itself; may only cancel its own orders
 --
--- Layout: 1. role and grants  2. api_keys, persisted_queries  3. policy helpers
+-- Layout: 1. roles and grants  2. api_keys, persisted_queries  3. policy helpers
 --         4. policies  5. write guards  6. views run as the caller
 
 -- =======================================================================================
--- 1. the role the API runs as, and what it may touch
+-- 1. the roles the API runs as, and what they may touch
 -- =======================================================================================
 
--- Roles are cluster-wide: several databases (one per test session) share one; creating it
--- concurrently from two sessions is harmless.
+-- Roles are cluster-wide: several databases (one per test session) share them; creating
+-- them concurrently from two sessions is harmless.
 DO $$
+DECLARE
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cdms_api') THEN
-        BEGIN
-            CREATE ROLE cdms_api NOLOGIN NOSUPERUSER NOINHERIT NOBYPASSRLS;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;
-        END;
-    END IF;
-    -- the connecting (owner) role must be able to SET ROLE cdms_api
-    IF NOT pg_has_role(current_user, 'cdms_api', 'MEMBER') THEN
-        EXECUTE format('GRANT cdms_api TO %I', current_user);
-    END IF;
+    FOREACH r IN ARRAY ARRAY['cdms_owner', 'cdms_api', 'cdms_customer'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOINHERIT NOBYPASSRLS', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+        -- the connecting (owner) role must be able to SET ROLE to the API roles, and is
+        -- one of the owners the owner_all policies let through
+        IF NOT pg_has_role(current_user, r, 'MEMBER') THEN
+            EXECUTE format('GRANT %I TO %I', r, current_user);
+        END IF;
+    END LOOP;
 END
 $$;
 
-GRANT USAGE ON SCHEMA app, dw, ml TO cdms_api;
+GRANT USAGE ON SCHEMA app, dw, ml TO cdms_api, cdms_customer;
 GRANT SELECT ON app.customers, app.products, app.orders, app.order_items,
                 app.order_status_history, app.feedback, app.returns, app.support_tickets,
-                app.customer_summary, app.product_performance TO cdms_api;
+                app.customer_summary, app.product_performance TO cdms_api, cdms_customer;
 GRANT INSERT, UPDATE, DELETE ON app.customers, app.products, app.orders, app.order_items,
                 app.order_status_history, app.feedback, app.returns, app.support_tickets
-    TO cdms_api;
--- cube queries and predictions read dw/ml (the schema layer decides who may ask)
+    TO cdms_api, cdms_customer;
+-- cube queries and predictions read dw/ml (the schema layer decides who may ask; customers
+-- are refused there)
 GRANT SELECT ON ALL TABLES IN SCHEMA dw, ml TO cdms_api;
 ALTER DEFAULT PRIVILEGES IN SCHEMA dw GRANT SELECT ON TABLES TO cdms_api;
 ALTER DEFAULT PRIVILEGES IN SCHEMA ml GRANT SELECT ON TABLES TO cdms_api;
--- the delete-capture trigger of 0004 writes here when an admin deletes app rows
-GRANT INSERT ON dw.etl_source_delete TO cdms_api;
+-- the delete-capture trigger of 0004 writes here when app rows are deleted or moved
+GRANT INSERT ON dw.etl_source_delete TO cdms_api, cdms_customer;
 
 -- =======================================================================================
--- 2. API keys and persisted queries (read by the owner before switching role; cdms_api
---    has no privilege on them at all)
+-- 2. API keys and persisted queries (read by the owner before switching role; the API
+--    roles have no privilege on them at all)
 -- =======================================================================================
 
 -- customer_id has no foreign key on purpose: a reseed (TRUNCATE ... CASCADE of customers)
@@ -93,7 +106,7 @@ COMMENT ON TABLE app.persisted_queries IS
     'Allow-list of GraphQL documents by sha256 (clients send extensions.persistedQuery.sha256Hash).';
 
 -- =======================================================================================
--- 3. policy helpers (SQL, STABLE: inlined into the policies, so indexes still apply)
+-- 3. policy helpers (SQL, STABLE: inlined into the policies)
 -- =======================================================================================
 
 CREATE FUNCTION app.sec_role() RETURNS text
@@ -112,17 +125,18 @@ LANGUAGE sql STABLE
 AS $$ SELECT CASE WHEN current_setting('cdms.role', true) = 'customer'
                   THEN nullif(current_setting('cdms.customer_id', true), '')::bigint END $$;
 
--- may the caller write rows of this customer? (service: any; customer: its own)
-CREATE FUNCTION app.sec_writes_for(p_customer_id bigint) RETURNS boolean
-LANGUAGE sql STABLE
-AS $$ SELECT coalesce(nullif(current_setting('cdms.role', true), '') = 'service', false)
-             OR p_customer_id = app.sec_customer() $$;
-
 -- =======================================================================================
 -- 4. policies
 -- =======================================================================================
--- Every table: ENABLE + FORCE, owner_all (anything but cdms_api: the owner, the seed, the
--- ETL), api_admin (admin may do everything), then per-table read and write policies.
+-- Each helper is wrapped in a scalar subquery, (SELECT app.sec_customer()): an InitPlan
+-- the executor evaluates once per statement, so a row pays a parameter comparison, not
+-- two current_setting calls, and customer_id = $param is an index condition.
+--
+-- Every table: ENABLE + FORCE and owner_all (members of cdms_owner: the owner, the seed,
+-- the ETL). Then, per API role:
+--   cdms_api       staff_read (every row, for admin/analyst/service), staff_admin (admin
+--                  may do everything), service_* (service writes)
+--   cdms_customer  own_* (rows of app.sec_customer())
 
 DO $$
 DECLARE
@@ -134,78 +148,86 @@ BEGIN
     LOOP
         EXECUTE format('ALTER TABLE app.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE app.%I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format($p$CREATE POLICY owner_all ON app.%I
-                          USING (current_user <> 'cdms_api')
-                          WITH CHECK (current_user <> 'cdms_api')$p$, t);
+        EXECUTE format('CREATE POLICY owner_all ON app.%I TO cdms_owner
+                        USING (true) WITH CHECK (true)', t);
         IF t NOT IN ('api_keys', 'persisted_queries') THEN
-            EXECUTE format($p$CREATE POLICY api_admin ON app.%I TO cdms_api
-                              USING (app.sec_role() = 'admin')
-                              WITH CHECK (app.sec_role() = 'admin')$p$, t);
+            EXECUTE format('CREATE POLICY staff_read ON app.%I FOR SELECT TO cdms_api
+                            USING ((SELECT app.sec_sees_all()))', t);
+            EXECUTE format($p$CREATE POLICY staff_admin ON app.%I TO cdms_api
+                              USING ((SELECT app.sec_role()) = 'admin')
+                              WITH CHECK ((SELECT app.sec_role()) = 'admin')$p$, t);
         END IF;
+    END LOOP;
+    -- service writes what integrators need: orders and their lines, returns, tickets
+    FOREACH t IN ARRAY ARRAY['orders', 'order_items', 'order_status_history', 'returns',
+                             'support_tickets']
+    LOOP
+        EXECUTE format($p$CREATE POLICY service_insert ON app.%I FOR INSERT TO cdms_api
+                          WITH CHECK ((SELECT app.sec_role()) = 'service')$p$, t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['orders', 'returns', 'support_tickets', 'products'] LOOP
+        EXECUTE format($p$CREATE POLICY service_update ON app.%I FOR UPDATE TO cdms_api
+                          USING ((SELECT app.sec_role()) = 'service')
+                          WITH CHECK ((SELECT app.sec_role()) = 'service')$p$, t);
     END LOOP;
 END
 $$;
 
--- customers: a customer sees itself; only admins write
-CREATE POLICY api_read ON app.customers FOR SELECT TO cdms_api
-    USING (app.sec_sees_all() OR id = app.sec_customer());
+-- products: visible to every principal; below admin an update may only move stock (the
+-- guard below), which place_order, cancelling and approving a return do
+CREATE POLICY own_read ON app.products FOR SELECT TO cdms_customer
+    USING ((SELECT app.sec_customer()) IS NOT NULL);
+CREATE POLICY own_stock ON app.products FOR UPDATE TO cdms_customer
+    USING ((SELECT app.sec_customer()) IS NOT NULL) WITH CHECK ((SELECT app.sec_customer()) IS NOT NULL);
 
--- products: visible to every role; service and customers may only move stock (place_order,
--- cancelling, approving a return), which the guard below holds them to
-CREATE POLICY api_read ON app.products FOR SELECT TO cdms_api
-    USING (app.sec_role() IS NOT NULL);
-CREATE POLICY api_stock ON app.products FOR UPDATE TO cdms_api
-    USING (app.sec_role() IN ('service', 'customer'))
-    WITH CHECK (app.sec_role() IN ('service', 'customer'));
+-- customers: a customer reads itself; only admins write
+CREATE POLICY own_read ON app.customers FOR SELECT TO cdms_customer
+    USING (id = (SELECT app.sec_customer()));
 
--- orders
-CREATE POLICY api_read ON app.orders FOR SELECT TO cdms_api
-    USING (app.sec_sees_all() OR customer_id = app.sec_customer());
-CREATE POLICY api_insert ON app.orders FOR INSERT TO cdms_api
-    WITH CHECK (app.sec_writes_for(customer_id));
-CREATE POLICY api_update ON app.orders FOR UPDATE TO cdms_api
-    USING (app.sec_writes_for(customer_id)) WITH CHECK (app.sec_writes_for(customer_id));
+-- orders: read, place and cancel (the guard) its own
+CREATE POLICY own_read ON app.orders FOR SELECT TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_insert ON app.orders FOR INSERT TO cdms_customer
+    WITH CHECK (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_update ON app.orders FOR UPDATE TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer())) WITH CHECK (customer_id = (SELECT app.sec_customer()));
 
--- order lines and status history: through their order (the subquery obeys orders' policies)
-CREATE POLICY api_read ON app.order_items FOR SELECT TO cdms_api
-    USING (app.sec_sees_all()
-           OR EXISTS (SELECT 1 FROM app.orders AS o
-                       WHERE o.id = order_id AND o.customer_id = app.sec_customer()));
-CREATE POLICY api_insert ON app.order_items FOR INSERT TO cdms_api
+-- order lines and status history: through their order (the subquery obeys orders' policy)
+CREATE POLICY own_read ON app.order_items FOR SELECT TO cdms_customer
+    USING (EXISTS (SELECT 1 FROM app.orders AS o
+                    WHERE o.id = order_id AND o.customer_id = (SELECT app.sec_customer())));
+CREATE POLICY own_insert ON app.order_items FOR INSERT TO cdms_customer
     WITH CHECK (EXISTS (SELECT 1 FROM app.orders AS o
-                         WHERE o.id = order_id AND app.sec_writes_for(o.customer_id)));
-CREATE POLICY api_read ON app.order_status_history FOR SELECT TO cdms_api
-    USING (app.sec_sees_all()
-           OR EXISTS (SELECT 1 FROM app.orders AS o
-                       WHERE o.id = order_id AND o.customer_id = app.sec_customer()));
-CREATE POLICY api_insert ON app.order_status_history FOR INSERT TO cdms_api
+                         WHERE o.id = order_id AND o.customer_id = (SELECT app.sec_customer())));
+CREATE POLICY own_read ON app.order_status_history FOR SELECT TO cdms_customer
+    USING (EXISTS (SELECT 1 FROM app.orders AS o
+                    WHERE o.id = order_id AND o.customer_id = (SELECT app.sec_customer())));
+CREATE POLICY own_insert ON app.order_status_history FOR INSERT TO cdms_customer
     WITH CHECK (EXISTS (SELECT 1 FROM app.orders AS o
-                         WHERE o.id = order_id AND app.sec_writes_for(o.customer_id)));
+                         WHERE o.id = order_id AND o.customer_id = (SELECT app.sec_customer())));
 
--- feedback: a customer reads and writes its own; service reads
-CREATE POLICY api_read ON app.feedback FOR SELECT TO cdms_api
-    USING (app.sec_sees_all() OR customer_id = app.sec_customer());
-CREATE POLICY api_insert ON app.feedback FOR INSERT TO cdms_api
-    WITH CHECK (customer_id = app.sec_customer());
-CREATE POLICY api_update ON app.feedback FOR UPDATE TO cdms_api
-    USING (customer_id = app.sec_customer()) WITH CHECK (customer_id = app.sec_customer());
+-- feedback: a customer reads, gives and edits its own (service only reads)
+CREATE POLICY own_read ON app.feedback FOR SELECT TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_insert ON app.feedback FOR INSERT TO cdms_customer
+    WITH CHECK (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_update ON app.feedback FOR UPDATE TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer())) WITH CHECK (customer_id = (SELECT app.sec_customer()));
 
--- returns: customers request their own; service requests and decides. (customer_id is
--- filled from the order by a BEFORE trigger, before WITH CHECK is evaluated.)
-CREATE POLICY api_read ON app.returns FOR SELECT TO cdms_api
-    USING (app.sec_sees_all() OR customer_id = app.sec_customer());
-CREATE POLICY api_insert ON app.returns FOR INSERT TO cdms_api
-    WITH CHECK (app.sec_writes_for(customer_id));
-CREATE POLICY api_update ON app.returns FOR UPDATE TO cdms_api
-    USING (app.sec_role() = 'service') WITH CHECK (app.sec_role() = 'service');
+-- returns: a customer requests its own (customer_id is filled from the order by a BEFORE
+-- trigger, before WITH CHECK is evaluated); deciding is for service and admin
+CREATE POLICY own_read ON app.returns FOR SELECT TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_insert ON app.returns FOR INSERT TO cdms_customer
+    WITH CHECK (customer_id = (SELECT app.sec_customer()));
 
--- support tickets: customers open and follow up their own; service handles all
-CREATE POLICY api_read ON app.support_tickets FOR SELECT TO cdms_api
-    USING (app.sec_sees_all() OR customer_id = app.sec_customer());
-CREATE POLICY api_insert ON app.support_tickets FOR INSERT TO cdms_api
-    WITH CHECK (app.sec_writes_for(customer_id));
-CREATE POLICY api_update ON app.support_tickets FOR UPDATE TO cdms_api
-    USING (app.sec_writes_for(customer_id)) WITH CHECK (app.sec_writes_for(customer_id));
+-- support tickets: a customer opens and follows up its own
+CREATE POLICY own_read ON app.support_tickets FOR SELECT TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_insert ON app.support_tickets FOR INSERT TO cdms_customer
+    WITH CHECK (customer_id = (SELECT app.sec_customer()));
+CREATE POLICY own_update ON app.support_tickets FOR UPDATE TO cdms_customer
+    USING (customer_id = (SELECT app.sec_customer())) WITH CHECK (customer_id = (SELECT app.sec_customer()));
 
 -- =======================================================================================
 -- 5. write guards: clear CD006 errors where a policy alone would be silent or too coarse

@@ -37,12 +37,13 @@ def as_principal(
     with engine.connect() as conn, conn.begin() as trans:
         conn.execute(
             sa.text(
-                "SELECT set_config('role', 'cdms_api', true),"
+                "SELECT set_config('role', :db_role, true),"
                 " set_config('cdms.role', :role, true),"
                 " set_config('cdms.customer_id', :cid, true),"
                 " set_config('cdms.actor', :actor, true)"
             ),
             {
+                "db_role": "cdms_customer" if role == "customer" else "cdms_api",
                 "role": role or "",
                 "cid": "" if customer_id is None else str(customer_id),
                 "actor": actor,
@@ -131,12 +132,44 @@ def test_other_roles_see_everything_and_no_role_sees_nothing(
     with as_principal(sec_engine, "customer", None) as conn:
         assert scalar(conn, "SELECT count(*) FROM app.orders") == 0
         assert scalar(conn, "SELECT count(*) FROM app.customers") == 0
+    # nor the customers' database role with a staff cdms.role
+    with sec_engine.connect() as conn, conn.begin():
+        conn.execute(
+            sa.text(
+                "SELECT set_config('role', 'cdms_customer', true),"
+                " set_config('cdms.role', 'admin', true)"
+            )
+        )
+        assert scalar(conn, "SELECT count(*) FROM app.orders") == 0
 
 
-def test_api_role_cannot_read_keys_or_persisted_queries(sec_engine: Engine) -> None:
-    with as_principal(sec_engine, "admin") as conn, pytest.raises(sa.exc.ProgrammingError) as exc:
-        conn.execute(sa.text("SELECT count(*) FROM app.api_keys"))
-    assert "permission denied" in str(exc.value)
+def _plan(conn: Connection, sql: str, **params: object) -> str:
+    return "\n".join(str(r[0]) for r in conn.execute(sa.text("EXPLAIN " + sql), params))
+
+
+def test_policies_stay_cheap(sec_engine: Engine, parties: Parties) -> None:
+    """Policies read the settings once per statement (InitPlans), never per row, and a
+    customer's policy is an index condition."""
+    latest = "SELECT id FROM app.orders ORDER BY ordered_at DESC, id DESC LIMIT 10"
+    with as_principal(sec_engine, "customer", parties.a) as conn:
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        plan = _plan(conn, latest)
+        assert "orders_customer_date_idx" in plan and "InitPlan" in plan, plan
+        assert "current_setting" not in plan and "Filter" not in plan, plan
+    with as_principal(sec_engine, "admin") as conn:
+        plan = _plan(conn, "SELECT id FROM app.orders WHERE customer_id = :c", c=parties.a)
+        assert "orders_customer_date_idx" in plan and "InitPlan" in plan, plan
+        assert "current_setting" not in plan, plan
+
+
+def test_api_roles_cannot_read_keys_or_persisted_queries(sec_engine: Engine) -> None:
+    for role, table in (("admin", "api_keys"), ("customer", "persisted_queries")):
+        with (
+            as_principal(sec_engine, role, 1) as conn,
+            pytest.raises(sa.exc.ProgrammingError) as exc,
+        ):
+            conn.execute(sa.text(f"SELECT count(*) FROM app.{table}"))
+        assert "permission denied" in str(exc.value)
 
 
 def _place(conn: Connection, customer_id: int, product_id: int) -> int:
