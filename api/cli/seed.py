@@ -63,7 +63,7 @@ def seed(
     from db.seed import seed as run_seed
     from db.seed import validate
 
-    validate(customers, orders, seed, products, years)
+    validate(customers, orders, seed, products, years, end.date() if end else None)
     url = resolve_url()
     with console.status("applying migrations"):
         upgrade(url)

@@ -28,10 +28,19 @@ def _bad(field: str, message: str) -> BadUserInputError:
     return BadUserInputError(message, field=field, reason="out_of_range")
 
 
+EARLIEST_END = dt.date(2010, 1, 1)  # keeps every birth date after 1900
+LATEST_END = dt.date(2099, 1, 1)
+
+
 def validate(
-    customers: int, orders: int, seed: int, products: int | None = None, years: int = 3
+    customers: int,
+    orders: int,
+    seed: int,
+    products: int | None = None,
+    years: int = 3,
+    end: dt.date | None = None,
 ) -> None:
-    """Raise BadUserInputError for a size, seed or span the generator refuses."""
+    """Raise BadUserInputError for a size, seed, span or end date the generator refuses."""
     if not 1 <= customers <= MAX_CUSTOMERS:
         raise _bad(
             "customers", f"customers must be between 1 and {MAX_CUSTOMERS:,}, got {customers}"
@@ -44,6 +53,8 @@ def validate(
         raise _bad("products", f"products must be between 1 and {MAX_PRODUCTS:,}, got {products}")
     if not 1 <= years <= MAX_YEARS:
         raise _bad("years", f"years must be between 1 and {MAX_YEARS}, got {years}")
+    if end is not None and not EARLIEST_END <= end <= LATEST_END:
+        raise _bad("end", f"end must be between {EARLIEST_END} and {LATEST_END}, got {end}")
 
 
 def default_end() -> dt.date:
@@ -68,7 +79,7 @@ def seed(
     Refuses (ConflictError, nothing written) when any app table holds rows, unless
     ``reset`` — then every seeded table is truncated first, in the same transaction.
     """
-    validate(customers, orders, seed, products, years)
+    validate(customers, orders, seed, products, years, end)
     if not reset:
         ensure_empty(url)  # fail fast, before spending time generating
     tables = build_tables(

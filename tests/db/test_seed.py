@@ -425,10 +425,11 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(
         ({"seed": -1}, "seed"),
         ({"products": 0}, "products"),
         ({"years": 0}, "years"),
+        ({"end": dt.date(1950, 1, 1)}, "end"),
     ],
 )
 def test_bad_sizes_are_refused_and_write_nothing(
-    database_url: str, kwargs: dict[str, int], field: str
+    database_url: str, kwargs: dict[str, Any], field: str
 ) -> None:
     before = table_counts(database_url)
     args: dict[str, Any] = {"customers": 10, "orders": 10, "seed": 1, **kwargs}
