@@ -117,7 +117,6 @@ def make_orders(
 ) -> Orders:
     ordered = order_times(rng, m, start, now)
     customer = _assign_customers(rng, ordered, people)
-    # a customer signed up no later than the first order
     segment = people.segment[customer]
     channel = by_group(rng, segment, np.asarray(r.CHANNEL_SHARES))
     pay_shares = np.asarray(r.PAYMENT_SHARES, dtype=float)
