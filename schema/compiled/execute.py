@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
+import sqlalchemy as sa
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, OperationDefinitionNode
@@ -36,6 +38,8 @@ from schema.compiled.sql import Built, statement
 from schema.context import ApiLimits, Context
 
 CACHE_SIZE = 512
+
+log = logging.getLogger("cdms.api.compiled")
 
 
 class StatementCache:
@@ -112,9 +116,13 @@ class CompiledReads(SchemaExtension):
             if stmt is not None:
                 try:
                     data = await run(ctx, stmt)
-                except CdmsError as exc:
+                except CdmsError as exc:  # e.g. TIMEOUT: the request's own failure
                     error = GraphQLError(exc.message, original_error=exc)
                     ec.result = GraphQLExecutionResult(data=None, errors=[error])
+                except sa.exc.DBAPIError:
+                    # a statement the database refuses is a compiler bug: log it, and let
+                    # Strawberry answer the request
+                    log.exception("request %s: compiled read failed", ctx.request_id)
                 else:
                     ec.result = GraphQLExecutionResult(data=data, errors=None)
         yield

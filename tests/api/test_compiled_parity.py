@@ -445,7 +445,7 @@ def test_the_issue_query_is_one_statement(world: World) -> None:
     assert len(world.statements) == 1, world.statements
     world.statements.clear()
     _post(world.strawberry, query, None)
-    assert len(world.statements) == 4  # the Strawberry path: one per level
+    assert 1 < len(world.statements) <= 4  # the Strawberry path: at most one per level
 
 
 @settings(
@@ -503,3 +503,17 @@ def test_query_limits_hold_on_the_compiled_path(world: World) -> None:
     for query in (deep, aliases):
         body = both(world, query, compiled=None)
         assert [e["extensions"]["code"] for e in body["errors"]] == ["QUERY_TOO_COMPLEX"]
+
+
+def test_a_statement_the_database_refuses_falls_back_and_is_logged(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from schema.compiled import execute
+    from schema.compiled.sql import Built
+
+    monkeypatch.setattr(execute, "statement", lambda op: Built("SELECT no_such_column", {}))
+    query = "{ customers(first: 2) { edges { node { id lastName } } } __typename }"
+    with caplog.at_level("ERROR", logger="cdms.api.compiled"):
+        body = both(world, query, compiled=False)
+    assert "errors" not in body and len(body["data"]["customers"]["edges"]) == 2
+    assert any("compiled read failed" in r.message for r in caplog.records)
