@@ -62,11 +62,14 @@ def seed(
     from db.migrate import upgrade
     from db.seed import seed as run_seed
     from db.seed import validate
+    from db.seed.load import ensure_empty
 
     validate(customers, orders, seed, products, years, end.date() if end else None)
     url = resolve_url()
     with console.status("applying migrations"):
         upgrade(url)
+    if not reset:
+        ensure_empty(url)  # refuse before any progress bar is drawn
     started = time.perf_counter()
     with seed_progress() as report:
         counts = run_seed(

@@ -571,6 +571,7 @@ def test_cli_seeds_refuses_a_second_seed_and_resets(seed_env: dict[str, str]) ->
     again = cdms(seed_env, "seed", "--customers", "50", "--orders", "300")
     assert again.returncode == 1
     assert again.stderr.startswith("error[CONFLICT]: ")
+    assert again.stdout.strip() == ""  # refused before any progress was drawn
     assert table_counts(url)["orders"] == 300
     reset = cdms(seed_env, "seed", "--customers", "20", "--orders", "150", "--reset")
     assert reset.returncode == 0, reset.stderr
