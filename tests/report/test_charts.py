@@ -1,0 +1,260 @@
+"""Each report chart plots exactly what the GraphQL ``cube`` API answers.
+
+The expected rows come from GraphQL queries written here, sent to the real app (demo-open)
+over its HTTP interface; the chart's DataFrame and the values drawn on its axes must equal
+them. No SQL: the report's contract is "the number on the chart is the number the API gives".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from sqlalchemy.engine import Engine
+
+from api.app import create_app
+from api.report import draw, house_style
+from api.report_charts import CHARTS, Period, chart
+from api.security import SecurityConfig
+from ml.serving import close_store
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+LAST_YEAR = date.today().year - 1
+PERIODS = {
+    "all": Period(),
+    "last_year": Period(date(LAST_YEAR, 1, 1), date(LAST_YEAR, 12, 31)),
+}
+
+
+@pytest.fixture(scope="module")
+def api(report_engine: Engine) -> Iterator[TestClient]:
+    app = create_app(report_engine, security=SecurityConfig(demo_open=True))
+    with TestClient(app) as client:
+        yield client
+    close_store(report_engine)
+
+
+def gql(api: TestClient, query: str, **variables: Any) -> list[dict[str, Any]]:
+    r = api.post("/graphql", json={"query": query, "variables": variables})
+    body = r.json()
+    assert r.status_code == 200 and not body.get("errors"), body
+    rows: list[dict[str, Any]] = body["data"]["cube"]
+    return rows
+
+
+def when(p: Period, cube: str, member: str) -> dict[str, Any]:
+    if p.start is None:
+        return {}
+    assert p.end is not None
+    return {cube: {member: {"inDateRange": [p.start.isoformat(), p.end.isoformat()]}}}
+
+
+def top5(api: TestClient, p: Period, member: str) -> list[str]:
+    rows = gql(
+        api,
+        f"""query($w: CubeWhere) {{ cube(where: $w, limit: 5,
+        orderBy: [{{sales: {{revenue: DESC}}}}, {{products: {{{member}: ASC}}}}]) {{
+        products {{ {member} }} }} }}""",
+        w=when(p, "sales", "orderedAt"),
+    )
+    return [r["products"][member] for r in rows]
+
+
+def expected(api: TestClient, name: str, p: Period) -> list[tuple[Any, ...]]:
+    """The rows of the chart ``name`` as the API answers them (same column order)."""
+    s = when(p, "sales", "orderedAt")
+    match name:
+        case "monthly_sales":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) { sales {
+                revenue py: revenue(compare: PRIOR_YEAR) orderedAt { month } } } }""",
+                w=s,
+            )
+            return [
+                (r["sales"]["orderedAt"]["month"], r["sales"]["revenue"], r["sales"]["py"])
+                for r in rows
+            ]
+        case "top_categories" | "top_products":
+            member = "category" if name == "top_categories" else "name"
+            names = top5(api, p, member)
+            w = {**s, "products": {member: {"in": names}}}
+            rows = gql(
+                api,
+                f"""query($w: CubeWhere) {{ cube(where: $w) {{
+                sales {{ revenue orderedAt {{ month }} }} products {{ {member} }} }} }}""",
+                w=w,
+            )
+            return [
+                (r["sales"]["orderedAt"]["month"], r["products"][member], r["sales"]["revenue"])
+                for r in rows
+            ]
+        case "returns_by_reason":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                returns { reason count quantity } } }""",
+                w=when(p, "returns", "returnedAt"),
+            )
+            return [
+                (r["returns"]["reason"], r["returns"]["count"], r["returns"]["quantity"])
+                for r in rows
+            ]
+        case "returns_by_category":
+            w = {**when(p, "returns", "returnedAt"), **s}
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                products { category } returns { quantity returnRate } } }""",
+                w=w,
+            )
+            return [
+                (r["products"]["category"], r["returns"]["quantity"], r["returns"]["returnRate"])
+                for r in rows
+            ]
+        case "complaints_rating":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) { feedback {
+                complaintCount averageRating createdAt { month } } } }""",
+                w=when(p, "feedback", "createdAt"),
+            )
+            return [
+                (
+                    r["feedback"]["createdAt"]["month"],
+                    r["feedback"]["complaintCount"],
+                    r["feedback"]["averageRating"],
+                )
+                for r in rows
+            ]
+        case "order_status":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                orders { status count } } }""",
+                w=when(p, "orders", "orderedAt"),
+            )
+            return [(r["orders"]["status"], r["orders"]["count"]) for r in rows]
+        case "sales_by_segment":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                customers { segment } sales { revenue orderCount averageOrderValue } } }""",
+                w=s,
+            )
+            return [
+                (
+                    r["customers"]["segment"],
+                    r["sales"]["revenue"],
+                    r["sales"]["orderCount"],
+                    r["sales"]["averageOrderValue"],
+                )
+                for r in rows
+            ]
+        case "demographics_age_gender":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                customers { ageBand gender } sales { customerCount } } }""",
+                w=s,
+            )
+            return [
+                (r["customers"]["ageBand"], r["customers"]["gender"], r["sales"]["customerCount"])
+                for r in rows
+            ]
+        case "customers_by_country":
+            rows = gql(
+                api,
+                """query($w: CubeWhere) { cube(where: $w) {
+                customers { country } sales { customerCount revenue } } }""",
+                w=s,
+            )
+            return [
+                (r["customers"]["country"], r["sales"]["customerCount"], r["sales"]["revenue"])
+                for r in rows
+            ]
+    raise AssertionError(f"no expectation for chart {name}")
+
+
+def norm(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, int | float | np.number):
+            return round(float(v), 6)
+        return v
+
+    return sorted((tuple(one(v) for v in r) for r in rows), key=repr)
+
+
+def frame_rows(df: pd.DataFrame) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in df.astype(object).itertuples(index=False)]
+
+
+@pytest.mark.parametrize("period", PERIODS, ids=list(PERIODS))
+@pytest.mark.parametrize("name", [c.name for c in CHARTS])
+def test_chart_data_equals_the_cube_api_answer(
+    report_engine: Engine, api: TestClient, name: str, period: str
+) -> None:
+    p = PERIODS[period]
+    with report_engine.connect() as conn:
+        df = chart(name).data(conn, p)
+    want = expected(api, name, p)
+    assert len(want) >= 2, "the shop should give every chart something to draw"
+    assert norm(frame_rows(df)) == norm(want)
+
+
+def plotted(ax: Axes, name: str, df: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """(values drawn on the axes, values of the DataFrame they should show), sorted."""
+    bars = [p for p in ax.patches if hasattr(p, "get_height")]
+    heights = [float(b.get_height()) for b in bars]  # type: ignore[attr-defined]
+    widths = [float(b.get_width()) for b in bars]  # type: ignore[attr-defined]
+    match name:
+        case "monthly_sales":
+            return heights, [*df["prior_year"].fillna(0), *df["revenue"]]
+        case "top_categories" | "top_products":
+            ys = [float(y) for line in ax.lines for y in line.get_ydata()]  # type: ignore[union-attr]
+            return ys, list(df["revenue"])
+        case "returns_by_reason":
+            return widths, list(df["requests"])
+        case "returns_by_category":
+            return widths, list(df["return_rate"].fillna(0) * 100)
+        case "complaints_rating":
+            return heights, list(df["complaints"])
+        case "order_status":
+            return widths, list(df["orders"])
+        case "sales_by_segment":
+            return heights, list(df["revenue"])
+        case "demographics_age_gender":
+            cells = ax.collections[0].get_array()
+            assert cells is not None
+            return [float(v) for v in np.ravel(cells) if v], list(df["customers"])
+        case "customers_by_country":
+            return widths, list(df["customers"])
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CHARTS])
+def test_the_axes_show_the_frame(report_engine: Engine, name: str) -> None:
+    c = chart(name)
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    with house_style():
+        fig = draw(c, df)
+    ax = fig.axes[0]
+    got, want = plotted(ax, name, df)
+    assert sorted(round(v, 4) for v in got if not np.isnan(v)) == sorted(
+        round(float(v), 4) for v in want
+    )
+    assert ax.get_title() == c.title
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert c.finding(df) and "nan" not in c.finding(df).lower()
