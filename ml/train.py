@@ -13,6 +13,7 @@ the linear model, never in front of trees.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from ml.errors import InsufficientDataError
 from ml.export import export
 from ml.features import FeatureFrame, load_before
 from ml.specs import FeatureKind, ModelSpec, Task
+
+log = logging.getLogger("cdms.ml")
 
 TEST_SHARE = 0.2
 MIN_TRAIN_ROWS = 100
@@ -111,8 +114,36 @@ def frame_to_pandas(frame: FeatureFrame, spec: ModelSpec) -> pd.DataFrame:
     return pd.DataFrame({f.name: frame.columns[f.name] for f in spec.features})
 
 
+_DW_TABLES = (
+    "fact_orders", "fact_sales", "fact_returns", "fact_support",
+    "dim_customer", "dim_product", "dim_date",
+)  # fmt: skip
+_STALE_STATS = sa.text(
+    "SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'dw'"
+    " AND relname = ANY(:tables) AND (coalesce(last_analyze, last_autoanalyze) IS NULL"
+    " OR n_mod_since_analyze > 0.1 * greatest(n_live_tup, 1000))"
+)
+
+
+def analyze_if_stale(engine: Engine) -> list[str]:
+    """ANALYZE the warehouse tables the feature queries read when their statistics are
+    missing or stale (right after a load, before autovacuum gets to them): without them the
+    planner may nest-loop a whole-table training query (minutes instead of seconds)."""
+    with engine.connect() as conn:
+        stale = [str(r[0]) for r in conn.execute(_STALE_STATS, {"tables": list(_DW_TABLES)})]
+    for name in stale:
+        assert name in _DW_TABLES  # a fixed identifier, never a value from outside
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ANALYZE dw.{name}"))
+        except sa.exc.DBAPIError as exc:  # not the owner: the planner does without
+            log.warning("cannot ANALYZE dw.%s: %s", name, str(exc.orig).strip())
+    return stale
+
+
 def dataset(engine: Engine, spec: ModelSpec) -> tuple[FeatureFrame, np.ndarray[Any, Any]]:
     """Every settled event of ``spec`` (oldest first) and its target."""
+    analyze_if_stale(engine)
     with engine.connect() as conn:
         newest = conn.execute(sa.text(_NEWEST_EVENT[spec.sql])).scalar()
         if newest is None:

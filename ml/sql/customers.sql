@@ -3,7 +3,7 @@
 -- use most, their median units and lines per order, the category they buy most.
 -- A customer with no orders gets NULL basket numbers (imputed) and no channel/category
 -- (ignored by the encoder).
-WITH scope AS (
+WITH scope AS NOT MATERIALIZED (
     {{scope}}
 ),
 orders AS (

@@ -7,7 +7,7 @@
 -- least 30 days before (by then every order of the generator is settled). Returns count
 -- the requests made before the order (dw.fact_returns.requested_at). The customer and
 -- product attributes are the SCD2 versions current at ordered_at (the facts' keys).
-WITH scope AS (
+WITH scope AS NOT MATERIALIZED (
     {{scope}}
 ),
 history AS (

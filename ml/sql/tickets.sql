@@ -1,7 +1,7 @@
 -- Features of support tickets as of their opening (no look-ahead), for the tickets of the
 -- scope. Target: resolved (status resolved or closed) or unresolved.
 -- Earlier tickets count as resolved only if they were resolved before this one opened.
-WITH scope AS (
+WITH scope AS NOT MATERIALIZED (
     {{scope}}
 )
 SELECT t.ticket_id                                              AS key,
