@@ -308,7 +308,6 @@ class _Walk:
             raise NotCompilable(ntype.name)
         query = ConnQuery.build(ent, parent, kw.get("filter"), kw.get("order_by"), page)
         out: list[Const | Edges | PageInfo | TotalCount | Aggregate] = []
-        wants_cursor = False
         for k, sub in self.subfields(ctype, details).items():
             name = sub[0].node.name.value
             if name == "__typename":
@@ -316,22 +315,13 @@ class _Walk:
             elif name == "totalCount":
                 out.append(TotalCount(k))
             elif name == "edges":
-                edges = self.edges(k, etype, ntype, ent, sub)
-                wants_cursor |= any(isinstance(f, Cursor) for f in edges.fields)
-                out.append(edges)
+                out.append(self.edges(k, etype, ntype, ent, sub))
             elif name == "pageInfo":
-                info = self.page_info(k, _object(_field(ctype, name)), sub)
-                wants_cursor |= any(
-                    isinstance(f, PageInfoField) and f.which.endswith("cursor") for f in info.fields
-                )
-                out.append(info)
+                out.append(self.page_info(k, _object(_field(ctype, name)), sub))
             elif name == "aggregate":
                 out.append(self.aggregate(k, ent, _object(_field(ctype, name)), sub))
             else:
                 raise NotCompilable(f"{ctype.name}.{name}")
-        if wants_cursor and any(k.field.kind is catalog.Kind.TEXT for k in query.keys):
-            # Python's json.dumps escapes non-ASCII text; SQL cannot match it cheaply
-            raise NotCompilable("cursor over a text sort key")
         return Conn(key, query, _check_keys(tuple(out)))
 
     def edges(

@@ -106,6 +106,26 @@ def fmt_value(e: str, fmt: P.Fmt) -> str:
     assert_never(fmt)
 
 
+def json_text(e: str) -> str:
+    """``json.dumps(value)`` of a text expression (``ensure_ascii``: every character outside
+    printable ASCII as ``\\uXXXX``, astral ones as surrogate pairs), in SQL."""
+    c = "ascii(ch)"
+    escaped = (
+        "CASE WHEN ch = '\"' THEN '\\\"' WHEN ch = '\\' THEN '\\\\'"
+        f" WHEN {c} BETWEEN 32 AND 126 THEN ch"
+        f" WHEN {c} = 8 THEN '\\b' WHEN {c} = 9 THEN '\\t' WHEN {c} = 10 THEN '\\n'"
+        f" WHEN {c} = 12 THEN '\\f' WHEN {c} = 13 THEN '\\r'"
+        f" WHEN {c} < 65536 THEN '\\u' || lpad(to_hex({c}), 4, '0')"
+        f" ELSE '\\u' || to_hex(55296 + (({c} - 65536) >> 10))"
+        f" || '\\u' || to_hex(56320 + (({c} - 65536) & 1023)) END"
+    )
+    return (
+        f"CASE WHEN {e} IS NOT NULL THEN (SELECT '\"'"
+        f" || coalesce(string_agg({escaped}, '' ORDER BY n), '') || '\"'"
+        f" FROM regexp_split_to_table({e}, '') WITH ORDINALITY AS s(ch, n)) END"
+    )
+
+
 def cursor(q: ConnQuery, src: str) -> str:
     """:func:`schema.filters.encode_cursor` of the row of ``src``, computed in SQL."""
     parts = [_lit("[" + json.dumps(filters.order_signature(q.keys)))]
@@ -120,8 +140,10 @@ def cursor(q: ConnQuery, src: str) -> str:
             v = f"'\"' || to_char({col}, 'YYYY-MM-DD') || '\"'"
         elif kind in (Kind.DECIMAL, Kind.ENUM):
             v = f"'\"' || ({col})::text || '\"'"
-        else:  # TEXT: Python's json.dumps escapes non-ASCII; refused by the planner
-            raise P.NotCompilable("cursor over a text sort key")
+        elif kind is Kind.TEXT:
+            v = json_text(col)
+        else:
+            raise P.NotCompilable(f"cursor over a {kind} sort key")
         parts += ["','", f"coalesce({v}, 'null')"]
     parts.append("']'")
     raw = "concat(" + ", ".join(parts) + ")"
