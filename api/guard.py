@@ -2,6 +2,8 @@
 
 - which root fields a role may use (analysts never mutate; customers only read their own
   kind of data and may place orders, request returns, give feedback and open tickets);
+- which fields need a role at any depth (cube queries and models: analysts; predictions:
+  analysts and integrators);
 - a customer may name no other customer (any ``customerId`` argument or input field);
 - in production, introspection is for admins only;
 - the persisted-query allow-list (``extensions.persistedQuery.sha256Hash``);
@@ -89,6 +91,21 @@ CUSTOMER_QUERIES = frozenset(
     }
 )
 CUSTOMER_SUBSCRIPTIONS = frozenset({"orderStatusChanged"})
+# Fields (at any depth, by name) only some roles may ask for: cube queries and the model
+# registry for analysts, predictions for analysts and integrators.
+_ANALYSTS = frozenset({"admin", "analyst"})
+_PREDICTORS = frozenset({"admin", "analyst", "service"})
+FIELD_ROLES: dict[str, frozenset[str]] = {
+    "cube": _ANALYSTS,
+    "cubeMeta": _ANALYSTS,
+    "models": _ANALYSTS,
+    "predictOrderStatus": _PREDICTORS,
+    "predictSupportStatus": _PREDICTORS,
+    "predictOrderValue": _PREDICTORS,
+    "predictedStatus": _PREDICTORS,
+    "predictedTotal": _PREDICTORS,
+    "expectedOrderValue": _PREDICTORS,
+}
 
 _CONNECTION_MARKERS = frozenset({"edges", "nodes", "pageInfo", "totalCount"})
 
@@ -266,6 +283,15 @@ class OperationGuard:
                     raise ForbiddenError(
                         "introspection is for admins in production", reason="introspection"
                     )
+        for f in doc.walk(doc.operation.selection_set):
+            allowed_roles = FIELD_ROLES.get(f.name.value)
+            if allowed_roles is not None and role not in allowed_roles:
+                raise ForbiddenError(
+                    f"role {role} may not query {f.name.value}",
+                    reason="role",
+                    role=role,
+                    field=f.name.value,
+                )
         for root in doc.fields(doc.operation.selection_set):
             name = root.name.value
             if kind is OperationType.MUTATION:
