@@ -12,12 +12,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from api.security import SecurityConfig
@@ -54,14 +56,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def server(dashboard_db: str) -> Iterator[str]:
-    """Base URL of the real app (uvicorn in a thread) over the loaded warehouse."""
-    engine = make_engine(dashboard_db)
-    app = create_app(engine, security=SecurityConfig(demo_open=True))
-    port = _free_port()
+@contextmanager
+def serving(engine: Engine, security: SecurityConfig) -> Iterator[str]:
+    """The real app served by uvicorn in a thread on a free port; its base URL."""
+    app = create_app(engine, security=security)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
+        app,
+        host="127.0.0.1",
+        port=_free_port(),
+        log_level="warning",
+        ws="none",
+        lifespan="off",
     )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -71,10 +76,25 @@ def server(dashboard_db: str) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def dashboard_engine(dashboard_db: str) -> Iterator[Engine]:
+    engine = make_engine(dashboard_db)
+    yield engine
     close_store(engine)  # the prediction resolvers' model listener (ml.serving)
+
+
+@pytest.fixture(scope="session")
+def server(dashboard_engine: Engine) -> Iterator[str]:
+    """Base URL of the real app over the loaded warehouse, demo-open (no token)."""
+    with serving(dashboard_engine, SecurityConfig(demo_open=True)) as base:
+        yield base
 
 
 def cube_http(base: str, query: str, variables: dict[str, Any] | None = None) -> Any:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.dashboard.conftest import Page, cube_http
@@ -168,3 +169,45 @@ def test_phone_width_has_no_horizontal_overflow(browser: Any, server: str, tmp_p
         assert dash.errors == []
     finally:
         ctx.close()
+
+
+def test_with_auth_on_a_token_is_asked_once_and_kept(
+    browser: Any, dashboard_engine: Any, tmp_path: Path
+) -> None:
+    from api.apikeys import create_key
+    from api.security import SecurityConfig
+    from tests.dashboard.conftest import serving
+
+    _, secret = create_key(dashboard_engine, "analyst", None, "dashboard browser test")
+    with serving(dashboard_engine, SecurityConfig(demo_open=False)) as base:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+        try:
+            dash = Page(ctx.new_page(), base)
+            dash.page.goto(f"{base}/dashboard/")
+            form = dash.page.locator("#token-form")
+            form.wait_for(state="visible", timeout=30_000)
+            assert "token" in dash.page.inner_text("#status")
+            # the refused /graphql call is the only console error (Chromium logs 401s)
+            assert dash.errors and all("401" in e for e in dash.errors)
+            dash.errors.clear()
+            dash.page.fill("#token", secret)
+            dash.page.click("#token-form button")
+            dash.wait_ready(0)
+            assert form.is_hidden()
+            frm, to = dash.page.input_value("#f-from"), dash.page.input_value("#f-to")
+            r = httpx.post(
+                f"{base}/graphql",
+                headers={"Authorization": f"Bearer {secret}"},
+                json={
+                    "query": "query($w: CubeWhere) { cube(where: $w) { sales { orderCount } } }",
+                    "variables": {"w": {"sales": {"orderedAt": {"inDateRange": [frm, to]}}}},
+                },
+                timeout=30,
+            )
+            assert dash.kpi("orders") == r.json()["data"]["cube"][0]["sales"]["orderCount"]
+            dash.page.reload()  # kept in localStorage: no second prompt
+            dash.wait_ready(0)
+            assert form.is_hidden()
+            assert dash.errors == []
+        finally:
+            ctx.close()

@@ -237,8 +237,17 @@ const RISK_QUERY = `{
 async function loadRisk() {
   const box = $("#risk");
   const body = await gql(RISK_QUERY);
-  const edges = body.data?.orders?.edges || [];
   const codes = new Set((body.errors || []).map((e) => e.extensions?.code));
+  if (!body.data?.orders) {
+    const e = (body.errors || [])[0] || {};
+    const msg = document.createElement("p");
+    msg.className = "message";
+    msg.dataset.state = "error";
+    msg.textContent = `Open orders could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`;
+    box.replaceChildren(msg);
+    return;
+  }
+  const edges = body.data.orders.edges;
   const scored = edges
     .map((e) => e.node)
     .filter((n) => n.predictedStatus)
