@@ -177,3 +177,38 @@ def test_exhausted_pool_is_service_unavailable(api_url: str, shop: Shop) -> None
         assert codes(write.json()) == ["SERVICE_UNAVAILABLE"]
     finally:
         engine.dispose()
+
+
+def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
+    """Without a Content-Length, the size is checked while streaming and reading stops."""
+    import asyncio
+    import json
+
+    from api.graphql import GraphQLEndpoint, HttpLimits
+    from schema.app import schema
+    from schema.context import ApiLimits
+
+    endpoint = GraphQLEndpoint(schema, api_engine, ApiLimits(), HttpLimits(max_body_bytes=1000))
+    received = 0
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        nonlocal received
+        received += 1
+        return {"type": "http.request", "body": b" " * 400, "more_body": received < 1000}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "headers": [],
+        "query_string": b"",
+    }
+    asyncio.run(endpoint(scope, receive, send))
+    assert sent[0]["status"] == 413
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert codes(body) == ["PAYLOAD_TOO_LARGE"]
+    assert received == 3  # 1,200 bytes read of the 400,000 offered
