@@ -49,9 +49,10 @@ export function salesBySegment(id, rows) {
 export function orderStatus(id, rows) {
   return draw(id, [{
     type: "pie", hole: 0.45, labels: rows.map((r) => r.status), values: rows.map((r) => r.count),
-    sort: false, textinfo: "label+percent",
+    sort: false, textinfo: "percent", textposition: "inside",
     x: rows.map((r) => r.status),
-  }], { showlegend: false });
+  }], { showlegend: true, legend: { orientation: "v", x: 1, y: 0.5 },
+        uniformtext: { minsize: 10, mode: "hide" } });
 }
 
 /** Horizontal bars whose click calls onPick(label): the drill-down charts. */
