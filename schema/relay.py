@@ -171,7 +171,7 @@ class Page:
     has_more: bool
 
 
-def _group(rows: Sequence[Row[Any]], keys: Sequence[Any]) -> dict[Any, list[Row[Any]]]:
+def _group(rows: Sequence[Row[Any]]) -> dict[Any, list[Row[Any]]]:
     out: dict[Any, list[Row[Any]]] = defaultdict(list)
     for r in rows:
         out[getattr(r, PARENT)].append(r)
@@ -184,7 +184,7 @@ def page_loader(ctx: Context, q: ConnQuery) -> DataLoader[Any, Page]:
             rows = await ctx.db.fetch(page_statement(q, None))
             grouped = {None: list(rows)}
         else:
-            grouped = _group(await ctx.db.fetch(page_statement(q, keys)), keys)
+            grouped = _group(await ctx.db.fetch(page_statement(q, keys)))
         out = []
         for k in keys:
             rs = grouped.get(k, [])

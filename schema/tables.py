@@ -1,7 +1,7 @@
 """SQLAlchemy Core descriptions of the ``app`` tables the API reads (defined once, here).
 
 They mirror db/sql/0002_app_tables.sql; only the columns the API uses are declared.
-tests/api/test_tables.py checks them against the live catalogue so they cannot drift.
+tests/api/test_catalog.py checks them against the live catalogue so they cannot drift.
 """
 
 from __future__ import annotations
