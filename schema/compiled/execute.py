@@ -89,13 +89,13 @@ def compile_operation(
 
 
 def _cache_key(
-    query: str | None, operation_name: str | None, variables: dict[str, Any] | None, limits: Any
+    query: str | None, operation_name: str | None, variables: dict[str, Any] | None, scope: Any
 ) -> Hashable | None:
     try:
         values = json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return None
-    return (query, operation_name, values, limits)
+    return (query, operation_name, values, scope)
 
 
 async def run(ctx: Context, stmt: Built) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class CompiledReads(SchemaExtension):
 
     def _statement(self, ctx: Context) -> Built | None:
         ec = self.execution_context
-        key = _cache_key(ec.query, ec.operation_name, ec.variables, ctx.limits)
+        key = _cache_key(ec.query, ec.operation_name, ec.variables, (ec.schema._schema, ctx.limits))
         if key is not None:
             found, stmt = _cache.get(key)
             if found:
