@@ -530,3 +530,21 @@ def test_a_statement_the_database_refuses_falls_back_and_is_logged(
         body = both(world, query, compiled=False)
     assert "errors" not in body and len(body["data"]["customers"]["edges"]) == 2
     assert any("compiled read failed" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, True), ("1", True), ("0", False), ("off", False), ("false", False)]
+)
+def test_the_switch_of_the_served_endpoint(
+    world: World, monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    from api.secure_graphql import secure_graphql
+    from schema.compiled import CompiledReads
+
+    if value is None:
+        monkeypatch.delenv("CDMS_COMPILED_READS", raising=False)
+    else:
+        monkeypatch.setenv("CDMS_COMPILED_READS", value)
+    endpoint = secure_graphql(world.engine)
+    assert (CompiledReads in endpoint.exec_schema.extensions) is on
+    assert CompiledReads not in endpoint.schema.extensions  # the shared schema is untouched
