@@ -299,3 +299,29 @@ def test_models_root_lists_versions_metrics_and_importances(
     assert (
         models["order_value"]["metrics"]["baseline_mae"] > models["order_value"]["metrics"]["mae"]
     )
+
+
+def test_prediction_fields_through_the_http_app_under_row_level_security(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """The served path: /graphql, an admin principal (demo mode), reads as cdms_api."""
+    import warnings
+
+    from api.app import create_app
+    from api.security import SecurityConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    app = create_app(ml_engine, security=SecurityConfig(demo_open=True))
+    query = """{ orders(first: 5) { edges { node { id predictedStatus { label model { name } }
+        predictedTotal { value } } } } models(activeOnly: true) { name } }"""
+    with TestClient(app) as client:
+        body = client.post("/graphql", json={"query": query}).json()
+    assert "errors" not in body, body["errors"]
+    nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert len(nodes) == 5
+    assert all(n["predictedStatus"]["model"]["name"] == "order_status" for n in nodes)
+    assert all(n["predictedTotal"]["value"] > 0 for n in nodes)
+    assert len(body["data"]["models"]) == 3
