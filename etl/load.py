@@ -125,7 +125,10 @@ def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Cou
         conn.execute(sa.text("ANALYZE _keys"))
         scope = f"{step.scope_expr} IN (SELECT {cols} FROM _keys)"
 
-    _ensure_dates(conn, sql["dates"].replace("{scope}", scope))
+    order_scope = "TRUE" if everything else "o.id IN (SELECT order_id FROM _keys)"
+    _ensure_dates(
+        conn, sql["dates"].replace("{scope}", scope).replace("{order_scope}", order_scope)
+    )
     source = sql["source"].replace("{scope}", scope)
     inserted, updated = _upsert(conn, step, source)
     if everything:
@@ -137,7 +140,7 @@ def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Cou
 def load_fact_full(conn: Connection, step: Step) -> Counts:
     """Insert every source row into an empty fact table (``--full``)."""
     sql = step.sql()
-    _ensure_dates(conn, sql["dates"].replace("{scope}", "TRUE"))
+    _ensure_dates(conn, sql["dates"].replace("{scope}", "TRUE").replace("{order_scope}", "TRUE"))
     source = sql["source"].replace("{scope}", "TRUE")
     cols = ", ".join(table_columns(conn, step.table))
     stmt = f"INSERT INTO {step.table} ({cols}) SELECT {cols} FROM ({source}) AS s"

@@ -11,7 +11,9 @@ WHERE i.updated_at >= :lo AND i.updated_at < :hi
 UNION
 SELECT d.key_id FROM dw.etl_source_delete AS d
 WHERE d.source IN ('orders', 'order_items') AND d.key_id IS NOT NULL
-  AND d.deleted_at >= :lo AND d.deleted_at < :hi;
+  AND d.deleted_at >= :lo AND d.deleted_at < :hi
+-- (in key order: the lookups that follow then walk each index forward)
+ORDER BY 1;
 
 -- name: dates
 SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date, (max(o.ordered_at) AT TIME ZONE 'UTC')::date

@@ -12,7 +12,9 @@ WHERE i.updated_at >= :lo AND i.updated_at < :hi
 UNION
 SELECT d.key_id FROM dw.etl_source_delete AS d
 WHERE d.source = 'returns' AND d.key_id IS NOT NULL
-  AND d.deleted_at >= :lo AND d.deleted_at < :hi;
+  AND d.deleted_at >= :lo AND d.deleted_at < :hi
+-- (in key order: the lookups that follow then walk each index forward)
+ORDER BY 1;
 
 -- name: dates
 SELECT (min(r.requested_at) AT TIME ZONE 'UTC')::date, (max(r.requested_at) AT TIME ZONE 'UTC')::date

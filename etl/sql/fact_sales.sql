@@ -13,12 +13,15 @@ WHERE o.updated_at >= :lo AND o.updated_at < :hi
 UNION
 SELECT d.key_id, d.line_no FROM dw.etl_source_delete AS d
 WHERE d.source = 'order_items' AND d.key_id IS NOT NULL
-  AND d.deleted_at >= :lo AND d.deleted_at < :hi;
+  AND d.deleted_at >= :lo AND d.deleted_at < :hi
+-- (in key order: the lookups that follow then walk each index forward)
+ORDER BY 1, 2;
 
 -- name: dates
+-- (the lines' dates are their orders' dates: only the orders are read)
 SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date, (max(o.ordered_at) AT TIME ZONE 'UTC')::date
-FROM app.order_items AS i JOIN app.orders AS o ON o.id = i.order_id
-WHERE {scope};
+FROM app.orders AS o
+WHERE {order_scope};
 
 -- name: source
 SELECT i.order_id,
