@@ -7,19 +7,16 @@
 -- check: order totals match their lines
 SELECT o.id
 FROM app.orders o
-LEFT JOIN (
-    SELECT order_id,
-           sum(quantity)              AS items,
-           sum(quantity * unit_price) AS subtotal,
-           sum(discount)              AS discount
-    FROM app.order_items
-    GROUP BY order_id
-) i ON i.order_id = o.id
-WHERE i.order_id IS NULL
-   OR o.item_count <> i.items
-   OR o.subtotal <> i.subtotal
-   OR o.discount_total <> i.discount
-   OR o.total_amount <> o.subtotal - o.discount_total;
+JOIN app.order_items i ON i.order_id = o.id
+GROUP BY o.id
+HAVING o.item_count <> sum(i.quantity)
+    OR o.subtotal <> sum(i.quantity * i.unit_price)
+    OR o.discount_total <> sum(i.discount)
+    OR o.total_amount <> o.subtotal - o.discount_total
+UNION ALL
+SELECT o.id
+FROM app.orders o
+WHERE NOT EXISTS (SELECT 1 FROM app.order_items i WHERE i.order_id = o.id);
 
 -- check: stock is never negative
 SELECT id FROM app.products WHERE stock < 0;
@@ -50,31 +47,14 @@ END
    OR (status <> 'returned' AND returned_at IS NOT NULL)
    OR (status NOT IN ('delivered', 'returned') AND delivered_at IS NOT NULL);
 
--- check: history is a chain of legal steps at the order's timestamps, ending in its status
--- (one pass: the first step is NULL -> pending at ordered_at, each step starts where the
--- previous one ended, each happens at the matching timestamp, and there is one step per
--- timestamp set on the order)
-WITH h AS (
-    SELECT order_id, from_status, to_status, changed_at,
-           lag(to_status) OVER w AS prev_to,
-           row_number() OVER w AS n,
-           count(*) OVER (PARTITION BY order_id) AS steps
-    FROM app.order_status_history
-    WINDOW w AS (PARTITION BY order_id ORDER BY changed_at, id)
-)
-SELECT h.order_id
-FROM h
+-- check: each history step happens at the order's timestamp for it, from its one legal predecessor
+-- (pending from NULL at ordered_at; cancelled from paid when the order was paid, else from
+-- pending). With the next check and the status check above, this makes the history the
+-- chain NULL -> pending -> ... -> current status, without sorting it.
+SELECT h.id
+FROM app.order_status_history h
 JOIN app.orders o ON o.id = h.order_id
-WHERE (h.n = 1 AND (h.from_status IS NOT NULL OR h.to_status <> 'pending'))
-   OR (h.n > 1 AND (h.from_status IS DISTINCT FROM h.prev_to
-                    OR (h.from_status, h.to_status) NOT IN (
-                        ('pending', 'paid'), ('paid', 'shipped'), ('shipped', 'delivered'),
-                        ('pending', 'cancelled'), ('paid', 'cancelled'),
-                        ('delivered', 'returned'))))
-   OR (h.n = h.steps AND (h.to_status <> o.status
-                          OR h.steps <> 1 + num_nonnulls(o.paid_at, o.shipped_at, o.delivered_at,
-                                                         o.cancelled_at, o.returned_at)))
-   OR h.changed_at IS DISTINCT FROM CASE h.to_status
+WHERE h.changed_at IS DISTINCT FROM CASE h.to_status
         WHEN 'pending'   THEN o.ordered_at
         WHEN 'paid'      THEN o.paid_at
         WHEN 'shipped'   THEN o.shipped_at
@@ -82,10 +62,35 @@ WHERE (h.n = 1 AND (h.from_status IS NOT NULL OR h.to_status <> 'pending'))
         WHEN 'cancelled' THEN o.cancelled_at
         WHEN 'returned'  THEN o.returned_at
       END
-UNION ALL
+   OR h.from_status IS DISTINCT FROM CASE h.to_status
+        WHEN 'paid'      THEN 'pending'
+        WHEN 'shipped'   THEN 'paid'
+        WHEN 'delivered' THEN 'shipped'
+        WHEN 'returned'  THEN 'delivered'
+        WHEN 'cancelled' THEN CASE WHEN o.paid_at IS NULL THEN 'pending' ELSE 'paid' END
+      END;
+
+-- check: history has exactly one step per status the order reached
+-- (n steps whose status bits add up to a mask with n bits set are n distinct statuses)
 SELECT o.id
 FROM app.orders o
-WHERE NOT EXISTS (SELECT 1 FROM app.order_status_history h WHERE h.order_id = o.id);
+LEFT JOIN (
+    SELECT order_id,
+           count(*) AS steps,
+           sum(CASE to_status WHEN 'pending' THEN 1 WHEN 'paid' THEN 2 WHEN 'shipped' THEN 4
+                              WHEN 'delivered' THEN 8 WHEN 'cancelled' THEN 16
+                              WHEN 'returned' THEN 32 END) AS mask
+    FROM app.order_status_history
+    GROUP BY order_id
+) h ON h.order_id = o.id
+WHERE h.steps IS DISTINCT FROM
+        1 + num_nonnulls(o.paid_at, o.shipped_at, o.delivered_at, o.cancelled_at, o.returned_at)
+   OR h.mask IS DISTINCT FROM 1
+        + CASE WHEN o.paid_at      IS NULL THEN 0 ELSE 2  END
+        + CASE WHEN o.shipped_at   IS NULL THEN 0 ELSE 4  END
+        + CASE WHEN o.delivered_at IS NULL THEN 0 ELSE 8  END
+        + CASE WHEN o.cancelled_at IS NULL THEN 0 ELSE 16 END
+        + CASE WHEN o.returned_at  IS NULL THEN 0 ELSE 32 END;
 
 -- check: no line is returned more often than it was bought
 SELECT r.order_id, r.line_no

@@ -472,22 +472,68 @@ def test_a_failure_in_the_last_table_leaves_nothing_written(
     assert indexes(url) == before
 
 
+def _bump(value: str) -> str:
+    return str(int(value) + 1)
+
+
+# (table, column, how the first row is spoiled, the checks that must catch it): values that
+# no constraint rejects, so only checks.sql stands between them and a commit
+SPOILED = [
+    ("app.orders", "item_count", _bump, {"order totals match their lines"}),
+    (
+        "app.order_status_history",
+        "to_status",
+        lambda v: "paid",
+        {
+            "each history step happens at the order's timestamp for it, from its one legal "
+            "predecessor",
+            "history has exactly one step per status the order reached",
+        },
+    ),
+    (
+        "app.order_status_history",
+        "from_status",
+        lambda v: "paid",
+        {
+            "each history step happens at the order's timestamp for it, from its one legal "
+            "predecessor"
+        },
+    ),
+    (
+        "app.support_tickets",
+        "customer_id",
+        lambda v: "999999",
+        {
+            "every reference points at an existing row",
+            "a ticket's order belongs to the ticket's customer",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "column", "spoil", "caught"), SPOILED)
 def test_an_invariant_violation_is_caught_and_rolled_back(
-    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    fresh_database: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    column: str,
+    spoil: Callable[[str], str],
+    caught: set[str],
 ) -> None:
     url = fresh_database()
     real = seed_load.write_table
 
     def write(conn: Conn, table: Table, *args: Any, **kwargs: Any) -> int:
-        if table.name == "app.orders":  # a wrong item_count that no constraint catches
-            counts = table.text("item_count")
-            table = table.with_text("item_count", [str(int(counts[0]) + 1), *counts[1:]])
+        if table.name == name:
+            values = table.text(column)
+            table = table.with_text(column, [spoil(values[0]), *values[1:]])
         return real(conn, table, *args, **kwargs)
 
     monkeypatch.setattr(seed_load, "write_table", write)
     with pytest.raises(SeedCheckError) as err:
         seed(url, 30, 200, 1, end=END)
-    assert err.value.fields["violations"] == {"order totals match their lines": 1}
+    assert set(err.value.fields["violations"]) == caught
+    assert err.value.code == "SEED_CHECK"
     assert set(table_counts(url).values()) == {0}
 
 
