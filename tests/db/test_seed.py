@@ -562,21 +562,38 @@ def test_without_superuser_user_triggers_are_switched_off_and_back_on(
 # --- serve's start-up step and the CLI ----------------------------------------------------------
 
 
-def test_startup_seeds_an_empty_database_once(fresh_database: Callable[[], str]) -> None:
+def test_startup_step_seeds_an_empty_database_once(fresh_database: Callable[[], str]) -> None:
+    # the step itself: prepare() also runs the ETL and model training, not this area's
+    from api.cli.seed import seed_demo_if_empty
     from api.settings import Settings
-    from api.startup import prepare
 
     url = fresh_database()
     settings = dataclasses.replace(
         Settings.from_env(), demo_customers=40, demo_orders=250, demo_seed=5
     )
-    prepare(url, settings)
-    first = table_counts(url)
-    assert first["customers"] == 40 and first["orders"] == 250
-    prepare(url, settings)
-    assert table_counts(url) == first
-    prepare(fresh_url := fresh_database(), settings, seed_demo=False)
-    assert set(table_counts(fresh_url).values()) == {0}
+    seed_demo_if_empty(url, settings)
+    first = checksums(url)
+    assert table_counts(url)["customers"] == 40 and table_counts(url)["orders"] == 250
+    seed_demo_if_empty(url, settings)  # a restart: nothing changes
+    assert checksums(url) == first
+
+
+def test_startup_step_carries_on_when_other_tables_hold_data(
+    fresh_database: Callable[[], str],
+) -> None:
+    from api.cli.seed import seed_demo_if_empty
+    from api.settings import Settings
+
+    url = fresh_database()
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        conn.execute(
+            "INSERT INTO app.products (sku, name, category, subcategory, brand, unit_price, cost)"
+            " VALUES ('KEEP-1', 'Kept', 'Books', 'Fiction', 'Own', 10, 5)"
+        )
+    settings = dataclasses.replace(Settings.from_env(), demo_customers=10, demo_orders=20)
+    seed_demo_if_empty(url, settings)  # refused with CONFLICT inside, reported, not raised
+    counts = table_counts(url)
+    assert counts["products"] == 1 and counts["customers"] == 0
 
 
 def cdms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
