@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -82,6 +83,12 @@ class CdmsSchema(strawberry.Schema):
 
 def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     limits = limits or QueryLimits()
+    # The limiters mint a new rule class per instance, and the validation cache is keyed by
+    # the rule classes: build them once so repeated queries hit the cache (~15 ms a request).
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     return CdmsSchema(
         query=Query,
         mutation=Mutation,
@@ -92,8 +99,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         extensions=[
             ErrorCodes,
             CubeExtensions,
-            lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+            lambda: AddValidationRules(limit_rules),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
