@@ -16,6 +16,7 @@ from api.cli import apikey as apikey_cli
 from api.cli import db as db_cli
 from api.cli import etl as etl_cli
 from api.cli import ml as ml_cli
+from api.cli import persisted as persisted_cli
 from api.cli import semantic as semantic_cli
 from api.cli.common import err_console
 from api.cli.export_schema import export_schema
@@ -35,6 +36,7 @@ app.add_typer(etl_cli.app, name="etl")
 app.add_typer(semantic_cli.app, name="semantic")
 app.add_typer(ml_cli.app, name="ml")
 app.add_typer(apikey_cli.app, name="apikey")
+app.add_typer(persisted_cli.app, name="persisted")
 app.command("serve")(serve)
 app.command("export-schema")(export_schema)
 app.command("seed")(seed)

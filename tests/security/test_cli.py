@@ -133,3 +133,26 @@ def test_backup_restore_round_trip(
     bad = cdms(env, "db", "restore", "--force", str(junk))
     assert bad.returncode == 1 and bad.stderr.startswith("error[BAD_USER_INPUT]"), bad.stderr
     assert fingerprint(source) == before
+
+
+def test_persisted_add_and_list(cli_env: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    import hashlib
+
+    good = tmp_path / "products.graphql"
+    good.write_text("query Products { products { totalCount } }\n")
+    sha = hashlib.sha256(good.read_bytes()).hexdigest()
+    bad = tmp_path / "broken.graphql"
+    bad.write_text("query { products { ")
+    refused = cdms(cli_env, "persisted", "add", str(good), str(bad))
+    assert refused.returncode == 1 and refused.stderr.startswith("error[BAD_USER_INPUT]")
+    with make_engine(database_url).connect() as conn:
+        count = "SELECT count(*) FROM app.persisted_queries WHERE sha256 = :h"
+        assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 0  # all or none
+    for _ in range(2):  # idempotent
+        done = cdms(cli_env, "persisted", "add", str(good))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [sha, "products"]
+    listed = cdms({**cli_env, "COLUMNS": "200"}, "persisted", "list")
+    assert listed.returncode == 0 and sha in listed.stdout
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 1

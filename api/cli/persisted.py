@@ -1,0 +1,66 @@
+"""``cdms persisted add FILE... | list``: the persisted-query allow-list (docs/security.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from api.cli.common import console, resolve_url
+from db.errors import BadUserInputError
+
+app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    files: list[Path] = typer.Argument(..., help="Files holding one GraphQL document each."),
+) -> None:
+    """Register documents; prints each one's sha256 (what clients send). Idempotent."""
+    import sqlalchemy as sa
+    from graphql import GraphQLError, parse
+
+    from db.engine import make_engine, transaction
+
+    docs: list[tuple[str, str, str]] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadUserInputError(f"cannot read {file}: {exc}", field="file") from None
+        try:
+            parse(text)
+        except GraphQLError as exc:
+            raise BadUserInputError(f"{file} is not a GraphQL document: {exc.message}") from None
+        docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), file.stem, text))
+    with transaction(make_engine(resolve_url())) as conn:  # all files or none
+        for sha, name, text in docs:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO app.persisted_queries (sha256, name, query)"
+                    " VALUES (:h, :n, :q) ON CONFLICT (sha256) DO NOTHING"
+                ),
+                {"h": sha, "n": name, "q": text},
+            )
+    for sha, name, _ in docs:
+        console.print(f"{sha}  {name}", highlight=False)
+
+
+@app.command("list")
+def list_() -> None:
+    """The registered documents."""
+    import sqlalchemy as sa
+
+    from db.engine import make_engine
+
+    with make_engine(resolve_url()).connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT sha256, name, created_at FROM app.persisted_queries ORDER BY name")
+        ).all()
+    table = Table("name", "created")
+    table.add_column("sha256", no_wrap=True)
+    for r in rows:
+        table.add_row(r.name or "", f"{r.created_at:%Y-%m-%d %H:%M}", r.sha256)
+    console.print(table if rows else "no persisted queries yet: cdms persisted add FILE")
