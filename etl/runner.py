@@ -275,7 +275,7 @@ def _record_step(
             "started": started,
             "lo": None if lo == NEG_INF else lo,
             "hi": hi,
-            "read": max(counts.read, 0),
+            "read": counts.read,
             "ins": counts.inserted,
             "upd": counts.updated,
             "del": counts.deleted,

@@ -34,7 +34,7 @@ class _Bars:
     def step_finished(self, step: str, counts: Counts, seconds: float) -> None:
         assert self.task is not None
         self.progress.console.print(
-            f"  {step:<13} read {max(counts.read, 0):>9,}  inserted {counts.inserted:>9,}  "
+            f"  {step:<13} read {counts.read:>9,}  inserted {counts.inserted:>9,}  "
             f"updated {counts.updated:>8,}  deleted {counts.deleted:>7,}  ({seconds:.2f} s)"
         )
         self.progress.advance(self.task)
