@@ -258,3 +258,17 @@ def test_the_axes_show_the_frame(report_engine: Engine, name: str) -> None:
     assert ax.get_title() == c.title
     assert ax.get_xlabel() and ax.get_ylabel()
     assert c.finding(df) and "nan" not in c.finding(df).lower()
+
+
+def test_open_ended_periods_include_their_boundary_day(report_engine: Engine) -> None:
+    c = chart("order_status")
+    start, end = date(LAST_YEAR, 3, 1), date(LAST_YEAR, 9, 30)
+    with report_engine.connect() as conn:
+        from_only = c.data(conn, Period(start, None))
+        to_only = c.data(conn, Period(None, end))
+        closed_from = c.data(conn, Period(start, date(2999, 12, 31)))
+        closed_to = c.data(conn, Period(date(1900, 1, 1), end))
+        everything = c.data(conn, Period())
+    assert frame_rows(from_only) == frame_rows(closed_from)
+    assert frame_rows(to_only) == frame_rows(closed_to)
+    assert from_only["orders"].sum() + to_only["orders"].sum() > everything["orders"].sum()
