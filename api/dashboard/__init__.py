@@ -9,15 +9,15 @@ guarded as before.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
-import plotly
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_JS = Path(str(files("plotly").joinpath("package_data", "plotly.min.js")))
 
 # the only files served: name under /dashboard/static/ -> (path, media type)
 ASSETS: dict[str, tuple[Path, str]] = {
