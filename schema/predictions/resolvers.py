@@ -21,7 +21,6 @@ import numpy as np
 import strawberry
 from strawberry.dataloader import DataLoader
 
-from db.errors import CdmsError
 from ml.errors import ModelUnavailableError, NotInWarehouseError
 from ml.features import FeatureFrame, kinds_of, load_ids
 from ml.scorer import Scorer, Scores
@@ -110,10 +109,8 @@ def prediction(model: Scorer, scores: Scores, j: int) -> Prediction:
 
 
 async def _predict(info: Info, kind: str, spec: ModelSpec, key: int) -> Any:
-    result = await _prediction_loader(info, kind, spec).load(key)
-    if isinstance(result, CdmsError):  # pragma: no cover - DataLoader raises exceptions
-        raise result
-    return result
+    """The prediction for ``key``; the loader raises the key's error (field null + code)."""
+    return await _prediction_loader(info, kind, spec).load(key)
 
 
 async def order_predicted_status(root: HasId, info: Info) -> StatusPrediction | None:

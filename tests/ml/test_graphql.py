@@ -138,8 +138,8 @@ def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
     try:
         body = run(
             ml_engine,
-            "{ orders(first: 3) { edges { node { id status predictedStatus { label }"
-            " predictedTotal { value } } } } }",
+            "{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id status"
+            " predictedStatus { label } predictedTotal { value } } } } }",
         )
         nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
         assert len(nodes) == 3
@@ -315,7 +315,8 @@ def test_prediction_fields_through_the_http_app_under_row_level_security(
         from starlette.testclient import TestClient
 
     app = create_app(ml_engine, security=SecurityConfig(demo_open=True))
-    query = """{ orders(first: 5) { edges { node { id predictedStatus { label model { name } }
+    query = """{ orders(first: 5, orderBy: [{id: ASC}]) { edges { node { id
+        predictedStatus { label model { name } }
         predictedTotal { value } } } } models(activeOnly: true) { name } }"""
     with TestClient(app) as client:
         body = client.post("/graphql", json={"query": query}).json()
