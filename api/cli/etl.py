@@ -34,8 +34,8 @@ class _Bars:
     def step_finished(self, step: str, counts: Counts, seconds: float) -> None:
         assert self.task is not None
         self.progress.console.print(
-            f"  {step:<13} read {counts.read:>9,}  inserted {counts.inserted:>9,}  "
-            f"updated {counts.updated:>8,}  deleted {counts.deleted:>7,}  ({seconds:.2f} s)"
+            f"  {step:<13} read {counts.read:>9,} ins {counts.inserted:>9,} "
+            f"upd {counts.updated:>8,} del {counts.deleted:>7,} {seconds:6.2f} s"
         )
         self.progress.advance(self.task)
 
