@@ -417,6 +417,9 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
     end, inside the same transaction (TRUNCATE locks the tables: readers wait for the commit)."""
     tables = [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
     with _transaction(engine) as conn:
+        # whole-table hash joins and index builds: give them room (this transaction only)
+        conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
         fks = _fact_foreign_keys(conn)
         for table, name, _ in fks:
             conn.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
