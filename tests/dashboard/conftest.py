@@ -114,8 +114,10 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop marked as running
+    # in the main thread while it is open, and later tests' asyncio.run() would then fail.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

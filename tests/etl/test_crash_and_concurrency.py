@@ -64,8 +64,9 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
                 return bool(
                     one(
                         url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdms-etl'"
-                        " AND wait_event_type = 'Lock' AND query ILIKE '%%fact_orders%%'",
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'"
+                        " AND query ILIKE '%%fact_orders%%'",
                     )
                 )
 
@@ -81,8 +82,8 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
             lambda: (
                 one(
                     url,
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE application_name LIKE 'cdms-etl%%'",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name LIKE 'cdms-etl%%'",
                 )
                 == 0
             )
