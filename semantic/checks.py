@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import zoneinfo
+from dataclasses import replace
 from functools import cache
 from typing import Any, assert_never
 
@@ -248,3 +249,42 @@ def _check_value(name: str, kind: str, op: Op, v: Value) -> None:
             raise BadUserInputError(f"{name} {op.value}: {v!r} is not a boolean", field=name)
     elif not isinstance(v, str):
         raise BadUserInputError(f"{name} {op.value}: {v!r} is not a string", field=name)
+
+
+VALUE_OPS = frozenset({Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN})
+
+
+def canonical(model: Model, q: CubeQuery) -> CubeQuery:
+    """The query with filter values of closed-set dimensions spelled as the model declares them.
+
+    ``status: {notIn: ["CANCELLED"]}`` matches the stored ``cancelled`` (GraphQL enums are
+    upper case, the warehouse's values lower case); a value outside the set is refused with
+    the valid ones, rather than silently matching nothing.
+    """
+    filters = tuple(_canonical_filter(model, f) for f in q.filters)
+    return q if filters == q.filters else replace(q, filters=filters)
+
+
+def _canonical_filter(model: Model, flt: Filter) -> Filter:
+    if isinstance(flt, Junction):
+        return replace(flt, items=tuple(_canonical_filter(model, i) for i in flt.items))
+    cube = model.cube(flt.member.cube)
+    dim = cube.dimension(flt.member.name) if cube else None
+    if dim is None or not dim.values or flt.op not in VALUE_OPS:
+        return flt
+    by_lower = {v.lower(): v for v in dim.values}
+    values: list[Value] = []
+    for v in flt.values:
+        found = by_lower.get(v.lower()) if isinstance(v, str) else None
+        if found is None:
+            closest = difflib.get_close_matches(str(v).lower(), list(by_lower), n=3)
+            hint = f" (did you mean: {', '.join(by_lower[c] for c in closest)}?)" if closest else ""
+            raise BadUserInputError(
+                f"{flt.member} {flt.op.value}: {v!r} is not one of its values "
+                f"({', '.join(dim.values)}){hint}",
+                field=str(flt.member),
+                value=str(v),
+                closest=[by_lower[c] for c in closest],
+            )
+        values.append(found)
+    return replace(flt, values=tuple(values))

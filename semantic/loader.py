@@ -137,7 +137,19 @@ class _Reader:
             description=self.text(n, "description"),
             format=self.enum(n, "format", Format, Format.NONE),
             primary_key=bool(n.get("primary_key", False)),
+            values=self.values(n),
         )
+
+    def values(self, node: dict[str, Any]) -> tuple[str, ...]:
+        raw = node.get("values")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+            self.issue(self.loc(node), "'values' must be a list of non-empty strings")
+            return ()
+        if len({v.lower() for v in raw}) != len(raw):
+            self.issue(self.loc(node), "'values' repeats a value (compared case-insensitively)")
+        return tuple(raw)
 
     def measure(self, n: dict[str, Any]) -> Measure:
         return Measure(

@@ -116,6 +116,8 @@ class Dimension:
     description: str = ""
     format: Format = Format.NONE
     primary_key: bool = False
+    # the closed set of values a string dimension takes (filters are matched against it)
+    values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 from db.errors import BadUserInputError
-from semantic.checks import check_query, is_measure_filter
+from semantic.checks import canonical, check_query, is_measure_filter
 from semantic.model import DimensionType, Granularity, Model, Relationship
 from semantic.query import Condition, CubeQuery, DimensionField, Filter, Junction, Member
 from semantic.rollups import match_rollup
@@ -95,6 +95,7 @@ def _is_time(model: Model, m: Member) -> bool:
 
 def plan_query(model: Model, q: CubeQuery, fresh: frozenset[str] = frozenset()) -> Plan:
     """``fresh``: the rollups (``cube.name``) built for the current warehouse version."""
+    q = canonical(model, q)
     check_query(model, q)
     having = tuple(f for f in q.filters if is_measure_filter(model, f))
     where = tuple(f for f in q.filters if not is_measure_filter(model, f))

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from semantic.cache import ResultCache
-from semantic.checks import check_query
+from semantic.checks import canonical, check_query
 from semantic.compile import compile_plan
 from semantic.model import Model
 from semantic.planner import Plan, plan_query
@@ -86,6 +86,7 @@ def execute(
 ) -> CubeResult:
     t0 = time.perf_counter()
     model = model or default_model()
+    query = canonical(model, query)
     check_query(model, query)
     version, freshness = warehouse_state(conn)
     key = (conn.engine.url.render_as_string(), query.cache_key() + f"|r{use_rollups:d}", version)

@@ -207,6 +207,17 @@ def pre_aggregations(model: Model) -> list[str]:
     return issues
 
 
+def dimension_values(model: Model) -> list[str]:
+    """A closed set of values belongs to string dimensions only."""
+    return [
+        f"{d.loc}: dimension {cube.name}.{d.name} is {d.type.value}; only string "
+        "dimensions declare 'values'"
+        for cube in model.cubes
+        for d in cube.dimensions
+        if d.values and d.type is not DimensionType.STRING
+    ]
+
+
 RULES: tuple[Rule, ...] = (
     names_and_duplicates,
     sources,
@@ -214,6 +225,7 @@ RULES: tuple[Rule, ...] = (
     measures,
     hierarchies,
     pre_aggregations,
+    dimension_values,
 )
 
 

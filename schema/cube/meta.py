@@ -29,6 +29,10 @@ class CubeDimensionMeta:
     format: str
     primary_key: bool
     granularities: list[str] = strawberry.field(description="time dimensions only")
+    values: list[str] = strawberry.field(
+        description="the closed set of values of the dimension (empty: free text); filters "
+        "match them case-insensitively and refuse any other value"
+    )
 
 
 @strawberry.type(description="A named filter.")
@@ -104,6 +108,7 @@ def _meta(c: Cube) -> CubeMeta:
                 granularities=[g.value for g in Granularity]
                 if d.type is DimensionType.TIME
                 else [],
+                values=list(d.values),
             )
             for d in c.dimensions
         ],

@@ -103,7 +103,7 @@ def test_rollup_is_reported(cube_gql: Gql) -> None:
 
 def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
     body = cube_gql("""{ cubeMeta { name title measures { name type format additive }
-        dimensions { name type granularities } hierarchies { name levels }
+        dimensions { name type granularities values } hierarchies { name levels }
         segments { name enumValue } rollups { name granularity } joins { cube relationship } } }""")
     meta = {c["name"]: c for c in body["data"]["cubeMeta"]}
     assert set(meta) == {
@@ -119,6 +119,9 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
     assert revenue == {"name": "revenue", "type": "sum", "format": "currency", "additive": True}
     ordered = next(x for x in meta["sales"]["dimensions"] if x["name"] == "orderedAt")
     assert ordered["type"] == "time" and "quarter" in ordered["granularities"]
+    assert ordered["values"] == []
+    segment = next(x for x in meta["customers"]["dimensions"] if x["name"] == "segment")
+    assert segment["values"] == ["consumer", "corporate", "home_office"]
     assert meta["customers"]["hierarchies"] == [
         {"name": "geography", "levels": ["country", "region", "city"]}
     ]

@@ -125,6 +125,7 @@ dimensions:
   - name: key
     type: number
     sql: "{CUBE}.product_key"
+    values: ["1"]
 """,
 }
 
@@ -150,6 +151,7 @@ def test_validation_reports_every_issue_with_file_and_line(bad_models: Path) -> 
         "a.yml:31: rollup alpha.daily names unknown dimension 'beta.colour'",
         "join cycle",
         "b.yml:4: join beta -> alpha needs a primary key on 'alpha'",
+        "b.yml:8: dimension beta.key is number; only string dimensions declare 'values'",
     ]
     for e in expected:
         assert e in text, f"missing {e!r} in:\n{text}"

@@ -4,4 +4,4 @@ FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) 
 FROM dw.fact_sales AS sales LEFT OUTER JOIN dw.dim_customer AS customers ON sales.customer_key = customers.customer_key 
 WHERE (((sales.status) NOT IN (%(p0_1)s::VARCHAR)) OR (sales.status) IS NULL) AND (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p1)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p2)s::TIMESTAMP WITHOUT TIME ZONE) AND (customers.country) IN (%(p3_1)s::VARCHAR, %(p3_2)s::VARCHAR)) AS rows_sales GROUP BY rows_sales.d0, rows_sales.d1) AS agg ORDER BY agg.m0 DESC NULLS LAST, agg.d0 ASC NULLS LAST, agg.d1 ASC NULLS LAST 
  LIMIT %(p4)s::INTEGER OFFSET %(p5)s::INTEGER
--- params: {"p0_1": "CANCELLED", "p1": "2025-01-01T00:00:00", "p2": "2026-01-01T00:00:00", "p3_1": "Germany", "p3_2": "France", "p4": 100, "p5": 0, "tz": "UTC"}
+-- params: {"p0_1": "cancelled", "p1": "2025-01-01T00:00:00", "p2": "2026-01-01T00:00:00", "p3_1": "Germany", "p3_2": "France", "p4": 100, "p5": 0, "tz": "UTC"}
