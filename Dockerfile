@@ -29,4 +29,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 
 # DATABASE_URL must be provided at run time, e.g.
 #   docker run -e DATABASE_URL=postgresql://user:pass@db:5432/cdms -p 8000:8000 cdms
-CMD ["cdms", "serve"]
+# A production database is never filled with invented customers: start-up migrates, loads
+# the warehouse and trains models from whatever data is there (for a demo: `cdms seed`).
+CMD ["cdms", "serve", "--no-seed-demo"]
