@@ -84,8 +84,8 @@ def bench_url() -> str:
     return with_database(admin, BENCH_DATABASE)
 
 
-def prepare(url: str, customers: int, orders: int) -> tuple[int, int]:
-    """Migrate and seed (when empty); return (max customer id, max product id)."""
+def prepare(url: str, customers: int, orders: int) -> tuple[int, list[int]]:
+    """Migrate and seed (when empty); return (max customer id, ids of active products)."""
     import sqlalchemy as sa
 
     from db.engine import make_engine
@@ -105,8 +105,12 @@ def prepare(url: str, customers: int, orders: int) -> tuple[int, int]:
         # placeOrder must not run out of stock during the run
         conn.execute(sa.text("UPDATE app.products SET stock = 1000000 WHERE stock < 1000000"))
         max_c = conn.execute(sa.text("SELECT max(id) FROM app.customers")).scalar_one()
-        max_p = conn.execute(sa.text("SELECT max(id) FROM app.products")).scalar_one()
-    return int(max_c), int(max_p)
+        # inactive products are refused by place_order: order only what is on sale
+        products = conn.execute(
+            sa.text("SELECT id FROM app.products WHERE active ORDER BY id")
+        ).scalars()
+        active = [int(p) for p in products]
+    return int(max_c), active
 
 
 def serve(url: str, port: int) -> None:
@@ -119,14 +123,14 @@ def serve(url: str, port: int) -> None:
     uvicorn.run(create_app(make_engine(url)), host="127.0.0.1", port=port, log_level="warning")
 
 
-def _payload(kind: str, max_c: int, max_p: int, rng: random.Random) -> dict[str, Any]:
+def _payload(kind: str, max_c: int, products: list[int], rng: random.Random) -> dict[str, Any]:
     if kind == "a":
         return {"query": QUERY_A, "variables": {"id": str(rng.randint(1, max_c))}}
     if kind == "b":
         return {"query": QUERY_B}
     return {
         "query": MUTATION_C,
-        "variables": {"c": str(rng.randint(1, max_c)), "p": str(rng.randint(1, max_p))},
+        "variables": {"c": str(rng.randint(1, max_c)), "p": str(rng.choice(products))},
     }
 
 
@@ -148,7 +152,13 @@ async def _post(
 
 
 async def _drive(
-    port: int, kind: str, seconds: float, concurrency: int, max_c: int, max_p: int, seed: int
+    port: int,
+    kind: str,
+    seconds: float,
+    concurrency: int,
+    max_c: int,
+    products: list[int],
+    seed: int,
 ) -> tuple[list[float], int]:
     rng = random.Random(seed)
     latencies: list[float] = []
@@ -161,7 +171,7 @@ async def _drive(
         reader._limit = 2**26  # type: ignore[attr-defined]  # big response heads are fine
         try:
             while time.perf_counter() < deadline:
-                body = json.dumps(_payload(kind, max_c, max_p, rng)).encode()
+                body = json.dumps(_payload(kind, max_c, products, rng)).encode()
                 t0 = time.perf_counter()
                 status, payload = await _post(reader, writer, body)
                 latencies.append(time.perf_counter() - t0)
@@ -179,7 +189,7 @@ def _client_process(args: tuple[int, str, float, int, int, int, int], out: Any) 
 
 
 def load(
-    port: int, kind: str, seconds: float, concurrency: int, max_c: int, max_p: int
+    port: int, kind: str, seconds: float, concurrency: int, max_c: int, products: list[int]
 ) -> dict[str, float]:
     """Two client processes, ``concurrency`` connections each, for ``seconds``."""
     ctx = mp.get_context("spawn")
@@ -187,7 +197,7 @@ def load(
     procs = [
         ctx.Process(
             target=_client_process,
-            args=((port, kind, seconds, concurrency, max_c, max_p, i), out),
+            args=((port, kind, seconds, concurrency, max_c, products, i), out),
         )
         for i in range(2)
     ]
@@ -210,7 +220,7 @@ def load(
     }
 
 
-def statements_per_request(url: str, kind: str, max_c: int, max_p: int) -> int:
+def statements_per_request(url: str, kind: str, max_c: int, products: list[int]) -> int:
     """Run one request in-process and count the SQL statements it issues."""
     import httpx
     import sqlalchemy as sa
@@ -230,7 +240,7 @@ def statements_per_request(url: str, kind: str, max_c: int, max_p: int) -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             resp = await client.post(
-                "/graphql", json=_payload(kind, max_c, max_p, random.Random(1))
+                "/graphql", json=_payload(kind, max_c, products, random.Random(1))
             )
             body = resp.json()
             assert "errors" not in body, body
@@ -288,7 +298,7 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]))
         return
     url = bench_url()
-    max_c, max_p = prepare(url, args.customers, args.orders)
+    max_c, products = prepare(url, args.customers, args.orders)
     for k, v in SERVER_ENV.items():
         os.environ.setdefault(k, v)
     modes = [True, False] if args.compiled is None else [args.compiled]
@@ -307,9 +317,9 @@ def main() -> None:
         try:
             _wait_up(port)
             for kind in kinds:
-                stmts = statements_per_request(url, kind, max_c, max_p)
-                load(port, kind, 2, args.concurrency, max_c, max_p)  # warm-up
-                r = load(port, kind, args.seconds, args.concurrency, max_c, max_p)
+                stmts = statements_per_request(url, kind, max_c, products)
+                load(port, kind, 2, args.concurrency, max_c, products)  # warm-up
+                r = load(port, kind, args.seconds, args.concurrency, max_c, products)
                 r["statements"] = stmts
                 results[(kind, compiled)] = r
                 path = "compiled" if compiled else "strawberry"
