@@ -1,6 +1,7 @@
 """The one place that gives every GraphQL error its ``extensions.code``.
 
-- ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``.
+- ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``;
+  a database error a resolver let through is mapped the same way (``from_db_error``).
 - Query limits (depth, aliases, tokens) → ``QUERY_TOO_COMPLEX``.
 - Other parse/validation errors (unknown field, wrong type) → ``BAD_USER_INPUT``.
 - Anything else → ``INTERNAL`` with a masked message; the real error and its stack trace
@@ -16,7 +17,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import CdmsError
+from db.errors import CdmsError, from_db_error
 
 log = logging.getLogger("cdms.api")
 
@@ -45,6 +46,10 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     # a CdmsError raised inside a scalar's parse_value arrives wrapped once more
     while orig is not None and not isinstance(orig, CdmsError) and isinstance(orig, GraphQLError):
         orig = orig.original_error
+    if orig is not None and not isinstance(orig, CdmsError):
+        # a database error that escaped a resolver unmapped (e.g. the server went away
+        # mid-request: SERVICE_UNAVAILABLE, not INTERNAL)
+        orig = from_db_error(orig) or orig
     if isinstance(orig, CdmsError):
         ext: dict[str, Any] = {"code": orig.code, **orig.fields}
         return _with(error, error.message, ext)
