@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    parse,
+)
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
@@ -30,13 +38,69 @@ from api.graphql import (
     _TooLarge,
     compiled_reads_enabled,
 )
-from api.guard import OperationGuard
+from api.guard import Document, OperationGuard
 from db.errors import CdmsError
 from schema.context import ApiLimits, Context
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "cdms_principal", default=None
 )
+
+
+# parsed documents by query text, for the guard: parsing is the guard's main cost and a
+# client repeats the same few queries with different variables. Only successful parses
+# are kept; the AST is only read, never changed.
+_PARSED_SIZE = 256
+_PARSED_MAX_CHARS = 50_000
+_parsed: OrderedDict[str, DocumentNode] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def _parse(query: str) -> DocumentNode:
+    with _parsed_lock:
+        doc = _parsed.get(query)
+        if doc is not None:
+            _parsed.move_to_end(query)
+            return doc
+    doc = parse(query, max_tokens=20_000)  # the guard's own limit (api.guard.Document)
+    if len(query) <= _PARSED_MAX_CHARS:
+        with _parsed_lock:
+            _parsed[query] = doc
+            while len(_parsed) > _PARSED_SIZE:
+                _parsed.popitem(last=False)
+    return doc
+
+
+class _CachedDocument(Document):
+    """``api.guard.Document`` built from a cached parse (same operation choice)."""
+
+    def __init__(self, query: str, variables: dict[str, Any] | None, name: str | None) -> None:
+        doc = _parse(query)
+        ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+        self.fragments = {
+            d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        chosen = [o for o in ops if name is None or (o.name and o.name.value == name)]
+        if len(chosen) != 1:
+            raise GraphQLError("operation not found")  # the schema reports it properly
+        self.operation = chosen[0]
+        self.variables = variables or {}
+
+
+def _check(guard: OperationGuard, op: dict[str, Any], principal: Principal) -> None:
+    """``guard.check(op, principal)`` with the document parsed once per query text (a guard
+    overriding ``check`` keeps its own)."""
+    if type(guard).check is not OperationGuard.check:
+        guard.check(op, principal)
+        return
+    variables = op.get("variables")
+    try:
+        doc = _CachedDocument(
+            op["query"], variables if isinstance(variables, dict) else None, op.get("operationName")
+        )
+    except GraphQLError:
+        return  # unparsable: the schema reports it
+    guard.check_document(doc, principal)
 
 
 def _status(exc: CdmsError) -> int:
@@ -143,7 +207,7 @@ class SecureGraphQLEndpoint(GraphQLEndpoint):
                     if isinstance(op, dict):
                         op = await self.guard.resolve(op, principal)
                         if isinstance(op.get("query"), str):
-                            self.guard.check(op, principal)
+                            _check(self.guard, op, principal)
                     checked.append(op)
             except CdmsError as exc:
                 await _error(_status(exc), exc.code, exc.message)(scope, receive, send)

@@ -1,0 +1,130 @@
+"""The per-query caches of the secured endpoint (parsed documents for the guard, compiled
+statements) must not change any answer when the same query text comes back with other
+variables: bodies stay byte-identical to the Strawberry path, and the checks that depend on
+variable values (another customer, page size, cost) still refuse, under row-level security.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from api.app import create_app
+from api.graphql import HttpLimits
+from api.guard import OperationGuard
+from api.secure_graphql import SecureGraphQLEndpoint
+from api.security import SecurityConfig
+from schema.app import schema
+from schema.context import ApiLimits
+from tests.api.conftest import Shop
+from tests.security.conftest import SECRET, bearer, token
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+ORDERS = """query ($id: ID!, $n: Int) { customer(id: $id) { id email
+  orders(first: $n) { edges { node { id status totalAmount
+    items { lineNo quantity unitPrice product { id sku } } } } } } }"""
+
+MINE = "query ($n: Int) { orders(first: $n) { edges { node { id customer { id } } } } }"
+
+
+def _client(engine: Engine, compiled: bool, max_cost: int = 10**9) -> TestClient:
+    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=max_cost)
+    endpoint = SecureGraphQLEndpoint(
+        schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
+    )
+    app = create_app(engine, endpoint, SecurityConfig(jwt_secret=SECRET))
+    return TestClient(app, raise_server_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def clients(api_engine: Engine, shop: Shop) -> Iterator[tuple[TestClient, TestClient]]:
+    with _client(api_engine, True) as fast, _client(api_engine, False) as slow:
+        yield fast, slow
+
+
+def _post(client: TestClient, tok: str, query: str, variables: dict[str, Any]) -> tuple[int, bytes]:
+    resp = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=bearer(tok)
+    )
+    return resp.status_code, resp.content
+
+
+def test_repeated_query_bodies_match_strawberry_byte_for_byte(
+    clients: tuple[TestClient, TestClient], shop: Shop
+) -> None:
+    fast, slow = clients
+    admin = token("admin")
+    seen = set()
+    for _ in range(2):  # the second round hits every cache
+        for cid in shop.customers:
+            for n in (1, 3, 10):
+                variables = {"id": str(cid), "n": n}
+                got = _post(fast, admin, ORDERS, variables)
+                want = _post(slow, admin, ORDERS, variables)
+                assert got == want
+                assert got[0] == 200 and b'"errors"' not in got[1]
+                seen.add(got[1])
+    assert len(seen) > len(shop.customers)  # the variables really changed the answers
+
+
+def test_customer_naming_another_customer_is_refused_when_only_variables_change(
+    clients: tuple[TestClient, TestClient], shop: Shop
+) -> None:
+    fast, _ = clients
+    a, b = shop.customers[1], shop.customers[2]
+    tok = token("customer", a)
+    status, body = _post(fast, tok, ORDERS, {"id": str(a), "n": 2})
+    assert status == 200 and f'"id":"{a}"'.encode() in body.replace(b" ", b"")
+    status, body = _post(fast, tok, ORDERS, {"id": str(b), "n": 2})
+    assert status == 403
+    assert b"FORBIDDEN" in body and b"may only name itself" in body
+    status, _ = _post(fast, tok, ORDERS, {"id": str(a), "n": 2})
+    assert status == 200
+
+
+def test_page_size_over_the_cap_is_refused_when_only_variables_change(
+    clients: tuple[TestClient, TestClient], shop: Shop
+) -> None:
+    fast, slow = clients
+    admin = token("admin")
+    cid = str(shop.customers[2])
+    assert _post(fast, admin, ORDERS, {"id": cid, "n": 5})[0] == 200
+    over = {"id": cid, "n": ApiLimits().max_page_size + 1}
+    got = _post(fast, admin, ORDERS, over)
+    assert got == _post(slow, admin, ORDERS, over)
+    assert b"BAD_USER_INPUT" in got[1] and b'"customer":null' in got[1]
+
+
+def test_cost_over_the_limit_is_refused_when_only_variables_change(
+    api_engine: Engine, shop: Shop
+) -> None:
+    admin = token("admin")
+    cid = str(shop.customers[2])
+    with _client(api_engine, True, max_cost=60) as fast:
+        assert _post(fast, admin, ORDERS, {"id": cid, "n": 5})[0] == 200
+        status, body = _post(fast, admin, ORDERS, {"id": cid, "n": 100})
+        assert status == 400 and b"QUERY_TOO_COMPLEX" in body
+        assert _post(fast, admin, ORDERS, {"id": cid, "n": 5})[0] == 200
+
+
+def test_row_level_security_applies_to_repeated_queries(
+    clients: tuple[TestClient, TestClient], shop: Shop
+) -> None:
+    fast, _ = clients
+    for cid in (shop.customers[1], shop.customers[2], shop.customers[1]):
+        resp = fast.post(
+            "/graphql",
+            json={"query": MINE, "variables": {"n": 50}},
+            headers=bearer(token("customer", cid)),
+        )
+        assert resp.status_code == 200, resp.text
+        edges = resp.json()["data"]["orders"]["edges"]
+        assert sorted(int(e["node"]["id"]) for e in edges) == sorted(shop.orders[cid])
+        assert {e["node"]["customer"]["id"] for e in edges} == {str(cid)}
