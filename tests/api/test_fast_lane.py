@@ -19,6 +19,7 @@ from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
 from schema.app import schema
+from schema.compiled import execute
 from schema.context import ApiLimits
 from tests.api.conftest import Shop
 from tests.security.conftest import SECRET, bearer, token
@@ -128,3 +129,54 @@ def test_row_level_security_applies_to_repeated_queries(
         edges = resp.json()["data"]["orders"]["edges"]
         assert sorted(int(e["node"]["id"]) for e in edges) == sorted(shop.orders[cid])
         assert {e["node"]["customer"]["id"] for e in edges} == {str(cid)}
+
+
+def test_other_ids_reuse_one_template_and_bad_ids_get_the_strawberry_errors(
+    clients: tuple[TestClient, TestClient], shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, slow = clients
+    admin = token("admin")
+    query = "query ($c: ID!) { customer(id: $c) { id email lastName } }"
+    compiles: list[Any] = []
+    real = execute.compile_operation
+
+    def counted(*args: Any) -> Any:
+        compiles.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(execute, "compile_operation", counted)
+    for cid in shop.customers:
+        variables = {"c": str(cid)}
+        assert _post(fast, admin, query, variables) == _post(slow, admin, query, variables)
+    # the first id compiles (plus one proving compilation with other ids); the others bind
+    assert len(compiles) == 2
+    for bad in ("abc", str(2**63), "", 10**20, "-5", str(shop.customers[0]) + "0000"):
+        variables = {"c": bad}
+        got = _post(fast, admin, query, variables)
+        assert got == _post(slow, admin, query, variables)
+
+
+def test_only_ids_used_as_root_id_arguments_become_template_slots() -> None:
+    from graphql import parse
+
+    def ids(query: str) -> tuple[str, ...]:
+        return execute._root_id_variables(parse(query), None)
+
+    assert ids("query ($a: ID!) { customer(id: $a) { id } }") == ("a",)
+    assert ids("query ($a: ID!, $b: ID) { customer(id: $a) { id } order(id: $b) { id } }") == (
+        "a",
+        "b",
+    )
+    # also used elsewhere, not an ID, a default value, or under a directive: no slot
+    assert ids("query ($a: ID!) { customer(id: $a) { id } order(id: $a) { id } }") == ("a",)
+    assert (
+        ids(
+            "query ($a: ID!) { customer(id: $a) { id }"
+            " orders(filter: {id: {eq: $a}}) { totalCount } }"
+        )
+        == ()
+    )
+    assert ids("query ($a: Int!) { customer(id: $a) { id } }") == ()
+    assert ids('query ($a: ID = "1") { customer(id: $a) { id } }') == ()
+    assert ids("query ($a: ID!, $s: Boolean!) { customer(id: $a) @skip(if: $s) { id } }") == ()
+    assert ids("query ($a: ID!) { ...F } fragment F on Query { customer(id: $a) { id } }") == ()
