@@ -5,8 +5,9 @@ numbers, junk strings, random nesting of filters). Whatever it sends, the answer
 a 5xx and every error is masked and coded: ``extensions.code`` set, not ``INTERNAL``, and
 no traceback text in it.
 
-schemathesis (GraphQL mode) is not on the package index this project uses, so the
-generator is ours: ~100 lines of hypothesis over graphql-core's schema objects.
+The generator is ours (~100 lines of hypothesis over graphql-core's schema objects).
+schemathesis 4.x with hypothesis-graphql *is* on PyPI: issue 8 asks for its GraphQL mode,
+which is still to be added beside this test.
 """
 
 from __future__ import annotations
