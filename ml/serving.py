@@ -136,3 +136,17 @@ def close_store(engine: Engine) -> None:
         store = _stores.pop(key, None)
     if store is not None:
         store.stop()
+
+
+def close_store_of(url: str) -> None:
+    """Stop the listener of ``url``'s model store, if this process has one (before the
+    database is dropped, so the listener does not keep reconnecting to it)."""
+    from sqlalchemy.engine import make_url
+
+    from db.config import to_sqlalchemy_url
+
+    key = make_url(to_sqlalchemy_url(url)).render_as_string(hide_password=False)
+    with _stores_lock:
+        store = _stores.pop(key, None)
+    if store is not None:
+        store.stop()

@@ -27,6 +27,9 @@ _RUN_ID = f"cdms_t{os.getpid()}_{secrets.token_hex(3)}"
 
 
 def _dispose(url: str) -> None:
+    from ml.serving import close_store_of
+
+    close_store_of(url)  # its LISTEN thread would keep reconnecting to a dropped database
     dispose_engine(url)
 
 
