@@ -131,7 +131,10 @@ def store_for(engine: Engine) -> ModelStore:
 
 
 def close_store(engine: Engine) -> None:
-    key = engine.url.render_as_string(hide_password=False)
+    _close(engine.url.render_as_string(hide_password=False))
+
+
+def _close(key: str) -> None:
     with _stores_lock:
         store = _stores.pop(key, None)
     if store is not None:
@@ -145,8 +148,4 @@ def close_store_of(url: str) -> None:
 
     from db.config import to_sqlalchemy_url
 
-    key = make_url(to_sqlalchemy_url(url)).render_as_string(hide_password=False)
-    with _stores_lock:
-        store = _stores.pop(key, None)
-    if store is not None:
-        store.stop()
+    _close(make_url(to_sqlalchemy_url(url)).render_as_string(hide_password=False))

@@ -22,6 +22,7 @@ from db.config import DbSettings, to_libpq_url
 from db.engine import dispose_engine, drop_database, ensure_database, make_engine, with_database
 from db.migrate import upgrade
 from db.server import embedded_url
+from tests.cli import cli_environment
 
 _RUN_ID = f"cdms_t{os.getpid()}_{secrets.token_hex(3)}"
 
@@ -116,7 +117,4 @@ def sa_conn(engine: Engine) -> Iterator[sa.Connection]:
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for running ``cdms`` as a subprocess against the session database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
-    env["DATABASE_URL"] = database_url
-    env["CDMS_DATA_DIR"] = str(tmp_path / "data")
-    return env
+    return cli_environment(database_url, tmp_path)

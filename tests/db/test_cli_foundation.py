@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from api.lock import ServeLock
 from db.server import running_pid
-
-
-def cdms(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.cli import run_cdms
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], code: str, exit_code: int) -> str:
@@ -34,37 +23,37 @@ def one_line_error(proc: subprocess.CompletedProcess[str], code: str, exit_code:
 
 def test_unreachable_database_url_is_one_line(cli_env: dict[str, str]) -> None:
     env = cli_env | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}
-    line = one_line_error(cdms(env, "db", "upgrade"), "SERVICE_UNAVAILABLE", 1)
+    line = one_line_error(run_cdms(env, "db", "upgrade"), "SERVICE_UNAVAILABLE", 1)
     assert "127.0.0.1" in line
 
 
 def test_a_database_url_of_another_kind_is_refused(cli_env: dict[str, str]) -> None:
     env = cli_env | {"DATABASE_URL": "mysql://root@127.0.0.1/test"}
-    assert "postgresql://" in one_line_error(cdms(env, "db", "upgrade"), "CONFIG", 1)
+    assert "postgresql://" in one_line_error(run_cdms(env, "db", "upgrade"), "CONFIG", 1)
 
 
 def test_a_data_folder_that_cannot_be_written_is_refused(cli_env: dict[str, str]) -> None:
     env = {k: v for k, v in cli_env.items() if k != "DATABASE_URL"}
     env["CDMS_DATA_DIR"] = "/proc/cdms-cannot-live-here"
-    line = one_line_error(cdms(env, "db", "upgrade"), "DATA_DIR", 1)
+    line = one_line_error(run_cdms(env, "db", "upgrade"), "DATA_DIR", 1)
     assert "/proc/cdms-cannot-live-here" in line
 
 
 def test_bad_options_and_commands_are_usage_errors(cli_env: dict[str, str]) -> None:
-    one_line_error(cdms(cli_env, "db", "upgrade", "--no-such-option"), "USAGE", 2)
-    one_line_error(cdms(cli_env, "no-such-command"), "USAGE", 2)
-    one_line_error(cdms(cli_env, "serve", "--port", "http"), "USAGE", 2)
+    one_line_error(run_cdms(cli_env, "db", "upgrade", "--no-such-option"), "USAGE", 2)
+    one_line_error(run_cdms(cli_env, "no-such-command"), "USAGE", 2)
+    one_line_error(run_cdms(cli_env, "serve", "--port", "http"), "USAGE", 2)
 
 
 def test_the_embedded_server_starts_is_reused_and_stops(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CDMS_DATA_DIR"] = str(tmp_path / "data")
-    first = cdms(env, "db", "upgrade")
+    first = run_cdms(env, "db", "upgrade")
     assert first.returncode == 0, first.stderr
     assert "upgraded from empty" in first.stdout
     assert (tmp_path / "data" / "pg" / "PG_VERSION").exists()
     assert running_pid(tmp_path / "data") is None, "the last cdms process must stop the server"
-    again = cdms(env, "db", "upgrade")
+    again = run_cdms(env, "db", "upgrade")
     assert again.returncode == 0, again.stderr
     assert "already at revision" in again.stdout  # the same cluster and database, reused
     assert running_pid(tmp_path / "data") is None
@@ -77,7 +66,7 @@ def test_a_second_serve_on_the_same_data_folder_fails_clearly(
     holder = ServeLock(data)
     holder.acquire("http://127.0.0.1:8123")
     try:
-        line = one_line_error(cdms(cli_env, "serve", "--port", "8124"), "ALREADY_RUNNING", 1)
+        line = one_line_error(run_cdms(cli_env, "serve", "--port", "8124"), "ALREADY_RUNNING", 1)
         assert f"pid {os.getpid()}" in line and "http://127.0.0.1:8123" in line
     finally:
         holder.release()

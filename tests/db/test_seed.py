@@ -5,10 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +16,7 @@ from db.errors import BadUserInputError, ConflictError
 from db.seed import SEEDED_TABLES, SeedCheckError, seed
 from db.seed import load as seed_load
 from db.seed.copy import Table
+from tests.cli import run_cdms
 
 END = dt.date(2026, 6, 1)  # fixed, so that two runs on different days still agree
 CUSTOMERS, ORDERS, SEED = 300, 4_000, 11
@@ -596,9 +594,7 @@ def test_startup_step_carries_on_when_other_tables_hold_data(
     assert counts["products"] == 1 and counts["customers"] == 0
 
 
-def cdms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    binary = str(Path(sys.executable).parent / "cdms")
-    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=120)
+cdms = run_cdms
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -62,11 +60,3 @@ def step_counts(url: str, run_id: int) -> dict[str, tuple[int, int, int, int]]:
         (run_id,),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
-
-
-def cli_environment(url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
-    env["DATABASE_URL"] = url
-    env["CDMS_DATA_DIR"] = str(tmp_path / "data")
-    env["COLUMNS"] = "200"
-    return env

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -16,17 +15,12 @@ from etl import hooks, runner
 from etl.checks import run_checks
 from etl.errors import CheckFailedError, HookFailedError
 from etl.runner import etl_engine
-from tests.etl.conftest import cli_environment, one, sql
+from tests.cli import cli_environment, run_cdms
+from tests.etl.conftest import one, sql
 
 
 def _cdms(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", *args],
-        env=cli_environment(url, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cdms(cli_environment(url, tmp_path), *args)
 
 
 def test_check_passes_on_a_loaded_warehouse(loaded_shop: str, tmp_path: Path) -> None:

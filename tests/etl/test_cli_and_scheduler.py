@@ -10,7 +10,8 @@ from pathlib import Path
 from etl import runner
 from etl.scheduler import EtlScheduler, start_if_enabled
 from etl.steps import STEP_NAMES
-from tests.etl.conftest import cli_environment, one, sql
+from tests.cli import cli_environment
+from tests.etl.conftest import one, sql
 
 
 def test_cli_run_shows_every_step_and_the_outcome(shop: str, tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from db.config import to_libpq_url
 from etl import runner
 from etl.errors import EtlBusyError
 from etl.runner import LOCK_KEYS
-from tests.etl.conftest import cli_environment, dw_checksums, one, sql
+from tests.cli import cli_environment
+from tests.etl.conftest import dw_checksums, one, sql
 
 
 def _spawn(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ml.train import TrainedModel
+from tests.cli import run_cdms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,15 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cdms(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
     env.update(DATABASE_URL=url, COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    return run_cdms(env, *args, timeout=300, cwd=ROOT)
 
 
 def _active(engine: Engine, name: str) -> int:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -13,18 +11,11 @@ import pytest
 
 from api.report import HEIGHT_PX, WIDTH_PX
 from api.report_charts import CHARTS
+from tests.cli import cli_environment, run_cdms
 
 
 def cdms(url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
-    env |= {"DATABASE_URL": url, "CDMS_DATA_DIR": str(tmp / "data"), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cdms(cli_environment(url, tmp), *args, timeout=300)
 
 
 def in_process(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 
 from api.apikeys import hash_key
 from db.engine import ensure_database, make_engine, with_database
+from tests.cli import run_cdms
 
 # every table of the three schemas, with a content checksum in key order
 TABLES_SQL = """
@@ -20,8 +20,7 @@ SELECT table_schema || '.' || table_name FROM information_schema.tables
 
 
 def cdms(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    binary = str(Path(sys.executable).parent / "cdms")
-    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=180)
+    return run_cdms(env, *args, timeout=180)
 
 
 def fingerprint(url: str) -> dict[str, tuple[int, str]]:

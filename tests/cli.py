@@ -1,0 +1,32 @@
+"""Running the ``cdms`` command as a subprocess from tests, the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli_environment(url: str, tmp_path: Path) -> dict[str, str]:
+    """This process's environment without CDMS_* settings, pointed at ``url``, with a
+    private data folder and a wide terminal (so rich does not wrap the one-line errors)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
+    env["DATABASE_URL"] = url
+    env["CDMS_DATA_DIR"] = str(tmp_path / "data")
+    env["COLUMNS"] = "200"
+    return env
+
+
+def run_cdms(
+    env: dict[str, str], *args: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
