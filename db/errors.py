@@ -131,6 +131,10 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
         return DatabaseUnavailableError("the database is unavailable; try again shortly")
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is None:
+        if isinstance(orig, psycopg.DataError):
+            # refused by psycopg before it reached the server: a value PostgreSQL cannot
+            # hold, e.g. text with a NUL character (any text input or filter)
+            return BadUserInputError(f"invalid value: {orig}", reason="unrepresentable")
         return None
     if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}:
         return DatabaseUnavailableError("the database is unavailable; try again shortly")
