@@ -28,6 +28,7 @@ from etl.checks import CheckResult, run_checks
 from etl.errors import CheckFailedError, EtlBusyError, HookFailedError, StepFailedError
 from etl.load import NEG_INF, Counts, effective_low, load_fact_full, run_step
 from etl.steps import DIM_STEPS, FACT_STEPS, STEPS, Disposition, Step
+from ml import feature_table
 
 APPLICATION_NAME = "cdms-etl"
 LOCK_KEYS = (0x636D6473, 0x45544C)  # ('cdms', 'ETL') - two-int advisory lock space
@@ -76,6 +77,8 @@ class RunResult:
     checks: list[CheckResult] = field(default_factory=list)
     version: int = 0
     seconds: float = 0.0
+    # rows written to the serving feature tables (ml.order_features, ml.ticket_features)
+    features: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -174,6 +177,8 @@ def run(
             else:
                 for i, step in enumerate(STEPS):
                     _incremental_step(engine, result, step, i, obs)
+                with _transaction(engine) as conn:
+                    result.features = _features(conn)
             with engine.begin() as conn:
                 watermarks.prune_deletes(conn, [s.name for s in FACT_STEPS])
             if check:
@@ -416,6 +421,7 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
     The facts' foreign keys and secondary indexes are dropped first and restored at the
     end, inside the same transaction (TRUNCATE locks the tables: readers wait for the commit)."""
     tables = [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
+    tables += [t.name for t in feature_table.TABLES]  # they follow the facts (foreign keys)
     with _transaction(engine) as conn:
         # whole-table hash joins and index builds: give them room (this transaction only)
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
@@ -455,7 +461,18 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
             sa.text("DELETE FROM dw.etl_source_delete WHERE deleted_at < :h"),
             {"h": result.horizon},
         )
+        result.features = _features(conn)
         _bump_version(conn)
+
+
+def _features(conn: Connection) -> dict[str, int]:
+    """The last step: features of the facts that have none yet, for serving predictions
+    (``ml.feature_table``; the features of an event never change once it is loaded)."""
+    try:
+        return feature_table.refresh(conn)
+    except sa.exc.DBAPIError as exc:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StepFailedError(f"ml_features failed and was rolled back: {first}") from exc
 
 
 def _fact_secondary_indexes(conn: Connection) -> list[tuple[str, str]]:

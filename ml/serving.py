@@ -17,7 +17,7 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
-from ml import registry
+from ml import prediction_log, registry
 from ml.errors import ModelUnavailableError
 from ml.scorer import Scorer
 
@@ -139,6 +139,7 @@ def _close(key: str) -> None:
         store = _stores.pop(key, None)
     if store is not None:
         store.stop()
+    prediction_log.close_key(key)  # flush the predictions it served
 
 
 def close_store_of(url: str) -> None:

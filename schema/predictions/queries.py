@@ -7,6 +7,7 @@ from typing import cast
 import strawberry
 from strawberry.scalars import JSON
 
+from ml import batch
 from ml.registry import list_versions
 from ml.scorer import Scores
 from ml.specs import ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, ModelSpec
@@ -18,7 +19,7 @@ from schema.predictions.inputs import (
     SupportStatusInput,
     to_row,
 )
-from schema.predictions.resolvers import Prediction, prediction, scorer
+from schema.predictions.resolvers import Prediction, as_type, scorer
 from schema.predictions.types import (
     FeatureImportance,
     Model,
@@ -31,7 +32,9 @@ def _what_if(info: Info, spec: ModelSpec, value: object) -> Prediction:
     row = to_row(spec, value)  # validates before the model is even looked up
     model = scorer(info, spec)
     scores: Scores = model.score(row)
-    return prediction(model, scores, 0)
+    found = batch.predicted(model, scores, 0)
+    batch.log(info.context.engine, "what_if", [(None, found)], info.context.actor)
+    return as_type(found)
 
 
 @strawberry.type

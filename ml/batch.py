@@ -1,0 +1,128 @@
+"""Predictions of a batch of objects: one feature fetch per kind, one model run per model.
+
+Shared by both GraphQL read paths (the Strawberry resolvers in ``schema/predictions`` and
+the compiled path in ``schema/compiled/predictions.py``), so they answer with the same
+numbers: features come from ``ml.feature_table.fetch`` (one statement for every object of
+a kind), each model scores every found object in ONE onnxruntime run, and every prediction
+served is queued for ``ml.prediction_log``.
+
+Imports only numpy and SQLAlchemy (and our light modules): it runs inside the API server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.engine import Connection, Engine
+
+from ml import prediction_log
+from ml.errors import NotInWarehouseError
+from ml.feature_table import fetch
+from ml.features import FeatureFrame, kinds_of
+from ml.scorer import Scorer, Scores
+from ml.specs import ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, ModelSpec
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of object with prediction fields: its feature query and models."""
+
+    name: str  # "order", "ticket", "customer" (also ml.prediction_log.entity)
+    sql_file: str
+    specs: tuple[ModelSpec, ...]
+    entity: str  # in error messages
+
+
+KINDS: dict[str, Kind] = {
+    "order": Kind("order", "orders.sql", (ORDER_STATUS, ORDER_VALUE), "order"),
+    "ticket": Kind("ticket", "tickets.sql", (SUPPORT_STATUS,), "support ticket"),
+    "customer": Kind("customer", "customers.sql", (ORDER_VALUE,), "customer"),
+}
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """One object's prediction by one model version (plain values, no GraphQL types)."""
+
+    model: str
+    version: int
+    label: str | None = None  # classifiers
+    probability: float | None = None  # of ``label``
+    probabilities: tuple[tuple[str, float], ...] = ()  # every class, in the model's order
+    value: float | None = None  # regressors (rounded to cents)
+
+
+@dataclass(frozen=True)
+class Features:
+    """The features of a batch of one kind, and where each id's row is."""
+
+    frame: FeatureFrame
+    rows: dict[int, int]
+
+
+def load(conn: Connection, kind: str, ids: Sequence[int]) -> Features:
+    """One statement: the features of ``ids`` (objects not in the warehouse are absent)."""
+    k = KINDS[kind]
+    frame = fetch(conn, k.sql_file, ids, kinds_of(*k.specs))
+    return Features(frame, {int(key): i for i, key in enumerate(frame.keys)})
+
+
+def not_in_warehouse(kind: str, id_: int) -> NotInWarehouseError:
+    entity = KINDS[kind].entity
+    return NotInWarehouseError(
+        f"{entity} {id_} is not in the warehouse yet (the next ETL run loads it)",
+        entity=entity,
+        id=id_,
+    )
+
+
+def score(
+    engine: Engine,
+    model: Scorer,
+    kind: str,
+    features: Features,
+    ids: Sequence[int],
+    actor: str,
+) -> dict[int, Predicted]:
+    """The predictions of ``model`` for the ``ids`` that have features, in ONE run (none
+    when no id has features); each is queued for the prediction log as ``actor``'s."""
+    found = [i for i in dict.fromkeys(ids) if i in features.rows]
+    if not found:
+        return {}
+    index = np.array([features.rows[i] for i in found], dtype=np.int64)
+    inputs = {
+        f.name: features.frame.columns[f.name][index].reshape(-1, 1) for f in model.spec.features
+    }
+    scores = model.score(inputs)
+    out = {i: predicted(model, scores, j) for j, i in enumerate(found)}
+    log(engine, kind, out.items(), actor)
+    return out
+
+
+def predicted(model: Scorer, scores: Scores, j: int) -> Predicted:
+    """Row ``j`` of ``scores`` as plain values (probabilities as Python floats)."""
+    if scores.values is not None:
+        return Predicted(model.name, model.version, value=round(float(scores.values[j]), 2))
+    assert scores.probabilities is not None and scores.labels is not None
+    probs = tuple(
+        (c, float(p)) for c, p in zip(model.classes, scores.probabilities[j], strict=True)
+    )
+    label = scores.labels[j]
+    best = next((p for c, p in probs if c == label), 0.0)
+    return Predicted(model.name, model.version, label, best, probs)
+
+
+def log(
+    engine: Engine, kind: str, predictions: Iterable[tuple[int | None, Predicted]], actor: str
+) -> None:
+    """Queue ``predictions`` (by entity id; None for a what-if) for ``ml.prediction_log``."""
+    now = dt.datetime.now(dt.UTC)
+    prediction_log.log_for(engine).add(
+        [
+            (p.model, p.version, kind, i, p.label, p.probability, p.value, actor, now)
+            for i, p in predictions
+        ]
+    )
