@@ -22,7 +22,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -228,7 +228,7 @@ def _probe(
     params = dict(stmt.params)
     for param, name in slots.items():
         params[param] = _Slot(name)
-    return Built(stmt.sql, params)
+    return replace(stmt, params=params)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def _bind(template: Built, variables: dict[str, Any], names: tuple[str, ...]) ->
     if any(v is None for v in ids.values()):
         return None
     params = {k: ids[v.name] if isinstance(v, _Slot) else v for k, v in template.params.items()}
-    return Built(template.sql, params)
+    return replace(template, params=params)
 
 
 async def run(ctx: Context, stmt: Built) -> dict[str, Any]:
@@ -252,6 +252,21 @@ async def run(ctx: Context, stmt: Built) -> dict[str, Any]:
     rows = await ctx.db.run(lambda conn: conn.exec_driver_sql(stmt.sql, stmt.params).all())
     data: dict[str, Any] = rows[0][0]
     return data
+
+
+# --- ml hook (issue 6) ------------------------------------------------------------------
+# A statement whose plan has prediction fields (``Built.predictions``) yields the objects'
+# ids there; schema.compiled.predictions fills in the predictions (one feature statement
+# per object kind, one model run per model) and returns the errors of fields left null.
+# Whoever runs a Built must do the same (or leave such statements to CompiledReads).
+async def _predictions(
+    ctx: Context, stmt: Built, data: dict[str, Any]
+) -> list[GraphQLError] | None:
+    if stmt.predictions is None:
+        return None
+    from schema.compiled.predictions import complete
+
+    return await complete(ctx, stmt, data) or None
 
 
 class CompiledReads(SchemaExtension):
@@ -265,6 +280,7 @@ class CompiledReads(SchemaExtension):
             if stmt is not None:
                 try:
                     data = await run(ctx, stmt)
+                    errors = await _predictions(ctx, stmt, data)  # ml hook (issue 6)
                 except CdmsError as exc:  # e.g. TIMEOUT: the request's own failure
                     error = GraphQLError(exc.message, original_error=exc)
                     ec.result = GraphQLExecutionResult(data=None, errors=[error])
@@ -273,7 +289,7 @@ class CompiledReads(SchemaExtension):
                     # Strawberry answer the request
                     log.exception("request %s: compiled read failed", ctx.request_id)
                 else:
-                    ec.result = GraphQLExecutionResult(data=data, errors=None)
+                    ec.result = GraphQLExecutionResult(data=data, errors=errors)
         yield
 
     def _statement(self, ctx: Context) -> Built | None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import strawberry
 from graphql import (
+    FieldNode,
     FragmentDefinitionNode,
     GraphQLEnumType,
     GraphQLField,
@@ -55,6 +56,15 @@ EXTRA_LISTS: Mapping[tuple[str, str], Relation] = {
     ("Order", "status_history"): Relation(
         "status_history", "OrderStatusChange", "id", "order_id", many=True
     ),
+}
+
+
+# prediction fields (ml): (entity, field) -> (object kind, model name)
+PREDICTION_FIELDS: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("Order", "predicted_status"): ("order", "order_status"),
+    ("Order", "predicted_total"): ("order", "order_value"),
+    ("SupportTicket", "predicted_status"): ("ticket", "support_status"),
+    ("Customer", "expected_order_value"): ("customer", "order_value"),
 }
 
 
@@ -186,7 +196,19 @@ class ById:
     node: Node
 
 
-NodeSel = Const | Value | One | Many | Conn
+@dataclass(frozen=True)
+class Predict:
+    """A prediction field (``Order.predictedStatus``, ...): the statement yields the object's
+    id; :mod:`schema.compiled.predictions` fills in the prediction after it runs."""
+
+    key: str
+    kind: str  # ml.batch.KINDS: "order", "ticket", "customer"
+    model: str  # the model spec's name
+    fields: tuple[Any, ...]  # the sub-selection (schema.compiled.predictions.Sel)
+    nodes: tuple[FieldNode, ...]  # the field's nodes (locations of its errors)
+
+
+NodeSel = Const | Value | One | Many | Conn | Predict
 RootSel = Const | ById | Conn
 
 
@@ -274,6 +296,11 @@ class _Walk:
             target = _named(gfield.type)
             if py in ent.fields:
                 out.append(Value(key, ent.fields[py].column, _fmt(gfield, ent, ent.fields[py])))
+                continue
+            if (ent.name, py) in PREDICTION_FIELDS:
+                from schema.compiled import predictions
+
+                out.append(predictions.plan_field(self, ent, py, key, target, sub))
                 continue
             rel = ent.relations.get(py) or EXTRA_LISTS.get((ent.name, py))
             if rel is None or not isinstance(target, GraphQLObjectType):

@@ -168,6 +168,9 @@ class Built:
 
     sql: str
     params: dict[str, Any]
+    # the plan, when prediction fields must be filled in after the statement ran
+    # (schema.compiled.predictions); None otherwise
+    predictions: P.Operation | None = None
 
 
 @dataclass
@@ -218,6 +221,8 @@ class _Builder:
                 pairs.append((sel.key, self.many(sel, src)))
             elif isinstance(sel, P.Conn):
                 pairs.append((sel.key, self.conn(sel, src)))
+            elif isinstance(sel, P.Predict):  # the id; filled in by compiled.predictions
+                pairs.append((sel.key, f"({src}.{node.entity.fields['id'].column})::text"))
             else:
                 assert_never(sel)
         return _obj(pairs)
@@ -394,4 +399,7 @@ def statement(op: P.Operation) -> Built:
             pairs.append((sel.key, b.conn(sel, None)))
         else:
             assert_never(sel)
-    return Built(f"SELECT {_obj(pairs)} AS data", b.params)
+    from schema.compiled.predictions import has_predictions
+
+    post = op if has_predictions(op) else None
+    return Built(f"SELECT {_obj(pairs)} AS data", b.params, post)

@@ -1,0 +1,254 @@
+"""Prediction fields on the compiled read path: one statement, then one model run per model.
+
+A compiled query that selects ``Order.predictedStatus``/``predictedTotal``,
+``SupportTicket.predictedStatus`` or ``Customer.expectedOrderValue`` still builds its whole
+page in one statement (:mod:`schema.compiled.sql` puts the object's id where the
+prediction goes: RLS has already chosen the objects). :func:`complete` then walks the plan
+and the data together, collects the ids per object kind, fetches their features with ONE
+statement per kind (``ml.batch.load``: the feature tables by id), scores every object of
+a model in ONE onnxruntime run (``ml.batch.score``, which also queues the prediction log)
+and writes each prediction, shaped by its selection, where its id was. The Strawberry
+resolvers use the same ``ml.batch`` functions, so the two paths answer byte for byte the
+same, errors included: no active model gives null and ``MODEL_UNAVAILABLE``, an object
+the ETL has not loaded yet null and ``NOT_IN_WAREHOUSE``, each with its field's path and
+locations, in document order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import GraphQLError, GraphQLObjectType
+from graphql.execution.collect_fields import FieldDetails
+from sqlalchemy.engine import Connection
+
+from db.errors import CdmsError
+from ml import batch
+from ml.batch import Features, Predicted
+from ml.errors import ModelUnavailableError
+from ml.serving import store_for
+from schema.catalog import Entity
+from schema.compiled import plan as P
+from schema.compiled.sql import Built
+from schema.context import Context
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Sel:
+    """One field of a prediction's selection: ``name`` under response key ``key``."""
+
+    key: str
+    name: str
+    typename: str  # the type the field belongs to (for __typename)
+    fields: tuple[Sel, ...] = ()  # of an object field (probabilities, model)
+
+
+def plan_field(
+    walk: Any,
+    ent: Entity,
+    py: str,
+    key: str,
+    gtype: Any,
+    details: list[FieldDetails],
+) -> P.Predict:
+    """The plan of a prediction field (``walk`` is the planner's ``_Walk``)."""
+    kind, model = P.PREDICTION_FIELDS[(ent.name, py)]
+    if not isinstance(gtype, GraphQLObjectType):
+        raise P.NotCompilable(f"{ent.name}.{py}")
+    fields = _selection(walk, gtype, details)
+    return P.Predict(key, kind, model, fields, tuple(d.node for d in details))
+
+
+def _selection(walk: Any, gtype: GraphQLObjectType, details: list[FieldDetails]) -> tuple[Sel, ...]:
+    out: list[Sel] = []
+    for key, sub in walk.subfields(gtype, details).items():
+        name = sub[0].node.name.value
+        if name == "__typename":
+            out.append(Sel(key, name, gtype.name))
+            continue
+        gfield = gtype.fields.get(name)
+        if gfield is None:
+            raise P.NotCompilable(f"{gtype.name}.{name}")
+        target = P._named(gfield.type)
+        if isinstance(target, GraphQLObjectType):
+            out.append(Sel(key, name, gtype.name, _selection(walk, target, sub)))
+        elif name in _SCALARS:
+            out.append(Sel(key, name, gtype.name))
+        else:
+            raise P.NotCompilable(f"{gtype.name}.{name}")
+    return tuple(out)
+
+
+_SCALARS = {"label", "probability", "value", "name", "version"}
+
+
+def has_predictions(op: P.Operation) -> bool:
+    return any(True for _ in _sites_of_plan(op))
+
+
+def _sites_of_plan(op: P.Operation) -> Iterator[P.Predict]:
+    def node(n: P.Node) -> Iterator[P.Predict]:
+        for f in n.fields:
+            if isinstance(f, P.Predict):
+                yield f
+            elif isinstance(f, P.One | P.Many):
+                yield from node(f.node)
+            elif isinstance(f, P.Conn):
+                yield from conn(f)
+
+    def conn(c: P.Conn) -> Iterator[P.Predict]:
+        for f in c.fields:
+            if isinstance(f, P.Edges):
+                for e in f.fields:
+                    if isinstance(e, P.EdgeNode):
+                        yield from node(e.node)
+
+    for f in op.fields:
+        if isinstance(f, P.ById):
+            yield from node(f.node)
+        elif isinstance(f, P.Conn):
+            yield from conn(f)
+
+
+# --- filling in ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Site:
+    """Where a prediction goes: the object holding it, the key, the object's id."""
+
+    parent: dict[str, Any]
+    path: Path
+    sel: P.Predict
+    id: int
+
+
+def _sites(op: P.Operation, data: dict[str, Any]) -> list[_Site]:
+    """Every prediction field of the response, in document order."""
+    out: list[_Site] = []
+
+    def node(n: P.Node, obj: Any, path: Path) -> None:
+        if not isinstance(obj, dict):
+            return  # a null object
+        for f in n.fields:
+            if isinstance(f, P.Predict):
+                value = obj.get(f.key)
+                if value is not None:
+                    out.append(_Site(obj, (*path, f.key), f, int(value)))
+            elif isinstance(f, P.One):
+                node(f.node, obj.get(f.key), (*path, f.key))
+            elif isinstance(f, P.Many):
+                for i, item in enumerate(obj.get(f.key) or ()):
+                    node(f.node, item, (*path, f.key, i))
+            elif isinstance(f, P.Conn):
+                conn(f, obj.get(f.key), (*path, f.key))
+
+    def conn(c: P.Conn, obj: Any, path: Path) -> None:
+        if not isinstance(obj, dict):
+            return
+        for f in c.fields:
+            if not isinstance(f, P.Edges):
+                continue
+            for i, edge in enumerate(obj.get(f.key) or ()):
+                for e in f.fields:
+                    if isinstance(e, P.EdgeNode) and isinstance(edge, dict):
+                        node(e.node, edge.get(e.key), (*path, f.key, i, e.key))
+
+    for f in op.fields:
+        if isinstance(f, P.ById):
+            node(f.node, data.get(f.key), (f.key,))
+        elif isinstance(f, P.Conn):
+            conn(f, data.get(f.key), (f.key,))
+    return out
+
+
+async def complete(ctx: Context, stmt: Built, data: dict[str, Any]) -> list[GraphQLError]:
+    """Fill in the predictions of ``data`` (the statement's response, in place); returns
+    the errors of the fields left null, in document order."""
+    op = stmt.predictions
+    if op is None:
+        return []
+    sites = _sites(op, data)
+    if not sites:
+        return []
+    store = store_for(ctx.engine)
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for s in sites:
+        by_kind[s.sel.kind].append(s.id)
+    models: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for s in sites:
+        models[(s.sel.kind, s.sel.model)].append(s.id)
+    unavailable: dict[str, CdmsError] = {}
+    wanted: dict[str, list[int]] = defaultdict(list)  # kinds with a model to run
+    for (kind, model), ids in models.items():
+        try:
+            store.get(model)
+        except ModelUnavailableError as exc:
+            unavailable[model] = exc
+            continue
+        wanted[kind].extend(ids)
+    features: dict[str, Features] = {}
+    for kind, ids in wanted.items():
+        features[kind] = await ctx.db.run(_loader(kind, list(dict.fromkeys(ids))))
+    scored: dict[tuple[str, str], dict[int, Predicted]] = {}
+    for (kind, model), ids in models.items():
+        if model in unavailable:
+            continue
+        scored[(kind, model)] = batch.score(
+            ctx.engine, store.get(model), kind, features[kind], ids, ctx.actor
+        )
+    errors: list[GraphQLError] = []
+    for s in sites:
+        found = scored.get((s.sel.kind, s.sel.model), {}).get(s.id)
+        if found is not None:
+            s.parent[s.sel.key] = _render(s.sel.fields, found)
+            continue
+        s.parent[s.sel.key] = None
+        error = unavailable.get(s.sel.model) or batch.not_in_warehouse(s.sel.kind, s.id)
+        errors.append(
+            GraphQLError(
+                error.message, nodes=list(s.sel.nodes), path=list(s.path), original_error=error
+            )
+        )
+    return errors
+
+
+def _loader(kind: str, ids: list[int]) -> Callable[[Connection], Features]:
+    return lambda conn: batch.load(conn, kind, ids)
+
+
+def _render(fields: tuple[Any, ...], p: Predicted) -> dict[str, Any]:
+    """The prediction object as the Strawberry types serialize it."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        assert isinstance(f, Sel)
+        if f.name == "__typename":
+            out[f.key] = f.typename
+        elif f.name == "label":
+            out[f.key] = p.label
+        elif f.name == "probability":
+            out[f.key] = p.probability
+        elif f.name == "value":
+            out[f.key] = p.value
+        elif f.name == "model":
+            out[f.key] = _model(f.fields, p)
+        elif f.name == "probabilities":
+            out[f.key] = [_class(f.fields, c, v) for c, v in p.probabilities]
+        else:
+            raise AssertionError(f.name)  # the planner admits only these fields
+    return out
+
+
+def _model(fields: tuple[Sel, ...], p: Predicted) -> dict[str, Any]:
+    values: dict[str, str | int] = {"name": p.model, "version": p.version}
+    return {f.key: f.typename if f.name == "__typename" else values[f.name] for f in fields}
+
+
+def _class(fields: tuple[Sel, ...], label: str, probability: float) -> dict[str, Any]:
+    values: dict[str, str | float] = {"label": label, "probability": probability}
+    return {f.key: f.typename if f.name == "__typename" else values[f.name] for f in fields}
