@@ -11,12 +11,15 @@ a missing query or too many batched operations get 400. Each request gets one
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -25,9 +28,12 @@ from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from schema.compiled import with_compiled_reads
+from db.errors import CdmsError
+from schema.compiled import lane, with_compiled_reads
 from schema.context import ApiLimits, Context
 from schema.errors import classify
+
+log = logging.getLogger("cdms.api.graphql")
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class GraphQLEndpoint:
         # with compiled_reads, queries the compiled read path covers run as one SQL statement;
         # everything else runs on Strawberry (see schema/compiled)
         self.exec_schema = with_compiled_reads(schema) if compiled_reads else schema
+        self.compiled_reads = compiled_reads
         self.engine = engine
         self.api_limits = api_limits
         self.http_limits = http_limits
@@ -139,6 +146,10 @@ class GraphQLEndpoint:
             problem = _check_operation(op)
             if problem:
                 return _error(400, "BAD_USER_INPUT", problem)
+        if not isinstance(payload, list):
+            fast = await self.lane(payload)
+            if fast is not None:
+                return fast
         ctx = self.make_context()
         try:
             results = [await self._execute(op, ctx) for op in ops]
@@ -148,6 +159,39 @@ class GraphQLEndpoint:
             return JSONResponse([body for body, _ in results])
         single, status = results[0]
         return JSONResponse(single, status_code=status)
+
+    async def lane(self, op: dict[str, Any]) -> Response | None:
+        """The response from the fast lane (schema/compiled/lane.py) when the operation's
+        statement template is cached; None to run the full pipeline."""
+        if not self.compiled_reads:
+            return None
+        stmt = lane.lookup(
+            self.exec_schema,
+            self.api_limits,
+            op.get("query"),
+            op.get("operationName"),
+            op.get("variables"),
+        )
+        if stmt is None:
+            return None
+        ctx = self.make_context()
+        try:
+            text = await run_in_threadpool(
+                lane.fetch,
+                self.engine,
+                stmt,
+                actor=ctx.actor,
+                timeout_ms=self.api_limits.statement_timeout_ms,
+                role=ctx.role,
+                customer_id=ctx.customer_id,
+            )
+        except CdmsError as exc:  # TIMEOUT, SERVICE_UNAVAILABLE: as the executor reports them
+            error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
+            return JSONResponse({"data": None, "errors": [error.formatted]})
+        except Exception:
+            log.exception("request %s: fast lane failed; running the full pipeline", ctx.request_id)
+            return None
+        return Response(b'{"data":' + text.encode() + b"}", media_type="application/json")
 
     async def _execute(self, op: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], int]:
         """One operation → (response body, HTTP status when it is sent alone)."""

@@ -35,32 +35,28 @@ class ApiLimits:
     max_page_size: int = 500
 
 
-def _session_settings(
-    conn: Connection,
+def session_statement(
     actor: str,
     timeout_ms: int,
     role: str | None = None,
     customer_id: int | None = None,
-) -> None:
+) -> tuple[str, dict[str, str]]:
+    """The one statement (psycopg ``%(name)s`` placeholders) that sets a transaction's
+    ``statement_timeout``, actor and, for a principal, its role and customer."""
     if role is None:
-        conn.execute(
-            sa.text(
-                "SELECT set_config('statement_timeout', :timeout, true),"
-                " set_config('cdms.actor', :actor, true)"
-            ),
+        return (
+            "SELECT set_config('statement_timeout', %(timeout)s, true),"
+            " set_config('cdms.actor', %(actor)s, true)",
             {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
         )
-        return
     # a principal: row-level security applies (SET LOCAL ROLE cdms_customer for customers,
     # cdms_api for the other roles; docs/security.md)
-    conn.execute(
-        sa.text(
-            "SELECT set_config('statement_timeout', :timeout, true),"
-            " set_config('cdms.actor', :actor, true),"
-            " set_config('cdms.role', :role, true),"
-            " set_config('cdms.customer_id', :customer, true),"
-            " set_config('role', :db_role, true)"
-        ),
+    return (
+        "SELECT set_config('statement_timeout', %(timeout)s, true),"
+        " set_config('cdms.actor', %(actor)s, true),"
+        " set_config('cdms.role', %(role)s, true),"
+        " set_config('cdms.customer_id', %(customer)s, true),"
+        " set_config('role', %(db_role)s, true)",
         {
             "timeout": f"{int(timeout_ms)}ms",
             "actor": actor,
@@ -69,6 +65,17 @@ def _session_settings(
             "db_role": "cdms_customer" if role == "customer" else "cdms_api",
         },
     )
+
+
+def _session_settings(
+    conn: Connection,
+    actor: str,
+    timeout_ms: int,
+    role: str | None = None,
+    customer_id: int | None = None,
+) -> None:
+    sql, params = session_statement(actor, timeout_ms, role, customer_id)
+    conn.exec_driver_sql(sql, params)
 
 
 def _busy() -> DatabaseUnavailableError:

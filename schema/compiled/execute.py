@@ -171,6 +171,18 @@ def _template_key(
         if len(_root_ids) >= CACHE_SIZE:
             _root_ids.clear()
         _root_ids[(query, operation_name)] = ids
+    key = template_cache_key(query, operation_name, variables, ids, scope)
+    return None if key is None else (key, ids)
+
+
+def template_cache_key(
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    ids: tuple[str, ...],
+    scope: Any,
+) -> Hashable | None:
+    """The cache key of the template over the root-id variables ``ids`` (None if none)."""
     if not ids:
         return None
     values = dict(variables or {})
@@ -179,7 +191,31 @@ def _template_key(
             return None
         values[name] = _ID_MARK
     key = _cache_key(query, operation_name, values, scope)
-    return None if key is None else (("template", key), ids)
+    return None if key is None else ("template", key)
+
+
+def cached_statement(
+    query: str,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    scope: Any,
+) -> Built | None:
+    """The statement the executor has already built for this operation (so its document
+    parsed and validated for this schema): its template over root ids bound to the
+    request's ids, or the statement cached for these exact variable values. None when
+    there is none or an id does not parse. Never plans or compiles."""
+    ids = _root_ids.get((query, operation_name))
+    if ids:
+        key = template_cache_key(query, operation_name, variables, ids, scope)
+        if key is not None:
+            found, template = _cache.get(key)
+            if found and template is not None:
+                return _bind(template, variables or {}, ids)
+    exact = _cache_key(query, operation_name, variables, scope)
+    if exact is None:
+        return None
+    found, stmt = _cache.get(exact)
+    return stmt if found else None
 
 
 def _id_value(value: Any) -> int | None:

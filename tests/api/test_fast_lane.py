@@ -6,10 +6,12 @@ variable values (another customer, page size, cost) still refuse, under row-leve
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -18,8 +20,10 @@ from api.graphql import HttpLimits
 from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
+from db.errors import CdmsError
 from schema.app import schema
-from schema.compiled import execute
+from schema.compiled import execute, lane
+from schema.compiled.sql import Built
 from schema.context import ApiLimits
 from tests.api.conftest import Shop
 from tests.security.conftest import SECRET, bearer, token
@@ -57,22 +61,32 @@ def _post(client: TestClient, tok: str, query: str, variables: dict[str, Any]) -
     return resp.status_code, resp.content
 
 
-def test_repeated_query_bodies_match_strawberry_byte_for_byte(
+def _same(got: tuple[int, bytes], want: tuple[int, bytes]) -> None:
+    """Same status and the same JSON, keys in the same order (the fast lane passes
+    PostgreSQL's JSON text through, whose whitespace differs from Python's)."""
+    assert got[0] == want[0]
+    assert json.dumps(json.loads(got[1])) == json.dumps(json.loads(want[1]))
+
+
+def test_repeated_query_bodies_match_strawberry(
     clients: tuple[TestClient, TestClient], shop: Shop
 ) -> None:
     fast, slow = clients
     admin = token("admin")
     seen = set()
+    hits = lane.stats.hits
     for _ in range(2):  # the second round hits every cache
         for cid in shop.customers:
             for n in (1, 3, 10):
                 variables = {"id": str(cid), "n": n}
                 got = _post(fast, admin, ORDERS, variables)
                 want = _post(slow, admin, ORDERS, variables)
-                assert got == want
+                _same(got, want)
                 assert got[0] == 200 and b'"errors"' not in got[1]
-                seen.add(got[1])
+                seen.add(json.dumps(json.loads(got[1])))
     assert len(seen) > len(shop.customers)  # the variables really changed the answers
+    # all but the first request per page size came through the fast lane
+    assert lane.stats.hits - hits == 2 * len(shop.customers) * 3 - 3
 
 
 def test_customer_naming_another_customer_is_refused_when_only_variables_change(
@@ -99,7 +113,7 @@ def test_page_size_over_the_cap_is_refused_when_only_variables_change(
     assert _post(fast, admin, ORDERS, {"id": cid, "n": 5})[0] == 200
     over = {"id": cid, "n": ApiLimits().max_page_size + 1}
     got = _post(fast, admin, ORDERS, over)
-    assert got == _post(slow, admin, ORDERS, over)
+    _same(got, _post(slow, admin, ORDERS, over))
     assert b"BAD_USER_INPUT" in got[1] and b'"customer":null' in got[1]
 
 
@@ -119,6 +133,7 @@ def test_row_level_security_applies_to_repeated_queries(
     clients: tuple[TestClient, TestClient], shop: Shop
 ) -> None:
     fast, _ = clients
+    hits = lane.stats.hits
     for cid in (shop.customers[1], shop.customers[2], shop.customers[1]):
         resp = fast.post(
             "/graphql",
@@ -129,6 +144,7 @@ def test_row_level_security_applies_to_repeated_queries(
         edges = resp.json()["data"]["orders"]["edges"]
         assert sorted(int(e["node"]["id"]) for e in edges) == sorted(shop.orders[cid])
         assert {e["node"]["customer"]["id"] for e in edges} == {str(cid)}
+    assert lane.stats.hits - hits == 2  # the repeats ran in the fast lane, as each customer
 
 
 def test_other_ids_reuse_one_template_and_bad_ids_get_the_strawberry_errors(
@@ -147,13 +163,13 @@ def test_other_ids_reuse_one_template_and_bad_ids_get_the_strawberry_errors(
     monkeypatch.setattr(execute, "compile_operation", counted)
     for cid in shop.customers:
         variables = {"c": str(cid)}
-        assert _post(fast, admin, query, variables) == _post(slow, admin, query, variables)
+        _same(_post(fast, admin, query, variables), _post(slow, admin, query, variables))
     # the first id compiles (plus one proving compilation with other ids); the others bind
     assert len(compiles) == 2
     for bad in ("abc", str(2**63), "", 10**20, "-5", str(shop.customers[0]) + "0000"):
         variables = {"c": bad}
         got = _post(fast, admin, query, variables)
-        assert got == _post(slow, admin, query, variables)
+        _same(got, _post(slow, admin, query, variables))
 
 
 def test_only_ids_used_as_root_id_arguments_become_template_slots() -> None:
@@ -180,3 +196,47 @@ def test_only_ids_used_as_root_id_arguments_become_template_slots() -> None:
     assert ids('query ($a: ID = "1") { customer(id: $a) { id } }') == ()
     assert ids("query ($a: ID!, $s: Boolean!) { customer(id: $a) @skip(if: $s) { id } }") == ()
     assert ids("query ($a: ID!) { ...F } fragment F on Query { customer(id: $a) { id } }") == ()
+
+
+def test_lane_maps_a_statement_timeout_and_keeps_the_connection_usable(
+    api_engine: Engine,
+) -> None:
+    slow = Built("SELECT json_build_object('slept', pg_sleep(%(s)s)::text) AS data", {"s": 2})
+    with pytest.raises(CdmsError) as caught:
+        lane.fetch(api_engine, slow, actor="test", timeout_ms=50)
+    assert caught.value.code == "TIMEOUT"
+    # the failed pipeline left no transaction open on the pooled connection
+    for _ in range(6):  # more than the pool keeps (5)
+        quick = Built("SELECT json_build_object('actor', current_setting('cdms.actor'))", {})
+        assert json.loads(lane.fetch(api_engine, quick, actor="after", timeout_ms=1000)) == {
+            "actor": "after"
+        }
+
+
+def test_lane_runs_as_the_principal_under_row_level_security(
+    api_engine: Engine, shop: Shop
+) -> None:
+    mine = Built(
+        "SELECT json_build_object('ids', (SELECT json_agg(id ORDER BY id) FROM app.orders),"
+        " 'role', current_user)",
+        {},
+    )
+    cid = shop.customers[1]
+    got = json.loads(
+        lane.fetch(api_engine, mine, actor="t", timeout_ms=5000, role="customer", customer_id=cid)
+    )
+    assert got["role"] == "cdms_customer"
+    assert sorted(got["ids"]) == sorted(shop.orders[cid])
+    # and nothing of it stays on the pooled connection
+    with api_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT current_user").scalar() != "cdms_customer"
+
+
+def test_lane_recovers_from_a_killed_connection(api_engine: Engine, api_url: str) -> None:
+    quick = Built("SELECT json_build_object('pid', pg_backend_pid())", {})
+    pid = json.loads(lane.fetch(api_engine, quick, actor="t", timeout_ms=1000))["pid"]
+    with psycopg.connect(api_url, autocommit=True) as other:  # not from the pool
+        assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    # the pool notices the dead connection (pre-ping) and the next request answers
+    for _ in range(6):  # more than the pool keeps (5)
+        assert "pid" in json.loads(lane.fetch(api_engine, quick, actor="t", timeout_ms=1000))
