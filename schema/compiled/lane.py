@@ -83,7 +83,10 @@ def lookup(
         return None
     if variables is not None and not isinstance(variables, dict):
         return None
-    return cached_statement(query, operation_name, variables, (schema._schema, limits))
+    stmt = cached_statement(query, operation_name, variables, (schema._schema, limits))
+    if stmt is None or stmt.predictions is not None:
+        return None  # predictions are filled in after the statement: CompiledReads does it
+    return stmt
 
 
 def _text_statement(stmt: Built) -> str:
