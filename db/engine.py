@@ -6,6 +6,7 @@ embedded server in ``CDMS_DATA_DIR`` (started on first use).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -44,11 +45,34 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# siblings of make_engine's engines whose checkouts skip the pre-ping, by the same URL
+_unpinged: dict[str, Engine] = {}
+_unpinged_lock = threading.Lock()
+
+
+def unpinged(engine: Engine) -> Engine:
+    """A sibling of ``engine`` (same URL and pool size) whose checkouts skip the pre-ping
+    round trip — for a caller that recovers from a dead connection itself (see
+    schema/compiled/lane.py). ``engine`` itself when it was not made by :func:`make_engine`.
+    Disposed together with ``engine`` by :func:`dispose_engine`."""
+    for url, made in list(_engines.items()):
+        if made is engine:
+            with _unpinged_lock:
+                sibling = _unpinged.get(url)
+                if sibling is None:
+                    sibling = _unpinged[url] = sa.create_engine(
+                        to_sqlalchemy_url(url), pool_size=5, max_overflow=10
+                    )
+            return sibling
+    return engine
+
+
 def dispose_engine(url: str) -> None:
     """Close every pooled connection to ``url`` (before dropping or cloning it)."""
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
+    for registry in (_engines, _unpinged):
+        engine = registry.pop(url, None)
+        if engine is not None:
+            engine.dispose()
 
 
 def get_engine(settings: DbSettings | None = None) -> Engine:

@@ -7,8 +7,9 @@ the root-id variables in the statement cache (built only after the document vali
 Later requests with the same text (and the same values for any other variables) skip
 Strawberry: :func:`lookup` binds their ids into the template, and :func:`fetch` runs it in
 ONE round trip to PostgreSQL (psycopg pipeline: ``BEGIN``, the session settings of
-:func:`schema.context.session_statement`, the statement, ``ROLLBACK``), taking the
-response JSON as text as PostgreSQL wrote it (no decoding and re-encoding in Python).
+:func:`schema.context.session_statement`, the statement, ``ROLLBACK``; no pre-ping, a dead
+connection is retried once), taking the response JSON as text as PostgreSQL wrote it (no
+decoding and re-encoding in Python).
 
 The answer equals the executor's (same statement, same session settings and row-level
 security, same rows); only the JSON's whitespace differs (PostgreSQL writes ``"a" : 1``).
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Engine
 
+from db.engine import unpinged
 from db.errors import DatabaseUnavailableError, from_db_error
 from schema.compiled.execute import cached_statement
 from schema.compiled.sql import Built
@@ -105,8 +107,36 @@ def fetch(
 ) -> str:
     """The statement's JSON text, run in one round trip with the request's session
     settings (blocking: call it from a worker thread). Raises the mapped ``CdmsError``
-    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself."""
-    settings_sql, settings_params = session_statement(actor, timeout_ms, role, customer_id)
+    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself.
+
+    Connections come from :func:`db.engine.unpinged` (no ping round trip per checkout);
+    when one turns out dead (the server restarted or closed it), the read runs once more
+    on ``engine``, whose checkouts ping. Only reads run here, so running again is safe."""
+    settings = session_statement(actor, timeout_ms, role, customer_id)
+    sql = _text_statement(stmt)
+    for fn in list(_observers):
+        fn(settings[0])
+        fn(sql)
+    try:
+        text = _attempt(unpinged(engine), settings, sql, stmt.params, retry=True)
+    except _Dead:
+        text = _attempt(engine, settings, sql, stmt.params, retry=False)
+    stats.count(2)
+    return text
+
+
+class _Dead(Exception):
+    """The pooled connection was dead: run once more."""
+
+
+def _attempt(
+    engine: Engine,
+    settings: tuple[str, dict[str, str]],
+    sql: str,
+    params: dict[str, Any],
+    *,
+    retry: bool,
+) -> str:
     try:
         fairy = engine.raw_connection()
     except sa.exc.TimeoutError:
@@ -121,23 +151,20 @@ def fetch(
     try:
         conn = fairy.driver_connection
         assert isinstance(conn, psycopg.Connection)
-        sql = _text_statement(stmt)
-        for fn in list(_observers):
-            fn(settings_sql)
-            fn(sql)
         try:
             with conn.pipeline():
-                conn.execute(settings_sql, settings_params)
-                cur = conn.execute(sql, stmt.params)
+                conn.execute(settings[0], settings[1])
+                cur = conn.execute(sql, params)
                 conn.rollback()  # queued too: the pipeline syncs once, here
                 row = cur.fetchone()
         except psycopg.Error as exc:
-            _recover(fairy, conn)
+            dead = _recover(fairy, conn)
+            if dead and retry:
+                raise _Dead from exc
             mapped = from_db_error(exc)
             if mapped is not None:
                 raise mapped from exc
             raise
-        stats.count(2)
         assert row is not None
         text: str = row[0]
         return text
@@ -145,13 +172,15 @@ def fetch(
         fairy.close()
 
 
-def _recover(fairy: Any, conn: psycopg.Connection[Any]) -> None:
-    """After a failed pipeline: end the transaction, or drop a broken connection."""
+def _recover(fairy: Any, conn: psycopg.Connection[Any]) -> bool:
+    """After a failed pipeline: end the transaction, or drop a dead connection (True)."""
     if conn.closed or conn.broken:
         fairy.invalidate()
-        return
+        return True
     try:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
     except psycopg.Error:
         fairy.invalidate()
+        return True
+    return False
