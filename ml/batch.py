@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
@@ -43,8 +44,7 @@ KINDS: dict[str, Kind] = {
 }
 
 
-@dataclass(frozen=True)
-class Predicted:
+class Predicted(NamedTuple):
     """One object's prediction by one model version (plain values, no GraphQL types)."""
 
     model: str
@@ -89,30 +89,62 @@ def score(
 ) -> dict[int, Predicted]:
     """The predictions of ``model`` for the ``ids`` that have features, in ONE run (none
     when no id has features); each is queued for the prediction log as ``actor``'s."""
-    found = [i for i in dict.fromkeys(ids) if i in features.rows]
-    if not found:
-        return {}
-    index = np.array([features.rows[i] for i in found], dtype=np.int64)
+    return score_groups(engine, model, [(kind, features, ids)], actor)[0]
+
+
+def score_groups(
+    engine: Engine,
+    model: Scorer,
+    groups: Sequence[tuple[str, Features, Sequence[int]]],
+    actor: str,
+) -> list[dict[int, Predicted]]:
+    """:func:`score` for objects of several kinds a model serves (``order_value``: orders
+    and customers), still in ONE run; one dict per group."""
+    parts = [
+        (kind, features, [i for i in dict.fromkeys(ids) if i in features.rows])
+        for kind, features, ids in groups
+    ]
+    if not any(found for _, _, found in parts):
+        return [{} for _ in parts]
     inputs = {
-        f.name: features.frame.columns[f.name][index].reshape(-1, 1) for f in model.spec.features
+        f.name: np.concatenate(
+            [
+                features.frame.columns[f.name][
+                    np.array([features.rows[i] for i in found], dtype=np.int64)
+                ]
+                for _, features, found in parts
+            ]
+        ).reshape(-1, 1)
+        for f in model.spec.features
     }
-    scores = model.score(inputs)
-    out = {i: predicted(model, scores, j) for j, i in enumerate(found)}
-    log(engine, kind, out.items(), actor)
+    rows = iter(predictions(model, model.score(inputs)))
+    out = []
+    for kind, _, found in parts:
+        scored = {i: next(rows) for i in found}
+        log(engine, kind, scored.items(), actor)
+        out.append(scored)
+    return out
+
+
+def predictions(model: Scorer, scores: Scores) -> list[Predicted]:
+    """Every row of ``scores`` as plain values (Python floats: ``tolist`` converts a whole
+    array at once, with the values ``float()`` gives one by one)."""
+    name, version = model.name, model.version
+    if scores.values is not None:
+        return [Predicted(name, version, value=round(v, 2)) for v in scores.values.tolist()]
+    assert scores.probabilities is not None and scores.labels is not None
+    classes = model.classes
+    out = []
+    for label, row in zip(scores.labels, scores.probabilities.tolist(), strict=True):
+        probs = tuple(zip(classes, row, strict=True))
+        best = next((p for c, p in probs if c == label), 0.0)
+        out.append(Predicted(name, version, label, best, probs))
     return out
 
 
 def predicted(model: Scorer, scores: Scores, j: int) -> Predicted:
-    """Row ``j`` of ``scores`` as plain values (probabilities as Python floats)."""
-    if scores.values is not None:
-        return Predicted(model.name, model.version, value=round(float(scores.values[j]), 2))
-    assert scores.probabilities is not None and scores.labels is not None
-    probs = tuple(
-        (c, float(p)) for c, p in zip(model.classes, scores.probabilities[j], strict=True)
-    )
-    label = scores.labels[j]
-    best = next((p for c, p in probs if c == label), 0.0)
-    return Predicted(model.name, model.version, label, best, probs)
+    """Row ``j`` of ``scores`` (a what-if query scores one row)."""
+    return predictions(model, scores)[j]
 
 
 def log(

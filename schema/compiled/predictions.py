@@ -11,13 +11,13 @@ and writes each prediction, shaped by its selection, where its id was. The Straw
 resolvers use the same ``ml.batch`` functions, so the two paths answer byte for byte the
 same, errors included: no active model gives null and ``MODEL_UNAVAILABLE``, an object
 the ETL has not loaded yet null and ``NOT_IN_WAREHOUSE``, each with its field's path and
-locations, in document order.
+locations, in the order the Strawberry path reports them (:func:`_error_order`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,29 +126,30 @@ class _Site:
     path: Path
     sel: P.Predict
     id: int
+    level: int  # database round trips the Strawberry path makes before resolving it
 
 
 def _sites(op: P.Operation, data: dict[str, Any]) -> list[_Site]:
     """Every prediction field of the response, in document order."""
     out: list[_Site] = []
 
-    def node(n: P.Node, obj: Any, path: Path) -> None:
+    def node(n: P.Node, obj: Any, path: Path, level: int) -> None:
         if not isinstance(obj, dict):
             return  # a null object
         for f in n.fields:
             if isinstance(f, P.Predict):
                 value = obj.get(f.key)
                 if value is not None:
-                    out.append(_Site(obj, (*path, f.key), f, int(value)))
+                    out.append(_Site(obj, (*path, f.key), f, int(value), level))
             elif isinstance(f, P.One):
-                node(f.node, obj.get(f.key), (*path, f.key))
+                node(f.node, obj.get(f.key), (*path, f.key), level + 1)
             elif isinstance(f, P.Many):
                 for i, item in enumerate(obj.get(f.key) or ()):
-                    node(f.node, item, (*path, f.key, i))
+                    node(f.node, item, (*path, f.key, i), level + 1)
             elif isinstance(f, P.Conn):
-                conn(f, obj.get(f.key), (*path, f.key))
+                conn(f, obj.get(f.key), (*path, f.key), level + 1)
 
-    def conn(c: P.Conn, obj: Any, path: Path) -> None:
+    def conn(c: P.Conn, obj: Any, path: Path, level: int) -> None:
         if not isinstance(obj, dict):
             return
         for f in c.fields:
@@ -157,14 +158,34 @@ def _sites(op: P.Operation, data: dict[str, Any]) -> list[_Site]:
             for i, edge in enumerate(obj.get(f.key) or ()):
                 for e in f.fields:
                     if isinstance(e, P.EdgeNode) and isinstance(edge, dict):
-                        node(e.node, edge.get(e.key), (*path, f.key, i, e.key))
+                        node(e.node, edge.get(e.key), (*path, f.key, i, e.key), level)
 
     for f in op.fields:
         if isinstance(f, P.ById):
-            node(f.node, data.get(f.key), (f.key,))
+            node(f.node, data.get(f.key), (f.key,), 1)
         elif isinstance(f, P.Conn):
-            conn(f, data.get(f.key), (f.key,))
+            conn(f, data.get(f.key), (f.key,), 1)
     return out
+
+
+def _error_order(sites: list[_Site], unavailable: Container[str]) -> list[_Site]:
+    """The sites in the order the Strawberry path reports their errors: its dataloaders
+    resolve level by level (a level: one more database round trip), and within a level a
+    missing model's batch at once, then each kind's batches once its features arrive
+    (kinds, and the models of a kind, in the order they first appear), keys in order."""
+    kinds: dict[tuple[int, str], int] = {}
+    models: dict[tuple[int, str, str], int] = {}
+    for s in sites:
+        kinds.setdefault((s.level, s.sel.kind), len(kinds))
+        models.setdefault((s.level, s.sel.kind, s.sel.model), len(models))
+
+    def key(item: tuple[int, _Site]) -> tuple[int, int, int, int, int]:
+        i, s = item
+        missing = s.sel.model in unavailable
+        kind = -1 if missing else kinds[(s.level, s.sel.kind)]
+        return (s.level, 0 if missing else 1, kind, models[(s.level, s.sel.kind, s.sel.model)], i)
+
+    return [s for _, s in sorted(enumerate(sites), key=key)]
 
 
 async def complete(ctx: Context, stmt: Built, data: dict[str, Any]) -> list[GraphQLError]:
@@ -196,14 +217,21 @@ async def complete(ctx: Context, stmt: Built, data: dict[str, Any]) -> list[Grap
     for kind, ids in wanted.items():
         features[kind] = await ctx.db.run(_loader(kind, list(dict.fromkeys(ids))))
     scored: dict[tuple[str, str], dict[int, Predicted]] = {}
+    by_model: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
     for (kind, model), ids in models.items():
-        if model in unavailable:
-            continue
-        scored[(kind, model)] = batch.score(
-            ctx.engine, store.get(model), kind, features[kind], ids, ctx.actor
+        if model not in unavailable:
+            by_model[model].append((kind, ids))
+    for model, groups in by_model.items():  # ONE run per model, whatever the kinds
+        results = batch.score_groups(
+            ctx.engine,
+            store.get(model),
+            [(kind, features[kind], ids) for kind, ids in groups],
+            ctx.actor,
         )
+        for (kind, _), result in zip(groups, results, strict=True):
+            scored[(kind, model)] = result
     errors: list[GraphQLError] = []
-    for s in sites:
+    for s in _error_order(sites, unavailable):
         found = scored.get((s.sel.kind, s.sel.model), {}).get(s.id)
         if found is not None:
             s.parent[s.sel.key] = _render(s.sel.fields, found)

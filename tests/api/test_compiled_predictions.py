@@ -1,0 +1,256 @@
+"""Prediction fields on the compiled read path: byte-identical to the Strawberry path.
+
+Both paths run on the ML test warehouse (tests/ml/conftest.py: seeded, loaded, three models
+trained): every query of the corpus must give the same JSON body, data and errors alike
+(MODEL_UNAVAILABLE and NOT_IN_WAREHOUSE with their paths and locations, nulls, several
+kinds of objects in one query), and the compiled path must have answered with its page
+statement plus one feature statement per object kind and ONE model run per model.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api.app import create_app
+from api.graphql import HttpLimits
+from api.guard import OperationGuard
+from api.secure_graphql import SecureGraphQLEndpoint
+from api.security import SecurityConfig
+from ml.serving import store_for
+from ml.train import TrainedModel
+from schema.app import schema
+from schema.context import ApiLimits
+from tests.ml.conftest import ml_engine, ml_url, trained  # noqa: F401  (shared fixtures)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+@dataclass
+class Paths:
+    engine: Engine
+    compiled: TestClient
+    strawberry: TestClient
+    statements: list[str]
+
+
+@pytest.fixture(scope="module")
+def paths(ml_engine: Engine, trained: dict[str, TrainedModel]) -> Iterator[Paths]:  # noqa: F811
+    log: list[str] = []
+    store_for(ml_engine)  # the models, loaded before statements are counted
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "set_config" not in statement and "ml.model_version" not in statement:
+            log.append(statement)
+
+    sa.event.listen(ml_engine, "before_cursor_execute", before)
+
+    def client(compiled: bool) -> TestClient:
+        guard = OperationGuard(ml_engine, production=False, persisted_only=False, max_cost=10**9)
+        endpoint = SecureGraphQLEndpoint(
+            schema, ml_engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
+        )
+        app = create_app(ml_engine, endpoint, SecurityConfig(demo_open=True))
+        return TestClient(app, raise_server_exceptions=True)
+
+    with client(True) as compiled, client(False) as plain:
+        yield Paths(ml_engine, compiled, plain, log)
+    sa.event.remove(ml_engine, "before_cursor_execute", before)
+
+
+def _post(c: TestClient, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
+    resp = c.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _runs(engine: Engine) -> dict[str, int]:
+    store = store_for(engine)
+    return {name: store.get(name).runs for name in store.loaded()}
+
+
+def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Both paths, identical bodies; returns the compiled body with what it issued."""
+    p.statements.clear()
+    runs = _runs(p.engine)
+    fast = _post(p.compiled, query, variables)
+    issued = list(p.statements)
+    after = _runs(p.engine)
+    slow = _post(p.strawberry, query, variables)
+    assert json.dumps(fast) == json.dumps(slow), f"\ncompiled:   {fast}\nstrawberry: {slow}"
+    fast["_statements"] = issued
+    fast["_runs"] = {k: after[k] - runs.get(k, 0) for k in after}
+    return fast
+
+
+PREDICTION = """predictedStatus { __typename label probability
+    probabilities { __typename label p: probability } model { name version __typename } }"""
+
+CORPUS: dict[str, tuple[str, dict[str, Any], dict[str, int], int]] = {
+    # name: (query, variables, model runs, feature statements)
+    "500 orders, both order models, aliases and fragments": (
+        """query($n: Int!) { orders(first: $n, orderBy: [{id: DESC}]) { totalCount
+            edges { cursor node { id status ...P
+              total: predictedTotal { value __typename model { version name } } } } } }
+           fragment P on Order { PREDICTION predictedStatus { label } }""".replace(
+            "PREDICTION", PREDICTION
+        ),
+        {"n": 500},
+        {"order_status": 1, "order_value": 1},
+        1,
+    ),
+    "several kinds in one query, nested": (
+        """{ customers(first: 20, orderBy: [{id: ASC}]) { edges { node { id
+              expectedOrderValue { value model { name } }
+              orders(first: 3) { edges { node { id PREDICTION customer { id } } } }
+              supportTickets(first: 2) { edges { node { id predictedStatus { label
+                probabilities { label probability } } } } } } } }
+            supportTickets(first: 5) { edges { node { id
+              predictedStatus { label probability model { name } } } } }
+            order(id: 1) { id predictedTotal { value } customer { expectedOrderValue { value } } }
+          }""".replace("PREDICTION", PREDICTION),
+        {},
+        {"order_status": 1, "order_value": 1, "support_status": 1},
+        3,
+    ),
+    "null objects, @skip and @include": (
+        """query($no: Boolean!) { order(id: 999999999) { id PREDICTION }
+            orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
+              predictedStatus @skip(if: $no) { label }
+              predictedTotal @include(if: $no) { value } } } } }""".replace(
+            "PREDICTION", PREDICTION
+        ),
+        {"no": True},
+        {"order_value": 1},
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_prediction_fields_compile_and_match_the_strawberry_path(paths: Paths, name: str) -> None:
+    query, variables, runs, feature_statements = CORPUS[name]
+    body = both(paths, query, variables)
+    assert "errors" not in body, body["errors"]
+    issued = body["_statements"]
+    assert "json_build_object" in issued[0]  # the compiled page statement...
+    features = [s for s in issued[1:] if "features" in s or "WITH scope" in s]
+    assert len(features) == feature_statements  # ...one feature statement per kind
+    assert len(issued) == 1 + feature_statements, issued
+    assert {k: v for k, v in body["_runs"].items() if v} == runs  # ONE run per model
+
+
+def test_a_repeated_prediction_query_is_answered_again_with_predictions(paths: Paths) -> None:
+    """Statement caches (per variable values, templates over root ids) keep the plan's
+    prediction fields: a cached statement still gets its predictions filled in."""
+    query = "query($id: ID!) { order(id: $id) { id predictedStatus { label probability } } }"
+    first = _post(paths.compiled, query, {"id": "1"})
+    again = _post(paths.compiled, query, {"id": "1"})
+    other = _post(paths.compiled, query, {"id": "2"})
+    assert first == again
+    for body in (first, other):
+        assert "errors" not in body, body
+        assert isinstance(body["data"]["order"]["predictedStatus"]["label"], str)
+    assert other == _post(paths.strawberry, query, {"id": "2"})
+
+
+def test_model_unavailable_errors_match(paths: Paths) -> None:
+    engine = paths.engine
+    store = store_for(engine)
+    with engine.begin() as conn:
+        version = conn.execute(
+            sa.text(
+                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
+                " RETURNING version"
+            )
+        ).scalar_one()
+    store.reload("order_status")
+    try:
+        body = both(
+            paths,
+            """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
+                 predictedStatus { label } predictedTotal { value } } } }
+                 order(id: 2) { s: predictedStatus { label } } }""",
+        )
+        # errors of several kinds and depths, each in the Strawberry path's order
+        mixed = both(
+            paths,
+            """query($o: ID!) { customers(first: 2, orderBy: [{id: DESC}]) { edges { node {
+                 orders(first: 2) { edges { node { predictedTotal { value }
+                   predictedStatus { label } } } } } } }
+               order(id: $o) { predictedTotal { value } predictedStatus { label } }
+               orders(first: 1, orderBy: [{id: DESC}]) { edges { node {
+                 predictedStatus { label } customer { id } } } } }""",
+            {"o": "3"},
+        )
+        assert {e["extensions"]["code"] for e in mixed["errors"]} == {"MODEL_UNAVAILABLE"}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
+        store.reload("order_status")
+    nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert [n["predictedStatus"] for n in nodes] == [None] * 3
+    assert all(n["predictedTotal"]["value"] > 0 for n in nodes)
+    assert body["data"]["order"] == {"s": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"] * 4
+    assert [e["path"] for e in body["errors"]] == [
+        ["orders", "edges", i, "node", "predictedStatus"] for i in range(3)
+    ] + [["order", "s"]]
+    assert all(e["locations"] for e in body["errors"])
+    assert body["_runs"].get("order_status", 0) == 0 and body["_runs"]["order_value"] == 1
+
+
+def test_objects_not_in_the_warehouse_get_null_and_not_in_warehouse(paths: Paths) -> None:
+    engine = paths.engine
+    with engine.begin() as conn:
+        customer, product = conn.execute(
+            sa.text(
+                "SELECT (SELECT min(id) FROM app.customers),"
+                " (SELECT id FROM app.products WHERE stock > 0 AND active ORDER BY id LIMIT 1)"
+            )
+        ).one()
+        new_order = conn.execute(
+            sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
+            {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 1}}]'},
+        ).scalar_one()
+        new_ticket = conn.execute(
+            sa.text("SELECT app.open_ticket(:c, 'delivery', 'high', 'email', 'Late?', :o)"),
+            {"c": customer, "o": new_order},
+        ).scalar_one()
+    try:
+        body = both(
+            paths,
+            """query($o: ID!, $t: ID!) { orders(first: 2, orderBy: [{id: DESC}]) { edges {
+                 node { id predictedStatus { label } predictedTotal { value } } } }
+               supportTicket(id: $t) { id predictedStatus { label } }
+               order(id: $o) { id status predictedTotal { value } } }""",
+            {"o": str(new_order), "t": str(new_ticket)},
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("SELECT app.set_order_status(:id, 'cancelled')"), {"id": new_order}
+            )
+    newest = body["data"]["orders"]["edges"][0]["node"]
+    assert newest == {"id": str(new_order), "predictedStatus": None, "predictedTotal": None}
+    assert body["data"]["orders"]["edges"][1]["node"]["predictedStatus"] is not None
+    assert body["data"]["supportTicket"] == {"id": str(new_ticket), "predictedStatus": None}
+    assert body["data"]["order"]["predictedTotal"] is None
+    # in the Strawberry path's order: by kind (orders first appear first), model, key
+    assert [(e["extensions"]["code"], e["path"]) for e in body["errors"]] == [
+        ("NOT_IN_WAREHOUSE", ["orders", "edges", 0, "node", "predictedStatus"]),
+        ("NOT_IN_WAREHOUSE", ["orders", "edges", 0, "node", "predictedTotal"]),
+        ("NOT_IN_WAREHOUSE", ["order", "predictedTotal"]),
+        ("NOT_IN_WAREHOUSE", ["supportTicket", "predictedStatus"]),
+    ]
+    assert "not in the warehouse yet" in body["errors"][0]["message"]
