@@ -1,0 +1,108 @@
+"""The serving feature tables: filled by the ETL, equal to what the feature queries (and so
+training) compute for the same ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import make_engine
+from db.seed import seed
+from etl import runner
+from ml.feature_table import ORDERS, TABLES, TICKETS, Table, fetch
+from ml.features import FeatureFrame, load_ids
+
+
+def _ids(engine: Engine, table: Table) -> list[int]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT {table.key} FROM {table.fact}")).scalars()
+        return [int(i) for i in rows]
+
+
+def assert_same(a: FeatureFrame, b: FeatureFrame) -> None:
+    assert a.keys.tolist() == b.keys.tolist()
+    assert a.event_at == b.event_at
+    assert a.columns.keys() == b.columns.keys()
+    for name, col in a.columns.items():
+        if col.dtype == np.float32:
+            assert np.array_equal(col, b.columns[name], equal_nan=True), name
+        else:
+            assert col.tolist() == b.columns[name].tolist(), name
+
+
+def assert_table_equals_query(engine: Engine, table: Table) -> int:
+    ids = _ids(engine, table)
+    with engine.connect() as conn:
+        served = fetch(conn, table.sql_file, ids, table.kinds)
+        computed = load_ids(conn, table.sql_file, ids, table.kinds)
+    assert len(served) == len(ids) > 0
+    assert_same(served, computed)
+    return len(ids)
+
+
+def test_the_feature_tables_hold_what_the_feature_queries_compute(ml_engine: Engine) -> None:
+    for table in TABLES:
+        assert_table_equals_query(ml_engine, table)
+
+
+def test_the_etl_fills_features_of_new_facts_and_a_full_load_refills_them(
+    fresh_database: Callable[[], str],
+) -> None:
+    url = fresh_database()
+    seed(url, 150, 1_500, 3)
+    first = runner.run(url)
+    engine = make_engine(url)
+    try:
+        n_orders = assert_table_equals_query(engine, ORDERS)
+        n_tickets = assert_table_equals_query(engine, TICKETS)
+        assert first.features == {ORDERS.name: n_orders, TICKETS.name: n_tickets}
+        assert runner.run(url).features == {ORDERS.name: 0, TICKETS.name: 0}  # a no-op
+
+        with engine.begin() as conn:
+            customer, product = conn.execute(
+                sa.text(
+                    "SELECT (SELECT min(id) FROM app.customers), (SELECT id FROM app.products"
+                    " WHERE stock > 0 AND active ORDER BY id LIMIT 1)"
+                )
+            ).one()
+            order = conn.execute(
+                sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
+                {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 2}}]'},
+            ).scalar_one()
+            conn.execute(
+                sa.text("SELECT app.open_ticket(:c, 'delivery', 'high', 'email', 'Where?', :o)"),
+                {"c": customer, "o": order},
+            )
+        assert runner.run(url).features == {ORDERS.name: 1, TICKETS.name: 1}
+        assert_table_equals_query(engine, ORDERS)
+        assert_table_equals_query(engine, TICKETS)
+
+        def snapshot() -> list[tuple[object, ...]]:
+            with engine.connect() as conn:
+                return [
+                    tuple(r)
+                    for t in TABLES
+                    for r in conn.execute(sa.text(f"SELECT * FROM {t.name} ORDER BY {t.key}")).all()
+                ]
+
+        before = [r[:-1] for r in snapshot()]  # all but computed_at
+        full = runner.run(url, full=True)
+        assert full.features == {ORDERS.name: n_orders + 1, TICKETS.name: n_tickets + 1}
+        assert [r[:-1] for r in snapshot()] == before
+
+        # a fact deleted from the warehouse takes its features with it
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM app.order_items WHERE order_id = :o"), {"o": order})
+            conn.execute(
+                sa.text("DELETE FROM app.support_tickets WHERE order_id = :o"), {"o": order}
+            )
+            conn.execute(sa.text("DELETE FROM app.orders WHERE id = :o"), {"o": order})
+        runner.run(url)
+        assert len(_ids(engine, ORDERS)) == n_orders
+        assert_table_equals_query(engine, ORDERS)
+    finally:
+        runner.dispose(url)
+        engine.dispose()

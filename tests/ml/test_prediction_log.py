@@ -1,0 +1,99 @@
+"""The prediction log: every prediction served reaches ml.prediction_log, in batches written
+off the request path; a full buffer drops (and counts) rather than blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.config import to_libpq_url
+from ml.prediction_log import PredictionLog, log_for
+from ml.train import TrainedModel
+from schema.app import schema
+from schema.context import ApiLimits, Context
+from tests.ml.test_graphql import ORDER_INPUT, WHAT_IF
+
+
+def _execute(engine: Engine, actor: str, query: str, variables: dict[str, Any]) -> Any:
+    async def go() -> Any:
+        ctx = Context(engine=engine, limits=ApiLimits(), actor=actor)
+        try:
+            result = await schema.execute(query, variable_values=variables, context_value=ctx)
+        finally:
+            await ctx.close()
+        assert not result.errors, result.errors
+        return result.data
+
+    return asyncio.run(go())
+
+
+def _logged(engine: Engine, actor: str) -> list[sa.Row[Any]]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT model, model_version, entity, entity_id, label, probability, value,"
+                " requested_at FROM ml.prediction_log WHERE actor = :a"
+                " ORDER BY entity, model, entity_id"
+            ),
+            {"a": actor},
+        ).all()
+
+
+def test_predictions_served_arrive_in_the_log(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    actor = f"apikey:{uuid.uuid4().hex[:8]}"
+    started = dt.datetime.now(dt.UTC)
+    data = _execute(
+        ml_engine,
+        actor,
+        """{ orders(first: 4, orderBy: [{id: ASC}]) { edges { node { id
+             predictedStatus { label probability model { version } }
+             predictedTotal { value } } } } }""",
+        {},
+    )
+    what_if = _execute(ml_engine, actor, WHAT_IF, {"input": ORDER_INPUT})
+    log_for(ml_engine).flush()
+    rows = _logged(ml_engine, actor)
+    nodes = {int(e["node"]["id"]): e["node"] for e in data["orders"]["edges"]}
+    status = [r for r in rows if r.entity == "order" and r.model == "order_status"]
+    value = [r for r in rows if r.entity == "order" and r.model == "order_value"]
+    assert [r.entity_id for r in status] == [r.entity_id for r in value] == sorted(nodes)
+    for r in status:
+        p = nodes[r.entity_id]["predictedStatus"]
+        assert (r.label, r.probability, r.value) == (p["label"], p["probability"], None)
+        assert r.model_version == p["model"]["version"]
+    for r in value:
+        assert (r.label, r.value) == (None, nodes[r.entity_id]["predictedTotal"]["value"])
+    [w] = [r for r in rows if r.entity == "what_if"]
+    assert (w.model, w.entity_id) == ("order_status", None)
+    assert w.label == what_if["predictOrderStatus"]["label"]
+    assert all(started <= r.requested_at <= dt.datetime.now(dt.UTC) for r in rows)
+
+
+def test_a_full_buffer_drops_and_counts_and_close_flushes_the_rest(ml_engine: Engine) -> None:
+    url = to_libpq_url(ml_engine.url.render_as_string(hide_password=False))
+    log = PredictionLog(url, capacity=3, batch=1_000, interval=60)
+    actor = f"test:{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    row = ("order_value", 1, "order", 1, None, None, 12.5, actor, now)
+    log.add([row, row])
+    log.add([row, row, row])
+    assert (log.pending(), log.dropped) == (3, 2)
+    assert _logged(ml_engine, actor) == []
+    log.close()  # a server's shutdown: what is buffered is written
+    assert (log.pending(), log.written) == (0, 3)
+    assert len(_logged(ml_engine, actor)) == 3
+
+
+def test_a_flush_that_fails_drops_its_batch_and_counts_it() -> None:
+    log = PredictionLog("postgresql://nobody@127.0.0.1:1/nothing", interval=60)
+    log.add([("order_value", 1, "order", 1, None, None, 1.0, "x", dt.datetime.now(dt.UTC))])
+    assert log.flush() == 0
+    assert (log.dropped, log.pending()) == (1, 0)
+    log.close()
