@@ -52,6 +52,13 @@ def given_values(obj: Any, columns: Mapping[str, str] | None = None) -> dict[str
     return out
 
 
+def int_arg(value: int | None) -> sa.ColumnElement[Any]:
+    """A GraphQL ``Int`` as an ``integer`` argument of a procedure call. Left untyped,
+    SQLAlchemy types the literal -2**31 (GraphQL's lowest Int) BIGINT, and no function
+    with an ``integer`` parameter matches a ``bigint`` argument."""
+    return sa.literal(value, sa.Integer)
+
+
 def insert_returning_id(table: sa.Table, values: Mapping[str, Any]) -> Callable[[Connection], int]:
     def run(conn: Connection) -> int:
         new_id = conn.execute(sa.insert(table).values(**values).returning(table.c.id)).scalar_one()

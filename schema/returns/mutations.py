@@ -12,7 +12,7 @@ from schema.context import Info
 from schema.enums import ReturnReason
 from schema.filters import parse_id
 from schema.returns.types import Return, build_return
-from schema.writes import call_returning_id, write_and_read
+from schema.writes import call_returning_id, int_arg, write_and_read
 
 
 @strawberry.input
@@ -30,8 +30,8 @@ class ReturnMutations:
     async def request_return(self, info: Info, input: RequestReturnInput) -> Return:
         fn = sa.func.app.request_return(
             parse_id(input.order_id, "orderId"),
-            input.line_no,
-            input.quantity,
+            int_arg(input.line_no),
+            int_arg(input.quantity),
             input.reason.value,
             input.comment,
         )

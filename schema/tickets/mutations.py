@@ -11,7 +11,7 @@ from schema.enums import TicketCategory, TicketChannel, TicketPriority, TicketSt
 from schema.fields import mutation
 from schema.filters import parse_id
 from schema.tickets.types import SupportTicket, build_ticket
-from schema.writes import call_returning_id, write_and_read
+from schema.writes import call_returning_id, int_arg, write_and_read
 
 
 @strawberry.input
@@ -49,7 +49,7 @@ class SupportTicketMutations:
         satisfaction: int | None = None,
     ) -> SupportTicket:
         fn = sa.func.app.set_ticket_status(
-            parse_id(ticket_id, "ticketId"), status.value, satisfaction
+            parse_id(ticket_id, "ticketId"), status.value, int_arg(satisfaction)
         )
         return await write_and_read(
             info, call_returning_id(fn, composite=True), catalog.SUPPORT_TICKET, build_ticket
