@@ -63,3 +63,12 @@ def create_app(
     )
     app.state.engine = engine
     return app
+
+
+def worker_app() -> Starlette:
+    """The app of one uvicorn worker process of ``cdms serve --workers N``: its own
+    engine on ``DATABASE_URL``, which the supervising process set to the database it
+    prepared (migrated, seeded, models trained) before starting the workers."""
+    from db.engine import get_engine
+
+    return create_app(get_engine())

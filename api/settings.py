@@ -44,6 +44,7 @@ class Settings:
     demo_seed: int
     etl_interval_s: int
     max_body_bytes: int
+    workers: int = 1
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,4 +61,12 @@ class Settings:
             demo_seed=_int("CDMS_DEMO_SEED", 42),
             etl_interval_s=_int("CDMS_ETL_INTERVAL", 0),
             max_body_bytes=_int("CDMS_MAX_BODY_BYTES", 1_000_000),
+            workers=_workers(),
         )
+
+
+def _workers() -> int:
+    n = _int("CDMS_WORKERS", 1)
+    if not 1 <= n <= 64:
+        raise ConfigError(f"CDMS_WORKERS must be between 1 and 64, got {n}")
+    return n

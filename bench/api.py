@@ -17,7 +17,7 @@ The load generator is a minimal asyncio HTTP/1.1 keep-alive client, so that on a
 machine the clients' own CPU stays small next to the server's.
 Goals: (a) >= 1,000 requests/s, (b) p50 < 150 ms on a 2-core machine.
 
-Usage: ``.venv/bin/python bench/api.py [--customers N] [--orders M] [--seconds S]
+Usage: ``.venv/bin/python bench/api.py [--customers N] [--orders M] [--seconds S] [--workers W]
 [--concurrency C] [--only a,b,c] [--compiled/--no-compiled]``.
 """
 
@@ -113,14 +113,25 @@ def prepare(url: str, customers: int, orders: int) -> tuple[int, list[int]]:
     return int(max_c), active
 
 
-def serve(url: str, port: int) -> None:
-    """The server process: the real app on uvicorn, one process."""
+def serve(url: str, port: int, workers: int) -> None:
+    """The server process: the real app on uvicorn, as ``cdms serve --workers N`` runs it."""
     import uvicorn
 
     from api.app import create_app
     from db.engine import make_engine
 
-    uvicorn.run(create_app(make_engine(url)), host="127.0.0.1", port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(make_engine(url)), host="127.0.0.1", port=port, log_level="warning")
+        return
+    os.environ["DATABASE_URL"] = url
+    uvicorn.run(
+        "api.app:worker_app",
+        factory=True,
+        workers=workers,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
 
 
 def _payload(kind: str, max_c: int, products: list[int], rng: random.Random) -> dict[str, Any]:
@@ -300,10 +311,13 @@ def main() -> None:
         help="only the compiled (--compiled) or the Strawberry (--no-compiled) read path;"
         " default: both, with their ratio",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (cdms serve --workers)"
+    )
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
+        serve(args.serve[0], int(args.serve[1]), args.workers)
         return
     url = bench_url()
     max_c, products = prepare(url, args.customers, args.orders)
@@ -321,7 +335,10 @@ def main() -> None:
         os.environ["CDMS_COMPILED_READS"] = _flag(compiled)
         port = _free_port()
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
-        server = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port)], env=env)
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", url, str(port), "--workers", str(args.workers)],
+            env=env,
+        )
         try:
             _wait_up(port)
             for kind in kinds:
@@ -335,7 +352,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    table = Table(title=f"GraphQL API, {max_c:,} customers, uvicorn x1, 2 client processes")
+    table = Table(
+        title=f"GraphQL API, {max_c:,} customers, uvicorn x{args.workers}, 2 client processes"
+    )
     for col in ("case", "path", "req/s", "p50 ms", "p99 ms", "requests", "errors", "SQL/request"):
         table.add_column(col, justify="right")
     for kind in kinds:

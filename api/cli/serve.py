@@ -15,8 +15,16 @@ def serve(
         None, min=1, max=65535, help="Port (default CDMS_PORT or 8000)."
     ),
     seed_demo: bool = typer.Option(True, help="Seed demo data when the database is empty."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        help="uvicorn worker processes (default CDMS_WORKERS or 1); rate limits and caches"
+        " are per process.",
+    ),
 ) -> None:
     """Serve the API, after bringing the database up to date."""
+    import os
     import signal
     import sys
 
@@ -46,11 +54,33 @@ def serve(
         check_connection(url)
         prepare(url, settings, seed_demo=seed_demo)
         scheduler = start_if_enabled(url, settings.etl_interval_s, console.print)
-        app = create_app(make_engine(url))
-        console.print(f"cdms serving on [bold]{address}[/] (GraphQL at {address}/graphql)")
-        uvicorn.run(
-            app, host=bind_host, port=bind_port, log_level="info", timeout_graceful_shutdown=10
+        processes = workers or settings.workers
+        console.print(
+            f"cdms serving on [bold]{address}[/] (GraphQL at {address}/graphql)"
+            + (f", {processes} worker processes" if processes > 1 else "")
         )
+        if processes == 1:
+            uvicorn.run(
+                create_app(make_engine(url)),
+                host=bind_host,
+                port=bind_port,
+                log_level="info",
+                timeout_graceful_shutdown=10,
+            )
+        else:
+            # each worker imports the app and builds its own engine on the database this
+            # process prepared; this process keeps the lock, the embedded server and the
+            # ETL schedule, and uvicorn's supervisor restarts a worker that dies
+            os.environ["DATABASE_URL"] = url
+            uvicorn.run(
+                "api.app:worker_app",
+                factory=True,
+                workers=processes,
+                host=bind_host,
+                port=bind_port,
+                log_level="info",
+                timeout_graceful_shutdown=10,
+            )
     finally:
         if scheduler is not None:
             scheduler.stop()

@@ -1,0 +1,83 @@
+"""``cdms serve --workers 2`` on the embedded default: the supervising process prepares the
+database and keeps the embedded server; two uvicorn worker processes answer on one port,
+each with its own engine and fast lane; SIGTERM stops them all and frees the data folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psutil
+
+from api.lock import ServeLock
+from db.server import running_pid
+from tests.reliability._server import free_port, stop, wait_healthy
+
+QUERY = "query ($id: ID!) { product(id: $id) { id sku } }"
+
+
+def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CDMS_")}
+    env.update(
+        CDMS_DATA_DIR=str(data),
+        CDMS_DEMO_OPEN="1",
+        CDMS_RATE_LIMIT="0",
+        CDMS_DEMO_CUSTOMERS="50",
+        CDMS_DEMO_ORDERS="300",
+        CDMS_ETL_INTERVAL="0",
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cdms = str(Path(sys.executable).parent / "cdms")
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [cdms, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_healthy(proc, base, timeout=240)  # first start: initdb, seed, warehouse, models
+        supervisor = psutil.Process(proc.pid)
+        workers = [p for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in supervisor.children()]
+
+        def ask(i: int) -> tuple[int, dict[str, object]]:
+            with httpx.Client(base_url=base, timeout=30) as client:  # its own connection
+                resp = client.post(
+                    "/graphql", json={"query": QUERY, "variables": {"id": str(1 + i % 20)}}
+                )
+                return resp.status_code, resp.json()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(64)))
+        assert all(status == 200 for status, _ in answers), answers
+        assert all("errors" not in body for _, body in answers), answers
+        assert {body["data"]["product"]["id"] for _, body in answers} == {  # type: ignore[index]
+            str(i) for i in range(1, 21)
+        }
+
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+        assert not any(p.is_running() and p.status() != "zombie" for p in workers)
+        assert running_pid(data) is None, "the embedded server must stop with cdms serve"
+        holder = ServeLock(data)
+        holder.acquire("http://127.0.0.1:1")  # the data folder is free again
+        holder.release()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+            except httpx.TransportError:
+                break
+            assert time.monotonic() < deadline, "the port still answers after exit"
+            time.sleep(0.1)
+    finally:
+        stop(proc)
+        log.close()
