@@ -18,7 +18,9 @@ still cannot return another customer's rows.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -203,6 +205,23 @@ def query_cost(doc: Document, default_page: int, max_page: int) -> int:
     return cost(doc.operation.selection_set, 1, 0)
 
 
+@dataclass(frozen=True)
+class _Facts:
+    names: tuple[str, ...]  # every field name of the operation, fragments expanded, in order
+    roots: tuple[str, ...]
+    cost: int | None  # None when a page size comes from a variable
+
+
+def _has_variable(node: ValueNode) -> bool:
+    if isinstance(node, VariableNode):
+        return True
+    if isinstance(node, ListValueNode):
+        return any(_has_variable(v) for v in node.values)
+    if isinstance(node, ObjectValueNode):
+        return any(_has_variable(f.value) for f in node.fields)
+    return False
+
+
 class OperationGuard:
     def __init__(
         self,
@@ -221,6 +240,8 @@ class OperationGuard:
         self.default_page = default_page
         self.max_page = max_page
         self._persisted: dict[str, str] = {}
+        self._facts_cache: dict[int, tuple[OperationDefinitionNode, _Facts]] = {}
+        self._facts_lock = threading.Lock()
 
     # ---- persisted queries ---------------------------------------------------------
     def _lookup(self, sha: str) -> str | None:
@@ -274,26 +295,50 @@ class OperationGuard:
             return
         self.check_document(doc, principal)
 
+    def _facts(self, doc: Document) -> _Facts:
+        """What the checks need of the operation itself, kept per parsed operation (a
+        cached parse hands the same AST back for the same query text)."""
+        key = id(doc.operation)
+        with self._facts_lock:
+            found = self._facts_cache.get(key)
+            if found is not None and found[0] is doc.operation:
+                return found[1]
+        names = tuple(dict.fromkeys(f.name.value for f in doc.walk(doc.operation.selection_set)))
+        roots = tuple(f.name.value for f in doc.fields(doc.operation.selection_set))
+        paged_by_variables = any(
+            _has_variable(arg.value)
+            for f in doc.walk(doc.operation.selection_set)
+            for arg in f.arguments or ()
+            if arg.name.value in {"first", "last"}
+        )
+        cost = None if paged_by_variables else query_cost(doc, self.default_page, self.max_page)
+        facts = _Facts(names, roots, cost)
+        with self._facts_lock:
+            self._facts_cache[key] = (doc.operation, facts)
+            while len(self._facts_cache) > 512:
+                self._facts_cache.pop(next(iter(self._facts_cache)))
+        return facts
+
     def check_document(self, doc: Document, principal: Principal) -> None:
         role = principal.role
         kind = doc.operation.operation
+        facts = self._facts(doc)
         if self.production and not principal.is_admin:
-            for f in doc.walk(doc.operation.selection_set):
-                if f.name.value.startswith("__") and f.name.value != "__typename":
+            for name in facts.names:
+                if name.startswith("__") and name != "__typename":
                     raise ForbiddenError(
                         "introspection is for admins in production", reason="introspection"
                     )
-        for f in doc.walk(doc.operation.selection_set):
-            allowed_roles = FIELD_ROLES.get(f.name.value)
+        for name in facts.names:
+            allowed_roles = FIELD_ROLES.get(name)
             if allowed_roles is not None and role not in allowed_roles:
                 raise ForbiddenError(
-                    f"role {role} may not query {f.name.value}",
+                    f"role {role} may not query {name}",
                     reason="role",
                     role=role,
-                    field=f.name.value,
+                    field=name,
                 )
-        for root in doc.fields(doc.operation.selection_set):
-            name = root.name.value
+        for name in facts.roots:
             if kind is OperationType.MUTATION:
                 if name != "__typename" and role not in MUTATION_ROLES.get(name, {"admin"}):
                     raise ForbiddenError(
@@ -320,7 +365,9 @@ class OperationGuard:
                             raise ForbiddenError(
                                 "a customer may only name itself", reason="other_customer"
                             )
-        cost = query_cost(doc, self.default_page, self.max_page)
+        cost = facts.cost
+        if cost is None:  # page sizes from variables: this request's values decide
+            cost = query_cost(doc, self.default_page, self.max_page)
         if cost > self.max_cost:
             raise QueryTooComplexError(
                 f"query cost {cost} exceeds the limit of {self.max_cost} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -136,3 +137,58 @@ def test_cors_origins(sec_engine: Engine, sec_shop: Shop) -> None:
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in bad.headers
+
+
+def test_guard_keeps_per_operation_facts_but_decides_per_principal_and_values(
+    sec_engine: Engine,
+) -> None:
+    """The guard caches what an operation is (its fields, a cost without variables), never
+    a verdict: the same parsed document is allowed or refused by role, customer and the
+    request's page sizes."""
+    from graphql import parse
+
+    from api.auth import Principal
+    from api.guard import Document, OperationGuard
+    from db.errors import CdmsError
+
+    guard = OperationGuard(sec_engine, production=True, persisted_only=False, max_cost=1_000)
+    admin = Principal("admin", None, "t:admin", "a")
+    analyst = Principal("analyst", None, "t:analyst", "b")
+    customer = Principal("customer", 7, "customer:7", "c")
+
+    def doc(query: str, variables: dict[str, Any] | None = None) -> Document:
+        d = Document.__new__(Document)  # one parse shared by every check, as the server does
+        parsed = parses.setdefault(query, parse(query))
+        d.operation = parsed.definitions[0]  # type: ignore[assignment]
+        d.fragments = {}
+        d.variables = variables or {}
+        return d
+
+    parses: dict[str, Any] = {}
+
+    def refused(d: Document, who: Principal) -> str | None:
+        try:
+            guard.check_document(d, who)
+        except CdmsError as exc:
+            return exc.code
+        return None
+
+    models = "{ models { name } __schema { queryType { name } } }"
+    for _ in range(2):  # the second round runs on the cached facts
+        assert refused(doc(models), admin) is None
+        assert refused(doc(models), analyst) == "FORBIDDEN"  # introspection in production
+        assert refused(doc(models), customer) == "FORBIDDEN"
+    mine = "query ($c: ID!) { customer(id: $c) { id } }"
+    for _ in range(2):
+        assert refused(doc(mine, {"c": "7"}), customer) is None
+        assert refused(doc(mine, {"c": "8"}), customer) == "FORBIDDEN"
+    paged = "query ($n: Int) { customers(first: $n) { edges { node { id } } } }"
+    fixed = "{ customers(first: 500) { edges { node { orders(first: 5) { totalCount } } } } }"
+    for _ in range(2):
+        assert refused(doc(paged, {"n": 10}), admin) is None
+        assert refused(doc(paged, {"n": 5000}), admin) is None  # capped at the max page, 500
+        assert refused(doc(fixed), admin) == "QUERY_TOO_COMPLEX"  # 500 + 500 * 5
+    strict = OperationGuard(sec_engine, production=False, persisted_only=False, max_cost=100)
+    assert strict.check_document(doc(paged, {"n": 100}), admin) is None
+    with pytest.raises(CdmsError):
+        strict.check_document(doc(paged, {"n": 101}), admin)
