@@ -16,14 +16,16 @@ locations, in the order the Strawberry path reports them (:func:`_error_order`).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLObjectType
 from graphql.execution.collect_fields import FieldDetails
 from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
 
 from db.errors import CdmsError
 from ml import batch
@@ -87,84 +89,115 @@ def _selection(walk: Any, gtype: GraphQLObjectType, details: list[FieldDetails])
 _SCALARS = {"label", "probability", "value", "name", "version"}
 
 
-def has_predictions(op: P.Operation) -> bool:
-    return any(True for _ in _sites_of_plan(op))
+@dataclass(frozen=True)
+class NodeSites:
+    """Where a node's predictions are: its prediction fields, and its relations that lead
+    to more (in document order), each ``(key, "one" | "many" | "conn", sites)``."""
+
+    predicts: tuple[P.Predict, ...]
+    children: tuple[tuple[str, str, NodeSites | ConnSites], ...]
 
 
-def _sites_of_plan(op: P.Operation) -> Iterator[P.Predict]:
-    def node(n: P.Node) -> Iterator[P.Predict]:
+@dataclass(frozen=True)
+class ConnSites:
+    """A connection's node selections that lead to predictions: ``(edges key, node key)``."""
+
+    edges: tuple[tuple[str, str, NodeSites], ...]
+
+
+@dataclass(frozen=True)
+class Sites:
+    """The prediction fields of an operation: what ``Built.predictions`` holds, so that a
+    request walks only the paths that lead to one. Root entries: ``(key, sites)``."""
+
+    roots: tuple[tuple[str, NodeSites | ConnSites], ...]
+
+
+def sites_of(op: P.Operation) -> Sites | None:
+    """The operation's prediction sites, or None when it has no prediction field."""
+
+    def node(n: P.Node) -> NodeSites | None:
+        predicts = tuple(f for f in n.fields if isinstance(f, P.Predict))
+        children: list[tuple[str, str, NodeSites | ConnSites]] = []
         for f in n.fields:
-            if isinstance(f, P.Predict):
-                yield f
-            elif isinstance(f, P.One | P.Many):
-                yield from node(f.node)
+            if isinstance(f, P.One | P.Many):
+                found = node(f.node)
+                if found is not None:
+                    children.append((f.key, "one" if isinstance(f, P.One) else "many", found))
             elif isinstance(f, P.Conn):
-                yield from conn(f)
+                c = conn(f)
+                if c is not None:
+                    children.append((f.key, "conn", c))
+        return NodeSites(predicts, tuple(children)) if predicts or children else None
 
-    def conn(c: P.Conn) -> Iterator[P.Predict]:
+    def conn(c: P.Conn) -> ConnSites | None:
+        edges = []
         for f in c.fields:
             if isinstance(f, P.Edges):
                 for e in f.fields:
                     if isinstance(e, P.EdgeNode):
-                        yield from node(e.node)
+                        found = node(e.node)
+                        if found is not None:
+                            edges.append((f.key, e.key, found))
+        return ConnSites(tuple(edges)) if edges else None
 
+    roots: list[tuple[str, NodeSites | ConnSites]] = []
     for f in op.fields:
-        if isinstance(f, P.ById):
-            yield from node(f.node)
-        elif isinstance(f, P.Conn):
-            yield from conn(f)
+        found = (
+            node(f.node) if isinstance(f, P.ById) else conn(f) if isinstance(f, P.Conn) else None
+        )
+        if found is not None:
+            roots.append((f.key, found))
+    return Sites(tuple(roots)) if roots else None
 
 
 # --- filling in ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Site:
-    """Where a prediction goes: the object holding it, the key, the object's id."""
+class _Site(NamedTuple):
+    """Where a prediction goes: the object holding it, the field, the object's id."""
 
     parent: dict[str, Any]
-    path: Path
+    path: Path  # of the object holding it
     sel: P.Predict
     id: int
     level: int  # database round trips the Strawberry path makes before resolving it
 
 
-def _sites(op: P.Operation, data: dict[str, Any]) -> list[_Site]:
+def _sites(sites: Sites, data: dict[str, Any]) -> list[_Site]:
     """Every prediction field of the response, in document order."""
     out: list[_Site] = []
+    append = out.append
 
-    def node(n: P.Node, obj: Any, path: Path, level: int) -> None:
-        if not isinstance(obj, dict):
+    def node(n: NodeSites, obj: Any, path: Path, level: int) -> None:
+        if obj.__class__ is not dict:
             return  # a null object
-        for f in n.fields:
-            if isinstance(f, P.Predict):
-                value = obj.get(f.key)
-                if value is not None:
-                    out.append(_Site(obj, (*path, f.key), f, int(value), level))
-            elif isinstance(f, P.One):
-                node(f.node, obj.get(f.key), (*path, f.key), level + 1)
-            elif isinstance(f, P.Many):
-                for i, item in enumerate(obj.get(f.key) or ()):
-                    node(f.node, item, (*path, f.key, i), level + 1)
-            elif isinstance(f, P.Conn):
-                conn(f, obj.get(f.key), (*path, f.key), level + 1)
+        for f in n.predicts:
+            value = obj.get(f.key)
+            if value is not None:
+                append(_Site(obj, path, f, int(value), level))
+        for key, how, child in n.children:
+            value = obj.get(key)
+            if isinstance(child, ConnSites):
+                conn(child, value, (*path, key), level + 1)
+            elif how == "one":
+                node(child, value, (*path, key), level + 1)
+            else:
+                for i, item in enumerate(value or ()):
+                    node(child, item, (*path, key, i), level + 1)
 
-    def conn(c: P.Conn, obj: Any, path: Path, level: int) -> None:
-        if not isinstance(obj, dict):
+    def conn(c: ConnSites, obj: Any, path: Path, level: int) -> None:
+        if obj.__class__ is not dict:
             return
-        for f in c.fields:
-            if not isinstance(f, P.Edges):
-                continue
-            for i, edge in enumerate(obj.get(f.key) or ()):
-                for e in f.fields:
-                    if isinstance(e, P.EdgeNode) and isinstance(edge, dict):
-                        node(e.node, edge.get(e.key), (*path, f.key, i, e.key), level)
+        for edges_key, node_key, n in c.edges:
+            for i, edge in enumerate(obj.get(edges_key) or ()):
+                node(n, edge.get(node_key), (*path, edges_key, i, node_key), level)
 
-    for f in op.fields:
-        if isinstance(f, P.ById):
-            node(f.node, data.get(f.key), (f.key,), 1)
-        elif isinstance(f, P.Conn):
-            conn(f, data.get(f.key), (f.key,), 1)
+    for key, root in sites.roots:
+        if isinstance(root, NodeSites):
+            node(root, data.get(key), (key,), 1)
+        else:
+            conn(root, data.get(key), (key,), 1)
     return out
 
 
@@ -191,10 +224,9 @@ def _error_order(sites: list[_Site], unavailable: Container[str]) -> list[_Site]
 async def complete(ctx: Context, stmt: Built, data: dict[str, Any]) -> list[GraphQLError]:
     """Fill in the predictions of ``data`` (the statement's response, in place); returns
     the errors of the fields left null, in document order."""
-    op = stmt.predictions
-    if op is None:
+    if stmt.predictions is None:
         return []
-    sites = _sites(op, data)
+    sites = _sites(stmt.predictions, data)
     if not sites:
         return []
     store = store_for(ctx.engine)
@@ -221,27 +253,35 @@ async def complete(ctx: Context, stmt: Built, data: dict[str, Any]) -> list[Grap
     for (kind, model), ids in models.items():
         if model not in unavailable:
             by_model[model].append((kind, ids))
-    for model, groups in by_model.items():  # ONE run per model, whatever the kinds
-        results = batch.score_groups(
+    # ONE run per model, whatever the kinds; the models run side by side in worker threads
+    # (onnxruntime releases the GIL), off the event loop
+    runs = [
+        run_in_threadpool(
+            batch.score_groups,
             ctx.engine,
             store.get(model),
             [(kind, features[kind], ids) for kind, ids in groups],
             ctx.actor,
         )
+        for model, groups in by_model.items()
+    ]
+    for (model, groups), results in zip(by_model.items(), await asyncio.gather(*runs), strict=True):
         for (kind, _), result in zip(groups, results, strict=True):
             scored[(kind, model)] = result
-    errors: list[GraphQLError] = []
-    for s in _error_order(sites, unavailable):
+    failed: list[_Site] = []
+    for s in sites:
         found = scored.get((s.sel.kind, s.sel.model), {}).get(s.id)
-        if found is not None:
+        if found is None:
+            s.parent[s.sel.key] = None
+            failed.append(s)
+        else:
             s.parent[s.sel.key] = _render(s.sel.fields, found)
-            continue
-        s.parent[s.sel.key] = None
+    errors: list[GraphQLError] = []
+    for s in _error_order(failed, unavailable):
         error = unavailable.get(s.sel.model) or batch.not_in_warehouse(s.sel.kind, s.id)
+        path = [*s.path, s.sel.key]
         errors.append(
-            GraphQLError(
-                error.message, nodes=list(s.sel.nodes), path=list(s.path), original_error=error
-            )
+            GraphQLError(error.message, nodes=list(s.sel.nodes), path=path, original_error=error)
         )
     return errors
 

@@ -33,7 +33,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, assert_never
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -44,6 +44,9 @@ from schema.compiled import plan as P
 from schema.enums import SortDirection
 from schema.filters import SortKey
 from schema.relay import ConnQuery
+
+if TYPE_CHECKING:
+    from schema.compiled.predictions import Sites
 
 _SAFE = re.compile(r"^[_A-Za-z0-9:,\[\]\"]*$")
 _PARAM = re.compile(r"%\((\w+)\)s")
@@ -168,9 +171,9 @@ class Built:
 
     sql: str
     params: dict[str, Any]
-    # the plan, when prediction fields must be filled in after the statement ran
-    # (schema.compiled.predictions); None otherwise
-    predictions: P.Operation | None = None
+    # where prediction fields must be filled in after the statement ran
+    # (schema.compiled.predictions.Sites); None when there is none
+    predictions: Sites | None = None
 
 
 @dataclass
@@ -399,7 +402,6 @@ def statement(op: P.Operation) -> Built:
             pairs.append((sel.key, b.conn(sel, None)))
         else:
             assert_never(sel)
-    from schema.compiled.predictions import has_predictions
+    from schema.compiled.predictions import sites_of
 
-    post = op if has_predictions(op) else None
-    return Built(f"SELECT {_obj(pairs)} AS data", b.params, post)
+    return Built(f"SELECT {_obj(pairs)} AS data", b.params, sites_of(op))
