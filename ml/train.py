@@ -8,6 +8,13 @@ from the query on (so ONNX, which computes in float32, sees the same numbers).
 Pipelines: a ColumnTransformer with an explicit median SimpleImputer for numerics and a
 OneHotEncoder(handle_unknown="ignore") for categories; StandardScaler only in front of
 the linear model, never in front of trees.
+
+Cost at 1,000,000 orders (docs/models.md): the forests are bounded so that training takes
+minutes, not half an hour: each tree draws at most ``MAX_SAMPLES_PER_TREE`` rows (so a tree
+costs the same at 200k or 1M rows), leaves hold at least ``min_samples_leaf`` rows and depth
+is capped (smaller trees: a smaller ONNX file that scores faster), trees are built on every
+core. The orders feature query runs once per ``cdms ml train`` for the two order models
+(``FeatureCache``). Phases (features, fit, evaluate, export) are timed and reported.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import datetime as dt
 import logging
 import math
 import time
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +42,8 @@ from sqlalchemy.engine import Engine
 from ml import evaluate
 from ml.errors import InsufficientDataError
 from ml.export import export
-from ml.features import FeatureFrame, load_before
-from ml.specs import FeatureKind, ModelSpec, Task
+from ml.features import FeatureFrame, kinds_of, statement, to_frame
+from ml.specs import SPECS, FeatureKind, ModelSpec, Task
 
 log = logging.getLogger("cdms.ml")
 
@@ -42,7 +51,16 @@ TEST_SHARE = 0.2
 MIN_TRAIN_ROWS = 100
 MIN_TEST_ROWS = 20
 BALANCE_POWER = 0.75
-FOREST = {"n_estimators": 100, "max_depth": 12, "min_samples_leaf": 2, "random_state": 0}
+# Forest bounds, measured at 200k and 1M orders (docs/models.md: time and metric per choice).
+FOREST: dict[str, Any] = {"n_estimators": 100, "max_depth": 10, "random_state": 0, "n_jobs": -1}
+CLASSIFIER: dict[str, Any] = {**FOREST, "min_samples_leaf": 20}  # smooth rare-class odds
+REGRESSOR: dict[str, Any] = {**FOREST, "min_samples_leaf": 20, "max_features": 0.5}
+MAX_SAMPLES_PER_TREE = 50_000  # bootstrap draws per tree; fewer rows than this: all of them
+TREES_PER_STEP = 10  # the fit grows the forest this many trees at a time (progress)
+
+PHASES = ("features", "fit", "evaluate", "export")
+# phase, done, total: called at the start of a phase (done 0) and as it advances
+Progress = Callable[[str, int, int], None]
 
 _NEWEST_EVENT = {
     "orders.sql": "SELECT max(ordered_at) FROM dw.fact_orders",
@@ -73,25 +91,37 @@ class TrainedModel:
         return value
 
 
-def build_pipeline(spec: ModelSpec) -> Pipeline:
+def build_pipeline(spec: ModelSpec, rows: int | None = None) -> Pipeline:
+    """The unfitted pipeline of ``spec``; ``rows``: training rows (bounds the forest's
+    bootstrap sample to ``MAX_SAMPLES_PER_TREE``)."""
     numeric = [f.name for f in spec.features if f.kind is FeatureKind.NUMERIC]
     categories = [f.name for f in spec.features if f.kind is FeatureKind.CATEGORY]
     linear = spec.algorithm == "LogisticRegression"
+    # trees compute in float32: one-hot columns in float32 spare a float64 copy of the matrix
+    dtype = np.float64 if linear else np.float32
     num_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if linear:
         num_steps.append(("scale", StandardScaler()))
     prep = ColumnTransformer(
         [
             ("num", Pipeline(num_steps), numeric),
-            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categories),
+            (
+                "cat",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=dtype),
+                categories,
+            ),
         ]
+    )
+    bounded = (
+        {}
+        if rows is None or rows <= MAX_SAMPLES_PER_TREE
+        else {"max_samples": MAX_SAMPLES_PER_TREE}
     )
     estimator: Any
     if spec.algorithm == "RandomForestClassifier":
-        # larger leaves: smoother probabilities for the rare outcomes
-        estimator = RandomForestClassifier(**{**FOREST, "min_samples_leaf": 10}, n_jobs=1)
+        estimator = RandomForestClassifier(**CLASSIFIER, **bounded)
     elif spec.algorithm == "RandomForestRegressor":
-        estimator = RandomForestRegressor(**FOREST, n_jobs=1)
+        estimator = RandomForestRegressor(**REGRESSOR, **bounded)
     elif linear:
         estimator = LogisticRegression(max_iter=1000, class_weight="balanced")
     else:  # pragma: no cover - specs are fixed
@@ -141,18 +171,48 @@ def analyze_if_stale(engine: Engine) -> list[str]:
     return stale
 
 
-def dataset(engine: Engine, spec: ModelSpec) -> tuple[FeatureFrame, np.ndarray[Any, Any]]:
+class FeatureCache:
+    """The feature rows of one training run, one frame per SQL file, each loaded once.
+
+    A frame holds every event up to the newest in ``dw``; a spec takes the events before
+    its own settle time. The two order models share ``orders.sql``, so ``cdms ml train``
+    runs the most expensive query once, not twice. Slicing is exact: a row's features use
+    only what was known at its event time, whatever the scope's end.
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[str, tuple[dt.datetime, FeatureFrame]] = {}
+
+    def events(self, engine: Engine, spec: ModelSpec) -> tuple[dt.datetime, FeatureFrame]:
+        """(newest event time, every event of ``spec``'s query with every target)."""
+        if spec.sql not in self._frames:
+            analyze_if_stale(engine)
+            with engine.connect() as conn:
+                newest = conn.execute(sa.text(_NEWEST_EVENT[spec.sql])).scalar()
+                if newest is None:
+                    raise InsufficientDataError(
+                        f"{spec.name}: the warehouse holds no events yet (run cdms etl run)",
+                        model=spec.name,
+                    )
+                sharing = [s for s in SPECS.values() if s.sql == spec.sql]
+                rows = conn.execute(
+                    statement(spec.sql, "before"), {"until": newest + dt.timedelta(microseconds=1)}
+                ).all()
+                frame = to_frame(rows, kinds_of(*sharing), sorted({s.target for s in sharing}))
+                del rows
+            self._frames[spec.sql] = (newest, frame)
+        return self._frames[spec.sql]
+
+
+def dataset(
+    engine: Engine, spec: ModelSpec, cache: FeatureCache | None = None
+) -> tuple[FeatureFrame, np.ndarray[Any, Any]]:
     """Every settled event of ``spec`` (oldest first) and its target."""
-    analyze_if_stale(engine)
-    with engine.connect() as conn:
-        newest = conn.execute(sa.text(_NEWEST_EVENT[spec.sql])).scalar()
-        if newest is None:
-            raise InsufficientDataError(
-                f"{spec.name}: the warehouse holds no events yet (run cdms etl run)",
-                model=spec.name,
-            )
-        until = newest - dt.timedelta(days=spec.settle_days) + dt.timedelta(microseconds=1)
-        frame = load_before(conn, spec, until, extra=[spec.target])
+    newest, frame = (cache or FeatureCache()).events(engine, spec)
+    until = newest - dt.timedelta(days=spec.settle_days) + dt.timedelta(microseconds=1)
+    settled = bisect_left(frame.event_at, until)  # rows are ordered by event time
+    if settled < len(frame):
+        frame = frame.take(np.arange(settled))
     y = frame.columns[spec.target]
     if spec.task is Task.CLASSIFICATION:
         keep = np.isin(y, np.array(spec.classes, dtype=object))
@@ -163,9 +223,51 @@ def dataset(engine: Engine, spec: ModelSpec) -> tuple[FeatureFrame, np.ndarray[A
     return frame, y
 
 
-def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
+def _quiet(phase: str, done: int, total: int) -> None:
+    return None
+
+
+def fit(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray[Any, Any],
+    on_trees: Callable[[int, int], None],
+) -> None:
+    """Fit ``pipeline``; a forest grows ``TREES_PER_STEP`` trees at a time (warm start,
+    which builds the same trees as one call) and reports ``on_trees(done, total)``."""
+    model = pipeline.named_steps["model"]
+    if not isinstance(model, RandomForestClassifier | RandomForestRegressor):
+        on_trees(0, 1)
+        pipeline.fit(x, y)
+        on_trees(1, 1)
+        return
+    matrix = pipeline.named_steps["prep"].fit_transform(x)
+    weights = partly_balanced_weights(y) if isinstance(model, RandomForestClassifier) else None
+    total = int(model.n_estimators)
+    on_trees(0, total)
+    model.set_params(warm_start=True)
+    for done in range(TREES_PER_STEP, total + TREES_PER_STEP, TREES_PER_STEP):
+        model.set_params(n_estimators=min(done, total))
+        model.fit(matrix, y, sample_weight=weights)
+        on_trees(min(done, total), total)
+    model.set_params(warm_start=False)
+
+
+def train(
+    engine: Engine,
+    spec: ModelSpec,
+    *,
+    cache: FeatureCache | None = None,
+    progress: Progress = _quiet,
+) -> TrainedModel:
+    """Train ``spec`` on the warehouse, evaluate it on the newest 20%, export it to ONNX.
+
+    ``cache`` shares feature rows between the models of one run; ``progress`` hears each
+    phase of ``PHASES`` start and advance. ``TrainedModel.seconds`` times every phase.
+    """
     t0 = time.perf_counter()
-    frame, y = dataset(engine, spec)
+    progress("features", 0, 1)
+    frame, y = dataset(engine, spec, cache)
     n = len(frame)
     n_test = math.ceil(n * TEST_SHARE)
     n_train = n - n_test
@@ -186,15 +288,14 @@ def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
     train_frame, test_frame = frame.take(train_ix), frame.take(test_ix)
     x_train = frame_to_pandas(train_frame, spec)
     x_test = frame_to_pandas(test_frame, spec)
-    t_data = time.perf_counter()
+    progress("features", 1, 1)
+    t_features = time.perf_counter()
 
-    pipeline = build_pipeline(spec)
-    fit_params: dict[str, Any] = {}
-    if spec.algorithm == "RandomForestClassifier":
-        fit_params["model__sample_weight"] = partly_balanced_weights(y_train)
-    pipeline.fit(x_train, y_train, **fit_params)
+    pipeline = build_pipeline(spec, rows=n_train)
+    fit(pipeline, x_train, y_train, lambda done, total: progress("fit", done, total))
     t_fit = time.perf_counter()
 
+    progress("evaluate", 0, 1)
     classes: list[str] | None = None
     if spec.task is Task.CLASSIFICATION:
         classes = [str(c) for c in pipeline.classes_]
@@ -203,7 +304,13 @@ def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
         metrics = evaluate.classification(y_train, y_test, predicted, proba, classes)
     else:
         metrics = evaluate.regression(y_train, y_test, pipeline.predict(x_test))
+    feature_importances = importances(pipeline, spec)
+    progress("evaluate", 1, 1)
+    t_evaluate = time.perf_counter()
+
+    progress("export", 0, 1)
     onnx = export(pipeline, spec)
+    progress("export", 1, 1)
     t_end = time.perf_counter()
     return TrainedModel(
         spec=spec,
@@ -211,7 +318,7 @@ def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
         onnx=onnx,
         classes=classes,
         metrics=metrics,
-        feature_importances=importances(pipeline, spec),
+        feature_importances=feature_importances,
         train_from=train_frame.event_at[0],
         train_until=train_frame.event_at[-1],
         test_until=test_frame.event_at[-1],
@@ -219,9 +326,10 @@ def train(engine: Engine, spec: ModelSpec) -> TrainedModel:
         test_row_count=n_test,
         test=test_frame,
         seconds={
-            "data": t_data - t0,
-            "fit": t_fit - t_data,
-            "evaluate_export": t_end - t_fit,
+            "features": t_features - t0,
+            "fit": t_fit - t_features,
+            "evaluate": t_evaluate - t_fit,
+            "export": t_end - t_evaluate,
             "total": t_end - t0,
         },
     )

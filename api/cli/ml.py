@@ -10,32 +10,55 @@ app = typer.Typer(help="Prediction models: train, list, activate.", no_args_is_h
 
 
 def train_models(url: str, names: list[str], *, force: bool = False) -> None:
-    """Train, evaluate, export and register ``names`` (one progress bar over them)."""
+    """Train, evaluate, export and register ``names``: one bar over the models, one over
+    the phases of the model in hand (the fit advances per tree), a line per model with the
+    time of each phase and its metric against the baseline."""
+    import time
+
+    from rich.progress import TaskID
+
     from db.engine import make_engine
     from ml.registry import register
     from ml.specs import spec
-    from ml.train import train
+    from ml.train import FeatureCache, train
 
     specs = [spec(n) for n in names]  # unknown names fail before any work
     engine = make_engine(url)
+    cache = FeatureCache()  # the two order models share one feature query
     with progress() as bars:
-        task = bars.add_task("training", total=len(specs))
+        models = bars.add_task("training", total=len(specs))
         for s in specs:
-            bars.update(task, description=f"training {s.name} ({s.algorithm})")
-            trained = train(engine, s)
+            bars.update(models, description=f"training {s.name} ({s.algorithm})")
+            phase = bars.add_task(f"  {s.name}: features", total=None)
+
+            def report(
+                name: str, done: int, total: int, model: str = s.name, task: TaskID = phase
+            ) -> None:
+                label = {"features": "feature query", "fit": "fit (trees)"}.get(name, name)
+                shown = None if name == "features" and not done else total  # a query: no steps
+                bars.update(task, description=f"  {model}: {label}", completed=done, total=shown)
+
+            trained = train(engine, s, cache=cache, progress=report)
+            bars.update(phase, description=f"  {s.name}: register", completed=0, total=None)
+            started = time.perf_counter()
             result = register(engine, trained, force=force)
-            m = trained.metrics
+            registered = time.perf_counter() - started
+            bars.remove_task(phase)
+            m, t = trained.metrics, trained.seconds
             metric = s.headline_metric
             base = m.get(f"baseline_{metric}")
             bars.console.print(
                 f"  {s.name} v{result.version}: {metric} {trained.headline:.4f}"
                 + (f" (baseline {base:.4f})" if base is not None else "")
                 + f", {trained.row_count:,} training / {trained.test_row_count:,} test rows,"
-                f" {len(trained.onnx) / 1e6:.1f} MB, {trained.seconds['total']:.1f} s - "
+                f" {len(trained.onnx) / 1e6:.1f} MB, {t['total'] + registered:.1f} s"
+                f" (features {t['features']:.1f}, fit {t['fit']:.1f},"
+                f" evaluate {t['evaluate']:.1f}, export {t['export']:.1f},"
+                f" register {registered:.1f}) - "
                 + ("[green]activated[/]" if result.activated else "[yellow]not activated[/]")
                 + f" ({result.reason})"
             )
-            bars.advance(task)
+            bars.advance(models)
 
 
 @app.command("train")

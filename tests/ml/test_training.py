@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from ml.errors import InsufficientDataError
 from ml.features import load_ids
-from ml.specs import ORDER_STATUS, ORDER_VALUE, SPECS, SUPPORT_STATUS
+from ml.specs import ORDER_STATUS, ORDER_VALUE, SPECS, SUPPORT_STATUS, FeatureKind
 from ml.train import TrainedModel, dataset, train
 
 
@@ -43,10 +43,12 @@ def test_classifiers_train_only_on_settled_final_outcomes(ml_engine: Engine) -> 
 def test_every_model_beats_its_baseline_clearly(trained: dict[str, TrainedModel]) -> None:
     status = trained["order_status"].metrics
     assert status["macro_f1"] is not None and status["roc_auc"] is not None
+    assert status["baseline_macro_f1"] is not None
     assert status["macro_f1"] > status["baseline_macro_f1"] + 0.05
     assert status["roc_auc"] > 0.62
     support = trained["support_status"].metrics
     assert support["macro_f1"] is not None and support["roc_auc"] is not None
+    assert support["baseline_macro_f1"] is not None
     assert support["macro_f1"] > support["baseline_macro_f1"] + 0.1
     assert support["roc_auc"] > 0.62  # ~130 test tickets: AUC moves a few points with the data
     value = trained["order_value"].metrics
@@ -95,7 +97,7 @@ def test_features_use_only_what_was_known_when_the_order_was_placed(ml_engine: E
     assert cid > 0
 
 
-def _kinds() -> dict[str, object]:
+def _kinds() -> dict[str, FeatureKind]:
     from ml.features import kinds_of
 
     return dict(kinds_of(ORDER_STATUS, ORDER_VALUE))
@@ -109,3 +111,89 @@ def test_training_an_empty_warehouse_fails_with_a_clear_error(
     url = fresh_database()  # type: ignore[operator]
     with pytest.raises(InsufficientDataError, match="no events yet"):
         train(make_engine(url), ORDER_STATUS)
+
+
+def test_one_training_run_runs_the_order_feature_query_once_and_slices_it_exactly(
+    ml_engine: Engine,
+) -> None:
+    import ml.features
+    from ml.train import FeatureCache
+
+    alone = {s.name: dataset(ml_engine, s) for s in (ORDER_STATUS, ORDER_VALUE)}
+    queries: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "WITH scope AS" in statement:
+            queries.append(statement)
+
+    cache = FeatureCache()
+    sa.event.listen(ml_engine, "before_cursor_execute", count)
+    try:
+        shared = {s.name: dataset(ml_engine, s, cache) for s in (ORDER_STATUS, ORDER_VALUE)}
+    finally:
+        sa.event.remove(ml_engine, "before_cursor_execute", count)
+    assert len(queries) == 1
+    assert ml.features.SQL_DIR.joinpath(ORDER_STATUS.sql).exists()
+    for name, (frame, y) in alone.items():
+        got, got_y = shared[name]
+        np.testing.assert_array_equal(got.keys, frame.keys)
+        np.testing.assert_array_equal(got_y, y)
+        assert got.event_at == frame.event_at
+        for column, values in frame.columns.items():
+            np.testing.assert_array_equal(got.columns[column], values)
+    # the status model leaves out the unsettled newest orders the value model keeps
+    assert len(shared["order_status"][0]) < len(shared["order_value"][0])
+
+
+def test_a_forest_tree_draws_at_most_the_bounded_sample(
+    ml_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml.train
+    from ml.train import build_pipeline, fit, frame_to_pandas
+
+    monkeypatch.setattr(ml.train, "MAX_SAMPLES_PER_TREE", 500)
+    frame, y = dataset(ml_engine, ORDER_VALUE)
+    assert len(frame) > 2_000
+    pipeline = build_pipeline(ORDER_VALUE, rows=len(frame))
+    fit(pipeline, frame_to_pandas(frame, ORDER_VALUE), y, lambda done, total: None)
+    trees = pipeline.named_steps["model"].estimators_
+    assert len(trees) == 100
+    assert max(t.tree_.weighted_n_node_samples[0] for t in trees) == 500
+    # fewer rows than the bound: every tree draws as many rows as there are
+    assert build_pipeline(ORDER_VALUE, rows=400).named_steps["model"].max_samples is None
+
+
+def test_growing_a_forest_in_steps_builds_the_forest_of_one_fit(ml_engine: Engine) -> None:
+    from ml.train import build_pipeline, fit, frame_to_pandas, partly_balanced_weights
+
+    frame, y = dataset(ml_engine, ORDER_STATUS)
+    x = frame_to_pandas(frame, ORDER_STATUS)
+    steps: list[tuple[int, int]] = []
+    stepped = build_pipeline(ORDER_STATUS, rows=len(frame))
+    fit(stepped, x, y, lambda done, total: steps.append((done, total)))
+    at_once = build_pipeline(ORDER_STATUS, rows=len(frame))
+    at_once.fit(x, y, model__sample_weight=partly_balanced_weights(y))
+    assert steps[0] == (0, 100) and steps[-1] == (100, 100) and len(steps) == 11
+    pairs = zip(
+        stepped.named_steps["model"].estimators_,
+        at_once.named_steps["model"].estimators_,
+        strict=True,
+    )
+    for a, b in pairs:  # the same trees: same splits, same leaves
+        np.testing.assert_array_equal(a.tree_.feature, b.tree_.feature)
+        np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
+        np.testing.assert_array_equal(a.tree_.value, b.tree_.value)
+    # (the mean over trees is summed in another order: equal to rounding)
+    np.testing.assert_allclose(stepped.predict_proba(x), at_once.predict_proba(x), rtol=1e-12)
+
+
+def test_training_reports_each_phase_in_order_and_times_it(ml_engine: Engine) -> None:
+    heard: list[tuple[str, int, int]] = []
+    m = train(ml_engine, ORDER_VALUE, progress=lambda *step: heard.append(step))
+    phases = list(dict.fromkeys(phase for phase, _, _ in heard))
+    assert phases == ["features", "fit", "evaluate", "export"]
+    assert ("fit", 100, 100) in heard and heard[-1] == ("export", 1, 1)
+    assert set(m.seconds) == {"features", "fit", "evaluate", "export", "total"}
+    assert m.seconds["total"] >= sum(v for k, v in m.seconds.items() if k != "total") * 0.99
+    # the export leaves the fitted forest as it was (bootstrap is hidden only while converting)
+    assert m.pipeline.named_steps["model"].bootstrap is True
