@@ -178,7 +178,8 @@ def run(
                 for i, step in enumerate(STEPS):
                     _incremental_step(engine, result, step, i, obs)
                 with _transaction(engine) as conn:
-                    result.features = _features(conn)
+                    due = _features_due(conn, result)
+                    result.features = _features(conn) if due else _NO_FEATURES
             with engine.begin() as conn:
                 watermarks.prune_deletes(conn, [s.name for s in FACT_STEPS])
             if check:
@@ -463,6 +464,23 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
         )
         result.features = _features(conn)
         _bump_version(conn)
+
+
+_FEATURE_FACTS = {s.name for s in STEPS if s.table in {t.fact for t in feature_table.TABLES}}
+_NO_FEATURES = {t.name: 0 for t in feature_table.TABLES}
+
+
+def _features_due(conn: Connection, result: RunResult) -> bool:
+    """Whether the features step has work: this run inserted orders or tickets, or the run
+    before it did not succeed (it may have stopped between its facts and its features).
+    Otherwise every fact already has its features, and the anti-join is skipped."""
+    if any(s.counts.inserted for s in result.steps if s.step in _FEATURE_FACTS):
+        return True
+    previous = conn.execute(
+        sa.text("SELECT status FROM dw.etl_run WHERE run_id < :r ORDER BY run_id DESC LIMIT 1"),
+        {"r": result.run_id},
+    ).scalar()
+    return previous != "succeeded"
 
 
 def _features(conn: Connection) -> dict[str, int]:

@@ -61,6 +61,23 @@ def test_the_etl_fills_features_of_new_facts_and_a_full_load_refills_them(
         assert first.features == {ORDERS.name: n_orders, TICKETS.name: n_tickets}
         assert runner.run(url).features == {ORDERS.name: 0, TICKETS.name: 0}  # a no-op
 
+        # a run that stopped between its facts and its features step: the next run fills
+        # what is missing (a run after a succeeded one without new facts skips the step)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "DELETE FROM ml.order_features"
+                    " WHERE order_id = (SELECT max(order_id) FROM ml.order_features)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE dw.etl_run SET status = 'failed'"
+                    " WHERE run_id = (SELECT max(run_id) FROM dw.etl_run)"
+                )
+            )
+        assert runner.run(url).features == {ORDERS.name: 1, TICKETS.name: 0}
+
         with engine.begin() as conn:
             customer, product = conn.execute(
                 sa.text(
