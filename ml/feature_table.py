@@ -73,6 +73,8 @@ def _refresh_sql(table: Table) -> str:
         f"INSERT INTO {table.name} ({table.key}, event_at, {cols})"
         f" SELECT q.key, q.event_at, {', '.join('q.' + c for c in table.columns)}"
         f" FROM ({query}) AS q"
+        # in key order: a page of neighbouring ids (the newest orders) reads a few heap pages
+        f" ORDER BY q.key"
     )
 
 
