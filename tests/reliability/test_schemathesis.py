@@ -50,7 +50,9 @@ from tests.reliability._server import free_port, stop, wait_healthy
 
 EXAMPLES = 30  # per operation and mode: ~2,200 requests, 1.5 min on the loaded 2-core machine
 
-# every code an API client can meet (docs/api.md "Errors", docs/security.md, docs/models.md)
+# every code an operation of a valid caller can get (docs/api.md "Errors", docs/security.md,
+# docs/models.md); the request-level ones (UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE,
+# PERSISTED_QUERY_*) cannot arise here, so they are not accepted
 DOCUMENTED_CODES = frozenset(
     {
         "BAD_USER_INPUT",
