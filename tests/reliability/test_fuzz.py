@@ -5,9 +5,10 @@ numbers, junk strings, random nesting of filters). Whatever it sends, the answer
 a 5xx and every error is masked and coded: ``extensions.code`` set, not ``INTERNAL``, and
 no traceback text in it.
 
-The generator is ours (~100 lines of hypothesis over graphql-core's schema objects).
-schemathesis 4.x with hypothesis-graphql *is* on PyPI: issue 8 asks for its GraphQL mode,
-which is still to be added beside this test.
+The generator is ours (~100 lines of hypothesis over graphql-core's schema objects) and
+runs in-process; it complements ``test_schemathesis.py`` (schemathesis's GraphQL mode
+against a running server: random selections and schema-breaking operations) with junk
+*variables*, which hypothesis-graphql does not send.
 """
 
 from __future__ import annotations
