@@ -3,17 +3,19 @@
 Starts the real ``cdms serve`` (migrations, warehouse load and model training on first
 start, then uvicorn) on loopback against the database ``cdms_bench_load`` (on
 ``DATABASE_URL``'s server, else the embedded one; seeded once with ``--customers`` /
-``--orders`` and reused), and drives ``--concurrency`` keep-alive clients for ``--seconds``
-with a fixed mix: customer reads, order pages, cube queries, predictions and
-``placeOrder``. Prints requests/s, p50/p99 per kind and overall, the error count by code,
-and the server's RSS when idle before the load and at the end (goal: growth < 10%).
+``--orders`` and reused), or against an existing loaded database (``--database NAME``, e.g.
+the 1M-order ``cdms_bench_api``: never seeded; ``cdms serve`` trains models only when the
+registry is empty, so a database with models is not retrained), and drives
+``--concurrency`` keep-alive clients for ``--seconds`` with a fixed mix: customer reads,
+order pages, cube queries, predictions and ``placeOrder``. Prints requests/s, p50/p99 per
+kind and overall, the error count by code (with the first message of each), and the
+server's RSS when idle before the load and at the end (goal: growth < 10%), with the load
+average before and after.
 
-The server runs demo-open (anonymous = admin) without a rate limit. The 1M-order
-``cdms_bench_api`` database has no trained models, and training at that size on first start
-would dominate the run, so the soak uses its own smaller database by default.
+The server runs demo-open (anonymous = admin) without a rate limit.
 
 Usage: ``.venv/bin/python bench/load.py [--seconds 60] [--concurrency 32]
-[--customers 5000] [--orders 50000]``.
+[--customers 5000] [--orders 50000 | --database cdms_bench_api]``.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ PREDICT_INPUT = {
 }
 
 
-def database_url() -> str:
+def database_url(database: str, create: bool) -> str:
     from db.config import DbSettings, to_libpq_url
     from db.engine import ensure_database, with_database
     from db.server import embedded_url
@@ -87,23 +89,44 @@ def database_url() -> str:
         if settings.database_url
         else embedded_url(settings.data_dir, "postgres")
     )
-    ensure_database(admin, DATABASE)
-    return with_database(admin, DATABASE)
+    if create:
+        ensure_database(admin, database)
+    return with_database(admin, database)
 
 
-def prepare(url: str, customers: int, orders: int) -> tuple[int, list[int], list[str]]:
-    """Migrate and seed (when empty); return (max customer id, active products, statuses)."""
+def prepare(
+    url: str, customers: int, orders: int, *, existing: bool
+) -> tuple[int, list[int], list[str]]:
+    """Migrate and seed (when empty; an ``existing`` database must hold data); return (max
+    customer id, active products, statuses)."""
     import sqlalchemy as sa
 
-    from db.engine import dispose_engine, make_engine
+    from db.engine import check_connection, dispose_engine, make_engine
     from db.migrate import upgrade
     from db.seed import seed
 
+    check_connection(url)
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
         have = conn.execute(sa.text("SELECT count(*) FROM app.customers")).scalar_one()
-    if have == 0:
+        models = conn.execute(
+            sa.text(
+                "SELECT string_agg(name || ' v' || version, ', ' ORDER BY name)"
+                " FROM ml.model_version WHERE active"
+            )
+        ).scalar()
+    if existing:
+        if have == 0:
+            raise SystemExit(
+                f"error[BAD_USER_INPUT]: database {url.rsplit('/', 1)[-1].split('?')[0]} holds"
+                " no customers; load it first (bench/api.py seeds cdms_bench_api)"
+            )
+        console.print(
+            f"existing database: {have:,} customers, not seeded; models: "
+            + (models or "none active (cdms serve trains them on its first start)")
+        )
+    elif have == 0:
         started = time.perf_counter()
         with console.status(f"seeding {customers:,} customers, {orders:,} orders"):
             seed(url, customers, orders, 42)
@@ -163,7 +186,9 @@ async def drive(
     seconds: float,
     concurrency: int,
     data: tuple[int, list[int], list[str]],
+    samples: dict[str, str],
 ) -> tuple[dict[str, list[float]], Counter[str], float]:
+    """Run the mix; ``samples`` gets the first message of each error code."""
     latencies: dict[str, list[float]] = {k: [] for k in MIX}
     errors: Counter[str] = Counter()
     kinds = [k for k, share in MIX.items() for _ in range(share)]
@@ -181,9 +206,12 @@ async def drive(
                 latencies[kind].append(time.perf_counter() - started)
                 if status != 200:
                     errors[f"HTTP {status}"] += 1
+                    samples.setdefault(f"HTTP {status}", f"{kind}: {raw[:300]!r}")
                     continue
                 for err in json.loads(raw).get("errors") or []:
-                    errors[f"{kind}: {(err.get('extensions') or {}).get('code')}"] += 1
+                    code = f"{kind}: {(err.get('extensions') or {}).get('code')}"
+                    errors[code] += 1
+                    samples.setdefault(code, str(err.get("message"))[:300])
         finally:
             writer.close()
 
@@ -228,10 +256,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--customers", type=int, default=5_000)
     parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument(
+        "--database",
+        help="an existing loaded database on the same server (e.g. cdms_bench_api): never"
+        f" seeded (default: {DATABASE}, seeded with --customers/--orders when empty)",
+    )
     args = parser.parse_args()
 
-    url = database_url()
-    data = prepare(url, args.customers, args.orders)
+    from db.errors import CdmsError
+
+    try:
+        url = database_url(args.database or DATABASE, create=args.database is None)
+        data = prepare(url, args.customers, args.orders, existing=args.database is not None)
+    except CdmsError as exc:
+        raise SystemExit(f"error[{exc.code}]: {exc}") from None
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,11 +289,14 @@ def main() -> None:
             console.print(f"server up in {time.perf_counter() - started:.0f} s")
             server = psutil.Process(proc.pid)
             rss_start = server.memory_info().rss
+            load_before = os.getloadavg()
+            samples: dict[str, str] = {}
             with console.status(f"soak: {args.concurrency} clients for {args.seconds:.0f} s"):
                 latencies, errors, took = asyncio.run(
-                    drive(port, args.seconds, args.concurrency, data)
+                    drive(port, args.seconds, args.concurrency, data, samples)
                 )
             rss_end = server.memory_info().rss
+            load_after = os.getloadavg()
         finally:
             proc.terminate()
             proc.wait(30)
@@ -283,10 +324,19 @@ def main() -> None:
     )
     console.print(table)
     console.print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
+    for code, message in samples.items():
+        console.print(f"  first {code}: {message}")
     growth = (rss_end - rss_start) / rss_start * 100
     console.print(
         f"server RSS: {rss_start / 2**20:.0f} MiB at start, {rss_end / 2**20:.0f} MiB at end"
         f" ({growth:+.1f}%)"
+    )
+    console.print(
+        "load average (1/5/15 min) before the soak "
+        + " ".join(f"{v:.2f}" for v in load_before)
+        + ", after it "
+        + " ".join(f"{v:.2f}" for v in load_after)
+        + f" ({os.cpu_count()} cores; the clients share them with the server)"
     )
 
 
