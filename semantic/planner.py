@@ -93,10 +93,15 @@ def _is_time(model: Model, m: Member) -> bool:
     return d is not None and d.type is DimensionType.TIME
 
 
-def plan_query(model: Model, q: CubeQuery, fresh: frozenset[str] = frozenset()) -> Plan:
-    """``fresh``: the rollups (``cube.name``) built for the current warehouse version."""
-    q = canonical(model, q)
-    check_query(model, q)
+def plan_query(
+    model: Model, q: CubeQuery, fresh: frozenset[str] = frozenset(), *, checked: bool = False
+) -> Plan:
+    """``fresh``: the rollups (``cube.name``) built for the current warehouse version;
+    ``checked``: ``q`` already went through ``canonical`` and ``check_query`` (the service
+    does both before its cache lookup)."""
+    if not checked:
+        q = canonical(model, q)
+        check_query(model, q)
     having = tuple(f for f in q.filters if is_measure_filter(model, f))
     where = tuple(f for f in q.filters if not is_measure_filter(model, f))
     base: list[Member] = []

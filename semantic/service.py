@@ -95,7 +95,7 @@ def execute(
         if hit is not None:
             return replace(hit, cached=True, seconds=time.perf_counter() - t0)
     fresh = fresh_rollups(conn, version) if use_rollups else frozenset()
-    plan = plan_query(model, query, fresh)
+    plan = plan_query(model, query, fresh, checked=True)
     sql, params = render(compile_plan(model, plan))
     raw = conn.exec_driver_sql(sql, params).all()
     rows, totals = shape(plan, raw)
