@@ -52,7 +52,9 @@ MIN_TRAIN_ROWS = 100
 MIN_TEST_ROWS = 20
 BALANCE_POWER = 0.75
 # Forest bounds, measured at 200k and 1M orders (docs/models.md: time and metric per choice).
-FOREST: dict[str, Any] = {"n_estimators": 100, "max_depth": 10, "random_state": 0, "n_jobs": -1}
+# 50 trees score as well as 100 on every data set measured and halve fit, ONNX size and
+# scoring time (a 500-order page runs two forests per request).
+FOREST: dict[str, Any] = {"n_estimators": 50, "max_depth": 10, "random_state": 0, "n_jobs": -1}
 CLASSIFIER: dict[str, Any] = {**FOREST, "min_samples_leaf": 20}  # smooth rare-class odds
 REGRESSOR: dict[str, Any] = {**FOREST, "min_samples_leaf": 20, "max_features": 0.5}
 MAX_SAMPLES_PER_TREE = 50_000  # bootstrap draws per tree; fewer rows than this: all of them

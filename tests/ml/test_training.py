@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Engine
 from ml.errors import InsufficientDataError
 from ml.features import load_ids
 from ml.specs import ORDER_STATUS, ORDER_VALUE, SPECS, SUPPORT_STATUS, FeatureKind
-from ml.train import TrainedModel, dataset, train
+from ml.train import FOREST, TREES_PER_STEP, TrainedModel, dataset, train
 
 
 def test_time_split_trains_on_older_events_and_evaluates_on_the_newest_fifth(
@@ -157,7 +158,7 @@ def test_a_forest_tree_draws_at_most_the_bounded_sample(
     pipeline = build_pipeline(ORDER_VALUE, rows=len(frame))
     fit(pipeline, frame_to_pandas(frame, ORDER_VALUE), y, lambda done, total: None)
     trees = pipeline.named_steps["model"].estimators_
-    assert len(trees) == 100
+    assert len(trees) == ml.train.FOREST["n_estimators"]
     assert max(t.tree_.weighted_n_node_samples[0] for t in trees) == 500
     # fewer rows than the bound: every tree draws as many rows as there are
     assert build_pipeline(ORDER_VALUE, rows=400).named_steps["model"].max_samples is None
@@ -173,7 +174,9 @@ def test_growing_a_forest_in_steps_builds_the_forest_of_one_fit(ml_engine: Engin
     fit(stepped, x, y, lambda done, total: steps.append((done, total)))
     at_once = build_pipeline(ORDER_STATUS, rows=len(frame))
     at_once.fit(x, y, model__sample_weight=partly_balanced_weights(y))
-    assert steps[0] == (0, 100) and steps[-1] == (100, 100) and len(steps) == 11
+    trees = FOREST["n_estimators"]
+    assert steps[0] == (0, trees) and steps[-1] == (trees, trees)
+    assert len(steps) == 1 + math.ceil(trees / TREES_PER_STEP)
     pairs = zip(
         stepped.named_steps["model"].estimators_,
         at_once.named_steps["model"].estimators_,
@@ -192,7 +195,8 @@ def test_training_reports_each_phase_in_order_and_times_it(ml_engine: Engine) ->
     m = train(ml_engine, ORDER_VALUE, progress=lambda *step: heard.append(step))
     phases = list(dict.fromkeys(phase for phase, _, _ in heard))
     assert phases == ["features", "fit", "evaluate", "export"]
-    assert ("fit", 100, 100) in heard and heard[-1] == ("export", 1, 1)
+    trees = FOREST["n_estimators"]
+    assert ("fit", trees, trees) in heard and heard[-1] == ("export", 1, 1)
     assert set(m.seconds) == {"features", "fit", "evaluate", "export", "total"}
     assert m.seconds["total"] >= sum(v for k, v in m.seconds.items() if k != "total") * 0.99
     # the export leaves the fitted forest as it was (bootstrap is hidden only while converting)
