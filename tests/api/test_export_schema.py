@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from api.cli.export_schema import schema_path, schema_sdl
+from tests.cli import run_cdms
 
 
 def test_committed_schema_is_current() -> None:
@@ -17,13 +16,10 @@ def test_committed_schema_is_current() -> None:
 
 def test_export_schema_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
     out = tmp_path / "s.graphql"
-    cmd = [sys.executable, "-c", "from api.cli import main; main()", "export-schema"]
-    done = subprocess.run([*cmd, "-o", str(out)], env=cli_env, capture_output=True, text=True)
+    done = run_cdms(cli_env, "export-schema", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert out.read_text() == schema_sdl()
     out.write_text("type Query { old: Int }\n")
-    stale = subprocess.run(
-        [*cmd, "-o", str(out), "--check"], env=cli_env, capture_output=True, text=True
-    )
+    stale = run_cdms(cli_env, "export-schema", "-o", str(out), "--check")
     assert stale.returncode == 1
     assert stale.stderr.strip() == f"error[STALE_SCHEMA]: {out} is stale: run cdms export-schema"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from sqlalchemy.engine import Engine
 from db.config import to_libpq_url
 from db.engine import make_engine
 from db.erd import generate
+from tests.cli import run_cdms
 
 ERD = Path(__file__).resolve().parents[2] / "docs" / "erd.md"
 
@@ -68,22 +67,12 @@ def test_cdms_db_erd_writes_and_checks_the_file(
 ) -> None:
     """By default from a scratch database migrated afresh; --live reads the database as is."""
     target = tmp_path / "erd.md"
-    cdms = [sys.executable, "-c", "from api.cli import main; main()", "db", "erd"]
-
-    done = subprocess.run(
-        [*cdms, "--output", str(target)], env=cli_env, capture_output=True, text=True, timeout=120
-    )
+    done = run_cdms(cli_env, "db", "erd", "--output", str(target))
     assert done.returncode == 0, done.stderr
     assert target.read_text(encoding="utf-8") == generate(engine)
 
     target.write_text("old\n", encoding="utf-8")
-    stale = subprocess.run(
-        [*cdms, "--output", str(target), "--check", "--live"],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    stale = run_cdms(cli_env, "db", "erd", "--output", str(target), "--check", "--live")
     assert stale.returncode == 1
     assert stale.stderr.strip() == f"error[STALE]: {target} is stale: run cdms db erd"
     assert target.read_text(encoding="utf-8") == "old\n"

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from etl import runner
 from etl.scheduler import EtlScheduler, start_if_enabled
 from etl.steps import STEP_NAMES
-from tests.cli import cli_environment
+from tests.cli import cli_environment, run_cdms
 from tests.etl.conftest import one, sql
 
 
 def test_cli_run_shows_every_step_and_the_outcome(shop: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "etl", "run"],
-        env=cli_environment(shop, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cdms(cli_environment(shop, tmp_path), "etl", "run")
     assert done.returncode == 0, done.stderr
     for step in STEP_NAMES:
         assert step in done.stdout
     assert "succeeded" in done.stdout and "checks, 0 failed" in done.stdout
-    usage = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "etl", "run", "--fast"],
-        env=cli_environment(shop, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    usage = run_cdms(cli_environment(shop, tmp_path), "etl", "run", "--fast")
     assert usage.returncode == 2 and usage.stderr.startswith("error[USAGE]: ")
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
+from tests.cli import run_cdms
 from tests.semantic.conftest import sql
 
 
@@ -14,17 +13,14 @@ def test_rollups_command_builds_then_skips_then_forces(
 ) -> None:
     url = fresh_database()
     env = cli_env | {"DATABASE_URL": url}
-    cmd = [sys.executable, "-c", "from api.cli import main; main()", "semantic", "rollups"]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    first = run_cdms(env, "semantic", "rollups")
     assert first.returncode == 0, first.stderr
     assert "sales.monthlyByCategory: 0 rows" in first.stdout
     built = sql(url, "SELECT name, version FROM dw_rollup.build ORDER BY name")
     assert built == [("orders.daily", 0), ("sales.dailyDetail", 0), ("sales.monthlyByCategory", 0)]
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    again = run_cdms(env, "semantic", "rollups")
     assert again.returncode == 0 and "every rollup is current" in again.stdout
-    forced = subprocess.run([*cmd, "--force"], env=env, capture_output=True, text=True)
+    forced = run_cdms(env, "semantic", "rollups", "--force")
     assert forced.returncode == 0 and forced.stdout.count(" rows in ") == 3
-    bad = subprocess.run(
-        [*cmd[:-1], "validate", "--models", "/nonexistent"], env=env, capture_output=True, text=True
-    )
+    bad = run_cdms(env, "semantic", "validate", "--models", "/nonexistent")
     assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")
