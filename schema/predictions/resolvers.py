@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import strawberry
-from starlette.concurrency import run_in_threadpool
 from strawberry.dataloader import DataLoader
 
 from ml import batch
@@ -66,12 +65,10 @@ def _prediction_loader(
             groups.setdefault(id(found), (found, []))[1].append(i)
         ctx = info.context
         scored: dict[int, Predicted] = {}
-        for found, group in groups.values():  # off the event loop, as the compiled path
-            scored.update(
-                await run_in_threadpool(
-                    batch.score, ctx.engine, model, kind, found, group, ctx.actor
-                )
-            )
+        # in the event loop: batches then resolve in a fixed order, and so do their errors
+        # (the compiled path reproduces that order)
+        for found, group in groups.values():
+            scored.update(batch.score(ctx.engine, model, kind, found, group, ctx.actor))
         return [as_type(scored[i]) if i in scored else batch.not_in_warehouse(kind, i) for i in ids]
 
     return info.context.loader(("ml.predict", kind, spec.name), lambda: DataLoader(load_fn=load))

@@ -1,17 +1,18 @@
 """Prediction fields on the compiled read path: byte-identical to the Strawberry path.
 
-Both paths run on the ML test warehouse (tests/ml/conftest.py: seeded, loaded, three models
-trained): every query of the corpus must give the same JSON body, data and errors alike
-(MODEL_UNAVAILABLE and NOT_IN_WAREHOUSE with their paths and locations, nulls, several
-kinds of objects in one query), and the compiled path must have answered with its page
-statement plus one feature statement per object kind and ONE model run per model.
+Both paths run on a warehouse like the ML tests' (tests/ml/conftest.py's shop: seeded,
+loaded, three models trained): every query of the corpus must give the same JSON body, data
+and errors alike (MODEL_UNAVAILABLE and NOT_IN_WAREHOUSE with their paths and locations,
+nulls, several kinds of objects in one query), and the compiled path must have answered
+with its page statement plus one feature statement per object kind and ONE model run per
+model.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,16 @@ from api.graphql import HttpLimits
 from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
-from ml.serving import store_for
-from ml.train import TrainedModel
+from db.engine import make_engine
+from db.seed import seed
+from etl import runner
+from ml.registry import register
+from ml.serving import close_store, store_for
+from ml.specs import SPECS
+from ml.train import train
 from schema.app import schema
 from schema.context import ApiLimits
-from tests.ml.conftest import ml_engine, ml_url, trained  # noqa: F401  (shared fixtures)
+from tests.ml.conftest import SHOP
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -44,7 +50,21 @@ class Paths:
 
 
 @pytest.fixture(scope="module")
-def paths(ml_engine: Engine, trained: dict[str, TrainedModel]) -> Iterator[Paths]:  # noqa: F811
+def ml_engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
+    """A warehouse like tests/ml's (same shop), with the three models trained and active."""
+    url = clone_database("ml_compiled")
+    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
+    runner.run(url)
+    runner.dispose(url)
+    engine = make_engine(url)
+    for spec in SPECS.values():
+        assert register(engine, train(engine, spec)).activated
+    yield engine
+    close_store(engine)
+
+
+@pytest.fixture(scope="module")
+def paths(ml_engine: Engine) -> Iterator[Paths]:
     log: list[str] = []
     store_for(ml_engine)  # the models, loaded before statements are counted
 
