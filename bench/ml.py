@@ -78,7 +78,7 @@ def bench_training(engine: Engine) -> None:
     from ml.train import MAX_SAMPLES_PER_TREE, FeatureCache, train
 
     print(
-        f"training (80/20 time split; forests on every core, <= {MAX_SAMPLES_PER_TREE:,} rows"
+        f"training (80/20 time split; forests on one core, <= {MAX_SAMPLES_PER_TREE:,} rows"
         f" per tree; the order models share one feature query), load average"
         f" {os.getloadavg()[0]:.2f}:"
     )

@@ -10,11 +10,11 @@ OneHotEncoder(handle_unknown="ignore") for categories; StandardScaler only in fr
 the linear model, never in front of trees.
 
 Cost at 1,000,000 orders (docs/models.md): the forests are bounded so that training takes
-minutes, not half an hour: each tree draws at most ``MAX_SAMPLES_PER_TREE`` rows (so a tree
-costs the same at 200k or 1M rows), leaves hold at least ``min_samples_leaf`` rows and depth
-is capped (smaller trees: a smaller ONNX file that scores faster), trees are built on every
-core. The orders feature query runs once per ``cdms ml train`` for the two order models
-(``FeatureCache``). Phases (features, fit, evaluate, export) are timed and reported.
+minutes, not half an hour: 50 trees, each drawing at most ``MAX_SAMPLES_PER_TREE`` rows (so
+a tree costs the same at 200k or 1M rows), leaves of at least ``min_samples_leaf`` rows and
+a capped depth (smaller trees: a smaller ONNX file that scores faster). The orders feature
+query runs once per ``cdms ml train`` for the two order models (``FeatureCache``). Phases
+(features, fit, evaluate, export) are timed and reported.
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ BALANCE_POWER = 0.75
 # Forest bounds, measured at 200k and 1M orders (docs/models.md: time and metric per choice).
 # 50 trees score as well as 100 on every data set measured and halve fit, ONNX size and
 # scoring time (a 500-order page runs two forests per request).
-FOREST: dict[str, Any] = {"n_estimators": 50, "max_depth": 10, "random_state": 0, "n_jobs": -1}
+# One core: sklearn 1.9's threaded Parallel (n_jobs=-1) races on the process-wide warnings
+# filters on Python 3.11 (one 1M run printed ~100 spurious "delayed should be used with
+# Parallel" UserWarnings, which pytest's filterwarnings=error would turn into failures), and
+# on this shared 2-core machine two threads gained 7% (docs/models.md).
+FOREST: dict[str, Any] = {"n_estimators": 50, "max_depth": 10, "random_state": 0, "n_jobs": 1}
 CLASSIFIER: dict[str, Any] = {**FOREST, "min_samples_leaf": 20}  # smooth rare-class odds
 REGRESSOR: dict[str, Any] = {**FOREST, "min_samples_leaf": 20, "max_features": 0.5}
 MAX_SAMPLES_PER_TREE = 50_000  # bootstrap draws per tree; fewer rows than this: all of them
