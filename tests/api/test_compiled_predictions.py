@@ -47,6 +47,7 @@ class Paths:
     compiled: TestClient
     strawberry: TestClient
     statements: list[str]
+    ids: list[list[int]]  # the ids bound to each feature statement
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,14 @@ def ml_engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
 @pytest.fixture(scope="module")
 def paths(ml_engine: Engine) -> Iterator[Paths]:
     log: list[str] = []
+    ids: list[list[int]] = []
     store_for(ml_engine)  # the models, loaded before statements are counted
 
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def before(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
         if "set_config" not in statement and "ml.model_version" not in statement:
             log.append(statement)
+            if "_features WHERE" in statement:
+                ids.append(list(params["ids"]))
 
     sa.event.listen(ml_engine, "before_cursor_execute", before)
 
@@ -83,7 +87,7 @@ def paths(ml_engine: Engine) -> Iterator[Paths]:
         return TestClient(app, raise_server_exceptions=True)
 
     with client(True) as compiled, client(False) as plain:
-        yield Paths(ml_engine, compiled, plain, log)
+        yield Paths(ml_engine, compiled, plain, log, ids)
     sa.event.remove(ml_engine, "before_cursor_execute", before)
 
 
@@ -102,6 +106,7 @@ def _runs(engine: Engine) -> dict[str, int]:
 def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """Both paths, identical bodies; returns the compiled body with what it issued."""
     p.statements.clear()
+    p.ids.clear()
     runs = _runs(p.engine)
     fast = _post(p.compiled, query, variables)
     issued = list(p.statements)
@@ -109,6 +114,7 @@ def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[
     slow = _post(p.strawberry, query, variables)
     assert json.dumps(fast) == json.dumps(slow), f"\ncompiled:   {fast}\nstrawberry: {slow}"
     fast["_statements"] = issued
+    fast["_ids"] = p.ids[: len([s for s in issued if "_features WHERE" in s])]
     fast["_runs"] = {k: after[k] - runs.get(k, 0) for k in after}
     return fast
 
@@ -168,6 +174,10 @@ def test_prediction_fields_compile_and_match_the_strawberry_path(paths: Paths, n
     assert len(features) == feature_statements  # ...one feature statement per kind
     assert len(issued) == 1 + feature_statements, issued
     assert {k: v for k, v in body["_runs"].items() if v} == runs  # ONE run per model
+    if name.startswith("500 orders"):  # features of exactly the orders the page returned
+        page = [int(e["node"]["id"]) for e in body["data"]["orders"]["edges"]]
+        assert len(page) == 500
+        assert body["_ids"] == [page]
 
 
 def test_a_repeated_prediction_query_is_answered_again_with_predictions(paths: Paths) -> None:
