@@ -55,7 +55,7 @@ BALANCE_POWER = 0.75
 # 50 trees score as well as 100 on every data set measured and halve fit, ONNX size and
 # scoring time (a 500-order page runs two forests per request).
 # One core: sklearn 1.9's threaded Parallel (n_jobs=-1) races on the process-wide warnings
-# filters on Python 3.11 (one 1M run printed ~100 spurious "delayed should be used with
+# filters on Python 3.11 (one 1M run printed ~140 spurious "delayed should be used with
 # Parallel" UserWarnings, which pytest's filterwarnings=error would turn into failures), and
 # on this shared 2-core machine two threads gained 7% (docs/models.md).
 FOREST: dict[str, Any] = {"n_estimators": 50, "max_depth": 10, "random_state": 0, "n_jobs": 1}
