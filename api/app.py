@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
@@ -18,8 +15,6 @@ from api.dashboard import DashboardAssets
 from api.graphql import GraphQLEndpoint
 from api.secure_graphql import secure_graphql
 from api.security import SecurityConfig, middleware
-from db.aio import AsyncPool
-from db.config import to_libpq_url
 from db.migrate import head_revision
 
 
@@ -57,22 +52,7 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # the fast lane's async connections live on the serving loop (db/aio.py)
-        pool = None
-        if graphql.compiled_reads:
-            url = to_libpq_url(engine.url.render_as_string(hide_password=False))
-            pool = graphql.lane_pool = AsyncPool(url)
-        try:
-            yield
-        finally:
-            if pool is not None:
-                graphql.lane_pool = None
-                await pool.close()
-
     app = Starlette(
-        lifespan=lifespan,
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -28,7 +28,6 @@ from strawberry.asgi import GraphQL
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from db.aio import AsyncPool
 from db.errors import CdmsError
 from schema.compiled import lane, with_compiled_reads
 from schema.context import ApiLimits, Context
@@ -86,9 +85,6 @@ class GraphQLEndpoint:
         # everything else runs on Strawberry (see schema/compiled)
         self.exec_schema = with_compiled_reads(schema) if compiled_reads else schema
         self.compiled_reads = compiled_reads
-        # the fast lane's connections on the app's event loop, opened by the app's lifespan
-        # (api.app); without it (an app driven without lifespan) the lane uses the thread pool
-        self.lane_pool: AsyncPool | None = None
         self.engine = engine
         self.api_limits = api_limits
         self.http_limits = http_limits
@@ -179,27 +175,16 @@ class GraphQLEndpoint:
         if stmt is None:
             return None
         ctx = self.make_context()
-        timeout = self.api_limits.statement_timeout_ms
         try:
-            if self.lane_pool is not None:
-                text = await lane.fetch_async(
-                    self.lane_pool,
-                    stmt,
-                    actor=ctx.actor,
-                    timeout_ms=timeout,
-                    role=ctx.role,
-                    customer_id=ctx.customer_id,
-                )
-            else:
-                text = await run_in_threadpool(
-                    lane.fetch,
-                    self.engine,
-                    stmt,
-                    actor=ctx.actor,
-                    timeout_ms=timeout,
-                    role=ctx.role,
-                    customer_id=ctx.customer_id,
-                )
+            text = await run_in_threadpool(
+                lane.fetch,
+                self.engine,
+                stmt,
+                actor=ctx.actor,
+                timeout_ms=self.api_limits.statement_timeout_ms,
+                role=ctx.role,
+                customer_id=ctx.customer_id,
+            )
         except CdmsError as exc:  # TIMEOUT, SERVICE_UNAVAILABLE: as the executor reports them
             error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
             return JSONResponse({"data": None, "errors": [error.formatted]})

@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Engine
 
-from db.aio import AsyncPool
 from db.engine import unpinged
 from db.errors import DatabaseUnavailableError, from_db_error
 from schema.compiled.execute import cached_statement
@@ -171,65 +170,6 @@ def _attempt(
         return text
     finally:
         fairy.close()
-
-
-async def fetch_async(
-    pool: AsyncPool,
-    stmt: Built,
-    *,
-    actor: str,
-    timeout_ms: int,
-    role: str | None = None,
-    customer_id: int | None = None,
-) -> str:
-    """:func:`fetch` on the event loop, with a connection of the app's :class:`AsyncPool`
-    (no thread hop). A dead connection (server restarted) empties the pool's idle ones and
-    the read runs once more on a new connection; a refused connect is SERVICE_UNAVAILABLE."""
-    settings = session_statement(actor, timeout_ms, role, customer_id)
-    sql = _text_statement(stmt)
-    for fn in list(_observers):
-        fn(settings[0])
-        fn(sql)
-    try:
-        text = await _attempt_async(pool, settings, sql, stmt.params, retry=True)
-    except _Dead:
-        await pool.discard_idle()
-        text = await _attempt_async(pool, settings, sql, stmt.params, retry=False)
-    stats.count(2)
-    return text
-
-
-async def _attempt_async(
-    pool: AsyncPool,
-    settings: tuple[str, dict[str, str]],
-    sql: str,
-    params: dict[str, Any],
-    *,
-    retry: bool,
-) -> str:
-    async with pool.connection() as conn:
-        try:
-            async with conn.pipeline():
-                await conn.execute(settings[0], settings[1])
-                cur = await conn.execute(sql, params)
-                await conn.rollback()  # queued too: the pipeline syncs once, here
-                row = await cur.fetchone()
-        except psycopg.Error as exc:
-            dead = conn.closed or conn.broken
-            if not dead and conn.info.transaction_status != TransactionStatus.IDLE:
-                try:
-                    await conn.rollback()
-                except psycopg.Error:
-                    dead = True
-            if dead and retry:
-                raise _Dead from exc
-            mapped = from_db_error(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
-    assert row is not None
-    text: str = row[0]
-    return text
 
 
 def _recover(fairy: Any, conn: psycopg.Connection[Any]) -> bool:

@@ -6,7 +6,6 @@ variable values (another customer, page size, cost) still refuse, under row-leve
 
 from __future__ import annotations
 
-import asyncio
 import json
 import warnings
 from collections.abc import Iterator
@@ -21,14 +20,12 @@ from api.graphql import HttpLimits
 from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
-from db.aio import AsyncPool
-from db.errors import CdmsError, DatabaseUnavailableError
+from db.errors import CdmsError
 from schema.app import schema
 from schema.compiled import execute, lane
 from schema.compiled.sql import Built
 from schema.context import ApiLimits
 from tests.api.conftest import Shop
-from tests.reliability._server import free_port
 from tests.security.conftest import SECRET, bearer, token
 
 with warnings.catch_warnings():
@@ -201,54 +198,33 @@ def test_only_ids_used_as_root_id_arguments_become_template_slots() -> None:
     assert ids("query ($a: ID!) { ...F } fragment F on Query { customer(id: $a) { id } }") == ()
 
 
-class _AsyncFetch:
-    """``lane.fetch_async`` on its own event loop and AsyncPool, called like ``fetch``."""
-
-    def __init__(self, url: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.pool = AsyncPool(url, size=5)
-
-    def __call__(self, stmt: Built, **session: Any) -> str:
-        return self.loop.run_until_complete(lane.fetch_async(self.pool, stmt, **session))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.pool.close())
-        self.loop.close()
-
-
-@pytest.fixture(params=["thread", "async"])
-def fetch(request: pytest.FixtureRequest, api_engine: Engine, api_url: str) -> Iterator[Any]:
-    """The lane's two ways to the database: the thread pool (SQLAlchemy's pooled psycopg
-    connections) and the app's event loop (db.aio.AsyncPool)."""
-    if request.param == "thread":
-        yield lambda stmt, **session: lane.fetch(api_engine, stmt, **session)
-        return
-    runner = _AsyncFetch(api_url)
-    try:
-        yield runner
-    finally:
-        runner.close()
-
-
-def test_lane_maps_a_statement_timeout_and_keeps_the_connection_usable(fetch: Any) -> None:
+def test_lane_maps_a_statement_timeout_and_keeps_the_connection_usable(
+    api_engine: Engine,
+) -> None:
     slow = Built("SELECT json_build_object('slept', pg_sleep(%(s)s)::text) AS data", {"s": 2})
     with pytest.raises(CdmsError) as caught:
-        fetch(slow, actor="test", timeout_ms=50)
+        lane.fetch(api_engine, slow, actor="test", timeout_ms=50)
     assert caught.value.code == "TIMEOUT"
     # the failed pipeline left no transaction open on the pooled connection
     for _ in range(6):  # more than the pool keeps (5)
         quick = Built("SELECT json_build_object('actor', current_setting('cdms.actor'))", {})
-        assert json.loads(fetch(quick, actor="after", timeout_ms=1000)) == {"actor": "after"}
+        assert json.loads(lane.fetch(api_engine, quick, actor="after", timeout_ms=1000)) == {
+            "actor": "after"
+        }
 
 
-def test_lane_runs_as_the_principal_under_row_level_security(fetch: Any, shop: Shop) -> None:
+def test_lane_runs_as_the_principal_under_row_level_security(
+    api_engine: Engine, shop: Shop
+) -> None:
     mine = Built(
         "SELECT json_build_object('ids', (SELECT json_agg(id ORDER BY id) FROM app.orders),"
         " 'role', current_user)",
         {},
     )
     cid = shop.customers[1]
-    got = json.loads(fetch(mine, actor="t", timeout_ms=5000, role="customer", customer_id=cid))
+    got = json.loads(
+        lane.fetch(api_engine, mine, actor="t", timeout_ms=5000, role="customer", customer_id=cid)
+    )
     assert got["role"] == "cdms_customer"
     assert sorted(got["ids"]) == sorted(shop.orders[cid])
     # and nothing of it stays on the pooled connections (role, customer: transaction-local)
@@ -258,42 +234,15 @@ def test_lane_runs_as_the_principal_under_row_level_security(fetch: Any, shop: S
         {},
     )
     for _ in range(6):  # more than the pool keeps (5)
-        got = json.loads(fetch(who, actor="t", timeout_ms=5000))
+        got = json.loads(lane.fetch(api_engine, who, actor="t", timeout_ms=5000))
         assert got["role"] != "cdms_customer" and not got["customer"]
 
 
-def test_lane_recovers_from_a_killed_connection(fetch: Any, api_url: str) -> None:
+def test_lane_recovers_from_a_killed_connection(api_engine: Engine, api_url: str) -> None:
     quick = Built("SELECT json_build_object('pid', pg_backend_pid())", {})
-    pid = json.loads(fetch(quick, actor="t", timeout_ms=1000))["pid"]
+    pid = json.loads(lane.fetch(api_engine, quick, actor="t", timeout_ms=1000))["pid"]
     with psycopg.connect(api_url, autocommit=True) as other:  # not from the pool
         assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
-    # the lane finds the connection dead and runs the read again on a new connection
+    # the lane finds the connection dead and runs the read again on a pinged checkout
     for _ in range(6):  # more than the pool keeps (5)
-        assert "pid" in json.loads(fetch(quick, actor="t", timeout_ms=1000))
-
-
-def test_async_pool_fails_fast_when_the_server_is_down_and_bounds_checkouts(
-    api_url: str,
-) -> None:
-    async def scenario() -> None:
-        down = AsyncPool(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
-        with pytest.raises(DatabaseUnavailableError):
-            async with down.connection():
-                pass
-        one = AsyncPool(api_url, size=1, timeout=0.2)
-        async with one.connection() as conn:
-            await conn.execute("SELECT 1")
-            with pytest.raises(DatabaseUnavailableError, match="busy"):
-                async with one.connection():
-                    pass
-            await conn.rollback()
-        assert one.idle == 1  # healthy and idle: kept
-        async with one.connection() as conn:
-            await conn.execute("SELECT 1")  # left inside a transaction: not kept
-        assert one.idle == 0
-        await one.close()
-        with pytest.raises(DatabaseUnavailableError):
-            async with one.connection():
-                pass
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert "pid" in json.loads(lane.fetch(api_engine, quick, actor="t", timeout_ms=1000))
