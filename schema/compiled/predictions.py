@@ -3,11 +3,13 @@
 A compiled query that selects ``Order.predictedStatus``/``predictedTotal``,
 ``SupportTicket.predictedStatus`` or ``Customer.expectedOrderValue`` still builds its whole
 page in one statement (:mod:`schema.compiled.sql` puts the object's id where the
-prediction goes: RLS has already chosen the objects). :func:`complete` then walks the plan
+prediction goes: RLS has already chosen the objects) and keeps, in ``Built.predictions``,
+the paths that lead to prediction fields (:func:`sites_of`). :func:`complete` walks those
 and the data together, collects the ids per object kind, fetches their features with ONE
 statement per kind (``ml.batch.load``: the feature tables by id), scores every object of
-a model in ONE onnxruntime run (``ml.batch.score``, which also queues the prediction log)
-and writes each prediction, shaped by its selection, where its id was. The Strawberry
+a model in ONE onnxruntime run (``ml.batch.score_groups``, in worker threads, the models
+side by side; it also queues the prediction log) and writes each prediction, shaped by
+its selection, where its id was. The Strawberry
 resolvers use the same ``ml.batch`` functions, so the two paths answer byte for byte the
 same, errors included: no active model gives null and ``MODEL_UNAVAILABLE``, an object
 the ETL has not loaded yet null and ``NOT_IN_WAREHOUSE``, each with its field's path and
