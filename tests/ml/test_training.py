@@ -117,7 +117,6 @@ def test_training_an_empty_warehouse_fails_with_a_clear_error(
 def test_one_training_run_runs_the_order_feature_query_once_and_slices_it_exactly(
     ml_engine: Engine,
 ) -> None:
-    import ml.features
     from ml.train import FeatureCache
 
     alone = {s.name: dataset(ml_engine, s) for s in (ORDER_STATUS, ORDER_VALUE)}
@@ -134,7 +133,6 @@ def test_one_training_run_runs_the_order_feature_query_once_and_slices_it_exactl
     finally:
         sa.event.remove(ml_engine, "before_cursor_execute", count)
     assert len(queries) == 1
-    assert ml.features.SQL_DIR.joinpath(ORDER_STATUS.sql).exists()
     for name, (frame, y) in alone.items():
         got, got_y = shared[name]
         np.testing.assert_array_equal(got.keys, frame.keys)
