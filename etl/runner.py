@@ -471,16 +471,23 @@ _NO_FEATURES = {t.name: 0 for t in feature_table.TABLES}
 
 
 def _features_due(conn: Connection, result: RunResult) -> bool:
-    """Whether the features step has work: this run inserted orders or tickets, or the run
-    before it did not succeed (it may have stopped between its facts and its features).
-    Otherwise every fact already has its features, and the anti-join is skipped."""
+    """Whether the features step has work: this run inserted orders or tickets, the run
+    before it did not succeed (it may have stopped between its facts and its features), or
+    a fact table's newest key has no features (e.g. a warehouse loaded before the feature
+    tables existed). Otherwise every fact already has its features: the anti-join is skipped."""
     if any(s.counts.inserted for s in result.steps if s.step in _FEATURE_FACTS):
         return True
     previous = conn.execute(
         sa.text("SELECT status FROM dw.etl_run WHERE run_id < :r ORDER BY run_id DESC LIMIT 1"),
         {"r": result.run_id},
     ).scalar()
-    return previous != "succeeded"
+    if previous != "succeeded":
+        return True
+    newest = " OR ".join(
+        f"(SELECT max({t.key}) FROM {t.fact}) IS DISTINCT FROM (SELECT max({t.key}) FROM {t.name})"
+        for t in feature_table.TABLES
+    )
+    return bool(conn.execute(sa.text(f"SELECT {newest}")).scalar_one())
 
 
 def _features(conn: Connection) -> dict[str, int]:

@@ -78,6 +78,12 @@ def test_the_etl_fills_features_of_new_facts_and_a_full_load_refills_them(
             )
         assert runner.run(url).features == {ORDERS.name: 1, TICKETS.name: 0}
 
+        # a warehouse loaded before the feature tables existed (an upgrade to 0007): the
+        # next run fills them, new facts or not
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM ml.order_features"))
+        assert runner.run(url).features == {ORDERS.name: n_orders, TICKETS.name: 0}
+
         with engine.begin() as conn:
             customer, product = conn.execute(
                 sa.text(
