@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from db.config import DbSettings
 from db.errors import ConfigError
+from ml.prediction_log import retention_days
 
 
 def _int(name: str, default: int) -> int:
@@ -45,6 +46,7 @@ class Settings:
     etl_interval_s: int
     max_body_bytes: int
     workers: int = 1
+    prediction_log_days: int = 90
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,6 +64,7 @@ class Settings:
             etl_interval_s=_int("CDMS_ETL_INTERVAL", 0),
             max_body_bytes=_int("CDMS_MAX_BODY_BYTES", 1_000_000),
             workers=_workers(),
+            prediction_log_days=retention_days(),  # validated at start-up, not mid-request
         )
 
 

@@ -9,6 +9,11 @@ dropped and counted in ``dropped``; a failed flush drops its batch and counts it
 (the log is an audit aid, never a reason to fail or slow a read). ``close`` flushes what
 is left; ``close_logs`` (at exit, and when the model store of a database is closed)
 closes every log of the process.
+
+Retention: ``CDMS_PREDICTION_LOG_DAYS`` (default 90; 0 keeps everything). The same
+thread deletes older rows soon after it starts and then once an hour (:func:`prune`, in
+batches, through the ``(model, requested_at)`` index); ``cdms ml prune-log`` does it
+on demand.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
+import os
 import threading
+import time
 from collections.abc import Sequence
 
 import psycopg
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
+from db.errors import ConfigError
 
 log = logging.getLogger("cdms.ml.log")
 
@@ -35,6 +43,47 @@ COLUMNS = (
 TYPES = ("text", "int4", "text", "int8", "text", "float8", "float8", "text", "timestamptz")
 
 
+DEFAULT_RETENTION_DAYS = 90
+PRUNE_BATCH = 50_000
+
+
+def retention_days() -> int:
+    """``CDMS_PREDICTION_LOG_DAYS``: days of the log to keep (0: keep everything)."""
+    raw = os.environ.get("CDMS_PREDICTION_LOG_DAYS", str(DEFAULT_RETENTION_DAYS)).strip()
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"CDMS_PREDICTION_LOG_DAYS must be a whole number of days, got {raw!r}"
+        ) from None
+    if days < 0:
+        raise ConfigError(f"CDMS_PREDICTION_LOG_DAYS must be 0 or more, got {days}")
+    return days
+
+
+def prune(conn: psycopg.Connection[tuple[object, ...]], days: int) -> int:
+    """Delete the log's rows older than ``days`` days (in batches of PRUNE_BATCH rows, one
+    short transaction each, model by model through the ``(model, requested_at)`` index);
+    returns the rows deleted. ``days`` 0 deletes nothing."""
+    if days <= 0:
+        return 0
+    deleted = 0
+    models = [r[0] for r in conn.execute("SELECT DISTINCT model FROM ml.prediction_log")]
+    for model in models:
+        while True:
+            with conn.transaction():
+                cur = conn.execute(
+                    "DELETE FROM ml.prediction_log WHERE id IN (SELECT id FROM ml.prediction_log"
+                    " WHERE model = %s AND requested_at < now() - make_interval(days => %s)"
+                    " LIMIT %s)",
+                    (model, days, PRUNE_BATCH),
+                )
+            deleted += cur.rowcount
+            if cur.rowcount < PRUNE_BATCH:
+                break
+    return deleted
+
+
 class PredictionLog:
     def __init__(
         self,
@@ -43,11 +92,17 @@ class PredictionLog:
         capacity: int = 100_000,
         batch: int = 5_000,
         interval: float = 1.0,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        prune_every: float = 3600.0,
     ) -> None:
         self.url = url
         self.capacity = capacity
         self.batch = batch
         self.interval = interval
+        self.retention_days = retention_days
+        self.prune_every = prune_every
+        self.pruned = 0  # rows deleted by the retention
+        self._next_prune = time.monotonic() + min(60.0, prune_every)  # not during start-up
         self.dropped = 0  # rows lost: buffer full, or a flush that failed
         self.written = 0
         self._rows: list[Row] = []
@@ -105,12 +160,28 @@ class PredictionLog:
             self.written += len(rows)
             return len(rows)
 
+    def prune_now(self) -> int:
+        """Apply the retention now (on a connection of its own); returns rows deleted."""
+        self._next_prune = time.monotonic() + self.prune_every
+        if self.retention_days <= 0:
+            return 0
+        try:
+            with psycopg.connect(self.url, autocommit=True, application_name="cdms-ml-log") as conn:
+                n = prune(conn, self.retention_days)
+        except psycopg.Error as exc:
+            log.warning("prediction log: retention not applied (%s)", exc)
+            return 0
+        self.pruned += n
+        return n
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             if self.pending():
                 self.flush()
+            if time.monotonic() >= self._next_prune:
+                self.prune_now()
 
     def close(self) -> None:
         """Stop the thread and flush what is left."""
@@ -133,7 +204,7 @@ def log_for(engine: Engine) -> PredictionLog:
     with _logs_lock:
         found = _logs.get(key)
         if found is None:
-            found = _logs[key] = PredictionLog(to_libpq_url(key))
+            found = _logs[key] = PredictionLog(to_libpq_url(key), retention_days=retention_days())
     return found
 
 

@@ -6,7 +6,10 @@ import typer
 
 from api.cli.common import console, progress, resolve_url
 
-app = typer.Typer(help="Prediction models: train, list, activate.", no_args_is_help=True)
+app = typer.Typer(
+    help="Prediction models: train, list, activate; the prediction log's retention.",
+    no_args_is_help=True,
+)
 
 
 def train_models(url: str, names: list[str], *, force: bool = False) -> None:
@@ -127,6 +130,33 @@ def activate_cmd(
     spec(name)
     activate(make_engine(resolve_url()), name, version)
     console.print(f"{name} version {version} is active")
+
+
+@app.command("prune-log")
+def prune_log_cmd(
+    days: int | None = typer.Option(
+        None,
+        min=1,
+        help="Delete predictions logged more than DAYS days ago"
+        " (default CDMS_PREDICTION_LOG_DAYS, 90).",
+    ),
+) -> None:
+    """Apply the prediction log's retention now (the server also does it once an hour)."""
+    import psycopg
+
+    from db.config import to_libpq_url
+    from ml.prediction_log import prune, retention_days
+
+    keep = days if days is not None else retention_days()
+    if keep == 0:
+        console.print("CDMS_PREDICTION_LOG_DAYS is 0: the prediction log keeps everything")
+        return
+    with (
+        console.status(f"deleting predictions logged more than {keep} days ago"),
+        psycopg.connect(to_libpq_url(resolve_url()), autocommit=True) as conn,
+    ):
+        deleted = prune(conn, keep)
+    console.print(f"prediction log: {deleted:,} rows older than {keep} days deleted")
 
 
 def train_on_first_start(url: str) -> None:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
+from db.errors import ConfigError
+from ml import prediction_log
 from ml.prediction_log import PredictionLog, log_for
 from ml.train import TrainedModel
 from schema.app import schema
 from schema.context import ApiLimits, Context
+from tests.cli import cli_environment, run_cdms
 from tests.ml.test_graphql import ORDER_INPUT, WHAT_IF
 
 
@@ -97,3 +102,53 @@ def test_a_flush_that_fails_drops_its_batch_and_counts_it() -> None:
     assert log.flush() == 0
     assert (log.dropped, log.pending()) == (1, 0)
     log.close()
+
+
+def test_retention_deletes_old_rows_in_batches_and_keeps_recent_ones(
+    ml_engine: Engine, monkeypatch: Any
+) -> None:
+    url = to_libpq_url(ml_engine.url.render_as_string(hide_password=False))
+    actor = f"test:{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    log = PredictionLog(url, interval=60, retention_days=30, prune_every=3600)
+    old = [("order_value", 1, "order", i, None, None, 1.0, actor, now - dt.timedelta(days=31))
+           for i in range(7)]  # fmt: skip
+    kept = [("order_status", 1, "order", 9, "delivered", 0.9, None, actor,
+             now - dt.timedelta(days=29))]  # fmt: skip
+    log.add(old + kept)
+    assert log.flush() == 8
+    monkeypatch.setattr(prediction_log, "PRUNE_BATCH", 3)  # several batches of one model
+    assert log.prune_now() >= 7  # (and any other row older than 30 days)
+    left = _logged(ml_engine, actor)
+    assert len(left) == 1 and left[0].model == "order_status"
+    assert log.pruned >= 7
+    keep_all = PredictionLog(url, interval=60, retention_days=0)
+    assert keep_all.prune_now() == 0
+    log.close()
+    keep_all.close()
+
+
+def test_retention_setting_is_validated(monkeypatch: Any) -> None:
+    monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", "30")
+    assert prediction_log.retention_days() == 30
+    monkeypatch.delenv("CDMS_PREDICTION_LOG_DAYS")
+    assert prediction_log.retention_days() == 90
+    for bad in ("-1", "a week"):
+        monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", bad)
+        with pytest.raises(ConfigError):
+            prediction_log.retention_days()
+
+
+def test_prune_log_command(ml_engine: Engine, tmp_path: Path) -> None:
+    url = to_libpq_url(ml_engine.url.render_as_string(hide_password=False))
+    actor = f"test:{uuid.uuid4().hex[:8]}"
+    log = PredictionLog(url, interval=60, retention_days=0)
+    stamp = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    log.add([("order_value", 1, "order", 1, None, None, 1.0, actor, stamp)])
+    log.close()
+    done = run_cdms(cli_environment(url, tmp_path), "ml", "prune-log", "--days", "365")
+    assert done.returncode == 0, done.stderr
+    assert "older than 365 days deleted" in done.stdout
+    assert _logged(ml_engine, actor) == []
+    bad = run_cdms(cli_environment(url, tmp_path), "ml", "prune-log", "--days", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")
