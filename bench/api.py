@@ -2,23 +2,28 @@
 
 Seeds (once, then reused) a 100,000-customer data set in the dedicated database
 ``cdms_bench_api`` (on ``DATABASE_URL``'s server, else the embedded one), starts
-``uvicorn`` with one process, and drives load from 2 client processes on loopback for:
+``uvicorn`` as ``cdms serve --workers W`` runs it (default 1 process), and drives load on
+loopback for:
 
   (a) one customer with their last 10 orders, items and products
   (b) ``customers(first: 100)`` with 10 orders each and their items
   (c) ``placeOrder`` (one line, quantity 1)
 
-For each it prints requests/s, p50/p99 latency, the error rate and the SQL statements
-per request (counted in-process with a ``before_cursor_execute`` listener), once per read
-path: the compiled path (``CDMS_COMPILED_READS=1``, schema/compiled) and the Strawberry
-path (``=0``), with the ratio compiled / Strawberry (``--compiled``/``--no-compiled`` runs
-one path only). The server runs demo-open (anonymous = admin) without a rate limit.
-The load generator is a minimal asyncio HTTP/1.1 keep-alive client, so that on a 2-core
-machine the clients' own CPU stays small next to the server's.
+For each it prints requests/s, p50/p99 latency, the error count (non-200 or a body with
+``errors``) and the SQL statements of a repeated request (counted in-process: SQLAlchemy's
+``before_cursor_execute`` plus the fast lane's own statements), once per read path: the
+compiled path (``CDMS_COMPILED_READS=1``, schema/compiled) and the Strawberry path
+(``=0``), with the ratio compiled / Strawberry (``--compiled``/``--no-compiled`` runs one
+path only). The server runs demo-open (anonymous = admin) without a rate limit.
+The load generator is wrk (Debian's ``wrk``: 2 threads, 2 x C keep-alive connections, a
+Lua script making the requests and counting GraphQL errors) when it is on PATH, else 2
+processes of a minimal asyncio HTTP/1.1 keep-alive client (C connections each), whose own
+CPU, on a 2-core machine, is taken from the server (``--client`` chooses).
 Goals: (a) >= 1,000 requests/s, (b) p50 < 150 ms on a 2-core machine.
 
-Usage: ``.venv/bin/python bench/api.py [--customers N] [--orders M] [--seconds S] [--workers W]
-[--concurrency C] [--only a,b,c] [--compiled/--no-compiled]``.
+Usage: ``.venv/bin/python bench/api.py [--customers N] [--orders M] [--seconds S]
+[--concurrency C] [--only a,b,c] [--compiled/--no-compiled] [--workers W]
+[--client auto|wrk|python]``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -231,6 +237,87 @@ def load(
     }
 
 
+_WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local kind, max_c, query = %(kind)s, %(max_c)d, %(query)s
+local products = {%(products)s}
+local n = 0
+errors = 0
+function init(args)
+  n = (id or 0) * 50021  -- each thread its own sequence of customers (id: set in setup)
+end
+request = function()
+  n = n + 1
+  local body
+  if kind == "a" then
+    body = '{"query":' .. query .. ',"variables":{"id":"' .. ((n * 7919) %% max_c + 1) .. '"}}'
+  elseif kind == "b" then
+    body = '{"query":' .. query .. '}'
+  else
+    body = '{"query":' .. query .. ',"variables":{"c":"' .. ((n * 7919) %% max_c + 1)
+      .. '","p":"' .. products[(n * 104729) %% #products + 1] .. '"}}'
+  end
+  return wrk.format(nil, "/graphql", nil, body)
+end
+response = function(status, headers, body)
+  if status ~= 200 or string.find(body, '"errors"', 1, true) then errors = errors + 1 end
+end
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function done(summary, latency, requests)
+  local e = 0
+  for _, t in ipairs(threads) do e = e + t:get("errors") end
+  io.write(string.format("CDMS %%d %%d %%f %%f %%f\\n", summary.requests, e,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration / 1e6))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    """``text`` as a Lua string literal whose value is ``text`` as a JSON string."""
+    return "'" + json.dumps(" ".join(text.split())).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def load_wrk(
+    port: int, kind: str, seconds: float, concurrency: int, max_c: int, products: list[int]
+) -> dict[str, float]:
+    """wrk (C, 2 threads, ``2 * concurrency`` connections): the load generator costs far
+    less CPU per request than the Python clients, which share the 2 cores with the server."""
+    import tempfile
+
+    query = {"a": QUERY_A, "b": QUERY_B, "c": MUTATION_C}[kind]
+    script = _WRK_LUA % {
+        "kind": repr(kind),
+        "max_c": max_c,
+        "query": _lua_string(query),
+        "products": ",".join(str(p) for p in products[:2000]),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    try:
+        done = subprocess.run(
+            ["wrk", "-t2", f"-c{2 * concurrency}", f"-d{seconds:g}s", "-s", fh.name,
+             f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(fh.name)
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("CDMS "))
+    requests, errors, p50, p99, duration = line.split()[1:]
+    return {
+        "requests": float(requests),
+        "rps": float(requests) / float(duration),
+        "p50": float(p50),
+        "p99": float(p99),
+        "errors": float(errors),
+        "elapsed": float(duration),
+    }
+
+
 def statements_per_request(url: str, kind: str, max_c: int, products: list[int]) -> int:
     """Run a request in-process twice and count the SQL statements the second one issues
     (a repeated query: the fast lane's statements included, which bypass SQLAlchemy)."""
@@ -314,6 +401,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes (cdms serve --workers)"
     )
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk (Debian package wrk; auto when on PATH) or 2 Python processes",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -323,6 +416,10 @@ def main() -> None:
     max_c, products = prepare(url, args.customers, args.orders)
     for k, v in SERVER_ENV.items():
         os.environ.setdefault(k, v)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
+    drive = load_wrk if client == "wrk" else load
     modes = [True, False] if args.compiled is None else [args.compiled]
     names = {
         "a": "(a) customer + 10 orders",
@@ -343,8 +440,8 @@ def main() -> None:
             _wait_up(port)
             for kind in kinds:
                 stmts = statements_per_request(url, kind, max_c, products)
-                load(port, kind, 2, args.concurrency, max_c, products)  # warm-up
-                r = load(port, kind, args.seconds, args.concurrency, max_c, products)
+                drive(port, kind, 2, args.concurrency, max_c, products)  # warm-up
+                r = drive(port, kind, args.seconds, args.concurrency, max_c, products)
                 r["statements"] = stmts
                 results[(kind, compiled)] = r
                 path = "compiled" if compiled else "strawberry"
@@ -352,9 +449,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
-    table = Table(
-        title=f"GraphQL API, {max_c:,} customers, uvicorn x{args.workers}, 2 client processes"
+    clients = (
+        f"wrk 2 threads x {2 * args.concurrency} connections"
+        if client == "wrk"
+        else f"2 client processes x {args.concurrency} connections"
     )
+    table = Table(title=f"GraphQL API, {max_c:,} customers, uvicorn x{args.workers}, {clients}")
     for col in ("case", "path", "req/s", "p50 ms", "p99 ms", "requests", "errors", "SQL/request"):
         table.add_column(col, justify="right")
     for kind in kinds:
