@@ -1,41 +1,55 @@
 -- Features of orders as of the moment each was placed (no look-ahead), for the orders of
 -- the scope. Used by order_status (target: status) and order_value (target: net).
 --
--- Set-based: a few scans, sorts and hash joins whatever the scope's size (no per-order
--- subquery), and index lookups for a scope of a few ids.
+-- Set-based: scans, sorts and hash joins for a large scope, index lookups for a few ids,
+-- no subquery per order; the one derived table joined to the scope is the history, so a
+-- scope whose size the planner underestimates (the ETL's "orders without features yet")
+-- cannot make it rescan an aggregate per order.
 --
--- The customer's history is one time-ordered timeline per customer of the scope: their
--- orders and their return requests (dw.fact_returns.requested_at), with window functions
+-- The history is one timeline per customer of the scope: their orders (each with its
+-- basket) and their return requests (dw.fact_returns.requested_at), and window functions
 -- over it. ROWS ... 1 PRECEDING is strictly before this order: earlier orders (ties on
 -- ordered_at broken by order_id) and the returns requested before ordered_at (a request
--- at the very same instant sorts after the orders, so it is not "before"). A cancellation
--- is only known once it happens, and dw keeps no cancellation time, so the cancel rate
--- counts orders placed at least 30 days before (by then every order of the generator is
--- settled). The basket is one GROUP BY over the scope's order lines: units per category,
--- the main category the one with most units (ties: the first by name); an order without
--- lines has 0 categories and no main category. The customer and product attributes are
--- the SCD2 versions current at ordered_at (the facts' keys).
+-- at the very same instant sorts after the orders: not "before"). A cancellation is only
+-- known once it happens, and dw keeps no cancellation time, so the cancel rate counts
+-- orders placed at least 30 days before (by then every order of the generator is settled).
+-- The basket: units per category; the main category is the one with most units (ties: the
+-- first by name); an order without lines has 0 categories and no main category. The
+-- customer and product attributes are the SCD2 versions current at ordered_at (the facts'
+-- keys).
 --
--- tests/ml/sql/orders_lateral.sql is the earlier per-order (LATERAL) formulation: the
--- tests check that both return the same rows.
+-- tests/ml/sql/orders_lateral.sql is the earlier formulation (two LATERAL subqueries per
+-- order); tests/ml/test_orders_sql.py checks that both return the same rows.
 WITH scope AS NOT MATERIALIZED (
     {{scope}}
 ),
 customers AS NOT MATERIALIZED (
     SELECT o.customer_id FROM dw.fact_orders AS o JOIN scope AS s USING (order_id)
 ),
+baskets AS (
+    SELECT bc.customer_id, bc.order_id, bc.ordered_at, bc.line_count, bc.net, bc.is_cancelled,
+           count(bc.category) AS category_count,
+           (array_agg(bc.category ORDER BY bc.units DESC, bc.category))[1] AS main_category
+    FROM (SELECT f.customer_id, f.order_id, f.ordered_at, f.line_count, f.net, f.is_cancelled,
+                 p.category, sum(fs.quantity) AS units
+          FROM dw.fact_orders AS f
+          LEFT JOIN (dw.fact_sales AS fs JOIN dw.dim_product AS p
+                     ON p.product_key = fs.product_key) ON fs.order_id = f.order_id
+          WHERE f.customer_id IN (SELECT customer_id FROM customers)
+          GROUP BY f.order_id, p.category) AS bc
+    GROUP BY bc.customer_id, bc.order_id, bc.ordered_at, bc.line_count, bc.net, bc.is_cancelled
+),
 timeline AS (
-    SELECT f.customer_id, f.ordered_at AS at, true AS is_order, f.order_id,
-           f.line_count, f.net, f.is_cancelled
-    FROM dw.fact_orders AS f
-    WHERE f.customer_id IN (SELECT customer_id FROM customers)
+    SELECT b.customer_id, b.ordered_at AS at, true AS is_order, b.order_id,
+           b.line_count, b.net, b.is_cancelled, b.category_count, b.main_category
+    FROM baskets AS b
     UNION ALL
-    SELECT fr.customer_id, fr.requested_at, false, NULL, NULL, NULL, false
+    SELECT fr.customer_id, fr.requested_at, false, NULL, NULL, NULL, false, NULL, NULL
     FROM dw.fact_returns AS fr
     WHERE fr.customer_id IN (SELECT customer_id FROM customers)
 ),
 history AS (
-    SELECT e.order_id,
+    SELECT e.order_id, e.category_count, e.main_category,
            count(*) FILTER (WHERE e.is_order) OVER prior          AS prior_orders,
            sum(e.line_count) FILTER (WHERE e.is_order) OVER prior AS prior_lines,
            avg(e.net) FILTER (WHERE e.is_order) OVER prior        AS prior_avg_value,
@@ -47,17 +61,6 @@ history AS (
                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
            settled AS (PARTITION BY e.customer_id ORDER BY e.at
                        RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL '30 days' PRECEDING)
-),
-basket AS (
-    SELECT bc.order_id,
-           count(*) AS category_count,
-           (array_agg(bc.category ORDER BY bc.units DESC, bc.category))[1] AS main_category
-    FROM (SELECT fs.order_id, p.category, sum(fs.quantity) AS units
-          FROM dw.fact_sales AS fs
-          JOIN dw.dim_product AS p ON p.product_key = fs.product_key
-          WHERE fs.order_id IN (SELECT order_id FROM scope)
-          GROUP BY fs.order_id, p.category) AS bc
-    GROUP BY bc.order_id
 )
 SELECT f.order_id                                               AS key,
        f.ordered_at                                             AS event_at,
@@ -77,8 +80,8 @@ SELECT f.order_id                                               AS key,
        f.line_count::float8                                     AS line_count,
        f.gross::float8                                          AS basket_value,
        (f.discount / nullif(f.gross, 0))::float8                AS discount_rate,
-       b.main_category,
-       coalesce(b.category_count, 0)::float8                    AS category_count,
+       h.main_category,
+       h.category_count::float8                    AS category_count,
        d.day_of_week::float8                                    AS day_of_week,
        d.month::float8                                          AS month
 FROM scope AS s
@@ -86,5 +89,4 @@ JOIN dw.fact_orders AS f USING (order_id)
 JOIN history AS h USING (order_id)
 JOIN dw.dim_customer AS c ON c.customer_key = f.customer_key
 JOIN dw.dim_date AS d ON d.date_key = f.date_key
-LEFT JOIN basket AS b USING (order_id)
 ORDER BY f.ordered_at, f.order_id
