@@ -456,13 +456,14 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
             obs.step_finished(step.name, counts, seconds)
         for _, definition in indexes:
             conn.execute(sa.text(definition))
+        # the feature tables are refilled before their foreign keys come back, as the facts
+        result.features = _features(conn)
         for table, name, definition in fks:
             conn.execute(sa.text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
         conn.execute(
             sa.text("DELETE FROM dw.etl_source_delete WHERE deleted_at < :h"),
             {"h": result.horizon},
         )
-        result.features = _features(conn)
         _bump_version(conn)
 
 
@@ -515,14 +516,15 @@ def _fact_secondary_indexes(conn: Connection) -> list[tuple[str, str]]:
             ORDER BY 1
             """
         ),
-        {"tables": [s.table for s in FACT_STEPS]},
+        {"tables": [s.table for s in FACT_STEPS] + [t.name for t in feature_table.TABLES]},
     ).all()
     return [(str(n), str(d)) for n, d in rows]
 
 
 def _fact_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:
-    """(table, constraint, definition) of the facts' foreign keys: dropped during a full
-    load and re-added after it (one validating join each instead of a check per row)."""
+    """(table, constraint, definition) of the facts' and the feature tables' foreign keys:
+    dropped during a full load and re-added after it (one validating join each instead of
+    a check per row)."""
     rows = conn.execute(
         sa.text(
             """
@@ -532,6 +534,6 @@ def _fact_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:
             ORDER BY 1, 2
             """
         ),
-        {"tables": [s.table for s in FACT_STEPS]},
+        {"tables": [s.table for s in FACT_STEPS] + [t.name for t in feature_table.TABLES]},
     ).all()
     return [(str(t), str(n), str(d)) for t, n, d in rows]

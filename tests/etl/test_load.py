@@ -85,10 +85,10 @@ def test_second_run_changes_nothing(loaded_shop: str) -> None:
     assert one(loaded_shop, "SELECT version FROM dw.etl_state") == version
 
 
-_DW_CATALOG = (
-    "SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'dw'"
+_DW_CATALOG = (  # the warehouse's and the feature tables' (ml) indexes and constraints
+    "SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname IN ('dw', 'ml')"
     " UNION ALL SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint"
-    " WHERE connamespace = 'dw'::regnamespace ORDER BY 1, 2"
+    " WHERE connamespace IN ('dw'::regnamespace, 'ml'::regnamespace) ORDER BY 1, 2, 3"
 )
 
 
@@ -99,6 +99,8 @@ def test_full_rebuild_equals_incremental_load(loaded_shop: str) -> None:
     result = runner.run(loaded_shop, full=True)
 
     assert sql(loaded_shop, _DW_CATALOG) == catalog  # indexes and FKs are back
+    names = {r[1] for r in catalog}
+    assert {"order_features_order_id_fkey", "ticket_features_ticket_id_fkey"} <= names
 
     assert result.mode == "full"
     assert dw_checksums(loaded_shop) == incremental
