@@ -19,10 +19,7 @@ from typing import Any
 import strawberry
 from graphql import (
     DocumentNode,
-    FragmentDefinitionNode,
     GraphQLError,
-    OperationDefinitionNode,
-    parse,
 )
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
@@ -62,7 +59,7 @@ def _parse(query: str) -> DocumentNode:
         if doc is not None:
             _parsed.move_to_end(query)
             return doc
-    doc = parse(query, max_tokens=20_000)  # the guard's own limit (api.guard.Document)
+    doc = Document.parse(query)  # the guard's own parse and token limit
     if len(query) <= _PARSED_MAX_CHARS:
         with _parsed_lock:
             _parsed[query] = doc
@@ -74,17 +71,9 @@ def _parse(query: str) -> DocumentNode:
 class _CachedDocument(Document):
     """``api.guard.Document`` built from a cached parse (same operation choice)."""
 
-    def __init__(self, query: str, variables: dict[str, Any] | None, name: str | None) -> None:
-        doc = _parse(query)
-        ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
-        self.fragments = {
-            d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        chosen = [o for o in ops if name is None or (o.name and o.name.value == name)]
-        if len(chosen) != 1:
-            raise GraphQLError("operation not found")  # the schema reports it properly
-        self.operation = chosen[0]
-        self.variables = variables or {}
+    @staticmethod
+    def parse(query: str) -> DocumentNode:
+        return _parse(query)
 
 
 def _check(guard: OperationGuard, op: dict[str, Any], principal: Principal) -> None:
