@@ -78,7 +78,7 @@ def _session_settings(
     conn.exec_driver_sql(sql, params)
 
 
-def _busy() -> DatabaseUnavailableError:
+def busy_error() -> DatabaseUnavailableError:
     """The pool had no free connection in time (more concurrent requests than connections)."""
     return DatabaseUnavailableError("the server is busy (no database connection free); try again")
 
@@ -118,7 +118,7 @@ class RequestDb:
         try:
             conn = self._ensure()
         except sa.exc.TimeoutError:
-            raise _busy() from None
+            raise busy_error() from None
         try:
             return fn(conn)
         except sa.exc.DBAPIError as exc:
@@ -201,7 +201,7 @@ class Context:
                 with self.write() as conn:
                     return fn(conn)
             except sa.exc.TimeoutError:
-                raise _busy() from None
+                raise busy_error() from None
 
         result = await run_in_threadpool(work)
         # reads after a write must see it: drop cached rows

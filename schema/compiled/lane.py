@@ -31,10 +31,10 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Engine
 
 from db.engine import unpinged
-from db.errors import DatabaseUnavailableError, from_db_error
+from db.errors import from_db_error
 from schema.compiled.execute import cached_statement
 from schema.compiled.sql import Built
-from schema.context import session_statement
+from schema.context import busy_error, session_statement
 
 log = logging.getLogger("cdms.api.lane")
 
@@ -140,9 +140,7 @@ def _attempt(
     try:
         fairy = engine.raw_connection()
     except sa.exc.TimeoutError:
-        raise DatabaseUnavailableError(
-            "the server is busy (no database connection free); try again"
-        ) from None
+        raise busy_error() from None
     except sa.exc.DBAPIError as exc:
         mapped = from_db_error(exc)
         if mapped is not None:
