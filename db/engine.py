@@ -35,14 +35,18 @@ _engines: dict[str, Engine] = {}
 
 
 def make_engine(url: str) -> Engine:
-    """The process's engine for ``url`` (created once; pool of 5 + 10 overflow)."""
+    """The process's engine for ``url`` (created once; pool sized by ``CDMS_DB_POOL_SIZE``
+    and ``CDMS_DB_MAX_OVERFLOW``)."""
     engine = _engines.get(url)
     if engine is None:
-        engine = sa.create_engine(
-            to_sqlalchemy_url(url), pool_size=5, max_overflow=10, pool_pre_ping=True
-        )
+        engine = sa.create_engine(to_sqlalchemy_url(url), **_pool(), pool_pre_ping=True)
         _engines[url] = engine
     return engine
+
+
+def _pool() -> dict[str, int]:
+    settings = DbSettings.from_env()
+    return {"pool_size": settings.pool_size, "max_overflow": settings.max_overflow}
 
 
 # siblings of make_engine's engines whose checkouts skip the pre-ping, by the same URL
@@ -60,9 +64,7 @@ def unpinged(engine: Engine) -> Engine:
             with _unpinged_lock:
                 sibling = _unpinged.get(url)
                 if sibling is None:
-                    sibling = _unpinged[url] = sa.create_engine(
-                        to_sqlalchemy_url(url), pool_size=5, max_overflow=10
-                    )
+                    sibling = _unpinged[url] = sa.create_engine(to_sqlalchemy_url(url), **_pool())
             return sibling
     return engine
 

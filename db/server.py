@@ -63,8 +63,92 @@ def start_embedded(data_dir: Path) -> str:
         except PermissionError as exc:
             raise DataDirError(f"cannot use {pgdata}: {exc.strerror or exc}") from None
         _servers[pgdata] = server
+        _tune(server, pgdata)
     uri: str = server.get_uri()
     return uri
+
+
+def tuning(memory_bytes: int | None = None) -> dict[str, str]:
+    """The settings cdms gives the embedded server (pgserver starts PostgreSQL's defaults):
+    ``shared_buffers`` a quarter of the machine's memory between 128 MB and 2 GB (the
+    default 128 MB made a 100,000-customer database read most pages from the OS cache),
+    and room for the connection pools of several ``cdms serve`` workers."""
+    memory = _memory_bytes() if memory_bytes is None else memory_bytes
+    mb = 128 if memory is None else max(128, min(2048, memory // 4 // 2**20))
+    return {"shared_buffers": f"{mb}MB", "max_connections": "200"}
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None  # no sysconf (Windows): PostgreSQL's defaults
+
+
+def _tune(server: Any, pgdata: Path) -> None:
+    """Apply :func:`tuning` with ``ALTER SYSTEM``; both settings need a restart, done at
+    once when no other process holds the server (its first start, a fresh clone, CI) and
+    otherwise left to its next start."""
+    wanted = tuning()
+    current = _settings(server, wanted)
+    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if not changed:
+        return
+    for name, value in changed.items():
+        server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+    others = {p for p in server.global_process_id_list.get() if p != os.getpid() and _alive(p)}
+    if others:
+        server.psql("SELECT pg_reload_conf();")  # shows them as pending_restart
+        return  # in use by another process: the settings apply from its next start
+    from pgserver.utils import PostmasterInfo
+
+    pg_ctl: Any = _import_pgserver()._commands.pg_ctl  # generated per binary at import
+    try:
+        pg_ctl(
+            ["-w", "-l", str(pgdata / "log"), "restart"],
+            pgdata=pgdata,
+            user=server.system_user,
+            timeout=60,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise DatabaseUnavailableError(
+            f"the embedded PostgreSQL in {pgdata} did not restart with its settings "
+            f"({type(exc).__name__}); see {pgdata / 'log'}"
+        ) from None
+    info = PostmasterInfo.read_from_pgdata(pgdata)  # the new postmaster's pid and socket
+    if info is None or not info.is_running():
+        raise DatabaseUnavailableError(f"the embedded PostgreSQL in {pgdata} did not come back")
+    server._postmaster_info = info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _settings(server: Any, names: dict[str, str]) -> dict[str, str]:
+    """The values ``postgresql.auto.conf`` and the running server hold for ``names``."""
+    quoted = ", ".join(f"'{n}'" for n in names)
+    out = server.psql(
+        f"SELECT name, setting, unit, pending_restart FROM pg_settings WHERE name IN ({quoted});"
+    )
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) != 4 or cells[0] not in names:
+            continue
+        name, setting, unit, pending = cells
+        if pending == "t":
+            continue  # already set, waiting for a restart
+        if unit == "8kB":
+            setting = f"{int(setting) * 8 // 1024}MB"
+        found[name] = setting
+    return found
 
 
 def embedded_url(data_dir: Path, database: str = "postgres") -> str:
@@ -82,6 +166,9 @@ def stop_embedded(data_dir: Path) -> None:
     server = _servers.pop(pgdata, None)
     if server is not None:
         server.cleanup()
+        # pgserver forgets its handle only when it was the last one; a later start in this
+        # process must attach anew (register its pid, read the current postmaster)
+        type(server)._instances.pop(server.pgdata, None)
 
 
 def running_pid(data_dir: Path) -> int | None:
