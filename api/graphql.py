@@ -191,6 +191,8 @@ class GraphQLEndpoint:
         except Exception:
             log.exception("request %s: fast lane failed; running the full pipeline", ctx.request_id)
             return None
+        if text is None:
+            return None  # predictions to compute on request: the full pipeline does it
         return Response(b'{"data":' + text.encode() + b"}", media_type="application/json")
 
     async def _execute(self, op: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], int]:

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from db.engine import unpinged
 from db.errors import from_db_error
 from schema.compiled.execute import cached_statement
-from schema.compiled.sql import Built
+from schema.compiled.sql import PENDING, Built
 from schema.context import busy_error, session_statement
 
 log = logging.getLogger("cdms.api.lane")
@@ -86,8 +86,6 @@ def lookup(
     if variables is not None and not isinstance(variables, dict):
         return None
     stmt = cached_statement(query, operation_name, variables, (schema._schema, limits))
-    if stmt is None or stmt.predictions is not None:
-        return None  # predictions are filled in after the statement: CompiledReads does it
     return stmt
 
 
@@ -104,10 +102,12 @@ def fetch(
     timeout_ms: int,
     role: str | None = None,
     customer_id: int | None = None,
-) -> str:
+) -> str | None:
     """The statement's JSON text, run in one round trip with the request's session
     settings (blocking: call it from a worker thread). Raises the mapped ``CdmsError``
-    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself.
+    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself. None when the
+    answer holds a prediction that is not stored (``{"cdms:pending": id}``, see
+    :mod:`schema.compiled.predictions`): the full pipeline runs the models for it.
 
     Connections come from :func:`db.engine.unpinged` (no ping round trip per checkout);
     when one turns out dead (the server restarted or closed it), the read runs once more
@@ -122,7 +122,12 @@ def fetch(
     except _Dead:
         text = _attempt(engine, settings, sql, stmt.params, retry=False)
     stats.count(2)
+    if stmt.predictions is not None and _PENDING in text:
+        return None  # a prediction to compute: CompiledReads runs it and the models
     return text
+
+
+_PENDING = f'"{PENDING}"'  # as a key; a string value equal to it only costs the detour
 
 
 class _Dead(Exception):

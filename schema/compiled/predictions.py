@@ -1,11 +1,15 @@
-"""Prediction fields on the compiled read path: one statement, then one model run per model.
+"""Prediction fields on the compiled read path: one statement, then one model run per model
+for the objects whose prediction is not stored.
 
 A compiled query that selects ``Order.predictedStatus``/``predictedTotal``,
 ``SupportTicket.predictedStatus`` or ``Customer.expectedOrderValue`` still builds its whole
-page in one statement (:mod:`schema.compiled.sql` puts the object's id where the
-prediction goes: RLS has already chosen the objects) and keeps, in ``Built.predictions``,
+page in one statement. :mod:`schema.compiled.sql` joins the stored prediction of each order
+and ticket (``ml.stored``: by primary key and the model's active version) and puts it
+where the field goes, shaped by its selection; where there is none (an object loaded since
+the last scoring, a model just activated, customers' current features) it puts
+``{"cdms:pending": id}`` (RLS has already chosen the objects). ``Built.predictions`` keeps
 the paths that lead to prediction fields (:func:`sites_of`). :func:`complete` walks those
-and the data together, collects the ids per object kind, fetches their features with ONE
+and the data together, collects the pending ids per object kind, fetches their features with ONE
 statement per kind (``ml.batch.load``: the feature tables by id), scores every object of
 a model in ONE onnxruntime run (``ml.batch.score_groups``, in worker threads, the models
 side by side; it also queues the prediction log) and writes each prediction, shaped by
@@ -36,7 +40,7 @@ from ml.errors import ModelUnavailableError
 from ml.serving import store_for
 from schema.catalog import Entity
 from schema.compiled import plan as P
-from schema.compiled.sql import Built
+from schema.compiled.sql import PENDING, Built
 from schema.context import Context
 
 Path = tuple[str | int, ...]
@@ -176,8 +180,10 @@ def _sites(sites: Sites, data: dict[str, Any]) -> list[_Site]:
             return  # a null object
         for f in n.predicts:
             value = obj.get(f.key)
-            if value is not None:
-                append(_Site(obj, path, f, int(value), level))
+            if value.__class__ is dict:  # else null: the object is absent
+                pending = value.get(PENDING)  # else the stored prediction, already in place
+                if pending is not None:
+                    append(_Site(obj, path, f, int(pending), level))
         for key, how, child in n.children:
             value = obj.get(key)
             if isinstance(child, ConnSites):

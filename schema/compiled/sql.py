@@ -176,10 +176,19 @@ class Built:
     predictions: Sites | None = None
 
 
+PENDING = "cdms:pending"  # {"cdms:pending": id}: a prediction to compute after the statement
+
+
 @dataclass
 class _Builder:
     params: dict[str, Any] = field(default_factory=dict)
     n_alias: int = 0
+    # LEFT JOINs a row source needs (its stored predictions), by the source's alias
+    joins: dict[str, list[str]] = field(default_factory=dict)
+
+    def joined(self, src: str) -> str:
+        """The joins the nodes built over ``src`` asked for (call after building them)."""
+        return "".join(self.joins.pop(src, ()))
 
     def bind(self, value: Any) -> str:
         name = f"p{len(self.params)}"
@@ -224,11 +233,32 @@ class _Builder:
                 pairs.append((sel.key, self.many(sel, src)))
             elif isinstance(sel, P.Conn):
                 pairs.append((sel.key, self.conn(sel, src)))
-            elif isinstance(sel, P.Predict):  # the id; filled in by compiled.predictions
-                pairs.append((sel.key, f"({src}.{node.entity.fields['id'].column})::text"))
+            elif isinstance(sel, P.Predict):
+                pairs.append(
+                    (sel.key, self.predict(sel, f"{src}.{node.entity.fields['id'].column}", src))
+                )
             else:
                 assert_never(sel)
         return _obj(pairs)
+
+    def predict(self, sel: P.Predict, id_: str, src: str) -> str:
+        """The stored prediction of the object (``ml.stored``: joined by primary key and the
+        model's active version), else ``{"cdms:pending": id}`` for
+        :mod:`schema.compiled.predictions` to compute after the statement."""
+        pending = f"json_build_object({_lit(PENDING)}, {id_})"
+        from ml.stored import BY_KIND
+
+        stored = BY_KIND.get(sel.kind)
+        if stored is None:  # customers' current features: always computed on request
+            return pending
+        p = self.alias("p")
+        model = _lit(sel.model)
+        self.joins.setdefault(src, []).append(
+            f" LEFT JOIN {stored.table} AS {p} ON {p}.{stored.key} = {id_}"
+            f" AND {p}.model = {model} AND {p}.version = (SELECT v.version"
+            f" FROM ml.model_version AS v WHERE v.name = {model} AND v.active)"
+        )
+        return f"coalesce({_stored_object(sel.fields, p, sel.model)}, {pending})"
 
     @staticmethod
     def _join(rel: Relation, t: str, src: str) -> str:
@@ -237,8 +267,9 @@ class _Builder:
     def one(self, sel: P.One, src: str) -> str:
         ent = sel.node.entity
         t = self.alias("t")
+        body = self.node(sel.node, t)
         return (
-            f"(SELECT {self.node(sel.node, t)} FROM {_table(ent)} AS {t}"
+            f"(SELECT {body} FROM {_table(ent)} AS {t}{self.joined(t)}"
             f" WHERE {self._join(sel.relation, t, src)})"
         )
 
@@ -246,15 +277,18 @@ class _Builder:
         ent = sel.node.entity
         t = self.alias("t")
         order = _order(filters.compile_order(ent, None), t)
+        body = self.node(sel.node, t)
         return (
-            f"(SELECT coalesce(json_agg({self.node(sel.node, t)} ORDER BY {order}), {_EMPTY})"
-            f" FROM {_table(ent)} AS {t} WHERE {self._join(sel.relation, t, src)})"
+            f"(SELECT coalesce(json_agg({body} ORDER BY {order}), {_EMPTY})"
+            f" FROM {_table(ent)} AS {t}{self.joined(t)}"
+            f" WHERE {self._join(sel.relation, t, src)})"
         )
 
     def by_id(self, sel: P.ById) -> str:
         t = self.alias("t")
+        body = self.node(sel.node, t)
         return (
-            f"(SELECT {self.node(sel.node, t)} FROM {_table(sel.entity)} AS {t}"
+            f"(SELECT {body} FROM {_table(sel.entity)} AS {t}{self.joined(t)}"
             f" WHERE {t}.id = {self.bind(sel.id)})"
         )
 
@@ -330,7 +364,7 @@ class _Builder:
         body = _obj(pairs)
         if x is None:
             return body
-        return f"(SELECT {body}{page_sql})"
+        return f"(SELECT {body}{page_sql}{self.joined(x)})"
 
     def edges(self, sel: P.Edges, q: ConnQuery, x: str, n: str) -> str:
         pairs: list[tuple[str, str]] = []
@@ -376,6 +410,60 @@ class _Builder:
             else:
                 assert_never(f.which)
         return _obj(pairs)
+
+
+def _stored_object(fields: tuple[Any, ...], p: str, model: str) -> str:
+    """A prediction shaped by its selection from the stored row ``p`` (NULL when there is
+    no row): the usual selections are the row's ready JSON, others are built from its
+    columns, with the values :func:`schema.compiled.predictions._render` gives."""
+    names = tuple((f.key, f.name) for f in fields)
+    if names in (
+        (("label", "label"), ("probability", "probability")),
+        (("value", "value"),),
+    ):
+        return f"{p}.doc"
+    pairs: list[tuple[str, str]] = []
+    for f in fields:
+        if f.name == "__typename":
+            pairs.append((f.key, _lit(f.typename)))
+        elif f.name == "label":
+            pairs.append((f.key, f"{p}.label"))
+        elif f.name in ("probability", "value"):
+            pairs.append((f.key, py_float(f"{p}.{f.name}")))
+        elif f.name == "model":
+            values = {"name": _lit(model), "version": f"{p}.version"}
+            pairs.append(
+                (f.key, _obj([(m.key, _lit(m.typename) if m.name == "__typename"
+                               else values[m.name]) for m in f.fields]))
+            )  # fmt: skip
+        elif f.name == "probabilities":
+            pairs.append((f.key, _stored_probabilities(f.fields, p)))
+        else:
+            raise AssertionError(f.name)  # the planner admits only these fields
+    return f"CASE WHEN {p}.model IS NOT NULL THEN {_obj(pairs)} END"
+
+
+def _stored_probabilities(fields: tuple[Any, ...], p: str) -> str:
+    names = tuple((f.key, f.name) for f in fields)
+    if names == (("label", "label"), ("probability", "probability")):
+        return f"{p}.probabilities"
+    values = {"label": "e.v->'label'", "probability": "e.v->'probability'"}  # as stored
+    row = _obj(
+        [(f.key, _lit(f.typename) if f.name == "__typename" else values[f.name]) for f in fields]
+    )
+    return (
+        f"(SELECT json_agg({row} ORDER BY e.i)"
+        f" FROM json_array_elements({p}.probabilities) WITH ORDINALITY AS e(v, i))"
+    )
+
+
+def py_float(e: str) -> str:
+    """A float8 as JSON written the way Python writes a float (``repr``: ``1.0`` where
+    PostgreSQL writes ``1``; otherwise both write the shortest exact digits)."""
+    return (
+        f"(CASE WHEN {e} = trunc({e}) AND abs({e}) < 1e16"
+        f" THEN trunc({e})::numeric::text || '.0' ELSE ({e})::text END)::json"
+    )
 
 
 def _bool(value: bool) -> str:

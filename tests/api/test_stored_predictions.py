@@ -1,0 +1,237 @@
+"""Stored predictions on the compiled read path (ml.stored, schema/compiled/sql.py).
+
+On a warehouse like the ML tests' (three models trained and active) whose orders and
+tickets are all scored (``ml.stored.refresh``), a prediction query is answered by its page
+statement alone — no feature statement, no model run, and a repeated query by the fast lane
+— with the very JSON the Strawberry path computes on request, for every shape of selection.
+An object without a current stored row (deleted, or scored by another version) is computed
+on request; a deactivated model gives MODEL_UNAVAILABLE even where rows are stored.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from api.app import create_app
+from api.graphql import HttpLimits
+from api.guard import OperationGuard
+from api.secure_graphql import SecureGraphQLEndpoint
+from api.security import SecurityConfig
+from db.engine import make_engine
+from db.seed import seed
+from etl import runner
+from ml import stored
+from ml.registry import register
+from ml.serving import close_store, store_for
+from ml.specs import SPECS
+from ml.train import train
+from schema.app import schema
+from schema.compiled import lane
+from schema.context import ApiLimits
+from tests.ml.conftest import SHOP
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+@dataclass
+class Paths:
+    engine: Engine
+    compiled: TestClient
+    strawberry: TestClient
+    statements: list[str]  # through SQLAlchemy and the fast lane, session settings aside
+
+
+@pytest.fixture(scope="module")
+def engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
+    url = clone_database("ml_stored")
+    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
+    runner.run(url)
+    runner.dispose(url)
+    engine = make_engine(url)
+    for spec in SPECS.values():
+        assert register(engine, train(engine, spec)).activated
+    written = stored.refresh(engine)
+    assert written["ml.order_predictions"] > 2 * 5_000 and written["ml.ticket_predictions"] > 0
+    yield engine
+    close_store(engine)
+
+
+@pytest.fixture(scope="module")
+def paths(engine: Engine) -> Iterator[Paths]:
+    log: list[str] = []
+    store_for(engine)  # the models, loaded before statements are counted
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "set_config" not in statement:
+            log.append(statement)
+
+    def seen(statement: str) -> None:
+        if "set_config" not in statement:
+            log.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    undo = lane.observe(seen)
+
+    def client(compiled: bool) -> TestClient:
+        guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
+        endpoint = SecureGraphQLEndpoint(
+            schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
+        )
+        return TestClient(create_app(engine, endpoint, SecurityConfig(demo_open=True)))
+
+    try:
+        with client(True) as compiled, client(False) as plain:
+            yield Paths(engine, compiled, plain, log)
+    finally:
+        undo()
+        sa.event.remove(engine, "before_cursor_execute", before)
+
+
+def _post(c: TestClient, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
+    resp = c.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _runs(engine: Engine) -> dict[str, int]:
+    store = store_for(engine)
+    return {name: store.get(name).runs for name in store.loaded()}
+
+
+def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The compiled body (with the statements and model runs it took), identical — keys
+    in order, numbers as written — to the Strawberry path's, which runs the models."""
+    p.statements.clear()
+    runs = _runs(p.engine)
+    fast = _post(p.compiled, query, variables)
+    issued = list(p.statements)
+    after = _runs(p.engine)
+    slow = _post(p.strawberry, query, variables)
+    assert json.dumps(fast) == json.dumps(slow), f"\ncompiled:   {fast}\nstrawberry: {slow}"
+    fast["_statements"] = issued
+    fast["_runs"] = {k: v - runs.get(k, 0) for k, v in after.items() if v != runs.get(k, 0)}
+    return fast
+
+
+SELECTIONS = {
+    "the usual selection (the stored JSON as it is)": "predictedStatus { label probability }"
+    " predictedTotal { value }",
+    "aliases and __typename (built from the columns)": "s: predictedStatus { __typename"
+    " l: label probability } t: predictedTotal { v: value __typename }",
+    "model and probabilities": "predictedStatus { label model { name version __typename }"
+    " probabilities { label probability } } predictedTotal { model { version } value }",
+    "probabilities reshaped": "predictedStatus { probabilities { p: probability __typename"
+    " label } probability }",
+}
+
+
+@pytest.mark.parametrize("name", list(SELECTIONS))
+def test_stored_predictions_answer_in_one_statement_as_computed(paths: Paths, name: str) -> None:
+    query = """query($n: Int!) { orders(first: $n, orderBy: [{id: DESC}]) { edges { node { id
+        status SEL } } } supportTickets(first: 50) { edges { node { id
+        predictedStatus { label probability } } } } }""".replace("SEL", SELECTIONS[name])
+    body = both(paths, query, {"n": 500})
+    assert "errors" not in body, body["errors"]
+    assert len(body["data"]["orders"]["edges"]) == 500
+    assert len(body["_statements"]) == 1 and "json_build_object" in body["_statements"][0]
+    assert body["_runs"] == {}  # no model ran: every prediction came from the store
+    values = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert len({json.dumps(v, sort_keys=True) for v in values}) > 50  # real, varied answers
+
+
+def test_a_repeated_query_is_served_by_the_fast_lane_with_its_stored_predictions(
+    paths: Paths,
+) -> None:
+    query = """query($id: ID!) { order(id: $id) { id predictedStatus { label probability
+        model { version } } predictedTotal { value } customer { id } } }"""
+    _post(paths.compiled, query, {"id": "10"})  # the first request builds the template
+    hits = lane.stats.hits
+    for oid in ("11", "12", "13"):
+        body = both(paths, query, {"id": oid})
+        assert body["data"]["order"]["predictedStatus"]["label"] in {
+            "delivered", "cancelled", "returned"
+        }  # fmt: skip
+        assert body["_runs"] == {} and len(body["_statements"]) == 1
+    assert lane.stats.hits == hits + 3
+
+
+def _stored_rows(engine: Engine, sql: str, params: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+def test_an_object_without_a_current_stored_row_is_scored_on_request(paths: Paths) -> None:
+    engine = paths.engine
+    with engine.connect() as conn:
+        newest = conn.execute(
+            sa.text("SELECT id FROM app.orders ORDER BY id DESC LIMIT 3")
+        ).scalars().all()  # fmt: skip
+    gone, stale = int(newest[0]), int(newest[2])
+    _stored_rows(
+        engine,
+        "DELETE FROM ml.order_predictions WHERE order_id = :o AND model = 'order_status'",
+        {"o": gone},
+    )
+    _stored_rows(  # a row of a version that is not the active one is never served
+        engine,
+        'UPDATE ml.order_predictions SET version = version + 100, doc = \'{"label":'
+        ' "stale", "probability": 0.5}\' WHERE order_id = :o',
+        {"o": stale},
+    )
+    query = """{ orders(first: 3, orderBy: [{id: DESC}]) { edges { node { id
+        predictedStatus { label probability } predictedTotal { value } } } } }"""
+    try:
+        for _ in range(2):  # the second time through the fast lane's detour
+            body = both(paths, query)
+            assert "errors" not in body, body["errors"]
+            labels = [
+                e["node"]["predictedStatus"]["label"] for e in body["data"]["orders"]["edges"]
+            ]
+            assert "stale" not in labels
+            # one feature statement and one run per model, for the two orders lacking a row
+            features = [s for s in body["_statements"] if "ml.order_features" in s]
+            assert len(features) == 1
+            assert body["_runs"] == {"order_status": 1, "order_value": 1}
+    finally:
+        assert stored.refresh(engine)["ml.order_predictions"] == 2 * 2  # both rows, 2 models
+    body = both(paths, query)
+    assert body["_runs"] == {} and len(body["_statements"]) == 1
+
+
+def test_a_deactivated_model_is_unavailable_even_where_rows_are_stored(paths: Paths) -> None:
+    engine = paths.engine
+    store = store_for(engine)
+    with engine.begin() as conn:
+        version = conn.execute(
+            sa.text(
+                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
+                " RETURNING version"
+            )
+        ).scalar_one()
+    store.reload("order_status")
+    try:
+        body = both(
+            paths,
+            """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
+                 predictedStatus { label } predictedTotal { value } } } } }""",
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
+        store.reload("order_status")
+    nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert [n["predictedStatus"] for n in nodes] == [None] * 3
+    assert all(n["predictedTotal"]["value"] > 0 for n in nodes)  # still stored
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"] * 3
+    assert body["_runs"] == {}
