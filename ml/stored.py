@@ -24,14 +24,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ml import feature_table, registry
-from ml.batch import Predicted, predictions
-from ml.feature_table import Table
-from ml.scorer import Scorer
+from ml.batch import Predicted
+from ml.errors import InvalidModelError
+from ml.feature_table import Table, _columns
+from ml.features import FeatureFrame
+from ml.scorer import Array, Scorer, Scores
+from ml.specs import spec
 
 CHUNK = 50_000
 
@@ -72,14 +76,18 @@ def probabilities_doc(p: Predicted) -> str | None:
     return json.dumps(rows, separators=(",", ":"))
 
 
-def _missing_sql(s: Stored, models: Sequence[tuple[str, int]]) -> str:
-    """Feature rows lacking a prediction by one of ``models`` (name, active version)."""
-    lacks = " OR ".join(
+def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dict[str, Any]]:
+    """Per model of ``models`` (name, active version): the condition that a feature row
+    ``f`` has no prediction by that version; with the bound parameters."""
+    lacks = [
         f"NOT EXISTS (SELECT 1 FROM {s.table} AS p WHERE p.{s.key} = f.{s.features.key}"
-        f" AND p.model = '{name}' AND p.version = {int(version)})"
-        for name, version in models
-    )
-    return f"FROM {s.features.name} AS f WHERE ({lacks})"
+        f" AND p.model = :m{j} AND p.version = :v{j})"
+        for j in range(len(models))
+    ]
+    params: dict[str, Any] = {}
+    for j, (name, version) in enumerate(models):
+        params[f"m{j}"], params[f"v{j}"] = name, int(version)
+    return lacks, params
 
 
 def refresh(
@@ -90,11 +98,13 @@ def refresh(
     chunk: int = CHUNK,
 ) -> dict[str, int]:
     """Score every object that has features but no prediction by the active version of
-    its models (of ``models``, or all); returns the rows written per table. Each chunk is
-    its own transaction (a stop loses at most one chunk, nothing half-written)."""
+    its models (of ``models``, or all; an unknown name is a BadUserInputError before any
+    work), by those models only; returns the rows written per table. Each chunk is its
+    own transaction (a stop loses at most one chunk, nothing half-written)."""
+    wanted = None if models is None else {spec(m).name for m in models}
     with engine.connect() as conn:
         scorers = {
-            s.name: s for s in registry.load_active(conn) if models is None or s.name in models
+            s.name: s for s in registry.load_active(conn) if wanted is None or s.name in wanted
         }
     out: dict[str, int] = {}
     for s in STORED:
@@ -102,69 +112,134 @@ def refresh(
         if not active:
             out[s.table] = 0
             continue
-        versions = [(m.name, m.version) for m in active]
+        lacks, params = _lacks(s, [(m.name, m.version) for m in active])
+        missing = f"FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
         with engine.connect() as conn:
-            total = int(
-                conn.execute(sa.text(f"SELECT count(*) {_missing_sql(s, versions)}")).scalar_one()
-            )
-        done = 0
-        written = 0
+            total = int(conn.execute(sa.text(f"SELECT count(*) {missing}"), params).scalar_one())
+        # key, event_at, the features (as feature_table.fetch reads them), then one
+        # "lacks a current prediction" flag per model
+        cols = ", ".join([f"f.{c}" for c in s.features.columns] + lacks)
+        page = sa.text(
+            f"SELECT f.{s.features.key} AS key, f.event_at, {cols} {missing}"
+            f" AND f.{s.features.key} > :after ORDER BY f.{s.features.key} LIMIT :n"
+        )
+        first_flag = 2 + len(s.features.columns)
+        done = written = 0
         after = -1
         if progress is not None:
             progress(s.table, 0, total)
         while done < total:
             with engine.begin() as conn:
-                ids = [
-                    int(r[0])
-                    for r in conn.execute(
-                        sa.text(
-                            f"SELECT f.{s.features.key} {_missing_sql(s, versions)}"
-                            f" AND f.{s.features.key} > :after"
-                            f" ORDER BY f.{s.features.key} LIMIT :n"
-                        ),
-                        {"after": after, "n": chunk},
-                    )
-                ]
-                if not ids:
+                rows = conn.execute(page, {**params, "after": after, "n": chunk}).all()
+                if not rows:
                     break
-                written += _score_chunk(conn, s, active, ids)
-            after = ids[-1]
-            done += len(ids)
+                frame = _columns(rows, s.features.kinds)
+                flags = np.array([r[first_flag:] for r in rows], dtype=bool).reshape(
+                    len(rows), len(active)
+                )
+                written += _write(conn, s, active, frame, flags)
+            after = int(frame.keys[-1])
+            done += len(rows)
             if progress is not None:
                 progress(s.table, min(done, total), total)
         out[s.table] = written
     return out
 
 
-def _score_chunk(conn: Connection, s: Stored, active: Sequence[Scorer], ids: list[int]) -> int:
-    """Score ``ids`` by every model of ``active`` (one run each) and upsert the rows."""
-    frame = feature_table.fetch(conn, s.features.sql_file, ids, s.features.kinds)
-    keys = [int(k) for k in frame.keys.tolist()]
-    rows: list[tuple[Any, ...]] = []
-    for model in active:
-        inputs = {f.name: frame.columns[f.name].reshape(-1, 1) for f in model.spec.features}
-        for key, p in zip(keys, predictions(model, model.score(inputs)), strict=True):
-            rows.append(
-                (key, p.model, p.version, p.label, p.probability, probabilities_doc(p),
-                 p.value, doc(p))
-            )  # fmt: skip
+_COLS = "model, version, label, probability, probabilities, value, doc"
+
+
+def _write(
+    conn: Connection, s: Stored, active: Sequence[Scorer], frame: FeatureFrame, flags: Array
+) -> int:
+    """Score the rows of ``frame`` that lack a model's prediction (``flags[:, j]`` for
+    model ``j`` of ``active``) by that model, in one run each, and upsert them, sent as
+    one COPY in text format."""
+    text: list[str] = []
+    for j, model in enumerate(active):
+        lacking = flags[:, j]
+        if not lacking.any():
+            continue
+        every = bool(lacking.all())
+        keys = [str(k) for k in (frame.keys if every else frame.keys[lacking]).tolist()]
+        inputs = {
+            f.name: (frame.columns[f.name] if every else frame.columns[f.name][lacking]).reshape(
+                -1, 1
+            )
+            for f in model.spec.features
+        }
+        text.extend(_copy_lines(model, model.score(inputs), keys))
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
-    cols = f"{s.key}, model, version, label, probability, probabilities, value, doc"
     with raw.cursor() as cur:
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS _scored (LIKE {s.table} INCLUDING DEFAULTS)"
             " ON COMMIT DROP"
         )
-        with cur.copy(f"COPY _scored ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with cur.copy(f"COPY _scored ({s.key}, {_COLS}) FROM STDIN") as copy:
+            copy.write("".join(text))
         cur.execute(
-            f"INSERT INTO {s.table} ({cols}) SELECT {cols} FROM _scored"
+            f"INSERT INTO {s.table} ({s.key}, {_COLS}) SELECT {s.key}, {_COLS} FROM _scored"
             f" ON CONFLICT ({s.key}, model) DO UPDATE SET version = EXCLUDED.version,"
             " label = EXCLUDED.label, probability = EXCLUDED.probability,"
             " probabilities = EXCLUDED.probabilities, value = EXCLUDED.value,"
             " doc = EXCLUDED.doc, scored_at = now()"
         )
         cur.execute("DROP TABLE _scored")
-    return len(rows)
+    return len(text)
+
+
+def _copy_lines(model: Scorer, scores: Scores, keys: list[str]) -> list[str]:
+    """The rows of one model's ``scores`` as lines of ``COPY ... FROM STDIN`` text: the
+    values :func:`ml.batch.predictions` gives, serialized as :func:`doc` and
+    :func:`probabilities_doc` do. A finite Python float is written by ``repr`` in
+    ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row."""
+    head = f"\t{_copy(model.name)}\t{model.version}\t"
+    if scores.values is not None:
+        _finite(scores.values, model)
+        values = [round(v, 2) for v in scores.values.tolist()]
+        return [
+            f'{k}{head}\\N\t\\N\t\\N\t{v!r}\t{{"value":{v!r}}}\n'
+            for k, v in zip(keys, values, strict=True)
+        ]
+    assert scores.probabilities is not None and scores.labels is not None
+    proba = scores.probabilities
+    index = {c: j for j, c in enumerate(model.classes)}
+    at = np.array([index.get(label, -1) for label in scores.labels], dtype=np.int64)
+    _finite(proba, model)
+    best = np.where(at >= 0, proba[np.arange(len(at)), at], 0.0).tolist()
+    rows = proba.tolist()
+    # per class: "<label>\t" and the doc's opening, escaped once for COPY
+    label_head = {
+        c: (f"{_copy(c)}\t", _copy('{"label":' + json.dumps(c) + ',"probability":'))
+        for c in dict.fromkeys(scores.labels)
+    }
+    probs = _copy(
+        "["
+        + ",".join(
+            '{"label":' + json.dumps(c).replace("%", "%%") + ',"probability":%r}'
+            for c in model.classes
+        )
+        + "]"
+    )
+    return [
+        f"{k}{head}{label_head[label][0]}{p!r}\t{probs % tuple(row)}\t\\N\t"
+        f"{label_head[label][1]}{p!r}}}\n"
+        for k, label, p, row in zip(keys, scores.labels, best, rows, strict=True)
+    ]
+
+
+def _copy(text: str) -> str:
+    """``text`` escaped for COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _finite(values: Array, model: Scorer) -> None:
+    """JSON has no NaN or infinity (and the json columns refuse them)."""
+    if not bool(np.isfinite(values).all()):
+        raise InvalidModelError(
+            f"model {model.name} version {model.version} scored a non-finite value",
+            name=model.name,
+            version=model.version,
+            reason="non_finite",
+        )

@@ -1,0 +1,179 @@
+"""``ml.stored.refresh``: every feature row scored once per active model version, with the
+values and the serialization the request path (``ml.batch``) gives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import make_engine
+from db.errors import BadUserInputError
+from db.seed import seed
+from etl import runner
+from ml import batch, stored
+from ml.registry import load_active, register
+from ml.serving import close_store
+from ml.train import TrainedModel
+
+SEP = (",", ":")
+
+
+@pytest.fixture(scope="module")
+def shop(clone_database: Callable[[str], str]) -> Iterator[Engine]:
+    """A loaded warehouse of its own (the registry and the stored tables change here)."""
+    url = clone_database("stored")
+    seed(url, 150, 1_500, 3)
+    runner.run(url)
+    runner.dispose(url)
+    engine = make_engine(url)
+    yield engine
+    close_store(engine)
+
+
+@pytest.fixture
+def active(shop: Engine, trained: dict[str, TrainedModel]) -> Engine:
+    """``shop`` with the trained models active and no stored prediction."""
+    with shop.begin() as conn:
+        has = conn.execute(sa.text("SELECT count(*) FROM ml.model_version")).scalar_one()
+        conn.execute(sa.text("TRUNCATE ml.order_predictions, ml.ticket_predictions"))
+    if not has:
+        for m in trained.values():
+            assert register(shop, m).activated
+    return shop
+
+
+def _rows(engine: Engine, s: stored.Stored) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text(
+                    f"SELECT {s.key} AS id, model, version, label, probability,"
+                    f" probabilities::text AS probabilities, value, doc::text AS doc"
+                    f" FROM {s.table} ORDER BY {s.key}, model"
+                )
+            ).mappings()
+        ]
+
+
+def _ids(engine: Engine, s: stored.Stored) -> list[int]:
+    with engine.connect() as conn:
+        return [
+            int(i)
+            for i in conn.execute(
+                sa.text(f"SELECT {s.features.key} FROM {s.features.name} ORDER BY 1")
+            ).scalars()
+        ]
+
+
+def _versions(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {s.name: s.version for s in load_active(conn)}
+
+
+def _expected(engine: Engine, s: stored.Stored, kind: str) -> dict[tuple[int, str], Any]:
+    """What the request path computes for every id, by the same (active) scorers."""
+    ids = _ids(engine, s)
+    out: dict[tuple[int, str], batch.Predicted] = {}
+    with engine.connect() as conn:
+        scorers = [m for m in load_active(conn) if m.name in s.models]
+        features = batch.load(conn, kind, ids)
+    for m in scorers:
+        for i, p in batch.score(engine, m, kind, features, ids, "test").items():
+            out[(i, m.name)] = p
+    return out
+
+
+@pytest.mark.parametrize(("kind", "which"), [("order", stored.ORDERS), ("ticket", stored.TICKETS)])
+def test_refresh_stores_what_the_request_path_computes(
+    active: Engine, kind: str, which: stored.Stored
+) -> None:
+    written = stored.refresh(active, chunk=700)  # several chunks
+    ids = _ids(active, which)
+    assert written[which.table] == len(ids) * len(which.models) > 0
+    rows = _rows(active, which)
+    assert [(r["id"], r["model"]) for r in rows] == [(i, m) for i in ids for m in which.models]
+    expected = _expected(active, which, kind)
+    versions = _versions(active)
+    with active.connect() as conn:
+        classes = {m.name: m.classes for m in load_active(conn)}
+    for r in rows:
+        p = expected[(r["id"], r["model"])]
+        assert r["version"] == versions[r["model"]] == p.version
+        assert (r["label"], r["probability"], r["value"]) == (p.label, p.probability, p.value)
+        if p.label is None:
+            assert r["doc"] == json.dumps({"value": p.value}, separators=SEP)  # byte for byte
+            assert json.loads(r["doc"]) == {"value": r["value"]}
+            assert r["probabilities"] is None
+        else:
+            want = {"label": p.label, "probability": p.probability}
+            assert r["doc"] == json.dumps(want, separators=SEP)
+            assert json.loads(r["doc"]) == {"label": r["label"], "probability": r["probability"]}
+            probs = json.loads(r["probabilities"])
+            assert [x["label"] for x in probs] == list(classes[r["model"]])
+            assert [(x["label"], x["probability"]) for x in probs] == list(p.probabilities)
+            assert r["probabilities"] == json.dumps(
+                [{"label": c, "probability": v} for c, v in p.probabilities], separators=SEP
+            )
+
+
+def test_a_second_refresh_writes_nothing(active: Engine) -> None:
+    first = stored.refresh(active)
+    assert all(first.values())
+    before = _rows(active, stored.ORDERS)
+    assert stored.refresh(active) == {s.table: 0 for s in stored.STORED}
+    assert _rows(active, stored.ORDERS) == before
+
+
+def test_a_new_active_version_rewrites_every_row(
+    active: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    stored.refresh(active)
+    before = _rows(active, stored.ORDERS)
+    old = _versions(active)["order_status"]
+    new = register(active, trained["order_status"], force=True)
+    assert new.activated and new.version > old
+    progress: list[tuple[str, int, int]] = []
+    written = stored.refresh(active, progress=lambda *a: progress.append(a))
+    n = len(_ids(active, stored.ORDERS))
+    assert written == {stored.ORDERS.table: n, stored.TICKETS.table: 0}
+    orders = [p[1:] for p in progress if p[0] == stored.ORDERS.table]
+    assert orders[0] == (0, n) and orders[-1] == (n, n)
+    value = _versions(active)["order_value"]
+    after = _rows(active, stored.ORDERS)
+    assert {(r["model"], r["version"]) for r in after} == {
+        ("order_status", new.version),
+        ("order_value", value),
+    }
+    # the other model's rows are current: left as they were
+    assert [r for r in after if r["model"] == "order_value"] == [
+        r for r in before if r["model"] == "order_value"
+    ]
+
+
+def test_models_restricts_the_refresh(active: Engine) -> None:
+    written = stored.refresh(active, models=["support_status"])
+    assert written[stored.ORDERS.table] == 0 and written[stored.TICKETS.table] > 0
+    assert _rows(active, stored.ORDERS) == []
+    written = stored.refresh(active, models=["order_value"])
+    assert written[stored.ORDERS.table] == len(_ids(active, stored.ORDERS))
+    assert {r["model"] for r in _rows(active, stored.ORDERS)} == {"order_value"}
+    with pytest.raises(BadUserInputError, match="unknown model 'bogus'"):
+        stored.refresh(active, models=["bogus"])
+
+
+def test_no_active_model_writes_nothing(fresh_database: Callable[[], str]) -> None:
+    url = fresh_database()
+    seed(url, 30, 200, 5)
+    runner.run(url)
+    runner.dispose(url)
+    engine = make_engine(url)
+    assert stored.refresh(engine) == {s.table: 0 for s in stored.STORED}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ml.order_features")).scalar_one() > 0
+        assert conn.execute(sa.text("SELECT count(*) FROM ml.order_predictions")).scalar_one() == 0
