@@ -30,6 +30,7 @@ from strawberry.types.graphql import OperationType
 
 from db.errors import CdmsError
 from schema.compiled import lane, with_compiled_reads
+from schema.compiled.sql import Built
 from schema.context import ApiLimits, Context
 from schema.errors import classify
 
@@ -191,9 +192,27 @@ class GraphQLEndpoint:
         except Exception:
             log.exception("request %s: fast lane failed; running the full pipeline", ctx.request_id)
             return None
-        if text is None:
-            return None  # predictions to compute on request: the full pipeline does it
+        if lane.pending(stmt, text):
+            return await self._complete(ctx, stmt, text)
         return Response(b'{"data":' + text.encode() + b"}", media_type="application/json")
+
+    async def _complete(self, ctx: Context, stmt: Built, text: str) -> Response:
+        """The lane's answer with the predictions that are not stored computed on request
+        (schema.compiled.predictions: as CompiledReads does after the same statement)."""
+        from schema.compiled.predictions import complete
+
+        data = json.loads(text)
+        try:
+            errors = await complete(ctx, stmt, data)
+        except CdmsError as exc:  # e.g. TIMEOUT: the request's own failure, as CompiledReads
+            error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
+            return JSONResponse({"data": None, "errors": [error.formatted]})
+        finally:
+            await ctx.close()
+        body: dict[str, Any] = {"data": data}
+        if errors:
+            body["errors"] = [classify(e, ctx.request_id).formatted for e in errors]
+        return JSONResponse(body)
 
     async def _execute(self, op: dict[str, Any], ctx: Context) -> tuple[dict[str, Any], int]:
         """One operation → (response body, HTTP status when it is sent alone)."""

@@ -102,12 +102,11 @@ def fetch(
     timeout_ms: int,
     role: str | None = None,
     customer_id: int | None = None,
-) -> str | None:
+) -> str:
     """The statement's JSON text, run in one round trip with the request's session
     settings (blocking: call it from a worker thread). Raises the mapped ``CdmsError``
-    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself. None when the
-    answer holds a prediction that is not stored (``{"cdms:pending": id}``, see
-    :mod:`schema.compiled.predictions`): the full pipeline runs the models for it.
+    (TIMEOUT, SERVICE_UNAVAILABLE, ...) or the database error itself. The caller
+    completes predictions that are not stored (:func:`pending`).
 
     Connections come from :func:`db.engine.unpinged` (no ping round trip per checkout);
     when one turns out dead (the server restarted or closed it), the read runs once more
@@ -122,12 +121,17 @@ def fetch(
     except _Dead:
         text = _attempt(engine, settings, sql, stmt.params, retry=False)
     stats.count(2)
-    if stmt.predictions is not None and _PENDING in text:
-        return None  # a prediction to compute: CompiledReads runs it and the models
     return text
 
 
-_PENDING = f'"{PENDING}"'  # as a key; a string value equal to it only costs the detour
+_PENDING = f'"{PENDING}"'
+
+
+def pending(stmt: Built, text: str) -> bool:
+    """Whether the answer holds a prediction to compute on request (``{"cdms:pending":
+    id}``: no current stored row). A string value equal to the marker only costs the
+    walk, which looks at prediction fields alone."""
+    return stmt.predictions is not None and _PENDING in text
 
 
 class _Dead(Exception):

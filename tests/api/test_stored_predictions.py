@@ -191,8 +191,9 @@ def test_an_object_without_a_current_stored_row_is_scored_on_request(paths: Path
     )
     query = """{ orders(first: 3, orderBy: [{id: DESC}]) { edges { node { id
         predictedStatus { label probability } predictedTotal { value } } } } }"""
+    hits = lane.stats.hits
     try:
-        for _ in range(2):  # the second time through the fast lane's detour
+        for _ in range(2):  # the second time through the fast lane, which completes it
             body = both(paths, query)
             assert "errors" not in body, body["errors"]
             labels = [
@@ -203,8 +204,10 @@ def test_an_object_without_a_current_stored_row_is_scored_on_request(paths: Path
             features = [s for s in body["_statements"] if "ml.order_features" in s]
             assert len(features) == 1
             assert body["_runs"] == {"order_status": 1, "order_value": 1}
+        assert lane.stats.hits == hits + 1
     finally:
-        assert stored.refresh(engine)["ml.order_predictions"] == 2 * 2  # both rows, 2 models
+        # the deleted row (one model) and the stale order's two rows are scored again
+        assert stored.refresh(engine)["ml.order_predictions"] == 3
     body = both(paths, query)
     assert body["_runs"] == {} and len(body["_statements"]) == 1
 
@@ -220,12 +223,12 @@ def test_a_deactivated_model_is_unavailable_even_where_rows_are_stored(paths: Pa
             )
         ).scalar_one()
     store.reload("order_status")
+    query = """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
+        predictedStatus { label } predictedTotal { value } } } } }"""
+    hits = lane.stats.hits
     try:
-        body = both(
-            paths,
-            """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
-                 predictedStatus { label } predictedTotal { value } } } } }""",
-        )
+        body = both(paths, query)
+        again = both(paths, query)  # through the fast lane: the same errors, paths, locations
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
@@ -235,3 +238,6 @@ def test_a_deactivated_model_is_unavailable_even_where_rows_are_stored(paths: Pa
     assert all(n["predictedTotal"]["value"] > 0 for n in nodes)  # still stored
     assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"] * 3
     assert body["_runs"] == {}
+    assert lane.stats.hits == hits + 1
+    assert json.dumps(again["data"]) == json.dumps(body["data"])
+    assert json.dumps(again["errors"]) == json.dumps(body["errors"])
