@@ -21,6 +21,7 @@ def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
     from api.cli.etl import load_on_startup
 
     load_on_startup(url)
-    from api.cli.ml import train_on_first_start
+    from api.cli.ml import score_on_startup, train_on_first_start
 
     train_on_first_start(url)
+    score_on_startup(url)

@@ -28,7 +28,7 @@ from etl.checks import CheckResult, run_checks
 from etl.errors import CheckFailedError, EtlBusyError, HookFailedError, StepFailedError
 from etl.load import NEG_INF, Counts, effective_low, load_fact_full, run_step
 from etl.steps import DIM_STEPS, FACT_STEPS, STEPS, Disposition, Step
-from ml import feature_table
+from ml import feature_table, stored
 
 APPLICATION_NAME = "cdms-etl"
 LOCK_KEYS = (0x636D6473, 0x45544C)  # ('cdms', 'ETL') - two-int advisory lock space
@@ -423,6 +423,7 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
     end, inside the same transaction (TRUNCATE locks the tables: readers wait for the commit)."""
     tables = [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
     tables += [t.name for t in feature_table.TABLES]  # they follow the facts (foreign keys)
+    tables += [s.table for s in stored.STORED]  # they follow the feature tables (ml.hooks refills)
     with _transaction(engine) as conn:
         # whole-table hash joins and index builds: give them room (this transaction only)
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))

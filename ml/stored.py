@@ -14,7 +14,7 @@ Called after each ETL run (``ml.hooks``), after a model is activated (``cdms ml 
 ``activate``) and by ``cdms ml score``. The rows written are the values the request path
 would have produced (``ml.batch.predictions``), serialized as the API serializes them.
 
-Imports only numpy, onnxruntime and SQLAlchemy (no scikit-learn).
+Imports only numpy, onnxruntime (in :func:`refresh`) and SQLAlchemy (no scikit-learn).
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ml import feature_table, registry
-from ml.batch import Predicted
+from ml import feature_table
 from ml.errors import InvalidModelError
 from ml.feature_table import Table, _columns
 from ml.features import FeatureFrame
-from ml.scorer import Array, Scorer, Scores
 from ml.specs import spec
+
+if TYPE_CHECKING:  # onnxruntime is loaded by refresh only (the ETL imports STORED)
+    from ml.batch import Predicted
+    from ml.scorer import Array, Scorer, Scores
 
 CHUNK = 50_000
 
@@ -101,6 +103,8 @@ def refresh(
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
     work), by those models only; returns the rows written per table. Each chunk is its
     own transaction (a stop loses at most one chunk, nothing half-written)."""
+    from ml import registry
+
     wanted = None if models is None else {spec(m).name for m in models}
     with engine.connect() as conn:
         scorers = {

@@ -1,15 +1,49 @@
-"""``cdms ml ...``: train, list and activate the prediction models."""
+"""``cdms ml ...``: train, list, activate and score the prediction models."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
+import ml.hooks  # noqa: F401  (registers the post-ETL scoring of new orders and tickets)
 from api.cli.common import console, progress, resolve_url
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 app = typer.Typer(
-    help="Prediction models: train, list, activate; the prediction log's retention.",
+    help="Prediction models: train, list, activate, store their predictions;"
+    " the prediction log's retention.",
     no_args_is_help=True,
 )
+
+
+def score_stored(engine: Engine, models: list[str] | None = None) -> dict[str, int]:
+    """``ml.stored.refresh`` with a bar per table, then one line: rows written, seconds."""
+    import time
+
+    from rich.progress import TaskID
+
+    from ml.stored import refresh
+
+    tasks: dict[str, TaskID] = {}
+    started = time.perf_counter()
+    with progress() as bars:
+
+        def report(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bars.add_task(f"scoring {table}", total=total)
+            bars.update(tasks[table], completed=done, total=total)
+
+        written = refresh(engine, models=models, progress=report)
+    seconds = time.perf_counter() - started
+    console.print(
+        "stored predictions: "
+        + ", ".join(f"{table} {n:,} rows" for table, n in written.items())
+        + f" written in {seconds:.1f} s"
+    )
+    return written
 
 
 def train_models(url: str, names: list[str], *, force: bool = False) -> None:
@@ -28,6 +62,7 @@ def train_models(url: str, names: list[str], *, force: bool = False) -> None:
     specs = [spec(n) for n in names]  # unknown names fail before any work
     engine = make_engine(url)
     cache = FeatureCache()  # the two order models share one feature query
+    activated: list[str] = []
     with progress() as bars:
         models = bars.add_task("training", total=len(specs))
         for s in specs:
@@ -61,7 +96,14 @@ def train_models(url: str, names: list[str], *, force: bool = False) -> None:
                 + ("[green]activated[/]" if result.activated else "[yellow]not activated[/]")
                 + f" ({result.reason})"
             )
+            if result.activated:
+                activated.append(s.name)
             bars.advance(models)
+    if activated:
+        console.print(f"storing the predictions of {', '.join(activated)} (new active versions)")
+        score_stored(engine, activated)
+    else:
+        console.print("no version activated: stored predictions unchanged")
 
 
 @app.command("train")
@@ -73,7 +115,10 @@ def train_cmd(
         False, "--force", help="Activate the new version even if its headline metric is worse."
     ),
 ) -> None:
-    """Train models on the warehouse, evaluate them on the newest 20%, register them."""
+    """Train models on the warehouse, evaluate them on the newest 20%, register them.
+
+    A version that is activated then scores every order and ticket (stored predictions,
+    as `cdms ml score`); one that is not (its metric is worse) scores nothing."""
     from ml.specs import SPECS
 
     train_models(resolve_url(), list(model or SPECS), force=force)
@@ -122,14 +167,33 @@ def activate_cmd(
     name: str = typer.Argument(..., help="Model name."),
     version: int = typer.Argument(..., help="Version to activate (e.g. an older one)."),
 ) -> None:
-    """Make VERSION the active one of NAME (validated first; servers swap at once)."""
+    """Make VERSION the active one of NAME (validated first; servers swap at once), then
+    store its predictions of every order or ticket (as `cdms ml score --model NAME`)."""
     from db.engine import make_engine
     from ml.registry import activate
     from ml.specs import spec
 
     spec(name)
-    activate(make_engine(resolve_url()), name, version)
-    console.print(f"{name} version {version} is active")
+    engine = make_engine(resolve_url())
+    activate(engine, name, version)
+    console.print(f"{name} version {version} is active; storing its predictions")
+    score_stored(engine, [name])
+
+
+@app.command("score")
+def score_cmd(
+    model: list[str] = typer.Option(
+        None, "--model", help="Only this model's predictions (repeatable; default: all)."
+    ),
+) -> None:
+    """Store the predictions of every order and ticket that has none by its model's active
+    version (ml.order_predictions, ml.ticket_predictions; normally done after each ETL run
+    and activation). Rows already current are left alone: a second run writes nothing."""
+    from db.engine import make_engine
+    from ml.specs import spec
+
+    names = [spec(n).name for n in model] if model else None  # unknown names fail first
+    score_stored(make_engine(resolve_url()), names)
 
 
 @app.command("prune-log")
@@ -183,3 +247,11 @@ def train_on_first_start(url: str) -> None:
         "models: "
         + (", ".join(f"{n} v{v}" for n, v in sorted(loaded.items())) if loaded else "none active")
     )
+
+
+def score_on_startup(url: str) -> None:
+    """``cdms serve``: store the predictions still missing (an upgraded database, a model
+    activated by another process while this one was down); one count per table when none is."""
+    from db.engine import make_engine
+
+    score_stored(make_engine(url))

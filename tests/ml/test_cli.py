@@ -99,3 +99,82 @@ def test_later_starts_do_not_retrain(
         assert conn.execute(sa.text("SELECT count(*) FROM ml.model_version")).scalar_one() == count
     out = capsys.readouterr().out
     assert "order_status v" in out and "order_value v" in out and "support_status v" in out
+
+
+def _stored(engine: Engine, model: str) -> list[tuple[int, int]]:
+    with engine.connect() as conn:
+        return [
+            (int(r[0]), int(r[1]))
+            for r in conn.execute(
+                sa.text(
+                    "SELECT order_id, version FROM ml.order_predictions WHERE model = :m"
+                    " UNION ALL SELECT ticket_id, version FROM ml.ticket_predictions"
+                    " WHERE model = :m ORDER BY 1"
+                ),
+                {"m": model},
+            )
+        ]
+
+
+def test_score_stores_every_prediction_once(
+    ml_url: str, ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    out = cdms(ml_url, "ml", "score")
+    assert out.returncode == 0, out.stderr
+    assert "scoring ml.order_predictions" in out.stdout and "written in" in out.stdout
+    with ml_engine.connect() as conn:
+        orders = conn.execute(sa.text("SELECT count(*) FROM ml.order_features")).scalar_one()
+    assert len(_stored(ml_engine, "order_value")) == orders
+    again = cdms(ml_url, "ml", "score", "--model", "order_value")
+    assert again.returncode == 0, again.stderr
+    assert "ml.order_predictions 0 rows" in again.stdout
+
+
+def test_score_of_an_unknown_model_is_one_line(
+    ml_url: str, trained: dict[str, TrainedModel]
+) -> None:
+    out = cdms(ml_url, "ml", "score", "--model", "bogus")
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error[BAD_USER_INPUT]: unknown model 'bogus'")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_train_and_activate_store_the_new_versions_predictions(
+    fresh_database: Callable[[], str], trained: dict[str, TrainedModel]
+) -> None:
+    from db.engine import make_engine
+    from db.seed import seed
+    from etl import runner
+    from ml.registry import register
+    from ml.serving import close_store
+
+    url = fresh_database()
+    seed(url, 150, 1_500, 4)
+    runner.run(url)
+    runner.dispose(url)
+    engine = make_engine(url)
+    try:
+        assert register(engine, trained["support_status"]).activated  # v1, nothing stored
+        out = cdms(url, "ml", "train", "--model", "support_status")
+        assert out.returncode == 0, out.stderr
+        assert "storing the predictions of support_status" in out.stdout
+        v2 = _stored(engine, "support_status")
+        assert v2 and {v for _, v in v2} == {2}
+        # a worse version is not activated, and scores nothing
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE ml.model_version SET metrics = jsonb_set(metrics, '{macro_f1}', '1')"
+                    " WHERE name = 'support_status' AND active"
+                )
+            )
+        worse = cdms(url, "ml", "train", "--model", "support_status")
+        assert worse.returncode == 0, worse.stderr
+        assert "not activated" in worse.stdout and "stored predictions unchanged" in worse.stdout
+        assert _stored(engine, "support_status") == v2
+        back = cdms(url, "ml", "activate", "support_status", "1")
+        assert back.returncode == 0, back.stderr
+        assert "ml.ticket_predictions" in back.stdout and "written in" in back.stdout
+        assert _stored(engine, "support_status") == [(i, 1) for i, _ in v2]
+    finally:
+        close_store(engine)
