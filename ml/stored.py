@@ -157,39 +157,37 @@ def _write(
     conn: Connection, s: Stored, active: Sequence[Scorer], frame: FeatureFrame, flags: Array
 ) -> int:
     """Score the rows of ``frame`` that lack a model's prediction (``flags[:, j]`` for
-    model ``j`` of ``active``) by that model, in one run each, and upsert them, sent as
-    one COPY in text format."""
+    model ``j`` of ``active``) by that model, in one run each; replace those predictions
+    (a DELETE of the old versions' rows, then one COPY in text format)."""
     text: list[str] = []
+    replaced: list[tuple[str, list[int]]] = []
     for j, model in enumerate(active):
         lacking = flags[:, j]
         if not lacking.any():
             continue
         every = bool(lacking.all())
-        keys = [str(k) for k in (frame.keys if every else frame.keys[lacking]).tolist()]
+        keys = (frame.keys if every else frame.keys[lacking]).tolist()
         inputs = {
             f.name: (frame.columns[f.name] if every else frame.columns[f.name][lacking]).reshape(
                 -1, 1
             )
             for f in model.spec.features
         }
-        text.extend(_copy_lines(model, model.score(inputs), keys))
+        text.extend(_copy_lines(model, model.score(inputs), [str(k) for k in keys]))
+        replaced.append((model.name, keys))
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     with raw.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS _scored (LIKE {s.table} INCLUDING DEFAULTS)"
-            " ON COMMIT DROP"
-        )
-        with cur.copy(f"COPY _scored ({s.key}, {_COLS}) FROM STDIN") as copy:
+        # one writer at a time per table (until this chunk commits): another refresh that
+        # read the same rows waits here, then replaces them with the same values
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cdms_stored:{s.table}",))
+        for name, keys in replaced:
+            cur.execute(
+                f"DELETE FROM {s.table} WHERE model = %s AND {s.key} = ANY(%s)", (name, keys)
+            )
+        # straight into the table (no staging table, no ON CONFLICT): 1/3 less server time
+        with cur.copy(f"COPY {s.table} ({s.key}, {_COLS}) FROM STDIN") as copy:
             copy.write("".join(text))
-        cur.execute(
-            f"INSERT INTO {s.table} ({s.key}, {_COLS}) SELECT {s.key}, {_COLS} FROM _scored"
-            f" ON CONFLICT ({s.key}, model) DO UPDATE SET version = EXCLUDED.version,"
-            " label = EXCLUDED.label, probability = EXCLUDED.probability,"
-            " probabilities = EXCLUDED.probabilities, value = EXCLUDED.value,"
-            " doc = EXCLUDED.doc, scored_at = now()"
-        )
-        cur.execute("DROP TABLE _scored")
     return len(text)
 
 
