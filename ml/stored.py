@@ -92,6 +92,9 @@ def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dic
     return lacks, params
 
 
+_ACTIVE = sa.text("SELECT name, version FROM ml.model_version WHERE active")
+
+
 def refresh(
     engine: Engine,
     *,
@@ -102,52 +105,79 @@ def refresh(
     """Score every object that has features but no prediction by the active version of
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
     work), by those models only; returns the rows written per table. Each chunk is its
-    own transaction (a stop loses at most one chunk, nothing half-written)."""
-    from ml import registry
-
+    own transaction (a stop loses at most one chunk, nothing half-written). When nothing
+    is missing it costs a registry query and one count per table (no model is loaded)."""
     wanted = None if models is None else {spec(m).name for m in models}
     with engine.connect() as conn:
-        scorers = {
-            s.name: s for s in registry.load_active(conn) if wanted is None or s.name in wanted
+        versions = {
+            str(n): int(v) for n, v in conn.execute(_ACTIVE) if wanted is None or n in wanted
         }
+        totals = {s.table: _count(conn, s, versions) for s in STORED}
+        scorers: dict[str, Scorer] = {}
+        if any(totals.values()):
+            from ml import registry
+
+            scorers = {m.name: m for m in registry.load_active(conn) if m.name in versions}
+            loaded = {m.name: m.version for m in scorers.values()}
+            if loaded != versions:  # activated meanwhile, or refused by validation
+                versions = loaded
+                totals = {s.table: _count(conn, s, versions) for s in STORED}
     out: dict[str, int] = {}
     for s in STORED:
-        active = [scorers[m] for m in s.models if m in scorers]
-        if not active:
-            out[s.table] = 0
-            continue
-        lacks, params = _lacks(s, [(m.name, m.version) for m in active])
-        missing = f"FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
-        with engine.connect() as conn:
-            total = int(conn.execute(sa.text(f"SELECT count(*) {missing}"), params).scalar_one())
-        # key, event_at, the features (as feature_table.fetch reads them), then one
-        # "lacks a current prediction" flag per model
-        cols = ", ".join([f"f.{c}" for c in s.features.columns] + lacks)
-        page = sa.text(
-            f"SELECT f.{s.features.key} AS key, f.event_at, {cols} {missing}"
-            f" AND f.{s.features.key} > :after ORDER BY f.{s.features.key} LIMIT :n"
-        )
-        first_flag = 2 + len(s.features.columns)
-        done = written = 0
-        after = -1
-        if progress is not None:
+        total = totals[s.table]
+        if progress is not None and any(m in versions for m in s.models):
             progress(s.table, 0, total)
-        while done < total:
-            with engine.begin() as conn:
-                rows = conn.execute(page, {**params, "after": after, "n": chunk}).all()
-                if not rows:
-                    break
-                frame = _columns(rows, s.features.kinds)
-                flags = np.array([r[first_flag:] for r in rows], dtype=bool).reshape(
-                    len(rows), len(active)
-                )
-                written += _write(conn, s, active, frame, flags)
-            after = int(frame.keys[-1])
-            done += len(rows)
-            if progress is not None:
-                progress(s.table, min(done, total), total)
-        out[s.table] = written
+        out[s.table] = _refresh_table(engine, s, scorers, total, progress, chunk) if total else 0
     return out
+
+
+def _count(conn: Connection, s: Stored, versions: dict[str, int]) -> int:
+    """Feature rows lacking a prediction by the ``versions`` of the table's models."""
+    models = [(m, versions[m]) for m in s.models if m in versions]
+    if not models:
+        return 0
+    lacks, params = _lacks(s, models)
+    sql = f"SELECT count(*) FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
+    return int(conn.execute(sa.text(sql), params).scalar_one())
+
+
+def _refresh_table(
+    engine: Engine,
+    s: Stored,
+    scorers: dict[str, Scorer],
+    total: int,
+    progress: Progress | None,
+    chunk: int,
+) -> int:
+    """Score the ``total`` rows of ``s`` lacking a prediction, ``chunk`` rows at a time."""
+    active = [scorers[m] for m in s.models if m in scorers]
+    lacks, params = _lacks(s, [(m.name, m.version) for m in active])
+    # key, event_at, the features (as feature_table.fetch reads them), then one
+    # "lacks a current prediction" flag per model
+    cols = ", ".join([f"f.{c}" for c in s.features.columns] + lacks)
+    page = sa.text(
+        f"SELECT f.{s.features.key} AS key, f.event_at, {cols}"
+        f" FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
+        f" AND f.{s.features.key} > :after ORDER BY f.{s.features.key} LIMIT :n"
+    )
+    first_flag = 2 + len(s.features.columns)
+    done = written = 0
+    after = -1
+    while done < total:
+        with engine.begin() as conn:
+            rows = conn.execute(page, {**params, "after": after, "n": chunk}).all()
+            if not rows:
+                break
+            frame = _columns(rows, s.features.kinds)
+            flags = np.array([r[first_flag:] for r in rows], dtype=bool).reshape(
+                len(rows), len(active)
+            )
+            written += _write(conn, s, active, frame, flags)
+        after = int(frame.keys[-1])
+        done += len(rows)
+        if progress is not None:
+            progress(s.table, min(done, total), total)
+    return written
 
 
 _COLS = "model, version, label, probability, probabilities, value, doc"
