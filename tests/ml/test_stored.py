@@ -177,3 +177,42 @@ def test_no_active_model_writes_nothing(fresh_database: Callable[[], str]) -> No
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM ml.order_features")).scalar_one() > 0
         assert conn.execute(sa.text("SELECT count(*) FROM ml.order_predictions")).scalar_one() == 0
+
+
+def test_copy_text_is_what_json_dumps_gives_for_any_label(active: Engine) -> None:
+    """Labels with characters COPY or %-formatting would mangle, and awkward floats."""
+    import dataclasses
+
+    import numpy as np
+    import psycopg
+
+    from ml.scorer import Scores
+
+    with active.connect() as conn:
+        model = next(m for m in load_active(conn) if m.name == "support_status")
+    odd = ("tab\there", "back\\slash 100% é", 'quote"\nnewline')
+    model = dataclasses.replace(model, classes=odd)
+    proba = np.array([[1e-07, 0.3333333333333333, 1.0], [0.5, 0.25, 0.25]])
+    scores = Scores(labels=[odd[2], "not a class"], probabilities=proba, values=None)
+    lines = stored._copy_lines(model, scores, ["1", "2"])
+    with active.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        with raw.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE t (LIKE ml.ticket_predictions INCLUDING DEFAULTS)")
+            with cur.copy(f"COPY t (ticket_id, {stored._COLS}) FROM STDIN") as copy:
+                copy.write("".join(lines))
+            got = cur.execute(
+                "SELECT label, probability, probabilities::text, doc::text"
+                " FROM t ORDER BY ticket_id"
+            ).fetchall()
+        raw.rollback()
+    for (label, probability, probs, doc), row, want in zip(
+        got, proba.tolist(), [(odd[2], 1.0), ("not a class", 0.0)], strict=True
+    ):
+        assert (label, probability) == want
+        assert doc == json.dumps({"label": want[0], "probability": want[1]}, separators=SEP)
+        assert probs == json.dumps(
+            [{"label": c, "probability": v} for c, v in zip(odd, row, strict=True)],
+            separators=SEP,
+        )
