@@ -41,7 +41,8 @@ def score_stored(engine: Engine, models: list[str] | None = None) -> dict[str, i
     console.print(
         "stored predictions: "
         + ", ".join(f"{table} {n:,} rows" for table, n in written.items())
-        + f" written in {seconds:.1f} s"
+        + f" written in {seconds:.1f} s",
+        soft_wrap=True,
     )
     return written
 

@@ -178,3 +178,28 @@ def test_train_and_activate_store_the_new_versions_predictions(
         assert _stored(engine, "support_status") == [(i, 1) for i, _ in v2]
     finally:
         close_store(engine)
+
+
+def test_serve_start_up_stores_what_is_missing(
+    ml_url: str,
+    ml_engine: Engine,
+    trained: dict[str, TrainedModel],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.cli.ml import score_on_startup
+
+    score_on_startup(ml_url)
+    with ml_engine.begin() as conn:
+        deleted = conn.execute(
+            sa.text("DELETE FROM ml.ticket_predictions WHERE ticket_id % 2 = 0")
+        ).rowcount
+        tickets = conn.execute(sa.text("SELECT count(*) FROM ml.ticket_features")).scalar_one()
+    assert deleted > 0
+    capsys.readouterr()
+    score_on_startup(ml_url)
+    out = capsys.readouterr().out
+    assert f"ml.order_predictions 0 rows, ml.ticket_predictions {deleted:,} rows" in out
+    assert len(_stored(ml_engine, "support_status")) == tickets
+    score_on_startup(ml_url)
+    out = capsys.readouterr().out
+    assert "ml.order_predictions 0 rows, ml.ticket_predictions 0 rows" in out
