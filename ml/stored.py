@@ -48,6 +48,7 @@ Progress = Callable[[str, int, int], None]  # (table, rows scored so far, rows t
 class Stored:
     """A kind's stored predictions: the table, its key, the feature table it follows."""
 
+    kind: str  # as ml.batch.KINDS and the view ml.stored_predictions
     table: str
     key: str
     features: Table
@@ -56,11 +57,29 @@ class Stored:
     def models(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.features.specs)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column but the key and ``scored_at``, model by model."""
+        return tuple(c for m in self.models for c in columns(m))
 
-ORDERS = Stored("ml.order_predictions", "order_id", feature_table.ORDERS)
-TICKETS = Stored("ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
+
+def columns(model: str) -> tuple[str, ...]:
+    """A model's columns in its table: ``<model>_version, _label, _probability,
+    _probabilities, _doc`` (a classifier) or ``_version, _value, _doc`` (the regressor)."""
+    from ml.specs import Task
+
+    fields = (
+        ("version", "label", "probability", "probabilities", "doc")
+        if spec(model).task is Task.CLASSIFICATION
+        else ("version", "value", "doc")
+    )
+    return tuple(f"{model}_{f}" for f in fields)
+
+
+ORDERS = Stored("order", "ml.order_predictions", "order_id", feature_table.ORDERS)
+TICKETS = Stored("ticket", "ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
 STORED: tuple[Stored, ...] = (ORDERS, TICKETS)
-BY_KIND: dict[str, Stored] = {"order": ORDERS, "ticket": TICKETS}
+BY_KIND: dict[str, Stored] = {s.kind: s for s in STORED}
 
 
 def doc(p: Predicted) -> str:
@@ -79,17 +98,15 @@ def probabilities_doc(p: Predicted) -> str | None:
 
 
 def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dict[str, Any]]:
-    """Per model of ``models`` (name, active version): the condition that a feature row
-    ``f`` has no prediction by that version; with the bound parameters."""
-    lacks = [
-        f"NOT EXISTS (SELECT 1 FROM {s.table} AS p WHERE p.{s.key} = f.{s.features.key}"
-        f" AND p.model = :m{j} AND p.version = :v{j})"
-        for j in range(len(models))
-    ]
-    params: dict[str, Any] = {}
-    for j, (name, version) in enumerate(models):
-        params[f"m{j}"], params[f"v{j}"] = name, int(version)
-    return lacks, params
+    """Per model of ``models`` (name, active version): the condition that the feature row
+    ``f`` (its stored row ``p`` LEFT JOINed) has no prediction by that version; with the
+    bound parameters."""
+    lacks = [f"p.{name}_version IS DISTINCT FROM :v{j}" for j, (name, _) in enumerate(models)]
+    return lacks, {f"v{j}": int(version) for j, (_, version) in enumerate(models)}
+
+
+def _from(s: Stored) -> str:
+    return f"FROM {s.features.name} AS f LEFT JOIN {s.table} AS p ON p.{s.key} = f.{s.features.key}"
 
 
 _ACTIVE = sa.text("SELECT name, version FROM ml.model_version WHERE active")
@@ -104,7 +121,8 @@ def refresh(
 ) -> dict[str, int]:
     """Score every object that has features but no prediction by the active version of
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
-    work), by those models only; returns the rows written per table. Each chunk is its
+    work), by those models only; returns the predictions (object x model) written per
+    table. Each chunk is its
     own transaction (a stop loses at most one chunk, nothing half-written). When nothing
     is missing it costs a registry query and one count per table (no model is loaded)."""
     wanted = None if models is None else {spec(m).name for m in models}
@@ -137,7 +155,7 @@ def _count(conn: Connection, s: Stored, versions: dict[str, int]) -> int:
     if not models:
         return 0
     lacks, params = _lacks(s, models)
-    sql = f"SELECT count(*) FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
+    sql = f"SELECT count(*) {_from(s)} WHERE ({' OR '.join(lacks)})"
     return int(conn.execute(sa.text(sql), params).scalar_one())
 
 
@@ -157,7 +175,7 @@ def _refresh_table(
     cols = ", ".join([f"f.{c}" for c in s.features.columns] + lacks)
     page = sa.text(
         f"SELECT f.{s.features.key} AS key, f.event_at, {cols}"
-        f" FROM {s.features.name} AS f WHERE ({' OR '.join(lacks)})"
+        f" {_from(s)} WHERE ({' OR '.join(lacks)})"
         f" AND f.{s.features.key} > :after ORDER BY f.{s.features.key} LIMIT :n"
     )
     first_flag = 2 + len(s.features.columns)
@@ -180,60 +198,77 @@ def _refresh_table(
     return written
 
 
-_COLS = "model, version, label, probability, probabilities, value, doc"
-
-
 def _write(
     conn: Connection, s: Stored, active: Sequence[Scorer], frame: FeatureFrame, flags: Array
 ) -> int:
     """Score the rows of ``frame`` that lack a model's prediction (``flags[:, j]`` for
-    model ``j`` of ``active``) by that model, in one run each; replace those predictions
-    (a DELETE of the old versions' rows, then one COPY in text format)."""
-    text: list[str] = []
-    replaced: list[tuple[str, list[int]]] = []
+    model ``j`` of ``active``) by that model, in one run each, and write those predictions
+    (one COPY in text format into a staging table, one upsert that sets, in each row, the
+    columns of the models that scored it and keeps the others); returns the predictions
+    written."""
+    n = len(frame.keys)
+    parts: dict[str, list[str]] = {}  # per model of the table: its columns' text, per row
+    scored = np.zeros(n, dtype=bool)
+    written = 0
     for j, model in enumerate(active):
         lacking = flags[:, j]
         if not lacking.any():
             continue
         every = bool(lacking.all())
-        keys = (frame.keys if every else frame.keys[lacking]).tolist()
         inputs = {
             f.name: (frame.columns[f.name] if every else frame.columns[f.name][lacking]).reshape(
                 -1, 1
             )
             for f in model.spec.features
         }
-        text.extend(_copy_lines(model, model.score(inputs), [str(k) for k in keys]))
-        replaced.append((model.name, keys))
+        got = iter(_fragments(model, model.score(inputs)))
+        empty = _nulls(model.name)
+        parts[model.name] = [next(got) if hit else empty for hit in lacking.tolist()]
+        scored |= lacking
+        written += int(lacking.sum())
+    if not written:
+        return 0
+    keys = frame.keys.tolist()
+    cols = [parts.get(m) or [_nulls(m)] * n for m in s.models]
+    lines = [f"{keys[i]}\t" + "\t".join(c[i] for c in cols) + "\n" for i in np.flatnonzero(scored)]
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
+    names = ", ".join((s.key, *s.columns))
+    keep = ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.{m}_version IS NULL THEN t.{c} ELSE EXCLUDED.{c} END"
+        for m in s.models
+        for c in columns(m)
+    )
     with raw.cursor() as cur:
         # one writer at a time per table (until this chunk commits): another refresh that
-        # read the same rows waits here, then replaces them with the same values
+        # read the same rows waits here, then writes the same values
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cdms_stored:{s.table}",))
-        for name, keys in replaced:
-            cur.execute(
-                f"DELETE FROM {s.table} WHERE model = %s AND {s.key} = ANY(%s)", (name, keys)
-            )
-        # straight into the table (no staging table, no ON CONFLICT): 1/3 less server time
-        with cur.copy(f"COPY {s.table} ({s.key}, {_COLS}) FROM STDIN") as copy:
-            copy.write("".join(text))
-    return len(text)
+        cur.execute(f"CREATE TEMP TABLE _scored (LIKE {s.table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        with cur.copy(f"COPY _scored ({names}) FROM STDIN") as copy:
+            copy.write("".join(lines))
+        cur.execute(
+            f"INSERT INTO {s.table} AS t ({names}) SELECT {names} FROM _scored"
+            f" ON CONFLICT ({s.key}) DO UPDATE SET {keep}, scored_at = now()"
+        )
+        cur.execute("DROP TABLE _scored")
+    return written
 
 
-def _copy_lines(model: Scorer, scores: Scores, keys: list[str]) -> list[str]:
-    """The rows of one model's ``scores`` as lines of ``COPY ... FROM STDIN`` text: the
+def _nulls(model: str) -> str:
+    return "\t".join(["\\N"] * len(columns(model)))
+
+
+def _fragments(model: Scorer, scores: Scores) -> list[str]:
+    """The rows of one model's ``scores`` as its columns in ``COPY ... FROM STDIN`` text
+    (``version, label, probability, probabilities, doc`` or ``version, value, doc``): the
     values :func:`ml.batch.predictions` gives, serialized as :func:`doc` and
     :func:`probabilities_doc` do. A finite Python float is written by ``repr`` in
     ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row."""
-    head = f"\t{_copy(model.name)}\t{model.version}\t"
+    head = f"{model.version}\t"
     if scores.values is not None:
         _finite(scores.values, model)
         values = [round(v, 2) for v in scores.values.tolist()]
-        return [
-            f'{k}{head}\\N\t\\N\t\\N\t{v!r}\t{{"value":{v!r}}}\n'
-            for k, v in zip(keys, values, strict=True)
-        ]
+        return [f'{head}{v!r}\t{{"value":{v!r}}}' for v in values]
     assert scores.probabilities is not None and scores.labels is not None
     proba = scores.probabilities
     index = {c: j for j, c in enumerate(model.classes)}
@@ -255,9 +290,8 @@ def _copy_lines(model: Scorer, scores: Scores, keys: list[str]) -> list[str]:
         + "]"
     )
     return [
-        f"{k}{head}{label_head[label][0]}{p!r}\t{probs % tuple(row)}\t\\N\t"
-        f"{label_head[label][1]}{p!r}}}\n"
-        for k, label, p, row in zip(keys, scores.labels, best, rows, strict=True)
+        f"{head}{label_head[label][0]}{p!r}\t{probs % tuple(row)}\t{label_head[label][1]}{p!r}}}"
+        for label, p, row in zip(scores.labels, best, rows, strict=True)
     ]
 
 

@@ -20,7 +20,8 @@ app = typer.Typer(
 
 
 def score_stored(engine: Engine, models: list[str] | None = None) -> dict[str, int]:
-    """``ml.stored.refresh`` with a bar per table, then one line: rows written, seconds."""
+    """``ml.stored.refresh`` with a bar per table, then one line: predictions written
+    (object x model) per table, seconds."""
     import time
 
     from rich.progress import TaskID
@@ -40,7 +41,7 @@ def score_stored(engine: Engine, models: list[str] | None = None) -> dict[str, i
     seconds = time.perf_counter() - started
     console.print(
         "stored predictions: "
-        + ", ".join(f"{table} {n:,} rows" for table, n in written.items())
+        + ", ".join(f"{table} {n:,} predictions" for table, n in written.items())
         + f" written in {seconds:.1f} s",
         soft_wrap=True,
     )

@@ -185,6 +185,8 @@ class _Builder:
     n_alias: int = 0
     # LEFT JOINs a row source needs (its stored predictions), by the source's alias
     joins: dict[str, list[str]] = field(default_factory=dict)
+    # the alias of each row source's joined stored predictions, by (source, table)
+    stored: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def joined(self, src: str) -> str:
         """The joins the nodes built over ``src`` asked for (call after building them)."""
@@ -242,23 +244,30 @@ class _Builder:
         return _obj(pairs)
 
     def predict(self, sel: P.Predict, id_: str, src: str) -> str:
-        """The stored prediction of the object (``ml.stored``: joined by primary key and the
-        model's active version), else ``{"cdms:pending": id}`` for
-        :mod:`schema.compiled.predictions` to compute after the statement."""
+        """The stored prediction of the object (``ml.stored``: its row joined by primary key,
+        the model's columns used when their version is the active one), else
+        ``{"cdms:pending": id}`` for :mod:`schema.compiled.predictions` to compute after
+        the statement."""
         pending = f"json_build_object({_lit(PENDING)}, {id_})"
         from ml.stored import BY_KIND
 
         stored = BY_KIND.get(sel.kind)
         if stored is None:  # customers' current features: always computed on request
             return pending
-        p = self.alias("p")
+        key = (src, stored.table)
+        p = self.stored.get(key)
+        if p is None:  # one row per object, whatever prediction fields it selects
+            p = self.stored[key] = self.alias("p")
+            self.joins.setdefault(src, []).append(
+                f" LEFT JOIN {stored.table} AS {p} ON {p}.{stored.key} = {id_}"
+            )
         model = _lit(sel.model)
-        self.joins.setdefault(src, []).append(
-            f" LEFT JOIN {stored.table} AS {p} ON {p}.{stored.key} = {id_}"
-            f" AND {p}.model = {model} AND {p}.version = (SELECT v.version"
-            f" FROM ml.model_version AS v WHERE v.name = {model} AND v.active)"
+        c = f"{p}.{sel.model}_"  # the model's columns (ml.stored.columns)
+        active = (
+            f"(SELECT v.version FROM ml.model_version AS v WHERE v.name = {model} AND v.active)"
         )
-        return f"coalesce({_stored_object(sel.fields, p, sel.model)}, {pending})"
+        shaped = _stored_object(sel.fields, c, sel.model)
+        return f"coalesce(CASE WHEN {c}version = {active} THEN {shaped} END, {pending})"
 
     @staticmethod
     def _join(rel: Relation, t: str, src: str) -> str:
@@ -412,48 +421,48 @@ class _Builder:
         return _obj(pairs)
 
 
-def _stored_object(fields: tuple[Any, ...], p: str, model: str) -> str:
-    """A prediction shaped by its selection from the stored row ``p`` (NULL when there is
-    no row): the usual selections are the row's ready JSON, others are built from its
-    columns, with the values :func:`schema.compiled.predictions._render` gives."""
+def _stored_object(fields: tuple[Any, ...], c: str, model: str) -> str:
+    """A prediction shaped by its selection from a model's stored columns (``c``: their
+    prefix): the usual selections are the ready JSON, others are built from the columns,
+    with the values :func:`schema.compiled.predictions._render` gives."""
     names = tuple((f.key, f.name) for f in fields)
     if names in (
         (("label", "label"), ("probability", "probability")),
         (("value", "value"),),
     ):
-        return f"{p}.doc"
+        return f"{c}doc"
     pairs: list[tuple[str, str]] = []
     for f in fields:
         if f.name == "__typename":
             pairs.append((f.key, _lit(f.typename)))
         elif f.name == "label":
-            pairs.append((f.key, f"{p}.label"))
+            pairs.append((f.key, f"{c}label"))
         elif f.name in ("probability", "value"):
-            pairs.append((f.key, py_float(f"{p}.{f.name}")))
+            pairs.append((f.key, py_float(f"{c}{f.name}")))
         elif f.name == "model":
-            values = {"name": _lit(model), "version": f"{p}.version"}
+            values = {"name": _lit(model), "version": f"{c}version"}
             pairs.append(
                 (f.key, _obj([(m.key, _lit(m.typename) if m.name == "__typename"
                                else values[m.name]) for m in f.fields]))
             )  # fmt: skip
         elif f.name == "probabilities":
-            pairs.append((f.key, _stored_probabilities(f.fields, p)))
+            pairs.append((f.key, _stored_probabilities(f.fields, c)))
         else:
             raise AssertionError(f.name)  # the planner admits only these fields
-    return f"CASE WHEN {p}.model IS NOT NULL THEN {_obj(pairs)} END"
+    return _obj(pairs)
 
 
-def _stored_probabilities(fields: tuple[Any, ...], p: str) -> str:
+def _stored_probabilities(fields: tuple[Any, ...], c: str) -> str:
     names = tuple((f.key, f.name) for f in fields)
     if names == (("label", "label"), ("probability", "probability")):
-        return f"{p}.probabilities"
+        return f"{c}probabilities"
     values = {"label": "e.v->'label'", "probability": "e.v->'probability'"}  # as stored
     row = _obj(
         [(f.key, _lit(f.typename) if f.name == "__typename" else values[f.name]) for f in fields]
     )
     return (
         f"(SELECT json_agg({row} ORDER BY e.i)"
-        f" FROM json_array_elements({p}.probabilities) WITH ORDINALITY AS e(v, i))"
+        f" FROM json_array_elements({c}probabilities) WITH ORDINALITY AS e(v, i))"
     )
 
 

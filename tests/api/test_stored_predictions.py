@@ -62,6 +62,11 @@ def engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
         assert register(engine, train(engine, spec)).activated
     written = stored.refresh(engine)
     assert written["ml.order_predictions"] > 2 * 5_000 and written["ml.ticket_predictions"] > 0
+    with engine.connect() as conn:  # one row per order, both models' columns set
+        assert conn.execute(
+            sa.text("SELECT count(*) FILTER (WHERE order_value_doc IS NULL OR order_status_doc"
+                    " IS NULL), count(*) FROM ml.order_predictions")
+        ).one() == (0, written["ml.order_predictions"] // 2)  # fmt: skip
     yield engine
     close_store(engine)
 
@@ -178,15 +183,18 @@ def test_an_object_without_a_current_stored_row_is_scored_on_request(paths: Path
             sa.text("SELECT id FROM app.orders ORDER BY id DESC LIMIT 3")
         ).scalars().all()  # fmt: skip
     gone, stale = int(newest[0]), int(newest[2])
-    _stored_rows(
+    _stored_rows(  # the order_status prediction of this order is not stored
         engine,
-        "DELETE FROM ml.order_predictions WHERE order_id = :o AND model = 'order_status'",
+        "UPDATE ml.order_predictions SET order_status_version = NULL, order_status_label = NULL,"
+        " order_status_probability = NULL, order_status_probabilities = NULL,"
+        " order_status_doc = NULL WHERE order_id = :o",
         {"o": gone},
     )
-    _stored_rows(  # a row of a version that is not the active one is never served
+    _stored_rows(  # predictions of a version that is not the active one are never served
         engine,
-        'UPDATE ml.order_predictions SET version = version + 100, doc = \'{"label":'
-        ' "stale", "probability": 0.5}\' WHERE order_id = :o',
+        "UPDATE ml.order_predictions SET order_status_version = order_status_version + 100,"
+        " order_value_version = order_value_version + 100, order_status_doc ="
+        """ '{"label": "stale", "probability": 0.5}' WHERE order_id = :o""",
         {"o": stale},
     )
     query = """{ orders(first: 3, orderBy: [{id: DESC}]) { edges { node { id

@@ -107,9 +107,7 @@ def _stored(engine: Engine, model: str) -> list[tuple[int, int]]:
             (int(r[0]), int(r[1]))
             for r in conn.execute(
                 sa.text(
-                    "SELECT order_id, version FROM ml.order_predictions WHERE model = :m"
-                    " UNION ALL SELECT ticket_id, version FROM ml.ticket_predictions"
-                    " WHERE model = :m ORDER BY 1"
+                    "SELECT id, version FROM ml.stored_predictions WHERE model = :m ORDER BY 1"
                 ),
                 {"m": model},
             )
@@ -127,7 +125,7 @@ def test_score_stores_every_prediction_once(
     assert len(_stored(ml_engine, "order_value")) == orders
     again = cdms(ml_url, "ml", "score", "--model", "order_value")
     assert again.returncode == 0, again.stderr
-    assert "ml.order_predictions 0 rows" in again.stdout
+    assert "ml.order_predictions 0 predictions" in again.stdout
 
 
 def test_score_of_an_unknown_model_is_one_line(
@@ -198,8 +196,10 @@ def test_serve_start_up_stores_what_is_missing(
     capsys.readouterr()
     score_on_startup(ml_url)
     out = capsys.readouterr().out
-    assert f"ml.order_predictions 0 rows, ml.ticket_predictions {deleted:,} rows" in out
+    assert (
+        f"ml.order_predictions 0 predictions, ml.ticket_predictions {deleted:,} predictions" in out
+    )
     assert len(_stored(ml_engine, "support_status")) == tickets
     score_on_startup(ml_url)
     out = capsys.readouterr().out
-    assert "ml.order_predictions 0 rows, ml.ticket_predictions 0 rows" in out
+    assert "ml.order_predictions 0 predictions, ml.ticket_predictions 0 predictions" in out

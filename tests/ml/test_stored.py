@@ -53,10 +53,11 @@ def _rows(engine: Engine, s: stored.Stored) -> list[dict[str, Any]]:
             dict(r)
             for r in conn.execute(
                 sa.text(
-                    f"SELECT {s.key} AS id, model, version, label, probability,"
-                    f" probabilities::text AS probabilities, value, doc::text AS doc"
-                    f" FROM {s.table} ORDER BY {s.key}, model"
-                )
+                    "SELECT id, model, version, label, probability,"
+                    " probabilities::text AS probabilities, value, doc::text AS doc"
+                    " FROM ml.stored_predictions WHERE kind = :kind ORDER BY id, model"
+                ),
+                {"kind": s.kind},
             ).mappings()
         ]
 
@@ -194,16 +195,18 @@ def test_copy_text_is_what_json_dumps_gives_for_any_label(active: Engine) -> Non
     model = dataclasses.replace(model, classes=odd)
     proba = np.array([[1e-07, 0.3333333333333333, 1.0], [0.5, 0.25, 0.25]])
     scores = Scores(labels=[odd[2], "not a class"], probabilities=proba, values=None)
-    lines = stored._copy_lines(model, scores, ["1", "2"])
+    lines = [f"{k}\t{f}\n" for k, f in zip((1, 2), stored._fragments(model, scores), strict=True)]
+    cols = ", ".join(stored.columns("support_status"))
     with active.connect() as conn:
         raw = conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         with raw.cursor() as cur:
             cur.execute("CREATE TEMP TABLE t (LIKE ml.ticket_predictions INCLUDING DEFAULTS)")
-            with cur.copy(f"COPY t (ticket_id, {stored._COLS}) FROM STDIN") as copy:
+            with cur.copy(f"COPY t (ticket_id, {cols}) FROM STDIN") as copy:
                 copy.write("".join(lines))
             got = cur.execute(
-                "SELECT label, probability, probabilities::text, doc::text"
+                "SELECT support_status_label, support_status_probability,"
+                " support_status_probabilities::text, support_status_doc::text"
                 " FROM t ORDER BY ticket_id"
             ).fetchall()
         raw.rollback()

@@ -47,7 +47,10 @@ def _current(engine: Engine, table: str, features: str, models: int) -> None:
     """Every feature row has one prediction per model, each by the active version."""
     rows = _count(engine, f"SELECT count(*) FROM {features}")
     assert rows > 0
-    assert _count(engine, f"SELECT count(*) FROM {table}") == rows * models
+    kind = "order" if table == "ml.order_predictions" else "ticket"
+    assert _count(engine, f"SELECT count(*) FROM {table}") == rows
+    table = f"(SELECT * FROM ml.stored_predictions WHERE kind = '{kind}')"
+    assert _count(engine, f"SELECT count(*) FROM {table} AS p") == rows * models
     stale = (
         f"SELECT count(*) FROM {table} AS p JOIN ml.model_version AS v"
         " ON v.name = p.model AND v.version = p.version WHERE NOT v.active"
@@ -82,7 +85,7 @@ def test_an_incremental_run_scores_the_new_order(shop: tuple[str, Engine]) -> No
 
     runner.run(url)
 
-    q = "SELECT count(*) FROM ml.order_predictions WHERE order_id = :i AND doc IS NOT NULL"
+    q = "SELECT count(*) FROM ml.stored_predictions WHERE id = :i AND kind = 'order'"
     assert _count(engine, q, i=order_id) == 2
     _current(engine, "ml.order_predictions", "ml.order_features", 2)
     _current(engine, "ml.ticket_predictions", "ml.ticket_features", 1)
