@@ -46,6 +46,8 @@ class Observer(Protocol):
 
     def checks_finished(self, results: list[CheckResult], seconds: float) -> None: ...
 
+    def hook_progress(self, what: str, done: int, total: int | None) -> None: ...
+
 
 class _Silent:
     def step_started(self, step: str, index: int, total: int) -> None:
@@ -58,6 +60,9 @@ class _Silent:
         pass
 
     def checks_finished(self, results: list[CheckResult], seconds: float) -> None:
+        pass
+
+    def hook_progress(self, what: str, done: int, total: int | None) -> None:
         pass
 
 
@@ -199,7 +204,10 @@ def run(
             info = hooks.LoadInfo(run_id, result.mode, result.version, result.changed)
             for fn in hooks.registered():
                 try:
-                    fn(engine, info)
+                    name = getattr(fn, "__name__", "post-load hook")
+                    obs.hook_progress(name.replace("_", " "), 0, None)
+                    with hooks.reporting(obs.hook_progress):
+                        fn(engine, info)
                 except Exception as exc:
                     name = getattr(fn, "__qualname__", repr(fn))
                     raise HookFailedError(

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from etl.hooks import LoadInfo, after_load
+from etl.hooks import LoadInfo, after_load, report
 from ml.stored import refresh
 
 
 @after_load
 def score_new(engine: Engine, info: LoadInfo) -> None:
     if info.changed or info.mode == "full":
-        refresh(engine)
+        refresh(engine, progress=lambda table, done, total: report(f"scoring {table}", done, total))

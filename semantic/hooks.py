@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from etl.hooks import LoadInfo, after_load
+from etl.hooks import LoadInfo, after_load, report
 from semantic.rollups import build_all
 from semantic.service import CACHE
 from semantic.validate import default_model
@@ -18,4 +18,13 @@ from semantic.validate import default_model
 @after_load
 def refresh_rollups(engine: Engine, info: LoadInfo) -> None:
     CACHE.clear()
-    build_all(engine, default_model(), force=info.mode == "full")
+    model = default_model()
+    total = sum(len(c.pre_aggregations) for c in model.cubes)
+    done = [0]
+
+    def tick(name: str) -> None:
+        done[0] += 1
+        report("rollups", done[0], total)
+
+    report("rollups", 0, total)
+    build_all(engine, model, force=info.mode == "full", on_done=tick)

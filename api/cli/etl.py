@@ -25,6 +25,7 @@ class _Bars:
 
         self.progress: Progress = progress()
         self.task: TaskID | None = None
+        self.hooks: dict[str, TaskID] = {}
 
     def step_started(self, step: str, index: int, total: int) -> None:
         if self.task is None:
@@ -46,6 +47,13 @@ class _Bars:
     def checks_finished(self, results: list[CheckResult], seconds: float) -> None:
         failed = sum(1 for r in results if not r.ok)
         self.progress.console.print(f"  {len(results)} checks, {failed} failed ({seconds:.2f} s)")
+
+    def hook_progress(self, what: str, done: int, total: int | None) -> None:
+        """A post-load hook's work (rollups, stored predictions): a bar per thing it does."""
+        task = self.hooks.get(what)
+        if task is None:
+            task = self.hooks[what] = self.progress.add_task(f"  {what}", total=total)
+        self.progress.update(task, completed=done, total=total)
 
 
 @app.command("run")

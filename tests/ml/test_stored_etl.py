@@ -112,3 +112,33 @@ def test_a_full_load_without_the_hook_leaves_them_empty(shop: tuple[str, Engine]
     assert _count(engine, "SELECT count(*) FROM ml.order_features") > 0
     assert _count(engine, "SELECT count(*) FROM ml.order_predictions") == 0
     assert _count(engine, "SELECT count(*) FROM ml.ticket_predictions") == 0
+
+
+class _Heard:
+    """An ETL observer that keeps what the post-load hooks report."""
+
+    def __init__(self) -> None:
+        self.hooks: list[tuple[str, int, int | None]] = []
+
+    def step_started(self, *_: object) -> None: ...
+
+    def step_finished(self, *_: object) -> None: ...
+
+    def checks_started(self) -> None: ...
+
+    def checks_finished(self, *_: object) -> None: ...
+
+    def hook_progress(self, what: str, done: int, total: int | None) -> None:
+        self.hooks.append((what, done, total))
+
+
+def test_the_hook_reports_its_progress_to_the_etl_observer(shop: tuple[str, Engine]) -> None:
+    url, engine = shop
+    heard = _Heard()
+    runner.run(url, full=True, observer=heard)
+    with engine.connect() as conn:
+        orders = conn.execute(sa.text("SELECT count(*) FROM ml.order_features")).scalar_one()
+    assert ("score new", 0, None) in heard.hooks  # announced by the runner
+    scoring = [h for h in heard.hooks if h[0] == "scoring ml.order_predictions"]
+    assert scoring[0] == ("scoring ml.order_predictions", 0, orders)
+    assert scoring[-1] == ("scoring ml.order_predictions", orders, orders)
