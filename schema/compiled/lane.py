@@ -7,9 +7,15 @@ the root-id variables in the statement cache (built only after the document vali
 Later requests with the same text (and the same values for any other variables) skip
 Strawberry: :func:`lookup` binds their ids into the template, and :func:`fetch` runs it in
 ONE round trip to PostgreSQL (psycopg pipeline: ``BEGIN``, the session settings of
-:func:`schema.context.session_statement`, the statement, ``ROLLBACK``; no pre-ping, a dead
-connection is retried once), taking the response JSON as text as PostgreSQL wrote it (no
-decoding and re-encoding in Python).
+:func:`schema.context.session_statement` with the transaction made read-only, the
+statement, ``COMMIT``; no pre-ping, a dead connection is retried once), taking the response
+JSON as text as PostgreSQL wrote it (no decoding and re-encoding in Python).
+
+COMMIT, not ROLLBACK, ends the read-only transaction (the same outcome: nothing to keep,
+and the settings are local to it) because psycopg forgets its prepared statements on every
+ROLLBACK: with COMMIT the pooled connection prepares the statement after its fifth run and
+PostgreSQL stops parsing and planning it per request (customer + 10 orders + items: 1.24
+-> 0.56 ms per round trip, most of it the planner).
 
 The answer equals the executor's (same statement, same session settings and row-level
 security, same rows); only the JSON's whitespace differs (PostgreSQL writes ``"a" : 1``).
@@ -44,7 +50,7 @@ class LaneStats:
     """What the lane did in this process (for benchmarks and tests)."""
 
     hits: int = 0
-    statements: int = 0  # SQL statements sent (session settings + query; not BEGIN/ROLLBACK)
+    statements: int = 0  # SQL statements sent (session settings + query; not BEGIN/COMMIT)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -111,7 +117,8 @@ def fetch(
     Connections come from :func:`db.engine.unpinged` (no ping round trip per checkout);
     when one turns out dead (the server restarted or closed it), the read runs once more
     on ``engine``, whose checkouts ping. Only reads run here, so running again is safe."""
-    settings = session_statement(actor, timeout_ms, role, customer_id)
+    sql_settings, values = session_statement(actor, timeout_ms, role, customer_id)
+    settings = (sql_settings + _READ_ONLY, values)
     sql = _text_statement(stmt)
     for fn in list(_observers):
         fn(settings[0])
@@ -132,6 +139,10 @@ def pending(stmt: Built, text: str) -> bool:
     id}``: no current stored row). A string value equal to the marker only costs the
     walk, which looks at prediction fields alone."""
     return stmt.predictions is not None and _PENDING in text
+
+
+# appended to the session settings' SELECT: nothing this transaction runs can write
+_READ_ONLY = ", set_config('transaction_read_only', 'on', true)"
 
 
 class _Dead(Exception):
@@ -162,7 +173,7 @@ def _attempt(
             with conn.pipeline():
                 conn.execute(settings[0], settings[1])
                 cur = conn.execute(sql, params)
-                conn.rollback()  # queued too: the pipeline syncs once, here
+                conn.commit()  # queued too: the pipeline syncs once, here (see above)
                 row = cur.fetchone()
         except psycopg.Error as exc:
             dead = _recover(fairy, conn)

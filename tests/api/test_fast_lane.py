@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
@@ -20,6 +21,8 @@ from api.graphql import HttpLimits
 from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
+from db.config import DbSettings
+from db.engine import unpinged
 from db.errors import CdmsError
 from schema.app import schema
 from schema.compiled import execute, lane
@@ -206,7 +209,7 @@ def test_lane_maps_a_statement_timeout_and_keeps_the_connection_usable(
         lane.fetch(api_engine, slow, actor="test", timeout_ms=50)
     assert caught.value.code == "TIMEOUT"
     # the failed pipeline left no transaction open on the pooled connection
-    for _ in range(6):  # more than the pool keeps (5)
+    for _ in range(6):  # again and again on the pooled connections
         quick = Built("SELECT json_build_object('actor', current_setting('cdms.actor'))", {})
         assert json.loads(lane.fetch(api_engine, quick, actor="after", timeout_ms=1000)) == {
             "actor": "after"
@@ -233,7 +236,7 @@ def test_lane_runs_as_the_principal_under_row_level_security(
         " 'customer', current_setting('cdms.customer_id', true))",
         {},
     )
-    for _ in range(6):  # more than the pool keeps (5)
+    for _ in range(6):  # again and again on the pooled connections
         got = json.loads(lane.fetch(api_engine, who, actor="t", timeout_ms=5000))
         assert got["role"] != "cdms_customer" and not got["customer"]
 
@@ -244,5 +247,34 @@ def test_lane_recovers_from_a_killed_connection(api_engine: Engine, api_url: str
     with psycopg.connect(api_url, autocommit=True) as other:  # not from the pool
         assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
     # the lane finds the connection dead and runs the read again on a pinged checkout
-    for _ in range(6):  # more than the pool keeps (5)
+    for _ in range(6):  # again and again on the pooled connections
         assert "pid" in json.loads(lane.fetch(api_engine, quick, actor="t", timeout_ms=1000))
+
+
+def test_lane_transactions_are_read_only_and_keep_their_prepared_statements(
+    api_engine: Engine,
+) -> None:
+    """A lane transaction cannot write (it ends with COMMIT, so psycopg keeps the statements
+    it prepared: after five runs PostgreSQL no longer parses and plans them)."""
+    writes = Built("SELECT to_json(nextval('app.orders_id_seq')) AS data", {})
+    with api_engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT last_value FROM app.orders_id_seq")).scalar_one()
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        lane.fetch(api_engine, writes, actor="t", timeout_ms=1000)
+    with api_engine.connect() as conn:
+        after = conn.execute(sa.text("SELECT last_value FROM app.orders_id_seq")).scalar_one()
+    assert after == before
+    marked = Built("SELECT json_build_object('n', %(p0)s::int, 'lane_prepare_test', 1) AS data", {})
+    pooled = DbSettings.from_env().pool_size
+    for i in range(6 * pooled):  # 6 runs on each of the pool's connections, in turn
+        marked.params["p0"] = i
+        assert json.loads(lane.fetch(api_engine, marked, actor="t", timeout_ms=1000))["n"] == i
+    fairy = unpinged(api_engine).raw_connection()
+    try:
+        cur = fairy.cursor()
+        cur.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cur.fetchall()]
+    finally:
+        fairy.close()
+    assert any("lane_prepare_test" in s for s in prepared), prepared
+    assert any("transaction_read_only" in s for s in prepared), prepared
