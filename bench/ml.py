@@ -176,7 +176,12 @@ class Served:
                     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                     body = resp.json()
                     if resp.status_code != 200 or "errors" in body:
-                        raise SystemExit(f"query failed: {resp.status_code} {body.get('errors')}")
+                        errors = body.get("errors") or []
+                        first = errors[0]["message"] if errors else resp.text[:200]
+                        raise SystemExit(
+                            f"query failed: {resp.status_code}, {len(errors)} error(s): {first}"
+                            " (orders not in the warehouse yet? run cdms etl run first)"
+                        )
                     if "predicted" in query and '"label"' not in resp.text:
                         raise SystemExit("the response holds no predictions")
                     return elapsed, cpu
