@@ -34,3 +34,44 @@ def sql_ids(engine: Engine, query: str, **params: Any) -> list[int]:
 def sql_one(engine: Engine, query: str, **params: Any) -> Any:
     with engine.connect() as conn:
         return conn.execute(sa.text(query), params).one()
+
+
+def demo_client(engine: Engine, compiled: bool) -> Any:
+    """A TestClient of the app as served (secured endpoint, demo-open, no cost limit), on
+    the compiled read path or on Strawberry's."""
+    import warnings
+
+    from api.app import create_app
+    from api.graphql import HttpLimits
+    from api.guard import OperationGuard
+    from api.secure_graphql import SecureGraphQLEndpoint
+    from api.security import SecurityConfig
+    from schema.app import schema
+    from schema.context import ApiLimits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
+    endpoint = SecureGraphQLEndpoint(
+        schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
+    )
+    app = create_app(engine, endpoint, SecurityConfig(demo_open=True))
+    return TestClient(app, raise_server_exceptions=True)
+
+
+def post(client: Any, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
+    """POST /graphql; the JSON body of a 200 answer."""
+    resp = client.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def model_runs(engine: Engine) -> dict[str, int]:
+    """onnxruntime runs so far, per loaded model of the engine's store."""
+    from ml.serving import store_for
+
+    store = store_for(engine)
+    return {name: store.get(name).runs for name in store.loaded()}

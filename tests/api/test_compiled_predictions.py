@@ -20,11 +20,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
-from api.security import SecurityConfig
 from db.engine import make_engine
 from db.seed import seed
 from etl import runner
@@ -32,8 +27,7 @@ from ml.registry import register
 from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import train
-from schema.app import schema
-from schema.context import ApiLimits
+from tests.api.helpers import demo_client, model_runs, post
 from tests.ml.conftest import SHOP
 
 with warnings.catch_warnings():
@@ -79,40 +73,20 @@ def paths(ml_engine: Engine) -> Iterator[Paths]:
 
     sa.event.listen(ml_engine, "before_cursor_execute", before)
 
-    def client(compiled: bool) -> TestClient:
-        guard = OperationGuard(ml_engine, production=False, persisted_only=False, max_cost=10**9)
-        endpoint = SecureGraphQLEndpoint(
-            schema, ml_engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
-        )
-        app = create_app(ml_engine, endpoint, SecurityConfig(demo_open=True))
-        return TestClient(app, raise_server_exceptions=True)
-
-    with client(True) as compiled, client(False) as plain:
+    with demo_client(ml_engine, True) as compiled, demo_client(ml_engine, False) as plain:
         yield Paths(ml_engine, compiled, plain, log, ids)
     sa.event.remove(ml_engine, "before_cursor_execute", before)
-
-
-def _post(c: TestClient, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
-    resp = c.post("/graphql", json={"query": query, "variables": variables or {}})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def _runs(engine: Engine) -> dict[str, int]:
-    store = store_for(engine)
-    return {name: store.get(name).runs for name in store.loaded()}
 
 
 def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """Both paths, identical bodies; returns the compiled body with what it issued."""
     p.statements.clear()
     p.ids.clear()
-    runs = _runs(p.engine)
-    fast = _post(p.compiled, query, variables)
+    runs = model_runs(p.engine)
+    fast = post(p.compiled, query, variables)
     issued = list(p.statements)
-    after = _runs(p.engine)
-    slow = _post(p.strawberry, query, variables)
+    after = model_runs(p.engine)
+    slow = post(p.strawberry, query, variables)
     assert json.dumps(fast) == json.dumps(slow), f"\ncompiled:   {fast}\nstrawberry: {slow}"
     fast["_statements"] = issued
     fast["_ids"] = p.ids[: len([s for s in issued if "_features WHERE" in s])]
@@ -185,14 +159,14 @@ def test_a_repeated_prediction_query_is_answered_again_with_predictions(paths: P
     """Statement caches (per variable values, templates over root ids) keep the plan's
     prediction fields: a cached statement still gets its predictions filled in."""
     query = "query($id: ID!) { order(id: $id) { id predictedStatus { label probability } } }"
-    first = _post(paths.compiled, query, {"id": "1"})
-    again = _post(paths.compiled, query, {"id": "1"})
-    other = _post(paths.compiled, query, {"id": "2"})
+    first = post(paths.compiled, query, {"id": "1"})
+    again = post(paths.compiled, query, {"id": "1"})
+    other = post(paths.compiled, query, {"id": "2"})
     assert first == again
     for body in (first, other):
         assert "errors" not in body, body
         assert isinstance(body["data"]["order"]["predictedStatus"]["label"], str)
-    assert other == _post(paths.strawberry, query, {"id": "2"})
+    assert other == post(paths.strawberry, query, {"id": "2"})
 
 
 def test_model_unavailable_errors_match(paths: Paths) -> None:

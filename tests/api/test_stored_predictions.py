@@ -20,11 +20,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
-from api.security import SecurityConfig
 from db.engine import make_engine
 from db.seed import seed
 from etl import runner
@@ -33,9 +28,8 @@ from ml.registry import register
 from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import train
-from schema.app import schema
 from schema.compiled import lane
-from schema.context import ApiLimits
+from tests.api.helpers import demo_client, model_runs, post
 from tests.ml.conftest import SHOP
 
 with warnings.catch_warnings():
@@ -87,42 +81,23 @@ def paths(engine: Engine) -> Iterator[Paths]:
     sa.event.listen(engine, "before_cursor_execute", before)
     undo = lane.observe(seen)
 
-    def client(compiled: bool) -> TestClient:
-        guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
-        endpoint = SecureGraphQLEndpoint(
-            schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
-        )
-        return TestClient(create_app(engine, endpoint, SecurityConfig(demo_open=True)))
-
     try:
-        with client(True) as compiled, client(False) as plain:
+        with demo_client(engine, True) as compiled, demo_client(engine, False) as plain:
             yield Paths(engine, compiled, plain, log)
     finally:
         undo()
         sa.event.remove(engine, "before_cursor_execute", before)
 
 
-def _post(c: TestClient, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
-    resp = c.post("/graphql", json={"query": query, "variables": variables or {}})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def _runs(engine: Engine) -> dict[str, int]:
-    store = store_for(engine)
-    return {name: store.get(name).runs for name in store.loaded()}
-
-
 def both(p: Paths, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """The compiled body (with the statements and model runs it took), identical — keys
     in order, numbers as written — to the Strawberry path's, which runs the models."""
     p.statements.clear()
-    runs = _runs(p.engine)
-    fast = _post(p.compiled, query, variables)
+    runs = model_runs(p.engine)
+    fast = post(p.compiled, query, variables)
     issued = list(p.statements)
-    after = _runs(p.engine)
-    slow = _post(p.strawberry, query, variables)
+    after = model_runs(p.engine)
+    slow = post(p.strawberry, query, variables)
     assert json.dumps(fast) == json.dumps(slow), f"\ncompiled:   {fast}\nstrawberry: {slow}"
     fast["_statements"] = issued
     fast["_runs"] = {k: v - runs.get(k, 0) for k, v in after.items() if v != runs.get(k, 0)}
@@ -160,7 +135,7 @@ def test_a_repeated_query_is_served_by_the_fast_lane_with_its_stored_predictions
 ) -> None:
     query = """query($id: ID!) { order(id: $id) { id predictedStatus { label probability
         model { version } } predictedTotal { value } customer { id } } }"""
-    _post(paths.compiled, query, {"id": "10"})  # the first request builds the template
+    post(paths.compiled, query, {"id": "10"})  # the first request builds the template
     hits = lane.stats.hits
     for oid in ("11", "12", "13"):
         body = both(paths, query, {"id": oid})
