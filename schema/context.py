@@ -68,15 +68,21 @@ def session_statement(
     )
 
 
+# appended to the session settings' SELECT by the read paths: nothing they run can write
+READ_ONLY = ", set_config('transaction_read_only', 'on', true)"
+
+
 def _session_settings(
     conn: Connection,
     actor: str,
     timeout_ms: int,
     role: str | None = None,
     customer_id: int | None = None,
+    *,
+    read_only: bool,
 ) -> None:
     sql, params = session_statement(actor, timeout_ms, role, customer_id)
-    conn.exec_driver_sql(sql, params)
+    conn.exec_driver_sql(sql + READ_ONLY if read_only else sql, params)
 
 
 def busy_error() -> DatabaseUnavailableError:
@@ -85,7 +91,11 @@ def busy_error() -> DatabaseUnavailableError:
 
 
 class RequestDb:
-    """The request's read connection (one transaction, rolled back at the end)."""
+    """The request's read connection: one read-only transaction, ended with COMMIT (the
+    same outcome as ROLLBACK for it, but psycopg deallocates its prepared statements on
+    every ROLLBACK; with COMMIT a pooled connection keeps the statements it prepared after
+    their fifth run, and PostgreSQL stops planning them per request). A failed statement
+    rolls back."""
 
     def __init__(
         self,
@@ -108,7 +118,9 @@ class RequestDb:
             conn = self.engine.connect()
             try:
                 conn.begin()
-                _session_settings(conn, self.actor, self.timeout_ms, self.role, self.customer_id)
+                _session_settings(
+                    conn, self.actor, self.timeout_ms, self.role, self.customer_id, read_only=True
+                )
             except BaseException:
                 conn.close()
                 raise
@@ -125,7 +137,7 @@ class RequestDb:
         except sa.exc.DBAPIError as exc:
             mapped = from_db_error(exc)
             # a failed statement aborts the transaction: start over on the next read
-            self._close_sync()
+            self._close_sync(failed=True)
             if mapped is not None:
                 raise mapped from exc
             raise
@@ -137,11 +149,16 @@ class RequestDb:
     async def fetch(self, stmt: sa.Executable) -> Sequence[Row[Any]]:
         return await self.run(lambda conn: conn.execute(stmt).all())
 
-    def _close_sync(self) -> None:
+    def _close_sync(self, failed: bool = False) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                conn.rollback()
+                if failed:
+                    conn.rollback()
+                else:
+                    conn.commit()
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # e.g. the server went away: not back into the pool
             finally:
                 conn.close()
 
@@ -203,7 +220,12 @@ class Context:
         """One write transaction (commit on success) with the request's session settings."""
         with transaction(self.engine) as conn:
             _session_settings(
-                conn, self.actor, self.limits.statement_timeout_ms, self.role, self.customer_id
+                conn,
+                self.actor,
+                self.limits.statement_timeout_ms,
+                self.role,
+                self.customer_id,
+                read_only=False,
             )
             yield conn
 

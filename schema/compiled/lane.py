@@ -40,7 +40,7 @@ from db.engine import unpinged
 from db.errors import from_db_error
 from schema.compiled.execute import cached_statement
 from schema.compiled.sql import PENDING, Built
-from schema.context import busy_error, session_statement
+from schema.context import READ_ONLY, busy_error, session_statement
 
 log = logging.getLogger("cdms.api.lane")
 
@@ -118,7 +118,7 @@ def fetch(
     when one turns out dead (the server restarted or closed it), the read runs once more
     on ``engine``, whose checkouts ping. Only reads run here, so running again is safe."""
     sql_settings, values = session_statement(actor, timeout_ms, role, customer_id)
-    settings = (sql_settings + _READ_ONLY, values)
+    settings = (sql_settings + READ_ONLY, values)
     sql = _text_statement(stmt)
     for fn in list(_observers):
         fn(settings[0])
@@ -139,10 +139,6 @@ def pending(stmt: Built, text: str) -> bool:
     id}``: no current stored row). A string value equal to the marker only costs the
     walk, which looks at prediction fields alone."""
     return stmt.predictions is not None and _PENDING in text
-
-
-# appended to the session settings' SELECT: nothing this transaction runs can write
-_READ_ONLY = ", set_config('transaction_read_only', 'on', true)"
 
 
 class _Dead(Exception):
