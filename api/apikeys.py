@@ -3,7 +3,13 @@
 A key reads ``cdms_<8 hex>_<43 url-safe chars>``; the first part (``key_prefix``) is kept
 in clear so a key can be recognised in ``cdms apikey list``. 256 random bits make a plain
 sha256 as strong as a slow hash here (nothing to brute-force), and lookups stay one index
-probe per request.
+probe.
+
+A key found active is remembered for ``CDMS_APIKEY_CACHE_SECONDS`` (default 5; 0 looks it
+up on every request): the lookup (a transaction, and ``last_used_at`` at most once a
+minute) cost 1.4 ms and 1.1 ms of the server's CPU per request, more than a whole fast-lane
+read. A key revoked by this process is forgotten at once; revoked elsewhere (``cdms apikey
+revoke``), it keeps working on a running server until its entry expires.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -128,7 +136,40 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
         ).first()
     if row is None:
         raise NotFoundError(f"API key {key_id} not found", entity="api_key", id=key_id)
+    _forget(key_id)  # this process refuses it at once; other processes within their cache time
     return ApiKey(**row._mapping)
+
+
+# keys found active: (database URL, sha256 of the key) -> (the key, valid until: monotonic)
+_recent: dict[tuple[str, str], tuple[ApiKey, float]] = {}
+_recent_lock = threading.Lock()
+_RECENT_MAX = 10_000
+
+
+def recently_active(engine: Engine, key: str) -> ApiKey | None:
+    """The key if :func:`remember` kept it and its time is not up (no database access)."""
+    found = _recent.get((str(engine.url), hash_key(key)))
+    if found is None or found[1] <= time.monotonic():
+        return None
+    return found[0]
+
+
+def remember(engine: Engine, key: str, found: ApiKey, seconds: float) -> None:
+    """Keep ``found`` (active) for ``seconds``; nothing when ``seconds`` is 0."""
+    if seconds <= 0:
+        return
+    now = time.monotonic()
+    with _recent_lock:
+        if len(_recent) >= _RECENT_MAX:  # drop what has expired, or everything
+            for k in [k for k, (_, until) in _recent.items() if until <= now] or list(_recent):
+                del _recent[k]
+        _recent[(str(engine.url), hash_key(key))] = (found, now + seconds)
+
+
+def _forget(key_id: int) -> None:
+    with _recent_lock:
+        for k in [k for k, (found, _) in _recent.items() if found.id == key_id]:
+            del _recent[k]
 
 
 def find_active(engine: Engine, key: str) -> ApiKey | None:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api import jwt
-from api.apikeys import ROLES, find_active, looks_like_key
+from api.apikeys import ROLES, ApiKey, find_active, looks_like_key, recently_active, remember
 from db.errors import CdmsError
 
 
@@ -68,14 +68,22 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     return Principal(role=role, customer_id=customer_id, actor=actor, bucket=actor)
 
 
-def authenticate_token(engine: Engine, token: str, jwt_secret: str | None) -> Principal:
-    """The principal of a bearer token (blocking: does one indexed lookup for API keys)."""
+def _key_principal(key: ApiKey) -> Principal:
+    actor = f"apikey:{key.id}"
+    return Principal(role=key.role, customer_id=key.customer_id, actor=actor, bucket=actor)
+
+
+def authenticate_token(
+    engine: Engine, token: str, jwt_secret: str | None, key_cache_s: float = 0.0
+) -> Principal:
+    """The principal of a bearer token (blocking: does one indexed lookup for an API key,
+    remembered for ``key_cache_s`` seconds)."""
     if looks_like_key(token):
         key = find_active(engine, token)
         if key is None:
             raise UnauthenticatedError("unknown or revoked API key")
-        actor = f"apikey:{key.id}"
-        return Principal(role=key.role, customer_id=key.customer_id, actor=actor, bucket=actor)
+        remember(engine, token, key, key_cache_s)
+        return _key_principal(key)
     if token.count(".") == 2:
         if not jwt_secret:
             raise UnauthenticatedError("JWTs are not accepted: CDMS_JWT_SECRET is not set")
@@ -88,9 +96,15 @@ def authenticate_token(engine: Engine, token: str, jwt_secret: str | None) -> Pr
 
 
 async def authenticate(
-    engine: Engine, authorization: str | None, *, jwt_secret: str | None, demo_open: bool
+    engine: Engine,
+    authorization: str | None,
+    *,
+    jwt_secret: str | None,
+    demo_open: bool,
+    key_cache_s: float = 0.0,
 ) -> Principal:
-    """The principal of a request's ``Authorization`` header (UNAUTHENTICATED if none fits)."""
+    """The principal of a request's ``Authorization`` header (UNAUTHENTICATED if none fits).
+    An API key found active in the last ``key_cache_s`` seconds is not looked up again."""
     if authorization is None or not authorization.strip():
         if demo_open:
             return DEMO_PRINCIPAL
@@ -99,4 +113,8 @@ async def authenticate(
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UnauthenticatedError("use Authorization: Bearer <token>")
-    return await run_in_threadpool(authenticate_token, engine, token, jwt_secret)
+    if key_cache_s > 0 and looks_like_key(token):
+        key = recently_active(engine, token)
+        if key is not None:
+            return _key_principal(key)
+    return await run_in_threadpool(authenticate_token, engine, token, jwt_secret, key_cache_s)

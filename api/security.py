@@ -41,6 +41,19 @@ def _rate(raw: str | None, production: bool) -> tuple[float, int]:
     return rate, burst
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be 0 or more seconds, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class SecurityConfig:
     production: bool = False
@@ -51,6 +64,7 @@ class SecurityConfig:
     burst: int = 0
     persisted_only: bool = False
     max_cost: int = 50_000
+    apikey_cache_s: float = 0.0  # CDMS_APIKEY_CACHE_SECONDS (from_env: default 5)
 
     @classmethod
     def from_env(cls) -> SecurityConfig:
@@ -71,6 +85,7 @@ class SecurityConfig:
             burst=burst,
             persisted_only=_bool("CDMS_PERSISTED_ONLY", False),
             max_cost=_int("CDMS_MAX_QUERY_COST", 50_000),
+            apikey_cache_s=_seconds("CDMS_APIKEY_CACHE_SECONDS", 5.0),
         )
 
 
@@ -122,6 +137,7 @@ class SecurityMiddleware:
                 headers.get("authorization"),
                 jwt_secret=self.config.jwt_secret,
                 demo_open=self.config.demo_open,
+                key_cache_s=self.config.apikey_cache_s,
             )
         except UnauthenticatedError as exc:
             await self._refuse(scope, receive, send, 401, exc.code, exc.message)

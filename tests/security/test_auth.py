@@ -189,3 +189,62 @@ def test_the_default_app_reads_security_from_the_environment(
         assert status == 200 and body["data"]["customers"]["totalCount"] == 1
         status, body = post(client, token("admin"), "{ customers(first: 101) { totalCount } }")
         assert status == 400 and code(body) == "QUERY_TOO_COMPLEX"
+
+
+def _key_lookups(engine: Engine) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "app.api_keys" in statement:
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    return seen, lambda: sa.event.remove(engine, "before_cursor_execute", before)
+
+
+def test_an_active_key_is_looked_up_once_per_cache_time_and_revoking_it_here_is_immediate(
+    sec_engine: Engine, parties: Parties
+) -> None:
+    key, secret = create_key(sec_engine, "customer", parties.a, name="cached")
+    seen, undo = _key_lookups(sec_engine)
+    try:
+        with make_app(sec_engine, apikey_cache_s=60.0) as client:
+            for _ in range(5):
+                status, body = post(client, secret, WHO)
+                assert status == 200 and body["data"]["customers"]["totalCount"] == 1
+            assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 1
+            revoke_key(sec_engine, key.id)  # in this process: forgotten at once
+            status, body = post(client, secret, WHO)
+            assert status == 401 and "revoked" in body["errors"][0]["message"]
+    finally:
+        undo()
+
+
+def test_a_key_revoked_elsewhere_is_refused_once_its_cache_time_is_up(
+    sec_engine: Engine, parties: Parties
+) -> None:
+    key, secret = create_key(sec_engine, "customer", parties.a, name="revoked elsewhere")
+    with make_app(sec_engine, apikey_cache_s=0.5) as client:
+        assert post(client, secret, WHO)[0] == 200
+        with sec_engine.begin() as conn:  # as `cdms apikey revoke` in another process does
+            conn.execute(
+                sa.text("UPDATE app.api_keys SET revoked_at = now() WHERE id = :id"),
+                {"id": key.id},
+            )
+        time.sleep(0.6)
+        status, body = post(client, secret, WHO)
+        assert status == 401 and "revoked" in body["errors"][0]["message"]
+    # without a cache time every request looks the key up
+    with make_app(sec_engine, apikey_cache_s=0.0) as client:
+        assert post(client, secret, WHO)[0] == 401
+
+
+def test_the_key_cache_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDMS_APIKEY_CACHE_SECONDS", raising=False)
+    assert SecurityConfig.from_env().apikey_cache_s == 5.0
+    monkeypatch.setenv("CDMS_APIKEY_CACHE_SECONDS", "0")
+    assert SecurityConfig.from_env().apikey_cache_s == 0.0
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv("CDMS_APIKEY_CACHE_SECONDS", bad)
+        with pytest.raises(ConfigError, match="CDMS_APIKEY_CACHE_SECONDS"):
+            SecurityConfig.from_env()
