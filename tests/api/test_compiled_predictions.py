@@ -28,7 +28,7 @@ from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import train
 from tests.api.helpers import demo_client, model_runs, post
-from tests.ml.conftest import SHOP
+from tests.ml.conftest import SHOP, deactivated
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -171,16 +171,7 @@ def test_a_repeated_prediction_query_is_answered_again_with_predictions(paths: P
 
 def test_model_unavailable_errors_match(paths: Paths) -> None:
     engine = paths.engine
-    store = store_for(engine)
-    with engine.begin() as conn:
-        version = conn.execute(
-            sa.text(
-                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
-                " RETURNING version"
-            )
-        ).scalar_one()
-    store.reload("order_status")
-    try:
+    with deactivated(engine, "order_status"):
         body = both(
             paths,
             """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
@@ -199,10 +190,6 @@ def test_model_unavailable_errors_match(paths: Paths) -> None:
             {"o": "3"},
         )
         assert {e["extensions"]["code"] for e in mixed["errors"]} == {"MODEL_UNAVAILABLE"}
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
-        store.reload("order_status")
     nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
     assert [n["predictedStatus"] for n in nodes] == [None] * 3
     assert all(n["predictedTotal"]["value"] > 0 for n in nodes)

@@ -30,7 +30,7 @@ from ml.specs import SPECS
 from ml.train import train
 from schema.compiled import lane
 from tests.api.helpers import demo_client, model_runs, post
-from tests.ml.conftest import SHOP
+from tests.ml.conftest import SHOP, deactivated
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -197,25 +197,12 @@ def test_an_object_without_a_current_stored_row_is_scored_on_request(paths: Path
 
 def test_a_deactivated_model_is_unavailable_even_where_rows_are_stored(paths: Paths) -> None:
     engine = paths.engine
-    store = store_for(engine)
-    with engine.begin() as conn:
-        version = conn.execute(
-            sa.text(
-                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
-                " RETURNING version"
-            )
-        ).scalar_one()
-    store.reload("order_status")
     query = """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
         predictedStatus { label } predictedTotal { value } } } } }"""
     hits = lane.stats.hits
-    try:
+    with deactivated(engine, "order_status"):
         body = both(paths, query)
         again = both(paths, query)  # through the fast lane: the same errors, paths, locations
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
-        store.reload("order_status")
     nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
     assert [n["predictedStatus"] for n in nodes] == [None] * 3
     assert all(n["predictedTotal"]["value"] > 0 for n in nodes)  # still stored

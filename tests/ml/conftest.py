@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
 from db.seed import seed
 from etl import runner
 from ml.registry import register
-from ml.serving import close_store
+from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import TrainedModel, train
 
@@ -49,3 +51,27 @@ def trained(ml_engine: Engine) -> dict[str, TrainedModel]:
         result = register(ml_engine, m)
         assert result.activated, result
     return models
+
+
+@contextmanager
+def deactivated(engine: Engine, name: str) -> Iterator[int]:
+    """``name`` with no active version (the process's store reloaded) for the block; its
+    version is activated again after it. Yields that version."""
+    store = store_for(engine)
+    with engine.begin() as conn:
+        version = int(
+            conn.execute(
+                sa.text(
+                    "UPDATE ml.model_version SET active = false WHERE name = :n AND active"
+                    " RETURNING version"
+                ),
+                {"n": name},
+            ).scalar_one()
+        )
+    store.reload(name)
+    try:
+        yield version
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT ml.activate_model(:n, :v)"), {"n": name, "v": version})
+        store.reload(name)

@@ -18,6 +18,7 @@ from ml.specs import ORDER_STATUS, ORDER_VALUE
 from ml.train import TrainedModel
 from schema.app import schema
 from schema.context import ApiLimits, Context
+from tests.ml.conftest import deactivated
 
 
 def run(engine: Engine, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -129,15 +130,7 @@ def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
     store = store_for(ml_engine)
-    with ml_engine.begin() as conn:
-        version = conn.execute(
-            sa.text(
-                "UPDATE ml.model_version SET active = false WHERE name = 'order_status' AND active"
-                " RETURNING version"
-            )
-        ).scalar_one()
-    store.reload("order_status")
-    try:
+    with deactivated(ml_engine, "order_status") as version:
         body = run(
             ml_engine,
             "{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id status"
@@ -150,10 +143,6 @@ def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
         assert {e["code"] for e in body["errors"]} == {"MODEL_UNAVAILABLE"}
         assert len(body["errors"]) == 3
         assert all(e["path"][-1] == "predictedStatus" for e in body["errors"])
-    finally:
-        with ml_engine.begin() as conn:
-            conn.execute(sa.text("SELECT ml.activate_model('order_status', :v)"), {"v": version})
-        store.reload("order_status")
     assert store.get("order_status").version == version
 
 
