@@ -41,35 +41,33 @@ def session_statement(
     timeout_ms: int,
     role: str | None = None,
     customer_id: int | None = None,
+    *,
+    read_only: bool = False,
 ) -> tuple[str, dict[str, str]]:
     """The one statement (psycopg ``%(name)s`` placeholders) that sets a transaction's
-    ``statement_timeout``, actor and, for a principal, its role and customer."""
-    if role is None:
-        return (
-            "SELECT set_config('statement_timeout', %(timeout)s, true),"
-            " set_config('cdms.actor', %(actor)s, true)",
-            {"timeout": f"{int(timeout_ms)}ms", "actor": actor},
-        )
-    # a principal: row-level security applies (SET LOCAL ROLE cdms_customer for customers,
-    # cdms_api for the other roles; docs/security.md)
-    return (
+    ``statement_timeout``, actor and, for a principal, its role and customer; with
+    ``read_only`` (the read paths) nothing the transaction runs afterwards can write."""
+    sql = (
         "SELECT set_config('statement_timeout', %(timeout)s, true),"
-        " set_config('cdms.actor', %(actor)s, true),"
-        " set_config('cdms.role', %(role)s, true),"
-        " set_config('cdms.customer_id', %(customer)s, true),"
-        " set_config('role', %(db_role)s, true)",
-        {
-            "timeout": f"{int(timeout_ms)}ms",
-            "actor": actor,
+        " set_config('cdms.actor', %(actor)s, true)"
+    )
+    params = {"timeout": f"{int(timeout_ms)}ms", "actor": actor}
+    if role is not None:
+        # a principal: row-level security applies (SET LOCAL ROLE cdms_customer for
+        # customers, cdms_api for the other roles; docs/security.md)
+        sql += (
+            ", set_config('cdms.role', %(role)s, true),"
+            " set_config('cdms.customer_id', %(customer)s, true),"
+            " set_config('role', %(db_role)s, true)"
+        )
+        params |= {
             "role": role,
             "customer": "" if customer_id is None else str(int(customer_id)),
             "db_role": "cdms_customer" if role == "customer" else "cdms_api",
-        },
-    )
-
-
-# appended to the session settings' SELECT by the read paths: nothing they run can write
-READ_ONLY = ", set_config('transaction_read_only', 'on', true)"
+        }
+    if read_only:
+        sql += ", set_config('transaction_read_only', 'on', true)"
+    return sql, params
 
 
 def _session_settings(
@@ -81,8 +79,8 @@ def _session_settings(
     *,
     read_only: bool,
 ) -> None:
-    sql, params = session_statement(actor, timeout_ms, role, customer_id)
-    conn.exec_driver_sql(sql + READ_ONLY if read_only else sql, params)
+    sql, params = session_statement(actor, timeout_ms, role, customer_id, read_only=read_only)
+    conn.exec_driver_sql(sql, params)
 
 
 def busy_error() -> DatabaseUnavailableError:

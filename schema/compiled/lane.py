@@ -40,7 +40,7 @@ from db.engine import unpinged
 from db.errors import from_db_error
 from schema.compiled.execute import cached_statement
 from schema.compiled.sql import PENDING, Built
-from schema.context import READ_ONLY, busy_error, session_statement
+from schema.context import busy_error, session_statement
 
 log = logging.getLogger("cdms.api.lane")
 
@@ -91,8 +91,7 @@ def lookup(
         return None
     if variables is not None and not isinstance(variables, dict):
         return None
-    stmt = cached_statement(query, operation_name, variables, (schema._schema, limits))
-    return stmt
+    return cached_statement(query, operation_name, variables, (schema._schema, limits))
 
 
 def _text_statement(stmt: Built) -> str:
@@ -117,8 +116,7 @@ def fetch(
     Connections come from :func:`db.engine.unpinged` (no ping round trip per checkout);
     when one turns out dead (the server restarted or closed it), the read runs once more
     on ``engine``, whose checkouts ping. Only reads run here, so running again is safe."""
-    sql_settings, values = session_statement(actor, timeout_ms, role, customer_id)
-    settings = (sql_settings + READ_ONLY, values)
+    settings = session_statement(actor, timeout_ms, role, customer_id, read_only=True)
     sql = _text_statement(stmt)
     for fn in list(_observers):
         fn(settings[0])
