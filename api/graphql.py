@@ -187,8 +187,7 @@ class GraphQLEndpoint:
                 customer_id=ctx.customer_id,
             )
         except CdmsError as exc:  # TIMEOUT, SERVICE_UNAVAILABLE: as the executor reports them
-            error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
-            return JSONResponse({"data": None, "errors": [error.formatted]})
+            return _failed(exc, ctx)
         except Exception:
             log.exception("request %s: fast lane failed; running the full pipeline", ctx.request_id)
             return None
@@ -205,8 +204,7 @@ class GraphQLEndpoint:
         try:
             errors = await complete(ctx, stmt, data)
         except CdmsError as exc:  # e.g. TIMEOUT: the request's own failure, as CompiledReads
-            error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
-            return JSONResponse({"data": None, "errors": [error.formatted]})
+            return _failed(exc, ctx)
         finally:
             await ctx.close()
         body: dict[str, Any] = {"data": data}
@@ -240,6 +238,12 @@ class GraphQLEndpoint:
             # parse errors bypass the schema's extensions: classify here too (idempotent)
             out["errors"] = [classify(e, ctx.request_id).formatted for e in result.errors]
         return out, 200
+
+
+def _failed(exc: CdmsError, ctx: Context) -> JSONResponse:
+    """The request's own failure (no data), as the executor reports it."""
+    error = classify(GraphQLError(exc.message, original_error=exc), ctx.request_id)
+    return JSONResponse({"data": None, "errors": [error.formatted]})
 
 
 def _check_operation(op: Any) -> str | None:

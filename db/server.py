@@ -122,6 +122,7 @@ def _tune(server: Any, pgdata: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -178,13 +179,7 @@ def running_pid(data_dir: Path) -> int | None:
         pid = int(pid_file.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if _alive(pid) else None
 
 
 def pg_bin(name: str) -> Path:

@@ -440,11 +440,9 @@ def _stored_object(fields: tuple[Any, ...], c: str, model: str) -> str:
         elif f.name in ("probability", "value"):
             pairs.append((f.key, py_float(f"{c}{f.name}")))
         elif f.name == "model":
-            values = {"name": _lit(model), "version": f"{c}version"}
             pairs.append(
-                (f.key, _obj([(m.key, _lit(m.typename) if m.name == "__typename"
-                               else values[m.name]) for m in f.fields]))
-            )  # fmt: skip
+                (f.key, _shaped(f.fields, {"name": _lit(model), "version": f"{c}version"}))
+            )
         elif f.name == "probabilities":
             pairs.append((f.key, _stored_probabilities(f.fields, c)))
         else:
@@ -456,14 +454,17 @@ def _stored_probabilities(fields: tuple[Any, ...], c: str) -> str:
     names = tuple((f.key, f.name) for f in fields)
     if names == (("label", "label"), ("probability", "probability")):
         return f"{c}probabilities"
-    values = {"label": "e.v->'label'", "probability": "e.v->'probability'"}  # as stored
-    row = _obj(
-        [(f.key, _lit(f.typename) if f.name == "__typename" else values[f.name]) for f in fields]
-    )
+    row = _shaped(fields, {"label": "e.v->'label'", "probability": "e.v->'probability'"})
     return (
         f"(SELECT json_agg({row} ORDER BY e.i)"
         f" FROM json_array_elements({c}probabilities) WITH ORDINALITY AS e(v, i))"
     )
+
+
+def _shaped(fields: tuple[Any, ...], values: dict[str, str]) -> str:
+    """An object of scalar fields (``values`` by field name; ``__typename`` its type)."""
+    return _obj([(f.key, _lit(f.typename) if f.name == "__typename" else values[f.name])
+                 for f in fields])  # fmt: skip
 
 
 def py_float(e: str) -> str:
