@@ -36,7 +36,6 @@ from ml.features import FeatureFrame
 from ml.specs import spec
 
 if TYPE_CHECKING:  # onnxruntime is loaded by refresh only (the ETL imports STORED)
-    from ml.batch import Predicted
     from ml.scorer import Array, Scorer, Scores
 
 CHUNK = 50_000
@@ -80,21 +79,6 @@ ORDERS = Stored("order", "ml.order_predictions", "order_id", feature_table.ORDER
 TICKETS = Stored("ticket", "ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
 STORED: tuple[Stored, ...] = (ORDERS, TICKETS)
 BY_KIND: dict[str, Stored] = {s.kind: s for s in STORED}
-
-
-def doc(p: Predicted) -> str:
-    """The prediction as the API serializes ``{ label probability }`` or ``{ value }``."""
-    if p.label is None:
-        return json.dumps({"value": p.value}, separators=(",", ":"))
-    return json.dumps({"label": p.label, "probability": p.probability}, separators=(",", ":"))
-
-
-def probabilities_doc(p: Predicted) -> str | None:
-    """``probabilities { label probability }`` as the API serializes it (classifiers)."""
-    if p.label is None:
-        return None
-    rows = [{"label": c, "probability": v} for c, v in p.probabilities]
-    return json.dumps(rows, separators=(",", ":"))
 
 
 def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dict[str, Any]]:
@@ -261,9 +245,10 @@ def _nulls(model: str) -> str:
 def _fragments(model: Scorer, scores: Scores) -> list[str]:
     """The rows of one model's ``scores`` as its columns in ``COPY ... FROM STDIN`` text
     (``version, label, probability, probabilities, doc`` or ``version, value, doc``): the
-    values :func:`ml.batch.predictions` gives, serialized as :func:`doc` and
-    :func:`probabilities_doc` do. A finite Python float is written by ``repr`` in
-    ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row."""
+    values :func:`ml.batch.predictions` gives, the JSON columns as ``json.dumps(...,
+    separators=(",", ":"))`` writes ``{"label", "probability"}`` / ``{"value"}`` and the
+    classes' ``[{"label", "probability"}, ...]``. A finite Python float is written by
+    ``repr`` in ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row."""
     head = f"{model.version}\t"
     if scores.values is not None:
         _finite(scores.values, model)
