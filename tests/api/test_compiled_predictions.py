@@ -28,7 +28,7 @@ from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import train
 from tests.api.helpers import demo_client, model_runs, post
-from tests.ml.conftest import SHOP, deactivated
+from tests.ml.conftest import SHOP, deactivated, place_order
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -205,16 +205,7 @@ def test_model_unavailable_errors_match(paths: Paths) -> None:
 def test_objects_not_in_the_warehouse_get_null_and_not_in_warehouse(paths: Paths) -> None:
     engine = paths.engine
     with engine.begin() as conn:
-        customer, product = conn.execute(
-            sa.text(
-                "SELECT (SELECT min(id) FROM app.customers),"
-                " (SELECT id FROM app.products WHERE stock > 0 AND active ORDER BY id LIMIT 1)"
-            )
-        ).one()
-        new_order = conn.execute(
-            sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
-            {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 1}}]'},
-        ).scalar_one()
+        customer, new_order = place_order(conn)
         new_ticket = conn.execute(
             sa.text("SELECT app.open_ticket(:c, 'delivery', 'high', 'email', 'Late?', :o)"),
             {"c": customer, "o": new_order},

@@ -75,3 +75,19 @@ def deactivated(engine: Engine, name: str) -> Iterator[int]:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT ml.activate_model(:n, :v)"), {"n": name, "v": version})
         store.reload(name)
+
+
+def place_order(conn: sa.Connection, quantity: int = 1) -> tuple[int, int]:
+    """A new order (through ``app.place_order``) of the first customer for the first active
+    product in stock: (customer id, order id). The warehouse has not loaded it yet."""
+    customer, product = conn.execute(
+        sa.text(
+            "SELECT (SELECT min(id) FROM app.customers),"
+            " (SELECT id FROM app.products WHERE stock > 0 AND active ORDER BY id LIMIT 1)"
+        )
+    ).one()
+    order = conn.execute(
+        sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
+        {"c": customer, "items": f'[{{"product_id": {product}, "quantity": {quantity}}}]'},
+    ).scalar_one()
+    return int(customer), int(order)

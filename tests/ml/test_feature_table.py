@@ -14,6 +14,7 @@ from db.seed import seed
 from etl import runner
 from ml.feature_table import ORDERS, TABLES, TICKETS, Table, fetch
 from ml.features import FeatureFrame, load_ids
+from tests.ml.conftest import place_order
 
 
 def _ids(engine: Engine, table: Table) -> list[int]:
@@ -85,16 +86,7 @@ def test_the_etl_fills_features_of_new_facts_and_a_full_load_refills_them(
         assert runner.run(url).features == {ORDERS.name: n_orders, TICKETS.name: 0}
 
         with engine.begin() as conn:
-            customer, product = conn.execute(
-                sa.text(
-                    "SELECT (SELECT min(id) FROM app.customers), (SELECT id FROM app.products"
-                    " WHERE stock > 0 AND active ORDER BY id LIMIT 1)"
-                )
-            ).one()
-            order = conn.execute(
-                sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
-                {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 2}}]'},
-            ).scalar_one()
+            customer, order = place_order(conn, quantity=2)
             conn.execute(
                 sa.text("SELECT app.open_ticket(:c, 'delivery', 'high', 'email', 'Where?', :o)"),
                 {"c": customer, "o": order},

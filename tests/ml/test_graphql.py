@@ -18,7 +18,7 @@ from ml.specs import ORDER_STATUS, ORDER_VALUE
 from ml.train import TrainedModel
 from schema.app import schema
 from schema.context import ApiLimits, Context
-from tests.ml.conftest import deactivated
+from tests.ml.conftest import deactivated, place_order
 
 
 def run(engine: Engine, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -150,16 +150,7 @@ def test_an_order_not_yet_in_the_warehouse_gets_null_and_not_in_warehouse(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
     with ml_engine.begin() as conn:
-        customer, product = conn.execute(
-            sa.text(
-                "SELECT (SELECT min(id) FROM app.customers),"
-                " (SELECT id FROM app.products WHERE stock > 0 ORDER BY id LIMIT 1)"
-            )
-        ).one()
-        new_id = conn.execute(
-            sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
-            {"c": customer, "items": f'[{{"product_id": {product}, "quantity": 1}}]'},
-        ).scalar_one()
+        _, new_id = place_order(conn)
     try:
         body = run(
             ml_engine,
