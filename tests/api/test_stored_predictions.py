@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from graphql import parse
 from sqlalchemy.engine import Engine
 
-from db.engine import make_engine
+from db.config import DbSettings
+from db.engine import make_engine, unpinged
 from db.seed import seed
 from etl import runner
 from ml import stored
@@ -28,7 +30,10 @@ from ml.registry import register
 from ml.serving import close_store, store_for
 from ml.specs import SPECS
 from ml.train import train
+from schema.app import schema
 from schema.compiled import lane
+from schema.compiled.execute import compile_operation
+from schema.context import ApiLimits
 from tests.api.helpers import demo_client, model_runs, post
 from tests.ml.conftest import SHOP, deactivated
 
@@ -144,6 +149,33 @@ def test_a_repeated_query_is_served_by_the_fast_lane_with_its_stored_predictions
         }  # fmt: skip
         assert body["_runs"] == {} and len(body["_statements"]) == 1
     assert lane.stats.hits == hits + 3
+
+
+def test_a_page_with_predictions_is_planned_once_not_per_request(paths: Paths) -> None:
+    """With the page size bound (``LIMIT $1``), the prepared statement's generic plan
+    guessed a tenth of the table, the join to the stored predictions under it looked dear,
+    and PostgreSQL planned every request again (0.9 ms at 1M orders). The size is inlined:
+    nothing is left for a custom plan to differ on, and the generic plan serves every run."""
+    query = """query($n: Int!) { orders(first: $n, orderBy: [{id: DESC}]) { edges { node {
+        id predictedStatus { label probability } predictedTotal { value } } } } }"""
+    stmt = compile_operation(schema, parse(query), None, {"n": 500}, ApiLimits())
+    assert "ml.order_predictions" in stmt.sql and "LIMIT 501" in stmt.sql
+    assert stmt.params == {}
+    for _ in range(6 * DbSettings.from_env().pool_size):  # each pooled connection, 6 times
+        assert len(json.loads(lane.fetch(paths.engine, stmt, actor="t", timeout_ms=5000))
+                   ["orders"]["edges"]) == 500  # fmt: skip
+    fairy = unpinged(paths.engine).raw_connection()
+    try:
+        cur = fairy.cursor()
+        cur.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%LIMIT 501%ml.order_predictions%'"
+        )
+        plans = cur.fetchall()
+    finally:
+        fairy.close()
+    assert plans, "the statement was not prepared"
+    assert all(generic >= 1 and custom == 0 for generic, custom in plans), plans
 
 
 def _stored_rows(engine: Engine, sql: str, params: dict[str, Any]) -> None:
