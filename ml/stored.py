@@ -36,6 +36,7 @@ from ml.features import FeatureFrame
 from ml.specs import spec
 
 if TYPE_CHECKING:  # onnxruntime is loaded by refresh only (the ETL imports STORED)
+    from ml.batch import Predicted
     from ml.scorer import Array, Scorer, Scores
 
 CHUNK = 50_000
@@ -79,6 +80,43 @@ ORDERS = Stored("order", "ml.order_predictions", "order_id", feature_table.ORDER
 TICKETS = Stored("ticket", "ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
 STORED: tuple[Stored, ...] = (ORDERS, TICKETS)
 BY_KIND: dict[str, Stored] = {s.kind: s for s in STORED}
+
+
+def read(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """One statement: the stored rows of ``ids`` (every model's columns but the JSON
+    documents, by column name), by id; objects without a row are absent. Empty for a kind
+    whose predictions are not stored (customers)."""
+    s = BY_KIND.get(kind)
+    if s is None or not ids:
+        return {}
+    cols = [c for c in s.columns if not c.endswith("_doc")]
+    rows = conn.execute(
+        sa.text(f"SELECT {s.key}, {', '.join(cols)} FROM {s.table} WHERE {s.key} = ANY(:ids)"),
+        {"ids": list(ids)},
+    )
+    return {int(r[0]): dict(zip(cols, r[1:], strict=True)) for r in rows}
+
+
+def predicted(row: dict[str, Any], model: str, version: int) -> Predicted | None:
+    """The prediction ``row`` (of :func:`read`) holds by ``model`` at ``version``, as
+    scoring it would give it (the same floats: the columns are float8 of the scores); None
+    when the row has none by that version."""
+    from ml.batch import Predicted
+
+    if row.get(f"{model}_version") != version:
+        return None
+    if f"{model}_value" in row:
+        return Predicted(model, version, value=float(row[f"{model}_value"]))
+    probabilities = tuple(
+        (str(p["label"]), float(p["probability"])) for p in row[f"{model}_probabilities"]
+    )
+    return Predicted(
+        model,
+        version,
+        label=str(row[f"{model}_label"]),
+        probability=float(row[f"{model}_probability"]),
+        probabilities=probabilities,
+    )
 
 
 def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dict[str, Any]]:

@@ -1,12 +1,15 @@
 """Resolvers of the prediction fields, batched per request.
 
-Two dataloaders per object kind and request (the work itself is ``ml.batch``'s, shared
-with the compiled read path):
+Three dataloaders per object kind and request (the work itself is ``ml.batch``'s and
+``ml.stored``'s, shared with the compiled read path):
+- stored: one SQL statement reading the stored predictions (``ml.stored``) of every
+  object whose prediction the query asks for; a row by the active version of a model is
+  the answer, as on the compiled path (and, like there, not logged again);
 - features: one SQL statement for every object whose prediction the query asks for
   (``ml.feature_table.fetch``: the feature table by id for orders and tickets, the
   feature query for customers; shared by predictedStatus and predictedTotal of orders);
-- prediction, per model: the features of every requested object, scored in ONE
-  onnxruntime run, and queued for ``ml.prediction_log``.
+- prediction, per model: the features of every requested object without a current
+  stored prediction, scored in ONE onnxruntime run, and queued for ``ml.prediction_log``.
 
 An object the warehouse has not loaded yet (a brand-new order) gets null and the error
 NOT_IN_WAREHOUSE (the next ETL run loads it; what-if queries score any features). No active
@@ -21,7 +24,7 @@ from typing import Any, Protocol
 import strawberry
 from strawberry.dataloader import DataLoader
 
-from ml import batch
+from ml import batch, stored
 from ml.batch import Features, Predicted
 from ml.errors import ModelUnavailableError
 from ml.scorer import Scorer
@@ -49,6 +52,14 @@ def _features_loader(info: Info, kind: str) -> DataLoader[int, Features]:
     return info.context.loader(("ml.features", kind), lambda: DataLoader(load_fn=load))
 
 
+def _stored_loader(info: Info, kind: str) -> DataLoader[int, dict[int, dict[str, Any]]]:
+    async def load(ids: list[int]) -> Sequence[dict[int, dict[str, Any]]]:
+        rows = await info.context.db.run(lambda conn: stored.read(conn, kind, ids))
+        return [rows] * len(ids)
+
+    return info.context.loader(("ml.stored", kind), lambda: DataLoader(load_fn=load))
+
+
 def _prediction_loader(
     info: Info, kind: str, spec: ModelSpec
 ) -> DataLoader[int, Prediction | BaseException]:
@@ -59,12 +70,20 @@ def _prediction_loader(
             model = scorer(info, spec)
         except ModelUnavailableError as exc:
             return [exc] * len(ids)
+        scored: dict[int, Predicted] = {}
+        if kind in stored.BY_KIND:
+            for i, rows in zip(ids, await _stored_loader(info, kind).load_many(ids), strict=True):
+                row = rows.get(i)
+                hit = None if row is None else stored.predicted(row, spec.name, model.version)
+                if hit is not None:
+                    scored[i] = hit
+        missing = [i for i in ids if i not in scored]
         # one Features per feature batch (normally one for all ids: one model run)
         groups: dict[int, tuple[Features, list[int]]] = {}
-        for i, found in zip(ids, await features.load_many(ids), strict=True):
-            groups.setdefault(id(found), (found, []))[1].append(i)
+        if missing:
+            for i, found in zip(missing, await features.load_many(missing), strict=True):
+                groups.setdefault(id(found), (found, []))[1].append(i)
         ctx = info.context
-        scored: dict[int, Predicted] = {}
         # in the event loop: batches then resolve in a fixed order, and so do their errors
         # (the compiled path reproduces that order)
         for found, group in groups.values():

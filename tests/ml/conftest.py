@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from db.engine import make_engine
 from db.seed import seed
 from etl import runner
+from ml import stored
 from ml.registry import register
 from ml.serving import close_store, store_for
 from ml.specs import SPECS
@@ -75,6 +76,19 @@ def deactivated(engine: Engine, name: str) -> Iterator[int]:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT ml.activate_model(:n, :v)"), {"n": name, "v": version})
         store.reload(name)
+
+
+@contextmanager
+def unstored(engine: Engine) -> Iterator[None]:
+    """No stored prediction for the block (every one is computed on request, as before
+    ``ml.stored``); the store is filled again after it."""
+    with engine.begin() as conn:
+        for s in stored.STORED:
+            conn.execute(sa.text(f"DELETE FROM {s.table}"))
+    try:
+        yield
+    finally:
+        stored.refresh(engine)
 
 
 def place_order(conn: sa.Connection, quantity: int = 1) -> tuple[int, int]:

@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ml import stored
 from ml.features import kinds_of, load_ids
 from ml.serving import store_for
 from ml.specs import ORDER_STATUS, ORDER_VALUE
 from ml.train import TrainedModel
 from schema.app import schema
 from schema.context import ApiLimits, Context
-from tests.ml.conftest import deactivated, place_order
+from tests.ml.conftest import deactivated, place_order, unstored
 
 
 def run(engine: Engine, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -64,16 +65,21 @@ def test_500_orders_one_feature_statement_and_one_run_per_model(
     store = store_for(ml_engine)
     status, value = store.get("order_status"), store.get("order_value")
     runs = (status.runs, value.runs)
-    statements.clear()
-    body = run(ml_engine, ORDERS, {"n": 500})
+    with unstored(ml_engine):  # computed on request
+        statements.clear()
+        body = run(ml_engine, ORDERS, {"n": 500})
+        issued = list(statements)
+        statements.clear()
+        run(ml_engine, ORDERS, {"n": 20})
+        small = len(statements)
     assert "errors" not in body, body["errors"]
     nodes = [e["node"] for e in body["data"]["orders"]["edges"]]
     assert len(nodes) == 500
-    feature_sql = [s for s in statements if "ml.order_features" in s]
+    feature_sql = [s for s in issued if "ml.order_features" in s]
     assert len(feature_sql) == 1  # predictedStatus and predictedTotal share one statement
     assert "ANY" in feature_sql[0]
-    assert not [s for s in statements if "AS prior_cancel_rate" in s]  # no feature query
-    assert (status.runs, value.runs) == (runs[0] + 1, runs[1] + 1)
+    assert not [s for s in issued if "AS prior_cancel_rate" in s]  # no feature query
+    assert (status.runs, value.runs) == (runs[0] + 2, runs[1] + 2)  # 500 orders, then 20
     # the answers are the model's on the features of exactly these orders, as the feature
     # query computes them (the table holds the same values)
     ids = [int(n["id"]) for n in nodes]
@@ -96,13 +102,27 @@ def test_500_orders_one_feature_statement_and_one_run_per_model(
         )
         assert n["predictedTotal"]["value"] == pytest.approx(totals[j], abs=0.006)
         assert n["predictedTotal"]["value"] > 0
-    # the statement count does not grow with the page size
+    assert len(issued) == small  # the statement count does not grow with the page size
+
+
+def test_stored_predictions_answer_as_computed_without_a_model_run(
+    ml_engine: Engine, trained: dict[str, TrainedModel], statements: list[str]
+) -> None:
+    """With every order scored (``ml.stored``), the Strawberry path reads the stored rows
+    of the page in one statement and runs no model; the answer is the computed one."""
+    assert sum(stored.refresh(ml_engine).values()) == 0  # the fixture's data is all scored
+    store = store_for(ml_engine)
+    runs = (store.get("order_status").runs, store.get("order_value").runs)
     statements.clear()
-    run(ml_engine, ORDERS, {"n": 20})
-    small = len(statements)
-    statements.clear()
-    run(ml_engine, ORDERS, {"n": 500})
-    assert len(statements) == small
+    body = run(ml_engine, ORDERS, {"n": 500})
+    issued = list(statements)
+    assert (store.get("order_status").runs, store.get("order_value").runs) == runs
+    assert not [s for s in issued if "ml.order_features" in s]
+    assert len([s for s in issued if "FROM ml.order_predictions" in s]) == 1
+    with unstored(ml_engine):
+        computed = run(ml_engine, ORDERS, {"n": 500})
+    assert body == computed
+    assert len(body["data"]["orders"]["edges"]) == 500
 
 
 def test_ticket_and_customer_predictions(
@@ -114,7 +134,8 @@ def test_ticket_and_customer_predictions(
         edges { node { id expectedOrderValue { value model { name } } } } } }"""
     store = store_for(ml_engine)
     support_runs = store.get("support_status").runs
-    body = run(ml_engine, query)
+    with unstored(ml_engine):  # computed on request
+        body = run(ml_engine, query)
     assert "errors" not in body, body["errors"]
     tickets = [e["node"] for e in body["data"]["supportTickets"]["edges"]]
     assert len(tickets) == 50

@@ -21,6 +21,7 @@ from ml.train import TrainedModel
 from schema.app import schema
 from schema.context import ApiLimits, Context
 from tests.cli import cli_environment, run_cdms
+from tests.ml.conftest import unstored
 from tests.ml.test_graphql import ORDER_INPUT, WHAT_IF
 
 
@@ -54,14 +55,12 @@ def test_predictions_served_arrive_in_the_log(
 ) -> None:
     actor = f"apikey:{uuid.uuid4().hex[:8]}"
     started = dt.datetime.now(dt.UTC)
-    data = _execute(
-        ml_engine,
-        actor,
-        """{ orders(first: 4, orderBy: [{id: ASC}]) { edges { node { id
+    query = """{ orders(first: 4, orderBy: [{id: ASC}]) { edges { node { id
              predictedStatus { label probability model { version } }
-             predictedTotal { value } } } } }""",
-        {},
-    )
+             predictedTotal { value } } } } }"""
+    _execute(ml_engine, actor, query, {})  # stored predictions read: not logged again
+    with unstored(ml_engine):  # computed on request: logged
+        data = _execute(ml_engine, actor, query, {})
     what_if = _execute(ml_engine, actor, WHAT_IF, {"input": ORDER_INPUT})
     log_for(ml_engine).flush()
     rows = _logged(ml_engine, actor)
