@@ -11,8 +11,9 @@ page's stored rows deleted for that run and re-scored after it), for two pages: 
 fields per order, and the fuller row an orders screen lists (with the customer's name); through
 ``POST /graphql`` of the app as served (``create_app``: authentication, limits, compiled
 reads and the fast lane on; in-process through httpx's ASGI transport, so no socket), median
-of repeated runs, with the ratio (goal <= 1.3) and the SQL statements and onnxruntime runs
-per request; the same two queries on the Strawberry path (``schema.execute``) for
+of repeated runs (the pages compared are requested in turn, in an order shuffled per round,
+so they share the machine's drift), with the ratio (goal <= 1.3) and the SQL statements and
+onnxruntime runs per request; the same two queries on the Strawberry path (``schema.execute``) for
 comparison; a single what-if prediction through ``POST /graphql`` (p50/p95; goal p50 < 5
 ms). Every figure is printed with the load average (the machine is shared).
 """
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import random
 import statistics
 import sys
 import time
@@ -167,13 +169,20 @@ class Served:
 
     def timed(self, query: str, variables: dict[str, Any], runs: int) -> Timing:
         """``runs`` requests (after one warm-up) of ``query``."""
+        return self.interleaved([query], variables, runs)[0]
+
+    def interleaved(self, queries: list[str], variables: dict[str, Any], runs: int) -> list[Timing]:
+        """``runs`` rounds of one request of each of ``queries``, in an order shuffled per
+        round (after one warm-up round): queries compared with each other share the
+        machine's drift and noise, and none always runs after the same one."""
         import httpx
 
-        async def go() -> Timing:
+        async def go() -> list[Timing]:
             transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
 
-                async def one() -> tuple[float, float]:
+                async def one(query: str) -> tuple[float, float, float, float]:
+                    s0, r0 = self.statements, self._runs()
                     t0, c0 = time.perf_counter(), time.process_time()
                     resp = await client.post(
                         "/graphql", json={"query": query, "variables": variables}
@@ -189,17 +198,26 @@ class Served:
                         )
                     if "predicted" in query and '"label"' not in resp.text:
                         raise SystemExit("the response holds no predictions")
-                    return elapsed, cpu
+                    return elapsed, cpu, self.statements - s0, self._runs() - r0
 
-                await one()  # warm-up (plans, caches, sessions)
-                s0, r0 = self.statements, self._runs()
-                out = [await one() for _ in range(runs)]
-                return Timing(
-                    [w for w, _ in out],
-                    statistics.median(c for _, c in out),
-                    (self.statements - s0) / runs,
-                    (self._runs() - r0) / runs,
-                )
+                for query in queries:  # warm-up (plans, caches, sessions)
+                    await one(query)
+                out: list[list[tuple[float, float, float, float]]] = [[] for _ in queries]
+                order = list(range(len(queries)))
+                shuffle = random.Random(7).shuffle
+                for _ in range(runs):
+                    shuffle(order)  # none always follows the same one (caches, plans)
+                    for i in order:
+                        out[i].append(await one(queries[i]))
+                return [
+                    Timing(
+                        [r[0] for r in rows],
+                        statistics.median(r[1] for r in rows),
+                        sum(r[2] for r in rows) / runs,
+                        sum(r[3] for r in rows) / runs,
+                    )
+                    for rows in out
+                ]
 
         return asyncio.run(go())
 
@@ -235,10 +253,11 @@ def bench_queries(engine: Engine, runs: int) -> None:
         f" in {time.perf_counter() - t0:.1f} s (ml.stored.refresh; 0 when current)"
     )
     served = Served(engine)
-    plain = served.timed(ORDERS_QUERY % "", {"n": 500}, runs)
-    pred = served.timed(ORDERS_QUERY % PREDICTIONS, {"n": 500}, runs)
-    list_plain = served.timed(LIST_QUERY % "", {"n": 500}, runs)
-    list_pred = served.timed(LIST_QUERY % PREDICTIONS, {"n": 500}, runs)
+    plain, pred, list_plain, list_pred = served.interleaved(
+        [ORDERS_QUERY % "", ORDERS_QUERY % PREDICTIONS, LIST_QUERY % "", LIST_QUERY % PREDICTIONS],
+        {"n": 500},
+        runs,
+    )
     # the same query once the page's stored predictions are gone: computed on request
     newest = "SELECT id FROM app.orders ORDER BY id DESC LIMIT 500"
     with engine.begin() as conn:
