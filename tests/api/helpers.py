@@ -75,3 +75,17 @@ def model_runs(engine: Engine) -> dict[str, int]:
 
     store = store_for(engine)
     return {name: store.get(name).runs for name in store.loaded()}
+
+
+def lane_prepared(engine: Engine) -> list[tuple[str, int, int]]:
+    """(statement, generic plans, custom plans) of what is prepared on a connection of
+    the fast lane's pool (``db.engine.unpinged``; the lane's checkouts take the same ones)."""
+    from db.engine import unpinged
+
+    fairy = unpinged(engine).raw_connection()
+    try:
+        cur = fairy.cursor()
+        cur.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        return [(str(s), int(g), int(c)) for s, g, c in cur.fetchall()]
+    finally:
+        fairy.close()

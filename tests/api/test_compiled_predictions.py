@@ -21,14 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
-from db.seed import seed
-from etl import runner
-from ml.registry import register
 from ml.serving import close_store, store_for
-from ml.specs import SPECS
-from ml.train import train
 from tests.api.helpers import demo_client, model_runs, post
-from tests.ml.conftest import SHOP, deactivated, place_order
+from tests.ml.conftest import deactivated, place_order, shop_warehouse, train_all
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -47,13 +42,8 @@ class Paths:
 @pytest.fixture(scope="module")
 def ml_engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
     """A warehouse like tests/ml's (same shop), with the three models trained and active."""
-    url = clone_database("ml_compiled")
-    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
-    runner.run(url)
-    runner.dispose(url)
-    engine = make_engine(url)
-    for spec in SPECS.values():
-        assert register(engine, train(engine, spec)).activated
+    engine = make_engine(shop_warehouse(clone_database, "ml_compiled"))
+    train_all(engine)
     yield engine
     close_store(engine)
 

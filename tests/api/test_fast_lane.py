@@ -22,13 +22,13 @@ from api.guard import OperationGuard
 from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
 from db.config import DbSettings
-from db.engine import unpinged
 from db.errors import CdmsError
 from schema.app import schema
 from schema.compiled import execute, lane
 from schema.compiled.sql import Built
 from schema.context import ApiLimits
 from tests.api.conftest import Shop
+from tests.api.helpers import lane_prepared
 from tests.security.conftest import SECRET, bearer, token
 
 with warnings.catch_warnings():
@@ -269,12 +269,6 @@ def test_lane_transactions_are_read_only_and_keep_their_prepared_statements(
     for i in range(6 * pooled):  # 6 runs on each of the pool's connections, in turn
         marked.params["p0"] = i
         assert json.loads(lane.fetch(api_engine, marked, actor="t", timeout_ms=1000))["n"] == i
-    fairy = unpinged(api_engine).raw_connection()
-    try:
-        cur = fairy.cursor()
-        cur.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cur.fetchall()]
-    finally:
-        fairy.close()
+    prepared = [statement for statement, _, _ in lane_prepared(api_engine)]
     assert any("lane_prepare_test" in s for s in prepared), prepared
     assert any("transaction_read_only" in s for s in prepared), prepared

@@ -11,6 +11,7 @@ on request; a deactivated model gives MODEL_UNAVAILABLE even where rows are stor
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,20 +23,15 @@ from graphql import parse
 from sqlalchemy.engine import Engine
 
 from db.config import DbSettings
-from db.engine import make_engine, unpinged
-from db.seed import seed
-from etl import runner
+from db.engine import make_engine
 from ml import stored
-from ml.registry import register
 from ml.serving import close_store, store_for
-from ml.specs import SPECS
-from ml.train import train
 from schema.app import schema
 from schema.compiled import lane
 from schema.compiled.execute import compile_operation
 from schema.context import ApiLimits
-from tests.api.helpers import demo_client, model_runs, post
-from tests.ml.conftest import SHOP, deactivated
+from tests.api.helpers import demo_client, lane_prepared, model_runs, post
+from tests.ml.conftest import deactivated, shop_warehouse, train_all
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -52,13 +48,8 @@ class Paths:
 
 @pytest.fixture(scope="module")
 def engine(clone_database: Callable[[str], str]) -> Iterator[Engine]:
-    url = clone_database("ml_stored")
-    seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
-    runner.run(url)
-    runner.dispose(url)
-    engine = make_engine(url)
-    for spec in SPECS.values():
-        assert register(engine, train(engine, spec)).activated
+    engine = make_engine(shop_warehouse(clone_database, "ml_stored"))
+    train_all(engine)
     written = stored.refresh(engine)
     assert written["ml.order_predictions"] > 2 * 5_000 and written["ml.ticket_predictions"] > 0
     with engine.connect() as conn:  # one row per order, both models' columns set
@@ -164,16 +155,11 @@ def test_a_page_with_predictions_is_planned_once_not_per_request(paths: Paths) -
     for _ in range(6 * DbSettings.from_env().pool_size):  # each pooled connection, 6 times
         assert len(json.loads(lane.fetch(paths.engine, stmt, actor="t", timeout_ms=5000))
                    ["orders"]["edges"]) == 500  # fmt: skip
-    fairy = unpinged(paths.engine).raw_connection()
-    try:
-        cur = fairy.cursor()
-        cur.execute(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE '%LIMIT 501%ml.order_predictions%'"
-        )
-        plans = cur.fetchall()
-    finally:
-        fairy.close()
+    plans = [
+        (generic, custom)
+        for statement, generic, custom in lane_prepared(paths.engine)
+        if re.search(r"LIMIT 501\b.*ml\.order_predictions", statement)
+    ]
     assert plans, "the statement was not prepared"
     assert all(generic >= 1 and custom == 0 for generic, custom in plans), plans
 

@@ -28,13 +28,28 @@ from ml.train import TrainedModel, train
 SHOP = {"customers": 500, "orders": 6_000, "seed": 7, "end": dt.date(2026, 6, 1)}
 
 
-@pytest.fixture(scope="session")
-def ml_url(clone_database: Callable[[str], str]) -> Iterator[str]:
-    """A warehouse (seeded app, one ETL run); models registered by ``trained``."""
-    url = clone_database("ml")
+def shop_warehouse(clone_database: Callable[[str], str], name: str) -> str:
+    """A clone ``name`` seeded with ``SHOP`` and loaded into the warehouse by one ETL run."""
+    url = clone_database(name)
     seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
     runner.run(url)
     runner.dispose(url)
+    return url
+
+
+def train_all(engine: Engine) -> dict[str, TrainedModel]:
+    """The three models trained, registered and active."""
+    models = {name: train(engine, spec) for name, spec in SPECS.items()}
+    for m in models.values():
+        result = register(engine, m)
+        assert result.activated, result
+    return models
+
+
+@pytest.fixture(scope="session")
+def ml_url(clone_database: Callable[[str], str]) -> Iterator[str]:
+    """A warehouse (seeded app, one ETL run); models registered by ``trained``."""
+    url = shop_warehouse(clone_database, "ml")
     yield url
     close_store(make_engine(url))
 
@@ -47,11 +62,7 @@ def ml_engine(ml_url: str) -> Engine:
 @pytest.fixture(scope="session")
 def trained(ml_engine: Engine) -> dict[str, TrainedModel]:
     """The three models, trained once, registered and active in ``ml_url``."""
-    models = {name: train(ml_engine, spec) for name, spec in SPECS.items()}
-    for m in models.values():
-        result = register(ml_engine, m)
-        assert result.activated, result
-    return models
+    return train_all(ml_engine)
 
 
 @contextmanager
