@@ -153,6 +153,14 @@ def test_train_and_activate_store_the_new_versions_predictions(
     engine = make_engine(url)
     try:
         assert register(engine, trained["support_status"]).activated  # v1, nothing stored
+        # v1 was evaluated on another shop: make it the worst possible so v2 always wins
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE ml.model_version SET metrics = jsonb_set(metrics, '{macro_f1}', '0')"
+                    " WHERE name = 'support_status' AND active"
+                )
+            )
         out = cdms(url, "ml", "train", "--model", "support_status")
         assert out.returncode == 0, out.stderr
         assert "storing the predictions of support_status" in out.stdout
