@@ -1,6 +1,13 @@
-"""The ASGI application: health now; GraphQL, dashboard and the rest mount here."""
+"""The ASGI application: ``/graphql`` (POST operations, WebSocket subscriptions, GraphiQL
+on GET), ``/healthz``, the dashboard; authentication in front of all but health."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -8,26 +15,126 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
+from api.access import ACCESS
 from api.dashboard import DashboardAssets
-from api.graphql import GraphQLEndpoint
-from api.secure_graphql import secure_graphql
+from api.execute import Executor
+from api.http import GraphQLHttp, HttpLimits, error_response
+from api.pipeline import Pipeline, Policy
+from api.rules import Access, Limits
 from api.security import SecurityConfig, middleware
+from api.ws import GraphQLSockets
 from db.migrate import head_revision
+from schema.context import ApiLimits
+
+log = logging.getLogger("cdms.api")
+
+HOUSEKEEPING_S = 3600.0
+_PRUNE = sa.text("SELECT app.prune_idempotency_keys(), app.prune_rate_buckets()")
+
+
+async def _housekeeping(engine: Engine) -> None:
+    """Hourly: forget idempotency keys older than a day and idle rate-limit buckets."""
+
+    def prune() -> None:
+        with engine.begin() as conn:
+            conn.execute(_PRUNE)
+
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_S)
+        try:
+            await run_in_threadpool(prune)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("housekeeping skipped: %s", str(exc).splitlines()[0])
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """What an app is built with beside the security settings (tests override parts)."""
+
+    api: ApiLimits = field(default_factory=ApiLimits)
+    http: HttpLimits = field(default_factory=HttpLimits)
+    limits: Limits | None = None  # None: Limits() with the security settings' cost limit
+    compiled_reads: bool = True
+    access: Access = ACCESS  # who may use what (api/access.py)
+
+    @classmethod
+    def from_env(cls) -> AppOptions:
+        from api.settings import Settings, compiled_reads_enabled
+
+        settings = Settings.from_env()
+        return cls(
+            api=ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
+            http=HttpLimits(max_body_bytes=settings.max_body_bytes),
+            compiled_reads=compiled_reads_enabled(),
+        )
+
+
+class GraphQLEndpoint:
+    """``/graphql`` for every transport: POST (api/http.py), WebSocket (api/ws.py), and
+    GraphiQL on GET (admins only in production)."""
+
+    def __init__(self, engine: Engine, security: SecurityConfig, options: AppOptions) -> None:
+        from schema.app import schema
+
+        limits = options.limits or Limits(
+            max_cost=security.max_cost,
+            default_page=options.api.default_page_size,
+            max_page=options.api.max_page_size,
+        )
+        policy = Policy(security.production, security.persisted_only, limits)
+        self.rate = security.rate_limiter(engine)
+        self.pipeline = Pipeline(schema, engine, policy, self.rate, options.access)
+        self.executor = Executor(
+            schema,
+            engine,
+            options.api,
+            compiled_reads=options.compiled_reads,
+            cube_sql=security.show_cube_sql,
+        )
+        self.http = GraphQLHttp(self.pipeline, self.executor, options.http)
+        self.sockets = GraphQLSockets(self.pipeline, self.executor, security)
+        self.security = security
+        self._graphiql = _graphiql_page(schema)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.sockets(scope, receive, send)
+            return
+        if scope.get("method") == "GET":
+            principal = scope.get("state", {}).get("principal")
+            if self.security.production and not (principal and principal.is_admin):
+                response: Response = error_response(
+                    403, "FORBIDDEN", "GraphiQL is for admins in production"
+                )
+            else:
+                response = self._graphiql
+            await response(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+
+def _graphiql_page(schema: object) -> Response:
+    from starlette.responses import HTMLResponse
+    from strawberry.http.ides import get_graphql_ide_html
+
+    return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
 
 
 def create_app(
     engine: Engine,
-    graphql: GraphQLEndpoint | None = None,
     security: SecurityConfig | None = None,
+    options: AppOptions | None = None,
 ) -> Starlette:
-    """The app; ``graphql`` and ``security`` default to the environment's settings
+    """The app; ``security`` and ``options`` default to the environment's settings
     (authentication and limits: api.security, docs/security.md)."""
     head = head_revision()
-    graphql = graphql or secure_graphql(engine)
     security = security or SecurityConfig.from_env()
+    options = options or AppOptions.from_env()
+    graphql = GraphQLEndpoint(engine, security, options)
 
     def _probe() -> str | None:
         with engine.connect() as conn:
@@ -39,7 +146,9 @@ def create_app(
             revision = await run_in_threadpool(_probe)
         except sa.exc.SQLAlchemyError:
             return JSONResponse(
-                {"status": "unavailable", "database": "unreachable"}, status_code=503
+                {"status": "unavailable", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": "1"},
             )
         ok = revision == head
         return JSONResponse(
@@ -52,16 +161,28 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_housekeeping(engine), name="cdms housekeeping")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
         # the dashboard's static page holds no data: served before authentication
-        middleware=[Middleware(DashboardAssets), *middleware(engine, security)],
+        middleware=[Middleware(DashboardAssets), *middleware(engine, security, graphql.rate)],
     )
     app.state.engine = engine
+    app.state.graphql = graphql
     return app
 
 

@@ -1,23 +1,35 @@
 """Who is asking: a bearer token (an API key or an HS256 JWT) becomes a ``Principal``.
 
 - ``Authorization: Bearer cdms_...``: an API key, looked up by its sha256 (unrevoked only).
-- ``Authorization: Bearer <jwt>``: HS256-signed with ``CDMS_JWT_SECRET``; claims ``role``,
-  ``customer_id`` (customers only), ``exp`` (required), optional ``sub`` for the actor.
+- ``Authorization: Bearer <jwt>``: HS256-signed with ``CDMS_JWT_SECRET``, verified with
+  PyJWT; claims ``role``, ``customer_id`` (customers only: a canonical positive integer in
+  bigint range), ``exp`` (required: a finite time at most ``CDMS_JWT_MAX_LIFETIME_SECONDS``
+  ahead), optional ``nbf``/``iat`` (finite), ``aud``/``iss`` when configured, optional
+  ``sub`` for the actor.
 - No header: anonymous, allowed only when ``CDMS_DEMO_OPEN=1`` (then an admin, for the
   local demo); otherwise every route but ``/healthz`` answers 401 ``UNAUTHENTICATED``.
+
+A principal carries when its credential stops being valid (``expires_at``) so that an open
+WebSocket can be closed then (api/ws.py).
 """
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api import jwt
 from api.apikeys import ROLES, ApiKey, find_active, looks_like_key, recently_active, remember
 from db.errors import CdmsError
+
+BIGINT_MAX = 2**63 - 1
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
 class UnauthenticatedError(CdmsError):
@@ -25,14 +37,28 @@ class UnauthenticatedError(CdmsError):
 
 
 @dataclass(frozen=True)
+class JwtRules:
+    """How JWTs are verified (``CDMS_JWT_*``)."""
+
+    secret: str
+    leeway_s: float = 30.0
+    audience: str | None = None
+    issuer: str | None = None
+    max_lifetime_s: float = 400 * 86_400
+
+
+@dataclass(frozen=True)
 class Principal:
-    """The caller: its role, its customer (customers only), how writes record it, and the
-    bucket its requests are rate-limited in."""
+    """The caller: its role, its customer (customers only), how writes record it, the
+    bucket its requests are rate-limited in, and until when its credential holds
+    (``expires_at``, epoch seconds; None: until revoked)."""
 
     role: str
     customer_id: int | None
     actor: str
     bucket: str
+    expires_at: float | None = None
+    key_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -42,39 +68,105 @@ class Principal:
 DEMO_PRINCIPAL = Principal(role="admin", customer_id=None, actor="anonymous", bucket="anonymous")
 
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+def _customer_id(raw: Any) -> int:
+    """A canonical positive integer in bigint range (a JSON number or plain digits)."""
+    if isinstance(raw, bool):
+        raise UnauthenticatedError("a customer token needs an integer customer_id claim")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _CANONICAL_ID.fullmatch(raw):
+        value = int(raw)
+    else:
+        raise UnauthenticatedError("a customer token needs an integer customer_id claim")
+    if not 1 <= value <= BIGINT_MAX:
+        raise UnauthenticatedError("customer_id must be a positive 64-bit integer")
+    return value
+
+
+def principal_from_claims(claims: dict[str, Any], expires_at: float | None = None) -> Principal:
     role = claims.get("role")
     if role not in ROLES:
         raise UnauthenticatedError(f"token claim role must be one of {', '.join(ROLES)}")
-    raw_customer = claims.get("customer_id")
-    customer_id: int | None = None
-    if role == "customer":
-        if isinstance(raw_customer, bool) or not isinstance(raw_customer, int | str):
-            raise UnauthenticatedError("a customer token needs an integer customer_id claim")
-        try:
-            customer_id = int(raw_customer)
-        except ValueError:
-            raise UnauthenticatedError(
-                "a customer token needs an integer customer_id claim"
-            ) from None
-        if customer_id <= 0:
-            raise UnauthenticatedError("a customer token needs a positive customer_id claim")
+    customer_id = _customer_id(claims.get("customer_id")) if role == "customer" else None
     sub = claims.get("sub")
     who = str(sub) if isinstance(sub, str | int) and not isinstance(sub, bool) else None
     if customer_id is not None:
         actor = f"customer:{customer_id}"
     else:
         actor = f"jwt:{who}" if who else f"jwt:{role}"
-    return Principal(role=role, customer_id=customer_id, actor=actor, bucket=actor)
+    return Principal(role, customer_id, actor, actor, expires_at=expires_at)
+
+
+def _time_claim(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise UnauthenticatedError(f"token must carry a numeric {name} claim")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnauthenticatedError(f"token claim {name} must be a number of seconds")
+    if not math.isfinite(value):
+        raise UnauthenticatedError(f"token claim {name} must be finite")
+    return float(value)
+
+
+def decode_jwt(token: str, rules: JwtRules, now: float | None = None) -> Principal:
+    """The principal of a valid JWT; UnauthenticatedError otherwise (never another error:
+    a hostile token is the client's problem, not the server's)."""
+    try:
+        claims = jwt.decode(
+            token,
+            rules.secret,
+            algorithms=["HS256"],
+            audience=rules.audience,
+            issuer=rules.issuer,
+            # the time claims are checked below: PyJWT converts them with int(), which
+            # turns Infinity into an OverflowError and 1e308 into a token that never expires
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": rules.audience is not None,
+                "verify_iss": rules.issuer is not None,
+                "require": ["exp"] + (["aud"] if rules.audience else []),
+            },
+        )
+    except jwt.InvalidTokenError as exc:
+        raise UnauthenticatedError(f"invalid token: {exc}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise UnauthenticatedError("invalid token: malformed") from None
+    if not isinstance(claims, dict):
+        raise UnauthenticatedError("invalid token: malformed")
+    current = time.time() if now is None else now
+    exp = _time_claim(claims, "exp", required=True)
+    assert exp is not None
+    if current > exp + rules.leeway_s:
+        raise UnauthenticatedError("token expired")
+    if exp > current + rules.max_lifetime_s:
+        raise UnauthenticatedError(
+            f"token lifetime exceeds {rules.max_lifetime_s:g} s (CDMS_JWT_MAX_LIFETIME_SECONDS)"
+        )
+    nbf = _time_claim(claims, "nbf", required=False)
+    if nbf is not None and current < nbf - rules.leeway_s:
+        raise UnauthenticatedError("token not yet valid")
+    iat = _time_claim(claims, "iat", required=False)
+    if iat is not None and iat > current + rules.leeway_s:
+        raise UnauthenticatedError("token issued in the future")
+    return principal_from_claims(claims, expires_at=exp + rules.leeway_s)
+
+
+def encode_jwt(claims: dict[str, Any], secret: str) -> str:
+    """An HS256 token carrying ``claims`` (tests and tools)."""
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def _key_principal(key: ApiKey) -> Principal:
     actor = f"apikey:{key.id}"
-    return Principal(role=key.role, customer_id=key.customer_id, actor=actor, bucket=actor)
+    return Principal(key.role, key.customer_id, actor, actor, key_id=key.id)
 
 
 def authenticate_token(
-    engine: Engine, token: str, jwt_secret: str | None, key_cache_s: float = 0.0
+    engine: Engine, token: str, jwt_rules: JwtRules | None, key_cache_s: float = 0.0
 ) -> Principal:
     """The principal of a bearer token (blocking: does one indexed lookup for an API key,
     remembered for ``key_cache_s`` seconds)."""
@@ -85,36 +177,40 @@ def authenticate_token(
         remember(engine, token, key, key_cache_s)
         return _key_principal(key)
     if token.count(".") == 2:
-        if not jwt_secret:
+        if jwt_rules is None:
             raise UnauthenticatedError("JWTs are not accepted: CDMS_JWT_SECRET is not set")
-        try:
-            claims = jwt.decode(token, jwt_secret)
-        except jwt.InvalidTokenError as exc:
-            raise UnauthenticatedError(exc.message) from None
-        return principal_from_claims(claims)
+        return decode_jwt(token, jwt_rules)
     raise UnauthenticatedError("the bearer token is neither an API key nor a JWT")
+
+
+def bearer_token(authorization: str) -> str:
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthenticatedError("use Authorization: Bearer <token>")
+    return token
 
 
 async def authenticate(
     engine: Engine,
     authorization: str | None,
     *,
-    jwt_secret: str | None,
+    jwt_rules: JwtRules | None,
     demo_open: bool,
     key_cache_s: float = 0.0,
 ) -> Principal:
-    """The principal of a request's ``Authorization`` header (UNAUTHENTICATED if none fits).
-    An API key found active in the last ``key_cache_s`` seconds is not looked up again."""
+    """The principal of a request's ``Authorization`` header (UNAUTHENTICATED if none fits;
+    SERVICE_UNAVAILABLE when an API key cannot be looked up). An API key found active in
+    the last ``key_cache_s`` seconds is not looked up again."""
     if authorization is None or not authorization.strip():
         if demo_open:
             return DEMO_PRINCIPAL
         raise UnauthenticatedError("authentication required: send Authorization: Bearer <token>")
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise UnauthenticatedError("use Authorization: Bearer <token>")
+    token = bearer_token(authorization)
     if key_cache_s > 0 and looks_like_key(token):
         key = recently_active(engine, token)
         if key is not None:
             return _key_principal(key)
-    return await run_in_threadpool(authenticate_token, engine, token, jwt_secret, key_cache_s)
+    if not looks_like_key(token) and jwt_rules is not None:
+        return decode_jwt(token, jwt_rules)  # no I/O: stay on the event loop
+    return await run_in_threadpool(authenticate_token, engine, token, jwt_rules, key_cache_s)

@@ -119,10 +119,52 @@ def _orig(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
 
+def _camel(column: str) -> str:
+    head, *rest = column.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _field(diag: Any) -> str | None:
+    """The column a constraint error is about, as the API names it (``productId``), from
+    the column name or a ``<table>_<column>_(key|fkey|check)`` constraint name."""
+    column = getattr(diag, "column_name", None)
+    if not column:
+        constraint = getattr(diag, "constraint_name", None) or ""
+        table = getattr(diag, "table_name", None) or ""
+        for suffix in ("_key", "_fkey", "_check"):
+            if constraint.startswith(f"{table}_") and constraint.endswith(suffix):
+                column = constraint[len(table) + 1 : -len(suffix)]
+                break
+    if not column or not column.replace("_", "").isalnum():
+        return None
+    return _camel(column)
+
+
+# What a client is told for a standard SQLSTATE: the shop's words, never PostgreSQL's
+# (its messages name tables, columns and constraints). {field} is the API's field name.
+_MESSAGES: dict[str, tuple[str, str]] = {
+    "23505": ("this {field} is already taken", "a row with these values already exists"),
+    "23503": ("the {field} given does not exist", "a referenced row does not exist"),
+    "23514": ("invalid {field}", "the values break a rule of the shop"),
+    "23502": ("{field} is required", "a required value is missing"),
+    "22P02": ("invalid value", "invalid value"),
+    "22003": ("a number is out of range", "a number is out of range"),
+    "22007": ("invalid date or time", "invalid date or time"),
+    "22008": ("a date or time is out of range", "a date or time is out of range"),
+    "40001": ("the request met a concurrent change; try again", ""),
+    "40P01": ("the request met a concurrent change; try again", ""),
+    "55P03": ("the request met a concurrent change; try again", ""),
+    "57014": ("the statement took longer than the configured statement_timeout", ""),
+    "42501": ("not allowed", ""),
+}
+
+
 def from_db_error(exc: BaseException) -> CdmsError | None:
     """Translate a database exception to a domain error, or None if it is unexpected.
 
-    Accepts psycopg errors and SQLAlchemy's DBAPIError wrappers.
+    Accepts psycopg errors and SQLAlchemy's DBAPIError wrappers. Our own errors (class CD)
+    keep the message and the JSON detail their procedure wrote; a standard error gets a
+    message of the shop's and, where one can be told, the ``field`` it is about.
     """
     import psycopg
 
@@ -134,7 +176,9 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
         if isinstance(orig, psycopg.DataError):
             # refused by psycopg before it reached the server: a value PostgreSQL cannot
             # hold, e.g. text with a NUL character (any text input or filter)
-            return BadUserInputError(f"invalid value: {orig}", reason="unrepresentable")
+            return BadUserInputError(
+                "invalid value: text may not contain NUL characters", reason="unrepresentable"
+            )
         return None
     if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}:
         return DatabaseUnavailableError("the database is unavailable; try again shortly")
@@ -142,22 +186,23 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
     if code is None:
         return None
     diag = getattr(orig, "diag", None)
-    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
     fields: dict[str, Any] = {}
-    detail = getattr(diag, "message_detail", None)
-    if sqlstate in SQLSTATE_CODES and detail:
+    if sqlstate in SQLSTATE_CODES:
+        message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+        detail = getattr(diag, "message_detail", None)
         try:
-            parsed = json.loads(detail)
+            parsed = json.loads(detail) if detail else None
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
             fields = parsed
-    elif sqlstate.startswith("23"):
-        constraint = getattr(diag, "constraint_name", None)
-        if constraint:
-            fields["constraint"] = constraint
-    if code == "TIMEOUT":
-        message = "the statement took longer than the configured statement_timeout"
+    else:
+        with_field, without = _MESSAGES[sqlstate]
+        name = _field(diag) if sqlstate.startswith("23") else None
+        if name is not None:
+            fields["field"] = name
+            message = with_field.format(field=name)
+        else:
+            message = without or with_field
     cls = _BY_CODE.get(code, CdmsError)
-    err = cls(message, **fields)
-    return err
+    return cls(message, **fields)

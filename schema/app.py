@@ -1,20 +1,14 @@
 """Builds the ``strawberry.Schema``: query roots of every feature, mutations, subscription,
-scalars, limits (depth, aliases, tokens), parser/validation caches and error codes."""
+scalars, parser/validation caches and error codes. The request limits (tokens, depth,
+aliases, expanded size, cost) are checked before the schema sees an operation, for every
+transport (api/pipeline.py, api/rules.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from schema.cube.extension import CubeExtensions
@@ -35,14 +29,6 @@ from schema.returns.queries import ReturnQueries
 from schema.scalars import SCALAR_MAP
 from schema.tickets.mutations import SupportTicketMutations
 from schema.tickets.queries import SupportTicketQueries
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    max_depth: int = 12
-    max_aliases: int = 30
-    max_tokens: int = 5_000
-    max_batch: int = 10
 
 
 @strawberry.type
@@ -81,26 +67,15 @@ class CdmsSchema(strawberry.Schema):
         """Errors are classified (and unexpected ones logged) by ``schema.errors``."""
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
-    limits = limits or QueryLimits()
-    # The limiters mint a new rule class per instance, and the validation cache is keyed by
-    # the rule classes: build them once so repeated queries hit the cache (~15 ms a request).
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
-    ]
+def build_schema() -> strawberry.Schema:
     return CdmsSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(
-            scalar_map=SCALAR_MAP, batching_config={"max_operations": limits.max_batch}
-        ),
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
             ErrorCodes,
             CubeExtensions,
-            lambda: AddValidationRules(limit_rules),
-            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],

@@ -130,6 +130,10 @@ class RequestDb:
             conn = self._ensure()
         except sa.exc.TimeoutError:
             raise busy_error() from None
+        except sa.exc.DBAPIError as exc:  # no connection: the server is away
+            raise from_db_error(exc) or DatabaseUnavailableError(
+                "the database is unavailable; try again shortly"
+            ) from exc
         try:
             return fn(conn)
         except sa.exc.DBAPIError as exc:
@@ -187,6 +191,8 @@ class Context:
     role: str | None = None
     customer_id: int | None = None
     request_id: str = field(default_factory=lambda: new_request_id())
+    # the request's Idempotency-Key header (placeOrder)
+    idempotency_key: str | None = None
     loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
     # compiled connection queries by argument set (shared by the loaders above)
     queries: dict[Hashable, Any] = field(default_factory=dict)

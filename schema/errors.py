@@ -52,7 +52,7 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         orig = from_db_error(orig) or orig
     if isinstance(orig, CdmsError):
         ext: dict[str, Any] = {"code": orig.code, **orig.fields}
-        return _with(error, error.message, ext)
+        return _with(error, orig.message, ext)
     if orig is None:
         if _is_complexity(error.message):
             return _with(error, error.message, {"code": QueryTooComplexError.code})

@@ -1,9 +1,10 @@
-"""Shared pieces of mutations: run one write transaction, then re-read the changed node.
+"""Shared pieces of mutations: one write transaction that also reads the changed node.
 
-Writes go through ``Context.run_write`` (``db.engine.transaction``: one transaction,
-``SET LOCAL cdms.actor``, database errors mapped to ``CdmsError``). The changed object is
-read back afterwards through the usual loaders, so a mutation's payload is exactly what a
-query would return.
+Writes go through ``Context.run_write`` (``db.engine.transaction``: one transaction, the
+request's session settings and row-level security, database errors mapped to
+``CdmsError``). The changed row is read in the same transaction, before COMMIT, so a
+committed write always has its payload (a failure after the commit cannot turn an order
+that was placed into an error that invites a second one).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from strawberry import UNSET
 from db.errors import BadUserInputError, NotFoundError
 from schema.catalog import Entity
 from schema.context import Info
-from schema.nodes import load_one
 
 N = TypeVar("N")
 
@@ -31,12 +31,20 @@ async def write_and_read(
     ent: Entity,
     build: Callable[[Row[Any]], N],
 ) -> N:
-    """Run ``write`` (returns the changed row's id) in one transaction; return the node."""
-    changed_id = await info.context.run_write(write)
-    row = await load_one(info, ent, changed_id)
-    if row is None:  # pragma: no cover - the row was just written in a committed transaction
-        raise NotFoundError(f"{ent.name} {changed_id} not found", entity=ent.name, id=changed_id)
-    return build(row)
+    """Run ``write`` (returns the changed row's id) and read the row, in one transaction;
+    return the node."""
+
+    def work(conn: Connection) -> Row[Any]:
+        changed_id = write(conn)
+        t = ent.table.alias("t")
+        row = conn.execute(sa.select(*ent.columns(t)).where(t.c.id == changed_id)).first()
+        if row is None:  # pragma: no cover - written by this very transaction
+            raise NotFoundError(
+                f"{ent.name} {changed_id} not found", entity=ent.name, id=changed_id
+            )
+        return row
+
+    return build(await info.context.run_write(work))
 
 
 def given_values(obj: Any, columns: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import AddValidationRules, SchemaExtension
 
-from db.errors import CdmsError
+from db.errors import CdmsError, from_db_error
 from schema.compiled import plan as P
 from schema.compiled.sql import Built, statement
 from schema.context import ApiLimits, Context
@@ -320,10 +320,15 @@ class CompiledReads(SchemaExtension):
                 except CdmsError as exc:  # e.g. TIMEOUT: the request's own failure
                     error = GraphQLError(exc.message, original_error=exc)
                     ec.result = GraphQLExecutionResult(data=None, errors=[error])
-                except sa.exc.DBAPIError:
-                    # a statement the database refuses is a compiler bug: log it, and let
-                    # Strawberry answer the request
-                    log.exception("request %s: compiled read failed", ctx.request_id)
+                except sa.exc.DBAPIError as exc:
+                    mapped = from_db_error(exc)
+                    if mapped is not None and mapped.code == "SERVICE_UNAVAILABLE":
+                        error = GraphQLError(mapped.message, original_error=mapped)
+                        ec.result = GraphQLExecutionResult(data=None, errors=[error])
+                    else:
+                        # a statement the database refuses is a compiler bug: log it, and
+                        # let Strawberry answer the request
+                        log.exception("request %s: compiled read failed", ctx.request_id)
                 else:
                     ec.result = GraphQLExecutionResult(data=data, errors=errors)
         yield

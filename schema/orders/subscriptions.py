@@ -1,6 +1,10 @@
 """``orderStatusChanged(customerId)``: status changes by any writer, via NOTIFY.
 
-Fed by the process's single ``LISTEN cdms_order_status`` connection (schema.notify).
+Fed by the process's single ``LISTEN cdms_order_status`` connection (schema.notify). Each
+event is decided like a read: the order is read on the subscriber's connection, under its
+row-level security, and the event is dropped unless the subscriber may read that order and
+the order belongs to the customer subscribed to (a notification is only a hint: any
+writer may NOTIFY).
 """
 
 from __future__ import annotations
@@ -53,8 +57,13 @@ class OrderSubscriptions:
                     if event.get("customer_id") != wanted:
                         continue
                     ctx.loaders.clear()  # each event reads the order afresh
+                    order_id = event.get("order_id")
+                    row = await load_one(info, catalog.ORDER, order_id)
+                    if row is None or row.customer_id != wanted:
+                        await ctx.close()
+                        continue  # not this subscriber's to see
                     yield OrderStatusEvent(
-                        order_id=strawberry.ID(str(event["order_id"])),
+                        order_id=strawberry.ID(str(order_id)),
                         customer_id=strawberry.ID(str(wanted)),
                         from_status=None
                         if event.get("from") is None

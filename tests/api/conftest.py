@@ -18,14 +18,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
+from api.app import AppOptions, create_app
+from api.http import HttpLimits
+from api.rules import Limits
 from api.security import SecurityConfig
 from db.engine import make_engine
-from schema.app import schema
 from schema.context import ApiLimits
+from tests.api.helpers import body_of
 
 with warnings.catch_warnings():
     # starlette 1.x prefers httpx2 for its TestClient; httpx works the same for our use
@@ -152,14 +151,23 @@ def shop(api_engine: Engine) -> Shop:
         return build_shop(conn)
 
 
-def make_client(engine: Engine, **limits: Any) -> TestClient:
-    api = ApiLimits(**{k: v for k, v in limits.items() if k in ApiLimits.__dataclass_fields__})
-    http = HttpLimits(**{k: v for k, v in limits.items() if k in HttpLimits.__dataclass_fields__})
+def options(compiled: bool = True, **limits: Any) -> AppOptions:
+    """App options from keyword limits of ApiLimits, HttpLimits or api.rules.Limits (no
+    cost limit unless given)."""
+
+    def pick(cls: Any) -> dict[str, Any]:
+        return {k: v for k, v in limits.items() if k in cls.__dataclass_fields__}
+
+    api = ApiLimits(**pick(ApiLimits))
+    rules = {"max_cost": 10**9, "default_page": api.default_page_size,
+             "max_page": api.max_page_size, **pick(Limits)}  # fmt: skip
+    return AppOptions(api, HttpLimits(**pick(HttpLimits)), Limits(**rules), compiled)
+
+
+def make_client(engine: Engine, compiled: bool = False, **limits: Any) -> TestClient:
     # demo-open: anonymous requests are the admin principal (RLS as cdms_api, admin role);
     # tests/security covers the other principals
-    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
-    endpoint = SecureGraphQLEndpoint(schema, engine, api, http, guard)
-    app = create_app(engine, endpoint, SecurityConfig(demo_open=True))
+    app = create_app(engine, SecurityConfig(demo_open=True), options(compiled, **limits))
     return TestClient(app, raise_server_exceptions=True)
 
 
@@ -180,10 +188,7 @@ def gql(client: TestClient) -> Gql:
         query: str, variables: dict[str, Any] | None = None, operationName: str | None = None
     ) -> dict[str, Any]:
         payload = {"query": query, "variables": variables or {}, "operationName": operationName}
-        resp = client.post("/graphql", json=payload)
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
-        return body
+        return body_of(client.post("/graphql", json=payload))
 
     return run
 

@@ -39,34 +39,24 @@ def sql_one(engine: Engine, query: str, **params: Any) -> Any:
 def demo_client(engine: Engine, compiled: bool) -> Any:
     """A TestClient of the app as served (secured endpoint, demo-open, no cost limit), on
     the compiled read path or on Strawberry's."""
-    import warnings
+    from tests.api.conftest import make_client
 
-    from api.app import create_app
-    from api.graphql import HttpLimits
-    from api.guard import OperationGuard
-    from api.secure_graphql import SecureGraphQLEndpoint
-    from api.security import SecurityConfig
-    from schema.app import schema
-    from schema.context import ApiLimits
+    return make_client(engine, compiled)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
 
-    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
-    endpoint = SecureGraphQLEndpoint(
-        schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
-    )
-    app = create_app(engine, endpoint, SecurityConfig(demo_open=True))
-    return TestClient(app, raise_server_exceptions=True)
+def body_of(resp: Any) -> dict[str, Any]:
+    """The JSON body of a /graphql answer: 200, or 400 for an operation refused before it
+    ran (then no data and coded errors)."""
+    assert resp.status_code in (200, 400), resp.text
+    body: dict[str, Any] = resp.json()
+    if resp.status_code == 400:
+        assert body["data"] is None and codes(body), body
+    return body
 
 
 def post(client: Any, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
-    """POST /graphql; the JSON body of a 200 answer."""
-    resp = client.post("/graphql", json={"query": query, "variables": variables or {}})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
+    """POST /graphql; the JSON body (see :func:`body_of`)."""
+    return body_of(client.post("/graphql", json={"query": query, "variables": variables or {}}))
 
 
 def model_runs(engine: Engine) -> dict[str, int]:

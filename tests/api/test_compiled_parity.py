@@ -21,16 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
-from api.security import SecurityConfig
 from db.engine import make_engine
 from schema.app import schema
 from schema.compiled import lane
-from schema.context import ApiLimits
-from tests.api.conftest import Shop, build_shop
+from tests.api.conftest import Shop, build_shop, make_client
+from tests.api.helpers import body_of
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -140,14 +135,7 @@ def world(clone_database: Callable[[str], str]) -> Iterator[World]:
     unobserve = lane.observe(lambda statement: before(None, None, statement))
 
     def client(compiled: bool) -> TestClient:
-        # as tests/api/conftest.make_client: demo-open, so requests are the admin principal
-        # and both paths read under the same row-level security
-        guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=10**9)
-        endpoint = SecureGraphQLEndpoint(
-            schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
-        )
-        app = create_app(engine, endpoint, SecurityConfig(demo_open=True))
-        return TestClient(app, raise_server_exceptions=True)
+        return make_client(engine, compiled)
 
     with client(True) as compiled, client(False) as plain:
         yield World(engine, shop, extra, compiled, plain, log)
@@ -156,10 +144,7 @@ def world(clone_database: Callable[[str], str]) -> Iterator[World]:
 
 
 def _post(c: TestClient, query: str, variables: dict[str, Any] | None) -> dict[str, Any]:
-    resp = c.post("/graphql", json={"query": query, "variables": variables or {}})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
+    return body_of(c.post("/graphql", json={"query": query, "variables": variables or {}}))
 
 
 def both(
@@ -542,13 +527,15 @@ def test_a_statement_the_database_refuses_falls_back_and_is_logged(
 def test_the_switch_of_the_served_endpoint(
     world: World, monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
 ) -> None:
-    from api.secure_graphql import secure_graphql
+    from api.app import AppOptions
+    from api.execute import Executor
     from schema.compiled import CompiledReads
 
     if value is None:
         monkeypatch.delenv("CDMS_COMPILED_READS", raising=False)
     else:
         monkeypatch.setenv("CDMS_COMPILED_READS", value)
-    endpoint = secure_graphql(world.engine)
-    assert (CompiledReads in endpoint.exec_schema.extensions) is on
-    assert CompiledReads not in endpoint.schema.extensions  # the shared schema is untouched
+    opts = AppOptions.from_env()
+    executor = Executor(schema, world.engine, opts.api, compiled_reads=opts.compiled_reads)
+    assert (CompiledReads in executor.exec_schema.extensions) is on
+    assert CompiledReads not in executor.schema.extensions  # the shared schema is untouched

@@ -17,17 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
 from api.security import SecurityConfig
 from db.config import DbSettings
 from db.errors import CdmsError
-from schema.app import schema
 from schema.compiled import execute, lane
 from schema.compiled.sql import Built
 from schema.context import ApiLimits
-from tests.api.conftest import Shop
+from tests.api.conftest import Shop, options
 from tests.api.helpers import lane_prepared
 from tests.security.conftest import SECRET, bearer, token
 
@@ -43,11 +39,9 @@ MINE = "query ($n: Int) { orders(first: $n) { edges { node { id customer { id } 
 
 
 def _client(engine: Engine, compiled: bool, max_cost: int = 10**9) -> TestClient:
-    guard = OperationGuard(engine, production=False, persisted_only=False, max_cost=max_cost)
-    endpoint = SecureGraphQLEndpoint(
-        schema, engine, ApiLimits(), HttpLimits(), guard, compiled_reads=compiled
+    app = create_app(
+        engine, SecurityConfig(jwt_secret=SECRET), options(compiled, max_cost=max_cost)
     )
-    app = create_app(engine, endpoint, SecurityConfig(jwt_secret=SECRET))
     return TestClient(app, raise_server_exceptions=True)
 
 

@@ -184,11 +184,11 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
     import asyncio
     import json
 
-    from api.graphql import GraphQLEndpoint, HttpLimits
-    from schema.app import schema
-    from schema.context import ApiLimits
+    from api.app import create_app
+    from api.security import SecurityConfig
+    from tests.api.conftest import options
 
-    endpoint = GraphQLEndpoint(schema, api_engine, ApiLimits(), HttpLimits(max_body_bytes=1000))
+    endpoint = create_app(api_engine, SecurityConfig(demo_open=True), options(max_body_bytes=1000))
     received = 0
     sent: list[dict[str, object]] = []
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
 from tests.api.conftest import Shop, TestClient, build_shop, make_client
+from tests.api.helpers import body_of
 
 Run = Callable[..., dict[str, Any]]
 
@@ -47,10 +48,7 @@ def w_client(w_engine: Engine, w_shop: Shop) -> Iterator[TestClient]:
 @pytest.fixture
 def run(w_client: TestClient) -> Run:
     def go(query: str, **variables: Any) -> dict[str, Any]:
-        resp = w_client.post("/graphql", json={"query": query, "variables": variables})
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
-        return body
+        return body_of(w_client.post("/graphql", json={"query": query, "variables": variables}))
 
     return go
 
@@ -105,7 +103,7 @@ def test_create_and_update_customer(run: Run, w_engine: Engine, w_shop: Shop) ->
     ext = refused(
         run, w_engine, "CONFLICT", CREATE_CUSTOMER, input={**base, "email": "NEW@example.com"}
     )
-    assert ext["constraint"] == "customers_email_key"
+    assert ext["field"] == "email" and "constraint" not in ext
     refused(run, w_engine, "BAD_USER_INPUT", CREATE_CUSTOMER, input={**base, "email": "nope"})
 
     update = """mutation ($id: ID!, $input: UpdateCustomerInput!) {

@@ -1,6 +1,7 @@
 """``cdms serve --workers 2`` on the embedded default: the supervising process prepares the
 database and keeps the embedded server; two uvicorn worker processes answer on one port,
-each with its own engine and fast lane; SIGTERM stops them all and frees the data folder."""
+each with its own engine and fast lane, and one rate limit holds across both (the buckets
+are in PostgreSQL); SIGTERM stops them all and frees the data folder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from db.server import running_pid
 from tests.reliability._server import free_port, stop, wait_healthy
 
 QUERY = "query ($id: ID!) { product(id: $id) { id sku } }"
+SECRET = "workers-test-secret-0123456789abcdef"
+
+
+def _token(who: str) -> str:
+    from api.auth import encode_jwt
+
+    return encode_jwt({"role": "analyst", "sub": who, "exp": int(time.time()) + 600}, SECRET)
 
 
 def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> None:
@@ -27,7 +35,8 @@ def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> N
     env.update(
         CDMS_DATA_DIR=str(data),
         CDMS_DEMO_OPEN="1",
-        CDMS_RATE_LIMIT="0",
+        CDMS_RATE_LIMIT="2,10",
+        CDMS_JWT_SECRET=SECRET,
         CDMS_DEMO_CUSTOMERS="50",
         CDMS_DEMO_ORDERS="300",
         CDMS_ETL_INTERVAL="0",
@@ -48,10 +57,12 @@ def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> N
         workers = [p for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in supervisor.children()]
 
-        def ask(i: int) -> tuple[int, dict[str, object]]:
+        def ask(i: int, who: str | None = None) -> tuple[int, dict[str, object]]:
             with httpx.Client(base_url=base, timeout=30) as client:  # its own connection
                 resp = client.post(
-                    "/graphql", json={"query": QUERY, "variables": {"id": str(1 + i % 20)}}
+                    "/graphql",
+                    json={"query": QUERY, "variables": {"id": str(1 + i % 20)}},
+                    headers={"Authorization": f"Bearer {_token(who or f'caller-{i}')}"},
                 )
                 return resp.status_code, resp.json()
 
@@ -62,6 +73,14 @@ def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> N
         assert {body["data"]["product"]["id"] for _, body in answers} == {  # type: ignore[index]
             str(i) for i in range(1, 21)
         }
+        # one principal, spread over both workers: one bucket (10, then 2 a second)
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            burst = list(pool.map(lambda i: ask(i, "one-principal"), range(40)))
+        allowed = 10 + 2 * (time.monotonic() - started) + 1
+        accepted = [s for s, _ in burst].count(200)
+        assert accepted <= allowed, (accepted, allowed)
+        assert [s for s, _ in burst].count(429) == 40 - accepted
 
         proc.terminate()
         assert proc.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()

@@ -221,5 +221,5 @@ def test_feedback_rating_is_1_to_5(pg: Conn, rating: int) -> None:
     pg.commit()
     with refused(pg, BadUserInputError) as info:
         _feedback(pg, customer, None, rating)
-    assert info.value.fields["constraint"] == "feedback_rating_check"
+    assert info.value.fields["field"] == "rating"
     assert _feedback_of(pg, customer) == 0

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from api import jwt
+from api.auth import encode_jwt
 from db.engine import make_engine
 from tests.api.conftest import build_shop
 
@@ -83,7 +83,7 @@ def test_scarce_stock_is_never_oversold(server: tuple[str, str]) -> None:
     customers = shop.customers
     exp = int(time.time()) + 600
     tokens = [
-        jwt.encode({"role": "customer", "customer_id": c, "exp": exp}, SECRET) for c in customers
+        encode_jwt({"role": "customer", "customer_id": c, "exp": exp}, SECRET) for c in customers
     ]
 
     async def one(i: int, client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:

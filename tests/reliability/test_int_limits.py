@@ -13,6 +13,7 @@ import pytest
 
 from db.engine import make_engine
 from tests.api.conftest import Shop, build_shop, make_client
+from tests.api.helpers import body_of
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -37,9 +38,8 @@ def limits_client(clone_database: Callable[[str], str]) -> Iterator[tuple[TestCl
 
 
 def _codes(client: TestClient, query: str, **variables: Any) -> list[str]:
-    resp = client.post("/graphql", json={"query": query, "variables": variables})
-    assert resp.status_code == 200, resp.text
-    return [e["extensions"]["code"] for e in resp.json().get("errors") or []]
+    body = body_of(client.post("/graphql", json={"query": query, "variables": variables}))
+    return [e["extensions"]["code"] for e in body.get("errors") or []]
 
 
 @pytest.mark.parametrize("value", [LOW, HIGH])

@@ -68,6 +68,22 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.close()
 
 
+def _serve(url: str, tmp_path: Path) -> tuple[str, subprocess.Popen[bytes], Any]:
+    """The app on ``url`` in its own process (demo-open, no rate limit): base URL, the
+    process, its log file."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
+    env.update(DATABASE_URL=url, CDMS_DEMO_OPEN="1", CDMS_RATE_LIMIT="0")
+    code = (
+        "import uvicorn; from api.app import create_app; from db.engine import make_engine; "
+        f"uvicorn.run(create_app(make_engine({url!r})), host='127.0.0.1', port={port},"
+        " log_level='warning')"
+    )
+    log = (tmp_path / "app.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
+    return f"http://127.0.0.1:{port}", proc, log
+
+
 def _post(
     client: httpx.Client, base: str, query: str, variables: Any = None
 ) -> tuple[int, dict[str, Any], float]:
@@ -86,17 +102,7 @@ def test_api_survives_a_postgres_restart(cluster: Cluster, tmp_path: Path) -> No
     customer, product = shop.customers[0], shop.products[0]
     dispose_engine(url)
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
-    env.update(DATABASE_URL=url, CDMS_DEMO_OPEN="1", CDMS_RATE_LIMIT="0")
-    code = (
-        "import uvicorn; from api.app import create_app; from db.engine import make_engine; "
-        f"uvicorn.run(create_app(make_engine({url!r})), host='127.0.0.1', port={port},"
-        " log_level='warning')"
-    )
-    log = (tmp_path / "app.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
+    base, proc, log = _serve(url, tmp_path)
     acknowledged: list[int] = []
     variables = {"c": str(customer), "p": str(product)}
 
@@ -147,3 +153,78 @@ def test_api_survives_a_postgres_restart(cluster: Cluster, tmp_path: Path) -> No
         ).scalar_one()
     dispose_engine(url)
     assert present == len(acknowledged) == 8
+
+
+PLACE_KEYED = """mutation ($c: ID!, $p: ID!, $k: String!) { placeOrder(input: {customerId: $c,
+  channel: WEB, paymentMethod: CARD, items: [{productId: $p, quantity: 1}],
+  idempotencyKey: $k}) { id } }"""
+
+
+def test_retried_orders_with_idempotency_keys_are_placed_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A client places 40 orders, each with its own key, and retries every failure with the
+    same key while PostgreSQL is stopped (fast) in the middle and started again: every key
+    ends with exactly one order, every acknowledged order is there, nothing is doubled."""
+    import threading
+
+    ensure_database(cluster.admin_url, "cdms_keys")
+    url = with_database(cluster.admin_url, "cdms_keys")
+    upgrade(url)
+    with make_engine(url).begin() as conn:
+        shop = build_shop(conn)
+        before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
+    dispose_engine(url)
+    customer, product = shop.customers[1], shop.products[0]
+
+    base, proc, log = _serve(url, tmp_path)
+    acknowledged: dict[str, int] = {}
+    refusals: list[tuple[int, str]] = []
+    outage = threading.Event()
+
+    def bounce() -> None:
+        while len(acknowledged) < 10:
+            time.sleep(0.05)
+        cluster.stop_fast()
+        outage.set()
+        time.sleep(2)
+        cluster.start()
+
+    try:
+        wait_healthy(proc, base)
+        bouncer = threading.Thread(target=bounce, daemon=True)
+        bouncer.start()
+        with httpx.Client(timeout=10) as client:
+            for i in range(40):
+                key = f"order-{i}"
+                variables = {"c": str(customer), "p": str(product), "k": key}
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        status, body, _ = _post(client, base, PLACE_KEYED, variables)
+                    except httpx.TransportError:
+                        status, body = 0, {}
+                    if status == 200 and "errors" not in body:
+                        acknowledged[key] = int(body["data"]["placeOrder"]["id"])
+                        break
+                    codes = [e["extensions"]["code"] for e in body.get("errors", [])]
+                    refusals.append((status, ",".join(codes)))
+                    assert status in (0, 200, 503), (status, body)
+                    assert set(codes) <= {"SERVICE_UNAVAILABLE"}, body
+                    assert time.monotonic() < deadline, "no recovery"
+                    time.sleep(0.1)
+        bouncer.join(30)
+        assert outage.is_set() and refusals, "the database was never away during the run"
+    finally:
+        stop(proc)
+        log.close()
+
+    with make_engine(url).connect() as conn:
+        placed = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() - before
+        keys = dict(
+            (str(k), int(o))
+            for k, o in conn.execute(sa.text("SELECT key, order_id FROM app.idempotency_keys"))
+        )
+    dispose_engine(url)
+    assert placed == len(acknowledged) == 40, (placed, len(acknowledged))
+    assert keys == acknowledged

@@ -16,16 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from api import jwt
 from api.apikeys import create_key
-from api.app import create_app
-from api.graphql import HttpLimits
-from api.guard import OperationGuard
-from api.secure_graphql import SecureGraphQLEndpoint
+from api.app import AppOptions, create_app
+from api.auth import encode_jwt
+from api.rules import Access
 from api.security import SecurityConfig
 from db.engine import make_engine
-from schema.app import schema
-from schema.context import ApiLimits
 from tests.api.conftest import Shop, build_shop
 
 with warnings.catch_warnings():
@@ -64,7 +60,7 @@ def token(role: str, customer_id: int | None = None, ttl: int = 600, **extra: An
     claims: dict[str, Any] = {"role": role, "exp": int(time.time()) + ttl, **extra}
     if customer_id is not None:
         claims["customer_id"] = customer_id
-    return jwt.encode(claims, SECRET)
+    return encode_jwt(claims, SECRET)
 
 
 def bearer(tok: str) -> dict[str, str]:
@@ -74,19 +70,20 @@ def bearer(tok: str) -> dict[str, str]:
 def make_app(
     engine: Engine,
     *,
-    guard: OperationGuard | None = None,
+    access: Access | None = None,
+    options: AppOptions | None = None,
     **config: Any,
 ) -> TestClient:
+    """The app as served, with these security settings (a JWT secret by default) and,
+    for the tests that switch the checks off, another ``access`` table."""
     config.setdefault("jwt_secret", SECRET)
     security = SecurityConfig(**config)
-    guard = guard or OperationGuard(
-        engine,
-        production=security.production,
-        persisted_only=security.persisted_only,
-        max_cost=security.max_cost,
-    )
-    endpoint = SecureGraphQLEndpoint(schema, engine, ApiLimits(), HttpLimits(), guard)
-    return TestClient(create_app(engine, endpoint, security), raise_server_exceptions=True)
+    options = options or AppOptions()
+    if access is not None:
+        options = AppOptions(
+            options.api, options.http, options.limits, options.compiled_reads, access
+        )
+    return TestClient(create_app(engine, security, options), raise_server_exceptions=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api import jwt
 from api.apikeys import create_key, hash_key, list_keys, revoke_key
+from api.auth import JwtRules, UnauthenticatedError, decode_jwt, encode_jwt
 from api.security import SecurityConfig
 from db.errors import BadUserInputError, ConfigError, NotFoundError
 from tests.api.conftest import Shop
@@ -109,13 +109,13 @@ def test_jwts_are_checked(client: Any, sec_shop: Shop, parties: Parties) -> None
     admin_payload = _b64({"role": "admin", "exp": now + 600})
     refused = {
         "expired": token("customer", parties.a, ttl=-3600),
-        "forged": jwt.encode({"role": "admin", "exp": now + 600}, "another-secret-" * 3),
+        "forged": encode_jwt({"role": "admin", "exp": now + 600}, "another-secret-" * 3),
         "tampered": f"{head}.{admin_payload}.{sig}",
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{admin_payload}.",
-        "no exp": jwt.encode({"role": "admin"}, SECRET),
+        "no exp": encode_jwt({"role": "admin"}, SECRET),
         "unknown role": token("root"),
         "customer without id": token("customer"),
-        "customer id not a number": jwt.encode(
+        "customer id not a number": encode_jwt(
             {"role": "customer", "customer_id": "x", "exp": now + 600}, SECRET
         ),
     }
@@ -125,14 +125,16 @@ def test_jwts_are_checked(client: Any, sec_shop: Shop, parties: Parties) -> None
 
 
 def test_jwt_unit() -> None:
-    tok = jwt.encode({"role": "admin", "exp": 1_000}, SECRET)
-    assert jwt.decode(tok, SECRET, now=1_000)["role"] == "admin"
-    assert jwt.decode(tok, SECRET, now=1_029)["role"] == "admin"  # leeway
-    with pytest.raises(jwt.InvalidTokenError, match="expired"):
-        jwt.decode(tok, SECRET, now=1_031)
-    nbf = jwt.encode({"role": "admin", "exp": 5_000, "nbf": 2_000}, SECRET)
-    with pytest.raises(jwt.InvalidTokenError, match="not yet valid"):
-        jwt.decode(nbf, SECRET, now=1_000)
+    rules = JwtRules(SECRET)
+    tok = encode_jwt({"role": "admin", "exp": 1_000}, SECRET)
+    assert decode_jwt(tok, rules, now=1_000).role == "admin"
+    assert decode_jwt(tok, rules, now=1_029).role == "admin"  # leeway
+    assert decode_jwt(tok, rules, now=1_000).expires_at == 1_030
+    with pytest.raises(UnauthenticatedError, match="expired"):
+        decode_jwt(tok, rules, now=1_031)
+    nbf = encode_jwt({"role": "admin", "exp": 5_000, "nbf": 2_000}, SECRET)
+    with pytest.raises(UnauthenticatedError, match="not yet valid"):
+        decode_jwt(nbf, rules, now=1_000)
 
 
 def test_jwts_refused_without_a_secret(sec_engine: Engine) -> None:

@@ -1,16 +1,16 @@
 """Every path for a customer token to reach another customer's data fails: by id, by
 filter, through nested fields, totals and aggregates, subscriptions and mutations, and
-even with the operation guard switched off (row-level security is the floor)."""
+even with the request checks switched off (row-level security is the floor)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
+from graphql import OperationType
 from sqlalchemy.engine import Engine
 
-from api.auth import Principal
-from api.guard import OperationGuard
+from api.rules import Access
 from tests.api.conftest import Shop
 from tests.security.conftest import Call, Parties, bearer, make_app, post, token
 
@@ -28,7 +28,7 @@ def test_by_id(as_a: Call, parties: Parties) -> None:
         "query ($c: ID!, $o: ID!) { customer(id: $c) { id } order(id: $o) { id } }",
         {"c": str(parties.b), "o": str(parties.b_orders[0])},
     )
-    # the guard refuses naming another customer outright
+    # the request checks refuse naming another customer outright
     assert codes(body) == ["FORBIDDEN"]
     body = as_a(
         "query ($o: ID!) { order(id: $o) { id customer { id } } }", {"o": str(parties.b_orders[0])}
@@ -146,19 +146,21 @@ def _counts(engine: Engine, customer: int) -> tuple[int, ...]:
     return tuple(int(x) for x in row)
 
 
-class _NoGuard(OperationGuard):
-    """A guard with every check forgotten: what a bug in the schema layer would look like."""
+def _no_checks() -> Access:
+    """An access table with every check forgotten: what a bug in it would look like."""
+    everyone = frozenset({"admin", "analyst", "service", "customer"})
+    return Access(
+        fields={},
+        root_default=dict.fromkeys(OperationType, everyone),
+        owner_keys=frozenset(),
+    )
 
-    def check(self, op: dict[str, Any], principal: Principal) -> None:
-        return None
 
-
-def test_row_level_security_holds_without_the_guard(
+def test_row_level_security_holds_without_the_request_checks(
     sec_engine: Engine, sec_shop: Shop, parties: Parties
 ) -> None:
-    guard = _NoGuard(sec_engine, production=False, persisted_only=False, max_cost=10**9)
     before = _counts(sec_engine, parties.b)
-    with make_app(sec_engine, guard=guard) as client:
+    with make_app(sec_engine, access=_no_checks()) as client:
         tok = token("customer", parties.a)
         status, body = post(
             client,

@@ -3,16 +3,15 @@ GraphiQL for admins only, the persisted-query allow-list, CORS."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from api.security import TokenBuckets
+from api.ratelimit import LocalBuckets
 from tests.api.conftest import Shop
 from tests.security.conftest import Parties, bearer, make_app, post, token
+from tests.security.transports import register
 
 WHO = "{ customers { totalCount } }"
 INTROSPECT = "{ __schema { queryType { name } } }"
@@ -23,7 +22,7 @@ def code(body: dict[str, Any]) -> str:
 
 
 def test_token_bucket() -> None:
-    b = TokenBuckets(rate=2.0, burst=3)
+    b = LocalBuckets(rate=2.0, burst=3)
     assert [b.take("k", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert b.take("k", now=0.0) == 0.5  # one token comes back in 0.5 s
     assert b.take("other", now=0.0) == 0.0  # buckets are per principal
@@ -79,19 +78,6 @@ def test_production_introspection_and_graphiql_for_admins_only(
         assert post(client, token("customer", parties.a), INTROSPECT)[0] == 200
 
 
-def _register(engine: Engine, query: str) -> str:
-    sha = hashlib.sha256(query.encode()).hexdigest()
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO app.persisted_queries (sha256, name, query) VALUES (:h, 'q', :q)"
-                " ON CONFLICT DO NOTHING"
-            ),
-            {"h": sha, "q": query},
-        )
-    return sha
-
-
 def _persisted(client: Any, tok: str, sha: str, query: str | None = None) -> tuple[int, Any]:
     payload: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}}}
     if query is not None:
@@ -101,7 +87,7 @@ def _persisted(client: Any, tok: str, sha: str, query: str | None = None) -> tup
 
 
 def test_persisted_queries(sec_engine: Engine, sec_shop: Shop, parties: Parties) -> None:
-    sha = _register(sec_engine, "query Products { products { totalCount } }")
+    sha = register(sec_engine, "query Products { products { totalCount } }")
     with make_app(sec_engine, persisted_only=True) as client:
         tok = token("customer", parties.a)
         status, body = _persisted(client, tok, sha)
@@ -139,56 +125,49 @@ def test_cors_origins(sec_engine: Engine, sec_shop: Shop) -> None:
         assert "access-control-allow-origin" not in bad.headers
 
 
-def test_guard_keeps_per_operation_facts_but_decides_per_principal_and_values(
+def test_checks_cache_what_an_operation_is_but_decide_per_principal_and_values(
     sec_engine: Engine,
 ) -> None:
-    """The guard caches what an operation is (its fields, a cost without variables), never
-    a verdict: the same parsed document is allowed or refused by role, customer and the
-    request's page sizes."""
-    from graphql import parse
+    """The pipeline caches the parse, the validation and the measure of an operation, never
+    a verdict: the same document is allowed or refused by role, customer and the request's
+    page sizes."""
+    from graphql import OperationType
 
     from api.auth import Principal
-    from api.guard import Document, OperationGuard
-    from db.errors import CdmsError
+    from api.pipeline import Operation, Pipeline, Policy, Refusal
+    from api.rules import Limits
+    from schema.app import schema
 
-    guard = OperationGuard(sec_engine, production=True, persisted_only=False, max_cost=1_000)
+    pipeline = Pipeline(schema, sec_engine, Policy(production=True, limits=Limits(max_cost=1_000)))
     admin = Principal("admin", None, "t:admin", "a")
     analyst = Principal("analyst", None, "t:analyst", "b")
     customer = Principal("customer", 7, "customer:7", "c")
+    kinds = (OperationType.QUERY,)
 
-    def doc(query: str, variables: dict[str, Any] | None = None) -> Document:
-        d = Document.__new__(Document)  # one parse shared by every check, as the server does
-        parsed = parses.setdefault(query, parse(query))
-        d.operation = parsed.definitions[0]  # type: ignore[assignment]
-        d.fragments = {}
-        d.variables = variables or {}
-        return d
-
-    parses: dict[str, Any] = {}
-
-    def refused(d: Document, who: Principal) -> str | None:
+    def refused(
+        query: str, who: Principal, variables: dict[str, Any] | None = None, p: Any = pipeline
+    ) -> str | None:
         try:
-            guard.check_document(d, who)
-        except CdmsError as exc:
-            return exc.code
+            p.check(query, Operation(query, variables), who, kinds)
+        except Refusal as refusal:
+            return refusal.code
         return None
 
     models = "{ models { name } __schema { queryType { name } } }"
-    for _ in range(2):  # the second round runs on the cached facts
-        assert refused(doc(models), admin) is None
-        assert refused(doc(models), analyst) == "FORBIDDEN"  # introspection in production
-        assert refused(doc(models), customer) == "FORBIDDEN"
+    for _ in range(2):  # the second round runs on the cached parse and measure
+        assert refused(models, admin) is None
+        assert refused(models, analyst) == "FORBIDDEN"  # introspection in production
+        assert refused(models, customer) == "FORBIDDEN"
     mine = "query ($c: ID!) { customer(id: $c) { id } }"
     for _ in range(2):
-        assert refused(doc(mine, {"c": "7"}), customer) is None
-        assert refused(doc(mine, {"c": "8"}), customer) == "FORBIDDEN"
+        assert refused(mine, customer, {"c": "7"}) is None
+        assert refused(mine, customer, {"c": "8"}) == "FORBIDDEN"
     paged = "query ($n: Int) { customers(first: $n) { edges { node { id } } } }"
     fixed = "{ customers(first: 500) { edges { node { orders(first: 5) { totalCount } } } } }"
     for _ in range(2):
-        assert refused(doc(paged, {"n": 10}), admin) is None
-        assert refused(doc(paged, {"n": 5000}), admin) is None  # capped at the max page, 500
-        assert refused(doc(fixed), admin) == "QUERY_TOO_COMPLEX"  # 500 + 500 * 5
-    strict = OperationGuard(sec_engine, production=False, persisted_only=False, max_cost=100)
-    assert strict.check_document(doc(paged, {"n": 100}), admin) is None
-    with pytest.raises(CdmsError):
-        strict.check_document(doc(paged, {"n": 101}), admin)
+        assert refused(paged, admin, {"n": 10}) is None
+        assert refused(paged, admin, {"n": 5000}) is None  # capped at the max page, 500
+        assert refused(fixed, admin) == "QUERY_TOO_COMPLEX"  # 500 + 500 * 5
+    strict = Pipeline(schema, sec_engine, Policy(limits=Limits(max_cost=100)))
+    assert refused(paged, admin, {"n": 100}, strict) is None
+    assert refused(paged, admin, {"n": 101}, strict) == "QUERY_TOO_COMPLEX"

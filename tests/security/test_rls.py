@@ -26,6 +26,8 @@ TABLES = [
     "support_tickets",
     "api_keys",
     "persisted_queries",
+    "idempotency_keys",
+    "rate_buckets",
 ]
 
 

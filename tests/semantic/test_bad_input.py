@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from db.errors import BadUserInputError
 from semantic.query import Condition, CubeQuery, Op
 from tests.api.conftest import make_client
+from tests.api.helpers import body_of
 from tests.semantic.conftest import d, m, mem, run, sql
 
 Gql = Any
@@ -22,10 +23,7 @@ def cube_gql(wh: Engine) -> Iterator[Gql]:
     with make_client(wh) as client:
 
         def post(query: str) -> dict[str, Any]:
-            resp = client.post("/graphql", json={"query": query})
-            assert resp.status_code == 200, resp.text
-            body: dict[str, Any] = resp.json()
-            return body
+            return body_of(client.post("/graphql", json={"query": query}))
 
         yield post
 

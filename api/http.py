@@ -1,0 +1,143 @@
+"""``POST /graphql``: one operation or a batch (a JSON array), persisted or not.
+
+Every request-level failure gets a GraphQL-style JSON body and a 4xx (never a 500): an
+oversized body is refused from its Content-Length (or while streaming) with 413 without
+reading the rest; malformed or over-deep JSON, a missing query, too many batched
+operations are 400; then :mod:`api.pipeline` decides (400/403/429/503) before anything
+runs, for the whole batch (all or nothing: a batch is not half run). An answer whose only
+errors say the database is unreachable is a 503 with Retry-After.
+
+``Idempotency-Key`` (header) is the key of the request's one ``placeOrder`` (its
+``input.idempotencyKey`` may say it too).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from api.auth import Principal
+from api.execute import Executor, Result
+from api.pipeline import Operation, Pipeline, Refusal, parse_body
+from db.errors import BadUserInputError, CdmsError
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    max_body_bytes: int = 1_000_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def refusal_response(refusal: Refusal) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "errors": refusal.formatted()},
+        status_code=refusal.status,
+        headers=refusal.headers or None,
+    )
+
+
+_RETRY = {"Retry-After": "1"}
+
+
+class GraphQLHttp:
+    def __init__(self, pipeline: Pipeline, executor: Executor, limits: HttpLimits) -> None:
+        self.pipeline = pipeline
+        self.executor = executor
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await self.handle(request)
+        await response(scope, receive, send)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            return error_response(
+                405, "METHOD_NOT_ALLOWED", "use POST for operations, GET for GraphiQL"
+            )
+        principal = request.scope.get("state", {}).get("principal")
+        assert isinstance(principal, Principal)  # api.security put it there
+        try:
+            body = await self._read_body(request)
+        except _TooLarge:
+            return error_response(
+                413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.limits.max_body_bytes} bytes"
+            )
+        try:
+            payload = parse_body(body, self.pipeline.limits)
+            batch = isinstance(payload, list)
+            if batch and not payload:
+                raise BadUserInputError("empty batch")
+            ops = [Operation.from_json(p) for p in (payload if batch else [payload])]
+        except CdmsError as exc:
+            return refusal_response(Refusal.of(exc))
+        try:
+            prepared = await self.pipeline.prepare(ops, principal)
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            places = sum(p.shape.roots.count(("Mutation", "placeOrder")) for p in prepared)
+            if places != 1:
+                return refusal_response(
+                    Refusal.of(
+                        BadUserInputError(
+                            "the Idempotency-Key header needs exactly one placeOrder in the"
+                            " request; give each placeOrder its input.idempotencyKey instead",
+                            field="Idempotency-Key",
+                        )
+                    )
+                )
+        ctx = self.executor.context(principal, idempotency_key=key)
+        try:
+            results = [await self.executor.run(p, ctx, lane_ok=not batch) for p in prepared]
+        finally:
+            await ctx.close()
+        if batch:
+            content = b"[" + b",".join(r.json_bytes() for r in results) + b"]"
+            status = 503 if all(r.unavailable for r in results) else 200
+        else:
+            content = results[0].json_bytes()
+            status = 503 if results[0].unavailable else 200
+        return Response(
+            content,
+            status_code=status,
+            media_type="application/json",
+            headers=_RETRY if status == 503 else None,
+        )
+
+
+def result_json(result: Result) -> Any:
+    """A result as a JSON value (for transports that send objects, not bytes)."""
+    if result.raw_data is not None:
+        return {"data": json.loads(result.raw_data)}
+    return result.body()

@@ -1,0 +1,446 @@
+"""One request pipeline for every transport: what each GraphQL operation passes through
+before anything runs, and how it runs.
+
+    rate limit  ->  persisted query  ->  parse (token limit)  ->  graphql-core validation
+    ->  size (depth, aliases, expanded fields)  ->  variables coerced (defaults included)
+    ->  access (roles per field and input field, values, a customer names only itself,
+        introspection)  ->  cost (a batch adds its operations up)  ->  execute
+
+HTTP (api/http.py: single operations and batches, persisted or not) and both WebSocket
+subprotocols (api/ws.py) call :meth:`Pipeline.prepare` and nothing else, so no transport
+can skip a step. A refusal is a :class:`Refusal`: coded GraphQL errors and the HTTP status
+a client should see (400, 403, 429 with Retry-After, 503 with Retry-After). Parsing and
+validation are cached per query text (successful or not), the measures per operation;
+the checks that depend on who asks and on the variables run on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import strawberry
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    build_schema,
+    parse,
+    validate,
+)
+from graphql.execution.values import VariableValues, get_variable_values
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from api.access import ACCESS
+from api.auth import Principal
+from api.ratelimit import RateLimitedError, RateLimiter
+from api.rules import (
+    Access,
+    Limits,
+    QueryTooComplexError,
+    Shape,
+    check_arguments,
+    check_cost,
+    check_roles,
+    check_size,
+    cost_of,
+    shape_of,
+)
+from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError, from_db_error
+
+
+class PersistedQueryNotFoundError(CdmsError):
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class PersistedQueryRequiredError(CdmsError):
+    code = "PERSISTED_QUERY_REQUIRED"
+
+
+STATUS = {
+    "BAD_USER_INPUT": 400,
+    "QUERY_TOO_COMPLEX": 400,
+    "PERSISTED_QUERY_NOT_FOUND": 400,
+    "PERSISTED_QUERY_REQUIRED": 400,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "RATE_LIMITED": 429,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+class Refusal(Exception):
+    """An operation (or a batch) refused before it ran: errors with codes, the HTTP
+    status and headers (Retry-After)."""
+
+    def __init__(
+        self, errors: list[GraphQLError], status: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(errors[0].message if errors else "refused")
+        self.errors = errors
+        self.status = status
+        self.headers = dict(headers or {})
+
+    @property
+    def code(self) -> str:
+        ext = self.errors[0].extensions or {}
+        return str(ext.get("code", "BAD_USER_INPUT"))
+
+    @classmethod
+    def of(cls, exc: CdmsError) -> Refusal:
+        error = GraphQLError(exc.message, extensions={"code": exc.code, **exc.fields})
+        headers: dict[str, str] = {}
+        if isinstance(exc, RateLimitedError):
+            headers["Retry-After"] = str(exc.retry_after)
+        elif exc.code == "SERVICE_UNAVAILABLE":
+            headers["Retry-After"] = "1"
+        return cls([error], STATUS.get(exc.code, 400), headers)
+
+    def formatted(self) -> list[Any]:
+        return [e.formatted for e in self.errors]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation as a client sent it (JSON shape already checked)."""
+
+    query: str | None
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = None
+    extensions: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, payload: Any) -> Operation:
+        """BAD_USER_INPUT unless ``payload`` is ``{"query", "variables", "operationName",
+        "extensions"}`` with the right types (the query may be left out for a persisted
+        query)."""
+        if not isinstance(payload, dict):
+            raise BadUserInputError("each operation must be a JSON object with a query")
+        query = payload.get("query")
+        extensions = payload.get("extensions")
+        if extensions is not None and not isinstance(extensions, dict):
+            raise BadUserInputError("extensions must be a JSON object")
+        persisted = isinstance(extensions, dict) and "persistedQuery" in extensions
+        if query is not None and not isinstance(query, str):
+            raise BadUserInputError("query must be a string")
+        if not persisted and (query is None or not query.strip()):
+            raise BadUserInputError("no GraphQL query found in the request")
+        variables = payload.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            raise BadUserInputError("variables must be a JSON object")
+        name = payload.get("operationName")
+        if name is not None and not isinstance(name, str):
+            raise BadUserInputError("operationName must be a string")
+        return cls(query, variables, name, extensions)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An operation that passed every check, ready to run."""
+
+    query: str
+    operation_name: str | None
+    variables: dict[str, Any]
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    coerced: VariableValues
+    shape: Shape
+    cost: int
+
+    @property
+    def kind(self) -> OperationType:
+        return self.operation.operation
+
+
+@dataclass
+class _Parsed:
+    document: DocumentNode | None
+    errors: list[GraphQLError]
+    shapes: dict[str | None, Shape | CdmsError] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The deployment's rules (api/security.py reads them from the environment)."""
+
+    production: bool = False
+    persisted_only: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}]+')
+
+
+def json_depth_ok(body: str | bytes, limit: int) -> bool:
+    """Whether the JSON text nests at most ``limit`` levels (checked before parsing it:
+    the parser recurses, and an over-deep body must be a 400, not a crash)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    brackets = _JSON_BRACKETS.sub("", text)
+    if len(brackets) <= 2 * limit:
+        return True
+    depth = 0
+    for ch in brackets:
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def parse_body(body: bytes, limits: Limits) -> Any:
+    """The JSON of a request body, or BAD_USER_INPUT (malformed, over-deep)."""
+    if not json_depth_ok(body, limits.max_json_depth):
+        raise BadUserInputError(
+            f"the request's JSON is nested too deep (more than {limits.max_json_depth} levels)",
+            reason="too_deep",
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadUserInputError("request body is not valid JSON") from None
+
+
+_CACHE_MAX_CHARS = 50_000
+
+
+class Pipeline:
+    """The checks and the caches of one API process, for one schema and one policy."""
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        engine: Engine,
+        policy: Policy,
+        rate: RateLimiter | None = None,
+        access: Access = ACCESS,
+    ) -> None:
+        self.schema = schema
+        # graphql-core's view of the schema, built from its SDL (the public way to get one)
+        self.gschema: GraphQLSchema = build_schema(schema.as_str())
+        self.engine = engine
+        self.policy = policy
+        self.rate = rate
+        self.access = access
+        self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(maxsize=512)
+        self._persisted: LRUCache[str, str] = LRUCache(maxsize=1024)
+        self._lock = threading.Lock()
+
+    @property
+    def limits(self) -> Limits:
+        return self.policy.limits
+
+    # --- rate ------------------------------------------------------------------------
+    async def admit(self, bucket: str, n: int = 1) -> None:
+        """RATE_LIMITED (429) when the bucket is empty; nothing without a rate limit."""
+        if self.rate is None:
+            return
+        try:
+            await run_in_threadpool(self.rate.admit, bucket, n)
+        except CdmsError as exc:
+            raise Refusal.of(exc) from None
+
+    # --- persisted queries -------------------------------------------------------------
+    def _lookup(self, sha: str) -> str | None:
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    sa.text("SELECT query FROM app.persisted_queries WHERE sha256 = :h"),
+                    {"h": sha},
+                ).scalar()
+        except sa.exc.DBAPIError as exc:
+            raise from_db_error(exc) or DatabaseUnavailableError(
+                "the database is unavailable; try again shortly"
+            ) from exc
+        return None if found is None else str(found)
+
+    async def resolve(self, op: Operation, principal: Principal) -> str:
+        """The query text to run: the sent one, or the registered one its hash names."""
+        ext = op.extensions or {}
+        persisted = ext.get("persistedQuery")
+        if persisted is None:
+            if self.policy.persisted_only and not principal.is_admin:
+                raise PersistedQueryRequiredError(
+                    "only persisted queries are accepted: send extensions.persistedQuery"
+                    ".sha256Hash of a registered query"
+                )
+            assert op.query is not None
+            return op.query
+        sha = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+        if not isinstance(sha, str) or re.fullmatch(r"[0-9a-fA-F]{64}", sha) is None:
+            raise PersistedQueryNotFoundError("persistedQuery.sha256Hash must be 64 hex digits")
+        sha = sha.lower()
+        query = self._persisted.get(sha)
+        if query is None:
+            query = await run_in_threadpool(self._lookup, sha)
+            if query is None:
+                raise PersistedQueryNotFoundError(f"persisted query {sha} is not registered")
+            self._persisted[sha] = query
+        sent = op.query
+        if sent and sent.strip() and hashlib.sha256(sent.encode("utf-8")).hexdigest() != sha:
+            raise PersistedQueryNotFoundError("the query does not match its sha256Hash")
+        return query
+
+    # --- parse and validate -------------------------------------------------------------
+    def _parse(self, query: str, hide: bool) -> _Parsed:
+        key = (query, hide)
+        with self._lock:
+            found = self._parsed.get(key)
+        if found is not None:
+            return found
+        try:
+            document = parse(query, max_tokens=self.limits.max_tokens)
+        except GraphQLError as error:
+            parsed = _Parsed(None, [_coded(error)])
+        else:
+            errors = validate(self.gschema, document, max_errors=20, hide_suggestions=hide)
+            parsed = _Parsed(document, [_coded(e) for e in errors])
+        if len(query) <= _CACHE_MAX_CHARS:
+            with self._lock:
+                self._parsed[key] = parsed
+        return parsed
+
+    def _shape(self, parsed: _Parsed, op: OperationDefinitionNode) -> Shape:
+        name = op.name.value if op.name else None
+        found = parsed.shapes.get(name)
+        if found is None:
+            assert parsed.document is not None
+            try:
+                found = shape_of(self.gschema, parsed.document, op, self.limits)
+                check_size(found, self.limits)
+            except CdmsError as exc:
+                found = exc
+            parsed.shapes[name] = found
+        if isinstance(found, CdmsError):
+            raise found
+        return found
+
+    def _operation(self, document: DocumentNode, name: str | None) -> OperationDefinitionNode:
+        ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if name is None:
+            if len(ops) != 1:
+                raise BadUserInputError(
+                    "the document has several operations: name one with operationName"
+                )
+            return ops[0]
+        for o in ops:
+            if o.name is not None and o.name.value == name:
+                return o
+        raise BadUserInputError(
+            f"operationName {name!r} does not name an operation of the document"
+        )
+
+    def check(
+        self,
+        query: str,
+        op: Operation,
+        principal: Principal,
+        kinds: Sequence[OperationType],
+    ) -> Prepared:
+        """Parse, validate and check one operation for ``principal`` (blocking, CPU only:
+        linear in the document, bounded by the token limit). Raises Refusal.
+
+        Roles are decided before the validation errors are reported, so a role that may
+        not use a field learns nothing more about it than FORBIDDEN."""
+        hide = self.policy.production and not principal.is_admin
+        parsed = self._parse(query, hide)
+        if parsed.document is None:  # a syntax error, or over the token limit
+            raise Refusal(parsed.errors, 400)
+        try:
+            operation = self._operation(parsed.document, op.operation_name)
+            if operation.operation not in kinds:
+                raise BadUserInputError(
+                    "subscriptions are served over WebSocket (graphql-transport-ws or"
+                    " graphql-ws) on /graphql"
+                    if operation.operation is OperationType.SUBSCRIPTION
+                    else f"{operation.operation.value} operations are not accepted here"
+                )
+            shape = self._shape(parsed, operation)
+            check_roles(shape, self.access, principal.role, production=self.policy.production)
+            if parsed.errors:
+                raise Refusal(parsed.errors, 400)
+            coerced = get_variable_values(
+                self.gschema,
+                operation.variable_definitions or (),
+                op.variables or {},
+                max_errors=20,
+                hide_suggestions=hide,
+            )
+            if isinstance(coerced, list):
+                raise Refusal([_coded(e) for e in coerced], 400)
+            check_arguments(shape, self.access, principal.role, principal.customer_id, coerced)
+            cost = cost_of(shape, coerced, self.limits)
+            check_cost(cost, self.limits)
+        except GraphQLError as error:  # an argument that does not coerce
+            raise Refusal([_coded(error)], 400) from None
+        except CdmsError as exc:
+            raise Refusal.of(exc) from None
+        return Prepared(
+            query, op.operation_name, op.variables or {}, parsed.document, operation,
+            coerced, shape, cost,
+        )  # fmt: skip
+
+    async def prepare(
+        self,
+        ops: Sequence[Operation],
+        principal: Principal,
+        kinds: Sequence[OperationType] = (OperationType.QUERY, OperationType.MUTATION),
+    ) -> list[Prepared]:
+        """Every check for one request (a batch of ``ops``, all or nothing): the rate
+        limit takes one token per operation, the cost limit holds for the sum."""
+        if len(ops) > self.limits.max_batch:
+            raise Refusal.of(
+                QueryTooComplexError(
+                    f"batch of {len(ops)} operations exceeds {self.limits.max_batch}",
+                    limit=self.limits.max_batch,
+                )
+            )
+        await self.admit(principal.bucket, len(ops))
+        queries: list[str] = []
+        for op in ops:
+            try:
+                queries.append(await self.resolve(op, principal))
+            except CdmsError as exc:
+                raise Refusal.of(exc) from None
+        # CPU-bound but bounded (token limit, linear checks); off the event loop anyway
+        prepared = await run_in_threadpool(self._check_all, queries, ops, principal, kinds)
+        return prepared
+
+    def _check_all(
+        self,
+        queries: list[str],
+        ops: Sequence[Operation],
+        principal: Principal,
+        kinds: Sequence[OperationType],
+    ) -> list[Prepared]:
+        prepared = [self.check(q, op, principal, kinds) for q, op in zip(queries, ops, strict=True)]
+        try:
+            check_cost(sum(p.cost for p in prepared), self.limits)
+        except CdmsError as exc:
+            raise Refusal.of(exc) from None
+        return prepared
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    """A parse/validation error with its code: QUERY_TOO_COMPLEX for the token limit,
+    BAD_USER_INPUT otherwise."""
+    code = "QUERY_TOO_COMPLEX" if "tokens. Parsing aborted" in error.message else "BAD_USER_INPUT"
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        extensions={**(error.extensions or {}), "code": code},
+    )

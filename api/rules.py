@@ -1,0 +1,517 @@
+"""The request checks, as rules over graphql-core's parsed and validated document.
+
+Every transport (HTTP, batches, persisted queries, both WebSocket subprotocols) runs the
+same two steps through :mod:`api.pipeline`:
+
+1. :func:`shape_of` measures an operation once per document: depth, fields after fragment
+   expansion, aliases, which (type, field) pairs it uses and which fields take arguments.
+   Each fragment is measured ONCE and its measure reused at every spread, in dependency
+   order, so the work is linear in the document whatever it expands to (a fragment that
+   spreads the next one twice, twenty times over, is 20 measures, not 2**20 walks).
+   Standard validation (graphql-core's rules, among them NoFragmentCycles) has run before.
+2. :func:`check` decides for one principal with the coerced variables, defaults included:
+   roles per field (by definition: the parent type and the field, wherever a fragment puts
+   it), roles per input field, argument values a role may use, a customer naming no
+   other customer, introspection in production, and the cost (objects the page sizes can
+   return, multiplied down the nesting; a batch adds its operations up).
+
+Who may use what is :class:`Access`, read from the schema's declarations (api/access.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
+
+from db.errors import CdmsError, ForbiddenError
+
+
+class QueryTooComplexError(CdmsError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How big one operation (or one batch) may be."""
+
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_fields: int = 10_000  # field selections once every fragment spread is expanded
+    max_tokens: int = 5_000
+    max_cost: int = 50_000  # objects the page sizes can return
+    default_page: int = 50
+    max_page: int = 500
+    max_batch: int = 10
+    max_json_depth: int = 64  # nesting of a request body's JSON (variables)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use what (api/access.py builds it from the schema's declarations).
+
+    ``fields``: (type, field) -> roles; a root field missing here is for ``root_default``
+    of its operation type. ``inputs``: (input type, field) -> roles that may set it.
+    ``values``: (type, field, argument) -> role -> the only values that role may pass.
+    ``owner_keys``: argument/input field names that name a customer (customers may only
+    name themselves), and ``owner_args`` (type, field, argument) that do under another name.
+    """
+
+    fields: Mapping[tuple[str, str], frozenset[str]]
+    root_default: Mapping[OperationType, frozenset[str]]
+    inputs: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    values: Mapping[tuple[str, str, str], Mapping[str, frozenset[Any]]] = field(
+        default_factory=dict
+    )
+    owner_keys: frozenset[str] = frozenset({"customerId"})
+    owner_args: frozenset[tuple[str, str, str]] = frozenset()
+
+
+@dataclass(frozen=True)
+class ArgField:
+    """A field of the operation that takes arguments (checked with the variables)."""
+
+    parent: str
+    name: str
+    definition: GraphQLField
+    node: FieldNode
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost plan of a selection set: connections (page source, what is under each
+    page), plain nested objects and spreads of fragments."""
+
+    pages: tuple[tuple[ArgField | None, Cost], ...] = ()  # None: the default page size
+    nested: tuple[Cost, ...] = ()
+    spreads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Measure:
+    depth: int
+    fields: int
+    uses: frozenset[tuple[str, str]]
+    args: tuple[ArgField, ...]
+    cost: Cost
+    spreads: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the checks need of one operation, computed once per document."""
+
+    kind: OperationType
+    depth: int
+    fields: int
+    aliases: int
+    uses: frozenset[tuple[str, str]]
+    roots: tuple[tuple[str, str], ...]  # (root type, field) in document order
+    args: tuple[ArgField, ...]
+    cost: Cost
+    fragment_costs: tuple[tuple[str, Cost], ...]  # each after the fragments it spreads
+
+
+_META = {
+    "__typename": TypeNameMetaFieldDef,
+    "__schema": SchemaMetaFieldDef,
+    "__type": TypeMetaFieldDef,
+}
+_PAGE_ARGS = ("first", "last")
+
+
+def _field_def(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
+    meta = _META.get(name)
+    if meta is not None:
+        return meta
+    fields = getattr(parent, "fields", None)
+    return None if fields is None else fields.get(name)
+
+
+def _introspective(t: GraphQLNamedType) -> bool:
+    return t.name.startswith("__")
+
+
+def _is_connection(gfield: GraphQLField) -> bool:
+    named = get_named_type(gfield.type)
+    return isinstance(named, GraphQLObjectType) and named.name.endswith("Connection")
+
+
+class _Measurer:
+    def __init__(self, schema: GraphQLSchema, doc: DocumentNode, limits: Limits) -> None:
+        self.schema = schema
+        self.limits = limits
+        self.fragments = {
+            d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.done: dict[str, Measure] = {}
+
+    def fragment_order(self, roots: Iterable[str]) -> list[str]:
+        """Fragments reachable from ``roots``, each after the fragments it spreads
+        (iterative: a chain of a thousand fragments must not exhaust the stack)."""
+        order: list[str] = []
+        seen: set[str] = set()
+        for root in roots:
+            if root in seen or root not in self.fragments:
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(root, iter(self._spreads_of(root)))]
+            seen.add(root)
+            while stack:
+                name, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    order.append(name)
+                elif child not in seen and child in self.fragments:
+                    seen.add(child)
+                    stack.append((child, iter(self._spreads_of(child))))
+        return order
+
+    def _spreads_of(self, name: str) -> list[str]:
+        return _spreads_in(self.fragments[name].selection_set)
+
+    def fragment(self, name: str) -> Measure:
+        frag = self.fragments[name]
+        parent = self.schema.get_type(frag.type_condition.name.value)
+        if parent is None:  # an unknown type: validation reports it
+            found = Measure(0, 0, frozenset(), (), Cost(), frozenset())
+        else:
+            found = self.selection(frag.selection_set, parent, 0)
+            if _introspective(parent):
+                found = replace(found, depth=0)
+        self.done[name] = found
+        return found
+
+    def selection(self, sel_set: SelectionSetNode, parent: GraphQLNamedType, level: int) -> Measure:
+        depth = 0
+        count = 0
+        uses: set[tuple[str, str]] = set()
+        args: list[ArgField] = []
+        spreads: set[str] = set()
+        pages: list[tuple[ArgField | None, Cost]] = []
+        nested: list[Cost] = []
+        own_spreads: list[str] = []
+        if level > self.limits.max_depth:  # deeper than allowed: no need to look further
+            return Measure(level, 0, frozenset(), (), Cost(), frozenset())
+        for sel in sel_set.selections:
+            if isinstance(sel, FieldNode):
+                name = sel.name.value
+                gfield = _field_def(parent, name)
+                if gfield is None:
+                    continue  # validation reports it
+                uses.add((parent.name, name))
+                count += 1
+                arg = ArgField(parent.name, name, gfield, sel)
+                if sel.arguments:
+                    args.append(arg)
+                if sel.selection_set is None:
+                    depth = max(depth, 1)
+                    continue
+                target = get_named_type(gfield.type)
+                sub = self.selection(sel.selection_set, target, level + 1)
+                # introspection (__Schema, __Type, ...) is the schema's shape, not data: it
+                # counts for fields and roles, not for depth (GraphiQL's query nests ofType)
+                depth = max(depth, 1 if _introspective(target) else 1 + sub.depth)
+                count += sub.fields
+                uses |= sub.uses
+                args.extend(sub.args)
+                spreads |= sub.spreads
+                if _is_connection(gfield):
+                    given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
+                    pages.append((arg if given else None, sub.cost))
+                else:
+                    nested.append(sub.cost)
+            elif isinstance(sel, InlineFragmentNode):
+                cond = sel.type_condition
+                inner = parent if cond is None else self.schema.get_type(cond.name.value)
+                if inner is None:
+                    continue
+                sub = self.selection(sel.selection_set, inner, level)
+                depth = max(depth, sub.depth)
+                count += sub.fields
+                uses |= sub.uses
+                args.extend(sub.args)
+                spreads |= sub.spreads
+                nested.append(sub.cost)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                frag = self.done.get(name)
+                if frag is None:
+                    continue  # unknown: validation reports it
+                depth = max(depth, frag.depth)
+                count += frag.fields
+                spreads.add(name)
+                own_spreads.append(name)
+        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads))
+        return Measure(depth, count, frozenset(uses), tuple(args), cost, frozenset(spreads))
+
+
+def _aliases(doc: DocumentNode) -> int:
+    count = 0
+    stack: list[SelectionSetNode] = [
+        d.selection_set
+        for d in doc.definitions
+        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
+    ]
+    while stack:
+        for sel in stack.pop().selections:
+            if isinstance(sel, FieldNode) and sel.alias is not None:
+                count += 1
+            if isinstance(sel, FieldNode | InlineFragmentNode) and sel.selection_set:
+                stack.append(sel.selection_set)
+    return count
+
+
+def shape_of(
+    schema: GraphQLSchema, doc: DocumentNode, op: OperationDefinitionNode, limits: Limits
+) -> Shape:
+    """The operation's measure (``doc`` has passed graphql-core's validation)."""
+    m = _Measurer(schema, doc, limits)
+    root_type = schema.get_root_type(op.operation)
+    assert root_type is not None
+    # every fragment the operation reaches, measured once, dependencies first
+    order = m.fragment_order(_spreads_in(op.selection_set))
+    for name in order:
+        m.fragment(name)
+    own = m.selection(op.selection_set, root_type, 0)
+    uses = set(own.uses)
+    args = list(own.args)
+    for name in order:  # exactly the fragments the operation reaches
+        uses |= m.done[name].uses
+        args.extend(m.done[name].args)
+    roots = tuple(
+        (root_type.name, f.name.value)
+        for f in _root_fields(op.selection_set, m.fragments)
+        if _field_def(root_type, f.name.value) is not None  # else validation reports it
+    )
+    return Shape(
+        kind=op.operation,
+        depth=own.depth,
+        fields=own.fields,
+        aliases=_aliases(doc),
+        uses=frozenset(uses),
+        roots=roots,
+        args=tuple(args),
+        cost=own.cost,
+        fragment_costs=tuple((n, m.done[n].cost) for n in order),
+    )
+
+
+def _spreads_in(sel_set: SelectionSetNode) -> list[str]:
+    """The fragment names spread anywhere in a selection set (not through fragments)."""
+    out: list[str] = []
+    stack = [sel_set]
+    while stack:
+        for sel in stack.pop().selections:
+            if isinstance(sel, FragmentSpreadNode):
+                out.append(sel.name.value)
+            elif isinstance(sel, FieldNode | InlineFragmentNode) and sel.selection_set:
+                stack.append(sel.selection_set)
+    return out
+
+
+def _root_fields(
+    sel_set: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    """The root fields, through fragments (each fragment once)."""
+    out: list[FieldNode] = []
+    seen: set[str] = set()
+    stack = [sel_set]
+    while stack:
+        for sel in stack.pop().selections:
+            if isinstance(sel, FieldNode):
+                out.append(sel)
+            elif isinstance(sel, InlineFragmentNode):
+                stack.append(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                if name not in seen and name in fragments:
+                    seen.add(name)
+                    stack.append(fragments[name].selection_set)
+    return out
+
+
+# --- the static limits -------------------------------------------------------------------
+
+
+def check_size(shape: Shape, limits: Limits) -> None:
+    """Depth, aliases and expanded size: QUERY_TOO_COMPLEX."""
+    if shape.depth > limits.max_depth:
+        raise QueryTooComplexError(
+            f"query depth exceeds the maximum operation depth of {limits.max_depth}",
+            limit=limits.max_depth,
+        )
+    if shape.aliases > limits.max_aliases:
+        raise QueryTooComplexError(
+            f"{shape.aliases} aliases found; at most {limits.max_aliases} are allowed",
+            limit=limits.max_aliases,
+        )
+    if shape.fields > limits.max_fields:
+        raise QueryTooComplexError(
+            f"the query expands to {shape.fields} fields once its fragments are spread,"
+            f" more than the limit of {limits.max_fields}",
+            fields=shape.fields,
+            limit=limits.max_fields,
+        )
+
+
+# --- per request: cost and access ----------------------------------------------------------
+
+
+def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> int:
+    if arg is None:
+        return limits.default_page
+    values = get_argument_values(arg.definition, arg.node, variables)
+    for name in _PAGE_ARGS:
+        v = values.get(name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return max(0, min(v, limits.max_page))
+    return limits.default_page
+
+
+def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
+    """Objects the operation may return: each page size times the pages above it; every
+    fragment's unit cost computed once (a spread multiplies it, it does not walk it)."""
+    memo: dict[str, int] = {}
+
+    def unit(c: Cost) -> int:
+        total = 0
+        for arg, under in c.pages:
+            p = _page(arg, variables, limits)
+            total += p + p * unit(under)
+        for n in c.nested:
+            total += unit(n)
+        for name in c.spreads:
+            total += memo[name]
+        return total
+
+    for name, c in shape.fragment_costs:  # dependencies first
+        memo[name] = unit(c)
+    return unit(shape.cost)
+
+
+def check_cost(total: int, limits: Limits) -> None:
+    if total > limits.max_cost:
+        raise QueryTooComplexError(
+            f"query cost {total} exceeds the limit of {limits.max_cost}"
+            " (cost: requested page sizes multiplied down the nesting)",
+            cost=total,
+            limit=limits.max_cost,
+        )
+
+
+def _forbidden(role: str, what: str, reason: str = "role", **fields: Any) -> ForbiddenError:
+    return ForbiddenError(f"role {role} may not {what}", reason=reason, role=role, **fields)
+
+
+def check_roles(shape: Shape, access: Access, role: str, *, production: bool) -> None:
+    """FORBIDDEN when the role may not use a field the operation selects (needs no valid
+    document: what is not a field of the schema is left to validation)."""
+    if production and role != "admin":
+        for _, name in shape.uses:
+            if name in ("__schema", "__type"):
+                raise ForbiddenError(
+                    "introspection is for admins in production", reason="introspection"
+                )
+    for parent, name in shape.roots:
+        if name.startswith("__"):  # __typename; introspection is decided above
+            continue
+        root_roles = access.fields.get((parent, name), access.root_default[shape.kind])
+        if role not in root_roles:
+            verb = "call" if shape.kind is OperationType.MUTATION else "query"
+            raise _forbidden(role, f"{verb} {name}", field=name)
+    for parent, name in sorted(shape.uses):
+        allowed = access.fields.get((parent, name))
+        if allowed is not None and role not in allowed:
+            raise _forbidden(role, f"query {name}", field=name)
+
+
+def check_arguments(
+    shape: Shape,
+    access: Access,
+    role: str,
+    customer_id: int | None,
+    variables: VariableValues,
+) -> None:
+    """FORBIDDEN when an argument (with the coerced variables, defaults included) sets an
+    input field the role may not set, passes a value the role may not pass, or, for a
+    customer, names another customer."""
+    for arg in shape.args:
+        values = get_argument_values(arg.definition, arg.node, variables)
+        _check_arguments(arg, values, access, role, customer_id)
+
+
+def _check_arguments(
+    arg: ArgField, values: dict[str, Any], access: Access, role: str, customer_id: int | None
+) -> None:
+    for name, value in values.items():
+        allowed_values = access.values.get((arg.parent, arg.name, name), {}).get(role)
+        if allowed_values is not None and value not in allowed_values:
+            raise _forbidden(role, f"pass {name}: {value} to {arg.name}", field=name)
+        definition = arg.definition.args[name]
+        if role == "customer" and (
+            name in access.owner_keys or (arg.parent, arg.name, name) in access.owner_args
+        ):
+            _own(value, customer_id)
+        _check_input(value, definition.type, access, role, customer_id)
+
+
+def _own(value: Any, customer_id: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, list):
+        for v in value:
+            _own(v, customer_id)
+        return
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and int(text) == customer_id):
+        raise ForbiddenError("a customer may only name itself", reason="other_customer")
+
+
+def _check_input(
+    value: Any, gtype: GraphQLInputType, access: Access, role: str, customer_id: int | None
+) -> None:
+    """Input objects at any depth: fields the role may not set, customers named."""
+    if value is None:
+        return
+    if isinstance(gtype, GraphQLNonNull):
+        _check_input(value, gtype.of_type, access, role, customer_id)
+        return
+    if isinstance(gtype, GraphQLList):
+        for item in value if isinstance(value, list) else [value]:
+            _check_input(item, gtype.of_type, access, role, customer_id)
+        return
+    if not isinstance(gtype, GraphQLInputObjectType) or not isinstance(value, dict):
+        return
+    for name, inner in value.items():
+        spec = gtype.fields.get(name)
+        if spec is None:
+            continue
+        allowed = access.inputs.get((gtype.name, name))
+        if allowed is not None and role not in allowed and inner is not None:
+            raise _forbidden(role, f"set {gtype.name}.{name}", field=name)
+        if role == "customer" and name in access.owner_keys:
+            _own(inner, customer_id)
+        _check_input(inner, spec.type, access, role, customer_id)

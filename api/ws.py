@@ -1,0 +1,344 @@
+"""GraphQL over WebSocket on ``/graphql``: both subprotocols, every operation through the
+same pipeline as HTTP (api/pipeline.py: rate limit, persisted-only, validation, access,
+cost), and the credential held to account for as long as the socket is open.
+
+- ``graphql-transport-ws`` (the graphql-ws library): connection_init / connection_ack,
+  subscribe / next / error / complete, ping / pong. Close codes: 4400 bad message, 4401
+  unauthorized (no or bad credential, or an expired token), 4403 revoked credential, 4408
+  no connection_init in time, 4409 duplicate operation id, 4429 repeated connection_init,
+  1013 the database cannot check the credential now.
+- ``graphql-ws`` (the older subscriptions-transport-ws): connection_init /
+  connection_ack (or connection_error), start / data / error / complete, stop,
+  connection_terminate; the same checks, the same close codes.
+
+The credential comes from the handshake's ``Authorization`` header or, as browsers must
+send it, from the ``connection_init`` payload (``{"Authorization": "Bearer …"}`` or
+``{"headers": {"Authorization": …}}``). It is checked again before every operation (an
+API key within the same cache window as HTTP) and watched while the socket is open: the
+socket is closed when a JWT expires (4401) or an API key is revoked (4403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import OperationType
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from api.auth import Principal, UnauthenticatedError, authenticate
+from api.execute import Executor, Result
+from api.pipeline import Operation, Pipeline, Refusal
+from api.security import SecurityConfig
+from db.errors import CdmsError
+
+log = logging.getLogger("cdms.api.ws")
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+PROTOCOLS = (TRANSPORT_WS, LEGACY_WS)
+ALL_KINDS = (OperationType.QUERY, OperationType.MUTATION, OperationType.SUBSCRIPTION)
+
+
+@dataclass(frozen=True)
+class SocketLimits:
+    init_timeout_s: float = 10.0
+    keep_alive_s: float = 15.0  # graphql-ws "ka" messages
+    max_operations: int = 100  # operations running at once on one socket
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class GraphQLSockets:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        executor: Executor,
+        config: SecurityConfig,
+        limits: SocketLimits | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.executor = executor
+        self.config = config
+        self.limits = limits or SocketLimits()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
+        offered = scope.get("subprotocols") or []
+        protocol = next((p for p in offered if p in PROTOCOLS), None)
+        if protocol is None:
+            await ws.close(code=4406, reason="use subprotocol graphql-transport-ws or graphql-ws")
+            return
+        await ws.accept(subprotocol=protocol)
+        session = _Session(self, ws, protocol, scope.get("state", {}).get("principal"))
+        await session.run()
+
+
+class _Session:
+    def __init__(
+        self, server: GraphQLSockets, ws: WebSocket, protocol: str, principal: Principal | None
+    ) -> None:
+        self.server = server
+        self.ws = ws
+        self.protocol = protocol
+        self.legacy = protocol == LEGACY_WS
+        self.principal = principal
+        self.authorization: str | None = _header(ws, "authorization")
+        self.acknowledged = False
+        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.watcher: asyncio.Task[None] | None = None
+        self.send_lock = asyncio.Lock()
+
+    # --- the socket's life ---------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        except _Close as close:
+            await self._close(close.code, close.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in list(self.operations.values()):
+                task.cancel()
+            if self.watcher is not None:
+                self.watcher.cancel()
+            for task in list(self.operations.values()):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _loop(self) -> None:
+        limits = self.server.limits
+        try:
+            first = await asyncio.wait_for(self._receive(), limits.init_timeout_s)
+        except TimeoutError:
+            raise _Close(4408, "connection initialisation timeout") from None
+        await self._handle(first)
+        while True:
+            await self._handle(await self._receive())
+
+    async def _receive(self) -> dict[str, Any]:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        text = message.get("text")
+        if text is None:
+            raise _Close(4400, "WebSocket messages must be text")
+        import json
+
+        from api.pipeline import json_depth_ok
+
+        if not json_depth_ok(text, self.server.pipeline.limits.max_json_depth):
+            raise _Close(4400, "message nested too deep")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise _Close(4400, "message is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise _Close(4400, "message must be a JSON object with a type")
+        return data
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        async with self.send_lock:
+            if self.ws.client_state is WebSocketState.CONNECTED:
+                await self.ws.send_json(message)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.ws.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=code, reason=reason[:120])
+
+    # --- messages ------------------------------------------------------------------------
+    async def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "connection_init":
+            await self._init(msg.get("payload"))
+        elif kind in ("subscribe", "start"):
+            if kind != ("start" if self.legacy else "subscribe"):
+                raise _Close(4400, f"unknown message type {kind!r} for {self.protocol}")
+            await self._start(msg)
+        elif kind in ("complete", "stop"):
+            task = self.operations.pop(str(msg.get("id")), None)
+            if task is not None:
+                task.cancel()
+        elif kind == "ping" and not self.legacy:
+            await self._send(
+                {"type": "pong", **({"payload": msg["payload"]} if "payload" in msg else {})}
+            )
+        elif kind == "pong" and not self.legacy:
+            pass
+        elif kind == "connection_terminate" and self.legacy:
+            raise _Close(1000, "terminated")
+        else:
+            raise _Close(4400, f"unknown message type {kind!r}")
+
+    async def _init(self, payload: Any) -> None:
+        if self.acknowledged:
+            raise _Close(4429, "too many initialisation requests")
+        if payload is not None and not isinstance(payload, dict):
+            raise _Close(4400, "invalid connection_init payload")
+        sent = _payload_authorization(payload or {})
+        if sent is not None:
+            self.authorization = sent
+        try:
+            self.principal = await self._authenticate()
+        except UnauthenticatedError as exc:
+            if self.legacy:
+                await self._send({"type": "connection_error", "payload": _error(exc)})
+            raise _Close(4401, exc.message) from None
+        except CdmsError as exc:
+            raise _Close(1013, exc.message) from None
+        self.acknowledged = True
+        await self._send({"type": "connection_ack"})
+        self.watcher = asyncio.create_task(self._watch(), name="ws credential watch")
+        if self.legacy:
+            self.operations["\x00ka"] = asyncio.create_task(self._keep_alive())
+
+    async def _authenticate(self) -> Principal:
+        config = self.server.config
+        return await authenticate(
+            self.server.executor.engine,
+            self.authorization,
+            jwt_rules=config.jwt_rules,
+            demo_open=config.demo_open,
+            key_cache_s=config.apikey_cache_s,
+        )
+
+    async def _recheck(self) -> Principal:
+        """The credential again, before an operation (closes on a revoked/expired one)."""
+        try:
+            principal = await self._authenticate()
+        except UnauthenticatedError as exc:
+            code = 4401 if "expired" in exc.message else 4403
+            raise _Close(code, exc.message) from None
+        self.principal = principal
+        return principal
+
+    async def _watch(self) -> None:
+        """Close the socket when the token expires or the key is revoked."""
+        config = self.server.config
+        every = max(0.2, config.apikey_cache_s)
+        while True:
+            principal = self.principal
+            if principal is None:
+                return
+            if principal.expires_at is not None:
+                left = principal.expires_at - time.time()
+                if left <= 0:
+                    await self._close(4401, "token expired")
+                    return
+                await asyncio.sleep(min(left, every) if principal.key_id else left)
+                continue
+            if principal.key_id is None:
+                return  # the demo principal: nothing expires
+            await asyncio.sleep(every)
+            try:
+                await self._authenticate()
+            except UnauthenticatedError:
+                await self._close(4403, "API key revoked")
+                return
+            except CdmsError:
+                continue  # the database is away: operations say so; check again later
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await self._send({"type": "ka"})
+            await asyncio.sleep(self.server.limits.keep_alive_s)
+
+    async def _start(self, msg: dict[str, Any]) -> None:
+        if not self.acknowledged:
+            raise _Close(4401, "unauthorized: send connection_init first")
+        op_id = msg.get("id")
+        if not isinstance(op_id, str) or not op_id:
+            raise _Close(4400, "an operation needs a string id")
+        if op_id in self.operations:
+            if self.legacy:  # subscriptions-transport-ws replaces the operation
+                self.operations.pop(op_id).cancel()
+            else:
+                raise _Close(4409, f"subscriber for {op_id} already exists")
+        if len(self.operations) >= self.server.limits.max_operations:
+            await self._send_error(op_id, CdmsError("too many operations on one socket"))
+            return
+        principal = await self._recheck()
+        try:
+            op = Operation.from_json(msg.get("payload"))
+            prepared = (await self.server.pipeline.prepare([op], principal, ALL_KINDS))[0]
+        except Refusal as refusal:
+            await self._send_errors(op_id, refusal.formatted())
+            return
+        except CdmsError as exc:
+            await self._send_errors(op_id, [_error(exc)])
+            return
+        task = asyncio.create_task(self._run(op_id, prepared, principal))
+        self.operations[op_id] = task
+        task.add_done_callback(lambda _: self._forget(op_id, task))
+
+    def _forget(self, op_id: str, task: asyncio.Task[None]) -> None:
+        if self.operations.get(op_id) is task:
+            del self.operations[op_id]
+
+    async def _run(self, op_id: str, prepared: Any, principal: Principal) -> None:
+        executor = self.server.executor
+        ctx = executor.context(principal)
+        try:
+            if prepared.kind is OperationType.SUBSCRIPTION:
+                async for result in executor.subscribe(prepared, ctx):
+                    await self._next(op_id, result)
+                    await ctx.close()  # no transaction stays open between events
+            else:
+                await self._next(op_id, await executor.run(prepared, ctx, lane_ok=False))
+            await self._send({"id": op_id, "type": "complete"})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never a traceback to the client; the socket stays usable
+            log.exception("operation %s on a WebSocket failed", op_id)
+            await self._send_errors(
+                op_id, [{"message": "Internal server error", "extensions": {"code": "INTERNAL"}}]
+            )
+        finally:
+            await ctx.close()
+
+    async def _next(self, op_id: str, result: Result) -> None:
+        from api.http import result_json
+
+        await self._send(
+            {"id": op_id, "type": "data" if self.legacy else "next", "payload": result_json(result)}
+        )
+
+    async def _send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        # graphql-transport-ws: a list of errors; graphql-ws: one error object
+        payload: Any = errors[0] if self.legacy else errors
+        await self._send({"id": op_id, "type": "error", "payload": payload})
+
+    async def _send_error(self, op_id: str, exc: CdmsError) -> None:
+        await self._send_errors(op_id, [_error(exc)])
+
+
+def _error(exc: CdmsError) -> dict[str, Any]:
+    return {"message": exc.message, "extensions": {"code": exc.code, **exc.fields}}
+
+
+def _header(ws: WebSocket, name: str) -> str | None:
+    found = [v for k, v in ws.scope["headers"] if k.decode("latin-1").lower() == name]
+    return found[0].decode("latin-1") if found else None
+
+
+def _payload_authorization(payload: dict[str, Any]) -> str | None:
+    """The token of a connection_init payload: ``Authorization``/``authorization``,
+    under ``headers`` or not (Hasura, Apollo and GraphiQL send one of these)."""
+    for holder in (payload, payload.get("headers")):
+        if isinstance(holder, dict):
+            for key in ("Authorization", "authorization"):
+                value = holder.get(key)
+                if isinstance(value, str) and value.strip():
+                    return value
+    return None

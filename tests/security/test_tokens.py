@@ -1,0 +1,136 @@
+"""Bearer tokens: a malformed or hostile JWT is a 401 (HTTP) or a refused handshake
+(WebSocket), never a 500; ``exp`` must be a finite time within a bounded lifetime;
+``customer_id`` a canonical positive integer; two Authorization headers are refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from starlette.websockets import WebSocketDisconnect
+
+from tests.api.conftest import Shop
+from tests.security.conftest import SECRET, Parties, bearer, make_app, token
+
+WHO = {"query": "{ products { totalCount } }"}
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def forged(claims_json: str, secret: str = SECRET) -> str:
+    """An HS256 token over a payload given as JSON text (so it may hold NaN, 1e308...)."""
+    import hashlib
+    import hmac
+
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64(claims_json.encode())
+    mac = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64(mac)}"
+
+
+@pytest.fixture(scope="module")
+def client(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    with make_app(sec_engine, production=True) as c:
+        yield c
+
+
+def _status(client: Any, tok: str) -> tuple[int, Any]:
+    resp = client.post("/graphql", json=WHO, headers=bearer(tok))
+    return resp.status_code, resp.json()
+
+
+@pytest.mark.parametrize(
+    "tok",
+    [
+        "eyJhbGciOiJIUzI1NiJ9.e30.A",  # a signature that is not base64 of 32 bytes
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+        "eyJhbGciOiJIUzI1NiJ9..",
+        "a.b.c",
+        "...",
+        "eyJhbGciOiJub25lIn0.eyJyb2xlIjoiYWRtaW4ifQ.",  # alg none
+    ],
+)
+def test_malformed_tokens_are_401_without_a_traceback(
+    client: Any, tok: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, body = _status(client, tok)
+    assert status == 401 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_a_malformed_token_refuses_the_websocket_handshake(client: Any) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect(
+            "/graphql",
+            subprotocols=["graphql-transport-ws"],
+            headers=bearer("eyJhbGciOiJIUzI1NiJ9.e30.A"),
+        ) as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4401
+
+
+@pytest.mark.parametrize("exp", ["NaN", "Infinity", "-Infinity", "1e308", "1e30", '"soon"', "true"])
+def test_exp_must_be_a_finite_time_within_the_lifetime(client: Any, exp: str) -> None:
+    status, body = _status(client, forged(f'{{"role": "admin", "exp": {exp}}}'))
+    assert status == 401, body
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e308"])
+def test_other_time_claims_must_be_finite(client: Any, claim: str, value: str) -> None:
+    exp = int(time.time()) + 600
+    status, body = _status(client, forged(f'{{"role": "admin", "exp": {exp}, "{claim}": {value}}}'))
+    assert status == 401, body
+
+
+@pytest.mark.parametrize(
+    "customer_id",
+    ['" 2 "', '"1_0"', '"\\u0661"', "1000000000000000000000000000000", '"02"', "0", "-1",
+     "true", "2.0", '"2.5"', '"+2"', "9223372036854775808"],
+)  # fmt: skip
+def test_customer_id_must_be_a_canonical_positive_bigint(client: Any, customer_id: str) -> None:
+    exp = int(time.time()) + 600
+    status, body = _status(
+        client, forged(f'{{"role": "customer", "exp": {exp}, "customer_id": {customer_id}}}')
+    )
+    assert status == 401, (customer_id, body)
+
+
+def test_customer_id_as_a_number_or_a_plain_string_works(client: Any, parties: Parties) -> None:
+    exp = int(time.time()) + 600
+    for cid in (str(parties.a), f'"{parties.a}"'):
+        status, body = _status(
+            client, forged(f'{{"role": "customer", "exp": {exp}, "customer_id": {cid}}}')
+        )
+        assert status == 200 and body["data"]["products"]["totalCount"] == 5, body
+
+
+def test_audience_and_issuer_when_configured(sec_engine: Engine, sec_shop: Shop) -> None:
+    with make_app(sec_engine, jwt_audience="cdms", jwt_issuer="https://idp.example") as c:
+        good = token("admin", aud="cdms", iss="https://idp.example")
+        assert c.post("/graphql", json=WHO, headers=bearer(good)).status_code == 200
+        for bad in (token("admin"), token("admin", aud="other", iss="https://idp.example"),
+                    token("admin", aud="cdms", iss="https://evil.example")):  # fmt: skip
+            assert c.post("/graphql", json=WHO, headers=bearer(bad)).status_code == 401
+
+
+def test_two_authorization_headers_are_refused(client: Any) -> None:
+    resp = client.post(
+        "/graphql",
+        json=WHO,
+        headers=[
+            ("Authorization", f"Bearer {token('customer', 1)}"),
+            ("Authorization", f"Bearer {token('admin')}"),
+        ],
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -1,0 +1,137 @@
+"""placeOrder with an idempotency key: a retry with the same key returns the first order,
+never a second one (also under concurrent retries); the key comes in the input
+(``idempotencyKey``) or as the ``Idempotency-Key`` header, and belongs to its principal."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, bearer, make_app, post, token
+
+PLACE = """mutation ($i: PlaceOrderInput!) { placeOrder(input: $i) { id totalAmount
+  items { quantity } } }"""
+
+
+@pytest.fixture(scope="module")
+def client(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    with make_app(sec_engine) as c:
+        yield c
+
+
+def _input(customer: int, product: int, quantity: int = 1, key: str | None = None) -> Any:
+    out: dict[str, Any] = {
+        "customerId": str(customer),
+        "items": [{"productId": str(product), "quantity": quantity}],
+        "channel": "WEB",
+        "paymentMethod": "CARD",
+    }
+    if key is not None:
+        out["idempotencyKey"] = key
+    return {"i": out}
+
+
+def _count(engine: Engine, customer: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM app.orders WHERE customer_id = :c"), {"c": customer}
+            ).scalar_one()
+        )
+
+
+def _stock(engine: Engine, product: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT stock FROM app.products WHERE id = :p"), {"p": product}
+            ).scalar_one()
+        )
+
+
+def test_a_retry_with_the_same_key_returns_the_first_order(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[2]
+    orders, stock = _count(sec_engine, parties.a), _stock(sec_engine, product)
+    tok = token("customer", parties.a)
+    first = post(client, tok, PLACE, _input(parties.a, product, 2, "retry-1"))[1]
+    again = post(client, tok, PLACE, _input(parties.a, product, 2, "retry-1"))[1]
+    assert "errors" not in first and "errors" not in again, (first, again)
+    assert first["data"] == again["data"]
+    assert _count(sec_engine, parties.a) == orders + 1
+    assert _stock(sec_engine, product) == stock - 2
+
+
+def test_the_key_may_come_as_a_header(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    headers = {**bearer(token("customer", parties.a)), "Idempotency-Key": "header-1"}
+    bodies = [
+        client.post(
+            "/graphql", json={"query": PLACE, "variables": _input(parties.a, product)},
+            headers=headers,
+        ).json()
+        for _ in range(2)
+    ]  # fmt: skip
+    assert bodies[0] == bodies[1] and "errors" not in bodies[0], bodies
+    assert _count(sec_engine, parties.a) == orders + 1
+
+
+def test_the_same_key_with_another_basket_is_a_conflict(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[2]
+    tok = token("customer", parties.a)
+    assert "errors" not in post(client, tok, PLACE, _input(parties.a, product, 1, "reuse-1"))[1]
+    orders = _count(sec_engine, parties.a)
+    _, body = post(client, tok, PLACE, _input(parties.a, product, 3, "reuse-1"))
+    assert body["errors"][0]["extensions"]["code"] == "CONFLICT", body
+    assert body["errors"][0]["extensions"]["reason"] == "idempotency_key_reused"
+    assert _count(sec_engine, parties.a) == orders
+
+
+def test_keys_belong_to_their_principal(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[2]
+    a = post(client, token("customer", parties.a), PLACE, _input(parties.a, product, 1, "k-1"))
+    b = post(client, token("customer", parties.b), PLACE, _input(parties.b, product, 1, "k-1"))
+    assert "errors" not in a[1] and "errors" not in b[1], (a, b)
+    assert a[1]["data"]["placeOrder"]["id"] != b[1]["data"]["placeOrder"]["id"]
+
+
+def test_concurrent_retries_place_one_order(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    tok = token("customer", parties.a)
+    ids: list[Any] = []
+
+    def go() -> None:
+        body = post(client, tok, PLACE, _input(parties.a, product, 1, "race-1"))[1]
+        ids.append(body["data"]["placeOrder"]["id"] if body.get("data") else body)
+
+    workers = [threading.Thread(target=go) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert len(set(map(str, ids))) == 1 and len(ids) == 6, ids
+    assert _count(sec_engine, parties.a) == orders + 1
+
+
+def test_a_bad_key_is_bad_user_input(client: Any, sec_shop: Shop, parties: Parties) -> None:
+    tok = token("customer", parties.a)
+    for key in ("", "x" * 201, "bad\nkey"):
+        _, body = post(client, tok, PLACE, _input(parties.a, sec_shop.products[2], 1, key))
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (key, body)

@@ -1,0 +1,169 @@
+"""Prices and discounts are the shop's: a customer cannot order for free, in GraphQL or in
+SQL; only admin and service principals discount, within the procedure's rules. A customer
+may cancel its own pending or paid order, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, make_app, post, token
+from tests.security.test_rls import as_principal
+
+PLACE = """mutation ($i: PlaceOrderInput!) { placeOrder(input: $i) {
+  id totalAmount items { quantity unitPrice discount lineTotal } } }"""
+SET_STATUS = """mutation ($o: ID!, $s: OrderStatus!) { setOrderStatus(orderId: $o, status: $s) {
+  id status } }"""
+
+
+@pytest.fixture(scope="module")
+def client(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    with make_app(sec_engine, production=True) as c:
+        yield c
+
+
+def _state(engine: Engine, customer: int, product: int) -> tuple[int, int]:
+    with engine.connect() as conn:
+        orders = conn.execute(
+            sa.text("SELECT count(*) FROM app.orders WHERE customer_id = :c"), {"c": customer}
+        ).scalar_one()
+        stock = conn.execute(
+            sa.text("SELECT stock FROM app.products WHERE id = :p"), {"p": product}
+        ).scalar_one()
+    return int(orders), int(stock)
+
+
+def _basket(customer: int, product: int, quantity: int, discount: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"productId": str(product), "quantity": quantity}
+    if discount is not None:
+        item["discount"] = discount
+    return {
+        "i": {
+            "customerId": str(customer),
+            "items": [item],
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+        }
+    }
+
+
+def _code(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def test_a_customer_cannot_set_a_discount(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[4]
+    before = _state(sec_engine, parties.a, product)
+    for discount in ("1899.50", "0.01", "0"):
+        status, body = post(
+            client,
+            token("customer", parties.a),
+            PLACE,
+            _basket(parties.a, product, 50, discount),
+        )
+        assert status == 403 and _code(body) == "FORBIDDEN", body
+        assert body["data"] is None
+    assert _state(sec_engine, parties.a, product) == before
+    # without a discount the customer pays the shop's price
+    status, body = post(
+        client, token("customer", parties.a), PLACE, _basket(parties.a, product, 1, None)
+    )
+    assert status == 200 and "errors" not in body, body
+    line = body["data"]["placeOrder"]["items"][0]
+    assert line["discount"] == "0.00" and Decimal(line["lineTotal"]) == Decimal(line["unitPrice"])
+
+
+def test_the_procedure_refuses_a_customers_discount_too(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """The rule holds for every writer: a customer principal calling the procedure in SQL."""
+    product = sec_shop.products[4]
+    before = _state(sec_engine, parties.a, product)
+    with (
+        as_principal(sec_engine, "customer", parties.a) as conn,
+        pytest.raises(sa.exc.DBAPIError) as exc,
+    ):
+        conn.execute(
+            sa.text(
+                "SELECT app.place_order(:c, jsonb_build_array(jsonb_build_object("
+                "'product_id', CAST(:p AS bigint), 'quantity', 50, 'discount', '1899.50')),"
+                " 'web', 'card')"
+            ),
+            {"c": parties.a, "p": product},
+        )
+    assert exc.value.orig.sqlstate == "CD006"  # type: ignore[union-attr]
+    assert _state(sec_engine, parties.a, product) == before
+
+
+def test_service_discounts_within_the_line(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    product = sec_shop.products[0]  # 10.50
+    _, body = post(client, token("service"), PLACE, _basket(parties.a, product, 2, "21.01"))
+    assert _code(body) == "BAD_USER_INPUT", body  # more than the line
+    status, body = post(client, token("service"), PLACE, _basket(parties.a, product, 2, "1.00"))
+    assert status == 200 and "errors" not in body, body
+    assert body["data"]["placeOrder"]["totalAmount"] == "20.00"
+
+
+def _order_in(engine: Engine, customer: int, status: str) -> int:
+    with engine.begin() as conn:
+        oid = conn.execute(
+            sa.text(
+                "SELECT app.place_order(:c, jsonb_build_array(jsonb_build_object("
+                "'product_id', (SELECT min(id) FROM app.products), 'quantity', 1)),"
+                " 'web', 'card')"
+            ),
+            {"c": customer},
+        ).scalar_one()
+        path = {"pending": [], "paid": ["paid"], "shipped": ["paid", "shipped"]}[status]
+        for step in path:
+            conn.execute(sa.text("SELECT app.set_order_status(:o, :s)"), {"o": oid, "s": step})
+    return int(oid)
+
+
+@pytest.mark.parametrize("status", ["pending", "paid"])
+def test_a_customer_cancels_its_own_pending_or_paid_order(
+    client: Any, sec_engine: Engine, parties: Parties, status: str
+) -> None:
+    oid = _order_in(sec_engine, parties.a, status)
+    code, body = post(
+        client, token("customer", parties.a), SET_STATUS, {"o": str(oid), "s": "CANCELLED"}
+    )
+    assert code == 200 and body["data"]["setOrderStatus"]["status"] == "CANCELLED", body
+
+
+def test_a_customer_cancels_nothing_else(client: Any, sec_engine: Engine, parties: Parties) -> None:
+    mine = _order_in(sec_engine, parties.a, "pending")
+    # another status than CANCELLED: refused before anything runs
+    code, body = post(
+        client, token("customer", parties.a), SET_STATUS, {"o": str(mine), "s": "PAID"}
+    )
+    assert code == 403 and _code(body) == "FORBIDDEN", body
+    # a shipped order can no longer be cancelled
+    shipped = _order_in(sec_engine, parties.a, "shipped")
+    code, body = post(
+        client, token("customer", parties.a), SET_STATUS, {"o": str(shipped), "s": "CANCELLED"}
+    )
+    assert _code(body) == "INVALID_TRANSITION", body
+    # another customer's order does not exist for this customer
+    theirs = _order_in(sec_engine, parties.b, "pending")
+    code, body = post(
+        client, token("customer", parties.a), SET_STATUS, {"o": str(theirs), "s": "CANCELLED"}
+    )
+    assert _code(body) == "NOT_FOUND", body
+    with sec_engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.text("SELECT status FROM app.orders WHERE id = :o"), {"o": theirs}
+            ).scalar_one()
+            == "pending"
+        )
