@@ -1,85 +1,66 @@
-"""Who may use what, by field definition (parent type and field, GraphQL names).
+"""Who may use what, read from the schema's own declarations (by type and field):
 
-- Query roots a customer may use are listed; any other query or subscription root is for
-  staff (admin, analyst, service) and any mutation not listed is for admins only, so a new
-  root field is closed to customers (and a new mutation to all but admins) until it is
-  added here.
-- Fields at any depth that need a role: cube queries and the model registry (analysts),
-  predictions (analysts and integrators).
-- Input fields only some roles may set (a discount: admin and service), argument values a
-  role is limited to (a customer may only set its order CANCELLED), and the arguments that
-  name a customer (a customer may name only itself).
+- a field's ``metadata["roles"]``: the roots that need a role (cube, models, what-if
+  predictions), each mutation, the subscription, input fields only some roles may set
+  (``OrderItemInput.discount``); ``metadata["values"]``: argument values a role is limited
+  to (a customer may only set its order ``CANCELLED``);
+- the catalog (schema/catalog.py): the entities' query roots are open to customers (row-level
+  security decides their rows), prediction fields need a role.
 
-Row-level security in PostgreSQL stays the floor under all of this.
+Defaults close what is not declared: a query or subscription root without roles is for
+staff (admin, analyst, service), a mutation without roles for admins only. Arguments and
+input fields named ``customerId``, and ``customer(id:)``, name a customer: a customer may
+name only itself. Row-level security in PostgreSQL stays the floor under all of this.
 """
 
 from __future__ import annotations
 
-from graphql import OperationType
+from typing import Any
+
+from graphql import GraphQLInputObjectType, GraphQLObjectType, OperationType
 
 from api.rules import Access
 
 ADMIN = frozenset({"admin"})
 STAFF = frozenset({"admin", "analyst", "service"})
-ANALYSTS = frozenset({"admin", "analyst"})
-PREDICTORS = STAFF
 EVERYONE = STAFF | {"customer"}
 
-_CUSTOMER_QUERIES = (
-    "customer",
-    "customers",
-    "order",
-    "orders",
-    "product",
-    "products",
-    "supportTicket",
-    "supportTickets",
-    "returns",
-    "feedback",
-)
 
-_MUTATIONS = {
-    "placeOrder": frozenset({"admin", "service", "customer"}),
-    "setOrderStatus": frozenset({"admin", "service", "customer"}),
-    "requestReturn": frozenset({"admin", "service", "customer"}),
-    "approveReturn": frozenset({"admin", "service"}),
-    "rejectReturn": frozenset({"admin", "service"}),
-    "openSupportTicket": frozenset({"admin", "service", "customer"}),
-    "updateSupportTicket": frozenset({"admin", "service"}),
-    "submitFeedback": frozenset({"admin", "customer"}),
-    "createCustomer": ADMIN,
-    "updateCustomer": ADMIN,
-    "createProduct": ADMIN,
-    "updateProduct": ADMIN,
-}
+def access_of(schema: Any) -> Access:
+    """The access table of a Strawberry schema built from schema/ (schema.app.schema)."""
+    from schema.app import graphql_schema
+    from schema.catalog import FIELD_ROLES, ROOTS
 
-_RESTRICTED = {
-    ("Query", "cube"): ANALYSTS,
-    ("Query", "cubeMeta"): ANALYSTS,
-    ("Query", "models"): ANALYSTS,
-    ("Query", "predictOrderStatus"): PREDICTORS,
-    ("Query", "predictSupportStatus"): PREDICTORS,
-    ("Query", "predictOrderValue"): PREDICTORS,
-    ("Order", "predictedStatus"): PREDICTORS,
-    ("Order", "predictedTotal"): PREDICTORS,
-    ("SupportTicket", "predictedStatus"): PREDICTORS,
-    ("Customer", "expectedOrderValue"): PREDICTORS,
-}
-
-ACCESS = Access(
-    fields={
-        **{("Query", name): EVERYONE for name in _CUSTOMER_QUERIES},
-        ("Subscription", "orderStatusChanged"): EVERYONE,
-        **{("Mutation", name): roles for name, roles in _MUTATIONS.items()},
-        **_RESTRICTED,
-    },
-    root_default={
-        OperationType.QUERY: STAFF,
-        OperationType.SUBSCRIPTION: STAFF,
-        OperationType.MUTATION: ADMIN,
-    },
-    inputs={("OrderItemInput", "discount"): frozenset({"admin", "service"})},
-    values={("Mutation", "setOrderStatus", "status"): {"customer": frozenset({"CANCELLED"})}},
-    owner_keys=frozenset({"customerId"}),
-    owner_args=frozenset({("Query", "customer", "id")}),
-)
+    fields: dict[tuple[str, str], frozenset[str]] = {
+        **{("Query", name): EVERYONE for name in ROOTS},
+        **FIELD_ROLES,
+    }
+    inputs: dict[tuple[str, str], frozenset[str]] = {}
+    values: dict[tuple[str, str, str], dict[str, frozenset[Any]]] = {}
+    for name, gtype in graphql_schema().type_map.items():
+        if name.startswith("__") or not isinstance(
+            gtype, GraphQLObjectType | GraphQLInputObjectType
+        ):
+            continue
+        definition = schema.get_type_by_name(name)
+        for f in getattr(definition, "fields", ()):
+            metadata = getattr(f, "metadata", None) or {}
+            graphql_name = schema.config.name_converter.get_graphql_name(f)
+            roles = metadata.get("roles")
+            if roles is not None:
+                table = inputs if isinstance(gtype, GraphQLInputObjectType) else fields
+                table[(name, graphql_name)] = frozenset(roles)
+            for arg, by_role in (metadata.get("values") or {}).items():
+                values[(name, graphql_name, arg)] = {r: frozenset(v) for r, v in by_role.items()}
+    return Access(
+        fields=fields,
+        root_default={
+            OperationType.QUERY: STAFF,
+            OperationType.SUBSCRIPTION: STAFF,
+            OperationType.MUTATION: ADMIN,
+        },
+        inputs=inputs,
+        values=values,
+        owner_keys=frozenset({"customerId"}),
+        owner_args=frozenset({("Query", "customer", "id")}),
+    )

@@ -19,9 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from api.access import ACCESS
+from api.access import access_of
 from api.dashboard import DashboardAssets
-from api.execute import Executor
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
 from api.rules import Access, Limits
@@ -29,6 +28,7 @@ from api.security import SecurityConfig, middleware
 from api.ws import GraphQLSockets
 from db.migrate import head_revision
 from schema.context import ApiLimits
+from schema.execute import Executor
 
 log = logging.getLogger("cdms.api")
 
@@ -58,18 +58,16 @@ class AppOptions:
     api: ApiLimits = field(default_factory=ApiLimits)
     http: HttpLimits = field(default_factory=HttpLimits)
     limits: Limits | None = None  # None: Limits() with the security settings' cost limit
-    compiled_reads: bool = True
-    access: Access = ACCESS  # who may use what (api/access.py)
+    access: Access | None = None  # who may use what; None: the schema's (api/access.py)
 
     @classmethod
     def from_env(cls) -> AppOptions:
-        from api.settings import Settings, compiled_reads_enabled
+        from api.settings import Settings
 
         settings = Settings.from_env()
         return cls(
             api=ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
             http=HttpLimits(max_body_bytes=settings.max_body_bytes),
-            compiled_reads=compiled_reads_enabled(),
         )
 
 
@@ -78,7 +76,7 @@ class GraphQLEndpoint:
     GraphiQL on GET (admins only in production)."""
 
     def __init__(self, engine: Engine, security: SecurityConfig, options: AppOptions) -> None:
-        from schema.app import schema
+        from schema.app import graphql_schema, schema
 
         limits = options.limits or Limits(
             max_cost=security.max_cost,
@@ -87,13 +85,11 @@ class GraphQLEndpoint:
         )
         policy = Policy(security.production, security.persisted_only, limits)
         self.rate = security.rate_limiter(engine)
-        self.pipeline = Pipeline(schema, engine, policy, self.rate, options.access)
+        gschema = graphql_schema()
+        access = options.access or access_of(schema)
+        self.pipeline = Pipeline(gschema, engine, policy, self.rate, access)
         self.executor = Executor(
-            schema,
-            engine,
-            options.api,
-            compiled_reads=options.compiled_reads,
-            cube_sql=security.show_cube_sql,
+            schema, gschema, engine, options.api, cube_sql=security.show_cube_sql
         )
         self.http = GraphQLHttp(self.pipeline, self.executor, options.http)
         self.sockets = GraphQLSockets(self.pipeline, self.executor, security)

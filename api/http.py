@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Principal
-from api.execute import Executor, Result
 from api.pipeline import Operation, Pipeline, Refusal, parse_body
 from db.errors import BadUserInputError, CdmsError
+from schema.execute import Executor, Result
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class GraphQLHttp:
                 )
         ctx = self.executor.context(principal, idempotency_key=key)
         try:
-            results = [await self.executor.run(p, ctx, lane_ok=not batch) for p in prepared]
+            results = [await self.executor.run(p, ctx) for p in prepared]
         finally:
             await ctx.close()
         if batch:
@@ -127,7 +127,7 @@ class GraphQLHttp:
             status = 503 if all(r.unavailable for r in results) else 200
         else:
             content = results[0].json_bytes()
-            status = 503 if results[0].unavailable else 200
+            status = 503 if results[0].unavailable else results[0].status
         return Response(
             content,
             status_code=status,

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import strawberry
 from cachetools import LRUCache
 from graphql import (
     DocumentNode,
@@ -32,7 +31,6 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    build_schema,
     parse,
     validate,
 )
@@ -40,7 +38,6 @@ from graphql.execution.values import VariableValues, get_variable_values
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.access import ACCESS
 from api.auth import Principal
 from api.ratelimit import RateLimitedError, RateLimiter
 from api.rules import (
@@ -219,18 +216,21 @@ class Pipeline:
 
     def __init__(
         self,
-        schema: strawberry.Schema,
+        gschema: GraphQLSchema,
         engine: Engine,
         policy: Policy,
         rate: RateLimiter | None = None,
-        access: Access = ACCESS,
+        access: Access | None = None,
     ) -> None:
-        self.schema = schema
-        # graphql-core's view of the schema, built from its SDL (the public way to get one)
-        self.gschema: GraphQLSchema = build_schema(schema.as_str())
+        self.gschema = gschema  # schema.app.graphql_schema(): graphql-core's view of it
         self.engine = engine
         self.policy = policy
         self.rate = rate
+        if access is None:
+            from api.access import access_of
+            from schema.app import schema
+
+            access = access_of(schema)
         self.access = access
         self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(maxsize=512)
         self._persisted: LRUCache[str, str] = LRUCache(maxsize=1024)

@@ -73,11 +73,3 @@ def _workers() -> int:
     if not 1 <= n <= 64:
         raise ConfigError(f"CDMS_WORKERS must be between 1 and 64, got {n}")
     return n
-
-
-_OFF = {"0", "false", "no", "off"}
-
-
-def compiled_reads_enabled() -> bool:
-    """``CDMS_COMPILED_READS``: the compiled read path is on unless set to 0/false/no/off."""
-    return os.environ.get("CDMS_COMPILED_READS", "1").strip().lower() not in _OFF

@@ -32,10 +32,10 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.auth import Principal, UnauthenticatedError, authenticate
-from api.execute import Executor, Result
 from api.pipeline import Operation, Pipeline, Refusal
 from api.security import SecurityConfig
 from db.errors import CdmsError
+from schema.execute import Executor, Result
 
 log = logging.getLogger("cdms.api.ws")
 
@@ -295,7 +295,7 @@ class _Session:
                     await self._next(op_id, result)
                     await ctx.close()  # no transaction stays open between events
             else:
-                await self._next(op_id, await executor.run(prepared, ctx, lane_ok=False))
+                await self._next(op_id, await executor.run(prepared, ctx))
             await self._send({"id": op_id, "type": "complete"})
         except asyncio.CancelledError:
             raise

@@ -9,12 +9,11 @@ with and without ``predictedStatus`` and ``predictedTotal``, same query otherwis
 the stored predictions, ``ml.stored``, brought up to date first; and computed on request, the
 page's stored rows deleted for that run and re-scored after it), for two pages: four scalar
 fields per order, and the fuller row an orders screen lists (with the customer's name); through
-``POST /graphql`` of the app as served (``create_app``: authentication, limits, compiled
-reads and the fast lane on; in-process through httpx's ASGI transport, so no socket), median
-of repeated runs (the pages compared are requested in turn, in an order shuffled per round,
-so they share the machine's drift), with the ratio (goal <= 1.3) and the SQL statements and
-onnxruntime runs per request; the same two queries on the Strawberry path (``schema.execute``) for
-comparison; a single what-if prediction through ``POST /graphql`` (p50/p95; goal p50 < 5
+``POST /graphql`` of the app as served (``create_app``: the request checks and the read
+executor; in-process through httpx's ASGI transport, so no socket), median of repeated runs
+(the pages compared are requested in turn, in an order shuffled per round, so they share the
+machine's drift), with the ratio (goal <= 1.3) and the SQL statements and onnxruntime runs
+per request; a single what-if prediction through ``POST /graphql`` (p50/p95; goal p50 < 5
 ms). Every figure is printed with the load average (the machine is shared).
 """
 
@@ -113,34 +112,9 @@ def bench_training(engine: Engine) -> None:
         register(engine, m, force=True)
 
 
-async def _execute(engine: Engine, query: str, variables: dict[str, Any]) -> float:
-    """One request on the Strawberry path (``schema.execute``, no HTTP): for comparison."""
-    from schema.app import schema
-    from schema.context import ApiLimits, Context
-
-    ctx = Context(engine=engine, limits=ApiLimits())
-    t0 = time.perf_counter()
-    try:
-        result = await schema.execute(query, variable_values=variables, context_value=ctx)
-    finally:
-        await ctx.close()
-    elapsed = time.perf_counter() - t0
-    if result.errors:
-        raise SystemExit(f"query failed: {result.errors[0].message}")
-    return elapsed
-
-
-def timed(engine: Engine, query: str, variables: dict[str, Any], runs: int) -> list[float]:
-    async def go() -> list[float]:
-        await _execute(engine, query, variables)  # warm-up (plans, caches, sessions)
-        return [await _execute(engine, query, variables) for _ in range(runs)]
-
-    return asyncio.run(go())
-
-
 class Served:
     """The app as ``cdms serve`` builds it (``create_app``: authentication, limits, the
-    compiled read path on), called in-process through httpx's ASGI transport; counts the
+    read executor), called in-process through httpx's ASGI transport; counts the
     SQL statements and onnxruntime runs of each request."""
 
     def __init__(self, engine: Engine) -> None:
@@ -148,7 +122,7 @@ class Served:
 
         from api.app import create_app
         from ml.serving import store_for
-        from schema.compiled import lane
+        from schema import lane
 
         os.environ.setdefault("CDMS_DEMO_OPEN", "1")
         os.environ.setdefault("CDMS_RATE_LIMIT", "0")
@@ -266,7 +240,7 @@ def bench_queries(engine: Engine, runs: int) -> None:
         live = served.timed(ORDERS_QUERY % PREDICTIONS, {"n": 500}, runs)
     finally:
         restored = stored.refresh(engine)["ml.order_predictions"]
-    print(f"POST /graphql as served (compiled reads on), 500 orders, median of {runs}:")
+    print(f"POST /graphql as served, 500 orders, median of {runs}:")
     for name, t in (
         ("without predictions", plain),
         ("with predictedStatus + predictedTotal", pred),
@@ -290,13 +264,6 @@ def bench_queries(engine: Engine, runs: int) -> None:
             f"  {t.statements:.0f} statements, {t.onnx_runs:.0f} ONNX runs"
         )
     print(f"    ratio {list_pred.median / list_plain.median:.2f}; {_load()}")
-    s_plain = statistics.median(timed(engine, ORDERS_QUERY % "", {"n": 500}, runs))
-    s_pred = statistics.median(timed(engine, ORDERS_QUERY % PREDICTIONS, {"n": 500}, runs))
-    print("Strawberry path (schema.execute in-process, no HTTP), for comparison:")
-    print(
-        f"  without {s_plain * 1000:7.1f} ms, with {s_pred * 1000:7.1f} ms,"
-        f" ratio {s_pred / s_plain:.2f}"
-    )
     single = sorted(served.timed(WHAT_IF, {"i": WHAT_IF_INPUT}, runs * 10).seconds)
     p50 = single[len(single) // 2]
     p95 = single[int(len(single) * 0.95)]

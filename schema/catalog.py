@@ -1,10 +1,14 @@
-"""The single declarative description of each entity the API serves.
+"""Each entity the API serves, declared once: its table, fields, relations, filters,
+orderings, aggregates, prediction fields and who may see what.
 
-For every GraphQL type: its table, each scalar field's column and kind, which fields are
-filterable/sortable (only those backed by an index, see db/sql/0002_app_tables.sql), the
-relations to other entities (join columns), the default order of its connections, and
-the columns its connection aggregates cover. Resolvers, filters, pagination and the
-(future) compiled read path all read this one description.
+Everything else is generated from these declarations: the Strawberry types, connection,
+edge and aggregate types and the filter / orderBy inputs (schema/types.py), the query
+roots, and the SQL of every read (schema/plan.py, schema/sql.py). Adding a column to the
+API is one ``Col`` line here plus its migration.
+
+The values a client sees are PostgreSQL's own output (docs/api.md, "Formats"): ids as
+strings, ``Decimal`` as text with two decimals, ``DateTime`` as ISO 8601 with an offset
+(the API's sessions run in UTC), ``Date`` as ``YYYY-MM-DD``, enums upper case.
 """
 
 from __future__ import annotations
@@ -12,279 +16,401 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import sqlalchemy as sa
-
-from schema import enums, tables
+from schema import enums
 
 
 class Kind(enum.Enum):
+    """What a column holds, and so its GraphQL type and its JSON."""
+
     ID = "id"
     INT = "int"
-    DECIMAL = "decimal"
-    TEXT = "text"
-    ENUM = "enum"
+    FLOAT = "float"
+    STRING = "string"
+    MONEY = "money"  # numeric(14,2): its text is already two decimals (GraphQL Decimal)
+    DECIMAL = "decimal"  # any numeric: rounded to two decimals (GraphQL Decimal)
     DATETIME = "datetime"
     DATE = "date"
+    ENUM = "enum"
 
 
 @dataclass(frozen=True)
-class Field:
-    """A scalar field: python attribute ``name`` (GraphQL camelCase) ↔ column ``column``."""
+class Col:
+    """A scalar field: GraphQL ``name``, its ``column`` (or SQL expression over ``{t}``,
+    the row's alias), what it holds, whether it may be null, and what it allows."""
 
     name: str
     column: str
     kind: Kind
-    filterable: bool = False
-    sortable: bool = False
+    null: bool = False
     enum: type[enum.Enum] | None = None
+    filter: bool = False  # in the entity's filter input (indexed columns only)
+    sort: bool = False  # in the entity's orderBy input (indexed columns only)
+    sum: bool = False  # in aggregate.sum and aggregate.avg
+    minmax: bool = False  # in aggregate.min and aggregate.max
+    doc: str | None = None
 
-    def expr(self, table: sa.FromClause) -> sa.ColumnElement[Any]:
-        col: sa.ColumnElement[Any] = table.c[self.column]
-        return col
+
+class Shape(enum.Enum):
+    ONE = "one"  # an object (null when the key is null or the row is invisible)
+    LIST = "list"  # a plain list in the target's default order (bounded by the parent)
+    CONNECTION = "connection"  # a Relay connection with filter, orderBy and paging
 
 
 @dataclass(frozen=True)
-class Relation:
-    """``source.local`` = ``target.remote``; ``many`` for one-to-many (a connection)."""
+class Rel:
+    """``parent.local = target.remote``."""
 
     name: str
     target: str
     local: str
     remote: str
-    many: bool
+    shape: Shape
+    filter: bool = True  # a some/none relation filter in the parent's filter input
+    null: bool = False  # ONE: may be null
+    doc: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction of a model about the row (its stored prediction, or computed)."""
+
+    name: str
+    kind: str  # ml.batch kind: "order", "ticket", "customer"
+    model: str  # ml.specs model name
+    result: str  # "StatusPrediction" | "ValuePrediction"
+    roles: frozenset[str]
+    doc: str | None = None
+
+
+Field = Col | Rel | Prediction
+
+STAFF = frozenset({"admin", "analyst", "service"})
 
 
 @dataclass(frozen=True)
 class Entity:
     name: str
-    table: sa.Table
-    fields: Mapping[str, Field]
-    relations: Mapping[str, Relation]
-    default_order: tuple[tuple[str, enums.SortDirection], ...]
-    # extra columns every row carries (foreign keys the relation resolvers need)
-    keys: tuple[str, ...] = ()
-    sum_fields: tuple[str, ...] = ()
-    min_max_fields: tuple[str, ...] = ()
-    unique: tuple[str, ...] = ("id",)
+    table: str  # schema-qualified
+    fields: tuple[Field, ...]
+    order: tuple[tuple[str, str], ...] = (("id", "asc"),)  # default ordering (column, dir)
+    key: tuple[str, ...] = ("id",)  # columns that identify a row (the tie-breaker)
+    by_id: str | None = None  # query root reading one row by id
+    connection: str | None = None  # query root reading a connection
+    doc: str | None = None
+    plural: str = ""  # words in generated descriptions ("support tickets")
+    filter_doc: str | None = None  # replaces the generated description of the filter
 
-    def columns(self, table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
-        """Every column a node of this entity is built from, labelled by attribute name."""
-        cols: list[sa.ColumnElement[Any]] = [
-            f.expr(table).label(f.name) for f in self.fields.values()
-        ]
-        cols += [table.c[k].label(k) for k in self.keys if k not in self.fields]
-        return cols
+    @property
+    def cols(self) -> dict[str, Col]:
+        return {f.name: f for f in self.fields if isinstance(f, Col)}
+
+    @property
+    def rels(self) -> dict[str, Rel]:
+        return {f.name: f for f in self.fields if isinstance(f, Rel)}
+
+    @property
+    def predictions(self) -> dict[str, Prediction]:
+        return {f.name: f for f in self.fields if isinstance(f, Prediction)}
+
+    def by_column(self, column: str) -> Col:
+        """The field of a column (a key column the API does not expose, such as
+        ``order_id`` of an order line, reads as an integer)."""
+        for col in self.cols.values():
+            if col.column == column:
+                return col
+        return Col(column, column, Kind.INT)
 
 
-D = enums.SortDirection
-
-
-def _fields(*items: Field) -> dict[str, Field]:
-    return {f.name: f for f in items}
-
-
-def _rels(*items: Relation) -> dict[str, Relation]:
-    return {r.name: r for r in items}
-
-
-CUSTOMER = Entity(
-    name="Customer",
-    table=tables.customers,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("email", "email", Kind.TEXT, filterable=True),
-        Field("first_name", "first_name", Kind.TEXT),
-        Field("last_name", "last_name", Kind.TEXT, filterable=True, sortable=True),
-        Field("gender", "gender", Kind.ENUM, enum=enums.Gender),
-        Field("birth_date", "birth_date", Kind.DATE),
-        Field("segment", "segment", Kind.ENUM, filterable=True, sortable=True, enum=enums.Segment),
-        Field("country", "country", Kind.TEXT, filterable=True, sortable=True),
-        Field("region", "region", Kind.TEXT, filterable=True),
-        Field("city", "city", Kind.TEXT, filterable=True),
-        Field("signup_at", "signup_at", Kind.DATETIME, filterable=True, sortable=True),
-    ),
-    relations=_rels(
-        Relation("orders", "Order", "id", "customer_id", many=True),
-        Relation("feedback", "Feedback", "id", "customer_id", many=True),
-        Relation("returns", "Return", "id", "customer_id", many=True),
-        Relation("support_tickets", "SupportTicket", "id", "customer_id", many=True),
-    ),
-    default_order=(("id", D.ASC),),
-    min_max_fields=("signup_at",),
-)
-
-ORDER = Entity(
-    name="Order",
-    table=tables.orders,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("status", "status", Kind.ENUM, filterable=True, enum=enums.OrderStatus),
-        Field("ordered_at", "ordered_at", Kind.DATETIME, filterable=True, sortable=True),
-        Field("paid_at", "paid_at", Kind.DATETIME),
-        Field("shipped_at", "shipped_at", Kind.DATETIME),
-        Field("delivered_at", "delivered_at", Kind.DATETIME),
-        Field("channel", "channel", Kind.ENUM, enum=enums.OrderChannel),
-        Field("payment_method", "payment_method", Kind.ENUM, enum=enums.PaymentMethod),
-        Field("item_count", "item_count", Kind.INT),
-        Field("total_amount", "total_amount", Kind.DECIMAL, filterable=True, sortable=True),
-    ),
-    relations=_rels(
-        Relation("customer", "Customer", "customer_id", "id", many=False),
-        Relation("items", "OrderItem", "id", "order_id", many=True),
-        Relation("returns", "Return", "id", "order_id", many=True),
-    ),
-    default_order=(("ordered_at", D.DESC),),
-    keys=("customer_id",),
-    sum_fields=("total_amount", "item_count"),
-    min_max_fields=("total_amount", "item_count", "ordered_at"),
-)
-
-ORDER_ITEM = Entity(
-    name="OrderItem",
-    table=tables.order_items,
-    fields=_fields(
-        Field("line_no", "line_no", Kind.INT),
-        Field("quantity", "quantity", Kind.INT, filterable=True),
-        Field("unit_price", "unit_price", Kind.DECIMAL, filterable=True),
-        Field("discount", "discount", Kind.DECIMAL),
-        Field("line_total", "line_total", Kind.DECIMAL, filterable=True),
-    ),
-    relations=_rels(Relation("product", "Product", "product_id", "id", many=False)),
-    default_order=(("line_no", D.ASC),),
-    keys=("order_id", "product_id"),
-    unique=("order_id", "line_no"),
-)
-
-PRODUCT = Entity(
-    name="Product",
-    table=tables.products,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("sku", "sku", Kind.TEXT, filterable=True, sortable=True),
-        Field("name", "name", Kind.TEXT, filterable=True, sortable=True),
-        Field("category", "category", Kind.TEXT, filterable=True, sortable=True),
-        Field("subcategory", "subcategory", Kind.TEXT, filterable=True),
-        Field("brand", "brand", Kind.TEXT, filterable=True, sortable=True),
-        Field("unit_price", "unit_price", Kind.DECIMAL, filterable=True, sortable=True),
-        Field("stock", "stock", Kind.INT),
-    ),
-    relations=_rels(Relation("feedback", "Feedback", "id", "product_id", many=True)),
-    default_order=(("id", D.ASC),),
-    sum_fields=("unit_price", "stock"),
-    min_max_fields=("unit_price", "stock"),
-)
-
-FEEDBACK = Entity(
-    name="Feedback",
-    table=tables.feedback,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("kind", "kind", Kind.ENUM, enum=enums.FeedbackKind),
-        Field("rating", "rating", Kind.INT),
-        Field("comment", "comment", Kind.TEXT),
-        Field("created_at", "created_at", Kind.DATETIME, filterable=True, sortable=True),
-    ),
-    relations=_rels(
-        Relation("customer", "Customer", "customer_id", "id", many=False),
-        Relation("order", "Order", "order_id", "id", many=False),
-        Relation("product", "Product", "product_id", "id", many=False),
-    ),
-    default_order=(("created_at", D.DESC),),
-    keys=("customer_id", "order_id", "product_id"),
-    sum_fields=("rating",),
-    min_max_fields=("rating", "created_at"),
-)
-
-RETURN = Entity(
-    name="Return",
-    table=tables.returns,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("line_no", "line_no", Kind.INT),
-        Field("reason", "reason", Kind.ENUM, enum=enums.ReturnReason),
-        Field("quantity", "quantity", Kind.INT),
-        Field("status", "status", Kind.ENUM, filterable=True, enum=enums.ReturnStatus),
-        Field("refund_amount", "refund_amount", Kind.DECIMAL),
-        Field("comment", "comment", Kind.TEXT),
-        Field("requested_at", "requested_at", Kind.DATETIME, filterable=True, sortable=True),
-        Field("decided_at", "decided_at", Kind.DATETIME),
-    ),
-    relations=_rels(
-        Relation("customer", "Customer", "customer_id", "id", many=False),
-        Relation("order", "Order", "order_id", "id", many=False),
-    ),
-    default_order=(("requested_at", D.DESC),),
-    keys=("customer_id", "order_id"),
-    sum_fields=("quantity", "refund_amount"),
-    min_max_fields=("quantity", "refund_amount", "requested_at"),
-)
-
-SUPPORT_TICKET = Entity(
-    name="SupportTicket",
-    table=tables.support_tickets,
-    fields=_fields(
-        Field("id", "id", Kind.ID, filterable=True, sortable=True),
-        Field("category", "category", Kind.ENUM, enum=enums.TicketCategory),
-        Field("priority", "priority", Kind.ENUM, filterable=True, enum=enums.TicketPriority),
-        Field("channel", "channel", Kind.ENUM, enum=enums.TicketChannel),
-        Field("status", "status", Kind.ENUM, filterable=True, enum=enums.TicketStatus),
-        Field("subject", "subject", Kind.TEXT),
-        Field("opened_at", "opened_at", Kind.DATETIME, filterable=True, sortable=True),
-        Field("resolved_at", "resolved_at", Kind.DATETIME),
-        Field("closed_at", "closed_at", Kind.DATETIME),
-        Field("satisfaction", "satisfaction", Kind.INT),
-    ),
-    relations=_rels(
-        Relation("customer", "Customer", "customer_id", "id", many=False),
-        Relation("order", "Order", "order_id", "id", many=False),
-    ),
-    default_order=(("opened_at", D.DESC),),
-    keys=("customer_id", "order_id"),
-    sum_fields=("satisfaction",),
-    min_max_fields=("satisfaction", "opened_at"),
-)
-
-ORDER_STATUS_CHANGE = Entity(
-    name="OrderStatusChange",
-    table=tables.order_status_history,
-    fields=_fields(
-        Field("id", "id", Kind.ID),
-        Field("from_status", "from_status", Kind.ENUM, enum=enums.OrderStatus),
-        Field("to_status", "to_status", Kind.ENUM, enum=enums.OrderStatus),
-        Field("changed_at", "changed_at", Kind.DATETIME),
-        Field("changed_by", "changed_by", Kind.TEXT),
-    ),
-    relations={},
-    default_order=(("changed_at", D.ASC),),
-    keys=("order_id",),
-)
+C, R, P = Col, Rel, Prediction
+K = Kind
+ONE, LIST, CONN = Shape.ONE, Shape.LIST, Shape.CONNECTION
+_NEWEST = "(default: newest first)"
 
 ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
-        CUSTOMER,
-        ORDER,
-        ORDER_ITEM,
-        PRODUCT,
-        FEEDBACK,
-        RETURN,
-        SUPPORT_TICKET,
-        ORDER_STATUS_CHANGE,
+        Entity(
+            "Customer",
+            "app.customers",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("email", "email", K.STRING, filter=True),
+                C("firstName", "first_name", K.STRING),
+                C("lastName", "last_name", K.STRING, filter=True, sort=True),
+                C("gender", "gender", K.ENUM, null=True, enum=enums.Gender),
+                C("birthDate", "birth_date", K.DATE, null=True),
+                C("segment", "segment", K.ENUM, enum=enums.Segment, filter=True, sort=True),
+                C("country", "country", K.STRING, filter=True, sort=True),
+                C("region", "region", K.STRING, filter=True),
+                C("city", "city", K.STRING, filter=True),
+                C("signupAt", "signup_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                P("expectedOrderValue", "customer", "order_value", "ValuePrediction", STAFF),
+                R("summary", "CustomerSummary", "id", "customer_id", ONE, filter=False),
+                R(
+                    "orders",
+                    "Order",
+                    "id",
+                    "customer_id",
+                    CONN,
+                    doc=f"The customer's orders {_NEWEST}.",
+                ),
+                R(
+                    "feedback",
+                    "Feedback",
+                    "id",
+                    "customer_id",
+                    CONN,
+                    doc=f"The customer's feedback {_NEWEST}.",
+                ),
+                R(
+                    "returns",
+                    "Return",
+                    "id",
+                    "customer_id",
+                    CONN,
+                    doc=f"The customer's return requests {_NEWEST}.",
+                ),
+                R(
+                    "supportTickets",
+                    "SupportTicket",
+                    "id",
+                    "customer_id",
+                    CONN,
+                    doc=f"The customer's support tickets {_NEWEST}.",
+                ),
+            ),
+            by_id="customer",
+            connection="customers",
+            doc="A person or company who buys.",
+            plural="customers",
+        ),
+        Entity(
+            "CustomerSummary",
+            "app.customer_summary",
+            (
+                C("orderCount", "order_count", K.INT),
+                C("lifetimeValue", "lifetime_value", K.DECIMAL),
+                C("averageOrderValue", "average_order_value", K.DECIMAL, null=True),
+                C("firstOrderAt", "first_order_at", K.DATETIME, null=True),
+                C("lastOrderAt", "last_order_at", K.DATETIME, null=True),
+                C("returnRate", "return_rate", K.FLOAT, null=True),
+                C("averageRating", "average_rating", K.FLOAT, null=True),
+                C("openTicketCount", "open_ticket_count", K.INT),
+            ),
+            order=(("customer_id", "asc"),),
+            key=("customer_id",),
+            doc="Derived figures of one customer (view app.customer_summary). orderCount: "
+            "orders not cancelled; lifetimeValue: orders once paid minus approved refunds; "
+            "returnRate: approved returned units / delivered units (null if none delivered).",
+        ),
+        Entity(
+            "Order",
+            "app.orders",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("status", "status", K.ENUM, enum=enums.OrderStatus, filter=True),
+                C("orderedAt", "ordered_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("paidAt", "paid_at", K.DATETIME, null=True),
+                C("shippedAt", "shipped_at", K.DATETIME, null=True),
+                C("deliveredAt", "delivered_at", K.DATETIME, null=True),
+                C("channel", "channel", K.ENUM, enum=enums.OrderChannel),
+                C("paymentMethod", "payment_method", K.ENUM, enum=enums.PaymentMethod),
+                C(
+                    "itemCount",
+                    "item_count",
+                    K.INT,
+                    sum=True,
+                    minmax=True,
+                    doc="Sum of line quantities.",
+                ),
+                C(
+                    "totalAmount",
+                    "total_amount",
+                    K.MONEY,
+                    filter=True,
+                    sort=True,
+                    sum=True,
+                    minmax=True,
+                    doc="Subtotal minus discounts.",
+                ),
+                P("predictedStatus", "order", "order_status", "StatusPrediction", STAFF),
+                P("predictedTotal", "order", "order_value", "ValuePrediction", STAFF),
+                R("customer", "Customer", "customer_id", "id", ONE),
+                R(
+                    "items",
+                    "OrderItem",
+                    "id",
+                    "order_id",
+                    LIST,
+                    doc="The order's lines, by line number.",
+                ),
+                R(
+                    "statusHistory",
+                    "OrderStatusChange",
+                    "id",
+                    "order_id",
+                    LIST,
+                    filter=False,
+                    doc="Every status change, oldest first.",
+                ),
+                R(
+                    "returns",
+                    "Return",
+                    "id",
+                    "order_id",
+                    CONN,
+                    doc="Return requests on this order's lines.",
+                ),
+            ),
+            order=(("ordered_at", "desc"),),
+            by_id="order",
+            connection="orders",
+            doc="An order: status, times, channel, payment, totals and lines.",
+            plural="orders",
+        ),
+        Entity(
+            "OrderItem",
+            "app.order_items",
+            (
+                C("lineNo", "line_no", K.INT),
+                C("quantity", "quantity", K.INT, filter=True),
+                C("unitPrice", "unit_price", K.MONEY, filter=True),
+                C("discount", "discount", K.MONEY),
+                C("lineTotal", "line_total", K.MONEY, filter=True),
+                R("product", "Product", "product_id", "id", ONE),
+            ),
+            order=(("line_no", "asc"),),
+            key=("order_id", "line_no"),
+            doc="One line of an order; unitPrice was copied when ordered.",
+            filter_doc="Filter on order lines, only inside an order's items (the join is the "
+            "primary key): quantity, unitPrice, lineTotal; relation product.",
+        ),
+        Entity(
+            "OrderStatusChange",
+            "app.order_status_history",
+            (
+                C("id", "id", K.ID),
+                C("fromStatus", "from_status", K.ENUM, null=True, enum=enums.OrderStatus),
+                C("toStatus", "to_status", K.ENUM, enum=enums.OrderStatus),
+                C("changedAt", "changed_at", K.DATETIME),
+                C("changedBy", "changed_by", K.STRING, null=True),
+            ),
+            order=(("changed_at", "asc"),),
+            doc="One status change of an order (audit written by a trigger).",
+        ),
+        Entity(
+            "Product",
+            "app.products",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("sku", "sku", K.STRING, filter=True, sort=True),
+                C("name", "name", K.STRING, filter=True, sort=True),
+                C("category", "category", K.STRING, filter=True, sort=True),
+                C("subcategory", "subcategory", K.STRING, filter=True),
+                C("brand", "brand", K.STRING, filter=True, sort=True),
+                C(
+                    "unitPrice",
+                    "unit_price",
+                    K.MONEY,
+                    filter=True,
+                    sort=True,
+                    sum=True,
+                    minmax=True,
+                ),
+                C("stock", "stock", K.INT, sum=True, minmax=True),
+                R(
+                    "feedback",
+                    "Feedback",
+                    "id",
+                    "product_id",
+                    CONN,
+                    doc=f"Feedback about this product {_NEWEST}.",
+                ),
+            ),
+            by_id="product",
+            connection="products",
+            doc="A catalogue item; stock is decremented by placeOrder only.",
+            plural="products",
+        ),
+        Entity(
+            "SupportTicket",
+            "app.support_tickets",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("category", "category", K.ENUM, enum=enums.TicketCategory),
+                C("priority", "priority", K.ENUM, enum=enums.TicketPriority, filter=True),
+                C("channel", "channel", K.ENUM, enum=enums.TicketChannel),
+                C("status", "status", K.ENUM, enum=enums.TicketStatus, filter=True),
+                C("subject", "subject", K.STRING),
+                C("openedAt", "opened_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("resolvedAt", "resolved_at", K.DATETIME, null=True),
+                C("closedAt", "closed_at", K.DATETIME, null=True),
+                C("satisfaction", "satisfaction", K.INT, null=True, sum=True, minmax=True),
+                P("predictedStatus", "ticket", "support_status", "StatusPrediction", STAFF),
+                R("customer", "Customer", "customer_id", "id", ONE),
+                R("order", "Order", "order_id", "id", ONE, null=True),
+            ),
+            order=(("opened_at", "desc"),),
+            by_id="supportTicket",
+            connection="supportTickets",
+            doc="A support ticket: open -> in_progress -> resolved -> closed.",
+            plural="support tickets",
+        ),
+        Entity(
+            "Return",
+            "app.returns",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("lineNo", "line_no", K.INT),
+                C("reason", "reason", K.ENUM, enum=enums.ReturnReason),
+                C("quantity", "quantity", K.INT, sum=True, minmax=True),
+                C("status", "status", K.ENUM, enum=enums.ReturnStatus, filter=True),
+                C("refundAmount", "refund_amount", K.MONEY, null=True, sum=True, minmax=True),
+                C("comment", "comment", K.STRING, null=True),
+                C("requestedAt", "requested_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("decidedAt", "decided_at", K.DATETIME, null=True),
+                R("customer", "Customer", "customer_id", "id", ONE),
+                R("order", "Order", "order_id", "id", ONE),
+            ),
+            order=(("requested_at", "desc"),),
+            connection="returns",
+            doc="A return request for units of one order line.",
+            plural="returns",
+        ),
+        Entity(
+            "Feedback",
+            "app.feedback",
+            (
+                C("id", "id", K.ID, filter=True, sort=True),
+                C("kind", "kind", K.ENUM, enum=enums.FeedbackKind),
+                C("rating", "rating", K.INT, sum=True, minmax=True),
+                C("comment", "comment", K.STRING, null=True),
+                C("createdAt", "created_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                R("customer", "Customer", "customer_id", "id", ONE),
+                R("order", "Order", "order_id", "id", ONE, null=True),
+                R("product", "Product", "product_id", "id", ONE, null=True),
+            ),
+            order=(("created_at", "desc"),),
+            connection="feedback",
+            doc="A rating (1-5) with a review or complaint.",
+            plural="feedback",
+        ),
     )
+}
+
+# the query roots: name -> (entity, is a connection)
+ROOTS: Mapping[str, tuple[Entity, bool]] = {
+    **{e.by_id: (e, False) for e in ENTITIES.values() if e.by_id},
+    **{e.connection: (e, True) for e in ENTITIES.values() if e.connection},
+}
+
+
+# fields only some roles may select, by (type, field): the prediction fields
+FIELD_ROLES: Mapping[tuple[str, str], frozenset[str]] = {
+    (e.name, p.name): p.roles for e in ENTITIES.values() for p in e.predictions.values()
 }
 
 
 def entity(name: str) -> Entity:
     return ENTITIES[name]
-
-
-def to_node_kwargs(ent: Entity, row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row labelled by :meth:`Entity.columns` → constructor arguments of the node type."""
-    out = dict(row)
-    for f in ent.fields.values():
-        if f.enum is not None:
-            v = out[f.name]
-            out[f.name] = None if v is None else f.enum(v)
-    return out

@@ -1,10 +1,10 @@
-"""The per-request context: who asks, the request's read transaction, its dataloaders.
+"""The per-request context: who asks, the request's read transaction, its writes.
 
-Reads of one request share one transaction (opened lazily on the first read) with
-``SET LOCAL statement_timeout`` and ``SET LOCAL cdms.actor``; it is rolled back when the
-request ends (it never writes). Mutations write in their own ``db.engine.transaction``.
-DB work runs in a worker thread (SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps
-one statement at a time on the request's connection.
+Reads of one request share one read-only transaction (opened lazily on the first read)
+with the request's session settings; it ends with COMMIT when the request ends. Mutations
+write in their own transaction (``Context.write``). DB work runs in a worker thread
+(SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps one statement at a time on
+the request's connection.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,7 +21,6 @@ import sqlalchemy as sa
 import strawberry
 from sqlalchemy.engine import Connection, Engine, Row
 from starlette.concurrency import run_in_threadpool
-from strawberry.dataloader import DataLoader
 
 from db.engine import transaction
 from db.errors import DatabaseUnavailableError, from_db_error
@@ -49,7 +48,8 @@ def session_statement(
     ``read_only`` (the read paths) nothing the transaction runs afterwards can write."""
     sql = (
         "SELECT set_config('statement_timeout', %(timeout)s, true),"
-        " set_config('cdms.actor', %(actor)s, true)"
+        " set_config('cdms.actor', %(actor)s, true),"
+        " set_config('TimeZone', 'UTC', true)"
     )
     params = {"timeout": f"{int(timeout_ms)}ms", "actor": actor}
     if role is not None:
@@ -193,9 +193,8 @@ class Context:
     request_id: str = field(default_factory=lambda: new_request_id())
     # the request's Idempotency-Key header (placeOrder)
     idempotency_key: str | None = None
-    loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
-    # compiled connection queries by argument set (shared by the loaders above)
-    queries: dict[Hashable, Any] = field(default_factory=dict)
+    reads: Any = None  # the process's schema.execute.Reads (statement compiler and cache)
+    operation: Any = None  # the operation being executed (schema.execute.Operation)
     _db: RequestDb | None = None
 
     @property
@@ -209,15 +208,6 @@ class Context:
                 self.customer_id,
             )
         return self._db
-
-    def loader(
-        self, key: Hashable, factory: Callable[[], DataLoader[Any, Any]]
-    ) -> DataLoader[Any, Any]:
-        """The request's dataloader for ``key`` (one per relation and argument set)."""
-        found = self.loaders.get(key)
-        if found is None:
-            found = self.loaders[key] = factory()
-        return found
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -241,10 +231,7 @@ class Context:
             except sa.exc.TimeoutError:
                 raise busy_error() from None
 
-        result = await run_in_threadpool(work)
-        # reads after a write must see it: drop cached rows
-        self.loaders.clear()
-        return result
+        return await run_in_threadpool(work)
 
     async def close(self) -> None:
         if self._db is not None:

@@ -1,4 +1,8 @@
-"""Scalars: ``Decimal`` as a string with two decimals, ``DateTime`` ISO-8601 with offset."""
+"""Scalars: ``Decimal`` as a string with two decimals, ``DateTime`` ISO-8601 with offset.
+
+Values read from PostgreSQL arrive already written as the contract says (schema/sql.py):
+the serializers pass such text through; they format the Python values of the resolver
+roots (cube, models, predictions)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from db.errors import BadUserInputError
 TWO_PLACES = Decimal("0.01")
 
 
-def serialize_decimal(value: Decimal | int | float) -> str:
+def serialize_decimal(value: Decimal | int | float | str) -> str:
+    if isinstance(value, str):
+        return value
     return str(Decimal(value).quantize(TWO_PLACES))
 
 
@@ -29,8 +35,20 @@ def parse_decimal(value: Any) -> Decimal:
     return parsed
 
 
-def serialize_datetime(value: dt.datetime) -> str:
-    return value.isoformat()
+def parse_id(value: Any, what: str = "id") -> int:
+    """A GraphQL ID (a database id) as an int, or BAD_USER_INPUT."""
+    text = str(value)
+    digits = text[1:] if text.startswith("-") else text
+    if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
+        raise BadUserInputError(f"{what} must be a numeric id, got {value!r}", field=what)
+    n = int(text)
+    if not -(2**63) <= n < 2**63:
+        raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
+    return n
+
+
+def serialize_datetime(value: dt.datetime | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
 
 
 def parse_datetime(value: Any) -> dt.datetime:

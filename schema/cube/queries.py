@@ -40,6 +40,7 @@ from semantic.service import CubeResult, execute
 from semantic.validate import default_model
 
 MODEL = default_model()
+ANALYSTS = frozenset({"admin", "analyst"})  # who may query cubes (api/access.py)
 CubeRow = row_type(MODEL)
 CubeWhere = where_type(MODEL)
 CubeOrderBy = order_type(MODEL)
@@ -166,12 +167,14 @@ def resolve_cube_meta() -> list[CubeMeta]:
 class CubeQueries:
     cube = strawberry.field(
         resolver=resolve_cube,
+        metadata={"roles": ANALYSTS},
         description="Cube query over the warehouse (dw.*): one row per combination of the "
         "selected dimensions; filters on unselected members still apply. The SQL, rollup, "
         "freshness and time taken are in extensions.cube.",
     )
     cube_meta = strawberry.field(
         resolver=resolve_cube_meta,
+        metadata={"roles": ANALYSTS},
         description="The semantic model: cubes, members, types, formats, hierarchies, "
         "segments, joins and rollups.",
     )

@@ -151,7 +151,7 @@ def shop(api_engine: Engine) -> Shop:
         return build_shop(conn)
 
 
-def options(compiled: bool = True, **limits: Any) -> AppOptions:
+def options(**limits: Any) -> AppOptions:
     """App options from keyword limits of ApiLimits, HttpLimits or api.rules.Limits (no
     cost limit unless given)."""
 
@@ -161,13 +161,13 @@ def options(compiled: bool = True, **limits: Any) -> AppOptions:
     api = ApiLimits(**pick(ApiLimits))
     rules = {"max_cost": 10**9, "default_page": api.default_page_size,
              "max_page": api.max_page_size, **pick(Limits)}  # fmt: skip
-    return AppOptions(api, HttpLimits(**pick(HttpLimits)), Limits(**rules), compiled)
+    return AppOptions(api, HttpLimits(**pick(HttpLimits)), Limits(**rules))
 
 
-def make_client(engine: Engine, compiled: bool = False, **limits: Any) -> TestClient:
+def make_client(engine: Engine, **limits: Any) -> TestClient:
     # demo-open: anonymous requests are the admin principal (RLS as cdms_api, admin role);
     # tests/security covers the other principals
-    app = create_app(engine, SecurityConfig(demo_open=True), options(compiled, **limits))
+    app = create_app(engine, SecurityConfig(demo_open=True), options(**limits))
     return TestClient(app, raise_server_exceptions=True)
 
 
@@ -208,13 +208,18 @@ class StatementLog:
 
 @pytest.fixture
 def statements(api_engine: Engine) -> Iterator[StatementLog]:
+    """Every statement sent: through SQLAlchemy, and by the read lane's raw connections."""
+    from schema import lane
+
     log = StatementLog([])
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         log.statements.append(statement)
 
     sa.event.listen(api_engine, "before_cursor_execute", before)
+    unobserve = lane.observe(log.statements.append)
     try:
         yield log
     finally:
+        unobserve()
         sa.event.remove(api_engine, "before_cursor_execute", before)

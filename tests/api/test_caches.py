@@ -1,23 +1,24 @@
-"""The parser and validation caches hit for a repeated query (they are per-process LRUs)."""
+"""The request pipeline parses and validates a query text once (an LRU per process), and
+still decides every request for its principal and variables."""
 
 from __future__ import annotations
 
-from strawberry.extensions.parser_cache import _get_parse_cache
-from strawberry.extensions.validation_cache import _get_validate_cache
+from graphql import OperationType
+from sqlalchemy.engine import Engine
 
-from schema.app import schema
+from api.auth import Principal
+from api.pipeline import Operation, Pipeline, Policy
+from schema.app import graphql_schema
+
+ADMIN = Principal("admin", None, "t:admin", "t:admin")
 
 
-def test_a_repeated_query_is_parsed_and_validated_once() -> None:
-    query = "query CacheProbe { __typename probe: __typename }"
-    parse_cache = _get_parse_cache(256)
-    validate_cache = _get_validate_cache(256)
-    first = schema.execute_sync(query)
-    assert first.errors is None
-    parsed, validated = parse_cache.cache_info(), validate_cache.cache_info()
-    for _ in range(3):
-        again = schema.execute_sync(query)
-        assert again.errors is None and again.data == {"__typename": "Query", "probe": "Query"}
-    assert parse_cache.cache_info().hits == parsed.hits + 3
-    assert validate_cache.cache_info().hits == validated.hits + 3
-    assert validate_cache.cache_info().misses == validated.misses
+def test_a_repeated_query_is_parsed_and_validated_once(api_engine: Engine) -> None:
+    pipeline = Pipeline(graphql_schema(), api_engine, Policy())
+    query = "query CacheProbe($n: Int) { customers(first: $n) { totalCount } }"
+    kinds = (OperationType.QUERY,)
+    first = pipeline.check(query, Operation(query, {"n": 1}), ADMIN, kinds)
+    again = pipeline.check(query, Operation(query, {"n": 2}), ADMIN, kinds)
+    assert again.document is first.document  # the same parse, validated once
+    assert again.shape is first.shape  # measured once
+    assert (first.cost, again.cost) == (1, 2)  # decided per request

@@ -1,88 +1,86 @@
-"""The declarations agree with each other and with the database: tables and views match
-the live catalogue; filter/orderBy inputs name only catalog fields that are filterable or
-sortable; those columns are covered by an index."""
+"""The catalog (schema/catalog.py) agrees with the database and with the generated schema:
+every declared column exists with the declared nullability, relations join existing
+columns, the generated filter / orderBy inputs name exactly the filterable / sortable
+fields, and those columns are covered by an index."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import sqlalchemy as sa
+from graphql import GraphQLInputObjectType, GraphQLObjectType
 from sqlalchemy.engine import Engine
 
-from schema import catalog, inputs, tables
-
-FILTERS = {
-    "Customer": inputs.CustomerFilter,
-    "Order": inputs.OrderFilter,
-    "OrderItem": inputs.OrderItemFilter,
-    "Product": inputs.ProductFilter,
-    "Feedback": inputs.FeedbackFilter,
-    "Return": inputs.ReturnFilter,
-    "SupportTicket": inputs.SupportTicketFilter,
-}
-ORDER_BYS = {
-    "Customer": inputs.CustomerOrderBy,
-    "Order": inputs.OrderOrderBy,
-    "Product": inputs.ProductOrderBy,
-    "Feedback": inputs.FeedbackOrderBy,
-    "Return": inputs.ReturnOrderBy,
-    "SupportTicket": inputs.SupportTicketOrderBy,
-}
+from schema.app import graphql_schema
+from schema.catalog import ENTITIES, Entity, Shape
 
 
-@pytest.mark.parametrize("table", list(tables.metadata.tables.values()), ids=str)
-def test_tables_match_the_database(api_engine: Engine, table: sa.Table) -> None:
-    with api_engine.connect() as conn:
-        live = dict(
-            conn.execute(
-                sa.text(
-                    "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns"
-                    " WHERE table_schema = 'app' AND table_name = :t"
-                ),
-                {"t": table.name},
-            ).all()
+def _columns(engine: Engine, table: str) -> dict[str, bool]:
+    schema_name, name = table.split(".")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                # a generated column reads as nullable; ours are computed from non-null ones
+                "SELECT column_name, is_nullable = 'YES' AND is_generated = 'NEVER'"
+                " FROM information_schema.columns"
+                " WHERE table_schema = :s AND table_name = :t"
+            ),
+            {"s": schema_name, "t": name},
         )
-    assert live, f"app.{table.name} does not exist"
-    for col in table.columns:
-        assert col.name in live, f"app.{table.name}.{col.name} does not exist"
-        if not col.nullable and table.name != "customer_summary":
-            assert live[col.name] is False, f"app.{table.name}.{col.name} is nullable"
+        return {str(column): bool(nullable) for column, nullable in rows}
 
 
-@pytest.mark.parametrize("name", list(FILTERS))
-def test_filter_inputs_name_filterable_fields(name: str) -> None:
-    ent = catalog.entity(name)
-    for spec in dataclasses.fields(FILTERS[name]):
-        if spec.name in {"and_", "or_", "not_"} or spec.name in ent.relations:
-            continue
-        assert spec.name in ent.fields and ent.fields[spec.name].filterable, spec.name
-    declared = {f.name for f in dataclasses.fields(FILTERS[name])}
-    assert {f.name for f in ent.fields.values() if f.filterable} <= declared
+@pytest.mark.parametrize("entity", list(ENTITIES.values()), ids=lambda e: e.name)
+def test_columns_and_relations_exist(api_engine: Engine, entity: Entity) -> None:
+    live = _columns(api_engine, entity.table)
+    assert live, f"{entity.table} does not exist"
+    for col in entity.cols.values():
+        assert col.column in live, f"{entity.table}.{col.column} does not exist"
+        if not col.null and entity.name != "CustomerSummary":  # a view: nothing is NOT NULL
+            assert live[col.column] is False, f"{entity.table}.{col.column} is nullable"
+    for rel in entity.rels.values():
+        assert rel.local in live, f"{entity.name}.{rel.name}: {rel.local}"
+        target = ENTITIES[rel.target]
+        assert rel.remote in _columns(api_engine, target.table), f"{entity.name}.{rel.name}"
+        if rel.shape is Shape.ONE and not rel.null and rel.local != "id":
+            assert live[rel.local] is False, f"{entity.name}.{rel.name} may be null"
+    for key, _ in entity.order:
+        assert key in live
 
 
-@pytest.mark.parametrize("name", list(ORDER_BYS))
-def test_order_by_inputs_name_sortable_fields(name: str) -> None:
-    ent = catalog.entity(name)
-    declared = {f.name for f in dataclasses.fields(ORDER_BYS[name])}
-    assert declared == {f.name for f in ent.fields.values() if f.sortable}
+@pytest.mark.parametrize("entity", list(ENTITIES.values()), ids=lambda e: e.name)
+def test_generated_inputs_name_exactly_the_declared_fields(entity: Entity) -> None:
+    gschema = graphql_schema()
+    obj = gschema.get_type(entity.name)
+    assert isinstance(obj, GraphQLObjectType)
+    assert list(obj.fields) == [f.name for f in entity.fields]
+    flt = gschema.get_type(f"{entity.name}Filter")
+    filterable = [c.name for c in entity.cols.values() if c.filter]
+    relations = [r.name for r in entity.rels.values() if r.filter]
+    if isinstance(flt, GraphQLInputObjectType):
+        assert list(flt.fields) == [*filterable, *relations, "and", "or", "not"]
+    else:
+        assert not filterable
+    order = gschema.get_type(f"{entity.name}OrderBy")
+    if isinstance(order, GraphQLInputObjectType):
+        assert list(order.fields) == [c.name for c in entity.cols.values() if c.sort]
 
 
 def test_filterable_and_sortable_columns_are_indexed(api_engine: Engine) -> None:
     with api_engine.connect() as conn:
         indexes = conn.execute(
-            sa.text("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'app'")
+            sa.text(
+                "SELECT schemaname || '.' || tablename, indexdef FROM pg_indexes"
+                " WHERE schemaname = 'app'"
+            )
         ).all()
     missing = []
-    for ent in catalog.ENTITIES.values():
-        if ent.name == "OrderItem":  # only filtered inside Order.items: joined by primary key
+    for entity in ENTITIES.values():
+        if entity.name == "OrderItem":  # only filtered inside Order.items: joined by its key
             continue
-        for f in ent.fields.values():
-            if not (f.filterable or f.sortable):
-                continue
-            defs = [d for t, d in indexes if t == ent.table.name]
-            if not any(
-                f"({f.column}" in d or f" {f.column}" in d or f"({f.column})" in d for d in defs
+        defs = [d for t, d in indexes if t == entity.table]
+        for col in entity.cols.values():
+            if (col.filter or col.sort) and not any(
+                f"({col.column}" in d or f" {col.column}" in d for d in defs
             ):
-                missing.append(f"{ent.name}.{f.name}")
+                missing.append(f"{entity.name}.{col.name}")
     assert missing == [], missing

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
-from schema import notify
+from schema import subscriptions as notify
 from tests.api.conftest import build_shop, make_client
 
 SUBSCRIPTION = """subscription ($c: ID!) { orderStatusChanged(customerId: $c) {

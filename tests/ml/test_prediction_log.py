@@ -3,7 +3,6 @@ off the request path; a full buffer drops (and counts) rather than blocks."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -18,24 +17,28 @@ from db.errors import ConfigError
 from ml import prediction_log
 from ml.prediction_log import PredictionLog, log_for
 from ml.train import TrainedModel
-from schema.app import schema
-from schema.context import ApiLimits, Context
 from tests.cli import cli_environment, run_cdms
 from tests.ml.conftest import unstored
 from tests.ml.test_graphql import ORDER_INPUT, WHAT_IF
 
 
 def _execute(engine: Engine, actor: str, query: str, variables: dict[str, Any]) -> Any:
-    async def go() -> Any:
-        ctx = Context(engine=engine, limits=ApiLimits(), actor=actor)
-        try:
-            result = await schema.execute(query, variable_values=variables, context_value=ctx)
-        finally:
-            await ctx.close()
-        assert not result.errors, result.errors
-        return result.data
+    """The operation as served, as a service principal whose actor is ``actor``."""
+    from api.app import create_app
+    from api.security import SecurityConfig
+    from tests.api.conftest import TestClient, options
+    from tests.security.conftest import SECRET, bearer, token
 
-    return asyncio.run(go())
+    app = create_app(engine, SecurityConfig(jwt_secret=SECRET), options())
+    with TestClient(app) as client:
+        resp = client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers=bearer(token("service", sub=actor.removeprefix("jwt:"))),
+        )
+    body = resp.json()
+    assert not body.get("errors"), body["errors"]
+    return body["data"]
 
 
 def _logged(engine: Engine, actor: str) -> list[sa.Row[Any]]:
@@ -53,7 +56,7 @@ def _logged(engine: Engine, actor: str) -> list[sa.Row[Any]]:
 def test_predictions_served_arrive_in_the_log(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
-    actor = f"apikey:{uuid.uuid4().hex[:8]}"
+    actor = f"jwt:logged-{uuid.uuid4().hex[:8]}"
     started = dt.datetime.now(dt.UTC)
     query = """{ orders(first: 4, orderBy: [{id: ASC}]) { edges { node { id
              predictedStatus { label probability model { version } }

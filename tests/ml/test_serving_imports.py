@@ -16,7 +16,7 @@ SCRIPT = """
 import sys
 import numpy as np
 import ml.scorer, ml.serving, ml.registry, ml.features
-import schema.predictions.resolvers
+import schema.app
 from db.engine import make_engine
 from ml.serving import store_for
 store = store_for(make_engine(sys.argv[1]))

@@ -80,9 +80,7 @@ def make_app(
     security = SecurityConfig(**config)
     options = options or AppOptions()
     if access is not None:
-        options = AppOptions(
-            options.api, options.http, options.limits, options.compiled_reads, access
-        )
+        options = AppOptions(options.api, options.http, options.limits, access)
     return TestClient(create_app(engine, security, options), raise_server_exceptions=True)
 
 

@@ -136,9 +136,10 @@ def test_checks_cache_what_an_operation_is_but_decide_per_principal_and_values(
     from api.auth import Principal
     from api.pipeline import Operation, Pipeline, Policy, Refusal
     from api.rules import Limits
-    from schema.app import schema
+    from schema.app import graphql_schema
 
-    pipeline = Pipeline(schema, sec_engine, Policy(production=True, limits=Limits(max_cost=1_000)))
+    gschema = graphql_schema()
+    pipeline = Pipeline(gschema, sec_engine, Policy(production=True, limits=Limits(max_cost=1_000)))
     admin = Principal("admin", None, "t:admin", "a")
     analyst = Principal("analyst", None, "t:analyst", "b")
     customer = Principal("customer", 7, "customer:7", "c")
@@ -168,6 +169,6 @@ def test_checks_cache_what_an_operation_is_but_decide_per_principal_and_values(
         assert refused(paged, admin, {"n": 10}) is None
         assert refused(paged, admin, {"n": 5000}) is None  # capped at the max page, 500
         assert refused(fixed, admin) == "QUERY_TOO_COMPLEX"  # 500 + 500 * 5
-    strict = Pipeline(schema, sec_engine, Policy(limits=Limits(max_cost=100)))
+    strict = Pipeline(gschema, sec_engine, Policy(limits=Limits(max_cost=100)))
     assert refused(paged, admin, {"n": 100}, strict) is None
     assert refused(paged, admin, {"n": 101}, strict) == "QUERY_TOO_COMPLEX"

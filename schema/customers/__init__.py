@@ -1,1 +1,0 @@
-"""customers feature: types, queries, mutations, loaders."""

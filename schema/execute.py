@@ -1,0 +1,590 @@
+"""The one executor of reads: every relational field of every operation is compiled by
+schema/plan.py and schema/sql.py into ONE statement and run here.
+
+- A query whose root fields are all relational (the catalog's roots, ``__typename``) is
+  answered without any GraphQL execution: the statement comes from the plan cache, its
+  parameters are bound from the request's variables, and it runs in one round trip
+  (schema/lane.py); PostgreSQL's JSON text is the response's ``data``.
+- Anything else runs on the Strawberry schema: mutations, subscriptions, the resolver
+  roots (cube, models, what-if predictions) and queries mixing them with relational
+  roots. There every relational field — a relational root, a mutation's payload (read in
+  the mutation's transaction), a subscription event's order — is compiled the same way
+  (:meth:`Reads.field`, :meth:`Reads.node`), and the entity types' fields only read their
+  value out of the statement's JSON.
+
+Plans are cached per (query text, operation, the structure of the variables) and, inside,
+per the values of the few variables the SQL text depends on (page sizes, orderBy,
+@include/@skip): a request with other ids, filter values or cursors reuses the statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+)
+from graphql.execution.collect_fields import FieldDetails
+from graphql.execution.values import VariableValues, get_variable_values
+from sqlalchemy.engine import Connection, Engine
+from starlette.concurrency import run_in_threadpool
+
+from db.errors import BadUserInputError, CdmsError
+from schema import lane
+from schema import plan as P
+from schema.catalog import ROOTS, Entity, Kind
+from schema.context import ApiLimits, Context
+from schema.errors import classify
+from schema.scalars import parse_datetime, parse_decimal, parse_id
+from schema.sql import Statement, statement
+
+log = logging.getLogger("cdms.api.execute")
+
+CACHE_SIZE = 1024
+
+
+@dataclass
+class Result:
+    """One operation's answer: ``data``/``errors``/``extensions``, or the ``data`` JSON
+    text as PostgreSQL wrote it. ``status`` is 400 when nothing ran (a request error)."""
+
+    data: Any = None
+    errors: list[Any] = field(default_factory=list)  # formatted GraphQL errors
+    extensions: dict[str, Any] = field(default_factory=dict)
+    raw_data: str | None = None
+    status: int = 200
+
+    @property
+    def unavailable(self) -> bool:
+        """Nothing answered because the database is unreachable (HTTP 503)."""
+        return (
+            self.raw_data is None
+            and self.data is None
+            and bool(self.errors)
+            and all(
+                (e.get("extensions") or {}).get("code") == "SERVICE_UNAVAILABLE"
+                for e in self.errors
+            )
+        )
+
+    def body(self) -> dict[str, Any]:
+        if self.raw_data is not None:
+            return {"data": json.loads(self.raw_data)}
+        out: dict[str, Any] = {"data": self.data}
+        if self.errors:
+            out["errors"] = self.errors
+        if self.extensions:
+            out["extensions"] = self.extensions
+        return out
+
+    def json_bytes(self) -> bytes:
+        if self.raw_data is not None:
+            return b'{"data":' + self.raw_data.encode() + b"}"
+        return json.dumps(self.body(), separators=(",", ":")).encode()
+
+
+def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
+    error = classify(GraphQLError(exc.message, original_error=exc), request_id)
+    return Result(errors=[error.formatted], status=status)
+
+
+# --- binding -------------------------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _convert(conv: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if conv.startswith("array:"):
+        inner = conv[len("array:") :]
+        return [_convert(inner, v) for v in value]
+    match conv:
+        case "id":
+            return parse_id(value)
+        case "int":
+            return int(value)
+        case "float":
+            return float(value)
+        case "text":
+            return str(value)
+        case "bool":
+            return bool(value)
+        case "enum":
+            return str(value).lower()
+        case "decimal":
+            return parse_decimal(value)
+        case "datetime":
+            return value if isinstance(value, dt.datetime) else parse_datetime(value)
+        case "date":
+            try:
+                return dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise BadUserInputError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        case "like":
+            return f"%{_escape(str(value))}%"
+        case "prefix":
+            return f"{_escape(str(value))}%"
+    raise AssertionError(conv)
+
+
+_CURSOR_KINDS = {
+    Kind.DATETIME: lambda v: dt.datetime.fromisoformat(v),
+    Kind.DATE: lambda v: dt.date.fromisoformat(v),
+    Kind.MONEY: Decimal,
+    Kind.DECIMAL: Decimal,
+    Kind.FLOAT: float,
+}
+
+
+def decode_cursor(text: Any, signature: str) -> list[Any]:
+    """The key values a cursor holds; BAD_USER_INPUT if it is not one of ours or was issued
+    for another ordering."""
+    try:
+        raw = base64.urlsafe_b64decode(str(text) + "=" * (-len(str(text)) % 4))
+        data = json.loads(raw, parse_float=Decimal)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadUserInputError("invalid cursor", field="cursor") from None
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise BadUserInputError("invalid cursor", field="cursor")
+    if data[0] != signature:
+        raise BadUserInputError(
+            "cursor was issued for another orderBy; restart pagination", field="cursor"
+        )
+    return list(data[1:])
+
+
+def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The statement's parameters for these (coerced) variables; BAD_USER_INPUT for a value
+    that does not convert (an id, a cursor, a date-time...)."""
+    out: dict[str, Any] = {}
+    cursors: dict[tuple[Any, str], list[Any]] = {}
+    for check in stmt.checks:
+        decode_cursor(_resolve(check.src, variables), check.cursor[0] if check.cursor else "")
+    for i, p in enumerate(stmt.params):
+        raw = _resolve(p.src, variables)
+        if p.cursor is None:
+            out[f"p{i}"] = _convert(p.conv, raw)
+            continue
+        signature, index = p.cursor
+        values = cursors.get((raw, signature))
+        if values is None:
+            values = cursors[(raw, signature)] = decode_cursor(raw, signature)
+        if index >= len(values):
+            raise BadUserInputError("invalid cursor", field="cursor")
+        out[f"p{i}"] = _cursor_value(p.conv, values[index])
+    return out
+
+
+def _cursor_value(conv: str, value: Any) -> Any:
+    try:
+        if conv in ("id", "int"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+            return value
+        if conv == "datetime":
+            return dt.datetime.fromisoformat(value)
+        if conv == "date":
+            return dt.date.fromisoformat(value)
+        if conv == "decimal":
+            return Decimal(value)
+        if conv == "float":
+            return float(value)
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (ValueError, TypeError, ArithmeticError):
+        raise BadUserInputError("invalid cursor", field="cursor") from None
+
+
+def _resolve(src: P.Src, variables: Mapping[str, Any]) -> Any:
+    if isinstance(src, P.Lit):
+        return src.value
+    if isinstance(src, P.Var):
+        return P.value_at(dict(variables), src)
+    return [_resolve(s, variables) for s in src.items]
+
+
+# --- the plan cache ------------------------------------------------------------------------
+
+
+def frozen(value: Any) -> Any:
+    """A hashable copy of a JSON value (a cache key)."""
+    if isinstance(value, dict):
+        return tuple((k, frozen(v)) for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def shape(value: Any) -> Any:
+    """The structure of a variable value: which keys, how many items, null or not."""
+    if isinstance(value, dict):
+        return tuple((k, shape(v)) for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ("[", tuple(shape(v) for v in value))
+    if value is None:
+        return None
+    if isinstance(value, bool):  # @include/@skip, isNull: cheap to keep in the key
+        return value
+    return 0
+
+
+@dataclass
+class _Entry:
+    """The statements of one (query, operation, variable structure) by the values of the
+    variables their text depends on."""
+
+    reads: tuple[P.Var, ...] = ()
+    statements: dict[tuple[Any, ...], Statement] = field(default_factory=dict)
+
+
+class Reads:
+    """Compiles and caches the statements of one process's operations."""
+
+    def __init__(self, gschema: GraphQLSchema, limits: ApiLimits) -> None:
+        self.gschema = gschema
+        self.limits = limits
+        self._cache: LRUCache[Any, _Entry] = LRUCache(maxsize=CACHE_SIZE)
+        self._lock = threading.Lock()
+
+    def statement(
+        self,
+        key: Any,
+        build: Callable[[P.Planner], list[P.RootSel]],
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: VariableValues,
+    ) -> Statement:
+        """The statement ``build`` plans, from the cache when the key, the structure of the
+        variables and the values the text depends on match."""
+        coerced = variables.coerced
+        full_key = (key, shape(coerced))
+        with self._lock:
+            entry = self._cache.get(full_key)
+        if entry is not None:
+            try:
+                values = tuple(frozen(P.value_at(coerced, v)) for v in entry.reads)
+            except (KeyError, IndexError, TypeError):
+                values = None
+            found = None if values is None else entry.statements.get(values)
+            if found is not None:
+                return found
+        planner = P.Planner(self.gschema, document, operation, variables, self.limits)
+        roots = build(planner)
+        stmt = statement(roots, coerced)
+        reads = tuple(sorted(planner.read, key=repr))
+        values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
+        with self._lock:
+            entry = self._cache.get(full_key)
+            if entry is None or entry.reads != reads:
+                entry = self._cache[full_key] = _Entry(reads)
+            entry.statements[values] = stmt
+        return stmt
+
+    # --- operations whose roots are all relational ------------------------------------
+    @staticmethod
+    def relational(operation: OperationDefinitionNode, roots: Mapping[str, Any]) -> bool:
+        return operation.operation is OperationType.QUERY and all(
+            d[0].node.name.value in ROOTS or d[0].node.name.value == "__typename"
+            for d in roots.values()
+        )
+
+    def query_statement(
+        self, query: str, document: DocumentNode, operation: OperationDefinitionNode,
+        variables: VariableValues,
+    ) -> Statement:  # fmt: skip
+        name = operation.name.value if operation.name else None
+
+        def build(planner: P.Planner) -> list[P.RootSel]:
+            return [planner.root(k, d) for k, d in planner.roots().items()]
+
+        return self.statement(("query", query, name), build, document, operation, variables)
+
+    def root_fields(
+        self, document: DocumentNode, operation: OperationDefinitionNode, variables: VariableValues
+    ) -> dict[str, list[FieldDetails]]:
+        planner = P.Planner(self.gschema, document, operation, variables, self.limits)
+        return planner.roots()
+
+    # --- relational fields under Strawberry execution ----------------------------------
+    def field_statement(
+        self, at: Located, entity: Entity | None = None, id_: Any = None
+    ) -> Statement:
+        """The statement of one field: a relational root (``entity`` None) or ``entity``
+        row ``id_`` with the field's selection (a mutation's payload, an event's object),
+        under the response key ``data``."""
+        name = at.operation.name.value if at.operation.name else None
+
+        def build(planner: P.Planner) -> list[P.RootSel]:
+            if entity is None:
+                return [planner.root("data", at.details)]
+            return [planner.by_id("data", entity, P.Lit(id_), at.details)]
+
+        key = ("field", at.query, name, at.path, entity.name if entity else None, id_)
+        return self.statement(key, build, at.document, at.operation, at.variables)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A field of an operation found by its response path."""
+
+    query: str
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    variables: VariableValues
+    path: tuple[str, ...]
+    details: list[FieldDetails]
+
+
+_documents: LRUCache[str, DocumentNode] = LRUCache(maxsize=256)
+_documents_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the executor knows of the operation a resolver runs in (api.pipeline.Prepared
+    has the same attributes)."""
+
+    query: str
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    coerced: VariableValues
+
+
+def operation_of(
+    reads: Reads, query: str, variables: dict[str, Any] | None, name: str | None = None
+) -> Operation:
+    """An operation for a context (for code that calls the Strawberry schema directly)."""
+    document = _document(query)
+    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    op = next(o for o in ops if name is None or (o.name and o.name.value == name))
+    coerced = get_variable_values(reads.gschema, op.variable_definitions or (), variables or {})
+    if isinstance(coerced, list):
+        raise BadUserInputError(coerced[0].message)
+    return Operation(query, document, op, coerced)
+
+
+def _document(query: str) -> DocumentNode:
+    with _documents_lock:
+        document = _documents.get(query)
+    if document is None:
+        document = parse(query)
+        with _documents_lock:
+            _documents[query] = document
+    return document
+
+
+def locate(reads: Reads, info: Any) -> Located:
+    """The field ``info`` resolves, as graphql-core collects it from the operation the
+    executor put on the context (api.pipeline.Prepared), found by the field's path."""
+    ctx = info.context
+    op = ctx.operation
+    if op is None:  # the schema executed directly with a bare context
+        raise RuntimeError("schema.execute.operation_of(...) must be set as ctx.operation")
+    keys: list[str] = []
+    node = info.path
+    while node is not None:
+        if isinstance(node.key, str):
+            keys.append(node.key)
+        node = node.prev
+    keys.reverse()
+    planner = P.Planner(reads.gschema, op.document, op.operation, op.coerced, reads.limits)
+    root = reads.gschema.get_root_type(op.operation.operation)
+    assert root is not None
+    parent: GraphQLObjectType = root
+    details = planner.roots()[keys[0]]
+    for key in keys[1:]:
+        gfield = parent.fields[details[0].node.name.value]
+        parent = P._object(gfield)
+        details = planner.subfields(parent, details)[key]
+    return Located(op.query, op.document, op.operation, op.coerced, tuple(keys), details)
+
+
+def _run(conn: Connection, stmt: Statement, params: dict[str, Any]) -> Any:
+    row = conn.exec_driver_sql(stmt.sql, params).one()
+    return row[0]["data"]
+
+
+class Executor:
+    """Runs prepared operations (api/pipeline.py) for every transport."""
+
+    def __init__(
+        self,
+        schema: Any,
+        gschema: GraphQLSchema,
+        engine: Engine,
+        limits: ApiLimits,
+        *,
+        cube_sql: bool = True,
+    ) -> None:
+        self.schema = schema
+        self.engine = engine
+        self.limits = limits
+        self.cube_sql = cube_sql
+        self.reads = Reads(gschema, limits)
+
+    def context(self, principal: Any, **extra: Any) -> Context:
+        return Context(
+            engine=self.engine,
+            limits=self.limits,
+            actor=principal.actor,
+            role=principal.role,
+            customer_id=principal.customer_id,
+            reads=self.reads,
+            **extra,
+        )
+
+    async def run(self, prepared: Any, ctx: Context) -> Result:
+        """A query or mutation (``prepared``: api.pipeline.Prepared)."""
+        roots = self.reads.root_fields(prepared.document, prepared.operation, prepared.coerced)
+        if self.reads.relational(prepared.operation, roots):
+            return await self._read(prepared, ctx)
+        ctx.operation = prepared  # for the relational fields resolved under Strawberry
+        result = await self.schema.execute(
+            prepared.query,
+            variable_values=prepared.variables,
+            context_value=ctx,
+            operation_name=prepared.operation_name,
+        )
+        return self._result(result, ctx)
+
+    async def _read(self, prepared: Any, ctx: Context) -> Result:
+        try:
+            stmt = self.reads.query_statement(
+                prepared.query, prepared.document, prepared.operation, prepared.coerced
+            )
+            params = bind(stmt, prepared.coerced.coerced)
+        except P.FieldError as exc:  # an argument the field refuses: nothing ran
+            error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
+            return Result(errors=[classify(error, ctx.request_id).formatted], status=400)
+        except CdmsError as exc:  # a value that does not convert: nothing ran
+            return failed(exc, ctx.request_id, status=400)
+        try:
+            text = await run_in_threadpool(
+                lane.fetch,
+                self.engine,
+                stmt.sql,
+                params,
+                actor=ctx.actor,
+                timeout_ms=self.limits.statement_timeout_ms,
+                role=ctx.role,
+                customer_id=ctx.customer_id,
+            )
+        except CdmsError as exc:  # TIMEOUT, SERVICE_UNAVAILABLE
+            return failed(exc, ctx.request_id)
+        if not stmt.predictions or lane.PENDING_MARK not in text:
+            return Result(raw_data=text)
+        from schema.predictions import complete
+
+        data = json.loads(text)
+        try:
+            errors = await complete(ctx, stmt, data)
+        except CdmsError as exc:
+            return failed(exc, ctx.request_id)
+        return Result(data, [classify(e, ctx.request_id).formatted for e in errors])
+
+    def _result(self, result: Any, ctx: Context) -> Result:
+        errors = [classify(e, ctx.request_id).formatted for e in result.errors or []]
+        return Result(result.data, errors, self._extensions(result.extensions or {}))
+
+    def _extensions(self, extensions: dict[str, Any]) -> dict[str, Any]:
+        if self.cube_sql or "cube" not in extensions:
+            return extensions
+        hidden = ("sql", "params")
+        cube = [{k: v for k, v in e.items() if k not in hidden} for e in extensions["cube"]]
+        return {**extensions, "cube": cube}
+
+    async def subscribe(self, prepared: Any, ctx: Context) -> Any:
+        """The results of a subscription (or its one pre-execution failure)."""
+        ctx.operation = prepared
+        stream = await self.schema.subscribe(
+            prepared.query,
+            variable_values=prepared.variables,
+            context_value=ctx,
+            operation_name=prepared.operation_name,
+        )
+        try:
+            async for result in stream:  # ExecutionResult, or one PreExecutionError
+                yield self._result(result, ctx)
+        finally:
+            await stream.aclose()
+
+
+# --- what the Strawberry resolvers call --------------------------------------------------
+
+
+def reads_of(info: Any) -> Reads:
+    ctx = info.context
+    found = getattr(ctx, "reads", None)
+    if found is None:  # a schema executed directly (tests): build the process's reads
+        from schema.app import graphql_schema
+
+        found = ctx.reads = Reads(graphql_schema(), ctx.limits)
+    assert isinstance(found, Reads)
+    return found
+
+
+async def read_field(info: Any) -> Any:
+    """A relational root resolved under Strawberry execution (a query mixing it with a
+    resolver root): its statement, on the request's read transaction."""
+    reads = reads_of(info)
+    at = locate(reads, info)
+    stmt = reads.field_statement(at)
+    params = bind(stmt, at.variables.coerced)
+    ctx: Context = info.context
+    data = await ctx.db.run(lambda conn: _run(conn, stmt, params))
+    return await completed(ctx, stmt, data)
+
+
+def node_reader(info: Any, entity: Entity) -> Callable[[Connection, int], tuple[Statement, Any]]:
+    """A function reading row ``id`` of ``entity`` with the selection of the field ``info``
+    resolves, on a given connection (a mutation's payload, in its transaction): the
+    statement and its JSON (schema.execute.completed computes its pending predictions)."""
+    reads = reads_of(info)
+    at = locate(reads, info)
+
+    def read(conn: Connection, id_: int) -> tuple[Statement, Any]:
+        stmt = reads.field_statement(at, entity, id_)
+        return stmt, _run(conn, stmt, bind(stmt, at.variables.coerced))
+
+    return read
+
+
+async def read_node(info: Any, entity: Entity, id_: int) -> Any:
+    """Row ``id_`` of ``entity`` with the selection of the field ``info`` resolves, on the
+    request's read transaction (under its row-level security: None when invisible)."""
+    read = node_reader(info, entity)
+    ctx: Context = info.context
+    stmt, data = await ctx.db.run(lambda conn: read(conn, id_))
+    return await completed(ctx, stmt, data)
+
+
+async def completed(ctx: Context, stmt: Statement, data: Any) -> Any:
+    """``data`` with pending predictions computed; a prediction that fails is left as an
+    error the field's resolver raises (schema/types.py), so it is reported at its path."""
+    if stmt.predictions:
+        from schema.predictions import complete
+
+        holder = {"data": data}
+        await complete(ctx, stmt, holder, markers=True)
+        return holder["data"]
+    return data

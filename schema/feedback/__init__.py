@@ -1,1 +1,0 @@
-"""feedback feature: types, queries, mutations, loaders."""

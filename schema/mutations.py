@@ -1,0 +1,424 @@
+"""Mutations: each runs in ONE transaction with the request's session settings (role,
+row-level security), writes through the database's procedures (placeOrder, order status,
+returns, tickets: their rules hold for every writer) or plain INSERT/UPDATE whose
+constraints give the errors, and reads its payload in the same transaction, compiled like
+any other read (schema.execute.read_node): a committed write always has its answer.
+
+``placeOrder`` takes an idempotency key (``input.idempotencyKey`` or the request's
+``Idempotency-Key`` header): written in the order's transaction (``app.idempotency_keys``,
+per principal), so a retry with the same key returns the first order and never places a
+second one; the same key with another basket is a CONFLICT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import strawberry
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+from strawberry import UNSET
+
+from db.errors import BadUserInputError, ConflictError, NotFoundError
+from schema.catalog import ENTITIES
+from schema.context import Info
+from schema.enums import (
+    FeedbackKind,
+    Gender,
+    OrderChannel,
+    OrderStatus,
+    PaymentMethod,
+    ReturnReason,
+    Segment,
+    TicketCategory,
+    TicketChannel,
+    TicketPriority,
+    TicketStatus,
+)
+from schema.execute import completed, node_reader
+from schema.scalars import parse_id
+
+ADMIN = frozenset({"admin"})
+OPERATORS = frozenset({"admin", "service"})
+ORDERING = frozenset({"admin", "service", "customer"})
+
+Write = Callable[[Connection], int]
+
+
+async def _write_and_read(info: Info, write: Write, entity: str) -> Any:
+    """Run ``write`` (returns the changed row's id) and read its payload, in one transaction."""
+    payload = node_reader(info, ENTITIES[entity])
+    stmt, data = await info.context.run_write(lambda conn: payload(conn, write(conn)))
+    return await completed(info.context, stmt, data)
+
+
+def _call(fn: sa.Function[Any], *, composite: bool = False) -> Write:
+    """A procedure that returns an id (or, with ``composite``, a row with an id)."""
+
+    def run(conn: Connection) -> int:
+        stmt = sa.select(fn.table_valued("id").c.id) if composite else sa.select(fn)
+        return int(conn.execute(stmt).scalar_one())
+
+    return run
+
+
+def _int(value: int | None) -> sa.ColumnElement[Any]:
+    """A GraphQL ``Int`` as an ``integer`` procedure argument (untyped, SQLAlchemy types
+    -2**31 as BIGINT, and no function with an ``integer`` parameter matches it)."""
+    return sa.literal(value, sa.Integer)
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    """The fields of an input object that were given (not UNSET), by column."""
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(obj):
+        value = getattr(obj, spec.name)
+        if value is UNSET:
+            continue
+        out[spec.name] = value.value if isinstance(value, enum.Enum) else value
+    return out
+
+
+def _insert(table: str, values: dict[str, Any]) -> Write:
+    schema_name, name = table.split(".")
+    t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
+
+    def run(conn: Connection) -> int:
+        return int(conn.execute(sa.insert(t).values(**values).returning(t.c.id)).scalar_one())
+
+    return run
+
+
+def _update(table: str, entity: str, row_id: int, values: dict[str, Any]) -> Write:
+    if not values:
+        raise BadUserInputError("nothing to update: give at least one field", field="input")
+    schema_name, name = table.split(".")
+    t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
+
+    def run(conn: Connection) -> int:
+        found = conn.execute(
+            sa.update(t).where(t.c.id == row_id).values(**values).returning(t.c.id)
+        ).scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"{entity} {row_id} not found", entity=entity, id=row_id)
+        return int(found)
+
+    return run
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@strawberry.input
+class CreateCustomerInput:
+    email: str
+    first_name: str
+    last_name: str
+    country: str
+    region: str
+    city: str
+    segment: Segment = Segment.CONSUMER
+    gender: Gender | None = None
+    birth_date: dt.date | None = None
+
+
+@strawberry.input(description="Only the fields given are changed.")
+class UpdateCustomerInput:
+    email: str | None = UNSET
+    first_name: str | None = UNSET
+    last_name: str | None = UNSET
+    country: str | None = UNSET
+    region: str | None = UNSET
+    city: str | None = UNSET
+    segment: Segment | None = UNSET
+    gender: Gender | None = UNSET
+    birth_date: dt.date | None = UNSET
+
+
+@strawberry.input
+class CreateProductInput:
+    sku: str
+    name: str
+    category: str
+    subcategory: str
+    brand: str
+    unit_price: Decimal
+    cost: Decimal
+    stock: int = 0
+
+
+@strawberry.input(description="Only the fields given are changed.")
+class UpdateProductInput:
+    name: str | None = UNSET
+    category: str | None = UNSET
+    subcategory: str | None = UNSET
+    brand: str | None = UNSET
+    unit_price: Decimal | None = UNSET
+    cost: Decimal | None = UNSET
+    stock: int | None = UNSET
+
+
+@strawberry.input
+class OrderItemInput:
+    product_id: strawberry.ID
+    quantity: int
+    discount: Decimal | None = strawberry.field(
+        default=None,
+        description="Admin and service principals only; at most the line's quantity x price.",
+        metadata={"roles": OPERATORS},
+    )
+
+
+@strawberry.input
+class PlaceOrderInput:
+    customer_id: strawberry.ID
+    items: list[OrderItemInput]
+    channel: OrderChannel
+    payment_method: PaymentMethod
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Retrying with the same key returns the first order instead of placing"
+        " another (kept 24 hours, per principal; or the Idempotency-Key header).",
+    )
+
+
+@strawberry.input
+class RequestReturnInput:
+    order_id: strawberry.ID
+    line_no: int
+    quantity: int
+    reason: ReturnReason
+    comment: str | None = None
+
+
+@strawberry.input
+class SubmitFeedbackInput:
+    customer_id: strawberry.ID
+    rating: int
+    kind: FeedbackKind = FeedbackKind.REVIEW
+    order_id: strawberry.ID | None = None
+    product_id: strawberry.ID | None = None
+    comment: str | None = None
+
+
+@strawberry.input
+class OpenSupportTicketInput:
+    customer_id: strawberry.ID
+    category: TicketCategory
+    channel: TicketChannel
+    subject: str
+    priority: TicketPriority = TicketPriority.MEDIUM
+    order_id: strawberry.ID | None = None
+
+
+# --- placeOrder's idempotency keys -------------------------------------------------------
+
+_KEY_MAX = 200
+_KEYS = sa.text(
+    "INSERT INTO app.idempotency_keys (principal, key, request_sha256)"
+    " VALUES (app.current_actor(), :k, :h) ON CONFLICT DO NOTHING RETURNING 1"
+)
+_KEY_FOUND = sa.text(
+    "SELECT request_sha256, order_id FROM app.idempotency_keys"
+    " WHERE principal = app.current_actor() AND key = :k"
+)
+_KEY_ORDER = sa.text(
+    "UPDATE app.idempotency_keys SET order_id = :o"
+    " WHERE principal = app.current_actor() AND key = :k"
+)
+
+
+def _key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= _KEY_MAX or not value.isprintable():
+        raise BadUserInputError(
+            f"an idempotency key has 1 to {_KEY_MAX} printable characters", field="idempotencyKey"
+        )
+    return value
+
+
+def _idempotent(key: str | None, request: dict[str, Any], place: Write) -> Write:
+    """``place`` guarded by the idempotency key (if any), in the same transaction."""
+    if key is None:
+        return place
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def run(conn: Connection) -> int:
+        if conn.execute(_KEYS, {"k": key, "h": digest}).first() is None:
+            found = conn.execute(_KEY_FOUND, {"k": key}).one()
+            if found.request_sha256 != digest:
+                raise ConflictError(
+                    "this idempotency key was used for another order: use a new key",
+                    reason="idempotency_key_reused",
+                    field="idempotencyKey",
+                )
+            return int(found.order_id)
+        order_id = place(conn)
+        conn.execute(_KEY_ORDER, {"o": order_id, "k": key})
+        return order_id
+
+    return run
+
+
+# --- the mutations -----------------------------------------------------------------------
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mutation(
+    returns: str, roles: frozenset[str], doc: str | None = None, **extra: Any
+) -> Callable[[F], F]:
+    """A mutation returning the catalog type ``returns``, for ``roles`` (api/access.py);
+    ``extra`` metadata: ``values`` an argument is limited to, by role."""
+    from schema import types
+
+    decorator: Callable[[F], F] = strawberry.mutation(
+        graphql_type=getattr(types, returns), description=doc, metadata={"roles": roles, **extra}
+    )
+    return decorator
+
+
+@strawberry.type
+class Mutation:
+    @_mutation("Customer", ADMIN)
+    async def create_customer(self, info: Info, input: CreateCustomerInput) -> Any:
+        return await _write_and_read(info, _insert("app.customers", _values(input)), "Customer")
+
+    @_mutation("Customer", ADMIN)
+    async def update_customer(
+        self, info: Info, id: strawberry.ID, input: UpdateCustomerInput
+    ) -> Any:
+        write = _update("app.customers", "customer", parse_id(id), _values(input))
+        return await _write_and_read(info, write, "Customer")
+
+    @_mutation("Product", ADMIN)
+    async def create_product(self, info: Info, input: CreateProductInput) -> Any:
+        return await _write_and_read(info, _insert("app.products", _values(input)), "Product")
+
+    @_mutation("Product", ADMIN)
+    async def update_product(self, info: Info, id: strawberry.ID, input: UpdateProductInput) -> Any:
+        write = _update("app.products", "product", parse_id(id), _values(input))
+        return await _write_and_read(info, write, "Product")
+
+    @_mutation(
+        "Order",
+        ORDERING,
+        "Places an order atomically: locks stock (no oversell), copies prices. "
+        "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, quantity < 1), OUT_OF_STOCK.",
+    )
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> Any:
+        items = [
+            {
+                "product_id": parse_id(i.product_id, "productId"),
+                "quantity": i.quantity,
+                **({} if i.discount is None else {"discount": str(i.discount)}),
+            }
+            for i in input.items
+        ]
+        customer = parse_id(input.customer_id, "customerId")
+        fn = sa.func.app.place_order(
+            customer,
+            sa.bindparam("items", items, type_=JSONB),
+            input.channel.value,
+            input.payment_method.value,
+        )
+        key = _key(
+            input.idempotency_key
+            if input.idempotency_key is not None
+            else info.context.idempotency_key
+        )
+        request = {"customer": customer, "items": items, "channel": input.channel.value,
+                   "payment": input.payment_method.value}  # fmt: skip
+        return await _write_and_read(info, _idempotent(key, request, _call(fn)), "Order")
+
+    @_mutation(
+        "Order",
+        ORDERING,
+        "pending -> paid -> shipped -> delivered; pending/paid -> cancelled; "
+        "delivered -> returned. Anything else: INVALID_TRANSITION (from, to). A customer "
+        "may only cancel its own order.",
+        values={"status": {"customer": {"CANCELLED"}}},
+    )
+    async def set_order_status(
+        self, info: Info, order_id: strawberry.ID, status: OrderStatus
+    ) -> Any:
+        fn = sa.func.app.set_order_status(parse_id(order_id, "orderId"), status.value)
+        return await _write_and_read(info, _call(fn, composite=True), "Order")
+
+    @_mutation("Return", ORDERING)
+    async def request_return(self, info: Info, input: RequestReturnInput) -> Any:
+        fn = sa.func.app.request_return(
+            parse_id(input.order_id, "orderId"),
+            _int(input.line_no),
+            _int(input.quantity),
+            input.reason.value,
+            input.comment,
+        )
+        return await _write_and_read(info, _call(fn), "Return")
+
+    @_mutation("Return", OPERATORS)
+    async def approve_return(
+        self, info: Info, return_id: strawberry.ID, refund_amount: Decimal | None = None
+    ) -> Any:
+        fn = sa.func.app.approve_return(parse_id(return_id, "returnId"), refund_amount)
+        return await _write_and_read(info, _call(fn, composite=True), "Return")
+
+    @_mutation("Return", OPERATORS)
+    async def reject_return(
+        self, info: Info, return_id: strawberry.ID, comment: str | None = None
+    ) -> Any:
+        fn = sa.func.app.reject_return(parse_id(return_id, "returnId"), comment)
+        return await _write_and_read(info, _call(fn, composite=True), "Return")
+
+    @_mutation("Feedback", frozenset({"admin", "customer"}))
+    async def submit_feedback(self, info: Info, input: SubmitFeedbackInput) -> Any:
+        values = {
+            "customer_id": parse_id(input.customer_id, "customerId"),
+            "order_id": None if input.order_id is None else parse_id(input.order_id, "orderId"),
+            "product_id": (
+                None if input.product_id is None else parse_id(input.product_id, "productId")
+            ),
+            "kind": input.kind.value,
+            "rating": input.rating,
+            "comment": input.comment,
+        }
+        return await _write_and_read(info, _insert("app.feedback", values), "Feedback")
+
+    @_mutation("SupportTicket", ORDERING)
+    async def open_support_ticket(self, info: Info, input: OpenSupportTicketInput) -> Any:
+        fn = sa.func.app.open_ticket(
+            parse_id(input.customer_id, "customerId"),
+            input.category.value,
+            input.priority.value,
+            input.channel.value,
+            input.subject,
+            None if input.order_id is None else parse_id(input.order_id, "orderId"),
+        )
+        return await _write_and_read(info, _call(fn), "SupportTicket")
+
+    @_mutation(
+        "SupportTicket",
+        OPERATORS,
+        "Resolving sets resolvedAt; reopening clears it; closed is final.",
+    )
+    async def update_support_ticket(
+        self,
+        info: Info,
+        ticket_id: strawberry.ID,
+        status: TicketStatus,
+        satisfaction: int | None = None,
+    ) -> Any:
+        fn = sa.func.app.set_ticket_status(
+            parse_id(ticket_id, "ticketId"), status.value, _int(satisfaction)
+        )
+        return await _write_and_read(info, _call(fn, composite=True), "SupportTicket")

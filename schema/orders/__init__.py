@@ -1,1 +1,0 @@
-"""orders feature: types, queries, mutations, loaders."""

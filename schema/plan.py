@@ -1,0 +1,567 @@
+"""A validated operation's relational fields → a plan: which rows, which fields, which
+values (schema/sql.py turns it into ONE statement).
+
+The walk uses graphql-core's own field collection (fragments, inline fragments,
+``@include``/``@skip``, merging of equal response keys) over the schema's SDL and the
+catalog (schema/catalog.py): every type the planner meets is an entity of the catalog, a
+connection, an edge, an aggregate or a prediction.
+
+Values keep their source: a literal of the document (``Lit``) or a path into a variable
+(``Var``), so that GraphQL variables become SQL parameters and a plan serves every
+request whose variables have the same structure. What the SQL text itself depends on —
+page sizes, orderBy, @include/@skip — is read through :meth:`Planner.concrete`, which
+records the variable paths it read: the plan cache keys on their values too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    ListValueNode,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    ValueNode,
+    VariableNode,
+)
+from graphql.execution.collect_fields import (
+    FieldDetails,
+    FragmentDetails,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+
+from db.errors import BadUserInputError, CdmsError
+from schema.catalog import ENTITIES, Col, Entity, Prediction, Rel, Shape
+from schema.context import ApiLimits
+
+# --- where values come from ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lit:
+    """A value written in the document (already coerced by graphql-core)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Var:
+    """A value of the request's variables: ``variables[name][path...]``."""
+
+    name: str
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Items:
+    """A list written in the document whose items come from different sources."""
+
+    items: tuple[Src, ...]
+
+
+Src = Lit | Var | Items
+
+
+class FieldError(CdmsError):
+    """A field's arguments are refused (page caps, orderBy): the error, at its field."""
+
+    def __init__(self, error: CdmsError, node: FieldNode) -> None:
+        super().__init__(error.message, **error.fields)
+        self.code = error.code  # type: ignore[misc]  # the refusal's own code
+        self.error = error
+        self.node = node
+
+
+def value_at(variables: dict[str, Any], var: Var) -> Any:
+    value: Any = variables.get(var.name)
+    for step in var.path:
+        value = value[step]
+    return value
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Const:
+    """``__typename`` (or another constant string)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Value:
+    key: str
+    col: Col
+
+
+@dataclass(frozen=True)
+class Predict:
+    """A prediction field: the statement yields the stored prediction or a marker, which
+    schema/predictions.py replaces after the statement ran."""
+
+    key: str
+    prediction: Prediction
+    fields: tuple[PredSel, ...]
+
+
+@dataclass(frozen=True)
+class PredSel:
+    """One field of a prediction's selection (``model``/``probabilities`` have fields)."""
+
+    key: str
+    name: str
+    typename: str
+    fields: tuple[PredSel, ...] = ()
+
+
+@dataclass(frozen=True)
+class Node:
+    entity: Entity
+    fields: tuple[NodeSel, ...]
+
+
+@dataclass(frozen=True)
+class One:
+    key: str
+    rel: Rel
+    node: Node
+
+
+@dataclass(frozen=True)
+class Many:
+    key: str
+    rel: Rel
+    node: Node
+
+
+@dataclass(frozen=True)
+class SortKey:
+    col: Col
+    desc: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    size: int
+    backward: bool
+    after: Src | None
+    before: Src | None
+
+
+@dataclass(frozen=True)
+class ConnArgs:
+    entity: Entity
+    parent: Rel | None
+    filter: Any  # the filter tree, leaves Src (schema/sql.py compiles it)
+    keys: tuple[SortKey, ...]
+    page: Page
+
+    @property
+    def signature(self) -> str:
+        """Which ordering a cursor belongs to."""
+        return ",".join(f"{k.col.name}:{'desc' if k.desc else 'asc'}" for k in self.keys)
+
+
+@dataclass(frozen=True)
+class Edges:
+    key: str
+    fields: tuple[Const | EdgeCursor | EdgeNode, ...]
+
+
+@dataclass(frozen=True)
+class EdgeCursor:
+    key: str
+
+
+@dataclass(frozen=True)
+class EdgeNode:
+    key: str
+    node: Node
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    key: str
+    fields: tuple[Const | PageInfoField, ...]
+
+
+@dataclass(frozen=True)
+class PageInfoField:
+    key: str
+    name: str  # hasNextPage hasPreviousPage startCursor endCursor
+
+
+@dataclass(frozen=True)
+class TotalCount:
+    key: str
+
+
+@dataclass(frozen=True)
+class AggValue:
+    key: str
+    col: Col
+
+
+@dataclass(frozen=True)
+class AggPart:
+    key: str
+    fn: str  # sum avg min max
+    fields: tuple[Const | AggValue, ...]
+
+
+@dataclass(frozen=True)
+class Count:
+    key: str
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    key: str
+    fields: tuple[Const | Count | AggPart, ...]
+
+
+@dataclass(frozen=True)
+class Conn:
+    key: str
+    args: ConnArgs
+    fields: tuple[Const | Edges | PageInfo | TotalCount | Aggregate, ...]
+
+
+@dataclass(frozen=True)
+class ById:
+    key: str
+    entity: Entity
+    id: Src
+    node: Node
+
+
+NodeSel = Const | Value | Predict | One | Many | Conn
+RootSel = Const | ById | Conn
+
+
+# --- the walk -----------------------------------------------------------------------------
+
+
+@dataclass
+class Planner:
+    gschema: GraphQLSchema
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    variables: VariableValues
+    limits: ApiLimits
+    read: set[Var] = field(default_factory=set)  # variable paths the SQL text depends on
+
+    def __post_init__(self) -> None:
+        self.fragments = {
+            d.name.value: FragmentDetails(d)
+            for d in self.document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+
+    # values
+    def concrete(self, tree: Any) -> Any:
+        """The value itself of a source, or of a tree of them (the statement's text
+        depends on it: the variable paths read are recorded)."""
+        if isinstance(tree, dict):
+            return {k: self.concrete(v) for k, v in tree.items()}
+        if isinstance(tree, list):
+            return [self.concrete(v) for v in tree]
+        if isinstance(tree, Lit):
+            return tree.value
+        if isinstance(tree, Var):
+            self.read.add(tree)
+            return value_at(self.variables.coerced, tree)
+        if isinstance(tree, Items):
+            return [self.concrete(s) for s in tree.items]
+        return tree
+
+    def arguments(self, gfield: GraphQLField, detail: FieldDetails) -> dict[str, Any]:
+        """The field's arguments as trees whose leaves are sources (a list of scalars is one
+        leaf: it binds as one array)."""
+        coerced = get_argument_values(
+            gfield, detail.node, self.variables, detail.fragment_variable_values
+        )
+        given = {a.name.value: a for a in detail.node.arguments or ()}
+        return {
+            name: _sourced(value, given[name].value if name in given else None)
+            for name, value in coerced.items()
+        }
+
+    # selections
+    def subfields(
+        self, parent: GraphQLObjectType, details: Sequence[FieldDetails]
+    ) -> dict[str, list[FieldDetails]]:
+        collected = collect_subfields(
+            self.gschema, self.fragments, self.variables, self.operation, parent, list(details)
+        )
+        return collected.grouped_field_set
+
+    def roots(self) -> dict[str, list[FieldDetails]]:
+        root = self.gschema.get_root_type(self.operation.operation)
+        assert root is not None
+        collected = collect_fields(
+            self.gschema, self.fragments, self.variables, root, self.operation
+        )
+        return collected.grouped_field_set
+
+    def root(self, key: str, details: list[FieldDetails]) -> RootSel:
+        """A query root of the catalog (``customer(id:)``, ``orders(...)``) or __typename."""
+        from schema.catalog import ROOTS
+
+        name = details[0].node.name.value
+        qtype = self.gschema.query_type
+        assert qtype is not None
+        if name == "__typename":
+            return Const(key, qtype.name)
+        entity, is_connection = ROOTS[name]
+        gfield = qtype.fields[name]
+        if is_connection:
+            return self.connection(key, gfield, details, entity, None)
+        args = self.arguments(gfield, details[0])
+        return ById(key, entity, args["id"], self.node(entity, _object(gfield), details))
+
+    def by_id(self, key: str, entity: Entity, id_: Src, details: list[FieldDetails]) -> ById:
+        """``entity`` row ``id_`` with the selection of ``details`` (a mutation's payload,
+        a subscription event's object)."""
+        gtype = self.gschema.get_type(entity.name)
+        assert isinstance(gtype, GraphQLObjectType)
+        return ById(key, entity, id_, self.node(entity, gtype, details))
+
+    def node(self, entity: Entity, gtype: GraphQLObjectType, details: list[FieldDetails]) -> Node:
+        out: list[NodeSel] = []
+        cols, rels, preds = entity.cols, entity.rels, entity.predictions
+        for key, sub in self.subfields(gtype, details).items():
+            name = sub[0].node.name.value
+            if name == "__typename":
+                out.append(Const(key, gtype.name))
+            elif name in cols:
+                out.append(Value(key, cols[name]))
+            elif name in preds:
+                out.append(Predict(key, preds[name], self.prediction(gtype.fields[name], sub)))
+            else:
+                rel = rels[name]
+                gfield = gtype.fields[name]
+                target = ENTITIES[rel.target]
+                if rel.shape is Shape.CONNECTION:
+                    out.append(self.connection(key, gfield, sub, target, rel))
+                    continue
+                node = self.node(target, _object(gfield), sub)
+                out.append(Many(key, rel, node) if rel.shape is Shape.LIST else One(key, rel, node))
+        return Node(entity, tuple(out))
+
+    def prediction(self, gfield: GraphQLField, details: list[FieldDetails]) -> tuple[PredSel, ...]:
+        return _pred_selection(self, _object(gfield), details)
+
+    def connection(
+        self,
+        key: str,
+        gfield: GraphQLField,
+        details: list[FieldDetails],
+        entity: Entity,
+        parent: Rel | None,
+    ) -> Conn:
+        ctype = _object(gfield)
+        args = self.arguments(gfield, details[0])
+        try:
+            conn = ConnArgs(
+                entity,
+                parent,
+                args.get("filter"),
+                self.order(entity, args.get("orderBy")),
+                self.page(args),
+            )
+        except CdmsError as exc:
+            raise FieldError(exc, details[0].node) from None
+        out: list[Const | Edges | PageInfo | TotalCount | Aggregate] = []
+        for k, sub in self.subfields(ctype, details).items():
+            name = sub[0].node.name.value
+            if name == "__typename":
+                out.append(Const(k, ctype.name))
+            elif name == "totalCount":
+                out.append(TotalCount(k))
+            elif name == "edges":
+                out.append(self.edges(k, _object(ctype.fields[name]), entity, sub))
+            elif name == "pageInfo":
+                out.append(self.page_info(k, _object(ctype.fields[name]), sub))
+            else:  # aggregate
+                out.append(self.aggregate(k, entity, _object(ctype.fields[name]), sub))
+        return Conn(key, conn, tuple(out))
+
+    def page(self, args: dict[str, Any]) -> Page:
+        """``first/after/last/before`` checked against the page caps (BAD_USER_INPUT)."""
+        first, last = self.concrete(args.get("first")), self.concrete(args.get("last"))
+        limits = self.limits
+        if first is not None and last is not None:
+            raise BadUserInputError("pass either first or last, not both", field="first")
+        for name, n in (("first", first), ("last", last)):
+            if n is not None and n < 0:
+                raise BadUserInputError(f"{name} must not be negative", field=name)
+            if n is not None and n > limits.max_page_size:
+                raise BadUserInputError(
+                    f"{name} must be at most {limits.max_page_size} (got {n})",
+                    field=name,
+                    max=limits.max_page_size,
+                )
+        size = last if last is not None else first
+        return Page(
+            limits.default_page_size if size is None else size,
+            last is not None,
+            self.given(args.get("after")),
+            self.given(args.get("before")),
+        )
+
+    def given(self, src: Any) -> Src | None:
+        """A cursor's source, or None when absent or null (null-ness is part of the
+        variables' structure, so it needs no recording)."""
+        if isinstance(src, Lit) and src.value is not None:
+            return src
+        if isinstance(src, Var) and value_at(self.variables.coerced, src) is not None:
+            return src
+        return src if isinstance(src, Items) else None
+
+    def order(self, entity: Entity, order_by: Any) -> tuple[SortKey, ...]:
+        """``orderBy`` items (one field each) + the key columns as the tie-breaker."""
+        keys: list[SortKey] = []
+        items = self.concrete(order_by) if order_by is not None else None
+        cols = entity.cols
+        for item in items or ():
+            chosen = [(k, v) for k, v in (item or {}).items() if v is not None]
+            if len(chosen) != 1:
+                raise BadUserInputError(
+                    "each orderBy item must name exactly one field, e.g. {orderedAt: DESC}",
+                    field="orderBy",
+                )
+            name, direction = chosen[0]
+            keys.append(SortKey(cols[name], str(direction).upper() == "DESC"))
+        if not keys:
+            keys = [SortKey(entity.by_column(c), d == "desc") for c, d in entity.order]
+        present = {k.col.column for k in keys}
+        last = keys[-1].desc if keys else False
+        keys += [SortKey(entity.by_column(c), last) for c in entity.key if c not in present]
+        return tuple(keys)
+
+    def edges(
+        self, key: str, etype: GraphQLObjectType, entity: Entity, details: list[FieldDetails]
+    ) -> Edges:
+        out: list[Const | EdgeCursor | EdgeNode] = []
+        for k, sub in self.subfields(etype, details).items():
+            name = sub[0].node.name.value
+            if name == "__typename":
+                out.append(Const(k, etype.name))
+            elif name == "cursor":
+                out.append(EdgeCursor(k))
+            else:
+                out.append(EdgeNode(k, self.node(entity, _object(etype.fields[name]), sub)))
+        return Edges(key, tuple(out))
+
+    def page_info(
+        self, key: str, ptype: GraphQLObjectType, details: list[FieldDetails]
+    ) -> PageInfo:
+        out: list[Const | PageInfoField] = []
+        for k, sub in self.subfields(ptype, details).items():
+            name = sub[0].node.name.value
+            out.append(Const(k, ptype.name) if name == "__typename" else PageInfoField(k, name))
+        return PageInfo(key, tuple(out))
+
+    def aggregate(
+        self, key: str, entity: Entity, atype: GraphQLObjectType, details: list[FieldDetails]
+    ) -> Aggregate:
+        out: list[Const | Count | AggPart] = []
+        for k, sub in self.subfields(atype, details).items():
+            name = sub[0].node.name.value
+            if name == "__typename":
+                out.append(Const(k, atype.name))
+            elif name == "count":
+                out.append(Count(k))
+            else:
+                ptype = _object(atype.fields[name])
+                parts: list[Const | AggValue] = []
+                for pk, psub in self.subfields(ptype, sub).items():
+                    pname = psub[0].node.name.value
+                    if pname == "__typename":
+                        parts.append(Const(pk, ptype.name))
+                    else:
+                        parts.append(AggValue(pk, entity.cols[pname]))
+                out.append(AggPart(k, name, tuple(parts)))
+        return Aggregate(key, tuple(out))
+
+
+def _pred_selection(
+    planner: Planner, gtype: GraphQLObjectType, details: list[FieldDetails]
+) -> tuple[PredSel, ...]:
+    out: list[PredSel] = []
+    for key, sub in planner.subfields(gtype, details).items():
+        name = sub[0].node.name.value
+        gfield = gtype.fields.get(name)
+        if gfield is not None and isinstance(_named(gfield.type), GraphQLObjectType):
+            inner = _pred_selection(planner, _object(gfield), sub)
+            out.append(PredSel(key, name, gtype.name, inner))
+        else:
+            out.append(PredSel(key, name, gtype.name))
+    return tuple(out)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _named(t: Any) -> Any:
+    while isinstance(t, GraphQLNonNull | GraphQLList):
+        t = t.of_type
+    return t
+
+
+def _object(gfield: GraphQLField) -> GraphQLObjectType:
+    t = _named(gfield.type)
+    assert isinstance(t, GraphQLObjectType)
+    return t
+
+
+def _sourced(value: Any, node: ValueNode | None, var: Var | None = None) -> Any:
+    """``value`` (coerced) with its leaves replaced by their sources: a literal, or the path
+    into the variable that holds it (``node`` is its AST, None for a default)."""
+    if isinstance(node, VariableNode):
+        var = Var(node.name.value)
+        node = None
+    if isinstance(value, dict):
+        fields = (
+            {f.name.value: f.value for f in node.fields}
+            if isinstance(node, ObjectValueNode)
+            else {}
+        )
+        return {
+            k: _sourced(v, fields.get(k), None if var is None else Var(var.name, (*var.path, k)))
+            for k, v in value.items()
+        }
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        items = node.values if isinstance(node, ListValueNode) else ()
+        return [
+            _sourced(
+                v,
+                items[i] if i < len(items) else None,
+                None if var is None else Var(var.name, (*var.path, i)),
+            )
+            for i, v in enumerate(value)
+        ]
+    if var is not None:
+        return var
+    if (
+        isinstance(value, list)
+        and isinstance(node, ListValueNode)
+        and any(isinstance(n, VariableNode) for n in node.values)
+    ):
+        return Items(tuple(_sourced(v, n) for v, n in zip(value, node.values, strict=True)))
+    return Lit(value)

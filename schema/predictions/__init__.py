@@ -1,1 +1,0 @@
-"""Predictions as GraphQL fields (issue 6): types, what-if inputs, batched loaders."""

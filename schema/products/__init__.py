@@ -1,1 +1,0 @@
-"""products feature: types, queries, mutations, loaders."""

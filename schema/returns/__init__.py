@@ -1,1 +1,0 @@
-"""returns feature: types, queries, mutations, loaders."""

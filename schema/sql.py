@@ -1,0 +1,477 @@
+"""A plan → ONE SQL statement whose single value is the response's JSON.
+
+Shape (PostGraphile / Hasura style)::
+
+    SELECT json_build_object('customers', (
+      SELECT json_build_object(
+        'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+                   'id', (x2.id)::text,
+                   'orders', (SELECT ... FROM (SELECT t3.*, row_number() OVER (...) AS __rn
+                                               FROM app.orders AS t3 WHERE t3.customer_id = x2.id
+                                               ORDER BY ... LIMIT 11) AS x4)))
+                 ORDER BY x2.__rn) FILTER (WHERE x2.__rn <= 10), '[]'::json),
+        'pageInfo', json_build_object('hasNextPage', count(*) > 10, ...))
+      FROM (SELECT t1.*, row_number() OVER (ORDER BY t1.id ASC) AS __rn FROM app.customers
+            AS t1 WHERE <filter> AND <keyset> ORDER BY t1.id ASC LIMIT 11) AS x2))
+
+Every page is a keyset page of ``n + 1`` rows per parent (the extra row answers
+hasNextPage/hasPreviousPage). Every value of a request is a parameter, typed by a cast,
+bound from its source (schema/plan.py: a literal or a path into the variables) when the
+request runs; names come only from the catalog. Page sizes are written into the text:
+a bound ``LIMIT`` makes the generic plan of a prepared statement guess a tenth of the
+table, and the size is part of the plan cache's key anyway.
+
+The JSON is PostgreSQL's own (the contract, docs/api.md "Formats"): ids as text, enums
+upper case, ``Decimal`` as text with two decimals (numeric(14,2) as it is, anything else
+rounded by ``round(x, 2)``), ``DateTime`` as PostgreSQL writes a timestamptz in JSON
+(ISO 8601 with offset, fractions of a second only when present), cursors as base64url of
+the JSON array ``[ordering, key values...]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from schema import plan as P
+from schema.catalog import ENTITIES, Col, Entity, Kind, Rel
+
+_SAFE = re.compile(r"^[_A-Za-z0-9:,.\[\]\" ]*$")
+_EMPTY = "'[]'::json"
+PENDING = "cdms:pending"  # {"cdms:pending": id}: a prediction to compute after the statement
+
+# the cast of a parameter compared with a column of this kind
+_CAST = {
+    Kind.ID: "bigint",
+    Kind.INT: "bigint",
+    Kind.FLOAT: "float8",
+    Kind.STRING: "text",
+    Kind.MONEY: "numeric",
+    Kind.DECIMAL: "numeric",
+    Kind.DATETIME: "timestamptz",
+    Kind.DATE: "date",
+    Kind.ENUM: "text",
+}
+
+
+def lit(text: str) -> str:
+    """A name from the schema (a GraphQL name, an ordering), inlined as a string literal."""
+    if not _SAFE.match(text):
+        raise ValueError(f"unsafe literal {text!r}")
+    return f"'{text}'"
+
+
+def obj(pairs: list[tuple[str, str]]) -> str:
+    return "json_build_object(" + ", ".join(f"{lit(k)}, {v}" for k, v in pairs) + ")"
+
+
+def value(e: str, kind: Kind) -> str:
+    """A column's value as the API's JSON."""
+    if kind in (Kind.ID, Kind.MONEY):
+        return f"({e})::text"
+    if kind is Kind.DECIMAL:
+        return f"round(({e})::numeric, 2)::text"
+    if kind is Kind.ENUM:
+        return f"upper({e})"
+    if kind is Kind.FLOAT:
+        return f"({e})::float8"
+    return e
+
+
+def cursor(args: P.ConnArgs, src: str) -> str:
+    """The cursor of the row ``src``: base64url of ``[ordering, key values...]``."""
+    values = ", ".join(f"{src}.{k.col.column}" for k in args.keys)
+    raw = f"json_build_array({lit(args.signature)}, {values})::text"
+    return f"rtrim(translate(encode(convert_to({raw}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
+
+
+def _order(keys: tuple[P.SortKey, ...], src: str, *, reverse: bool = False) -> str:
+    return ", ".join(f"{src}.{k.col.column} {'DESC' if k.desc != reverse else 'ASC'}" for k in keys)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A statement parameter: where its value comes from and how it is converted
+    (schema/execute.py binds it)."""
+
+    src: P.Src
+    conv: str  # id int float text enum decimal datetime date bool like prefix array:<conv>
+    cursor: tuple[str, int] | None = None  # (ordering, index) of a cursor's key value
+
+
+@dataclass(frozen=True)
+class PredictionSite:
+    """Where a prediction field is in the response, by response keys from the root (an
+    int step for the items of a list)."""
+
+    path: tuple[str | None, ...]  # None: every item of a list at that point
+    predict: P.Predict
+
+
+@dataclass
+class Statement:
+    """SQL text with ``%(pN)s`` placeholders and what each is bound from."""
+
+    sql: str
+    params: list[Param]
+    predictions: list[PredictionSite] = field(default_factory=list)
+    # cursors given to a connection that selects no page: checked, not bound
+    checks: list[Param] = field(default_factory=list)
+
+
+@dataclass
+class _Builder:
+    variables: dict[str, Any]  # coerced: only to tell null from given (part of the shape)
+    params: list[Param] = field(default_factory=list)
+    n_alias: int = 0
+    joins: dict[str, list[str]] = field(default_factory=dict)
+    stored: dict[tuple[str, str], str] = field(default_factory=dict)
+    sites: list[PredictionSite] = field(default_factory=list)
+    checks: list[Param] = field(default_factory=list)
+
+    def bind(self, src: P.Src, conv: str, cursor: tuple[str, int] | None = None) -> str:
+        self.params.append(Param(src, conv, cursor))
+        return f"%(p{len(self.params) - 1})s"
+
+    def alias(self, prefix: str) -> str:
+        self.n_alias += 1
+        return f"{prefix}{self.n_alias}"
+
+    def joined(self, src: str) -> str:
+        return "".join(self.joins.pop(src, ()))
+
+    def given(self, src: Any) -> bool:
+        """A filter value that applies (null and absent ones do not)."""
+        if isinstance(src, P.Lit):
+            return src.value is not None
+        if isinstance(src, P.Var):
+            return P.value_at(self.variables, src) is not None
+        return src is not None
+
+    # --- filters ---------------------------------------------------------------------
+    def filter(self, entity: Entity, t: str, flt: Any) -> list[str]:
+        """Conditions over alias ``t`` for a filter tree (leaves are sources)."""
+        if not isinstance(flt, dict):
+            return []
+        out: list[str] = []
+        cols, rels = entity.cols, entity.rels
+        for name, value in flt.items():
+            if name in ("and", "or") and isinstance(value, list):
+                parts = [f"({' AND '.join(self.filter(entity, t, v)) or 'true'})" for v in value]
+                empty = "true" if name == "and" else "false"
+                out.append(f"({f' {name.upper()} '.join(parts) or empty})")
+            elif name == "not" and isinstance(value, dict):
+                inner = " AND ".join(self.filter(entity, t, value)) or "true"
+                out.append(f"NOT ({inner})")
+            elif name in rels and isinstance(value, dict):
+                out.extend(self.relation(entity, t, rels[name], value))
+            elif name in cols and isinstance(value, dict):
+                out.extend(self.ops(cols[name], f"{t}.{cols[name].column}", value))
+        return out
+
+    def relation(self, entity: Entity, t: str, rel: Rel, value: dict[str, Any]) -> list[str]:
+        target = ENTITIES[rel.target]
+        out = []
+        for quantifier in ("some", "none"):
+            inner = value.get(quantifier)
+            if not isinstance(inner, dict):
+                continue
+            a = self.alias("f")
+            conds = [f"{a}.{rel.remote} = {t}.{rel.local}", *self.filter(target, a, inner)]
+            exists = f"EXISTS (SELECT 1 FROM {target.table} AS {a} WHERE {' AND '.join(conds)})"
+            out.append(exists if quantifier == "some" else f"NOT {exists}")
+        return out
+
+    def ops(self, col: Col, e: str, ops: dict[str, Any]) -> list[str]:
+        out = []
+        conv = _conv(col)
+        cast = _CAST[col.kind]
+        for op, src in ops.items():
+            if not self.given(src):
+                continue
+            if op == "isNull":
+                out.append(
+                    f"(CASE WHEN {self.bind(src, 'bool')}::boolean THEN {e} IS NULL"
+                    f" ELSE {e} IS NOT NULL END)"
+                )
+            elif op in ("in", "notIn"):
+                p = f"{self.bind(src, 'array:' + conv)}::{cast}[]"
+                out.append(f"{e} = ANY({p})" if op == "in" else f"NOT ({e} = ANY({p}))")
+            elif op in ("contains", "startsWith"):
+                p = self.bind(src, "like" if op == "contains" else "prefix")
+                out.append(f"{e} ILIKE {p}::text ESCAPE '/'")
+            else:
+                sign = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+                out.append(f"{e} {sign} {self.bind(src, conv)}::{cast}")
+        return out
+
+    def keyset(self, args: P.ConnArgs, t: str, src: P.Src, *, before: bool) -> str:
+        """Rows strictly after (``before``: strictly before) the cursor's row."""
+        cols = [f"{t}.{k.col.column}" for k in args.keys]
+        vals = [
+            f"{self.bind(src, _conv(k.col), (args.signature, i))}::{_CAST[k.col.kind]}"
+            for i, k in enumerate(args.keys)
+        ]
+        if len({k.desc for k in args.keys}) == 1:
+            forward = (not args.keys[0].desc) != before
+            return f"({', '.join(cols)}) {'>' if forward else '<'} ({', '.join(vals)})"
+        ors = []
+        for i, k in enumerate(args.keys):
+            forward = (not k.desc) != before
+            eqs = [f"{cols[j]} = {vals[j]}" for j in range(i)]
+            ors.append(" AND ".join([*eqs, f"{cols[i]} {'>' if forward else '<'} {vals[i]}"]))
+        return "(" + " OR ".join(f"({o})" for o in ors) + ")"
+
+    # --- nodes -------------------------------------------------------------------------
+    def node(self, node: P.Node, src: str, path: tuple[str | None, ...]) -> str:
+        pairs: list[tuple[str, str]] = []
+        for sel in node.fields:
+            if isinstance(sel, P.Const):
+                pairs.append((sel.key, lit(sel.value)))
+            elif isinstance(sel, P.Value):
+                pairs.append((sel.key, value(f"{src}.{sel.col.column}", sel.col.kind)))
+            elif isinstance(sel, P.One):
+                pairs.append((sel.key, self.one(sel, src, (*path, sel.key))))
+            elif isinstance(sel, P.Many):
+                pairs.append((sel.key, self.many(sel, src, (*path, sel.key, None))))
+            elif isinstance(sel, P.Conn):
+                pairs.append((sel.key, self.conn(sel, src, (*path, sel.key))))
+            elif isinstance(sel, P.Predict):
+                self.sites.append(PredictionSite((*path, sel.key), sel))
+                pairs.append((sel.key, self.predict(sel, src)))
+            else:
+                assert_never(sel)
+        return obj(pairs)
+
+    def predict(self, sel: P.Predict, src: str) -> str:
+        """The stored prediction (ml.stored: joined by key, used when its model version is
+        the active one), else ``{"cdms:pending": id}``, computed after the statement."""
+        from ml.stored import BY_KIND
+
+        pending = f"json_build_object({lit(PENDING)}, {src}.id)"
+        stored = BY_KIND.get(sel.prediction.kind)
+        if stored is None:  # customers: always computed on request
+            return pending
+        key = (src, stored.table)
+        p = self.stored.get(key)
+        if p is None:
+            p = self.stored[key] = self.alias("p")
+            self.joins.setdefault(src, []).append(
+                f" LEFT JOIN {stored.table} AS {p} ON {p}.{stored.key} = {src}.id"
+            )
+        model = sel.prediction.model
+        c = f"{p}.{model}_"
+        active = (
+            "(SELECT v.version FROM ml.model_version AS v"
+            f" WHERE v.name = {lit(model)} AND v.active)"
+        )
+        shaped = _stored(sel.fields, c, model)
+        return f"coalesce(CASE WHEN {c}version = {active} THEN {shaped} END, {pending})"
+
+    def one(self, sel: P.One, src: str, path: tuple[str | None, ...]) -> str:
+        target = sel.node.entity
+        t = self.alias("t")
+        body = self.node(sel.node, t, path)
+        return (
+            f"(SELECT {body} FROM {target.table} AS {t}{self.joined(t)}"
+            f" WHERE {t}.{sel.rel.remote} = {src}.{sel.rel.local})"
+        )
+
+    def many(self, sel: P.Many, src: str, path: tuple[str | None, ...]) -> str:
+        target = sel.node.entity
+        t = self.alias("t")
+        body = self.node(sel.node, t, path)
+        keys = tuple(P.SortKey(target.by_column(c), d == "desc") for c, d in target.order) + tuple(
+            P.SortKey(target.by_column(c), False) for c in target.key
+        )
+        return (
+            f"(SELECT coalesce(json_agg({body} ORDER BY {_order(keys, t)}), {_EMPTY})"
+            f" FROM {target.table} AS {t}{self.joined(t)}"
+            f" WHERE {t}.{sel.rel.remote} = {src}.{sel.rel.local})"
+        )
+
+    def by_id(self, sel: P.ById, path: tuple[str | None, ...]) -> str:
+        t = self.alias("t")
+        body = self.node(sel.node, t, path)
+        return (
+            f"(SELECT {body} FROM {sel.entity.table} AS {t}{self.joined(t)}"
+            f" WHERE {t}.id = {self.bind(sel.id, 'id')}::bigint)"
+        )
+
+    # --- connections ---------------------------------------------------------------------
+    def _scope(self, args: P.ConnArgs, t: str, src: str | None) -> list[str]:
+        if args.parent is None or src is None:
+            return []
+        return [f"{t}.{args.parent.remote} = {src}.{args.parent.local}"]
+
+    def _stats(self, args: P.ConnArgs, src: str | None, cols: str) -> str:
+        t = self.alias("t")
+        conds = self._scope(args, t, src) + self.filter(args.entity, t, args.filter)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return f"(SELECT {cols.format(t=t)} FROM {args.entity.table} AS {t}{where})"
+
+    def aggregate(self, sel: P.Aggregate, args: P.ConnArgs, src: str | None) -> str:
+        pairs: list[tuple[str, str]] = []
+        for f in sel.fields:
+            if isinstance(f, P.Const):
+                pairs.append((f.key, lit(f.value)))
+            elif isinstance(f, P.Count):
+                pairs.append((f.key, "count(*)"))
+            else:
+                part: list[tuple[str, str]] = []
+                for v in f.fields:
+                    if isinstance(v, P.Const):
+                        part.append((v.key, lit(v.value)))
+                    else:
+                        kind = Kind.DECIMAL if f.fn == "avg" else v.col.kind
+                        part.append((v.key, value(f"{f.fn}({{t}}.{v.col.column})", kind)))
+                pairs.append((f.key, obj(part)))
+        return self._stats(args, src, obj(pairs))
+
+    def conn(self, sel: P.Conn, src: str | None, path: tuple[str | None, ...]) -> str:
+        args = sel.args
+        paged = any(isinstance(f, P.Edges | P.PageInfo) for f in sel.fields)
+        x = self.alias("x") if paged else ""
+        n = str(args.page.size)
+        pairs: list[tuple[str, str]] = []
+        for f in sel.fields:
+            if isinstance(f, P.Const):
+                pairs.append((f.key, lit(f.value)))
+            elif isinstance(f, P.TotalCount):
+                pairs.append((f.key, self._stats(args, src, "count(*)")))
+            elif isinstance(f, P.Aggregate):
+                pairs.append((f.key, self.aggregate(f, args, src)))
+            elif isinstance(f, P.Edges):
+                pairs.append((f.key, self.edges(f, args, x, n, (*path, f.key, None))))
+            elif isinstance(f, P.PageInfo):
+                pairs.append((f.key, self.page_info(f, args, x, n)))
+            else:
+                assert_never(f)
+        body = obj(pairs)
+        if not paged:
+            for given in (args.page.after, args.page.before):
+                if given is not None:  # still a cursor of this ordering, or BAD_USER_INPUT
+                    self.checks.append(Param(given, "text", (args.signature, 0)))
+            return body
+        t = self.alias("t")
+        order = _order(args.keys, t, reverse=args.page.backward)
+        conds = self._scope(args, t, src) + self.filter(args.entity, t, args.filter)
+        if args.page.after is not None:
+            conds.append(self.keyset(args, t, args.page.after, before=False))
+        if args.page.before is not None:
+            conds.append(self.keyset(args, t, args.page.before, before=True))
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        rows = (
+            f"(SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS __rn"
+            f" FROM {args.entity.table} AS {t}{where} ORDER BY {order} LIMIT {args.page.size + 1})"
+        )
+        return f"(SELECT {body} FROM {rows} AS {x}{self.joined(x)})"
+
+    def edges(
+        self, sel: P.Edges, args: P.ConnArgs, x: str, n: str, path: tuple[str | None, ...]
+    ) -> str:
+        pairs: list[tuple[str, str]] = []
+        for f in sel.fields:
+            if isinstance(f, P.Const):
+                pairs.append((f.key, lit(f.value)))
+            elif isinstance(f, P.EdgeCursor):
+                pairs.append((f.key, cursor(args, x)))
+            else:
+                pairs.append((f.key, self.node(f.node, x, (*path, f.key))))
+        shown = f"{x}.__rn {'DESC' if args.page.backward else 'ASC'}"
+        return (
+            f"coalesce(json_agg({obj(pairs)} ORDER BY {shown}) FILTER (WHERE {x}.__rn <= {n}),"
+            f" {_EMPTY})"
+        )
+
+    def page_info(self, sel: P.PageInfo, args: P.ConnArgs, x: str, n: str) -> str:
+        more = f"count(*) > {n}"
+        backward = args.page.backward
+
+        def end(last: bool) -> str:
+            direction = "DESC" if last != backward else "ASC"
+            return (
+                f"(array_agg({cursor(args, x)} ORDER BY {x}.__rn {direction})"
+                f" FILTER (WHERE {x}.__rn <= {n}))[1]"
+            )
+
+        def given(src: P.Src | None) -> str:
+            return "false" if src is None else "true"
+
+        pairs: list[tuple[str, str]] = []
+        for f in sel.fields:
+            if isinstance(f, P.Const):
+                pairs.append((f.key, lit(f.value)))
+            elif f.name == "hasNextPage":
+                pairs.append((f.key, given(args.page.before) if backward else more))
+            elif f.name == "hasPreviousPage":
+                pairs.append((f.key, more if backward else given(args.page.after)))
+            elif f.name == "startCursor":
+                pairs.append((f.key, end(last=False)))
+            else:
+                pairs.append((f.key, end(last=True)))
+        return obj(pairs)
+
+
+def _conv(col: Col) -> str:
+    return {
+        Kind.ID: "id",
+        Kind.INT: "int",
+        Kind.FLOAT: "float",
+        Kind.STRING: "text",
+        Kind.MONEY: "decimal",
+        Kind.DECIMAL: "decimal",
+        Kind.DATETIME: "datetime",
+        Kind.DATE: "date",
+        Kind.ENUM: "enum",
+    }[col.kind]
+
+
+def _stored(fields: tuple[P.PredSel, ...], c: str, model: str) -> str:
+    """A stored prediction shaped by its selection (``c``: the model's column prefix):
+    the usual selections are the stored JSON, others are built from the columns."""
+    names = tuple((f.key, f.name) for f in fields)
+    if names in ((("label", "label"), ("probability", "probability")), (("value", "value"),)):
+        return f"{c}doc"
+    pairs: list[tuple[str, str]] = []
+    for f in fields:
+        if f.name == "__typename":
+            pairs.append((f.key, lit(f.typename)))
+        elif f.name == "label":
+            pairs.append((f.key, f"{c}label"))
+        elif f.name in ("probability", "value"):
+            pairs.append((f.key, f"({c}{f.name})::float8"))
+        elif f.name == "model":
+            model_pairs = [
+                (m.key, lit(m.typename) if m.name == "__typename"
+                 else lit(model) if m.name == "name" else f"{c}version")
+                for m in f.fields
+            ]  # fmt: skip
+            pairs.append((f.key, obj(model_pairs)))
+        else:  # probabilities
+            row = obj([
+                (m.key, lit(m.typename) if m.name == "__typename" else f"e.v->{lit(m.name)}")
+                for m in f.fields
+            ])  # fmt: skip
+            pairs.append(
+                (f.key, f"(SELECT json_agg({row} ORDER BY e.i) FROM json_array_elements("
+                        f"{c}probabilities) WITH ORDINALITY AS e(v, i))")
+            )  # fmt: skip
+    return obj(pairs)
+
+
+def statement(roots: list[P.RootSel], variables: dict[str, Any]) -> Statement:
+    """``SELECT <data json> AS data``: one row, one column, with its parameters."""
+    b = _Builder(variables)
+    pairs: list[tuple[str, str]] = []
+    for sel in roots:
+        if isinstance(sel, P.Const):
+            pairs.append((sel.key, lit(sel.value)))
+        elif isinstance(sel, P.ById):
+            pairs.append((sel.key, b.by_id(sel, (sel.key,))))
+        elif isinstance(sel, P.Conn):
+            pairs.append((sel.key, b.conn(sel, None, (sel.key,))))
+        else:
+            assert_never(sel)
+    return Statement(f"SELECT {obj(pairs)} AS data", b.params, b.sites, b.checks)

@@ -1,1 +1,0 @@
-"""tickets feature: types, queries, mutations, loaders."""

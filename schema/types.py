@@ -1,0 +1,349 @@
+"""The GraphQL types of the catalog's entities, generated from schema/catalog.py: object
+types, connections, edges, aggregates, the filter and orderBy inputs, the operator
+filters, and the query roots.
+
+Reads never run these types' resolvers field by field when a query is purely relational
+(schema/execute.py answers it with one statement). Under Strawberry execution (a mutation,
+a subscription, a query mixing relational and resolver roots) a relational field is read
+by the same statement compiler, and every field of these types takes its value out of that
+statement's JSON by its response key (so aliases and arguments work as written).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import sys
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry import UNSET
+
+from schema.catalog import ENTITIES, Col, Entity, Kind, Prediction, Rel, Shape
+from schema.enums import SortDirection
+from schema.execute import read_field
+from schema.predictions import Failed
+
+CONN = Shape.CONNECTION
+_NS = sys.modules[__name__].__dict__
+_INFO = inspect.Parameter(
+    "info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=strawberry.Info
+)
+
+_PY: dict[Kind, Any] = {
+    Kind.ID: strawberry.ID,
+    Kind.INT: int,
+    Kind.FLOAT: float,
+    Kind.STRING: str,
+    Kind.MONEY: Decimal,
+    Kind.DECIMAL: Decimal,
+    Kind.DATETIME: dt.datetime,
+    Kind.DATE: dt.date,
+}
+_FILTER_NAME = {
+    Kind.ID: "IDFilter",
+    Kind.INT: "IntFilter",
+    Kind.MONEY: "DecimalFilter",
+    Kind.DECIMAL: "DecimalFilter",
+    Kind.DATETIME: "DatetimeFilter",
+    Kind.STRING: "StringFilter",
+}
+_ORDERED_OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
+_SOME = "At least one related row matches."
+_NONE = "No related row matches."
+_PAGING = ("first", "after", "last", "before")
+
+
+def _py(col: Col) -> Any:
+    return col.enum if col.kind is Kind.ENUM else _PY[col.kind]
+
+
+def _from_parent(root: Any, info: strawberry.Info) -> Any:
+    """The field's value in its parent's JSON (by response key)."""
+    value = root[info.path.key]
+    if isinstance(value, Failed):
+        raise value.error
+    return value
+
+
+def _resolver(returns: Any, args: tuple[tuple[str, Any], ...] = (), enum_type: Any = None) -> Any:
+    """A resolver reading the parent's JSON, with ``args`` as its GraphQL arguments (an
+    enum's JSON is the member's name)."""
+
+    def resolve(root: Any, info: strawberry.Info, **kwargs: Any) -> Any:
+        value = _from_parent(root, info)
+        return value if enum_type is None or value is None else enum_type[value]
+
+    params = [
+        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter(
+            "info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=strawberry.Info
+        ),
+        *(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+            for name, ann in args
+        ),
+    ]
+    resolve.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    resolve.__annotations__ = {
+        **{p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty},
+        "return": returns,
+    }
+    resolve.__module__ = __name__
+    return resolve
+
+
+def _field(
+    name: str, returns: Any, doc: str | None = None, args: Any = (), enum_type: Any = None
+) -> Any:
+    resolver = _resolver(returns, args, enum_type)
+    return strawberry.field(name=name, description=doc, resolver=resolver)
+
+
+def _make(name: str, attrs: dict[str, Any], doc: str | None, *, input: bool = False) -> Any:
+    cls = type(name, (), {"__module__": __name__, **attrs})
+    made = (strawberry.input if input else strawberry.type)(cls, description=doc)
+    _NS[name] = made
+    return made
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def _operator_filter(name: str, value: Any, kind: str) -> None:
+    ops: dict[str, Any] = {}
+    ann: dict[str, Any] = {}
+    names = list(_ORDERED_OPS) if kind == "ordered" else ["eq", "ne"]
+    names += ["in", "notIn", "isNull"] + (["contains", "startsWith"] if kind == "text" else [])
+    for op in names:
+        typ = bool if op == "isNull" else list[value] if op in ("in", "notIn") else value
+        py = f"{_snake(op)}_" if op == "in" else _snake(op)
+        ann[py] = typ | None
+        ops[py] = strawberry.field(default=UNSET, name=op)
+    doc = {
+        "ordered": "Comparison operators on an ordered value.",
+        "enum": "Comparison operators on an enum value.",
+        "text": "Operators on text; contains/startsWith are case-insensitive (% and _ literal).",
+    }[kind]
+    _make(name, {"__annotations__": ann, **ops}, doc, input=True)
+
+
+def _filter_type(col: Col) -> str:
+    if col.kind is Kind.ENUM:
+        assert col.enum is not None
+        return f"{col.enum.__name__}EnumFilter"
+    return _FILTER_NAME[col.kind]
+
+
+def _words(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def _entity_filter(e: Entity) -> None:
+    cols = [c for c in e.cols.values() if c.filter]
+    rels = [r for r in e.rels.values() if r.filter]
+    ann: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    for c in cols:
+        ann[_snake(c.name)] = f"{_filter_type(c)} | None"
+        attrs[_snake(c.name)] = strawberry.field(default=UNSET, name=c.name)
+    for r in rels:
+        ann[_snake(r.name)] = f"{r.target}RelationFilter | None"
+        attrs[_snake(r.name)] = strawberry.field(default=UNSET, name=r.name)
+    for op, doc, typ in (
+        ("and", "All of these hold.", f"list[{e.name}Filter] | None"),
+        ("or", "At least one holds.", f"list[{e.name}Filter] | None"),
+        ("not", "This does not hold.", f"{e.name}Filter | None"),
+    ):
+        ann[f"{op}_"] = typ
+        attrs[f"{op}_"] = strawberry.field(default=UNSET, name=op, description=doc)
+    relations = "relation" if len(rels) == 1 else "relations"
+    doc = e.filter_doc or (
+        f"Filter on {e.plural}. Indexed fields only: {_words([c.name for c in cols])}; "
+        f"{relations} {_words([r.name for r in rels])}."
+    )
+    _make(f"{e.name}Filter", {"__annotations__": ann, **attrs}, doc, input=True)
+
+
+def _relation_filter(target: str) -> None:
+    ann = {"some": f"{target}Filter | None", "none": f"{target}Filter | None"}
+    attrs = {
+        "some": strawberry.field(default=UNSET, description=_SOME),
+        "none": strawberry.field(default=UNSET, description=_NONE),
+    }
+    _make(f"{target}RelationFilter", {"__annotations__": ann, **attrs},
+          "Relation filter (EXISTS / NOT EXISTS).", input=True)  # fmt: skip
+
+
+def _order_by(e: Entity) -> None:
+    cols = [c for c in e.cols.values() if c.sort]
+    ann = {_snake(c.name): "SortDirection | None" for c in cols}
+    attrs = {_snake(c.name): strawberry.field(default=UNSET, name=c.name) for c in cols}
+    doc = (
+        f"Sortable (indexed): {_words([c.name for c in cols])}. Exactly one field per item; "
+        "id is appended as the tie-breaker."
+    )
+    _make(f"{e.name}OrderBy", {"__annotations__": ann, **attrs}, doc, input=True)
+
+
+def _connection_args(target: str) -> tuple[tuple[str, Any], ...]:
+    filter_type: Any = _NS[f"{target}Filter"]
+    order_type: Any = _NS[f"{target}OrderBy"]
+    return (
+        ("filter", filter_type | None),
+        ("order_by", list[order_type] | None),
+        ("first", int | None),
+        ("after", str | None),
+        ("last", int | None),
+        ("before", str | None),
+    )
+
+
+# --- objects -------------------------------------------------------------------------------
+
+
+def _object(e: Entity) -> None:
+    attrs: dict[str, Any] = {}
+    for f in e.fields:
+        py = _snake(f.name)
+        if isinstance(f, Col):
+            typ = _py(f) if not f.null else _py(f) | None
+            attrs[py] = _field(f.name, typ, f.doc, enum_type=f.enum)
+        elif isinstance(f, Prediction):
+            attrs[py] = _field(f.name, f"{f.result} | None", f.doc)
+        elif isinstance(f, Rel):
+            attrs[py] = _relation(f)
+    _make(e.name, attrs, e.doc)
+
+
+def _relation(r: Rel) -> Any:
+    if r.shape is Shape.CONNECTION:
+        return _field(r.name, f"{r.target}Connection", r.doc, _connection_args(r.target))
+    if r.shape is Shape.LIST:
+        return _field(r.name, f"list[{r.target}]", r.doc)
+    return _field(r.name, f"{r.target} | None" if r.null else r.target, r.doc)
+
+
+def _connection(e: Entity) -> None:
+    _make(f"{e.name}Edge", {"cursor": _field("cursor", str), "node": _field("node", e.name)}, None)
+    sums = [c for c in e.cols.values() if c.sum]
+    minmax = [c for c in e.cols.values() if c.minmax]
+    agg: dict[str, Any] = {"count": _field("count", int)}
+    if sums:
+        _make(f"{e.name}Sums", {_snake(c.name): _field(c.name, _py(c) | None) for c in sums}, None)
+        _make(
+            f"{e.name}Averages",
+            {_snake(c.name): _field(c.name, Decimal | None) for c in sums},
+            None,
+        )
+        agg["sum"] = _field("sum", f"{e.name}Sums")
+        agg["avg"] = _field("avg", f"{e.name}Averages")
+    if minmax:
+        _make(
+            f"{e.name}MinMax", {_snake(c.name): _field(c.name, _py(c) | None) for c in minmax}, None
+        )
+        agg["min"] = _field("min", f"{e.name}MinMax")
+        agg["max"] = _field("max", f"{e.name}MinMax")
+    _make(f"{e.name}Aggregate", agg, f"Aggregates over the filtered {e.plural} (paging ignored).")
+    _make(
+        f"{e.name}Connection",
+        {
+            "edges": _field("edges", f"list[{e.name}Edge]"),
+            "page_info": _field("pageInfo", "PageInfo"),
+            "total_count": _field(
+                "totalCount", int, "Number of rows matching the filter (ignores paging)."
+            ),
+            "aggregate": _field("aggregate", f"{e.name}Aggregate"),
+        },
+        None,
+    )
+
+
+def _root(name: str, e: Entity, connection: bool) -> Any:
+    """A query root, resolved by the statement compiler (schema.execute.read_field)."""
+
+    async def resolve(root: Any, info: strawberry.Info, **kwargs: Any) -> Any:
+        return await read_field(info)
+
+    returns: Any
+    if connection:
+        args = _connection_args(e.name)
+        returns = _NS[f"{e.name}Connection"]
+        doc = f"{e.name}s matching the filter, one page at a time."
+    else:
+        args = (("id", strawberry.ID),)
+        returns = _NS[e.name] | None
+        doc = f"The {e.name} with this id, or null if there is none."
+    params = [
+        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        _INFO,
+        *(
+            inspect.Parameter(
+                n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                **({} if n == "id" else {"default": None}),
+            )
+            for n, a in args
+        ),
+    ]  # fmt: skip
+    resolve.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    resolve.__annotations__ = {
+        **{p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty},
+        "return": returns,
+    }
+    resolve.__module__ = __name__
+    return strawberry.field(name=name, description=doc, resolver=resolve)
+
+
+def _generate() -> Any:
+    @strawberry.type(description="Relay page information.")
+    class PageInfo:
+        has_next_page: bool = _field("hasNextPage", bool)
+        has_previous_page: bool = _field("hasPreviousPage", bool)
+        start_cursor: str | None = _field("startCursor", str | None)
+        end_cursor: str | None = _field("endCursor", str | None)
+
+    _NS["PageInfo"] = PageInfo
+    _NS["SortDirection"] = SortDirection
+    for kind in (Kind.ID, Kind.INT, Kind.MONEY, Kind.DATETIME):
+        _operator_filter(_FILTER_NAME[kind], _PY[kind], "ordered")
+    _operator_filter("StringFilter", str, "text")
+    filtered = [e for e in ENTITIES.values() if any(c.filter for c in e.cols.values())]
+    for enum_type in {c.enum for e in filtered for c in e.cols.values() if c.filter and c.enum}:
+        assert enum_type is not None
+        _operator_filter(f"{enum_type.__name__}EnumFilter", enum_type, "enum")
+        _NS[enum_type.__name__] = enum_type
+    for e in filtered:
+        _entity_filter(e)
+    for target in {r.target for e in ENTITIES.values() for r in e.rels.values() if r.filter}:
+        _relation_filter(target)
+    nested = {r.target for e in ENTITIES.values() for r in e.rels.values() if r.shape is CONN}
+    paged = nested | {e.name for e in ENTITIES.values() if e.connection}
+    for name in paged:
+        _order_by(ENTITIES[name])
+    from schema import predictions
+
+    _NS["StatusPrediction"] = predictions.StatusPrediction
+    _NS["ValuePrediction"] = predictions.ValuePrediction
+    for e in ENTITIES.values():
+        for c in e.cols.values():
+            if c.enum is not None:
+                _NS[c.enum.__name__] = c.enum
+    for e in ENTITIES.values():
+        _object(e)
+    for name in paged:
+        _connection(ENTITIES[name])
+    roots: dict[str, Any] = {}
+    for e in ENTITIES.values():
+        if e.by_id:
+            roots[e.by_id] = _root(e.by_id, e, connection=False)
+        if e.connection:
+            roots[e.connection] = _root(e.connection, e, connection=True)
+    return type("EntityQueries", (), {"__module__": __name__, **roots})
+
+
+EntityQueries = strawberry.type(_generate())

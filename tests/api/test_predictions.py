@@ -1,0 +1,176 @@
+"""Prediction fields in reads (schema/sql.py, schema/predictions.py, ml.stored).
+
+On a warehouse like the ML tests' (three models trained and active) whose orders and tickets
+are all scored (``ml.stored.refresh``), a prediction query is answered by its one statement
+— no feature statement, no model run — for every shape of selection. An object without a
+current stored row is computed on request (one feature statement per kind, one model run
+per model) and agrees with what was stored; a deactivated model gives MODEL_UNAVAILABLE at
+the field's path; the same holds where Strawberry resolves a relational field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.config import DbSettings
+from db.engine import make_engine
+from ml import stored
+from ml.serving import close_store, store_for
+from schema import lane
+from tests.api.conftest import TestClient, make_client
+from tests.api.helpers import lane_prepared, model_runs, post
+from tests.ml.conftest import deactivated, shop_warehouse, train_all
+
+
+@dataclass
+class World:
+    engine: Engine
+    client: TestClient
+    statements: list[str]  # through SQLAlchemy and the read lane, session settings aside
+
+
+@pytest.fixture(scope="module")
+def world(clone_database: Callable[[str], str]) -> Iterator[World]:
+    engine = make_engine(shop_warehouse(clone_database, "ml_predictions"))
+    train_all(engine)
+    written = stored.refresh(engine)
+    assert written["ml.order_predictions"] > 2 * 5_000 and written["ml.ticket_predictions"] > 0
+    store_for(engine)  # the models, loaded before statements are counted
+    log: list[str] = []
+
+    def seen(statement: str, *_: Any) -> None:
+        if "set_config" not in statement:
+            log.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", lambda c, cur, s, *a: seen(s))
+    undo = lane.observe(seen)
+    try:
+        with make_client(engine) as client:
+            yield World(engine, client, log)
+    finally:
+        undo()
+        close_store(engine)
+
+
+def answer(w: World, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body, with the statements and model runs it took."""
+    w.statements.clear()
+    runs = model_runs(w.engine)
+    body = post(w.client, query, variables)
+    after = model_runs(w.engine)
+    body["_statements"] = list(w.statements)
+    body["_runs"] = {k: v - runs.get(k, 0) for k, v in after.items() if v != runs.get(k, 0)}
+    return body
+
+
+SELECTIONS = {
+    "the usual selection (the stored JSON as it is)": "predictedStatus { label probability }"
+    " predictedTotal { value }",
+    "aliases and __typename (built from the columns)": "s: predictedStatus { __typename"
+    " l: label probability } t: predictedTotal { v: value __typename }",
+    "model and probabilities": "predictedStatus { label model { name version __typename }"
+    " probabilities { label probability } } predictedTotal { model { version } value }",
+    "probabilities reshaped": "predictedStatus { probabilities { p: probability __typename"
+    " label } probability }",
+}
+
+
+@pytest.mark.parametrize("name", list(SELECTIONS))
+def test_stored_predictions_answer_in_one_statement(world: World, name: str) -> None:
+    query = """query($n: Int!) { orders(first: $n, orderBy: [{id: DESC}]) { edges { node { id
+        status SEL } } } supportTickets(first: 50) { edges { node { id
+        predictedStatus { label probability } } } } }""".replace("SEL", SELECTIONS[name])
+    body = answer(world, query, {"n": 500})
+    assert "errors" not in body, body["errors"]
+    assert len(body["data"]["orders"]["edges"]) == 500
+    assert len(body["_statements"]) == 1 and "ml.order_predictions" in body["_statements"][0]
+    assert body["_runs"] == {}  # no model ran: every prediction came from the store
+    values = [e["node"] for e in body["data"]["orders"]["edges"]]
+    assert len({repr(sorted(v.items())) for v in values}) > 50  # real, varied answers
+
+
+def test_a_page_with_predictions_is_planned_once_not_per_request(world: World) -> None:
+    """The page size is in the text, so the prepared statement's generic plan serves every
+    run (with a bound LIMIT the join under it looked dear and every request was planned)."""
+    query = """query($n: Int!) { orders(first: $n, orderBy: [{id: DESC}]) { edges { node {
+        id predictedStatus { label probability } predictedTotal { value } } } } }"""
+    for _ in range(6 * DbSettings.from_env().pool_size):  # each pooled connection, 6 times
+        assert len(post(world.client, query, {"n": 500})["data"]["orders"]["edges"]) == 500
+    plans = [
+        (generic, custom)
+        for statement, generic, custom in lane_prepared(world.engine)
+        if re.search(r"LIMIT 501\b.*ml\.order_predictions", statement, re.S)
+    ]
+    assert plans, "the statement was not prepared"
+    assert all(generic >= 1 and custom == 0 for generic, custom in plans), plans
+
+
+def _set(engine: Engine, sql: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+def test_objects_without_a_current_stored_row_are_computed_as_stored(world: World) -> None:
+    engine = world.engine
+    query = """{ orders(first: 20, orderBy: [{id: DESC}]) { edges { node { id
+        predictedStatus { label probability model { version } } predictedTotal { value } } } } }"""
+    stored_answer = answer(world, query)
+    assert stored_answer["_runs"] == {}
+    with engine.connect() as conn:
+        ids = conn.execute(
+            sa.text("SELECT id FROM app.orders ORDER BY id DESC LIMIT 20")
+        ).scalars().all()  # fmt: skip
+    # one order's row is gone, the others carry a version that is not the active one
+    _set(engine, "DELETE FROM ml.order_predictions WHERE order_id = :o", o=ids[0])
+    _set(
+        engine,
+        "UPDATE ml.order_predictions SET order_status_version = order_status_version + 100,"
+        " order_value_version = order_value_version + 100 WHERE order_id = ANY(:o)",
+        o=list(ids[1:]),
+    )
+    try:
+        computed = answer(world, query)
+        assert "errors" not in computed, computed["errors"]
+        features = [s for s in computed["_statements"] if "ml.order_features" in s]
+        assert len(features) == 1  # one feature statement for the 20 orders
+        assert computed["_runs"] == {"order_status": 1, "order_value": 1}  # one run per model
+        for a, b in zip(
+            stored_answer["data"]["orders"]["edges"], computed["data"]["orders"]["edges"],
+            strict=True,
+        ):  # fmt: skip
+            sa_, sb = a["node"]["predictedStatus"], b["node"]["predictedStatus"]
+            assert sa_["label"] == sb["label"] and sa_["model"] == sb["model"]
+            assert math.isclose(sa_["probability"], sb["probability"], rel_tol=1e-6)
+            assert math.isclose(
+                a["node"]["predictedTotal"]["value"], b["node"]["predictedTotal"]["value"],
+                abs_tol=0.01,
+            )  # fmt: skip
+    finally:
+        assert stored.refresh(engine)["ml.order_predictions"] == 40  # 20 orders, 2 models
+    assert answer(world, query)["_runs"] == {}
+
+
+def test_a_deactivated_model_is_unavailable_at_the_fields_path(world: World) -> None:
+    query = """{ orders(first: 3, orderBy: [{id: ASC}]) { edges { node { id
+        predictedStatus { label } predictedTotal { value } } } } }"""
+    with deactivated(world.engine, "order_status"):
+        body = answer(world, query)
+        # the same through Strawberry (a resolver root beside the relational one)
+        mixed = answer(world, query.replace("{ orders", "{ models { name } orders", 1))
+    for got in (body, mixed):
+        nodes = [e["node"] for e in got["data"]["orders"]["edges"]]
+        assert [n["predictedStatus"] for n in nodes] == [None] * 3
+        assert all(n["predictedTotal"]["value"] > 0 for n in nodes)  # still stored
+        assert [e["extensions"]["code"] for e in got["errors"]] == ["MODEL_UNAVAILABLE"] * 3
+        assert [e["path"] for e in got["errors"]] == [
+            ["orders", "edges", i, "node", "predictedStatus"] for i in range(3)
+        ]
+        assert got["_runs"] == {}
