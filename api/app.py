@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from api.dashboard import DashboardAssets
+from api.graphiql import GraphiQLPage
 from api.graphql import GraphQLEndpoint
 from api.secure_graphql import secure_graphql
 from api.security import SecurityConfig, middleware
@@ -58,8 +59,12 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
-        # the dashboard's static page holds no data: served before authentication
-        middleware=[Middleware(DashboardAssets), *middleware(engine, security)],
+        # the dashboard's and GraphiQL's static pages hold no data: served before authentication
+        middleware=[
+            Middleware(DashboardAssets),
+            Middleware(GraphiQLPage),
+            *middleware(engine, security),
+        ],
     )
     app.state.engine = engine
     return app
