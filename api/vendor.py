@@ -149,7 +149,8 @@ def refresh() -> None:
     """Fetch every pinned file and licence again; fail on a digest that differs."""
     with tempfile.TemporaryDirectory() as tmp:
         unpacked: dict[str, Path] = {}
-        for item in (*FILES, *LICENCES):
+        items: list[Vendored | Licence] = [*FILES, *LICENCES]
+        for item in items:
             spec = f"{item.package}@{item.version}"
             if spec not in unpacked:
                 unpacked[spec] = _unpack(spec, Path(tmp))

@@ -235,9 +235,7 @@ def test_websocket_needs_a_token(client: Any) -> None:
     assert closed.value.code == 4401
 
 
-def test_a_token_in_connection_init_is_the_sockets_principal(
-    client: Any, parties: Parties
-) -> None:
+def test_a_token_in_connection_init_is_the_sockets_principal(client: Any, parties: Parties) -> None:
     """The token of the connection_init payload (how GraphiQL sends it) authenticates the
     socket like a header would: the customer is who the server checks against."""
     query = "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }"
