@@ -39,6 +39,7 @@ def serve(
     from api.settings import Settings
     from api.startup import prepare
     from db.engine import check_connection, database_url, make_engine
+    from db.errors import ConfigError
     from db.server import stop_embedded
     from etl.scheduler import start_if_enabled
     from ml.serving import close_store_of
@@ -47,6 +48,11 @@ def serve(
     bind_host = host or settings.host
     bind_port = port or settings.port
     address = f"http://{bind_host}:{bind_port}"
+    if settings.env == "production" and settings.db.database_url is None:
+        raise ConfigError(
+            "CDMS_ENV=production needs DATABASE_URL: the embedded PostgreSQL is for"
+            " development and demos"
+        )
     check_port(bind_host, bind_port)  # before any start-up work
     lock = ServeLock(settings.db.data_dir)
     # uvicorn shuts down gracefully, then re-raises the signal it caught; turn that into a

@@ -155,3 +155,16 @@ def test_serving_needs_none_of_the_train_report_seed_or_embedded_extras(
         )
         line = one_line_error(done, "MISSING_EXTRA", 1)
         assert f"cdms[{extra}]" in line, line
+
+
+def test_production_refuses_to_start_without_database_url(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = _env_without_database(cli_env) | {
+        "CDMS_ENV": "production",
+        "CDMS_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = run_cdms(env, "serve", "--port", str(free_port()), cwd=tmp_path)
+    line = one_line_error(proc, "CONFIG", 1)
+    assert "DATABASE_URL" in line and proc.stdout == ""
+    assert not (tmp_path / "data").exists()  # no embedded cluster started
