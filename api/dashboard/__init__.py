@@ -25,6 +25,7 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "cube.js": (STATIC / "cube.js", "text/javascript"),
     "charts.js": (STATIC / "charts.js", "text/javascript"),
     "style.css": (STATIC / "style.css", "text/css"),
+    "palette.json": (STATIC / "palette.json", "application/json"),
     "plotly.min.js": (PLOTLY_JS, "text/javascript"),
 }
 INDEX = STATIC / "index.html"
