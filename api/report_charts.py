@@ -6,9 +6,11 @@ there is no SQL here. ``api.report`` renders the charts to PNG and writes ``inde
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +33,10 @@ from semantic.query import (
 from semantic.service import execute
 
 MONEY = "revenue, currency units"
+# one colour per series and status, shared with the dashboard
+PALETTE: dict[str, dict[str, str]] = json.loads(
+    (Path(__file__).parent / "dashboard" / "static" / "palette.json").read_text()
+)
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,20 @@ def q_monthly(conn: Connection, p: Period) -> CubeQuery:
 def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     months = [m[:7] for m in df["month"]]
     x = range(len(months))
-    ax.bar([i - 0.2 for i in x], df["prior_year"].fillna(0), width=0.4, label="prior year")
-    ax.bar([i + 0.2 for i in x], df["revenue"], width=0.4, label="this period")
+    ax.bar(
+        [i - 0.2 for i in x],
+        df["prior_year"].fillna(0),
+        width=0.4,
+        label="prior year",
+        color=PALETTE["series"]["priorYear"],
+    )
+    ax.bar(
+        [i + 0.2 for i in x],
+        df["revenue"],
+        width=0.4,
+        label="this period",
+        color=PALETTE["series"]["revenue"],
+    )
     ax.set_xticks(list(x), months, rotation=60, ha="right", fontsize=9)
     ax.set_xlabel("month of order")
     _money_axis(ax)
@@ -180,6 +198,18 @@ def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
     ax.set_xlabel("month of order")
     _money_axis(ax)
     ax.legend(title=None, fontsize=9)
+
+
+def plot_totals(df: pd.DataFrame, ax: Axes) -> None:
+    """Each name's total over the period as a horizontal bar, largest on top: readable where
+    five lines of monthly points per product tangle."""
+    totals = df.groupby("name")["revenue"].sum().sort_values()
+    ax.barh([str(n) for n in totals.index], totals.to_numpy(), color=PALETTE["series"]["revenue"])
+    ax.set_xlabel(MONEY)
+    ax.set_ylabel("product")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    for i, v in enumerate(totals.to_numpy()):
+        ax.annotate(f" {v:,.0f}", (float(v), i), va="center", fontsize=9)
 
 
 def f_over_time(kind: str) -> Callable[[pd.DataFrame], str]:
@@ -242,7 +272,8 @@ def plot_return_categories(df: pd.DataFrame, ax: Axes) -> None:
     sns.barplot(frame, x="rate", y="category", color=sns.color_palette()[1], ax=ax)
     ax.set_xlabel("return rate (% of units sold)")
     ax.set_ylabel("category")
-    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    # as many decimals as the tick step needs: 2.5, 5.0, 7.5 (not 2, 5, 8)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
     for i, units in enumerate(df["units_returned"].fillna(0)):
         ax.annotate(f" {units:,.0f} units", (float(frame["rate"].iloc[i]), i), va="center")
 
@@ -422,9 +453,13 @@ def q_country(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_country(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="customers", y="country", color=sns.color_palette()[4], ax=ax)
-    ax.set_xlabel("customers who bought (count)")
+    """Revenue per country as bars, each labelled with its buying customers."""
+    sns.barplot(df, x="revenue", y="country", color=PALETTE["series"]["geo"], ax=ax)
+    ax.set_xlabel(MONEY)
     ax.set_ylabel("country")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    for i, (rev, n) in enumerate(zip(df["revenue"], df["customers"], strict=True)):
+        ax.annotate(f" {n:,.0f} customers", (float(rev), i), va="center", fontsize=9)
 
 
 def f_country(df: pd.DataFrame) -> str:
@@ -432,7 +467,13 @@ def f_country(df: pd.DataFrame) -> str:
         return "No buying customers in this period."
     top = df.iloc[0]
     share = float(top["customers"]) / float(df["customers"].sum()) * 100
-    return f"{top['country']} has the most buying customers: {share:.0f}% of them."
+    rich = df.loc[df["revenue"].idxmax()]
+    rev_share = float(rich["revenue"]) / float(df["revenue"].sum()) * 100
+    return (
+        f"{top['country']} has the most buying customers: {share:.0f}% of them; "
+        f"{rich['country']} brings the most revenue: {rich['revenue']:,.0f} "
+        f"({rev_share:.0f}%)."
+    )
 
 
 CHARTS: Sequence[Chart] = (
@@ -452,9 +493,9 @@ CHARTS: Sequence[Chart] = (
     ),
     Chart(
         "top_products",
-        "Top 5 products by revenue, per month",
+        "Top 5 products by revenue",
         _over_time("products.name", 5),
-        plot_over_time,
+        plot_totals,
         f_over_time("product"),
     ),
     Chart(
@@ -488,7 +529,11 @@ CHARTS: Sequence[Chart] = (
         f_age_gender,
     ),
     Chart(
-        "customers_by_country", "Buying customers by country", q_country, plot_country, f_country
+        "customers_by_country",
+        "Revenue and buying customers by country",
+        q_country,
+        plot_country,
+        f_country,
     ),
 )
 
