@@ -97,9 +97,14 @@ class Chart:
     query: Callable[[Connection, Period], CubeQuery]
     plot: Callable[[pd.DataFrame, Axes], None]
     finding: Callable[[pd.DataFrame], str]
+    # more cube answers the finding needs, kept in ``df.attrs`` (not plotted)
+    facts: Callable[[Connection, Period, pd.DataFrame], dict[str, Any]] | None = None
 
     def data(self, conn: Connection, period: Period) -> pd.DataFrame:
-        return run(conn, self.query(conn, period))
+        df = run(conn, self.query(conn, period))
+        if self.facts is not None and not df.empty:
+            df.attrs.update(self.facts(conn, period, df))
+        return df
 
 
 def _pct(a: float, b: float) -> str:
@@ -149,17 +154,67 @@ def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     ax.legend()
 
 
+def _year_earlier(d: date) -> date:
+    return (
+        d.replace(year=d.year - 1, day=28)
+        if (d.month, d.day) == (2, 29)
+        else d.replace(year=d.year - 1)
+    )
+
+
+def _revenue_between(conn: Connection, start: date, end: date) -> float:
+    q = CubeQuery(
+        measures=(measure("sales.revenue", "revenue"),),
+        filters=Period(start, end).condition("sales.orderedAt"),
+    )
+    df = run(conn, q)
+    return 0.0 if df.empty or pd.isna(df["revenue"].iloc[0]) else float(df["revenue"].iloc[0])
+
+
+def facts_monthly(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, Any]:
+    """Like for like: the latest year's revenue up to its last day of sales in the period,
+    and the same days a year earlier (a month that has only begun is compared with the same
+    days of that month, not with the whole of it)."""
+    last = run(
+        conn,
+        CubeQuery(
+            measures=(measure("sales.revenue", "revenue"),),
+            dimensions=(dim("sales.orderedAt", "day", Granularity.DAY),),
+            filters=p.condition("sales.orderedAt"),
+            order=(OrderItem(_mem("sales.orderedAt"), descending=True),),
+            limit=1,
+        ),
+    )
+    if last.empty:
+        return {}
+    end = date.fromisoformat(str(last["day"].iloc[0])[:10])
+    start = max(date(end.year, 1, 1), p.start or date.min)
+    return {
+        "like_for_like": {
+            "start": start,
+            "end": end,
+            "revenue": _revenue_between(conn, start, end),
+            "prior": _revenue_between(conn, _year_earlier(start), _year_earlier(end)),
+        }
+    }
+
+
 def f_monthly(df: pd.DataFrame) -> str:
     if df.empty:
         return "No sales in this period."
-    year = str(df["month"].iloc[-1])[:4]
-    latest = df[df["month"].str.startswith(year)]
-    total, prior = float(latest["revenue"].sum()), float(latest["prior_year"].fillna(0).sum())
-    months = f"{str(latest['month'].iloc[0])[5:7]}-{str(latest['month'].iloc[-1])[5:7]}"
-    vs = f", {_pct(total, prior)} against the same months of {int(year) - 1}" if prior else ""
     peak = df.loc[df["revenue"].idxmax()]
+    lfl = df.attrs.get("like_for_like")
+    if not lfl:
+        return f"Peak month {str(peak['month'])[:7]}."
+    start, end = lfl["start"], lfl["end"]
+    vs = (
+        f", {_pct(lfl['revenue'], lfl['prior'])} against the same days of {start.year - 1}"
+        f" ({_year_earlier(start):%m-%d} to {_year_earlier(end):%m-%d})"
+        if lfl["prior"]
+        else ""
+    )
     return (
-        f"Revenue in {year} (months {months}) was {total:,.0f}{vs}; "
+        f"Revenue from {start:%Y-%m-%d} to {end:%Y-%m-%d} was {lfl['revenue']:,.0f}{vs}; "
         f"peak month {str(peak['month'])[:7]}."
     )
 
@@ -483,6 +538,7 @@ CHARTS: Sequence[Chart] = (
         q_monthly,
         plot_monthly,
         f_monthly,
+        facts_monthly,
     ),
     Chart(
         "top_categories",

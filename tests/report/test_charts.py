@@ -315,3 +315,33 @@ def test_monthly_colours_are_the_dashboards(report_engine: Engine) -> None:
         "prior year": PALETTE["series"]["priorYear"],
         "this period": PALETTE["series"]["revenue"],
     }
+
+
+def test_the_monthly_finding_compares_like_for_like(report_engine: Engine, api: TestClient) -> None:
+    """The latest year up to its last day of sales is compared with the same days a year
+    earlier: with no end date, the month that has only begun was compared with the whole of
+    that month a year earlier (two days of December against all of last December)."""
+    c = chart("monthly_sales")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    last_day = gql(
+        api,
+        """{ cube(orderBy: [{sales: {orderedAt: DESC}}], limit: 1) {
+             sales { orderedAt { day } } } }""",
+    )[0]["sales"]["orderedAt"]["day"][:10]
+    year = int(last_day[:4])
+
+    def revenue(start: str, stop: str) -> float:
+        rows = gql(
+            api,
+            "query($w: CubeWhere) { cube(where: $w) { sales { revenue } } }",
+            w={"sales": {"orderedAt": {"inDateRange": [start, stop]}}},
+        )
+        return float(rows[0]["sales"]["revenue"])
+
+    now = revenue(f"{year}-01-01", last_day)
+    before = revenue(f"{year - 1}-01-01", f"{year - 1}{last_day[4:]}")
+    finding = c.finding(df)
+    assert f"Revenue from {year}-01-01 to {last_day} was {now:,.0f}" in finding, finding
+    assert f"{(now - before) / before * 100:+.1f}% against the same days of {year - 1}" in finding
+    assert f"(01-01 to {last_day[5:]})" in finding
