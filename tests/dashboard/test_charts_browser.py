@@ -57,6 +57,28 @@ def test_time_axes_stay_chronological_after_drilling(dash: Page) -> None:
     assert dash.errors == []
 
 
+def test_month_axes_are_chronological_whatever_order_the_rows_come_in(dash: Page) -> None:
+    """The renderers themselves, fed rows out of order and months missing from one trace
+    (what a drill-down into a small city returns): the axis still reads Jan, Feb, Mar, Apr."""
+    dash.open()
+    ticks = dash.page.evaluate(
+        """async () => {
+          const c = await import('/dashboard/static/charts.js');
+          await c.returnsAndComplaints('c-returns',
+            [{month: '2026-03-01', count: 2}, {month: '2026-01-01', count: 1}],
+            [{month: '2026-04-01', count: 1}, {month: '2026-02-01', count: 4},
+             {month: '2026-01-01', count: 3}]);
+          await c.salesByMonth('c-month',
+            [{month: '2026-02-01', revenue: 5, priorYear: 4},
+             {month: '2026-01-01', revenue: 3, priorYear: 2}]);
+          const t = (id) => [...document.querySelectorAll(`#${id} .xtick text`)]
+            .map((e) => e.textContent);
+          return [t('c-returns'), t('c-month')];
+        }"""
+    )
+    assert ticks == [["2026-01", "2026-02", "2026-03", "2026-04"], ["2026-01", "2026-02"]]
+
+
 def _status_colours(dash: Page) -> dict[str, str]:
     trace = dash.page.locator("#c-status").evaluate(
         "e => ({labels: e.data[0].labels, colors: e.data[0].marker.colors})"
