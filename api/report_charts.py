@@ -294,7 +294,9 @@ def q_return_reasons(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_return_reasons(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="requests", y="reason", color=sns.color_palette()[3], ax=ax)
+    sns.barplot(
+        df, x="requests", y="reason", color=PALETTE["series"]["returns"], saturation=1, ax=ax
+    )
     ax.set_xlabel("return requests (count)")
     ax.set_ylabel("reason")
 
@@ -324,7 +326,9 @@ def q_return_categories(conn: Connection, p: Period) -> CubeQuery:
 
 def plot_return_categories(df: pd.DataFrame, ax: Axes) -> None:
     frame = df.assign(rate=df["return_rate"].fillna(0) * 100)
-    sns.barplot(frame, x="rate", y="category", color=sns.color_palette()[1], ax=ax)
+    sns.barplot(
+        frame, x="rate", y="category", color=PALETTE["series"]["returns"], saturation=1, ax=ax
+    )
     ax.set_xlabel("return rate (% of units sold)")
     ax.set_ylabel("category")
     # as many decimals as the tick step needs: 2.5, 5.0, 7.5 (not 2, 5, 8)
@@ -363,7 +367,7 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
         months,
         df["complaints"],
         width=20,
-        color=sns.color_palette()[3],
+        color=PALETTE["series"]["complaints"],
         alpha=0.7,
         label="complaints",
     )
@@ -373,7 +377,7 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
     right.plot(
         months,
         df["average_rating"],
-        color=sns.color_palette()[0],
+        color=PALETTE["series"]["rating"],
         marker="o",
         label="average rating",
     )
@@ -408,7 +412,16 @@ def q_status(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_status(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="orders", y="status", color=sns.color_palette()[2], ax=ax)
+    sns.barplot(
+        df,
+        x="orders",
+        y="status",
+        hue="status",
+        palette={s: PALETTE["status"].get(str(s), "#7f7f7f") for s in df["status"]},
+        legend=False,
+        saturation=1,  # the palette's colours as they are (seaborn dims bars by default)
+        ax=ax,
+    )
     ax.set_xlabel("orders (count)")
     ax.set_ylabel("status")
 
@@ -442,7 +455,9 @@ def q_segments(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_segments(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="segment", y="revenue", color=sns.color_palette()[0], ax=ax)
+    sns.barplot(
+        df, x="segment", y="revenue", color=PALETTE["series"]["segment"], saturation=1, ax=ax
+    )
     ax.set_xlabel("customer segment")
     _money_axis(ax)
     for i, aov in enumerate(df["average_order_value"]):
@@ -509,7 +524,7 @@ def q_country(conn: Connection, p: Period) -> CubeQuery:
 
 def plot_country(df: pd.DataFrame, ax: Axes) -> None:
     """Revenue per country as bars, each labelled with its buying customers."""
-    sns.barplot(df, x="revenue", y="country", color=PALETTE["series"]["geo"], ax=ax)
+    sns.barplot(df, x="revenue", y="country", color=PALETTE["series"]["geo"], saturation=1, ax=ax)
     ax.set_xlabel(MONEY)
     ax.set_ylabel("country")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))

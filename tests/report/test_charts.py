@@ -345,3 +345,22 @@ def test_the_monthly_finding_compares_like_for_like(report_engine: Engine, api: 
     assert f"Revenue from {year}-01-01 to {last_day} was {now:,.0f}" in finding, finding
     assert f"{(now - before) / before * 100:+.1f}% against the same days of {year - 1}" in finding
     assert f"(01-01 to {last_day[5:]})" in finding
+
+
+def test_status_bars_have_the_dashboards_status_colours(report_engine: Engine) -> None:
+    from matplotlib.colors import to_hex
+
+    from api.report_charts import PALETTE
+
+    c = chart("order_status")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    with house_style():
+        fig = draw(c, df)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    bars = sorted(ax.patches, key=lambda b: b.get_y())  # type: ignore[attr-defined]
+    colours = {lab: to_hex(b.get_facecolor()) for lab, b in zip(labels, bars, strict=True)}
+    assert len(colours) >= 3
+    assert colours == {s: PALETTE["status"][s] for s in labels}
