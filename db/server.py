@@ -32,7 +32,8 @@ def _import_pgserver() -> Any:
     if not importable("pgserver"):
         raise MissingExtraError(
             "DATABASE_URL is unset and the embedded PostgreSQL needs the 'embedded' extra"
-            " (pgserver not installed): set DATABASE_URL, or pip install 'cdms[embedded]'",
+            " (pgserver not installed; its wheels are for Python 3.11 and 3.12): set"
+            " DATABASE_URL, or pip install 'cdms[embedded]'",
             extra="embedded",
         )
     with warnings.catch_warnings():
