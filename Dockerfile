@@ -1,34 +1,49 @@
-# cdms API server. Runs `cdms serve` against the PostgreSQL that DATABASE_URL names.
-FROM python:3.11-slim
+# cdms API server: `cdms serve` against the PostgreSQL that DATABASE_URL names.
+#   docker build -t cdms . && docker run -e DATABASE_URL=postgresql://user:pass@db:5432/cdms -p 8000:8000 cdms
+# or, with PostgreSQL beside it: docker compose -f deploy/compose.yaml up
+FROM python:3.12-slim
+
+# the extras installed: `serve` only (no pandas, scikit-learn, matplotlib, Faker, pgserver);
+# e.g. --build-arg CDMS_EXTRAS="serve train seed" to train models and seed demo data in it
+ARG CDMS_EXTRAS="serve"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/cdms \
+    UV_LINK_MODE=copy \
+    PATH=/opt/cdms/bin:$PATH \
     CDMS_HOST=0.0.0.0 \
     CDMS_PORT=8000 \
     CDMS_ENV=production \
     CDMS_DATA_DIR=/var/lib/cdms
 
-RUN useradd --create-home --uid 10001 cdms \
+RUN pip install --no-cache-dir "uv==0.13.9" \
+    && useradd --create-home --uid 10001 cdms \
     && mkdir -p /var/lib/cdms && chown cdms:cdms /var/lib/cdms
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# the dependencies first, exactly as uv.lock pins them: a change to the sources reuses this layer
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-cache --no-install-project --no-editable \
+    $(for e in $CDMS_EXTRAS; do printf -- '--extra %s ' "$e"; done)
 COPY api ./api
 COPY schema ./schema
 COPY semantic ./semantic
 COPY etl ./etl
 COPY ml ./ml
 COPY db ./db
-RUN pip install --no-cache-dir .
+RUN uv sync --locked --no-cache --no-editable \
+    $(for e in $CDMS_EXTRAS; do printf -- '--extra %s ' "$e"; done)
 
 USER cdms
+# local state (the serve lock); the data itself is in the PostgreSQL of DATABASE_URL
+VOLUME ["/var/lib/cdms"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+    CMD python -c "import os, sys, urllib.request; port = os.environ.get('CDMS_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"
 
-# DATABASE_URL must be provided at run time, e.g.
-#   docker run -e DATABASE_URL=postgresql://user:pass@db:5432/cdms -p 8000:8000 cdms
-# A production database is never filled with invented customers: start-up migrates, loads
-# the warehouse and trains models from whatever data is there (for a demo: `cdms seed`).
+# CDMS_ENV=production: `cdms serve` refuses to start without DATABASE_URL (error[CONFIG]),
+# and never fills a database with invented customers (--no-seed-demo): start-up migrates,
+# loads the warehouse and scores with the models registered there.
 CMD ["cdms", "serve", "--no-seed-demo"]

@@ -15,12 +15,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from api.access import access_of
 from api.dashboard import DashboardAssets
+from api.graphiql import GraphiQLPage
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
 from api.rules import Access, Limits
@@ -72,8 +73,8 @@ class AppOptions:
 
 
 class GraphQLEndpoint:
-    """``/graphql`` for every transport: POST (api/http.py), WebSocket (api/ws.py), and
-    GraphiQL on GET (admins only in production)."""
+    """``/graphql`` for every transport: POST (api/http.py) and WebSocket (api/ws.py);
+    browsers get GraphiQL from ``api.graphiql.GraphiQLPage`` in front of it."""
 
     def __init__(self, engine: Engine, security: SecurityConfig, options: AppOptions) -> None:
         from schema.app import graphql_schema, schema
@@ -94,30 +95,20 @@ class GraphQLEndpoint:
         self.http = GraphQLHttp(self.pipeline, self.executor, options.http)
         self.sockets = GraphQLSockets(self.pipeline, self.executor, security)
         self.security = security
-        self._graphiql = _graphiql_page(schema)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self.sockets(scope, receive, send)
             return
         if scope.get("method") == "GET":
-            principal = scope.get("state", {}).get("principal")
-            if self.security.production and not (principal and principal.is_admin):
-                response: Response = error_response(
-                    403, "FORBIDDEN", "GraphiQL is for admins in production"
-                )
-            else:
-                response = self._graphiql
-            await response(scope, receive, send)
+            refusal = error_response(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "use POST for operations (a browser asking for HTML gets GraphiQL)",
+            )
+            await refusal(scope, receive, send)
             return
         await self.http(scope, receive, send)
-
-
-def _graphiql_page(schema: object) -> Response:
-    from starlette.responses import HTMLResponse
-    from strawberry.http.ides import get_graphql_ide_html
-
-    return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
 
 
 def create_app(
@@ -174,8 +165,13 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
-        # the dashboard's static page holds no data: served before authentication
-        middleware=[Middleware(DashboardAssets), *middleware(engine, security, graphql.rate)],
+        # the dashboard's and GraphiQL's static pages hold no data: served before
+        # authentication
+        middleware=[
+            Middleware(DashboardAssets),
+            Middleware(GraphiQLPage),
+            *middleware(engine, security, graphql.rate),
+        ],
     )
     app.state.engine = engine
     app.state.graphql = graphql

@@ -6,9 +6,11 @@ there is no SQL here. ``api.report`` renders the charts to PNG and writes ``inde
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +33,10 @@ from semantic.query import (
 from semantic.service import execute
 
 MONEY = "revenue, currency units"
+# one colour per series and status, shared with the dashboard
+PALETTE: dict[str, dict[str, str]] = json.loads(
+    (Path(__file__).parent / "dashboard" / "static" / "palette.json").read_text()
+)
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,14 @@ class Chart:
     query: Callable[[Connection, Period], CubeQuery]
     plot: Callable[[pd.DataFrame, Axes], None]
     finding: Callable[[pd.DataFrame], str]
+    # more cube answers the finding needs, kept in ``df.attrs`` (not plotted)
+    facts: Callable[[Connection, Period, pd.DataFrame], dict[str, Any]] | None = None
 
     def data(self, conn: Connection, period: Period) -> pd.DataFrame:
-        return run(conn, self.query(conn, period))
+        df = run(conn, self.query(conn, period))
+        if self.facts is not None and not df.empty:
+            df.attrs.update(self.facts(conn, period, df))
+        return df
 
 
 def _pct(a: float, b: float) -> str:
@@ -123,25 +134,87 @@ def q_monthly(conn: Connection, p: Period) -> CubeQuery:
 def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     months = [m[:7] for m in df["month"]]
     x = range(len(months))
-    ax.bar([i - 0.2 for i in x], df["prior_year"].fillna(0), width=0.4, label="prior year")
-    ax.bar([i + 0.2 for i in x], df["revenue"], width=0.4, label="this period")
+    ax.bar(
+        [i - 0.2 for i in x],
+        df["prior_year"].fillna(0),
+        width=0.4,
+        label="prior year",
+        color=PALETTE["series"]["priorYear"],
+    )
+    ax.bar(
+        [i + 0.2 for i in x],
+        df["revenue"],
+        width=0.4,
+        label="this period",
+        color=PALETTE["series"]["revenue"],
+    )
     ax.set_xticks(list(x), months, rotation=60, ha="right", fontsize=9)
     ax.set_xlabel("month of order")
     _money_axis(ax)
     ax.legend()
 
 
+def _year_earlier(d: date) -> date:
+    return (
+        d.replace(year=d.year - 1, day=28)
+        if (d.month, d.day) == (2, 29)
+        else d.replace(year=d.year - 1)
+    )
+
+
+def _revenue_between(conn: Connection, start: date, end: date) -> float:
+    q = CubeQuery(
+        measures=(measure("sales.revenue", "revenue"),),
+        filters=Period(start, end).condition("sales.orderedAt"),
+    )
+    df = run(conn, q)
+    return 0.0 if df.empty or pd.isna(df["revenue"].iloc[0]) else float(df["revenue"].iloc[0])
+
+
+def facts_monthly(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, Any]:
+    """Like for like: the latest year's revenue up to its last day of sales in the period,
+    and the same days a year earlier (a month that has only begun is compared with the same
+    days of that month, not with the whole of it)."""
+    last = run(
+        conn,
+        CubeQuery(
+            measures=(measure("sales.revenue", "revenue"),),
+            dimensions=(dim("sales.orderedAt", "day", Granularity.DAY),),
+            filters=p.condition("sales.orderedAt"),
+            order=(OrderItem(_mem("sales.orderedAt"), descending=True),),
+            limit=1,
+        ),
+    )
+    if last.empty:
+        return {}
+    end = date.fromisoformat(str(last["day"].iloc[0])[:10])
+    start = max(date(end.year, 1, 1), p.start or date.min)
+    return {
+        "like_for_like": {
+            "start": start,
+            "end": end,
+            "revenue": _revenue_between(conn, start, end),
+            "prior": _revenue_between(conn, _year_earlier(start), _year_earlier(end)),
+        }
+    }
+
+
 def f_monthly(df: pd.DataFrame) -> str:
     if df.empty:
         return "No sales in this period."
-    year = str(df["month"].iloc[-1])[:4]
-    latest = df[df["month"].str.startswith(year)]
-    total, prior = float(latest["revenue"].sum()), float(latest["prior_year"].fillna(0).sum())
-    months = f"{str(latest['month'].iloc[0])[5:7]}-{str(latest['month'].iloc[-1])[5:7]}"
-    vs = f", {_pct(total, prior)} against the same months of {int(year) - 1}" if prior else ""
     peak = df.loc[df["revenue"].idxmax()]
+    lfl = df.attrs.get("like_for_like")
+    if not lfl:
+        return f"Peak month {str(peak['month'])[:7]}."
+    start, end = lfl["start"], lfl["end"]
+    vs = (
+        f", {_pct(lfl['revenue'], lfl['prior'])} against the same days of {start.year - 1}"
+        f" ({_year_earlier(start):%m-%d} to {_year_earlier(end):%m-%d})"
+        if lfl["prior"]
+        else ""
+    )
     return (
-        f"Revenue in {year} (months {months}) was {total:,.0f}{vs}; "
+        f"Revenue from {start:%Y-%m-%d} to {end:%Y-%m-%d} was {lfl['revenue']:,.0f}{vs}; "
         f"peak month {str(peak['month'])[:7]}."
     )
 
@@ -182,6 +255,18 @@ def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
     ax.legend(title=None, fontsize=9)
 
 
+def plot_totals(df: pd.DataFrame, ax: Axes) -> None:
+    """Each name's total over the period as a horizontal bar, largest on top: readable where
+    five lines of monthly points per product tangle."""
+    totals = df.groupby("name")["revenue"].sum().sort_values()
+    ax.barh([str(n) for n in totals.index], totals.to_numpy(), color=PALETTE["series"]["revenue"])
+    ax.set_xlabel(MONEY)
+    ax.set_ylabel("product")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    for i, v in enumerate(totals.to_numpy()):
+        ax.annotate(f" {v:,.0f}", (float(v), i), va="center", fontsize=9)
+
+
 def f_over_time(kind: str) -> Callable[[pd.DataFrame], str]:
     def finding(df: pd.DataFrame) -> str:
         if df.empty:
@@ -209,7 +294,9 @@ def q_return_reasons(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_return_reasons(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="requests", y="reason", color=sns.color_palette()[3], ax=ax)
+    sns.barplot(
+        df, x="requests", y="reason", color=PALETTE["series"]["returns"], saturation=1, ax=ax
+    )
     ax.set_xlabel("return requests (count)")
     ax.set_ylabel("reason")
 
@@ -239,10 +326,13 @@ def q_return_categories(conn: Connection, p: Period) -> CubeQuery:
 
 def plot_return_categories(df: pd.DataFrame, ax: Axes) -> None:
     frame = df.assign(rate=df["return_rate"].fillna(0) * 100)
-    sns.barplot(frame, x="rate", y="category", color=sns.color_palette()[1], ax=ax)
+    sns.barplot(
+        frame, x="rate", y="category", color=PALETTE["series"]["returns"], saturation=1, ax=ax
+    )
     ax.set_xlabel("return rate (% of units sold)")
     ax.set_ylabel("category")
-    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    # as many decimals as the tick step needs: 2.5, 5.0, 7.5 (not 2, 5, 8)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
     for i, units in enumerate(df["units_returned"].fillna(0)):
         ax.annotate(f" {units:,.0f} units", (float(frame["rate"].iloc[i]), i), va="center")
 
@@ -277,7 +367,7 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
         months,
         df["complaints"],
         width=20,
-        color=sns.color_palette()[3],
+        color=PALETTE["series"]["complaints"],
         alpha=0.7,
         label="complaints",
     )
@@ -287,7 +377,7 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
     right.plot(
         months,
         df["average_rating"],
-        color=sns.color_palette()[0],
+        color=PALETTE["series"]["rating"],
         marker="o",
         label="average rating",
     )
@@ -322,7 +412,16 @@ def q_status(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_status(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="orders", y="status", color=sns.color_palette()[2], ax=ax)
+    sns.barplot(
+        df,
+        x="orders",
+        y="status",
+        hue="status",
+        palette={s: PALETTE["status"].get(str(s), "#7f7f7f") for s in df["status"]},
+        legend=False,
+        saturation=1,  # the palette's colours as they are (seaborn dims bars by default)
+        ax=ax,
+    )
     ax.set_xlabel("orders (count)")
     ax.set_ylabel("status")
 
@@ -356,7 +455,9 @@ def q_segments(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_segments(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="segment", y="revenue", color=sns.color_palette()[0], ax=ax)
+    sns.barplot(
+        df, x="segment", y="revenue", color=PALETTE["series"]["segment"], saturation=1, ax=ax
+    )
     ax.set_xlabel("customer segment")
     _money_axis(ax)
     for i, aov in enumerate(df["average_order_value"]):
@@ -422,9 +523,13 @@ def q_country(conn: Connection, p: Period) -> CubeQuery:
 
 
 def plot_country(df: pd.DataFrame, ax: Axes) -> None:
-    sns.barplot(df, x="customers", y="country", color=sns.color_palette()[4], ax=ax)
-    ax.set_xlabel("customers who bought (count)")
+    """Revenue per country as bars, each labelled with its buying customers."""
+    sns.barplot(df, x="revenue", y="country", color=PALETTE["series"]["geo"], saturation=1, ax=ax)
+    ax.set_xlabel(MONEY)
     ax.set_ylabel("country")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    for i, (rev, n) in enumerate(zip(df["revenue"], df["customers"], strict=True)):
+        ax.annotate(f" {n:,.0f} customers", (float(rev), i), va="center", fontsize=9)
 
 
 def f_country(df: pd.DataFrame) -> str:
@@ -432,7 +537,13 @@ def f_country(df: pd.DataFrame) -> str:
         return "No buying customers in this period."
     top = df.iloc[0]
     share = float(top["customers"]) / float(df["customers"].sum()) * 100
-    return f"{top['country']} has the most buying customers: {share:.0f}% of them."
+    rich = df.loc[df["revenue"].idxmax()]
+    rev_share = float(rich["revenue"]) / float(df["revenue"].sum()) * 100
+    return (
+        f"{top['country']} has the most buying customers: {share:.0f}% of them; "
+        f"{rich['country']} brings the most revenue: {rich['revenue']:,.0f} "
+        f"({rev_share:.0f}%)."
+    )
 
 
 CHARTS: Sequence[Chart] = (
@@ -442,6 +553,7 @@ CHARTS: Sequence[Chart] = (
         q_monthly,
         plot_monthly,
         f_monthly,
+        facts_monthly,
     ),
     Chart(
         "top_categories",
@@ -452,9 +564,9 @@ CHARTS: Sequence[Chart] = (
     ),
     Chart(
         "top_products",
-        "Top 5 products by revenue, per month",
+        "Top 5 products by revenue",
         _over_time("products.name", 5),
-        plot_over_time,
+        plot_totals,
         f_over_time("product"),
     ),
     Chart(
@@ -488,7 +600,11 @@ CHARTS: Sequence[Chart] = (
         f_age_gender,
     ),
     Chart(
-        "customers_by_country", "Buying customers by country", q_country, plot_country, f_country
+        "customers_by_country",
+        "Revenue and buying customers by country",
+        q_country,
+        plot_country,
+        f_country,
     ),
 )
 

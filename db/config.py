@@ -1,7 +1,9 @@
 """Database settings, read once from the environment.
 
 ``DATABASE_URL``   use this server (``postgresql://user@host:port/db``); unset: embedded.
-``CDMS_DATA_DIR``  folder for the embedded server and local state (default ``./.cdms``).
+``CDMS_DATA_DIR``  folder for the embedded server and local state; unset: the nearest
+                   ``.cdms`` folder holding a cluster in the current folder or a parent
+                   (as git finds ``.git``), else ``./.cdms`` (see ``resolve_data_dir``).
 ``CDMS_STATEMENT_TIMEOUT_MS``  per-statement timeout for API requests (default 15000).
 ``CDMS_DB_POOL_SIZE``  connections each engine keeps open (default 16).
 ``CDMS_DB_MAX_OVERFLOW``  extra connections under bursts, closed when returned (default 8).
@@ -12,6 +14,26 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+DATA_DIR_NAME = ".cdms"
+
+
+def has_cluster(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded PostgreSQL cluster (``db.server``)."""
+    return (data_dir / "pg" / "PG_VERSION").is_file()
+
+
+def resolve_data_dir(env: str | None, cwd: Path) -> tuple[Path, str]:
+    """The data folder, and how it was chosen: ``CDMS_DATA_DIR`` (``env``) when set; else
+    the nearest ``.cdms`` holding a cluster in ``cwd`` or one of its parents ("found"), so
+    a command run from a sub-folder of the project uses the project's database; else
+    ``cwd/.cdms`` ("default", which may not exist yet)."""
+    if env:
+        return Path(env).expanduser().absolute(), "CDMS_DATA_DIR"
+    for folder in (cwd, *cwd.parents):
+        if has_cluster(folder / DATA_DIR_NAME):
+            return folder / DATA_DIR_NAME, "found"
+    return cwd / DATA_DIR_NAME, "default"
 
 
 @dataclass(frozen=True)
@@ -24,13 +46,16 @@ class DbSettings:
     # its caches warmed per request), which cost the API a fifth of its throughput
     pool_size: int = 16
     max_overflow: int = 8
+    data_dir_source: str = "CDMS_DATA_DIR"  # or "found" / "default": resolve_data_dir
 
     @classmethod
     def from_env(cls) -> DbSettings:
         url = os.environ.get("DATABASE_URL") or None
+        data_dir, source = resolve_data_dir(os.environ.get("CDMS_DATA_DIR"), Path.cwd())
         return cls(
             database_url=url,
-            data_dir=Path(os.environ.get("CDMS_DATA_DIR", ".cdms")).expanduser(),
+            data_dir=data_dir,
+            data_dir_source=source,
             statement_timeout_ms=_int("CDMS_STATEMENT_TIMEOUT_MS", 15000, minimum=None),
             pool_size=_int("CDMS_DB_POOL_SIZE", 16, minimum=1),
             max_overflow=_int("CDMS_DB_MAX_OVERFLOW", 8, minimum=0),

@@ -9,23 +9,40 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from db.config import DbSettings, to_libpq_url, to_sqlalchemy_url
-from db.errors import DatabaseUnavailableError, from_db_error
+from db.config import DATA_DIR_NAME, DbSettings, has_cluster, to_libpq_url, to_sqlalchemy_url
+from db.errors import DatabaseUnavailableError, NoDatabaseError, from_db_error
 from db.server import embedded_url
 
 EMBEDDED_DATABASE = "cdms"
 
 
-def database_url(settings: DbSettings | None = None) -> str:
-    """libpq URL of the application database (creating it on the embedded server if needed)."""
+def database_url(settings: DbSettings | None = None, *, create: bool = True) -> str:
+    """libpq URL of the application database (creating it on the embedded server if needed).
+
+    ``create=False``: refuse with NoDatabaseError when the data folder holds no cluster yet,
+    rather than start a new, empty one (a command run from the wrong folder)."""
     settings = settings or DbSettings.from_env()
     if settings.database_url:
         to_sqlalchemy_url(settings.database_url)  # validates the scheme
         return to_libpq_url(settings.database_url)
+    if not create and not has_cluster(settings.data_dir):
+        where = (
+            "CDMS_DATA_DIR"
+            if settings.data_dir_source == "CDMS_DATA_DIR"
+            else f"no {DATA_DIR_NAME} folder with a database in {Path.cwd()} or its parents;"
+            " looked for"
+        )
+        raise NoDatabaseError(
+            f"no cdms database ({where} {settings.data_dir}): run `cdms serve` (or"
+            " `cdms db upgrade`) in the project folder first, or set CDMS_DATA_DIR or"
+            " DATABASE_URL",
+            data_dir=str(settings.data_dir),
+        )
     admin = embedded_url(settings.data_dir, "postgres")
     ensure_database(admin, EMBEDDED_DATABASE)
     return embedded_url(settings.data_dir, EMBEDDED_DATABASE)

@@ -99,6 +99,18 @@ class AlreadyRunningError(CdmsError):
     code = "ALREADY_RUNNING"
 
 
+class NoDatabaseError(CdmsError):
+    """No database where one was looked for (and the command must not create one)."""
+
+    code = "NO_DATABASE"
+
+
+class MissingExtraError(CdmsError):
+    """A command needs an optional part of cdms that is not installed (api.extras)."""
+
+    code = "MISSING_EXTRA"
+
+
 _BY_CODE: dict[str, type[CdmsError]] = {
     cls.code: cls
     for cls in (

@@ -10,16 +10,32 @@ from __future__ import annotations
 import os
 import subprocess
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from db.errors import DatabaseUnavailableError, DataDirError
+from db.errors import DatabaseUnavailableError, DataDirError, MissingExtraError
 
 _servers: dict[Path, Any] = {}
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported here (an optional dependency, api.extras)."""
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: blocked (None in sys.modules)
+        return False
+
+
 def _import_pgserver() -> Any:
+    if not importable("pgserver"):
+        raise MissingExtraError(
+            "DATABASE_URL is unset and the embedded PostgreSQL needs the 'embedded' extra"
+            " (pgserver not installed; its wheels are for Python 3.11 and 3.12): set"
+            " DATABASE_URL, or pip install 'cdms[embedded]'",
+            extra="embedded",
+        )
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
         warnings.simplefilter("ignore")

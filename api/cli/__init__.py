@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="cdms", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:
+        sys.exit(0)  # `cdms` or `cdms db` alone: the usage was printed, as with --help
     except click_exc.UsageError as exc:
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         _fail("USAGE", exc.format_message() + hint, 2)

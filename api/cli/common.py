@@ -29,10 +29,12 @@ def progress() -> Progress:
     )
 
 
-def resolve_url() -> str:
-    """libpq URL of the application database; starts the embedded server when needed."""
+def resolve_url(*, create: bool = False) -> str:
+    """libpq URL of the application database; starts the embedded server when needed.
+    Without ``create``, an embedded data folder that holds no cluster yet is refused
+    (``error[NO_DATABASE]`` naming the folder) rather than started empty."""
     from db.engine import check_connection, database_url
 
-    url = database_url()
+    url = database_url(create=create)
     check_connection(url)
     return url

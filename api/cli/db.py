@@ -19,7 +19,7 @@ def upgrade() -> None:
     """Apply pending migrations (idempotent)."""
     from db.migrate import upgrade as run_upgrade
 
-    url = resolve_url()
+    url = resolve_url(create=True)  # the command that starts a new database
     with console.status("applying migrations"):
         before, after = run_upgrade(url)
     if before == after:
@@ -42,7 +42,7 @@ def erd(
     from db.engine import make_engine
     from db.erd import StaleErdError, generate, generate_from_migrations
 
-    url = resolve_url()
+    url = resolve_url(create=not live)  # a scratch database beside the app's
     if live:
         with console.status("reading the catalog"):
             page = generate(make_engine(url))
@@ -100,7 +100,7 @@ def restore(
     """Restore a backup into an empty database (CONFLICT otherwise, unless --force)."""
     from db.backup import restore as run_restore
 
-    url = resolve_url()
+    url = resolve_url(create=True)  # a backup restores onto a new machine
     with _bar() as report:
         items = run_restore(url, file, force=force, progress=report)
     console.print(f"restored {items} objects from {file}")

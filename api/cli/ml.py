@@ -121,8 +121,10 @@ def train_cmd(
 
     A version that is activated then scores every order and ticket (stored predictions,
     as `cdms ml score`); one that is not (its metric is worse) scores nothing."""
+    from api.extras import require
     from ml.specs import SPECS
 
+    require("train", "cdms ml train")
     train_models(resolve_url(), list(model or SPECS), force=force)
 
 
@@ -228,6 +230,7 @@ def prune_log_cmd(
 def train_on_first_start(url: str) -> None:
     """``cdms serve``: train the three models when none was ever registered, then load the
     active versions (one onnxruntime session each) and listen for activations."""
+    from api.extras import hint, installed
     from db.engine import make_engine
     from ml.errors import InsufficientDataError
     from ml.registry import has_versions
@@ -237,7 +240,12 @@ def train_on_first_start(url: str) -> None:
     engine = make_engine(url)
     with engine.connect() as conn:
         first_start = not has_versions(conn)
-    if first_start:
+    if first_start and not installed("train"):
+        console.print(
+            "[yellow]models not trained[/]: the 'train' extra is not installed"
+            f" ({hint('train')}, then `cdms ml train`) - predictions unavailable"
+        )
+    elif first_start:
         try:
             train_models(url, list(SPECS))
         except InsufficientDataError as exc:

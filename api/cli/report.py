@@ -32,6 +32,9 @@ def report(
     to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD, inclusive)."),
 ) -> None:
     """Render the report charts from cube queries into OUT (index.html + one PNG each)."""
+    from api.extras import require
+
+    require("report", "cdms report")
     from api.report import render
     from api.report_charts import CHARTS, Period
     from db.engine import make_engine

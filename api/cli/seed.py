@@ -59,6 +59,9 @@ def seed(
     ),
 ) -> None:
     """Seed demo data into an empty database (migrating it first), in one transaction."""
+    from api.extras import require
+
+    require("seed", "cdms seed")
     from db.migrate import upgrade
     from db.seed import seed as run_seed
     from db.seed import validate
@@ -95,6 +98,14 @@ def seed_demo_if_empty(url: str, settings: Settings) -> None:
     with psycopg.connect(to_libpq_url(url)) as conn:
         row = conn.execute("SELECT EXISTS (SELECT 1 FROM app.customers)").fetchone()
     if row and row[0]:
+        return
+    from api.extras import hint, installed
+
+    if not installed("seed"):
+        console.print(
+            "[yellow]demo data not seeded[/]: the 'seed' extra is not installed"
+            f" ({hint('seed')}); serving an empty database"
+        )
         return
     console.print(
         f"seeding demo data: {settings.demo_customers:,} customers, "

@@ -28,20 +28,32 @@ def serve(
     import signal
     import sys
 
+    from api.extras import require
+
+    require("serve", "cdms serve")
     import uvicorn
 
     from api.app import create_app
+    from api.cli.port import check_port
     from api.lock import ServeLock
     from api.settings import Settings
     from api.startup import prepare
     from db.engine import check_connection, database_url, make_engine
+    from db.errors import ConfigError
     from db.server import stop_embedded
     from etl.scheduler import start_if_enabled
+    from ml.serving import close_store_of
 
     settings = Settings.from_env()
     bind_host = host or settings.host
     bind_port = port or settings.port
     address = f"http://{bind_host}:{bind_port}"
+    if settings.env == "production" and settings.db.database_url is None:
+        raise ConfigError(
+            "CDMS_ENV=production needs DATABASE_URL: the embedded PostgreSQL is for"
+            " development and demos"
+        )
+    check_port(bind_host, bind_port)  # before any start-up work
     lock = ServeLock(settings.db.data_dir)
     # uvicorn shuts down gracefully, then re-raises the signal it caught; turn that into a
     # normal exit so the lock is released and the embedded server is stopped.
@@ -49,6 +61,7 @@ def serve(
         signal.signal(sig, lambda *_: sys.exit(0))
     lock.acquire(address)
     scheduler = None
+    url = None
     try:
         url = database_url(settings.db)
         check_connection(url)
@@ -56,8 +69,13 @@ def serve(
         scheduler = start_if_enabled(url, settings.etl_interval_s, console.print)
         processes = workers or settings.workers
         console.print(
-            f"cdms serving on [bold]{address}[/] (GraphQL at {address}/graphql)"
+            f"cdms serving on [bold]{address}[/]"
             + (f", {processes} worker processes" if processes > 1 else "")
+            + f"\n  GraphQL API  {address}/graphql  (GraphiQL: open it in a browser)"
+            + f"\n  dashboard    {address}/dashboard/"
+            + f"\n  health       {address}/healthz"
+            + ("" if settings.db.database_url else f"\n  data folder  {settings.db.data_dir}"),
+            highlight=False,
         )
         if processes == 1:
             uvicorn.run(
@@ -84,6 +102,8 @@ def serve(
     finally:
         if scheduler is not None:
             scheduler.stop()
+        if url is not None:
+            close_store_of(url)  # the model listener, before its server goes away
         lock.release()
         if settings.db.database_url is None:
             stop_embedded(settings.db.data_dir)

@@ -1,5 +1,6 @@
-"""The dashboard: ``/dashboard`` serves a static page (HTML, ES modules, CSS) from package
-data and plotly.js from the installed ``plotly`` package (no CDN, no build step).
+"""The dashboard: ``/dashboard`` serves a static page (HTML, ES modules, CSS) and plotly.js
+(vendored from npm at a pinned version, ``api.vendor``) from package data: no CDN, no
+build step.
 
 The page holds no data: every number comes from GraphQL ``cube`` queries the browser sends
 with the user's bearer token (or none in demo-open mode). So the assets are served before
@@ -9,7 +10,6 @@ guarded as before.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
-PLOTLY_JS = Path(str(files("plotly").joinpath("package_data", "plotly.min.js")))
+PLOTLY_JS = STATIC / "vendor" / "plotly.min.js"
 
 # the only files served: name under /dashboard/static/ -> (path, media type)
 ASSETS: dict[str, tuple[Path, str]] = {
@@ -25,6 +25,7 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "cube.js": (STATIC / "cube.js", "text/javascript"),
     "charts.js": (STATIC / "charts.js", "text/javascript"),
     "style.css": (STATIC / "style.css", "text/css"),
+    "palette.json": (STATIC / "palette.json", "application/json"),
     "plotly.min.js": (PLOTLY_JS, "text/javascript"),
 }
 INDEX = STATIC / "index.html"

@@ -57,15 +57,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(engine: Engine, security: SecurityConfig) -> Iterator[str]:
-    """The real app served by uvicorn in a thread on a free port; its base URL."""
+def serving(engine: Engine, security: SecurityConfig, ws: str = "none") -> Iterator[str]:
+    """The real app served by uvicorn in a thread on a free port; its base URL
+    (``ws="auto"``: with WebSockets, for subscriptions)."""
     app = create_app(engine, security=security)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=_free_port(),
         log_level="warning",
-        ws="none",
+        ws=ws,
         lifespan="off",
     )
     srv = uvicorn.Server(config)

@@ -221,9 +221,11 @@ def plotted(ax: Axes, name: str, df: pd.DataFrame) -> tuple[list[float], list[fl
     match name:
         case "monthly_sales":
             return heights, [*df["prior_year"].fillna(0), *df["revenue"]]
-        case "top_categories" | "top_products":
+        case "top_categories":
             ys = [float(y) for line in ax.lines for y in line.get_ydata()]  # type: ignore[union-attr]
             return ys, list(df["revenue"])
+        case "top_products":  # one bar per product: its total over the period
+            return widths, list(df.groupby("name")["revenue"].sum())
         case "returns_by_reason":
             return widths, list(df["requests"])
         case "returns_by_category":
@@ -239,7 +241,7 @@ def plotted(ax: Axes, name: str, df: pd.DataFrame) -> tuple[list[float], list[fl
             assert cells is not None
             return [float(v) for v in np.ravel(cells) if v], list(df["customers"])
         case "customers_by_country":
-            return widths, list(df["customers"])
+            return widths, list(df["revenue"])
     raise AssertionError(name)
 
 
@@ -272,3 +274,93 @@ def test_open_ended_periods_include_their_boundary_day(report_engine: Engine) ->
     assert frame_rows(from_only) == frame_rows(closed_from)
     assert frame_rows(to_only) == frame_rows(closed_to)
     assert from_only["orders"].sum() + to_only["orders"].sum() > everything["orders"].sum()
+
+
+def test_percent_ticks_say_what_they_mark() -> None:
+    """Each tick label of the return-rate axis is its position, not a rounding of it (rates
+    up to 18% put ticks every 2.5%: once labelled "2%, 5%, 8%, 12%, 18%")."""
+    c = chart("returns_by_category")
+    df = pd.DataFrame(
+        {
+            "category": ["a", "b", "c", "d", "e"],
+            "units_returned": [1, 2, 3, 4, 5],
+            "return_rate": [0.18, 0.12, 0.08, 0.05, 0.02],
+        }
+    )
+    with house_style():
+        fig = draw(c, df)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    for tick, label in zip(ax.get_xticks(), ax.get_xticklabels(), strict=True):
+        text = label.get_text().replace("\N{MINUS SIGN}", "-").rstrip("%")
+        if text:
+            assert float(text) == pytest.approx(tick, abs=1e-9), (tick, label.get_text())
+
+
+def test_monthly_colours_are_the_dashboards(report_engine: Engine) -> None:
+    from matplotlib.colors import to_hex
+
+    from api.report_charts import PALETTE
+
+    c = chart("monthly_sales")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    with house_style():
+        fig = draw(c, df)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    colours = {
+        lab: to_hex(h.patches[0].get_facecolor()) for h, lab in zip(handles, labels, strict=True)
+    }
+    assert colours == {
+        "prior year": PALETTE["series"]["priorYear"],
+        "this period": PALETTE["series"]["revenue"],
+    }
+
+
+def test_the_monthly_finding_compares_like_for_like(report_engine: Engine, api: TestClient) -> None:
+    """The latest year up to its last day of sales is compared with the same days a year
+    earlier: with no end date, the month that has only begun was compared with the whole of
+    that month a year earlier (two days of December against all of last December)."""
+    c = chart("monthly_sales")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    last_day = gql(
+        api,
+        """{ cube(orderBy: [{sales: {orderedAt: DESC}}], limit: 1) {
+             sales { orderedAt { day } } } }""",
+    )[0]["sales"]["orderedAt"]["day"][:10]
+    year = int(last_day[:4])
+
+    def revenue(start: str, stop: str) -> float:
+        rows = gql(
+            api,
+            "query($w: CubeWhere) { cube(where: $w) { sales { revenue } } }",
+            w={"sales": {"orderedAt": {"inDateRange": [start, stop]}}},
+        )
+        return float(rows[0]["sales"]["revenue"])
+
+    now = revenue(f"{year}-01-01", last_day)
+    before = revenue(f"{year - 1}-01-01", f"{year - 1}{last_day[4:]}")
+    finding = c.finding(df)
+    assert f"Revenue from {year}-01-01 to {last_day} was {now:,.0f}" in finding, finding
+    assert f"{(now - before) / before * 100:+.1f}% against the same days of {year - 1}" in finding
+    assert f"(01-01 to {last_day[5:]})" in finding
+
+
+def test_status_bars_have_the_dashboards_status_colours(report_engine: Engine) -> None:
+    from matplotlib.colors import to_hex
+
+    from api.report_charts import PALETTE
+
+    c = chart("order_status")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period())
+    with house_style():
+        fig = draw(c, df)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    bars = sorted(ax.patches, key=lambda b: b.get_y())  # type: ignore[attr-defined]
+    colours = {lab: to_hex(b.get_facecolor()) for lab, b in zip(labels, bars, strict=True)}
+    assert len(colours) >= 3
+    assert colours == {s: PALETTE["status"][s] for s in labels}

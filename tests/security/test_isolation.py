@@ -223,8 +223,38 @@ def test_websocket_needs_a_token(client: Any) -> None:
     import pytest
     from starlette.websockets import WebSocketDisconnect
 
-    with (
-        pytest.raises(WebSocketDisconnect),
-        client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws,
+    # a browser cannot send headers on a WebSocket: the socket opens, and the first message
+    # (connection_init) must carry the token; without one the app closes it with 4401
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {}})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4401
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"Authorization": "Bearer a.b.c"}})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4401
+
+
+def test_a_token_in_connection_init_is_the_sockets_principal(client: Any, parties: Parties) -> None:
+    """The token of the connection_init payload (how GraphiQL sends it) authenticates the
+    socket like a header would: the customer is who the server checks against."""
+    query = "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }"
+    for payload in (
+        {"Authorization": f"Bearer {token('customer', parties.a)}"},
+        {"headers": {"authorization": f"Bearer {token('customer', parties.a)}"}},
     ):
-        ws.receive_json()
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": payload})
+            assert ws.receive_json()["type"] == "connection_ack"
+            ws.send_json(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"c": str(parties.b)}},
+                }
+            )
+            msg = ws.receive_json()
+            assert msg["type"] == "error", msg
+            assert msg["payload"][0]["extensions"]["code"] == "FORBIDDEN", msg

@@ -10,13 +10,51 @@ function defaultRange() {
   return { from: from.toISOString().slice(0, 10), to: to.toISOString().slice(0, 10) };
 }
 
-const state = { range: defaultRange(), segment: "", channel: "", geo: [], cat: [] };
+const state = { range: defaultRange(), segment: "", channel: "", geo: [], cat: [], order: "" };
 let generation = 0; // a newer refresh makes older answers stale
 
 function status(text, error = false) {
   const el = $("#status");
   el.textContent = text;
   el.classList.toggle("error", error);
+}
+
+// ------------------------------------------------------------------ state in the URL
+// ?from=&to=&segment=&channel=&geo=Germany|Berlin&cat=Electronics&order=123: a reload or a
+// shared link restores the filters, both drill paths and the order shown.
+const SEP = "|";
+
+/** The query string of a state. */
+export function stateToQuery(s) {
+  const q = new URLSearchParams();
+  q.set("from", s.range.from);
+  q.set("to", s.range.to);
+  if (s.segment) q.set("segment", s.segment);
+  if (s.channel) q.set("channel", s.channel);
+  if (s.geo.length) q.set("geo", s.geo.join(SEP));
+  if (s.cat.length) q.set("cat", s.cat.join(SEP));
+  if (s.order) q.set("order", s.order);
+  return q.toString();
+}
+
+/** The state a query string describes (what it leaves out keeps its default). */
+export function stateFromQuery(search) {
+  const q = new URLSearchParams(search);
+  const iso = /^\d{4}-\d{2}-\d{2}$/;
+  const s = { range: defaultRange(), segment: "", channel: "", geo: [], cat: [], order: "" };
+  const from = q.get("from") || "", to = q.get("to") || "";
+  if (iso.test(from) && iso.test(to) && from <= to) s.range = { from, to };
+  s.segment = q.get("segment") || "";
+  s.channel = q.get("channel") || "";
+  s.geo = (q.get("geo") || "").split(SEP).filter(Boolean).slice(0, GEO.length - 1);
+  s.cat = (q.get("cat") || "").split(SEP).filter(Boolean).slice(0, CATALOG.length - 1);
+  s.order = /^\d+$/.test(q.get("order") || "") ? q.get("order") : "";
+  return s;
+}
+
+function saveState() {
+  const query = stateToQuery(state);
+  if (location.search.slice(1) !== query) history.replaceState(null, "", `?${query}`);
 }
 
 // ---------------------------------------------------------------------------- filters
@@ -62,7 +100,8 @@ const KPIS = [
   { key: "revenue", label: "Revenue", fmt: (v) => money(v) },
   { key: "orders", label: "Orders", fmt: (v) => int(v) },
   { key: "aov", label: "Average order value", fmt: (v) => money(v, 2) },
-  { key: "returnRate", label: "Return rate", fmt: (v) => pct(v), lowerIsBetter: true },
+  // a rate's change is a difference of percentages: percentage points, not a % of a %
+  { key: "returnRate", label: "Return rate", fmt: (v) => pct(v), lowerIsBetter: true, rate: true },
   { key: "rating", label: "Average rating", fmt: (v) => (v == null ? "–" : v.toFixed(2)) },
   { key: "openTickets", label: "Open tickets", fmt: (v) => int(v), lowerIsBetter: true },
 ];
@@ -121,12 +160,15 @@ function tile(k, value, prior) {
     delta.className = "delta flat";
     delta.textContent = "no prior-period figure";
   } else {
-    const change = (value - prior) / Math.abs(prior);
+    const change = k.rate ? value - prior : (value - prior) / Math.abs(prior);
     const good = k.lowerIsBetter ? change < 0 : change > 0;
     delta.className = `delta ${Math.abs(change) < 0.0005 ? "flat" : good ? "up" : "down"}`;
-    delta.textContent = `${change >= 0 ? "▲ +" : "▼ "}${(change * 100).toFixed(1)}% vs prior period`;
+    delta.dataset.change = String(change);
+    const unit = k.rate ? " pp" : "%";
+    delta.textContent = `${change >= 0 ? "▲ +" : "▼ "}${(change * 100).toFixed(1)}${unit} vs prior period`;
+    if (k.rate) delta.title = "change in percentage points";
   }
-  delta.title = `prior period: ${k.fmt(prior)}`;
+  delta.title = `${delta.title ? `${delta.title}; ` : ""}prior period: ${k.fmt(prior)}`;
   const label = document.createElement("div");
   label.className = "label";
   label.textContent = k.label;
@@ -171,9 +213,10 @@ async function loadCharts() {
       segment: r.customers.segment, revenue: r.sales.revenue }))),
     charts.orderStatus("c-status", d.status.map((r) => r.orders)),
     charts.drillBars("c-geo", d.geo.map((r) => ({ label: r.customers.label,
-      revenue: r.sales.revenue })), "geo", (v) => drill("geo", GEO, v), "#2ca02c"),
+      revenue: r.sales.revenue })), "geo", (v) => drill("geo", GEO, v), charts.PALETTE.series.geo),
     charts.drillBars("c-cat", d.cat.map((r) => ({ label: r.products.label,
-      revenue: r.sales.revenue })), "cat", (v) => drill("cat", CATALOG, v), "#9467bd"),
+      revenue: r.sales.revenue })), "cat", (v) => drill("cat", CATALOG, v),
+    charts.PALETTE.series.category),
     charts.demographics("c-demo", d.demo.map((r) => ({ ageBand: r.customers.ageBand,
       gender: r.customers.gender, customers: r.sales.customerCount }))),
     charts.returnsAndComplaints("c-returns",
@@ -225,29 +268,51 @@ function crumbs(key, levels, rootLabel) {
 }
 
 // ------------------------------------------------------------------------ at-risk panel
-const RISK_QUERY = `{
-  orders(filter: {status: {in: [PENDING, PAID, SHIPPED]}}, orderBy: [{orderedAt: DESC}],
-         first: 100) {
+const RISK_QUERY = `query Risk($filter: OrderFilter) {
+  orders(filter: $filter, orderBy: [{orderedAt: DESC}], first: 100) {
     totalCount
     edges { node { id status orderedAt totalAmount channel
       predictedStatus { label probabilities { label probability } } } }
   }
 }`;
 
+/** The OrderFilter of the open orders under a dashboard state: its dates, customer
+ *  (segment, geography drill) and catalog drill; the channel is checked on the rows. */
+export function riskFilter(s) {
+  const next = new Date(Date.parse(`${s.range.to}T00:00:00Z`) + 86400000).toISOString().slice(0, 10);
+  const f = { status: { in: ["PENDING", "PAID", "SHIPPED"] },
+    orderedAt: { gte: `${s.range.from}T00:00:00Z`, lt: `${next}T00:00:00Z` } };
+  const customer = {};
+  if (s.segment) customer.segment = { eq: s.segment.toUpperCase() };
+  s.geo.forEach((v, i) => (customer[GEO[i]] = { eq: v }));
+  if (Object.keys(customer).length) f.customer = { some: customer };
+  if (s.cat.length) {
+    const product = {};
+    s.cat.forEach((v, i) => (product[CATALOG[i]] = { eq: v }));
+    f.items = { some: { product: { some: product } } };
+  }
+  return f;
+}
+
+function message(box, stateName, text) {
+  const msg = document.createElement("p");
+  msg.className = "message";
+  msg.dataset.state = stateName;
+  msg.textContent = text;
+  box.replaceChildren(msg);
+}
+
 async function loadRisk() {
   const box = $("#risk");
-  const body = await gql(RISK_QUERY);
+  const body = await gql(RISK_QUERY, { filter: riskFilter(state) });
   const codes = new Set((body.errors || []).map((e) => e.extensions?.code));
   if (!body.data?.orders) {
     const e = (body.errors || [])[0] || {};
-    const msg = document.createElement("p");
-    msg.className = "message";
-    msg.dataset.state = "error";
-    msg.textContent = `Open orders could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`;
-    box.replaceChildren(msg);
+    message(box, "error", `Open orders could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`);
     return;
   }
-  const edges = body.data.orders.edges;
+  const edges = body.data.orders.edges
+    .filter((e) => !state.channel || e.node.channel.toLowerCase() === state.channel.toLowerCase());
   const scored = edges
     .map((e) => e.node)
     .filter((n) => n.predictedStatus)
@@ -259,15 +324,11 @@ async function loadRisk() {
     .sort((a, b) => b.risk - a.risk)
     .slice(0, 10);
   if (!scored.length) {
-    const msg = document.createElement("p");
-    msg.className = "message";
-    msg.dataset.state = "unavailable";
-    msg.textContent = !edges.length
-      ? "No open orders."
+    message(box, "unavailable", !edges.length
+      ? "No open orders for these filters."
       : codes.has("MODEL_UNAVAILABLE")
         ? "Predictions are unavailable: no active order-status model (train one with `cdms ml train`)."
-        : "Predictions are unavailable for the open orders (not loaded into the warehouse yet).";
-    box.replaceChildren(msg);
+        : "Predictions are unavailable for the open orders (not loaded into the warehouse yet).");
     return;
   }
   const table = document.createElement("table");
@@ -276,7 +337,18 @@ async function loadRisk() {
   const tbody = document.createElement("tbody");
   for (const n of scored) {
     const tr = document.createElement("tr");
-    for (const v of [`#${n.id}`, n.status.toLowerCase(), n.orderedAt.slice(0, 10),
+    const first = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `?${stateToQuery({ ...state, order: n.id })}`;
+    link.textContent = `#${n.id}`;
+    link.dataset.order = n.id;
+    link.addEventListener("click", (ev) => {
+      ev.preventDefault();
+      showOrder(n.id);
+    });
+    first.append(link);
+    tr.append(first);
+    for (const v of [n.status.toLowerCase(), n.orderedAt.slice(0, 10),
       Number(n.totalAmount).toLocaleString("en", { minimumFractionDigits: 2 }),
       pct(n.cancel), pct(n.ret)]) {
       const td = document.createElement("td");
@@ -289,9 +361,61 @@ async function loadRisk() {
   box.replaceChildren(table);
 }
 
+// ------------------------------------------------------------------------ order details
+const ORDER_QUERY = `query Order($id: ID!) { order(id: $id) {
+  id status orderedAt channel paymentMethod totalAmount itemCount
+  customer { id firstName lastName segment country city }
+  items { lineNo quantity lineTotal product { name category } }
+  statusHistory { toStatus changedAt }
+  predictedStatus { label probabilities { label probability } }
+} }`;
+
+async function showOrder(id) {
+  state.order = id ? String(id) : "";
+  saveState();
+  const box = $("#order");
+  if (!state.order) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const body = await gql(ORDER_QUERY, { id: state.order });
+  const o = body.data?.order;
+  const title = document.createElement("h2");
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "Close";
+  close.addEventListener("click", () => showOrder(""));
+  if (!o) {
+    const e = (body.errors || [])[0];
+    title.textContent = `Order #${state.order}: ${e ? `${e.extensions?.code}: ${e.message}` : "not found"}`;
+    box.replaceChildren(title, close);
+    return;
+  }
+  title.textContent = `Order #${o.id}: ${o.status.toLowerCase()}`;
+  const facts = document.createElement("p");
+  facts.textContent = `${o.orderedAt.slice(0, 10)} · ${o.channel.toLowerCase()} · ` +
+    `${o.paymentMethod.toLowerCase().replaceAll("_", " ")} · ${o.itemCount} items · total ` +
+    `${Number(o.totalAmount).toLocaleString("en", { minimumFractionDigits: 2 })} · customer ` +
+    `#${o.customer.id} ${o.customer.firstName} ${o.customer.lastName} ` +
+    `(${o.customer.segment.toLowerCase()}, ${o.customer.city}, ${o.customer.country})`;
+  const lines = document.createElement("ul");
+  for (const it of o.items) {
+    const li = document.createElement("li");
+    li.textContent = `${it.quantity} × ${it.product.name} (${it.product.category}): ` +
+      Number(it.lineTotal).toLocaleString("en", { minimumFractionDigits: 2 });
+    lines.append(li);
+  }
+  const history = document.createElement("p");
+  history.textContent = "History: " + o.statusHistory
+    .map((h) => `${h.toStatus.toLowerCase()} ${h.changedAt.slice(0, 16).replace("T", " ")}`).join(" → ");
+  box.replaceChildren(title, facts, lines, history, close);
+}
+
 // ------------------------------------------------------------------------------ wiring
 async function refresh() {
   const mine = ++generation;
+  saveState();
   status("loading…");
   crumbs("geo", GEO, "all countries");
   crumbs("cat", CATALOG, "all categories");
@@ -299,8 +423,10 @@ async function refresh() {
     await Promise.all([loadKpis(), loadCharts()]);
     if (mine === generation) {
       status(`${state.range.from} to ${state.range.to}`);
-      document.body.dataset.ready = String(mine);
     }
+    await loadRisk().catch((err) => message($("#risk"), "error",
+      `Open orders could not be loaded: ${err.message}`));
+    if (mine === generation) document.body.dataset.ready = String(mine);
   } catch (err) {
     fail(err);
   }
@@ -316,10 +442,11 @@ function fail(err) {
 }
 
 async function start() {
+  Object.assign(state, stateFromQuery(location.search));
   syncForm();
   $("#filters").addEventListener("change", () => { readForm(); syncForm(); refresh(); });
   $("#f-reset").addEventListener("click", () => {
-    Object.assign(state, { range: defaultRange(), segment: "", channel: "", geo: [], cat: [] });
+    Object.assign(state, { range: defaultRange(), segment: "", channel: "", geo: [], cat: [], order: "" });
     syncForm();
     refresh();
   });
@@ -341,10 +468,8 @@ async function start2() {
     return;
   }
   await refresh();
-  loadRisk().catch((err) => {
-    $("#risk").textContent = `Open orders could not be loaded: ${err.message}`;
-  });
+  if (state.order) await showOrder(state.order);
 }
 
-window.cdmsDashboard = { state, kpiVariables, KPI_QUERY };
+window.cdmsDashboard = { state, kpiVariables, KPI_QUERY, stateToQuery, riskFilter };
 start();

@@ -1,16 +1,25 @@
 // Plotly renderers: each takes the element id and the cube rows it plots.
+// Colours come from palette.json (one per status and per series, shared with `cdms report`);
+// time axes are ordered chronologically whatever order the rows come in.
 /* global Plotly */
+import PALETTE from "./palette.json" with { type: "json" };
 
+export { PALETTE };
 const CONFIG = { responsive: true, displaylogo: false, displayModeBar: false };
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
+const FALLBACK = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
+export const MONEY = "currency units";
 
 function layout(extra = {}) {
   return {
-    margin: { l: 60, r: 16, t: 8, b: 48 },
+    margin: { l: 16, r: 16, t: 32, b: 16 },
     autosize: true,
     font: { family: "system-ui, sans-serif", size: 12 },
-    legend: { orientation: "h", y: -0.2 },
+    // the legend above the plot: never over the axis titles or the tick labels
+    legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom" },
+    hoverlabel: { namelength: -1 },
     ...extra,
+    xaxis: { automargin: true, ...(extra.xaxis || {}) },
+    yaxis: { automargin: true, ...(extra.yaxis || {}) },
   };
 }
 
@@ -27,32 +36,62 @@ function draw(id, traces, extra) {
 }
 
 const month = (iso) => iso.slice(0, 7);
+const MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/** "2026-03" → "Mar 2026": the full label of a month in tooltips. */
+export const monthLabel = (ym) => `${MONTH_NAMES[Number(ym.slice(5, 7)) - 1]} ${ym.slice(0, 4)}`;
+
+/** Rows sorted by their month (ISO text sorts chronologically). */
+export function byMonth(rows) {
+  return [...rows].sort((a, b) => (month(a.month) < month(b.month) ? -1 : month(a.month) > month(b.month) ? 1 : 0));
+}
+
+/** A category axis of months in calendar order, labelled so that none is clipped or
+ *  overlaps: upright labels where the chart is narrow (a phone). */
+function monthAxis(id, months, extra = {}) {
+  const all = [...new Set(months)].sort();
+  const width = document.getElementById(id).clientWidth || 800;
+  return { type: "category", categoryorder: "array", categoryarray: all,
+    tickangle: width / Math.max(all.length, 1) < 60 ? -90 : -45, automargin: true, ...extra };
+}
+
+const colorOf = (map, key, i) => map[key] || FALLBACK[i % FALLBACK.length];
 
 export function salesByMonth(id, rows) {
+  const sorted = byMonth(rows);
+  const x = sorted.map((r) => month(r.month));
+  const labels = x.map(monthLabel);
   return draw(id, [
-    { type: "bar", name: "revenue", x: rows.map((r) => month(r.month)), y: rows.map((r) => r.revenue),
-      marker: { color: COLORS[0] } },
-    { type: "bar", name: "prior year", x: rows.map((r) => month(r.month)),
-      y: rows.map((r) => r.priorYear), marker: { color: "#aec7e8" } },
-  ], { barmode: "group", yaxis: { title: { text: "revenue" }, tickformat: ",.0f" },
-       xaxis: { type: "category" } });
+    { type: "bar", name: "revenue", x, y: sorted.map((r) => r.revenue), customdata: labels,
+      marker: { color: PALETTE.series.revenue },
+      hovertemplate: `%{customdata}<br>revenue: %{y:,.0f} ${MONEY}<extra></extra>` },
+    { type: "bar", name: "prior year", x, y: sorted.map((r) => r.priorYear), customdata: labels,
+      marker: { color: PALETTE.series.priorYear },
+      hovertemplate: `%{customdata}, a year earlier<br>revenue: %{y:,.0f} ${MONEY}<extra></extra>` },
+  ], { barmode: "group", yaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" },
+       xaxis: monthAxis(id, x) });
 }
 
 export function salesBySegment(id, rows) {
   return draw(id, [{
     type: "bar", x: rows.map((r) => r.segment), y: rows.map((r) => r.revenue),
-    marker: { color: COLORS[2] },
+    marker: { color: PALETTE.series.segment }, cliponaxis: false,
     text: rows.map((r) => Math.round(r.revenue).toLocaleString("en")), textposition: "auto",
-  }], { yaxis: { title: { text: "revenue" }, tickformat: ",.0f" } });
+    hovertemplate: `segment %{x}<br>revenue: %{y:,.0f} ${MONEY}<extra></extra>`,
+  }], { yaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" } });
 }
 
 export function orderStatus(id, rows) {
+  const total = rows.reduce((a, r) => a + r.count, 0) || 1;
   return draw(id, [{
     type: "pie", hole: 0.45, labels: rows.map((r) => r.status), values: rows.map((r) => r.count),
-    sort: false, textinfo: "percent", textposition: "inside",
-    x: rows.map((r) => r.status),
-  }], { showlegend: true, legend: { orientation: "v", x: 1, y: 0.5 },
-        uniformtext: { minsize: 10, mode: "hide" } });
+    sort: false, direction: "clockwise", automargin: true,
+    marker: { colors: rows.map((r, i) => colorOf(PALETTE.status, r.status, i)) },
+    // every slice labelled: inside when it has room, outside (with a line) when small
+    textinfo: "label+percent",
+    textposition: rows.map((r) => (r.count / total >= 0.08 ? "inside" : "outside")),
+    insidetextorientation: "horizontal",
+    hovertemplate: "%{label}: %{value:,} orders (%{percent})<extra></extra>",
+  }], { showlegend: false, margin: { l: 24, r: 24, t: 32, b: 24 } });
 }
 
 /** Horizontal bars whose click calls onPick(label): the drill-down charts. */
@@ -61,10 +100,9 @@ export function drillBars(id, rows, label, onPick, color) {
   const p = draw(id, [{
     type: "bar", orientation: "h", y: sorted.map((r) => r.label ?? "(none)"),
     x: sorted.map((r) => r.revenue), marker: { color },
-    hovertemplate: "%{y}: %{x:,.0f}<extra>click to drill down</extra>",
-  }], { margin: { l: 140, r: 16, t: 8, b: 40 }, xaxis: { title: { text: "revenue" },
-        tickformat: ",.0f" }, yaxis: { type: "category", automargin: true }, title: undefined,
-        meta: label });
+    hovertemplate: `%{y}<br>revenue: %{x:,.0f} ${MONEY}<extra>click to drill down</extra>`,
+  }], { xaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" },
+        yaxis: { type: "category" }, meta: label });
   return p.then((el) => {
     if (!el.__cdmsDrill) {
       el.on("plotly_click", (ev) => el.__cdmsPick && el.__cdmsPick(ev.points[0].y));
@@ -82,18 +120,25 @@ export function demographics(id, rows) {
     type: "bar", name: g, x: bands,
     y: bands.map((b) => rows.filter((r) => (r.ageBand ?? "unknown") === b &&
       (r.gender ?? "unknown") === g).reduce((a, r) => a + r.customers, 0)),
-    marker: { color: COLORS[i % COLORS.length] },
+    marker: { color: colorOf(PALETTE.gender, g, i) },
+    hovertemplate: `${g}, aged %{x}<br>%{y:,} customers who bought<extra></extra>`,
   }));
-  return draw(id, traces, { barmode: "group", xaxis: { title: { text: "age band" } },
+  return draw(id, traces, { barmode: "group", xaxis: { title: { text: "age band (years)" } },
     yaxis: { title: { text: "customers who bought" } } });
 }
 
 export function returnsAndComplaints(id, returns, complaints) {
+  const r = byMonth(returns), c = byMonth(complaints);
+  const x = [...r, ...c].map((row) => month(row.month));
   return draw(id, [
-    { type: "bar", name: "return requests", x: returns.map((r) => month(r.month)),
-      y: returns.map((r) => r.count), marker: { color: COLORS[1] } },
+    { type: "bar", name: "return requests", x: r.map((row) => month(row.month)),
+      y: r.map((row) => row.count), marker: { color: PALETTE.series.returns },
+      customdata: r.map((row) => monthLabel(month(row.month))),
+      hovertemplate: "%{customdata}<br>%{y:,} return requests<extra></extra>" },
     { type: "scatter", mode: "lines+markers", name: "complaints",
-      x: complaints.map((r) => month(r.month)), y: complaints.map((r) => r.count),
-      marker: { color: COLORS[3] } },
-  ], { xaxis: { type: "category" }, yaxis: { title: { text: "count" } } });
+      x: c.map((row) => month(row.month)), y: c.map((row) => row.count),
+      marker: { color: PALETTE.series.complaints }, line: { color: PALETTE.series.complaints },
+      customdata: c.map((row) => monthLabel(month(row.month))),
+      hovertemplate: "%{customdata}<br>%{y:,} complaints<extra></extra>" },
+  ], { xaxis: monthAxis(id, x), yaxis: { title: { text: "count" } } });
 }

@@ -1,0 +1,66 @@
+"""The container files, checked for the structure they promise (no Docker engine runs in
+CI): the Dockerfile installs the locked dependencies before copying the sources, declares
+its volume and takes the health check's port from CDMS_PORT; deploy/compose.yaml starts
+PostgreSQL and cdms with one command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
+
+
+def test_dockerfile_installs_the_lock_before_the_sources() -> None:
+    steps = _instructions()
+    index = {i: (op, arg) for i, (op, arg) in enumerate(steps)}
+    lock_copy = next(i for i, (op, arg) in index.items() if op == "COPY" and "uv.lock" in arg)
+    deps = next(i for i, (op, arg) in index.items() if op == "RUN" and "uv sync" in arg)
+    first_source = next(i for i, (op, arg) in index.items() if op == "COPY" and "api" in arg)
+    assert lock_copy < deps < first_source
+    assert "--locked" in index[deps][1] and "--no-install-project" in index[deps][1]
+    copied = [arg.split()[0] for op, arg in steps if op == "COPY"]
+    assert "." not in copied  # only what the package needs, never the whole context
+
+
+def test_dockerfile_volume_port_and_production_settings() -> None:
+    steps = _instructions()
+    ops = {op for op, _ in steps}
+    assert {"VOLUME", "HEALTHCHECK", "USER", "CMD"} <= ops
+    volume = next(arg for op, arg in steps if op == "VOLUME")
+    env = " ".join(arg for op, arg in steps if op == "ENV")
+    data_dir = re.search(r"CDMS_DATA_DIR=(\S+)", env)
+    assert data_dir and data_dir.group(1) in volume
+    assert "CDMS_ENV=production" in env
+    health = next(arg for op, arg in steps if op == "HEALTHCHECK")
+    assert "os.environ.get('CDMS_PORT'" in health and ":8000/" not in health
+    assert "--no-seed-demo" in next(arg for op, arg in steps if op == "CMD")
+
+
+def test_compose_starts_postgresql_and_cdms() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"db", "cdms"}
+    db, app = services["db"], services["cdms"]
+    assert db["image"].startswith("postgres:") and "healthcheck" in db
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    assert (ROOT / "deploy" / app["build"]["context"] / app["build"]["dockerfile"]).is_file()
+    url = app["environment"]["DATABASE_URL"]
+    assert url.startswith("postgresql://") and "@db:5432/" in url
+    assert app["environment"]["CDMS_ENV"] == "production"
+    named = set(compose["volumes"])
+    for service in services.values():
+        for mount in service.get("volumes", []):
+            assert mount.split(":")[0] in named, mount
+    assert any(p.endswith(":8000") for p in app["ports"])
