@@ -17,15 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from semantic.dates import time_bounds, truncate
 from semantic.model import Granularity, MeasureType, Model, PreAggregation, derivable
-from semantic.query import Condition, Junction, Member, Op, time_bounds
+from semantic.query import Condition, Junction, Member, Op
 from semantic.sources import (
     ROLLUP_SCHEMA,
     Binder,
@@ -38,27 +38,6 @@ from semantic.sources import (
 
 if TYPE_CHECKING:
     from semantic.planner import FactPlan
-
-
-def truncate_py(gran: Granularity, t: datetime) -> datetime:
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    match gran:
-        case Granularity.VALUE:
-            return t
-        case Granularity.DAY:
-            return day
-        case Granularity.WEEK:
-            from datetime import timedelta
-
-            return day - timedelta(days=day.weekday())
-        case Granularity.MONTH:
-            return day.replace(day=1)
-        case Granularity.QUARTER:
-            return day.replace(day=1, month=(day.month - 1) // 3 * 3 + 1)
-        case Granularity.YEAR:
-            return day.replace(day=1, month=1)
-        case _:
-            assert_never(gran)
 
 
 def _conditions(filters: Sequence[Condition | Junction]) -> list[Condition]:
@@ -106,7 +85,7 @@ def _covers(
                 continue
             lo, hi = time_bounds(c)
             for bound in (lo, hi):
-                if bound is not None and truncate_py(p.granularity, bound) != bound:
+                if bound is not None and truncate(p.granularity, bound) != bound:
                     return False
         elif c.member not in dims:
             return False

@@ -341,3 +341,26 @@ def test_dimension_only_and_dimension_cube_measures(wh: Engine) -> None:
     q = CubeQuery(dimensions=(d("products.category"), d("sales.channel")))
     want = hand(wh, f"SELECT DISTINCT p.category, s.channel {FROM} ORDER BY 1, 2")
     assert rows(run(wh, q), "products.category", "sales.channel") == want
+
+
+def test_an_id_filter_is_an_index_lookup(wh: Engine) -> None:
+    """GraphQL numbers are floats: ``orderId: {equals: 42.0}`` must bind as an integer, or
+    PostgreSQL compares the bigint key as numeric and cannot use the primary key."""
+    from db.config import to_libpq_url
+
+    order_id = sql(wh, "SELECT min(order_id) FROM dw.fact_orders")[0][0]
+    q = CubeQuery(
+        measures=(m("orders.count"),),
+        filters=(Condition(mem("orders.orderId"), Op.EQUALS, (float(order_id),)),),
+    )
+    res = run(wh, q)
+    assert res.rows[0]["orders.count"] == 1
+    import psycopg
+
+    url = wh.url.render_as_string(hide_password=False)
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN " + res.sql.replace("%(", "%%(") % (), res.params)
+        )
+    assert "Index Cond: (order_id = " in plan, plan

@@ -1,5 +1,6 @@
 """SQL snapshots of representative queries (tests/snapshots/*.sql): a planner change shows up
-as a readable diff. Regenerate with ``CDMS_UPDATE_SNAPSHOTS=1``."""
+as a readable diff. Regenerate with ``CDMS_UPDATE_SNAPSHOTS=1`` (a missing snapshot fails
+the test otherwise)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from semantic.compile import compile_plan
+from semantic.answer import answer_statement
 from semantic.planner import plan_query
 from semantic.query import Compare, Condition, CubeQuery, Junction, Op, OrderItem, ToDate
-from semantic.service import plain, render
+from semantic.service import TOTALS_KEY, plain, render
+from semantic.shape import flat
 from semantic.validate import default_model
 from tests.semantic.conftest import d, m, mem
 
@@ -102,10 +104,12 @@ CASES: dict[str, tuple[CubeQuery, frozenset[str]]] = {
 def test_sql_snapshot(name: str) -> None:
     query, fresh = CASES[name]
     model = default_model()
-    text, params = render(compile_plan(model, plan_query(model, query, fresh)))
+    shape = flat([f.alias for f in query.measures], [f.alias for f in query.dimensions], TOTALS_KEY)
+    text, params = render(answer_statement(model, plan_query(model, query, fresh), shape))
     shown = {k: plain(v) for k, v in params.items()}
     got = f"{text.strip()}\n-- params: {json.dumps(shown, sort_keys=True)}\n"
     path = SNAPSHOTS / f"cube_{name}.sql"
-    if os.environ.get("CDMS_UPDATE_SNAPSHOTS") == "1" or not path.exists():
+    if os.environ.get("CDMS_UPDATE_SNAPSHOTS") == "1":
         path.write_text(got)
+    assert path.exists(), f"no snapshot {path.name}: run with CDMS_UPDATE_SNAPSHOTS=1, review it"
     assert got == path.read_text(), f"SQL of {name} changed; review and regenerate"

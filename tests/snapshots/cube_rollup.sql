@@ -1,7 +1,7 @@
-SELECT agg.d0, agg.d1, agg.m0 AS f0, (agg.m1 / NULLIF(agg.m0, 0)) AS f1 
+SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.d1, '@2', agg.m0, '@3', (agg.m1 / NULLIF(agg.m0, 0)), '@4', '[]'::json))::text AS j 
 FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x1_0) AS m1 
 FROM (SELECT date_trunc('quarter', sales.bucket) AS d0, sales."products_category" AS d1, sales."m_revenue" AS x0_0, sales."m_margin" AS x1_0 
 FROM dw_rollup.sales_monthly_by_category AS sales 
 WHERE sales."sales_channel" IN (%(p0_1)s::VARCHAR, %(p0_2)s::VARCHAR)) AS rows_sales GROUP BY rows_sales.d0, rows_sales.d1) AS agg ORDER BY agg.d0 ASC NULLS LAST, agg.d1 ASC NULLS LAST 
  LIMIT %(p1)s::INTEGER OFFSET %(p2)s::INTEGER
--- params: {"p0_1": "web", "p0_2": "mobile", "p1": 10000, "p2": 0}
+-- params: {"p0_1": "web", "p0_2": "mobile", "p1": 10001, "p2": 0}
