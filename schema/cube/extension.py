@@ -1,14 +1,26 @@
-"""Puts what each ``cube`` field ran into the response's ``extensions.cube``: the SQL and
-its parameters, the rollups used, the warehouse version and freshness (last successful
-ETL run), whether the cache answered, and the time taken."""
+"""``CubeExtensions``: answers operations made of ``cube`` fields alone without per-field
+execution (``schema.cube.fast``), and puts what each ``cube`` field ran into the
+response's ``extensions.cube``: the SQL and its parameters, the rollups used, the
+conformed-time re-targetings, the row count and whether the limit cut the answer, the
+warehouse version and freshness (last successful ETL run), whether the cache answered,
+and the time taken.
+
+Strawberry refuses an async hook in synchronous execution (``execute_sync``), and the fast
+path must await the database: ``CubeExtensions`` is therefore a factory, called once per
+operation, that adds the fast path (an async ``on_execute``) only when an event loop runs,
+i.e. under ``Schema.execute``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
+
+from semantic.service import CubeAnswer
 
 _reports: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
     "cube_reports", default=None
@@ -22,7 +34,25 @@ def report(entry: dict[str, Any]) -> None:
         reports.append(entry)
 
 
-class CubeExtensions(SchemaExtension):
+def report_entry(path: str, got: CubeAnswer) -> dict[str, Any]:
+    return {
+        "path": path,
+        "sql": got.sql,
+        "params": got.params,
+        "rollups": list(got.rollups),
+        "retargeted": list(got.retargeted),
+        "rows": got.count,
+        "truncated": got.truncated,
+        "cached": got.cached,
+        "warehouseVersion": got.version,
+        "freshness": got.freshness.isoformat() if got.freshness else None,
+        "ms": round(got.seconds * 1000, 3),
+    }
+
+
+class CubeReports(SchemaExtension):
+    """``extensions.cube``: the reports of the operation's ``cube`` fields."""
+
     def __init__(self, *, execution_context: Any = None) -> None:
         super().__init__(execution_context=execution_context)
         self.reports: list[dict[str, Any]] = []
@@ -37,3 +67,33 @@ class CubeExtensions(SchemaExtension):
 
     def get_results(self) -> dict[str, Any]:
         return {"cube": self.reports} if self.reports else {}
+
+
+class CubeFastPath(CubeReports):
+    """``CubeReports`` that also answers operations of ``cube`` fields alone itself."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        from schema.cube.fast import execute_fast
+
+        ec = self.execution_context
+        if ec.graphql_document is not None and ec.result is None:
+            result = await execute_fast(
+                ec.schema._schema,
+                ec.graphql_document,
+                ec.operation_name,
+                ec.variables,
+                ec.context,
+            )
+            if result is not None:
+                ec.result = result.execution_result()
+                self.reports.extend(result.reports)
+        yield
+
+
+def CubeExtensions(*, execution_context: Any = None) -> CubeReports:
+    """The extension for this operation: with the fast path under an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return CubeReports(execution_context=execution_context)
+    return CubeFastPath(execution_context=execution_context)

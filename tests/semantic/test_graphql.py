@@ -129,5 +129,7 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
     assert {"cube": "products", "relationship": "many_to_one"} in meta["sales"]["joins"]
     types = cube_gql('{ __type(name: "CubeSales") { fields { name args { name } } } }')
     fields = {f["name"]: [a["name"] for a in f["args"]] for f in types["data"]["__type"]["fields"]}
-    assert fields["revenue"] == ["compare", "toDate", "shareOfTotal", "rank"]
+    assert fields["revenue"] == ["compare", "as", "toDate", "rolling", "shareOfTotal", "rank"]
+    # an integer measure has no argument that would make a fraction of it
+    assert fields["lineCount"] == ["compare", "as", "toDate", "rolling", "rank"]
     assert {"status", "channel", "paymentMethod", "orderedAt", "averageOrderValue"} <= set(fields)
