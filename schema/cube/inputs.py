@@ -163,7 +163,9 @@ def _set(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
 def unknown_input(name: str, type_name: str) -> BadUserInputError:
     """The error for an input field the caller's role may not see: GraphQL's own message for
     a field that does not exist, so it does not tell that the member exists."""
-    return BadUserInputError(f"Field '{name}' is not defined by type '{type_name}'.")
+    return BadUserInputError(
+        f"Expected value of type '{type_name}' not to include unknown field '{name}'."
+    )
 
 
 def _visible(model: Model, cube: str, member: str, role: str | None, suffix: str) -> Member:

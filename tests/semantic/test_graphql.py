@@ -114,9 +114,12 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
         "returns",
         "feedback",
         "support",
+        "stock",
     }
     revenue = next(x for x in meta["sales"]["measures"] if x["name"] == "revenue")
     assert revenue == {"name": "revenue", "type": "sum", "format": "currency", "additive": True}
+    units = next(x for x in meta["stock"]["measures"] if x["name"] == "unitsOnHand")
+    assert units == {"name": "unitsOnHand", "type": "last", "format": "integer", "additive": False}
     ordered = next(x for x in meta["sales"]["dimensions"] if x["name"] == "orderedAt")
     assert ordered["type"] == "time" and "quarter" in ordered["granularities"]
     assert ordered["values"] == []

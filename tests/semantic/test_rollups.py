@@ -10,7 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from semantic.query import Condition, CubeQuery, Junction, Op, OrderItem
+from semantic.model import Granularity
+from semantic.query import (
+    Change,
+    Compare,
+    Condition,
+    CubeQuery,
+    Junction,
+    Op,
+    OrderItem,
+    Rolling,
+    ToDate,
+)
 from tests.semantic.conftest import d, m, mem, run
 
 SALES_MEASURES = [
@@ -163,8 +174,24 @@ def covered_queries(draw: st.DrawFn) -> CubeQuery:
     order = (
         (OrderItem(mem(f"sales.{measures[0]}"), descending=True),) if draw(st.booleans()) else ()
     )
+    fields_m = [m(f"sales.{x}") for x in measures]
+    if gran in ("month", "quarter", "year") and draw(st.booleans()):
+        # a time-intelligence field: its other time ranges come from the same rollup
+        base = draw(st.sampled_from(["revenue", "lineCount", "marginRate"]))
+        mods = draw(
+            st.sampled_from(
+                [
+                    {"compare": Compare.PRIOR_PERIOD, "change": Change.PERCENT_CHANGE},
+                    {"compare": Compare.PRIOR_YEAR, "change": Change.DIFFERENCE},
+                    {"to_date": ToDate.YEAR},
+                    {"rolling": Rolling(2, Granularity(gran))},
+                    {"rolling": Rolling(3, Granularity.YEAR, leading=True)},
+                ]
+            )
+        )
+        fields_m.append(m(f"sales.{base}", "ti", **mods))
     return CubeQuery(
-        measures=tuple(m(f"sales.{x}") for x in measures),
+        measures=tuple(fields_m),
         dimensions=tuple(fields),
         filters=tuple(filters),
         order=order,

@@ -11,8 +11,19 @@ from pathlib import Path
 import pytest
 
 from semantic.answer import answer_statement
+from semantic.model import Granularity
 from semantic.planner import plan_query
-from semantic.query import Compare, Condition, CubeQuery, Junction, Op, OrderItem, ToDate
+from semantic.query import (
+    Change,
+    Compare,
+    Condition,
+    CubeQuery,
+    Junction,
+    Op,
+    OrderItem,
+    Rolling,
+    ToDate,
+)
 from semantic.service import TOTALS_KEY, plain, render
 from semantic.shape import flat
 from semantic.validate import default_model
@@ -50,6 +61,46 @@ CASES: dict[str, tuple[CubeQuery, frozenset[str]]] = {
                 Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-01-01", "2025-06-30")),
             ),
             timezone="Europe/Berlin",
+        ),
+        frozenset(),
+    ),
+    "windows_and_changes": (
+        CubeQuery(
+            measures=(
+                m("sales.revenue"),
+                m("sales.revenue", "pct", compare=Compare.PRIOR_YEAR, change=Change.PERCENT_CHANGE),
+                m("sales.marginRate", "last3", rolling=Rolling(3, Granularity.MONTH)),
+                m("sales.lineCount", "next2", rolling=Rolling(2, Granularity.MONTH, leading=True)),
+                m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+            ),
+            dimensions=(d("sales.orderedAt", "month"),),
+            filters=(
+                Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-03-01", "2025-06-30")),
+            ),
+        ),
+        frozenset(),
+    ),
+    "semi_additive": (
+        CubeQuery(
+            measures=(m("stock.unitsOnHand"),),
+            dimensions=(d("stock.snapshotDate", "month"), d("products.category")),
+            subtotals=True,
+        ),
+        ROLLUPS,
+    ),
+    "percentile": (
+        CubeQuery(
+            measures=(m("orders.medianOrderValue"), m("orders.count")),
+            dimensions=(d("orders.channel"),),
+        ),
+        ROLLUPS,
+    ),
+    "subtotals_ordered": (
+        CubeQuery(
+            measures=(m("sales.revenue"),),
+            dimensions=(d("products.category"), d("sales.channel")),
+            order=(OrderItem(mem("sales.revenue"), descending=True),),
+            subtotals=True,
         ),
         frozenset(),
     ),

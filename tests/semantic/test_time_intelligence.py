@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
+from db.errors import BadUserInputError
 from db.seed import seed
 from etl import runner
-from semantic.query import Compare, Condition, CubeQuery, Op, ToDate
+from semantic.model import Granularity
+from semantic.query import Change, Compare, Condition, CubeQuery, Op, Rolling, ToDate
 from tests.semantic.conftest import d, m, mem, num, run, sql
 
 
@@ -216,3 +218,64 @@ def test_to_date_starts_at_the_period_start_whatever_the_filter(wh: Engine) -> N
     (row,) = run(wh, q).rows
     assert num(row["sales.revenue"]) == num(revenue_between(wh, "2025-03-10Z", "2025-03-21Z"))
     assert num(row["ytd"]) == num(revenue_between(wh, "2025-01-01Z", "2025-03-21Z"))
+
+
+def test_rolling_a_ratio_rolls_its_parts_and_totals_of_time_have_none(wh: Engine) -> None:
+    """A number measure over sums rolls each part (margin and revenue over the window, then
+    divided); a subtotal row that totals time has no running or moving value."""
+    q = CubeQuery(
+        measures=(
+            m("sales.marginRate"),
+            m("sales.marginRate", "rolled", rolling=Rolling(2, Granularity.MONTH)),
+            m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+        ),
+        dimensions=(d("sales.orderedAt", "month"), d("sales.channel")),
+        filters=(in_range("2025-02-01", "2025-04-30"),),
+        subtotals=True,
+    )
+    res = run(wh, q)
+    parts = {
+        (mo, ch): (float(margin), float(net))
+        for mo, ch, margin, net in sql(
+            wh,
+            """SELECT to_char(date_trunc('month', ordered_at AT TIME ZONE 'UTC'), 'YYYY-MM'),
+                      channel, sum(margin), sum(net) FROM dw.fact_sales
+               WHERE ordered_at >= '2025-01-01Z' AND ordered_at < '2025-05-01Z'
+               GROUP BY 1, 2""",
+        )
+    }
+    previous = {"2025-02": "2025-01", "2025-03": "2025-02", "2025-04": "2025-03"}
+    checked = 0
+    for r, totals in zip(res.rows, res.totals, strict=True):
+        if "sales.orderedAt.month" in totals:
+            assert r["rolled"] is None and r["ytd"] is None
+            continue
+        if totals:
+            continue  # a month's subtotal over channels
+        month, channel = r["sales.orderedAt.month"][:7], r["sales.channel"]
+        window = [parts.get((x, channel), (0.0, 0.0)) for x in (previous[month], month)]
+        margin, net = sum(p[0] for p in window), sum(p[1] for p in window)
+        assert num(r["rolled"]) == num(margin / net), (month, channel)
+        checked += 1
+    assert checked >= 12
+
+
+def test_bad_windows_are_bad_input(wh: Engine) -> None:
+    def refused(**mods: Any) -> str:
+        q = CubeQuery(
+            measures=(m("sales.revenue", "x", **mods),),
+            dimensions=(d("sales.orderedAt", "month"),),
+        )
+        with pytest.raises(BadUserInputError) as info:
+            run(wh, q)
+        return str(info.value.fields["field"])
+
+    assert refused(rolling=Rolling(0, Granularity.MONTH)) == "sales.revenue"
+    assert refused(rolling=Rolling(3, Granularity.WEEK)) == "sales.revenue"  # weeks split months
+    assert refused(change=Change.DIFFERENCE) == "sales.revenue"  # as without compare
+    q = CubeQuery(
+        measures=(m("sales.orderCount", "x", rolling=Rolling(3, Granularity.MONTH)),),
+        dimensions=(d("sales.orderedAt", "month"),),
+    )
+    with pytest.raises(BadUserInputError):
+        run(wh, q)  # distinct counts do not add up over months

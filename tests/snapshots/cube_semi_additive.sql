@@ -1,0 +1,7 @@
+SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.d1, '@2', CAST(agg.m0 AS bigint), '@3', to_json(array_remove(ARRAY[CASE WHEN (agg.g & 2) <> 0 THEN 'stock.snapshotDate.month' END, CASE WHEN (agg.g & 1) <> 0 THEN 'products.category' END]::text[], NULL))))::text AS j 
+FROM (SELECT per_time_stock.d0 AS d0, per_time_stock.d1 AS d1, per_time_stock.g AS g, (array_agg(per_time_stock.s0 ORDER BY per_time_stock.t_last DESC) FILTER (WHERE per_time_stock.s0 IS NOT NULL))[1] AS m0 
+FROM (SELECT rows_stock_last.d0 AS d0, rows_stock_last.d1 AS d1, grouping(rows_stock_last.d0, rows_stock_last.d1) AS g, rows_stock_last.t_last AS t_last, sum(rows_stock_last.x0_0) AS s0 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, ((stock.snapshot_date::timestamp AT TIME ZONE 'UTC')))) AS d0, (products.category) AS d1, (stock.units_on_hand) AS x0_0, ((stock.snapshot_date::timestamp AT TIME ZONE 'UTC')) AS t_last 
+FROM dw.fact_stock_daily AS stock LEFT OUTER JOIN dw.dim_product AS products ON stock.product_key = products.product_key) AS rows_stock_last GROUP BY rows_stock_last.t_last, ROLLUP(rows_stock_last.d0, rows_stock_last.d1)) AS per_time_stock GROUP BY per_time_stock.d0, per_time_stock.d1, per_time_stock.g) AS agg ORDER BY ((agg.g & 2) <> 0) ASC, agg.d0 ASC NULLS LAST, ((agg.g & 1) <> 0) ASC, agg.d1 ASC NULLS LAST 
+ LIMIT %(p0)s::INTEGER OFFSET %(p1)s::INTEGER
+-- params: {"p0": 10001, "p1": 0, "tz": "UTC"}

@@ -1,0 +1,22 @@
+SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.m0, '@2', ((agg.m0 - prev_prior_year.m0)::numeric / NULLIF(abs(prev_prior_year.m0), 0)), '@3', win_last_3_month.w2, '@4', CAST(win_next_2_month.w3 AS bigint), '@5', win_to_year.w4, '@6', '[]'::json))::text AS j 
+FROM (SELECT rows_sales.d0 AS d0, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x1_0) AS m1, count(*) AS m2 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
+FROM dw.fact_sales AS sales 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p0)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p1)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales GROUP BY rows_sales.d0) AS agg LEFT OUTER JOIN (SELECT rows_sales_prior_year.d0 AS d0, sum(rows_sales_prior_year.x0_0) AS m0, sum(rows_sales_prior_year.x1_0) AS m1, count(*) AS m2 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
+FROM dw.fact_sales AS sales 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p2)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p3)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales_prior_year GROUP BY rows_sales_prior_year.d0) AS prev_prior_year ON prev_prior_year.d0 = agg.d0 - interval '1 year' LEFT OUTER JOIN (SELECT ext_last_3_month.d0 AS d0, (sum(ext_last_3_month.m1) OVER (ORDER BY ext_last_3_month.d0 + interval '1 month' RANGE BETWEEN interval '3 months -1 microseconds' PRECEDING AND CURRENT ROW) / NULLIF(sum(ext_last_3_month.m0) OVER (ORDER BY ext_last_3_month.d0 + interval '1 month' RANGE BETWEEN interval '3 months -1 microseconds' PRECEDING AND CURRENT ROW), 0)) AS w2 
+FROM (SELECT rows_sales_last_3_month.d0 AS d0, sum(rows_sales_last_3_month.x0_0) AS m0, sum(rows_sales_last_3_month.x1_0) AS m1, count(*) AS m2 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
+FROM dw.fact_sales AS sales 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p4)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p5)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales_last_3_month GROUP BY rows_sales_last_3_month.d0) AS ext_last_3_month) AS win_last_3_month ON win_last_3_month.d0 IS NOT DISTINCT FROM agg.d0 LEFT OUTER JOIN (SELECT ext_next_2_month.d0 AS d0, sum(ext_next_2_month.m2) OVER (ORDER BY ext_next_2_month.d0 RANGE BETWEEN CURRENT ROW AND interval '2 months -1 microseconds' FOLLOWING) AS w3 
+FROM (SELECT rows_sales_next_2_month.d0 AS d0, sum(rows_sales_next_2_month.x0_0) AS m0, sum(rows_sales_next_2_month.x1_0) AS m1, count(*) AS m2 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
+FROM dw.fact_sales AS sales 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p6)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p7)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales_next_2_month GROUP BY rows_sales_next_2_month.d0) AS ext_next_2_month) AS win_next_2_month ON win_next_2_month.d0 IS NOT DISTINCT FROM agg.d0 LEFT OUTER JOIN (SELECT ext_to_year.d0 AS d0, sum(ext_to_year.m0) OVER (PARTITION BY date_trunc('year', ext_to_year.d0) ORDER BY ext_to_year.d0) AS w4 
+FROM (SELECT rows_sales_to_year.d0 AS d0, sum(rows_sales_to_year.x0_0) AS m0, sum(rows_sales_to_year.x1_0) AS m1, count(*) AS m2 
+FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
+FROM dw.fact_sales AS sales 
+WHERE (sales.ordered_at) >= timezone(%(tz)s::VARCHAR, %(p8)s::TIMESTAMP WITHOUT TIME ZONE) AND (sales.ordered_at) < timezone(%(tz)s::VARCHAR, %(p9)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_sales_to_year GROUP BY rows_sales_to_year.d0) AS ext_to_year) AS win_to_year ON win_to_year.d0 IS NOT DISTINCT FROM agg.d0 ORDER BY agg.d0 ASC NULLS LAST 
+ LIMIT %(p10)s::INTEGER OFFSET %(p11)s::INTEGER
+-- params: {"p0": "2025-03-01T00:00:00", "p1": "2025-07-01T00:00:00", "p10": 10001, "p11": 0, "p2": "2024-03-01T00:00:00", "p3": "2024-07-01T00:00:00", "p4": "2025-01-01T00:00:00", "p5": "2025-07-01T00:00:00", "p6": "2025-03-01T00:00:00", "p7": "2025-08-01T00:00:00", "p8": "2025-01-01T00:00:00", "p9": "2025-07-01T00:00:00", "tz": "UTC"}
