@@ -24,6 +24,7 @@ last.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -40,7 +41,6 @@ from semantic.shape import Const, DimensionOut, MeasureOut, Obj, TotalsOut, plac
 from semantic.sources import Expr
 
 Wrap = Callable[[str], str]
-MAX_PAIRS = 50  # json_build_object takes at most 100 arguments
 
 
 class Answer:
@@ -203,7 +203,7 @@ class Answer:
                 windows[j] = f"{name}.w{j}"
         fields = [self.field(f, joined, windows) for f in self.q.measures]
         row = self.row(self.shape, fields)
-        stmt: sa.Select[Any] = sa.select(sa.literal_column(f"({row})::text").label("j"))
+        stmt: sa.Select[Any] = sa.select(sa.literal_column(f"({row})").label("j"))
         stmt = stmt.select_from(source)
         for flt in self.plan.having:
             stmt = stmt.where(self.having(flt, "agg"))
@@ -286,47 +286,53 @@ class Answer:
 
     # -- JSON rows -------------------------------------------------------------------
     def row(self, shape: Obj, fields: list[str]) -> str:
-        counter = [0]
-        return self._obj(shape, fields, counter)
+        """The row's JSON text: literal keys and punctuation concatenated with each value's
+        ``to_json`` (faster than nested ``json_build_object``, and compact)."""
+        parts: list[str] = []  # literal text and SQL expressions, alternately
+        self._obj(shape, fields, [0], parts)
+        return " || ".join(parts)
 
-    def _obj(self, obj: Obj, fields: list[str], counter: list[int]) -> str:
-        pairs: list[str] = []
-        for _, entry in obj.entries:
-            key = f"'{placeholder(counter[0])}'"
+    def _obj(self, obj: Obj, fields: list[str], counter: list[int], parts: list[str]) -> None:
+        literal = "{"
+        for n, (_, entry) in enumerate(obj.entries):
+            literal += ("," if n else "") + f'"{placeholder(counter[0])}":'
             counter[0] += 1
             if isinstance(entry, Obj):
-                pairs.append(f"{key}, {self._obj(entry, fields, counter)}")
+                parts.append(_text(literal))
+                self._obj(entry, fields, counter, parts)
+                literal = ""
+            elif isinstance(entry, Const):
+                literal += json.dumps(entry.value)
             else:
-                pairs.append(f"{key}, {self._leaf(entry, fields)}")
-        return _build(pairs)
+                parts += [_text(literal), self._leaf(entry, fields)]
+                literal = ""
+        parts.append(_text(literal + "}"))
 
-    def _leaf(self, entry: MeasureOut | DimensionOut | TotalsOut | Const, fields: list[str]) -> str:
+    def _leaf(self, entry: MeasureOut | DimensionOut | TotalsOut, fields: list[str]) -> str:
         if isinstance(entry, MeasureOut):
             f = self.q.measures[entry.index]
             text = fields[entry.index]
-            return f"CAST({text} AS bigint)" if self._integer(f) else text
+            return _json(f"CAST({text} AS bigint)" if self._integer(f) else text)
         if isinstance(entry, DimensionOut):
             d = self.q.dimensions[entry.index]
             slot = next(i for i, s in enumerate(self.plan.slots) if d in s.fields)
             col = f"agg.d{slot}"
             if d.granularity is Granularity.VALUE:
-                return (
+                return _json(
                     f"to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
                     f"date_trunc('second', {col}) = {col} THEN '' ELSE to_char({col}, '.US') END"
                 )
             if d.granularity is not None:
-                return f"to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-            return col
-        if isinstance(entry, TotalsOut):
-            if not self.q.subtotals:
-                return "'[]'::json"
-            labels = [
-                f"CASE WHEN (agg.g & {1 << (self.n - 1 - i)}) <> 0 THEN {_text(f.label())} END"
-                for i, s in enumerate(self.plan.slots)
-                for f in s.fields
-            ]
-            return f"to_json(array_remove(ARRAY[{', '.join(labels)}]::text[], NULL))"
-        return _text(entry.value)
+                return _json(f"to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS')")
+            return _json(col)
+        if not self.q.subtotals:
+            return "'[]'"
+        labels = [
+            f"CASE WHEN (agg.g & {1 << (self.n - 1 - i)}) <> 0 THEN {_text(f.label())} END"
+            for i, s in enumerate(self.plan.slots)
+            for f in s.fields
+        ]
+        return f"to_json(array_remove(ARRAY[{', '.join(labels)}]::text[], NULL))::text"
 
     def _integer(self, f: MeasureField) -> bool:
         """Does the field return whole numbers (GraphQL Int)? As its measure, unless a
@@ -346,13 +352,9 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _build(pairs: list[str]) -> str:
-    """``json_build_object`` of the pairs, in order (chunks joined as text past 50 pairs)."""
-    if len(pairs) <= MAX_PAIRS:
-        return f"json_build_object({', '.join(pairs)})"
-    head = _build(pairs[:MAX_PAIRS])
-    tail = _build(pairs[MAX_PAIRS:])
-    return f"(left(({head})::text, -1) || ', ' || substr(({tail})::text, 2))::json"
+def _json(expr: str) -> str:
+    """A value as JSON text (``null`` for NULL)."""
+    return f"coalesce(to_json({expr})::text, 'null')"
 
 
 def answer_statement(model: Model, plan: Plan, shape: Obj) -> sa.Select[Any]:

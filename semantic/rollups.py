@@ -117,7 +117,11 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
             ]
         else:
             cols.append(src.aggregate(m, inputs).label(names[0]))
+    cols.append(sa.func.count().label(SOURCE_ROWS))
     return sa.select(*cols).select_from(src.from_()).group_by(*range_(len(dims) + 1))
+
+
+SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
 
 
 def range_(n: int) -> list[sa.ColumnElement[Any]]:
@@ -140,7 +144,28 @@ def ensure_schema(conn: Connection) -> None:
             " row_count bigint NOT NULL, seconds double precision NOT NULL)"
         )
     )
+    # fact rows summarized, and the scans of the tables earlier builds replaced
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {ROLLUP_SCHEMA}.build"
+            " ADD COLUMN IF NOT EXISTS source_rows bigint NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS hits bigint NOT NULL DEFAULT 0"
+        )
+    )
     grant_readers(conn)
+
+
+def scans(conn: Connection, table: str) -> int:
+    """Queries that read ``table`` since it was built: PostgreSQL's scan count of it (on this
+    server: reads on replicas are not counted; statistics reach it within seconds)."""
+    found = conn.execute(
+        sa.text(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+            " WHERE relid = to_regclass(:t)"
+        ),
+        {"t": table},
+    ).scalar()
+    return int(found or 0)
 
 
 def grant_readers(conn: Connection) -> None:
@@ -190,23 +215,33 @@ def build_all(
                     compile_kwargs={"literal_binds": True},
                 )
                 q = f"{ROLLUP_SCHEMA}.{table}"
+                replaced = scans(conn, q)
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
-                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select}"))
+                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select} WITH NO DATA"))
+                # filled through RETURNING: counted without a scan (scans are its hits)
+                rows, source = conn.execute(
+                    sa.text(
+                        f"WITH ins AS (INSERT INTO {q}__new {select} RETURNING {SOURCE_ROWS})"
+                        f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0) FROM ins"
+                    )
+                ).one()
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
                 conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
                 conn.execute(sa.text(f"ANALYZE {q}"))
                 grant_readers(conn)
-                rows = int(conn.execute(sa.text(f"SELECT count(*) FROM {q}")).scalar_one())
                 seconds = time.perf_counter() - t0
                 conn.execute(
                     sa.text(
-                        f"INSERT INTO {ROLLUP_SCHEMA}.build VALUES (:n, :v, now(), :r, :s)"
+                        f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count,"
+                        " seconds, source_rows, hits) VALUES (:n, :v, now(), :r, :s, :src, :h)"
                         " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(),"
-                        " row_count = :r, seconds = :s"
+                        f" row_count = :r, seconds = :s, source_rows = :src,"
+                        f" hits = {ROLLUP_SCHEMA}.build.hits + :h"
                     ),
-                    {"n": name, "v": version, "r": rows, "s": seconds},
+                    {"n": name, "v": version, "r": rows, "s": seconds}
+                    | {"src": source, "h": replaced},
                 )
-            done.append(Built(name, rows, seconds))
+            done.append(Built(name, int(rows), seconds))
             if on_done:
                 on_done(name)
     return done

@@ -53,6 +53,10 @@ class Computed:
     rollups: tuple[str, ...]
     retargeted: tuple[dict[str, str], ...]
 
+    @property
+    def size(self) -> int:
+        return len(self.text)
+
 
 @dataclass(frozen=True)
 class CubeAnswer:
@@ -179,7 +183,7 @@ def _compute(
     fresh = fresh_rollups(conn, version) if rollups else frozenset()
     plan = plan_query(model, query, fresh, checked=True)
     sql, params = render(answer_statement(model, plan, shape))
-    rows: list[str] = list(conn.exec_driver_sql(sql, params).scalars())
+    rows: list[str] = list(conn.exec_driver_sql(sql, params).scalars().all())
     truncated = len(rows) > query.limit
     del rows[query.limit :]
     return Computed(

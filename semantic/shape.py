@@ -6,13 +6,14 @@ objects (``{"sales": {"revenue": 1.5, "orderedAt": {"month": "..."}}}``); the Py
 for flat ones keyed by field alias.
 
 The statement never contains the keys themselves: it writes placeholders (``"@0"``,
-``"@1"`` ... in document order), which ``Shape.rename`` swaps for the names with plain
-string replacement (a JSON string value cannot contain ``"@0" :`` unescaped). So the SQL
-text, and the cached answer, depend on the layout (``skeleton``) but not on the aliases.
+``"@1"`` ... in document order), which ``rename`` swaps for the names with plain string
+replacement (a JSON string value cannot contain ``"@0":`` unescaped). So the SQL text, and
+the cached answer, depend on the layout (``skeleton``) but not on the aliases.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
@@ -72,19 +73,17 @@ def placeholder(n: int) -> str:
 
 
 def rename(text: str, names: list[str]) -> str:
-    """``text`` (rows written with placeholder keys) with the real keys.
-
-    ``json_build_object`` writes ``"key" : value``; keys are GraphQL names or field
-    aliases, which need no JSON escaping beyond what ``_key`` does."""
-    # the pattern ends with the closing quote, so "@1" never matches "@12"; what a
-    # replacement writes ("name":, no blanks) never matches a later pattern
+    """``text`` (rows written with placeholder keys, ``"@0":``) with the real keys."""
+    # the pattern ends with the closing quote, so "@1" never matches "@12"; a name never
+    # starts with "@" (GraphQL names cannot; ``_key`` escapes the Python API's aliases)
     for n in range(len(names)):
-        text = text.replace(f'"{placeholder(n)}" : ', f'"{_key(names[n])}":')
+        text = text.replace(f'"{placeholder(n)}":', f'"{_key(names[n])}":')
     return text
 
 
 def _key(name: str) -> str:
-    return name.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = json.dumps(name)[1:-1]
+    return "\\u0040" + escaped[1:] if escaped.startswith("@") else escaped
 
 
 def flat(measures: list[str], dimensions: list[str], totals: str | None = None) -> Obj:

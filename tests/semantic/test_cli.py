@@ -22,5 +22,10 @@ def test_rollups_command_builds_then_skips_then_forces(
     assert again.returncode == 0 and "every rollup is current" in again.stdout
     forced = run_cdms(env, "semantic", "rollups", "--force")
     assert forced.returncode == 0 and forced.stdout.count(" rows in ") == 3
+    explained = run_cdms(env | {"COLUMNS": "220"}, "semantic", "rollups", "--explain")
+    assert explained.returncode == 0, explained.stderr
+    for name in ("orders.daily", "sales.dailyDetail", "sales.monthlyByCategory"):
+        assert name in explained.stdout
+    assert "compression" in explained.stdout and "no query has read it" in explained.stdout
     bad = run_cdms(env, "semantic", "validate", "--models", "/nonexistent")
     assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")

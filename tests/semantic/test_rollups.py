@@ -4,6 +4,7 @@ draws random covered queries and compares both paths."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -208,3 +209,45 @@ def test_property_rollup_path_equals_raw_path(wh: Engine, q: CubeQuery) -> None:
     assert not slow.rollups
     assert same(list(fast.rows), list(slow.rows)), (fast.sql, fast.rows[:3], slow.rows[:3])
     assert fast.totals == slow.totals
+
+
+def test_explain_reports_compression_and_hits_across_rebuilds(
+    fresh_database: Callable[[], str],
+) -> None:
+    from db.engine import make_engine
+    from semantic.rollup_report import explain
+    from semantic.rollups import build_all
+    from semantic.service import execute
+    from semantic.validate import default_model
+    from tests.semantic.conftest import load_warehouse, sql
+
+    url = fresh_database()
+    load_warehouse(url, 40, 300, 3)
+    engine = make_engine(url)
+    model = default_model()
+    q = CubeQuery(measures=(m("sales.revenue"),), dimensions=(d("products.category"),))
+
+    def read_twice() -> None:
+        with engine.connect() as conn:
+            for _ in range(2):
+                assert execute(conn, q, use_cache=False).rollups == ("sales.monthlyByCategory",)
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+            conn.commit()
+
+    read_twice()
+    stats = {s.name: s for s in explain(engine, model)}
+    lines = sql(url, "SELECT count(*) FROM dw.fact_sales")[0][0]
+    monthly = stats["sales.monthlyByCategory"]
+    analyzed = sql(  # (counting its rows would be a hit)
+        url,
+        "SELECT reltuples::bigint FROM pg_class"
+        " WHERE oid = 'dw_rollup.sales_monthly_by_category'::regclass",
+    )[0][0]
+    assert monthly.source_rows == lines and monthly.rows == analyzed
+    assert math.isclose(monthly.compression, lines / monthly.rows)
+    assert monthly.hits == 2 and stats["sales.dailyDetail"].hits == 0
+    assert "no query has read it" in stats["sales.dailyDetail"].verdict
+    build_all(engine, model, force=True)  # a rebuild keeps the count
+    read_twice()
+    assert {s.name: s.hits for s in explain(engine, model)}["sales.monthlyByCategory"] == 4
+    engine.dispose()

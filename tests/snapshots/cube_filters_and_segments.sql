@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', agg.d0, '@1', (agg.m0::numeric / NULLIF(agg.m1, 0)), '@2', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(agg.d0)::text, 'null') || ',"@1":' || coalesce(to_json((agg.m0::numeric / NULLIF(agg.m1, 0)))::text, 'null') || ',"@2":' || '[]' || '}') AS j 
 FROM (SELECT rows_support.d0 AS d0, count(rows_support.x0_0) AS m0, count(*) AS m1 
 FROM (SELECT (support.priority) AS d0, (CASE WHEN support.is_resolved THEN 1 END) AS x0_0 
 FROM dw.fact_support AS support LEFT OUTER JOIN dw.dim_customer AS customers ON support.customer_key = customers.customer_key 

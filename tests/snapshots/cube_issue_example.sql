@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.d1, '@2', agg.m0, '@3', CAST(agg.m1 AS bigint), '@4', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'))::text, 'null') || ',"@1":' || coalesce(to_json(agg.d1)::text, 'null') || ',"@2":' || coalesce(to_json(agg.m0)::text, 'null') || ',"@3":' || coalesce(to_json(CAST(agg.m1 AS bigint))::text, 'null') || ',"@4":' || '[]' || '}') AS j 
 FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, count(DISTINCT rows_sales.x1_0) AS m1 
 FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (customers.segment) AS d1, (sales.net) AS x0_0, (sales.order_id) AS x1_0 
 FROM dw.fact_sales AS sales LEFT OUTER JOIN dw.dim_customer AS customers ON sales.customer_key = customers.customer_key 

@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.d1, '@2', agg.m0, '@3', agg.m1, '@4', (agg.m2::numeric / NULLIF(agg.m3, 0)), '@5', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'))::text, 'null') || ',"@1":' || coalesce(to_json(agg.d1)::text, 'null') || ',"@2":' || coalesce(to_json(agg.m0)::text, 'null') || ',"@3":' || coalesce(to_json(agg.m1)::text, 'null') || ',"@4":' || coalesce(to_json((agg.m2::numeric / NULLIF(agg.m3, 0)))::text, 'null') || ',"@5":' || '[]' || '}') AS j 
 FROM (SELECT facts.d0 AS d0, facts.d1 AS d1, max(facts.m0) AS m0, max(facts.m1) AS m1, max(facts.m2) AS m2, max(facts.m3) AS m3 
 FROM (SELECT anon_1.d0 AS d0, anon_1.d1 AS d1, CAST(anon_1.m0 AS NUMERIC) AS m0, CAST(NULL AS NUMERIC) AS m1, CAST(NULL AS NUMERIC) AS m2, CAST(anon_1.m3 AS NUMERIC) AS m3 
 FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x3_0) AS m3 

@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', agg.d0, '@1', agg.m0, '@2', CAST(agg.m1 AS bigint), '@3', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(agg.d0)::text, 'null') || ',"@1":' || coalesce(to_json(agg.m0)::text, 'null') || ',"@2":' || coalesce(to_json(CAST(agg.m1 AS bigint))::text, 'null') || ',"@3":' || '[]' || '}') AS j 
 FROM (SELECT rows_orders.d0 AS d0, percentile_cont(0.5) WITHIN GROUP (ORDER BY rows_orders.x0_0) AS m0, count(*) AS m1 
 FROM (SELECT (orders.channel) AS d0, (orders.net) AS x0_0 
 FROM dw.fact_orders AS orders) AS rows_orders GROUP BY rows_orders.d0) AS agg ORDER BY agg.d0 ASC NULLS LAST 

@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.d1, '@2', agg.m0, '@3', (agg.m1 / NULLIF(agg.m0, 0)), '@4', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'))::text, 'null') || ',"@1":' || coalesce(to_json(agg.d1)::text, 'null') || ',"@2":' || coalesce(to_json(agg.m0)::text, 'null') || ',"@3":' || coalesce(to_json((agg.m1 / NULLIF(agg.m0, 0)))::text, 'null') || ',"@4":' || '[]' || '}') AS j 
 FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x1_0) AS m1 
 FROM (SELECT date_trunc('quarter', sales.bucket) AS d0, sales."products_category" AS d1, sales."m_revenue" AS x0_0, sales."m_margin" AS x1_0 
 FROM dw_rollup.sales_monthly_by_category AS sales 

@@ -1,4 +1,4 @@
-SELECT (json_build_object('@0', to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'), '@1', agg.m0, '@2', ((agg.m0 - prev_prior_year.m0)::numeric / NULLIF(abs(prev_prior_year.m0), 0)), '@3', win_last_3_month.w2, '@4', CAST(win_next_2_month.w3 AS bigint), '@5', win_to_year.w4, '@6', '[]'::json))::text AS j 
+SELECT ('{"@0":' || coalesce(to_json(to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'))::text, 'null') || ',"@1":' || coalesce(to_json(agg.m0)::text, 'null') || ',"@2":' || coalesce(to_json(((agg.m0 - prev_prior_year.m0)::numeric / NULLIF(abs(prev_prior_year.m0), 0)))::text, 'null') || ',"@3":' || coalesce(to_json(win_last_3_month.w2)::text, 'null') || ',"@4":' || coalesce(to_json(CAST(win_next_2_month.w3 AS bigint))::text, 'null') || ',"@5":' || coalesce(to_json(win_to_year.w4)::text, 'null') || ',"@6":' || '[]' || '}') AS j 
 FROM (SELECT rows_sales.d0 AS d0, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x1_0) AS m1, count(*) AS m2 
 FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (sales.ordered_at))) AS d0, (sales.net) AS x0_0, (sales.margin) AS x1_0 
 FROM dw.fact_sales AS sales 
