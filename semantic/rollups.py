@@ -14,6 +14,7 @@ bucket boundaries. Otherwise the facts answer.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,35 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
 SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
 
 
+def build_sql(model: Model, cube: str, p: PreAggregation) -> str:
+    """The SQL that fills the rollup (its definition: a changed one is rebuilt)."""
+    compiled = build_select(model, cube, p).compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return str(compiled)
+
+
+def _digest(sql: str) -> str:
+    return hashlib.md5(sql.encode(), usedforsecurity=False).hexdigest()
+
+
+_definitions: dict[int, tuple[Model, dict[str, str]]] = {}  # by id (hashing a model is slow)
+
+
+def definitions(model: Model) -> dict[str, str]:
+    """Each declared rollup's definition digest, by ``cube.name``."""
+    found = _definitions.get(id(model))
+    if found is None or found[0] is not model:
+        digests = {
+            f"{c.name}.{p.name}": _digest(build_sql(model, c.name, p))
+            for c in model.cubes
+            for p in c.pre_aggregations
+        }
+        found = _definitions[id(model)] = (model, digests)
+    return found[1]
+
+
 def range_(n: int) -> list[sa.ColumnElement[Any]]:
     return [sa.literal_column(str(i + 1)) for i in range(n)]
 
@@ -149,7 +179,8 @@ def ensure_schema(conn: Connection) -> None:
         sa.text(
             f"ALTER TABLE {ROLLUP_SCHEMA}.build"
             " ADD COLUMN IF NOT EXISTS source_rows bigint NOT NULL DEFAULT 0,"
-            " ADD COLUMN IF NOT EXISTS hits bigint NOT NULL DEFAULT 0"
+            " ADD COLUMN IF NOT EXISTS hits bigint NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS definition text NOT NULL DEFAULT ''"
         )
     )
     grant_readers(conn)
@@ -193,27 +224,35 @@ def build_all(
 ) -> list[Built]:
     """(Re)build every declared rollup not yet built from the current warehouse version.
 
-    Each rollup is swapped in within one transaction (readers see the old or the new one)."""
+    Each rollup is swapped in within one transaction (readers see the old or the new one).
+    Tables of rollups the model no longer declares are dropped."""
     done: list[Built] = []
+    declared = {
+        f"{c.name}.{p.name}": rollup_table(c.name, p)
+        for c in model.cubes
+        for p in c.pre_aggregations
+    }
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        _drop_undeclared(conn, declared)
     for cube in model.cubes:
         for p in cube.pre_aggregations:
             name, table = f"{cube.name}.{p.name}", rollup_table(cube.name, p)
+            select = build_sql(model, cube.name, p)
             with engine.begin() as conn:
                 ensure_schema(conn)
                 version = warehouse_version(conn)
                 built = conn.execute(
-                    sa.text(f"SELECT version FROM {ROLLUP_SCHEMA}.build WHERE name = :n"),
+                    sa.text(
+                        f"SELECT version, definition FROM {ROLLUP_SCHEMA}.build WHERE name = :n"
+                    ),
                     {"n": name},
-                ).scalar()
-                if built == version and not force:
+                ).one_or_none()
+                if built == (version, _digest(select)) and not force:
                     if on_done:
                         on_done(name)
                     continue
                 t0 = time.perf_counter()
-                select = build_select(model, cube.name, p).compile(
-                    dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-                    compile_kwargs={"literal_binds": True},
-                )
                 q = f"{ROLLUP_SCHEMA}.{table}"
                 replaced = scans(conn, q)
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
@@ -233,13 +272,14 @@ def build_all(
                 conn.execute(
                     sa.text(
                         f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count,"
-                        " seconds, source_rows, hits) VALUES (:n, :v, now(), :r, :s, :src, :h)"
+                        " seconds, source_rows, hits, definition)"
+                        " VALUES (:n, :v, now(), :r, :s, :src, :h, :d)"
                         " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(),"
-                        f" row_count = :r, seconds = :s, source_rows = :src,"
+                        f" row_count = :r, seconds = :s, source_rows = :src, definition = :d,"
                         f" hits = {ROLLUP_SCHEMA}.build.hits + :h"
                     ),
                     {"n": name, "v": version, "r": rows, "s": seconds}
-                    | {"src": source, "h": replaced},
+                    | {"src": source, "h": replaced, "d": _digest(select)},
                 )
             done.append(Built(name, int(rows), seconds))
             if on_done:
@@ -247,11 +287,27 @@ def build_all(
     return done
 
 
-def fresh_rollups(conn: Connection, version: int) -> frozenset[str]:
+def _drop_undeclared(conn: Connection, declared: dict[str, str]) -> None:
+    tables = conn.execute(
+        sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'build'"),
+        {"s": ROLLUP_SCHEMA},
+    ).scalars()
+    for table in set(tables) - set(declared.values()):
+        conn.execute(sa.text(f'DROP TABLE {ROLLUP_SCHEMA}."{table}"'))
+    conn.execute(
+        sa.text(f"DELETE FROM {ROLLUP_SCHEMA}.build WHERE NOT (name = ANY(:names))"),
+        {"names": list(declared)},
+    )
+
+
+def fresh_rollups(conn: Connection, version: int, model: Model) -> frozenset[str]:
+    """The rollups built from warehouse ``version`` as ``model`` declares them now."""
     exists = conn.execute(sa.text(f"SELECT to_regclass('{ROLLUP_SCHEMA}.build') IS NOT NULL"))
     if not exists.scalar_one():
         return frozenset()
     rows = conn.execute(
-        sa.text(f"SELECT name FROM {ROLLUP_SCHEMA}.build WHERE version = :v"), {"v": version}
+        sa.text(f"SELECT name, definition FROM {ROLLUP_SCHEMA}.build WHERE version = :v"),
+        {"v": version},
     )
-    return frozenset(r[0] for r in rows)
+    expected = definitions(model)
+    return frozenset(name for name, digest in rows if expected.get(name) == digest)

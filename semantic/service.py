@@ -180,7 +180,7 @@ def answer(
 def _compute(
     conn: Connection, model: Model, query: CubeQuery, shape: Obj, version: int, rollups: bool
 ) -> Computed:
-    fresh = fresh_rollups(conn, version) if rollups else frozenset()
+    fresh = fresh_rollups(conn, version, model) if rollups else frozenset()
     plan = plan_query(model, query, fresh, checked=True)
     sql, params = render(answer_statement(model, plan, shape))
     rows: list[str] = list(conn.exec_driver_sql(sql, params).scalars().all())

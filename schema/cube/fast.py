@@ -31,6 +31,7 @@ uses ``execution_result()`` so today's pipeline gets the same answer through Str
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ from schema.cube.extension import report_entry
 from schema.cube.queries import MODEL
 from schema.cube.selection import CubeRequest, Reader
 from semantic.service import answer, prepare
+
+log = logging.getLogger("cdms.api.cube")
 
 
 @dataclass
@@ -116,6 +119,9 @@ def plan_operation(
                 return None
     except CdmsError:
         return None  # the resolver reports it, with its path and locations
+    except Exception:  # a reading this path does not foresee: the resolver's to judge
+        log.exception("cube fast path: could not read the operation; the resolver runs")
+        return None
     return fields if any(f.request for f in fields) else None
 
 
