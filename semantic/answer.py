@@ -37,7 +37,7 @@ from semantic.dates import EPSILON, interval, move, move_end, span, truncate
 from semantic.model import Granularity, Model
 from semantic.planner import Plan
 from semantic.query import Change, Compare, Filter, Junction, MeasureField, Member
-from semantic.shape import Const, DimensionOut, MeasureOut, Obj, TotalsOut, placeholder
+from semantic.shape import Const, DimensionOut, MeasureOut, Obj, TotalsOut
 from semantic.sources import Expr
 
 Wrap = Callable[[str], str]
@@ -203,7 +203,7 @@ class Answer:
                 windows[j] = f"{name}.w{j}"
         fields = [self.field(f, joined, windows) for f in self.q.measures]
         row = self.row(self.shape, fields)
-        stmt: sa.Select[Any] = sa.select(sa.literal_column(f"({row})").label("j"))
+        stmt: sa.Select[Any] = sa.select(row.label("j"))
         stmt = stmt.select_from(source)
         for flt in self.plan.having:
             stmt = stmt.where(self.having(flt, "agg"))
@@ -285,28 +285,39 @@ class Answer:
         return [sa.literal_column(x) for x in keys]
 
     # -- JSON rows -------------------------------------------------------------------
-    def row(self, shape: Obj, fields: list[str]) -> str:
-        """The row's JSON text: literal keys and punctuation concatenated with each value's
-        ``to_json`` (faster than nested ``json_build_object``, and compact)."""
-        parts: list[str] = []  # literal text and SQL expressions, alternately
-        self._obj(shape, fields, [0], parts)
-        return " || ".join(parts)
+    def row(self, shape: Obj, fields: list[str]) -> Expr:
+        """The row's JSON text: literal punctuation, the keys (bound parameters: the SQL
+        text does not depend on aliases) and each value's ``to_json``, concatenated
+        (faster than nested ``json_build_object``, and compact)."""
+        parts: list[Expr] = []
+        self._obj(shape, fields, parts)
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.op("||")(part)
+        return out
 
-    def _obj(self, obj: Obj, fields: list[str], counter: list[int], parts: list[str]) -> None:
+    def _obj(self, obj: Obj, fields: list[str], parts: list[Expr]) -> None:
         literal = "{"
-        for n, (_, entry) in enumerate(obj.entries):
-            literal += ("," if n else "") + f'"{placeholder(counter[0])}":'
-            counter[0] += 1
+        for n, (key, entry) in enumerate(obj.entries):
+            parts += [self._text(literal + ("," if n else "") + '"'), self._key(key)]
+            literal = '":'
             if isinstance(entry, Obj):
-                parts.append(_text(literal))
-                self._obj(entry, fields, counter, parts)
+                parts.append(self._text(literal))
+                self._obj(entry, fields, parts)
                 literal = ""
             elif isinstance(entry, Const):
                 literal += json.dumps(entry.value)
             else:
-                parts += [_text(literal), self._leaf(entry, fields)]
+                parts += [self._text(literal), sa.literal_column(self._leaf(entry, fields))]
                 literal = ""
-        parts.append(_text(literal + "}"))
+        parts.append(self._text(literal + "}"))
+
+    def _key(self, key: str) -> Expr:
+        return self.c.binder(json.dumps(key)[1:-1], type_=sa.Text)
+
+    @staticmethod
+    def _text(literal: str) -> Expr:
+        return sa.literal_column(_text(literal))
 
     def _leaf(self, entry: MeasureOut | DimensionOut | TotalsOut, fields: list[str]) -> str:
         if isinstance(entry, MeasureOut):

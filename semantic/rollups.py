@@ -305,8 +305,13 @@ def fresh_rollups(conn: Connection, version: int, model: Model) -> frozenset[str
     exists = conn.execute(sa.text(f"SELECT to_regclass('{ROLLUP_SCHEMA}.build') IS NOT NULL"))
     if not exists.scalar_one():
         return frozenset()
+    # (a build table from before the definition column has none: nothing matches until the
+    # next build, which adds it; to_jsonb reads a missing column as null, without an error)
     rows = conn.execute(
-        sa.text(f"SELECT name, definition FROM {ROLLUP_SCHEMA}.build WHERE version = :v"),
+        sa.text(
+            f"SELECT name, to_jsonb(b) ->> 'definition' FROM {ROLLUP_SCHEMA}.build AS b"
+            " WHERE version = :v"
+        ),
         {"v": version},
     )
     expected = definitions(model)

@@ -2,7 +2,7 @@
 
 PostgreSQL writes every answer row as JSON text in the caller's ``Shape`` (GraphQL's nested
 objects, or the Python API's flat rows), so an answer of any size costs no per-cell Python
-work: the rows are joined into one JSON array and their placeholder keys renamed.
+work: the rows are joined into one JSON array.
 
 ``answer`` returns that JSON (``CubeAnswer``, for the GraphQL layer); ``execute`` parses it
 into rows keyed by field alias (``CubeResult``, for the report and scripts). Both carry the
@@ -10,7 +10,8 @@ SQL that ran, the rollups used, the conformed-time re-targetings, whether the li
 answer, the warehouse version and freshness, and the time taken.
 
 The result cache keys on the database, the query without its aliases, the shape's skeleton
-and the warehouse version, so the same question under other aliases is a hit.
+and the warehouse version, so the same question under other aliases is a hit (its keys are
+swapped in the cached text).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from semantic.model import Model
 from semantic.planner import plan_query
 from semantic.query import CubeQuery
 from semantic.rollups import fresh_rollups
-from semantic.shape import Obj, flat, keys, rename, skeleton
+from semantic.shape import Obj, flat, keys, retarget, skeleton
 from semantic.validate import default_model
 
 Row = dict[str, Any]
@@ -43,9 +44,10 @@ TOTALS_KEY = "@totals"
 
 @dataclass(frozen=True)
 class Computed:
-    """What the cache keeps: the rows with placeholder keys (alias-free) and how they ran."""
+    """What the cache keeps: the rows, the keys they were written with, and how they ran."""
 
     text: str  # a JSON array
+    names: tuple[str, ...]  # its keys in document order (``shape.keys``)
     count: int
     truncated: bool  # rows beyond offset + limit exist
     sql: str
@@ -158,12 +160,17 @@ def answer(
     version, freshness = warehouse_state(conn)
     form = json.dumps(skeleton(shape), separators=(",", ":"))
     key = (conn.engine.url.render_as_string(), f"{query.cache_key()}|{form}|r{use_rollups:d}")
-    hit = CACHE.get((*key, version)) if use_cache else None
-    found = hit or _compute(conn, model, query, shape, version, use_rollups)
-    if use_cache and hit is None:
-        CACHE.put((*key, version), found)
+    names = keys(shape)
+    found = CACHE.get((*key, version)) if use_cache else None
+    text = None if found is None else retarget(found.text, list(found.names), names)
+    cached = text is not None
+    if found is None or text is None:  # a miss, or keys too tangled to swap
+        found = _compute(conn, model, query, shape, version, use_rollups)
+        text = found.text
+        if use_cache:
+            CACHE.put((*key, version), found)
     return CubeAnswer(
-        json=rename(found.text, keys(shape)),
+        json=text,
         count=found.count,
         truncated=found.truncated,
         sql=found.sql,
@@ -173,7 +180,7 @@ def answer(
         version=version,
         freshness=freshness,
         seconds=time.perf_counter() - t0,
-        cached=hit is not None,
+        cached=cached,
     )
 
 
@@ -188,6 +195,7 @@ def _compute(
     del rows[query.limit :]
     return Computed(
         text="[" + ",".join(rows) + "]",
+        names=tuple(keys(shape)),
         count=len(rows),
         truncated=truncated,
         sql=sql,

@@ -5,10 +5,11 @@ large answer reaches the client without per-cell Python work. GraphQL asks for n
 objects (``{"sales": {"revenue": 1.5, "orderedAt": {"month": "..."}}}``); the Python API
 for flat ones keyed by field alias.
 
-The statement never contains the keys themselves: it writes placeholders (``"@0"``,
-``"@1"`` ... in document order), which ``rename`` swaps for the names with plain string
-replacement (a JSON string value cannot contain ``"@0":`` unescaped). So the SQL text, and
-the cached answer, depend on the layout (``skeleton``) but not on the aliases.
+The keys are bound parameters of the statement, so its SQL text depends on the layout
+(``skeleton``) but not on the aliases, and so does the result cache's key. A cached answer
+keeps the keys it was computed with; the same question under other aliases gets them
+swapped by ``retarget`` (plain string replacement: ``"key":`` cannot occur inside a JSON
+string value, whose quotes are escaped).
 """
 
 from __future__ import annotations
@@ -68,22 +69,27 @@ def skeleton(obj: Obj) -> object:
     return [skeleton(v) if isinstance(v, Obj) else repr(v) for _, v in obj.entries]
 
 
-def placeholder(n: int) -> str:
-    return f"@{n}"
-
-
-def rename(text: str, names: list[str]) -> str:
-    """``text`` (rows written with placeholder keys, ``"@0":``) with the real keys."""
-    # the pattern ends with the closing quote, so "@1" never matches "@12"; a name never
-    # starts with "@" (GraphQL names cannot; ``_key`` escapes the Python API's aliases)
-    for n in range(len(names)):
-        text = text.replace(f'"{placeholder(n)}":', f'"{_key(names[n])}":')
+def retarget(text: str, old: list[str], new: list[str]) -> str | None:
+    """``text`` (rows keyed by ``old``, in document order) keyed by ``new``; None when that
+    is ambiguous (one old key that must become two different ones)."""
+    wanted: dict[str, str] = {}
+    for a, b in zip(old, new, strict=True):
+        if wanted.setdefault(a, b) != b:
+            return None
+    moves = {a: b for a, b in wanted.items() if a != b}
+    if not moves:
+        return text
+    # through markers that no key can be (a NUL is escaped in JSON), so a new key that is
+    # also an old one is never renamed twice
+    for n, a in enumerate(moves):
+        text = text.replace(f'"{_key(a)}":', f'"\x00{n}":')
+    for n, b in enumerate(moves.values()):
+        text = text.replace(f'"\x00{n}":', f'"{_key(b)}":')
     return text
 
 
 def _key(name: str) -> str:
-    escaped = json.dumps(name)[1:-1]
-    return "\\u0040" + escaped[1:] if escaped.startswith("@") else escaped
+    return json.dumps(name)[1:-1]
 
 
 def flat(measures: list[str], dimensions: list[str], totals: str | None = None) -> Obj:

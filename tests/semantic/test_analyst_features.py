@@ -265,3 +265,21 @@ def test_the_fast_path_answers_as_the_resolver_does(gql: Gql) -> None:
     assert set(row) == {"__typename", "totals", "sales", "s2"}
     assert row["sales"]["__typename"] == "CubeSales"
     assert row["sales"]["orderedAt"]["__typename"] == "CubeSalesOrderedAt"
+
+
+def test_the_cache_swaps_keys_even_crossed_and_recomputes_when_ambiguous(gql: Gql) -> None:
+    q = "{ cube(limit: 55) { sales { %s: revenue %s: lineCount channel } } }"
+    first = ok(gql(q % ("a", "b")))["cube"]
+    crossed = gql(q % ("b", "a"))
+    assert crossed["extensions"]["cube"][0]["cached"] is True
+    assert [r["sales"] for r in ok(crossed)["cube"]] == [
+        {"b": r["sales"]["a"], "a": r["sales"]["b"], "channel": r["sales"]["channel"]}
+        for r in first
+    ]
+    q = "{ cube(limit: 56) { sales { %s: lineCount } returns { %s: count } } }"
+    same = ok(gql(q % ("n", "n")))["cube"]
+    split = gql(q % ("x", "y"))  # one cached key "n" would have to become two: recomputed
+    assert split["extensions"]["cube"][0]["cached"] is False
+    assert ok(split)["cube"] == [
+        {"sales": {"x": r["sales"]["n"]}, "returns": {"y": r["returns"]["n"]}} for r in same
+    ]
