@@ -16,10 +16,13 @@
 -- Parameters: :lo, :hi.
 
 -- name: span
+-- (the stored days through the index on the snapshot's UTC instant)
 SELECT (SELECT min(ordered_at) AT TIME ZONE 'UTC' FROM app.orders)::date AS first_day,
        (CAST(:hi AS timestamptz) AT TIME ZONE 'UTC')::date AS last_day,
-       (SELECT min(snapshot_date) FROM dw.fact_stock_daily) AS stored_first,
-       (SELECT max(snapshot_date) FROM dw.fact_stock_daily) AS stored_last;
+       ((SELECT min(snapshot_date::timestamp AT TIME ZONE 'UTC') FROM dw.fact_stock_daily)
+        AT TIME ZONE 'UTC')::date AS stored_first,
+       ((SELECT max(snapshot_date::timestamp AT TIME ZONE 'UTC') FROM dw.fact_stock_daily)
+        AT TIME ZONE 'UTC')::date AS stored_last;
 
 -- name: keys_all
 CREATE TEMP TABLE _stock_keys ON COMMIT DROP AS
@@ -56,10 +59,14 @@ SELECT s.day::date, l.product_id, l.product_key, l.units_on_hand
 FROM dw.fact_stock_daily AS l
 CROSS JOIN LATERAL generate_series(CAST(l.snapshot_date + 1 AS timestamp),
                                    CAST(:last_day AS timestamp), interval '1 day') AS s (day)
-WHERE l.snapshot_date = CAST(:stored_last AS date)
+WHERE (l.snapshot_date::timestamp AT TIME ZONE 'UTC')
+      = CAST(:stored_last AS date)::timestamp AT TIME ZONE 'UTC'
   AND l.product_id NOT IN (SELECT product_id FROM _stock_keys);
 
 -- name: rebuild
+-- Each product's stock changes on the days it has movements: one level per such day (and
+-- one from the series' first day, movements before it folded in), each spread over the days
+-- until the next change. Windows run over the change days, not over every day.
 INSERT INTO dw.fact_stock_daily (snapshot_date, product_id, product_key, units_on_hand)
 WITH moves AS (
     SELECT i.product_id, (o.ordered_at AT TIME ZONE 'UTC')::date AS day, -i.quantity AS delta
@@ -79,27 +86,34 @@ WITH moves AS (
 daily AS (
     SELECT product_id, day, sum(delta) AS delta FROM moves GROUP BY product_id, day
 ),
-totals AS (
-    SELECT product_id, sum(delta) AS total,
-           sum(delta) FILTER (WHERE day < CAST(:first_day AS date)) AS early
-    FROM daily GROUP BY product_id
+series AS (  -- each product's first day and its stock now
+    SELECT p.id AS product_id, p.stock,
+           greatest(CAST(:first_day AS date), (p.created_at AT TIME ZONE 'UTC')::date) AS first
+    FROM app.products AS p JOIN _stock_keys AS k ON k.product_id = p.id
 ),
-series AS (
-    SELECT p.id AS product_id, p.stock, s.day::date AS day
-    FROM app.products AS p
-    JOIN _stock_keys AS k ON k.product_id = p.id
-    CROSS JOIN LATERAL generate_series(
-        greatest(CAST(:first_day AS timestamp), date_trunc('day', p.created_at AT TIME ZONE 'UTC')),
-        CAST(:last_day AS timestamp), interval '1 day') AS s (day)
+changes AS (  -- the days the stock changes, from the first day to the horizon's
+    SELECT x.product_id, greatest(x.day, s.first) AS day, sum(x.delta) AS delta
+    FROM (SELECT product_id, day, delta FROM daily WHERE day <= CAST(:last_day AS date)
+          UNION ALL
+          SELECT product_id, first, 0 FROM series) AS x
+    JOIN series AS s ON s.product_id = x.product_id
+    GROUP BY x.product_id, greatest(x.day, s.first)
+),
+levels AS (  -- stock now - the movements after the day = stock now - all + those up to it
+    SELECT c.product_id, c.day,
+           lead(c.day, 1, CAST(:last_day AS date) + 1) OVER w AS until,
+           s.stock - coalesce(t.total, 0) + sum(c.delta) OVER w AS units
+    FROM changes AS c
+    JOIN series AS s ON s.product_id = c.product_id
+    LEFT JOIN (SELECT product_id, sum(delta) AS total FROM daily GROUP BY product_id) AS t
+      ON t.product_id = c.product_id
+    WINDOW w AS (PARTITION BY c.product_id ORDER BY c.day)
 )
-SELECT s.day, s.product_id, v.product_key,
-       -- stock now - the movements after the day
-       s.stock - (coalesce(t.total, 0) - coalesce(t.early, 0)
-                  - sum(coalesce(d.delta, 0)) OVER (PARTITION BY s.product_id ORDER BY s.day))
-FROM series AS s
-LEFT JOIN daily AS d ON d.product_id = s.product_id AND d.day = s.day
-LEFT JOIN totals AS t ON t.product_id = s.product_id
+SELECT g.day::date, l.product_id, v.product_key, l.units
+FROM levels AS l
+CROSS JOIN LATERAL generate_series(CAST(l.day AS timestamp), CAST(l.until - 1 AS timestamp),
+                                   interval '1 day') AS g (day)
 JOIN dw.dim_product AS v
-  ON v.product_id = s.product_id
- AND v.valid_from < (s.day + 1)::timestamp AT TIME ZONE 'UTC'
- AND v.valid_to >= (s.day + 1)::timestamp AT TIME ZONE 'UTC';
+  ON v.product_id = l.product_id
+ AND v.valid_from < (g.day + interval '1 day') AT TIME ZONE 'UTC'
+ AND v.valid_to >= (g.day + interval '1 day') AT TIME ZONE 'UTC';
