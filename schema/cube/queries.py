@@ -9,6 +9,7 @@ this resolver serves the others (a ``cube`` beside other root fields).
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -136,8 +137,6 @@ def _level(model: Model, member: str, role: str | None) -> tuple[str, Ref, str |
                 i = visible.index(ref.name)
                 nxt = f"{cube.name}.{visible[i + 1]}" if i + 1 < len(visible) else None
                 return f"{cube.name}.{h.name}", ref, nxt
-    import difflib
-
     closest = difflib.get_close_matches(member, levels, n=3)
     raise BadUserInputError(
         f"{member!r} is not a level of a hierarchy (levels: {', '.join(levels)})",

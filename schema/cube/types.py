@@ -83,10 +83,6 @@ class CubeOrder(enum.Enum):
     DESC = "DESC"
 
 
-def value(root: Row, info: strawberry.Info) -> Any:
-    return root.get(str(info.path.key))
-
-
 def float_measure(
     root: Row,
     info: strawberry.Info,
