@@ -13,7 +13,6 @@ errors say the database is unreachable is a 503 with Retry-After.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +137,4 @@ class GraphQLHttp:
 
 def result_json(result: Result) -> Any:
     """A result as a JSON value (for transports that send objects, not bytes)."""
-    if result.raw_data is not None:
-        return {"data": json.loads(result.raw_data)}
     return result.body()

@@ -63,6 +63,8 @@ def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> 
     try:
         if step.disposition is Disposition.SCD2:
             return _dimension(conn, step, lo, hi)
+        if step.disposition is Disposition.SNAPSHOT:
+            return run_snapshot(conn, step, lo, hi)
         return _fact(conn, step, lo, hi)
     finally:
         conn.execute(sa.text("DROP TABLE IF EXISTS _src, _closed, _keys"))
@@ -101,6 +103,37 @@ def _rekey_sql(dim: Step, fact: Step, ref: DimRef) -> str:
         JOIN {dim.table} AS n ON n.{natural} = c.natural_id AND n.valid_from = c.changed_at
         WHERE f.{ref.key_column} = c.old_key AND f.{fact.event_column} >= c.changed_at
     """
+
+
+# ---------------------------------------------------------------------------------------
+# snapshots (etl/sql/fact_stock_daily.sql)
+# ---------------------------------------------------------------------------------------
+def run_snapshot(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+    """Recompute the series of what changed in ``[lo, hi)`` (everything from ``-infinity``,
+    or when the first day moved earlier), extend the others to the horizon's day."""
+    sql = step.sql()
+    first, last, stored_first, stored_last = conn.execute(sa.text(sql["span"]), {"hi": hi}).one()
+    everything = (
+        lo == NEG_INF or first is None or (stored_first is not None and first < stored_first)
+    )
+    try:
+        if everything:
+            conn.execute(sa.text(sql["keys_all"]))
+            deleted = _rowcount(conn.execute(sa.text(sql["clear_all"])))
+        else:
+            conn.execute(sa.text(sql["keys_changed"]), {"lo": lo, "hi": hi})
+            deleted = _rowcount(conn.execute(sa.text(sql["clear"])))
+        read = int(conn.execute(sa.text("SELECT count(*) FROM _stock_keys")).scalar_one())
+        inserted = 0
+        if first is not None:
+            if not everything and stored_last is not None and stored_last < last:
+                extend = {"last_day": last, "stored_last": stored_last}
+                inserted += _rowcount(conn.execute(sa.text(sql["extend"]), extend))
+            days = {"first_day": first, "last_day": last}
+            inserted += _rowcount(conn.execute(sa.text(sql["rebuild"]), days))
+    finally:
+        conn.execute(sa.text("DROP TABLE IF EXISTS _stock_keys"))
+    return Counts(read=read, inserted=inserted, deleted=deleted)
 
 
 # ---------------------------------------------------------------------------------------

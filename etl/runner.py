@@ -429,7 +429,8 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
 
     The facts' foreign keys and secondary indexes are dropped first and restored at the
     end, inside the same transaction (TRUNCATE locks the tables: readers wait for the commit)."""
-    tables = [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
+    tables = [s.table for s in STEPS if s.disposition is Disposition.SNAPSHOT]
+    tables += [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
     tables += [t.name for t in feature_table.TABLES]  # they follow the facts (foreign keys)
     tables += [s.table for s in stored.STORED]  # they follow the feature tables (ml.hooks refills)
     with _transaction(engine) as conn:
@@ -449,7 +450,7 @@ def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
             t = time.perf_counter()
             started = _now(conn)
             try:
-                if step.disposition is Disposition.SCD2:
+                if step.disposition is not Disposition.MERGE:
                     counts = run_step(conn, step, NEG_INF, result.horizon)
                 else:
                     counts = load_fact_full(conn, step)

@@ -10,6 +10,8 @@ dispositions exist:
            (``changed``), dim_date is extended to cover them (``dates``), the rows of
            ``source`` for those keys are upserted (``INSERT ... ON CONFLICT DO UPDATE ...
            WHERE IS DISTINCT FROM``), and facts whose source row is gone are deleted.
+``snapshot`` a periodic snapshot derived from app (``etl.load.run_snapshot``): the series
+           of the entities changed in the window are recomputed, the others extended.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 class Disposition(Enum):
     SCD2 = "scd2"
     MERGE = "merge"
+    SNAPSHOT = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,17 @@ STEPS: tuple[Step, ...] = (
         delete_sources=("support_tickets",),
         event_column="opened_at",
         dims=(_CUSTOMER,),
+    ),
+    # Daily stock per product (semantic cube ``stock``): after the facts whose movements
+    # it derives from.
+    Step(
+        name="fact_stock_daily",
+        table="dw.fact_stock_daily",
+        disposition=Disposition.SNAPSHOT,
+        key=(("product_id", "bigint"), ("snapshot_date", "date")),
+        source_table="app.products",
+        source_key=("id",),
+        delete_sources=("products",),
     ),
 )
 

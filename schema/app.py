@@ -14,7 +14,7 @@ from graphql import GraphQLSchema, build_schema
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from schema.cube.extension import CubeExtensions
+from schema.cube.extension import CubeReports
 from schema.cube.queries import CubeQueries
 from schema.errors import ErrorCodes
 from schema.mutations import Mutation
@@ -41,7 +41,7 @@ schema = CdmsSchema(
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
     extensions=[
         ErrorCodes,
-        CubeExtensions,
+        CubeReports,
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ],

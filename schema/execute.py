@@ -50,6 +50,7 @@ from schema import lane
 from schema import plan as P
 from schema.catalog import ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
+from schema.cube.fast import execute_fast
 from schema.errors import classify
 from schema.scalars import parse_datetime, parse_decimal, parse_id
 from schema.sql import Statement, statement
@@ -84,9 +85,8 @@ class Result:
         )
 
     def body(self) -> dict[str, Any]:
-        if self.raw_data is not None:
-            return {"data": json.loads(self.raw_data)}
-        out: dict[str, Any] = {"data": self.data}
+        data = json.loads(self.raw_data) if self.raw_data is not None else self.data
+        out: dict[str, Any] = {"data": data}
         if self.errors:
             out["errors"] = self.errors
         if self.extensions:
@@ -94,9 +94,13 @@ class Result:
         return out
 
     def json_bytes(self) -> bytes:
-        if self.raw_data is not None:
-            return b'{"data":' + self.raw_data.encode() + b"}"
-        return json.dumps(self.body(), separators=(",", ":")).encode()
+        if self.raw_data is None:
+            return json.dumps(self.body(), separators=(",", ":"), default=str).encode()
+        parts = [f'"data":{self.raw_data}']  # the rows as PostgreSQL wrote them, unparsed
+        for key in ("errors", "extensions"):
+            if value := getattr(self, key):
+                parts.append(f'"{key}":' + json.dumps(value, separators=(",", ":"), default=str))
+        return ("{" + ",".join(parts) + "}").encode()
 
 
 def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
@@ -308,6 +312,13 @@ class Reads:
             for d in roots.values()
         )
 
+    @staticmethod
+    def cubes(operation: OperationDefinitionNode, roots: Mapping[str, Any]) -> bool:
+        """A query of ``cube`` fields alone: PostgreSQL writes its rows (schema.cube.fast)."""
+        names = {d[0].node.name.value for d in roots.values()}
+        only = names <= {"cube", "__typename"}
+        return operation.operation is OperationType.QUERY and only and "cube" in names
+
     def query_statement(
         self, query: str, document: DocumentNode, operation: OperationDefinitionNode,
         variables: VariableValues,
@@ -458,6 +469,15 @@ class Executor:
         roots = self.reads.root_fields(prepared.document, prepared.operation, prepared.coerced)
         if self.reads.relational(prepared.operation, roots):
             return await self._read(prepared, ctx)
+        if self.reads.cubes(prepared.operation, roots):
+            fast = await execute_fast(  # Strawberry's schema: enum arguments as members
+                self.schema._schema, prepared.document, prepared.operation_name,
+                prepared.variables, ctx,
+            )  # fmt: skip
+            if fast is not None:
+                errors = [classify(e, ctx.request_id).formatted for e in fast.errors]
+                extensions = self._extensions({"cube": fast.reports} if fast.reports else {})
+                return Result(errors=errors, extensions=extensions, raw_data=fast.data)
         ctx.operation = prepared  # for the relational fields resolved under Strawberry
         result = await self.schema.execute(
             prepared.query,

@@ -1,28 +1,45 @@
 """Validation of a ``CubeQuery`` against the model: every bad input is a ``BadUserInputError``
-naming the culprit and the closest valid names, raised before any SQL runs."""
+naming the culprit and the closest valid names, raised before any SQL runs.
+
+A member the caller's role may not see (``public: false``) is refused exactly as a member
+that does not exist (same message, suggestions drawn from the visible members only), so an
+error never tells a role that a hidden member exists.
+"""
 
 from __future__ import annotations
 
 import difflib
-import zoneinfo
 from dataclasses import replace
-from functools import cache
 from typing import Any, assert_never
 
 from db.errors import BadUserInputError
-from semantic.model import Cube, Dimension, DimensionType, Granularity, Measure, Model, summable
+from semantic.dates import CalendarOverflow, parse_when, time_bounds
+from semantic.model import (
+    Cube,
+    Dimension,
+    DimensionType,
+    Granularity,
+    Measure,
+    MeasureType,
+    Model,
+    derivable,
+    summable,
+)
 from semantic.query import (
     MAX_LIMIT,
+    MAX_WINDOW,
+    Change,
     Condition,
     CubeQuery,
     Filter,
     Junction,
+    MeasureField,
     Member,
     Op,
     Value,
-    parse_when,
-    time_bounds,
 )
+
+ALL = "\x00all"  # the role that sees every member (planning, snapshots, the model's own use)
 
 STRING_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN, Op.CONTAINS, Op.SET}
 NUMBER_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN, Op.GT, Op.GTE, Op.LT, Op.LTE, Op.SET}
@@ -48,34 +65,136 @@ def cube_of(model: Model, name: str) -> Cube:
     return cube
 
 
-def measure_of(model: Model, m: Member) -> Measure:
+def _sees(member: Dimension | Measure | None, role: str | None) -> bool:
+    return member is not None and (role == ALL or member.visible_to(role))
+
+
+def measure_of(model: Model, m: Member, role: str | None = ALL) -> Measure:
     cube = cube_of(model, m.cube)
     found = cube.measure(m.name)
-    if found is None:
-        what = "a dimension, not a measure" if cube.dimension(m.name) else "not a measure"
-        bad(f"{m} is {what} of cube {m.cube!r}", str(m), [x.name for x in cube.measures])
+    if not _sees(found, role):
+        other = cube.dimension(m.name)
+        what = "a dimension, not a measure" if _sees(other, role) else "not a measure"
+        pool = [x.name for x in cube.measures if _sees(x, role)]
+        bad(f"{m} is {what} of cube {m.cube!r}", str(m), pool)
     assert found is not None
     return found
 
 
-def dimension_of(model: Model, m: Member) -> Dimension:
+def dimension_of(model: Model, m: Member, role: str | None = ALL) -> Dimension:
     cube = cube_of(model, m.cube)
     found = cube.dimension(m.name)
-    if found is None:
-        what = "a measure, not a dimension" if cube.measure(m.name) else "not a dimension"
-        bad(f"{m} is {what} of cube {m.cube!r}", str(m), [x.name for x in cube.dimensions])
+    if not _sees(found, role):
+        other = cube.measure(m.name)
+        what = "a measure, not a dimension" if _sees(other, role) else "not a dimension"
+        pool = [x.name for x in cube.dimensions if _sees(x, role)]
+        bad(f"{m} is {what} of cube {m.cube!r}", str(m), pool)
     assert found is not None
     return found
 
 
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+def check_timezone(tz: str, zones: frozenset[str]) -> None:
+    """``tz`` must be a name of the server's time zone data (``pg_timezone_names``):
+    Python's list differs (``localtime``, zones newer than the server's data)."""
+    if tz not in zones:
+        bad(f"unknown timezone {tz!r}", tz, sorted(zones), field="timezone", value=tz)
 
 
-def check_timezone(tz: str) -> None:
-    if tz not in _zones():
-        bad(f"unknown timezone {tz!r}", tz, sorted(_zones()), field="timezone", value=tz)
+def check_access(model: Model, q: CubeQuery, role: str | None) -> None:
+    """Every member the query names is one ``role`` may see (else: as if unknown)."""
+    for f in q.measures:
+        measure_of(model, f.member, role)
+    for d in q.dimensions:
+        dimension_of(model, d.member, role)
+    for flt in q.filters:
+        for c in _conditions(flt):
+            _member_of(model, c.member, role)
+    for o in q.order:
+        _member_of(model, o.member, role)
+
+
+def _member_of(model: Model, m: Member, role: str | None) -> None:
+    cube = cube_of(model, m.cube)
+    if not (_sees(cube.measure(m.name), role) or _sees(cube.dimension(m.name), role)):
+        bad(f"{m} is not a member of cube {m.cube!r}", str(m), cube.visible_names(role))
+
+
+def _conditions(flt: Filter) -> list[Condition]:
+    if isinstance(flt, Junction):
+        return [c for item in flt.items for c in _conditions(item)]
+    return [flt]
+
+
+def window_summable(model: Model, m: Member) -> bool:
+    """Can the measure be summed over buckets (running totals, moving windows)? Counts and
+    sums, and ``number`` measures made of them only (each part is summed, then combined)."""
+    measure = measure_of(model, m)
+    if measure.type is MeasureType.NUMBER:
+        return all(window_summable(model, Member.parse(r, m.cube)) for r in measure.refs())
+    return summable(measure.type)
+
+
+GRAINS = [
+    Granularity.DAY,
+    Granularity.WEEK,
+    Granularity.MONTH,
+    Granularity.QUARTER,
+    Granularity.YEAR,
+]
+
+
+def _check_field(model: Model, f: MeasureField, grans: set[Granularity | None]) -> None:
+    m = measure_of(model, f.member)
+    name = str(f.member)
+    if len(f.modifiers) > 1:
+        raise BadUserInputError(
+            f"{name}: use one of compare, toDate, rolling, shareOfTotal, rank per field "
+            "(use aliases to ask for several)",
+            field=name,
+        )
+    if f.change is not Change.VALUE and f.compare is None:
+        raise BadUserInputError(
+            f"{name}: 'as: {f.change.value}' describes a comparison; add compare", field=name
+        )
+    if f.share_of_total and not (summable(m.type) or m.type is MeasureType.LAST):
+        raise BadUserInputError(
+            f"{name} is a {m.type.value} measure; shareOfTotal needs an additive one "
+            "(count, sum or last)",
+            field=name,
+        )
+    if f.windowed and not window_summable(model, f.member):
+        raise BadUserInputError(
+            f"{name} is a {m.type.value} measure; toDate and rolling need one that sums over "
+            "time (count or sum, or a number measure made of them)",
+            field=name,
+        )
+    if (f.compare or f.windowed) and len(grans) != 1:
+        raise BadUserInputError(
+            f"{name}: compare, toDate and rolling need exactly one time granularity among the "
+            "selected dimensions (day, week, month, quarter or year)",
+            field=name,
+        )
+    gran = next(iter(grans)) if grans else None
+    period = Granularity(f.to_date.value.lower()) if f.to_date else None
+    if period and gran and GRAINS.index(gran) > GRAINS.index(period):
+        raise BadUserInputError(
+            f"{name}: toDate {period.value.upper()} is finer than the granularity {gran.value}",
+            field=name,
+        )
+    if f.rolling is not None and gran is not None:
+        r = f.rolling
+        if not 1 <= r.count <= MAX_WINDOW:
+            raise BadUserInputError(
+                f"{name}: a rolling window covers 1 to {MAX_WINDOW} units, not {r.count}",
+                field=name,
+            )
+        if r.unit is Granularity.VALUE or not derivable(gran, r.unit):
+            raise BadUserInputError(
+                f"{name}: a rolling window in {r.unit.value}s is not made of whole "
+                f"{gran.value} buckets (the unit must be the granularity or a coarser one "
+                "it divides: day into week/month/quarter/year, month into quarter/year)",
+                field=name,
+            )
 
 
 def check_query(model: Model, q: CubeQuery) -> None:
@@ -87,51 +206,16 @@ def check_query(model: Model, q: CubeQuery) -> None:
         )
     if q.offset < 0:
         raise BadUserInputError(f"offset {q.offset} must not be negative", field="offset")
-    check_timezone(q.timezone)
-    slots = []
+    grans: set[Granularity | None] = set()
     for d in q.dimensions:
         dim = dimension_of(model, d.member)
         if (dim.type is DimensionType.TIME) != (d.granularity is not None):
             kind = "needs a granularity" if d.granularity is None else "takes no granularity"
             raise BadUserInputError(f"dimension {d.member} {kind}", field=str(d.member))
         if d.granularity not in (None, Granularity.VALUE):
-            slots.append(d)
+            grans.add(d.granularity)
     for f in q.measures:
-        m = measure_of(model, f.member)
-        if sum([f.compare is not None, f.to_date is not None, f.share_of_total, f.rank]) > 1:
-            raise BadUserInputError(
-                f"{f.member}: use one of compare, toDate, shareOfTotal, rank per field "
-                "(use aliases to ask for several)",
-                field=str(f.member),
-            )
-        if (f.to_date or f.share_of_total) and not summable(m.type):
-            raise BadUserInputError(
-                f"{f.member} is a {m.type.value} measure; toDate and shareOfTotal need an "
-                "additive one (count or sum)",
-                field=str(f.member),
-            )
-        if (f.compare or f.to_date) and len({s.granularity for s in slots}) != 1:
-            raise BadUserInputError(
-                f"{f.member}: compare and toDate need exactly one time granularity among the "
-                "selected dimensions (day, week, month, quarter or year)",
-                field=str(f.member),
-            )
-        if f.to_date and slots:
-            order = [
-                Granularity.DAY,
-                Granularity.WEEK,
-                Granularity.MONTH,
-                Granularity.QUARTER,
-                Granularity.YEAR,
-            ]
-            gran = slots[0].granularity
-            assert gran is not None
-            if order.index(gran) > order.index(Granularity(f.to_date.value.lower())):
-                raise BadUserInputError(
-                    f"{f.member}: toDate {f.to_date.value} is finer than the granularity "
-                    f"{gran.value}",
-                    field=str(f.member),
-                )
+        _check_field(model, f, grans)
     for s in q.segments:
         cube = cube_of(model, s.cube)
         if cube.segment(s.name) is None:
@@ -220,7 +304,7 @@ def _check_values(name: str, kind: str, c: Condition) -> None:
     for v in c.values:
         _check_value(name, kind, c.op, v)
     if c.op in (Op.IN_DATE_RANGE, Op.NOT_IN_DATE_RANGE):
-        lo, hi = time_bounds(c)
+        lo, hi = bounds_of(c)
         if lo is not None and hi is not None and lo >= hi:
             raise BadUserInputError(
                 f"{name} {c.op.value}: the range {c.values[0]!s} .. {c.values[1]!s} is empty "
@@ -234,7 +318,16 @@ def _check_value(name: str, kind: str, op: Op, v: Value) -> None:
         if not isinstance(v, bool):
             raise BadUserInputError(f"{name} set: expected true or false", field=name)
     elif op in (Op.IN_DATE_RANGE, Op.NOT_IN_DATE_RANGE, Op.BEFORE_DATE, Op.AFTER_DATE):
-        if parse_when(v) is None:
+        try:
+            parsed = parse_when(v)
+        except CalendarOverflow:
+            raise BadUserInputError(
+                f"{name} {op.value}: {v!r} is the last day this API can compute with; "
+                "leave the bound out for an open range (beforeDate / afterDate)",
+                field=name,
+                value=str(v),
+            ) from None
+        if parsed is None:
             raise BadUserInputError(
                 f"{name} {op.value}: {v!r} is not a date (YYYY-MM-DD) or a local date-time "
                 "(YYYY-MM-DDTHH:MM:SS)",
@@ -249,6 +342,14 @@ def _check_value(name: str, kind: str, op: Op, v: Value) -> None:
             raise BadUserInputError(f"{name} {op.value}: {v!r} is not a boolean", field=name)
     elif not isinstance(v, str):
         raise BadUserInputError(f"{name} {op.value}: {v!r} is not a string", field=name)
+
+
+def bounds_of(c: Condition) -> tuple[Any, Any]:
+    """``time_bounds`` of a checked condition, a bound past the calendar as bad input."""
+    try:
+        return time_bounds(c)
+    except CalendarOverflow as exc:
+        raise BadUserInputError(f"{c.member} {c.op.value}: {exc}", field=str(c.member)) from None
 
 
 VALUE_OPS = frozenset({Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN})

@@ -138,7 +138,25 @@ class _Reader:
             format=self.enum(n, "format", Format, Format.NONE),
             primary_key=bool(n.get("primary_key", False)),
             values=self.values(n),
+            public=self.flag(n, "public", True),
+            roles=self.names(n, "roles"),
         )
+
+    def flag(self, node: dict[str, Any], key: str, default: bool) -> bool:
+        value = node.get(key, default)
+        if not isinstance(value, bool):
+            self.issue(self.loc(node), f"{key!r} must be true or false")
+            return default
+        return value
+
+    def fraction(self, node: dict[str, Any], key: str) -> float | None:
+        value = node.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.issue(self.loc(node), f"{key!r} must be a number")
+            return None
+        return float(value)
 
     def values(self, node: dict[str, Any]) -> tuple[str, ...]:
         raw = node.get("values")
@@ -160,6 +178,10 @@ class _Reader:
             title=self.text(n, "title"),
             description=self.text(n, "description"),
             format=self.enum(n, "format", Format, Format.NONE),
+            percentile=self.fraction(n, "percentile"),
+            time_dimension=self.text(n, "time_dimension") or None,
+            public=self.flag(n, "public", True),
+            roles=self.names(n, "roles"),
         )
 
     def segment(self, n: dict[str, Any]) -> Segment:

@@ -31,6 +31,8 @@ class MeasureType(Enum):
     MIN = "min"
     MAX = "max"
     NUMBER = "number"
+    LAST = "last"  # semi-additive: the last snapshot in each bucket, summed across the rest
+    PERCENTILE = "percentile"  # exact percentile_cont of the rows (0.5: the median)
 
 
 class Relationship(Enum):
@@ -86,7 +88,12 @@ def additive(kind: MeasureType) -> bool:
             return True
         case MeasureType.AVG:
             return True  # from a sum and a count kept side by side
-        case MeasureType.COUNT_DISTINCT | MeasureType.NUMBER:
+        case (
+            MeasureType.COUNT_DISTINCT
+            | MeasureType.NUMBER
+            | MeasureType.LAST
+            | MeasureType.PERCENTILE
+        ):
             return False
         case _:
             assert_never(kind)
@@ -95,6 +102,11 @@ def additive(kind: MeasureType) -> bool:
 def summable(kind: MeasureType) -> bool:
     """Is the measure a sum over rows (so running totals and shares make sense)?"""
     return kind in (MeasureType.COUNT, MeasureType.SUM)
+
+
+# The API's roles (api/auth): who may see a member declared ``public: false``.
+ROLES = ("admin", "analyst", "service", "customer")
+HIDDEN_DEFAULT_ROLES = ("admin",)
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,11 @@ class Dimension:
     primary_key: bool = False
     # the closed set of values a string dimension takes (filters are matched against it)
     values: tuple[str, ...] = ()
+    public: bool = True
+    roles: tuple[str, ...] = ()  # who sees it when not public (default: admins)
+
+    def visible_to(self, role: str | None) -> bool:
+        return visible(self.public, self.roles, role)
 
 
 @dataclass(frozen=True)
@@ -129,10 +146,46 @@ class Measure:
     title: str = ""
     description: str = ""
     format: Format = Format.NONE
+    percentile: float | None = None  # percentile measures: the fraction (0.5, 0.9)
+    time_dimension: str | None = None  # last measures: the snapshot time they pick the last of
+    public: bool = True
+    roles: tuple[str, ...] = ()  # who sees it when not public (default: admins)
 
     def refs(self) -> tuple[str, ...]:
         """Members named in a ``number`` measure's SQL (``name`` or ``cube.name``)."""
         return tuple(REF_RE.findall(self.sql or "")) if self.type is MeasureType.NUMBER else ()
+
+    def visible_to(self, role: str | None) -> bool:
+        return visible(self.public, self.roles, role)
+
+    @property
+    def integer(self) -> bool:
+        """Are its values whole numbers (GraphQL ``Int``)? Counts always; a sum (or a last
+        snapshot) when declared ``format: integer``, i.e. over an integer column."""
+        match self.type:
+            case MeasureType.COUNT | MeasureType.COUNT_DISTINCT:
+                return True
+            case MeasureType.SUM | MeasureType.LAST:
+                return self.format is Format.INTEGER
+            case (
+                MeasureType.AVG
+                | MeasureType.MIN
+                | MeasureType.MAX
+                | MeasureType.NUMBER
+                | MeasureType.PERCENTILE
+            ):
+                return False
+            case _:
+                assert_never(self.type)
+
+
+def visible(public: bool, roles: tuple[str, ...], role: str | None) -> bool:
+    """A member is visible to everyone when public, else to ``roles`` (admins by default);
+    ``role`` None is the unauthenticated demo principal, an admin."""
+    if public:
+        return True
+    allowed = roles or HIDDEN_DEFAULT_ROLES
+    return (role or "admin") in allowed
 
 
 @dataclass(frozen=True)
@@ -203,6 +256,16 @@ class Cube:
 
     def member_names(self) -> list[str]:
         return [d.name for d in self.dimensions] + [m.name for m in self.measures]
+
+    def visible_names(self, role: str | None) -> list[str]:
+        """Names of the dimensions and measures ``role`` may see."""
+        members: list[Dimension | Measure] = [*self.dimensions, *self.measures]
+        return [m.name for m in members if m.visible_to(role)]
+
+    def visible(self, name: str, role: str | None) -> bool:
+        """Is ``name`` a member ``role`` may see?"""
+        member = self.dimension(name) or self.measure(name)
+        return member is not None and member.visible_to(role)
 
     def named_nodes(self) -> list[tuple[str, Loc]]:
         """Every named node of the cube (one namespace): (name, where declared)."""

@@ -5,7 +5,11 @@ Several facts in one query (``sales.revenue`` with ``returns.refundAmount``, or 
 ``number`` measure spanning cubes) are planned one ``FactPlan`` each; ``semantic.compile``
 aggregates each on its own and joins the results on the shared slots, so nothing fans out.
 In such a query the time dimensions of the facts are conformed: a time slot (or a time
-filter) on one fact's own time is applied to each other fact's own time dimension.
+filter) on one fact's own time is applied to each other fact's own time dimension; each
+such re-targeting is listed in ``Plan.retargeted`` (and reported in ``extensions.cube``).
+
+``last`` measures (semi-additive: the last snapshot of each bucket) aggregate in two
+steps, so they are planned as a fact of their own beside the cube's other measures.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from db.errors import BadUserInputError
 from semantic.checks import canonical, check_query, is_measure_filter
-from semantic.model import DimensionType, Granularity, Model, Relationship
+from semantic.model import DimensionType, Granularity, MeasureType, Model, Relationship
 from semantic.query import Condition, CubeQuery, DimensionField, Filter, Junction, Member
 from semantic.rollups import match_rollup
 
@@ -43,6 +47,25 @@ class FactPlan:
     filters: tuple[Filter, ...]
     segments: tuple[Member, ...]
     rollup: str | None = None  # the pre-aggregation's name
+    last: Member | None = None  # last measures: the snapshot time they take the last of
+
+
+@dataclass(frozen=True)
+class Retarget:
+    """A time member of the query applied to another fact's own time dimension."""
+
+    fact: str
+    source: Member
+    target: Member
+    use: str  # "filter" | "dimension"
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "fact": self.fact,
+            "from": str(self.source),
+            "to": str(self.target),
+            "as": self.use,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,7 @@ class Plan:
     base: tuple[Member, ...]  # every aggregated (non-number) measure: column m{i}
     having: tuple[Filter, ...]  # filters on measures, applied after aggregation
     time_slot: int | None  # the slot compare/toDate shift along
+    retargeted: tuple[Retarget, ...] = ()
 
 
 def reachable(model: Model, root: str) -> dict[str, str | None]:
@@ -114,17 +138,33 @@ def plan_query(
         cube = model.cube(o.member.cube)
         if cube is not None and cube.measure(o.member.name) is not None:
             base_measures(model, o.member, base)
-    roots = list(dict.fromkeys(m.cube for m in base)) or [_dimension_root(model, q)]
+    groups: dict[tuple[str, Member | None], list[Member]] = {}
+    for m in base:
+        groups.setdefault((m.cube, _last_time(model, m)), []).append(m)
+    if not groups:
+        groups[(_dimension_root(model, q), None)] = []
+    roots = {cube for cube, _ in groups}
     multi = len(roots) > 1
-    slots = _slots(q, set(roots) if multi else set())
+    slots = _slots(q, roots if multi else set())
+    retargeted: list[Retarget] = []
     facts = tuple(
-        _fact(model, q, root, [m for m in base if m.cube == root], slots, where, multi, fresh)
-        for root in roots
+        _fact(model, q, root, last, measures, slots, where, multi, fresh, retargeted)
+        for (root, last), measures in groups.items()
     )
     time_slot = next(
         (i for i, s in enumerate(slots) if s.granularity not in (None, Granularity.VALUE)), None
     )
-    return Plan(q, slots, facts, tuple(base), having, time_slot)
+    unique = tuple(dict.fromkeys(retargeted))
+    return Plan(q, slots, facts, tuple(base), having, time_slot, unique)
+
+
+def _last_time(model: Model, m: Member) -> Member | None:
+    cube = model.cube(m.cube)
+    measure = cube.measure(m.name) if cube else None
+    if measure is None or measure.type is not MeasureType.LAST:
+        return None
+    assert measure.time_dimension is not None
+    return Member(m.cube, measure.time_dimension)
 
 
 def _dimension_root(model: Model, q: CubeQuery) -> str:
@@ -169,11 +209,13 @@ def _fact(
     model: Model,
     q: CubeQuery,
     root: str,
+    last: Member | None,
     measures: list[Member],
     slots: tuple[Slot, ...],
     where: tuple[Filter, ...],
     multi: bool,
     fresh: frozenset[str],
+    retargeted: list[Retarget],
 ) -> FactPlan:
     parents = reachable(model, root)
     own_time = _own_time(model, root, slots)
@@ -182,7 +224,10 @@ def _fact(
         if m.cube in parents:
             return m
         if multi and _is_time(model, m) and own_time is not None:
-            return own_time  # conformed time of a multi-fact query
+            # conformed time of a multi-fact query
+            use = "dimension" if what == "grouped by" else "filter"
+            retargeted.append(Retarget(root, m, own_time, use))
+            return own_time
         raise BadUserInputError(
             f"{root} measures cannot be {what} {m}: {root} has no many-to-one path to "
             f"{m.cube!r} (reachable: {', '.join(sorted(parents))})",
@@ -208,7 +253,9 @@ def _fact(
             chain.append(node)
             node = parents[node]
         joins.extend(c for c in reversed(chain) if c not in joins)
-    fact = FactPlan(root, tuple(joins), tuple(measures), dims, filters, segments)
+    fact = FactPlan(root, tuple(joins), tuple(measures), dims, filters, segments, last=last)
+    if last is not None:
+        return fact  # two-step aggregates: always from the facts
     rollup = match_rollup(model, fact, [s.granularity for s in slots], q.timezone, fresh)
     return replace(fact, rollup=rollup.name if rollup else None)
 

@@ -2,14 +2,13 @@
 
 ``semantic.checks.check_query`` validates one against the model; ``semantic.planner``
 turns it into SQL. ``cache_key`` is its normalized form (filters of an AND in a stable
-order), which the result cache keys on.
+order, no field aliases), which the result cache keys on.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Literal
 
@@ -43,10 +42,34 @@ class Compare(Enum):
     PRIOR_YEAR = "PRIOR_YEAR"
 
 
+class Change(Enum):
+    """What a ``compare`` field returns: the earlier value, or how the value moved since."""
+
+    VALUE = "VALUE"
+    DIFFERENCE = "DIFFERENCE"  # value - earlier
+    PERCENT_CHANGE = "PERCENT_CHANGE"  # (value - earlier) / |earlier|, a fraction
+
+
 class ToDate(Enum):
     YEAR = "YEAR"
     QUARTER = "QUARTER"
     MONTH = "MONTH"
+
+
+MAX_WINDOW = 1_000
+
+
+@dataclass(frozen=True)
+class Rolling:
+    """A moving window of ``count`` ``unit``s ending with the row's bucket (trailing) or
+    starting with it (``leading``)."""
+
+    count: int
+    unit: Granularity
+    leading: bool = False
+
+    def label(self) -> str:
+        return f"{'next' if self.leading else 'last'} {self.count} {self.unit.value}"
 
 
 @dataclass(frozen=True, order=True)
@@ -71,10 +94,25 @@ class MeasureField:
     to_date: ToDate | None = None
     share_of_total: bool = False
     rank: bool = False
+    change: Change = Change.VALUE  # with compare only
+    rolling: Rolling | None = None
 
     @property
-    def modified(self) -> bool:
-        return bool(self.compare or self.to_date or self.share_of_total or self.rank)
+    def modifiers(self) -> list[str]:
+        """The time-intelligence arguments set on the field (at most one is allowed)."""
+        named = {
+            "compare": self.compare is not None,
+            "toDate": self.to_date is not None,
+            "rolling": self.rolling is not None,
+            "shareOfTotal": self.share_of_total,
+            "rank": self.rank,
+        }
+        return [k for k, on in named.items() if on]
+
+    @property
+    def windowed(self) -> bool:
+        """A running total or moving window: reads rows outside the filtered time range."""
+        return self.to_date is not None or self.rolling is not None
 
 
 @dataclass(frozen=True)
@@ -123,6 +161,7 @@ class CubeQuery:
     subtotals: bool = False
 
     def cache_key(self) -> str:
+        """The query without its field aliases (they only name the answer's keys)."""
         return json.dumps(_normal(self), sort_keys=True, separators=(",", ":"))
 
 
@@ -138,54 +177,14 @@ def _normal(node: object) -> object:
         }
     if isinstance(node, MeasureField):
         mods = [node.compare and node.compare.value, node.to_date and node.to_date.value]
-        return [node.alias, str(node.member), *mods, node.share_of_total, node.rank]
+        window = node.rolling and node.rolling.label()
+        flags = [node.share_of_total, node.rank, node.change.value, window]
+        return [str(node.member), *mods, *flags]
     if isinstance(node, DimensionField):
-        return [node.alias, node.label()]
+        return node.label()
     if isinstance(node, Condition):
         return [str(node.member), node.op.value, list(node.values)]
     if isinstance(node, Junction):
         items = [_normal(i) for i in node.items]
         return [node.kind, sorted(items, key=json.dumps) if node.kind == "and" else items]
     raise TypeError(node)
-
-
-# ---------------------------------------------------------------------------------------
-# dates: a filter value is a local date (a whole day) or a local date-time (an instant)
-# ---------------------------------------------------------------------------------------
-EPSILON = timedelta(microseconds=1)
-
-
-def parse_when(text: Value) -> tuple[datetime, datetime] | None:
-    """``[start, end)`` in local time of a date (its day) or a date-time (that instant)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        if len(text) == 10:
-            d = date.fromisoformat(text)
-            start = datetime(d.year, d.month, d.day)
-            return start, start + timedelta(days=1)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        return None
-    return moment, moment + EPSILON
-
-
-def time_bounds(cond: Condition) -> tuple[datetime | None, datetime | None]:
-    """The local ``[lo, hi)`` a time condition selects (``notInDateRange``: its complement).
-
-    Call only on a checked condition."""
-    spans = [parse_when(v) for v in cond.values]
-    assert all(s is not None for s in spans)
-    first, last = spans[0], spans[-1]
-    assert first is not None and last is not None
-    match cond.op:
-        case Op.IN_DATE_RANGE | Op.NOT_IN_DATE_RANGE:
-            return first[0], last[1]
-        case Op.BEFORE_DATE:
-            return None, first[0]
-        case Op.AFTER_DATE:
-            return first[1], None
-        case _:
-            raise ValueError(cond.op)

@@ -14,18 +14,19 @@ bucket boundaries. Otherwise the facts answer.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from semantic.dates import time_bounds, truncate
 from semantic.model import Granularity, MeasureType, Model, PreAggregation, derivable
-from semantic.query import Condition, Junction, Member, Op, time_bounds
+from semantic.query import Condition, Junction, Member, Op
 from semantic.sources import (
     ROLLUP_SCHEMA,
     Binder,
@@ -38,27 +39,6 @@ from semantic.sources import (
 
 if TYPE_CHECKING:
     from semantic.planner import FactPlan
-
-
-def truncate_py(gran: Granularity, t: datetime) -> datetime:
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    match gran:
-        case Granularity.VALUE:
-            return t
-        case Granularity.DAY:
-            return day
-        case Granularity.WEEK:
-            from datetime import timedelta
-
-            return day - timedelta(days=day.weekday())
-        case Granularity.MONTH:
-            return day.replace(day=1)
-        case Granularity.QUARTER:
-            return day.replace(day=1, month=(day.month - 1) // 3 * 3 + 1)
-        case Granularity.YEAR:
-            return day.replace(day=1, month=1)
-        case _:
-            assert_never(gran)
 
 
 def _conditions(filters: Sequence[Condition | Junction]) -> list[Condition]:
@@ -106,7 +86,7 @@ def _covers(
                 continue
             lo, hi = time_bounds(c)
             for bound in (lo, hi):
-                if bound is not None and truncate_py(p.granularity, bound) != bound:
+                if bound is not None and truncate(p.granularity, bound) != bound:
                     return False
         elif c.member not in dims:
             return False
@@ -138,7 +118,40 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
             ]
         else:
             cols.append(src.aggregate(m, inputs).label(names[0]))
+    cols.append(sa.func.count().label(SOURCE_ROWS))
     return sa.select(*cols).select_from(src.from_()).group_by(*range_(len(dims) + 1))
+
+
+SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
+
+
+def build_sql(model: Model, cube: str, p: PreAggregation) -> str:
+    """The SQL that fills the rollup (its definition: a changed one is rebuilt)."""
+    compiled = build_select(model, cube, p).compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return str(compiled)
+
+
+def _digest(sql: str) -> str:
+    return hashlib.md5(sql.encode(), usedforsecurity=False).hexdigest()
+
+
+_definitions: dict[int, tuple[Model, dict[str, str]]] = {}  # by id (hashing a model is slow)
+
+
+def definitions(model: Model) -> dict[str, str]:
+    """Each declared rollup's definition digest, by ``cube.name``."""
+    found = _definitions.get(id(model))
+    if found is None or found[0] is not model:
+        digests = {
+            f"{c.name}.{p.name}": _digest(build_sql(model, c.name, p))
+            for c in model.cubes
+            for p in c.pre_aggregations
+        }
+        found = _definitions[id(model)] = (model, digests)
+    return found[1]
 
 
 def range_(n: int) -> list[sa.ColumnElement[Any]]:
@@ -161,7 +174,29 @@ def ensure_schema(conn: Connection) -> None:
             " row_count bigint NOT NULL, seconds double precision NOT NULL)"
         )
     )
+    # fact rows summarized, and the scans of the tables earlier builds replaced
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {ROLLUP_SCHEMA}.build"
+            " ADD COLUMN IF NOT EXISTS source_rows bigint NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS hits bigint NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS definition text NOT NULL DEFAULT ''"
+        )
+    )
     grant_readers(conn)
+
+
+def scans(conn: Connection, table: str) -> int:
+    """Queries that read ``table`` since it was built: PostgreSQL's scan count of it (on this
+    server: reads on replicas are not counted; statistics reach it within seconds)."""
+    found = conn.execute(
+        sa.text(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+            " WHERE relid = to_regclass(:t)"
+        ),
+        {"t": table},
+    ).scalar()
+    return int(found or 0)
 
 
 def grant_readers(conn: Connection) -> None:
@@ -189,55 +224,95 @@ def build_all(
 ) -> list[Built]:
     """(Re)build every declared rollup not yet built from the current warehouse version.
 
-    Each rollup is swapped in within one transaction (readers see the old or the new one)."""
+    Each rollup is swapped in within one transaction (readers see the old or the new one).
+    Tables of rollups the model no longer declares are dropped."""
     done: list[Built] = []
+    declared = {
+        f"{c.name}.{p.name}": rollup_table(c.name, p)
+        for c in model.cubes
+        for p in c.pre_aggregations
+    }
+    with engine.begin() as conn:
+        ensure_schema(conn)
+        _drop_undeclared(conn, declared)
     for cube in model.cubes:
         for p in cube.pre_aggregations:
             name, table = f"{cube.name}.{p.name}", rollup_table(cube.name, p)
+            select = build_sql(model, cube.name, p)
             with engine.begin() as conn:
                 ensure_schema(conn)
                 version = warehouse_version(conn)
                 built = conn.execute(
-                    sa.text(f"SELECT version FROM {ROLLUP_SCHEMA}.build WHERE name = :n"),
+                    sa.text(
+                        f"SELECT version, definition FROM {ROLLUP_SCHEMA}.build WHERE name = :n"
+                    ),
                     {"n": name},
-                ).scalar()
-                if built == version and not force:
+                ).one_or_none()
+                if built == (version, _digest(select)) and not force:
                     if on_done:
                         on_done(name)
                     continue
                 t0 = time.perf_counter()
-                select = build_select(model, cube.name, p).compile(
-                    dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-                    compile_kwargs={"literal_binds": True},
-                )
                 q = f"{ROLLUP_SCHEMA}.{table}"
+                replaced = scans(conn, q)
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
-                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select}"))
+                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select} WITH NO DATA"))
+                # filled through RETURNING: counted without a scan (scans are its hits)
+                rows, source = conn.execute(
+                    sa.text(
+                        f"WITH ins AS (INSERT INTO {q}__new {select} RETURNING {SOURCE_ROWS})"
+                        f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0) FROM ins"
+                    )
+                ).one()
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
                 conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
                 conn.execute(sa.text(f"ANALYZE {q}"))
                 grant_readers(conn)
-                rows = int(conn.execute(sa.text(f"SELECT count(*) FROM {q}")).scalar_one())
                 seconds = time.perf_counter() - t0
                 conn.execute(
                     sa.text(
-                        f"INSERT INTO {ROLLUP_SCHEMA}.build VALUES (:n, :v, now(), :r, :s)"
+                        f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count,"
+                        " seconds, source_rows, hits, definition)"
+                        " VALUES (:n, :v, now(), :r, :s, :src, :h, :d)"
                         " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(),"
-                        " row_count = :r, seconds = :s"
+                        f" row_count = :r, seconds = :s, source_rows = :src, definition = :d,"
+                        f" hits = {ROLLUP_SCHEMA}.build.hits + :h"
                     ),
-                    {"n": name, "v": version, "r": rows, "s": seconds},
+                    {"n": name, "v": version, "r": rows, "s": seconds}
+                    | {"src": source, "h": replaced, "d": _digest(select)},
                 )
-            done.append(Built(name, rows, seconds))
+            done.append(Built(name, int(rows), seconds))
             if on_done:
                 on_done(name)
     return done
 
 
-def fresh_rollups(conn: Connection, version: int) -> frozenset[str]:
+def _drop_undeclared(conn: Connection, declared: dict[str, str]) -> None:
+    tables = conn.execute(
+        sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'build'"),
+        {"s": ROLLUP_SCHEMA},
+    ).scalars()
+    for table in set(tables) - set(declared.values()):
+        conn.execute(sa.text(f'DROP TABLE {ROLLUP_SCHEMA}."{table}"'))
+    conn.execute(
+        sa.text(f"DELETE FROM {ROLLUP_SCHEMA}.build WHERE NOT (name = ANY(:names))"),
+        {"names": list(declared)},
+    )
+
+
+def fresh_rollups(conn: Connection, version: int, model: Model) -> frozenset[str]:
+    """The rollups built from warehouse ``version`` as ``model`` declares them now."""
     exists = conn.execute(sa.text(f"SELECT to_regclass('{ROLLUP_SCHEMA}.build') IS NOT NULL"))
     if not exists.scalar_one():
         return frozenset()
+    # (a build table from before the definition column has none: nothing matches until the
+    # next build, which adds it; to_jsonb reads a missing column as null, without an error)
     rows = conn.execute(
-        sa.text(f"SELECT name FROM {ROLLUP_SCHEMA}.build WHERE version = :v"), {"v": version}
+        sa.text(
+            f"SELECT name, to_jsonb(b) ->> 'definition' FROM {ROLLUP_SCHEMA}.build AS b"
+            " WHERE version = :v"
+        ),
+        {"v": version},
     )
-    return frozenset(r[0] for r in rows)
+    expected = definitions(model)
+    return frozenset(name for name, digest in rows if expected.get(name) == digest)

@@ -1,15 +1,25 @@
 """Run a cube query: check, plan, compile, execute (or answer from the cache).
 
-``execute`` takes a SQLAlchemy connection (the API passes its request's read transaction)
-and returns a ``CubeResult``: one row per combination of the selected dimensions, the SQL
-that ran, the rollups used, the warehouse version and freshness, and the time taken.
+PostgreSQL writes every answer row as JSON text in the caller's ``Shape`` (GraphQL's nested
+objects, or the Python API's flat rows), so an answer of any size costs no per-cell Python
+work: the rows are joined into one JSON array.
+
+``answer`` returns that JSON (``CubeAnswer``, for the GraphQL layer); ``execute`` parses it
+into rows keyed by field alias (``CubeResult``, for the report and scripts). Both carry the
+SQL that ran, the rollups used, the conformed-time re-targetings, whether the limit cut the
+answer, the warehouse version and freshness, and the time taken.
+
+The result cache keys on the database, the query without its aliases, the shape's skeleton
+and the warehouse version, so the same question under other aliases is a hit (its keys are
+swapped in the cached text).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,16 +28,51 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from semantic.answer import answer_statement
 from semantic.cache import ResultCache
-from semantic.checks import canonical, check_query
-from semantic.compile import compile_plan
+from semantic.checks import ALL, canonical, check_access, check_query, check_timezone
 from semantic.model import Model
-from semantic.planner import Plan, plan_query
+from semantic.planner import plan_query
 from semantic.query import CubeQuery
 from semantic.rollups import fresh_rollups
+from semantic.shape import Obj, flat, keys, retarget, skeleton
 from semantic.validate import default_model
 
 Row = dict[str, Any]
+TOTALS_KEY = "@totals"
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What the cache keeps: the rows, the keys they were written with, and how they ran."""
+
+    text: str  # a JSON array
+    names: tuple[str, ...]  # its keys in document order (``shape.keys``)
+    count: int
+    truncated: bool  # rows beyond offset + limit exist
+    sql: str
+    params: dict[str, Any]
+    rollups: tuple[str, ...]
+    retargeted: tuple[dict[str, str], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
+class CubeAnswer:
+    json: str  # the rows as a JSON array, keyed as the shape says
+    count: int
+    truncated: bool
+    sql: str
+    params: dict[str, Any]
+    rollups: tuple[str, ...]
+    retargeted: tuple[dict[str, str], ...]
+    version: int
+    freshness: datetime | None
+    seconds: float
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,9 +86,11 @@ class CubeResult:
     freshness: datetime | None
     seconds: float
     cached: bool = False
+    truncated: bool = False
+    retargeted: tuple[dict[str, str], ...] = ()
 
 
-CACHE: ResultCache[CubeResult] = ResultCache()
+CACHE: ResultCache[Computed] = ResultCache()
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
@@ -63,17 +110,99 @@ def plain(v: Any) -> Any:
     return v
 
 
-def _out(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    return v
-
-
 def warehouse_state(conn: Connection) -> tuple[int, datetime | None]:
     row = conn.execute(sa.text("SELECT version, last_success_at FROM dw.etl_state")).one()
     return int(row[0]), row[1]
+
+
+_zones: dict[str, frozenset[str]] = {}
+_zones_lock = threading.Lock()
+
+
+def server_zones(conn: Connection) -> frozenset[str]:
+    """The server's time zone names (``pg_timezone_names``), read once per database."""
+    url = conn.engine.url.render_as_string()
+    found = _zones.get(url)
+    if found is None:
+        names = conn.execute(sa.text("SELECT name FROM pg_timezone_names")).scalars()
+        found = frozenset(str(n) for n in names)
+        with _zones_lock:
+            _zones[url] = found
+    return found
+
+
+def prepare(model: Model, query: CubeQuery, role: str | None = ALL) -> CubeQuery:
+    """The checked query (closed-set values spelled as declared); BadUserInputError if not."""
+    query = canonical(model, query)
+    check_access(model, query, role)
+    check_query(model, query)
+    return query
+
+
+def answer(
+    conn: Connection,
+    query: CubeQuery,
+    shape: Obj,
+    *,
+    model: Model | None = None,
+    role: str | None = ALL,
+    use_rollups: bool = True,
+    use_cache: bool = True,
+    prepared: bool = False,
+) -> CubeAnswer:
+    """The answer's rows as JSON in ``shape``; ``role`` may see only its members (``ALL``:
+    every member); ``prepared``: ``query`` already went through ``prepare``."""
+    t0 = time.perf_counter()
+    model = model or default_model()
+    if not prepared:
+        query = prepare(model, query, role)
+    check_timezone(query.timezone, server_zones(conn))
+    version, freshness = warehouse_state(conn)
+    form = json.dumps(skeleton(shape), separators=(",", ":"))
+    key = (conn.engine.url.render_as_string(), f"{query.cache_key()}|{form}|r{use_rollups:d}")
+    names = keys(shape)
+    found = CACHE.get((*key, version)) if use_cache else None
+    text = None if found is None else retarget(found.text, list(found.names), names)
+    cached = text is not None
+    if found is None or text is None:  # a miss, or keys too tangled to swap
+        found = _compute(conn, model, query, shape, version, use_rollups)
+        text = found.text
+        if use_cache:
+            CACHE.put((*key, version), found)
+    return CubeAnswer(
+        json=text,
+        count=found.count,
+        truncated=found.truncated,
+        sql=found.sql,
+        params=found.params,
+        rollups=found.rollups,
+        retargeted=found.retargeted,
+        version=version,
+        freshness=freshness,
+        seconds=time.perf_counter() - t0,
+        cached=cached,
+    )
+
+
+def _compute(
+    conn: Connection, model: Model, query: CubeQuery, shape: Obj, version: int, rollups: bool
+) -> Computed:
+    fresh = fresh_rollups(conn, version, model) if rollups else frozenset()
+    plan = plan_query(model, query, fresh, checked=True)
+    sql, params = render(answer_statement(model, plan, shape))
+    rows: list[str] = list(conn.exec_driver_sql(sql, params).scalars().all())
+    truncated = len(rows) > query.limit
+    del rows[query.limit :]
+    return Computed(
+        text="[" + ",".join(rows) + "]",
+        names=tuple(keys(shape)),
+        count=len(rows),
+        truncated=truncated,
+        sql=sql,
+        params={k: plain(v) for k, v in params.items()},
+        rollups=tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup),
+        retargeted=tuple(r.as_json() for r in plan.retargeted),
+    )
 
 
 def execute(
@@ -81,59 +210,27 @@ def execute(
     query: CubeQuery,
     *,
     model: Model | None = None,
+    role: str | None = ALL,
     use_rollups: bool = True,
     use_cache: bool = True,
 ) -> CubeResult:
-    t0 = time.perf_counter()
-    model = model or default_model()
-    query = canonical(model, query)
-    check_query(model, query)
-    version, freshness = warehouse_state(conn)
-    key = (conn.engine.url.render_as_string(), query.cache_key() + f"|r{use_rollups:d}", version)
-    if use_cache:
-        hit = CACHE.get(key)
-        if hit is not None:
-            return replace(hit, cached=True, seconds=time.perf_counter() - t0)
-    fresh = fresh_rollups(conn, version) if use_rollups else frozenset()
-    plan = plan_query(model, query, fresh, checked=True)
-    sql, params = render(compile_plan(model, plan))
-    raw = conn.exec_driver_sql(sql, params).all()
-    rows, totals = shape(plan, raw)
-    params = {k: plain(v) for k, v in params.items()}
-    used = tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup)
-    result = CubeResult(
-        rows, totals, sql, params, used, version, freshness, time.perf_counter() - t0
+    """The answer as rows keyed by field alias (dimensions, then measures)."""
+    shape = flat([m.alias for m in query.measures], [d.alias for d in query.dimensions], TOTALS_KEY)
+    got = answer(
+        conn, query, shape, model=model, role=role, use_rollups=use_rollups, use_cache=use_cache
     )
-    if use_cache:
-        CACHE.put(key, result)
-    return result
-
-
-def shape(plan: Plan, raw: Sequence[Any]) -> tuple[tuple[Row, ...], tuple[tuple[str, ...], ...]]:
-    """Database rows → rows keyed by field alias, plus the totalled dimensions of each."""
-    n = len(plan.slots)
-    subtotals = plan.query.subtotals
-    rows: list[Row] = []
-    totals: list[tuple[str, ...]] = []
-    for r in raw:
-        row: Row = {}
-        for i, slot in enumerate(plan.slots):
-            for f in slot.fields:
-                row[f.alias] = _out(r[i])
-        off = n + (1 if subtotals else 0)
-        for j, mf in enumerate(plan.query.measures):
-            row[mf.alias] = _out(r[off + j])
-        rows.append(row)
-        if subtotals:
-            mask = int(r[n])
-            totals.append(
-                tuple(
-                    f.label()
-                    for i, slot in enumerate(plan.slots)
-                    if mask >> (n - 1 - i) & 1
-                    for f in slot.fields
-                )
-            )
-        else:
-            totals.append(())
-    return tuple(rows), tuple(totals)
+    rows: list[Row] = json.loads(got.json)
+    totals = tuple(tuple(r.pop(TOTALS_KEY)) for r in rows)
+    return CubeResult(
+        rows=tuple(rows),
+        totals=totals,
+        sql=got.sql,
+        params=got.params,
+        rollups=got.rollups,
+        version=got.version,
+        freshness=got.freshness,
+        seconds=got.seconds,
+        cached=got.cached,
+        truncated=got.truncated,
+        retargeted=got.retargeted,
+    )

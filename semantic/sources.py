@@ -157,8 +157,14 @@ class RawSource:
                 return sa.func.min(cols[0])
             case MeasureType.MAX:
                 return sa.func.max(cols[0])
+            case MeasureType.PERCENTILE:
+                assert measure.percentile is not None
+                fraction: Expr = sa.literal_column(repr(float(measure.percentile)))
+                return sa.func.percentile_cont(fraction).within_group(cols[0])
             case MeasureType.NUMBER:
                 raise AssertionError("number measures are computed from their parts")
+            case MeasureType.LAST:
+                raise AssertionError("last measures are aggregated in two steps (compile)")
             case _:
                 assert_never(kind)
 
@@ -226,7 +232,12 @@ class RollupSource(RawSource):
                 return sa.func.min(cols[0])
             case MeasureType.MAX:
                 return sa.func.max(cols[0])
-            case MeasureType.COUNT_DISTINCT | MeasureType.NUMBER:
+            case (
+                MeasureType.COUNT_DISTINCT
+                | MeasureType.NUMBER
+                | MeasureType.LAST
+                | MeasureType.PERCENTILE
+            ):
                 raise AssertionError(f"{m} cannot come from a rollup")
             case _:
                 assert_never(kind)

@@ -16,10 +16,13 @@ from semantic.model import (
     CUBE_NAME_RE,
     NAME_RE,
     REF_RE,
+    ROLES,
     DimensionType,
+    Loc,
     MeasureType,
     Model,
     Relationship,
+    additive,
 )
 
 
@@ -133,6 +136,57 @@ def measures(model: Model) -> list[str]:
                         f"{ref!r}" + _close(name, pool)
                     )
     issues.extend(_measure_cycles(model))
+    issues.extend(_measure_kinds(model))
+    return issues
+
+
+def _measure_kinds(model: Model) -> list[str]:
+    """A percentile names its fraction; a last measure names the snapshot time it picks the
+    last of; neither key belongs to other kinds."""
+    issues: list[str] = []
+    for cube in model.cubes:
+        for m in cube.measures:
+            where = f"{m.loc}: measure {cube.name}.{m.name}"
+            if m.type is MeasureType.PERCENTILE:
+                if m.percentile is None or not 0 <= m.percentile <= 1:
+                    issues.append(f"{where} (percentile) needs 'percentile' between 0 and 1")
+            elif m.percentile is not None:
+                issues.append(f"{where}: 'percentile' belongs to percentile measures only")
+            if m.type is MeasureType.LAST:
+                td = cube.dimension(m.time_dimension or "")
+                if td is None or td.type is not DimensionType.TIME:
+                    issues.append(
+                        f"{where} (last) needs 'time_dimension': a time dimension of "
+                        f"{cube.name}" + _close(m.time_dimension or "", _times(model, cube.name))
+                    )
+            elif m.time_dimension is not None:
+                issues.append(f"{where}: 'time_dimension' belongs to last measures only")
+    return issues
+
+
+def _times(model: Model, cube: str) -> list[str]:
+    found = model.cube(cube)
+    return [d.name for d in found.time_dimensions()] if found else []
+
+
+def perspectives(model: Model) -> list[str]:
+    """``public: false`` members name the roles that see them, from the API's roles."""
+    issues: list[str] = []
+    for cube in model.cubes:
+        members: list[tuple[str, bool, tuple[str, ...], Loc]] = [
+            (d.name, d.public, d.roles, d.loc) for d in cube.dimensions
+        ] + [(m.name, m.public, m.roles, m.loc) for m in cube.measures]
+        for name, public, roles, loc in members:
+            if public and roles:
+                issues.append(
+                    f"{loc}: {cube.name}.{name}: 'roles' apply to members with public: false"
+                )
+            for role in roles:
+                if role not in ROLES:
+                    issues.append(
+                        f"{loc}: {cube.name}.{name}: unknown role {role!r} (roles: "
+                        f"{', '.join(ROLES)})" + _close(role, list(ROLES))
+                    )
     return issues
 
 
@@ -166,10 +220,16 @@ def hierarchies(model: Model) -> list[str]:
             if not h.levels:
                 issues.append(f"{h.loc}: hierarchy {cube.name}.{h.name} has no levels")
             for level in h.levels:
-                if cube.dimension(level) is None:
+                dim = cube.dimension(level)
+                if dim is None:
                     issues.append(
                         f"{h.loc}: hierarchy {cube.name}.{h.name} names unknown dimension "
                         f"{level!r}" + _close(level, [d.name for d in cube.dimensions])
+                    )
+                elif dim.type is not DimensionType.STRING:
+                    issues.append(
+                        f"{h.loc}: hierarchy {cube.name}.{h.name}: level {level!r} is a "
+                        f"{dim.type.value} dimension; levels are string dimensions"
                     )
     return issues
 
@@ -186,7 +246,7 @@ def pre_aggregations(model: Model) -> list[str]:
                         f"{where} names unknown measure {name!r}"
                         + _close(name, [x.name for x in cube.measures])
                     )
-                elif m.type in (MeasureType.COUNT_DISTINCT, MeasureType.NUMBER):
+                elif not additive(m.type):
                     issues.append(f"{where}: measure {name!r} ({m.type.value}) is not additive")
             for ref in p.dimensions:
                 owner, _, name = ref.rpartition(".")
@@ -226,6 +286,7 @@ RULES: tuple[Rule, ...] = (
     hierarchies,
     pre_aggregations,
     dimension_values,
+    perspectives,
 )
 
 

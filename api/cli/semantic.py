@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -40,6 +41,12 @@ def validate(
 @app.command("rollups")
 def rollups(
     force: bool = typer.Option(False, "--force", help="Rebuild even if current."),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="Build nothing; report each rollup's compression (fact rows per rollup row) and "
+        "hits (queries that read it), and whether it pays for itself.",
+    ),
 ) -> None:
     """Build the declared rollups in schema dw_rollup (normally done after each ETL run)."""
     from db.engine import make_engine
@@ -48,6 +55,9 @@ def rollups(
 
     model = default_model()
     engine = make_engine(resolve_url())
+    if explain:
+        _explain(engine, model)
+        return
     total = sum(len(c.pre_aggregations) for c in model.cubes)
     with progress() as bar:
         task = bar.add_task("building rollups", total=total)
@@ -56,3 +66,23 @@ def rollups(
         console.print(f"{b.name}: {b.rows} rows in {b.seconds:.2f}s")
     if not built:
         console.print("every rollup is current")
+
+
+def _explain(engine: Any, model: Any) -> None:
+    from rich.table import Table
+
+    from semantic.rollup_report import explain
+
+    table = Table("rollup", "rows", "fact rows", "compression", "hits", "built", "verdict")
+    for r in explain(engine, model):
+        built = r.built_at.strftime("%Y-%m-%d %H:%M") if r.built_at else "-"
+        table.add_row(
+            r.name,
+            f"{r.rows:,}",
+            f"{r.source_rows:,}",
+            f"{r.compression:,.1f}x",
+            f"{r.hits:,}",
+            built,
+            r.verdict,
+        )
+    console.print(table)

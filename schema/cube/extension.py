@@ -1,6 +1,12 @@
-"""Puts what each ``cube`` field ran into the response's ``extensions.cube``: the SQL and
-its parameters, the rollups used, the warehouse version and freshness (last successful
-ETL run), whether the cache answered, and the time taken."""
+"""``CubeReports``: puts what each ``cube`` field ran into the response's
+``extensions.cube``: the SQL and its parameters, the rollups used, the
+conformed-time re-targetings, the row count and whether the limit cut the answer, the
+warehouse version and freshness (last successful ETL run), whether the cache answered,
+and the time taken.
+
+An operation of ``cube`` fields alone never reaches Strawberry: the executor
+(``schema.execute``) answers it with ``schema.cube.fast`` and reports the same entries.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
+
+from semantic.service import CubeAnswer
 
 _reports: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
     "cube_reports", default=None
@@ -22,7 +30,25 @@ def report(entry: dict[str, Any]) -> None:
         reports.append(entry)
 
 
-class CubeExtensions(SchemaExtension):
+def report_entry(path: str, got: CubeAnswer) -> dict[str, Any]:
+    return {
+        "path": path,
+        "sql": got.sql,
+        "params": got.params,
+        "rollups": list(got.rollups),
+        "retargeted": list(got.retargeted),
+        "rows": got.count,
+        "truncated": got.truncated,
+        "cached": got.cached,
+        "warehouseVersion": got.version,
+        "freshness": got.freshness.isoformat() if got.freshness else None,
+        "ms": round(got.seconds * 1000, 3),
+    }
+
+
+class CubeReports(SchemaExtension):
+    """``extensions.cube``: the reports of the operation's ``cube`` fields."""
+
     def __init__(self, *, execution_context: Any = None) -> None:
         super().__init__(execution_context=execution_context)
         self.reports: list[dict[str, Any]] = []

@@ -9,6 +9,7 @@ from typing import Any, assert_never
 
 import strawberry
 
+from db.errors import BadUserInputError
 from schema.cube.types import CubeOrder, _cap
 from semantic.model import Cube, DimensionType, Model
 from semantic.query import Condition, Filter, Junction, Member, Op, OrderItem
@@ -73,19 +74,19 @@ class CubeMeasureFilter:
 
 OPS = {
     "equals": Op.EQUALS,
-    "not_equals": Op.NOT_EQUALS,
-    "in_": Op.IN,
-    "not_in": Op.NOT_IN,
+    "notEquals": Op.NOT_EQUALS,
+    "in": Op.IN,
+    "notIn": Op.NOT_IN,
     "contains": Op.CONTAINS,
     "gt": Op.GT,
     "gte": Op.GTE,
     "lt": Op.LT,
     "lte": Op.LTE,
     "set": Op.SET,
-    "in_date_range": Op.IN_DATE_RANGE,
-    "not_in_date_range": Op.NOT_IN_DATE_RANGE,
-    "before_date": Op.BEFORE_DATE,
-    "after_date": Op.AFTER_DATE,
+    "inDateRange": Op.IN_DATE_RANGE,
+    "notInDateRange": Op.NOT_IN_DATE_RANGE,
+    "beforeDate": Op.BEFORE_DATE,
+    "afterDate": Op.AFTER_DATE,
 }
 
 
@@ -153,33 +154,50 @@ def segment_enum(model: Model) -> type[enum.Enum]:
 
 
 # ---------------------------------------------------------------------------------------
-# translation
+# translation of the coerced arguments (dicts keyed by GraphQL names, as graphql-core gives)
 # ---------------------------------------------------------------------------------------
-def _set_fields(obj: Any) -> list[tuple[str, Any]]:
-    return [(k, v) for k, v in vars(obj).items() if v is not None and not k.startswith("_")]
+def _set(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in (values or {}).items() if v is not None]
 
 
-def to_filters(where: Any) -> list[Filter]:
-    """A ``CubeWhere`` input → filters (ANDed)."""
+def unknown_input(name: str, type_name: str) -> BadUserInputError:
+    """The error for an input field the caller's role may not see: GraphQL's own message for
+    a field that does not exist, so it does not tell that the member exists."""
+    return BadUserInputError(
+        f"Expected value of type '{type_name}' not to include unknown field '{name}'."
+    )
+
+
+def _visible(model: Model, cube: str, member: str, role: str | None, suffix: str) -> Member:
+    found = model.cube(cube)
+    if found is None or not found.visible(member, role):
+        raise unknown_input(member, f"Cube{_cap(cube)}{suffix}")
+    return Member(cube, member)
+
+
+def to_filters(model: Model, where: dict[str, Any] | None, role: str | None) -> list[Filter]:
+    """A coerced ``CubeWhere`` → filters (ANDed)."""
     out: list[Filter] = []
-    for attr, value in _set_fields(where):
+    for attr, value in _set(where):
         if attr in ("AND", "OR"):
-            items = tuple(Junction("and", tuple(to_filters(w))) for w in value)
+            items = tuple(Junction("and", tuple(to_filters(model, w, role))) for w in value)
             out.append(Junction(attr.lower(), items))  # type: ignore[arg-type]
             continue
-        for member, flt in _set_fields(value):
-            for op_name, v in _set_fields(flt):
+        for member, flt in _set(value):
+            ref = _visible(model, attr, member, role, "Where")
+            for op_name, v in _set(flt):
                 values = tuple(v) if isinstance(v, list) else (v,)
-                out.append(Condition(Member(attr, member), OPS[op_name], values))
+                out.append(Condition(ref, OPS[op_name], values))
     return out
 
 
-def to_order(order_by: list[Any] | None) -> list[OrderItem]:
+def to_order(model: Model, order_by: list[Any] | None, role: str | None) -> list[OrderItem]:
     out: list[OrderItem] = []
     for entry in order_by or []:
-        for cube, members in _set_fields(entry):
-            for member, direction in _set_fields(members):
-                out.append(OrderItem(Member(cube, member), direction is CubeOrder.DESC))
+        for cube, members in _set(entry):
+            for member, direction in _set(members):
+                ref = _visible(model, cube, member, role, "OrderBy")
+                out.append(OrderItem(ref, direction is CubeOrder.DESC))
     return out
 
 

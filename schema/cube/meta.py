@@ -1,11 +1,12 @@
 """``cubeMeta``: every cube with its measures, dimensions, types, formats, hierarchies,
-segments, joins and rollups, for dashboard builders."""
+segments, joins and rollups, for dashboard builders, as the caller's role sees the model
+(members declared ``public: false`` appear only to the roles allowed to see them)."""
 
 from __future__ import annotations
 
 import strawberry
 
-from semantic.model import Cube, Model
+from semantic.model import HIDDEN_DEFAULT_ROLES, Cube, Dimension, Measure, Model
 
 
 @strawberry.type(description="A measure of a cube.")
@@ -13,11 +14,27 @@ class CubeMeasureMeta:
     name: str
     title: str
     description: str
-    type: str = strawberry.field(description="count count_distinct sum avg min max number")
+    type: str = strawberry.field(
+        description="count count_distinct sum avg min max number last percentile"
+    )
     format: str = strawberry.field(description="none number integer currency percent")
     additive: bool = strawberry.field(
-        description="count or sum: toDate and shareOfTotal apply; rollups can answer it"
+        description="count or sum: toDate, rolling and shareOfTotal apply; rollups can answer it"
     )
+    graphql_type: str = strawberry.field(
+        description="Int (counts, and sums/lasts declared format: integer) or Float"
+    )
+    percentile: float | None = strawberry.field(
+        description="percentile measures: the fraction (0.5 is the median)"
+    )
+    time_dimension: str | None = strawberry.field(
+        description="last measures (semi-additive): the snapshot time whose last value each "
+        "bucket takes (summed over the other dimensions)"
+    )
+    public: bool = strawberry.field(
+        description="false: hidden from roles not in roles (shown to those allowed)"
+    )
+    roles: list[str] = strawberry.field(description="who may see a non-public member")
 
 
 @strawberry.type(description="A dimension of a cube.")
@@ -33,6 +50,10 @@ class CubeDimensionMeta:
         description="the closed set of values of the dimension (empty: free text); filters "
         "match them case-insensitively and refuse any other value"
     )
+    public: bool = strawberry.field(
+        description="false: hidden from roles not in roles (shown to those allowed)"
+    )
+    roles: list[str] = strawberry.field(description="who may see a non-public member")
 
 
 @strawberry.type(description="A named filter.")
@@ -79,8 +100,15 @@ class CubeMeta:
     rollups: list[CubeRollupMeta]
 
 
-def _meta(c: Cube) -> CubeMeta:
+def _roles(member: Dimension | Measure) -> list[str]:
+    return [] if member.public else list(member.roles or HIDDEN_DEFAULT_ROLES)
+
+
+def _meta(model: Model, c: Cube, role: str | None) -> CubeMeta:
     from semantic.model import DimensionType, Granularity, summable
+
+    def seen(name: str) -> bool:
+        return c.visible(name, role)
 
     return CubeMeta(
         name=c.name,
@@ -94,8 +122,14 @@ def _meta(c: Cube) -> CubeMeta:
                 type=m.type.value,
                 format=m.format.value,
                 additive=summable(m.type),
+                graphql_type="Int" if m.integer else "Float",
+                percentile=m.percentile,
+                time_dimension=m.time_dimension,
+                public=m.public,
+                roles=_roles(m),
             )
             for m in c.measures
+            if m.visible_to(role)
         ],
         dimensions=[
             CubeDimensionMeta(
@@ -109,8 +143,11 @@ def _meta(c: Cube) -> CubeMeta:
                 if d.type is DimensionType.TIME
                 else [],
                 values=list(d.values),
+                public=d.public,
+                roles=_roles(d),
             )
             for d in c.dimensions
+            if d.visible_to(role)
         ],
         segments=[
             CubeSegmentMeta(
@@ -122,15 +159,15 @@ def _meta(c: Cube) -> CubeMeta:
             for s in c.segments
         ],
         hierarchies=[
-            CubeHierarchyMeta(name=h.name, title=h.title, levels=list(h.levels))
+            CubeHierarchyMeta(name=h.name, title=h.title, levels=[x for x in h.levels if seen(x)])
             for h in c.hierarchies
         ],
         joins=[CubeJoinMeta(cube=j.cube, relationship=j.relationship.value) for j in c.joins],
         rollups=[
             CubeRollupMeta(
                 name=p.name,
-                measures=list(p.measures),
-                dimensions=list(p.dimensions),
+                measures=[x for x in p.measures if seen(x)],
+                dimensions=[x for x in p.dimensions if _seen_ref(model, c, x, role)],
                 time_dimension=p.time_dimension,
                 granularity=p.granularity.value,
                 timezone=p.timezone,
@@ -140,5 +177,12 @@ def _meta(c: Cube) -> CubeMeta:
     )
 
 
-def cube_meta_of(model: Model) -> list[CubeMeta]:
-    return [_meta(c) for c in model.cubes]
+def _seen_ref(model: Model, c: Cube, ref: str, role: str | None) -> bool:
+    """A rollup dimension (``member`` or ``cube.member``) ``role`` may see."""
+    owner, _, name = ref.rpartition(".")
+    cube = model.cube(owner) if owner else c
+    return cube is not None and cube.visible(name, role)
+
+
+def cube_meta_of(model: Model, role: str | None) -> list[CubeMeta]:
+    return [_meta(model, c, role) for c in model.cubes]

@@ -1,42 +1,31 @@
-"""Root fields ``cube`` and ``cubeMeta``.
+"""Root fields ``cube``, ``cubeMeta`` and ``cubeDrillDown``.
 
-``cube`` reads its selection (cubes, members, aliases, time granularities and the
-time-intelligence arguments of measure fields) into a ``semantic.query.CubeQuery``, runs it
-on the request's read transaction and returns one ``CubeRow`` per result row.
+``cube`` reads its selection (``schema.cube.selection``) into a ``semantic.query.CubeQuery``
+and the shape of its rows, runs it on the request's read transaction and returns the rows
+PostgreSQL wrote as JSON. An operation of ``cube`` fields alone never gets here: the
+executor (``schema.execute``) answers it without per-field execution (``schema.cube.fast``);
+this resolver serves the others (a ``cube`` beside other root fields).
 """
 
 from __future__ import annotations
 
-import enum
+import difflib
+import json
 from typing import Any
 
 import strawberry
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
-from db.errors import BadUserInputError
+from db.errors import BadUserInputError, ForbiddenError
 from schema.context import Info
-from schema.cube.extension import report
-from schema.cube.inputs import (
-    order_type,
-    segment_enum,
-    to_filters,
-    to_order,
-    to_segments,
-    where_type,
-)
+from schema.cube.extension import report, report_entry
+from schema.cube.inputs import order_type, segment_enum, to_filters, where_type
 from schema.cube.meta import CubeMeta, cube_meta_of
-from schema.cube.types import CubeRowValue, row_type
-from semantic.model import DimensionType, Granularity, Model
-from semantic.query import (
-    DEFAULT_LIMIT,
-    Compare,
-    CubeQuery,
-    DimensionField,
-    MeasureField,
-    Member,
-    ToDate,
-)
-from semantic.service import CubeResult, execute
+from schema.cube.selection import Reader
+from schema.cube.types import row_type
+from semantic.model import Model
+from semantic.query import DEFAULT_LIMIT, MAX_LIMIT, Condition, CubeQuery, DimensionField, Op
+from semantic.query import Member as Ref
+from semantic.service import answer, execute, prepare
 from semantic.validate import default_model
 
 MODEL = default_model()
@@ -45,76 +34,7 @@ CubeRow = row_type(MODEL)
 CubeWhere = where_type(MODEL)
 CubeOrderBy = order_type(MODEL)
 CubeSegment = segment_enum(MODEL)
-
-
-def _fields(selections: list[Selection]) -> list[SelectedField]:
-    out: list[SelectedField] = []
-    for s in selections:
-        if isinstance(s, SelectedField):
-            if not s.name.startswith("__"):
-                out.append(s)
-        elif isinstance(s, FragmentSpread | InlineFragment):
-            out.extend(_fields(s.selections))
-    return out
-
-
-def _enum(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(value.value if isinstance(value, enum.Enum) else value)
-
-
-def read_selection(
-    model: Model, root: SelectedField
-) -> tuple[list[MeasureField], list[DimensionField]]:
-    measures: list[MeasureField] = []
-    dims: list[DimensionField] = []
-    for part in _fields(root.selections):
-        if part.name == "totals":
-            continue
-        cube = model.cube(part.name)
-        assert cube is not None  # GraphQL validation only lets cube names through
-        prefix = part.alias or part.name
-        for f in _fields(part.selections):
-            alias = f"{prefix}.{f.alias or f.name}"
-            member = Member(cube.name, f.name)
-            if cube.measure(f.name) is not None:
-                a = f.arguments
-                compare, to_date = _enum(a.get("compare")), _enum(a.get("toDate"))
-                measures.append(
-                    MeasureField(
-                        alias,
-                        member,
-                        Compare(compare) if compare else None,
-                        ToDate(to_date) if to_date else None,
-                        bool(a.get("shareOfTotal")),
-                        bool(a.get("rank")),
-                    )
-                )
-                continue
-            d = cube.dimension(f.name)
-            assert d is not None
-            if d.type is DimensionType.TIME:
-                for g in _fields(f.selections):
-                    dims.append(
-                        DimensionField(f"{alias}.{g.alias or g.name}", member, Granularity(g.name))
-                    )
-            else:
-                dims.append(DimensionField(alias, member))
-    return measures, dims
-
-
-def _report(path: str, result: CubeResult) -> dict[str, Any]:
-    return {
-        "path": path,
-        "sql": result.sql,
-        "params": result.params,
-        "rollups": list(result.rollups),
-        "cached": result.cached,
-        "warehouseVersion": result.version,
-        "freshness": result.freshness.isoformat() if result.freshness else None,
-        "ms": round(result.seconds * 1000, 3),
-    }
+CUBE_ROLES = frozenset({"admin", "analyst"})  # as api/guard.py's FIELD_ROLES["cube"]
 
 
 async def resolve_cube(
@@ -128,27 +48,17 @@ async def resolve_cube(
     timezone: str = "UTC",
     subtotals: bool = False,
 ) -> list[Any]:
-    selected = info.selected_fields[0]
-    assert isinstance(selected, SelectedField)
-    measures, dims = read_selection(MODEL, selected)
-    if not measures and not dims:
-        raise BadUserInputError(
-            "select at least one measure or dimension under a cube", field="cube"
-        )
-    query = CubeQuery(
-        measures=tuple(measures),
-        dimensions=tuple(dims),
-        filters=tuple(to_filters(where)) if where is not None else (),
-        segments=tuple(to_segments(segments)),
-        order=tuple(to_order(order_by)),
-        limit=limit,
-        offset=offset,
-        timezone=timezone,
-        subtotals=subtotals,
+    raw = info._raw_info
+    role = info.context.role
+    reader = Reader(raw.schema, raw.fragments, raw.variable_values, MODEL, role)
+    request = reader.request(list(raw.field_nodes))
+    query = prepare(MODEL, request.query, role)
+    got = await info.context.db.run(
+        lambda conn: answer(conn, query, request.shape, model=MODEL, role=role, prepared=True)
     )
-    result = await info.context.db.run(lambda conn: execute(conn, query, model=MODEL))
-    report(_report(str(info.path.key), result))
-    return [CubeRowValue(dict(r), list(t)) for r, t in zip(result.rows, result.totals, strict=True)]
+    report(report_entry(str(info.path.key), got))
+    rows: list[Any] = json.loads(got.json)
+    return rows
 
 
 resolve_cube.__annotations__ |= {
@@ -159,8 +69,81 @@ resolve_cube.__annotations__ |= {
 }
 
 
-def resolve_cube_meta() -> list[CubeMeta]:
-    return cube_meta_of(MODEL)
+def resolve_cube_meta(info: Info) -> list[CubeMeta]:
+    return cube_meta_of(MODEL, info.context.role)
+
+
+@strawberry.type(description="The next level of a hierarchy under one value of a level.")
+class CubeDrill:
+    hierarchy: str = strawberry.field(description="cube.hierarchy, e.g. customers.geography")
+    member: str = strawberry.field(description="the level drilled from, e.g. customers.country")
+    value: str
+    next: str | None = strawberry.field(
+        description="the next level (e.g. customers.region); null at the deepest level"
+    )
+    children: list[str | None] = strawberry.field(
+        description="the next level's values under value (within where), sorted"
+    )
+
+
+async def resolve_drill_down(
+    info: Info, member: str, value: str, where: Any = None, timezone: str = "UTC"
+) -> CubeDrill:
+    role = info.context.role
+    if role is not None and role not in CUBE_ROLES:
+        raise ForbiddenError(
+            f"role {role!r} may not query cubes", reason="role", role=role, field="cubeDrillDown"
+        )
+    hierarchy, level, nxt = _level(MODEL, member, role)
+    drill = CubeDrill(hierarchy=hierarchy, member=member, value=value, next=nxt, children=[])
+    if nxt is None:
+        return drill
+    raw = info._raw_info
+    args = Reader(raw.schema, raw.fragments, raw.variable_values, MODEL, role).arguments(
+        "Query", list(raw.field_nodes)
+    )
+    child = DimensionField("child", Ref.parse(nxt, ""))
+    query = CubeQuery(
+        dimensions=(child,),
+        filters=(
+            Condition(level, Op.EQUALS, (value,)),
+            *to_filters(MODEL, args.get("where"), role),
+        ),
+        limit=MAX_LIMIT,
+        timezone=timezone,
+    )
+    got = await info.context.db.run(lambda conn: execute(conn, query, model=MODEL, role=role))
+    drill.children = [r["child"] for r in got.rows]
+    return drill
+
+
+resolve_drill_down.__annotations__ |= {"where": CubeWhere | None}
+
+
+def _level(model: Model, member: str, role: str | None) -> tuple[str, Ref, str | None]:
+    """(cube.hierarchy, the level, the next visible level or None) of ``member``."""
+    ref = Ref.parse(member, "")
+    cube = model.cube(ref.cube)
+    levels = [
+        f"{c.name}.{level}"
+        for c in model.cubes
+        for h in c.hierarchies
+        for level in h.levels
+        if c.visible(level, role)
+    ]
+    if cube is not None and cube.visible(ref.name, role):
+        for h in cube.hierarchies:
+            visible = [x for x in h.levels if cube.visible(x, role)]
+            if ref.name in visible:
+                i = visible.index(ref.name)
+                nxt = f"{cube.name}.{visible[i + 1]}" if i + 1 < len(visible) else None
+                return f"{cube.name}.{h.name}", ref, nxt
+    closest = difflib.get_close_matches(member, levels, n=3)
+    raise BadUserInputError(
+        f"{member!r} is not a level of a hierarchy (levels: {', '.join(levels)})",
+        field="member",
+        closest=closest,
+    )
 
 
 @strawberry.type
@@ -169,12 +152,20 @@ class CubeQueries:
         resolver=resolve_cube,
         metadata={"roles": ANALYSTS},
         description="Cube query over the warehouse (dw.*): one row per combination of the "
-        "selected dimensions; filters on unselected members still apply. The SQL, rollup, "
-        "freshness and time taken are in extensions.cube.",
+        "selected dimensions; filters on unselected members still apply. The SQL, rollups, "
+        "conformed-time re-targetings, whether the limit cut the answer (truncated) and the "
+        "time taken are in extensions.cube.",
     )
     cube_meta = strawberry.field(
         resolver=resolve_cube_meta,
         metadata={"roles": ANALYSTS},
-        description="The semantic model: cubes, members, types, formats, hierarchies, "
-        "segments, joins and rollups.",
+        description="The semantic model as the caller's role sees it: cubes, members, types, "
+        "formats, hierarchies, segments, joins and rollups.",
+    )
+    cube_drill_down = strawberry.field(
+        resolver=resolve_drill_down,
+        metadata={"roles": ANALYSTS},
+        description="Drill down a hierarchy (cubeMeta.hierarchies): the next level under one "
+        'value of a level, e.g. member: "customers.country", value: "Germany" gives '
+        "customers.region and the regions of Germany. where narrows the children.",
     )

@@ -1,30 +1,53 @@
 """GraphQL output types of ``cube``, generated from the semantic model at start-up.
 
 ``cube`` returns ``[CubeRow!]!``; a row has one field per cube (``sales: CubeSales``),
-whose fields are the cube's measures (``Float`` with time-intelligence arguments), its
-dimensions (``String``/``Float``/``Boolean``) and its time dimensions (an object with one
-``String`` field per granularity), plus ``totals`` (the dimensions a subtotal row totals).
+whose fields are the cube's measures (``Int`` for counts and integer sums, else ``Float``,
+with time-intelligence arguments), its dimensions (``String``/``Float``/``Boolean``) and
+its time dimensions (an object with one ``String`` field per granularity), plus ``totals``
+(the dimensions a subtotal row totals).
 
-Every field reads its value by response key (alias), so one query may ask for the same
-measure several times under different aliases and arguments.
+PostgreSQL writes each row as the JSON object of the field's selection (keys are the
+response keys, aliases included), so every resolver here reads its value by response key;
+a query of ``cube`` fields alone skips them altogether (``schema.cube.fast``).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Annotated, Any, assert_never
 
 import strawberry
 from strawberry.types.field import StrawberryField
 
-from semantic.model import Cube, Dimension, DimensionType, Granularity, Model
+from semantic.model import Cube, Dimension, DimensionType, Granularity, Measure, Model
+
+Row = dict[str, Any]
 
 
 @strawberry.enum(description="Time intelligence: the value of the matching earlier bucket.")
 class CubeCompare(enum.Enum):
     PRIOR_PERIOD = "PRIOR_PERIOD"
     PRIOR_YEAR = "PRIOR_YEAR"
+
+
+@strawberry.enum(
+    description="What a compare field returns: the earlier value (VALUE), the value minus it "
+    "(DIFFERENCE), or that difference over the earlier value's magnitude (PERCENT_CHANGE, a "
+    "fraction: 0.12 is +12%; null when the earlier value is 0 or missing)."
+)
+class CubeChange(enum.Enum):
+    VALUE = "VALUE"
+    DIFFERENCE = "DIFFERENCE"
+    PERCENT_CHANGE = "PERCENT_CHANGE"
+
+
+@strawberry.enum(
+    description="What a compare field of an integer measure returns: the earlier value or "
+    "the difference (a percent change is a fraction: ask it of a Float measure)."
+)
+class CubeIntegerChange(enum.Enum):
+    VALUE = "VALUE"
+    DIFFERENCE = "DIFFERENCE"
 
 
 @strawberry.enum(description="Time intelligence: running total within the period.")
@@ -34,55 +57,67 @@ class CubeToDate(enum.Enum):
     MONTH = "MONTH"
 
 
+@strawberry.enum(description="A unit of time for rolling windows.")
+class CubeTimeUnit(enum.Enum):
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+    QUARTER = "QUARTER"
+    YEAR = "YEAR"
+
+
+@strawberry.input(
+    description="A moving window: the sum over the last N units up to and including the "
+    "row's bucket (last), or over N units from it on (next). Set exactly one of last, next. "
+    "Rows before (after) the filtered range are read as the window needs them."
+)
+class CubeRolling:
+    last: int | None = None
+    next: int | None = None
+    unit: CubeTimeUnit
+
+
 @strawberry.enum(description="Sort direction of a cube member (nulls last).")
 class CubeOrder(enum.Enum):
     ASC = "ASC"
     DESC = "DESC"
 
 
-@dataclass
-class RowPart:
-    """What a cube/time field resolves to: the row's values and the key path so far."""
-
-    values: dict[str, Any]
-    prefix: str
-
-
-@dataclass
-class CubeRowValue:
-    values: dict[str, Any]
-    totals: list[str] = field(default_factory=list)
-
-
-def key(root: RowPart, info: strawberry.Info) -> str:
-    return f"{root.prefix}.{info.path.key}"
-
-
-def measure_value(
-    root: RowPart,
+def float_measure(
+    root: Row,
     info: strawberry.Info,
     compare: CubeCompare | None = None,
+    as_: Annotated[CubeChange, strawberry.argument(name="as")] = CubeChange.VALUE,
     to_date: CubeToDate | None = None,
+    rolling: CubeRolling | None = None,
     share_of_total: bool = False,
     rank: bool = False,
 ) -> float | None:
-    value = root.values.get(key(root, info))
-    return None if value is None else float(value)
+    return root.get(str(info.path.key))
 
 
-def string_value(root: RowPart, info: strawberry.Info) -> str | None:
-    value = root.values.get(key(root, info))
-    return None if value is None else str(value)
+def int_measure(
+    root: Row,
+    info: strawberry.Info,
+    compare: CubeCompare | None = None,
+    as_: Annotated[CubeIntegerChange, strawberry.argument(name="as")] = CubeIntegerChange.VALUE,
+    to_date: CubeToDate | None = None,
+    rolling: CubeRolling | None = None,
+    rank: bool = False,
+) -> int | None:
+    return root.get(str(info.path.key))
 
 
-def number_value(root: RowPart, info: strawberry.Info) -> float | None:
-    value = root.values.get(key(root, info))
-    return None if value is None else float(value)
+def string_value(root: Row, info: strawberry.Info) -> str | None:
+    return root.get(str(info.path.key))
 
 
-def boolean_value(root: RowPart, info: strawberry.Info) -> bool | None:
-    value = root.values.get(key(root, info))
-    return None if value is None else bool(value)
+def number_value(root: Row, info: strawberry.Info) -> float | None:
+    return root.get(str(info.path.key))
+
+
+def boolean_value(root: Row, info: strawberry.Info) -> bool | None:
+    return root.get(str(info.path.key))
 
 
 def _field(resolver: Any, description: str, name: str) -> StrawberryField:
@@ -92,35 +127,44 @@ def _field(resolver: Any, description: str, name: str) -> StrawberryField:
     return made
 
 
-def _part_resolver(kind: type, nested: bool) -> Any:
-    def resolve(root: Any, info: strawberry.Info) -> Any:
-        if nested:
-            return RowPart(root.values, key(root, info))
-        return RowPart(root.values, str(info.path.key))
+def _part_resolver(kind: type) -> Any:
+    def resolve(root: Row, info: strawberry.Info) -> Any:
+        return root.get(str(info.path.key))
 
-    resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": kind | None}
+    resolve.__annotations__ = {"root": Row, "info": strawberry.Info, "return": kind | None}
     return resolve
 
 
-def _dimension_field(cube: Cube, d: Dimension) -> tuple[str, StrawberryField]:
+def type_name(cube: Cube, member: str | None = None) -> str:
+    """``CubeSales``; with a time dimension ``CubeSalesOrderedAt``."""
+    return f"Cube{_cap(cube.name)}" + (_cap(member) if member else "")
+
+
+def _measure_field(m: Measure) -> StrawberryField:
+    text = m.title + (f": {m.description}" if m.description else "")
+    text += f" [{m.type.value}, {m.format.value}]"
+    return _field(int_measure if m.integer else float_measure, text, m.name)
+
+
+def _dimension_field(cube: Cube, d: Dimension) -> StrawberryField:
     text = d.title + (f": {d.description}" if d.description else "")
     match d.type:
         case DimensionType.STRING:
-            return d.name, _field(string_value, text, d.name)
+            return _field(string_value, text, d.name)
         case DimensionType.NUMBER:
-            return d.name, _field(number_value, text, d.name)
+            return _field(number_value, text, d.name)
         case DimensionType.BOOLEAN:
-            return d.name, _field(boolean_value, text, d.name)
+            return _field(boolean_value, text, d.name)
         case DimensionType.TIME:
             grans = {
                 g.value: _field(string_value, f"ISO local time truncated to {g.value}", g.value)
                 for g in Granularity
             }
-            name = f"Cube{_cap(cube.name)}{_cap(d.name)}"
             kind = strawberry.type(
-                type(name, (), grans), description=f"{cube.name}.{d.name} by granularity"
+                type(type_name(cube, d.name), (), grans),
+                description=f"{cube.name}.{d.name} by granularity",
             )
-            return d.name, _field(_part_resolver(kind, nested=True), text, d.name)
+            return _field(_part_resolver(kind), text, d.name)
         case _:
             assert_never(d.type)
 
@@ -130,27 +174,21 @@ def _cap(name: str) -> str:
 
 
 def cube_type(cube: Cube) -> type:
-    fields: dict[str, Any] = {}
-    for m in cube.measures:
-        text = m.title + (f": {m.description}" if m.description else "")
-        fields[m.name] = _field(measure_value, f"{text} [{m.type.value}, {m.format.value}]", m.name)
-    for d in cube.dimensions:
-        name, f = _dimension_field(cube, d)
-        fields[name] = f
+    fields: dict[str, Any] = {m.name: _measure_field(m) for m in cube.measures}
+    fields |= {d.name: _dimension_field(cube, d) for d in cube.dimensions}
     kind: type = strawberry.type(
-        type(f"Cube{_cap(cube.name)}", (), fields), description=cube.description or cube.title
+        type(type_name(cube), (), fields), description=cube.description or cube.title
     )
     return kind
 
 
-def totals_value(root: CubeRowValue) -> list[str]:
-    return root.totals
+def totals_value(root: Row, info: strawberry.Info) -> list[str]:
+    return root.get(str(info.path.key)) or []
 
 
 def row_type(model: Model) -> type:
     fields: dict[str, Any] = {
-        c.name: _field(_part_resolver(cube_type(c), nested=False), c.title, c.name)
-        for c in model.cubes
+        c.name: _field(_part_resolver(cube_type(c)), c.title, c.name) for c in model.cubes
     }
     fields["totals"] = _field(
         totals_value,

@@ -17,10 +17,20 @@ def test_rollups_command_builds_then_skips_then_forces(
     assert first.returncode == 0, first.stderr
     assert "sales.monthlyByCategory: 0 rows" in first.stdout
     built = sql(url, "SELECT name, version FROM dw_rollup.build ORDER BY name")
-    assert built == [("orders.daily", 0), ("sales.dailyDetail", 0), ("sales.monthlyByCategory", 0)]
+    assert built == [
+        ("orders.daily", 0),
+        ("orders.monthlyByCustomer", 0),
+        ("sales.daily", 0),
+        ("sales.monthlyByCategory", 0),
+    ]
     again = run_cdms(env, "semantic", "rollups")
     assert again.returncode == 0 and "every rollup is current" in again.stdout
     forced = run_cdms(env, "semantic", "rollups", "--force")
-    assert forced.returncode == 0 and forced.stdout.count(" rows in ") == 3
+    assert forced.returncode == 0 and forced.stdout.count(" rows in ") == 4
+    explained = run_cdms(env | {"COLUMNS": "220"}, "semantic", "rollups", "--explain")
+    assert explained.returncode == 0, explained.stderr
+    for name, _ in built:
+        assert name in explained.stdout
+    assert "compression" in explained.stdout and "no query has read it" in explained.stdout
     bad = run_cdms(env, "semantic", "validate", "--models", "/nonexistent")
     assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")

@@ -114,9 +114,12 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
         "returns",
         "feedback",
         "support",
+        "stock",
     }
     revenue = next(x for x in meta["sales"]["measures"] if x["name"] == "revenue")
     assert revenue == {"name": "revenue", "type": "sum", "format": "currency", "additive": True}
+    units = next(x for x in meta["stock"]["measures"] if x["name"] == "unitsOnHand")
+    assert units == {"name": "unitsOnHand", "type": "last", "format": "integer", "additive": False}
     ordered = next(x for x in meta["sales"]["dimensions"] if x["name"] == "orderedAt")
     assert ordered["type"] == "time" and "quarter" in ordered["granularities"]
     assert ordered["values"] == []
@@ -129,5 +132,7 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
     assert {"cube": "products", "relationship": "many_to_one"} in meta["sales"]["joins"]
     types = cube_gql('{ __type(name: "CubeSales") { fields { name args { name } } } }')
     fields = {f["name"]: [a["name"] for a in f["args"]] for f in types["data"]["__type"]["fields"]}
-    assert fields["revenue"] == ["compare", "toDate", "shareOfTotal", "rank"]
+    assert fields["revenue"] == ["compare", "as", "toDate", "rolling", "shareOfTotal", "rank"]
+    # an integer measure has no argument that would make a fraction of it
+    assert fields["lineCount"] == ["compare", "as", "toDate", "rolling", "rank"]
     assert {"status", "channel", "paymentMethod", "orderedAt", "averageOrderValue"} <= set(fields)

@@ -21,7 +21,8 @@ REQUIRED = {
         "orderedAt",
     ),
     "orders": (
-        "count averageItems averageHoursToDeliver cancellationRate",
+        "count averageItems averageHoursToDeliver cancellationRate medianOrderValue "
+        "p90HoursToDeliver",
         "status channel",
         "orderedAt",
     ),
@@ -29,6 +30,7 @@ REQUIRED = {
     "products": ("count", "category subcategory brand name", ""),
     "returns": ("count quantity refundAmount returnRate", "reason status", "returnedAt"),
     "feedback": ("count averageRating complaintCount complaintRate", "kind", "createdAt"),
+    "stock": ("unitsOnHand productsOutOfStock", "productId", "snapshotDate"),
     "support": (
         "ticketCount resolvedCount resolutionRate averageResolutionHours averageSatisfaction",
         "status priority category channel",
@@ -107,12 +109,31 @@ measures:
   - name: loop
     type: number
     sql: "{loop} + 1"
+  - name: median
+    type: percentile
+    sql: "{CUBE}.net"
+  - name: stockLevel
+    type: last
+    sql: "{CUBE}.units"
+    time_dimension: status
+  - name: secret
+    type: sum
+    sql: "{CUBE}.x"
+    public: false
+    roles: [admin, boss]
+  - name: loud
+    type: sum
+    sql: "{CUBE}.x"
+    roles: [analyst]
 pre_aggregations:
   - name: daily
-    measures: [revenue]
+    measures: [revenue, median]
     dimensions: [status, beta.colour]
     time_dimension: at
     granularity: fortnight
+hierarchies:
+  - name: timeline
+    levels: [status, at]
 """,
     "b.yml": """\
 cube: beta
@@ -147,8 +168,14 @@ def test_validation_reports_every_issue_with_file_and_line(bad_models: Path) -> 
         "a.yml:24: measure alpha.rate references missing measure 'revenu' (did you mean: revenue",
         "a.yml:24: measure alpha.rate references missing measure 'count'",
         "a.yml:27: measure alpha.loop refers to itself",
-        "a.yml:31: granularity 'fortnight' is not one of",
-        "a.yml:31: rollup alpha.daily names unknown dimension 'beta.colour'",
+        "a.yml:30: measure alpha.median (percentile) needs 'percentile' between 0 and 1",
+        "a.yml:33: measure alpha.stockLevel (last) needs 'time_dimension': a time dimension",
+        "a.yml:37: alpha.secret: unknown role 'boss'",
+        "a.yml:42: alpha.loud: 'roles' apply to members with public: false",
+        "a.yml:47: granularity 'fortnight' is not one of",
+        "a.yml:47: rollup alpha.daily names unknown dimension 'beta.colour'",
+        "a.yml:47: rollup alpha.daily: measure 'median' (percentile) is not additive",
+        "a.yml:53: hierarchy alpha.timeline: level 'at' is a time dimension; levels are string",
         "join cycle",
         "b.yml:4: join beta -> alpha needs a primary key on 'alpha'",
         "b.yml:8: dimension beta.key is number; only string dimensions declare 'values'",
@@ -174,4 +201,4 @@ def test_cli_validate_prints_all_issues_and_fails(
     assert all(line.startswith("error[MODEL_INVALID]: ") for line in lines)
     good = subprocess.run(cmd, env=cli_env, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
-    assert "model ok: 7 cubes" in good.stdout
+    assert "model ok: 8 cubes" in good.stdout

@@ -341,3 +341,44 @@ def test_dimension_only_and_dimension_cube_measures(wh: Engine) -> None:
     q = CubeQuery(dimensions=(d("products.category"), d("sales.channel")))
     want = hand(wh, f"SELECT DISTINCT p.category, s.channel {FROM} ORDER BY 1, 2")
     assert rows(run(wh, q), "products.category", "sales.channel") == want
+
+
+def plan_of(wh: Engine, res: Any) -> str:
+    """The plan of the statement an answer ran, sequential scans disabled (on this small
+    warehouse PostgreSQL would scan anyway): what an index makes possible."""
+    import psycopg
+
+    from db.config import to_libpq_url
+
+    url = wh.url.render_as_string(hide_password=False)
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        conn.execute("SET enable_seqscan = off")
+        return "\n".join(r[0] for r in conn.execute("EXPLAIN " + res.sql, res.params))
+
+
+def test_a_time_range_reads_the_event_time_index(wh: Engine) -> None:
+    q = CubeQuery(
+        measures=(m("sales.revenue"),),
+        dimensions=(d("sales.channel"),),
+        filters=(
+            Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-03-01", "2025-03-07")),
+        ),
+        segments=(mem("sales.completed"),),  # the facts answer (no rollup)
+    )
+    plan = plan_of(wh, run(wh, q))
+    assert "fact_sales_ordered_at_idx" in plan and "Index Cond: ((ordered_at >=" in plan, plan
+
+
+def test_an_id_filter_is_an_index_lookup(wh: Engine) -> None:
+    """GraphQL numbers are floats: ``orderId: {equals: 42.0}`` must bind as an integer, or
+    PostgreSQL compares the bigint key as numeric and cannot use the primary key."""
+
+    order_id = sql(wh, "SELECT min(order_id) FROM dw.fact_orders")[0][0]
+    q = CubeQuery(
+        measures=(m("orders.count"),),
+        filters=(Condition(mem("orders.orderId"), Op.EQUALS, (float(order_id),)),),
+    )
+    res = run(wh, q)
+    assert res.rows[0]["orders.count"] == 1
+    plan = plan_of(wh, res)
+    assert "Index Cond: (order_id = " in plan, plan

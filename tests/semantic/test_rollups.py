@@ -4,13 +4,25 @@ draws random covered queries and compares both paths."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from semantic.query import Condition, CubeQuery, Junction, Op, OrderItem
+from semantic.model import Granularity
+from semantic.query import (
+    Change,
+    Compare,
+    Condition,
+    CubeQuery,
+    Junction,
+    Op,
+    OrderItem,
+    Rolling,
+    ToDate,
+)
 from tests.semantic.conftest import d, m, mem, run
 
 SALES_MEASURES = [
@@ -23,26 +35,25 @@ SALES_MEASURES = [
     "lineCount",
     "marginRate",
 ]
-SALES_DIMS = [
-    "sales.status",
-    "sales.channel",
-    "sales.paymentMethod",
-    "products.category",
-    "products.subcategory",
-    "products.brand",
-    "customers.segment",
-    "customers.country",
-    "customers.region",
-]
+# the two sales rollups: what each covers (dimensions, time buckets, range bounds)
+MONTHLY = {
+    "dims": ["sales.status", "sales.channel", "products.category", "customers.country"],
+    "grans": ["month", "quarter", "year"],
+    "starts": ["01-01", "03-01", "04-01"],
+    "ends": ["06-30", "09-30", "12-31"],
+}
+DAILY = {
+    "dims": ["sales.status", "sales.channel", "products.category"],
+    "grans": ["day", "week", "month", "quarter", "year"],
+    "starts": ["01-01", "03-01", "04-15"],
+    "ends": ["06-30", "09-10", "12-31"],
+}
 VALUES = {
     "sales.status": ["delivered", "cancelled", "returned", "shipped"],
     "sales.channel": ["web", "mobile", "store", "phone", "marketplace"],
-    "sales.paymentMethod": ["card", "paypal", "gift_card"],
     "products.category": ["Electronics", "Books", "Apparel", "Furniture"],
-    "customers.segment": ["consumer", "corporate", "home_office"],
     "customers.country": ["Germany", "France", "United States", "Spain"],
 }
-GRANS = ["day", "week", "month", "quarter", "year"]
 
 
 def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -91,9 +102,9 @@ def test_finer_needs_pick_the_finer_rollup_or_the_facts(wh: Engine) -> None:
         return fast.rollups
 
     assert used() == ("sales.monthlyByCategory",)
-    assert used(dimensions=(d("sales.orderedAt", "week"),)) == ("sales.dailyDetail",)
+    assert used(dimensions=(d("sales.orderedAt", "week"),)) == ("sales.daily",)
     mid_month = Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-01-10", "2025-02-20"))
-    assert used(filters=(mid_month,)) == ("sales.dailyDetail",)
+    assert used(filters=(mid_month,)) == ("sales.daily",)
     instant = Condition(mem("sales.orderedAt"), Op.AFTER_DATE, ("2025-01-10T12:00:00",))
     assert used(filters=(instant,)) == ()
     assert used(measures=(m("sales.orderCount"),)) == ()  # count_distinct: facts only
@@ -126,18 +137,19 @@ def test_avg_measures_come_back_exact_from_rollups(wh: Engine) -> None:
         subtotals=True,
     )
     fast, slow = both(wh, q)
-    assert fast.rollups == ("orders.daily",)
+    assert fast.rollups == ("orders.monthlyByCustomer",)
     assert same(list(fast.rows), list(slow.rows)) and fast.totals == slow.totals
 
 
 @st.composite
 def covered_queries(draw: st.DrawFn) -> CubeQuery:
+    rollup = draw(st.sampled_from([MONTHLY, DAILY]))
     measures = draw(st.lists(st.sampled_from(SALES_MEASURES), min_size=1, max_size=3, unique=True))
-    dims = draw(st.lists(st.sampled_from(SALES_DIMS), max_size=2, unique=True))
-    gran = draw(st.none() | st.sampled_from(GRANS))
+    dims = draw(st.lists(st.sampled_from(rollup["dims"]), max_size=2, unique=True))
+    gran = draw(st.none() | st.sampled_from(rollup["grans"]))
     fields = [d(x) for x in dims] + ([d("sales.orderedAt", gran)] if gran else [])
     filters: list[Any] = []
-    for member in draw(st.lists(st.sampled_from(sorted(VALUES)), max_size=2, unique=True)):
+    for member in draw(st.lists(st.sampled_from(rollup["dims"]), max_size=2, unique=True)):
         op = draw(st.sampled_from([Op.EQUALS, Op.NOT_EQUALS, Op.IN, Op.NOT_IN]))
         pool = VALUES[member]
         values = draw(
@@ -151,8 +163,8 @@ def covered_queries(draw: st.DrawFn) -> CubeQuery:
         filters.append(Condition(mem(member), op, tuple(values)))
     if draw(st.booleans()):
         year = draw(st.sampled_from(["2024", "2025"]))
-        lo = draw(st.sampled_from(["01-01", "03-01", "04-15"]))
-        hi = draw(st.sampled_from(["06-30", "09-10", "12-31"]))
+        lo = draw(st.sampled_from(rollup["starts"]))
+        hi = draw(st.sampled_from(rollup["ends"]))
         filters.append(
             Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, (f"{year}-{lo}", f"{year}-{hi}"))
         )
@@ -163,8 +175,24 @@ def covered_queries(draw: st.DrawFn) -> CubeQuery:
     order = (
         (OrderItem(mem(f"sales.{measures[0]}"), descending=True),) if draw(st.booleans()) else ()
     )
+    fields_m = [m(f"sales.{x}") for x in measures]
+    if gran in ("month", "quarter", "year") and draw(st.booleans()):
+        # a time-intelligence field: its other time ranges come from the same rollup
+        base = draw(st.sampled_from(["revenue", "lineCount", "marginRate"]))
+        mods = draw(
+            st.sampled_from(
+                [
+                    {"compare": Compare.PRIOR_PERIOD, "change": Change.PERCENT_CHANGE},
+                    {"compare": Compare.PRIOR_YEAR, "change": Change.DIFFERENCE},
+                    {"to_date": ToDate.YEAR},
+                    {"rolling": Rolling(2, Granularity(gran))},
+                    {"rolling": Rolling(3, Granularity.YEAR, leading=True)},
+                ]
+            )
+        )
+        fields_m.append(m(f"sales.{base}", "ti", **mods))
     return CubeQuery(
-        measures=tuple(m(f"sales.{x}") for x in measures),
+        measures=tuple(fields_m),
         dimensions=tuple(fields),
         filters=tuple(filters),
         order=order,
@@ -181,3 +209,55 @@ def test_property_rollup_path_equals_raw_path(wh: Engine, q: CubeQuery) -> None:
     assert not slow.rollups
     assert same(list(fast.rows), list(slow.rows)), (fast.sql, fast.rows[:3], slow.rows[:3])
     assert fast.totals == slow.totals
+
+
+def test_explain_reports_compression_and_hits_across_rebuilds(
+    fresh_database: Callable[[], str],
+) -> None:
+    from db.engine import make_engine
+    from semantic.rollup_report import explain
+    from semantic.rollups import build_all
+    from semantic.service import execute
+    from semantic.validate import default_model
+    from tests.semantic.conftest import load_warehouse, sql
+
+    url = fresh_database()
+    load_warehouse(url, 40, 300, 3)
+    engine = make_engine(url)
+    model = default_model()
+    q = CubeQuery(measures=(m("sales.revenue"),), dimensions=(d("products.category"),))
+
+    def read_twice() -> None:
+        with engine.connect() as conn:
+            for _ in range(2):
+                assert execute(conn, q, use_cache=False).rollups == ("sales.monthlyByCategory",)
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+            conn.commit()
+
+    read_twice()
+    stats = {s.name: s for s in explain(engine, model)}
+    lines = sql(url, "SELECT count(*) FROM dw.fact_sales")[0][0]
+    monthly = stats["sales.monthlyByCategory"]
+    analyzed = sql(  # (counting its rows would be a hit)
+        url,
+        "SELECT reltuples::bigint FROM pg_class"
+        " WHERE oid = 'dw_rollup.sales_monthly_by_category'::regclass",
+    )[0][0]
+    assert monthly.source_rows == lines and monthly.rows == analyzed
+    assert math.isclose(monthly.compression, lines / monthly.rows)
+    assert monthly.hits == 2 and stats["sales.daily"].hits == 0
+    assert "no query has read it" in stats["sales.daily"].verdict
+    build_all(engine, model, force=True)  # a rebuild keeps the count
+    read_twice()
+    assert {s.name: s.hits for s in explain(engine, model)}["sales.monthlyByCategory"] == 4
+    # a rollup declared otherwise than it was built is neither used nor kept
+    sql(url, "UPDATE dw_rollup.build SET definition = 'older' WHERE name = 'sales.daily'")
+    sql(url, "CREATE TABLE dw_rollup.sales_retired (x int)")
+    week = CubeQuery(measures=(m("sales.revenue"),), dimensions=(d("sales.orderedAt", "week"),))
+    with engine.connect() as conn:
+        assert execute(conn, week, use_cache=False).rollups == ()
+    assert [b.name for b in build_all(engine, model)] == ["sales.daily"]
+    with engine.connect() as conn:
+        assert execute(conn, week, use_cache=False).rollups == ("sales.daily",)
+    assert sql(url, "SELECT to_regclass('dw_rollup.sales_retired') IS NULL") == [(True,)]
+    engine.dispose()

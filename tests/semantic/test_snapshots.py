@@ -1,5 +1,6 @@
 """SQL snapshots of representative queries (tests/snapshots/*.sql): a planner change shows up
-as a readable diff. Regenerate with ``CDMS_UPDATE_SNAPSHOTS=1``."""
+as a readable diff. Regenerate with ``CDMS_UPDATE_SNAPSHOTS=1`` (a missing snapshot fails
+the test otherwise)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,29 @@ from pathlib import Path
 
 import pytest
 
-from semantic.compile import compile_plan
+from semantic.answer import answer_statement
+from semantic.model import Granularity
 from semantic.planner import plan_query
-from semantic.query import Compare, Condition, CubeQuery, Junction, Op, OrderItem, ToDate
-from semantic.service import plain, render
+from semantic.query import (
+    Change,
+    Compare,
+    Condition,
+    CubeQuery,
+    Junction,
+    Op,
+    OrderItem,
+    Rolling,
+    ToDate,
+)
+from semantic.service import TOTALS_KEY, plain, render
+from semantic.shape import flat
 from semantic.validate import default_model
 from tests.semantic.conftest import d, m, mem
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
-ROLLUPS = frozenset({"sales.monthlyByCategory", "sales.dailyDetail", "orders.daily"})
+ROLLUPS = frozenset(
+    {"sales.monthlyByCategory", "sales.daily", "orders.daily", "orders.monthlyByCustomer"}
+)
 
 CASES: dict[str, tuple[CubeQuery, frozenset[str]]] = {
     "issue_example": (
@@ -48,6 +63,46 @@ CASES: dict[str, tuple[CubeQuery, frozenset[str]]] = {
                 Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-01-01", "2025-06-30")),
             ),
             timezone="Europe/Berlin",
+        ),
+        frozenset(),
+    ),
+    "windows_and_changes": (
+        CubeQuery(
+            measures=(
+                m("sales.revenue"),
+                m("sales.revenue", "pct", compare=Compare.PRIOR_YEAR, change=Change.PERCENT_CHANGE),
+                m("sales.marginRate", "last3", rolling=Rolling(3, Granularity.MONTH)),
+                m("sales.lineCount", "next2", rolling=Rolling(2, Granularity.MONTH, leading=True)),
+                m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+            ),
+            dimensions=(d("sales.orderedAt", "month"),),
+            filters=(
+                Condition(mem("sales.orderedAt"), Op.IN_DATE_RANGE, ("2025-03-01", "2025-06-30")),
+            ),
+        ),
+        frozenset(),
+    ),
+    "semi_additive": (
+        CubeQuery(
+            measures=(m("stock.unitsOnHand"),),
+            dimensions=(d("stock.snapshotDate", "month"), d("products.category")),
+            subtotals=True,
+        ),
+        ROLLUPS,
+    ),
+    "percentile": (
+        CubeQuery(
+            measures=(m("orders.medianOrderValue"), m("orders.count")),
+            dimensions=(d("orders.channel"),),
+        ),
+        ROLLUPS,
+    ),
+    "subtotals_ordered": (
+        CubeQuery(
+            measures=(m("sales.revenue"),),
+            dimensions=(d("products.category"), d("sales.channel")),
+            order=(OrderItem(mem("sales.revenue"), descending=True),),
+            subtotals=True,
         ),
         frozenset(),
     ),
@@ -102,10 +157,12 @@ CASES: dict[str, tuple[CubeQuery, frozenset[str]]] = {
 def test_sql_snapshot(name: str) -> None:
     query, fresh = CASES[name]
     model = default_model()
-    text, params = render(compile_plan(model, plan_query(model, query, fresh)))
+    shape = flat([f.alias for f in query.measures], [f.alias for f in query.dimensions], TOTALS_KEY)
+    text, params = render(answer_statement(model, plan_query(model, query, fresh), shape))
     shown = {k: plain(v) for k, v in params.items()}
     got = f"{text.strip()}\n-- params: {json.dumps(shown, sort_keys=True)}\n"
     path = SNAPSHOTS / f"cube_{name}.sql"
-    if os.environ.get("CDMS_UPDATE_SNAPSHOTS") == "1" or not path.exists():
+    if os.environ.get("CDMS_UPDATE_SNAPSHOTS") == "1":
         path.write_text(got)
+    assert path.exists(), f"no snapshot {path.name}: run with CDMS_UPDATE_SNAPSHOTS=1, review it"
     assert got == path.read_text(), f"SQL of {name} changed; review and regenerate"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from semantic.query import Condition, CubeQuery, Op
+from semantic.query import Condition, CubeQuery, Op, OrderItem
 from tests.semantic.conftest import d, m, mem, num, run, sql
 
 
@@ -128,3 +128,42 @@ def test_multi_fact_subtotals_and_dimension_cube_counts(wh: Engine) -> None:
         JOIN dw.dim_customer c USING (customer_key) GROUP BY 1""",
         )
     )
+
+
+def test_subtotals_sort_within_their_group_and_after_its_detail_rows(wh: Engine) -> None:
+    """Ordered by a measure: the groups of the first dimension by their subtotal, the rows
+    inside each group by their own value, every subtotal right after its detail rows and
+    the grand total last (as a pivot table sorts by value)."""
+    q = CubeQuery(
+        measures=(m("sales.revenue"),),
+        dimensions=(d("products.category"), d("sales.channel")),
+        order=(OrderItem(mem("sales.revenue"), descending=True),),
+        subtotals=True,
+    )
+    res = run(wh, q)
+    by_cat = dict(
+        sql(
+            wh,
+            """SELECT p.category, sum(s.net) FROM dw.fact_sales s
+            JOIN dw.dim_product p USING (product_key) GROUP BY 1""",
+        )
+    )
+    detail = {
+        (c, ch): v
+        for c, ch, v in sql(
+            wh,
+            """SELECT p.category, s.channel, sum(s.net) FROM dw.fact_sales s
+            JOIN dw.dim_product p USING (product_key) GROUP BY 1, 2""",
+        )
+    }
+    want: list[tuple[object, ...]] = []
+    for cat in sorted(by_cat, key=lambda c: (-by_cat[c], c)):
+        rows = sorted((k for k in detail if k[0] == cat), key=lambda k: (-detail[k], k[1]))
+        want += [(cat, ch, num(detail[(cat, ch)]), ()) for _, ch in rows]
+        want.append((cat, None, num(by_cat[cat]), ("sales.channel",)))
+    want.append((None, None, num(sum(by_cat.values())), ("products.category", "sales.channel")))
+    got = [
+        (r["products.category"], r["sales.channel"], num(r["sales.revenue"]), t)
+        for r, t in zip(res.rows, res.totals, strict=True)
+    ]
+    assert got == want

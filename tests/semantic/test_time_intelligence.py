@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 
-from semantic.query import Compare, Condition, CubeQuery, Op, ToDate
+from db.engine import make_engine
+from db.errors import BadUserInputError
+from db.seed import seed
+from etl import runner
+from semantic.model import Granularity
+from semantic.query import Change, Compare, Condition, CubeQuery, Op, Rolling, ToDate
 from tests.semantic.conftest import d, m, mem, num, run, sql
 
 
@@ -83,16 +91,18 @@ def test_to_date_is_a_running_total_that_restarts(wh: Engine) -> None:
         filters=(in_range("2024-10-01", "2025-05-31"),),
     )
     got = run(wh, q).rows
-    by_month = revenue_by_month(wh, "2024-10-01Z", "2025-06-01Z")
+    assert len(got) == 8
+    by_month = revenue_by_month(wh, "2024-01-01Z", "2025-06-01Z")  # from the year's start
     ytd: dict[str, float] = defaultdict(float)
     qtd: dict[str, float] = defaultdict(float)
-    for r in got:
-        month = r["sales.orderedAt.month"]
+    shown = {r["sales.orderedAt.month"]: r for r in got}
+    for month in sorted(by_month):
         ytd[month[:4]] += by_month[month]
         quarter = month[:4] + str((int(month[5:7]) - 1) // 3)
         qtd[quarter] += by_month[month]
-        assert num(r["ytd"]) == num(ytd[month[:4]])
-        assert num(r["qtd"]) == num(qtd[quarter])
+        if month in shown:
+            assert num(shown[month]["ytd"]) == num(ytd[month[:4]])
+            assert num(shown[month]["qtd"]) == num(qtd[quarter])
     assert got[3]["ytd"] == got[3]["sales.revenue"]  # January restarts the year
 
 
@@ -123,3 +133,149 @@ def test_share_of_total_and_rank_within_each_bucket(wh: Engine) -> None:
         dimensions=(d("sales.channel"),),
     )
     assert abs(sum(r["share"] for r in run(wh, q).rows) - 1) < 1e-9
+
+
+def revenue_between(wh: Engine, lo: str, hi_exclusive: str) -> float:
+    (value,) = sql(
+        wh,
+        "SELECT sum(net) FROM dw.fact_sales WHERE ordered_at >= %s::timestamptz"
+        " AND ordered_at < %s::timestamptz",
+        (lo, hi_exclusive),
+    )[0]
+    return float(value)
+
+
+def one_prior(wh: Engine, compare: Compare, lo: str, hi: str) -> Any:
+    q = CubeQuery(
+        measures=(m("sales.revenue", "prior", compare=compare),),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range(lo, hi),),
+    )
+    (row,) = run(wh, q).rows
+    return row["prior"]
+
+
+def test_prior_period_of_a_range_ending_near_a_month_end_keeps_every_day(wh: Engine) -> None:
+    """1-28 March compares with all of February (28 days), 1-30 May with all of April:
+    the exclusive end shifted back lands past the shorter month's end and must not clamp."""
+    feb = revenue_between(wh, "2025-02-01Z", "2025-03-01Z")
+    assert one_prior(wh, Compare.PRIOR_PERIOD, "2025-03-01", "2025-03-28") == feb
+    april = revenue_between(wh, "2025-04-01Z", "2025-05-01Z")
+    assert one_prior(wh, Compare.PRIOR_PERIOD, "2025-05-01", "2025-05-30") == april
+    march = revenue_between(wh, "2025-03-01Z", "2025-04-01Z")
+    assert one_prior(wh, Compare.PRIOR_PERIOD, "2025-04-01", "2025-04-30") == march
+
+
+@pytest.fixture(scope="module")
+def leap_wh(clone_database: Callable[[str], str]) -> Iterator[Engine]:
+    """A small warehouse whose history (July 2022 to June 2025) holds two Februaries
+    before the leap day of 2024 and one after it."""
+    url = clone_database("leap")
+    seed(url, 80, 8000, 7, end=date(2025, 7, 1), years=3)
+    runner.run(url)
+    yield make_engine(url)
+    runner.dispose(url)
+
+
+def test_prior_year_around_the_29th_of_february(leap_wh: Engine) -> None:
+    """1-28 Feb 2024 (a leap year) compares with all of Feb 2023 (the exclusive end, the
+    29th, does not exist in 2023: it must not clamp back to the 28th); all of Feb 2025 with
+    all of Feb 2024, its 29th included."""
+    feb23 = revenue_between(leap_wh, "2023-02-01Z", "2023-03-01Z")
+    assert feb23 != revenue_between(leap_wh, "2023-02-01Z", "2023-02-28Z")  # the 28th sold
+    assert one_prior(leap_wh, Compare.PRIOR_YEAR, "2024-02-01", "2024-02-28") == feb23
+    feb24 = revenue_between(leap_wh, "2024-02-01Z", "2024-03-01Z")
+    assert one_prior(leap_wh, Compare.PRIOR_YEAR, "2025-02-01", "2025-02-28") == feb24
+    first28 = revenue_between(leap_wh, "2024-02-01Z", "2024-02-29Z")
+    assert first28 != feb24  # the 29th had sales: the comparison above really includes it
+
+
+def test_to_date_starts_at_the_period_start_whatever_the_filter(wh: Engine) -> None:
+    """With March-May selected, March's year-to-date is January to March."""
+    q = CubeQuery(
+        measures=(
+            m("sales.revenue"),
+            m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+            m("sales.revenue", "qtd", to_date=ToDate.QUARTER),
+        ),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range("2025-03-01", "2025-05-31"),),
+    )
+    got = {r["sales.orderedAt.month"][:7]: r for r in run(wh, q).rows}
+    assert list(got) == ["2025-03", "2025-04", "2025-05"]
+    ytd_march = revenue_between(wh, "2025-01-01Z", "2025-04-01Z")
+    assert num(got["2025-03"]["ytd"]) == num(ytd_march)
+    assert num(got["2025-05"]["ytd"]) == num(revenue_between(wh, "2025-01-01Z", "2025-06-01Z"))
+    assert num(got["2025-03"]["qtd"]) == num(revenue_between(wh, "2025-01-01Z", "2025-04-01Z"))
+    assert num(got["2025-04"]["qtd"]) == num(got["2025-04"]["sales.revenue"])  # Q2 restarts
+    # a range that starts mid-month: the to-date value still starts on 1 January, and the
+    # month's own value is only the filtered days
+    q = CubeQuery(
+        measures=(m("sales.revenue"), m("sales.revenue", "ytd", to_date=ToDate.YEAR)),
+        dimensions=(d("sales.orderedAt", "month"),),
+        filters=(in_range("2025-03-10", "2025-03-20"),),
+    )
+    (row,) = run(wh, q).rows
+    assert num(row["sales.revenue"]) == num(revenue_between(wh, "2025-03-10Z", "2025-03-21Z"))
+    assert num(row["ytd"]) == num(revenue_between(wh, "2025-01-01Z", "2025-03-21Z"))
+
+
+def test_rolling_a_ratio_rolls_its_parts_and_totals_of_time_have_none(wh: Engine) -> None:
+    """A number measure over sums rolls each part (margin and revenue over the window, then
+    divided); a subtotal row that totals time has no running or moving value."""
+    q = CubeQuery(
+        measures=(
+            m("sales.marginRate"),
+            m("sales.marginRate", "rolled", rolling=Rolling(2, Granularity.MONTH)),
+            m("sales.revenue", "ytd", to_date=ToDate.YEAR),
+        ),
+        dimensions=(d("sales.orderedAt", "month"), d("sales.channel")),
+        filters=(in_range("2025-02-01", "2025-04-30"),),
+        subtotals=True,
+    )
+    res = run(wh, q)
+    parts = {
+        (mo, ch): (float(margin), float(net))
+        for mo, ch, margin, net in sql(
+            wh,
+            """SELECT to_char(date_trunc('month', ordered_at AT TIME ZONE 'UTC'), 'YYYY-MM'),
+                      channel, sum(margin), sum(net) FROM dw.fact_sales
+               WHERE ordered_at >= '2025-01-01Z' AND ordered_at < '2025-05-01Z'
+               GROUP BY 1, 2""",
+        )
+    }
+    previous = {"2025-02": "2025-01", "2025-03": "2025-02", "2025-04": "2025-03"}
+    checked = 0
+    for r, totals in zip(res.rows, res.totals, strict=True):
+        if "sales.orderedAt.month" in totals:
+            assert r["rolled"] is None and r["ytd"] is None
+            continue
+        if totals:
+            continue  # a month's subtotal over channels
+        month, channel = r["sales.orderedAt.month"][:7], r["sales.channel"]
+        window = [parts.get((x, channel), (0.0, 0.0)) for x in (previous[month], month)]
+        margin, net = sum(p[0] for p in window), sum(p[1] for p in window)
+        assert num(r["rolled"]) == num(margin / net), (month, channel)
+        checked += 1
+    assert checked >= 12
+
+
+def test_bad_windows_are_bad_input(wh: Engine) -> None:
+    def refused(**mods: Any) -> str:
+        q = CubeQuery(
+            measures=(m("sales.revenue", "x", **mods),),
+            dimensions=(d("sales.orderedAt", "month"),),
+        )
+        with pytest.raises(BadUserInputError) as info:
+            run(wh, q)
+        return str(info.value.fields["field"])
+
+    assert refused(rolling=Rolling(0, Granularity.MONTH)) == "sales.revenue"
+    assert refused(rolling=Rolling(3, Granularity.WEEK)) == "sales.revenue"  # weeks split months
+    assert refused(change=Change.DIFFERENCE) == "sales.revenue"  # as without compare
+    q = CubeQuery(
+        measures=(m("sales.orderCount", "x", rolling=Rolling(3, Granularity.MONTH)),),
+        dimensions=(d("sales.orderedAt", "month"),),
+    )
+    with pytest.raises(BadUserInputError):
+        run(wh, q)  # distinct counts do not add up over months

@@ -1,4 +1,4 @@
-SELECT agg.d0, agg.d1, agg.m0 AS f0, agg.m1 AS f1, (agg.m2::numeric / NULLIF(agg.m3, 0)) AS f2 
+SELECT ((((((((((((((((((((((('{"' || %(p4)s::VARCHAR) || '":') || coalesce(to_json(to_char(agg.d0, 'YYYY-MM-DD"T"HH24:MI:SS'))::text, 'null')) || ',"') || %(p5)s::VARCHAR) || '":') || coalesce(to_json(agg.d1)::text, 'null')) || ',"') || %(p6)s::VARCHAR) || '":') || coalesce(to_json(agg.m0)::text, 'null')) || ',"') || %(p7)s::VARCHAR) || '":') || coalesce(to_json(agg.m1)::text, 'null')) || ',"') || %(p8)s::VARCHAR) || '":') || coalesce(to_json((agg.m2::numeric / NULLIF(agg.m3, 0)))::text, 'null')) || ',"') || %(p9)s::VARCHAR) || '":') || '[]') || '}' AS j 
 FROM (SELECT facts.d0 AS d0, facts.d1 AS d1, max(facts.m0) AS m0, max(facts.m1) AS m1, max(facts.m2) AS m2, max(facts.m3) AS m3 
 FROM (SELECT anon_1.d0 AS d0, anon_1.d1 AS d1, CAST(anon_1.m0 AS NUMERIC) AS m0, CAST(NULL AS NUMERIC) AS m1, CAST(NULL AS NUMERIC) AS m2, CAST(anon_1.m3 AS NUMERIC) AS m3 
 FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, sum(rows_sales.x0_0) AS m0, sum(rows_sales.x3_0) AS m3 
@@ -9,5 +9,5 @@ FROM (SELECT rows_returns.d0 AS d0, rows_returns.d1 AS d1, sum(rows_returns.x1_0
 FROM (SELECT date_trunc('month', timezone(%(tz)s::VARCHAR, (returns.requested_at))) AS d0, (products.category) AS d1, (returns.refund_amount) AS x1_0, (returns.quantity) AS x2_0 
 FROM dw.fact_returns AS returns LEFT OUTER JOIN dw.dim_product AS products ON returns.product_key = products.product_key 
 WHERE (returns.requested_at) >= timezone(%(tz)s::VARCHAR, %(p2)s::TIMESTAMP WITHOUT TIME ZONE) AND (returns.requested_at) < timezone(%(tz)s::VARCHAR, %(p3)s::TIMESTAMP WITHOUT TIME ZONE)) AS rows_returns GROUP BY rows_returns.d0, rows_returns.d1) AS anon_2) AS facts GROUP BY facts.d0, facts.d1) AS agg ORDER BY agg.d0 ASC NULLS LAST, agg.d1 ASC NULLS LAST 
- LIMIT %(p4)s::INTEGER OFFSET %(p5)s::INTEGER
--- params: {"p0": "2025-01-01T00:00:00", "p1": "2026-01-01T00:00:00", "p2": "2025-01-01T00:00:00", "p3": "2026-01-01T00:00:00", "p4": 10000, "p5": 0, "tz": "UTC"}
+ LIMIT %(p10)s::INTEGER OFFSET %(p11)s::INTEGER
+-- params: {"p0": "2025-01-01T00:00:00", "p1": "2026-01-01T00:00:00", "p10": 10001, "p11": 0, "p2": "2025-01-01T00:00:00", "p3": "2026-01-01T00:00:00", "p4": "sales.orderedAt.month", "p5": "products.category", "p6": "sales.revenue", "p7": "returns.refundAmount", "p8": "returns.returnRate", "p9": "@totals", "tz": "UTC"}

@@ -1,0 +1,222 @@
+"""A ``cube`` field of an operation → the semantic query and the shape of its rows.
+
+Read from graphql-core's parsed document (the field's nodes, fragments, coerced variables),
+so the resolver and the fast path (``schema.cube.fast``) read a selection the same way:
+fragments expanded, ``@skip``/``@include`` applied, fields of one response key merged (as
+GraphQL's CollectFields does), argument values coerced by graphql-core.
+
+Members the caller's role may not see (``public: false``) are refused with GraphQL's own
+message for a field that does not exist, so an error never tells that they exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+
+from db.errors import BadUserInputError
+from schema.cube.inputs import to_filters, to_order, to_segments
+from schema.cube.types import type_name
+from semantic.model import Cube, DimensionType, Granularity, Model
+from semantic.query import (
+    Change,
+    Compare,
+    CubeQuery,
+    DimensionField,
+    MeasureField,
+    Member,
+    Rolling,
+    ToDate,
+)
+from semantic.shape import Const, DimensionOut, Entry, MeasureOut, Obj, TotalsOut
+
+Nodes = list[FieldNode]
+
+
+@dataclass(frozen=True)
+class CubeRequest:
+    query: CubeQuery
+    shape: Obj
+
+
+def unknown_field(name: str, type_: str) -> BadUserInputError:
+    """GraphQL's message for a field that does not exist on the type."""
+    return BadUserInputError(f"Cannot query field '{name}' on type '{type_}'.")
+
+
+def variables_of(values: Any) -> VariableValues:
+    """graphql-core's container of coerced variables (a resolver's info holds the dict)."""
+    if isinstance(values, VariableValues):
+        return values
+    return VariableValues(sources={}, coerced=dict(values or {}))
+
+
+class Reader:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: Any,
+        model: Model,
+        role: str | None,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables_of(variables)
+        self.model = model
+        self.role = role
+
+    # -- collecting fields -------------------------------------------------------------
+    def collect(self, selection_sets: list[SelectionSetNode | None]) -> dict[str, Nodes]:
+        """The fields of the selection sets by response key, in document order."""
+        out: dict[str, Nodes] = {}
+        for selection_set in selection_sets:
+            self._walk(selection_set, out, set())
+        return out
+
+    def _walk(
+        self, selection_set: SelectionSetNode | None, out: dict[str, Nodes], seen: set[str]
+    ) -> None:
+        for sel in selection_set.selections if selection_set else ():
+            if not self._included(sel):
+                continue
+            if isinstance(sel, FieldNode):
+                out.setdefault(sel.alias.value if sel.alias else sel.name.value, []).append(sel)
+            elif isinstance(sel, InlineFragmentNode):
+                self._walk(sel.selection_set, out, seen)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                fragment = self.fragments.get(name)
+                if fragment is not None and name not in seen:
+                    self._walk(fragment.selection_set, out, seen | {name})
+
+    def _included(self, node: Any) -> bool:
+        """``@skip(if:)`` / ``@include(if:)``, as GraphQL applies them."""
+        for d in node.directives or ():
+            name = d.name.value
+            if name not in ("skip", "include"):
+                continue
+            directive = GraphQLSkipDirective if name == "skip" else GraphQLIncludeDirective
+            flag = bool(get_argument_values(directive, d, self.variables)["if"])
+            if flag == (name == "skip"):
+                return False
+        return True
+
+    def arguments(self, parent: str, nodes: Nodes) -> dict[str, Any]:
+        kind = self.schema.get_type(parent)
+        assert isinstance(kind, GraphQLObjectType)
+        return get_argument_values(kind.fields[nodes[0].name.value], nodes[0], self.variables)
+
+    # -- the request -------------------------------------------------------------------
+    def request(self, nodes: Nodes) -> CubeRequest:
+        """The query and row shape of one ``cube`` root field (its nodes of one key)."""
+        args = self.arguments("Query", nodes)
+        measures: list[MeasureField] = []
+        dims: list[DimensionField] = []
+        entries: list[tuple[str, Entry]] = []
+        for key, parts in self.collect([n.selection_set for n in nodes]).items():
+            name = parts[0].name.value
+            if name == "__typename":
+                entries.append((key, Const("CubeRow")))
+            elif name == "totals":
+                entries.append((key, TotalsOut()))
+            else:
+                cube = self.model.cube(name)
+                assert cube is not None  # GraphQL validation lets only cube names through
+                entries.append((key, self._cube(cube, key, parts, measures, dims)))
+        if not measures and not dims:
+            raise BadUserInputError(
+                "select at least one measure or dimension under a cube", field="cube"
+            )
+        query = CubeQuery(
+            measures=tuple(measures),
+            dimensions=tuple(dims),
+            filters=tuple(to_filters(self.model, args.get("where"), self.role)),
+            segments=tuple(to_segments(args.get("segments"))),
+            order=tuple(to_order(self.model, args.get("orderBy"), self.role)),
+            limit=args["limit"],
+            offset=args["offset"],
+            timezone=args["timezone"],
+            subtotals=args["subtotals"],
+        )
+        return CubeRequest(query, Obj(tuple(entries)))
+
+    def _cube(
+        self,
+        cube: Cube,
+        prefix: str,
+        nodes: Nodes,
+        measures: list[MeasureField],
+        dims: list[DimensionField],
+    ) -> Obj:
+        entries: list[tuple[str, Entry]] = []
+        for key, parts in self.collect([n.selection_set for n in nodes]).items():
+            name = parts[0].name.value
+            alias = f"{prefix}.{key}"
+            if name == "__typename":
+                entries.append((key, Const(type_name(cube))))
+                continue
+            if not cube.visible(name, self.role):
+                raise unknown_field(name, type_name(cube))
+            member = Member(cube.name, name)
+            if cube.measure(name) is not None:
+                args = self.arguments(type_name(cube), parts)
+                measures.append(measure_field(alias, member, args))
+                entries.append((key, MeasureOut(len(measures) - 1)))
+                continue
+            d = cube.dimension(name)
+            assert d is not None
+            if d.type is not DimensionType.TIME:
+                dims.append(DimensionField(alias, member))
+                entries.append((key, DimensionOut(len(dims) - 1)))
+                continue
+            grains: list[tuple[str, Entry]] = []
+            for gkey, gparts in self.collect([p.selection_set for p in parts]).items():
+                gname = gparts[0].name.value
+                if gname == "__typename":
+                    grains.append((gkey, Const(type_name(cube, name))))
+                    continue
+                dims.append(DimensionField(f"{alias}.{gkey}", member, Granularity(gname)))
+                grains.append((gkey, DimensionOut(len(dims) - 1)))
+            entries.append((key, Obj(tuple(grains))))
+        return Obj(tuple(entries))
+
+
+def measure_field(alias: str, member: Member, args: dict[str, Any]) -> MeasureField:
+    """A measure field with its (coerced) time-intelligence arguments."""
+    compare, to_date, change = args.get("compare"), args.get("toDate"), args.get("as")
+    return MeasureField(
+        alias,
+        member,
+        Compare(compare.value) if compare is not None else None,
+        ToDate(to_date.value) if to_date is not None else None,
+        bool(args.get("shareOfTotal")),
+        bool(args.get("rank")),
+        Change(change.value) if change is not None else Change.VALUE,
+        rolling_of(member, args.get("rolling")),
+    )
+
+
+def rolling_of(member: Member, value: dict[str, Any] | None) -> Rolling | None:
+    if value is None:
+        return None
+    last, ahead = value.get("last"), value.get("next")
+    if (last is None) == (ahead is None):
+        raise BadUserInputError(
+            f"{member}: rolling needs exactly one of last, next", field=str(member)
+        )
+    count = int(last if last is not None else ahead or 0)
+    return Rolling(count, Granularity(value["unit"].value.lower()), leading=ahead is not None)

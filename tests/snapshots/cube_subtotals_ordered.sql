@@ -1,0 +1,6 @@
+SELECT ((((((((((((((('{"' || %(p0)s::VARCHAR) || '":') || coalesce(to_json(agg.d0)::text, 'null')) || ',"') || %(p1)s::VARCHAR) || '":') || coalesce(to_json(agg.d1)::text, 'null')) || ',"') || %(p2)s::VARCHAR) || '":') || coalesce(to_json(agg.m0)::text, 'null')) || ',"') || %(p3)s::VARCHAR) || '":') || to_json(array_remove(ARRAY[CASE WHEN (agg.g & 2) <> 0 THEN 'products.category' END, CASE WHEN (agg.g & 1) <> 0 THEN 'sales.channel' END]::text[], NULL))::text) || '}' AS j 
+FROM (SELECT rows_sales.d0 AS d0, rows_sales.d1 AS d1, grouping(rows_sales.d0, rows_sales.d1) AS g, sum(rows_sales.x0_0) AS m0 
+FROM (SELECT (products.category) AS d0, (sales.channel) AS d1, (sales.net) AS x0_0 
+FROM dw.fact_sales AS sales LEFT OUTER JOIN dw.dim_product AS products ON sales.product_key = products.product_key) AS rows_sales GROUP BY ROLLUP(rows_sales.d0, rows_sales.d1)) AS agg ORDER BY ((agg.g & 2) <> 0) ASC, max(CASE WHEN agg.g = 1 THEN agg.m0 END) OVER (PARTITION BY agg.d0, ((agg.g & 2) <> 0)) DESC NULLS LAST, agg.d0 ASC NULLS LAST, ((agg.g & 1) <> 0) ASC, max(CASE WHEN agg.g = 0 THEN agg.m0 END) OVER (PARTITION BY agg.d0, agg.d1, ((agg.g & 1) <> 0)) DESC NULLS LAST, agg.d1 ASC NULLS LAST 
+ LIMIT %(p4)s::INTEGER OFFSET %(p5)s::INTEGER
+-- params: {"p0": "products.category", "p1": "sales.channel", "p2": "sales.revenue", "p3": "@totals", "p4": 10001, "p5": 0}
