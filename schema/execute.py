@@ -470,8 +470,8 @@ class Executor:
         if self.reads.relational(prepared.operation, roots):
             return await self._read(prepared, ctx)
         if self.reads.cubes(prepared.operation, roots):
-            fast = await execute_fast(  # Strawberry's schema: enum arguments as members
-                self.schema._schema, prepared.document, prepared.operation_name,
+            fast = await execute_fast(
+                self.reads.gschema, prepared.document, prepared.operation_name,
                 prepared.variables, ctx,
             )  # fmt: skip
             if fast is not None:

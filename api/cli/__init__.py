@@ -9,8 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
-from typer._click import exceptions as click_exc
-from typer.exceptions import Abort
+from typer.exceptions import Abort, TyperException
 
 from api.cli import apikey as apikey_cli
 from api.cli import db as db_cli
@@ -56,13 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="cdms", standalone_mode=False)
-    except click_exc.NoArgsIsHelpError:
-        sys.exit(0)  # `cdms` or `cdms db` alone: the usage was printed, as with --help
-    except click_exc.UsageError as exc:
-        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+    except TyperException as exc:  # typer's (vendored click) usage and parameter errors
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)  # `cdms` or `cdms db` alone: the usage was printed, as with --help
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         _fail("USAGE", exc.format_message() + hint, 2)
-    except click_exc.ClickException as exc:
-        _fail("USAGE", exc.format_message(), 2)
     except Abort:
         _fail("ABORTED", "aborted", 130)
     except KeyboardInterrupt:

@@ -154,7 +154,8 @@ def segment_enum(model: Model) -> type[enum.Enum]:
 
 
 # ---------------------------------------------------------------------------------------
-# translation of the coerced arguments (dicts keyed by GraphQL names, as graphql-core gives)
+# translation of the coerced arguments (dicts keyed by GraphQL names, enum values as names:
+# graphql-core's coercion on the schema built from the SDL, schema.app.graphql_schema)
 # ---------------------------------------------------------------------------------------
 def _set(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in (values or {}).items() if v is not None]
@@ -197,9 +198,11 @@ def to_order(model: Model, order_by: list[Any] | None, role: str | None) -> list
         for cube, members in _set(entry):
             for member, direction in _set(members):
                 ref = _visible(model, cube, member, role, "OrderBy")
-                out.append(OrderItem(ref, direction is CubeOrder.DESC))
+                out.append(OrderItem(ref, direction == CubeOrder.DESC.name))
     return out
 
 
-def to_segments(segments: list[Any] | None) -> list[Member]:
-    return [Member(*str(s.value).split(".", 1)) for s in segments or []]
+def to_segments(model: Model, segments: list[str] | None) -> list[Member]:
+    """``CubeSegment`` names (``<cube>_<segment>``) → members."""
+    named = {f"{c.name}_{s.name}": Member(c.name, s.name) for c in model.cubes for s in c.segments}
+    return [named[s] for s in segments or []]

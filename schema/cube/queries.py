@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import strawberry
+from graphql import FieldNode, FragmentDefinitionNode
 
 from db.errors import BadUserInputError, ForbiddenError
 from schema.context import Info
@@ -37,6 +38,19 @@ CubeSegment = segment_enum(MODEL)
 CUBE_ROLES = frozenset({"admin", "analyst"})  # as api/guard.py's FIELD_ROLES["cube"]
 
 
+def _reader(info: Info) -> tuple[Reader, list[FieldNode]]:
+    """A reader of the running operation (the executor's ``ctx.operation``) and the nodes
+    of this root field, on the schema the pipeline validated against."""
+    ctx = info.context
+    op = ctx.operation
+    fields = ctx.reads.root_fields(op.document, op.operation, op.coerced)[info.path.key]
+    fragments = {
+        d.name.value: d for d in op.document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    reader = Reader(ctx.reads.gschema, fragments, op.coerced, MODEL, ctx.role)
+    return reader, [f.node for f in fields]
+
+
 async def resolve_cube(
     root: Any,
     info: Info,
@@ -48,10 +62,9 @@ async def resolve_cube(
     timezone: str = "UTC",
     subtotals: bool = False,
 ) -> list[Any]:
-    raw = info._raw_info
     role = info.context.role
-    reader = Reader(raw.schema, raw.fragments, raw.variable_values, MODEL, role)
-    request = reader.request(list(raw.field_nodes))
+    reader, nodes = _reader(info)
+    request = reader.request(nodes)
     query = prepare(MODEL, request.query, role)
     got = await info.context.db.run(
         lambda conn: answer(conn, query, request.shape, model=MODEL, role=role, prepared=True)
@@ -98,10 +111,8 @@ async def resolve_drill_down(
     drill = CubeDrill(hierarchy=hierarchy, member=member, value=value, next=nxt, children=[])
     if nxt is None:
         return drill
-    raw = info._raw_info
-    args = Reader(raw.schema, raw.fragments, raw.variable_values, MODEL, role).arguments(
-        "Query", list(raw.field_nodes)
-    )
+    reader, nodes = _reader(info)
+    args = reader.arguments("Query", nodes)
     child = DimensionField("child", Ref.parse(nxt, ""))
     query = CubeQuery(
         dimensions=(child,),

@@ -145,7 +145,7 @@ class Reader:
             measures=tuple(measures),
             dimensions=tuple(dims),
             filters=tuple(to_filters(self.model, args.get("where"), self.role)),
-            segments=tuple(to_segments(args.get("segments"))),
+            segments=tuple(to_segments(self.model, args.get("segments"))),
             order=tuple(to_order(self.model, args.get("orderBy"), self.role)),
             limit=args["limit"],
             offset=args["offset"],
@@ -201,11 +201,11 @@ def measure_field(alias: str, member: Member, args: dict[str, Any]) -> MeasureFi
     return MeasureField(
         alias,
         member,
-        Compare(compare.value) if compare is not None else None,
-        ToDate(to_date.value) if to_date is not None else None,
+        Compare(compare) if compare is not None else None,
+        ToDate(to_date) if to_date is not None else None,
         bool(args.get("shareOfTotal")),
         bool(args.get("rank")),
-        Change(change.value) if change is not None else Change.VALUE,
+        Change(change) if change is not None else Change.VALUE,
         rolling_of(member, args.get("rolling")),
     )
 
@@ -219,4 +219,4 @@ def rolling_of(member: Member, value: dict[str, Any] | None) -> Rolling | None:
             f"{member}: rolling needs exactly one of last, next", field=str(member)
         )
     count = int(last if last is not None else ahead or 0)
-    return Rolling(count, Granularity(value["unit"].value.lower()), leading=ahead is not None)
+    return Rolling(count, Granularity(value["unit"].lower()), leading=ahead is not None)
