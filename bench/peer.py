@@ -36,16 +36,10 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-# this script is bench/api.py: "api" must mean the project's package, not this file
+# run as a script, bench/ comes first on sys.path, and bench/ml.py would shadow the ml package
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-# run as a script, bench/ comes first on sys.path and this file would shadow the api package
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if os.path.dirname(_HERE) not in sys.path:
-    sys.path.insert(0, os.path.dirname(_HERE))
 
 BENCH_DATABASE = "cdms_bench_api"
 
