@@ -100,7 +100,7 @@ class GraphQLHttp:
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         try:
-            prepared = await self.pipeline.prepare(ops, principal)
+            prepared = await self.pipeline.prepare(ops, principal, size=len(body))
         except Refusal as refusal:
             return refusal_response(refusal)
         key = request.headers.get("idempotency-key")
