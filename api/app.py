@@ -162,7 +162,7 @@ def create_app(
         lifespan=lifespan,
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # every method: the endpoint answers 405 in JSON
             WebSocketRoute("/graphql", graphql),
         ],
         # the dashboard's and GraphiQL's static pages hold no data: served before

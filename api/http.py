@@ -81,7 +81,7 @@ class GraphQLHttp:
     async def handle(self, request: Request) -> Response:
         if request.method != "POST":
             return error_response(
-                405, "METHOD_NOT_ALLOWED", "use POST for operations, GET for GraphiQL"
+                405, "METHOD_NOT_ALLOWED", "use POST for operations (GET in a browser: GraphiQL)"
             )
         principal = request.scope.get("state", {}).get("principal")
         assert isinstance(principal, Principal)  # api.security put it there

@@ -35,6 +35,7 @@ from graphql import (
     validate,
 )
 from graphql.execution.values import VariableValues, get_variable_values
+from graphql.validation.rules import overlapping_fields_can_be_merged as overlapping
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -137,6 +138,13 @@ class Operation:
         name = payload.get("operationName")
         if name is not None and not isinstance(name, str):
             raise BadUserInputError("operationName must be a string")
+        try:  # JSON may escape half a UTF-16 pair ("\ud800"): valid JSON, not Unicode text
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadUserInputError(
+                "the operation holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is"
+                " not Unicode text"
+            ) from None
         return cls(query, variables, name, extensions)
 
 
@@ -174,7 +182,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
 
 
-_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}]+')
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}"]+')  # strings, then the rest
 
 
 def json_depth_ok(body: str | bytes, limit: int) -> bool:
@@ -186,6 +194,8 @@ def json_depth_ok(body: str | bytes, limit: int) -> bool:
         return True
     depth = 0
     for ch in brackets:
+        if ch == '"':
+            return True  # an unterminated string: not JSON, which the parser reports
         if ch in "[{":
             depth += 1
             if depth > limit:
@@ -224,6 +234,11 @@ class Pipeline:
         access: Access | None = None,
     ) -> None:
         self.gschema = gschema  # schema.app.graphql_schema(): graphql-core's view of it
+        # graphql-core's OverlappingFieldsCanBeMerged compares the fields that share a
+        # response key pairwise, up to a budget (its documented module setting, read when a
+        # validation starts): 500,000 units by default, seconds of CPU for a 4.5 KB document.
+        # A few units per token leaves real documents far below it (they spend ~0).
+        overlapping.MAX_COMPLEXITY_BUDGET = 4 * policy.limits.max_tokens
         self.engine = engine
         self.policy = policy
         self.rate = rate
@@ -330,6 +345,8 @@ class Pipeline:
 
     def _operation(self, document: DocumentNode, name: str | None) -> OperationDefinitionNode:
         ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if not ops:
+            raise BadUserInputError("the document has no operation, only fragments")
         if name is None:
             if len(ops) != 1:
                 raise BadUserInputError(
@@ -447,9 +464,10 @@ class Pipeline:
 
 
 def _coded(error: GraphQLError) -> GraphQLError:
-    """A parse/validation error with its code: QUERY_TOO_COMPLEX for the token limit,
-    BAD_USER_INPUT otherwise."""
-    code = "QUERY_TOO_COMPLEX" if "tokens. Parsing aborted" in error.message else "BAD_USER_INPUT"
+    """A parse/validation error with its code: QUERY_TOO_COMPLEX for the token limit and
+    an exhausted validation budget, BAD_USER_INPUT otherwise."""
+    aborted = "tokens. Parsing aborted" in error.message or error.message == "Validation aborted."
+    code = "QUERY_TOO_COMPLEX" if aborted else "BAD_USER_INPUT"
     return GraphQLError(
         error.message,
         nodes=error.nodes,

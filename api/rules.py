@@ -25,10 +25,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graphql import (
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLDirective,
     GraphQLField,
     GraphQLInputObjectType,
     GraphQLInputType,
@@ -91,12 +93,14 @@ class Access:
 
 @dataclass(frozen=True)
 class ArgField:
-    """A field of the operation that takes arguments (checked with the variables)."""
+    """A field (or a directive, ``name`` "@include") of the operation that takes arguments,
+    checked with the variables: a null where the argument is non-null is refused before
+    anything runs (a variable with a default may stand there, and be sent as null)."""
 
     parent: str
     name: str
-    definition: GraphQLField
-    node: FieldNode
+    definition: GraphQLField | GraphQLDirective
+    node: FieldNode | DirectiveNode
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,10 @@ class _Measurer:
         if level > self.limits.max_depth:  # deeper than allowed: no need to look further
             return Measure(level, 0, frozenset(), (), Cost(), frozenset())
         for sel in sel_set.selections:
+            for d in sel.directives or ():
+                directive = self.schema.get_directive(d.name.value)
+                if directive is not None and d.arguments:
+                    args.append(ArgField(parent.name, f"@{d.name.value}", directive, d))
             if isinstance(sel, FieldNode):
                 name = sel.name.value
                 gfield = _field_def(parent, name)
@@ -466,6 +474,8 @@ def check_arguments(
 def _check_arguments(
     arg: ArgField, values: dict[str, Any], access: Access, role: str, customer_id: int | None
 ) -> None:
+    if isinstance(arg.definition, GraphQLDirective):
+        return  # @include/@skip: coerced above (a null refused), nothing a role may not pass
     for name, value in values.items():
         allowed_values = access.values.get((arg.parent, arg.name, name), {}).get(role)
         if allowed_values is not None and value not in allowed_values:

@@ -33,7 +33,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.auth import Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
-from api.security import SecurityConfig
+from api.rules import QueryTooComplexError
+from api.security import SecurityConfig, client_bucket
 from db.errors import CdmsError
 from schema.execute import Executor, Result
 
@@ -194,6 +195,11 @@ class _Session:
         except UnauthenticatedError as exc:
             if self.legacy:
                 await self._send({"type": "connection_error", "payload": _error(exc)})
+            try:  # bad credentials take from the address's bucket, as over HTTP
+                await self.server.pipeline.admit(client_bucket(self.ws.scope))
+            except Refusal as refusal:
+                if refusal.code == "RATE_LIMITED":
+                    raise _Close(4429, refusal.errors[0].message) from None
             raise _Close(4401, exc.message) from None
         except CdmsError as exc:
             raise _Close(1013, exc.message) from None
@@ -266,7 +272,14 @@ class _Session:
             else:
                 raise _Close(4409, f"subscriber for {op_id} already exists")
         if len(self.operations) >= self.server.limits.max_operations:
-            await self._send_error(op_id, CdmsError("too many operations on one socket"))
+            limit = self.server.limits.max_operations
+            await self._send_error(
+                op_id,
+                QueryTooComplexError(
+                    f"too many operations on one socket (at most {limit}): complete one first",
+                    limit=limit,
+                ),
+            )
             return
         principal = await self._recheck()
         try:

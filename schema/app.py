@@ -6,20 +6,23 @@ expanded size, cost) are checked before the schema sees an operation, for every 
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import strawberry
-from graphql import GraphQLSchema, build_schema
+from graphql import GraphQLScalarType, GraphQLSchema, build_schema
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from db.errors import BadUserInputError
 from schema.cube.extension import CubeReports
 from schema.cube.queries import CubeQueries
 from schema.errors import ErrorCodes
 from schema.mutations import Mutation
 from schema.predictions import PredictionQueries
-from schema.scalars import SCALAR_MAP
+from schema.scalars import SCALAR_MAP, parse_datetime, parse_decimal
 from schema.subscriptions import Subscription
 from schema.types import EntityQueries
 
@@ -50,5 +53,39 @@ schema = CdmsSchema(
 
 @cache
 def graphql_schema() -> GraphQLSchema:
-    """graphql-core's view of the schema, built from its SDL (the public way to get one)."""
-    return build_schema(schema.as_str())
+    """graphql-core's view of the schema, built from its SDL (the public way to get one).
+    Its custom scalars refuse what their parsers refuse (built from SDL, a scalar takes any
+    value, an object where a Decimal goes included), and keep the value as sent: the
+    executor converts it (schema.execute)."""
+    gschema = build_schema(schema.as_str())
+    for name, parse in _PARSERS.items():
+        scalar = gschema.type_map[name]
+        assert isinstance(scalar, GraphQLScalarType)
+        checked = _checked(parse)  # graphql-core 3.3 coerces through either name
+        scalar.parse_value = checked  # type: ignore[method-assign,assignment]
+        scalar.coerce_input_value = checked
+    return gschema
+
+
+def _parse_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise BadUserInputError("Date must be an ISO-8601 string such as 2025-01-31")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadUserInputError(f"not an ISO-8601 date: {value!r}") from None
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "Decimal": parse_decimal,
+    "DateTime": parse_datetime,
+    "Date": _parse_date,
+}
+
+
+def _checked(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse_value(value: Any) -> Any:
+        parse(value)  # raises: graphql-core reports the value as invalid (BAD_USER_INPUT)
+        return value
+
+    return parse_value

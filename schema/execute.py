@@ -24,6 +24,7 @@ import binascii
 import datetime as dt
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from schema.catalog import ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
-from schema.scalars import parse_datetime, parse_decimal, parse_id
+from schema.scalars import parse_datetime, parse_decimal, parse_id, parse_text
 from schema.sql import Statement, statement
 
 log = logging.getLogger("cdms.api.execute")
@@ -129,11 +130,11 @@ def _convert(conv: str, value: Any) -> Any:
         case "float":
             return float(value)
         case "text":
-            return str(value)
+            return parse_text(value)
         case "bool":
             return bool(value)
         case "enum":
-            return str(value).lower()
+            return parse_text(value).lower()
         case "decimal":
             return parse_decimal(value)
         case "datetime":
@@ -144,9 +145,9 @@ def _convert(conv: str, value: Any) -> Any:
             except ValueError:
                 raise BadUserInputError(f"not a date (YYYY-MM-DD): {value!r}") from None
         case "like":
-            return f"%{_escape(str(value))}%"
+            return f"%{_escape(parse_text(value))}%"
         case "prefix":
-            return f"{_escape(str(value))}%"
+            return f"{_escape(parse_text(value))}%"
     raise AssertionError(conv)
 
 
@@ -199,9 +200,13 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cursor_value(conv: str, value: Any) -> Any:
+    """A key value of a cursor, if a row could hold it (a crafted cursor must fail here,
+    before anything runs, not in PostgreSQL)."""
     try:
         if conv in ("id", "int"):
             if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+            if not -(2**63) <= value < 2**63:
                 raise ValueError
             return value
         if conv == "datetime":
@@ -209,13 +214,16 @@ def _cursor_value(conv: str, value: Any) -> Any:
         if conv == "date":
             return dt.date.fromisoformat(value)
         if conv == "decimal":
-            return Decimal(value)
+            return parse_decimal(str(value))
         if conv == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if not isinstance(value, str):
             raise ValueError
-        return value
-    except (ValueError, TypeError, ArithmeticError):
+        return parse_text(value)
+    except (ValueError, TypeError, ArithmeticError, CdmsError):
         raise BadUserInputError("invalid cursor", field="cursor") from None
 
 
@@ -252,23 +260,21 @@ def shape(value: Any) -> Any:
     return 0
 
 
-@dataclass
-class _Entry:
-    """The statements of one (query, operation, variable structure) by the values of the
-    variables their text depends on."""
-
-    reads: tuple[P.Var, ...] = ()
-    statements: dict[tuple[Any, ...], Statement] = field(default_factory=dict)
-
-
 class Reads:
     """Compiles and caches the statements of one process's operations."""
 
     def __init__(self, gschema: GraphQLSchema, limits: ApiLimits) -> None:
         self.gschema = gschema
         self.limits = limits
-        self._cache: LRUCache[Any, _Entry] = LRUCache(maxsize=CACHE_SIZE)
+        # (query key, variable structure) -> the variable paths the statement's text read;
+        # (that key, those paths, their values) -> the statement: both bounded
+        self._reads: LRUCache[Any, tuple[P.Var, ...]] = LRUCache(maxsize=CACHE_SIZE)
+        self._cache: LRUCache[Any, Statement] = LRUCache(maxsize=CACHE_SIZE)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """The statements held."""
+        return len(self._cache)
 
     def statement(
         self,
@@ -283,13 +289,14 @@ class Reads:
         coerced = variables.coerced
         full_key = (key, shape(coerced))
         with self._lock:
-            entry = self._cache.get(full_key)
-        if entry is not None:
+            reads = self._reads.get(full_key)
+        if reads is not None:
             try:
-                values = tuple(frozen(P.value_at(coerced, v)) for v in entry.reads)
+                values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
             except (KeyError, IndexError, TypeError):
                 values = None
-            found = None if values is None else entry.statements.get(values)
+            with self._lock:
+                found = None if values is None else self._cache.get((full_key, reads, values))
             if found is not None:
                 return found
         planner = P.Planner(self.gschema, document, operation, variables, self.limits)
@@ -298,10 +305,8 @@ class Reads:
         reads = tuple(sorted(planner.read, key=repr))
         values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
         with self._lock:
-            entry = self._cache.get(full_key)
-            if entry is None or entry.reads != reads:
-                entry = self._cache[full_key] = _Entry(reads)
-            entry.statements[values] = stmt
+            self._reads[full_key] = reads
+            self._cache[(full_key, reads, values)] = stmt
         return stmt
 
     # --- operations whose roots are all relational ------------------------------------

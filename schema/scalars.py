@@ -32,7 +32,17 @@ def parse_decimal(value: Any) -> Decimal:
         raise BadUserInputError(f"not a decimal number: {value!r}") from None
     if not parsed.is_finite():
         raise BadUserInputError(f"not a finite decimal number: {value!r}")
+    if parsed and not -16383 <= parsed.adjusted() <= 131071:  # PostgreSQL numeric's range
+        raise BadUserInputError(f"decimal number out of range: {value!r}")
     return parsed
+
+
+def parse_text(value: Any) -> str:
+    """A string PostgreSQL can hold (text may not contain NUL)."""
+    text = str(value)
+    if "\x00" in text:
+        raise BadUserInputError("text may not contain NUL (\\u0000)")
+    return text
 
 
 def parse_id(value: Any, what: str = "id") -> int:

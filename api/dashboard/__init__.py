@@ -32,7 +32,7 @@ INDEX = STATIC / "index.html"
 # no third-party origin at all: scripts, styles and data come from this server
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:"
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; frame-ancestors 'none'"
 )
 
 

@@ -47,7 +47,7 @@ INDEX = STATIC / "index.html"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; connect-src 'self' ws: wss:; font-src 'self' data:; "
-    "worker-src 'self' blob:"
+    "worker-src 'self' blob:; frame-ancestors 'none'"
 )
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 

@@ -35,6 +35,9 @@ def test_the_page_is_served_without_a_token_and_loads_only_local_files(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "script-src 'self';" in csp
+    assert "frame-ancestors 'none'" in csp  # no other site frames it (clickjacking)
+    dashboard = closed.get("/dashboard/")
+    assert "frame-ancestors 'none'" in dashboard.headers["content-security-policy"]
     sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assert sources and all(s.startswith("/") or s.startswith("data:") for s in sources), sources
     for src in sources:
