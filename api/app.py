@@ -33,21 +33,28 @@ from schema.execute import Executor
 
 log = logging.getLogger("cdms.api")
 
-HOUSEKEEPING_S = 3600.0
+HOUSEKEEPING_S = 60.0
+PRUNE_EVERY = 60  # housekeeping rounds: hourly
 _PRUNE = sa.text("SELECT app.prune_idempotency_keys(), app.prune_rate_buckets()")
 
 
-async def _housekeeping(engine: Engine) -> None:
-    """Hourly: forget idempotency keys older than a day and idle rate-limit buckets."""
+def _chores(engine: Engine, prune: bool) -> None:
+    from semantic.rollups import flush_hits
 
-    def prune() -> None:
-        with engine.begin() as conn:
+    with engine.begin() as conn:
+        flush_hits(conn)  # the rollups' hits this process counted (rollups --explain)
+        if prune:  # idempotency keys older than a day, idle rate-limit buckets
             conn.execute(_PRUNE)
 
+
+async def _housekeeping(engine: Engine) -> None:
+    """Every minute: the rollup hits; hourly: prune keys and buckets."""
+    rounds = 0
     while True:
         await asyncio.sleep(HOUSEKEEPING_S)
+        rounds += 1
         try:
-            await run_in_threadpool(prune)
+            await run_in_threadpool(_chores, engine, rounds % PRUNE_EVERY == 0)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("housekeeping skipped: %s", str(exc).splitlines()[0])
 
@@ -157,6 +164,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            with contextlib.suppress(sa.exc.SQLAlchemyError):  # keep the last minute's hits
+                await run_in_threadpool(_chores, engine, False)
 
     app = Starlette(
         lifespan=lifespan,

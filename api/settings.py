@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from db.config import DbSettings
 from db.errors import ConfigError
@@ -21,6 +22,16 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -43,10 +54,13 @@ class Settings:
     demo_customers: int
     demo_orders: int
     demo_seed: int
-    etl_interval_s: int
     max_body_bytes: int
     workers: int = 1
     prediction_log_days: int = 90
+    etl_mode: str = "continuous"  # continuous | interval | off
+    etl_interval_s: float = 60.0  # interval mode: seconds between runs
+    etl_min_interval_s: float = 1.0  # continuous: least time from the end of a run to the next
+    etl_max_interval_s: float = 30.0  # continuous: longest without a look; longest back-off
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,11 +75,37 @@ class Settings:
             demo_customers=_int("CDMS_DEMO_CUSTOMERS", 2_000),
             demo_orders=_int("CDMS_DEMO_ORDERS", 20_000),
             demo_seed=_int("CDMS_DEMO_SEED", 42),
-            etl_interval_s=_int("CDMS_ETL_INTERVAL", 0),
             max_body_bytes=_int("CDMS_MAX_BODY_BYTES", 1_000_000),
             workers=_workers(),
             prediction_log_days=retention_days(),  # validated at start-up, not mid-request
+            **_etl(),
         )
+
+
+def _etl() -> dict[str, Any]:
+    """The pipeline's schedule while serving (etl/scheduler.py)."""
+    mode = os.environ.get("CDMS_ETL_MODE", "continuous") or "continuous"
+    if mode not in {"continuous", "interval", "off"}:
+        raise ConfigError(f"CDMS_ETL_MODE must be continuous, interval or off, got {mode!r}")
+    interval = _float("CDMS_ETL_INTERVAL", 60.0)
+    floor = _float("CDMS_ETL_MIN_INTERVAL", 1.0)
+    ceiling = _float("CDMS_ETL_MAX_INTERVAL", 30.0)
+    if mode == "interval" and not interval > 0:
+        raise ConfigError(
+            f"CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got {interval:g}"
+            " (CDMS_ETL_MODE=off turns the scheduled loads off)"
+        )
+    if not 0 < floor <= ceiling:
+        raise ConfigError(
+            "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
+            f" got {floor:g} and {ceiling:g}"
+        )
+    return {
+        "etl_mode": mode,
+        "etl_interval_s": interval,
+        "etl_min_interval_s": floor,
+        "etl_max_interval_s": ceiling,
+    }
 
 
 def _workers() -> int:

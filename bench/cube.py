@@ -119,20 +119,17 @@ def _admin_url() -> str:
 
 def build(url: str, customers: int, orders: int, seed_: int) -> None:
     from db.seed import seed
-    from etl import hooks, runner
-    from semantic.hooks import refresh_rollups
+    from etl import pipeline, runner
 
     upgrade(url)
     t = time.perf_counter()
     seed(url, customers, orders, seed_)
     print(f"seeded {orders:,} orders in {time.perf_counter() - t:.1f} s", flush=True)
-    hooks.after_load(refresh_rollups)
     try:
         t = time.perf_counter()
-        runner.run(url, full=True, check=False)
+        pipeline.run(url, full=True, check=False)
         print(f"ETL + rollups in {time.perf_counter() - t:.1f} s", flush=True)
     finally:
-        hooks.remove(refresh_rollups)
         runner.dispose(url)
     with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")

@@ -225,10 +225,10 @@ def reload(url: str) -> None:
     """Load the soak's orders into an existing database's warehouse (incremental ETL), so it
     stays as complete as it was: otherwise the newest orders answer NOT_IN_WAREHOUSE to the
     next benchmark's prediction fields (bench/ml.py reads the newest 500)."""
-    from etl import runner
+    from etl import pipeline, runner
 
     with console.status("loading the soak's orders into the warehouse (incremental ETL)"):
-        result = runner.run(url, check=False, wait=True)
+        result = pipeline.run(url, check=False, wait=True)
         runner.dispose(url)
     console.print(f"warehouse reloaded in {result.seconds:.1f} s (run {result.run_id})")
 

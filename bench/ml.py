@@ -57,7 +57,7 @@ def build(customers: int, orders: int, seed: int) -> tuple[str, str, str]:
     from db.migrate import upgrade
     from db.seed import seed as seed_db
     from db.server import embedded_url
-    from etl import runner
+    from etl import pipeline
 
     settings = DbSettings.from_env()
     admin = (
@@ -72,7 +72,7 @@ def build(customers: int, orders: int, seed: int) -> tuple[str, str, str]:
     t0 = time.perf_counter()
     seed_db(url, customers, orders, seed, reset=True)
     t1 = time.perf_counter()
-    runner.run(url, full=True)
+    pipeline.run(url, full=True)
     t2 = time.perf_counter()
     print(f"data: {customers:,} customers, {orders:,} orders (seed {seed})")
     print(f"  seed {t1 - t0:.1f} s, ETL {t2 - t1:.1f} s")

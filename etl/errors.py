@@ -25,9 +25,3 @@ class CheckFailedError(CdmsError):
     """A data-quality check failed after the load."""
 
     code = "CHECK_FAILED"
-
-
-class HookFailedError(CdmsError):
-    """A post-load callback (e.g. the semantic layer's rollup refresh) raised."""
-
-    code = "ETL_HOOK_FAILED"

@@ -1,8 +1,15 @@
 """Execute one step's SQL inside the caller's transaction; return what it changed.
 
 Set-based only: every statement works on the whole change window at once. The SQL text
-comes from ``etl/sql/<step>.sql``; what is generated here is structure (column lists, the
-key semi-join), never a value - values are bound parameters.
+comes from ``etl/sql/<step>.sql`` and the ``<table>_source`` views; what is generated here
+is structure (column lists, the key semi-join), never a value - values are bound parameters.
+
+Every row written gets the run's id (``run_id``). An incremental fact step logs in
+``dw.etl_touched`` the facts it inserted, changed or deleted, with their dates before and
+after (and a dimension step the facts it re-keyed or whose type-1 attributes it changed),
+in the same transaction: the steps after the load redo only those (``etl/pipeline.py``).
+A step that reads everything (``lo = -infinity``) logs nothing: its run step row, with no
+``watermark_from``, tells the steps after it to redo everything.
 """
 
 from __future__ import annotations
@@ -57,24 +64,27 @@ def effective_low(conn: Connection, step: Step, lo: datetime | str, hi: datetime
     return NEG_INF if empty or truncated else lo
 
 
-def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime, run_id: int) -> Counts:
     """Load ``step`` for source changes in ``[lo, hi)``; ``lo = '-infinity'`` means all rows
     (facts whose source row is gone are then deleted by a whole-table comparison)."""
     try:
         if step.disposition is Disposition.SCD2:
-            return _dimension(conn, step, lo, hi)
+            return _dimension(conn, step, lo, hi, run_id)
         if step.disposition is Disposition.SNAPSHOT:
-            return run_snapshot(conn, step, lo, hi)
-        return _fact(conn, step, lo, hi)
+            return run_snapshot(conn, step, lo, hi, run_id)
+        return _fact(conn, step, lo, hi, run_id)
     finally:
-        conn.execute(sa.text("DROP TABLE IF EXISTS _src, _closed, _keys"))
+        conn.execute(sa.text("DROP TABLE IF EXISTS _src, _closed, _type1, _keys, _before"))
 
 
 # ---------------------------------------------------------------------------------------
 # dimensions (SCD type 2)
 # ---------------------------------------------------------------------------------------
-def _dimension(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+def _dimension(
+    conn: Connection, step: Step, lo: datetime | str, hi: datetime, run_id: int
+) -> Counts:
     sql = step.sql()
+    run = {"run": run_id}
     conn.execute(sa.text(sql["stage"]), {"lo": lo, "hi": hi})
     read = int(conn.execute(sa.text("SELECT count(*) FROM _src")).scalar_one())
     conn.execute(
@@ -83,34 +93,60 @@ def _dimension(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -
             " changed_at timestamptz NOT NULL) ON COMMIT DROP"
         )
     )
-    type1 = _rowcount(conn.execute(sa.text(sql["type1"])))
-    closed = _rowcount(conn.execute(sa.text(sql["close"])))
-    opened = _rowcount(conn.execute(sa.text(sql["open"])))
-    new = _rowcount(conn.execute(sa.text(sql["new"])))
+    conn.execute(sa.text("CREATE TEMP TABLE _type1 (dim_key bigint PRIMARY KEY) ON COMMIT DROP"))
+    type1 = _rowcount(conn.execute(sa.text(sql["type1"]), run))
+    closed = _rowcount(conn.execute(sa.text(sql["close"]), run))
+    opened = _rowcount(conn.execute(sa.text(sql["open"]), run))
+    new = _rowcount(conn.execute(sa.text(sql["new"]), run))
     rekeyed = 0
-    if closed:
-        for fact, ref in facts_referencing(step.name):
-            rekeyed += _rowcount(conn.execute(sa.text(_rekey_sql(step, fact, ref))))
+    for fact, ref in facts_referencing(step.name):
+        if closed:
+            rekeyed += int(conn.execute(sa.text(_rekey_sql(step, fact, ref)), run).scalar_one())
+        if type1:
+            conn.execute(sa.text(_type1_touched_sql(fact, ref)), run)
     return Counts(read=read, inserted=opened + new, updated=type1 + closed + rekeyed)
 
 
 def _rekey_sql(dim: Step, fact: Step, ref: DimRef) -> str:
-    """Facts whose event falls in a version opened by this step move to that version."""
+    """Facts whose event falls in a version opened by this step move to that version (and
+    are logged as touched); returns how many moved."""
     natural = dim.key_columns[0]
     return f"""
-        UPDATE {fact.table} AS f SET {ref.key_column} = n.{ref.key_column}
-        FROM _closed AS c
-        JOIN {dim.table} AS n ON n.{natural} = c.natural_id AND n.valid_from = c.changed_at
-        WHERE f.{ref.key_column} = c.old_key AND f.{fact.event_column} >= c.changed_at
+        WITH moved AS (
+            UPDATE {fact.table} AS f SET {ref.key_column} = n.{ref.key_column}, run_id = :run
+            FROM _closed AS c
+            JOIN {dim.table} AS n ON n.{natural} = c.natural_id AND n.valid_from = c.changed_at
+            WHERE f.{ref.key_column} = c.old_key AND f.{fact.event_column} >= c.changed_at
+            RETURNING f.{fact.key_columns[0]} AS key_id, f.date_key
+        ), logged AS (
+            INSERT INTO dw.etl_touched (run_id, fact, key_id, date_key)
+            SELECT DISTINCT :run, '{fact.name}', key_id, date_key FROM moved
+            ON CONFLICT DO NOTHING
+        )
+        SELECT count(*) FROM moved
+    """
+
+
+def _type1_touched_sql(fact: Step, ref: DimRef) -> str:
+    """Facts pointing at a dimension version whose type-1 attributes changed are touched
+    (a cube grouping by ``brand`` must re-aggregate them)."""
+    return f"""
+        INSERT INTO dw.etl_touched (run_id, fact, key_id, date_key)
+        SELECT DISTINCT :run, '{fact.name}', f.{fact.key_columns[0]}, f.date_key
+        FROM {fact.table} AS f WHERE f.{ref.key_column} IN (SELECT dim_key FROM _type1)
+        ON CONFLICT DO NOTHING
     """
 
 
 # ---------------------------------------------------------------------------------------
 # snapshots (etl/sql/fact_stock_daily.sql)
 # ---------------------------------------------------------------------------------------
-def run_snapshot(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+def run_snapshot(
+    conn: Connection, step: Step, lo: datetime | str, hi: datetime, run_id: int
+) -> Counts:
     """Recompute the series of what changed in ``[lo, hi)`` (everything from ``-infinity``,
-    or when the first day moved earlier), extend the others to the horizon's day."""
+    or when the first day moved earlier), extend the others to the horizon's day; the rows
+    written carry ``run_id``."""
     sql = step.sql()
     first, last, stored_first, stored_last = conn.execute(sa.text(sql["span"]), {"hi": hi}).one()
     everything = (
@@ -127,9 +163,9 @@ def run_snapshot(conn: Connection, step: Step, lo: datetime | str, hi: datetime)
         inserted = 0
         if first is not None:
             if not everything and stored_last is not None and stored_last < last:
-                extend = {"last_day": last, "stored_last": stored_last}
+                extend = {"last_day": last, "stored_last": stored_last, "run_id": run_id}
                 inserted += _rowcount(conn.execute(sa.text(sql["extend"]), extend))
-            days = {"first_day": first, "last_day": last}
+            days = {"first_day": first, "last_day": last, "run_id": run_id}
             inserted += _rowcount(conn.execute(sa.text(sql["rebuild"]), days))
     finally:
         conn.execute(sa.text("DROP TABLE IF EXISTS _stock_keys"))
@@ -139,15 +175,15 @@ def run_snapshot(conn: Connection, step: Step, lo: datetime | str, hi: datetime)
 # ---------------------------------------------------------------------------------------
 # facts (merge)
 # ---------------------------------------------------------------------------------------
-def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Counts:
+def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime, run_id: int) -> Counts:
     sql = step.sql()
     everything = lo == NEG_INF
     read = 0  # an "everything" pass counts the source table afterwards
+    cols = ", ".join(step.key_columns)
     if everything:
-        scope = "TRUE"
+        scope = dates_scope = "TRUE"
     else:
         key_ddl = ", ".join(f"{c} {t} NOT NULL" for c, t in step.key)
-        cols = ", ".join(step.key_columns)
         conn.execute(
             sa.text(f"CREATE TEMP TABLE _keys ({key_ddl}, PRIMARY KEY ({cols})) ON COMMIT DROP")
         )
@@ -156,29 +192,71 @@ def _fact(conn: Connection, step: Step, lo: datetime | str, hi: datetime) -> Cou
         if read == 0:
             return Counts()
         conn.execute(sa.text("ANALYZE _keys"))
-        scope = f"{step.scope_expr} IN (SELECT {cols} FROM _keys)"
+        scope = step.keys_scope()
+        dates_scope = f"{step.scope_expr} IN (SELECT {cols} FROM _keys)"
+        _capture_before(conn, step)
 
     order_scope = "TRUE" if everything else "o.id IN (SELECT order_id FROM _keys)"
     _ensure_dates(
-        conn, sql["dates"].replace("{scope}", scope).replace("{order_scope}", order_scope)
+        conn, sql["dates"].replace("{scope}", dates_scope).replace("{order_scope}", order_scope)
     )
-    source = sql["source"].replace("{scope}", scope)
-    inserted, updated = _upsert(conn, step, source)
+    source = step.source(scope)
+    inserted, updated = _upsert(conn, step, source, run_id)
     if everything:
         read = int(conn.execute(sa.text(f"SELECT count(*) FROM {step.source_table}")).scalar_one())
     deleted = _delete_missing(conn, step, everywhere=everything)
+    if not everything:
+        _log_touched(conn, step, run_id)
     return Counts(read=read, inserted=inserted, updated=updated, deleted=deleted)
 
 
-def load_fact_full(conn: Connection, step: Step) -> Counts:
+def _capture_before(conn: Connection, step: Step) -> None:
+    """The date and writer of the facts about to be reloaded (for :func:`_log_touched`)."""
+    cols = ", ".join(step.key_columns)
+    conn.execute(
+        sa.text(
+            f"CREATE TEMP TABLE _before ON COMMIT DROP AS SELECT {cols}, date_key, run_id"
+            f" FROM {step.table} WHERE ({cols}) IN (SELECT {cols} FROM _keys)"
+        )
+    )
+
+
+def _log_touched(conn: Connection, step: Step, run_id: int) -> None:
+    """Log the facts this run wrote (their new date) and those it deleted or rewrote
+    (their old date) in ``dw.etl_touched``."""
+    cols = ", ".join(step.key_columns)
+    first = step.key_columns[0]
+    same = " AND ".join(f"t.{c} = b.{c}" for c in step.key_columns)
+    conn.execute(
+        sa.text(
+            f"""
+            INSERT INTO dw.etl_touched (run_id, fact, key_id, date_key)
+            SELECT :run, :fact, t.{first}, t.date_key FROM {step.table} AS t
+            WHERE t.run_id = :run AND ({cols}) IN (SELECT {cols} FROM _keys)
+            UNION
+            SELECT :run, :fact, b.{first}, b.date_key FROM _before AS b
+            WHERE NOT EXISTS (SELECT 1 FROM {step.table} AS t
+                              WHERE {same} AND t.run_id IS NOT DISTINCT FROM b.run_id)
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"run": run_id, "fact": step.name},
+    )
+
+
+def load_fact_full(conn: Connection, step: Step, run_id: int) -> Counts:
     """Insert every source row into an empty fact table (``--full``)."""
     sql = step.sql()
     _ensure_dates(conn, sql["dates"].replace("{scope}", "TRUE").replace("{order_scope}", "TRUE"))
-    source = sql["source"].replace("{scope}", "TRUE")
-    cols = ", ".join(table_columns(conn, step.table))
-    stmt = f"INSERT INTO {step.table} ({cols}) SELECT {cols} FROM ({source}) AS s"
-    inserted = _guarded(conn, step, source, lambda: _rowcount(conn.execute(sa.text(stmt))))
-    return Counts(read=inserted, inserted=inserted)
+    source = step.source("TRUE")
+    cols = ", ".join(data_columns(conn, step.table))
+    stmt = (
+        f"INSERT INTO {step.table} ({cols}, {LINEAGE})"
+        f" SELECT {cols}, CAST(:run AS bigint) FROM ({source}) AS s"
+    )
+    inserted = _guarded(
+        conn, step, source, lambda: _rowcount(conn.execute(sa.text(stmt), {"run": run_id}))
+    )
     return Counts(read=inserted, inserted=inserted)
 
 
@@ -209,17 +287,19 @@ def _ensure_dates(conn: Connection, dates_sql: str) -> None:
     )
 
 
-def _upsert(conn: Connection, step: Step, source: str) -> tuple[int, int]:
-    cols = table_columns(conn, step.table)
+def _upsert(conn: Connection, step: Step, source: str, run_id: int) -> tuple[int, int]:
+    """Insert new rows, rewrite changed ones (stamped with ``run_id``); an unchanged row is
+    left alone, its ``run_id`` included."""
+    cols = data_columns(conn, step.table)
     keys = step.key_columns
     rest = [c for c in cols if c not in keys]
     col_list = ", ".join(cols)
     stmt = f"""
         WITH u AS (
-            INSERT INTO {step.table} AS t ({col_list})
-            SELECT {col_list} FROM ({source}) AS s
+            INSERT INTO {step.table} AS t ({col_list}, {LINEAGE})
+            SELECT {col_list}, CAST(:run AS bigint) FROM ({source}) AS s
             ON CONFLICT ({", ".join(keys)}) DO UPDATE
-            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in rest)}
+            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in (*rest, LINEAGE))}
             WHERE ({", ".join(f"t.{c}" for c in rest)})
                   IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in rest)})
             RETURNING (xmax = 0) AS inserted
@@ -228,7 +308,7 @@ def _upsert(conn: Connection, step: Step, source: str) -> tuple[int, int]:
     """
 
     def go() -> tuple[int, int]:
-        ins, upd = conn.execute(sa.text(stmt)).one()
+        ins, upd = conn.execute(sa.text(stmt), {"run": run_id}).one()
         return int(ins), int(upd)
 
     return _guarded(conn, step, source, go)
@@ -304,6 +384,7 @@ def _delete_missing(conn: Connection, step: Step, *, everywhere: bool) -> int:
 
 
 _columns: dict[str, tuple[str, ...]] = {}
+LINEAGE = "run_id"  # every dw table's: the run that last wrote the row
 
 
 def table_columns(conn: Connection, table: str) -> tuple[str, ...]:
@@ -320,6 +401,11 @@ def table_columns(conn: Connection, table: str) -> tuple[str, ...]:
         cols = tuple(str(r) for r in rows)
         _columns[table] = cols
     return cols
+
+
+def data_columns(conn: Connection, table: str) -> tuple[str, ...]:
+    """:func:`table_columns` but the lineage column (what a ``_source`` view yields)."""
+    return tuple(c for c in table_columns(conn, table) if c != LINEAGE)
 
 
 def _rowcount(result: sa.CursorResult[Any]) -> int:

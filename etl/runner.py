@@ -1,9 +1,11 @@
-"""One ETL run: lock, log, horizon, steps (one transaction each), checks, hooks, NOTIFY.
+"""The load of a run: lock, run log, horizon, the load steps (one transaction each), checks.
 
-Crash safety: a step's writes, its ``dw.etl_run_step`` row and its watermark commit
-together, so a run killed anywhere leaves every step either applied or not; the next run
-continues from the watermarks (and marks the dead run failed). ``--full`` truncates the
-warehouse and reloads every step in a single transaction.
+A run is driven by ``etl.pipeline.run``, which adds the steps after the load (rollups,
+cache, features, scoring); this module knows nothing of them. Crash safety: a step's
+writes, its ``dw.etl_run_step`` row, its watermark and its ``dw.etl_touched`` entries
+commit together, so a run killed anywhere leaves every step either applied or not; the
+next run continues from the watermarks (and marks the dead run failed). ``--full``
+truncates the warehouse and reloads every step in a single transaction.
 """
 
 from __future__ import annotations
@@ -23,16 +25,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.config import to_libpq_url, to_sqlalchemy_url
 from db.errors import CdmsError
-from etl import hooks, watermarks
+from etl import watermarks
 from etl.checks import CheckResult, run_checks
-from etl.errors import CheckFailedError, EtlBusyError, HookFailedError, StepFailedError
+from etl.errors import CheckFailedError, EtlBusyError, StepFailedError
 from etl.load import NEG_INF, Counts, effective_low, load_fact_full, run_step
-from etl.steps import DIM_STEPS, FACT_STEPS, STEPS, Disposition, Step
-from ml import feature_table, stored
+from etl.steps import DIM_STEPS, FACT_STEPS, STEP_NAMES, STEPS, Disposition, Step
 
 APPLICATION_NAME = "cdms-etl"
 LOCK_KEYS = (0x636D6473, 0x45544C)  # ('cdms', 'ETL') - two-int advisory lock space
-NOTIFY_CHANNEL = "cdms_etl_done"
 
 
 class Observer(Protocol):
@@ -46,10 +46,11 @@ class Observer(Protocol):
 
     def checks_finished(self, results: list[CheckResult], seconds: float) -> None: ...
 
-    def hook_progress(self, what: str, done: int, total: int | None) -> None: ...
+    def step_progress(self, what: str, done: int, total: int | None) -> None:
+        """A step after the load (rollups, features, scoring) reports its work."""
 
 
-class _Silent:
+class Silent:
     def step_started(self, step: str, index: int, total: int) -> None:
         pass
 
@@ -62,7 +63,7 @@ class _Silent:
     def checks_finished(self, results: list[CheckResult], seconds: float) -> None:
         pass
 
-    def hook_progress(self, what: str, done: int, total: int | None) -> None:
+    def step_progress(self, what: str, done: int, total: int | None) -> None:
         pass
 
 
@@ -82,12 +83,20 @@ class RunResult:
     checks: list[CheckResult] = field(default_factory=list)
     version: int = 0
     seconds: float = 0.0
-    # rows written to the serving feature tables (ml.order_features, ml.ticket_features)
-    features: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def load_steps(self) -> list[StepResult]:
+        """The results of the load steps (``steps`` also holds those after the load)."""
+        return [s for s in self.steps if s.step in STEP_NAMES]
+
+    @property
+    def changes(self) -> int:
+        """Rows the load inserted, updated or deleted in dw."""
+        return sum(s.counts.inserted + s.counts.updated + s.counts.deleted for s in self.load_steps)
 
     @property
     def changed(self) -> bool:
-        return any(s.counts.changed for s in self.steps)
+        return self.changes > 0
 
 
 _engines: dict[str, Engine] = {}
@@ -153,72 +162,52 @@ def _holder_pid(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     return f"backend {row[0]}" if row else "unknown"
 
 
-def run(
-    url: str,
-    *,
-    full: bool = False,
-    wait: bool = False,
-    check: bool = True,
-    observer: Observer | None = None,
-) -> RunResult:
-    """Load ``app`` into ``dw``. Raises a CdmsError subclass (the run is logged as failed)."""
-    obs: Observer = observer or _Silent()
-    engine = etl_engine(url)
-    t0 = time.perf_counter()
-    with advisory_lock(url, wait=wait):
-        full = full or _dimension_source_truncated(engine)
-        run_id = _start_run(engine, "full" if full else "incremental")
-        try:
-            with engine.connect() as conn:
-                hi = watermarks.horizon(conn)
-                conn.execute(
-                    sa.text("UPDATE dw.etl_run SET horizon = :h WHERE run_id = :r"),
-                    {"h": hi, "r": run_id},
-                )
-                conn.commit()
-            result = RunResult(run_id=run_id, mode="full" if full else "incremental", horizon=hi)
-            if full:
-                _full(engine, result, obs)
-            else:
-                for i, step in enumerate(STEPS):
-                    _incremental_step(engine, result, step, i, obs)
-                with _transaction(engine) as conn:
-                    due = _features_due(conn, result)
-                    result.features = _features(conn) if due else _NO_FEATURES
-            with engine.begin() as conn:
-                watermarks.prune_deletes(conn, [s.name for s in FACT_STEPS])
-            if check:
-                obs.checks_started()
-                tc = time.perf_counter()
-                result.checks = run_checks(engine)
-                obs.checks_finished(result.checks, time.perf_counter() - tc)
-                _store_checks(engine, run_id, result.checks)
-                failed = [c for c in result.checks if not c.ok]
-                if failed:
-                    raise CheckFailedError(
-                        f"{len(failed)} data-quality check(s) failed: "
-                        + "; ".join(c.describe() for c in failed),
-                        checks=[c.as_json() for c in failed],
-                    )
-            result.version = _version(engine)
-            info = hooks.LoadInfo(run_id, result.mode, result.version, result.changed)
-            for fn in hooks.registered():
-                try:
-                    name = getattr(fn, "__name__", "post-load hook")
-                    obs.hook_progress(name.replace("_", " "), 0, None)
-                    with hooks.reporting(obs.hook_progress):
-                        fn(engine, info)
-                except Exception as exc:
-                    name = getattr(fn, "__qualname__", repr(fn))
-                    raise HookFailedError(
-                        f"post-load hook {name} failed: {exc}", hook=name
-                    ) from exc
-            _finish_run(engine, result)
-        except BaseException as exc:
-            _fail_run(engine, run_id, exc)
-            raise
-    result.seconds = time.perf_counter() - t0
-    return result
+def start(engine: Engine, *, full: bool) -> RunResult:
+    """Log a new run (the caller holds the lock) and take its horizon. A reseed (app
+    customers or products truncated) turns an incremental run into a full one."""
+    full = full or _dimension_source_truncated(engine)
+    mode = "full" if full else "incremental"
+    run_id = _start_run(engine, mode)
+    try:
+        with engine.connect() as conn:
+            hi = watermarks.horizon(conn)
+            conn.execute(
+                sa.text("UPDATE dw.etl_run SET horizon = :h WHERE run_id = :r"),
+                {"h": hi, "r": run_id},
+            )
+            conn.commit()
+    except BaseException as exc:
+        fail(engine, run_id, exc)
+        raise
+    return RunResult(run_id=run_id, mode=mode, horizon=hi)
+
+
+def load(engine: Engine, result: RunResult, obs: Observer, total: int = len(STEPS)) -> None:
+    """The load steps: each incremental step in its own transaction; a full load in one.
+    ``total``: the steps of the whole run, for the observer."""
+    if result.mode == "full":
+        _full(engine, result, obs, total)
+    else:
+        for i, step in enumerate(STEPS):
+            _incremental_step(engine, result, step, i, obs, total)
+    with engine.begin() as conn:
+        watermarks.prune_deletes(conn, [s.name for s in FACT_STEPS])
+
+
+def check(engine: Engine, result: RunResult, obs: Observer) -> None:
+    """The data-quality checks, stored with the run; any failure is a CheckFailedError."""
+    obs.checks_started()
+    tc = time.perf_counter()
+    result.checks = run_checks(engine)
+    obs.checks_finished(result.checks, time.perf_counter() - tc)
+    _store_checks(engine, result.run_id, result.checks)
+    failed = [c for c in result.checks if not c.ok]
+    if failed:
+        raise CheckFailedError(
+            f"{len(failed)} data-quality check(s) failed: "
+            + "; ".join(c.describe() for c in failed),
+            checks=[c.as_json() for c in failed],
+        )
 
 
 def _dimension_source_truncated(engine: Engine) -> bool:
@@ -260,17 +249,19 @@ def _start_run(engine: Engine, mode: str) -> int:
     return int(run_id)
 
 
-def _record_step(
+def record_step(
     conn: Connection,
     run_id: int,
-    step: Step,
+    step: str,
+    position: int,
     started: datetime,
     lo: datetime | str | None,
-    hi: datetime,
+    hi: datetime | None,
     counts: Counts,
     *,
     error: str | None = None,
 ) -> None:
+    """The run log's row of one step (a load step, or one after the load: no watermarks)."""
     conn.execute(
         sa.text(
             """
@@ -283,8 +274,8 @@ def _record_step(
         ),
         {
             "run": run_id,
-            "step": step.name,
-            "pos": STEPS.index(step) + 1,
+            "step": step,
+            "pos": position,
             "status": "failed" if error else "succeeded",
             "started": started,
             "lo": None if lo == NEG_INF else lo,
@@ -298,19 +289,23 @@ def _record_step(
     )
 
 
-def _now(conn: Connection) -> datetime:
+def now(conn: Connection) -> datetime:
     value = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
     assert isinstance(value, datetime)
     return value
 
 
-def _bump_version(conn: Connection) -> None:
-    conn.execute(sa.text("UPDATE dw.etl_state SET version = version + 1"))
+def version(conn: Connection) -> int:
+    return int(conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one())
 
 
-def _version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one())
+def bump_version(conn: Connection) -> int:
+    """A new warehouse version (in the caller's transaction); caches over dw key on it."""
+    return int(
+        conn.execute(
+            sa.text("UPDATE dw.etl_state SET version = version + 1 RETURNING version")
+        ).scalar_one()
+    )
 
 
 def _store_checks(engine: Engine, run_id: int, results: list[CheckResult]) -> None:
@@ -321,7 +316,8 @@ def _store_checks(engine: Engine, run_id: int, results: list[CheckResult]) -> No
         )
 
 
-def _finish_run(engine: Engine, result: RunResult) -> None:
+def finish(engine: Engine, result: RunResult) -> None:
+    """Mark the run succeeded."""
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -336,13 +332,12 @@ def _finish_run(engine: Engine, result: RunResult) -> None:
             ),
             {"r": result.run_id},
         )
-        payload = json.dumps(
-            {"run_id": result.run_id, "version": result.version, "mode": result.mode}
-        )
-        conn.execute(sa.text("SELECT pg_notify(:ch, :p)"), {"ch": NOTIFY_CHANNEL, "p": payload})
+        result.version = version(conn)
 
 
-def _fail_run(engine: Engine, run_id: int, exc: BaseException) -> None:
+def fail(engine: Engine, run_id: int, exc: BaseException) -> None:
+    """Mark the run failed with ``exc``'s message (best effort: the database may be gone,
+    then the next run marks it failed)."""
     message = exc.message if isinstance(exc, CdmsError) else f"{type(exc).__name__}: {exc}"
     try:
         with engine.begin() as conn:
@@ -354,14 +349,14 @@ def _fail_run(engine: Engine, run_id: int, exc: BaseException) -> None:
                 {"e": message[:4000], "r": run_id},
             )
     except sa.exc.SQLAlchemyError:
-        pass  # the database is gone; the next run marks this one failed
+        pass
 
 
 # ---------------------------------------------------------------------------------------
 # steps
 # ---------------------------------------------------------------------------------------
 @contextmanager
-def _transaction(engine: Engine) -> Iterator[Connection]:
+def transaction(engine: Engine) -> Iterator[Connection]:
     """One REPEATABLE READ transaction: all of a step's statements see one snapshot."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -372,22 +367,20 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _incremental_step(
-    engine: Engine, result: RunResult, step: Step, index: int, obs: Observer
+    engine: Engine, result: RunResult, step: Step, index: int, obs: Observer, total: int
 ) -> None:
-    obs.step_started(step.name, index, len(STEPS))
+    obs.step_started(step.name, index, total)
     t = time.perf_counter()
     started: datetime | None = None
     lo: datetime | str = NEG_INF
     try:
-        with _transaction(engine) as conn:
-            started = _now(conn)
+        with transaction(engine) as conn:
+            started = now(conn)
             lo = watermarks.get(conn, step.name) or NEG_INF
             lo = effective_low(conn, step, lo, result.horizon)
-            counts = run_step(conn, step, lo, result.horizon)
+            counts = run_step(conn, step, lo, result.horizon, result.run_id)
             watermarks.advance(conn, step.name, result.horizon, result.run_id)
-            _record_step(conn, result.run_id, step, started, lo, result.horizon, counts)
-            if counts.changed:
-                _bump_version(conn)
+            _record_load_step(conn, result, step, started, lo, counts)
     except CdmsError as exc:
         _record_failed_step(engine, result, step, started, lo, exc.message)
         raise
@@ -410,105 +403,84 @@ def _record_failed_step(
 ) -> None:
     try:
         with engine.begin() as conn:
-            _record_step(
-                conn,
-                result.run_id,
-                step,
-                started or _now(conn),
-                lo,
-                result.horizon,
-                Counts(),
-                error=message[:4000],
+            _record_load_step(
+                conn, result, step, started or now(conn), lo, Counts(), error=message[:4000]
             )
     except sa.exc.SQLAlchemyError:
         pass
 
 
-def _full(engine: Engine, result: RunResult, obs: Observer) -> None:
+def _record_load_step(
+    conn: Connection,
+    result: RunResult,
+    step: Step,
+    started: datetime,
+    lo: datetime | str | None,
+    counts: Counts,
+    *,
+    error: str | None = None,
+) -> None:
+    position = STEPS.index(step) + 1
+    record_step(
+        conn, result.run_id, step.name, position, started, lo, result.horizon, counts, error=error
+    )
+
+
+def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
     """Truncate and reload everything in one transaction; watermarks restart at the horizon.
 
-    The facts' foreign keys and secondary indexes are dropped first and restored at the
-    end, inside the same transaction (TRUNCATE locks the tables: readers wait for the commit)."""
+    The foreign keys from and to the facts and the facts' secondary indexes are dropped
+    first and restored at the end, inside the same transaction (TRUNCATE locks the tables:
+    readers wait for the commit). Rows of other tables pointing at the facts (the feature
+    tables) stay; those whose fact is gone are deleted, as their ON DELETE CASCADE would
+    have, before their foreign keys come back (their owners bring them up to date after)."""
     tables = [s.table for s in STEPS if s.disposition is Disposition.SNAPSHOT]
     tables += [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
-    tables += [t.name for t in feature_table.TABLES]  # they follow the facts (foreign keys)
-    tables += [s.table for s in stored.STORED]  # they follow the feature tables (ml.hooks refills)
-    with _transaction(engine) as conn:
+    with transaction(engine) as conn:
         # whole-table hash joins and index builds: give them room (this transaction only)
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
         conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
         fks = _fact_foreign_keys(conn)
-        for table, name, _ in fks:
-            conn.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+        for fk in fks:
+            conn.execute(sa.text(f'ALTER TABLE {fk.table} DROP CONSTRAINT "{fk.name}"'))
         indexes = _fact_secondary_indexes(conn)
         for name, _ in indexes:
             conn.execute(sa.text(f"DROP INDEX {name}"))
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
         watermarks.reset(conn)
         for i, step in enumerate(STEPS):
-            obs.step_started(step.name, i, len(STEPS))
+            obs.step_started(step.name, i, total)
             t = time.perf_counter()
-            started = _now(conn)
+            started = now(conn)
             try:
                 if step.disposition is not Disposition.MERGE:
-                    counts = run_step(conn, step, NEG_INF, result.horizon)
+                    counts = run_step(conn, step, NEG_INF, result.horizon, result.run_id)
                 else:
-                    counts = load_fact_full(conn, step)
+                    counts = load_fact_full(conn, step, result.run_id)
             except sa.exc.DBAPIError as exc:
                 first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
                 raise StepFailedError(
                     f"{step.name} failed; the full rebuild was rolled back: {first}"
                 ) from exc
             watermarks.advance(conn, step.name, result.horizon, result.run_id)
-            _record_step(conn, result.run_id, step, started, None, result.horizon, counts)
+            _record_load_step(conn, result, step, started, None, counts)
             seconds = time.perf_counter() - t
             result.steps.append(StepResult(step.name, counts, seconds))
             obs.step_finished(step.name, counts, seconds)
         for _, definition in indexes:
             conn.execute(sa.text(definition))
-        # the feature tables are refilled before their foreign keys come back, as the facts
-        result.features = _features(conn)
-        for table, name, definition in fks:
-            conn.execute(sa.text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
+        for fk in fks:
+            if fk.table not in tables:
+                conn.execute(sa.text(fk.orphans()))
+            conn.execute(
+                sa.text(f'ALTER TABLE {fk.table} ADD CONSTRAINT "{fk.name}" {fk.definition}')
+            )
         conn.execute(
             sa.text("DELETE FROM dw.etl_source_delete WHERE deleted_at < :h"),
             {"h": result.horizon},
         )
-        _bump_version(conn)
-
-
-_FEATURE_FACTS = {s.name for s in STEPS if s.table in {t.fact for t in feature_table.TABLES}}
-_NO_FEATURES = {t.name: 0 for t in feature_table.TABLES}
-
-
-def _features_due(conn: Connection, result: RunResult) -> bool:
-    """Whether the features step has work: this run inserted orders or tickets, the run
-    before it did not succeed (it may have stopped between its facts and its features), or
-    a fact table's newest key has no features (e.g. a warehouse loaded before the feature
-    tables existed). Otherwise every fact already has its features: the anti-join is skipped."""
-    if any(s.counts.inserted for s in result.steps if s.step in _FEATURE_FACTS):
-        return True
-    previous = conn.execute(
-        sa.text("SELECT status FROM dw.etl_run WHERE run_id < :r ORDER BY run_id DESC LIMIT 1"),
-        {"r": result.run_id},
-    ).scalar()
-    if previous != "succeeded":
-        return True
-    newest = " OR ".join(
-        f"(SELECT max({t.key}) FROM {t.fact}) IS DISTINCT FROM (SELECT max({t.key}) FROM {t.name})"
-        for t in feature_table.TABLES
-    )
-    return bool(conn.execute(sa.text(f"SELECT {newest}")).scalar_one())
-
-
-def _features(conn: Connection) -> dict[str, int]:
-    """The last step: features of the facts that have none yet, for serving predictions
-    (``ml.feature_table``; the features of an event never change once it is loaded)."""
-    try:
-        return feature_table.refresh(conn)
-    except sa.exc.DBAPIError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise StepFailedError(f"ml_features failed and was rolled back: {first}") from exc
+        # cached cube results and rollups built before it no longer hold
+        bump_version(conn)
 
 
 def _fact_secondary_indexes(conn: Connection) -> list[tuple[str, str]]:
@@ -526,24 +498,55 @@ def _fact_secondary_indexes(conn: Connection) -> list[tuple[str, str]]:
             ORDER BY 1
             """
         ),
-        {"tables": [s.table for s in FACT_STEPS] + [t.name for t in feature_table.TABLES]},
+        {"tables": [s.table for s in FACT_STEPS]},
     ).all()
     return [(str(n), str(d)) for n, d in rows]
 
 
-def _fact_foreign_keys(conn: Connection) -> list[tuple[str, str, str]]:
-    """(table, constraint, definition) of the facts' and the feature tables' foreign keys:
-    dropped during a full load and re-added after it (one validating join each instead of
-    a check per row)."""
+@dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    name: str
+    definition: str
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+
+    def orphans(self) -> str:
+        """DELETE the rows of ``table`` whose parent row does not exist."""
+        match = " AND ".join(
+            f"p.{pc} = r.{c}" for c, pc in zip(self.columns, self.parent_columns, strict=True)
+        )
+        return (
+            f"DELETE FROM {self.table} AS r WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {self.parent} AS p WHERE {match})"
+        )
+
+
+def _fact_foreign_keys(conn: Connection) -> list[ForeignKey]:
+    """The foreign keys of the facts and of the tables that point at them: dropped during
+    a full load and re-added after it (one validating join each instead of a check per
+    row)."""
     rows = conn.execute(
         sa.text(
             """
-            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-            FROM pg_constraint
-            WHERE contype = 'f' AND conrelid = ANY(CAST(:tables AS regclass[]))
+            SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid),
+                   (SELECT array_agg(a.attname::text ORDER BY k.n)
+                    FROM unnest(c.conkey) WITH ORDINALITY AS k(att, n)
+                    JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.att),
+                   c.confrelid::regclass::text,
+                   (SELECT array_agg(a.attname::text ORDER BY k.n)
+                    FROM unnest(c.confkey) WITH ORDINALITY AS k(att, n)
+                    JOIN pg_attribute AS a ON a.attrelid = c.confrelid AND a.attnum = k.att)
+            FROM pg_constraint AS c
+            WHERE c.contype = 'f' AND (c.conrelid = ANY(CAST(:tables AS regclass[]))
+                                       OR c.confrelid = ANY(CAST(:tables AS regclass[])))
             ORDER BY 1, 2
             """
         ),
-        {"tables": [s.table for s in FACT_STEPS] + [t.name for t in feature_table.TABLES]},
+        {"tables": [s.table for s in FACT_STEPS]},
     ).all()
-    return [(str(t), str(n), str(d)) for t, n, d in rows]
+    return [
+        ForeignKey(str(t), str(n), str(d), tuple(cols), str(parent), tuple(pcols))
+        for t, n, d, cols, parent, pcols in rows
+    ]

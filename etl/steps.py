@@ -1,17 +1,22 @@
 """The loads, each declared in one place: target, natural key, write disposition, sources.
 
-A step's SQL lives in ``etl/sql/<step>.sql`` as named statements (``-- name: x``). Two
-dispositions exist:
+What a row of each table is, in terms of the ``app`` rows, is the view ``<table>_source``
+(``db/sql/0011_freshness_pipeline.sql``): the load reads it, and so do online features
+(``ml/online.py``) for objects not loaded yet. A step's other SQL lives in
+``etl/sql/<step>.sql`` as named statements (``-- name: x``). Three dispositions exist:
 
 ``scd2``   a dimension: type-1 columns overwritten on every version, tracked columns close
            the current version and open a new one (``stage``/``type1``/``close``/``open``/
            ``new`` statements), then facts whose event falls in a new version are re-keyed.
 ``merge``  a fact: the natural keys changed or deleted in the window go to ``_keys``
-           (``changed``), dim_date is extended to cover them (``dates``), the rows of
-           ``source`` for those keys are upserted (``INSERT ... ON CONFLICT DO UPDATE ...
-           WHERE IS DISTINCT FROM``), and facts whose source row is gone are deleted.
+           (``changed``), dim_date is extended to cover them (``dates``), the view's rows
+           for those keys are upserted (``INSERT ... ON CONFLICT DO UPDATE ... WHERE IS
+           DISTINCT FROM``), and facts whose source row is gone are deleted.
 ``snapshot`` a periodic snapshot derived from app (``etl.load.run_snapshot``): the series
            of the entities changed in the window are recomputed, the others extended.
+
+Every row written carries the run's id (``run_id``, lineage), and a fact step logs what it
+touched in ``dw.etl_touched`` for the steps after the load (``etl/pipeline.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ class Step:
     key: tuple[tuple[str, str], ...]  # natural key: (column, SQL type)
     source_table: str  # the app table whose rows become the target's rows
     source_key: tuple[str, ...]  # its key columns, in the order of ``key``
-    scope_expr: str = ""  # merge: the source SELECT's key expression, for the semi-join
+    # the app tables whose updated_at the ``changed``/``stage`` statement reads (the lag)
+    change_sources: tuple[str, ...]
+    scope_expr: str = ""  # merge: the ``dates`` statement's key expression, for the semi-join
     # dw.etl_source_delete.source values whose deletes/truncates concern this step
     delete_sources: tuple[str, ...] = ()
     event_column: str = ""  # merge: the event time that picks the dimension version
@@ -58,6 +65,26 @@ class Step:
     @property
     def key_columns(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.key)
+
+    @property
+    def view(self) -> str:
+        """The view defining the table's rows over app (``dw.fact_orders_source``)."""
+        return f"{self.table}_source"
+
+    def source(self, scope: str) -> str:
+        """The view's rows (alias ``s``) whose keys satisfy ``scope``: ``TRUE``, or
+        :meth:`keys_scope`."""
+        return f"SELECT * FROM {self.view} AS s WHERE {scope}"
+
+    def keys_scope(self) -> str:
+        """The view's rows whose key is in ``_keys``. A one-column key is an array (an
+        init plan), which PostgreSQL pushes below the GROUP BY of ``fact_orders_source``
+        to the index of app.orders; a semi-join would aggregate every order first."""
+        if len(self.key) == 1:
+            (k,) = self.key_columns
+            return f"s.{k} = ANY(ARRAY(SELECT {k} FROM _keys))"
+        cols = ", ".join(self.key_columns)
+        return f"({', '.join(f's.{c}' for c in self.key_columns)}) IN (SELECT {cols} FROM _keys)"
 
     def sql(self) -> dict[str, str]:
         return load_sql(self.name)
@@ -74,6 +101,7 @@ STEPS: tuple[Step, ...] = (
         key=(("customer_id", "bigint"),),
         source_table="app.customers",
         source_key=("id",),
+        change_sources=("app.customers",),
         delete_sources=("customers",),
     ),
     Step(
@@ -83,6 +111,7 @@ STEPS: tuple[Step, ...] = (
         key=(("product_id", "bigint"),),
         source_table="app.products",
         source_key=("id",),
+        change_sources=("app.products",),
         delete_sources=("products",),
     ),
     # Lines before orders: a line that names a product missing from dim_product fails the
@@ -94,6 +123,7 @@ STEPS: tuple[Step, ...] = (
         key=(("order_id", "bigint"), ("line_no", "integer")),
         source_table="app.order_items",
         source_key=("order_id", "line_no"),
+        change_sources=("app.order_items", "app.orders"),
         scope_expr="(i.order_id, i.line_no)",
         delete_sources=("orders", "order_items"),
         event_column="ordered_at",
@@ -106,6 +136,7 @@ STEPS: tuple[Step, ...] = (
         key=(("order_id", "bigint"),),
         source_table="app.orders",
         source_key=("id",),
+        change_sources=("app.orders", "app.order_items"),
         scope_expr="o.id",
         delete_sources=("orders", "order_items"),
         event_column="ordered_at",
@@ -118,6 +149,7 @@ STEPS: tuple[Step, ...] = (
         key=(("return_id", "bigint"),),
         source_table="app.returns",
         source_key=("id",),
+        change_sources=("app.returns", "app.order_items"),
         scope_expr="r.id",
         delete_sources=("returns",),
         event_column="requested_at",
@@ -130,6 +162,7 @@ STEPS: tuple[Step, ...] = (
         key=(("feedback_id", "bigint"),),
         source_table="app.feedback",
         source_key=("id",),
+        change_sources=("app.feedback",),
         scope_expr="f.id",
         delete_sources=("feedback",),
         event_column="created_at",
@@ -142,6 +175,7 @@ STEPS: tuple[Step, ...] = (
         key=(("ticket_id", "bigint"),),
         source_table="app.support_tickets",
         source_key=("id",),
+        change_sources=("app.support_tickets",),
         scope_expr="t.id",
         delete_sources=("support_tickets",),
         event_column="opened_at",
@@ -156,6 +190,7 @@ STEPS: tuple[Step, ...] = (
         key=(("product_id", "bigint"), ("snapshot_date", "date")),
         source_table="app.products",
         source_key=("id",),
+        change_sources=("app.products", "app.order_items", "app.orders", "app.returns"),
         delete_sources=("products",),
     ),
 )

@@ -3,8 +3,10 @@
 Shared by both GraphQL read paths (the Strawberry resolvers in ``schema/predictions`` and
 the compiled path in ``schema/compiled/predictions.py``), so they answer with the same
 numbers: features come from ``ml.feature_table.fetch`` (one statement for every object of
-a kind), each model scores every found object in ONE onnxruntime run, and every prediction
-served is queued for ``ml.prediction_log``.
+a kind) and, for objects the warehouse has not loaded yet, from ``ml.online`` (the same
+feature query over the operational rows: two more statements), each model scores every
+found object in ONE onnxruntime run, and every prediction served is queued for
+``ml.prediction_log``. Only an id that names no object at all is left without features.
 
 Imports only numpy and SQLAlchemy (and our light modules): it runs inside the API server.
 """
@@ -19,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
-from ml import prediction_log
+from ml import online, prediction_log
 from ml.errors import NotInWarehouseError
 from ml.feature_table import fetch
 from ml.features import FeatureFrame, kinds_of
@@ -64,16 +66,25 @@ class Features:
 
 
 def load(conn: Connection, kind: str, ids: Sequence[int]) -> Features:
-    """One statement: the features of ``ids`` (objects not in the warehouse are absent)."""
+    """The features of every object of ``ids``: the warehouse's (one statement), and for
+    objects it has not loaded yet, computed from the operational rows (``ml.online``: two
+    statements, only when some are missing). Ids that name no object are absent."""
     k = KINDS[kind]
-    frame = fetch(conn, k.sql_file, ids, kinds_of(*k.specs))
+    kinds = kinds_of(*k.specs)
+    frame = fetch(conn, k.sql_file, ids, kinds)
+    found = set(frame.keys.tolist())
+    missing = [i for i in dict.fromkeys(ids) if i not in found]
+    if missing:
+        frame = frame.concat(online.load(conn, k.sql_file, missing, kinds))
     return Features(frame, {int(key): i for i, key in enumerate(frame.keys)})
 
 
 def not_in_warehouse(kind: str, id_: int) -> NotInWarehouseError:
+    """The error of an object without features: since :func:`load` computes them for
+    every existing object, only an id that names none (deleted meanwhile) gets it."""
     entity = KINDS[kind].entity
     return NotInWarehouseError(
-        f"{entity} {id_} is not in the warehouse yet (the next ETL run loads it)",
+        f"{entity} {id_} has no features (it does not exist, or no longer)",
         entity=entity,
         id=id_,
     )

@@ -24,6 +24,8 @@ class InsufficientDataError(CdmsError):
 
 
 class NotInWarehouseError(CdmsError):
-    """The object exists in ``app`` but the warehouse has not loaded it yet."""
+    """No features for the object: neither the warehouse nor its operational rows (online
+    features) have it, i.e. it no longer exists. (Before online features, the code of an
+    object not loaded yet; it kept its name.)"""
 
     code = "NOT_IN_WAREHOUSE"

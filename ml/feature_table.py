@@ -17,7 +17,7 @@ Imports only numpy and SQLAlchemy: this module runs inside the API server and th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
-from ml.features import SQL_DIR, FeatureFrame, kinds_of, load_ids
+from ml.features import FeatureFrame, kinds_of, load_ids, query_text
 from ml.specs import ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, FeatureKind, ModelSpec
 
 
@@ -58,34 +58,79 @@ TABLES: tuple[Table, ...] = (ORDERS, TICKETS)
 BY_SQL: dict[str, Table] = {t.sql_file: t for t in TABLES}
 
 
+@dataclass(frozen=True)
+class Refreshed:
+    """What :func:`refresh` did to one table: rows inserted, and the keys whose features
+    changed (their stored predictions no longer hold)."""
+
+    inserted: int = 0
+    changed: tuple[int, ...] = ()
+
+
 @cache
-def _refresh_sql(table: Table) -> str:
-    """``INSERT INTO <table> SELECT <features> FROM (<feature query over the facts that
-    have no features yet>)``."""
-    scope = (
-        f"SELECT n.{table.key} FROM {table.fact} AS n WHERE NOT EXISTS"
-        f" (SELECT 1 FROM {table.name} AS x WHERE x.{table.key} = n.{table.key})"
-    )
-    query = (SQL_DIR / table.sql_file).read_text(encoding="utf-8").replace("{{scope}}", scope)
+def _refresh_sql(table: Table, scope: str) -> str:
+    """``INSERT INTO <table> SELECT <features of the facts in scope> ON CONFLICT`` rewrite
+    the rows that differ; returns (rows inserted, keys changed)."""
+    query = query_text(table.sql_file, scope)
     query = re.sub(r"\s*ORDER BY [^\n]*\s*$", "", query.strip())  # no need to sort
-    cols = ", ".join(table.columns)
-    return (
-        f"INSERT INTO {table.name} ({table.key}, event_at, {cols})"
-        f" SELECT q.key, q.event_at, {', '.join('q.' + c for c in table.columns)}"
-        f" FROM ({query}) AS q"
-        # in key order: a page of neighbouring ids (the newest orders) reads a few heap pages
-        f" ORDER BY q.key"
-    )
+    names = ("event_at", *table.columns)
+    cols = ", ".join(names)
+    new = ", ".join(f"EXCLUDED.{c}" for c in names)
+    return f"""
+        WITH u AS (
+            INSERT INTO {table.name} AS t ({table.key}, {cols})
+            SELECT q.key, {", ".join(f"q.{c}" for c in names)}
+            FROM ({query}) AS q
+            -- in key order: a page of neighbouring ids (the newest orders) reads few pages
+            ORDER BY q.key
+            ON CONFLICT ({table.key}) DO UPDATE
+            SET ({cols}, computed_at) = ({new}, now())
+            WHERE ({", ".join(f"t.{c}" for c in names)}) IS DISTINCT FROM ({new})
+            RETURNING t.{table.key} AS key, (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted),
+               coalesce(array_agg(key ORDER BY key) FILTER (WHERE NOT inserted), '{{}}')
+        FROM u
+    """
 
 
-def refresh(conn: Connection) -> dict[str, int]:
-    """Compute the features of every fact that has none yet (in the caller's transaction);
-    returns the rows inserted per table."""
-    out: dict[str, int] = {}
+def _scope(table: Table, keys: Sequence[int] | None, missing: bool) -> str:
+    facts = f"SELECT n.{table.key} FROM {table.fact} AS n"
+    parts = [facts if keys is None else f"{facts} WHERE n.{table.key} = ANY(:keys)"]
+    if missing and keys is not None:
+        parts.append(
+            f"{facts} WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {table.name} AS x WHERE x.{table.key} = n.{table.key})"
+        )
+    return " UNION ".join(parts)
+
+
+def refresh(
+    conn: Connection, keys: Mapping[str, Sequence[int]] | None = None, *, missing: bool = False
+) -> dict[str, Refreshed]:
+    """Compute the features of the facts whose keys are in ``keys[<fact table>]`` (of every
+    fact when ``keys`` is None; with ``missing``, also of every fact that has none), in the
+    caller's transaction; a row whose features are unchanged is left alone."""
+    out: dict[str, Refreshed] = {}
     for table in TABLES:
-        result = conn.execute(sa.text(_refresh_sql(table)))
-        out[table.name] = int(result.rowcount or 0)
+        wanted = None if keys is None else list(keys.get(table.fact, ()))
+        if wanted is not None and not wanted and not missing:
+            out[table.name] = Refreshed()
+            continue
+        sql = _refresh_sql(table, _scope(table, wanted, missing))
+        inserted, changed = conn.execute(sa.text(sql), {"keys": wanted or []}).one()
+        out[table.name] = Refreshed(int(inserted), tuple(int(k) for k in changed))
     return out
+
+
+def lacking(conn: Connection) -> bool:
+    """Whether a fact table's newest key has no features (e.g. a warehouse loaded before
+    the feature tables existed, or a run stopped between its facts and its features)."""
+    newest = " OR ".join(
+        f"(SELECT max({t.key}) FROM {t.fact}) IS DISTINCT FROM (SELECT max({t.key}) FROM {t.name})"
+        for t in TABLES
+    )
+    return bool(conn.execute(sa.text(f"SELECT {newest}")).scalar_one())
 
 
 @cache

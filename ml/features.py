@@ -3,9 +3,11 @@
 Each ``ml/sql/*.sql`` file computes the features of the objects of a *scope* (a CTE that
 selects their ids). A scope is either "every event before a time" (training) or "these
 ids" (a serving batch: ``= ANY(:ids)``), so serving and training share the same SQL and
-cannot drift apart. Results become numpy columns in the spec's input types: numerics
-float32 (NULL → NaN, imputed by the model), categories str (NULL → "", which the one-hot
-encoder ignores like any unknown value).
+cannot drift apart. The queries name the warehouse relations as placeholders
+(``{{fact_orders}}``): :data:`WAREHOUSE` fills in the dw tables; ``ml.online`` the same rows
+computed from the operational tables, for objects not loaded yet. Results become numpy
+columns in the spec's input types: numerics float32 (NULL → NaN, imputed by the model),
+categories str (NULL → "", which the one-hot encoder ignores like any unknown value).
 
 Imports only numpy and SQLAlchemy: this module runs inside the API server.
 """
@@ -13,7 +15,7 @@ Imports only numpy and SQLAlchemy: this module runs inside the API server.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,18 +33,22 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 # What each query's rows are about, and the scopes it can be restricted to.
 _SCOPES: dict[str, dict[str, str]] = {
     "orders.sql": {
-        "ids": "SELECT order_id FROM dw.fact_orders WHERE order_id = ANY(:ids)",
-        "before": "SELECT order_id FROM dw.fact_orders WHERE ordered_at < :until",
+        "ids": "SELECT x.order_id FROM {{fact_orders}} AS x WHERE x.order_id = ANY(:ids)",
+        "before": "SELECT x.order_id FROM {{fact_orders}} AS x WHERE x.ordered_at < :until",
     },
     "tickets.sql": {
-        "ids": "SELECT ticket_id FROM dw.fact_support WHERE ticket_id = ANY(:ids)",
-        "before": "SELECT ticket_id FROM dw.fact_support WHERE opened_at < :until",
+        "ids": "SELECT x.ticket_id FROM {{fact_support}} AS x WHERE x.ticket_id = ANY(:ids)",
+        "before": "SELECT x.ticket_id FROM {{fact_support}} AS x WHERE x.opened_at < :until",
     },
     "customers.sql": {
-        "ids": "SELECT customer_id FROM dw.dim_customer WHERE customer_id = ANY(:ids)"
-        " AND is_current",
+        "ids": "SELECT x.customer_id FROM {{dim_customer}} AS x WHERE x.customer_id = ANY(:ids)"
+        " AND x.is_current",
     },
 }
+# The relations the feature queries read, as the warehouse holds them.
+RELATIONS = ("fact_orders", "fact_sales", "fact_returns", "fact_support", "dim_customer",
+             "dim_product")  # fmt: skip
+WAREHOUSE: dict[str, str] = {name: f"dw.{name}" for name in RELATIONS}
 
 Column = np.ndarray[Any, np.dtype[Any]]
 
@@ -65,17 +71,39 @@ class FeatureFrame:
             columns={k: v[index] for k, v in self.columns.items()},
         )
 
+    def concat(self, other: FeatureFrame) -> FeatureFrame:
+        """Both frames' rows (this one's first); the same columns."""
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return FeatureFrame(
+            keys=np.concatenate([self.keys, other.keys]),
+            event_at=self.event_at + other.event_at,
+            columns={k: np.concatenate([v, other.columns[k]]) for k, v in self.columns.items()},
+        )
+
     def inputs(self, spec: ModelSpec) -> dict[str, Column]:
         """The model's inputs: one [n, 1] array per feature, in the spec's types."""
         return {f.name: self.columns[f.name].reshape(-1, 1) for f in spec.features}
 
 
+def query_text(sql_file: str, scope: str, relations: Mapping[str, str] = WAREHOUSE) -> str:
+    """The text of the feature query of ``sql_file`` restricted to ``scope`` (a name of
+    ``_SCOPES`` or, for the ETL, a SELECT of ids) over ``relations``."""
+    scope_sql = _SCOPES[sql_file].get(scope, scope)
+    text = (SQL_DIR / sql_file).read_text(encoding="utf-8").replace("{{scope}}", scope_sql)
+    for name in RELATIONS:
+        text = text.replace("{{" + name + "}}", relations[name])
+    assert "{{" not in text, f"a placeholder of {sql_file} has no relation"
+    return text
+
+
 @cache
 def statement(sql_file: str, scope: str) -> sa.TextClause:
-    """The feature query of ``sql_file`` restricted to ``scope`` ("ids" or "before")."""
-    scope_sql = _SCOPES[sql_file][scope]
-    text = (SQL_DIR / sql_file).read_text(encoding="utf-8").replace("{{scope}}", scope_sql)
-    stmt = sa.text(text)
+    """The feature query of ``sql_file`` over the warehouse restricted to ``scope`` ("ids"
+    or "before")."""
+    stmt = sa.text(query_text(sql_file, scope))
     if scope == "ids":
         stmt = stmt.bindparams(sa.bindparam("ids", type_=ARRAY(sa.BigInteger())))
     return stmt

@@ -1,7 +1,7 @@
 """Stored predictions: every order and ticket scored once per active model version.
 
-A prediction of an order or a ticket depends only on its features, which are fixed once
-the ETL has computed them (``ml.feature_table``), and on the model version. So rather
+A prediction of an order or a ticket depends only on its features (``ml.feature_table``,
+recomputed by the pipeline when a load touches the object) and on the model version. So rather
 than running the models per request, :func:`refresh` scores every feature row that has no
 prediction by the active version yet — in chunks, each chunk's features fetched once and
 run through each model once — and writes them to ``ml.order_predictions`` /
@@ -10,9 +10,11 @@ key, version included, so a query of 500 orders with ``predictedStatus`` is stil
 statement; an object without a current row (loaded since the last refresh, or scored by a
 version that is no longer active) is scored on request exactly as before.
 
-Called after each ETL run (``ml.hooks``), after a model is activated (``cdms ml train`` /
-``activate``) and by ``cdms ml score``. The rows written are the values the request path
-would have produced (``ml.batch.predictions``), serialized as the API serializes them.
+Called by the pipeline's ``scoring`` step for the orders and tickets a load touched
+(``etl.pipeline``; features whose values changed lose their row first: :func:`forget`),
+after a model is activated (``cdms ml train`` / ``activate``) and by ``cdms ml score``.
+The rows written are the values the request path would have produced
+(``ml.batch.predictions``), serialized as the API serializes them.
 
 Imports only numpy, onnxruntime (in :func:`refresh`) and SQLAlchemy (no scikit-learn).
 """
@@ -20,7 +22,7 @@ Imports only numpy, onnxruntime (in :func:`refresh`) and SQLAlchemy (no scikit-l
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +121,25 @@ def predicted(row: dict[str, Any], model: str, version: int) -> Predicted | None
     )
 
 
+def forget(conn: Connection, fact: str, changed: Sequence[int], touched: Sequence[int] = ()) -> int:
+    """Delete the stored predictions of the objects of ``fact`` (``dw.fact_orders`` ...)
+    whose features ``changed``, and of those of ``touched`` that have no features any more
+    (gone); returns the rows deleted."""
+    s = next(s for s in STORED if s.features.fact == fact)
+    if not changed and not touched:
+        return 0
+    # (one index condition on the key: an OR of the two would scan the table)
+    result = conn.execute(
+        sa.text(
+            f"DELETE FROM {s.table} AS p WHERE p.{s.key} = ANY(:keys)"
+            f" AND (p.{s.key} = ANY(:changed) OR NOT EXISTS (SELECT 1 FROM {s.features.name}"
+            f" AS f WHERE f.{s.features.key} = p.{s.key}))"
+        ),
+        {"keys": sorted({*changed, *touched}), "changed": list(changed)},
+    )
+    return int(result.rowcount or 0)
+
+
 def _lacks(s: Stored, models: Sequence[tuple[str, int]]) -> tuple[list[str], dict[str, Any]]:
     """Per model of ``models`` (name, active version): the condition that the feature row
     ``f`` (its stored row ``p`` LEFT JOINed) has no prediction by that version; with the
@@ -140,45 +161,65 @@ def refresh(
     models: Sequence[str] | None = None,
     progress: Progress | None = None,
     chunk: int = CHUNK,
+    keys: Mapping[str, Sequence[int]] | None = None,
+    scorers: Sequence[Scorer] | None = None,
 ) -> dict[str, int]:
     """Score every object that has features but no prediction by the active version of
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
     work), by those models only; returns the predictions (object x model) written per
-    table. Each chunk is its
-    own transaction (a stop loses at most one chunk, nothing half-written). When nothing
-    is missing it costs a registry query and one count per table (no model is loaded)."""
+    table. With ``keys`` (``{fact table: ids}``, e.g. ``{"dw.fact_orders": [...]}``), only
+    those objects are looked at. ``scorers`` are models already loaded (a server's store):
+    those versions are used instead of loading the active ones. Each chunk is its own
+    transaction (a stop loses at most one chunk, nothing half-written). When nothing is
+    missing it costs a registry query and one count per table (no model is loaded)."""
     wanted = None if models is None else {spec(m).name for m in models}
     with engine.connect() as conn:
-        versions = {
-            str(n): int(v) for n, v in conn.execute(_ACTIVE) if wanted is None or n in wanted
-        }
-        totals = {s.table: _count(conn, s, versions) for s in STORED}
-        scorers: dict[str, Scorer] = {}
-        if any(totals.values()):
+        if scorers is not None:
+            given = {m.name: m for m in scorers if wanted is None or m.name in wanted}
+            versions = {n: m.version for n, m in given.items()}
+        else:
+            versions = {
+                str(n): int(v) for n, v in conn.execute(_ACTIVE) if wanted is None or n in wanted
+            }
+        totals = {s.table: _count(conn, s, versions, _keys_of(s, keys)) for s in STORED}
+        loaded: dict[str, Scorer] = {}
+        if scorers is not None:
+            loaded = given
+        elif any(totals.values()):
             from ml import registry
 
-            scorers = {m.name: m for m in registry.load_active(conn) if m.name in versions}
-            loaded = {m.name: m.version for m in scorers.values()}
-            if loaded != versions:  # activated meanwhile, or refused by validation
-                versions = loaded
-                totals = {s.table: _count(conn, s, versions) for s in STORED}
+            loaded = {m.name: m for m in registry.load_active(conn) if m.name in versions}
+            now = {m.name: m.version for m in loaded.values()}
+            if now != versions:  # activated meanwhile, or refused by validation
+                versions = now
+                totals = {s.table: _count(conn, s, versions, _keys_of(s, keys)) for s in STORED}
     out: dict[str, int] = {}
     for s in STORED:
         total = totals[s.table]
         if progress is not None and any(m in versions for m in s.models):
             progress(s.table, 0, total)
-        out[s.table] = _refresh_table(engine, s, scorers, total, progress, chunk) if total else 0
+        out[s.table] = (
+            _refresh_table(engine, s, loaded, total, progress, chunk, _keys_of(s, keys))
+            if total
+            else 0
+        )
     return out
 
 
-def _count(conn: Connection, s: Stored, versions: dict[str, int]) -> int:
-    """Feature rows lacking a prediction by the ``versions`` of the table's models."""
+def _keys_of(s: Stored, keys: Mapping[str, Sequence[int]] | None) -> list[int] | None:
+    return None if keys is None else list(keys.get(s.features.fact, ()))
+
+
+def _count(conn: Connection, s: Stored, versions: dict[str, int], keys: list[int] | None) -> int:
+    """Feature rows (of ``keys``) lacking a prediction by the ``versions`` of the table's
+    models."""
     models = [(m, versions[m]) for m in s.models if m in versions]
-    if not models:
+    if not models or keys == []:
         return 0
     lacks, params = _lacks(s, models)
-    sql = f"SELECT count(*) {_from(s)} WHERE ({' OR '.join(lacks)})"
-    return int(conn.execute(sa.text(sql), params).scalar_one())
+    only = "" if keys is None else f" AND f.{s.features.key} = ANY(:keys)"
+    sql = f"SELECT count(*) {_from(s)} WHERE ({' OR '.join(lacks)}){only}"
+    return int(conn.execute(sa.text(sql), {**params, "keys": keys or []}).scalar_one())
 
 
 def _refresh_table(
@@ -188,16 +229,19 @@ def _refresh_table(
     total: int,
     progress: Progress | None,
     chunk: int,
+    keys: list[int] | None,
 ) -> int:
-    """Score the ``total`` rows of ``s`` lacking a prediction, ``chunk`` rows at a time."""
+    """Score the ``total`` rows of ``s`` (of ``keys``) lacking a prediction, ``chunk`` rows
+    at a time."""
     active = [scorers[m] for m in s.models if m in scorers]
     lacks, params = _lacks(s, [(m.name, m.version) for m in active])
+    only = "" if keys is None else f" AND f.{s.features.key} = ANY(:keys)"
     # key, event_at, the features (as feature_table.fetch reads them), then one
     # "lacks a current prediction" flag per model
     cols = ", ".join([f"f.{c}" for c in s.features.columns] + lacks)
     page = sa.text(
         f"SELECT f.{s.features.key} AS key, f.event_at, {cols}"
-        f" {_from(s)} WHERE ({' OR '.join(lacks)})"
+        f" {_from(s)} WHERE ({' OR '.join(lacks)}){only}"
         f" AND f.{s.features.key} > :after ORDER BY f.{s.features.key} LIMIT :n"
     )
     first_flag = 2 + len(s.features.columns)
@@ -205,7 +249,8 @@ def _refresh_table(
     after = -1
     while done < total:
         with engine.begin() as conn:
-            rows = conn.execute(page, {**params, "after": after, "n": chunk}).all()
+            bound = {**params, "after": after, "n": chunk, "keys": keys or []}
+            rows = conn.execute(page, bound).all()
             if not rows:
                 break
             frame = _columns(rows, s.features.kinds)

@@ -23,12 +23,23 @@ from schema.errors import ErrorCodes
 from schema.mutations import Mutation
 from schema.predictions import PredictionQueries
 from schema.scalars import SCALAR_MAP, parse_datetime, parse_decimal
-from schema.subscriptions import Subscription
+from schema.subscriptions import OrderSubscriptions
 from schema.types import EntityQueries
+from schema.warehouse import WarehouseQueries, WarehouseSubscriptions
 
 
 @strawberry.type
-class Query(EntityQueries, CubeQueries, PredictionQueries):  # type: ignore[misc,valid-type]
+class Query(
+    EntityQueries,  # type: ignore[misc,valid-type]
+    CubeQueries,
+    PredictionQueries,
+    WarehouseQueries,
+):
+    pass
+
+
+@strawberry.type
+class Subscription(OrderSubscriptions, WarehouseSubscriptions):
     pass
 
 

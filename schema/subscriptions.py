@@ -146,7 +146,7 @@ def _status(value: Any) -> OrderStatus | None:
 
 
 @strawberry.type
-class Subscription:
+class OrderSubscriptions:
     @_typed(strawberry.subscription(metadata={"roles": EVERYONE}))
     async def order_status_changed(
         self, info: Info, customer_id: strawberry.ID

@@ -2,8 +2,9 @@
 
 A rollup costs a table and a rebuild after every ETL run that changed the warehouse; it
 pays when it is much smaller than the facts it summarizes (its *compression*: fact rows per
-rollup row) and queries use it (*hits*: the scans PostgreSQL counted on its table since it
-was first built, carried over from each replaced table; reads on replicas are not seen).
+rollup row) and queries use it (*hits*: the cube queries it answered since it was first
+built, counted by each API process and added up in ``dw_rollup.build``; cached answers and
+the ETL's own refreshes do not count).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from semantic.model import Model
-from semantic.rollups import ensure_schema, scans, warehouse_version
+from semantic.rollups import ensure_schema, flush_hits, warehouse_version
 from semantic.sources import ROLLUP_SCHEMA, rollup_table
 
 MIN_COMPRESSION = 10.0  # below this a rollup saves less than an order of magnitude of rows
@@ -55,6 +56,7 @@ def explain(engine: Engine, model: Model) -> list[RollupStats]:
     out: list[RollupStats] = []
     with engine.begin() as conn:
         ensure_schema(conn)
+        flush_hits(conn)
         version = warehouse_version(conn)
         built = {
             r.name: r
@@ -73,12 +75,15 @@ def explain(engine: Engine, model: Model) -> list[RollupStats]:
                     out.append(RollupStats(name, 0, 0, 0, None, False))
                     continue
                 table = f"{ROLLUP_SCHEMA}.{rollup_table(cube.name, p)}"
+                rows, source = conn.execute(  # as they are now: the ETL refreshes buckets
+                    sa.text(f"SELECT count(*), coalesce(sum(source_rows), 0) FROM {table}")
+                ).one()
                 out.append(
                     RollupStats(
                         name=name,
-                        rows=int(b.row_count),
-                        source_rows=int(b.source_rows),
-                        hits=int(b.hits) + scans(conn, table),
+                        rows=int(rows),
+                        source_rows=int(source),
+                        hits=int(b.hits),
                         built_at=b.built_at,
                         current=int(b.version) == version,
                     )

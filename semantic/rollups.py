@@ -15,9 +15,12 @@ bucket boundaries. Otherwise the facts answer.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -39,6 +42,8 @@ from semantic.sources import (
 
 if TYPE_CHECKING:
     from semantic.planner import FactPlan
+
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 def _conditions(filters: Sequence[Condition | Junction]) -> list[Condition]:
@@ -96,7 +101,10 @@ def _covers(
 # ---------------------------------------------------------------------------------------
 # building
 # ---------------------------------------------------------------------------------------
-def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[Any]:
+def build_select(
+    model: Model, cube_name: str, p: PreAggregation, only: Buckets | None = None
+) -> sa.Select[Any]:
+    """The rollup's rows (of the buckets ``only``, else all)."""
     cube = model.cube(cube_name)
     assert cube is not None
     dims = [Member.parse(r, cube_name) for r in p.dimensions]
@@ -105,6 +113,11 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
     cols: list[sa.ColumnElement[Any]] = [src.dim(m).label(rollup_dim_column(m)) for m in dims]
     bucket = trunc(p.granularity, src.local_time(Member(cube_name, p.time_dimension)))
     cols.append(bucket.label("bucket"))
+    where: list[sa.ColumnElement[bool]] = []
+    if only is not None:
+        # the days' index of the warehouse facts narrows the scan, the buckets decide
+        date_key: sa.ColumnElement[Any] = sa.literal_column(f"{cube_name}.date_key")
+        where = [date_key.between(only.first_day, only.last_day), bucket.in_(only.buckets)]
     for name in p.measures:
         measure = cube.measure(name)
         assert measure is not None
@@ -119,7 +132,8 @@ def build_select(model: Model, cube_name: str, p: PreAggregation) -> sa.Select[A
         else:
             cols.append(src.aggregate(m, inputs).label(names[0]))
     cols.append(sa.func.count().label(SOURCE_ROWS))
-    return sa.select(*cols).select_from(src.from_()).group_by(*range_(len(dims) + 1))
+    select = sa.select(*cols).select_from(src.from_()).where(*where)
+    return select.group_by(*range_(len(dims) + 1))
 
 
 SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
@@ -174,7 +188,7 @@ def ensure_schema(conn: Connection) -> None:
             " row_count bigint NOT NULL, seconds double precision NOT NULL)"
         )
     )
-    # fact rows summarized, and the scans of the tables earlier builds replaced
+    # fact rows summarized, queries answered (note_hit), the definition built from
     conn.execute(
         sa.text(
             f"ALTER TABLE {ROLLUP_SCHEMA}.build"
@@ -186,17 +200,47 @@ def ensure_schema(conn: Connection) -> None:
     grant_readers(conn)
 
 
-def scans(conn: Connection, table: str) -> int:
-    """Queries that read ``table`` since it was built: PostgreSQL's scan count of it (on this
-    server: reads on replicas are not counted; statistics reach it within seconds)."""
-    found = conn.execute(
-        sa.text(
-            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables"
-            " WHERE relid = to_regclass(:t)"
-        ),
-        {"t": table},
-    ).scalar()
-    return int(found or 0)
+# queries each rollup answered, by database, not yet added to its dw_rollup.build
+_hits: Counter[tuple[str, str]] = Counter()
+_hits_lock = threading.Lock()
+
+
+def _database(conn: Connection) -> str:
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def note_hit(conn: Connection, names: Collection[str]) -> None:
+    """Count a query the rollups ``names`` answered on ``conn``'s database (the planner's
+    choice, not a scan: the ETL's refreshes read the tables too)."""
+    if names:
+        db = _database(conn)
+        with _hits_lock:
+            _hits.update((db, n) for n in names)
+
+
+def flush_hits(conn: Connection) -> None:
+    """Add the hits this process counted on ``conn``'s database to ``dw_rollup.build``
+    (each process flushes its own; the API's housekeeping does it every minute)."""
+    db = _database(conn)
+    with _hits_lock:
+        pending = {name: n for (d, name), n in _hits.items() if d == db}
+        for name in pending:
+            del _hits[(db, name)]
+    if not pending:
+        return
+    try:
+        conn.execute(
+            sa.text(
+                f"UPDATE {ROLLUP_SCHEMA}.build AS b SET hits = b.hits + h.n"
+                " FROM unnest(CAST(:names AS text[]), CAST(:counts AS bigint[])) AS h(name, n)"
+                " WHERE b.name = h.name"
+            ),
+            {"names": list(pending), "counts": list(pending.values())},
+        )
+    except Exception:
+        with _hits_lock:  # not lost: the next flush tries again
+            _hits.update({(db, name): n for name, n in pending.items()})
+        raise
 
 
 def grant_readers(conn: Connection) -> None:
@@ -237,51 +281,15 @@ def build_all(
         _drop_undeclared(conn, declared)
     for cube in model.cubes:
         for p in cube.pre_aggregations:
-            name, table = f"{cube.name}.{p.name}", rollup_table(cube.name, p)
-            select = build_sql(model, cube.name, p)
+            name = f"{cube.name}.{p.name}"
             with engine.begin() as conn:
                 ensure_schema(conn)
                 version = warehouse_version(conn)
-                built = conn.execute(
-                    sa.text(
-                        f"SELECT version, definition FROM {ROLLUP_SCHEMA}.build WHERE name = :n"
-                    ),
-                    {"n": name},
-                ).one_or_none()
-                if built == (version, _digest(select)) and not force:
+                if _built(conn, name) == (version, definitions(model)[name]) and not force:
                     if on_done:
                         on_done(name)
                     continue
-                t0 = time.perf_counter()
-                q = f"{ROLLUP_SCHEMA}.{table}"
-                replaced = scans(conn, q)
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
-                conn.execute(sa.text(f"CREATE TABLE {q}__new AS {select} WITH NO DATA"))
-                # filled through RETURNING: counted without a scan (scans are its hits)
-                rows, source = conn.execute(
-                    sa.text(
-                        f"WITH ins AS (INSERT INTO {q}__new {select} RETURNING {SOURCE_ROWS})"
-                        f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0) FROM ins"
-                    )
-                ).one()
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
-                conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
-                conn.execute(sa.text(f"ANALYZE {q}"))
-                grant_readers(conn)
-                seconds = time.perf_counter() - t0
-                conn.execute(
-                    sa.text(
-                        f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count,"
-                        " seconds, source_rows, hits, definition)"
-                        " VALUES (:n, :v, now(), :r, :s, :src, :h, :d)"
-                        " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(),"
-                        f" row_count = :r, seconds = :s, source_rows = :src, definition = :d,"
-                        f" hits = {ROLLUP_SCHEMA}.build.hits + :h"
-                    ),
-                    {"n": name, "v": version, "r": rows, "s": seconds}
-                    | {"src": source, "h": replaced, "d": _digest(select)},
-                )
-            done.append(Built(name, int(rows), seconds))
+                done.append(_build(conn, model, cube.name, p, version))
             if on_done:
                 on_done(name)
     return done
@@ -298,6 +306,245 @@ def _drop_undeclared(conn: Connection, declared: dict[str, str]) -> None:
         sa.text(f"DELETE FROM {ROLLUP_SCHEMA}.build WHERE NOT (name = ANY(:names))"),
         {"names": list(declared)},
     )
+
+
+def _built(conn: Connection, name: str) -> tuple[int, str] | None:
+    """(warehouse version, definition digest) the rollup was built from, if it was."""
+    built = conn.execute(
+        sa.text(f"SELECT version, definition FROM {ROLLUP_SCHEMA}.build WHERE name = :n"),
+        {"n": name},
+    ).one_or_none()
+    return None if built is None else (int(built[0]), str(built[1]))
+
+
+def _build(
+    conn: Connection, model: Model, cube_name: str, p: PreAggregation, version: int
+) -> Built:
+    """Rebuild one rollup whole, swapped in within ``conn``'s transaction (readers see the
+    old table or the new one)."""
+    name, table = f"{cube_name}.{p.name}", rollup_table(cube_name, p)
+    t0 = time.perf_counter()
+    select = build_sql(model, cube_name, p)
+    q = f"{ROLLUP_SCHEMA}.{table}"
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
+    # free space per page: a refresh rewrites the measures of a few rows in place (HOT)
+    conn.execute(sa.text(f"CREATE TABLE {q}__new WITH (fillfactor = 90) AS {select} WITH NO DATA"))
+    # filled through RETURNING: the rows and the fact rows they stand for, without a scan
+    rows, source = conn.execute(
+        sa.text(
+            f"WITH ins AS (INSERT INTO {q}__new {select} RETURNING {SOURCE_ROWS})"
+            f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0) FROM ins"
+        )
+    ).one()
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
+    conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
+    keys = ", ".join(_key(cube_name, p))
+    conn.execute(sa.text(f"CREATE UNIQUE INDEX {table}_key ON {q} ({keys}) NULLS NOT DISTINCT"))
+    conn.execute(sa.text(f"ANALYZE {q}"))
+    grant_readers(conn)
+    seconds = time.perf_counter() - t0
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count, seconds,"
+            " source_rows, definition) VALUES (:n, :v, now(), :r, :s, :src, :d)"
+            " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(), row_count = :r,"
+            " seconds = :s, source_rows = :src, definition = :d"
+        ),
+        {"n": name, "v": version, "r": rows, "s": seconds, "src": source}
+        | {"d": definitions(model)[name]},
+    )
+    return Built(name, int(rows), seconds)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The buckets of a rollup to re-aggregate, and the UTC days (date keys) they span."""
+
+    buckets: tuple[datetime, ...]
+    first_day: int
+    last_day: int
+
+
+_BUCKETS = sa.text(
+    """
+    WITH b AS (
+        SELECT DISTINCT date_trunc(:gran, timezone(:tz, t)) AS bucket
+        FROM unnest(CAST(:days AS integer[])) AS d(k),
+             LATERAL (SELECT to_date(d.k::text, 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC') AS s(t0),
+             LATERAL (VALUES (s.t0), (s.t0 + interval '1 day' - interval '1 microsecond')) AS v(t)
+    )
+    SELECT array_agg(bucket ORDER BY bucket),
+           dw.date_key(timezone(:tz, min(bucket))),
+           dw.date_key(timezone(:tz, max(bucket) + CAST(:step AS interval)))
+    FROM b
+    """
+)
+
+
+def refresh(
+    conn: Connection,
+    model: Model,
+    days: Mapping[str, Collection[int]] | None,
+    *,
+    previous: int,
+    version: int,
+) -> list[Built]:
+    """Bring every rollup up to the facts ``conn``'s transaction sees and record it built
+    from ``version`` (the ETL calls it in the transaction that publishes ``version``).
+
+    A rollup built from ``previous`` re-aggregates only the buckets holding the UTC days
+    (``date_key``) of ``days[<its cube's table>]`` (its rows of those buckets are deleted
+    and inserted again, merged from a finer rollup of the cube that holds its dimensions
+    and measures when there is one, else from the facts); one built from another version,
+    never built, or ``days`` None is rebuilt whole (so is one whose table, or its unique
+    key, is missing).
+    Rollups are taken finest first. Returns what it (re)built."""
+    ensure_schema(conn)
+    done: list[Built] = []
+    for cube in model.cubes:
+        current: list[PreAggregation] = []  # complete in this transaction, finest first
+        for p in sorted(
+            cube.pre_aggregations, key=lambda p: list(Granularity).index(p.granularity)
+        ):
+            name = f"{cube.name}.{p.name}"
+            table = f"{ROLLUP_SCHEMA}.{rollup_table(cube.name, p)}"
+            if (
+                days is None
+                or _built(conn, name) != (previous, definitions(model)[name])
+                or conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"{table}_key"}).scalar()
+                is None
+                or p.granularity is Granularity.VALUE
+                or cube.sql_table is None
+            ):
+                done.append(_build(conn, model, cube.name, p, version))
+                current.append(p)
+                continue
+            touched = sorted(days.get(cube.sql_table, ()))
+            t0 = time.perf_counter()
+            rows = 0
+            if touched:
+                finer = next((q for q in current if _derives(model, cube.name, q, p)), None)
+                rows = _refresh_buckets(conn, model, cube.name, p, touched, finer)
+            seconds = time.perf_counter() - t0
+            conn.execute(
+                sa.text(f"UPDATE {ROLLUP_SCHEMA}.build SET version = :v WHERE name = :n"),
+                {"v": version, "n": name},
+            )
+            current.append(p)
+            if touched:
+                done.append(Built(name, rows, seconds))
+    return done
+
+
+_MERGE = {MeasureType.COUNT: "sum", MeasureType.SUM: "sum", MeasureType.AVG: "sum",
+          MeasureType.MIN: "min", MeasureType.MAX: "max"}  # fmt: skip
+
+
+def _derives(model: Model, cube_name: str, fine: PreAggregation, p: PreAggregation) -> bool:
+    """Can ``p``'s buckets be re-aggregated from ``fine``'s rows (same cube and timezone,
+    coarser buckets, its dimensions and measures among ``fine``'s, measures that merge)?"""
+    cube = model.cube(cube_name)
+    assert cube is not None
+    dims = {Member.parse(r, cube_name) for r in fine.dimensions}
+    return (
+        fine.timezone == p.timezone
+        and fine.time_dimension == p.time_dimension
+        and derivable(fine.granularity, p.granularity)
+        and {Member.parse(r, cube_name) for r in p.dimensions} <= dims
+        and set(p.measures) <= set(fine.measures)
+        and all((m := cube.measure(n)) is not None and m.type in _MERGE for n in p.measures)
+    )
+
+
+def _key(cube_name: str, p: PreAggregation) -> list[str]:
+    """A rollup's unique key: its bucket, then its dimension columns."""
+    return ["bucket", *(rollup_dim_column(Member.parse(r, cube_name)) for r in p.dimensions)]
+
+
+def _from_finer(model: Model, cube_name: str, fine: PreAggregation, p: PreAggregation) -> str:
+    """``p``'s rows of the buckets ``%(b)s`` merged from ``fine``'s rows (a few rollup
+    rows per bucket instead of every fact row joined to its dimensions), columns named."""
+    cube = model.cube(cube_name)
+    assert cube is not None
+    dims = [rollup_dim_column(Member.parse(r, cube_name)) for r in p.dimensions]
+    bucket = f"date_trunc('{p.granularity.value}', f.bucket)"
+    values = [*(f"f.{d}" for d in dims), f"{bucket} AS bucket"]
+    for n in p.measures:
+        measure = cube.measure(n)
+        assert measure is not None
+        for c in rollup_measure_columns(Member(cube_name, n), measure.type):
+            values.append(f"{_MERGE[measure.type]}(f.{c}) AS {c}")
+    values.append(f"sum(f.{SOURCE_ROWS}) AS {SOURCE_ROWS}")
+    source = f"{ROLLUP_SCHEMA}.{rollup_table(cube_name, fine)}"
+    return (
+        f"SELECT {', '.join(values)} FROM {source} AS f"
+        " WHERE f.bucket >= %(lo)s AND f.bucket < CAST(%(hi)s AS timestamp) + CAST(%(step)s AS"
+        f" interval) AND {bucket} = ANY(%(b)s)"
+        f" GROUP BY {', '.join(str(i + 1) for i in range(len(dims) + 1))}"
+    )
+
+
+def _refresh_buckets(
+    conn: Connection,
+    model: Model,
+    cube_name: str,
+    p: PreAggregation,
+    days: list[int],
+    finer: PreAggregation | None,
+) -> int:
+    """Delete and insert again ``p``'s rows of the buckets holding ``days``: from the
+    facts, or merged from the rows of ``finer`` (a rollup complete in this transaction)."""
+    step = f"1 {p.granularity.value}"
+    buckets, first, last = conn.execute(
+        _BUCKETS, {"gran": p.granularity.value, "tz": p.timezone, "days": days, "step": step}
+    ).one()
+    only = Buckets(tuple(buckets), int(first), int(last))
+    b = list(only.buckets)
+    if finer is not None:
+        select = _from_finer(model, cube_name, finer, p)
+        params: dict[str, Any] = {"b": b, "lo": min(b), "hi": max(b), "step": step}
+    else:
+        compiled = build_select(model, cube_name, p, only).compile(
+            dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+        )
+        select, params = str(compiled), {**compiled.params, "b": b}
+    # the rows of the buckets computed again: those gone are deleted, the others upserted,
+    # written only where a measure differs (a few rows per run, not the whole bucket: a
+    # bucket deleted and inserted every second left the table mostly dead rows)
+    key = _key(cube_name, p)
+    q = f"{ROLLUP_SCHEMA}.{rollup_table(cube_name, p)}"
+    rest = [c for c in table_columns(conn, q) if c not in key]
+    # the key compared as the text of a row (NULLs alike, and a hash join's equality)
+    row_r, row_t = (f"ROW({', '.join(f'{a}.{c}' for c in key)})::text" for a in "rt")
+    same = f"{row_r} = {row_t}"
+    cols = ", ".join([*key, *rest])
+    sql = f"""
+        WITH r AS MATERIALIZED ({select}),
+        gone AS (
+            DELETE FROM {q} AS t WHERE t.bucket = ANY(%(b)s)
+            AND NOT EXISTS (SELECT 1 FROM r WHERE {same}) RETURNING 1
+        ), upserted AS (
+            INSERT INTO {q} AS t ({cols}) SELECT {cols} FROM r
+            ON CONFLICT ({", ".join(key)}) DO UPDATE
+            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in rest)}
+            WHERE ({", ".join(f"t.{c}" for c in rest)})
+                  IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in rest)})
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM upserted)
+    """
+    return int(conn.exec_driver_sql(sql, params).scalar_one())
+
+
+def table_columns(conn: Connection, table: str) -> list[str]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass)"
+            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+        {"t": table},
+    )
+    return [str(r) for r in rows.scalars()]
 
 
 def fresh_rollups(conn: Connection, version: int, model: Model) -> frozenset[str]:

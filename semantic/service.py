@@ -34,7 +34,7 @@ from semantic.checks import ALL, canonical, check_access, check_query, check_tim
 from semantic.model import Model
 from semantic.planner import plan_query
 from semantic.query import CubeQuery
-from semantic.rollups import fresh_rollups
+from semantic.rollups import fresh_rollups, note_hit
 from semantic.shape import Obj, flat, keys, retarget, skeleton
 from semantic.validate import default_model
 
@@ -193,6 +193,8 @@ def _compute(
     rows: list[str] = list(conn.exec_driver_sql(sql, params).scalars().all())
     truncated = len(rows) > query.limit
     del rows[query.limit :]
+    used = tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup)
+    note_hit(conn, used)
     return Computed(
         text="[" + ",".join(rows) + "]",
         names=tuple(keys(shape)),
@@ -200,7 +202,7 @@ def _compute(
         truncated=truncated,
         sql=sql,
         params={k: plain(v) for k, v in params.items()},
-        rollups=tuple(f"{f.cube}.{f.rollup}" for f in plan.facts if f.rollup),
+        rollups=used,
         retargeted=tuple(r.as_json() for r in plan.retargeted),
     )
 

@@ -1,4 +1,4 @@
-"""``cdms etl ...``: load the warehouse, check it."""
+"""``cdms etl ...``: run the pipeline (load the warehouse and what follows it), check it."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ class _Bars:
 
         self.progress: Progress = progress()
         self.task: TaskID | None = None
-        self.hooks: dict[str, TaskID] = {}
+        self.parts: dict[str, TaskID] = {}
 
     def step_started(self, step: str, index: int, total: int) -> None:
         if self.task is None:
-            self.task = self.progress.add_task("loading", total=total)
-        self.progress.update(self.task, description=f"loading {step}")
+            self.task = self.progress.add_task("running", total=total)
+        self.progress.update(self.task, description=f"step {step}")
 
     def step_finished(self, step: str, counts: Counts, seconds: float) -> None:
         assert self.task is not None
@@ -48,11 +48,11 @@ class _Bars:
         failed = sum(1 for r in results if not r.ok)
         self.progress.console.print(f"  {len(results)} checks, {failed} failed ({seconds:.2f} s)")
 
-    def hook_progress(self, what: str, done: int, total: int | None) -> None:
-        """A post-load hook's work (rollups, stored predictions): a bar per thing it does."""
-        task = self.hooks.get(what)
+    def step_progress(self, what: str, done: int, total: int | None) -> None:
+        """A step's work after the load (rollups, stored predictions): a bar per part."""
+        task = self.parts.get(what)
         if task is None:
-            task = self.hooks[what] = self.progress.add_task(f"  {what}", total=total)
+            task = self.parts[what] = self.progress.add_task(f"  {what}", total=total)
         self.progress.update(task, completed=done, total=total)
 
 
@@ -66,17 +66,17 @@ def run(
     ),
     check: bool = typer.Option(True, help="Run the data-quality checks after the load."),
 ) -> None:
-    """Load changes since the last run (or everything with --full), then check."""
-    from etl.runner import run as run_etl
+    """Load changes since the last run (or everything with --full), check them, then
+    bring the rollups, features and stored predictions up to date (etl/pipeline.py)."""
+    from etl.pipeline import run as run_pipeline
 
     url = resolve_url()
     bars = _Bars()
     with bars.progress:
-        result = run_etl(url, full=full, wait=wait, check=check, observer=bars)
-    total = sum(s.counts.inserted + s.counts.updated + s.counts.deleted for s in result.steps)
+        result = run_pipeline(url, full=full, wait=wait, check=check, observer=bars)
     console.print(
         f"etl run [bold]{result.run_id}[/] ({result.mode}) succeeded in {result.seconds:.2f} s: "
-        f"{total:,} row change(s), warehouse version {result.version}"
+        f"{result.changes:,} row change(s), warehouse version {result.version}"
     )
 
 
@@ -104,11 +104,11 @@ def check() -> None:
 
 def load_on_startup(url: str) -> None:
     """The ``cdms serve`` step after seeding: bring dw up to date (incremental, checked)."""
-    from etl.runner import run as run_etl
+    from etl.pipeline import run as run_pipeline
 
     bars = _Bars()
     with bars.progress:
-        result = run_etl(url, wait=True, observer=bars)
+        result = run_pipeline(url, wait=True, observer=bars)
     console.print(
         f"warehouse loaded (run {result.run_id}, version {result.version}, {result.seconds:.2f} s)"
     )

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-import ml.hooks  # noqa: F401  (registers the post-ETL scoring of new orders and tickets)
 from api.cli.common import console, progress, resolve_url
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 
-import semantic.hooks  # noqa: F401  (registers the post-ETL rollup refresh for `cdms etl run`)
 from api.cli.common import console, err_console, progress, resolve_url
 
 app = typer.Typer(help="The semantic (cube) model.", no_args_is_help=True)

@@ -41,7 +41,7 @@ def serve(
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
     from db.server import stop_embedded
-    from etl.scheduler import start_if_enabled
+    from etl.scheduler import Mode, Schedule, start
     from ml.serving import close_store_of
 
     settings = Settings.from_env()
@@ -66,7 +66,14 @@ def serve(
         url = database_url(settings.db)
         check_connection(url)
         prepare(url, settings, seed_demo=seed_demo)
-        scheduler = start_if_enabled(url, settings.etl_interval_s, console.print)
+        # the pipeline runs in this process only (not in the uvicorn workers)
+        schedule = Schedule(
+            Mode(settings.etl_mode),
+            settings.etl_interval_s,
+            settings.etl_min_interval_s,
+            settings.etl_max_interval_s,
+        )
+        scheduler = start(url, schedule, console.print)
         processes = workers or settings.workers
         console.print(
             f"cdms serving on [bold]{address}[/]"
@@ -88,7 +95,7 @@ def serve(
         else:
             # each worker imports the app and builds its own engine on the database this
             # process prepared; this process keeps the lock, the embedded server and the
-            # ETL schedule, and uvicorn's supervisor restarts a worker that dies
+            # ETL scheduler, and uvicorn's supervisor restarts a worker that dies
             os.environ["DATABASE_URL"] = url
             uvicorn.run(
                 "api.app:worker_app",

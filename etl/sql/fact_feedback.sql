@@ -1,5 +1,6 @@
 -- fact_feedback: one row per feedback. Key: feedback_id. Keys are the dimension versions
 -- current at created_at; no product for feedback about an order only.
+-- Rows: the view dw.fact_feedback_source (db/sql/0011_freshness_pipeline.sql).
 
 -- name: changed
 INSERT INTO _keys (feedback_id)
@@ -16,24 +17,3 @@ ORDER BY 1;
 SELECT (min(f.created_at) AT TIME ZONE 'UTC')::date, (max(f.created_at) AT TIME ZONE 'UTC')::date
 FROM app.feedback AS f
 WHERE {scope};
-
--- name: source
-SELECT f.id AS feedback_id,
-       dw.date_key(f.created_at) AS date_key,
-       f.created_at,
-       dc.customer_key,
-       dp.product_key,
-       f.customer_id,
-       f.product_id,
-       f.order_id,
-       f.kind,
-       f.rating,
-       f.kind = 'complaint' AS is_complaint
-FROM app.feedback AS f
-LEFT JOIN dw.dim_customer AS dc
-       ON dc.customer_id = f.customer_id
-      AND f.created_at >= dc.valid_from AND f.created_at < dc.valid_to
-LEFT JOIN dw.dim_product AS dp
-       ON dp.product_id = f.product_id
-      AND f.created_at >= dp.valid_from AND f.created_at < dp.valid_to
-WHERE {scope}

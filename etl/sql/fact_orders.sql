@@ -1,5 +1,6 @@
 -- fact_orders: one row per order. Key: order_id. Totals are summed over the lines, so they
 -- agree with fact_sales by construction (the checks compare them with app.orders totals).
+-- Rows: the view dw.fact_orders_source (db/sql/0011_freshness_pipeline.sql).
 
 -- name: changed
 INSERT INTO _keys (order_id)
@@ -19,31 +20,3 @@ ORDER BY 1;
 SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date, (max(o.ordered_at) AT TIME ZONE 'UTC')::date
 FROM app.orders AS o
 WHERE {scope};
-
--- name: source
-SELECT o.id AS order_id,
-       dw.date_key(o.ordered_at) AS date_key,
-       o.ordered_at,
-       dc.customer_key,
-       o.customer_id,
-       o.status,
-       o.channel,
-       o.payment_method,
-       coalesce(sum(i.quantity), 0)::integer AS item_count,
-       count(i.line_no)::integer AS line_count,
-       coalesce(sum(i.quantity * i.unit_price), 0)::numeric(14,2) AS gross,
-       coalesce(sum(i.discount), 0)::numeric(14,2) AS discount,
-       coalesce(sum(i.line_total), 0)::numeric(14,2) AS net,
-       round(EXTRACT(EPOCH FROM o.shipped_at - o.ordered_at) / 3600, 2)::numeric(12,2)
-           AS hours_to_ship,
-       round(EXTRACT(EPOCH FROM o.delivered_at - o.ordered_at) / 3600, 2)::numeric(12,2)
-           AS hours_to_deliver,
-       o.status = 'cancelled' AS is_cancelled,
-       o.status = 'returned' AS is_returned
-FROM app.orders AS o
-LEFT JOIN app.order_items AS i ON i.order_id = o.id
-LEFT JOIN dw.dim_customer AS dc
-       ON dc.customer_id = o.customer_id
-      AND o.ordered_at >= dc.valid_from AND o.ordered_at < dc.valid_to
-WHERE {scope}
-GROUP BY o.id, dc.customer_key

@@ -1,5 +1,6 @@
 -- fact_returns: one row per return request. Key: return_id. Keys are the dimension
 -- versions current at requested_at; the product is the one on the returned order line.
+-- Rows: the view dw.fact_returns_source (db/sql/0011_freshness_pipeline.sql).
 
 -- name: changed
 INSERT INTO _keys (return_id)
@@ -20,28 +21,3 @@ ORDER BY 1;
 SELECT (min(r.requested_at) AT TIME ZONE 'UTC')::date, (max(r.requested_at) AT TIME ZONE 'UTC')::date
 FROM app.returns AS r
 WHERE {scope};
-
--- name: source
-SELECT r.id AS return_id,
-       r.order_id,
-       r.line_no,
-       dw.date_key(r.requested_at) AS date_key,
-       r.requested_at,
-       r.decided_at,
-       dc.customer_key,
-       dp.product_key,
-       r.customer_id,
-       i.product_id,
-       r.reason,
-       r.status,
-       r.quantity,
-       r.refund_amount::numeric(14,2) AS refund_amount
-FROM app.returns AS r
-JOIN app.order_items AS i ON i.order_id = r.order_id AND i.line_no = r.line_no
-LEFT JOIN dw.dim_customer AS dc
-       ON dc.customer_id = r.customer_id
-      AND r.requested_at >= dc.valid_from AND r.requested_at < dc.valid_to
-LEFT JOIN dw.dim_product AS dp
-       ON dp.product_id = i.product_id
-      AND r.requested_at >= dp.valid_from AND r.requested_at < dp.valid_to
-WHERE {scope}

@@ -1,5 +1,5 @@
 -- fact_sales: one row per order line. Keys: (order_id, line_no).
--- {scope} is filled in by the runner: TRUE for a full load, else a semi-join to _keys.
+-- Rows: the view dw.fact_sales_source (db/sql/0011_freshness_pipeline.sql).
 
 -- name: changed
 -- Lines whose row or whose order changed in [lo, hi), and lines deleted in that window.
@@ -22,32 +22,3 @@ ORDER BY 1, 2;
 SELECT (min(o.ordered_at) AT TIME ZONE 'UTC')::date, (max(o.ordered_at) AT TIME ZONE 'UTC')::date
 FROM app.orders AS o
 WHERE {order_scope};
-
--- name: source
-SELECT i.order_id,
-       i.line_no,
-       dw.date_key(o.ordered_at) AS date_key,
-       o.ordered_at,
-       dc.customer_key,
-       dp.product_key,
-       o.customer_id,
-       i.product_id,
-       o.status,
-       o.channel,
-       o.payment_method,
-       i.quantity,
-       i.unit_price,
-       (i.quantity * i.unit_price)::numeric(14,2) AS gross,
-       i.discount::numeric(14,2) AS discount,
-       i.line_total::numeric(14,2) AS net,
-       (i.quantity * dp.cost)::numeric(14,2) AS cost,
-       (i.line_total - i.quantity * dp.cost)::numeric(14,2) AS margin
-FROM app.order_items AS i
-JOIN app.orders AS o ON o.id = i.order_id
-LEFT JOIN dw.dim_customer AS dc
-       ON dc.customer_id = o.customer_id
-      AND o.ordered_at >= dc.valid_from AND o.ordered_at < dc.valid_to
-LEFT JOIN dw.dim_product AS dp
-       ON dp.product_id = i.product_id
-      AND o.ordered_at >= dp.valid_from AND o.ordered_at < dp.valid_to
-WHERE {scope}

@@ -54,8 +54,8 @@ DELETE FROM dw.fact_stock_daily WHERE product_id IN (SELECT product_id FROM _sto
 
 -- name: extend
 -- the products nothing moved: their last value on each new day
-INSERT INTO dw.fact_stock_daily (snapshot_date, product_id, product_key, units_on_hand)
-SELECT s.day::date, l.product_id, l.product_key, l.units_on_hand
+INSERT INTO dw.fact_stock_daily (snapshot_date, product_id, product_key, units_on_hand, run_id)
+SELECT s.day::date, l.product_id, l.product_key, l.units_on_hand, CAST(:run_id AS bigint)
 FROM dw.fact_stock_daily AS l
 CROSS JOIN LATERAL generate_series(CAST(l.snapshot_date + 1 AS timestamp),
                                    CAST(:last_day AS timestamp), interval '1 day') AS s (day)
@@ -67,7 +67,7 @@ WHERE (l.snapshot_date::timestamp AT TIME ZONE 'UTC')
 -- Each product's stock changes on the days it has movements: one level per such day (and
 -- one from the series' first day, movements before it folded in), each spread over the days
 -- until the next change. Windows run over the change days, not over every day.
-INSERT INTO dw.fact_stock_daily (snapshot_date, product_id, product_key, units_on_hand)
+INSERT INTO dw.fact_stock_daily (snapshot_date, product_id, product_key, units_on_hand, run_id)
 WITH moves AS (
     SELECT i.product_id, (o.ordered_at AT TIME ZONE 'UTC')::date AS day, -i.quantity AS delta
     FROM app.order_items AS i JOIN app.orders AS o ON o.id = i.order_id
@@ -109,7 +109,7 @@ levels AS (  -- stock now - the movements after the day = stock now - all + thos
       ON t.product_id = c.product_id
     WINDOW w AS (PARTITION BY c.product_id ORDER BY c.day)
 )
-SELECT g.day::date, l.product_id, v.product_key, l.units
+SELECT g.day::date, l.product_id, v.product_key, l.units, CAST(:run_id AS bigint)
 FROM levels AS l
 CROSS JOIN LATERAL generate_series(CAST(l.day AS timestamp), CAST(l.until - 1 AS timestamp),
                                    interval '1 day') AS g (day)

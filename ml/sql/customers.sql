@@ -3,6 +3,9 @@
 -- use most, their median units and lines per order, the category they buy most.
 -- A customer with no orders gets NULL basket numbers (imputed) and no channel/category
 -- (ignored by the encoder).
+-- The warehouse relations are placeholders (fact_orders, dim_customer ... in double braces):
+-- dw.fact_orders ... for the warehouse, or the same rows computed from the operational
+-- tables for objects not loaded yet (ml/online.py). One definition, two sources.
 WITH scope AS NOT MATERIALIZED (
     {{scope}}
 ),
@@ -13,7 +16,7 @@ orders AS (
            mode() WITHIN GROUP (ORDER BY f.channel)              AS channel,
            percentile_disc(0.5) WITHIN GROUP (ORDER BY f.item_count) AS item_count,
            percentile_disc(0.5) WITHIN GROUP (ORDER BY f.line_count) AS line_count
-    FROM scope AS s JOIN dw.fact_orders AS f USING (customer_id)
+    FROM scope AS s JOIN {{fact_orders}} AS f USING (customer_id)
     GROUP BY f.customer_id
 ),
 categories AS (
@@ -22,8 +25,8 @@ categories AS (
            count(DISTINCT fs.order_id || ':' || p.category)::float8
                / count(DISTINCT fs.order_id)                     AS category_count
     FROM scope AS s
-    JOIN dw.fact_sales AS fs USING (customer_id)
-    JOIN dw.dim_product AS p ON p.product_key = fs.product_key
+    JOIN {{fact_sales}} AS fs USING (customer_id)
+    JOIN {{dim_product}} AS p ON p.product_key = fs.product_key
     GROUP BY fs.customer_id
 )
 SELECT c.customer_id                                            AS key,
@@ -41,7 +44,7 @@ SELECT c.customer_id                                            AS key,
        round(k.category_count)::float8                          AS category_count,
        extract(month FROM now() AT TIME ZONE 'UTC')::float8     AS month
 FROM scope AS s
-JOIN dw.dim_customer AS c ON c.customer_id = s.customer_id AND c.is_current
+JOIN {{dim_customer}} AS c ON c.customer_id = s.customer_id AND c.is_current
 LEFT JOIN orders AS o ON o.customer_id = c.customer_id
 LEFT JOIN categories AS k ON k.customer_id = c.customer_id
 ORDER BY c.customer_id

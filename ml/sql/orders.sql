@@ -2,12 +2,12 @@
 -- the scope. Used by order_status (target: status) and order_value (target: net).
 --
 -- Set-based: scans, sorts and hash joins for a large scope, index lookups for a few ids,
--- no subquery per order; the one derived table joined to the scope is the history, so a
--- scope whose size the planner underestimates (the ETL's "orders without features yet")
+-- no subquery per order; the derived tables joined to the scope are the history and the
+-- scope's baskets (materialized once), so a scope whose size the planner underestimates
 -- cannot make it rescan an aggregate per order.
 --
--- The history is one timeline per customer of the scope: their orders (each with its
--- basket) and their return requests (dw.fact_returns.requested_at), and window functions
+-- The history is one timeline per customer of the scope: their orders and their return
+-- requests (fact_returns.requested_at), and window functions
 -- over it. ROWS ... 1 PRECEDING is strictly before this order: earlier orders (ties on
 -- ordered_at broken by order_id) and the returns requested before ordered_at (a request
 -- at the very same instant sorts after the orders: not "before"). A cancellation is only
@@ -18,38 +18,44 @@
 -- customer and product attributes are the SCD2 versions current at ordered_at (the facts'
 -- keys).
 --
+-- The warehouse relations are placeholders (fact_orders, dim_customer ... in double braces):
+-- dw.fact_orders ... for the warehouse, or the same rows computed from the operational
+-- tables for objects not loaded yet (ml/online.py). One definition, two sources.
+--
 -- tests/ml/sql/orders_lateral.sql is the earlier formulation (two LATERAL subqueries per
 -- order); tests/ml/test_orders_sql.py checks that both return the same rows.
 WITH scope AS NOT MATERIALIZED (
     {{scope}}
 ),
 customers AS NOT MATERIALIZED (
-    SELECT o.customer_id FROM dw.fact_orders AS o JOIN scope AS s USING (order_id)
+    SELECT o.customer_id FROM {{fact_orders}} AS o JOIN scope AS s USING (order_id)
 ),
-baskets AS (
-    SELECT bc.customer_id, bc.order_id, bc.ordered_at, bc.line_count, bc.net, bc.is_cancelled,
+-- the scope's baskets (the history needs none: a small scope reads the lines of its own
+-- orders only, not of its customers' whole history)
+baskets AS MATERIALIZED (
+    SELECT bc.order_id,
            count(bc.category) AS category_count,
            (array_agg(bc.category ORDER BY bc.units DESC, bc.category))[1] AS main_category
-    FROM (SELECT f.customer_id, f.order_id, f.ordered_at, f.line_count, f.net, f.is_cancelled,
-                 p.category, sum(fs.quantity) AS units
-          FROM dw.fact_orders AS f
-          LEFT JOIN (dw.fact_sales AS fs JOIN dw.dim_product AS p
+    FROM (SELECT f.order_id, p.category, sum(fs.quantity) AS units
+          FROM scope AS s
+          JOIN {{fact_orders}} AS f USING (order_id)
+          LEFT JOIN ({{fact_sales}} AS fs JOIN {{dim_product}} AS p
                      ON p.product_key = fs.product_key) ON fs.order_id = f.order_id
-          WHERE f.customer_id IN (SELECT customer_id FROM customers)
           GROUP BY f.order_id, p.category) AS bc
-    GROUP BY bc.customer_id, bc.order_id, bc.ordered_at, bc.line_count, bc.net, bc.is_cancelled
+    GROUP BY bc.order_id
 ),
 timeline AS (
-    SELECT b.customer_id, b.ordered_at AS at, true AS is_order, b.order_id,
-           b.line_count, b.net, b.is_cancelled, b.category_count, b.main_category
-    FROM baskets AS b
+    SELECT f.customer_id, f.ordered_at AS at, true AS is_order, f.order_id,
+           f.line_count, f.net, f.is_cancelled
+    FROM {{fact_orders}} AS f
+    WHERE f.customer_id IN (SELECT customer_id FROM customers)
     UNION ALL
-    SELECT fr.customer_id, fr.requested_at, false, NULL, NULL, NULL, false, NULL, NULL
-    FROM dw.fact_returns AS fr
+    SELECT fr.customer_id, fr.requested_at, false, NULL, NULL, NULL, false
+    FROM {{fact_returns}} AS fr
     WHERE fr.customer_id IN (SELECT customer_id FROM customers)
 ),
-history AS (
-    SELECT e.order_id, e.category_count, e.main_category,
+history AS MATERIALIZED (
+    SELECT e.order_id,
            count(*) FILTER (WHERE e.is_order) OVER prior          AS prior_orders,
            sum(e.line_count) FILTER (WHERE e.is_order) OVER prior AS prior_lines,
            avg(e.net) FILTER (WHERE e.is_order) OVER prior        AS prior_avg_value,
@@ -80,13 +86,14 @@ SELECT f.order_id                                               AS key,
        f.line_count::float8                                     AS line_count,
        f.gross::float8                                          AS basket_value,
        (f.discount / nullif(f.gross, 0))::float8                AS discount_rate,
-       h.main_category,
-       h.category_count::float8                    AS category_count,
+       b.main_category,
+       b.category_count::float8                                 AS category_count,
        d.day_of_week::float8                                    AS day_of_week,
        d.month::float8                                          AS month
 FROM scope AS s
-JOIN dw.fact_orders AS f USING (order_id)
+JOIN {{fact_orders}} AS f USING (order_id)
 JOIN history AS h USING (order_id)
-JOIN dw.dim_customer AS c ON c.customer_key = f.customer_key
+JOIN baskets AS b USING (order_id)
+JOIN {{dim_customer}} AS c ON c.customer_key = f.customer_key
 JOIN dw.dim_date AS d ON d.date_key = f.date_key
 ORDER BY f.ordered_at, f.order_id

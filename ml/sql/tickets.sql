@@ -1,6 +1,9 @@
 -- Features of support tickets as of their opening (no look-ahead), for the tickets of the
 -- scope. Target: resolved (status resolved or closed) or unresolved.
 -- Earlier tickets count as resolved only if they were resolved before this one opened.
+-- The warehouse relations are placeholders (fact_orders, dim_customer ... in double braces):
+-- dw.fact_orders ... for the warehouse, or the same rows computed from the operational
+-- tables for objects not loaded yet (ml/online.py). One definition, two sources.
 WITH scope AS NOT MATERIALIZED (
     {{scope}}
 )
@@ -17,18 +20,18 @@ SELECT t.ticket_id                                              AS key,
        pt.prior_resolved::float8 / nullif(pt.prior_tickets, 0)  AS prior_resolved_rate,
        o.net::float8                                            AS order_value
 FROM scope AS s
-JOIN dw.fact_support AS t USING (ticket_id)
-JOIN dw.dim_customer AS c ON c.customer_key = t.customer_key
-LEFT JOIN dw.fact_orders AS o ON o.order_id = t.order_id
+JOIN {{fact_support}} AS t USING (ticket_id)
+JOIN {{dim_customer}} AS c ON c.customer_key = t.customer_key
+LEFT JOIN {{fact_orders}} AS o ON o.order_id = t.order_id
 CROSS JOIN LATERAL (
     SELECT count(*) AS prior_orders
-    FROM dw.fact_orders AS fo
+    FROM {{fact_orders}} AS fo
     WHERE fo.customer_id = t.customer_id AND fo.ordered_at < t.opened_at
 ) AS po
 CROSS JOIN LATERAL (
     SELECT count(*) AS prior_tickets,
            count(*) FILTER (WHERE p.resolved_at < t.opened_at) AS prior_resolved
-    FROM dw.fact_support AS p
+    FROM {{fact_support}} AS p
     WHERE p.customer_id = t.customer_id
       AND (p.opened_at, p.ticket_id) < (t.opened_at, t.ticket_id)
 ) AS pt

@@ -84,7 +84,7 @@ def _serve(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", code, "serve", "--port", str(port), *args],
-            env=env | {"CDMS_DEMO_OPEN": "1", "CDMS_ETL_INTERVAL": "0"},
+            env=env | {"CDMS_DEMO_OPEN": "1", "CDMS_ETL_MODE": "off"},
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,

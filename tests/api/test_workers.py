@@ -39,7 +39,7 @@ def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> N
         CDMS_JWT_SECRET=SECRET,
         CDMS_DEMO_CUSTOMERS="50",
         CDMS_DEMO_ORDERS="300",
-        CDMS_ETL_INTERVAL="0",
+        CDMS_ETL_MODE="off",
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,7 @@ import pytest
 
 from db.config import to_libpq_url
 from db.seed import seed
-from etl import runner
+from etl import pipeline, runner
 from etl.checks import checksums
 from etl.runner import etl_engine
 
@@ -29,7 +29,7 @@ def shop(fresh_database: Callable[[], str]) -> Iterator[str]:
 @pytest.fixture
 def loaded_shop(shop: str) -> str:
     """The shop after one successful ETL run."""
-    runner.run(shop)
+    pipeline.run(shop)
     return shop
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from etl import runner
+from etl import pipeline
 from etl.errors import MissingDimensionError
 from tests.etl.conftest import dw_checksums, one, sql
 
@@ -27,7 +27,7 @@ def test_events_outside_dim_date_extend_it_contiguously(loaded_shop: str) -> Non
         (customer_id, dt.datetime(hi.year + 3, 2, 1, tzinfo=dt.UTC)),
     )
 
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
 
     new_lo, new_hi, n = one(loaded_shop, "SELECT min(date), max(date), count(*) FROM dw.dim_date")
     assert new_lo == dt.date(1999, 6, 15) < lo
@@ -75,7 +75,7 @@ def test_a_line_naming_a_product_unknown_to_dim_product_fails_the_run_and_change
     before = dw_checksums(loaded_shop)
 
     with pytest.raises(MissingDimensionError) as info:
-        runner.run(loaded_shop)
+        pipeline.run(loaded_shop)
 
     err = info.value
     assert err.code == "MISSING_DIMENSION"
@@ -98,7 +98,7 @@ def test_a_line_naming_a_product_unknown_to_dim_product_fails_the_run_and_change
     assert step_status == "failed" and "GHOST" not in step_error and str(product_id) in step_error
     # the fact watermark did not move: once the product reaches dim_product, the order loads
     sql(loaded_shop, "UPDATE app.products SET name = 'Ghost' WHERE id = %s", (product_id,))
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
     assert (
         one(loaded_shop, "SELECT count(*) FROM dw.fact_sales WHERE order_id = %s", (order_id,)) == 1
     )

@@ -1,4 +1,5 @@
-"""`cdms etl check` names the failing check and by how much; hooks and NOTIFY on success."""
+"""`cdms etl check` names the failing check and by how much; a new version and NOTIFY when
+a run changed the warehouse."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
-from etl import hooks, runner
+from etl import pipeline
 from etl.checks import run_checks
-from etl.errors import CheckFailedError, HookFailedError
+from etl.errors import CheckFailedError
 from etl.runner import etl_engine
 from tests.cli import cli_environment, run_cdms
 from tests.etl.conftest import one, sql
@@ -93,7 +93,7 @@ def test_a_failed_check_marks_the_run_failed(loaded_shop: str) -> None:
     )
 
     with pytest.raises(CheckFailedError) as info:
-        runner.run(loaded_shop)
+        pipeline.run(loaded_shop)
 
     assert "fact_feedback.rows: app" in info.value.message
     assert "(difference -1)" in info.value.message
@@ -104,41 +104,17 @@ def test_a_failed_check_marks_the_run_failed(loaded_shop: str) -> None:
     assert {c["name"] for c in checks if not c["ok"]} >= {"fact_feedback.rows"}
 
 
-def test_success_calls_hooks_bumps_the_version_and_notifies(shop: str) -> None:
-    seen: list[hooks.LoadInfo] = []
+def test_a_run_that_changes_dw_bumps_the_version_and_notifies(shop: str) -> None:
+    with psycopg.connect(to_libpq_url(shop), autocommit=True) as listener:
+        listener.execute("LISTEN cdms_etl_done")
+        first = pipeline.run(shop)
+        second = pipeline.run(shop)  # nothing changed: no new version, no notification
+        notes = [json.loads(n.payload) for n in listener.notifies(timeout=1, stop_after=2)]
 
-    def hook(engine: Engine, info: hooks.LoadInfo) -> None:
-        seen.append(info)
-
-    hooks.after_load(hook)
-    try:
-        with psycopg.connect(to_libpq_url(shop), autocommit=True) as listener:
-            listener.execute("LISTEN cdms_etl_done")
-            first = runner.run(shop)
-            second = runner.run(shop)
-            notes = [json.loads(n.payload) for n in listener.notifies(timeout=1, stop_after=2)]
-    finally:
-        hooks.remove(hook)
-
-    assert [i.run_id for i in seen] == [first.run_id, second.run_id]
-    assert seen[0].changed and not seen[1].changed
-    assert seen[0].version == seen[1].version == first.version >= 1
-    assert [n["run_id"] for n in notes] == [first.run_id, second.run_id]
-    assert notes[0]["version"] == first.version
+    assert first.changed and not second.changed
+    assert second.version == first.version >= 1
+    assert len(notes) == 1
+    assert notes[0]["runId"] == first.run_id and notes[0]["version"] == first.version
+    assert notes[0]["lagSeconds"] == 0 and notes[0]["newestChangeAt"] is not None
     last_run, last_at = one(shop, "SELECT last_run_id, last_success_at FROM dw.etl_state")
     assert last_run == second.run_id and last_at is not None
-
-
-def test_a_failing_hook_fails_the_run(loaded_shop: str) -> None:
-    def broken(engine: Engine, info: hooks.LoadInfo) -> None:
-        raise RuntimeError("rollup table missing")
-
-    hooks.after_load(broken)
-    try:
-        with pytest.raises(HookFailedError, match="rollup table missing"):
-            runner.run(loaded_shop)
-    finally:
-        hooks.remove(broken)
-    assert (
-        one(loaded_shop, "SELECT status FROM dw.etl_run ORDER BY run_id DESC LIMIT 1") == "failed"
-    )

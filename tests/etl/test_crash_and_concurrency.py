@@ -14,9 +14,10 @@ import psycopg
 import pytest
 
 from db.config import to_libpq_url
-from etl import runner
+from etl import pipeline, runner
 from etl.errors import EtlBusyError
 from etl.runner import LOCK_KEYS
+from semantic.validate import default_model
 from tests.cli import cli_environment
 from tests.etl.conftest import dw_checksums, one, sql
 
@@ -111,7 +112,7 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
         == "delivered"
     )
 
-    resumed = runner.run(url)
+    resumed = pipeline.run(url)
 
     assert all(c.ok for c in resumed.checks)
     assert one(url, "SELECT status, error FROM dw.etl_run WHERE run_id = %s", (killed[0],)) == (
@@ -122,7 +123,7 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
         one(url, "SELECT status FROM dw.fact_orders WHERE order_id = %s", (order_id,)) == "returned"
     )
     after_resume = dw_checksums(url)
-    runner.run(url, full=True)
+    pipeline.run(url, full=True)
     assert dw_checksums(url) == after_resume
     assert one(url, "SELECT count(*) FROM dw.fact_orders WHERE order_id = %s", (cancelled,)) == 0
 
@@ -131,7 +132,7 @@ def test_a_run_while_another_holds_the_lock_fails_with_conflict(shop: str, tmp_p
     with psycopg.connect(to_libpq_url(shop), autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEYS)
         with pytest.raises(EtlBusyError, match="another ETL run is in progress"):
-            runner.run(shop)
+            pipeline.run(shop)
         proc = _spawn(shop, tmp_path)
         _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
@@ -186,3 +187,102 @@ def test_with_wait_the_second_run_queues_and_loads_nothing_twice(shop: str, tmp_
     assert one(shop, "SELECT count(*) FROM dw.fact_orders") == one(
         shop, "SELECT count(*) FROM app.orders"
     )
+
+
+def _derived(url: str) -> dict[str, str]:
+    """md5 per rollup table and feature table (rows in a total order, feature rows without
+    their computed_at): what the steps after the load derive from dw."""
+    tables = [
+        f"dw_rollup.{t}"
+        for (t,) in sql(
+            url,
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'dw_rollup' AND table_name <> 'build'",
+        )
+    ]
+    declared = sum(len(c.pre_aggregations) for c in default_model().cubes)
+    assert len(tables) == declared
+    out = {}
+    for table in tables:
+        rows = "string_agg(r::text, E'\\n' ORDER BY r::text)"
+        out[table] = one(url, f"SELECT md5(coalesce({rows}, '')) FROM {table} AS r")
+    for table, key in (("ml.order_features", "order_id"), ("ml.ticket_features", "ticket_id")):
+        out[table] = one(
+            url,
+            f"SELECT md5(coalesce(string_agg((to_jsonb(r) - 'computed_at')::text, E'\\n'"
+            f" ORDER BY r.{key}), '')) FROM {table} AS r",
+        )
+    return out
+
+
+def test_a_run_killed_after_its_load_is_caught_up_as_a_full_rebuild_would(
+    loaded_shop: str, tmp_path: Path
+) -> None:
+    """Killed in the publish step (its load committed, its rollups and features not): the
+    next run applies what the dead one did not, and everything equals `--full`."""
+    url = loaded_shop
+    version = one(url, "SELECT version FROM dw.etl_state")
+    sql(
+        url,
+        "SELECT app.set_order_status(id, 'cancelled') FROM app.orders WHERE status = 'pending'",
+    )
+    customer = one(url, "SELECT min(id) FROM app.customers")
+    product = one(url, "SELECT min(id) FROM app.products WHERE active AND stock > 10")
+    sql(
+        url,
+        "SELECT app.place_order(%s, jsonb_build_array(jsonb_build_object("
+        "'product_id', %s, 'quantity', 2)), 'web', 'card')",
+        (customer, product),
+    )
+    runner.dispose(url)
+    with psycopg.connect(to_libpq_url(url)) as blocker:
+        blocker.execute("LOCK TABLE dw_rollup.sales_daily IN ACCESS EXCLUSIVE MODE")
+        proc = _spawn(url, tmp_path, "--no-check")
+        try:
+
+            def waiting() -> bool:
+                assert proc.poll() is None, proc.communicate()
+                return bool(
+                    one(
+                        url,
+                        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)"
+                        " WHERE NOT l.granted AND a.application_name = 'cdms-etl'"
+                        " AND l.relation = 'dw_rollup.sales_daily'::regclass",
+                    )
+                )
+
+            _wait_for(waiting)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        _wait_for(
+            lambda: (
+                one(
+                    url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name LIKE 'cdms-etl%%'",
+                )
+                == 0
+            )
+        )
+        blocker.rollback()
+
+    killed = one(url, "SELECT max(run_id) FROM dw.etl_run")
+    done = [r[0] for r in sql(url, "SELECT step FROM dw.etl_run_step WHERE run_id = %s", (killed,))]
+    assert "fact_support" in done and "publish" not in done  # loaded, not published
+    assert one(url, "SELECT version FROM dw.etl_state") == version  # caches still hold
+    assert one(url, "SELECT count(*) FROM dw.etl_touched WHERE run_id = %s", (killed,)) > 0
+
+    resumed = pipeline.run(url)
+
+    assert not resumed.changed  # the load had nothing left: only the steps after it worked
+    publish = next(s.counts for s in resumed.steps if s.step == "publish")
+    assert publish.read > 0  # the touched days of the dead run
+    assert one(url, "SELECT version FROM dw.etl_state") == version + 1
+    assert one(url, "SELECT count(*) FROM dw.etl_touched") == 0  # applied by all: pruned
+    after_resume = (dw_checksums(url), _derived(url))
+    pipeline.run(url, full=True)
+    assert (dw_checksums(url), _derived(url)) == after_resume

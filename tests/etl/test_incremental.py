@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from etl import runner
+from etl import pipeline
 from tests.etl.conftest import dw_checksums, one, sql, step_counts
 
 
@@ -26,11 +26,11 @@ def _place_order(url: str, customer_id: int | None = None, lines: int = 1) -> in
 def test_a_status_change_updates_the_order_and_its_lines_only(loaded_shop: str) -> None:
     order_id = _place_order(loaded_shop, lines=3)
     sql(loaded_shop, "SELECT app.set_order_status(%s, 'paid')", (order_id,))
-    runner.run(loaded_shop)
+    pipeline.run(loaded_shop)
     lines = 3
     sql(loaded_shop, "SELECT app.set_order_status(%s, 'shipped')", (order_id,))
 
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
 
     assert one(
         loaded_shop,
@@ -61,7 +61,7 @@ def test_a_new_return_then_its_approval_flow_through(loaded_shop: str) -> None:
         (order_id, line_no),
     )
 
-    first = runner.run(loaded_shop)
+    first = pipeline.run(loaded_shop)
 
     row = one(
         loaded_shop,
@@ -72,7 +72,7 @@ def test_a_new_return_then_its_approval_flow_through(loaded_shop: str) -> None:
     assert step_counts(loaded_shop, first.run_id)["fact_returns"] == (1, 1, 0, 0)
 
     sql(loaded_shop, "SELECT app.approve_return(%s)", (return_id,))
-    second = runner.run(loaded_shop)
+    second = pipeline.run(loaded_shop)
 
     status, refund = one(
         loaded_shop,
@@ -109,7 +109,7 @@ def test_a_customer_moving_country_opens_a_version_old_orders_keep_the_old_key(
         (customer_id,),
     )
 
-    runner.run(loaded_shop)
+    pipeline.run(loaded_shop)
 
     versions = sql(
         loaded_shop,
@@ -132,7 +132,7 @@ def test_a_customer_moving_country_opens_a_version_old_orders_keep_the_old_key(
     # ... also when such an order is re-loaded after the move
     sql(loaded_shop, "UPDATE app.orders SET channel = 'phone' WHERE id = %s", (order_id,))
     new_order = _place_order(loaded_shop, customer_id)
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
 
     assert one(
         loaded_shop,
@@ -170,7 +170,7 @@ def test_a_product_price_change_versions_the_product_and_prices_new_sales_at_the
         (customer_id, json.dumps([{"product_id": product_id, "quantity": 2}])),
     )
 
-    runner.run(loaded_shop)
+    pipeline.run(loaded_shop)
 
     versions = sql(
         loaded_shop,
@@ -211,7 +211,7 @@ def test_deleted_orders_and_lines_leave_the_warehouse(loaded_shop: str) -> None:
         (other, line_no),
     )
 
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
 
     assert (
         one(loaded_shop, "SELECT count(*) FROM dw.fact_orders WHERE order_id = %s", (order_id,))
@@ -234,5 +234,5 @@ def test_deleted_orders_and_lines_leave_the_warehouse(loaded_shop: str) -> None:
     assert step_counts(loaded_shop, result.run_id)["fact_orders"][3] == 1
     assert all(c.ok for c in result.checks)
     incremental = dw_checksums(loaded_shop)
-    runner.run(loaded_shop, full=True)
+    pipeline.run(loaded_shop, full=True)
     assert dw_checksums(loaded_shop) == incremental

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from etl import runner
+from etl import pipeline
 from etl.checks import run_checks
+from etl.pipeline import PIPELINE
 from etl.runner import etl_engine
-from etl.steps import STEP_NAMES
 from tests.etl.conftest import dw_checksums, one, sql, step_counts
 
 
 def test_full_load_reconciles_with_app(shop: str) -> None:
-    result = runner.run(shop)
+    result = pipeline.run(shop)
 
-    assert [s.step for s in result.steps] == list(STEP_NAMES)
+    assert [s.step for s in result.steps] == [s.name for s in PIPELINE]
     assert result.checks and all(c.ok for c in result.checks), [
         c.describe() for c in result.checks if not c.ok
     ]
@@ -74,10 +74,10 @@ def test_second_run_changes_nothing(loaded_shop: str) -> None:
     before = dw_checksums(loaded_shop)
     version = one(loaded_shop, "SELECT version FROM dw.etl_state")
 
-    again = runner.run(loaded_shop)
+    again = pipeline.run(loaded_shop)
 
     counts = step_counts(loaded_shop, again.run_id)
-    assert set(counts) == set(STEP_NAMES)
+    assert set(counts) == {s.name for s in PIPELINE}
     for step, (_read, inserted, updated, deleted) in counts.items():
         assert (inserted, updated, deleted) == (0, 0, 0), step
     assert not again.changed
@@ -96,7 +96,7 @@ def test_full_rebuild_equals_incremental_load(loaded_shop: str) -> None:
     incremental = dw_checksums(loaded_shop)
     catalog = sql(loaded_shop, _DW_CATALOG)
 
-    result = runner.run(loaded_shop, full=True)
+    result = pipeline.run(loaded_shop, full=True)
 
     assert sql(loaded_shop, _DW_CATALOG) == catalog  # indexes and FKs are back
     names = {r[1] for r in catalog}
@@ -114,11 +114,11 @@ def test_a_reseed_truncating_app_is_reloaded_whole(loaded_shop: str) -> None:
 
     seed(loaded_shop, 30, 180, 99, reset=True)  # TRUNCATE + COPY with old updated_at values
 
-    result = runner.run(loaded_shop)
+    result = pipeline.run(loaded_shop)
 
     assert result.mode == "full"  # customer/product ids now name other entities
     assert one(loaded_shop, "SELECT count(*) FROM dw.fact_orders") == 180
     reloaded = dw_checksums(loaded_shop)
-    runner.run(loaded_shop, full=True)
+    pipeline.run(loaded_shop, full=True)
     facts = {k: v for k, v in dw_checksums(loaded_shop).items() if k.startswith("fact_")}
     assert facts == {k: v for k, v in reloaded.items() if k.startswith("fact_")}

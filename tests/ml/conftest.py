@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
 from db.seed import seed
-from etl import runner
+from etl import pipeline, runner
 from ml import stored
 from ml.registry import register
 from ml.serving import close_store, store_for
@@ -32,7 +32,7 @@ def shop_warehouse(clone_database: Callable[[str], str], name: str) -> str:
     """A clone ``name`` seeded with ``SHOP`` and loaded into the warehouse by one ETL run."""
     url = clone_database(name)
     seed(url, SHOP["customers"], SHOP["orders"], SHOP["seed"], end=SHOP["end"])
-    runner.run(url)
+    pipeline.run(url)
     runner.dispose(url)
     return url
 

@@ -142,13 +142,13 @@ def test_train_and_activate_store_the_new_versions_predictions(
 ) -> None:
     from db.engine import make_engine
     from db.seed import seed
-    from etl import runner
+    from etl import pipeline, runner
     from ml.registry import register
     from ml.serving import close_store
 
     url = fresh_database()
     seed(url, 150, 1_500, 4)
-    runner.run(url)
+    pipeline.run(url)
     runner.dispose(url)
     engine = make_engine(url)
     try:

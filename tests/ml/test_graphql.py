@@ -1,5 +1,6 @@
 """Prediction fields and what-if roots through the GraphQL schema (real database, real
-ONNX sessions): batching, missing models, objects not in the warehouse, input validation."""
+ONNX sessions): batching, missing models, objects not loaded yet (online features), input
+validation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ml import stored
+from ml import online, stored
 from ml.features import kinds_of, load_ids
 from ml.serving import store_for
 from ml.specs import ORDER_STATUS, ORDER_VALUE
@@ -168,7 +169,7 @@ def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
     assert store.get("order_status").version == version
 
 
-def test_an_order_not_yet_in_the_warehouse_gets_null_and_not_in_warehouse(
+def test_an_order_not_yet_in_the_warehouse_is_predicted_from_its_operational_rows(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
     with ml_engine.begin() as conn:
@@ -176,14 +177,23 @@ def test_an_order_not_yet_in_the_warehouse_gets_null_and_not_in_warehouse(
     try:
         body = run(
             ml_engine,
-            "query($id: ID!) { order(id: $id) { id status predictedStatus { label } } }",
+            "query($id: ID!) { order(id: $id) { id status"
+            " predictedStatus { label probability } predictedTotal { value } } }",
             {"id": str(new_id)},
         )
-        assert body["data"]["order"]["id"] == str(new_id)
-        assert body["data"]["order"]["status"] == "PENDING"
-        assert body["data"]["order"]["predictedStatus"] is None
-        assert [e["code"] for e in body["errors"]] == ["NOT_IN_WAREHOUSE"]
-        assert "not in the warehouse yet" in body["errors"][0]["message"]
+        assert "errors" not in body, body
+        order = body["data"]["order"]
+        assert order["id"] == str(new_id) and order["status"] == "PENDING"
+        # what its features computed from app (ml.online) give
+        with ml_engine.connect() as conn:
+            frame = online.load(conn, "orders.sql", [new_id], kinds_of(ORDER_STATUS, ORDER_VALUE))
+        assert frame.keys.tolist() == [new_id]
+        store = store_for(ml_engine)
+        value = store.get("order_value").score(frame.inputs(ORDER_VALUE)).values
+        status = store.get("order_status").score(frame.inputs(ORDER_STATUS))
+        assert value is not None and status.labels is not None
+        assert order["predictedTotal"]["value"] == round(float(value[0]), 2)
+        assert order["predictedStatus"]["label"] == status.labels[0]
     finally:
         with ml_engine.begin() as conn:
             conn.execute(sa.text("SELECT app.set_order_status(:id, 'cancelled')"), {"id": new_id})

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
-from ml.features import _SCOPES, statement
+from ml.features import _SCOPES, WAREHOUSE, statement
 
 REFERENCE = (Path(__file__).parent / "sql" / "orders_lateral.sql").read_text(encoding="utf-8")
 
@@ -36,6 +36,7 @@ def assert_same_rows(conn: Connection, scope: str, params: dict[str, Any]) -> in
     of one missing from the other as SQL compares them (EXCEPT ALL both ways)."""
     new = statement("orders.sql", scope).text
     old = REFERENCE.replace("{{scope}}", _SCOPES["orders.sql"][scope])
+    old = old.replace("{{fact_orders}}", WAREHOUSE["fact_orders"])
     new_result = conn.execute(_bound(new, scope), params)
     old_result = conn.execute(_bound(old, scope), params)
     assert list(new_result.keys()) == list(old_result.keys())

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from db.engine import make_engine
 from db.errors import BadUserInputError
 from db.seed import seed
-from etl import runner
+from etl import pipeline, runner
 from ml import batch, stored
 from ml.registry import load_active, register
 from ml.serving import close_store
@@ -28,7 +28,7 @@ def shop(clone_database: Callable[[str], str]) -> Iterator[Engine]:
     """A loaded warehouse of its own (the registry and the stored tables change here)."""
     url = clone_database("stored")
     seed(url, 150, 1_500, 3)
-    runner.run(url)
+    pipeline.run(url)
     runner.dispose(url)
     engine = make_engine(url)
     yield engine
@@ -171,7 +171,7 @@ def test_models_restricts_the_refresh(active: Engine) -> None:
 def test_no_active_model_writes_nothing(fresh_database: Callable[[], str]) -> None:
     url = fresh_database()
     seed(url, 30, 200, 5)
-    runner.run(url)
+    pipeline.run(url)
     runner.dispose(url)
     engine = make_engine(url)
     assert stored.refresh(engine) == {s.table: 0 for s in stored.STORED}

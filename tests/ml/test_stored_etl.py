@@ -1,5 +1,6 @@
-"""Stored predictions follow the ETL: the post-load hook (``ml.hooks``) scores what a run
-added, and a full load, which truncates them with the feature tables, refills them."""
+"""Stored predictions follow the pipeline: its scoring step stores the predictions of the
+orders and tickets a run touched, a changed feature row loses its prediction until then,
+and a full load leaves them current."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
 from db.seed import seed
-from etl import hooks, runner
+from etl import pipeline, runner
+from etl.load import Counts
 from ml import stored
-from ml.hooks import score_new
 from ml.registry import register
 from ml.serving import close_store
 from ml.train import TrainedModel
@@ -24,16 +25,14 @@ from ml.train import TrainedModel
 def shop(
     fresh_database: Callable[[], str], trained: dict[str, TrainedModel]
 ) -> Iterator[tuple[str, Engine]]:
-    """A loaded warehouse with the trained models active, and the hook registered."""
+    """A loaded warehouse with the trained models active."""
     url = fresh_database()
     seed(url, 60, 500, 9)
-    runner.run(url)
+    pipeline.run(url)
     engine = make_engine(url)
     for m in trained.values():
         assert register(engine, m).activated
-    hooks.after_load(score_new)
     yield url, engine
-    hooks.remove(score_new)
     runner.dispose(url)
     close_store(engine)
 
@@ -58,16 +57,21 @@ def _current(engine: Engine, table: str, features: str, models: int) -> None:
     assert _count(engine, stale) == 0
 
 
-def test_an_incremental_run_scores_the_new_order(shop: tuple[str, Engine]) -> None:
+def _scoring(result: runner.RunResult) -> Counts:
+    return next(s.counts for s in result.steps if s.step == "scoring")
+
+
+def test_a_run_scores_the_orders_it_touched_and_only_those(shop: tuple[str, Engine]) -> None:
     url, engine = shop
-    stored.refresh(engine)  # what was loaded before the hook was registered
+    stored.refresh(engine)  # what was loaded before the models were registered
     _current(engine, "ml.order_predictions", "ml.order_features", 2)
-    # a run that changes nothing adds no features: the hook does not look (a row missing
-    # for another reason waits for the next run that changes something)
+    # a run that changes nothing does not look: a row missing for another reason waits
+    # for its object to change, `cdms ml score` or the server's start-up
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM ml.ticket_predictions WHERE ticket_id % 2 = 0"))
     missing = "SELECT count(*) FROM ml.ticket_predictions WHERE ticket_id % 2 = 0"
-    assert not runner.run(url).changed
+    quiet = pipeline.run(url)
+    assert not quiet.changed and _scoring(quiet) == Counts()
     assert _count(engine, missing) == 0
     with engine.begin() as conn:
         customer = conn.execute(sa.text("SELECT min(id) FROM app.customers")).scalar_one()
@@ -83,42 +87,70 @@ def test_an_incremental_run_scores_the_new_order(shop: tuple[str, Engine]) -> No
         == 0
     )
 
-    runner.run(url)
+    result = pipeline.run(url)
 
+    assert _scoring(result) == Counts(inserted=2)  # the new order, by both order models
     q = "SELECT count(*) FROM ml.stored_predictions WHERE id = :i AND kind = 'order'"
     assert _count(engine, q, i=order_id) == 2
     _current(engine, "ml.order_predictions", "ml.order_features", 2)
-    _current(engine, "ml.ticket_predictions", "ml.ticket_features", 1)
 
 
-def test_a_full_load_refills_them_through_the_hook(
+def test_a_changed_feature_row_is_scored_again(shop: tuple[str, Engine]) -> None:
+    url, engine = shop
+    stored.refresh(engine)
+    with engine.connect() as conn:
+        order, before = conn.execute(
+            sa.text(
+                "SELECT order_id, order_value_value FROM ml.order_predictions"
+                " ORDER BY order_id DESC LIMIT 1"
+            )
+        ).one()
+    # its line grows (an admin fix): basket features change, so does its prediction
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE app.order_items SET quantity = quantity + 5"
+                " WHERE order_id = :o AND line_no = 1"
+            ),
+            {"o": order},
+        )
+    result = pipeline.run(url)
+    features = next(s.counts for s in result.steps if s.step == "features")
+    assert features.updated == 1
+    assert _scoring(result) == Counts(inserted=2)
+    with engine.connect() as conn:
+        item_count, after = conn.execute(
+            sa.text(
+                "SELECT f.item_count, p.order_value_value FROM ml.order_features AS f"
+                " JOIN ml.order_predictions AS p USING (order_id) WHERE order_id = :o"
+            ),
+            {"o": order},
+        ).one()
+        units = conn.execute(
+            sa.text("SELECT sum(quantity) FROM app.order_items WHERE order_id = :o"), {"o": order}
+        ).scalar_one()
+    assert item_count == units
+    assert after != before
+    _current(engine, "ml.order_predictions", "ml.order_features", 2)
+
+
+def test_a_full_load_leaves_them_current(
     shop: tuple[str, Engine], trained: dict[str, TrainedModel]
 ) -> None:
     url, engine = shop
     stored.refresh(engine)
     # a newer version of one model: the rows of the old one must not survive the reload
     assert register(engine, trained["order_value"], force=True).activated
-    runner.run(url, full=True)
+    pipeline.run(url, full=True)
     _current(engine, "ml.order_predictions", "ml.order_features", 2)
     _current(engine, "ml.ticket_predictions", "ml.ticket_features", 1)
 
 
-def test_a_full_load_without_the_hook_leaves_them_empty(shop: tuple[str, Engine]) -> None:
-    url, engine = shop
-    stored.refresh(engine)
-    assert _count(engine, "SELECT count(*) FROM ml.order_predictions") > 0
-    hooks.remove(score_new)
-    runner.run(url, full=True)
-    assert _count(engine, "SELECT count(*) FROM ml.order_features") > 0
-    assert _count(engine, "SELECT count(*) FROM ml.order_predictions") == 0
-    assert _count(engine, "SELECT count(*) FROM ml.ticket_predictions") == 0
-
-
 class _Heard:
-    """An ETL observer that keeps what the post-load hooks report."""
+    """An observer that keeps what the steps after the load report."""
 
     def __init__(self) -> None:
-        self.hooks: list[tuple[str, int, int | None]] = []
+        self.parts: list[tuple[str, int, int | None]] = []
 
     def step_started(self, *_: object) -> None: ...
 
@@ -128,17 +160,18 @@ class _Heard:
 
     def checks_finished(self, *_: object) -> None: ...
 
-    def hook_progress(self, what: str, done: int, total: int | None) -> None:
-        self.hooks.append((what, done, total))
+    def step_progress(self, what: str, done: int, total: int | None) -> None:
+        self.parts.append((what, done, total))
 
 
-def test_the_hook_reports_its_progress_to_the_etl_observer(shop: tuple[str, Engine]) -> None:
+def test_scoring_reports_its_progress_to_the_observer(shop: tuple[str, Engine]) -> None:
     url, engine = shop
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ml.order_predictions"))
     heard = _Heard()
-    runner.run(url, full=True, observer=heard)
+    pipeline.run(url, full=True, observer=heard)
     with engine.connect() as conn:
         orders = conn.execute(sa.text("SELECT count(*) FROM ml.order_features")).scalar_one()
-    assert ("score new", 0, None) in heard.hooks  # announced by the runner
-    scoring = [h for h in heard.hooks if h[0] == "scoring ml.order_predictions"]
+    scoring = [h for h in heard.parts if h[0] == "scoring ml.order_predictions"]
     assert scoring[0] == ("scoring ml.order_predictions", 0, orders)
     assert scoring[-1] == ("scoring ml.order_predictions", orders, orders)

@@ -109,7 +109,7 @@ def server(
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env.update(CDMS_RATE_LIMIT="0", CDMS_ETL_INTERVAL="0", CDMS_STATEMENT_TIMEOUT_MS="5000")
+    env.update(CDMS_RATE_LIMIT="0", CDMS_ETL_MODE="off", CDMS_STATEMENT_TIMEOUT_MS="5000")
     cdms = str(Path(sys.executable).parent / "cdms")
     log_path = tmp / "serve.log"
     with log_path.open("wb") as log:

@@ -49,7 +49,7 @@ def test_sigterm_finishes_in_flight_and_refuses_new(
         CDMS_DEMO_OPEN="1",
         CDMS_RATE_LIMIT="0",
         CDMS_DATA_DIR=str(tmp_path / "data"),
-        CDMS_ETL_INTERVAL="0",
+        CDMS_ETL_MODE="off",
     )
     cdms = str(Path(sys.executable).parent / "cdms")
     cmd = [cdms, "serve", "--port", str(port), "--no-seed-demo"]

@@ -16,8 +16,7 @@ from sqlalchemy.engine import Engine
 from db.config import to_libpq_url
 from db.engine import make_engine
 from db.seed import seed
-from etl import hooks, runner
-from semantic.hooks import refresh_rollups
+from etl import pipeline, runner
 from semantic.model import Granularity
 from semantic.query import CubeQuery, DimensionField, MeasureField, Member
 from semantic.service import CubeResult, execute
@@ -26,13 +25,9 @@ SHOP = {"customers": 300, "orders": 3000, "seed": 5}
 
 
 def load_warehouse(url: str, customers: int, orders: int, seed_: int) -> None:
-    """Seed ``url`` and run the ETL once with the rollup hook registered (only for it)."""
+    """Seed ``url`` and run the pipeline once (the load, then the rollups)."""
     seed(url, customers, orders, seed_)
-    hooks.after_load(refresh_rollups)
-    try:
-        runner.run(url)
-    finally:
-        hooks.remove(refresh_rollups)
+    pipeline.run(url)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The result cache keys on the warehouse version: an ETL run that changes dw invalidates it,
-and the post-ETL hook rebuilds the rollups so they stay usable."""
+and the pipeline's publish step refreshes the rollups so they stay usable."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 from collections.abc import Callable
 
 from db.engine import make_engine
-from etl import hooks, runner
-from semantic.hooks import refresh_rollups
+from etl import pipeline, runner
 from semantic.query import CubeQuery
 from semantic.service import CACHE, execute
 from tests.semantic.conftest import d, load_warehouse, m, sql
@@ -36,19 +35,17 @@ def test_cache_hits_until_an_etl_run_changes_the_warehouse(
     (product,) = sql(url, "SELECT id FROM app.products WHERE active AND stock > 5 LIMIT 1")[0]
     items = json.dumps([{"product_id": product, "quantity": 2}])
     sql(url, "SELECT app.place_order(%s, %s::jsonb, 'web', 'card')", (customer, items))
-    hooks.after_load(refresh_rollups)
     try:
-        runner.run(url)
+        pipeline.run(url)
     finally:
-        hooks.remove(refresh_rollups)
         runner.dispose(url)
-    assert len(CACHE) == 0  # the hook cleared it
+    assert len(CACHE) == 0  # the publish step cleared it
 
     with engine.connect() as conn:
         after = execute(conn, q)
         raw = execute(conn, q, use_rollups=False, use_cache=False)
     assert not after.cached and after.version > first.version
-    assert after.rollups == ("sales.monthlyByCategory",)  # rebuilt for the new version
+    assert after.rollups == ("sales.monthlyByCategory",)  # refreshed for the new version
     web = {r["sales.channel"]: r["sales.lineCount"] for r in after.rows}
     before = {r["sales.channel"]: r["sales.lineCount"] for r in first.rows}
     assert web["web"] == before["web"] + 1

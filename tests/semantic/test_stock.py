@@ -11,7 +11,7 @@ from datetime import date
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
-from etl import runner
+from etl import pipeline, runner
 from semantic.query import Condition, CubeQuery, Op
 from tests.semantic.conftest import d, load_warehouse, m, mem, run, sql
 
@@ -141,7 +141,7 @@ def test_an_order_moves_todays_stock_and_incremental_equals_full(
         0
     ]
     try:
-        runner.run(url)
+        pipeline.run(url)
         today = date.today().isoformat()
         units = sql(
             url,
@@ -151,10 +151,10 @@ def test_an_order_moves_todays_stock_and_incremental_equals_full(
         )[0][0]
         assert units == stock - 3
         sql(url, "SELECT app.set_order_status(%s, 'cancelled')", (order,))
-        runner.run(url)
+        pipeline.run(url)
         assert stock_at(url, today)[product][1] == stock
         incremental = sql(url, CONTENT)
-        runner.run(url, full=True)
+        pipeline.run(url, full=True)
         assert sql(url, CONTENT) == incremental
     finally:
         runner.dispose(url)

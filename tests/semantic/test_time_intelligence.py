@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from db.engine import make_engine
 from db.errors import BadUserInputError
 from db.seed import seed
-from etl import runner
+from etl import pipeline, runner
 from semantic.model import Granularity
 from semantic.query import Change, Compare, Condition, CubeQuery, Op, Rolling, ToDate
 from tests.semantic.conftest import d, m, mem, num, run, sql
@@ -172,7 +172,7 @@ def leap_wh(clone_database: Callable[[str], str]) -> Iterator[Engine]:
     before the leap day of 2024 and one after it."""
     url = clone_database("leap")
     seed(url, 80, 8000, 7, end=date(2025, 7, 1), years=3)
-    runner.run(url)
+    pipeline.run(url)
     yield make_engine(url)
     runner.dispose(url)
 

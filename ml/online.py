@@ -1,0 +1,76 @@
+"""Online features: the feature queries over the operational rows, for objects not loaded yet.
+
+An order placed a second ago has no row in ``dw`` (nor in ``ml.order_features``) until the
+next load. Its features are then computed by the very feature query the warehouse uses
+(``ml/sql/orders.sql``), over the same relations computed from ``app``:
+``ml/sql/online.sql`` selects, for the object's customer, the rows of the views that define
+each warehouse table over the operational tables (``dw.fact_orders_source`` ..., which the
+ETL loads from). One feature definition, two sources; once the object is loaded, both give
+the same features (``tests/ml/test_online.py``), unless a customer's or product's SCD2
+attributes changed since the event (online uses the current ones).
+
+Two statements: the customers of the ids, then the feature query over their rows (the
+customers as a bound array, so the planner sees how few they are). The relations are
+materialized CTEs in front of the query's own (a few rows each): as subqueries in every
+place the query names them, planning took 5-20 ms, as CTEs 0.7-2 ms, for the same
+execution time. Imports only numpy and SQLAlchemy: it runs inside the API server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+
+from ml.features import RELATIONS, SQL_DIR, FeatureFrame, query_text, to_frame
+from ml.specs import FeatureKind
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_IDS = sa.bindparam("ids", type_=ARRAY(sa.BigInteger()))
+_CUSTOMERS = sa.bindparam("customers", type_=ARRAY(sa.BigInteger()))
+
+
+@cache
+def _named() -> dict[str, str]:
+    parts = _NAME.split((SQL_DIR / "online.sql").read_text(encoding="utf-8"))
+    return {n: b.strip() for n, b in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _ctes() -> str:
+    """Each warehouse relation of the feature queries as a CTE ``online_<name>`` over the
+    ``app`` rows of the customers ``:customers`` (one not referenced is not computed)."""
+    return ",\n".join(f"online_{n} AS MATERIALIZED (\n{_named()[n]}\n)" for n in RELATIONS)
+
+
+@cache
+def statement(sql_file: str) -> sa.TextClause:
+    """The feature query of ``sql_file`` for the ids ``:ids`` over the rows of the
+    customers ``:customers`` computed from ``app``."""
+    text = query_text(sql_file, "ids", {n: f"online_{n}" for n in RELATIONS})
+    text, found = re.subn(r"^WITH ", f"WITH {_ctes()},\n", text, count=1, flags=re.MULTILINE)
+    assert found == 1, f"{sql_file} does not start with a WITH clause"
+    return sa.text(text).bindparams(_IDS, _CUSTOMERS)
+
+
+@cache
+def _customers_of(sql_file: str) -> sa.TextClause:
+    return sa.text(_named()[f"customers_of_{sql_file.removesuffix('.sql')}"]).bindparams(_IDS)
+
+
+def load(
+    conn: Connection, sql_file: str, ids: Sequence[int], kinds: dict[str, FeatureKind]
+) -> FeatureFrame:
+    """Features of the objects ``ids`` computed from the operational rows (ids that do not
+    exist are absent); the values, types and row order of :func:`ml.features.load_ids`."""
+    found = conn.execute(_customers_of(sql_file), {"ids": list(ids)}).scalars()
+    customers = [int(c) for c in found]
+    rows = (
+        conn.execute(statement(sql_file), {"ids": list(ids), "customers": customers}).all()
+        if customers
+        else []
+    )
+    return to_frame(rows, kinds)

@@ -1,0 +1,102 @@
+"""`cdms serve` keeps the warehouse fresh by default: an order placed through GraphQL has
+its predictions at once and is counted by the cube shortly after, with no `cdms etl run`;
+with `--workers 2` one process (the supervisor) runs the pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.cli import cli_environment
+from tests.etl.conftest import one, sql
+from tests.reliability._server import free_port, stop, wait_healthy
+
+PLACE = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, channel: WEB,
+  paymentMethod: CARD, items: [{productId: $p, quantity: 1}]}) { id
+  predictedStatus { label } predictedTotal { value } } }"""
+COUNTED = (
+    "query ($o: Float!) { cube(where: {orders: {orderId: {equals: $o}}}) { orders { count } } }"
+)
+STATUS = "{ warehouseStatus { version lagSeconds state } }"
+
+
+def _gql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    resp = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables or {}})
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_serve_loads_a_new_order_on_its_own(
+    fresh_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = fresh_database()
+    env = cli_environment(url, tmp_path)
+    env.update(
+        CDMS_DEMO_OPEN="1",
+        CDMS_RATE_LIMIT="0",
+        CDMS_DEMO_CUSTOMERS="150",
+        CDMS_DEMO_ORDERS="1500",
+    )  # CDMS_ETL_MODE unset: continuous
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", str(port),
+         "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_healthy(proc, base, timeout=300)  # seed, load, train
+        customer = one(url, "SELECT min(id) FROM app.customers")
+        product = one(url, "SELECT min(id) FROM app.products WHERE active AND stock > 10")
+        before = _gql(base, STATUS)["warehouseStatus"]
+
+        placed = _gql(base, PLACE, {"c": str(customer), "p": str(product)})["placeOrder"]
+        order = int(placed["id"])
+        # predictions at once, from the order's operational rows
+        assert placed["predictedStatus"]["label"] and placed["predictedTotal"]["value"] > 0
+
+        def counted() -> bool:
+            rows = _gql(base, COUNTED, {"o": float(order)})["cube"]
+            return bool(rows) and rows[0]["orders"]["count"] == 1
+
+        _wait(counted)
+
+        def published() -> bool:  # (the facts commit a moment before the new version)
+            status = _gql(base, STATUS)["warehouseStatus"]
+            return bool(status["version"] > before["version"] and status["state"] == "SUCCEEDED")
+
+        _wait(published)
+        _wait(lambda: one(url, "SELECT count(*) FROM ml.order_predictions WHERE order_id = %s",
+                          (order,)) == 1)  # fmt: skip
+
+        # one listener, in the supervising process (not in the two workers)
+        listeners = sql(
+            url,
+            "SELECT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'cdms-etl listen%%'",
+        )
+        assert listeners == [(f"cdms-etl listen (pid {proc.pid})",)]
+        workers = psutil.Process(proc.pid).children()
+        assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2
+    finally:
+        stop(proc)  # type: ignore[arg-type]
+        log.close()

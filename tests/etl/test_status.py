@@ -1,0 +1,128 @@
+"""Freshness you can see: ``etl.status`` (version, newest change held, lag, last run) and
+the GraphQL ``warehouseStatus`` / ``warehouseUpdated`` on top of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from db.engine import make_engine
+from etl import pipeline, runner
+from etl.status import health, warehouse_status
+from schema import subscriptions as notify
+from tests.etl.conftest import one, sql
+from tests.etl.test_scheduler import _place_order
+from tests.security.conftest import make_app, post, token
+
+STATUS = "{ warehouseStatus { version newestChangeAt lagSeconds lastRunAt state error } }"
+
+
+def _status(url: str) -> Any:
+    with runner.etl_engine(url).connect() as conn:
+        return warehouse_status(conn)
+
+
+def test_the_lag_is_the_age_of_the_oldest_change_not_loaded(shop: str) -> None:
+    never = _status(shop)
+    assert never.version == 0 and never.state is None and never.last_run_at is None
+    assert never.newest_change_at is None  # nothing loaded
+    assert never.lag_seconds > 0  # the whole seeded shop waits
+
+    pipeline.run(shop)
+    loaded = _status(shop)
+    newest = one(shop, "SELECT max(updated_at) FROM app.orders")
+    assert loaded.lag_seconds == 0 and loaded.caught_up
+    assert loaded.newest_change_at is not None and loaded.newest_change_at >= newest
+    assert loaded.state == "succeeded" and loaded.error is None and loaded.version >= 1
+
+    order = _place_order(shop)
+    time.sleep(0.3)
+    waiting = _status(shop)
+    assert waiting.lag_seconds >= 0.3 and waiting.newest_change_at == loaded.newest_change_at
+    placed = one(shop, "SELECT updated_at FROM app.orders WHERE id = %s", (order,))
+    assert waiting.oldest_pending_at is not None and waiting.oldest_pending_at <= placed
+
+    pipeline.run(shop)
+    after = _status(shop)
+    assert after.lag_seconds == 0 and after.version == loaded.version + 1
+    assert after.newest_change_at is not None and after.newest_change_at >= placed
+
+
+def test_health_reports_a_failing_load(loaded_shop: str) -> None:
+    sql(loaded_shop, "ALTER TABLE dw.fact_orders ADD CONSTRAINT nope CHECK (false) NOT VALID")
+    _place_order(loaded_shop)
+    with pytest.raises(Exception, match="fact_orders failed and was rolled back"):
+        pipeline.run(loaded_shop)
+    with runner.etl_engine(loaded_shop).connect() as conn:
+        detail = health(conn)
+    assert detail["ok"] is False and detail["state"] == "failed"
+    assert "nope" in detail["error"] and detail["failures"] == 1
+    assert detail["lagSeconds"] > 0 and detail["failingSince"] is not None
+    assert set(detail) == {
+        "ok", "version", "newestChangeAt", "lagSeconds", "lastRunId", "lastRunAt", "state",
+        "error", "failingSince", "failures",
+    }  # fmt: skip
+
+
+def test_warehouse_status_for_staff_not_for_customers(loaded_shop: str) -> None:
+    engine = make_engine(loaded_shop)
+    customer = one(loaded_shop, "SELECT min(id) FROM app.customers")
+    with make_app(engine) as client:
+        for role in ("admin", "analyst", "service"):
+            code, body = post(client, token(role), STATUS)
+            assert code == 200 and "errors" not in body, body
+            status = body["data"]["warehouseStatus"]
+            assert status["state"] == "SUCCEEDED" and status["lagSeconds"] == 0
+            assert status["version"] >= 1 and status["error"] is None
+            assert status["newestChangeAt"] and status["lastRunAt"]
+        code, body = post(client, token("customer", customer), STATUS)
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+
+
+def _listening() -> bool:
+    return any(h.listening.is_set() and h.subscribers for h in list(notify._hubs.values()))
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_warehouse_updated_tells_subscribers_of_each_new_version(loaded_shop: str) -> None:
+    engine = make_engine(loaded_shop)
+    version = one(loaded_shop, "SELECT version FROM dw.etl_state")
+    query = "subscription { warehouseUpdated { version newestChangeAt lagSeconds } }"
+    with (
+        make_app(engine) as client,
+        client.websocket_connect(
+            "/graphql",
+            subprotocols=["graphql-transport-ws"],
+            headers={"Authorization": f"Bearer {token('analyst')}"},
+        ) as ws,
+    ):
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        _wait_for(_listening)
+
+        def change_and_load() -> None:
+            _place_order(loaded_shop)
+            pipeline.run(loaded_shop)
+
+        loading = threading.Thread(target=change_and_load)
+        loading.start()
+        msg: dict[str, Any] = ws.receive_json()
+        loading.join()
+        assert msg["type"] == "next", msg
+        event = msg["payload"]["data"]["warehouseUpdated"]
+        assert event["version"] == version + 1
+        assert event["lagSeconds"] == 0 and event["newestChangeAt"]
+        ws.send_json({"id": "1", "type": "complete"})
+    _wait_for(lambda: not _listening())

@@ -1,0 +1,96 @@
+"""Online features (``ml.online``): the feature queries over the operational rows give, for
+every object, exactly what the warehouse gives once it has loaded it - one definition, two
+sources - and ``ml.batch.load`` answers for every existing object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.engine import make_engine
+from db.seed import seed
+from etl import pipeline, runner
+from ml import batch, online
+from ml.feature_table import ORDERS, TABLES, TICKETS, fetch
+from ml.features import kinds_of, load_ids
+from ml.specs import ORDER_VALUE
+from tests.ml.conftest import place_order
+from tests.ml.test_feature_table import assert_same
+
+
+@pytest.fixture
+def loaded(fresh_database: Callable[[], str]) -> Iterator[Engine]:
+    """A small shop, loaded once."""
+    url = fresh_database()
+    seed(url, 120, 1_200, 13)
+    pipeline.run(url)
+    engine = make_engine(url)
+    yield engine
+    runner.dispose(url)
+
+
+def _ids(engine: Engine, query: str) -> list[int]:
+    with engine.connect() as conn:
+        return [int(i) for i in conn.execute(sa.text(query)).scalars()]
+
+
+def test_online_features_equal_the_warehouses_after_a_load(loaded: Engine) -> None:
+    for table in TABLES:
+        ids = _ids(loaded, f"SELECT {table.key} FROM {table.fact}")
+        with loaded.connect() as conn:
+            computed = online.load(conn, table.sql_file, ids, table.kinds)
+            stored = fetch(conn, table.sql_file, ids, table.kinds)
+        assert len(computed) == len(ids) > 100
+        assert_same(computed, stored)
+    # customers' features are current ones (now()): both sources in one transaction
+    ids = _ids(loaded, "SELECT id FROM app.customers")
+    kinds = kinds_of(ORDER_VALUE)
+    with loaded.connect() as conn, conn.begin():
+        computed = online.load(conn, "customers.sql", ids, kinds)
+        warehouse = load_ids(conn, "customers.sql", ids, kinds)
+    assert len(computed) == len(ids)
+    assert_same(computed, warehouse)
+
+
+def test_a_new_order_and_ticket_have_features_before_the_load_and_the_same_after(
+    loaded: Engine,
+) -> None:
+    with loaded.begin() as conn:
+        customer, order = place_order(conn, quantity=3)
+        ticket = conn.execute(
+            sa.text("SELECT app.open_ticket(:c, 'delivery', 'high', 'email', 'Where?', :o)"),
+            {"c": customer, "o": order},
+        ).scalar_one()
+    before = {}
+    with loaded.connect() as conn:
+        for kind, table, key in (("order", ORDERS, order), ("ticket", TICKETS, ticket)):
+            assert len(fetch(conn, table.sql_file, [key], table.kinds)) == 0  # not loaded
+            features = batch.load(conn, kind, [key])
+            assert list(features.rows) == [key]
+            before[kind] = features.frame
+
+    pipeline.run(loaded.url.render_as_string(hide_password=False))
+
+    with loaded.connect() as conn:
+        for kind, table, key in (("order", ORDERS, order), ("ticket", TICKETS, ticket)):
+            after = fetch(conn, table.sql_file, [key], table.kinds)
+            assert after.keys.tolist() == [key]
+            assert_same(before[kind], after)
+
+
+def test_batch_load_mixes_both_sources_and_leaves_out_only_what_does_not_exist(
+    loaded: Engine,
+) -> None:
+    old = _ids(loaded, "SELECT order_id FROM dw.fact_orders ORDER BY order_id LIMIT 3")
+    with loaded.begin() as conn:
+        _, new = place_order(conn)
+    with loaded.connect() as conn:
+        features = batch.load(conn, "order", [*old, new, 999_999_999])
+        expected = load_ids(conn, "orders.sql", old, ORDERS.kinds)
+    assert sorted(features.rows) == sorted([*old, new])
+    assert_same(features.frame.take(features.frame.keys != new), expected)
+    error = batch.not_in_warehouse("order", 999_999_999)
+    assert error.code == "NOT_IN_WAREHOUSE" and "does not exist" in error.message
