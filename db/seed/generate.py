@@ -34,7 +34,7 @@ def build_tables(
     start, now = window(end, years)
     # one independent stream per part: changing one part never shifts another's draws
     streams = [
-        np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(7)
+        np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(8)
     ]
 
     def step(k: int) -> None:
@@ -45,7 +45,7 @@ def build_tables(
     catalog = make_catalog(streams[0], products or default_products(customers), start)
     people = make_people(streams[1], customers, start, now, seed)
     step(1)
-    o = orders.make_orders(streams[2], orders_, people, catalog, start, now)
+    o = orders.make_orders(streams[2], orders_, people, catalog, start, now, streams[7])
     step(2)
     ret = aftercare.make_returns(streams[3], o, people, catalog, now)
     step(3)

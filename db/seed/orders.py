@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from db.seed import churn
 from db.seed import copy as c
 from db.seed import relations as r
 from db.seed.catalog import CATEGORIES, Catalog
@@ -113,10 +114,22 @@ def _assign_customers(rng: np.random.Generator, t: IntArray, people: People) -> 
 
 
 def make_orders(
-    rng: np.random.Generator, m: int, people: People, catalog: Catalog, start: int, now: int
+    rng: np.random.Generator,
+    m: int,
+    people: People,
+    catalog: Catalog,
+    start: int,
+    now: int,
+    churn_rng: np.random.Generator | None = None,
 ) -> Orders:
+    """``churn_rng`` set: plant the churn pattern (``db/seed/churn.py``) with that stream."""
     ordered = order_times(rng, m, start, now)
     customer = _assign_customers(rng, ordered, people)
+    if churn_rng is not None:
+        lapse = churn.lapse_times(churn_rng, people, start, now)
+        customer = churn.reassign(
+            churn_rng, ordered, customer, lapse, lambda g, t: _assign_customers(g, t, people)
+        )
     segment = people.segment[customer]
     channel = by_group(rng, segment, np.asarray(r.CHANNEL_SHARES))
     pay_shares = np.asarray(r.PAYMENT_SHARES, dtype=float)

@@ -145,3 +145,13 @@ RESOLVE_URGENT_PHONE: Final = 0.6
 # median hours to resolution per priority; channel multiplies
 RESOLVE_HOURS: Final = {"low": 60.0, "medium": 30.0, "high": 12.0, "urgent": 4.0}
 RESOLVE_CHANNEL_SPEED: Final = {"email": 1.5, "phone": 0.5, "chat": 0.8, "web": 1.2}
+
+# --- churn ---------------------------------------------------------------------------------
+# A share of customers lapse: each gets a lapse time, uniform from 90 days after they could
+# first order until a year after the window ends (so some have not lapsed yet). Over the
+# FADE_DAYS before it their order rate falls to zero as the square of the time left (the
+# gaps between orders lengthen), and after it they never order again.
+CHURN_SHARE: Final = 0.40
+CHURN_FADE_DAYS: Final = 240
+CHURN_EARLIEST_DAYS: Final = 90
+CHURN_LATEST_AFTER_END_DAYS: Final = 365

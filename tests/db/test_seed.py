@@ -15,7 +15,7 @@ from db.config import to_libpq_url
 from db.errors import BadUserInputError, ConflictError
 from db.seed import SEEDED_TABLES, SeedCheckError, seed
 from db.seed import load as seed_load
-from db.seed.copy import Table
+from db.seed.copy import NULL, Table
 from tests.cli import run_cdms
 
 END = dt.date(2026, 6, 1)  # fixed, so that two runs on different days still agree
@@ -396,6 +396,33 @@ def test_order_value_depends_on_segment(seeded: tuple[str, dict[str, int]]) -> N
     assert by_channel["store"] < by_channel["web"]
 
 
+def test_lapsing_customers_order_less_and_less_then_stop(
+    seeded: tuple[str, dict[str, int]],
+) -> None:
+    """The planted churn: before they stop, a lapsing customer's gaps between orders grow."""
+    url, _ = seeded
+    by_stopped = shares(
+        url,
+        """
+        WITH g AS (
+            SELECT customer_id, ordered_at,
+                   extract(epoch FROM ordered_at - lag(ordered_at) OVER w) AS gap,
+                   row_number() OVER w AS k, count(*) OVER (PARTITION BY customer_id) AS n,
+                   max(ordered_at) OVER (PARTITION BY customer_id) AS last_at
+            FROM app.orders WINDOW w AS (PARTITION BY customer_id ORDER BY ordered_at)
+        ), c AS (
+            SELECT customer_id, bool_or(last_at < '2026-06-01'::date - 180) AS stopped,
+                   avg(gap) FILTER (WHERE k > n - 2)
+                   / nullif(avg(gap) FILTER (WHERE k > 1 AND k <= n - 2), 0) AS growth
+            FROM g WHERE n >= 5 GROUP BY 1
+        )
+        SELECT stopped::text, percentile_cont(0.5) WITHIN GROUP (ORDER BY growth)
+        FROM c GROUP BY 1
+        """,
+    )
+    assert by_stopped["true"] > 1.15 * by_stopped["false"]
+
+
 # --- determinism ---------------------------------------------------------------------------------
 
 
@@ -524,7 +551,10 @@ def test_an_invariant_violation_is_caught_and_rolled_back(
     def write(conn: Conn, table: Table, *args: Any, **kwargs: Any) -> int:
         if table.name == name:
             values = table.text(column)
-            table = table.with_text(column, [spoil(values[0]), *values[1:]])
+            # a ticket about an order, so that both of its references can disagree
+            orders = table.text("order_id") if name == "app.support_tickets" else []
+            k = next((i for i, v in enumerate(orders) if v != NULL), 0)
+            table = table.with_text(column, [*values[:k], spoil(values[k]), *values[k + 1 :]])
         return real(conn, table, *args, **kwargs)
 
     monkeypatch.setattr(seed_load, "write_table", write)
