@@ -72,6 +72,8 @@ def run_step(conn: Connection, step: Step, lo: datetime | str, hi: datetime, run
             return _dimension(conn, step, lo, hi, run_id)
         if step.disposition is Disposition.SNAPSHOT:
             return run_snapshot(conn, step, lo, hi, run_id)
+        if step.disposition is Disposition.MONTHLY:
+            return run_monthly(conn, step, lo, hi, run_id)
         return _fact(conn, step, lo, hi, run_id)
     finally:
         conn.execute(sa.text("DROP TABLE IF EXISTS _src, _closed, _type1, _keys, _before"))
@@ -170,6 +172,49 @@ def run_snapshot(
     finally:
         conn.execute(sa.text("DROP TABLE IF EXISTS _stock_keys"))
     return Counts(read=read, inserted=inserted, deleted=deleted)
+
+
+def run_monthly(
+    conn: Connection, step: Step, lo: datetime | str, hi: datetime, run_id: int
+) -> Counts:
+    """Recompute the months from the first one a change in ``[lo, hi)`` can move (the
+    earliest changed order's, or the last stored one, whose open snapshot the horizon
+    moved) to the horizon's month; everything from ``-infinity``. Only RFM is monthly."""
+    from semantic.rfm import default_rules
+
+    sql = step.sql()
+    first, last, stored_last = conn.execute(sa.text(sql["span"]), {"hi": hi}).one()
+    if first is None:
+        deleted = _rowcount(conn.execute(sa.text(sql["clear"]), {"from_month": "-infinity"}))
+        return Counts(deleted=deleted)
+    start = first
+    if lo != NEG_INF and stored_last is not None:
+        changed = conn.execute(sa.text(sql["changed_from"]), {"lo": lo, "hi": hi}).scalar_one()
+        candidates = [stored_last] if stored_last < last else []
+        if changed == "-infinity":
+            candidates.append(first)
+        elif changed != "infinity":
+            candidates.append(date.fromisoformat(changed))
+        if not candidates:
+            return Counts()
+        start = max(first, min(candidates))
+    deleted = _rowcount(conn.execute(sa.text(sql["clear"]), {"from_month": start}))
+    rules = default_rules()
+    inserted = _rowcount(
+        conn.execute(
+            sa.text(sql["rebuild"]),
+            {
+                "from_month": start,
+                "last_month": last,
+                "hi": hi,
+                "window": rules.window_days,
+                "scores": rules.scores,
+                "rules": rules.as_json(),
+                "run_id": run_id,
+            },
+        )
+    )
+    return Counts(read=inserted, inserted=inserted, deleted=deleted)
 
 
 # ---------------------------------------------------------------------------------------

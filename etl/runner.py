@@ -434,7 +434,9 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
     readers wait for the commit). Rows of other tables pointing at the facts (the feature
     tables) stay; those whose fact is gone are deleted, as their ON DELETE CASCADE would
     have, before their foreign keys come back (their owners bring them up to date after)."""
-    tables = [s.table for s in STEPS if s.disposition is Disposition.SNAPSHOT]
+    tables = [
+        s.table for s in STEPS if s.disposition in (Disposition.SNAPSHOT, Disposition.MONTHLY)
+    ]
     tables += [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
     with transaction(engine) as conn:
         # whole-table hash joins and index builds: give them room (this transaction only)

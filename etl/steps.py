@@ -14,6 +14,9 @@ What a row of each table is, in terms of the ``app`` rows, is the view ``<table>
            DISTINCT FROM``), and facts whose source row is gone are deleted.
 ``snapshot`` a periodic snapshot derived from app (``etl.load.run_snapshot``): the series
            of the entities changed in the window are recomputed, the others extended.
+``monthly`` a monthly snapshot derived from the facts loaded before it
+           (``etl.load.run_monthly``): the months a change in the window can move are
+           recomputed, the earlier ones stay.
 
 Every row written carries the run's id (``run_id``, lineage), and a fact step logs what it
 touched in ``dw.etl_touched`` for the steps after the load (``etl/pipeline.py``).
@@ -34,6 +37,7 @@ class Disposition(Enum):
     SCD2 = "scd2"
     MERGE = "merge"
     SNAPSHOT = "snapshot"
+    MONTHLY = "monthly"
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,18 @@ STEPS: tuple[Step, ...] = (
         source_key=("id",),
         change_sources=("app.products", "app.order_items", "app.orders", "app.returns"),
         delete_sources=("products",),
+    ),
+    # RFM scores and segment per customer and month (cubes ``rfm``, ``segmentMigration``):
+    # after fact_orders, which it reads, with the rules of semantic/models/rules/rfm.yml.
+    Step(
+        name="fact_customer_rfm",
+        table="dw.fact_customer_rfm",
+        disposition=Disposition.MONTHLY,
+        key=(("customer_id", "bigint"), ("month", "date")),
+        source_table="app.orders",
+        source_key=("customer_id",),
+        change_sources=("app.orders", "app.order_items"),
+        delete_sources=("orders", "order_items"),
     ),
 )
 

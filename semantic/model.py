@@ -12,7 +12,7 @@ from enum import Enum
 from typing import assert_never
 
 NAME_RE = re.compile(r"^[a-z][A-Za-z0-9]*$")
-CUBE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+CUBE_NAME_RE = re.compile(r"^[a-z][A-Za-z0-9_]*$")
 REF_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
 
 

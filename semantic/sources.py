@@ -64,10 +64,17 @@ def trunc(gran: Granularity, local: Expr) -> Expr:
 
 
 def model_sql(template: str, aliases: dict[str, str], own: str) -> str:
-    """``{CUBE}`` → the cube's alias, ``{other}`` → that cube's alias."""
+    """``{CUBE}`` → the cube's alias, ``{other}`` → that cube's alias (quoted when it has
+    capitals, ``segmentMigration``, as SQLAlchemy quotes the alias it names)."""
     return re.sub(
-        r"\{(\w+)\}", lambda m: aliases.get(m[1], own) if m[1] != "CUBE" else own, template
+        r"\{(\w+)\}",
+        lambda m: _ident(aliases.get(m[1], own) if m[1] != "CUBE" else own),
+        template,
     )
+
+
+def _ident(name: str) -> str:
+    return name if name == name.lower() else f'"{name}"'
 
 
 class RawSource:

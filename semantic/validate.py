@@ -44,7 +44,9 @@ def names_and_duplicates(model: Model) -> list[str]:
     seen: dict[str, str] = {}
     for cube in model.cubes:
         if not CUBE_NAME_RE.match(cube.name):
-            issues.append(f"{cube.loc}: cube name {cube.name!r} must be lower_snake_case")
+            issues.append(
+                f"{cube.loc}: cube name {cube.name!r} must be lower_snake_case or camelCase"
+            )
         if cube.name in seen:
             issues.append(f"{cube.loc}: duplicate cube {cube.name!r} (first at {seen[cube.name]})")
         seen[cube.name] = str(cube.loc)

@@ -115,6 +115,8 @@ def test_cube_meta_and_introspection(cube_gql: Gql) -> None:
         "feedback",
         "support",
         "stock",
+        "rfm",
+        "segmentMigration",
     }
     revenue = next(x for x in meta["sales"]["measures"] if x["name"] == "revenue")
     assert revenue == {"name": "revenue", "type": "sum", "format": "currency", "additive": True}
