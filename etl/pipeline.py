@@ -10,6 +10,9 @@ fact_orders    ...                                        ...
 fact_returns
 fact_feedback
 fact_support
+fact_stock_daily
+fact_customer_  dw.fact_orders (loaded just before),      dw.fact_customer_rfm
+  rfm           semantic/models/rules/rfm.yml
 publish        the facts, dw.etl_touched                  dw_rollup.* (rollups),
                                                           dw.etl_state.version (cache), NOTIFY
 features       the facts and dimensions, dw.etl_touched   ml.order_features, ticket_features
@@ -188,7 +191,7 @@ _TOUCHED = "dw.etl_touched"
 _FEATURE_INPUTS = (*_FACTS, "dw.dim_customer", "dw.dim_product", "dw.dim_date")
 
 PIPELINE: tuple[Step, ...] = (
-    *(Step(s.name, (s.view, *s.change_sources), (s.table, _TOUCHED)) for s in STEPS),
+    *(Step(s.name, s.reads, (s.table, _TOUCHED)) for s in STEPS),
     Step(
         "publish",
         inputs=(*_FACTS, _TOUCHED),

@@ -75,6 +75,14 @@ class Step:
         """The view defining the table's rows over app (``dw.fact_orders_source``)."""
         return f"{self.table}_source"
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """What the step reads: its view and the app tables of its window (a monthly
+        snapshot reads the warehouse instead of a view)."""
+        if self.disposition is Disposition.MONTHLY:
+            return ("dw.fact_orders", *self.change_sources)
+        return (self.view, *self.change_sources)
+
     def source(self, scope: str) -> str:
         """The view's rows (alias ``s``) whose keys satisfy ``scope``: ``TRUE``, or
         :meth:`keys_scope`."""

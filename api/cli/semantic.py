@@ -18,7 +18,8 @@ def validate(
         None, "--models", help="Folder of cube YAML files (default: the shipped model)."
     ),
 ) -> None:
-    """Load and validate the cube model; print every issue (file:line) and exit 1 if any."""
+    """Load and validate the cube model and the RFM rules beside it (``rules/rfm.yml``);
+    print every issue (file:line) and exit 1 if any."""
     from semantic.loader import MODELS_DIR
     from semantic.validate import check
 
@@ -26,6 +27,11 @@ def validate(
     if not folder.is_dir():
         raise typer.BadParameter(f"not a folder: {folder}", param_hint="--models")
     model, issues = check(folder)
+    rules_file = folder / "rules" / "rfm.yml"
+    if rules_file.is_file():  # the RFM rule table beside the cube model
+        from semantic import rfm
+
+        issues += rfm.read(rules_file)[1]
     for issue in issues:
         err_console.print(
             f"error[MODEL_INVALID]: {issue}", markup=False, highlight=False, soft_wrap=True
