@@ -40,6 +40,15 @@ _SCOPES: dict[str, dict[str, str]] = {
         "ids": "SELECT x.ticket_id FROM {{fact_support}} AS x WHERE x.ticket_id = ANY(:ids)",
         "before": "SELECT x.ticket_id FROM {{fact_support}} AS x WHERE x.opened_at < :until",
     },
+    "churn.sql": {
+        # every customer who ordered, at the start of every UTC month before :until
+        "before": "SELECT DISTINCT o.customer_id, m.cutoff FROM generate_series("
+        "(SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC') + interval '1 month'"
+        " FROM {{fact_orders}}), CAST(:until AS timestamptz) AT TIME ZONE 'UTC',"
+        " interval '1 month') AS g (m)"
+        " CROSS JOIN LATERAL (SELECT g.m AT TIME ZONE 'UTC' AS cutoff) AS m"
+        " JOIN {{fact_orders}} AS o ON o.ordered_at < m.cutoff AND NOT o.is_cancelled",
+    },
     "customers.sql": {
         "ids": "SELECT x.customer_id FROM {{dim_customer}} AS x WHERE x.customer_id = ANY(:ids)"
         " AND x.is_current",

@@ -46,6 +46,9 @@ class ModelSpec:
     classes: tuple[str, ...] = ()
     # training uses events at least this old, so their outcome is final
     settle_days: int = 0
+    # a target that looks this far past the event: training drops the rows whose window
+    # reaches into the evaluation period (no leakage across the time split)
+    horizon_days: int = 0
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -142,6 +145,33 @@ ORDER_VALUE = ModelSpec(
     ),
     target="net",
     sql="orders.sql",
+)
+
+CHURN_RISK = ModelSpec(
+    name="churn_risk",
+    task=Task.CLASSIFICATION,
+    algorithm="RandomForestClassifier",
+    description=(
+        "Whether a customer with at least one order places none in the next 90 days, "
+        "from the warehouse as of a cut-off."
+    ),
+    features=(
+        Feature("segment", C, "customer segment at the cut-off (SCD2 version)"),
+        Feature("country", C, "customer country at the cut-off"),
+        Feature("tenure_days", N, "days from signup to the cut-off"),
+        Feature("recency_days", N, "days from the last order to the cut-off"),
+        Feature("prior_orders", N, "orders before the cut-off"),
+        Feature("orders_90d", N, "orders in the 90 days before the cut-off"),
+        Feature("orders_365d", N, "orders in the 365 days before the cut-off"),
+        Feature("revenue_365d", N, "net amount of those orders"),
+        Feature("mean_gap_days", N, "mean days between orders (missing: one order)"),
+        Feature("last_gap_days", N, "days between the last two orders (missing: one order)"),
+    ),
+    target="churn",
+    sql="churn.sql",
+    classes=("active", "churned"),
+    settle_days=90,
+    horizon_days=90,
 )
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in (ORDER_STATUS, SUPPORT_STATUS, ORDER_VALUE)}

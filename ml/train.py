@@ -71,6 +71,7 @@ Progress = Callable[[str, int, int], None]
 _NEWEST_EVENT = {
     "orders.sql": "SELECT max(ordered_at) FROM dw.fact_orders",
     "tickets.sql": "SELECT max(opened_at) FROM dw.fact_support",
+    "churn.sql": "SELECT max(ordered_at) FROM dw.fact_orders",
 }
 
 
@@ -200,7 +201,7 @@ class FeatureCache:
                         f"{spec.name}: the warehouse holds no events yet (run cdms etl run)",
                         model=spec.name,
                     )
-                sharing = [s for s in SPECS.values() if s.sql == spec.sql]
+                sharing = [s for s in SPECS.values() if s.sql == spec.sql] or [spec]
                 rows = conn.execute(
                     statement(spec.sql, "before"), {"until": newest + dt.timedelta(microseconds=1)}
                 ).all()
@@ -227,6 +228,23 @@ def dataset(
     else:
         y = y.astype(np.float64)
     return frame, y
+
+
+def time_split(
+    frame: FeatureFrame, spec: ModelSpec
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Row indexes (oldest first) of the training and the evaluation rows: the newest
+    ``TEST_SHARE`` evaluate. A spec whose target looks ``horizon_days`` ahead trains only on
+    rows whose window closes before the first evaluation row (no leakage)."""
+    n = len(frame)
+    n_train = n - math.ceil(n * TEST_SHARE)
+    order = np.arange(n)
+    train_ix, test_ix = order[:n_train], order[n_train:]
+    if spec.horizon_days and n_train < n:
+        test_from = frame.event_at[n_train]
+        reach = dt.timedelta(days=spec.horizon_days)
+        train_ix = train_ix[[t + reach <= test_from for t in frame.event_at[:n_train]]]
+    return train_ix, test_ix
 
 
 def _quiet(phase: str, done: int, total: int) -> None:
@@ -284,8 +302,8 @@ def train(
             model=spec.name,
             rows=n,
         )
-    order = np.arange(n)
-    train_ix, test_ix = order[:n_train], order[n_train:]
+    train_ix, test_ix = time_split(frame, spec)
+    n_train = len(train_ix)
     y_train, y_test = y[train_ix], y[test_ix]
     if spec.task is Task.CLASSIFICATION and len(set(y_train.tolist())) < 2:
         raise InsufficientDataError(
