@@ -1,4 +1,4 @@
-"""The three model specs: what each predicts, from which features, with which algorithm.
+"""The four model specs: what each predicts, from which features, with which algorithm.
 
 A spec is the contract between the feature SQL (``ml/sql/*.sql`` select exactly these
 columns, in this order, plus the key, the event time and the target), training (the
@@ -174,7 +174,9 @@ CHURN_RISK = ModelSpec(
     horizon_days=90,
 )
 
-SPECS: dict[str, ModelSpec] = {s.name: s for s in (ORDER_STATUS, SUPPORT_STATUS, ORDER_VALUE)}
+SPECS: dict[str, ModelSpec] = {
+    s.name: s for s in (ORDER_STATUS, SUPPORT_STATUS, ORDER_VALUE, CHURN_RISK)
+}
 
 
 def spec(name: str) -> ModelSpec:

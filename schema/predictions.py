@@ -34,7 +34,7 @@ from ml.batch import Predicted
 from ml.errors import ModelUnavailableError
 from ml.registry import list_versions
 from ml.serving import store_for
-from ml.specs import ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, FeatureKind, ModelSpec
+from ml.specs import CHURN_RISK, ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, FeatureKind, ModelSpec
 from schema import plan as P
 from schema.context import Context, Info
 from schema.sql import PENDING, Statement
@@ -204,7 +204,33 @@ class OrderValueInput:
     )
 
 
+@strawberry.input(
+    description="A customer as of a cut-off (churn_risk model: no order in the next 90 days)."
+)
+class ChurnRiskInput:
+    segment: str
+    country: str
+    tenure_days: float
+    recency_days: float = strawberry.field(description="Days since the last order.")
+    prior_orders: int = strawberry.field(description="Orders so far (at least 1).")
+    orders_90d: int = strawberry.field(description="Orders in the last 90 days.")
+    orders_365d: int = strawberry.field(description="Orders in the last 365 days.")
+    revenue_365d: float = strawberry.field(description="Net amount of those orders.")
+    mean_gap_days: float | None = strawberry.field(
+        default=None, description="Mean days between orders; null: one order."
+    )
+    last_gap_days: float | None = strawberry.field(
+        default=None, description="Days between the last two orders; null: one order."
+    )
+
+
 _RANGES: dict[str, tuple[float, float]] = {
+    "recency_days": (0, 36_500),
+    "orders_90d": (0, 1e7),
+    "orders_365d": (0, 1e7),
+    "revenue_365d": (0, 1e12),
+    "mean_gap_days": (0, 36_500),
+    "last_gap_days": (0, 36_500),
     "tenure_days": (0, 36_500),
     "prior_orders": (0, 1e7),
     "prior_tickets": (0, 1e7),
@@ -288,6 +314,13 @@ class PredictionQueries:
     @_root("Estimate an order's total before checkout.", PREDICTORS)
     def predict_order_value(self, info: Info, input: OrderValueInput) -> ValuePrediction:
         return cast(ValuePrediction, _what_if(info, ORDER_VALUE, input))
+
+    @_root(
+        "Probability that a customer places no order in the next 90 days (churn_risk).",
+        PREDICTORS,
+    )
+    def predict_churn_risk(self, info: Info, input: ChurnRiskInput) -> StatusPrediction:
+        return cast(StatusPrediction, _what_if(info, CHURN_RISK, input))
 
     @_root("Registered model versions, newest first per model.", ANALYSTS)
     async def models(

@@ -260,6 +260,29 @@ def test_what_if_predicts_and_matches_the_risk_the_data_planted(
     assert support["data"]["predictSupportStatus"]["label"] in {"resolved", "unresolved"}
 
 
+def test_what_if_churn_risk_rises_with_recency_and_lengthening_gaps(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    query = """query($i: ChurnRiskInput!) {
+        predictChurnRisk(input: $i) { label probability model { name version } } }"""
+    base = {"segment": "consumer", "country": "Germany", "tenureDays": 700.0, "priorOrders": 12}
+    active = {**base, "recencyDays": 5.0, "orders90d": 3, "orders365d": 10,
+              "revenue365d": 4000.0, "meanGapDays": 40.0, "lastGapDays": 30.0}  # fmt: skip
+    fading = {**base, "recencyDays": 150.0, "orders90d": 0, "orders365d": 2,
+              "revenue365d": 500.0, "meanGapDays": 60.0, "lastGapDays": 200.0}  # fmt: skip
+
+    def churned(i: dict[str, object]) -> float:
+        body = run(ml_engine, query, {"i": i})
+        assert "errors" not in body, body["errors"]
+        p = body["data"]["predictChurnRisk"]
+        assert p["model"]["name"] == "churn_risk" and p["label"] in {"active", "churned"}
+        return float(p["probability"]) if p["label"] == "churned" else 1 - p["probability"]
+
+    assert churned(fading) > churned(active) + 0.3
+    body = run(ml_engine, query, {"i": {**active, "recencyDays": -1.0}})
+    assert [e["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+
+
 def test_what_if_unknown_category_still_predicts(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
@@ -300,7 +323,7 @@ def test_models_root_lists_versions_metrics_and_importances(
     )
     assert "errors" not in body, body["errors"]
     models = {m["name"]: m for m in body["data"]["models"]}
-    assert set(models) == {"order_status", "support_status", "order_value"}
+    assert set(models) == {"order_status", "support_status", "order_value", "churn_risk"}
     for name, m in models.items():
         assert m["active"] is True
         assert m["features"] == list(trained[name].spec.feature_names)
@@ -339,4 +362,4 @@ def test_prediction_fields_through_the_http_app_under_row_level_security(
     assert len(nodes) == 5
     assert all(n["predictedStatus"]["model"]["name"] == "order_status" for n in nodes)
     assert all(n["predictedTotal"]["value"] > 0 for n in nodes)
-    assert len(body["data"]["models"]) == 3
+    assert len(body["data"]["models"]) == 4

@@ -10,6 +10,10 @@ from tests.security.conftest import Parties, post, token
 CUBE = "{ cube { sales { revenue lineCount } } }"
 MODELS = "{ models { name version } }"
 PREDICT = '{ predictOrderValue(input: {customerId: "1"}) { value } }'
+PREDICT_CHURN = (
+    '{ predictChurnRisk(input: {segment: "consumer", country: "Germany", tenureDays: 1, '
+    "recencyDays: 1, priorOrders: 1, orders90d: 1, orders365d: 1, revenue365d: 1}) { label } }"
+)
 NESTED_PREDICTION = "{ orders(first: 1) { edges { node { id predictedStatus { status } } } } }"
 
 
@@ -20,7 +24,7 @@ def code(body: dict[str, Any]) -> str | None:
 
 def test_customers_get_no_cubes_models_or_predictions(client: Any, parties: Parties) -> None:
     tok = token("customer", parties.a)
-    for query in (CUBE, "{ cubeMeta { name } }", MODELS, PREDICT, NESTED_PREDICTION):
+    for query in (CUBE, "{ cubeMeta { name } }", MODELS, PREDICT, PREDICT_CHURN, NESTED_PREDICTION):
         status, body = post(client, tok, query)
         assert status == 403 and code(body) == "FORBIDDEN", (query, body)
 
