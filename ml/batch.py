@@ -26,7 +26,7 @@ from ml.errors import NotInWarehouseError
 from ml.feature_table import fetch
 from ml.features import FeatureFrame, kinds_of
 from ml.scorer import Scorer, Scores
-from ml.specs import ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, ModelSpec
+from ml.specs import CHURN_RISK, ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "order": Kind("order", "orders.sql", (ORDER_STATUS, ORDER_VALUE), "order"),
     "ticket": Kind("ticket", "tickets.sql", (SUPPORT_STATUS,), "support ticket"),
-    "customer": Kind("customer", "customers.sql", (ORDER_VALUE,), "customer"),
+    "customer": Kind("customer", "customers.sql", (ORDER_VALUE, CHURN_RISK), "customer"),
 }
 
 

@@ -160,7 +160,7 @@ CHURN_RISK = ModelSpec(
         Feature("country", C, "customer country at the cut-off"),
         Feature("tenure_days", N, "days from signup to the cut-off"),
         Feature("recency_days", N, "days from the last order to the cut-off"),
-        Feature("prior_orders", N, "orders before the cut-off"),
+        Feature("orders_total", N, "orders (not cancelled) before the cut-off"),
         Feature("orders_90d", N, "orders in the 90 days before the cut-off"),
         Feature("orders_365d", N, "orders in the 365 days before the cut-off"),
         Feature("revenue_365d", N, "net amount of those orders"),

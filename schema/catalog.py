@@ -146,6 +146,15 @@ ENTITIES: dict[str, Entity] = {
                 C("city", "city", K.STRING, filter=True),
                 C("signupAt", "signup_at", K.DATETIME, filter=True, sort=True, minmax=True),
                 P("expectedOrderValue", "customer", "order_value", "ValuePrediction", STAFF),
+                P(
+                    "churnRisk",
+                    "customer",
+                    "churn_risk",
+                    "StatusPrediction",
+                    STAFF,
+                    doc="Will the customer place no order in the next 90 days (churn_risk, "
+                    "from their orders up to now; label churned or active)?",
+                ),
                 R("summary", "CustomerSummary", "id", "customer_id", ONE, filter=False),
                 R(
                     "orders",

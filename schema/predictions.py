@@ -212,7 +212,7 @@ class ChurnRiskInput:
     country: str
     tenure_days: float
     recency_days: float = strawberry.field(description="Days since the last order.")
-    prior_orders: int = strawberry.field(description="Orders so far (at least 1).")
+    orders_total: int = strawberry.field(description="Orders so far, not cancelled (>= 1).")
     orders_90d: int = strawberry.field(description="Orders in the last 90 days.")
     orders_365d: int = strawberry.field(description="Orders in the last 365 days.")
     revenue_365d: float = strawberry.field(description="Net amount of those orders.")
@@ -226,6 +226,7 @@ class ChurnRiskInput:
 
 _RANGES: dict[str, tuple[float, float]] = {
     "recency_days": (0, 36_500),
+    "orders_total": (0, 1e7),
     "orders_90d": (0, 1e7),
     "orders_365d": (0, 1e7),
     "revenue_365d": (0, 1e12),

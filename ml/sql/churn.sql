@@ -18,7 +18,7 @@ SELECT s.customer_id                                                      AS key
        c.country,
        extract(epoch FROM s.cutoff - c.signup_at)::float8 / 86400         AS tenure_days,
        extract(epoch FROM s.cutoff - a.last_at)::float8 / 86400           AS recency_days,
-       a.orders::float8                                                   AS prior_orders,
+       a.orders::float8                                                   AS orders_total,
        a.orders_90d::float8                                               AS orders_90d,
        a.orders_365d::float8                                              AS orders_365d,
        a.revenue_365d::float8                                             AS revenue_365d,

@@ -28,6 +28,18 @@ categories AS (
     JOIN {{fact_sales}} AS fs USING (customer_id)
     JOIN {{dim_product}} AS p ON p.product_key = fs.product_key
     GROUP BY fs.customer_id
+),
+recency AS (  -- orders that were not cancelled, for churn_risk
+    SELECT f.customer_id, count(*) AS orders, min(f.ordered_at) AS first_at,
+           max(f.ordered_at) AS last_at,
+           (array_agg(f.ordered_at ORDER BY f.ordered_at DESC))[2] AS prev_at,
+           count(*) FILTER (WHERE f.ordered_at >= now() - interval '90 days') AS orders_90d,
+           count(*) FILTER (WHERE f.ordered_at >= now() - interval '365 days') AS orders_365d,
+           coalesce(sum(f.net) FILTER (WHERE f.ordered_at >= now() - interval '365 days'), 0)
+               AS revenue_365d
+    FROM scope AS s JOIN {{fact_orders}} AS f USING (customer_id)
+    WHERE NOT f.is_cancelled
+    GROUP BY f.customer_id
 )
 SELECT c.customer_id                                            AS key,
        now()                                                    AS event_at,
@@ -42,9 +54,19 @@ SELECT c.customer_id                                            AS key,
        o.line_count::float8                                     AS line_count,
        k.main_category,
        round(k.category_count)::float8                          AS category_count,
-       extract(month FROM now() AT TIME ZONE 'UTC')::float8     AS month
+       extract(month FROM now() AT TIME ZONE 'UTC')::float8     AS month,
+       -- churn_risk (Customer.churnRisk): as ml/sql/churn.sql with the cut-off now
+       extract(epoch FROM now() - r.last_at)::float8 / 86400    AS recency_days,
+       r.orders::float8                                         AS orders_total,
+       r.orders_90d::float8                                     AS orders_90d,
+       r.orders_365d::float8                                    AS orders_365d,
+       r.revenue_365d::float8                                   AS revenue_365d,
+       extract(epoch FROM r.last_at - r.first_at)::float8 / 86400
+           / nullif(r.orders - 1, 0)                            AS mean_gap_days,
+       extract(epoch FROM r.last_at - r.prev_at)::float8 / 86400 AS last_gap_days
 FROM scope AS s
 JOIN {{dim_customer}} AS c ON c.customer_id = s.customer_id AND c.is_current
 LEFT JOIN orders AS o ON o.customer_id = c.customer_id
 LEFT JOIN categories AS k ON k.customer_id = c.customer_id
+LEFT JOIN recency AS r ON r.customer_id = c.customer_id
 ORDER BY c.customer_id

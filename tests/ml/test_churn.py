@@ -48,7 +48,7 @@ def test_features_only_see_orders_before_the_cut_off(ml_engine: Engine) -> None:
                 ),
                 {"c": key, "t": cutoff},
             ).one()
-            assert frame.columns["prior_orders"][i] == orders
+            assert frame.columns["orders_total"][i] == orders
             days = (cutoff - last).total_seconds() / 86400
             assert frame.columns["recency_days"][i] == pytest.approx(days, rel=1e-5)
 

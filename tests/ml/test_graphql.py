@@ -149,6 +149,34 @@ def test_ticket_and_customer_predictions(
     assert all(v > 0 for v in values) and len(set(values)) > 10
 
 
+def test_customer_churn_risk_is_computed_from_their_orders_up_to_now(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    query = """{ customers(first: 100, orderBy: [{id: ASC}]) { edges { node { id
+        churnRisk { label probability probabilities { label probability }
+                    model { name version } } } } } }"""
+    body = run(ml_engine, query)
+    assert "errors" not in body, body["errors"]
+    nodes = [e["node"] for e in body["data"]["customers"]["edges"]]
+    assert len(nodes) == 100
+    with ml_engine.connect() as conn:
+        ordered = {
+            str(r[0])
+            for r in conn.execute(
+                sa.text("SELECT DISTINCT customer_id FROM dw.fact_orders WHERE NOT is_cancelled")
+            )
+        }
+    version = trained["churn_risk"]
+    for n in nodes:
+        risk = n["churnRisk"]
+        assert risk["model"]["name"] == "churn_risk" and risk["label"] in {"active", "churned"}
+        assert {p["label"] for p in risk["probabilities"]} == {"active", "churned"}
+        assert 0.5 <= risk["probability"] <= 1
+    # the shop's history ended months before now: those who ordered mostly look churned
+    churned = [n for n in nodes if n["id"] in ordered and n["churnRisk"]["label"] == "churned"]
+    assert len(churned) > 0.5 * len([n for n in nodes if n["id"] in ordered]), version.metrics
+
+
 def test_no_active_model_nulls_the_field_and_the_rest_still_answers(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
@@ -265,7 +293,7 @@ def test_what_if_churn_risk_rises_with_recency_and_lengthening_gaps(
 ) -> None:
     query = """query($i: ChurnRiskInput!) {
         predictChurnRisk(input: $i) { label probability model { name version } } }"""
-    base = {"segment": "consumer", "country": "Germany", "tenureDays": 700.0, "priorOrders": 12}
+    base = {"segment": "consumer", "country": "Germany", "tenureDays": 700.0, "ordersTotal": 12}
     active = {**base, "recencyDays": 5.0, "orders90d": 3, "orders365d": 10,
               "revenue365d": 4000.0, "meanGapDays": 40.0, "lastGapDays": 30.0}  # fmt: skip
     fading = {**base, "recencyDays": 150.0, "orders90d": 0, "orders365d": 2,

@@ -12,7 +12,7 @@ MODELS = "{ models { name version } }"
 PREDICT = '{ predictOrderValue(input: {customerId: "1"}) { value } }'
 PREDICT_CHURN = (
     '{ predictChurnRisk(input: {segment: "consumer", country: "Germany", tenureDays: 1, '
-    "recencyDays: 1, priorOrders: 1, orders90d: 1, orders365d: 1, revenue365d: 1}) { label } }"
+    "recencyDays: 1, ordersTotal: 1, orders90d: 1, orders365d: 1, revenue365d: 1}) { label } }"
 )
 NESTED_PREDICTION = "{ orders(first: 1) { edges { node { id predictedStatus { status } } } } }"
 
