@@ -251,3 +251,55 @@ def test_with_auth_on_a_token_is_asked_once_and_kept(
             assert dash.errors == []
         finally:
             ctx.close()
+
+
+def test_segment_panel_shows_the_months_rfm_snapshot_and_migration(dash: Page) -> None:
+    dash.open()
+    month = dash.page.input_value("#f-to")[:7] + "-01"
+    data = cube_http(
+        dash.base,
+        """query($r: CubeWhere, $m: CubeWhere) {
+             s: cube(where: $r, timezone: "UTC") { rfm { segment customers } }
+             m: cube(where: $m, timezone: "UTC", limit: 200) {
+               segmentMigration { customers } } }""",
+        {
+            "r": {"rfm": {"month": {"inDateRange": [month, month]}}},
+            "m": {"segmentMigration": {"month": {"inDateRange": [month, month]}}},
+        },
+    )
+    want = {r["rfm"]["segment"]: r["rfm"]["customers"] for r in data["s"]}
+    assert want, "the seeded shop has a snapshot for the range's last month"
+    rows = dash.page.locator("#segments tbody tr")
+    rows.first.wait_for(timeout=30_000)
+    shown = {
+        r.locator("th").inner_text(): int(r.locator("td").first.inner_text().replace(",", ""))
+        for r in rows.all()
+    }
+    assert shown == want
+    cells = dash.page.locator("#migration tbody td").all_text_contents()
+    assert sum(int(c.replace(",", "")) for c in cells) == sum(
+        r["segmentMigration"]["customers"] for r in data["m"]
+    )
+    assert dash.errors == []
+
+
+def test_customers_at_risk_rank_spend_by_churn_probability(dash: Page, dashboard_db: str) -> None:
+    from api.cli.ml import train_models
+
+    train_models(dashboard_db, ["churn_risk"])  # activates; servers swap on NOTIFY
+    deadline = time.monotonic() + 30
+    while True:
+        dash.open()
+        rows = dash.page.locator("#at-risk tbody tr")
+        if rows.count():
+            break
+        assert time.monotonic() < deadline, "the server never picked up the churn model"
+        time.sleep(0.5)
+    stakes = [
+        float(t.replace(",", ""))
+        for t in dash.page.locator("#at-risk tbody tr td:last-child").all_text_contents()
+    ]
+    assert 0 < len(stakes) <= 10 and stakes == sorted(stakes, reverse=True)
+    link = dash.page.locator("#at-risk tbody tr th a").first
+    assert (link.get_attribute("href") or "").startswith("/graphql?query=")
+    assert dash.errors == []

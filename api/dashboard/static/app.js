@@ -361,6 +361,124 @@ async function loadRisk() {
   box.replaceChildren(table);
 }
 
+// -------------------------------------------------------------- behavioural segments
+// The RFM snapshot of the month holding the range's end: customers and revenue per
+// segment, and the from x to migration matrix of that month (cubes rfm, segmentMigration).
+const SEGMENT_QUERY = `query Segments($r: CubeWhere, $m: CubeWhere) {
+  sizes: cube(where: $r, timezone: "UTC", orderBy: [{rfm: {customers: DESC}}]) {
+    rfm { segment customers monthRevenue } }
+  moves: cube(where: $m, timezone: "UTC", limit: 200) {
+    segmentMigration { fromSegment toSegment customers } }
+}`;
+
+/** The first day of the month holding the range's end, and the variables of its query. */
+export function segmentVariables(s) {
+  const month = `${s.range.to.slice(0, 7)}-01`;
+  return { month, r: { rfm: { month: { inDateRange: [month, month] } } },
+    m: { segmentMigration: { month: { inDateRange: [month, month] } } } };
+}
+
+function table(head, rows) {
+  const t = document.createElement("table");
+  const tr = document.createElement("tr");
+  for (const h of head) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    tr.append(th);
+  }
+  const thead = document.createElement("thead");
+  thead.append(tr);
+  const tbody = document.createElement("tbody");
+  for (const row of rows) {
+    const r = document.createElement("tr");
+    row.forEach((v, i) => {
+      const td = document.createElement(i === 0 ? "th" : "td");
+      if (v instanceof Node) td.append(v);
+      else td.textContent = v;
+      r.append(td);
+    });
+    tbody.append(r);
+  }
+  t.append(thead, tbody);
+  return t;
+}
+
+async function loadSegments() {
+  const { month, r, m } = segmentVariables(state);
+  $("#rfm-month").textContent = `(${month.slice(0, 7)})`;
+  const body = await gql(SEGMENT_QUERY, { r, m });
+  if (!body.data?.sizes) {
+    const e = (body.errors || [])[0] || {};
+    message($("#segments"), "error", `Segments could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`);
+    message($("#migration"), "error", "");
+    return;
+  }
+  const sizes = body.data.sizes.map((x) => x.rfm);
+  if (!sizes.length) {
+    message($("#segments"), "unavailable", "No RFM snapshot for this month (run the ETL).");
+    $("#migration").replaceChildren();
+    return;
+  }
+  const total = sizes.reduce((a, x) => a + x.customers, 0) || 1;
+  $("#segments").replaceChildren(table(["Segment", "Customers", "Share", "Revenue in the month"],
+    sizes.map((x) => [x.segment, int(x.customers), pct(x.customers / total), money(x.monthRevenue)])));
+  const moves = body.data.moves.map((x) => x.segmentMigration);
+  const names = sizes.map((x) => x.segment);
+  const froms = [...new Set(moves.map((x) => x.fromSegment))]
+    .sort((a, b) => (names.indexOf(a) + 1 || 99) - (names.indexOf(b) + 1 || 99));
+  const cell = new Map(moves.map((x) => [`${x.fromSegment}\u0000${x.toSegment}`, x.customers]));
+  $("#migration").replaceChildren(table(["from \\ to", ...names],
+    froms.map((f) => [f, ...names.map((t) => int(cell.get(`${f}\u0000${t}`) ?? 0))])));
+}
+
+// ------------------------------------------------------------------ customers at risk
+// The customers who spent most in the range, ranked by spend x P(no order in 90 days)
+// (Customer.churnRisk); each links to the customer in GraphiQL.
+const SPEND_QUERY = `query Spend($w: CubeWhere) {
+  cube(where: $w, orderBy: [{sales: {revenue: DESC}}], limit: 50) {
+    sales { revenue } customers { customerId } } }`;
+const CHURN_QUERY = `query Churn($ids: [ID!]) {
+  customers(filter: {id: {in: $ids}}, first: 50) { edges { node { id firstName lastName
+    segment country churnRisk { label probability } } } } }`;
+
+async function loadAtRisk() {
+  const box = $("#at-risk");
+  const spend = await cube(SPEND_QUERY, { w: where(state, ["sales"]) });
+  const revenue = new Map();
+  for (const row of spend.cube) {
+    const id = String(row.customers.customerId);
+    revenue.set(id, (revenue.get(id) || 0) + row.sales.revenue);
+  }
+  if (!revenue.size) {
+    message(box, "unavailable", "No sales for these filters.");
+    return;
+  }
+  const body = await gql(CHURN_QUERY, { ids: [...revenue.keys()] });
+  const nodes = (body.data?.customers?.edges || []).map((e) => e.node).filter((n) => n.churnRisk);
+  if (!nodes.length) {
+    const codes = new Set((body.errors || []).map((e) => e.extensions?.code));
+    message(box, "unavailable", codes.has("MODEL_UNAVAILABLE")
+      ? "Churn risk is unavailable: no active churn_risk model (train one with `cdms ml train`)."
+      : "Churn risk is unavailable for these customers.");
+    return;
+  }
+  const rows = nodes.map((n) => {
+    const p = n.churnRisk.label === "churned" ? n.churnRisk.probability : 1 - n.churnRisk.probability;
+    const value = revenue.get(String(n.id)) || 0;
+    return { ...n, p, value, score: p * value };
+  }).sort((a, b) => b.score - a.score).slice(0, 10);
+  box.replaceChildren(table(["Customer", "Segment", "Country", "Revenue", "P(churn)", "At stake"],
+    rows.map((n) => {
+      const link = document.createElement("a");
+      const q = `{ customer(id: "${n.id}") { id email firstName lastName segment country ` +
+        "summary { orderCount lifetimeValue lastOrderAt } churnRisk { label probability } } }";
+      link.href = `/graphql?query=${encodeURIComponent(q)}`;
+      link.dataset.customer = n.id;
+      link.textContent = `#${n.id} ${n.firstName} ${n.lastName}`;
+      return [link, n.segment.toLowerCase(), n.country, money(n.value), pct(n.p), money(n.score)];
+    })));
+}
+
 // ------------------------------------------------------------------------ order details
 const ORDER_QUERY = `query Order($id: ID!) { order(id: $id) {
   id status orderedAt channel paymentMethod totalAmount itemCount
@@ -426,6 +544,10 @@ async function refresh() {
     }
     await loadRisk().catch((err) => message($("#risk"), "error",
       `Open orders could not be loaded: ${err.message}`));
+    await loadSegments().catch((err) => message($("#segments"), "error",
+      `Segments could not be loaded: ${err.message}`));
+    await loadAtRisk().catch((err) => message($("#at-risk"), "error",
+      `Customers at risk could not be loaded: ${err.message}`));
     if (mine === generation) document.body.dataset.ready = String(mine);
   } catch (err) {
     fail(err);
@@ -471,5 +593,6 @@ async function start2() {
   if (state.order) await showOrder(state.order);
 }
 
-window.cdmsDashboard = { state, kpiVariables, KPI_QUERY, stateToQuery, riskFilter };
+window.cdmsDashboard = { state, kpiVariables, KPI_QUERY, stateToQuery, riskFilter,
+  segmentVariables };
 start();
