@@ -14,6 +14,7 @@ PREDICT_CHURN = (
     '{ predictChurnRisk(input: {segment: "consumer", country: "Germany", tenureDays: 1, '
     "recencyDays: 1, ordersTotal: 1, orders90d: 1, orders365d: 1, revenue365d: 1}) { label } }"
 )
+NESTED_CHURN = "{ customers(first: 1) { edges { node { id churnRisk { label } } } } }"
 NESTED_PREDICTION = "{ orders(first: 1) { edges { node { id predictedStatus { status } } } } }"
 
 
@@ -24,7 +25,15 @@ def code(body: dict[str, Any]) -> str | None:
 
 def test_customers_get_no_cubes_models_or_predictions(client: Any, parties: Parties) -> None:
     tok = token("customer", parties.a)
-    for query in (CUBE, "{ cubeMeta { name } }", MODELS, PREDICT, PREDICT_CHURN, NESTED_PREDICTION):
+    for query in (
+        CUBE,
+        "{ cubeMeta { name } }",
+        MODELS,
+        PREDICT,
+        PREDICT_CHURN,
+        NESTED_CHURN,
+        NESTED_PREDICTION,
+    ):
         status, body = post(client, tok, query)
         assert status == 403 and code(body) == "FORBIDDEN", (query, body)
 
