@@ -54,7 +54,7 @@ def test_shipped_model_covers_the_issue() -> None:
             assert found is not None and found.type is DimensionType.TIME, f"{name}.{t}"
     sales = model.cube("sales")
     assert sales is not None
-    assert {j.cube for j in sales.joins} == {"customers", "products"}
+    assert {j.cube for j in sales.joins} == {"customers", "products", "rfm"}
     aov = sales.measure("averageOrderValue")
     assert aov is not None and aov.type is MeasureType.NUMBER
     assert aov.sql == "{revenue} / NULLIF({orderCount}, 0)"
@@ -201,4 +201,4 @@ def test_cli_validate_prints_all_issues_and_fails(
     assert all(line.startswith("error[MODEL_INVALID]: ") for line in lines)
     good = subprocess.run(cmd, env=cli_env, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
-    assert "model ok: 8 cubes" in good.stdout
+    assert "model ok: 10 cubes" in good.stdout
