@@ -24,11 +24,10 @@ from graphql import FieldNode
 
 from db.errors import BadUserInputError, ForbiddenError
 from schema.context import Info
-from schema.cube.extension import report, report_entry
+from schema.cube.extension import report, report_entry, status_of
 from schema.cube.inputs import to_filters, to_segments
 from schema.cube.queries import (
     ANALYSTS,
-    CUBE_ROLES,
     MODEL,
     CubeRow,
     CubeSegment,
@@ -220,7 +219,7 @@ async def resolve_drill_through(
     offset: int = 0,
 ) -> CubeDrillThrough:
     role = info.context.role
-    if role is not None and role not in CUBE_ROLES:
+    if role is not None and role not in ANALYSTS:
         raise ForbiddenError(
             f"role {role!r} may not query cubes", reason="role", role=role, field="cubeDrillThrough"
         )
@@ -274,10 +273,13 @@ async def resolve_drill_through(
         ),
         role,
     )
-    got = await info.context.db.run(
-        lambda conn: answer(conn, query, shape, model=MODEL, role=role, prepared=True)
+    got, status = await info.context.db.run(
+        lambda conn: (
+            answer(conn, query, shape, model=MODEL, role=role, prepared=True),
+            status_of(conn),
+        )
     )
-    report(report_entry(str(info.path.key), got))
+    report(report_entry(str(info.path.key), got, status))
     drill.rows = json.loads(got.json)
     return drill
 
