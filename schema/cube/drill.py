@@ -32,7 +32,7 @@ from schema.cube.queries import (
     CubeRow,
     CubeSegment,
     CubeWhere,
-    _reader,
+    operation_reader,
 )
 from semantic.dates import EPSILON
 from semantic.model import Cube, DimensionType, Granularity, MeasureType, Model
@@ -231,7 +231,7 @@ async def resolve_drill_through(
     if offset < 0:
         raise BadUserInputError("offset must not be negative", field="offset")
     target = cell_filters(MODEL, cube, list(cell or []), role)
-    reader, nodes = _reader(info)
+    reader, nodes = operation_reader(info)
     args = reader.arguments("Query", nodes)
     filters = (*to_filters(MODEL, args.get("where"), role), *target.filters)
     measured = _measure_filters(MODEL, filters)
