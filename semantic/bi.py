@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from db.errors import ConfigError
 from semantic.model import Cube, Measure, MeasureType, Model, Relationship
-from semantic.sources import model_sql, snake
+from semantic.sources import ident, model_sql, snake
 
 SCHEMA = "bi"
 ROLE_MARK = "cdms BI analyst (cdms bi publish)"  # COMMENT ON ROLE: a role we may manage
@@ -64,11 +64,11 @@ class View:
     def ddl(self) -> list[str]:
         cols = ",\n    ".join(f"{c.sql} AS {c.name}" for c in self.columns)
         stmts = [
-            f"CREATE VIEW {SCHEMA}.{self.cube} AS\nSELECT\n    {cols}\nFROM {self.from_sql}",
-            f"COMMENT ON VIEW {SCHEMA}.{self.cube} IS {_literal(self.comment)}",
+            f"CREATE VIEW {SCHEMA}.{ident(self.cube)} AS\nSELECT\n    {cols}\nFROM {self.from_sql}",
+            f"COMMENT ON VIEW {SCHEMA}.{ident(self.cube)} IS {_literal(self.comment)}",
         ]
         stmts += [
-            f"COMMENT ON COLUMN {SCHEMA}.{self.cube}.{c.name} IS {_literal(c.comment)}"
+            f"COMMENT ON COLUMN {SCHEMA}.{ident(self.cube)}.{c.name} IS {_literal(c.comment)}"
             for c in self.columns
             if c.comment
         ]
@@ -97,7 +97,7 @@ def view(model: Model, cube: Cube) -> View:
     """The view of ``cube``: its columns, its measures' formulas, its comment."""
     own = cube.name
     joined: list[Cube] = []
-    from_sql = f"{_table(cube)} AS {own}"
+    from_sql = f"{_table(cube)} AS {ident(own)}"
     pending = [cube]
     while pending:  # many-to-one joins, transitively, as the planner follows them
         src = pending.pop(0)
@@ -109,7 +109,7 @@ def view(model: Model, cube: Cube) -> View:
                 continue
             aliases = {c.name: c.name for c in model.cubes}
             on = model_sql(j.sql, aliases, src.name)
-            from_sql += f"\nLEFT JOIN {_table(target)} AS {target.name} ON {on}"
+            from_sql += f"\nLEFT JOIN {_table(target)} AS {ident(target.name)} ON {on}"
             joined.append(target)
             pending.append(target)
     aliases = {c.name: c.name for c in (cube, *joined)}

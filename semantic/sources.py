@@ -68,12 +68,13 @@ def model_sql(template: str, aliases: dict[str, str], own: str) -> str:
     capitals, ``segmentMigration``, as SQLAlchemy quotes the alias it names)."""
     return re.sub(
         r"\{(\w+)\}",
-        lambda m: _ident(aliases.get(m[1], own) if m[1] != "CUBE" else own),
+        lambda m: ident(aliases.get(m[1], own) if m[1] != "CUBE" else own),
         template,
     )
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """A cube alias as SQL: quoted when it has capitals (``"segmentMigration"``)."""
     return name if name == name.lower() else f'"{name}"'
 
 

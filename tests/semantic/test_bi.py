@@ -242,7 +242,7 @@ def test_cli_publishes_with_a_password(
         for _ in range(2):
             done = run_cdms(env, "bi", "publish")
             assert done.returncode == 0, done.stderr
-            assert "schema bi: 8 views" in done.stdout and name in done.stdout
+            assert "schema bi: 10 views" in done.stdout and name in done.stdout
         rows = sql(
             url,
             "SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s",
