@@ -46,12 +46,17 @@ def test_dockerfile_volume_port_and_production_settings() -> None:
     health = next(arg for op, arg in steps if op == "HEALTHCHECK")
     assert "os.environ.get('CDMS_PORT'" in health and ":8000/" not in health
     assert "--no-seed-demo" in next(arg for op, arg in steps if op == "CMD")
+    # liveness on /healthz (200 while the warehouse loads), never /readyz
+    assert "/healthz" in health and "/readyz" not in health
 
 
 def test_compose_starts_postgresql_and_cdms() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "cdms"}
+    assert set(services) == {"db", "cdms", "train"}
+    train = services["train"]  # the training job: not started by `up`
+    assert train["profiles"] == ["jobs"] and "cdms ml train" in " ".join(train["command"])
+    assert train["environment"]["CDMS_ENV"] == "production"
     db, app = services["db"], services["cdms"]
     assert db["image"].startswith("postgres:") and "healthcheck" in db
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
