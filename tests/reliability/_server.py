@@ -16,18 +16,24 @@ def free_port() -> int:
 
 
 def wait_healthy(
-    proc: subprocess.Popen[bytes], base: str, timeout: float = 60, *, models: bool = False
+    proc: subprocess.Popen[bytes],
+    base: str,
+    timeout: float = 60,
+    *,
+    models: bool = False,
+    ready: bool = True,
 ) -> None:
     """Until ``/readyz`` says ready (the API and a loaded warehouse); with ``models``, until
-    every model is active too (training runs in the background after the server listens)."""
+    every model is active too (training runs in the background after the server listens);
+    ``ready=False``: until ``/healthz`` answers 200 (a bare app that loads no warehouse)."""
     deadline = time.monotonic() + timeout
     while True:
         assert proc.poll() is None, f"server exited with {proc.returncode}"
         try:
-            resp = httpx.get(f"{base}/readyz", timeout=2)
+            resp = httpx.get(f"{base}/{'readyz' if ready else 'healthz'}", timeout=2)
             body = resp.json()
             if resp.status_code == 200 and (
-                not models or all(m["ready"] for m in body["models"].values())
+                not ready or not models or all(m["ready"] for m in body["models"].values())
             ):
                 return
         except (httpx.TransportError, ValueError):
