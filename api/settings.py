@@ -64,6 +64,8 @@ class Settings:
     # `cdms serve` trains missing models in the background (never in production by default:
     # there `cdms ml train` is a job)
     train_on_start: bool = True
+    bi_role: str = "cdms_bi"  # the BI tools' login role (cdms bi publish)
+    bi_password: str | None = None  # its password (None: no password login)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,7 +85,17 @@ class Settings:
             train_on_start=_bool("CDMS_TRAIN_ON_START", env != "production"),
             prediction_log_days=retention_days(),  # validated at start-up, not mid-request
             **_etl(),
+            **_bi(),
         )
+
+
+def _bi() -> dict[str, Any]:
+    """The login role BI tools connect as (``cdms bi publish``, ``docs/bi.md``)."""
+    from semantic.bi import check_role_name
+
+    role = os.environ.get("CDMS_BI_ROLE") or "cdms_bi"
+    check_role_name(role)
+    return {"bi_role": role, "bi_password": os.environ.get("CDMS_BI_PASSWORD") or None}
 
 
 def _etl() -> dict[str, Any]:
