@@ -7,6 +7,10 @@
 ``CDMS_STATEMENT_TIMEOUT_MS``  per-statement timeout for API requests (default 15000).
 ``CDMS_DB_POOL_SIZE``  connections each engine keeps open (default 16).
 ``CDMS_DB_MAX_OVERFLOW``  extra connections under bursts, closed when returned (default 8).
+``CDMS_READ_URLS``  comma-separated streaming replicas for reads (db/replicas.py); unset: none.
+``CDMS_DB_PREPARE``  server-side prepared statements: ``auto`` (default: psycopg prepares a
+                   statement after its fifth run), ``on`` (from the first run) or ``off``
+                   (never: behind PgBouncer in transaction mode before 1.21).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class DbSettings:
     pool_size: int = 16
     max_overflow: int = 8
     data_dir_source: str = "CDMS_DATA_DIR"  # or "found" / "default": resolve_data_dir
+    read_urls: tuple[str, ...] = ()
+    prepare: str = "auto"  # auto | on | off
 
     @classmethod
     def from_env(cls) -> DbSettings:
@@ -59,7 +65,29 @@ class DbSettings:
             statement_timeout_ms=_int("CDMS_STATEMENT_TIMEOUT_MS", 15000, minimum=None),
             pool_size=_int("CDMS_DB_POOL_SIZE", 16, minimum=1),
             max_overflow=_int("CDMS_DB_MAX_OVERFLOW", 8, minimum=0),
+            read_urls=_read_urls(os.environ.get("CDMS_READ_URLS", "")),
+            prepare=_prepare(os.environ.get("CDMS_DB_PREPARE", "")),
         )
+
+    def prepare_threshold(self) -> int | None:
+        """psycopg's ``prepare_threshold`` for ``prepare``: None never prepares."""
+        return {"auto": 5, "on": 0, "off": None}[self.prepare]
+
+
+def _read_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for url in urls:
+        to_sqlalchemy_url(url)  # validates the scheme
+    return tuple(to_libpq_url(u) for u in urls)
+
+
+def _prepare(raw: str) -> str:
+    from db.errors import ConfigError
+
+    value = raw.strip().lower() or "auto"
+    if value not in {"auto", "on", "off"}:
+        raise ConfigError(f"CDMS_DB_PREPARE must be auto, on or off, got {raw!r}")
+    return value
 
 
 def _int(name: str, default: int, *, minimum: int | None) -> int:
