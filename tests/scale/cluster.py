@@ -168,3 +168,52 @@ def wait_for(predicate: object, timeout: float = 30.0, every: float = 0.1) -> No
             pass
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+@dataclass
+class Bouncer:
+    """PgBouncer in transaction mode in front of ``server`` (database ``database``)."""
+
+    server: Server
+    root: Path
+    database: str = "cdms"
+    pool_size: int = 2
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        self.root.mkdir(parents=True, exist_ok=True)
+        own(self.root)
+        users = self.root / "users.txt"
+        users.write_text('"postgres" ""\n')
+        ini = self.root / "pgbouncer.ini"
+        ini.write_text(
+            "[databases]\n"
+            f"{self.database} = host=127.0.0.1 port={self.server.port} dbname={self.database}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+            f"default_pool_size = {self.pool_size}\nmax_client_conn = 100\n"
+            "server_reset_query =\nignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        for path in (users, ini):
+            own(path)
+        self.proc = subprocess.Popen(
+            as_owner([exe, str(ini)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(lambda: psycopg.connect(self.url(), connect_timeout=2).close() is None)
+
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None

@@ -5,6 +5,8 @@ to be shown on."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +38,11 @@ def cluster() -> Iterator[Cluster]:
     bindir = pg_bin()
     if bindir is None:
         pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user to run PostgreSQL as")
     root = Path(tempfile.mkdtemp(prefix="cdms-scale-"))
     made = Cluster(bindir, root)
     try:
