@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from db.engine import dispose_engine, make_engine
+from ml.serving import close_store_of
 from tests.api.conftest import make_client
 from tests.scale.cluster import Bouncer, Cluster
 from tests.scale.conftest import Replicated
@@ -37,6 +38,7 @@ def bouncer(cluster: Cluster, replicated: Replicated) -> Iterator[Bouncer]:
     try:
         yield made
     finally:
+        close_store_of(made.url())
         dispose_engine(made.url())
         made.stop()
 
