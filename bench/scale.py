@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -58,9 +59,10 @@ def _setup(root: Path) -> tuple[Cluster, Server, Server, Any]:
     return cluster, primary, standby, shop
 
 
-def _place_input(shop: Any) -> dict[str, Any]:
+def _place_input(shop: Any, product: int = 0) -> dict[str, Any]:
+    """One line of one unit (the shop stocks 1,000 of each product: runs use different ones)."""
     return {"customerId": str(shop.customers[1]), "channel": "WEB", "paymentMethod": "CARD",
-            "items": [{"productId": str(shop.products[0]), "quantity": 1}]}  # fmt: skip
+            "items": [{"productId": str(shop.products[product]), "quantity": 1}]}  # fmt: skip
 
 
 def lag(primary: Server, standby: Server, shop: Any, rate: float, seconds: float) -> None:
@@ -133,6 +135,7 @@ def prepare(primary: Server, shop: Any, reads: int) -> None:
 
 
 def failover(primary: Server, standby: Server, shop: Any) -> None:
+    primary.sql("UPDATE app.products SET stock = 100000", "cdms")
     primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
     primary.sql("SELECT pg_reload_conf()")
     wait_for(lambda: primary.sql(
@@ -142,7 +145,7 @@ def failover(primary: Server, standby: Server, shop: Any) -> None:
     engine = make_engine(url)
     acknowledged: list[str] = []
     errors: dict[str, int] = {}
-    body = {"query": PLACE, "variables": {"input": _place_input(shop)}}
+    body = {"query": PLACE, "variables": {"input": _place_input(shop, 4)}}
     with make_client(engine) as client:
 
         def order() -> bool:
@@ -162,6 +165,9 @@ def failover(primary: Server, standby: Server, shop: Any) -> None:
         primary.stop("immediate")
         standby.promote()
         while not order():
+            if time.monotonic() - last_ok > 120:
+                console.print(f"[red]failover[/]: no write for 120 s; errors {errors}")
+                return
             time.sleep(0.05)
         gap = time.monotonic() - last_ok
         for _ in range(50):
@@ -184,6 +190,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--reads", type=int, default=1000)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the servers stop in `finally`
     root = Path(tempfile.mkdtemp(prefix="cdms-bench-scale-"))
     cluster, primary, standby, shop = _setup(root)
     try:
