@@ -218,6 +218,7 @@ class Context:
     # the WAL position a replica must have replayed to serve this request's reads (the
     # Cdms-Commit-Lsn header; db/replicas.py), as an integer
     min_lsn: int | None = None
+    route_primary: bool = False  # a write whose position is unknown: read on the primary
     operation: Any = None  # the operation being executed (schema.execute.Operation)
     _db: RequestDb | None = None
 

@@ -44,6 +44,7 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetails
 from graphql.execution.values import VariableValues, get_variable_values
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
@@ -483,15 +484,21 @@ class Executor:
         await ctx.route(None)
         result = await self._query(prepared, ctx)
         if ctx.wrote:
-            lsn = await run_in_threadpool(commit_lsn, self.engine)
+            ctx.wrote = False
+            try:
+                lsn = await run_in_threadpool(commit_lsn, self.engine)
+            except SQLAlchemyError as exc:  # committed, then the server went away
+                log.warning("no commit position for a write: %s", str(exc).splitlines()[0])
+                ctx.min_lsn = None
+                ctx.route_primary = True
+                return result
             result.extensions = {**result.extensions, "commitLsn": lsn}
             # the batch's later reads see this write too
             ctx.min_lsn = max(ctx.min_lsn or 0, parse_lsn(lsn))
-            ctx.wrote = False
         return result
 
     async def _read_engine(self, ctx: Context) -> Engine:
-        if not self.router.replicas:
+        if not self.router.replicas or ctx.route_primary:
             return self.engine
         if ctx.min_lsn is None:
             return self.router.read_engine()
