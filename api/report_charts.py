@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,22 @@ def q_monthly(conn: Connection, p: Period) -> CubeQuery:
     )
 
 
+def partial_months(months: list[str], p: Period, today: date) -> set[str]:
+    """The months ("YYYY-MM") of ``months`` that hold only part of their days: the month
+    still running (``today``'s, or later) and a month the period starts or ends inside."""
+    partial = {m for m in months if m >= f"{today:%Y-%m}"}
+    if p.start and p.start.day != 1:
+        partial.add(f"{p.start:%Y-%m}")
+    if p.end and _day_after(p.end)[8:10] != "01":
+        partial.add(f"{p.end:%Y-%m}")
+    return partial & set(months)
+
+
 def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     months = [m[:7] for m in df["month"]]
+    partial = set(df.attrs.get("partial", ()))
     x = range(len(months))
+    hatch = ["//" if m in partial else "" for m in months]
     ax.bar(
         [i - 0.2 for i in x],
         df["prior_year"].fillna(0),
@@ -141,15 +154,22 @@ def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
         label="prior year",
         color=PALETTE["series"]["priorYear"],
     )
-    ax.bar(
+    bars = ax.bar(
         [i + 0.2 for i in x],
         df["revenue"],
         width=0.4,
         label="this period",
         color=PALETTE["series"]["revenue"],
     )
-    ax.set_xticks(list(x), months, rotation=60, ha="right", fontsize=9)
-    ax.set_xlabel("month of order")
+    for bar, h in zip(bars, hatch, strict=True):
+        if h:  # a month with only part of its days: not a collapse
+            bar.set_hatch(h)
+            bar.set_alpha(0.55)
+    labels = [f"{m}*" if m in partial else m for m in months]
+    ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=9)
+    ax.set_xlabel(
+        "month of order" + ("   (* partial month: only part of its days)" if partial else "")
+    )
     _money_axis(ax)
     ax.legend()
 
@@ -185,17 +205,19 @@ def facts_monthly(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, An
             limit=1,
         ),
     )
+    partial = sorted(partial_months([str(m)[:7] for m in df["month"]], p, datetime.now(UTC).date()))
     if last.empty:
-        return {}
+        return {"partial": partial}
     end = date.fromisoformat(str(last["day"].iloc[0])[:10])
     start = max(date(end.year, 1, 1), p.start or date.min)
     return {
+        "partial": partial,
         "like_for_like": {
             "start": start,
             "end": end,
             "revenue": _revenue_between(conn, start, end),
             "prior": _revenue_between(conn, _year_earlier(start), _year_earlier(end)),
-        }
+        },
     }
 
 

@@ -121,7 +121,7 @@ def prepare(
         if have == 0:
             raise SystemExit(
                 f"error[BAD_USER_INPUT]: database {url.rsplit('/', 1)[-1].split('?')[0]} holds"
-                " no customers; load it first (bench/api.py seeds cdms_bench_api)"
+                " no customers; load it first (bench/peer.py seeds cdms_bench_api)"
             )
         console.print(
             f"existing database: {have:,} customers, not seeded; models: "

@@ -86,7 +86,7 @@ _unpinged_lock = threading.Lock()
 def unpinged(engine: Engine) -> Engine:
     """A sibling of ``engine`` (same URL and pool size) whose checkouts skip the pre-ping
     round trip — for a caller that recovers from a dead connection itself (see
-    schema/compiled/lane.py). ``engine`` itself when it was not made by :func:`make_engine`.
+    schema/lane.py). ``engine`` itself when it was not made by :func:`make_engine`.
     Disposed together with ``engine`` by :func:`dispose_engine`."""
     for url, made in list(_engines.items()):
         if made is engine:

@@ -1,12 +1,12 @@
 """Predictions of a batch of objects: one feature fetch per kind, one model run per model.
 
-Shared by both GraphQL read paths (the Strawberry resolvers in ``schema/predictions`` and
-the compiled path in ``schema/compiled/predictions.py``), so they answer with the same
-numbers: features come from ``ml.feature_table.fetch`` (one statement for every object of
-a kind) and, for objects the warehouse has not loaded yet, from ``ml.online`` (the same
-feature query over the operational rows: two more statements), each model scores every
-found object in ONE onnxruntime run, and every prediction served is queued for
-``ml.prediction_log``. Only an id that names no object at all is left without features.
+Used by ``schema.predictions.complete`` for the predictions the read executor's statement
+could not join from ``ml.stored``: features come from ``ml.feature_table.fetch`` (one
+statement for every object of a kind) and, for objects the warehouse has not loaded yet,
+from ``ml.online`` (the same feature query over the operational rows: two more
+statements), each model scores every found object in ONE onnxruntime run, and every
+prediction served is queued for ``ml.prediction_log``. Only an id that names no object at
+all is left without features.
 
 Imports only numpy and SQLAlchemy (and our light modules): it runs inside the API server.
 """

@@ -1,8 +1,9 @@
 """``CubeReports``: puts what each ``cube`` field ran into the response's
 ``extensions.cube``: the SQL and its parameters, the rollups used, the
 conformed-time re-targetings, the row count and whether the limit cut the answer, the
-warehouse version and freshness (last successful ETL run), whether the cache answered,
-and the time taken.
+warehouse version and freshness (last successful ETL run), the newest shop change the
+warehouse holds and the lag in seconds (``etl.status``, read at most every
+``STATUS_TTL_S`` per database and process), whether the cache answered, and the time taken.
 
 An operation of ``cube`` fields alone never reaches Strawberry: the executor
 (``schema.execute``) answers it with ``schema.cube.fast`` and reports the same entries.
@@ -11,12 +12,20 @@ An operation of ``cube`` fields alone never reaches Strawberry: the executor
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+from cachetools import TTLCache
+from sqlalchemy.engine import Connection
 from strawberry.extensions import SchemaExtension
 
+from etl.status import WarehouseStatus, warehouse_status
 from semantic.service import CubeAnswer
+
+STATUS_TTL_S = 0.25  # how old a reported lag may be (the status costs about a millisecond)
+_status: TTLCache[str, WarehouseStatus] = TTLCache(maxsize=64, ttl=STATUS_TTL_S)
+_status_lock = threading.Lock()
 
 _reports: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
     "cube_reports", default=None
@@ -30,7 +39,21 @@ def report(entry: dict[str, Any]) -> None:
         reports.append(entry)
 
 
-def report_entry(path: str, got: CubeAnswer) -> dict[str, Any]:
+def status_of(conn: Connection) -> WarehouseStatus:
+    """The warehouse's freshness for the cube reports, read in ``conn``'s transaction at most
+    every ``STATUS_TTL_S`` per database."""
+    key = conn.engine.url.render_as_string(hide_password=False)
+    with _status_lock:
+        found = _status.get(key)
+    if found is None:
+        found = warehouse_status(conn)
+        with _status_lock:
+            _status[key] = found
+    return found
+
+
+def report_entry(path: str, got: CubeAnswer, status: WarehouseStatus) -> dict[str, Any]:
+    newest = status.newest_change_at
     return {
         "path": path,
         "sql": got.sql,
@@ -42,6 +65,8 @@ def report_entry(path: str, got: CubeAnswer) -> dict[str, Any]:
         "cached": got.cached,
         "warehouseVersion": got.version,
         "freshness": got.freshness.isoformat() if got.freshness else None,
+        "newestChangeAt": newest.isoformat() if newest else None,
+        "lagSeconds": status.lag_seconds,
         "ms": round(got.seconds * 1000, 3),
     }
 

@@ -45,7 +45,7 @@ from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
 
 from db.errors import CdmsError
-from schema.cube.extension import report_entry
+from schema.cube.extension import report_entry, status_of
 from schema.cube.queries import MODEL
 from schema.cube.selection import CubeRequest, Reader
 from semantic.service import answer, prepare
@@ -126,9 +126,10 @@ async def execute_fast(
             continue
         req = f.request
         try:
-            got = await context.db.run(
-                lambda conn, req=req: answer(
-                    conn, req.query, req.shape, model=MODEL, role=role, prepared=True
+            got, status = await context.db.run(
+                lambda conn, req=req: (
+                    answer(conn, req.query, req.shape, model=MODEL, role=role, prepared=True),
+                    status_of(conn),
                 )
             )
         except Exception as exc:  # as graphql-core would: the field's error, data null
@@ -136,7 +137,7 @@ async def execute_fast(
                 GraphQLError(str(exc), nodes=f.nodes, path=[f.key], original_error=exc)
             )
             return result
-        result.reports.append(report_entry(f.key, got))
+        result.reports.append(report_entry(f.key, got, status))
         parts.append(f'"{f.key}":{got.json}')
     result.data = "{" + ",".join(parts) + "}"
     return result

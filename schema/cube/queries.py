@@ -18,7 +18,7 @@ from graphql import FieldNode, FragmentDefinitionNode
 
 from db.errors import BadUserInputError, ForbiddenError
 from schema.context import Info
-from schema.cube.extension import report, report_entry
+from schema.cube.extension import report, report_entry, status_of
 from schema.cube.inputs import order_type, segment_enum, to_filters, where_type
 from schema.cube.meta import CubeMeta, cube_meta_of
 from schema.cube.selection import Reader
@@ -35,7 +35,6 @@ CubeRow = row_type(MODEL)
 CubeWhere = where_type(MODEL)
 CubeOrderBy = order_type(MODEL)
 CubeSegment = segment_enum(MODEL)
-CUBE_ROLES = frozenset({"admin", "analyst"})  # as api/guard.py's FIELD_ROLES["cube"]
 
 
 def _reader(info: Info) -> tuple[Reader, list[FieldNode]]:
@@ -66,10 +65,13 @@ async def resolve_cube(
     reader, nodes = _reader(info)
     request = reader.request(nodes)
     query = prepare(MODEL, request.query, role)
-    got = await info.context.db.run(
-        lambda conn: answer(conn, query, request.shape, model=MODEL, role=role, prepared=True)
+    got, status = await info.context.db.run(
+        lambda conn: (
+            answer(conn, query, request.shape, model=MODEL, role=role, prepared=True),
+            status_of(conn),
+        )
     )
-    report(report_entry(str(info.path.key), got))
+    report(report_entry(str(info.path.key), got, status))
     rows: list[Any] = json.loads(got.json)
     return rows
 
@@ -103,7 +105,7 @@ async def resolve_drill_down(
     info: Info, member: str, value: str, where: Any = None, timezone: str = "UTC"
 ) -> CubeDrill:
     role = info.context.role
-    if role is not None and role not in CUBE_ROLES:
+    if role is not None and role not in ANALYSTS:
         raise ForbiddenError(
             f"role {role!r} may not query cubes", reason="role", role=role, field="cubeDrillDown"
         )

@@ -57,7 +57,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(engine: Engine, security: SecurityConfig, ws: str = "none") -> Iterator[str]:
+def serving(engine: Engine, security: SecurityConfig, ws: str = "auto") -> Iterator[str]:
     """The real app served by uvicorn in a thread on a free port; its base URL
     (``ws="auto"``: with WebSockets, for subscriptions)."""
     app = create_app(engine, security=security)
@@ -93,7 +93,8 @@ def dashboard_engine(dashboard_db: str) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def server(dashboard_engine: Engine) -> Iterator[str]:
-    """Base URL of the real app over the loaded warehouse, demo-open (no token)."""
+    """Base URL of the real app over the loaded warehouse, demo-open (no token), with
+    WebSockets (the page subscribes to ``warehouseUpdated``)."""
     with serving(dashboard_engine, SecurityConfig(demo_open=True)) as base:
         yield base
 

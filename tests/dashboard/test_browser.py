@@ -251,3 +251,50 @@ def test_with_auth_on_a_token_is_asked_once_and_kept(
             assert dash.errors == []
         finally:
             ctx.close()
+
+
+def test_a_new_warehouse_version_refreshes_the_page_and_its_data_as_of(
+    dash: Page, dashboard_db: str
+) -> None:
+    from etl import pipeline
+    from tests.etl.conftest import one, sql
+
+    dash.open()
+    asof = dash.page.locator("#asof")
+    asof.wait_for(timeout=30_000)
+    version = int(asof.get_attribute("data-version") or 0)
+    assert version == one(dashboard_db, "SELECT version FROM dw.etl_state")
+    assert asof.inner_text().startswith("data as of ")
+    ready = int(dash.page.get_attribute("body", "data-ready") or 0)
+
+    # a change that moves no figure on the page (an e-mail address): only the version
+    sql(
+        dashboard_db,
+        "UPDATE app.customers SET email = 'moved.' || email WHERE id = "
+        "(SELECT min(id) FROM app.customers)",
+    )
+    pipeline.run(dashboard_db)
+    deadline = time.monotonic() + 30
+    while int(asof.get_attribute("data-version") or 0) != version + 1:
+        assert time.monotonic() < deadline, "the page never heard of the new version"
+        dash.page.wait_for_timeout(100)
+    dash.wait_ready(ready)  # refreshed without a reload
+    assert dash.errors == []
+
+
+def test_the_running_month_is_marked_partial(dash: Page) -> None:
+    dash.open()
+    tips = dash.page.evaluate("() => document.getElementById('c-month').data[0].customdata")
+    running = time.strftime("%b %Y", time.gmtime())
+    marked = [t for t in tips if t.endswith("(partial: only part of its days)")]
+    if any(t.startswith(running) for t in tips):
+        assert marked and marked[-1].startswith(running)
+    start = dash.page.input_value("#f-from")  # a year back to tomorrow's date: mid-month
+    first = time.strftime("%b %Y", time.strptime(start[:7], "%Y-%m"))
+    if not start.endswith("-01") and tips and tips[0].startswith(first):
+        assert tips[0] in marked
+    assert len(marked) < len(tips)  # whole months are not marked
+    shapes = dash.page.evaluate(
+        "() => document.getElementById('c-month').data[0].marker.pattern.shape"
+    )
+    assert [bool(s) for s in shapes] == [t in marked for t in tips]

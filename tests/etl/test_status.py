@@ -126,3 +126,33 @@ def test_warehouse_updated_tells_subscribers_of_each_new_version(loaded_shop: st
         assert event["lagSeconds"] == 0 and event["newestChangeAt"]
         ws.send_json({"id": "1", "type": "complete"})
     _wait_for(lambda: not _listening())
+
+
+CUBE = "{ cube { sales { orderCount } } }"
+
+
+def test_cube_reports_the_newest_change_and_the_lag(loaded_shop: str) -> None:
+    engine = make_engine(loaded_shop)
+    with make_app(engine) as client:
+        code, body = post(client, token("analyst"), CUBE)
+        assert code == 200 and "errors" not in body, body
+        (caught_up,) = body["extensions"]["cube"]
+        assert caught_up["lagSeconds"] == 0 and caught_up["newestChangeAt"]
+        before = caught_up["warehouseVersion"]
+
+        _place_order(loaded_shop)
+        time.sleep(0.5)  # older than the status the process may hold (0.25 s)
+        code, body = post(client, token("analyst"), CUBE)
+        (waiting,) = body["extensions"]["cube"]
+        assert waiting["lagSeconds"] >= 0.25 and waiting["warehouseVersion"] == before
+        assert waiting["newestChangeAt"] == caught_up["newestChangeAt"]
+
+        pipeline.run(loaded_shop)
+        time.sleep(0.3)
+        code, body = post(client, token("analyst"), CUBE)
+        (loaded,) = body["extensions"]["cube"]
+        assert loaded["lagSeconds"] == 0 and loaded["warehouseVersion"] == before + 1
+        assert loaded["newestChangeAt"] > caught_up["newestChangeAt"]
+        assert body["data"]["cube"][0]["sales"]["orderCount"] == (
+            one(loaded_shop, "SELECT count(*) FROM app.orders")
+        )

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from api.report import draw, house_style
-from api.report_charts import CHARTS, Period, chart
+from api.report_charts import CHARTS, Period, chart, partial_months
 from api.security import SecurityConfig
 from ml.serving import close_store
 
@@ -315,6 +315,32 @@ def test_monthly_colours_are_the_dashboards(report_engine: Engine) -> None:
         "prior year": PALETTE["series"]["priorYear"],
         "this period": PALETTE["series"]["revenue"],
     }
+
+
+def test_partial_months_are_the_running_one_and_those_the_period_cuts() -> None:
+    months = ["2025-02", "2025-03", "2025-04", "2025-05", "2025-06"]
+    today = date(2025, 6, 12)
+    assert partial_months(months, Period(), today) == {"2025-06"}
+    cut = Period(date(2025, 3, 15), date(2025, 5, 10))
+    assert partial_months(months, cut, today) == {"2025-03", "2025-05", "2025-06"}
+    whole = Period(date(2025, 2, 1), date(2025, 5, 31))
+    assert partial_months(months, whole, date(2026, 1, 1)) == set()
+
+
+def test_monthly_bars_of_partial_months_are_marked(report_engine: Engine) -> None:
+    c = chart("monthly_sales")
+    with report_engine.connect() as conn:
+        df = c.data(conn, Period(date(2025, 3, 15), date(2025, 5, 10)))
+    assert [m[:7] for m in df["month"]] == ["2025-03", "2025-04", "2025-05"]
+    assert df.attrs["partial"] == ["2025-03", "2025-05"]
+    with house_style():
+        fig = draw(c, df)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["2025-03*", "2025-04", "2025-05*"]
+    this_period = ax.containers[1]
+    assert [bar.get_hatch() for bar in this_period] == ["//", None, "//"]
+    assert "partial month" in ax.get_xlabel()
 
 
 def test_the_monthly_finding_compares_like_for_like(report_engine: Engine, api: TestClient) -> None:

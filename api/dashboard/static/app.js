@@ -1,5 +1,7 @@
 // The dashboard: filters + drill state → GraphQL cube queries → KPI tiles and Plotly charts.
-import { AuthRequired, CATALOG, GEO, cube, gql, priorRange, setToken, where } from "./cube.js";
+import {
+  AuthRequired, CATALOG, GEO, cube, gql, partialMonths, priorRange, setToken, watchWarehouse, where,
+} from "./cube.js";
 import * as charts from "./charts.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -208,7 +210,8 @@ async function loadCharts() {
   });
   await Promise.all([
     charts.salesByMonth("c-month", d.month.map((r) => ({
-      month: r.sales.orderedAt.month, revenue: r.sales.revenue, priorYear: r.sales.priorYear }))),
+      month: r.sales.orderedAt.month, revenue: r.sales.revenue, priorYear: r.sales.priorYear })),
+    partialMonths(state.range)),
     charts.salesBySegment("c-segment", d.segment.map((r) => ({
       segment: r.customers.segment, revenue: r.sales.revenue }))),
     charts.orderStatus("c-status", d.status.map((r) => r.orders)),
@@ -415,6 +418,7 @@ async function showOrder(id) {
 // ------------------------------------------------------------------------------ wiring
 async function refresh() {
   const mine = ++generation;
+  lastRefresh = Date.now();
   saveState();
   status("loading…");
   crumbs("geo", GEO, "all countries");
@@ -459,6 +463,34 @@ async function start() {
   await start2();
 }
 
+// ------------------------------------------------------------------------ freshness
+// "data as of" the newest shop change the warehouse holds; a new warehouse version (the
+// warehouseUpdated subscription) refreshes the page, at most once per REFRESH_MS.
+const REFRESH_MS = 5000;
+let lastRefresh = 0;
+let refreshTimer = null;
+
+function asOf(w) {
+  const el = $("#asof");
+  el.dataset.version = String(w.version);
+  el.textContent = w.newestChangeAt
+    ? `data as of ${w.newestChangeAt.slice(0, 19).replace("T", " ")} UTC`
+    : "no data loaded yet";
+  el.hidden = false;
+}
+
+async function loadAsOf() {
+  const body = await gql("{ warehouseStatus { version newestChangeAt } }");
+  if (body.data?.warehouseStatus) asOf(body.data.warehouseStatus);
+}
+
+function onWarehouseUpdated(w) {
+  asOf(w);
+  if (refreshTimer) return;
+  const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
+  refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, wait);
+}
+
 async function start2() {
   try {
     await loadOptions();
@@ -467,8 +499,10 @@ async function start2() {
     fail(err);
     return;
   }
+  await loadAsOf().catch(() => {}); // a role without warehouseStatus: no "as of"
   await refresh();
   if (state.order) await showOrder(state.order);
+  watchWarehouse(onWarehouseUpdated);
 }
 
 window.cdmsDashboard = { state, kpiVariables, KPI_QUERY, stateToQuery, riskFilter };

@@ -56,13 +56,17 @@ function monthAxis(id, months, extra = {}) {
 
 const colorOf = (map, key, i) => map[key] || FALLBACK[i % FALLBACK.length];
 
-export function salesByMonth(id, rows) {
+/** Revenue per month beside the prior year's. `partial` (has(month) → bool) marks the months
+ *  that hold only part of their days: hatched, and "(partial)" in the tooltip. */
+export function salesByMonth(id, rows, partial = { has: () => false }) {
   const sorted = byMonth(rows);
   const x = sorted.map((r) => month(r.month));
-  const labels = x.map(monthLabel);
+  const cut = x.map((m) => partial.has(m));
+  const labels = x.map((m, i) => monthLabel(m) + (cut[i] ? " (partial: only part of its days)" : ""));
   return draw(id, [
     { type: "bar", name: "revenue", x, y: sorted.map((r) => r.revenue), customdata: labels,
-      marker: { color: PALETTE.series.revenue },
+      marker: { color: PALETTE.series.revenue,
+        pattern: { shape: cut.map((p) => (p ? "/" : "")), solidity: 0.4 } },
       hovertemplate: `%{customdata}<br>revenue: %{y:,.0f} ${MONEY}<extra></extra>` },
     { type: "bar", name: "prior year", x, y: sorted.map((r) => r.priorYear), customdata: labels,
       marker: { color: PALETTE.series.priorYear },

@@ -33,6 +33,58 @@ export async function gql(query, variables = {}) {
   return body;
 }
 
+/**
+ * Calls onUpdate({version, newestChangeAt, lagSeconds}) each time the warehouse publishes a
+ * new version: the `warehouseUpdated` subscription over graphql-transport-ws (the token goes
+ * in connection_init, as a browser WebSocket carries no headers). Reconnects with back-off
+ * after a drop; gives up when the server refuses the token or the role (4401/4403, error).
+ */
+export function watchWarehouse(onUpdate) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = "subscription { warehouseUpdated { version newestChangeAt lagSeconds } }";
+  let delay = 1000;
+  let refused = false;
+  const open = () => {
+    const ws = new WebSocket(`${scheme}://${location.host}/graphql`, "graphql-transport-ws");
+    ws.onopen = () => ws.send(JSON.stringify({ type: "connection_init",
+      payload: token() ? { Authorization: `Bearer ${token()}` } : {} }));
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "connection_ack") {
+        delay = 1000;
+        ws.send(JSON.stringify({ id: "warehouse", type: "subscribe", payload: { query } }));
+      } else if (msg.type === "ping") {
+        ws.send(JSON.stringify({ type: "pong" }));
+      } else if (msg.type === "next" && msg.payload?.data?.warehouseUpdated) {
+        onUpdate(msg.payload.data.warehouseUpdated);
+      } else if (msg.type === "error" || (msg.type === "next" && msg.payload?.errors)) {
+        refused = true; // e.g. FORBIDDEN for this role: polling would not help either
+        ws.close();
+      }
+    };
+    ws.onclose = (ev) => {
+      if (refused || ev.code === 4401 || ev.code === 4403) return;
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
+  };
+  open();
+}
+
+/** The months ("YYYY-MM") that hold only part of their days: the running month (UTC, as
+ *  the dashboard's cube queries) and a month the date range starts or ends inside. */
+export function partialMonths(range, today = new Date()) {
+  const running = today.toISOString().slice(0, 7);
+  const partial = new Set();
+  if (range.from && range.from.slice(8, 10) !== "01") partial.add(range.from.slice(0, 7));
+  if (range.to) {
+    const next = new Date(`${range.to}T00:00:00Z`);
+    next.setUTCDate(next.getUTCDate() + 1);
+    if (next.getUTCDate() !== 1) partial.add(range.to.slice(0, 7));
+  }
+  return { has: (m) => m >= running || partial.has(m) };
+}
+
 /** data, or an Error naming the first GraphQL error when there is no data at all. */
 export async function cube(query, variables = {}) {
   const body = await gql(query, variables);
