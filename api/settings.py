@@ -61,6 +61,8 @@ class Settings:
     etl_interval_s: float = 60.0  # interval mode: seconds between runs
     etl_min_interval_s: float = 1.0  # continuous: least time from the end of a run to the next
     etl_max_interval_s: float = 30.0  # continuous: longest without a look; longest back-off
+    bi_role: str = "cdms_bi"  # the BI tools' login role (cdms bi publish)
+    bi_password: str | None = None  # its password (None: no password login)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,7 +81,17 @@ class Settings:
             workers=_workers(),
             prediction_log_days=retention_days(),  # validated at start-up, not mid-request
             **_etl(),
+            **_bi(),
         )
+
+
+def _bi() -> dict[str, Any]:
+    """The login role BI tools connect as (``cdms bi publish``, ``docs/bi.md``)."""
+    from semantic.bi import check_role_name
+
+    role = os.environ.get("CDMS_BI_ROLE") or "cdms_bi"
+    check_role_name(role)
+    return {"bi_role": role, "bi_password": os.environ.get("CDMS_BI_PASSWORD") or None}
 
 
 def _etl() -> dict[str, Any]:

@@ -10,8 +10,9 @@ fact_orders    ...                                        ...
 fact_returns
 fact_feedback
 fact_support
-publish        the facts, dw.etl_touched                  dw_rollup.* (rollups),
-                                                          dw.etl_state.version (cache), NOTIFY
+publish        the facts, dw.etl_touched, the cube model  dw_rollup.* (rollups),
+                                                          dw.etl_state.version (cache), NOTIFY,
+                                                          bi.* (if published, on a model change)
 features       the facts and dimensions, dw.etl_touched   ml.order_features, ticket_features
 scoring        the feature tables, ml.model_version,      ml.order_predictions,
                dw.etl_touched                             ml.ticket_predictions
@@ -58,7 +59,7 @@ from etl.runner import Observer, RunResult, Silent
 from etl.status import UPDATED_CHANNEL, warehouse_status
 from etl.steps import STEPS
 from ml import feature_table, stored
-from semantic import rollups
+from semantic import bi, rollups
 from semantic.service import CACHE
 from semantic.validate import default_model
 
@@ -98,9 +99,11 @@ class Step:
 
 
 def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
-    """Rollups and cache: re-aggregate the touched buckets and publish a new version."""
+    """Rollups and cache: re-aggregate the touched buckets and publish a new version; the
+    BI views again when the cube model changed since they were published."""
+    republished = bi.republish_if_changed(conn, default_model())
     if not (work.changed or work.whole):
-        return Counts()
+        return Counts(updated=len(republished.views) if republished else 0)
     previous = runner.version(conn)
     version = runner.bump_version(conn)
     days: dict[str, set[int]] = defaultdict(set)
@@ -119,7 +122,8 @@ def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
         sa.text("SELECT pg_notify(:c, :p)"), {"c": UPDATED_CHANNEL, "p": json.dumps(payload)}
     )
     CACHE.clear()  # this process's entries are unreachable now: free them
-    return Counts(read=sum(len(d) for d in days.values()), updated=len(built))
+    updated = len(built) + (len(republished.views) if republished else 0)
+    return Counts(read=sum(len(d) for d in days.values()), updated=updated)
 
 
 def _features(ctx: Context, conn: Connection, work: Work) -> Counts:
@@ -192,7 +196,12 @@ PIPELINE: tuple[Step, ...] = (
     Step(
         "publish",
         inputs=(*_FACTS, _TOUCHED),
-        outputs=("dw_rollup.*", "dw.etl_state.version", f"NOTIFY {UPDATED_CHANNEL}"),
+        outputs=(
+            "dw_rollup.*",
+            "dw.etl_state.version",
+            f"NOTIFY {UPDATED_CHANNEL}",
+            "bi.* (after a model change)",
+        ),
         apply=_publish,
     ),
     Step(

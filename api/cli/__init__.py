@@ -12,6 +12,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from api.cli import apikey as apikey_cli
+from api.cli import bi as bi_cli
 from api.cli import db as db_cli
 from api.cli import etl as etl_cli
 from api.cli import ml as ml_cli
@@ -35,6 +36,7 @@ app.add_typer(etl_cli.app, name="etl")
 app.add_typer(semantic_cli.app, name="semantic")
 app.add_typer(ml_cli.app, name="ml")
 app.add_typer(apikey_cli.app, name="apikey")
+app.add_typer(bi_cli.app, name="bi")
 app.add_typer(persisted_cli.app, name="persisted")
 app.command("serve")(serve)
 app.command("export-schema")(export_schema)

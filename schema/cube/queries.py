@@ -37,7 +37,7 @@ CubeOrderBy = order_type(MODEL)
 CubeSegment = segment_enum(MODEL)
 
 
-def _reader(info: Info) -> tuple[Reader, list[FieldNode]]:
+def operation_reader(info: Info) -> tuple[Reader, list[FieldNode]]:
     """A reader of the running operation (the executor's ``ctx.operation``) and the nodes
     of this root field, on the schema the pipeline validated against."""
     ctx = info.context
@@ -62,7 +62,7 @@ async def resolve_cube(
     subtotals: bool = False,
 ) -> list[Any]:
     role = info.context.role
-    reader, nodes = _reader(info)
+    reader, nodes = operation_reader(info)
     request = reader.request(nodes)
     query = prepare(MODEL, request.query, role)
     got, status = await info.context.db.run(
@@ -113,7 +113,7 @@ async def resolve_drill_down(
     drill = CubeDrill(hierarchy=hierarchy, member=member, value=value, next=nxt, children=[])
     if nxt is None:
         return drill
-    reader, nodes = _reader(info)
+    reader, nodes = operation_reader(info)
     args = reader.arguments("Query", nodes)
     child = DimensionField("child", Ref.parse(nxt, ""))
     query = CubeQuery(

@@ -124,19 +124,7 @@ class Reader:
     def request(self, nodes: Nodes) -> CubeRequest:
         """The query and row shape of one ``cube`` root field (its nodes of one key)."""
         args = self.arguments("Query", nodes)
-        measures: list[MeasureField] = []
-        dims: list[DimensionField] = []
-        entries: list[tuple[str, Entry]] = []
-        for key, parts in self.collect([n.selection_set for n in nodes]).items():
-            name = parts[0].name.value
-            if name == "__typename":
-                entries.append((key, Const("CubeRow")))
-            elif name == "totals":
-                entries.append((key, TotalsOut()))
-            else:
-                cube = self.model.cube(name)
-                assert cube is not None  # GraphQL validation lets only cube names through
-                entries.append((key, self._cube(cube, key, parts, measures, dims)))
+        measures, dims, shape = self.rows(nodes)
         if not measures and not dims:
             raise BadUserInputError(
                 "select at least one measure or dimension under a cube", field="cube"
@@ -152,7 +140,25 @@ class Reader:
             timezone=args["timezone"],
             subtotals=args["subtotals"],
         )
-        return CubeRequest(query, Obj(tuple(entries)))
+        return CubeRequest(query, shape)
+
+    def rows(self, nodes: Nodes) -> tuple[list[MeasureField], list[DimensionField], Obj]:
+        """The measures, dimensions and row shape selected under ``nodes`` (``CubeRow``
+        selections: a ``cube`` root field, or a drill-through's ``rows``)."""
+        measures: list[MeasureField] = []
+        dims: list[DimensionField] = []
+        entries: list[tuple[str, Entry]] = []
+        for key, parts in self.collect([n.selection_set for n in nodes]).items():
+            name = parts[0].name.value
+            if name == "__typename":
+                entries.append((key, Const("CubeRow")))
+            elif name == "totals":
+                entries.append((key, TotalsOut()))
+            else:
+                cube = self.model.cube(name)
+                assert cube is not None  # GraphQL validation lets only cube names through
+                entries.append((key, self._cube(cube, key, parts, measures, dims)))
+        return measures, dims, Obj(tuple(entries))
 
     def _cube(
         self,

@@ -213,8 +213,10 @@ async function loadCharts() {
       month: r.sales.orderedAt.month, revenue: r.sales.revenue, priorYear: r.sales.priorYear })),
     partialMonths(state.range)),
     charts.salesBySegment("c-segment", d.segment.map((r) => ({
-      segment: r.customers.segment, revenue: r.sales.revenue }))),
-    charts.orderStatus("c-status", d.status.map((r) => r.orders)),
+      segment: r.customers.segment, revenue: r.sales.revenue })),
+      (v) => showCell("sales", [{ member: "customers.segment", value: v }])),
+    charts.orderStatus("c-status", d.status.map((r) => r.orders),
+      (v) => showCell("orders", [{ member: "orders.status", value: v }])),
     charts.drillBars("c-geo", d.geo.map((r) => ({ label: r.customers.label,
       revenue: r.sales.revenue })), "geo", (v) => drill("geo", GEO, v), charts.PALETTE.series.geo),
     charts.drillBars("c-cat", d.cat.map((r) => ({ label: r.products.label,
@@ -362,6 +364,86 @@ async function loadRisk() {
   }
   table.append(tbody);
   box.replaceChildren(table);
+}
+
+// ------------------------------------------------------------- a chart cell's rows
+// cubeDrillThrough: the fact rows behind the clicked bar or slice, under the filters of
+// the chart's own query (the same where), a page of CELL_PAGE rows.
+const CELL_PAGE = 20;
+const CELL_QUERY = {
+  sales: `query CellRows($cell: [CubeCellMember!], $w: CubeWhere, $first: Int!) {
+    cubeDrillThrough(cube: "sales", cell: $cell, where: $w, first: $first) { totalCount
+      rows { sales { orderId lineNo status revenue orderedAt { day } } products { name } } } }`,
+  orders: `query CellRows($cell: [CubeCellMember!], $w: CubeWhere, $first: Int!) {
+    cubeDrillThrough(cube: "orders", cell: $cell, where: $w, first: $first) { totalCount
+      rows { orders { orderId status channel orderedAt { day } } customers { segment } } } }`,
+};
+const CELL_COLUMNS = {
+  sales: [["Order", (r) => r.sales.orderId], ["Line", (r) => r.sales.lineNo],
+    ["Ordered", (r) => r.sales.orderedAt.day.slice(0, 10)], ["Status", (r) => r.sales.status],
+    ["Product", (r) => r.products.name], ["Revenue", (r) => money(r.sales.revenue, 2)]],
+  orders: [["Order", (r) => r.orders.orderId], ["Ordered", (r) => r.orders.orderedAt.day.slice(0, 10)],
+    ["Status", (r) => r.orders.status], ["Channel", (r) => r.orders.channel],
+    ["Segment", (r) => r.customers.segment]],
+};
+
+async function showCell(cubeName, cell) {
+  const box = $("#cell");
+  box.hidden = false;
+  const title = document.createElement("h2");
+  const label = cell.map((c) => `${c.member} = ${c.value ?? "(none)"}`).join(", ");
+  title.textContent = `Rows behind ${label}`;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "Close";
+  close.addEventListener("click", () => { box.hidden = true; });
+  const body = await gql(CELL_QUERY[cubeName], { cell, w: where(state, [cubeName]), first: CELL_PAGE });
+  const drill = body.data?.cubeDrillThrough;
+  if (!drill) {
+    const e = (body.errors || [])[0] || {};
+    const msg = document.createElement("p");
+    msg.className = "message";
+    msg.textContent = `The rows could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`;
+    box.replaceChildren(title, msg, close);
+    return;
+  }
+  box.dataset.cube = cubeName;
+  box.dataset.total = String(drill.totalCount);
+  const count = document.createElement("p");
+  const what = cubeName === "sales" ? "order lines" : "orders";
+  count.textContent = `${int(drill.totalCount)} ${what}` +
+    (drill.totalCount > drill.rows.length ? `, the first ${drill.rows.length} shown` : "");
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const [name] of CELL_COLUMNS[cubeName]) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    head.append(th);
+  }
+  table.append(head);
+  for (const r of drill.rows) {
+    const tr = document.createElement("tr");
+    CELL_COLUMNS[cubeName].forEach(([, value], i) => {
+      const td = document.createElement("td");
+      const v = value(r);
+      if (i === 0) {
+        const link = document.createElement("a");
+        link.href = `?${stateToQuery({ ...state, order: String(v) })}`;
+        link.textContent = `#${v}`;
+        link.dataset.order = String(v);
+        link.addEventListener("click", (ev) => {
+          ev.preventDefault();
+          showOrder(v);
+        });
+        td.append(link);
+      } else {
+        td.textContent = v ?? "–";
+      }
+      tr.append(td);
+    });
+    table.append(tr);
+  }
+  box.replaceChildren(title, count, table, close);
 }
 
 // ------------------------------------------------------------------------ order details

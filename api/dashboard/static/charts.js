@@ -75,18 +75,32 @@ export function salesByMonth(id, rows, partial = { has: () => false }) {
        xaxis: monthAxis(id, x) });
 }
 
-export function salesBySegment(id, rows) {
-  return draw(id, [{
+/** Calls onPick(value of the clicked bar or slice): the drill-through to the cell's rows. */
+function pickable(p, onPick, of) {
+  if (!onPick) return p;
+  return p.then((el) => {
+    if (!el.__cdmsCell) {
+      el.on("plotly_click", (ev) => el.__cdmsCellPick && el.__cdmsCellPick(of(ev.points[0])));
+      el.__cdmsCell = true;
+    }
+    el.__cdmsCellPick = onPick;
+    return el;
+  });
+}
+
+export function salesBySegment(id, rows, onPick) {
+  return pickable(draw(id, [{
     type: "bar", x: rows.map((r) => r.segment), y: rows.map((r) => r.revenue),
     marker: { color: PALETTE.series.segment }, cliponaxis: false,
     text: rows.map((r) => Math.round(r.revenue).toLocaleString("en")), textposition: "auto",
-    hovertemplate: `segment %{x}<br>revenue: %{y:,.0f} ${MONEY}<extra></extra>`,
-  }], { yaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" } });
+    hovertemplate: `segment %{x}<br>revenue: %{y:,.0f} ${MONEY}<extra>click for the rows</extra>`,
+  }], { yaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" } }),
+  onPick, (pt) => pt.x);
 }
 
-export function orderStatus(id, rows) {
+export function orderStatus(id, rows, onPick) {
   const total = rows.reduce((a, r) => a + r.count, 0) || 1;
-  return draw(id, [{
+  return pickable(draw(id, [{
     type: "pie", hole: 0.45, labels: rows.map((r) => r.status), values: rows.map((r) => r.count),
     sort: false, direction: "clockwise", automargin: true,
     marker: { colors: rows.map((r, i) => colorOf(PALETTE.status, r.status, i)) },
@@ -94,8 +108,9 @@ export function orderStatus(id, rows) {
     textinfo: "label+percent",
     textposition: rows.map((r) => (r.count / total >= 0.08 ? "inside" : "outside")),
     insidetextorientation: "horizontal",
-    hovertemplate: "%{label}: %{value:,} orders (%{percent})<extra></extra>",
-  }], { showlegend: false, margin: { l: 24, r: 24, t: 32, b: 24 } });
+    hovertemplate: "%{label}: %{value:,} orders (%{percent})<extra>click for the orders</extra>",
+  }], { showlegend: false, margin: { l: 24, r: 24, t: 32, b: 24 } }),
+  onPick, (pt) => pt.label);
 }
 
 /** Horizontal bars whose click calls onPick(label): the drill-down charts. */

@@ -1,0 +1,95 @@
+"""The BI login role (``cdms bi publish``, docs/bi.md) connects over the PostgreSQL protocol,
+past every check of the API: what it may do is only what the database grants it. It reads
+the ``bi`` views and nothing else, cannot write, cannot become another role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from db.engine import make_engine
+from semantic import bi
+from semantic.validate import default_model
+from tests.semantic.test_bi import as_role, role_for, unpublish
+
+
+@pytest.fixture(scope="module")
+def bi_conn(
+    clone_database: Callable[[str], str],
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    url = clone_database("bi_sec")
+    role = role_for(url, "sec")
+    with make_engine(url).begin() as conn:
+        bi.publish(conn, default_model(), role, "pw")
+    try:
+        with psycopg.connect(as_role(url, role), autocommit=True) as conn:
+            yield conn
+    finally:
+        unpublish(url, role)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT email FROM app.customers",
+        "SELECT * FROM app.api_keys",
+        "SELECT * FROM dw.dim_customer",
+        "SELECT * FROM ml.model_version",
+        "SELECT * FROM dw_rollup.build",
+        "SELECT * FROM public.alembic_version",
+        "SELECT * FROM pg_authid",
+        "SET ROLE cdms_api",
+        "SET ROLE cdms_owner",
+        "SET SESSION AUTHORIZATION postgres",
+        "UPDATE bi.customers SET segment = 'corporate'",
+        "DELETE FROM bi.sales",
+        "DELETE FROM bi.customers",
+        "INSERT INTO bi.products (product_id) VALUES (1)",
+        "CREATE TABLE bi.mine (x int)",
+        "CREATE TABLE public.mine (x int)",
+        "CREATE VIEW bi.mine AS SELECT 1",
+        "CREATE SCHEMA mine",
+        "ALTER ROLE CURRENT_USER SUPERUSER",
+        "SELECT app.place_order(1, '[]'::jsonb)",
+        "COPY bi.sales TO PROGRAM 'true'",
+        "SELECT pg_read_file('postgresql.conf')",
+    ],
+)
+def test_the_bi_role_is_denied(
+    bi_conn: psycopg.Connection[tuple[object, ...]], statement: str
+) -> None:
+    bi_conn.execute("SET default_transaction_read_only = off")  # its own default: no guard
+    bi_conn.execute("RESET ROLE")
+    with pytest.raises(
+        (
+            errors.InsufficientPrivilege,
+            errors.ReadOnlySqlTransaction,
+            errors.UndefinedTable,
+            errors.UndefinedFunction,
+            errors.ObjectNotInPrerequisiteState,  # a view of several tables: never writable
+        )
+    ):
+        bi_conn.execute(statement)
+
+
+def test_the_bi_role_reads_the_views(bi_conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    bi_conn.execute("RESET default_transaction_read_only")
+    assert bi_conn.execute("SELECT count(*) FROM bi.sales").fetchone() == (0,)
+    assert bi_conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    with pytest.raises(errors.ReadOnlySqlTransaction):
+        bi_conn.execute("CREATE TEMP TABLE t AS SELECT * FROM bi.sales")
+
+
+def test_the_bi_role_cannot_pass_its_rights_on(
+    bi_conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    bi_conn.execute("SET default_transaction_read_only = off")
+    bi_conn.execute("GRANT SELECT ON bi.sales TO PUBLIC")  # a warning: no grant option
+    got = bi_conn.execute(
+        "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a"
+        " WHERE c.relnamespace = 'bi'::regnamespace AND a.grantee = 0"
+    ).fetchone()
+    assert got == (0,)
