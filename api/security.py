@@ -230,7 +230,13 @@ def middleware(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "Cdms-Commit-Lsn",
+                ],
+                expose_headers=["Cdms-Commit-Lsn"],
                 max_age=600,
             )
         )
