@@ -83,7 +83,7 @@ def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
     patroni = yaml.safe_load((ROOT / "deploy" / "ha" / "patroni.yml").read_text())
     assert patroni["bootstrap"]["dcs"]["synchronous_mode"] is True
     haproxy = (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text()
-    for needle in ("GET /primary", "GET /replica", "GET /healthz", "server api1", "server api2"):
+    for needle in ("GET /primary", "GET /replica", "GET /readyz", "server api1", "server api2"):
         assert needle in haproxy
     pgbouncer = (ROOT / "deploy" / "ha" / "pgbouncer.ini").read_text()
     assert "pool_mode = transaction" in pgbouncer
