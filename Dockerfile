@@ -40,10 +40,16 @@ USER cdms
 # local state (the serve lock); the data itself is in the PostgreSQL of DATABASE_URL
 VOLUME ["/var/lib/cdms"]
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+# liveness: /healthz (alive, reaches the database) stays 200 while the warehouse loads in the
+# background, so a container busy with a first load is not marked unhealthy and restarted;
+# route traffic on /readyz instead (503 until the API and the warehouse are ready:
+# docs/operations.md). cdms listens within seconds of starting, whatever the data size.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import os, sys, urllib.request; port = os.environ.get('CDMS_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"
 
 # CDMS_ENV=production: `cdms serve` refuses to start without DATABASE_URL (error[CONFIG]),
-# and never fills a database with invented customers (--no-seed-demo): start-up migrates,
-# loads the warehouse and scores with the models registered there.
+# never fills a database with invented customers (--no-seed-demo) and never trains
+# (CDMS_TRAIN_ON_START defaults to 0: `cdms ml train` is a job, docs/operations.md): it
+# migrates, listens, then loads the warehouse and scores with the registered models in the
+# background.
 CMD ["cdms", "serve", "--no-seed-demo"]

@@ -1,5 +1,6 @@
 """The ASGI application: ``/graphql`` (POST operations, WebSocket subscriptions, GraphiQL
-on GET), ``/healthz``, the dashboard; authentication in front of all but health."""
+on GET), ``/healthz`` (liveness), ``/readyz`` (readiness), the dashboard; authentication in
+front of all but those two."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from api.dashboard import DashboardAssets
 from api.graphiql import GraphiQLPage
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
+from api.readiness import ReadinessProbe
 from api.rules import Access, Limits
 from api.security import SecurityConfig, middleware
 from api.ws import GraphQLSockets
-from db.migrate import head_revision
+from db.migrate import head_revision, known_revisions
 from schema.context import ApiLimits
 from schema.execute import Executor
 
@@ -130,29 +132,35 @@ def create_app(
     options = options or AppOptions.from_env()
     graphql = GraphQLEndpoint(engine, security, options)
 
-    def _probe() -> str | None:
-        with engine.connect() as conn:
-            rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            return None if rev is None else str(rev)
+    known = known_revisions()
+    probe = ReadinessProbe(engine, head, known)
 
     async def healthz(request: Request) -> JSONResponse:
+        """Liveness: the process answers and reaches the database. 200 while the warehouse
+        loads or models are missing (a container busy loading is not restarted)."""
         try:
-            revision = await run_in_threadpool(_probe)
+            revision = await run_in_threadpool(probe.revision)
         except sa.exc.SQLAlchemyError:
             return JSONResponse(
                 {"status": "unavailable", "database": "unreachable"},
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
-        ok = revision == head
         return JSONResponse(
             {
-                "status": "ok" if ok else "degraded",
+                "status": "ok" if revision == head else "degraded",
                 "database": "ok",
                 "revision": revision,
                 "expectedRevision": head,
-            },
-            status_code=200 if ok else 503,
+            }
+        )
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness (api/readiness.py): 200 once the operational API and the warehouse
+        are ready, 503 before; models are reported, and do not gate it."""
+        body, ready = await run_in_threadpool(probe.check)
+        return JSONResponse(
+            body, status_code=200 if ready else 503, headers={} if ready else {"Retry-After": "5"}
         )
 
     @contextlib.asynccontextmanager
@@ -171,6 +179,7 @@ def create_app(
         lifespan=lifespan,
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", graphql),  # every method: the endpoint answers 405 in JSON
             WebSocketRoute("/graphql", graphql),
         ],
@@ -190,7 +199,7 @@ def create_app(
 def worker_app() -> Starlette:
     """The app of one uvicorn worker process of ``cdms serve --workers N``: its own
     engine on ``DATABASE_URL``, which the supervising process set to the database it
-    prepared (migrated, seeded, models trained) before starting the workers."""
+    prepared (migrated, seeded) before starting the workers."""
     from db.engine import get_engine
 
     return create_app(get_engine())

@@ -9,6 +9,11 @@ errors say the database is unreachable is a 503 with Retry-After.
 
 ``Idempotency-Key`` (header) is the key of the request's one ``placeOrder`` (its
 ``input.idempotencyKey`` may say it too).
+
+``Cdms-Commit-Lsn``: a mutation's answer carries it (the WAL position after its commit,
+also in ``extensions.commitLsn``); sent back on a later request, that request's reads see
+the write (a replica serves them only once it has replayed it: db/replicas.py). A value
+that is not a WAL position is a 400 BAD_USER_INPUT.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import Principal
 from api.pipeline import Operation, Pipeline, Refusal, parse_body
 from db.errors import BadUserInputError, CdmsError
+from db.replicas import HEADER, parse_lsn
 from schema.execute import Executor, Result
 
 
@@ -116,23 +122,41 @@ class GraphQLHttp:
                         )
                     )
                 )
-        ctx = self.executor.context(principal, idempotency_key=key)
+        try:
+            min_lsn = _min_lsn(request)
+        except CdmsError as exc:
+            return refusal_response(Refusal.of(exc))
+        ctx = self.executor.context(principal, idempotency_key=key, min_lsn=min_lsn)
         try:
             results = [await self.executor.run(p, ctx) for p in prepared]
         finally:
             await ctx.close()
+        headers = dict(_RETRY) if status_of(results, batch) == 503 else {}
+        lsns = [r.extensions["commitLsn"] for r in results if "commitLsn" in r.extensions]
+        if lsns:  # the batch's last write: at or past every earlier one
+            headers[HEADER] = max(lsns, key=parse_lsn)
         if batch:
             content = b"[" + b",".join(r.json_bytes() for r in results) + b"]"
-            status = 503 if all(r.unavailable for r in results) else 200
         else:
             content = results[0].json_bytes()
-            status = 503 if results[0].unavailable else results[0].status
         return Response(
             content,
-            status_code=status,
+            status_code=status_of(results, batch),
             media_type="application/json",
-            headers=_RETRY if status == 503 else None,
+            headers=headers or None,
         )
+
+
+def status_of(results: list[Result], batch: bool) -> int:
+    if batch:
+        return 503 if all(r.unavailable for r in results) else 200
+    return 503 if results[0].unavailable else results[0].status
+
+
+def _min_lsn(request: Request) -> int | None:
+    """The ``Cdms-Commit-Lsn`` header: this request's reads must see that commit."""
+    raw = request.headers.get(HEADER)
+    return None if raw is None else parse_lsn(raw)
 
 
 def result_json(result: Result) -> Any:

@@ -1,6 +1,7 @@
 """Security settings (``CDMS_*``) and the ASGI middleware that authenticates every request.
 
-``/healthz`` is always open. The principal is left in ``scope["state"]["principal"]``
+``/healthz`` and ``/readyz`` are always open (they hold no secrets: api/readiness.py).
+The principal is left in ``scope["state"]["principal"]``
 for the GraphQL endpoints. A request must carry at most one ``Authorization`` header.
 Requests whose credentials fail are rate-limited per client address (the principal's own
 bucket is taken per operation by api/pipeline.py). While the database cannot be reached
@@ -30,7 +31,7 @@ from api.ratelimit import RateLimitedError, RateLimiter
 from api.settings import _bool, _int
 from db.errors import CdmsError, ConfigError
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _rate(raw: str | None, production: bool) -> tuple[float, int]:
@@ -229,7 +230,13 @@ def middleware(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "Cdms-Commit-Lsn",
+                ],
+                expose_headers=["Cdms-Commit-Lsn"],
                 max_age=600,
             )
         )

@@ -61,6 +61,9 @@ class Settings:
     etl_interval_s: float = 60.0  # interval mode: seconds between runs
     etl_min_interval_s: float = 1.0  # continuous: least time from the end of a run to the next
     etl_max_interval_s: float = 30.0  # continuous: longest without a look; longest back-off
+    # `cdms serve` trains missing models in the background (never in production by default:
+    # there `cdms ml train` is a job)
+    train_on_start: bool = True
     bi_role: str = "cdms_bi"  # the BI tools' login role (cdms bi publish)
     bi_password: str | None = None  # its password (None: no password login)
 
@@ -79,6 +82,7 @@ class Settings:
             demo_seed=_int("CDMS_DEMO_SEED", 42),
             max_body_bytes=_int("CDMS_MAX_BODY_BYTES", 1_000_000),
             workers=_workers(),
+            train_on_start=_bool("CDMS_TRAIN_ON_START", env != "production"),
             prediction_log_days=retention_days(),  # validated at start-up, not mid-request
             **_etl(),
             **_bi(),

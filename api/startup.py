@@ -1,12 +1,35 @@
-"""What ``cdms serve`` does before it listens: each step is idempotent."""
+"""What ``cdms serve`` does around listening.
+
+Before it listens, only what is quick whatever the data size (:func:`prepare`): the
+migrations, and the demo seed when the database is empty (a few seconds at the demo scale).
+Everything heavy runs after, in the background (:class:`Background`), while the API answers:
+the warehouse load (the pipeline, one runner across processes by its advisory lock), the
+training of missing models (only where training is on: not in production, where
+``cdms ml train`` is a job) and the scoring of what has no stored predictions yet. Until
+the warehouse is loaded, cube fields answer ``WAREHOUSE_LOADING``; until a model is
+active, its predictions answer ``MODEL_UNAVAILABLE``; ``/readyz`` says which parts are
+ready. Each step finds out first whether it has anything to do, so a restart that finds
+everything current does no heavy work.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
 from api.cli.common import console
 from api.settings import Settings
+from db.config import to_libpq_url
+from etl.load import Counts
+
+TRAIN_LOCK = (0x636D6473, 0x4D4C)  # ('cdms', 'ML'): one process trains at a time
 
 
 def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
+    """Migrations, and the demo seed of an empty database: before listening."""
     from db.migrate import upgrade
 
     with console.status("applying migrations"):
@@ -18,10 +41,132 @@ def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
         from api.cli.seed import seed_demo_if_empty
 
         seed_demo_if_empty(url, settings)
-    from api.cli.etl import load_on_startup
 
-    load_on_startup(url)
-    from api.cli.ml import score_on_startup, train_on_first_start
 
-    train_on_first_start(url)
-    score_on_startup(url)
+class _Lines:
+    """The pipeline's progress as log lines (a live bar would fight uvicorn's log)."""
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.report = report
+
+    def step_started(self, step: str, index: int, total: int) -> None:
+        self.report(f"warehouse: step {index + 1}/{total} {step}")
+
+    def step_finished(self, step: str, counts: Counts, seconds: float) -> None:
+        self.report(
+            f"warehouse:   {step} read {counts.read:,} ins {counts.inserted:,}"
+            f" upd {counts.updated:,} del {counts.deleted:,} in {seconds:.2f} s"
+        )
+
+    def checks_started(self) -> None:
+        pass
+
+    def checks_finished(self, results: object, seconds: float) -> None:
+        pass
+
+    def step_progress(self, what: str, done: int, total: int | None) -> None:
+        pass
+
+
+class Background:
+    """The start-up work after listening, in a daemon thread: load the warehouse if
+    anything is pending, train the missing models (``train``), score what is unscored;
+    then ``then()`` (the continuous scheduler). ``done`` is set when it is over."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        train: bool,
+        report: Callable[[str], None] = console.print,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.train = train
+        self.report = report
+        self.then = then
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="cdms-startup", daemon=True)
+
+    def start(self) -> Background:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        try:
+            self._load()
+            self._models()
+        except Exception as exc:  # keep serving: the scheduler retries the load
+            self.error = exc
+            self.report(f"[yellow]start-up work stopped[/]: {type(exc).__name__}: {exc}")
+        finally:
+            self.done.set()
+            if self.then is not None:
+                self.then()
+
+    def _load(self) -> None:
+        from etl import runner
+        from etl.pipeline import run
+        from etl.status import warehouse_status
+
+        with runner.etl_engine(self.url).connect() as conn:
+            status = warehouse_status(conn)
+        if status.caught_up and status.state == "succeeded":
+            self.report(f"warehouse: current (version {status.version})")
+            return
+        self.report("warehouse: loading in the background (the API is serving already)")
+        t = time.perf_counter()
+        result = run(self.url, wait=True, check=False, observer=_Lines(self.report))
+        self.report(
+            f"warehouse: loaded (run {result.run_id}, version {result.version},"
+            f" {time.perf_counter() - t:.1f} s)"
+        )
+
+    def _models(self) -> None:
+        from api.cli.ml import score_stored
+        from db.engine import make_engine
+        from ml.registry import has_versions
+
+        engine = make_engine(self.url)
+        with engine.connect() as conn:
+            trained = has_versions(conn)
+        if not trained and not self.train:
+            self.report(
+                "[yellow]models: none active[/]: training is a job here (`cdms ml train`);"
+                " predictions answer MODEL_UNAVAILABLE until one is registered"
+            )
+            return
+        if not trained:
+            self._train_once()
+        score_stored(engine)
+
+    def _train_once(self) -> None:
+        """Train every model unless another process holds the training lock."""
+        from api.cli.ml import train_models
+        from api.extras import hint, installed
+        from ml.errors import InsufficientDataError
+        from ml.specs import SPECS
+
+        if not installed("train"):
+            self.report(
+                "[yellow]models not trained[/]: the 'train' extra is not installed"
+                f" ({hint('train')}, then `cdms ml train`) - predictions unavailable"
+            )
+            return
+        with psycopg.connect(to_libpq_url(self.url), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", TRAIN_LOCK).fetchone()
+            if not (row and row[0]):
+                self.report("models: another process is training them")
+                return
+            self.report("models: training in the background (`cdms ml train` in production)")
+            t = time.perf_counter()
+            try:
+                train_models(self.url, list(SPECS))
+            except InsufficientDataError as exc:
+                self.report(f"[yellow]models not trained[/]: {exc} - predictions unavailable")
+                return
+            self.report(f"models: trained in {time.perf_counter() - t:.1f} s")

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -57,6 +58,7 @@ def make_engine(url: str) -> Engine:
     engine = _engines.get(url)
     if engine is None:
         engine = sa.create_engine(to_sqlalchemy_url(url), **_pool(), pool_pre_ping=True)
+        _prepare(engine)
         _engines[url] = engine
     return engine
 
@@ -64,6 +66,16 @@ def make_engine(url: str) -> Engine:
 def _pool() -> dict[str, int]:
     settings = DbSettings.from_env()
     return {"pool_size": settings.pool_size, "max_overflow": settings.max_overflow}
+
+
+def _prepare(engine: Engine) -> None:
+    """Give each new connection psycopg's ``prepare_threshold`` for ``CDMS_DB_PREPARE``
+    (off: never a server-side prepared statement, for PgBouncer in transaction mode)."""
+    threshold = DbSettings.from_env().prepare_threshold()
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.prepare_threshold = threshold
 
 
 # siblings of make_engine's engines whose checkouts skip the pre-ping, by the same URL
@@ -82,6 +94,7 @@ def unpinged(engine: Engine) -> Engine:
                 sibling = _unpinged.get(url)
                 if sibling is None:
                     sibling = _unpinged[url] = sa.create_engine(to_sqlalchemy_url(url), **_pool())
+                    _prepare(sibling)
             return sibling
     return engine
 

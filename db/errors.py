@@ -87,6 +87,13 @@ class DatabaseUnavailableError(CdmsError):
     code = "SERVICE_UNAVAILABLE"
 
 
+class WarehouseLoadingError(CdmsError):
+    """The warehouse has never been loaded yet (a first start loads it in the background):
+    cube and other warehouse-backed fields answer this until the first run succeeds."""
+
+    code = "WAREHOUSE_LOADING"
+
+
 class DataDirError(CdmsError):
     code = "DATA_DIR"
 

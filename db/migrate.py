@@ -33,6 +33,12 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision this code knows (a database at another one is newer: a rolling
+    upgrade migrated it for the next version, expand-then-contract keeps it compatible)."""
+    return frozenset(s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions())
+
+
 def current_revision(url: str) -> str | None:
     with make_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

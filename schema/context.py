@@ -102,8 +102,14 @@ class RequestDb:
         timeout_ms: int,
         role: str | None = None,
         customer_id: int | None = None,
+        *,
+        fallback: Engine | None = None,
+        on_failure: Callable[[Engine], None] | None = None,
     ) -> None:
         self.engine = engine
+        # a replica's reads: the primary to use instead when the replica cannot be reached
+        self.fallback = fallback
+        self.on_failure = on_failure
         self.actor = actor
         self.timeout_ms = timeout_ms
         self.role = role
@@ -111,9 +117,20 @@ class RequestDb:
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
 
+    def _connect(self) -> Connection:
+        if self.fallback is None or self.fallback is self.engine:
+            return self.engine.connect()
+        try:
+            return self.engine.connect()
+        except sa.exc.DBAPIError:  # the replica is away: read on the primary
+            if self.on_failure is not None:
+                self.on_failure(self.engine)
+            self.engine = self.fallback
+            return self.engine.connect()
+
     def _ensure(self) -> Connection:
         if self._conn is None:
-            conn = self.engine.connect()
+            conn = self._connect()
             try:
                 conn.begin()
                 _session_settings(
@@ -194,6 +211,14 @@ class Context:
     # the request's Idempotency-Key header (placeOrder)
     idempotency_key: str | None = None
     reads: Any = None  # the process's schema.execute.Reads (statement compiler and cache)
+    # where this request's reads run: a replica (db/replicas.py) or, None, ``engine``
+    read_engine: Engine | None = None
+    router: Any = None  # the process's db.replicas.Router (told of a replica that failed)
+    wrote: bool = False  # a write transaction committed (its answer carries commitLsn)
+    # the WAL position a replica must have replayed to serve this request's reads (the
+    # Cdms-Commit-Lsn header; db/replicas.py), as an integer
+    min_lsn: int | None = None
+    route_primary: bool = False  # a write whose position is unknown: read on the primary
     operation: Any = None  # the operation being executed (schema.execute.Operation)
     _db: RequestDb | None = None
 
@@ -201,11 +226,13 @@ class Context:
     def db(self) -> RequestDb:
         if self._db is None:
             self._db = RequestDb(
-                self.engine,
+                self.read_engine or self.engine,
                 self.actor,
                 self.limits.statement_timeout_ms,
                 self.role,
                 self.customer_id,
+                fallback=self.engine,
+                on_failure=None if self.router is None else self.router.failed,
             )
         return self._db
 
@@ -227,11 +254,24 @@ class Context:
         def work() -> R:
             try:
                 with self.write() as conn:
-                    return fn(conn)
+                    out = fn(conn)
+                self.wrote = True
+                return out
             except sa.exc.TimeoutError:
                 raise busy_error() from None
 
         return await run_in_threadpool(work)
+
+    async def route(self, engine: Engine | None) -> None:
+        """Run the next reads on ``engine`` (None: the primary), ending the read
+        transaction open elsewhere."""
+        if engine is self.engine:
+            engine = None
+        if engine is self.read_engine:
+            return
+        await self.close()
+        self._db = None
+        self.read_engine = engine
 
     async def close(self) -> None:
         if self._db is not None:

@@ -44,9 +44,11 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetails
 from graphql.execution.values import VariableValues, get_variable_values
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from db.errors import BadUserInputError, CdmsError
+from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
+from db.replicas import Router, commit_lsn, parse_lsn, router_for
 from schema import lane
 from schema import plan as P
 from schema.catalog import ROOTS, Entity, Kind
@@ -451,9 +453,11 @@ class Executor:
         limits: ApiLimits,
         *,
         cube_sql: bool = True,
+        router: Router | None = None,
     ) -> None:
         self.schema = schema
         self.engine = engine
+        self.router = router or router_for(engine)
         self.limits = limits
         self.cube_sql = cube_sql
         self.reads = Reads(gschema, limits)
@@ -466,11 +470,41 @@ class Executor:
             role=principal.role,
             customer_id=principal.customer_id,
             reads=self.reads,
+            router=self.router,
             **extra,
         )
 
     async def run(self, prepared: Any, ctx: Context) -> Result:
-        """A query or mutation (``prepared``: api.pipeline.Prepared)."""
+        """A query or mutation (``prepared``: api.pipeline.Prepared): a query's reads on a
+        replica that has replayed the request's ``min_lsn`` (db/replicas.py), a
+        mutation on the primary, its answer carrying ``extensions.commitLsn``."""
+        if prepared.operation.operation == OperationType.QUERY:
+            await ctx.route(await self._read_engine(ctx))
+            return await self._query(prepared, ctx)
+        await ctx.route(None)
+        result = await self._query(prepared, ctx)
+        if ctx.wrote:
+            ctx.wrote = False
+            try:
+                lsn = await run_in_threadpool(commit_lsn, self.engine)
+            except SQLAlchemyError as exc:  # committed, then the server went away
+                log.warning("no commit position for a write: %s", str(exc).splitlines()[0])
+                ctx.min_lsn = None
+                ctx.route_primary = True
+                return result
+            result.extensions = {**result.extensions, "commitLsn": lsn}
+            # the batch's later reads see this write too
+            ctx.min_lsn = max(ctx.min_lsn or 0, parse_lsn(lsn))
+        return result
+
+    async def _read_engine(self, ctx: Context) -> Engine:
+        if not self.router.replicas or ctx.route_primary:
+            return self.engine
+        if ctx.min_lsn is None:
+            return self.router.read_engine()
+        return await run_in_threadpool(self.router.read_engine, ctx.min_lsn)
+
+    async def _query(self, prepared: Any, ctx: Context) -> Result:
         roots = self.reads.root_fields(prepared.document, prepared.operation, prepared.coerced)
         if self.reads.relational(prepared.operation, roots):
             return await self._read(prepared, ctx)
@@ -503,18 +537,19 @@ class Executor:
             return Result(errors=[classify(error, ctx.request_id).formatted], status=400)
         except CdmsError as exc:  # a value that does not convert: nothing ran
             return failed(exc, ctx.request_id, status=400)
+        engine = ctx.read_engine or self.engine
         try:
-            text = await run_in_threadpool(
-                lane.fetch,
-                self.engine,
-                stmt.sql,
-                params,
-                actor=ctx.actor,
-                timeout_ms=self.limits.statement_timeout_ms,
-                role=ctx.role,
-                customer_id=ctx.customer_id,
-            )
-        except CdmsError as exc:  # TIMEOUT, SERVICE_UNAVAILABLE
+            text = await self._fetch(engine, stmt.sql, params, ctx)
+        except DatabaseUnavailableError as exc:
+            if engine is self.engine:
+                return failed(exc, ctx.request_id)
+            self.router.failed(engine)  # the replica is away: the primary answers
+            await ctx.route(None)
+            try:
+                text = await self._fetch(self.engine, stmt.sql, params, ctx)
+            except CdmsError as again:
+                return failed(again, ctx.request_id)
+        except CdmsError as exc:  # TIMEOUT
             return failed(exc, ctx.request_id)
         if not stmt.predictions or lane.PENDING_MARK not in text:
             return Result(raw_data=text)
@@ -526,6 +561,18 @@ class Executor:
         except CdmsError as exc:
             return failed(exc, ctx.request_id)
         return Result(data, [classify(e, ctx.request_id).formatted for e in errors])
+
+    async def _fetch(self, engine: Engine, sql: str, params: dict[str, Any], ctx: Context) -> str:
+        return await run_in_threadpool(
+            lane.fetch,
+            engine,
+            sql,
+            params,
+            actor=ctx.actor,
+            timeout_ms=self.limits.statement_timeout_ms,
+            role=ctx.role,
+            customer_id=ctx.customer_id,
+        )
 
     def _result(self, result: Any, ctx: Context) -> Result:
         errors = [classify(e, ctx.request_id).formatted for e in result.errors or []]

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from db.errors import WarehouseLoadingError
 from semantic.answer import answer_statement
 from semantic.cache import ResultCache
 from semantic.checks import ALL, canonical, check_access, check_query, check_timezone
@@ -115,6 +116,57 @@ def warehouse_state(conn: Connection) -> tuple[int, datetime | None]:
     return int(row[0]), row[1]
 
 
+def loaded(version: int, last_success_at: datetime | None) -> bool:
+    """Whether the warehouse was ever loaded: a run succeeded, or one published (the
+    version is bumped by the first run's publish step, before its features and scoring)."""
+    return version > 0 or last_success_at is not None
+
+
+# the first load's run: its start, the steps it finished so far (a full load commits them
+# with its last step, so an estimate exists only for incremental first loads), the rows of
+# app.orders (the planner's estimate: what the load reads most of)
+_LOADING = sa.text(
+    """
+    SELECT r.run_id, r.status, r.started_at, clock_timestamp() - r.started_at,
+           (SELECT count(*) FROM dw.etl_run_step s
+             WHERE s.run_id = r.run_id AND s.status = 'succeeded'),
+           (SELECT greatest(reltuples, 0)::bigint FROM pg_class
+             WHERE oid = 'app.orders'::regclass)
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (SELECT run_id, status, started_at FROM dw.etl_run
+                       ORDER BY run_id DESC LIMIT 1) AS r ON true
+    """
+)
+LOAD_STEPS = 9  # etl.steps.STEPS and publish (semantic imports nothing from etl)
+
+
+def loading_error(conn: Connection) -> WarehouseLoadingError:
+    """WAREHOUSE_LOADING with what is loading: the run, since when, its steps done and an
+    estimate of the seconds left when there is one."""
+    run_id, status, started, elapsed, done, orders = conn.execute(_LOADING).one()
+    fields: dict[str, Any] = {
+        "runId": run_id,
+        "state": status or "not started",
+        "startedAt": None if started is None else started.isoformat(),
+        "stepsDone": int(done or 0),
+        "steps": LOAD_STEPS,
+        "orders": None if orders is None else int(orders),
+        "estimateSeconds": None,
+    }
+    if status == "running" and done and elapsed is not None:
+        spent = elapsed.total_seconds()
+        fields["estimateSeconds"] = round(spent / done * max(LOAD_STEPS - done, 0), 1)
+    what = (
+        f"the first warehouse load is running (run {run_id}, {fields['stepsDone']} of"
+        f" {LOAD_STEPS} steps done)"
+        if status == "running"
+        else "the warehouse has not been loaded yet (the first load starts in the background)"
+    )
+    return WarehouseLoadingError(
+        f"{what}; cube answers start when it is loaded (see /readyz)", **fields
+    )
+
+
 _zones: dict[str, frozenset[str]] = {}
 _zones_lock = threading.Lock()
 
@@ -158,6 +210,8 @@ def answer(
         query = prepare(model, query, role)
     check_timezone(query.timezone, server_zones(conn))
     version, freshness = warehouse_state(conn)
+    if not loaded(version, freshness):  # a first start loads it in the background
+        raise loading_error(conn)
     form = json.dumps(skeleton(shape), separators=(",", ":"))
     key = (conn.engine.url.render_as_string(), f"{query.cache_key()}|{form}|r{use_rollups:d}")
     names = keys(shape)

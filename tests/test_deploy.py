@@ -46,12 +46,17 @@ def test_dockerfile_volume_port_and_production_settings() -> None:
     health = next(arg for op, arg in steps if op == "HEALTHCHECK")
     assert "os.environ.get('CDMS_PORT'" in health and ":8000/" not in health
     assert "--no-seed-demo" in next(arg for op, arg in steps if op == "CMD")
+    # liveness on /healthz (200 while the warehouse loads), never /readyz
+    assert "/healthz" in health and "/readyz" not in health
 
 
 def test_compose_starts_postgresql_and_cdms() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"db", "cdms"}
+    assert set(services) == {"db", "cdms", "train"}
+    train = services["train"]  # the training job: not started by `up`
+    assert train["profiles"] == ["jobs"] and "cdms ml train" in " ".join(train["command"])
+    assert train["environment"]["CDMS_ENV"] == "production"
     db, app = services["db"], services["cdms"]
     assert db["image"].startswith("postgres:") and "healthcheck" in db
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
@@ -64,3 +69,23 @@ def test_compose_starts_postgresql_and_cdms() -> None:
         for mount in service.get("volumes", []):
             assert mount.split(":")[0] in named, mount
     assert any(p.endswith(":8000") for p in app["ports"])
+
+
+def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
+    ha = yaml.safe_load((ROOT / "deploy" / "compose.ha.yaml").read_text())
+    services = ha["services"]
+    assert {"etcd", "pg1", "pg2", "haproxy", "pgbouncer", "api1", "api2"} <= set(services)
+    for api in ("api1", "api2"):
+        env = services[api]["environment"]
+        assert "haproxy:5000" in env["DATABASE_URL"]  # a session to the primary
+        assert "pgbouncer:6432" in env["CDMS_READ_URLS"]
+        assert env["CDMS_DB_PREPARE"] == "off"
+    patroni = yaml.safe_load((ROOT / "deploy" / "ha" / "patroni.yml").read_text())
+    assert patroni["bootstrap"]["dcs"]["synchronous_mode"] is True
+    haproxy = (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text()
+    for needle in ("GET /primary", "GET /replica", "GET /readyz", "server api1", "server api2"):
+        assert needle in haproxy
+    pgbouncer = (ROOT / "deploy" / "ha" / "pgbouncer.ini").read_text()
+    assert "pool_mode = transaction" in pgbouncer
+    for name in ("patroni.Dockerfile", "pgbouncer.Dockerfile", "post-init.sh"):
+        assert (ROOT / "deploy" / "ha" / name).is_file()

@@ -1,4 +1,5 @@
-"""``cdms serve``: prepare the database (migrate, demo data, warehouse, models) and serve."""
+"""``cdms serve``: migrate (and seed an empty demo database), listen; the warehouse load,
+missing models (outside production) and scoring follow in the background (api/startup.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def serve(
     import os
     import signal
     import sys
+    import threading
 
     from api.extras import require
 
@@ -37,11 +39,11 @@ def serve(
     from api.cli.port import check_port
     from api.lock import ServeLock
     from api.settings import Settings
-    from api.startup import prepare
+    from api.startup import Background, prepare
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
     from db.server import stop_embedded
-    from etl.scheduler import Mode, Schedule, start
+    from etl.scheduler import Mode, Schedule, Scheduler, start
     from ml.serving import close_store_of
 
     settings = Settings.from_env()
@@ -60,27 +62,37 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
     lock.acquire(address)
-    scheduler = None
+    schedulers: list[Scheduler] = []
+    background: Background | None = None
+    stopping = threading.Event()
     url = None
     try:
         url = database_url(settings.db)
         check_connection(url)
         prepare(url, settings, seed_demo=seed_demo)
-        # the pipeline runs in this process only (not in the uvicorn workers)
+        # the pipeline runs in this process only (not in the uvicorn workers), after the
+        # start-up work, which runs while the API listens
         schedule = Schedule(
             Mode(settings.etl_mode),
             settings.etl_interval_s,
             settings.etl_min_interval_s,
             settings.etl_max_interval_s,
         )
-        scheduler = start(url, schedule, console.print)
+
+        def run_scheduler(url: str = url) -> None:
+            if not stopping.is_set():
+                found = start(url, schedule, console.print)
+                if found is not None:
+                    schedulers.append(found)
+
+        background = Background(url, train=settings.train_on_start, then=run_scheduler).start()
         processes = workers or settings.workers
         console.print(
             f"cdms serving on [bold]{address}[/]"
             + (f", {processes} worker processes" if processes > 1 else "")
             + f"\n  GraphQL API  {address}/graphql  (GraphiQL: open it in a browser)"
             + f"\n  dashboard    {address}/dashboard/"
-            + f"\n  health       {address}/healthz"
+            + f"\n  health       {address}/healthz  (ready: {address}/readyz)"
             + ("" if settings.db.database_url else f"\n  data folder  {settings.db.data_dir}"),
             highlight=False,
         )
@@ -107,7 +119,10 @@ def serve(
                 timeout_graceful_shutdown=10,
             )
     finally:
-        if scheduler is not None:
+        stopping.set()
+        if background is not None:
+            background.join(timeout=5)  # a load or training in flight: its transaction rolls back
+        for scheduler in schedulers:
             scheduler.stop()
         if url is not None:
             close_store_of(url)  # the model listener, before its server goes away

@@ -52,7 +52,7 @@ def test_two_workers_answer_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> N
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_healthy(proc, base, timeout=240)  # first start: initdb, seed, warehouse, models
+        wait_healthy(proc, base, timeout=240)  # initdb, seed, then the warehouse loaded
         supervisor = psutil.Process(proc.pid)
         workers = [p for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in supervisor.children()]

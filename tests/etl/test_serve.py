@@ -64,7 +64,7 @@ def test_serve_loads_a_new_order_on_its_own(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        wait_healthy(proc, base, timeout=300)  # seed, load, train
+        wait_healthy(proc, base, timeout=300, models=True)  # seed, load, train
         customer = one(url, "SELECT min(id) FROM app.customers")
         product = one(url, "SELECT min(id) FROM app.products WHERE active AND stock > 10")
         before = _gql(base, STATUS)["warehouseStatus"]

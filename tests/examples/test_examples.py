@@ -45,7 +45,7 @@ def live(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(proc, base, timeout=300)
+        wait_healthy(proc, base, timeout=300, models=True)
         yield base
     finally:
         stop(proc)

@@ -28,6 +28,12 @@ def code(body: dict[str, Any]) -> str:
 
 def test_without_a_token_only_healthz(client: Any) -> None:
     assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")  # open too, and holds no secret
+    assert ready.status_code in {200, 503}
+    text = ready.text.lower()
+    for secret in ("password", "postgresql://", "secret", "token", "select ", "error"):
+        assert secret not in text, ready.text
+    assert set(ready.json()) == {"ready", "api", "warehouse", "models"}
     resp = client.post("/graphql", json={"query": WHO})
     assert resp.status_code == 401 and code(resp.json()) == "UNAUTHENTICATED"
     assert resp.headers["www-authenticate"] == "Bearer"

@@ -39,6 +39,7 @@ def test_rate_limit_answers_429_with_retry_after(sec_engine: Engine, sec_shop: S
         assert 1 <= int(resp.headers["retry-after"]) <= 5
         assert post(client, b, WHO)[0] == 200  # another principal has its own bucket
         assert client.get("/healthz").status_code == 200  # never limited
+        assert all(client.get("/readyz").status_code in {200, 503} for _ in range(10))
 
 
 def test_query_cost_limit(sec_engine: Engine, sec_shop: Shop) -> None:

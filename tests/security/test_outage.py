@@ -56,6 +56,8 @@ def test_http_answers_503_while_the_database_is_down(
 def test_healthz_says_unavailable(down: Any) -> None:
     resp = down.get("/healthz")
     assert resp.status_code == 503 and resp.json()["database"] == "unreachable"
+    ready = down.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["api"]["database"] == "unreachable"
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
