@@ -27,11 +27,15 @@ ATTEMPTS = 5
 def run_sql_file(name: str) -> None:
     text = (SQL_DIR / name).read_text(encoding="utf-8")
     # Hand the file to psycopg untouched: no bind-parameter parsing of ':' or '%'.
-    driver_conn = op.get_bind().connection.driver_connection
+    bind = op.get_bind()
+    driver_conn = bind.connection.driver_connection
     assert driver_conn is not None
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with driver_conn.transaction():  # a savepoint in the migration's transaction
+            # a SAVEPOINT inside the migration's transaction (SQLAlchemy's, so that it is
+            # open: psycopg's own transaction() on an idle connection would commit the file
+            # apart from its revision stamp)
+            with bind.begin_nested():
                 driver_conn.execute(text.encode("utf-8"))
             return
         except psycopg.errors.DeadlockDetected:

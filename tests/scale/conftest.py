@@ -60,6 +60,10 @@ def replicated(cluster: Cluster) -> Iterator[Replicated]:
     engine = make_engine(url)
     with engine.begin() as conn:
         shop = build_shop(conn)
+    from etl import pipeline, runner
+
+    pipeline.run(url)  # a loaded warehouse: the cube answers (not WAREHOUSE_LOADING)
+    runner.dispose(url)
     standby = cluster.standby(
         primary, "standby", recovery_min_apply_delay=f"'{DELAY_S}s'", hot_standby="on"
     )
