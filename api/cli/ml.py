@@ -110,7 +110,7 @@ def train_models(url: str, names: list[str], *, force: bool = False) -> None:
 @app.command("train")
 def train_cmd(
     model: list[str] = typer.Option(
-        None, "--model", help="Model to train (repeatable; default: all three)."
+        None, "--model", help="Model to train (repeatable; default: all four)."
     ),
     force: bool = typer.Option(
         False, "--force", help="Activate the new version even if its headline metric is worse."
