@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from db.errors import ConfigError
 from semantic.model import Cube, Measure, MeasureType, Model, Relationship
-from semantic.sources import ident, model_sql, snake
+from semantic.sources import expand_refs, ident, model_sql, snake
 
 SCHEMA = "bi"
 ROLE_MARK = "cdms BI analyst (cdms bi publish)"  # COMMENT ON ROLE: a role we may manage
@@ -123,10 +123,11 @@ def view(model: Model, cube: Cube) -> View:
 
     for c in (cube, *joined):
         for d in c.dimensions:
-            if not d.visible_to(_PERSPECTIVE):
-                continue
+            if not d.visible_to(_PERSPECTIVE) or any(o not in aliases for o, _ in d.refs()):
+                continue  # hidden, or reading a cube this view does not join
             name = snake(d.name) if c is cube else f"{c.name}_{snake(d.name)}"
-            add(name, model_sql(d.sql, aliases, c.name), _title(d.title, d.description))
+            sql = model_sql(expand_refs(model, d.sql), aliases, c.name)
+            add(name, sql, _title(d.title, d.description))
     for s in cube.segments:
         expr = f"COALESCE(({model_sql(s.sql, aliases, own)}), false)"
         add(f"segment_{snake(s.name)}", expr, f"Segment {own}_{s.name}: {s.title}".rstrip(": "))

@@ -136,6 +136,16 @@ class Dimension:
     def visible_to(self, role: str | None) -> bool:
         return visible(self.public, self.roles, role)
 
+    def refs(self) -> tuple[tuple[str, str], ...]:
+        """Dimensions of other cubes its SQL reads (``{rfm.segment}``): (cube, dimension).
+        A query using it joins those cubes from its fact (``customers.rfmSegment`` is the
+        segment of the order's month because sales joins ``rfm`` by that month)."""
+        return tuple(
+            (owner, name)
+            for owner, _, name in (r.rpartition(".") for r in REF_RE.findall(self.sql))
+            if owner
+        )
+
 
 @dataclass(frozen=True)
 class Measure:

@@ -245,6 +245,8 @@ def _fact(
     segments = tuple(resolve(s, "restricted to segment") for s in q.segments)
     used = {*(m.cube for m in dims), *(s.cube for s in segments)}
     used |= {m.cube for f in filters for m in _filter_members(f)}
+    for m in (*dims, *(m for f in filters for m in _filter_members(f))):
+        used |= _read_cubes(model, root, m, parents)
     joins: list[str] = []
     for name in sorted(used - {root}):
         chain = []
@@ -258,6 +260,23 @@ def _fact(
         return fact  # two-step aggregates: always from the facts
     rollup = match_rollup(model, fact, [s.granularity for s in slots], q.timezone, fresh)
     return replace(fact, rollup=rollup.name if rollup else None)
+
+
+def _read_cubes(model: Model, root: str, m: Member, parents: dict[str, str | None]) -> set[str]:
+    """The other cubes a dimension's SQL reads (``customers.rfmSegment`` reads ``rfm``):
+    joined from the fact, so each must be on its many-to-one paths."""
+    cube = model.cube(m.cube)
+    d = cube.dimension(m.name) if cube else None
+    out: set[str] = set()
+    for owner, name in d.refs() if d else ():
+        if owner not in parents:
+            raise BadUserInputError(
+                f"{m} reads {owner}.{name}, which {root} does not join: use it with a fact "
+                f"that joins {owner!r} (e.g. sales or orders measures)",
+                field=str(m),
+            )
+        out.add(owner)
+    return out
 
 
 def condition_members(flt: Filter) -> list[Condition]:

@@ -73,6 +73,20 @@ def model_sql(template: str, aliases: dict[str, str], own: str) -> str:
     )
 
 
+def expand_refs(model: Model, template: str) -> str:
+    """``{cube.dimension}`` in a dimension's SQL → that dimension's SQL over ``cube``'s
+    alias (the cube is joined by whoever uses it: the planner, the BI views)."""
+
+    def one(m: re.Match[str]) -> str:
+        owner, _, name = m[1].partition(".")
+        cube = model.cube(owner)
+        dim = cube.dimension(name) if cube else None
+        assert dim is not None, m[1]  # semantic.validate.dimension_refs
+        return "(" + model_sql(dim.sql, {}, owner) + ")"
+
+    return re.sub(r"\{(\w+\.\w+)\}", one, template)
+
+
 def ident(name: str) -> str:
     """A cube alias as SQL: quoted when it has capitals (``"segmentMigration"``)."""
     return name if name == name.lower() else f'"{name}"'
@@ -119,7 +133,7 @@ class RawSource:
     def dim(self, m: Member) -> Expr:
         d = self._cube(m.cube).dimension(m.name)
         assert d is not None
-        return self._sql(m.cube, d.sql)
+        return self._sql(m.cube, expand_refs(self.model, d.sql))
 
     def local_time(self, m: Member) -> Expr:
         return sa.func.timezone(self.binder.tz, self.dim(m))

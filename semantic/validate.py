@@ -280,8 +280,29 @@ def dimension_values(model: Model) -> list[str]:
     ]
 
 
+def dimension_refs(model: Model) -> list[str]:
+    """A dimension may read one of another cube (``{rfm.segment}``): that cube's own
+    dimension, itself free of such references (one step, no cycles)."""
+    issues: list[str] = []
+    for cube in model.cubes:
+        for d in cube.dimensions:
+            for owner, name in d.refs():
+                target = model.cube(owner)
+                dim = target.dimension(name) if target else None
+                where = f"{d.loc}: dimension {cube.name}.{d.name}"
+                if target is None or dim is None or owner == cube.name:
+                    pool = [x.name for x in target.dimensions] if target else model.names()
+                    issues.append(
+                        f"{where} reads unknown dimension {owner}.{name}" + _close(name, pool)
+                    )
+                elif dim.refs():
+                    issues.append(f"{where} reads {owner}.{name}, which reads another cube")
+    return issues
+
+
 RULES: tuple[Rule, ...] = (
     names_and_duplicates,
+    dimension_refs,
     sources,
     joins,
     measures,

@@ -214,3 +214,88 @@ def test_cube_meta_lists_the_segments(gql: Gql) -> None:
     mig = {d["name"] for d in meta["segmentMigration"]["dimensions"]}
     assert {"fromSegment", "toSegment", "month"} <= mig
     assert {m["name"] for m in meta["segmentMigration"]["measures"]} == {"customers", "revenue"}
+
+
+# --- customers { rfmSegment }: the segment as of the order's month -------------------------
+
+
+def test_rfm_segment_of_a_customer_is_that_of_each_orders_month(gql: Gql, wh: Engine) -> None:
+    """A customer whose segment changed between two months of orders: each month's orders
+    are grouped under that month's segment, by group-by and by where."""
+    found = sql(
+        wh,
+        """
+        SELECT a.customer_id, a.month::text, a.segment, b.month::text, b.segment
+        FROM dw.fact_customer_rfm a
+        JOIN dw.fact_customer_rfm b ON b.customer_id = a.customer_id AND b.month > a.month
+                                   AND b.segment <> a.segment
+        WHERE a.month_revenue > 0 AND b.month_revenue > 0
+        ORDER BY a.customer_id, a.month, b.month LIMIT 1
+        """,
+    )
+    assert found, "the seeded data has a customer whose segment changed"
+    cid, m1, seg1, m2, seg2 = found[0]
+    data = gql(
+        """query($c: Float!) { cube(timezone: "UTC", limit: 1000,
+             where: {customers: {customerId: {equals: $c}}}) {
+             sales { revenue orderCount orderedAt { month } } customers { rfmSegment } } }""",
+        {"c": cid},
+    )
+    got = {
+        (r["sales"]["orderedAt"]["month"][:10], r["customers"]["rfmSegment"]): (
+            num(r["sales"]["revenue"]), r["sales"]["orderCount"])
+        for r in data["cube"]
+    }  # fmt: skip
+    want = {
+        (r[0], r[1]): (num(r[2]), r[3])
+        for r in sql(
+            wh,
+            """
+            SELECT date_trunc('month', s.ordered_at AT TIME ZONE 'UTC')::date::text, f.segment,
+                   sum(s.net), count(DISTINCT s.order_id)
+            FROM dw.fact_sales s
+            LEFT JOIN dw.fact_customer_rfm f
+              ON f.customer_id = s.customer_id
+             AND f.month = date_trunc('month', s.ordered_at AT TIME ZONE 'UTC')::date
+            WHERE s.customer_id = %s GROUP BY 1, 2
+            """,
+            (cid,),
+        )
+    }
+    assert got == want
+    assert (m1, seg1) in got and (m2, seg2) in got and seg1 != seg2
+    # the customer's current segment is not what groups the older month
+    for month, segment in ((m1, seg1), (m2, seg2)):
+        rows = gql(
+            """query($c: Float!, $s: String!) { cube(timezone: "UTC",
+                 where: {customers: {customerId: {equals: $c}, rfmSegment: {equals: $s}}}) {
+                 sales { orderCount orderedAt { month } } } }""",
+            {"c": cid, "s": segment},
+        )["cube"]
+        months = {r["sales"]["orderedAt"]["month"][:10] for r in rows}
+        assert month in months
+        assert sum(r["sales"]["orderCount"] for r in rows) == sum(
+            n for (mo, s), (_, n) in want.items() if s == segment
+        )
+
+
+def test_rfm_segment_is_listed_and_needs_a_fact_that_joins_the_snapshot(gql: Gql) -> None:
+    meta = {c["name"]: c for c in gql("{ cubeMeta { name dimensions { name values } } }")[
+        "cubeMeta"]}  # fmt: skip
+    dim = next(d for d in meta["customers"]["dimensions"] if d["name"] == "rfmSegment")
+    assert dim["values"] == list(rfm.default_rules().names)
+
+
+def test_rfm_segment_without_an_order_month_is_bad_user_input(wh: Engine) -> None:
+    with make_client(wh) as client:
+        body = body_of(
+            client.post(
+                "/graphql",
+                json={
+                    "query": """{ cube {
+            returns { refundAmount } customers { rfmSegment } } }"""
+                },
+            )
+        )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "does not join" in body["errors"][0]["message"]
