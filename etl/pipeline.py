@@ -18,7 +18,8 @@ publish        the facts, dw.etl_touched, the cube model  dw_rollup.* (rollups),
                                                           bi.* (if published, on a model change)
 features       the facts and dimensions, dw.etl_touched   ml.order_features, ticket_features
 scoring        the feature tables, ml.model_version,      ml.order_predictions,
-               dw.etl_touched                             ml.ticket_predictions
+               dw.etl_touched                             ml.ticket_predictions,
+                                                          ml.customer_predictions
 =============  =========================================  ==================================
 
 The load steps are ``etl.steps.STEPS`` (``etl.runner``: each one transaction, in which its
@@ -61,7 +62,7 @@ from etl.load import Counts
 from etl.runner import Observer, RunResult, Silent
 from etl.status import UPDATED_CHANNEL, warehouse_status
 from etl.steps import STEPS
-from ml import feature_table, stored
+from ml import feature_table, stored, stored_customers
 from semantic import bi, rollups
 from semantic.service import CACHE
 from semantic.validate import default_model
@@ -147,6 +148,8 @@ def _features(ctx: Context, conn: Connection, work: Work) -> Counts:
     for t in feature_table.TABLES:
         changed = [k for d in done for k in d[t.name].changed]
         stored.forget(conn, t.fact, changed, touched.get(t.fact, ()))
+    # customers whose histories changed (all of them after a full load)
+    stored_customers.forget(conn, None if work.whole else touched["dw.fact_orders"])
     return Counts(
         read=sum(len(k) for k in touched.values()),
         inserted=sum(r.inserted for d in done for r in d.values()),
@@ -210,13 +213,13 @@ PIPELINE: tuple[Step, ...] = (
     Step(
         "features",
         inputs=(*_FEATURE_INPUTS, _TOUCHED),
-        outputs=("ml.order_features", "ml.ticket_features"),
+        outputs=("ml.order_features", "ml.ticket_features", "ml.customer_predictions (forgotten)"),
         apply=_features,
     ),
     Step(
         "scoring",
         inputs=("ml.order_features", "ml.ticket_features", "ml.model_version", _TOUCHED),
-        outputs=("ml.order_predictions", "ml.ticket_predictions"),
+        outputs=("ml.order_predictions", "ml.ticket_predictions", "ml.customer_predictions"),
         apply=_scoring,
     ),
 )

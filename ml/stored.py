@@ -35,7 +35,7 @@ from ml import feature_table
 from ml.errors import InvalidModelError
 from ml.feature_table import Table, _columns
 from ml.features import FeatureFrame
-from ml.specs import spec
+from ml.specs import CHURN_RISK, spec
 
 if TYPE_CHECKING:  # onnxruntime is loaded by refresh only (the ETL imports STORED)
     from ml.batch import Predicted
@@ -54,6 +54,8 @@ class Stored:
     table: str
     key: str
     features: Table
+    # a further condition (over the stored row's alias ``{p}``) for a row to be served
+    current: str = ""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -80,20 +82,33 @@ def columns(model: str) -> tuple[str, ...]:
 
 ORDERS = Stored("order", "ml.order_predictions", "order_id", feature_table.ORDERS)
 TICKETS = Stored("ticket", "ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
-STORED: tuple[Stored, ...] = (ORDERS, TICKETS)
+# customers: churn_risk only (expectedOrderValue is computed on request), their features
+# the feature query itself as of today's cut-off (ml.stored_customers)
+CUSTOMERS = Stored(
+    "customer",
+    "ml.customer_predictions",
+    "customer_id",
+    Table("dw.dim_customer", "customer_id", "dw.dim_customer", "customers.sql", (CHURN_RISK,)),
+    current="{p}.as_of = date_trunc('day', now(), 'UTC')",
+)
+STORED: tuple[Stored, ...] = (ORDERS, TICKETS, CUSTOMERS)
 BY_KIND: dict[str, Stored] = {s.kind: s for s in STORED}
 
 
 def read(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """One statement: the stored rows of ``ids`` (every model's columns but the JSON
-    documents, by column name), by id; objects without a row are absent. Empty for a kind
-    whose predictions are not stored (customers)."""
+    documents, by column name), by id; objects without a row (customers: without one of
+    today) are absent. Empty for a kind whose predictions are not stored."""
     s = BY_KIND.get(kind)
     if s is None or not ids:
         return {}
     cols = [c for c in s.columns if not c.endswith("_doc")]
+    current = f" AND {s.current.format(p='p')}" if s.current else ""
     rows = conn.execute(
-        sa.text(f"SELECT {s.key}, {', '.join(cols)} FROM {s.table} WHERE {s.key} = ANY(:ids)"),
+        sa.text(
+            f"SELECT {s.key}, {', '.join(cols)} FROM {s.table} AS p"
+            f" WHERE {s.key} = ANY(:ids){current}"
+        ),
         {"ids": list(ids)},
     )
     return {int(r[0]): dict(zip(cols, r[1:], strict=True)) for r in rows}
@@ -126,6 +141,8 @@ def forget(conn: Connection, fact: str, changed: Sequence[int], touched: Sequenc
     whose features ``changed``, and of those of ``touched`` that have no features any more
     (gone); returns the rows deleted."""
     s = next(s for s in STORED if s.features.fact == fact)
+    if s is CUSTOMERS:
+        raise ValueError("customers' predictions are forgotten by ml.stored_customers.forget")
     if not changed and not touched:
         return 0
     # (one index condition on the key: an OR of the two would scan the table)
@@ -214,6 +231,10 @@ def _count(conn: Connection, s: Stored, versions: dict[str, int], keys: list[int
     """Feature rows (of ``keys``) lacking a prediction by the ``versions`` of the table's
     models."""
     models = [(m, versions[m]) for m in s.models if m in versions]
+    if models and s is CUSTOMERS:  # every current customer is looked at: a day's scores
+        from ml import stored_customers
+
+        return stored_customers.count(conn, models[0][1])
     if not models or keys == []:
         return 0
     lacks, params = _lacks(s, models)
@@ -234,6 +255,10 @@ def _refresh_table(
     """Score the ``total`` rows of ``s`` (of ``keys``) lacking a prediction, ``chunk`` rows
     at a time."""
     active = [scorers[m] for m in s.models if m in scorers]
+    if s is CUSTOMERS:
+        from ml import stored_customers
+
+        return stored_customers.refresh(engine, s, active[0], total, progress, chunk)
     lacks, params = _lacks(s, [(m.name, m.version) for m in active])
     only = "" if keys is None else f" AND f.{s.features.key} = ANY(:keys)"
     # key, event_at, the features (as feature_table.fetch reads them), then one

@@ -264,8 +264,8 @@ class _Builder:
 
         pending = f"json_build_object({lit(PENDING)}, {src}.id)"
         stored = BY_KIND.get(sel.prediction.kind)
-        if stored is None:  # customers: always computed on request
-            return pending
+        if stored is None or sel.prediction.model not in stored.models:
+            return pending  # not stored (a customer's expectedOrderValue): on request
         key = (src, stored.table)
         p = self.stored.get(key)
         if p is None:
@@ -280,7 +280,8 @@ class _Builder:
             f" WHERE v.name = {lit(model)} AND v.active)"
         )
         shaped = _stored(sel.fields, c, model)
-        return f"coalesce(CASE WHEN {c}version = {active} THEN {shaped} END, {pending})"
+        current = f" AND {stored.current.format(p=p)}" if stored.current else ""
+        return f"coalesce(CASE WHEN {c}version = {active}{current} THEN {shaped} END, {pending})"
 
     def one(self, sel: P.One, src: str, path: tuple[str | None, ...]) -> str:
         target = sel.node.entity

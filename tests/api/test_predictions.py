@@ -174,3 +174,51 @@ def test_a_deactivated_model_is_unavailable_at_the_fields_path(world: World) -> 
             ["orders", "edges", i, "node", "predictedStatus"] for i in range(3)
         ]
         assert got["_runs"] == {}
+
+
+def test_customer_churn_risk_is_stored_and_answers_as_computed_online(world: World) -> None:
+    """churn_risk is stored per customer (as of today's cut-off) by the same refresh as the
+    other models: a page of customers answers from the store in one statement, with no model
+    run, and the answer equals the one computed on request without stored rows."""
+    engine = world.engine
+    query = """{ customers(first: 100, orderBy: [{id: ASC}]) { edges { node { id
+        churnRisk { label probability probabilities { label probability }
+                    model { name version } } } } } }"""
+    with engine.connect() as conn:
+        held = conn.execute(
+            sa.text("SELECT count(*) FROM ml.customer_predictions"
+                    " WHERE as_of = date_trunc('day', now(), 'UTC')")
+        ).scalar_one()  # fmt: skip
+        customers = conn.execute(
+            sa.text("SELECT count(*) FROM dw.dim_customer WHERE is_current")
+        ).scalar_one()
+    assert held == customers > 100
+    from_store = answer(world, query)
+    assert "errors" not in from_store, from_store["errors"]
+    assert from_store["_runs"] == {}  # no model ran: every prediction came from the store
+    assert len(from_store["_statements"]) == 1
+    assert "ml.customer_predictions" in from_store["_statements"][0]
+    _set(engine, "DELETE FROM ml.customer_predictions")
+    try:
+        online = answer(world, query)
+        assert "errors" not in online, online["errors"]
+        assert online["_runs"] == {"churn_risk": 1}  # computed on request, one run
+        a = [e["node"] for e in from_store["data"]["customers"]["edges"]]
+        b = [e["node"] for e in online["data"]["customers"]["edges"]]
+        assert len(a) == len(b) == 100
+        for x, y in zip(a, b, strict=True):
+            rx, ry = x["churnRisk"], y["churnRisk"]
+            assert x["id"] == y["id"] and rx["label"] == ry["label"]
+            assert rx["model"] == ry["model"] == {"name": "churn_risk", "version": rx["model"][
+                "version"]}  # fmt: skip
+            assert math.isclose(rx["probability"], ry["probability"], rel_tol=1e-6)
+        assert len({x["churnRisk"]["probability"] for x in a}) > 10  # real, varied answers
+    finally:
+        written = stored.refresh(engine)
+    assert written["ml.customer_predictions"] == customers
+    # a row of another day is not served (its features were as of another cut-off)
+    _set(engine, "UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'")
+    try:
+        assert answer(world, query)["_runs"] == {"churn_risk": 1}
+    finally:
+        assert stored.refresh(engine)["ml.customer_predictions"] == customers

@@ -40,7 +40,9 @@ def active(shop: Engine, trained: dict[str, TrainedModel]) -> Engine:
     """``shop`` with the trained models active and no stored prediction."""
     with shop.begin() as conn:
         has = conn.execute(sa.text("SELECT count(*) FROM ml.model_version")).scalar_one()
-        conn.execute(sa.text("TRUNCATE ml.order_predictions, ml.ticket_predictions"))
+        conn.execute(
+            sa.text("TRUNCATE ml.order_predictions, ml.ticket_predictions, ml.customer_predictions")
+        )
     if not has:
         for m in trained.values():
             assert register(shop, m).activated
@@ -142,7 +144,7 @@ def test_a_new_active_version_rewrites_every_row(
     progress: list[tuple[str, int, int]] = []
     written = stored.refresh(active, progress=lambda *a: progress.append(a))
     n = len(_ids(active, stored.ORDERS))
-    assert written == {stored.ORDERS.table: n, stored.TICKETS.table: 0}
+    assert written == {stored.ORDERS.table: n, stored.TICKETS.table: 0, stored.CUSTOMERS.table: 0}
     orders = [p[1:] for p in progress if p[0] == stored.ORDERS.table]
     assert orders[0] == (0, n) and orders[-1] == (n, n)
     value = _versions(active)["order_value"]

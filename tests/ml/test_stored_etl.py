@@ -87,9 +87,26 @@ def test_a_run_scores_the_orders_it_touched_and_only_those(shop: tuple[str, Engi
         == 0
     )
 
+    with engine.connect() as conn:
+        scored_at = conn.execute(
+            sa.text("SELECT scored_at FROM ml.customer_predictions WHERE customer_id = :c"),
+            {"c": customer},
+        ).scalar_one()
+
     result = pipeline.run(url)
 
-    assert _scoring(result) == Counts(inserted=2)  # the new order, by both order models
+    # the new order, by both order models; its customer's churn risk, forgotten and scored
+    # again (a load that touches a customer's orders may change their history)
+    assert _scoring(result) == Counts(inserted=3)
+    with engine.connect() as conn:
+        again, current = conn.execute(
+            sa.text(
+                "SELECT scored_at, as_of = date_trunc('day', now(), 'UTC')"
+                " FROM ml.customer_predictions WHERE customer_id = :c"
+            ),
+            {"c": customer},
+        ).one()
+    assert again > scored_at and current
     q = "SELECT count(*) FROM ml.stored_predictions WHERE id = :i AND kind = 'order'"
     assert _count(engine, q, i=order_id) == 2
     _current(engine, "ml.order_predictions", "ml.order_features", 2)
@@ -117,7 +134,7 @@ def test_a_changed_feature_row_is_scored_again(shop: tuple[str, Engine]) -> None
     result = pipeline.run(url)
     features = next(s.counts for s in result.steps if s.step == "features")
     assert features.updated == 1
-    assert _scoring(result) == Counts(inserted=2)
+    assert _scoring(result) == Counts(inserted=3)  # its two models, its customer's churn
     with engine.connect() as conn:
         item_count, after = conn.execute(
             sa.text(

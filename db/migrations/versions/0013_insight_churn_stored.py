@@ -1,0 +1,20 @@
+"""stored churn_risk predictions per customer
+
+Revision ID: 0013_insight_churn_stored
+Revises: 0012_insight_rfm
+"""
+
+from db.migrations.sqlfile import run_sql_file
+
+revision = "0013_insight_churn_stored"
+down_revision = "0012_insight_rfm"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("0013_insight_churn_stored.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("cdms migrations are forward-only; restore a backup instead")
