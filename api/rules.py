@@ -111,6 +111,10 @@ class Cost:
     pages: tuple[tuple[ArgField | None, Cost], ...] = ()  # None: the default page size
     nested: tuple[Cost, ...] = ()
     spreads: tuple[str, ...] = ()
+    # lists of rows sized by a ``limit`` argument (``cube``): what is under each row (a
+    # cell's ``drill { orders(first: N) }``) costs ``limit`` times; the rows themselves
+    # (scalar cells) are not counted
+    rows: tuple[tuple[ArgField, Cost], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ _META = {
     "__type": TypeMetaFieldDef,
 }
 _PAGE_ARGS = ("first", "last")
+_ROWS_ARG = "limit"  # a list field's row count (cube)
 
 
 def _field_def(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
@@ -216,6 +221,7 @@ class _Measurer:
         spreads: set[str] = set()
         pages: list[tuple[ArgField | None, Cost]] = []
         nested: list[Cost] = []
+        rows: list[tuple[ArgField, Cost]] = []
         own_spreads: list[str] = []
         if level > self.limits.max_depth:  # deeper than allowed: no need to look further
             return Measure(level, 0, frozenset(), (), Cost(), frozenset())
@@ -249,6 +255,8 @@ class _Measurer:
                 if _is_connection(gfield):
                     given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
                     pages.append((arg if given else None, sub.cost))
+                elif _ROWS_ARG in gfield.args:
+                    rows.append((arg, sub.cost))
                 else:
                     nested.append(sub.cost)
             elif isinstance(sel, InlineFragmentNode):
@@ -272,7 +280,7 @@ class _Measurer:
                 count += frag.fields
                 spreads.add(name)
                 own_spreads.append(name)
-        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads))
+        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows))
         return Measure(depth, count, frozenset(uses), tuple(args), cost, frozenset(spreads))
 
 
@@ -399,6 +407,12 @@ def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> in
     return limits.default_page
 
 
+def _rows(arg: ArgField, variables: VariableValues) -> int:
+    """The rows a ``limit`` argument asks for (its default when not given)."""
+    value = get_argument_values(arg.definition, arg.node, variables).get(_ROWS_ARG)
+    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
     """Objects the operation may return: each page size times the pages above it; every
     fragment's unit cost computed once (a spread multiplies it, it does not walk it)."""
@@ -411,6 +425,10 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
             total += p + p * unit(under)
         for n in c.nested:
             total += unit(n)
+        for arg, under in c.rows:
+            inner = unit(under)
+            if inner:
+                total += _rows(arg, variables) * inner
         for name in c.spreads:
             total += memo[name]
         return total

@@ -17,7 +17,6 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
 from db.errors import BadUserInputError
-from schema.cube.drill import CubeDrillQueries
 from schema.cube.extension import CubeReports
 from schema.cube.queries import CubeQueries
 from schema.errors import ErrorCodes
@@ -33,7 +32,6 @@ from schema.warehouse import WarehouseQueries, WarehouseSubscriptions
 class Query(
     EntityQueries,  # type: ignore[misc,valid-type]
     CubeQueries,
-    CubeDrillQueries,
     PredictionQueries,
     WarehouseQueries,
 ):

@@ -169,6 +169,9 @@ class ConnArgs:
     filter: Any  # the filter tree, leaves Src (schema/sql.py compiles it)
     keys: tuple[SortKey, ...]
     page: Page
+    # a further condition on the rows, over the table alias ``{t}`` (a cube cell's drill:
+    # ``{t}.id IN (<the cell's order ids>)``, whose values are the statement's extra params)
+    within: str | None = None
 
     @property
     def signature(self) -> str:

@@ -315,9 +315,10 @@ class _Builder:
 
     # --- connections ---------------------------------------------------------------------
     def _scope(self, args: P.ConnArgs, t: str, src: str | None) -> list[str]:
+        out = [] if args.within is None else [args.within.replace("{t}", t)]
         if args.parent is None or src is None:
-            return []
-        return [f"{t}.{args.parent.remote} = {src}.{args.parent.local}"]
+            return out
+        return [*out, f"{t}.{args.parent.remote} = {src}.{args.parent.local}"]
 
     def _stats(self, args: P.ConnArgs, src: str | None, cols: str) -> str:
         t = self.alias("t")

@@ -95,6 +95,8 @@ def plan_operation(
                 fields.append(_Field(key, nodes, None))
             elif name == "cube":
                 request = reader.request(nodes)
+                if reader.drills:
+                    return None  # a cell's drill reads the operational tables: the resolver
                 query = prepare(MODEL, request.query, role)
                 fields.append(_Field(key, nodes, CubeRequest(query, request.shape)))
             else:

@@ -4,7 +4,8 @@
 and the shape of its rows, runs it on the request's read transaction and returns the rows
 PostgreSQL wrote as JSON. An operation of ``cube`` fields alone never gets here: the
 executor (``schema.execute``) answers it without per-field execution (``schema.cube.fast``);
-this resolver serves the others (a ``cube`` beside other root fields).
+this resolver serves the others (a ``cube`` beside other root fields, or one whose rows
+select ``drill``: the operational orders of each row's cell, ``schema.cube.celldrill``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ async def resolve_cube(
     )
     report(report_entry(str(info.path.key), got, status))
     rows: list[Any] = json.loads(got.json)
+    if reader.drills:
+        from schema.cube.celldrill import drill_rows  # it reads through schema.execute
+
+        await drill_rows(info, reader, nodes, query, rows)
     return rows
 
 

@@ -78,6 +78,9 @@ class Reader:
         self.variables = variables_of(variables)
         self.model = model
         self.role = role
+        # the ``drill`` fields of the rows read last (response key -> nodes): filled after
+        # the cube's answer (schema.cube.celldrill), not by the cube's SQL
+        self.drills: dict[str, Nodes] = {}
 
     # -- collecting fields -------------------------------------------------------------
     def collect(self, selection_sets: list[SelectionSetNode | None]) -> dict[str, Nodes]:
@@ -143,15 +146,18 @@ class Reader:
         return CubeRequest(query, shape)
 
     def rows(self, nodes: Nodes) -> tuple[list[MeasureField], list[DimensionField], Obj]:
-        """The measures, dimensions and row shape selected under ``nodes`` (``CubeRow``
-        selections: a ``cube`` root field, or a drill-through's ``rows``)."""
+        """The measures, dimensions and row shape selected under ``nodes`` (a ``cube`` root
+        field's ``CubeRow`` selections); its ``drill`` fields go to ``self.drills``."""
         measures: list[MeasureField] = []
         dims: list[DimensionField] = []
         entries: list[tuple[str, Entry]] = []
+        self.drills = {}
         for key, parts in self.collect([n.selection_set for n in nodes]).items():
             name = parts[0].name.value
             if name == "__typename":
                 entries.append((key, Const("CubeRow")))
+            elif name == "drill":
+                self.drills[key] = parts
             elif name == "totals":
                 entries.append((key, TotalsOut()))
             else:

@@ -182,6 +182,32 @@ def cube_type(cube: Cube) -> type:
     return kind
 
 
+def drill_orders(
+    root: Row,
+    info: strawberry.Info,
+    filter: Annotated["OrderFilter", strawberry.lazy("schema.types")] | None = None,  # type: ignore[name-defined]  # noqa: F821, UP037
+    order_by: list[Annotated["OrderOrderBy", strawberry.lazy("schema.types")]] | None = None,  # type: ignore[name-defined]  # noqa: F821, UP037
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Annotated["OrderConnection", strawberry.lazy("schema.types")]:  # type: ignore[name-defined]  # noqa: F821, UP037
+    return root.get(str(info.path.key))
+
+
+@strawberry.type(
+    description="The operational rows behind one cube row's cell (its dimension values, the "
+    "query's where and segments), read like the rest of the API (schema.cube.celldrill)."
+)
+class CubeCellDrill:
+    orders: Annotated["OrderConnection", strawberry.lazy("schema.types")] = strawberry.field(  # type: ignore[name-defined]  # noqa: F821, UP037
+        resolver=drill_orders,
+        description="The orders behind the cell (of the measures' fact cube, through its "
+        "orderId): the orders connection with its filter, orderBy and page caps, under the "
+        "caller's row-level security; totalCount is the cell's orderCount.",
+    )
+
+
 def totals_value(root: Row, info: strawberry.Info) -> list[str]:
     return root.get(str(info.path.key)) or []
 
@@ -190,6 +216,12 @@ def row_type(model: Model) -> type:
     fields: dict[str, Any] = {
         c.name: _field(_part_resolver(cube_type(c)), c.title, c.name) for c in model.cubes
     }
+    fields["drill"] = _field(
+        _part_resolver(CubeCellDrill),
+        "The orders behind this row's cell: drill { orders(first: 20) { totalCount edges "
+        "{ node { id } } } }. Costs the cube's limit times the page size.",
+        "drill",
+    )
     fields["totals"] = _field(
         totals_value,
         "Subtotal rows: the dimensions this row totals (empty for a detail row).",

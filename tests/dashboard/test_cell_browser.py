@@ -1,5 +1,5 @@
-"""Clicking a chart cell opens the rows behind it (``cubeDrillThrough``): their count is the
-cell's, under the dashboard's filters, and each row links to its order."""
+"""Clicking a chart cell opens the orders behind it (``cube { drill { orders } }``): their
+count is the cell's, under the dashboard's filters, and each row links to its order."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _wait_cell(dash: Page) -> int:
     return int(dash.page.get_attribute("#cell", "data-total") or -1)
 
 
-def test_a_segment_bar_opens_its_order_lines(dash: Page) -> None:
+def test_a_segment_bar_opens_its_orders(dash: Page) -> None:
     dash.open()
     labels = [
         t
@@ -40,14 +40,14 @@ def test_a_segment_bar_opens_its_order_lines(dash: Page) -> None:
     frm, to = dash.page.input_value("#f-from"), dash.page.input_value("#f-to")
     want = cube_http(
         dash.base,
-        """query($w: CubeWhere) { cube(where: $w) { sales { lineCount } } }""",
+        """query($w: CubeWhere) { cube(where: $w) { sales { orderCount } } }""",
         {
             "w": {
                 "sales": {"orderedAt": {"inDateRange": [frm, to]}},
                 "customers": {"segment": {"equals": labels[0]}},
             }
         },
-    )["cube"][0]["sales"]["lineCount"]
+    )["cube"][0]["sales"]["orderCount"]
     assert total == want > 0
     assert f"customers.segment = {labels[0]}" in dash.page.inner_text("#cell h2")
     links = dash.page.locator("#cell a[data-order]")

@@ -432,8 +432,21 @@ async function loadSegments() {
   const froms = [...new Set(moves.map((x) => x.fromSegment))]
     .sort((a, b) => (names.indexOf(a) + 1 || 99) - (names.indexOf(b) + 1 || 99));
   const cell = new Map(moves.map((x) => [`${x.fromSegment}\u0000${x.toSegment}`, x.customers]));
+  const button = (f, t) => {
+    const n = cell.get(`${f}\u0000${t}`) ?? 0;
+    if (!n) return int(0);
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link";
+    b.dataset.from = f;
+    b.dataset.to = t;
+    b.textContent = int(n);
+    b.title = `The customers who moved from ${f} to ${t}`;
+    b.addEventListener("click", () => showMigrants(month, f, t));
+    return b;
+  };
   $("#migration").replaceChildren(table(["from \\ to", ...names],
-    froms.map((f) => [f, ...names.map((t) => int(cell.get(`${f}\u0000${t}`) ?? 0))])));
+    froms.map((f) => [f, ...names.map((t) => button(f, t))])));
 }
 
 // ------------------------------------------------------------------ customers at risk
@@ -484,84 +497,123 @@ async function loadAtRisk() {
     })));
 }
 
-// ------------------------------------------------------------- a chart cell's rows
-// cubeDrillThrough: the fact rows behind the clicked bar or slice, under the filters of
-// the chart's own query (the same where), a page of CELL_PAGE rows.
+// ------------------------------------------------------------- a chart cell's orders
+// The orders behind the clicked bar or slice: the chart's own query (the same where) narrowed
+// to the cell's member, one cube row whose drill is the API's orders connection restricted
+// to the cell (cube { drill { orders } }), a page of CELL_PAGE orders.
 const CELL_PAGE = 20;
-const CELL_QUERY = {
-  sales: `query CellRows($cell: [CubeCellMember!], $w: CubeWhere, $first: Int!) {
-    cubeDrillThrough(cube: "sales", cell: $cell, where: $w, first: $first) { totalCount
-      rows { sales { orderId lineNo status revenue orderedAt { day } } products { name } } } }`,
-  orders: `query CellRows($cell: [CubeCellMember!], $w: CubeWhere, $first: Int!) {
-    cubeDrillThrough(cube: "orders", cell: $cell, where: $w, first: $first) { totalCount
-      rows { orders { orderId status channel orderedAt { day } } customers { segment } } } }`,
-};
-const CELL_COLUMNS = {
-  sales: [["Order", (r) => r.sales.orderId], ["Line", (r) => r.sales.lineNo],
-    ["Ordered", (r) => r.sales.orderedAt.day.slice(0, 10)], ["Status", (r) => r.sales.status],
-    ["Product", (r) => r.products.name], ["Revenue", (r) => money(r.sales.revenue, 2)]],
-  orders: [["Order", (r) => r.orders.orderId], ["Ordered", (r) => r.orders.orderedAt.day.slice(0, 10)],
-    ["Status", (r) => r.orders.status], ["Channel", (r) => r.orders.channel],
-    ["Segment", (r) => r.customers.segment]],
-};
+const CELL_MEASURE = { sales: "sales { orderCount }", orders: "orders { count }" };
+const cellQuery = (cubeName) => `query CellOrders($w: CubeWhere, $first: Int!) {
+  cube(where: $w, limit: 1) { ${CELL_MEASURE[cubeName]}
+    drill { orders(first: $first, orderBy: [{orderedAt: DESC}]) { totalCount
+      edges { node { id status orderedAt channel totalAmount customer { segment } } } } } } }`;
+const CELL_COLUMNS = [["Order", (n) => n.id], ["Ordered", (n) => n.orderedAt.slice(0, 10)],
+  ["Status", (n) => n.status.toLowerCase()], ["Channel", (n) => n.channel.toLowerCase()],
+  ["Total", (n) => money(Number(n.totalAmount), 2)],
+  ["Segment", (n) => n.customer.segment.toLowerCase()]];
+
+/** The where of a chart narrowed to a cell: each member ("cube.dimension") equal to its
+ * value (null: the empty member). */
+export function cellWhere(base, cell) {
+  const out = JSON.parse(JSON.stringify(base || {}));
+  for (const { member, value } of cell) {
+    const [cubeName, dim] = member.split(".");
+    out[cubeName] = { ...(out[cubeName] || {}),
+      [dim]: value === null ? { set: false } : { equals: value } };
+  }
+  return out;
+}
+
+function closeButton(box) {
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "Close";
+  close.addEventListener("click", () => { box.hidden = true; });
+  return close;
+}
+
+function orderLink(id) {
+  const link = document.createElement("a");
+  link.href = `?${stateToQuery({ ...state, order: String(id) })}`;
+  link.textContent = `#${id}`;
+  link.dataset.order = String(id);
+  link.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    showOrder(id);
+  });
+  return link;
+}
 
 async function showCell(cubeName, cell) {
   const box = $("#cell");
   box.hidden = false;
   const title = document.createElement("h2");
   const label = cell.map((c) => `${c.member} = ${c.value ?? "(none)"}`).join(", ");
-  title.textContent = `Rows behind ${label}`;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "Close";
-  close.addEventListener("click", () => { box.hidden = true; });
-  const body = await gql(CELL_QUERY[cubeName], { cell, w: where(state, [cubeName]), first: CELL_PAGE });
-  const drill = body.data?.cubeDrillThrough;
-  if (!drill) {
+  title.textContent = `Orders behind ${label}`;
+  const close = closeButton(box);
+  const w = cellWhere(where(state, [cubeName]), cell);
+  const body = await gql(cellQuery(cubeName), { w, first: CELL_PAGE });
+  if (!body.data?.cube) {
     const e = (body.errors || [])[0] || {};
     const msg = document.createElement("p");
     msg.className = "message";
-    msg.textContent = `The rows could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`;
+    msg.textContent = `The orders could not be loaded: ${e.extensions?.code || "ERROR"}: ${e.message}`;
     box.replaceChildren(title, msg, close);
     return;
   }
+  const drill = body.data.cube[0]?.drill.orders || { totalCount: 0, edges: [] };
+  const nodes = drill.edges.map((e) => e.node);
   box.dataset.cube = cubeName;
   box.dataset.total = String(drill.totalCount);
   const count = document.createElement("p");
-  const what = cubeName === "sales" ? "order lines" : "orders";
-  count.textContent = `${int(drill.totalCount)} ${what}` +
-    (drill.totalCount > drill.rows.length ? `, the first ${drill.rows.length} shown` : "");
-  const table = document.createElement("table");
-  const head = document.createElement("tr");
-  for (const [name] of CELL_COLUMNS[cubeName]) {
-    const th = document.createElement("th");
-    th.textContent = name;
-    head.append(th);
+  count.textContent = `${int(drill.totalCount)} orders` +
+    (drill.totalCount > nodes.length ? `, the latest ${nodes.length} shown` : "");
+  const rows = nodes.map((n) => CELL_COLUMNS.map(([, value], i) => (i === 0 ? orderLink(value(n)) : value(n))));
+  box.replaceChildren(title, count, table(CELL_COLUMNS.map(([name]) => name), rows), close);
+}
+
+// ------------------------------------------------------- a migration cell's customers
+// From segment x to segment x month -> the customers who moved so (segmentMigration), by
+// their revenue in the month; names from the operational customers; each links to GraphiQL.
+const MIGRANTS_QUERY = `query Migrants($w: CubeWhere) {
+  cube(where: $w, timezone: "UTC", orderBy: [{segmentMigration: {revenue: DESC}}], limit: 200) {
+    segmentMigration { customerId revenue } customers { country } } }`;
+const NAMES_QUERY = `query Names($ids: [ID!], $n: Int!) {
+  customers(filter: {id: {in: $ids}}, first: $n) { edges { node { id firstName lastName } } } }`;
+
+async function showMigrants(month, from, to) {
+  const box = $("#migrants");
+  box.hidden = false;
+  const title = document.createElement("h2");
+  title.textContent = `Customers from ${from} to ${to} (${month.slice(0, 7)})`;
+  const close = closeButton(box);
+  const w = { segmentMigration: { month: { inDateRange: [month, month] },
+    fromSegment: { equals: from }, toSegment: { equals: to } } };
+  const moved = (await cube(MIGRANTS_QUERY, { w })).cube;
+  const ids = [...new Set(moved.map((r) => String(r.segmentMigration.customerId)))];
+  const names = new Map();
+  if (ids.length) {
+    const body = await gql(NAMES_QUERY, { ids, n: Math.min(ids.length, 500) });
+    for (const e of body.data?.customers?.edges || []) {
+      names.set(String(e.node.id), `${e.node.firstName} ${e.node.lastName}`);
+    }
   }
-  table.append(head);
-  for (const r of drill.rows) {
-    const tr = document.createElement("tr");
-    CELL_COLUMNS[cubeName].forEach(([, value], i) => {
-      const td = document.createElement("td");
-      const v = value(r);
-      if (i === 0) {
-        const link = document.createElement("a");
-        link.href = `?${stateToQuery({ ...state, order: String(v) })}`;
-        link.textContent = `#${v}`;
-        link.dataset.order = String(v);
-        link.addEventListener("click", (ev) => {
-          ev.preventDefault();
-          showOrder(v);
-        });
-        td.append(link);
-      } else {
-        td.textContent = v ?? "–";
-      }
-      tr.append(td);
-    });
-    table.append(tr);
-  }
-  box.replaceChildren(title, count, table, close);
+  box.dataset.total = String(ids.length);
+  box.dataset.from = from;
+  box.dataset.to = to;
+  const count = document.createElement("p");
+  count.textContent = `${int(ids.length)} customers`;
+  const rows = moved.map((r) => {
+    const id = String(r.segmentMigration.customerId);
+    const link = document.createElement("a");
+    const q = `{ customer(id: "${id}") { id email firstName lastName segment country ` +
+      "summary { orderCount lifetimeValue lastOrderAt } churnRisk { label probability } } }";
+    link.href = `/graphql?query=${encodeURIComponent(q)}`;
+    link.dataset.customer = id;
+    link.textContent = `#${id} ${names.get(id) || ""}`.trim();
+    return [link, r.customers.country, money(r.segmentMigration.revenue, 2)];
+  });
+  box.replaceChildren(title, count, table(["Customer", "Country", "Revenue in the month"], rows), close);
 }
 
 // ------------------------------------------------------------------------ order details

@@ -1,0 +1,170 @@
+"""``cube { ... drill { orders(...) } }``: each row's drill is the API's ``orders``
+connection restricted to the row's cell. For small cells the drilled orders are exactly
+the cell's (``totalCount`` = ``orderCount``) and their lines in the cell add up to its
+revenue; the connection keeps its filter, orderBy and page caps; the cost rule counts the
+cube's limit times the drill's page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import make_client
+from tests.semantic.conftest import num, sql
+
+Gql = Callable[..., tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def gql(wh: Engine) -> Iterator[Gql]:
+    with make_client(wh) as client:
+
+        def run(query: str, variables: dict[str, Any] | None = None) -> tuple[int, Any]:
+            r = client.post("/graphql", json={"query": query, "variables": variables or {}})
+            return r.status_code, r.json()
+
+        yield run
+
+
+def ok(gql: Gql, query: str, variables: dict[str, Any] | None = None) -> Any:
+    status, body = gql(query, variables)
+    assert status == 200 and "errors" not in body, body
+    return body["data"]
+
+
+def code(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def test_small_cells_drill_to_exactly_their_orders_and_revenue(gql: Gql) -> None:
+    where = {"sales": {"status": {"notIn": ["cancelled"]}}}
+    rows = ok(
+        gql,
+        """query($where: CubeWhere) { cube(where: $where, timezone: "UTC",
+             orderBy: [{sales: {orderCount: ASC}}], limit: 8) {
+           sales { revenue orderCount orderedAt { month } } products { category }
+           drill { orders(first: 100) { totalCount edges { node { id status totalAmount
+             items { lineTotal product { category } } } } } } } }""",
+        {"where": where},
+    )["cube"]
+    assert len(rows) == 8
+    for row in rows:
+        s, category = row["sales"], row["products"]["category"]
+        drilled = row["drill"]["orders"]
+        nodes = [e["node"] for e in drilled["edges"]]
+        assert drilled["totalCount"] == s["orderCount"] == len(nodes) > 0
+        assert all(n["status"] != "CANCELLED" for n in nodes)
+        lines = [
+            float(i["lineTotal"])
+            for n in nodes
+            for i in n["items"]
+            if i["product"]["category"] == category
+        ]
+        assert num(sum(lines)) == num(s["revenue"])
+
+
+def test_the_issue_query_every_row_holds_its_cells_orders(gql: Gql, wh: Engine) -> None:
+    rows = ok(
+        gql,
+        """{ cube(timezone: "UTC", limit: 20) { sales { revenue orderCount }
+             products { category }
+             drill { orders(first: 20, orderBy: [{totalAmount: DESC}]) { totalCount
+               edges { node { id totalAmount customer { email } } } } } } }""",
+    )["cube"]
+    want = {
+        r[0]: r[1]
+        for r in sql(wh, "SELECT p.category, count(DISTINCT s.order_id) FROM dw.fact_sales s"
+                         " JOIN dw.dim_product p USING (product_key) GROUP BY 1")
+    }  # fmt: skip
+    assert len(rows) == len(want) > 1
+    for row in rows:
+        drilled = row["drill"]["orders"]
+        assert drilled["totalCount"] == row["sales"]["orderCount"]
+        assert drilled["totalCount"] == want[row["products"]["category"]]
+        totals = [float(e["node"]["totalAmount"]) for e in drilled["edges"]]
+        assert len(totals) == min(20, drilled["totalCount"])
+        assert totals == sorted(totals, reverse=True)
+        assert all("@" in e["node"]["customer"]["email"] for e in drilled["edges"])
+
+
+def test_a_drill_keeps_the_orders_filter_and_the_segment_of_the_month(gql: Gql) -> None:
+    rows = ok(
+        gql,
+        """{ cube(timezone: "UTC", limit: 50,
+               where: {sales: {orderedAt: {inDateRange: ["2025-01-01", "2025-03-31"]}}}) {
+             sales { orderCount orderedAt { month } } customers { rfmSegment }
+             drill { all: orders(first: 0) { totalCount }
+                     web: orders(first: 5, filter: {status: {eq: DELIVERED}}) { totalCount
+                       edges { node { status orderedAt } } } } } }""",
+    )["cube"]
+    assert rows
+    for row in rows:
+        d = row["drill"]
+        assert d["all"]["totalCount"] == row["sales"]["orderCount"]
+        assert d["web"]["totalCount"] <= d["all"]["totalCount"]
+        assert all(e["node"]["status"] == "DELIVERED" for e in d["web"]["edges"])
+        month = row["sales"]["orderedAt"]["month"][:7]
+        assert all(e["node"]["orderedAt"][:7] == month for e in d["web"]["edges"])
+    assert sum(r["drill"]["web"]["totalCount"] for r in rows) > 0
+
+
+def test_drills_obey_the_page_cap_and_the_cost_limit(gql: Gql, wh: Engine) -> None:
+    _, body = gql("""{ cube(limit: 10) { sales { orderCount } products { category }
+        drill { orders(first: 501) { totalCount } } } }""")
+    assert code(body) == "BAD_USER_INPUT" and "at most 500" in body["errors"][0]["message"]
+    with make_client(wh, max_cost=50_000) as client:  # the API's default cost limit
+
+        def limited(query: str, variables: Any = None) -> tuple[int, Any]:
+            r = client.post("/graphql", json={"query": query, "variables": variables or {}})
+            return r.status_code, r.json()
+
+        _costs(limited)
+
+
+def _costs(gql: Gql) -> None:  # rows limit x page: 3,000 x 20 = 60,000 objects > 50,000
+    status, body = gql("""{ cube(limit: 3000) { sales { orderCount } products { category }
+        drill { orders(first: 20) { totalCount } } } }""")
+    assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+    assert body["errors"][0]["extensions"]["cost"] == 60_000
+    # the default limit (10,000 rows) with the default page (50) is refused too
+    status, body = gql("""{ cube { sales { orderCount } drill { orders { totalCount } } } }""")
+    assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+    # without a drill the rows cost nothing, as before
+    ok(gql, "{ cube(limit: 50000) { sales { orderCount } products { category } } }")
+    ok(
+        gql,
+        """{ cube(limit: 2000) { sales { orderCount } products { category }
+        drill { orders(first: 20) { totalCount } } } }""",
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("{ cube(limit: 5, subtotals: true) { sales { orderCount } products { category }"
+         " drill { orders(first: 1) { totalCount } } } }", "subtotals"),
+        ("{ cube(limit: 5) { returns { refundAmount }"
+         " drill { orders(first: 1) { totalCount } } } }", "one fact cube"),
+    ],
+)  # fmt: skip
+def test_drills_that_name_no_cell_are_bad_user_input(gql: Gql, query: str, words: str) -> None:
+    _, body = gql(query)
+    assert code(body) == "BAD_USER_INPUT" and words in body["errors"][0]["message"], body
+
+
+def test_an_empty_member_drills_to_the_orders_without_a_value(gql: Gql) -> None:
+    rows = ok(
+        gql,
+        """{ cube(where: {orders: {status: {equals: "cancelled"}}}, limit: 100) {
+             orders { count hoursToDeliver } drill { orders(first: 5) { totalCount
+               edges { node { status deliveredAt } } } } } }""",
+    )["cube"]
+    (row,) = rows  # a cancelled order was never delivered: one row, the empty member
+    assert row["orders"]["hoursToDeliver"] is None
+    drilled = row["drill"]["orders"]
+    assert drilled["totalCount"] == row["orders"]["count"] > 0
+    assert all(e["node"]["status"] == "CANCELLED" for e in drilled["edges"])
+    assert all(e["node"]["deliveredAt"] is None for e in drilled["edges"])
