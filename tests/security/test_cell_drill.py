@@ -41,3 +41,21 @@ def test_drill_pages_obey_the_page_cap_and_the_cost_limit(client: Any) -> None:
         client, tok, "{ cube { sales { orderCount } drill { orders { totalCount } } } }"
     )
     assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+
+
+def test_without_the_request_checks_the_database_refuses_a_customers_drill(
+    sec_engine: Any, parties: Parties
+) -> None:
+    """The floor under the role check: a customer's transaction (cdms_customer) reads no
+    warehouse table, so a cube cell can never list orders for it, even with every request
+    check forgotten; its own orders stay readable through orders, under RLS."""
+    from tests.security.conftest import make_app
+    from tests.security.test_isolation import _no_checks
+
+    with make_app(sec_engine, access=_no_checks()) as client:
+        tok = token("customer", parties.a)
+        _, body = post(client, tok, OWN, {"id": parties.b})
+        assert body.get("data") is None or body["data"].get("cube") is None, body
+        assert code(body) == "FORBIDDEN", body
+        status, body = post(client, tok, "{ orders { totalCount } }")
+        assert status == 200 and body["data"]["orders"]["totalCount"] == len(parties.a_orders)
