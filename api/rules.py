@@ -418,15 +418,17 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
     fragment's unit cost computed once (a spread multiplies it, it does not walk it)."""
     memo: dict[str, int] = {}
 
-    def unit(c: Cost) -> int:
+    def unit(c: Cost, least: int = 0) -> int:
+        """``least``: what a page counts at the least (under a list of rows, each row's
+        connection is a statement part even when it asks for no node: 1)."""
         total = 0
         for arg, under in c.pages:
-            p = _page(arg, variables, limits)
-            total += p + p * unit(under)
+            p = max(_page(arg, variables, limits), least)
+            total += p + p * unit(under, least)
         for n in c.nested:
-            total += unit(n)
+            total += unit(n, least)
         for arg, under in c.rows:
-            inner = unit(under)
+            inner = unit(under, 1)
             if inner:
                 total += _rows(arg, variables) * inner
         for name in c.spreads:

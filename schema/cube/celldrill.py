@@ -34,6 +34,7 @@ from schema import plan as P
 from schema.catalog import ROOTS
 from schema.context import Info
 from schema.cube.selection import Nodes, Reader
+from schema.errors import QueryTooComplexError
 from schema.execute import bind, completed, reads_of
 from schema.sql import statement
 from semantic.checks import ALL, is_measure_filter
@@ -45,6 +46,7 @@ from semantic.query import Condition, CubeQuery, DimensionField, Filter, Member,
 from semantic.service import prepare, render
 
 KEY = "orderId"  # the fact cubes' dimension holding app.orders.id
+MAX_CELLS = 5_000  # rows drilled in one answer (each is a subquery of the statement)
 _PARAM = re.compile(r"%\((\w+)\)s")
 
 
@@ -61,6 +63,11 @@ async def drill_rows(
             field="drill",
         )
     where = tuple(f for f in query.filters if not is_measure_filter(model, f))
+    if len(rows) > MAX_CELLS:  # the cost rule bounds it first; a fragment may hide a page
+        raise QueryTooComplexError(
+            f"drill over {len(rows)} rows: at most {MAX_CELLS} (lower the cube's limit)",
+            limit=MAX_CELLS,
+        )
     ctx = info.context
     reads = reads_of(info)
     op = ctx.operation

@@ -132,6 +132,11 @@ def _costs(gql: Gql) -> None:  # rows limit x page: 3,000 x 20 = 60,000 objects 
     # the default limit (10,000 rows) with the default page (50) is refused too
     status, body = gql("""{ cube { sales { orderCount } drill { orders { totalCount } } } }""")
     assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+    # a drill asking for no order still costs one per row (each is part of the statement)
+    status, body = gql("""{ cube(limit: 30000) { sales { orderCount } products { category }
+        drill { a: orders(first: 0) { totalCount } b: orders(first: 0) { totalCount } } } }""")
+    assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+    assert body["errors"][0]["extensions"]["cost"] == 60_000
     # without a drill the rows cost nothing, as before
     ok(gql, "{ cube(limit: 50000) { sales { orderCount } products { category } } }")
     ok(
@@ -168,3 +173,12 @@ def test_an_empty_member_drills_to_the_orders_without_a_value(gql: Gql) -> None:
     assert drilled["totalCount"] == row["orders"]["count"] > 0
     assert all(e["node"]["status"] == "CANCELLED" for e in drilled["edges"])
     assert all(e["node"]["deliveredAt"] is None for e in drilled["edges"])
+
+
+def test_a_drill_over_more_rows_than_the_cap_is_refused(gql: Gql, wh: Engine) -> None:
+    (lines,) = sql(wh, "SELECT count(*) FROM dw.fact_sales")[0]
+    assert lines > 5_000
+    status, body = gql("""{ cube(limit: 6000) { sales { lineCount orderId lineNo }
+        drill { orders(first: 0) { totalCount } } } }""")
+    assert code(body) == "QUERY_TOO_COMPLEX" and "at most 5000" in body["errors"][0]["message"]
+    assert body["data"] is None or body["data"]["cube"] is None
