@@ -180,5 +180,6 @@ def test_a_drill_over_more_rows_than_the_cap_is_refused(gql: Gql, wh: Engine) ->
     assert lines > 5_000
     status, body = gql("""{ cube(limit: 6000) { sales { lineCount orderId lineNo }
         drill { orders(first: 0) { totalCount } } } }""")
-    assert status == 200 and code(body) == "QUERY_TOO_COMPLEX" and "at most 5000" in body["errors"][0]["message"]
+    assert status == 200 and code(body) == "QUERY_TOO_COMPLEX"
+    assert "at most 5000" in body["errors"][0]["message"]
     assert body["data"] is None or body["data"]["cube"] is None
