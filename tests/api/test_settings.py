@@ -50,6 +50,33 @@ def test_a_wrong_value_is_a_config_error_naming_the_variable(
     assert message in info.value.message, info.value.message
 
 
+def test_the_etl_is_continuous_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CDMS_ETL_MODE", "CDMS_ETL_INTERVAL", "CDMS_ETL_MIN_INTERVAL",
+                 "CDMS_ETL_MAX_INTERVAL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.from_env()
+    assert (s.etl_mode, s.etl_min_interval_s, s.etl_max_interval_s) == ("continuous", 1.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CDMS_ETL_MODE": "sometimes"}, "CDMS_ETL_MODE must be continuous, interval or off"),
+        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "0"}, "must be positive with"),
+        ({"CDMS_ETL_MIN_INTERVAL": "abc"}, "CDMS_ETL_MIN_INTERVAL must be a number"),
+        ({"CDMS_ETL_MIN_INTERVAL": "0"}, "must be positive and at most CDMS_ETL_MAX_INTERVAL"),
+        ({"CDMS_ETL_MIN_INTERVAL": "5", "CDMS_ETL_MAX_INTERVAL": "2"}, "at most"),
+    ],
+)
+def test_bad_etl_schedules_fail_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env()
+
+
 def test_every_wrong_variable_is_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDMS_PORT", "x")
     monkeypatch.setenv("CDMS_PERSISTED_ONLY", "maybe")
