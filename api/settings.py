@@ -13,12 +13,13 @@ import difflib
 import math
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
 from db.config import ENV_CONFIG, DbSettings, read_env
+from db.errors import ConfigError
 from ml.prediction_log import LogSettings
 
 Seconds = float
@@ -67,7 +68,22 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls) -> Settings:
-        return read_env(cls)
+        """These settings, the database's and the prediction log's, all read now: one
+        ConfigError names every wrong variable of the three."""
+        wrong: list[str] = []
+        found: list[Any] = []
+        for model in (cls, DbSettings, LogSettings):
+            try:
+                found.append(read_env(model))
+            except ConfigError as exc:
+                wrong.append(exc.message)
+        if wrong:
+            raise ConfigError("; ".join(wrong))
+        settings, db, log = found
+        read: Settings = settings.model_copy(
+            update={"db": db, "prediction_log_days": log.retention_days}
+        )
+        return read
 
     @cached_property
     def db(self) -> DbSettings:
@@ -75,7 +91,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def prediction_log_days(self) -> int:
-        return LogSettings.from_env().retention_days  # validated at start-up, not mid-request
+        return LogSettings.from_env().retention_days
 
     @property
     def production(self) -> bool:

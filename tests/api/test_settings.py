@@ -44,8 +44,7 @@ def test_a_wrong_value_is_a_config_error_naming_the_variable(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:
-        s = Settings.from_env()
-        s.db, s.prediction_log_days  # noqa: B018  (read when the server starts)
+        Settings.from_env()
     assert info.value.code == "CONFIG"
     assert message in info.value.message, info.value.message
 
@@ -81,9 +80,12 @@ def test_every_wrong_variable_is_listed_at_once(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CDMS_PORT", "x")
     monkeypatch.setenv("CDMS_PERSISTED_ONLY", "maybe")
     monkeypatch.setenv("CDMS_ETL_MODE", "hourly")
+    monkeypatch.setenv("CDMS_DB_MAX_OVERFLOW", "-2")  # the database's own settings
+    monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", "soon")  # the prediction log's
     with pytest.raises(ConfigError) as info:
         Settings.from_env()
-    for name in ("CDMS_PORT", "CDMS_PERSISTED_ONLY", "CDMS_ETL_MODE"):
+    for name in ("CDMS_PORT", "CDMS_PERSISTED_ONLY", "CDMS_ETL_MODE", "CDMS_DB_MAX_OVERFLOW",
+                 "CDMS_PREDICTION_LOG_DAYS"):  # fmt: skip
         assert name in info.value.message
 
 
