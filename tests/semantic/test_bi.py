@@ -99,6 +99,24 @@ def test_revenue_by_month_and_category_equals_the_cube(
     assert got == {(m, c): (num(r), n) for m, c, r, n in want}
 
 
+def test_revenue_by_rfm_segment_of_the_month_equals_the_cube(
+    cube: Callable[[str], list[dict[str, Any]]], analyst_sql: Callable[..., list[Any]]
+) -> None:
+    rows = cube(
+        '{ cube(timezone: "UTC") { sales { revenue orderCount } customers { rfmSegment } } }'
+    )
+    got = {
+        r["customers"]["rfmSegment"]: (num(r["sales"]["revenue"]), r["sales"]["orderCount"])
+        for r in rows
+    }
+    want = analyst_sql(
+        """SELECT customers_rfm_segment, sum(revenue), count(DISTINCT order_id)
+           FROM bi.sales GROUP BY 1"""
+    )
+    assert len(want) > 5
+    assert got == {s: (num(r), n) for s, r, n in want}
+
+
 def test_return_rate_by_segment_equals_the_cube(
     cube: Callable[[str], list[dict[str, Any]]], analyst_sql: Callable[..., list[Any]]
 ) -> None:
