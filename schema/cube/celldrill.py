@@ -33,7 +33,7 @@ from db.errors import BadUserInputError, CdmsError
 from schema import plan as P
 from schema.catalog import ROOTS
 from schema.context import Info
-from schema.cube.selection import Nodes, Reader
+from schema.cube.selection import Reader
 from schema.errors import QueryTooComplexError
 from schema.execute import bind, completed, reads_of
 from schema.sql import statement
@@ -51,7 +51,7 @@ _PARAM = re.compile(r"%\((\w+)\)s")
 
 
 async def drill_rows(
-    info: Info, reader: Reader, nodes: Nodes, query: CubeQuery, rows: list[dict[str, Any]]
+    info: Info, reader: Reader, query: CubeQuery, rows: list[dict[str, Any]]
 ) -> None:
     """Fill each row's ``drill`` fields (``reader.drills``) with the connections of its
     cell, in one statement."""

@@ -77,7 +77,7 @@ async def resolve_cube(
     if reader.drills:
         from schema.cube.celldrill import drill_rows  # it reads through schema.execute
 
-        await drill_rows(info, reader, nodes, query, rows)
+        await drill_rows(info, reader, query, rows)
     return rows
 
 
