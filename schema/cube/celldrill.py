@@ -14,8 +14,9 @@ holds. The restriction is the cell's fact query itself (``semantic``'s planner, 
 subquery of order ids), so ``drill.orders.totalCount`` is the cell's ``orderCount`` and
 the drilled orders' lines in the cell add up to its ``revenue``.
 
-Every row's connection is one statement (one subquery per row), run on the request's read
-transaction under its row-level security. The rows are bounded by the cube's ``limit``
+Every row's connection is one statement (each cell's order ids a materialized CTE, read
+by its count and its page), run on the request's read transaction under its row-level
+security. The rows are bounded by the cube's ``limit``
 and the cost rule counts ``limit`` times each drill's page (api/rules.py); ``drill`` beside
 ``subtotals`` is refused (a total row's cell is not one member).
 """
@@ -75,6 +76,7 @@ async def drill_rows(
     entity = ROOTS["orders"][0]
     conns = _connections(planner, reads.gschema, str(info.path.key), entity)
     roots: list[P.RootSel] = []
+    ctes: list[str] = []  # each cell's order ids, computed once for its count and its page
     extra: dict[str, Any] = {}
     for i, row in enumerate(rows):
         cell = CubeQuery(
@@ -85,7 +87,8 @@ async def drill_rows(
         )
         sql, params = _cell_sql(model, cell, f"c{i}_")
         extra |= params
-        within = f"{{t}}.id IN (SELECT cell.d0 FROM ({sql}) AS cell)"
+        ctes.append(f"cell{i} AS MATERIALIZED ({sql})")
+        within = f"{{t}}.id IN (SELECT d0 FROM cell{i})"
         for drill_key, orders_key, conn in conns:
             key = f"r{i}_{len(roots)}"
             roots.append(replace(conn, key=key, args=replace(conn.args, within=within)))
@@ -94,7 +97,8 @@ async def drill_rows(
         return
     stmt = statement(roots, op.coerced.coerced)
     params = bind(stmt, op.coerced.coerced) | extra
-    data = await ctx.db.run(lambda c: c.exec_driver_sql(stmt.sql, params).one()[0])
+    text = f"WITH {', '.join(ctes)} {stmt.sql}"
+    data = await ctx.db.run(lambda c: c.exec_driver_sql(text, params).one()[0])
     data = await completed(ctx, stmt, data)
     for row in rows:
         for drill_key, orders_key, _ in conns:
