@@ -253,12 +253,18 @@ def pre_aggregations(model: Model) -> list[str]:
             for ref in p.dimensions:
                 owner, _, name = ref.rpartition(".")
                 target = model.cube(owner) if owner else cube
-                if target is None or target.dimension(name) is None:
+                dim = target.dimension(name) if target else None
+                if target is None or dim is None:
                     pool = [d.name for d in target.dimensions] if target else model.names()
                     issues.append(f"{where} names unknown dimension {ref!r}" + _close(name, pool))
                 elif owner and owner != cube.name and cube.join(owner) is None:
                     issues.append(
                         f"{where}: {ref!r} is on {owner!r}, which {cube.name} does not join"
+                    )
+                elif dim.refs():
+                    issues.append(
+                        f"{where}: {ref!r} reads another cube's dimension; a rollup keeps "
+                        "the cube's own and its joined cubes' dimensions only"
                     )
             td = cube.dimension(p.time_dimension)
             if td is None or td.type is not DimensionType.TIME:

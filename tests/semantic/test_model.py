@@ -128,7 +128,7 @@ measures:
 pre_aggregations:
   - name: daily
     measures: [revenue, median]
-    dimensions: [status, beta.colour]
+    dimensions: [status, beta.colour, beta.echo]
     time_dimension: at
     granularity: fortnight
 hierarchies:
@@ -147,6 +147,12 @@ dimensions:
     type: number
     sql: "{CUBE}.product_key"
     values: ["1"]
+  - name: echo
+    type: string
+    sql: "{alpha.status}"
+  - name: mirror
+    type: string
+    sql: "{alpha.nope}"
 """,
 }
 
@@ -179,6 +185,8 @@ def test_validation_reports_every_issue_with_file_and_line(bad_models: Path) -> 
         "join cycle",
         "b.yml:4: join beta -> alpha needs a primary key on 'alpha'",
         "b.yml:8: dimension beta.key is number; only string dimensions declare 'values'",
+        "b.yml:15: dimension beta.mirror reads unknown dimension alpha.nope",
+        "a.yml:47: rollup alpha.daily: 'beta.echo' reads another cube's dimension",
     ]
     for e in expected:
         assert e in text, f"missing {e!r} in:\n{text}"
