@@ -13,7 +13,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings
@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings
 from db.config import ENV_CONFIG, DbSettings, read_env
 from db.errors import ConfigError
 from ml.prediction_log import LogSettings
+
+if TYPE_CHECKING:
+    from etl.scheduler import Schedule
 
 Seconds = float
 
@@ -129,18 +132,21 @@ class Settings(BaseSettings):
         check_role_name(role)
         return role
 
+    @property
+    def schedule(self) -> Schedule:
+        """The pipeline's schedule while serving (etl/scheduler.py checks it)."""
+        from etl.scheduler import Mode, Schedule
+
+        return Schedule(
+            Mode(self.etl_mode),
+            self.etl_interval_s,
+            self.etl_min_interval_s,
+            self.etl_max_interval_s,
+        )
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.etl_mode == "interval" and not self.etl_interval_s > 0:
-            raise ValueError(
-                "CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got"
-                f" {self.etl_interval_s:g} (CDMS_ETL_MODE=off turns the scheduled loads off)"
-            )
-        if not 0 < self.etl_min_interval_s <= self.etl_max_interval_s:
-            raise ValueError(
-                "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
-                f" got {self.etl_min_interval_s:g} and {self.etl_max_interval_s:g}"
-            )
+        self.schedule  # noqa: B018  (its ValueError names the variables)
         _rate(self.rate_limit, self.production)
         return self
 
