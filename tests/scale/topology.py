@@ -456,13 +456,14 @@ class Topology:
             api.wait_ready()
 
     def close(self) -> None:
-        """Everything, in reverse, each process group killed; then the folder."""
+        """Everything, each process group killed; then the folder. HAProxy first: the
+        connections it keeps open to the API processes would hold up their shutdown."""
+        if self.haproxy is not None:
+            self.haproxy.close()
         for api in self.apis:
             api.close()
         if self.bouncer is not None:
             self.bouncer.stop()
-        if self.haproxy is not None:
-            self.haproxy.close()
         for node in self.nodes:
             node.crash()
         self.etcd.close()
