@@ -16,6 +16,8 @@ replica port behind it).
 from __future__ import annotations
 
 import itertools
+import os
+import pwd
 import secrets
 import signal
 import tempfile
@@ -66,6 +68,11 @@ def ha() -> Iterator[HA]:
     bindir = pg_bin()
     if bindir is None:
         pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user to run PostgreSQL as")
     topology = Topology(Path(tempfile.mkdtemp(prefix="cdms-ha-")), bindir)
     try:
         topology.start_cluster()
