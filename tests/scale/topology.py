@@ -360,8 +360,10 @@ class Api:
         wait_for(ready, timeout=timeout, every=0.2)
 
     def close(self) -> None:
+        """SIGTERM (uvicorn's graceful stop), SIGKILL after 5 s: with its primary gone a
+        server can take its whole shutdown timeout, which a test need not wait for."""
         if self.child is not None:
-            self.child.kill(signal.SIGTERM, wait=15)
+            self.child.kill(signal.SIGTERM, wait=5)
 
 
 def api_env(database_url: str, read_urls: str, **extra: str) -> dict[str, str]:
