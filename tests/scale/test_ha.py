@@ -156,6 +156,10 @@ def test_an_api_process_killed_under_read_load_fails_no_read(ha: HA) -> None:
     finally:
         load.stop.set()
         pool.shutdown()
+    assert topology.haproxy is not None
+    retried, redispatched = topology.haproxy.retries()
+    print(f"\nAPI process killed: {load.done} reads, 0 failed; HAProxy retried {retried}"
+          f" and redispatched {redispatched} requests")  # fmt: skip
     assert load.failures == [], (load.statuses, load.failures[:5])
     assert load.done > before  # reads went on through the other process
     # the killed host comes back: HAProxy routes to it again once its /readyz says ready

@@ -326,6 +326,14 @@ class HAProxy:
                 out[f"{cols[0]}/{cols[1]}"] = cols[17]
         return out
 
+    def retries(self, backend: str = "api") -> tuple[int, int]:
+        """(requests retried, requests redispatched to another server) by ``backend``."""
+        for row in httpx.get(f"{self.stats};csv", timeout=2).text.splitlines()[1:]:
+            cols = row.split(",")
+            if cols[:2] == [backend, "BACKEND"]:
+                return int(cols[15] or 0), int(cols[16] or 0)
+        return 0, 0
+
     def close(self) -> None:
         if self.child is not None:
             self.child.kill()
