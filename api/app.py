@@ -93,7 +93,9 @@ class GraphQLEndpoint:
             default_page=options.api.default_page_size,
             max_page=options.api.max_page_size,
         )
-        policy = Policy(security.production, security.persisted_only, limits)
+        policy = Policy(
+            security.production, security.persisted_only, limits, recheck_s=security.apikey_cache_s
+        )
         self.rate = security.rate_limiter(engine)
         gschema = graphql_schema()
         access = options.access or access_of(schema)

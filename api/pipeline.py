@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -180,6 +180,9 @@ class Policy:
     production: bool = False
     persisted_only: bool = False
     limits: Limits = field(default_factory=Limits)
+    # how long a persisted query removed from the allow-list may still be served by a
+    # process that read it (CDMS_APIKEY_CACHE_SECONDS, the bound on every revocation)
+    recheck_s: float = 5.0
 
 
 _JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[^\[\]{}"]+')  # strings, then the rest
@@ -249,7 +252,7 @@ class Pipeline:
             access = access_of(schema)
         self.access = access
         self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(maxsize=512)
-        self._persisted: LRUCache[str, str] = LRUCache(maxsize=1024)
+        self._persisted: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=policy.recheck_s)
         self._lock = threading.Lock()
 
     @property

@@ -15,8 +15,6 @@ headers on a WebSocket); a handshake with a bad token is refused here (4401).
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,38 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import JwtRules, UnauthenticatedError, authenticate
 from api.http import error_response
 from api.ratelimit import RateLimitedError, RateLimiter
-from api.settings import _bool, _int
-from db.errors import CdmsError, ConfigError
+from api.settings import Settings
+from db.errors import CdmsError
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-def _rate(raw: str | None, production: bool) -> tuple[float, int]:
-    """``CDMS_RATE_LIMIT``: ``RATE[,BURST]`` requests/s; 0 turns it off."""
-    if raw is None or not raw.strip():
-        return (50.0, 100) if production else (0.0, 0)
-    head, _, tail = raw.partition(",")
-    try:
-        rate = float(head)
-        burst = int(tail) if tail.strip() else max(1, math.ceil(rate * 2))
-    except ValueError:
-        raise ConfigError(f"CDMS_RATE_LIMIT must be RATE[,BURST], got {raw!r}") from None
-    if not math.isfinite(rate) or rate < 0 or burst < 0 or (rate > 0 and burst < 1):
-        raise ConfigError(f"CDMS_RATE_LIMIT must be positive, got {raw!r}")
-    return rate, burst
-
-
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be 0 or more seconds, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -97,30 +67,26 @@ class SecurityConfig:
 
     @classmethod
     def from_env(cls) -> SecurityConfig:
-        production = os.environ.get("CDMS_ENV", "development") == "production"
-        rate, burst = _rate(os.environ.get("CDMS_RATE_LIMIT"), production)
-        secret = os.environ.get("CDMS_JWT_SECRET") or None
-        if secret is not None and len(secret) < 32:
-            raise ConfigError("CDMS_JWT_SECRET must have at least 32 characters")
-        origins = tuple(
-            o.strip() for o in os.environ.get("CDMS_CORS_ORIGINS", "").split(",") if o.strip()
-        )
-        cube_sql = os.environ.get("CDMS_CUBE_SQL")
+        return cls.of(Settings.from_env())
+
+    @classmethod
+    def of(cls, settings: Settings) -> SecurityConfig:
+        rate, burst = settings.rate
         return cls(
-            production=production,
-            demo_open=_bool("CDMS_DEMO_OPEN", False),
-            jwt_secret=secret,
-            jwt_leeway_s=_seconds("CDMS_JWT_LEEWAY_SECONDS", 30.0),
-            jwt_audience=os.environ.get("CDMS_JWT_AUDIENCE") or None,
-            jwt_issuer=os.environ.get("CDMS_JWT_ISSUER") or None,
-            jwt_max_lifetime_s=_seconds("CDMS_JWT_MAX_LIFETIME_SECONDS", 400 * 86_400.0),
-            cors_origins=origins,
+            production=settings.production,
+            demo_open=settings.demo_open,
+            jwt_secret=settings.jwt_secret or None,
+            jwt_leeway_s=settings.jwt_leeway_s,
+            jwt_audience=settings.jwt_audience,
+            jwt_issuer=settings.jwt_issuer,
+            jwt_max_lifetime_s=settings.jwt_max_lifetime_s,
+            cors_origins=tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip()),
             rate_per_s=rate,
             burst=burst,
-            persisted_only=_bool("CDMS_PERSISTED_ONLY", False),
-            max_cost=_int("CDMS_MAX_QUERY_COST", 50_000),
-            apikey_cache_s=_seconds("CDMS_APIKEY_CACHE_SECONDS", 5.0),
-            cube_sql=None if not cube_sql else _bool("CDMS_CUBE_SQL", False),
+            persisted_only=settings.persisted_only,
+            max_cost=settings.max_query_cost,
+            apikey_cache_s=settings.apikey_cache_s,
+            cube_sql=settings.cube_sql,
         )
 
     def rate_limiter(self, engine: Engine) -> RateLimiter | None:

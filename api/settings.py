@@ -1,131 +1,176 @@
-"""Application settings, read once from ``CDMS_*`` environment variables.
+"""Application settings, read once from ``CDMS_*`` environment variables into typed objects
+(pydantic-settings): a wrong value — ``CDMS_TRAIN_ON_START=flase``, a port that is not a
+number — stops the start with one ``error[CONFIG]`` naming every wrong variable.
 
-Every variable is documented in ``.env.example``.
+Every variable is documented in ``.env.example``; the database's own are in db/config.py,
+the prediction log's in ml/prediction_log.py, the security ones are read here and shaped
+by api/security.py.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Any
+import difflib
+import math
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any, Literal
 
-from db.config import DbSettings
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings
+
+from db.config import ENV_CONFIG, DbSettings, read_env
 from db.errors import ConfigError
-from ml.prediction_log import retention_days
+from ml.prediction_log import LogSettings
+
+Seconds = float
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+class Settings(BaseSettings):
+    model_config = ENV_CONFIG
 
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    db: DbSettings
-    host: str
-    port: int
-    env: str
-    demo_customers: int
-    demo_orders: int
-    demo_seed: int
-    max_body_bytes: int
-    workers: int = 1
-    prediction_log_days: int = 90
-    etl_mode: str = "continuous"  # continuous | interval | off
-    etl_interval_s: float = 60.0  # interval mode: seconds between runs
-    etl_min_interval_s: float = 1.0  # continuous: least time from the end of a run to the next
-    etl_max_interval_s: float = 30.0  # continuous: longest without a look; longest back-off
-    # `cdms serve` trains missing models in the background (never in production by default:
-    # there `cdms ml train` is a job)
-    train_on_start: bool = True
-    bi_role: str = "cdms_bi"  # the BI tools' login role (cdms bi publish)
-    bi_password: str | None = None  # its password (None: no password login)
+    env: Literal["development", "production", "test"] = Field(
+        "development", validation_alias="CDMS_ENV"
+    )
+    host: str = Field("127.0.0.1", validation_alias="CDMS_HOST")
+    port: int = Field(8000, ge=0, le=65535, validation_alias="CDMS_PORT")
+    workers: int = Field(1, ge=1, le=64, validation_alias="CDMS_WORKERS")
+    demo_customers: int = Field(2_000, ge=0, validation_alias="CDMS_DEMO_CUSTOMERS")
+    demo_orders: int = Field(20_000, ge=0, validation_alias="CDMS_DEMO_ORDERS")
+    demo_seed: int = Field(42, validation_alias="CDMS_DEMO_SEED")
+    max_body_bytes: int = Field(1_000_000, ge=1, validation_alias="CDMS_MAX_BODY_BYTES")
+    # the pipeline's schedule while serving (etl/scheduler.py)
+    etl_mode: Literal["continuous", "interval", "off"] = Field(
+        "continuous", validation_alias="CDMS_ETL_MODE"
+    )
+    etl_interval_s: Seconds = Field(60.0, validation_alias="CDMS_ETL_INTERVAL")
+    etl_min_interval_s: Seconds = Field(1.0, validation_alias="CDMS_ETL_MIN_INTERVAL")
+    etl_max_interval_s: Seconds = Field(30.0, validation_alias="CDMS_ETL_MAX_INTERVAL")
+    # `cdms serve` trains missing models in the background (None: yes, but never in
+    # production, where `cdms ml train` is a job)
+    train_on_start_env: bool | None = Field(None, validation_alias="CDMS_TRAIN_ON_START")
+    bi_role: str = Field("cdms_bi", validation_alias="CDMS_BI_ROLE")  # cdms bi publish
+    bi_password: str | None = Field(None, validation_alias="CDMS_BI_PASSWORD")
+    # authentication and request limits (shaped into api.security.SecurityConfig)
+    demo_open: bool = Field(False, validation_alias="CDMS_DEMO_OPEN")
+    jwt_secret: str | None = Field(None, min_length=32, validation_alias="CDMS_JWT_SECRET")
+    jwt_leeway_s: Seconds = Field(30.0, ge=0, validation_alias="CDMS_JWT_LEEWAY_SECONDS")
+    jwt_audience: str | None = Field(None, validation_alias="CDMS_JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, validation_alias="CDMS_JWT_ISSUER")
+    jwt_max_lifetime_s: Seconds = Field(
+        400 * 86_400.0, ge=0, validation_alias="CDMS_JWT_MAX_LIFETIME_SECONDS"
+    )
+    cors_origins: str = Field("", validation_alias="CDMS_CORS_ORIGINS")
+    rate_limit: str | None = Field(None, validation_alias="CDMS_RATE_LIMIT")
+    persisted_only: bool = Field(False, validation_alias="CDMS_PERSISTED_ONLY")
+    max_query_cost: int = Field(50_000, ge=1, validation_alias="CDMS_MAX_QUERY_COST")
+    apikey_cache_s: Seconds = Field(5.0, ge=0, validation_alias="CDMS_APIKEY_CACHE_SECONDS")
+    cube_sql: bool | None = Field(None, validation_alias="CDMS_CUBE_SQL")  # None: not in prod
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ.get("CDMS_ENV", "development")
-        if env not in {"development", "production", "test"}:
-            raise ConfigError(f"CDMS_ENV must be development, production or test, got {env!r}")
-        return cls(
-            db=DbSettings.from_env(),
-            host=os.environ.get("CDMS_HOST", "127.0.0.1"),
-            port=_int("CDMS_PORT", 8000),
-            env=env,
-            demo_customers=_int("CDMS_DEMO_CUSTOMERS", 2_000),
-            demo_orders=_int("CDMS_DEMO_ORDERS", 20_000),
-            demo_seed=_int("CDMS_DEMO_SEED", 42),
-            max_body_bytes=_int("CDMS_MAX_BODY_BYTES", 1_000_000),
-            workers=_workers(),
-            train_on_start=_bool("CDMS_TRAIN_ON_START", env != "production"),
-            prediction_log_days=retention_days(),  # validated at start-up, not mid-request
-            **_etl(),
-            **_bi(),
+        """These settings, the database's and the prediction log's, all read now: one
+        ConfigError names every wrong variable of the three."""
+        wrong: list[str] = []
+        found: list[Any] = []
+        for model in (cls, DbSettings, LogSettings):
+            try:
+                found.append(read_env(model))
+            except ConfigError as exc:
+                wrong.append(exc.message)
+        if wrong:
+            raise ConfigError("; ".join(wrong))
+        settings, db, log = found
+        read: Settings = settings.model_copy(
+            update={"db": db, "prediction_log_days": log.retention_days}
         )
+        return read
+
+    @cached_property
+    def db(self) -> DbSettings:
+        return DbSettings.from_env()
+
+    @cached_property
+    def prediction_log_days(self) -> int:
+        return LogSettings.from_env().retention_days
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def train_on_start(self) -> bool:
+        return (not self.production) if self.train_on_start_env is None else self.train_on_start_env
+
+    @property
+    def rate(self) -> tuple[float, int]:
+        """``CDMS_RATE_LIMIT`` as (requests/s, burst): ``RATE[,BURST]``, 0 turns it off;
+        unset: 50,100 in production, off elsewhere."""
+        return _rate(self.rate_limit, self.production)
+
+    @field_validator(
+        "etl_interval_s",
+        "etl_min_interval_s",
+        "etl_max_interval_s",
+        "jwt_leeway_s",
+        "jwt_max_lifetime_s",
+        "apikey_cache_s",
+    )
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("bi_role")
+    @classmethod
+    def _role(cls, role: str) -> str:
+        from semantic.bi import check_role_name
+
+        check_role_name(role)
+        return role
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.etl_mode == "interval" and not self.etl_interval_s > 0:
+            raise ValueError(
+                "CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got"
+                f" {self.etl_interval_s:g} (CDMS_ETL_MODE=off turns the scheduled loads off)"
+            )
+        if not 0 < self.etl_min_interval_s <= self.etl_max_interval_s:
+            raise ValueError(
+                "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
+                f" got {self.etl_min_interval_s:g} and {self.etl_max_interval_s:g}"
+            )
+        _rate(self.rate_limit, self.production)
+        return self
 
 
-def _bi() -> dict[str, Any]:
-    """The login role BI tools connect as (``cdms bi publish``, ``docs/bi.md``)."""
-    from semantic.bi import check_role_name
-
-    role = os.environ.get("CDMS_BI_ROLE") or "cdms_bi"
-    check_role_name(role)
-    return {"bi_role": role, "bi_password": os.environ.get("CDMS_BI_PASSWORD") or None}
-
-
-def _etl() -> dict[str, Any]:
-    """The pipeline's schedule while serving (etl/scheduler.py)."""
-    mode = os.environ.get("CDMS_ETL_MODE", "continuous") or "continuous"
-    if mode not in {"continuous", "interval", "off"}:
-        raise ConfigError(f"CDMS_ETL_MODE must be continuous, interval or off, got {mode!r}")
-    interval = _float("CDMS_ETL_INTERVAL", 60.0)
-    floor = _float("CDMS_ETL_MIN_INTERVAL", 1.0)
-    ceiling = _float("CDMS_ETL_MAX_INTERVAL", 30.0)
-    if mode == "interval" and not interval > 0:
-        raise ConfigError(
-            f"CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got {interval:g}"
-            " (CDMS_ETL_MODE=off turns the scheduled loads off)"
-        )
-    if not 0 < floor <= ceiling:
-        raise ConfigError(
-            "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
-            f" got {floor:g} and {ceiling:g}"
-        )
-    return {
-        "etl_mode": mode,
-        "etl_interval_s": interval,
-        "etl_min_interval_s": floor,
-        "etl_max_interval_s": ceiling,
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``CDMS_*`` variables of ``environ`` that nothing reads, each with the known name
+    it is most likely a typo of (``cdms serve`` warns about them: a misspelt name would
+    otherwise silently mean the default)."""
+    known = {
+        str(f.validation_alias)
+        for model in (Settings, DbSettings, LogSettings)
+        for f in model.model_fields.values()
+        if isinstance(f.validation_alias, str)
     }
+    out = []
+    for name in sorted(n for n in environ if n.startswith("CDMS_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
 
 
-def _workers() -> int:
-    n = _int("CDMS_WORKERS", 1)
-    if not 1 <= n <= 64:
-        raise ConfigError(f"CDMS_WORKERS must be between 1 and 64, got {n}")
-    return n
+def _rate(raw: str | None, production: bool) -> tuple[float, int]:
+    if raw is None or not raw.strip():
+        return (50.0, 100) if production else (0.0, 0)
+    head, _, tail = raw.partition(",")
+    try:
+        rate = float(head)
+        burst = int(tail) if tail.strip() else max(1, math.ceil(rate * 2))
+    except (ValueError, OverflowError):
+        raise ValueError(f"CDMS_RATE_LIMIT must be RATE[,BURST], got {raw!r}") from None
+    if not math.isfinite(rate) or rate < 0 or burst < 0 or (rate > 0 and burst < 1):
+        raise ValueError(f"CDMS_RATE_LIMIT must be positive, got {raw!r}")
+    return rate, burst

@@ -36,6 +36,7 @@ from api.pipeline import Operation, Pipeline, Refusal
 from api.rules import QueryTooComplexError
 from api.security import SecurityConfig, client_bucket
 from db.errors import CdmsError
+from db.replicas import parse_lsn
 from schema.execute import Executor, Result
 
 log = logging.getLogger("cdms.api.ws")
@@ -284,6 +285,9 @@ class _Session:
         principal = await self._recheck()
         try:
             op = Operation.from_json(msg.get("payload"))
+            # read-your-writes over a socket: what the Cdms-Commit-Lsn header is over HTTP
+            lsn = (op.extensions or {}).get("commitLsn")
+            min_lsn = None if lsn is None else parse_lsn(lsn, "extensions.commitLsn")
             prepared = (await self.server.pipeline.prepare([op], principal, ALL_KINDS))[0]
         except Refusal as refusal:
             await self._send_errors(op_id, refusal.formatted())
@@ -291,7 +295,7 @@ class _Session:
         except CdmsError as exc:
             await self._send_errors(op_id, [_error(exc)])
             return
-        task = asyncio.create_task(self._run(op_id, prepared, principal))
+        task = asyncio.create_task(self._run(op_id, prepared, principal, min_lsn))
         self.operations[op_id] = task
         task.add_done_callback(lambda _: self._forget(op_id, task))
 
@@ -299,9 +303,11 @@ class _Session:
         if self.operations.get(op_id) is task:
             del self.operations[op_id]
 
-    async def _run(self, op_id: str, prepared: Any, principal: Principal) -> None:
+    async def _run(
+        self, op_id: str, prepared: Any, principal: Principal, min_lsn: int | None
+    ) -> None:
         executor = self.server.executor
-        ctx = executor.context(principal)
+        ctx = executor.context(principal, min_lsn=min_lsn)
         try:
             if prepared.kind is OperationType.SUBSCRIPTION:
                 async for result in executor.subscribe(prepared, ctx):

@@ -15,12 +15,83 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 DATA_DIR_NAME = ".cdms"
+
+ENV_CONFIG = SettingsConfigDict(
+    frozen=True,
+    env_ignore_empty=True,  # VAR= means the default, as an unset VAR
+    case_sensitive=True,
+    extra="ignore",
+    validate_by_name=True,  # constructed by field name in code and tests; by alias from env
+    validate_by_alias=True,
+)
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def read_env(cls: type[S], **given: Any) -> S:
+    """``cls`` from the environment (``given`` overrides), or one ConfigError listing every
+    variable that is wrong, by its name (a typo such as ``CDMS_TRAIN_ON_START=flase`` stops
+    the start, it never means a default)."""
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        from db.errors import ConfigError
+
+        raise ConfigError(
+            "; ".join(_issue(cls, e) for e in exc.errors(include_url=False))
+        ) from None
+
+
+_PHRASES = {
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "int_type": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be a boolean (1/0, true/false, yes/no, on/off)",
+    "bool_type": "must be a boolean (1/0, true/false, yes/no, on/off)",
+}
+
+
+_BOUNDS = {
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+}
+
+
+def _issue(cls: type[BaseSettings], error: Any) -> str:
+    """One validation error as ``NAME must be …, got 'raw'`` (NAME: the variable)."""
+    loc = error.get("loc") or ()
+    field = cls.model_fields.get(str(loc[0])) if loc else None
+    alias = field.validation_alias if field is not None else None
+    name = alias if isinstance(alias, str) else (str(loc[0]) if loc else cls.__name__)
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in _PHRASES:
+        what = _PHRASES[kind]
+    elif kind in _BOUNDS:
+        return f"{name} {_BOUNDS[kind].format(**ctx)}, got {error.get('input')}"
+    elif kind == "literal_error":
+        what = "must be " + str(ctx["expected"]).replace("'", "")
+    elif kind == "string_too_short":  # (a secret: never repeated)
+        return f"{name} must have at least {ctx['min_length']} characters"
+    elif kind == "value_error":  # our validators' own words
+        said = str(ctx.get("error", error["msg"]))
+        return f"{name} {said}, got {error.get('input')!r}" if said.startswith("must") else said
+    else:
+        what = f"is not valid ({error['msg']})"
+    return f"{name} {what}, got {error.get('input')!r}"
 
 
 def has_cluster(data_dir: Path) -> bool:
@@ -41,67 +112,62 @@ def resolve_data_dir(env: str | None, cwd: Path) -> tuple[Path, str]:
     return cwd / DATA_DIR_NAME, "default"
 
 
-@dataclass(frozen=True)
-class DbSettings:
-    database_url: str | None
-    data_dir: Path
-    statement_timeout_ms: int
+class DbSettings(BaseSettings):
+    """The database's variables (``.env.example`` documents each)."""
+
+    model_config = ENV_CONFIG
+
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    data_dir_env: str | None = Field(None, validation_alias="CDMS_DATA_DIR")
+    statement_timeout_ms: int = Field(15000, validation_alias="CDMS_STATEMENT_TIMEOUT_MS")
     # a pool at least as large as the requests one process serves at once: a connection
     # beyond it is opened for one request and closed after it (a server process forked and
     # its caches warmed per request), which cost the API a fifth of its throughput
-    pool_size: int = 16
-    max_overflow: int = 8
-    data_dir_source: str = "CDMS_DATA_DIR"  # or "found" / "default": resolve_data_dir
-    read_urls: tuple[str, ...] = ()
-    prepare: str = "auto"  # auto | on | off
+    pool_size: int = Field(16, ge=1, validation_alias="CDMS_DB_POOL_SIZE")
+    max_overflow: int = Field(8, ge=0, validation_alias="CDMS_DB_MAX_OVERFLOW")
+    read_urls: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="CDMS_READ_URLS")
+    prepare: Literal["auto", "on", "off"] = Field("auto", validation_alias="CDMS_DB_PREPARE")
 
     @classmethod
     def from_env(cls) -> DbSettings:
-        url = os.environ.get("DATABASE_URL") or None
-        data_dir, source = resolve_data_dir(os.environ.get("CDMS_DATA_DIR"), Path.cwd())
-        return cls(
-            database_url=url,
-            data_dir=data_dir,
-            data_dir_source=source,
-            statement_timeout_ms=_int("CDMS_STATEMENT_TIMEOUT_MS", 15000, minimum=None),
-            pool_size=_int("CDMS_DB_POOL_SIZE", 16, minimum=1),
-            max_overflow=_int("CDMS_DB_MAX_OVERFLOW", 8, minimum=0),
-            read_urls=_read_urls(os.environ.get("CDMS_READ_URLS", "")),
-            prepare=_prepare(os.environ.get("CDMS_DB_PREPARE", "")),
-        )
+        return read_env(cls)
+
+    @field_validator("read_urls", mode="before")
+    @classmethod
+    def _urls(cls, raw: Any) -> tuple[str, ...]:
+        listed = raw.split(",") if isinstance(raw, str) else list(raw)
+        urls = tuple(u.strip() for u in listed if u.strip())
+        for url in urls:
+            if not url.startswith(_SCHEMES):
+                raise ValueError(
+                    f"CDMS_READ_URLS must list postgresql:// URLs, got {url.split(':', 1)[0]}://"
+                )
+        return tuple(to_libpq_url(u) for u in urls)
+
+    @field_validator("prepare", mode="before")
+    @classmethod
+    def _lower(cls, raw: Any) -> Any:
+        return raw.strip().lower() if isinstance(raw, str) else raw
+
+    @cached_property
+    def _data_dir(self) -> tuple[Path, str]:
+        return resolve_data_dir(self.data_dir_env, Path.cwd())
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir[0]
+
+    @property
+    def data_dir_source(self) -> str:
+        """How :attr:`data_dir` was chosen: "CDMS_DATA_DIR", "found" or "default"."""
+        return self._data_dir[1]
 
     def prepare_threshold(self) -> int | None:
         """psycopg's ``prepare_threshold`` for ``prepare``: None never prepares."""
         return {"auto": 5, "on": 0, "off": None}[self.prepare]
 
 
-def _read_urls(raw: str) -> tuple[str, ...]:
-    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
-    for url in urls:
-        to_sqlalchemy_url(url)  # validates the scheme
-    return tuple(to_libpq_url(u) for u in urls)
-
-
-def _prepare(raw: str) -> str:
-    from db.errors import ConfigError
-
-    value = raw.strip().lower() or "auto"
-    if value not in {"auto", "on", "off"}:
-        raise ConfigError(f"CDMS_DB_PREPARE must be auto, on or off, got {raw!r}")
-    return value
-
-
-def _int(name: str, default: int, *, minimum: int | None) -> int:
-    from db.errors import ConfigError
-
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+_SCHEMES = ("postgresql+psycopg://", "postgresql://", "postgres://")
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -109,7 +175,7 @@ def to_sqlalchemy_url(url: str) -> str:
 
     Several hosts (``postgresql://u@a:5432,b:5432/db?target_session_attrs=read-write``, the
     libpq form a failover set-up uses) become SQLAlchemy's ``?host=a:5432&host=b:5432``."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+    for prefix in _SCHEMES:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + _hosts_to_query(url[len(prefix) :])
     from db.errors import ConfigError

@@ -29,15 +29,16 @@ _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 HEADER = "Cdms-Commit-Lsn"
 
 
-def parse_lsn(text: str) -> int:
+def parse_lsn(text: object, source: str = HEADER) -> int:
     """A WAL position as PostgreSQL writes it (``16/B374D848``) → an integer; anything
-    else is a BAD_USER_INPUT naming the header."""
-    m = _LSN.match(text.strip())
+    else is a BAD_USER_INPUT naming ``source`` (the header, or ``extensions.commitLsn`` of
+    an operation sent over a WebSocket)."""
+    m = _LSN.match(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise BadUserInputError(
-            f"{HEADER} must be a WAL position such as 0/16B3748 (as a mutation's"
-            f" extensions.commitLsn gives it), got {text[:40]!r}",
-            field=HEADER,
+            f"{source} must be a WAL position such as 0/16B3748 (as a mutation's"
+            f" extensions.commitLsn gives it), got {str(text)[:40]!r}",
+            field=source,
         )
     return (int(m.group(1), 16) << 32) | int(m.group(2), 16)
 

@@ -21,16 +21,16 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 
 import psycopg
+from pydantic import Field
+from pydantic_settings import BaseSettings
 from sqlalchemy.engine import Engine
 
-from db.config import to_libpq_url
-from db.errors import ConfigError
+from db.config import ENV_CONFIG, read_env, to_libpq_url
 
 log = logging.getLogger("cdms.ml.log")
 
@@ -47,18 +47,22 @@ DEFAULT_RETENTION_DAYS = 90
 PRUNE_BATCH = 50_000
 
 
+class LogSettings(BaseSettings):
+    model_config = ENV_CONFIG
+
+    # days of the log to keep (0: keep everything)
+    retention_days: int = Field(
+        DEFAULT_RETENTION_DAYS, ge=0, validation_alias="CDMS_PREDICTION_LOG_DAYS"
+    )
+
+    @classmethod
+    def from_env(cls) -> LogSettings:
+        return read_env(cls)
+
+
 def retention_days() -> int:
     """``CDMS_PREDICTION_LOG_DAYS``: days of the log to keep (0: keep everything)."""
-    raw = os.environ.get("CDMS_PREDICTION_LOG_DAYS", str(DEFAULT_RETENTION_DAYS)).strip()
-    try:
-        days = int(raw)
-    except ValueError:
-        raise ConfigError(
-            f"CDMS_PREDICTION_LOG_DAYS must be a whole number of days, got {raw!r}"
-        ) from None
-    if days < 0:
-        raise ConfigError(f"CDMS_PREDICTION_LOG_DAYS must be 0 or more, got {days}")
-    return days
+    return LogSettings.from_env().retention_days
 
 
 def prune(conn: psycopg.Connection[tuple[object, ...]], days: int) -> int:

@@ -49,6 +49,7 @@ class Col:
     sum: bool = False  # in aggregate.sum and aggregate.avg
     minmax: bool = False  # in aggregate.min and aggregate.max
     doc: str | None = None
+    roles: frozenset[str] | None = None  # only these roles may select it (None: every role)
 
 
 class Shape(enum.Enum):
@@ -303,7 +304,16 @@ ENTITIES: dict[str, Entity] = {
                 C("fromStatus", "from_status", K.ENUM, null=True, enum=enums.OrderStatus),
                 C("toStatus", "to_status", K.ENUM, enum=enums.OrderStatus),
                 C("changedAt", "changed_at", K.DATETIME),
-                C("changedBy", "changed_by", K.STRING, null=True),
+                # who made the change (an API key's or a token's actor): staff only, a
+                # customer never learns the shop's staff or integrations
+                C(
+                    "changedBy",
+                    "changed_by",
+                    K.STRING,
+                    null=True,
+                    roles=STAFF,
+                    doc="Who made the change (the API key's or token's actor). Staff roles only.",
+                ),
             ),
             order=(("changed_at", "asc"),),
             doc="One status change of an order (audit written by a trigger).",
@@ -415,9 +425,11 @@ ROOTS: Mapping[str, tuple[Entity, bool]] = {
 }
 
 
-# fields only some roles may select, by (type, field): the prediction fields
+# fields only some roles may select, by (type, field): the prediction fields and the
+# columns declared with roles
 FIELD_ROLES: Mapping[tuple[str, str], frozenset[str]] = {
-    (e.name, p.name): p.roles for e in ENTITIES.values() for p in e.predictions.values()
+    **{(e.name, p.name): p.roles for e in ENTITIES.values() for p in e.predictions.values()},
+    **{(e.name, c.name): c.roles for e in ENTITIES.values() for c in e.cols.values() if c.roles},
 }
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import LRUCache, cached
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -373,10 +373,6 @@ class Located:
     details: list[FieldDetails]
 
 
-_documents: LRUCache[str, DocumentNode] = LRUCache(maxsize=256)
-_documents_lock = threading.Lock()
-
-
 @dataclass(frozen=True)
 class Operation:
     """What the executor knows of the operation a resolver runs in (api.pipeline.Prepared
@@ -401,14 +397,9 @@ def operation_of(
     return Operation(query, document, op, coerced)
 
 
+@cached(LRUCache(maxsize=256), lock=threading.Lock())
 def _document(query: str) -> DocumentNode:
-    with _documents_lock:
-        document = _documents.get(query)
-    if document is None:
-        document = parse(query)
-        with _documents_lock:
-            _documents[query] = document
-    return document
+    return parse(query)
 
 
 def locate(reads: Reads, info: Any) -> Located:

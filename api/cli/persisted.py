@@ -1,4 +1,5 @@
-"""``cdms persisted add FILE... | list``: the persisted-query allow-list (docs/security.md)."""
+"""``cdms persisted add FILE... | list | remove HASH|NAME...``: the persisted-query allow-list
+(docs/security.md)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,34 @@ def add(
             )
     for sha, name, _ in docs:
         console.print(f"{sha}  {name}", highlight=False)
+
+
+@app.command("remove")
+def remove(
+    keys: list[str] = typer.Argument(..., help="sha256 hashes or names of registered queries."),
+) -> None:
+    """Withdraw documents from the allow-list (all named or none); servers stop accepting
+    them within CDMS_APIKEY_CACHE_SECONDS (default 5 s)."""
+    import sqlalchemy as sa
+
+    from db.engine import make_engine, transaction
+    from db.errors import NotFoundError
+
+    with transaction(make_engine(resolve_url())) as conn:  # all or none
+        removed: list[tuple[str, str | None]] = []
+        for key in keys:
+            rows = conn.execute(
+                sa.text(
+                    "DELETE FROM app.persisted_queries WHERE sha256 = lower(:k) OR name = :k"
+                    " RETURNING sha256, name"
+                ),
+                {"k": key},
+            ).all()
+            if not rows:
+                raise NotFoundError(f"no persisted query has the hash or name {key!r}")
+            removed += [(r.sha256, r.name) for r in rows]
+    for sha, name in removed:
+        console.print(f"removed {sha}  {name or ''}", highlight=False)
 
 
 @app.command("list")

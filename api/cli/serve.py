@@ -20,8 +20,8 @@ def serve(
         None,
         min=1,
         max=64,
-        help="uvicorn worker processes (default CDMS_WORKERS or 1); rate limits and caches"
-        " are per process.",
+        help="uvicorn worker processes (default CDMS_WORKERS or 1); rate limits hold across"
+        " them (kept in the database), caches are per process.",
     ),
 ) -> None:
     """Serve the API, after bringing the database up to date."""
@@ -38,7 +38,7 @@ def serve(
     from api.app import create_app
     from api.cli.port import check_port
     from api.lock import ServeLock
-    from api.settings import Settings
+    from api.settings import Settings, unknown_variables
     from api.startup import Background, prepare
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
@@ -46,6 +46,8 @@ def serve(
     from etl.scheduler import Mode, Schedule, Scheduler, start
     from ml.serving import close_store_of
 
+    for name in unknown_variables(os.environ):
+        console.print(f"[yellow]warning:[/] {name} is not a cdms setting (.env.example lists them)")
     settings = Settings.from_env()
     bind_host = host or settings.host
     bind_port = port or settings.port

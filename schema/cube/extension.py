@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import TTLCache, cached
 from sqlalchemy.engine import Connection
 from strawberry.extensions import SchemaExtension
 
@@ -24,8 +24,6 @@ from etl.status import WarehouseStatus, warehouse_status
 from semantic.service import CubeAnswer
 
 STATUS_TTL_S = 0.25  # how old a reported lag may be (the status costs about a millisecond)
-_status: TTLCache[str, WarehouseStatus] = TTLCache(maxsize=64, ttl=STATUS_TTL_S)
-_status_lock = threading.Lock()
 
 _reports: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
     "cube_reports", default=None
@@ -39,17 +37,15 @@ def report(entry: dict[str, Any]) -> None:
         reports.append(entry)
 
 
+@cached(
+    TTLCache(maxsize=64, ttl=STATUS_TTL_S),
+    key=lambda conn: conn.engine.url.render_as_string(hide_password=False),
+    lock=threading.Lock(),
+)
 def status_of(conn: Connection) -> WarehouseStatus:
     """The warehouse's freshness for the cube reports, read in ``conn``'s transaction at most
     every ``STATUS_TTL_S`` per database."""
-    key = conn.engine.url.render_as_string(hide_password=False)
-    with _status_lock:
-        found = _status.get(key)
-    if found is None:
-        found = warehouse_status(conn)
-        with _status_lock:
-            _status[key] = found
-    return found
+    return warehouse_status(conn)
 
 
 def report_entry(path: str, got: CubeAnswer, status: WarehouseStatus) -> dict[str, Any]:

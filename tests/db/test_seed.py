@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -596,8 +595,8 @@ def test_startup_step_seeds_an_empty_database_once(fresh_database: Callable[[], 
     from api.settings import Settings
 
     url = fresh_database()
-    settings = dataclasses.replace(
-        Settings.from_env(), demo_customers=40, demo_orders=250, demo_seed=5
+    settings = Settings.from_env().model_copy(
+        update={"demo_customers": 40, "demo_orders": 250, "demo_seed": 5}
     )
     seed_demo_if_empty(url, settings)
     first = checksums(url)
@@ -618,7 +617,7 @@ def test_startup_step_carries_on_when_other_tables_hold_data(
             "INSERT INTO app.products (sku, name, category, subcategory, brand, unit_price, cost)"
             " VALUES ('KEEP-1', 'Kept', 'Books', 'Fiction', 'Own', 10, 5)"
         )
-    settings = dataclasses.replace(Settings.from_env(), demo_customers=10, demo_orders=20)
+    settings = Settings.from_env().model_copy(update={"demo_customers": 10, "demo_orders": 20})
     seed_demo_if_empty(url, settings)  # refused with CONFLICT inside, reported, not raised
     counts = table_counts(url)
     assert counts["products"] == 1 and counts["customers"] == 0

@@ -58,7 +58,7 @@ def test_connects_to_the_read_write_server_of_those_listed(
     pair: tuple[Server, Server, Shop],
 ) -> None:
     primary, standby, _ = pair
-    url = database_url(DbSettings(_url(standby, primary), Path("."), 1000))
+    url = database_url(DbSettings(database_url=_url(standby, primary), statement_timeout_ms=1000))
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_is_in_recovery(), current_setting('port')").fetchone()
     assert row == (False, str(primary.port))

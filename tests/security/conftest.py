@@ -32,20 +32,6 @@ with warnings.catch_warnings():
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 
 
-@pytest.fixture(scope="session")
-def sec_engine(clone_database: Callable[[str], str]) -> Engine:
-    return make_engine(clone_database("sec"))
-
-
-@pytest.fixture(scope="session")
-def sec_shop(sec_engine: Engine) -> Shop:
-    with sec_engine.begin() as conn:
-        # the warehouse counts as published (empty): a never-loaded one makes cube fields
-        # answer WAREHOUSE_LOADING (docs/operations.md), and these tests are about access
-        conn.execute(sa.text("UPDATE dw.etl_state SET version = greatest(version, 1)"))
-        return build_shop(conn)
-
-
 @dataclass(frozen=True)
 class Parties:
     a: int  # the calling customer
@@ -54,10 +40,33 @@ class Parties:
     b_orders: list[int]
 
 
-@pytest.fixture(scope="session")
-def parties(sec_shop: Shop) -> Parties:
-    a, b = sec_shop.customers[1], sec_shop.customers[2]
-    return Parties(a, b, sec_shop.orders[a], sec_shop.orders[b])
+def shop_fixtures(database: str) -> tuple[Any, Any, Any]:
+    """The fixtures ``sec_engine``, ``sec_shop`` and ``parties`` on a shop of their own in
+    database ``database`` (a sub-folder whose tests write, or whose rate buckets must not
+    meet the others', assigns them in its conftest)."""
+
+    @pytest.fixture(scope="session", name="sec_engine")
+    def engine(clone_database: Callable[[str], str]) -> Engine:
+        return make_engine(clone_database(database))
+
+    @pytest.fixture(scope="session", name="sec_shop")
+    def shop(sec_engine: Engine) -> Shop:
+        with sec_engine.begin() as conn:
+            # the warehouse counts as published (empty): a never-loaded one makes cube
+            # fields answer WAREHOUSE_LOADING (docs/operations.md); these tests are about
+            # access
+            conn.execute(sa.text("UPDATE dw.etl_state SET version = greatest(version, 1)"))
+            return build_shop(conn)
+
+    @pytest.fixture(scope="session", name="parties")
+    def the_parties(sec_shop: Shop) -> Parties:
+        a, b = sec_shop.customers[1], sec_shop.customers[2]
+        return Parties(a, b, sec_shop.orders[a], sec_shop.orders[b])
+
+    return engine, shop, the_parties
+
+
+sec_engine, sec_shop, parties = shop_fixtures("sec")
 
 
 def token(role: str, customer_id: int | None = None, ttl: int = 600, **extra: Any) -> str:

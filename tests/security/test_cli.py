@@ -134,7 +134,9 @@ def test_backup_restore_round_trip(
     assert fingerprint(source) == before
 
 
-def test_persisted_add_and_list(cli_env: dict[str, str], database_url: str, tmp_path: Path) -> None:
+def test_persisted_add_list_and_remove(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
     import hashlib
 
     good = tmp_path / "products.graphql"
@@ -155,3 +157,15 @@ def test_persisted_add_and_list(cli_env: dict[str, str], database_url: str, tmp_
     assert listed.returncode == 0 and sha in listed.stdout
     with make_engine(database_url).connect() as conn:
         assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 1
+    # withdrawn by name (or hash); a key that names nothing removes nothing at all
+    unknown = cdms(cli_env, "persisted", "remove", "products", "no-such-query")
+    assert unknown.returncode == 1, unknown
+    assert unknown.stderr.startswith("error[NOT_FOUND]: no persisted query has the hash or name")
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 1  # all or none
+    done = cdms(cli_env, "persisted", "remove", "products")
+    assert done.returncode == 0 and sha in done.stdout, done
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 0
+    again = cdms(cli_env, "persisted", "remove", sha)
+    assert again.returncode == 1 and again.stderr.startswith("error[NOT_FOUND]")

@@ -91,6 +91,28 @@ def test_nested_fields(as_a: Call, sec_engine: Engine, parties: Parties) -> None
     assert d["feedback"]["totalCount"] == own
 
 
+def test_who_changed_an_order_is_for_staff_only(client: Any, parties: Parties) -> None:
+    """``changedBy`` names the shop's API keys and staff: a customer is refused it, also
+    inside a fragment, while the rest of its own order's history stays readable."""
+    q = """query ($o: ID!) { order(id: $o) { statusHistory { toStatus ...who } } }
+    fragment who on OrderStatusChange { changedBy }"""
+    variables = {"o": str(parties.a_orders[0])}
+    status, body = post(client, token("customer", parties.a), q, variables)
+    assert status == 403 and codes(body) == ["FORBIDDEN"], body
+    assert "changedBy" in body["errors"][0]["message"]
+    status, body = post(
+        client,
+        token("customer", parties.a),
+        "query ($o: ID!) { order(id: $o) { statusHistory { toStatus changedAt } } }",
+        variables,
+    )
+    assert status == 200 and body["data"]["order"]["statusHistory"], body
+    for role in ("admin", "analyst", "service"):
+        status, body = post(client, token(role), q, variables)
+        assert status == 200 and "errors" not in body, body
+        assert all("changedBy" in h for h in body["data"]["order"]["statusHistory"])
+
+
 def test_mutations_for_someone_else(
     client: Any, as_a: Call, sec_engine: Engine, sec_shop: Shop, parties: Parties
 ) -> None:

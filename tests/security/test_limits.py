@@ -3,6 +3,7 @@ admins only (the GraphiQL page for anyone), the persisted-query allow-list, CORS
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -107,6 +108,34 @@ def test_persisted_queries(sec_engine: Engine, sec_shop: Shop, parties: Parties)
             sa.text("INSERT INTO app.persisted_queries (sha256, query) VALUES (:h, '{ x }')"),
             {"h": "1" * 64},
         )
+
+
+def test_a_withdrawn_persisted_query_is_refused_after_the_recheck_window(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """A query removed from the allow-list (``cdms persisted remove``) stops being served:
+    at once with no cache window, after it (CDMS_APIKEY_CACHE_SECONDS) otherwise."""
+    query = "query ProductCount { products { totalCount } }"
+    sha = register(sec_engine, query)
+    delete = sa.text("DELETE FROM app.persisted_queries WHERE sha256 = :h")
+    tok = token("customer", parties.a)
+    with make_app(sec_engine, persisted_only=True) as client:  # apikey_cache_s=0
+        assert _persisted(client, tok, sha)[0] == 200
+        with sec_engine.begin() as conn:
+            conn.execute(delete, {"h": sha})
+        status, body = _persisted(client, tok, sha)
+        assert status == 400 and code(body) == "PERSISTED_QUERY_NOT_FOUND"
+    sha = register(sec_engine, query)
+    with make_app(sec_engine, persisted_only=True, apikey_cache_s=0.5) as client:
+        assert _persisted(client, tok, sha)[0] == 200
+        with sec_engine.begin() as conn:
+            conn.execute(delete, {"h": sha})
+        deadline = time.monotonic() + 10
+        while _persisted(client, tok, sha)[0] == 200:  # served from the cache a while
+            assert time.monotonic() < deadline, "the removed query is still served"
+            time.sleep(0.1)
+        status, body = _persisted(client, tok, sha)
+        assert status == 400 and code(body) == "PERSISTED_QUERY_NOT_FOUND"
 
 
 def test_cors_origins(sec_engine: Engine, sec_shop: Shop) -> None:

@@ -7,7 +7,7 @@ HTTP 500 instead of being raised in the test, so that a crash is a failed assert
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,33 +16,15 @@ from sqlalchemy.engine import Engine
 
 from api.app import AppOptions, create_app
 from api.security import SecurityConfig
-from db.engine import make_engine
-from tests.api.conftest import Shop, build_shop
-from tests.security.conftest import SECRET, Parties, bearer
+from tests.api.conftest import Shop
+from tests.security.conftest import SECRET, bearer, shop_fixtures
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 
-@pytest.fixture(scope="session")
-def sec_engine(clone_database: Callable[[str], str]) -> Engine:
-    return make_engine(clone_database("secr"))
-
-
-@pytest.fixture(scope="session")
-def sec_shop(sec_engine: Engine) -> Shop:
-    with sec_engine.begin() as conn:
-        # the warehouse counts as published (empty): a never-loaded one makes cube fields
-        # answer WAREHOUSE_LOADING (docs/operations.md), and these tests are about access
-        conn.execute(sa.text("UPDATE dw.etl_state SET version = greatest(version, 1)"))
-        return build_shop(conn)
-
-
-@pytest.fixture(scope="session")
-def parties(sec_shop: Shop) -> Parties:
-    a, b = sec_shop.customers[1], sec_shop.customers[2]
-    return Parties(a, b, sec_shop.orders[a], sec_shop.orders[b])
+sec_engine, sec_shop, parties = shop_fixtures("secr")
 
 
 def lenient_app(engine: Engine, client: tuple[str, int] | None = None, **config: Any) -> TestClient:

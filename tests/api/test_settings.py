@@ -1,0 +1,144 @@
+"""Settings are typed and read once: a wrong value stops the start with one coded error
+naming every wrong variable; a misspelt variable name is warned about."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from api.security import SecurityConfig
+from api.settings import Settings, unknown_variables
+from db.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("CDMS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CDMS_TRAIN_ON_START", "flase", "CDMS_TRAIN_ON_START must be a boolean"),
+        ("CDMS_DEMO_OPEN", "yess", "CDMS_DEMO_OPEN must be a boolean"),
+        ("CDMS_PORT", "eighty", "CDMS_PORT must be an integer, got 'eighty'"),
+        ("CDMS_PORT", "70000", "CDMS_PORT must be at most 65535, got 70000"),
+        ("CDMS_WORKERS", "0", "CDMS_WORKERS must be at least 1, got 0"),
+        ("CDMS_ENV", "prod", "CDMS_ENV must be development, production or test, got 'prod'"),
+        ("CDMS_MAX_QUERY_COST", "lots", "CDMS_MAX_QUERY_COST must be an integer"),
+        ("CDMS_APIKEY_CACHE_SECONDS", "-1", "CDMS_APIKEY_CACHE_SECONDS must be at least 0"),
+        ("CDMS_JWT_LEEWAY_SECONDS", "inf", "CDMS_JWT_LEEWAY_SECONDS must be a finite number"),
+        ("CDMS_RATE_LIMIT", "fast", "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'"),
+        ("CDMS_RATE_LIMIT", "10,0", "CDMS_RATE_LIMIT must be positive"),
+        ("CDMS_PREDICTION_LOG_DAYS", "a week", "CDMS_PREDICTION_LOG_DAYS must be an integer"),
+        ("CDMS_DB_PREPARE", "sometimes", "CDMS_DB_PREPARE must be auto, on or off"),
+    ],
+)
+def test_a_wrong_value_is_a_config_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    assert info.value.code == "CONFIG"
+    assert message in info.value.message, info.value.message
+
+
+def test_the_etl_is_continuous_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CDMS_ETL_MODE", "CDMS_ETL_INTERVAL", "CDMS_ETL_MIN_INTERVAL",
+                 "CDMS_ETL_MAX_INTERVAL"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.from_env()
+    assert (s.etl_mode, s.etl_min_interval_s, s.etl_max_interval_s) == ("continuous", 1.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CDMS_ETL_MODE": "sometimes"}, "CDMS_ETL_MODE must be continuous, interval or off"),
+        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "0"}, "must be positive with"),
+        ({"CDMS_ETL_MIN_INTERVAL": "abc"}, "CDMS_ETL_MIN_INTERVAL must be a number"),
+        ({"CDMS_ETL_MIN_INTERVAL": "0"}, "must be positive and at most CDMS_ETL_MAX_INTERVAL"),
+        ({"CDMS_ETL_MIN_INTERVAL": "5", "CDMS_ETL_MAX_INTERVAL": "2"}, "at most"),
+    ],
+)
+def test_bad_etl_schedules_fail_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env()
+
+
+def test_every_wrong_variable_is_listed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDMS_PORT", "x")
+    monkeypatch.setenv("CDMS_PERSISTED_ONLY", "maybe")
+    monkeypatch.setenv("CDMS_ETL_MODE", "hourly")
+    monkeypatch.setenv("CDMS_DB_MAX_OVERFLOW", "-2")  # the database's own settings
+    monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", "soon")  # the prediction log's
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    for name in ("CDMS_PORT", "CDMS_PERSISTED_ONLY", "CDMS_ETL_MODE", "CDMS_DB_MAX_OVERFLOW",
+                 "CDMS_PREDICTION_LOG_DAYS"):  # fmt: skip
+        assert name in info.value.message
+
+
+def test_a_short_jwt_secret_is_refused_without_repeating_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDMS_JWT_SECRET", "hunter2-hunter2")
+    with pytest.raises(ConfigError) as info:
+        SecurityConfig.from_env()
+    assert "CDMS_JWT_SECRET must have at least 32 characters" in info.value.message
+    assert "hunter2" not in info.value.message
+
+
+def test_values_are_typed_and_empty_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDMS_PORT", "")
+    monkeypatch.setenv("CDMS_DEMO_OPEN", "yes")
+    monkeypatch.setenv("CDMS_RATE_LIMIT", "5")
+    monkeypatch.setenv("CDMS_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CDMS_CUBE_SQL", "off")
+    s = Settings.from_env()
+    assert s.port == 8000 and s.demo_open is True
+    security = SecurityConfig.of(s)
+    assert (security.rate_per_s, security.burst) == (5.0, 10)
+    assert security.cors_origins == ("https://a.example", "https://b.example")
+    assert security.show_cube_sql is False
+    monkeypatch.setenv("CDMS_ENV", "production")
+    monkeypatch.delenv("CDMS_RATE_LIMIT")
+    prod = SecurityConfig.from_env()
+    assert prod.production and (prod.rate_per_s, prod.burst) == (50.0, 100)
+
+
+def test_misspelt_names_are_found_with_the_likely_one() -> None:
+    found = unknown_variables(
+        {"CDMS_ETL_MOD": "off", "CDMS_PORT": "1", "CDMS_SOMETHING_ELSE": "1", "PATH": "/"}
+    )
+    assert found == ["CDMS_ETL_MOD (did you mean CDMS_ETL_MODE?)", "CDMS_SOMETHING_ELSE"]
+
+
+def test_cdms_serve_warns_of_a_misspelt_name_and_stops_on_a_wrong_value() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDMS_")}
+    env.update(CDMS_TRAIN_ON_STRAT="0", CDMS_TRAIN_ON_START="flase")
+    done = subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1, done
+    assert "CDMS_TRAIN_ON_STRAT (did you mean CDMS_TRAIN_ON_START?)" in done.stdout + done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error[CONFIG]: CDMS_TRAIN_ON_START must be a boolean")
+    ), done.stderr
