@@ -16,18 +16,15 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings
 
-from db.config import ENV_CONFIG, DbSettings, read_env
+from db.config import DbSettings, EnvSettings, read_env
 from db.errors import ConfigError
 from ml.prediction_log import LogSettings
 
 Seconds = float
 
 
-class Settings(BaseSettings):
-    model_config = ENV_CONFIG
-
+class Settings(EnvSettings):
     env: Literal["development", "production", "test"] = Field(
         "development", validation_alias="CDMS_ENV"
     )
