@@ -123,7 +123,10 @@ class Settings(EnvSettings):
     def _role(cls, role: str) -> str:
         from semantic.bi import check_role_name
 
-        check_role_name(role)
+        try:
+            check_role_name(role)
+        except ConfigError as exc:  # a ValueError, so the other wrong variables are named too
+            raise ValueError(exc.message) from None
         return role
 
     @model_validator(mode="after")

@@ -170,3 +170,15 @@ def test_a_setting_is_read_from_its_documented_name_only(monkeypatch: pytest.Mon
     assert s.prediction_log_days == 90
     # constructed in code by field name still works
     assert DbSettings(database_url="postgresql://h/db").database_url == "postgresql://h/db"
+
+
+def test_a_wrong_bi_role_does_not_hide_the_other_wrong_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDMS_BI_ROLE", "Not A Role")
+    monkeypatch.setenv("CDMS_PORT", "eighty")
+    monkeypatch.setenv("CDMS_ETL_MODE", "hourly")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    for name in ("CDMS_BI_ROLE", "CDMS_PORT", "CDMS_ETL_MODE"):
+        assert name in info.value.message, info.value.message
