@@ -182,3 +182,14 @@ def test_a_wrong_bi_role_does_not_hide_the_other_wrong_variables(
         Settings.from_env()
     for name in ("CDMS_BI_ROLE", "CDMS_PORT", "CDMS_ETL_MODE"):
         assert name in info.value.message, info.value.message
+
+
+def test_a_wrong_rate_limit_is_named_beside_the_other_wrong_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDMS_RATE_LIMIT", "fast")
+    monkeypatch.setenv("CDMS_PORT", "eighty")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    assert "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'" in info.value.message
+    assert "CDMS_PORT must be an integer" in info.value.message
