@@ -16,9 +16,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings
 
-from db.config import ENV_CONFIG, DbSettings, read_env
+from db.config import DbSettings, EnvSettings, read_env
 from db.errors import ConfigError
 from ml.prediction_log import LogSettings
 
@@ -28,9 +27,7 @@ if TYPE_CHECKING:
 Seconds = float
 
 
-class Settings(BaseSettings):
-    model_config = ENV_CONFIG
-
+class Settings(EnvSettings):
     env: Literal["development", "production", "test"] = Field(
         "development", validation_alias="CDMS_ENV"
     )
@@ -129,7 +126,10 @@ class Settings(BaseSettings):
     def _role(cls, role: str) -> str:
         from semantic.bi import check_role_name
 
-        check_role_name(role)
+        try:
+            check_role_name(role)
+        except ConfigError as exc:  # a ValueError, so the other wrong variables are named too
+            raise ValueError(exc.message) from None
         return role
 
     @property
@@ -144,10 +144,15 @@ class Settings(BaseSettings):
             self.etl_max_interval_s,
         )
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, raw: str | None) -> str | None:
+        _rate(raw, production=False)  # its own field: named beside the other wrong ones
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         self.schedule  # noqa: B018  (its ValueError names the variables)
-        _rate(self.rate_limit, self.production)
         return self
 
 
