@@ -13,21 +13,21 @@ import difflib
 import math
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings
 
-from db.config import ENV_CONFIG, DbSettings, read_env
+from db.config import DbSettings, EnvSettings, read_env
 from db.errors import ConfigError
 from ml.prediction_log import LogSettings
+
+if TYPE_CHECKING:
+    from etl.scheduler import Schedule
 
 Seconds = float
 
 
-class Settings(BaseSettings):
-    model_config = ENV_CONFIG
-
+class Settings(EnvSettings):
     env: Literal["development", "production", "test"] = Field(
         "development", validation_alias="CDMS_ENV"
     )
@@ -126,22 +126,33 @@ class Settings(BaseSettings):
     def _role(cls, role: str) -> str:
         from semantic.bi import check_role_name
 
-        check_role_name(role)
+        try:
+            check_role_name(role)
+        except ConfigError as exc:  # a ValueError, so the other wrong variables are named too
+            raise ValueError(exc.message) from None
         return role
+
+    @property
+    def schedule(self) -> Schedule:
+        """The pipeline's schedule while serving (etl/scheduler.py checks it)."""
+        from etl.scheduler import Mode, Schedule
+
+        return Schedule(
+            Mode(self.etl_mode),
+            self.etl_interval_s,
+            self.etl_min_interval_s,
+            self.etl_max_interval_s,
+        )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, raw: str | None) -> str | None:
+        _rate(raw, production=False)  # its own field: named beside the other wrong ones
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.etl_mode == "interval" and not self.etl_interval_s > 0:
-            raise ValueError(
-                "CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got"
-                f" {self.etl_interval_s:g} (CDMS_ETL_MODE=off turns the scheduled loads off)"
-            )
-        if not 0 < self.etl_min_interval_s <= self.etl_max_interval_s:
-            raise ValueError(
-                "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
-                f" got {self.etl_min_interval_s:g} and {self.etl_max_interval_s:g}"
-            )
-        _rate(self.rate_limit, self.production)
+        self.schedule  # noqa: B018  (its ValueError names the variables)
         return self
 
 

@@ -97,9 +97,11 @@ class Background:
         self._thread.join(timeout)
 
     def _main(self) -> None:
+        started = time.perf_counter()
         try:
             self._load()
             self._models()
+            self.report(f"start-up work done in {time.perf_counter() - started:.1f} s")
         except Exception as exc:  # keep serving: the scheduler retries the load
             self.error = exc
             self.report(f"[yellow]start-up work stopped[/]: {type(exc).__name__}: {exc}")
@@ -129,6 +131,7 @@ class Background:
     def _models(self) -> None:
         from api.cli.ml import score_stored
         from db.engine import make_engine
+        from ml import stored
         from ml.registry import has_versions
 
         engine = make_engine(self.url)
@@ -142,6 +145,11 @@ class Background:
             return
         if not trained:
             self._train_once()
+        with engine.connect() as conn:
+            complete = stored.current(conn)  # index lookups, not a count of every object
+        if complete:
+            self.report("stored predictions: current")
+            return
         score_stored(engine)
 
     def _train_once(self) -> None:

@@ -295,7 +295,7 @@ class _Session:
         except CdmsError as exc:
             await self._send_errors(op_id, [_error(exc)])
             return
-        task = asyncio.create_task(self._run(op_id, prepared, principal, min_lsn))
+        task = asyncio.create_task(self._run(op_id, op, prepared, principal, min_lsn))
         self.operations[op_id] = task
         task.add_done_callback(lambda _: self._forget(op_id, task))
 
@@ -304,15 +304,19 @@ class _Session:
             del self.operations[op_id]
 
     async def _run(
-        self, op_id: str, prepared: Any, principal: Principal, min_lsn: int | None
+        self, op_id: str, op: Operation, prepared: Any, principal: Principal, min_lsn: int | None
     ) -> None:
         executor = self.server.executor
         ctx = executor.context(principal, min_lsn=min_lsn)
+        persisted = "persistedQuery" in (op.extensions or {})
         try:
             if prepared.kind is OperationType.SUBSCRIPTION:
-                async for result in executor.subscribe(prepared, ctx):
-                    await self._next(op_id, result)
-                    await ctx.close()  # no transaction stays open between events
+                async with contextlib.aclosing(executor.subscribe(prepared, ctx)) as events:
+                    async for result in events:
+                        if persisted and not await self._still_persisted(op_id, op, principal):
+                            return  # withdrawn (cdms persisted remove): no more events
+                        await self._next(op_id, result)
+                        await ctx.close()  # no transaction stays open between events
             else:
                 await self._next(op_id, await executor.run(prepared, ctx))
             await self._send({"id": op_id, "type": "complete"})
@@ -325,6 +329,17 @@ class _Session:
             )
         finally:
             await ctx.close()
+
+    async def _still_persisted(self, op_id: str, op: Operation, principal: Principal) -> bool:
+        """Whether a subscription started from a persisted query may deliver its next event:
+        its document is still on the allow-list (read again after the same cache window as
+        a new operation), else its error ends the operation."""
+        try:
+            await self.server.pipeline.resolve(op, principal)
+        except CdmsError as exc:
+            await self._send_error(op_id, exc)
+            return False
+        return True
 
     async def _next(self, op_id: str, result: Result) -> None:
         from api.http import result_json

@@ -21,7 +21,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DATA_DIR_NAME = ".cdms"
 
@@ -35,6 +42,37 @@ ENV_CONFIG = SettingsConfigDict(
 )
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+class _VariablesOnly(EnvSettingsSource):
+    """The environment, each field read from its variable (its alias) alone. With
+    ``validate_by_name`` pydantic-settings would also read a variable spelt as the field's
+    Python name (``port``, ``demo_open``, ``database_url``): an undocumented second name per
+    setting, which ``cdms serve`` does not warn about either."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            return self.env_vars.get(alias), alias, False
+        return super().get_field_value(field, field_name)
+
+
+class EnvSettings(BaseSettings):
+    """Settings read from the environment by their documented variable names only (and,
+    in code and tests, constructed by field name)."""
+
+    model_config = ENV_CONFIG
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _VariablesOnly(settings_cls))
 
 
 def read_env(cls: type[S], **given: Any) -> S:
@@ -112,10 +150,8 @@ def resolve_data_dir(env: str | None, cwd: Path) -> tuple[Path, str]:
     return cwd / DATA_DIR_NAME, "default"
 
 
-class DbSettings(BaseSettings):
+class DbSettings(EnvSettings):
     """The database's variables (``.env.example`` documents each)."""
-
-    model_config = ENV_CONFIG
 
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     data_dir_env: str | None = Field(None, validation_alias="CDMS_DATA_DIR")

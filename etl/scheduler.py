@@ -64,9 +64,18 @@ class Schedule:
     ceiling_s: float = 30.0  # continuous: the longest without looking; the longest back-off
 
     def __post_init__(self) -> None:
-        interval_bad = self.mode is Mode.INTERVAL and self.interval_s <= 0
-        if interval_bad or self.floor_s <= 0 or self.ceiling_s < self.floor_s:
-            raise ValueError(f"invalid schedule {self}")
+        """The one check of a schedule, in the words of the variables that set it
+        (``cdms serve`` builds it from them: api/settings.py)."""
+        if self.mode is Mode.INTERVAL and not self.interval_s > 0:
+            raise ValueError(
+                "CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got"
+                f" {self.interval_s:g} (CDMS_ETL_MODE=off turns the scheduled loads off)"
+            )
+        if not 0 < self.floor_s <= self.ceiling_s:
+            raise ValueError(
+                "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
+                f" got {self.floor_s:g} and {self.ceiling_s:g}"
+            )
 
 
 class Scheduler:

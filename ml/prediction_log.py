@@ -27,10 +27,9 @@ from collections.abc import Sequence
 
 import psycopg
 from pydantic import Field
-from pydantic_settings import BaseSettings
 from sqlalchemy.engine import Engine
 
-from db.config import ENV_CONFIG, read_env, to_libpq_url
+from db.config import EnvSettings, read_env, to_libpq_url
 
 log = logging.getLogger("cdms.ml.log")
 
@@ -47,9 +46,7 @@ DEFAULT_RETENTION_DAYS = 90
 PRUNE_BATCH = 50_000
 
 
-class LogSettings(BaseSettings):
-    model_config = ENV_CONFIG
-
+class LogSettings(EnvSettings):
     # days of the log to keep (0: keep everything)
     retention_days: int = Field(
         DEFAULT_RETENTION_DAYS, ge=0, validation_alias="CDMS_PREDICTION_LOG_DAYS"

@@ -220,7 +220,58 @@ def refresh(
             if total
             else 0
         )
+    if models is None and keys is None and scorers is None:  # every row, every active model
+        _mark_complete(engine, versions)
     return out
+
+
+# The pipeline's steps that write features and score them (etl.pipeline.PIPELINE; ml does
+# not import etl): dw.etl_applied holds the last run whose changes each has applied.
+_APPLIED = sa.text(
+    "SELECT coalesce(max(run_id) FILTER (WHERE step = 'features'), 0),"
+    " coalesce(max(run_id) FILTER (WHERE step = 'scoring'), 0) FROM dw.etl_applied"
+)
+_MARKS = sa.text("SELECT stored_table, versions FROM ml.stored_state")
+
+
+def _mark_complete(engine: Engine, versions: Mapping[str, int]) -> None:
+    """Record that every feature row of each table has a prediction by ``versions``."""
+    with engine.begin() as conn:
+        for s in STORED:
+            if s is CUSTOMERS:  # a day's scores: counted (current), never marked complete
+                continue
+            want = {m: versions[m] for m in s.models if m in versions}
+            conn.execute(
+                sa.text(
+                    "INSERT INTO ml.stored_state (stored_table, versions) VALUES (:t, :v)"
+                    " ON CONFLICT (stored_table) DO UPDATE"
+                    " SET versions = EXCLUDED.versions, completed_at = now()"
+                ),
+                {"t": s.table, "v": json.dumps(want, sort_keys=True)},
+            )
+
+
+def current(conn: Connection) -> bool:
+    """Whether no stored prediction is missing, known without counting (a few index
+    lookups, whatever the data size: a restart's look). True when the last full
+    :func:`refresh` of each table scored by the versions active now, and the pipeline's
+    scoring step has applied every run its features step has (each feature change since was
+    scored); and, with churn_risk active, every current customer has today's churn risk (an
+    anti-join of the customers, tens of milliseconds at 100,000). False means "count":
+    :func:`refresh` finds what is missing."""
+    active = {str(n): int(v) for n, v in conn.execute(_ACTIVE)}
+    marks = {str(t): dict(v) for t, v in conn.execute(_MARKS)}
+    for s in STORED:
+        want = {m: active[m] for m in s.models if m in active}
+        if want and s is CUSTOMERS:  # today's churn risks: one anti-join of the customers
+            from ml import stored_customers
+
+            if stored_customers.count(conn, want[CHURN_RISK.name]):
+                return False
+        elif want and marks.get(s.table) != want:
+            return False
+    features, scoring = conn.execute(_APPLIED).one()
+    return int(scoring) >= int(features)
 
 
 def _keys_of(s: Stored, keys: Mapping[str, Sequence[int]] | None) -> list[int] | None:

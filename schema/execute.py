@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -554,7 +555,7 @@ class Executor:
         return Result(data, [classify(e, ctx.request_id).formatted for e in errors])
 
     async def _fetch(self, engine: Engine, sql: str, params: dict[str, Any], ctx: Context) -> str:
-        return await run_in_threadpool(
+        call = functools.partial(
             lane.fetch,
             engine,
             sql,
@@ -564,6 +565,7 @@ class Executor:
             role=ctx.role,
             customer_id=ctx.customer_id,
         )
+        return await lane.run(call)
 
     def _result(self, result: Any, ctx: Context) -> Result:
         errors = [classify(e, ctx.request_id).formatted for e in result.errors or []]

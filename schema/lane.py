@@ -8,12 +8,19 @@ psycopg forgets its prepared statements on every ROLLBACK: with COMMIT a pooled 
 prepares a statement after its fifth run and PostgreSQL stops planning it per request.
 Connections come from a pool without pre-ping (db.engine.unpinged); one found dead is
 retried once on the pinged pool (reads only, so running again is safe).
+
+The blocking round trip runs on the lane's own thread pool (:func:`run`: one thread per
+connection the engine may open), handed over with the event loop's ``run_in_executor``:
+the per-call cancel scope, capacity limiter and context copy of anyio's
+``run_in_threadpool`` cost a read a fifth of its CPU (bench/peer.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +29,7 @@ import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Engine
 
+from db.config import DbSettings
 from db.engine import unpinged
 from db.errors import from_db_error
 from schema.context import busy_error, session_statement
@@ -53,6 +61,23 @@ def observe(fn: Callable[[str], None]) -> Callable[[], None]:
     """Call ``fn(sql)`` for every statement the lane sends; returns the undo."""
     _observers.append(fn)
     return lambda: _observers.remove(fn)
+
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+async def run(call: Callable[[], str]) -> str:
+    """``call`` (a :func:`fetch`) on the lane's threads, awaited."""
+    global _threads
+    if _threads is None:
+        with _threads_lock:
+            if _threads is None:
+                db = DbSettings.from_env()
+                _threads = ThreadPoolExecutor(
+                    db.pool_size + db.max_overflow, thread_name_prefix="cdms-read"
+                )
+    return await asyncio.get_running_loop().run_in_executor(_threads, call)
 
 
 class _Dead(Exception):

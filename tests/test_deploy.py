@@ -46,8 +46,11 @@ def test_dockerfile_volume_port_and_production_settings() -> None:
     health = next(arg for op, arg in steps if op == "HEALTHCHECK")
     assert "os.environ.get('CDMS_PORT'" in health and ":8000/" not in health
     assert "--no-seed-demo" in next(arg for op, arg in steps if op == "CMD")
-    # liveness on /healthz (200 while the warehouse loads), never /readyz
+    # liveness on /healthz (200 while the warehouse loads), never /readyz, with a start period
+    # covering the migrations before listening (failures in it do not count)
     assert "/healthz" in health and "/readyz" not in health
+    start_period = re.search(r"--start-period=(\d+)s", health)
+    assert start_period and int(start_period.group(1)) >= 30
 
 
 def test_compose_starts_postgresql_and_cdms() -> None:
@@ -80,6 +83,9 @@ def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
         assert "haproxy:5000" in env["DATABASE_URL"]  # a session to the primary
         assert "pgbouncer:6432" in env["CDMS_READ_URLS"]
         assert env["CDMS_DB_PREPARE"] == "off"
+    train = services["train"]  # the training job (the APIs run in production: no training)
+    assert train["profiles"] == ["jobs"] and "cdms ml train" in " ".join(train["command"])
+    assert "haproxy:5000" in train["environment"]["DATABASE_URL"]  # the primary
     patroni = yaml.safe_load((ROOT / "deploy" / "ha" / "patroni.yml").read_text())
     assert patroni["bootstrap"]["dcs"]["synchronous_mode"] is True
     haproxy = (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text()

@@ -61,18 +61,26 @@ def remove(
     from db.errors import NotFoundError
 
     with transaction(make_engine(resolve_url())) as conn:  # all or none
-        removed: list[tuple[str, str | None]] = []
+        # every key looked up before anything is deleted: a document named twice (by its
+        # hash and its name, or one key repeated) is found by each key, not refused
+        found: dict[str, str | None] = {}
         for key in keys:
             rows = conn.execute(
                 sa.text(
-                    "DELETE FROM app.persisted_queries WHERE sha256 = lower(:k) OR name = :k"
-                    " RETURNING sha256, name"
+                    "SELECT sha256, name FROM app.persisted_queries"
+                    " WHERE sha256 = lower(:k) OR name = :k FOR UPDATE"
                 ),
                 {"k": key},
             ).all()
             if not rows:
                 raise NotFoundError(f"no persisted query has the hash or name {key!r}")
-            removed += [(r.sha256, r.name) for r in rows]
+            found.update((r.sha256, r.name) for r in rows)
+        removed = conn.execute(
+            sa.text(
+                "DELETE FROM app.persisted_queries WHERE sha256 = ANY(:shas) RETURNING sha256, name"
+            ),
+            {"shas": list(found)},
+        ).all()
     for sha, name in removed:
         console.print(f"removed {sha}  {name or ''}", highlight=False)
 

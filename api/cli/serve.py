@@ -43,7 +43,7 @@ def serve(
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
     from db.server import stop_embedded
-    from etl.scheduler import Mode, Schedule, Scheduler, start
+    from etl.scheduler import Scheduler, start
     from ml.serving import close_store_of
 
     for name in unknown_variables(os.environ):
@@ -74,12 +74,7 @@ def serve(
         prepare(url, settings, seed_demo=seed_demo)
         # the pipeline runs in this process only (not in the uvicorn workers), after the
         # start-up work, which runs while the API listens
-        schedule = Schedule(
-            Mode(settings.etl_mode),
-            settings.etl_interval_s,
-            settings.etl_min_interval_s,
-            settings.etl_max_interval_s,
-        )
+        schedule = settings.schedule
 
         def run_scheduler(url: str = url) -> None:
             if not stopping.is_set():

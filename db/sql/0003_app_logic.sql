@@ -644,6 +644,10 @@ BEGIN
                                'from', v_order.status, 'to', p_status));
     END IF;
 
+    -- the order (and its history) first, the stock last: every writer takes the tables in
+    -- one order (db/migrations/sqlfile.py, WRITE_ORDER), which migrations lock them in too
+    UPDATE app.orders SET status = p_status WHERE id = p_order_id RETURNING * INTO v_order;
+
     IF p_status = 'cancelled' THEN
         -- give the stock back, locking the products in id order like place_order
         PERFORM 1 FROM app.products
@@ -658,7 +662,6 @@ BEGIN
          WHERE p.id = l.product_id;
     END IF;
 
-    UPDATE app.orders SET status = p_status WHERE id = p_order_id RETURNING * INTO v_order;
     RETURN v_order;
 END
 $$;
@@ -767,8 +770,6 @@ BEGIN
      WHERE id = p_return_id
     RETURNING * INTO v_return;
 
-    UPDATE app.products SET stock = stock + v_return.quantity WHERE id = v_line.product_id;
-
     -- every unit of every line returned: the order is returned (history + NOTIFY)
     IF (SELECT status FROM app.orders WHERE id = v_return.order_id) = 'delivered'
        AND NOT EXISTS (
@@ -782,6 +783,9 @@ BEGIN
     THEN
         PERFORM app.set_order_status(v_return.order_id, 'returned');
     END IF;
+
+    -- the stock last (the return, the order, then the stock: db/migrations/sqlfile.py)
+    UPDATE app.products SET stock = stock + v_return.quantity WHERE id = v_line.product_id;
     RETURN v_return;
 END
 $$;

@@ -394,6 +394,7 @@ BEGIN
 END;
 $$;
 
+-- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
 CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.orders
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION dw.capture_delete();
 CREATE TRIGGER dw_capture_delete AFTER DELETE ON app.order_items

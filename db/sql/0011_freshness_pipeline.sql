@@ -10,6 +10,7 @@
 --
 -- Safe while the previous version serves: new function, triggers, tables and views; the
 -- ADD COLUMNs are catalog-only (nullable, no default), each a brief lock on a dw table.
+-- The triggers come last (section 5): the app tables are locked only for them.
 
 -- =======================================================================================
 -- 1. change notifications
@@ -28,19 +29,7 @@ $$;
 COMMENT ON FUNCTION dw.notify_change() IS
     'NOTIFY cdms_dw_change (empty payload) after a statement that wrote a source table of dw.';
 
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['customers', 'products', 'orders', 'order_items', 'returns',
-                             'feedback', 'support_tickets']
-    LOOP
-        EXECUTE format('CREATE TRIGGER dw_notify_change'
-                       ' AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON app.%I'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION dw.notify_change()', t);
-    END LOOP;
-END
-$$;
+-- (the triggers themselves come last, section 5: they lock the app tables)
 
 -- =======================================================================================
 -- 2. lineage
@@ -263,3 +252,21 @@ COMMENT ON VIEW dw.fact_support_source IS 'The dw.fact_support row of each app t
 GRANT SELECT ON dw.dim_customer_source, dw.dim_product_source, dw.fact_sales_source,
                 dw.fact_orders_source, dw.fact_returns_source, dw.fact_feedback_source,
                 dw.fact_support_source TO cdms_api;
+
+-- =======================================================================================
+-- 5. the change notification triggers of section 1
+-- =======================================================================================
+-- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['customers', 'products', 'orders', 'order_items', 'returns',
+                             'feedback', 'support_tickets']
+    LOOP
+        EXECUTE format('CREATE TRIGGER dw_notify_change'
+                       ' AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON app.%I'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION dw.notify_change()', t);
+    END LOOP;
+END
+$$;

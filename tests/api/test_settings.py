@@ -11,6 +11,7 @@ import pytest
 
 from api.security import SecurityConfig
 from api.settings import Settings, unknown_variables
+from db.config import DbSettings
 from db.errors import ConfigError
 
 
@@ -142,3 +143,53 @@ def test_cdms_serve_warns_of_a_misspelt_name_and_stops_on_a_wrong_value() -> Non
         .splitlines()[-1]
         .startswith("error[CONFIG]: CDMS_TRAIN_ON_START must be a boolean")
     ), done.stderr
+
+
+def test_a_setting_is_read_from_its_documented_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each setting has one variable (.env.example): a variable spelt as the field's Python
+    name (``port``, ``demo_open``, ``database_url``) is nobody's setting, not a second way
+    to open the API or point it at another database."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name, value in {
+        "port": "1234",
+        "demo_open": "1",
+        "env": "production",
+        "jwt_secret": "s" * 40,
+        "persisted_only": "1",
+        "database_url": "postgresql://elsewhere.example/cdms",
+        "pool_size": "3",
+        "read_urls": "postgresql://replica.example/cdms",
+        "retention_days": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env()
+    assert (s.port, s.demo_open, s.env, s.jwt_secret, s.persisted_only) == (
+        8000, False, "development", None, False,
+    )  # fmt: skip
+    assert (s.db.database_url, s.db.pool_size, s.db.read_urls) == (None, 16, ())
+    assert s.prediction_log_days == 90
+    # constructed in code by field name still works
+    assert DbSettings(database_url="postgresql://h/db").database_url == "postgresql://h/db"
+
+
+def test_a_wrong_bi_role_does_not_hide_the_other_wrong_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDMS_BI_ROLE", "Not A Role")
+    monkeypatch.setenv("CDMS_PORT", "eighty")
+    monkeypatch.setenv("CDMS_ETL_MODE", "hourly")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    for name in ("CDMS_BI_ROLE", "CDMS_PORT", "CDMS_ETL_MODE"):
+        assert name in info.value.message, info.value.message
+
+
+def test_a_wrong_rate_limit_is_named_beside_the_other_wrong_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDMS_RATE_LIMIT", "fast")
+    monkeypatch.setenv("CDMS_PORT", "eighty")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    assert "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'" in info.value.message
+    assert "CDMS_PORT must be an integer" in info.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -54,8 +55,8 @@ def test_a_failing_revision_leaves_the_database_at_the_previous_one(
         conn.execute("DELETE FROM alembic_version")
     original = sqlfile.run_sql_file
 
-    def broken(name: str) -> None:
-        original(name)
+    def broken(name: str, **kwargs: Any) -> None:
+        original(name, **kwargs)
         if name.startswith("0002"):
             raise RuntimeError("boom after applying 0002")
 

@@ -18,7 +18,9 @@ import psycopg
 import pytest
 
 from db.config import to_libpq_url
+from etl.pipeline import PIPELINE
 from etl.runner import LOCK_KEYS
+from etl.steps import STEPS
 from tests.cli import cli_environment
 from tests.etl.conftest import one
 from tests.reliability._server import free_port, stop, wait_healthy
@@ -104,7 +106,10 @@ def test_serve_listens_first_and_loads_in_the_background(
         (error,) = cube["errors"]
         ext = error["extensions"]
         assert ext["code"] == "WAREHOUSE_LOADING", cube
-        assert ext["steps"] == 9 and "estimateSeconds" in ext and ext["orders"] is not None
+        # every load step and publish (the step that makes the warehouse loaded)
+        assert ext["steps"] == len(STEPS) + 1 and ext["steps"] <= len(PIPELINE)
+        assert PIPELINE[ext["steps"] - 1].name == "publish"
+        assert "estimateSeconds" in ext and ext["orders"] is not None
 
         ready = httpx.get(f"{server.base}/readyz", timeout=5)
         assert ready.status_code == 503 and ready.headers["retry-after"]
@@ -139,15 +144,14 @@ def test_serve_listens_first_and_loads_in_the_background(
     runs = one(shop, "SELECT count(*) FROM dw.etl_run")
     again = Server(shop, tmp_path, "second", CDMS_TRAIN_ON_START="0")
     servers.append(again)
-    t = time.monotonic()
-    wait_healthy(again.proc, again.base, timeout=60)
-    to_ready = time.monotonic() - t
+    wait_healthy(again.proc, again.base, timeout=60, ready=False)  # listening
+    # ready the moment it listens (how soon: bench/startup.py, not a test)
+    assert httpx.get(f"{again.base}/readyz", timeout=5).status_code == 200
     time.sleep(1.0)  # let the background work finish its looks
     assert one(shop, "SELECT count(*) FROM dw.etl_run") == runs
     log = again.log()
     assert "warehouse: current" in log, log
     assert "warehouse: loading" not in log and "models: training" not in log, log
-    assert to_ready < 15, to_ready
 
 
 def test_production_does_not_train_on_start(monkeypatch: pytest.MonkeyPatch) -> None:

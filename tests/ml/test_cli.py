@@ -68,39 +68,6 @@ def test_cli_failures_are_one_line(
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-def test_first_start_on_an_empty_warehouse_serves_without_models(
-    fresh_database: Callable[[], str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    from api.cli.ml import train_on_first_start
-    from db.engine import make_engine
-    from ml.serving import close_store
-
-    url = fresh_database()
-    try:
-        train_on_first_start(url)
-    finally:
-        close_store(make_engine(url))
-    out = capsys.readouterr().out
-    assert "models not trained" in out and "none active" in out
-
-
-def test_later_starts_do_not_retrain(
-    ml_url: str,
-    ml_engine: Engine,
-    trained: dict[str, TrainedModel],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from api.cli.ml import train_on_first_start
-
-    with ml_engine.connect() as conn:
-        count = conn.execute(sa.text("SELECT count(*) FROM ml.model_version")).scalar_one()
-    train_on_first_start(ml_url)
-    with ml_engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM ml.model_version")).scalar_one() == count
-    out = capsys.readouterr().out
-    assert "order_status v" in out and "order_value v" in out and "support_status v" in out
-
-
 def _stored(engine: Engine, model: str) -> list[tuple[int, int]]:
     with engine.connect() as conn:
         return [
@@ -192,9 +159,9 @@ def test_serve_start_up_stores_what_is_missing(
     trained: dict[str, TrainedModel],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from api.cli.ml import score_on_startup
+    from api.cli.ml import score_stored
 
-    score_on_startup(ml_url)
+    score_stored(ml_engine)
     with ml_engine.begin() as conn:
         deleted = conn.execute(
             sa.text("DELETE FROM ml.ticket_predictions WHERE ticket_id % 2 = 0")
@@ -202,12 +169,12 @@ def test_serve_start_up_stores_what_is_missing(
         tickets = conn.execute(sa.text("SELECT count(*) FROM ml.ticket_features")).scalar_one()
     assert deleted > 0
     capsys.readouterr()
-    score_on_startup(ml_url)
+    score_stored(ml_engine)
     out = capsys.readouterr().out
     assert (
         f"ml.order_predictions 0 predictions, ml.ticket_predictions {deleted:,} predictions" in out
     )
     assert len(_stored(ml_engine, "support_status")) == tickets
-    score_on_startup(ml_url)
+    score_stored(ml_engine)
     out = capsys.readouterr().out
     assert "ml.order_predictions 0 predictions, ml.ticket_predictions 0 predictions" in out

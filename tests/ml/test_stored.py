@@ -221,3 +221,72 @@ def test_copy_text_is_what_json_dumps_gives_for_any_label(active: Engine) -> Non
             [{"label": c, "probability": v} for c, v in zip(odd, row, strict=True)],
             separators=SEP,
         )
+
+
+def test_a_full_refresh_marks_the_tables_current_until_something_changes(
+    active: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """``stored.current``: what a restart looks at instead of counting every object."""
+    from etl.pipeline import PIPELINE
+
+    # the steps ml.stored reads in dw.etl_applied by name
+    assert {"features", "scoring"} <= {s.name for s in PIPELINE}
+
+    def current() -> bool:
+        with active.connect() as conn:
+            return stored.current(conn)
+
+    assert not current()  # the fixture truncated the tables: not known complete
+    stored.refresh(active, models=["order_status"])  # a part only: still not known
+    assert not current()
+    stored.refresh(active)
+    assert current()
+    # the pipeline's features step ahead of its scoring step: changes not scored yet
+    with active.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE dw.etl_applied SET run_id = run_id + 1 WHERE step = 'features'")
+        )
+    assert not current()
+    with active.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE dw.etl_applied SET run_id = run_id - 1 WHERE step = 'features'")
+        )
+    assert current()
+    # another version activated: its predictions are not all there
+    new = register(active, trained["support_status"], force=True)
+    assert new.activated and not current()
+    assert stored.refresh(active)[stored.TICKETS.table] > 0
+    assert current()
+    # a truncated table forgets it was complete
+    with active.begin() as conn:
+        conn.execute(sa.text("TRUNCATE ml.ticket_predictions"))
+    assert not current()
+    stored.refresh(active)
+    assert current()
+    # customers' churn risks are a day's: yesterday's rows, or a missing one, are not current
+    with active.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'"
+                " WHERE customer_id = (SELECT min(customer_id) FROM ml.customer_predictions)"
+            )
+        )
+    assert not current()
+    assert stored.refresh(active)[stored.CUSTOMERS.table] == 1
+    assert current()
+
+
+def test_a_restart_with_everything_current_scores_nothing(active: Engine) -> None:
+    """The start-up work of ``cdms serve`` (api.startup.Background) on a warehouse, models
+    and stored predictions that are all current: looks, and neither loads nor counts."""
+    from api.startup import Background
+
+    stored.refresh(active)
+    url = active.url.render_as_string(hide_password=False)
+    lines: list[str] = []
+    work = Background(url, train=False, report=lines.append).start()
+    work.join(60)
+    assert work.done.is_set() and work.error is None, lines
+    assert lines[0].startswith("warehouse: current"), lines
+    assert "stored predictions: current" in lines, lines
+    assert not any("written" in line or "loading" in line for line in lines), lines

@@ -7,8 +7,10 @@ The binaries: ``CDMS_PG_BIN`` if set, else Debian's PostgreSQL 15, else pgserver
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -172,11 +174,14 @@ def wait_for(predicate: object, timeout: float = 30.0, every: float = 0.1) -> No
 
 @dataclass
 class Bouncer:
-    """PgBouncer in transaction mode in front of ``server`` (database ``database``)."""
+    """PgBouncer in transaction mode in front of the server on port ``upstream``: its
+    database ``database`` is the server's ``dbname`` (default the same name)."""
 
-    server: Server
+    upstream: int
     root: Path
     database: str = "cdms"
+    dbname: str | None = None
+    user: str = "postgres"
     pool_size: int = 2
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -186,11 +191,12 @@ class Bouncer:
         self.root.mkdir(parents=True, exist_ok=True)
         own(self.root)
         users = self.root / "users.txt"
-        users.write_text('"postgres" ""\n')
+        users.write_text(f'"{self.user}" ""\n')
         ini = self.root / "pgbouncer.ini"
         ini.write_text(
             "[databases]\n"
-            f"{self.database} = host=127.0.0.1 port={self.server.port} dbname={self.database}\n"
+            f"{self.database} = host=127.0.0.1 port={self.upstream}"
+            f" dbname={self.dbname or self.database}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
@@ -201,19 +207,25 @@ class Bouncer:
         for path in (users, ini):
             own(path)
         self.proc = subprocess.Popen(
-            as_owner([exe, str(ini)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            as_owner([exe, str(ini)]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for(lambda: psycopg.connect(self.url(), connect_timeout=2).close() is None)
 
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
     def stop(self) -> None:
+        """PgBouncer and ``runuser`` before it: their process group."""
         if self.proc is not None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc = None

@@ -33,7 +33,7 @@ PLACE = """mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id 
 
 @pytest.fixture
 def bouncer(cluster: Cluster, replicated: Replicated) -> Iterator[Bouncer]:
-    made = Bouncer(replicated.primary, cluster.root / "pgbouncer", pool_size=2)
+    made = Bouncer(replicated.primary.port, cluster.root / "pgbouncer", pool_size=2)
     made.start()
     try:
         yield made
@@ -82,7 +82,7 @@ def test_prepared_statements_collide_in_transaction_mode(bouncer: Bouncer) -> No
     """Two clients on PgBouncer's one server connection: the second prepares psycopg's
     first statement name again on the same server session."""
     bouncer.stop()
-    one = Bouncer(bouncer.server, bouncer.root.parent / "pgbouncer1", pool_size=1)
+    one = Bouncer(bouncer.upstream, bouncer.root.parent / "pgbouncer1", pool_size=1)
     one.start()
     try:
         with (

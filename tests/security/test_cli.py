@@ -169,3 +169,22 @@ def test_persisted_add_list_and_remove(
         assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 0
     again = cdms(cli_env, "persisted", "remove", sha)
     assert again.returncode == 1 and again.stderr.startswith("error[NOT_FOUND]")
+
+
+def test_persisted_remove_of_one_document_named_twice(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """Its hash and its name (or the same key twice) on one command line name a registered
+    document: it is removed, not refused as naming nothing."""
+    import hashlib
+
+    doc = tmp_path / "twice.graphql"
+    doc.write_text("query Twice { products { totalCount } }\n")
+    sha = hashlib.sha256(doc.read_bytes()).hexdigest()
+    assert cdms(cli_env, "persisted", "add", str(doc)).returncode == 0
+    done = cdms(cli_env, "persisted", "remove", sha.upper(), "twice", "twice")
+    assert done.returncode == 0, done
+    assert done.stdout.split() == ["removed", sha, "twice"], done.stdout
+    with make_engine(database_url).connect() as conn:
+        count = "SELECT count(*) FROM app.persisted_queries WHERE sha256 = :h"
+        assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 0

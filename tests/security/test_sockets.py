@@ -209,3 +209,49 @@ def test_a_token_may_come_in_connection_init(
         with pytest.raises(WebSocketDisconnect) as closed:
             receive(ws)
         assert closed.value.code == 4401
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_withdrawn_persisted_subscription_delivers_no_more_events(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
+) -> None:
+    """``cdms persisted remove`` withdraws a document from every operation, also from a
+    subscription started with it before: its next event is PERSISTED_QUERY_NOT_FOUND, and
+    nothing more (a leaked or too costly subscription does not live on with the socket)."""
+    import json
+
+    sub = _subscription(parties.a)
+    sha = register(sec_engine, sub["query"])
+    persisted = {
+        "variables": sub["variables"],
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
+    }
+    event = {
+        "order_id": parties.a_orders[0],
+        "customer_id": parties.a,
+        "from": "pending",
+        "to": "paid",
+        "changed_at": "2025-01-01T00:00:00+00:00",
+    }
+    notify = sa.text("SELECT pg_notify('cdms_order_status', :p)")
+    with (
+        make_app(sec_engine) as client,  # apikey_cache_s=0: no cache window
+        client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=bearer(token("customer", parties.a))
+        ) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", persisted)
+        time.sleep(1.0)  # the listener is up
+        with sec_engine.begin() as conn:
+            conn.execute(notify, {"p": json.dumps(event)})
+        got = ws_outcome(ws, "1", timeout=5)
+        assert got.data and got.data["orderStatusChanged"]["toStatus"] == "PAID", got
+        with sec_engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM app.persisted_queries WHERE sha256 = :h"), {"h": sha})
+            conn.execute(notify, {"p": json.dumps(event)})
+        got = ws_outcome(ws, "1", timeout=5)
+        assert got.codes == ["PERSISTED_QUERY_NOT_FOUND"] and got.data is None, got
+        with sec_engine.begin() as conn:
+            conn.execute(notify, {"p": json.dumps(event)})
+        assert ws_outcome(ws, "1", timeout=2).silent  # the operation is over

@@ -13,7 +13,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("0006_security.sql")
+    # row-level security and policies on every app table (ACCESS EXCLUSIVE, briefly)
+    run_sql_file(
+        "0006_security.sql",
+        locks=("app.customers", "app.products", "app.orders", "app.order_items",
+               "app.order_status_history", "app.feedback", "app.returns",
+               "app.support_tickets"),
+        mode="ACCESS EXCLUSIVE",
+    )  # fmt: skip
 
 
 def downgrade() -> None:

@@ -13,7 +13,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("0009_request_safety.sql")
+    # a trigger on order_items, a foreign key to orders: both locked first, orders first
+    run_sql_file("0009_request_safety.sql", locks=("app.order_items", "app.orders"))
 
 
 def downgrade() -> None:

@@ -1,0 +1,263 @@
+"""deploy/compose.ha.yaml's topology, from Debian's packages on loopback
+(tests/scale/topology.py): etcd, two PostgreSQL 15 servers under Patroni in synchronous
+mode, HAProxy (deploy/ha/haproxy.cfg), PgBouncer for the replica reads and two
+``cdms serve`` processes. The API's ``DATABASE_URL`` is HAProxy's primary port (it asks
+each Patroni's ``/primary``), ``CDMS_READ_URLS`` PgBouncer's ``cdms_ro`` (HAProxy's
+replica port behind it).
+
+- One API process killed (SIGKILL) under a read load: HAProxy sends the reads in flight
+  again to the other process and stops routing to the dead one; not one read fails.
+- The primary's host lost (Patroni and PostgreSQL killed) under a ``placeOrder`` load:
+  Patroni promotes the synchronous standby, HAProxy follows it, every order a client saw
+  acknowledged is on the new primary (once: the clients retry with an Idempotency-Key),
+  and orders are taken again within a bounded time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from db.engine import dispose_engine, make_engine
+from db.migrate import upgrade
+from tests.api.conftest import Shop, build_shop
+from tests.scale.cluster import pg_bin, wait_for
+from tests.scale.topology import Topology, api_env, missing
+
+pytestmark = [
+    pytest.mark.scale,
+    pytest.mark.skipif(
+        bool(missing()),
+        reason=f"not installed: {', '.join(missing())} (apt-get install; .ci/run does)",
+    ),
+]
+
+READ = """query ($id: ID!) { order(id: $id) { id status items { lineNo product { sku } } } }"""
+PLACE = """mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }"""
+WRITES_BACK_WITHIN_S = 60  # Patroni's ttl (10 s here) + HAProxy's checks, with margin
+
+
+@dataclass
+class HA:
+    topology: Topology
+    shop: Shop
+
+    @property
+    def api(self) -> str:
+        assert self.topology.haproxy is not None
+        return self.topology.haproxy.api
+
+
+@pytest.fixture(scope="module")
+def ha() -> Iterator[HA]:
+    bindir = pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user to run PostgreSQL as")
+    topology = Topology(Path(tempfile.mkdtemp(prefix="cdms-ha-")), bindir)
+    try:
+        topology.start_cluster()
+        topology.start_proxies()
+        url = topology.write_url()
+        upgrade(url)  # as the application's role, which deploy/ha/post-init.sh made
+        with make_engine(url).begin() as conn:
+            shop = build_shop(conn)
+        from etl import pipeline, runner
+
+        pipeline.run(url)  # a loaded warehouse: /readyz says ready
+        runner.dispose(url)
+        dispose_engine(url)
+        topology.start_apis(api_env(url, topology.read_url()))
+        api_up = {"api/api1": "UP", "api/api2": "UP"}
+        wait_for(lambda: topology.haproxy_states(api_up) == api_up, timeout=30)
+        yield HA(topology, shop)
+    finally:
+        topology.close()
+
+
+@dataclass
+class Load:
+    """Client threads calling ``work`` until stopped; what they saw."""
+
+    threads: int
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    done: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def saw(self, status: int, failure: str | None = None) -> None:
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if failure is None:
+                self.done += 1
+            else:
+                self.failures.append(failure)
+
+
+def _code(got: httpx.Response) -> str | None:
+    """The first error's extensions.code of a JSON answer (None: not coded JSON)."""
+    try:
+        return str(got.json()["errors"][0]["extensions"]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _run(load: Load, work: Any) -> ThreadPoolExecutor:
+    pool = ThreadPoolExecutor(load.threads)
+    for i in range(load.threads):
+        pool.submit(work, i)
+    return pool
+
+
+def test_an_api_process_killed_under_read_load_fails_no_read(ha: HA) -> None:
+    oids = [str(o) for ids in ha.shop.orders.values() for o in ids]
+    load = Load(threads=4)
+
+    def reader(i: int) -> None:
+        with httpx.Client(base_url=ha.api, timeout=30) as client:
+            n = i
+            while not load.stop.is_set():
+                n += 1
+                oid = oids[n % len(oids)]
+                try:
+                    got = client.post("/graphql", json={"query": READ, "variables": {"id": oid}})
+                except httpx.HTTPError as exc:
+                    load.saw(0, repr(exc))
+                    continue
+                body = got.json() if got.status_code == 200 else {}
+                ok = got.status_code == 200 and "errors" not in body
+                ok = ok and body["data"]["order"]["id"] == oid
+                load.saw(got.status_code, None if ok else got.text[:200])
+
+    topology = ha.topology
+    victim = topology.apis[0]
+    pool = _run(load, reader)
+    try:
+        wait_for(lambda: load.done >= 100, timeout=60)
+        before = load.done
+        assert victim.child is not None
+        victim.child.kill(signal.SIGKILL)  # the process and everything it started, at once
+        gone = {"api/api1": "DOWN"}
+        wait_for(lambda: topology.haproxy_states(gone) == gone, timeout=30)
+        after_down = load.done
+        wait_for(lambda: load.done >= after_down + 100, timeout=60)
+    finally:
+        load.stop.set()
+        pool.shutdown()
+    assert topology.haproxy is not None
+    retried, redispatched = topology.haproxy.retries()
+    print(f"\nAPI process killed: {load.done} reads, 0 failed; HAProxy retried {retried}"
+          f" and redispatched {redispatched} requests")  # fmt: skip
+    assert load.failures == [], (load.statuses, load.failures[:5])
+    assert load.done > before  # reads went on through the other process
+    # the killed host comes back: HAProxy routes to it again once its /readyz says ready
+    victim.start(victim_env(topology))
+    victim.wait_ready()
+    up = {"api/api1": "UP"}
+    wait_for(lambda: topology.haproxy_states(up) == up, timeout=30)
+
+
+def victim_env(topology: Topology) -> dict[str, str]:
+    return api_env(topology.write_url(), topology.read_url())
+
+
+def test_a_patroni_failover_under_order_load_loses_no_acknowledged_order(ha: HA) -> None:
+    topology = ha.topology
+    old = topology.leader()
+    assert old is not None
+    standby = next(n for n in topology.nodes if n is not old)
+    assert standby.endpoint("sync")  # the synchronous standby: it has every acknowledged commit
+    load = Load(threads=3)
+    acknowledged: dict[str, str] = {}  # Idempotency-Key → order id
+    acked_at: list[float] = []
+
+    def orderer(i: int) -> None:
+        n = 0
+        with httpx.Client(base_url=ha.api, timeout=30) as client:
+            while not load.stop.is_set():
+                n += 1
+                key = f"ha-{i}-{n}-{secrets.token_hex(4)}"
+                item = {"productId": str(ha.shop.products[n % 5]), "quantity": 1}
+                place = {"customerId": str(ha.shop.customers[i % len(ha.shop.customers)]),
+                         "channel": "WEB", "paymentMethod": "CARD", "items": [item]}  # fmt: skip
+                # a client retries one order with its key until it is acknowledged
+                while not load.stop.is_set():
+                    try:
+                        got = client.post(
+                            "/graphql",
+                            json={"query": PLACE, "variables": {"input": place}},
+                            headers={"Idempotency-Key": key},
+                        )
+                    except httpx.HTTPError as exc:
+                        load.saw(0, repr(exc))
+                        time.sleep(0.2)
+                        continue
+                    body = got.json() if got.status_code == 200 else {}
+                    if got.status_code == 200 and "errors" not in body:
+                        with load.lock:
+                            acknowledged[key] = body["data"]["placeOrder"]["id"]
+                            acked_at.append(time.monotonic())
+                        load.saw(200)
+                        break
+                    # a 503 is coded JSON, from cdms or from HAProxy with no API ready;
+                    # anything else counts as its negative status (the assertion fails)
+                    coded = got.status_code == 503 and _code(got) == "SERVICE_UNAVAILABLE"
+                    status = got.status_code if coded else -got.status_code
+                    load.saw(status, f"{got.status_code} {got.text[:200]}")
+                    time.sleep(0.2)
+
+    pool = _run(load, orderer)
+    try:
+        wait_for(lambda: load.done >= 30, timeout=60)
+        crashed = time.monotonic()
+        old.crash()  # the primary's host is lost: Patroni and PostgreSQL, SIGKILL
+        wait_for(lambda: standby.endpoint("primary"), timeout=WRITES_BACK_WITHIN_S)
+        promoted = time.monotonic()
+
+        def written_after_promotion() -> bool:
+            with load.lock:
+                return sum(t > promoted for t in acked_at) >= 20
+
+        wait_for(written_after_promotion, timeout=WRITES_BACK_WITHIN_S)
+    finally:
+        load.stop.set()
+        pool.shutdown()
+    # seconds without writes: the longest wait between two acknowledgements
+    gap = max(b - a for a, b in itertools.pairwise(acked_at))
+    back = min(t for t in acked_at if t > promoted) - crashed
+    print(f"\nfailover: standby promoted {promoted - crashed:.1f} s after the crash, first"
+          f" order {back:.1f} s after it, {gap:.1f} s without writes; {len(acknowledged)}"
+          f" orders acknowledged, clients saw {load.statuses}")  # fmt: skip
+    assert back < WRITES_BACK_WITHIN_S and gap < WRITES_BACK_WITHIN_S
+    # what clients saw meanwhile: 503s coded SERVICE_UNAVAILABLE in JSON (from cdms, or
+    # from HAProxy's http-error while no API process was ready), never a 500
+    assert set(load.statuses) <= {200, 503}, (load.statuses, load.failures[:5])
+    with psycopg.connect(standby.url("cdms"), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        rows = conn.execute(
+            "SELECT k.key, o.id FROM app.idempotency_keys k JOIN app.orders o"
+            " ON o.id = k.order_id WHERE k.key = ANY(%s)",
+            (list(acknowledged),),
+        ).fetchall()
+    found = {k: str(o) for k, o in rows}
+    assert found == acknowledged  # every acknowledged order there, under its key, once
