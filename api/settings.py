@@ -156,6 +156,18 @@ class Settings(EnvSettings):
         return self
 
 
+# CDMS_* names that are not the server's: the example clients' (examples/), the deployment's
+# (deploy/: image build arguments, database passwords), CI's and the tests' own switches
+ELSEWHERE = frozenset(
+    {
+        "CDMS_URL", "CDMS_TOKEN",
+        "CDMS_EXTRAS", "CDMS_EXTRAS_TRAIN", "CDMS_DB_PASSWORD",
+        "CDMS_PG_SUPERUSER_PASSWORD", "CDMS_PG_REPLICATION_PASSWORD",
+        "CDMS_CI_DATABASE_URL", "CDMS_PG_BIN", "CDMS_CHROMIUM", "CDMS_UPDATE_SNAPSHOTS",
+    }
+)  # fmt: skip
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """The ``CDMS_*`` variables of ``environ`` that nothing reads, each with the known name
     it is most likely a typo of (``cdms serve`` warns about them: a misspelt name would
@@ -167,7 +179,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         if isinstance(f.validation_alias, str)
     }
     out = []
-    for name in sorted(n for n in environ if n.startswith("CDMS_") and n not in known):
+    for name in sorted(n for n in environ if n.startswith("CDMS_") and n not in known | ELSEWHERE):
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         out.append(f"{name} (did you mean {close[0]}?)" if close else name)
     return out

@@ -51,6 +51,12 @@ class Col:
     doc: str | None = None
     roles: frozenset[str] | None = None  # only these roles may select it (None: every role)
 
+    def __post_init__(self) -> None:
+        # roles are checked on selections only: such a column in a filter, an orderBy or an
+        # aggregate input would answer other roles questions about it
+        if self.roles is not None and (self.filter or self.sort or self.sum or self.minmax):
+            raise ValueError(f"{self.name}: a column with roles cannot filter, sort or aggregate")
+
 
 class Shape(enum.Enum):
     ONE = "one"  # an object (null when the key is null or the row is invisible)

@@ -19,6 +19,9 @@ def test_every_variable_read_by_the_code_is_documented() -> None:
             r"^#? ?(CDMS_[A-Z0-9_]+|DATABASE_URL)=", (ROOT / ".env.example").read_text(), re.M
         )
     )
+    from api.settings import ELSEWHERE
+
+    read -= ELSEWHERE  # named by api/settings.py as not the server's (no warning for them)
     assert read, "found no variables at all: the scan is broken"
     assert read - documented == set(), "add these to .env.example"
     assert documented - read == set(), "documented in .env.example but read nowhere"

@@ -34,6 +34,7 @@ def serve(
 
     require("serve", "cdms serve")
     import uvicorn
+    from rich.markup import escape
 
     from api.app import create_app
     from api.cli.port import check_port
@@ -47,7 +48,9 @@ def serve(
     from ml.serving import close_store_of
 
     for name in unknown_variables(os.environ):
-        console.print(f"[yellow]warning:[/] {name} is not a cdms setting (.env.example lists them)")
+        console.print(
+            f"[yellow]warning:[/] {escape(name)} is not a cdms setting (.env.example lists them)"
+        )
     settings = Settings.from_env()
     bind_host = host or settings.host
     bind_port = port or settings.port

@@ -120,8 +120,9 @@ def test_values_are_typed_and_empty_means_the_default(monkeypatch: pytest.Monkey
 
 def test_misspelt_names_are_found_with_the_likely_one() -> None:
     found = unknown_variables(
-        {"CDMS_ETL_MOD": "off", "CDMS_PORT": "1", "CDMS_SOMETHING_ELSE": "1", "PATH": "/"}
-    )
+        {"CDMS_ETL_MOD": "off", "CDMS_PORT": "1", "CDMS_SOMETHING_ELSE": "1", "PATH": "/",
+         "CDMS_URL": "http://x", "CDMS_TOKEN": "t", "CDMS_DB_PASSWORD": "p"}  # not the server's
+    )  # fmt: skip
     assert found == ["CDMS_ETL_MOD (did you mean CDMS_ETL_MODE?)", "CDMS_SOMETHING_ELSE"]
 
 
