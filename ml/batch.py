@@ -52,7 +52,7 @@ class Predicted(NamedTuple):
     model: str
     version: int
     label: str | None = None  # classifiers
-    probability: float | None = None  # of ``label``
+    probability: float | None = None  # of ``label`` (of ``spec.reports`` when it names one)
     probabilities: tuple[tuple[str, float], ...] = ()  # every class, in the model's order
     value: float | None = None  # regressors (rounded to cents)
 
@@ -145,10 +145,11 @@ def predictions(model: Scorer, scores: Scores) -> list[Predicted]:
         return [Predicted(name, version, value=round(v, 2)) for v in scores.values.tolist()]
     assert scores.probabilities is not None and scores.labels is not None
     classes = model.classes
+    reported = model.spec.reports
     out = []
     for label, row in zip(scores.labels, scores.probabilities.tolist(), strict=True):
         probs = tuple(zip(classes, row, strict=True))
-        best = next((p for c, p in probs if c == label), 0.0)
+        best = next((p for c, p in probs if c == (reported or label)), 0.0)
         out.append(Predicted(name, version, label, best, probs))
     return out
 

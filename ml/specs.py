@@ -49,6 +49,9 @@ class ModelSpec:
     # a target that looks this far past the event: training drops the rows whose window
     # reaches into the evaluation period (no leakage across the time split)
     horizon_days: int = 0
+    # a risk model: the class whose probability a prediction's ``probability`` reports,
+    # whatever the likeliest label (None: the label's own probability)
+    reports: str | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -172,6 +175,7 @@ CHURN_RISK = ModelSpec(
     classes=("active", "churned"),
     settle_days=90,
     horizon_days=90,
+    reports="churned",  # Customer.churnRisk.probability is the risk, also when "active"
 )
 
 SPECS: dict[str, ModelSpec] = {

@@ -416,7 +416,8 @@ def _fragments(model: Scorer, scores: Scores) -> list[str]:
     assert scores.probabilities is not None and scores.labels is not None
     proba = scores.probabilities
     index = {c: j for j, c in enumerate(model.classes)}
-    at = np.array([index.get(label, -1) for label in scores.labels], dtype=np.int64)
+    reported = model.spec.reports  # (a risk model reports one class's probability)
+    at = np.array([index.get(reported or label, -1) for label in scores.labels], dtype=np.int64)
     _finite(proba, model)
     best = np.where(at >= 0, proba[np.arange(len(at)), at], 0.0).tolist()
     rows = proba.tolist()

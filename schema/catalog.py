@@ -159,8 +159,10 @@ ENTITIES: dict[str, Entity] = {
                     "churn_risk",
                     "StatusPrediction",
                     STAFF,
-                    doc="Will the customer place no order in the next 90 days (churn_risk, "
-                    "from their orders up to now; label churned or active)?",
+                    doc="The risk that the customer places no order in the next 90 days "
+                    "(churn_risk, from their orders up to now): `probability` is that risk "
+                    "(of churned, whatever the label), `label` the likelier of churned and "
+                    "active.",
                 ),
                 R("summary", "CustomerSummary", "id", "customer_id", ONE, filter=False),
                 R(

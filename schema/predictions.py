@@ -84,7 +84,11 @@ class LabelProbability:
 @strawberry.type(description="A classifier's prediction: the likeliest label and every class.")
 class StatusPrediction:
     label: str = _keyed("label", str)
-    probability: float = _keyed("probability", float, "Probability of `label`.")
+    probability: float = _keyed(
+        "probability",
+        float,
+        "Probability of `label` (a churn risk's: of `churned`, whatever the label).",
+    )
     probabilities: list[LabelProbability] = _keyed("probabilities", list[LabelProbability])
     model: ModelRef = _keyed("model", ModelRef)
 

@@ -170,8 +170,11 @@ def test_customer_churn_risk_is_computed_from_their_orders_up_to_now(
     for n in nodes:
         risk = n["churnRisk"]
         assert risk["model"]["name"] == "churn_risk" and risk["label"] in {"active", "churned"}
-        assert {p["label"] for p in risk["probabilities"]} == {"active", "churned"}
-        assert 0.5 <= risk["probability"] <= 1
+        classes = {p["label"]: p["probability"] for p in risk["probabilities"]}
+        assert set(classes) == {"active", "churned"}
+        # probability is the risk (of churned), whatever the label
+        assert risk["probability"] == classes["churned"]
+        assert (risk["label"] == "churned") == (risk["probability"] >= 0.5)
     # the shop's history ended months before now: those who ordered mostly look churned
     churned = [n for n in nodes if n["id"] in ordered and n["churnRisk"]["label"] == "churned"]
     assert len(churned) > 0.5 * len([n for n in nodes if n["id"] in ordered]), version.metrics
@@ -304,7 +307,9 @@ def test_what_if_churn_risk_rises_with_recency_and_lengthening_gaps(
         assert "errors" not in body, body["errors"]
         p = body["data"]["predictChurnRisk"]
         assert p["model"]["name"] == "churn_risk" and p["label"] in {"active", "churned"}
-        return float(p["probability"]) if p["label"] == "churned" else 1 - p["probability"]
+        # the probability is the risk itself (of churned), whatever the likelier label
+        assert (p["label"] == "churned") == (p["probability"] >= 0.5)
+        return float(p["probability"])
 
     assert churned(fading) > churned(active) + 0.3
     body = run(ml_engine, query, {"i": {**active, "recencyDays": -1.0}})

@@ -481,7 +481,7 @@ async function loadAtRisk() {
     return;
   }
   const rows = nodes.map((n) => {
-    const p = n.churnRisk.label === "churned" ? n.churnRisk.probability : 1 - n.churnRisk.probability;
+    const p = n.churnRisk.probability; // the risk itself, whatever the label
     const value = revenue.get(String(n.id)) || 0;
     return { ...n, p, value, score: p * value };
   }).sort((a, b) => b.score - a.score).slice(0, 10);
