@@ -374,27 +374,36 @@ def _write(
     keys = frame.keys.tolist()
     cols = [parts.get(m) or [_nulls(m)] * n for m in s.models]
     lines = [f"{keys[i]}\t" + "\t".join(c[i] for c in cols) + "\n" for i in np.flatnonzero(scored)]
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    names = ", ".join((s.key, *s.columns))
     keep = ", ".join(
         f"{c} = CASE WHEN EXCLUDED.{m}_version IS NULL THEN t.{c} ELSE EXCLUDED.{c} END"
         for m in s.models
         for c in columns(m)
     )
+    upsert(conn, s, (s.key, *s.columns), keep, lines)
+    return written
+
+
+def upsert(
+    conn: Connection, s: Stored, names: Sequence[str], update: str, lines: Sequence[str]
+) -> None:
+    """COPY ``lines`` (COPY text of the columns ``names``) into ``s.table``, a conflicting
+    row updated by ``update`` (``t`` is the row, ``EXCLUDED`` the new one), in ``conn``'s
+    transaction."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    cols = ", ".join(names)
     with raw.cursor() as cur:
         # one writer at a time per table (until this chunk commits): another refresh that
         # read the same rows waits here, then writes the same values
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cdms_stored:{s.table}",))
         cur.execute(f"CREATE TEMP TABLE _scored (LIKE {s.table} INCLUDING DEFAULTS) ON COMMIT DROP")
-        with cur.copy(f"COPY _scored ({names}) FROM STDIN") as copy:
+        with cur.copy(f"COPY _scored ({cols}) FROM STDIN") as copy:
             copy.write("".join(lines))
         cur.execute(
-            f"INSERT INTO {s.table} AS t ({names}) SELECT {names} FROM _scored"
-            f" ON CONFLICT ({s.key}) DO UPDATE SET {keep}, scored_at = now()"
+            f"INSERT INTO {s.table} AS t ({cols}) SELECT {cols} FROM _scored"
+            f" ON CONFLICT ({s.key}) DO UPDATE SET {update}, scored_at = now()"
         )
         cur.execute("DROP TABLE _scored")
-    return written
 
 
 def _nulls(model: str) -> str:

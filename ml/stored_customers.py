@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -87,20 +86,11 @@ def refresh(
 
 
 def _upsert(conn: Connection, s: Stored, lines: Sequence[str]) -> None:
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    names = ", ".join((s.key, "as_of", "customer_key", *s.columns))
-    new = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("as_of", "customer_key", *s.columns))
-    with raw.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"cdms_stored:{s.table}",))
-        cur.execute(f"CREATE TEMP TABLE _scored (LIKE {s.table} INCLUDING DEFAULTS) ON COMMIT DROP")
-        with cur.copy(f"COPY _scored ({names}) FROM STDIN") as copy:
-            copy.write("".join(lines))
-        cur.execute(
-            f"INSERT INTO {s.table} AS t ({names}) SELECT {names} FROM _scored"
-            f" ON CONFLICT ({s.key}) DO UPDATE SET {new}, scored_at = now()"
-        )
-        cur.execute("DROP TABLE _scored")
+    from ml.stored import upsert
+
+    names = (s.key, "as_of", "customer_key", *s.columns)
+    new = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[1:])
+    upsert(conn, s, names, new, lines)
 
 
 def forget(conn: Connection, orders: Sequence[int] | None) -> int:
