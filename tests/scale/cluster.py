@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
 
 SMALL = {
     # frugal: the machine is shared; these servers hold a few rows
@@ -33,6 +35,19 @@ SMALL = {
     "log_min_messages": "warning",
     "wal_receiver_status_interval": "1s",
 }
+
+
+def pg_bin_or_skip() -> Path:
+    """PostgreSQL's binaries for the scale tests, or the test skipped with the reason."""
+    bindir = pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a postgres user to run PostgreSQL as")
+    return bindir
 
 
 def pg_bin() -> Path | None:

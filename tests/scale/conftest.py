@@ -5,8 +5,6 @@ to be shown on."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from sqlalchemy.engine import Engine
 from db.engine import dispose_engine, make_engine
 from db.migrate import upgrade
 from tests.api.conftest import Shop, build_shop
-from tests.scale.cluster import Cluster, Server, pg_bin, wait_for
+from tests.scale.cluster import Cluster, Server, pg_bin_or_skip, wait_for
 
 DELAY_S = 2
 
@@ -35,14 +33,7 @@ class Replicated:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    bindir = pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a postgres user to run PostgreSQL as")
+    bindir = pg_bin_or_skip()
     root = Path(tempfile.mkdtemp(prefix="cdms-scale-"))
     made = Cluster(bindir, root)
     try:

@@ -16,8 +16,6 @@ replica port behind it).
 from __future__ import annotations
 
 import itertools
-import os
-import pwd
 import secrets
 import signal
 import tempfile
@@ -36,7 +34,7 @@ import pytest
 from db.engine import dispose_engine, make_engine
 from db.migrate import upgrade
 from tests.api.conftest import Shop, build_shop
-from tests.scale.cluster import pg_bin, wait_for
+from tests.scale.cluster import pg_bin_or_skip, wait_for
 from tests.scale.topology import Topology, api_env, missing
 
 pytestmark = [
@@ -65,14 +63,7 @@ class HA:
 
 @pytest.fixture(scope="module")
 def ha() -> Iterator[HA]:
-    bindir = pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL binaries with pg_basebackup (set CDMS_PG_BIN)")
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a postgres user to run PostgreSQL as")
+    bindir = pg_bin_or_skip()
     topology = Topology(Path(tempfile.mkdtemp(prefix="cdms-ha-")), bindir)
     try:
         topology.start_cluster()
