@@ -20,6 +20,7 @@ Who may use what is :class:`Access`, read from the schema's declarations (api/ac
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLDirective,
+    GraphQLError,
     GraphQLField,
     GraphQLInputObjectType,
     GraphQLInputType,
@@ -40,9 +42,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_named_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values
@@ -101,6 +107,39 @@ class ArgField:
     name: str
     definition: GraphQLField | GraphQLDirective
     node: FieldNode | DirectiveNode
+    # the coerced values when no argument holds a variable: the same for every request
+    fixed: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        parent: str,
+        name: str,
+        definition: GraphQLField | GraphQLDirective,
+        node: FieldNode | DirectiveNode,
+    ) -> ArgField:
+        fixed = None
+        if not any(_has_variable(a.value) for a in node.arguments or ()):
+            # (one that does not coerce: validation reports it, each request fails again)
+            with contextlib.suppress(GraphQLError):
+                fixed = get_argument_values(definition, node)
+        return cls(parent, name, definition, node, fixed)
+
+    def values(self, variables: VariableValues) -> Mapping[str, Any]:
+        """The coerced argument values (defaults included) for these variables."""
+        if self.fixed is not None:
+            return self.fixed
+        return get_argument_values(self.definition, self.node, variables)
+
+
+def _has_variable(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(v) for v in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(f.value) for f in value.fields)
+    return False
 
 
 @dataclass(frozen=True)
@@ -229,7 +268,7 @@ class _Measurer:
             for d in sel.directives or ():
                 directive = self.schema.get_directive(d.name.value)
                 if directive is not None and d.arguments:
-                    args.append(ArgField(parent.name, f"@{d.name.value}", directive, d))
+                    args.append(ArgField.of(parent.name, f"@{d.name.value}", directive, d))
             if isinstance(sel, FieldNode):
                 name = sel.name.value
                 gfield = _field_def(parent, name)
@@ -237,7 +276,7 @@ class _Measurer:
                     continue  # validation reports it
                 uses.add((parent.name, name))
                 count += 1
-                arg = ArgField(parent.name, name, gfield, sel)
+                arg = ArgField.of(parent.name, name, gfield, sel)
                 if sel.arguments:
                     args.append(arg)
                 if sel.selection_set is None:
@@ -399,7 +438,7 @@ def check_size(shape: Shape, limits: Limits) -> None:
 def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> int:
     if arg is None:
         return limits.default_page
-    values = get_argument_values(arg.definition, arg.node, variables)
+    values = arg.values(variables)
     for name in _PAGE_ARGS:
         v = values.get(name)
         if isinstance(v, int) and not isinstance(v, bool):
@@ -409,7 +448,7 @@ def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> in
 
 def _rows(arg: ArgField, variables: VariableValues) -> int:
     """The rows a ``limit`` argument asks for (its default when not given)."""
-    value = get_argument_values(arg.definition, arg.node, variables).get(_ROWS_ARG)
+    value = arg.values(variables).get(_ROWS_ARG)
     return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -487,12 +526,11 @@ def check_arguments(
     input field the role may not set, passes a value the role may not pass, or, for a
     customer, names another customer."""
     for arg in shape.args:
-        values = get_argument_values(arg.definition, arg.node, variables)
-        _check_arguments(arg, values, access, role, customer_id)
+        _check_arguments(arg, arg.values(variables), access, role, customer_id)
 
 
 def _check_arguments(
-    arg: ArgField, values: dict[str, Any], access: Access, role: str, customer_id: int | None
+    arg: ArgField, values: Mapping[str, Any], access: Access, role: str, customer_id: int | None
 ) -> None:
     if isinstance(arg.definition, GraphQLDirective):
         return  # @include/@skip: coerced above (a null refused), nothing a role may not pass

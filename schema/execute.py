@@ -497,6 +497,10 @@ class Executor:
         return await run_in_threadpool(self.router.read_engine, ctx.min_lsn)
 
     async def _query(self, prepared: Any, ctx: Context) -> Result:
+        if prepared.operation.operation is OperationType.QUERY and all(
+            name in ROOTS or name == "__typename" for _, name in prepared.shape.roots
+        ):  # every root field the document may select (whatever @skip/@include decide)
+            return await self._read(prepared, ctx)
         roots = self.reads.root_fields(prepared.document, prepared.operation, prepared.coerced)
         if self.reads.relational(prepared.operation, roots):
             return await self._read(prepared, ctx)
