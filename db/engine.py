@@ -86,14 +86,18 @@ _unpinged_lock = threading.Lock()
 def unpinged(engine: Engine) -> Engine:
     """A sibling of ``engine`` (same URL and pool size) whose checkouts skip the pre-ping
     round trip — for a caller that recovers from a dead connection itself (see
-    schema/lane.py). ``engine`` itself when it was not made by :func:`make_engine`.
+    schema/lane.py) — and whose connections are in autocommit: its one user sends each
+    read as one pipeline, which PostgreSQL runs as one implicit transaction, without a
+    BEGIN and a COMMIT. ``engine`` itself when it was not made by :func:`make_engine`.
     Disposed together with ``engine`` by :func:`dispose_engine`."""
     for url, made in list(_engines.items()):
         if made is engine:
             with _unpinged_lock:
                 sibling = _unpinged.get(url)
                 if sibling is None:
-                    sibling = _unpinged[url] = sa.create_engine(to_sqlalchemy_url(url), **_pool())
+                    sibling = _unpinged[url] = sa.create_engine(
+                        to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT", **_pool()
+                    )
                     _prepare(sibling)
             return sibling
     return engine

@@ -1,13 +1,17 @@
-"""One round trip for a read: BEGIN, the session settings, the statement, COMMIT, in one
-psycopg pipeline, taking the response JSON as text as PostgreSQL wrote it.
+"""One round trip for a read: the session settings and the statement in one psycopg
+pipeline, taking the response JSON as text as PostgreSQL wrote it.
 
-The session settings (schema.context.session_statement) make the transaction read-only and
-set the principal's role and customer, so row-level security applies as everywhere else.
-COMMIT, not ROLLBACK, ends it (the same outcome for a read-only transaction) because
-psycopg forgets its prepared statements on every ROLLBACK: with COMMIT a pooled connection
-prepares a statement after its fifth run and PostgreSQL stops planning it per request.
-Connections come from a pool without pre-ping (db.engine.unpinged); one found dead is
-retried once on the pinged pool (reads only, so running again is safe).
+Connections come from a pool in autocommit without pre-ping (db.engine.unpinged): the two
+statements and the pipeline's one Sync are one implicit transaction (PostgreSQL's
+extended protocol), so the settings made local to it (schema.context.session_statement:
+read-only, the principal's role and customer, so row-level security applies as everywhere
+else) hold for the statement and end with it, with no BEGIN or COMMIT to send and run
+(a fifth of a read's client CPU). The statement answers only inside that transaction
+(``transaction_read_only`` on): should the settings ever not reach it, the read fails
+instead of running with the pool's own rights. No ROLLBACK is sent either, so a pooled
+connection keeps the statements psycopg prepares after their fifth run and PostgreSQL
+stops planning them per request. One found dead is retried once on the pinged pool (not
+in autocommit: there the pipeline ends with a COMMIT; reads only, so running again is safe).
 
 The blocking round trip runs on the lane's own thread pool (:func:`run`: one thread per
 connection the engine may open), handed over with the event loop's ``run_in_executor``:
@@ -98,7 +102,10 @@ def fetch(
     the mapped ``CdmsError`` (TIMEOUT, SERVICE_UNAVAILABLE, BAD_USER_INPUT...) or the
     database error itself."""
     settings = session_statement(actor, timeout_ms, role, customer_id, read_only=True)
-    text_sql = f"SELECT (lane.d)::text FROM ({sql}) AS lane(d)"
+    text_sql = (
+        f"SELECT (lane.d)::text FROM ({sql}) AS lane(d)"
+        " WHERE current_setting('transaction_read_only') = 'on'"
+    )
     for fn in list(_observers):
         fn(settings[0])
         fn(text_sql)
@@ -128,16 +135,19 @@ def _attempt(
         conn = fairy.driver_connection
         assert isinstance(conn, psycopg.Connection)
         try:
+            autocommit = conn.autocommit
             with conn.pipeline():
                 conn.execute(settings[0], settings[1])
                 cur = conn.execute(sql, params)
-                conn.commit()  # queued too: the pipeline syncs once, here
+                if not autocommit:
+                    conn.commit()  # queued too: the pipeline syncs once, here
                 row = cur.fetchone()
         except psycopg.Error as exc:
             if _recover(fairy, conn) and retry:
                 raise _Dead from exc
             raise (from_db_error(exc) or exc) from exc
-        assert row is not None
+        if row is None:  # the settings did not hold for the statement (see above)
+            raise RuntimeError("a read ran outside its read-only transaction: refused")
         text: str = row[0]
         return text
     finally:
