@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -278,6 +279,9 @@ def main() -> None:
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), args.workers)
         return
+    if shutil.which("wrk") is None:  # before minutes of seeding
+        console.print("[red]error:[/] bench/peer.py loads the servers with wrk (apt install wrk)")
+        sys.exit(2)
     url = bench_url()
     max_c, products = prepare(url, args.customers, args.orders)
     for k, v in SERVER_ENV.items():
