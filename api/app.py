@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -198,10 +199,21 @@ def create_app(
     return app
 
 
+def settle() -> None:
+    """Before serving: move every object start-up made (the GraphQL schema, the catalog,
+    the cube model...) out of the garbage collector's sight. A full collection otherwise
+    walks them all, ~100 ms during which no request is answered: the reads' p99 at any
+    load (bench/peer.py); with them frozen it takes ~2 ms."""
+    gc.collect()
+    gc.freeze()
+
+
 def worker_app() -> Starlette:
     """The app of one uvicorn worker process of ``cdms serve --workers N``: its own
     engine on ``DATABASE_URL``, which the supervising process set to the database it
     prepared (migrated, seeded) before starting the workers."""
     from db.engine import get_engine
 
-    return create_app(get_engine())
+    app = create_app(get_engine())
+    settle()
+    return app

@@ -115,11 +115,13 @@ def serve(url: str, port: int, workers: int) -> None:
     """The server process: the real app on uvicorn, as ``cdms serve --workers N`` runs it."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, settle
     from db.engine import make_engine
 
     if workers == 1:
-        uvicorn.run(create_app(make_engine(url)), host="127.0.0.1", port=port, log_level="warning")
+        app = create_app(make_engine(url))
+        settle()
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
         return
     os.environ["DATABASE_URL"] = url
     uvicorn.run(

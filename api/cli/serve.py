@@ -36,7 +36,7 @@ def serve(
     import uvicorn
     from rich.markup import escape
 
-    from api.app import create_app
+    from api.app import create_app, settle
     from api.cli.port import check_port
     from api.lock import ServeLock
     from api.settings import Settings, unknown_variables
@@ -97,8 +97,10 @@ def serve(
             highlight=False,
         )
         if processes == 1:
+            app = create_app(make_engine(url))
+            settle()
             uvicorn.run(
-                create_app(make_engine(url)),
+                app,
                 host=bind_host,
                 port=bind_port,
                 log_level="info",
