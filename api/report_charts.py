@@ -634,6 +634,3 @@ CHARTS: Sequence[Chart] = (
 def chart(name: str) -> Chart:
     return next(c for c in CHARTS if c.name == name)
 
-
-def as_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [dict(r) for r in df.to_dict(orient="records")]
