@@ -102,7 +102,7 @@ class GraphQLHttp:
             batch = isinstance(payload, list)
             if batch and not payload:
                 raise BadUserInputError("empty batch")
-            ops = [Operation.from_json(p) for p in (payload if batch else [payload])]
+            ops = [Operation.from_json(p, body) for p in (payload if batch else [payload])]
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         try:

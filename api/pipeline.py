@@ -107,6 +107,9 @@ class Refusal(Exception):
         return [e.formatted for e in self.errors]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 @dataclass(frozen=True)
 class Operation:
     """One operation as a client sent it (JSON shape already checked)."""
@@ -117,10 +120,11 @@ class Operation:
     extensions: dict[str, Any] | None = None
 
     @classmethod
-    def from_json(cls, payload: Any) -> Operation:
+    def from_json(cls, payload: Any, raw: bytes | None = None) -> Operation:
         """BAD_USER_INPUT unless ``payload`` is ``{"query", "variables", "operationName",
         "extensions"}`` with the right types (the query may be left out for a persisted
-        query)."""
+        query). ``raw``: the JSON text it was parsed from, when at hand (a text with no
+        ``\\uD800``-``\\uDFFF`` escape holds no lone surrogate, and is not searched)."""
         if not isinstance(payload, dict):
             raise BadUserInputError("each operation must be a JSON object with a query")
         query = payload.get("query")
@@ -139,7 +143,8 @@ class Operation:
         if name is not None and not isinstance(name, str):
             raise BadUserInputError("operationName must be a string")
         try:  # JSON may escape half a UTF-16 pair ("\ud800"): valid JSON, not Unicode text
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            if raw is None or _SURROGATE_ESCAPE.search(raw):
+                json.dumps(payload, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise BadUserInputError(
                 "the operation holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is"

@@ -633,4 +633,3 @@ CHARTS: Sequence[Chart] = (
 
 def chart(name: str) -> Chart:
     return next(c for c in CHARTS if c.name == name)
-

@@ -60,6 +60,17 @@ def test_a_lone_surrogate_in_a_variable_is_bad_user_input(
     _assert_refused(post_raw(prod, token("customer", parties.a), body))
 
 
+@pytest.mark.parametrize("escape", ["\\uDFFF", "\\uDbFf", "\\udc00", "x\\\\\\ud800"])
+def test_a_lone_surrogate_is_refused_however_its_escape_is_spelled(
+    prod: Any, parties: Parties, escape: str
+) -> None:
+    """Upper- and mixed-case hex, a low half, one after an escaped backslash: the request's
+    text is searched for the escape before the operation is checked for a lone half."""
+    query = SURROGATE_READS["in a filter value"]
+    body = f'{{"query": {json.dumps(query)}, "variables": {{"s": "{escape}"}}}}'
+    _assert_refused(post_raw(prod, token("customer", parties.a), body))
+
+
 def test_a_lone_surrogate_in_a_mutation_input_is_bad_user_input_and_writes_nothing(
     prod: Any, sec_engine: Engine, parties: Parties
 ) -> None:
