@@ -131,7 +131,7 @@ def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
         None if work.whole else days,
         previous=previous,
         version=version,
-        deltas=_DELTAS,
+        deltas=DELTA_SOURCES,
     )
     ctx.obs.step_progress("rollups", total, total)
     status = warehouse_status(conn)
@@ -207,7 +207,7 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
 
 _TABLE = {s.name: s.table for s in STEPS}
 # what the load records in dw.fact_delta (etl.load): the rollups add those up
-_DELTAS = DeltaSources(
+DELTA_SOURCES = DeltaSources(
     facts=frozenset(s.table for s in FACT_STEPS),
     dimensions=frozenset(s.table for s in DIM_STEPS),
 )

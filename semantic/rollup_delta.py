@@ -46,6 +46,7 @@ _DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 _ADDITIVE = frozenset({MeasureType.COUNT, MeasureType.SUM, MeasureType.AVG})
 _EXACT_TYPES = frozenset({"smallint", "integer", "bigint", "numeric"})
 _COLUMN = re.compile(r"^\{CUBE\}\.(\w+)$")
+_OTHER_CUBE = re.compile(r"\{(?!CUBE\})[\w.]+\}")  # SQL that reads another cube than its own
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def maintainable(
         m = Member.parse(ref, cube.name)
         owner = model.cube(m.cube)
         dim = owner.dimension(m.name) if owner else None
-        if owner is None or dim is None or re.search(r"\{\w+\.\w+\}", dim.sql):
+        if owner is None or dim is None or _OTHER_CUBE.search(dim.sql):
             return False  # a dimension read through another cube's join
         if m.cube != cube.name and owner.sql_table not in sources.dimensions:
             return False
@@ -101,6 +102,8 @@ def maintainable(
         measure = cube.measure(name)
         if measure is None or measure.type not in _ADDITIVE:
             return False
+        if _OTHER_CUBE.search(measure.sql or ""):
+            return False  # an input read from a joined cube: its changes come without deltas
         if measure.type is MeasureType.SUM:
             column = _COLUMN.match(measure.sql or "")
             if column is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -17,6 +18,7 @@ from db.engine import make_engine
 from etl import pipeline, runner
 from etl.errors import StepFailedError
 from etl.runner import Silent
+from semantic.rollup_delta import maintainable
 from semantic.rollups import build_all, build_sql
 from semantic.sources import rollup_table
 from semantic.validate import default_model
@@ -267,3 +269,29 @@ def test_a_type1_change_of_a_dimension_reaggregates(loaded_shop: str) -> None:
     assert run.changed
     assert_rollups_equal_a_rebuild(url)
     assert one(url, "SELECT count(*) FROM dw.fact_delta") == 0
+
+
+def test_the_declared_rollups_add_up_and_others_reaggregate(loaded_shop: str) -> None:
+    """Every declared rollup is kept by deltas, so is one by a type-1 attribute (its
+    changes come as markers); one with a count-distinct measure, a dimension read through
+    another cube's join, or over a table without deltas is not."""
+    model = default_model()
+    sources = pipeline.DELTA_SOURCES
+    with make_engine(loaded_shop).connect() as conn:
+        for cube in model.cubes:
+            for p in cube.pre_aggregations:
+                assert maintainable(conn, model, cube, p, sources), f"{cube.name}.{p.name}"
+        sales = model.cube("sales")
+        assert sales is not None
+        p = sales.pre_aggregations[0]
+        for other in (
+            replace(p, measures=(*p.measures, "orderCount")),  # count_distinct
+            replace(p, dimensions=(*p.dimensions, "customers.rfmSegment")),  # via rfm
+            replace(p, measures=("revenue",), dimensions=("products.brand",)),
+        ):
+            expected = other.dimensions == ("products.brand",)  # a type-1 attribute: markers
+            assert maintainable(conn, model, sales, other, sources) is expected
+        orders = model.cube("orders")
+        assert orders is not None
+        no_facts = replace(sources, facts=frozenset())
+        assert not maintainable(conn, model, orders, orders.pre_aggregations[0], no_facts)
