@@ -3,9 +3,11 @@
 =============  =========================================  ==================================
 step           reads                                      writes
 =============  =========================================  ==================================
-dim_customer   dw.dim_customer_source (app.customers)     dw.dim_customer, dw.etl_touched
-dim_product    dw.dim_product_source (app.products)       dw.dim_product, dw.etl_touched
-fact_sales     dw.fact_sales_source (app.order_items ...) dw.fact_sales, dw.etl_touched
+dim_customer   dw.dim_customer_source (app.customers)     dw.dim_customer, dw.etl_touched,
+                                                          dw.fact_delta (re-keyed facts)
+dim_product    dw.dim_product_source (app.products)       dw.dim_product, dw.etl_touched, ...
+fact_sales     dw.fact_sales_source (app.order_items ...) dw.fact_sales, dw.etl_touched,
+                                                          dw.fact_delta
 fact_orders    ...                                        ...
 fact_returns
 fact_feedback
@@ -13,7 +15,8 @@ fact_support
 fact_stock_daily
 fact_customer_  dw.fact_orders (loaded just before),      dw.fact_customer_rfm
   rfm           semantic/models/rules/rfm.yml
-publish        the facts, dw.etl_touched, the cube model  dw_rollup.* (rollups),
+publish        the facts, dw.etl_touched, dw.fact_delta,  dw_rollup.* (rollups), dw.fact_delta
+               the cube model                             (consumed),
                                                           dw.etl_state.version (cache), NOTIFY,
                                                           bi.* (if published, on a model change)
 features       the facts and dimensions, dw.etl_touched   ml.order_features, ticket_features
@@ -26,14 +29,17 @@ The load steps are ``etl.steps.STEPS`` (``etl.runner``: each one transaction, in
 writes, its watermark, its run-log row and the facts it touched commit together). Each step
 after the load keeps the last run whose changes it applied in ``dw.etl_applied``, advanced
 in the transaction that applies them, and redoes only what the load touched since: the
-rollup buckets of the touched days, the features and predictions of the touched orders
+rollup rows the changed facts fall in (their deltas added up; the buckets of the touched
+days re-aggregated for a rollup that cannot add up), the features and predictions of the
+touched orders
 and tickets (everything after a full load, a step that re-read a whole table, or the first
 time). A run that stops between two steps therefore leaves the next run to catch up, by
 construction rather than by retry.
 
-``publish`` is the rollups and the cache in one transaction: it re-aggregates the touched
-buckets, bumps the warehouse version (which cached cube results and rollup freshness key
-on, so readers switch to the new rollups and away from cached results at once) and sends
+``publish`` is the rollups and the cache in one transaction: it brings the rollups up to
+the facts (``semantic.rollups.refresh``), bumps the warehouse version (which cached cube
+results and rollup freshness key on, so readers switch to the new rollups and away from
+cached results at once) and sends
 ``NOTIFY cdms_etl_done`` with the warehouse status (``etl.status``). It comes before the
 features and scoring so that cubes see new data first; a new order has its predictions
 from online features meanwhile (``ml.online``).
@@ -61,9 +67,11 @@ from etl.errors import StepFailedError
 from etl.load import Counts
 from etl.runner import Observer, RunResult, Silent
 from etl.status import UPDATED_CHANNEL, warehouse_status
-from etl.steps import STEPS
+from etl.steps import DIM_STEPS, FACT_STEPS, STEPS
+from etl.steps import Step as LoadStep
 from ml import feature_table, stored, stored_customers
-from semantic import bi, rollups
+from semantic import bi, rollup_delta, rollups
+from semantic.rollup_delta import DeltaSources
 from semantic.service import CACHE
 from semantic.validate import default_model
 
@@ -103,8 +111,9 @@ class Step:
 
 
 def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
-    """Rollups and cache: re-aggregate the touched buckets and publish a new version; the
-    BI views again when the cube model changed since they were published."""
+    """Rollups and cache: bring the rollups up to the facts (their deltas added up, or the
+    touched buckets re-aggregated) and publish a new version; the BI views again when the
+    cube model changed since they were published."""
     republished = bi.republish_if_changed(conn, default_model())
     if not (work.changed or work.whole):
         return Counts(updated=len(republished.views) if republished else 0)
@@ -117,7 +126,12 @@ def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
     total = sum(len(c.pre_aggregations) for c in model.cubes)
     ctx.obs.step_progress("rollups", 0, total)
     built = rollups.refresh(
-        conn, model, None if work.whole else days, previous=previous, version=version
+        conn,
+        model,
+        None if work.whole else days,
+        previous=previous,
+        version=version,
+        deltas=DELTA_SOURCES,
     )
     ctx.obs.step_progress("rollups", total, total)
     status = warehouse_status(conn)
@@ -192,16 +206,29 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
 
 
 _TABLE = {s.name: s.table for s in STEPS}
+# what the load records in dw.fact_delta (etl.load): the rollups add those up
+DELTA_SOURCES = DeltaSources(
+    facts=frozenset(s.table for s in FACT_STEPS),
+    dimensions=frozenset(s.table for s in DIM_STEPS),
+)
 _FACTS = tuple(s.table for s in STEPS if s.name.startswith("fact_"))
 _TOUCHED = "dw.etl_touched"
+_DELTA = rollup_delta.DELTAS
+
+
+def _delta_output(step: LoadStep) -> tuple[str, ...]:
+    """The load steps that record fact deltas: the facts, and the dimensions (re-keys)."""
+    return (_DELTA,) if step in (*FACT_STEPS, *DIM_STEPS) else ()
+
+
 # what the feature queries read (ml/sql/orders.sql, tickets.sql)
 _FEATURE_INPUTS = (*_FACTS, "dw.dim_customer", "dw.dim_product", "dw.dim_date")
 
 PIPELINE: tuple[Step, ...] = (
-    *(Step(s.name, s.reads, (s.table, _TOUCHED)) for s in STEPS),
+    *(Step(s.name, s.reads, (s.table, _TOUCHED, *_delta_output(s))) for s in STEPS),
     Step(
         "publish",
-        inputs=(*_FACTS, _TOUCHED),
+        inputs=(*_FACTS, _TOUCHED, _DELTA),
         outputs=(
             "dw_rollup.*",
             "dw.etl_state.version",

@@ -5,6 +5,8 @@ one column per dimension (``products_category``), ``bucket`` (the local time tru
 the rollup's granularity in its timezone) and one column per measure part (``m_revenue``;
 an ``avg`` keeps ``m_x_sum`` and ``m_x_count``). ``dw_rollup.build`` records the warehouse
 version each was built from; the planner only uses rollups built from the current version.
+The ETL keeps them current with :func:`refresh` (fact deltas added up:
+``semantic.rollup_delta``; or touched buckets re-aggregated).
 
 A query is answered from a rollup only when that is exact: same timezone, every measure in
 it (count/sum/min/max/avg, or ``number`` measures of those), every dimension and filter
@@ -27,14 +29,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from semantic import rollup_delta
 from semantic.dates import time_bounds, truncate
 from semantic.model import Granularity, MeasureType, Model, PreAggregation, derivable
 from semantic.query import Condition, Junction, Member, Op
+from semantic.rollup_delta import WATERMARK_SQL, DeltaSources
 from semantic.sources import (
     ROLLUP_SCHEMA,
+    SOURCE_ROWS,
     Binder,
     RawSource,
     rollup_dim_column,
+    rollup_key,
     rollup_measure_columns,
     rollup_table,
     trunc,
@@ -136,9 +142,6 @@ def build_select(
     return select.group_by(*range_(len(dims) + 1))
 
 
-SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
-
-
 def build_sql(model: Model, cube: str, p: PreAggregation) -> str:
     """The SQL that fills the rollup (its definition: a changed one is rebuilt)."""
     compiled = build_select(model, cube, p).compile(
@@ -177,6 +180,7 @@ class Built:
     name: str
     rows: int
     seconds: float
+    how: str = "rebuilt"  # or "buckets" (re-aggregated), "deltas" (added up)
 
 
 def ensure_schema(conn: Connection) -> None:
@@ -194,7 +198,9 @@ def ensure_schema(conn: Connection) -> None:
             f"ALTER TABLE {ROLLUP_SCHEMA}.build"
             " ADD COLUMN IF NOT EXISTS source_rows bigint NOT NULL DEFAULT 0,"
             " ADD COLUMN IF NOT EXISTS hits bigint NOT NULL DEFAULT 0,"
-            " ADD COLUMN IF NOT EXISTS definition text NOT NULL DEFAULT ''"
+            " ADD COLUMN IF NOT EXISTS definition text NOT NULL DEFAULT '',"
+            # the last dw.fact_delta it holds (semantic/rollup_delta.py); NULL: unknown
+            " ADD COLUMN IF NOT EXISTS delta_seq bigint"
         )
     )
     grant_readers(conn)
@@ -329,16 +335,17 @@ def _build(
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}__new"))
     # free space per page: a refresh rewrites the measures of a few rows in place (HOT)
     conn.execute(sa.text(f"CREATE TABLE {q}__new WITH (fillfactor = 90) AS {select} WITH NO DATA"))
-    # filled through RETURNING: the rows and the fact rows they stand for, without a scan
-    rows, source = conn.execute(
+    # filled through RETURNING: the rows and the fact rows they stand for, without a scan;
+    # the last fact delta in the same statement (one snapshot: the facts hold those deltas)
+    rows, source, delta_seq = conn.execute(
         sa.text(
             f"WITH ins AS (INSERT INTO {q}__new {select} RETURNING {SOURCE_ROWS})"
-            f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0) FROM ins"
+            f" SELECT count(*), coalesce(sum({SOURCE_ROWS}), 0), {WATERMARK_SQL} FROM ins"
         )
     ).one()
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {q}"))
     conn.execute(sa.text(f"ALTER TABLE {q}__new RENAME TO {table}"))
-    keys = ", ".join(_key(cube_name, p))
+    keys = ", ".join(rollup_key(cube_name, p))
     conn.execute(sa.text(f"CREATE UNIQUE INDEX {table}_key ON {q} ({keys}) NULLS NOT DISTINCT"))
     conn.execute(sa.text(f"ANALYZE {q}"))
     grant_readers(conn)
@@ -346,12 +353,12 @@ def _build(
     conn.execute(
         sa.text(
             f"INSERT INTO {ROLLUP_SCHEMA}.build (name, version, built_at, row_count, seconds,"
-            " source_rows, definition) VALUES (:n, :v, now(), :r, :s, :src, :d)"
+            " source_rows, definition, delta_seq) VALUES (:n, :v, now(), :r, :s, :src, :d, :ds)"
             " ON CONFLICT (name) DO UPDATE SET version = :v, built_at = now(), row_count = :r,"
-            " seconds = :s, source_rows = :src, definition = :d"
+            " seconds = :s, source_rows = :src, definition = :d, delta_seq = :ds"
         ),
         {"n": name, "v": version, "r": rows, "s": seconds, "src": source}
-        | {"d": definitions(model)[name]},
+        | {"d": definitions(model)[name], "ds": delta_seq},
     )
     return Built(name, int(rows), seconds)
 
@@ -388,18 +395,22 @@ def refresh(
     *,
     previous: int,
     version: int,
+    deltas: DeltaSources | None = None,
 ) -> list[Built]:
     """Bring every rollup up to the facts ``conn``'s transaction sees and record it built
     from ``version`` (the ETL calls it in the transaction that publishes ``version``).
 
-    A rollup built from ``previous`` re-aggregates only the buckets holding the UTC days
-    (``date_key``) of ``days[<its cube's table>]`` (its rows of those buckets are deleted
-    and inserted again, merged from a finer rollup of the cube that holds its dimensions
-    and measures when there is one, else from the facts); one built from another version,
-    never built, or ``days`` None is rebuilt whole (so is one whose table, or its unique
-    key, is missing).
-    Rollups are taken finest first. Returns what it (re)built."""
+    A rollup built from ``previous`` adds up the fact deltas it has not applied when it
+    can (``semantic.rollup_delta``: the load records them for the tables in ``deltas``);
+    else it re-aggregates only the buckets holding the UTC days (``date_key``) of
+    ``days[<its cube's table>]`` (its rows of those buckets are deleted and inserted again,
+    merged from a finer rollup of the cube that holds its dimensions and measures when
+    there is one, else from the facts). One built from another version, never built, or
+    ``days`` None is rebuilt whole (so is one whose table, or its unique key, is missing).
+    Rollups are taken finest first. The deltas every rollup now holds are deleted.
+    Returns what it (re)built."""
     ensure_schema(conn)
+    upto, pruned = rollup_delta.watermark(conn)
     done: list[Built] = []
     for cube in model.cubes:
         current: list[PreAggregation] = []  # complete in this transaction, finest first
@@ -408,9 +419,10 @@ def refresh(
         ):
             name = f"{cube.name}.{p.name}"
             table = f"{ROLLUP_SCHEMA}.{rollup_table(cube.name, p)}"
+            built, definition, applied = _state(conn, name)
             if (
                 days is None
-                or _built(conn, name) != (previous, definitions(model)[name])
+                or (built, definition) != (previous, definitions(model)[name])
                 or conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f"{table}_key"}).scalar()
                 is None
                 or p.granularity is Granularity.VALUE
@@ -421,19 +433,45 @@ def refresh(
                 continue
             touched = sorted(days.get(cube.sql_table, ()))
             t0 = time.perf_counter()
-            rows = 0
-            if touched:
+            rows, how = 0, "buckets"
+            if (
+                deltas is not None
+                and applied is not None
+                and applied >= pruned  # the deltas after it are all there
+                and rollup_delta.maintainable(conn, model, cube, p, deltas)
+                and not rollup_delta.marked(conn, cube.sql_table, applied, upto)
+            ):
+                how = "deltas"
+                rows = rollup_delta.apply(conn, model, cube.name, p, applied, upto)
+            elif touched:
                 finer = next((q for q in current if _derives(model, cube.name, q, p)), None)
                 rows = _refresh_buckets(conn, model, cube.name, p, touched, finer)
             seconds = time.perf_counter() - t0
             conn.execute(
-                sa.text(f"UPDATE {ROLLUP_SCHEMA}.build SET version = :v WHERE name = :n"),
-                {"v": version, "n": name},
+                sa.text(
+                    f"UPDATE {ROLLUP_SCHEMA}.build SET version = :v, delta_seq = :ds"
+                    " WHERE name = :n"
+                ),
+                {"v": version, "n": name, "ds": upto},
             )
             current.append(p)
-            if touched:
-                done.append(Built(name, rows, seconds))
+            if touched or rows:
+                done.append(Built(name, rows, seconds, how))
+    rollup_delta.prune(conn, upto)
     return done
+
+
+def _state(conn: Connection, name: str) -> tuple[int | None, str | None, int | None]:
+    """(warehouse version, definition digest, last fact delta held) of a rollup."""
+    row = conn.execute(
+        sa.text(
+            f"SELECT version, definition, delta_seq FROM {ROLLUP_SCHEMA}.build WHERE name = :n"
+        ),
+        {"n": name},
+    ).one_or_none()
+    if row is None:
+        return None, None, None
+    return int(row[0]), str(row[1]), None if row[2] is None else int(row[2])
 
 
 _MERGE = {MeasureType.COUNT: "sum", MeasureType.SUM: "sum", MeasureType.AVG: "sum",
@@ -454,11 +492,6 @@ def _derives(model: Model, cube_name: str, fine: PreAggregation, p: PreAggregati
         and set(p.measures) <= set(fine.measures)
         and all((m := cube.measure(n)) is not None and m.type in _MERGE for n in p.measures)
     )
-
-
-def _key(cube_name: str, p: PreAggregation) -> list[str]:
-    """A rollup's unique key: its bucket, then its dimension columns."""
-    return ["bucket", *(rollup_dim_column(Member.parse(r, cube_name)) for r in p.dimensions)]
 
 
 def _from_finer(model: Model, cube_name: str, fine: PreAggregation, p: PreAggregation) -> str:
@@ -511,7 +544,7 @@ def _refresh_buckets(
     # the rows of the buckets computed again: those gone are deleted, the others upserted,
     # written only where a measure differs (a few rows per run, not the whole bucket: a
     # bucket deleted and inserted every second left the table mostly dead rows)
-    key = _key(cube_name, p)
+    key = rollup_key(cube_name, p)
     q = f"{ROLLUP_SCHEMA}.{rollup_table(cube_name, p)}"
     rest = [c for c in table_columns(conn, q) if c not in key]
     # the key compared as the text of a row (NULLs alike, and a hash join's equality)

@@ -199,6 +199,14 @@ def rollup_dim_column(m: Member) -> str:
     return f"{m.cube}_{snake(m.name)}"
 
 
+SOURCE_ROWS = "source_rows"  # per rollup row: the fact rows it stands for
+
+
+def rollup_key(cube: str, p: PreAggregation) -> list[str]:
+    """A rollup's unique key: its bucket, then its dimension columns."""
+    return ["bucket", *(rollup_dim_column(Member.parse(r, cube)) for r in p.dimensions)]
+
+
 def rollup_measure_columns(m: Member, kind: MeasureType) -> list[str]:
     base = f"m_{snake(m.name)}"
     return [f"{base}_sum", f"{base}_count"] if kind is MeasureType.AVG else [base]
