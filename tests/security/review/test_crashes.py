@@ -225,3 +225,22 @@ def test_a_lone_surrogate_with_no_escape_in_the_body_is_refused(
         headers={**bearer(token("customer", parties.a)), "Content-Type": "application/json"},
     )
     _assert_refused(resp)
+
+
+def test_a_lone_surrogate_with_no_escape_in_a_mutation_writes_nothing(
+    prod: Any, sec_engine: Engine, parties: Parties
+) -> None:
+    mine = "SELECT count(*) FROM app.feedback WHERE customer_id = :c"
+    before = count(sec_engine, mine, c=parties.a)
+    query = (
+        f'mutation ($s: String) {{ submitFeedback(input: {{customerId: "{parties.a}",'
+        " rating: 5, comment: $s}) { id } }"
+    )
+    text = json.dumps({"query": query, "variables": {"s": "\ud800"}}, ensure_ascii=False)
+    resp = prod.post(
+        "/graphql",
+        content=text.encode("utf-8", "surrogatepass"),
+        headers={**bearer(token("customer", parties.a)), "Content-Type": "application/json"},
+    )
+    assert count(sec_engine, mine, c=parties.a) == before
+    _assert_refused(resp)
