@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from db.config import DbSettings
 from db.engine import unpinged
+from db.errors import CdmsError
 from schema import lane
 from tests.api.conftest import Shop
 
@@ -72,6 +73,18 @@ def test_a_failed_statement_leaves_no_settings(api_engine: Engine, shop: Shop) -
             with pytest.raises(Exception):  # noqa: B017
                 lane.fetch(api_engine, bad, {}, actor="t", timeout_ms=1000, role="customer",
                            customer_id=cid)  # fmt: skip
+    _assert_clean(api_engine)
+
+
+def test_a_statement_timeout_with_a_principal_leaves_no_settings(
+    api_engine: Engine, shop: Shop
+) -> None:
+    slow = "SELECT json_build_object('slept', pg_sleep(%(s)s)::text)"
+    for _ in range(_pool_connections() + 1):
+        with pytest.raises(CdmsError) as caught:
+            lane.fetch(api_engine, slow, {"s": 1}, actor="t", timeout_ms=20, role="customer",
+                       customer_id=shop.customers[0])  # fmt: skip
+        assert caught.value.code == "TIMEOUT"
     _assert_clean(api_engine)
 
 
