@@ -134,3 +134,35 @@ def test_a_retry_after_a_dead_connection_runs_as_the_principal_and_leaves_nothin
         ).one()
         assert row[0] != "cdms_customer" and not row[1] and row[2] == "off", row
     _assert_clean(api_engine)
+
+
+def test_a_read_cancelled_while_it_was_being_prepared_runs_again_once_it_can(
+    api_engine: Engine, api_url: str, shop: Shop
+) -> None:
+    """The sixth run of a statement on a connection prepares it (psycopg's
+    prepare_threshold, 5): Parse is queued in the pipeline with the settings. When that
+    Parse fails — here its lock wait on app.orders outlasts the statement timeout, as
+    under a migration's ALTER TABLE — psycopg still records the statement as prepared (it
+    validates only a statement's first run). In a transaction the failure ended with a
+    ROLLBACK, on which psycopg forgets its prepared statements; in autocommit nothing
+    does, and every later run of that statement on the connection asks for a prepared
+    statement the server never made."""
+    marked = "SELECT to_json(count(*)) FROM app.orders WHERE id > %(p0)s AND 'lane_prep_fail' <> ''"
+    with api_engine.connect() as conn:
+        orders = conn.exec_driver_sql("SELECT count(*) FROM app.orders").scalar_one()
+    held = [unpinged(api_engine).raw_connection() for _ in range(_pool_connections() - 1)]
+    try:  # the lane is left one connection: the runs below are counted on it
+        for _ in range(5):
+            lane.fetch(api_engine, marked, {"p0": 0}, actor="t", timeout_ms=1000)
+        with psycopg.connect(api_url) as locker:
+            locker.execute("LOCK TABLE app.orders IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(CdmsError) as caught:
+                lane.fetch(api_engine, marked, {"p0": 0}, actor="t", timeout_ms=200)
+            assert caught.value.code == "TIMEOUT"
+            locker.rollback()
+        for _ in range(3):  # the lock is gone: the read answers again
+            got = json.loads(lane.fetch(api_engine, marked, {"p0": 0}, actor="t", timeout_ms=1000))
+            assert got == orders
+    finally:
+        for fairy in held:
+            fairy.close()
