@@ -200,3 +200,47 @@ def test_objects_and_lists_are_not_decimals_or_date_times(
         headers=bearer(token("customer", parties.a)),
     )
     _assert_refused(resp)  # today: 500 (TypeError / AttributeError in the executor)
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    ["utf-8 bytes of the half (ED A0 80)", "utf-16-le body", "utf-32-be body"],
+)
+def test_a_lone_surrogate_with_no_escape_in_the_body_is_refused(
+    prod: Any, parties: Parties, encoding: str
+) -> None:
+    """json.loads decodes a bytes body with ``surrogatepass`` (UTF-8, and UTF-16/32 it
+    detects itself): a lone half reaches the operation with no ``\\uD800`` escape in the
+    request's text, so a search of the text for the escape cannot stand for the check."""
+    query = SURROGATE_READS["in a filter value"]
+    text = json.dumps({"query": query, "variables": {"s": "\ud800"}}, ensure_ascii=False)
+    codec = {"utf-8": "utf-8", "utf-16-le": "utf-16-le", "utf-32-be": "utf-32-be"}[
+        encoding.split()[0]
+    ]
+    body = text.encode(codec, "surrogatepass")
+    assert b"\\u" not in body and json.loads(body)["variables"]["s"] == "\ud800"
+    resp = prod.post(
+        "/graphql",
+        content=body,
+        headers={**bearer(token("customer", parties.a)), "Content-Type": "application/json"},
+    )
+    _assert_refused(resp)
+
+
+def test_a_lone_surrogate_with_no_escape_in_a_mutation_writes_nothing(
+    prod: Any, sec_engine: Engine, parties: Parties
+) -> None:
+    mine = "SELECT count(*) FROM app.feedback WHERE customer_id = :c"
+    before = count(sec_engine, mine, c=parties.a)
+    query = (
+        f'mutation ($s: String) {{ submitFeedback(input: {{customerId: "{parties.a}",'
+        " rating: 5, comment: $s}) { id } }"
+    )
+    text = json.dumps({"query": query, "variables": {"s": "\ud800"}}, ensure_ascii=False)
+    resp = prod.post(
+        "/graphql",
+        content=text.encode("utf-8", "surrogatepass"),
+        headers={**bearer(token("customer", parties.a)), "Content-Type": "application/json"},
+    )
+    assert count(sec_engine, mine, c=parties.a) == before
+    _assert_refused(resp)
