@@ -217,15 +217,23 @@ def json_depth_ok(body: str | bytes, limit: int) -> bool:
 
 
 def parse_body(body: bytes, limits: Limits) -> Any:
-    """The JSON of a request body, or BAD_USER_INPUT (malformed, over-deep)."""
+    """The JSON of a request body, or BAD_USER_INPUT (malformed, over-deep, not UTF-8).
+
+    The body is decoded as strict UTF-8 first (GraphQL over HTTP's encoding): ``json.loads``
+    of bytes would also take UTF-16 and UTF-32 and let the encoded half of a UTF-16 pair
+    through, where :meth:`Operation.from_json` looks for it only as a ``\\u`` escape."""
     if not json_depth_ok(body, limits.max_json_depth):
         raise BadUserInputError(
             f"the request's JSON is nested too deep (more than {limits.max_json_depth} levels)",
             reason="too_deep",
         )
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = body.decode("utf-8-sig")  # (a byte order mark is not an error)
+    except UnicodeDecodeError:
+        raise BadUserInputError("request body is not UTF-8 text", reason="not_utf8") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
         raise BadUserInputError("request body is not valid JSON") from None
 
 

@@ -104,14 +104,20 @@ def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[b
 
 
 def wait_up(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Until ``/readyz`` says the warehouse and every model are ready: ``cdms serve``
+    answers at once, while a first start still loads and trains in the background, and a
+    phase measured then would measure that."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"cdms serve exited with {proc.returncode}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+            got = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            body = got.json()
+            models = body.get("models") or {}
+            if got.status_code == 200 and models and all(m["ready"] for m in models.values()):
                 return
-        except httpx.TransportError:
+        except (httpx.TransportError, ValueError):
             pass
         if time.monotonic() > deadline:
             raise SystemExit("cdms serve did not come up")

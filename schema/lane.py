@@ -163,10 +163,19 @@ def _attempt(
 
 
 def _recover(fairy: Any, conn: psycopg.Connection[Any]) -> bool:
-    """After a failed pipeline: end the transaction, or drop a dead connection (True)."""
+    """After a failed pipeline: end the transaction, or drop a dead connection (True).
+
+    A connection in autocommit is dropped whatever failed: psycopg counts a statement as
+    prepared when it queues its Parse, without waiting for the Parse's result, and forgets
+    its prepared statements only on a ROLLBACK, which autocommit never sends — a Parse that
+    failed (a lock wait past the statement timeout, a cancel) would leave every later run of
+    that statement on the connection failing with "prepared statement does not exist"."""
     if conn.closed or conn.broken:
         fairy.invalidate()
         return True
+    if conn.autocommit:
+        fairy.invalidate()
+        return False
     try:
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
