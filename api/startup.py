@@ -132,19 +132,20 @@ class Background:
         from api.cli.ml import score_stored
         from db.engine import make_engine
         from ml import stored
-        from ml.registry import has_versions
+        from ml.registry import unregistered
+        from ml.specs import SPECS
 
         engine = make_engine(self.url)
         with engine.connect() as conn:
-            trained = has_versions(conn)
-        if not trained and not self.train:
+            missing = unregistered(conn, SPECS)
+        if missing and not self.train:
             self.report(
-                "[yellow]models: none active[/]: training is a job here (`cdms ml train`);"
-                " predictions answer MODEL_UNAVAILABLE until one is registered"
+                f"[yellow]models: {', '.join(missing)} not registered[/]: training is a job"
+                " here (`cdms ml train`); their predictions answer MODEL_UNAVAILABLE until"
+                " they are"
             )
-            return
-        if not trained:
-            self._train_once()
+        elif missing:  # all on a first start; the rest after one stopped while training
+            self._train_once(missing)
         with engine.connect() as conn:
             complete = stored.current(conn)  # index lookups, not a count of every object
         if complete:
@@ -152,12 +153,11 @@ class Background:
             return
         score_stored(engine)
 
-    def _train_once(self) -> None:
-        """Train every model unless another process holds the training lock."""
+    def _train_once(self, names: list[str]) -> None:
+        """Train ``names`` unless another process holds the training lock."""
         from api.cli.ml import train_models
         from api.extras import hint, installed
         from ml.errors import InsufficientDataError
-        from ml.specs import SPECS
 
         if not installed("train"):
             self.report(
@@ -173,7 +173,7 @@ class Background:
             self.report("models: training in the background (`cdms ml train` in production)")
             t = time.perf_counter()
             try:
-                train_models(self.url, list(SPECS))
+                train_models(self.url, names)
             except InsufficientDataError as exc:
                 self.report(f"[yellow]models not trained[/]: {exc} - predictions unavailable")
                 return

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -203,5 +204,7 @@ def load_active(conn: Connection, name: str | None = None) -> list[scorer.Scorer
     return out
 
 
-def has_versions(conn: Connection) -> bool:
-    return bool(conn.execute(sa.text("SELECT EXISTS (SELECT FROM ml.model_version)")).scalar())
+def unregistered(conn: Connection, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` with no version registered, in their order."""
+    have = set(conn.execute(sa.text("SELECT DISTINCT name FROM ml.model_version")).scalars())
+    return [n for n in names if n not in have]
