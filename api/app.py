@@ -29,7 +29,7 @@ from api.pipeline import Pipeline, Policy
 from api.readiness import ReadinessProbe
 from api.rules import Access, Limits
 from api.security import SecurityConfig, middleware
-from api.ws import GraphQLSockets
+from api.ws import GraphQLSockets, SocketLimits
 from db.migrate import head_revision, known_revisions
 from schema.context import ApiLimits
 from schema.execute import Executor
@@ -70,6 +70,7 @@ class AppOptions:
     http: HttpLimits = field(default_factory=HttpLimits)
     limits: Limits | None = None  # None: Limits() with the security settings' cost limit
     access: Access | None = None  # who may use what; None: the schema's (api/access.py)
+    sockets: SocketLimits = field(default_factory=SocketLimits)
 
     @classmethod
     def from_env(cls) -> AppOptions:
@@ -105,7 +106,7 @@ class GraphQLEndpoint:
             schema, gschema, engine, options.api, cube_sql=security.show_cube_sql
         )
         self.http = GraphQLHttp(self.pipeline, self.executor, options.http)
-        self.sockets = GraphQLSockets(self.pipeline, self.executor, security)
+        self.sockets = GraphQLSockets(self.pipeline, self.executor, security, options.sockets)
         self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,9 @@ class SocketLimits:
     init_timeout_s: float = 10.0
     keep_alive_s: float = 15.0  # graphql-ws "ka" messages
     max_operations: int = 100  # operations running at once on one socket
+    # operations running at once for one credential (its rate-limit bucket) over all of
+    # this process's sockets: opening more sockets does not raise the first bound
+    max_per_principal: int = 500
 
 
 class _Close(Exception):
@@ -73,6 +77,7 @@ class GraphQLSockets:
         self.executor = executor
         self.config = config
         self.limits = limits or SocketLimits()
+        self.running: Counter[str] = Counter()  # operations running, by principal's bucket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
@@ -283,6 +288,18 @@ class _Session:
             )
             return
         principal = await self._recheck()
+        bucket = principal.bucket
+        if self.server.running[bucket] >= self.server.limits.max_per_principal:
+            limit = self.server.limits.max_per_principal
+            await self._send_error(
+                op_id,
+                QueryTooComplexError(
+                    f"too many operations at once for one credential (at most {limit} over"
+                    " all its sockets): complete one first",
+                    limit=limit,
+                ),
+            )
+            return
         try:
             op = Operation.from_json(msg.get("payload"))
             # read-your-writes over a socket: what the Cdms-Commit-Lsn header is over HTTP
@@ -297,11 +314,16 @@ class _Session:
             return
         task = asyncio.create_task(self._run(op_id, op, prepared, principal, min_lsn))
         self.operations[op_id] = task
-        task.add_done_callback(lambda _: self._forget(op_id, task))
+        self.server.running[bucket] += 1
+        task.add_done_callback(lambda _: self._forget(op_id, task, bucket))
 
-    def _forget(self, op_id: str, task: asyncio.Task[None]) -> None:
+    def _forget(self, op_id: str, task: asyncio.Task[None], bucket: str) -> None:
         if self.operations.get(op_id) is task:
             del self.operations[op_id]
+        running = self.server.running
+        running[bucket] -= 1
+        if running[bucket] <= 0:
+            del running[bucket]
 
     async def _run(
         self, op_id: str, op: Operation, prepared: Any, principal: Principal, min_lsn: int | None

@@ -5,14 +5,19 @@ limited per client address")."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from api.app import AppOptions, create_app
+from api.security import SecurityConfig
+from api.ws import SocketLimits
 from tests.api.conftest import Shop
-from tests.security.conftest import Parties, bearer, token
+from tests.security.conftest import SECRET, Parties, bearer, token
 from tests.security.review.conftest import lenient_app
 from tests.security.transports import WS_PROTOCOL, receive, ws_init, ws_outcome, ws_send
 
@@ -83,3 +88,56 @@ def test_bad_credentials_in_connection_init_are_limited_per_address(
         resp = client.post("/graphql", json={"query": "{ __typename }"},
                            headers={"Authorization": bad})  # fmt: skip
         assert resp.status_code == 429, resp.text
+
+
+def _wait(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
+) -> None:
+    """SocketLimits.max_operations bounds one socket; a customer opening more sockets
+    met no other bound (each subscription a task and a listener, the rate limit only slowing
+    their number's growth). max_per_principal holds over all the sockets of one credential;
+    another credential has its own; a completed operation makes room again."""
+    # (graphql-ws's keep-alive takes one of a socket's places: 3 subscriptions fit in 4)
+    options = AppOptions(sockets=SocketLimits(max_operations=4, max_per_principal=4))
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), options)
+    running = app.state.graphql.sockets.running
+    sub = {
+        "query": "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }",
+        "variables": {"c": str(parties.a)},
+    }
+    other = {**sub, "variables": {"c": str(parties.b)}}
+    a, b = bearer(token("customer", parties.a)), bearer(token("customer", parties.b))
+    end = "complete" if protocol == "graphql-transport-ws" else "stop"
+    with TestClient(app) as client:
+        connect = client.websocket_connect
+        with (
+            connect("/graphql", subprotocols=[protocol], headers=a) as one,
+            connect("/graphql", subprotocols=[protocol], headers=a) as two,
+            connect("/graphql", subprotocols=[protocol], headers=b) as three,
+        ):
+            for ws in (one, two, three):
+                assert ws_init(ws, protocol)["type"] == "connection_ack"
+            for i in range(3):
+                ws_send(one, protocol, f"a{i}", sub)
+            ws_send(two, protocol, "b0", sub)  # the credential's fourth: accepted
+            assert _wait(lambda: sum(running.values()) == 4), running
+            ws_send(two, protocol, "b1", sub)  # its fifth, on a socket with room: refused
+            out = ws_outcome(two, "b1", timeout=10)
+            assert out.codes == ["QUERY_TOO_COMPLEX"], out
+            ws_send(three, protocol, "c0", other)  # another customer: its own bound
+            assert _wait(lambda: sum(running.values()) == 5), running
+            one.send_json({"id": "a0", "type": end})
+            assert _wait(lambda: sum(running.values()) == 4), running
+            ws_send(two, protocol, "b2", sub)  # room again
+            assert _wait(lambda: sum(running.values()) == 5), running
+        assert _wait(lambda: not running), running  # the sockets closed: nothing counted
