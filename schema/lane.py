@@ -73,15 +73,13 @@ _threads_lock = threading.Lock()
 
 
 def threads() -> int:
-    """The lane's threads: one per connection the engine may open, at most two per CPU.
-    A read holds the GIL for most of its time in the process (the round trip is ~0.2 ms on
-    one host), so more threads add no throughput, only waiters for the GIL, and the waits
-    are the tail: on 2 CPUs, bench/peer.py (a), p99 with 24 threads 60-117 ms (machine
-    busy), with 8 15 ms, 4 13 ms, 2 10 ms (quiet), req/s the same or better with fewer
-    (docs/benchmarks.md). Two per CPU, not one: a database on another host holds each
-    thread for its network round trip too."""
+    """The lane's threads: one per connection the engine may open, at most four per CPU.
+    A read holds the GIL for most of its time in the process (the round trip is ~0.2 ms),
+    so more threads add no throughput, only waiters for the GIL: with 24 on 2 CPUs and the
+    machine busy, the reads' p99 was 75-94 ms, with 8 21-22 ms, at the same req/s
+    (in-process, 32 concurrent reads, docs/benchmarks.md)."""
     db = DbSettings.from_env()
-    return max(1, min(db.pool_size + db.max_overflow, 2 * (os.cpu_count() or 1)))
+    return max(1, min(db.pool_size + db.max_overflow, 4 * (os.cpu_count() or 1)))
 
 
 async def run(call: Callable[[], str]) -> str:
