@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -314,18 +314,18 @@ class Reads:
 
     # --- operations whose roots are all relational ------------------------------------
     @staticmethod
-    def relational(operation: OperationDefinitionNode, roots: Mapping[str, Any]) -> bool:
+    def relational(operation: OperationDefinitionNode, names: Iterable[str]) -> bool:
+        """A query whose root fields ``names`` are all the catalog's."""
         return operation.operation is OperationType.QUERY and all(
-            d[0].node.name.value in ROOTS or d[0].node.name.value == "__typename"
-            for d in roots.values()
+            name in ROOTS or name == "__typename" for name in names
         )
 
     @staticmethod
-    def cubes(operation: OperationDefinitionNode, roots: Mapping[str, Any]) -> bool:
+    def cubes(operation: OperationDefinitionNode, names: Iterable[str]) -> bool:
         """A query of ``cube`` fields alone: PostgreSQL writes its rows (schema.cube.fast)."""
-        names = {d[0].node.name.value for d in roots.values()}
-        only = names <= {"cube", "__typename"}
-        return operation.operation is OperationType.QUERY and only and "cube" in names
+        found = set(names)
+        only = found <= {"cube", "__typename"}
+        return operation.operation is OperationType.QUERY and only and "cube" in found
 
     def query_statement(
         self, query: str, document: DocumentNode, operation: OperationDefinitionNode,
@@ -497,14 +497,16 @@ class Executor:
         return await run_in_threadpool(self.router.read_engine, ctx.min_lsn)
 
     async def _query(self, prepared: Any, ctx: Context) -> Result:
-        if prepared.operation.operation is OperationType.QUERY and all(
-            name in ROOTS or name == "__typename" for _, name in prepared.shape.roots
-        ):  # every root field the document may select (whatever @skip/@include decide)
+        operation = prepared.operation
+        # every root field the document may select (whatever @skip/@include decide), known
+        # without collecting them; then the ones these variables select
+        if self.reads.relational(operation, (name for _, name in prepared.shape.roots)):
             return await self._read(prepared, ctx)
-        roots = self.reads.root_fields(prepared.document, prepared.operation, prepared.coerced)
-        if self.reads.relational(prepared.operation, roots):
+        roots = self.reads.root_fields(prepared.document, operation, prepared.coerced)
+        names = [d[0].node.name.value for d in roots.values()]
+        if self.reads.relational(operation, names):
             return await self._read(prepared, ctx)
-        if self.reads.cubes(prepared.operation, roots):
+        if self.reads.cubes(operation, names):
             fast = await execute_fast(
                 self.reads.gschema, prepared.document, prepared.operation_name,
                 prepared.variables, ctx,
