@@ -224,8 +224,15 @@ def run_monthly(
         elif changed != "infinity":
             candidates.append(date.fromisoformat(changed))
         if not candidates:
-            return Counts()
+            # a customer's new version moves the open month's customer_key only
+            if not conn.execute(sa.text(sql["customers_changed"]), {"lo": lo, "hi": hi}).scalar():
+                return Counts()
+            candidates.append(last)
         start = max(first, min(candidates))
+        if start == last == stored_last:
+            opened = _open_month(conn, sql, last, lo, hi, run_id)
+            if opened is not None:
+                return opened
     deleted = _rowcount(conn.execute(sa.text(sql["clear"]), {"from_month": start}))
     rules = default_rules()
     inserted = _rowcount(
@@ -237,12 +244,44 @@ def run_monthly(
                 "hi": hi,
                 "window": rules.window_days,
                 "scores": rules.scores,
-                "rules": rules.as_json(),
+                "cells": rules.cells(),
                 "run_id": run_id,
             },
         )
     )
     return Counts(read=inserted, inserted=inserted, deleted=deleted)
+
+
+def _open_month(
+    conn: Connection,
+    sql: dict[str, str],
+    month: date,
+    lo: datetime | str,
+    hi: datetime,
+    run_id: int,
+) -> Counts | None:
+    """Redo the stored open month at ``hi`` by what moved since its newest ``as_of``: the
+    rows of the customers whose values can differ, then the scores of the others where they
+    moved (None: a row lacks ``last_at``, so the month must be rebuilt)."""
+    from semantic.rfm import default_rules
+
+    p, complete = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
+    if p is None or not complete:
+        return None
+    rules = default_rules()
+    params = {"month": month, "lo": lo, "hi": hi, "p": p, "window": rules.window_days}
+    try:
+        for name in ("open_keys", "open_fresh"):  # analysed: few rows, estimated as many
+            conn.execute(sa.text(sql[name]), params)
+            conn.execute(sa.text(f"ANALYZE _rfm_{name.removeprefix('open_')}"))
+        keys, inserted, updated, deleted = conn.execute(
+            sa.text(sql["open_apply"]),
+            {**params, "scores": rules.scores, "cells": rules.cells(), "run_id": run_id},
+        ).one()
+    finally:
+        conn.execute(sa.text("DROP TABLE IF EXISTS _rfm_keys, _rfm_fresh"))
+    return Counts(read=int(keys), inserted=int(inserted), updated=int(updated),
+                  deleted=int(deleted))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------

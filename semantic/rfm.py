@@ -1,13 +1,12 @@
 """The RFM rule table (``semantic/models/rules/rfm.yml``): loaded into typed frozen objects
 and validated with every issue at once, like the cube model (``semantic/validate.py``).
 
-The ETL applies it (``etl/sql/fact_customer_rfm.sql``, the rules bound as JSON); the cubes
-``segmentMigration`` and ``customers { rfmSegment }`` read what it wrote.
+The ETL applies it (``etl/sql/fact_customer_rfm.sql``, the rules bound as one array of
+cells); the cubes ``segmentMigration`` and ``customers { rfmSegment }`` read what it wrote.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -48,15 +47,11 @@ class RfmRules:
     def segment(self, r: int, fm: int) -> str:
         return next(s.name for s in self.segments if s.holds(r, fm))
 
-    def as_json(self) -> str:
-        """The rules as the ETL's SQL binds them (``jsonb_to_recordset``)."""
-        return json.dumps(
-            [
-                {"name": s.name, "r_lo": s.recency[0], "r_hi": s.recency[1],
-                 "fm_lo": s.fm[0], "fm_hi": s.fm[1]}
-                for s in self.segments
-            ]
-        )  # fmt: skip
+    def cells(self) -> list[str]:
+        """The segment of every (r, fm) cell, as the ETL's SQL binds it: cell (r, fm) at
+        ``(r - 1) * scores + fm`` (1-based) of one array."""
+        return [self.segment(r, fm) for r in range(1, self.scores + 1)
+                for fm in range(1, self.scores + 1)]  # fmt: skip
 
 
 def _int(node: dict[str, Any], key: str, loc: Loc, issues: list[str]) -> int:

@@ -7,12 +7,22 @@
 -- amount in [as_of - window, as_of); month_orders, month_revenue = those in [M, as_of).
 -- Scores: ntile(:scores) among the month's customers, ties broken by customer id (the
 -- same data gives the same scores): r 5 = the most recent, f and m 5 = the most;
--- fm = round((f + m) / 2), halves up. The segment is the rule (bound as JSON from
--- semantic/models/rules/rfm.yml) whose inclusive ranges hold (r, fm).
+-- fm = round((f + m) / 2), halves up. The segment is the rule of
+-- semantic/models/rules/rfm.yml whose inclusive ranges hold (r, fm), bound as :cells, the
+-- rules' name of each (r, fm) cell in one array (cell (r, fm) at (r - 1) * :scores + fm).
 --
 -- A run recomputes the months from the first one a change in the window [lo, hi) can move
 -- (the month of the earliest changed order, or the last stored month, which the horizon
 -- moved) up to the horizon's month; earlier months stay. Parameters: :lo, :hi.
+--
+-- When the only month to redo is the open one, already stored (the steady case: today's
+-- orders), a run redoes only what moved (open_*): the rows of the customers whose values
+-- can differ between the month's newest as_of (P, up to which every row is exact) and the
+-- horizon - an order changed, an order left the trailing window, a whole day passed since
+-- the last order (recency_days), a new customer version (customer_key) - then the scores
+-- of every customer from the stored values, writing only the rows whose scores moved. The
+-- result equals a rebuild at the horizon except for as_of, which is the horizon of the run
+-- that last wrote the row. A month with a row lacking last_at is rebuilt.
 
 -- name: span
 SELECT (SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC')::date
@@ -33,13 +43,16 @@ SELECT CASE
                   DATE 'infinity')
     END::text;
 
+-- name: customers_changed
+SELECT EXISTS (SELECT 1 FROM app.customers WHERE updated_at >= :lo AND updated_at < :hi);
+
 -- name: clear
 DELETE FROM dw.fact_customer_rfm WHERE month >= CAST(:from_month AS date);
 
 -- name: rebuild
 INSERT INTO dw.fact_customer_rfm (
-    month, customer_id, customer_key, as_of, recency_days, frequency, monetary, month_orders,
-    month_revenue, r_score, f_score, m_score, fm_score, segment, run_id)
+    month, customer_id, customer_key, as_of, last_at, recency_days, frequency, monetary,
+    month_orders, month_revenue, r_score, f_score, m_score, fm_score, segment, run_id)
 WITH months AS (
     SELECT m::date AS month,
            least((m + interval '1 month') AT TIME ZONE 'UTC', CAST(:hi AS timestamptz)) AS as_of,
@@ -69,17 +82,130 @@ scored AS (
            ntile(CAST(:scores AS integer))
                OVER (PARTITION BY a.month ORDER BY a.monetary, a.customer_id) AS m
     FROM agg AS a
-),
-rules AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rules AS jsonb))
-        AS x (name text, r_lo integer, r_hi integer, fm_lo integer, fm_hi integer)
 )
-SELECT s.month, s.customer_id, v.customer_key, s.as_of,
+SELECT s.month, s.customer_id, v.customer_key, s.as_of, s.last_at,
        floor(extract(epoch FROM s.as_of - s.last_at) / 86400)::integer,
        s.frequency, s.monetary, s.month_orders, s.month_revenue,
-       s.r, s.f, s.m, round((s.f + s.m) / 2.0)::integer, ru.name, CAST(:run_id AS bigint)
+       s.r, s.f, s.m, (s.f + s.m + 1) / 2,
+       (CAST(:cells AS text[]))[(s.r - 1) * CAST(:scores AS integer) + (s.f + s.m + 1) / 2],
+       CAST(:run_id AS bigint)
 FROM scored AS s
-JOIN rules AS ru
-  ON s.r BETWEEN ru.r_lo AND ru.r_hi AND round((s.f + s.m) / 2.0) BETWEEN ru.fm_lo AND ru.fm_hi
 JOIN dw.dim_customer AS v
   ON v.customer_id = s.customer_id AND v.valid_from < s.as_of AND v.valid_to >= s.as_of;
+
+-- name: open_state
+-- P, the open month's newest as_of, and whether every row has last_at
+SELECT max(as_of) AS p, bool_and(last_at IS NOT NULL) AS complete
+FROM dw.fact_customer_rfm WHERE month = CAST(:month AS date);
+
+-- name: open_keys
+-- the customers whose row can differ between P and the horizon: an order changed, or
+-- placed in [P, hi) (one with a later ordered_at than its write), or leaving the window; a
+-- day passed since the last order; a customer change (a new customer_key)
+CREATE TEMP TABLE _rfm_keys ON COMMIT DROP AS
+SELECT customer_id FROM app.orders WHERE updated_at >= :lo AND updated_at < :hi
+UNION
+SELECT customer_id FROM dw.fact_orders
+WHERE ordered_at >= CAST(:p AS timestamptz) AND ordered_at < CAST(:hi AS timestamptz)
+UNION
+SELECT customer_id FROM dw.fact_orders
+WHERE NOT is_cancelled
+  AND ordered_at >= CAST(:p AS timestamptz) - make_interval(days => :window)
+  AND ordered_at < CAST(:hi AS timestamptz) - make_interval(days => :window)
+UNION
+SELECT customer_id FROM dw.fact_customer_rfm
+WHERE month = CAST(:month AS date)
+  AND recency_days <> floor(extract(epoch FROM CAST(:hi AS timestamptz) - last_at) / 86400)
+UNION
+SELECT id FROM app.customers WHERE updated_at >= :lo AND updated_at < :hi;
+
+-- name: open_fresh
+-- the keys' values at the horizon (a key with no order left has none)
+CREATE TEMP TABLE _rfm_fresh ON COMMIT DROP AS
+SELECT o.customer_id, v.customer_key,
+       max(o.ordered_at) AS last_at,
+       count(*) FILTER (WHERE o.ordered_at >= CAST(:hi AS timestamptz)
+                                              - make_interval(days => :window)) AS frequency,
+       coalesce(sum(o.net) FILTER (WHERE o.ordered_at >= CAST(:hi AS timestamptz)
+                                                        - make_interval(days => :window)),
+                0) AS monetary,
+       count(*) FILTER (WHERE o.ordered_at >= CAST(:month AS timestamp) AT TIME ZONE 'UTC')
+           AS month_orders,
+       coalesce(sum(o.net) FILTER (
+           WHERE o.ordered_at >= CAST(:month AS timestamp) AT TIME ZONE 'UTC'), 0)
+           AS month_revenue
+FROM dw.fact_orders AS o
+JOIN dw.dim_customer AS v
+  ON v.customer_id = o.customer_id AND v.valid_from < CAST(:hi AS timestamptz)
+ AND v.valid_to >= CAST(:hi AS timestamptz)
+WHERE o.customer_id IN (SELECT customer_id FROM _rfm_keys)
+  AND NOT o.is_cancelled AND o.ordered_at < CAST(:hi AS timestamptz)
+GROUP BY o.customer_id, v.customer_key;
+
+-- name: open_apply
+-- every customer's scores over the month's values (the keys' fresh ones), and only what
+-- differs written: the keys' rows (gone when they have no order left), the others' scores
+-- and segment where they moved
+WITH cur AS (
+    SELECT customer_id, last_at, frequency, monetary, r_score, f_score, m_score,
+           false AS is_fresh
+    FROM dw.fact_customer_rfm
+    WHERE month = CAST(:month AS date)
+      AND customer_id NOT IN (SELECT customer_id FROM _rfm_keys)
+    UNION ALL
+    SELECT customer_id, last_at, frequency, monetary, NULL, NULL, NULL, true FROM _rfm_fresh
+),
+scored AS (
+    SELECT c.*,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.last_at, c.customer_id) AS r,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.frequency, c.customer_id) AS f,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.monetary, c.customer_id) AS m
+    FROM cur AS c
+),
+named AS (  -- the rows to write
+    SELECT s.customer_id, s.is_fresh, s.r, s.f, s.m, (s.f + s.m + 1) / 2 AS fm,
+           (CAST(:cells AS text[]))[(s.r - 1) * CAST(:scores AS integer) + (s.f + s.m + 1) / 2]
+               AS segment
+    FROM scored AS s
+    WHERE s.is_fresh OR (s.r, s.f, s.m) IS DISTINCT FROM (s.r_score, s.f_score, s.m_score)
+),
+moved AS (
+    UPDATE dw.fact_customer_rfm AS t
+    SET r_score = n.r, f_score = n.f, m_score = n.m, fm_score = n.fm, segment = n.segment,
+        run_id = CAST(:run_id AS bigint)
+    FROM named AS n
+    WHERE t.month = CAST(:month AS date) AND t.customer_id = n.customer_id AND NOT n.is_fresh
+    RETURNING 1
+),
+written AS (
+    INSERT INTO dw.fact_customer_rfm AS t (
+        month, customer_id, customer_key, as_of, last_at, recency_days, frequency, monetary,
+        month_orders, month_revenue, r_score, f_score, m_score, fm_score, segment, run_id)
+    SELECT CAST(:month AS date), f.customer_id, f.customer_key, CAST(:hi AS timestamptz),
+           f.last_at,
+           floor(extract(epoch FROM CAST(:hi AS timestamptz) - f.last_at) / 86400)::integer,
+           f.frequency, f.monetary, f.month_orders, f.month_revenue,
+           n.r, n.f, n.m, n.fm, n.segment, CAST(:run_id AS bigint)
+    FROM _rfm_fresh AS f
+    JOIN named AS n ON n.customer_id = f.customer_id AND n.is_fresh
+    ON CONFLICT (customer_id, month) DO UPDATE
+    SET customer_key = excluded.customer_key, as_of = excluded.as_of,
+        last_at = excluded.last_at, recency_days = excluded.recency_days,
+        frequency = excluded.frequency, monetary = excluded.monetary,
+        month_orders = excluded.month_orders, month_revenue = excluded.month_revenue,
+        r_score = excluded.r_score, f_score = excluded.f_score, m_score = excluded.m_score,
+        fm_score = excluded.fm_score, segment = excluded.segment, run_id = excluded.run_id
+    RETURNING (t.xmax = 0) AS is_new
+),
+gone AS (
+    DELETE FROM dw.fact_customer_rfm
+    WHERE month = CAST(:month AS date)
+      AND customer_id IN (SELECT customer_id FROM _rfm_keys)
+      AND customer_id NOT IN (SELECT customer_id FROM _rfm_fresh)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM _rfm_keys) AS keys,
+       (SELECT count(*) FILTER (WHERE is_new) FROM written) AS inserted,
+       (SELECT count(*) FILTER (WHERE NOT is_new) FROM written)
+           + (SELECT count(*) FROM moved) AS updated,
+       (SELECT count(*) FROM gone) AS deleted;

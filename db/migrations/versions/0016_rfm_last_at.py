@@ -1,0 +1,20 @@
+"""the RFM snapshot keeps the last order instant
+
+Revision ID: 0016_rfm_last_at
+Revises: 0015_fresh_rollup_deltas
+"""
+
+from db.migrations.sqlfile import run_sql_file
+
+revision = "0016_rfm_last_at"
+down_revision = "0015_fresh_rollup_deltas"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("0016_rfm_last_at.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("cdms migrations are forward-only; restore a backup instead")

@@ -1,0 +1,12 @@
+-- 0016: the RFM snapshot keeps each customer's last order instant, so a run can redo only
+-- the open month's customers whose values moved (etl/sql/fact_customer_rfm.sql, open_*):
+-- recency_days is floored, and the recency score ranks the instant itself.
+-- Rows written before have none; a month with such a row is rebuilt whole when next redone.
+
+ALTER TABLE dw.fact_customer_rfm ADD COLUMN last_at timestamptz;
+COMMENT ON COLUMN dw.fact_customer_rfm.last_at IS
+    'the customer''s last order (not cancelled) before as_of; recency_days is from it';
+COMMENT ON COLUMN dw.fact_customer_rfm.as_of IS
+    'the instant the row was computed at: the month''s end, or for the open month the '
+    'horizon of the run that last wrote the row (every row of the month is exact as of the '
+    'month''s newest as_of)';
