@@ -99,11 +99,16 @@ SELECT max(as_of) AS p, bool_and(last_at IS NOT NULL) AS complete
 FROM dw.fact_customer_rfm WHERE month = CAST(:month AS date);
 
 -- name: open_keys
--- the customers whose row can differ between P and the horizon: an order changed, or
--- placed in [P, hi) (one with a later ordered_at than its write), or leaving the window; a
--- day passed since the last order; a customer change (a new customer_key)
+-- the customers whose row can differ between P and the horizon: an order changed (its
+-- customer now, and before: the order facts' deltas of the runs not yet published, which
+-- this step precedes), or placed in [P, hi) (one with a later ordered_at than its write),
+-- or leaving the window; a day passed since the last order; a customer change (a new
+-- customer_key)
 CREATE TEMP TABLE _rfm_keys ON COMMIT DROP AS
 SELECT customer_id FROM app.orders WHERE updated_at >= :lo AND updated_at < :hi
+UNION
+SELECT (fact ->> 'customer_id')::bigint FROM dw.fact_delta
+WHERE fact_table = 'dw.fact_orders' AND sign = -1
 UNION
 SELECT customer_id FROM dw.fact_orders
 WHERE ordered_at >= CAST(:p AS timestamptz) AND ordered_at < CAST(:hi AS timestamptz)

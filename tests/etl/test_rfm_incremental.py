@@ -196,3 +196,17 @@ def test_orders_entering_and_leaving_the_window_move_their_customers(loaded_shop
     assert list(fresh.values()) == _rebuild(url, month, now)
     assert fresh[a][4] == stale[a][4] - 1  # frequency: one order left the window
     assert fresh[b][2] == entering and stale[b][2] < entering  # last_at
+
+
+def test_an_order_moved_to_another_customer_moves_both(loaded_shop: str) -> None:
+    """An admin edit gives an order of this month to another customer: the one who had it
+    loses it, though no row of theirs changed in app."""
+    url = loaded_shop
+    _place(url)
+    pipeline.run(url)
+    order, was = one(url, "SELECT id, customer_id FROM app.orders ORDER BY id DESC LIMIT 1")
+    other = one(url, "SELECT max(id) FROM app.customers WHERE id <> %s", (was,))
+    sql(url, "UPDATE app.orders SET customer_id = %s WHERE id = %s", (other, order))
+    pipeline.run(url)
+    month, as_of = _open(url)
+    assert _rows(url, month) == _rebuild(url, month, as_of)
