@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from etl.errors import MissingDimensionError
 from etl.steps import DimRef, Disposition, Step, facts_referencing
+from semantic import rfm
 
 NEG_INF = "-infinity"
 T = TypeVar("T")
@@ -208,13 +209,12 @@ def run_monthly(
     """Recompute the months from the first one a change in ``[lo, hi)`` can move (the
     earliest changed order's, or the last stored one, whose open snapshot the horizon
     moved) to the horizon's month; everything from ``-infinity``. Only RFM is monthly."""
-    from semantic.rfm import default_rules
-
     sql = step.sql()
     first, last, stored_last = conn.execute(sa.text(sql["span"]), {"hi": hi}).one()
     if first is None:
         deleted = _rowcount(conn.execute(sa.text(sql["clear"]), {"from_month": "-infinity"}))
         return Counts(deleted=deleted)
+    rules = rfm.default_rules()
     start = first
     if lo != NEG_INF and stored_last is not None:
         changed = conn.execute(sa.text(sql["changed_from"]), {"lo": lo, "hi": hi}).scalar_one()
@@ -230,11 +230,11 @@ def run_monthly(
             candidates.append(last)
         start = max(first, min(candidates))
         if start == last == stored_last:
-            opened = _open_month(conn, sql, last, lo, hi, run_id)
+            opened = _open_month(conn, sql, rules, last, lo, hi, run_id)
             if opened is not None:
                 return opened
     deleted = _rowcount(conn.execute(sa.text(sql["clear"]), {"from_month": start}))
-    rules = default_rules()
+    conn.execute(sa.text(sql["rules_used"]), {"rules": rules.digest()})
     inserted = _rowcount(
         conn.execute(
             sa.text(sql["rebuild"]),
@@ -255,6 +255,7 @@ def run_monthly(
 def _open_month(
     conn: Connection,
     sql: dict[str, str],
+    rules: rfm.RfmRules,
     month: date,
     lo: datetime | str,
     hi: datetime,
@@ -262,24 +263,19 @@ def _open_month(
 ) -> Counts | None:
     """Redo the stored open month at ``hi`` by what moved since its newest ``as_of``: the
     rows of the customers whose values can differ, then the scores of the others where they
-    moved (None: a row lacks ``last_at``, so the month must be rebuilt)."""
-    from semantic.rfm import default_rules
-
-    p, complete = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
-    if p is None or not complete:
+    moved (None: a row lacks ``last_at``, or the month was built with other rules, so it
+    must be rebuilt). Its temporary tables go with the step's transaction."""
+    p, complete, built_with = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
+    if p is None or not complete or built_with != rules.digest():
         return None
-    rules = default_rules()
     params = {"month": month, "lo": lo, "hi": hi, "p": p, "window": rules.window_days}
-    try:
-        for name in ("open_keys", "open_fresh"):  # analysed: few rows, estimated as many
-            conn.execute(sa.text(sql[name]), params)
-            conn.execute(sa.text(f"ANALYZE _rfm_{name.removeprefix('open_')}"))
-        keys, inserted, updated, deleted = conn.execute(
-            sa.text(sql["open_apply"]),
-            {**params, "scores": rules.scores, "cells": rules.cells(), "run_id": run_id},
-        ).one()
-    finally:
-        conn.execute(sa.text("DROP TABLE IF EXISTS _rfm_keys, _rfm_fresh"))
+    for name in ("open_keys", "open_fresh"):  # analysed: few rows, estimated as many
+        conn.execute(sa.text(sql[name]), params)
+        conn.execute(sa.text(f"ANALYZE _rfm_{name.removeprefix('open_')}"))
+    keys, inserted, updated, deleted = conn.execute(
+        sa.text(sql["open_apply"]),
+        {**params, "scores": rules.scores, "cells": rules.cells(), "run_id": run_id},
+    ).one()
     return Counts(read=int(keys), inserted=int(inserted), updated=int(updated),
                   deleted=int(deleted))  # fmt: skip
 

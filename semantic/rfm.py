@@ -7,6 +7,8 @@ cells); the cubes ``segmentMigration`` and ``customers { rfmSegment }`` read wha
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,6 +48,12 @@ class RfmRules:
 
     def segment(self, r: int, fm: int) -> str:
         return next(s.name for s in self.segments if s.holds(r, fm))
+
+    def digest(self) -> str:
+        """What the ETL's result depends on, as one md5: a month built with other rules is
+        rebuilt rather than redone by what moved."""
+        text = json.dumps([self.window_days, self.scores, self.cells()])
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
     def cells(self) -> list[str]:
         """The segment of every (r, fm) cell, as the ETL's SQL binds it: cell (r, fm) at

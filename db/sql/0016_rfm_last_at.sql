@@ -10,3 +10,13 @@ COMMENT ON COLUMN dw.fact_customer_rfm.as_of IS
     'the instant the row was computed at: the month''s end, or for the open month the '
     'horizon of the run that last wrote the row (every row of the month is exact as of the '
     'month''s newest as_of)';
+
+-- The rules (semantic/models/rules/rfm.yml) the open month was last rebuilt with: a run
+-- redoes only what moved while they are the same, and rebuilds the month when they changed.
+ALTER TABLE dw.etl_state ADD COLUMN rfm_rules text;
+COMMENT ON COLUMN dw.etl_state.rfm_rules IS
+    'md5 of the RFM rules (window, scores, cells) the open month of dw.fact_customer_rfm was '
+    'last rebuilt with';
+
+-- A new customer version moves the open month's customer_key: found by when it began.
+CREATE INDEX dim_customer_valid_from_idx ON dw.dim_customer (valid_from);

@@ -22,7 +22,8 @@
 -- the last order (recency_days), a new customer version (customer_key) - then the scores
 -- of every customer from the stored values, writing only the rows whose scores moved. The
 -- result equals a rebuild at the horizon except for as_of, which is the horizon of the run
--- that last wrote the row. A month with a row lacking last_at is rebuilt.
+-- that last wrote the row. A month with a row lacking last_at, or last rebuilt with other
+-- rules (dw.etl_state.rfm_rules), is rebuilt.
 
 -- name: span
 SELECT (SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC')::date
@@ -31,20 +32,30 @@ SELECT (SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC')::date
        (SELECT max(month) FROM dw.fact_customer_rfm) AS stored_last;
 
 -- name: changed_from
--- the month of the earliest order changed in the window; 'infinity' when none changed, and
--- the first month when an order was deleted (its month is gone with it)
+-- the month of the earliest order changed in the window, as it is and as it was (the order
+-- facts' deltas of the runs since this step's last, not yet published - this step
+-- precedes publish - hold what it was: an order moved to another month or customer);
+-- 'infinity' when none changed, and the first month when an order was deleted (its month
+-- is gone with it)
 SELECT CASE
     WHEN EXISTS (SELECT 1 FROM dw.etl_source_delete
                  WHERE source IN ('orders', 'order_items') AND deleted_at >= :lo
                    AND deleted_at < :hi)
         THEN DATE '-infinity'
-    ELSE coalesce((SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC')::date
-                   FROM app.orders WHERE updated_at >= :lo AND updated_at < :hi),
+    ELSE coalesce(date_trunc('month', least(
+                      (SELECT min(ordered_at) FROM app.orders
+                       WHERE updated_at >= :lo AND updated_at < :hi),
+                      (SELECT min((fact ->> 'ordered_at')::timestamptz) FROM dw.fact_delta
+                       WHERE fact_table = 'dw.fact_orders' AND sign <> 0
+                         AND run_id > (SELECT coalesce(max(run_id), 0) FROM dw.etl_watermark
+                                       WHERE step = 'fact_customer_rfm')))
+                  AT TIME ZONE 'UTC')::date,
                   DATE 'infinity')
     END::text;
 
 -- name: customers_changed
-SELECT EXISTS (SELECT 1 FROM app.customers WHERE updated_at >= :lo AND updated_at < :hi);
+-- a customer version that began in the window (it moves the open month's customer_key)
+SELECT EXISTS (SELECT 1 FROM dw.dim_customer WHERE valid_from >= :lo AND valid_from < :hi);
 
 -- name: clear
 DELETE FROM dw.fact_customer_rfm WHERE month >= CAST(:from_month AS date);
@@ -94,21 +105,26 @@ JOIN dw.dim_customer AS v
   ON v.customer_id = s.customer_id AND v.valid_from < s.as_of AND v.valid_to >= s.as_of;
 
 -- name: open_state
--- P, the open month's newest as_of, and whether every row has last_at
-SELECT max(as_of) AS p, bool_and(last_at IS NOT NULL) AS complete
+-- P, the open month's newest as_of; whether every row has last_at; the rules it was built with
+SELECT max(as_of) AS p, bool_and(last_at IS NOT NULL) AS complete,
+       (SELECT rfm_rules FROM dw.etl_state) AS rules
 FROM dw.fact_customer_rfm WHERE month = CAST(:month AS date);
+
+-- name: rules_used
+UPDATE dw.etl_state SET rfm_rules = :rules;
 
 -- name: open_keys
 -- the customers whose row can differ between P and the horizon: an order changed (its
--- customer now, and before: the order facts' deltas of the runs not yet published, which
--- this step precedes), or placed in [P, hi) (one with a later ordered_at than its write),
--- or leaving the window; a day passed since the last order; a customer change (a new
--- customer_key)
+-- customer now, and before, from the order facts' deltas as in changed_from), or placed in
+-- [P, hi) (one with a later ordered_at than its write), or leaving the window; a whole day
+-- since the last order; a customer version that began since P (a new customer_key)
 CREATE TEMP TABLE _rfm_keys ON COMMIT DROP AS
 SELECT customer_id FROM app.orders WHERE updated_at >= :lo AND updated_at < :hi
 UNION
 SELECT (fact ->> 'customer_id')::bigint FROM dw.fact_delta
-WHERE fact_table = 'dw.fact_orders' AND sign = -1
+WHERE fact_table = 'dw.fact_orders' AND sign <> 0
+  AND run_id > (SELECT coalesce(max(run_id), 0) FROM dw.etl_watermark
+                WHERE step = 'fact_customer_rfm')
 UNION
 SELECT customer_id FROM dw.fact_orders
 WHERE ordered_at >= CAST(:p AS timestamptz) AND ordered_at < CAST(:hi AS timestamptz)
@@ -122,7 +138,8 @@ SELECT customer_id FROM dw.fact_customer_rfm
 WHERE month = CAST(:month AS date)
   AND recency_days <> floor(extract(epoch FROM CAST(:hi AS timestamptz) - last_at) / 86400)
 UNION
-SELECT id FROM app.customers WHERE updated_at >= :lo AND updated_at < :hi;
+SELECT customer_id FROM dw.dim_customer
+WHERE valid_from >= CAST(:p AS timestamptz) AND valid_from < CAST(:hi AS timestamptz);
 
 -- name: open_fresh
 -- the keys' values at the horizon (a key with no order left has none)
