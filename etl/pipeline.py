@@ -196,13 +196,40 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
     if store.loaded() != active:
         store.reload()  # an activation its listener has not heard yet
     scorers = [store.get(name) for name in store.loaded()]
+    day = conn.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
+    checked = (day, store.loaded().get("churn_risk"))
+    customers = None  # every current customer: the day's first look, or a new version's
+    if keys is not None and _CUSTOMERS_CHECKED.get(ctx.url) == checked:
+        customers = _customers_since(conn, keys["dw.fact_orders"], work.since)
     written = stored.refresh(
         ctx.engine,
         keys=keys,
         scorers=scorers,
+        customers=customers,
         progress=lambda table, done, total: ctx.obs.step_progress(f"scoring {table}", done, total),
     )
+    if customers is None:
+        _CUSTOMERS_CHECKED[ctx.url] = checked
     return Counts(inserted=sum(written.values()))
+
+
+# per database: the (UTC day, churn_risk version) for which this process has looked at every
+# current customer's churn risk; later runs that day look only at the customers they moved
+_CUSTOMERS_CHECKED: dict[str, tuple[object, int | None]] = {}
+
+
+def _customers_since(conn: Connection, orders: list[int], since: int) -> list[int]:
+    """The customers whose churn risk runs after ``since`` can have made lacking: those of
+    the touched orders (their histories changed: the features step forgot them) and those
+    with a new current version (new customers, a new customer_key)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT customer_id FROM dw.fact_orders WHERE order_id = ANY(:orders)"
+            " UNION SELECT customer_id FROM dw.dim_customer WHERE is_current AND run_id > :since"
+        ),
+        {"orders": orders, "since": since},
+    )
+    return sorted(int(r[0]) for r in rows)
 
 
 _TABLE = {s.name: s.table for s in STEPS}

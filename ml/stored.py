@@ -180,15 +180,18 @@ def refresh(
     chunk: int = CHUNK,
     keys: Mapping[str, Sequence[int]] | None = None,
     scorers: Sequence[Scorer] | None = None,
+    customers: Sequence[int] | None = None,
 ) -> dict[str, int]:
     """Score every object that has features but no prediction by the active version of
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
     work), by those models only; returns the predictions (object x model) written per
     table. With ``keys`` (``{fact table: ids}``, e.g. ``{"dw.fact_orders": [...]}``), only
     those objects are looked at. ``scorers`` are models already loaded (a server's store):
-    those versions are used instead of loading the active ones. Each chunk is its own
-    transaction (a stop loses at most one chunk, nothing half-written). When nothing is
-    missing it costs a registry query and one count per table (no model is loaded)."""
+    those versions are used instead of loading the active ones. With ``customers``, only
+    those current customers are looked at for today's churn risk (None: every one). Each
+    chunk is its own transaction (a stop loses at most one chunk, nothing half-written).
+    When nothing is missing it costs a registry query and one count per table (no model is
+    loaded)."""
     wanted = None if models is None else {spec(m).name for m in models}
     with engine.connect() as conn:
         if scorers is not None:
@@ -198,7 +201,7 @@ def refresh(
             versions = {
                 str(n): int(v) for n, v in conn.execute(_ACTIVE) if wanted is None or n in wanted
             }
-        totals = {s.table: _count(conn, s, versions, _keys_of(s, keys)) for s in STORED}
+        totals = {s.table: _count(conn, s, versions, _keys_of(s, keys, customers)) for s in STORED}
         loaded: dict[str, Scorer] = {}
         if scorers is not None:
             loaded = given
@@ -209,14 +212,16 @@ def refresh(
             now = {m.name: m.version for m in loaded.values()}
             if now != versions:  # activated meanwhile, or refused by validation
                 versions = now
-                totals = {s.table: _count(conn, s, versions, _keys_of(s, keys)) for s in STORED}
+                totals = {
+                    s.table: _count(conn, s, versions, _keys_of(s, keys, customers)) for s in STORED
+                }
     out: dict[str, int] = {}
     for s in STORED:
         total = totals[s.table]
         if progress is not None and any(m in versions for m in s.models):
             progress(s.table, 0, total)
         out[s.table] = (
-            _refresh_table(engine, s, loaded, total, progress, chunk, _keys_of(s, keys))
+            _refresh_table(engine, s, loaded, total, progress, chunk, _keys_of(s, keys, customers))
             if total
             else 0
         )
@@ -274,7 +279,11 @@ def current(conn: Connection) -> bool:
     return int(scoring) >= int(features)
 
 
-def _keys_of(s: Stored, keys: Mapping[str, Sequence[int]] | None) -> list[int] | None:
+def _keys_of(
+    s: Stored, keys: Mapping[str, Sequence[int]] | None, customers: Sequence[int] | None
+) -> list[int] | None:
+    if s is CUSTOMERS:  # a day's scores: every current customer unless told which
+        return None if customers is None else list(customers)
     return None if keys is None else list(keys.get(s.features.fact, ()))
 
 
@@ -285,7 +294,7 @@ def _count(conn: Connection, s: Stored, versions: dict[str, int], keys: list[int
     if models and s is CUSTOMERS:  # every current customer is looked at: a day's scores
         from ml import stored_customers
 
-        return stored_customers.count(conn, models[0][1])
+        return stored_customers.count(conn, models[0][1], keys)
     if not models or keys == []:
         return 0
     lacks, params = _lacks(s, models)
@@ -309,7 +318,7 @@ def _refresh_table(
     if s is CUSTOMERS:
         from ml import stored_customers
 
-        return stored_customers.refresh(engine, s, active[0], total, progress, chunk)
+        return stored_customers.refresh(engine, s, active[0], total, progress, chunk, keys)
     lacks, params = _lacks(s, [(m.name, m.version) for m in active])
     only = "" if keys is None else f" AND f.{s.features.key} = ANY(:keys)"
     # key, event_at, the features (as feature_table.fetch reads them), then one

@@ -41,20 +41,31 @@ _LACKING = """
 """
 
 
-def count(conn: Connection, version: int) -> int:
-    """Current customers lacking a prediction valid today by ``version``."""
-    return int(conn.execute(sa.text(f"SELECT count(*) {_LACKING}"), {"v": version}).scalar_one())
+def _only(ids: Sequence[int] | None) -> str:
+    return "" if ids is None else " AND d.customer_id = ANY(:ids)"
+
+
+def count(conn: Connection, version: int, ids: Sequence[int] | None = None) -> int:
+    """Current customers (of ``ids``) lacking a prediction valid today by ``version``."""
+    stmt = sa.text(f"SELECT count(*) {_LACKING}{_only(ids)}")
+    return int(conn.execute(stmt, {"v": version, "ids": list(ids or ())}).scalar_one())
 
 
 def refresh(
-    engine: Engine, s: Stored, model: Scorer, total: int, progress: Progress | None, chunk: int
+    engine: Engine,
+    s: Stored,
+    model: Scorer,
+    total: int,
+    progress: Progress | None,
+    chunk: int,
+    ids: Sequence[int] | None = None,
 ) -> int:
-    """Score the ``total`` customers lacking a valid prediction by ``model``, ``chunk`` at a
-    time (each its own transaction); returns the predictions written."""
+    """Score the ``total`` customers (of ``ids``) lacking a valid prediction by ``model``,
+    ``chunk`` at a time (each its own transaction); returns the predictions written."""
     from ml.stored import _fragments
 
     page = sa.text(
-        f"SELECT d.customer_id, d.customer_key {_LACKING}"
+        f"SELECT d.customer_id, d.customer_key {_LACKING}{_only(ids)}"
         " AND d.customer_id > :after ORDER BY d.customer_id LIMIT :n"
     )
     kinds = kinds_of(*(spec for spec in s.features.specs))
@@ -62,7 +73,9 @@ def refresh(
     after = -1
     while done < total:
         with engine.begin() as conn:
-            rows = conn.execute(page, {"v": model.version, "after": after, "n": chunk}).all()
+            rows = conn.execute(
+                page, {"v": model.version, "after": after, "n": chunk, "ids": list(ids or ())}
+            ).all()
             if not rows:
                 break
             versions = {int(r[0]): int(r[1]) for r in rows}

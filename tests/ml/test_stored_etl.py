@@ -192,3 +192,56 @@ def test_scoring_reports_its_progress_to_the_observer(shop: tuple[str, Engine]) 
     scoring = [h for h in heard.parts if h[0] == "scoring ml.order_predictions"]
     assert scoring[0] == ("scoring ml.order_predictions", 0, orders)
     assert scoring[-1] == ("scoring ml.order_predictions", orders, orders)
+
+
+def _place(engine: Engine, customer: int) -> None:
+    with engine.begin() as conn:
+        product = conn.execute(
+            sa.text("SELECT min(id) FROM app.products WHERE active AND stock > 5")
+        ).scalar_one()
+        conn.execute(
+            sa.text("SELECT app.place_order(:c, CAST(:items AS jsonb), 'web', 'card')"),
+            {"c": customer, "items": json.dumps([{"product_id": product, "quantity": 1}])},
+        )
+
+
+def test_later_runs_of_the_day_look_only_at_the_customers_they_moved(
+    shop: tuple[str, Engine],
+) -> None:
+    """The first run of a process (or of a UTC day, or of a new churn_risk version) looks at
+    every current customer's churn risk; the next ones at the customers of the orders they
+    touched and the customers with a new version, not at the other 100,000."""
+    url, engine = shop
+    with engine.connect() as conn:  # customers with orders (a churn risk needs a history)
+        first, second, third, untouched = conn.execute(
+            sa.text("SELECT DISTINCT customer_id FROM app.orders ORDER BY 1 LIMIT 4")
+        ).scalars()
+    _place(engine, first)
+    pipeline.run(url)  # every current customer looked at (this process's first run)
+    lacking = "SELECT count(*) FROM ml.customer_predictions WHERE customer_id = :c"
+    assert _count(engine, lacking, c=untouched) == 1
+    with engine.begin() as conn:  # lost for a reason no run of the day looks for
+        conn.execute(
+            sa.text("DELETE FROM ml.customer_predictions WHERE customer_id = :c"),
+            {"c": untouched},
+        )
+        conn.execute(  # a new version of a customer with no order changed
+            sa.text("UPDATE app.customers SET country = 'Kenya', city = 'Nairobi' WHERE id = :c"),
+            {"c": third},
+        )
+    _place(engine, second)
+    result = pipeline.run(url)
+    # the order by both order models; the churn risk of its customer and of the new version
+    assert _scoring(result) == Counts(inserted=4)
+    assert _count(engine, lacking, c=untouched) == 0
+    current = (
+        "SELECT count(*) FROM ml.customer_predictions AS p JOIN dw.dim_customer AS d"
+        " ON d.customer_key = p.customer_key WHERE p.customer_id = :c AND d.is_current"
+    )
+    assert _count(engine, current, c=third) == 1
+    # a process's first run (as a new day's) looks at every customer again
+    pipeline._CUSTOMERS_CHECKED.clear()
+    _place(engine, second)
+    # (the order by both models, its customer's churn risk, and the one lost before)
+    assert _scoring(pipeline.run(url)).inserted == 4
+    assert _count(engine, lacking, c=untouched) == 1
