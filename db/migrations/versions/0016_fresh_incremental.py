@@ -1,19 +1,19 @@
-"""the RFM snapshot keeps the last order instant
+"""what the continuous ETL needs to redo only what moved
 
-Revision ID: 0016_rfm_last_at
+Revision ID: 0016_fresh_incremental
 Revises: 0015_fresh_rollup_deltas
 """
 
 from db.migrations.sqlfile import run_sql_file
 
-revision = "0016_rfm_last_at"
+revision = "0016_fresh_incremental"
 down_revision = "0015_fresh_rollup_deltas"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("0016_rfm_last_at.sql")
+    run_sql_file("0016_fresh_incremental.sql")
 
 
 def downgrade() -> None:
