@@ -13,7 +13,9 @@ What a row of each table is, in terms of the ``app`` rows, is the view ``<table>
            for those keys are upserted (``INSERT ... ON CONFLICT DO UPDATE ... WHERE IS
            DISTINCT FROM``), and facts whose source row is gone are deleted.
 ``snapshot`` a periodic snapshot derived from app (``etl.load.run_snapshot``): the series
-           of the entities changed in the window are recomputed, the others extended.
+           of the entities changed in the window are recomputed from the first day their
+           changes can move (checked against the stored day before it, rebuilt whole when
+           it differs) and rewritten where they differ, the others extended.
 ``monthly`` a monthly snapshot derived from the facts loaded before it
            (``etl.load.run_monthly``): the months a change in the window can move are
            recomputed, the earlier ones stay.
