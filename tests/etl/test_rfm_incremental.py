@@ -99,6 +99,17 @@ def _place(url: str, customer: int | None = None) -> None:
     sql(url, "SELECT app.place_order(%s, %s::jsonb, 'web', 'card')", (customer, items))
 
 
+def _move_newest_order(url: str) -> tuple[int, int]:
+    """An order placed and loaded, then given to another customer by an admin edit (not
+    loaded yet); returns the order and the customer who had it."""
+    _place(url)
+    pipeline.run(url)
+    order, was = one(url, "SELECT id, customer_id FROM app.orders ORDER BY id DESC LIMIT 1")
+    other = one(url, "SELECT max(id) FROM app.customers WHERE id <> %s", (was,))
+    sql(url, "UPDATE app.orders SET customer_id = %s WHERE id = %s", (other, order))
+    return int(order), int(was)
+
+
 def _ids(url: str, table: str) -> list[int]:
     return [r[0] for r in sql(url, f"SELECT id FROM app.{table} ORDER BY id")]
 
@@ -202,11 +213,7 @@ def test_an_order_moved_to_another_customer_moves_both(loaded_shop: str) -> None
     """An admin edit gives an order of this month to another customer: the one who had it
     loses it, though no row of theirs changed in app."""
     url = loaded_shop
-    _place(url)
-    pipeline.run(url)
-    order, was = one(url, "SELECT id, customer_id FROM app.orders ORDER BY id DESC LIMIT 1")
-    other = one(url, "SELECT max(id) FROM app.customers WHERE id <> %s", (was,))
-    sql(url, "UPDATE app.orders SET customer_id = %s WHERE id = %s", (other, order))
+    _move_newest_order(url)
     pipeline.run(url)
     month, as_of = _open(url)
     assert _rows(url, month) == _rebuild(url, month, as_of)

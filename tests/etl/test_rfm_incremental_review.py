@@ -18,7 +18,7 @@ from etl.errors import StepFailedError
 from semantic.rfm import RfmRules, default_rules
 from tests.etl import test_rfm_incremental as base
 from tests.etl.conftest import one, sql
-from tests.etl.test_rfm_incremental import _open, _place, _rebuild, _rows
+from tests.etl.test_rfm_incremental import _move_newest_order, _open, _place, _rebuild, _rows
 
 
 def _new_customer(url: str, name: str) -> int:
@@ -122,11 +122,7 @@ def test_an_order_moved_then_touched_before_the_rfm_step(loaded_shop: str) -> No
     new customer already: the one who had it keeps it (until a day passes since their
     last order). The whole rebuild the next run did before this change repaired both."""
     url = loaded_shop
-    _place(url)
-    pipeline.run(url)
-    order, was = one(url, "SELECT id, customer_id FROM app.orders ORDER BY id DESC LIMIT 1")
-    other = one(url, "SELECT max(id) FROM app.customers WHERE id <> %s", (was,))
-    sql(url, "UPDATE app.orders SET customer_id = %s WHERE id = %s", (other, order))
+    order, was = _move_newest_order(url)
     paid = _Before("fact_customer_rfm", url, "SELECT app.set_order_status(%s, 'paid')", (order,))
     pipeline.run(url, observer=paid)
     pipeline.run(url)  # the catch-up
@@ -182,11 +178,7 @@ def test_a_failed_rfm_step_then_a_catch_up_with_an_order_moved(loaded_shop: str)
     customer; the next run (no shop change) still moves both: the deltas wait for the
     publish step, which the failed run never reached."""
     url = loaded_shop
-    _place(url)
-    pipeline.run(url)
-    order, was = one(url, "SELECT id, customer_id FROM app.orders ORDER BY id DESC LIMIT 1")
-    other = one(url, "SELECT max(id) FROM app.customers WHERE id <> %s", (was,))
-    sql(url, "UPDATE app.orders SET customer_id = %s WHERE id = %s", (other, order))
+    _move_newest_order(url)
     _refuse_rfm_writes(url)
     with pytest.raises(StepFailedError):
         pipeline.run(url)
