@@ -12,7 +12,8 @@
 -- A full load (lo = -infinity, or the first order's day moved) rebuilds every product's
 -- series (keys_all, clear_all, rebuild). An incremental run starts from the rows changed
 -- in the window [lo, hi):
---  1. keys_changed: the products they involve (and deleted products), each with `since`:
+--  1. keys_changed: the products they involve (and deleted products, and the products of
+--     deleted lines, from the sales facts' deltas: fact_sales runs first), each with `since`:
 --     the earliest UTC day among the current dates of those rows (an order's ordered_at,
 --     a cancelled order's cancelled_at, an approved return's decided_at, a product's
 --     updated_at: its new version's start), at most the horizon's day and the day after
@@ -34,8 +35,7 @@
 --     get only their rows from `since` on that differ (update) or are missing (insert).
 --  4. extend: every other product gets its last value on each new day (nothing moved it);
 --     trim: days after the horizon's go (a horizon earlier than the last run's).
--- Not seen: a deleted order or line (its product is unknown once it is gone), and edits
--- by hand that cancel out exactly on the day before `since` (a date moved and the stock
+-- Not seen: edits by hand that cancel out exactly on the day before `since` (a date moved and the stock
 -- edited by the same quantity in one window): a full load puts them right.
 -- Parameters: :lo, :hi (the window); :first_day, :last_day (a rebuild's first and last
 -- days); :stored_last (the last stored day); :cap (the latest `since`); :recent_day (from
@@ -81,6 +81,14 @@ changed AS (
     SELECT product_id, day FROM returns WHERE return_updated >= :lo AND return_updated < :hi
     UNION ALL
     SELECT product_id, day FROM returns WHERE line_updated >= :lo AND line_updated < :hi
+    UNION ALL  -- lines as they were, from the sales facts' deltas of the runs since this
+               -- step's last: a deleted order or line (gone from app, its product with it)
+    SELECT (d.fact ->> 'product_id')::bigint,
+           ((d.fact ->> 'ordered_at')::timestamptz AT TIME ZONE 'UTC')::date
+    FROM dw.fact_delta AS d
+    WHERE d.fact_table = 'dw.fact_sales' AND d.sign = -1
+      AND d.run_id > (SELECT coalesce(max(run_id), 0) FROM dw.etl_watermark
+                      WHERE step = 'fact_stock_daily')
     UNION ALL  -- deleted products with a series (no trigger records them; the dimension
                -- keeps them, current)
     SELECT d.product_id, NULL FROM dw.dim_product AS d

@@ -335,3 +335,34 @@ def test_a_series_stored_wrong_before_the_change_is_rebuilt_whole(loaded_shop: s
     _read, _inserted, _updated, deleted = step_counts(url, result.run_id)["fact_stock_daily"]
     assert deleted >= 2 * days - 2
     assert_equals_a_rebuild(url, _horizon(url))
+
+
+def test_a_deleted_order_or_line_moves_its_products_series(loaded_shop: str) -> None:
+    """A line or an order deleted straight from the tables (no procedure gives the stock
+    back) removes a movement from the product's history: its earlier days' levels change.
+    The product of a row that is gone is known from the sales facts' deltas of the run."""
+    url = loaded_shop
+    line = sql(
+        url,
+        "SELECT i.order_id, i.line_no, i.product_id FROM app.order_items AS i"
+        " JOIN app.orders AS o ON o.id = i.order_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM app.returns AS r"
+        "                   WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
+        " ORDER BY o.ordered_at, i.order_id, i.line_no LIMIT 1 OFFSET 40",
+    )[0]
+    order = one(
+        url,
+        "SELECT o.id FROM app.orders AS o WHERE o.id <> %s"
+        " AND NOT EXISTS (SELECT 1 FROM app.returns AS r WHERE r.order_id = o.id)"
+        " AND NOT EXISTS (SELECT 1 FROM app.feedback AS f WHERE f.order_id = o.id)"
+        " AND NOT EXISTS (SELECT 1 FROM app.support_tickets AS t WHERE t.order_id = o.id)"
+        " ORDER BY o.ordered_at, o.id LIMIT 1 OFFSET 60",
+        (line[0],),
+    )
+    sql(url, "DELETE FROM app.order_items WHERE order_id = %s AND line_no = %s", line[:2])
+    sql(url, "DELETE FROM app.order_items WHERE order_id = %s", (order,))
+    sql(url, "DELETE FROM app.orders WHERE id = %s", (order,))
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
