@@ -181,6 +181,7 @@ def refresh(
     keys: Mapping[str, Sequence[int]] | None = None,
     scorers: Sequence[Scorer] | None = None,
     customers: Sequence[int] | None = None,
+    customers_at_most: int | None = None,
 ) -> dict[str, int]:
     """Score every object that has features but no prediction by the active version of
     its models (of ``models``, or all; an unknown name is a BadUserInputError before any
@@ -188,7 +189,8 @@ def refresh(
     table. With ``keys`` (``{fact table: ids}``, e.g. ``{"dw.fact_orders": [...]}``), only
     those objects are looked at. ``scorers`` are models already loaded (a server's store):
     those versions are used instead of loading the active ones. With ``customers``, only
-    those current customers are looked at for today's churn risk (None: every one). Each
+    those current customers are looked at for today's churn risk (None: every one); with
+    ``customers_at_most``, at most that many of them are scored (the rest: on request). Each
     chunk is its own transaction (a stop loses at most one chunk, nothing half-written).
     When nothing is missing it costs a registry query and one count per table (no model is
     loaded)."""
@@ -215,6 +217,8 @@ def refresh(
                 totals = {
                     s.table: _count(conn, s, versions, _keys_of(s, keys, customers)) for s in STORED
                 }
+    if customers_at_most is not None:
+        totals[CUSTOMERS.table] = min(totals[CUSTOMERS.table], customers_at_most)
     out: dict[str, int] = {}
     for s in STORED:
         total = totals[s.table]

@@ -60,8 +60,9 @@ def refresh(
     chunk: int,
     ids: Sequence[int] | None = None,
 ) -> int:
-    """Score the ``total`` customers (of ``ids``) lacking a valid prediction by ``model``,
-    ``chunk`` at a time (each its own transaction); returns the predictions written."""
+    """Score ``total`` customers (of ``ids``; the first by id, when more lack one) lacking a
+    valid prediction by ``model``, ``chunk`` at a time (each its own transaction); returns
+    the predictions written."""
     from ml.stored import _fragments
 
     page = sa.text(
@@ -74,7 +75,13 @@ def refresh(
     while done < total:
         with engine.begin() as conn:
             rows = conn.execute(
-                page, {"v": model.version, "after": after, "n": chunk, "ids": list(ids or ())}
+                page,
+                {
+                    "v": model.version,
+                    "after": after,
+                    "n": min(chunk, total - done),
+                    "ids": list(ids or ()),
+                },
             ).all()
             if not rows:
                 break

@@ -245,3 +245,42 @@ def test_later_runs_of_the_day_look_only_at_the_customers_they_moved(
     # (the order by both models, its customer's churn risk, and the one lost before)
     assert _scoring(pipeline.run(url)).inserted == 4
     assert _count(engine, lacking, c=untouched) == 1
+
+
+def test_a_new_day_rescores_the_customers_a_batch_a_run(
+    shop: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After midnight every stored churn risk is of yesterday: an incremental run scores at
+    most DAY_CUSTOMERS of them (not all 100,000 in one run, ~13 s), the next runs go on,
+    and once none is left the runs look only at the customers they moved."""
+    url, engine = shop
+    customer = _count(engine, "SELECT min(customer_id) FROM app.orders")
+    _place(engine, customer)
+    pipeline.run(url)  # every customer scored: today's
+    monkeypatch.setattr(pipeline, "DAY_CUSTOMERS", 25)
+    current = "SELECT count(*) FROM dw.dim_customer WHERE is_current"
+    today = (
+        "SELECT count(*) FROM ml.customer_predictions WHERE as_of = date_trunc('day', now(), 'UTC')"
+    )
+    everyone = _count(engine, current)
+    assert everyone > 50 and _count(engine, today) == everyone
+    with engine.begin() as conn:  # midnight: every row is of yesterday
+        conn.execute(sa.text("UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'"))
+    pipeline._CUSTOMERS_CHECKED.clear()  # (this process looked yesterday)
+
+    scored = []
+    while _count(engine, today) < everyone:
+        _place(engine, customer)
+        pipeline.run(url)
+        scored.append(_count(engine, today))
+        assert len(scored) <= everyone // 25 + 2, scored
+    # each run: the customer of its order, then at most 25 more
+    assert all(b - a <= 26 for a, b in zip([0, *scored], scored, strict=False)), scored
+    assert len(scored) >= everyone // 26
+    # done: the next run looks only at the customer it moved (the day's look is over)
+    _place(engine, customer)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'"
+                             " WHERE customer_id <> :c"), {"c": customer})  # fmt: skip
+    pipeline.run(url)
+    assert _count(engine, today) == 1
