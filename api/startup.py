@@ -147,7 +147,10 @@ class Background:
         elif missing:  # all on a first start; the rest after one stopped while training
             self._train_once(missing)
         with engine.connect() as conn:
-            complete = stored.current(conn)  # index lookups, not a count of every object
+            # index lookups, not a count of every object; the customers' churn risks of a
+            # new day are left to the pipeline's runs (2,000 a run: etl.pipeline), not
+            # scored all at once here (~12 s at 100,000, the first run waiting for it)
+            complete = stored.current(conn, customers=False)
         if complete:
             self.report("stored predictions: current")
             return

@@ -260,18 +260,20 @@ def _mark_complete(engine: Engine, versions: Mapping[str, int]) -> None:
             )
 
 
-def current(conn: Connection) -> bool:
+def current(conn: Connection, *, customers: bool = True) -> bool:
     """Whether no stored prediction is missing, known without counting (a few index
     lookups, whatever the data size: a restart's look). True when the last full
     :func:`refresh` of each table scored by the versions active now, and the pipeline's
     scoring step has applied every run its features step has (each feature change since was
-    scored); and, with churn_risk active, every current customer has today's churn risk (an
-    anti-join of the customers, tens of milliseconds at 100,000). False means "count":
-    :func:`refresh` finds what is missing."""
+    scored); and, with churn_risk active (unless ``customers`` is False), every current
+    customer has today's churn risk (an anti-join of the customers, tens of milliseconds
+    at 100,000). False means "count": :func:`refresh` finds what is missing."""
     active = {str(n): int(v) for n, v in conn.execute(_ACTIVE)}
     marks = {str(t): dict(v) for t, v in conn.execute(_MARKS)}
     for s in STORED:
         want = {m: active[m] for m in s.models if m in active}
+        if s is CUSTOMERS and not customers:
+            continue
         if want and s is CUSTOMERS:  # today's churn risks: one anti-join of the customers
             from ml import stored_customers
 

@@ -290,3 +290,32 @@ def test_a_restart_with_everything_current_scores_nothing(active: Engine) -> Non
     assert lines[0].startswith("warehouse: current"), lines
     assert "stored predictions: current" in lines, lines
     assert not any("written" in line or "loading" in line for line in lines), lines
+
+
+def test_a_restart_after_midnight_leaves_the_days_churn_risks_to_the_runs(
+    active: Engine,
+) -> None:
+    """After midnight every stored churn risk is of yesterday: a restart does not score all
+    the customers before its first pipeline run (the runs store them, a batch each, and
+    the others are computed on request meanwhile)."""
+    from api.startup import Background
+
+    stored.refresh(active)
+    with active.begin() as conn:
+        conn.execute(sa.text("UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'"))
+    url = active.url.render_as_string(hide_password=False)
+    lines: list[str] = []
+    work = Background(url, train=False, report=lines.append).start()
+    work.join(60)
+    assert work.done.is_set() and work.error is None, lines
+    assert "stored predictions: current" in lines, lines
+    assert not any("written" in line for line in lines), lines
+    with active.connect() as conn:
+        assert not stored.current(conn)  # (what the runs will do)
+        today = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM ml.customer_predictions"
+                " WHERE as_of = date_trunc('day', now(), 'UTC')"
+            )
+        ).scalar_one()
+    assert today == 0
