@@ -43,10 +43,6 @@ def parse_lsn(text: object, source: str = HEADER) -> int:
     return (int(m.group(1), 16) << 32) | int(m.group(2), 16)
 
 
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
 def commit_lsn(engine: Engine) -> str:
     """The primary's WAL write position now: after a commit returned, at or past its
     commit record (what a replica must have replayed to show it)."""
@@ -112,9 +108,6 @@ class Router:
             if replica.engine is engine:
                 replica.down_until = time.monotonic() + DOWN_S
                 replica.replayed = -1
-
-    def is_replica(self, engine: Engine) -> bool:
-        return any(r.engine is engine for r in self.replicas)
 
 
 _routers: dict[tuple[int, tuple[str, ...]], Router] = {}

@@ -209,10 +209,6 @@ def log_for(engine: Engine) -> PredictionLog:
     return found
 
 
-def close_log(engine: Engine) -> None:
-    close_key(engine.url.render_as_string(hide_password=False))
-
-
 def close_key(key: str) -> None:
     """Flush and stop the log of the engine URL ``key`` (rendered with its password)."""
     with _logs_lock:
