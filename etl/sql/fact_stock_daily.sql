@@ -9,7 +9,8 @@
 -- to the day of the run's horizon. (A stock change made outside the procedures - an admin
 -- edit, a bulk load - has no date: it moves the product's whole history.)
 --
--- A full load (lo = -infinity, or the first order's day moved) rebuilds every product's
+-- A full load (lo = -infinity, also after a truncate of products, orders, order_items or
+-- returns: etl.steps, delete_sources; or the first order's day moved) rebuilds every product's
 -- series (keys_all, clear_all, rebuild). An incremental run starts from the rows changed
 -- in the window [lo, hi):
 --  1. keys_changed: the products they involve (and deleted products, and the products of

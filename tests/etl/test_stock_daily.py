@@ -394,6 +394,18 @@ def test_a_deleted_approved_return_moves_its_products_series(loaded_shop: str) -
     assert_equals_a_rebuild(url, _horizon(url))
 
 
+def test_truncated_returns_move_their_products_series(loaded_shop: str) -> None:
+    """A TRUNCATE records no row: the returns facts are compared whole (no deltas) and the
+    stock step must rebuild every series (the restocks are gone from their histories)."""
+    url = loaded_shop
+    _approved_return(url)
+    sql(url, "TRUNCATE app.returns")
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
+
+
 def test_a_line_moved_to_another_product_moves_both_series(loaded_shop: str) -> None:
     url = loaded_shop
     order, line, product = sql(
