@@ -205,7 +205,9 @@ STEPS: tuple[Step, ...] = (
         source_table="app.products",
         source_key=("id",),
         change_sources=("app.products", "app.order_items", "app.orders", "app.returns"),
-        delete_sources=("products",),
+        # (a truncate of the movements' tables rebuilds every series: the facts are then
+        # compared whole, without deltas, so the products that lost movements are unknown)
+        delete_sources=("products", "orders", "order_items", "returns"),
     ),
     # RFM scores and segment per customer and month (cubes ``rfm``, ``segmentMigration``):
     # after fact_orders, which it reads, with the rules of semantic/models/rules/rfm.yml.

@@ -9,11 +9,13 @@
 -- to the day of the run's horizon. (A stock change made outside the procedures - an admin
 -- edit, a bulk load - has no date: it moves the product's whole history.)
 --
--- A full load (lo = -infinity, or the first order's day moved) rebuilds every product's
+-- A full load (lo = -infinity, also after a truncate of products, orders, order_items or
+-- returns: etl.steps, delete_sources; or the first order's day moved) rebuilds every product's
 -- series (keys_all, clear_all, rebuild). An incremental run starts from the rows changed
 -- in the window [lo, hi):
 --  1. keys_changed: the products they involve (and deleted products, and the products of
---     deleted lines, from the sales facts' deltas: fact_sales runs first), each with `since`:
+--     deleted lines and approved returns, from the sales and returns facts' deltas: those
+--     steps run first), each with `since`:
 --     the earliest UTC day among the current dates of those rows (an order's ordered_at,
 --     a cancelled order's cancelled_at, an approved return's decided_at, a product's
 --     updated_at: its new version's start), at most the horizon's day and the day after
@@ -81,12 +83,17 @@ changed AS (
     SELECT product_id, day FROM returns WHERE return_updated >= :lo AND return_updated < :hi
     UNION ALL
     SELECT product_id, day FROM returns WHERE line_updated >= :lo AND line_updated < :hi
-    UNION ALL  -- lines as they were, from the sales facts' deltas of the runs since this
-               -- step's last: a deleted order or line (gone from app, its product with it)
+    UNION ALL  -- lines and approved returns as they were, from the sales and returns facts'
+               -- deltas of the runs since this step's last: a deleted order, line or return
+               -- (gone from app, its product with it), a line moved to another product
     SELECT (d.fact ->> 'product_id')::bigint,
-           ((d.fact ->> 'ordered_at')::timestamptz AT TIME ZONE 'UTC')::date
+           ((CASE d.fact_table WHEN 'dw.fact_sales' THEN d.fact ->> 'ordered_at'
+                               ELSE d.fact ->> 'decided_at' END)::timestamptz
+            AT TIME ZONE 'UTC')::date
     FROM dw.fact_delta AS d
-    WHERE d.fact_table = 'dw.fact_sales' AND d.sign = -1
+    WHERE d.sign = -1
+      AND (d.fact_table = 'dw.fact_sales'
+           OR (d.fact_table = 'dw.fact_returns' AND d.fact ->> 'status' = 'approved'))
       AND d.run_id > (SELECT coalesce(max(run_id), 0) FROM dw.etl_watermark
                       WHERE step = 'fact_stock_daily')
     UNION ALL  -- deleted products with a series (no trigger records them; the dimension

@@ -366,3 +366,101 @@ def test_a_deleted_order_or_line_moves_its_products_series(loaded_shop: str) -> 
     pipeline.run(url)
 
     assert_equals_a_rebuild(url, _horizon(url))
+
+
+def _approved_return(url: str) -> tuple[int, int]:
+    """(id, product) of an approved return decided well before today."""
+    found = sql(
+        url,
+        "SELECT r.id, i.product_id FROM app.returns AS r"
+        " JOIN app.order_items AS i ON i.order_id = r.order_id AND i.line_no = r.line_no"
+        " WHERE r.status = 'approved' AND r.decided_at < now() - interval '3 days'"
+        " ORDER BY r.decided_at, r.id LIMIT 1",
+    )
+    assert found, "the seeded shop has an approved return"
+    return found[0][0], found[0][1]
+
+
+def test_a_deleted_approved_return_moves_its_products_series(loaded_shop: str) -> None:
+    """An approved return deleted straight from the table takes its restock out of the
+    product's history (the stock stays): the days before its approval change. Its product
+    is known from the returns facts' deltas of the run, as a deleted line's from the sales'."""
+    url = loaded_shop
+    ret, _product = _approved_return(url)
+    sql(url, "DELETE FROM app.returns WHERE id = %s", (ret,))
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
+
+
+def test_truncated_returns_move_their_products_series(loaded_shop: str) -> None:
+    """A TRUNCATE records no row: the returns facts are compared whole (no deltas) and the
+    stock step must rebuild every series (the restocks are gone from their histories)."""
+    url = loaded_shop
+    _approved_return(url)
+    sql(url, "TRUNCATE app.returns")
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
+
+
+def test_a_line_moved_to_another_product_moves_both_series(loaded_shop: str) -> None:
+    url = loaded_shop
+    order, line, product = sql(
+        url,
+        "SELECT i.order_id, i.line_no, i.product_id FROM app.order_items AS i"
+        " JOIN app.orders AS o ON o.id = i.order_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM app.returns AS r"
+        "                   WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
+        " ORDER BY o.ordered_at, i.order_id, i.line_no LIMIT 1 OFFSET 30",
+    )[0]
+    other = one(
+        url,
+        "SELECT min(id) FROM app.products WHERE id <> %s AND created_at <"
+        " (SELECT min(ordered_at) FROM app.orders)",
+        (product,),
+    )
+    sql(
+        url,
+        "UPDATE app.order_items SET product_id = %s WHERE order_id = %s AND line_no = %s",
+        (other, order, line),
+    )
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
+
+
+def test_a_deleted_line_is_seen_by_the_run_after_a_failed_stock_step(
+    loaded_shop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fact_sales records the deleted line and commits; the stock step of that run fails
+    (rolled back): the next run's stock step still sees the line's product."""
+    from etl import load
+
+    url = loaded_shop
+    order, line = sql(
+        url,
+        "SELECT i.order_id, i.line_no FROM app.order_items AS i"
+        " JOIN app.orders AS o ON o.id = i.order_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM app.returns AS r"
+        "                   WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
+        " ORDER BY o.ordered_at, i.order_id, i.line_no LIMIT 1 OFFSET 50",
+    )[0]
+    sql(url, "DELETE FROM app.order_items WHERE order_id = %s AND line_no = %s", (order, line))
+    real = load.run_snapshot
+
+    def broken(*args: Any, **kwargs: Any) -> Counts:
+        raise RuntimeError("the stock step failed")
+
+    monkeypatch.setattr(load, "run_snapshot", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.run(url)
+    monkeypatch.setattr(load, "run_snapshot", real)
+    _place(url, [one(url, "SELECT min(id) FROM app.products WHERE active AND stock > 20")])
+
+    pipeline.run(url)
+
+    assert_equals_a_rebuild(url, _horizon(url))
