@@ -45,8 +45,11 @@ def parse_lsn(text: object, source: str = HEADER) -> int:
 
 def commit_lsn(engine: Engine) -> str:
     """The primary's WAL write position now: after a commit returned, at or past its
-    commit record (what a replica must have replayed to show it)."""
-    with engine.connect() as conn:
+    commit record (what a replica must have replayed to show it). Its transaction ends
+    with COMMIT: psycopg deallocates a connection's prepared statements on every ROLLBACK,
+    and this runs after every mutation on a connection the reads share (a new order's
+    prediction then planned its feature statement on every request)."""
+    with engine.begin() as conn:
         got = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
     return str(got)
 
