@@ -94,3 +94,27 @@ def test_batch_load_mixes_both_sources_and_leaves_out_only_what_does_not_exist(
     assert_same(features.frame.take(features.frame.keys != new), expected)
     error = batch.not_in_warehouse("order", 999_999_999)
     assert error.code == "NOT_IN_WAREHOUSE" and "does not exist" in error.message
+
+
+def test_online_features_run_on_a_generic_plan_and_leave_the_setting_as_it_was(
+    loaded: Engine,
+) -> None:
+    """Once prepared, the online feature statement runs on a generic plan (PostgreSQL
+    otherwise planned it on every run); the transaction's own plan_cache_mode is back
+    afterwards, and the features are the same on every run."""
+    with loaded.begin() as conn:
+        _customer, order = place_order(conn, quantity=2)
+    kinds = kinds_of(*batch.KINDS["order"].specs)
+    with loaded.connect() as conn:
+        conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        frames = [online.load(conn, "orders.sql", [order], kinds) for _ in range(7)]
+        assert conn.execute(sa.text("SHOW plan_cache_mode")).scalar_one() == "force_custom_plan"
+        generic = conn.execute(
+            sa.text(
+                "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
+                " WHERE strpos(statement, 'online_') > 0"
+            )
+        ).scalar_one()
+    assert generic > 0  # its runs after the fifth (psycopg then prepares it)
+    for frame in frames[1:]:
+        assert_same(frames[0], frame)
