@@ -290,7 +290,7 @@ class Pipeline:
         import sqlalchemy as sa
 
         try:
-            with self.engine.connect() as conn:
+            with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
                 found = conn.execute(
                     sa.text("SELECT query FROM app.persisted_queries WHERE sha256 = :h"),
                     {"h": sha},

@@ -47,7 +47,7 @@ class ReadinessProbe:
         self._last: tuple[float, dict[str, Any], bool] | None = None
 
     def revision(self) -> str | None:
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
             rev = conn.execute(_REVISION).scalar()
             return None if rev is None else str(rev)
 
@@ -64,7 +64,7 @@ class ReadinessProbe:
 
     def _check(self) -> tuple[dict[str, Any], bool]:
         try:
-            with self.engine.connect() as conn:
+            with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
                 rev = conn.execute(_REVISION).scalar()
                 status = warehouse_status(conn)
                 active = {str(n): int(v) for n, v in conn.execute(_ACTIVE)}

@@ -38,7 +38,7 @@ class ModelStore:
     # -- loading ------------------------------------------------------------------------
     def reload(self, name: str | None = None) -> None:
         """Load the active version of ``name`` (of every model when None)."""
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
             scorers = registry.load_active(conn, name)
         with self._lock:
             if name is None:
