@@ -148,7 +148,7 @@ class Background:
             self._train_once(missing)
         with engine.connect() as conn:
             # index lookups, not a count of every object; the customers' churn risks of a
-            # new day are left to the pipeline's runs (2,000 a run: etl.pipeline), not
+            # new day are left to the pipeline's runs (etl.pipeline.DAY_CUSTOMERS a run), not
             # scored all at once here (~12 s at 100,000, the first run waiting for it)
             complete = stored.current(conn, customers=False)
         if complete:

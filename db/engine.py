@@ -103,6 +103,19 @@ def unpinged(engine: Engine) -> Engine:
     return engine
 
 
+# (the setting as it was, read before it is set: the filter runs on the subquery's row)
+_SET_LOCAL = sa.text(
+    "SELECT s.was FROM (SELECT current_setting(:setting) AS was OFFSET 0) AS s"
+    " WHERE set_config(:setting, :value, true) IS NOT NULL"
+)
+
+
+def set_local(conn: Connection, setting: str, value: str) -> str:
+    """Set ``setting`` for the rest of the transaction (one round trip); returns its value
+    before, to put back with another call."""
+    return str(conn.execute(_SET_LOCAL, {"setting": setting, "value": value}).scalar_one())
+
+
 def dispose_engine(url: str) -> None:
     """Close every pooled connection to ``url`` (before dropping or cloning it)."""
     for registry in (_engines, _unpinged):

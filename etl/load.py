@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.engine import set_local
 from etl.errors import MissingDimensionError
 from etl.steps import DimRef, Disposition, Step, facts_referencing
 from semantic import rfm
@@ -203,9 +204,9 @@ def run_snapshot(
             return Counts(read=read, inserted=inserted, deleted=deleted)
         # (each statement reads a few rows through indexes: starting a parallel worker
         # cost more than the statement, 5 of 7 ms, at 1M orders)
-        workers = _set_local(conn, "max_parallel_workers_per_gather", "0")
+        workers = set_local(conn, "max_parallel_workers_per_gather", "0")
         counts = _snapshot_changed(conn, sql, lo, hi, days, stored_last)
-        _set_local(conn, "max_parallel_workers_per_gather", workers)
+        set_local(conn, "max_parallel_workers_per_gather", workers)
         return counts
     finally:
         conn.execute(
@@ -247,13 +248,6 @@ def _snapshot_changed(
     elif stored_last > last:
         deleted += _rowcount(conn.execute(sa.text(sql["trim"]), {"last_day": last}))
     return Counts(read=read, inserted=inserted, updated=updated, deleted=deleted)
-
-
-def _set_local(conn: Connection, setting: str, value: str) -> str:
-    """Set ``setting`` for the rest of the transaction; returns its value before."""
-    before = str(conn.execute(sa.text("SELECT current_setting(:s)"), {"s": setting}).scalar_one())
-    conn.execute(sa.text("SELECT set_config(:s, :v, true)"), {"s": setting, "v": value})
-    return before
 
 
 def _count(conn: Connection, table: str) -> int:

@@ -13,7 +13,8 @@ Two statements: the customers of the ids, then the feature query over their rows
 customers as a bound array, so the planner sees how few they are). The relations are
 materialized CTEs in front of the query's own (a few rows each): as subqueries in every
 place the query names them, planning took 5-20 ms, as CTEs 0.7-2 ms, for the same
-execution time. Imports only numpy and SQLAlchemy: it runs inside the API server.
+execution time. Imports only numpy, SQLAlchemy and db.engine: it runs inside the API
+server.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
+from db.engine import set_local
 from ml.features import RELATIONS, SQL_DIR, FeatureFrame, query_text, to_frame
 from ml.specs import FeatureKind
 
@@ -74,17 +76,9 @@ def load(
     # connection): PostgreSQL otherwise planned it again on every run, its custom plans
     # being judged cheaper; at 1M orders 5.7-6.1 ms a run against 2.9-3.0 ms generic, a new
     # order's prediction 9.9 -> 7.5 ms (in-process, docs/benchmarks.md).
-    was = conn.execute(_GENERIC).scalar_one()
+    was = set_local(conn, "plan_cache_mode", "force_generic_plan")
     try:
         rows = conn.execute(statement(sql_file), {"ids": list(ids), "customers": customers}).all()
     finally:
-        conn.execute(_RESTORE, {"was": was})
+        set_local(conn, "plan_cache_mode", was)
     return to_frame(rows, kinds)
-
-
-# (the setting as it was, read before it is set: the filter runs on the subquery's row)
-_GENERIC = sa.text(
-    "SELECT s.was FROM (SELECT current_setting('plan_cache_mode') AS was OFFSET 0) AS s"
-    " WHERE set_config('plan_cache_mode', 'force_generic_plan', true) IS NOT NULL"
-)
-_RESTORE = sa.text("SELECT set_config('plan_cache_mode', :was, true)")

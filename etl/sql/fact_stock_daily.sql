@@ -10,8 +10,8 @@
 -- edit, a bulk load - has no date: it moves the product's whole history.)
 --
 -- A full load (lo = -infinity, also after a truncate of products, orders, order_items or
--- returns: etl.steps, delete_sources; or the first order's day moved) rebuilds every product's
--- series (keys_all, clear_all, rebuild). An incremental run starts from the rows changed
+-- returns: etl.steps, delete_sources; or the first order's day moved) rebuilds every
+-- product's series (keys_all, clear_all, rebuild). An incremental run starts from the rows changed
 -- in the window [lo, hi):
 --  1. keys_changed: the products they involve (and deleted products, and the products of
 --     deleted lines and approved returns, from the sales and returns facts' deltas: those
@@ -37,8 +37,8 @@
 --     get only their rows from `since` on that differ (update) or are missing (insert).
 --  4. extend: every other product gets its last value on each new day (nothing moved it);
 --     trim: days after the horizon's go (a horizon earlier than the last run's).
--- Not seen: edits by hand that cancel out exactly on the day before `since` (a date moved and the stock
--- edited by the same quantity in one window): a full load puts them right.
+-- Not seen: edits by hand that cancel out exactly on the day before `since` (a date moved
+-- and the stock edited by the same quantity in one window): a full load puts them right.
 -- Parameters: :lo, :hi (the window); :first_day, :last_day (a rebuild's first and last
 -- days); :stored_last (the last stored day); :cap (the latest `since`); :recent_day (from
 -- it on, movements are read by date); :run_id.
