@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,3 +61,21 @@ def step_counts(url: str, run_id: int) -> dict[str, tuple[int, int, int, int]]:
         (run_id,),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def request_random_return(conn: psycopg.Connection[Any], rng: random.Random) -> int | None:
+    """A return requested (one unit, damaged) of a random delivered line not returned yet,
+    through the shop's procedure: its id, or None when no line can be returned."""
+    lines = conn.execute(
+        "SELECT i.order_id, i.line_no FROM app.order_items AS i"
+        " JOIN app.orders AS o ON o.id = i.order_id WHERE o.status = 'delivered'"
+        " AND NOT EXISTS (SELECT 1 FROM app.returns AS r"
+        "                 WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
+        " ORDER BY 1, 2"
+    ).fetchall()
+    if not lines:
+        return None
+    order, line = rng.choice(lines)
+    ret = conn.execute("SELECT app.request_return(%s, %s, 1, 'damaged')", (order, line)).fetchone()
+    assert ret is not None
+    return int(ret[0])

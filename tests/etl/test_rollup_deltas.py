@@ -22,7 +22,7 @@ from semantic.rollup_delta import maintainable
 from semantic.rollups import build_all, build_sql
 from semantic.sources import rollup_table
 from semantic.validate import default_model
-from tests.etl.conftest import one, sql
+from tests.etl.conftest import one, request_random_return, sql
 
 CHANNELS = ("web", "mobile", "store", "phone", "marketplace")
 
@@ -87,20 +87,9 @@ def _shop_change(url: str, rng: random.Random) -> None:
                     "SELECT app.set_order_status(%s, %s)", (order, rng.choice(nxt[status]))
                 )
         elif kind == "return":
-            lines = conn.execute(
-                "SELECT i.order_id, i.line_no FROM app.order_items AS i"
-                " JOIN app.orders AS o ON o.id = i.order_id WHERE o.status = 'delivered'"
-                " AND NOT EXISTS (SELECT 1 FROM app.returns AS r"
-                "                 WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
-                " ORDER BY 1, 2"
-            ).fetchall()
-            if lines:
-                order, line = rng.choice(lines)
-                ret = conn.execute(
-                    "SELECT app.request_return(%s, %s, 1, 'damaged')", (order, line)
-                ).fetchone()
-                assert ret is not None
-                conn.execute("SELECT app.approve_return(%s)", (ret[0],))
+            ret = request_random_return(conn, rng)
+            if ret is not None:
+                conn.execute("SELECT app.approve_return(%s)", (ret,))
         elif kind == "delete":
             found = ids(
                 "SELECT o.id FROM app.orders AS o WHERE o.status = 'cancelled'"

@@ -20,7 +20,7 @@ from etl import pipeline
 from etl.load import NEG_INF, Counts, run_step
 from etl.runner import etl_engine, transaction
 from etl.steps import STEPS
-from tests.etl.conftest import one, sql, step_counts
+from tests.etl.conftest import one, request_random_return, sql, step_counts
 
 STOCK = next(s for s in STEPS if s.name == "fact_stock_daily")
 ROWS = (
@@ -100,21 +100,10 @@ def _stock_change(url: str, rng: random.Random, kinds: tuple[str, ...] = ANY_CHA
                     (rng.choice(found), rng.choice(nxt[status])),
                 )
         elif kind == "return":
-            lines = conn.execute(
-                "SELECT i.order_id, i.line_no FROM app.order_items AS i"
-                " JOIN app.orders AS o ON o.id = i.order_id WHERE o.status = 'delivered'"
-                " AND NOT EXISTS (SELECT 1 FROM app.returns AS r"
-                "                 WHERE r.order_id = i.order_id AND r.line_no = i.line_no)"
-                " ORDER BY 1, 2"
-            ).fetchall()
-            if lines:
-                order, line = rng.choice(lines)
-                ret = conn.execute(
-                    "SELECT app.request_return(%s, %s, 1, 'damaged')", (order, line)
-                ).fetchone()
-                assert ret is not None
+            ret = request_random_return(conn, rng)
+            if ret is not None:
                 decide = rng.choice(["approve_return", "approve_return", "reject_return"])
-                conn.execute(f"SELECT app.{decide}(%s)", (ret[0],))
+                conn.execute(f"SELECT app.{decide}(%s)", (ret,))
         elif kind == "stock":  # an administrator counts the shelf
             conn.execute(
                 "UPDATE app.products SET stock = %s WHERE id = %s",
