@@ -7,7 +7,7 @@ embedded server in ``CDMS_DATA_DIR`` (started on first use).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -103,17 +103,19 @@ def unpinged(engine: Engine) -> Engine:
     return engine
 
 
-# (the setting as it was, read before it is set: the filter runs on the subquery's row)
+# (each setting as it was, read before it is set: the filter runs on the subquery's rows)
 _SET_LOCAL = sa.text(
-    "SELECT s.was FROM (SELECT current_setting(:setting) AS was OFFSET 0) AS s"
-    " WHERE set_config(:setting, :value, true) IS NOT NULL"
+    "SELECT s.n, s.was FROM (SELECT t.n, t.v, current_setting(t.n) AS was"
+    " FROM unnest(CAST(:names AS text[]), CAST(:values AS text[])) AS t(n, v) OFFSET 0) AS s"
+    " WHERE set_config(s.n, s.v, true) IS NOT NULL"
 )
 
 
-def set_local(conn: Connection, setting: str, value: str) -> str:
-    """Set ``setting`` for the rest of the transaction (one round trip); returns its value
-    before, to put back with another call."""
-    return str(conn.execute(_SET_LOCAL, {"setting": setting, "value": value}).scalar_one())
+def set_local(conn: Connection, settings: Mapping[str, str]) -> dict[str, str]:
+    """Set ``settings`` for the rest of the transaction (one round trip, however many);
+    returns their values before, to put back with another call."""
+    rows = conn.execute(_SET_LOCAL, {"names": list(settings), "values": list(settings.values())})
+    return {str(n): str(was) for n, was in rows}
 
 
 def dispose_engine(url: str) -> None:

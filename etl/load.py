@@ -204,9 +204,9 @@ def run_snapshot(
             return Counts(read=read, inserted=inserted, deleted=deleted)
         # (each statement reads a few rows through indexes: starting a parallel worker
         # cost more than the statement, 5 of 7 ms, at 1M orders)
-        workers = set_local(conn, "max_parallel_workers_per_gather", "0")
+        workers = set_local(conn, {"max_parallel_workers_per_gather": "0"})
         counts = _snapshot_changed(conn, sql, lo, hi, days, stored_last)
-        set_local(conn, "max_parallel_workers_per_gather", workers)
+        set_local(conn, workers)
         return counts
     finally:
         conn.execute(
