@@ -2,7 +2,8 @@
 the connection keeps its prepared statements: psycopg deallocates them on every ROLLBACK,
 and a read after such a transaction would plan its statements again. Covered: the commit
 position every mutation reports (db.replicas.commit_lsn), the readiness probe
-(``/readyz``, polled by load balancers) and the model store's reload."""
+(``/readyz``, polled by load balancers), the model store's reload and the lookup of a
+persisted query by its hash."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from api.pipeline import Pipeline, Policy
 from api.readiness import ReadinessProbe
 from db.config import to_sqlalchemy_url
 from db.replicas import commit_lsn, parse_lsn
 from ml.serving import ModelStore
+from schema.app import graphql_schema
 
 
 def _lsn(engine: Engine) -> None:
@@ -31,7 +34,16 @@ def _models(engine: Engine) -> None:
     ModelStore(engine).reload()
 
 
-@pytest.mark.parametrize("use", [_lsn, _ready, _models], ids=["commit_lsn", "readyz", "models"])
+def _persisted(engine: Engine) -> None:
+    pipeline = Pipeline(graphql_schema(), engine, Policy())
+    assert pipeline._lookup("0" * 64) is None  # (a hash no query is registered under)
+
+
+@pytest.mark.parametrize(
+    "use",
+    [_lsn, _ready, _models, _persisted],
+    ids=["commit_lsn", "readyz", "models", "persisted_query"],
+)
 def test_the_pooled_connection_keeps_its_prepared_statements(
     database_url: str, use: Callable[[Engine], None]
 ) -> None:
