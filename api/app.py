@@ -141,9 +141,11 @@ def create_app(
 
     async def healthz(request: Request) -> JSONResponse:
         """Liveness: the process answers and reaches the database. 200 while the warehouse
-        loads or models are missing (a container busy loading is not restarted)."""
+        loads or models are missing (a container busy loading is not restarted); the
+        warehouse's freshness and failing loads are in its detail."""
         try:
             revision = await run_in_threadpool(probe.revision)
+            warehouse = await run_in_threadpool(probe.warehouse)
         except sa.exc.SQLAlchemyError:
             return JSONResponse(
                 {"status": "unavailable", "database": "unreachable"},
@@ -156,6 +158,7 @@ def create_app(
                 "database": "ok",
                 "revision": revision,
                 "expectedRevision": head,
+                "warehouse": warehouse,
             }
         )
 

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from etl.status import warehouse_status
+from etl.status import health, warehouse_status
 from ml.specs import SPECS
 
 CACHE_S = 1.0
@@ -45,11 +45,31 @@ class ReadinessProbe:
         self.known = known
         self._lock = threading.Lock()
         self._last: tuple[float, dict[str, Any], bool] | None = None
+        self._health: tuple[float, dict[str, Any] | None] | None = None
 
     def revision(self) -> str | None:
         with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
             rev = conn.execute(_REVISION).scalar()
             return None if rev is None else str(rev)
+
+    def warehouse(self) -> dict[str, Any] | None:
+        """``/healthz``'s warehouse detail, at most CACHE_S old: ``etl.status.health``
+        without the error text (the endpoint is open); None when it cannot be read (a
+        database at another revision). Raises SQLAlchemyError when the database is away."""
+        now = time.monotonic()
+        last = self._health
+        if last is not None and now - last[0] < CACHE_S:
+            return last[1]
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
+                    detail: dict[str, Any] | None = health(conn)
+            except sa.exc.ProgrammingError:  # dw not at this code's revision
+                detail = None
+            if detail is not None:
+                detail.pop("error", None)
+            self._health = (time.monotonic(), detail)
+        return detail
 
     def check(self) -> tuple[dict[str, Any], bool]:
         """(the JSON body, ready), at most CACHE_S old."""

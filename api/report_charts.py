@@ -142,6 +142,15 @@ def partial_months(months: list[str], p: Period, today: date) -> set[str]:
     return partial & set(months)
 
 
+def facts_partial(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, Any]:
+    """The partial months of a chart over months (``partial_months``, today in UTC)."""
+    months = [str(m)[:7] for m in df["month"]]
+    return {"partial": sorted(partial_months(months, p, datetime.now(UTC).date()))}
+
+
+PARTIAL_NOTE = "   (hatched: partial month, only part of its days)"
+
+
 def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     months = [m[:7] for m in df["month"]]
     partial = set(df.attrs.get("partial", ()))
@@ -272,7 +281,12 @@ def _over_time(ref: str, n: int) -> Callable[[Connection, Period], CubeQuery]:
 def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
     frame = df.assign(month=pd.to_datetime(df["month"]))
     sns.lineplot(frame, x="month", y="revenue", hue="name", marker="o", ax=ax)
-    ax.set_xlabel("month of order")
+    partial = sorted(set(df.attrs.get("partial", ())))
+    for m in partial:  # a band over the month: its points hold only part of its days
+        start = pd.Timestamp(f"{m}-01")
+        ax.axvspan(start - pd.Timedelta(days=12), start + pd.Timedelta(days=12),
+                   facecolor="none", edgecolor="0.6", hatch="//", linewidth=0)  # fmt: skip
+    ax.set_xlabel("month of order" + (PARTIAL_NOTE if partial else ""))
     _money_axis(ax)
     ax.legend(title=None, fontsize=9)
 
@@ -385,7 +399,8 @@ def q_feedback(conn: Connection, p: Period) -> CubeQuery:
 
 def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
     months = pd.to_datetime(df["month"])
-    ax.bar(
+    partial = set(df.attrs.get("partial", ()))
+    bars = ax.bar(
         months,
         df["complaints"],
         width=20,
@@ -393,7 +408,7 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
         alpha=0.7,
         label="complaints",
     )
-    ax.set_xlabel("month of feedback")
+    ax.set_xlabel("month of feedback" + (PARTIAL_NOTE if partial else ""))
     ax.set_ylabel("complaints (count)")
     right = ax.twinx()
     right.plot(
@@ -410,6 +425,10 @@ def plot_feedback(df: pd.DataFrame, ax: Axes) -> None:
         handles=[*ax.get_legend_handles_labels()[0], *right.get_legend_handles_labels()[0]],
         loc="upper left",
     )
+    for bar, m in zip(bars, df["month"], strict=True):  # after the legend: its key stays plain
+        if str(m)[:7] in partial:  # a month with only part of its days: not a drop
+            bar.set_hatch("//")
+            bar.set_alpha(0.4)
 
 
 def f_feedback(df: pd.DataFrame) -> str:
@@ -583,6 +602,7 @@ CHARTS: Sequence[Chart] = (
         _over_time("products.category", 5),
         plot_over_time,
         f_over_time("category"),
+        facts_partial,
     ),
     Chart(
         "top_products",
@@ -611,6 +631,7 @@ CHARTS: Sequence[Chart] = (
         q_feedback,
         plot_feedback,
         f_feedback,
+        facts_partial,
     ),
     Chart("order_status", "Order status mix", q_status, plot_status, f_status),
     Chart("sales_by_segment", "Revenue by customer segment", q_segments, plot_segments, f_segments),

@@ -48,6 +48,7 @@ from etl.steps import STEP_NAMES
 CHANNEL = "cdms_dw_change"
 SUMMARY_S = 60.0  # successful runs are reported once a minute, summed up
 DEBOUNCE_S = 0.25  # the wait of the first change heard after a quiet spell
+LONGEST_S = 365 * 86_400.0  # the longest interval a schedule may set (timers wait < 292 years)
 
 
 class Mode(enum.StrEnum):
@@ -76,6 +77,17 @@ class Schedule:
                 "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
                 f" got {self.floor_s:g} and {self.ceiling_s:g}"
             )
+        for name, value in (
+            ("CDMS_ETL_INTERVAL", self.interval_s),
+            ("CDMS_ETL_MAX_INTERVAL", self.ceiling_s),
+        ):
+            if value > LONGEST_S:
+                raise ValueError(f"{name} must be at most {LONGEST_S:.0f} (a year), got {value:g}")
+
+    def back_off(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed runs in a row: ``floor_s`` doubling up
+        to ``ceiling_s`` (the exponent capped, so a long streak cannot overflow)."""
+        return min(self.ceiling_s, self.floor_s * 2.0 ** min(failures, 64))
 
 
 class Scheduler:
@@ -156,7 +168,7 @@ class Scheduler:
                 outcome = self._attempt()
                 last_end = last_look = time.monotonic()
                 if outcome == "failed":
-                    due = last_end + min(s.ceiling_s, s.floor_s * 2**self.failures)
+                    due = last_end + s.back_off(self.failures)
                 elif outcome == "busy":
                     due = last_end + max(s.floor_s, 1.0)
                 else:
@@ -214,7 +226,7 @@ class Scheduler:
                 if isinstance(exc, CdmsError)
                 else (f"{type(exc).__name__}: {exc}")
             )
-            retry = min(self.schedule.ceiling_s, self.schedule.floor_s * 2**self.failures)
+            retry = self.schedule.back_off(self.failures)
             self.report(
                 f"etl run failed ({self.failures} in a row; retrying in {retry:.1f} s): {what}"
             )

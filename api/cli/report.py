@@ -19,11 +19,18 @@ def _date(raw: str | None, option: str) -> date | None:
     if raw is None:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise BadUserInputError(
             f"{option} must be a date YYYY-MM-DD, got {raw!r}", field=option
         ) from None
+    if day in (date.min, date.max):  # the charts' bounds need the day before and after
+        raise BadUserInputError(
+            f"{option} must be a date between 0001-01-02 and 9999-12-30, got {raw!r}"
+            " (leave it out for an open range)",
+            field=option,
+        )
+    return day
 
 
 def report(

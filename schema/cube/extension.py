@@ -3,7 +3,8 @@
 conformed-time re-targetings, the row count and whether the limit cut the answer, the
 warehouse version and freshness (last successful ETL run), the newest shop change the
 warehouse holds and the lag in seconds (``etl.status``, read at most every
-``STATUS_TTL_S`` per database and process), whether the cache answered, and the time taken.
+``STATUS_TTL_S`` per database and process, and at once for an answer of a newer
+version), whether the cache answered, and the time taken.
 
 An operation of ``cube`` fields alone never reaches Strawberry: the executor
 (``schema.execute``) answers it with ``schema.cube.fast`` and reports the same entries.
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cachetools import TTLCache, cached
+from cachetools import TTLCache
 from sqlalchemy.engine import Connection
 from strawberry.extensions import SchemaExtension
 
@@ -37,15 +38,24 @@ def report(entry: dict[str, Any]) -> None:
         reports.append(entry)
 
 
-@cached(
-    TTLCache(maxsize=64, ttl=STATUS_TTL_S),
-    key=lambda conn: conn.engine.url.render_as_string(hide_password=False),
-    lock=threading.Lock(),
-)
-def status_of(conn: Connection) -> WarehouseStatus:
-    """The warehouse's freshness for the cube reports, read in ``conn``'s transaction at most
-    every ``STATUS_TTL_S`` per database."""
-    return warehouse_status(conn)
+_status_cache: TTLCache[str, WarehouseStatus] = TTLCache(maxsize=64, ttl=STATUS_TTL_S)
+_status_lock = threading.Lock()
+
+
+def status_of(conn: Connection, version: int) -> WarehouseStatus:
+    """The warehouse's freshness for the report of an answer of warehouse ``version``, read
+    in ``conn``'s transaction at most every ``STATUS_TTL_S`` per database, and again when
+    the one held predates ``version`` (an answer of a new version never carries the lag
+    and newest change of the previous one)."""
+    key = conn.engine.url.render_as_string(hide_password=False)
+    with _status_lock:
+        held = _status_cache.get(key)
+    if held is not None and held.version >= version:
+        return held
+    status = warehouse_status(conn)
+    with _status_lock:
+        _status_cache[key] = status
+    return status
 
 
 def report_entry(path: str, got: CubeAnswer, status: WarehouseStatus) -> dict[str, Any]:

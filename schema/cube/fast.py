@@ -45,10 +45,10 @@ from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
 
 from db.errors import CdmsError
-from schema.cube.extension import report_entry, status_of
-from schema.cube.queries import MODEL
+from schema.cube.extension import report_entry
+from schema.cube.queries import MODEL, answer_and_status
 from schema.cube.selection import CubeRequest, Reader
-from semantic.service import answer, prepare
+from semantic.service import prepare
 
 log = logging.getLogger("cdms.api.cube")
 
@@ -129,10 +129,7 @@ async def execute_fast(
         req = f.request
         try:
             got, status = await context.db.run(
-                lambda conn, req=req: (
-                    answer(conn, req.query, req.shape, model=MODEL, role=role, prepared=True),
-                    status_of(conn),
-                )
+                lambda conn, req=req: answer_and_status(conn, req.query, req.shape, role)
             )
         except Exception as exc:  # as graphql-core would: the field's error, data null
             result.errors.append(

@@ -16,8 +16,10 @@ from typing import Any
 
 import strawberry
 from graphql import FieldNode, FragmentDefinitionNode
+from sqlalchemy.engine import Connection
 
 from db.errors import BadUserInputError, ForbiddenError
+from etl.status import WarehouseStatus
 from schema.context import Info
 from schema.cube.extension import report, report_entry, status_of
 from schema.cube.inputs import order_type, segment_enum, to_filters, where_type
@@ -27,7 +29,7 @@ from schema.cube.types import row_type
 from semantic.model import Model
 from semantic.query import DEFAULT_LIMIT, MAX_LIMIT, Condition, CubeQuery, DimensionField, Op
 from semantic.query import Member as Ref
-from semantic.service import answer, execute, prepare
+from semantic.service import CubeAnswer, answer, execute, prepare
 from semantic.validate import default_model
 
 MODEL = default_model()
@@ -51,6 +53,14 @@ def operation_reader(info: Info) -> tuple[Reader, list[FieldNode]]:
     return reader, [f.node for f in fields]
 
 
+def answer_and_status(
+    conn: Connection, query: CubeQuery, shape: Any, role: str | None
+) -> tuple[CubeAnswer, WarehouseStatus]:
+    """A cube answer and the warehouse's freshness of its version, in one transaction."""
+    got = answer(conn, query, shape, model=MODEL, role=role, prepared=True)
+    return got, status_of(conn, got.version)
+
+
 async def resolve_cube(
     root: Any,
     info: Info,
@@ -67,10 +77,7 @@ async def resolve_cube(
     request = reader.request(nodes)
     query = prepare(MODEL, request.query, role)
     got, status = await info.context.db.run(
-        lambda conn: (
-            answer(conn, query, request.shape, model=MODEL, role=role, prepared=True),
-            status_of(conn),
-        )
+        lambda conn: answer_and_status(conn, query, request.shape, role)
     )
     report(report_entry(str(info.path.key), got, status))
     rows: list[Any] = json.loads(got.json)

@@ -143,6 +143,24 @@ def test_a_failing_run_is_retried_with_back_off_while_the_lag_grows(loaded_shop:
         assert warehouse_status(conn).lag_seconds == 0
 
 
+def test_a_long_failure_streak_keeps_the_back_off_at_the_ceiling(loaded_shop: str) -> None:
+    """After about a thousand failures in a row (eight hours of a database that is down) the
+    doubling back-off overflowed a float, and the error ended the scheduler's thread."""
+    url = loaded_shop
+    _place_order(url)  # something pending, so the attempt runs
+
+    def failing() -> RunResult:
+        raise RuntimeError("the database is away")
+
+    messages: list[str] = []
+    scheduler = Scheduler(url, Schedule(floor_s=1.0, ceiling_s=30.0), messages.append, failing)
+    scheduler.failures = 1_100
+    assert scheduler._attempt() == "failed"
+    assert messages == [
+        "etl run failed (1101 in a row; retrying in 30.0 s): RuntimeError: the database is away"
+    ]
+
+
 def test_two_schedulers_on_one_database_never_run_at_once(loaded_shop: str) -> None:
     """Two servers (hosts) share a database: the lock keeps their runs apart, and every
     change is loaded by one of them."""

@@ -68,6 +68,38 @@ def test_health_reports_a_failing_load(loaded_shop: str) -> None:
     }  # fmt: skip
 
 
+def test_healthz_detail_reports_a_failing_load_and_its_recovery(loaded_shop: str) -> None:
+    """Issue 16: a failing load is reported in /healthz detail; the endpoint stays 200 (a
+    liveness probe must not restart a server over a load) and, being open, shows no error
+    text."""
+    engine = make_engine(loaded_shop)
+    with make_app(engine) as client:
+        ok = client.get("/healthz").json()["warehouse"]
+        assert ok["ok"] is True and ok["state"] == "succeeded" and ok["lagSeconds"] == 0
+
+        sql(loaded_shop, "ALTER TABLE dw.fact_orders ADD CONSTRAINT nope CHECK (false) NOT VALID")
+        _place_order(loaded_shop)
+        with pytest.raises(Exception, match="fact_orders failed"):
+            pipeline.run(loaded_shop)
+        time.sleep(1.1)  # what the process keeps of the detail (once a second) is older
+        resp = client.get("/healthz")
+        assert resp.status_code == 200 and resp.json()["status"] == "ok"
+        failing = resp.json()["warehouse"]
+        assert failing["ok"] is False and failing["state"] == "failed"
+        assert failing["failures"] == 1 and failing["failingSince"] is not None
+        assert failing["lagSeconds"] > 0 and "error" not in failing
+        assert "nope" not in resp.text
+        time.sleep(1.1)
+        assert client.get("/healthz").json()["warehouse"]["lagSeconds"] > failing["lagSeconds"]
+
+        sql(loaded_shop, "ALTER TABLE dw.fact_orders DROP CONSTRAINT nope")
+        pipeline.run(loaded_shop)
+        time.sleep(1.1)
+        recovered = client.get("/healthz").json()["warehouse"]
+        assert recovered["ok"] is True and recovered["state"] == "succeeded"
+        assert recovered["lagSeconds"] == 0 and recovered["failures"] == 0
+
+
 def test_warehouse_status_for_staff_not_for_customers(loaded_shop: str) -> None:
     engine = make_engine(loaded_shop)
     customer = one(loaded_shop, "SELECT min(id) FROM app.customers")
@@ -156,3 +188,38 @@ def test_cube_reports_the_newest_change_and_the_lag(loaded_shop: str) -> None:
         assert body["data"]["cube"][0]["sales"]["orderCount"] == (
             one(loaded_shop, "SELECT count(*) FROM app.orders")
         )
+
+
+def test_a_cube_answer_of_a_new_version_reports_that_version_s_freshness(
+    loaded_shop: str,
+) -> None:
+    """A client polling the cube sees the new version at once, and with it the newest change
+    and the lag of that version, not a status the process read just before the publish
+    (within the 0.25 s it keeps one): the order counted, yet a lag still waiting for it."""
+    engine = make_engine(loaded_shop)
+    reports: dict[str, Any] = {}
+    with make_app(engine) as client:
+        _, body = post(client, token("analyst"), CUBE)
+        (caught_up,) = body["extensions"]["cube"]
+        _place_order(loaded_shop)
+        time.sleep(0.3)  # the caught-up status held by the process has expired
+
+        class Poller(runner.Silent):
+            def step_started(self, step: str, index: int, total: int) -> None:
+                if step == "fact_stock_daily":  # the order's facts not all applied yet
+                    reports["before"] = post(client, token("analyst"), CUBE)[1]
+
+            def step_finished(self, step: str, counts: Any, seconds: float) -> None:
+                if step == "publish":  # the new version, the features still to come
+                    reports["after"] = post(client, token("analyst"), CUBE)[1]
+
+        pipeline.run(loaded_shop, check=False, observer=Poller())
+    (before,) = reports["before"]["extensions"]["cube"]
+    assert before["lagSeconds"] > 0 and before["newestChangeAt"] == caught_up["newestChangeAt"]
+    (after,) = reports["after"]["extensions"]["cube"]
+    assert after["warehouseVersion"] == caught_up["warehouseVersion"] + 1
+    assert reports["after"]["data"]["cube"][0]["sales"]["orderCount"] == (
+        one(loaded_shop, "SELECT count(*) FROM app.orders")
+    )
+    assert after["lagSeconds"] == 0
+    assert after["newestChangeAt"] > caught_up["newestChangeAt"]

@@ -343,6 +343,24 @@ def test_monthly_bars_of_partial_months_are_marked(report_engine: Engine) -> Non
     assert "partial month" in ax.get_xlabel()
 
 
+def test_every_chart_over_months_marks_partial_months(report_engine: Engine) -> None:
+    """Issue 16: not only the revenue bars: complaints per month and the categories' monthly
+    lines dropped in a month the period cuts (or the running one) just the same."""
+    cut = Period(date(2025, 3, 15), date(2025, 5, 10))
+    with report_engine.connect() as conn, house_style():
+        feedback = chart("complaints_rating").data(conn, cut)
+        assert feedback.attrs["partial"] == ["2025-03", "2025-05"]
+        ax = draw(chart("complaints_rating"), feedback).axes[0]
+        assert [bar.get_hatch() for bar in ax.containers[0]] == ["//", None, "//"]
+        assert "partial month" in ax.get_xlabel()
+
+        categories = chart("top_categories").data(conn, cut)
+        assert categories.attrs["partial"] == ["2025-03", "2025-05"]
+        ax = draw(chart("top_categories"), categories).axes[0]
+        assert "partial month" in ax.get_xlabel()
+        assert len([p for p in ax.patches if p.get_hatch() == "//"]) == 2  # one band each
+
+
 def test_the_monthly_finding_compares_like_for_like(report_engine: Engine, api: TestClient) -> None:
     """The latest year up to its last day of sales is compared with the same days a year
     earlier: with no end date, the month that has only begun was compared with the whole of

@@ -101,6 +101,9 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
         (("--from", "2025-13-01"), "error[BAD_USER_INPUT]: --from must be a date YYYY-MM-DD"),
         (("--to", "yesterday"), "error[BAD_USER_INPUT]: --to must be a date YYYY-MM-DD"),
         (("--from", "2025-02-01", "--to", "2025-01-01"), "error[BAD_USER_INPUT]: --from"),
+        # the first and last days of the calendar have no day before / after (a traceback)
+        (("--from", "0001-01-01"), "error[BAD_USER_INPUT]: --from must be a date between"),
+        (("--to", "9999-12-31"), "error[BAD_USER_INPUT]: --to must be a date between"),
     ]
     for args, message in cases:
         code, _, err = in_process(
