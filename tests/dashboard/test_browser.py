@@ -389,3 +389,14 @@ def test_the_running_month_is_marked_partial(dash: Page) -> None:
         "() => document.getElementById('c-month').data[0].marker.pattern.shape"
     )
     assert [bool(s) for s in shapes] == [t in marked for t in tips]
+    # the returns and complaints chart marks the same months (bars hatched, markers hollow)
+    returns, complaints = dash.page.evaluate(
+        "() => document.getElementById('c-returns').data.map((t) => ({tips: t.customdata,"
+        " shapes: (t.marker.pattern || {}).shape || null, symbols: t.marker.symbol || null}))"
+    )
+    partial = {t.removesuffix(" (partial: only part of its days)") for t in marked}
+    for trace, mark in ((returns, "shapes"), (complaints, "symbols")):
+        months = [t.removesuffix(" (partial: only part of its days)") for t in trace["tips"]]
+        cut = [t.endswith("(partial: only part of its days)") for t in trace["tips"]]
+        assert cut == [m in partial for m in months]
+        assert [s in ("/", "circle-open") for s in trace[mark]] == cut

@@ -227,7 +227,7 @@ async function loadCharts() {
     charts.returnsAndComplaints("c-returns",
       d.returns.map((r) => ({ month: r.returns.returnedAt.month, count: r.returns.count })),
       d.complaints.map((r) => ({ month: r.feedback.createdAt.month,
-        count: r.feedback.complaintCount }))),
+        count: r.feedback.complaintCount })), partialMonths(state.range)),
   ]);
 }
 

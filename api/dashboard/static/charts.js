@@ -146,18 +146,26 @@ export function demographics(id, rows) {
     yaxis: { title: { text: "customers who bought" } } });
 }
 
-export function returnsAndComplaints(id, returns, complaints) {
+/** Return requests (bars) and complaints (a line) per month; `partial` marks the months
+ *  that hold only part of their days, as in salesByMonth: hatched bars, hollow markers,
+ *  "(partial)" in the tooltips. */
+export function returnsAndComplaints(id, returns, complaints, partial = { has: () => false }) {
   const r = byMonth(returns), c = byMonth(complaints);
   const x = [...r, ...c].map((row) => month(row.month));
+  const label = (m) => monthLabel(m) + (partial.has(m) ? " (partial: only part of its days)" : "");
+  const rx = r.map((row) => month(row.month)), cx = c.map((row) => month(row.month));
   return draw(id, [
-    { type: "bar", name: "return requests", x: r.map((row) => month(row.month)),
-      y: r.map((row) => row.count), marker: { color: PALETTE.series.returns },
-      customdata: r.map((row) => monthLabel(month(row.month))),
+    { type: "bar", name: "return requests", x: rx, y: r.map((row) => row.count),
+      marker: { color: PALETTE.series.returns,
+        pattern: { shape: rx.map((m) => (partial.has(m) ? "/" : "")), solidity: 0.4 } },
+      customdata: rx.map(label),
       hovertemplate: "%{customdata}<br>%{y:,} return requests<extra></extra>" },
-    { type: "scatter", mode: "lines+markers", name: "complaints",
-      x: c.map((row) => month(row.month)), y: c.map((row) => row.count),
-      marker: { color: PALETTE.series.complaints }, line: { color: PALETTE.series.complaints },
-      customdata: c.map((row) => monthLabel(month(row.month))),
+    { type: "scatter", mode: "lines+markers", name: "complaints", x: cx,
+      y: c.map((row) => row.count),
+      marker: { color: PALETTE.series.complaints,
+        symbol: cx.map((m) => (partial.has(m) ? "circle-open" : "circle")) },
+      line: { color: PALETTE.series.complaints },
+      customdata: cx.map(label),
       hovertemplate: "%{customdata}<br>%{y:,} complaints<extra></extra>" },
   ], { xaxis: monthAxis(id, x), yaxis: { title: { text: "count" } } });
 }
