@@ -97,3 +97,15 @@ def test_averages_round_half_away_from_zero(client: TestClient) -> None:
     body = data(post(client, query, None))
     # (10.10 + 10.11) / 2 = 10.105: PostgreSQL's round() gives 10.11 (half to even: 10.10)
     assert body["products"]["aggregate"]["avg"]["unitPrice"] == "10.11"
+
+
+def test_strawberry_paths_write_the_same_formats(client: TestClient) -> None:
+    """A mutation's payload and a query mixing a relational root with a resolver root run
+    on Strawberry: their values keep the formats of a plain read (a Date included)."""
+    selection = "{ id gender birthDate segment signupAt summary { orderCount } }"
+    plain = data(post(client, "{ customer(id: 7) " + selection + " }", None))["customer"]
+    assert plain["birthDate"] == "1990-04-01"
+    mixed = data(post(client, "{ customer(id: 7) " + selection + " models { name } }", None))
+    assert mixed["customer"] == plain
+    update = 'mutation { updateCustomer(id: "7", input: {region: "NRW"}) ' + selection + " }"
+    assert data(post(client, update, None))["updateCustomer"] == plain
