@@ -38,6 +38,7 @@ from graphql import (
     GraphQLError,
     GraphQLObjectType,
     GraphQLSchema,
+    get_named_type,
     OperationDefinitionNode,
     OperationType,
     parse,
@@ -52,7 +53,7 @@ from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
 from db.replicas import Router, commit_lsn, parse_lsn, router_for
 from schema import lane
 from schema import plan as P
-from schema.catalog import ROOTS, Entity, Kind
+from schema.catalog import ENTITIES, ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
@@ -488,6 +489,62 @@ class Executor:
             # the batch's later reads see this write too
             ctx.min_lsn = max(ctx.min_lsn or 0, parse_lsn(lsn))
         return result
+
+    def refuses(self, prepared: Any, alone: bool) -> Result | None:
+        """A 400 when a relational field of the operation refuses its arguments (page caps,
+        orderBy, a cursor, an id), found by planning and binding every such field without
+        running anything; else None. The transports ask before running any operation of a
+        request, so a batch is refused whole and a mutation is not made. ``alone``: the
+        request's only operation (a query of relational roots then plans as it runs)."""
+        operation = prepared.operation
+        kind = operation.operation
+        names = (name for _, name in prepared.shape.roots)
+        if alone and self.reads.relational(operation, names):
+            return None
+        coerced = prepared.coerced
+        planner = P.Planner(self.reads.gschema, prepared.document, operation, coerced, self.limits)
+        root = self.reads.gschema.get_root_type(kind)
+        assert root is not None
+        try:
+            for key, details in planner.roots().items():
+                name = details[0].node.name.value
+                if name.startswith("__"):
+                    continue
+                if kind is OperationType.QUERY:
+                    if name in ROOTS:
+                        bind(statement([planner.root(key, details)], coerced.coerced), coerced.coerced)
+                    continue
+                for entity, at in self._payloads(planner, root.fields[name], details):
+                    sel = planner.by_id(key, entity, P.Lit(0), at)
+                    bind(statement([sel], coerced.coerced), coerced.coerced)
+        except P.FieldError as exc:
+            error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
+            return Result(errors=[classify(error, "").formatted], status=400)
+        except CdmsError as exc:
+            return failed(exc, "", status=400)
+        return None
+
+    @staticmethod
+    def _payloads(
+        planner: P.Planner, gfield: Any, details: list[FieldDetails]
+    ) -> list[tuple[Entity, list[FieldDetails]]]:
+        """The rows a mutation or subscription field reads by id: its payload (an entity),
+        or the entities its event type holds (``OrderStatusEvent.order``)."""
+        gtype = get_named_type(gfield.type)
+        entity = ENTITIES.get(gtype.name)
+        if entity is not None:
+            return [(entity, details)]
+        if not isinstance(gtype, GraphQLObjectType):
+            return []
+        out = []
+        for sub in planner.subfields(gtype, details).values():
+            name = sub[0].node.name.value
+            if name.startswith("__"):
+                continue
+            inner = ENTITIES.get(get_named_type(gtype.fields[name].type).name)
+            if inner is not None:
+                out.append((inner, sub))
+        return out
 
     async def _read_engine(self, ctx: Context) -> Engine:
         if not self.router.replicas or ctx.route_primary:
