@@ -38,9 +38,9 @@ from graphql import (
     GraphQLError,
     GraphQLObjectType,
     GraphQLSchema,
-    get_named_type,
     OperationDefinitionNode,
     OperationType,
+    get_named_type,
     parse,
 )
 from graphql.execution.collect_fields import FieldDetails
@@ -510,12 +510,11 @@ class Executor:
                 name = details[0].node.name.value
                 if name.startswith("__"):
                     continue
-                if kind is OperationType.QUERY:
-                    if name in ROOTS:
-                        bind(statement([planner.root(key, details)], coerced.coerced), coerced.coerced)
-                    continue
-                for entity, at in self._payloads(planner, root.fields[name], details):
-                    sel = planner.by_id(key, entity, P.Lit(0), at)
+                if kind is OperationType.QUERY and name in ROOTS:
+                    sels: list[P.RootSel] = [planner.root(key, details)]
+                else:
+                    sels = self._reads_under(planner, root.fields[name], details)
+                for sel in sels:
                     bind(statement([sel], coerced.coerced), coerced.coerced)
         except P.FieldError as exc:
             error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
@@ -524,26 +523,25 @@ class Executor:
             return failed(exc, "", status=400)
         return None
 
-    @staticmethod
-    def _payloads(
-        planner: P.Planner, gfield: Any, details: list[FieldDetails]
-    ) -> list[tuple[Entity, list[FieldDetails]]]:
-        """The rows a mutation or subscription field reads by id: its payload (an entity),
-        or the entities its event type holds (``OrderStatusEvent.order``)."""
+    def _reads_under(
+        self, planner: P.Planner, gfield: Any, details: list[FieldDetails]
+    ) -> list[P.RootSel]:
+        """The reads a field that is not a relational root makes: a mutation's payload, an
+        event's order (rows by id), a cube cell's ``drill { orders }`` (a connection)."""
         gtype = get_named_type(gfield.type)
-        entity = ENTITIES.get(gtype.name)
-        if entity is not None:
-            return [(entity, details)]
         if not isinstance(gtype, GraphQLObjectType):
             return []
-        out = []
+        entity = ENTITIES.get(gtype.name)
+        if entity is not None:
+            return [planner.by_id("data", entity, P.Lit(0), details)]
+        if gtype.name.endswith("Connection") and gtype.name[: -len("Connection")] in ENTITIES:
+            target = ENTITIES[gtype.name[: -len("Connection")]]
+            return [planner.connection("data", gfield, details, target, None)]
+        out: list[P.RootSel] = []
         for sub in planner.subfields(gtype, details).values():
             name = sub[0].node.name.value
-            if name.startswith("__"):
-                continue
-            inner = ENTITIES.get(get_named_type(gtype.fields[name].type).name)
-            if inner is not None:
-                out.append((inner, sub))
+            if not name.startswith("__"):
+                out.extend(self._reads_under(planner, gtype.fields[name], sub))
         return out
 
     async def _read_engine(self, ctx: Context) -> Engine:

@@ -219,8 +219,8 @@ def test_argument_errors_refuse_the_whole_request_before_anything_runs(
 ) -> None:
     """Page caps, orderBy, cursors and ids are checked for every operation of a request
     before any of them runs, whatever runs it: a batch is refused whole (its mutation is
-    not made), a mutation's payload and a query mixing a resolver root answer 400 as a
-    plain read does."""
+    not made), a mutation's payload, a query mixing a resolver root and a cube cell's
+    drill answer 400 as a plain read does."""
     product = shop.products[0]
     rename = f'updateProduct(id: "{product}", input: {{name: "Renamed"}})'
     bad_read = {"query": "{ products(first: 501) { totalCount } }"}
@@ -229,7 +229,8 @@ def test_argument_errors_refuse_the_whole_request_before_anything_runs(
     assert codes(batch.json()) == ["BAD_USER_INPUT"]
     payload = f"mutation {{ {rename} {{ id feedback(first: 501) {{ totalCount }} }} }}"
     mixed = '{ products(after: "garbage") { totalCount } models { name } }'
-    for query in (payload, mixed):
+    drill = "{ cube(limit: 1) { orders { count } drill { orders(first: 501) { totalCount } } } }"
+    for query in (payload, mixed, drill):
         resp = client.post("/graphql", json={"query": query})
         assert resp.status_code == 400, resp.text
         assert resp.json()["data"] is None and codes(resp.json()) == ["BAD_USER_INPUT"]
