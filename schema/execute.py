@@ -90,7 +90,7 @@ class Result:
         )
 
     def body(self) -> dict[str, Any]:
-        data = json.loads(self.raw_data) if self.raw_data is not None else self.data
+        data = json.loads(self.raw_data) if self.raw_data is not None else pg_floats(self.data)
         out: dict[str, Any] = {"data": data}
         if self.errors:
             out["errors"] = self.errors
@@ -106,6 +106,19 @@ class Result:
             if value := getattr(self, key):
                 parts.append(f'"{key}":' + json.dumps(value, separators=(",", ":"), default=str))
         return ("{" + ",".join(parts) + "}").encode()
+
+
+def pg_floats(value: Any) -> Any:
+    """``value`` with each float that has no fraction as an int: ``4``, as PostgreSQL
+    writes a float8 (docs/api.md, "Formats"), where graphql-core's Float gives ``4.0``
+    (the answers executed by Strawberry: mutation payloads, mixed queries, events)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, dict):
+        return {k: pg_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pg_floats(v) for v in value]
+    return value
 
 
 def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
