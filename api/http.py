@@ -122,6 +122,10 @@ class GraphQLHttp:
                         )
                     )
                 )
+        for p in prepared:  # arguments a field refuses: nothing of the request runs
+            refused = self.executor.refuses(p, alone=not batch)
+            if refused is not None:
+                return Response(refused.json_bytes(), 400, media_type="application/json")
         try:
             min_lsn = _min_lsn(request)
         except CdmsError as exc:

@@ -306,6 +306,10 @@ class _Session:
             lsn = (op.extensions or {}).get("commitLsn")
             min_lsn = None if lsn is None else parse_lsn(lsn, "extensions.commitLsn")
             prepared = (await self.server.pipeline.prepare([op], principal, ALL_KINDS))[0]
+            refused = self.server.executor.refuses(prepared, alone=True)
+            if refused is not None:  # an argument a field refuses: nothing runs
+                await self._send_errors(op_id, refused.errors)
+                return
         except Refusal as refusal:
             await self._send_errors(op_id, refusal.formatted())
             return

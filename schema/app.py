@@ -6,7 +6,6 @@ expanded size, cost) are checked before the schema sees an operation, for every 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -16,13 +15,12 @@ from graphql import GraphQLScalarType, GraphQLSchema, build_schema
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from db.errors import BadUserInputError
 from schema.cube.extension import CubeReports
 from schema.cube.queries import CubeQueries
 from schema.errors import ErrorCodes
 from schema.mutations import Mutation
 from schema.predictions import PredictionQueries
-from schema.scalars import SCALAR_MAP, parse_datetime, parse_decimal
+from schema.scalars import SCALAR_MAP, parse_date, parse_datetime, parse_decimal
 from schema.subscriptions import OrderSubscriptions
 from schema.types import EntityQueries
 from schema.warehouse import WarehouseQueries, WarehouseSubscriptions
@@ -78,19 +76,10 @@ def graphql_schema() -> GraphQLSchema:
     return gschema
 
 
-def _parse_date(value: Any) -> dt.date:
-    if not isinstance(value, str):
-        raise BadUserInputError("Date must be an ISO-8601 string such as 2025-01-31")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise BadUserInputError(f"not an ISO-8601 date: {value!r}") from None
-
-
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "Decimal": parse_decimal,
     "DateTime": parse_datetime,
-    "Date": _parse_date,
+    "Date": parse_date,
 }
 
 

@@ -40,6 +40,7 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    get_named_type,
     parse,
 )
 from graphql.execution.collect_fields import FieldDetails
@@ -52,7 +53,7 @@ from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
 from db.replicas import Router, commit_lsn, parse_lsn, router_for
 from schema import lane
 from schema import plan as P
-from schema.catalog import ROOTS, Entity, Kind
+from schema.catalog import ENTITIES, ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
@@ -89,7 +90,7 @@ class Result:
         )
 
     def body(self) -> dict[str, Any]:
-        data = json.loads(self.raw_data) if self.raw_data is not None else self.data
+        data = json.loads(self.raw_data) if self.raw_data is not None else pg_floats(self.data)
         out: dict[str, Any] = {"data": data}
         if self.errors:
             out["errors"] = self.errors
@@ -105,6 +106,19 @@ class Result:
             if value := getattr(self, key):
                 parts.append(f'"{key}":' + json.dumps(value, separators=(",", ":"), default=str))
         return ("{" + ",".join(parts) + "}").encode()
+
+
+def pg_floats(value: Any) -> Any:
+    """``value`` with each float that has no fraction as an int: ``4``, as PostgreSQL
+    writes a float8 (docs/api.md, "Formats"), where graphql-core's Float gives ``4.0``
+    (the answers executed by Strawberry: mutation payloads, mixed queries, events)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, dict):
+        return {k: pg_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pg_floats(v) for v in value]
+    return value
 
 
 def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
@@ -488,6 +502,60 @@ class Executor:
             # the batch's later reads see this write too
             ctx.min_lsn = max(ctx.min_lsn or 0, parse_lsn(lsn))
         return result
+
+    def refuses(self, prepared: Any, alone: bool) -> Result | None:
+        """A 400 when a relational field of the operation refuses its arguments (page caps,
+        orderBy, a cursor, an id), found by planning and binding every such field without
+        running anything; else None. The transports ask before running any operation of a
+        request, so a batch is refused whole and a mutation is not made. ``alone``: the
+        request's only operation (a query of relational roots then plans as it runs)."""
+        operation = prepared.operation
+        kind = operation.operation
+        names = (name for _, name in prepared.shape.roots)
+        if alone and self.reads.relational(operation, names):
+            return None
+        coerced = prepared.coerced
+        planner = P.Planner(self.reads.gschema, prepared.document, operation, coerced, self.limits)
+        root = self.reads.gschema.get_root_type(kind)
+        assert root is not None
+        try:
+            for key, details in planner.roots().items():
+                name = details[0].node.name.value
+                if name.startswith("__"):
+                    continue
+                if kind is OperationType.QUERY and name in ROOTS:
+                    sels: list[P.RootSel] = [planner.root(key, details)]
+                else:
+                    sels = self._reads_under(planner, root.fields[name], details)
+                for sel in sels:
+                    bind(statement([sel], coerced.coerced), coerced.coerced)
+        except P.FieldError as exc:
+            error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
+            return Result(errors=[classify(error, "").formatted], status=400)
+        except CdmsError as exc:
+            return failed(exc, "", status=400)
+        return None
+
+    def _reads_under(
+        self, planner: P.Planner, gfield: Any, details: list[FieldDetails]
+    ) -> list[P.RootSel]:
+        """The reads a field that is not a relational root makes: a mutation's payload, an
+        event's order (rows by id), a cube cell's ``drill { orders }`` (a connection)."""
+        gtype = get_named_type(gfield.type)
+        if not isinstance(gtype, GraphQLObjectType):
+            return []
+        entity = ENTITIES.get(gtype.name)
+        if entity is not None:
+            return [planner.by_id("data", entity, P.Lit(0), details)]
+        if gtype.name.endswith("Connection") and gtype.name[: -len("Connection")] in ENTITIES:
+            target = ENTITIES[gtype.name[: -len("Connection")]]
+            return [planner.connection("data", gfield, details, target, None)]
+        out: list[P.RootSel] = []
+        for sub in planner.subfields(gtype, details).values():
+            name = sub[0].node.name.value
+            if not name.startswith("__"):
+                out.extend(self._reads_under(planner, gtype.fields[name], sub))
+        return out
 
     async def _read_engine(self, ctx: Context) -> Engine:
         if not self.router.replicas or ctx.route_primary:

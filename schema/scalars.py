@@ -1,4 +1,5 @@
-"""Scalars: ``Decimal`` as a string with two decimals, ``DateTime`` ISO-8601 with offset.
+"""Scalars: ``Decimal`` as a string with two decimals, ``DateTime`` ISO-8601 with offset,
+``Date`` ``YYYY-MM-DD``.
 
 Values read from PostgreSQL arrive already written as the contract says (schema/sql.py):
 the serializers pass such text through; they format the Python values of the resolver
@@ -73,6 +74,19 @@ def parse_datetime(value: Any) -> dt.datetime:
     return parsed
 
 
+def serialize_date(value: dt.date | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
+
+
+def parse_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise BadUserInputError("Date must be an ISO-8601 string such as 2025-01-31")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadUserInputError(f"not an ISO-8601 date: {value!r}") from None
+
+
 DecimalScalar = strawberry.scalar(
     name="Decimal",
     description='Exact decimal number, serialized as a string with two decimals ("12.50").',
@@ -87,4 +101,16 @@ DateTimeScalar = strawberry.scalar(
     parse_value=parse_datetime,
 )
 
-SCALAR_MAP: dict[object, Any] = {Decimal: DecimalScalar, dt.datetime: DateTimeScalar}
+# (Strawberry's own Date would call isoformat() on the text a read's JSON holds)
+DateScalar = strawberry.scalar(
+    name="Date",
+    description="Date (isoformat)",
+    serialize=serialize_date,
+    parse_value=parse_date,
+)
+
+SCALAR_MAP: dict[object, Any] = {
+    Decimal: DecimalScalar,
+    dt.datetime: DateTimeScalar,
+    dt.date: DateScalar,
+}

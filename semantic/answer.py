@@ -323,7 +323,9 @@ class Answer:
         if isinstance(entry, MeasureOut):
             f = self.q.measures[entry.index]
             text = fields[entry.index]
-            return _json(f"CAST({text} AS bigint)" if self._integer(f) else text)
+            # a Float as a float8 is written (1, not numeric's 1.00000000000000000000)
+            kind = "bigint" if self._integer(f) else "double precision"
+            return _json(f"CAST({text} AS {kind})")
         if isinstance(entry, DimensionOut):
             d = self.q.dimensions[entry.index]
             slot = next(i for i, s in enumerate(self.plan.slots) if d in s.fields)

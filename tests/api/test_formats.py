@@ -50,6 +50,7 @@ def client(clone_database: Callable[[str], str]) -> Iterator[TestClient]:
                 ),
                 {"o": 40 + i, "q": 1 + i},
             )
+        conn.execute(sa.text("INSERT INTO app.feedback (customer_id, rating) VALUES (7, 4)"))
     with make_client(engine) as c:
         yield c
 
@@ -97,3 +98,23 @@ def test_averages_round_half_away_from_zero(client: TestClient) -> None:
     body = data(post(client, query, None))
     # (10.10 + 10.11) / 2 = 10.105: PostgreSQL's round() gives 10.11 (half to even: 10.10)
     assert body["products"]["aggregate"]["avg"]["unitPrice"] == "10.11"
+
+
+def test_strawberry_paths_write_the_same_formats(client: TestClient) -> None:
+    """A mutation's payload and a query mixing a relational root with a resolver root run
+    on Strawberry: their values are written as a plain read writes them (a Date, a Float
+    without a fraction: 4, not 4.0)."""
+    selection = "{ id gender birthDate segment signupAt summary { orderCount averageRating } }"
+
+    def answer(query: str, key: str) -> object:
+        resp = client.post("/graphql", json={"query": query})
+        assert resp.status_code == 200, resp.text
+        # numbers as written: 4 and 4.0 are the same Python number
+        return json.loads(resp.text, parse_int=str, parse_float=str)["data"][key]
+
+    plain = answer("{ customer(id: 7) " + selection + " }", "customer")
+    assert plain["birthDate"] == "1990-04-01"  # type: ignore[index]
+    assert plain["summary"]["averageRating"] == "4"  # type: ignore[index]
+    assert answer("{ customer(id: 7) " + selection + " models { name } }", "customer") == plain
+    update = 'mutation { updateCustomer(id: "7", input: {region: "NRW"}) ' + selection + " }"
+    assert answer(update, "updateCustomer") == plain

@@ -212,3 +212,27 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert codes(body) == ["PAYLOAD_TOO_LARGE"]
     assert received == 3  # 1,200 bytes read of the 400,000 offered
+
+
+def test_argument_errors_refuse_the_whole_request_before_anything_runs(
+    client: TestClient, shop: Shop
+) -> None:
+    """Page caps, orderBy, cursors and ids are checked for every operation of a request
+    before any of them runs, whatever runs it: a batch is refused whole (its mutation is
+    not made), a mutation's payload, a query mixing a resolver root and a cube cell's
+    drill answer 400 as a plain read does."""
+    product = shop.products[0]
+    rename = f'updateProduct(id: "{product}", input: {{name: "Renamed"}})'
+    bad_read = {"query": "{ products(first: 501) { totalCount } }"}
+    batch = client.post("/graphql", json=[{"query": f"mutation {{ {rename} {{ id }} }}"}, bad_read])
+    assert batch.status_code == 400, batch.text
+    assert codes(batch.json()) == ["BAD_USER_INPUT"]
+    payload = f"mutation {{ {rename} {{ id feedback(first: 501) {{ totalCount }} }} }}"
+    mixed = '{ products(after: "garbage") { totalCount } models { name } }'
+    drill = "{ cube(limit: 1) { orders { count } drill { orders(first: 501) { totalCount } } } }"
+    for query in (payload, mixed, drill):
+        resp = client.post("/graphql", json={"query": query})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["data"] is None and codes(resp.json()) == ["BAD_USER_INPUT"]
+    name = client.post("/graphql", json={"query": f"{{ product(id: {product}) {{ name }} }}"})
+    assert data(name.json())["product"]["name"] == "Widget 1"

@@ -262,6 +262,37 @@ def test_customer_may_cancel_but_not_advance_its_order(
     assert err.value.code == "FORBIDDEN"
 
 
+def test_customer_may_request_a_return_of_its_delivered_order(
+    sec_engine: Engine, parties: Parties
+) -> None:
+    """The return's trigger locks the bought line (FOR NO KEY UPDATE), which row-level
+    security lets through only where an UPDATE policy does: a customer's own lines may be
+    locked, never changed."""
+    with sec_engine.connect() as conn, conn.begin() as trans:
+        order = parties.a_orders[0]
+        for status in ("paid", "shipped", "delivered"):  # as the owner: legal steps
+            conn.execute(
+                sa.text("UPDATE app.orders SET status = :s WHERE id = :id"),
+                {"s": status, "id": order},
+            )
+        conn.execute(
+            sa.text(
+                "SELECT set_config('role', 'cdms_customer', true),"
+                " set_config('cdms.role', 'customer', true),"
+                " set_config('cdms.customer_id', :cid, true)"
+            ),
+            {"cid": str(parties.a)},
+        )
+        returned = scalar(conn, "SELECT app.request_return(:id, 1, 1, 'damaged')", id=order)
+        assert scalar(conn, "SELECT status FROM app.returns WHERE id = :id", id=returned) == (
+            "requested"
+        )
+        with pytest.raises(CdmsError) as err:
+            _mapped(conn, "UPDATE app.order_items SET quantity = 99 WHERE order_id = :id", id=order)
+        assert err.value.code == "FORBIDDEN"
+        trans.rollback()
+
+
 def _mapped(conn: Connection, sql: str, **params: object) -> None:
     from db.errors import from_db_error
 

@@ -5,6 +5,7 @@ ignores aliases, and the fast path answering exactly as the resolver does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -265,6 +266,22 @@ def test_the_fast_path_answers_as_the_resolver_does(gql: Gql) -> None:
     assert set(row) == {"__typename", "totals", "sales", "s2"}
     assert row["sales"]["__typename"] == "CubeSales"
     assert row["sales"]["orderedAt"]["__typename"] == "CubeSalesOrderedAt"
+
+
+def test_the_fast_path_writes_floats_as_the_resolver_does(client: Any) -> None:
+    """A Float measure is written as a float8 (shortest exact digits, 1 not 1.0 or
+    1.00000000000000000000) whichever path answers (docs/api.md, "Formats")."""
+    cube = "cube { orders { status cancellationRate averageItems } }"
+
+    def written(query: str) -> Any:
+        resp = client.post("/graphql", json={"query": query})
+        assert resp.status_code == 200, resp.text
+        return json.loads(resp.text, parse_int=str, parse_float=str)["data"]["cube"]
+
+    fast = written("{ " + cube + " }")
+    assert fast == written("{ " + cube + " cubeMeta { name } }")
+    rates = {r["orders"]["cancellationRate"] for r in fast if r["orders"]["status"]}
+    assert "1" in rates and "0" in rates, rates
 
 
 def test_a_query_of_cube_fields_alone_skips_per_field_execution(

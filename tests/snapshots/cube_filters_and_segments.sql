@@ -1,4 +1,4 @@
-SELECT ((((((((((('{"' || %(p2)s::VARCHAR) || '":') || coalesce(to_json(agg.d0)::text, 'null')) || ',"') || %(p3)s::VARCHAR) || '":') || coalesce(to_json((agg.m0::numeric / NULLIF(agg.m1, 0)))::text, 'null')) || ',"') || %(p4)s::VARCHAR) || '":') || '[]') || '}' AS j 
+SELECT ((((((((((('{"' || %(p2)s::VARCHAR) || '":') || coalesce(to_json(agg.d0)::text, 'null')) || ',"') || %(p3)s::VARCHAR) || '":') || coalesce(to_json(CAST((agg.m0::numeric / NULLIF(agg.m1, 0)) AS double precision))::text, 'null')) || ',"') || %(p4)s::VARCHAR) || '":') || '[]') || '}' AS j 
 FROM (SELECT rows_support.d0 AS d0, count(rows_support.x0_0) AS m0, count(*) AS m1 
 FROM (SELECT (support.priority) AS d0, (CASE WHEN support.is_resolved THEN 1 END) AS x0_0 
 FROM dw.fact_support AS support LEFT OUTER JOIN dw.dim_customer AS customers ON support.customer_key = customers.customer_key 

@@ -1,4 +1,4 @@
-SELECT ((((((((((((((('{"' || %(p0)s::VARCHAR) || '":') || coalesce(to_json(agg.d0)::text, 'null')) || ',"') || %(p1)s::VARCHAR) || '":') || coalesce(to_json(agg.m0)::text, 'null')) || ',"') || %(p2)s::VARCHAR) || '":') || coalesce(to_json(CAST(agg.m1 AS bigint))::text, 'null')) || ',"') || %(p3)s::VARCHAR) || '":') || '[]') || '}' AS j 
+SELECT ((((((((((((((('{"' || %(p0)s::VARCHAR) || '":') || coalesce(to_json(agg.d0)::text, 'null')) || ',"') || %(p1)s::VARCHAR) || '":') || coalesce(to_json(CAST(agg.m0 AS double precision))::text, 'null')) || ',"') || %(p2)s::VARCHAR) || '":') || coalesce(to_json(CAST(agg.m1 AS bigint))::text, 'null')) || ',"') || %(p3)s::VARCHAR) || '":') || '[]') || '}' AS j 
 FROM (SELECT rows_orders.d0 AS d0, percentile_cont(0.5) WITHIN GROUP (ORDER BY rows_orders.x0_0) AS m0, count(*) AS m1 
 FROM (SELECT (orders.channel) AS d0, (orders.net) AS x0_0 
 FROM dw.fact_orders AS orders) AS rows_orders GROUP BY rows_orders.d0) AS agg ORDER BY agg.d0 ASC NULLS LAST 
