@@ -183,3 +183,19 @@ def test_a_drill_over_more_rows_than_the_cap_is_refused(gql: Gql, wh: Engine) ->
     assert status == 200 and code(body) == "QUERY_TOO_COMPLEX"
     assert "at most 5000" in body["errors"][0]["message"]
     assert body["data"] is None or body["data"]["cube"] is None
+
+
+def test_a_drill_over_more_than_fifty_rows_answers_every_row(gql: Gql) -> None:
+    # each row's connection is one key of the statement's JSON object: past 50 of them
+    # PostgreSQL's 100-argument limit of json_build_object answered INTERNAL
+    rows = ok(
+        gql,
+        """{ cube(timezone: "UTC", limit: 120, orderBy: [{sales: {orderId: ASC}}]) {
+             sales { orderCount orderId } drill { orders(first: 1) { totalCount
+               edges { node { id } } } } } }""",
+    )["cube"]
+    assert len(rows) == 120
+    for row in rows:
+        drilled = row["drill"]["orders"]
+        assert drilled["totalCount"] == row["sales"]["orderCount"] == 1
+        assert int(drilled["edges"][0]["node"]["id"]) == int(row["sales"]["orderId"])
