@@ -275,3 +275,15 @@ def test_a_comparison_before_year_one_is_bad_input(cube_gql: Gql) -> None:
         )
     )
     assert err["extensions"]["field"] == "sales.orderedAt", err
+
+
+def test_a_move_before_year_one_says_so(cube_gql: Gql) -> None:
+    # a week moved back from 0001-01-01 was reported as "past 9999-12-31"
+    err = error_of(
+        cube_gql(
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["0001-01-01", "0001-01-20"]}}})'
+            " { sales { p: revenue(compare: PRIOR_PERIOD) orderedAt { week } } } }"
+        )
+    )
+    assert err["extensions"]["field"] == "sales.orderedAt", err
+    assert "past 9999-12-31" not in err["message"] and "leaves years 1-9999" in err["message"]
