@@ -287,3 +287,16 @@ def test_a_move_before_year_one_says_so(cube_gql: Gql) -> None:
     )
     assert err["extensions"]["field"] == "sales.orderedAt", err
     assert "past 9999-12-31" not in err["message"] and "leaves years 1-9999" in err["message"]
+
+
+def test_a_filter_binding_more_values_than_postgresql_takes_is_bad_input(wh: Engine) -> None:
+    # past 65,535 bound values the driver refused the statement and the API answered
+    # 503 "the database is unavailable; try again shortly", which no retry would mend
+    names = tuple(f"n{i}" for i in range(70_000))
+    query = CubeQuery(
+        measures=(m("sales.revenue"),),
+        filters=(Condition(mem("products.name"), Op.IN, names),),
+    )
+    with pytest.raises(BadUserInputError) as info:
+        run(wh, query)
+    assert "65535" in info.value.message, info.value

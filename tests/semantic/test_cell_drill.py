@@ -199,3 +199,16 @@ def test_a_drill_over_more_than_fifty_rows_answers_every_row(gql: Gql) -> None:
         drilled = row["drill"]["orders"]
         assert drilled["totalCount"] == row["sales"]["orderCount"] == 1
         assert int(drilled["edges"][0]["node"]["id"]) == int(row["sales"]["orderId"])
+
+
+def test_a_drill_binding_more_values_than_postgresql_takes_is_too_complex(gql: Gql) -> None:
+    # every cell binds the query's filter values again: 2,000 cells x 40 names passed the
+    # driver's 65,535 and answered 503 "the database is unavailable; try again shortly"
+    where = {"products": {"name": {"notIn": [f"n{i}" for i in range(40)]}}}
+    status, body = gql(
+        """query($where: CubeWhere) { cube(where: $where, limit: 2000) {
+             sales { lineCount orderId lineNo } drill { orders(first: 1) { totalCount } } } }""",
+        {"where": where},
+    )
+    assert status in (200, 400) and code(body) == "QUERY_TOO_COMPLEX", body
+    assert "lower the cube's limit" in body["errors"][0]["message"]
