@@ -300,3 +300,24 @@ def test_a_filter_binding_more_values_than_postgresql_takes_is_bad_input(wh: Eng
     with pytest.raises(BadUserInputError) as info:
         run(wh, query)
     assert "65535" in info.value.message, info.value
+
+
+@pytest.mark.parametrize(
+    "order_by",
+    [
+        "[{sales: {revenue: ASC, channel: DESC}}]",  # was ordered by channel first, silently
+        "[{sales: {revenue: ASC}, products: {category: DESC}}]",
+        "[{}]",
+        "[{sales: {}}]",
+    ],
+)
+def test_an_order_item_names_exactly_one_member(cube_gql: Gql, order_by: str) -> None:
+    # as the API's own orderBy: an input object's keys have no order in GraphQL, so two
+    # members in one item were sorted in the schema's order, not the one written
+    err = error_of(
+        cube_gql(
+            f"{{ cube(orderBy: {order_by}) {{ sales {{ revenue channel }}"
+            " products { category } } }"
+        )
+    )
+    assert err["extensions"]["field"] == "orderBy", err
