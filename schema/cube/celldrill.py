@@ -75,6 +75,9 @@ async def drill_rows(
     planner = P.Planner(reads.gschema, op.document, op.operation, op.coerced, reads.limits)
     entity = ROOTS["orders"][0]
     conns = _connections(planner, reads.gschema, str(info.path.key), entity)
+    for row in rows:  # a drill selecting no orders (only __typename) is still an object
+        for drill_key in reader.drills:
+            row.setdefault(drill_key, {})
     roots: list[P.RootSel] = []
     ctes: list[str] = []  # each cell's order ids, computed once for its count and its page
     extra: dict[str, Any] = {}

@@ -212,3 +212,14 @@ def test_a_drill_binding_more_values_than_postgresql_takes_is_too_complex(gql: G
     )
     assert status in (200, 400) and code(body) == "QUERY_TOO_COMPLEX", body
     assert "lower the cube's limit" in body["errors"][0]["message"]
+
+
+def test_a_drill_without_orders_is_an_object_not_null(gql: Gql) -> None:
+    # drill { __typename } (or its orders skipped) answered drill: null
+    rows = ok(
+        gql,
+        """{ cube(timezone: "UTC", limit: 2) { sales { orderCount channel }
+             drill { __typename orders(first: 1) @skip(if: true) { totalCount } } } }""",
+    )["cube"]
+    assert len(rows) == 2
+    assert all(row["drill"] == {"__typename": "CubeCellDrill"} for row in rows), rows
