@@ -74,7 +74,7 @@ def _add(t: datetime, delta: timedelta) -> datetime:
     try:
         return t + delta
     except OverflowError:
-        raise CalendarOverflow(f"{t.isoformat()} + {delta} is past 9999-12-31") from None
+        raise CalendarOverflow(f"{t.isoformat()} moved by {delta} leaves years 1-9999") from None
 
 
 def _months(t: datetime, months: int) -> tuple[int, int]:

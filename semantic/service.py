@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from db.errors import WarehouseLoadingError
+from db.errors import BadUserInputError, WarehouseLoadingError
 from semantic.answer import answer_statement
 from semantic.cache import ResultCache
 from semantic.checks import ALL, canonical, check_access, check_query, check_timezone
@@ -95,10 +95,21 @@ CACHE: ResultCache[Computed] = ResultCache()
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
+MAX_BOUND = 65_535  # the most values one statement can bind (PostgreSQL's protocol)
+
+
 def render(stmt: sa.Select[Any]) -> tuple[str, dict[str, Any]]:
-    """The SQL text (placeholders, never values) and its bound values, compiled once."""
+    """The SQL text (placeholders, never values) and its bound values, compiled once;
+    BAD_USER_INPUT past ``MAX_BOUND`` values (the driver would refuse the statement)."""
     compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return str(compiled), dict(compiled.params)
+    params = dict(compiled.params)
+    if len(params) > MAX_BOUND:
+        raise BadUserInputError(
+            f"the query binds {len(params)} values (filter values, repeated for time"
+            f" intelligence), more than one statement can ({MAX_BOUND}): send fewer",
+            field="where",
+        )
+    return str(compiled), params
 
 
 def plain(v: Any) -> Any:

@@ -44,7 +44,7 @@ from semantic.dates import EPSILON
 from semantic.model import Granularity, Model
 from semantic.planner import plan_query
 from semantic.query import Condition, CubeQuery, DimensionField, Filter, Member, Op
-from semantic.service import prepare, render
+from semantic.service import MAX_BOUND, prepare, render
 
 KEY = "orderId"  # the fact cubes' dimension holding app.orders.id
 MAX_CELLS = 5_000  # rows drilled in one answer (each is a subquery of the statement)
@@ -75,6 +75,9 @@ async def drill_rows(
     planner = P.Planner(reads.gschema, op.document, op.operation, op.coerced, reads.limits)
     entity = ROOTS["orders"][0]
     conns = _connections(planner, reads.gschema, str(info.path.key), entity)
+    for row in rows:  # a drill selecting no orders (only __typename) is still an object
+        for drill_key in reader.drills:
+            row.setdefault(drill_key, {})
     roots: list[P.RootSel] = []
     ctes: list[str] = []  # each cell's order ids, computed once for its count and its page
     extra: dict[str, Any] = {}
@@ -97,6 +100,12 @@ async def drill_rows(
         return
     stmt = statement(roots, op.coerced.coerced)
     params = bind(stmt, op.coerced.coerced) | extra
+    if len(params) > MAX_BOUND:  # each cell binds the query's filter values again
+        raise QueryTooComplexError(
+            f"drill over {len(rows)} rows binds {len(params)} values, more than one statement"
+            f" can ({MAX_BOUND}): lower the cube's limit or send fewer filter values",
+            limit=MAX_BOUND,
+        )
     text = f"WITH {', '.join(ctes)} {stmt.sql}"
     data = await ctx.db.run(lambda c: c.exec_driver_sql(text, params).one()[0])
     data = await completed(ctx, stmt, data)

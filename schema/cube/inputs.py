@@ -195,10 +195,18 @@ def to_filters(model: Model, where: dict[str, Any] | None, role: str | None) -> 
 def to_order(model: Model, order_by: list[Any] | None, role: str | None) -> list[OrderItem]:
     out: list[OrderItem] = []
     for entry in order_by or []:
-        for cube, members in _set(entry):
-            for member, direction in _set(members):
-                ref = _visible(model, cube, member, role, "OrderBy")
-                out.append(OrderItem(ref, direction == CubeOrder.DESC.name))
+        named = [
+            OrderItem(_visible(model, c, m, role, "OrderBy"), d == CubeOrder.DESC.name)
+            for c, members in _set(entry)
+            for m, d in _set(members)
+        ]
+        if len(named) != 1:  # an input object's keys have no order: one member per item
+            raise BadUserInputError(
+                "each orderBy item must name exactly one member, in the order wanted:"
+                " [{sales: {revenue: DESC}}, {sales: {channel: ASC}}]",
+                field="orderBy",
+            )
+        out += named
     return out
 
 

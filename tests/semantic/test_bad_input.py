@@ -275,3 +275,49 @@ def test_a_comparison_before_year_one_is_bad_input(cube_gql: Gql) -> None:
         )
     )
     assert err["extensions"]["field"] == "sales.orderedAt", err
+
+
+def test_a_move_before_year_one_says_so(cube_gql: Gql) -> None:
+    # a week moved back from 0001-01-01 was reported as "past 9999-12-31"
+    err = error_of(
+        cube_gql(
+            '{ cube(where: {sales: {orderedAt: {inDateRange: ["0001-01-01", "0001-01-20"]}}})'
+            " { sales { p: revenue(compare: PRIOR_PERIOD) orderedAt { week } } } }"
+        )
+    )
+    assert err["extensions"]["field"] == "sales.orderedAt", err
+    assert "past 9999-12-31" not in err["message"] and "leaves years 1-9999" in err["message"]
+
+
+def test_a_filter_binding_more_values_than_postgresql_takes_is_bad_input(wh: Engine) -> None:
+    # past 65,535 bound values the driver refused the statement and the API answered
+    # 503 "the database is unavailable; try again shortly", which no retry would mend
+    names = tuple(f"n{i}" for i in range(70_000))
+    query = CubeQuery(
+        measures=(m("sales.revenue"),),
+        filters=(Condition(mem("products.name"), Op.IN, names),),
+    )
+    with pytest.raises(BadUserInputError) as info:
+        run(wh, query)
+    assert "65535" in info.value.message, info.value
+
+
+@pytest.mark.parametrize(
+    "order_by",
+    [
+        "[{sales: {revenue: ASC, channel: DESC}}]",  # was ordered by channel first, silently
+        "[{sales: {revenue: ASC}, products: {category: DESC}}]",
+        "[{}]",
+        "[{sales: {}}]",
+    ],
+)
+def test_an_order_item_names_exactly_one_member(cube_gql: Gql, order_by: str) -> None:
+    # as the API's own orderBy: an input object's keys have no order in GraphQL, so two
+    # members in one item were sorted in the schema's order, not the one written
+    err = error_of(
+        cube_gql(
+            f"{{ cube(orderBy: {order_by}) {{ sales {{ revenue channel }}"
+            " products { category } } }"
+        )
+    )
+    assert err["extensions"]["field"] == "orderBy", err
