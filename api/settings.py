@@ -65,6 +65,9 @@ class Settings(EnvSettings):
     max_query_cost: int = Field(50_000, ge=1, validation_alias="CDMS_MAX_QUERY_COST")
     apikey_cache_s: Seconds = Field(5.0, ge=0, validation_alias="CDMS_APIKEY_CACHE_SECONDS")
     cube_sql: bool | None = Field(None, validation_alias="CDMS_CUBE_SQL")  # None: not in prod
+    # retired settings: still typed, so a wrong value stops the start as any other's would
+    # (an old env file's typo is caught), and `cdms serve` warns that they do nothing
+    compiled_reads: bool | None = Field(None, validation_alias="CDMS_COMPILED_READS")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -166,6 +169,20 @@ ELSEWHERE = frozenset(
         "CDMS_CI_DATABASE_URL", "CDMS_PG_BIN", "CDMS_CHROMIUM", "CDMS_UPDATE_SNAPSHOTS",
     }
 )  # fmt: skip
+
+
+# retired variable -> why it no longer does anything
+RETIRED = {
+    "CDMS_COMPILED_READS": "every read runs on the one read executor (the Strawberry read"
+    " path it switched to is gone)",
+}
+
+
+def retired_variables(environ: Mapping[str, str]) -> list[str]:
+    """The retired ``CDMS_*`` variables of ``environ``, each with why it does nothing."""
+    return [
+        f"{name} no longer does anything: {why}" for name, why in RETIRED.items() if name in environ
+    ]
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -39,7 +39,7 @@ def serve(
     from api.app import create_app, settle
     from api.cli.port import check_port
     from api.lock import ServeLock
-    from api.settings import Settings, unknown_variables
+    from api.settings import Settings, retired_variables, unknown_variables
     from api.startup import Background, prepare
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
@@ -52,6 +52,8 @@ def serve(
             f"[yellow]warning:[/] {escape(name)} is not a cdms setting (.env.example lists them)"
         )
     settings = Settings.from_env()
+    for line in retired_variables(os.environ):
+        console.print(f"[yellow]warning:[/] {escape(line)}; remove it")
     bind_host = host or settings.host
     bind_port = port or settings.port
     address = f"http://{bind_host}:{bind_port}"

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from api.security import SecurityConfig
-from api.settings import Settings, unknown_variables
+from api.settings import Settings, retired_variables, unknown_variables
 from db.config import DbSettings
 from db.errors import ConfigError
 
@@ -38,6 +38,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CDMS_RATE_LIMIT", "10,0", "CDMS_RATE_LIMIT must be positive"),
         ("CDMS_PREDICTION_LOG_DAYS", "a week", "CDMS_PREDICTION_LOG_DAYS must be an integer"),
         ("CDMS_DB_PREPARE", "sometimes", "CDMS_DB_PREPARE must be auto, on or off"),
+        # retired (one read path), still typed: an old env file's typo does not pass
+        ("CDMS_COMPILED_READS", "flase", "CDMS_COMPILED_READS must be a boolean"),
     ],
 )
 def test_a_wrong_value_is_a_config_error_naming_the_variable(
@@ -198,3 +200,9 @@ def test_a_wrong_rate_limit_is_named_beside_the_other_wrong_variables(
         Settings.from_env()
     assert "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'" in info.value.message
     assert "CDMS_PORT must be an integer" in info.value.message
+
+
+def test_a_retired_variable_with_a_right_value_is_named_as_doing_nothing() -> None:
+    said = retired_variables({"CDMS_COMPILED_READS": "false", "CDMS_PORT": "8000"})
+    assert len(said) == 1 and said[0].startswith("CDMS_COMPILED_READS no longer does anything")
+    assert unknown_variables({"CDMS_COMPILED_READS": "false"}) == []  # (not also "unknown")
