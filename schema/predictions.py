@@ -230,7 +230,7 @@ class ChurnRiskInput:
 
 _RANGES: dict[str, tuple[float, float]] = {
     "recency_days": (0, 36_500),
-    "orders_total": (0, 1e7),
+    "orders_total": (1, 1e7),  # (churn_risk: a customer with no order is not scored)
     "orders_90d": (0, 1e7),
     "orders_365d": (0, 1e7),
     "revenue_365d": (0, 1e12),
@@ -255,8 +255,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 
 
 def _camel(name: str) -> str:
+    """The GraphQL name of an input field, as Strawberry writes it (``orders_90d`` ->
+    ``orders90d``: only a part's first letter is raised)."""
     head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
@@ -278,7 +280,25 @@ def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
                     reason="out_of_range",
                 )
         row[f.name] = np.array([[np.nan if v is None else float(v)]], dtype=np.float32)
+    _counts_nest(fields)
     return row
+
+
+# order counts over windows that contain each other (the shorter one's first)
+_NESTED = (("orders_90d", "orders_365d"), ("orders_365d", "orders_total"))
+
+
+def _counts_nest(fields: dict[str, Any]) -> None:
+    """BAD_USER_INPUT for counts no customer can have: more orders in 90 days than in 365,
+    or in 365 days than in all."""
+    for inner, outer in _NESTED:
+        a, b = fields.get(inner), fields.get(outer)
+        if a is not None and b is not None and a > b:
+            raise BadUserInputError(
+                f"{_camel(inner)} ({a}) cannot exceed {_camel(outer)} ({b})",
+                field=f"input.{_camel(inner)}",
+                reason="inconsistent",
+            )
 
 
 def as_type(p: Predicted) -> Any:

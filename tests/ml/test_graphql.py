@@ -312,8 +312,15 @@ def test_what_if_churn_risk_rises_with_recency_and_lengthening_gaps(
         return float(p["probability"])
 
     assert churned(fading) > churned(active) + 0.3
-    body = run(ml_engine, query, {"i": {**active, "recencyDays": -1.0}})
-    assert [e["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+    for bad, field in (
+        ({"recencyDays": -1.0}, "input.recencyDays"),
+        ({"ordersTotal": 0}, "input.ordersTotal"),  # (>= 1, as its description says)
+        ({"orders90d": 11}, "input.orders90d"),  # more in 90 days than in 365
+        ({"orders365d": 13}, "input.orders365d"),  # more in 365 days than in all
+    ):
+        body = run(ml_engine, query, {"i": {**active, **bad}})
+        assert [e["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+        assert body["errors"][0]["message"].startswith(field.removeprefix("input."))
 
 
 def test_what_if_unknown_category_still_predicts(
