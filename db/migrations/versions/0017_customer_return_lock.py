@@ -1,4 +1,4 @@
-"""a customer may lock (never change) the lines of its own orders, so its returns work
+"""customers (their own) and the service role may lock, never change, order lines: returns work
 
 Revision ID: 0017_customer_return_lock
 Revises: 0016_fresh_incremental
