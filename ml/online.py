@@ -75,9 +75,9 @@ def load(
     # read the demo's 49,000 order lines three times over (17.7 ms a run, against 2.9 ms
     # through the indexes): the rows of a few customers are a few random reads, priced as
     # the cached pages they are.
+    # (put back after a success only: a failed statement aborts the transaction, which
+    # ends its settings, and a restore there would fail and hide the statement's error)
     was = set_local(conn, _PLANNING)
-    try:
-        rows = conn.execute(statement(sql_file), {"ids": list(ids)}).all()
-    finally:
-        set_local(conn, was)
+    rows = conn.execute(statement(sql_file), {"ids": list(ids)}).all()
+    set_local(conn, was)
     return to_frame(rows, kinds)

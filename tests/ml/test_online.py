@@ -149,12 +149,33 @@ def test_set_local_sets_several_settings_for_the_transaction_and_returns_the_old
     loaded: Engine,
 ) -> None:
     with loaded.connect() as conn:
-        was = set_local(conn, {"random_page_cost": "1.5", "work_mem": "8MB"})
-        assert was == {"random_page_cost": "4", "work_mem": "4MB"}
-        assert conn.execute(sa.text("SHOW random_page_cost")).scalar_one() == "1.5"
-        assert conn.execute(sa.text("SHOW work_mem")).scalar_one() == "8MB"
-        assert set_local(conn, was) == {"random_page_cost": "1.5", "work_mem": "8MB"}
-        assert conn.execute(sa.text("SHOW work_mem")).scalar_one() == "4MB"
-        set_local(conn, {"work_mem": "16MB"})
+
+        def show(name: str) -> str:
+            return str(conn.execute(sa.text(f"SHOW {name}")).scalar_one())
+
+        before = {"random_page_cost": show("random_page_cost"), "work_mem": show("work_mem")}
+        was = set_local(conn, {"random_page_cost": "1.5", "work_mem": "8191kB"})
+        assert was == before
+        assert (show("random_page_cost"), show("work_mem")) == ("1.5", "8191kB")
+        assert set_local(conn, was) == {"random_page_cost": "1.5", "work_mem": "8191kB"}
+        assert show("work_mem") == before["work_mem"]
+        set_local(conn, {"work_mem": "8190kB"})
         conn.commit()
-        assert conn.execute(sa.text("SHOW work_mem")).scalar_one() == "4MB"  # local to it
+        assert show("work_mem") == before["work_mem"]  # local to the transaction
+
+
+def test_a_failed_online_statement_raises_its_own_error(loaded: Engine) -> None:
+    """The settings around the statement are not put back after a failure (the aborted
+    transaction ends them): a restore there failed too, and its InFailedSqlTransaction
+    hid the statement's own error (a timeout answered INTERNAL instead of TIMEOUT)."""
+    import psycopg
+
+    kinds = kinds_of(*batch.KINDS["order"].specs)
+    order = _ids(loaded, "SELECT max(id) FROM app.orders")[0]
+    with loaded.connect() as locker, loaded.connect() as conn:
+        locker.execute(sa.text("LOCK TABLE app.order_items IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(sa.text("SET LOCAL statement_timeout = 300"))
+        with pytest.raises(sa.exc.DBAPIError) as err:
+            online.load(conn, "orders.sql", [order], kinds)
+        assert isinstance(err.value.orig, psycopg.errors.QueryCanceled), err.value.orig
+        locker.rollback()
