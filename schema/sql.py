@@ -339,7 +339,7 @@ class _Builder:
         t = self.alias("t")
         conds = self._scope(args, t, src) + self.filter(args.entity, t, args.filter)
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return f"(SELECT {cols.format(t=t)} FROM {args.entity.table} AS {t}{where})"
+        return f"(SELECT {cols.replace('{t}', t)} FROM {args.entity.table} AS {t}{where})"
 
     def aggregate(self, sel: P.Aggregate, args: P.ConnArgs, src: str | None) -> str:
         pairs: list[tuple[str, str]] = []

@@ -118,3 +118,17 @@ def test_strawberry_paths_write_the_same_formats(client: TestClient) -> None:
     assert answer("{ customer(id: 7) " + selection + " models { name } }", "customer") == plain
     update = 'mutation { updateCustomer(id: "7", input: {region: "NRW"}) ' + selection + " }"
     assert answer(update, "updateCustomer") == plain
+
+
+def test_an_aggregate_of_more_than_fifty_keys_is_one_object(
+    clone_database: Callable[[str], str],
+) -> None:
+    """PostgreSQL's json_build_object takes at most 100 arguments: an object of more than 50
+    keys is built in parts, and an aggregate's (a deployment allowing more aliases than the
+    default) went through a str.format that its braces broke (a bare 500)."""
+    engine = make_engine(clone_database("formats_wide"))
+    fields = " ".join(f"n{i}: count" for i in range(60))
+    with make_client(engine, max_aliases=100) as c:
+        body = data(post(c, "{ products { aggregate { " + fields + " } } }", None))
+    assert body["products"]["aggregate"] == {f"n{i}": 0 for i in range(60)}
+    engine.dispose()
