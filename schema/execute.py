@@ -511,14 +511,22 @@ class Executor:
         request's only operation (a query of relational roots then plans as it runs)."""
         operation = prepared.operation
         kind = operation.operation
-        names = (name for _, name in prepared.shape.roots)
-        if alone and self.reads.relational(operation, names):
+        relational = self.reads.relational(operation, (name for _, name in prepared.shape.roots))
+        if alone and relational:
             return None
         coerced = prepared.coerced
-        planner = P.Planner(self.reads.gschema, prepared.document, operation, coerced, self.limits)
-        root = self.reads.gschema.get_root_type(kind)
-        assert root is not None
         try:
+            if relational:  # a batch's read: planned through the cache its run then hits
+                stmt = self.reads.query_statement(
+                    prepared.query, prepared.document, operation, coerced
+                )
+                bind(stmt, coerced.coerced)
+                return None
+            planner = P.Planner(
+                self.reads.gschema, prepared.document, operation, coerced, self.limits
+            )
+            root = self.reads.gschema.get_root_type(kind)
+            assert root is not None
             for key, details in planner.roots().items():
                 name = details[0].node.name.value
                 if name.startswith("__"):
