@@ -58,7 +58,8 @@ def parse_id(value: Any, what: str = "id") -> int:
     return n
 
 
-def serialize_datetime(value: dt.datetime | str) -> str:
+def serialize_iso(value: dt.date | dt.datetime | str) -> str:
+    """A DateTime or Date: PostgreSQL's text passes through, a Python value is written."""
     return value if isinstance(value, str) else value.isoformat()
 
 
@@ -72,10 +73,6 @@ def parse_datetime(value: Any) -> dt.datetime:
     if parsed.tzinfo is None:
         raise BadUserInputError(f"DateTime needs an offset (e.g. 2025-01-01T00:00:00Z): {value!r}")
     return parsed
-
-
-def serialize_date(value: dt.date | str) -> str:
-    return value if isinstance(value, str) else value.isoformat()
 
 
 def parse_date(value: Any) -> dt.date:
@@ -97,7 +94,7 @@ DecimalScalar = strawberry.scalar(
 DateTimeScalar = strawberry.scalar(
     name="DateTime",
     description='ISO-8601 date-time with offset ("2025-03-01T12:00:00+00:00").',
-    serialize=serialize_datetime,
+    serialize=serialize_iso,
     parse_value=parse_datetime,
 )
 
@@ -105,7 +102,7 @@ DateTimeScalar = strawberry.scalar(
 DateScalar = strawberry.scalar(
     name="Date",
     description="Date (isoformat)",
-    serialize=serialize_date,
+    serialize=serialize_iso,
     parse_value=parse_date,
 )
 
