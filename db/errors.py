@@ -138,9 +138,11 @@ def _orig(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
 
-def _camel(column: str) -> str:
-    head, *rest = column.split("_")
-    return head + "".join(p.title() for p in rest)
+def camel(name: str) -> str:
+    """A snake_case name as the API spells it (Strawberry's rule: ``product_id`` ->
+    ``productId``, ``orders_90d`` -> ``orders90d``: only a part's first letter is raised)."""
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 def _field(diag: Any) -> str | None:
@@ -156,7 +158,7 @@ def _field(diag: Any) -> str | None:
                 break
     if not column or not column.replace("_", "").isalnum():
         return None
-    return _camel(column)
+    return camel(column)
 
 
 # What a client is told for a standard SQLSTATE: the shop's words, never PostgreSQL's

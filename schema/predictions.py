@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from strawberry.scalars import JSON
 
-from db.errors import BadUserInputError, CdmsError
+from db.errors import BadUserInputError, CdmsError, camel
 from ml import batch
 from ml.batch import Predicted
 from ml.errors import ModelUnavailableError
@@ -254,13 +254,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _camel(name: str) -> str:
-    """The GraphQL name of an input field, as Strawberry writes it (``orders_90d`` ->
-    ``orders90d``: only a part's first letter is raised)."""
-    head, *rest = name.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
 def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
     """One-row model inputs from a what-if input object (BAD_USER_INPUT if out of range);
     a category the model never saw is accepted (its encoder ignores it)."""
@@ -275,8 +268,8 @@ def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
             lo, hi = _RANGES.get(f.name, (-math.inf, math.inf))
             if not (math.isfinite(float(v)) and lo <= float(v) <= hi):
                 raise BadUserInputError(
-                    f"{_camel(f.name)} must be between {lo:g} and {hi:g}, got {v}",
-                    field=f"input.{_camel(f.name)}",
+                    f"{camel(f.name)} must be between {lo:g} and {hi:g}, got {v}",
+                    field=f"input.{camel(f.name)}",
                     reason="out_of_range",
                 )
         row[f.name] = np.array([[np.nan if v is None else float(v)]], dtype=np.float32)
@@ -295,8 +288,8 @@ def _counts_nest(fields: dict[str, Any]) -> None:
         a, b = fields.get(inner), fields.get(outer)
         if a is not None and b is not None and a > b:
             raise BadUserInputError(
-                f"{_camel(inner)} ({a}) cannot exceed {_camel(outer)} ({b})",
-                field=f"input.{_camel(inner)}",
+                f"{camel(inner)} ({a}) cannot exceed {camel(outer)} ({b})",
+                field=f"input.{camel(inner)}",
                 reason="inconsistent",
             )
 
