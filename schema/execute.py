@@ -57,7 +57,7 @@ from schema.catalog import ENTITIES, ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
-from schema.scalars import parse_datetime, parse_decimal, parse_id, parse_text
+from schema.scalars import parse_date, parse_datetime, parse_decimal, parse_id, parse_text
 from schema.sql import Statement, statement
 
 log = logging.getLogger("cdms.api.execute")
@@ -157,10 +157,7 @@ def _convert(conv: str, value: Any) -> Any:
         case "datetime":
             return value if isinstance(value, dt.datetime) else parse_datetime(value)
         case "date":
-            try:
-                return dt.date.fromisoformat(str(value))
-            except ValueError:
-                raise BadUserInputError(f"not a date (YYYY-MM-DD): {value!r}") from None
+            return value if type(value) is dt.date else parse_date(value)
         case "like":
             return f"%{_escape(parse_text(value))}%"
         case "prefix":
