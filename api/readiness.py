@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -34,6 +35,7 @@ from etl.status import health, warehouse_status
 from ml.specs import SPECS
 
 CACHE_S = 1.0
+T = TypeVar("T")
 _ACTIVE = sa.text("SELECT name, version FROM ml.model_version WHERE active")
 _REVISION = sa.text("SELECT version_num FROM alembic_version")
 
@@ -44,8 +46,19 @@ class ReadinessProbe:
         self.head = head
         self.known = known
         self._lock = threading.Lock()
-        self._last: tuple[float, dict[str, Any], bool] | None = None
-        self._health: tuple[float, dict[str, Any] | None] | None = None
+        self._held: dict[str, tuple[float, Any]] = {}  # what -> (when read, value)
+
+    def _fresh(self, what: str, read: Callable[[], T]) -> T:
+        """``read()``, at most CACHE_S old: one caller reads at a time, the others take
+        its value (probes poll every second, from every load balancer)."""
+        held = self._held.get(what)
+        if held is None or time.monotonic() - held[0] >= CACHE_S:
+            with self._lock:
+                held = self._held.get(what)
+                if held is None or time.monotonic() - held[0] >= CACHE_S:
+                    held = self._held[what] = (time.monotonic(), read())
+        value: T = held[1]
+        return value
 
     def revision(self) -> str | None:
         with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
@@ -56,31 +69,20 @@ class ReadinessProbe:
         """``/healthz``'s warehouse detail, at most CACHE_S old: ``etl.status.health``
         without the error text (the endpoint is open); None when it cannot be read (a
         database at another revision). Raises SQLAlchemyError when the database is away."""
-        now = time.monotonic()
-        last = self._health
-        if last is not None and now - last[0] < CACHE_S:
-            return last[1]
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
-                    detail: dict[str, Any] | None = health(conn)
-            except sa.exc.ProgrammingError:  # dw not at this code's revision
-                detail = None
-            if detail is not None:
-                detail.pop("error", None)
-            self._health = (time.monotonic(), detail)
+        return self._fresh("warehouse", self._warehouse)
+
+    def _warehouse(self) -> dict[str, Any] | None:
+        try:
+            with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
+                detail = health(conn)
+        except sa.exc.ProgrammingError:  # dw not at this code's revision
+            return None
+        detail.pop("error", None)
         return detail
 
     def check(self) -> tuple[dict[str, Any], bool]:
         """(the JSON body, ready), at most CACHE_S old."""
-        now = time.monotonic()
-        last = self._last
-        if last is not None and now - last[0] < CACHE_S:
-            return last[1], last[2]
-        with self._lock:
-            body, ready = self._check()
-            self._last = (time.monotonic(), body, ready)
-        return body, ready
+        return self._fresh("check", self._check)
 
     def _check(self) -> tuple[dict[str, Any], bool]:
         try:
