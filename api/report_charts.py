@@ -214,13 +214,13 @@ def facts_monthly(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, An
             limit=1,
         ),
     )
-    partial = sorted(partial_months([str(m)[:7] for m in df["month"]], p, datetime.now(UTC).date()))
+    partial = facts_partial(conn, p, df)
     if last.empty:
-        return {"partial": partial}
+        return partial
     end = date.fromisoformat(str(last["day"].iloc[0])[:10])
     start = max(date(end.year, 1, 1), p.start or date.min)
     return {
-        "partial": partial,
+        **partial,
         "like_for_like": {
             "start": start,
             "end": end,
