@@ -56,13 +56,18 @@ function monthAxis(id, months, extra = {}) {
 
 const colorOf = (map, key, i) => map[key] || FALLBACK[i % FALLBACK.length];
 
+const NO_PARTIAL = { has: () => false };
+/** A month's tooltip name, saying when it holds only part of its days. */
+const monthTip = (m, partial) =>
+  monthLabel(m) + (partial.has(m) ? " (partial: only part of its days)" : "");
+
 /** Revenue per month beside the prior year's. `partial` (has(month) → bool) marks the months
  *  that hold only part of their days: hatched, and "(partial)" in the tooltip. */
-export function salesByMonth(id, rows, partial = { has: () => false }) {
+export function salesByMonth(id, rows, partial = NO_PARTIAL) {
   const sorted = byMonth(rows);
   const x = sorted.map((r) => month(r.month));
   const cut = x.map((m) => partial.has(m));
-  const labels = x.map((m, i) => monthLabel(m) + (cut[i] ? " (partial: only part of its days)" : ""));
+  const labels = x.map((m) => monthTip(m, partial));
   return draw(id, [
     { type: "bar", name: "revenue", x, y: sorted.map((r) => r.revenue), customdata: labels,
       marker: { color: PALETTE.series.revenue,
@@ -149,23 +154,22 @@ export function demographics(id, rows) {
 /** Return requests (bars) and complaints (a line) per month; `partial` marks the months
  *  that hold only part of their days, as in salesByMonth: hatched bars, hollow markers,
  *  "(partial)" in the tooltips. */
-export function returnsAndComplaints(id, returns, complaints, partial = { has: () => false }) {
+export function returnsAndComplaints(id, returns, complaints, partial = NO_PARTIAL) {
   const r = byMonth(returns), c = byMonth(complaints);
   const x = [...r, ...c].map((row) => month(row.month));
-  const label = (m) => monthLabel(m) + (partial.has(m) ? " (partial: only part of its days)" : "");
   const rx = r.map((row) => month(row.month)), cx = c.map((row) => month(row.month));
   return draw(id, [
     { type: "bar", name: "return requests", x: rx, y: r.map((row) => row.count),
       marker: { color: PALETTE.series.returns,
         pattern: { shape: rx.map((m) => (partial.has(m) ? "/" : "")), solidity: 0.4 } },
-      customdata: rx.map(label),
+      customdata: rx.map((m) => monthTip(m, partial)),
       hovertemplate: "%{customdata}<br>%{y:,} return requests<extra></extra>" },
     { type: "scatter", mode: "lines+markers", name: "complaints", x: cx,
       y: c.map((row) => row.count),
       marker: { color: PALETTE.series.complaints,
         symbol: cx.map((m) => (partial.has(m) ? "circle-open" : "circle")) },
       line: { color: PALETTE.series.complaints },
-      customdata: cx.map(label),
+      customdata: cx.map((m) => monthTip(m, partial)),
       hovertemplate: "%{customdata}<br>%{y:,} complaints<extra></extra>" },
   ], { xaxis: monthAxis(id, x), yaxis: { title: { text: "count" } } });
 }
