@@ -21,8 +21,9 @@ waited for. Successful runs are summed up in one line a minute. ``stop()`` wakes
 and waits for a run in flight a little; a run cut short by process exit is safe (each step
 is one transaction, and the next run catches up).
 
-Only one process of a server runs this: ``cdms serve``'s supervising process, not its
-uvicorn workers; across processes and hosts the pipeline's advisory lock keeps runs apart.
+Only one process of a server runs this: the child of ``cdms serve`` that answers no
+request (api.startup.PipelineProcess); across processes and hosts the pipeline's advisory
+lock keeps runs apart.
 """
 
 from __future__ import annotations

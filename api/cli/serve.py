@@ -28,7 +28,6 @@ def serve(
     import os
     import signal
     import sys
-    import threading
 
     from api.extras import require
 
@@ -40,11 +39,10 @@ def serve(
     from api.cli.port import check_port
     from api.lock import ServeLock
     from api.settings import Settings, retired_variables, unknown_variables
-    from api.startup import Background, prepare
+    from api.startup import PipelineProcess, prepare
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
     from db.server import stop_embedded
-    from etl.scheduler import Scheduler, start
     from ml.serving import close_store_of
 
     for name in unknown_variables(os.environ):
@@ -69,25 +67,17 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
     lock.acquire(address)
-    schedulers: list[Scheduler] = []
-    background: Background | None = None
-    stopping = threading.Event()
+    pipeline: PipelineProcess | None = None
     url = None
     try:
         url = database_url(settings.db)
         check_connection(url)
         prepare(url, settings, seed_demo=seed_demo)
-        # the pipeline runs in this process only (not in the uvicorn workers), after the
-        # start-up work, which runs while the API listens
-        schedule = settings.schedule
-
-        def run_scheduler(url: str = url) -> None:
-            if not stopping.is_set():
-                found = start(url, schedule, console.print)
-                if found is not None:
-                    schedulers.append(found)
-
-        background = Background(url, train=settings.train_on_start, then=run_scheduler).start()
+        # the start-up work, then the pipeline's schedule, in one child process (not in a
+        # process that answers requests), while the API listens
+        pipeline = PipelineProcess(
+            url, train=settings.train_on_start, schedule=settings.schedule
+        ).start()
         processes = workers or settings.workers
         console.print(
             f"cdms serving on [bold]{address}[/]"
@@ -111,7 +101,7 @@ def serve(
         else:
             # each worker imports the app and builds its own engine on the database this
             # process prepared; this process keeps the lock, the embedded server and the
-            # ETL scheduler, and uvicorn's supervisor restarts a worker that dies
+            # pipeline's process, and uvicorn's supervisor restarts a worker that dies
             os.environ["DATABASE_URL"] = url
             uvicorn.run(
                 "api.app:worker_app",
@@ -123,11 +113,8 @@ def serve(
                 timeout_graceful_shutdown=10,
             )
     finally:
-        stopping.set()
-        if background is not None:
-            background.join(timeout=5)  # a load or training in flight: its transaction rolls back
-        for scheduler in schedulers:
-            scheduler.stop()
+        if pipeline is not None:
+            pipeline.stop()
         if url is not None:
             close_store_of(url)  # the model listener, before its server goes away
         lock.release()

@@ -4,6 +4,7 @@ quiet shutdown, and serving with none of the train/report/seed/embedded extras."
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -80,10 +81,23 @@ def _serve(
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     log = tmp_path / "serve.log"
-    code = f"{prelude}\nfrom api.cli import main; main()"
+    if prelude:  # run by every process of the server (the pipeline's child too)
+        site = tmp_path / "prelude"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(prelude)
+        paths = [str(site), *filter(None, [env.get("PYTHONPATH")])]
+        env = env | {"PYTHONPATH": os.pathsep.join(paths)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, "serve", "--port", str(port), *args],
+            [
+                sys.executable,
+                "-c",
+                "from api.cli import main; main()",
+                "serve",
+                "--port",
+                str(port),
+                *args,
+            ],
             env=env | {"CDMS_DEMO_OPEN": "1", "CDMS_ETL_MODE": "off"},
             cwd=tmp_path,
             stdout=out,
