@@ -327,6 +327,9 @@ class Run:
         self.lags: list[tuple[float, float]] = []  # (when the change returned, lag)
         self.status_lag: list[float] = []
         self.pending: dict[int, tuple[str, float]] = {}  # order -> (status awaited, since)
+        # every request: (what, wall-clock start, seconds), for --explain
+        self.log: list[tuple[str, float, float]] = []
+        self.wall = (time.time(), 0.0)  # the phase's start and end, wall clock
 
     @staticmethod
     def merged(runs: list[Run]) -> Run:
@@ -359,12 +362,14 @@ async def steady(port: int, seconds: float, writes: float, reads: float) -> Run:
         tasks: set[asyncio.Task[None]] = set()
 
         async def write(n: int) -> None:
+            at = time.time()
             if n % 2 == 0 or not placed:
-                _, body = await gql(
+                took, body = await gql(
                     client,
                     PLACE,
                     {"c": str(rng.choice(customers)), "p": str(rng.choice(products))},
                 )
+                run.log.append(("write", at, took))
                 if codes(body):
                     run.error(body, "placeOrder")
                     return
@@ -373,7 +378,8 @@ async def steady(port: int, seconds: float, writes: float, reads: float) -> Run:
                 run.pending[order] = ("PENDING", time.perf_counter())
             else:
                 order = placed.pop(0)
-                _, body = await gql(client, PAY, {"o": str(order)})
+                took, body = await gql(client, PAY, {"o": str(order)})
+                run.log.append(("write", at, took))
                 if codes(body):
                     run.error(body, "setOrderStatus")
                     return
@@ -381,13 +387,17 @@ async def steady(port: int, seconds: float, writes: float, reads: float) -> Run:
             run.writes += 1
 
         async def read() -> None:
+            at = time.time()
             took, body = await gql(client, CUSTOMER, {"id": str(rng.randint(1, max_c))})
+            run.log.append(("shop read", at, took))
             run.reads.append(took)
             if codes(body):
                 run.error(body, "customer")
 
         async def dashboard() -> None:
+            at = time.time()
             took, body = await gql(client, DASHBOARD)
+            run.log.append(("dashboard cube", at, took))
             run.cube_reads.append(took)
             if codes(body):
                 run.error(body, "dashboard")
@@ -412,7 +422,9 @@ async def steady(port: int, seconds: float, writes: float, reads: float) -> Run:
                     continue
                 version, asked = now, time.perf_counter()
                 ids = list(run.pending)[:500]
-                _, body = await gql(client, BY_ID, {"ids": [float(i) for i in ids]})
+                at = time.time()
+                took, body = await gql(client, BY_ID, {"ids": [float(i) for i in ids]})
+                run.log.append(("poll cube", at, took))
                 if codes(body):
                     run.error(body, "cube poll")
                     continue
@@ -456,6 +468,7 @@ async def steady(port: int, seconds: float, writes: float, reads: float) -> Run:
         while tasks:
             await asyncio.sleep(0.05)
         await asyncio.gather(*background)
+    run.wall = (run.wall[0], time.time())
     return run
 
 
@@ -489,7 +502,47 @@ def scale(args: argparse.Namespace) -> None:
         finally:
             stop(proc)
     report(runs, args.seconds)
+    if args.explain:
+        explain(runs, url)
     console.print(f"server log: {log}")
+
+
+def explain(runs: dict[str, Run], url: str) -> None:
+    """For the slowest 2% of each phase's shop reads against all of them: the share that
+    overlapped each kind of other request, and each pipeline step (dw.etl_run_step): what
+    is over-represented among the slow ones is what slows them."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        steps = conn.execute(
+            "SELECT step, extract(epoch FROM started_at), extract(epoch FROM finished_at)"
+            " FROM dw.etl_run_step WHERE started_at >= to_timestamp(%s)",
+            (min(r.wall[0] for r in runs.values()),),
+        ).fetchall()
+    for mode, r in runs.items():
+        reads = [(at, took) for kind, at, took in r.log if kind == "shop read"]
+        if not reads:
+            continue
+        cut = pct([t for _, t in reads], 0.98)
+        slow = [x for x in reads if x[1] >= cut]
+        others = [(k, a, a + t) for k, a, t in r.log if k != "shop read"]
+        others += [(f"step {s}", float(a), float(b)) for s, a, b in steps
+                   if r.wall[0] <= float(a) <= r.wall[1]]  # fmt: skip
+
+        def shares(
+            group: list[tuple[float, float]], others: list[tuple[str, float, float]] = others
+        ) -> Counter[str]:
+            c: Counter[str] = Counter()
+            for at, took in group:
+                c.update({k for k, a, b in others if a < at + took and b > at})
+            return Counter({k: v / len(group) for k, v in c.items()})
+
+        all_, slow_ = shares(reads), shares(slow)
+        table = Table(f"{mode}: slowest 2% (>= {cut * 1000:.1f} ms, {len(slow)})",
+                      "overlapped, slow", "overlapped, all")  # fmt: skip
+        for k in sorted(set(all_) | set(slow_), key=lambda k: -slow_[k]):
+            table.add_row(k, f"{slow_[k]:.0%}", f"{all_[k]:.0%}")
+        console.print(table)
 
 
 def report(runs: dict[str, Run], seconds: float) -> None:
@@ -563,6 +616,11 @@ def main() -> None:
     s.add_argument("--reads", type=float, default=40)
     s.add_argument("--rounds", type=int, default=1, help="off/continuous pairs (alternated)")
     s.add_argument("--workers", type=int, default=1, help="cdms serve --workers")
+    s.add_argument(
+        "--explain",
+        action="store_true",
+        help="what the slowest 2%% of shop reads overlapped: other requests, pipeline steps",
+    )
     args = parser.parse_args()
     console.print(f"load average: {load_average()}")
     if args.part == "demo":
