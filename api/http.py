@@ -154,7 +154,8 @@ class GraphQLHttp:
 def status_of(results: list[Result], batch: bool) -> int:
     if batch:
         return 503 if all(r.unavailable for r in results) else 200
-    return 503 if results[0].unavailable else results[0].status
+    one = results[0]
+    return 503 if one.unavailable else 400 if one.bad_input else one.status
 
 
 def _min_lsn(request: Request) -> int | None:

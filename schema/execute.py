@@ -89,6 +89,20 @@ class Result:
             )
         )
 
+    @property
+    def bad_input(self) -> bool:
+        """Nothing answered because of the request's input (HTTP 400): every error is
+        BAD_USER_INPUT, whether found while planning or by a resolver root (what-if inputs,
+        cube arguments, a mutation's input), the roots being non-null."""
+        return (
+            self.raw_data is None
+            and self.data is None
+            and bool(self.errors)
+            and all(
+                (e.get("extensions") or {}).get("code") == "BAD_USER_INPUT" for e in self.errors
+            )
+        )
+
     def body(self) -> dict[str, Any]:
         data = json.loads(self.raw_data) if self.raw_data is not None else pg_floats(self.data)
         out: dict[str, Any] = {"data": data}
@@ -587,7 +601,9 @@ class Executor:
             if fast is not None:
                 errors = [classify(e, ctx.request_id).formatted for e in fast.errors]
                 extensions = self._extensions({"cube": fast.reports} if fast.reports else {})
-                return Result(errors=errors, extensions=extensions, raw_data=fast.data)
+                # (no data: None, so that the status tells bad input or an outage)
+                raw = None if fast.data == "null" else fast.data
+                return Result(errors=errors, extensions=extensions, raw_data=raw)
         ctx.operation = prepared  # for the relational fields resolved under Strawberry
         result = await self.schema.execute(
             prepared.query,

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.api.conftest import make_client
+from tests.api.helpers import body_of
 from tests.semantic.conftest import num, sql
 
 Gql = Any
@@ -28,10 +29,7 @@ def client(wh: Engine) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def gql(client: Any) -> Gql:
     def run(query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = client.post("/graphql", json={"query": query, "variables": variables or {}})
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
-        return body
+        return body_of(client.post("/graphql", json={"query": query, "variables": variables or {}}))
 
     return run
 

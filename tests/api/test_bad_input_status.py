@@ -1,0 +1,57 @@
+"""Bad input answers 4xx on every kind of root: an operation that produced nothing because
+of its input (``data`` null, every error BAD_USER_INPUT) is HTTP 400, whether the input
+was refused while planning (a relational read) or by a resolver root (a what-if input out
+of range, a cube's unknown timezone, a mutation's bad input); a batch stays 200, each
+operation's answer in it as alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop, TestClient
+
+WHAT_IF = """{ predictOrderStatus(input: {segment: "retail", ageBand: "25-34",
+  country: "DE", tenureDays: 30, priorOrders: 1, channel: "WEB", paymentMethod: "CARD",
+  itemCount: 1, lineCount: 1, basketValue: 10, mainCategory: "books", categoryCount: 1,
+  dayOfWeek: 3, month: 13}) { label } }"""
+CUBE = """{ cube(timezone: "Mars/Olympus") { orders { count } } }"""
+PLACE = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, channel: WEB,
+  paymentMethod: CARD, items: [{productId: $p, quantity: 0}]}) { id } }"""
+
+
+def _post(client: TestClient, payload: Any) -> Any:
+    return client.post("/graphql", json=payload)
+
+
+def _refused(resp: Any) -> dict[str, Any]:
+    assert resp.status_code == 400, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["data"] is None, body
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}, body
+    return body
+
+
+def test_a_resolver_roots_bad_input_is_400(client: TestClient) -> None:
+    body = _refused(_post(client, {"query": WHAT_IF}))
+    assert body["errors"][0]["extensions"]["field"] == "input.month"
+    _refused(_post(client, {"query": CUBE}))
+
+
+def test_a_mutations_bad_input_is_400_and_writes_nothing(
+    client: TestClient, api_engine: Engine, shop: Shop
+) -> None:
+    with api_engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
+    variables = {"c": str(shop.customers[0]), "p": str(shop.products[0])}
+    _refused(_post(client, {"query": PLACE, "variables": variables}))
+    with api_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before
+
+
+def test_a_batch_stays_200(client: TestClient) -> None:
+    batch = _post(client, [{"query": WHAT_IF}, {"query": "{ __typename }"}])
+    assert batch.status_code == 200, batch.text
+    assert [r["data"] for r in batch.json()] == [None, {"__typename": "Query"}]
