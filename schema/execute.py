@@ -68,7 +68,8 @@ CACHE_SIZE = 1024
 @dataclass
 class Result:
     """One operation's answer: ``data``/``errors``/``extensions``, or the ``data`` JSON
-    text as PostgreSQL wrote it. ``status`` is 400 when nothing ran (a request error)."""
+    text as PostgreSQL wrote it. ``status`` is 400 when nothing ran (a request error); the
+    HTTP status also tells :attr:`unavailable` (503) and :attr:`bad_input` (400)."""
 
     data: Any = None
     errors: list[Any] = field(default_factory=list)  # formatted GraphQL errors
@@ -91,12 +92,16 @@ class Result:
 
     @property
     def bad_input(self) -> bool:
-        """Nothing answered because of the request's input (HTTP 400): every error is
-        BAD_USER_INPUT, whether found while planning or by a resolver root (what-if inputs,
-        cube arguments, a mutation's input), the roots being non-null."""
+        """Nothing answered, nothing written, because of the request's input (HTTP 400):
+        every error is BAD_USER_INPUT, whether found while planning or by a resolver root
+        (what-if inputs, cube arguments, a mutation's input; every root is non-null, so one
+        such error nulls the data). Not when a write committed first (an earlier mutation
+        field of the operation: its ``commitLsn`` is there, and a client must not take the
+        answer for nothing done)."""
         return (
             self.raw_data is None
             and self.data is None
+            and "commitLsn" not in self.extensions
             and bool(self.errors)
             and all(
                 (e.get("extensions") or {}).get("code") == "BAD_USER_INPUT" for e in self.errors

@@ -51,6 +51,29 @@ def test_a_mutations_bad_input_is_400_and_writes_nothing(
         assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before
 
 
+def test_an_operation_that_wrote_before_its_bad_input_is_200_with_its_commit(
+    client: TestClient, api_engine: Engine, shop: Shop
+) -> None:
+    """Mutation fields run in turn: the first one's write commits, then the second one's
+    input is refused. The answer must not read as "nothing happened" (a client would retry
+    and write twice): 200, with the write's position."""
+    with api_engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
+    c, p = shop.customers[0], shop.products[0]
+    both = f"""mutation {{
+      a: placeOrder(input: {{customerId: "{c}", channel: WEB, paymentMethod: CARD,
+        items: [{{productId: "{p}", quantity: 1}}]}}) {{ id }}
+      b: placeOrder(input: {{customerId: "{c}", channel: WEB, paymentMethod: CARD,
+        items: [{{productId: "{p}", quantity: 0}}]}}) {{ id }} }}"""
+    resp = _post(client, {"query": both})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["data"] is None and body["extensions"]["commitLsn"], body
+    assert resp.headers["Cdms-Commit-Lsn"] == body["extensions"]["commitLsn"]
+    with api_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before + 1
+
+
 def test_a_batch_stays_200(client: TestClient) -> None:
     batch = _post(client, [{"query": WHAT_IF}, {"query": "{ __typename }"}])
     assert batch.status_code == 200, batch.text
