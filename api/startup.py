@@ -3,7 +3,7 @@
 Before it listens, only what is quick whatever the data size (:func:`prepare`): the
 migrations, and the demo seed when the database is empty (a few seconds at the demo scale).
 Everything heavy runs after, in the background (:class:`Background`, in the pipeline's own
-process: :class:`PipelineProcess`), while the API answers:
+process: api.pipeline_process), while the API answers:
 the warehouse load (the pipeline, one runner across processes by its advisory lock), the
 training of missing models (only where training is on: not in production, where
 ``cdms ml train`` is a job) and the scoring of what has no stored predictions yet. Until
@@ -15,12 +15,9 @@ everything current does no heavy work.
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -28,11 +25,6 @@ from api.cli.common import console
 from api.settings import Settings
 from db.config import to_libpq_url
 from etl.load import Counts
-
-if TYPE_CHECKING:
-    from multiprocessing.synchronize import Event as EventType
-
-    from etl.scheduler import Schedule
 
 TRAIN_LOCK = (0x636D6473, 0x4D4C)  # ('cdms', 'ML'): one process trains at a time
 
@@ -190,65 +182,3 @@ class Background:
                 self.report(f"[yellow]models not trained[/]: {exc} - predictions unavailable")
                 return
             self.report(f"models: trained in {time.perf_counter() - t:.1f} s")
-
-
-class PipelineProcess:
-    """:class:`Background`, then the scheduler (etl/scheduler.py), in a child process of
-    ``cdms serve``: never in the process that answers requests. There, every run of the
-    pipeline held the interpreter's lock for its Python parts, and a request waiting for it
-    waited up to the switch interval (5 ms) at a time: a new order's predictions, asked while
-    the run its own write started was going, took ~1 ms more at the median and the shop's
-    reads' p99 grew with the loads on (docs/benchmarks.md). The child stops when told
-    (:meth:`stop`), and on its own within a second of its parent's death."""
-
-    def __init__(self, url: str, *, train: bool, schedule: Schedule) -> None:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self._stop = ctx.Event()
-        self._process = ctx.Process(
-            target=_pipeline_main,
-            args=(url, train, schedule, self._stop),
-            name="cdms-pipeline",
-            daemon=True,
-        )
-
-    def start(self) -> PipelineProcess:
-        self._process.start()
-        return self
-
-    def stop(self, timeout_s: float = 35.0) -> None:
-        """Ask the child to stop (a run in flight gets most of ``timeout_s`` to finish; one
-        cut short is safe: each step is one transaction), then end it."""
-        self._stop.set()
-        if self._process.pid is None:
-            return
-        self._process.join(timeout_s)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(5)
-
-
-def _pipeline_main(url: str, train: bool, schedule: Schedule, stop: EventType) -> None:
-    from etl.scheduler import Scheduler, start
-
-    # ^C reaches the whole process group: the server stops this process itself, after its
-    # in-flight requests; a TERM sent here alone stops it the same way
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stopping = threading.Event()
-    schedulers: list[Scheduler] = []
-
-    def then() -> None:
-        if not stopping.is_set():
-            found = start(url, schedule, console.print)
-            if found is not None:
-                schedulers.append(found)
-
-    background = Background(url, train=train, then=then).start()
-    parent = multiprocessing.parent_process()
-    while not stop.wait(1.0):
-        if parent is not None and not parent.is_alive():
-            break
-    stopping.set()
-    background.join(timeout=5)  # a load or training in flight: its transaction rolls back
-    for scheduler in schedulers:
-        scheduler.stop()

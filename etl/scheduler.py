@@ -22,7 +22,7 @@ and waits for a run in flight a little; a run cut short by process exit is safe 
 is one transaction, and the next run catches up).
 
 Only one process of a server runs this: the child of ``cdms serve`` that answers no
-request (api.startup.PipelineProcess); across processes and hosts the pipeline's advisory
+request (api.pipeline_process); across processes and hosts the pipeline's advisory
 lock keeps runs apart.
 """
 

@@ -38,8 +38,9 @@ def serve(
     from api.app import create_app, settle
     from api.cli.port import check_port
     from api.lock import ServeLock
+    from api.pipeline_process import PipelineProcess
     from api.settings import Settings, retired_variables, unknown_variables
-    from api.startup import PipelineProcess, prepare
+    from api.startup import prepare
     from db.engine import check_connection, database_url, make_engine
     from db.errors import ConfigError
     from db.server import stop_embedded
@@ -75,9 +76,15 @@ def serve(
         prepare(url, settings, seed_demo=seed_demo)
         # the start-up work, then the pipeline's schedule, in one child process (not in a
         # process that answers requests), while the API listens
+        schedule = settings.schedule
         pipeline = PipelineProcess(
-            url, train=settings.train_on_start, schedule=settings.schedule
-        ).start()
+            url,
+            train=settings.train_on_start,
+            schedule=(schedule.mode.value, schedule.interval_s, schedule.floor_s,
+                      schedule.ceiling_s),
+            report=console.print,
+        )  # fmt: skip
+        pipeline.start()
         processes = workers or settings.workers
         console.print(
             f"cdms serving on [bold]{address}[/]"

@@ -1,11 +1,14 @@
 """`cdms serve` keeps the warehouse fresh by default: an order placed through GraphQL has
 its predictions at once and is counted by the cube shortly after, with no `cdms etl run`;
 with `--workers 2` one process runs the pipeline: a child of the supervisor that answers no
-request, and stops when the supervisor dies."""
+request, ignores a TERM of its own, is started again when it dies, and stops when the
+supervisor dies."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +52,19 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _listener(url: str) -> int | None:
+    """The pid of the process listening for the pipeline's changes (None: none)."""
+    found = sql(
+        url,
+        "SELECT application_name FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name LIKE 'cdms-etl listen%%'",
+    )
+    assert len(found) <= 1, found
+    if not found:
+        return None
+    return int(str(found[0][0]).removeprefix("cdms-etl listen (pid ").rstrip(")"))
 
 
 def test_serve_loads_a_new_order_on_its_own(
@@ -100,13 +116,8 @@ def test_serve_loads_a_new_order_on_its_own(
 
         # one listener, in a child of the supervisor that is not one of the two workers
         # (it holds no listening socket: no request reaches it)
-        listeners = sql(
-            url,
-            "SELECT application_name FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'cdms-etl listen%%'",
-        )
-        assert len(listeners) == 1, listeners
-        pipeline = int(str(listeners[0][0]).removeprefix("cdms-etl listen (pid ").rstrip(")"))
+        pipeline = _listener(url)
+        assert pipeline is not None
         children.update((c.pid, c) for c in psutil.Process(proc.pid).children())
         assert pipeline in children
         serving = [
@@ -115,6 +126,21 @@ def test_serve_loads_a_new_order_on_its_own(
             if any(k.status == psutil.CONN_LISTEN for k in c.net_connections("tcp"))
         ]
         assert len(serving) == 2 and pipeline not in serving, (serving, pipeline)
+
+        # a TERM sent to it alone is ignored (the server stops it, after its requests)...
+        os.kill(pipeline, signal.SIGTERM)
+        time.sleep(1.5)
+        assert _running(pipeline) and _listener(url) == pipeline
+        # ...and one that dies is started again, and loads what comes next
+        os.kill(pipeline, signal.SIGKILL)
+        _wait(lambda: _listener(url) not in (None, pipeline), timeout=90)
+        pipeline = _listener(url)
+        assert pipeline is not None
+        children.update((c.pid, c) for c in psutil.Process(proc.pid).children())
+        again = _gql(base, PLACE, {"c": str(customer), "p": str(product)})["placeOrder"]
+        order = int(again["id"])
+        _wait(counted)
+        assert b"pipeline process exited (code -9)" in (tmp_path / "serve.log").read_bytes()
 
         # the supervisor killed outright: the pipeline's process does not run on alone
         proc.kill()
