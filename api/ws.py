@@ -334,7 +334,7 @@ class _Session:
     ) -> None:
         executor = self.server.executor
         ctx = executor.context(principal, min_lsn=min_lsn)
-        persisted = "persistedQuery" in (op.extensions or {})
+        persisted = (op.extensions or {}).get("persistedQuery") is not None
         try:
             if prepared.kind is OperationType.SUBSCRIPTION:
                 async with contextlib.aclosing(executor.subscribe(prepared, ctx)) as events:
