@@ -295,7 +295,11 @@ class _Session:
                 ),
             )
             return
-        principal = await self._recheck()
+        try:
+            principal = await self._recheck()
+        except CdmsError as exc:  # SERVICE_UNAVAILABLE: the key cannot be looked up now
+            await self._send_error(op_id, exc)
+            return
         bucket = principal.bucket
         if self.server.running[bucket] >= self.server.limits.max_per_principal:
             limit = self.server.limits.max_per_principal
