@@ -106,7 +106,13 @@ class GraphQLEndpoint:
             schema, gschema, engine, options.api, cube_sql=security.show_cube_sql
         )
         self.http = GraphQLHttp(self.pipeline, self.executor, options.http)
-        self.sockets = GraphQLSockets(self.pipeline, self.executor, security, options.sockets)
+        self.sockets = GraphQLSockets(
+            self.pipeline,
+            self.executor,
+            security,
+            options.sockets,
+            max_message_bytes=options.http.max_body_bytes,
+        )
         self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

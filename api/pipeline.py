@@ -131,7 +131,8 @@ class Operation:
         extensions = payload.get("extensions")
         if extensions is not None and not isinstance(extensions, dict):
             raise BadUserInputError("extensions must be a JSON object")
-        persisted = isinstance(extensions, dict) and "persistedQuery" in extensions
+        # ("persistedQuery": null names no document: the operation needs its query)
+        persisted = isinstance(extensions, dict) and extensions.get("persistedQuery") is not None
         if query is not None and not isinstance(query, str):
             raise BadUserInputError("query must be a string")
         if not persisted and (query is None or not query.strip()):

@@ -554,7 +554,9 @@ def _own(value: Any, customer_id: int | None) -> None:
             _own(v, customer_id)
         return
     text = str(value)
-    if not (text.isascii() and text.isdigit() and int(text) == customer_id):
+    # the number compared as digits: leading zeros name the same customer, and no string is
+    # converted (Python refuses more than 4,300 digits with a ValueError)
+    if not (text.isascii() and text.isdigit() and text.lstrip("0") == str(customer_id)):
         raise ForbiddenError("a customer may only name itself", reason="other_customer")
 
 

@@ -6,7 +6,8 @@ cost), and the credential held to account for as long as the socket is open.
   subscribe / next / error / complete, ping / pong. Close codes: 4400 bad message, 4401
   unauthorized (no or bad credential, or an expired token), 4403 revoked credential, 4408
   no connection_init in time, 4409 duplicate operation id, 4429 repeated connection_init,
-  1013 the database cannot check the credential now.
+  1009 a message larger than the request body limit (``CDMS_MAX_BODY_BYTES``), 1013 the
+  database cannot check the credential now.
 - ``graphql-ws`` (the older subscriptions-transport-ws): connection_init /
   connection_ack (or connection_error), start / data / error / complete, stop,
   connection_terminate; the same checks, the same close codes.
@@ -72,11 +73,14 @@ class GraphQLSockets:
         executor: Executor,
         config: SecurityConfig,
         limits: SocketLimits | None = None,
+        max_message_bytes: int = 1_000_000,
     ) -> None:
         self.pipeline = pipeline
         self.executor = executor
         self.config = config
         self.limits = limits or SocketLimits()
+        # a message is a request: the HTTP body limit (CDMS_MAX_BODY_BYTES) holds for it too
+        self.max_message_bytes = max_message_bytes
         self.running: Counter[str] = Counter()  # operations running, by principal's bucket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,6 +144,10 @@ class _Session:
         text = message.get("text")
         if text is None:
             raise _Close(4400, "WebSocket messages must be text")
+        limit = self.server.max_message_bytes
+        if len(text) > limit or (4 * len(text) > limit and len(text.encode("utf-8")) > limit):
+            # RFC 6455's "message too big"; nothing of it is parsed
+            raise _Close(1009, f"message exceeds {limit} bytes")
         import json
 
         from api.pipeline import json_depth_ok
@@ -287,7 +295,11 @@ class _Session:
                 ),
             )
             return
-        principal = await self._recheck()
+        try:
+            principal = await self._recheck()
+        except CdmsError as exc:  # SERVICE_UNAVAILABLE: the key cannot be looked up now
+            await self._send_error(op_id, exc)
+            return
         bucket = principal.bucket
         if self.server.running[bucket] >= self.server.limits.max_per_principal:
             limit = self.server.limits.max_per_principal
@@ -334,7 +346,7 @@ class _Session:
     ) -> None:
         executor = self.server.executor
         ctx = executor.context(principal, min_lsn=min_lsn)
-        persisted = "persistedQuery" in (op.extensions or {})
+        persisted = (op.extensions or {}).get("persistedQuery") is not None
         try:
             if prepared.kind is OperationType.SUBSCRIPTION:
                 async with contextlib.aclosing(executor.subscribe(prepared, ctx)) as events:

@@ -33,6 +33,7 @@ _STANDARD_CODES: dict[str, str] = {
     "22003": "BAD_USER_INPUT",  # numeric_value_out_of_range
     "22007": "BAD_USER_INPUT",  # invalid_datetime_format
     "22008": "BAD_USER_INPUT",  # datetime_field_overflow
+    "54000": "BAD_USER_INPUT",  # program_limit_exceeded (a value too long for an index)
     "40001": "CONFLICT",  # serialization_failure
     "40P01": "CONFLICT",  # deadlock_detected
     "55P03": "CONFLICT",  # lock_not_available
@@ -172,6 +173,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "22003": ("a number is out of range", "a number is out of range"),
     "22007": ("invalid date or time", "invalid date or time"),
     "22008": ("a date or time is out of range", "a date or time is out of range"),
+    "54000": ("a value is too long", "a value is too long"),
     "40001": ("the request met a concurrent change; try again", ""),
     "40P01": ("the request met a concurrent change; try again", ""),
     "55P03": ("the request met a concurrent change; try again", ""),

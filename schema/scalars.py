@@ -52,7 +52,12 @@ def parse_id(value: Any, what: str = "id") -> int:
     digits = text[1:] if text.startswith("-") else text
     if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
         raise BadUserInputError(f"{what} must be a numeric id, got {value!r}", field=what)
-    n = int(text)
+    # (past 19 significant digits no id fits in a bigint; and Python refuses to convert a
+    # string of more than 4,300 digits, leading zeros included: ValueError, not an answer)
+    significant = digits.lstrip("0")
+    if len(significant) > 19:
+        raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
+    n = -int(significant or "0") if text.startswith("-") else int(significant or "0")
     if not -(2**63) <= n < 2**63:
         raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
     return n

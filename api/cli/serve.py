@@ -104,6 +104,8 @@ def serve(
                 port=bind_port,
                 log_level="info",
                 timeout_graceful_shutdown=10,
+                # a WebSocket message is held to the body limit (api/ws.py checks it too)
+                ws_max_size=settings.max_body_bytes,
             )
         else:
             # each worker imports the app and builds its own engine on the database this
@@ -118,6 +120,8 @@ def serve(
                 port=bind_port,
                 log_level="info",
                 timeout_graceful_shutdown=10,
+                # a WebSocket message is held to the body limit (api/ws.py checks it too)
+                ws_max_size=settings.max_body_bytes,
             )
     finally:
         if pipeline is not None:

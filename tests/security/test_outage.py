@@ -12,8 +12,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from starlette.websockets import WebSocketDisconnect
 
+import api.ws
+from api.apikeys import create_key
 from db.engine import make_engine
-from tests.security.conftest import bearer, make_app, token
+from db.errors import DatabaseUnavailableError
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, bearer, make_app, token
 from tests.security.transports import ws_init, ws_outcome, ws_send
 
 DOWN = "postgresql://postgres@127.0.0.1:9/nowhere?connect_timeout=2"
@@ -77,3 +81,33 @@ def test_websockets_while_the_database_is_down(down: Any, protocol: str) -> None
         ws_send(ws, protocol, "1", {"query": "{ products { totalCount } }"})
         out = ws_outcome(ws, "1")
         assert out.codes == ["SERVICE_UNAVAILABLE"] and out.data is None, out
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_an_open_socket_whose_key_cannot_be_checked_again_gets_the_code(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str, monkeypatch: Any
+) -> None:
+    """A socket opened while the database was up, with an API key whose cached check has
+    run out (``CDMS_APIKEY_CACHE_SECONDS=0``: every operation looks it up): when the
+    database goes away, the next operation is answered SERVICE_UNAVAILABLE and the socket
+    stays open (it was torn down by the unhandled error)."""
+    key = create_key(sec_engine, "customer", parties.a, name="outage")[1]
+    with (
+        make_app(sec_engine, apikey_cache_s=0) as client,
+        client.websocket_connect("/graphql", subprotocols=[protocol], headers=bearer(key)) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", {"query": "{ __typename }"})
+        assert ws_outcome(ws, "1").data == {"__typename": "Query"}
+
+        async def database_away(*_: Any, **__: Any) -> Any:
+            raise DatabaseUnavailableError("the database is unavailable; try again shortly")
+
+        real = api.ws.authenticate
+        monkeypatch.setattr(api.ws, "authenticate", database_away)
+        ws_send(ws, protocol, "2", {"query": "{ __typename }"})
+        out = ws_outcome(ws, "2")
+        assert out.closed is None and out.codes == ["SERVICE_UNAVAILABLE"], out
+        monkeypatch.setattr(api.ws, "authenticate", real)  # back: the socket still answers
+        ws_send(ws, protocol, "3", {"query": "{ __typename }"})
+        assert ws_outcome(ws, "3").data == {"__typename": "Query"}

@@ -170,7 +170,11 @@ def run_over(
     from starlette.websockets import WebSocketDisconnect
 
     try:
-        with client.websocket_connect("/graphql", subprotocols=[protocol], headers=headers) as ws:
+        # (a copy: Starlette's test client writes the subprotocol into the dict it is given,
+        # so a dict used again would offer the first socket's subprotocol to the next one)
+        with client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=dict(headers)
+        ) as ws:
             ack = ws_init(ws, protocol)
             if ack["type"] != "connection_ack":
                 codes, messages = _errors(ack.get("payload"))
