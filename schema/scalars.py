@@ -8,6 +8,7 @@ roots (cube, models, predictions)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,6 +17,9 @@ import strawberry
 from db.errors import BadUserInputError
 
 TWO_PLACES = Decimal("0.01")
+# what a Decimal's text may be: ASCII digits, a point, an exponent (Python's Decimal() also
+# takes blanks around it, "1_000" and other scripts' digits, which no client means as money)
+DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def serialize_decimal(value: Decimal | int | float | str) -> str:
@@ -27,13 +31,18 @@ def serialize_decimal(value: Decimal | int | float | str) -> str:
 def parse_decimal(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadUserInputError('Decimal must be a string such as "12.50"')
+    text = str(value)
     try:
-        parsed = Decimal(str(value))
+        parsed = Decimal(text)
     except InvalidOperation:
         raise BadUserInputError(f"not a decimal number: {value!r}") from None
     if not parsed.is_finite():
         raise BadUserInputError(f"not a finite decimal number: {value!r}")
-    if parsed and not -16383 <= parsed.adjusted() <= 131071:  # PostgreSQL numeric's range
+    if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(text):
+        raise BadUserInputError(f"not a decimal number: {value!r}")
+    if not parsed:  # any zero as 0: "0e-99999" names a scale numeric has not
+        return Decimal(0)
+    if not -16383 <= parsed.adjusted() <= 131071:  # PostgreSQL numeric's range
         raise BadUserInputError(f"decimal number out of range: {value!r}")
     return parsed
 

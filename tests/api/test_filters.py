@@ -129,6 +129,12 @@ def test_nested_connection_filter(gql: Gql, shop: Shop, api_engine: Engine) -> N
         {"status": {"eq": "SHIPPING"}},
         {"nope": {"eq": 1}},
         {"id": {"eq": "x"}},
+        # a Decimal is ASCII digits: no blanks, digit separators or other scripts' digits
+        # (Python's Decimal() takes all three)
+        {"totalAmount": {"gt": " 1"}},
+        {"totalAmount": {"gt": "1_0"}},
+        {"totalAmount": {"gt": "\u0663"}},
+        {"totalAmount": {"gt": "\uff11"}},
     ],
 )
 def test_bad_filter_values(gql: Gql, shop: Shop, flt: dict[str, Any]) -> None:

@@ -135,6 +135,9 @@ def test_create_and_update_product(run: Run, w_engine: Engine, w_shop: Shop) -> 
     refused(
         run, w_engine, "BAD_USER_INPUT", create, input={**base, "sku": "NEW-2", "unitPrice": "-1"}
     )
+    for price in (" 1", "1_0", "\u0663"):  # Decimal() would read 1, 10 and 3
+        bad = {**base, "sku": "NEW-2", "unitPrice": price}
+        refused(run, w_engine, "BAD_USER_INPUT", create, input=bad)
     update = """mutation ($id: ID!, $input: UpdateProductInput!) {
       updateProduct(id: $id, input: $input) { unitPrice stock } }"""
     assert ok(run(update, id=created["id"], input={"unitPrice": "12.345", "stock": 7}))[
