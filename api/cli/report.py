@@ -15,6 +15,11 @@ class WarehouseEmptyError(CdmsError):
     code = "WAREHOUSE_EMPTY"
 
 
+# The monthly chart compares the same days a year earlier (year 1 has no year before it);
+# a bound is the day after --to, and the cube computes with days before 9999-12-31.
+FIRST_DAY, LAST_DAY = date(2, 1, 1), date(9999, 12, 29)
+
+
 def _date(raw: str | None, option: str) -> date | None:
     if raw is None:
         return None
@@ -24,10 +29,10 @@ def _date(raw: str | None, option: str) -> date | None:
         raise BadUserInputError(
             f"{option} must be a date YYYY-MM-DD, got {raw!r}", field=option
         ) from None
-    if day in (date.min, date.max):  # the charts' bounds need the day before and after
+    if not FIRST_DAY <= day <= LAST_DAY:
         raise BadUserInputError(
-            f"{option} must be a date between 0001-01-02 and 9999-12-30, got {raw!r}"
-            " (leave it out for an open range)",
+            f"{option} must be a date between {FIRST_DAY} and {LAST_DAY},"
+            f" got {raw!r} (leave it out for an open range)",
             field=option,
         )
     return day

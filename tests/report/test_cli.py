@@ -104,6 +104,13 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
         # the first and last days of the calendar have no day before / after (a traceback)
         (("--from", "0001-01-01"), "error[BAD_USER_INPUT]: --from must be a date between"),
         (("--to", "9999-12-31"), "error[BAD_USER_INPUT]: --to must be a date between"),
+        # the monthly chart compares each day with the year before: year 1 has none (it was
+        # let through and failed in the middle of rendering, in the cube's words)
+        (("--from", "0001-01-02"), "error[BAD_USER_INPUT]: --from must be a date between"),
+        (("--from", "0001-12-31"), "error[BAD_USER_INPUT]: --from must be a date between"),
+        (("--to", "0001-01-02"), "error[BAD_USER_INPUT]: --to must be a date between"),
+        # the day after it is the cube's last, which it refuses to compute with
+        (("--to", "9999-12-30"), "error[BAD_USER_INPUT]: --to must be a date between"),
     ]
     for args, message in cases:
         code, _, err = in_process(
