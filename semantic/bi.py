@@ -263,10 +263,15 @@ class Published:
     fingerprint: str
 
 
+def _lock(conn: Connection) -> None:
+    """One publisher at a time (until the transaction ends; taking it again is a no-op)."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK[0], "b": _LOCK[1]})
+
+
 def publish_views(conn: Connection, model: Model) -> Published:
     """(Re)create every view of ``bi`` in the caller's transaction; the roles that could
     read the previous views may read the new ones."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK[0], "b": _LOCK[1]})
+    _lock(conn)
     conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
     readers = [
         str(r)
@@ -366,7 +371,10 @@ def _grant_read(conn: Connection, role: str) -> None:
 
 
 def publish(conn: Connection, model: Model, role: str, password: str | None) -> Published:
-    """The views and the role that reads them (and nothing else), in one transaction."""
+    """The views and the role that reads them (and nothing else), in one transaction; one
+    publisher at a time from the start (a second one updating the role's catalog row at the
+    same time fails with "tuple concurrently updated")."""
+    _lock(conn)
     ensure_role(conn, role, password)
     done = publish_views(conn, model)
     db = conn.execute(sa.text("SELECT current_database()")).scalar()

@@ -227,6 +227,32 @@ def test_publish_is_idempotent_and_follows_model_changes(
             bi.publish(conn, model, role, None)
 
 
+def test_two_publishes_at_once_both_succeed(wh: Engine, role: str) -> None:
+    """``cdms bi publish`` is idempotent, also when run twice at once (two operators, a
+    deploy job): the second waits for the first instead of failing on the role's catalog
+    row ("tuple concurrently updated", error[DATABASE])."""
+    import threading
+    import time
+
+    model = default_model()
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with wh.begin() as conn:
+                bi.publish(conn, model, role, None)
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    with wh.begin() as conn:
+        bi.publish(conn, model, role, None)
+        other = threading.Thread(target=second)
+        other.start()
+        time.sleep(1.0)  # the second publish reaches the role while this one holds it
+    other.join(30)
+    assert not other.is_alive() and failures == [], failures
+
+
 def test_a_role_not_made_by_publish_is_refused(wh: Engine, warehouse_url: str) -> None:
     other = role_for(warehouse_url, "other")
     with wh.begin() as conn:
