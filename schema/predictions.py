@@ -277,13 +277,19 @@ def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
     return row
 
 
-# order counts over windows that contain each other (the shorter one's first)
-_NESTED = (("orders_90d", "orders_365d"), ("orders_365d", "orders_total"))
+# counts that contain each other (the smaller one's first): orders over windows, and an
+# order's categories, lines (each at least one unit) and units
+_NESTED = (
+    ("orders_90d", "orders_365d"),
+    ("orders_365d", "orders_total"),
+    ("category_count", "line_count"),
+    ("line_count", "item_count"),
+)
 
 
 def _counts_nest(fields: dict[str, Any]) -> None:
-    """BAD_USER_INPUT for counts no customer can have: more orders in 90 days than in 365,
-    or in 365 days than in all."""
+    """BAD_USER_INPUT for counts no customer or order can have: more orders in 90 days than
+    in 365, or in 365 days than in all; more categories than lines, or lines than units."""
     for inner, outer in _NESTED:
         a, b = fields.get(inner), fields.get(outer)
         if a is not None and b is not None and a > b:

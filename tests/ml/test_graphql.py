@@ -339,6 +339,9 @@ def test_what_if_unknown_category_still_predicts(
         ({"month": 13}, "month"),  # out of range
         ({"discountRate": 1.5}, "discountRate"),
         ({"tenureDays": -1.0}, "tenureDays"),
+        # counts no order has: more lines than units, more categories than lines
+        ({"lineCount": 2}, "lineCount"),
+        ({"categoryCount": 2}, "categoryCount"),
     ],
 )
 def test_what_if_bad_input_is_bad_user_input(
