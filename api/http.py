@@ -109,7 +109,17 @@ class GraphQLHttp:
             prepared = await self.pipeline.prepare(ops, principal, size=len(body))
         except Refusal as refusal:
             return refusal_response(refusal)
-        key = request.headers.get("idempotency-key")
+        keys = set(request.headers.getlist("idempotency-key"))
+        if len(keys) > 1:  # which one a retry would send again is anyone's guess
+            return refusal_response(
+                Refusal.of(
+                    BadUserInputError(
+                        "send one Idempotency-Key header (this request has several)",
+                        field="Idempotency-Key",
+                    )
+                )
+            )
+        key = keys.pop() if keys else None
         if key is not None:
             places = sum(p.shape.roots.count(("Mutation", "placeOrder")) for p in prepared)
             if places != 1:

@@ -332,11 +332,13 @@ class Mutation:
             input.channel.value,
             input.payment_method.value,
         )
-        key = _key(
-            input.idempotency_key
-            if input.idempotency_key is not None
-            else info.context.idempotency_key
-        )
+        header = info.context.idempotency_key
+        if None not in (input.idempotency_key, header) and input.idempotency_key != header:
+            raise BadUserInputError(
+                "input.idempotencyKey and the Idempotency-Key header differ: send one key",
+                field="idempotencyKey",
+            )
+        key = _key(input.idempotency_key if input.idempotency_key is not None else header)
         request = {"customer": customer, "items": items, "channel": input.channel.value,
                    "payment": input.payment_method.value}  # fmt: skip
         return await _write_and_read(info, _idempotent(key, request, _call(fn)), "Order")

@@ -135,3 +135,35 @@ def test_a_bad_key_is_bad_user_input(client: Any, sec_shop: Shop, parties: Parti
     for key in ("", "x" * 201, "bad\nkey"):
         _, body = post(client, tok, PLACE, _input(parties.a, sec_shop.products[2], 1, key))
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (key, body)
+
+
+def test_two_keys_for_one_order_are_bad_user_input(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """A request naming two different keys for its placeOrder (two Idempotency-Key headers,
+    or a header and input.idempotencyKey that differ) is refused: whichever one the server
+    kept, a retry that sends the other would place the order again."""
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    auth = bearer(token("customer", parties.a))
+    cases = [
+        ([("Idempotency-Key", "two-a"), ("Idempotency-Key", "two-b")], _input(parties.a, product)),
+        ([("Idempotency-Key", "two-c")], _input(parties.a, product, 1, "two-d")),
+    ]
+    for headers, variables in cases:
+        resp = client.post(
+            "/graphql",
+            json={"query": PLACE, "variables": variables},
+            headers=[*auth.items(), *headers],
+        )
+        assert resp.status_code == 400, resp.text
+        body = resp.json()
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], body
+    assert _count(sec_engine, parties.a) == orders
+    # the same key twice is one key
+    same = client.post(
+        "/graphql",
+        json={"query": PLACE, "variables": _input(parties.a, product, 1, "two-e")},
+        headers=[*auth.items(), ("Idempotency-Key", "two-e")],
+    ).json()
+    assert "errors" not in same, same
