@@ -17,7 +17,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import CdmsError, from_db_error
+from db.errors import CdmsError, camel, from_db_error
 
 log = logging.getLogger("cdms.api")
 
@@ -52,6 +52,8 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         orig = from_db_error(orig) or orig
     if isinstance(orig, CdmsError):
         ext: dict[str, Any] = {"code": orig.code, **orig.fields}
+        if isinstance(ext.get("field"), str):  # a procedure's parameter: the API's name
+            ext["field"] = camel(ext["field"])
         return _with(error, orig.message, ext)
     if orig is None:
         if _is_complexity(error.message):

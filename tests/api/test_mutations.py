@@ -219,6 +219,24 @@ def test_place_order_refusals(
         assert ext["available"] == _stock(w_engine, w_shop.products[1])
 
 
+def test_a_procedures_refusal_names_the_api_field(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    """The stored procedures name their parameters (product_id); the client is told the
+    API's field (productId), as for a constraint's refusal."""
+    ext = refused(
+        run,
+        w_engine,
+        "BAD_USER_INPUT",
+        PLACE,
+        input={
+            "customerId": str(w_shop.customers[0]),
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": [{"productId": "-1", "quantity": 1}],
+        },
+    )
+    assert ext["field"] == "productId", ext
+
+
 def test_place_order_unknown_customer(run: Run, w_engine: Engine, w_shop: Shop) -> None:
     refused(
         run,
@@ -289,6 +307,12 @@ def test_order_status_and_returns(run: Run, w_engine: Engine, w_shop: Shop) -> N
     ]
     assert ret["status"] == "REQUESTED" and ret["order"]["id"] == oid
     approve = """mutation ($id: ID!) { approveReturn(returnId: $id) { status refundAmount } }"""
+    too_much = """mutation ($id: ID!) {
+      approveReturn(returnId: $id, refundAmount: "999") { id } }"""
+    # a procedure's refusal names the API's field, as a constraint's does (not refund_amount)
+    assert refused(run, w_engine, "BAD_USER_INPUT", too_much, id=ret["id"])["field"] == (
+        "refundAmount"
+    )
     approved = ok(run(approve, id=ret["id"]))["approveReturn"]
     assert approved["status"] == "APPROVED" and approved["refundAmount"] == "30.50"
     refused(run, w_engine, "INVALID_TRANSITION", approve, id=ret["id"])
