@@ -76,12 +76,16 @@ class Result:
     extensions: dict[str, Any] = field(default_factory=dict)
     raw_data: str | None = None
     status: int = 200
+    wrote: bool = False  # a mutation field committed (its commitLsn may be unreadable)
 
     @property
     def unavailable(self) -> bool:
-        """Nothing answered because the database is unreachable (HTTP 503)."""
+        """Nothing answered because the database is unreachable (HTTP 503 "try again");
+        not once a mutation field committed (a retry would write it again)."""
         return (
-            self.raw_data is None
+            not self.wrote
+            and "commitLsn" not in self.extensions
+            and self.raw_data is None
             and self.data is None
             and bool(self.errors)
             and all(
@@ -99,7 +103,8 @@ class Result:
         field of the operation: its ``commitLsn`` is there, and a client must not take the
         answer for nothing done)."""
         return (
-            self.raw_data is None
+            not self.wrote
+            and self.raw_data is None
             and self.data is None
             and "commitLsn" not in self.extensions
             and bool(self.errors)
@@ -507,6 +512,7 @@ class Executor:
         result = await self._query(prepared, ctx)
         if ctx.wrote:
             ctx.wrote = False
+            result.wrote = True
             try:
                 lsn = await run_in_threadpool(commit_lsn, self.engine)
             except SQLAlchemyError as exc:  # committed, then the server went away

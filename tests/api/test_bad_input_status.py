@@ -78,3 +78,22 @@ def test_a_batch_stays_200(client: TestClient) -> None:
     batch = _post(client, [{"query": WHAT_IF}, {"query": "{ __typename }"}])
     assert batch.status_code == 200, batch.text
     assert [r["data"] for r in batch.json()] == [None, {"__typename": "Query"}]
+
+
+def test_an_operation_that_wrote_is_never_told_as_nothing_done() -> None:
+    """Once a mutation field committed, a later field's outage is no 503 'try again' (a retry
+    would write twice), and the 400 of bad input holds even when the commit position could
+    not be read afterwards (the database went away: no commitLsn to tell it by)."""
+    from api.http import status_of
+    from schema.execute import Result
+
+    def error(code: str) -> dict[str, Any]:
+        return {"message": code, "extensions": {"code": code}}
+
+    away = Result(errors=[error("SERVICE_UNAVAILABLE")], extensions={"commitLsn": "0/1"})
+    assert status_of([Result(errors=[error("SERVICE_UNAVAILABLE")])], batch=False) == 503
+    assert status_of([away], batch=False) == 200
+    no_lsn = Result(errors=[error("BAD_USER_INPUT")], wrote=True)
+    assert status_of([no_lsn], batch=False) == 200
+    unread = Result(errors=[error("SERVICE_UNAVAILABLE")], wrote=True)
+    assert status_of([unread], batch=False) == 200
