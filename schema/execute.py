@@ -80,37 +80,27 @@ class Result:
 
     @property
     def unavailable(self) -> bool:
-        """Nothing answered because the database is unreachable (HTTP 503 "try again");
-        not once a mutation field committed (a retry would write it again)."""
-        return (
-            not self.wrote
-            and "commitLsn" not in self.extensions
-            and self.raw_data is None
-            and self.data is None
-            and bool(self.errors)
-            and all(
-                (e.get("extensions") or {}).get("code") == "SERVICE_UNAVAILABLE"
-                for e in self.errors
-            )
-        )
+        """Nothing answered because the database is unreachable (HTTP 503 "try again")."""
+        return self._nothing_but("SERVICE_UNAVAILABLE")
 
     @property
     def bad_input(self) -> bool:
-        """Nothing answered, nothing written, because of the request's input (HTTP 400):
-        every error is BAD_USER_INPUT, whether found while planning or by a resolver root
-        (what-if inputs, cube arguments, a mutation's input; every root is non-null, so one
-        such error nulls the data). Not when a write committed first (an earlier mutation
-        field of the operation: its ``commitLsn`` is there, and a client must not take the
-        answer for nothing done)."""
+        """Nothing answered because of the request's input (HTTP 400): every error is
+        BAD_USER_INPUT, whether found while planning or by a resolver root (what-if inputs,
+        cube arguments, a mutation's input; every root is non-null, so one such error nulls
+        the data)."""
+        return self._nothing_but("BAD_USER_INPUT")
+
+    def _nothing_but(self, code: str) -> bool:
+        """No data, every error ``code``, and nothing written: once a mutation field
+        committed (a later one failed), a client must not take the answer for nothing
+        done, and a retry would write again."""
         return (
             not self.wrote
             and self.raw_data is None
             and self.data is None
-            and "commitLsn" not in self.extensions
             and bool(self.errors)
-            and all(
-                (e.get("extensions") or {}).get("code") == "BAD_USER_INPUT" for e in self.errors
-            )
+            and all((e.get("extensions") or {}).get("code") == code for e in self.errors)
         )
 
     def body(self) -> dict[str, Any]:

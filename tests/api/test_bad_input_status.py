@@ -90,7 +90,9 @@ def test_an_operation_that_wrote_is_never_told_as_nothing_done() -> None:
     def error(code: str) -> dict[str, Any]:
         return {"message": code, "extensions": {"code": code}}
 
-    away = Result(errors=[error("SERVICE_UNAVAILABLE")], extensions={"commitLsn": "0/1"})
+    away = Result(
+        errors=[error("SERVICE_UNAVAILABLE")], extensions={"commitLsn": "0/1"}, wrote=True
+    )
     assert status_of([Result(errors=[error("SERVICE_UNAVAILABLE")])], batch=False) == 503
     assert status_of([away], batch=False) == 200
     no_lsn = Result(errors=[error("BAD_USER_INPUT")], wrote=True)
