@@ -165,7 +165,7 @@ def status_of(results: list[Result], batch: bool) -> int:
     if batch:
         return 503 if all(r.unavailable for r in results) else 200
     one = results[0]
-    return 503 if one.unavailable else 400 if one.bad_input else one.status
+    return 503 if one.unavailable else one.refused or one.status
 
 
 def _min_lsn(request: Request) -> int | None:

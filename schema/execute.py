@@ -65,11 +65,22 @@ log = logging.getLogger("cdms.api.execute")
 CACHE_SIZE = 1024
 
 
+# the HTTP status of an operation refused for what it asked (Result.refused)
+REFUSED = {
+    "BAD_USER_INPUT": 400,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "INVALID_TRANSITION": 409,
+    "OUT_OF_STOCK": 409,
+}
+
+
 @dataclass
 class Result:
     """One operation's answer: ``data``/``errors``/``extensions``, or the ``data`` JSON
     text as PostgreSQL wrote it. ``status`` is 400 when nothing ran (a request error); the
-    HTTP status also tells :attr:`unavailable` (503) and :attr:`bad_input` (400)."""
+    HTTP status also tells :attr:`unavailable` (503) and :attr:`refused` (4xx)."""
 
     data: Any = None
     errors: list[Any] = field(default_factory=list)  # formatted GraphQL errors
@@ -84,23 +95,28 @@ class Result:
         return self._nothing_but("SERVICE_UNAVAILABLE")
 
     @property
-    def bad_input(self) -> bool:
-        """Nothing answered because of the request's input (HTTP 400): every error is
-        BAD_USER_INPUT, whether found while planning or by a resolver root (what-if inputs,
-        cube arguments, a mutation's input; every root is non-null, so one such error nulls
-        the data)."""
-        return self._nothing_but("BAD_USER_INPUT")
+    def refused(self) -> int | None:
+        """The 4xx of an operation that answered and wrote nothing because of what it asked
+        (None otherwise): every error one of the codes of :data:`REFUSED`, whether found
+        while planning or by a resolver root (what-if inputs, cube arguments, a mutation's
+        input, id or state; every root is non-null, so one such error nulls the data). Mixed
+        codes: 400."""
+        codes = {str((e.get("extensions") or {}).get("code")) for e in self.errors}
+        if not codes <= REFUSED.keys() or not self._nothing_but(*codes):
+            return None
+        statuses = {REFUSED[c] for c in codes}
+        return statuses.pop() if len(statuses) == 1 else 400
 
-    def _nothing_but(self, code: str) -> bool:
-        """No data, every error ``code``, and nothing written: once a mutation field
-        committed (a later one failed), a client must not take the answer for nothing
+    def _nothing_but(self, *codes: str) -> bool:
+        """No data, every error one of ``codes``, and nothing written: once a mutation
+        field committed (a later one failed), a client must not take the answer for nothing
         done, and a retry would write again."""
         return (
             not self.wrote
             and self.raw_data is None
             and self.data is None
             and bool(self.errors)
-            and all((e.get("extensions") or {}).get("code") == code for e in self.errors)
+            and all((e.get("extensions") or {}).get("code") in codes for e in self.errors)
         )
 
     def body(self) -> dict[str, Any]:

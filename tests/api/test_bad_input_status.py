@@ -1,8 +1,9 @@
-"""Bad input answers 4xx on every kind of root: an operation that produced nothing because
-of its input (``data`` null, every error BAD_USER_INPUT) is HTTP 400, whether the input
-was refused while planning (a relational read) or by a resolver root (a what-if input out
-of range, a cube's unknown timezone, a mutation's bad input); a batch stays 200, each
-operation's answer in it as alone."""
+"""Bad input answers 4xx on every kind of root: an operation that answered and wrote
+nothing because of what it asked (``data`` null, every error a client's) is HTTP 400
+(BAD_USER_INPUT), 403, 404 (NOT_FOUND) or 409 (CONFLICT, INVALID_TRANSITION, OUT_OF_STOCK),
+whether refused while planning (a relational read) or by a resolver root (a what-if input
+out of range, a cube's unknown timezone, a mutation's input, id or state); a batch stays
+200, each operation's answer in it as alone."""
 
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ def _post(client: TestClient, payload: Any) -> Any:
     return client.post("/graphql", json=payload)
 
 
-def _refused(resp: Any) -> dict[str, Any]:
-    assert resp.status_code == 400, resp.text
+def _refused(resp: Any, code: str = "BAD_USER_INPUT", status: int = 400) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
     body: dict[str, Any] = resp.json()
     assert body["data"] is None, body
-    assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}, body
+    assert {e["extensions"]["code"] for e in body["errors"]} == {code}, body
     return body
 
 
@@ -49,6 +50,39 @@ def test_a_mutations_bad_input_is_400_and_writes_nothing(
     _refused(_post(client, {"query": PLACE, "variables": variables}))
     with api_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before
+
+
+def test_a_mutation_refused_for_an_id_or_a_state_is_404_or_409_and_writes_nothing(
+    client: TestClient, api_engine: Engine, shop: Shop
+) -> None:
+    def orders_and_stock() -> tuple[int, int]:
+        with api_engine.connect() as conn:
+            return (
+                conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one(),
+                conn.execute(sa.text("SELECT sum(stock) FROM app.products")).scalar_one(),
+            )
+
+    before = orders_and_stock()
+    c, p = str(shop.customers[0]), str(shop.products[0])
+    unknown = _post(client, {"query": PLACE.replace("quantity: 0", "quantity: 1"),
+                             "variables": {"c": c, "p": "999999999"}})  # fmt: skip
+    _refused(unknown, "NOT_FOUND", 404)
+    too_many = _post(client, {"query": PLACE.replace("quantity: 0", "quantity: 100000000"),
+                              "variables": {"c": c, "p": p}})  # fmt: skip
+    _refused(too_many, "OUT_OF_STOCK", 409)
+    assert orders_and_stock() == before
+    with api_engine.connect() as conn:  # (no order goes back to PENDING)
+        settled = conn.execute(
+            sa.text("SELECT min(id) FROM app.orders WHERE status <> 'pending'")
+        ).scalar_one()
+    back = _post(
+        client,
+        {
+            "query": "mutation ($o: ID!) { setOrderStatus(orderId: $o, status: PENDING) { id } }",
+            "variables": {"o": str(settled)},
+        },
+    )
+    _refused(back, "INVALID_TRANSITION", 409)
 
 
 def test_an_operation_that_wrote_before_its_bad_input_is_200_with_its_commit(
