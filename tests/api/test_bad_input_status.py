@@ -7,12 +7,15 @@ out of range, a cube's unknown timezone, a mutation's input, id or state); a bat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Shop, TestClient
+from db.engine import make_engine
+from tests.api.conftest import Shop, TestClient, build_shop, make_client
 
 WHAT_IF = """{ predictOrderStatus(input: {segment: "retail", ageBand: "25-34",
   country: "DE", tenureDays: 30, priorOrders: 1, channel: "WEB", paymentMethod: "CARD",
@@ -21,6 +24,24 @@ WHAT_IF = """{ predictOrderStatus(input: {segment: "retail", ageBand: "25-34",
 CUBE = """{ cube(timezone: "Mars/Olympus") { orders { count } } }"""
 PLACE = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, channel: WEB,
   paymentMethod: CARD, items: [{productId: $p, quantity: 0}]}) { id } }"""
+
+
+# a shop of its own: some of these calls write (the session's shop is read by exact counts)
+@pytest.fixture(scope="module")
+def api_engine(clone_database: Callable[[str], str]) -> Engine:
+    return make_engine(clone_database("apibad"))
+
+
+@pytest.fixture(scope="module")
+def shop(api_engine: Engine) -> Shop:
+    with api_engine.begin() as conn:
+        return build_shop(conn)
+
+
+@pytest.fixture(scope="module")
+def client(api_engine: Engine, shop: Shop) -> Iterator[TestClient]:
+    with make_client(api_engine) as c:
+        yield c
 
 
 def _post(client: TestClient, payload: Any) -> Any:
