@@ -102,9 +102,9 @@ def test_scarce_stock_is_never_oversold(server: tuple[str, str]) -> None:
 
     results = asyncio.run(burst())
     # (an order refused for want of stock placed nothing: 409)
-    assert all(
-        status == (200 if "errors" not in body else 409) for status, body in results
-    ), [s for s, _ in results]
+    assert all(status == (200 if "errors" not in body else 409) for status, body in results), [
+        s for s, _ in results
+    ]
     outcome = Counter(
         "ok" if "errors" not in body else body["errors"][0]["extensions"]["code"]
         for _, body in results
