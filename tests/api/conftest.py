@@ -177,6 +177,25 @@ def client(api_engine: Engine, shop: Shop) -> Iterator[TestClient]:
         yield c
 
 
+# a shop of the test module's own, for tests that write (the session's shop above is read
+# by exact counts): one database per module that asks
+@pytest.fixture(scope="module")
+def w_engine(clone_database: Callable[[str], str], request: pytest.FixtureRequest) -> Engine:
+    return make_engine(clone_database("w_" + request.module.__name__.rsplit(".", 1)[-1]))
+
+
+@pytest.fixture(scope="module")
+def w_shop(w_engine: Engine) -> Shop:
+    with w_engine.begin() as conn:
+        return build_shop(conn)
+
+
+@pytest.fixture(scope="module")
+def w_client(w_engine: Engine, w_shop: Shop) -> Iterator[TestClient]:
+    with make_client(w_engine) as c:
+        yield c
+
+
 Gql = Callable[..., dict[str, Any]]
 
 

@@ -7,15 +7,12 @@ out of range, a cube's unknown timezone, a mutation's input, id or state); a bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.engine import make_engine
-from tests.api.conftest import Shop, TestClient, build_shop, make_client
+from tests.api.conftest import Shop, TestClient
 
 WHAT_IF = """{ predictOrderStatus(input: {segment: "retail", ageBand: "25-34",
   country: "DE", tenureDays: 30, priorOrders: 1, channel: "WEB", paymentMethod: "CARD",
@@ -24,24 +21,6 @@ WHAT_IF = """{ predictOrderStatus(input: {segment: "retail", ageBand: "25-34",
 CUBE = """{ cube(timezone: "Mars/Olympus") { orders { count } } }"""
 PLACE = """mutation ($c: ID!, $p: ID!) { placeOrder(input: {customerId: $c, channel: WEB,
   paymentMethod: CARD, items: [{productId: $p, quantity: 0}]}) { id } }"""
-
-
-# a shop of its own: some of these calls write (the session's shop is read by exact counts)
-@pytest.fixture(scope="module")
-def api_engine(clone_database: Callable[[str], str]) -> Engine:
-    return make_engine(clone_database("apibad"))
-
-
-@pytest.fixture(scope="module")
-def shop(api_engine: Engine) -> Shop:
-    with api_engine.begin() as conn:
-        return build_shop(conn)
-
-
-@pytest.fixture(scope="module")
-def client(api_engine: Engine, shop: Shop) -> Iterator[TestClient]:
-    with make_client(api_engine) as c:
-        yield c
 
 
 def _post(client: TestClient, payload: Any) -> Any:
@@ -56,48 +35,48 @@ def _refused(resp: Any, code: str = "BAD_USER_INPUT", status: int = 400) -> dict
     return body
 
 
-def test_a_resolver_roots_bad_input_is_400(client: TestClient) -> None:
-    body = _refused(_post(client, {"query": WHAT_IF}))
+def test_a_resolver_roots_bad_input_is_400(w_client: TestClient) -> None:
+    body = _refused(_post(w_client, {"query": WHAT_IF}))
     assert body["errors"][0]["extensions"]["field"] == "input.month"
-    _refused(_post(client, {"query": CUBE}))
+    _refused(_post(w_client, {"query": CUBE}))
 
 
 def test_a_mutations_bad_input_is_400_and_writes_nothing(
-    client: TestClient, api_engine: Engine, shop: Shop
+    w_client: TestClient, w_engine: Engine, w_shop: Shop
 ) -> None:
-    with api_engine.connect() as conn:
+    with w_engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
-    variables = {"c": str(shop.customers[0]), "p": str(shop.products[0])}
-    _refused(_post(client, {"query": PLACE, "variables": variables}))
-    with api_engine.connect() as conn:
+    variables = {"c": str(w_shop.customers[0]), "p": str(w_shop.products[0])}
+    _refused(_post(w_client, {"query": PLACE, "variables": variables}))
+    with w_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before
 
 
 def test_a_mutation_refused_for_an_id_or_a_state_is_404_or_409_and_writes_nothing(
-    client: TestClient, api_engine: Engine, shop: Shop
+    w_client: TestClient, w_engine: Engine, w_shop: Shop
 ) -> None:
     def orders_and_stock() -> tuple[int, int]:
-        with api_engine.connect() as conn:
+        with w_engine.connect() as conn:
             return (
                 conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one(),
                 conn.execute(sa.text("SELECT sum(stock) FROM app.products")).scalar_one(),
             )
 
     before = orders_and_stock()
-    c, p = str(shop.customers[0]), str(shop.products[0])
-    unknown = _post(client, {"query": PLACE.replace("quantity: 0", "quantity: 1"),
+    c, p = str(w_shop.customers[0]), str(w_shop.products[0])
+    unknown = _post(w_client, {"query": PLACE.replace("quantity: 0", "quantity: 1"),
                              "variables": {"c": c, "p": "999999999"}})  # fmt: skip
     _refused(unknown, "NOT_FOUND", 404)
-    too_many = _post(client, {"query": PLACE.replace("quantity: 0", "quantity: 100000000"),
+    too_many = _post(w_client, {"query": PLACE.replace("quantity: 0", "quantity: 100000000"),
                               "variables": {"c": c, "p": p}})  # fmt: skip
     _refused(too_many, "OUT_OF_STOCK", 409)
     assert orders_and_stock() == before
-    with api_engine.connect() as conn:  # (no order goes back to PENDING)
+    with w_engine.connect() as conn:  # (no order goes back to PENDING)
         settled = conn.execute(
             sa.text("SELECT min(id) FROM app.orders WHERE status <> 'pending'")
         ).scalar_one()
     back = _post(
-        client,
+        w_client,
         {
             "query": "mutation ($o: ID!) { setOrderStatus(orderId: $o, status: PENDING) { id } }",
             "variables": {"o": str(settled)},
@@ -107,30 +86,30 @@ def test_a_mutation_refused_for_an_id_or_a_state_is_404_or_409_and_writes_nothin
 
 
 def test_an_operation_that_wrote_before_its_bad_input_is_200_with_its_commit(
-    client: TestClient, api_engine: Engine, shop: Shop
+    w_client: TestClient, w_engine: Engine, w_shop: Shop
 ) -> None:
     """Mutation fields run in turn: the first one's write commits, then the second one's
     input is refused. The answer must not read as "nothing happened" (a client would retry
     and write twice): 200, with the write's position."""
-    with api_engine.connect() as conn:
+    with w_engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
-    c, p = shop.customers[0], shop.products[0]
+    c, p = w_shop.customers[0], w_shop.products[0]
     both = f"""mutation {{
       a: placeOrder(input: {{customerId: "{c}", channel: WEB, paymentMethod: CARD,
         items: [{{productId: "{p}", quantity: 1}}]}}) {{ id }}
       b: placeOrder(input: {{customerId: "{c}", channel: WEB, paymentMethod: CARD,
         items: [{{productId: "{p}", quantity: 0}}]}}) {{ id }} }}"""
-    resp = _post(client, {"query": both})
+    resp = _post(w_client, {"query": both})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["data"] is None and body["extensions"]["commitLsn"], body
     assert resp.headers["Cdms-Commit-Lsn"] == body["extensions"]["commitLsn"]
-    with api_engine.connect() as conn:
+    with w_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before + 1
 
 
-def test_a_batch_stays_200(client: TestClient) -> None:
-    batch = _post(client, [{"query": WHAT_IF}, {"query": "{ __typename }"}])
+def test_a_batch_stays_200(w_client: TestClient) -> None:
+    batch = _post(w_client, [{"query": WHAT_IF}, {"query": "{ __typename }"}])
     assert batch.status_code == 200, batch.text
     assert [r["data"] for r in batch.json()] == [None, {"__typename": "Query"}]
 

@@ -3,15 +3,14 @@ leaves the database exactly as it was. Runs on its own database (it writes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.engine import make_engine
-from tests.api.conftest import Shop, TestClient, build_shop, make_client
+from tests.api.conftest import Shop, TestClient
 from tests.api.helpers import body_of
 
 Run = Callable[..., dict[str, Any]]
@@ -26,23 +25,6 @@ TABLES = [
     "returns",
     "support_tickets",
 ]
-
-
-@pytest.fixture(scope="module")
-def w_engine(clone_database: Callable[[str], str]) -> Engine:
-    return make_engine(clone_database("apiw"))
-
-
-@pytest.fixture(scope="module")
-def w_shop(w_engine: Engine) -> Shop:
-    with w_engine.begin() as conn:
-        return build_shop(conn)
-
-
-@pytest.fixture(scope="module")
-def w_client(w_engine: Engine, w_shop: Shop) -> Iterator[TestClient]:
-    with make_client(w_engine) as c:
-        yield c
 
 
 @pytest.fixture
