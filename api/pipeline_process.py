@@ -49,15 +49,9 @@ class PipelineProcess:
         self._stopping = threading.Event()
         self._process: Any = None
         self._stop_end: Connection | None = None  # closing it tells the child to stop
-        self.starts = 0
         self._watcher = threading.Thread(
             target=self._watch, name="cdms-pipeline-watch", daemon=True
         )
-
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return None if self._process is None else self._process.pid
 
     def start(self) -> PipelineProcess:
         """Start the child (from the main thread: a ^C during its first moments is ignored by
@@ -83,7 +77,6 @@ class PipelineProcess:
             if self._stop_end is not None:  # the end of a child that died
                 self._stop_end.close()
             self._process, self._stop_end = process, writer
-            self.starts += 1
 
     def _watch(self) -> None:
         delay = RESTART_S[0]

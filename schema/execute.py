@@ -92,7 +92,7 @@ class Result:
     @property
     def unavailable(self) -> bool:
         """Nothing answered because the database is unreachable (HTTP 503 "try again")."""
-        return self._nothing_but("SERVICE_UNAVAILABLE")
+        return self._answered_nothing() and self._codes() == {"SERVICE_UNAVAILABLE"}
 
     @property
     def refused(self) -> int | None:
@@ -101,23 +101,20 @@ class Result:
         while planning or by a resolver root (what-if inputs, cube arguments, a mutation's
         input, id or state; every root is non-null, so one such error nulls the data). Mixed
         codes: 400."""
-        codes = {str((e.get("extensions") or {}).get("code")) for e in self.errors}
-        if not codes <= REFUSED.keys() or not self._nothing_but(*codes):
+        codes = self._codes()
+        if not self._answered_nothing() or not codes <= REFUSED.keys():
             return None
         statuses = {REFUSED[c] for c in codes}
         return statuses.pop() if len(statuses) == 1 else 400
 
-    def _nothing_but(self, *codes: str) -> bool:
-        """No data, every error one of ``codes``, and nothing written: once a mutation
-        field committed (a later one failed), a client must not take the answer for nothing
-        done, and a retry would write again."""
-        return (
-            not self.wrote
-            and self.raw_data is None
-            and self.data is None
-            and bool(self.errors)
-            and all((e.get("extensions") or {}).get("code") in codes for e in self.errors)
-        )
+    def _answered_nothing(self) -> bool:
+        """No data, errors, and nothing written: once a mutation field committed (a later
+        one failed), a client must not take the answer for nothing done, and a retry would
+        write again."""
+        return not self.wrote and self.raw_data is None and self.data is None and bool(self.errors)
+
+    def _codes(self) -> set[str]:
+        return {str((e.get("extensions") or {}).get("code")) for e in self.errors}
 
     def body(self) -> dict[str, Any]:
         data = json.loads(self.raw_data) if self.raw_data is not None else pg_floats(self.data)
