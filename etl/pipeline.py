@@ -72,7 +72,6 @@ from etl.steps import Step as LoadStep
 from ml import feature_table, stored, stored_customers
 from semantic import bi, rollup_delta, rollups
 from semantic.rollup_delta import DeltaSources
-from semantic.service import CACHE
 from semantic.validate import default_model
 
 
@@ -139,9 +138,43 @@ def _publish(ctx: Context, conn: Connection, work: Work) -> Counts:
     conn.execute(
         sa.text("SELECT pg_notify(:c, :p)"), {"c": UPDATED_CHANNEL, "p": json.dumps(payload)}
     )
-    CACHE.clear()  # this process's entries are unreachable now: free them
+    _record_changes(conn, ctx.result.run_id, version, work, days)
     updated = len(built) + (len(republished.views) if republished else 0)
     return Counts(read=sum(len(d) for d in days.values()), updated=updated)
+
+
+MAX_CHANGED_DAYS = 2000  # more days changed in a table than this: recorded as the whole
+
+
+def _record_changes(
+    conn: Connection, run_id: int, version: int, work: Work, days: dict[str, set[int]]
+) -> None:
+    """What ``version`` changed, for the cube cache (``semantic/scope.py``): the touched
+    days of each fact table, every other table a load step of the runs since changed
+    whole; everything after a full load or a table re-read whole."""
+    changes: dict[str, list[int] | None] | None = None
+    if not work.whole:
+        changes = {
+            t: sorted(d) if len(d) <= MAX_CHANGED_DAYS else None for t, d in days.items() if d
+        }
+        steps = conn.execute(
+            sa.text(
+                "SELECT DISTINCT step FROM dw.etl_run_step WHERE run_id > :lo AND run_id <= :hi"
+                " AND rows_inserted + rows_updated + rows_deleted > 0"
+            ),
+            {"lo": work.since, "hi": run_id},
+        ).scalars()
+        for step in steps:
+            table = _TABLE.get(str(step))
+            if table is not None and (table not in changes or step not in _FACT_STEPS):
+                changes[table] = None
+    conn.execute(
+        sa.text(
+            "INSERT INTO dw.etl_version (version, run_id, changes)"
+            " VALUES (:v, :r, CAST(:c AS jsonb))"
+        ),
+        {"v": version, "r": run_id, "c": json.dumps(changes)},
+    )
 
 
 def _features(ctx: Context, conn: Connection, work: Work) -> Counts:
@@ -409,7 +442,7 @@ def _work(conn: Connection, step: str, run_id: int) -> Work:
     return Work(lo, since is None or bool(whole), bool(changed), dict(touched))
 
 
-STEP_LOG_DAYS = 7  # dw.etl_run_step rows kept (runs themselves are kept: lineage)
+STEP_LOG_DAYS = 7  # dw.etl_run_step, dw.etl_version rows kept (runs are kept: lineage)
 
 
 def _prune(engine: Engine) -> None:
@@ -424,6 +457,13 @@ def _prune(engine: Engine) -> None:
                     SELECT min(run_id) FROM dw.etl_run
                     WHERE started_at > now() - make_interval(days => :days))
                 """
+            ),
+            {"days": STEP_LOG_DAYS},
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM dw.etl_version"
+                " WHERE published_at < now() - make_interval(days => :days)"
             ),
             {"days": STEP_LOG_DAYS},
         )

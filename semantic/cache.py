@@ -1,11 +1,13 @@
-"""Result cache: keyed by the database, the normalized query and the warehouse version.
+"""Result cache: keyed by the database and the normalized query.
 
-The warehouse version (``dw.etl_state.version``) is bumped by every pipeline run that
-changed ``dw``, so a run invalidates every entry by construction (the stale entries age
-out). Entries are evicted least-recently-used past a total size: an answer counts its JSON
-text's length plus ``ENTRY_OVERHEAD`` (its key and bookkeeping), which also bounds the
-number of entries; an answer larger than a quarter of the budget is not kept at all.
-The LRU itself is cachetools'; this module adds the lock and the size rule.
+An entry is the answer as of a warehouse version (``dw.etl_state.version``, bumped by every
+pipeline run that changed ``dw``), with what it read; ``semantic.service`` serves it at a
+later version only when none of the versions since changed what it read
+(``semantic/scope.py``), and then re-stamps it with the version it checked. Entries are
+evicted least-recently-used past a total size: an answer counts its JSON text's length plus
+``ENTRY_OVERHEAD`` (its key and bookkeeping), which also bounds the number of entries; an
+answer larger than a quarter of the budget is not kept at all. The LRU itself is
+cachetools'; this module adds the lock and the size rule.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class Sized(Protocol):
 
 
 V = TypeVar("V", bound=Sized)
-Key = tuple[str, str, int]  # (database, normalized query, warehouse version)
+Key = tuple[str, str]  # (database, normalized query)
 ENTRY_OVERHEAD = 4096  # bytes counted per entry besides its answer
 
 

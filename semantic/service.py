@@ -9,9 +9,12 @@ into rows keyed by field alias (``CubeResult``, for the report and scripts). Bot
 SQL that ran, the rollups used, the conformed-time re-targetings, whether the limit cut the
 answer, the warehouse version and freshness, and the time taken.
 
-The result cache keys on the database, the query without its aliases, the shape's skeleton
-and the warehouse version, so the same question under other aliases is a hit (its keys are
-swapped in the cached text).
+The result cache keys on the database, the query without its aliases and the shape's
+skeleton, so the same question under other aliases is a hit (its keys are swapped in the
+cached text). An entry holds the warehouse version it was read at and what it read (its
+``Scope``): a later version serves it when none of the versions since changed a table, or
+a day of a fact table, it read (``semantic.scope.still_valid``), so today's orders do not
+evict last year's dashboard.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +39,7 @@ from semantic.model import Model
 from semantic.planner import plan_query
 from semantic.query import CubeQuery
 from semantic.rollups import fresh_rollups, note_hit
+from semantic.scope import Scope, scope, still_valid
 from semantic.shape import Obj, flat, keys, retarget, skeleton
 from semantic.validate import default_model
 
@@ -55,6 +59,8 @@ class Computed:
     params: dict[str, Any]
     rollups: tuple[str, ...]
     retargeted: tuple[dict[str, str], ...]
+    version: int  # the warehouse version it holds at
+    scope: Scope  # the dw tables (and days of them) it read
 
     @property
     def size(self) -> int:
@@ -228,14 +234,20 @@ def answer(
     form = json.dumps(skeleton(shape), separators=(",", ":"))
     key = (conn.engine.url.render_as_string(), f"{query.cache_key()}|{form}|r{use_rollups:d}")
     names = keys(shape)
-    found = CACHE.get((*key, version)) if use_cache else None
+    found = CACHE.get(key) if use_cache else None
+    if found is not None and found.version != version:
+        if still_valid(conn, found.scope, found.version, version):
+            found = replace(found, version=version)
+            CACHE.put(key, found)
+        else:
+            found = None
     text = None if found is None else retarget(found.text, list(found.names), names)
     cached = text is not None
     if found is None or text is None:  # a miss, or keys too tangled to swap
         found = _compute(conn, model, query, shape, version, use_rollups)
         text = found.text
         if use_cache:
-            CACHE.put((*key, version), found)
+            CACHE.put(key, found)
     return CubeAnswer(
         json=text,
         count=found.count,
@@ -271,6 +283,8 @@ def _compute(
         params={k: plain(v) for k, v in params.items()},
         rollups=used,
         retargeted=tuple(r.as_json() for r in plan.retargeted),
+        version=version,
+        scope=scope(model, plan, sql),
     )
 
 

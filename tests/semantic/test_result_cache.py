@@ -14,7 +14,7 @@ class Answer:
 
 def test_evicts_the_least_recently_used_past_the_size_budget() -> None:
     cache: ResultCache[Answer] = ResultCache(max_bytes=4 * (1000 + ENTRY_OVERHEAD))
-    keys = [("db", f"q{i}", 1) for i in range(5)]
+    keys = [("db", f"q{i}") for i in range(5)]
     for k in keys[:4]:
         cache.put(k, Answer(1000))
     assert len(cache) == 4
@@ -26,9 +26,9 @@ def test_evicts_the_least_recently_used_past_the_size_budget() -> None:
 
 def test_an_answer_over_a_quarter_of_the_budget_is_not_kept() -> None:
     cache: ResultCache[Answer] = ResultCache(max_bytes=40_000)
-    cache.put(("db", "big", 1), Answer(10_000))
-    assert cache.get(("db", "big", 1)) is None and len(cache) == 0
-    cache.put(("db", "small", 1), Answer(100))
-    assert cache.get(("db", "small", 1)) == Answer(100)
+    cache.put(("db", "big"), Answer(10_000))
+    assert cache.get(("db", "big")) is None and len(cache) == 0
+    cache.put(("db", "small"), Answer(100))
+    assert cache.get(("db", "small")) == Answer(100)
     cache.clear()
     assert len(cache) == 0
