@@ -125,6 +125,13 @@ def test_scope_bounds_a_fact_by_its_date_filter_only_when_nothing_reads_outside_
         )
     )
     assert running["dw.fact_sales"] is None
+    # bounds at the ends of the calendar: unbounded, not an overflow
+    ancient = Condition(
+        Member("sales", "orderedAt"), Op.IN_DATE_RANGE, ("0001-01-01", "2024-01-31")
+    )
+    assert (
+        of(CubeQuery(measures=(m("sales.lineCount"),), filters=(ancient,)))["dw.fact_sales"] is None
+    )
     # a version that changed only today's facts leaves the bounded answer, not the others
     today = int(date.today().strftime("%Y%m%d"))
     changes = {"dw.fact_sales": frozenset({today}), "dw.fact_orders": frozenset({today})}
