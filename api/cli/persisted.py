@@ -19,11 +19,13 @@ app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is
 def add(
     files: list[Path] = typer.Argument(..., help="Files holding one GraphQL document each."),
 ) -> None:
-    """Register documents; prints each one's sha256 (what clients send). Idempotent."""
+    """Register documents; prints each one's sha256 (what clients send). Idempotent. A
+    document that does not validate against the schema is refused (all files or none)."""
     import sqlalchemy as sa
-    from graphql import GraphQLError, parse
+    from graphql import GraphQLError, parse, validate
 
     from db.engine import make_engine, transaction
+    from schema.app import graphql_schema
 
     docs: list[tuple[str, str, str]] = []
     for file in files:
@@ -32,9 +34,21 @@ def add(
         except (OSError, UnicodeDecodeError) as exc:
             raise BadUserInputError(f"cannot read {file}: {exc}", field="file") from None
         try:
-            parse(text)
+            document = parse(text)
         except GraphQLError as exc:
             raise BadUserInputError(f"{file} is not a GraphQL document: {exc.message}") from None
+        # what every call of it would be refused for (the per-request rules - cost, depth,
+        # a caller's roles - are the server's, with the caller and the variables)
+        errors = validate(graphql_schema(), document, max_errors=5)
+        if errors:
+            said = "; ".join(
+                e.message
+                + "".join(
+                    f" (line {at.line}, column {at.column})" for at in (e.locations or [])[:1]
+                )
+                for e in errors
+            )
+            raise BadUserInputError(f"{file} does not validate against the schema: {said}")
         docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), file.stem, text))
     with transaction(make_engine(resolve_url())) as conn:  # all files or none
         for sha, name, text in docs:

@@ -171,6 +171,42 @@ def test_persisted_add_list_and_remove(
     assert again.returncode == 1 and again.stderr.startswith("error[NOT_FOUND]")
 
 
+def test_persisted_add_refuses_a_document_the_schema_would_refuse(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """A document that parses but names no field of the schema (or breaks another
+    validation rule) would be refused on every call: registering it is an error, and
+    nothing of the command line is registered."""
+    good = tmp_path / "products.graphql"
+    good.write_text("query Products { products { totalCount } }\n")
+    cases = {
+        "unknown.graphql": ("query { products { noSuchField } }", "noSuchField"),
+        "two.graphql": (
+            "query A { products { totalCount } } query A { customers { totalCount } }",
+            "A",
+        ),
+        "mistyped.graphql": (
+            "query ($n: Int) { products(first: $n, after: 3) { totalCount } }",
+            "(line 1, column 46)",
+        ),
+    }
+    for name, (text, named) in cases.items():
+        bad = tmp_path / name
+        bad.write_text(text)
+        refused = cdms(cli_env, "persisted", "add", str(good), str(bad))
+        assert refused.returncode == 1, refused
+        assert refused.stderr.startswith("error[BAD_USER_INPUT]"), refused.stderr
+        assert name in refused.stderr and named in refused.stderr, refused.stderr
+    with make_engine(database_url).connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM app.persisted_queries WHERE name IN ('products',"
+                " 'unknown', 'two', 'mistyped')"
+            )
+        ).scalar_one()
+    assert found == 0
+
+
 def test_persisted_remove_of_one_document_named_twice(
     cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
