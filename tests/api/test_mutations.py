@@ -364,3 +364,46 @@ def test_feedback_and_tickets(run: Run, w_engine: Engine, w_shop: Shop) -> None:
     assert resolved["status"] == "RESOLVED" and resolved["resolvedAt"] is not None
     ok(run(update, id=ticket["id"], s="CLOSED"))
     refused(run, w_engine, "INVALID_TRANSITION", update, id=ticket["id"], s="OPEN")
+
+
+def test_free_text_has_a_length_limit_named_by_its_field(
+    run: Run, w_engine: Engine, w_shop: Shop
+) -> None:
+    """A customer's free text is bounded (a hostile one could otherwise store a megabyte per
+    row, as many times as the rate limit allows): past the limit the write is refused as
+    BAD_USER_INPUT naming the field, and nothing is written; at the limit it is taken."""
+    cid, pid = str(w_shop.customers[5]), str(w_shop.products[2])
+    submit = """mutation ($input: SubmitFeedbackInput!) { submitFeedback(input: $input) { id } }"""
+    feedback = {"customerId": cid, "productId": pid, "rating": 4, "kind": "REVIEW"}
+    ext = refused(
+        run, w_engine, "BAD_USER_INPUT", submit, input={**feedback, "comment": "x" * 10_001}
+    )
+    assert ext["field"] == "comment"
+    ok(run(submit, input={**feedback, "comment": "é" * 10_000}))  # characters, not bytes
+
+    open_ = (
+        """mutation ($input: OpenSupportTicketInput!) { openSupportTicket(input: $input) { id } }"""
+    )
+    ticket = {"customerId": cid, "category": "OTHER", "channel": "WEB"}
+    ext = refused(run, w_engine, "BAD_USER_INPUT", open_, input={**ticket, "subject": "s" * 201})
+    assert ext["field"] == "subject"
+    ext = refused(run, w_engine, "BAD_USER_INPUT", open_, input={**ticket, "subject": " "})
+    assert ext["field"] == "subject"  # the rule it had: not blank
+    ok(run(open_, input={**ticket, "subject": "s" * 200}))
+
+    base = {
+        "email": "long@example.com",
+        "firstName": "Long",
+        "lastName": "Names",
+        "country": "NL",
+        "region": "NH",
+        "city": "Haarlem",
+    }
+    for name, value in (
+        ("firstName", "f" * 201),
+        ("lastName", "l" * 201),
+        ("city", "c" * 201),
+        ("email", "e" * 250 + "@x.nl"),
+    ):
+        ext = refused(run, w_engine, "BAD_USER_INPUT", CREATE_CUSTOMER, input={**base, name: value})
+        assert ext["field"] == name, ext
