@@ -33,7 +33,7 @@ from graphql import OperationType
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from api.auth import Principal, UnauthenticatedError, authenticate
+from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
 from api.rules import QueryTooComplexError
 from api.security import SecurityConfig, client_bucket
@@ -57,6 +57,9 @@ class SocketLimits:
     # operations running at once for one credential (its rate-limit bucket) over all of
     # this process's sockets: opening more sockets does not raise the first bound
     max_per_principal: int = 500
+    # sockets open at once for one credential (its rate-limit bucket; the shared demo
+    # principal: per client address), per process: idle ones cost a task and memory each
+    max_sockets_per_principal: int = 100
 
 
 class _Close(Exception):
@@ -82,6 +85,7 @@ class GraphQLSockets:
         # a message is a request: the HTTP body limit (CDMS_MAX_BODY_BYTES) holds for it too
         self.max_message_bytes = max_message_bytes
         self.running: Counter[str] = Counter()  # operations running, by principal's bucket
+        self.sockets: Counter[str] = Counter()  # acknowledged sockets, by the same
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
@@ -109,6 +113,7 @@ class _Session:
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.watcher: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
+        self.counted: str | None = None  # the key it counts under in server.sockets
 
     # --- the socket's life ---------------------------------------------------------------
     async def run(self) -> None:
@@ -119,6 +124,10 @@ class _Session:
         except WebSocketDisconnect:
             pass
         finally:
+            if self.counted is not None:
+                self.server.sockets[self.counted] -= 1
+                if self.server.sockets[self.counted] <= 0:
+                    del self.server.sockets[self.counted]
             for task in list(self.operations.values()):
                 task.cancel()
             if self.watcher is not None:
@@ -217,11 +226,24 @@ class _Session:
             raise _Close(4401, exc.message) from None
         except CdmsError as exc:
             raise _Close(1013, exc.message) from None
+        self._count(self.principal)
         self.acknowledged = True
         await self._send({"type": "connection_ack"})
         self.watcher = asyncio.create_task(self._watch(), name="ws credential watch")
         if self.legacy:
             self.operations["\x00ka"] = asyncio.create_task(self._keep_alive())
+
+    def _count(self, principal: Principal) -> None:
+        """Count this socket against its credential's bound (4429 past it)."""
+        key = principal.bucket
+        if principal.bucket == DEMO_PRINCIPAL.bucket:  # shared by every demo client
+            key = client_bucket(self.ws.scope)
+        sockets = self.server.sockets
+        limit = self.server.limits.max_sockets_per_principal
+        if sockets[key] >= limit:
+            raise _Close(4429, f"too many sockets for one credential (at most {limit})")
+        sockets[key] += 1
+        self.counted = key
 
     async def _authenticate(self) -> Principal:
         config = self.server.config

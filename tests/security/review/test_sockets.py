@@ -141,3 +141,37 @@ def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
             ws_send(two, protocol, "b2", sub)  # room again
             assert _wait(lambda: sum(running.values()) == 5), running
         assert _wait(lambda: not running), running  # the sockets closed: nothing counted
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_credential_holds_a_bounded_number_of_sockets(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
+) -> None:
+    """Idle sockets cost a task, a credential watcher and memory each, and one customer
+    could open them without end (the operations bound counts running operations only).
+    Past SocketLimits.max_sockets_per_principal a credential's next connection_init is
+    closed with 4429; another credential has its own; a closed socket makes room again."""
+    options = AppOptions(sockets=SocketLimits(max_sockets_per_principal=2))
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), options)
+    a, b = bearer(token("customer", parties.a)), bearer(token("customer", parties.b))
+    with TestClient(app) as client:
+        connect = client.websocket_connect
+        with (
+            connect("/graphql", subprotocols=[protocol], headers=a) as one,
+            connect("/graphql", subprotocols=[protocol], headers=a) as two,
+        ):
+            for ws in (one, two):
+                assert ws_init(ws, protocol)["type"] == "connection_ack"
+            with connect("/graphql", subprotocols=[protocol], headers=a) as third:
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws_init(third, protocol)
+                    receive(third, 5)
+                assert closed.value.code == 4429, closed.value
+            with connect("/graphql", subprotocols=[protocol], headers=b) as other:
+                assert ws_init(other, protocol)["type"] == "connection_ack"
+        with connect("/graphql", subprotocols=[protocol], headers=a) as again:
+            assert _wait(lambda: _acked(again, protocol)), "room again after the two closed"
+
+
+def _acked(ws: Any, protocol: str) -> bool:
+    return bool(ws_init(ws, protocol)["type"] == "connection_ack")
