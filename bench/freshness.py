@@ -24,7 +24,9 @@ demo-open and without a rate limit, and changes the shop through GraphQL:
            its status), as a client told that new data is in would. Prints the lag
            p50/p95 (overall and per 10 s: no growth), errors by code, and the reads'
            p50/p99 with and without the loads (``--rounds N``: N pairs, the modes
-           alternating as off, on, on, off, ...).
+           alternating as off, on, on, off, ...). Each phase is preceded by
+           ``--warm-up`` seconds (15) of the same load, not counted: a new server's
+           first seconds are cold in either mode.
 
 Usage: ``.venv/bin/python bench/freshness.py demo [--samples 40]`` and
 ``.venv/bin/python bench/freshness.py scale [--seconds 60] [--writes 50] [--reads 40]``.
@@ -495,6 +497,10 @@ def scale(args: argparse.Namespace) -> None:
                 f" load average {load_average()}"
             )
             time.sleep(5)
+            if args.warm_up > 0:
+                # the same load, not counted: a new server's first seconds are cold (the
+                # pool opens backends, statements are prepared), in either mode
+                asyncio.run(steady(port, args.warm_up, args.writes, args.reads))
             runs[f"{mode} #{i // 2 + 1}"] = asyncio.run(
                 steady(port, args.seconds, args.writes, args.reads)
             )
@@ -615,6 +621,9 @@ def main() -> None:
     s.add_argument("--writes", type=float, default=50)
     s.add_argument("--reads", type=float, default=40)
     s.add_argument("--rounds", type=int, default=1, help="off/continuous pairs (alternated)")
+    s.add_argument(
+        "--warm-up", type=float, default=15, help="seconds of the same load before each phase"
+    )
     s.add_argument("--workers", type=int, default=1, help="cdms serve --workers")
     s.add_argument(
         "--explain",
