@@ -32,8 +32,8 @@ class WarehouseRunState(enum.Enum):
 
 
 _VERSION = (
-    "Warehouse version: a new one each time a pipeline run publishes changes (cube results"
-    " are cached per version)."
+    "Warehouse version: a new one each time a pipeline run publishes changes (a cached cube"
+    " answer is served at a later version only when no version since changed what it read)."
 )
 _NEWEST = "The newest change of the shop the warehouse holds (null: none yet)."
 _LAG = (
