@@ -81,8 +81,13 @@ class Work:
 
     since: int  # the last run it applied (0: never)
     whole: bool  # redo everything: a full load, a table re-read whole, or the first time
-    changed: bool  # a load step changed dw since
+    changed_steps: frozenset[str]  # the load steps that changed dw since
     touched: dict[str, list[tuple[int, int]]]  # fact step -> (key, date_key) touched since
+
+    @property
+    def changed(self) -> bool:
+        """A load step changed dw since."""
+        return bool(self.changed_steps)
 
     def keys(self, *facts: str) -> list[int]:
         return sorted({k for f in facts for k, _ in self.touched.get(f, ())})
@@ -157,16 +162,9 @@ def _record_changes(
         changes = {
             t: sorted(d) if len(d) <= MAX_CHANGED_DAYS else None for t, d in days.items() if d
         }
-        steps = conn.execute(
-            sa.text(
-                "SELECT DISTINCT step FROM dw.etl_run_step WHERE run_id > :lo AND run_id <= :hi"
-                " AND rows_inserted + rows_updated + rows_deleted > 0"
-            ),
-            {"lo": work.since, "hi": run_id},
-        ).scalars()
-        for step in steps:
-            table = _TABLE.get(str(step))
-            if table is not None and (table not in changes or step not in _FACT_STEPS):
+        for step in work.changed_steps:
+            table = _TABLE[step]
+            if table not in changes or step not in _FACT_STEPS:
                 changes[table] = None
     conn.execute(
         sa.text(
@@ -420,8 +418,9 @@ def _work(conn: Connection, step: str, run_id: int) -> Work:
             SELECT bool_or(r.mode = 'full'
                            OR (s.step = ANY(:facts) AND s.watermark_from IS NULL
                                AND s.rows_inserted + s.rows_updated + s.rows_deleted > 0)),
-                   bool_or(s.step = ANY(:load)
-                           AND s.rows_inserted + s.rows_updated + s.rows_deleted > 0)
+                   array_agg(DISTINCT s.step) FILTER (
+                       WHERE s.step = ANY(:load)
+                         AND s.rows_inserted + s.rows_updated + s.rows_deleted > 0)
             FROM dw.etl_run AS r JOIN dw.etl_run_step AS s USING (run_id)
             WHERE r.run_id > :lo AND r.run_id <= :hi
             """
@@ -439,7 +438,7 @@ def _work(conn: Connection, step: str, run_id: int) -> Work:
         )
         for fact, key, day in rows:
             touched[str(fact)].append((int(key), int(day)))
-    return Work(lo, since is None or bool(whole), bool(changed), dict(touched))
+    return Work(lo, since is None or bool(whole), frozenset(changed or ()), dict(touched))
 
 
 STEP_LOG_DAYS = 7  # dw.etl_run_step, dw.etl_version rows kept (runs are kept: lineage)
