@@ -10,7 +10,14 @@ lock for its Python parts, and a request waiting for it waited up to the switch 
   server closes its end of a pipe (a run in flight gets ``GRACE_S`` to finish; one cut short
   is safe: each step is one transaction), or within a second of the server's death;
 - is started again, with back-off, when it dies on its own (killed for memory while
-  training, a crash in native code), and the server's log says so.
+  training, a crash in native code), and the server's log says so;
+- runs at nice value ``CDMS_ETL_NICE`` (10; a server already niced further keeps its
+  own), the start-up work included: where the server and the pipeline share the CPUs, the
+  requests' Python goes first. Its PostgreSQL backends are left at the server's priority:
+  a niced backend preempted while holding a lock the shop's sessions need (a buffer's,
+  the WAL's, the snapshot's) makes them all wait (priority inversion). The process's own
+  Python parts inside a transaction (scoring) are stretched as well, which holds that
+  snapshot a little longer: measured, with the figures, in docs/benchmarks.md (issue 16).
 
 This module imports only the standard library at the top: the child unpickles what it is
 given before it can ignore a ^C, and the sooner it does, the smaller that window.
@@ -19,6 +26,7 @@ given before it can ignore a ^C, and the sooner it does, the smaller that window
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -32,7 +40,8 @@ RESTART_S = (1.0, 60.0)  # the back-off of restarts: first, then doubling up to 
 
 class PipelineProcess:
     """Runs, watches and stops the pipeline's child process (module docstring).
-    ``schedule`` is ``(mode, interval_s, floor_s, ceiling_s)`` (etl.scheduler.Schedule)."""
+    ``schedule`` is ``(mode, interval_s, floor_s, ceiling_s)`` (etl.scheduler.Schedule);
+    ``nice`` lowers the child's CPU priority (``CDMS_ETL_NICE``)."""
 
     def __init__(
         self,
@@ -40,9 +49,10 @@ class PipelineProcess:
         *,
         train: bool,
         schedule: tuple[str, float, float, float],
+        nice: int = 0,
         report: Callable[[str], None] | None = None,
     ) -> None:
-        self._args = (url, train, schedule)
+        self._args = (url, train, schedule, nice)
         self._report = report or print
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._lock = threading.Lock()
@@ -117,10 +127,14 @@ class PipelineProcess:
             process.join(5)
 
 
-def _main(url: str, train: bool, schedule: tuple[str, float, float, float], told: Any) -> None:
-    """The child: the start-up work, then the scheduler, until told or orphaned."""
+def _main(
+    url: str, train: bool, schedule: tuple[str, float, float, float], nice: int, told: Any
+) -> None:
+    """The child: the start-up work, then the scheduler, at nice value ``nice``, until
+    told or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lower_priority(nice)
     from api.cli.common import console
     from api.startup import Background
     from etl.scheduler import Mode, Schedule, Scheduler, start
@@ -150,3 +164,17 @@ def _main(url: str, train: bool, schedule: tuple[str, float, float, float], told
     with lock:
         for scheduler in schedulers:
             scheduler.stop()
+
+
+def lower_priority(nice: int) -> None:
+    """Raise this process's nice value to ``nice`` (a higher one is kept; 0: unchanged).
+    Called before any thread starts: on Linux a thread's nice value is its own, and the
+    threads started later inherit it. Where the OS has no nice values (Windows): nothing."""
+    if not hasattr(os, "getpriority"):
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if nice > current:
+            os.nice(nice - current)
+    except OSError as exc:  # refused (a sandbox): the work runs at the server's priority
+        print(f"pipeline process: CDMS_ETL_NICE={nice} not applied ({exc})", flush=True)

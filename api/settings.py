@@ -45,6 +45,8 @@ class Settings(EnvSettings):
     etl_interval_s: Seconds = Field(60.0, validation_alias="CDMS_ETL_INTERVAL")
     etl_min_interval_s: Seconds = Field(1.0, validation_alias="CDMS_ETL_MIN_INTERVAL")
     etl_max_interval_s: Seconds = Field(30.0, validation_alias="CDMS_ETL_MAX_INTERVAL")
+    # the nice value of the pipeline's process (api/pipeline_process.py)
+    etl_nice: int = Field(10, ge=0, le=19, validation_alias="CDMS_ETL_NICE")
     # `cdms serve` trains missing models in the background (None: yes, but never in
     # production, where `cdms ml train` is a job)
     train_on_start_env: bool | None = Field(None, validation_alias="CDMS_TRAIN_ON_START")

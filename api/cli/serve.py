@@ -82,6 +82,7 @@ def serve(
             train=settings.train_on_start,
             schedule=(schedule.mode.value, schedule.interval_s, schedule.floor_s,
                       schedule.ceiling_s),
+            nice=settings.etl_nice,
             report=console.print,
         )  # fmt: skip
         pipeline.start()

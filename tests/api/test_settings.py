@@ -54,10 +54,11 @@ def test_a_wrong_value_is_a_config_error_naming_the_variable(
 
 def test_the_etl_is_continuous_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CDMS_ETL_MODE", "CDMS_ETL_INTERVAL", "CDMS_ETL_MIN_INTERVAL",
-                 "CDMS_ETL_MAX_INTERVAL"):  # fmt: skip
+                 "CDMS_ETL_MAX_INTERVAL", "CDMS_ETL_NICE"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     s = Settings.from_env()
     assert (s.etl_mode, s.etl_min_interval_s, s.etl_max_interval_s) == ("continuous", 1.0, 30.0)
+    assert s.etl_nice == 10
 
 
 @pytest.mark.parametrize(
@@ -72,6 +73,9 @@ def test_the_etl_is_continuous_by_default(monkeypatch: pytest.MonkeyPatch) -> No
         ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "1e10"}, "CDMS_ETL_INTERVAL must"),
         ({"CDMS_ETL_MAX_INTERVAL": "1e300"}, "CDMS_ETL_MAX_INTERVAL must be at most"),
         ({"CDMS_ETL_MIN_INTERVAL": "1e12", "CDMS_ETL_MAX_INTERVAL": "1e12"}, "at most 31536000"),
+        ({"CDMS_ETL_NICE": "20"}, "CDMS_ETL_NICE must be at most 19"),
+        ({"CDMS_ETL_NICE": "-5"}, "CDMS_ETL_NICE must be at least 0"),
+        ({"CDMS_ETL_NICE": "low"}, "CDMS_ETL_NICE must be"),
     ],
 )
 def test_bad_etl_schedules_fail_at_start_up(
@@ -206,3 +210,24 @@ def test_a_retired_variable_with_a_right_value_is_named_as_doing_nothing() -> No
     said = retired_variables({"CDMS_COMPILED_READS": "false", "CDMS_PORT": "8000"})
     assert len(said) == 1 and said[0].startswith("CDMS_COMPILED_READS no longer does anything")
     assert unknown_variables({"CDMS_COMPILED_READS": "false"}) == []  # (not also "unknown")
+
+
+def test_lower_priority_raises_the_nice_value_and_never_lowers_it() -> None:
+    """In a child process (a nice value cannot be lowered again without privilege)."""
+    own = os.nice(0)  # (the runner may be niced itself)
+    if own >= 18:
+        pytest.skip("the runner's nice value leaves no room to raise it")
+    up = own + 2
+    code = (
+        "import os\n"
+        "from api.pipeline_process import lower_priority\n"
+        "lower_priority(0); a = os.nice(0)\n"
+        f"lower_priority({up}); b = os.nice(0)\n"
+        f"lower_priority({own}); c = os.nice(0)\n"
+        "print(a, b, c)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.split() == [str(own), str(up), str(up)]

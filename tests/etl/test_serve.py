@@ -78,6 +78,9 @@ def test_serve_loads_a_new_order_on_its_own(
         CDMS_DEMO_CUSTOMERS="150",
         CDMS_DEMO_ORDERS="1500",
     )  # CDMS_ETL_MODE unset: continuous
+    own = os.nice(0)  # (the runner may be niced itself)
+    nice = min(19, own + 5)
+    env["CDMS_ETL_NICE"] = str(nice)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     children: dict[int, psutil.Process] = {}
@@ -126,6 +129,19 @@ def test_serve_loads_a_new_order_on_its_own(
             if any(k.status == psutil.CONN_LISTEN for k in c.net_connections("tcp"))
         ]
         assert len(serving) == 2 and pipeline not in serving, (serving, pipeline)
+
+        def nice_values(pid: int) -> set[int]:  # per thread: on Linux a thread's own
+            found = set()
+            for thread in psutil.Process(pid).threads():
+                with contextlib.suppress(ProcessLookupError):  # (one that just ended)
+                    found.add(os.getpriority(os.PRIO_PROCESS, thread.id))
+            return found
+
+        # the pipeline's process runs behind the workers, every thread of it (the
+        # scheduler's, its listener's), and the workers at the server's priority
+        assert psutil.Process(pipeline).num_threads() > 1  # the scheduler's are there
+        assert nice_values(pipeline) == {nice}
+        assert all(nice_values(pid) == {own} for pid in serving)
 
         # a TERM sent to it alone is ignored (the server stops it, after its requests)...
         os.kill(pipeline, signal.SIGTERM)
