@@ -54,6 +54,7 @@ from api.rules import (
     shape_of,
 )
 from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError, from_db_error
+from schema.errors import api_error
 
 
 class PersistedQueryNotFoundError(CdmsError):
@@ -95,7 +96,8 @@ class Refusal(Exception):
 
     @classmethod
     def of(cls, exc: CdmsError) -> Refusal:
-        error = GraphQLError(exc.message, extensions={"code": exc.code, **exc.fields})
+        message, extensions = api_error(exc)
+        error = GraphQLError(message, extensions=extensions)
         headers: dict[str, str] = {}
         if isinstance(exc, RateLimitedError):
             headers["Retry-After"] = str(exc.retry_after)

@@ -39,6 +39,7 @@ from api.rules import QueryTooComplexError
 from api.security import SecurityConfig, client_bucket
 from db.errors import CdmsError
 from db.replicas import parse_lsn
+from schema.errors import api_error
 from schema.execute import Executor, Result
 
 log = logging.getLogger("cdms.api.ws")
@@ -418,7 +419,8 @@ class _Session:
 
 
 def _error(exc: CdmsError) -> dict[str, Any]:
-    return {"message": exc.message, "extensions": {"code": exc.code, **exc.fields}}
+    message, extensions = api_error(exc)
+    return {"message": message, "extensions": extensions}
 
 
 def _header(ws: WebSocket, name: str) -> str | None:

@@ -10,6 +10,7 @@ Errors raised by our own triggers and procedures use SQLSTATEs of class ``CD``
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, ClassVar
 
 # Our own SQLSTATEs, raised by db/sql/*.sql with
@@ -214,7 +215,9 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
         message = (getattr(diag, "message_primary", None) or str(orig)).strip()
         detail = getattr(diag, "message_detail", None)
         try:
-            parsed = json.loads(detail) if detail else None
+            # numbers with a fraction as Decimal: an amount keeps the digits PostgreSQL
+            # wrote (36.10, not the float 36.1)
+            parsed = json.loads(detail, parse_float=Decimal) if detail else None
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):

@@ -2,6 +2,9 @@
 
 - ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``;
   a database error a resolver let through is mapped the same way (``from_db_error``).
+  Its fields and message are told in the API's terms (``api_error``): the procedures and
+  triggers write the database's (``product_id``, ``delivered``, ids and amounts as JSON
+  numbers).
 - Query limits (depth, aliases, tokens) → ``QUERY_TOO_COMPLEX``.
 - Other parse/validation errors (unknown field, wrong type) → ``BAD_USER_INPUT``.
 - Anything else → ``INTERNAL`` with a masked message; the real error and its stack trace
@@ -11,13 +14,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from db.errors import CdmsError, camel, from_db_error
+from schema.catalog import ENTITIES, Kind
 
 log = logging.getLogger("cdms.api")
 
@@ -38,6 +44,68 @@ def _is_complexity(message: str) -> bool:
     return any(m in message for m in _COMPLEXITY_MARKERS)
 
 
+# --- a domain error in the API's terms (docs/api.md, "Formats") ------------------------
+
+# keys whose value is a status (an enum of the API: the database's value upper-cased)
+_ENUM_KEYS = ("from", "to", "status")
+# the fields that hold money, as the API names them (Decimal: strings)
+_MONEY_FIELDS = frozenset(
+    c.name
+    for e in ENTITIES.values()
+    for c in e.cols.values()
+    if c.kind in (Kind.MONEY, Kind.DECIMAL)
+)
+# in an error about a money field: amounts the database computed (two decimals) and the
+# value the client gave (as given)
+_AMOUNT_KEYS = frozenset({"min", "max", "gross"})
+
+
+def _word(text: str, old: str, new: str) -> str:
+    """``text`` with the first whole-word ``old`` spelled ``new``."""
+    if not old or old == new:
+        return text
+    return re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", lambda _: new, text, count=1)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
+    """``exc``'s message and extensions (``code`` first) in the API's terms, whoever
+    raised it (a procedure's or a trigger's JSON detail, or Python):
+
+    - keys in camelCase (``product_id`` → ``productId``), and so is the ``field`` named,
+      in the extensions and the message;
+    - ids (``id`` and a database's ``<x>_id``) as strings, as the API's ``ID``;
+    - statuses (``from``, ``to``, ``status``) as the API's enum values (``DELIVERED``),
+      in the extensions and the message;
+    - in an error about a money field (``refundAmount``, ``discount``, ...) the amounts
+      (``min``, ``max``, ``gross``) as strings with two decimals, and the ``value`` given
+      as a string, as given;
+    - any other exact number (a Decimal) as a string: never a float.
+    """
+    message = exc.message
+    out: dict[str, Any] = {"code": exc.code}
+    for key, value in exc.fields.items():
+        if key == "field" and isinstance(value, str):
+            message = _word(message, value, camel(value))
+            value = camel(value)
+        elif (key == "id" or key.endswith("_id")) and _is_number(value):
+            value = str(value)
+        elif key in _ENUM_KEYS and isinstance(value, str):
+            message = _word(message, value, value.upper())
+            value = value.upper()
+        out[camel(key)] = value
+    if out.get("field") in _MONEY_FIELDS:
+        for key in _AMOUNT_KEYS & out.keys():
+            if _is_number(out[key]):
+                out[key] = f"{Decimal(str(out[key])):.2f}"
+        if _is_number(out.get("value")):
+            out["value"] = str(out["value"])
+    return message, {k: str(v) if isinstance(v, Decimal) else v for k, v in out.items()}
+
+
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     """``error`` with ``extensions.code`` set (and masked if unexpected); idempotent."""
     if error.extensions and "code" in error.extensions:
@@ -51,10 +119,8 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         # mid-request: SERVICE_UNAVAILABLE, not INTERNAL)
         orig = from_db_error(orig) or orig
     if isinstance(orig, CdmsError):
-        ext: dict[str, Any] = {"code": orig.code, **orig.fields}
-        if isinstance(ext.get("field"), str):  # a procedure's parameter: the API's name
-            ext["field"] = camel(ext["field"])
-        return _with(error, orig.message, ext)
+        message, ext = api_error(orig)
+        return _with(error, message, ext)
     if orig is None:
         if _is_complexity(error.message):
             return _with(error, error.message, {"code": QueryTooComplexError.code})

@@ -126,13 +126,21 @@ class Result:
         return out
 
     def json_bytes(self) -> bytes:
+        """The answer as the response body: UTF-8, text as stored and not ``\\u``-escaped
+        (docs/api.md, "Formats"), as PostgreSQL writes the compiled reads' JSON and
+        Starlette its JSON responses and WebSocket messages. (Text holds no lone UTF-16
+        surrogate: a request that sends one is refused before it runs, api/pipeline.py.)"""
         if self.raw_data is None:
-            return json.dumps(self.body(), separators=(",", ":"), default=str).encode()
+            return _dumps(self.body()).encode("utf-8")
         parts = [f'"data":{self.raw_data}']  # the rows as PostgreSQL wrote them, unparsed
         for key in ("errors", "extensions"):
             if value := getattr(self, key):
-                parts.append(f'"{key}":' + json.dumps(value, separators=(",", ":"), default=str))
-        return ("{" + ",".join(parts) + "}").encode()
+                parts.append(f'"{key}":' + _dumps(value))
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def pg_floats(value: Any) -> Any:

@@ -265,7 +265,7 @@ def test_order_status_and_returns(run: Run, w_engine: Engine, w_shop: Shop) -> N
         "changedBy": "anonymous",
     }
     ext = refused(run, w_engine, "INVALID_TRANSITION", STATUS, id=oid, s="DELIVERED")
-    assert (ext["from"], ext["to"]) == ("paid", "delivered")
+    assert (ext["from"], ext["to"]) == ("PAID", "DELIVERED")
     request = """mutation ($input: RequestReturnInput!) {
       requestReturn(input: $input) { id status quantity reason order { id } } }"""
     refused(

@@ -1,0 +1,274 @@
+"""Errors speak the API's language (docs/api.md, "Formats"), whoever raised them: a stored
+procedure, a trigger or Python. Enum values upper case (``DELIVERED``), ids strings,
+amounts strings with two decimals, camelCase keys, and the message in the same terms;
+the same over HTTP and both WebSocket subprotocols. Runs on its own database (it writes)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop, TestClient
+
+Refuse = Callable[..., dict[str, Any]]
+
+PLACE = """mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }"""
+STATUS = """mutation ($id: ID!, $s: OrderStatus!) { setOrderStatus(orderId: $id, status: $s) {
+  id } }"""
+REQUEST = """mutation ($input: RequestReturnInput!) { requestReturn(input: $input) { id } }"""
+APPROVE = """mutation ($id: ID!, $r: Decimal) { approveReturn(returnId: $id, refundAmount: $r) {
+  id } }"""
+REJECT = """mutation ($id: ID!) { rejectReturn(returnId: $id) { id } }"""
+OPEN = """mutation ($input: OpenSupportTicketInput!) { openSupportTicket(input: $input) { id } }"""
+TICKET = """mutation ($id: ID!, $s: TicketStatus!) { updateSupportTicket(ticketId: $id,
+  status: $s) { id } }"""
+UPDATE_CUSTOMER = """mutation ($id: ID!) { updateCustomer(id: $id, input: {city: "X"}) { id } }"""
+
+HTTP_STATUS = {"BAD_USER_INPUT": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID_TRANSITION": 409}
+SNAKE = re.compile(r"[a-z0-9]_[a-z0-9]")
+AMOUNT = re.compile(r"^-?\d+\.\d{2}$")
+
+
+@pytest.fixture
+def refuse(w_client: TestClient) -> Refuse:
+    """Run a mutation that must be refused alone: its error's message and extensions."""
+
+    def go(query: str, **variables: Any) -> dict[str, Any]:
+        resp = w_client.post("/graphql", json={"query": query, "variables": variables})
+        body = resp.json()
+        assert body["data"] is None and len(body["errors"]) == 1, body
+        error: dict[str, Any] = body["errors"][0]
+        assert resp.status_code == HTTP_STATUS[error["extensions"]["code"]], body
+        assert not any(SNAKE.search(k) for k in error["extensions"]), error
+        return error
+
+    return go
+
+
+def _ok(client: TestClient, query: str, **variables: Any) -> dict[str, Any]:
+    body = client.post("/graphql", json={"query": query, "variables": variables}).json()
+    assert "errors" not in body, body
+    out: dict[str, Any] = body["data"]
+    return out
+
+
+def _order(client: TestClient, shop: Shop, *statuses: str) -> str:
+    placed = _ok(
+        client,
+        PLACE,
+        input={
+            "customerId": str(shop.customers[1]),
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": [{"productId": str(shop.products[0]), "quantity": 2}],
+        },
+    )
+    oid: str = placed["placeOrder"]["id"]
+    for status in statuses:
+        _ok(client, STATUS, id=oid, s=status)
+    return oid
+
+
+def _return(client: TestClient, shop: Shop) -> str:
+    oid = _order(client, shop, "PAID", "SHIPPED", "DELIVERED")
+    made = _ok(
+        client, REQUEST, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "DAMAGED"}
+    )
+    rid: str = made["requestReturn"]["id"]
+    return rid
+
+
+def test_an_illegal_order_transition_is_told_in_enum_values(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop
+) -> None:
+    oid = _order(w_client, w_shop, "PAID", "SHIPPED", "DELIVERED")
+    error = refuse(STATUS, id=oid, s="CANCELLED")
+    assert error["extensions"] == {
+        "code": "INVALID_TRANSITION",
+        "entity": "order",
+        "id": oid,
+        "from": "DELIVERED",
+        "to": "CANCELLED",
+    }
+    assert error["message"] == f"order {oid} cannot go from DELIVERED to CANCELLED"
+
+
+def test_an_illegal_ticket_transition_is_told_in_enum_values(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop
+) -> None:
+    opened = _ok(
+        w_client,
+        OPEN,
+        input={
+            "customerId": str(w_shop.customers[1]),
+            "category": "PAYMENT",
+            "channel": "EMAIL",
+            "subject": "invoice",
+        },
+    )
+    tid = opened["openSupportTicket"]["id"]
+    _ok(w_client, TICKET, id=tid, s="CLOSED")
+    error = refuse(TICKET, id=tid, s="IN_PROGRESS")
+    assert error["extensions"] == {
+        "code": "INVALID_TRANSITION",
+        "entity": "ticket",
+        "id": tid,
+        "from": "CLOSED",
+        "to": "IN_PROGRESS",
+    }
+    assert error["message"] == f"ticket {tid} cannot go from CLOSED to IN_PROGRESS"
+
+
+def test_a_decided_return_is_told_in_enum_values(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop
+) -> None:
+    rid = _return(w_client, w_shop)
+    _ok(w_client, APPROVE, id=rid)
+    error = refuse(REJECT, id=rid)
+    assert error["extensions"] == {
+        "code": "INVALID_TRANSITION",
+        "entity": "return",
+        "id": rid,
+        "from": "APPROVED",
+        "to": "REJECTED",
+    }
+    assert error["message"] == f"return {rid} is already APPROVED"
+
+
+def test_a_return_of_an_undelivered_order_names_its_status_as_the_api_does(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop
+) -> None:
+    oid = _order(w_client, w_shop, "PAID")
+    error = refuse(REQUEST, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "DAMAGED"})
+    ext = error["extensions"]
+    assert (ext["code"], ext["id"], ext["status"]) == ("CONFLICT", oid, "PAID"), error
+    assert error["message"].startswith(f"order {oid} is PAID:"), error
+
+
+@pytest.mark.parametrize(
+    ("query", "entity", "variables"),
+    [
+        (STATUS, "order", {"s": "PAID"}),  # a procedure's CD003
+        (UPDATE_CUSTOMER, "customer", {}),  # Python's NotFoundError
+        (REJECT, "return", {}),
+    ],
+)
+def test_not_found_ids_are_strings(
+    refuse: Refuse, query: str, entity: str, variables: dict[str, Any]
+) -> None:
+    error = refuse(query, id="88888888", **variables)
+    assert error["extensions"] == {"code": "NOT_FOUND", "entity": entity, "id": "88888888"}
+
+
+def test_a_missing_order_line_is_told_with_api_names(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop
+) -> None:
+    oid = _order(w_client, w_shop, "PAID", "SHIPPED", "DELIVERED")
+    error = refuse(REQUEST, input={"orderId": oid, "lineNo": 9, "quantity": 1, "reason": "DAMAGED"})
+    assert error["extensions"] == {
+        "code": "NOT_FOUND",
+        "entity": "order_item",
+        "id": f"{oid}/9",
+        "orderId": oid,
+        "lineNo": 9,
+    }
+
+
+def test_a_refund_out_of_range_tells_amounts_as_strings(
+    refuse: Refuse, w_client: TestClient, w_shop: Shop, w_engine: Engine
+) -> None:
+    rid = _return(w_client, w_shop)
+    with w_engine.connect() as conn:
+        paid = conn.execute(
+            sa.text(
+                "SELECT round(i.line_total * r.quantity / i.quantity, 2)::text FROM app.returns r"
+                " JOIN app.order_items i USING (order_id, line_no) WHERE r.id = :r"
+            ),
+            {"r": int(rid)},
+        ).scalar_one()
+    error = refuse(APPROVE, id=rid, r="1.005")
+    assert error["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "refundAmount",
+        "reason": "out of range",
+        "value": "1.005",  # the input, as given
+        "max": paid,
+    }
+    assert AMOUNT.match(paid)
+
+
+def test_a_discount_over_the_gross_tells_amounts_as_strings(
+    refuse: Refuse, w_shop: Shop, w_engine: Engine
+) -> None:
+    with w_engine.connect() as conn:
+        price = conn.execute(
+            sa.text("SELECT unit_price FROM app.products WHERE id = :p"), {"p": w_shop.products[0]}
+        ).scalar_one()
+    error = refuse(
+        PLACE,
+        input={
+            "customerId": str(w_shop.customers[1]),
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": [{"productId": str(w_shop.products[0]), "quantity": 2, "discount": "999"}],
+        },
+    )
+    assert error["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "discount",
+        "reason": "exceeds the line gross",
+        "index": 1,
+        "value": "999",
+        "gross": f"{2 * price:.2f}",
+    }
+
+
+def test_a_duplicate_product_is_named_by_the_api_field(refuse: Refuse, w_shop: Shop) -> None:
+    product = str(w_shop.products[1])
+    error = refuse(
+        PLACE,
+        input={
+            "customerId": str(w_shop.customers[1]),
+            "channel": "WEB",
+            "paymentMethod": "CARD",
+            "items": [
+                {"productId": product, "quantity": 1},
+                {"productId": product, "quantity": 2},
+            ],
+        },
+    )
+    assert error["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "items",
+        "reason": "duplicate product",
+        "index": 2,
+        "productId": product,
+    }
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_the_same_error_over_a_websocket(w_client: TestClient, w_shop: Shop, protocol: str) -> None:
+    oid = _order(w_client, w_shop, "PAID", "SHIPPED", "DELIVERED")
+    with w_client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+        payload = {"query": STATUS, "variables": {"id": oid, "s": "CANCELLED"}}
+        ws.send_json({"id": "1", "type": start, "payload": payload})
+        msg = ws.receive_json()
+        while msg["type"] == "ka":
+            msg = ws.receive_json()
+    assert msg["type"] in ("next", "data"), msg
+    (error,) = msg["payload"]["errors"]
+    assert error["extensions"] == {
+        "code": "INVALID_TRANSITION",
+        "entity": "order",
+        "id": oid,
+        "from": "DELIVERED",
+        "to": "CANCELLED",
+    }
