@@ -254,6 +254,12 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# what-if categories that are an enum of the API (Segment, OrderChannel, PaymentMethod,
+# TicketChannel, TicketCategory, TicketPriority): the enum's value (CONSUMER) or the stored
+# spelling (consumer) are the same category
+_ENUM_CATEGORIES = frozenset({"segment", "channel", "payment_method", "category", "priority"})
+
+
 def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
     """One-row model inputs from a what-if input object (BAD_USER_INPUT if out of range);
     a category the model never saw is accepted (its encoder ignores it)."""
@@ -262,7 +268,10 @@ def to_row(spec: ModelSpec, value: Any) -> dict[str, np.ndarray[Any, Any]]:
     for f in spec.features:
         v = fields[f.name]
         if f.kind is FeatureKind.CATEGORY:
-            row[f.name] = np.array([[str(v).strip()]], dtype=object)
+            text = str(v).strip()
+            if f.name in _ENUM_CATEGORIES:
+                text = text.lower()  # the API's CONSUMER is the rows' (and model's) consumer
+            row[f.name] = np.array([[text]], dtype=object)
             continue
         if v is not None:
             lo, hi = _RANGES.get(f.name, (-math.inf, math.inf))

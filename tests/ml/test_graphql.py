@@ -323,6 +323,24 @@ def test_what_if_churn_risk_rises_with_recency_and_lengthening_gaps(
         assert body["errors"][0]["message"].startswith(field.removeprefix("input."))
 
 
+def test_what_if_takes_the_api_enum_spelling_of_a_category(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """``segment: "CONSUMER"`` (Customer.segment's value) is the category ``consumer``,
+    not an unknown one: an integrator copies a customer's fields into a what-if."""
+
+    def probability(change: dict[str, object]) -> float:
+        body = run(ml_engine, WHAT_IF, {"input": {**ORDER_INPUT, **change}})
+        assert "errors" not in body, body["errors"]
+        return float(body["data"]["predictOrderStatus"]["probability"])
+
+    api = {"segment": "CONSUMER", "channel": "WEB", "paymentMethod": "CARD"}
+    stored = {k: str(v).lower() for k, v in api.items()}
+    unknown = {k: "martian" for k in api}
+    assert probability(api) == probability(stored)
+    assert probability(stored) != probability(unknown)  # the categories do count
+
+
 def test_what_if_unknown_category_still_predicts(
     ml_engine: Engine, trained: dict[str, TrainedModel]
 ) -> None:
