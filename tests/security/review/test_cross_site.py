@@ -1,13 +1,18 @@
-"""Cross-site request forgery (the black-box review).
+"""Cross-site request forgery and cross-site WebSocket hijacking (the black-box review).
 
 In demo-open mode (``CDMS_DEMO_OPEN=1``, the README's first command) a request without a
-token runs as an admin. Any page a visitor of the demo opens could POST a mutation with
-``Content-Type: text/plain`` (or a form's media type, or none: a ``Blob`` body), a
-"simple" request a browser sends cross-site without asking the server first: it was
-parsed as JSON and run (``updateProduct`` set a price of 0.01).
+token runs as an admin. Any page a visitor of the demo opens could then:
+
+- POST a mutation with ``Content-Type: text/plain`` (or a form's media type, or none: a
+  ``Blob`` body), a "simple" request a browser sends cross-site without asking the
+  server first: it was parsed as JSON and run (``updateProduct`` set a price of 0.01);
+- open a WebSocket to the API (CORS does not apply to WebSockets) and read every
+  customer's e-mail.
 
 Now a POST whose media type is not ``application/json`` is ``415 UNSUPPORTED_MEDIA_TYPE``
-before anything runs, whatever the mode.
+before anything runs, whatever the mode; a WebSocket handshake whose ``Origin`` is neither
+the server's own nor one of ``CDMS_CORS_ORIGINS`` is refused (4403, HTTP 403) before
+``connection_init``. A client that sends no ``Origin`` (not a browser) is unaffected.
 """
 
 from __future__ import annotations
@@ -17,19 +22,31 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from starlette.websockets import WebSocketDisconnect
 
 from tests.api.conftest import Shop
 from tests.security.conftest import Parties, bearer, token
 from tests.security.review.conftest import code_of, count, lenient_app
-from tests.security.transports import register
+from tests.security.transports import register, ws_init, ws_outcome, ws_send
 
 EVIL = "http://evil.example"
+PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
+EMAILS = "{ customers(first: 2) { edges { node { email } } } }"
 
 
 @pytest.fixture(scope="module")
 def demo(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
     """The app as ``CDMS_DEMO_OPEN=1 cdms serve`` runs it: no token is an admin."""
     with lenient_app(sec_engine, demo_open=True, production=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def demo_cors(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    """The same, with ``CDMS_CORS_ORIGINS=https://shop.example``."""
+    with lenient_app(
+        sec_engine, demo_open=True, production=False, cors_origins=("https://shop.example",)
+    ) as c:
         yield c
 
 
@@ -117,3 +134,85 @@ def test_batches_and_persisted_queries_over_json_posts(demo: Any, sec_engine: En
         "/graphql", content=b'[{"query": "{ __typename }"}]', headers={"Content-Type": "text/plain"}
     )
     assert plain.status_code == 415, plain.text
+
+
+# --- 2. WebSocket handshakes from another origin -------------------------------------------
+
+
+def _subscribe(client: Any, protocol: str, headers: dict[str, str], url: str = "/graphql") -> Any:
+    """Handshake, connection_init, the e-mails: the outcome of the operation."""
+    with client.websocket_connect(url, subprotocols=[protocol], headers=dict(headers)) as ws:
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", {"query": EMAILS})
+        return ws_outcome(ws, "1")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "origin",
+    [
+        EVIL,
+        "null",  # a sandboxed frame, a file: page
+        "http://testserver.evil.example",
+        "http://evil.example/http://testserver",
+        "http://testserver:8001",  # another port of the same host: another origin
+        "https://shop.example.evil",
+    ],
+)
+def test_a_cross_site_websocket_is_refused_before_connection_init(
+    demo_cors: Any, protocol: str, origin: str
+) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo_cors.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers={"Origin": origin}
+        ) as ws,
+    ):
+        ws_init(ws, protocol)  # before: acked, and the e-mails followed
+    assert refused.value.code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,  # not a browser: no Origin at all
+        "http://testserver",  # the page the server itself serves (GraphiQL, the dashboard)
+        "https://testserver",  # behind a TLS proxy the server sees ws://, the page https:
+        "HTTP://TestServer",
+        "https://shop.example",  # CDMS_CORS_ORIGINS
+    ],
+)
+def test_same_origin_listed_and_originless_sockets_are_served(
+    demo_cors: Any, protocol: str, origin: str | None
+) -> None:
+    headers = {} if origin is None else {"Origin": origin}
+    out = _subscribe(demo_cors, protocol, headers)
+    assert out.codes == [] and len(out.data["customers"]["edges"]) == 2, out
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_hosts_port_is_part_of_its_origin(demo: Any, protocol: str) -> None:
+    url = "ws://127.0.0.1:8000/graphql"  # the Host header: 127.0.0.1:8000
+    out = _subscribe(demo, protocol, {"Origin": "http://127.0.0.1:8000"}, url)
+    assert out.codes == [], out
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo.websocket_connect(
+            url, subprotocols=[protocol], headers={"Origin": "http://127.0.0.1:9999"}
+        ) as ws,
+    ):
+        ws_init(ws, protocol)
+    assert refused.value.code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_origin_is_checked_with_a_token_too(prod: Any, parties: Parties, protocol: str) -> None:
+    """A page of another site cannot set a WebSocket's headers, but it can put a token it
+    learnt in connection_init: the origin decides first, whatever the credential."""
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        prod.websocket_connect("/graphql", subprotocols=[protocol], headers={"Origin": EVIL}) as ws,
+    ):
+        ws_init(ws, protocol, {"Authorization": f"Bearer {token('admin')}"})
+    assert refused.value.code == 4403
