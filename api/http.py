@@ -1,9 +1,13 @@
 """``POST /graphql``: one operation or a batch (a JSON array), persisted or not.
 
-Every request-level failure gets a GraphQL-style JSON body and a 4xx (never a 500): an
-oversized body is refused from its Content-Length (or while streaming) with 413 without
-reading the rest; malformed or over-deep JSON, a missing query, too many batched
-operations are 400; then :mod:`api.pipeline` decides (400/403/429/503) before anything
+Every request-level failure gets a GraphQL-style JSON body and a 4xx (never a 500): a
+body that is not declared ``application/json`` (one ``Content-Type``, parameters aside) is
+refused with 415 before it is read, in every mode (a page of another site can make a
+browser POST ``text/plain``, a form's media types or no type at all without asking the
+server first: on a demo-open server, where no token means admin, that ran forged
+mutations); an oversized body is refused from its Content-Length (or while streaming)
+with 413 without reading the rest; malformed or over-deep JSON, a missing query, too many
+batched operations are 400; then :mod:`api.pipeline` decides (400/403/429/503) before anything
 runs, for the whole batch (all or nothing: a batch is not half run). An answer whose only
 errors say the database is unreachable is a 503 with Retry-After.
 
@@ -39,6 +43,18 @@ class HttpLimits:
 
 class _TooLarge(Exception):
     pass
+
+
+MEDIA_TYPE = "application/json"
+
+
+def is_json(request: Request) -> bool:
+    """Whether the request declares one ``Content-Type``, ``application/json`` (any case,
+    any parameters: the body must be UTF-8 JSON whatever its ``charset`` says)."""
+    declared = request.headers.getlist("content-type")
+    if len(declared) != 1:
+        return False
+    return declared[0].partition(";")[0].strip().lower() == MEDIA_TYPE
 
 
 def error_response(
@@ -88,6 +104,12 @@ class GraphQLHttp:
         if request.method != "POST":
             return error_response(
                 405, "METHOD_NOT_ALLOWED", "use POST for operations (GET in a browser: GraphiQL)"
+            )
+        if not is_json(request):  # not something a browser sends cross-site unasked
+            return error_response(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"send operations as JSON, with Content-Type: {MEDIA_TYPE}",
             )
         principal = request.scope.get("state", {}).get("principal")
         assert isinstance(principal, Principal)  # api.security put it there

@@ -3,8 +3,9 @@
 Every transport (HTTP, batches, persisted queries, both WebSocket subprotocols) runs the
 same two steps through :mod:`api.pipeline`:
 
-1. :func:`shape_of` measures an operation once per document: depth, fields after fragment
-   expansion, aliases, which (type, field) pairs it uses and which fields take arguments.
+1. :func:`shape_of` measures an operation once per document: depth, fields and aliases
+   after fragment expansion (an alias counts at every spread that reaches it), which
+   (type, field) pairs it uses and which fields take arguments.
    Each fragment is measured ONCE and its measure reused at every spread, in dependency
    order, so the work is linear in the document whatever it expands to (a fragment that
    spreads the next one twice, twenty times over, is 20 measures, not 2**20 walks).
@@ -164,6 +165,9 @@ class Measure:
     args: tuple[ArgField, ...]
     cost: Cost
     spreads: frozenset[str]
+    # aliased fields once fragments are spread, counted up to one past the limit (a spread
+    # adds its fragment's count: a bomb of 2**40 aliases is a few small additions)
+    aliases: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class Shape:
     kind: OperationType
     depth: int
     fields: int
-    aliases: int
+    aliases: int  # up to max_aliases + 1: past the limit, how far past is not counted
     uses: frozenset[tuple[str, str]]
     roots: tuple[tuple[str, str], ...]  # (root type, field) in document order
     args: tuple[ArgField, ...]
@@ -255,6 +259,7 @@ class _Measurer:
     def selection(self, sel_set: SelectionSetNode, parent: GraphQLNamedType, level: int) -> Measure:
         depth = 0
         count = 0
+        aliases = 0
         uses: set[tuple[str, str]] = set()
         args: list[ArgField] = []
         spreads: set[str] = set()
@@ -276,6 +281,8 @@ class _Measurer:
                     continue  # validation reports it
                 uses.add((parent.name, name))
                 count += 1
+                if sel.alias is not None:
+                    aliases += 1
                 arg = ArgField.of(parent.name, name, gfield, sel)
                 if sel.arguments:
                     args.append(arg)
@@ -288,6 +295,7 @@ class _Measurer:
                 # counts for fields and roles, not for depth (GraphiQL's query nests ofType)
                 depth = max(depth, 1 if _introspective(target) else 1 + sub.depth)
                 count += sub.fields
+                aliases += sub.aliases
                 uses |= sub.uses
                 args.extend(sub.args)
                 spreads |= sub.spreads
@@ -306,6 +314,7 @@ class _Measurer:
                 sub = self.selection(sel.selection_set, inner, level)
                 depth = max(depth, sub.depth)
                 count += sub.fields
+                aliases += sub.aliases
                 uses |= sub.uses
                 args.extend(sub.args)
                 spreads |= sub.spreads
@@ -317,26 +326,14 @@ class _Measurer:
                     continue  # unknown: validation reports it
                 depth = max(depth, frag.depth)
                 count += frag.fields
+                aliases += frag.aliases
                 spreads.add(name)
                 own_spreads.append(name)
         cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows))
-        return Measure(depth, count, frozenset(uses), tuple(args), cost, frozenset(spreads))
-
-
-def _aliases(doc: DocumentNode) -> int:
-    count = 0
-    stack: list[SelectionSetNode] = [
-        d.selection_set
-        for d in doc.definitions
-        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
-    ]
-    while stack:
-        for sel in stack.pop().selections:
-            if isinstance(sel, FieldNode) and sel.alias is not None:
-                count += 1
-            if isinstance(sel, FieldNode | InlineFragmentNode) and sel.selection_set:
-                stack.append(sel.selection_set)
-    return count
+        aliases = min(aliases, self.limits.max_aliases + 1)
+        return Measure(
+            depth, count, frozenset(uses), tuple(args), cost, frozenset(spreads), aliases
+        )
 
 
 def shape_of(
@@ -365,7 +362,7 @@ def shape_of(
         kind=op.operation,
         depth=own.depth,
         fields=own.fields,
-        aliases=_aliases(doc),
+        aliases=own.aliases,
         uses=frozenset(uses),
         roots=roots,
         args=tuple(args),
@@ -420,7 +417,9 @@ def check_size(shape: Shape, limits: Limits) -> None:
         )
     if shape.aliases > limits.max_aliases:
         raise QueryTooComplexError(
-            f"{shape.aliases} aliases found; at most {limits.max_aliases} are allowed",
+            f"more than {limits.max_aliases} aliases once fragments are spread (an alias"
+            f" counts at every spread that reaches it); at most {limits.max_aliases} are"
+            " allowed",
             limit=limits.max_aliases,
         )
     if shape.fields > limits.max_fields:

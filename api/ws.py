@@ -4,13 +4,21 @@ cost), and the credential held to account for as long as the socket is open.
 
 - ``graphql-transport-ws`` (the graphql-ws library): connection_init / connection_ack,
   subscribe / next / error / complete, ping / pong. Close codes: 4400 bad message, 4401
-  unauthorized (no or bad credential, or an expired token), 4403 revoked credential, 4408
+  unauthorized (no or bad credential, or an expired token), 4403 revoked credential
+  (at the handshake: a page of another site), 4408
   no connection_init in time, 4409 duplicate operation id, 4429 repeated connection_init,
   1009 a message larger than the request body limit (``CDMS_MAX_BODY_BYTES``), 1013 the
   database cannot check the credential now.
 - ``graphql-ws`` (the older subscriptions-transport-ws): connection_init /
   connection_ack (or connection_error), start / data / error / complete, stop,
   connection_terminate; the same checks, the same close codes.
+
+A handshake whose ``Origin`` header names another site is refused before it is accepted
+(4403; an HTTP 403 to the browser): CORS does not apply to WebSockets, so without this a
+page of any site could open a socket to the API and, on a demo-open server where no
+token means admin, read the shop. Allowed: no ``Origin`` (not a browser), the server's own
+origin (the ``Host`` header's host and port: the pages it serves, GraphiQL and the
+dashboard, behind a TLS proxy too) and the origins of ``CDMS_CORS_ORIGINS``.
 
 The credential comes from the handshake's ``Authorization`` header or, as browsers must
 send it, from the ``connection_init`` payload (``{"Authorization": "Bearer …"}`` or
@@ -28,6 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from graphql import OperationType
 from starlette.types import Receive, Scope, Send
@@ -90,6 +99,9 @@ class GraphQLSockets:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
+        if not origin_allowed(scope, self.config.cors_origins):
+            await ws.close(code=4403, reason="cross-origin WebSocket refused")
+            return
         offered = scope.get("subprotocols") or []
         protocol = next((p for p in offered if p in PROTOCOLS), None)
         if protocol is None:
@@ -426,6 +438,40 @@ def _error(exc: CdmsError) -> dict[str, Any]:
 def _header(ws: WebSocket, name: str) -> str | None:
     found = [v for k, v in ws.scope["headers"] if k.decode("latin-1").lower() == name]
     return found[0].decode("latin-1") if found else None
+
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
+    """Whether a handshake may come from its ``Origin``: none sent (not a browser), one of
+    ``allowed`` (``CDMS_CORS_ORIGINS``, compared as CORS compares them; ``*`` allows every
+    one), or the server's own: the ``Host`` header's host and port (scheme-less, as a TLS
+    proxy in front makes the page ``https:`` and the socket the server sees ``ws:``)."""
+    sent = [v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"]
+    if not sent:
+        return True
+    if len(sent) > 1:
+        return False
+    origin = sent[0].strip()
+    if "*" in allowed or origin in allowed:
+        return True
+    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) != 1:
+        return False
+    try:
+        parts = urlsplit(origin)
+        default = _DEFAULT_PORTS.get(parts.scheme.lower())
+        if default is None or parts.path or parts.query or parts.fragment or parts.username:
+            return False
+        own = urlsplit("//" + hosts[0].strip())
+        if own.path or own.username:
+            return False
+        mine = (own.hostname, own.port or default)
+        theirs = (parts.hostname, parts.port or default)
+    except ValueError:  # a port that is not a number
+        return False
+    return theirs[0] is not None and theirs == mine
 
 
 def _payload_authorization(payload: dict[str, Any]) -> str | None:

@@ -16,6 +16,8 @@ from schema.errors import INTERNAL_MESSAGE, classify
 from tests.api.conftest import Gql, Shop, TestClient, make_client
 from tests.api.helpers import codes, data
 
+JSON = "application/json"
+
 
 def test_depth_limit(gql: Gql, shop: Shop) -> None:
     deep = "{ customers { edges { node { orders { edges { node { customer { orders { edges {"
@@ -54,13 +56,13 @@ def test_batches(client: TestClient, shop: Shop) -> None:
         (b'{"variables": {}}', {"content-type": "application/json"}),
         (b'{"query": "{ customer(id: 1) { id } }", "variables": [1]}', {}),
         (b"[]", {}),
-        (b"\xff\xfe", {}),
+        (b"\xff\xfe", {"content-type": "application/json; charset=utf-16"}),
     ],
 )
 def test_malformed_requests_are_400_with_graphql_errors(
     client: TestClient, shop: Shop, body: bytes, headers: dict[str, str]
 ) -> None:
-    resp = client.post("/graphql", content=body, headers=headers)
+    resp = client.post("/graphql", content=body, headers={"content-type": JSON, **headers})
     assert resp.status_code == 400
     assert codes(resp.json()) == ["BAD_USER_INPUT"]
 
@@ -68,7 +70,7 @@ def test_malformed_requests_are_400_with_graphql_errors(
 def test_ten_megabyte_body_is_refused_quickly(client: TestClient, shop: Shop) -> None:
     big = b'{"query": "' + b"x" * (10 * 1024 * 1024) + b'"}'
     started = time.perf_counter()
-    resp = client.post("/graphql", content=big)
+    resp = client.post("/graphql", content=big, headers={"content-type": JSON})
     assert resp.status_code == 413
     assert codes(resp.json()) == ["PAYLOAD_TOO_LARGE"]
     assert time.perf_counter() - started < 2
@@ -204,7 +206,7 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
         "type": "http",
         "method": "POST",
         "path": "/graphql",
-        "headers": [],
+        "headers": [(b"content-type", JSON.encode())],
         "query_string": b"",
     }
     asyncio.run(endpoint(scope, receive, send))

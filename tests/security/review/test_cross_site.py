@@ -1,0 +1,218 @@
+"""Cross-site request forgery and cross-site WebSocket hijacking (the black-box review).
+
+In demo-open mode (``CDMS_DEMO_OPEN=1``, the README's first command) a request without a
+token runs as an admin. Any page a visitor of the demo opens could then:
+
+- POST a mutation with ``Content-Type: text/plain`` (or a form's media type, or none: a
+  ``Blob`` body), a "simple" request a browser sends cross-site without asking the
+  server first: it was parsed as JSON and run (``updateProduct`` set a price of 0.01);
+- open a WebSocket to the API (CORS does not apply to WebSockets) and read every
+  customer's e-mail.
+
+Now a POST whose media type is not ``application/json`` is ``415 UNSUPPORTED_MEDIA_TYPE``
+before anything runs, whatever the mode; a WebSocket handshake whose ``Origin`` is neither
+the server's own nor one of ``CDMS_CORS_ORIGINS`` is refused (4403, HTTP 403) before
+``connection_init``. A client that sends no ``Origin`` (not a browser) is unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from starlette.websockets import WebSocketDisconnect
+
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, bearer, token
+from tests.security.review.conftest import code_of, count, lenient_app
+from tests.security.transports import register, ws_init, ws_outcome, ws_send
+
+EVIL = "http://evil.example"
+PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
+EMAILS = "{ customers(first: 2) { edges { node { email } } } }"
+
+
+@pytest.fixture(scope="module")
+def demo(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    """The app as ``CDMS_DEMO_OPEN=1 cdms serve`` runs it: no token is an admin."""
+    with lenient_app(sec_engine, demo_open=True, production=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def demo_cors(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    """The same, with ``CDMS_CORS_ORIGINS=https://shop.example``."""
+    with lenient_app(
+        sec_engine, demo_open=True, production=False, cors_origins=("https://shop.example",)
+    ) as c:
+        yield c
+
+
+def _price(engine: Engine, product: int) -> int:
+    cents = "SELECT (unit_price * 100)::int FROM app.products WHERE id = :p"
+    return count(engine, cents, p=product)
+
+
+def _reprice(product: int) -> bytes:
+    query = f'mutation {{ updateProduct(id: {product}, input: {{unitPrice: "0.01"}}) {{ id }} }}'
+    return ('{"query": "' + query.replace('"', '\\"') + '"}').encode()
+
+
+# --- 1. POST bodies that are not application/json ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,  # fetch() with a Blob or ArrayBuffer body sends no Content-Type
+        "application/jsonp",
+        "application/json-seq",
+        "text/json",
+    ],
+)
+def test_a_cross_site_simple_post_is_refused_with_415_and_writes_nothing(
+    demo: Any, sec_engine: Engine, sec_shop: Shop, media: str | None
+) -> None:
+    product = sec_shop.products[0]
+    before = _price(sec_engine, product)
+    headers = {"Origin": EVIL} | ({} if media is None else {"Content-Type": media})
+    resp = demo.post("/graphql", content=_reprice(product), headers=headers)
+    assert resp.status_code == 415, resp.text  # before: 200, and the price was 0.01
+    assert code_of(resp.json()) == "UNSUPPORTED_MEDIA_TYPE"
+    assert resp.json()["data"] is None
+    assert _price(sec_engine, product) == before
+
+
+@pytest.mark.parametrize("role", ["admin", "customer"])
+def test_the_media_type_is_required_with_a_token_too(
+    prod: Any, parties: Parties, role: str
+) -> None:
+    tok = token(role, parties.a if role == "customer" else None)
+    for media in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = bearer(tok) | ({} if media is None else {"Content-Type": media})
+        resp = prod.post("/graphql", content=b'{"query": "{ __typename }"}', headers=headers)
+        assert resp.status_code == 415, (media, resp.text)
+        assert code_of(resp.json()) == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_two_content_types_are_refused(demo: Any) -> None:
+    resp = demo.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers=[("Content-Type", "application/json"), ("Content-Type", "text/plain")],
+    )
+    assert resp.status_code == 415, resp.text
+
+
+@pytest.mark.parametrize(
+    "media", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+def test_json_posts_are_answered_as_before(demo: Any, media: str) -> None:
+    resp = demo.post(
+        "/graphql", content=b'{"query": "{ __typename }"}', headers={"Content-Type": media}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"data": {"__typename": "Query"}}
+
+
+def test_batches_and_persisted_queries_over_json_posts(demo: Any, sec_engine: Engine) -> None:
+    batch = demo.post("/graphql", json=[{"query": "{ __typename }"}] * 2)
+    assert batch.status_code == 200 and len(batch.json()) == 2, batch.text
+    sha = register(sec_engine, "{ __typename }")
+    persisted = demo.post(
+        "/graphql", json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}}}
+    )
+    assert persisted.status_code == 200, persisted.text
+    assert persisted.json() == {"data": {"__typename": "Query"}}
+    plain = demo.post(
+        "/graphql", content=b'[{"query": "{ __typename }"}]', headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 415, plain.text
+
+
+# --- 2. WebSocket handshakes from another origin -------------------------------------------
+
+
+def _subscribe(client: Any, protocol: str, headers: dict[str, str], url: str = "/graphql") -> Any:
+    """Handshake, connection_init, the e-mails: the outcome of the operation."""
+    with client.websocket_connect(url, subprotocols=[protocol], headers=dict(headers)) as ws:
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", {"query": EMAILS})
+        return ws_outcome(ws, "1")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "origin",
+    [
+        EVIL,
+        "null",  # a sandboxed frame, a file: page
+        "http://testserver.evil.example",
+        "http://evil.example/http://testserver",
+        "http://testserver:8001",  # another port of the same host: another origin
+        "https://shop.example.evil",
+    ],
+)
+def test_a_cross_site_websocket_is_refused_before_connection_init(
+    demo_cors: Any, protocol: str, origin: str
+) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo_cors.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers={"Origin": origin}
+        ) as ws,
+    ):
+        ws_init(ws, protocol)  # before: acked, and the e-mails followed
+    assert refused.value.code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    "origin",
+    [
+        None,  # not a browser: no Origin at all
+        "http://testserver",  # the page the server itself serves (GraphiQL, the dashboard)
+        "https://testserver",  # behind a TLS proxy the server sees ws://, the page https:
+        "HTTP://TestServer",
+        "https://shop.example",  # CDMS_CORS_ORIGINS
+    ],
+)
+def test_same_origin_listed_and_originless_sockets_are_served(
+    demo_cors: Any, protocol: str, origin: str | None
+) -> None:
+    headers = {} if origin is None else {"Origin": origin}
+    out = _subscribe(demo_cors, protocol, headers)
+    assert out.codes == [] and len(out.data["customers"]["edges"]) == 2, out
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_hosts_port_is_part_of_its_origin(demo: Any, protocol: str) -> None:
+    url = "ws://127.0.0.1:8000/graphql"  # the Host header: 127.0.0.1:8000
+    out = _subscribe(demo, protocol, {"Origin": "http://127.0.0.1:8000"}, url)
+    assert out.codes == [], out
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo.websocket_connect(
+            url, subprotocols=[protocol], headers={"Origin": "http://127.0.0.1:9999"}
+        ) as ws,
+    ):
+        ws_init(ws, protocol)
+    assert refused.value.code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_origin_is_checked_with_a_token_too(prod: Any, parties: Parties, protocol: str) -> None:
+    """A page of another site cannot set a WebSocket's headers, but it can put a token it
+    learnt in connection_init: the origin decides first, whatever the credential."""
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        prod.websocket_connect("/graphql", subprotocols=[protocol], headers={"Origin": EVIL}) as ws,
+    ):
+        ws_init(ws, protocol, {"Authorization": f"Bearer {token('admin')}"})
+    assert refused.value.code == 4403
