@@ -53,7 +53,14 @@ from api.rules import (
     cost_of,
     shape_of,
 )
-from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError, from_db_error
+from db.errors import (
+    BadUserInputError,
+    CdmsError,
+    DatabaseUnavailableError,
+    from_db_error,
+    shown,
+)
+from schema.errors import bounded
 
 
 class PersistedQueryNotFoundError(CdmsError):
@@ -95,7 +102,9 @@ class Refusal(Exception):
 
     @classmethod
     def of(cls, exc: CdmsError) -> Refusal:
-        error = GraphQLError(exc.message, extensions={"code": exc.code, **exc.fields})
+        error = GraphQLError(
+            bounded(exc.message, quoted=False), extensions={"code": exc.code, **exc.fields}
+        )
         headers: dict[str, str] = {}
         if isinstance(exc, RateLimitedError):
             headers["Retry-After"] = str(exc.retry_after)
@@ -377,7 +386,7 @@ class Pipeline:
             if o.name is not None and o.name.value == name:
                 return o
         raise BadUserInputError(
-            f"operationName {name!r} does not name an operation of the document"
+            f"operationName {shown(name)} does not name an operation of the document"
         )
 
     def check(
@@ -488,11 +497,12 @@ class Pipeline:
 
 def _coded(error: GraphQLError) -> GraphQLError:
     """A parse/validation error with its code: QUERY_TOO_COMPLEX for the token limit and
-    an exhausted validation budget, BAD_USER_INPUT otherwise."""
+    an exhausted validation budget, BAD_USER_INPUT otherwise; what it quotes of the
+    request is bounded (schema.errors.bounded)."""
     aborted = "tokens. Parsing aborted" in error.message or error.message == "Validation aborted."
     code = "QUERY_TOO_COMPLEX" if aborted else "BAD_USER_INPUT"
     return GraphQLError(
-        error.message,
+        bounded(error.message),
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,

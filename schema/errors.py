@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import CdmsError, camel, from_db_error
+from db.errors import ECHO_MAX, CdmsError, camel, from_db_error
 
 log = logging.getLogger("cdms.api")
 
@@ -32,6 +33,32 @@ _COMPLEXITY_MARKERS = (
 
 class QueryTooComplexError(CdmsError):
     code = "QUERY_TOO_COMPLEX"
+
+
+# what graphql-core quotes: names in single quotes, literals as GraphQL writes them
+_QUOTED = re.compile(r"'[^'\n]*'|\"(?:[^\"\\\n]|\\.)*\"")
+MESSAGE_MAX = 1_000
+
+
+def bounded(message: str, *, quoted: bool = True) -> str:
+    """``message`` quoting at most ``ECHO_MAX`` characters of each name or value (graphql-core
+    quotes them whole: a 200,000-character field name or literal came back in full), and at
+    most ``MESSAGE_MAX`` characters in all. ``quoted=False``: the total only (our own
+    messages quote through db.errors.shown already)."""
+    if len(message) <= 2 * ECHO_MAX:
+        return message
+    if quoted:
+        message = _QUOTED.sub(_clip, message)
+    if len(message) > MESSAGE_MAX:
+        message = f"{message[:MESSAGE_MAX]}… ({len(message):,} characters)"
+    return message
+
+
+def _clip(match: re.Match[str]) -> str:
+    quote, inner = match[0][0], match[0][1:-1]
+    if len(inner) <= ECHO_MAX:
+        return match[0]
+    return f"{quote}{inner[:ECHO_MAX]}…{quote} ({len(inner):,} characters)"
 
 
 def _is_complexity(message: str) -> bool:
@@ -54,11 +81,11 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         ext: dict[str, Any] = {"code": orig.code, **orig.fields}
         if isinstance(ext.get("field"), str):  # a procedure's parameter: the API's name
             ext["field"] = camel(ext["field"])
-        return _with(error, orig.message, ext)
+        return _with(error, bounded(orig.message, quoted=False), ext)
     if orig is None:
         if _is_complexity(error.message):
             return _with(error, error.message, {"code": QueryTooComplexError.code})
-        return _with(error, error.message, {"code": "BAD_USER_INPUT"})
+        return _with(error, bounded(error.message), {"code": "BAD_USER_INPUT"})
     log.error(
         "request %s: unexpected error at %s: %s",
         request_id,

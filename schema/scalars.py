@@ -14,7 +14,7 @@ from typing import Any
 
 import strawberry
 
-from db.errors import BadUserInputError
+from db.errors import BadUserInputError, shown
 
 TWO_PLACES = Decimal("0.01")
 # what a Decimal's text may be: ASCII digits, a point, an exponent (Python's Decimal() also
@@ -35,15 +35,15 @@ def parse_decimal(value: Any) -> Decimal:
     try:
         parsed = Decimal(text)
     except InvalidOperation:
-        raise BadUserInputError(f"not a decimal number: {value!r}") from None
+        raise BadUserInputError(f"not a decimal number: {shown(value)}") from None
     if not parsed.is_finite():
-        raise BadUserInputError(f"not a finite decimal number: {value!r}")
+        raise BadUserInputError(f"not a finite decimal number: {shown(value)}")
     if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(text):
-        raise BadUserInputError(f"not a decimal number: {value!r}")
+        raise BadUserInputError(f"not a decimal number: {shown(value)}")
     if not parsed:  # any zero as 0: "0e-99999" names a scale numeric has not
         return Decimal(0)
     if not -16383 <= parsed.adjusted() <= 131071:  # PostgreSQL numeric's range
-        raise BadUserInputError(f"decimal number out of range: {value!r}")
+        raise BadUserInputError(f"decimal number out of range: {shown(value)}")
     return parsed
 
 
@@ -60,15 +60,15 @@ def parse_id(value: Any, what: str = "id") -> int:
     text = str(value)
     digits = text[1:] if text.startswith("-") else text
     if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
-        raise BadUserInputError(f"{what} must be a numeric id, got {value!r}", field=what)
+        raise BadUserInputError(f"{what} must be a numeric id, got {shown(value)}", field=what)
     # (past 19 significant digits no id fits in a bigint; and Python refuses to convert a
     # string of more than 4,300 digits, leading zeros included: ValueError, not an answer)
     significant = digits.lstrip("0")
     if len(significant) > 19:
-        raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
+        raise BadUserInputError(f"{what} is out of range: {shown(value)}", field=what)
     n = -int(significant or "0") if text.startswith("-") else int(significant or "0")
     if not -(2**63) <= n < 2**63:
-        raise BadUserInputError(f"{what} is out of range: {value!r}", field=what)
+        raise BadUserInputError(f"{what} is out of range: {shown(value)}", field=what)
     return n
 
 
@@ -83,9 +83,11 @@ def parse_datetime(value: Any) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise BadUserInputError(f"not an ISO-8601 date-time: {value!r}") from None
+        raise BadUserInputError(f"not an ISO-8601 date-time: {shown(value)}") from None
     if parsed.tzinfo is None:
-        raise BadUserInputError(f"DateTime needs an offset (e.g. 2025-01-01T00:00:00Z): {value!r}")
+        raise BadUserInputError(
+            f"DateTime needs an offset (e.g. 2025-01-01T00:00:00Z): {shown(value)}"
+        )
     return parsed
 
 
@@ -95,7 +97,7 @@ def parse_date(value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise BadUserInputError(f"not an ISO-8601 date: {value!r}") from None
+        raise BadUserInputError(f"not an ISO-8601 date: {shown(value)}") from None
 
 
 DecimalScalar = strawberry.scalar(
