@@ -74,8 +74,13 @@ def test_our_own_messages_quote_values_64_characters_long(
     update = """mutation ($id: ID!, $input: UpdateProductInput!) {
       updateProduct(id: $id, input: $input) { id } }"""
     error = _refused(w_client, update, id=str(w_shop.products[0]), input={"unitPrice": long})
-    assert "not a decimal number: 'yyyy" in error["message"], error
-    assert "(200,000 characters)" in error["message"], error
+    assert error["message"] == f"invalid unitPrice: not a decimal number: '{'y' * 64}…'" + (
+        " (200,000 characters)"
+    )
+    assert (error["extensions"]["field"], error["extensions"]["value"]) == (
+        "unitPrice",
+        "y" * 64 + "…",
+    )
     error = _refused(w_client, "query ($id: ID!) { customer(id: $id) { id } }", id=long)
     assert "(200,000 characters)" in error["message"]
     error = _refused(w_client, f'{{ cube(timezone: "{long}") {{ orders {{ count }} }} }}')
