@@ -1,4 +1,4 @@
-"""a refusal quotes at most 64 characters of a value, and tells an empty one as such
+"""a refusal quotes at most 64 characters of a value; a refund's third decimal is told as such
 
 Revision ID: 0020_error_echoes
 Revises: 0019_text_limits
