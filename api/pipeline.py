@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
+from api.inputs import literal_refusals, variable_refusals
 from api.ratelimit import RateLimitedError, RateLimiter
 from api.rules import (
     Access,
@@ -53,8 +54,14 @@ from api.rules import (
     cost_of,
     shape_of,
 )
-from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError, from_db_error
-from schema.errors import api_error
+from db.errors import (
+    BadUserInputError,
+    CdmsError,
+    DatabaseUnavailableError,
+    from_db_error,
+    shown,
+)
+from schema.errors import api_error, bounded
 
 
 class PersistedQueryNotFoundError(CdmsError):
@@ -344,7 +351,7 @@ class Pipeline:
             parsed = _Parsed(None, [_coded(error)])
         else:
             errors = validate(self.gschema, document, max_errors=20, hide_suggestions=hide)
-            parsed = _Parsed(document, [_coded(e) for e in errors])
+            parsed = _Parsed(document, [_coded(e) for e in literal_refusals(errors, document)])
         if len(query) <= _CACHE_MAX_CHARS:
             with self._lock:
                 self._parsed[key] = parsed
@@ -379,7 +386,7 @@ class Pipeline:
             if o.name is not None and o.name.value == name:
                 return o
         raise BadUserInputError(
-            f"operationName {name!r} does not name an operation of the document"
+            f"operationName {shown(name)} does not name an operation of the document"
         )
 
     def check(
@@ -421,7 +428,10 @@ class Pipeline:
                 hide_suggestions=self._hide(principal),
             )
             if isinstance(coerced, list):
-                raise Refusal([_coded(e) for e in coerced], 400)
+                told = variable_refusals(
+                    coerced, self.gschema, parsed.document, operation, op.variables or {}
+                )
+                raise Refusal([_coded(e) for e in told], 400)
             check_arguments(shape, self.access, principal.role, principal.customer_id, coerced)
             cost = cost_of(shape, coerced, self.limits)
             check_cost(cost, self.limits)
@@ -490,11 +500,13 @@ class Pipeline:
 
 def _coded(error: GraphQLError) -> GraphQLError:
     """A parse/validation error with its code: QUERY_TOO_COMPLEX for the token limit and
-    an exhausted validation budget, BAD_USER_INPUT otherwise."""
+    an exhausted validation budget, BAD_USER_INPUT otherwise; what it quotes of the
+    request is bounded (schema.errors.bounded)."""
     aborted = "tokens. Parsing aborted" in error.message or error.message == "Validation aborted."
     code = "QUERY_TOO_COMPLEX" if aborted else "BAD_USER_INPUT"
+    told = "code" in (error.extensions or {})  # a scalar's refusal in its words: api.inputs
     return GraphQLError(
-        error.message,
+        bounded(error.message, quoted=not told),
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,

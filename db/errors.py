@@ -43,6 +43,31 @@ _STANDARD_CODES: dict[str, str] = {
 }
 
 
+# An error echoes at most this many characters of a value a client sent (a value may be as
+# long as the request body allows: a megabyte echoed twice is no answer).
+ECHO_MAX = 64
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message quotes it: its ``repr``, or its first ``ECHO_MAX``
+    characters with an ellipsis and its length when longer."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= ECHO_MAX:
+        return repr(value)
+    return f"{text[:ECHO_MAX] + '…'!r} ({len(text):,} characters)"
+
+
+def clipped(value: Any) -> Any:
+    """``value`` as an error's ``extensions.value`` carries it: as sent, or, past
+    ``ECHO_MAX`` characters, its first ones with an ellipsis (:func:`shown` tells the length)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= ECHO_MAX:
+        return value
+    return text[:ECHO_MAX] + "…"
+
+
 class CdmsError(Exception):
     """Base of every expected failure. ``code`` is stable and public."""
 

@@ -20,7 +20,7 @@ from schema.cube.queries import CubeQueries
 from schema.errors import ErrorCodes
 from schema.mutations import Mutation
 from schema.predictions import PredictionQueries
-from schema.scalars import SCALAR_MAP, parse_date, parse_datetime, parse_decimal
+from schema.scalars import SCALAR_MAP, parse_date, parse_datetime, parse_money
 from schema.subscriptions import OrderSubscriptions
 from schema.types import EntityQueries
 from schema.warehouse import WarehouseQueries, WarehouseSubscriptions
@@ -77,7 +77,7 @@ def graphql_schema() -> GraphQLSchema:
 
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
-    "Decimal": parse_decimal,
+    "Decimal": parse_money,
     "DateTime": parse_datetime,
     "Date": parse_date,
 }

@@ -22,7 +22,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import CdmsError, camel, from_db_error
+from db.errors import ECHO_MAX, CdmsError, camel, from_db_error
 from schema.catalog import ENTITIES, Kind
 
 log = logging.getLogger("cdms.api")
@@ -38,6 +38,32 @@ _COMPLEXITY_MARKERS = (
 
 class QueryTooComplexError(CdmsError):
     code = "QUERY_TOO_COMPLEX"
+
+
+# what graphql-core quotes: names in single quotes, literals as GraphQL writes them
+_QUOTED = re.compile(r"'[^'\n]*'|\"(?:[^\"\\\n]|\\.)*\"")
+MESSAGE_MAX = 1_000
+
+
+def bounded(message: str, *, quoted: bool = True) -> str:
+    """``message`` quoting at most ``ECHO_MAX`` characters of each name or value (graphql-core
+    quotes them whole: a 200,000-character field name or literal came back in full), and at
+    most ``MESSAGE_MAX`` characters in all. ``quoted=False``: the total only (our own
+    messages quote through db.errors.shown already)."""
+    if len(message) <= 2 * ECHO_MAX:
+        return message
+    if quoted:
+        message = _QUOTED.sub(_clip, message)
+    if len(message) > MESSAGE_MAX:
+        message = f"{message[:MESSAGE_MAX]}… ({len(message):,} characters)"
+    return message
+
+
+def _clip(match: re.Match[str]) -> str:
+    quote, inner = match[0][0], match[0][1:-1]
+    if len(inner) <= ECHO_MAX:
+        return match[0]
+    return f"{quote}{inner[:ECHO_MAX]}…{quote} ({len(inner):,} characters)"
 
 
 def _is_complexity(message: str) -> bool:
@@ -83,7 +109,8 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
     - in an error about a money field (``refundAmount``, ``discount``, ...) the amounts
       (``min``, ``max``, ``gross``) as strings with two decimals, and the ``value`` given
       as a string, as given;
-    - any other exact number (a Decimal) as a string: never a float.
+    - any other exact number (a Decimal) as a string: never a float;
+    - the message bounded as :func:`bounded` bounds it (a value quoted in it is cut).
     """
     message = exc.message
     out: dict[str, Any] = {"code": exc.code}
@@ -103,7 +130,8 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
                 out[key] = f"{Decimal(str(out[key])):.2f}"
         if _is_number(out.get("value")):
             out["value"] = str(out["value"])
-    return message, {k: str(v) if isinstance(v, Decimal) else v for k, v in out.items()}
+    extensions = {k: str(v) if isinstance(v, Decimal) else v for k, v in out.items()}
+    return bounded(message, quoted=False), extensions
 
 
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
@@ -124,7 +152,7 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     if orig is None:
         if _is_complexity(error.message):
             return _with(error, error.message, {"code": QueryTooComplexError.code})
-        return _with(error, error.message, {"code": "BAD_USER_INPUT"})
+        return _with(error, bounded(error.message), {"code": "BAD_USER_INPUT"})
     log.error(
         "request %s: unexpected error at %s: %s",
         request_id,

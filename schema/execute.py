@@ -57,7 +57,14 @@ from schema.catalog import ENTITIES, ROOTS, Entity, Kind
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
-from schema.scalars import parse_date, parse_datetime, parse_decimal, parse_id, parse_text
+from schema.scalars import (
+    parse_date,
+    parse_datetime,
+    parse_decimal,
+    parse_id,
+    parse_money,
+    parse_text,
+)
 from schema.sql import Statement, statement
 
 log = logging.getLogger("cdms.api.execute")
@@ -188,7 +195,7 @@ def _convert(conv: str, value: Any) -> Any:
         case "enum":
             return parse_text(value).lower()
         case "decimal":
-            return parse_decimal(value)
+            return parse_money(value)
         case "datetime":
             return value if isinstance(value, dt.datetime) else parse_datetime(value)
         case "date":

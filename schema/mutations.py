@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from strawberry import UNSET
 
-from db.errors import BadUserInputError, ConflictError, NotFoundError
+from db.errors import BadUserInputError, ConflictError, NotFoundError, camel
 from schema.catalog import ENTITIES
 from schema.context import Info
 from schema.enums import (
@@ -87,11 +87,62 @@ def _values(obj: Any) -> dict[str, Any]:
     return out
 
 
+# the numeric columns of a table and the values their types hold, read once per process:
+# PostgreSQL refuses a number its column cannot hold (22003) without naming the column
+_NUMERIC_COLUMNS = sa.text(
+    "SELECT column_name, data_type, numeric_precision, numeric_scale"
+    " FROM information_schema.columns WHERE table_schema = :s AND table_name = :t"
+    " AND data_type IN ('smallint', 'integer', 'bigint', 'numeric')"
+    " AND numeric_precision IS NOT NULL"
+)
+_RANGES: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
+
+
+def _ranges(conn: Connection, table: str) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per numeric column of ``table``, the least and the greatest value it holds."""
+    found = _RANGES.get(table)
+    if found is None:
+        schema_name, name = table.split(".")
+        found = {}
+        for column, kind, precision, scale in conn.execute(
+            _NUMERIC_COLUMNS, {"s": schema_name, "t": name}
+        ):
+            if kind == "numeric":  # numeric(12,2): 9,999,999,999.99
+                top = Decimal(10) ** (precision - scale) - Decimal(10) ** -scale
+                found[str(column)] = (-top, top)
+            else:  # smallint: precision 16 (bits)
+                found[str(column)] = (
+                    -(Decimal(2) ** (precision - 1)),
+                    Decimal(2) ** (precision - 1) - 1,
+                )
+        _RANGES[table] = found
+    return found
+
+
+def _check_ranges(conn: Connection, table: str, values: dict[str, Any]) -> None:
+    """BAD_USER_INPUT naming the field of a number its column cannot hold."""
+    ranges = _ranges(conn, table)
+    for column, value in values.items():
+        if column not in ranges or isinstance(value, bool) or not isinstance(value, int | Decimal):
+            continue
+        least, greatest = ranges[column]
+        if not least <= value <= greatest:
+            field = camel(column)
+            bound = f"at most {greatest:,}" if value > greatest else f"at least {least:,}"
+            raise BadUserInputError(
+                f"invalid {field}: {value} is out of range ({bound})",
+                field=field,
+                reason="out of range",
+                value=str(value),
+            )
+
+
 def _insert(table: str, values: dict[str, Any]) -> Write:
     schema_name, name = table.split(".")
     t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
 
     def run(conn: Connection) -> int:
+        _check_ranges(conn, table, values)
         return int(conn.execute(sa.insert(t).values(**values).returning(t.c.id)).scalar_one())
 
     return run
@@ -104,6 +155,7 @@ def _update(table: str, entity: str, row_id: int, values: dict[str, Any]) -> Wri
     t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
 
     def run(conn: Connection) -> int:
+        _check_ranges(conn, table, values)
         found = conn.execute(
             sa.update(t).where(t.c.id == row_id).values(**values).returning(t.c.id)
         ).scalar_one_or_none()

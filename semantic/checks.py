@@ -12,7 +12,7 @@ import difflib
 from dataclasses import replace
 from typing import Any, assert_never
 
-from db.errors import BadUserInputError
+from db.errors import BadUserInputError, clipped, shown
 from semantic.dates import CalendarOverflow, parse_when, time_bounds
 from semantic.model import (
     Cube,
@@ -53,14 +53,14 @@ def bad(message: str, culprit: str, pool: list[str] | None = None, **fields: Any
     name = culprit if "/" in culprit else culprit.rpartition(".")[2]
     closest = difflib.get_close_matches(name, pool or [], n=3)
     hint = f" (did you mean: {', '.join(closest)}?)" if closest else ""
-    fields.setdefault("field", culprit)
+    fields.setdefault("field", clipped(culprit))
     raise BadUserInputError(message + hint, closest=closest, **fields)
 
 
 def cube_of(model: Model, name: str) -> Cube:
     cube = model.cube(name)
     if cube is None:
-        bad(f"unknown cube {name!r}", name, model.names())
+        bad(f"unknown cube {shown(name)}", name, model.names())
     assert cube is not None
     return cube
 
@@ -97,7 +97,7 @@ def check_timezone(tz: str, zones: frozenset[str]) -> None:
     """``tz`` must be a name of the server's time zone data (``pg_timezone_names``):
     Python's list differs (``localtime``, zones newer than the server's data)."""
     if tz not in zones:
-        bad(f"unknown timezone {tz!r}", tz, sorted(zones), field="timezone", value=tz)
+        bad(f"unknown timezone {shown(tz)}", tz, sorted(zones), field="timezone", value=clipped(tz))
 
 
 def check_access(model: Model, q: CubeQuery, role: str | None) -> None:
@@ -322,26 +322,26 @@ def _check_value(name: str, kind: str, op: Op, v: Value) -> None:
             parsed = parse_when(v)
         except CalendarOverflow:
             raise BadUserInputError(
-                f"{name} {op.value}: {v!r} is the last day this API can compute with; "
+                f"{name} {op.value}: {shown(v)} is the last day this API can compute with; "
                 "leave the bound out for an open range (beforeDate / afterDate)",
                 field=name,
-                value=str(v),
+                value=clipped(str(v)),
             ) from None
         if parsed is None:
             raise BadUserInputError(
-                f"{name} {op.value}: {v!r} is not a date (YYYY-MM-DD) or a local date-time "
+                f"{name} {op.value}: {shown(v)} is not a date (YYYY-MM-DD) or a local date-time "
                 "(YYYY-MM-DDTHH:MM:SS)",
                 field=name,
-                value=str(v),
+                value=clipped(str(v)),
             )
     elif kind in ("number", "measure"):
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise BadUserInputError(f"{name} {op.value}: {v!r} is not a number", field=name)
+            raise BadUserInputError(f"{name} {op.value}: {shown(v)} is not a number", field=name)
     elif kind == "boolean":
         if not isinstance(v, bool):
-            raise BadUserInputError(f"{name} {op.value}: {v!r} is not a boolean", field=name)
+            raise BadUserInputError(f"{name} {op.value}: {shown(v)} is not a boolean", field=name)
     elif not isinstance(v, str):
-        raise BadUserInputError(f"{name} {op.value}: {v!r} is not a string", field=name)
+        raise BadUserInputError(f"{name} {op.value}: {shown(v)} is not a string", field=name)
 
 
 def bounds_of(c: Condition) -> tuple[Any, Any]:
@@ -381,10 +381,10 @@ def _canonical_filter(model: Model, flt: Filter) -> Filter:
             closest = difflib.get_close_matches(str(v).lower(), list(by_lower), n=3)
             hint = f" (did you mean: {', '.join(by_lower[c] for c in closest)}?)" if closest else ""
             raise BadUserInputError(
-                f"{flt.member} {flt.op.value}: {v!r} is not one of its values "
+                f"{flt.member} {flt.op.value}: {shown(v)} is not one of its values "
                 f"({', '.join(dim.values)}){hint}",
                 field=str(flt.member),
-                value=str(v),
+                value=clipped(str(v)),
                 closest=[by_lower[c] for c in closest],
             )
         values.append(found)

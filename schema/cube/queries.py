@@ -18,7 +18,7 @@ import strawberry
 from graphql import FieldNode, FragmentDefinitionNode
 from sqlalchemy.engine import Connection
 
-from db.errors import BadUserInputError, ForbiddenError
+from db.errors import BadUserInputError, ForbiddenError, shown
 from etl.status import WarehouseStatus
 from schema.context import Info
 from schema.cube.extension import report, report_entry, status_of
@@ -165,7 +165,7 @@ def _level(model: Model, member: str, role: str | None) -> tuple[str, Ref, str |
                 return f"{cube.name}.{h.name}", ref, nxt
     closest = difflib.get_close_matches(member, levels, n=3)
     raise BadUserInputError(
-        f"{member!r} is not a level of a hierarchy (levels: {', '.join(levels)})",
+        f"{shown(member)} is not a level of a hierarchy (levels: {', '.join(levels)})",
         field="member",
         closest=closest,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -191,12 +192,13 @@ def test_a_refund_out_of_range_tells_amounts_as_strings(
             ),
             {"r": int(rid)},
         ).scalar_one()
-    error = refuse(APPROVE, id=rid, r="1.005")
+    over = f"{Decimal(paid) + Decimal('0.01'):.2f}"
+    error = refuse(APPROVE, id=rid, r=over)
     assert error["extensions"] == {
         "code": "BAD_USER_INPUT",
         "field": "refundAmount",
         "reason": "out of range",
-        "value": "1.005",  # the input, as given
+        "value": over,  # the input, as given
         "max": paid,
     }
     assert AMOUNT.match(paid)

@@ -122,10 +122,107 @@ def test_create_and_update_product(run: Run, w_engine: Engine, w_shop: Shop) -> 
         refused(run, w_engine, "BAD_USER_INPUT", create, input=bad)
     update = """mutation ($id: ID!, $input: UpdateProductInput!) {
       updateProduct(id: $id, input: $input) { unitPrice stock } }"""
-    assert ok(run(update, id=created["id"], input={"unitPrice": "12.345", "stock": 7}))[
+    assert ok(run(update, id=created["id"], input={"unitPrice": "12.350", "stock": 7}))[
         "updateProduct"
-    ] == {"unitPrice": "12.35", "stock": 7}  # numeric(12,2) rounds half up
+    ] == {"unitPrice": "12.35", "stock": 7}  # a trailing zero is no third decimal
     refused(run, w_engine, "BAD_USER_INPUT", update, id=created["id"], input={"stock": -1})
+
+
+CREATE_PRODUCT = """mutation ($input: CreateProductInput!) {
+  createProduct(input: $input) { id } }"""
+UPDATE_PRODUCT = """mutation ($id: ID!, $input: UpdateProductInput!) {
+  updateProduct(id: $id, input: $input) { unitPrice } }"""
+PRODUCT = {"sku": "MONEY-1", "name": "Money", "category": "c", "subcategory": "s", "brand": "b",
+           "unitPrice": "10.00", "cost": "4.00"}  # fmt: skip
+
+
+def test_a_money_input_with_a_third_decimal_is_refused_naming_its_field(
+    run: Run, w_client: TestClient, w_engine: Engine, w_shop: Shop
+) -> None:
+    """Every Decimal input is an amount of money, in cents: a third decimal is refused, as
+    placeOrder's discount always was, naming the field, and nothing is written. (PostgreSQL
+    rounded them: "99.999" stored 100.00, and "-0.004" stored 0.00 past the rule that a
+    price is not negative.)"""
+    pid = str(w_shop.products[1])
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("unitPrice", CREATE_PRODUCT, {"input": {**PRODUCT, "unitPrice": "10.005"}}),
+        ("cost", CREATE_PRODUCT, {"input": {**PRODUCT, "cost": "5.555"}}),
+        ("unitPrice", UPDATE_PRODUCT, {"id": pid, "input": {"unitPrice": "99.999"}}),
+        ("unitPrice", UPDATE_PRODUCT, {"id": pid, "input": {"unitPrice": "-0.004"}}),
+        ("unitPrice", UPDATE_PRODUCT, {"id": pid, "input": {"unitPrice": 10.555}}),  # a number
+        ("cost", UPDATE_PRODUCT, {"id": pid, "input": {"cost": "1e-3"}}),
+    ]
+    for field, query, variables in cases:
+        ext = refused(run, w_engine, "BAD_USER_INPUT", query, **variables)
+        assert (ext["field"], ext["reason"]) == (field, "too many decimals"), (variables, ext)
+    literal = f'mutation {{ updateProduct(id: "{pid}", input: {{unitPrice: "99.999"}}) {{ id }} }}'
+    ext = refused(run, w_engine, "BAD_USER_INPUT", literal)
+    assert ext == {"code": "BAD_USER_INPUT", "field": "unitPrice", "reason": "too many decimals",
+                   "value": "99.999"}  # fmt: skip
+    resp = w_client.post("/graphql", json={"query": literal})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["errors"][0]["message"] == (
+        "invalid unitPrice: an amount of money has at most 2 decimals, got '99.999'"
+    )
+    # the discount: the same words as any money input's, with the item's place
+    ext = refused(
+        run,
+        w_engine,
+        "BAD_USER_INPUT",
+        PLACE,
+        input={"customerId": str(w_shop.customers[0]), "channel": "WEB", "paymentMethod": "CARD",
+               "items": [{"productId": pid, "quantity": 1},
+                         {"productId": str(w_shop.products[2]), "quantity": 1,
+                          "discount": "1.005"}]},
+    )  # fmt: skip
+    assert (ext["field"], ext["index"], ext["reason"]) == ("discount", 2, "too many decimals")
+
+
+def test_a_refund_with_a_third_decimal_is_told_as_such(
+    run: Run, w_engine: Engine, w_shop: Shop
+) -> None:
+    """1.001 is within what was paid for the unit: the refusal says the third decimal is the
+    matter (it said "refund 1.001 must be between 0 and 53.98", reason "out of range")."""
+    oid = _new_order(run, w_shop)
+    for status in ("PAID", "SHIPPED", "DELIVERED"):
+        ok(run(STATUS, id=oid, s=status))
+    request = """mutation ($input: RequestReturnInput!) { requestReturn(input: $input) { id } }"""
+    ret = ok(run(request, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "DAMAGED"}))
+    approve = """mutation ($id: ID!) { approveReturn(returnId: $id, refundAmount: "1.001") {
+      id } }"""
+    ext = refused(run, w_engine, "BAD_USER_INPUT", approve, id=ret["requestReturn"]["id"])
+    assert (ext["field"], ext["reason"]) == ("refundAmount", "too many decimals")
+    message = run(approve, id=ret["requestReturn"]["id"])["errors"][0]["message"]
+    assert "2 decimals" in message and "between" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("field", "query", "variables"),
+    [
+        ("unitPrice", CREATE_PRODUCT, {"input": {**PRODUCT, "unitPrice": "1e12"}}),
+        ("unitPrice", CREATE_PRODUCT, {"input": {**PRODUCT, "unitPrice": "1e10"}}),
+        ("cost", CREATE_PRODUCT, {"input": {**PRODUCT, "cost": "99999999999.99"}}),
+        ("unitPrice", UPDATE_PRODUCT, {"id": "P", "input": {"unitPrice": "123456789012"}}),
+    ],
+)
+def test_a_number_its_column_cannot_hold_is_refused_naming_its_field(
+    run: Run, w_engine: Engine, w_shop: Shop, field: str, query: str, variables: dict[str, Any]
+) -> None:
+    """A price of 10^10 or more does not fit numeric(12,2): PostgreSQL says "numeric field
+    overflow" and names no column; the client is told which field."""
+    if variables.get("id") == "P":
+        variables = {**variables, "id": str(w_shop.products[0])}
+    ext = refused(run, w_engine, "BAD_USER_INPUT", query, **variables)
+    assert (ext["field"], ext["reason"]) == (field, "out of range"), ext
+
+
+def test_a_rating_no_smallint_holds_is_refused_naming_its_field(
+    run: Run, w_engine: Engine, w_shop: Shop
+) -> None:
+    submit = """mutation ($input: SubmitFeedbackInput!) { submitFeedback(input: $input) { id } }"""
+    ext = refused(run, w_engine, "BAD_USER_INPUT", submit,
+                  input={"customerId": str(w_shop.customers[0]), "rating": 40000})  # fmt: skip
+    assert (ext["field"], ext["reason"]) == ("rating", "out of range"), ext
 
 
 PLACE = """mutation ($input: PlaceOrderInput!) {

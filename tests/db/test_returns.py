@@ -106,6 +106,21 @@ def test_an_explicit_refund_is_kept_within_what_was_paid(pg: Conn, bought: dict[
     pg.commit()
 
 
+def test_a_refund_with_a_third_decimal_is_told_as_such(pg: Conn, bought: dict[str, int]) -> None:
+    """1.001 is within what was paid: the refusal is about its third decimal, not a range."""
+    return_id = request(pg, bought["order"], 1, 1)
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        approve(pg, return_id, "1.001")
+    assert info.value.fields["reason"] == "too many decimals"
+    assert "more than 2 decimals" in info.value.message
+    assert "between" not in info.value.message
+    assert one(pg, "SELECT status FROM app.returns WHERE id = %s", (return_id,)) == "requested"
+    with refused(pg, BadUserInputError) as info:  # past what was paid: the range, as before
+        approve(pg, return_id, "9.01")
+    assert info.value.fields["reason"] == "out of range"
+
+
 def test_returning_every_unit_returns_the_order(pg: Conn, bought: dict[str, int]) -> None:
     order_id = bought["order"]
     first = request(pg, order_id, 1, 1)

@@ -223,3 +223,28 @@ def test_feedback_rating_is_1_to_5(pg: Conn, rating: int) -> None:
         _feedback(pg, customer, None, rating)
     assert info.value.fields["field"] == "rating"
     assert _feedback_of(pg, customer) == 0
+
+
+@pytest.mark.parametrize(
+    ("subject", "message", "reason"),
+    [
+        ("", "subject must not be empty", "empty"),
+        ("   ", "subject must not be blank", "blank"),
+        (None, "subject is required", "required"),
+        ("s" * 201, f"invalid subject: {'s' * 64}… (201 characters)", "invalid value"),
+    ],
+)
+def test_a_refused_subject_is_told_without_echoing_it_whole(
+    pg: Conn, subject: str | None, message: str, reason: str
+) -> None:
+    """app.raise_bad_column quotes at most 64 characters of the value (a subject of 900,000
+    characters came back twice), and says what is wrong with a missing or empty one."""
+    customer = new_customer(pg)
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        open_ticket(pg, customer, subject=subject)
+    assert info.value.message == message
+    assert info.value.fields["reason"] == reason
+    value = info.value.fields["value"]
+    assert value == (subject if subject is None or len(subject) <= 64 else "s" * 64 + "…")
+    assert tickets_of(pg, customer) == 0

@@ -1,0 +1,91 @@
+"""An error never echoes unbounded input: of a value or a name a client sent it quotes at
+most 64 characters, with an ellipsis and the length (a 900,000-character ticket subject
+came back whole in the message and again in ``extensions.value``: 1.8 MB for one refused
+request), whoever words it: a procedure (app.raise_bad_column), our scalars and resolvers,
+or graphql-core's validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop, TestClient
+
+OPEN = """mutation ($input: OpenSupportTicketInput!) { openSupportTicket(input: $input) { id } }"""
+
+
+def _refused(client: TestClient, query: str, **variables: Any) -> dict[str, Any]:
+    resp = client.post("/graphql", json={"query": query, "variables": variables})
+    assert resp.status_code == 400, resp.text[:2000]
+    assert len(resp.text) < 1_000, resp.text[:2000]
+    body: dict[str, Any] = resp.json()
+    assert body["data"] is None and len(body["errors"]) == 1, body
+    error: dict[str, Any] = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    return error
+
+
+def _tickets(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM app.support_tickets")).scalar_one())
+
+
+def test_a_long_subject_is_quoted_64_characters_long(
+    w_client: TestClient, w_engine: Engine, w_shop: Shop
+) -> None:
+    before = _tickets(w_engine)
+    ticket = {"customerId": str(w_shop.customers[1]), "category": "OTHER", "channel": "WEB"}
+    error = _refused(w_client, OPEN, input={**ticket, "subject": "y" * 900_000})
+    assert error["message"] == f"invalid subject: {'y' * 64}… (900,000 characters)"
+    assert error["extensions"]["field"] == "subject"
+    assert error["extensions"]["value"] == "y" * 64 + "…"
+    error = _refused(w_client, OPEN, input={**ticket, "subject": ""})
+    assert error["message"] == "subject must not be empty"
+    assert (error["extensions"]["field"], error["extensions"]["reason"]) == ("subject", "empty")
+    assert _refused(w_client, OPEN, input={**ticket, "subject": "  "})["message"] == (
+        "subject must not be blank"
+    )
+    assert _tickets(w_engine) == before
+
+
+def test_graphql_validation_quotes_names_and_values_64_characters_long(
+    w_client: TestClient, w_shop: Shop
+) -> None:
+    long = "y" * 200_000
+    cid = w_shop.customers[0]
+    for query, variables in [
+        (f"{{ {long} }}", {}),  # an unknown field
+        (f"{{ customers({long}: 1) {{ totalCount }} }}", {}),  # an unknown argument
+        (f'mutation {{ submitFeedback(input: {{customerId: "{cid}", rating: "{long}"}})'
+         " { id } }", {}),  # a literal of the wrong type
+        ("mutation ($c: TicketCategory!) { openSupportTicket(input: {customerId:"
+         f' "{cid}", category: $c, channel: WEB, subject: "s"}}) {{ id }} }}', {"c": long}),
+    ]:  # fmt: skip
+        error = _refused(w_client, query, **variables)
+        assert "y" * 64 + "…" in error["message"] and "(200,000 characters)" in error["message"]
+
+
+def test_our_own_messages_quote_values_64_characters_long(
+    w_client: TestClient, w_shop: Shop
+) -> None:
+    long = "y" * 200_000
+    update = """mutation ($id: ID!, $input: UpdateProductInput!) {
+      updateProduct(id: $id, input: $input) { id } }"""
+    error = _refused(w_client, update, id=str(w_shop.products[0]), input={"unitPrice": long})
+    assert error["message"] == f"invalid unitPrice: not a decimal number: '{'y' * 64}…'" + (
+        " (200,000 characters)"
+    )
+    assert (error["extensions"]["field"], error["extensions"]["value"]) == (
+        "unitPrice",
+        "y" * 64 + "…",
+    )
+    error = _refused(w_client, "query ($id: ID!) { customer(id: $id) { id } }", id=long)
+    assert "(200,000 characters)" in error["message"]
+    error = _refused(w_client, f'{{ cube(timezone: "{long}") {{ orders {{ count }} }} }}')
+    assert "(200,000 characters)" in error["message"]
+    assert error["extensions"]["value"] == "y" * 64 + "…"
+    resp = w_client.post("/graphql", json={"query": "query Q { __typename }",
+                                           "operationName": long})  # fmt: skip
+    assert resp.status_code == 400 and len(resp.text) < 1_000, resp.text[:2000]
