@@ -70,18 +70,24 @@ def start_embedded(data_dir: Path) -> str:
         for name, value in MALLOC_ENV.items():  # for the postmaster pg_ctl starts below
             os.environ.setdefault(name, value)
         pgserver = _import_pgserver()
-        try:
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            log = pgdata / "log"
-            raise DatabaseUnavailableError(
-                f"the embedded PostgreSQL in {pgdata} did not start ({type(exc).__name__}); "
-                f"see {log}"
-            ) from None
-        except PermissionError as exc:
-            raise DataDirError(f"cannot use {pgdata}: {exc.strerror or exc}") from None
-        _servers[pgdata] = server
-        _tune(server, pgdata)
+        import fasteners  # pgserver's own dependency (the embedded extra names it)
+
+        # one process at a time starts, attaches and tunes: a first start's restart with
+        # the settings must not happen while another process attaches (two commands
+        # started at once on a new data folder: one of them failed to start)
+        with fasteners.InterProcessLock(str(data_dir.resolve() / ".start.lock")):
+            try:
+                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                log = pgdata / "log"
+                raise DatabaseUnavailableError(
+                    f"the embedded PostgreSQL in {pgdata} did not start "
+                    f"({type(exc).__name__}); see {log}"
+                ) from None
+            except PermissionError as exc:
+                raise DataDirError(f"cannot use {pgdata}: {exc.strerror or exc}") from None
+            _servers[pgdata] = server
+            _tune(server, pgdata)
     uri: str = server.get_uri()
     return uri
 

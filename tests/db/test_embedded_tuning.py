@@ -150,3 +150,41 @@ def test_bad_pool_settings_are_refused(
         DbSettings.from_env()
     assert str(info.value) == message
     assert os.environ[name] == value
+
+
+def test_processes_starting_a_fresh_cluster_at_once_all_get_it_tuned(tmp_path: Path) -> None:
+    """Two ``cdms`` commands started at the same moment on a new data folder: the first
+    start's tuning restart must not pull the server from under the other (it did: the one
+    that restarted saw no other holder yet, the other attached meanwhile, and a start
+    failed with ``did not restart with its settings``)."""
+    data = tmp_path / "data"
+    go = tmp_path / "go"
+    script = (
+        "import sys, time, pathlib, psycopg\n"
+        "from db.server import embedded_url, stop_embedded\n"
+        "data, go = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        "try:\n"
+        "    with psycopg.connect(embedded_url(data)) as conn:\n"
+        "        print(conn.execute('SHOW max_connections').fetchone()[0], flush=True)\n"
+        "    sys.stdin.read()\n"
+        "finally:\n"
+        "    stop_embedded(data)\n"
+    )
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    argv = [sys.executable, "-c", script, str(data), str(go)]
+    procs = [subprocess.Popen(argv, cwd=ROOT, text=True, **pipes) for _ in range(3)]
+    go.touch()
+    try:
+        shown = []
+        for p in procs:
+            assert p.stdout is not None
+            shown.append(p.stdout.readline().strip())
+    finally:
+        outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outs]
+    assert shown == [tuning()["max_connections"]] * 3, (shown, [err for _, err in outs])
+    deadline = time.monotonic() + 30
+    while running_pid(data) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running_pid(data) is None, "the last holder did not stop the server"
