@@ -3,8 +3,8 @@
 - ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``;
   a database error a resolver let through is mapped the same way (``from_db_error``).
   Its fields and message are told in the API's terms (``api_error``): the procedures and
-  triggers write the database's (``product_id``, ``delivered``, ids and amounts as JSON
-  numbers).
+  triggers write the database's (``product_id``, ``delivered``, ``order_item``, a table's
+  name, ids and amounts as JSON numbers).
 - Query limits (depth, aliases, tokens) → ``QUERY_TOO_COMPLEX``.
 - Other parse/validation errors (unknown field, wrong type) → ``BAD_USER_INPUT``.
 - Anything else → ``INTERNAL`` with a masked message; the real error and its stack trace
@@ -60,6 +60,22 @@ _MONEY_FIELDS = frozenset(
 _AMOUNT_KEYS = frozenset({"min", "max", "gross"})
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+# The API's type of an entity the database names: by its table (a write guard's ``table``:
+# ``order_items``), by the procedures' word for it (``entity``: ``order_item``, the type's
+# name in snake_case) or by another word the database or ml uses (``ticket``).
+_TYPES: dict[str, str] = {
+    **{e.table.split(".", 1)[1]: e.name for e in ENTITIES.values()},
+    **{_snake(e.name): e.name for e in ENTITIES.values()},
+    "ticket": "SupportTicket",
+    "support ticket": "SupportTicket",
+    "model_version": "Model",
+}
+
+
 def _word(text: str, old: str, new: str) -> str:
     """``text`` with the first whole-word ``old`` spelled ``new``."""
     if not old or old == new:
@@ -77,6 +93,9 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
 
     - keys in camelCase (``product_id`` → ``productId``), and so is the ``field`` named,
       in the extensions and the message;
+    - the ``entity`` as its GraphQL type (``order_item`` → ``OrderItem``); a write guard's
+      ``table`` becomes the ``entity`` too, and its ``app.<table>`` in the message the
+      type: no table name reaches a client;
     - ids (``id`` and a database's ``<x>_id``) as strings, as the API's ``ID``;
     - statuses (``from``, ``to``, ``status``) as the API's enum values (``DELIVERED``),
       in the extensions and the message;
@@ -91,6 +110,14 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
         if key == "field" and isinstance(value, str):
             message = _word(message, value, camel(value))
             value = camel(value)
+        elif key == "table":
+            name = _TYPES.get(str(value))
+            message = _word(message, f"app.{value}", name or "the object")
+            if name is not None and "entity" not in exc.fields:
+                out["entity"] = name
+            continue
+        elif key == "entity" and isinstance(value, str):
+            value = _TYPES.get(value, value)
         elif (key == "id" or key.endswith("_id")) and _is_number(value):
             value = str(value)
         elif key in _ENUM_KEYS and isinstance(value, str):
