@@ -205,6 +205,27 @@ def test_a_field_the_role_may_not_change_is_refused_naming_the_type(
     assert error["message"] == "role service may not change these fields of Product"
 
 
+def test_a_customer_setting_a_status_hears_it_as_the_enum_value(
+    unchecked: Any, sec_engine: Engine, parties: Parties
+) -> None:
+    oid = str(_pending_order(sec_engine, parties.a))
+    status, body = post(unchecked, token("customer", parties.a), SET_STATUS, {"o": oid})
+    error = _guarded(body)
+    assert status == 403
+    assert error["extensions"] == {
+        "code": "FORBIDDEN",
+        "reason": "customer_may_only_cancel",
+        "role": "customer",
+        "entity": "Order",
+        "id": oid,
+        "to": "PAID",
+    }
+    assert error["message"] == "a customer may only cancel an order, not set it PAID"
+    with sec_engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT status FROM app.orders WHERE id = :o"), {"o": int(oid)})
+        assert got.scalar_one() == "pending"
+
+
 def test_a_guards_refusal_over_a_websocket_names_the_type(unchecked: Any) -> None:
     with unchecked.websocket_connect(
         "/graphql", subprotocols=["graphql-transport-ws"], headers=bearer(token("analyst"))
