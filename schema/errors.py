@@ -48,6 +48,8 @@ def _is_complexity(message: str) -> bool:
 
 # keys whose value is a status (an enum of the API: the database's value upper-cased)
 _ENUM_KEYS = ("from", "to", "status")
+# the same for the extensions only: the message says it in words ("the load is running")
+_STATE_KEYS = ("state",)
 # the fields that hold money, as the API names them (Decimal: strings)
 _MONEY_FIELDS = frozenset(
     c.name
@@ -96,9 +98,11 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
     - the ``entity`` as its GraphQL type (``order_item`` → ``OrderItem``); a write guard's
       ``table`` becomes the ``entity`` too, and its ``app.<table>`` in the message the
       type: no table name reaches a client;
-    - ids (``id`` and a database's ``<x>_id``) as strings, as the API's ``ID``;
+    - ids (``id``, a database's ``<x>_id`` and an ``<x>Id`` such as ``runId``) as
+      strings, as the API's ``ID``;
     - statuses (``from``, ``to``, ``status``) as the API's enum values (``DELIVERED``),
-      in the extensions and the message;
+      in the extensions and the message, and a run's ``state`` (``RUNNING``, as
+      ``WarehouseStatus.state``) in the extensions;
     - in an error about a money field (``refundAmount``, ``discount``, ...) the amounts
       (``min``, ``max``, ``gross``) as strings with two decimals, and the ``value`` given
       as a string, as given;
@@ -118,10 +122,12 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
             continue
         elif key == "entity" and isinstance(value, str):
             value = _TYPES.get(value, value)
-        elif (key == "id" or key.endswith("_id")) and _is_number(value):
+        elif (key == "id" or key.endswith(("_id", "Id"))) and _is_number(value):
             value = str(value)
         elif key in _ENUM_KEYS and isinstance(value, str):
             message = _word(message, value, value.upper())
+            value = value.upper()
+        elif key in _STATE_KEYS and isinstance(value, str):
             value = value.upper()
         out[camel(key)] = value
     if out.get("field") in _MONEY_FIELDS:

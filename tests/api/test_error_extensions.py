@@ -302,3 +302,35 @@ def test_the_same_error_over_a_websocket(w_client: TestClient, w_shop: Shop, pro
         "from": "DELIVERED",
         "to": "CANCELLED",
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "state"), [(None, None), ("running", "RUNNING"), ("failed", "FAILED")]
+)
+def test_a_loading_warehouse_tells_its_run_as_the_api_does(
+    w_client: TestClient, w_engine: Engine, status: str | None, state: str | None
+) -> None:
+    """WAREHOUSE_LOADING: the run's id a string (as every id), its state the value of
+    ``WarehouseStatus.state`` (``WarehouseRunState``), null before any run."""
+    run_id = None
+    with w_engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one() == 0
+        if status is not None:
+            run_id = conn.execute(
+                sa.text(
+                    "INSERT INTO dw.etl_run (mode, status, finished_at) VALUES ('full', :s,"
+                    " CASE WHEN :s = 'running' THEN NULL ELSE clock_timestamp() END)"
+                    " RETURNING run_id"
+                ),
+                {"s": status},
+            ).scalar_one()
+    try:
+        body = w_client.post("/graphql", json={"query": "{ cube { orders { count } } }"}).json()
+    finally:
+        with w_engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM dw.etl_run"))
+    (error,) = body["errors"]
+    ext = error["extensions"]
+    assert ext["code"] == "WAREHOUSE_LOADING", body
+    assert ext["runId"] == (None if run_id is None else str(run_id)), ext
+    assert ext["state"] == state, ext
