@@ -3,8 +3,8 @@
 - ``CdmsError`` (raised by db/, filters, resolvers) → its ``code`` and ``fields``;
   a database error a resolver let through is mapped the same way (``from_db_error``).
   Its fields and message are told in the API's terms (``api_error``): the procedures and
-  triggers write the database's (``product_id``, ``delivered``, ids and amounts as JSON
-  numbers).
+  triggers write the database's (``product_id``, ``delivered``, ``order_item``, a table's
+  name, ids and amounts as JSON numbers).
 - Query limits (depth, aliases, tokens) → ``QUERY_TOO_COMPLEX``.
 - Other parse/validation errors (unknown field, wrong type) → ``BAD_USER_INPUT``.
 - Anything else → ``INTERNAL`` with a masked message; the real error and its stack trace
@@ -74,6 +74,8 @@ def _is_complexity(message: str) -> bool:
 
 # keys whose value is a status (an enum of the API: the database's value upper-cased)
 _ENUM_KEYS = ("from", "to", "status")
+# the same for the extensions only: the message says it in words ("the load is running")
+_STATE_KEYS = ("state",)
 # the fields that hold money, as the API names them (Decimal: strings)
 _MONEY_FIELDS = frozenset(
     c.name
@@ -84,6 +86,22 @@ _MONEY_FIELDS = frozenset(
 # in an error about a money field: amounts the database computed (two decimals) and the
 # value the client gave (as given)
 _AMOUNT_KEYS = frozenset({"min", "max", "gross"})
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+# The API's type of an entity the database names: by its table (a write guard's ``table``:
+# ``order_items``), by the procedures' word for it (``entity``: ``order_item``, the type's
+# name in snake_case) or by another word the database or ml uses (``ticket``).
+_TYPES: dict[str, str] = {
+    **{e.table.split(".", 1)[1]: e.name for e in ENTITIES.values()},
+    **{_snake(e.name): e.name for e in ENTITIES.values()},
+    "ticket": "SupportTicket",
+    "support ticket": "SupportTicket",
+    "model_version": "Model",
+}
 
 
 def _word(text: str, old: str, new: str) -> str:
@@ -103,9 +121,14 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
 
     - keys in camelCase (``product_id`` → ``productId``), and so is the ``field`` named,
       in the extensions and the message;
-    - ids (``id`` and a database's ``<x>_id``) as strings, as the API's ``ID``;
+    - the ``entity`` as its GraphQL type (``order_item`` → ``OrderItem``); a write guard's
+      ``table`` becomes the ``entity`` too, and its ``app.<table>`` in the message the
+      type: no table name reaches a client;
+    - ids (``id``, a database's ``<x>_id`` and an ``<x>Id`` such as ``runId``) as
+      strings, as the API's ``ID``;
     - statuses (``from``, ``to``, ``status``) as the API's enum values (``DELIVERED``),
-      in the extensions and the message;
+      in the extensions and the message, and a run's ``state`` (``RUNNING``, as
+      ``WarehouseStatus.state``) in the extensions;
     - in an error about a money field (``refundAmount``, ``discount``, ...) the amounts
       (``min``, ``max``, ``gross``) as strings with two decimals, and the ``value`` given
       as a string, as given;
@@ -118,10 +141,20 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
         if key == "field" and isinstance(value, str):
             message = _word(message, value, camel(value))
             value = camel(value)
-        elif (key == "id" or key.endswith("_id")) and _is_number(value):
+        elif key == "table":
+            name = _TYPES.get(str(value))
+            message = _word(message, f"app.{value}", name or "the object")
+            if name is not None and "entity" not in exc.fields:
+                out["entity"] = name
+            continue
+        elif key == "entity" and isinstance(value, str):
+            value = _TYPES.get(value, value)
+        elif (key == "id" or key.endswith(("_id", "Id"))) and _is_number(value):
             value = str(value)
         elif key in _ENUM_KEYS and isinstance(value, str):
             message = _word(message, value, value.upper())
+            value = value.upper()
+        elif key in _STATE_KEYS and isinstance(value, str):
             value = value.upper()
         out[camel(key)] = value
     if out.get("field") in _MONEY_FIELDS:

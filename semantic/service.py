@@ -165,7 +165,7 @@ def loading_error(conn: Connection) -> WarehouseLoadingError:
     run_id, status, started, elapsed, done, orders = conn.execute(_LOADING).one()
     fields: dict[str, Any] = {
         "runId": run_id,
-        "state": status or "not started",
+        "state": status,  # None: no run yet
         "startedAt": None if started is None else started.isoformat(),
         "stepsDone": int(done or 0),
         "steps": LOAD_STEPS,

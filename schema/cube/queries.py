@@ -119,7 +119,7 @@ async def resolve_drill_down(
     role = info.context.role
     if role is not None and role not in ANALYSTS:
         raise ForbiddenError(
-            f"role {role!r} may not query cubes", reason="role", role=role, field="cubeDrillDown"
+            f"role {role} may not query cubes", reason="role", role=role, field="cubeDrillDown"
         )
     hierarchy, level, nxt = _level(MODEL, member, role)
     drill = CubeDrill(hierarchy=hierarchy, member=member, value=value, next=nxt, children=[])

@@ -1,19 +1,24 @@
 """Errors speak the API's language (docs/api.md, "Formats"), whoever raised them: a stored
 procedure, a trigger or Python. Enum values upper case (``DELIVERED``), ids strings,
-amounts strings with two decimals, camelCase keys, and the message in the same terms;
-the same over HTTP and both WebSocket subprotocols. Runs on its own database (it writes)."""
+amounts strings with two decimals, camelCase keys, entities by their GraphQL type
+(``OrderItem``), and the message in the same terms; the same over HTTP and both WebSocket
+subprotocols. Runs on its own database (it writes)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.errors import NotFoundError
+from ml.batch import KINDS
+from schema.errors import api_error
 from tests.api.conftest import Shop, TestClient
 
 Refuse = Callable[..., dict[str, Any]]
@@ -91,7 +96,7 @@ def test_an_illegal_order_transition_is_told_in_enum_values(
     error = refuse(STATUS, id=oid, s="CANCELLED")
     assert error["extensions"] == {
         "code": "INVALID_TRANSITION",
-        "entity": "order",
+        "entity": "Order",
         "id": oid,
         "from": "DELIVERED",
         "to": "CANCELLED",
@@ -117,7 +122,7 @@ def test_an_illegal_ticket_transition_is_told_in_enum_values(
     error = refuse(TICKET, id=tid, s="IN_PROGRESS")
     assert error["extensions"] == {
         "code": "INVALID_TRANSITION",
-        "entity": "ticket",
+        "entity": "SupportTicket",
         "id": tid,
         "from": "CLOSED",
         "to": "IN_PROGRESS",
@@ -133,7 +138,7 @@ def test_a_decided_return_is_told_in_enum_values(
     error = refuse(REJECT, id=rid)
     assert error["extensions"] == {
         "code": "INVALID_TRANSITION",
-        "entity": "return",
+        "entity": "Return",
         "id": rid,
         "from": "APPROVED",
         "to": "REJECTED",
@@ -154,16 +159,41 @@ def test_a_return_of_an_undelivered_order_names_its_status_as_the_api_does(
 @pytest.mark.parametrize(
     ("query", "entity", "variables"),
     [
-        (STATUS, "order", {"s": "PAID"}),  # a procedure's CD003
-        (UPDATE_CUSTOMER, "customer", {}),  # Python's NotFoundError
-        (REJECT, "return", {}),
+        (STATUS, "Order", {"s": "PAID"}),  # a procedure's CD003
+        (UPDATE_CUSTOMER, "Customer", {}),  # Python's NotFoundError
+        (REJECT, "Return", {}),
+        (TICKET, "SupportTicket", {"s": "CLOSED"}),
     ],
 )
-def test_not_found_ids_are_strings(
+def test_not_found_names_the_type_and_the_id_as_a_string(
     refuse: Refuse, query: str, entity: str, variables: dict[str, Any]
 ) -> None:
     error = refuse(query, id="88888888", **variables)
     assert error["extensions"] == {"code": "NOT_FOUND", "entity": entity, "id": "88888888"}
+
+
+def test_a_basket_naming_nothing_names_the_types(refuse: Refuse, w_shop: Shop) -> None:
+    basket = {"channel": "WEB", "paymentMethod": "CARD"}
+    item = {"productId": "88888888", "quantity": 1}
+    error = refuse(PLACE, input={**basket, "customerId": str(w_shop.customers[1]), "items": [item]})
+    assert error["extensions"] == {"code": "NOT_FOUND", "entity": "Product", "id": "88888888"}
+    item = {"productId": str(w_shop.products[0]), "quantity": 1}
+    error = refuse(PLACE, input={**basket, "customerId": "88888888", "items": [item]})
+    assert error["extensions"] == {"code": "NOT_FOUND", "entity": "Customer", "id": "88888888"}
+
+
+def test_every_entity_the_database_names_is_a_graphql_type() -> None:
+    """The procedures' and triggers' ``entity`` words (and ml's) reach a client as types of
+    the SDL, whichever word the database uses (``ticket``, ``order_item``)."""
+    root = Path(__file__).resolve().parents[2]
+    sdl = (root / "schema" / "schema.graphql").read_text()
+    types = set(re.findall(r"^type (\w+)", sdl, re.MULTILINE))
+    sql = "".join(p.read_text() for p in sorted((root / "db" / "sql").glob("*.sql")))
+    words = set(re.findall(r"'entity',\s*'([^']+)'", sql)) | {k.entity for k in KINDS.values()}
+    assert {"order", "order_item", "ticket", "model_version", "support ticket"} <= words
+    for word in sorted(words):
+        _, ext = api_error(NotFoundError("gone", entity=word, id=1))
+        assert ext["entity"] in types, (word, ext)
 
 
 def test_a_missing_order_line_is_told_with_api_names(
@@ -173,7 +203,7 @@ def test_a_missing_order_line_is_told_with_api_names(
     error = refuse(REQUEST, input={"orderId": oid, "lineNo": 9, "quantity": 1, "reason": "DAMAGED"})
     assert error["extensions"] == {
         "code": "NOT_FOUND",
-        "entity": "order_item",
+        "entity": "OrderItem",
         "id": f"{oid}/9",
         "orderId": oid,
         "lineNo": 9,
@@ -269,8 +299,40 @@ def test_the_same_error_over_a_websocket(w_client: TestClient, w_shop: Shop, pro
     (error,) = msg["payload"]["errors"]
     assert error["extensions"] == {
         "code": "INVALID_TRANSITION",
-        "entity": "order",
+        "entity": "Order",
         "id": oid,
         "from": "DELIVERED",
         "to": "CANCELLED",
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "state"), [(None, None), ("running", "RUNNING"), ("failed", "FAILED")]
+)
+def test_a_loading_warehouse_tells_its_run_as_the_api_does(
+    w_client: TestClient, w_engine: Engine, status: str | None, state: str | None
+) -> None:
+    """WAREHOUSE_LOADING: the run's id a string (as every id), its state the value of
+    ``WarehouseStatus.state`` (``WarehouseRunState``), null before any run."""
+    run_id = None
+    with w_engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT version FROM dw.etl_state")).scalar_one() == 0
+        if status is not None:
+            run_id = conn.execute(
+                sa.text(
+                    "INSERT INTO dw.etl_run (mode, status, finished_at) VALUES ('full', :s,"
+                    " CASE WHEN :s = 'running' THEN NULL ELSE clock_timestamp() END)"
+                    " RETURNING run_id"
+                ),
+                {"s": status},
+            ).scalar_one()
+    try:
+        body = w_client.post("/graphql", json={"query": "{ cube { orders { count } } }"}).json()
+    finally:
+        with w_engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM dw.etl_run"))
+    (error,) = body["errors"]
+    ext = error["extensions"]
+    assert ext["code"] == "WAREHOUSE_LOADING", body
+    assert ext["runId"] == (None if run_id is None else str(run_id)), ext
+    assert ext["state"] == state, ext

@@ -54,3 +54,25 @@ def test_analysts_run_cube_queries_and_list_models_under_rls(client: Any) -> Non
     assert set(body["data"]["cube"][0]["sales"]) == {"revenue", "lineCount"}
     status, body = post(client, tok, MODELS)
     assert status == 200 and "errors" not in body and body["data"]["models"] == [], body
+
+
+def test_a_refused_drill_down_spells_the_role_as_every_refusal_does(
+    sec_engine: Any, parties: Parties
+) -> None:
+    """With the request checks forgotten the resolver still refuses a customer's
+    cubeDrillDown, naming the role as tokens and the other refusals spell it."""
+    from tests.security.conftest import make_app
+    from tests.security.test_isolation import _no_checks
+
+    query = '{ cubeDrillDown(member: "customers.country", value: "DE") { children } }'
+    with make_app(sec_engine, access=_no_checks()) as client:
+        status, body = post(client, token("customer", parties.a), query)
+    assert status == 403, body
+    (error,) = body["errors"]
+    assert error["extensions"] == {
+        "code": "FORBIDDEN",
+        "reason": "role",
+        "role": "customer",
+        "field": "cubeDrillDown",
+    }
+    assert error["message"] == "role customer may not query cubes"

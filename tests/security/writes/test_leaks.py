@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from db.errors import from_db_error
 from tests.api.conftest import Shop
-from tests.security.conftest import Parties, make_app, post, token
+from tests.security.conftest import Parties, bearer, make_app, post, token
 from tests.security.test_rls import as_principal
 
 RAW = re.compile(
@@ -125,3 +125,116 @@ def test_cube_sql_is_not_shown_in_production(
         assert "sql" in _cube_report(c)
     with make_app(sec_engine) as c:  # development: shown by default
         assert "sql" in _cube_report(c)
+
+
+# --- the database's write guards, reached with the request checks forgotten ---------------
+# Layer 2 refuses these before anything runs; the triggers of 0006/0009 are the floor under
+# it, and what they say reaches a client through the same mapping: the entity's GraphQL
+# type, never its table, and values as the API spells them.
+
+TABLES = re.compile(
+    r"\b(customers|products|orders|order_items|order_status_history|returns|support_tickets)\b"
+)
+CREATE_CUSTOMER = """mutation { createCustomer(input: {email: "guard@example.com",
+    firstName: "A", lastName: "B", country: "DE", region: "R", city: "C"}) { id } }"""
+UPDATE_PRODUCT = """mutation ($p: ID!) { updateProduct(id: $p, input: {name: "free"}) { id } }"""
+SET_STATUS = """mutation ($o: ID!) { setOrderStatus(orderId: $o, status: PAID) { id } }"""
+
+
+def _pending_order(engine: Engine, customer: int) -> int:
+    with engine.begin() as conn:
+        oid = conn.execute(
+            sa.text(
+                "SELECT app.place_order(:c, jsonb_build_array(jsonb_build_object("
+                "'product_id', (SELECT min(id) FROM app.products), 'quantity', 1)),"
+                " 'web', 'card')"
+            ),
+            {"c": customer},
+        ).scalar_one()
+    return int(oid)
+
+
+@pytest.fixture(scope="module")
+def unchecked(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    from tests.security.test_isolation import _no_checks
+
+    with make_app(sec_engine, production=True, access=_no_checks()) as c:
+        yield c
+
+
+def _guarded(body: dict[str, Any]) -> dict[str, Any]:
+    """The one FORBIDDEN error of a write a guard refused, checked for database words."""
+    import json
+
+    assert body["data"] is None and len(body["errors"]) == 1, body
+    error: dict[str, Any] = body["errors"][0]
+    text = json.dumps(error)
+    assert not RAW.search(text) and not TABLES.search(text), text
+    assert "table" not in error["extensions"], error
+    assert error["extensions"]["code"] == "FORBIDDEN", error
+    return error
+
+
+def test_an_analysts_write_is_refused_naming_the_type_not_the_table(unchecked: Any) -> None:
+    status, body = post(unchecked, token("analyst"), CREATE_CUSTOMER)
+    error = _guarded(body)
+    assert status == 403
+    assert error["extensions"] == {
+        "code": "FORBIDDEN",
+        "reason": "read_only_role",
+        "role": "analyst",
+        "entity": "Customer",
+    }
+    assert error["message"] == "role analyst may not write (insert on Customer)"
+
+
+def test_a_field_the_role_may_not_change_is_refused_naming_the_type(
+    unchecked: Any, sec_shop: Shop
+) -> None:
+    status, body = post(
+        unchecked, token("service"), UPDATE_PRODUCT, {"p": str(sec_shop.products[0])}
+    )
+    error = _guarded(body)
+    assert status == 403
+    assert error["extensions"] == {
+        "code": "FORBIDDEN",
+        "reason": "field_not_writable",
+        "role": "service",
+        "entity": "Product",
+    }
+    assert error["message"] == "role service may not change these fields of Product"
+
+
+def test_a_customer_setting_a_status_hears_it_as_the_enum_value(
+    unchecked: Any, sec_engine: Engine, parties: Parties
+) -> None:
+    oid = str(_pending_order(sec_engine, parties.a))
+    status, body = post(unchecked, token("customer", parties.a), SET_STATUS, {"o": oid})
+    error = _guarded(body)
+    assert status == 403
+    assert error["extensions"] == {
+        "code": "FORBIDDEN",
+        "reason": "customer_may_only_cancel",
+        "role": "customer",
+        "entity": "Order",
+        "id": oid,
+        "to": "PAID",
+    }
+    assert error["message"] == "a customer may only cancel an order, not set it PAID"
+    with sec_engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT status FROM app.orders WHERE id = :o"), {"o": int(oid)})
+        assert got.scalar_one() == "pending"
+
+
+def test_a_guards_refusal_over_a_websocket_names_the_type(unchecked: Any) -> None:
+    with unchecked.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=bearer(token("analyst"))
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": CREATE_CUSTOMER}})
+        msg = ws.receive_json()
+    assert msg["type"] == "next", msg
+    error = _guarded(msg["payload"])
+    assert error["extensions"]["entity"] == "Customer", error
+    assert error["message"] == "role analyst may not write (insert on Customer)"
