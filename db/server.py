@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import warnings
 from importlib.util import find_spec
 from pathlib import Path
@@ -47,9 +48,10 @@ def _import_pgserver() -> Any:
 def _check_writable(data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
+        # a file of this process's own (two processes starting at once shared one name:
+        # one removed the other's probe, which then read as "not writable")
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
     except OSError as exc:
         raise DataDirError(
             f"data folder {data_dir} is not writable ({exc.strerror or exc}); "
