@@ -25,19 +25,6 @@ from db.server import embedded_url
 from tests.cli import cli_environment
 
 _RUN_ID = f"cdms_t{os.getpid()}_{secrets.token_hex(3)}"
-_TESTS = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The run is split over processes (``-n 2 --dist loadgroup``, pyproject.toml) by the
-    top-level folder of tests: a folder's tests run in one process, in their order, on
-    the session fixtures (shops, servers) they share, as in a run in one process."""
-    for item in items:
-        try:
-            part = item.path.resolve().relative_to(_TESTS).parts[0]
-        except ValueError:
-            continue
-        item.add_marker(pytest.mark.xdist_group(part.removesuffix(".py")))
 
 
 def _dispose(url: str) -> None:
