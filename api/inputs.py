@@ -44,6 +44,7 @@ from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities import validate_input_value
 
 from db.errors import CdmsError
+from schema.errors import api_terms
 
 Path = list[str | int]
 
@@ -165,11 +166,14 @@ def _told(error: GraphQLError, refusal: CdmsError, path: Path) -> GraphQLError:
     located: dict[str, Any] = (
         {"field": field} if index is None else {"field": field, "index": index}
     )
+    fields = {**located, **{k: v for k, v in refusal.fields.items() if k not in located}}
+    message, extensions = api_terms(
+        refusal.code, f"{where}invalid {field}: {refusal.message}", fields
+    )
     return GraphQLError(
-        f"{where}invalid {field}: {refusal.message}",
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
-        extensions={**(error.extensions or {}), "code": refusal.code, **located,
-                    **{k: v for k, v in refusal.fields.items() if k not in located}},
-    )  # fmt: skip
+        extensions={**(error.extensions or {}), **extensions},
+    )

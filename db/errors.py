@@ -58,13 +58,15 @@ def shown(value: Any) -> str:
 
 
 def clipped(value: Any) -> Any:
-    """``value`` as an error's ``extensions.value`` carries it: as sent, or, past
-    ``ECHO_MAX`` characters, its first ones with an ellipsis (:func:`shown` tells the length)."""
+    """``value`` as an error's ``extensions.value`` carries it: as text (a number as sent:
+    ``10.555``, ``inf`` and ``nan`` too, which JSON cannot carry as numbers), past
+    ``ECHO_MAX`` characters its first ones with an ellipsis (:func:`shown` tells the length);
+    a boolean or null as such."""
     if isinstance(value, bool) or value is None:
         return value
     text = value if isinstance(value, str) else str(value)
     if len(text) <= ECHO_MAX:
-        return value
+        return text
     return text[:ECHO_MAX] + "…"
 
 

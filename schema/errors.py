@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -82,7 +83,7 @@ _MONEY_FIELDS = frozenset(
     for e in ENTITIES.values()
     for c in e.cols.values()
     if c.kind in (Kind.MONEY, Kind.DECIMAL)
-)
+) | {"cost"}  # (a product's cost is written, never read through the API)
 # in an error about a money field: amounts the database computed (two decimals) and the
 # value the client gave (as given)
 _AMOUNT_KEYS = frozenset({"min", "max", "gross"})
@@ -115,8 +116,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
+def _json_safe(value: Any) -> Any:
+    """An exact number (a Decimal) or a float JSON has no number for (``inf``, ``nan``) as
+    text: a response must never fail to render (Starlette refuses non-finite floats)."""
+    if isinstance(value, Decimal) or (isinstance(value, float) and not math.isfinite(value)):
+        return str(value)
+    return value
+
+
 def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
-    """``exc``'s message and extensions (``code`` first) in the API's terms, whoever
+    """The message and extensions of ``exc``: :func:`api_terms`."""
+    return api_terms(exc.code, exc.message, exc.fields)
+
+
+def api_terms(code: str, message: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An error's message and extensions (``code`` first) in the API's terms, whoever
     raised it (a procedure's or a trigger's JSON detail, or Python):
 
     - keys in camelCase (``product_id`` → ``productId``), and so is the ``field`` named,
@@ -132,19 +146,18 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
     - in an error about a money field (``refundAmount``, ``discount``, ...) the amounts
       (``min``, ``max``, ``gross``) as strings with two decimals, and the ``value`` given
       as a string, as given;
-    - any other exact number (a Decimal) as a string: never a float;
+    - any other exact number (a Decimal), and a float JSON cannot hold, as a string;
     - the message bounded as :func:`bounded` bounds it (a value quoted in it is cut).
     """
-    message = exc.message
-    out: dict[str, Any] = {"code": exc.code}
-    for key, value in exc.fields.items():
+    out: dict[str, Any] = {"code": code}
+    for key, value in fields.items():
         if key == "field" and isinstance(value, str):
             message = _word(message, value, camel(value))
             value = camel(value)
         elif key == "table":
             name = _TYPES.get(str(value))
             message = _word(message, f"app.{value}", name or "the object")
-            if name is not None and "entity" not in exc.fields:
+            if name is not None and "entity" not in fields:
                 out["entity"] = name
             continue
         elif key == "entity" and isinstance(value, str):
@@ -163,7 +176,7 @@ def api_error(exc: CdmsError) -> tuple[str, dict[str, Any]]:
                 out[key] = f"{Decimal(str(out[key])):.2f}"
         if _is_number(out.get("value")):
             out["value"] = str(out["value"])
-    extensions = {k: str(v) if isinstance(v, Decimal) else v for k, v in out.items()}
+    extensions = {k: _json_safe(v) for k, v in out.items()}
     return bounded(message, quoted=False), extensions
 
 
