@@ -267,8 +267,6 @@ class _Measurer:
         nested: list[Cost] = []
         rows: list[tuple[ArgField, Cost]] = []
         own_spreads: list[str] = []
-        if level > self.limits.max_depth:  # deeper than allowed: no need to look further
-            return Measure(level, 0, frozenset(), (), Cost(), frozenset())
         for sel in sel_set.selections:
             for d in sel.directives or ():
                 directive = self.schema.get_directive(d.name.value)

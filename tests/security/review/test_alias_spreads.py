@@ -91,3 +91,47 @@ def test_thirty_aliases_through_spreads_are_answered(
     assert out.codes == [] and out.data, out
     if out.status is not None:
         assert out.status == 200
+
+
+def _of_types(levels: int, inner: str) -> str:
+    """``__type(name: "Query")`` with ``ofType`` nested ``levels`` deep around ``inner``."""
+    return '{ __type(name: "Query") { ' + "ofType { " * levels + inner + " }" * (levels + 1) + " }"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_aliases_deep_inside_introspection_still_count(
+    prod: Any, sec_engine: Engine, transport: str
+) -> None:
+    """Introspection does not count for depth (GraphiQL's query nests ``ofType``), so
+    aliases below the depth limit inside it were not counted at all (the hostile review)."""
+    query = _of_types(14, _aliases("n", 31, "name"))
+    out = run_over(transport, prod, sec_engine, bearer(token("admin")), query)
+    assert out.codes == ["QUERY_TOO_COMPLEX"], out
+    assert "aliases" in out.messages[0], out
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_introspection_nesting_fields_of_types_is_limited(
+    prod: Any, sec_engine: Engine, transport: str
+) -> None:
+    """graphql-js's limit on nested introspection (``fields { type { fields ...``: each
+    level multiplies the answer by the schema's size) holds on every transport."""
+    inner = "fields { type { " * 4 + "name" + " }" * 8
+    query = '{ __type(name: "Query") { ' + inner + " } }"
+    out = run_over(transport, prod, sec_engine, bearer(token("admin")), query)
+    assert out.codes and out.data is None, out
+    assert "introspection" in out.messages[0].lower(), out
+    if out.status is not None:
+        assert out.status == 400
+
+
+def test_graphiql_s_own_introspection_query_is_answered(prod: Any) -> None:
+    from graphql import get_introspection_query
+
+    resp = prod.post(
+        "/graphql",
+        json={"query": get_introspection_query(descriptions=True)},
+        headers=bearer(token("admin")),
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"]["__schema"]["types"], resp.text
