@@ -134,8 +134,12 @@ def test_serve_listens_first_and_loads_in_the_background(
     codes = {e["extensions"]["code"] for e in predicted["errors"]}
     assert codes == {"MODEL_UNAVAILABLE"}, predicted
     assert predicted["errors"][0]["extensions"]["model"]
-    log = server.log()
-    assert "warehouse: loading in the background" in log and "training is a job" in log
+    # the start-up work tells of the models after the whole load (features and scoring
+    # too), which may still run once the warehouse is ready (published)
+    deadline = time.monotonic() + 60
+    while "training is a job" not in (log := server.log()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "warehouse: loading in the background" in log and "training is a job" in log, log
     assert log.index("cdms serving on") < log.index("warehouse: loaded"), log
     server.stop()
     servers.remove(server)

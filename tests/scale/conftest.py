@@ -1,4 +1,4 @@
-"""A throw-away primary (migrated, with a small shop) and a standby that applies WAL two
+"""A throw-away primary (migrated, with a small shop) and a standby that applies WAL ten
 seconds late (``recovery_min_apply_delay``), on loopback ports of their own: the shared
 server is not a replication primary, and a delayed standby is what read-your-writes needs
 to be shown on."""
@@ -18,7 +18,7 @@ from db.migrate import upgrade
 from tests.api.conftest import Shop, build_shop
 from tests.scale.cluster import Cluster, Server, pg_bin_or_skip, wait_for
 
-DELAY_S = 2
+DELAY_S = 10  # wide: the tests read "before" it on a machine that may be busy
 
 
 @dataclass

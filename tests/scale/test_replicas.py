@@ -1,5 +1,5 @@
 """Reads on a streaming replica, writes on the primary, read-your-writes with the
-``Cdms-Commit-Lsn`` header, against a real standby that applies WAL two seconds late."""
+``Cdms-Commit-Lsn`` header, against a real standby that applies WAL ten seconds late."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_read_your_writes_over_a_websocket(
     client: TestClient, replicated: Replicated, protocol: str
 ) -> None:
     """Over a socket the commit position rides in the operation's extensions.commitLsn:
-    with it the new order is seen at once; without it the 2 s late standby answers."""
+    with it the new order is seen at once; without it the 10 s late standby answers."""
     order_id, lsn, _ = _place(client, replicated)
     with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
         assert ws_init(ws, protocol)["type"] == "connection_ack"
