@@ -15,8 +15,10 @@ headers on a WebSocket); a handshake with a bad token is refused here (4401).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 from starlette.middleware import Middleware
@@ -48,6 +50,16 @@ class SecurityConfig:
     max_cost: int = 50_000
     apikey_cache_s: float = 0.0  # CDMS_APIKEY_CACHE_SECONDS (from_env: default 5)
     cube_sql: bool | None = None  # None: shown outside production
+    # CDMS_DEMO_HOSTS: host names besides localhost and IP addresses under which a
+    # demo-open server lets a request without a token in (docs/security.md)
+    demo_hosts: tuple[str, ...] = ()
+
+    def demo_open_for(self, scope: Scope) -> bool:
+        """Whether a request without a token is the demo's admin: demo-open, and addressed
+        to this server by a name no other site can give it. A page of another site that
+        makes its own host name resolve to 127.0.0.1 (DNS rebinding) is same-origin with
+        the API as far as the browser knows; its requests carry that name in ``Host``."""
+        return self.demo_open and local_host(scope, self.demo_hosts)
 
     @property
     def jwt_rules(self) -> JwtRules | None:
@@ -87,12 +99,37 @@ class SecurityConfig:
             max_cost=settings.max_query_cost,
             apikey_cache_s=settings.apikey_cache_s,
             cube_sql=settings.cube_sql,
+            demo_hosts=tuple(
+                h.strip().lower() for h in settings.demo_hosts.split(",") if h.strip()
+            ),
         )
 
     def rate_limiter(self, engine: Engine) -> RateLimiter | None:
         if self.rate_per_s <= 0:
             return None
         return RateLimiter(engine, self.rate_per_s, self.burst)
+
+
+def local_host(scope: Scope, names: tuple[str, ...] = ()) -> bool:
+    """Whether the request's one ``Host`` names this machine in a way only its own pages
+    use: ``localhost`` (and ``*.localhost``), an IP address, or one of ``names``."""
+    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) != 1:
+        return False
+    try:
+        name = urlsplit("//" + hosts[0].strip()).hostname
+    except ValueError:  # a port that is not a number
+        return False
+    if not name:
+        return False
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost") or name in names:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def client_bucket(scope: Scope) -> str:
@@ -125,7 +162,8 @@ class SecurityMiddleware:
             return
         authorization = found[0].decode("latin-1") if found else None
         state: dict[str, Any] = scope.setdefault("state", {})
-        if scope["type"] == "websocket" and authorization is None and not self.config.demo_open:
+        demo_open = self.config.demo_open_for(scope)
+        if scope["type"] == "websocket" and authorization is None and not demo_open:
             state["principal"] = None  # api/ws.py authenticates from connection_init
             await self.app(scope, receive, send)
             return
@@ -134,7 +172,7 @@ class SecurityMiddleware:
                 self.engine,
                 authorization,
                 jwt_rules=self.config.jwt_rules,
-                demo_open=self.config.demo_open,
+                demo_open=demo_open,
                 key_cache_s=self.config.apikey_cache_s,
             )
         except UnauthenticatedError as exc:

@@ -62,6 +62,7 @@ class Settings(EnvSettings):
         400 * 86_400.0, ge=0, validation_alias="CDMS_JWT_MAX_LIFETIME_SECONDS"
     )
     cors_origins: str = Field("", validation_alias="CDMS_CORS_ORIGINS")
+    demo_hosts: str = Field("", validation_alias="CDMS_DEMO_HOSTS")
     rate_limit: str | None = Field(None, validation_alias="CDMS_RATE_LIMIT")
     persisted_only: bool = Field(False, validation_alias="CDMS_PERSISTED_ONLY")
     max_query_cost: int = Field(50_000, ge=1, validation_alias="CDMS_MAX_QUERY_COST")

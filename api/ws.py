@@ -264,7 +264,7 @@ class _Session:
             self.server.executor.engine,
             self.authorization,
             jwt_rules=config.jwt_rules,
-            demo_open=config.demo_open,
+            demo_open=config.demo_open_for(self.ws.scope),
             key_cache_s=config.apikey_cache_s,
         )
 

@@ -167,7 +167,9 @@ def options(**limits: Any) -> AppOptions:
 def make_client(engine: Engine, **limits: Any) -> TestClient:
     # demo-open: anonymous requests are the admin principal (RLS as cdms_api, admin role);
     # tests/security covers the other principals
-    app = create_app(engine, SecurityConfig(demo_open=True), options(**limits))
+    app = create_app(
+        engine, SecurityConfig(demo_open=True, demo_hosts=("testserver",)), options(**limits)
+    )
     return TestClient(app, raise_server_exceptions=True)
 
 

@@ -190,7 +190,11 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
     from api.security import SecurityConfig
     from tests.api.conftest import options
 
-    endpoint = create_app(api_engine, SecurityConfig(demo_open=True), options(max_body_bytes=1000))
+    endpoint = create_app(
+        api_engine,
+        SecurityConfig(demo_open=True),
+        options(max_body_bytes=1000),
+    )
     received = 0
     sent: list[dict[str, object]] = []
 
@@ -206,7 +210,7 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
         "type": "http",
         "method": "POST",
         "path": "/graphql",
-        "headers": [(b"content-type", JSON.encode())],
+        "headers": [(b"content-type", JSON.encode()), (b"host", b"localhost")],
         "query_string": b"",
     }
     asyncio.run(endpoint(scope, receive, send))

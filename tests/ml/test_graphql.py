@@ -412,7 +412,7 @@ def test_prediction_fields_through_the_http_app_under_row_level_security(
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
-    app = create_app(ml_engine, security=SecurityConfig(demo_open=True))
+    app = create_app(ml_engine, security=SecurityConfig(demo_open=True, demo_hosts=("testserver",)))
     query = """{ orders(first: 5, orderBy: [{id: ASC}]) { edges { node { id
         predictedStatus { label model { name } }
         predictedTotal { value } } } } models(activeOnly: true) { name } }"""

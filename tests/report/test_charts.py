@@ -37,7 +37,9 @@ PERIODS = {
 
 @pytest.fixture(scope="module")
 def api(report_engine: Engine) -> Iterator[TestClient]:
-    app = create_app(report_engine, security=SecurityConfig(demo_open=True))
+    app = create_app(
+        report_engine, security=SecurityConfig(demo_open=True, demo_hosts=("testserver",))
+    )
     with TestClient(app) as client:
         yield client
     close_store(report_engine)

@@ -45,7 +45,7 @@ def test_without_a_token_only_healthz(client: Any) -> None:
 
 
 def test_demo_open_makes_anonymous_an_admin(sec_engine: Engine, sec_shop: Shop) -> None:
-    with make_app(sec_engine, demo_open=True) as client:
+    with make_app(sec_engine, demo_open=True, demo_hosts=("testserver",)) as client:
         status, body = post(client, None, WHO)
     assert status == 200 and body["data"]["customers"]["totalCount"] == len(sec_shop.customers)
 

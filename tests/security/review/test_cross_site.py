@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect
 from tests.api.conftest import Shop
 from tests.security.conftest import Parties, bearer, token
 from tests.security.review.conftest import code_of, count, lenient_app
-from tests.security.transports import register, ws_init, ws_outcome, ws_send
+from tests.security.transports import receive, register, ws_init, ws_outcome, ws_send
 
 EVIL = "http://evil.example"
 PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
@@ -37,7 +37,7 @@ EMAILS = "{ customers(first: 2) { edges { node { email } } } }"
 @pytest.fixture(scope="module")
 def demo(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
     """The app as ``CDMS_DEMO_OPEN=1 cdms serve`` runs it: no token is an admin."""
-    with lenient_app(sec_engine, demo_open=True, production=False) as c:
+    with lenient_app(sec_engine, demo_open=True, demo_hosts=("testserver",), production=False) as c:
         yield c
 
 
@@ -45,7 +45,11 @@ def demo(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
 def demo_cors(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
     """The same, with ``CDMS_CORS_ORIGINS=https://shop.example``."""
     with lenient_app(
-        sec_engine, demo_open=True, production=False, cors_origins=("https://shop.example",)
+        sec_engine,
+        demo_open=True,
+        demo_hosts=("testserver",),
+        production=False,
+        cors_origins=("https://shop.example",),
     ) as c:
         yield c
 
@@ -216,3 +220,67 @@ def test_the_origin_is_checked_with_a_token_too(prod: Any, parties: Parties, pro
     ):
         ws_init(ws, protocol, {"Authorization": f"Bearer {token('admin')}"})
     assert refused.value.code == 4403
+
+
+# --- DNS rebinding: another site's name resolving to this machine ----------------------
+
+PRICE = 'mutation { updateProduct(id: %s, input: {unitPrice: "0.02"}) { id unitPrice } }'
+ME = "{ customers(first: 1) { totalCount } }"
+
+
+@pytest.fixture(scope="module")
+def demo_default(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    """``CDMS_DEMO_OPEN=1`` as served, with no ``CDMS_DEMO_HOSTS``."""
+    with lenient_app(sec_engine, demo_open=True, production=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example:8000", "evil.example", "testserver", "127.0.0.1.evil.example"]
+)
+def test_a_demo_server_reached_by_another_name_wants_a_token(
+    demo_default: Any, sec_engine: Engine, sec_shop: Shop, host: str
+) -> None:
+    """A page of ``evil.example`` whose name the attacker re-resolves to 127.0.0.1 is
+    same-origin with the API for the browser (its JSON posts need no preflight, its
+    socket's Origin matches its Host): the demo's admin is not given to that name."""
+    product = sec_shop.products[0]
+    resp = demo_default.post(
+        f"http://{host}/graphql",
+        json={"query": PRICE % product},
+        headers={"Origin": f"http://{host}"},
+    )
+    assert resp.status_code == 401 and code_of(resp.json()) == "UNAUTHENTICATED", resp.text
+    forged = f"SELECT count(*) FROM app.products WHERE id = {product} AND unit_price = 0.02"
+    assert count(sec_engine, forged) == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_rebound_socket_wants_a_token(demo_default: Any, protocol: str) -> None:
+    url = "ws://evil.example:8000/graphql"
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo_default.websocket_connect(
+            url, subprotocols=[protocol], headers={"Origin": "http://evil.example:8000"}
+        ) as ws,
+    ):
+        ack = ws_init(ws, protocol)  # before: acked as the admin
+        assert ack["type"] != "connection_ack", ack
+        receive(ws)  # (the close that follows a connection_error)
+    assert refused.value.code == 4401
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:8000", "127.0.0.1:8000", "[::1]:8000", "app.localhost"]
+)
+def test_a_demo_server_reached_as_this_machine_needs_no_token(demo_default: Any, host: str) -> None:
+    resp = demo_default.post(f"http://{host}/graphql", json={"query": ME})
+    assert resp.status_code == 200 and resp.json()["data"]["customers"]["totalCount"] > 0
+
+
+def test_names_listed_in_demo_hosts_need_no_token(sec_engine: Engine, sec_shop: Shop) -> None:
+    with lenient_app(sec_engine, demo_open=True, production=False, demo_hosts=("shop.lan",)) as c:
+        resp = c.post("http://shop.lan:8000/graphql", json={"query": ME})
+        assert resp.status_code == 200, resp.text
+        resp = c.post("http://other.lan:8000/graphql", json={"query": ME})
+        assert resp.status_code == 401, resp.text
