@@ -182,6 +182,11 @@ class _Session:
             raise _Close(4400, "message is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise _Close(4400, "message must be a JSON object with a type")
+        if "\\u" in text:  # JSON may escape half a UTF-16 pair: valid JSON, not text
+            try:  # (an id or a ping's payload is sent back: it must be Unicode)
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Close(4400, "message holds a lone UTF-16 surrogate") from None
         return data
 
     async def _send(self, message: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
--- 0020: the write guard that keeps a customer to cancelling says which status it refused.
+-- 0021: the write guard that keeps a customer to cancelling says which status it refused.
 --
 -- app.sec_guard_update (0006) refused a customer setting its order anything but
 -- 'cancelled' with the status only in its message ("... not set it paid"), so the API,

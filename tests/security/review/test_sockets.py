@@ -175,3 +175,32 @@ def test_a_credential_holds_a_bounded_number_of_sockets(
 
 def _acked(ws: Any, protocol: str) -> bool:
     return bool(ws_init(ws, protocol)["type"] == "connection_ack")
+
+
+LONE = [
+    # an operation id that would be echoed in every answer to it
+    '{"id": "\\ud800", "type": "%s", "payload": {"query": "{ __typename }"}}',
+    # a ping's payload, which graphql-transport-ws sends back in the pong
+    '{"type": "ping", "payload": {"x": "\\udfff"}}',
+]
+
+
+@pytest.mark.parametrize("message", LONE)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_lone_surrogate_in_a_socket_message_closes_it_with_4400(
+    prod: Any, protocol: str, message: str
+) -> None:
+    """Valid JSON, not Unicode text: sent back (an id, a pong) it failed to encode in the
+    server, which dropped the socket without a close code (the hostile review)."""
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        prod.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=bearer(token("admin"))
+        ) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws.send_text(message % kind if "%s" in message else message)
+        for _ in range(3):
+            receive(ws)
+    assert closed.value.code == 4400
