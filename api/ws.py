@@ -183,8 +183,13 @@ class _Session:
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise _Close(4400, "message must be a JSON object with a type")
         if "\\u" in text:  # JSON may escape half a UTF-16 pair: valid JSON, not text
-            try:  # (an id or a ping's payload is sent back: it must be Unicode)
-                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            # what is sent back as it came (an id, a ping's payload) must be Unicode; an
+            # operation's payload is the operation's error (BAD_USER_INPUT), not the socket's
+            echoed = [data.get("id")]
+            if data["type"] in ("ping", "pong"):
+                echoed.append(data.get("payload"))
+            try:
+                json.dumps(echoed, ensure_ascii=False).encode("utf-8")
             except UnicodeEncodeError:
                 raise _Close(4400, "message holds a lone UTF-16 surrogate") from None
         return data
