@@ -167,6 +167,11 @@ def _orig(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
 
+def snake(name: str) -> str:
+    """A camelCase name as the database spells it (``OrderItem`` -> ``order_item``)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
 def camel(name: str) -> str:
     """A snake_case name as the API spells it (Strawberry's rule: ``product_id`` ->
     ``productId``, ``orders_90d`` -> ``orders90d``: only a part's first letter is raised)."""

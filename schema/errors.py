@@ -23,7 +23,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import ECHO_MAX, CdmsError, camel, from_db_error
+from db.errors import ECHO_MAX, CdmsError, camel, from_db_error, snake
 from schema.catalog import ENTITIES, Kind
 
 log = logging.getLogger("cdms.api")
@@ -89,16 +89,12 @@ _MONEY_FIELDS = frozenset(
 _AMOUNT_KEYS = frozenset({"min", "max", "gross"})
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
 # The API's type of an entity the database names: by its table (a write guard's ``table``:
 # ``order_items``), by the procedures' word for it (``entity``: ``order_item``, the type's
 # name in snake_case) or by another word the database or ml uses (``ticket``).
 _TYPES: dict[str, str] = {
     **{e.table.split(".", 1)[1]: e.name for e in ENTITIES.values()},
-    **{_snake(e.name): e.name for e in ENTITIES.values()},
+    **{snake(e.name): e.name for e in ENTITIES.values()},
     "ticket": "SupportTicket",
     "support ticket": "SupportTicket",
     "model_version": "Model",

@@ -20,6 +20,7 @@ from typing import Any
 import strawberry
 from strawberry import UNSET
 
+from db.errors import snake
 from schema.catalog import ENTITIES, Col, Entity, Kind, Prediction, Rel, Shape
 from schema.enums import SortDirection
 from schema.execute import read_field
@@ -108,10 +109,6 @@ def _make(name: str, attrs: dict[str, Any], doc: str | None, *, input: bool = Fa
     return made
 
 
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-
-
 # --- inputs --------------------------------------------------------------------------------
 
 
@@ -122,7 +119,7 @@ def _operator_filter(name: str, value: Any, kind: str) -> None:
     names += ["in", "notIn", "isNull"] + (["contains", "startsWith"] if kind == "text" else [])
     for op in names:
         typ = bool if op == "isNull" else list[value] if op in ("in", "notIn") else value
-        py = f"{_snake(op)}_" if op == "in" else _snake(op)
+        py = f"{snake(op)}_" if op == "in" else snake(op)
         ann[py] = typ | None
         ops[py] = strawberry.field(default=UNSET, name=op)
     doc = {
@@ -150,11 +147,11 @@ def _entity_filter(e: Entity) -> None:
     ann: dict[str, Any] = {}
     attrs: dict[str, Any] = {}
     for c in cols:
-        ann[_snake(c.name)] = f"{_filter_type(c)} | None"
-        attrs[_snake(c.name)] = strawberry.field(default=UNSET, name=c.name)
+        ann[snake(c.name)] = f"{_filter_type(c)} | None"
+        attrs[snake(c.name)] = strawberry.field(default=UNSET, name=c.name)
     for r in rels:
-        ann[_snake(r.name)] = f"{r.target}RelationFilter | None"
-        attrs[_snake(r.name)] = strawberry.field(default=UNSET, name=r.name)
+        ann[snake(r.name)] = f"{r.target}RelationFilter | None"
+        attrs[snake(r.name)] = strawberry.field(default=UNSET, name=r.name)
     for op, doc, typ in (
         ("and", "All of these hold.", f"list[{e.name}Filter] | None"),
         ("or", "At least one holds.", f"list[{e.name}Filter] | None"),
@@ -182,8 +179,8 @@ def _relation_filter(target: str) -> None:
 
 def _order_by(e: Entity) -> None:
     cols = [c for c in e.cols.values() if c.sort]
-    ann = {_snake(c.name): "SortDirection | None" for c in cols}
-    attrs = {_snake(c.name): strawberry.field(default=UNSET, name=c.name) for c in cols}
+    ann = {snake(c.name): "SortDirection | None" for c in cols}
+    attrs = {snake(c.name): strawberry.field(default=UNSET, name=c.name) for c in cols}
     doc = (
         f"Sortable (indexed): {_words([c.name for c in cols])}. Exactly one field per item; "
         "id is appended as the tie-breaker."
@@ -210,7 +207,7 @@ def _connection_args(target: str) -> tuple[tuple[str, Any], ...]:
 def _object(e: Entity) -> None:
     attrs: dict[str, Any] = {}
     for f in e.fields:
-        py = _snake(f.name)
+        py = snake(f.name)
         if isinstance(f, Col):
             typ = _py(f) if not f.null else _py(f) | None
             attrs[py] = _field(f.name, typ, f.doc, enum_type=f.enum)
@@ -235,17 +232,17 @@ def _connection(e: Entity) -> None:
     minmax = [c for c in e.cols.values() if c.minmax]
     agg: dict[str, Any] = {"count": _field("count", int)}
     if sums:
-        _make(f"{e.name}Sums", {_snake(c.name): _field(c.name, _py(c) | None) for c in sums}, None)
+        _make(f"{e.name}Sums", {snake(c.name): _field(c.name, _py(c) | None) for c in sums}, None)
         _make(
             f"{e.name}Averages",
-            {_snake(c.name): _field(c.name, Decimal | None) for c in sums},
+            {snake(c.name): _field(c.name, Decimal | None) for c in sums},
             None,
         )
         agg["sum"] = _field("sum", f"{e.name}Sums")
         agg["avg"] = _field("avg", f"{e.name}Averages")
     if minmax:
         _make(
-            f"{e.name}MinMax", {_snake(c.name): _field(c.name, _py(c) | None) for c in minmax}, None
+            f"{e.name}MinMax", {snake(c.name): _field(c.name, _py(c) | None) for c in minmax}, None
         )
         agg["min"] = _field("min", f"{e.name}MinMax")
         agg["max"] = _field("max", f"{e.name}MinMax")
