@@ -44,16 +44,14 @@ from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities import validate_input_value
 
 from db.errors import CdmsError
-from schema.errors import api_terms
+from schema.errors import api_terms, original_error
 
 Path = list[str | int]
 
 
 def refusal_of(error: GraphQLError) -> CdmsError | None:
     """The error a scalar's parser raised behind a graphql-core error, if one did."""
-    orig = error.original_error
-    while isinstance(orig, GraphQLError):
-        orig = orig.original_error
+    orig = original_error(error)
     return orig if isinstance(orig, CdmsError) else None
 
 

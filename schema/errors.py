@@ -176,14 +176,20 @@ def api_terms(code: str, message: str, fields: dict[str, Any]) -> tuple[str, dic
     return bounded(message, quoted=False), extensions
 
 
+def original_error(error: GraphQLError) -> BaseException | None:
+    """What was raised behind ``error``: a CdmsError raised inside a scalar's parse_value
+    arrives wrapped in graphql-core's errors once more."""
+    orig = error.original_error
+    while isinstance(orig, GraphQLError):
+        orig = orig.original_error
+    return orig
+
+
 def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     """``error`` with ``extensions.code`` set (and masked if unexpected); idempotent."""
     if error.extensions and "code" in error.extensions:
         return error
-    orig = error.original_error
-    # a CdmsError raised inside a scalar's parse_value arrives wrapped once more
-    while orig is not None and not isinstance(orig, CdmsError) and isinstance(orig, GraphQLError):
-        orig = orig.original_error
+    orig = original_error(error)
     if orig is not None and not isinstance(orig, CdmsError):
         # a database error that escaped a resolver unmapped (e.g. the server went away
         # mid-request: SERVICE_UNAVAILABLE, not INTERNAL)
