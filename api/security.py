@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.engine import Engine
 from starlette.middleware import Middleware
@@ -110,16 +110,22 @@ class SecurityConfig:
         return RateLimiter(engine, self.rate_per_s, self.burst)
 
 
+def host_of(scope: Scope) -> SplitResult | None:
+    """The request's one ``Host`` header, parsed (None: none, several, or not a host)."""
+    hosts: list[str] = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+    if len(hosts) != 1:
+        return None
+    try:
+        return urlsplit("//" + hosts[0].strip())
+    except ValueError:  # an unclosed IPv6 bracket
+        return None
+
+
 def local_host(scope: Scope, names: tuple[str, ...] = ()) -> bool:
     """Whether the request's one ``Host`` names this machine in a way only its own pages
     use: ``localhost`` (and ``*.localhost``), an IP address, or one of ``names``."""
-    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-    if len(hosts) != 1:
-        return False
-    try:
-        name = urlsplit("//" + hosts[0].strip()).hostname
-    except ValueError:  # a port that is not a number
-        return False
+    host = host_of(scope)
+    name = None if host is None else host.hostname
     if not name:
         return False
     name = name.rstrip(".")

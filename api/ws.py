@@ -45,7 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
 from api.rules import QueryTooComplexError
-from api.security import SecurityConfig, client_bucket
+from api.security import SecurityConfig, client_bucket, host_of
 from db.errors import CdmsError
 from db.replicas import parse_lsn
 from schema.errors import api_error
@@ -466,15 +466,14 @@ def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
     origin = sent[0].strip()
     if "*" in allowed or origin in allowed:
         return True
-    hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-    if len(hosts) != 1:
+    own = host_of(scope)
+    if own is None:
         return False
     try:
         parts = urlsplit(origin)
         default = _DEFAULT_PORTS.get(parts.scheme.lower())
         if default is None or parts.path or parts.query or parts.fragment or parts.username:
             return False
-        own = urlsplit("//" + hosts[0].strip())
         if own.path or own.username:
             return False
         mine = (own.hostname, own.port or default)
