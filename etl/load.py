@@ -18,7 +18,8 @@ A step that reads everything (``lo = -infinity``) logs nothing: its run step row
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from db.engine import set_local
+from etl import retile
 from etl.errors import MissingDimensionError
 from etl.steps import DimRef, Disposition, Step, facts_referencing
 from semantic import rfm
@@ -316,19 +318,79 @@ def _open_month(
     rows of the customers whose values can differ, then the scores of the others where they
     moved (None: a row lacks ``last_at``, or the month was built with other rules, so it
     must be rebuilt). Its temporary tables go with the step's transaction."""
-    p, complete, built_with = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
+    state = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
+    p, complete, built_with, n = state
     if p is None or not complete or built_with != rules.digest():
         return None
     params = {"month": month, "lo": lo, "hi": hi, "p": p, "window": rules.window_days}
     for name in ("open_keys", "open_fresh"):  # analysed: few rows, estimated as many
         conn.execute(sa.text(sql[name]), params)
         conn.execute(sa.text(f"ANALYZE _rfm_{name.removeprefix('open_')}"))
-    keys, inserted, updated, deleted = conn.execute(
-        sa.text(sql["open_apply"]),
-        {**params, "scores": rules.scores, "cells": rules.cells(), "run_id": run_id},
-    ).one()
+    written = {**params, "scores": rules.scores, "cells": rules.cells(), "run_id": run_id}
+    values = conn.execute(sa.text(sql["open_values"]), params).all()
+    fresh = [v for v in values if v[0]]
+    w = retile.edge_rows(len(values) - len(fresh), len(fresh))
+    if 2 * w * (rules.scores - 1) > int(n) * EDGE_SHARE:
+        conn.execute(sa.text(sql["open_sorted"]), written)  # the edges are much of the month
+    else:
+        _retile(conn, sql, rules.scores, month, int(n), values, w)
+    keys, inserted, updated, deleted = conn.execute(sa.text(sql["open_write"]), written).one()
     return Counts(read=int(keys), inserted=int(inserted), updated=int(updated),
                   deleted=int(deleted))  # fmt: skip
+
+
+# fact_customer_rfm: the open month is re-tiled from the rows at its tiles' edges while
+# those are at most this share of its rows, else sorted whole (open_sorted)
+EDGE_SHARE = 0.25
+# each score and the value it orders the customers by (etl/sql/fact_customer_rfm.sql)
+RFM_SCORES = (("r_score", "last_at"), ("f_score", "frequency"), ("m_score", "monetary"))
+
+
+def _retile(
+    conn: Connection,
+    sql: dict[str, str],
+    tiles: int,
+    month: date,
+    n: int,
+    values: Sequence[Any],
+    w: int,
+) -> None:
+    """Fill ``_rfm_named`` with the fresh rows' scores and the others' that moved
+    (``etl.retile``), each score from the ``w`` rows each side of its tiles' edges."""
+    fresh_ids = {int(v[1]) for v in values if v[0]}
+    named: dict[int, list[int | None]] = {c: [None, None, None] for c in fresh_ids}
+    for i, (score, value) in enumerate(RFM_SCORES):
+        removed = [(v[2 + i], int(v[1])) for v in values if not v[0]]
+        fresh = [(v[2 + i], int(v[1])) for v in values if v[0]]
+        last: dict[int, list[retile.Key]] = defaultdict(list)
+        first: dict[int, list[retile.Key]] = defaultdict(list)
+        stored: dict[retile.Key, int] = {}
+        edges = sql["open_edges"].replace("{score}", score).replace("{value}", value)
+        for s, is_last, v, customer in conn.execute(
+            sa.text(edges), {"month": month, "tiles": tiles, "w": w}
+        ):
+            key = (v, int(customer))
+            (last if is_last else first)[int(s)].append(key)
+            stored[key] = int(s)
+        for rows in last.values():
+            rows.sort(reverse=True)
+        for rows in first.values():
+            rows.sort()
+        fetched = retile.positions(n, tiles, last, first)
+        for key, tile in retile.retile(n, tiles, fetched, removed, fresh).items():
+            if key[1] in fresh_ids or stored.get(key) != tile:
+                named.setdefault(key[1], [None, None, None])[i] = tile
+    ids = sorted(named)
+    conn.execute(
+        sa.text(sql["open_named"]),
+        {
+            "ids": ids,
+            "fresh": [c in fresh_ids for c in ids],
+            "r": [named[c][0] for c in ids],
+            "f": [named[c][1] for c in ids],
+            "m": [named[c][2] for c in ids],
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,10 +20,13 @@
 -- can differ between the month's newest as_of (P, up to which every row is exact) and the
 -- horizon - an order changed, an order left the trailing window, a whole day passed since
 -- the last order (recency_days), a new customer version (customer_key) - then the scores
--- of every customer from the stored values, writing only the rows whose scores moved. The
--- result equals a rebuild at the horizon except for as_of, which is the horizon of the run
--- that last wrote the row. A month with a row lacking last_at, or last rebuilt with other
--- rules (dw.etl_state.rfm_rules), is rebuilt.
+-- of the others that moved, writing only those rows: a few keys can move only the
+-- customers near the edges of the tiles, which etl/retile.py re-tiles from the rows at
+-- those edges (open_edges, through the scores' indexes) instead of sorting every customer
+-- three times (open_sorted, kept for a run with so many keys that the edges are a large
+-- share of the month). The result equals a rebuild at the horizon except for as_of,
+-- which is the horizon of the run that last wrote the row. A month with a row lacking
+-- last_at, or last rebuilt with other rules (dw.etl_state.rfm_rules), is rebuilt.
 
 -- name: span
 SELECT (SELECT date_trunc('month', min(ordered_at) AT TIME ZONE 'UTC')::date
@@ -105,9 +108,10 @@ JOIN dw.dim_customer AS v
   ON v.customer_id = s.customer_id AND v.valid_from < s.as_of AND v.valid_to >= s.as_of;
 
 -- name: open_state
--- P, the open month's newest as_of; whether every row has last_at; the rules it was built with
+-- P, the open month's newest as_of; whether every row has last_at; the rules it was built
+-- with; its rows
 SELECT max(as_of) AS p, bool_and(last_at IS NOT NULL) AS complete,
-       (SELECT rfm_rules FROM dw.etl_state) AS rules
+       (SELECT rfm_rules FROM dw.etl_state) AS rules, count(*) AS n
 FROM dw.fact_customer_rfm WHERE month = CAST(:month AS date);
 
 -- name: rules_used
@@ -164,38 +168,52 @@ WHERE o.customer_id IN (SELECT customer_id FROM _rfm_keys)
   AND NOT o.is_cancelled AND o.ordered_at < CAST(:hi AS timestamptz)
 GROUP BY o.customer_id, v.customer_key;
 
--- name: open_apply
--- every customer's scores over the month's values (the keys' fresh ones), and only what
--- differs written: the keys' rows (gone when they have no order left), the others' scores
--- and segment where they moved
-WITH cur AS (
-    SELECT customer_id, last_at, frequency, monetary, r_score, f_score, m_score,
-           false AS is_fresh
-    FROM dw.fact_customer_rfm
-    WHERE month = CAST(:month AS date)
-      AND customer_id NOT IN (SELECT customer_id FROM _rfm_keys)
-    UNION ALL
-    SELECT customer_id, last_at, frequency, monetary, NULL, NULL, NULL, true FROM _rfm_fresh
-),
-scored AS (
-    SELECT c.*,
-           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.last_at, c.customer_id) AS r,
-           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.frequency, c.customer_id) AS f,
-           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.monetary, c.customer_id) AS m
-    FROM cur AS c
-),
-named AS (  -- the rows to write
-    SELECT s.customer_id, s.is_fresh, s.r, s.f, s.m, (s.f + s.m + 1) / 2 AS fm,
-           (CAST(:cells AS text[]))[(s.r - 1) * CAST(:scores AS integer) + (s.f + s.m + 1) / 2]
-               AS segment
-    FROM scored AS s
-    WHERE s.is_fresh OR (s.r, s.f, s.m) IS DISTINCT FROM (s.r_score, s.f_score, s.m_score)
-),
-moved AS (
+-- name: open_values
+-- the keys' rows as stored (removed) and as they are now (fresh: _rfm_fresh)
+SELECT false AS is_fresh, customer_id, last_at, frequency, monetary
+FROM dw.fact_customer_rfm
+WHERE month = CAST(:month AS date) AND customer_id IN (SELECT customer_id FROM _rfm_keys)
+UNION ALL
+SELECT true, customer_id, last_at, frequency, monetary FROM _rfm_fresh;
+
+-- name: open_edges
+-- for one score ({score}, ordered by {value}): the last :w rows of tiles 1 .. :tiles - 1
+-- and the first :w of tiles 2 .. :tiles, through the score's index (migration 0022)
+SELECT e.s, true AS is_last, w.v, w.customer_id
+FROM generate_series(1, CAST(:tiles AS integer) - 1) AS e (s)
+CROSS JOIN LATERAL (
+    SELECT {value} AS v, customer_id FROM dw.fact_customer_rfm
+    WHERE month = CAST(:month AS date) AND {score} = e.s
+    ORDER BY {value} DESC, customer_id DESC LIMIT CAST(:w AS integer)) AS w
+UNION ALL
+SELECT e.s, false, w.v, w.customer_id
+FROM generate_series(2, CAST(:tiles AS integer)) AS e (s)
+CROSS JOIN LATERAL (
+    SELECT {value} AS v, customer_id FROM dw.fact_customer_rfm
+    WHERE month = CAST(:month AS date) AND {score} = e.s
+    ORDER BY {value}, customer_id LIMIT CAST(:w AS integer)) AS w;
+
+-- name: open_named
+-- what etl.retile decided: each fresh row's scores, and the scores that moved of the others
+-- (NULL: kept)
+CREATE TEMP TABLE _rfm_named ON COMMIT DROP AS
+SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:fresh AS boolean[]), CAST(:r AS integer[]),
+                     CAST(:f AS integer[]), CAST(:m AS integer[]))
+    AS n (customer_id, is_fresh, r, f, m);
+
+-- name: open_write
+-- the keys' rows written (gone when they have no order left), the others' scores and
+-- segment where they moved
+WITH moved AS (
     UPDATE dw.fact_customer_rfm AS t
-    SET r_score = n.r, f_score = n.f, m_score = n.m, fm_score = n.fm, segment = n.segment,
+    SET r_score = coalesce(n.r, t.r_score), f_score = coalesce(n.f, t.f_score),
+        m_score = coalesce(n.m, t.m_score),
+        fm_score = (coalesce(n.f, t.f_score) + coalesce(n.m, t.m_score) + 1) / 2,
+        segment = (CAST(:cells AS text[]))[
+            (coalesce(n.r, t.r_score) - 1) * CAST(:scores AS integer)
+            + (coalesce(n.f, t.f_score) + coalesce(n.m, t.m_score) + 1) / 2],
         run_id = CAST(:run_id AS bigint)
-    FROM named AS n
+    FROM _rfm_named AS n
     WHERE t.month = CAST(:month AS date) AND t.customer_id = n.customer_id AND NOT n.is_fresh
     RETURNING 1
 ),
@@ -207,9 +225,11 @@ written AS (
            f.last_at,
            floor(extract(epoch FROM CAST(:hi AS timestamptz) - f.last_at) / 86400)::integer,
            f.frequency, f.monetary, f.month_orders, f.month_revenue,
-           n.r, n.f, n.m, n.fm, n.segment, CAST(:run_id AS bigint)
+           n.r, n.f, n.m, (n.f + n.m + 1) / 2,
+           (CAST(:cells AS text[]))[(n.r - 1) * CAST(:scores AS integer) + (n.f + n.m + 1) / 2],
+           CAST(:run_id AS bigint)
     FROM _rfm_fresh AS f
-    JOIN named AS n ON n.customer_id = f.customer_id AND n.is_fresh
+    JOIN _rfm_named AS n ON n.customer_id = f.customer_id AND n.is_fresh
     ON CONFLICT (customer_id, month) DO UPDATE
     SET customer_key = excluded.customer_key, as_of = excluded.as_of,
         last_at = excluded.last_at, recency_days = excluded.recency_days,
@@ -231,3 +251,28 @@ SELECT (SELECT count(*) FROM _rfm_keys) AS keys,
        (SELECT count(*) FILTER (WHERE NOT is_new) FROM written)
            + (SELECT count(*) FROM moved) AS updated,
        (SELECT count(*) FROM gone) AS deleted;
+
+-- name: open_sorted
+-- (instead of etl.retile, when the keys are so many that the tiles' edges are a large share
+-- of the month) _rfm_named from every customer's scores over the month's values (the
+-- keys' fresh ones): the fresh rows, and the others whose scores moved
+CREATE TEMP TABLE _rfm_named ON COMMIT DROP AS
+WITH cur AS (
+    SELECT customer_id, last_at, frequency, monetary, r_score, f_score, m_score,
+           false AS is_fresh
+    FROM dw.fact_customer_rfm
+    WHERE month = CAST(:month AS date)
+      AND customer_id NOT IN (SELECT customer_id FROM _rfm_keys)
+    UNION ALL
+    SELECT customer_id, last_at, frequency, monetary, NULL, NULL, NULL, true FROM _rfm_fresh
+),
+scored AS (
+    SELECT c.*,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.last_at, c.customer_id) AS r,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.frequency, c.customer_id) AS f,
+           ntile(CAST(:scores AS integer)) OVER (ORDER BY c.monetary, c.customer_id) AS m
+    FROM cur AS c
+)
+SELECT customer_id, is_fresh, r, f, m
+FROM scored
+WHERE is_fresh OR (r, f, m) IS DISTINCT FROM (r_score, f_score, m_score);

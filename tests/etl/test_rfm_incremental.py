@@ -114,8 +114,21 @@ def _ids(url: str, table: str) -> list[int]:
     return [r[0] for r in sql(url, f"SELECT id FROM app.{table} ORDER BY id")]
 
 
-@pytest.mark.parametrize("seed", [3, 4])
-def test_the_open_month_redone_by_what_moved_equals_a_rebuild(loaded_shop: str, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "edge_share"),
+    # the re-tiling from the tiles' edges (etl.retile; every row fetched when the month is
+    # small), and the sort of the whole month it falls back to for many keys
+    [(3, 1e9), (4, 1e9), (5, 0.0)],
+)
+def test_the_open_month_redone_by_what_moved_equals_a_rebuild(
+    loaded_shop: str, seed: int, edge_share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl import load
+
+    monkeypatch.setattr(load, "EDGE_SHARE", edge_share)
+    used: list[str] = []
+    retile = load._retile
+    monkeypatch.setattr(load, "_retile", lambda *a: used.append("edges") or retile(*a))
     url = loaded_shop
     rng = random.Random(seed)
     _place(url)  # the horizon's month stored (the seed may end in an earlier one)
@@ -138,6 +151,7 @@ def test_the_open_month_redone_by_what_moved_equals_a_rebuild(loaded_shop: str, 
         changed = {r[0] for r in set(after) ^ before}
         assert counts.read < size / 2, (counts, size)
         assert len(changed) <= written <= counts.read + len(changed), (counts, changed)
+    assert bool(used) == (edge_share > 1), used
 
 
 def test_time_passing_moves_the_customers_it_moves(loaded_shop: str) -> None:
