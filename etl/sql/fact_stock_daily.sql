@@ -128,22 +128,34 @@ WITH old_lines AS MATERIALIZED (  -- (conditions on _stock_keys itself: its stat
     JOIN app.orders AS o ON o.id = i.order_id
     WHERE k.since < CAST(:recent_day AS date)
 ),
-moves AS (
-    SELECT i.product_id, (o.ordered_at AT TIME ZONE 'UTC')::date AS day, -i.quantity AS delta
+placed AS MATERIALIZED (  -- the lines of the orders placed since :recent_day, and of those
+                         -- cancelled since: from the orders' date indexes, then each
+                         -- order's lines (materialized, so that no plan walks every line
+                         -- by product when the statistics are off)
+    SELECT i.product_id, i.quantity, o.ordered_at
     FROM app.orders AS o
     JOIN app.order_items AS i ON i.order_id = o.id
-    JOIN _stock_keys AS k ON k.product_id = i.product_id
     WHERE o.ordered_at >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC'
-      AND k.since >= CAST(:recent_day AS date)
-      AND o.ordered_at >= k.since::timestamp AT TIME ZONE 'UTC'
-    UNION ALL
-    SELECT i.product_id, (o.cancelled_at AT TIME ZONE 'UTC')::date, i.quantity
+),
+cancelled AS MATERIALIZED (
+    SELECT i.product_id, i.quantity, o.cancelled_at
     FROM app.orders AS o
     JOIN app.order_items AS i ON i.order_id = o.id
-    JOIN _stock_keys AS k ON k.product_id = i.product_id
     WHERE o.updated_at >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC'
-      AND o.status = 'cancelled' AND k.since >= CAST(:recent_day AS date)
-      AND o.cancelled_at >= k.since::timestamp AT TIME ZONE 'UTC'
+      AND o.status = 'cancelled'
+),
+moves AS (
+    SELECT l.product_id, (l.ordered_at AT TIME ZONE 'UTC')::date AS day, -l.quantity AS delta
+    FROM placed AS l
+    JOIN _stock_keys AS k ON k.product_id = l.product_id
+    WHERE k.since >= CAST(:recent_day AS date)
+      AND l.ordered_at >= k.since::timestamp AT TIME ZONE 'UTC'
+    UNION ALL
+    SELECT l.product_id, (l.cancelled_at AT TIME ZONE 'UTC')::date, l.quantity
+    FROM cancelled AS l
+    JOIN _stock_keys AS k ON k.product_id = l.product_id
+    WHERE k.since >= CAST(:recent_day AS date)
+      AND l.cancelled_at >= k.since::timestamp AT TIME ZONE 'UTC'
     UNION ALL
     SELECT i.product_id, (r.decided_at AT TIME ZONE 'UTC')::date, r.quantity
     FROM app.returns AS r

@@ -231,3 +231,12 @@ def test_an_order_moved_to_another_customer_moves_both(loaded_shop: str) -> None
     pipeline.run(url)
     month, as_of = _open(url)
     assert _rows(url, month) == _rebuild(url, month, as_of)
+
+
+def test_a_month_the_table_did_not_have_gets_its_statistics(shop: str) -> None:
+    """Without them the planner takes the new month for a few rows, and every later run
+    reads the open month's tiles by sorting them instead of from the scores' indexes."""
+    pipeline.run(shop)
+    analysed = "SELECT count(*) FROM pg_stats WHERE schemaname = 'dw'" \
+               " AND tablename = 'fact_customer_rfm' AND attname = 'month'"  # fmt: skip
+    assert one(shop, analysed) == 1
