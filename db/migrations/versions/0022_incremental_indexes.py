@@ -1,20 +1,20 @@
-"""an index per RFM score on dw.fact_customer_rfm: a run re-tiles the open month from the rows
-at the tiles' edges instead of sorting every customer three times
+"""indexes for a pipeline run under a steady write load: the RFM open month's tiles' edges
+and the customers a day moved, the current customers' versions a run wrote
 
-Revision ID: 0022_rfm_score_indexes
+Revision ID: 0022_incremental_indexes
 Revises: 0021_guard_details
 """
 
 from db.migrations.sqlfile import run_sql_file
 
-revision = "0022_rfm_score_indexes"
+revision = "0022_incremental_indexes"
 down_revision = "0021_guard_details"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("0022_rfm_score_indexes.sql")
+    run_sql_file("0022_incremental_indexes.sql")
 
 
 def downgrade() -> None:
