@@ -14,3 +14,9 @@ CREATE INDEX fact_customer_rfm_recency_idx
     ON dw.fact_customer_rfm (month, ((last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)));
 -- The current customer versions a run wrote (the customers whose churn risk it re-scores).
 CREATE INDEX dim_customer_current_run_idx ON dw.dim_customer (run_id) WHERE is_current;
+-- fact_stock_daily's movements since today of the products a run changed: their lines in
+-- the orders from today's first id on (product, then order: a range per product, not
+-- every line of a best seller nor every line of the day), and today's cancellations.
+DROP INDEX app.order_items_product_idx;
+CREATE INDEX order_items_product_idx ON app.order_items (product_id, order_id);
+CREATE INDEX orders_cancelled_idx ON app.orders (cancelled_at) WHERE status = 'cancelled';

@@ -24,10 +24,12 @@
 --     movements after every day before d by the same amount: the levels of the days
 --     before d stay. So moves and levels: each such product's levels from the day before
 --     `since` to the horizon's day, from its stock now and its movements on or after
---     `since`, each day with the product version valid at its end. The movements are read
---     by date when `since` is recent (indexes on ordered_at, and on updated_at: a procedure
---     stamps it when it cancels or approves, so it is never before the movement), else
---     through the product's own lines.
+--     `since`, each day with the product version valid at its end. When `since` is recent
+--     the movements are read by date: the product's lines in the orders from the day's
+--     first order id on (index on order_items (product_id, order_id)), the orders
+--     cancelled since (a partial index on cancelled_at), the returns changed since (index
+--     on updated_at: a procedure stamps it when it approves, so it is never before the
+--     movement); else through the product's own lines.
 --  3. whole: the check. The level and the version computed for the day before `since` must
 --     be the stored ones (unless `since` is the first day: then every day is recomputed),
 --     and the stored series must begin on `start`. A product that fails - its stock edited
@@ -116,8 +118,9 @@ GROUP BY c.product_id, s.start;
 -- name: moves
 -- the movements on or after each product's `since`, a sum per day: for a `since` from
 -- :recent_day on (the common case: today's orders and payments), the movements since then
--- through the indexes on ordered_at and updated_at; for an earlier one, the product's lines
--- through the index on product_id (fewer than the shop's orders since that day)
+-- (the product's lines in today's orders, today's cancellations, the returns approved
+-- since); for an earlier one, all the product's lines through the index on product_id
+-- (fewer than the shop's orders since that day)
 CREATE TEMP TABLE _stock_moves ON COMMIT DROP AS
 WITH old_lines AS MATERIALIZED (  -- (conditions on _stock_keys itself: its statistics
                                   -- tell the planner how few keys are old)
@@ -128,21 +131,35 @@ WITH old_lines AS MATERIALIZED (  -- (conditions on _stock_keys itself: its stat
     JOIN app.orders AS o ON o.id = i.order_id
     WHERE k.since < CAST(:recent_day AS date)
 ),
-placed AS MATERIALIZED (  -- the lines of the orders placed since :recent_day, and of those
-                         -- cancelled since: from the orders' date indexes, then each
-                         -- order's lines (materialized, so that no plan walks every line
-                         -- by product when the statistics are off)
+placed AS MATERIALIZED (  -- the lines of the changed products (since from :recent_day on)
+                         -- in the orders from the first id placed since :recent_day on:
+                         -- a range of the index on (product_id, order_id) per product
+                         -- (OFFSET 0: per product, never a walk of the whole index)
     SELECT i.product_id, i.quantity, o.ordered_at
-    FROM app.orders AS o
-    JOIN app.order_items AS i ON i.order_id = o.id
-    WHERE o.ordered_at >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC'
+    FROM _stock_keys AS k
+    CROSS JOIN LATERAL (
+        SELECT l.product_id, l.order_id, l.quantity FROM app.order_items AS l
+        WHERE l.product_id = k.product_id
+          AND l.order_id >= (SELECT min(id)
+                             FROM (SELECT id FROM app.orders  -- (the index on ordered_at;
+                                   WHERE ordered_at              -- OFFSET 0 keeps min() from
+                                         >= CAST(:recent_day AS date)::timestamp  -- walking
+                                            AT TIME ZONE 'UTC'    -- the ids from the first)
+                                   OFFSET 0) AS today)
+        OFFSET 0) AS i
+    JOIN (SELECT id, ordered_at FROM app.orders  -- (the day's orders: the index on
+          WHERE ordered_at                       -- ordered_at holds their ids)
+                >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC') AS o
+      ON o.id = i.order_id
+    WHERE k.since >= CAST(:recent_day AS date)
 ),
-cancelled AS MATERIALIZED (
+cancelled AS MATERIALIZED (  -- the lines of the orders cancelled since :recent_day (a
+                             -- partial index on cancelled_at)
     SELECT i.product_id, i.quantity, o.cancelled_at
     FROM app.orders AS o
     JOIN app.order_items AS i ON i.order_id = o.id
-    WHERE o.updated_at >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC'
-      AND o.status = 'cancelled'
+    WHERE o.status = 'cancelled'
+      AND o.cancelled_at >= CAST(:recent_day AS date)::timestamp AT TIME ZONE 'UTC'
 ),
 moves AS (
     SELECT l.product_id, (l.ordered_at AT TIME ZONE 'UTC')::date AS day, -l.quantity AS delta
