@@ -35,10 +35,9 @@ from semantic import rfm
 
 NEG_INF = "-infinity"
 # fact_stock_daily: a product changed from this many days before the horizon's day or later
-# has its movements read by date (the shop's orders since then, index on ordered_at), one
-# changed from an earlier day by product (all its lines): at 1M orders a day's orders cost
-# ~5 ms, a product's lines 2-3 ms (~500) to 0.6 s (the best seller's 110,000), and past two
-# days of orders the planner scans every order line (~0.35 s)
+# has its movements read by date (its lines in the orders since then, a range of the index
+# on (product_id, order_id)), one changed from an earlier day by product (all its lines): at
+# 1M orders a product's lines cost 2-3 ms (~500) to 0.6 s (the best seller's 110,000)
 RECENT_DAYS = 1
 T = TypeVar("T")
 
