@@ -324,7 +324,9 @@ def _open_month(
     must be rebuilt). Its temporary tables go with the step's transaction."""
     state = conn.execute(sa.text(sql["open_state"]), {"month": month}).one()
     p, complete, built_with, n = state
-    if p is None or not complete or built_with != rules.digest():
+    if p is None or not complete or built_with != rules.digest() or hi < p:
+        # (a horizon behind the month's newest as_of, a clock set back: rows written at it
+        # would not be exact at P, which the reads by what moved rely on)
         return None
     params = {"month": month, "lo": lo, "hi": hi, "p": p, "window": rules.window_days}
     for name in ("open_keys", "open_fresh"):  # analysed: few rows, estimated as many

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
+from db.engine import set_local
 from ml.specs import FeatureKind, ModelSpec
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -163,13 +164,17 @@ def load_before(
     return to_frame(rows, kinds_of(spec), extra)
 
 
+_SERIAL = {"max_parallel_workers_per_gather": "0"}
+
+
 def load_ids(
     conn: Connection, sql_file: str, ids: Sequence[int], kinds: dict[str, FeatureKind]
 ) -> FeatureFrame:
     """Features of the objects ``ids`` (one statement); objects not in ``dw`` are absent.
-    Planned without parallel workers for the rest of the caller's transaction: a few ids'
-    rows (a pipeline run's touched orders, its customers) went to a parallel scan of
-    ``dw.dim_customer`` that took the second core from the shop's requests for 18 ms."""
-    conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    Planned without parallel workers: a few ids' rows (a pipeline run's touched orders, its
+    customers) went to a parallel scan of ``dw.dim_customer`` that took the second core
+    from the shop's requests for 18 ms (the caller's setting is put back after)."""
+    was = set_local(conn, _SERIAL)
     rows = conn.execute(statement(sql_file, "ids"), {"ids": list(ids)}).all()
+    set_local(conn, was)
     return to_frame(rows, kinds)

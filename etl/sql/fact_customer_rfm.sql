@@ -141,16 +141,14 @@ UNION
 -- recency_days (r) <> the whole days from last_at to :hi, i.e. :hi outside
 -- [last_at + r days, last_at + r + 1 days): through the index of migration 0022 on
 -- L = last_at + r days, which every row being exact at P puts in (P - 1 day, P], so the
--- rows a day moved are those with L in (P - 1 day, :hi - 1 day] (and L > :hi for a
--- horizon behind P); a narrow range, which the planner estimates as such
+-- rows a day moved are those with L in (P - 1 day, :hi - 1 day] (a horizon behind P
+-- rebuilds the month: etl.load); a narrow range, which the planner estimates as such
 SELECT customer_id FROM dw.fact_customer_rfm
 WHERE month = CAST(:month AS date)
-  AND ((last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)
-           <= (CAST(:hi AS timestamptz) AT TIME ZONE 'UTC') - interval '1 day'
-       AND (last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)
-           > (CAST(:p AS timestamptz) AT TIME ZONE 'UTC') - interval '1 day'
-       OR (last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)
-           > CAST(:hi AS timestamptz) AT TIME ZONE 'UTC')
+  AND (last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)
+      <= (CAST(:hi AS timestamptz) AT TIME ZONE 'UTC') - interval '1 day'
+  AND (last_at AT TIME ZONE 'UTC') + make_interval(days => recency_days)
+      > (CAST(:p AS timestamptz) AT TIME ZONE 'UTC') - interval '1 day'
 UNION
 SELECT customer_id FROM dw.dim_customer
 WHERE valid_from >= CAST(:p AS timestamptz) AND valid_from < CAST(:hi AS timestamptz);

@@ -240,3 +240,21 @@ def test_a_month_the_table_did_not_have_gets_its_statistics(shop: str) -> None:
     analysed = "SELECT count(*) FROM pg_stats WHERE schemaname = 'dw'" \
                " AND tablename = 'fact_customer_rfm' AND attname = 'month'"  # fmt: skip
     assert one(shop, analysed) == 1
+
+
+def test_a_horizon_behind_the_months_newest_as_of_rebuilds_the_month(loaded_shop: str) -> None:
+    """(A clock set back.) The reads by what moved rely on every row being exact at the
+    month's newest as_of; a run behind it rebuilds the month instead."""
+    url = loaded_shop
+    _place(url)
+    pipeline.run(url)
+    month, _ = _open(url)
+    size = one(url, "SELECT count(*) FROM dw.fact_customer_rfm WHERE month = %s", (month,))
+    sql(url, "UPDATE dw.fact_customer_rfm SET as_of = as_of + interval '2 hours'"
+             " WHERE month = %s AND customer_id = (SELECT min(customer_id)"
+             "   FROM dw.fact_customer_rfm WHERE month = %s)", (month, month))  # fmt: skip
+    _place(url)
+    result = pipeline.run(url)
+    assert _rfm_counts(result).inserted >= size
+    month, as_of = _open(url)
+    assert _rows(url, month) == _rebuild(url, month, as_of)
