@@ -17,6 +17,7 @@ CREATE INDEX dim_customer_current_run_idx ON dw.dim_customer (run_id) WHERE is_c
 -- fact_stock_daily's movements since today of the products a run changed: their lines in
 -- the orders from today's first id on (product, then order: a range per product, not
 -- every line of a best seller nor every line of the day), and today's cancellations.
+-- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
 DROP INDEX app.order_items_product_idx;
 CREATE INDEX order_items_product_idx ON app.order_items (product_id, order_id);
 CREATE INDEX orders_cancelled_idx ON app.orders (cancelled_at) WHERE status = 'cancelled';

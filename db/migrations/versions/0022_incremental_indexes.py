@@ -14,7 +14,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_sql_file("0022_incremental_indexes.sql")
+    # DROP INDEX on app.order_items: ACCESS EXCLUSIVE (the index builds: ~1.4 s at 1M
+    # orders), taken up front in the writers' order, as every app table a file touches
+    run_sql_file(
+        "0022_incremental_indexes.sql",
+        locks=("app.orders", "app.order_items"),
+        mode="ACCESS EXCLUSIVE",
+    )
 
 
 def downgrade() -> None:
