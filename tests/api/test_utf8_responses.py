@@ -112,9 +112,17 @@ def test_websockets_answer_text_unescaped(
             _unescaped(text.encode("utf-8"))
 
 
-def _wait_for_listener() -> None:
+def _queues() -> set[Any]:
+    return {q for h in list(notify._hubs.values()) for q in list(h.subscribers)}
+
+
+def _wait_for_listener(before: set[Any]) -> None:
+    """Until a hub listens with a subscriber not in ``before``: this test's own (the
+    previous test's may still be there, being dropped, and hear the change instead)."""
     deadline = time.monotonic() + 10
-    while not any(h.listening.is_set() and h.subscribers for h in list(notify._hubs.values())):
+    while not any(
+        h.listening.is_set() and set(h.subscribers) - before for h in list(notify._hubs.values())
+    ):
         assert time.monotonic() < deadline, "the subscription never listened"
         time.sleep(0.02)
 
@@ -134,9 +142,10 @@ def test_subscription_events_are_unescaped(
 
     with w_client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
         _connect(ws)
+        before = _queues()
         payload = {"query": SUBSCRIPTION, "variables": {"c": customer}}
         ws.send_json({"id": "s", "type": start, "payload": payload})
-        _wait_for_listener()
+        _wait_for_listener(before)
         threading.Thread(target=change).start()
         text = _answer(ws, "s")
         ws.send_json({"id": "s", "type": "complete" if start == "subscribe" else "stop"})
