@@ -9,6 +9,7 @@ error never tells a role that a hidden member exists.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, assert_never
 
@@ -93,11 +94,16 @@ def dimension_of(model: Model, m: Member, role: str | None = ALL) -> Dimension:
     return found
 
 
-def check_timezone(tz: str, zones: frozenset[str]) -> None:
-    """``tz`` must be a name of the server's time zone data (``pg_timezone_names``):
+def check_timezone(tz: str, zones: Mapping[str, str]) -> str:
+    """``tz`` spelled as the server's time zone data has it (``pg_timezone_names``, keyed by
+    lower case: PostgreSQL matches names in any case, so ``europe/paris`` is Europe/Paris).
     Python's list differs (``localtime``, zones newer than the server's data)."""
-    if tz not in zones:
-        bad(f"unknown timezone {shown(tz)}", tz, sorted(zones), field="timezone", value=clipped(tz))
+    found = zones.get(tz.lower())
+    if found is None:
+        pool = sorted(zones.values())
+        bad(f"unknown timezone {shown(tz)}", tz, pool, field="timezone", value=clipped(tz))
+    assert found is not None
+    return found
 
 
 def check_access(model: Model, q: CubeQuery, role: str | None) -> None:

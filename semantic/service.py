@@ -186,17 +186,18 @@ def loading_error(conn: Connection) -> WarehouseLoadingError:
     )
 
 
-_zones: dict[str, frozenset[str]] = {}
+_zones: dict[str, dict[str, str]] = {}
 _zones_lock = threading.Lock()
 
 
-def server_zones(conn: Connection) -> frozenset[str]:
-    """The server's time zone names (``pg_timezone_names``), read once per database."""
+def server_zones(conn: Connection) -> dict[str, str]:
+    """The server's time zone names (``pg_timezone_names``) by their lower case, read once
+    per database."""
     url = conn.engine.url.render_as_string()
     found = _zones.get(url)
     if found is None:
         names = conn.execute(sa.text("SELECT name FROM pg_timezone_names")).scalars()
-        found = frozenset(str(n) for n in names)
+        found = {str(n).lower(): str(n) for n in names}
         with _zones_lock:
             _zones[url] = found
     return found
@@ -227,7 +228,9 @@ def answer(
     model = model or default_model()
     if not prepared:
         query = prepare(model, query, role)
-    check_timezone(query.timezone, server_zones(conn))
+    tz = check_timezone(query.timezone, server_zones(conn))
+    if tz != query.timezone:  # one spelling: one cache entry, the same SQL
+        query = replace(query, timezone=tz)
     version, freshness = warehouse_state(conn)
     if not loaded(version, freshness):  # a first start loads it in the background
         raise loading_error(conn)

@@ -247,6 +247,18 @@ def test_timezones_are_the_servers_not_pythons(cube_gql: Gql, wh: Engine) -> Non
     assert "Europe/Berlin" in err["extensions"]["closest"]
 
 
+def test_timezone_names_match_in_any_case(cube_gql: Gql) -> None:
+    """PostgreSQL matches time zone names in any case; so does the cube, and answers as for
+    the server's spelling: the same rows, the same rollups."""
+    q = '{{ cube(timezone: "{}") {{ orders {{ count orderedAt {{ month }} }} }} }}'
+    for given, spelled in (("europe/PARIS", "Europe/Paris"), ("utc", "UTC")):
+        got, want = cube_gql(q.format(given)), cube_gql(q.format(spelled))
+        assert "errors" not in got, got
+        assert got["data"] == want["data"] and got["data"]["cube"]
+        assert got["extensions"]["cube"][0]["rollups"] == want["extensions"]["cube"][0]["rollups"]
+    assert cube_gql(q.format("utc"))["extensions"]["cube"][0]["rollups"]  # UTC's rollup serves it
+
+
 @pytest.mark.parametrize(
     "where",
     [
