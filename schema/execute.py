@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cachetools import LRUCache, cached
+from cachetools import LRUCache
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -41,10 +41,9 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     get_named_type,
-    parse,
 )
 from graphql.execution.collect_fields import FieldDetails
-from graphql.execution.values import VariableValues, get_variable_values
+from graphql.execution.values import VariableValues
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -53,7 +52,7 @@ from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
 from db.replicas import Router, commit_lsn, parse_lsn, router_for
 from schema import lane
 from schema import plan as P
-from schema.catalog import ENTITIES, ROOTS, Entity, Kind
+from schema.catalog import ENTITIES, ROOTS, Entity
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
 from schema.errors import classify
@@ -164,7 +163,9 @@ def pg_floats(value: Any) -> Any:
 
 
 def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
-    error = classify(GraphQLError(exc.message, original_error=exc), request_id)
+    """``exc`` as the answer's one error (a field's refusal at the field: P.FieldError)."""
+    nodes, original = ([exc.node], exc.error) if isinstance(exc, P.FieldError) else (None, exc)
+    error = classify(GraphQLError(exc.message, nodes=nodes, original_error=original), request_id)
     return Result(errors=[error.formatted], status=status)
 
 
@@ -205,15 +206,6 @@ def _convert(conv: str, value: Any) -> Any:
         case "prefix":
             return f"{_escape(parse_text(value))}%"
     raise AssertionError(conv)
-
-
-_CURSOR_KINDS = {
-    Kind.DATETIME: lambda v: dt.datetime.fromisoformat(v),
-    Kind.DATE: lambda v: dt.date.fromisoformat(v),
-    Kind.MONEY: Decimal,
-    Kind.DECIMAL: Decimal,
-    Kind.FLOAT: float,
-}
 
 
 def decode_cursor(text: Any, signature: str) -> list[Any]:
@@ -427,49 +419,11 @@ class Located:
     details: list[FieldDetails]
 
 
-@dataclass(frozen=True)
-class Operation:
-    """What the executor knows of the operation a resolver runs in (api.pipeline.Prepared
-    has the same attributes)."""
-
-    query: str
-    document: DocumentNode
-    operation: OperationDefinitionNode
-    coerced: VariableValues
-
-
-def operation_of(
-    reads: Reads, query: str, variables: dict[str, Any] | None, name: str | None = None
-) -> Operation:
-    """An operation for a context (for code that calls the Strawberry schema directly)."""
-    document = _document(query)
-    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    op = next(o for o in ops if name is None or (o.name and o.name.value == name))
-    coerced = get_variable_values(reads.gschema, op.variable_definitions or (), variables or {})
-    if isinstance(coerced, list):
-        raise BadUserInputError(coerced[0].message)
-    return Operation(query, document, op, coerced)
-
-
-@cached(LRUCache(maxsize=256), lock=threading.Lock())
-def _document(query: str) -> DocumentNode:
-    return parse(query)
-
-
 def locate(reads: Reads, info: Any) -> Located:
     """The field ``info`` resolves, as graphql-core collects it from the operation the
     executor put on the context (api.pipeline.Prepared), found by the field's path."""
-    ctx = info.context
-    op = ctx.operation
-    if op is None:  # the schema executed directly with a bare context
-        raise RuntimeError("schema.execute.operation_of(...) must be set as ctx.operation")
-    keys: list[str] = []
-    node = info.path
-    while node is not None:
-        if isinstance(node.key, str):
-            keys.append(node.key)
-        node = node.prev
-    keys.reverse()
+    op = info.context.operation
+    keys = [k for k in info.path.as_list() if isinstance(k, str)]
     planner = P.Planner(reads.gschema, op.document, op.operation, op.coerced, reads.limits)
     root = reads.gschema.get_root_type(op.operation.operation)
     assert root is not None
@@ -577,10 +531,7 @@ class Executor:
                     sels = self._reads_under(planner, root.fields[name], details)
                 for sel in sels:
                     bind(statement([sel], coerced.coerced), coerced.coerced)
-        except P.FieldError as exc:
-            error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
-            return Result(errors=[classify(error, "").formatted], status=400)
-        except CdmsError as exc:
+        except CdmsError as exc:  # P.FieldError among them
             return failed(exc, "", status=400)
         return None
 
@@ -648,10 +599,7 @@ class Executor:
                 prepared.query, prepared.document, prepared.operation, prepared.coerced
             )
             params = bind(stmt, prepared.coerced.coerced)
-        except P.FieldError as exc:  # an argument the field refuses: nothing ran
-            error = GraphQLError(exc.error.message, nodes=[exc.node], original_error=exc.error)
-            return Result(errors=[classify(error, ctx.request_id).formatted], status=400)
-        except CdmsError as exc:  # a value that does not convert: nothing ran
+        except CdmsError as exc:  # a refused argument, a value that does not convert: nothing ran
             return failed(exc, ctx.request_id, status=400)
         engine = ctx.read_engine or self.engine
         try:
