@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import keyword
 import sys
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -28,9 +30,6 @@ from schema.predictions import Failed
 
 CONN = Shape.CONNECTION
 _NS = sys.modules[__name__].__dict__
-_INFO = inspect.Parameter(
-    "info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=strawberry.Info
-)
 
 _PY: dict[Kind, Any] = {
     Kind.ID: strawberry.ID,
@@ -51,42 +50,28 @@ _FILTER_NAME = {
     Kind.STRING: "StringFilter",
 }
 _ORDERED_OPS = ("eq", "ne", "gt", "gte", "lt", "lte")
-_SOME = "At least one related row matches."
-_NONE = "No related row matches."
-_PAGING = ("first", "after", "last", "before")
 
 
 def _py(col: Col) -> Any:
     return col.enum if col.kind is Kind.ENUM else _PY[col.kind]
 
 
-def _from_parent(root: Any, info: strawberry.Info) -> Any:
-    """The field's value in its parent's JSON (by response key)."""
-    value = root[info.path.key]
-    if isinstance(value, Failed):
-        raise value.error
-    return value
-
-
-def _resolver(returns: Any, args: tuple[tuple[str, Any], ...] = (), enum_type: Any = None) -> Any:
-    """A resolver reading the parent's JSON, with ``args`` as its GraphQL arguments (an
-    enum's JSON is the member's name)."""
-
-    def resolve(root: Any, info: strawberry.Info, **kwargs: Any) -> Any:
-        value = _from_parent(root, info)
-        return value if enum_type is None or value is None else enum_type[value]
-
+def _signed(resolve: Any, returns: Any, args: tuple[tuple[str, Any], ...]) -> Any:
+    """``resolve`` with ``args`` as its GraphQL arguments (all optional but ``id``)."""
     params = [
         inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter(
             "info", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=strawberry.Info
         ),
         *(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
-            for name, ann in args
+            inspect.Parameter(
+                n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                **({} if n == "id" else {"default": None}),
+            )
+            for n, a in args
         ),
-    ]
-    resolve.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    resolve.__signature__ = inspect.Signature(params, return_annotation=returns)
     resolve.__annotations__ = {
         **{p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty},
         "return": returns,
@@ -98,8 +83,16 @@ def _resolver(returns: Any, args: tuple[tuple[str, Any], ...] = (), enum_type: A
 def _field(
     name: str, returns: Any, doc: str | None = None, args: Any = (), enum_type: Any = None
 ) -> Any:
-    resolver = _resolver(returns, args, enum_type)
-    return strawberry.field(name=name, description=doc, resolver=resolver)
+    """A field whose value is in its parent's JSON, by response key (an enum's JSON is the
+    member's name)."""
+
+    def resolve(root: Any, info: strawberry.Info, **kwargs: Any) -> Any:
+        value = root[info.path.key]
+        if isinstance(value, Failed):
+            raise value.error
+        return value if enum_type is None or value is None else enum_type[value]
+
+    return strawberry.field(name=name, description=doc, resolver=_signed(resolve, returns, args))
 
 
 def _make(name: str, attrs: dict[str, Any], doc: str | None, *, input: bool = False) -> Any:
@@ -112,22 +105,27 @@ def _make(name: str, attrs: dict[str, Any], doc: str | None, *, input: bool = Fa
 # --- inputs --------------------------------------------------------------------------------
 
 
-def _operator_filter(name: str, value: Any, kind: str) -> None:
-    ops: dict[str, Any] = {}
+def _input(name: str, doc: str, fields: Iterable[tuple[str, Any, str | None]]) -> None:
+    """An input type of optional ``fields``: (GraphQL name, annotation, description)."""
     ann: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    for gname, typ, about in fields:
+        py = snake(gname) + ("_" if keyword.iskeyword(snake(gname)) else "")  # in_, and_...
+        ann[py] = typ
+        attrs[py] = strawberry.field(default=UNSET, name=gname, description=about)
+    _make(name, {"__annotations__": ann, **attrs}, doc, input=True)
+
+
+def _operator_filter(name: str, value: Any, kind: str) -> None:
     names = list(_ORDERED_OPS) if kind == "ordered" else ["eq", "ne"]
     names += ["in", "notIn", "isNull"] + (["contains", "startsWith"] if kind == "text" else [])
-    for op in names:
-        typ = bool if op == "isNull" else list[value] if op in ("in", "notIn") else value
-        py = f"{snake(op)}_" if op == "in" else snake(op)
-        ann[py] = typ | None
-        ops[py] = strawberry.field(default=UNSET, name=op)
+    types = {"isNull": bool, "in": list[value], "notIn": list[value]}
     doc = {
         "ordered": "Comparison operators on an ordered value.",
         "enum": "Comparison operators on an enum value.",
         "text": "Operators on text; contains/startsWith are case-insensitive (% and _ literal).",
     }[kind]
-    _make(name, {"__annotations__": ann, **ops}, doc, input=True)
+    _input(name, doc, [(op, types.get(op, value) | None, None) for op in names])
 
 
 def _filter_type(col: Col) -> str:
@@ -137,55 +135,38 @@ def _filter_type(col: Col) -> str:
     return _FILTER_NAME[col.kind]
 
 
-def _words(names: list[str]) -> str:
-    return ", ".join(names)
-
-
 def _entity_filter(e: Entity) -> None:
     cols = [c for c in e.cols.values() if c.filter]
     rels = [r for r in e.rels.values() if r.filter]
-    ann: dict[str, Any] = {}
-    attrs: dict[str, Any] = {}
-    for c in cols:
-        ann[snake(c.name)] = f"{_filter_type(c)} | None"
-        attrs[snake(c.name)] = strawberry.field(default=UNSET, name=c.name)
-    for r in rels:
-        ann[snake(r.name)] = f"{r.target}RelationFilter | None"
-        attrs[snake(r.name)] = strawberry.field(default=UNSET, name=r.name)
-    for op, doc, typ in (
-        ("and", "All of these hold.", f"list[{e.name}Filter] | None"),
-        ("or", "At least one holds.", f"list[{e.name}Filter] | None"),
-        ("not", "This does not hold.", f"{e.name}Filter | None"),
-    ):
-        ann[f"{op}_"] = typ
-        attrs[f"{op}_"] = strawberry.field(default=UNSET, name=op, description=doc)
+    fields: list[tuple[str, Any, str | None]] = [
+        *((c.name, f"{_filter_type(c)} | None", None) for c in cols),
+        *((r.name, f"{r.target}RelationFilter | None", None) for r in rels),
+        ("and", f"list[{e.name}Filter] | None", "All of these hold."),
+        ("or", f"list[{e.name}Filter] | None", "At least one holds."),
+        ("not", f"{e.name}Filter | None", "This does not hold."),
+    ]
     relations = "relation" if len(rels) == 1 else "relations"
     doc = e.filter_doc or (
-        f"Filter on {e.plural}. Indexed fields only: {_words([c.name for c in cols])}; "
-        f"{relations} {_words([r.name for r in rels])}."
+        f"Filter on {e.plural}. Indexed fields only: {', '.join(c.name for c in cols)}; "
+        f"{relations} {', '.join(r.name for r in rels)}."
     )
-    _make(f"{e.name}Filter", {"__annotations__": ann, **attrs}, doc, input=True)
+    _input(f"{e.name}Filter", doc, fields)
 
 
 def _relation_filter(target: str) -> None:
-    ann = {"some": f"{target}Filter | None", "none": f"{target}Filter | None"}
-    attrs = {
-        "some": strawberry.field(default=UNSET, description=_SOME),
-        "none": strawberry.field(default=UNSET, description=_NONE),
-    }
-    _make(f"{target}RelationFilter", {"__annotations__": ann, **attrs},
-          "Relation filter (EXISTS / NOT EXISTS).", input=True)  # fmt: skip
+    typ = f"{target}Filter | None"
+    fields = [("some", typ, "At least one related row matches."),
+              ("none", typ, "No related row matches.")]  # fmt: skip
+    _input(f"{target}RelationFilter", "Relation filter (EXISTS / NOT EXISTS).", fields)
 
 
 def _order_by(e: Entity) -> None:
     cols = [c for c in e.cols.values() if c.sort]
-    ann = {snake(c.name): "SortDirection | None" for c in cols}
-    attrs = {snake(c.name): strawberry.field(default=UNSET, name=c.name) for c in cols}
     doc = (
-        f"Sortable (indexed): {_words([c.name for c in cols])}. Exactly one field per item; "
+        f"Sortable (indexed): {', '.join(c.name for c in cols)}. Exactly one field per item; "
         "id is appended as the tie-breaker."
     )
-    _make(f"{e.name}OrderBy", {"__annotations__": ann, **attrs}, doc, input=True)
+    _input(f"{e.name}OrderBy", doc, [(c.name, "SortDirection | None", None) for c in cols])
 
 
 def _connection_args(target: str) -> tuple[tuple[str, Any], ...]:
@@ -231,21 +212,15 @@ def _connection(e: Entity) -> None:
     sums = [c for c in e.cols.values() if c.sum]
     minmax = [c for c in e.cols.values() if c.minmax]
     agg: dict[str, Any] = {"count": _field("count", int)}
-    if sums:
-        _make(f"{e.name}Sums", {snake(c.name): _field(c.name, _py(c) | None) for c in sums}, None)
-        _make(
-            f"{e.name}Averages",
-            {snake(c.name): _field(c.name, Decimal | None) for c in sums},
-            None,
-        )
-        agg["sum"] = _field("sum", f"{e.name}Sums")
-        agg["avg"] = _field("avg", f"{e.name}Averages")
-    if minmax:
-        _make(
-            f"{e.name}MinMax", {snake(c.name): _field(c.name, _py(c) | None) for c in minmax}, None
-        )
-        agg["min"] = _field("min", f"{e.name}MinMax")
-        agg["max"] = _field("max", f"{e.name}MinMax")
+    for part, fns, cols, typ in (
+        ("Sums", ("sum",), sums, _py),
+        ("Averages", ("avg",), sums, lambda c: Decimal),
+        ("MinMax", ("min", "max"), minmax, _py),
+    ):
+        if cols:
+            fields = {snake(c.name): _field(c.name, typ(c) | None) for c in cols}
+            _make(f"{e.name}{part}", fields, None)
+            agg.update({fn: _field(fn, f"{e.name}{part}") for fn in fns})
     _make(f"{e.name}Aggregate", agg, f"Aggregates over the filtered {e.plural} (paging ignored).")
     _make(
         f"{e.name}Connection",
@@ -276,24 +251,7 @@ def _root(name: str, e: Entity, connection: bool) -> Any:
         args = (("id", strawberry.ID),)
         returns = _NS[e.name] | None
         doc = f"The {e.name} with this id, or null if there is none."
-    params = [
-        inspect.Parameter("root", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        _INFO,
-        *(
-            inspect.Parameter(
-                n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
-                **({} if n == "id" else {"default": None}),
-            )
-            for n, a in args
-        ),
-    ]  # fmt: skip
-    resolve.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
-    resolve.__annotations__ = {
-        **{p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty},
-        "return": returns,
-    }
-    resolve.__module__ = __name__
-    return strawberry.field(name=name, description=doc, resolver=resolve)
+    return strawberry.field(name=name, description=doc, resolver=_signed(resolve, returns, args))
 
 
 def _generate() -> Any:
@@ -313,7 +271,6 @@ def _generate() -> Any:
     for enum_type in {c.enum for e in filtered for c in e.cols.values() if c.filter and c.enum}:
         assert enum_type is not None
         _operator_filter(f"{enum_type.__name__}EnumFilter", enum_type, "enum")
-        _NS[enum_type.__name__] = enum_type
     for e in filtered:
         _entity_filter(e)
     for target in {r.target for e in ENTITIES.values() for r in e.rels.values() if r.filter}:
