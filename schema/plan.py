@@ -15,9 +15,9 @@ records the variable paths it read: the plan cache keys on their values too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
     DocumentNode,
@@ -45,6 +45,8 @@ from graphql.execution.values import VariableValues, get_argument_values
 from db.errors import BadUserInputError, CdmsError
 from schema.catalog import ENTITIES, Col, Entity, Prediction, Rel, Shape
 from schema.context import ApiLimits
+
+T = TypeVar("T")
 
 # --- where values come from ---------------------------------------------------------------
 
@@ -103,7 +105,18 @@ class Const:
 
 
 @dataclass(frozen=True)
+class Leaf:
+    """A field the statement computes by its name: an edge's ``cursor``, ``totalCount``, an
+    aggregate's ``count``, a field of ``pageInfo``."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Value:
+    """A column of the row (in an aggregate's part: the column the function reads)."""
+
     key: str
     col: Col
 
@@ -135,14 +148,9 @@ class Node:
 
 
 @dataclass(frozen=True)
-class One:
-    key: str
-    rel: Rel
-    node: Node
+class Join:
+    """A related row (``rel.shape`` ONE) or list of rows (LIST)."""
 
-
-@dataclass(frozen=True)
-class Many:
     key: str
     rel: Rel
     node: Node
@@ -182,12 +190,7 @@ class ConnArgs:
 @dataclass(frozen=True)
 class Edges:
     key: str
-    fields: tuple[Const | EdgeCursor | EdgeNode, ...]
-
-
-@dataclass(frozen=True)
-class EdgeCursor:
-    key: str
+    fields: tuple[Const | Leaf | EdgeNode, ...]
 
 
 @dataclass(frozen=True)
@@ -199,49 +202,27 @@ class EdgeNode:
 @dataclass(frozen=True)
 class PageInfo:
     key: str
-    fields: tuple[Const | PageInfoField, ...]
-
-
-@dataclass(frozen=True)
-class PageInfoField:
-    key: str
-    name: str  # hasNextPage hasPreviousPage startCursor endCursor
-
-
-@dataclass(frozen=True)
-class TotalCount:
-    key: str
-
-
-@dataclass(frozen=True)
-class AggValue:
-    key: str
-    col: Col
+    fields: tuple[Const | Leaf, ...]
 
 
 @dataclass(frozen=True)
 class AggPart:
     key: str
     fn: str  # sum avg min max
-    fields: tuple[Const | AggValue, ...]
-
-
-@dataclass(frozen=True)
-class Count:
-    key: str
+    fields: tuple[Const | Value, ...]
 
 
 @dataclass(frozen=True)
 class Aggregate:
     key: str
-    fields: tuple[Const | Count | AggPart, ...]
+    fields: tuple[Const | Leaf | AggPart, ...]
 
 
 @dataclass(frozen=True)
 class Conn:
     key: str
     args: ConnArgs
-    fields: tuple[Const | Edges | PageInfo | TotalCount | Aggregate, ...]
+    fields: tuple[Const | Edges | PageInfo | Leaf | Aggregate, ...]
 
 
 @dataclass(frozen=True)
@@ -252,7 +233,7 @@ class ById:
     node: Node
 
 
-NodeSel = Const | Value | Predict | One | Many | Conn
+NodeSel = Const | Value | Predict | Join | Conn
 RootSel = Const | ById | Conn
 
 
@@ -344,30 +325,37 @@ class Planner:
         assert isinstance(gtype, GraphQLObjectType)
         return ById(key, entity, id_, self.node(entity, gtype, details))
 
-    def node(self, entity: Entity, gtype: GraphQLObjectType, details: list[FieldDetails]) -> Node:
-        out: list[NodeSel] = []
-        cols, rels, preds = entity.cols, entity.rels, entity.predictions
-        for key, sub in self.subfields(gtype, details).items():
-            name = sub[0].node.name.value
-            if name == "__typename":
-                out.append(Const(key, gtype.name))
-            elif name in cols:
-                out.append(Value(key, cols[name]))
-            elif name in preds:
-                out.append(Predict(key, preds[name], self.prediction(gtype.fields[name], sub)))
-            else:
-                rel = rels[name]
-                gfield = gtype.fields[name]
-                target = ENTITIES[rel.target]
-                if rel.shape is Shape.CONNECTION:
-                    out.append(self.connection(key, gfield, sub, target, rel))
-                    continue
-                node = self.node(target, _object(gfield), sub)
-                out.append(Many(key, rel, node) if rel.shape is Shape.LIST else One(key, rel, node))
-        return Node(entity, tuple(out))
+    def each(
+        self,
+        gtype: GraphQLObjectType,
+        details: Sequence[FieldDetails],
+        select: Callable[[str, str, list[FieldDetails]], T],
+    ) -> tuple[Const | T, ...]:
+        """``select(key, name, details)`` of each field selected on ``gtype`` (``__typename``
+        is a constant)."""
+        return tuple(
+            Const(key, gtype.name)
+            if (name := sub[0].node.name.value) == "__typename"
+            else select(key, name, sub)
+            for key, sub in self.subfields(gtype, details).items()
+        )
 
-    def prediction(self, gfield: GraphQLField, details: list[FieldDetails]) -> tuple[PredSel, ...]:
-        return _pred_selection(self, _object(gfield), details)
+    def node(self, entity: Entity, gtype: GraphQLObjectType, details: list[FieldDetails]) -> Node:
+        cols, rels, preds = entity.cols, entity.rels, entity.predictions
+
+        def select(key: str, name: str, sub: list[FieldDetails]) -> NodeSel:
+            gfield = gtype.fields[name]
+            if name in cols:
+                return Value(key, cols[name])
+            if name in preds:
+                return Predict(key, preds[name], _pred_selection(self, _object(gfield), sub))
+            rel = rels[name]
+            target = ENTITIES[rel.target]
+            if rel.shape is Shape.CONNECTION:
+                return self.connection(key, gfield, sub, target, rel)
+            return Join(key, rel, self.node(target, _object(gfield), sub))
+
+        return Node(entity, self.each(gtype, details, select))
 
     def connection(
         self,
@@ -389,20 +377,20 @@ class Planner:
             )
         except CdmsError as exc:
             raise FieldError(exc, details[0].node) from None
-        out: list[Const | Edges | PageInfo | TotalCount | Aggregate] = []
-        for k, sub in self.subfields(ctype, details).items():
-            name = sub[0].node.name.value
-            if name == "__typename":
-                out.append(Const(k, ctype.name))
-            elif name == "totalCount":
-                out.append(TotalCount(k))
-            elif name == "edges":
-                out.append(self.edges(k, _object(ctype.fields[name]), entity, sub))
-            elif name == "pageInfo":
-                out.append(self.page_info(k, _object(ctype.fields[name]), sub))
-            else:  # aggregate
-                out.append(self.aggregate(k, entity, _object(ctype.fields[name]), sub))
-        return Conn(key, conn, tuple(out))
+
+        def select(
+            k: str, name: str, sub: list[FieldDetails]
+        ) -> Edges | PageInfo | Leaf | Aggregate:
+            if name == "totalCount":
+                return Leaf(k, name)
+            gtype = _object(ctype.fields[name])
+            if name == "edges":
+                return self.edges(k, gtype, entity, sub)
+            if name == "pageInfo":
+                return PageInfo(k, self.each(gtype, sub, lambda k, name, _: Leaf(k, name)))
+            return self.aggregate(k, entity, gtype, sub)
+
+        return Conn(key, conn, self.each(ctype, details, select))
 
     def page(self, args: dict[str, Any]) -> Page:
         """``first/after/last/before`` checked against the page caps (BAD_USER_INPUT)."""
@@ -460,47 +448,25 @@ class Planner:
     def edges(
         self, key: str, etype: GraphQLObjectType, entity: Entity, details: list[FieldDetails]
     ) -> Edges:
-        out: list[Const | EdgeCursor | EdgeNode] = []
-        for k, sub in self.subfields(etype, details).items():
-            name = sub[0].node.name.value
-            if name == "__typename":
-                out.append(Const(k, etype.name))
-            elif name == "cursor":
-                out.append(EdgeCursor(k))
-            else:
-                out.append(EdgeNode(k, self.node(entity, _object(etype.fields[name]), sub)))
-        return Edges(key, tuple(out))
+        def select(k: str, name: str, sub: list[FieldDetails]) -> Leaf | EdgeNode:
+            if name == "cursor":
+                return Leaf(k, name)
+            return EdgeNode(k, self.node(entity, _object(etype.fields[name]), sub))
 
-    def page_info(
-        self, key: str, ptype: GraphQLObjectType, details: list[FieldDetails]
-    ) -> PageInfo:
-        out: list[Const | PageInfoField] = []
-        for k, sub in self.subfields(ptype, details).items():
-            name = sub[0].node.name.value
-            out.append(Const(k, ptype.name) if name == "__typename" else PageInfoField(k, name))
-        return PageInfo(key, tuple(out))
+        return Edges(key, self.each(etype, details, select))
 
     def aggregate(
         self, key: str, entity: Entity, atype: GraphQLObjectType, details: list[FieldDetails]
     ) -> Aggregate:
-        out: list[Const | Count | AggPart] = []
-        for k, sub in self.subfields(atype, details).items():
-            name = sub[0].node.name.value
-            if name == "__typename":
-                out.append(Const(k, atype.name))
-            elif name == "count":
-                out.append(Count(k))
-            else:
-                ptype = _object(atype.fields[name])
-                parts: list[Const | AggValue] = []
-                for pk, psub in self.subfields(ptype, sub).items():
-                    pname = psub[0].node.name.value
-                    if pname == "__typename":
-                        parts.append(Const(pk, ptype.name))
-                    else:
-                        parts.append(AggValue(pk, entity.cols[pname]))
-                out.append(AggPart(k, name, tuple(parts)))
-        return Aggregate(key, tuple(out))
+        cols = entity.cols
+
+        def select(k: str, fn: str, sub: list[FieldDetails]) -> Leaf | AggPart:
+            if fn == "count":
+                return Leaf(k, fn)
+            ptype = _object(atype.fields[fn])
+            return AggPart(k, fn, self.each(ptype, sub, lambda pk, name, _: Value(pk, cols[name])))
+
+        return Aggregate(key, self.each(atype, details, select))
 
 
 def _pred_selection(

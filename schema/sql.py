@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from schema import plan as P
-from schema.catalog import ENTITIES, Col, Entity, Kind, Rel
+from schema.catalog import ENTITIES, Col, Entity, Kind, Rel, Shape
 from schema.errors import QueryTooComplexError
 
 # values one statement binds: PostgreSQL's protocol allows 65,535, and each one costs the
@@ -259,9 +259,9 @@ class _Builder:
                 pairs.append((sel.key, lit(sel.value)))
             elif isinstance(sel, P.Value):
                 pairs.append((sel.key, value(f"{src}.{sel.col.column}", sel.col.kind)))
-            elif isinstance(sel, P.One):
+            elif isinstance(sel, P.Join) and sel.rel.shape is Shape.ONE:
                 pairs.append((sel.key, self.one(sel, src, (*path, sel.key))))
-            elif isinstance(sel, P.Many):
+            elif isinstance(sel, P.Join):
                 pairs.append((sel.key, self.many(sel, src, (*path, sel.key, None))))
             elif isinstance(sel, P.Conn):
                 pairs.append((sel.key, self.conn(sel, src, (*path, sel.key))))
@@ -298,7 +298,7 @@ class _Builder:
         current = f" AND {stored.current.format(p=p)}" if stored.current else ""
         return f"coalesce(CASE WHEN {c}version = {active}{current} THEN {shaped} END, {pending})"
 
-    def one(self, sel: P.One, src: str, path: tuple[str | None, ...]) -> str:
+    def one(self, sel: P.Join, src: str, path: tuple[str | None, ...]) -> str:
         target = sel.node.entity
         t = self.alias("t")
         body = self.node(sel.node, t, path)
@@ -307,7 +307,7 @@ class _Builder:
             f" WHERE {t}.{sel.rel.remote} = {src}.{sel.rel.local})"
         )
 
-    def many(self, sel: P.Many, src: str, path: tuple[str | None, ...]) -> str:
+    def many(self, sel: P.Join, src: str, path: tuple[str | None, ...]) -> str:
         target = sel.node.entity
         t = self.alias("t")
         body = self.node(sel.node, t, path)
@@ -346,7 +346,7 @@ class _Builder:
         for f in sel.fields:
             if isinstance(f, P.Const):
                 pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.Count):
+            elif isinstance(f, P.Leaf):  # count
                 pairs.append((f.key, "count(*)"))
             else:
                 part: list[tuple[str, str]] = []
@@ -368,7 +368,7 @@ class _Builder:
         for f in sel.fields:
             if isinstance(f, P.Const):
                 pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.TotalCount):
+            elif isinstance(f, P.Leaf):  # totalCount
                 pairs.append((f.key, self._stats(args, src, "count(*)")))
             elif isinstance(f, P.Aggregate):
                 pairs.append((f.key, self.aggregate(f, args, src)))
@@ -405,7 +405,7 @@ class _Builder:
         for f in sel.fields:
             if isinstance(f, P.Const):
                 pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.EdgeCursor):
+            elif isinstance(f, P.Leaf):  # cursor
                 pairs.append((f.key, cursor(args, x)))
             else:
                 pairs.append((f.key, self.node(f.node, x, (*path, f.key))))
