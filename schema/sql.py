@@ -46,17 +46,17 @@ _SAFE = re.compile(r"^[_A-Za-z0-9:,.\[\]\" ]*$")
 _EMPTY = "'[]'::json"
 PENDING = "cdms:pending"  # {"cdms:pending": id}: a prediction to compute after the statement
 
-# the cast of a parameter compared with a column of this kind
-_CAST = {
-    Kind.ID: "bigint",
-    Kind.INT: "bigint",
-    Kind.FLOAT: "float8",
-    Kind.STRING: "text",
-    Kind.MONEY: "numeric",
-    Kind.DECIMAL: "numeric",
-    Kind.DATETIME: "timestamptz",
-    Kind.DATE: "date",
-    Kind.ENUM: "text",
+# a parameter compared with a column of this kind: its conversion (Param.conv), its cast
+_BINDS = {
+    Kind.ID: ("id", "bigint"),
+    Kind.INT: ("int", "bigint"),
+    Kind.FLOAT: ("float", "float8"),
+    Kind.STRING: ("text", "text"),
+    Kind.MONEY: ("decimal", "numeric"),
+    Kind.DECIMAL: ("decimal", "numeric"),
+    Kind.DATETIME: ("datetime", "timestamptz"),
+    Kind.DATE: ("date", "date"),
+    Kind.ENUM: ("enum", "text"),
 }
 
 
@@ -213,8 +213,7 @@ class _Builder:
 
     def ops(self, col: Col, e: str, ops: dict[str, Any]) -> list[str]:
         out = []
-        conv = _conv(col)
-        cast = _CAST[col.kind]
+        conv, cast = _BINDS[col.kind]
         for op, src in ops.items():
             if not self.given(src):
                 continue
@@ -237,9 +236,10 @@ class _Builder:
     def keyset(self, args: P.ConnArgs, t: str, src: P.Src, *, before: bool) -> str:
         """Rows strictly after (``before``: strictly before) the cursor's row."""
         cols = [f"{t}.{k.col.column}" for k in args.keys]
+        binds = [_BINDS[k.col.kind] for k in args.keys]
         vals = [
-            f"{self.bind(src, _conv(k.col), (args.signature, i))}::{_CAST[k.col.kind]}"
-            for i, k in enumerate(args.keys)
+            f"{self.bind(src, conv, (args.signature, i))}::{cast}"
+            for i, (conv, cast) in enumerate(binds)
         ]
         if len({k.desc for k in args.keys}) == 1:
             forward = (not args.keys[0].desc) != before
@@ -259,10 +259,11 @@ class _Builder:
                 pairs.append((sel.key, lit(sel.value)))
             elif isinstance(sel, P.Value):
                 pairs.append((sel.key, value(f"{src}.{sel.col.column}", sel.col.kind)))
-            elif isinstance(sel, P.Join) and sel.rel.shape is Shape.ONE:
-                pairs.append((sel.key, self.one(sel, src, (*path, sel.key))))
             elif isinstance(sel, P.Join):
-                pairs.append((sel.key, self.many(sel, src, (*path, sel.key, None))))
+                rel, many = sel.rel, sel.rel.shape is Shape.LIST
+                at = (*path, sel.key, None) if many else (*path, sel.key)
+                on = f"{src}.{rel.local}"
+                pairs.append((sel.key, self.rows(sel.node, at, rel.remote, on, many=many)))
             elif isinstance(sel, P.Conn):
                 pairs.append((sel.key, self.conn(sel, src, (*path, sel.key))))
             elif isinstance(sel, P.Predict):
@@ -298,35 +299,23 @@ class _Builder:
         current = f" AND {stored.current.format(p=p)}" if stored.current else ""
         return f"coalesce(CASE WHEN {c}version = {active}{current} THEN {shaped} END, {pending})"
 
-    def one(self, sel: P.Join, src: str, path: tuple[str | None, ...]) -> str:
-        target = sel.node.entity
+    def rows(
+        self, node: P.Node, path: tuple[str | None, ...], column: str, value: str | P.Src,
+        *, many: bool = False,
+    ) -> str:  # fmt: skip
+        """``node`` of the row of its table whose ``column`` is ``value`` (SQL, or an id to
+        bind); ``many``: the JSON array of all such rows, in the entity's order."""
+        target = node.entity
         t = self.alias("t")
-        body = self.node(sel.node, t, path)
-        return (
-            f"(SELECT {body} FROM {target.table} AS {t}{self.joined(t)}"
-            f" WHERE {t}.{sel.rel.remote} = {src}.{sel.rel.local})"
-        )
-
-    def many(self, sel: P.Join, src: str, path: tuple[str | None, ...]) -> str:
-        target = sel.node.entity
-        t = self.alias("t")
-        body = self.node(sel.node, t, path)
-        keys = tuple(P.SortKey(target.by_column(c), d == "desc") for c, d in target.order) + tuple(
-            P.SortKey(target.by_column(c), False) for c in target.key
-        )
-        return (
-            f"(SELECT coalesce(json_agg({body} ORDER BY {_order(keys, t)}), {_EMPTY})"
-            f" FROM {target.table} AS {t}{self.joined(t)}"
-            f" WHERE {t}.{sel.rel.remote} = {src}.{sel.rel.local})"
-        )
-
-    def by_id(self, sel: P.ById, path: tuple[str | None, ...]) -> str:
-        t = self.alias("t")
-        body = self.node(sel.node, t, path)
-        return (
-            f"(SELECT {body} FROM {sel.entity.table} AS {t}{self.joined(t)}"
-            f" WHERE {t}.id = {self.bind(sel.id, 'id')}::bigint)"
-        )
+        body = self.node(node, t, path)
+        if many:
+            keys = tuple(P.SortKey(target.by_column(c), d == "desc") for c, d in target.order)
+            keys += tuple(P.SortKey(target.by_column(c), False) for c in target.key)
+            body = f"coalesce(json_agg({body} ORDER BY {_order(keys, t)}), {_EMPTY})"
+        if not isinstance(value, str):
+            value = f"{self.bind(value, 'id')}::bigint"
+        rows = f"{target.table} AS {t}{self.joined(t)}"
+        return f"(SELECT {body} FROM {rows} WHERE {t}.{column} = {value})"
 
     # --- connections ---------------------------------------------------------------------
     def _scope(self, args: P.ConnArgs, t: str, src: str | None) -> list[str]:
@@ -444,20 +433,6 @@ class _Builder:
         return obj(pairs)
 
 
-def _conv(col: Col) -> str:
-    return {
-        Kind.ID: "id",
-        Kind.INT: "int",
-        Kind.FLOAT: "float",
-        Kind.STRING: "text",
-        Kind.MONEY: "decimal",
-        Kind.DECIMAL: "decimal",
-        Kind.DATETIME: "datetime",
-        Kind.DATE: "date",
-        Kind.ENUM: "enum",
-    }[col.kind]
-
-
 def _stored(fields: tuple[P.PredSel, ...], c: str, model: str) -> str:
     """A stored prediction shaped by its selection (``c``: the model's column prefix):
     the usual selections are the stored JSON, others are built from the columns."""
@@ -499,7 +474,7 @@ def statement(roots: list[P.RootSel], variables: dict[str, Any]) -> Statement:
         if isinstance(sel, P.Const):
             pairs.append((sel.key, lit(sel.value)))
         elif isinstance(sel, P.ById):
-            pairs.append((sel.key, b.by_id(sel, (sel.key,))))
+            pairs.append((sel.key, b.rows(sel.node, (sel.key,), "id", sel.id)))
         elif isinstance(sel, P.Conn):
             pairs.append((sel.key, b.conn(sel, None, (sel.key,))))
         else:
