@@ -176,36 +176,28 @@ def _escape(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
+# a parameter's value by its conversion (schema.sql.Param.conv)
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "id": parse_id,
+    "int": int,
+    "float": float,
+    "text": parse_text,
+    "bool": bool,
+    "enum": lambda v: parse_text(v).lower(),
+    "decimal": parse_money,
+    "datetime": lambda v: v if isinstance(v, dt.datetime) else parse_datetime(v),
+    "date": lambda v: v if type(v) is dt.date else parse_date(v),
+    "like": lambda v: f"%{_escape(parse_text(v))}%",
+    "prefix": lambda v: f"{_escape(parse_text(v))}%",
+}
+
+
 def _convert(conv: str, value: Any) -> Any:
     if value is None:
         return None
     if conv.startswith("array:"):
-        inner = conv[len("array:") :]
-        return [_convert(inner, v) for v in value]
-    match conv:
-        case "id":
-            return parse_id(value)
-        case "int":
-            return int(value)
-        case "float":
-            return float(value)
-        case "text":
-            return parse_text(value)
-        case "bool":
-            return bool(value)
-        case "enum":
-            return parse_text(value).lower()
-        case "decimal":
-            return parse_money(value)
-        case "datetime":
-            return value if isinstance(value, dt.datetime) else parse_datetime(value)
-        case "date":
-            return value if type(value) is dt.date else parse_date(value)
-        case "like":
-            return f"%{_escape(parse_text(value))}%"
-        case "prefix":
-            return f"{_escape(parse_text(value))}%"
-    raise AssertionError(conv)
+        return [_convert(conv[len("array:") :], v) for v in value]
+    return _CONVERT[conv](value)
 
 
 def decode_cursor(text: Any, signature: str) -> list[Any]:
