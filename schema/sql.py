@@ -415,22 +415,18 @@ class _Builder:
                 f" FILTER (WHERE {x}.__rn <= {n}))[1]"
             )
 
-        def given(src: P.Src | None) -> str:
-            return "false" if src is None else "true"
-
-        pairs: list[tuple[str, str]] = []
-        for f in sel.fields:
-            if isinstance(f, P.Const):
-                pairs.append((f.key, lit(f.value)))
-            elif f.name == "hasNextPage":
-                pairs.append((f.key, given(args.page.before) if backward else more))
-            elif f.name == "hasPreviousPage":
-                pairs.append((f.key, more if backward else given(args.page.after)))
-            elif f.name == "startCursor":
-                pairs.append((f.key, end(last=False)))
-            else:
-                pairs.append((f.key, end(last=True)))
-        return obj(pairs)
+        after, before = (
+            "false" if s is None else "true" for s in (args.page.after, args.page.before)
+        )
+        sql = {
+            "hasNextPage": before if backward else more,
+            "hasPreviousPage": more if backward else after,
+            "startCursor": end(last=False),
+            "endCursor": end(last=True),
+        }
+        return obj(
+            [(f.key, lit(f.value) if isinstance(f, P.Const) else sql[f.name]) for f in sel.fields]
+        )
 
 
 def _stored(fields: tuple[P.PredSel, ...], c: str, model: str) -> str:
