@@ -17,6 +17,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from db.errors import snake
 from schema import enums
 
 
@@ -36,11 +37,10 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class Col:
-    """A scalar field: GraphQL ``name``, its ``column`` (or SQL expression over ``{t}``,
-    the row's alias), what it holds, whether it may be null, and what it allows."""
+    """A scalar field: GraphQL ``name`` (its column is the name in snake case), what it
+    holds, whether it may be null, and what it allows."""
 
     name: str
-    column: str
     kind: Kind
     null: bool = False
     enum: type[enum.Enum] | None = None
@@ -56,6 +56,10 @@ class Col:
         # aggregate input would answer other roles questions about it
         if self.roles is not None and (self.filter or self.sort or self.sum or self.minmax):
             raise ValueError(f"{self.name}: a column with roles cannot filter, sort or aggregate")
+
+    @property
+    def column(self) -> str:
+        return snake(self.name)
 
 
 class Shape(enum.Enum):
@@ -126,13 +130,18 @@ class Entity:
         for col in self.cols.values():
             if col.column == column:
                 return col
-        return Col(column, column, Kind.INT)
+        return Col(column, Kind.INT)
 
 
 C, R, P = Col, Rel, Prediction
 K = Kind
 ONE, LIST, CONN = Shape.ONE, Shape.LIST, Shape.CONNECTION
-_NEWEST = "(default: newest first)"
+
+
+def _newest_first(name: str, target: str, doc: str, remote: str = "customer_id") -> Rel:
+    """A connection of the rows whose ``remote`` is this row's id, newest first."""
+    return R(name, target, "id", remote, CONN, doc=f"{doc} (default: newest first).")
+
 
 ENTITIES: dict[str, Entity] = {
     e.name: e
@@ -141,17 +150,17 @@ ENTITIES: dict[str, Entity] = {
             "Customer",
             "app.customers",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("email", "email", K.STRING, filter=True),
-                C("firstName", "first_name", K.STRING),
-                C("lastName", "last_name", K.STRING, filter=True, sort=True),
-                C("gender", "gender", K.ENUM, null=True, enum=enums.Gender),
-                C("birthDate", "birth_date", K.DATE, null=True),
-                C("segment", "segment", K.ENUM, enum=enums.Segment, filter=True, sort=True),
-                C("country", "country", K.STRING, filter=True, sort=True),
-                C("region", "region", K.STRING, filter=True),
-                C("city", "city", K.STRING, filter=True),
-                C("signupAt", "signup_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("id", K.ID, filter=True, sort=True),
+                C("email", K.STRING, filter=True),
+                C("firstName", K.STRING),
+                C("lastName", K.STRING, filter=True, sort=True),
+                C("gender", K.ENUM, null=True, enum=enums.Gender),
+                C("birthDate", K.DATE, null=True),
+                C("segment", K.ENUM, enum=enums.Segment, filter=True, sort=True),
+                C("country", K.STRING, filter=True, sort=True),
+                C("region", K.STRING, filter=True),
+                C("city", K.STRING, filter=True),
+                C("signupAt", K.DATETIME, filter=True, sort=True, minmax=True),
                 P("expectedOrderValue", "customer", "order_value", "ValuePrediction", STAFF),
                 P(
                     "churnRisk",
@@ -165,38 +174,10 @@ ENTITIES: dict[str, Entity] = {
                     "active.",
                 ),
                 R("summary", "CustomerSummary", "id", "customer_id", ONE, filter=False),
-                R(
-                    "orders",
-                    "Order",
-                    "id",
-                    "customer_id",
-                    CONN,
-                    doc=f"The customer's orders {_NEWEST}.",
-                ),
-                R(
-                    "feedback",
-                    "Feedback",
-                    "id",
-                    "customer_id",
-                    CONN,
-                    doc=f"The customer's feedback {_NEWEST}.",
-                ),
-                R(
-                    "returns",
-                    "Return",
-                    "id",
-                    "customer_id",
-                    CONN,
-                    doc=f"The customer's return requests {_NEWEST}.",
-                ),
-                R(
-                    "supportTickets",
-                    "SupportTicket",
-                    "id",
-                    "customer_id",
-                    CONN,
-                    doc=f"The customer's support tickets {_NEWEST}.",
-                ),
+                _newest_first("orders", "Order", "The customer's orders"),
+                _newest_first("feedback", "Feedback", "The customer's feedback"),
+                _newest_first("returns", "Return", "The customer's return requests"),
+                _newest_first("supportTickets", "SupportTicket", "The customer's support tickets"),
             ),
             by_id="customer",
             connection="customers",
@@ -207,14 +188,14 @@ ENTITIES: dict[str, Entity] = {
             "CustomerSummary",
             "app.customer_summary",
             (
-                C("orderCount", "order_count", K.INT),
-                C("lifetimeValue", "lifetime_value", K.DECIMAL),
-                C("averageOrderValue", "average_order_value", K.DECIMAL, null=True),
-                C("firstOrderAt", "first_order_at", K.DATETIME, null=True),
-                C("lastOrderAt", "last_order_at", K.DATETIME, null=True),
-                C("returnRate", "return_rate", K.FLOAT, null=True),
-                C("averageRating", "average_rating", K.FLOAT, null=True),
-                C("openTicketCount", "open_ticket_count", K.INT),
+                C("orderCount", K.INT),
+                C("lifetimeValue", K.DECIMAL),
+                C("averageOrderValue", K.DECIMAL, null=True),
+                C("firstOrderAt", K.DATETIME, null=True),
+                C("lastOrderAt", K.DATETIME, null=True),
+                C("returnRate", K.FLOAT, null=True),
+                C("averageRating", K.FLOAT, null=True),
+                C("openTicketCount", K.INT),
             ),
             order=(("customer_id", "asc"),),
             key=("customer_id",),
@@ -226,25 +207,17 @@ ENTITIES: dict[str, Entity] = {
             "Order",
             "app.orders",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("status", "status", K.ENUM, enum=enums.OrderStatus, filter=True),
-                C("orderedAt", "ordered_at", K.DATETIME, filter=True, sort=True, minmax=True),
-                C("paidAt", "paid_at", K.DATETIME, null=True),
-                C("shippedAt", "shipped_at", K.DATETIME, null=True),
-                C("deliveredAt", "delivered_at", K.DATETIME, null=True),
-                C("channel", "channel", K.ENUM, enum=enums.OrderChannel),
-                C("paymentMethod", "payment_method", K.ENUM, enum=enums.PaymentMethod),
-                C(
-                    "itemCount",
-                    "item_count",
-                    K.INT,
-                    sum=True,
-                    minmax=True,
-                    doc="Sum of line quantities.",
-                ),
+                C("id", K.ID, filter=True, sort=True),
+                C("status", K.ENUM, enum=enums.OrderStatus, filter=True),
+                C("orderedAt", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("paidAt", K.DATETIME, null=True),
+                C("shippedAt", K.DATETIME, null=True),
+                C("deliveredAt", K.DATETIME, null=True),
+                C("channel", K.ENUM, enum=enums.OrderChannel),
+                C("paymentMethod", K.ENUM, enum=enums.PaymentMethod),
+                C("itemCount", K.INT, sum=True, minmax=True, doc="Sum of line quantities."),
                 C(
                     "totalAmount",
-                    "total_amount",
                     K.MONEY,
                     filter=True,
                     sort=True,
@@ -291,11 +264,11 @@ ENTITIES: dict[str, Entity] = {
             "OrderItem",
             "app.order_items",
             (
-                C("lineNo", "line_no", K.INT),
-                C("quantity", "quantity", K.INT, filter=True),
-                C("unitPrice", "unit_price", K.MONEY, filter=True),
-                C("discount", "discount", K.MONEY),
-                C("lineTotal", "line_total", K.MONEY, filter=True),
+                C("lineNo", K.INT),
+                C("quantity", K.INT, filter=True),
+                C("unitPrice", K.MONEY, filter=True),
+                C("discount", K.MONEY),
+                C("lineTotal", K.MONEY, filter=True),
                 R("product", "Product", "product_id", "id", ONE),
             ),
             order=(("line_no", "asc"),),
@@ -308,15 +281,14 @@ ENTITIES: dict[str, Entity] = {
             "OrderStatusChange",
             "app.order_status_history",
             (
-                C("id", "id", K.ID),
-                C("fromStatus", "from_status", K.ENUM, null=True, enum=enums.OrderStatus),
-                C("toStatus", "to_status", K.ENUM, enum=enums.OrderStatus),
-                C("changedAt", "changed_at", K.DATETIME),
+                C("id", K.ID),
+                C("fromStatus", K.ENUM, null=True, enum=enums.OrderStatus),
+                C("toStatus", K.ENUM, enum=enums.OrderStatus),
+                C("changedAt", K.DATETIME),
                 # who made the change (an API key's or a token's actor): staff only, a
                 # customer never learns the shop's staff or integrations
                 C(
                     "changedBy",
-                    "changed_by",
                     K.STRING,
                     null=True,
                     roles=STAFF,
@@ -330,30 +302,15 @@ ENTITIES: dict[str, Entity] = {
             "Product",
             "app.products",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("sku", "sku", K.STRING, filter=True, sort=True),
-                C("name", "name", K.STRING, filter=True, sort=True),
-                C("category", "category", K.STRING, filter=True, sort=True),
-                C("subcategory", "subcategory", K.STRING, filter=True),
-                C("brand", "brand", K.STRING, filter=True, sort=True),
-                C(
-                    "unitPrice",
-                    "unit_price",
-                    K.MONEY,
-                    filter=True,
-                    sort=True,
-                    sum=True,
-                    minmax=True,
-                ),
-                C("stock", "stock", K.INT, sum=True, minmax=True),
-                R(
-                    "feedback",
-                    "Feedback",
-                    "id",
-                    "product_id",
-                    CONN,
-                    doc=f"Feedback about this product {_NEWEST}.",
-                ),
+                C("id", K.ID, filter=True, sort=True),
+                C("sku", K.STRING, filter=True, sort=True),
+                C("name", K.STRING, filter=True, sort=True),
+                C("category", K.STRING, filter=True, sort=True),
+                C("subcategory", K.STRING, filter=True),
+                C("brand", K.STRING, filter=True, sort=True),
+                C("unitPrice", K.MONEY, filter=True, sort=True, sum=True, minmax=True),
+                C("stock", K.INT, sum=True, minmax=True),
+                _newest_first("feedback", "Feedback", "Feedback about this product", "product_id"),
             ),
             by_id="product",
             connection="products",
@@ -364,16 +321,16 @@ ENTITIES: dict[str, Entity] = {
             "SupportTicket",
             "app.support_tickets",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("category", "category", K.ENUM, enum=enums.TicketCategory),
-                C("priority", "priority", K.ENUM, enum=enums.TicketPriority, filter=True),
-                C("channel", "channel", K.ENUM, enum=enums.TicketChannel),
-                C("status", "status", K.ENUM, enum=enums.TicketStatus, filter=True),
-                C("subject", "subject", K.STRING),
-                C("openedAt", "opened_at", K.DATETIME, filter=True, sort=True, minmax=True),
-                C("resolvedAt", "resolved_at", K.DATETIME, null=True),
-                C("closedAt", "closed_at", K.DATETIME, null=True),
-                C("satisfaction", "satisfaction", K.INT, null=True, sum=True, minmax=True),
+                C("id", K.ID, filter=True, sort=True),
+                C("category", K.ENUM, enum=enums.TicketCategory),
+                C("priority", K.ENUM, enum=enums.TicketPriority, filter=True),
+                C("channel", K.ENUM, enum=enums.TicketChannel),
+                C("status", K.ENUM, enum=enums.TicketStatus, filter=True),
+                C("subject", K.STRING),
+                C("openedAt", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("resolvedAt", K.DATETIME, null=True),
+                C("closedAt", K.DATETIME, null=True),
+                C("satisfaction", K.INT, null=True, sum=True, minmax=True),
                 P("predictedStatus", "ticket", "support_status", "StatusPrediction", STAFF),
                 R("customer", "Customer", "customer_id", "id", ONE),
                 R("order", "Order", "order_id", "id", ONE, null=True),
@@ -388,15 +345,15 @@ ENTITIES: dict[str, Entity] = {
             "Return",
             "app.returns",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("lineNo", "line_no", K.INT),
-                C("reason", "reason", K.ENUM, enum=enums.ReturnReason),
-                C("quantity", "quantity", K.INT, sum=True, minmax=True),
-                C("status", "status", K.ENUM, enum=enums.ReturnStatus, filter=True),
-                C("refundAmount", "refund_amount", K.MONEY, null=True, sum=True, minmax=True),
-                C("comment", "comment", K.STRING, null=True),
-                C("requestedAt", "requested_at", K.DATETIME, filter=True, sort=True, minmax=True),
-                C("decidedAt", "decided_at", K.DATETIME, null=True),
+                C("id", K.ID, filter=True, sort=True),
+                C("lineNo", K.INT),
+                C("reason", K.ENUM, enum=enums.ReturnReason),
+                C("quantity", K.INT, sum=True, minmax=True),
+                C("status", K.ENUM, enum=enums.ReturnStatus, filter=True),
+                C("refundAmount", K.MONEY, null=True, sum=True, minmax=True),
+                C("comment", K.STRING, null=True),
+                C("requestedAt", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("decidedAt", K.DATETIME, null=True),
                 R("customer", "Customer", "customer_id", "id", ONE),
                 R("order", "Order", "order_id", "id", ONE),
             ),
@@ -409,11 +366,11 @@ ENTITIES: dict[str, Entity] = {
             "Feedback",
             "app.feedback",
             (
-                C("id", "id", K.ID, filter=True, sort=True),
-                C("kind", "kind", K.ENUM, enum=enums.FeedbackKind),
-                C("rating", "rating", K.INT, sum=True, minmax=True),
-                C("comment", "comment", K.STRING, null=True),
-                C("createdAt", "created_at", K.DATETIME, filter=True, sort=True, minmax=True),
+                C("id", K.ID, filter=True, sort=True),
+                C("kind", K.ENUM, enum=enums.FeedbackKind),
+                C("rating", K.INT, sum=True, minmax=True),
+                C("comment", K.STRING, null=True),
+                C("createdAt", K.DATETIME, filter=True, sort=True, minmax=True),
                 R("customer", "Customer", "customer_id", "id", ONE),
                 R("order", "Order", "order_id", "id", ONE, null=True),
                 R("product", "Product", "product_id", "id", ONE, null=True),
