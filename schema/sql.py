@@ -161,19 +161,12 @@ class _Builder:
     def joined(self, src: str) -> str:
         return "".join(self.joins.pop(src, ()))
 
-    def given(self, src: Any) -> bool:
-        """A filter value that applies (null and absent ones do not)."""
+    def peek(self, src: Any) -> Any:
+        """A source's value, to tell null and empty lists from others (both are in the plan
+        cache's key, schema.execute.shape)."""
         if isinstance(src, P.Lit):
-            return src.value is not None
-        if isinstance(src, P.Var):
-            return P.value_at(self.variables, src) is not None
-        return src is not None
-
-    def empty(self, src: Any) -> bool:
-        """An empty list (its length is in the plan cache's key, schema.execute.shape)."""
-        if isinstance(src, P.Lit):
-            return bool(src.value == [])
-        return isinstance(src, P.Var) and bool(P.value_at(self.variables, src) == [])
+            return src.value
+        return P.value_at(self.variables, src) if isinstance(src, P.Var) else src
 
     # --- filters ---------------------------------------------------------------------
     def filter(self, entity: Entity, t: str, flt: Any) -> list[str]:
@@ -183,7 +176,7 @@ class _Builder:
         out: list[str] = []
         cols, rels = entity.cols, entity.rels
         for name, value in flt.items():
-            if name in ("and", "or") and self.empty(value):
+            if name in ("and", "or") and self.peek(value) == []:
                 value = []  # an empty list is a leaf for the planner; it still counts
             if name in ("and", "or") and isinstance(value, list):
                 parts = [f"({' AND '.join(self.filter(entity, t, v)) or 'true'})" for v in value]
@@ -215,7 +208,7 @@ class _Builder:
         out = []
         conv, cast = _BINDS[col.kind]
         for op, src in ops.items():
-            if not self.given(src):
+            if self.peek(src) is None:  # a null or absent operator does not apply
                 continue
             if op == "isNull":
                 out.append(

@@ -222,18 +222,14 @@ def _connection(e: Entity) -> None:
             _make(f"{e.name}{part}", fields, None)
             agg.update({fn: _field(fn, f"{e.name}{part}") for fn in fns})
     _make(f"{e.name}Aggregate", agg, f"Aggregates over the filtered {e.plural} (paging ignored).")
-    _make(
-        f"{e.name}Connection",
-        {
-            "edges": _field("edges", f"list[{e.name}Edge]"),
-            "page_info": _field("pageInfo", "PageInfo"),
-            "total_count": _field(
-                "totalCount", int, "Number of rows matching the filter (ignores paging)."
-            ),
-            "aggregate": _field("aggregate", f"{e.name}Aggregate"),
-        },
-        None,
-    )
+    total = _field("totalCount", int, "Number of rows matching the filter (ignores paging).")
+    fields = {
+        "edges": _field("edges", f"list[{e.name}Edge]"),
+        "page_info": _field("pageInfo", "PageInfo"),
+        "total_count": total,
+        "aggregate": _field("aggregate", f"{e.name}Aggregate"),
+    }
+    _make(f"{e.name}Connection", fields, None)
 
 
 def _root(name: str, e: Entity, connection: bool) -> Any:
@@ -283,10 +279,9 @@ def _generate() -> Any:
 
     _NS["StatusPrediction"] = predictions.StatusPrediction
     _NS["ValuePrediction"] = predictions.ValuePrediction
-    for e in ENTITIES.values():
-        for c in e.cols.values():
-            if c.enum is not None:
-                _NS[c.enum.__name__] = c.enum
+    _NS.update(
+        {c.enum.__name__: c.enum for e in ENTITIES.values() for c in e.cols.values() if c.enum}
+    )
     for e in ENTITIES.values():
         _object(e)
     for name in paged:
