@@ -311,16 +311,21 @@ class _Builder:
         return f"(SELECT {body} FROM {rows} WHERE {t}.{column} = {value})"
 
     # --- connections ---------------------------------------------------------------------
-    def _scope(self, args: P.ConnArgs, t: str, src: str | None) -> list[str]:
-        out = [] if args.within is None else [args.within.replace("{t}", t)]
-        if args.parent is None or src is None:
-            return out
-        return [*out, f"{t}.{args.parent.remote} = {src}.{args.parent.local}"]
+    def _where(self, args: P.ConnArgs, t: str, src: str | None, *, paged: bool = False) -> str:
+        """`` WHERE`` the connection's rows hold (``paged``: past its cursors too), or ""."""
+        conds = [] if args.within is None else [args.within.replace("{t}", t)]
+        if args.parent is not None and src is not None:
+            conds.append(f"{t}.{args.parent.remote} = {src}.{args.parent.local}")
+        conds += self.filter(args.entity, t, args.filter)
+        if paged and args.page.after is not None:
+            conds.append(self.keyset(args, t, args.page.after, before=False))
+        if paged and args.page.before is not None:
+            conds.append(self.keyset(args, t, args.page.before, before=True))
+        return f" WHERE {' AND '.join(conds)}" if conds else ""
 
     def _stats(self, args: P.ConnArgs, src: str | None, cols: str) -> str:
         t = self.alias("t")
-        conds = self._scope(args, t, src) + self.filter(args.entity, t, args.filter)
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        where = self._where(args, t, src)
         return f"(SELECT {cols.replace('{t}', t)} FROM {args.entity.table} AS {t}{where})"
 
     def aggregate(self, sel: P.Aggregate, args: P.ConnArgs, src: str | None) -> str:
@@ -368,12 +373,7 @@ class _Builder:
             return body
         t = self.alias("t")
         order = _order(args.keys, t, reverse=args.page.backward)
-        conds = self._scope(args, t, src) + self.filter(args.entity, t, args.filter)
-        if args.page.after is not None:
-            conds.append(self.keyset(args, t, args.page.after, before=False))
-        if args.page.before is not None:
-            conds.append(self.keyset(args, t, args.page.before, before=True))
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        where = self._where(args, t, src, paged=True)
         rows = (
             f"(SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS __rn"
             f" FROM {args.entity.table} AS {t}{where} ORDER BY {order} LIMIT {args.page.size + 1})"
