@@ -43,7 +43,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues, get_argument_values
 
 from db.errors import BadUserInputError, CdmsError
-from schema.catalog import ENTITIES, Col, Entity, Prediction, Rel, Shape
+from schema.catalog import ENTITIES, ROOTS, Col, Entity, Prediction, Rel, Shape
 from schema.context import ApiLimits
 
 T = TypeVar("T")
@@ -304,8 +304,6 @@ class Planner:
 
     def root(self, key: str, details: list[FieldDetails]) -> RootSel:
         """A query root of the catalog (``customer(id:)``, ``orders(...)``) or __typename."""
-        from schema.catalog import ROOTS
-
         name = details[0].node.name.value
         qtype = self.gschema.query_type
         assert qtype is not None
