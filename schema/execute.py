@@ -223,9 +223,9 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cursors: dict[tuple[Any, str], list[Any]] = {}
     for check in stmt.checks:
-        decode_cursor(_resolve(check.src, variables), check.cursor[0] if check.cursor else "")
+        decode_cursor(P.resolve(check.src, variables), check.cursor[0] if check.cursor else "")
     for i, p in enumerate(stmt.params):
-        raw = _resolve(p.src, variables)
+        raw = P.resolve(p.src, variables)
         if p.cursor is None:
             out[f"p{i}"] = _convert(p.conv, raw)
             continue
@@ -265,14 +265,6 @@ def _cursor_value(conv: str, value: Any) -> Any:
         return parse_text(value)
     except (ValueError, TypeError, ArithmeticError, CdmsError):
         raise BadUserInputError("invalid cursor", field="cursor") from None
-
-
-def _resolve(src: P.Src, variables: Mapping[str, Any]) -> Any:
-    if isinstance(src, P.Lit):
-        return src.value
-    if isinstance(src, P.Var):
-        return P.value_at(dict(variables), src)
-    return [_resolve(s, variables) for s in src.items]
 
 
 # --- the plan cache ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ records the variable paths it read: the plan cache keys on their values too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -86,11 +86,20 @@ class FieldError(CdmsError):
         self.node = node
 
 
-def value_at(variables: dict[str, Any], var: Var) -> Any:
+def value_at(variables: Mapping[str, Any], var: Var) -> Any:
     value: Any = variables.get(var.name)
     for step in var.path:
         value = value[step]
     return value
+
+
+def resolve(src: Any, variables: Mapping[str, Any]) -> Any:
+    """A source's value in these (coerced) variables; anything else as it is."""
+    if isinstance(src, Lit):
+        return src.value
+    if isinstance(src, Var):
+        return value_at(variables, src)
+    return [resolve(s, variables) for s in src.items] if isinstance(src, Items) else src
 
 
 # --- the plan ----------------------------------------------------------------------------
@@ -416,11 +425,7 @@ class Planner:
     def given(self, src: Any) -> Src | None:
         """A cursor's source, or None when absent or null (null-ness is part of the
         variables' structure, so it needs no recording)."""
-        if isinstance(src, Lit) and src.value is not None:
-            return src
-        if isinstance(src, Var) and value_at(self.variables.coerced, src) is not None:
-            return src
-        return src if isinstance(src, Items) else None
+        return None if resolve(src, self.variables.coerced) is None else src
 
     def order(self, entity: Entity, order_by: Any) -> tuple[SortKey, ...]:
         """``orderBy`` items (one field each) + the key columns as the tie-breaker."""

@@ -161,13 +161,6 @@ class _Builder:
     def joined(self, src: str) -> str:
         return "".join(self.joins.pop(src, ()))
 
-    def peek(self, src: Any) -> Any:
-        """A source's value, to tell null and empty lists from others (both are in the plan
-        cache's key, schema.execute.shape)."""
-        if isinstance(src, P.Lit):
-            return src.value
-        return P.value_at(self.variables, src) if isinstance(src, P.Var) else src
-
     # --- filters ---------------------------------------------------------------------
     def filter(self, entity: Entity, t: str, flt: Any) -> list[str]:
         """Conditions over alias ``t`` for a filter tree (leaves are sources)."""
@@ -176,8 +169,10 @@ class _Builder:
         out: list[str] = []
         cols, rels = entity.cols, entity.rels
         for name, value in flt.items():
-            if name in ("and", "or") and self.peek(value) == []:
-                value = []  # an empty list is a leaf for the planner; it still counts
+            # an empty list is a leaf for the planner; it still counts (null and empty lists
+            # are in the plan cache's key, schema.execute.shape)
+            if name in ("and", "or") and P.resolve(value, self.variables) == []:
+                value = []
             if name in ("and", "or") and isinstance(value, list):
                 parts = [f"({' AND '.join(self.filter(entity, t, v)) or 'true'})" for v in value]
                 empty = "true" if name == "and" else "false"
@@ -208,7 +203,7 @@ class _Builder:
         out = []
         conv, cast = _BINDS[col.kind]
         for op, src in ops.items():
-            if self.peek(src) is None:  # a null or absent operator does not apply
+            if P.resolve(src, self.variables) is None:  # a null or absent operator: no condition
                 continue
             if op == "isNull":
                 out.append(
