@@ -271,16 +271,11 @@ class Planner:
         depends on it: the variable paths read are recorded)."""
         if isinstance(tree, dict):
             return {k: self.concrete(v) for k, v in tree.items()}
-        if isinstance(tree, list):
-            return [self.concrete(v) for v in tree]
-        if isinstance(tree, Lit):
-            return tree.value
+        if isinstance(tree, list | Items):
+            return [self.concrete(v) for v in (tree.items if isinstance(tree, Items) else tree)]
         if isinstance(tree, Var):
             self.read.add(tree)
-            return value_at(self.variables.coerced, tree)
-        if isinstance(tree, Items):
-            return [self.concrete(s) for s in tree.items]
-        return tree
+        return resolve(tree, self.variables.coerced)
 
     def arguments(self, gfield: GraphQLField, detail: FieldDetails) -> dict[str, Any]:
         """The field's arguments as trees whose leaves are sources (a list of scalars is one
