@@ -70,19 +70,6 @@ def session_statement(
     return sql, params
 
 
-def _session_settings(
-    conn: Connection,
-    actor: str,
-    timeout_ms: int,
-    role: str | None = None,
-    customer_id: int | None = None,
-    *,
-    read_only: bool,
-) -> None:
-    sql, params = session_statement(actor, timeout_ms, role, customer_id, read_only=read_only)
-    conn.exec_driver_sql(sql, params)
-
-
 def busy_error() -> DatabaseUnavailableError:
     """The pool had no free connection in time (more concurrent requests than connections)."""
     return DatabaseUnavailableError("the server is busy (no database connection free); try again")
@@ -98,22 +85,16 @@ class RequestDb:
     def __init__(
         self,
         engine: Engine,
-        actor: str,
-        timeout_ms: int,
-        role: str | None = None,
-        customer_id: int | None = None,
+        settings: tuple[str, dict[str, str]],
         *,
         fallback: Engine | None = None,
         on_failure: Callable[[Engine], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.settings = settings  # session_statement(..., read_only=True)
         # a replica's reads: the primary to use instead when the replica cannot be reached
         self.fallback = fallback
         self.on_failure = on_failure
-        self.actor = actor
-        self.timeout_ms = timeout_ms
-        self.role = role
-        self.customer_id = customer_id
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -133,9 +114,7 @@ class RequestDb:
             conn = self._connect()
             try:
                 conn.begin()
-                _session_settings(
-                    conn, self.actor, self.timeout_ms, self.role, self.customer_id, read_only=True
-                )
+                conn.exec_driver_sql(*self.settings)
             except BaseException:
                 conn.close()
                 raise
@@ -227,10 +206,7 @@ class Context:
         if self._db is None:
             self._db = RequestDb(
                 self.read_engine or self.engine,
-                self.actor,
-                self.limits.statement_timeout_ms,
-                self.role,
-                self.customer_id,
+                self._settings(read_only=True),
                 fallback=self.engine,
                 on_failure=None if self.router is None else self.router.failed,
             )
@@ -240,15 +216,14 @@ class Context:
     def write(self) -> Iterator[Connection]:
         """One write transaction (commit on success) with the request's session settings."""
         with transaction(self.engine) as conn:
-            _session_settings(
-                conn,
-                self.actor,
-                self.limits.statement_timeout_ms,
-                self.role,
-                self.customer_id,
-                read_only=False,
-            )
+            conn.exec_driver_sql(*self._settings(read_only=False))
             yield conn
+
+    def _settings(self, *, read_only: bool) -> tuple[str, dict[str, str]]:
+        timeout = self.limits.statement_timeout_ms
+        return session_statement(
+            self.actor, timeout, self.role, self.customer_id, read_only=read_only
+        )
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
         def work() -> R:
