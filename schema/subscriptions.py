@@ -141,10 +141,6 @@ def _owner(order_id: int) -> Callable[[Connection], Any]:
     return lambda conn: conn.execute(_OWNER, {"id": order_id}).scalar()
 
 
-def _status(value: Any) -> OrderStatus | None:
-    return None if value is None else OrderStatus(value)
-
-
 @strawberry.type
 class OrderSubscriptions:
     @_typed(strawberry.subscription(metadata={"roles": EVERYONE}))
