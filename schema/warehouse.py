@@ -31,22 +31,24 @@ class WarehouseRunState(enum.Enum):
     FAILED = "failed"
 
 
-_VERSION = (
-    "Warehouse version: a new one each time a pipeline run publishes changes (a cached cube"
-    " answer is served at a later version only when no version since changed what it read)."
-)
-_NEWEST = "The newest change of the shop the warehouse holds (null: none yet)."
-_LAG = (
-    "Seconds since the oldest change of the shop the warehouse does not hold yet; 0 when it"
-    " holds them all. It keeps growing while loads fail."
-)
+@strawberry.type(description="A pipeline run published a new warehouse version.")
+class WarehouseUpdate:
+    version: int = strawberry.field(
+        description="Warehouse version: a new one each time a pipeline run publishes changes (a"
+        " cached cube answer is served at a later version only when no version since changed"
+        " what it read)."
+    )
+    newest_change_at: dt.datetime | None = strawberry.field(
+        description="The newest change of the shop the warehouse holds (null: none yet)."
+    )
+    lag_seconds: float = strawberry.field(
+        description="Seconds since the oldest change of the shop the warehouse does not hold"
+        " yet; 0 when it holds them all. It keeps growing while loads fail."
+    )
 
 
 @strawberry.type(description="How fresh the warehouse (cubes, dashboard, stored predictions) is.")
-class WarehouseStatus:
-    version: int = strawberry.field(description=_VERSION)
-    newest_change_at: dt.datetime | None = strawberry.field(description=_NEWEST)
-    lag_seconds: float = strawberry.field(description=_LAG)
+class WarehouseStatus(WarehouseUpdate):  # its fields, then the last run's
     last_run_at: dt.datetime | None = strawberry.field(
         description="When the last pipeline run ended (started, while it runs); null: never."
     )
@@ -54,13 +56,6 @@ class WarehouseStatus:
         description="The last run's state; null: never ran."
     )
     error: str | None = strawberry.field(description="The last run's error, when it failed.")
-
-
-@strawberry.type(description="A pipeline run published a new warehouse version.")
-class WarehouseUpdate:
-    version: int = strawberry.field(description=_VERSION)
-    newest_change_at: dt.datetime | None = strawberry.field(description=_NEWEST)
-    lag_seconds: float = strawberry.field(description=_LAG)
 
 
 def _status(s: etl_status.WarehouseStatus) -> WarehouseStatus:
