@@ -108,18 +108,6 @@ def int_measure(
     return root.get(str(info.path.key))
 
 
-def string_value(root: Row, info: strawberry.Info) -> str | None:
-    return root.get(str(info.path.key))
-
-
-def number_value(root: Row, info: strawberry.Info) -> float | None:
-    return root.get(str(info.path.key))
-
-
-def boolean_value(root: Row, info: strawberry.Info) -> bool | None:
-    return root.get(str(info.path.key))
-
-
 def _field(resolver: Any, description: str, name: str) -> StrawberryField:
     made: StrawberryField = strawberry.field(
         resolver=resolver, description=description or None, name=name
@@ -150,14 +138,15 @@ def _dimension_field(cube: Cube, d: Dimension) -> StrawberryField:
     text = d.title + (f": {d.description}" if d.description else "")
     match d.type:
         case DimensionType.STRING:
-            return _field(string_value, text, d.name)
+            return _field(_part_resolver(str), text, d.name)
         case DimensionType.NUMBER:
-            return _field(number_value, text, d.name)
+            return _field(_part_resolver(float), text, d.name)
         case DimensionType.BOOLEAN:
-            return _field(boolean_value, text, d.name)
+            return _field(_part_resolver(bool), text, d.name)
         case DimensionType.TIME:
+            iso = "ISO local time truncated to"
             grans = {
-                g.value: _field(string_value, f"ISO local time truncated to {g.value}", g.value)
+                g.value: _field(_part_resolver(str), f"{iso} {g.value}", g.value)
                 for g in Granularity
             }
             kind = strawberry.type(
