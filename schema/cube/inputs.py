@@ -104,10 +104,11 @@ def _filter_type(kind: DimensionType) -> type:
             assert_never(kind)
 
 
-def _input(name: str, annotations: dict[str, Any], description: str) -> type:
+def _input(name: str, annotations: dict[str, Any], description: str, **fields: Any) -> type:
+    """An input type of optional ``annotations`` (``fields``: those declared otherwise)."""
     ns: dict[str, Any] = {"__annotations__": annotations}
     for attr in annotations:
-        ns[attr] = strawberry.field(name=attr, default=None)
+        ns[attr] = fields.get(attr) or strawberry.field(name=attr, default=None)
     kind: type = strawberry.input(type(name, (), ns), description=description)
     return kind
 
@@ -121,16 +122,14 @@ def cube_where(cube: Cube) -> type:
 
 def where_type(model: Model) -> type:
     ann: dict[str, Any] = {c.name: cube_where(c) | None for c in model.cubes}
-    ns: dict[str, Any] = {"__annotations__": dict(ann)}
-    for attr in ann:
-        ns[attr] = strawberry.field(name=attr, default=None)
     # a self-reference: resolved against this module's globals when the schema is built
-    ns["__annotations__"]["AND"] = "list[CubeWhere] | None"
-    ns["__annotations__"]["OR"] = "list[CubeWhere] | None"
-    ns["AND"] = strawberry.field(name="AND", default=None, description="all of these hold")
-    ns["OR"] = strawberry.field(name="OR", default=None, description="any of these holds")
-    kind: type = strawberry.input(
-        type("CubeWhere", (), ns), description="Member filters by cube; nest AND/OR freely."
+    ann |= {"AND": "list[CubeWhere] | None", "OR": "list[CubeWhere] | None"}
+    kind = _input(
+        "CubeWhere",
+        ann,
+        "Member filters by cube; nest AND/OR freely.",
+        AND=strawberry.field(name="AND", default=None, description="all of these hold"),
+        OR=strawberry.field(name="OR", default=None, description="any of these holds"),
     )
     globals()["CubeWhere"] = kind
     return kind
