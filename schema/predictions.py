@@ -148,6 +148,11 @@ class Model:
 # --- what-if inputs ------------------------------------------------------------------------
 
 
+def _nullable(description: str) -> Any:
+    """A what-if input that may be null, and what its null means."""
+    return strawberry.field(default=None, description=description)
+
+
 @strawberry.input(description="An order as known when it is placed (order_status model).")
 class OrderStatusInput:
     segment: str
@@ -165,12 +170,8 @@ class OrderStatusInput:
     day_of_week: int = strawberry.field(description="ISO: 1 = Monday ... 7 = Sunday.")
     month: int
     discount_rate: float = 0.0
-    prior_cancel_rate: float | None = strawberry.field(
-        default=None, description="Null: no settled earlier orders."
-    )
-    prior_return_rate: float | None = strawberry.field(
-        default=None, description="Null: no earlier lines."
-    )
+    prior_cancel_rate: float | None = _nullable("Null: no settled earlier orders.")
+    prior_return_rate: float | None = _nullable("Null: no earlier lines.")
 
 
 @strawberry.input(description="A support ticket as known when it is opened (support_status).")
@@ -182,12 +183,8 @@ class SupportStatusInput:
     tenure_days: float
     prior_orders: int
     prior_tickets: int
-    prior_resolved_rate: float | None = strawberry.field(
-        default=None, description="Null: no earlier tickets."
-    )
-    order_value: float | None = strawberry.field(
-        default=None, description="Null: the ticket is not about an order."
-    )
+    prior_resolved_rate: float | None = _nullable("Null: no earlier tickets.")
+    order_value: float | None = _nullable("Null: the ticket is not about an order.")
 
 
 @strawberry.input(description="An order's context before checkout (order_value model).")
@@ -203,9 +200,7 @@ class OrderValueInput:
     main_category: str
     category_count: int
     month: int
-    prior_avg_value: float | None = strawberry.field(
-        default=None, description="Null: no earlier orders."
-    )
+    prior_avg_value: float | None = _nullable("Null: no earlier orders.")
 
 
 @strawberry.input(
@@ -220,12 +215,8 @@ class ChurnRiskInput:
     orders_90d: int = strawberry.field(description="Orders in the last 90 days.")
     orders_365d: int = strawberry.field(description="Orders in the last 365 days.")
     revenue_365d: float = strawberry.field(description="Net amount of those orders.")
-    mean_gap_days: float | None = strawberry.field(
-        default=None, description="Mean days between orders; null: one order."
-    )
-    last_gap_days: float | None = strawberry.field(
-        default=None, description="Days between the last two orders; null: one order."
-    )
+    mean_gap_days: float | None = _nullable("Mean days between orders; null: one order.")
+    last_gap_days: float | None = _nullable("Days between the last two orders; null: one order.")
 
 
 _RANGES: dict[str, tuple[float, float]] = {
