@@ -208,18 +208,15 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         orig,
         exc_info=orig,
     )
-    return GraphQLError(
-        INTERNAL_MESSAGE,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        path=error.path,
-        extensions={"code": "INTERNAL", "requestId": request_id},
-    )
+    # masked: none of the unexpected error's own extensions either
+    return _with(error, INTERNAL_MESSAGE, {"code": "INTERNAL", "requestId": request_id}, keep=False)
 
 
-def _with(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLError:
-    merged = {**(error.extensions or {}), **ext}
+def _with(
+    error: GraphQLError, message: str, ext: dict[str, Any], *, keep: bool = True
+) -> GraphQLError:
+    """``error`` told with ``message``, its extensions (``keep``) updated with ``ext``."""
+    merged = {**(error.extensions or {}), **ext} if keep else ext
     return GraphQLError(
         message,
         nodes=error.nodes,
