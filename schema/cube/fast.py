@@ -35,7 +35,6 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -83,10 +82,7 @@ def plan_operation(
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {})
     if isinstance(coerced, list):
         return None  # variables that do not coerce: graphql-core reports them
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    reader = Reader(schema, fragments, coerced, MODEL, role)
+    reader = Reader(schema, document, coerced, MODEL, role)
     fields: list[_Field] = []
     try:
         for key, nodes in reader.collect([operation.selection_set]).items():

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import strawberry
-from graphql import FieldNode, FragmentDefinitionNode
+from graphql import FieldNode
 from sqlalchemy.engine import Connection
 
 from db.errors import BadUserInputError, ForbiddenError, shown
@@ -46,10 +46,7 @@ def operation_reader(info: Info) -> tuple[Reader, list[FieldNode]]:
     ctx = info.context
     op = ctx.operation
     fields = ctx.reads.root_fields(op.document, op.operation, op.coerced)[info.path.key]
-    fragments = {
-        d.name.value: d for d in op.document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    reader = Reader(ctx.reads.gschema, fragments, op.coerced, MODEL, ctx.role)
+    reader = Reader(ctx.reads.gschema, op.document, op.coerced, MODEL, ctx.role)
     return reader, [f.node for f in fields]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -68,13 +69,15 @@ class Reader:
     def __init__(
         self,
         schema: GraphQLSchema,
-        fragments: dict[str, FragmentDefinitionNode],
+        document: DocumentNode,
         variables: Any,
         model: Model,
         role: str | None,
     ) -> None:
         self.schema = schema
-        self.fragments = fragments
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
         self.variables = variables_of(variables)
         self.model = model
         self.role = role
