@@ -76,15 +76,17 @@ def _int(value: int | None) -> sa.ColumnElement[Any]:
     return sa.literal(value, sa.Integer)
 
 
+def _maybe_id(value: strawberry.ID | None, what: str) -> int | None:
+    return None if value is None else parse_id(value, what)
+
+
 def _values(obj: Any) -> dict[str, Any]:
     """The fields of an input object that were given (not UNSET), by column."""
-    out: dict[str, Any] = {}
-    for spec in dataclasses.fields(obj):
-        value = getattr(obj, spec.name)
-        if value is UNSET:
-            continue
-        out[spec.name] = value.value if isinstance(value, enum.Enum) else value
-    return out
+    return {
+        spec.name: value.value if isinstance(value, enum.Enum) else value
+        for spec in dataclasses.fields(obj)
+        if (value := getattr(obj, spec.name)) is not UNSET
+    }
 
 
 # the numeric columns of a table and the values their types hold, read once per process:
@@ -137,9 +139,13 @@ def _check_ranges(conn: Connection, table: str, values: dict[str, Any]) -> None:
             )
 
 
-def _insert(table: str, values: dict[str, Any]) -> Write:
+def _table(table: str, values: dict[str, Any]) -> sa.TableClause:
     schema_name, name = table.split(".")
-    t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
+    return sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
+
+
+def _insert(table: str, values: dict[str, Any]) -> Write:
+    t = _table(table, values)
 
     def run(conn: Connection) -> int:
         _check_ranges(conn, table, values)
@@ -151,8 +157,7 @@ def _insert(table: str, values: dict[str, Any]) -> Write:
 def _update(table: str, entity: str, row_id: int, values: dict[str, Any]) -> Write:
     if not values:
         raise BadUserInputError("nothing to update: give at least one field", field="input")
-    schema_name, name = table.split(".")
-    t = sa.table(name, *(sa.column(c) for c in values), sa.column("id"), schema=schema_name)
+    t = _table(table, values)
 
     def run(conn: Connection) -> int:
         _check_ranges(conn, table, values)
@@ -438,10 +443,8 @@ class Mutation:
     async def submit_feedback(self, info: Info, input: SubmitFeedbackInput) -> Any:
         values = {
             "customer_id": parse_id(input.customer_id, "customerId"),
-            "order_id": None if input.order_id is None else parse_id(input.order_id, "orderId"),
-            "product_id": (
-                None if input.product_id is None else parse_id(input.product_id, "productId")
-            ),
+            "order_id": _maybe_id(input.order_id, "orderId"),
+            "product_id": _maybe_id(input.product_id, "productId"),
             "kind": input.kind.value,
             "rating": input.rating,
             "comment": input.comment,
@@ -456,7 +459,7 @@ class Mutation:
             input.priority.value,
             input.channel.value,
             input.subject,
-            None if input.order_id is None else parse_id(input.order_id, "orderId"),
+            _maybe_id(input.order_id, "orderId"),
         )
         return await _write_and_read(info, _call(fn), "SupportTicket")
 
