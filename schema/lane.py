@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -68,10 +69,6 @@ def observe(fn: Callable[[str], None]) -> Callable[[], None]:
     return lambda: _observers.remove(fn)
 
 
-_threads: ThreadPoolExecutor | None = None
-_threads_lock = threading.Lock()
-
-
 def threads() -> int:
     """The lane's threads: one per connection the engine may open, at most four per CPU.
     A read holds the GIL for most of its time in the process (the round trip is ~0.2 ms),
@@ -82,14 +79,14 @@ def threads() -> int:
     return max(1, min(db.pool_size + db.max_overflow, 4 * (os.cpu_count() or 1)))
 
 
+@cache
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads(), thread_name_prefix="cdms-read")
+
+
 async def run(call: Callable[[], str]) -> str:
     """``call`` (a :func:`fetch`) on the lane's threads, awaited."""
-    global _threads
-    if _threads is None:
-        with _threads_lock:
-            if _threads is None:
-                _threads = ThreadPoolExecutor(threads(), thread_name_prefix="cdms-read")
-    return await asyncio.get_running_loop().run_in_executor(_threads, call)
+    return await asyncio.get_running_loop().run_in_executor(_executor(), call)
 
 
 class _Dead(Exception):

@@ -8,6 +8,9 @@ import strawberry
 
 from semantic.model import HIDDEN_DEFAULT_ROLES, Cube, Dimension, Measure, Model
 
+_PUBLIC = "false: hidden from roles not in roles (shown to those allowed)"
+_ROLES = "who may see a non-public member"
+
 
 @strawberry.type(description="A measure of a cube.")
 class CubeMeasureMeta:
@@ -31,10 +34,8 @@ class CubeMeasureMeta:
         description="last measures (semi-additive): the snapshot time whose last value each "
         "bucket takes (summed over the other dimensions)"
     )
-    public: bool = strawberry.field(
-        description="false: hidden from roles not in roles (shown to those allowed)"
-    )
-    roles: list[str] = strawberry.field(description="who may see a non-public member")
+    public: bool = strawberry.field(description=_PUBLIC)
+    roles: list[str] = strawberry.field(description=_ROLES)
 
 
 @strawberry.type(description="A dimension of a cube.")
@@ -50,10 +51,8 @@ class CubeDimensionMeta:
         description="the closed set of values of the dimension (empty: free text); filters "
         "match them case-insensitively and refuse any other value"
     )
-    public: bool = strawberry.field(
-        description="false: hidden from roles not in roles (shown to those allowed)"
-    )
-    roles: list[str] = strawberry.field(description="who may see a non-public member")
+    public: bool = strawberry.field(description=_PUBLIC)
+    roles: list[str] = strawberry.field(description=_ROLES)
 
 
 @strawberry.type(description="A named filter.")
