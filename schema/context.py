@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import strawberry
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from db.engine import transaction
@@ -143,9 +143,6 @@ class RequestDb:
     async def run(self, fn: Callable[[Connection], R]) -> R:
         async with self._lock:
             return await run_in_threadpool(self._run, fn)
-
-    async def fetch(self, stmt: sa.Executable) -> Sequence[Row[Any]]:
-        return await self.run(lambda conn: conn.execute(stmt).all())
 
     def _close_sync(self, failed: bool = False) -> None:
         conn, self._conn = self._conn, None
