@@ -67,10 +67,6 @@ def _clip(match: re.Match[str]) -> str:
     return f"{quote}{inner[:ECHO_MAX]}…{quote} ({len(inner):,} characters)"
 
 
-def _is_complexity(message: str) -> bool:
-    return any(m in message for m in _COMPLEXITY_MARKERS)
-
-
 # --- a domain error in the API's terms (docs/api.md, "Formats") ------------------------
 
 # keys whose value is a status (an enum of the API: the database's value upper-cased)
@@ -198,7 +194,7 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         message, ext = api_error(orig)
         return _with(error, message, ext)
     if orig is None:
-        if _is_complexity(error.message):
+        if any(m in error.message for m in _COMPLEXITY_MARKERS):
             return _with(error, error.message, {"code": QueryTooComplexError.code})
         return _with(error, bounded(error.message), {"code": "BAD_USER_INPUT"})
     log.error(
