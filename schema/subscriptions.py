@@ -106,10 +106,9 @@ _hubs: dict[tuple[str, str, int], NotifyHub] = {}
 def hub(url: str, channel: str) -> NotifyHub:
     """The hub for ``channel`` on ``url`` in this process (and this event loop)."""
     key = (url, channel, id(asyncio.get_running_loop()))
-    found = _hubs.get(key)
-    if found is None:
-        found = _hubs[key] = NotifyHub(url, channel)
-    return found
+    if key not in _hubs:
+        _hubs[key] = NotifyHub(url, channel)
+    return _hubs[key]
 
 
 F = TypeVar("F", bound=Callable[..., Any])

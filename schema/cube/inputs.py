@@ -72,24 +72,6 @@ class CubeMeasureFilter:
     set: bool | None = None
 
 
-OPS = {
-    "equals": Op.EQUALS,
-    "notEquals": Op.NOT_EQUALS,
-    "in": Op.IN,
-    "notIn": Op.NOT_IN,
-    "contains": Op.CONTAINS,
-    "gt": Op.GT,
-    "gte": Op.GTE,
-    "lt": Op.LT,
-    "lte": Op.LTE,
-    "set": Op.SET,
-    "inDateRange": Op.IN_DATE_RANGE,
-    "notInDateRange": Op.NOT_IN_DATE_RANGE,
-    "beforeDate": Op.BEFORE_DATE,
-    "afterDate": Op.AFTER_DATE,
-}
-
-
 def _filter_type(kind: DimensionType) -> type:
     match kind:
         case DimensionType.STRING:
@@ -187,7 +169,7 @@ def to_filters(model: Model, where: dict[str, Any] | None, role: str | None) -> 
             ref = _visible(model, attr, member, role, "Where")
             for op_name, v in _set(flt):
                 values = tuple(v) if isinstance(v, list) else (v,)
-                out.append(Condition(ref, OPS[op_name], values))
+                out.append(Condition(ref, Op(op_name), values))  # Op's values are the fields' names
     return out
 
 
