@@ -19,12 +19,12 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import numpy as np
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from strawberry.scalars import JSON
 
@@ -424,7 +424,7 @@ async def complete(
         wanted[kind].extend(ids)
     features: dict[str, batch.Features] = {}
     for kind, ids in wanted.items():
-        features[kind] = await ctx.db.run(_loader(kind, list(dict.fromkeys(ids))))
+        features[kind] = await ctx.db.run(partial(batch.load, kind=kind, ids=[*dict.fromkeys(ids)]))
     by_model: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
     for (kind, model), ids in models.items():
         if model not in unavailable:
@@ -458,10 +458,6 @@ async def complete(
             holder[key] = None
             errors.append(GraphQLError(error.message, path=path, original_error=error))
     return errors
-
-
-def _loader(kind: str, ids: list[int]) -> Callable[[Connection], batch.Features]:
-    return lambda conn: batch.load(conn, kind, ids)
 
 
 def render(fields: tuple[P.PredSel, ...], p: Predicted) -> dict[str, Any]:
