@@ -203,7 +203,7 @@ class Context:
         if self._db is None:
             self._db = RequestDb(
                 self.read_engine or self.engine,
-                self._settings(read_only=True),
+                self._session_settings(read_only=True),
                 fallback=self.engine,
                 on_failure=None if self.router is None else self.router.failed,
             )
@@ -213,10 +213,10 @@ class Context:
     def write(self) -> Iterator[Connection]:
         """One write transaction (commit on success) with the request's session settings."""
         with transaction(self.engine) as conn:
-            conn.exec_driver_sql(*self._settings(read_only=False))
+            conn.exec_driver_sql(*self._session_settings(read_only=False))
             yield conn
 
-    def _settings(self, *, read_only: bool) -> tuple[str, dict[str, str]]:
+    def _session_settings(self, *, read_only: bool) -> tuple[str, dict[str, str]]:
         timeout = self.limits.statement_timeout_ms
         return session_statement(
             self.actor, timeout, self.role, self.customer_id, read_only=read_only
