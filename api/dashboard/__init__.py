@@ -29,6 +29,7 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "plotly.min.js": (PLOTLY_JS, "text/javascript"),
 }
 INDEX = STATIC / "index.html"
+HTML = "text/html; charset=utf-8"
 # no third-party origin at all: scripts, styles and data come from this server
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -36,34 +37,38 @@ CSP = (
 )
 
 
-def _not_found(path: str) -> JSONResponse:
-    body = {
-        "errors": [
-            {"message": f"no such dashboard file: {path}", "extensions": {"code": "NOT_FOUND"}}
-        ]
+def serve_file(
+    method: str,
+    path: str,
+    found: tuple[Path, str] | None,
+    csp: str,
+    long_cache: bool,
+    what: str,
+) -> Response:
+    """A page's static file (``found``: its path and media type; None: 404 NOT_FOUND),
+    for the dashboard and GraphiQL alike."""
+    if method not in {"GET", "HEAD"}:
+        return Response("method not allowed", status_code=405, headers={"Allow": "GET, HEAD"})
+    if found is None:
+        message = f"no such {what} file: {path}"
+        body = {"errors": [{"message": message, "extensions": {"code": "NOT_FOUND"}}]}
+        return JSONResponse(body, status_code=404)
+    file, media = found
+    headers = {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "public, max-age=86400" if long_cache else "no-cache",
     }
-    return JSONResponse(body, status_code=404)
+    return FileResponse(file, media_type=media, headers=headers)
 
 
 def respond(path: str, method: str) -> Response:
     """The response for a path under ``/dashboard``."""
-    if method not in {"GET", "HEAD"}:
-        return Response("method not allowed", status_code=405, headers={"Allow": "GET, HEAD"})
-    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
-    if path == PREFIX:
+    if path == PREFIX and method in {"GET", "HEAD"}:
         return RedirectResponse(PREFIX + "/", status_code=308)
-    if path == PREFIX + "/":
-        return FileResponse(
-            INDEX,
-            media_type="text/html; charset=utf-8",
-            headers=headers | {"Cache-Control": "no-cache"},
-        )
     name = path.removeprefix(PREFIX + "/static/")
-    if name in ASSETS and path.startswith(PREFIX + "/static/"):
-        file, media = ASSETS[name]
-        cache = "public, max-age=86400" if name == "plotly.min.js" else "no-cache"
-        return FileResponse(file, media_type=media, headers=headers | {"Cache-Control": cache})
-    return _not_found(path)
+    found = (INDEX, HTML) if path == PREFIX + "/" else ASSETS.get(name)
+    return serve_file(method, path, found, CSP, name == "plotly.min.js", "dashboard")
 
 
 class DashboardAssets:

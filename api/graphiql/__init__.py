@@ -15,32 +15,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.dashboard import PLOTLY_JS
+from api.dashboard import HTML, PLOTLY_JS, serve_file
 
 ENDPOINT = "/graphql"
 PREFIX = "/graphiql/static/"
 STATIC = Path(__file__).parent / "static"
 VENDOR = STATIC / "vendor"
 
+JS, CSS = "text/javascript", "text/css"
 # the only files served: name under /graphiql/static/ -> (path, media type)
 ASSETS: dict[str, tuple[Path, str]] = {
-    "app.js": (STATIC / "app.js", "text/javascript"),
-    "cube-builder.js": (STATIC / "cube-builder.js", "text/javascript"),
+    "app.js": (STATIC / "app.js", JS),
+    "cube-builder.js": (STATIC / "cube-builder.js", JS),
     "examples.json": (STATIC / "examples.json", "application/json"),
-    "style.css": (STATIC / "style.css", "text/css"),
-    "vendor/react.production.min.js": (VENDOR / "react.production.min.js", "text/javascript"),
-    "vendor/react-dom.production.min.js": (
-        VENDOR / "react-dom.production.min.js",
-        "text/javascript",
-    ),
-    "vendor/graphiql.min.js": (VENDOR / "graphiql.min.js", "text/javascript"),
-    "vendor/graphiql.min.css": (VENDOR / "graphiql.min.css", "text/css"),
-    "vendor/plugin-explorer.umd.js": (VENDOR / "plugin-explorer.umd.js", "text/javascript"),
-    "vendor/plugin-explorer.css": (VENDOR / "plugin-explorer.css", "text/css"),
-    "vendor/plotly.min.js": (PLOTLY_JS, "text/javascript"),
+    "style.css": (STATIC / "style.css", CSS),
+    "vendor/react.production.min.js": (VENDOR / "react.production.min.js", JS),
+    "vendor/react-dom.production.min.js": (VENDOR / "react-dom.production.min.js", JS),
+    "vendor/graphiql.min.js": (VENDOR / "graphiql.min.js", JS),
+    "vendor/graphiql.min.css": (VENDOR / "graphiql.min.css", CSS),
+    "vendor/plugin-explorer.umd.js": (VENDOR / "plugin-explorer.umd.js", JS),
+    "vendor/plugin-explorer.css": (VENDOR / "plugin-explorer.css", CSS),
+    "vendor/plotly.min.js": (PLOTLY_JS, JS),
 }
 INDEX = STATIC / "index.html"
 # this origin only; the WebSocket of subscriptions goes to the same host (ws: / wss:)
@@ -49,7 +47,6 @@ CSP = (
     "img-src 'self' data: blob:; connect-src 'self' ws: wss:; font-src 'self' data:; "
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
-HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
 
 def wants_html(scope: Scope) -> bool:
@@ -61,25 +58,8 @@ def wants_html(scope: Scope) -> bool:
 
 def respond(path: str, method: str) -> Response:
     """The response for the page (``path`` = ``/graphql``) or a file under PREFIX."""
-    if method not in {"GET", "HEAD"}:
-        return Response("method not allowed", status_code=405, headers={"Allow": "GET, HEAD"})
-    if path == ENDPOINT:
-        return FileResponse(
-            INDEX,
-            media_type="text/html; charset=utf-8",
-            headers=HEADERS | {"Cache-Control": "no-cache"},
-        )
-    name = path.removeprefix(PREFIX)
-    if name in ASSETS:
-        file, media = ASSETS[name]
-        cache = "public, max-age=86400" if name.startswith("vendor/") else "no-cache"
-        return FileResponse(file, media_type=media, headers=HEADERS | {"Cache-Control": cache})
-    body = {
-        "errors": [
-            {"message": f"no such GraphiQL file: {path}", "extensions": {"code": "NOT_FOUND"}}
-        ]
-    }
-    return JSONResponse(body, status_code=404)
+    found = (INDEX, HTML) if path == ENDPOINT else ASSETS.get(path.removeprefix(PREFIX))
+    return serve_file(method, path, found, CSP, path.startswith(PREFIX + "vendor/"), "GraphiQL")
 
 
 class GraphiQLPage:
@@ -90,11 +70,11 @@ class GraphiQLPage:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http":
-            if path.startswith("/graphiql/") or path == "/graphiql":
-                await respond(path, scope["method"])(scope, receive, send)
-                return
-            if path == ENDPOINT and scope["method"] in {"GET", "HEAD"} and wants_html(scope):
-                await respond(path, scope["method"])(scope, receive, send)
-                return
+        if scope["type"] == "http" and (
+            path.startswith("/graphiql/")
+            or path == "/graphiql"
+            or (path == ENDPOINT and scope["method"] in {"GET", "HEAD"} and wants_html(scope))
+        ):
+            await respond(path, scope["method"])(scope, receive, send)
+            return
         await self.app(scope, receive, send)
