@@ -83,6 +83,11 @@ def dim(ref: str, alias: str, granularity: Granularity | None = None) -> Dimensi
     return DimensionField(alias, _mem(ref), granularity)
 
 
+def _order(*refs: str) -> tuple[OrderItem, ...]:
+    """``"cube.member"`` ascending, ``"-cube.member"`` descending."""
+    return tuple(OrderItem(_mem(r.lstrip("-")), descending=r.startswith("-")) for r in refs)
+
+
 def run(conn: Connection, query: CubeQuery) -> pd.DataFrame:
     """A cube query's rows as a DataFrame whose columns are the field aliases, in order."""
     result = execute(conn, query)
@@ -113,9 +118,9 @@ def _pct(a: float, b: float) -> str:
     return f"{(a - b) / b * 100:+.1f}%"
 
 
-def _money_axis(ax: Axes, label: str = MONEY) -> None:
-    ax.set_ylabel(label)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+def _money_axis(ax: Axes, x: bool = False) -> None:
+    (ax.set_xlabel if x else ax.set_ylabel)(MONEY)
+    (ax.xaxis if x else ax.yaxis).set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
 # --- monthly sales with the prior year beside it ---------------------------------------
@@ -127,7 +132,7 @@ def q_monthly(conn: Connection, p: Period) -> CubeQuery:
         ),
         dimensions=(dim("sales.orderedAt", "month", Granularity.MONTH),),
         filters=p.condition("sales.orderedAt"),
-        order=(OrderItem(_mem("sales.orderedAt")),),
+        order=_order("sales.orderedAt"),
     )
 
 
@@ -210,7 +215,7 @@ def facts_monthly(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, An
             measures=(measure("sales.revenue", "revenue"),),
             dimensions=(dim("sales.orderedAt", "day", Granularity.DAY),),
             filters=p.condition("sales.orderedAt"),
-            order=(OrderItem(_mem("sales.orderedAt"), descending=True),),
+            order=_order("-sales.orderedAt"),
             limit=1,
         ),
     )
@@ -256,7 +261,7 @@ def _top(conn: Connection, p: Period, ref: str, n: int) -> tuple[str, ...]:
         measures=(measure("sales.revenue", "revenue"),),
         dimensions=(dim(ref, "name"),),
         filters=p.condition("sales.orderedAt"),
-        order=(OrderItem(_mem("sales.revenue"), descending=True), OrderItem(_mem(ref))),
+        order=_order("-sales.revenue", ref),
         limit=n,
     )
     return tuple(str(v) for v in run(conn, q)["name"])
@@ -272,7 +277,7 @@ def _over_time(ref: str, n: int) -> Callable[[Connection, Period], CubeQuery]:
                 dim(ref, "name"),
             ),
             filters=(*p.condition("sales.orderedAt"), Condition(_mem(ref), Op.IN, top or ("",))),
-            order=(OrderItem(_mem("sales.orderedAt")), OrderItem(_mem(ref))),
+            order=_order("sales.orderedAt", ref),
         )
 
     return query
@@ -296,9 +301,8 @@ def plot_totals(df: pd.DataFrame, ax: Axes) -> None:
     five lines of monthly points per product tangle."""
     totals = df.groupby("name")["revenue"].sum().sort_values()
     ax.barh([str(n) for n in totals.index], totals.to_numpy(), color=PALETTE["series"]["revenue"])
-    ax.set_xlabel(MONEY)
+    _money_axis(ax, x=True)
     ax.set_ylabel("product")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     for i, v in enumerate(totals.to_numpy()):
         ax.annotate(f" {v:,.0f}", (float(v), i), va="center", fontsize=9)
 
@@ -322,10 +326,7 @@ def q_return_reasons(conn: Connection, p: Period) -> CubeQuery:
         measures=(measure("returns.count", "requests"), measure("returns.quantity", "units")),
         dimensions=(dim("returns.reason", "reason"),),
         filters=p.condition("returns.returnedAt"),
-        order=(
-            OrderItem(_mem("returns.count"), descending=True),
-            OrderItem(_mem("returns.reason")),
-        ),
+        order=_order("-returns.count", "returns.reason"),
     )
 
 
@@ -353,10 +354,7 @@ def q_return_categories(conn: Connection, p: Period) -> CubeQuery:
         ),
         dimensions=(dim("products.category", "category"),),
         filters=(*p.condition("returns.returnedAt"), *p.condition("sales.orderedAt")),
-        order=(
-            OrderItem(_mem("returns.returnRate"), descending=True),
-            OrderItem(_mem("products.category")),
-        ),
+        order=_order("-returns.returnRate", "products.category"),
     )
 
 
@@ -393,7 +391,7 @@ def q_feedback(conn: Connection, p: Period) -> CubeQuery:
         ),
         dimensions=(dim("feedback.createdAt", "month", Granularity.MONTH),),
         filters=p.condition("feedback.createdAt"),
-        order=(OrderItem(_mem("feedback.createdAt")),),
+        order=_order("feedback.createdAt"),
     )
 
 
@@ -448,7 +446,7 @@ def q_status(conn: Connection, p: Period) -> CubeQuery:
         measures=(measure("orders.count", "orders"),),
         dimensions=(dim("orders.status", "status"),),
         filters=p.condition("orders.orderedAt"),
-        order=(OrderItem(_mem("orders.count"), descending=True), OrderItem(_mem("orders.status"))),
+        order=_order("-orders.count", "orders.status"),
     )
 
 
@@ -488,10 +486,7 @@ def q_segments(conn: Connection, p: Period) -> CubeQuery:
         ),
         dimensions=(dim("customers.segment", "segment"),),
         filters=p.condition("sales.orderedAt"),
-        order=(
-            OrderItem(_mem("sales.revenue"), descending=True),
-            OrderItem(_mem("customers.segment")),
-        ),
+        order=_order("-sales.revenue", "customers.segment"),
     )
 
 
@@ -524,7 +519,7 @@ def q_age_gender(conn: Connection, p: Period) -> CubeQuery:
         measures=(measure("sales.customerCount", "customers"),),
         dimensions=(dim("customers.ageBand", "age_band"), dim("customers.gender", "gender")),
         filters=p.condition("sales.orderedAt"),
-        order=(OrderItem(_mem("customers.ageBand")), OrderItem(_mem("customers.gender"))),
+        order=_order("customers.ageBand", "customers.gender"),
     )
 
 
@@ -556,19 +551,15 @@ def q_country(conn: Connection, p: Period) -> CubeQuery:
         measures=(measure("sales.customerCount", "customers"), measure("sales.revenue", "revenue")),
         dimensions=(dim("customers.country", "country"),),
         filters=p.condition("sales.orderedAt"),
-        order=(
-            OrderItem(_mem("sales.customerCount"), descending=True),
-            OrderItem(_mem("customers.country")),
-        ),
+        order=_order("-sales.customerCount", "customers.country"),
     )
 
 
 def plot_country(df: pd.DataFrame, ax: Axes) -> None:
     """Revenue per country as bars, each labelled with its buying customers."""
     sns.barplot(df, x="revenue", y="country", color=PALETTE["series"]["geo"], saturation=1, ax=ax)
-    ax.set_xlabel(MONEY)
+    _money_axis(ax, x=True)
     ax.set_ylabel("country")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     for i, (rev, n) in enumerate(zip(df["revenue"], df["customers"], strict=True)):
         ax.annotate(f" {n:,.0f} customers", (float(rev), i), va="center", fontsize=9)
 
