@@ -25,6 +25,7 @@ from api.cli.common import console
 from api.settings import Settings
 from db.config import to_libpq_url
 from etl.load import Counts
+from etl.runner import Silent
 
 TRAIN_LOCK = (0x636D6473, 0x4D4C)  # ('cdms', 'ML'): one process trains at a time
 
@@ -44,8 +45,8 @@ def prepare(url: str, settings: Settings, *, seed_demo: bool = True) -> None:
         seed_demo_if_empty(url, settings)
 
 
-class _Lines:
-    """The pipeline's progress as log lines (a live bar would fight uvicorn's log)."""
+class _Lines(Silent):
+    """The pipeline's steps as log lines (a live bar would fight uvicorn's log)."""
 
     def __init__(self, report: Callable[[str], None]) -> None:
         self.report = report
@@ -58,15 +59,6 @@ class _Lines:
             f"warehouse:   {step} read {counts.read:,} ins {counts.inserted:,}"
             f" upd {counts.updated:,} del {counts.deleted:,} in {seconds:.2f} s"
         )
-
-    def checks_started(self) -> None:
-        pass
-
-    def checks_finished(self, results: object, seconds: float) -> None:
-        pass
-
-    def step_progress(self, what: str, done: int, total: int | None) -> None:
-        pass
 
 
 class Background:
