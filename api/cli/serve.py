@@ -3,6 +3,8 @@ missing models (outside production) and scoring follow in the background (api/st
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from api.cli.common import console
@@ -96,34 +98,24 @@ def serve(
             + ("" if settings.db.database_url else f"\n  data folder  {settings.db.data_dir}"),
             highlight=False,
         )
+        options: dict[str, Any] = {
+            "host": bind_host,
+            "port": bind_port,
+            "log_level": "info",
+            "timeout_graceful_shutdown": 10,
+            # a WebSocket message is held to the body limit (api/ws.py checks it too)
+            "ws_max_size": settings.max_body_bytes,
+        }
         if processes == 1:
             app = create_app(make_engine(url))
             settle()
-            uvicorn.run(
-                app,
-                host=bind_host,
-                port=bind_port,
-                log_level="info",
-                timeout_graceful_shutdown=10,
-                # a WebSocket message is held to the body limit (api/ws.py checks it too)
-                ws_max_size=settings.max_body_bytes,
-            )
+            uvicorn.run(app, **options)
         else:
             # each worker imports the app and builds its own engine on the database this
             # process prepared; this process keeps the lock, the embedded server and the
             # pipeline's process, and uvicorn's supervisor restarts a worker that dies
             os.environ["DATABASE_URL"] = url
-            uvicorn.run(
-                "api.app:worker_app",
-                factory=True,
-                workers=processes,
-                host=bind_host,
-                port=bind_port,
-                log_level="info",
-                timeout_graceful_shutdown=10,
-                # a WebSocket message is held to the body limit (api/ws.py checks it too)
-                ws_max_size=settings.max_body_bytes,
-            )
+            uvicorn.run("api.app:worker_app", factory=True, workers=processes, **options)
     finally:
         if pipeline is not None:
             pipeline.stop()
