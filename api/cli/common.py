@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -27,6 +30,20 @@ def progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def task_per_key(
+    bar: Progress, label: Callable[[str], str]
+) -> Callable[[str, int, int | None], None]:
+    """A progress callback ``(key, done, total)`` with a task of ``bar`` per key."""
+    tasks: dict[str, TaskID] = {}
+
+    def report(key: str, done: int, total: int | None) -> None:
+        if key not in tasks:
+            tasks[key] = bar.add_task(label(key), total=total)
+        bar.update(tasks[key], completed=done, total=total)
+
+    return report
 
 
 def resolve_url(*, create: bool = False) -> str:

@@ -7,9 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import TaskID
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import console, progress, resolve_url, task_per_key
 
 app = typer.Typer(help="Database chores: migrations, ERD, backups.", no_args_is_help=True)
 
@@ -64,17 +63,9 @@ def erd(
 
 
 @contextmanager
-def _bar() -> Iterator[Callable[[str, int, int], None]]:
+def _bar() -> Iterator[Callable[[str, int, int | None], None]]:
     with progress() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                label = "dumping tables" if stage == "dump" else "restoring objects"
-                tasks[stage] = bar.add_task(label, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield report
+        yield task_per_key(bar, lambda s: "dumping tables" if s == "dump" else "restoring objects")
 
 
 @app.command("backup")

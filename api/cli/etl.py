@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import console, progress, resolve_url, task_per_key
 
 if TYPE_CHECKING:
     from etl.checks import CheckResult
@@ -25,7 +25,7 @@ class _Bars:
 
         self.progress: Progress = progress()
         self.task: TaskID | None = None
-        self.parts: dict[str, TaskID] = {}
+        self.parts = task_per_key(self.progress, lambda what: f"  {what}")
 
     def step_started(self, step: str, index: int, total: int) -> None:
         if self.task is None:
@@ -50,10 +50,7 @@ class _Bars:
 
     def step_progress(self, what: str, done: int, total: int | None) -> None:
         """A step's work after the load (rollups, stored predictions): a bar per part."""
-        task = self.parts.get(what)
-        if task is None:
-            task = self.parts[what] = self.progress.add_task(f"  {what}", total=total)
-        self.progress.update(task, completed=done, total=total)
+        self.parts(what, done, total)
 
 
 @app.command("run")

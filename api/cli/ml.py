@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import console, progress, resolve_url, task_per_key
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -23,19 +23,11 @@ def score_stored(engine: Engine, models: list[str] | None = None) -> dict[str, i
     (object x model) per table, seconds."""
     import time
 
-    from rich.progress import TaskID
-
     from ml.stored import refresh
 
-    tasks: dict[str, TaskID] = {}
     started = time.perf_counter()
     with progress() as bars:
-
-        def report(table: str, done: int, total: int) -> None:
-            if table not in tasks:
-                tasks[table] = bars.add_task(f"scoring {table}", total=total)
-            bars.update(tasks[table], completed=done, total=total)
-
+        report = task_per_key(bars, lambda table: f"scoring {table}")
         written = refresh(engine, models=models, progress=report)
     seconds = time.perf_counter() - started
     console.print(
