@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import TaskID
 from rich.table import Table
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import console, progress, resolve_url, task_per_key
 
 if TYPE_CHECKING:
     from api.settings import Settings
@@ -29,16 +28,7 @@ _LABELS = {
 def seed_progress() -> Iterator[ProgressFn]:
     """A rich progress bar per stage (generation, each table's COPY, the checks)."""
     with progress() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            task = tasks.get(stage)
-            if task is None:
-                label = _LABELS.get(stage, f"app.{stage}")
-                task = tasks[stage] = bar.add_task(label, total=total)
-            bar.update(task, completed=done, total=total)
-
-        yield report
+        yield task_per_key(bar, lambda stage: _LABELS.get(stage, f"app.{stage}"))
 
 
 def seed(
