@@ -23,7 +23,6 @@ that is not a WAL position is a 400 BAD_USER_INPUT.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -72,9 +71,6 @@ def refusal_response(refusal: Refusal) -> JSONResponse:
     )
 
 
-_RETRY = {"Retry-After": "1"}
-
-
 class GraphQLHttp:
     def __init__(self, pipeline: Pipeline, executor: Executor, limits: HttpLimits) -> None:
         self.pipeline = pipeline
@@ -119,55 +115,45 @@ class GraphQLHttp:
             return error_response(
                 413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.limits.max_body_bytes} bytes"
             )
-        try:
+        try:  # every check before anything runs: a refusal is the whole request's
             payload = parse_body(body, self.pipeline.limits)
             batch = isinstance(payload, list)
             if batch and not payload:
                 raise BadUserInputError("empty batch")
             ops = [Operation.from_json(p, body) for p in (payload if batch else [payload])]
+            prepared = await self.pipeline.prepare(ops, principal, size=len(body))
+            keys = set(request.headers.getlist("idempotency-key"))
+            if len(keys) > 1:  # which one a retry would send again is anyone's guess
+                raise BadUserInputError(
+                    "send one Idempotency-Key header (this request has several)",
+                    field="Idempotency-Key",
+                )
+            key = keys.pop() if keys else None
+            places = sum(p.shape.roots.count(("Mutation", "placeOrder")) for p in prepared)
+            if key is not None and places != 1:
+                raise BadUserInputError(
+                    "the Idempotency-Key header needs exactly one placeOrder in the"
+                    " request; give each placeOrder its input.idempotencyKey instead",
+                    field="Idempotency-Key",
+                )
+            for p in prepared:  # arguments a field refuses: nothing of the request runs
+                refused = self.executor.refuses(p, alone=not batch)
+                if refused is not None:
+                    return Response(refused.json_bytes(), 400, media_type="application/json")
+            # Cdms-Commit-Lsn: this request's reads must see that commit
+            raw_lsn = request.headers.get(HEADER)
+            min_lsn = None if raw_lsn is None else parse_lsn(raw_lsn)
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
-        try:
-            prepared = await self.pipeline.prepare(ops, principal, size=len(body))
         except Refusal as refusal:
             return refusal_response(refusal)
-        keys = set(request.headers.getlist("idempotency-key"))
-        if len(keys) > 1:  # which one a retry would send again is anyone's guess
-            return refusal_response(
-                Refusal.of(
-                    BadUserInputError(
-                        "send one Idempotency-Key header (this request has several)",
-                        field="Idempotency-Key",
-                    )
-                )
-            )
-        key = keys.pop() if keys else None
-        if key is not None:
-            places = sum(p.shape.roots.count(("Mutation", "placeOrder")) for p in prepared)
-            if places != 1:
-                return refusal_response(
-                    Refusal.of(
-                        BadUserInputError(
-                            "the Idempotency-Key header needs exactly one placeOrder in the"
-                            " request; give each placeOrder its input.idempotencyKey instead",
-                            field="Idempotency-Key",
-                        )
-                    )
-                )
-        for p in prepared:  # arguments a field refuses: nothing of the request runs
-            refused = self.executor.refuses(p, alone=not batch)
-            if refused is not None:
-                return Response(refused.json_bytes(), 400, media_type="application/json")
-        try:
-            min_lsn = _min_lsn(request)
-        except CdmsError as exc:
-            return refusal_response(Refusal.of(exc))
         ctx = self.executor.context(principal, idempotency_key=key, min_lsn=min_lsn)
         try:
             results = [await self.executor.run(p, ctx) for p in prepared]
         finally:
             await ctx.close()
-        headers = dict(_RETRY) if status_of(results, batch) == 503 else {}
+        status = status_of(results, batch)
+        headers = {"Retry-After": "1"} if status == 503 else {}
         lsns = [r.extensions["commitLsn"] for r in results if "commitLsn" in r.extensions]
         if lsns:  # the batch's last write: at or past every earlier one
             headers[HEADER] = max(lsns, key=parse_lsn)
@@ -176,10 +162,7 @@ class GraphQLHttp:
         else:
             content = results[0].json_bytes()
         return Response(
-            content,
-            status_code=status_of(results, batch),
-            media_type="application/json",
-            headers=headers or None,
+            content, status_code=status, media_type="application/json", headers=headers or None
         )
 
 
@@ -188,14 +171,3 @@ def status_of(results: list[Result], batch: bool) -> int:
         return 503 if all(r.unavailable for r in results) else 200
     one = results[0]
     return 503 if one.unavailable else one.refused or one.status
-
-
-def _min_lsn(request: Request) -> int | None:
-    """The ``Cdms-Commit-Lsn`` header: this request's reads must see that commit."""
-    raw = request.headers.get(HEADER)
-    return None if raw is None else parse_lsn(raw)
-
-
-def result_json(result: Result) -> Any:
-    """A result as a JSON value (for transports that send objects, not bytes)."""
-    return result.body()
