@@ -454,20 +454,16 @@ class Pipeline:
         """Every check for one request (a batch of ``ops``, all or nothing): the rate
         limit takes one token per operation, the cost limit holds for the sum. ``size``:
         the request's bytes (small requests of known documents are checked in place)."""
-        if len(ops) > self.limits.max_batch:
-            raise Refusal.of(
-                QueryTooComplexError(
+        try:
+            if len(ops) > self.limits.max_batch:
+                raise QueryTooComplexError(
                     f"batch of {len(ops)} operations exceeds {self.limits.max_batch}",
                     limit=self.limits.max_batch,
                 )
-            )
-        await self.admit(principal.bucket, len(ops))
-        queries: list[str] = []
-        for op in ops:
-            try:
-                queries.append(await self.resolve(op, principal))
-            except CdmsError as exc:
-                raise Refusal.of(exc) from None
+            await self.admit(principal.bucket, len(ops))  # (raises a Refusal itself)
+            queries = [await self.resolve(op, principal) for op in ops]
+        except CdmsError as exc:
+            raise Refusal.of(exc) from None
         if size <= _INLINE_BYTES and self._all_parsed(queries, principal):
             # a known document and a small request: the checks left are linear in what
             # was sent and take microseconds, less than a hop to a worker thread

@@ -330,34 +330,23 @@ class _Session:
                 self.operations.pop(op_id).cancel()
             else:
                 raise _Close(4409, f"subscriber for {op_id} already exists")
-        if len(self.operations) >= self.server.limits.max_operations:
-            limit = self.server.limits.max_operations
-            await self._send_error(
-                op_id,
-                QueryTooComplexError(
-                    f"too many operations on one socket (at most {limit}): complete one first",
-                    limit=limit,
-                ),
-            )
-            return
+        limits = self.server.limits
         try:
+            if len(self.operations) >= limits.max_operations:
+                raise QueryTooComplexError(
+                    f"too many operations on one socket (at most {limits.max_operations}):"
+                    " complete one first",
+                    limit=limits.max_operations,
+                )
+            # SERVICE_UNAVAILABLE when the key cannot be looked up now (closes if revoked)
             principal = await self._recheck()
-        except CdmsError as exc:  # SERVICE_UNAVAILABLE: the key cannot be looked up now
-            await self._send_error(op_id, exc)
-            return
-        bucket = principal.bucket
-        if self.server.running[bucket] >= self.server.limits.max_per_principal:
-            limit = self.server.limits.max_per_principal
-            await self._send_error(
-                op_id,
-                QueryTooComplexError(
-                    f"too many operations at once for one credential (at most {limit} over"
-                    " all its sockets): complete one first",
-                    limit=limit,
-                ),
-            )
-            return
-        try:
+            bucket = principal.bucket
+            if self.server.running[bucket] >= limits.max_per_principal:
+                raise QueryTooComplexError(
+                    "too many operations at once for one credential (at most"
+                    f" {limits.max_per_principal} over all its sockets): complete one first",
+                    limit=limits.max_per_principal,
+                )
             op = Operation.from_json(msg.get("payload"))
             # read-your-writes over a socket: what the Cdms-Commit-Lsn header is over HTTP
             lsn = (op.extensions or {}).get("commitLsn")
@@ -371,7 +360,7 @@ class _Session:
             await self._send_errors(op_id, refusal.formatted())
             return
         except CdmsError as exc:
-            await self._send_errors(op_id, [_error(exc)])
+            await self._send_error(op_id, exc)
             return
         task = asyncio.create_task(self._run(op_id, op, prepared, principal, min_lsn))
         self.operations[op_id] = task
@@ -425,10 +414,8 @@ class _Session:
         return True
 
     async def _next(self, op_id: str, result: Result) -> None:
-        from api.http import result_json
-
         await self._send(
-            {"id": op_id, "type": "data" if self.legacy else "next", "payload": result_json(result)}
+            {"id": op_id, "type": "data" if self.legacy else "next", "payload": result.body()}
         )
 
     async def _send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
