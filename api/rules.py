@@ -164,7 +164,6 @@ class Measure:
     uses: frozenset[tuple[str, str]]
     args: tuple[ArgField, ...]
     cost: Cost
-    spreads: frozenset[str]
     # aliased fields once fragments are spread, counted up to one past the limit (a spread
     # adds its fragment's count: a bomb of 2**40 aliases is a few small additions)
     aliases: int = 0
@@ -206,11 +205,6 @@ def _introspective(t: GraphQLNamedType) -> bool:
     return t.name.startswith("__")
 
 
-def _is_connection(gfield: GraphQLField) -> bool:
-    named = get_named_type(gfield.type)
-    return isinstance(named, GraphQLObjectType) and named.name.endswith("Connection")
-
-
 class _Measurer:
     def __init__(self, schema: GraphQLSchema, doc: DocumentNode, limits: Limits) -> None:
         self.schema = schema
@@ -248,21 +242,20 @@ class _Measurer:
         frag = self.fragments[name]
         parent = self.schema.get_type(frag.type_condition.name.value)
         if parent is None:  # an unknown type: validation reports it
-            found = Measure(0, 0, frozenset(), (), Cost(), frozenset())
+            found = Measure(0, 0, frozenset(), (), Cost())
         else:
-            found = self.selection(frag.selection_set, parent, 0)
+            found = self.selection(frag.selection_set, parent)
             if _introspective(parent):
                 found = replace(found, depth=0)
         self.done[name] = found
         return found
 
-    def selection(self, sel_set: SelectionSetNode, parent: GraphQLNamedType, level: int) -> Measure:
+    def selection(self, sel_set: SelectionSetNode, parent: GraphQLNamedType) -> Measure:
         depth = 0
         count = 0
         aliases = 0
         uses: set[tuple[str, str]] = set()
         args: list[ArgField] = []
-        spreads: set[str] = set()
         pages: list[tuple[ArgField | None, Cost]] = []
         nested: list[Cost] = []
         rows: list[tuple[ArgField, Cost]] = []
@@ -288,7 +281,7 @@ class _Measurer:
                     depth = max(depth, 1)
                     continue
                 target = get_named_type(gfield.type)
-                sub = self.selection(sel.selection_set, target, level + 1)
+                sub = self.selection(sel.selection_set, target)
                 # introspection (__Schema, __Type, ...) is the schema's shape, not data: it
                 # counts for fields and roles, not for depth (GraphiQL's query nests ofType)
                 depth = max(depth, 1 if _introspective(target) else 1 + sub.depth)
@@ -296,8 +289,7 @@ class _Measurer:
                 aliases += sub.aliases
                 uses |= sub.uses
                 args.extend(sub.args)
-                spreads |= sub.spreads
-                if _is_connection(gfield):
+                if isinstance(target, GraphQLObjectType) and target.name.endswith("Connection"):
                     given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
                     pages.append((arg if given else None, sub.cost))
                 elif _ROWS_ARG in gfield.args:
@@ -309,13 +301,12 @@ class _Measurer:
                 inner = parent if cond is None else self.schema.get_type(cond.name.value)
                 if inner is None:
                     continue
-                sub = self.selection(sel.selection_set, inner, level)
+                sub = self.selection(sel.selection_set, inner)
                 depth = max(depth, sub.depth)
                 count += sub.fields
                 aliases += sub.aliases
                 uses |= sub.uses
                 args.extend(sub.args)
-                spreads |= sub.spreads
                 nested.append(sub.cost)
             elif isinstance(sel, FragmentSpreadNode):
                 name = sel.name.value
@@ -325,13 +316,10 @@ class _Measurer:
                 depth = max(depth, frag.depth)
                 count += frag.fields
                 aliases += frag.aliases
-                spreads.add(name)
                 own_spreads.append(name)
         cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows))
         aliases = min(aliases, self.limits.max_aliases + 1)
-        return Measure(
-            depth, count, frozenset(uses), tuple(args), cost, frozenset(spreads), aliases
-        )
+        return Measure(depth, count, frozenset(uses), tuple(args), cost, aliases)
 
 
 def shape_of(
@@ -345,7 +333,7 @@ def shape_of(
     order = m.fragment_order(_spreads_in(op.selection_set))
     for name in order:
         m.fragment(name)
-    own = m.selection(op.selection_set, root_type, 0)
+    own = m.selection(op.selection_set, root_type)
     uses = set(own.uses)
     args = list(own.args)
     for name in order:  # exactly the fragments the operation reaches
@@ -523,24 +511,19 @@ def check_arguments(
     input field the role may not set, passes a value the role may not pass, or, for a
     customer, names another customer."""
     for arg in shape.args:
-        _check_arguments(arg, arg.values(variables), access, role, customer_id)
-
-
-def _check_arguments(
-    arg: ArgField, values: Mapping[str, Any], access: Access, role: str, customer_id: int | None
-) -> None:
-    if isinstance(arg.definition, GraphQLDirective):
-        return  # @include/@skip: coerced above (a null refused), nothing a role may not pass
-    for name, value in values.items():
-        allowed_values = access.values.get((arg.parent, arg.name, name), {}).get(role)
-        if allowed_values is not None and value not in allowed_values:
-            raise _forbidden(role, f"pass {name}: {value} to {arg.name}", field=name)
-        definition = arg.definition.args[name]
-        if role == "customer" and (
-            name in access.owner_keys or (arg.parent, arg.name, name) in access.owner_args
-        ):
-            _own(value, customer_id)
-        _check_input(value, definition.type, access, role, customer_id)
+        values = arg.values(variables)  # coerced: a null for a non-null argument is refused
+        if isinstance(arg.definition, GraphQLDirective):
+            continue  # @include/@skip: nothing a role may not pass
+        for name, value in values.items():
+            allowed_values = access.values.get((arg.parent, arg.name, name), {}).get(role)
+            if allowed_values is not None and value not in allowed_values:
+                raise _forbidden(role, f"pass {name}: {value} to {arg.name}", field=name)
+            definition = arg.definition.args[name]
+            if role == "customer" and (
+                name in access.owner_keys or (arg.parent, arg.name, name) in access.owner_args
+            ):
+                _own(value, customer_id)
+            _check_input(value, definition.type, access, role, customer_id)
 
 
 def _own(value: Any, customer_id: int | None) -> None:
