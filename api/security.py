@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -182,8 +183,9 @@ class SecurityMiddleware:
                 key_cache_s=self.config.apikey_cache_s,
             )
         except UnauthenticatedError as exc:
-            try:
-                await self._admit_client(scope)
+            try:  # bad credentials take from the client address's bucket
+                if self.rate is not None:
+                    await run_in_threadpool(self.rate.admit, client_bucket(scope), 1)
             except RateLimitedError as limited:
                 await self._refuse(
                     scope, receive, send, 429, limited.code, limited.message,
@@ -203,13 +205,6 @@ class SecurityMiddleware:
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
-
-    async def _admit_client(self, scope: Scope) -> None:
-        if self.rate is None:
-            return
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(self.rate.admit, client_bucket(scope), 1)
 
     async def _refuse(
         self,
