@@ -137,10 +137,8 @@ class _Session:
         except WebSocketDisconnect:
             pass
         finally:
-            if self.counted is not None:
-                self.server.sockets[self.counted] -= 1
-                if self.server.sockets[self.counted] <= 0:
-                    del self.server.sockets[self.counted]
+            if self.counted is not None:  # (a Counter's -= drops what reaches 0)
+                self.server.sockets -= Counter({self.counted: 1})
             for task in list(self.operations.values()):
                 task.cancel()
             if self.watcher is not None:
@@ -370,10 +368,7 @@ class _Session:
     def _forget(self, op_id: str, task: asyncio.Task[None], bucket: str) -> None:
         if self.operations.get(op_id) is task:
             del self.operations[op_id]
-        running = self.server.running
-        running[bucket] -= 1
-        if running[bucket] <= 0:
-            del running[bucket]
+        self.server.running -= Counter({bucket: 1})
 
     async def _run(
         self, op_id: str, op: Operation, prepared: Any, principal: Principal, min_lsn: int | None
