@@ -46,6 +46,7 @@ api_keys = sa.Table(
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
     schema="app",
 )
+_PUBLIC = [c for c in api_keys.c if c.name != "key_hash"]  # every column but the hash
 _customers = sa.table("customers", sa.column("id", sa.BigInteger), schema="app")
 
 
@@ -110,18 +111,14 @@ def create_key(
                 key_prefix=prefix,
                 key_hash=hash_key(key),
             )
-            .returning(*_public_columns())
+            .returning(*_PUBLIC)
         ).one()
     return ApiKey(**row._mapping), key
 
 
-def _public_columns() -> list[sa.Column[object]]:
-    return [c for c in api_keys.c if c.name != "key_hash"]
-
-
 def list_keys(engine: Engine) -> list[ApiKey]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(*_public_columns()).order_by(api_keys.c.id)).all()
+        rows = conn.execute(sa.select(*_PUBLIC).order_by(api_keys.c.id)).all()
     return [ApiKey(**r._mapping) for r in rows]
 
 
@@ -132,7 +129,7 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
             sa.update(api_keys)
             .where(api_keys.c.id == key_id)
             .values(revoked_at=sa.func.coalesce(api_keys.c.revoked_at, sa.func.now()))
-            .returning(*_public_columns())
+            .returning(*_PUBLIC)
         ).first()
     if row is None:
         raise NotFoundError(f"API key {key_id} not found", entity="api_key", id=key_id)
@@ -178,7 +175,7 @@ def find_active(engine: Engine, key: str) -> ApiKey | None:
         return None
     with transaction(engine) as conn:
         row = conn.execute(
-            sa.select(*_public_columns()).where(
+            sa.select(*_PUBLIC).where(
                 api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
             )
         ).first()
