@@ -113,7 +113,6 @@ class GraphQLEndpoint:
             options.sockets,
             max_message_bytes=options.http.max_body_bytes,
         )
-        self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
