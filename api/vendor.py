@@ -25,23 +25,17 @@ DASHBOARD_VENDOR = API / "dashboard" / "static" / "vendor"
 
 @dataclass(frozen=True)
 class Vendored:
+    """A file of an npm package, copied unchanged (a licence has no pinned ``sha256``)."""
+
     package: str
     version: str
     member: str  # path inside the npm tarball (under ``package/``)
     dest: Path
-    sha256: str
+    sha256: str = ""
 
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
-
-
-@dataclass(frozen=True)
-class Licence:
-    package: str
-    version: str
-    member: str
-    dest: Path
 
 
 FILES: tuple[Vendored, ...] = (
@@ -98,14 +92,14 @@ FILES: tuple[Vendored, ...] = (
 
 # @graphiql/plugin-explorer ships no licence file: it is MIT (its package.json) from the
 # graphiql repository, and bundles graphiql-explorer (MIT), whose licence is kept too
-LICENCES: tuple[Licence, ...] = (
-    Licence("react", "18.3.1", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.react.txt"),
-    Licence("react-dom", "18.3.1", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.react-dom.txt"),
-    Licence("graphiql", "3.9.0", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.graphiql.txt"),
-    Licence(
+LICENCES: tuple[Vendored, ...] = (
+    Vendored("react", "18.3.1", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.react.txt"),
+    Vendored("react-dom", "18.3.1", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.react-dom.txt"),
+    Vendored("graphiql", "3.9.0", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.graphiql.txt"),
+    Vendored(
         "graphiql-explorer", "0.9.0", "LICENSE", GRAPHIQL_VENDOR / "LICENSE.graphiql-explorer.txt"
     ),
-    Licence("plotly.js-dist-min", "4.1.1", "LICENSE", DASHBOARD_VENDOR / "LICENSE.plotly.js.txt"),
+    Vendored("plotly.js-dist-min", "4.1.1", "LICENSE", DASHBOARD_VENDOR / "LICENSE.plotly.js.txt"),
 )
 
 
@@ -149,13 +143,11 @@ def refresh() -> None:
     """Fetch every pinned file and licence again; fail on a digest that differs."""
     with tempfile.TemporaryDirectory() as tmp:
         unpacked: dict[str, Path] = {}
-        items: list[Vendored | Licence] = [*FILES, *LICENCES]
-        for item in items:
-            spec = f"{item.package}@{item.version}"
-            if spec not in unpacked:
-                unpacked[spec] = _unpack(spec, Path(tmp))
+        for item in (*FILES, *LICENCES):
+            if item.spec not in unpacked:
+                unpacked[item.spec] = _unpack(item.spec, Path(tmp))
             item.dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(unpacked[spec] / item.member, item.dest)
+            shutil.copyfile(unpacked[item.spec] / item.member, item.dest)
     bad = problems()
     for line in bad:
         print(line, file=sys.stderr)
