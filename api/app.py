@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from api.access import access_of
 from api.dashboard import DashboardAssets
 from api.graphiql import GraphiQLPage
 from api.http import GraphQLHttp, HttpLimits, error_response
@@ -100,8 +99,7 @@ class GraphQLEndpoint:
         )
         self.rate = security.rate_limiter(engine)
         gschema = graphql_schema()
-        access = options.access or access_of(schema)
-        self.pipeline = Pipeline(gschema, engine, policy, self.rate, access)
+        self.pipeline = Pipeline(gschema, engine, policy, self.rate, options.access)
         self.executor = Executor(
             schema, gschema, engine, options.api, cube_sql=security.show_cube_sql
         )
