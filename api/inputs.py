@@ -87,15 +87,11 @@ def variable_refusals(
         name = definition.variable.name.value
         k = seen[name] = seen.get(name, -1) + 1
         inner = _refused_paths(schema, definition, variables.get(name))
-        if k >= len(inner):
-            out.append(error)
-            continue
-        path, found = inner[k]
-        if found.message != refusal.message:  # not the same refusal: say nothing wrong
-            out.append(error)
+        if k >= len(inner) or inner[k][1].message != refusal.message:
+            out.append(error)  # not the same refusal: say nothing wrong
             continue
         base = _usage(operation, name) or _usage(document, name) or [name]
-        out.append(_told(error, refusal, [*base, *path]))
+        out.append(_told(error, refusal, [*base, *inner[k][0]]))
     return out
 
 
