@@ -28,7 +28,7 @@ from schema.warehouse import WarehouseQueries, WarehouseSubscriptions
 
 @strawberry.type
 class Query(
-    EntityQueries,  # type: ignore[misc,valid-type]
+    EntityQueries,  # type: ignore[misc]
     CubeQueries,
     PredictionQueries,
     WarehouseQueries,

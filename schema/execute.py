@@ -654,12 +654,7 @@ class Executor:
 
 
 def reads_of(info: Any) -> Reads:
-    ctx = info.context
-    found = getattr(ctx, "reads", None)
-    if found is None:  # a schema executed directly (tests): build the process's reads
-        from schema.app import graphql_schema
-
-        found = ctx.reads = Reads(graphql_schema(), ctx.limits)
+    found = info.context.reads  # every context is Executor.context's
     assert isinstance(found, Reads)
     return found
 
