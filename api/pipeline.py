@@ -306,9 +306,7 @@ class Pipeline:
                     {"h": sha},
                 ).scalar()
         except sa.exc.DBAPIError as exc:
-            raise from_db_error(exc) or DatabaseUnavailableError(
-                "the database is unavailable; try again shortly"
-            ) from exc
+            raise from_db_error(exc) or DatabaseUnavailableError() from exc
         return None if found is None else str(found)
 
     async def resolve(self, op: Operation, principal: Principal) -> str:

@@ -86,9 +86,7 @@ class RateLimiter:
                     _TAKE, {"bucket": bucket, "rate": self.rate, "burst": self.burst, "n": n}
                 ).scalar_one()
         except sa.exc.DBAPIError as exc:
-            raise from_db_error(exc) or DatabaseUnavailableError(
-                "the database is unavailable; try again shortly"
-            ) from exc
+            raise from_db_error(exc) or DatabaseUnavailableError() from exc
         return float(waited)
 
     def admit(self, bucket: str, n: int = 1) -> None:

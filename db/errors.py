@@ -115,6 +115,9 @@ class TimeoutError_(CdmsError):
 class DatabaseUnavailableError(CdmsError):
     code = "SERVICE_UNAVAILABLE"
 
+    def __init__(self, message: str = "the database is unavailable; try again shortly") -> None:
+        super().__init__(message)
+
 
 class WarehouseLoadingError(CdmsError):
     """The warehouse has never been loaded yet (a first start loads it in the background):
@@ -226,7 +229,7 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
 
     orig = _orig(exc)
     if isinstance(orig, psycopg.OperationalError) and getattr(orig, "sqlstate", None) is None:
-        return DatabaseUnavailableError("the database is unavailable; try again shortly")
+        return DatabaseUnavailableError()
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is None:
         if isinstance(orig, psycopg.DataError):
@@ -237,7 +240,7 @@ def from_db_error(exc: BaseException) -> CdmsError | None:
             )
         return None
     if sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}:
-        return DatabaseUnavailableError("the database is unavailable; try again shortly")
+        return DatabaseUnavailableError()
     code = SQLSTATE_CODES.get(sqlstate) or _STANDARD_CODES.get(sqlstate)
     if code is None:
         return None

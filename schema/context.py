@@ -127,9 +127,7 @@ class RequestDb:
         except sa.exc.TimeoutError:
             raise busy_error() from None
         except sa.exc.DBAPIError as exc:  # no connection: the server is away
-            raise from_db_error(exc) or DatabaseUnavailableError(
-                "the database is unavailable; try again shortly"
-            ) from exc
+            raise from_db_error(exc) or DatabaseUnavailableError() from exc
         try:
             return fn(conn)
         except sa.exc.DBAPIError as exc:
@@ -195,7 +193,7 @@ class Context:
     # Cdms-Commit-Lsn header; db/replicas.py), as an integer
     min_lsn: int | None = None
     route_primary: bool = False  # a write whose position is unknown: read on the primary
-    operation: Any = None  # the operation being executed (schema.execute.Operation)
+    operation: Any = None  # the operation being executed (api.pipeline.Prepared)
     _db: RequestDb | None = None
 
     @property
