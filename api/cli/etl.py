@@ -97,15 +97,3 @@ def check() -> None:
             + "; ".join(r.describe() for r in failed)
         )
     console.print(f"all {len(results)} checks passed")
-
-
-def load_on_startup(url: str) -> None:
-    """The ``cdms serve`` step after seeding: bring dw up to date (incremental, checked)."""
-    from etl.pipeline import run as run_pipeline
-
-    bars = _Bars()
-    with bars.progress:
-        result = run_pipeline(url, wait=True, observer=bars)
-    console.print(
-        f"warehouse loaded (run {result.run_id}, version {result.version}, {result.seconds:.2f} s)"
-    )
