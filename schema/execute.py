@@ -69,6 +69,7 @@ from schema.sql import Statement, statement
 log = logging.getLogger("cdms.api.execute")
 
 CACHE_SIZE = 1024
+CURSOR_MAX_CHARS = 2_000
 
 
 # the HTTP status of an operation refused for what it asked (Result.refused)
@@ -203,10 +204,13 @@ def _convert(conv: str, value: Any) -> Any:
 def decode_cursor(text: Any, signature: str) -> list[Any]:
     """The key values a cursor holds; BAD_USER_INPUT if it is not one of ours or was issued
     for another ordering."""
+    text = str(text)
     try:
-        raw = base64.urlsafe_b64decode(str(text) + "=" * (-len(str(text)) % 4))
+        if len(text) > CURSOR_MAX_CHARS:  # (ours hold one value per ordering key)
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         data = json.loads(raw, parse_float=Decimal)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise BadUserInputError("invalid cursor", field="cursor") from None
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise BadUserInputError("invalid cursor", field="cursor")
@@ -301,12 +305,21 @@ class Reads:
         # (query key, variable structure) -> the variable paths the statement's text read;
         # (that key, those paths, their values) -> the statement: both bounded
         self._reads: LRUCache[Any, tuple[P.Var, ...]] = LRUCache(maxsize=CACHE_SIZE)
-        self._cache: LRUCache[Any, Statement] = LRUCache(maxsize=CACHE_SIZE)
+        # a statement counts once per 4 KB of its text: a few large ones (long filters,
+        # many aliases) hold the room of many small ones, not each its own slot
+        self._cache: LRUCache[Any, Statement] = LRUCache(
+            maxsize=CACHE_SIZE, getsizeof=lambda st: 1 + len(st.sql) // 4096
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """The statements held."""
         return len(self._cache)
+
+    @property
+    def held(self) -> int:
+        """The room the statements take (one per started 4 KB of text each)."""
+        return int(self._cache.currsize)
 
     def statement(
         self,
@@ -338,7 +351,8 @@ class Reads:
         values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
         with self._lock:
             self._reads[full_key] = reads
-            self._cache[(full_key, reads, values)] = stmt
+            if self._cache.getsizeof(stmt) <= CACHE_SIZE // 8:
+                self._cache[(full_key, reads, values)] = stmt
         return stmt
 
     # --- operations whose roots are all relational ------------------------------------
@@ -599,6 +613,9 @@ class Executor:
                 return failed(again, ctx.request_id)
         except CdmsError as exc:  # TIMEOUT
             return failed(exc, ctx.request_id)
+        except Exception as exc:  # a fault of ours: INTERNAL with the request id, logged
+            error = classify(GraphQLError(str(exc), original_error=exc), ctx.request_id)
+            return Result(errors=[error.formatted], status=500)
         if not stmt.predictions or lane.PENDING_MARK not in text:
             return Result(raw_data=text)
         from schema.predictions import complete

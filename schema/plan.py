@@ -435,7 +435,8 @@ class Planner:
                     field="orderBy",
                 )
             name, direction = chosen[0]
-            keys.append(SortKey(cols[name], str(direction).upper() == "DESC"))
+            if all(k.col is not cols[name] for k in keys):  # named again: it orders no more
+                keys.append(SortKey(cols[name], str(direction).upper() == "DESC"))
         if not keys:
             keys = [SortKey(entity.by_column(c), d == "desc") for c, d in entity.order]
         present = {k.col.column for k in keys}

@@ -41,6 +41,11 @@ from schema.errors import QueryTooComplexError
 # values one statement binds: PostgreSQL's protocol allows 65,535, and each one costs the
 # server time on every row it tests (an "or" of 20,000 ids took ~1 s); an `in` list is one
 MAX_PARAMS = 5_000
+# a request's filters: their nodes (each object of a filter tree) and relation tests (one
+# EXISTS each). An "or" of 5,000 relation tests binds no value, and PostgreSQL planned it
+# for minutes at 2.4 GB, deaf to the statement timeout and to cancels (docs/security.md)
+MAX_FILTER_NODES = 500
+MAX_RELATION_FILTERS = 50
 
 _SAFE = re.compile(r"^[_A-Za-z0-9:,.\[\]\" ]*$")
 _EMPTY = "'[]'::json"
@@ -149,6 +154,8 @@ class _Builder:
     stored: dict[tuple[str, str], str] = field(default_factory=dict)
     sites: list[PredictionSite] = field(default_factory=list)
     checks: list[Param] = field(default_factory=list)
+    filter_nodes: int = 0
+    relation_filters: int = 0
 
     def bind(self, src: P.Src, conv: str, cursor: tuple[str, int] | None = None) -> str:
         self.params.append(Param(src, conv, cursor))
@@ -166,6 +173,13 @@ class _Builder:
         """Conditions over alias ``t`` for a filter tree (leaves are sources)."""
         if not isinstance(flt, dict):
             return []
+        self.filter_nodes += 1
+        if self.filter_nodes > MAX_FILTER_NODES:
+            raise QueryTooComplexError(
+                f"the query's filters have more than {MAX_FILTER_NODES} parts (objects in"
+                " and/or/not lists and relation filters): use `in` lists, or fewer conditions",
+                limit=MAX_FILTER_NODES,
+            )
         out: list[str] = []
         cols, rels = entity.cols, entity.rels
         for name, value in flt.items():
@@ -193,6 +207,13 @@ class _Builder:
             inner = value.get(quantifier)
             if not isinstance(inner, dict):
                 continue
+            self.relation_filters += 1
+            if self.relation_filters > MAX_RELATION_FILTERS:
+                raise QueryTooComplexError(
+                    f"the query's filters test related rows (some/none) more than"
+                    f" {MAX_RELATION_FILTERS} times",
+                    limit=MAX_RELATION_FILTERS,
+                )
             a = self.alias("f")
             conds = [f"{a}.{rel.remote} = {t}.{rel.local}", *self.filter(target, a, inner)]
             exists = f"EXISTS (SELECT 1 FROM {target.table} AS {a} WHERE {' AND '.join(conds)})"

@@ -131,6 +131,28 @@ def test_unexpected_errors_are_masked_and_logged(caplog: pytest.LogCaptureFixtur
     assert "req123" in caplog.text and "secret dsn" in caplog.text
 
 
+def test_an_unexpected_error_of_a_read_is_masked_json(
+    client: TestClient,
+    shop: Shop,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fault past the checks (a bug, a driver error no code maps) is INTERNAL with the
+    request id, as JSON: never a plain-text 500 (an orderBy of 99 keys was one)."""
+    from schema import lane
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("secret dsn")
+
+    monkeypatch.setattr(lane, "fetch", broken)
+    with caplog.at_level(logging.ERROR, logger="cdms.api"):
+        resp = client.post("/graphql", json={"query": "{ orders(first: 1) { totalCount } }"})
+    assert resp.status_code == 500 and resp.headers["content-type"] == "application/json"
+    error = resp.json()["errors"][0]
+    assert error["message"] == INTERNAL_MESSAGE and error["extensions"]["code"] == "INTERNAL"
+    assert "secret" not in resp.text and error["extensions"]["requestId"] in caplog.text
+
+
 def test_expected_errors_keep_their_fields(gql: Gql, shop: Shop) -> None:
     body = gql("{ orders(first: 600) { totalCount } }")
     err = body["errors"][0]

@@ -39,3 +39,24 @@ def test_statements_held_by_the_plan_cache_are_bounded(sec_engine: Engine) -> No
             )
     held = len(reads)
     assert held <= CACHE_SIZE, f"{held} statements kept for one query"  # today: 1,503
+
+
+def test_large_statements_take_the_room_of_many(sec_engine: Engine) -> None:
+    """Each filter shape is its own statement: 400 shapes of a few hundred conditions are
+    ~400 statements of 10-40 KB (a hostile test grew a worker 19 MB a request this way).
+    They are held by their size: a 4 KB share each, within CACHE_SIZE shares."""
+    gschema = graphql_schema()
+    pipeline = Pipeline(gschema, sec_engine, Policy())
+    reads = Reads(gschema, ApiLimits())
+    customer = Principal("customer", 7, "customer:7", "customer:7")
+    query = "query ($f: OrderFilter) { orders(first: 1, filter: $f) { totalCount } }"
+    sizes = []
+    for n in range(100, 500):
+        op = Operation(query, {"f": {"or": [{"totalAmount": {"gte": "1"}}] * n}})
+        prepared = pipeline.check(query, op, customer, (OperationType.QUERY,))
+        stmt = reads.query_statement(
+            prepared.query, prepared.document, prepared.operation, prepared.coerced
+        )
+        sizes.append(len(stmt.sql))
+    assert min(sizes) > 4096, sizes[:3]
+    assert reads.held <= CACHE_SIZE and len(reads) < 400, (reads.held, len(reads))

@@ -1,0 +1,122 @@
+"""Small requests that ask the database or the process for a lot, on every transport:
+filters of thousands of relation tests, orderBy lists past PostgreSQL's argument limit and
+cursors that are deep JSON (mutations multiplied by aliases: writes/test_mutation_aliases).
+Each gets a coded 4xx (or an answer) at once, never an INTERNAL, a plain 500 or minutes of
+the database's time.
+
+Found by a hostile black-box test (2026-12-06): an ``or`` of 5,000 ``returns: {some: {}}``
+(135 KB) kept a backend busy 165 s past the statement timeout, at 2.4 GB.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, make_app
+from tests.security.transports import TRANSPORTS, Outcome, run_over
+
+HANG = 60.0  # seconds: far beyond a refusal, short of a backend stuck for minutes
+NESTED = {"feedback": {"some": {}}}
+FILTERED = "query ($f: OrderFilter) { orders(first: 1, filter: $f) { totalCount } }"
+
+
+@pytest.fixture(scope="module")
+def prod(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    with make_app(sec_engine, production=True) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def customer(sec_engine: Engine, parties: Parties) -> dict[str, str]:
+    from api.apikeys import create_key
+
+    return {"Authorization": f"Bearer {create_key(sec_engine, 'customer', parties.a)[1]}"}
+
+
+def _over(transport: str, *args: Any, **kwargs: Any) -> Outcome:
+    """``run_over`` in a thread: a hang fails the test instead of stopping the run."""
+    got: list[Outcome] = []
+    worker = threading.Thread(target=lambda: got.append(run_over(transport, *args, **kwargs)))
+    worker.daemon = True
+    worker.start()
+    worker.join(HANG)
+    assert not worker.is_alive(), "no answer: the request reached the database"
+    return got[0]
+
+
+def _refused(out: Outcome, code: str) -> None:
+    assert out.closed is None and out.codes[:1] == [code] and out.data is None, out
+    assert out.status in (None, 400) or (out.status == 200 and out.codes), out
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"or": [{"returns": {"some": {}}}] * 5000},  # one EXISTS each, no value bound
+        {"or": [{"and": []}] * 20_000},  # a large statement to cache
+        {
+            "and": [{"not": {"items": {"none": {"product": {"some": {"feedback": {"some": {}}}}}}}}]
+            * 60
+        },
+    ],
+    ids=["exists-5000", "empty-20000", "nested-exists"],
+)
+def test_a_filter_past_its_size_is_too_complex(
+    transport: str, flt: Any, prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    out = _over(transport, prod, sec_engine, customer, FILTERED, {"f": flt})
+    _refused(out, "QUERY_TOO_COMPLEX")
+    assert "filter" in out.messages[0], out
+
+
+def test_a_filter_of_ordinary_size_still_answers(
+    prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    flt = {"or": [{"returns": {"some": {}}}, {"items": {"some": {"quantity": {"gte": 1}}}}] * 10}
+    out = run_over("http", prod, sec_engine, customer, FILTERED, {"f": flt})
+    assert out.status == 200 and not out.codes and out.data["orders"]["totalCount"] >= 1, out
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_order_by_repeating_a_field_answers_and_pages(
+    transport: str, prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    """99 items naming one field: PostgreSQL takes at most 100 arguments per function, and
+    the cursor of 99 keys was a plain 500. A field named again orders nothing more."""
+    query = (
+        "query ($o: [OrderOrderBy!], $after: String) { orders(first: 1, after: $after,"
+        " orderBy: $o) { edges { cursor node { id } } pageInfo { endCursor } } }"
+    )
+    many = [{"orderedAt": "DESC"}] * 99
+    out = _over(transport, prod, sec_engine, customer, query, {"o": many})
+    assert out.closed is None and not out.codes, out
+    first = out.data["orders"]
+    one = run_over("http", prod, sec_engine, customer, query, {"o": many[:1]}).data["orders"]
+    assert first == one  # the same order, the same cursor
+    after = {"o": many, "after": first["pageInfo"]["endCursor"]}
+    page = run_over("http", prod, sec_engine, customer, query, after)
+    assert not page.codes and page.data["orders"]["edges"][0]["node"] != first["edges"][0]["node"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 3000 + b"]" * 3000, b'["x", ' + b"1, " * 20_000 + b"1]", b"\xff\xfe"],
+    ids=["deep", "long", "not-utf8"],
+)
+def test_a_hostile_cursor_is_bad_input(
+    transport: str, raw: bytes, prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    cursor = base64.urlsafe_b64encode(raw).decode()
+    query = "query ($c: String) { orders(first: 2, after: $c) { totalCount edges { cursor } } }"
+    out = _over(transport, prod, sec_engine, customer, query, {"c": cursor})
+    _refused(out, "BAD_USER_INPUT")
+    assert out.messages[0] == "invalid cursor", out

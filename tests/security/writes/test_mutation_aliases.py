@@ -1,0 +1,47 @@
+"""Aliases multiply a mutation: 30 ``placeOrder`` in one operation (and 10 operations in a
+batch) placed 300 orders for 10 rate-limit tokens (a hostile black-box test, 2026-12-06)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.api.conftest import Shop
+from tests.security.conftest import Parties, bearer, make_app, token
+
+
+def _orders(engine: Engine, customer_id: int) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT count(*) FROM app.orders WHERE customer_id = :c"), {"c": customer_id}
+        ).scalar_one()
+    return int(found)
+
+
+def test_each_mutation_field_takes_a_rate_token(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """Aliases multiplied placeOrder: 30 orders for one token. Each mutation field takes
+    one (an operation's first is its own token), so a request past the bucket places
+    nothing (its operation's token is spent), and one within it places all."""
+    product = sec_shop.products[0]
+    place = (
+        f'placeOrder(input: {{customerId: "{parties.a}", items: [{{productId: "{product}",'
+        " quantity: 1}], channel: WEB, paymentMethod: CARD}) { id }"
+    )
+    tok = token("customer", parties.a, sub="aliases")
+
+    def mutation(n: int) -> str:
+        return "mutation { " + " ".join(f"a{i}: {place}" for i in range(n)) + " }"
+
+    with make_app(sec_engine, rate_per_s=0.01, burst=6) as client:
+        before = _orders(sec_engine, parties.a)
+        resp = client.post("/graphql", json={"query": mutation(7)}, headers=bearer(tok))
+        assert resp.status_code == 429, resp.text
+        assert resp.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        assert _orders(sec_engine, parties.a) == before
+        resp = client.post("/graphql", json={"query": mutation(5)}, headers=bearer(tok))
+        assert resp.status_code == 200 and "errors" not in resp.json(), resp.text  # 1 + 4
+        assert _orders(sec_engine, parties.a) == before + 5
+        resp = client.post("/graphql", json={"query": mutation(1)}, headers=bearer(tok))
+        assert resp.status_code == 429  # the five took the bucket
