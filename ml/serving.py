@@ -98,13 +98,20 @@ class ModelStore:
                 self._stop.wait(1.0)
 
     def _on_notify(self, payload: str) -> None:
+        """A hint that ``name``'s active version may have changed: its row is read again.
+        Any role may NOTIFY, so a payload that is not one (nested too deep, not an object)
+        is skipped, and a failed read is logged; the listener goes on either way."""
         try:
             name = str(json.loads(payload)["name"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring %s payload %r", CHANNEL, payload)
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+            log.warning("ignoring %s payload %r", CHANNEL, payload[:64])
             return
         t0 = time.perf_counter()
-        self.reload(name)
+        try:
+            self.reload(name)
+        except Exception:
+            log.exception("model listener could not reload %r", name[:64])
+            return
         self.swaps += 1
         log.info(
             "model %s now serves version %s (loaded in %.3f s)",

@@ -168,6 +168,25 @@ def test_store_swaps_to_a_newly_activated_version_on_notify(
         store.stop()
 
 
+def test_a_forged_notification_does_not_stop_the_listener(
+    empty_registry: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """Any role may NOTIFY (a BI analyst's included): JSON nested too deep, not an object, or
+    an unknown model must be skipped, and the next genuine activation still heard."""
+    store = ModelStore(empty_registry)
+    store.start()
+    try:
+        url = to_libpq_url(empty_registry.url.render_as_string(hide_password=False))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET ROLE cdms_customer")
+            for payload in ("[" * 3000 + "]" * 3000, "null", "[1]", '{"name": "bogus"}', "x"):
+                conn.execute("SELECT pg_notify('cdms_model_activated', %s)", (payload,))
+        register(empty_registry, trained["support_status"])
+        _wait(lambda: store.loaded().get("support_status") == 1)
+    finally:
+        store.stop()
+
+
 def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
