@@ -1,7 +1,7 @@
 """An open WebSocket is held to the same rules as a request, for as long as it is open:
 its credential is checked again per operation and the socket is closed when the key is
 revoked (4403) or the token expires (4401); rate limits and the persisted-only rule apply
-to each operation; a subscription delivers only events the subscriber may read."""
+to each operation. What a subscription's events may tell: tests/security/test_notify.py."""
 
 from __future__ import annotations
 
@@ -143,50 +143,6 @@ def test_persisted_only_applies_to_websocket_operations(
         assert ws_outcome(ws, "2").data == {"products": {"totalCount": 5}}
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_each_event_is_delivered_only_if_the_subscriber_may_read_its_row(
-    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
-) -> None:
-    """A notification naming customer A but carrying B's order (any writer may NOTIFY) is
-    dropped for A: the row is read under A's row-level security per event."""
-    import json
-
-    with (
-        make_app(sec_engine) as client,
-        client.websocket_connect(
-            "/graphql", subprotocols=[protocol], headers=bearer(token("customer", parties.a))
-        ) as ws,
-    ):
-        assert ws_init(ws, protocol)["type"] == "connection_ack"
-        ws_send(ws, protocol, "1", _subscription(parties.a))
-        time.sleep(1.0)  # the listener is up
-        forged = {
-            "order_id": parties.b_orders[0],
-            "customer_id": parties.a,
-            "from": "pending",
-            "to": "paid",
-            "changed_at": "2025-01-01T00:00:00+00:00",
-        }
-        with sec_engine.begin() as conn:
-            conn.execute(
-                sa.text("SELECT pg_notify('cdms_order_status', :p)"), {"p": json.dumps(forged)}
-            )
-        assert ws_outcome(ws, "1", timeout=3).silent
-        mine = {**forged, "order_id": parties.a_orders[0]}
-        with sec_engine.begin() as conn:
-            conn.execute(
-                sa.text("SELECT pg_notify('cdms_order_status', :p)"), {"p": json.dumps(mine)}
-            )
-        got = ws_outcome(ws, "1", timeout=5)
-        assert got.data == {
-            "orderStatusChanged": {
-                "orderId": str(parties.a_orders[0]),
-                "customerId": str(parties.a),
-                "toStatus": "PAID",
-            }
-        }, got
-
-
 def test_a_token_may_come_in_connection_init(
     sec_engine: Engine, sec_shop: Shop, parties: Parties
 ) -> None:
@@ -209,49 +165,3 @@ def test_a_token_may_come_in_connection_init(
         with pytest.raises(WebSocketDisconnect) as closed:
             receive(ws)
         assert closed.value.code == 4401
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_a_withdrawn_persisted_subscription_delivers_no_more_events(
-    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
-) -> None:
-    """``cdms persisted remove`` withdraws a document from every operation, also from a
-    subscription started with it before: its next event is PERSISTED_QUERY_NOT_FOUND, and
-    nothing more (a leaked or too costly subscription does not live on with the socket)."""
-    import json
-
-    sub = _subscription(parties.a)
-    sha = register(sec_engine, sub["query"])
-    persisted = {
-        "variables": sub["variables"],
-        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha}},
-    }
-    event = {
-        "order_id": parties.a_orders[0],
-        "customer_id": parties.a,
-        "from": "pending",
-        "to": "paid",
-        "changed_at": "2025-01-01T00:00:00+00:00",
-    }
-    notify = sa.text("SELECT pg_notify('cdms_order_status', :p)")
-    with (
-        make_app(sec_engine) as client,  # apikey_cache_s=0: no cache window
-        client.websocket_connect(
-            "/graphql", subprotocols=[protocol], headers=bearer(token("customer", parties.a))
-        ) as ws,
-    ):
-        assert ws_init(ws, protocol)["type"] == "connection_ack"
-        ws_send(ws, protocol, "1", persisted)
-        time.sleep(1.0)  # the listener is up
-        with sec_engine.begin() as conn:
-            conn.execute(notify, {"p": json.dumps(event)})
-        got = ws_outcome(ws, "1", timeout=5)
-        assert got.data and got.data["orderStatusChanged"]["toStatus"] == "PAID", got
-        with sec_engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM app.persisted_queries WHERE sha256 = :h"), {"h": sha})
-            conn.execute(notify, {"p": json.dumps(event)})
-        got = ws_outcome(ws, "1", timeout=5)
-        assert got.codes == ["PERSISTED_QUERY_NOT_FOUND"] and got.data is None, got
-        with sec_engine.begin() as conn:
-            conn.execute(notify, {"p": json.dumps(event)})
-        assert ws_outcome(ws, "1", timeout=2).silent  # the operation is over
