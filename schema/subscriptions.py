@@ -5,10 +5,18 @@ the subscribers' asyncio queues; it starts with the first subscriber, reconnects
 back-off when the database drops it (notifications sent meanwhile are lost: NOTIFY is not
 durable) and stops with the last one.
 
-Each event is decided like a read: the order is read on the subscriber's connection,
-under its row-level security, and the event is dropped unless the subscriber may read
-that order and the order belongs to the customer subscribed to (a notification is only a
-hint: any writer may NOTIFY). The event's ``order`` is read by the statement compiler.
+A notification is only a hint: PostgreSQL lets any role NOTIFY any channel (even
+``cdms_customer``), so its payload is never believed. The hub passes payloads on as text;
+a subscription takes from one only an order id (and the customer id, to skip other
+customers' changes without a read), and skips a payload it cannot read (a warning, counted
+in :attr:`NotifyHub.ignored`). What an event says is read from the database, on the
+subscriber's connection and under its row-level security: the order's status-history rows
+written since the last one told (the trigger writes one per change, in the transaction
+that NOTIFYs; rows before the subscription are not told), dropped unless the subscriber
+may read the order, it belongs to the customer subscribed to and the rows go on from the
+last status told, one after the other, to the order's status. So a forged notification
+tells nothing false, a replayed one nothing twice, and no payload ends a subscription.
+The event's ``order`` is read by the statement compiler.
 """
 
 from __future__ import annotations
@@ -45,14 +53,21 @@ class NotifyHub:
     def __init__(self, url: str, channel: str) -> None:
         self.url = url
         self.channel = channel
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.subscribers: set[asyncio.Queue[str]] = set()
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self.ignored = 0  # notifications skipped: unreadable, or not borne out by the database
+
+    def ignore(self, why: str, payload: str) -> None:
+        """Skip a notification (any role may NOTIFY): a warning, and counted."""
+        self.ignored += 1
+        log.warning("ignoring a notification on %s (%s): %.200r", self.channel, why, payload)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue of this channel's payloads, as sent (text: each subscriber reads them)."""
+        queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
         self.subscribers.add(queue)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"listen {self.channel}")
@@ -89,15 +104,28 @@ class NotifyHub:
                 delay = min(delay * 2, 5.0)
 
     def _fan_out(self, payload: str) -> None:
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            log.warning("ignoring a non-JSON payload on %s", self.channel)
-            return
         for queue in list(self.subscribers):
             if queue.full():  # a subscriber that stopped reading loses its oldest event
                 queue.get_nowait()
-            queue.put_nowait(event)
+            queue.put_nowait(payload)
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+def payload_ints(payload: str, *keys: str) -> tuple[int, ...] | None:
+    """The values of ``keys`` in a JSON object payload when each is a positive bigint;
+    None when the payload is not such an object (any role may NOTIFY anything)."""
+    try:
+        event = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(event, dict):
+        return None
+    values = [event.get(k) for k in keys]
+    if not all(type(v) is int and 0 < v <= BIGINT_MAX for v in values):
+        return None
+    return tuple(cast(int, v) for v in values)
 
 
 _hubs: dict[tuple[str, str, int], NotifyHub] = {}
@@ -133,11 +161,77 @@ class OrderStatusEvent:
         return await read_node(info, ENTITIES["Order"], int(self.order_id))
 
 
-_OWNER = sa.text("SELECT customer_id FROM app.orders WHERE id = :id")
+# each order of the customer and its newest history row, when the subscription begins: the
+# changes up to there are not told
+_TOLD = sa.text(
+    "SELECT DISTINCT ON (h.order_id) h.order_id, h.id, h.to_status"
+    " FROM app.order_status_history AS h JOIN app.orders AS o ON o.id = h.order_id"
+    " WHERE o.customer_id = :c ORDER BY h.order_id, h.id DESC"
+)
+# the order, and its history rows after the last one told (none: one row, h.* null)
+_SINCE = sa.text(
+    "SELECT o.customer_id, o.status, h.id, h.from_status, h.to_status, h.changed_at"
+    " FROM app.orders AS o LEFT JOIN app.order_status_history AS h"
+    " ON h.order_id = o.id AND h.id > :after WHERE o.id = :id ORDER BY h.id"
+)
+
+Told = dict[int, tuple[int, str | None]]  # order id -> (last history row told, its status)
 
 
-def _owner(order_id: int) -> Callable[[Connection], Any]:
-    return lambda conn: conn.execute(_OWNER, {"id": order_id}).scalar()
+def _told(customer_id: int) -> Callable[[Connection], Told]:
+    return lambda conn: {
+        int(o): (int(h), to) for o, h, to in conn.execute(_TOLD, {"c": customer_id})
+    }
+
+
+def _since(order_id: int, after: int) -> Callable[[Connection], list[Any]]:
+    return lambda conn: list(conn.execute(_SINCE, {"id": order_id, "after": after}))
+
+
+def _status(value: Any) -> OrderStatus | None:
+    try:
+        return OrderStatus(value)
+    except ValueError:
+        return None
+
+
+def _events(
+    order_id: int, customer_id: int, told: Told, rows: list[Any]
+) -> tuple[list[OrderStatusEvent], str | None]:
+    """The changes in ``rows`` (:data:`_SINCE`) not told yet, or why the notification is
+    not borne out by them; ``told`` moves past them either way."""
+    if not rows:
+        return [], None  # an order the subscriber may not read (or gone): as a read
+    if rows[0].customer_id != customer_id:
+        return [], "the order is another customer's"
+    changes = [r for r in rows if r.id is not None]
+    if not changes:
+        return [], None  # nothing since the last event (told already, or a replay)
+    # an order new since the subscription began goes on from its first row
+    last = told[order_id][1] if order_id in told else changes[0].from_status
+    told[order_id] = (changes[-1].id, rows[0].status)
+    events = []
+    for r in changes:  # each row goes on from the one before, to a status the API knows
+        before, to = _status(r.from_status), _status(r.to_status)
+        if r.from_status != last or r.to_status == last or to is None:
+            return [], "the order's history does not go on from the last status told"
+        last = r.to_status
+        if r.from_status is None:
+            continue  # the order's first status: written on insert, not a change
+        if before is None:
+            return [], "a status the API does not know"
+        events.append(
+            OrderStatusEvent(
+                order_id=strawberry.ID(str(order_id)),
+                customer_id=strawberry.ID(str(customer_id)),
+                from_status=before,
+                to_status=to,
+                changed_at=r.changed_at,
+            )
+        )
+    if last != rows[0].status:
+        return [], "the order's history does not end at its status"
+    return events, None
 
 
 @strawberry.type
@@ -150,25 +244,27 @@ class OrderSubscriptions:
         ctx = info.context
         url = to_libpq_url(ctx.engine.url.render_as_string(hide_password=False))
         try:
-            async with hub(url, CHANNEL).subscribe() as queue:
+            # before listening: a change committed in between is told with the next one
+            told = await ctx.db.run(_told(wanted))
+            await ctx.close()
+            notes = hub(url, CHANNEL)
+            async with notes.subscribe() as queue:
                 while True:
-                    event = await queue.get()
-                    order_id = event.get("order_id")
-                    if event.get("customer_id") != wanted or not isinstance(order_id, int):
+                    payload = await queue.get()
+                    hint = payload_ints(payload, "order_id", "customer_id")
+                    if hint is None:
+                        notes.ignore("no order_id and customer_id", payload)
                         continue
-                    owner = await ctx.db.run(_owner(order_id))
-                    if owner != wanted:  # invisible to this subscriber, or not this customer's
-                        await ctx.close()
-                        continue
-                    yield OrderStatusEvent(
-                        order_id=strawberry.ID(str(order_id)),
-                        customer_id=strawberry.ID(str(wanted)),
-                        from_status=None
-                        if event.get("from") is None
-                        else OrderStatus(event["from"]),
-                        to_status=OrderStatus(event["to"]),
-                        changed_at=dt.datetime.fromisoformat(event["changed_at"]),
-                    )
+                    order_id, customer = hint
+                    if customer != wanted:
+                        continue  # another customer's (a read decides when it says ours)
+                    after = told.get(order_id, (0, None))[0]
+                    rows = await ctx.db.run(_since(order_id, after))
                     await ctx.close()  # no transaction stays open between events
+                    events, why = _events(order_id, wanted, told, rows)
+                    if why is not None:
+                        notes.ignore(why, payload)
+                    for event in events:
+                        yield event
         finally:
             await ctx.close()

@@ -6,6 +6,12 @@ subscriber each time a run publishes a new warehouse version (``NOTIFY cdms_etl_
 sent in the transaction that publishes it; one LISTEN per process, the hub of
 schema.subscriptions). For staff (admin, analyst, service): the pipeline refuses customers
 (FORBIDDEN) by the fields' roles.
+
+The notification is only a wake-up (any role may NOTIFY): its payload must be a JSON object
+with an integer ``version`` (else it is skipped, a warning), and the event is the
+warehouse status read from ``dw`` then, told only when its version is newer than the last
+one told (or the one current when the subscription began). A forged notification tells
+nothing, and publishes in quick succession may be told as one event, of the newest.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import strawberry
 
@@ -21,7 +26,7 @@ from db.config import to_libpq_url
 from etl import status as etl_status
 from schema.catalog import STAFF
 from schema.context import Info
-from schema.subscriptions import _typed, hub
+from schema.subscriptions import _typed, hub, payload_ints
 
 
 @strawberry.enum(description="The state of the last pipeline run.")
@@ -69,12 +74,9 @@ def _status(s: etl_status.WarehouseStatus) -> WarehouseStatus:
     )
 
 
-def _update(event: dict[str, Any]) -> WarehouseUpdate:
-    newest = event.get("newestChangeAt")
+def _update(s: etl_status.WarehouseStatus) -> WarehouseUpdate:
     return WarehouseUpdate(
-        version=int(event["version"]),
-        newest_change_at=None if newest is None else dt.datetime.fromisoformat(newest),
-        lag_seconds=float(event["lagSeconds"]),
+        version=s.version, newest_change_at=s.newest_change_at, lag_seconds=s.lag_seconds
     )
 
 
@@ -103,8 +105,23 @@ class WarehouseSubscriptions:
         ctx = info.context
         url = to_libpq_url(ctx.engine.url.render_as_string(hide_password=False))
         try:
-            async with hub(url, etl_status.UPDATED_CHANNEL).subscribe() as queue:
+            # before listening: a publish in between is told with the next one
+            told = (await ctx.db.run(etl_status.warehouse_status)).version
+            await ctx.close()
+            notes = hub(url, etl_status.UPDATED_CHANNEL)
+            async with notes.subscribe() as queue:
                 while True:
-                    yield _update(await queue.get())
+                    payload = await queue.get()
+                    hint = payload_ints(payload, "version")
+                    if hint is None:
+                        notes.ignore("no version", payload)
+                        continue
+                    status = await ctx.db.run(etl_status.warehouse_status)
+                    await ctx.close()  # no transaction stays open between events
+                    if hint[0] > status.version:  # a genuine one was sent with its version
+                        notes.ignore("a version the warehouse has not published", payload)
+                    elif status.version > told:
+                        told = status.version
+                        yield _update(status)
         finally:
             await ctx.close()
