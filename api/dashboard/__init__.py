@@ -15,6 +15,8 @@ from pathlib import Path
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from db.errors import shown
+
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = STATIC / "vendor" / "plotly.min.js"
@@ -45,12 +47,13 @@ def serve_file(
     long_cache: bool,
     what: str,
 ) -> Response:
-    """A page's static file (``found``: its path and media type; None: 404 NOT_FOUND),
-    for the dashboard and GraphiQL alike."""
+    """A page's static file (``found``: its path and media type; None: 404 NOT_FOUND,
+    naming at most ``ECHO_MAX`` characters of the path asked for), for the dashboard and
+    GraphiQL alike."""
     if method not in {"GET", "HEAD"}:
         return Response("method not allowed", status_code=405, headers={"Allow": "GET, HEAD"})
     if found is None:
-        message = f"no such {what} file: {path}"
+        message = f"no such {what} file: {shown(path)}"
         body = {"errors": [{"message": message, "extensions": {"code": "NOT_FOUND"}}]}
         return JSONResponse(body, status_code=404)
     file, media = found

@@ -89,3 +89,36 @@ def test_our_own_messages_quote_values_64_characters_long(
     resp = w_client.post("/graphql", json={"query": "query Q { __typename }",
                                            "operationName": long})  # fmt: skip
     assert resp.status_code == 400 and len(resp.text) < 1_000, resp.text[:2000]
+
+
+def test_the_pages_and_probes_quote_a_path_64_characters_long(w_client: TestClient) -> None:
+    """The dashboard's and GraphiQL's 404 named the whole path it was asked for (a 60,000
+    character path came back whole); the other routes outside /graphql echo nothing of a
+    path, a query string or a method."""
+    long = "y" * 60_000
+    for prefix in ("/dashboard/", "/dashboard/static/", "/graphiql/", "/graphiql/static/"):
+        resp = w_client.get(prefix + long)
+        assert resp.status_code == 404 and len(resp.text) < 1_000, resp.text[:300]
+        error = resp.json()["errors"][0]
+        assert error["extensions"]["code"] == "NOT_FOUND", error
+        assert f"{prefix}{'y' * (64 - len(prefix))}…" in error["message"], error
+        assert f"({len(prefix) + 60_000:,} characters)" in error["message"], error
+    # a short one is named whole
+    missing = w_client.get("/graphiql/static/nope.js").json()["errors"][0]["message"]
+    assert missing == "no such GraphiQL file: '/graphiql/static/nope.js'"
+    for method, url in [
+        ("POST", "/dashboard/" + long),
+        ("DELETE", "/graphiql/static/" + long),
+        ("GET", "/healthz?" + long),
+        ("GET", f"/readyz?{long[:30_000]}={long[:30_000]}"),
+        ("POST", "/healthz?" + long),
+        ("GET", "/" + long),
+        ("POST", "/" + long),
+        ("GET", "/graphql/" + long),
+        ("GET", "/graphql?" + long),
+        ("PUT", "/graphql?" + long),
+    ]:
+        resp = w_client.request(method, url)
+        # (/readyz answers 503 while this shop's warehouse is not loaded)
+        assert resp.status_code != 500 and len(resp.text) < 5_000, (method, resp.text[:300])
+        assert "y" * 65 not in resp.text, (method, url[:40], resp.text[:300])
