@@ -17,7 +17,7 @@ errors say the database is unreachable is a 503 with Retry-After.
 ``Cdms-Commit-Lsn``: a mutation's answer carries it (the WAL position after its commit,
 also in ``extensions.commitLsn``); sent back on a later request, that request's reads see
 the write (a replica serves them only once it has replayed it: db/replicas.py). A value
-that is not a WAL position is a 400 BAD_USER_INPUT.
+that is not a WAL position, or the header twice, is a 400 BAD_USER_INPUT.
 """
 
 from __future__ import annotations
@@ -141,8 +141,12 @@ class GraphQLHttp:
                 if refused is not None:
                     return Response(refused.json_bytes(), 400, media_type="application/json")
             # Cdms-Commit-Lsn: this request's reads must see that commit
-            raw_lsn = request.headers.get(HEADER)
-            min_lsn = None if raw_lsn is None else parse_lsn(raw_lsn)
+            lsns = request.headers.getlist(HEADER)
+            if len(lsns) > 1:  # which one the client meant is anyone's guess, as for keys
+                raise BadUserInputError(
+                    f"send one {HEADER} header (this request has {len(lsns)})", field=HEADER
+                )
+            min_lsn = parse_lsn(lsns[0]) if lsns else None
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         except Refusal as refusal:
