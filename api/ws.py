@@ -125,6 +125,9 @@ class _Session:
         self.acknowledged = False
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.watcher: asyncio.Task[None] | None = None
+        # graphql-ws's "ka" messages: the server's task, not one of the client's operations
+        # (SocketLimits.max_operations counts those only; no operation id reaches it)
+        self.keep_alive: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.counted: str | None = None  # the key it counts under in server.sockets
 
@@ -139,11 +142,14 @@ class _Session:
         finally:
             if self.counted is not None:  # (a Counter's -= drops what reaches 0)
                 self.server.sockets -= Counter({self.counted: 1})
-            for task in list(self.operations.values()):
+            tasks = list(self.operations.values())
+            if self.keep_alive is not None:
+                tasks.append(self.keep_alive)
+            for task in tasks:
                 task.cancel()
             if self.watcher is not None:
                 self.watcher.cancel()
-            for task in list(self.operations.values()):
+            for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
 
@@ -252,7 +258,7 @@ class _Session:
         await self._send({"type": "connection_ack"})
         self.watcher = asyncio.create_task(self._watch(), name="ws credential watch")
         if self.legacy:
-            self.operations["\x00ka"] = asyncio.create_task(self._keep_alive())
+            self.keep_alive = asyncio.create_task(self._keep_alive(), name="ws keep-alive")
 
     def _count(self, principal: Principal) -> None:
         """Count this socket against its credential's bound (4429 past it)."""

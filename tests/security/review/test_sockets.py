@@ -107,7 +107,6 @@ def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
     met no other bound (each subscription a task and a listener, the rate limit only slowing
     their number's growth). max_per_principal holds over all the sockets of one credential;
     another credential has its own; a completed operation makes room again."""
-    # (graphql-ws's keep-alive takes one of a socket's places: 3 subscriptions fit in 4)
     options = AppOptions(sockets=SocketLimits(max_operations=4, max_per_principal=4))
     app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), options)
     running = app.state.graphql.sockets.running
@@ -141,6 +140,47 @@ def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
             ws_send(two, protocol, "b2", sub)  # room again
             assert _wait(lambda: sum(running.values()) == 5), running
         assert _wait(lambda: not running), running  # the sockets closed: nothing counted
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_socket_runs_as_many_operations_as_its_limit_says(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
+) -> None:
+    """graphql-ws's keep-alive task sat among the socket's operations, so the hundredth
+    operation of a legacy socket was refused (QUERY_TOO_COMPLEX) where docs/security.md
+    says 100; a client could also stop it (``stop`` with its id) or replace it. Both
+    subprotocols run exactly SocketLimits.max_operations operations, the next is refused,
+    and the keep-alive goes on whatever operation ids a client sends."""
+    limits = SocketLimits(max_operations=4, keep_alive_s=0.05)
+    app = create_app(
+        sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), AppOptions(sockets=limits)
+    )
+    running = app.state.graphql.sockets.running
+    sub = {
+        "query": "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }",
+        "variables": {"c": str(parties.a)},
+    }
+    with (
+        TestClient(app) as client,
+        client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=bearer(token("customer", parties.a))
+        ) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        for i in range(limits.max_operations):
+            ws_send(ws, protocol, f"s{i}", sub)
+        assert _wait(lambda: sum(running.values()) == limits.max_operations), running
+        ws_send(ws, protocol, "extra", sub)
+        out = ws_outcome(ws, "extra", timeout=10)
+        assert out.codes == ["QUERY_TOO_COMPLEX"], out
+        assert f"at most {limits.max_operations}" in out.messages[0], out
+        if protocol == "graphql-ws":  # the keep-alive's id is no operation of the client's
+            ws.send_json({"id": "s0", "type": "stop"})  # room for one
+            ws.send_json({"id": "\x00ka", "type": "stop"})
+            ws_send(ws, protocol, "\x00ka", {"query": "{ __typename }"})
+            assert ws_outcome(ws, "\x00ka").data == {"__typename": "Query"}
+            kinds = [(receive(ws, 2) or {}).get("type") for _ in range(3)]
+            assert "ka" in kinds, kinds  # still kept alive
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
