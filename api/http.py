@@ -85,8 +85,10 @@ class GraphQLHttp:
     async def _read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
+        if declared is not None and declared.isascii() and declared.isdigit():
+            digits = declared.lstrip("0")  # (compared as digits: int() stops at 4,300)
+            if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+                raise _TooLarge
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -74,6 +75,47 @@ def test_ten_megabyte_body_is_refused_quickly(client: TestClient, shop: Shop) ->
     assert resp.status_code == 413
     assert codes(resp.json()) == ["PAYLOAD_TOO_LARGE"]
     assert time.perf_counter() - started < 2
+
+
+def test_a_content_length_of_thousands_of_digits_is_too_large(api_engine: Engine) -> None:
+    """A Content-Length past Python's 4,300-digit limit on converting a string to an int,
+    or holding a digit that is no ASCII one (latin-1's superscript two), made the size
+    check raise (a 500) instead of answering 413, or reading the body."""
+    import asyncio
+    import json
+
+    from api.app import create_app
+    from api.security import SecurityConfig
+    from tests.api.conftest import options
+
+    app = create_app(api_engine, SecurityConfig(demo_open=True), options())
+    body = b'{"query": "{ __typename }"}'
+
+    def post(declared: bytes) -> tuple[int, Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/graphql",
+            "headers": [(b"content-type", JSON.encode()), (b"host", b"localhost"),
+                        (b"content-length", declared)],
+            "query_string": b"",
+        }  # fmt: skip
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+    for declared in (b"9" * 5_000, b"1" + b"0" * 30, b"0" * 5_000 + b"9" * 8):
+        status, answer = post(declared)
+        assert (status, codes(answer)) == (413, ["PAYLOAD_TOO_LARGE"]), (declared[:20], answer)
+    status, answer = post(b"\xb2")  # says nothing: the body is read as it comes
+    assert (status, answer["data"]) == (200, {"__typename": "Query"}), answer
 
 
 def test_unknown_fields_and_wrong_types(gql: Gql, shop: Shop) -> None:
