@@ -46,7 +46,7 @@ from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authentica
 from api.pipeline import Operation, Pipeline, Refusal
 from api.rules import QueryTooComplexError
 from api.security import SecurityConfig, client_bucket, host_of
-from db.errors import CdmsError
+from db.errors import CdmsError, shown
 from db.replicas import parse_lsn
 from schema.errors import api_error
 from schema.execute import Executor, Result
@@ -204,9 +204,11 @@ class _Session:
                 await self.ws.send_json(message)
 
     async def _close(self, code: int, reason: str) -> None:
+        # a close frame holds 123 bytes of reason (UTF-8): cut there, not mid-character
+        fits = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
         if self.ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await self.ws.close(code=code, reason=reason[:120])
+                await self.ws.close(code=code, reason=fits)
 
     # --- messages ------------------------------------------------------------------------
     async def _handle(self, msg: dict[str, Any]) -> None:
@@ -215,7 +217,7 @@ class _Session:
             await self._init(msg.get("payload"))
         elif kind in ("subscribe", "start"):
             if kind != ("start" if self.legacy else "subscribe"):
-                raise _Close(4400, f"unknown message type {kind!r} for {self.protocol}")
+                raise _Close(4400, f"unknown message type {shown(kind)} for {self.protocol}")
             await self._start(msg)
         elif kind in ("complete", "stop"):
             task = self.operations.pop(str(msg.get("id")), None)
@@ -230,7 +232,7 @@ class _Session:
         elif kind == "connection_terminate" and self.legacy:
             raise _Close(1000, "terminated")
         else:
-            raise _Close(4400, f"unknown message type {kind!r}")
+            raise _Close(4400, f"unknown message type {shown(kind)}")
 
     async def _init(self, payload: Any) -> None:
         if self.acknowledged:
@@ -333,7 +335,7 @@ class _Session:
             if self.legacy:  # subscriptions-transport-ws replaces the operation
                 self.operations.pop(op_id).cancel()
             else:
-                raise _Close(4409, f"subscriber for {op_id} already exists")
+                raise _Close(4409, f"subscriber for {shown(op_id)} already exists")
         limits = self.server.limits
         try:
             if len(self.operations) >= limits.max_operations:

@@ -244,3 +244,36 @@ def test_a_lone_surrogate_in_a_socket_message_closes_it_with_4400(
         for _ in range(3):
             receive(ws)
     assert closed.value.code == 4400
+
+
+SUB_ANY = "subscription { orderStatusChanged(customerId: 1) { orderId } }"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_close_reason_quotes_what_was_sent_64_characters_long(prod: Any, protocol: str) -> None:
+    """A message type or an operation id the server refuses is named in the close reason
+    as errors name what a client sent (docs/api.md: at most 64 characters), and the reason
+    fits a close frame (123 bytes of UTF-8) whatever the characters."""
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    for message in (
+        {"type": "y" * 10_000},
+        {"type": "é" * 100},
+        *([{"id": "é" * 100, "type": kind, "payload": {"query": SUB_ANY}}]
+          if protocol == "graphql-transport-ws" else []),
+    ):  # fmt: skip
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            prod.websocket_connect(
+                "/graphql", subprotocols=[protocol], headers=bearer(token("admin"))
+            ) as ws,
+        ):
+            assert ws_init(ws, protocol)["type"] == "connection_ack"
+            ws.send_json(message)
+            if "id" in message:  # the same id again: 4409
+                ws.send_json(message)
+            for _ in range(3):
+                receive(ws)
+        reason = closed.value.reason
+        assert closed.value.code in (4400, 4409), closed.value
+        assert len(reason.encode("utf-8")) <= 123, reason
+        assert "y" * 65 not in reason and "é" * 65 not in reason, reason
