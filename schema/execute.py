@@ -284,10 +284,14 @@ def frozen(value: Any) -> Any:
 
 
 def shape(value: Any) -> Any:
-    """The structure of a variable value: which keys, how many items, null or not."""
+    """The structure of a variable value: which keys, how many items, null or not. A
+    list of scalars is one value of the statement (schema.plan binds it whole): its length
+    is not structure, so 1 or 300 ids in an `in` list share one statement."""
     if isinstance(value, dict):
         return tuple((k, shape(v)) for k, v in sorted(value.items()))
     if isinstance(value, list):
+        if value and not any(isinstance(v, dict | list) for v in value):
+            return ("[", "scalars")  # one bound array (an `in` list), whatever its length
         return ("[", tuple(shape(v) for v in value))
     if value is None:
         return None

@@ -140,3 +140,15 @@ def test_nested_connection_filter(gql: Gql, shop: Shop, api_engine: Engine) -> N
 def test_bad_filter_values(gql: Gql, shop: Shop, flt: dict[str, Any]) -> None:
     body = gql("query ($f: OrderFilter) { orders(filter: $f) { totalCount } }", {"f": flt})
     assert codes(body) == ["BAD_USER_INPUT"], body
+
+
+def test_in_lists_of_other_lengths_bind_their_own_values(
+    gql: Gql, shop: Shop, api_engine: Engine
+) -> None:
+    """One statement serves every length of an `in` list (its shape in the plan cache is
+    "a list of scalars"): each request still gets its own ids, none, one or many."""
+    query = "query ($ids: [ID!]) { orders(filter: {id: {in: $ids}}, first: 500) { totalCount } }"
+    every = sql_ids(api_engine, "SELECT id FROM app.orders ORDER BY id")
+    for chosen in (every[:1], every[:3], [], every[2:3], every):
+        body = data(gql(query, {"ids": [str(i) for i in chosen]}))
+        assert body["orders"]["totalCount"] == len(chosen), chosen

@@ -60,3 +60,20 @@ def test_large_statements_take_the_room_of_many(sec_engine: Engine) -> None:
         sizes.append(len(stmt.sql))
     assert min(sizes) > 4096, sizes[:3]
     assert reads.held <= CACHE_SIZE and len(reads) < 400, (reads.held, len(reads))
+
+
+def test_in_lists_of_any_length_share_one_statement(sec_engine: Engine) -> None:
+    """An `in` list is one bound array: a client that sends 1, 2 ... 300 ids compiles one
+    statement, not one per length (each a miss and a copy in the cache)."""
+    gschema = graphql_schema()
+    pipeline = Pipeline(gschema, sec_engine, Policy())
+    reads = Reads(gschema, ApiLimits())
+    admin = Principal("admin", None, "admin", "admin")
+    query = "query ($ids: [ID!]) { orders(filter: {id: {in: $ids}}) { totalCount } }"
+    for n in range(1, 301):
+        op = Operation(query, {"ids": [str(i) for i in range(n)]})
+        prepared = pipeline.check(query, op, admin, (OperationType.QUERY,))
+        reads.query_statement(
+            prepared.query, prepared.document, prepared.operation, prepared.coerced
+        )
+    assert len(reads) == 1
