@@ -155,7 +155,9 @@ class DbSettings(EnvSettings):
 
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
     data_dir_env: str | None = Field(None, validation_alias="CDMS_DATA_DIR")
-    statement_timeout_ms: int = Field(15000, validation_alias="CDMS_STATEMENT_TIMEOUT_MS")
+    statement_timeout_ms: int = Field(
+        15000, ge=0, le=2**31 - 1, validation_alias="CDMS_STATEMENT_TIMEOUT_MS"
+    )
     # a pool at least as large as the requests one process serves at once: a connection
     # beyond it is opened for one request and closed after it (a server process forked and
     # its caches warmed per request), which cost the API a fifth of its throughput

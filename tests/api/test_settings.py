@@ -38,6 +38,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CDMS_RATE_LIMIT", "10,0", "CDMS_RATE_LIMIT must be positive"),
         ("CDMS_PREDICTION_LOG_DAYS", "a week", "CDMS_PREDICTION_LOG_DAYS must be an integer"),
         ("CDMS_DB_PREPARE", "sometimes", "CDMS_DB_PREPARE must be auto, on or off"),
+        # PostgreSQL's statement_timeout takes 0 .. 2^31 - 1 ms: outside, every read failed
+        ("CDMS_STATEMENT_TIMEOUT_MS", "-5", "CDMS_STATEMENT_TIMEOUT_MS must be at least 0"),
+        (
+            "CDMS_STATEMENT_TIMEOUT_MS",
+            "99999999999",
+            "CDMS_STATEMENT_TIMEOUT_MS must be at most 2147483647",
+        ),
         # retired (one read path), still typed: an old env file's typo does not pass
         ("CDMS_COMPILED_READS", "flase", "CDMS_COMPILED_READS must be a boolean"),
     ],
