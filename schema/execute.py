@@ -75,6 +75,7 @@ CURSOR_MAX_CHARS = 2_000
 # the HTTP status of an operation refused for what it asked (Result.refused)
 REFUSED = {
     "BAD_USER_INPUT": 400,
+    "QUERY_TOO_COMPLEX": 400,
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
     "CONFLICT": 409,
