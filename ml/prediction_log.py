@@ -10,7 +10,7 @@ dropped and counted in ``dropped``; a failed flush drops its batch and counts it
 is left; ``close_logs`` (at exit, and when the model store of a database is closed)
 closes every log of the process.
 
-Retention: ``CDMS_PREDICTION_LOG_DAYS`` (default 90; 0 keeps everything). The same
+Retention: ``CDMS_PREDICTION_LOG_DAYS`` (default 90; 0 keeps everything; at most 36,500). The same
 thread deletes older rows soon after it starts and then once an hour (:func:`prune`, in
 batches, through the ``(model, requested_at)`` index); ``cdms ml prune-log`` does it
 on demand.
@@ -43,13 +43,19 @@ TYPES = ("text", "int4", "text", "int8", "text", "float8", "float8", "text", "ti
 
 
 DEFAULT_RETENTION_DAYS = 90
+# at most a century: past it ``now() - make_interval(days => …)`` leaves the timestamp range
+# (and past 2**31 - 1 days make_interval has no bigint form): each prune failed
+MAX_RETENTION_DAYS = 36_500
 PRUNE_BATCH = 50_000
 
 
 class LogSettings(EnvSettings):
     # days of the log to keep (0: keep everything)
     retention_days: int = Field(
-        DEFAULT_RETENTION_DAYS, ge=0, validation_alias="CDMS_PREDICTION_LOG_DAYS"
+        DEFAULT_RETENTION_DAYS,
+        ge=0,
+        le=MAX_RETENTION_DAYS,
+        validation_alias="CDMS_PREDICTION_LOG_DAYS",
     )
 
     @classmethod
@@ -58,14 +64,16 @@ class LogSettings(EnvSettings):
 
 
 def retention_days() -> int:
-    """``CDMS_PREDICTION_LOG_DAYS``: days of the log to keep (0: keep everything)."""
+    """``CDMS_PREDICTION_LOG_DAYS``: days of the log to keep (0: keep everything; at most
+    MAX_RETENTION_DAYS, else ConfigError)."""
     return LogSettings.from_env().retention_days
 
 
 def prune(conn: psycopg.Connection[tuple[object, ...]], days: int) -> int:
     """Delete the log's rows older than ``days`` days (in batches of PRUNE_BATCH rows, one
     short transaction each, model by model through the ``(model, requested_at)`` index);
-    returns the rows deleted. ``days`` 0 deletes nothing."""
+    returns the rows deleted. ``days`` 0 deletes nothing; past MAX_RETENTION_DAYS the server
+    refuses the interval (callers bound it: the setting and ``cdms ml prune-log --days``)."""
     if days <= 0:
         return 0
     deleted = 0

@@ -49,10 +49,23 @@ def _fail(code: str, message: str, exit_code: int) -> None:
     sys.exit(exit_code)
 
 
+def _fail_database(exc: BaseException) -> None:
+    """A database error (SQLAlchemy's or psycopg's) as ``error[CODE]``: its domain code where
+    db/errors.py knows the SQLSTATE, else ``DATABASE`` and the server's first line."""
+    from db.errors import from_db_error
+
+    mapped = from_db_error(exc)
+    if mapped is None:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _fail("DATABASE", first, 1)
+    else:
+        _fail(mapped.code, mapped.message, 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from db.errors import CdmsError, from_db_error
+    from db.errors import CdmsError
 
     command = typer.main.get_command(app)
     try:
@@ -70,13 +83,17 @@ def main(argv: list[str] | None = None) -> None:
     except CdmsError as exc:
         _fail(exc.code, exc.message, 1)
     except DBAPIError as exc:
-        mapped = from_db_error(exc)
-        if mapped is None:
-            first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            _fail("DATABASE", first, 1)
-        else:
-            _fail(mapped.code, mapped.message, 1)
+        _fail_database(exc)
     except OSError as exc:
         _fail("OS", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
+    except Exception as exc:
+        # psycopg's own errors, from the commands that use it without SQLAlchemy (COPY,
+        # the prediction log's retention): mapped as SQLAlchemy's are. Looked up, not
+        # imported: a psycopg error exists only once psycopg is loaded, and the CLI does not
+        # load it to start.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
+        _fail_database(exc)
     if isinstance(rv, int) and rv != 0:
         sys.exit(rv)

@@ -196,7 +196,8 @@ def prune_log_cmd(
     days: int | None = typer.Option(
         None,
         min=1,
-        help="Delete predictions logged more than DAYS days ago"
+        max=36_500,  # ml.prediction_log.MAX_RETENTION_DAYS (its import would load psycopg)
+        help="Delete predictions logged more than DAYS days ago, 1 to 36500"
         " (default CDMS_PREDICTION_LOG_DAYS, 90).",
     ),
 ) -> None:

@@ -37,6 +37,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CDMS_RATE_LIMIT", "fast", "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'"),
         ("CDMS_RATE_LIMIT", "10,0", "CDMS_RATE_LIMIT must be positive"),
         ("CDMS_PREDICTION_LOG_DAYS", "a week", "CDMS_PREDICTION_LOG_DAYS must be an integer"),
+        # make_interval's days are an int4 and now() minus them a timestamp: past a century
+        # the server's pruning failed at each attempt and `cdms ml prune-log` with a traceback
+        ("CDMS_PREDICTION_LOG_DAYS", "9999999", "CDMS_PREDICTION_LOG_DAYS must be at most 36500"),
         ("CDMS_DB_PREPARE", "sometimes", "CDMS_DB_PREPARE must be auto, on or off"),
         # PostgreSQL's statement_timeout takes 0 .. 2^31 - 1 ms: outside, every read failed
         ("CDMS_STATEMENT_TIMEOUT_MS", "-5", "CDMS_STATEMENT_TIMEOUT_MS must be at least 0"),

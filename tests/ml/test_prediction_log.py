@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
+from db.engine import dispose_engine, drop_database, ensure_database, with_database
 from db.errors import ConfigError
 from ml import prediction_log, stored
 from ml.prediction_log import PredictionLog, log_for
@@ -138,7 +141,9 @@ def test_retention_setting_is_validated(monkeypatch: Any) -> None:
     assert prediction_log.retention_days() == 30
     monkeypatch.delenv("CDMS_PREDICTION_LOG_DAYS")
     assert prediction_log.retention_days() == 90
-    for bad in ("-1", "a week"):
+    monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", "36500")  # a century: the most
+    assert prediction_log.retention_days() == 36500
+    for bad in ("-1", "a week", "36501", "9999999"):
         monkeypatch.setenv("CDMS_PREDICTION_LOG_DAYS", bad)
         with pytest.raises(ConfigError):
             prediction_log.retention_days()
@@ -157,3 +162,61 @@ def test_prune_log_command(ml_engine: Engine, tmp_path: Path) -> None:
     assert _logged(ml_engine, actor) == []
     bad = run_cdms(cli_environment(url, tmp_path), "ml", "prune-log", "--days", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")
+
+
+def _one_line(done: Any, code: str, exit_code: int) -> str:
+    """The command failed as the CLI promises: ``error[CODE]: …`` alone on stderr, no
+    traceback, with ``exit_code``; returns that line."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == exit_code, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error[{code}]: "), done.stderr
+    return str(lines[0])
+
+
+@pytest.fixture
+def one_logged_row(database_url: str) -> Iterator[None]:
+    """A row in the session database's prediction log (the hostile tester's set-up: the
+    command only reaches its DELETE when the log holds a model)."""
+    url = to_libpq_url(database_url)
+    actor = f"test:{uuid.uuid4().hex[:8]}"
+    log = PredictionLog(url, interval=60, retention_days=0)
+    log.add([("order_value", 1, "order", 1, None, None, 1.0, actor, dt.datetime.now(dt.UTC))])
+    log.close()
+    yield
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM ml.prediction_log WHERE actor = %s", (actor,))
+
+
+@pytest.mark.parametrize("days", ["36501", "2147483647", "2147483648", "99999999999999"])
+def test_prune_log_refuses_days_past_a_century(
+    cli_env: dict[str, str], one_logged_row: None, days: str
+) -> None:
+    # was: a DatetimeFieldOverflow / UndefinedFunction make_interval(days => bigint) traceback
+    line = _one_line(run_cdms(cli_env, "ml", "prune-log", "--days", days), "USAGE", 2)
+    assert "36500" in line
+    done = run_cdms(cli_env, "ml", "prune-log", "--days", "36500")  # the bound itself works
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("days", ["36501", "9999999"])
+def test_prune_log_refuses_a_retention_setting_past_a_century(
+    cli_env: dict[str, str], one_logged_row: None, days: str
+) -> None:
+    done = run_cdms({**cli_env, "CDMS_PREDICTION_LOG_DAYS": days}, "ml", "prune-log")
+    line = _one_line(done, "CONFIG", 1)
+    assert "CDMS_PREDICTION_LOG_DAYS must be at most 36500" in line
+
+
+def test_prune_log_on_an_unmigrated_database_is_one_line(admin_url: str, tmp_path: Path) -> None:
+    # was: psycopg.errors.UndefinedTable with a full traceback (every other command says
+    # error[DATABASE]: relation … does not exist)
+    name = f"prune_bare_{uuid.uuid4().hex[:8]}"
+    ensure_database(admin_url, name)
+    url = with_database(admin_url, name)
+    try:
+        done = run_cdms(cli_environment(url, tmp_path), "ml", "prune-log", "--days", "30")
+        line = _one_line(done, "DATABASE", 1)
+        assert 'relation "ml.prediction_log" does not exist' in line
+    finally:
+        dispose_engine(url)
+        drop_database(admin_url, name)
