@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from db.config import resolve_data_dir
 from tests.cli import run_cdms
@@ -74,6 +75,17 @@ def test_a_busy_port_fails_at_once_with_one_line(cli_env: dict[str, str], tmp_pa
     assert str(port) in line and "--port" in line
     assert proc.stdout == ""  # no start-up work: nothing migrated, seeded or loaded
     assert not (Path(cli_env["CDMS_DATA_DIR"]) / "serve.lock").exists()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid", "192.0.2.1"])
+def test_a_host_that_is_not_this_machine_is_a_config_error(
+    cli_env: dict[str, str], host: str
+) -> None:
+    """The host is what is wrong, not the port (it said PORT_IN_USE)."""
+    proc = run_cdms({**cli_env, "CDMS_HOST": host}, "serve", "--port", str(free_port()), timeout=60)
+    line = one_line_error(proc, "CONFIG", 1)
+    assert host in line and "CDMS_HOST" in line
+    assert proc.stdout == ""
 
 
 def _serve(
