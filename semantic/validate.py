@@ -325,7 +325,10 @@ def validate(model: Model) -> list[str]:
 
 def check(directory: Path = MODELS_DIR) -> tuple[Model, list[str]]:
     """Load and validate without raising: the model and every issue found."""
-    model, issues = read_files(model_files(directory))
+    files = model_files(directory)
+    if not files:  # (an empty folder is a mistake, not a model of no cubes)
+        return Model(), [f"{directory}: no cube files (*.yml, *.yaml) in this folder"]
+    model, issues = read_files(files)
     return model, issues + validate(model)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.cli import run_cdms
 from tests.semantic.conftest import sql
@@ -34,3 +35,6 @@ def test_rollups_command_builds_then_skips_then_forces(
     assert "compression" in explained.stdout and "no query has read it" in explained.stdout
     bad = run_cdms(env, "semantic", "validate", "--models", "/nonexistent")
     assert bad.returncode == 2 and bad.stderr.startswith("error[USAGE]: ")
+    # a folder holding no cube files is not a valid model of no cubes
+    empty = run_cdms(env, "semantic", "validate", "--models", str(Path(__file__).parent))
+    assert empty.returncode == 1 and "no cube files" in empty.stderr, empty
