@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from etl.scheduler import Schedule
 
 Seconds = float
+
+
+_ORIGIN = re.compile(r"https?://[^/\s:,]+(:\d{1,5})?")
 
 
 class Settings(EnvSettings):
@@ -149,6 +153,19 @@ class Settings(EnvSettings):
             self.etl_min_interval_s,
             self.etl_max_interval_s,
         )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, raw: str) -> str:
+        """Origins as a browser sends them: scheme://host[:port], no path (an entry with a
+        slash or no scheme would match no request, silently)."""
+        for entry in (o.strip() for o in raw.split(",")):
+            if entry and entry != "*" and not _ORIGIN.fullmatch(entry):
+                raise ValueError(
+                    "CDMS_CORS_ORIGINS must list origins such as https://shop.example.com"
+                    f" (scheme://host[:port], no path), got {entry[:64]!r}"
+                )
+        return raw
 
     @field_validator("rate_limit")
     @classmethod

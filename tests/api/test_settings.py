@@ -41,6 +41,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         # the server's pruning failed at each attempt and `cdms ml prune-log` with a traceback
         ("CDMS_PREDICTION_LOG_DAYS", "9999999", "CDMS_PREDICTION_LOG_DAYS must be at most 36500"),
         ("CDMS_DB_PREPARE", "sometimes", "CDMS_DB_PREPARE must be auto, on or off"),
+        ("CDMS_CORS_ORIGINS", "not a url", "CDMS_CORS_ORIGINS must list origins"),
+        ("CDMS_CORS_ORIGINS", "https://a.example/", "got 'https://a.example/'"),
         # PostgreSQL's statement_timeout takes 0 .. 2^31 - 1 ms: outside, every read failed
         ("CDMS_STATEMENT_TIMEOUT_MS", "-5", "CDMS_STATEMENT_TIMEOUT_MS must be at least 0"),
         (
