@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 Seconds = float
 
 
-_ORIGIN = re.compile(r"https?://[^/\s:,]+(:\d{1,5})?")
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s:,\[\]]+)(:\d{1,5})?")
 
 
 class Settings(EnvSettings):

@@ -126,13 +126,13 @@ def test_values_are_typed_and_empty_means_the_default(monkeypatch: pytest.Monkey
     monkeypatch.setenv("CDMS_PORT", "")
     monkeypatch.setenv("CDMS_DEMO_OPEN", "yes")
     monkeypatch.setenv("CDMS_RATE_LIMIT", "5")
-    monkeypatch.setenv("CDMS_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CDMS_CORS_ORIGINS", "https://a.example, http://[::1]:8000")
     monkeypatch.setenv("CDMS_CUBE_SQL", "off")
     s = Settings.from_env()
     assert s.port == 8000 and s.demo_open is True
     security = SecurityConfig.of(s)
     assert (security.rate_per_s, security.burst) == (5.0, 10)
-    assert security.cors_origins == ("https://a.example", "https://b.example")
+    assert security.cors_origins == ("https://a.example", "http://[::1]:8000")
     assert security.show_cube_sql is False
     monkeypatch.setenv("CDMS_ENV", "production")
     monkeypatch.delenv("CDMS_RATE_LIMIT")
