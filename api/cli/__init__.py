@@ -1,7 +1,8 @@
 """The ``cdms`` command.
 
 Every failure is one line on stderr, ``error[CODE]: message``, and a non-zero exit:
-1 for a runtime failure, 2 for a usage error. No traceback reaches the user.
+1 for a runtime failure, 2 for a usage error, 130 for an interrupt (Ctrl-C:
+``error[ABORTED]``). No traceback reaches the user.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ app.command("seed")(seed)
 app.command("report")(report)
 
 
+# typer turns a KeyboardInterrupt into this exit code of its own, silently
+# (``typer.core._main``), wherever it lands between parsing and the command's end
+INTERRUPTED = 130
+
+
 def _fail(code: str, message: str, exit_code: int) -> None:
     err_console.print(f"error[{code}]: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(exit_code)
@@ -67,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from db.errors import CdmsError
 
-    command = typer.main.get_command(app)
     try:
+        command = typer.main.get_command(app)
         rv = command.main(args=argv, prog_name="cdms", standalone_mode=False)
     except TyperException as exc:  # typer's (vendored click) usage and parameter errors
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     except Abort:
         _fail("ABORTED", "aborted", 130)
     except KeyboardInterrupt:
-        _fail("ABORTED", "interrupted", 130)
+        _fail("ABORTED", "interrupted", INTERRUPTED)
     except CdmsError as exc:
         _fail(exc.code, exc.message, 1)
     except DBAPIError as exc:
@@ -95,5 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         if psycopg is None or not isinstance(exc, psycopg.Error):
             raise
         _fail_database(exc)
+    if rv == INTERRUPTED:  # (no command exits with it: only typer, for an interrupt)
+        _fail("ABORTED", "interrupted", INTERRUPTED)
     if isinstance(rv, int) and rv != 0:
         sys.exit(rv)

@@ -4,7 +4,11 @@ a run changed the warehouse."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -118,3 +122,38 @@ def test_a_run_that_changes_dw_bumps_the_version_and_notifies(shop: str) -> None
     assert notes[0]["lagSeconds"] == 0 and notes[0]["newestChangeAt"] is not None
     last_run, last_at = one(shop, "SELECT last_run_id, last_success_at FROM dw.etl_state")
     assert last_run == second.run_id and last_at is not None
+
+
+def test_ctrl_c_during_check_is_one_aborted_line(loaded_shop: str, tmp_path: Path) -> None:
+    """typer turns a KeyboardInterrupt into a silent exit 130 of its own: the CLI still
+    says ``error[ABORTED]`` (every failure is one such line)."""
+    url = loaded_shop
+    with psycopg.connect(to_libpq_url(url)) as blocker:
+        blocker.execute("LOCK TABLE dw.fact_sales IN ACCESS EXCLUSIVE MODE")  # the check waits
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from api.cli import main; main()", "etl", "check"],
+            env=cli_environment(url, tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not one(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'",
+            ):
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "timed out"
+                time.sleep(0.1)
+            os.kill(proc.pid, signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        blocker.rollback()
+    assert proc.returncode == 130, err
+    assert err.strip() == "error[ABORTED]: interrupted", err
