@@ -188,31 +188,33 @@ def run_snapshot(
     sql = step.sql()
     first, last, stored_first, stored_last = conn.execute(sa.text(sql["span"]), {"hi": hi}).one()
     days = {"first_day": first, "last_day": last, "run_id": run_id}
-    try:
-        if (
-            lo == NEG_INF
-            or first is None
-            or stored_last is None
-            or (stored_first is not None and first != stored_first)  # the first day moved
-        ):
-            conn.execute(sa.text(sql["keys_all"]))
-            read = _count(conn, "_stock_whole")
-            deleted = _rowcount(conn.execute(sa.text(sql["clear_all"])))
-            inserted = 0
-            if first is not None:
-                conn.execute(sa.text("ANALYZE _stock_whole"))
-                inserted = _rowcount(conn.execute(sa.text(sql["rebuild"]), days))
-            return Counts(read=read, inserted=inserted, deleted=deleted)
+    if (
+        lo == NEG_INF
+        or first is None
+        or stored_last is None
+        or (stored_first is not None and first != stored_first)  # the first day moved
+    ):
+        conn.execute(sa.text(sql["keys_all"]))
+        read = _count(conn, "_stock_whole")
+        deleted = _rowcount(conn.execute(sa.text(sql["clear_all"])))
+        inserted = 0
+        if first is not None:
+            conn.execute(sa.text("ANALYZE _stock_whole"))
+            inserted = _rowcount(conn.execute(sa.text(sql["rebuild"]), days))
+        counts = Counts(read=read, inserted=inserted, deleted=deleted)
+    else:
         # (each statement reads a few rows through indexes: starting a parallel worker
         # cost more than the statement, 5 of 7 ms, at 1M orders)
         workers = set_local(conn, {"max_parallel_workers_per_gather": "0"})
         counts = _snapshot_changed(conn, sql, lo, hi, days, stored_last)
         set_local(conn, workers)
-        return counts
-    finally:
-        conn.execute(
-            sa.text("DROP TABLE IF EXISTS _stock_keys, _stock_moves, _stock_levels, _stock_whole")
-        )
+    # for the next step of a full load (one transaction); not after a failure or an
+    # interrupt: the transaction is lost and its temporary tables with it, and a statement
+    # on that connection would replace the error (or the KeyboardInterrupt) with its own
+    conn.execute(
+        sa.text("DROP TABLE IF EXISTS _stock_keys, _stock_moves, _stock_levels, _stock_whole")
+    )
+    return counts
 
 
 def _snapshot_changed(

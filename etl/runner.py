@@ -33,6 +33,7 @@ from etl.steps import DIM_STEPS, FACT_STEPS, STEP_NAMES, STEPS, Disposition, Ste
 
 APPLICATION_NAME = "cdms-etl"
 LOCK_KEYS = (0x636D6473, 0x45544C)  # ('cdms', 'ETL') - two-int advisory lock space
+INTERRUPTED = "interrupted: the run was stopped (SIGINT)"  # dw.etl_run.error of a Ctrl-C
 
 
 class Observer(Protocol):
@@ -340,8 +341,14 @@ def finish(engine: Engine, result: RunResult) -> None:
 
 def fail(engine: Engine, run_id: int, exc: BaseException) -> None:
     """Mark the run failed with ``exc``'s message (best effort: the database may be gone,
-    then the next run marks it failed)."""
-    message = exc.message if isinstance(exc, CdmsError) else f"{type(exc).__name__}: {exc}"
+    then the next run marks it failed); an interrupt (Ctrl-C) is logged as one, in the
+    words the next run uses for a process that died mid-run."""
+    if isinstance(exc, KeyboardInterrupt):
+        message = INTERRUPTED
+    elif isinstance(exc, CdmsError):
+        message = exc.message
+    else:
+        message = f"{type(exc).__name__}: {exc}"
     try:
         with engine.begin() as conn:
             conn.execute(

@@ -286,3 +286,68 @@ def test_a_run_killed_after_its_load_is_caught_up_as_a_full_rebuild_would(
     after_resume = (dw_checksums(url), _derived(url))
     pipeline.run(url, full=True)
     assert (dw_checksums(url), _derived(url)) == after_resume
+
+
+def test_ctrl_c_inside_the_stock_step_is_aborted_and_a_rerun_equals_a_full_rebuild(
+    loaded_shop: str, tmp_path: Path
+) -> None:
+    """SIGINT while fact_stock_daily writes: one ``error[ABORTED]`` line and exit 130 (no
+    traceback: the step's clean-up must not run on the interrupted connection and replace
+    the interrupt), the run logged as interrupted, nothing half-written."""
+    url = loaded_shop
+    product = one(url, "SELECT min(id) FROM app.products")
+    sql(url, "UPDATE app.products SET stock = stock + 5 WHERE id = %s", (product,))
+
+    runner.dispose(url)  # this process's pooled ETL sessions would look like the child's
+    # Reads of the snapshot pass (its first statement), writes wait: the interrupt lands
+    # inside the step, after the seven steps before it committed.
+    with psycopg.connect(to_libpq_url(url)) as blocker:
+        blocker.execute("LOCK TABLE dw.fact_stock_daily IN EXCLUSIVE MODE")
+        proc = _spawn(url, tmp_path)
+        try:
+
+            def waiting() -> bool:
+                assert proc.poll() is None, proc.communicate()
+                return bool(
+                    one(
+                        url,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'"
+                        " AND query ILIKE '%%dw.fact_stock_daily%%'",
+                    )
+                )
+
+            _wait_for(waiting)
+            os.kill(proc.pid, signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        blocker.rollback()
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "error[ABORTED]: interrupted", err
+    run_id, status, error = one(
+        url, "SELECT run_id, status, error FROM dw.etl_run ORDER BY run_id DESC LIMIT 1"
+    )
+    assert (status, error) == ("failed", "interrupted: the run was stopped (SIGINT)")
+    steps = sql(
+        url, "SELECT step FROM dw.etl_run_step WHERE run_id = %s ORDER BY position", (run_id,)
+    )
+    assert [s for (s,) in steps] == [
+        "dim_customer",
+        "dim_product",
+        "fact_sales",
+        "fact_orders",
+        "fact_returns",
+        "fact_feedback",
+        "fact_support",
+    ]
+
+    resumed = pipeline.run(url)
+    assert all(c.ok for c in resumed.checks)
+    after_resume = dw_checksums(url)
+    pipeline.run(url, full=True)
+    assert dw_checksums(url) == after_resume
