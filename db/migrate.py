@@ -59,8 +59,12 @@ def upgrade(url: str, target: str = "head") -> tuple[str | None, str]:
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
         finally:
+            # an interrupt (Ctrl-C) or a lost server invalidates the session, which took the
+            # lock with it: a statement here would open another and replace the error
+            lost = conn.invalidated
             conn.rollback()
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-            conn.commit()
+            if not lost:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                conn.commit()
     assert after is not None
     return before, after
