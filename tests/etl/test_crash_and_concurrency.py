@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from db.config import to_libpq_url
+from db.seed import seed
 from etl import pipeline, runner
 from etl.errors import EtlBusyError
 from etl.runner import LOCK_KEYS
@@ -351,3 +353,52 @@ def test_ctrl_c_inside_the_stock_step_is_aborted_and_a_rerun_equals_a_full_rebui
     after_resume = dw_checksums(url)
     pipeline.run(url, full=True)
     assert dw_checksums(url) == after_resume
+
+
+def test_ctrl_c_inside_a_full_loads_stock_rebuild_rolls_it_back_and_says_aborted(
+    fresh_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """The finding's case: ``cdms etl run --full`` (one transaction) interrupted while the
+    stock series are rebuilt. Wide series (300 products over 20 years: seconds of work)
+    so the signal lands inside the statement the test sees running."""
+    url = fresh_database()
+    seed(url, 40, 250, 11, products=300, years=20)
+    pipeline.run(url)
+    before = dw_checksums(url)
+    runner.dispose(url)
+
+    proc = _spawn(url, tmp_path, "--full")
+    try:
+
+        def rebuilding() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            return bool(
+                one(
+                    url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = 'cdms-etl' AND state = 'active'"
+                    " AND query ILIKE '%%INSERT INTO dw.fact_stock_daily%%'"
+                    " AND query ILIKE '%%_stock_whole%%'",
+                )
+            )
+
+        _wait_for(rebuilding, timeout=120)
+        os.kill(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "error[ABORTED]: interrupted", err
+    assert one(url, "SELECT mode, status, error FROM dw.etl_run ORDER BY run_id DESC LIMIT 1") == (
+        "full",
+        "failed",
+        "interrupted: the run was stopped (SIGINT)",
+    )
+    assert dw_checksums(url) == before  # the full load rolled back whole
+    resumed = pipeline.run(url)
+    assert all(c.ok for c in resumed.checks)
+    assert dw_checksums(url) == before
