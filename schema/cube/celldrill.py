@@ -95,13 +95,7 @@ async def drill_rows(
     # each cell binds the query's filter values again: refused from the first cell's count,
     # before building the others (2,500 cells of 2,500 values took 22 s of the event loop)
     first = cell_sql(0)
-    if len(first[1]) * len(rows) > MAX_BOUND:
-        raise QueryTooComplexError(
-            f"drill over {len(rows)} rows binds {len(first[1]) * len(rows)} values, more than"
-            f" one statement can ({MAX_BOUND}): lower the cube's limit or send fewer filter"
-            " values",
-            limit=MAX_BOUND,
-        )
+    _bounded(len(rows), len(first[1]) * len(rows))
 
     def build() -> tuple[list[P.RootSel], list[str], dict[str, Any]]:
         roots: list[P.RootSel] = []
@@ -122,12 +116,7 @@ async def drill_rows(
     roots, ctes, extra = await run_in_threadpool(build)
     stmt = statement(roots, op.coerced.coerced)
     params = bind(stmt, op.coerced.coerced) | extra
-    if len(params) > MAX_BOUND:  # each cell binds the query's filter values again
-        raise QueryTooComplexError(
-            f"drill over {len(rows)} rows binds {len(params)} values, more than one statement"
-            f" can ({MAX_BOUND}): lower the cube's limit or send fewer filter values",
-            limit=MAX_BOUND,
-        )
+    _bounded(len(rows), len(params))  # (the cells' own values may differ from the first's)
     text = f"WITH {', '.join(ctes)} {stmt.sql}"
     data = await ctx.db.run(lambda c: c.exec_driver_sql(text, params).one()[0])
     data = await completed(ctx, stmt, data)
@@ -135,6 +124,16 @@ async def drill_rows(
         for drill_key, orders_key, _ in conns:
             holder = row[drill_key]
             holder[orders_key] = data[holder[orders_key]]
+
+
+def _bounded(rows: int, values: int) -> None:
+    """QUERY_TOO_COMPLEX when a drill's statement would bind more values than one can."""
+    if values > MAX_BOUND:
+        raise QueryTooComplexError(
+            f"drill over {rows} rows binds {values} values, more than one statement can"
+            f" ({MAX_BOUND}): lower the cube's limit or send fewer filter values",
+            limit=MAX_BOUND,
+        )
 
 
 def _fact(model: Model, query: CubeQuery) -> str:
