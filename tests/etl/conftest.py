@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +48,23 @@ def one(url: str, query: str, params: Any = None) -> Any:
     rows = sql(url, query, params)
     assert len(rows) == 1, rows
     return rows[0][0] if len(rows[0]) == 1 else rows[0]
+
+
+def wait_for_etl_lock_wait(
+    url: str, proc: subprocess.Popen[str], table: str = "", timeout: float = 60.0
+) -> None:
+    """Until the ETL child ``proc`` (still running) waits on a lock, in a statement naming
+    ``table``: a signal sent then lands inside that statement's step."""
+    deadline = time.monotonic() + timeout
+    while not one(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock' AND query ILIKE %s",
+        (f"%{table}%",),
+    ):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def dw_checksums(url: str) -> dict[str, str]:

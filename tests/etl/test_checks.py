@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -20,7 +19,7 @@ from etl.checks import run_checks
 from etl.errors import CheckFailedError
 from etl.runner import etl_engine
 from tests.cli import cli_environment, run_cdms
-from tests.etl.conftest import one, sql
+from tests.etl.conftest import one, sql, wait_for_etl_lock_wait
 
 
 def _cdms(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,15 +138,7 @@ def test_ctrl_c_during_check_is_one_aborted_line(loaded_shop: str, tmp_path: Pat
             text=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while not one(
-                url,
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'",
-            ):
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "timed out"
-                time.sleep(0.1)
+            wait_for_etl_lock_wait(url, proc)
             os.kill(proc.pid, signal.SIGINT)
             _out, err = proc.communicate(timeout=60)
         finally:

@@ -21,7 +21,7 @@ from etl.errors import EtlBusyError
 from etl.runner import LOCK_KEYS
 from semantic.validate import default_model
 from tests.cli import cli_environment
-from tests.etl.conftest import dw_checksums, one, sql
+from tests.etl.conftest import dw_checksums, one, sql, wait_for_etl_lock_wait
 
 
 def _spawn(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -62,19 +62,7 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
         blocker.execute("LOCK TABLE dw.fact_orders IN ACCESS EXCLUSIVE MODE")
         proc = _spawn(url, tmp_path)
         try:
-
-            def waiting() -> bool:
-                assert proc.poll() is None, proc.communicate()
-                return bool(
-                    one(
-                        url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'"
-                        " AND query ILIKE '%%fact_orders%%'",
-                    )
-                )
-
-            _wait_for(waiting)
+            wait_for_etl_lock_wait(url, proc, "fact_orders")
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         finally:
@@ -307,19 +295,7 @@ def test_ctrl_c_inside_the_stock_step_is_aborted_and_a_rerun_equals_a_full_rebui
         blocker.execute("LOCK TABLE dw.fact_stock_daily IN EXCLUSIVE MODE")
         proc = _spawn(url, tmp_path)
         try:
-
-            def waiting() -> bool:
-                assert proc.poll() is None, proc.communicate()
-                return bool(
-                    one(
-                        url,
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND application_name = 'cdms-etl' AND wait_event_type = 'Lock'"
-                        " AND query ILIKE '%%dw.fact_stock_daily%%'",
-                    )
-                )
-
-            _wait_for(waiting)
+            wait_for_etl_lock_wait(url, proc, "dw.fact_stock_daily")
             os.kill(proc.pid, signal.SIGINT)
             _out, err = proc.communicate(timeout=60)
         finally:
