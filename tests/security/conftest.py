@@ -103,6 +103,13 @@ def client(sec_engine: Engine, sec_shop: Shop) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def prod(sec_engine: Engine, sec_shop: Shop) -> Iterator[TestClient]:
+    """The app in production mode (review/ has a lenient one of its own)."""
+    with make_app(sec_engine, production=True) as c:
+        yield c
+
+
 Call = Callable[..., dict[str, Any]]
 
 

@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Shop
-from tests.security.conftest import Parties, make_app
+from tests.security.conftest import Parties
 from tests.security.transports import TRANSPORTS, Outcome, run_over
 
 HANG = 60.0  # seconds: far beyond a refusal, short of a backend stuck for minutes
 NESTED = {"feedback": {"some": {}}}
 FILTERED = "query ($f: OrderFilter) { orders(first: 1, filter: $f) { totalCount } }"
-
-
-@pytest.fixture(scope="module")
-def prod(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
-    with make_app(sec_engine, production=True) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

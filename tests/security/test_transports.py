@@ -8,14 +8,12 @@ an error of the data layer, e.g. no model trained in this database).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Shop
-from tests.security.conftest import Parties, make_app
+from tests.security.conftest import Parties
 from tests.security.transports import TRANSPORTS, Outcome, run_over
 
 ALLOWED = "ALLOWED"
@@ -81,12 +79,6 @@ SUBSCRIPTIONS: dict[str, tuple[str, dict[str, str]]] = {
         {"admin": ALLOWED, "analyst": ALLOWED, "service": ALLOWED, "customer": FORBIDDEN},
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def prod(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
-    with make_app(sec_engine, production=True) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
