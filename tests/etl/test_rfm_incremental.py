@@ -174,22 +174,29 @@ def test_time_passing_moves_the_customers_it_moves(loaded_shop: str) -> None:
     assert len(moved) > 5 and _rfm_counts(result).read >= len(moved)
 
 
-def test_a_row_without_last_at_makes_the_month_rebuilt(loaded_shop: str) -> None:
-    url = loaded_shop
+def _one_row_set_then_rebuilt(url: str, assignment: str) -> Any:
+    """Load, spoil one row of the open month with ``assignment``, place an order of the
+    month and run again: the run must rebuild the whole month (each row written again)
+    and it must equal a rebuild. The open month."""
     _place(url)
     pipeline.run(url)
     month, _ = _open(url)
     size = one(url, "SELECT count(*) FROM dw.fact_customer_rfm WHERE month = %s", (month,))
-    sql(url, "UPDATE dw.fact_customer_rfm SET last_at = NULL"
+    sql(url, f"UPDATE dw.fact_customer_rfm SET {assignment}"
              " WHERE month = %s AND customer_id = (SELECT min(customer_id)"
              "   FROM dw.fact_customer_rfm WHERE month = %s)", (month, month))  # fmt: skip
     _place(url)  # an order of the open month: the step redoes it
     result = pipeline.run(url)
     assert _rfm_counts(result).inserted >= size
     month, as_of = _open(url)
-    assert one(url, "SELECT count(*) FROM dw.fact_customer_rfm WHERE last_at IS NULL"
-                    " AND month = %s", (month,)) == 0  # fmt: skip
     assert _rows(url, month) == _rebuild(url, month, as_of)
+    return month
+
+
+def test_a_row_without_last_at_makes_the_month_rebuilt(loaded_shop: str) -> None:
+    month = _one_row_set_then_rebuilt(loaded_shop, "last_at = NULL")
+    assert one(loaded_shop, "SELECT count(*) FROM dw.fact_customer_rfm WHERE last_at IS NULL"
+                            " AND month = %s", (month,)) == 0  # fmt: skip
 
 
 def test_orders_entering_and_leaving_the_window_move_their_customers(loaded_shop: str) -> None:
@@ -245,16 +252,4 @@ def test_a_month_the_table_did_not_have_gets_its_statistics(shop: str) -> None:
 def test_a_horizon_behind_the_months_newest_as_of_rebuilds_the_month(loaded_shop: str) -> None:
     """(A clock set back.) The reads by what moved rely on every row being exact at the
     month's newest as_of; a run behind it rebuilds the month instead."""
-    url = loaded_shop
-    _place(url)
-    pipeline.run(url)
-    month, _ = _open(url)
-    size = one(url, "SELECT count(*) FROM dw.fact_customer_rfm WHERE month = %s", (month,))
-    sql(url, "UPDATE dw.fact_customer_rfm SET as_of = as_of + interval '2 hours'"
-             " WHERE month = %s AND customer_id = (SELECT min(customer_id)"
-             "   FROM dw.fact_customer_rfm WHERE month = %s)", (month, month))  # fmt: skip
-    _place(url)
-    result = pipeline.run(url)
-    assert _rfm_counts(result).inserted >= size
-    month, as_of = _open(url)
-    assert _rows(url, month) == _rebuild(url, month, as_of)
+    _one_row_set_then_rebuilt(loaded_shop, "as_of = as_of + interval '2 hours'")
