@@ -184,12 +184,16 @@ def with_database(url: str, name: str) -> str:
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction that commits on success and rolls back otherwise.
 
-    Database errors that have a domain meaning are re-raised as CdmsError subclasses.
+    Database errors that have a domain meaning are re-raised as CdmsError subclasses. A
+    server that refuses to write (25006 read_only_sql_transaction) is one Patroni is still
+    promoting, to which HAProxy already routes writes: a failover, which passes (503).
     """
     try:
         with engine.begin() as conn:
             yield conn
     except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "25006":
+            raise DatabaseUnavailableError() from exc
         mapped = from_db_error(exc)
         if mapped is not None:
             raise mapped from exc

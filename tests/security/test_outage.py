@@ -111,3 +111,22 @@ def test_an_open_socket_whose_key_cannot_be_checked_again_gets_the_code(
         monkeypatch.setattr(api.ws, "authenticate", real)  # back: the socket still answers
         ws_send(ws, protocol, "3", {"query": "{ __typename }"})
         assert ws_outcome(ws, "3").data == {"__typename": "Query"}
+
+
+def test_a_write_on_a_server_still_read_only_answers_503(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """A failover: HAProxy sends writes to the standby Patroni is promoting while PostgreSQL
+    still replays (read-only). The write is refused as 503 SERVICE_UNAVAILABLE, which a
+    client retries, never as INTERNAL; reads are served meanwhile."""
+    url = sec_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    read_only = (
+        url + ("&" if "?" in url else "?") + "options=-c%20default_transaction_read_only%3Don"
+    )
+    pid = sec_shop.products[0]
+    write = f'mutation {{ updateProduct(id: "{pid}", input: {{name: "x"}}) {{ id }} }}'
+    with make_app(make_engine(read_only)) as client:
+        _unavailable(client.post("/graphql", json={"query": write}, headers=bearer(token("admin"))))
+        read = client.post("/graphql", json={"query": "{ products { totalCount } }"},
+                           headers=bearer(token("admin")))  # fmt: skip
+        assert read.status_code == 200 and "errors" not in read.json(), read.text
