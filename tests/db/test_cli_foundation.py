@@ -70,3 +70,37 @@ def test_a_second_serve_on_the_same_data_folder_fails_clearly(
         assert f"pid {os.getpid()}" in line and "http://127.0.0.1:8123" in line
     finally:
         holder.release()
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(cli_env: dict[str, str]) -> None:
+    """Ctrl-C in the first half second, while ``cdms`` imports its commands (typer, pandas…),
+    is ``error[ABORTED]`` and exit 130 as later, not a traceback. The installed script is
+    that entry point."""
+    import signal
+    import sys
+    import time
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    entry = pyproject["project"]["scripts"]["cdms"]
+    module, _, function = entry.partition(":")
+    for delay in (0.15, 0.25, 0.35, 0.45):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"from {module} import {function}; {function}()",
+                "etl",
+                "--help",
+            ],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err)
+        if proc.returncode != 0:  # (0: it had finished before the signal)
+            assert (proc.returncode, err.strip()) == (130, "error[ABORTED]: interrupted"), delay
