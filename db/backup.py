@@ -58,17 +58,17 @@ def _connection(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _run(args: list[str], env: dict[str, str], on_line: Callable[[str], None]) -> None:
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
     errors: list[str] = []
-    for line in proc.stderr:
-        line = line.rstrip()
-        if ": error:" in line or "FATAL" in line:
-            errors.append(line)
-        on_line(line)
-    if proc.wait() != 0:
+    with subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:  # (closes the pipe, also when on_line raises)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            line = line.rstrip()
+            if ": error:" in line or "FATAL" in line:
+                errors.append(line)
+            on_line(line)
+    if proc.returncode != 0:
         first = errors[0] if errors else f"{Path(args[0]).name} exited with {proc.returncode}"
         raise BackupError(first.split(": error: ", 1)[-1])
 

@@ -128,9 +128,16 @@ def plain(v: Any) -> Any:
     return v
 
 
-def warehouse_state(conn: Connection) -> tuple[int, datetime | None]:
-    row = conn.execute(sa.text("SELECT version, last_success_at FROM dw.etl_state")).one()
-    return int(row[0]), row[1]
+def warehouse_state(conn: Connection) -> tuple[int, datetime | None, int]:
+    """The warehouse's version, its last successful run, and the incarnation of its state
+    table (its oid): a restore (``cdms db restore --force`` drops and creates every
+    object) or a database created again under the same URL gives a new one, so versions
+    of two histories are never compared."""
+    row = conn.execute(_STATE).one()
+    return int(row[0]), row[1], int(row[2])
+
+
+_STATE = sa.text("SELECT version, last_success_at, 'dw.etl_state'::regclass::oid FROM dw.etl_state")
 
 
 def loaded(version: int, last_success_at: datetime | None) -> bool:
@@ -231,11 +238,12 @@ def answer(
     tz = check_timezone(query.timezone, server_zones(conn))
     if tz != query.timezone:  # one spelling: one cache entry, the same SQL
         query = replace(query, timezone=tz)
-    version, freshness = warehouse_state(conn)
+    version, freshness, incarnation = warehouse_state(conn)
     if not loaded(version, freshness):  # a first start loads it in the background
         raise loading_error(conn)
     form = json.dumps(skeleton(shape), separators=(",", ":"))
-    key = (conn.engine.url.render_as_string(), f"{query.cache_key()}|{form}|r{use_rollups:d}")
+    database = f"{conn.engine.url.render_as_string()}#{incarnation}"
+    key = (database, f"{query.cache_key()}|{form}|r{use_rollups:d}")
     names = keys(shape)
     found = CACHE.get(key) if use_cache else None
     if found is not None and found.version != version:

@@ -59,7 +59,7 @@ def report(
         raise BadUserInputError(f"--out {out} exists and is not a folder", field="--out")
     engine = make_engine(resolve_url())
     with engine.connect() as conn:
-        _, loaded = warehouse_state(conn)
+        _, loaded, _ = warehouse_state(conn)
     if loaded is None:
         raise WarehouseEmptyError("the warehouse was never loaded: run `cdms etl run` first")
     with progress() as bar:
