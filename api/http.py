@@ -12,7 +12,8 @@ runs, for the whole batch (all or nothing: a batch is not half run). An answer w
 errors say the database is unreachable is a 503 with Retry-After.
 
 ``Idempotency-Key`` (header) is the key of the request's one ``placeOrder`` (its
-``input.idempotencyKey`` may say it too).
+``input.idempotencyKey`` may say it too); the header twice (even with one value) is a 400
+BAD_USER_INPUT, as for ``Cdms-Commit-Lsn``.
 
 ``Cdms-Commit-Lsn``: a mutation's answer carries it (the WAL position after its commit,
 also in ``extensions.commitLsn``); sent back on a later request, that request's reads see
@@ -54,6 +55,22 @@ def is_json(request: Request) -> bool:
     if len(declared) != 1:
         return False
     return declared[0].partition(";")[0].strip().lower() == MEDIA_TYPE
+
+
+KEY_HEADER = "Idempotency-Key"
+
+
+def one_header(request: Request, name: str) -> str | None:
+    """The value of header ``name``, which a request sends at most once: twice is a 400
+    BAD_USER_INPUT naming it, whatever the values (also the same one twice), before the
+    request takes a rate-limit token. Which one the client meant is anyone's guess, and a
+    proxy that adds one behind the client's would pick for it."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise BadUserInputError(
+            f"send one {name} header (this request has {len(values)})", field=name
+        )
+    return values[0] if values else None
 
 
 def error_response(
@@ -118,37 +135,27 @@ class GraphQLHttp:
                 413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.limits.max_body_bytes} bytes"
             )
         try:  # every check before anything runs: a refusal is the whole request's
+            key = one_header(request, KEY_HEADER)
+            # Cdms-Commit-Lsn: this request's reads must see that commit
+            lsn = one_header(request, HEADER)
+            min_lsn = None if lsn is None else parse_lsn(lsn)
             payload = parse_body(body, self.pipeline.limits)
             batch = isinstance(payload, list)
             if batch and not payload:
                 raise BadUserInputError("empty batch")
             ops = [Operation.from_json(p, body) for p in (payload if batch else [payload])]
             prepared = await self.pipeline.prepare(ops, principal, size=len(body))
-            keys = set(request.headers.getlist("idempotency-key"))
-            if len(keys) > 1:  # which one a retry would send again is anyone's guess
-                raise BadUserInputError(
-                    "send one Idempotency-Key header (this request has several)",
-                    field="Idempotency-Key",
-                )
-            key = keys.pop() if keys else None
             places = sum(p.shape.roots.count(("Mutation", "placeOrder")) for p in prepared)
             if key is not None and places != 1:
                 raise BadUserInputError(
                     "the Idempotency-Key header needs exactly one placeOrder in the"
                     " request; give each placeOrder its input.idempotencyKey instead",
-                    field="Idempotency-Key",
+                    field=KEY_HEADER,
                 )
             for p in prepared:  # arguments a field refuses: nothing of the request runs
                 refused = self.executor.refuses(p, alone=not batch)
                 if refused is not None:
                     return Response(refused.json_bytes(), 400, media_type="application/json")
-            # Cdms-Commit-Lsn: this request's reads must see that commit
-            lsns = request.headers.getlist(HEADER)
-            if len(lsns) > 1:  # which one the client meant is anyone's guess, as for keys
-                raise BadUserInputError(
-                    f"send one {HEADER} header (this request has {len(lsns)})", field=HEADER
-                )
-            min_lsn = parse_lsn(lsns[0]) if lsns else None
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         except Refusal as refusal:

@@ -172,3 +172,31 @@ def test_two_keys_for_one_order_are_bad_user_input(
         headers=[*auth.items(), ("Idempotency-Key", "two-e")],
     ).json()
     assert "errors" not in same, same
+
+
+def test_the_same_key_header_twice_is_refused_before_anything_runs(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """Two ``Idempotency-Key`` headers with the same value were taken as one key (a set of
+    them), where two ``Cdms-Commit-Lsn`` or ``Authorization`` headers are refused: the
+    header is sent once, and a proxy that adds one behind the client's picks for it.
+    Refused whatever the values, alone or in a batch, and no order is placed."""
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    auth = bearer(token("customer", parties.a))
+    one = {"query": PLACE, "variables": _input(parties.a, product)}
+    for payload in (one, [one, {"query": "{ __typename }"}]):
+        for values in (["twice-1", "twice-1"], ["twice-2", "twice-3"]):
+            resp = client.post(
+                "/graphql",
+                json=payload,
+                headers=[*auth.items(), *(("Idempotency-Key", v) for v in values)],
+            )
+            assert resp.status_code == 400, (payload, values, resp.text)
+            body = resp.json()
+            assert body["data"] is None, body
+            [error] = body["errors"]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+            assert error["extensions"]["field"] == "Idempotency-Key", error
+            assert "Idempotency-Key" in error["message"], error
+    assert _count(sec_engine, parties.a) == orders
