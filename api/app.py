@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,6 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from api.dashboard import DashboardAssets
+from api.errors import http_exception
 from api.graphiql import GraphiQLPage
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
@@ -121,6 +123,7 @@ class GraphQLEndpoint:
                 405,
                 "METHOD_NOT_ALLOWED",
                 "use POST for operations (a browser asking for HTML gets GraphiQL)",
+                {"Allow": "POST"},
             )
             await refusal(scope, receive, send)
             return
@@ -187,6 +190,7 @@ def create_app(
 
     app = Starlette(
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_exception},  # the router's 404 and 405
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -118,7 +118,10 @@ class GraphQLHttp:
     async def handle(self, request: Request) -> Response:
         if request.method != "POST":
             return error_response(
-                405, "METHOD_NOT_ALLOWED", "use POST for operations (GET in a browser: GraphiQL)"
+                405,
+                "METHOD_NOT_ALLOWED",
+                "use POST for operations (GET in a browser: GraphiQL)",
+                {"Allow": "POST"},
             )
         if not is_json(request):  # not something a browser sends cross-site unasked
             return error_response(

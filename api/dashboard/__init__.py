@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.errors import method_not_allowed, route_error
 from db.errors import shown
 
 PREFIX = "/dashboard"
@@ -48,14 +49,14 @@ def serve_file(
     what: str,
 ) -> Response:
     """A page's static file (``found``: its path and media type; None: 404 NOT_FOUND,
-    naming at most ``ECHO_MAX`` characters of the path asked for), for the dashboard and
-    GraphiQL alike."""
+    naming at most ``ECHO_MAX`` characters of the path asked for; another method than GET
+    or HEAD: 405 METHOD_NOT_ALLOWED), for the dashboard and GraphiQL alike. Both in JSON, as
+    :mod:`api.errors` answers the paths no route takes: what a browser asks of these files
+    is never another method, and a missing file is asked for by a script, not read."""
     if method not in {"GET", "HEAD"}:
-        return Response("method not allowed", status_code=405, headers={"Allow": "GET, HEAD"})
+        return method_not_allowed("GET, HEAD")
     if found is None:
-        message = f"no such {what} file: {shown(path)}"
-        body = {"errors": [{"message": message, "extensions": {"code": "NOT_FOUND"}}]}
-        return JSONResponse(body, status_code=404)
+        return route_error(404, "NOT_FOUND", f"no such {what} file: {shown(path)}")
     file, media = found
     headers = {
         "Content-Security-Policy": csp,
