@@ -1,12 +1,14 @@
 """Run the Alembic migrations (each revision applies one ``db/sql/*.sql`` file).
 
-Upgrades take a session-level advisory lock so that two processes starting at once
-(a ``cdms serve`` and a test run) never apply the same revision twice. Every revision
-runs in its own transaction: a failing file leaves the database at the previous revision.
+Upgrades (and the few downgrades) take a session-level advisory lock so that two
+processes starting at once (a ``cdms serve`` and a test run) never apply the same revision
+twice. Every revision runs in its own transaction: a failing file leaves the database at
+the previous revision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,6 +48,16 @@ def current_revision(url: str) -> str | None:
 
 def upgrade(url: str, target: str = "head") -> tuple[str | None, str]:
     """Upgrade ``url`` to ``target``; return (revision before, revision after)."""
+    return _migrate(url, target, command.upgrade)
+
+
+def downgrade(url: str, target: str) -> tuple[str | None, str]:
+    """Take ``url`` back to ``target`` (only revisions that say how; most are
+    forward-only: restore a backup); return (revision before, revision after)."""
+    return _migrate(url, target, command.downgrade)
+
+
+def _migrate(url: str, target: str, run: Callable[[Config, str], None]) -> tuple[str | None, str]:
     engine = make_engine(url)
     cfg = _config()
     with engine.connect() as conn:
@@ -55,7 +67,7 @@ def upgrade(url: str, target: str = "head") -> tuple[str | None, str]:
             before = MigrationContext.configure(conn).get_current_revision()
             conn.commit()  # no open transaction: alembic then commits each revision alone
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, target)
+            run(cfg, target)
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
         finally:

@@ -354,3 +354,52 @@ def test_owner_is_unchanged(sec_engine: Engine, sec_shop: Shop) -> None:
         conn.execute(sa.text("SET LOCAL cdms.role = ''"))
         assert scalar(conn, "SELECT count(*) FROM app.customers") == len(sec_shop.customers)
         conn.execute(sa.text("UPDATE app.products SET name = name"))
+
+
+FORGE = [
+    "INSERT INTO app.order_status_history (order_id, from_status, to_status, changed_by)"
+    " VALUES (:o, 'shipped', 'delivered', 'forged')",
+    "UPDATE app.order_status_history SET changed_by = 'forged' WHERE order_id = :o",
+    "DELETE FROM app.order_status_history WHERE order_id = :o",
+]
+
+
+@pytest.mark.parametrize("role", ["customer", "service", "admin"])
+def test_status_history_is_written_by_the_shops_triggers_only(
+    sec_engine: Engine, parties: Parties, role: str
+) -> None:
+    """The API roles held INSERT, UPDATE and DELETE on the history: a customer could add a
+    row to its own order's (``own_insert``: "delivered" on an order never shipped), service
+    any order's, an admin rewrite or erase it. Only the triggers that log a status change
+    write it now (SECURITY DEFINER, 0023); the API roles' statements are refused (42501)."""
+    customer = parties.a if role == "customer" else None
+    for sql in FORGE:
+        with (
+            as_principal(sec_engine, role, customer) as conn,
+            pytest.raises(sa.exc.DBAPIError) as exc,
+        ):
+            conn.execute(sa.text(sql), {"o": parties.a_orders[0]})
+        assert exc.value.orig.sqlstate == "42501", (role, sql)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("role", ["customer", "service"])
+def test_placing_and_changing_an_order_still_write_its_history(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, role: str
+) -> None:
+    """The procedures, run as each API role, still log every status with its actor."""
+    customer = parties.a if role == "customer" else None
+    items = f'[{{"product_id": {sec_shop.products[1]}, "quantity": 1}}]'
+    with as_principal(sec_engine, role, customer, actor=f"test:{role}") as conn:
+        order = scalar(
+            conn, "SELECT app.place_order(:a, :items, 'web', 'card')", a=parties.a, items=items
+        )
+        scalar(conn, "SELECT app.set_order_status(:o, 'cancelled')", o=order)
+        rows = conn.execute(
+            sa.text(
+                "SELECT from_status, to_status, changed_by FROM app.order_status_history"
+                " WHERE order_id = :o ORDER BY id"
+            ),
+            {"o": order},
+        ).all()
+    actor = f"test:{role}"
+    assert [tuple(r) for r in rows] == [(None, "pending", actor), ("pending", "cancelled", actor)]
