@@ -71,27 +71,30 @@ def test_a_failing_revision_leaves_the_database_at_the_previous_one(
     assert tables == (0,)
 
 
-def _history_rights(url: str) -> dict[str, list[tuple[object, ...]]]:
-    """Who may do what to app.order_status_history, and as whom its triggers run."""
+def _trigger_rights(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Who may do what to the tables only triggers should write (the order status history,
+    the warehouse's delete log), and as whom those triggers run."""
     with psycopg.connect(to_libpq_url(url)) as conn:
 
         def rows(sql: str) -> list[tuple[object, ...]]:
             return conn.execute(sql).fetchall()
 
         return {
-            "table": rows(
-                "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_class AS c,"
-                " aclexplode(c.relacl) AS a WHERE c.oid = 'app.order_status_history'::regclass"
-                " ORDER BY 1, 2"
+            "tables": rows(
+                "SELECT c.oid::regclass::text, a.grantee::regrole::text, a.privilege_type"
+                " FROM pg_class AS c, aclexplode(c.relacl) AS a WHERE c.oid IN"
+                " ('app.order_status_history'::regclass, 'dw.etl_source_delete'::regclass)"
+                " ORDER BY 1, 2, 3"
             ),
-            "schema": rows(
-                "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_namespace AS n,"
-                " aclexplode(n.nspacl) AS a WHERE n.nspname = 'app' ORDER BY 1, 2"
+            "schemas": rows(
+                "SELECT n.nspname::text, a.grantee::regrole::text, a.privilege_type"
+                " FROM pg_namespace AS n, aclexplode(n.nspacl) AS a"
+                " WHERE n.nspname IN ('app', 'dw') ORDER BY 1, 2, 3"
             ),
             "functions": rows(
-                "SELECT proname, prosecdef, proconfig, proowner::regrole::text"
-                " FROM pg_proc WHERE pronamespace = 'app'::regnamespace"
-                " AND proname IN ('orders_log_initial_status', 'orders_log_status_change')"
+                "SELECT oid::regproc::text, prosecdef, proconfig, proowner::regrole::text"
+                " FROM pg_proc WHERE oid IN ('app.orders_log_initial_status'::regproc,"
+                " 'app.orders_log_status_change'::regproc, 'dw.capture_delete'::regproc)"
                 " ORDER BY 1"
             ),
             "policies": rows(
@@ -101,37 +104,43 @@ def _history_rights(url: str) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-def test_0023_goes_back_to_0022_as_it_was_and_forward_again(
+def test_0023_and_0024_go_back_as_they_were_and_forward_again(
     fresh_database: Callable[[], str],
 ) -> None:
-    """0023 (the history written by its triggers only) has a downgrade: a database taken
-    back is what 0022 made (compared with one migrated to 0022 from scratch); upgraded
-    again, what head makes."""
+    """0023 and 0024 (the status history and the warehouse's delete log written by their
+    triggers only) have downgrades: a database taken back to 0023, then 0022, is what those
+    made (compared with one migrated to them from scratch); upgraded again, what head makes."""
     at_head = fresh_database()
-    head = _history_rights(at_head)
+    head = _trigger_rights(at_head)
     with psycopg.connect(to_libpq_url(at_head)) as conn:
         me = conn.execute("SELECT current_user::text").fetchone()
     assert me is not None
     assert [f[1:] for f in head["functions"]] == [
         (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
-    ] * 2
-    api = [r for r in head["table"] if r[0] in ("cdms_api", "cdms_customer")]
-    assert api == [("cdms_api", "SELECT"), ("cdms_customer", "SELECT")]
+    ] * 3
+    api = [r for r in head["tables"] if r[1] in ("cdms_api", "cdms_customer")]
+    assert api == [
+        ("app.order_status_history", "cdms_api", "SELECT"),
+        ("app.order_status_history", "cdms_customer", "SELECT"),
+        ("dw.etl_source_delete", "cdms_api", "SELECT"),
+    ]
 
-    before_0023 = fresh_database()
-    with psycopg.connect(to_libpq_url(before_0023), autocommit=True) as conn:
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
         conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
         conn.execute("DELETE FROM alembic_version")
-    upgrade(before_0023, "0022_incremental_indexes")
-    then = _history_rights(before_0023)
-    # as the caller, owned by the migrating role
-    assert [f[1:] for f in then["functions"]] == [(False, None, me[0])] * 2
+    before: dict[str, dict[str, list[tuple[object, ...]]]] = {}
+    for revision in ("0022_incremental_indexes", "0023_history_by_triggers"):
+        upgrade(scratch, revision)
+        before[revision] = _trigger_rights(scratch)
+    # at 0022 every one runs as the caller, owned by the migrating role
+    assert [f[1:] for f in before["0022_incremental_indexes"]["functions"]] == [
+        (False, None, me[0])
+    ] * 3
 
-    assert downgrade(at_head, "0022_incremental_indexes") == (
-        head_revision(),
-        "0022_incremental_indexes",
-    )
-    assert _history_rights(at_head) == then
+    for revision in ("0023_history_by_triggers", "0022_incremental_indexes"):
+        assert downgrade(at_head, revision)[1] == revision
+        assert _trigger_rights(at_head) == before[revision], revision
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
-    assert _history_rights(at_head) == head
+    assert _trigger_rights(at_head) == head

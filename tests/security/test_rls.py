@@ -403,3 +403,38 @@ def test_placing_and_changing_an_order_still_write_its_history(
         ).all()
     actor = f"test:{role}"
     assert [tuple(r) for r in rows] == [(None, "pending", actor), ("pending", "cancelled", actor)]
+
+
+@pytest.mark.parametrize("role", ["customer", "service", "admin"])
+def test_the_warehouse_delete_log_is_written_by_its_trigger_only(
+    sec_engine: Engine, parties: Parties, role: str
+) -> None:
+    """Both API roles held INSERT on dw.etl_source_delete (for the trigger that logs
+    deleted app rows): any of them could log a truncation of app.customers, and the next
+    ETL run would discard the customers' SCD2 history and rebuild (or forget facts whose
+    rows exist). Only the trigger writes it now (SECURITY DEFINER, 0024)."""
+    customer = parties.a if role == "customer" else None
+    for sql in (
+        "INSERT INTO dw.etl_source_delete (source) VALUES ('customers')",
+        "INSERT INTO dw.etl_source_delete (source, key_id) VALUES ('orders', :o)",
+    ):
+        with (
+            as_principal(sec_engine, role, customer) as conn,
+            pytest.raises(sa.exc.DBAPIError) as exc,
+        ):
+            conn.execute(sa.text(sql), {"o": parties.a_orders[0]})
+        assert exc.value.orig.sqlstate == "42501", (role, sql)  # type: ignore[union-attr]
+
+
+def test_an_admins_delete_is_still_logged_for_the_warehouse(
+    sec_engine: Engine, parties: Parties
+) -> None:
+    order = parties.b_orders[-1]
+    with as_principal(sec_engine, "admin") as conn:
+        conn.execute(sa.text("DELETE FROM app.orders WHERE id = :o"), {"o": order})
+        logged = scalar(
+            conn,
+            "SELECT count(*) FROM dw.etl_source_delete WHERE source = 'orders' AND key_id = :o",
+            o=order,
+        )
+    assert logged == 1
