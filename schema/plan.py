@@ -24,8 +24,6 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLField,
-    GraphQLList,
-    GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     ListValueNode,
@@ -33,6 +31,7 @@ from graphql import (
     OperationDefinitionNode,
     ValueNode,
     VariableNode,
+    get_named_type,
 )
 from graphql.execution.collect_fields import (
     FieldDetails,
@@ -475,7 +474,7 @@ def _pred_selection(
     for key, sub in planner.subfields(gtype, details).items():
         name = sub[0].node.name.value
         gfield = gtype.fields.get(name)
-        if gfield is not None and isinstance(_named(gfield.type), GraphQLObjectType):
+        if gfield is not None and isinstance(get_named_type(gfield.type), GraphQLObjectType):
             inner = _pred_selection(planner, _object(gfield), sub)
             out.append(PredSel(key, name, gtype.name, inner))
         else:
@@ -486,14 +485,8 @@ def _pred_selection(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _named(t: Any) -> Any:
-    while isinstance(t, GraphQLNonNull | GraphQLList):
-        t = t.of_type
-    return t
-
-
 def _object(gfield: GraphQLField) -> GraphQLObjectType:
-    t = _named(gfield.type)
+    t = get_named_type(gfield.type)
     assert isinstance(t, GraphQLObjectType)
     return t
 
