@@ -121,7 +121,7 @@ class _Session:
         self.protocol = protocol
         self.legacy = protocol == LEGACY_WS
         self.principal = principal
-        self.authorization: str | None = _header(ws, "authorization")
+        self.authorization: str | None = ws.headers.get("authorization")
         self.acknowledged = False
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.watcher: asyncio.Task[None] | None = None
@@ -433,11 +433,6 @@ class _Session:
 def _error(exc: CdmsError) -> dict[str, Any]:
     message, extensions = api_error(exc)
     return {"message": message, "extensions": extensions}
-
-
-def _header(ws: WebSocket, name: str) -> str | None:
-    found = [v for k, v in ws.scope["headers"] if k.decode("latin-1").lower() == name]
-    return found[0].decode("latin-1") if found else None
 
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
