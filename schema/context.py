@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 import strawberry
@@ -26,6 +26,7 @@ from db.engine import transaction
 from db.errors import DatabaseUnavailableError, from_db_error
 
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -249,3 +250,8 @@ class Context:
 
 
 Info = strawberry.Info[Context, None]
+
+
+def typed(decorator: Any) -> Callable[[F], F]:
+    """A Strawberry field decorator, typed as keeping the resolver it decorates."""
+    return cast(Callable[[F], F], decorator)

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 import strawberry
@@ -29,7 +29,7 @@ from strawberry import UNSET
 
 from db.errors import BadUserInputError, ConflictError, NotFoundError, camel
 from schema.catalog import ENTITIES
-from schema.context import Info
+from schema.context import F, Info
 from schema.enums import (
     FeedbackKind,
     Gender,
@@ -327,9 +327,6 @@ def _idempotent(key: str | None, request: dict[str, Any], place: Write) -> Write
 
 
 # --- the mutations -----------------------------------------------------------------------
-
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _mutation(

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 import strawberry
@@ -36,7 +36,7 @@ from ml.registry import list_versions
 from ml.serving import store_for
 from ml.specs import CHURN_RISK, ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, FeatureKind, ModelSpec
 from schema import plan as P
-from schema.context import Context, Info
+from schema.context import Context, F, Info, typed
 from schema.sql import PENDING, Statement
 
 ANALYSTS = frozenset({"admin", "analyst"})
@@ -314,15 +314,9 @@ def _what_if(info: Info, spec: ModelSpec, value: object) -> Any:
     return as_type(found)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 def _root(description: str, roles: frozenset[str]) -> Callable[[F], F]:
     """A root field for ``roles`` (api/access.py reads the metadata)."""
-    decorator: Callable[[F], F] = strawberry.field(
-        description=description, metadata={"roles": roles}
-    )
-    return decorator
+    return typed(strawberry.field(description=description, metadata={"roles": roles}))
 
 
 @strawberry.type

@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from db.config import to_libpq_url
 from schema import types
 from schema.catalog import ENTITIES
-from schema.context import Info
+from schema.context import Info, typed
 from schema.enums import OrderStatus
 from schema.execute import read_node
 from schema.scalars import parse_id
@@ -139,13 +139,8 @@ def hub(url: str, channel: str) -> NotifyHub:
     return _hubs[key]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
 ORDER: Any = types.Order | None  # type: ignore[attr-defined]  # generated from the catalog
 EVERYONE = frozenset({"admin", "analyst", "service", "customer"})
-
-
-def _typed(decorator: Any) -> Callable[[F], F]:
-    return cast(Callable[[F], F], decorator)
 
 
 @strawberry.type(description="An order changed status.")
@@ -156,7 +151,7 @@ class OrderStatusEvent:
     to_status: OrderStatus
     changed_at: dt.datetime
 
-    @_typed(strawberry.field(description="The order as it is now.", graphql_type=ORDER))
+    @typed(strawberry.field(description="The order as it is now.", graphql_type=ORDER))
     async def order(self, info: Info) -> Any:
         return await read_node(info, ENTITIES["Order"], int(self.order_id))
 
@@ -236,7 +231,7 @@ def _events(
 
 @strawberry.type
 class OrderSubscriptions:
-    @_typed(strawberry.subscription(metadata={"roles": EVERYONE}))
+    @typed(strawberry.subscription(metadata={"roles": EVERYONE}))
     async def order_status_changed(
         self, info: Info, customer_id: strawberry.ID
     ) -> AsyncGenerator[OrderStatusEvent, None]:

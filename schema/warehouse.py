@@ -25,8 +25,8 @@ import strawberry
 from db.config import to_libpq_url
 from etl import status as etl_status
 from schema.catalog import STAFF
-from schema.context import Info
-from schema.subscriptions import _typed, hub, payload_ints
+from schema.context import Info, typed
+from schema.subscriptions import hub, payload_ints
 
 
 @strawberry.enum(description="The state of the last pipeline run.")
@@ -82,7 +82,7 @@ def _update(s: etl_status.WarehouseStatus) -> WarehouseUpdate:
 
 @strawberry.type
 class WarehouseQueries:
-    @_typed(
+    @typed(
         strawberry.field(
             metadata={"roles": STAFF},
             description="How fresh the warehouse is: its version, the newest change it holds,"
@@ -95,7 +95,7 @@ class WarehouseQueries:
 
 @strawberry.type
 class WarehouseSubscriptions:
-    @_typed(
+    @typed(
         strawberry.subscription(
             metadata={"roles": STAFF},
             description="An event each time a pipeline run publishes a new warehouse version.",
