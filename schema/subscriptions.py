@@ -33,7 +33,7 @@ import psycopg
 import sqlalchemy as sa
 import strawberry
 from psycopg import sql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from db.config import to_libpq_url
 from schema import types
@@ -131,8 +131,9 @@ def payload_ints(payload: str, *keys: str) -> tuple[int, ...] | None:
 _hubs: dict[tuple[str, str, int], NotifyHub] = {}
 
 
-def hub(url: str, channel: str) -> NotifyHub:
-    """The hub for ``channel`` on ``url`` in this process (and this event loop)."""
+def hub(engine: Engine, channel: str) -> NotifyHub:
+    """The hub for ``channel`` on ``engine``'s database in this process (and event loop)."""
+    url = to_libpq_url(engine.url.render_as_string(hide_password=False))
     key = (url, channel, id(asyncio.get_running_loop()))
     if key not in _hubs:
         _hubs[key] = NotifyHub(url, channel)
@@ -237,12 +238,11 @@ class OrderSubscriptions:
     ) -> AsyncGenerator[OrderStatusEvent, None]:
         wanted = parse_id(customer_id, "customerId")
         ctx = info.context
-        url = to_libpq_url(ctx.engine.url.render_as_string(hide_password=False))
         try:
             # before listening: a change committed in between is told with the next one
             told = await ctx.db.run(_told(wanted))
             await ctx.close()
-            notes = hub(url, CHANNEL)
+            notes = hub(ctx.engine, CHANNEL)
             async with notes.subscribe() as queue:
                 while True:
                     payload = await queue.get()

@@ -22,7 +22,6 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from db.config import to_libpq_url
 from etl import status as etl_status
 from schema.catalog import STAFF
 from schema.context import Info, typed
@@ -103,12 +102,11 @@ class WarehouseSubscriptions:
     )
     async def warehouse_updated(self, info: Info) -> AsyncGenerator[WarehouseUpdate, None]:
         ctx = info.context
-        url = to_libpq_url(ctx.engine.url.render_as_string(hide_password=False))
         try:
             # before listening: a publish in between is told with the next one
             told = (await ctx.db.run(etl_status.warehouse_status)).version
             await ctx.close()
-            notes = hub(url, etl_status.UPDATED_CHANNEL)
+            notes = hub(ctx.engine, etl_status.UPDATED_CHANNEL)
             async with notes.subscribe() as queue:
                 while True:
                     payload = await queue.get()
