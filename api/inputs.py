@@ -44,7 +44,7 @@ from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities import validate_input_value
 
 from db.errors import CdmsError
-from schema.errors import api_terms, original_error
+from schema.errors import api_terms, original_error, retold
 
 Path = list[str | int]
 
@@ -164,10 +164,4 @@ def _told(error: GraphQLError, refusal: CdmsError, path: Path) -> GraphQLError:
     message, extensions = api_terms(
         refusal.code, f"{where}invalid {field}: {refusal.message}", fields
     )
-    return GraphQLError(
-        message,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        extensions={**(error.extensions or {}), **extensions},
-    )
+    return retold(error, message, extensions)

@@ -61,7 +61,7 @@ from db.errors import (
     from_db_error,
     shown,
 )
-from schema.errors import api_error, bounded
+from schema.errors import api_error, bounded, retold
 
 
 class PersistedQueryNotFoundError(CdmsError):
@@ -510,10 +510,4 @@ def _coded(error: GraphQLError) -> GraphQLError:
     aborted = "tokens. Parsing aborted" in error.message or error.message == "Validation aborted."
     code = "QUERY_TOO_COMPLEX" if aborted else "BAD_USER_INPUT"
     told = "code" in (error.extensions or {})  # a scalar's refusal in its words: api.inputs
-    return GraphQLError(
-        bounded(error.message, quoted=not told),
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        extensions={**(error.extensions or {}), "code": code},
-    )
+    return retold(error, bounded(error.message, quoted=not told), {"code": code})

@@ -192,11 +192,11 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         orig = from_db_error(orig) or orig
     if isinstance(orig, CdmsError):
         message, ext = api_error(orig)
-        return _with(error, message, ext)
+        return retold(error, message, ext)
     if orig is None:
         if any(m in error.message for m in _COMPLEXITY_MARKERS):
-            return _with(error, error.message, {"code": QueryTooComplexError.code})
-        return _with(error, bounded(error.message), {"code": "BAD_USER_INPUT"})
+            return retold(error, error.message, {"code": QueryTooComplexError.code})
+        return retold(error, bounded(error.message), {"code": "BAD_USER_INPUT"})
     log.error(
         "request %s: unexpected error at %s: %s",
         request_id,
@@ -205,10 +205,12 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
         exc_info=orig,
     )
     # masked: none of the unexpected error's own extensions either
-    return _with(error, INTERNAL_MESSAGE, {"code": "INTERNAL", "requestId": request_id}, keep=False)
+    return retold(
+        error, INTERNAL_MESSAGE, {"code": "INTERNAL", "requestId": request_id}, keep=False
+    )
 
 
-def _with(
+def retold(
     error: GraphQLError, message: str, ext: dict[str, Any], *, keep: bool = True
 ) -> GraphQLError:
     """``error`` told with ``message``, its extensions (``keep``) updated with ``ext``."""
