@@ -82,10 +82,10 @@ def plan_operation(
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {})
     if isinstance(coerced, list):
         return None  # variables that do not coerce: graphql-core reports them
-    reader = Reader(schema, document, coerced, MODEL, role)
+    reader = Reader(schema, document, operation, coerced, MODEL, role)
     fields: list[_Field] = []
     try:
-        for key, nodes in reader.collect([operation.selection_set]).items():
+        for key, nodes in reader.roots().items():
             name = nodes[0].name.value
             if name == "__typename":
                 fields.append(_Field(key, nodes, None))

@@ -45,9 +45,8 @@ def operation_reader(info: Info) -> tuple[Reader, list[FieldNode]]:
     of this root field, on the schema the pipeline validated against."""
     ctx = info.context
     op = ctx.operation
-    fields = ctx.reads.root_fields(op.document, op.operation, op.coerced)[info.path.key]
-    reader = Reader(ctx.reads.gschema, op.document, op.coerced, MODEL, ctx.role)
-    return reader, [f.node for f in fields]
+    reader = Reader(ctx.reads.gschema, op.document, op.operation, op.coerced, MODEL, ctx.role)
+    return reader, reader.roots()[str(info.path.key)]
 
 
 def answer_and_status(

@@ -18,13 +18,15 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLIncludeDirective,
     GraphQLObjectType,
     GraphQLSchema,
-    GraphQLSkipDirective,
-    InlineFragmentNode,
-    SelectionSetNode,
+    OperationDefinitionNode,
+)
+from graphql.execution.collect_fields import (
+    FieldDetails,
+    FragmentDetails,
+    collect_fields,
+    collect_subfields,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 
@@ -70,13 +72,17 @@ class Reader:
         self,
         schema: GraphQLSchema,
         document: DocumentNode,
+        operation: OperationDefinitionNode,
         variables: Any,
         model: Model,
         role: str | None,
     ) -> None:
         self.schema = schema
+        self.operation = operation
         self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+            d.name.value: FragmentDetails(d)
+            for d in document.definitions
+            if isinstance(d, FragmentDefinitionNode)
         }
         self.variables = variables_of(variables)
         self.model = model
@@ -85,41 +91,23 @@ class Reader:
         # the cube's answer (schema.cube.celldrill), not by the cube's SQL
         self.drills: dict[str, Nodes] = {}
 
-    # -- collecting fields -------------------------------------------------------------
-    def collect(self, selection_sets: list[SelectionSetNode | None]) -> dict[str, Nodes]:
-        """The fields of the selection sets by response key, in document order."""
-        out: dict[str, Nodes] = {}
-        for selection_set in selection_sets:
-            self._walk(selection_set, out, set())
-        return out
+    # -- collecting fields (graphql-core's CollectFields) --------------------------------
+    def roots(self) -> dict[str, Nodes]:
+        """The operation's root fields by response key, in document order."""
+        root = self.schema.get_root_type(self.operation.operation)
+        assert root is not None
+        found = collect_fields(self.schema, self.fragments, self.variables, root, self.operation)
+        return {k: [d.node for d in v] for k, v in found.grouped_field_set.items()}
 
-    def _walk(
-        self, selection_set: SelectionSetNode | None, out: dict[str, Nodes], seen: set[str]
-    ) -> None:
-        for sel in selection_set.selections if selection_set else ():
-            if not self._included(sel):
-                continue
-            if isinstance(sel, FieldNode):
-                out.setdefault(sel.alias.value if sel.alias else sel.name.value, []).append(sel)
-            elif isinstance(sel, InlineFragmentNode):
-                self._walk(sel.selection_set, out, seen)
-            elif isinstance(sel, FragmentSpreadNode):
-                name = sel.name.value
-                fragment = self.fragments.get(name)
-                if fragment is not None and name not in seen:
-                    self._walk(fragment.selection_set, out, seen | {name})
-
-    def _included(self, node: Any) -> bool:
-        """``@skip(if:)`` / ``@include(if:)``, as GraphQL applies them."""
-        for d in node.directives or ():
-            name = d.name.value
-            if name not in ("skip", "include"):
-                continue
-            directive = GraphQLSkipDirective if name == "skip" else GraphQLIncludeDirective
-            flag = bool(get_argument_values(directive, d, self.variables)["if"])
-            if flag == (name == "skip"):
-                return False
-        return True
+    def collect(self, parent: str, nodes: Nodes) -> dict[str, Nodes]:
+        """The fields selected under ``nodes`` (of type ``parent``) by response key."""
+        gtype = self.schema.get_type(parent)
+        assert isinstance(gtype, GraphQLObjectType)
+        details = [FieldDetails(n, None) for n in nodes]
+        found = collect_subfields(
+            self.schema, self.fragments, self.variables, self.operation, gtype, details
+        )
+        return {k: [d.node for d in v] for k, v in found.grouped_field_set.items()}
 
     def arguments(self, parent: str, nodes: Nodes) -> dict[str, Any]:
         kind = self.schema.get_type(parent)
@@ -155,7 +143,7 @@ class Reader:
         dims: list[DimensionField] = []
         entries: list[tuple[str, Entry]] = []
         self.drills = {}
-        for key, parts in self.collect([n.selection_set for n in nodes]).items():
+        for key, parts in self.collect("CubeRow", nodes).items():
             name = parts[0].name.value
             if name == "__typename":
                 entries.append((key, Const("CubeRow")))
@@ -178,7 +166,7 @@ class Reader:
         dims: list[DimensionField],
     ) -> Obj:
         entries: list[tuple[str, Entry]] = []
-        for key, parts in self.collect([n.selection_set for n in nodes]).items():
+        for key, parts in self.collect(type_name(cube), nodes).items():
             name = parts[0].name.value
             alias = f"{prefix}.{key}"
             if name == "__typename":
@@ -199,7 +187,7 @@ class Reader:
                 entries.append((key, DimensionOut(len(dims) - 1)))
                 continue
             grains: list[tuple[str, Entry]] = []
-            for gkey, gparts in self.collect([p.selection_set for p in parts]).items():
+            for gkey, gparts in self.collect(type_name(cube, name), parts).items():
                 gname = gparts[0].name.value
                 if gname == "__typename":
                     grains.append((gkey, Const(type_name(cube, name))))
