@@ -144,18 +144,12 @@ def client_bucket(scope: Scope) -> str:
     return f"addr:{client[0] if client else 'unknown'}"
 
 
+@dataclass(eq=False)
 class SecurityMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        engine: Engine,
-        config: SecurityConfig,
-        rate: RateLimiter | None = None,
-    ) -> None:
-        self.app = app
-        self.engine = engine
-        self.config = config
-        self.rate = rate
+    app: ASGIApp
+    engine: Engine
+    config: SecurityConfig
+    rate: RateLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"} or scope["path"] in OPEN_PATHS:

@@ -14,7 +14,7 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -76,6 +76,7 @@ def busy_error() -> DatabaseUnavailableError:
     return DatabaseUnavailableError("the server is busy (no database connection free); try again")
 
 
+@dataclass(eq=False)
 class RequestDb:
     """The request's read connection: one read-only transaction, ended with COMMIT (the
     same outcome as ROLLBACK for it, but psycopg deallocates its prepared statements on
@@ -83,21 +84,14 @@ class RequestDb:
     their fifth run, and PostgreSQL stops planning them per request). A failed statement
     rolls back."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        settings: tuple[str, dict[str, str]],
-        *,
-        fallback: Engine | None = None,
-        on_failure: Callable[[Engine], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.settings = settings  # session_statement(..., read_only=True)
-        # a replica's reads: the primary to use instead when the replica cannot be reached
-        self.fallback = fallback
-        self.on_failure = on_failure
-        self._conn: Connection | None = None
-        self._lock = asyncio.Lock()
+    engine: Engine
+    settings: tuple[str, dict[str, str]]  # session_statement(..., read_only=True)
+    _: KW_ONLY
+    # a replica's reads: the primary to use instead when the replica cannot be reached
+    fallback: Engine | None = None
+    on_failure: Callable[[Engine], None] | None = None
+    _conn: Connection | None = field(default=None, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def _connect(self) -> Connection:
         if self.fallback is None or self.fallback is self.engine:
