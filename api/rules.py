@@ -284,11 +284,7 @@ class _Measurer:
                 sub = self.selection(sel.selection_set, target)
                 # introspection (__Schema, __Type, ...) is the schema's shape, not data: it
                 # counts for fields and roles, not for depth (GraphiQL's query nests ofType)
-                depth = max(depth, 1 if _introspective(target) else 1 + sub.depth)
-                count += sub.fields
-                aliases += sub.aliases
-                uses |= sub.uses
-                args.extend(sub.args)
+                sub_depth = 1 if _introspective(target) else 1 + sub.depth
                 if isinstance(target, GraphQLObjectType) and target.name.endswith("Connection"):
                     given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
                     pages.append((arg if given else None, sub.cost))
@@ -302,13 +298,9 @@ class _Measurer:
                 if inner is None:
                     continue
                 sub = self.selection(sel.selection_set, inner)
-                depth = max(depth, sub.depth)
-                count += sub.fields
-                aliases += sub.aliases
-                uses |= sub.uses
-                args.extend(sub.args)
+                sub_depth = sub.depth
                 nested.append(sub.cost)
-            elif isinstance(sel, FragmentSpreadNode):
+            elif isinstance(sel, FragmentSpreadNode):  # (its uses and args: once, by shape_of)
                 name = sel.name.value
                 frag = self.done.get(name)
                 if frag is None:
@@ -317,6 +309,12 @@ class _Measurer:
                 count += frag.fields
                 aliases += frag.aliases
                 own_spreads.append(name)
+                continue
+            depth = max(depth, sub_depth)
+            count += sub.fields
+            aliases += sub.aliases
+            uses |= sub.uses
+            args.extend(sub.args)
         cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows))
         aliases = min(aliases, self.limits.max_aliases + 1)
         return Measure(depth, count, frozenset(uses), tuple(args), cost, aliases)
