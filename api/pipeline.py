@@ -45,7 +45,6 @@ from api.ratelimit import RateLimitedError, RateLimiter
 from api.rules import (
     Access,
     Limits,
-    QueryTooComplexError,
     Shape,
     check_arguments,
     check_cost,
@@ -61,7 +60,7 @@ from db.errors import (
     from_db_error,
     shown,
 )
-from schema.errors import api_error, bounded, retold
+from schema.errors import QueryTooComplexError, api_error, bounded, retold
 
 
 class PersistedQueryNotFoundError(CdmsError):

@@ -55,11 +55,8 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 
-from db.errors import CdmsError, ForbiddenError
-
-
-class QueryTooComplexError(CdmsError):
-    code = "QUERY_TOO_COMPLEX"
+from db.errors import ForbiddenError
+from schema.errors import QueryTooComplexError
 
 
 @dataclass(frozen=True)
