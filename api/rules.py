@@ -54,6 +54,7 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
+from graphql.validation import ASTValidationContext
 
 from db.errors import ForbiddenError
 from schema.errors import QueryTooComplexError
@@ -210,6 +211,8 @@ class _Measurer:
             d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.done: dict[str, Measure] = {}
+        # for graphql-core's lookup of the spreads in a selection set (nothing is validated)
+        self.context = ASTValidationContext(doc, on_error=lambda _: None)
 
     def fragment_order(self, roots: Iterable[str]) -> list[str]:
         """Fragments reachable from ``roots``, each after the fragments it spreads
@@ -233,7 +236,11 @@ class _Measurer:
         return order
 
     def _spreads_of(self, name: str) -> list[str]:
-        return _spreads_in(self.fragments[name].selection_set)
+        return self.spreads(self.fragments[name].selection_set)
+
+    def spreads(self, sel_set: SelectionSetNode) -> list[str]:
+        """The fragment names spread anywhere in a selection set (not through fragments)."""
+        return [s.name.value for s in self.context.get_fragment_spreads(sel_set)]
 
     def fragment(self, name: str) -> Measure:
         frag = self.fragments[name]
@@ -325,7 +332,7 @@ def shape_of(
     root_type = schema.get_root_type(op.operation)
     assert root_type is not None
     # every fragment the operation reaches, measured once, dependencies first
-    order = m.fragment_order(_spreads_in(op.selection_set))
+    order = m.fragment_order(m.spreads(op.selection_set))
     for name in order:
         m.fragment(name)
     own = m.selection(op.selection_set, root_type)
@@ -350,19 +357,6 @@ def shape_of(
         cost=own.cost,
         fragment_costs=tuple((n, m.done[n].cost) for n in order),
     )
-
-
-def _spreads_in(sel_set: SelectionSetNode) -> list[str]:
-    """The fragment names spread anywhere in a selection set (not through fragments)."""
-    out: list[str] = []
-    stack = [sel_set]
-    while stack:
-        for sel in stack.pop().selections:
-            if isinstance(sel, FragmentSpreadNode):
-                out.append(sel.name.value)
-            elif isinstance(sel, FieldNode | InlineFragmentNode) and sel.selection_set:
-                stack.append(sel.selection_set)
-    return out
 
 
 def _root_fields(
