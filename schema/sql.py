@@ -31,6 +31,7 @@ the JSON array ``[ordering, key values...]``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -345,22 +346,15 @@ class _Builder:
         return f"(SELECT {cols.replace('{t}', t)} FROM {args.entity.table} AS {t}{where})"
 
     def aggregate(self, sel: P.Aggregate, args: P.ConnArgs, src: str | None) -> str:
-        pairs: list[tuple[str, str]] = []
-        for f in sel.fields:
-            if isinstance(f, P.Const):
-                pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.Leaf):  # count
-                pairs.append((f.key, "count(*)"))
-            else:
-                part: list[tuple[str, str]] = []
-                for v in f.fields:
-                    if isinstance(v, P.Const):
-                        part.append((v.key, lit(v.value)))
-                    else:
-                        kind = Kind.DECIMAL if f.fn == "avg" else v.col.kind
-                        part.append((v.key, value(f"{f.fn}({{t}}.{v.col.column})", kind)))
-                pairs.append((f.key, obj(part)))
-        return self._stats(args, src, obj(pairs))
+        def part(f: P.Leaf | P.AggPart) -> str:
+            if isinstance(f, P.Leaf):  # count
+                return "count(*)"
+            fn, avg = f.fn, Kind.DECIMAL if f.fn == "avg" else None
+            return _fields(
+                f.fields, lambda v: value(f"{fn}({{t}}.{v.col.column})", avg or v.col.kind)
+            )
+
+        return self._stats(args, src, _fields(sel.fields, part))
 
     def conn(self, sel: P.Conn, src: str | None, path: tuple[str | None, ...]) -> str:
         args = sel.args
@@ -399,17 +393,15 @@ class _Builder:
     def edges(
         self, sel: P.Edges, args: P.ConnArgs, x: str, n: str, path: tuple[str | None, ...]
     ) -> str:
-        pairs: list[tuple[str, str]] = []
-        for f in sel.fields:
-            if isinstance(f, P.Const):
-                pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.Leaf):  # cursor
-                pairs.append((f.key, cursor(args, x)))
-            else:
-                pairs.append((f.key, self.node(f.node, x, (*path, f.key))))
+        def sql(f: P.Leaf | P.EdgeNode) -> str:  # a Leaf: the cursor
+            return (
+                cursor(args, x) if isinstance(f, P.Leaf) else self.node(f.node, x, (*path, f.key))
+            )
+
         shown = f"{x}.__rn {'DESC' if args.page.backward else 'ASC'}"
         return (
-            f"coalesce(json_agg({obj(pairs)} ORDER BY {shown}) FILTER (WHERE {x}.__rn <= {n}),"
+            f"coalesce(json_agg({_fields(sel.fields, sql)} ORDER BY {shown})"
+            f" FILTER (WHERE {x}.__rn <= {n}),"
             f" {_EMPTY})"
         )
 
@@ -433,9 +425,13 @@ class _Builder:
             "startCursor": end(last=False),
             "endCursor": end(last=True),
         }
-        return obj(
-            [(f.key, lit(f.value) if isinstance(f, P.Const) else sql[f.name]) for f in sel.fields]
-        )
+        return _fields(sel.fields, lambda f: sql[f.name])
+
+
+def _fields(fields: Iterable[Any], sql: Callable[[Any], str]) -> str:
+    """The JSON object of the selected ``fields`` by response key, in order: ``__typename``
+    its constant, any other field ``sql(field)``."""
+    return obj([(f.key, lit(f.value) if isinstance(f, P.Const) else sql(f)) for f in fields])
 
 
 def _stored(fields: tuple[P.PredSel, ...], c: str, model: str) -> str:
