@@ -263,25 +263,21 @@ class _Builder:
 
     # --- nodes -------------------------------------------------------------------------
     def node(self, node: P.Node, src: str, path: tuple[str | None, ...]) -> str:
-        pairs: list[tuple[str, str]] = []
-        for sel in node.fields:
-            if isinstance(sel, P.Const):
-                pairs.append((sel.key, lit(sel.value)))
-            elif isinstance(sel, P.Value):
-                pairs.append((sel.key, value(f"{src}.{sel.col.column}", sel.col.kind)))
-            elif isinstance(sel, P.Join):
+        def field(sel: P.Value | P.Join | P.Conn | P.Predict) -> str:
+            if isinstance(sel, P.Value):
+                return value(f"{src}.{sel.col.column}", sel.col.kind)
+            if isinstance(sel, P.Join):
                 rel, many = sel.rel, sel.rel.shape is Shape.LIST
                 at = (*path, sel.key, None) if many else (*path, sel.key)
-                on = f"{src}.{rel.local}"
-                pairs.append((sel.key, self.rows(sel.node, at, rel.remote, on, many=many)))
-            elif isinstance(sel, P.Conn):
-                pairs.append((sel.key, self.conn(sel, src, (*path, sel.key))))
-            elif isinstance(sel, P.Predict):
+                return self.rows(sel.node, at, rel.remote, f"{src}.{rel.local}", many=many)
+            if isinstance(sel, P.Conn):
+                return self.conn(sel, src, (*path, sel.key))
+            if isinstance(sel, P.Predict):
                 self.sites.append(PredictionSite((*path, sel.key), sel))
-                pairs.append((sel.key, self.predict(sel, src)))
-            else:
-                assert_never(sel)
-        return obj(pairs)
+                return self.predict(sel, src)
+            assert_never(sel)
+
+        return _fields(node.fields, field)
 
     def predict(self, sel: P.Predict, src: str) -> str:
         """The stored prediction (ml.stored: joined by key, used when its model version is
@@ -361,21 +357,19 @@ class _Builder:
         paged = any(isinstance(f, P.Edges | P.PageInfo) for f in sel.fields)
         x = self.alias("x") if paged else ""
         n = str(args.page.size)
-        pairs: list[tuple[str, str]] = []
-        for f in sel.fields:
-            if isinstance(f, P.Const):
-                pairs.append((f.key, lit(f.value)))
-            elif isinstance(f, P.Leaf):  # totalCount
-                pairs.append((f.key, self._stats(args, src, "count(*)")))
-            elif isinstance(f, P.Aggregate):
-                pairs.append((f.key, self.aggregate(f, args, src)))
-            elif isinstance(f, P.Edges):
-                pairs.append((f.key, self.edges(f, args, x, n, (*path, f.key, None))))
-            elif isinstance(f, P.PageInfo):
-                pairs.append((f.key, self.page_info(f, args, x, n)))
-            else:
-                assert_never(f)
-        body = obj(pairs)
+
+        def field(f: P.Leaf | P.Aggregate | P.Edges | P.PageInfo) -> str:
+            if isinstance(f, P.Leaf):  # totalCount
+                return self._stats(args, src, "count(*)")
+            if isinstance(f, P.Aggregate):
+                return self.aggregate(f, args, src)
+            if isinstance(f, P.Edges):
+                return self.edges(f, args, x, n, (*path, f.key, None))
+            if isinstance(f, P.PageInfo):
+                return self.page_info(f, args, x, n)
+            assert_never(f)
+
+        body = _fields(sel.fields, field)
         if not paged:
             for given in (args.page.after, args.page.before):
                 if given is not None:  # still a cursor of this ordering, or BAD_USER_INPUT
@@ -470,20 +464,19 @@ def _stored(fields: tuple[P.PredSel, ...], c: str, model: str) -> str:
 def statement(roots: list[P.RootSel], variables: dict[str, Any]) -> Statement:
     """``SELECT <data json> AS data``: one row, one column, with its parameters."""
     b = _Builder(variables)
-    pairs: list[tuple[str, str]] = []
-    for sel in roots:
-        if isinstance(sel, P.Const):
-            pairs.append((sel.key, lit(sel.value)))
-        elif isinstance(sel, P.ById):
-            pairs.append((sel.key, b.rows(sel.node, (sel.key,), "id", sel.id)))
-        elif isinstance(sel, P.Conn):
-            pairs.append((sel.key, b.conn(sel, None, (sel.key,))))
-        else:
-            assert_never(sel)
+
+    def root(sel: P.ById | P.Conn) -> str:
+        if isinstance(sel, P.ById):
+            return b.rows(sel.node, (sel.key,), "id", sel.id)
+        if isinstance(sel, P.Conn):
+            return b.conn(sel, None, (sel.key,))
+        assert_never(sel)
+
+    data = _fields(roots, root)
     if len(b.params) > MAX_PARAMS:
         raise QueryTooComplexError(
             f"the query binds {len(b.params)} values (filter values, cursors, ids), more than"
             f" {MAX_PARAMS}: send fewer, or one `in` list instead of an `or` of equalities",
             limit=MAX_PARAMS,
         )
-    return Statement(f"SELECT {obj(pairs)} AS data", b.params, b.sites, b.checks)
+    return Statement(f"SELECT {data} AS data", b.params, b.sites, b.checks)
