@@ -578,9 +578,8 @@ class Executor:
             return await self._read(prepared, ctx)
         if self.reads.cubes(operation, names):
             fast = await execute_fast(
-                self.reads.gschema, prepared.document, prepared.operation_name,
-                prepared.variables, ctx,
-            )  # fmt: skip
+                self.reads.gschema, prepared.document, operation, prepared.coerced, ctx
+            )
             if fast is not None:
                 errors = [classify(e, ctx.request_id).formatted for e in fast.errors]
                 extensions = self._extensions({"cube": fast.reports} if fast.reports else {})

@@ -8,14 +8,14 @@ the rows are joined into the ``data`` object as text, and nothing walks the cell
 
 The interface, for whoever executes GraphQL requests:
 
-    fast = await execute_fast(schema, document, operation_name, variables, context)
+    fast = await execute_fast(schema, document, operation, variables, context)
 
 ``schema`` is graphql-core's schema, ``document`` the parsed *and validated* document (the
-query limits and role rules must have run), ``variables`` the raw variable values,
-``context`` the request's ``schema.context.Context`` (its ``db.run``, ``role``). It returns
-None when the operation is not for this path, or when reading it finds bad input (the
-ordinary resolver then runs and reports the error with its path, as usual); otherwise a
-``FastResult``:
+query limits and role rules must have run), ``operation`` its query to run, ``variables``
+the coerced variable values (api.pipeline.Prepared.coerced), ``context`` the request's
+``schema.context.Context`` (its ``db.run``, ``role``). It returns None when the operation
+is not for this path, or when reading it finds bad input (the ordinary resolver then runs
+and reports the error with its path, as usual); otherwise a ``FastResult``:
 
 - ``data``: the response's ``data`` object as JSON text (``"null"`` after an error),
 - ``errors``: GraphQL errors (a failure while running, e.g. a timeout; codes unset: the
@@ -38,10 +38,8 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
-    OperationType,
 )
-from graphql.execution.values import get_variable_values
-from graphql.utilities import get_operation_ast
+from graphql.execution.values import VariableValues
 
 from db.errors import CdmsError
 from schema.cube.extension import report_entry
@@ -69,20 +67,12 @@ class _Field:
 def plan_operation(
     schema: GraphQLSchema,
     document: DocumentNode,
-    operation_name: str | None,
-    variables: dict[str, Any] | None,
+    operation: OperationDefinitionNode,
+    variables: VariableValues,
     role: str | None,
 ) -> list[_Field] | None:
     """The operation's root fields as cube requests; None if it is not for this path."""
-    operation = get_operation_ast(document, operation_name)
-    if not isinstance(operation, OperationDefinitionNode):
-        return None
-    if operation.operation is not OperationType.QUERY:
-        return None
-    coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {})
-    if isinstance(coerced, list):
-        return None  # variables that do not coerce: graphql-core reports them
-    reader = Reader(schema, document, operation, coerced, MODEL, role)
+    reader = Reader(schema, document, operation, variables, MODEL, role)
     fields: list[_Field] = []
     try:
         for key, nodes in reader.roots().items():
@@ -108,12 +98,12 @@ def plan_operation(
 async def execute_fast(
     schema: GraphQLSchema,
     document: DocumentNode,
-    operation_name: str | None,
-    variables: dict[str, Any] | None,
+    operation: OperationDefinitionNode,
+    variables: VariableValues,
     context: Any,
 ) -> FastResult | None:
     role = getattr(context, "role", None)
-    fields = plan_operation(schema, document, operation_name, variables, role)
+    fields = plan_operation(schema, document, operation, variables, role)
     if fields is None or not hasattr(context, "db"):
         return None
     parts: list[str] = []
