@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -50,10 +51,7 @@ CSP = (
 
 
 def wants_html(scope: Scope) -> bool:
-    for name, value in scope.get("headers", []):
-        if name == b"accept":
-            return b"text/html" in value.lower()
-    return False
+    return "text/html" in Headers(scope=scope).get("accept", "").lower()
 
 
 def respond(path: str, method: str) -> Response:
