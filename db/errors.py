@@ -88,6 +88,12 @@ class BadUserInputError(CdmsError):
     code = "BAD_USER_INPUT"
 
 
+class QueryTooComplexError(CdmsError):
+    """A request past a size limit (``limit``: the limit), refused before it is built."""
+
+    code = "QUERY_TOO_COMPLEX"
+
+
 class NotFoundError(CdmsError):
     code = "NOT_FOUND"
 
