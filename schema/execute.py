@@ -55,7 +55,7 @@ from schema import plan as P
 from schema.catalog import ENTITIES, ROOTS, Entity
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
-from schema.errors import classify
+from schema.errors import QueryTooComplexError, classify
 from schema.scalars import (
     parse_date,
     parse_datetime,
@@ -64,7 +64,7 @@ from schema.scalars import (
     parse_money,
     parse_text,
 )
-from schema.sql import Statement, statement
+from schema.sql import MAX_PARAMS, Statement, statement
 
 log = logging.getLogger("cdms.api.execute")
 
@@ -227,10 +227,11 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
     that does not convert (an id, a cursor, a date-time...)."""
     out: dict[str, Any] = {}
     cursors: dict[tuple[Any, str], list[Any]] = {}
+    raws = [P.resolve(p.src, variables) for p in stmt.params]
+    _bounded(raws)
     for check in stmt.checks:
         decode_cursor(P.resolve(check.src, variables), check.cursor[0] if check.cursor else "")
-    for i, p in enumerate(stmt.params):
-        raw = P.resolve(p.src, variables)
+    for i, (p, raw) in enumerate(zip(stmt.params, raws, strict=True)):
         if p.cursor is None:
             out[f"p{i}"] = _convert(p.conv, raw)
             continue
@@ -242,6 +243,18 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
             raise BadUserInputError("invalid cursor", field="cursor")
         out[f"p{i}"] = _cursor_value(p.conv, values[index])
     return out
+
+
+def _bounded(raws: list[Any]) -> None:
+    """QUERY_TOO_COMPLEX past ``MAX_PARAMS`` values, an `in` list counting each of its items,
+    before any is converted (300,000 ids held the event loop 1.1-1.5 s)."""
+    values = sum(len(r) if isinstance(r, list | tuple) else 1 for r in raws)
+    if values > MAX_PARAMS:
+        raise QueryTooComplexError(
+            f"the query binds {values:,} values (filter values and `in` lists item by item,"
+            f" cursors, ids), more than {MAX_PARAMS:,}: send fewer",
+            limit=MAX_PARAMS,
+        )
 
 
 def _cursor_value(conv: str, value: Any) -> Any:

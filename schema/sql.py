@@ -41,6 +41,7 @@ from schema.errors import QueryTooComplexError
 
 # values one statement binds: PostgreSQL's protocol allows 65,535, and each one costs the
 # server time on every row it tests (an "or" of 20,000 ids took ~1 s); an `in` list is one
+# parameter of the statement, each of its items one value (schema.execute.bind counts them)
 MAX_PARAMS = 5_000
 # a request's filters: their nodes (each object of a filter tree) and relation tests (one
 # EXISTS each). An "or" of 5,000 relation tests binds no value, and PostgreSQL planned it
