@@ -22,12 +22,16 @@ from sqlalchemy.engine import Engine
 
 from db.errors import CdmsError, DatabaseUnavailableError, from_db_error
 
+MAX_RETRY_AFTER = 3_600  # seconds a 429 tells a client to wait, at most
+
 
 class RateLimitedError(CdmsError):
     code = "RATE_LIMITED"
 
     def __init__(self, rate: float, wait_s: float) -> None:
-        self.retry_after = max(1, math.ceil(wait_s))
+        # whole seconds, 1 to MAX_RETRY_AFTER whatever the rate (NaN and infinity too)
+        wait = wait_s if math.isfinite(wait_s) else MAX_RETRY_AFTER
+        self.retry_after = max(1, math.ceil(min(wait, MAX_RETRY_AFTER)))
         super().__init__(
             f"rate limit of {rate:g} requests/s exceeded; retry after {self.retry_after} s",
             retryAfter=self.retry_after,

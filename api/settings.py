@@ -222,15 +222,26 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return out
 
 
+MIN_RATE, MAX_RATE = 0.01, 1_000_000.0  # operations/s of CDMS_RATE_LIMIT (0: off)
+MAX_BURST = 1_000_000
+
+
 def _rate(raw: str | None, production: bool) -> tuple[float, int]:
     if raw is None or not raw.strip():
         return (50.0, 100) if production else (0.0, 0)
     head, _, tail = raw.partition(",")
     try:
         rate = float(head)
-        burst = int(tail) if tail.strip() else max(1, math.ceil(rate * 2))
+        burst = int(tail) if tail.strip() else max(1, math.ceil(min(rate, MAX_RATE) * 2))
     except (ValueError, OverflowError):
         raise ValueError(f"CDMS_RATE_LIMIT must be RATE[,BURST], got {raw!r}") from None
     if not math.isfinite(rate) or rate < 0 or burst < 0 or (rate > 0 and burst < 1):
         raise ValueError(f"CDMS_RATE_LIMIT must be positive, got {raw!r}")
+    # a rate of 1e-300 made the next 429 say Retry-After in 301 digits
+    if rate > 0 and not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(
+            f"CDMS_RATE_LIMIT's rate must be {MIN_RATE:g} to {MAX_RATE:.0f}, got {raw!r}"
+        )
+    if rate > 0 and burst > MAX_BURST:
+        raise ValueError(f"CDMS_RATE_LIMIT's burst must be 1 to {MAX_BURST}, got {raw!r}")
     return rate, burst

@@ -36,6 +36,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CDMS_JWT_LEEWAY_SECONDS", "inf", "CDMS_JWT_LEEWAY_SECONDS must be a finite number"),
         ("CDMS_RATE_LIMIT", "fast", "CDMS_RATE_LIMIT must be RATE[,BURST], got 'fast'"),
         ("CDMS_RATE_LIMIT", "10,0", "CDMS_RATE_LIMIT must be positive"),
+        # a rate of 1e-300 was accepted and the next 429 said Retry-After in 301 digits
+        ("CDMS_RATE_LIMIT", "1e-300,1", "CDMS_RATE_LIMIT's rate must be 0.01 to 1000000"),
+        ("CDMS_RATE_LIMIT", "1e300", "CDMS_RATE_LIMIT's rate must be 0.01 to 1000000"),
+        ("CDMS_RATE_LIMIT", "5,10000000000", "CDMS_RATE_LIMIT's burst must be 1 to 1000000"),
         ("CDMS_PREDICTION_LOG_DAYS", "a week", "CDMS_PREDICTION_LOG_DAYS must be an integer"),
         # make_interval's days are an int4 and now() minus them a timestamp: past a century
         # the server's pruning failed at each attempt and `cdms ml prune-log` with a traceback

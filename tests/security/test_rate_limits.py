@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from api.ratelimit import MAX_RETRY_AFTER
 from tests.api.conftest import Shop
 from tests.security.conftest import bearer, make_app, token
 
@@ -40,3 +41,18 @@ def test_requests_without_valid_credentials_are_limited_per_address(
         assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
         # a valid principal has its own bucket
         assert client.post("/graphql", json=WHO, headers=bearer(token("admin"))).status_code == 200
+
+
+def test_retry_after_is_a_few_digits_whatever_the_rate(sec_engine: Engine, sec_shop: Shop) -> None:
+    """The settings refuse such a rate at start-up (tests/api/test_settings.py); an app
+    built with one anyway still says a sane Retry-After (was 301 digits at 1e-300/s)."""
+    tok = token("analyst", sub="tiny-rate")
+    with make_app(sec_engine, rate_per_s=1e-300, burst=1) as app:
+        first = app.post("/graphql", json=WHO, headers=bearer(tok))
+        second = app.post("/graphql", json=WHO, headers=bearer(tok))
+    assert first.status_code == 200, first.text
+    assert second.status_code == 429, second.text
+    retry = second.headers["Retry-After"]
+    assert retry.isdigit() and 1 <= int(retry) <= MAX_RETRY_AFTER, retry
+    ext = second.json()["errors"][0]["extensions"]
+    assert ext["retryAfter"] == int(retry), ext
