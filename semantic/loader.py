@@ -213,18 +213,33 @@ class _Reader:
         )
 
 
+def parse_yaml(path: Path) -> tuple[Any, str | None]:
+    """The document of ``path`` (each mapping with its line), or the issue (``file:line:``)
+    that keeps it from being read: invalid YAML, bytes that are not UTF-8, nesting deeper
+    than the parser recurses (each was a traceback)."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader), None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        return None, f"{path.name}:{line}: not UTF-8 text (byte 0x{byte:02x})"
+    except RecursionError:
+        return None, f"{path.name}:1: invalid YAML: nested too deeply to read"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        return None, f"{path.name}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"
+
+
 def read_files(paths: Iterable[Path]) -> tuple[Model, list[str]]:
     """Parse every file; return the model and the structural issues found on the way."""
     cubes: list[Cube] = []
     issues: list[str] = []
     for path in sorted(paths):
         reader = _Reader(path.name)
-        try:
-            doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else 1
-            issues.append(f"{path.name}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        doc, issue = parse_yaml(path)
+        if issue:
+            issues.append(issue)
             continue
         if not isinstance(doc, dict):
             issues.append(f"{path.name}:1: a model file must hold one mapping (one cube)")

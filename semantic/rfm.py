@@ -14,9 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from semantic.loader import LINE, MODELS_DIR, _LineLoader
+from semantic.loader import LINE, MODELS_DIR, parse_yaml
 from semantic.model import Loc
 from semantic.validate import ModelError
 
@@ -88,11 +86,9 @@ def _range(
 def read(path: Path = RFM_FILE) -> tuple[RfmRules | None, list[str]]:
     """Parse and validate; the rules (None when unreadable) and every issue found."""
     name = path.name
-    try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        return None, [f"{name}:{mark.line + 1 if mark else 1}: invalid YAML"]
+    doc, issue = parse_yaml(path)
+    if issue:
+        return None, [issue]
     if not isinstance(doc, dict):
         return None, [f"{name}:1: the RFM rules must be one mapping"]
     issues: list[str] = []
