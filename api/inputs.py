@@ -43,10 +43,32 @@ from graphql import (
 from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities import validate_input_value
 
-from db.errors import CdmsError
-from schema.errors import api_terms, original_error, retold
+from db.errors import CdmsError, clipped
+from schema.errors import QueryTooComplexError, api_terms, original_error, retold
+from schema.sql import MAX_PARAMS
 
 Path = list[str | int]
+
+
+def check_list_lengths(variables: Mapping[str, Any], limit: int = MAX_PARAMS) -> None:
+    """QUERY_TOO_COMPLEX for a list in the variables longer than ``limit`` (more values than
+    one statement binds, and than a cube filter holds), before graphql-core coerces them:
+    coercing 300,000 ids took ~0.85 s of CPU for a request refused afterwards."""
+    stack: list[tuple[str, Any]] = [(f"${k}", v) for k, v in variables.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            if len(value) > limit:
+                raise QueryTooComplexError(
+                    f"variable {clipped(path)} holds a list of {len(value):,} items, more than"
+                    f" {limit:,} (the values one statement binds, or a filter holds): send fewer",
+                    limit=limit,
+                )
+            stack.extend(
+                (f"{path}[{i}]", v) for i, v in enumerate(value) if isinstance(v, dict | list)
+            )
 
 
 def refusal_of(error: GraphQLError) -> CdmsError | None:
