@@ -43,8 +43,8 @@ from graphql import (
 from graphql.language.visitor import SKIP, VisitorAction
 from graphql.utilities import validate_input_value
 
-from db.errors import CdmsError, clipped
-from schema.errors import QueryTooComplexError, api_terms, original_error, retold
+from db.errors import CdmsError, QueryTooComplexError, clipped
+from schema.errors import api_terms, original_error, retold
 from schema.sql import MAX_PARAMS
 
 Path = list[str | int]

@@ -57,10 +57,11 @@ from db.errors import (
     BadUserInputError,
     CdmsError,
     DatabaseUnavailableError,
+    QueryTooComplexError,
     from_db_error,
     shown,
 )
-from schema.errors import QueryTooComplexError, api_error, bounded, retold
+from schema.errors import api_error, bounded, retold
 
 
 class PersistedQueryNotFoundError(CdmsError):

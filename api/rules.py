@@ -56,8 +56,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from graphql.validation import ASTValidationContext
 
-from db.errors import ForbiddenError
-from schema.errors import QueryTooComplexError
+from db.errors import ForbiddenError, QueryTooComplexError
 
 
 @dataclass(frozen=True)

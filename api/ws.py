@@ -45,9 +45,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
 from api.security import SecurityConfig, client_bucket, host_of
-from db.errors import CdmsError, shown
+from db.errors import CdmsError, QueryTooComplexError, shown
 from db.replicas import parse_lsn
-from schema.errors import QueryTooComplexError, api_error
+from schema.errors import api_error
 from schema.execute import Executor, Result
 
 log = logging.getLogger("cdms.api.ws")

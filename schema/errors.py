@@ -23,7 +23,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from db.errors import ECHO_MAX, CdmsError, camel, from_db_error, snake
+from db.errors import ECHO_MAX, CdmsError, QueryTooComplexError, camel, from_db_error, snake
 from schema.catalog import ENTITIES, Kind
 
 log = logging.getLogger("cdms.api")
@@ -35,10 +35,6 @@ _COMPLEXITY_MARKERS = (
     "aliases found. Allowed:",
     "tokens. Parsing aborted",
 )
-
-
-class QueryTooComplexError(CdmsError):
-    code = "QUERY_TOO_COMPLEX"
 
 
 # what graphql-core quotes: names in single quotes, literals as GraphQL writes them

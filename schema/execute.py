@@ -48,14 +48,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError
+from db.errors import BadUserInputError, CdmsError, DatabaseUnavailableError, QueryTooComplexError
 from db.replicas import Router, commit_lsn, parse_lsn, router_for
 from schema import lane
 from schema import plan as P
 from schema.catalog import ENTITIES, ROOTS, Entity
 from schema.context import ApiLimits, Context
 from schema.cube.fast import execute_fast
-from schema.errors import QueryTooComplexError, classify
+from schema.errors import classify
 from schema.scalars import (
     parse_date,
     parse_datetime,

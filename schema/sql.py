@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from db.errors import QueryTooComplexError
 from schema import plan as P
 from schema.catalog import ENTITIES, Col, Entity, Kind, Rel, Shape
-from schema.errors import QueryTooComplexError
 
 # values one statement binds: PostgreSQL's protocol allows 65,535, and each one costs the
 # server time on every row it tests (an "or" of 20,000 ids took ~1 s); an `in` list is one

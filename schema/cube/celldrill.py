@@ -31,12 +31,11 @@ from typing import Any
 from graphql import GraphQLObjectType
 from starlette.concurrency import run_in_threadpool
 
-from db.errors import BadUserInputError, CdmsError
+from db.errors import BadUserInputError, CdmsError, QueryTooComplexError
 from schema import plan as P
 from schema.catalog import ROOTS
 from schema.context import Info
 from schema.cube.selection import Reader
-from schema.errors import QueryTooComplexError
 from schema.execute import bind, completed, reads_of
 from schema.sql import statement
 from semantic.checks import ALL, is_measure_filter
