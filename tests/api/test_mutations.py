@@ -504,3 +504,110 @@ def test_free_text_has_a_length_limit_named_by_its_field(
     ):
         ext = refused(run, w_engine, "BAD_USER_INPUT", CREATE_CUSTOMER, input={**base, name: value})
         assert ext["field"] == name, ext
+
+
+def _status_and_ext(w_client: TestClient, query: str, **variables: Any) -> tuple[int, Any]:
+    resp = w_client.post("/graphql", json={"query": query, "variables": variables})
+    body = resp.json()
+    assert body["data"] is None, body
+    return resp.status_code, body["errors"][0]["extensions"]
+
+
+def test_values_that_would_stop_the_warehouse_are_refused_naming_their_field(
+    run: Run, w_client: TestClient, w_engine: Engine, w_shop: Shop
+) -> None:
+    """A hostile probe stopped the pipeline for good with values the API took: a stock of
+    2,147,483,647 (fact_stock_daily's integer levels overflowed), a price of
+    9,999,999,999.99 ordered 100 times (an order of 999,999,999,999.00 overflowed the RFM
+    snapshot and the customer's lifetime value). Past the bounds each is a 400
+    BAD_USER_INPUT naming its field, nothing written; at the bounds each is taken."""
+    product = {**PRODUCT, "sku": "BOUND-1", "unitPrice": "1000000.00", "cost": "1000000.00",
+               "stock": 1_000_000_000}  # fmt: skip
+    pid = ok(run(CREATE_PRODUCT, input=product))["createProduct"]["id"]
+    stock = """mutation ($id: ID!, $input: UpdateProductInput!) {
+      updateProduct(id: $id, input: $input) { stock } }"""
+    for field, value in (("stock", 2_147_483_647), ("stock", 1_000_000_001),
+                         ("unitPrice", "9999999999.99"), ("unitPrice", "1000000.01"),
+                         ("cost", "1000000.01")):  # fmt: skip
+        before = snapshot(w_engine)
+        code, ext = _status_and_ext(w_client, stock, id=pid, input={field: value})
+        assert (code, ext["code"], ext["field"]) == (400, "BAD_USER_INPUT", field), ext
+        assert snapshot(w_engine) == before
+        bad = {**product, "sku": "BOUND-2", field: value}
+        code, ext = _status_and_ext(w_client, CREATE_PRODUCT, input=bad)
+        assert (code, ext["code"], ext["field"]) == (400, "BAD_USER_INPUT", field), ext
+
+    cid = ok(run(CREATE_CUSTOMER, input={"email": "big@example.com", "firstName": "Big",
+                                         "lastName": "Spender", "country": "NL", "region": "NH",
+                                         "city": "Haarlem"}))["createCustomer"]["id"]  # fmt: skip
+    order = {"customerId": cid, "channel": "WEB", "paymentMethod": "CARD"}
+    # a line of more than 100,000 units (even of a free product: its cost adds up in the
+    # warehouse), told at its item
+    free = ok(run(CREATE_PRODUCT, input={**product, "sku": "BOUND-3", "unitPrice": "0"}))
+    items = [{"productId": pid, "quantity": 1},
+             {"productId": free["createProduct"]["id"], "quantity": 100_001}]  # fmt: skip
+    before = snapshot(w_engine)
+    code, ext = _status_and_ext(w_client, PLACE, input={**order, "items": items})
+    assert (code, ext["code"], ext["field"], ext["index"]) == (400, "BAD_USER_INPUT", "quantity", 2)
+    assert (ext["reason"], ext["max"]) == ("over the maximum", 100_000), ext
+    assert snapshot(w_engine) == before
+    # an order of more than 1,000,000,000.00
+    items = [{"productId": pid, "quantity": 1_001}]
+    code, ext = _status_and_ext(w_client, PLACE, input={**order, "items": items})
+    assert (code, ext["code"], ext["field"]) == (400, "BAD_USER_INPUT", "items"), ext
+    assert ext["value"] == "1001000000.00", ext
+    assert snapshot(w_engine) == before
+
+    # at the bounds: an order of 1,000,000,000.00, paid, read in the staff's summaries
+    placed = ok(run(PLACE, input={**order, "items": [{"productId": pid, "quantity": 1_000}]}))
+    assert placed["placeOrder"]["totalAmount"] == "1000000000.00"
+    paid = """mutation ($id: ID!) { setOrderStatus(orderId: $id, status: PAID) { status } }"""
+    ok(run(paid, id=placed["placeOrder"]["id"]))
+    read = """query ($id: ID!) { customer(id: $id) { summary { lifetimeValue } } }"""
+    summary = ok(run(read, id=cid))["customer"]["summary"]
+    assert summary == {"lifetimeValue": "1000000000.00"}
+
+
+def test_a_customers_sums_over_many_orders_at_the_bounds_are_read(
+    run: Run, w_engine: Engine, w_shop: Shop
+) -> None:
+    """A customer may place thousands of orders: 1,001 paid orders of 1,000,000,000.00 each
+    sum past numeric(14,2), which the summary's lifetime value was cast to: reading any
+    page of customers with summaries was a 400 "a number is out of range". The sums are
+    numeric(20,2) now."""
+    with w_engine.begin() as conn:
+        for statement in (
+            "INSERT INTO app.products (sku, name, category, subcategory, brand, unit_price,"
+            " cost, stock) VALUES ('BOUND-MANY', 'Many', 'c', 's', 'b', 1000000, 1000000, 0)",
+            "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
+            " VALUES ('many@example.com', 'Many', 'Orders', 'NL', 'NH', 'Haarlem')",
+            "INSERT INTO app.orders (customer_id, channel, payment_method)"
+            " SELECT c.id, 'web', 'card' FROM app.customers AS c, generate_series(1, 1001)"
+            " WHERE c.email = 'many@example.com'",
+            "INSERT INTO app.order_items (order_id, line_no, product_id, quantity, unit_price)"
+            " SELECT o.id, 1, p.id, 1000, p.unit_price FROM app.orders AS o"
+            " JOIN app.customers AS c ON c.id = o.customer_id, app.products AS p"
+            " WHERE c.email = 'many@example.com' AND p.sku = 'BOUND-MANY'",
+            "UPDATE app.orders SET status = 'paid' WHERE customer_id ="
+            " (SELECT id FROM app.customers WHERE email = 'many@example.com')",
+        ):
+            conn.execute(sa.text(statement))
+        cid, pid = conn.execute(
+            sa.text(
+                "SELECT (SELECT id FROM app.customers WHERE email = 'many@example.com'),"
+                " (SELECT id FROM app.products WHERE sku = 'BOUND-MANY')"
+            )
+        ).one()
+    # the probe's read: a page of customers with their summaries (this one first)
+    read = """{ customers(first: 3, orderBy: [{id: DESC}]) {
+      edges { node { id summary { lifetimeValue averageOrderValue } } } } }"""
+    first = ok(run(read))["customers"]["edges"][0]["node"]
+    assert first == {
+        "id": str(cid),
+        "summary": {"lifetimeValue": "1001000000000.00", "averageOrderValue": "1000000000.00"},
+    }
+    with w_engine.connect() as conn:
+        revenue = conn.execute(sa.text(
+            "SELECT revenue::text FROM app.product_performance WHERE product_id = :p"),
+            {"p": pid}).scalar_one()  # fmt: skip
+    assert revenue == "1001000000000.00"

@@ -144,3 +144,97 @@ def test_0023_and_0024_go_back_as_they_were_and_forward_again(
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _trigger_rights(at_head) == head
+
+
+def _bounds_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0025 (the bounds on values) changes: the products' CHECKs, the procedures that
+    check lines and orders, the summaries' and the RFM snapshot's column types, and the
+    views reading fact_customer_rfm (BI's), with their grants, options and comments."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "checks": rows(
+                "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint"
+                " WHERE conrelid = 'app.products'::regclass AND contype = 'c' ORDER BY 1"
+            ),
+            "functions": rows(
+                "SELECT oid::regproc::text, md5(prosrc) FROM pg_proc WHERE oid IN"
+                " ('app.place_order'::regproc, 'app.recompute_order_totals'::regproc,"
+                " 'app.order_items_maintain_totals'::regproc) ORDER BY 1"
+            ),
+            "columns": rows(
+                "SELECT attrelid::regclass::text, attname, format_type(atttypid, atttypmod)"
+                " FROM pg_attribute WHERE attnum > 0 AND NOT attisdropped AND attrelid IN"
+                " ('app.customer_summary'::regclass, 'app.product_performance'::regclass,"
+                " 'dw.fact_customer_rfm'::regclass) ORDER BY 1, 2"
+            ),
+            "views": rows(
+                "SELECT c.oid::regclass::text, c.relacl::text, c.reloptions,"
+                " obj_description(c.oid, 'pg_class'), c.relowner::regrole::text"
+                " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'v' AND n.nspname IN ('app', 'bi') ORDER BY 1"
+            ),
+            "indexes": rows(
+                "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid)"
+                " FROM pg_index WHERE indrelid = 'dw.fact_customer_rfm'::regclass ORDER BY 1"
+            ),
+        }
+
+
+def test_0025_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0025 (bounds on prices, stock, lines and orders; wider sums) has a downgrade: a
+    database taken back to 0024 is what 0024 made (compared with one migrated to it from
+    scratch); upgraded again, what head makes. The BI views that read the RFM snapshot's
+    widened columns are made again as they were (owner, grants, comment), and widening
+    keeps the snapshot's indexes (no rewrite)."""
+    import sqlalchemy as sa
+
+    from db.engine import make_engine
+    from semantic.bi import publish_views
+    from semantic.validate import default_model
+
+    def publish(url: str) -> None:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            publish_views(conn, default_model())
+            conn.execute(sa.text("GRANT SELECT ON ALL TABLES IN SCHEMA bi TO cdms_api"))
+        engine.dispose()
+
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0024_source_delete_by_trigger")
+    publish(scratch)
+    before = _bounds_state(scratch)
+    upgrade(scratch)
+    widened = _bounds_state(scratch)
+    assert widened["indexes"] == before["indexes"]  # kept, not rebuilt
+    assert [v[1:] for v in widened["views"]] == [v[1:] for v in before["views"]]
+    assert ("app.customer_summary", "lifetime_value", "numeric(20,2)") in widened["columns"]
+    assert ("dw.fact_customer_rfm", "monetary", "numeric(20,2)") in widened["columns"]
+    assert (
+        "products_stock_check",
+        "CHECK (((stock >= 0) AND (stock <= 1000000000)))",
+        True,
+    ) in widened["checks"]
+
+    at_head = fresh_database()
+    publish(at_head)
+    head = _bounds_state(at_head)
+    assert downgrade(at_head, "0024_source_delete_by_trigger")[1] == (
+        "0024_source_delete_by_trigger"
+    )
+    back = _bounds_state(at_head)
+    assert {k: v for k, v in back.items() if k != "indexes"} == {
+        k: v for k, v in before.items() if k != "indexes"
+    }
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    again = _bounds_state(at_head)
+    assert {k: v for k, v in again.items() if k != "indexes"} == {
+        k: v for k, v in head.items() if k != "indexes"
+    }

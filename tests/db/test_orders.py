@@ -420,3 +420,68 @@ def test_delivered_then_returned_is_legal_directly(pg: Conn) -> None:
     order = set_order_status(pg, order_id, "returned")
     assert order["status"] == "returned" and order["returned_at"] is not None
     pg.rollback()
+
+
+def test_lines_and_orders_past_the_bounds_are_refused_for_every_writer(pg: Conn) -> None:
+    """A line holds at most 100,000 units and an order comes to at most 1,000,000,000.00
+    before discounts (0025): the triggers refuse more from any writer, naming the field;
+    an order written past them before (here: with the triggers off) can still lose lines
+    and be cancelled."""
+    customer = new_customer(pg)
+    dear, _ = new_product(pg, stock=1_000_000_000, price="1000000.00")
+    cheap, _ = new_product(pg, stock=1_000_000_000, price="0.01")
+
+    def new_order() -> int:
+        return int(
+            one(
+                pg,
+                "INSERT INTO app.orders (customer_id, channel, payment_method)"
+                " VALUES (%s, 'web', 'card') RETURNING id",
+                (customer,),
+            )
+        )
+
+    def line(order_id: int, line_no: int, product: int, quantity: int) -> None:
+        pg.execute(
+            "INSERT INTO app.order_items (order_id, line_no, product_id, quantity, unit_price)"
+            " SELECT %s, %s, id, %s, unit_price FROM app.products WHERE id = %s",
+            (order_id, line_no, quantity, product),
+        )
+
+    order_id = new_order()
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        line(order_id, 1, cheap, 100_001)
+    assert info.value.fields == {
+        "field": "quantity", "reason": "over the maximum", "index": 1, "value": 100_001,
+        "max": 100_000,
+    }  # fmt: skip
+
+    order_id = new_order()
+    line(order_id, 1, dear, 1_000)
+    pg.commit()
+    assert one(pg, "SELECT subtotal FROM app.orders WHERE id = %s", (order_id,)) == Decimal(
+        "1000000000.00"
+    )
+    with refused(pg, BadUserInputError) as info:
+        line(order_id, 2, cheap, 1)
+    assert info.value.fields["field"] == "items"
+    assert info.value.fields["value"] == Decimal("1000000000.01")
+
+    pg.execute("SET LOCAL session_replication_role = replica")
+    old = new_order()
+    line(old, 1, dear, 1_000)
+    line(old, 2, dear, 1_000)
+    pg.execute("UPDATE app.products SET stock = 0 WHERE id = %s", (dear,))
+    pg.execute(
+        "UPDATE app.orders SET item_count = 2000, subtotal = 2000000000,"
+        " total_amount = 2000000000 WHERE id = %s",
+        (old,),
+    )
+    pg.commit()
+    pg.execute("DELETE FROM app.order_items WHERE order_id = %s AND line_no = 2", (old,))
+    set_order_status(pg, old, "cancelled")
+    pg.commit()
+    assert one(pg, "SELECT subtotal FROM app.orders WHERE id = %s", (old,)) == Decimal(
+        "1000000000.00"
+    )

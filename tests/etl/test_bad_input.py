@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
+import psycopg
 import pytest
 
 from etl import pipeline
@@ -103,3 +105,70 @@ def test_a_line_naming_a_product_unknown_to_dim_product_fails_the_run_and_change
         one(loaded_shop, "SELECT count(*) FROM dw.fact_sales WHERE order_id = %s", (order_id,)) == 1
     )
     assert all(c.ok for c in result.checks)
+
+
+def test_the_largest_values_the_shop_accepts_load(loaded_shop: str) -> None:
+    """Values past what the warehouse holds stopped every later run (a stock of
+    2,147,483,647: fact_stock_daily's integer levels; a customer's orders summing past
+    numeric(14,2): the RFM snapshot). The shop refuses them now; at its bounds (a stock of
+    a billion, prices and costs of a million, lines of 100,000 units, 1,001 orders of a
+    billion by one customer) runs succeed, again as a no-op, and as a full rebuild."""
+    url = loaded_shop
+    with pytest.raises(psycopg.errors.CheckViolation, match="products_stock_check"):
+        sql(url, "UPDATE app.products SET stock = 2147483647 WHERE id = (SELECT min(id)"
+                 " FROM app.products)")  # fmt: skip
+    dear, free = (r[0] for r in sql(url, "SELECT id FROM app.products ORDER BY id LIMIT 2"))
+    sql(url, "UPDATE app.products SET unit_price = 1000000, cost = 1000000, stock = 1000000000,"
+             " active = true WHERE id IN (%s, %s)", (dear, free))  # fmt: skip
+    sql(url, "UPDATE app.products SET unit_price = 0 WHERE id = %s", (free,))
+    customer = one(url, "SELECT min(id) FROM app.customers")
+    sql(url, """
+        DO $$
+        DECLARE o bigint;
+        BEGIN
+            FOR i IN 1..1001 LOOP
+                o := app.place_order(%(c)s, jsonb_build_array(jsonb_build_object(
+                         'product_id', %(p)s, 'quantity', 1000)), 'web', 'card');
+                PERFORM app.set_order_status(o, 'paid');
+            END LOOP;
+            PERFORM app.place_order(%(c)s, jsonb_build_array(jsonb_build_object(
+                'product_id', %(f)s, 'quantity', 100000)), 'web', 'card');
+        END
+        $$""".replace("%(c)s", str(customer)).replace("%(p)s", str(dear))
+             .replace("%(f)s", str(free)))  # fmt: skip
+
+    pipeline.run(url)
+    # (the customer's seeded orders come on top: the sums pass 10^12, numeric(14,2)'s end)
+    monetary, month_revenue = one(
+        url,
+        "SELECT monetary, month_revenue FROM dw.fact_customer_rfm"
+        " WHERE customer_id = %s ORDER BY month DESC LIMIT 1",
+        (customer,),
+    )
+    assert monetary >= month_revenue >= Decimal("1001000000000.00")
+    lifetime = one(
+        url, "SELECT lifetime_value FROM app.customer_summary WHERE customer_id = %s", (customer,)
+    )
+    assert lifetime >= Decimal("1001000000000.00")
+    last = one(
+        url,
+        "SELECT units_on_hand FROM dw.fact_stock_daily WHERE product_id = %s"
+        " ORDER BY snapshot_date DESC LIMIT 1",
+        (dear,),
+    )
+    assert last == 1_000_000_000 - 1001 * 1000
+    line = sql(
+        url,
+        "SELECT cost, margin FROM dw.fact_sales WHERE product_id = %s AND quantity = 100000",
+        (free,),
+    )
+    assert line == [(Decimal("100000000000.00"), Decimal("-100000000000.00"))]
+    incremental = dw_checksums(url)
+    pipeline.run(url)
+    assert dw_checksums(url) == incremental
+    # a full rebuild computes every sum afresh (the products' price history is lost to it:
+    # their dimension and the sales facts' versions differ, as after any price change)
+    pipeline.run(url, full=True)
+    rebuilt = dw_checksums(url)
+    same = {k for k in incremental if k not in ("dim_product", "fact_sales")}
+    assert {k: rebuilt[k] for k in same} == {k: incremental[k] for k in same}
