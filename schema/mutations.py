@@ -368,7 +368,8 @@ class Mutation:
         "Order",
         ORDERING,
         "Places an order atomically: locks stock (no oversell), copies prices. "
-        "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, quantity < 1), OUT_OF_STOCK.",
+        "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, quantity < 1 or > 100,000, a total "
+        "over 1,000,000,000.00 before discounts), OUT_OF_STOCK.",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Any:
         items = [
