@@ -92,103 +92,6 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------
--- the summaries: as in 0003_app_logic.sql, the sums cast to numeric(20,2)
--- ---------------------------------------------------------------------------------------
-DROP VIEW app.customer_summary;
-CREATE VIEW app.customer_summary WITH (security_invoker = true) AS
-SELECT c.id AS customer_id,
-       o.order_count,
-       (o.revenue - r.refunded)::numeric(20,2) AS lifetime_value,
-       round((o.revenue - r.refunded) / nullif(o.revenue_orders, 0), 2)::numeric(20,2)
-           AS average_order_value,
-       o.first_order_at,
-       o.last_order_at,
-       round(r.returned_units::numeric / nullif(o.delivered_units, 0), 4) AS return_rate,
-       f.average_rating,
-       t.open_ticket_count
-  FROM app.customers AS c
- CROSS JOIN LATERAL (
-       SELECT count(*) FILTER (WHERE status <> 'cancelled')                    AS order_count,
-              count(*) FILTER (WHERE status IN ('paid', 'shipped', 'delivered', 'returned'))
-                                                                                AS revenue_orders,
-              coalesce(sum(total_amount)
-                       FILTER (WHERE status IN ('paid', 'shipped', 'delivered', 'returned')), 0)
-                                                                                AS revenue,
-              coalesce(sum(item_count) FILTER (WHERE status IN ('delivered', 'returned')), 0)
-                                                                                AS delivered_units,
-              min(ordered_at) FILTER (WHERE status <> 'cancelled')             AS first_order_at,
-              max(ordered_at) FILTER (WHERE status <> 'cancelled')             AS last_order_at
-         FROM app.orders
-        WHERE customer_id = c.id) AS o
- CROSS JOIN LATERAL (
-       SELECT coalesce(sum(refund_amount), 0) AS refunded,
-              coalesce(sum(quantity), 0)      AS returned_units
-         FROM app.returns
-        WHERE customer_id = c.id AND status = 'approved') AS r
- CROSS JOIN LATERAL (
-       SELECT round(avg(rating), 2) AS average_rating
-         FROM app.feedback
-        WHERE customer_id = c.id) AS f
- CROSS JOIN LATERAL (
-       SELECT count(*) AS open_ticket_count
-         FROM app.support_tickets
-        WHERE customer_id = c.id AND status IN ('open', 'in_progress')) AS t;
-
-COMMENT ON VIEW app.customer_summary IS
-    'One row per customer. order_count: orders not cancelled. lifetime_value: total_amount '
-    'of orders once paid (paid, shipped, delivered, returned) minus approved refunds. '
-    'average_order_value: lifetime_value / number of those orders (NULL without any). '
-    'first/last_order_at: over orders not cancelled. return_rate: approved returned units / '
-    'units of delivered or returned orders (NULL when nothing was delivered). '
-    'average_rating: mean feedback rating. open_ticket_count: tickets open or in_progress. '
-    'Filter by customer_id: the aggregates are LATERAL per customer over indexed children.';
-GRANT SELECT ON app.customer_summary TO cdms_api, cdms_customer;
-
-DROP VIEW app.product_performance;
-CREATE VIEW app.product_performance WITH (security_invoker = true) AS
-SELECT p.id AS product_id,
-       p.sku,
-       s.units_sold,
-       (s.gross_revenue - s.refunded)::numeric(20,2) AS revenue,
-       s.returned_units,
-       round(s.returned_units::numeric / nullif(s.units_sold, 0), 4) AS return_rate,
-       f.average_rating,
-       f.feedback_count,
-       f.complaint_count
-  FROM app.products AS p
- CROSS JOIN LATERAL (
-       SELECT coalesce(sum(i.quantity), 0)   AS units_sold,
-              coalesce(sum(i.line_total), 0) AS gross_revenue,
-              coalesce(sum(ret.quantity), 0) AS returned_units,
-              coalesce(sum(ret.refunded), 0) AS refunded
-         FROM app.order_items AS i
-         LEFT JOIN LATERAL (
-              SELECT sum(r.quantity) AS quantity, sum(r.refund_amount) AS refunded
-                FROM app.returns AS r
-               WHERE r.order_id = i.order_id AND r.line_no = i.line_no
-                 AND r.status = 'approved') AS ret ON true
-        WHERE i.product_id = p.id
-          -- the line's order is a revenue order: a scalar subquery, so that it stays a
-          -- primary-key lookup per line rather than a join the planner may turn into a
-          -- scan of every order when it underestimates a product's lines
-          AND (SELECT o.status FROM app.orders AS o WHERE o.id = i.order_id)
-              IN ('paid', 'shipped', 'delivered', 'returned')) AS s
- CROSS JOIN LATERAL (
-       SELECT round(avg(rating), 2)                    AS average_rating,
-              count(*)                                 AS feedback_count,
-              count(*) FILTER (WHERE kind = 'complaint') AS complaint_count
-         FROM app.feedback
-        WHERE product_id = p.id) AS f;
-
-COMMENT ON VIEW app.product_performance IS
-    'One row per product. units_sold / revenue: lines of orders once paid (paid, shipped, '
-    'delivered, returned), revenue net of line discounts and approved refunds. '
-    'returned_units: approved return quantities; return_rate = returned_units / units_sold '
-    '(NULL without sales). average_rating, feedback_count, complaint_count: feedback naming '
-    'the product. Filter by product_id: the aggregates are LATERAL per product.';
-GRANT SELECT ON app.product_performance TO cdms_api, cdms_customer;
-
--- ---------------------------------------------------------------------------------------
 -- lines and orders, checked by their triggers as they are written
 -- ---------------------------------------------------------------------------------------
 -- (as in 0003, with the bound on an order's subtotal: refused when a write makes an
@@ -439,7 +342,6 @@ BEGIN
 END
 $$;
 
-
 -- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
 ALTER TABLE app.products
     DROP CONSTRAINT products_unit_price_check,
@@ -448,3 +350,106 @@ ALTER TABLE app.products
     ADD CONSTRAINT products_cost_check CHECK (cost >= 0 AND cost <= 1000000),
     DROP CONSTRAINT products_stock_check,
     ADD CONSTRAINT products_stock_check CHECK (stock >= 0 AND stock <= 1000000000);
+
+-- ---------------------------------------------------------------------------------------
+-- the summaries: as in 0003_app_logic.sql, the sums cast to numeric(20,2)
+-- ---------------------------------------------------------------------------------------
+-- (after app.products' lock: a reader holding a view while it waits for the products,
+-- one statement reading both, must not wait for us in turn; each view is waited for
+-- as the tables are, briefly, and on a timeout the locks go and all of this is tried
+-- again: db/migrations/sqlfile.py)
+SET LOCAL lock_timeout = '200ms';
+DROP VIEW app.customer_summary;
+CREATE VIEW app.customer_summary WITH (security_invoker = true) AS
+SELECT c.id AS customer_id,
+       o.order_count,
+       (o.revenue - r.refunded)::numeric(20,2) AS lifetime_value,
+       round((o.revenue - r.refunded) / nullif(o.revenue_orders, 0), 2)::numeric(20,2)
+           AS average_order_value,
+       o.first_order_at,
+       o.last_order_at,
+       round(r.returned_units::numeric / nullif(o.delivered_units, 0), 4) AS return_rate,
+       f.average_rating,
+       t.open_ticket_count
+  FROM app.customers AS c
+ CROSS JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE status <> 'cancelled')                    AS order_count,
+              count(*) FILTER (WHERE status IN ('paid', 'shipped', 'delivered', 'returned'))
+                                                                                AS revenue_orders,
+              coalesce(sum(total_amount)
+                       FILTER (WHERE status IN ('paid', 'shipped', 'delivered', 'returned')), 0)
+                                                                                AS revenue,
+              coalesce(sum(item_count) FILTER (WHERE status IN ('delivered', 'returned')), 0)
+                                                                                AS delivered_units,
+              min(ordered_at) FILTER (WHERE status <> 'cancelled')             AS first_order_at,
+              max(ordered_at) FILTER (WHERE status <> 'cancelled')             AS last_order_at
+         FROM app.orders
+        WHERE customer_id = c.id) AS o
+ CROSS JOIN LATERAL (
+       SELECT coalesce(sum(refund_amount), 0) AS refunded,
+              coalesce(sum(quantity), 0)      AS returned_units
+         FROM app.returns
+        WHERE customer_id = c.id AND status = 'approved') AS r
+ CROSS JOIN LATERAL (
+       SELECT round(avg(rating), 2) AS average_rating
+         FROM app.feedback
+        WHERE customer_id = c.id) AS f
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS open_ticket_count
+         FROM app.support_tickets
+        WHERE customer_id = c.id AND status IN ('open', 'in_progress')) AS t;
+
+COMMENT ON VIEW app.customer_summary IS
+    'One row per customer. order_count: orders not cancelled. lifetime_value: total_amount '
+    'of orders once paid (paid, shipped, delivered, returned) minus approved refunds. '
+    'average_order_value: lifetime_value / number of those orders (NULL without any). '
+    'first/last_order_at: over orders not cancelled. return_rate: approved returned units / '
+    'units of delivered or returned orders (NULL when nothing was delivered). '
+    'average_rating: mean feedback rating. open_ticket_count: tickets open or in_progress. '
+    'Filter by customer_id: the aggregates are LATERAL per customer over indexed children.';
+GRANT SELECT ON app.customer_summary TO cdms_api, cdms_customer;
+
+DROP VIEW app.product_performance;
+CREATE VIEW app.product_performance WITH (security_invoker = true) AS
+SELECT p.id AS product_id,
+       p.sku,
+       s.units_sold,
+       (s.gross_revenue - s.refunded)::numeric(20,2) AS revenue,
+       s.returned_units,
+       round(s.returned_units::numeric / nullif(s.units_sold, 0), 4) AS return_rate,
+       f.average_rating,
+       f.feedback_count,
+       f.complaint_count
+  FROM app.products AS p
+ CROSS JOIN LATERAL (
+       SELECT coalesce(sum(i.quantity), 0)   AS units_sold,
+              coalesce(sum(i.line_total), 0) AS gross_revenue,
+              coalesce(sum(ret.quantity), 0) AS returned_units,
+              coalesce(sum(ret.refunded), 0) AS refunded
+         FROM app.order_items AS i
+         LEFT JOIN LATERAL (
+              SELECT sum(r.quantity) AS quantity, sum(r.refund_amount) AS refunded
+                FROM app.returns AS r
+               WHERE r.order_id = i.order_id AND r.line_no = i.line_no
+                 AND r.status = 'approved') AS ret ON true
+        WHERE i.product_id = p.id
+          -- the line's order is a revenue order: a scalar subquery, so that it stays a
+          -- primary-key lookup per line rather than a join the planner may turn into a
+          -- scan of every order when it underestimates a product's lines
+          AND (SELECT o.status FROM app.orders AS o WHERE o.id = i.order_id)
+              IN ('paid', 'shipped', 'delivered', 'returned')) AS s
+ CROSS JOIN LATERAL (
+       SELECT round(avg(rating), 2)                    AS average_rating,
+              count(*)                                 AS feedback_count,
+              count(*) FILTER (WHERE kind = 'complaint') AS complaint_count
+         FROM app.feedback
+        WHERE product_id = p.id) AS f;
+
+COMMENT ON VIEW app.product_performance IS
+    'One row per product. units_sold / revenue: lines of orders once paid (paid, shipped, '
+    'delivered, returned), revenue net of line discounts and approved refunds. '
+    'returned_units: approved return quantities; return_rate = returned_units / units_sold '
+    '(NULL without sales). average_rating, feedback_count, complaint_count: feedback naming '
+    'the product. Filter by product_id: the aggregates are LATERAL per product.';
+GRANT SELECT ON app.product_performance TO cdms_api, cdms_customer;
+SET LOCAL lock_timeout TO DEFAULT;

@@ -15,9 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # first, unlocked: fact_customer_rfm's precision (catalogue only), the two views, the
-    # procedures; then ALTER TABLE app.products: ACCESS EXCLUSIVE, briefly (a scan of the
-    # catalogue's products)
+    # first, holding no app table: fact_customer_rfm's precision (catalogue only) and the
+    # views reading it, the procedures; then ALTER TABLE app.products (ACCESS EXCLUSIVE,
+    # briefly: a scan of the catalogue's products) and, under a short lock_timeout, the two
+    # summary views made again
     run_sql_file("0025_value_bounds.sql", locks=("app.products",), mode="ACCESS EXCLUSIVE")
 
 
