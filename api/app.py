@@ -80,7 +80,9 @@ class AppOptions:
         settings = Settings.from_env()
         return cls(
             api=ApiLimits(statement_timeout_ms=settings.db.statement_timeout_ms),
-            http=HttpLimits(max_body_bytes=settings.max_body_bytes),
+            http=HttpLimits(
+                max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+            ),
         )
 
 

@@ -12,7 +12,7 @@ from db.server import importable
 
 # extra -> the modules it brings that cdms imports
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("uvicorn",),
+    "serve": ("uvicorn", "httptools"),
     "embedded": ("pgserver",),
     "train": ("pandas", "sklearn", "skl2onnx"),
     "report": ("pandas", "matplotlib", "seaborn"),

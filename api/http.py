@@ -6,7 +6,9 @@ refused with 415 before it is read, in every mode (a page of another site can ma
 browser POST ``text/plain``, a form's media types or no type at all without asking the
 server first: on a demo-open server, where no token means admin, that ran forged
 mutations); an oversized body is refused from its Content-Length (or while streaming)
-with 413 without reading the rest; malformed or over-deep JSON, a missing query, too many
+with 413 without reading the rest; a body not received within ``body_timeout_s`` of the
+request's head (``CDMS_BODY_TIMEOUT_SECONDS``: half a body held a connection and a task
+for good) is a 408 and the connection closed; malformed or over-deep JSON, a missing query, too many
 batched operations are 400; then :mod:`api.pipeline` decides (400/403/429/503) before anything
 runs, for the whole batch (all or nothing: a batch is not half run). An answer whose only
 errors say the database is unreachable is a 503 with Retry-After.
@@ -23,6 +25,7 @@ that is not a WAL position, or the header twice, is a 400 BAD_USER_INPUT.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -39,9 +42,14 @@ from schema.execute import Executor, Result
 @dataclass(frozen=True)
 class HttpLimits:
     max_body_bytes: int = 1_000_000
+    body_timeout_s: float = 30.0  # CDMS_BODY_TIMEOUT_SECONDS
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -108,11 +116,15 @@ class GraphQLHttp:
                 raise _TooLarge
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _TooLarge
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _TooSlow from None
         return b"".join(chunks)
 
     async def handle(self, request: Request) -> Response:
@@ -136,6 +148,13 @@ class GraphQLHttp:
         except _TooLarge:
             return error_response(
                 413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.limits.max_body_bytes} bytes"
+            )
+        except _TooSlow:
+            return error_response(
+                408,
+                "REQUEST_TIMEOUT",
+                f"request body not received within {self.limits.body_timeout_s:g} s",
+                {"Connection": "close"},
             )
         try:  # every check before anything runs: a refusal is the whole request's
             key = one_header(request, KEY_HEADER)

@@ -42,6 +42,11 @@ class Settings(EnvSettings):
     demo_orders: int = Field(20_000, ge=0, validation_alias="CDMS_DEMO_ORDERS")
     demo_seed: int = Field(42, validation_alias="CDMS_DEMO_SEED")
     max_body_bytes: int = Field(1_000_000, ge=1, validation_alias="CDMS_MAX_BODY_BYTES")
+    # a request's head (request line and headers) and the time it and the body may take
+    # to arrive (api/connection.py, api/http.py)
+    max_header_bytes: int = Field(65_536, ge=1_024, validation_alias="CDMS_MAX_HEADER_BYTES")
+    header_timeout_s: Seconds = Field(10.0, gt=0, validation_alias="CDMS_HEADER_TIMEOUT_SECONDS")
+    body_timeout_s: Seconds = Field(30.0, gt=0, validation_alias="CDMS_BODY_TIMEOUT_SECONDS")
     # the pipeline's schedule while serving (etl/scheduler.py)
     etl_mode: Literal["continuous", "interval", "off"] = Field(
         "continuous", validation_alias="CDMS_ETL_MODE"
@@ -124,6 +129,8 @@ class Settings(EnvSettings):
         "jwt_leeway_s",
         "jwt_max_lifetime_s",
         "apikey_cache_s",
+        "header_timeout_s",
+        "body_timeout_s",
     )
     @classmethod
     def _finite(cls, value: float) -> float:

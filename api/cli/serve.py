@@ -39,6 +39,7 @@ def serve(
 
     from api.app import create_app, settle
     from api.cli.port import check_port
+    from api.connection import HeadLimits, LimitedHttpToolsProtocol
     from api.lock import ServeLock
     from api.pipeline_process import PipelineProcess
     from api.settings import Settings, retired_variables, unknown_variables
@@ -105,6 +106,10 @@ def serve(
             "timeout_graceful_shutdown": 10,
             # a WebSocket message is held to the body limit (api/ws.py checks it too)
             "ws_max_size": settings.max_body_bytes,
+            # httptools (fast), with a bound on a request head's size and time
+            "http": LimitedHttpToolsProtocol.factory(
+                HeadLimits(settings.max_header_bytes, settings.header_timeout_s)
+            ),
         }
         if processes == 1:
             app = create_app(make_engine(url))

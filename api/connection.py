@@ -1,0 +1,145 @@
+"""The HTTP connection under the app: uvicorn's httptools protocol with a bound on the size
+of a request's head (request line and headers) and on the time it takes to arrive.
+
+httptools sets no limit on a head, and grows a header value (and uvicorn the URL) by
+concatenation, in quadratic time: one client's 100 MB header held the event loop, and
+every other client, for 12 s. h11 has a limit but serves our reads much slower, so the
+limit is kept here, before the parser: past ``max_head_bytes`` the request is answered
+``431 REQUEST_HEADER_FIELDS_TOO_LARGE`` (JSON, as every other refusal) and the connection
+closed; its remaining bytes are never parsed. A connection whose head is not complete
+``head_timeout_s`` after it opened (or after the next request's first byte, on a kept-alive
+connection) is closed: slowloris held sockets open for good, as nothing timed a head out
+(a body: api/http.py).
+
+The class hooks uvicorn's protocol where its parser calls back (``on_message_begin``,
+``on_headers_complete``, ``on_message_complete``) and where data and the connection come
+and go; it uses the protocol's ``transport``, ``loop``, ``logger``, ``cycle`` and
+``server_state`` attributes. Those are uvicorn's internals (checked against uvicorn
+0.55): tests/security/test_serve_transport.py checks them, and the behaviour against a
+real ``cdms serve``, so an upgrade that moves them fails there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    max_head_bytes: int = 65_536  # CDMS_MAX_HEADER_BYTES
+    head_timeout_s: float = 10.0  # CDMS_HEADER_TIMEOUT_SECONDS
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, limits: HeadLimits = HeadLimits(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        # bytes of the current head received so far; None while a body is read (from the
+        # end of a head to the end of its message)
+        self.head_bytes: int | None = 0
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.refused = False
+
+    @classmethod
+    def factory(cls, limits: HeadLimits) -> Any:
+        """What ``uvicorn.run(http=...)`` takes: picklable, for the worker processes."""
+        return functools.partial(cls, limits=limits)
+
+    # --- the connection ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that sends nothing is timed out too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.head_bytes is None:  # a body: api/http.py bounds it
+            # (a pipelined request's head that begins in this chunk is counted from the
+            # next one: at most one read, 256 KiB, escapes the count)
+            super().data_received(data)
+            return
+        room = self.limits.max_head_bytes - self.head_bytes
+        if len(data) <= room:
+            self.head_bytes += len(data)
+            super().data_received(data)
+            return
+        # feed what fits: if the head ends within it, the rest is the body (or the next
+        # request); else the head is too large, and the parser never sees more of it
+        self.head_bytes += room
+        super().data_received(data[:room])
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # a bad request (400), or upgraded to a WebSocket
+        if self.head_bytes is None:
+            self.data_received(data[room:])
+        else:
+            self._refuse()
+
+    # --- the parser's callbacks ----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # (already armed for a connection's first request: from its opening)
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = None
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.head_bytes = 0
+
+    # --- refusals ------------------------------------------------------------------------
+    def _refuse(self) -> None:
+        self.refused = True
+        self._disarm()
+        limit = self.limits.max_head_bytes
+        self.logger.warning("Request head over %d bytes: 431, connection closed.", limit)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an earlier request's answer is being written
+            return
+        body = json.dumps(
+            {
+                "data": None,
+                "errors": [
+                    {
+                        "message": f"request line and headers exceed {limit} bytes",
+                        "extensions": {"code": "REQUEST_HEADER_FIELDS_TOO_LARGE"},
+                    }
+                ],
+            }
+        ).encode()
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def _arm(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.limits.head_timeout_s, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _timed_out(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing():
+            return
+        self.logger.info("Request head not received in %gs: closed.", self.limits.head_timeout_s)
+        self.refused = True
+        # uvicorn's graceful close: now, or once an earlier request's answer is written
+        self.shutdown()

@@ -1,0 +1,131 @@
+"""api/connection.py against uvicorn's own protocol machinery, in process: the hooks it
+overrides and the attributes it uses are uvicorn's internals, so an upgrade of uvicorn that
+moves them must fail here (tests/security/test_serve_transport.py runs a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from api.connection import HeadLimits, LimitedHttpToolsProtocol
+
+
+class _Transport(asyncio.Transport):
+    """A socket's transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _connect(
+    loop: asyncio.AbstractEventLoop, limits: HeadLimits
+) -> tuple[LimitedHttpToolsProtocol, _Transport]:
+    config = Config(app=_app, log_level="warning", lifespan="off")
+    make = LimitedHttpToolsProtocol.factory(limits)
+    protocol = make(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = _Transport()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_it_overrides_hooks_uvicorns_protocol_has() -> None:
+    for name in (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_message_begin",
+        "on_headers_complete",
+        "on_message_complete",
+        "shutdown",
+    ):
+        assert callable(getattr(HttpToolsProtocol, name, None)), name
+
+
+def test_a_head_over_the_limit_is_a_431_in_any_chunks(loop: asyncio.AbstractEventLoop) -> None:
+    protocol, transport = _connect(loop, HeadLimits(max_head_bytes=1_024))
+    protocol.data_received(b"GET / HTTP/1.1\r\nX-Big: ")
+    for _ in range(5):
+        protocol.data_received(b"a" * 300)
+    status, _, rest = transport.written.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["errors"][0]["extensions"]["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
+def test_a_body_after_a_head_within_the_limit_is_not_counted(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The head ends within the chunk that passes the limit: the rest is the body."""
+    protocol, transport = _connect(loop, HeadLimits(max_head_bytes=1_024))
+    body = b"x" * 5_000
+    protocol.data_received(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    loop.run_until_complete(asyncio.sleep(0.05))  # the app answers
+    assert transport.written.startswith(b"HTTP/1.1 200 "), transport.written
+    # a second request on the connection has a head of its own, counted from 0
+    transport.written = b""
+    protocol.data_received(b"GET / HTTP/1.1\r\nX-Pad: " + b"p" * 900 + b"\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written.startswith(b"HTTP/1.1 200 "), transport.written
+    protocol.connection_lost(None)
+
+
+def test_a_head_not_complete_in_time_closes_the_connection(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    protocol, transport = _connect(loop, HeadLimits(head_timeout_s=0.05))
+    protocol.data_received(b"GET / HTTP/1.1\r\n")
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed and transport.written == b""
+    protocol.connection_lost(None)

@@ -1,0 +1,215 @@
+"""What a hostile client can do to ``cdms serve`` below the app, with raw sockets against a
+real server process in production mode: a huge request head (URL or headers), a head or a
+body sent slowly (slowloris), a body given up half-way. Other clients must still be
+answered, nothing stays open for long, and nothing writes a traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli import cli_environment
+from tests.reliability._server import free_port, stop, wait_healthy
+from tests.security.conftest import SECRET, token
+
+TIMEOUT_S = 1.0  # the server's head and body timeouts in these tests
+ROOT = Path(__file__).resolve().parents[2]  # the server runs this checkout's code
+
+
+@dataclass(frozen=True)
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+@pytest.fixture(scope="module")
+def served(
+    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("serve_transport")
+    env = cli_environment(clone_database("transport"), tmp) | {
+        "CDMS_ENV": "production",
+        "CDMS_JWT_SECRET": SECRET,
+        "CDMS_ETL_MODE": "off",
+        "CDMS_HEADER_TIMEOUT_SECONDS": str(TIMEOUT_S),
+        "CDMS_BODY_TIMEOUT_SECONDS": str(TIMEOUT_S),
+        "PYTHONPATH": str(ROOT),
+    }
+    port = free_port()
+    log = tmp / "serve.log"
+    with log.open("wb") as out:
+        cli = [sys.executable, "-c", "from api.cli import main; main()"]
+        proc = subprocess.Popen(
+            [*cli, "serve", "--port", str(port), "--no-seed-demo"],
+            env=env,
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", timeout=120, ready=False)
+        yield Served(proc, port, log)
+    finally:
+        stop(proc)
+
+
+def _read_all(sock: socket.socket, timeout: float) -> bytes:
+    """What the server sends until it closes the connection (or ``timeout`` passes)."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return got
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (sending nothing more)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _keep_asking(
+    served: Served, stop_event: threading.Event
+) -> tuple[list[tuple[int, float]], threading.Thread]:
+    """/healthz asked again and again (each on a new connection) until ``stop_event``: the
+    (status, seconds) of each answer, and the asking thread."""
+    answers: list[tuple[int, float]] = []
+
+    def ask() -> None:
+        while not stop_event.is_set():
+            began = time.monotonic()
+            try:
+                status = httpx.get(f"{served.base}/healthz", timeout=30).status_code
+            except httpx.TransportError:
+                status = 0
+            answers.append((status, time.monotonic() - began))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    return answers, thread
+
+
+def _send_huge(sock: socket.socket, head: bytes, filler_mb: int, tail: bytes) -> int:
+    """Send ``head``, ``filler_mb`` MB of ``a`` and ``tail``, until the server stops
+    reading; the bytes sent."""
+    sent = 0
+    chunk = b"a" * 65536
+    try:
+        sock.sendall(head)
+        for _ in range(filler_mb * 16):
+            sock.sendall(chunk)
+            sent += len(chunk)
+        sock.sendall(tail)
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    return sent
+
+
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_a_huge_request_head_is_a_431_at_once_and_others_are_answered(
+    served: Served, where: str
+) -> None:
+    """A 40 MB header (or URL) froze every other client for seconds (quadratic parsing in
+    httptools); past 64 KiB the head is refused with a coded 431 and the connection closed,
+    while /healthz from other clients is answered as usual."""
+    if where == "header":
+        head, tail = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", b"\r\n\r\n"
+    else:
+        head, tail = b"GET /healthz?q=", b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    done = threading.Event()
+    answers, asking = _keep_asking(served, done)
+    received: list[bytes] = []
+    with served.connect() as sock:
+        reader = threading.Thread(target=lambda: received.append(_read_all(sock, 60)))
+        reader.start()
+        began = time.monotonic()
+        sent = _send_huge(sock, head, 40, tail)
+        reader.join(60)
+        took = time.monotonic() - began
+    done.set()
+    asking.join(35)
+    answer = received[0] if received else b""
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large", answer[:300]
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["errors"][0]["extensions"]["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
+    assert "65536" in body["errors"][0]["message"]
+    assert sent < 20 * 2**20, "the server kept reading a refused head"
+    assert took < 10, took
+    assert answers and all(status == 200 for status, _ in answers), answers
+    assert max(t for _, t in answers) < 2, answers
+
+
+def test_a_head_just_under_the_limit_is_served(served: Served) -> None:
+    filler = b"a" * 60_000
+    with served.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + filler + b"\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_sent_slowly_is_closed_after_the_head_timeout(served: Served) -> None:
+    """Slowloris: a head never finished (or nothing sent at all) held a connection open for
+    good; now it is closed once CDMS_HEADER_TIMEOUT_SECONDS pass."""
+    with served.connect() as half, served.connect() as idle:
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(TIMEOUT_S / 2)
+        half.sendall(b"X-Slow: 1\r\n")  # trickling does not reset the clock
+        assert _closed_within(half, TIMEOUT_S + 5)
+        assert _closed_within(idle, 5)
+    # a keep-alive connection's next request has its own head timeout
+    with served.connect() as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        assert _closed_within(sock, TIMEOUT_S + 5)
+
+
+def test_a_body_sent_slowly_is_a_408_after_the_body_timeout(served: Served) -> None:
+    """Half a body held a connection (and a request's task) open for good; now the request
+    is answered 408 with a code once CDMS_BODY_TIMEOUT_SECONDS pass, and closed."""
+    tok = token("analyst")
+    with served.connect() as sock:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {tok}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"query": '
+        )
+        began = time.monotonic()
+        answer = _read_all(sock, TIMEOUT_S + 10)
+        took = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert b"connection: close" in answer.lower()
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
+    assert took < TIMEOUT_S + 5, took
