@@ -153,12 +153,16 @@ class _Session:
                     await task
 
     async def _loop(self) -> None:
-        limits = self.server.limits
-        try:
-            first = await asyncio.wait_for(self._receive(), limits.init_timeout_s)
-        except TimeoutError:
-            raise _Close(4408, "connection initialisation timeout") from None
-        await self._handle(first)
+        # the init timeout holds until connection_ack, not for the first message only: a
+        # ping, pong or complete before connection_init kept a socket open, and uncounted
+        deadline = asyncio.get_running_loop().time() + self.server.limits.init_timeout_s
+        while not self.acknowledged:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await self._receive()
+            except TimeoutError:
+                raise _Close(4408, "connection initialisation timeout") from None
+            await self._handle(message)
         while True:
             await self._handle(await self._receive())
 

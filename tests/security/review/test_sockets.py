@@ -217,6 +217,36 @@ def _acked(ws: Any, protocol: str) -> bool:
     return bool(ws_init(ws, protocol)["type"] == "connection_ack")
 
 
+BEFORE_INIT = [
+    ("graphql-transport-ws", {"type": "pong"}),
+    ("graphql-transport-ws", {"type": "ping"}),
+    ("graphql-transport-ws", {"type": "complete", "id": "x"}),
+    ("graphql-ws", {"type": "stop", "id": "x"}),
+]
+
+
+@pytest.mark.parametrize(("protocol", "message"), BEFORE_INIT)
+def test_messages_before_connection_init_do_not_stop_its_timeout(
+    sec_engine: Engine, sec_shop: Shop, protocol: str, message: dict[str, Any]
+) -> None:
+    """The init timeout (4408) held for the first message only: a pong, a ping or a
+    complete (a stop on graphql-ws) first kept an anonymous socket open for good, and
+    uncounted (the per-credential bound starts at connection_ack). It holds until the
+    socket is acknowledged, whatever comes before."""
+    options = AppOptions(sockets=SocketLimits(init_timeout_s=1.0))
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), options)
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/graphql", subprotocols=[protocol]) as ws,
+    ):
+        began = time.monotonic()
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while time.monotonic() - began < 5:  # still talking does not help
+                ws.send_json(message)
+                receive(ws, 0.2)  # (a pong to a ping)
+    assert closed.value.code == 4408
+
+
 LONE = [
     # an operation id that would be echoed in every answer to it
     '{"id": "\\ud800", "type": "%s", "payload": {"query": "{ __typename }"}}',
