@@ -8,10 +8,12 @@ server first: on a demo-open server, where no token means admin, that ran forged
 mutations); an oversized body is refused from its Content-Length (or while streaming)
 with 413 without reading the rest; a body not received within ``body_timeout_s`` of the
 request's head (``CDMS_BODY_TIMEOUT_SECONDS``: half a body held a connection and a task
-for good) is a 408 and the connection closed; malformed or over-deep JSON, a missing query, too many
-batched operations are 400; then :mod:`api.pipeline` decides (400/403/429/503) before anything
-runs, for the whole batch (all or nothing: a batch is not half run). An answer whose only
-errors say the database is unreachable is a 503 with Retry-After.
+for good) is a 408 and the connection closed, a client gone mid-body ends the request
+quietly (it wrote a traceback per connection); malformed or over-deep JSON, a missing
+query, too many batched operations are 400; then :mod:`api.pipeline` decides
+(400/403/429/503) before anything runs, for the whole batch (all or nothing: a batch is
+not half run). An answer whose only errors say the database is unreachable is a 503 with
+Retry-After.
 
 ``Idempotency-Key`` (header) is the key of the request's one ``placeOrder`` (its
 ``input.idempotencyKey`` may say it too); the header twice (even with one value) is a 400
@@ -26,9 +28,10 @@ that is not a WAL position, or the header twice, is a 400 BAD_USER_INPUT.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -37,6 +40,8 @@ from api.pipeline import Operation, Pipeline, Refusal, parse_body
 from db.errors import BadUserInputError, CdmsError
 from db.replicas import HEADER, parse_lsn
 from schema.execute import Executor, Result
+
+log = logging.getLogger("cdms.api.http")
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,9 @@ class GraphQLHttp:
             return error_response(
                 413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.limits.max_body_bytes} bytes"
             )
+        except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to log loudly
+            log.debug("client closed the connection before sending the whole body")
+            return Response(status_code=400)  # (not sent: the connection is gone)
         except _TooSlow:
             return error_response(
                 408,

@@ -213,3 +213,26 @@ def test_a_body_sent_slowly_is_a_408_after_the_body_timeout(served: Served) -> N
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert body["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
     assert took < TIMEOUT_S + 5, took
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback(served: Served) -> None:
+    """A client that closed after half its body made the server log a 45-line traceback
+    ("Exception in ASGI application"), one per connection, before any rate limit: 2,000
+    connections, 2,000 tracebacks. The request ends quietly."""
+    tok = token("analyst")
+    logged = served.log.stat().st_size
+    for _ in range(3):
+        with served.connect() as sock:
+            sock.sendall(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {tok}\r\nContent-Length: 100\r\n\r\n".encode()
+                + b"{"
+            )
+    assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        with served.log.open("rb") as log:
+            log.seek(logged)
+            new = log.read().decode()
+        assert "Traceback" not in new and "Exception in ASGI application" not in new, new
+        time.sleep(0.2)
