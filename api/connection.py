@@ -68,6 +68,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # next one: at most one read, 256 KiB, escapes the count)
             super().data_received(data)
             return
+        self._arm()  # (any byte: a CRLF between requests begins no message)
         room = self.limits.max_head_bytes - self.head_bytes
         if len(data) <= room:
             self.head_bytes += len(data)

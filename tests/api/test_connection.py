@@ -129,3 +129,17 @@ def test_a_head_not_complete_in_time_closes_the_connection(
     loop.run_until_complete(asyncio.sleep(0.2))
     assert transport.closed and transport.written == b""
     protocol.connection_lost(None)
+
+
+def test_bytes_between_requests_start_the_head_timeout(loop: asyncio.AbstractEventLoop) -> None:
+    """After an answer, uvicorn's keep-alive timeout stops at the next byte, also a CRLF
+    that begins no message: the head timeout starts there, or a client trickling CRLFs
+    would hold the connection for good."""
+    protocol, transport = _connect(loop, HeadLimits(head_timeout_s=0.05))
+    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert transport.written.startswith(b"HTTP/1.1 200 ") and not transport.closed
+    protocol.data_received(b"\r\n")
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed
+    protocol.connection_lost(None)
