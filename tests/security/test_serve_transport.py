@@ -86,14 +86,19 @@ def _read_all(sock: socket.socket, timeout: float) -> bytes:
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
-    """Whether the server closes ``sock`` within ``seconds`` (sending nothing more)."""
-    sock.settimeout(seconds)
+    """Whether the server closes ``sock`` within ``seconds`` (what it still sends, such as
+    the rest of an earlier answer, read and dropped)."""
+    deadline = time.monotonic() + seconds
     try:
-        return sock.recv(65536) == b""
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if sock.recv(65536) == b"":
+                return True
     except ConnectionResetError:
         return True
     except TimeoutError:
-        return False
+        pass
+    return False
 
 
 def _keep_asking(
