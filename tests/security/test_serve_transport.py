@@ -5,6 +5,7 @@ answered, nothing stays open for long, and nothing writes a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -42,25 +43,22 @@ class Served:
         return sock
 
 
-@pytest.fixture(scope="module")
-def served(
-    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("serve_transport")
-    env = cli_environment(clone_database("transport"), tmp) | {
+@contextlib.contextmanager
+def _serving(database: str, tmp: Path, *args: str, **settings: str) -> Iterator[Served]:
+    """``cdms serve`` in production mode on ``database``, with these CDMS_* settings."""
+    env = cli_environment(database, tmp) | {
         "CDMS_ENV": "production",
         "CDMS_JWT_SECRET": SECRET,
         "CDMS_ETL_MODE": "off",
-        "CDMS_HEADER_TIMEOUT_SECONDS": str(TIMEOUT_S),
-        "CDMS_BODY_TIMEOUT_SECONDS": str(TIMEOUT_S),
         "PYTHONPATH": str(ROOT),
+        **settings,
     }
     port = free_port()
     log = tmp / "serve.log"
     with log.open("wb") as out:
         cli = [sys.executable, "-c", "from api.cli import main; main()"]
         proc = subprocess.Popen(
-            [*cli, "serve", "--port", str(port), "--no-seed-demo"],
+            [*cli, "serve", "--port", str(port), "--no-seed-demo", *args],
             env=env,
             cwd=tmp,
             stdout=out,
@@ -71,6 +69,19 @@ def served(
         yield Served(proc, port, log)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def served(
+    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    with _serving(
+        clone_database("transport"),
+        tmp_path_factory.mktemp("serve_transport"),
+        CDMS_HEADER_TIMEOUT_SECONDS=str(TIMEOUT_S),
+        CDMS_BODY_TIMEOUT_SECONDS=str(TIMEOUT_S),
+    ) as served:
+        yield served
 
 
 def _read_all(sock: socket.socket, timeout: float) -> bytes:
@@ -241,3 +252,28 @@ def test_a_client_gone_mid_body_leaves_no_traceback(served: Served) -> None:
             new = log.read().decode()
         assert "Traceback" not in new and "Exception in ASGI application" not in new, new
         time.sleep(0.2)
+
+
+def test_worker_processes_hold_the_same_limits(
+    clone_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    """``--workers``: each worker process gets the limits from the supervisor (uvicorn
+    pickles its configuration, protocol included, into processes it spawns)."""
+    with _serving(
+        clone_database("transport_workers"),
+        tmp_path,
+        "--workers",
+        "2",
+        CDMS_MAX_HEADER_BYTES="2048",
+        CDMS_HEADER_TIMEOUT_SECONDS=str(TIMEOUT_S),
+    ) as served:
+        for _ in range(6):  # (the kernel spreads connections over both workers)
+            with served.connect() as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 3_000)
+                assert _read_all(sock, 10).startswith(b"HTTP/1.1 431 "), served.log.read_text()
+            with served.connect() as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Small: 1\r\n\r\n")
+                sock.settimeout(10)
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            with served.connect() as sock:
+                assert _closed_within(sock, TIMEOUT_S + 5)
