@@ -9,14 +9,16 @@ limit is kept here, before the parser: past ``max_head_bytes`` the request is an
 closed; its remaining bytes are never parsed. A connection whose head is not complete
 ``head_timeout_s`` after it opened (or after the next request's first byte, on a kept-alive
 connection) is closed: slowloris held sockets open for good, as nothing timed a head out
-(a body: api/http.py).
+(a body: api/http.py; the rest of a body the app answered without reading, here: the same
+time from the answer).
 
 The class hooks uvicorn's protocol where its parser calls back (``on_message_begin``,
-``on_headers_complete``, ``on_message_complete``) and where data and the connection come
-and go; it uses the protocol's ``transport``, ``loop``, ``logger``, ``cycle`` and
-``server_state`` attributes. Those are uvicorn's internals (checked against uvicorn
-0.55): tests/security/test_serve_transport.py checks them, and the behaviour against a
-real ``cdms serve``, so an upgrade that moves them fails there.
+``on_headers_complete``, ``on_message_complete``), where an answer is complete
+(``on_response_complete``) and where data and the connection come and go; it uses the
+protocol's ``transport``, ``loop``, ``logger``, ``cycle`` and ``server_state`` attributes.
+Those are uvicorn's internals (checked against uvicorn 0.55): tests/api/test_connection.py
+checks them, and tests/security/test_serve_transport.py the behaviour against a real
+``cdms serve``, so an upgrade that moves them fails there.
 """
 
 from __future__ import annotations
@@ -98,6 +100,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.head_bytes = 0
+        self._disarm()  # (a body's rest, after its answer: see on_response_complete)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.head_bytes is None and not self.transport.is_closing():
+            # answered without reading the whole body (a 405, a 401): its rest is read
+            # and dropped, and must come within the head's time, or a byte now and then
+            # (each stops uvicorn's keep-alive timeout) holds the connection for good
+            self._arm()
 
     # --- refusals ------------------------------------------------------------------------
     def _refuse(self) -> None:

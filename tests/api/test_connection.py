@@ -86,6 +86,7 @@ def test_it_overrides_hooks_uvicorns_protocol_has() -> None:
         "on_message_begin",
         "on_headers_complete",
         "on_message_complete",
+        "on_response_complete",
         "shutdown",
     ):
         assert callable(getattr(HttpToolsProtocol, name, None)), name

@@ -277,3 +277,30 @@ def test_worker_processes_hold_the_same_limits(
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             with served.connect() as sock:
                 assert _closed_within(sock, TIMEOUT_S + 5)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/graphql"])
+def test_a_body_trickled_after_the_answer_does_not_hold_the_connection(
+    served: Served, path: str
+) -> None:
+    """An answer given without reading the body (405 for /healthz, 401 without a token)
+    left the rest of the body to be read for as long as it came: a byte every few seconds
+    held the connection (each byte stopped uvicorn's keep-alive timeout). The rest must
+    arrive within the head timeout of the answer, else the connection is closed."""
+    with served.connect() as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + b"Content-Length: 100000\r\n\r\n{"
+        )
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith((b"HTTP/1.1 405 ", b"HTTP/1.1 401 "))
+        began = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - began < TIMEOUT_S + 5:
+            try:
+                sock.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            closed = _closed_within(sock, 0.3)
+        assert closed, "the connection stayed open"
