@@ -78,6 +78,14 @@ def _connect(
     return protocol, transport
 
 
+def test_it_uses_what_uvicorns_protocol_has(loop: asyncio.AbstractEventLoop) -> None:
+    protocol, transport = _connect(loop, HeadLimits())
+    assert protocol.transport is transport and protocol.loop is loop
+    assert protocol.cycle is None and protocol.server_state.default_headers is not None
+    assert protocol.logger.name == "uvicorn.error"
+    protocol.connection_lost(None)
+
+
 def test_it_overrides_hooks_uvicorns_protocol_has() -> None:
     for name in (
         "connection_made",
