@@ -29,6 +29,8 @@ def check_port(host: str, port: int) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise _not_here(host, port, str(exc.strerror)) from None
+    except UnicodeError:  # the IDNA codec: an empty label, or one over 63 characters
+        raise _not_here(host, port, "not a valid host name") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -77,7 +77,11 @@ def test_a_busy_port_fails_at_once_with_one_line(cli_env: dict[str, str], tmp_pa
     assert not (Path(cli_env["CDMS_DATA_DIR"]) / "serve.lock").exists()
 
 
-@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid", "192.0.2.1"])
+# the last two are names that the IDNA codec cannot encode (an empty label, a label over 63
+# characters): a UnicodeError from getaddrinfo, which was a traceback
+@pytest.mark.parametrize(
+    "host", ["999.1.1.1", "no-such-host.invalid", "192.0.2.1", "bad..host", "a" * 64 + ".example"]
+)
 def test_a_host_that_is_not_this_machine_is_a_config_error(
     cli_env: dict[str, str], host: str
 ) -> None:
