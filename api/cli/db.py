@@ -48,13 +48,14 @@ def erd(
     else:
         with console.status("migrating a scratch database and reading its catalog"):
             page = generate_from_migrations(url)
-    current = output.read_text(encoding="utf-8") if output.exists() else None
+    # compared as bytes: a file that is not UTF-8 text is stale, not a decoding error
+    current = output.read_bytes() if output.exists() else None
     if check:
-        if current != page:
+        if current != page.encode("utf-8"):
             raise StaleErdError(f"{output} is stale: run cdms db erd")
         console.print(f"{output} is up to date")
         return
-    if current == page:
+    if current == page.encode("utf-8"):
         console.print(f"{output} is already up to date")
         return
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -40,10 +40,11 @@ def export_schema(
     target = output or schema_path()
     sdl = schema_sdl()
     if check:
-        current = target.read_text() if target.exists() else ""
-        if current != sdl:
+        # compared as bytes: a file that is not UTF-8 text is stale, not a decoding error
+        current = target.read_bytes() if target.exists() else b""
+        if current != sdl.encode("utf-8"):
             raise StaleSchemaError(f"{target} is stale: run cdms export-schema")
         console.print(f"{target} is up to date")
         return
-    target.write_text(sdl)
+    target.write_text(sdl, encoding="utf-8")
     console.print(f"wrote {target} ({len(sdl.splitlines())} lines)")

@@ -23,3 +23,14 @@ def test_export_schema_command(tmp_path: Path, cli_env: dict[str, str]) -> None:
     stale = run_cdms(cli_env, "export-schema", "-o", str(out), "--check")
     assert stale.returncode == 1
     assert stale.stderr.strip() == f"error[STALE_SCHEMA]: {out} is stale: run cdms export-schema"
+
+
+def test_check_of_a_file_that_is_not_utf8_says_stale(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """Bytes that are not UTF-8 are not the schema: stale, in one line (a traceback before)."""
+    out = tmp_path / "s.graphql"
+    out.write_bytes(b"\xff\xfe type Query { old: Int }\n")
+    stale = run_cdms(cli_env, "export-schema", "-o", str(out), "--check")
+    assert stale.returncode == 1
+    assert stale.stderr.strip() == f"error[STALE_SCHEMA]: {out} is stale: run cdms export-schema"

@@ -76,3 +76,9 @@ def test_cdms_db_erd_writes_and_checks_the_file(
     assert stale.returncode == 1
     assert stale.stderr.strip() == f"error[STALE]: {target} is stale: run cdms db erd"
     assert target.read_text(encoding="utf-8") == "old\n"
+
+    # bytes that are not UTF-8 are not the diagram either (a UnicodeDecodeError traceback)
+    target.write_bytes(b"\xff\xfe old\n")
+    stale = run_cdms(cli_env, "db", "erd", "--output", str(target), "--check", "--live")
+    assert stale.returncode == 1
+    assert stale.stderr.strip() == f"error[STALE]: {target} is stale: run cdms db erd"
