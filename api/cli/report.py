@@ -39,7 +39,9 @@ def _date(raw: str | None, option: str) -> date | None:
 
 
 def report(
-    out: Path = typer.Option(..., "--out", help="Folder for the PNG charts and index.html."),
+    out_: str = typer.Option(
+        ..., "--out", metavar="<path>", help="Folder for the PNG charts and index.html."
+    ),
     from_: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD, inclusive)."),
     to: str = typer.Option(None, "--to", help="Last day (YYYY-MM-DD, inclusive)."),
 ) -> None:
@@ -52,6 +54,9 @@ def report(
     from db.engine import make_engine
     from semantic.service import warehouse_state
 
+    if not out_:  # (as a Path it would be "." - an unset variable - and fill this folder)
+        raise BadUserInputError("--out is empty: name the folder to write to", field="--out")
+    out = Path(out_)
     period = Period(_date(from_, "--from"), _date(to, "--to"))
     if period.start and period.end and period.start > period.end:
         raise BadUserInputError(f"--from {period.start} is after --to {period.end}", field="--from")

@@ -124,6 +124,13 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
         monkeypatch, capsys, report_url, tmp_path, "report", "--out", str(afile)
     )
     assert code == 1 and "is not a folder" in err
+    # an empty --out (an unset shell variable) is not the current folder, where it wrote
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, _, err = in_process(monkeypatch, capsys, report_url, tmp_path, "report", "--out", "")
+    assert code == 1 and err.startswith("error[BAD_USER_INPUT]: --out is empty"), err
+    assert not any(here.iterdir())
     code, _, err = in_process(monkeypatch, capsys, report_url, tmp_path, "report")
     assert code == 2 and err.startswith("error[USAGE]")
     assert not out.exists()
