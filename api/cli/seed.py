@@ -39,7 +39,9 @@ def seed(
         None, help="Catalogue size (default: 150 + customers/6, between 200 and 5,000)."
     ),
     end: dt.datetime | None = typer.Option(
-        None, formats=["%Y-%m-%d"], help="Last day of history is the day before (default today)."
+        None,
+        formats=["%Y-%m-%d"],
+        help="Last day of history is the day before (default and latest: today).",
     ),
     years: int = typer.Option(3, help="Years of order history."),
     reset: bool = typer.Option(

@@ -29,7 +29,9 @@ def _bad(field: str, message: str) -> BadUserInputError:
 
 
 EARLIEST_END = dt.date(2010, 1, 1)  # keeps every birth date after 1900
-LATEST_END = dt.date(2099, 1, 1)
+# the latest end is today (default_end): a row dated after now is outside every change
+# window of the warehouse load (they end at the run's time), and a fact whose customer or
+# product is not loaded yet fails the whole run
 
 
 def validate(
@@ -53,8 +55,12 @@ def validate(
         raise _bad("products", f"products must be between 1 and {MAX_PRODUCTS:,}, got {products}")
     if not 1 <= years <= MAX_YEARS:
         raise _bad("years", f"years must be between 1 and {MAX_YEARS}, got {years}")
-    if end is not None and not EARLIEST_END <= end <= LATEST_END:
-        raise _bad("end", f"end must be between {EARLIEST_END} and {LATEST_END}, got {end}")
+    if end is not None and not EARLIEST_END <= end <= default_end():
+        raise _bad(
+            "end",
+            f"end must be between {EARLIEST_END} and today ({default_end()}), got {end}"
+            " (later rows would be dated after now)",
+        )
 
 
 def default_end() -> dt.date:
