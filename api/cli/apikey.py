@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from api.cli.common import console, resolve_url
+from api.cli.common import console, resolve_url, utf8
 
 app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -29,6 +29,8 @@ def create(
     from api.apikeys import create_key, validate_role
 
     validate_role(role, customer)  # before touching the database
+    if name is not None:
+        utf8(name, "--name")
     key, secret = create_key(_engine(), role, customer, name)
     console.print(
         f"created API key [bold]{key.id}[/] ({key.name}, role {key.role}"

@@ -46,6 +46,18 @@ def task_per_key(
     return report
 
 
+def utf8(value: str, what: str) -> str:
+    """``value``, if it is UTF-8 text. Bytes of the command line that are not are kept by
+    Python as surrogates, which no database text (nor psycopg) takes: refused up front."""
+    from db.errors import BadUserInputError
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadUserInputError(f"{what} is not UTF-8 text: {value!r}", field=what) from None
+    return value
+
+
 def resolve_url(*, create: bool = False) -> str:
     """libpq URL of the application database; starts the embedded server when needed.
     Without ``create``, an embedded data folder that holds no cluster yet is refused

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from api.cli.common import console, resolve_url
+from api.cli.common import console, resolve_url, utf8
 from db.errors import BadUserInputError
 
 app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is_help=True)
@@ -49,7 +49,8 @@ def add(
                 for e in errors
             )
             raise BadUserInputError(f"{file} does not validate against the schema: {said}")
-        docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), file.stem, text))
+        name = utf8(file.stem, f"the name of {file} (the query's name)")
+        docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), name, text))
     with transaction(make_engine(resolve_url())) as conn:  # all files or none
         for sha, name, text in docs:
             conn.execute(
@@ -74,6 +75,8 @@ def remove(
     from db.engine import make_engine, transaction
     from db.errors import NotFoundError
 
+    for key in keys:
+        utf8(key, "a hash or name")
     with transaction(make_engine(resolve_url())) as conn:  # all or none
         # every key looked up before anything is deleted: a document named twice (by its
         # hash and its name, or one key repeated) is found by each key, not refused

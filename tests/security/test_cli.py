@@ -224,3 +224,30 @@ def test_persisted_remove_of_one_document_named_twice(
     with make_engine(database_url).connect() as conn:
         count = "SELECT count(*) FROM app.persisted_queries WHERE sha256 = :h"
         assert conn.execute(sa.text(count), {"h": sha}).scalar_one() == 0
+
+
+def test_arguments_that_are_not_utf8_are_refused_in_one_line(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """Bytes on the command line that are not UTF-8 (Python keeps them as surrogates) in a
+    value that goes to the database: a key's name, a persisted query's key or its file's
+    name. psycopg could not encode them: a traceback."""
+    not_utf8 = "\udcff"  # the byte 0xff in argv (os.fsencode)
+    doc = tmp_path / f"q{not_utf8}.graphql"
+    doc.write_text("query Q { products { totalCount } }\n")
+    with make_engine(database_url).connect() as conn:
+        keys = conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one()
+    for args in (
+        ["apikey", "create", "--role", "analyst", "--name", f"n{not_utf8}"],
+        ["persisted", "remove", not_utf8],
+        ["persisted", "add", str(doc)],
+    ):
+        bad = cdms(cli_env, *args)
+        assert bad.returncode == 1, bad
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error[BAD_USER_INPUT]: "), bad.stderr
+        assert "not UTF-8" in lines[0]
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one() == keys
+        found = "SELECT count(*) FROM app.persisted_queries WHERE query LIKE 'query Q %'"
+        assert conn.execute(sa.text(found)).scalar_one() == 0
