@@ -68,11 +68,27 @@ def _fail_database(exc: BaseException) -> None:
         _fail(mapped.code, mapped.message, 1)
 
 
+def _check_settings_text() -> None:
+    """DATABASE_URL and the CDMS_* values are text: a byte that is not UTF-8 (which Python
+    keeps as a surrogate) reached psycopg or the database as an encoding traceback. A data
+    folder is a path, which the file system takes as any bytes."""
+    import os
+
+    for name, value in os.environ.items():
+        if (name == "DATABASE_URL" or name.startswith("CDMS_")) and name != "CDMS_DATA_DIR":
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                # (the value is not shown: it may be a password or a secret)
+                _fail("CONFIG", f"{name} is not UTF-8 text", 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     from sqlalchemy.exc import DBAPIError
 
     from db.errors import CdmsError
 
+    _check_settings_text()
     try:
         command = typer.main.get_command(app)
         rv = command.main(args=argv, prog_name="cdms", standalone_mode=False)

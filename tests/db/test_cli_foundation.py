@@ -32,6 +32,19 @@ def test_a_database_url_of_another_kind_is_refused(cli_env: dict[str, str]) -> N
     assert "postgresql://" in one_line_error(run_cdms(env, "db", "upgrade"), "CONFIG", 1)
 
 
+def test_a_setting_that_is_not_utf8_is_refused(cli_env: dict[str, str]) -> None:
+    """A byte that is not UTF-8 in DATABASE_URL or a CDMS_* value (Python keeps it as a
+    surrogate, which psycopg cannot encode) is error[CONFIG] naming it, not a traceback."""
+    not_utf8 = "\udcff"  # the byte 0xff in the environment (os.fsencode)
+    url = cli_env["DATABASE_URL"] + not_utf8
+    line = one_line_error(run_cdms(cli_env | {"DATABASE_URL": url}, "ml", "list"), "CONFIG", 1)
+    assert line.startswith("error[CONFIG]: DATABASE_URL is not UTF-8 text"), line
+    env = cli_env | {"CDMS_BI_PASSWORD": f"pw{not_utf8}"}
+    line = one_line_error(run_cdms(env, "bi", "publish"), "CONFIG", 1)
+    assert line.startswith("error[CONFIG]: CDMS_BI_PASSWORD is not UTF-8 text"), line
+    assert "pw" not in line  # a secret's value is not shown
+
+
 def test_a_data_folder_that_cannot_be_written_is_refused(cli_env: dict[str, str]) -> None:
     env = {k: v for k, v in cli_env.items() if k != "DATABASE_URL"}
     env["CDMS_DATA_DIR"] = "/proc/cdms-cannot-live-here"
