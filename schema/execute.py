@@ -447,7 +447,7 @@ def locate(reads: Reads, info: Any) -> Located:
     details = planner.roots()[keys[0]]
     for key in keys[1:]:
         gfield = parent.fields[details[0].node.name.value]
-        parent = P._object(gfield)
+        parent = P.object_type(gfield)
         details = planner.subfields(parent, details)[key]
     return Located(op.query, op.document, op.operation, op.coerced, tuple(keys), details)
 

@@ -317,7 +317,7 @@ class Planner:
         if is_connection:
             return self.connection(key, gfield, details, entity, None)
         args = self.arguments(gfield, details[0])
-        return ById(key, entity, args["id"], self.node(entity, _object(gfield), details))
+        return ById(key, entity, args["id"], self.node(entity, object_type(gfield), details))
 
     def by_id(self, key: str, entity: Entity, id_: Src, details: list[FieldDetails]) -> ById:
         """``entity`` row ``id_`` with the selection of ``details`` (a mutation's payload,
@@ -349,12 +349,12 @@ class Planner:
             if name in cols:
                 return Value(key, cols[name])
             if name in preds:
-                return Predict(key, preds[name], _pred_selection(self, _object(gfield), sub))
+                return Predict(key, preds[name], _pred_selection(self, object_type(gfield), sub))
             rel = rels[name]
             target = ENTITIES[rel.target]
             if rel.shape is Shape.CONNECTION:
                 return self.connection(key, gfield, sub, target, rel)
-            return Join(key, rel, self.node(target, _object(gfield), sub))
+            return Join(key, rel, self.node(target, object_type(gfield), sub))
 
         return Node(entity, self.each(gtype, details, select))
 
@@ -366,7 +366,7 @@ class Planner:
         entity: Entity,
         parent: Rel | None,
     ) -> Conn:
-        ctype = _object(gfield)
+        ctype = object_type(gfield)
         args = self.arguments(gfield, details[0])
         try:
             conn = ConnArgs(
@@ -384,7 +384,7 @@ class Planner:
         ) -> Edges | PageInfo | Leaf | Aggregate:
             if name == "totalCount":
                 return Leaf(k, name)
-            gtype = _object(ctype.fields[name])
+            gtype = object_type(ctype.fields[name])
             if name == "edges":
                 return self.edges(k, gtype, entity, sub)
             if name == "pageInfo":
@@ -449,7 +449,7 @@ class Planner:
         def select(k: str, name: str, sub: list[FieldDetails]) -> Leaf | EdgeNode:
             if name == "cursor":
                 return Leaf(k, name)
-            return EdgeNode(k, self.node(entity, _object(etype.fields[name]), sub))
+            return EdgeNode(k, self.node(entity, object_type(etype.fields[name]), sub))
 
         return Edges(key, self.each(etype, details, select))
 
@@ -461,7 +461,7 @@ class Planner:
         def select(k: str, fn: str, sub: list[FieldDetails]) -> Leaf | AggPart:
             if fn == "count":
                 return Leaf(k, fn)
-            ptype = _object(atype.fields[fn])
+            ptype = object_type(atype.fields[fn])
             return AggPart(k, fn, self.each(ptype, sub, lambda pk, name, _: Value(pk, cols[name])))
 
         return Aggregate(key, self.each(atype, details, select))
@@ -475,7 +475,7 @@ def _pred_selection(
         name = sub[0].node.name.value
         gfield = gtype.fields.get(name)
         if gfield is not None and isinstance(get_named_type(gfield.type), GraphQLObjectType):
-            inner = _pred_selection(planner, _object(gfield), sub)
+            inner = _pred_selection(planner, object_type(gfield), sub)
             out.append(PredSel(key, name, gtype.name, inner))
         else:
             out.append(PredSel(key, name, gtype.name))
@@ -485,7 +485,8 @@ def _pred_selection(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _object(gfield: GraphQLField) -> GraphQLObjectType:
+def object_type(gfield: GraphQLField) -> GraphQLObjectType:
+    """The object type ``gfield`` returns (under its lists and non-nulls)."""
     t = get_named_type(gfield.type)
     assert isinstance(t, GraphQLObjectType)
     return t
