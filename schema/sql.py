@@ -197,12 +197,12 @@ class _Builder:
                 inner = " AND ".join(self.filter(entity, t, value)) or "true"
                 out.append(f"NOT ({inner})")
             elif name in rels and isinstance(value, dict):
-                out.extend(self.relation(entity, t, rels[name], value))
+                out.extend(self.relation(t, rels[name], value))
             elif name in cols and isinstance(value, dict):
                 out.extend(self.ops(cols[name], f"{t}.{cols[name].column}", value))
         return out
 
-    def relation(self, entity: Entity, t: str, rel: Rel, value: dict[str, Any]) -> list[str]:
+    def relation(self, t: str, rel: Rel, value: dict[str, Any]) -> list[str]:
         target = ENTITIES[rel.target]
         out = []
         for quantifier in ("some", "none"):

@@ -85,7 +85,7 @@ async def drill_rows(
         row = rows[i]
         cell = CubeQuery(
             dimensions=(DimensionField("__order", Member(fact, KEY)),),
-            filters=(*where, *(_member(d, row, query.timezone) for d in query.dimensions)),
+            filters=(*where, *(_member(d, row) for d in query.dimensions)),
             segments=query.segments,
             timezone=query.timezone,
         )
@@ -174,7 +174,7 @@ def _connections(
     return out
 
 
-def _member(d: DimensionField, row: dict[str, Any], timezone: str) -> Filter:
+def _member(d: DimensionField, row: dict[str, Any]) -> Filter:
     """The row's value of dimension field ``d`` as a condition on its member."""
     value: Any = row
     for part in d.alias.split("."):
