@@ -129,15 +129,20 @@ def plain(v: Any) -> Any:
 
 
 def warehouse_state(conn: Connection) -> tuple[int, datetime | None, int]:
-    """The warehouse's version, its last successful run, and the incarnation of its state
-    table (its oid): a restore (``cdms db restore --force`` drops and creates every
-    object) or a database created again under the same URL gives a new one, so versions
-    of two histories are never compared."""
+    """The warehouse's version, its last successful run, and its incarnation: the oids of
+    the database and of its state table. A database created again under the same URL
+    (from a template too) has a new database oid, a restore into it (``cdms db restore
+    --force`` drops and creates every object) a new table oid, so versions of two
+    histories are never compared."""
     row = conn.execute(_STATE).one()
-    return int(row[0]), row[1], int(row[2])
+    return int(row[0]), row[1], (int(row[2]) << 32) | int(row[3])
 
 
-_STATE = sa.text("SELECT version, last_success_at, 'dw.etl_state'::regclass::oid FROM dw.etl_state")
+_STATE = sa.text(
+    "SELECT version, last_success_at,"
+    " (SELECT oid FROM pg_database WHERE datname = current_database()),"
+    " 'dw.etl_state'::regclass::oid FROM dw.etl_state"
+)
 
 
 def loaded(version: int, last_success_at: datetime | None) -> bool:

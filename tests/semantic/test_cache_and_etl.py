@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, timedelta
-from pathlib import Path
 
 from db.engine import make_engine
 from etl import pipeline, runner
@@ -140,30 +139,3 @@ def test_scope_bounds_a_fact_by_its_date_filter_only_when_nothing_reads_outside_
     assert not disjoint(running, changes) and not disjoint(by_brand, changes)
     assert not disjoint(bounded, {"dw.fact_sales": None}) and not disjoint(bounded, None)
     assert disjoint(by_brand, {"dw.fact_returns": None})
-
-
-def test_a_restore_under_the_same_url_is_not_answered_from_the_cache(
-    fresh_database: Callable[[], str], tmp_path: Path
-) -> None:
-    """``cdms db restore --force`` while a server keeps running: the warehouse now holds
-    another shop's data under the same URL, perhaps at the same version number. An answer
-    cached before is not served for it."""
-    from db.backup import backup, restore
-
-    url, other = fresh_database(), fresh_database()
-    load_warehouse(url, 30, 200, 3)
-    load_warehouse(other, 50, 500, 4)
-    engine = make_engine(url)
-    q = CubeQuery(measures=(m("sales.lineCount"),), dimensions=(d("sales.channel"),))
-    with engine.connect() as conn:
-        before = execute(conn, q)
-        assert execute(conn, q).cached
-    version = int(sql(url, "SELECT version FROM dw.etl_state")[0][0])
-    sql(other, "UPDATE dw.etl_state SET version = %s", (version,))  # the same number
-    backup(other, tmp_path / "other.dump")
-    engine.dispose()
-    restore(url, tmp_path / "other.dump", force=True)
-    with engine.connect() as conn:
-        got, fresh = execute(conn, q), execute(conn, q, use_cache=False)
-    assert got.version == before.version
-    assert not got.cached and got.rows == fresh.rows != before.rows
