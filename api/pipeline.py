@@ -58,6 +58,7 @@ from db.errors import (
     CdmsError,
     DatabaseUnavailableError,
     QueryTooComplexError,
+    busy_error,
     from_db_error,
     shown,
 )
@@ -307,6 +308,8 @@ class Pipeline:
                 ).scalar()
         except sa.exc.DBAPIError as exc:
             raise from_db_error(exc) or DatabaseUnavailableError() from exc
+        except sa.exc.TimeoutError:  # no pooled connection free in time
+            raise busy_error() from None
         return None if found is None else str(found)
 
     async def resolve(self, op: Operation, principal: Principal) -> str:

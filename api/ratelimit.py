@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from db.errors import CdmsError, DatabaseUnavailableError, from_db_error
+from db.errors import CdmsError, DatabaseUnavailableError, busy_error, from_db_error
 
 MAX_RETRY_AFTER = 3_600  # seconds a 429 tells a client to wait, at most
 
@@ -91,6 +91,8 @@ class RateLimiter:
                 ).scalar_one()
         except sa.exc.DBAPIError as exc:
             raise from_db_error(exc) or DatabaseUnavailableError() from exc
+        except sa.exc.TimeoutError:  # no pooled connection free in time
+            raise busy_error() from None
         return float(waited)
 
     def admit(self, bucket: str, n: int = 1) -> None:

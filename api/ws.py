@@ -391,10 +391,13 @@ class _Session:
             if prepared.kind is OperationType.SUBSCRIPTION:
                 async with contextlib.aclosing(executor.subscribe(prepared, ctx)) as events:
                     async for result in events:
+                        # the event is resolved: its connection (and its permit of the
+                        # subscriptions' gate, schema.subscriptions.db_gate) go back before
+                        # it is sent, so a client slow to read holds neither
+                        await ctx.close()  # no transaction stays open between events
                         if persisted and not await self._still_persisted(op_id, op, principal):
                             return  # withdrawn (cdms persisted remove): no more events
                         await self._next(op_id, result)
-                        await ctx.close()  # no transaction stays open between events
             else:
                 await self._next(op_id, await executor.run(prepared, ctx))
             await self._send({"id": op_id, "type": "complete"})

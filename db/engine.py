@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.config import DATA_DIR_NAME, DbSettings, has_cluster, to_libpq_url, to_sqlalchemy_url
-from db.errors import DatabaseUnavailableError, NoDatabaseError, from_db_error
+from db.errors import DatabaseUnavailableError, NoDatabaseError, busy_error, from_db_error
 from db.server import embedded_url
 
 EMBEDDED_DATABASE = "cdms"
@@ -200,3 +200,5 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         raise
     except sa.exc.OperationalError as exc:  # pragma: no cover - covered by DBAPIError
         raise DatabaseUnavailableError(str(exc)) from exc
+    except sa.exc.TimeoutError:  # no pooled connection free in time (not a DBAPIError)
+        raise busy_error() from None

@@ -125,6 +125,12 @@ class DatabaseUnavailableError(CdmsError):
         super().__init__(message)
 
 
+def busy_error() -> DatabaseUnavailableError:
+    """The pool had no free connection in time (more concurrent requests than connections):
+    what SQLAlchemy's ``TimeoutError`` (not a DBAPIError) is to a client."""
+    return DatabaseUnavailableError("the server is busy (no database connection free); try again")
+
+
 class WarehouseLoadingError(CdmsError):
     """The warehouse has never been loaded yet (a first start loads it in the background):
     cube and other warehouse-backed fields answer this until the first run succeeds."""

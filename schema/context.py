@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from db.engine import transaction
-from db.errors import DatabaseUnavailableError, from_db_error
+from db.errors import DatabaseUnavailableError, busy_error, from_db_error
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,11 +69,6 @@ def session_statement(
     if read_only:
         sql += ", set_config('transaction_read_only', 'on', true)"
     return sql, params
-
-
-def busy_error() -> DatabaseUnavailableError:
-    """The pool had no free connection in time (more concurrent requests than connections)."""
-    return DatabaseUnavailableError("the server is busy (no database connection free); try again")
 
 
 @dataclass(eq=False)
@@ -190,6 +185,9 @@ class Context:
     route_primary: bool = False  # a write whose position is unknown: read on the primary
     operation: Any = None  # the operation being executed (api.pipeline.Prepared)
     _db: RequestDb | None = None
+    # a permit of a gate bounding the database users of a kind (subscription events: see
+    # schema.subscriptions.db_gate), held until close()
+    _permit: asyncio.Semaphore | None = None
 
     @property
     def db(self) -> RequestDb:
@@ -238,9 +236,20 @@ class Context:
         self._db = None
         self.read_engine = engine
 
+    async def hold(self, gate: asyncio.Semaphore) -> None:
+        """Wait for a permit of ``gate`` (unless one is held), kept until :meth:`close`."""
+        if self._permit is None:
+            await gate.acquire()
+            self._permit = gate
+
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
+        try:
+            if self._db is not None:
+                await self._db.close()
+        finally:
+            permit, self._permit = self._permit, None
+            if permit is not None:
+                permit.release()
 
 
 Info = strawberry.Info[Context, None]

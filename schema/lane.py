@@ -37,8 +37,8 @@ from sqlalchemy.engine import Engine
 
 from db.config import DbSettings
 from db.engine import unpinged
-from db.errors import from_db_error
-from schema.context import busy_error, session_statement
+from db.errors import busy_error, from_db_error
+from schema.context import session_statement
 from schema.sql import PENDING
 
 PENDING_MARK = f'"{PENDING}"'

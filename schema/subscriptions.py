@@ -34,6 +34,7 @@ import sqlalchemy as sa
 import strawberry
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 
 from db.config import to_libpq_url
 from schema import types
@@ -140,6 +141,25 @@ def hub(engine: Engine, channel: str) -> NotifyHub:
     return _hubs[key]
 
 
+# (engine, event loop) -> the gate of the subscriptions' event handlers
+_gates: dict[tuple[int, int], asyncio.Semaphore] = {}
+
+
+def db_gate(engine: Engine) -> asyncio.Semaphore:
+    """How many subscription events of this process may use ``engine``'s pool at once:
+    half its connections (at least one). An event holds a permit from its history read
+    until its payload is resolved and its connection returned (Context.close); the others
+    wait (their notifications stay queued, in order), so that subscriptions never take
+    every connection, nor every worker thread with a connection awaited in each, from the
+    HTTP requests and each other (docs/security.md)."""
+    key = (id(engine), id(asyncio.get_running_loop()))
+    gate = _gates.get(key)
+    if gate is None:
+        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 2
+        gate = _gates[key] = asyncio.Semaphore(max(1, size // 2))
+    return gate
+
+
 ORDER: Any = types.Order | None  # type: ignore[attr-defined]  # generated from the catalog
 EVERYONE = frozenset({"admin", "analyst", "service", "customer"})
 
@@ -240,6 +260,8 @@ class OrderSubscriptions:
         ctx = info.context
         try:
             # before listening: a change committed in between is told with the next one
+            gate = db_gate(ctx.engine)
+            await ctx.hold(gate)
             told = await ctx.db.run(_told(wanted))
             await ctx.close()
             notes = hub(ctx.engine, CHANNEL)
@@ -254,12 +276,17 @@ class OrderSubscriptions:
                     if customer != wanted:
                         continue  # another customer's (a read decides when it says ours)
                     after = told.get(order_id, (0, None))[0]
+                    await ctx.hold(gate)  # released by ctx.close(), below or by the caller
                     rows = await ctx.db.run(_since(order_id, after))
                     await ctx.close()  # no transaction stays open between events
                     events, why = _events(order_id, wanted, told, rows)
                     if why is not None:
                         notes.ignore(why, payload)
                     for event in events:
+                        # its payload is resolved (on a connection of its own) while the
+                        # permit is held; the caller closes the context once it is
+                        await ctx.hold(gate)
                         yield event
+                        await ctx.close()
         finally:
             await ctx.close()

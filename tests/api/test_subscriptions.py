@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from db.config import to_sqlalchemy_url
 from db.engine import make_engine
 from schema import subscriptions as notify
 from tests.api.conftest import build_shop, make_client
@@ -103,3 +105,64 @@ def test_bad_customer_id_is_an_error(clone_database: Callable[[str], str]) -> No
         msg = ws.receive_json()
         errors = msg["payload"] if msg["type"] == "error" else msg["payload"]["errors"]
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+NESTED = """subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId order {
+  customer { orders(first: 100) { totalCount edges { node { id status
+  items { quantity product { name } } } } } } } } }"""
+
+
+def test_many_subscriptions_share_a_small_pool(clone_database: Callable[[str], str]) -> None:
+    """More subscriptions than pooled connections and worker threads: an event reaches
+    each of them (none waits on a connection while holding another, or a thread), a read
+    over HTTP meanwhile is answered, and no connection is left in a transaction."""
+    url = clone_database("apisubpool")
+    with make_engine(url).begin() as conn:
+        shop = build_shop(conn)
+    engine = sa.create_engine(
+        to_sqlalchemy_url(url), pool_size=2, max_overflow=0, pool_timeout=3, pool_pre_ping=True
+    )
+    customer = shop.customers[1]
+    mine = shop.orders[customer][0]  # pending
+    n = 6
+    with make_client(engine) as client:
+        assert client.portal is not None  # few worker threads: fewer than the subscriptions
+
+        def few_threads() -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 4
+
+        client.portal.call(few_threads)
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init"})
+            assert ws.receive_json()["type"] == "connection_ack"
+            for i in range(n):
+                payload = {"query": NESTED, "variables": {"c": str(customer)}}
+                ws.send_json({"id": str(i), "type": "subscribe", "payload": payload})
+            _wait_for(lambda: any(len(h.subscribers) >= n for h in list(notify._hubs.values())))
+            with make_engine(url).begin() as conn:
+                conn.execute(sa.text("UPDATE app.orders SET status = 'paid' WHERE id = :id"),
+                             {"id": mine})  # fmt: skip
+            started = time.monotonic()
+            other = client.post("/graphql", json={"query": "{ products(first: 1) { totalCount } }"})
+            assert other.status_code == 200 and "errors" not in other.json(), other.text
+            assert time.monotonic() - started < 3  # not after a pool timeout
+            got = {}
+            for _ in range(n):
+                msg = ws.receive_json()
+                assert msg["type"] == "next" and "errors" not in msg["payload"], msg
+                event = msg["payload"]["data"]["orderStatusChanged"]
+                assert event["orderId"] == str(mine) and event["order"]["customer"]["orders"]
+                got[msg["id"]] = event
+            assert sorted(got) == [str(i) for i in range(n)]
+            for i in range(n):
+                ws.send_json({"id": str(i), "type": "complete"})
+    _wait_for(lambda: not _listening())
+    with make_engine(url).connect() as conn:
+        stuck = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'"
+            )
+        ).scalar_one()
+    assert stuck == 0
+    engine.dispose()

@@ -130,3 +130,33 @@ def test_a_write_on_a_server_still_read_only_answers_503(
         read = client.post("/graphql", json={"query": "{ products { totalCount } }"},
                            headers=bearer(token("admin")))  # fmt: skip
         assert read.status_code == 200 and "errors" not in read.json(), read.text
+
+
+def test_no_connection_free_for_an_api_key_lookup_is_503(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """Every pooled connection busy (here: the only one, taken): looking up an API key
+    times out waiting for one, which is 503 SERVICE_UNAVAILABLE in JSON with Retry-After
+    (was the pool's TimeoutError, a plain-text 500), as are a read and the rate limiter's
+    statement."""
+    import sqlalchemy as sa
+
+    key = create_key(sec_engine, "customer", parties.a, name="busy")[1]
+    engine = sa.create_engine(
+        sec_engine.url.render_as_string(hide_password=False),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+    try:
+        with make_app(engine, apikey_cache_s=0) as client, engine.connect():
+            for tok in (key, token("admin")):
+                _unavailable(
+                    client.post(
+                        "/graphql",
+                        json={"query": "{ products { totalCount } }"},
+                        headers=bearer(tok),
+                    )
+                )
+    finally:
+        engine.dispose()
