@@ -25,7 +25,7 @@ import strawberry
 from etl import status as etl_status
 from schema.catalog import STAFF
 from schema.context import Info, typed
-from schema.subscriptions import hub, payload_ints
+from schema.subscriptions import db_gate, hub, payload_ints
 
 
 @strawberry.enum(description="The state of the last pipeline run.")
@@ -104,6 +104,8 @@ class WarehouseSubscriptions:
         ctx = info.context
         try:
             # before listening: a publish in between is told with the next one
+            gate = db_gate(ctx.engine)  # as orderStatusChanged's events (its docstring)
+            await ctx.hold(gate)
             told = (await ctx.db.run(etl_status.warehouse_status)).version
             await ctx.close()
             notes = hub(ctx.engine, etl_status.UPDATED_CHANNEL)
@@ -114,12 +116,15 @@ class WarehouseSubscriptions:
                     if hint is None:
                         notes.ignore("no version", payload)
                         continue
+                    await ctx.hold(gate)
                     status = await ctx.db.run(etl_status.warehouse_status)
                     await ctx.close()  # no transaction stays open between events
                     if hint[0] > status.version:  # a genuine one was sent with its version
                         notes.ignore("a version the warehouse has not published", payload)
                     elif status.version > told:
                         told = status.version
+                        await ctx.hold(gate)  # released when the caller closes ctx
                         yield _update(status)
+                        await ctx.close()
         finally:
             await ctx.close()
