@@ -22,6 +22,7 @@ Who may use what is :class:`Access`, read from the schema's declarations (api/ac
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -57,6 +58,7 @@ from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, Typ
 from graphql.validation import ASTValidationContext
 
 from db.errors import ForbiddenError, QueryTooComplexError
+from semantic.query import MAX_LIMIT
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Limits:
     max_page: int = 500
     max_batch: int = 10
     max_json_depth: int = 64  # nesting of a request body's JSON (variables)
+    max_cube_fields: int = 10  # cube / cubeDrillDown fields (response keys) per operation
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,10 @@ class Cost:
     nested: tuple[Cost, ...] = ()
     spreads: tuple[str, ...] = ()
     # lists of rows sized by a ``limit`` argument (``cube``): what is under each row (a
-    # cell's ``drill { orders(first: N) }``) costs ``limit`` times; the rows themselves
-    # (scalar cells) are not counted
+    # cell's ``drill { orders(first: N) }``) costs ``limit`` times; each such field (a
+    # cube, and ``cubeDrillDown``) costs CUBE_COST more, and its rows' cells (``leaves``)
     rows: tuple[tuple[ArgField, Cost], ...] = ()
+    leaves: int = 0  # fields without a selection here: a row's cells when under ``rows``
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ class Shape:
     args: tuple[ArgField, ...]
     cost: Cost
     fragment_costs: tuple[tuple[str, Cost], ...]  # each after the fragments it spreads
+    cubes: int = 0  # cube fields among the root fields (distinct response keys)
 
 
 _META = {
@@ -188,6 +193,15 @@ _META = {
 }
 _PAGE_ARGS = ("first", "last")
 _ROWS_ARG = "limit"  # a list field's row count (cube)
+# cube fields: each is a warehouse statement of its own (the stock snapshot costs ~0.8 s of
+# database time even at limit 1), so each costs CUBE_COST, plus its rows times the cells
+# of a row (leaf fields, nested ones included) over CUBE_CELLS_PER_COST: the cost limit
+# (50,000) holds a document's cube answers under ~1,000,000 cells (~30 MB of JSON), and
+# the dashboard's busiest query (8 cubes, 14 cells at the default limit 10,000) at 15,000
+_CUBE_FIELDS = frozenset({"cube", "cubeDrillDown"})
+_DRILL = "cubeDrillDown"  # no limit: up to MAX_LIMIT children, one cell each
+CUBE_COST = 1_000
+CUBE_CELLS_PER_COST = 20
 
 
 def _field_def(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
@@ -262,6 +276,7 @@ class _Measurer:
         pages: list[tuple[ArgField | None, Cost]] = []
         nested: list[Cost] = []
         rows: list[tuple[ArgField, Cost]] = []
+        leaves = 0
         own_spreads: list[str] = []
         for sel in sel_set.selections:
             for d in sel.directives or ():
@@ -282,6 +297,7 @@ class _Measurer:
                     args.append(arg)
                 if sel.selection_set is None:
                     depth = max(depth, 1)
+                    leaves += 1
                     continue
                 target = get_named_type(gfield.type)
                 sub = self.selection(sel.selection_set, target)
@@ -291,7 +307,7 @@ class _Measurer:
                 if isinstance(target, GraphQLObjectType) and target.name.endswith("Connection"):
                     given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
                     pages.append((arg if given else None, sub.cost))
-                elif _ROWS_ARG in gfield.args:
+                elif _ROWS_ARG in gfield.args or name == _DRILL:
                     rows.append((arg, sub.cost))
                 else:
                     nested.append(sub.cost)
@@ -318,7 +334,7 @@ class _Measurer:
             aliases += sub.aliases
             uses |= sub.uses
             args.extend(sub.args)
-        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows))
+        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows), leaves)
         aliases = min(aliases, self.limits.max_aliases + 1)
         return Measure(depth, count, frozenset(uses), tuple(args), cost, aliases)
 
@@ -340,11 +356,14 @@ def shape_of(
     for name in order:  # exactly the fragments the operation reaches
         uses |= m.done[name].uses
         args.extend(m.done[name].args)
+    root_fields = _root_fields(op.selection_set, m.fragments)
     roots = tuple(
         (root_type.name, f.name.value)
-        for f in _root_fields(op.selection_set, m.fragments)
+        for f in root_fields
         if _field_def(root_type, f.name.value) is not None  # else validation reports it
     )
+    # fields of one response key merge when they run: the cube statements are the keys
+    cube_keys = {(f.alias or f.name).value for f in root_fields if f.name.value in _CUBE_FIELDS}
     return Shape(
         kind=op.operation,
         depth=own.depth,
@@ -355,6 +374,7 @@ def shape_of(
         args=tuple(args),
         cost=own.cost,
         fragment_costs=tuple((n, m.done[n].cost) for n in order),
+        cubes=len(cube_keys) if op.operation is OperationType.QUERY else 0,
     )
 
 
@@ -403,6 +423,14 @@ def check_size(shape: Shape, limits: Limits) -> None:
             fields=shape.fields,
             limit=limits.max_fields,
         )
+    if shape.cubes > limits.max_cube_fields:
+        raise QueryTooComplexError(
+            f"{shape.cubes} cube fields (cube, cubeDrillDown) in one operation, more than"
+            f" the limit of {limits.max_cube_fields}: each is a warehouse query; select more"
+            " members in fewer cube fields, or send them in another request",
+            fields=shape.cubes,
+            limit=limits.max_cube_fields,
+        )
 
 
 # --- per request: cost and access ----------------------------------------------------------
@@ -420,15 +448,28 @@ def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> in
 
 
 def _rows(arg: ArgField, variables: VariableValues) -> int:
-    """The rows a ``limit`` argument asks for (its default when not given)."""
+    """The rows a ``limit`` argument asks for (its default when not given); a drill down
+    answers up to MAX_LIMIT children."""
+    if arg.name == _DRILL:
+        return MAX_LIMIT
     value = arg.values(variables).get(_ROWS_ARG)
     return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
     """Objects the operation may return: each page size times the pages above it; every
-    fragment's unit cost computed once (a spread multiplies it, it does not walk it)."""
+    fragment's unit cost computed once (a spread multiplies it, it does not walk it).
+    A cube field: CUBE_COST, plus its rows times the cells of a row over
+    CUBE_CELLS_PER_COST, plus its rows times what is under each row."""
     memo: dict[str, int] = {}
+    cell_memo: dict[str, int] = {}
+
+    def cells(c: Cost) -> int:
+        """A row's cells: its leaf fields, through nested objects and fragments (those of
+        a connection under the row are the connection's)."""
+        return (
+            c.leaves + sum(cells(n) for n in c.nested) + sum(cell_memo[name] for name in c.spreads)
+        )
 
     def unit(c: Cost, least: int = 0) -> int:
         """``least``: what a page counts at the least (under a list of rows, each row's
@@ -440,14 +481,18 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
         for n in c.nested:
             total += unit(n, least)
         for arg, under in c.rows:
+            rows = _rows(arg, variables)
+            per_row = 1 if arg.name == _DRILL else max(1, cells(under))
+            total += CUBE_COST + math.ceil(rows * per_row / CUBE_CELLS_PER_COST)
             inner = unit(under, 1)
             if inner:
-                total += _rows(arg, variables) * inner
+                total += rows * inner
         for name in c.spreads:
             total += memo[name]
         return total
 
     for name, c in shape.fragment_costs:  # dependencies first
+        cell_memo[name] = cells(c)
         memo[name] = unit(c)
     return unit(shape.cost)
 
