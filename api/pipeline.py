@@ -474,8 +474,9 @@ class Pipeline:
         else:  # parsing and validating a new document is CPU-bound (bounded by tokens)
             prepared = await run_in_threadpool(self._check_all, queries, ops, principal, kinds)
         # each mutation field past an operation's first takes a token more: aliases would
-        # otherwise place 30 orders for one
-        writes = sum(max(0, len(_writes(p)) - 1) for p in prepared)
+        # otherwise place 30 orders for one; so does each cube field past the first (each
+        # is a warehouse query of its own)
+        writes = sum(max(0, len(_writes(p)) - 1) + max(0, p.shape.cubes - 1) for p in prepared)
         if writes:
             await self.admit(principal.bucket, writes)
         return prepared
