@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -112,3 +113,45 @@ def test_a_hostile_cursor_is_bad_input(
     out = _over(transport, prod, sec_engine, customer, query, {"c": cursor})
     _refused(out, "BAD_USER_INPUT")
     assert out.messages[0] == "invalid cursor", out
+
+
+def _nested(k: int) -> dict[str, Any]:
+    """The hostile probe's filter (2026-12-07): F(0) tests items → product, each F(k+1) is
+    ``or: [{id: 0}, {customer: {some: {orders: {some: F(k)}}}}]``: 2k + 2 relation tests,
+    each inside the one before. Its planning time doubled with each level (k = 7: past the
+    statement timeout, eight at once held every read thread for 69-100 s)."""
+    flt: dict[str, Any] = {"items": {"some": {"product": {"some": {"name": {"contains": "zzz"}}}}}}
+    for _ in range(k):
+        flt = {"or": [{"id": {"eq": "0"}}, {"customer": {"some": {"orders": {"some": flt}}}}]}
+    return flt
+
+
+NESTED_QUERY = "query ($f: OrderFilter) { orders(first: 0, filter: $f) { totalCount } }"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("k", [1, 7])
+def test_relation_tests_nested_past_the_bound_are_too_complex(
+    transport: str, k: int, prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    start = time.monotonic()
+    out = _over(transport, prod, sec_engine, customer, NESTED_QUERY, {"f": _nested(k)})
+    _refused(out, "QUERY_TOO_COMPLEX")
+    assert "nest relation tests" in out.messages[0] and "3 deep" in out.messages[0], out
+    assert time.monotonic() - start < 5.0, out
+
+
+def test_relation_tests_nested_to_the_bound_answer(
+    prod: Any, sec_engine: Engine, customer: dict[str, str]
+) -> None:
+    """Three relation tests, each inside the one before, under an ``or``: answered, fast."""
+    deepest = {"customer": {"some": {"orders": {"some": {"returns": {"some": {}}}}}}}
+    flt = {"or": [{"id": {"eq": "0"}}, deepest]}
+    start = time.monotonic()
+    out = run_over("http", prod, sec_engine, customer, NESTED_QUERY, {"f": flt})
+    took = time.monotonic() - start
+    assert out.status == 200 and not out.codes and out.data["orders"]["totalCount"] >= 0, out
+    assert took < 2.0, took
+    two = {"items": {"some": {"product": {"some": {"name": {"contains": "zzz"}}}}}}
+    out = run_over("http", prod, sec_engine, customer, NESTED_QUERY, {"f": two})
+    assert out.status == 200 and out.data == {"orders": {"totalCount": 0}}, out
