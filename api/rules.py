@@ -148,7 +148,10 @@ class Cost:
     """The cost plan of a selection set: connections (page source, what is under each
     page), plain nested objects and spreads of fragments."""
 
-    pages: tuple[tuple[ArgField | None, Cost], ...] = ()  # None: the default page size
+    # None: the default page size; True: the page may count its rows (``totalCount``,
+    # ``aggregate``, or a fragment that may select them), which reads every row its filter
+    # lets through whatever the page size: it counts as a page of one at least
+    pages: tuple[tuple[ArgField | None, Cost, bool], ...] = ()
     nested: tuple[Cost, ...] = ()
     spreads: tuple[str, ...] = ()
     # lists of rows sized by a ``limit`` argument (``cube``): what is under each row (a
@@ -156,6 +159,9 @@ class Cost:
     # cube, and ``cubeDrillDown``) costs CUBE_COST more, and its rows' cells (``leaves``)
     rows: tuple[tuple[ArgField, Cost], ...] = ()
     leaves: int = 0  # fields without a selection here: a row's cells when under ``rows``
+    # connections given arguments: each relation test (``some``/``none``) of a filter is a
+    # subquery run per row it tests (schema.sql), and costs a default page, even at first: 0
+    filters: tuple[ArgField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,10 +279,11 @@ class _Measurer:
         aliases = 0
         uses: set[tuple[str, str]] = set()
         args: list[ArgField] = []
-        pages: list[tuple[ArgField | None, Cost]] = []
+        pages: list[tuple[ArgField | None, Cost, bool]] = []
         nested: list[Cost] = []
         rows: list[tuple[ArgField, Cost]] = []
         leaves = 0
+        filters: list[ArgField] = []
         own_spreads: list[str] = []
         for sel in sel_set.selections:
             for d in sel.directives or ():
@@ -306,7 +313,9 @@ class _Measurer:
                 sub_depth = 1 if _introspective(target) else 1 + sub.depth
                 if isinstance(target, GraphQLObjectType) and target.name.endswith("Connection"):
                     given = any(a.name.value in _PAGE_ARGS for a in sel.arguments or ())
-                    pages.append((arg if given else None, sub.cost))
+                    pages.append((arg if given else None, sub.cost, _counts(sel.selection_set)))
+                    if sel.arguments:
+                        filters.append(arg)
                 elif _ROWS_ARG in gfield.args or name == _DRILL:
                     rows.append((arg, sub.cost))
                 else:
@@ -334,9 +343,33 @@ class _Measurer:
             aliases += sub.aliases
             uses |= sub.uses
             args.extend(sub.args)
-        cost = Cost(tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows), leaves)
+        cost = Cost(
+            tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows), leaves, tuple(filters)
+        )
         aliases = min(aliases, self.limits.max_aliases + 1)
         return Measure(depth, count, frozenset(uses), tuple(args), cost, aliases)
+
+
+_COUNTING = ("totalCount", "aggregate")
+
+
+def _counts(sel_set: SelectionSetNode) -> bool:
+    """Whether a connection's selection may count its rows (a fragment: assumed so)."""
+    return any(
+        not isinstance(sel, FieldNode) or sel.name.value in _COUNTING for sel in sel_set.selections
+    )
+
+
+def relation_tests(flt: Any) -> int:
+    """The relation tests (``some``/``none`` objects) in a coerced filter value."""
+    if isinstance(flt, list):
+        return sum(relation_tests(v) for v in flt)
+    if not isinstance(flt, Mapping):
+        return 0
+    return sum(
+        (1 if k in ("some", "none") and isinstance(v, Mapping) else 0) + relation_tests(v)
+        for k, v in flt.items()
+    )
 
 
 def shape_of(
@@ -475,9 +508,11 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
         """``least``: what a page counts at the least (under a list of rows, each row's
         connection is a statement part even when it asks for no node: 1)."""
         total = 0
-        for arg, under in c.pages:
-            p = max(_page(arg, variables, limits), least)
+        for arg, under, counted in c.pages:
+            p = max(_page(arg, variables, limits), least, 1 if counted else 0)
             total += p + p * unit(under, least)
+        for arg in c.filters:
+            total += limits.default_page * relation_tests(arg.values(variables).get("filter"))
         for n in c.nested:
             total += unit(n, least)
         for arg, under in c.rows:
@@ -501,7 +536,8 @@ def check_cost(total: int, limits: Limits) -> None:
     if total > limits.max_cost:
         raise QueryTooComplexError(
             f"query cost {total} exceeds the limit of {limits.max_cost}"
-            " (cost: requested page sizes multiplied down the nesting)",
+            " (cost: requested page sizes multiplied down the nesting, a count at least 1,"
+            f" each relation test of a filter {limits.default_page})",
             cost=total,
             limit=limits.max_cost,
         )

@@ -43,6 +43,30 @@ def test_rate_limit_answers_429_with_retry_after(sec_engine: Engine, sec_shop: S
         assert all(client.get("/readyz").status_code in {200, 503} for _ in range(10))
 
 
+def test_a_count_and_relation_tests_cost_at_first_zero(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """``first: 0`` returns no node, but its ``totalCount`` reads every row the filter lets
+    through and each relation test is a subquery per row: the probe of 2026-12-07 cost 0.
+    A count costs 1 at least, each relation test a default page (50)."""
+    query = "query ($f: OrderFilter) { orders(first: 0, filter: $f) { totalCount } }"
+    three = {
+        "or": [
+            {"returns": {"some": {}}},
+            {"items": {"some": {"product": {"some": {"name": {"contains": "zzz"}}}}}},
+        ]
+    }
+    with make_app(sec_engine, max_cost=100) as client:
+        tok = token("customer", parties.a)
+        status, body = post(client, tok, query, {"f": {"status": {"eq": "PAID"}}})
+        assert status == 200 and "errors" not in body, body  # cost 1
+        status, body = post(client, tok, query, {"f": three})
+        assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+        assert body["errors"][0]["extensions"]["cost"] == 151, body  # 1 + 3 x 50
+        status, body = post(client, tok, query, {"f": three["or"][0]})
+        assert status == 200 and "errors" not in body, body  # 1 + 50
+
+
 def test_query_cost_limit(sec_engine: Engine, sec_shop: Shop) -> None:
     nested = """query ($c: Int, $o: Int) { customers(first: $c) { edges { node {
         orders(first: $o) { edges { node { id } } } } } } }"""
