@@ -31,6 +31,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.errors import error_body
+
 
 @dataclass(frozen=True)
 class HeadLimits:
@@ -119,16 +121,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # an earlier request's answer is being written
             return
+        message = f"request line and headers exceed {limit} bytes"
         body = json.dumps(
-            {
-                "data": None,
-                "errors": [
-                    {
-                        "message": f"request line and headers exceed {limit} bytes",
-                        "extensions": {"code": "REQUEST_HEADER_FIELDS_TOO_LARGE"},
-                    }
-                ],
-            }
+            error_body("REQUEST_HEADER_FIELDS_TOO_LARGE", message, data=True)
         ).encode()
         head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
         for name, value in self.server_state.default_headers:

@@ -11,6 +11,7 @@ by middleware in front of the router, answer through :func:`route_error` too.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,11 +22,18 @@ from db.errors import shown
 CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
+def error_body(code: str, message: str, *, data: bool = False) -> dict[str, Any]:
+    """A refusal's body, ``{"errors": [{"message", "extensions": {"code"}}]}``; with
+    ``data``, a GraphQL response's (``"data": null`` first): what ``/graphql`` and the
+    connection under it refuse with."""
+    errors = [{"message": message, "extensions": {"code": code}}]
+    return {"data": None, "errors": errors} if data else {"errors": errors}
+
+
 def route_error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def method_not_allowed(allow: str) -> JSONResponse:

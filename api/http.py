@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Principal
+from api.errors import error_body
 from api.pipeline import Operation, Pipeline, Refusal, parse_body
 from db.errors import BadUserInputError, CdmsError
 from db.replicas import HEADER, parse_lsn
@@ -89,8 +90,7 @@ def one_header(request: Request, name: str) -> str | None:
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, data=True), status_code=status, headers=headers)
 
 
 def refusal_response(refusal: Refusal) -> JSONResponse:
