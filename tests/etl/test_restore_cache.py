@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from db.backup import backup, restore
 from db.engine import drop_database, ensure_database, make_engine
@@ -18,21 +19,21 @@ from tests.semantic.conftest import d, load_warehouse, m, sql
 Q = CubeQuery(measures=(m("sales.lineCount"),), dimensions=(d("sales.channel"),))
 
 
-def _two_shops(fresh_database: Callable[[], str]) -> tuple[str, str, int]:
+def _two_shops(fresh_database: Callable[[], str]) -> tuple[str, str, int, list[dict[str, Any]]]:
     """Two loaded warehouses of different shops at the same version number; ``url``'s
-    answer is cached."""
+    answer is cached (its rows: the last item)."""
     url, other = fresh_database(), fresh_database()
     load_warehouse(url, 30, 200, 3)
     load_warehouse(other, 50, 500, 4)
     version = int(sql(url, "SELECT version FROM dw.etl_state")[0][0])
     sql(other, "UPDATE dw.etl_state SET version = %s", (version,))
     with make_engine(url).connect() as conn:
-        execute(conn, Q)
+        before = list(execute(conn, Q).rows)
         assert execute(conn, Q).cached
-    return url, other, version
+    return url, other, version, before
 
 
-def _asked_again(url: str, version: int, before: list[dict[str, object]]) -> None:
+def _asked_again(url: str, version: int, before: list[dict[str, Any]]) -> None:
     with make_engine(url).connect() as conn:
         got, fresh = execute(conn, Q), execute(conn, Q, use_cache=False)
     assert got.version == version
@@ -42,9 +43,7 @@ def _asked_again(url: str, version: int, before: list[dict[str, object]]) -> Non
 def test_a_restore_under_the_same_url_is_not_answered_from_the_cache(
     fresh_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url, other, version = _two_shops(fresh_database)
-    with make_engine(url).connect() as conn:
-        before = list(execute(conn, Q).rows)
+    url, other, version, before = _two_shops(fresh_database)
     backup(other, tmp_path / "other.dump")
     make_engine(url).dispose()
     restore(url, tmp_path / "other.dump", force=True)
@@ -54,9 +53,7 @@ def test_a_restore_under_the_same_url_is_not_answered_from_the_cache(
 def test_a_database_created_again_under_the_same_url_is_not_answered_from_the_cache(
     fresh_database: Callable[[], str], admin_url: str
 ) -> None:
-    url, other, version = _two_shops(fresh_database)
-    with make_engine(url).connect() as conn:
-        before = list(execute(conn, Q).rows)
+    url, other, version, before = _two_shops(fresh_database)
     name, template = (u.rsplit("/", 1)[1].split("?", 1)[0] for u in (url, other))
     for u in (url, other):  # (no session may be open on either)
         make_engine(u).dispose()
