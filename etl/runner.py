@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -137,6 +137,7 @@ def advisory_lock(url: str, *, wait: bool) -> Iterator[None]:
     conn = psycopg.connect(
         to_libpq_url(url), autocommit=True, application_name=f"{APPLICATION_NAME} lock"
     )
+    held = False
     try:
         got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEYS).fetchone()
         if not (got and got[0]):
@@ -147,9 +148,15 @@ def advisory_lock(url: str, *, wait: bool) -> Iterator[None]:
                     pid=_holder_pid(conn),
                 )
             conn.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEYS)
+        held = True
         yield
     finally:
-        conn.close()  # ends the session, which releases the lock
+        # Closing the session releases the lock too, but only once the server has ended the
+        # backend, after close() returns: a run started at once could still find it taken.
+        if held and not conn.closed:
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEYS)
+        conn.close()
 
 
 def _holder_pid(conn: psycopg.Connection[tuple[object, ...]]) -> str:

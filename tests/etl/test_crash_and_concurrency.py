@@ -131,6 +131,22 @@ def test_a_run_while_another_holds_the_lock_fails_with_conflict(shop: str, tmp_p
     assert one(shop, "SELECT count(*) FROM dw.fact_sales") == 0
 
 
+def test_the_lock_is_free_the_moment_a_run_ends(shop: str) -> None:
+    """A run that ends gives the lock back before it returns: the next run started at once
+    (serve's loop after a `cdms etl run`, two tests in a row) is never told "another ETL run
+    is in progress" by a session that is still closing."""
+    with psycopg.connect(to_libpq_url(shop), autocommit=True) as watcher:
+        for _ in range(40):
+            with runner.advisory_lock(shop, wait=False):
+                pass
+            held = watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = %s AND objid = %s AND objsubid = 2",
+                LOCK_KEYS,
+            ).fetchone()
+            assert held == (0,)
+
+
 def _runs(url: str) -> list[tuple[int, str, object, object]]:
     return sql(
         url, "SELECT run_id, status, started_at, finished_at FROM dw.etl_run ORDER BY run_id"
