@@ -91,8 +91,8 @@ def create_key(
     prefix = f"cdms_{secrets.token_hex(4)}"
     key = f"{prefix}_{secrets.token_urlsafe(32)}"
     label = (name or f"{role} key").strip()
-    if not label or len(label) > 200:
-        raise BadUserInputError("the name must have 1 to 200 characters", field="name")
+    if not label or len(label) > 200 or not label.isprintable():
+        raise BadUserInputError("the name must have 1 to 200 printable characters", field="name")
     with transaction(engine) as conn:
         if customer_id is not None:
             found = conn.execute(

@@ -50,6 +50,10 @@ def add(
             )
             raise BadUserInputError(f"{file} does not validate against the schema: {said}")
         name = utf8(file.stem, f"the name of {file} (the query's name)")
+        if not name.isprintable():  # `persisted list` prints it on a terminal
+            raise BadUserInputError(
+                f"the name of {file} (the query's name) has control characters", field="name"
+            )
         docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), name, text))
     with transaction(make_engine(resolve_url())) as conn:  # all files or none
         for sha, name, text in docs:

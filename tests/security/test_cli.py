@@ -251,3 +251,40 @@ def test_arguments_that_are_not_utf8_are_refused_in_one_line(
         assert conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one() == keys
         found = "SELECT count(*) FROM app.persisted_queries WHERE query LIKE 'query Q %'"
         assert conn.execute(sa.text(found)).scalar_one() == 0
+
+
+def test_names_with_control_characters_are_refused_and_errors_never_echo_them_raw(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """A key's or a persisted query's name is printed by `list` on an operator's terminal:
+    an escape sequence in it (ESC ] … BEL retitles the window, ESC [ 2 J clears it, others
+    rewrite what was printed) would run there. Refused when created; and an error quoting
+    what was given shows control characters escaped and a long value clipped (as the API's
+    errors do), never raw or 5,000 characters long."""
+    esc = "\x1b]0;owned\x07\x1b[2J"
+    doc = tmp_path / f"q{esc}.graphql"
+    doc.write_text("query Q { products { totalCount } }\n")
+    with make_engine(database_url).connect() as conn:
+        keys = conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one()
+    for args in (
+        ["apikey", "create", "--role", "analyst", "--name", f"n{esc}"],
+        ["persisted", "add", str(doc)],
+    ):
+        bad = cdms(cli_env, *args)
+        assert bad.returncode == 1, bad
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error[BAD_USER_INPUT]: "), bad.stderr
+        assert "\x1b" not in bad.stderr and "\x07" not in bad.stderr, bad.stderr
+    with make_engine(database_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM app.api_keys")).scalar_one() == keys
+        found = "SELECT count(*) FROM app.persisted_queries WHERE query LIKE 'query Q %'"
+        assert conn.execute(sa.text(found)).scalar_one() == 0
+    for args in (
+        ["persisted", "remove", f"x{esc}"],  # NOT_FOUND quoting the key
+        ["apikey", "create", "--role", f"admin{esc}{'r' * 5000}"],  # USAGE quoting the value
+    ):
+        bad = cdms(cli_env, *args)
+        assert bad.returncode in (1, 2), bad
+        assert bad.stderr.startswith("error["), bad.stderr
+        assert "\x1b" not in bad.stderr and "\x07" not in bad.stderr, bad.stderr
+        assert len(bad.stderr) < 1_200, len(bad.stderr)
