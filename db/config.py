@@ -7,6 +7,8 @@
 ``CDMS_STATEMENT_TIMEOUT_MS``  per-statement timeout for API requests (default 15000).
 ``CDMS_DB_POOL_SIZE``  connections each engine keeps open (default 16).
 ``CDMS_DB_MAX_OVERFLOW``  extra connections under bursts, closed when returned (default 8).
+``CDMS_DB_QUEUE_SIZE``  requests of a process that may wait for the database at once
+                   (default 200; schema/gate.py); one more is refused with 503.
 ``CDMS_READ_URLS``  comma-separated streaming replicas for reads (db/replicas.py); unset: none.
 ``CDMS_DB_PREPARE``  server-side prepared statements: ``auto`` (default: psycopg prepares a
                    statement after its fifth run), ``on`` (from the first run) or ``off``
@@ -163,6 +165,9 @@ class DbSettings(EnvSettings):
     # its caches warmed per request), which cost the API a fifth of its throughput
     pool_size: int = Field(16, ge=1, validation_alias="CDMS_DB_POOL_SIZE")
     max_overflow: int = Field(8, ge=0, validation_alias="CDMS_DB_MAX_OVERFLOW")
+    # requests of a process that may wait for a database permit at once (schema/gate.py);
+    # one more is refused at once with 503 SERVICE_UNAVAILABLE
+    queue_size: int = Field(200, ge=0, le=1_000_000, validation_alias="CDMS_DB_QUEUE_SIZE")
     read_urls: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="CDMS_READ_URLS")
     prepare: Literal["auto", "on", "off"] = Field("auto", validation_alias="CDMS_DB_PREPARE")
 

@@ -4,7 +4,8 @@ Reads of one request share one read-only transaction (opened lazily on the first
 with the request's session settings; it ends with COMMIT when the request ends. Mutations
 write in their own transaction (``Context.write``). DB work runs in a worker thread
 (SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps one statement at a time on
-the request's connection.
+the request's connection. Before its first connection of the pool a request waits for a
+permit of the requests' gate (schema/gate.py), kept until the context closes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar, cast
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from db.engine import transaction
 from db.errors import DatabaseUnavailableError, busy_error, from_db_error
+from schema.gate import Permits, request_gate
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,6 +91,8 @@ class RequestDb:
     # a replica's reads: the primary to use instead when the replica cannot be reached
     fallback: Engine | None = None
     on_failure: Callable[[Engine], None] | None = None
+    # awaited before the transaction's connection is taken (Context.admit: a permit)
+    admit: Callable[[], Awaitable[None]] | None = None
     _conn: Connection | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
@@ -134,6 +138,8 @@ class RequestDb:
 
     async def run(self, fn: Callable[[Connection], R]) -> R:
         async with self._lock:
+            if self._conn is None and self.admit is not None:
+                await self.admit()  # waiting here holds no connection and no thread
             return await run_in_threadpool(self._run, fn)
 
     def _close_sync(self, failed: bool = False) -> None:
@@ -149,8 +155,13 @@ class RequestDb:
             finally:
                 conn.close()
 
+    @property
+    def open(self) -> bool:
+        """Whether a transaction holds a connection (or a statement is taking one)."""
+        return self._conn is not None or self._lock.locked()
+
     async def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None or self._lock.locked():
             async with self._lock:
                 await run_in_threadpool(self._close_sync)
 
@@ -189,9 +200,9 @@ class Context:
     route_primary: bool = False  # a write whose position is unknown: read on the primary
     operation: Any = None  # the operation being executed (api.pipeline.Prepared)
     _db: RequestDb | None = None
-    # a permit of a gate bounding the database users of a kind (subscription events: see
-    # schema.subscriptions.db_gate), held until close()
-    _permit: asyncio.Semaphore | None = None
+    # a permit of a gate bounding the database users of a kind (requests: schema/gate.py;
+    # subscription events: schema.subscriptions.db_gate), held until close()
+    _permit: Permits | None = None
 
     @property
     def db(self) -> RequestDb:
@@ -201,6 +212,7 @@ class Context:
                 self._session_settings(read_only=True),
                 fallback=self.engine,
                 on_failure=None if self.router is None else self.router.failed,
+                admit=self.admit,
             )
         return self._db
 
@@ -227,6 +239,7 @@ class Context:
             except sa.exc.TimeoutError:
                 raise busy_error() from None
 
+        await self.admit()
         return await run_in_threadpool(work)
 
     async def route(self, engine: Engine | None) -> None:
@@ -240,20 +253,36 @@ class Context:
         self._db = None
         self.read_engine = engine
 
-    async def hold(self, gate: asyncio.Semaphore) -> None:
+    async def hold(self, gate: Permits) -> None:
         """Wait for a permit of ``gate`` (unless one is held), kept until :meth:`close`."""
         if self._permit is None:
             await gate.acquire()
             self._permit = gate
 
+    async def admit(self) -> None:
+        """Before taking a connection of the pool: a permit of the requests' gate, unless
+        one (or a subscription event's) is held; ``busy_error()`` when none comes in time."""
+        if self._permit is None:
+            await self.hold(request_gate(self.engine))
+
     async def close(self) -> None:
-        try:
-            if self._db is not None:
-                await self._db.close()
-        finally:
-            permit, self._permit = self._permit, None
-            if permit is not None:
-                permit.release()
+        """End the read transaction, then give the permit back. Runs to its end even when
+        the caller is cancelled (a WebSocket closed as its operation ends): cancelled
+        while it waited for a worker thread, the connection stayed checked out, idle in a
+        transaction, and the pool one connection short for good."""
+        db, permit = self._db, self._permit
+        self._permit = None
+        if permit is not None or (db is not None and db.open):
+            await asyncio.shield(_end(db, permit))
+
+
+async def _end(db: RequestDb | None, permit: Permits | None) -> None:
+    try:
+        if db is not None:
+            await db.close()
+    finally:
+        if permit is not None:
+            permit.release()
 
 
 Info = strawberry.Info[Context, None]

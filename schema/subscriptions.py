@@ -34,7 +34,6 @@ import sqlalchemy as sa
 import strawberry
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import QueuePool
 
 from db.config import to_libpq_url
 from schema import types
@@ -42,6 +41,7 @@ from schema.catalog import ENTITIES
 from schema.context import Info, typed
 from schema.enums import OrderStatus
 from schema.execute import read_node
+from schema.gate import subscription_permits
 from schema.scalars import parse_id
 
 log = logging.getLogger("cdms.api.notify")
@@ -151,12 +151,12 @@ def db_gate(engine: Engine) -> asyncio.Semaphore:
     until its payload is resolved and its connection returned (Context.close); the others
     wait (their notifications stay queued, in order), so that subscriptions never take
     every connection, nor every worker thread with a connection awaited in each, from the
-    HTTP requests and each other (docs/security.md)."""
+    HTTP requests and each other (docs/security.md). The requests' own gate
+    (schema/gate.py) leaves these permits to the events."""
     key = (id(engine), id(asyncio.get_running_loop()))
     gate = _gates.get(key)
     if gate is None:
-        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 2
-        gate = _gates[key] = asyncio.Semaphore(max(1, size // 2))
+        gate = _gates[key] = asyncio.Semaphore(subscription_permits(engine))
     return gate
 
 

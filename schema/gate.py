@@ -1,0 +1,120 @@
+"""Admission to the database: how many requests of a process may hold a pooled connection
+between statements, and how many may wait for that.
+
+A request's reads share one transaction (schema.context.RequestDb): its connection is
+taken in a worker thread and kept while the request awaits its next statement, which again
+needs a worker thread, as its COMMIT does. Unbounded, more such requests than connections
+(a lock wait, a slow cube) left every connection with a request waiting for a thread and
+every thread with a request waiting for a connection, until the pool timed out for
+everyone (30 s, then 503s; docs/security.md). So a request takes a permit of its engine's
+:func:`request_gate` before its first connection of the engine's pool (its reads, a
+write) and keeps it until its context closes; waiting for one takes no thread and no
+connection. The gates of the requests and of the subscriptions' events
+(:func:`subscription_permits`) add up to one connection less than the pool keeps, so a
+connection is always left for what takes one for a single call (an API-key lookup, the
+rate limiter, ``/healthz``, a write's commit position): every permit holder gets its
+connections, and its threads, in turn.
+
+A request waits for a permit at most the pool's timeout, with at most
+``CDMS_DB_QUEUE_SIZE`` others: past either, it is refused with ``busy_error()`` (503
+``SERVICE_UNAVAILABLE``, Retry-After), as a pool timeout was. The fast read lane
+(schema/lane.py) takes no permit: its threads are fewer than its pool's connections and a
+read takes and returns its connection within one call, so it waits on nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+from db.config import DbSettings
+from db.errors import busy_error
+
+
+class Permits(Protocol):
+    """What :meth:`schema.context.Context.hold` takes: a gate or an asyncio.Semaphore."""
+
+    async def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def pool_size(engine: Engine) -> int:
+    """The connections ``engine``'s pool keeps (its overflow aside)."""
+    return engine.pool.size() if isinstance(engine.pool, QueuePool) else 2
+
+
+def subscription_permits(engine: Engine) -> int:
+    """Subscription events using ``engine`` at once: half its pool (at least one)."""
+    return max(1, pool_size(engine) // 2)
+
+
+def request_permits(engine: Engine) -> int:
+    """Requests holding ``engine``'s connections at once: what the subscriptions leave of
+    its pool, less one (at least one)."""
+    return max(1, pool_size(engine) - subscription_permits(engine) - 1)
+
+
+class Gate:
+    """At most ``size`` holders; at most ``queue`` waiting, each at most ``wait_s`` seconds
+    (else ``busy_error()``). Waiters are served in order."""
+
+    def __init__(self, size: int, queue: int, wait_s: float) -> None:
+        self.size = size
+        self.queue = queue
+        self.wait_s = wait_s
+        self.held = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> bool:
+        if self.held < self.size and not self._waiters:
+            self.held += 1
+            return True
+        if len(self._waiters) >= self.queue:
+            raise busy_error()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.wait_s)
+        except TimeoutError:
+            if not waiter.done():
+                self._waiters.remove(waiter)
+                raise busy_error() from None
+        except BaseException:  # cancelled: a permit handed over meanwhile goes on
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+        return True  # handed over by release(): counted in held already
+
+    def release(self) -> None:
+        while self._waiters:  # hand the permit to the first waiter still waiting
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.held -= 1
+
+
+# (engine, event loop) -> the requests' gate
+_gates: dict[tuple[int, int], Gate] = {}
+
+
+def request_gate(engine: Engine) -> Gate:
+    """The gate of this process's requests (and event loop) using ``engine``'s pool."""
+    key = (id(engine), id(asyncio.get_running_loop()))
+    gate = _gates.get(key)
+    if gate is None:
+        timeout = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else 30.0
+        queue = DbSettings.from_env().queue_size
+        gate = _gates[key] = Gate(request_permits(engine), queue, timeout)
+    return gate
