@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Protocol
+import weakref
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
@@ -105,16 +107,33 @@ class Gate:
         self.held -= 1
 
 
-# (engine, event loop) -> the requests' gate
-_gates: dict[tuple[int, int], Gate] = {}
+T = TypeVar("T")
+# engine -> event loop -> a gate. Weak keys, not ids: an engine or a loop gone (an app
+# closed, a test's loop ended) could leave its id to a new one, which would then inherit a
+# gate whose permits were never given back.
+Gates = weakref.WeakKeyDictionary[Engine, "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T]"]
+
+
+def per_loop(gates: Gates[T], engine: Engine, make: Callable[[], T]) -> T:
+    """``gates``' entry for ``engine`` and the running event loop, made on first use."""
+    loops = gates.get(engine)
+    if loops is None:
+        loops = gates[engine] = weakref.WeakKeyDictionary()
+    loop = asyncio.get_running_loop()
+    gate = loops.get(loop)
+    if gate is None:
+        gate = loops[loop] = make()
+    return gate
+
+
+_gates: Gates[Gate] = weakref.WeakKeyDictionary()
 
 
 def request_gate(engine: Engine) -> Gate:
     """The gate of this process's requests (and event loop) using ``engine``'s pool."""
-    key = (id(engine), id(asyncio.get_running_loop()))
-    gate = _gates.get(key)
-    if gate is None:
+
+    def make() -> Gate:
         timeout = engine.pool.timeout() if isinstance(engine.pool, QueuePool) else 30.0
-        queue = DbSettings.from_env().queue_size
-        gate = _gates[key] = Gate(request_permits(engine), queue, timeout)
-    return gate
+        return Gate(request_permits(engine), DbSettings.from_env().queue_size, timeout)
+
+    return per_loop(_gates, engine, make)

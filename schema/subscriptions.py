@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, cast
 
@@ -41,7 +42,7 @@ from schema.catalog import ENTITIES
 from schema.context import Info, typed
 from schema.enums import OrderStatus
 from schema.execute import read_node
-from schema.gate import subscription_permits
+from schema.gate import Gates, per_loop, subscription_permits
 from schema.scalars import parse_id
 
 log = logging.getLogger("cdms.api.notify")
@@ -141,8 +142,8 @@ def hub(engine: Engine, channel: str) -> NotifyHub:
     return _hubs[key]
 
 
-# (engine, event loop) -> the gate of the subscriptions' event handlers
-_gates: dict[tuple[int, int], asyncio.Semaphore] = {}
+# engine -> event loop -> the gate of the subscriptions' event handlers
+_gates: Gates[asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def db_gate(engine: Engine) -> asyncio.Semaphore:
@@ -153,11 +154,7 @@ def db_gate(engine: Engine) -> asyncio.Semaphore:
     every connection, nor every worker thread with a connection awaited in each, from the
     HTTP requests and each other (docs/security.md). The requests' own gate
     (schema/gate.py) leaves these permits to the events."""
-    key = (id(engine), id(asyncio.get_running_loop()))
-    gate = _gates.get(key)
-    if gate is None:
-        gate = _gates[key] = asyncio.Semaphore(subscription_permits(engine))
-    return gate
+    return per_loop(_gates, engine, lambda: asyncio.Semaphore(subscription_permits(engine)))
 
 
 ORDER: Any = types.Order | None  # type: ignore[attr-defined]  # generated from the catalog
