@@ -166,6 +166,12 @@ class GraphQLHttp:
             )
         try:  # every check before anything runs: a refusal is the whole request's
             key = one_header(request, KEY_HEADER)
+            if key is not None and "," in key:  # RFC 9110 joins repeated lines with commas
+                raise BadUserInputError(
+                    "one Idempotency-Key without commas: a comma is how a proxy joins two"
+                    " header lines",
+                    field=KEY_HEADER,
+                )
             # Cdms-Commit-Lsn: this request's reads must see that commit
             lsn = one_header(request, HEADER)
             min_lsn = None if lsn is None else parse_lsn(lsn)

@@ -296,9 +296,10 @@ _KEY_ORDER = sa.text(
 def _key(value: str | None) -> str | None:
     if value is None:
         return None
-    if not 1 <= len(value) <= _KEY_MAX or not value.isprintable():
+    if not 1 <= len(value) <= _KEY_MAX or not value.isprintable() or value.isspace():
         raise BadUserInputError(
-            f"an idempotency key has 1 to {_KEY_MAX} printable characters", field="idempotencyKey"
+            f"an idempotency key has 1 to {_KEY_MAX} printable characters, not only spaces",
+            field="idempotencyKey",
         )
     return value
 

@@ -200,3 +200,35 @@ def test_the_same_key_header_twice_is_refused_before_anything_runs(
             assert error["extensions"]["field"] == "Idempotency-Key", error
             assert "Idempotency-Key" in error["message"], error
     assert _count(sec_engine, parties.a) == orders
+
+
+def test_a_blank_key_or_a_header_of_joined_keys_is_refused(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """A key of spaces names nothing a client would send again (and a proxy trims a header
+    to nothing); ``a1, b1`` in the header is what a proxy makes of two header lines (RFC 9110
+    joins repeated fields with commas): taken as one key, a retry through another proxy
+    would place the order again. Both 400 naming the key, no order placed."""
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    auth = bearer(token("customer", parties.a))
+    cases: list[tuple[list[tuple[str, str]], Any, str]] = [
+        ([], _input(parties.a, product, 1, "   "), "idempotencyKey"),
+        ([], _input(parties.a, product, 1, "\u3000\t"), "idempotencyKey"),
+        ([("Idempotency-Key", "a1, b1")], _input(parties.a, product), "Idempotency-Key"),
+        ([("Idempotency-Key", "a1,b1")], _input(parties.a, product), "Idempotency-Key"),
+    ]
+    for headers, variables, field in cases:
+        resp = client.post(
+            "/graphql",
+            json={"query": PLACE, "variables": variables},
+            headers=[*auth.items(), *headers],
+        )
+        assert resp.status_code == 400, (headers, variables, resp.text)
+        [error] = resp.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert error["extensions"]["field"] == field, error
+    assert _count(sec_engine, parties.a) == orders
+    # a comma inside input.idempotencyKey is one key, as before
+    kept = post(client, token("customer", parties.a), PLACE, _input(parties.a, product, 1, "k,1"))
+    assert "errors" not in kept[1], kept
