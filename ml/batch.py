@@ -5,8 +5,9 @@ could not join from ``ml.stored``: features come from ``ml.feature_table.fetch``
 statement for every object of a kind) and, for objects the warehouse has not loaded yet,
 from ``ml.online`` (the same feature query over the operational rows: two more
 statements), each model scores every found object in ONE onnxruntime run, and every
-prediction served is queued for ``ml.prediction_log``. Only an id that names no object at
-all is left without features.
+prediction served is queued for ``ml.prediction_log`` with the digest of its input row
+(:func:`digests`: the log keeps each distinct prediction once per principal). Only an id
+that names no object at all is left without features.
 
 Imports only numpy and SQLAlchemy (and our light modules): it runs inside the API server.
 """
@@ -14,6 +15,7 @@ Imports only numpy and SQLAlchemy (and our light modules): it runs inside the AP
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,8 +27,15 @@ from ml import online, prediction_log
 from ml.errors import NotInWarehouseError
 from ml.feature_table import fetch
 from ml.features import FeatureFrame, kinds_of
-from ml.scorer import Scorer, Scores
-from ml.specs import CHURN_RISK, ORDER_STATUS, ORDER_VALUE, SUPPORT_STATUS, ModelSpec
+from ml.scorer import Array, Scorer, Scores
+from ml.specs import (
+    CHURN_RISK,
+    ORDER_STATUS,
+    ORDER_VALUE,
+    SUPPORT_STATUS,
+    FeatureKind,
+    ModelSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -129,11 +138,41 @@ def score_groups(
         for f in model.spec.features
     }
     rows = iter(predictions(model, model.score(inputs)))
+    hashes = iter(digests(model.spec, inputs))
     out = []
     for kind, _, found in parts:
         scored = {i: next(rows) for i in found}
-        log(engine, kind, scored.items(), actor)
+        log(engine, kind, [(i, p, next(hashes)) for i, p in scored.items()], actor)
         out.append(scored)
+    return out
+
+
+def digests(spec: ModelSpec, inputs: dict[str, Array]) -> list[bytes]:
+    """A 16-byte BLAKE2b digest of each row of ``inputs`` (the model's input columns, n x 1):
+    the numeric features as float32 bytes, then each category's length and UTF-8 bytes, in
+    the spec's feature order. The same input row gives the same digest in every process
+    (``ml.prediction_log.features_hash``: the log's key)."""
+    numeric = [f.name for f in spec.features if f.kind is not FeatureKind.CATEGORY]
+    categories = [
+        inputs[f.name].ravel().tolist() for f in spec.features if f.kind is FeatureKind.CATEGORY
+    ]
+    n = len(inputs[spec.features[0].name])
+    if numeric:
+        matrix = np.ascontiguousarray(
+            np.hstack([inputs[c].reshape(-1, 1) for c in numeric]), dtype=np.float32
+        )
+        rows = matrix.view(np.dtype((np.void, 4 * len(numeric)))).ravel()
+        heads = [bytes(r) for r in rows.tolist()]
+    else:
+        heads = [b""] * n
+    out = []
+    for i in range(n):
+        h = hashlib.blake2b(heads[i], digest_size=16)
+        for column in categories:
+            text = str(column[i]).encode()
+            h.update(len(text).to_bytes(4, "big"))
+            h.update(text)
+        out.append(h.digest())
     return out
 
 
@@ -160,13 +199,17 @@ def predicted(model: Scorer, scores: Scores, j: int) -> Predicted:
 
 
 def log(
-    engine: Engine, kind: str, predictions: Iterable[tuple[int | None, Predicted]], actor: str
+    engine: Engine,
+    kind: str,
+    predictions: Iterable[tuple[int | None, Predicted, bytes]],
+    actor: str,
 ) -> None:
-    """Queue ``predictions`` (by entity id; None for a what-if) for ``ml.prediction_log``."""
+    """Queue ``predictions`` (entity id, None for a what-if; the prediction; its input's
+    digest) for ``ml.prediction_log`` (those the process queued before are skipped there)."""
     now = dt.datetime.now(dt.UTC)
     prediction_log.log_for(engine).add(
         [
-            (p.model, p.version, kind, i, p.label, p.probability, p.value, actor, now)
-            for i, p in predictions
+            (p.model, p.version, kind, i, p.label, p.probability, p.value, actor, now, h)
+            for i, p, h in predictions
         ]
     )

@@ -8,8 +8,10 @@ row yet, in one set-based ``INSERT ... SELECT``: the ETL runs it as its last ste
 ``fetch`` reads the features of a batch of ids in one statement (an index lookup instead
 of the feature query's windows over the customers' histories).
 
-Customer features (``customers.sql``, for ``Customer.expectedOrderValue``) are current
-ones ("as of now"), so they are computed on demand, with the feature query itself.
+Customer features (``customers.sql``, for ``Customer.expectedOrderValue`` and
+``churnRisk``) are as of the start of the current UTC day; they have no feature table (the
+query itself computes them: churn risks are stored per day by ``ml.stored_customers``,
+expected order values computed on request).
 
 Imports only numpy and SQLAlchemy: this module runs inside the API server and the ETL.
 """

@@ -310,7 +310,8 @@ def _what_if(info: Info, spec: ModelSpec, value: object) -> Any:
     row = to_row(spec, value)  # validates before the model is even looked up
     model = store_for(info.context.engine).get(spec.name)
     found = batch.predicted(model, model.score(row), 0)
-    batch.log(info.context.engine, "what_if", [(None, found)], info.context.actor)
+    [digest] = batch.digests(spec, row)
+    batch.log(info.context.engine, "what_if", [(None, found, digest)], info.context.actor)
     return as_type(found)
 
 

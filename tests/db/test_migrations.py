@@ -238,3 +238,75 @@ def test_0025_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     assert {k: v for k, v in again.items() if k != "indexes"} == {
         k: v for k, v in head.items() if k != "indexes"
     }
+
+
+def _log_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0026 (the prediction log's unique key) changes: ml.prediction_log's columns,
+    constraints, indexes and comments."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "columns": rows(
+                "SELECT attname, format_type(atttypid, atttypmod), attnotnull,"
+                " col_description(attrelid, attnum) FROM pg_attribute WHERE attnum > 0"
+                " AND NOT attisdropped AND attrelid = 'ml.prediction_log'::regclass ORDER BY 1"
+            ),
+            "constraints": rows(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'ml.prediction_log'::regclass ORDER BY 1"
+            ),
+            "indexes": rows(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
+                " WHERE indrelid = 'ml.prediction_log'::regclass ORDER BY 1"
+            ),
+            "comment": rows("SELECT obj_description('ml.prediction_log'::regclass, 'pg_class')"),
+        }
+
+
+def test_0026_keys_the_prediction_log_and_goes_back_as_it_was(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0026 keeps the rows the log holds (no digest: not deduplicated, the retention removes
+    them) and makes a row with a digest unique per model version, object (a what-if's null
+    included), principal and digest; its downgrade leaves the log as 0025 had it (compared
+    with a database migrated to 0025 from scratch), and upgrading again works."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0025_value_bounds")
+    before = _log_state(scratch)
+    legacy = (
+        "INSERT INTO ml.prediction_log (model, model_version, entity, entity_id, value, actor,"
+        " requested_at) VALUES ('order_value', 1, 'order', 7, 1.5, 'apikey:1', now())"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute(legacy)
+        conn.execute(legacy)  # one row per read, as 0007 logged
+    upgrade(scratch)
+    insert = (
+        "INSERT INTO ml.prediction_log (model, model_version, entity, entity_id, label,"
+        " probability, actor, requested_at, features_hash) VALUES ('order_status', 1, %s, %s,"
+        " 'delivered', 0.9, %s, now(), %s) ON CONFLICT DO NOTHING"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ml.prediction_log").fetchone() == (2,)
+        for entity, entity_id in (("order", 7), ("what_if", None)):
+            for actor, digest in (("apikey:1", b"a" * 16), ("apikey:1", b"a" * 16),
+                                  ("apikey:2", b"a" * 16), ("apikey:1", b"b" * 16)):  # fmt: skip
+                conn.execute(insert, (entity, entity_id, actor, digest))
+        assert conn.execute("SELECT count(*) FROM ml.prediction_log").fetchone() == (8,)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(insert, ("order", 8, "apikey:1", b"short"))
+
+    at_head = fresh_database()
+    head = _log_state(at_head)
+    assert ("features_hash",) in [c[:1] for c in head["columns"]]
+    assert downgrade(at_head, "0025_value_bounds")[1] == "0025_value_bounds"
+    assert _log_state(at_head) == before
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _log_state(at_head) == head

@@ -89,26 +89,159 @@ def test_predictions_served_arrive_in_the_log(
     assert all(started <= r.requested_at <= dt.datetime.now(dt.UTC) for r in rows)
 
 
+PAGE = """{ customers(first: 5, orderBy: [{id: ASC}]) { edges { node { id
+          expectedOrderValue { value } churnRisk { label probability } } } }
+        orders(first: 4, orderBy: [{id: ASC}]) { edges { node { id
+          predictedStatus { label probability } predictedTotal { value } } } } }"""
+
+
+def _counts(engine: Engine, actor: str) -> dict[tuple[str, str], int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT entity, model, count(*) FROM ml.prediction_log WHERE actor = :a"
+                " GROUP BY 1, 2"
+            ),
+            {"a": actor},
+        ).all()
+    return {(str(e), str(m)): int(n) for e, m, n in rows}
+
+
+def test_reading_the_same_page_again_logs_nothing_more(
+    ml_engine: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """A re-read of the same predictions adds nothing (finding 4: a page of 500 customers'
+    expectedOrderValue, read in a loop, wrote 500 rows a request); each distinct prediction
+    served to a principal is still there once: every object of the page by every model,
+    each distinct what-if input, and the same page read by another principal."""
+    actor, other = (f"jwt:reread-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    once = {
+        ("customer", "order_value"): 5,
+        ("customer", "churn_risk"): 5,
+        ("order", "order_status"): 4,
+        ("order", "order_value"): 4,
+    }
+    with unstored(ml_engine):  # every prediction of the page computed on request
+        first = _execute(ml_engine, actor, PAGE, {})
+        _execute(ml_engine, actor, PAGE, {})  # still buffered: the process has seen it
+        log_for(ml_engine).flush()
+        assert _counts(ml_engine, actor) == once
+        for _ in range(3):  # read again after the flush
+            assert _execute(ml_engine, actor, PAGE, {}) == first
+        log_for(ml_engine).flush()
+        assert _counts(ml_engine, actor) == once
+        _execute(ml_engine, other, PAGE, {})
+        log_for(ml_engine).flush()
+        assert _counts(ml_engine, other) == once
+    for _ in range(3):
+        _execute(ml_engine, actor, WHAT_IF, {"input": ORDER_INPUT})
+    _execute(ml_engine, actor, WHAT_IF, {"input": {**ORDER_INPUT, "itemCount": 3}})
+    log_for(ml_engine).flush()
+    assert _counts(ml_engine, actor) == {**once, ("what_if", "order_status"): 2}
+
+
+def test_an_input_rows_digest_is_its_own_whatever_the_batch() -> None:
+    """The log's key (``features_hash``): one row's digest is the same alone or in a batch
+    of others, and any feature that differs (a missing number, where a category's text
+    splits) gives another."""
+    import numpy as np
+
+    from ml.batch import digests
+    from ml.specs import ORDER_VALUE, FeatureKind
+
+    def inputs(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            f.name: np.array(
+                [[r[f.name]] for r in rows],
+                dtype=object if f.kind is FeatureKind.CATEGORY else np.float32,
+            )
+            for f in ORDER_VALUE.features
+        }
+
+    base = {f.name: ("x" if f.kind is FeatureKind.CATEGORY else 1.0) for f in ORDER_VALUE.features}
+    variants = [
+        base,
+        {**base, "prior_avg_value": float("nan")},
+        {**base, "segment": "xx", "age_band": ""},
+        {**base, "segment": "", "age_band": "xx"},
+        {**base, "month": 2.0},
+    ]
+    together = digests(ORDER_VALUE, inputs(variants))
+    alone = [digests(ORDER_VALUE, inputs([v]))[0] for v in variants]
+    assert together == alone
+    assert len(set(together)) == len(variants)
+    assert all(len(d) == 16 for d in together)
+
+
+def _row(actor: str, entity_id: int = 1, at: dt.datetime | None = None) -> prediction_log.Row:
+    """A row of the order_value model for order ``entity_id`` served to ``actor``."""
+    stamp = at or dt.datetime.now(dt.UTC)
+    digest = bytes(16)
+    return ("order_value", 1, "order", entity_id, None, None, 1.0, actor, stamp, digest)
+
+
 def test_a_full_buffer_drops_and_counts_and_close_flushes_the_rest(ml_engine: Engine) -> None:
     url = to_libpq_url(ml_engine.url.render_as_string(hide_password=False))
     log = PredictionLog(url, capacity=3, batch=1_000, interval=60)
     actor = f"test:{uuid.uuid4().hex[:8]}"
-    now = dt.datetime.now(dt.UTC)
-    row = ("order_value", 1, "order", 1, None, None, 12.5, actor, now)
-    log.add([row, row])
-    log.add([row, row, row])
+    log.add([_row(actor, 1), _row(actor, 2)])
+    log.add([_row(actor, 3), _row(actor, 4), _row(actor, 5)])
     assert (log.pending(), log.dropped) == (3, 2)
     assert _logged(ml_engine, actor) == []
+    log.add([_row(actor, 1), _row(actor, 2)])  # queued already: not again, not dropped
+    assert (log.pending(), log.dropped, log.repeated) == (3, 2, 2)
     log.close()  # a server's shutdown: what is buffered is written
     assert (log.pending(), log.written) == (0, 3)
-    assert len(_logged(ml_engine, actor)) == 3
+    assert [r.entity_id for r in _logged(ml_engine, actor)] == [1, 2, 3]
+
+
+def test_a_row_the_log_holds_is_not_written_again_by_another_process(ml_engine: Engine) -> None:
+    """The unique key (0026), not only a process's memory: a second log (another API
+    process, or this one restarted) writes nothing for rows the table holds; a row that
+    differs by version, input digest, object or principal is a row of its own."""
+    url = to_libpq_url(ml_engine.url.render_as_string(hide_password=False))
+    actor = f"test:{uuid.uuid4().hex[:8]}"
+    first, second = (PredictionLog(url, interval=60) for _ in range(2))
+    row = _row(actor)
+    first.add([row])
+    assert first.flush() == 1
+    second.add([row, _row(actor, 2)])
+    assert second.flush() == 1
+    assert (second.written, second.known) == (1, 1)
+    new_version = (*row[:1], 2, *row[2:])
+    new_input = (*row[:9], b"\x01" * 16)
+    other = (*row[:7], f"{actor}-other", *row[8:])
+    second.add([new_version, new_input, other])  # type: ignore[list-item]
+    assert second.flush() == 3
+    first.close()
+    second.close()
+    assert len(_logged(ml_engine, actor)) == 4
+
+
+def test_a_principals_what_ifs_past_the_hours_budget_are_counted_not_logged() -> None:
+    """What-if inputs are the client's: distinct ones cost it only bytes, so each principal
+    logs at most ``what_if_budget`` an hour (per process); objects' predictions are bounded
+    by the data and not budgeted."""
+    log = PredictionLog("postgresql://nobody@127.0.0.1:1/nothing", interval=60, what_if_budget=2)
+    now = dt.datetime.now(dt.UTC)
+
+    def what_if(actor: str, n: int) -> prediction_log.Row:
+        return ("order_status", 1, "what_if", None, "delivered", 0.9, None, actor, now,
+                n.to_bytes(16, "big"))  # fmt: skip
+
+    log.add([what_if("a", n) for n in range(5)] + [what_if("b", 0)])
+    log.add([_row("a", n) for n in range(5)])
+    assert (log.pending(), log.over_budget) == (2 + 1 + 5, 3)
+    log.close()
 
 
 def test_a_flush_that_fails_drops_its_batch_and_counts_it() -> None:
     log = PredictionLog("postgresql://nobody@127.0.0.1:1/nothing", interval=60)
-    log.add([("order_value", 1, "order", 1, None, None, 1.0, "x", dt.datetime.now(dt.UTC))])
+    log.add([_row("x")])
     assert log.flush() == 0
     assert (log.dropped, log.pending()) == (1, 0)
+    log.add([_row("x")])  # lost, so forgotten: served again, it is queued again
+    assert (log.pending(), log.repeated) == (1, 0)
     log.close()
 
 
@@ -119,10 +252,9 @@ def test_retention_deletes_old_rows_in_batches_and_keeps_recent_ones(
     actor = f"test:{uuid.uuid4().hex[:8]}"
     now = dt.datetime.now(dt.UTC)
     log = PredictionLog(url, interval=60, retention_days=30, prune_every=3600)
-    old = [("order_value", 1, "order", i, None, None, 1.0, actor, now - dt.timedelta(days=31))
-           for i in range(7)]  # fmt: skip
+    old = [_row(actor, i, now - dt.timedelta(days=31)) for i in range(7)]
     kept = [("order_status", 1, "order", 9, "delivered", 0.9, None, actor,
-             now - dt.timedelta(days=29))]  # fmt: skip
+             now - dt.timedelta(days=29), bytes(16))]  # fmt: skip
     log.add(old + kept)
     assert log.flush() == 8
     monkeypatch.setattr(prediction_log, "PRUNE_BATCH", 3)  # several batches of one model
@@ -154,7 +286,7 @@ def test_prune_log_command(ml_engine: Engine, tmp_path: Path) -> None:
     actor = f"test:{uuid.uuid4().hex[:8]}"
     log = PredictionLog(url, interval=60, retention_days=0)
     stamp = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-    log.add([("order_value", 1, "order", 1, None, None, 1.0, actor, stamp)])
+    log.add([_row(actor, 1, stamp)])
     log.close()
     done = run_cdms(cli_environment(url, tmp_path), "ml", "prune-log", "--days", "365")
     assert done.returncode == 0, done.stderr
@@ -180,7 +312,7 @@ def one_logged_row(database_url: str) -> Iterator[None]:
     url = to_libpq_url(database_url)
     actor = f"test:{uuid.uuid4().hex[:8]}"
     log = PredictionLog(url, interval=60, retention_days=0)
-    log.add([("order_value", 1, "order", 1, None, None, 1.0, actor, dt.datetime.now(dt.UTC))])
+    log.add([_row(actor)])
     log.close()
     yield
     with psycopg.connect(url, autocommit=True) as conn:
