@@ -83,6 +83,7 @@ class AppOptions:
             http=HttpLimits(
                 max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
             ),
+            sockets=SocketLimits(send_timeout_s=settings.ws_send_timeout_s),
         )
 
 

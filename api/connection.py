@@ -1,5 +1,6 @@
-"""The HTTP connection under the app: uvicorn's httptools protocol with a bound on the size
-of a request's head (request line and headers) and on the time it takes to arrive.
+"""The connections under the app: uvicorn's httptools protocol with a bound on the size of
+a request's head (request line and headers) and on the time it takes to arrive, and its
+WebSocket protocol that never waits for good on a client that reads nothing (the end).
 
 httptools sets no limit on a head, and grows a header value (and uvicorn the URL) by
 concatenation, in quadratic time: one client's 100 MB header held the event loop, and
@@ -24,12 +25,16 @@ checks them, and tests/security/test_serve_transport.py the behaviour against a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.errors import error_body
 
@@ -150,3 +155,56 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.refused = True
         # uvicorn's graceful close: now, or once an earlier request's answer is written
         self.shutdown()
+
+
+class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol (websockets' sans-I/O core), whose connection ends even
+    when the client reads nothing.
+
+    uvicorn writes a message only once the transport's buffer is below its high-water mark,
+    so a client that reads nothing stalls every send, the close too; and asyncio's
+    ``transport.close()`` waits for the buffer to drain, forever when nobody reads it, so a
+    socket closed by the app (api/ws.py's send timeout, 4408) or by uvicorn's keep-alive
+    ping timeout stayed open, holding what it had not sent. Here the close frame is written
+    at once, behind what the client has not read yet, and a connection still holding unsent
+    data ``close_timeout`` (10 s) after its close is reset; after a keep-alive ping
+    timeout, at once. Uses the protocol's ``send``, ``writable``, ``close_sent``,
+    ``close_timer``, ``close_timeout``, ``keepalive_timeout``, ``transport``, ``loop`` and
+    ``logger`` (uvicorn 0.55; tests/api/test_connection.py)."""
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and not self.writable.is_set():
+            # the close is a few bytes: queue it behind what the client has not read
+            self.writable.set()
+            try:
+                await super().send(message)
+            finally:
+                if not self.disconnected and not self.transport.is_closing():
+                    self.writable.clear()  # the transport is still paused
+        else:
+            await super().send(message)
+        if message["type"] == "websocket.close" and self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self._end)
+
+    def keepalive_timeout(self) -> None:
+        closing = self.close_sent or self.transport.is_closing()  # (then uvicorn does nothing)
+        super().keepalive_timeout()
+        if not closing:
+            self._end()
+
+    def _end(self) -> None:
+        """Close the connection; abort it if the client has not read what it was sent."""
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        if self.transport.get_write_buffer_size() > 0:
+            self.logger.info("WebSocket client reads nothing: connection reset.")
+            # a reset, as nginx's reset_timedout_connection: a plain close leaves the
+            # kernel trying to deliver what the client does not read, for minutes
+            sock = self.transport.get_extra_info("socket")
+            with contextlib.suppress(AttributeError, OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+        else:
+            self.transport.close()

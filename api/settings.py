@@ -47,6 +47,9 @@ class Settings(EnvSettings):
     max_header_bytes: int = Field(65_536, ge=1_024, validation_alias="CDMS_MAX_HEADER_BYTES")
     header_timeout_s: Seconds = Field(10.0, gt=0, validation_alias="CDMS_HEADER_TIMEOUT_SECONDS")
     body_timeout_s: Seconds = Field(30.0, gt=0, validation_alias="CDMS_BODY_TIMEOUT_SECONDS")
+    # the time a WebSocket message may wait for the client to read (api/ws.py): past it
+    # the socket is closed (4408)
+    ws_send_timeout_s: Seconds = Field(30.0, gt=0, validation_alias="CDMS_WS_SEND_TIMEOUT_SECONDS")
     # the pipeline's schedule while serving (etl/scheduler.py)
     etl_mode: Literal["continuous", "interval", "off"] = Field(
         "continuous", validation_alias="CDMS_ETL_MODE"
@@ -131,6 +134,7 @@ class Settings(EnvSettings):
         "apikey_cache_s",
         "header_timeout_s",
         "body_timeout_s",
+        "ws_send_timeout_s",
     )
     @classmethod
     def _finite(cls, value: float) -> float:

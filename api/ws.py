@@ -5,10 +5,10 @@ cost), and the credential held to account for as long as the socket is open.
 - ``graphql-transport-ws`` (the graphql-ws library): connection_init / connection_ack,
   subscribe / next / error / complete, ping / pong. Close codes: 4400 bad message, 4401
   unauthorized (no or bad credential, or an expired token), 4403 revoked credential
-  (at the handshake: a page of another site), 4408
-  no connection_init in time, 4409 duplicate operation id, 4429 repeated connection_init,
-  1009 a message larger than the request body limit (``CDMS_MAX_BODY_BYTES``), 1013 the
-  database cannot check the credential now.
+  (at the handshake: a page of another site), 4408 no connection_init in time, or a
+  message the client did not take within ``CDMS_WS_SEND_TIMEOUT_SECONDS``, 4409 duplicate
+  operation id, 4429 repeated connection_init, 1009 a message larger than the request body
+  limit (``CDMS_MAX_BODY_BYTES``), 1013 the database cannot check the credential now.
 - ``graphql-ws`` (the older subscriptions-transport-ws): connection_init /
   connection_ack (or connection_error), start / data / error / complete, stop,
   connection_terminate; the same checks, the same close codes.
@@ -24,13 +24,24 @@ The credential comes from the handshake's ``Authorization`` header or, as browse
 send it, from the ``connection_init`` payload (``{"Authorization": "Bearer …"}`` or
 ``{"headers": {"Authorization": …}}``). It is checked again before every operation (an
 API key within the same cache window as HTTP) and watched while the socket is open: the
-socket is closed when a JWT expires (4401) or an API key is revoked (4403).
+socket is closed when a JWT expires (4401) or an API key is revoked (4403). Two different
+credentials (the handshake's header and the payload's, or two in the payload) are refused
+with 4400, as HTTP refuses two ``Authorization`` headers: none of them is picked.
+
+A socket holds at most ``SocketLimits.max_unsent`` answers computed and not yet handed to
+the connection: a query or mutation past them waits before it runs (a client that reads
+nothing gets nothing more computed for it); a subscription computes its next event only
+once its last one was sent. A message the client does not take within the send timeout
+closes the socket with 4408 (``cdms serve`` drops the connection if the client does not
+read the close either: api/connection.py). An answer goes out as the JSON text PostgreSQL
+wrote, never parsed into Python objects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import Counter
@@ -69,6 +80,14 @@ class SocketLimits:
     # sockets open at once for one credential (its rate-limit bucket; the shared demo
     # principal: per client address), per process: idle ones cost a task and memory each
     max_sockets_per_principal: int = 100
+    # answers of one socket computed (or being computed) and not yet handed to the
+    # connection: a query or mutation past them waits before it runs
+    max_unsent: int = 4
+    # a message not taken by the connection in this time closes the socket (4408);
+    # CDMS_WS_SEND_TIMEOUT_SECONDS
+    send_timeout_s: float = 30.0
+    max_id_chars: int = 128  # an operation id, sent back in each of its messages
+    max_ping_payload_bytes: int = 1_024  # a ping's payload, sent back in the pong (as JSON)
 
 
 class _Close(Exception):
@@ -128,6 +147,9 @@ class _Session:
         # (SocketLimits.max_operations counts those only; no operation id reaches it)
         self.keep_alive: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
+        # queries and mutations computing, or answered and not yet sent (a slot each)
+        self.unsent = asyncio.Semaphore(server.limits.max_unsent)
+        self.closing = False  # a close was sent: nothing more goes out
         self.counted: str | None = None  # the key it counts under in server.sockets
 
     # --- the socket's life ---------------------------------------------------------------
@@ -177,8 +199,6 @@ class _Session:
         if len(text) > limit or (4 * len(text) > limit and len(text.encode("utf-8")) > limit):
             # RFC 6455's "message too big"; nothing of it is parsed
             raise _Close(1009, f"message exceeds {limit} bytes")
-        import json
-
         from api.pipeline import json_depth_ok
 
         if not json_depth_ok(text, self.server.pipeline.limits.max_json_depth):
@@ -202,16 +222,38 @@ class _Session:
         return data
 
     async def _send(self, message: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    async def _send_text(self, text: str) -> None:
+        """One message, in turn; one the connection does not take within the send timeout
+        (the client reads nothing) closes the socket with 4408 and is dropped."""
+        timeout = self.server.limits.send_timeout_s
         async with self.send_lock:
-            if self.ws.client_state is WebSocketState.CONNECTED:
-                await self.ws.send_json(message)
+            if self.closing or self.ws.client_state is not WebSocketState.CONNECTED:
+                return
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.ws.send_text(text)
+            except TimeoutError:
+                log.warning(
+                    "WebSocket from %s closed (4408): a message waited %g s for the client to read",
+                    client_bucket(self.ws.scope),
+                    timeout,
+                )
+                await self._close(4408, f"send timeout: the client read nothing for {timeout:g} s")
 
     async def _close(self, code: int, reason: str) -> None:
         # a close frame holds 123 bytes of reason (UTF-8): cut there, not mid-character
         fits = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+        if self.closing:
+            return
+        self.closing = True
         if self.ws.client_state is WebSocketState.CONNECTED:
+            # bounded: a server that waits for a client that reads nothing before it
+            # writes the close must not hold the session (cdms serve writes it at once)
             with contextlib.suppress(Exception):
-                await self.ws.close(code=code, reason=fits)
+                async with asyncio.timeout(self.server.limits.send_timeout_s):
+                    await self.ws.close(code=code, reason=fits)
 
     # --- messages ------------------------------------------------------------------------
     async def _handle(self, msg: dict[str, Any]) -> None:
@@ -227,9 +269,14 @@ class _Session:
             if task is not None:
                 task.cancel()
         elif kind == "ping" and not self.legacy:
-            await self._send(
-                {"type": "pong", **({"payload": msg["payload"]} if "payload" in msg else {})}
-            )
+            pong: dict[str, Any] = {"type": "pong"}
+            if "payload" in msg:
+                limit = self.server.limits.max_ping_payload_bytes
+                echoed = json.dumps(msg["payload"], separators=(",", ":"), ensure_ascii=False)
+                if len(echoed.encode("utf-8")) > limit:
+                    raise _Close(4400, f"a ping's payload is at most {limit} bytes of JSON")
+                pong["payload"] = msg["payload"]
+            await self._send(pong)
         elif kind == "pong" and not self.legacy:
             pass
         elif kind == "connection_terminate" and self.legacy:
@@ -242,9 +289,16 @@ class _Session:
             raise _Close(4429, "too many initialisation requests")
         if payload is not None and not isinstance(payload, dict):
             raise _Close(4400, "invalid connection_init payload")
-        sent = _payload_authorization(payload or {})
-        if sent is not None:
-            self.authorization = sent
+        sent = _payload_authorizations(payload or {})
+        given = {a.strip() for a in [*sent, self.authorization] if a is not None}
+        if len(given) > 1:  # as HTTP refuses two Authorization headers: none is picked
+            raise _Close(
+                4400,
+                "send one credential: the connection_init payload and the handshake's"
+                " Authorization header name different ones",
+            )
+        if sent:
+            self.authorization = sent[0]
         try:
             self.principal = await self._authenticate()
         except UnauthenticatedError as exc:
@@ -334,12 +388,14 @@ class _Session:
         op_id = msg.get("id")
         if not isinstance(op_id, str) or not op_id:
             raise _Close(4400, "an operation needs a string id")
+        limits = self.server.limits
+        if len(op_id) > limits.max_id_chars:  # it comes back in every message of it
+            raise _Close(4400, f"an operation id is at most {limits.max_id_chars} characters")
         if op_id in self.operations:
             if self.legacy:  # subscriptions-transport-ws replaces the operation
                 self.operations.pop(op_id).cancel()
             else:
                 raise _Close(4409, f"subscriber for {shown(op_id)} already exists")
-        limits = self.server.limits
         try:
             if len(self.operations) >= limits.max_operations:
                 raise QueryTooComplexError(
@@ -399,7 +455,13 @@ class _Session:
                             return  # withdrawn (cdms persisted remove): no more events
                         await self._next(op_id, result)
             else:
-                await self._next(op_id, await executor.run(prepared, ctx))
+                # a slot of the socket's unsent answers before it runs, until its answer
+                # is handed to the connection: past them, an operation waits to run
+                async with self.unsent:
+                    if self.closing:
+                        return  # closed while it waited: nothing runs for nobody
+                    await self._next(op_id, await executor.run(prepared, ctx))
+                    await ctx.close()  # its connection goes back before the answer is sent
             await self._send({"id": op_id, "type": "complete"})
         except asyncio.CancelledError:
             raise
@@ -423,9 +485,13 @@ class _Session:
         return True
 
     async def _next(self, op_id: str, result: Result) -> None:
-        await self._send(
-            {"id": op_id, "type": "data" if self.legacy else "next", "payload": result.body()}
+        head = json.dumps(
+            {"id": op_id, "type": "data" if self.legacy else "next"},
+            separators=(",", ":"),
+            ensure_ascii=False,
         )
+        # the answer's JSON text as PostgreSQL wrote it, spliced in unparsed
+        await self._send_text("".join((head[:-1], ',"payload":', result.json_text(), "}")))
 
     async def _send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         # graphql-transport-ws: a list of errors; graphql-ws: one error object
@@ -474,13 +540,14 @@ def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
     return theirs[0] is not None and theirs == mine
 
 
-def _payload_authorization(payload: dict[str, Any]) -> str | None:
-    """The token of a connection_init payload: ``Authorization``/``authorization``,
+def _payload_authorizations(payload: dict[str, Any]) -> list[str]:
+    """The tokens of a connection_init payload: ``Authorization``/``authorization``,
     under ``headers`` or not (Hasura, Apollo and GraphiQL send one of these)."""
+    found = []
     for holder in (payload, payload.get("headers")):
         if isinstance(holder, dict):
             for key in ("Authorization", "authorization"):
                 value = holder.get(key)
                 if isinstance(value, str) and value.strip():
-                    return value
-    return None
+                    found.append(value)
+    return found

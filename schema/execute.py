@@ -138,13 +138,20 @@ class Result:
         (docs/api.md, "Formats"), as PostgreSQL writes the compiled reads' JSON and
         Starlette its JSON responses and WebSocket messages. (Text holds no lone UTF-16
         surrogate: a request that sends one is refused before it runs, api/pipeline.py.)"""
+        return self.json_text().encode("utf-8")
+
+    def json_text(self) -> str:
+        """:meth:`json_bytes` as text (a WebSocket message's payload): the rows as
+        PostgreSQL wrote them are never parsed into Python objects (an 8 MB answer made
+        ~70 MB of them)."""
         if self.raw_data is None:
-            return _dumps(self.body()).encode("utf-8")
-        parts = [f'"data":{self.raw_data}']  # the rows as PostgreSQL wrote them, unparsed
+            return _dumps(self.body())
+        parts = ['{"data":', self.raw_data]  # the rows as PostgreSQL wrote them, unparsed
         for key in ("errors", "extensions"):
             if value := getattr(self, key):
-                parts.append(f'"{key}":' + _dumps(value))
-        return ("{" + ",".join(parts) + "}").encode("utf-8")
+                parts.append(f',"{key}":' + _dumps(value))
+        parts.append("}")
+        return "".join(parts)  # (one copy of the rows' text)
 
 
 def _dumps(value: Any) -> str:

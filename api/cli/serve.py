@@ -39,7 +39,7 @@ def serve(
 
     from api.app import create_app, settle
     from api.cli.port import check_port
-    from api.connection import HeadLimits, LimitedHttpToolsProtocol
+    from api.connection import BoundedWebSocketProtocol, HeadLimits, LimitedHttpToolsProtocol
     from api.lock import ServeLock
     from api.pipeline_process import PipelineProcess
     from api.settings import Settings, retired_variables, unknown_variables
@@ -110,6 +110,8 @@ def serve(
             "http": LimitedHttpToolsProtocol.factory(
                 HeadLimits(settings.max_header_bytes, settings.header_timeout_s)
             ),
+            # a WebSocket whose client reads nothing ends (api/ws.py's send timeout)
+            "ws": BoundedWebSocketProtocol,
         }
         if processes == 1:
             app = create_app(make_engine(url))

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
-from api.connection import HeadLimits, LimitedHttpToolsProtocol
+from api.connection import BoundedWebSocketProtocol, HeadLimits, LimitedHttpToolsProtocol
 
 
 class _Transport(asyncio.Transport):
@@ -152,3 +153,21 @@ def test_bytes_between_requests_start_the_head_timeout(loop: asyncio.AbstractEve
     loop.run_until_complete(asyncio.sleep(0.2))
     assert transport.closed
     protocol.connection_lost(None)
+
+
+def test_the_websocket_protocol_uses_what_uvicorns_has(loop: asyncio.AbstractEventLoop) -> None:
+    config = Config(app=_app, log_level="warning", lifespan="off")
+    config.load()
+    protocol = BoundedWebSocketProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=loop
+    )
+    for name in ("send", "keepalive_timeout", "connection_lost"):
+        assert callable(getattr(WebSocketsSansIOProtocol, name, None)), name
+    assert isinstance(protocol.writable, asyncio.Event) and protocol.writable.is_set()
+    assert protocol.close_sent is False and protocol.disconnected is False
+    assert protocol.close_timer is None and protocol.close_timeout > 0
+    assert protocol.loop is loop and protocol.logger.name == "uvicorn.error"
+    transport = _Transport()
+    protocol.connection_made(transport)
+    assert protocol.transport is transport
+    assert callable(transport.get_write_buffer_size) and callable(transport.abort)

@@ -1,0 +1,252 @@
+"""A WebSocket client that sends heavy operations and never reads its socket, against a real
+``cdms serve`` (production mode): the server computes no answer it cannot send (operations
+past the socket's unsent budget wait before they run), closes the socket with 4408 when a
+message is not taken within ``CDMS_WS_SEND_TIMEOUT_SECONDS``, and drops the connection
+when the client does not read the close either. Its memory stays bounded meanwhile.
+
+Was: every operation ran and its answer (parsed into Python objects) waited in memory for
+the client: 50 operations of a 191-byte query grew the server by 3 GB, and a socket whose
+client read nothing stayed open for good (docs/security.md)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from api.ws import SocketLimits
+from db.engine import make_engine
+from tests.security.conftest import token
+from tests.security.test_serve_transport import Served, _serving
+
+SEND_TIMEOUT_S = 3.0
+PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
+# 20 pages of 500 products of four 200-character texts: ~8.7 MB an answer, cost 10,000
+HEAVY = (
+    "{ "
+    + " ".join(
+        f"p{i}: products(first: 500) {{ edges {{ node {{ name category subcategory brand }} }} }}"
+        for i in range(20)
+    )
+    + " }"
+)
+HEAVY_OPS = 24  # unbounded, these held ~1 GB
+WRITES = 5
+
+
+@pytest.fixture(scope="module")
+def served(
+    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Served, str]]:
+    url = clone_database("slow_readers")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO app.products"
+                " (sku, name, category, subcategory, brand, unit_price, cost, stock)"
+                " SELECT 'SLOW-' || g, repeat('n', 195) || g, repeat('c', 200),"
+                " repeat('s', 200), repeat('b', 200), 10, 5, 100"
+                " FROM generate_series(1, 500) g"
+            )
+        )
+    engine.dispose()
+    with _serving(
+        url,
+        tmp_path_factory.mktemp("slow_readers"),
+        CDMS_WS_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_S),
+    ) as served:
+        yield served, url
+
+
+# --- a raw WebSocket client ------------------------------------------------------------
+
+
+def _frame(payload: bytes, opcode: int = 1) -> bytes:
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _send(sock: socket.socket, message: dict[str, object]) -> None:
+    sock.sendall(_frame(json.dumps(message).encode()))
+
+
+class _Reader:
+    """The server's frames, read off ``sock`` (unmasked, unfragmented)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionResetError("closed by the server")
+            self.buf += chunk
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def frame(self) -> tuple[int, bytes]:
+        first, second = self._take(2)
+        n = second & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._take(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._take(8), "big")
+        return first & 0x0F, self._take(n)
+
+
+def _open(served: Served, protocol: str, role: str, sub: str) -> tuple[socket.socket, _Reader]:
+    """A socket that reads little (a 4 KB receive buffer), acknowledged."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", served.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: {protocol}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    reader = _Reader(sock)
+    tok = token(role, sub=sub)
+    _send(sock, {"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}})
+    while True:
+        opcode, payload = reader.frame()
+        assert opcode == 1, (opcode, payload)
+        if json.loads(payload)["type"] == "connection_ack":
+            return sock, reader
+
+
+def _ask_heavy_then_write(sock: socket.socket, protocol: str, brand: str) -> None:
+    """HEAVY_OPS heavy reads, then WRITES small mutations, sent and never read."""
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    for i in range(HEAVY_OPS):
+        _send(sock, {"id": f"h{i}", "type": kind, "payload": {"query": HEAVY}})
+    for i in range(WRITES):
+        write = f'mutation {{ updateProduct(id: {i + 1}, input: {{brand: "{brand}"}}) {{ id }} }}'
+        _send(sock, {"id": f"w{i}", "type": kind, "payload": {"query": write}})
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    """The client socket's TCP state (Linux ``tcp_info.tcpi_state``: 1 established, 7 closed
+    (reset), 8 close-wait (the server's FIN))."""
+    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[0])
+
+
+def _written(url: str, brand: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM app.products WHERE brand = :b"), {"b": brand}
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _log_says(served: Served, text: str, at_least: int) -> bool:
+    return served.log.read_text(errors="replace").count(text) >= at_least
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_client_that_never_reads_is_cut_off_and_nothing_unsendable_runs(
+    served: tuple[Served, str], protocol: str
+) -> None:
+    server, url = served
+    # warm up: one heavy answer read whole, so what follows measures the stall only
+    sock, reader = _open(server, protocol, "admin", f"warm-{protocol}")
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    _send(sock, {"id": "1", "type": kind, "payload": {"query": HEAVY}})
+    while json.loads(reader.frame()[1])["type"] != "complete":
+        pass
+    sock.close()
+    time.sleep(0.5)
+    before = _rss_mb(server.proc.pid)
+
+    brand = f"never-read-{protocol}"
+    sock, _ = _open(server, protocol, "admin", f"stall-{protocol}")
+    peak = before
+    with contextlib.closing(sock):
+        _ask_heavy_then_write(sock, protocol, brand)
+        deadline = time.monotonic() + 90
+        while _tcp_state(sock) == 1:  # established: the server still holds it
+            peak = max(peak, _rss_mb(server.proc.pid))
+            assert time.monotonic() < deadline, (
+                "the server still holds a socket whose client read nothing (peak RSS"
+                f" {peak:.0f} MB, from {before:.0f} MB)"
+            )
+            time.sleep(0.2)
+    # no answer was computed that could not be sent: the writes, asked after more heavy
+    # answers than the socket may hold unsent, never ran
+    assert _written(url, brand) == 0
+    # the answers a socket may hold unsent, and the one in the connection's buffer, each
+    # with its transient copies (the driver's, the message's, its frame's: ~8)
+    answer_mb = 9
+    bound = (SocketLimits().max_unsent + 1) * answer_mb * 8
+    assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_reader_too_slow_gets_what_was_queued_then_close_4408(
+    served: tuple[Served, str], protocol: str
+) -> None:
+    server, url = served
+    brand = f"slow-{protocol}"
+    closes = server.log.read_text(errors="replace").count("(4408)")
+    sock, reader = _open(server, protocol, "admin", f"slow-{protocol}")
+    answers = 0
+    with contextlib.closing(sock):
+        _ask_heavy_then_write(sock, protocol, brand)
+        deadline = time.monotonic() + 60
+        while not _log_says(server, "(4408)", closes + 1):  # the server gave up on it
+            assert time.monotonic() < deadline, "no send timeout after the client stopped reading"
+            time.sleep(0.1)
+        while True:
+            opcode, payload = reader.frame()
+            if opcode == 8:  # close
+                code = struct.unpack("!H", payload[:2])[0]
+                break
+            message = json.loads(payload)
+            assert message["type"] in ("next", "data", "complete", "ka"), payload[:300]
+            assert not message.get("id", "").startswith("w"), "a write ran for a stalled socket"
+            answers += message["type"] in ("next", "data")
+    assert code == 4408
+    # the heavy answers computed: those the socket may hold unsent, and the one being sent
+    assert 1 <= answers <= SocketLimits().max_unsent + 1
+    assert _written(url, brand) == 0
