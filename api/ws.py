@@ -453,15 +453,17 @@ class _Session:
                         await ctx.close()  # no transaction stays open between events
                         if persisted and not await self._still_persisted(op_id, op, principal):
                             return  # withdrawn (cdms persisted remove): no more events
-                        await self._next(op_id, result)
+                        await self._send_text(self._next_text(op_id, result))
             else:
                 # a slot of the socket's unsent answers before it runs, until its answer
                 # is handed to the connection: past them, an operation waits to run
                 async with self.unsent:
                     if self.closing:
                         return  # closed while it waited: nothing runs for nobody
-                    await self._next(op_id, await executor.run(prepared, ctx))
+                    # the message's text only is kept while it waits to be sent
+                    text = self._next_text(op_id, await executor.run(prepared, ctx))
                     await ctx.close()  # its connection goes back before the answer is sent
+                    await self._send_text(text)
             await self._send({"id": op_id, "type": "complete"})
         except asyncio.CancelledError:
             raise
@@ -484,14 +486,14 @@ class _Session:
             return False
         return True
 
-    async def _next(self, op_id: str, result: Result) -> None:
+    def _next_text(self, op_id: str, result: Result) -> str:
         head = json.dumps(
             {"id": op_id, "type": "data" if self.legacy else "next"},
             separators=(",", ":"),
             ensure_ascii=False,
         )
         # the answer's JSON text as PostgreSQL wrote it, spliced in unparsed
-        await self._send_text("".join((head[:-1], ',"payload":', result.json_text(), "}")))
+        return "".join((head[:-1], ',"payload":', result.json_text(), "}"))
 
     async def _send_errors(self, op_id: str, errors: list[dict[str, Any]]) -> None:
         # graphql-transport-ws: a list of errors; graphql-ws: one error object
