@@ -5,7 +5,9 @@ with the request's session settings; it ends with COMMIT when the request ends. 
 write in their own transaction (``Context.write``). DB work runs in a worker thread
 (SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps one statement at a time on
 the request's connection. Before its first connection of the pool a request waits for a
-permit of the requests' gate (schema/gate.py), kept until the context closes.
+permit of the requests' gate (schema/gate.py), kept until the context closes. A caller
+cancelled while its thread runs (a WebSocket gone) leaves the thread to the context's next
+step, which waits for it (:class:`Threads`): its connection is always ended and given back.
 """
 
 from __future__ import annotations
@@ -77,6 +79,49 @@ def session_statement(
     return sql, params
 
 
+class Threads:
+    """Calls handed to worker threads on behalf of one request, the last one kept.
+
+    A caller cancelled while it awaits its thread (a WebSocket gone while its subscription
+    reads) stops waiting; the thread does not stop. Whatever it does with a pooled
+    connection (take it and begin the request's transaction, run a statement, commit) goes
+    on for nobody: so the request's next step that touches the same connection or permit
+    (the next statement, the close that commits and gives the connection and the permit
+    back) first waits for it, :meth:`settled`. Before, a subscription dropped while its
+    first read was taking a connection closed its context with no connection stored yet,
+    ending nothing; the thread then stored the connection and began a transaction nobody
+    ended: idle in transaction, the pool a connection short for good, and with a storm of
+    such sockets every read of every principal refused (docs/security.md)."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[Any] | None = None
+
+    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+        work = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        work.add_done_callback(_seen)
+        self._last = work
+        return await asyncio.shield(work)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a call is still running in its thread."""
+        return self._last is not None and not self._last.done()
+
+    async def settled(self) -> None:
+        """Once the last call's thread is done (whether or not its caller still waits)."""
+        work = self._last
+        if work is not None and not work.done():
+            await asyncio.wait([work])
+        self._last = None
+
+
+def _seen(work: asyncio.Future[Any]) -> None:
+    """Mark a thread's outcome as seen: its caller has it through the shield, or was
+    cancelled and wants nothing ("Task exception was never retrieved" otherwise)."""
+    if not work.cancelled():
+        work.exception()
+
+
 @dataclass(eq=False)
 class RequestDb:
     """The request's read connection: one read-only transaction, ended with COMMIT (the
@@ -95,6 +140,9 @@ class RequestDb:
     admit: Callable[[], Awaitable[None]] | None = None
     _conn: Connection | None = field(default=None, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    # its calls to worker threads: the next statement or the close waits for one whose
+    # caller was cancelled (it may be taking or using the connection)
+    _threads: Threads = field(default_factory=Threads, init=False, repr=False)
 
     def _connect(self) -> Connection:
         if self.fallback is None or self.fallback is self.engine:
@@ -138,9 +186,10 @@ class RequestDb:
 
     async def run(self, fn: Callable[[Connection], R]) -> R:
         async with self._lock:
+            await self._threads.settled()
             if self._conn is None and self.admit is not None:
                 await self.admit()  # waiting here holds no connection and no thread
-            return await run_in_threadpool(self._run, fn)
+            return await self._threads.run(self._run, fn)
 
     def _close_sync(self, failed: bool = False) -> None:
         conn, self._conn = self._conn, None
@@ -157,13 +206,19 @@ class RequestDb:
 
     @property
     def open(self) -> bool:
-        """Whether a transaction holds a connection (or a statement is taking one)."""
-        return self._conn is not None or self._lock.locked()
+        """Whether a transaction holds a connection (or a statement is taking one, its
+        caller perhaps gone)."""
+        return self._conn is not None or self._lock.locked() or self._threads.pending
 
     async def close(self) -> None:
-        if self._conn is not None or self._lock.locked():
+        """End the transaction and give its connection back, once any statement still
+        running in a worker thread is done. Cancelled meanwhile, the connection may stay
+        out: call it shielded (:meth:`Context.close` does)."""
+        if self.open:
             async with self._lock:
-                await run_in_threadpool(self._close_sync)
+                await self._threads.settled()
+                if self._conn is not None:
+                    await self._threads.run(self._close_sync)
 
 
 # request ids: a random prefix per process, then a counter (16 hex characters, unique
@@ -203,6 +258,8 @@ class Context:
     # a permit of a gate bounding the database users of a kind (requests: schema/gate.py;
     # subscription events: schema.subscriptions.db_gate), held until close()
     _permit: Permits | None = None
+    # its writes' worker threads: the permit goes back once a cancelled caller's is done
+    _writes: Threads = field(default_factory=Threads, repr=False)
 
     @property
     def db(self) -> RequestDb:
@@ -240,7 +297,7 @@ class Context:
                 raise busy_error() from None
 
         await self.admit()
-        return await run_in_threadpool(work)
+        return await self._writes.run(work)
 
     async def route(self, engine: Engine | None) -> None:
         """Run the next reads on ``engine`` (None: the primary), ending the read
@@ -266,20 +323,24 @@ class Context:
             await self.hold(request_gate(self.engine))
 
     async def close(self) -> None:
-        """End the read transaction, then give the permit back. Runs to its end even when
-        the caller is cancelled (a WebSocket closed as its operation ends): cancelled
-        while it waited for a worker thread, the connection stayed checked out, idle in a
-        transaction, and the pool one connection short for good."""
+        """End the read transaction, then give the permit back, once the thread of any
+        statement or write whose caller was cancelled is done (:class:`Threads`). Runs to
+        its end even when the caller is cancelled (a WebSocket closed as its operation
+        ends): cancelled while it waited for a worker thread, the connection stayed checked
+        out, idle in a transaction, and the pool one connection short for good."""
         db, permit = self._db, self._permit
         self._permit = None
-        if permit is not None or (db is not None and db.open):
-            await asyncio.shield(_end(db, permit))
+        if permit is not None or (db is not None and db.open) or self._writes.pending:
+            await asyncio.shield(_end(db, permit, self._writes))
 
 
-async def _end(db: RequestDb | None, permit: Permits | None) -> None:
+async def _end(db: RequestDb | None, permit: Permits | None, writes: Threads) -> None:
     try:
-        if db is not None:
-            await db.close()
+        try:
+            if db is not None:
+                await db.close()
+        finally:
+            await writes.settled()  # (a write's thread ends its own transaction)
     finally:
         if permit is not None:
             permit.release()

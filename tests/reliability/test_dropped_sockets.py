@@ -1,0 +1,163 @@
+"""A subscription whose socket goes while its read is taking a pooled connection gives the
+connection back (docs/security.md).
+
+A reconnect storm on ``orderStatusChanged`` (connect, subscribe five times, drop; both
+WebSocket protocols, any customer key) left the API's connections "idle in transaction",
+one after the other, until the pool was empty: then every read of every principal waited
+out the pool's timeout and was refused (503), until the server was restarted. The socket's
+operations were cancelled while a worker thread was taking the connection for their first
+read; the context's close found no connection yet and ended nothing, and the thread then
+stored the connection, began the transaction and ran the read, for nobody.
+
+Here a hook on the engine holds that thread right after it took its connection, before
+the read's session settings, until the socket is gone: deterministic, where a storm only
+hits the window now and then.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db.config import to_sqlalchemy_url
+from db.engine import make_engine
+from schema.subscriptions import db_gate
+from tests.api.conftest import Shop, build_shop
+from tests.security.conftest import bearer, make_app, token
+from tests.security.transports import WS_PROTOCOL, ws_init, ws_send
+
+POOL_TIMEOUT_S = 12.0
+PROTOCOLS = list(WS_PROTOCOL.values())
+_databases = itertools.count()
+
+
+def _subscription(customer: int) -> dict[str, Any]:
+    return {
+        "query": "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }",
+        "variables": {"c": str(customer)},
+    }
+
+
+@pytest.fixture
+def small(clone_database: Callable[[str], str]) -> Iterator[tuple[Engine, Shop]]:
+    """A shop on an engine of two connections (no overflow), as the admission tests use."""
+    url = clone_database(f"dropped{next(_databases)}")
+    with make_engine(url).begin() as conn:
+        shop = build_shop(conn)
+    engine = sa.create_engine(
+        to_sqlalchemy_url(url),
+        pool_size=2,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT_S,
+        pool_pre_ping=True,
+    )
+    yield engine, shop
+    engine.dispose()
+
+
+class _Stall:
+    """While armed, holds the worker thread of a request's first read right after it took
+    its pooled connection (at the read's session settings, ``transaction_read_only``: only
+    schema.context.RequestDb sends those through SQLAlchemy) until :meth:`release`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.reached = threading.Event()
+        self._go = threading.Event()
+        self._armed = False
+        sa.event.listen(engine, "before_cursor_execute", self._before)
+
+    def _before(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self._armed and "transaction_read_only" in statement:
+            self.reached.set()
+            self._go.wait(60)
+
+    def arm(self) -> None:
+        self.reached.clear()
+        self._go.clear()
+        self._armed = True
+
+    def release(self) -> None:
+        self._armed = False
+        self._go.set()
+
+
+def _idle_in_transaction(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
+
+
+def _until(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
+    small: tuple[Engine, Shop],
+) -> None:
+    engine, shop = small
+    a, b = shop.customers[1], shop.customers[2]
+    stall = _Stall(engine)
+    with make_app(engine) as client:
+        assert client.portal is not None
+
+        async def events_gate_held() -> bool:
+            return db_gate(engine).locked()  # (two connections: one event permit)
+
+        for protocol in PROTOCOLS:
+            stall.arm()
+            with client.websocket_connect(
+                "/graphql", subprotocols=[protocol], headers=bearer(token("customer", a))
+            ) as ws:
+                assert ws_init(ws, protocol)["type"] == "connection_ack"
+                for k in range(5):
+                    ws_send(ws, protocol, str(k), _subscription(a))
+                assert stall.reached.wait(10), "no subscription read took a connection"
+            # the socket is gone and its operations cancelled, one of them while its read's
+            # thread holds a connection not stored yet; the thread goes on once the
+            # operation has ended (or, as it should, waits for the thread)
+            _until(lambda: not client.portal.call(events_gate_held), 3)
+            stall.release()
+            assert _until(lambda: engine.pool.checkedout() == 0, 10), (
+                f"{protocol}: {engine.pool.checkedout()} connection(s) still checked out,"
+                f" {_idle_in_transaction(engine)} idle in transaction"
+            )
+        # and a storm of the same, unheld, on both protocols
+        for i in range(20):
+            protocol = PROTOCOLS[i % 2]
+            with client.websocket_connect(
+                "/graphql", subprotocols=[protocol], headers=bearer(token("customer", a))
+            ) as ws:
+                assert ws_init(ws, protocol)["type"] == "connection_ack"
+                for k in range(5):
+                    ws_send(ws, protocol, str(k), _subscription(a))
+        assert _until(lambda: engine.pool.checkedout() == 0, 10), engine.pool.status()
+        assert _idle_in_transaction(engine) == 0
+        # another principal's read is answered at once
+        started = time.monotonic()
+        resp = client.post(
+            "/graphql",
+            json={"query": "{ orders(first: 1) { totalCount } }"},
+            headers=bearer(token("customer", b)),
+        )
+        took = time.monotonic() - started
+    assert resp.status_code == 200 and "errors" not in resp.json(), resp.text
+    assert resp.json()["data"]["orders"]["totalCount"] == len(shop.orders[b])
+    assert took < POOL_TIMEOUT_S / 2, f"another customer's read took {took:.1f} s"
