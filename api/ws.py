@@ -51,7 +51,12 @@ from urllib.parse import urlsplit
 
 from graphql import OperationType
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
 from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
@@ -229,11 +234,19 @@ class _Session:
         (the client reads nothing) closes the socket with 4408 and is dropped."""
         timeout = self.server.limits.send_timeout_s
         async with self.send_lock:
-            if self.closing or self.ws.client_state is not WebSocketState.CONNECTED:
+            ws = self.ws
+            connected = WebSocketState.CONNECTED
+            if self.closing or not (
+                ws.client_state is connected and ws.application_state is connected
+            ):
+                # a client gone meanwhile (or a socket the server closed): the message is
+                # dropped, as every later one; the receive loop ends the session at the
+                # disconnect. It raised from the operation or refusal being answered: a
+                # ~45-line traceback each, 132 in 30 s of a reconnect storm
                 return
             try:
                 async with asyncio.timeout(timeout):
-                    await self.ws.send_text(text)
+                    await ws.send_text(text)
             except TimeoutError:
                 log.warning(
                     "WebSocket from %s closed (4408): a message waited %g s for the client to read",
@@ -241,6 +254,8 @@ class _Session:
                     timeout,
                 )
                 await self._close(4408, f"send timeout: the client read nothing for {timeout:g} s")
+            except (WebSocketDisconnect, WebSocketDisconnected):
+                pass  # gone while it was sent: dropped, as above
 
     async def _close(self, code: int, reason: str) -> None:
         # a close frame holds 123 bytes of reason (UTF-8): cut there, not mid-character

@@ -304,3 +304,73 @@ def test_a_body_trickled_after_the_answer_does_not_hold_the_connection(
                 break
             closed = _closed_within(sock, 0.3)
         assert closed, "the connection stayed open"
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """One client frame (masked, as RFC 6455 requires of a client), final."""
+    mask = b"\x01\x02\x03\x04"
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _text(message: dict[str, object]) -> bytes:
+    return _frame(0x1, json.dumps(message).encode())
+
+
+def _ws_open(served: Served, protocol: str) -> socket.socket:
+    """A WebSocket on /graphql, handshake done (no frame read yet)."""
+    sock = served.connect()
+    sock.sendall(
+        b"GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        + f"Sec-WebSocket-Protocol: {protocol}\r\n\r\n".encode()
+    )
+    sock.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_operations_answered_to_a_socket_already_closed_leave_no_traceback(
+    served: Served, protocol: str
+) -> None:
+    """A client that sent its operations, past its rate limit, and closed the socket at
+    once: the server answered each (results, then RATE_LIMITED refusals) to a socket already
+    closed, and logged a ~45-line traceback per answer ("Exception in ASGI application",
+    "operation … on a WebSocket failed"): 132 in 30 s of a reconnect storm. What is sent
+    to a socket already gone is dropped quietly; the socket's operations end with it."""
+    logged = served.log.stat().st_size
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    for i in range(3):  # (a bucket of its own each: a burst of 100 admitted, the rest refused)
+        tok = token("analyst", sub=f"gone-{protocol}-{i}")
+        with _ws_open(served, protocol) as sock:
+            sock.sendall(
+                _text({"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}})
+            )
+            assert b"connection_ack" in sock.recv(65536)
+            ops = b"".join(
+                _text({"id": str(k), "type": start, "payload": {"query": "{ __typename }"}})
+                for k in range(120)
+            )
+            sock.sendall(ops + _frame(0x8, (1000).to_bytes(2, "big")))
+            _read_all(sock, 5)
+    assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200
+    deadline = time.monotonic() + 3  # (the server answers on after the socket closed)
+    while time.monotonic() < deadline:
+        with served.log.open("rb") as log:
+            log.seek(logged)
+            new = log.read().decode()
+        assert "Traceback" not in new and "Exception in ASGI application" not in new, new[:6000]
+        time.sleep(0.2)
