@@ -12,6 +12,12 @@ part            ready when                                                  gate
 ``models``      each model: an active version is registered                 no
 ==============  ==========================================================  ======
 
+The ``api`` part is not ready either while the process's pool has had no connection free
+(none idle, its overflow used up) on every probe for :data:`BUSY_S` seconds
+(``"database": "busy"``): every request then waits out the pool's timeout for a 503. The
+probe takes no connection from a pool with none free (it would wait as long): it answers
+from what it last read meanwhile.
+
 HTTP 200 when every gating part is ready, 503 (``Retry-After: 5``) before. A server with
 no active model is ready (its other fields work) and says so here and in each prediction's
 ``MODEL_UNAVAILABLE``: in production models come from the ``cdms ml train`` job.
@@ -30,11 +36,13 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
 
 from etl.status import health, warehouse_status
 from ml.specs import SPECS
 
 CACHE_S = 1.0
+BUSY_S = 5.0  # a pool seen without a free connection this long: not ready
 T = TypeVar("T")
 _ACTIVE = sa.text("SELECT name, version FROM ml.model_version WHERE active")
 _REVISION = sa.text("SELECT version_num FROM alembic_version")
@@ -47,6 +55,7 @@ class ReadinessProbe:
         self.known = known
         self._lock = threading.Lock()
         self._held: dict[str, tuple[float, Any]] = {}  # what -> (when read, value)
+        self._full_since: float | None = None  # first probe that found the pool full
 
     def _fresh(self, what: str, read: Callable[[], T]) -> T:
         """``read()``, at most CACHE_S old: one caller reads at a time, the others take
@@ -81,7 +90,24 @@ class ReadinessProbe:
         return detail
 
     def check(self) -> tuple[dict[str, Any], bool]:
-        """(the JSON body, ready), at most CACHE_S old."""
+        """(the JSON body, ready), at most CACHE_S old; with a pool that has no connection
+        free, the last answer until BUSY_S have passed so, then not ready."""
+        if pool_exhausted(self.engine):
+            now = time.monotonic()
+            if self._full_since is None:
+                self._full_since = now
+            held = self._held.get("check")
+            if now - self._full_since < BUSY_S and held is not None:
+                answer: tuple[dict[str, Any], bool] = held[1]
+                return answer
+            body = {
+                "ready": False,
+                "api": {"ready": False, "database": "busy"},
+                "warehouse": {"ready": False},
+                "models": {},
+            }
+            return body, False
+        self._full_since = None
         return self._fresh("check", self._check)
 
     def _check(self) -> tuple[dict[str, Any], bool]:
@@ -126,3 +152,13 @@ class ReadinessProbe:
             "models": models,
         }
         return body, ready
+
+
+def pool_exhausted(engine: Engine) -> bool:
+    """Whether ``engine``'s pool has no connection to give now: none idle, and its overflow
+    used up (a checkout would wait, up to the pool's timeout)."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return False
+    limit: int = getattr(pool, "_max_overflow", -1)  # (no public accessor; -1: unbounded)
+    return limit > -1 and pool.checkedin() == 0 and pool.overflow() >= limit

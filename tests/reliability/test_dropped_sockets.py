@@ -12,6 +12,10 @@ stored the connection, began the transaction and ran the read, for nobody.
 Here a hook on the engine holds that thread right after it took its connection, before
 the read's session settings, until the socket is gone: deterministic, where a storm only
 hits the window now and then.
+
+``/readyz`` said "ok" meanwhile (or, asked of a pool with no connection left, answered
+"database unreachable" 30-42 s later): it now tells a pool that stays without a free
+connection, at once.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from api import readiness
 from db.config import to_sqlalchemy_url
 from db.engine import make_engine
 from schema.subscriptions import db_gate
@@ -161,3 +166,37 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
     assert resp.status_code == 200 and "errors" not in resp.json(), resp.text
     assert resp.json()["data"]["orders"]["totalCount"] == len(shop.orders[b])
     assert took < POOL_TIMEOUT_S / 2, f"another customer's read took {took:.1f} s"
+
+
+def test_readiness_fails_at_once_while_the_pool_stays_without_a_free_connection(
+    small: tuple[Engine, Shop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = small
+    monkeypatch.setattr(readiness, "BUSY_S", 1.0)
+    with engine.begin() as conn:  # the warehouse counts as published (api/readiness.py)
+        conn.execute(sa.text("UPDATE dw.etl_state SET version = greatest(version, 1)"))
+
+    with make_app(engine) as client:
+
+        def readyz() -> tuple[int, dict[str, Any], float]:
+            started = time.monotonic()
+            resp = client.get("/readyz")
+            return resp.status_code, resp.json(), time.monotonic() - started
+
+        status, body, _ = readyz()
+        assert status == 200 and body["api"]["database"] == "ok", body
+        held = [engine.connect() for _ in range(2)]  # (leaked, as before the fix above)
+        try:
+            answers = []
+            deadline = time.monotonic() + 10
+            while not answers or answers[-1][0] == 200:
+                assert time.monotonic() < deadline, answers
+                answers.append(readyz())
+                time.sleep(0.2)
+            assert all(took < 2 for _, _, took in answers), answers  # never a pool's wait
+            status, body, _ = answers[-1]
+            assert status == 503 and body["api"] == {"ready": False, "database": "busy"}
+        finally:
+            for conn in held:
+                conn.close()
+        assert _until(lambda: readyz()[0] == 200, 5)
