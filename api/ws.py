@@ -194,6 +194,10 @@ class _Session:
             await self._handle(await self._receive())
 
     async def _receive(self) -> dict[str, Any]:
+        if self.ws.application_state is not WebSocketState.CONNECTED:
+            # closed by the server, or a send found the client gone (see _send): what it
+            # sent before is not run
+            raise WebSocketDisconnect(1006)
         message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
@@ -240,9 +244,9 @@ class _Session:
                 ws.client_state is connected and ws.application_state is connected
             ):
                 # a client gone meanwhile (or a socket the server closed): the message is
-                # dropped, as every later one; the receive loop ends the session at the
-                # disconnect. It raised from the operation or refusal being answered: a
-                # ~45-line traceback each, 132 in 30 s of a reconnect storm
+                # dropped, as every later one, and the receive loop stops (_receive). It
+                # raised from the operation or refusal being answered: a ~45-line
+                # traceback each, 132 in 30 s of a reconnect storm
                 return
             try:
                 async with asyncio.timeout(timeout):
