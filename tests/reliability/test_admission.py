@@ -11,24 +11,21 @@ in the pool: everything stood still until the pool timed out.
 
 from __future__ import annotations
 
-import itertools
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio.to_thread
 import psycopg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from api.security import SecurityConfig
-from db.config import to_libpq_url, to_sqlalchemy_url
-from db.engine import make_engine
-from tests.api.conftest import build_shop, options
+from db.config import to_libpq_url
+from tests.api.conftest import options
+from tests.reliability.conftest import POOL_TIMEOUT_S, SmallPool, idle_in_transaction
 from tests.security.transports import (
     TRANSPORTS,
     WS_PROTOCOL,
@@ -43,28 +40,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-POOL_TIMEOUT_S = 12.0
 # a resolver root beside a relational one: both run on the request's read transaction,
 # whose connection the request keeps from its first statement to its end
 SLOW = "query Slow { warehouseStatus { version } customers(first: 5) { totalCount } }"
 CHEAP = "{ products(first: 1) { totalCount } }"
-_databases = itertools.count()
-
-
-@pytest.fixture
-def small(clone_database: Callable[[str], str]) -> Iterator[tuple[Engine, str]]:
-    url = clone_database(f"admission{next(_databases)}")
-    with make_engine(url).begin() as conn:
-        build_shop(conn)
-    engine = sa.create_engine(
-        to_sqlalchemy_url(url),
-        pool_size=2,
-        max_overflow=0,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_pre_ping=True,
-    )
-    yield engine, url
-    engine.dispose()
 
 
 def _over(transport: str, client: TestClient, engine: Engine) -> Outcome:
@@ -102,8 +81,8 @@ def _lock_waiters(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_requests_holding_connections_never_wedge_the_pool(small: tuple[Engine, str]) -> None:
-    engine, url = small
+def test_requests_holding_connections_never_wedge_the_pool(small: SmallPool) -> None:
+    engine, url, _ = small
     register(engine, SLOW)
     n = 4 * len(TRANSPORTS)  # 20 requests; 2 connections, 4 worker threads
     app = create_app(engine, SecurityConfig(demo_open=True, demo_hosts=("testserver",)), options())
@@ -148,24 +127,17 @@ def test_requests_holding_connections_never_wedge_the_pool(small: tuple[Engine, 
         assert ok or busy, (transport, outcome)
     slowest = max(at for _, _, at in answered) - gone
     assert slowest < POOL_TIMEOUT_S / 2, f"the last request answered {slowest:.1f} s later"
-    with make_engine(url).connect() as conn:
-        stuck = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND state LIKE 'idle in transaction%'"
-            )
-        ).scalar_one()
-    assert stuck == 0
+    assert idle_in_transaction(url) == 0
 
 
 def test_a_request_the_gate_cannot_queue_is_503_busy(
-    small: tuple[Engine, str], monkeypatch: pytest.MonkeyPatch
+    small: SmallPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CDMS_DB_QUEUE_SIZE=0: while a request holds the only permit (its statement waits on
     a lock), another that needs the database is refused at once with the stable busy error,
     503 and Retry-After; a read of the fast lane is still answered; the first request is
     answered once the lock is gone."""
-    engine, url = small
+    engine, url, _ = small
     monkeypatch.setenv("CDMS_DB_QUEUE_SIZE", "0")
     app = create_app(engine, SecurityConfig(demo_open=True, demo_hosts=("testserver",)), options())
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:

@@ -20,10 +20,9 @@ connection, at once.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,16 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api import readiness
-from db.config import to_sqlalchemy_url
-from db.engine import make_engine
 from schema.subscriptions import db_gate
-from tests.api.conftest import Shop, build_shop
+from tests.reliability.conftest import POOL_TIMEOUT_S, SmallPool, idle_in_transaction
 from tests.security.conftest import bearer, make_app, token
 from tests.security.transports import WS_PROTOCOL, ws_init, ws_send
 
-POOL_TIMEOUT_S = 12.0
 PROTOCOLS = list(WS_PROTOCOL.values())
-_databases = itertools.count()
 
 
 def _subscription(customer: int) -> dict[str, Any]:
@@ -48,23 +43,6 @@ def _subscription(customer: int) -> dict[str, Any]:
         "query": "subscription ($c: ID!) { orderStatusChanged(customerId: $c) { orderId } }",
         "variables": {"c": str(customer)},
     }
-
-
-@pytest.fixture
-def small(clone_database: Callable[[str], str]) -> Iterator[tuple[Engine, Shop]]:
-    """A shop on an engine of two connections (no overflow), as the admission tests use."""
-    url = clone_database(f"dropped{next(_databases)}")
-    with make_engine(url).begin() as conn:
-        shop = build_shop(conn)
-    engine = sa.create_engine(
-        to_sqlalchemy_url(url),
-        pool_size=2,
-        max_overflow=0,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_pre_ping=True,
-    )
-    yield engine, shop
-    engine.dispose()
 
 
 class _Stall:
@@ -93,18 +71,6 @@ class _Stall:
         self._go.set()
 
 
-def _idle_in_transaction(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
-        )
-
-
 def _until(check: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not check():
@@ -115,9 +81,9 @@ def _until(check: Callable[[], bool], seconds: float) -> bool:
 
 
 def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
-    small: tuple[Engine, Shop],
+    small: SmallPool,
 ) -> None:
-    engine, shop = small
+    engine, url, shop = small
     a, b = shop.customers[1], shop.customers[2]
     stall = _Stall(engine)
     with make_app(engine) as client:
@@ -142,7 +108,7 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
             stall.release()
             assert _until(lambda: engine.pool.checkedout() == 0, 10), (
                 f"{protocol}: {engine.pool.checkedout()} connection(s) still checked out,"
-                f" {_idle_in_transaction(engine)} idle in transaction"
+                f" {idle_in_transaction(url)} idle in transaction"
             )
         # and a storm of the same, unheld, on both protocols
         for i in range(20):
@@ -154,7 +120,7 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
                 for k in range(5):
                     ws_send(ws, protocol, str(k), _subscription(a))
         assert _until(lambda: engine.pool.checkedout() == 0, 10), engine.pool.status()
-        assert _idle_in_transaction(engine) == 0
+        assert idle_in_transaction(url) == 0
         # another principal's read is answered at once
         started = time.monotonic()
         resp = client.post(
@@ -169,9 +135,9 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
 
 
 def test_readiness_fails_at_once_while_the_pool_stays_without_a_free_connection(
-    small: tuple[Engine, Shop], monkeypatch: pytest.MonkeyPatch
+    small: SmallPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine, _ = small
+    engine, _, _ = small
     monkeypatch.setattr(readiness, "BUSY_S", 1.0)
     with engine.begin() as conn:  # the warehouse counts as published (api/readiness.py)
         conn.execute(sa.text("UPDATE dw.etl_state SET version = greatest(version, 1)"))

@@ -22,6 +22,7 @@ import pytest
 from tests.cli import cli_environment
 from tests.reliability._server import free_port, stop, wait_healthy
 from tests.security.conftest import SECRET, token
+from tests.security.transports import frame
 
 TIMEOUT_S = 1.0  # the server's head and body timeouts in these tests
 ROOT = Path(__file__).resolve().parents[2]  # the server runs this checkout's code
@@ -306,22 +307,8 @@ def test_a_body_trickled_after_the_answer_does_not_hold_the_connection(
         assert closed, "the connection stayed open"
 
 
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """One client frame (masked, as RFC 6455 requires of a client), final."""
-    mask = b"\x01\x02\x03\x04"
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def _text(message: dict[str, object]) -> bytes:
-    return _frame(0x1, json.dumps(message).encode())
+    return frame(json.dumps(message).encode())
 
 
 def _ws_open(served: Served, protocol: str) -> socket.socket:
@@ -364,7 +351,7 @@ def test_operations_answered_to_a_socket_already_closed_leave_no_traceback(
                 _text({"id": str(k), "type": start, "payload": {"query": "{ __typename }"}})
                 for k in range(120)
             )
-            sock.sendall(ops + _frame(0x8, (1000).to_bytes(2, "big")))
+            sock.sendall(ops + frame((1000).to_bytes(2, "big"), 0x8))
             _read_all(sock, 5)
     assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200
     deadline = time.monotonic() + 3  # (the server answers on after the socket closed)

@@ -27,6 +27,7 @@ from api.ws import SocketLimits
 from db.engine import make_engine
 from tests.security.conftest import token
 from tests.security.test_serve_transport import Served, _serving
+from tests.security.transports import frame
 
 SEND_TIMEOUT_S = 3.0
 PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
@@ -71,21 +72,8 @@ def served(
 # --- a raw WebSocket client ------------------------------------------------------------
 
 
-def _frame(payload: bytes, opcode: int = 1) -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def _send(sock: socket.socket, message: dict[str, object]) -> None:
-    sock.sendall(_frame(json.dumps(message).encode()))
+    sock.sendall(frame(json.dumps(message).encode()))
 
 
 class _Reader:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -192,3 +193,18 @@ def run_over(
             return ws_outcome(ws, "1")
     except WebSocketDisconnect as exc:
         return Outcome(closed=exc.code)
+
+
+def frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One final WebSocket frame as a client sends it (masked, RFC 6455), for the tests that
+    write to a raw socket: a client that never reads, or frames sent in one write."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
