@@ -82,6 +82,11 @@ class SocketLimits:
     # operations running at once for one credential (its rate-limit bucket) over all of
     # this process's sockets: opening more sockets does not raise the first bound
     max_per_principal: int = 500
+    # the summed cost of one credential's running subscriptions over all of this process's
+    # sockets, in query cost limits (CDMS_MAX_QUERY_COST): each event of a subscription is
+    # read again for each subscriber, so 500 subscriptions at the cost limit made one status
+    # change 500 reads of that size (7 MB and 21 s of CPU for one rate token)
+    subscription_costs: int = 5
     # sockets open at once for one credential (its rate-limit bucket; the shared demo
     # principal: per client address), per process: idle ones cost a task and memory each
     max_sockets_per_principal: int = 100
@@ -118,6 +123,7 @@ class GraphQLSockets:
         # a message is a request: the HTTP body limit (CDMS_MAX_BODY_BYTES) holds for it too
         self.max_message_bytes = max_message_bytes
         self.running: Counter[str] = Counter()  # operations running, by principal's bucket
+        self.subscribed: Counter[str] = Counter()  # running subscriptions' cost, by the same
         self.sockets: Counter[str] = Counter()  # acknowledged sockets, by the same
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -440,6 +446,16 @@ class _Session:
             if refused is not None:  # an argument a field refuses: nothing runs
                 await self._send_errors(op_id, refused.errors)
                 return
+            cost = prepared.cost if prepared.kind is OperationType.SUBSCRIPTION else 0
+            budget = limits.subscription_costs * self.server.pipeline.limits.max_cost
+            if cost and self.server.subscribed[bucket] + cost > budget:
+                raise QueryTooComplexError(
+                    f"subscriptions of cost {self.server.subscribed[bucket] + cost} at once for"
+                    f" one credential exceed {budget} (each event is read for each of them):"
+                    " complete one first",
+                    cost=self.server.subscribed[bucket] + cost,
+                    limit=budget,
+                )
         except Refusal as refusal:
             await self._send_errors(op_id, refusal.formatted())
             return
@@ -449,12 +465,14 @@ class _Session:
         task = asyncio.create_task(self._run(op_id, op, prepared, principal, min_lsn))
         self.operations[op_id] = task
         self.server.running[bucket] += 1
-        task.add_done_callback(lambda _: self._forget(op_id, task, bucket))
+        self.server.subscribed[bucket] += cost
+        task.add_done_callback(lambda _: self._forget(op_id, task, bucket, cost))
 
-    def _forget(self, op_id: str, task: asyncio.Task[None], bucket: str) -> None:
+    def _forget(self, op_id: str, task: asyncio.Task[None], bucket: str, cost: int) -> None:
         if self.operations.get(op_id) is task:
             del self.operations[op_id]
         self.server.running -= Counter({bucket: 1})
+        self.server.subscribed -= Counter({bucket: cost})
 
     async def _run(
         self, op_id: str, op: Operation, prepared: Any, principal: Principal, min_lsn: int | None

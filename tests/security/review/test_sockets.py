@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import AppOptions, create_app
+from api.rules import Limits
 from api.security import SecurityConfig
 from api.ws import SocketLimits
 from tests.api.conftest import Shop
@@ -140,6 +141,56 @@ def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
             ws_send(two, protocol, "b2", sub)  # room again
             assert _wait(lambda: sum(running.values()) == 5), running
         assert _wait(lambda: not running), running  # the sockets closed: nothing counted
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_credentials_running_subscriptions_hold_a_bounded_cost(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties, protocol: str
+) -> None:
+    """Each event of a subscription is read for each subscriber: 500 subscriptions at the
+    cost limit turned one status change into 500 reads of that size (7 MB, 21 s of CPU, one
+    rate token). The running subscriptions of one credential, over all its sockets, cost at
+    most SocketLimits.subscription_costs query cost limits together; the next is refused
+    (QUERY_TOO_COMPLEX, nothing runs), a cheap one still fits, another credential has its
+    own budget, and a completed one makes room again."""
+    options = AppOptions(limits=Limits(max_cost=1_000), sockets=SocketLimits(subscription_costs=1))
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True), options)
+    running = app.state.graphql.sockets.running
+
+    def sub(customer: int, payload: str) -> dict[str, Any]:
+        return {
+            "query": "subscription ($c: ID!) { orderStatusChanged(customerId: $c) {"
+            f" {payload} }} }}",
+            "variables": {"c": str(customer)},
+        }
+
+    heavy = "order { customer { orders(first: 400) { edges { node { id } } } } }"
+    a, b = bearer(token("customer", parties.a)), bearer(token("customer", parties.b))
+    end = "complete" if protocol == "graphql-transport-ws" else "stop"
+    with TestClient(app) as client:
+        connect = client.websocket_connect
+        with (
+            connect("/graphql", subprotocols=[protocol], headers=a) as one,
+            connect("/graphql", subprotocols=[protocol], headers=a) as two,
+            connect("/graphql", subprotocols=[protocol], headers=b) as three,
+        ):
+            for ws in (one, two, three):
+                assert ws_init(ws, protocol)["type"] == "connection_ack"
+            ws_send(one, protocol, "a0", sub(parties.a, heavy))
+            ws_send(two, protocol, "b0", sub(parties.a, heavy))  # 2 x 400 of 1,000
+            assert _wait(lambda: sum(running.values()) == 2), running
+            ws_send(two, protocol, "b1", sub(parties.a, heavy))  # a third: past the budget
+            out = ws_outcome(two, "b1", timeout=10)
+            assert out.codes == ["QUERY_TOO_COMPLEX"], out
+            ws_send(two, protocol, "b2", sub(parties.a, "orderId"))  # a cheap one fits
+            ws_send(three, protocol, "c0", sub(parties.b, heavy))  # another credential
+            assert _wait(lambda: sum(running.values()) == 4), running
+            one.send_json({"id": "a0", "type": end})
+            assert _wait(lambda: sum(running.values()) == 3), running
+            ws_send(two, protocol, "b3", sub(parties.a, heavy))  # room again
+            assert _wait(lambda: sum(running.values()) == 4), running
+        assert _wait(lambda: not running), running
+        assert not app.state.graphql.sockets.subscribed  # nothing left counted
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
