@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -71,6 +72,19 @@ class _Stall:
         self._go.set()
 
 
+@contextmanager
+def _subscribed_five_times(client: Any, protocol: str, customer: int) -> Iterator[None]:
+    """A socket of ``customer``'s, acknowledged, running five subscriptions to its orders;
+    dropped at the block's end with its operations."""
+    with client.websocket_connect(
+        "/graphql", subprotocols=[protocol], headers=bearer(token("customer", customer))
+    ) as ws:
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        for k in range(5):
+            ws_send(ws, protocol, str(k), _subscription(customer))
+        yield
+
+
 def _until(check: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not check():
@@ -94,12 +108,7 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
 
         for protocol in PROTOCOLS:
             stall.arm()
-            with client.websocket_connect(
-                "/graphql", subprotocols=[protocol], headers=bearer(token("customer", a))
-            ) as ws:
-                assert ws_init(ws, protocol)["type"] == "connection_ack"
-                for k in range(5):
-                    ws_send(ws, protocol, str(k), _subscription(a))
+            with _subscribed_five_times(client, protocol, a):
                 assert stall.reached.wait(10), "no subscription read took a connection"
             # the socket is gone and its operations cancelled, one of them while its read's
             # thread holds a connection not stored yet; the thread goes on once the
@@ -113,12 +122,8 @@ def test_a_subscription_dropped_while_its_read_takes_a_connection_gives_it_back(
         # and a storm of the same, unheld, on both protocols
         for i in range(20):
             protocol = PROTOCOLS[i % 2]
-            with client.websocket_connect(
-                "/graphql", subprotocols=[protocol], headers=bearer(token("customer", a))
-            ) as ws:
-                assert ws_init(ws, protocol)["type"] == "connection_ack"
-                for k in range(5):
-                    ws_send(ws, protocol, str(k), _subscription(a))
+            with _subscribed_five_times(client, protocol, a):
+                pass
         assert _until(lambda: engine.pool.checkedout() == 0, 10), engine.pool.status()
         assert idle_in_transaction(url) == 0
         # another principal's read is answered at once

@@ -6,6 +6,8 @@ limited per client address")."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -91,6 +93,23 @@ def test_bad_credentials_in_connection_init_are_limited_per_address(
         assert resp.status_code == 429, resp.text
 
 
+@contextmanager
+def _acknowledged(
+    client: TestClient, protocol: str, *credentials: dict[str, str]
+) -> Iterator[list[Any]]:
+    """A socket per credential (its ``Authorization`` header), each acknowledged."""
+    with ExitStack() as stack:
+        sockets = [
+            stack.enter_context(
+                client.websocket_connect("/graphql", subprotocols=[protocol], headers=headers)
+            )
+            for headers in credentials
+        ]
+        for ws in sockets:
+            assert ws_init(ws, protocol)["type"] == "connection_ack"
+        yield sockets
+
+
 def _wait(predicate: Any, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,14 +138,7 @@ def test_more_sockets_do_not_raise_a_credentials_bound_on_running_operations(
     a, b = bearer(token("customer", parties.a)), bearer(token("customer", parties.b))
     end = "complete" if protocol == "graphql-transport-ws" else "stop"
     with TestClient(app) as client:
-        connect = client.websocket_connect
-        with (
-            connect("/graphql", subprotocols=[protocol], headers=a) as one,
-            connect("/graphql", subprotocols=[protocol], headers=a) as two,
-            connect("/graphql", subprotocols=[protocol], headers=b) as three,
-        ):
-            for ws in (one, two, three):
-                assert ws_init(ws, protocol)["type"] == "connection_ack"
+        with _acknowledged(client, protocol, a, a, b) as (one, two, three):
             for i in range(3):
                 ws_send(one, protocol, f"a{i}", sub)
             ws_send(two, protocol, "b0", sub)  # the credential's fourth: accepted
@@ -168,14 +180,7 @@ def test_a_credentials_running_subscriptions_hold_a_bounded_cost(
     a, b = bearer(token("customer", parties.a)), bearer(token("customer", parties.b))
     end = "complete" if protocol == "graphql-transport-ws" else "stop"
     with TestClient(app) as client:
-        connect = client.websocket_connect
-        with (
-            connect("/graphql", subprotocols=[protocol], headers=a) as one,
-            connect("/graphql", subprotocols=[protocol], headers=a) as two,
-            connect("/graphql", subprotocols=[protocol], headers=b) as three,
-        ):
-            for ws in (one, two, three):
-                assert ws_init(ws, protocol)["type"] == "connection_ack"
+        with _acknowledged(client, protocol, a, a, b) as (one, two, three):
             ws_send(one, protocol, "a0", sub(parties.a, heavy))
             ws_send(two, protocol, "b0", sub(parties.a, heavy))  # 2 x 400 of 1,000
             assert _wait(lambda: sum(running.values()) == 2), running
