@@ -52,6 +52,7 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_named_type,
+    get_nullable_type,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
@@ -162,6 +163,9 @@ class Cost:
     # connections given arguments: each relation test (``some``/``none``) of a filter is a
     # subquery run per row it tests (schema.sql), and costs a default page, even at first: 0
     filters: tuple[ArgField, ...] = ()
+    # plain lists of objects (an order's ``items``, ``statusHistory``): no page argument,
+    # each counts as LIST_ROWS objects, and what is under it LIST_ROWS times
+    lists: tuple[Cost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,9 @@ _CUBE_FIELDS = frozenset({"cube", "cubeDrillDown"})
 _DRILL = "cubeDrillDown"  # no limit: up to MAX_LIMIT children, one cell each
 CUBE_COST = 1_000
 CUBE_CELLS_PER_COST = 20
+# a plain list of objects counts as this many: an order's lines (placeOrder takes at most
+# 100, 1-3 in a typical basket) and its status changes (a handful)
+LIST_ROWS = 10
 
 
 def _field_def(parent: GraphQLNamedType, name: str) -> GraphQLField | None:
@@ -282,6 +289,7 @@ class _Measurer:
         pages: list[tuple[ArgField | None, Cost, bool]] = []
         nested: list[Cost] = []
         rows: list[tuple[ArgField, Cost]] = []
+        lists: list[Cost] = []
         leaves = 0
         filters: list[ArgField] = []
         own_spreads: list[str] = []
@@ -318,6 +326,12 @@ class _Measurer:
                         filters.append(arg)
                 elif _ROWS_ARG in gfield.args or name == _DRILL:
                     rows.append((arg, sub.cost))
+                elif (
+                    isinstance(get_nullable_type(gfield.type), GraphQLList)
+                    and not parent.name.endswith("Connection")  # a page's edges and nodes
+                    and not _introspective(target)
+                ):
+                    lists.append(sub.cost)
                 else:
                     nested.append(sub.cost)
             elif isinstance(sel, InlineFragmentNode):
@@ -344,7 +358,13 @@ class _Measurer:
             uses |= sub.uses
             args.extend(sub.args)
         cost = Cost(
-            tuple(pages), tuple(nested), tuple(own_spreads), tuple(rows), leaves, tuple(filters)
+            tuple(pages),
+            tuple(nested),
+            tuple(own_spreads),
+            tuple(rows),
+            leaves,
+            tuple(filters),
+            tuple(lists),
         )
         aliases = min(aliases, self.limits.max_aliases + 1)
         return Measure(depth, count, frozenset(uses), tuple(args), cost, aliases)
@@ -515,6 +535,8 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
             total += limits.default_page * relation_tests(arg.values(variables).get("filter"))
         for n in c.nested:
             total += unit(n, least)
+        for under in c.lists:
+            total += LIST_ROWS + LIST_ROWS * unit(under, least)
         for arg, under in c.rows:
             rows = _rows(arg, variables)
             per_row = 1 if arg.name == _DRILL else max(1, cells(under))
@@ -536,7 +558,8 @@ def check_cost(total: int, limits: Limits) -> None:
     if total > limits.max_cost:
         raise QueryTooComplexError(
             f"query cost {total} exceeds the limit of {limits.max_cost}"
-            " (cost: requested page sizes multiplied down the nesting, a count at least 1,"
+            " (cost: requested page sizes multiplied down the nesting, a plain list"
+            f" {LIST_ROWS}, a count at least 1,"
             f" each relation test of a filter {limits.default_page})",
             cost=total,
             limit=limits.max_cost,

@@ -49,6 +49,7 @@ from schema.scalars import parse_id
 ADMIN = frozenset({"admin"})
 OPERATORS = frozenset({"admin", "service"})
 ORDERING = frozenset({"admin", "service", "customer"})
+MAX_LINES = 100  # lines of one order: the query cost counts an order's items as 10
 
 Write = Callable[[Connection], int]
 
@@ -369,10 +370,18 @@ class Mutation:
         "Order",
         ORDERING,
         "Places an order atomically: locks stock (no oversell), copies prices. "
-        "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, quantity < 1 or > 100,000, a total "
-        "over 1,000,000,000.00 before discounts), OUT_OF_STOCK.",
+        "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, more than 100 lines, quantity < 1 "
+        "or > 100,000, a total over 1,000,000,000.00 before discounts), OUT_OF_STOCK.",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Any:
+        if len(input.items) > MAX_LINES:
+            raise BadUserInputError(
+                f"an order holds at most {MAX_LINES} lines, got {len(input.items)}",
+                field="items",
+                reason="too many lines",
+                value=len(input.items),
+                max=MAX_LINES,
+            )
         items = [
             {
                 "product_id": parse_id(i.product_id, "productId"),

@@ -298,6 +298,29 @@ def test_place_order_refusals(
         assert ext["available"] == _stock(w_engine, w_shop.products[1])
 
 
+def test_an_order_holds_at_most_a_hundred_lines(run: Run, w_engine: Engine, w_shop: Shop) -> None:
+    """The query cost counts an order's ``items`` as 10 lines (api/rules.py LIST_ROWS); a
+    basket of thousands of lines would make every read of the order that much bigger. 100
+    lines are taken, 101 refused at ``items`` with nothing written."""
+    with w_engine.begin() as conn:
+        pids = conn.execute(
+            sa.text(
+                "INSERT INTO app.products (sku, name, category, subcategory, brand,"
+                " unit_price, cost, stock)"
+                " SELECT 'LINES-' || g, 'Line ' || g, 'Test', 'Lines', 'Acme', 1, 1, 10"
+                " FROM generate_series(1, 101) AS g RETURNING id"
+            )
+        ).scalars().all()
+    order = {"customerId": str(w_shop.customers[0]), "channel": "WEB", "paymentMethod": "CARD"}
+    lines = [{"productId": str(p), "quantity": 1} for p in pids]
+    ext = refused(run, w_engine, "BAD_USER_INPUT", PLACE, input={**order, "items": lines})
+    assert (ext["field"], ext["reason"], ext["max"], ext["value"]) == (
+        "items", "too many lines", 100, 101
+    ), ext
+    placed = ok(run(PLACE, input={**order, "items": lines[:100]}))["placeOrder"]
+    assert [i["lineNo"] for i in placed["items"]] == list(range(1, 101))
+
+
 def test_a_procedures_refusal_names_the_api_field(run: Run, w_engine: Engine, w_shop: Shop) -> None:
     """The stored procedures name their parameters (product_id); the client is told the
     API's field (productId), as for a constraint's refusal."""

@@ -85,6 +85,29 @@ def test_query_cost_limit(sec_engine: Engine, sec_shop: Shop) -> None:
         assert status == 400 and "2550" in body["errors"][0]["message"]
 
 
+def test_plain_lists_count_for_cost(sec_engine: Engine, sec_shop: Shop, parties: Parties) -> None:
+    """An order's ``items`` and ``statusHistory`` take no page argument: each counts as
+    LIST_ROWS (10) objects, and what is under it ten times. The probe of 2026-12-07 read
+    ``orders > items > product > feedback(first: 99)``, 8.65 MB, at a cost of 49,999."""
+    lines = "{ orders(first: 10) { edges { node { items { quantity } } } } }"
+    history = "{ orders(first: 10) { edges { node { statusHistory { toStatus } } } } }"
+    under = """{ orders(first: 2) { edges { node { items { product {
+        feedback(first: 5) { edges { node { rating } } } } } } } } }"""
+    with make_app(sec_engine, max_cost=100) as client:
+        tok = token("customer", parties.a)
+        for query in (lines, history):
+            status, body = post(client, tok, query)
+            assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+            assert body["errors"][0]["extensions"]["cost"] == 110, body  # 10 + 10 x 10
+        status, body = post(client, tok, under)
+        assert status == 400 and code(body) == "QUERY_TOO_COMPLEX", body
+        assert body["errors"][0]["extensions"]["cost"] == 122, body  # 2 + 2 x (10 + 10 x 5)
+        status, body = post(
+            client, tok, "{ orders(first: 9) { edges { node { items { quantity } } } } }"
+        )
+        assert status == 200 and "errors" not in body, body  # 9 + 9 x 10 = 99
+
+
 def test_production_introspection_for_admins_only_graphiql_for_all(
     sec_engine: Engine, sec_shop: Shop, parties: Parties
 ) -> None:
