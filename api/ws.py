@@ -29,7 +29,8 @@ credentials (the handshake's header and the payload's, or two in the payload) ar
 with 4400, as HTTP refuses two ``Authorization`` headers: none of them is picked.
 
 A socket holds at most ``SocketLimits.max_unsent`` answers computed and not yet handed to
-the connection: a query or mutation past them waits before it runs (a client that reads
+the connection, and one credential's sockets ``max_unsent_per_principal`` together: a query
+or mutation past them waits before it runs (a client that reads
 nothing gets nothing more computed for it); a subscription computes its next event only
 once its last one was sent. A message the client does not take within the send timeout
 closes the socket with 4408 (``cdms serve`` drops the connection if the client does not
@@ -45,6 +46,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,6 +95,9 @@ class SocketLimits:
     # answers of one socket computed (or being computed) and not yet handed to the
     # connection: a query or mutation past them waits before it runs
     max_unsent: int = 4
+    # the same over all of one credential's sockets in this process (the demo principal:
+    # per client address): 100 sockets that read nothing held 100 x 4 answers
+    max_unsent_per_principal: int = 8
     # a message not taken by the connection in this time closes the socket (4408);
     # CDMS_WS_SEND_TIMEOUT_SECONDS
     send_timeout_s: float = 30.0
@@ -125,6 +130,25 @@ class GraphQLSockets:
         self.running: Counter[str] = Counter()  # operations running, by principal's bucket
         self.subscribed: Counter[str] = Counter()  # running subscriptions' cost, by the same
         self.sockets: Counter[str] = Counter()  # acknowledged sockets, by the same
+        # unsent answers' slots by credential (as sockets): [semaphore, sockets waiting or
+        # holding]; an entry goes when no socket uses it (a semaphore is bound to its loop)
+        self._unsent: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def unsent_slot(self, key: str) -> AsyncIterator[None]:
+        """A slot of ``key``'s unsent answers (SocketLimits.max_unsent_per_principal)."""
+        entry = self._unsent.get(key)
+        if entry is None:
+            entry = (asyncio.Semaphore(self.limits.max_unsent_per_principal), [0])
+            self._unsent[key] = entry
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if not entry[1][0]:
+                del self._unsent[key]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
@@ -494,7 +518,7 @@ class _Session:
             else:
                 # a slot of the socket's unsent answers before it runs, until its answer
                 # is handed to the connection: past them, an operation waits to run
-                async with self.unsent:
+                async with self.unsent, self.server.unsent_slot(self.counted or ""):
                     if self.closing:
                         return  # closed while it waited: nothing runs for nobody
                     # the message's text only is kept while it waits to be sent

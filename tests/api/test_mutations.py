@@ -303,19 +303,26 @@ def test_an_order_holds_at_most_a_hundred_lines(run: Run, w_engine: Engine, w_sh
     basket of thousands of lines would make every read of the order that much bigger. 100
     lines are taken, 101 refused at ``items`` with nothing written."""
     with w_engine.begin() as conn:
-        pids = conn.execute(
-            sa.text(
-                "INSERT INTO app.products (sku, name, category, subcategory, brand,"
-                " unit_price, cost, stock)"
-                " SELECT 'LINES-' || g, 'Line ' || g, 'Test', 'Lines', 'Acme', 1, 1, 10"
-                " FROM generate_series(1, 101) AS g RETURNING id"
+        pids = (
+            conn.execute(
+                sa.text(
+                    "INSERT INTO app.products (sku, name, category, subcategory, brand,"
+                    " unit_price, cost, stock)"
+                    " SELECT 'LINES-' || g, 'Line ' || g, 'Test', 'Lines', 'Acme', 1, 1, 10"
+                    " FROM generate_series(1, 101) AS g RETURNING id"
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     order = {"customerId": str(w_shop.customers[0]), "channel": "WEB", "paymentMethod": "CARD"}
     lines = [{"productId": str(p), "quantity": 1} for p in pids]
     ext = refused(run, w_engine, "BAD_USER_INPUT", PLACE, input={**order, "items": lines})
     assert (ext["field"], ext["reason"], ext["max"], ext["value"]) == (
-        "items", "too many lines", 100, 101
+        "items",
+        "too many lines",
+        100,
+        101,
     ), ext
     placed = ok(run(PLACE, input={**order, "items": lines[:100]}))["placeOrder"]
     assert [i["lineNo"] for i in placed["items"]] == list(range(1, 101))

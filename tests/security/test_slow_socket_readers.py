@@ -238,3 +238,66 @@ def test_a_reader_too_slow_gets_what_was_queued_then_close_4408(
     # the heavy answers computed: those the socket may hold unsent, and the one being sent
     assert 1 <= answers <= SocketLimits().max_unsent + 1
     assert _written(url, brand) == 0
+
+
+STALLED_SOCKETS = 20
+
+
+@pytest.fixture(scope="module")
+def served_patient(
+    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A server that waits a minute for a client to take a message (the default is 30 s)."""
+    url = clone_database("slow_readers_patient")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO app.products"
+                " (sku, name, category, subcategory, brand, unit_price, cost, stock)"
+                " SELECT 'SLOW-' || g, repeat('n', 195) || g, repeat('c', 200),"
+                " repeat('s', 200), repeat('b', 200), 10, 5, 100"
+                " FROM generate_series(1, 500) g"
+            )
+        )
+    engine.dispose()
+    with _serving(
+        url, tmp_path_factory.mktemp("slow_patient"), CDMS_WS_SEND_TIMEOUT_SECONDS="60"
+    ) as served:
+        yield served
+
+
+def test_one_credentials_stalled_sockets_hold_a_bounded_number_of_answers(
+    served_patient: Served,
+) -> None:
+    """Twenty sockets of one credential that read nothing: the answers computed and not sent
+    are bounded over all of them (``max_unsent_per_principal``), not per socket (each held
+    4 answers plus the one being written: ~100 answers here, and 100 sockets a credential)."""
+    server = served_patient
+    sock, reader = _open(server, PROTOCOLS[0], "admin", "many-warm")
+    _send(sock, {"id": "1", "type": "subscribe", "payload": {"query": HEAVY}})
+    while json.loads(reader.frame()[1])["type"] != "complete":
+        pass
+    sock.close()
+    time.sleep(0.5)
+    before = _rss_mb(server.proc.pid)
+    socks = [_open(server, PROTOCOLS[0], "admin", "many")[0] for _ in range(STALLED_SOCKETS)]
+    try:
+        for s in socks:
+            for i in range(HEAVY_OPS):
+                _send(s, {"id": f"h{i}", "type": "subscribe", "payload": {"query": HEAVY}})
+        # until the server's memory stops growing: every answer it will hold is computed
+        samples = [before]
+        started = time.monotonic()
+        while time.monotonic() - started < 45:
+            samples.append(_rss_mb(server.proc.pid))
+            if len(samples) > 50 and max(samples[-50:]) - min(samples[-50:]) < 5:
+                break
+            time.sleep(0.2)
+        peak = max(samples)
+    finally:
+        for s in socks:
+            s.close()
+    answer_mb = 9  # as above: each answer with its transient copies (~8)
+    bound = (SocketLimits().max_unsent_per_principal + 1) * answer_mb * 8
+    assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
