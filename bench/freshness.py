@@ -1,5 +1,5 @@
-"""Freshness benchmark: how long a change takes to reach the cube (prints figures; asserts
-nothing).
+"""Freshness benchmark: how long a change takes to reach the cube (prints figures, asserts
+nothing; needs the dev extra: ``uv sync --extra dev``, for httpx).
 
 Starts the real ``cdms serve`` (its default ``CDMS_ETL_MODE=continuous``) on loopback,
 demo-open and without a rate limit, and changes the shop through GraphQL:
@@ -622,7 +622,7 @@ def lag_report(mode: str, r: Run, seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     sub = parser.add_subparsers(dest="part", required=True)
     d = sub.add_parser("demo", help="demo data, idle")
     d.add_argument("--samples", type=int, default=40)

@@ -67,7 +67,7 @@ def _serve(url: str, *, workers: int = 1, **env_vars: str) -> Iterator[str]:
     env.update(
         DATABASE_URL=url,
         CDMS_JWT_SECRET=SECRET,
-        CDMS_ETL_INTERVAL="0",
+        CDMS_ETL_MODE="off",
         CDMS_ENV="production",
         **env_vars,
     )

@@ -52,6 +52,13 @@ DEBOUNCE_S = 0.25  # the wait of the first change heard after a quiet spell
 LONGEST_S = 365 * 86_400.0  # the longest interval a schedule may set (timers wait < 292 years)
 
 
+def _shown(value: float) -> str:
+    """A number as the operator wrote it, not in exponent form (1e+08)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
 class Mode(enum.StrEnum):
     CONTINUOUS = "continuous"
     INTERVAL = "interval"
@@ -68,22 +75,25 @@ class Schedule:
     def __post_init__(self) -> None:
         """The one check of a schedule, in the words of the variables that set it
         (``cdms serve`` builds it from them: api/settings.py)."""
-        if self.mode is Mode.INTERVAL and not self.interval_s > 0:
+        # in every mode: a wrong value is a typo whichever mode reads it
+        if not self.interval_s > 0:
             raise ValueError(
-                "CDMS_ETL_INTERVAL must be positive with CDMS_ETL_MODE=interval, got"
-                f" {self.interval_s:g} (CDMS_ETL_MODE=off turns the scheduled loads off)"
+                f"CDMS_ETL_INTERVAL must be positive, got {_shown(self.interval_s)}"
+                " (CDMS_ETL_MODE=off turns the scheduled loads off)"
             )
         if not 0 < self.floor_s <= self.ceiling_s:
             raise ValueError(
                 "CDMS_ETL_MIN_INTERVAL must be positive and at most CDMS_ETL_MAX_INTERVAL,"
-                f" got {self.floor_s:g} and {self.ceiling_s:g}"
+                f" got {_shown(self.floor_s)} and {_shown(self.ceiling_s)}"
             )
         for name, value in (
             ("CDMS_ETL_INTERVAL", self.interval_s),
             ("CDMS_ETL_MAX_INTERVAL", self.ceiling_s),
         ):
             if value > LONGEST_S:
-                raise ValueError(f"{name} must be at most {LONGEST_S:.0f} (a year), got {value:g}")
+                raise ValueError(
+                    f"{name} must be at most {LONGEST_S:.0f} (a year), got {_shown(value)}"
+                )
 
     def back_off(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed runs in a row: ``floor_s`` doubling up

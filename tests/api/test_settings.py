@@ -81,12 +81,14 @@ def test_the_etl_is_continuous_by_default(monkeypatch: pytest.MonkeyPatch) -> No
     ("env", "message"),
     [
         ({"CDMS_ETL_MODE": "sometimes"}, "CDMS_ETL_MODE must be continuous, interval or off"),
-        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "0"}, "must be positive with"),
+        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "0"}, "must be positive, got 0"),
+        # in the default mode too: the value is wrong whichever mode reads it
+        ({"CDMS_ETL_INTERVAL": "-1"}, "CDMS_ETL_INTERVAL must be positive, got -1"),
         ({"CDMS_ETL_MIN_INTERVAL": "abc"}, "CDMS_ETL_MIN_INTERVAL must be a number"),
         ({"CDMS_ETL_MIN_INTERVAL": "0"}, "must be positive and at most CDMS_ETL_MAX_INTERVAL"),
         ({"CDMS_ETL_MIN_INTERVAL": "5", "CDMS_ETL_MAX_INTERVAL": "2"}, "at most"),
         # beyond what a timer can wait: the scheduler's thread died at its first wait
-        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "1e10"}, "CDMS_ETL_INTERVAL must"),
+        ({"CDMS_ETL_MODE": "interval", "CDMS_ETL_INTERVAL": "1e10"}, r"a year\), got 10000000000$"),
         ({"CDMS_ETL_MAX_INTERVAL": "1e300"}, "CDMS_ETL_MAX_INTERVAL must be at most"),
         ({"CDMS_ETL_MIN_INTERVAL": "1e12", "CDMS_ETL_MAX_INTERVAL": "1e12"}, "at most 31536000"),
         ({"CDMS_ETL_NICE": "20"}, "CDMS_ETL_NICE must be at most 19"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,19 @@ def test_javascript_fetch(live: str) -> None:
 def test_pandas_analysis(live: str) -> None:
     out = run([sys.executable, str(EXAMPLES / "analysis.py")], live)
     assert "consumer" in out and "corporate" in out and "return_rate (%)" in out, out
+
+
+def test_the_readmes_curl_commands_answer_without_errors(live: str) -> None:
+    """Each ``curl … -d '<body>'`` of the README, sent as it is written (a demo-open server:
+    the ``Authorization`` header's variable is not set)."""
+    readme = (ROOT / "README.md").read_text()
+    bodies = re.findall(r"-d '(\{\"query\"[^']+)'", readme)
+    assert len(bodies) >= 2, bodies
+    for body in bodies:
+        r = httpx.post(f"{live}/graphql", json=json.loads(body), timeout=60)
+        answer = r.json()
+        assert r.status_code == 200 and not answer.get("errors"), (body, answer)
+        assert answer["data"], body
 
 
 def _graphiql_examples() -> list[dict[str, Any]]:
