@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
-from api.inputs import check_list_lengths, literal_refusals, variable_refusals
+from api.inputs import check_variable_sizes, literal_refusals, variable_refusals
 from api.ratelimit import RateLimitedError, RateLimiter
 from api.rules import (
     Access,
@@ -421,7 +421,7 @@ class Pipeline:
                 parsed.allowed.add(passed)
             if parsed.errors:
                 raise Refusal(parsed.errors, 400)
-            check_list_lengths(op.variables or {})
+            check_variable_sizes(op.variables or {})
             coerced = get_variable_values(
                 self.gschema,
                 operation.variable_definitions or (),

@@ -50,8 +50,13 @@ class Col:
     minmax: bool = False  # in aggregate.min and aggregate.max
     doc: str | None = None
     roles: frozenset[str] | None = None  # only these roles may select it (None: every role)
+    # text: the most characters the column holds (its CHECK, migration 0019); a filter's
+    # text longer than that could never match and cost PostgreSQL rows x its length
+    chars: int | None = None
 
     def __post_init__(self) -> None:
+        if self.kind is Kind.STRING and self.filter and self.chars is None:
+            raise ValueError(f"{self.name}: a text column in a filter needs its chars")
         # roles are checked on selections only: such a column in a filter, an orderBy or an
         # aggregate input would answer other roles questions about it
         if self.roles is not None and (self.filter or self.sort or self.sum or self.minmax):
@@ -151,15 +156,15 @@ ENTITIES: dict[str, Entity] = {
             "app.customers",
             (
                 C("id", K.ID, filter=True, sort=True),
-                C("email", K.STRING, filter=True),
+                C("email", K.STRING, filter=True, chars=254),
                 C("firstName", K.STRING),
-                C("lastName", K.STRING, filter=True, sort=True),
+                C("lastName", K.STRING, filter=True, sort=True, chars=200),
                 C("gender", K.ENUM, null=True, enum=enums.Gender),
                 C("birthDate", K.DATE, null=True),
                 C("segment", K.ENUM, enum=enums.Segment, filter=True, sort=True),
-                C("country", K.STRING, filter=True, sort=True),
-                C("region", K.STRING, filter=True),
-                C("city", K.STRING, filter=True),
+                C("country", K.STRING, filter=True, sort=True, chars=200),
+                C("region", K.STRING, filter=True, chars=200),
+                C("city", K.STRING, filter=True, chars=200),
                 C("signupAt", K.DATETIME, filter=True, sort=True, minmax=True),
                 P("expectedOrderValue", "customer", "order_value", "ValuePrediction", STAFF),
                 P(
@@ -303,11 +308,11 @@ ENTITIES: dict[str, Entity] = {
             "app.products",
             (
                 C("id", K.ID, filter=True, sort=True),
-                C("sku", K.STRING, filter=True, sort=True),
-                C("name", K.STRING, filter=True, sort=True),
-                C("category", K.STRING, filter=True, sort=True),
-                C("subcategory", K.STRING, filter=True),
-                C("brand", K.STRING, filter=True, sort=True),
+                C("sku", K.STRING, filter=True, sort=True, chars=32),
+                C("name", K.STRING, filter=True, sort=True, chars=200),
+                C("category", K.STRING, filter=True, sort=True, chars=200),
+                C("subcategory", K.STRING, filter=True, chars=200),
+                C("brand", K.STRING, filter=True, sort=True, chars=200),
                 C("unitPrice", K.MONEY, filter=True, sort=True, sum=True, minmax=True),
                 C("stock", K.INT, sum=True, minmax=True),
                 _newest_first("feedback", "Feedback", "Feedback about this product", "product_id"),

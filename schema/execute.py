@@ -202,11 +202,24 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 
 
 def _convert(conv: str, value: Any) -> Any:
+    """``conv``: a name of _CONVERT, ``array:`` before it for a list, and for a text column
+    ``:<chars>:<field>`` after it, the most characters the column holds."""
     if value is None:
         return None
     if conv.startswith("array:"):
         return [_convert(conv[len("array:") :], v) for v in value]
-    return _CONVERT[conv](value)
+    name, _, bound = conv.partition(":")
+    if bound:
+        most, _, field = bound.partition(":")
+        if len(str(value)) > int(most):
+            raise BadUserInputError(
+                f"a filter's text for {field} may hold at most {most} characters (the"
+                f" longest {field} there is), got {len(str(value)):,}",
+                field=field,
+                reason="too long",
+                max=int(most),
+            )
+    return _CONVERT[name](value)
 
 
 def decode_cursor(text: Any, signature: str) -> list[Any]:

@@ -242,6 +242,8 @@ class _Builder:
     def ops(self, col: Col, e: str, ops: dict[str, Any]) -> list[str]:
         out = []
         conv, cast = _BINDS[col.kind]
+        # a text's bound: refused past the column's longest value (schema.execute._convert)
+        most = "" if col.chars is None else f":{col.chars}:{col.name}"
         for op, src in ops.items():
             if P.resolve(src, self.variables) is None:  # a null or absent operator: no condition
                 continue
@@ -251,14 +253,14 @@ class _Builder:
                     f" ELSE {e} IS NOT NULL END)"
                 )
             elif op in ("in", "notIn"):
-                p = f"{self.bind(src, 'array:' + conv)}::{cast}[]"
+                p = f"{self.bind(src, 'array:' + conv + most)}::{cast}[]"
                 out.append(f"{e} = ANY({p})" if op == "in" else f"NOT ({e} = ANY({p}))")
             elif op in ("contains", "startsWith"):
-                p = self.bind(src, "like" if op == "contains" else "prefix")
+                p = self.bind(src, ("like" if op == "contains" else "prefix") + most)
                 out.append(f"{e} ILIKE {p}::text ESCAPE '/'")
             else:
                 sign = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-                out.append(f"{e} {sign} {self.bind(src, conv)}::{cast}")
+                out.append(f"{e} {sign} {self.bind(src, conv + most)}::{cast}")
         return out
 
     def keyset(self, args: P.ConnArgs, t: str, src: P.Src, *, before: bool) -> str:

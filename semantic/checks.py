@@ -53,6 +53,9 @@ MEASURE_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.GT, Op.GTE, Op.LT, Op.LTE, Op.SET}
 # and a long `in` list costs its compilation and the server a test per row
 MAX_PATTERNS = 100  # `contains` patterns, in all the query's filters
 MAX_FILTER_VALUES = 5_000  # values, in all its filters (as the API's bound values)
+# a filter's text value: the dimensions' labels are short (the shop's texts hold at most
+# 254 characters, migration 0019); a 900 KB pattern cost rows x length of CPU, never matching
+MAX_VALUE_CHARS = 1_000
 
 
 def bad(message: str, culprit: str, pool: list[str] | None = None, **fields: Any) -> None:
@@ -250,12 +253,23 @@ def check_query(model: Model, q: CubeQuery) -> None:
 def check_sizes(q: CubeQuery) -> None:
     """QUERY_TOO_COMPLEX past ``MAX_PATTERNS`` ``contains`` patterns or ``MAX_FILTER_VALUES``
     values in the query's filters (one condition alone, or all of them): counted before
-    anything is checked value by value or compiled."""
+    anything is checked value by value or compiled; BAD_USER_INPUT for a text value of
+    more than ``MAX_VALUE_CHARS``."""
     conditions = [c for flt in q.filters for c in _conditions(flt)]
     for c in conditions:
         limit = MAX_PATTERNS if c.op is Op.CONTAINS else MAX_FILTER_VALUES
         if len(c.values) > limit:
             _too_many(f"{c.member} {c.op.value}", len(c.values), limit, c.op)
+    for c in conditions:
+        for v in c.values:
+            if isinstance(v, str) and len(v) > MAX_VALUE_CHARS:
+                raise BadUserInputError(
+                    f"{c.member} {c.op.value}: a filter value may hold at most"
+                    f" {MAX_VALUE_CHARS:,} characters, got {len(v):,}",
+                    field="where",
+                    reason="too long",
+                    max=MAX_VALUE_CHARS,
+                )
     patterns = sum(len(c.values) for c in conditions if c.op is Op.CONTAINS)
     if patterns > MAX_PATTERNS:
         _too_many("the query's filters", patterns, MAX_PATTERNS, Op.CONTAINS)

@@ -1,4 +1,4 @@
--- params: [["Lit(value='50%_off')", "like", null], ["Lit(value=['DE', 'FR'])", "array:text", null]]
+-- params: [["Lit(value='50%_off')", "like:254:email", null], ["Lit(value=['DE', 'FR'])", "array:text:200:country", null]]
 SELECT json_build_object('customers',
 (SELECT json_build_object('edges', coalesce(json_agg(json_build_object('node', json_build_object('orders',
 (SELECT json_build_object('edges', coalesce(json_agg(json_build_object('node', json_build_object('items',

@@ -1,4 +1,4 @@
--- params: [["Lit(value='ac')", "prefix", null], ["Lit(value=True)", "bool", null]]
+-- params: [["Lit(value='ac')", "prefix:200:brand", null], ["Lit(value=True)", "bool", null]]
 SELECT json_build_object('feedback',
 (SELECT json_build_object('edges', coalesce(json_agg(json_build_object('node', json_build_object('rating', x1.rating, 'customer',
 (SELECT json_build_object('id', (t2.id)::text)
