@@ -50,6 +50,9 @@ ADMIN = frozenset({"admin"})
 OPERATORS = frozenset({"admin", "service"})
 ORDERING = frozenset({"admin", "service", "customer"})
 MAX_LINES = 100  # lines of one order: the query cost counts an order's items as 10
+# units a customer key's unpaid (pending) orders hold together: the stock they take is
+# the shop's until paid or cancelled (one key held every product's stock in one order)
+MAX_PENDING_UNITS = 100
 
 Write = Callable[[Connection], int]
 
@@ -305,6 +308,36 @@ def _key(value: str | None) -> str | None:
     return value
 
 
+_PENDING_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended('cdms:pending:' || :c, 0))")
+_PENDING_UNITS = sa.text(
+    "SELECT coalesce(sum(i.quantity), 0) FROM app.orders AS o"
+    " JOIN app.order_items AS i ON i.order_id = o.id"
+    " WHERE o.customer_id = :c AND o.status = 'pending'"
+)
+
+
+def _within_pending(customer: int, place: Write) -> Write:
+    """``place`` if the customer's pending orders and this one hold at most
+    MAX_PENDING_UNITS units (the customer's orders are placed one at a time for it)."""
+
+    def run(conn: Connection) -> int:
+        conn.execute(_PENDING_LOCK, {"c": str(customer)})
+        order_id = place(conn)  # its own refusals first (a line's quantity, the stock)
+        held = int(conn.execute(_PENDING_UNITS, {"c": customer}).scalar_one())
+        if held > MAX_PENDING_UNITS:  # (the order is pending: counted; rolled back here)
+            raise BadUserInputError(
+                f"unpaid orders hold at most {MAX_PENDING_UNITS} units for a customer:"
+                f" this order would make it {held}; pay or cancel one first",
+                field="items",
+                reason="unpaid units over the maximum",
+                value=held,
+                max=MAX_PENDING_UNITS,
+            )
+        return order_id
+
+    return run
+
+
 def _idempotent(key: str | None, request: dict[str, Any], place: Write) -> Write:
     """``place`` guarded by the idempotency key (if any), in the same transaction."""
     if key is None:
@@ -371,7 +404,8 @@ class Mutation:
         ORDERING,
         "Places an order atomically: locks stock (no oversell), copies prices. "
         "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, more than 100 lines, quantity < 1 "
-        "or > 100,000, a total over 1,000,000,000.00 before discounts), OUT_OF_STOCK.",
+        "or > 100,000, a total over 1,000,000,000.00 before discounts; for a customer key, "
+        "more than 100 units in its unpaid orders), OUT_OF_STOCK.",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Any:
         if len(input.items) > MAX_LINES:
@@ -406,7 +440,10 @@ class Mutation:
         key = _key(input.idempotency_key if input.idempotency_key is not None else header)
         request = {"customer": customer, "items": items, "channel": input.channel.value,
                    "payment": input.payment_method.value}  # fmt: skip
-        return await _write_and_read(info, _idempotent(key, request, _call(fn)), "Order")
+        place = _call(fn)
+        if info.context.role == "customer":  # the shop's own keys are not bound
+            place = _within_pending(customer, place)
+        return await _write_and_read(info, _idempotent(key, request, place), "Order")
 
     @_mutation(
         "Order",

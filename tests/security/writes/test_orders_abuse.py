@@ -167,3 +167,51 @@ def test_a_customer_cancels_nothing_else(client: Any, sec_engine: Engine, partie
             ).scalar_one()
             == "pending"
         )
+
+
+def _pending_units(engine: Engine, customer: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT coalesce(sum(i.quantity), 0) FROM app.order_items i"
+                    " JOIN app.orders o ON o.id = i.order_id"
+                    " WHERE o.customer_id = :c AND o.status = 'pending'"
+                ),
+                {"c": customer},
+            ).scalar_one()
+        )
+
+
+def test_a_customer_holds_a_bounded_stock_in_unpaid_orders(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """The probe of 2026-12-07 put every active product's whole stock in one pending order
+    of one customer key (134,889 units to 6,342 left; the next customer OUT_OF_STOCK), and
+    could renew it by cancelling. A customer key's unpaid (pending) orders hold at most
+    MAX_PENDING_UNITS units together; the shop's own keys (service, admin) are not bound."""
+    from schema.mutations import MAX_PENDING_UNITS
+
+    tok = token("customer", parties.a)
+    product = sec_shop.products[2]
+    held = _pending_units(sec_engine, parties.a)
+    room = MAX_PENDING_UNITS - held
+    assert room > 1, held
+    status, body = post(client, tok, PLACE, _basket(parties.a, product, room, None))
+    assert status == 200 and "errors" not in body, body
+    order = body["data"]["placeOrder"]["id"]
+    before = _state(sec_engine, parties.a, product)
+    status, body = post(client, tok, PLACE, _basket(parties.a, product, 1, None))
+    assert status == 400 and _code(body) == "BAD_USER_INPUT", body
+    ext = body["errors"][0]["extensions"]
+    assert (ext["field"], ext["reason"]) == ("items", "unpaid units over the maximum"), ext
+    assert (ext["value"], ext["max"]) == (MAX_PENDING_UNITS + 1, MAX_PENDING_UNITS), ext
+    assert _state(sec_engine, parties.a, product) == before  # nothing written
+    # the shop's service places more for the customer
+    status, body = post(client, token("service"), PLACE, _basket(parties.a, product, 5, None))
+    assert status == 200 and "errors" not in body, body
+    # cancelling gives the room back
+    status, body = post(client, tok, SET_STATUS, {"o": order, "s": "CANCELLED"})
+    assert status == 200 and "errors" not in body, body
+    status, body = post(client, tok, PLACE, _basket(parties.a, product, 1, None))
+    assert status == 200 and "errors" not in body, body
