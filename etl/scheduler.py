@@ -294,7 +294,22 @@ _LOAD = set(STEP_NAMES)
 
 
 def start(url: str, schedule: Schedule, report: Callable[[str], None]) -> Scheduler | None:
-    """The running scheduler, or None when the mode is ``off``."""
+    """The running scheduler, or None when the mode is ``off``; ``report`` is told which
+    (the operator reads the mode in the server's log)."""
+    report(f"ETL mode {schedule.mode.value}: {describe(schedule)}")
     if schedule.mode is Mode.OFF:
         return None
     return Scheduler(url, schedule, report).start()
+
+
+def describe(schedule: Schedule) -> str:
+    """What the schedule does, in the words of the variables that set it."""
+    if schedule.mode is Mode.OFF:
+        return "no scheduled loads (cdms etl run loads by hand)"
+    if schedule.mode is Mode.INTERVAL:
+        return f"a load every {_shown(schedule.interval_s)} s (CDMS_ETL_INTERVAL)"
+    return (
+        f"a load soon after changes, at least {_shown(schedule.floor_s)} s apart"
+        f" (CDMS_ETL_MIN_INTERVAL), a look at least every {_shown(schedule.ceiling_s)} s"
+        " (CDMS_ETL_MAX_INTERVAL)"
+    )

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from etl import pipeline, runner
 from etl.runner import RunResult
-from etl.scheduler import Mode, Schedule, Scheduler, start
+from etl.scheduler import Mode, Schedule, Scheduler, describe, start
 from etl.status import warehouse_status
 from tests.etl.conftest import one, sql
 
@@ -55,8 +55,20 @@ def _scheduler(
         scheduler.stop()
 
 
-def test_off_starts_nothing(shop: str) -> None:
-    assert start(shop, Schedule(Mode.OFF), print) is None
+def test_off_starts_nothing_and_says_so(shop: str) -> None:
+    said: list[str] = []
+    assert start(shop, Schedule(Mode.OFF), said.append) is None
+    assert said == ["ETL mode off: no scheduled loads (cdms etl run loads by hand)"]
+
+
+def test_the_mode_is_told_in_the_words_of_its_variables() -> None:
+    assert describe(Schedule(Mode.INTERVAL, interval_s=90)) == (
+        "a load every 90 s (CDMS_ETL_INTERVAL)"
+    )
+    assert describe(Schedule(floor_s=0.5, ceiling_s=30)) == (
+        "a load soon after changes, at least 0.5 s apart (CDMS_ETL_MIN_INTERVAL), a look at"
+        " least every 30 s (CDMS_ETL_MAX_INTERVAL)"
+    )
 
 
 def test_a_change_is_loaded_soon_after_it_is_made_and_a_quiet_shop_costs_no_run(
