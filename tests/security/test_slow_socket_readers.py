@@ -44,11 +44,9 @@ HEAVY_OPS = 24  # unbounded, these held ~1 GB
 WRITES = 5
 
 
-@pytest.fixture(scope="module")
-def served(
-    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Served, str]]:
-    url = clone_database("slow_readers")
+def _heavy_shop(clone_database: Callable[[str], str], name: str) -> str:
+    """A shop of 500 more products with four ~200-character texts each (HEAVY's pages)."""
+    url = clone_database(name)
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(
@@ -61,6 +59,14 @@ def served(
             )
         )
     engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def served(
+    clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Served, str]]:
+    url = _heavy_shop(clone_database, "slow_readers")
     with _serving(
         url,
         tmp_path_factory.mktemp("slow_readers"),
@@ -248,19 +254,7 @@ def served_patient(
     clone_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """A server that waits a minute for a client to take a message (the default is 30 s)."""
-    url = clone_database("slow_readers_patient")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO app.products"
-                " (sku, name, category, subcategory, brand, unit_price, cost, stock)"
-                " SELECT 'SLOW-' || g, repeat('n', 195) || g, repeat('c', 200),"
-                " repeat('s', 200), repeat('b', 200), 10, 5, 100"
-                " FROM generate_series(1, 500) g"
-            )
-        )
-    engine.dispose()
+    url = _heavy_shop(clone_database, "slow_readers_patient")
     with _serving(
         url, tmp_path_factory.mktemp("slow_patient"), CDMS_WS_SEND_TIMEOUT_SECONDS="60"
     ) as served:
