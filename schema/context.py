@@ -320,7 +320,9 @@ class Context:
         """Before taking a connection of the pool: a permit of the requests' gate, unless
         one (or a subscription event's) is held; ``busy_error()`` when none comes in time."""
         if self._permit is None:
-            await self.hold(request_gate(self.engine))
+            # the shared demo principal ("anonymous") is bound by the gate's totals only
+            key = None if self.actor == "anonymous" else self.actor
+            await self.hold(request_gate(self.engine).of(key))
 
     async def close(self) -> None:
         """End the read transaction, then give the permit back, once the thread of any

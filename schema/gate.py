@@ -63,48 +63,104 @@ def request_permits(engine: Engine) -> int:
 
 class Gate:
     """At most ``size`` holders; at most ``queue`` waiting, each at most ``wait_s`` seconds
-    (else ``busy_error()``). Waiters are served in order."""
+    (else ``busy_error()``). Waiters are served in order, but one principal (a ``key`` of
+    :meth:`of`) holds at most ``share`` permits and has at most ``queue_share`` waiting:
+    one key's flood of slow requests (a stock cube, ~1 s each) queued every other
+    principal's behind it, to a 503 (docs/security.md). No key (the shared demo
+    principal): only the totals bound it."""
 
     def __init__(self, size: int, queue: int, wait_s: float) -> None:
         self.size = size
         self.queue = queue
         self.wait_s = wait_s
+        self.share = max(1, size // 2)
+        self.queue_share = min(queue, max(1, queue // 4))
         self.held = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.held_by: collections.Counter[str] = collections.Counter()
+        self.waiting_by: collections.Counter[str] = collections.Counter()
+        self._waiters: collections.deque[tuple[asyncio.Future[None], str | None]] = (
+            collections.deque()
+        )
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> bool:
-        if self.held < self.size and not self._waiters:
-            self.held += 1
+    def of(self, key: str | None) -> Permits:
+        """The permits of principal ``key`` (None: bound by the totals only)."""
+        return _Keyed(self, key)
+
+    async def acquire(self, key: str | None = None) -> bool:
+        if self.held < self.size and self._fits(key) and not self._waiters:
+            self._take(key)
             return True
-        if len(self._waiters) >= self.queue:
+        if len(self._waiters) >= self.queue or (
+            key is not None and self.waiting_by[key] >= self.queue_share
+        ):
             raise busy_error()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (waiter, key)
+        self._waiters.append(entry)
+        if key is not None:
+            self.waiting_by[key] += 1
         try:
+            self._hand_over()  # (a free permit its key's share kept from the first waiters)
             await asyncio.wait_for(asyncio.shield(waiter), self.wait_s)
         except TimeoutError:
             if not waiter.done():
-                self._waiters.remove(waiter)
+                self._forget(entry)
                 raise busy_error() from None
         except BaseException:  # cancelled: a permit handed over meanwhile goes on
             if waiter.done() and not waiter.cancelled():
-                self.release()
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
+                self.release(key)
+            else:
+                self._forget(entry)
             raise
-        return True  # handed over by release(): counted in held already
+        return True  # handed over by _hand_over(): counted in held already
+
+    def release(self, key: str | None = None) -> None:
+        self.held -= 1
+        if key is not None:
+            self.held_by -= collections.Counter({key: 1})
+        self._hand_over()
+
+    def _fits(self, key: str | None) -> bool:
+        return key is None or self.held_by[key] < self.share
+
+    def _take(self, key: str | None) -> None:
+        self.held += 1
+        if key is not None:
+            self.held_by[key] += 1
+
+    def _forget(self, entry: tuple[asyncio.Future[None], str | None]) -> None:
+        if entry in self._waiters:
+            self._waiters.remove(entry)
+            if entry[1] is not None:
+                self.waiting_by -= collections.Counter({entry[1]: 1})
+
+    def _hand_over(self) -> None:
+        """Free permits to the first waiters whose principal is under its share."""
+        while self.held < self.size:
+            entry = next((e for e in self._waiters if self._fits(e[1])), None)
+            if entry is None:
+                return
+            self._forget(entry)
+            self._take(entry[1])
+            entry[0].set_result(None)
+
+
+class _Keyed:
+    """A gate's permits for one principal (what :meth:`Context.hold` takes)."""
+
+    def __init__(self, gate: Gate, key: str | None) -> None:
+        self.gate = gate
+        self.key = key
+
+    async def acquire(self) -> bool:
+        return await self.gate.acquire(self.key)
 
     def release(self) -> None:
-        while self._waiters:  # hand the permit to the first waiter still waiting
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.held -= 1
+        self.gate.release(self.key)
 
 
 T = TypeVar("T")

@@ -1,0 +1,60 @@
+"""The request gate (schema/gate.py) shares its permits out by principal: one key holds at
+most half of them and has at most a quarter of the queue waiting, so its flood of slow
+requests leaves room for every other principal's (was: first come, first served, so a
+key's 200 queued stock cubes put everyone else's requests behind them, to a 503)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from db.errors import DatabaseUnavailableError
+from schema.gate import Gate
+
+
+def test_one_key_holds_half_the_permits_and_a_quarter_of_the_queue() -> None:
+    async def scenario() -> None:
+        gate = Gate(size=7, queue=8, wait_s=5.0)
+        flood, other = gate.of("apikey:1"), gate.of("apikey:2")
+        for _ in range(3):  # half of 7
+            assert await flood.acquire()
+        fourth = asyncio.ensure_future(flood.acquire())
+        fifth = asyncio.ensure_future(flood.acquire())
+        await asyncio.sleep(0.01)
+        assert not fourth.done() and gate.held == 3  # four permits free, kept for others
+        with pytest.raises(DatabaseUnavailableError):  # a third waiting: over 8 // 4
+            await flood.acquire()
+        # another principal is let in at once, ahead of the flood's waiters
+        for _ in range(3):
+            assert await asyncio.wait_for(other.acquire(), 0.5)
+        assert gate.held == 6
+        flood.release()  # the flood's own permit goes to its first waiter
+        await asyncio.sleep(0.01)
+        assert fourth.done() and not fifth.done() and gate.held == 6
+        # the shared demo principal (no key): bound by the totals only
+        anonymous = gate.of(None)
+        assert await asyncio.wait_for(anonymous.acquire(), 0.5) and gate.held == 7
+        late = asyncio.ensure_future(gate.of("customer:3").acquire())
+        await asyncio.sleep(0.01)
+        assert not late.done()  # every permit held: in turn
+        anonymous.release()
+        await asyncio.sleep(0.01)
+        assert late.done() and not fifth.done()  # the flood stays at its share
+        fifth.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_of_a_full_key_times_out_busy_and_frees_its_place() -> None:
+    async def scenario() -> None:
+        gate = Gate(size=2, queue=4, wait_s=0.2)
+        key = gate.of("jwt:a")
+        assert await key.acquire()  # its share: one of two
+        with pytest.raises(DatabaseUnavailableError):
+            await key.acquire()  # waits 0.2 s for its own permit, then busy
+        assert gate.waiting == 0 and gate.waiting_by["jwt:a"] == 0
+        key.release()
+        assert gate.held == 0 and not gate.held_by
+
+    asyncio.run(scenario())
