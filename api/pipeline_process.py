@@ -50,9 +50,10 @@ class PipelineProcess:
         train: bool,
         schedule: tuple[str, float, float, float],
         nice: int = 0,
+        hold_minutes: int = 0,
         report: Callable[[str], None] | None = None,
     ) -> None:
-        self._args = (url, train, schedule, nice)
+        self._args = (url, train, schedule, nice, hold_minutes)
         self._report = report or print
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._lock = threading.Lock()
@@ -128,22 +129,30 @@ class PipelineProcess:
 
 
 def _main(
-    url: str, train: bool, schedule: tuple[str, float, float, float], nice: int, told: Any
+    url: str,
+    train: bool,
+    schedule: tuple[str, float, float, float],
+    nice: int,
+    hold_minutes: int,
+    told: Any,
 ) -> None:
-    """The child: the start-up work, then the scheduler, at nice value ``nice``, until
-    told or orphaned."""
+    """The child: the start-up work, then the scheduler and the expiry of unpaid orders'
+    holds (``hold_minutes``, 0: none; db/holds.py), at nice value ``nice``, until told or
+    orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     lower_priority(nice)
     from api.cli.common import console
     from api.startup import Background
+    from db.engine import make_engine
+    from db.holds import Expirer
     from etl.scheduler import Mode, Schedule, Scheduler, start
 
     mode, interval_s, floor_s, ceiling_s = schedule
     plan = Schedule(Mode(mode), interval_s, floor_s, ceiling_s)
     lock = threading.Lock()
     stopping = False
-    schedulers: list[Scheduler] = []
+    schedulers: list[Scheduler | Expirer] = []
 
     def then() -> None:  # after the start-up work, in its thread
         with lock:  # (not started once stopping; one started is stopped below)
@@ -152,6 +161,9 @@ def _main(
             found = start(url, plan, console.print)
             if found is not None:
                 schedulers.append(found)
+            if hold_minutes > 0:
+                engine = make_engine(url)  # (the process's one, as the start-up work's)
+                schedulers.append(Expirer(engine, hold_minutes, console.print).start())
 
     background = Background(url, train=train, then=then).start()
     parent = multiprocessing.parent_process()

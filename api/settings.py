@@ -59,6 +59,11 @@ class Settings(EnvSettings):
     etl_max_interval_s: Seconds = Field(30.0, validation_alias="CDMS_ETL_MAX_INTERVAL")
     # the nice value of the pipeline's process (api/pipeline_process.py)
     etl_nice: int = Field(10, ge=0, le=19, validation_alias="CDMS_ETL_NICE")
+    # minutes a customer key's unpaid order holds its stock before it is cancelled (0:
+    # never; db/holds.py, run by the pipeline's process)
+    hold_stock_minutes: int = Field(
+        60, ge=0, le=525_600, validation_alias="CDMS_HOLD_STOCK_MINUTES"
+    )
     # `cdms serve` trains missing models in the background (None: yes, but never in
     # production, where `cdms ml train` is a job)
     train_on_start_env: bool | None = Field(None, validation_alias="CDMS_TRAIN_ON_START")

@@ -86,6 +86,7 @@ def serve(
             schedule=(schedule.mode.value, schedule.interval_s, schedule.floor_s,
                       schedule.ceiling_s),
             nice=settings.etl_nice,
+            hold_minutes=settings.hold_stock_minutes,
             report=console.print,
         )  # fmt: skip
         pipeline.start()

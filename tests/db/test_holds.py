@@ -1,0 +1,75 @@
+"""Unpaid orders of customer keys give their stock back after the hold (db/holds.py):
+a customer key put every product's stock in one pending order and renewed it by cancelling
+(docs/security.md). The shop's own orders, paid ones and fresh ones are left alone."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy.engine import Engine
+
+from db.holds import ACTOR, Expirer, expire
+from tests.db.shop import Conn, item, new_customer, new_product, one, place_order, stock
+
+
+def _placed_by(pg: Conn, actor: str, customer: int, product: int, minutes_ago: int) -> int:
+    pg.execute("SELECT set_config('cdms.actor', %s, true)", (actor,))
+    order_id = place_order(pg, customer, [item(product, 2)])
+    pg.execute(
+        "UPDATE app.orders SET ordered_at = now() - make_interval(mins => %s) WHERE id = %s",
+        (minutes_ago, order_id),
+    )
+    return order_id
+
+
+def _status(pg: Conn, order_id: int) -> str:
+    return str(one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)))
+
+
+def test_a_customers_unpaid_order_past_the_hold_gives_its_stock_back(
+    pg: Conn, engine: Engine
+) -> None:
+    customer = new_customer(pg)
+    product, _ = new_product(pg, stock=20)
+    me = f"customer:{customer}"
+    expired = _placed_by(pg, me, customer, product, 61)
+    fresh = _placed_by(pg, me, customer, product, 5)
+    staff = _placed_by(pg, "apikey:7", customer, product, 600)  # an invoice paid later
+    paid = _placed_by(pg, me, customer, product, 600)
+    pg.execute("SELECT app.set_order_status(%s, 'paid')", (paid,))
+    pg.commit()
+    assert stock(pg, product) == 12
+
+    assert expire(engine, 60) >= 1
+    pg.commit()  # (a new snapshot)
+    assert _status(pg, expired) == "cancelled"
+    assert [_status(pg, o) for o in (fresh, staff, paid)] == ["pending", "pending", "paid"]
+    assert stock(pg, product) == 14
+    who = one(
+        pg,
+        "SELECT changed_by FROM app.order_status_history WHERE order_id = %s"
+        " AND to_status = 'cancelled'",
+        (expired,),
+    )
+    assert who == ACTOR
+    assert expire(engine, 0) == 0  # off
+    pg.commit()
+    assert _status(pg, fresh) == "pending"
+
+
+def test_the_expirer_runs_in_its_thread_and_says_what_it_did(pg: Conn, engine: Engine) -> None:
+    customer = new_customer(pg)
+    product, _ = new_product(pg, stock=5)
+    order_id = _placed_by(pg, f"customer:{customer}", customer, product, 120)
+    pg.commit()
+    said: list[str] = []
+    expirer = Expirer(engine, 60, said.append, every_s=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while _status(pg, order_id) != "cancelled" and time.monotonic() < deadline:
+            pg.commit()  # (a new snapshot each look)
+            time.sleep(0.05)
+    finally:
+        expirer.stop()
+    assert _status(pg, order_id) == "cancelled"
+    assert any("unpaid order(s) older than 60 min" in s for s in said), said
