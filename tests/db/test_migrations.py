@@ -310,3 +310,89 @@ def test_0026_keys_the_prediction_log_and_goes_back_as_it_was(
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _log_state(at_head) == head
+
+
+def _customer_predictions_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0027 (customers' expected order values stored) changes: ml.customer_predictions'
+    columns, constraints and comment, and the view ml.stored_predictions."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "columns": rows(
+                "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
+                " WHERE attnum > 0 AND NOT attisdropped"
+                " AND attrelid = 'ml.customer_predictions'::regclass ORDER BY 1"
+            ),
+            "constraints": rows(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'ml.customer_predictions'::regclass ORDER BY 1"
+            ),
+            "comment": rows(
+                "SELECT obj_description('ml.customer_predictions'::regclass, 'pg_class')"
+            ),
+            "view": rows("SELECT pg_get_viewdef('ml.stored_predictions'::regclass)"),
+            "grants": rows(
+                "SELECT grantee, privilege_type FROM information_schema.role_table_grants"
+                " WHERE table_schema = 'ml' AND table_name = 'customer_predictions' ORDER BY 1, 2"
+            ),
+        }
+
+
+def test_0027_stores_customers_order_values_and_goes_back_as_it_was(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0027 keeps the churn risks stored (its columns are NULL in the rows there are) and
+    holds a customer's order_value prediction whole or not at all; the view lists it; its
+    downgrade leaves the table and view as 0026 had them (compared with a database migrated
+    to 0026 from scratch; a row holding only an order value is gone), and upgrading again
+    works."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0026_prediction_log_once")
+    before = _customer_predictions_state(scratch)
+    churn = (
+        "INSERT INTO ml.customer_predictions (customer_id, as_of, customer_key,"
+        " churn_risk_version, churn_risk_label, churn_risk_probability,"
+        " churn_risk_probabilities, churn_risk_doc) VALUES (1, date_trunc('day', now(), 'UTC'),"
+        " 11, 1, 'active', 0.25, '[]', '{}')"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute(churn)
+    upgrade(scratch)
+    value = (
+        "INSERT INTO ml.customer_predictions (customer_id, as_of, customer_key,"
+        " order_value_version, order_value_value, order_value_doc) VALUES (%s, now(), 12, 2, %s,"
+        " %s)"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT churn_risk_label, order_value_version FROM ml.customer_predictions"
+        ).fetchall() == [("active", None)]
+        conn.execute(value, (2, 31.5, '{"value":31.5}'))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(value, (3, 31.5, None))
+        assert conn.execute(
+            "SELECT id, model, version, value FROM ml.stored_predictions"
+            " WHERE kind = 'customer' ORDER BY id"
+        ).fetchall() == [(1, "churn_risk", 1, None), (2, "order_value", 2, 31.5)]
+
+    at_head = fresh_database()
+    head = _customer_predictions_state(at_head)
+    assert ("order_value_value", "double precision", False) in head["columns"]
+    with psycopg.connect(to_libpq_url(at_head), autocommit=True) as conn:
+        conn.execute(churn)
+        conn.execute(value, (2, 31.5, '{"value":31.5}'))
+    assert downgrade(at_head, "0026_prediction_log_once")[1] == "0026_prediction_log_once"
+    assert _customer_predictions_state(at_head) == before
+    with psycopg.connect(to_libpq_url(at_head)) as conn:
+        assert conn.execute("SELECT customer_id FROM ml.customer_predictions").fetchall() == [
+            (1,)
+        ]
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _customer_predictions_state(at_head) == head
