@@ -228,7 +228,8 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
         store.reload()  # an activation its listener has not heard yet
     scorers = [store.get(name) for name in store.loaded()]
     day = conn.execute(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).scalar_one()
-    checked = (day, store.loaded().get("churn_risk"))
+    loaded = store.loaded()
+    checked = (day, *(loaded.get(m) for m in stored.CUSTOMERS.models))
     customers = None  # every current customer: the day's first look, or a new version's
     if keys is not None and _CUSTOMERS_CHECKED.get(ctx.url) == checked:
         customers = _customers_since(conn, keys["dw.fact_orders"], work.since)
@@ -241,15 +242,18 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
         customers_at_most=at_most,
         progress=lambda table, done, total: ctx.obs.step_progress(f"scoring {table}", done, total),
     )
+    # (predictions written, customer x model: fewer than the cap means fewer customers; as
+    # many or more, the next run looks again, and finds none when all were done)
     if customers is None and (at_most is None or written[stored.CUSTOMERS.table] < at_most):
         _CUSTOMERS_CHECKED[ctx.url] = checked
     return Counts(inserted=sum(written.values()))
 
 
-# per database: the (UTC day, churn_risk version) for which this process has looked at every
-# current customer's churn risk; later runs that day look only at the customers they moved
-_CUSTOMERS_CHECKED: dict[str, tuple[object, int | None]] = {}
-# A new UTC day (or churn_risk version) leaves every customer's stored churn risk stale:
+# per database: the (UTC day, order_value and churn_risk versions) for which this process has
+# looked at every current customer's predictions; later runs that day look only at the
+# customers they moved
+_CUSTOMERS_CHECKED: dict[str, tuple[object, ...]] = {}
+# A new UTC day (or model version) leaves every customer's stored predictions stale:
 # an incremental run scores at most this many of them, and the next runs go on until none
 # is left (meanwhile the others are computed on request, the same answer). All 100,000 in
 # one run took ~13 s: the first run after midnight held the lag for as long.
@@ -257,7 +261,7 @@ DAY_CUSTOMERS = 2_000
 
 
 def _customers_since(conn: Connection, orders: list[int], since: int) -> list[int]:
-    """The customers whose churn risk runs after ``since`` can have made lacking: those of
+    """The customers whose predictions runs after ``since`` can have made lacking: those of
     the touched orders (their histories changed: the features step forgot them) and those
     with a new current version (new customers, a new customer_key)."""
     rows = conn.execute(

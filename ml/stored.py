@@ -35,7 +35,7 @@ from ml import feature_table
 from ml.errors import InvalidModelError
 from ml.feature_table import Table, _columns
 from ml.features import FeatureFrame
-from ml.specs import CHURN_RISK, spec
+from ml.specs import CHURN_RISK, ORDER_VALUE, spec
 
 if TYPE_CHECKING:  # onnxruntime is loaded by refresh only (the ETL imports STORED)
     from ml.batch import Predicted
@@ -82,13 +82,19 @@ def columns(model: str) -> tuple[str, ...]:
 
 ORDERS = Stored("order", "ml.order_predictions", "order_id", feature_table.ORDERS)
 TICKETS = Stored("ticket", "ml.ticket_predictions", "ticket_id", feature_table.TICKETS)
-# customers: churn_risk only (expectedOrderValue is computed on request), their features
-# the feature query itself as of today's cut-off (ml.stored_customers)
+# customers: expectedOrderValue and churnRisk (migrations 0027, 0014), their features the
+# feature query itself as of today's cut-off (ml.stored_customers)
 CUSTOMERS = Stored(
     "customer",
     "ml.customer_predictions",
     "customer_id",
-    Table("dw.dim_customer", "customer_id", "dw.dim_customer", "customers.sql", (CHURN_RISK,)),
+    Table(
+        "dw.dim_customer",
+        "customer_id",
+        "dw.dim_customer",
+        "customers.sql",
+        (ORDER_VALUE, CHURN_RISK),
+    ),
     current="{p}.as_of = date_trunc('day', now(), 'UTC')",
 )
 STORED: tuple[Stored, ...] = (ORDERS, TICKETS, CUSTOMERS)
@@ -189,7 +195,7 @@ def refresh(
     table. With ``keys`` (``{fact table: ids}``, e.g. ``{"dw.fact_orders": [...]}``), only
     those objects are looked at. ``scorers`` are models already loaded (a server's store):
     those versions are used instead of loading the active ones. With ``customers``, only
-    those current customers are looked at for today's churn risk (None: every one); with
+    those current customers are looked at for today's predictions (None: every one); with
     ``customers_at_most``, at most that many of them are scored (the rest: on request). Each
     chunk is its own transaction (a stop loses at most one chunk, nothing half-written).
     When nothing is missing it costs a registry query and one count per table (no model is
@@ -265,19 +271,19 @@ def current(conn: Connection, *, customers: bool = True) -> bool:
     lookups, whatever the data size: a restart's look). True when the last full
     :func:`refresh` of each table scored by the versions active now, and the pipeline's
     scoring step has applied every run its features step has (each feature change since was
-    scored); and, with churn_risk active (unless ``customers`` is False), every current
-    customer has today's churn risk (an anti-join of the customers, tens of milliseconds
-    at 100,000). False means "count": :func:`refresh` finds what is missing."""
+    scored); and, with churn_risk or order_value active (unless ``customers`` is False),
+    every current customer has today's predictions by them (an anti-join of the customers,
+    tens of milliseconds at 100,000). False means "count": :func:`refresh` finds what is missing."""
     active = {str(n): int(v) for n, v in conn.execute(_ACTIVE)}
     marks = {str(t): dict(v) for t, v in conn.execute(_MARKS)}
     for s in STORED:
         want = {m: active[m] for m in s.models if m in active}
         if s is CUSTOMERS and not customers:
             continue
-        if want and s is CUSTOMERS:  # today's churn risks: one anti-join of the customers
+        if want and s is CUSTOMERS:  # today's predictions: one anti-join of the customers
             from ml import stored_customers
 
-            if stored_customers.count(conn, want[CHURN_RISK.name]):
+            if stored_customers.count(conn, want):
                 return False
         elif want and marks.get(s.table) != want:
             return False
@@ -300,7 +306,7 @@ def _count(conn: Connection, s: Stored, versions: dict[str, int], keys: list[int
     if models and s is CUSTOMERS:  # every current customer is looked at: a day's scores
         from ml import stored_customers
 
-        return stored_customers.count(conn, models[0][1], keys)
+        return stored_customers.count(conn, dict(models), keys)
     if not models or keys == []:
         return 0
     lacks, params = _lacks(s, models)
@@ -324,7 +330,7 @@ def _refresh_table(
     if s is CUSTOMERS:
         from ml import stored_customers
 
-        return stored_customers.refresh(engine, s, active[0], total, progress, chunk, keys)
+        return stored_customers.refresh(engine, s, active, total, progress, chunk, keys)
     lacks, params = _lacks(s, [(m.name, m.version) for m in active])
     only = "" if keys is None else f" AND f.{s.features.key} = ANY(:keys)"
     # key, event_at, the features (as feature_table.fetch reads them), then one

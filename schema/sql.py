@@ -307,7 +307,7 @@ class _Builder:
         pending = f"json_build_object({lit(PENDING)}, {src}.id)"
         stored = BY_KIND.get(sel.prediction.kind)
         if stored is None or sel.prediction.model not in stored.models:
-            return pending  # not stored (a customer's expectedOrderValue): on request
+            return pending  # not stored: on request
         key = (src, stored.table)
         p = self.stored.get(key)
         if p is None:
