@@ -234,17 +234,23 @@ def _scoring(ctx: Context, conn: Connection, work: Work) -> Counts:
     if keys is not None and _CUSTOMERS_CHECKED.get(ctx.url) == checked:
         customers = _customers_since(conn, keys["dw.fact_orders"], work.since)
     at_most = DAY_CUSTOMERS if keys is not None and customers is None else None
+    to_score: dict[str, int] = {}  # per table: the objects it scores (customers: at most the cap)
+
+    def progress(table: str, done: int, total: int) -> None:
+        to_score[table] = total
+        ctx.obs.step_progress(f"scoring {table}", done, total)
+
     written = stored.refresh(
         ctx.engine,
         keys=keys,
         scorers=scorers,
         customers=customers,
         customers_at_most=at_most,
-        progress=lambda table, done, total: ctx.obs.step_progress(f"scoring {table}", done, total),
+        progress=progress,
     )
-    # (predictions written, customer x model: fewer than the cap means fewer customers; as
-    # many or more, the next run looks again, and finds none when all were done)
-    if customers is None and (at_most is None or written[stored.CUSTOMERS.table] < at_most):
+    # fewer customers lacking than the cap: every one is scored (the written predictions are
+    # customers x models, so they cannot tell)
+    if customers is None and (at_most is None or to_score.get(stored.CUSTOMERS.table, 0) < at_most):
         _CUSTOMERS_CHECKED[ctx.url] = checked
     return Counts(inserted=sum(written.values()))
 

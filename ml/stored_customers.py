@@ -53,8 +53,7 @@ def _lacks(versions: Mapping[str, int]) -> tuple[list[str], dict[str, int]]:
     """Per model of ``versions`` (name: version), the condition that ``d`` lacks its
     prediction valid today by that version; with the bound parameters."""
     lacks = [
-        f"({_STALE} OR p.{name}_version IS DISTINCT FROM :v{j})"
-        for j, name in enumerate(versions)
+        f"({_STALE} OR p.{name}_version IS DISTINCT FROM :v{j})" for j, name in enumerate(versions)
     ]
     return lacks, {f"v{j}": int(v) for j, v in enumerate(versions.values())}
 
@@ -99,7 +98,12 @@ def refresh(
     after = -1
     while done < total:
         with engine.begin() as conn:
-            bound = {**params, "after": after, "n": min(chunk, total - done), "ids": list(ids or ())}
+            bound = {
+                **params,
+                "after": after,
+                "n": min(chunk, total - done),
+                "ids": list(ids or ()),
+            }
             rows = conn.execute(page, bound).all()
             if not rows:
                 break

@@ -390,9 +390,7 @@ def test_0027_stores_customers_order_values_and_goes_back_as_it_was(
     assert downgrade(at_head, "0026_prediction_log_once")[1] == "0026_prediction_log_once"
     assert _customer_predictions_state(at_head) == before
     with psycopg.connect(to_libpq_url(at_head)) as conn:
-        assert conn.execute("SELECT customer_id FROM ml.customer_predictions").fetchall() == [
-            (1,)
-        ]
+        assert conn.execute("SELECT customer_id FROM ml.customer_predictions").fetchall() == [(1,)]
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _customer_predictions_state(at_head) == head

@@ -81,7 +81,13 @@ def _versions(engine: Engine) -> dict[str, int]:
 
 def _expected(engine: Engine, s: stored.Stored, kind: str) -> dict[tuple[int, str], Any]:
     """What the request path computes for every id, by the same (active) scorers."""
-    ids = _ids(engine, s)
+    return _expected_for(engine, s, kind, _ids(engine, s))
+
+
+def _expected_for(
+    engine: Engine, s: stored.Stored, kind: str, ids: list[int]
+) -> dict[tuple[int, str], Any]:
+    """What the request path computes for ``ids``, by the same (active) scorers."""
     out: dict[tuple[int, str], batch.Predicted] = {}
     with engine.connect() as conn:
         scorers = [m for m in load_active(conn) if m.name in s.models]
@@ -123,6 +129,87 @@ def test_refresh_stores_what_the_request_path_computes(
             assert r["probabilities"] == json.dumps(
                 [{"label": c, "probability": v} for c, v in p.probabilities], separators=SEP
             )
+
+
+def test_customers_are_stored_by_both_models_as_the_request_path_computes(
+    active: Engine,
+) -> None:
+    """Each current customer's order value and churn risk, of today's cut-off, are what the
+    request path computes for them (the same floats; the value's document byte for byte)."""
+    c = stored.CUSTOMERS
+    written = stored.refresh(active, chunk=70)  # several chunks
+    with active.connect() as conn:
+        ids = [
+            int(i)
+            for i in conn.execute(
+                sa.text("SELECT customer_id FROM dw.dim_customer WHERE is_current ORDER BY 1")
+            ).scalars()
+        ]
+    assert written[c.table] == len(ids) * 2 > 0
+    assert c.models == ("order_value", "churn_risk")
+    rows = _rows(active, c)
+    assert [(r["id"], r["model"]) for r in rows] == [(i, m) for i in ids for m in sorted(c.models)]
+    expected = _expected_for(active, c, "customer", ids)
+    versions = _versions(active)
+    for r in rows:
+        p = expected[(r["id"], r["model"])]
+        assert r["version"] == versions[r["model"]] == p.version
+        assert (r["label"], r["probability"], r["value"]) == (p.label, p.probability, p.value)
+        if p.label is None:
+            assert r["doc"] == json.dumps({"value": p.value}, separators=SEP)
+        else:
+            assert r["doc"] == json.dumps(
+                {"label": p.label, "probability": p.probability}, separators=SEP
+            )
+    assert len({r["value"] for r in rows if r["model"] == "order_value"}) > 10  # varied
+
+
+def test_a_customer_moved_to_a_new_day_by_one_model_loses_the_others_prediction(
+    active: Engine,
+) -> None:
+    """A row is of one cut-off: scoring only churn_risk for a customer whose row is of
+    yesterday leaves no order value of yesterday served as today's; one still of today
+    keeps it; a refresh by every model writes what is missing."""
+    c = stored.CUSTOMERS
+    stored.refresh(active)
+    with active.begin() as conn:
+        old, fresh = conn.execute(
+            sa.text("SELECT customer_id FROM ml.customer_predictions ORDER BY 1 LIMIT 2")
+        ).scalars()
+        conn.execute(
+            sa.text(
+                "UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'"
+                " WHERE customer_id = :c"
+            ),
+            {"c": old},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE ml.customer_predictions SET churn_risk_version = churn_risk_version + 100"
+                " WHERE customer_id = :c"
+            ),
+            {"c": fresh},
+        )
+    assert stored.refresh(active, models=["churn_risk"])[c.table] == 2
+
+    def row(customer: int) -> tuple[Any, ...]:
+        with active.connect() as conn:
+            return tuple(
+                conn.execute(
+                    sa.text(
+                        "SELECT as_of = date_trunc('day', now(), 'UTC'), churn_risk_version,"
+                        " order_value_version FROM ml.customer_predictions"
+                        " WHERE customer_id = :c"
+                    ),
+                    {"c": customer},
+                ).one()
+            )
+
+    versions = _versions(active)
+    assert row(old) == (True, versions["churn_risk"], None)
+    assert row(fresh) == (True, versions["churn_risk"], versions["order_value"])
+    assert stored.refresh(active)[c.table] == 1  # the order value of ``old``, today's
+    assert row(old) == (True, versions["churn_risk"], versions["order_value"])
 
 
 def test_a_second_refresh_writes_nothing(active: Engine) -> None:
@@ -263,7 +350,7 @@ def test_a_full_refresh_marks_the_tables_current_until_something_changes(
     assert not current()
     stored.refresh(active)
     assert current()
-    # customers' churn risks are a day's: yesterday's rows, or a missing one, are not current
+    # customers' predictions are a day's: yesterday's rows, or a missing one, are not current
     with active.begin() as conn:
         conn.execute(
             sa.text(
@@ -272,7 +359,7 @@ def test_a_full_refresh_marks_the_tables_current_until_something_changes(
             )
         )
     assert not current()
-    assert stored.refresh(active)[stored.CUSTOMERS.table] == 1
+    assert stored.refresh(active)[stored.CUSTOMERS.table] == 2  # its order value, churn risk
     assert current()
 
 

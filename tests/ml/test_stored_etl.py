@@ -95,9 +95,10 @@ def test_a_run_scores_the_orders_it_touched_and_only_those(shop: tuple[str, Engi
 
     result = pipeline.run(url)
 
-    # the new order, by both order models; its customer's churn risk, forgotten and scored
-    # again (a load that touches a customer's orders may change their history)
-    assert _scoring(result) == Counts(inserted=3)
+    # the new order, by both order models; its customer's order value and churn risk,
+    # forgotten and scored again (a load that touches a customer's orders may change their
+    # history)
+    assert _scoring(result) == Counts(inserted=4)
     with engine.connect() as conn:
         again, current = conn.execute(
             sa.text(
@@ -134,7 +135,8 @@ def test_a_changed_feature_row_is_scored_again(shop: tuple[str, Engine]) -> None
     result = pipeline.run(url)
     features = next(s.counts for s in result.steps if s.step == "features")
     assert features.updated == 1
-    assert _scoring(result) == Counts(inserted=3)  # its two models, its customer's churn
+    # its two models, its customer's two (order value, churn risk)
+    assert _scoring(result) == Counts(inserted=4)
     with engine.connect() as conn:
         item_count, after = conn.execute(
             sa.text(
@@ -231,8 +233,9 @@ def test_later_runs_of_the_day_look_only_at_the_customers_they_moved(
         )
     _place(engine, second)
     result = pipeline.run(url)
-    # the order by both order models; the churn risk of its customer and of the new version
-    assert _scoring(result) == Counts(inserted=4)
+    # the order by both order models; both customer models for its customer and for the
+    # new version
+    assert _scoring(result) == Counts(inserted=6)
     assert _count(engine, lacking, c=untouched) == 0
     current = (
         "SELECT count(*) FROM ml.customer_predictions AS p JOIN dw.dim_customer AS d"
@@ -242,8 +245,8 @@ def test_later_runs_of_the_day_look_only_at_the_customers_they_moved(
     # a process's first run (as a new day's) looks at every customer again
     pipeline._CUSTOMERS_CHECKED.clear()
     _place(engine, second)
-    # (the order by both models, its customer's churn risk, and the one lost before)
-    assert _scoring(pipeline.run(url)).inserted == 4
+    # (the order by both models, its customer's two, and the lost customer's two)
+    assert _scoring(pipeline.run(url)).inserted == 6
     assert _count(engine, lacking, c=untouched) == 1
 
 
