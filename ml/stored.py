@@ -434,14 +434,16 @@ def _nulls(model: str) -> str:
 def _fragments(model: Scorer, scores: Scores) -> list[str]:
     """The rows of one model's ``scores`` as its columns in ``COPY ... FROM STDIN`` text
     (``version, label, probability, probabilities, doc`` or ``version, value, doc``): the
-    values :func:`ml.batch.predictions` gives, the JSON columns as ``json.dumps(...,
-    separators=(",", ":"))`` writes ``{"label", "probability"}`` / ``{"value"}`` and the
+    values :func:`ml.batch.predictions` gives, the JSON columns written as the request path
+    answers them (``json.dumps(..., separators=(",", ":"))`` after
+    ``schema.execute.pg_floats``) ``{"label", "probability"}`` / ``{"value"}`` and the
     classes' ``[{"label", "probability"}, ...]``. A finite Python float is written by
-    ``repr`` in ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row."""
+    ``repr`` in ``json.dumps`` too, so ``%r`` gives the same bytes without a call per row;
+    one without a fraction is an int first (:func:`_as_pg`: ``257``, not ``257.0``)."""
     head = f"{model.version}\t"
     if scores.values is not None:
         _finite(scores.values, model)
-        values = [round(v, 2) for v in scores.values.tolist()]
+        values = _as_pg([round(v, 2) for v in scores.values.tolist()])
         return [f'{head}{v!r}\t{{"value":{v!r}}}' for v in values]
     assert scores.probabilities is not None and scores.labels is not None
     proba = scores.probabilities
@@ -449,8 +451,10 @@ def _fragments(model: Scorer, scores: Scores) -> list[str]:
     reported = model.spec.reports  # (a risk model reports one class's probability)
     at = np.array([index.get(reported or label, -1) for label in scores.labels], dtype=np.int64)
     _finite(proba, model)
-    best = np.where(at >= 0, proba[np.arange(len(at)), at], 0.0).tolist()
-    rows = proba.tolist()
+    best = _as_pg(np.where(at >= 0, proba[np.arange(len(at)), at], 0.0).tolist())
+    rows: list[list[float | int]] = list(proba.tolist())
+    for i in np.flatnonzero(_integral(proba).any(axis=1)).tolist():
+        rows[i] = _as_pg(rows[i])
     # per class: "<label>\t" and the doc's opening, escaped once for COPY
     label_head = {
         c: (f"{_copy(c)}\t", _copy('{"label":' + json.dumps(c) + ',"probability":'))
@@ -468,6 +472,26 @@ def _fragments(model: Scorer, scores: Scores) -> list[str]:
         f"{head}{label_head[label][0]}{p!r}\t{probs % tuple(row)}\t{label_head[label][1]}{p!r}}}"
         for label, p, row in zip(scores.labels, best, rows, strict=True)
     ]
+
+
+# schema.execute.pg_floats's bound (ml does not import schema): past it a float stays one
+_EXACT = 2.0**53
+
+
+def _integral(values: Array) -> Array:
+    """Which of ``values`` have no fraction (and are written as ints)."""
+    return (values == np.trunc(values)) & (np.abs(values) < _EXACT)
+
+
+def _as_pg(values: list[float]) -> list[float | int]:
+    """``values`` with each one that has no fraction as an int, so that ``%r`` writes it as
+    PostgreSQL writes a float8 and the request path answers it (``4``, not ``4.0``: docs/
+    api.md, Formats); the others as they are (one vectorised test, a call per such value
+    only)."""
+    out: list[float | int] = list(values)
+    for i in np.flatnonzero(_integral(np.asarray(values, dtype=np.float64))).tolist():
+        out[i] = int(values[i])
+    return out
 
 
 def _copy(text: str) -> str:

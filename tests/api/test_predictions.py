@@ -10,6 +10,7 @@ the field's path; the same holds where Strawberry resolves a relational field.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -218,10 +219,97 @@ def test_customer_churn_risk_is_stored_and_answers_as_computed_online(world: Wor
         assert len({x["churnRisk"]["probability"] for x in a}) > 10  # real, varied answers
     finally:
         written = stored.refresh(engine)
-    assert written["ml.customer_predictions"] == customers
+    assert written["ml.customer_predictions"] == 2 * customers  # order value, churn risk
     # a row of another day is not served (its features were as of another cut-off)
     _set(engine, "UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'")
     try:
         assert answer(world, query)["_runs"] == {"churn_risk": 1}
     finally:
-        assert stored.refresh(engine)["ml.customer_predictions"] == customers
+        assert stored.refresh(engine)["ml.customer_predictions"] == 2 * customers
+
+
+def test_customer_expected_order_value_is_stored_and_answers_as_on_request_byte_for_byte(
+    world: World,
+) -> None:
+    """expectedOrderValue is stored beside the churn risk (today's cut-off, the same
+    refresh): a page of 500 customers answers from the store in one statement with no model
+    run, and gives the very answer the same page gets computed on request once the stored
+    rows are deleted (the same model version): every value's text byte for byte (``257``,
+    not ``257.0``); only the computed answers are logged."""
+    from ml.prediction_log import log_for
+
+    engine = world.engine
+    query = """{ customers(first: 500, orderBy: [{id: ASC}]) { edges { node { id
+        expectedOrderValue { value } v: expectedOrderValue { __typename value
+        model { name version } } } } } }"""
+    with engine.connect() as conn:
+        customers = conn.execute(
+            sa.text("SELECT count(*) FROM dw.dim_customer WHERE is_current")
+        ).scalar_one()
+        held = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM ml.customer_predictions AS p JOIN ml.model_version AS v"
+                " ON v.name = 'order_value' AND v.active AND v.version = p.order_value_version"
+                " WHERE p.as_of = date_trunc('day', now(), 'UTC')"
+            )
+        ).scalar_one()
+    assert held == customers >= 500
+
+    def raw() -> tuple[bytes, dict[str, int], list[str]]:
+        world.statements.clear()
+        runs = model_runs(engine)
+        resp = world.client.post("/graphql", json={"query": query})
+        assert resp.status_code == 200 and b'"errors"' not in resp.content, resp.text[:300]
+        after = model_runs(engine)
+        ran = {k: v - runs.get(k, 0) for k, v in after.items() if v != runs.get(k, 0)}
+        return resp.content, ran, list(world.statements)
+
+    def logged() -> int:
+        log_for(engine).flush()
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM ml.prediction_log"
+                        " WHERE entity = 'customer' AND model = 'order_value'"
+                    )
+                ).scalar_one()
+            )
+
+    raw()  # once first: the process may not have loaded the model yet
+    log_before = logged()
+    from_store, runs, statements = raw()
+    assert runs == {}  # no model ran: every value came from the store
+    assert len(statements) == 1 and "ml.customer_predictions" in statements[0]
+    assert logged() == log_before  # a stored prediction is not logged per read
+    _set(engine, "DELETE FROM ml.customer_predictions")
+    try:
+        on_request, runs, _ = raw()
+        assert runs == {"order_value": 1}  # one run for the page
+        assert logged() > log_before  # computed on request: logged, as before
+    finally:
+        written = stored.refresh(engine)
+    assert written["ml.customer_predictions"] == 2 * customers  # order value, churn risk
+    # the same answer: every value's text byte for byte, the same document; only the JSON's
+    # spacing differs (a read answered by its statement passes PostgreSQL's text through,
+    # " : "; one with predictions computed after it is re-encoded, ":"), as for every read
+    texts = _value_texts(from_store)
+    assert texts == _value_texts(on_request) and len(texts) == 1_000
+    assert len(set(texts)) > 10  # real, varied answers
+    assert json.loads(on_request) == json.loads(from_store)
+    assert _compact(on_request) == _compact(from_store)
+    # a row of another day is not served (its features were as of another cut-off)
+    _set(engine, "UPDATE ml.customer_predictions SET as_of = as_of - interval '1 day'")
+    try:
+        assert raw()[1] == {"order_value": 1}
+    finally:
+        assert stored.refresh(engine)["ml.customer_predictions"] == 2 * customers
+
+
+def _value_texts(body: bytes) -> list[str]:
+    """Every ``"value"``'s number as the response writes it."""
+    return re.findall(r'"value" ?: ?([^,}\s]+)', body.decode())
+
+
+def _compact(body: bytes) -> bytes:
+    return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()

@@ -19,8 +19,14 @@ from ml import batch, stored
 from ml.registry import load_active, register
 from ml.serving import close_store
 from ml.train import TrainedModel
+from schema.execute import pg_floats
 
 SEP = (",", ":")
+
+
+def _json(value: Any) -> str:
+    """``value`` as the API writes it (a float without a fraction as an int, ``4``)."""
+    return json.dumps(pg_floats(value), separators=SEP)
 
 
 @pytest.fixture(scope="module")
@@ -116,18 +122,18 @@ def test_refresh_stores_what_the_request_path_computes(
         assert r["version"] == versions[r["model"]] == p.version
         assert (r["label"], r["probability"], r["value"]) == (p.label, p.probability, p.value)
         if p.label is None:
-            assert r["doc"] == json.dumps({"value": p.value}, separators=SEP)  # byte for byte
+            assert r["doc"] == _json({"value": p.value})  # byte for byte
             assert json.loads(r["doc"]) == {"value": r["value"]}
             assert r["probabilities"] is None
         else:
             want = {"label": p.label, "probability": p.probability}
-            assert r["doc"] == json.dumps(want, separators=SEP)
+            assert r["doc"] == _json(want)
             assert json.loads(r["doc"]) == {"label": r["label"], "probability": r["probability"]}
             probs = json.loads(r["probabilities"])
             assert [x["label"] for x in probs] == list(classes[r["model"]])
             assert [(x["label"], x["probability"]) for x in probs] == list(p.probabilities)
-            assert r["probabilities"] == json.dumps(
-                [{"label": c, "probability": v} for c, v in p.probabilities], separators=SEP
+            assert r["probabilities"] == _json(
+                [{"label": c, "probability": v} for c, v in p.probabilities]
             )
 
 
@@ -156,11 +162,9 @@ def test_customers_are_stored_by_both_models_as_the_request_path_computes(
         assert r["version"] == versions[r["model"]] == p.version
         assert (r["label"], r["probability"], r["value"]) == (p.label, p.probability, p.value)
         if p.label is None:
-            assert r["doc"] == json.dumps({"value": p.value}, separators=SEP)
+            assert r["doc"] == _json({"value": p.value})
         else:
-            assert r["doc"] == json.dumps(
-                {"label": p.label, "probability": p.probability}, separators=SEP
-            )
+            assert r["doc"] == _json({"label": p.label, "probability": p.probability})
     assert len({r["value"] for r in rows if r["model"] == "order_value"}) > 10  # varied
 
 
@@ -270,7 +274,8 @@ def test_no_active_model_writes_nothing(fresh_database: Callable[[], str]) -> No
 
 
 def test_copy_text_is_what_json_dumps_gives_for_any_label(active: Engine) -> None:
-    """Labels with characters COPY or %-formatting would mangle, and awkward floats."""
+    """Labels with characters COPY or %-formatting would mangle, and awkward floats (one
+    without a fraction written ``1``, as the API writes it)."""
     import dataclasses
 
     import numpy as np
@@ -303,11 +308,11 @@ def test_copy_text_is_what_json_dumps_gives_for_any_label(active: Engine) -> Non
         got, proba.tolist(), [(odd[2], 1.0), ("not a class", 0.0)], strict=True
     ):
         assert (label, probability) == want
-        assert doc == json.dumps({"label": want[0], "probability": want[1]}, separators=SEP)
-        assert probs == json.dumps(
-            [{"label": c, "probability": v} for c, v in zip(odd, row, strict=True)],
-            separators=SEP,
+        assert doc == _json({"label": want[0], "probability": want[1]})
+        assert probs == _json(
+            [{"label": c, "probability": v} for c, v in zip(odd, row, strict=True)]
         )
+    assert '"probability":1}' in got[0][3] and '"probability":0}' in got[1][3]
 
 
 def test_a_full_refresh_marks_the_tables_current_until_something_changes(
