@@ -480,7 +480,8 @@ _EXACT = 2.0**53
 
 def _integral(values: Array) -> Array:
     """Which of ``values`` have no fraction (and are written as ints)."""
-    return (values == np.trunc(values)) & (np.abs(values) < _EXACT)
+    integral: Array = (values == np.trunc(values)) & (np.abs(values) < _EXACT)
+    return integral
 
 
 def _as_pg(values: list[float]) -> list[float | int]:
