@@ -30,6 +30,7 @@ import functools
 import json
 import socket
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,16 @@ from api.errors import error_body
 class HeadLimits:
     max_head_bytes: int = 65_536  # CDMS_MAX_HEADER_BYTES
     head_timeout_s: float = 10.0  # CDMS_HEADER_TIMEOUT_SECONDS
+    # an answer the client takes nothing of for this long: the connection is reset
+    # (CDMS_SEND_TIMEOUT_SECONDS; nginx's send_timeout)
+    send_timeout_s: float = 30.0
+    # connections of one credential (the demo principal: of one client address) holding an
+    # answer the client does not read, at once in a process: past them the next is reset
+    max_stalled: int = 8
+
+
+# connections whose answer waits for its client, by credential (the protocols of a process)
+_stalled: Counter[str] = Counter()
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -54,6 +65,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes: int | None = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
+        self.send_timer: asyncio.TimerHandle | None = None
+        self.stalled_key: str | None = None  # counted in _stalled while paused
 
     @classmethod
     def factory(cls, limits: HeadLimits) -> Any:
@@ -67,7 +80,64 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    # --- a client that reads nothing ------------------------------------------------------
+    def pause_writing(self) -> None:
+        """The answer fills the transport's buffer: the client must take some of it within
+        the send timeout, and one credential has only so many such connections."""
+        super().pause_writing()
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self._not_read)
+        key = self._credential()
+        if key is None or self.stalled_key is not None:
+            return
+        if _stalled[key] >= self.limits.max_stalled:
+            self._reset(f"over {self.limits.max_stalled} unread answers for one credential")
+            return
+        _stalled[key] += 1
+        self.stalled_key = key
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._unstall()
+
+    def _credential(self) -> str | None:
+        """The key of the principal whose answer is being written (api/security.py left it
+        in the scope), or None before it is known."""
+        scope = self.cycle.scope if self.cycle is not None else None
+        principal = (scope or {}).get("state", {}).get("principal")
+        if principal is None:
+            return None
+        from api.auth import DEMO_PRINCIPAL
+
+        if principal.bucket == DEMO_PRINCIPAL.bucket:  # shared by every demo client
+            client = (scope or {}).get("client")
+            return f"addr:{client[0] if client else 'unknown'}"
+        return str(principal.bucket)
+
+    def _unstall(self) -> None:
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+        if self.stalled_key is not None:
+            _stalled.subtract({self.stalled_key: 1})
+            if _stalled[self.stalled_key] <= 0:
+                del _stalled[self.stalled_key]
+            self.stalled_key = None
+
+    def _not_read(self) -> None:
+        self.send_timer = None
+        self._reset(f"nothing of its answer read in {self.limits.send_timeout_s:g}s")
+
+    def _reset(self, why: str) -> None:
+        """Drop the connection and what it holds unsent (a reset, as nginx's
+        ``reset_timedout_connection``: a close would wait for the client to read it)."""
+        if self.transport.is_closing():
+            return
+        self.logger.info("HTTP client reads nothing (%s): connection reset.", why)
+        _reset(self.transport)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -200,11 +270,15 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer = None
         if self.transport.get_write_buffer_size() > 0:
             self.logger.info("WebSocket client reads nothing: connection reset.")
-            # a reset, as nginx's reset_timedout_connection: a plain close leaves the
-            # kernel trying to deliver what the client does not read, for minutes
-            sock = self.transport.get_extra_info("socket")
-            with contextlib.suppress(AttributeError, OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.transport.abort()
+            _reset(self.transport)
         else:
             self.transport.close()
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Abort ``transport`` with a reset: a plain close leaves the kernel trying to deliver
+    what the client does not read, for minutes (nginx's reset_timedout_connection)."""
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(AttributeError, OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

@@ -46,6 +46,8 @@ class Settings(EnvSettings):
     # to arrive (api/connection.py, api/http.py)
     max_header_bytes: int = Field(65_536, ge=1_024, validation_alias="CDMS_MAX_HEADER_BYTES")
     header_timeout_s: Seconds = Field(10.0, gt=0, validation_alias="CDMS_HEADER_TIMEOUT_SECONDS")
+    # an HTTP answer its client takes nothing of for this long: the connection is reset
+    send_timeout_s: Seconds = Field(30.0, gt=0, validation_alias="CDMS_SEND_TIMEOUT_SECONDS")
     body_timeout_s: Seconds = Field(30.0, gt=0, validation_alias="CDMS_BODY_TIMEOUT_SECONDS")
     # the time a WebSocket message may wait for the client to read (api/ws.py): past it
     # the socket is closed (4408)
@@ -138,6 +140,7 @@ class Settings(EnvSettings):
         "jwt_max_lifetime_s",
         "apikey_cache_s",
         "header_timeout_s",
+        "send_timeout_s",
         "body_timeout_s",
         "ws_send_timeout_s",
     )

@@ -109,7 +109,9 @@ def serve(
             "ws_max_size": settings.max_body_bytes,
             # httptools (fast), with a bound on a request head's size and time
             "http": LimitedHttpToolsProtocol.factory(
-                HeadLimits(settings.max_header_bytes, settings.header_timeout_s)
+                HeadLimits(
+                    settings.max_header_bytes, settings.header_timeout_s, settings.send_timeout_s
+                )
             ),
             # a WebSocket whose client reads nothing ends (api/ws.py's send timeout)
             "ws": BoundedWebSocketProtocol,

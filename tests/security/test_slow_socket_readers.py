@@ -71,6 +71,7 @@ def served(
         url,
         tmp_path_factory.mktemp("slow_readers"),
         CDMS_WS_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_S),
+        CDMS_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_S),
     ) as served:
         yield served, url
 
@@ -294,4 +295,63 @@ def test_one_credentials_stalled_sockets_hold_a_bounded_number_of_answers(
             s.close()
     answer_mb = 9  # as above: each answer with its transient copies (~8)
     bound = (SocketLimits().max_unsent_per_principal + 1) * answer_mb * 8
+    assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
+
+
+HTTP_READERS = 30
+
+
+def _post_unread(served: Served, tok: str) -> socket.socket:
+    """A connection that sends HEAVY over HTTP and reads nothing (a 4 KB receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", served.port))
+    body = json.dumps({"query": HEAVY}).encode()
+    sock.sendall(
+        (
+            f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+            f"Authorization: Bearer {tok}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    return sock
+
+
+def test_http_clients_that_never_read_are_reset_and_hold_a_bounded_memory(
+    served: tuple[Served, str],
+) -> None:
+    """Thirty HTTP requests of one credential whose answers (~8.7 MB each) are never read:
+    past 8 such connections the next is reset at once, and each is reset once nothing was
+    read for CDMS_SEND_TIMEOUT_SECONDS. Was: uvicorn waited for good on a paused transport,
+    so every answer stayed in memory (40 connections: +445 MB, all still open after 40 s),
+    around the WebSocket bounds."""
+    server, _ = served
+    tok = token("admin", sub="http-unread")
+    warm = _post_unread(server, tok)  # one answer read whole first: the stall alone counts
+    warm.settimeout(30)
+    got = b""
+    while b'"data"' not in got or not got.rstrip().endswith(b"}"):
+        chunk = warm.recv(1 << 20)
+        assert chunk, got[:300]
+        got += chunk
+    warm.close()
+    time.sleep(0.5)
+    before = _rss_mb(server.proc.pid)
+    socks = [_post_unread(server, tok) for _ in range(HTTP_READERS)]
+    peak = before
+    try:
+        deadline = time.monotonic() + 90
+        while any(_tcp_state(s) == 1 for s in socks):
+            peak = max(peak, _rss_mb(server.proc.pid))
+            assert time.monotonic() < deadline, (
+                f"{sum(_tcp_state(s) == 1 for s in socks)} HTTP connections that read nothing"
+                f" are still held (peak RSS {peak:.0f} MB, from {before:.0f} MB)"
+            )
+            time.sleep(0.2)
+    finally:
+        for s in socks:
+            s.close()
+    bound = (8 + 4) * 9 * 3  # the stalled answers a credential may hold, and some in flight
     assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
