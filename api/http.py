@@ -87,17 +87,26 @@ def one_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+# on every answer of /graphql: a shared cache or a browser's keeps no customer's data, and a
+# browser never reads an answer as anything but JSON
+ANSWER_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, data=True), status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(code, message, data=True),
+        status_code=status,
+        headers={**ANSWER_HEADERS, **(headers or {})},
+    )
 
 
 def refusal_response(refusal: Refusal) -> JSONResponse:
     return JSONResponse(
         {"data": None, "errors": refusal.formatted()},
         status_code=refusal.status,
-        headers=refusal.headers or None,
+        headers={**ANSWER_HEADERS, **(refusal.headers or {})},
     )
 
 
@@ -191,7 +200,12 @@ class GraphQLHttp:
             for p in prepared:  # arguments a field refuses: nothing of the request runs
                 refused = self.executor.refuses(p, alone=not batch)
                 if refused is not None:
-                    return Response(refused.json_bytes(), 400, media_type="application/json")
+                    return Response(
+                        refused.json_bytes(),
+                        400,
+                        media_type="application/json",
+                        headers=ANSWER_HEADERS,
+                    )
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         except Refusal as refusal:
@@ -202,7 +216,9 @@ class GraphQLHttp:
         finally:
             await ctx.close()
         status = status_of(results, batch)
-        headers = {"Retry-After": "1"} if status == 503 else {}
+        headers = dict(ANSWER_HEADERS)
+        if status == 503:
+            headers["Retry-After"] = "1"
         lsns = [r.extensions["commitLsn"] for r in results if "commitLsn" in r.extensions]
         if lsns:  # the batch's last write: at or past every earlier one
             headers[HEADER] = max(lsns, key=parse_lsn)
@@ -210,9 +226,7 @@ class GraphQLHttp:
             content = b"[" + b",".join(r.json_bytes() for r in results) + b"]"
         else:
             content = results[0].json_bytes()
-        return Response(
-            content, status_code=status, media_type="application/json", headers=headers or None
-        )
+        return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 def status_of(results: list[Result], batch: bool) -> int:

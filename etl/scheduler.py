@@ -56,6 +56,8 @@ def _shown(value: float) -> str:
     """A number as the operator wrote it, not in exponent form (1e+08)."""
     if value != value or value in (float("inf"), float("-inf")):
         return str(value)
+    if abs(value) >= 1e12 or 0 < abs(value) < 1e-6:  # (not 300 digits, nor "-0")
+        return f"{value:g}"
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 

@@ -54,8 +54,8 @@ MEASURE_OPS = {Op.EQUALS, Op.NOT_EQUALS, Op.GT, Op.GTE, Op.LT, Op.LTE, Op.SET}
 MAX_PATTERNS = 100  # `contains` patterns, in all the query's filters
 MAX_FILTER_VALUES = 5_000  # values, in all its filters (as the API's bound values)
 # a filter's text value: the dimensions' labels are short (the shop's texts hold at most
-# 254 characters, migration 0019); a 900 KB pattern cost rows x length of CPU, never matching
-MAX_VALUE_CHARS = 1_000
+# 254 characters, migration 0019): a 900 KB pattern cost rows x length of CPU, never matching
+MAX_VALUE_CHARS = 254
 
 
 def bad(message: str, culprit: str, pool: list[str] | None = None, **fields: Any) -> None:

@@ -251,3 +251,21 @@ def test_checks_cache_what_an_operation_is_but_decide_per_principal_and_values(
     strict = Pipeline(gschema, sec_engine, Policy(limits=Limits(max_cost=100)))
     assert refused(paged, admin, {"n": 100}, strict) is None
     assert refused(paged, admin, {"n": 101}, strict) == "QUERY_TOO_COMPLEX"
+
+
+def test_graphql_answers_are_never_cached_nor_sniffed(
+    sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """An answer holds a customer's data: no shared or browser cache keeps it, and a
+    browser reads it as JSON only (probe of 2026-12-07: none of the two was sent)."""
+    with make_app(sec_engine, production=True) as client:
+        tok = token("customer", parties.a)
+        answers = [
+            client.post("/graphql", json={"query": WHO}, headers=bearer(tok)),
+            client.post("/graphql", json=[{"query": WHO}], headers=bearer(tok)),  # a batch
+            client.post("/graphql", json={"query": "{ nope }"}, headers=bearer(tok)),  # 400
+            client.post("/graphql", json={"query": INTROSPECT}, headers=bearer(tok)),  # 403
+        ]
+        for resp in answers:
+            assert resp.headers["cache-control"] == "no-store", (resp.status_code, resp.headers)
+            assert resp.headers["x-content-type-options"] == "nosniff", resp.headers

@@ -4,8 +4,8 @@
   (migration 0019): a 900 KB ``contains`` cost rows x length of PostgreSQL's CPU (3.2 s over
   483 products, 10 s over 2,000 customers' emails) and never matched; one 900 KB variable
   named 450 times was bound 450 times (4.4 GB of server memory for three requests);
-- a cube filter's value, at most 1,000 characters (its dimensions hold short labels);
-- all the variables together, at most 10,000 objects and list items: 45 lists of 4,999
+- a cube filter's value, at most 254 characters (its dimensions hold short labels);
+- all the variables together, at most 10,000 objects' keys and list items: 45 lists of 4,999
   empty filters were walked whole (25 s of CPU for a cube, 2 s for a connection) before
   their size was refused."""
 
@@ -77,7 +77,7 @@ def test_variables_of_too_many_objects_are_refused_before_they_are_walked(
     tok = token(role, parties.a if role == "customer" else None)
     error = refused(ask(prod, tok, query, **{variable: value}), "QUERY_TOO_COMPLEX")
     assert error["extensions"]["limit"] == MAX_VARIABLE_NODES, error
-    assert "objects and list items" in error["message"], error
+    assert "objects, keys and list items" in error["message"], error
 
 
 def test_a_cube_filter_value_longer_than_a_label_is_refused(prod: Any) -> None:
