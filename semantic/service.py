@@ -20,9 +20,10 @@ evict last year's dashboard.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from db.errors import BadUserInputError, WarehouseLoadingError
 from semantic.answer import answer_statement
-from semantic.cache import ResultCache
+from semantic.cache import ResultCache, footprint
 from semantic.checks import ALL, canonical, check_access, check_query, check_timezone
 from semantic.model import Model
 from semantic.planner import plan_query
@@ -64,7 +65,12 @@ class Computed:
 
     @property
     def size(self) -> int:
-        return len(self.text)
+        """Every byte the entry keeps (the cache's budget counts them all)."""
+        return sys.getsizeof(self) + sum(footprint(getattr(self, f.name)) for f in fields(self))
+
+    @property
+    def answer_size(self) -> int:
+        return footprint(self.text)
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,7 @@ def answer(
     database = f"{conn.engine.url.render_as_string()}#{incarnation}"
     key = (database, f"{query.cache_key()}|{form}|r{use_rollups:d}")
     names = keys(shape)
+    use_cache = use_cache and CACHE.keyable(key)  # a huge question is computed every time
     found = CACHE.get(key) if use_cache else None
     if found is not None and found.version != version:
         if still_valid(conn, found.scope, found.version, version):
