@@ -65,10 +65,13 @@ from schema.scalars import (
     parse_text,
 )
 from schema.sql import MAX_PARAMS, Statement, statement
+from semantic.cache import footprint
 
 log = logging.getLogger("cdms.api.execute")
 
-CACHE_SIZE = 1024
+CACHE_SIZE = 1024  # the plan cache's room, in shares of SHARE_BYTES
+SHARE_BYTES = 4096
+PARAM_BYTES = 160  # a statement's Param as kept: ~140 B measured with tracemalloc
 CURSOR_MAX_CHARS = 2_000
 
 
@@ -317,6 +320,16 @@ def frozen(value: Any) -> Any:
     return value
 
 
+def _shares(key_bytes: int, stmt: Statement | None = None) -> int:
+    """The shares of the plan cache an entry takes: one per started ``SHARE_BYTES`` of its
+    key (:func:`semantic.cache.footprint`: the query text, the variables' structure) and of
+    its statement's text and parameters."""
+    kept = key_bytes
+    if stmt is not None:
+        kept += footprint(stmt.sql) + PARAM_BYTES * (len(stmt.params) + len(stmt.checks))
+    return 1 + kept // SHARE_BYTES
+
+
 def shape(value: Any) -> Any:
     """The structure of a variable value: which keys, how many items, null or not. A
     list of scalars is one value of the statement (schema.plan binds it whole): its length
@@ -341,12 +354,15 @@ class Reads:
         self.gschema = gschema
         self.limits = limits
         # (query key, variable structure) -> the variable paths the statement's text read;
-        # (that key, those paths, their values) -> the statement: both bounded
-        self._reads: LRUCache[Any, tuple[P.Var, ...]] = LRUCache(maxsize=CACHE_SIZE)
-        # a statement counts once per 4 KB of its text: a few large ones (long filters,
-        # many aliases) hold the room of many small ones, not each its own slot
-        self._cache: LRUCache[Any, Statement] = LRUCache(
-            maxsize=CACHE_SIZE, getsizeof=lambda st: 1 + len(st.sql) // 4096
+        # (that key, those paths, their values) -> the statement: both bounded by size. An
+        # entry takes one share of CACHE_SIZE per started SHARE_BYTES of what it keeps
+        # (its key, the query text included, and its statement: :func:`_shares`), so a few
+        # large ones (long filters, long query texts) hold the room of many small ones
+        self._reads: LRUCache[Any, tuple[int, tuple[P.Var, ...]]] = LRUCache(
+            maxsize=CACHE_SIZE, getsizeof=lambda entry: entry[0]
+        )
+        self._cache: LRUCache[Any, tuple[int, Statement]] = LRUCache(
+            maxsize=CACHE_SIZE, getsizeof=lambda entry: entry[0]
         )
         self._lock = threading.Lock()
 
@@ -356,7 +372,7 @@ class Reads:
 
     @property
     def held(self) -> int:
-        """The room the statements take (one per started 4 KB of text each)."""
+        """The shares the statements take (:func:`_shares`)."""
         return int(self._cache.currsize)
 
     def statement(
@@ -372,7 +388,8 @@ class Reads:
         coerced = variables.coerced
         full_key = (key, shape(coerced))
         with self._lock:
-            reads = self._reads.get(full_key)
+            held = self._reads.get(full_key)
+        reads = None if held is None else held[1]
         if reads is not None:
             try:
                 values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
@@ -381,16 +398,20 @@ class Reads:
             with self._lock:
                 found = None if values is None else self._cache.get((full_key, reads, values))
             if found is not None:
-                return found
+                return found[1]
         planner = P.Planner(self.gschema, document, operation, variables, self.limits)
         roots = build(planner)
         stmt = statement(roots, coerced)
         reads = tuple(sorted(planner.read, key=repr))
         values = tuple(frozen(P.value_at(coerced, v)) for v in reads)
-        with self._lock:
-            self._reads[full_key] = reads
-            if self._cache.getsizeof(stmt) <= CACHE_SIZE // 8:
-                self._cache[(full_key, reads, values)] = stmt
+        key_bytes = footprint(full_key)
+        kept_reads = _shares(key_bytes + footprint(reads))
+        kept_stmt = _shares(key_bytes + footprint(values), stmt)
+        with self._lock:  # none over an eighth of the room is kept
+            if kept_reads <= CACHE_SIZE // 8:
+                self._reads[full_key] = (kept_reads, reads)
+            if kept_stmt <= CACHE_SIZE // 8:
+                self._cache[(full_key, reads, values)] = (kept_stmt, stmt)
         return stmt
 
     # --- operations whose roots are all relational ------------------------------------

@@ -11,6 +11,9 @@ worker by about 1 GB every 8-9 minutes, until it is killed.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 from graphql import OperationType
 from sqlalchemy.engine import Engine
 
@@ -77,3 +80,35 @@ def test_in_lists_of_any_length_share_one_statement(sec_engine: Engine) -> None:
             prepared.query, prepared.document, prepared.operation, prepared.coerced
         )
     assert len(reads) == 1
+
+
+def test_query_texts_count_against_the_plan_cache(sec_engine: Engine) -> None:
+    """The cache keys on the query text: 300 texts of ~64 KB (a comment, new each request,
+    within the body limit and the token limit) were kept whole, 1,024 of them (64 MB) at
+    most whatever their statements' size. A key counts by its size like a statement."""
+    gschema = graphql_schema()
+    reads = Reads(gschema, ApiLimits())
+    customer = Principal("customer", 7, "customer:7", "customer:7")
+
+    def ask(i: int) -> None:
+        query = f"query {{ products(first: 1) {{ totalCount }} }}\n# {i:06d}" + "x" * 64_000
+        pipeline = Pipeline(gschema, sec_engine, Policy())  # its parse cache goes with it
+        prepared = pipeline.check(query, Operation(query, {}), customer, (OperationType.QUERY,))
+        reads.query_statement(
+            prepared.query, prepared.document, prepared.operation, prepared.coerced
+        )
+
+    ask(-1)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            ask(i)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    print(f"300 texts of 64 KB: kept {kept:,} B, {len(reads)} statements")
+    assert kept < CACHE_SIZE * 4096 * 2, f"{kept:,} B kept"  # 4 KB shares: text and keys
+    assert reads.held <= CACHE_SIZE
