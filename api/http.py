@@ -87,9 +87,10 @@ def one_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-# on every answer of /graphql: a shared cache or a browser's keeps no customer's data, and a
-# browser never reads an answer as anything but JSON
-ANSWER_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# on every answer of /graphql: a browser never reads one as anything but JSON. (No
+# Cache-Control: answers are to POSTs, which no cache stores without explicit freshness;
+# `no-store` made Chromium abort the dashboard's in-flight reads on a reload.)
+ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 def error_response(
