@@ -220,6 +220,9 @@ class GraphQLHttp:
         headers = dict(ANSWER_HEADERS)
         if status == 503:
             headers["Retry-After"] = "1"
+        wait = results[0].retry_after if not batch else None
+        if wait is not None:
+            headers["Retry-After"] = str(wait)
         lsns = [r.extensions["commitLsn"] for r in results if "commitLsn" in r.extensions]
         if lsns:  # the batch's last write: at or past every earlier one
             headers[HEADER] = max(lsns, key=parse_lsn)

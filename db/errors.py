@@ -22,6 +22,7 @@ SQLSTATE_CODES: dict[str, str] = {
     "CD004": "BAD_USER_INPUT",
     "CD005": "CONFLICT",
     "CD006": "FORBIDDEN",
+    "CD007": "RATE_LIMITED",
 }
 
 # Standard SQLSTATEs worth a specific code.
@@ -114,6 +115,13 @@ class ForbiddenError(CdmsError):
     code = "FORBIDDEN"
 
 
+class LimitReachedError(CdmsError):
+    """A quota the shop's rules set (e.g. a customer's feedback a day) is used up;
+    ``retryAfter``: seconds until the next write is taken."""
+
+    code = "RATE_LIMITED"
+
+
 class TimeoutError_(CdmsError):
     code = "TIMEOUT"
 
@@ -171,6 +179,7 @@ _BY_CODE: dict[str, type[CdmsError]] = {
         InvalidTransitionError,
         ConflictError,
         ForbiddenError,
+        LimitReachedError,
         TimeoutError_,
         DatabaseUnavailableError,
     )

@@ -84,6 +84,7 @@ REFUSED = {
     "CONFLICT": 409,
     "INVALID_TRANSITION": 409,
     "OUT_OF_STOCK": 409,
+    "RATE_LIMITED": 429,  # a quota of the shop's rules (a customer's feedback a day)
 }
 
 
@@ -117,6 +118,15 @@ class Result:
             return None
         statuses = {REFUSED[c] for c in codes}
         return statuses.pop() if len(statuses) == 1 else 400
+
+    @property
+    def retry_after(self) -> int | None:
+        """The seconds a refused operation's RATE_LIMITED error tells a client to wait."""
+        if self.refused != 429:
+            return None
+        waits = [(e.get("extensions") or {}).get("retryAfter") for e in self.errors]
+        known = [w for w in waits if isinstance(w, int) and not isinstance(w, bool)]
+        return max(known) if known else None
 
     def _answered_nothing(self) -> bool:
         """No data, errors, and nothing written: once a mutation field committed (a later

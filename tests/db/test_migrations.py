@@ -394,3 +394,64 @@ def test_0027_stores_customers_order_values_and_goes_back_as_it_was(
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _customer_predictions_state(at_head) == head
+
+
+def _feedback_rules_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0028 (feedback's rules) changes: app.feedback's triggers and app's functions."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        return {
+            "triggers": conn.execute(
+                "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger"
+                " WHERE tgrelid = 'app.feedback'::regclass AND NOT tgisinternal ORDER BY 1"
+            ).fetchall(),
+            "functions": conn.execute(
+                "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n"
+                " ON n.oid = p.pronamespace WHERE n.nspname = 'app' ORDER BY 1"
+            ).fetchall(),
+        }
+
+
+def test_0028_holds_feedback_to_its_rules_and_goes_back_as_it_was(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0028 adds one trigger (no row read or changed): with it a product named with an
+    order must be in that order; its downgrade leaves app.feedback as 0027 had it (compared
+    with a database migrated to 0027 from scratch), and upgrading again works."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0027_customer_order_value_stored")
+    before = _feedback_rules_state(scratch)
+    shop = (
+        "INSERT INTO app.customers (id, email, first_name, last_name, country, region, city)"
+        " VALUES (1, 'm@example.com', 'M', 'N', 'DE', 'R', 'C');"
+        " INSERT INTO app.products (id, sku, name, category, subcategory, brand, unit_price,"
+        " cost, stock) VALUES (1, 'M-1', 'm', 'c', 's', 'b', 1, 1, 5),"
+        " (2, 'M-2', 'm', 'c', 's', 'b', 1, 1, 5);"
+        " SELECT app.place_order(1, '[{\"product_id\": 1, \"quantity\": 1}]', 'web', 'card')"
+    )
+    elsewhere = (
+        "INSERT INTO app.feedback (customer_id, order_id, product_id, rating)"
+        " SELECT 1, min(id), 2, 3 FROM app.orders"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute(shop)
+        conn.execute(elsewhere)  # taken before 0028: a product not in the order
+    upgrade(scratch)
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM app.feedback").fetchone() == (1,)  # kept
+        with pytest.raises(psycopg.Error) as exc:
+            conn.execute(elsewhere)
+        assert exc.value.sqlstate == "CD004"
+
+    at_head = fresh_database()
+    head = _feedback_rules_state(at_head)
+    assert "feedback_rules" in [t[0] for t in head["triggers"]]
+    assert downgrade(at_head, "0027_customer_order_value_stored")[1] == (
+        "0027_customer_order_value_stored"
+    )
+    assert _feedback_rules_state(at_head) == before
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _feedback_rules_state(at_head) == head
