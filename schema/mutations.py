@@ -484,7 +484,16 @@ class Mutation:
         fn = sa.func.app.reject_return(parse_id(return_id, "returnId"), comment)
         return await _write_and_read(info, _call(fn, composite=True), "Return")
 
-    @_mutation("Feedback", frozenset({"admin", "customer"}))
+    @_mutation(
+        "Feedback",
+        frozenset({"admin", "customer"}),
+        "A review or complaint (rules: app.feedback_rules, migration 0028). BAD_USER_INPUT: a "
+        "productId not in the orderId given; a REVIEW without productId; for a customer key, "
+        "a REVIEW of a product not delivered to it (or of an order not delivered), a "
+        "COMPLAINT about a product it never ordered. CONFLICT: a second REVIEW of a product "
+        "by the customer (id: the first). RATE_LIMITED: a customer key's 21st feedback in "
+        "24 hours (retryAfter).",
+    )
     async def submit_feedback(self, info: Info, input: SubmitFeedbackInput) -> Any:
         values = {
             "customer_id": parse_id(input.customer_id, "customerId"),

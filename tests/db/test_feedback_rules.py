@@ -212,8 +212,7 @@ def test_a_customer_key_gives_at_most_20_feedback_a_day(
     assert _count(pg, customer) == DAILY + 2
     # a day later the customer may write again
     pg.execute(
-        "UPDATE app.feedback SET created_at = created_at - interval '1 day'"
-        " WHERE customer_id = %s",
+        "UPDATE app.feedback SET created_at = created_at - interval '1 day' WHERE customer_id = %s",
         (customer,),
     )
     pg.commit()
