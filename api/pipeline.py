@@ -186,6 +186,7 @@ class Prepared:
 class _Parsed:
     document: DocumentNode | None
     errors: list[GraphQLError]
+    chars: int = 0  # the text's length: its weight in the cache (its tree is ~70 B a char)
     shapes: dict[str | None, Shape | CdmsError] = field(default_factory=dict)
     allowed: set[tuple[str | None, str]] = field(default_factory=set)  # (operation, role)
 
@@ -249,6 +250,8 @@ def parse_body(body: bytes, limits: Limits) -> Any:
 
 
 _CACHE_MAX_CHARS = 50_000
+# the characters of the documents the parse cache keeps (~35 MB of trees)
+PARSED_CHARS = 500_000
 _INLINE_BYTES = 16_384
 
 
@@ -278,7 +281,11 @@ class Pipeline:
 
             access = access_of(schema)
         self.access = access
-        self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(maxsize=512)
+        # weighed by the documents' lengths: a 5,000-token text (~28 KB) parses into ~1.9 MB
+        # of tree, and 512 of them, counted by entries, kept ~1 GB
+        self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(
+            maxsize=PARSED_CHARS, getsizeof=lambda p: max(1, p.chars)
+        )
         self._persisted: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=policy.recheck_s)
         self._lock = threading.Lock()
 
@@ -349,10 +356,11 @@ class Pipeline:
         try:
             document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as error:
-            parsed = _Parsed(None, [_coded(error)])
+            parsed = _Parsed(None, [_coded(error)], chars=len(query))
         else:
             errors = validate(self.gschema, document, max_errors=20, hide_suggestions=hide)
-            parsed = _Parsed(document, [_coded(e) for e in literal_refusals(errors, document)])
+            refusals = [_coded(e) for e in literal_refusals(errors, document)]
+            parsed = _Parsed(document, refusals, chars=len(query))
         if len(query) <= _CACHE_MAX_CHARS:
             with self._lock:
                 self._parsed[key] = parsed

@@ -6,7 +6,7 @@ expanded size, cost) are checked before the schema sees an operation, for every 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -46,6 +46,28 @@ class CdmsSchema(strawberry.Schema):
         """Errors are classified (and unexpected ones logged) by ``schema.errors``."""
 
 
+# documents Strawberry's own caches keep (operations that run through its resolvers): at
+# most this many characters each, ~0.55 MB of tree; a longer one is parsed and validated
+# each time (counted by entries only, 256 texts of 1 MB kept ~0.5 GB)
+STRAWBERRY_CACHE_CHARS = 8_000
+
+
+class _SmallParserCache(ParserCache):
+    def on_parse(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > STRAWBERRY_CACHE_CHARS:
+            yield  # Strawberry parses it itself
+            return
+        yield from super().on_parse()
+
+
+class _SmallValidationCache(ValidationCache):
+    def on_validate(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > STRAWBERRY_CACHE_CHARS:
+            yield  # Strawberry validates it itself
+            return
+        yield from super().on_validate()
+
+
 schema = CdmsSchema(
     query=Query,
     mutation=Mutation,
@@ -54,8 +76,8 @@ schema = CdmsSchema(
     extensions=[
         ErrorCodes,
         CubeReports,
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        lambda: _SmallParserCache(maxsize=128),
+        lambda: _SmallValidationCache(maxsize=128),
     ],
 )
 
