@@ -322,7 +322,9 @@ class Context:
         if self._permit is None:
             # the shared demo principal ("anonymous") is bound by the gate's totals only
             key = None if self.actor == "anonymous" else self.actor
-            await self.hold(request_gate(self.engine).of(key))
+            shape = getattr(self.operation, "shape", None)
+            heavy = bool(shape is not None and shape.cubes)  # cube fields: the slow kind
+            await self.hold(request_gate(self.engine).of(key, heavy=heavy))
 
     async def close(self) -> None:
         """End the read transaction, then give the permit back, once the thread of any

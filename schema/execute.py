@@ -632,6 +632,7 @@ class Executor:
 
     async def _query(self, prepared: Any, ctx: Context) -> Result:
         operation = prepared.operation
+        ctx.operation = prepared  # (its cube fields make it heavy for the gate: schema/gate.py)
         # every root field the document may select (whatever @skip/@include decide), known
         # without collecting them; then the ones these variables select
         if self.reads.relational(operation, (name for _, name in prepared.shape.roots)):
@@ -650,7 +651,6 @@ class Executor:
                 # (no data: None, so that the status tells bad input or an outage)
                 raw = None if fast.data == "null" else fast.data
                 return Result(errors=errors, extensions=extensions, raw_data=raw)
-        ctx.operation = prepared  # for the relational fields resolved under Strawberry
         result = await self.schema.execute(
             prepared.query,
             variable_values=prepared.variables,

@@ -61,13 +61,18 @@ def request_permits(engine: Engine) -> int:
     return max(1, pool_size(engine) - subscription_permits(engine) - 1)
 
 
+_Waiter = tuple["asyncio.Future[None]", "str | None", bool]  # (future, key, heavy)
+
+
 class Gate:
     """At most ``size`` holders; at most ``queue`` waiting, each at most ``wait_s`` seconds
     (else ``busy_error()``). Waiters are served in order, but one principal (a ``key`` of
     :meth:`of`) holds at most ``share`` permits and has at most ``queue_share`` waiting:
     one key's flood of slow requests (a stock cube, ~1 s each) queued every other
     principal's behind it, to a 503 (docs/security.md). No key (the shared demo
-    principal): only the totals bound it."""
+    principal): only the totals bound it. And ``heavy`` requests (cube fields: up to the
+    statement timeout each) hold at most ``share`` permits together, whoever sends them:
+    three analyst keys held every permit, and a customer's order waited 30 s for a 503."""
 
     def __init__(self, size: int, queue: int, wait_s: float) -> None:
         self.size = size
@@ -76,30 +81,30 @@ class Gate:
         self.share = max(1, size // 2)
         self.queue_share = min(queue, max(1, queue // 4))
         self.held = 0
+        self.heavy_held = 0
         self.held_by: collections.Counter[str] = collections.Counter()
         self.waiting_by: collections.Counter[str] = collections.Counter()
-        self._waiters: collections.deque[tuple[asyncio.Future[None], str | None]] = (
-            collections.deque()
-        )
+        self._waiters: collections.deque[_Waiter] = collections.deque()
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def of(self, key: str | None) -> Permits:
-        """The permits of principal ``key`` (None: bound by the totals only)."""
-        return _Keyed(self, key)
+    def of(self, key: str | None, *, heavy: bool = False) -> Permits:
+        """The permits of principal ``key`` (None: bound by the totals only), for a
+        ``heavy`` request or not."""
+        return _Keyed(self, key, heavy)
 
-    async def acquire(self, key: str | None = None) -> bool:
-        if self.held < self.size and self._fits(key) and not self._waiters:
-            self._take(key)
+    async def acquire(self, key: str | None = None, heavy: bool = False) -> bool:
+        if self.held < self.size and self._fits(key, heavy) and not self._waiters:
+            self._take(key, heavy)
             return True
         if len(self._waiters) >= self.queue or (
             key is not None and self.waiting_by[key] >= self.queue_share
         ):
             raise busy_error()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (waiter, key)
+        entry = (waiter, key, heavy)
         self._waiters.append(entry)
         if key is not None:
             self.waiting_by[key] += 1
@@ -112,27 +117,31 @@ class Gate:
                 raise busy_error() from None
         except BaseException:  # cancelled: a permit handed over meanwhile goes on
             if waiter.done() and not waiter.cancelled():
-                self.release(key)
+                self.release(key, heavy)
             else:
                 self._forget(entry)
             raise
         return True  # handed over by _hand_over(): counted in held already
 
-    def release(self, key: str | None = None) -> None:
+    def release(self, key: str | None = None, heavy: bool = False) -> None:
         self.held -= 1
+        self.heavy_held -= heavy
         if key is not None:
             self.held_by -= collections.Counter({key: 1})
         self._hand_over()
 
-    def _fits(self, key: str | None) -> bool:
+    def _fits(self, key: str | None, heavy: bool) -> bool:
+        if heavy and self.heavy_held >= self.share:
+            return False
         return key is None or self.held_by[key] < self.share
 
-    def _take(self, key: str | None) -> None:
+    def _take(self, key: str | None, heavy: bool) -> None:
         self.held += 1
+        self.heavy_held += heavy
         if key is not None:
             self.held_by[key] += 1
 
-    def _forget(self, entry: tuple[asyncio.Future[None], str | None]) -> None:
+    def _forget(self, entry: _Waiter) -> None:
         if entry in self._waiters:
             self._waiters.remove(entry)
             if entry[1] is not None:
@@ -141,26 +150,27 @@ class Gate:
     def _hand_over(self) -> None:
         """Free permits to the first waiters whose principal is under its share."""
         while self.held < self.size:
-            entry = next((e for e in self._waiters if self._fits(e[1])), None)
+            entry = next((e for e in self._waiters if self._fits(e[1], e[2])), None)
             if entry is None:
                 return
             self._forget(entry)
-            self._take(entry[1])
+            self._take(entry[1], entry[2])
             entry[0].set_result(None)
 
 
 class _Keyed:
     """A gate's permits for one principal (what :meth:`Context.hold` takes)."""
 
-    def __init__(self, gate: Gate, key: str | None) -> None:
+    def __init__(self, gate: Gate, key: str | None, heavy: bool) -> None:
         self.gate = gate
         self.key = key
+        self.heavy = heavy
 
     async def acquire(self) -> bool:
-        return await self.gate.acquire(self.key)
+        return await self.gate.acquire(self.key, self.heavy)
 
     def release(self) -> None:
-        self.gate.release(self.key)
+        self.gate.release(self.key, self.heavy)
 
 
 T = TypeVar("T")

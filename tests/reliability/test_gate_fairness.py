@@ -58,3 +58,28 @@ def test_a_waiter_of_a_full_key_times_out_busy_and_frees_its_place() -> None:
         assert gate.held == 0 and not gate.held_by
 
     asyncio.run(scenario())
+
+
+def test_heavy_requests_of_every_key_together_hold_half_the_permits() -> None:
+    """Three analyst keys' cube queries (each up to the statement timeout) held every
+    permit, and a customer's order waited 30 s for a 503 (the probe's verification run of
+    2026-12-07): heavy requests hold at most half the permits together."""
+
+    async def scenario() -> None:
+        gate = Gate(size=7, queue=40, wait_s=5.0)
+        analysts = [gate.of(f"apikey:{k}", heavy=True) for k in range(3)]
+        for a in analysts:
+            assert await asyncio.wait_for(a.acquire(), 0.5)
+        assert gate.held == 3 and gate.heavy_held == 3
+        waiting = [asyncio.ensure_future(a.acquire()) for a in analysts]
+        await asyncio.sleep(0.01)
+        assert not any(w.done() for w in waiting)  # four permits free, none for heavy ones
+        order = gate.of("customer:1")  # a checkout goes ahead of them
+        assert await asyncio.wait_for(order.acquire(), 0.5)
+        analysts[0].release()  # a heavy permit back: the first heavy waiter takes it
+        await asyncio.sleep(0.01)
+        assert waiting[0].done() and not waiting[1].done() and gate.heavy_held == 3
+        for w in waiting[1:]:
+            w.cancel()
+
+    asyncio.run(scenario())
