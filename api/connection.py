@@ -48,9 +48,24 @@ class HeadLimits:
     # (CDMS_SEND_TIMEOUT_SECONDS; nginx's send_timeout)
     send_timeout_s: float = 30.0
     # connections of one credential (the demo principal: of one client address) holding an
-    # answer the client does not read, at once in a process: past them the next is reset
+    # answer the client does not read, at once in a process: past them the next is reset.
+    # A connection counts once its client took nothing of it for ``stall_s`` (one reading,
+    # however slowly, does not)
     max_stalled: int = 8
+    stall_s: float = 2.0
 
+
+try:  # the kernel's unsent bytes of a socket (Linux, macOS); elsewhere the transport's only
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover (Windows)
+    _OUTQ = None
+
+# what a client must take between two looks to count as reading (a zero-window probe moves
+# a byte or so now and then: a client that reads nothing is not "progressing")
+_PROGRESS = 4096
 
 # connections whose answer waits for its client, by credential (the protocols of a process)
 _stalled: Counter[str] = Counter()
@@ -65,8 +80,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes: int | None = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
-        self.send_timer: asyncio.TimerHandle | None = None
-        self.stalled_key: str | None = None  # counted in _stalled while paused
+        # while the transport is paused: a look every stall_s at what the client took
+        self.watch_timer: asyncio.TimerHandle | None = None
+        self.last_size = 0  # the buffer's size at the last look that found progress
+        self.last_progress = 0.0
+        self.stalled_key: str | None = None  # counted in _stalled while it takes nothing
 
     @classmethod
     def factory(cls, limits: HeadLimits) -> Any:
@@ -85,23 +103,56 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- a client that reads nothing ------------------------------------------------------
     def pause_writing(self) -> None:
-        """The answer fills the transport's buffer: the client must take some of it within
-        the send timeout, and one credential has only so many such connections."""
+        """The answer fills the transport's buffer: from now on it is watched every
+        ``stall_s``. A client that took nothing of it since the last look counts against its
+        credential's stalled connections (past ``max_stalled``: reset); one that took
+        nothing for the send timeout is reset. A client reading, however slowly, is not
+        (nginx's send_timeout is between two writes, too)."""
         super().pause_writing()
-        if self.send_timer is None:
-            self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self._not_read)
-        key = self._credential()
-        if key is None or self.stalled_key is not None:
-            return
-        if _stalled[key] >= self.limits.max_stalled:
-            self._reset(f"over {self.limits.max_stalled} unread answers for one credential")
-            return
-        _stalled[key] += 1
-        self.stalled_key = key
+        if self.watch_timer is None:
+            self.last_size = self._unsent()
+            self.last_progress = self.loop.time()
+            self._rewatch()
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self._unstall()
+
+    def _rewatch(self) -> None:
+        every = min(self.limits.stall_s, self.limits.send_timeout_s)
+        self.watch_timer = self.loop.call_later(every, self._watch)
+
+    def _watch(self) -> None:
+        self.watch_timer = None
+        if self.transport.is_closing():
+            return
+        size, now = self._unsent(), self.loop.time()
+        if size <= self.last_size - _PROGRESS:  # the client took some: not stalled
+            self.last_size, self.last_progress = size, now
+            self._uncount()
+        elif now - self.last_progress >= self.limits.send_timeout_s:
+            self._reset(f"nothing of its answer read in {self.limits.send_timeout_s:g}s")
+            return
+        elif self.stalled_key is None:
+            key = self._credential()
+            if key is not None:
+                if _stalled[key] >= self.limits.max_stalled:
+                    self._reset(f"over {self.limits.max_stalled} unread answers for one credential")
+                    return
+                _stalled[key] += 1
+                self.stalled_key = key
+        self._rewatch()
+
+    def _unsent(self) -> int:
+        """Bytes written and not yet taken by the client: the transport's buffer and the
+        kernel's send queue (Linux: TIOCOUTQ). The transport's buffer alone moves in steps
+        of half the kernel's buffer (megabytes): a slow reader looked stalled."""
+        size = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if _OUTQ is not None and sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0" * 4))[0]
+        return size
 
     def _credential(self) -> str | None:
         """The key of the principal whose answer is being written (api/security.py left it
@@ -118,18 +169,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return str(principal.bucket)
 
     def _unstall(self) -> None:
-        if self.send_timer is not None:
-            self.send_timer.cancel()
-            self.send_timer = None
+        if self.watch_timer is not None:
+            self.watch_timer.cancel()
+            self.watch_timer = None
+        self._uncount()
+
+    def _uncount(self) -> None:
         if self.stalled_key is not None:
             _stalled.subtract({self.stalled_key: 1})
             if _stalled[self.stalled_key] <= 0:
                 del _stalled[self.stalled_key]
             self.stalled_key = None
-
-    def _not_read(self) -> None:
-        self.send_timer = None
-        self._reset(f"nothing of its answer read in {self.limits.send_timeout_s:g}s")
 
     def _reset(self, why: str) -> None:
         """Drop the connection and what it holds unsent (a reset, as nginx's
