@@ -212,6 +212,7 @@ class GraphQLHttp:
         except Refusal as refusal:
             return refusal_response(refusal)
         ctx = self.executor.context(principal, idempotency_key=key, min_lsn=min_lsn)
+        ctx.heavy = any(p.shape.cubes for p in prepared)  # the batch's one permit
         try:
             results = [await self.executor.run(p, ctx) for p in prepared]
         finally:

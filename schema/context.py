@@ -254,6 +254,9 @@ class Context:
     min_lsn: int | None = None
     route_primary: bool = False  # a write whose position is unknown: read on the primary
     operation: Any = None  # the operation being executed (api.pipeline.Prepared)
+    # the request has cube fields (in any operation of a batch, which shares this context
+    # and its permit): its permit is a heavy one (schema/gate.py)
+    heavy: bool = False
     _db: RequestDb | None = None
     # a permit of a gate bounding the database users of a kind (requests: schema/gate.py;
     # subscription events: schema.subscriptions.db_gate), held until close()
@@ -323,7 +326,7 @@ class Context:
             # the shared demo principal ("anonymous") is bound by the gate's totals only
             key = None if self.actor == "anonymous" else self.actor
             shape = getattr(self.operation, "shape", None)
-            heavy = bool(shape is not None and shape.cubes)  # cube fields: the slow kind
+            heavy = self.heavy or bool(shape is not None and shape.cubes)  # the slow kind
             await self.hold(request_gate(self.engine).of(key, heavy=heavy))
 
     async def close(self) -> None:

@@ -82,6 +82,7 @@ class Gate:
         self.queue_share = min(queue, max(1, queue // 4))
         self.held = 0
         self.heavy_held = 0
+        self.heavy_waiting = 0  # heavy waiters: at most half the queue
         self.held_by: collections.Counter[str] = collections.Counter()
         self.waiting_by: collections.Counter[str] = collections.Counter()
         self._waiters: collections.deque[_Waiter] = collections.deque()
@@ -96,16 +97,20 @@ class Gate:
         return _Keyed(self, key, heavy)
 
     async def acquire(self, key: str | None = None, heavy: bool = False) -> bool:
-        if self.held < self.size and self._fits(key, heavy) and not self._waiters:
+        # (no waiter fits while a permit is free: _hand_over gives it at once)
+        if self.held < self.size and self._fits(key, heavy):
             self._take(key, heavy)
             return True
-        if len(self._waiters) >= self.queue or (
-            key is not None and self.waiting_by[key] >= self.queue_share
+        if (
+            len(self._waiters) >= self.queue
+            or (key is not None and self.waiting_by[key] >= self.queue_share)
+            or (heavy and self.heavy_waiting >= self.queue // 2)
         ):
             raise busy_error()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (waiter, key, heavy)
         self._waiters.append(entry)
+        self.heavy_waiting += heavy
         if key is not None:
             self.waiting_by[key] += 1
         try:
@@ -144,6 +149,7 @@ class Gate:
     def _forget(self, entry: _Waiter) -> None:
         if entry in self._waiters:
             self._waiters.remove(entry)
+            self.heavy_waiting -= entry[2]
             if entry[1] is not None:
                 self.waiting_by -= collections.Counter({entry[1]: 1})
 

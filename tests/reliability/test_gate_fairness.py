@@ -83,3 +83,28 @@ def test_heavy_requests_of_every_key_together_hold_half_the_permits() -> None:
             w.cancel()
 
     asyncio.run(scenario())
+
+
+def test_waiting_heavy_requests_never_keep_a_free_permit_from_the_others() -> None:
+    """The review of the first version: heavy waiters that could not fit filled the queue
+    while half the permits were free, and a customer's request was refused busy."""
+
+    async def scenario() -> None:
+        gate = Gate(size=6, queue=8, wait_s=2.0)
+        for k in range(3):
+            assert await gate.of(f"apikey:{k}", heavy=True).acquire()
+        demo = gate.of(None, heavy=True)  # the shared demo principal's cubes
+        waiting = [asyncio.ensure_future(demo.acquire()) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        assert gate.heavy_waiting == 4 and gate.held == 3
+        with pytest.raises(DatabaseUnavailableError):  # heavy waiters: half the queue
+            await demo.acquire()
+        # three permits are free: a customer's request takes one at once
+        assert await asyncio.wait_for(gate.of("customer:1").acquire(), 0.5)
+        assert gate.held == 4
+        for w in waiting:
+            w.cancel()
+        await asyncio.sleep(0.01)
+        assert gate.heavy_waiting == 0 and gate.waiting == 0
+
+    asyncio.run(scenario())
