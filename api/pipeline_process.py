@@ -154,6 +154,10 @@ def _main(
     stopping = False
     schedulers: list[Scheduler | Expirer] = []
 
+    if hold_minutes > 0:  # from the start, whatever the start-up work does
+        engine = make_engine(url)  # (the process's one, as the start-up work's)
+        schedulers.append(Expirer(engine, hold_minutes, console.print).start())
+
     def then() -> None:  # after the start-up work, in its thread
         with lock:  # (not started once stopping; one started is stopped below)
             if stopping:
@@ -161,9 +165,6 @@ def _main(
             found = start(url, plan, console.print)
             if found is not None:
                 schedulers.append(found)
-            if hold_minutes > 0:
-                engine = make_engine(url)  # (the process's one, as the start-up work's)
-                schedulers.append(Expirer(engine, hold_minutes, console.print).start())
 
     background = Background(url, train=train, then=then).start()
     parent = multiprocessing.parent_process()

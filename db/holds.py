@@ -4,10 +4,12 @@ An order takes its stock when it is placed (``app.place_order``) and gives it ba
 is cancelled. A customer key's order that is never paid held its stock for good: one key
 put every product's stock in one pending order, and renewed the hold by cancelling and
 ordering again (docs/security.md). As shops do (WooCommerce's "hold stock", 60 minutes by
-default), a ``PENDING`` order placed by a customer key (``created_by`` ``customer:<id>``)
-and older than the hold is cancelled by ``app.set_order_status``: its stock back, its
-history stamped by ``system:hold-expired``. Orders placed by the shop's own keys (service,
-admin: invoices paid later) and the seeded ones are not touched.
+default), a ``PENDING`` order placed by a customer key (``created_by`` ``customer:<id>``),
+paid online (card, PayPal, gift card: paid at checkout or never) and older than the hold is
+cancelled by ``app.set_order_status``: its stock back, its history stamped by
+``system:hold-expired``. Bank transfers and cash on delivery are paid later by design, and
+orders placed by the shop's own keys (service, admin: invoices) and the seeded ones are not
+touched.
 
 Each pass locks the orders it cancels (``FOR UPDATE SKIP LOCKED``), in batches of one
 transaction each: a payment (``PENDING -> PAID``) racing with it waits, then finds the order
@@ -31,6 +33,7 @@ _EXPIRED = sa.text(
     "SELECT id FROM app.orders"
     " WHERE status = 'pending' AND ordered_at < now() - make_interval(mins => :minutes)"
     " AND created_by LIKE 'customer:%'"
+    " AND payment_method IN ('card', 'paypal', 'gift_card')"
     " ORDER BY ordered_at LIMIT :batch FOR UPDATE SKIP LOCKED"
 )
 

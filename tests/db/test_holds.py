@@ -12,9 +12,11 @@ from db.holds import ACTOR, Expirer, expire
 from tests.db.shop import Conn, item, new_customer, new_product, one, place_order, stock
 
 
-def _placed_by(pg: Conn, actor: str, customer: int, product: int, minutes_ago: int) -> int:
+def _placed_by(
+    pg: Conn, actor: str, customer: int, product: int, minutes_ago: int, paid_by: str = "card"
+) -> int:
     pg.execute("SELECT set_config('cdms.actor', %s, true)", (actor,))
-    order_id = place_order(pg, customer, [item(product, 2)])
+    order_id = place_order(pg, customer, [item(product, 2)], payment_method=paid_by)
     pg.execute(
         "UPDATE app.orders SET ordered_at = now() - make_interval(mins => %s) WHERE id = %s",
         (minutes_ago, order_id),
@@ -37,14 +39,19 @@ def test_a_customers_unpaid_order_past_the_hold_gives_its_stock_back(
     staff = _placed_by(pg, "apikey:7", customer, product, 600)  # an invoice paid later
     paid = _placed_by(pg, me, customer, product, 600)
     pg.execute("SELECT app.set_order_status(%s, 'paid')", (paid,))
+    # paid later by design: a bank transfer, cash on delivery
+    later = [
+        _placed_by(pg, me, customer, product, 600, m) for m in ("bank_transfer", "cash_on_delivery")
+    ]
     pg.commit()
-    assert stock(pg, product) == 12
+    assert stock(pg, product) == 8
 
     assert expire(engine, 60) >= 1
     pg.commit()  # (a new snapshot)
     assert _status(pg, expired) == "cancelled"
     assert [_status(pg, o) for o in (fresh, staff, paid)] == ["pending", "pending", "paid"]
-    assert stock(pg, product) == 14
+    assert [_status(pg, o) for o in later] == ["pending", "pending"]
+    assert stock(pg, product) == 10
     who = one(
         pg,
         "SELECT changed_by FROM app.order_status_history WHERE order_id = %s"
