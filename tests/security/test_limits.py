@@ -268,3 +268,27 @@ def test_graphql_answers_are_never_sniffed(
         ]
         for resp in answers:
             assert resp.headers["x-content-type-options"] == "nosniff", resp.headers
+
+
+def test_a_new_long_document_takes_rate_tokens_by_its_length(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """Parsing and validating a document of 5,000 tokens is ~0.2 s of CPU: distinct long
+    documents were bounded by the request rate alone. A document not parsed yet takes a
+    token more per 2,000 characters; the same one again costs one token."""
+    from api.pipeline import PARSE_CHARS_PER_TOKEN
+
+    def long(i: int) -> str:  # ~20,000 characters: 10 tokens more than a known one
+        fields = " ".join(f"f{k}: __typename" for k in range(1_200))
+        return f"query L{i} {{ customers(first: 1) {{ totalCount }} }} # {fields}"
+
+    assert len(long(0)) // PARSE_CHARS_PER_TOKEN == 10
+    with make_app(sec_engine, rate_per_s=0.01, burst=25) as client:
+        tok = token("analyst", sub="long-documents")
+        assert post(client, tok, long(1))[0] == 200  # 1 + 10 tokens: 14 left
+        for _ in range(3):
+            assert post(client, tok, long(1))[0] == 200  # known: 1 each, 11 left
+        status, body = post(client, tok, long(2))  # a new one: 11 needed... just enough
+        assert status == 200, body
+        status, body = post(client, tok, long(3))  # 0 left
+        assert status == 429 and code(body) == "RATE_LIMITED", body
