@@ -32,8 +32,9 @@ import socket
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -157,16 +158,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _credential(self) -> str | None:
         """The key of the principal whose answer is being written (api/security.py left it
         in the scope), or None before it is known."""
-        scope = self.cycle.scope if self.cycle is not None else None
-        principal = (scope or {}).get("state", {}).get("principal")
+        if self.cycle is None:
+            return None
+        principal = self.cycle.scope.get("state", {}).get("principal")
         if principal is None:
             return None
-        from api.auth import DEMO_PRINCIPAL
+        from api.security import credential_key  # (the app's; this module loads first)
 
-        if principal.bucket == DEMO_PRINCIPAL.bucket:  # shared by every demo client
-            client = (scope or {}).get("client")
-            return f"addr:{client[0] if client else 'unknown'}"
-        return str(principal.bucket)
+        return credential_key(principal, cast("Scope", self.cycle.scope))
 
     def _unstall(self) -> None:
         if self.watch_timer is not None:

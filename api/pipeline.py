@@ -483,7 +483,7 @@ class Pipeline:
         new = self._new_chars(queries, principal)
         if new >= PARSE_CHARS_PER_TOKEN:
             await self.admit(principal.bucket, new // PARSE_CHARS_PER_TOKEN)
-        if size <= _INLINE_BYTES and self._all_parsed(queries, principal):
+        if size <= _INLINE_BYTES and new == 0:
             # a known document and a small request: the checks left are linear in what
             # was sent and take microseconds, less than a hop to a worker thread
             prepared = self._check_all(queries, ops, principal, kinds)
@@ -496,9 +496,6 @@ class Pipeline:
         if writes:
             await self.admit(principal.bucket, writes)
         return prepared
-
-    def _all_parsed(self, queries: list[str], principal: Principal) -> bool:
-        return self._new_chars(queries, principal) == 0
 
     def _new_chars(self, queries: list[str], principal: Principal) -> int:
         """The characters of the documents of ``queries`` not in the parse cache."""

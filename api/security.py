@@ -26,7 +26,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import JwtRules, UnauthenticatedError, authenticate
+from api.auth import DEMO_PRINCIPAL, JwtRules, Principal, UnauthenticatedError, authenticate
 from api.http import error_response
 from api.ratelimit import RateLimitedError, RateLimiter
 from api.settings import Settings
@@ -142,6 +142,14 @@ def local_host(scope: Scope, names: tuple[str, ...] = ()) -> bool:
 def client_bucket(scope: Scope) -> str:
     client = scope.get("client")
     return f"addr:{client[0] if client else 'unknown'}"
+
+
+def credential_key(principal: Principal, scope: Scope) -> str:
+    """What a credential's per-process bounds (its sockets, its unread answers) count by:
+    its rate-limit bucket; the shared demo principal's, per client address."""
+    if principal.bucket == DEMO_PRINCIPAL.bucket:
+        return client_bucket(scope)
+    return str(principal.bucket)
 
 
 @dataclass(eq=False)

@@ -60,9 +60,9 @@ from starlette.websockets import (
     WebSocketState,
 )
 
-from api.auth import DEMO_PRINCIPAL, Principal, UnauthenticatedError, authenticate
+from api.auth import Principal, UnauthenticatedError, authenticate
 from api.pipeline import Operation, Pipeline, Refusal
-from api.security import SecurityConfig, client_bucket, host_of
+from api.security import SecurityConfig, client_bucket, credential_key, host_of
 from db.errors import CdmsError, QueryTooComplexError, shown
 from db.replicas import parse_lsn
 from schema.errors import api_error
@@ -370,9 +370,7 @@ class _Session:
 
     def _count(self, principal: Principal) -> None:
         """Count this socket against its credential's bound (4429 past it)."""
-        key = principal.bucket
-        if principal.bucket == DEMO_PRINCIPAL.bucket:  # shared by every demo client
-            key = client_bucket(self.ws.scope)
+        key = credential_key(principal, self.ws.scope)
         sockets = self.server.sockets
         limit = self.server.limits.max_sockets_per_principal
         if sockets[key] >= limit:
