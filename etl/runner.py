@@ -167,6 +167,7 @@ def _holder_pid(conn: psycopg.Connection[tuple[object, ...]]) -> str:
         return str(row[0])
     row = conn.execute(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND classid = %s AND objid = %s AND objsubid = 2",
         LOCK_KEYS,
     ).fetchone()

@@ -141,6 +141,7 @@ def test_the_lock_is_free_the_moment_a_run_ends(shop: str) -> None:
                 pass
             held = watcher.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 " AND classid = %s AND objid = %s AND objsubid = 2",
                 LOCK_KEYS,
             ).fetchone()
@@ -252,7 +253,8 @@ def test_a_run_killed_after_its_load_is_caught_up_as_a_full_rebuild_would(
                     one(
                         url,
                         "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)"
-                        " WHERE NOT l.granted AND a.application_name = 'cdms-etl'"
+                        " WHERE NOT l.granted AND a.datname = current_database()"
+                        " AND a.application_name = 'cdms-etl'"
                         " AND l.relation = 'dw_rollup.sales_daily'::regclass",
                     )
                 )
