@@ -270,6 +270,12 @@ class SubmitFeedbackInput:
     comment: str | None = None
 
 
+@strawberry.input(description="Only the fields given are changed.")
+class UpdateFeedbackInput:
+    rating: int | None = UNSET
+    comment: str | None = UNSET
+
+
 @strawberry.input
 class OpenSupportTicketInput:
     customer_id: strawberry.ID
@@ -504,6 +510,19 @@ class Mutation:
             "comment": input.comment,
         }
         return await _write_and_read(info, _insert("app.feedback", values), "Feedback")
+
+    @_mutation(
+        "Feedback",
+        frozenset({"admin", "customer"}),
+        "Changes a feedback's rating or comment (what it is about stays; a customer key: its "
+        "own feedback). NOT_FOUND: no such feedback, or another customer's. BAD_USER_INPUT: "
+        "nothing given, a rating outside 1-5, a null rating.",
+    )
+    async def update_feedback(
+        self, info: Info, id: strawberry.ID, input: UpdateFeedbackInput
+    ) -> Any:
+        write = _update("app.feedback", "feedback", parse_id(id), _values(input))
+        return await _write_and_read(info, write, "Feedback")
 
     @_mutation("SupportTicket", ORDERING)
     async def open_support_ticket(self, info: Info, input: OpenSupportTicketInput) -> Any:

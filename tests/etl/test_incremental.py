@@ -236,3 +236,19 @@ def test_deleted_orders_and_lines_leave_the_warehouse(loaded_shop: str) -> None:
     incremental = dw_checksums(loaded_shop)
     pipeline.run(loaded_shop, full=True)
     assert dw_checksums(loaded_shop) == incremental
+
+
+def test_an_edited_review_is_updated_in_the_warehouse(loaded_shop: str) -> None:
+    """updateFeedback changes a rating or a comment in place: the next run updates that
+    fact and no other."""
+    feedback_id, rating = sql(
+        loaded_shop, "SELECT id, rating FROM app.feedback ORDER BY id LIMIT 1"
+    )[0]
+    edited = 1 if rating != 1 else 5
+    sql(loaded_shop, "UPDATE app.feedback SET rating = %s WHERE id = %s", (edited, feedback_id))
+
+    result = pipeline.run(loaded_shop)
+
+    stored = "SELECT rating FROM dw.fact_feedback WHERE feedback_id = %s"
+    assert one(loaded_shop, stored, (feedback_id,)) == edited
+    assert step_counts(loaded_shop, result.run_id)["fact_feedback"] == (1, 0, 1, 0)

@@ -52,6 +52,10 @@ QUERIES: dict[str, tuple[str, dict[str, str]]] = {
         'mutation { updateProduct(id: "0", input: {name: "x"}) { id } }',
         {"admin": ALLOWED, "analyst": FORBIDDEN, "service": FORBIDDEN, "customer": FORBIDDEN},
     ),
+    "a feedback edit (a customer: its own, else not found)": (
+        'mutation { updateFeedback(id: "0", input: {rating: 3}) { id } }',
+        {"admin": ALLOWED, "analyst": FORBIDDEN, "service": FORBIDDEN, "customer": ALLOWED},
+    ),
     "too costly": (
         "{ customers(first: 500) { edges { node { orders(first: 500) { edges { node { id }"
         " } } } } } }",

@@ -131,3 +131,58 @@ def test_a_complaint_loop_stops_at_20_a_day(
     # the shop's admin may still write down a complaint it took by phone
     status, body = post(client, token("admin"), SUBMIT, {"i": {**complaint, "comment": "call"}})
     assert status == 200 and "errors" not in body, body
+
+
+EDIT = """mutation ($id: ID!, $i: UpdateFeedbackInput!) {
+  updateFeedback(id: $id, input: $i) { id kind rating comment product { id } } }"""
+
+
+def _row(engine: Engine, feedback: str) -> tuple[Any, ...]:
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                sa.text("SELECT kind, product_id, rating, comment FROM app.feedback WHERE id = :i"),
+                {"i": int(feedback)},
+            ).one()
+        )
+
+
+def test_a_customer_edits_its_own_review_and_nobody_elses(
+    client: Any, sec_engine: Engine, sec_shop: Shop, buyer: tuple[int, int, int, int]
+) -> None:
+    """One review per product is the rule (CONFLICT on a second): the customer changes the
+    one it gave instead; what it is about stays, another customer's is not found."""
+    customer, _, product, _ = buyer
+    tok = token("customer", customer)
+    review = {"customerId": str(customer), "productId": str(product), "rating": 5}
+    status, body = post(client, tok, SUBMIT, {"i": review})
+    assert status == 200 and "errors" not in body, body
+    mine = body["data"]["submitFeedback"]["id"]
+
+    status, body = post(client, tok, EDIT, {"id": mine, "i": {"rating": 2, "comment": "broke"}})
+    assert status == 200 and "errors" not in body, body
+    assert body["data"]["updateFeedback"] == {
+        "id": mine, "kind": "REVIEW", "rating": 2, "comment": "broke",
+        "product": {"id": str(product)},
+    }  # fmt: skip
+    assert _row(sec_engine, mine) == ("review", product, 2, "broke")
+
+    other = token("customer", sec_shop.customers[3])
+    for who, variables, code, http in [
+        (other, {"id": mine, "i": {"rating": 1}}, "NOT_FOUND", 404),  # another's
+        (token("analyst"), {"id": mine, "i": {"rating": 1}}, "FORBIDDEN", 403),
+        (token("service"), {"id": mine, "i": {"rating": 1}}, "FORBIDDEN", 403),
+        (tok, {"id": mine, "i": {"rating": 9}}, "BAD_USER_INPUT", 400),
+        (tok, {"id": mine, "i": {"rating": None}}, "BAD_USER_INPUT", 400),
+        (tok, {"id": mine, "i": {}}, "BAD_USER_INPUT", 400),
+        (tok, {"id": mine, "i": {"kind": "COMPLAINT"}}, "BAD_USER_INPUT", 400),  # no such field
+        (tok, {"id": "99999999", "i": {"rating": 1}}, "NOT_FOUND", 404),
+    ]:
+        status, body = post(client, who, EDIT, variables)
+        ext = _refusal(body)
+        assert (status, ext["code"]) == (http, code), (variables, body)
+    assert _row(sec_engine, mine) == ("review", product, 2, "broke")
+
+    # the shop's admin may correct any (a typo a customer asked about by phone)
+    status, body = post(client, token("admin"), EDIT, {"id": mine, "i": {"comment": None}})
+    assert status == 200 and body["data"]["updateFeedback"]["comment"] is None, body
