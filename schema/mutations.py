@@ -318,7 +318,7 @@ _PENDING_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended('cdms:pen
 _PENDING_UNITS = sa.text(
     "SELECT coalesce(sum(i.quantity), 0) FROM app.orders AS o"
     " JOIN app.order_items AS i ON i.order_id = o.id"
-    " WHERE o.customer_id = :c AND o.status = 'pending'"
+    " WHERE o.customer_id = :c AND o.status = 'pending' AND app.placed_by_customer(o.created_by)"
 )
 
 
@@ -411,7 +411,8 @@ class Mutation:
         "Places an order atomically: locks stock (no oversell), copies prices. "
         "Errors: NOT_FOUND, BAD_USER_INPUT (empty basket, more than 100 lines, quantity < 1 "
         "or > 100,000, a total over 1,000,000,000.00 before discounts; for a customer key, "
-        "more than 100 units in its unpaid orders), OUT_OF_STOCK.",
+        "more than 100 units in its unpaid orders), OUT_OF_STOCK, RATE_LIMITED (a customer "
+        "key's 101st order in 24 hours; retryAfter).",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Any:
         if len(input.items) > MAX_LINES:
@@ -524,7 +525,11 @@ class Mutation:
         write = _update("app.feedback", "feedback", parse_id(id), _values(input))
         return await _write_and_read(info, write, "Feedback")
 
-    @_mutation("SupportTicket", ORDERING)
+    @_mutation(
+        "SupportTicket",
+        ORDERING,
+        "Opens a ticket. RATE_LIMITED: a customer key's 21st ticket in 24 hours (retryAfter).",
+    )
     async def open_support_ticket(self, info: Info, input: OpenSupportTicketInput) -> Any:
         fn = sa.func.app.open_ticket(
             parse_id(input.customer_id, "customerId"),

@@ -8,6 +8,7 @@ import time
 
 from sqlalchemy.engine import Engine
 
+from api.apikeys import create_key
 from db.holds import ACTOR, Expirer, expire
 from tests.db.shop import Conn, item, new_customer, new_product, one, place_order, stock
 
@@ -15,8 +16,16 @@ from tests.db.shop import Conn, item, new_customer, new_product, one, place_orde
 def _placed_by(
     pg: Conn, actor: str, customer: int, product: int, minutes_ago: int, paid_by: str = "card"
 ) -> int:
-    pg.execute("SELECT set_config('cdms.actor', %s, true)", (actor,))
+    """An order placed as ``actor``: a customer's token (``customer:<id>``) or API key, or
+    one of the shop's keys (``apikey:<id>``)."""
+    role = "customer" if actor.startswith("customer:") else "service"
+    pg.execute(
+        "SELECT set_config('cdms.actor', %s, true), set_config('cdms.role', %s, true),"
+        " set_config('cdms.customer_id', %s, true)",
+        (actor, role, str(customer)),
+    )
     order_id = place_order(pg, customer, [item(product, 2)], payment_method=paid_by)
+    pg.execute("SELECT set_config('cdms.role', '', true)")
     pg.execute(
         "UPDATE app.orders SET ordered_at = now() - make_interval(mins => %s) WHERE id = %s",
         (minutes_ago, order_id),
@@ -35,8 +44,12 @@ def test_a_customers_unpaid_order_past_the_hold_gives_its_stock_back(
     product, _ = new_product(pg, stock=20)
     me = f"customer:{customer}"
     expired = _placed_by(pg, me, customer, product, 61)
+    pg.commit()  # (the keys are written on a connection of their own)
+    its_key = create_key(engine, "customer", customer, name="holds")[0]
+    by_key = _placed_by(pg, f"apikey:{its_key.id}", customer, product, 61)  # its API key
     fresh = _placed_by(pg, me, customer, product, 5)
-    staff = _placed_by(pg, "apikey:7", customer, product, 600)  # an invoice paid later
+    shop_key = create_key(engine, "service", name="holds")[0]
+    staff = _placed_by(pg, f"apikey:{shop_key.id}", customer, product, 600)  # an invoice
     paid = _placed_by(pg, me, customer, product, 600)
     pg.execute("SELECT app.set_order_status(%s, 'paid')", (paid,))
     # paid later by design: a bank transfer, cash on delivery
@@ -44,11 +57,11 @@ def test_a_customers_unpaid_order_past_the_hold_gives_its_stock_back(
         _placed_by(pg, me, customer, product, 600, m) for m in ("bank_transfer", "cash_on_delivery")
     ]
     pg.commit()
-    assert stock(pg, product) == 8
+    assert stock(pg, product) == 6
 
     assert expire(engine, 60) >= 1
     pg.commit()  # (a new snapshot)
-    assert _status(pg, expired) == "cancelled"
+    assert [_status(pg, o) for o in (expired, by_key)] == ["cancelled", "cancelled"]
     assert [_status(pg, o) for o in (fresh, staff, paid)] == ["pending", "pending", "paid"]
     assert [_status(pg, o) for o in later] == ["pending", "pending"]
     assert stock(pg, product) == 10

@@ -177,6 +177,7 @@ def _pending_units(engine: Engine, customer: int) -> int:
                     "SELECT coalesce(sum(i.quantity), 0) FROM app.order_items i"
                     " JOIN app.orders o ON o.id = i.order_id"
                     " WHERE o.customer_id = :c AND o.status = 'pending'"
+                    " AND app.placed_by_customer(o.created_by)"
                 ),
                 {"c": customer},
             ).scalar_one()
@@ -214,4 +215,83 @@ def test_a_customer_holds_a_bounded_stock_in_unpaid_orders(
     status, body = post(client, tok, SET_STATUS, {"o": order, "s": "CANCELLED"})
     assert status == 200 and "errors" not in body, body
     status, body = post(client, tok, PLACE, _basket(parties.a, product, 1, None))
+    assert status == 200 and "errors" not in body, body
+
+    # the customer's API key is the customer too (its orders were once not counted), and
+    # what the shop placed for the customer does not take the customer's room
+    from api.apikeys import create_key
+
+    key = create_key(sec_engine, "customer", parties.a, name="pending units")[1]
+    room = MAX_PENDING_UNITS - _pending_units(sec_engine, parties.a)
+    status, body = post(client, key, PLACE, _basket(parties.a, product, room, None))
+    assert status == 200 and "errors" not in body, body
+    by_key = body["data"]["placeOrder"]["id"]
+    status, body = post(client, key, PLACE, _basket(parties.a, product, 1, None))
+    assert status == 400 and _code(body) == "BAD_USER_INPUT", body
+    with sec_engine.connect() as conn:
+        by_customer = conn.execute(
+            sa.text("SELECT app.placed_by_customer(created_by) FROM app.orders WHERE id = :o"),
+            {"o": int(by_key)},
+        ).scalar_one()
+    assert by_customer is True
+
+
+TICKET = """mutation ($c: ID!) { openSupportTicket(input: {customerId: $c, category: OTHER,
+  channel: WEB, subject: "again", priority: URGENT}) { id } }"""
+
+
+def test_a_customer_places_100_orders_and_opens_20_tickets_a_day(
+    client: Any, sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """A probe placed and cancelled an order of one unit 300 times in ten seconds, and
+    opened 599 URGENT tickets: per customer, 100 orders (its own) and 20 tickets a day."""
+    product = sec_shop.products[2]
+    with sec_engine.begin() as conn:
+        customer = conn.execute(
+            sa.text(
+                "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
+                " VALUES ('day' || gen_random_uuid() || '@example.com', 'D', 'L', 'DE', 'R', 'C')"
+                " RETURNING id"
+            )
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "SELECT set_config('cdms.role', 'customer', true),"
+                " set_config('cdms.customer_id', :c, true), set_config('cdms.actor', :a, true)"
+            ),
+            {"c": str(customer), "a": f"customer:{customer}"},
+        )
+        for _ in range(100):  # as the API would have, 100 times: placed, then cancelled
+            order = conn.execute(
+                sa.text(
+                    "SELECT app.place_order(:c, jsonb_build_array(jsonb_build_object("
+                    "'product_id', CAST(:p AS bigint), 'quantity', 1)), 'web', 'card')"
+                ),
+                {"c": customer, "p": product},
+            ).scalar_one()
+            conn.execute(sa.text("SELECT app.set_order_status(:o, 'cancelled')"), {"o": order})
+        for _ in range(20):
+            conn.execute(
+                sa.text("SELECT app.open_ticket(:c, 'other', 'urgent', 'web', 'again', NULL)"),
+                {"c": customer},
+            )
+    tok = token("customer", customer)
+    before = _state(sec_engine, customer, product)
+
+    resp = client.post("/graphql", json={"query": PLACE, "variables": _basket(customer, product,
+                       1, None)}, headers={"Authorization": f"Bearer {tok}"})  # fmt: skip
+    ext = resp.json()["errors"][0]["extensions"]
+    assert (resp.status_code, ext["code"], ext["max"]) == (429, "RATE_LIMITED", 100), resp.text
+    assert 86_000 < ext["retryAfter"] <= 86_400
+    assert resp.headers["Retry-After"] == str(ext["retryAfter"])
+    status, body = post(client, tok, TICKET, {"c": str(customer)})
+    assert (status, _code(body), body["errors"][0]["extensions"]["max"]) == (
+        429, "RATE_LIMITED", 20,
+    ), body  # fmt: skip
+    assert _state(sec_engine, customer, product) == before  # nothing written
+
+    # the shop still places orders and opens tickets for the customer
+    status, body = post(client, token("service"), PLACE, _basket(customer, product, 1, None))
+    assert status == 200 and "errors" not in body, body
+    status, body = post(client, token("service"), TICKET, {"c": str(customer)})
     assert status == 200 and "errors" not in body, body

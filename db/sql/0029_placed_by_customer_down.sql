@@ -1,0 +1,3 @@
+-- 0029 undone.
+
+DROP FUNCTION app.placed_by_customer(text);
