@@ -71,8 +71,12 @@ class Gate:
     one key's flood of slow requests (a stock cube, ~1 s each) queued every other
     principal's behind it, to a 503 (docs/security.md). No key (the shared demo
     principal): only the totals bound it. And ``heavy`` requests (cube fields: up to the
-    statement timeout each) hold at most ``share`` permits together, whoever sends them:
-    three analyst keys held every permit, and a customer's order waited 30 s for a 503."""
+    statement timeout each) hold at most ``heavy_share`` permits together (half), whoever
+    sends them: three analyst keys held every permit, and a customer's order waited 30 s
+    for a 503. Within them the same fairness: one key holds at most half the heavy
+    permits and has at most a quarter of the heavy queue waiting (the review of
+    2026-12-07: one key's cubes took every heavy permit, the other analysts' cubes waited
+    to a 503, and two keys filled the heavy queue)."""
 
     def __init__(self, size: int, queue: int, wait_s: float) -> None:
         self.size = size
@@ -80,11 +84,17 @@ class Gate:
         self.wait_s = wait_s
         self.share = max(1, size // 2)
         self.queue_share = min(queue, max(1, queue // 4))
+        self.heavy_share = max(1, size // 2)  # heavy permits of every key together
+        self.heavy_queue = max(1, queue // 2)  # heavy waiters of every key together
+        self.heavy_key_share = max(1, self.heavy_share // 2)
+        self.heavy_queue_share = max(1, self.heavy_queue // 4)
         self.held = 0
         self.heavy_held = 0
-        self.heavy_waiting = 0  # heavy waiters: at most half the queue
+        self.heavy_waiting = 0
         self.held_by: collections.Counter[str] = collections.Counter()
         self.waiting_by: collections.Counter[str] = collections.Counter()
+        self.heavy_held_by: collections.Counter[str] = collections.Counter()
+        self.heavy_waiting_by: collections.Counter[str] = collections.Counter()
         self._waiters: collections.deque[_Waiter] = collections.deque()
 
     @property
@@ -104,7 +114,8 @@ class Gate:
         if (
             len(self._waiters) >= self.queue
             or (key is not None and self.waiting_by[key] >= self.queue_share)
-            or (heavy and self.heavy_waiting >= self.queue // 2)
+            or (heavy and self.heavy_waiting >= self.heavy_queue)
+            or (heavy and key is not None and self.heavy_waiting_by[key] >= self.heavy_queue_share)
         ):
             raise busy_error()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -113,6 +124,8 @@ class Gate:
         self.heavy_waiting += heavy
         if key is not None:
             self.waiting_by[key] += 1
+            if heavy:
+                self.heavy_waiting_by[key] += 1
         try:
             self._hand_over()  # (a free permit its key's share kept from the first waiters)
             await asyncio.wait_for(asyncio.shield(waiter), self.wait_s)
@@ -133,10 +146,15 @@ class Gate:
         self.heavy_held -= heavy
         if key is not None:
             self.held_by -= collections.Counter({key: 1})
+            if heavy:
+                self.heavy_held_by -= collections.Counter({key: 1})
         self._hand_over()
 
     def _fits(self, key: str | None, heavy: bool) -> bool:
-        if heavy and self.heavy_held >= self.share:
+        if heavy and (
+            self.heavy_held >= self.heavy_share
+            or (key is not None and self.heavy_held_by[key] >= self.heavy_key_share)
+        ):
             return False
         return key is None or self.held_by[key] < self.share
 
@@ -145,6 +163,8 @@ class Gate:
         self.heavy_held += heavy
         if key is not None:
             self.held_by[key] += 1
+            if heavy:
+                self.heavy_held_by[key] += 1
 
     def _forget(self, entry: _Waiter) -> None:
         if entry in self._waiters:
@@ -152,6 +172,8 @@ class Gate:
             self.heavy_waiting -= entry[2]
             if entry[1] is not None:
                 self.waiting_by -= collections.Counter({entry[1]: 1})
+                if entry[2]:
+                    self.heavy_waiting_by -= collections.Counter({entry[1]: 1})
 
     def _hand_over(self) -> None:
         """Free permits to the first waiters whose principal is under its share."""

@@ -108,3 +108,66 @@ def test_waiting_heavy_requests_never_keep_a_free_permit_from_the_others() -> No
         assert gate.heavy_waiting == 0 and gate.waiting == 0
 
     asyncio.run(scenario())
+
+
+def test_one_key_holds_half_the_heavy_permits_and_a_quarter_of_the_heavy_queue() -> None:
+    """The hostile review of 2026-12-07: heavy requests held at most ``share`` permits
+    together, the same number as one key's own cap, and one key could queue 50 heavy ones
+    against a heavy queue of 100. One analyst key keeping 53 slow cubes in flight made
+    every other analyst's cube wait 4.5 s, then 503; a second such key filled the heavy
+    queue, and any other cube was refused at once. Within the heavy class one key now
+    holds at most half its permits and has at most a quarter of its queue waiting."""
+
+    async def scenario() -> None:
+        gate = Gate(size=7, queue=200, wait_s=5.0)  # the defaults: 3 heavy permits, 100 waiting
+        flood = gate.of("apikey:1", heavy=True)
+        assert await flood.acquire()  # half of 3 heavy permits: 1
+        queued = [asyncio.ensure_future(flood.acquire()) for _ in range(25)]  # 100 // 4
+        await asyncio.sleep(0.01)
+        assert gate.heavy_held == 1 and not any(q.done() for q in queued)
+        with pytest.raises(DatabaseUnavailableError):  # a 26th heavy one waiting: busy
+            await flood.acquire()
+        # the key's non-heavy requests are bound by its own share only
+        assert await asyncio.wait_for(gate.of("apikey:1").acquire(), 0.5)
+        # another analyst's cube is served at once, ahead of the flood's waiters
+        other = gate.of("apikey:2", heavy=True)
+        assert await asyncio.wait_for(other.acquire(), 0.5)
+        assert gate.heavy_held == 2
+        # a second hostile key: its quarter of the heavy queue, and no more
+        second = gate.of("apikey:3", heavy=True)
+        assert await asyncio.wait_for(second.acquire(), 0.5)
+        queued += [asyncio.ensure_future(second.acquire()) for _ in range(25)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(DatabaseUnavailableError):
+            await second.acquire()
+        assert gate.heavy_waiting == 50  # half the heavy queue: a third analyst still waits
+        third = asyncio.ensure_future(gate.of("apikey:4", heavy=True).acquire())
+        await asyncio.sleep(0.01)
+        assert not third.done() and gate.heavy_waiting == 51
+        other.release()  # the free heavy permit goes to the first waiter under its share
+        await asyncio.sleep(0.01)
+        assert third.done() and gate.heavy_held == 3 and gate.heavy_held_by["apikey:1"] == 1
+        flood.release()  # the flood's own heavy permit goes to its first waiter
+        await asyncio.sleep(0.01)
+        assert queued[0].done() and not queued[1].done()
+        for q in queued[1:]:
+            q.cancel()
+        await asyncio.sleep(0.01)
+        assert gate.heavy_waiting == 0 and not gate.heavy_waiting_by
+
+    asyncio.run(scenario())
+
+
+def test_heavy_shares_are_at_least_one() -> None:
+    """A small pool (one request permit, a queue of 1): a key still gets its heavy permit
+    and a heavy place in the queue."""
+
+    async def scenario() -> None:
+        gate = Gate(size=1, queue=1, wait_s=0.2)
+        assert gate.heavy_share == 1 and gate.heavy_queue_share == 1
+        cube = gate.of("apikey:1", heavy=True)
+        assert await asyncio.wait_for(cube.acquire(), 0.5)
+        cube.release()
+        assert gate.held == 0 and gate.heavy_held == 0
+
+    asyncio.run(scenario())
