@@ -296,12 +296,13 @@ class Pipeline:
         return self.policy.limits
 
     # --- rate ------------------------------------------------------------------------
-    async def admit(self, bucket: str, n: int = 1) -> None:
-        """RATE_LIMITED (429) when the bucket is empty; nothing without a rate limit."""
+    async def admit(self, bucket: str, n: int = 1, *, retaken: int = 0) -> None:
+        """RATE_LIMITED (429) when the bucket is empty; nothing without a rate limit.
+        ``retaken``: tokens the request took already (RateLimiter.admit)."""
         if self.rate is None:
             return
         try:
-            await run_in_threadpool(self.rate.admit, bucket, n)
+            await run_in_threadpool(self.rate.admit, bucket, n, retaken=retaken)
         except CdmsError as exc:
             raise Refusal.of(exc) from None
 
@@ -479,10 +480,15 @@ class Pipeline:
             raise Refusal.of(exc) from None
         # a document not parsed yet takes a token more per PARSE_CHARS_PER_TOKEN characters:
         # validating 5,000 tokens (~28 KB) is ~0.2 s of CPU, and distinct documents were
-        # bounded by the request rate alone (a cached one costs nothing more)
+        # bounded by the request rate alone (a cached one costs nothing more). At most what
+        # the bucket can hold besides the operations' tokens, taken just before: more never
+        # fits, so the document was refused for ever (the review of 2026-12-07; a burst of
+        # distinct long documents still empties the bucket). A refusal tells the wait until
+        # the bucket holds what the retry takes, the operations' tokens again too.
         new = self._new_chars(queries, principal)
-        if new >= PARSE_CHARS_PER_TOKEN:
-            await self.admit(principal.bucket, new // PARSE_CHARS_PER_TOKEN)
+        parse = self._parse_tokens(new, len(ops))
+        if parse:
+            await self.admit(principal.bucket, parse, retaken=len(ops))
         if size <= _INLINE_BYTES and new == 0:
             # a known document and a small request: the checks left are linear in what
             # was sent and take microseconds, less than a hop to a worker thread
@@ -496,6 +502,13 @@ class Pipeline:
         if writes:
             await self.admit(principal.bucket, writes)
         return prepared
+
+    def _parse_tokens(self, new_chars: int, operations: int) -> int:
+        """The rate tokens parsing ``new_chars`` new characters takes, after the request's
+        ``operations`` tokens: at most the burst less those (no rate limit: none)."""
+        if self.rate is None:
+            return 0
+        return min(new_chars // PARSE_CHARS_PER_TOKEN, max(0, self.rate.burst - operations))
 
     def _new_chars(self, queries: list[str], principal: Principal) -> int:
         """The characters of the documents of ``queries`` not in the parse cache."""

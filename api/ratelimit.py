@@ -95,7 +95,10 @@ class RateLimiter:
             raise busy_error() from None
         return float(waited)
 
-    def admit(self, bucket: str, n: int = 1) -> None:
+    def admit(self, bucket: str, n: int = 1, *, retaken: int = 0) -> None:
+        """``retaken``: tokens this request took already, which its retry takes again
+        before these: the wait told is until the bucket holds both (its true deficit)."""
         wait = self.wait(bucket, n)
         if wait > 0:
-            raise RateLimitedError(self.rate, wait if math.isfinite(wait) else 1.0)
+            told = wait + retaken / self.rate if math.isfinite(wait) else 1.0
+            raise RateLimitedError(self.rate, told)

@@ -292,3 +292,52 @@ def test_a_new_long_document_takes_rate_tokens_by_its_length(
         assert status == 200, body
         status, body = post(client, tok, long(3))  # 0 left
         assert status == 429 and code(body) == "RATE_LIMITED", body
+
+
+def _long(i: int) -> str:  # ~20,000 characters: 10 parse tokens, more than a burst of 5
+    fields = " ".join(f"f{k}: __typename" for k in range(1_200))
+    return f"query L{i} {{ customers(first: 1) {{ totalCount }} }} # {fields}"
+
+
+def test_a_new_document_longer_than_the_burst_gets_through_after_its_retry_after(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """The hostile review of 2026-12-07: a new document's parse tokens were taken after
+    its operation's token, so a document worth more tokens than the burst left was
+    refused for ever (429, Retry-After 1, each try burning a token; with the production
+    50,100 any document of >= ~198,000 new characters). An honest client that waits what
+    it is told now gets through: the parse charge is at most what the bucket holds after
+    the operations' tokens."""
+    with make_app(sec_engine, rate_per_s=2, burst=5) as client:
+        tok = token("analyst", sub="longer-than-the-burst")
+        status, body = post(client, tok, _long(1))  # a full bucket: 1 + at most 4
+        assert status == 200, body
+        answers = []
+        for _ in range(4):  # another new one, with the bucket empty: wait as told
+            resp = client.post("/graphql", json={"query": _long(2)}, headers=bearer(tok))
+            answers.append((resp.status_code, resp.headers.get("retry-after")))
+            if resp.status_code == 200:
+                break
+            assert resp.status_code == 429 and code(resp.json()) == "RATE_LIMITED"
+            time.sleep(int(resp.headers["retry-after"]))
+        assert answers[-1][0] == 200, answers
+        assert len(answers) <= 3, answers  # told the true wait: not 1 s, 1 s, 1 s, ...
+
+
+def test_a_refused_parse_charge_tells_the_wait_of_the_whole_retry(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """Retry-After of a refused parse charge: the time until the bucket holds what the
+    retry takes, its operations' tokens and the parse tokens (was 1 whatever the deficit)."""
+    with make_app(sec_engine, rate_per_s=0.05, burst=5) as client:
+        tok = token("analyst", sub="parse-retry-after")
+        for _ in range(2):
+            assert post(client, tok, "{ customers(first: 1) { totalCount } }")[0] == 200
+        # 3 tokens left: 1 taken for the operation, then 4 parse tokens refused with 2 left;
+        # the retry needs 5, 3 more at 0.05 a second: 60 s
+        resp = client.post("/graphql", json={"query": _long(3)}, headers=bearer(tok))
+        assert resp.status_code == 429 and code(resp.json()) == "RATE_LIMITED", resp.text
+        assert 55 <= int(resp.headers["retry-after"]) <= 60, resp.headers
+        assert resp.json()["errors"][0]["extensions"]["retryAfter"] == int(
+            resp.headers["retry-after"]
+        )
