@@ -427,7 +427,7 @@ class Mutation:
             {
                 "product_id": parse_id(i.product_id, "productId"),
                 "quantity": i.quantity,
-                **({} if i.discount is None else {"discount": str(i.discount)}),
+                **({} if i.discount is None else {"discount": f"{i.discount:f}"}),
             }
             for i in input.items
         ]

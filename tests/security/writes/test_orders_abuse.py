@@ -295,3 +295,14 @@ def test_a_customer_places_100_orders_and_opens_20_tickets_a_day(
     assert status == 200 and "errors" not in body, body
     status, body = post(client, token("service"), TICKET, {"c": str(customer)})
     assert status == 200 and "errors" not in body, body
+
+
+def test_a_discount_in_exponent_form_is_the_amount_it_says(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """docs/api.md: a Decimal may be written with an exponent. "1e1" was passed on as
+    "1E+1", which the procedure could not read: refused as "at most 2 decimals"."""
+    product = sec_shop.products[2]
+    status, body = post(client, token("service"), PLACE, _basket(parties.a, product, 1, "1e1"))
+    assert status == 200 and "errors" not in body, body
+    assert body["data"]["placeOrder"]["items"][0]["discount"] == "10.00"
