@@ -49,9 +49,9 @@ class HeadLimits:
     # (CDMS_SEND_TIMEOUT_SECONDS; nginx's send_timeout)
     send_timeout_s: float = 30.0
     # connections of one credential (the demo principal: of one client address) holding an
-    # answer the client does not read, at once in a process: past them the next is reset.
-    # A connection counts once its client took nothing of it for ``stall_s`` (one reading,
-    # however slowly, does not)
+    # answer its client reads slowly or not at all, at once in a process: past them the next
+    # is reset. A connection counts while its client took less than ``_BRISK`` bytes a
+    # second of it over the last ``stall_s`` (a download at speed does not)
     max_stalled: int = 8
     stall_s: float = 2.0
 
@@ -67,6 +67,10 @@ except (ImportError, AttributeError):  # pragma: no cover (Windows)
 # what a client must take between two looks to count as reading (a zero-window probe moves
 # a byte or so now and then: a client that reads nothing is not "progressing")
 _PROGRESS = 4096
+# what a client must take a second not to count as slow: one trickling its answers in (4 KB
+# a second over 30 connections of one key) kept them all in memory for half an hour; a
+# phone on a poor network still takes this much, a LAN or the internet far more
+_BRISK = 65_536
 
 # connections whose answer waits for its client, by credential (the protocols of a process)
 _stalled: Counter[str] = Counter()
@@ -85,6 +89,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.watch_timer: asyncio.TimerHandle | None = None
         self.last_size = 0  # the buffer's size at the last look that found progress
         self.last_progress = 0.0
+        self.look_size = 0  # the buffer's size at the last look
         self.stalled_key: str | None = None  # counted in _stalled while it takes nothing
 
     @classmethod
@@ -102,16 +107,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unstall()
         super().connection_lost(exc)
 
-    # --- a client that reads nothing ------------------------------------------------------
+    # --- a client that reads slowly or not at all -----------------------------------------
     def pause_writing(self) -> None:
         """The answer fills the transport's buffer: from now on it is watched every
-        ``stall_s``. A client that took nothing of it since the last look counts against its
-        credential's stalled connections (past ``max_stalled``: reset); one that took
-        nothing for the send timeout is reset. A client reading, however slowly, is not
-        (nginx's send_timeout is between two writes, too)."""
+        ``stall_s``. A client that took less than ``_BRISK`` bytes a second of it since the
+        last look counts against its credential's slow connections (past ``max_stalled``:
+        reset); one that took nothing for the send timeout is reset (nginx's send_timeout,
+        between two writes)."""
         super().pause_writing()
         if self.watch_timer is None:
-            self.last_size = self._unsent()
+            self.last_size = self.look_size = self._unsent()
             self.last_progress = self.loop.time()
             self._rewatch()
 
@@ -128,17 +133,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         size, now = self._unsent(), self.loop.time()
-        if size <= self.last_size - _PROGRESS:  # the client took some: not stalled
+        taken, self.look_size = self.look_size - size, size
+        if size <= self.last_size - _PROGRESS:  # the client took some
             self.last_size, self.last_progress = size, now
-            self._uncount()
         elif now - self.last_progress >= self.limits.send_timeout_s:
             self._reset(f"nothing of its answer read in {self.limits.send_timeout_s:g}s")
             return
+        if taken >= _BRISK * min(self.limits.stall_s, self.limits.send_timeout_s):
+            self._uncount()  # a download at speed
         elif self.stalled_key is None:
             key = self._credential()
             if key is not None:
                 if _stalled[key] >= self.limits.max_stalled:
-                    self._reset(f"over {self.limits.max_stalled} unread answers for one credential")
+                    self._reset(
+                        f"over {self.limits.max_stalled} slowly read answers for one credential"
+                    )
                     return
                 _stalled[key] += 1
                 self.stalled_key = key
@@ -185,7 +194,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         ``reset_timedout_connection``: a close would wait for the client to read it)."""
         if self.transport.is_closing():
             return
-        self.logger.info("HTTP client reads nothing (%s): connection reset.", why)
+        self.logger.info("HTTP client reads too slowly (%s): connection reset.", why)
         _reset(self.transport)
 
     def data_received(self, data: bytes) -> None:

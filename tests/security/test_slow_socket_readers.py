@@ -363,6 +363,43 @@ def test_http_clients_that_never_read_are_reset_and_hold_a_bounded_memory(
     assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
 
 
+def test_http_clients_trickling_their_answers_in_hold_a_bounded_number(
+    served: tuple[Served, str],
+) -> None:
+    """Thirty HTTP requests of one credential whose ~8.7 MB answers are read at ~4 KB a
+    second each (an answer would take half an hour): past 8 such slow connections the next
+    is reset at its first look. Was: each took a little at every look, so none counted as
+    stalled and all thirty answers stayed in memory (the review of 2026-12-07: 162 -> 499
+    MB in 25 s, ~9 GB at the request rate's pace)."""
+    import threading
+
+    server, _ = served
+    tok = token("admin", sub="http-trickle")
+    socks = [_post_unread(server, tok) for _ in range(HTTP_READERS)]
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and sock.recv(4096):
+                stop.wait(1.0)
+
+    readers = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in socks]
+    for r in readers:
+        r.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (held := sum(_tcp_state(s) == 1 for s in socks)) > 8:
+            assert time.monotonic() < deadline, f"{held} trickling connections still held"
+            time.sleep(0.5)
+        time.sleep(3 * SEND_TIMEOUT_S)  # still reading: the 8 are not reset for stalling
+        assert sum(_tcp_state(s) == 1 for s in socks) == 8
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+
+
 def test_http_clients_reading_slowly_are_never_reset(served: tuple[Served, str]) -> None:
     """Twelve downloads of one credential at ~1.6 MB/s each, longer than the send timeout
     (3 s here): each takes some of its answer at every look, so none counts as stalled
