@@ -5,7 +5,7 @@ is cancelled. A customer key's order that is never paid held its stock for good:
 put every product's stock in one pending order, and renewed the hold by cancelling and
 ordering again (docs/security.md). As shops do (WooCommerce's "hold stock", 60 minutes by
 default), a ``PENDING`` order placed by a customer principal (a customer's token or API
-key: ``app.placed_by_customer``, migration 0029),
+key: ``app.is_customer_actor``, migration 0029),
 paid online (card, PayPal, gift card: paid at checkout or never) and older than the hold is
 cancelled by ``app.set_order_status``: its stock back, its history stamped by
 ``system:hold-expired``. Bank transfers and cash on delivery are paid later by design, and
@@ -33,7 +33,7 @@ EVERY_S = 60.0
 _EXPIRED = sa.text(
     "SELECT id FROM app.orders"
     " WHERE status = 'pending' AND ordered_at < now() - make_interval(mins => :minutes)"
-    " AND app.placed_by_customer(created_by)"
+    " AND app.is_customer_actor(created_by)"
     " AND payment_method IN ('card', 'paypal', 'gift_card')"
     " ORDER BY ordered_at LIMIT :batch FOR UPDATE SKIP LOCKED"
 )

@@ -318,7 +318,7 @@ _PENDING_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended('cdms:pen
 _PENDING_UNITS = sa.text(
     "SELECT coalesce(sum(i.quantity), 0) FROM app.orders AS o"
     " JOIN app.order_items AS i ON i.order_id = o.id"
-    " WHERE o.customer_id = :c AND o.status = 'pending' AND app.placed_by_customer(o.created_by)"
+    " WHERE o.customer_id = :c AND o.status = 'pending' AND app.is_customer_actor(o.created_by)"
 )
 
 

@@ -6,9 +6,8 @@
 -- rate alone: 599 URGENT support tickets in ten seconds, or an order of one unit placed and
 -- cancelled 300 times (600 history rows and 600 NOTIFYs), filling the support queue, the
 -- warehouse's facts and the models' inputs. A customer's token or API key (cdms.role
--- 'customer') now places at most 100 orders (those it placed: app.placed_by_customer, 0029; the
--- shop's orders for the customer do not count) and opens at most 20 tickets (any opened
--- for the customer) in a rolling 24 hours: CD007 (429 RATE_LIMITED) with the seconds until
+-- 'customer') now places at most 100 orders and opens at most 20 tickets in a rolling 24
+-- hours (those it wrote: app.is_customer_actor, 0029; the shop's for it do not count): CD007 (429 RATE_LIMITED) with the seconds until
 -- the next is taken. One at a time per customer (a transaction-scoped advisory lock), so
 -- concurrent writes cannot both pass. The shop's keys and the owner are not bound.
 
@@ -34,21 +33,23 @@ BEGIN
         v_what := 'orders';
         SELECT count(*) INTO v_recent FROM app.orders
          WHERE customer_id = NEW.customer_id AND ordered_at > now() - c_window
-           AND app.placed_by_customer(created_by);
+           AND app.is_customer_actor(created_by);
         IF v_recent >= v_max THEN
             SELECT ordered_at INTO v_oldest FROM app.orders
              WHERE customer_id = NEW.customer_id AND ordered_at > now() - c_window
-               AND app.placed_by_customer(created_by)
+               AND app.is_customer_actor(created_by)
              ORDER BY ordered_at DESC OFFSET v_max - 1 LIMIT 1;
         END IF;
     ELSE
         v_max := 20;
         v_what := 'support tickets';
         SELECT count(*) INTO v_recent FROM app.support_tickets
-         WHERE customer_id = NEW.customer_id AND opened_at > now() - c_window;
+         WHERE customer_id = NEW.customer_id AND opened_at > now() - c_window
+           AND app.is_customer_actor(opened_by);
         IF v_recent >= v_max THEN
             SELECT opened_at INTO v_oldest FROM app.support_tickets
              WHERE customer_id = NEW.customer_id AND opened_at > now() - c_window
+               AND app.is_customer_actor(opened_by)
              ORDER BY opened_at DESC OFFSET v_max - 1 LIMIT 1;
         END IF;
     END IF;

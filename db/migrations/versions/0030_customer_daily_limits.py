@@ -2,13 +2,13 @@
 24 hours (as feedback's 20 since 0028)
 
 Revision ID: 0030_customer_daily_limits
-Revises: 0029_placed_by_customer
+Revises: 0029_customer_actor
 """
 
 from db.migrations.sqlfile import run_sql_file
 
 revision = "0030_customer_daily_limits"
-down_revision = "0029_placed_by_customer"
+down_revision = "0029_customer_actor"
 branch_labels = None
 depends_on = None
 

@@ -177,7 +177,7 @@ def _pending_units(engine: Engine, customer: int) -> int:
                     "SELECT coalesce(sum(i.quantity), 0) FROM app.order_items i"
                     " JOIN app.orders o ON o.id = i.order_id"
                     " WHERE o.customer_id = :c AND o.status = 'pending'"
-                    " AND app.placed_by_customer(o.created_by)"
+                    " AND app.is_customer_actor(o.created_by)"
                 ),
                 {"c": customer},
             ).scalar_one()
@@ -230,7 +230,7 @@ def test_a_customer_holds_a_bounded_stock_in_unpaid_orders(
     assert status == 400 and _code(body) == "BAD_USER_INPUT", body
     with sec_engine.connect() as conn:
         by_customer = conn.execute(
-            sa.text("SELECT app.placed_by_customer(created_by) FROM app.orders WHERE id = :o"),
+            sa.text("SELECT app.is_customer_actor(created_by) FROM app.orders WHERE id = :o"),
             {"o": int(by_key)},
         ).scalar_one()
     assert by_customer is True
@@ -290,10 +290,15 @@ def test_a_customer_places_100_orders_and_opens_20_tickets_a_day(
     ), body  # fmt: skip
     assert _state(sec_engine, customer, product) == before  # nothing written
 
-    # the shop still places orders and opens tickets for the customer
+    # the shop still places orders and opens tickets for the customer, and what it opens
+    # does not count for the customer
     status, body = post(client, token("service"), PLACE, _basket(customer, product, 1, None))
     assert status == 200 and "errors" not in body, body
-    status, body = post(client, token("service"), TICKET, {"c": str(customer)})
+    other = sec_shop.customers[5]
+    for _ in range(21):
+        status, body = post(client, token("service"), TICKET, {"c": str(other)})
+        assert status == 200 and "errors" not in body, body
+    status, body = post(client, token("customer", other), TICKET, {"c": str(other)})
     assert status == 200 and "errors" not in body, body
 
 

@@ -1,0 +1,3 @@
+-- 0029 undone.
+
+DROP FUNCTION app.is_customer_actor(text);

@@ -1,3 +1,0 @@
--- 0029 undone.
-
-DROP FUNCTION app.placed_by_customer(text);
