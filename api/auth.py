@@ -65,6 +65,9 @@ class Principal:
         return self.role == "admin"
 
 
+MAX_SUB_CHARS = 200  # a token's subject: the actor of its writes is jwt:<sub>
+TIME_BOUND = 2**53  # seconds: past any time a float holds exactly (and float() at all)
+
 DEMO_PRINCIPAL = Principal(role="admin", customer_id=None, actor="anonymous", bucket="anonymous")
 
 
@@ -88,6 +91,8 @@ def principal_from_claims(claims: dict[str, Any], expires_at: float | None = Non
     customer_id = _customer_id(claims.get("customer_id")) if role == "customer" else None
     sub = claims.get("sub")
     who = str(sub) if isinstance(sub, str | int) and not isinstance(sub, bool) else None
+    if who is not None and len(who) > MAX_SUB_CHARS:  # (recorded with every write it makes)
+        raise UnauthenticatedError(f"token claim sub is longer than {MAX_SUB_CHARS} characters")
     if customer_id is not None:
         actor = f"customer:{customer_id}"
     else:
@@ -103,9 +108,29 @@ def _time_claim(claims: dict[str, Any], name: str, *, required: bool) -> float |
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UnauthenticatedError(f"token claim {name} must be a number of seconds")
-    if not math.isfinite(value):
-        raise UnauthenticatedError(f"token claim {name} must be finite")
+    # (an int first: math.isfinite() of a 400-digit one raises OverflowError)
+    if not -TIME_BOUND <= value <= TIME_BOUND or not math.isfinite(value):
+        raise UnauthenticatedError(f"token claim {name} must be a finite time")
     return float(value)
+
+
+# PyJWT's refusals in our words: its messages and the exceptions' texts under them name
+# Python's internals (``sys.set_int_max_str_digits()``...)
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidSignatureError, "signature does not match"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidAlgorithmError, "algorithm not allowed (HS256 only)"),
+)
+
+
+def _refusal(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token must carry a {exc.claim} claim"
+    for kind, said in _REFUSALS:
+        if isinstance(exc, kind):
+            return said
+    return "malformed"
 
 
 def decode_jwt(token: str, rules: JwtRules, now: float | None = None) -> Principal:
@@ -130,7 +155,7 @@ def decode_jwt(token: str, rules: JwtRules, now: float | None = None) -> Princip
             },
         )
     except jwt.InvalidTokenError as exc:
-        raise UnauthenticatedError(f"invalid token: {exc}") from None
+        raise UnauthenticatedError(f"invalid token: {_refusal(exc)}") from None
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise UnauthenticatedError("invalid token: malformed") from None
     if not isinstance(claims, dict):

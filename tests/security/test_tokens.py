@@ -134,3 +134,53 @@ def test_two_authorization_headers_are_refused(client: Any) -> None:
     )
     assert resp.status_code == 400, resp.text
     assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+HUGE = "9" * 400  # a JSON integer Python reads whole, and float() cannot hold
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_a_signed_token_with_a_huge_integer_time_is_a_401(
+    client: Any, claim: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 400-digit time claim raised OverflowError past the decoder: a plain-text 500 over
+    HTTP and in the WebSocket handshake (probe of 2026-12-07)."""
+    exp = int(time.time()) + 600
+    claims = {"exp": str(exp), claim: HUGE}
+    tok = forged("{" + ", ".join(f'"{k}": {v}' for k, v in claims.items()) + ', "role": "admin"}')
+    status, body = _status(client, tok)
+    assert status == 401 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect(
+            "/graphql", subprotocols=["graphql-transport-ws"], headers=bearer(tok)
+        ) as ws,
+    ):
+        ws.receive_json()
+    assert closed.value.code == 4401
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_a_subject_longer_than_200_characters_is_refused(client: Any) -> None:
+    """The subject is recorded as the actor of every write (status history, returns...):
+    a 40,000-character sub was stored in each row it wrote."""
+    status, body = _status(client, token("admin", sub="s" * 201))
+    assert status == 401 and "sub" in body["errors"][0]["message"], body
+    status, body = _status(client, token("admin", sub="s" * 200))
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    ("tok", "said"),
+    [
+        (forged('{"role": "admin", "exp": 1}', secret="another-secret-0123456789abcdef"),
+         "invalid token: signature does not match"),
+        ("eyJhbGciOiJIUzI1NiJ9.e30.A", "invalid token: malformed"),
+        ("eyJhbGciOiJub25lIn0.eyJyb2xlIjoiYWRtaW4ifQ.",
+         "invalid token: algorithm not allowed (HS256 only)"),
+    ],
+)  # fmt: skip
+def test_a_refused_token_is_told_in_our_words(client: Any, tok: str, said: str) -> None:
+    """401 messages echoed PyJWT's and Python's (`sys.set_int_max_str_digits()`...)."""
+    status, body = _status(client, tok)
+    assert (status, body["errors"][0]["message"]) == (401, said), body
