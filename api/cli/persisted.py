@@ -14,27 +14,39 @@ from db.errors import BadUserInputError
 
 app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is_help=True)
 
+MAX_DOCUMENT_BYTES = 1_000_000  # a request body's (CDMS_MAX_BODY_BYTES' default)
+
 
 @app.command("add")
 def add(
     files: list[Path] = typer.Argument(..., help="Files holding one GraphQL document each."),
 ) -> None:
     """Register documents; prints each one's sha256 (what clients send). Idempotent. A
-    document that does not validate against the schema is refused (all files or none)."""
+    document that does not validate against the schema, or is over the server's size
+    limits (tokens, depth, aliases, fields), is refused (all files or none)."""
     import sqlalchemy as sa
-    from graphql import GraphQLError, parse, validate
+    from graphql import GraphQLError, OperationDefinitionNode, parse, validate
 
+    from api.rules import Limits, check_size, shape_of
     from db.engine import make_engine, transaction
+    from db.errors import QueryTooComplexError
     from schema.app import graphql_schema
 
+    limits = Limits()
     docs: list[tuple[str, str, str]] = []
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
+            with file.open("rb") as f:  # (a device or a pipe may never end)
+                raw = f.read(MAX_DOCUMENT_BYTES + 1)
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise BadUserInputError(f"cannot read {file}: {exc}", field="file") from None
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise BadUserInputError(
+                f"{file} is longer than {MAX_DOCUMENT_BYTES:,} bytes", field="file"
+            )
         try:
-            document = parse(text)
+            document = parse(text, max_tokens=limits.max_tokens)
         except GraphQLError as exc:
             raise BadUserInputError(f"{file} is not a GraphQL document: {exc.message}") from None
         # what every call of it would be refused for (the per-request rules - cost, depth,
@@ -49,6 +61,12 @@ def add(
                 for e in errors
             )
             raise BadUserInputError(f"{file} does not validate against the schema: {said}")
+        for op in document.definitions:
+            if isinstance(op, OperationDefinitionNode):
+                try:
+                    check_size(shape_of(graphql_schema(), document, op, limits), limits)
+                except QueryTooComplexError as exc:
+                    raise BadUserInputError(f"{file} is refused on every call: {exc}") from None
         name = utf8(file.stem, f"the name of {file} (the query's name)")
         if not name.isprintable():  # `persisted list` prints it on a terminal
             raise BadUserInputError(

@@ -189,6 +189,21 @@ def test_persisted_add_refuses_a_document_the_schema_would_refuse(
             "query ($n: Int) { products(first: $n, after: 3) { totalCount } }",
             "(line 1, column 46)",
         ),
+        # valid, but over the server's size limits on every call (probe of 2026-12-07): a
+        # fragment bomb of billions of fields, more tokens than the server parses
+        "bomb.graphql": (
+            "query { ...F9 } "
+            + " ".join(
+                f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} ...F{i - 1} ...F{i - 1} }}"
+                for i in range(1, 10)
+            )
+            + " fragment F0 on Query { products { totalCount } }",
+            "fields once its fragments are spread",
+        ),
+        "long.graphql": (
+            "query { " + " ".join(["products { totalCount }"] * 1_300) + " }",
+            "tokens",
+        ),
     }
     for name, (text, named) in cases.items():
         bad = tmp_path / name
@@ -201,10 +216,17 @@ def test_persisted_add_refuses_a_document_the_schema_would_refuse(
         found = conn.execute(
             sa.text(
                 "SELECT count(*) FROM app.persisted_queries WHERE name IN ('products',"
-                " 'unknown', 'two', 'mistyped')"
+                " 'unknown', 'two', 'mistyped', 'bomb', 'long')"
             )
         ).scalar_one()
     assert found == 0
+
+
+def test_persisted_add_reads_at_most_a_megabyte_of_a_file(cli_env: dict[str, str]) -> None:
+    """`cdms persisted add /dev/zero` read without end (4.2 GB in 6 s)."""
+    refused = cdms(cli_env, "persisted", "add", "/dev/zero")
+    assert refused.returncode == 1, refused
+    assert refused.stderr.startswith("error[BAD_USER_INPUT]: /dev/zero is longer than"), refused
 
 
 def test_persisted_remove_of_one_document_named_twice(
