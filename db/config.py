@@ -220,10 +220,50 @@ def to_sqlalchemy_url(url: str) -> str:
     libpq form a failover set-up uses) become SQLAlchemy's ``?host=a:5432&host=b:5432``."""
     for prefix in _SCHEMES:
         if url.startswith(prefix):
+            check_url(to_libpq_url(url))
             return "postgresql+psycopg://" + _hosts_to_query(url[len(prefix) :])
     from db.errors import ConfigError
 
     raise ConfigError(f"DATABASE_URL must start with postgresql:// (got {url.split(':', 1)[0]}://)")
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_url(url: str) -> None:
+    """A URL libpq can use: else ConfigError (what an orchestrator does not retry), with
+    no password in it (libpq's messages quote the URL)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from db.errors import ConfigError
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"DATABASE_URL is not a valid PostgreSQL URL: {_hide_password(str(exc), url)}"
+        ) from None
+    ports = str(params.get("port") or "5432").split(",")
+    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise ConfigError("DATABASE_URL is not a valid PostgreSQL URL: a port is not 1 to 65535")
+    if params.get("sslmode", "prefer") not in _SSLMODES:
+        raise ConfigError(
+            f"DATABASE_URL is not a valid PostgreSQL URL: sslmode is one of {', '.join(_SSLMODES)}"
+        )
+
+
+def _hide_password(message: str, url: str) -> str:
+    """``message`` without the URL's password (as written, and percent-decoded)."""
+    from urllib.parse import unquote
+
+    userinfo = url.split("://", 1)[-1].split("@", 1)
+    if len(userinfo) == 2 and ":" in userinfo[0]:
+        secret = userinfo[0].split(":", 1)[1]
+        for shown in sorted({secret, unquote(secret)}, key=len, reverse=True):
+            if shown:
+                message = message.replace(shown, "***")
+    return message
 
 
 def to_libpq_url(url: str) -> str:

@@ -32,6 +32,23 @@ def test_a_database_url_of_another_kind_is_refused(cli_env: dict[str, str]) -> N
     assert "postgresql://" in one_line_error(run_cdms(env, "db", "upgrade"), "CONFIG", 1)
 
 
+def test_a_malformed_database_url_is_a_config_error_that_shows_no_password(
+    cli_env: dict[str, str],
+) -> None:
+    """libpq's parse errors quote the URL: the password was printed by every command (probe
+    of 2026-12-07), as a DATABASE or SERVICE_UNAVAILABLE error an orchestrator retries."""
+    for url in (
+        "postgresql://u:S3cret%zzPW@127.0.0.1:5432/test",  # a bad percent escape
+        "postgresql://u:S3cret%25PW@[::1:5432/test",  # an unclosed IPv6 bracket
+        "postgresql://u:S3cretPW@127.0.0.1:99999/test",
+        "postgresql://u:S3cretPW@127.0.0.1:5432/test?sslmode=bogus",
+    ):
+        line = one_line_error(run_cdms(cli_env | {"DATABASE_URL": url}, "db", "upgrade"),
+                              "CONFIG", 1)  # fmt: skip
+        assert line.startswith("error[CONFIG]: DATABASE_URL is not a valid"), line
+        assert "S3cret" not in line, line
+
+
 def test_a_setting_that_is_not_utf8_is_refused(cli_env: dict[str, str]) -> None:
     """A byte that is not UTF-8 in DATABASE_URL or a CDMS_* value (Python keeps it as a
     surrogate, which psycopg cannot encode) is error[CONFIG] naming it, not a traceback."""
