@@ -244,8 +244,8 @@ def check_url(url: str) -> None:
         raise ConfigError(
             f"DATABASE_URL is not a valid PostgreSQL URL: {_hide_password(str(exc), url)}"
         ) from None
-    ports = str(params.get("port") or "5432").split(",")
-    if not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+    ports = str(params.get("port") or "").split(",")  # (empty: that host's default)
+    if not all(p == "" or (p.isdigit() and 0 < int(p) < 65536) for p in ports):
         raise ConfigError("DATABASE_URL is not a valid PostgreSQL URL: a port is not 1 to 65535")
     if params.get("sslmode", "prefer") not in _SSLMODES:
         raise ConfigError(

@@ -134,3 +134,17 @@ def test_ctrl_c_while_the_command_loads_is_one_line(cli_env: dict[str, str]) -> 
         assert "Traceback" not in err, (delay, err)
         if proc.returncode != 0:  # (0: it had finished before the signal)
             assert (proc.returncode, err.strip()) == (130, "error[ABORTED]: interrupted"), delay
+
+
+def test_urls_libpq_takes_are_taken() -> None:
+    """Several hosts, a host's port left out, a socket folder, IPv6: what check_url must not
+    refuse (failover set-ups, the embedded server)."""
+    from db.config import check_url
+
+    for url in (
+        "postgresql://u@a,b:5433/db",
+        "postgresql://u@a:5432,b/db?target_session_attrs=read-write",
+        "postgresql://postgres:@/postgres?host=%2Ftmp%2Fpg",
+        "postgresql://u:p%40ss@[::1]:5432/db?sslmode=require",
+    ):
+        check_url(url)
