@@ -466,7 +466,15 @@ class Mutation:
         fn = sa.func.app.set_order_status(parse_id(order_id, "orderId"), status.value)
         return await _write_and_read(info, _call(fn, composite=True), "Order")
 
-    @_mutation("Return", ORDERING)
+    @_mutation(
+        "Return",
+        ORDERING,
+        "Asks to return units of a DELIVERED order's line. CONFLICT: the order is not "
+        "delivered. BAD_USER_INPUT: more units than bought less those already requested or "
+        "approved (quantity); for a customer key, more than 30 days after delivery, whatever "
+        "the reason (orderId, reason 'return window closed', windowEnd): the shop's keys "
+        "make exceptions.",
+    )
     async def request_return(self, info: Info, input: RequestReturnInput) -> Any:
         fn = sa.func.app.request_return(
             parse_id(input.order_id, "orderId"),
@@ -477,7 +485,15 @@ class Mutation:
         )
         return await _write_and_read(info, _call(fn), "Return")
 
-    @_mutation("Return", OPERATORS)
+    @_mutation(
+        "Return",
+        OPERATORS,
+        "Approves a requested return: restocks its units and refunds refundAmount, by "
+        "default what was paid for them (their share of the line; the shares of a line's "
+        "units add up to its lineTotal). BAD_USER_INPUT (refundAmount, max): a refund below "
+        "0, with more than 2 decimals, or above that share or what is left of the line after "
+        "its earlier refunds. INVALID_TRANSITION: already decided.",
+    )
     async def approve_return(
         self, info: Info, return_id: strawberry.ID, refund_amount: Decimal | None = None
     ) -> Any:

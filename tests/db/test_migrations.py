@@ -455,3 +455,33 @@ def test_0028_holds_feedback_to_its_rules_and_goes_back_as_it_was(
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _feedback_rules_state(at_head) == head
+
+
+def _returns_procedures(url: str) -> list[tuple[object, ...]]:
+    """What 0031 replaces: the return procedures' signatures and bodies."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        return conn.execute(
+            "SELECT oid::regprocedure::text, md5(prosrc) FROM pg_proc WHERE oid IN"
+            " ('app.request_return'::regproc, 'app.approve_return'::regproc) ORDER BY 1"
+        ).fetchall()
+
+
+def test_0031_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0031 (the return window, a line's refunds within its total) replaces two functions:
+    its downgrade leaves them as 0030 had them (compared with a database migrated to 0030
+    from scratch), and upgrading again gives head's."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0030_customer_daily_limits")
+    before = _returns_procedures(scratch)
+
+    at_head = fresh_database()
+    head = _returns_procedures(at_head)
+    assert len(head) == 2 and head != before
+    assert downgrade(at_head, "0030_customer_daily_limits")[1] == "0030_customer_daily_limits"
+    assert _returns_procedures(at_head) == before
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _returns_procedures(at_head) == head

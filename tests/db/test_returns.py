@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -312,3 +313,177 @@ def test_concurrent_plain_inserts_for_one_line_never_exceed_it(database_url: str
     assert sum(isinstance(o, int) for o in outcomes) == 2
     assert sum(isinstance(o, BadUserInputError) for o in outcomes) == 4
     assert returns_of(pg, order_id) == 2
+
+
+# ---- a line's refunds add up to at most what was paid for it (probe 6, L1) ----------------
+
+
+@pytest.fixture
+def odd_line(pg: Conn) -> dict[str, int]:
+    """A delivered order of one line whose total is not a multiple of its quantity in
+    cents: 3 x 10.00 with 0.01 off = 29.99 (a third of it is 9.9967)."""
+    customer = new_customer(pg)
+    shirt, _ = new_product(pg, stock=10, price="10.00")
+    order_id = delivered_order(pg, customer, [item(shirt, 3, "0.01")])
+    pg.commit()
+    return {"order": order_id, "shirt": shirt}
+
+
+def refunds_of(conn: Conn, order_id: int) -> Decimal:
+    return Decimal(
+        one(
+            conn,
+            "SELECT coalesce(sum(refund_amount), 0) FROM app.returns"
+            " WHERE order_id = %s AND status = 'approved'",
+            (order_id,),
+        )
+    )
+
+
+def test_a_line_returned_unit_by_unit_refunds_exactly_what_was_paid(
+    pg: Conn, odd_line: dict[str, int]
+) -> None:
+    """Rounding each unit's third up refunded 10.00 three times: 30.00 for 29.99 paid.
+    Each return refunds its units' share of the line, so that the shares add up to it."""
+    order_id = odd_line["order"]
+    refunds = [approve(pg, request(pg, order_id, 1, 1))["refund_amount"] for _ in range(3)]
+    pg.commit()
+    assert refunds == [Decimal("10.00"), Decimal("9.99"), Decimal("10.00")]
+    assert refunds_of(pg, order_id) == Decimal("29.99")
+    assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)) == "returned"
+
+
+def test_a_line_rounded_down_is_refunded_whole_too(pg: Conn) -> None:
+    """3 x 10.00 with 20.00 off = 10.00: thirds of 3.33 refunded 9.99; now 10.00."""
+    customer = new_customer(pg)
+    shirt, _ = new_product(pg, stock=10, price="10.00")
+    order_id = delivered_order(pg, customer, [item(shirt, 3, "20.00")])
+    pg.commit()
+    refunds = [approve(pg, request(pg, order_id, 1, 1))["refund_amount"] for _ in range(3)]
+    pg.commit()
+    assert refunds == [Decimal("3.33"), Decimal("3.34"), Decimal("3.33")]
+    assert refunds_of(pg, order_id) == Decimal("10.00")
+
+
+def test_an_explicit_refund_is_kept_within_what_is_left_of_the_line(
+    pg: Conn, odd_line: dict[str, int]
+) -> None:
+    order_id = odd_line["order"]
+    approve(pg, request(pg, order_id, 1, 1), "10.00")
+    second = request(pg, order_id, 1, 1)
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        approve(pg, second, "10.00")  # 19.99 paid for two units, 10.00 refunded for one
+    assert info.value.fields["field"] == "refund_amount"
+    assert info.value.fields["reason"] == "out of range"
+    assert Decimal(str(info.value.fields["max"])) == Decimal("9.99")
+    assert one(pg, "SELECT status FROM app.returns WHERE id = %s", (second,)) == "requested"
+    assert approve(pg, second, "9.99")["refund_amount"] == Decimal("9.99")
+    third = request(pg, order_id, 1, 1)
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        approve(pg, third, "10.01")
+    assert Decimal(str(info.value.fields["max"])) == Decimal("10.00")
+    approve(pg, third)
+    pg.commit()
+    assert refunds_of(pg, order_id) == Decimal("29.99")
+
+
+def test_a_refund_withheld_stays_withheld(pg: Conn, odd_line: dict[str, int]) -> None:
+    """The shop refunded nothing for the first unit (a restocking fee, say): the last
+    unit's refund is its own share, not what the first one left unpaid."""
+    order_id = odd_line["order"]
+    approve(pg, request(pg, order_id, 1, 1), "0.00")
+    refunds = [approve(pg, request(pg, order_id, 1, 1))["refund_amount"] for _ in range(2)]
+    pg.commit()
+    assert refunds == [Decimal("9.99"), Decimal("10.00")]
+    assert refunds_of(pg, order_id) == Decimal("19.99")
+
+
+def test_a_line_refunded_past_its_total_before_refunds_nothing_more(
+    pg: Conn, odd_line: dict[str, int]
+) -> None:
+    """Refunds approved before the cap (30.00 for 29.99 would have been two at 10.00 and
+    one more): what is left bounds the next, down to 0."""
+    order_id = odd_line["order"]
+    approve(pg, request(pg, order_id, 1, 2))
+    pg.execute(
+        "UPDATE app.returns SET refund_amount = 29.99 WHERE order_id = %s AND status = 'approved'",
+        (order_id,),
+    )
+    last = request(pg, order_id, 1, 1)
+    pg.commit()
+    with refused(pg, BadUserInputError) as info:
+        approve(pg, last, "0.01")
+    assert Decimal(str(info.value.fields["max"])) == Decimal("0.00")
+    assert approve(pg, last)["refund_amount"] == Decimal("0.00")
+    pg.commit()
+    assert refunds_of(pg, order_id) == Decimal("29.99")
+
+
+# ---- a customer asks for a return within 30 days of delivery (probe 6, L3) ------------------
+
+
+def delivered_days_ago(conn: Conn, order_id: int, days: int) -> None:
+    """The order's timestamps moved back so that it was delivered ``days`` days ago."""
+    conn.execute(
+        "UPDATE app.orders SET ordered_at = ordered_at - make_interval(days => %(d)s),"
+        " paid_at = paid_at - make_interval(days => %(d)s),"
+        " shipped_at = shipped_at - make_interval(days => %(d)s),"
+        " delivered_at = delivered_at - make_interval(days => %(d)s) WHERE id = %(o)s",
+        {"d": days, "o": order_id},
+    )
+
+
+def as_role(conn: Conn, role: str, customer_id: int | None = None) -> None:
+    conn.execute("SELECT set_config('cdms.role', %s, true)", (role,))
+    if customer_id is not None:
+        conn.execute("SELECT set_config('cdms.customer_id', %s, true)", (str(customer_id),))
+
+
+@pytest.mark.parametrize("reason", ["changed_mind", "defective", "damaged"])
+def test_a_customer_asks_for_a_return_within_30_days_of_delivery(
+    pg: Conn, bought: dict[str, int], reason: str
+) -> None:
+    order_id = bought["order"]
+    delivered_days_ago(pg, order_id, 31)
+    pg.commit()
+    window_end = one(pg, "SELECT delivered_at + interval '30 days' FROM app.orders WHERE id = %s",
+                     (order_id,))  # fmt: skip
+    as_role(pg, "customer", bought["customer"])
+    with refused(pg, BadUserInputError) as info:
+        request(pg, order_id, 1, 1, reason)
+    assert info.value.fields["field"] == "order_id"
+    assert info.value.fields["reason"] == "return window closed"
+    assert info.value.fields["days"] == 30
+    # to the second, in UTC ("2026-01-09T10:12:33Z")
+    assert info.value.fields["window_end"].endswith("Z")
+    assert datetime.fromisoformat(info.value.fields["window_end"]) == window_end.replace(
+        microsecond=0
+    )
+    assert "30 days" in info.value.message
+    assert returns_of(pg, order_id) == 0
+
+
+def test_within_the_window_a_customers_request_is_taken(pg: Conn, bought: dict[str, int]) -> None:
+    delivered_days_ago(pg, bought["order"], 29)
+    pg.commit()
+    as_role(pg, "customer", bought["customer"])
+    request(pg, bought["order"], 1, 1, "changed_mind")
+    pg.commit()
+    assert returns_of(pg, bought["order"]) == 1
+
+
+@pytest.mark.parametrize("role", ["service", "admin", None])
+def test_the_shops_keys_and_the_owner_take_a_late_return(
+    pg: Conn, bought: dict[str, int], role: str | None
+) -> None:
+    """Exceptions (a warranty claim, goodwill) are the shop's to make; the seed, as the
+    owner, writes returns of orders delivered years ago."""
+    delivered_days_ago(pg, bought["order"], 3 * 365)
+    pg.commit()
+    if role is not None:
+        as_role(pg, role)
+    request(pg, bought["order"], 1, 1, "changed_mind")
+    pg.commit()
+    assert returns_of(pg, bought["order"]) == 1
