@@ -48,6 +48,7 @@ from etl.steps import STEP_NAMES
 
 CHANNEL = "cdms_dw_change"
 SUMMARY_S = 60.0  # successful runs are reported once a minute, summed up
+DRAIN_MAX = 10_000  # notifications consumed in one go, at most
 DEBOUNCE_S = 0.25  # the wait of the first change heard after a quiet spell
 LONGEST_S = 365 * 86_400.0  # the longest interval a schedule may set (timers wait < 292 years)
 
@@ -210,14 +211,18 @@ class Scheduler:
 
     @staticmethod
     def _heard(conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> bool:
-        """Whether a change notification arrived within ``timeout`` (all waiting ones are
-        consumed)."""
-        heard = False
+        """Whether a change notification arrived within ``timeout``; the waiting ones are
+        consumed, DRAIN_MAX at most (any role may NOTIFY: a flood must not hold a due run
+        back; a notification is only a wake-up, its payload is not read)."""
+        heard = 0
         for _ in conn.notifies(timeout=timeout, stop_after=1):
-            heard = True
-        while heard and any(True for _ in conn.notifies(timeout=0.0, stop_after=1)):
-            pass
-        return heard
+            heard += 1
+        while 0 < heard < DRAIN_MAX:
+            more = sum(1 for _ in conn.notifies(timeout=0.0, stop_after=DRAIN_MAX))
+            if not more:
+                break
+            heard += more
+        return heard > 0
 
     # -- one attempt -------------------------------------------------------------------
     def _attempt(self) -> str:

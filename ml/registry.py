@@ -48,6 +48,10 @@ _ACTIVE_BYTES = sa.text(
     "SELECT name, version, onnx, sha256, features, classes FROM ml.model_version"
     " WHERE active AND (CAST(:name AS text) IS NULL OR name = CAST(:name AS text))"
 )
+_ACTIVE_VERSIONS = sa.text(
+    "SELECT name, version FROM ml.model_version"
+    " WHERE active AND (CAST(:name AS text) IS NULL OR name = CAST(:name AS text))"
+)
 _ACTIVE_METRICS = sa.text(
     "SELECT version, metrics FROM ml.model_version WHERE name = :name AND active"
 )
@@ -178,6 +182,12 @@ def activate(engine: Engine, name: str, version: int) -> None:
     """``cdms ml activate``: validate, then switch (rollback to an older version too)."""
     with transaction(engine) as conn:
         activate_in(conn, name, version)
+
+
+def active_versions(conn: Connection, name: str | None = None) -> dict[str, int]:
+    """The active version of each model (of ``name``), without its bytes: what a server
+    compares with what it holds before it loads anything."""
+    return {str(n): int(v) for n, v in conn.execute(_ACTIVE_VERSIONS, {"name": name})}
 
 
 def load_active(conn: Connection, name: str | None = None) -> list[scorer.Scorer]:

@@ -1,9 +1,12 @@
 """The server's models: one scorer per model name, loaded at start, swapped on NOTIFY.
 
 ``store_for(engine)`` is the process's store for a database (created on first use: loads
-the active versions and starts a daemon thread that LISTENs on ``cdms_model_activated``
-and reloads the named model). A swap replaces one dict entry, so a request in flight keeps
-the scorer it already holds. No scikit-learn is imported here.
+the active versions and starts a daemon thread that LISTENs on ``cdms_model_activated``).
+Any role may NOTIFY, so a notification is only a hint: the thread reads which versions are
+active and reloads a model only when its active version is not the one it read last time;
+what arrives meanwhile, or within a second of that look, makes one more look at most
+(``db.listen``). A swap replaces one dict entry, so a request in flight keeps the scorer it
+already holds. No scikit-learn is imported here.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ import threading
 import time
 
 import psycopg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
+from db.listen import INTERVAL_S, SkipLog
 from ml import prediction_log, registry
 from ml.errors import ModelUnavailableError
 from ml.scorer import Scorer
 
 CHANNEL = "cdms_model_activated"
+DRAIN_MAX = 10_000  # notifications taken before a look that is due, at most
 log = logging.getLogger("cdms.ml")
 
 
@@ -29,25 +35,32 @@ class ModelStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._scorers: dict[str, Scorer] = {}
+        self._seen: dict[str, int] = {}  # the active versions read at the last load
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = threading.Event()
-        self.swaps = 0  # reloads done on NOTIFY (tests and the dashboard read it)
+        self._skips = SkipLog(log, CHANNEL)
+        self.looks = 0  # reads of the active versions on NOTIFY
+        self.swaps = 0  # models reloaded on NOTIFY (tests and the dashboard read it)
 
     # -- loading ------------------------------------------------------------------------
     def reload(self, name: str | None = None) -> None:
         """Load the active version of ``name`` (of every model when None)."""
         with self.engine.begin() as conn:  # (COMMIT: see db.replicas.commit_lsn)
+            seen = registry.active_versions(conn, name)
             scorers = registry.load_active(conn, name)
         with self._lock:
             if name is None:
                 self._scorers = {s.name: s for s in scorers}
+                self._seen = seen
             else:
                 for s in scorers:
                     self._scorers[s.name] = s
                 if not scorers:
                     self._scorers.pop(name, None)
+                self._seen.pop(name, None)
+                self._seen.update(seen)
 
     def get(self, name: str) -> Scorer:
         found = self._scorers.get(name)
@@ -60,6 +73,31 @@ class ModelStore:
 
     def loaded(self) -> dict[str, int]:
         return {name: s.version for name, s in self._scorers.items()}
+
+    def look(self) -> list[str]:
+        """Read the active versions (no bytes) and reload each model whose active version
+        is not the one read last time; the names reloaded."""
+        self.looks += 1
+        with self.engine.begin() as conn:
+            active = registry.active_versions(conn)
+        changed = sorted(
+            n for n in active.keys() | self._seen.keys() if active.get(n) != self._seen.get(n)
+        )
+        for name in changed:
+            t0 = time.perf_counter()
+            try:
+                self.reload(name)
+            except Exception:
+                log.exception("model listener could not reload %r", name[:64])
+                continue
+            self.swaps += 1
+            log.info(
+                "model %s now serves version %s (loaded in %.3f s)",
+                name,
+                self.loaded().get(name),
+                time.perf_counter() - t0,
+            )
+        return changed
 
     # -- LISTEN -------------------------------------------------------------------------
     def start(self) -> None:
@@ -79,46 +117,64 @@ class ModelStore:
             self._thread = None
 
     def _listen(self) -> None:
+        """A notification is a hint (any role may NOTIFY): what is queued is taken at once
+        and makes one :meth:`look`, at once after a quiet spell, else INTERVAL_S after the
+        last one (db.listen), so a flood costs a look a second."""
         url = to_libpq_url(self.engine.url.render_as_string(hide_password=False))
         first = True
+        last_look = float("-inf")
         while not self._stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True, application_name="cdms-ml") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    if not first:  # activations missed while reconnecting
-                        self.reload()
+                    due: float | None = None if first else time.monotonic()  # missed ones
                     first = False
                     self._listening.set()
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5, stop_after=1):
-                            self._on_notify(note.payload)
+                        now = time.monotonic()
+                        wait = 0.5 if due is None else min(max(due - now, 0.0), 0.5)
+                        if self._heard(conn, wait) and due is None:
+                            due = max(time.monotonic(), last_look + INTERVAL_S)
+                        self._skips.flush()
+                        if due is None or time.monotonic() < due:
+                            continue
+                        self._heard(conn, 0.0)  # sent before the look: the look covers it
+                        due, last_look = None, time.monotonic()
+                        try:
+                            self.look()
+                        except sa.exc.SQLAlchemyError as exc:
+                            log.warning("model listener could not read the registry (%s)", exc)
             except psycopg.Error as exc:
                 log.warning("model listener lost its connection (%s); retrying", exc)
                 self._listening.set()
                 self._stop.wait(1.0)
 
-    def _on_notify(self, payload: str) -> None:
-        """A hint that ``name``'s active version may have changed: its row is read again.
-        Any role may NOTIFY, so a payload that is not one (nested too deep, not an object)
-        is skipped, and a failed read is logged; the listener goes on either way."""
+    def _heard(self, conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> bool:
+        """Whether a notification came within ``timeout``; every waiting one is taken (a
+        few thousand at most, so that a flood cannot hold the look back)."""
+        heard = 0
+        for note in conn.notifies(timeout=timeout, stop_after=1):
+            heard += 1
+            self._check(note.payload)
+        while 0 < heard < DRAIN_MAX:
+            more = 0
+            for note in conn.notifies(timeout=0.0, stop_after=DRAIN_MAX):
+                more += 1
+                self._check(note.payload)
+            if not more:
+                break
+            heard += more
+        return heard > 0
+
+    def _check(self, payload: str) -> None:
+        """Count a payload that is not the trigger's ``{"name", "version"}`` (logged once an
+        interval): nothing of it is used either way, the look reads the registry."""
         try:
-            name = str(json.loads(payload)["name"])
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-            log.warning("ignoring %s payload %r", CHANNEL, payload[:64])
-            return
-        t0 = time.perf_counter()
-        try:
-            self.reload(name)
-        except Exception:
-            log.exception("model listener could not reload %r", name[:64])
-            return
-        self.swaps += 1
-        log.info(
-            "model %s now serves version %s (loaded in %.3f s)",
-            name,
-            self.loaded().get(name),
-            time.perf_counter() - t0,
-        )
+            event = json.loads(payload) if len(payload) <= 1_000 else None
+        except (ValueError, RecursionError):
+            event = None
+        if not (isinstance(event, dict) and isinstance(event.get("name"), str)):
+            self._skips.skip("not a model activation", payload)
 
 
 _stores: dict[str, ModelStore] = {}

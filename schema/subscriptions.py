@@ -16,6 +16,10 @@ that NOTIFYs; rows before the subscription are not told), dropped unless the sub
 may read the order, it belongs to the customer subscribed to and the rows go on from the
 last status told, one after the other, to the order's status. So a forged notification
 tells nothing false, a replayed one nothing twice, and no payload ends a subscription.
+Nor is a notification a unit of work: a subscription takes what is queued at once and
+reads each order hinted once, in one statement, and what arrives meanwhile or within
+:data:`GAP_S` of that read makes one more read at most (:func:`batch`); skipped payloads
+are logged once a second with their count (``db.listen``).
 The event's ``order`` is read by the statement compiler.
 """
 
@@ -37,6 +41,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
 from db.config import to_libpq_url
+from db.listen import INTERVAL_S, SkipLog
 from schema import types
 from schema.catalog import ENTITIES
 from schema.context import Info, typed
@@ -49,6 +54,7 @@ log = logging.getLogger("cdms.api.notify")
 
 CHANNEL = "cdms_order_status"
 QUEUE_SIZE = 1_000
+GAP_S = 0.25  # a subscription's least time between two reads while notifications keep coming
 
 
 class NotifyHub:
@@ -59,12 +65,28 @@ class NotifyHub:
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
-        self.ignored = 0  # notifications skipped: unreadable, or not borne out by the database
+        self.skips = SkipLog(log, channel)
+        self._flush: asyncio.TimerHandle | None = None
+        # queues that overflowed (their payloads dropped): the subscriber reads all again
+        self.overflowed: set[asyncio.Queue[str]] = set()
 
-    def ignore(self, why: str, payload: str) -> None:
-        """Skip a notification (any role may NOTIFY): a warning, and counted."""
-        self.ignored += 1
-        log.warning("ignoring a notification on %s (%s): %.200r", self.channel, why, payload)
+    @property
+    def ignored(self) -> int:
+        """Notifications skipped: unreadable, or not borne out by the database."""
+        return self.skips.total
+
+    def ignore(self, why: str, payload: str, count: int = 1) -> None:
+        """Skip a notification (any role may NOTIFY): counted, and logged once an interval
+        with the count of those skipped since (db.listen.SkipLog)."""
+        self.skips.skip(why, payload, count)
+        if self.skips.pending and self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(INTERVAL_S, self._flushed)
+
+    def _flushed(self) -> None:
+        self._flush = None
+        self.skips.flush()
+        if self.skips.pending:  # (a line was written less than an interval ago)
+            self._flush = asyncio.get_running_loop().call_later(INTERVAL_S, self._flushed)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
@@ -78,6 +100,7 @@ class NotifyHub:
             yield queue
         finally:
             self.subscribers.discard(queue)
+            self.overflowed.discard(queue)
             if not self.subscribers and self._task is not None:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -107,8 +130,12 @@ class NotifyHub:
 
     def _fan_out(self, payload: str) -> None:
         for queue in list(self.subscribers):
-            if queue.full():  # a subscriber that stopped reading loses its oldest event
-                queue.get_nowait()
+            if queue.full():  # a subscriber that does not keep up: it reads everything again
+                dropped = queue.qsize()
+                while not queue.empty():
+                    queue.get_nowait()
+                self.overflowed.add(queue)
+                self.ignore(f"{QUEUE_SIZE:,} queued for one subscriber: dropped", "", dropped)
             queue.put_nowait(payload)
 
 
@@ -176,16 +203,18 @@ class OrderStatusEvent:
 
 # each order of the customer and its newest history row, when the subscription begins: the
 # changes up to there are not told
+_ORDERS = sa.text("SELECT id FROM app.orders WHERE customer_id = :c")
 _TOLD = sa.text(
     "SELECT DISTINCT ON (h.order_id) h.order_id, h.id, h.to_status"
     " FROM app.order_status_history AS h JOIN app.orders AS o ON o.id = h.order_id"
     " WHERE o.customer_id = :c ORDER BY h.order_id, h.id DESC"
 )
-# the order, and its history rows after the last one told (none: one row, h.* null)
+# each order hinted, and its history rows after the last one told (none: one row, h.* null)
 _SINCE = sa.text(
-    "SELECT o.customer_id, o.status, h.id, h.from_status, h.to_status, h.changed_at"
-    " FROM app.orders AS o LEFT JOIN app.order_status_history AS h"
-    " ON h.order_id = o.id AND h.id > :after WHERE o.id = :id ORDER BY h.id"
+    "SELECT o.id AS order_id, o.customer_id, o.status, h.id, h.from_status, h.to_status,"
+    " h.changed_at FROM unnest(CAST(:ids AS bigint[]), CAST(:afters AS bigint[])) AS t(id, after)"
+    " JOIN app.orders AS o ON o.id = t.id LEFT JOIN app.order_status_history AS h"
+    " ON h.order_id = o.id AND h.id > t.after ORDER BY o.id, h.id"
 )
 
 Told = dict[int, tuple[int, str | None]]  # order id -> (last history row told, its status)
@@ -197,8 +226,40 @@ def _told(customer_id: int) -> Callable[[Connection], Told]:
     }
 
 
-def _since(order_id: int, after: int) -> Callable[[Connection], list[Any]]:
-    return lambda conn: list(conn.execute(_SINCE, {"id": order_id, "after": after}))
+def _since(
+    after: dict[int, int], customer_id: int | None = None
+) -> Callable[[Connection], dict[int, list[Any]]]:
+    """The rows of :data:`_SINCE` by order, for each order id and the last row told of it
+    (one statement for all the orders of a batch of notifications); with ``customer_id``,
+    for each of its orders too (notifications were dropped: any may have changed)."""
+
+    def read(conn: Connection) -> dict[int, list[Any]]:
+        if customer_id is not None:
+            for (o,) in conn.execute(_ORDERS, {"c": customer_id}):
+                after.setdefault(int(o), 0)
+        rows: dict[int, list[Any]] = {}
+        params = {"ids": list(after), "afters": list(after.values())}
+        for r in conn.execute(_SINCE, params):
+            rows.setdefault(int(r.order_id), []).append(r)
+        return rows
+
+    return read
+
+
+async def batch(hub: NotifyHub, queue: asyncio.Queue[str], last: float) -> tuple[list[str], bool]:
+    """The payloads queued (waiting for one), and whether some were dropped (the queue
+    overflowed: the subscriber reads all it watches). A notification is a hint, so whatever
+    arrives while the subscriber reads, or within :data:`GAP_S` of its last read (``last``,
+    a loop time), makes one more read at most; a flood costs a read per GAP_S."""
+    payloads = [await queue.get()]
+    wait = last + GAP_S - asyncio.get_running_loop().time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    while not queue.empty():
+        payloads.append(queue.get_nowait())
+    overflowed = queue in hub.overflowed
+    hub.overflowed.discard(queue)
+    return payloads, overflowed
 
 
 def _status(value: Any) -> OrderStatus | None:
@@ -263,27 +324,31 @@ class OrderSubscriptions:
             await ctx.close()
             notes = hub(ctx.engine, CHANNEL)
             async with notes.subscribe() as queue:
+                last = float("-inf")
                 while True:
-                    payload = await queue.get()
-                    hint = payload_ints(payload, "order_id", "customer_id")
-                    if hint is None:
-                        notes.ignore("no order_id and customer_id", payload)
+                    after: dict[int, int] = {}  # the orders hinted, each read once
+                    payloads, overflowed = await batch(notes, queue, last)
+                    for payload in payloads:
+                        hint = payload_ints(payload, "order_id", "customer_id")
+                        if hint is None:
+                            notes.ignore("no order_id and customer_id", payload)
+                        elif hint[1] == wanted:  # (another's: skipped; the read decides)
+                            after[hint[0]] = told.get(hint[0], (0, None))[0]
+                    if not after and not overflowed:
                         continue
-                    order_id, customer = hint
-                    if customer != wanted:
-                        continue  # another customer's (a read decides when it says ours)
-                    after = told.get(order_id, (0, None))[0]
                     await ctx.hold(gate)  # released by ctx.close(), below or by the caller
-                    rows = await ctx.db.run(_since(order_id, after))
+                    rows = await ctx.db.run(_since(after, wanted if overflowed else None))
                     await ctx.close()  # no transaction stays open between events
-                    events, why = _events(order_id, wanted, told, rows)
-                    if why is not None:
-                        notes.ignore(why, payload)
-                    for event in events:
-                        # its payload is resolved (on a connection of its own) while the
-                        # permit is held; the caller closes the context once it is
-                        await ctx.hold(gate)
-                        yield event
-                        await ctx.close()
+                    last = asyncio.get_running_loop().time()
+                    for order_id in after:
+                        events, why = _events(order_id, wanted, told, rows.get(order_id, []))
+                        if why is not None:
+                            notes.ignore(why, f"order {order_id}")
+                        for event in events:
+                            # its payload is resolved (on a connection of its own) while the
+                            # permit is held; the caller closes the context once it is
+                            await ctx.hold(gate)
+                            yield event
+                            await ctx.close()
         finally:
             await ctx.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -194,3 +196,59 @@ def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def _flood(engine: Engine, payload_sql: str, n: int) -> None:
+    """``n`` NOTIFYs on the model channel in one statement, as ``cdms_customer`` (any role
+    may: PostgreSQL has no privilege for NOTIFY); ``payload_sql`` is an expression of ``g``
+    (distinct payloads: a transaction folds identical ones into one)."""
+    url = to_libpq_url(engine.url.render_as_string(hide_password=False))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET ROLE cdms_customer")
+        conn.execute(
+            f"SELECT count(pg_notify('cdms_model_activated', {payload_sql}))"
+            f" FROM generate_series(1, {n}) AS g"
+        )
+
+
+def test_a_flood_of_forged_activations_reloads_nothing_and_delays_no_genuine_one(
+    empty_registry: Engine, trained: dict[str, TrainedModel]
+) -> None:
+    """20,000 forged activations of the loaded model (0.05 s to send) made each process
+    reload it 20,000 times (~6 ms each: two minutes of a core). A notification is a hint:
+    the process reads which versions are active, reloads only a model whose version it does
+    not hold, and what arrives meanwhile makes one more look at most."""
+    m = trained["support_status"]
+    register(empty_registry, m)
+    store = ModelStore(empty_registry)
+    store.reload()
+    store.start()
+    try:
+        assert store.loaded() == {"support_status": 1}
+        _flood(empty_registry, "json_build_object('name', 'support_status', 'n', g)::text", 20_000)
+        register(empty_registry, m)  # a genuine activation right behind the flood
+        _wait(lambda: store.loaded().get("support_status") == 2, timeout=3.0)
+        assert store.swaps <= 2, store.swaps  # the genuine one (and none forged)
+    finally:
+        store.stop()
+
+
+def test_a_flood_of_junk_payloads_is_logged_in_a_few_lines(
+    empty_registry: Engine, trained: dict[str, TrainedModel], caplog: pytest.LogCaptureFixture
+) -> None:
+    """1M junk payloads wrote 51 MB of warnings per process; now a line per interval at
+    most, saying how many it stands for."""
+    caplog.set_level(logging.INFO, logger="cdms.ml")
+    store = ModelStore(empty_registry)
+    store.start()
+    try:
+        _flood(empty_registry, "'junk ' || g", 100_000)
+        register(empty_registry, trained["support_status"])
+        _wait(lambda: store.loaded().get("support_status") == 1, timeout=5.0)
+        time.sleep(1.5)  # one interval: the count of what was not logged is written
+    finally:
+        store.stop()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 1 <= len(lines) <= 5, (len(lines), lines[:3])
+    told = [re.search(r"ignored ([\d,]+)", line) for line in lines]
+    assert sum(int(t[1].replace(",", "")) for t in told if t) == 100_000, lines

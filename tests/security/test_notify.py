@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -349,3 +351,110 @@ def test_changes_in_quick_succession_are_told_once_each_in_order(
             assert (event["fromStatus"], event["toStatus"]) == (before.upper(), after.upper())
             assert event["changedAt"] == changed_at.isoformat()
         assert ws_outcome(ws, "1", timeout=2).silent
+
+
+def _flood(engine: Engine, channel: str, payload_sql: str, n: int) -> None:
+    """``n`` NOTIFYs on ``channel`` in one statement by ``cdms_customer`` (0.05 s for
+    20,000); ``payload_sql`` is an expression of ``g`` (a transaction folds identical
+    payloads into one)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL ROLE cdms_customer"))
+        conn.execute(
+            sa.text(
+                f"SELECT count(pg_notify(:c, {payload_sql})) FROM generate_series(1, {n}) AS g"
+            ),
+            {"c": channel},
+        )
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _counted(lines: list[str]) -> int:
+    told = [re.search(r"ignored ([\d,]+)", line) for line in lines]
+    return sum(int(t[1].replace(",", "")) for t in told if t)
+
+
+def test_a_flood_of_order_notifications_costs_a_few_reads_and_log_lines(
+    sec_engine: Engine,
+    parties: Parties,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """20,000 forged hints naming the subscriber's order, then 100,000 junk payloads (a
+    second of any login's time): each hint was one history read per subscriber and each
+    junk payload a warning line. Now what is queued is taken at once, each order read once
+    for it, and skipped payloads are logged once an interval with their count; a genuine
+    change behind the flood still arrives."""
+    caplog.set_level(logging.INFO, logger="cdms.api.notify")
+    reads: list[int] = []
+    since = notify._since
+    monkeypatch.setattr(notify, "_since", lambda *a: reads.append(1) or since(*a))
+    protocol = "graphql-transport-ws"
+    order = _new_order(sec_engine, parties.a)
+    with (
+        make_app(sec_engine) as client,
+        client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=bearer(token("customer", parties.a))
+        ) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", {"query": ORDER_EVENT, "variables": {"c": str(parties.a)}})
+        _wait_for(lambda: _listening(notify.CHANNEL, 1))
+        hint = f"json_build_object('order_id', {order}, 'customer_id', {parties.a}, 'n', g)::text"
+        _flood(sec_engine, notify.CHANNEL, hint, 20_000)
+        _flood(sec_engine, notify.CHANNEL, "'junk ' || g", 100_000)
+        before, after, _ = _move(sec_engine, order)
+        got = ws_outcome(ws, "1", timeout=5)
+        event = got.data["orderStatusChanged"]
+        assert (event["fromStatus"], event["toStatus"]) == (before.upper(), after.upper()), got
+        time.sleep(1.5)  # one interval: the count of what was not logged is written
+        assert ws_outcome(ws, "1", timeout=0.5).silent
+    assert len(reads) <= 20, len(reads)
+    lines = _warnings(caplog)
+    assert 1 <= len(lines) <= 5, (len(lines), lines[:3])
+    # each junk payload skipped, or dropped with forged hints when the queue overflowed
+    assert 100_000 <= _counted(lines) <= 120_001, lines
+
+
+def test_a_flood_of_warehouse_notifications_costs_a_few_reads_and_log_lines(
+    sec_engine: Engine,
+    sec_shop: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """20,000 forged versions: one warehouse status read and one warning each, per
+    subscriber. Now one read for what is queued, a few lines, and the next publish told."""
+    from etl import status as etl_status
+
+    caplog.set_level(logging.INFO, logger="cdms.api.notify")
+    reads: list[int] = []
+    read = etl_status.warehouse_status
+    monkeypatch.setattr(etl_status, "warehouse_status", lambda c: reads.append(1) or read(c))
+    protocol = "graphql-ws"
+    with (
+        make_app(sec_engine) as client,
+        client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers=bearer(token("analyst"))
+        ) as ws,
+    ):
+        assert ws_init(ws, protocol)["type"] == "connection_ack"
+        ws_send(ws, protocol, "1", {"query": WAREHOUSE_EVENT})
+        _wait_for(lambda: _listening(etl_status.UPDATED_CHANNEL, 1))
+        forged = "json_build_object('version', 1000000 + g)::text"
+        _flood(sec_engine, etl_status.UPDATED_CHANNEL, forged, 20_000)
+        with sec_engine.begin() as conn:  # a publish, as the pipeline's publish step does it
+            conn.execute(sa.text("UPDATE dw.etl_state SET version = version + 1"))
+            status = read(conn)
+            conn.execute(
+                sa.text("SELECT pg_notify(:c, :p)"),
+                {"c": etl_status.UPDATED_CHANNEL, "p": json.dumps(status.as_json())},
+            )
+        got = ws_outcome(ws, "1", timeout=5)
+        assert got.data["warehouseUpdated"]["version"] == status.version, got
+        time.sleep(1.5)
+    assert len(reads) <= 20, len(reads)
+    lines = _warnings(caplog)
+    assert 1 <= len(lines) <= 5, (len(lines), lines[:3])
+    assert 20_000 <= _counted(lines) <= 20_001, lines  # (the genuine one may be dropped)
