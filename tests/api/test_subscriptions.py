@@ -138,7 +138,14 @@ def test_many_subscriptions_share_a_small_pool(clone_database: Callable[[str], s
             for i in range(n):
                 payload = {"query": NESTED, "variables": {"c": str(customer)}}
                 ws.send_json({"id": str(i), "type": "subscribe", "payload": payload})
-            _wait_for(lambda: any(len(h.subscribers) >= n for h in list(notify._hubs.values())))
+            # (listening too: a change made before the hub's LISTEN is never told, and the
+            # test waited for good for it on a loaded machine)
+            _wait_for(
+                lambda: any(
+                    len(h.subscribers) >= n and h.listening.is_set()
+                    for h in list(notify._hubs.values())
+                )
+            )
             with make_engine(url).begin() as conn:
                 conn.execute(sa.text("UPDATE app.orders SET status = 'paid' WHERE id = :id"),
                              {"id": mine})  # fmt: skip
