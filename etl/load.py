@@ -506,7 +506,11 @@ def load_fact_full(conn: Connection, step: Step, run_id: int) -> Counts:
         f" SELECT {cols}, CAST(:run AS bigint) FROM ({source}) AS s"
     )
     inserted = _guarded(
-        conn, step, source, lambda: _rowcount(conn.execute(sa.text(stmt), {"run": run_id}))
+        conn,
+        step,
+        source,
+        lambda: _rowcount(conn.execute(sa.text(stmt), {"run": run_id})),
+        full=True,
     )
     return Counts(read=inserted, inserted=inserted)
 
@@ -565,8 +569,11 @@ def _upsert(conn: Connection, step: Step, source: str, run_id: int) -> tuple[int
     return _guarded(conn, step, source, go)
 
 
-def _guarded(conn: Connection, step: Step, source: str, write: Callable[[], T]) -> T:
-    """Run ``write`` under a savepoint; a NULL dimension key becomes MissingDimensionError."""
+def _guarded(
+    conn: Connection, step: Step, source: str, write: Callable[[], T], *, full: bool = False
+) -> T:
+    """Run ``write`` under a savepoint; a NULL dimension key becomes MissingDimensionError
+    (``full``: in a full load)."""
     try:
         with conn.begin_nested():
             return write()
@@ -578,7 +585,7 @@ def _guarded(conn: Connection, step: Step, source: str, write: Callable[[], T]) 
         }:
             missing = _missing_dimension_ids(conn, step, source)
             if missing:
-                raise _missing_error(step, missing) from None
+                raise _missing_error(step, missing, full=full) from None
         raise
 
 
@@ -600,15 +607,30 @@ def _missing_dimension_ids(conn: Connection, step: Step, source: str) -> dict[st
     return {str(w): [int(i) for i in ids] for w, ids in conn.execute(sa.text(stmt))}
 
 
-def _missing_error(step: Step, missing: dict[str, list[int]]) -> MissingDimensionError:
+def _missing_error(
+    step: Step, missing: dict[str, list[int]], *, full: bool = False
+) -> MissingDimensionError:
+    """The error naming the missing ids, with the advice that fits the run: an incremental
+    run's dimension lacks rows whose ``updated_at`` is older than its watermark (written
+    against the writers' contract), which touching them or a full load brings in; a full
+    load takes every row app has, so app itself lacks them (a reference without its row)."""
     parts = []
     for what, ids in missing.items():
         shown = ", ".join(str(i) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
         dim = next(d.dimension for d in step.dims if d.id_column == what)
         parts.append(f"{what} {shown} not in dw.{dim} at the event time")
+    if full:
+        advice = (
+            "the full rebuild was rolled back; it loads every customer and product app has,"
+            " so app lacks those rows: restore them (or the references to them) in app"
+        )
+    else:
+        advice = (
+            "the step was rolled back; load those rows into the dimension (touch them in app)"
+            " or run `cdms etl run --full`"
+        )
     return MissingDimensionError(
-        f"{step.name}: source rows name " + "; ".join(parts) + " - the step was rolled back; "
-        "load those rows into the dimension (touch them in app) or run `cdms etl run --full`",
+        f"{step.name}: source rows name " + "; ".join(parts) + " - " + advice,
         step=step.name,
         **missing,
     )

@@ -446,6 +446,7 @@ def _record_load_step(
 
 def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
     """Truncate and reload everything in one transaction; watermarks restart at the horizon.
+    Facts and (their tables empty) dimensions are read whole, past the horizon too.
 
     The foreign keys from and to the facts and the facts' secondary indexes are dropped
     first and restored at the end, inside the same transaction (TRUNCATE locks the tables:

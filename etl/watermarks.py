@@ -13,6 +13,12 @@ horizon)`` and sets its watermark to the horizon in the same transaction as its 
 Rows changed at or after the horizon wait for the next run. A session left idle in a
 transaction holds the horizon back (those rows are loaded later, never lost).
 
+The horizon bounds what the next run must read again, not what a run may load: a
+dimension step also loads the rows it lacks whatever their ``updated_at`` (every row in a
+full run), so that each fact a run loads finds its customer and product
+(``etl/sql/dim_customer.sql``). Those beyond the window have an ``updated_at`` at or after
+the horizon: the next run reads them again and finds no change.
+
 A transaction publishes its start in pg_stat_activity a few microseconds after taking it;
 to close that window the scan is repeated 50 ms later (in a new transaction, since the
 activity view is cached per transaction) and the earlier of the two minima is kept.

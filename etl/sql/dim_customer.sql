@@ -1,13 +1,21 @@
 -- dim_customer: SCD type 2 on segment, country, region, city; the rest is type 1.
 -- Rows: the view dw.dim_customer_source (db/sql/0011_freshness_pipeline.sql).
--- Parameters: :lo, :hi - the change window [lo, hi) on app.customers.updated_at;
--- :run - the run's id, stamped on every row written (lineage).
+-- Parameters: :lo, :hi - the change window [lo, hi) on app.customers.updated_at (and
+-- see stage); :run - the run's id, stamped on every row written (lineage).
 -- The runner adds the re-key statements for the facts (etl/steps.py declares them).
 
 -- name: stage
+-- The window, and the rows changed since :lo that the dimension lacks whatever their
+-- updated_at: a new customer changed again after the horizon while the facts in the window
+-- name it (and every row in a full run, the dimension just truncated). Taking such a row
+-- early misses nothing: a change this snapshot does not see has an updated_at at or after
+-- the horizon, and so has the row seen (the next run reads it again and finds no change).
 CREATE TEMP TABLE _src ON COMMIT DROP AS
 SELECT * FROM dw.dim_customer_source AS s
-WHERE s.updated_at >= :lo AND s.updated_at < :hi;
+WHERE s.updated_at >= :lo
+  AND (s.updated_at < :hi
+       OR NOT EXISTS (SELECT 1 FROM dw.dim_customer AS d
+                      WHERE d.customer_id = s.customer_id AND d.is_current));
 
 -- name: type1
 -- (the versions it rewrites go to _type1: their facts are touched)
