@@ -23,6 +23,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from db import locks
 from db.config import to_libpq_url, to_sqlalchemy_url
 from db.errors import CdmsError
 from etl import watermarks
@@ -84,6 +85,7 @@ class RunResult:
     checks: list[CheckResult] = field(default_factory=list)
     version: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the run left for a later one
 
     @property
     def load_steps(self) -> list[StepResult]:
@@ -462,6 +464,7 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
         conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
         fks = _fact_foreign_keys(conn)
+        _lock_for_full(conn, sorted({*tables, *(fk.table for fk in fks)}))
         for fk in fks:
             conn.execute(sa.text(f'ALTER TABLE {fk.table} DROP CONSTRAINT "{fk.name}"'))
         indexes = _fact_secondary_indexes(conn)
@@ -502,6 +505,24 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
         )
         # cached cube results and rollups built before it no longer hold
         bump_version(conn)
+
+
+FULL_LOCK_WAIT_S = 60.0  # for the readers of the warehouse (a BI session's included)
+
+
+def _lock_for_full(conn: Connection, tables: list[str]) -> None:
+    """The tables a full load truncates or alters, before it starts. TRUNCATE waits for
+    every reader; in the lock queue it would hold up every later one (the API's cubes)
+    behind a BI session idle in a transaction over the views (probe 7): short attempts
+    instead, then CONFLICT naming who holds them (db/locks.py)."""
+    statement = sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    locks.attempt(
+        conn,
+        lambda: conn.execute(statement),
+        wait_s=FULL_LOCK_WAIT_S,
+        relations=tables,
+        what="the full load did not start",
+    )
 
 
 def _fact_secondary_indexes(conn: Connection) -> list[tuple[str, str]]:

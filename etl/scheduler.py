@@ -123,6 +123,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._main, name="cdms-etl-scheduler", daemon=True)
         self._listening = threading.Event()
         self._busy_reported = False
+        self._notes: list[str] = []  # of the last run, reported once
         self._summary = _Summary()
 
     def start(self) -> Scheduler:
@@ -257,6 +258,10 @@ class Scheduler:
         line = self._summary.add(result)
         if line:
             self.report(line)
+        if result.notes != self._notes:  # once while it lasts (a run a second otherwise)
+            for note in result.notes:
+                self.report(f"etl: run {result.run_id}: {note}")
+            self._notes = result.notes
         return "ran"
 
     def _pending(self) -> bool:

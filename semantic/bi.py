@@ -26,6 +26,7 @@ from typing import assert_never
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db import locks
 from db.errors import ConfigError
 from semantic.model import Cube, Measure, MeasureType, Model, Relationship
 from semantic.sources import expand_refs, ident, model_sql, snake
@@ -38,6 +39,14 @@ _PERSPECTIVE = "analyst"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # roles a BI login must never be (the API's and the database's own)
 _RESERVED = {"cdms_owner", "cdms_api", "cdms_customer", "postgres"}
+# `cdms bi publish` waits this long for BI sessions reading the views (never in the lock
+# queue for long: db/locks.py); the pipeline tries once and republishes at a later run
+PUBLISH_WAIT_S = 30.0
+# the role's session defaults (docs/bi.md: a session may change the first three itself;
+# temp_file_limit only a superuser may set, and the role cannot reset it)
+STATEMENT_TIMEOUT = "2min"
+IDLE_IN_TRANSACTION_TIMEOUT = "1min"  # an abandoned transaction holds the views' locks
+TEMP_FILE_LIMIT = "2GB"  # a query's sorts and hashes spilled to disk, per session
 
 
 @dataclass(frozen=True)
@@ -261,6 +270,7 @@ class Published:
     views: list[str]
     readers: list[str]  # roles with SELECT on the views
     fingerprint: str
+    warnings: tuple[str, ...] = ()  # what the publisher lacked the rights to do
 
 
 def _lock(conn: Connection) -> None:
@@ -268,9 +278,12 @@ def _lock(conn: Connection) -> None:
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK[0], "b": _LOCK[1]})
 
 
-def publish_views(conn: Connection, model: Model) -> Published:
+def publish_views(conn: Connection, model: Model, *, wait_s: float = 0.0) -> Published:
     """(Re)create every view of ``bi`` in the caller's transaction; the roles that could
-    read the previous views may read the new ones."""
+    read the previous views may read the new ones. Dropping the old views waits for the
+    sessions reading them at most ``wait_s``, never long in the lock queue (where every
+    other reader of the views would wait behind it): LockBusyError (CONFLICT) after it,
+    the caller's transaction still usable and the old views in place."""
     _lock(conn)
     conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
     readers = [
@@ -292,8 +305,19 @@ def publish_views(conn: Connection, model: Model) -> Published:
             sa.text("SELECT viewname FROM pg_views WHERE schemaname = :s"), {"s": SCHEMA}
         )
     ]
-    for name in old:
-        conn.execute(sa.text(f'DROP VIEW IF EXISTS {SCHEMA}."{name}" CASCADE'))
+    quoted = [f'{SCHEMA}."{name}"' for name in old]
+
+    def drop() -> None:
+        for name in quoted:
+            conn.execute(sa.text(f"DROP VIEW IF EXISTS {name} CASCADE"))
+
+    locks.attempt(
+        conn,
+        drop,
+        wait_s=wait_s,
+        relations=quoted,
+        what=f"the {SCHEMA} views were not replaced",
+    )
     made = views(model)
     for v in made:
         for stmt in v.ddl():
@@ -308,7 +332,9 @@ def publish_views(conn: Connection, model: Model) -> Published:
 
 def republish_if_changed(conn: Connection, model: Model) -> Published | None:
     """After a model change, the views again (the ETL's publish step); None: nothing to do
-    (never published, or published from this model)."""
+    (never published, or published from this model). One attempt at the views' locks:
+    LockBusyError while a BI session reads them (the old views stay; the next call tries
+    again)."""
     current = published_fingerprint(conn)
     if current is None or current == fingerprint(model):
         return None
@@ -348,9 +374,50 @@ def ensure_role(conn: Connection, role: str, password: str | None) -> bool:
     )
     conn.execute(sa.text(f"COMMENT ON ROLE {role} IS {_literal(ROLE_MARK)}"))
     conn.execute(sa.text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
-    conn.execute(sa.text(f"ALTER ROLE {role} SET statement_timeout = '120s'"))
+    conn.execute(sa.text(f"ALTER ROLE {role} SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
+    conn.execute(
+        sa.text(
+            f"ALTER ROLE {role} SET idle_in_transaction_session_timeout"
+            f" = '{IDLE_IN_TRANSACTION_TIMEOUT}'"
+        )
+    )
     conn.execute(sa.text(f"ALTER ROLE {role} SET search_path = {SCHEMA}"))
     return created
+
+
+def _limit_disk(conn: Connection, role: str) -> list[str]:
+    """temp_file_limit for the role: only a superuser (or a role granted SET on it) may
+    set it, and the role can neither reset nor raise it. The warning when we may not."""
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text(f"ALTER ROLE {role} SET temp_file_limit = '{TEMP_FILE_LIMIT}'"))
+    except sa.exc.ProgrammingError:  # insufficient_privilege
+        return [
+            f"temp_file_limit not set for {role} (only a superuser may): a query of it may"
+            f" spill without bound to disk; as a superuser: ALTER ROLE {role} SET"
+            f" temp_file_limit = '{TEMP_FILE_LIMIT}'"
+        ]
+    return []
+
+
+def _no_temp(conn: Connection, db: str, role: str) -> list[str]:
+    """No TEMPORARY on the database for the role. TEMP is PUBLIC's by default (a temp table
+    fills the disk, past temp_file_limit's reach): taken from PUBLIC and given back to the
+    login that publishes, which runs the ETL (its loads use temp tables); the API roles
+    need none. The warning when we are not the database's owner."""
+    conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM PUBLIC'))
+    conn.execute(sa.text(f'GRANT TEMPORARY ON DATABASE "{db}" TO CURRENT_USER'))
+    conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM {role}'))
+    can = conn.execute(
+        sa.text("SELECT has_database_privilege(:r, :d, 'TEMPORARY')"), {"r": role, "d": db}
+    ).scalar()
+    if not can:
+        return []
+    return [
+        f"{role} may still create temporary tables (TEMPORARY on database {db} is"
+        f" PUBLIC's, and only its owner may take it): REVOKE TEMPORARY ON DATABASE"
+        f' "{db}" FROM PUBLIC, then GRANT it to the logins that run the ETL'
+    ]
 
 
 def _current_user(conn: Connection) -> str:
@@ -376,9 +443,11 @@ def publish(conn: Connection, model: Model, role: str, password: str | None) -> 
     same time fails with "tuple concurrently updated")."""
     _lock(conn)
     ensure_role(conn, role, password)
-    done = publish_views(conn, model)
-    db = conn.execute(sa.text("SELECT current_database()")).scalar()
+    warnings = _limit_disk(conn, role)
+    done = publish_views(conn, model, wait_s=PUBLISH_WAIT_S)
+    db = str(conn.execute(sa.text("SELECT current_database()")).scalar())
     conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{db}" TO {role}'))
+    warnings += _no_temp(conn, db, role)
     # nothing but bi: no schema of the application, whatever was granted before
     for schema in conn.execute(
         sa.text(
@@ -391,7 +460,7 @@ def publish(conn: Connection, model: Model, role: str, password: str | None) -> 
         conn.execute(sa.text(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}'))
     _grant_read(conn, role)
     readers = sorted({*done.readers, role})
-    return Published(done.views, readers, done.fingerprint)
+    return Published(done.views, readers, done.fingerprint, tuple(warnings))
 
 
 def drop_role(conn: Connection, role: str) -> None:

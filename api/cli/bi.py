@@ -31,6 +31,8 @@ def publish() -> None:
         f"schema bi: {len(done.views)} views ({', '.join(done.views)}); "
         f"readable by {', '.join(done.readers)}; model {done.fingerprint[:12]}"
     )
+    for warning in done.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     if settings.bi_password is None:
         console.print(
             f"role {settings.bi_role} has no password (CDMS_BI_PASSWORD unset): "

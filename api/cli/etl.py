@@ -75,6 +75,8 @@ def run(
         f"etl run [bold]{result.run_id}[/] ({result.mode}) succeeded in {result.seconds:.2f} s: "
         f"{result.changes:,} row change(s), warehouse version {result.version}"
     )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 @app.command("check")

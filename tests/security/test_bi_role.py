@@ -56,6 +56,10 @@ def bi_conn(
         "SELECT app.place_order(1, '[]'::jsonb)",
         "COPY bi.sales TO PROGRAM 'true'",
         "SELECT pg_read_file('postgresql.conf')",
+        # TEMP is PUBLIC's by default: a temp table fills the disk (404 MB in 1.2 s)
+        "CREATE TEMP TABLE mine AS SELECT g FROM generate_series(1, 10) g",
+        "CREATE FUNCTION pg_temp.mine() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "SET temp_file_limit = -1",
     ],
 )
 def test_the_bi_role_is_denied(
@@ -93,3 +97,51 @@ def test_the_bi_role_cannot_pass_its_rights_on(
         " WHERE c.relnamespace = 'bi'::regnamespace AND a.grantee = 0"
     ).fetchone()
     assert got == (0,)
+
+
+def test_the_bi_role_has_time_and_disk_limits(
+    bi_conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    """An abandoned transaction ends (it would hold the views' locks: tests/semantic/
+    test_bi_locks.py), and a query spills at most temp_file_limit to disk."""
+    for name, value in [
+        ("idle_in_transaction_session_timeout", "1min"),
+        ("statement_timeout", "2min"),
+        ("temp_file_limit", bi.TEMP_FILE_LIMIT),
+    ]:
+        if name != "temp_file_limit":  # a superuser's: the role may not even RESET it
+            bi_conn.execute(f"RESET {name}")
+        assert bi_conn.execute(f"SHOW {name}").fetchone() == (value,), name
+
+
+def test_what_the_bi_role_does_to_itself_publish_undoes(
+    clone_database: Callable[[str], str],
+) -> None:
+    """PostgreSQL lets any role change its own password and its own defaults; only the
+    settings a superuser set (temp_file_limit) stay, and ``cdms bi publish`` restores the
+    rest (and the password: not checked here, the test server trusts local logins).
+    Privileges, not defaults, keep it read-only."""
+    url = clone_database("bi_self")
+    role = role_for(url, "self")
+    with make_engine(url).begin() as conn:
+        bi.publish(conn, default_model(), role, "pw")
+    try:
+        with psycopg.connect(as_role(url, role), autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(f"ALTER ROLE {role} RESET ALL")
+            conn.execute(f"ALTER ROLE {role} PASSWORD 'other'")
+        with make_engine(url).connect() as conn:
+            config = conn.exec_driver_sql(
+                f"SELECT rolconfig FROM pg_roles WHERE rolname = '{role}'"
+            ).scalar()
+        assert config == [f"temp_file_limit={bi.TEMP_FILE_LIMIT}"], config
+        with make_engine(url).begin() as conn:
+            bi.publish(conn, default_model(), role, "pw")
+        with psycopg.connect(as_role(url, role), autocommit=True) as conn:
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+            assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+            assert not conn.execute(
+                "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+            ).fetchone()[0]  # type: ignore[index]
+    finally:
+        unpublish(url, role)
