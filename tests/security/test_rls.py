@@ -230,13 +230,17 @@ def test_customer_direct_inserts_for_others_are_refused(
         ):
             conn.execute(sa.text(sql), {"b": parties.b})
         assert exc.value.orig.sqlstate == "42501", sql  # type: ignore[union-attr]
-    # updates of other customers' rows touch nothing
-    with as_principal(sec_engine, "customer", parties.a) as conn:
-        res = conn.execute(
+    # no update of a ticket at all, theirs or its own (0032: staff move tickets)
+    with (
+        as_principal(sec_engine, "customer", parties.a) as conn,
+        pytest.raises(sa.exc.DBAPIError) as exc,
+    ):
+        conn.execute(
             sa.text("UPDATE app.support_tickets SET subject = 'x' WHERE customer_id = :b"),
             {"b": parties.b},
         )
-        assert res.rowcount == 0
+    assert exc.value.orig.sqlstate == "42501"  # type: ignore[union-attr]
+    with as_principal(sec_engine, "customer", parties.a) as conn:
         res = conn.execute(
             sa.text("DELETE FROM app.orders WHERE customer_id = :a"), {"a": parties.a}
         )
