@@ -227,16 +227,17 @@ def _told(customer_id: int) -> Callable[[Connection], Told]:
 
 
 def _since(
-    after: dict[int, int], customer_id: int | None = None
+    after: dict[int, int], customer_id: int | None = None, told: Told | None = None
 ) -> Callable[[Connection], dict[int, list[Any]]]:
     """The rows of :data:`_SINCE` by order, for each order id and the last row told of it
     (one statement for all the orders of a batch of notifications); with ``customer_id``,
-    for each of its orders too (notifications were dropped: any may have changed)."""
+    for each of its orders too, from the last row ``told`` of each (notifications were
+    dropped: any may have changed)."""
 
     def read(conn: Connection) -> dict[int, list[Any]]:
         if customer_id is not None:
             for (o,) in conn.execute(_ORDERS, {"c": customer_id}):
-                after.setdefault(int(o), 0)
+                after.setdefault(int(o), (told or {}).get(int(o), (0, None))[0])
         rows: dict[int, list[Any]] = {}
         params = {"ids": list(after), "afters": list(after.values())}
         for r in conn.execute(_SINCE, params):
@@ -337,7 +338,7 @@ class OrderSubscriptions:
                     if not after and not overflowed:
                         continue
                     await ctx.hold(gate)  # released by ctx.close(), below or by the caller
-                    rows = await ctx.db.run(_since(after, wanted if overflowed else None))
+                    rows = await ctx.db.run(_since(after, wanted if overflowed else None, told))
                     await ctx.close()  # no transaction stays open between events
                     last = asyncio.get_running_loop().time()
                     for order_id in after:

@@ -458,3 +458,54 @@ def test_a_flood_of_warehouse_notifications_costs_a_few_reads_and_log_lines(
     lines = _warnings(caplog)
     assert 1 <= len(lines) <= 5, (len(lines), lines[:3])
     assert 20_000 <= _counted(lines) <= 20_001, lines  # (the genuine one may be dropped)
+
+
+def test_a_subscriber_whose_queue_overflowed_still_gets_the_change_it_missed(
+    sec_engine: Engine, parties: Parties
+) -> None:
+    """A flood overflows a subscriber's queue: it reads every order of its customer again,
+    from the last change it told of each. It read them from the first history row, so the
+    change it had missed did not go on from what it told and was dropped (hostile review
+    of 2026-12-07): a forged hint, junk around the shop's genuine change, nothing told."""
+    PROTOCOL = "graphql-transport-ws"
+    first = _new_order(sec_engine, parties.a)  # told (pending) when the subscription starts
+    order = _new_order(sec_engine, parties.a)
+
+    def junk(start: int) -> None:  # any login may NOTIFY: the customer role's here
+        with sec_engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL ROLE cdms_customer"))
+            conn.execute(
+                sa.text(
+                    "SELECT count(pg_notify('cdms_order_status', 'junk ' || g))"
+                    " FROM generate_series(CAST(:a AS int), CAST(:b AS int)) AS g"
+                ),
+                {"a": start, "b": start + 1_499},
+            )
+
+    with (
+        make_app(sec_engine) as client,
+        client.websocket_connect(
+            "/graphql", subprotocols=[PROTOCOL], headers=bearer(token("customer", parties.a))
+        ) as ws,
+    ):
+        assert ws_init(ws, PROTOCOL)["type"] == "connection_ack"
+        ws_send(ws, PROTOCOL, "1", {"query": ORDER_EVENT, "variables": {"c": str(parties.a)}})
+        _wait_for(lambda: _listening(notify.CHANNEL, 1))
+        with sec_engine.begin() as conn:  # a forged hint: the subscriber reads, then waits
+            conn.execute(sa.text("SET LOCAL ROLE cdms_customer"))
+            conn.execute(
+                sa.text("SELECT pg_notify('cdms_order_status', :p)"),
+                {"p": json.dumps({"order_id": first, "customer_id": parties.a})},
+            )
+        junk(1)
+        with sec_engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE app.orders SET status = 'paid' WHERE id = :o"), {"o": order}
+            )
+        junk(5_000)
+        got = ws_outcome(ws, "1", timeout=8)
+        assert not got.silent, f"the PENDING -> PAID change of order {order} was never told"
+        event = got.data["orderStatusChanged"]
+        assert (event["orderId"], event["fromStatus"], event["toStatus"]) == (
+            str(order), "PENDING", "PAID",
+        ), got  # fmt: skip
