@@ -240,6 +240,10 @@ def check_url(url: str) -> None:
 
     try:
         params = conninfo_to_dict(url)
+    except UnicodeDecodeError:  # a percent escape that is not UTF-8 (?options=%ff)
+        raise ConfigError(
+            "DATABASE_URL is not a valid PostgreSQL URL: a percent escape is not UTF-8 text"
+        ) from None
     except psycopg.Error as exc:
         raise ConfigError(
             f"DATABASE_URL is not a valid PostgreSQL URL: {_hide_password(str(exc), url)}"
@@ -254,15 +258,18 @@ def check_url(url: str) -> None:
 
 
 def _hide_password(message: str, url: str) -> str:
-    """``message`` without the URL's password (as written, and percent-decoded)."""
+    """``message`` without the URL's passwords (``user:password@``, ``?password=``), as
+    written and percent-decoded."""
+    import re
     from urllib.parse import unquote
 
+    secrets = re.findall(r"[?&]password=([^&#]*)", url)
     userinfo = url.split("://", 1)[-1].split("@", 1)
     if len(userinfo) == 2 and ":" in userinfo[0]:
-        secret = userinfo[0].split(":", 1)[1]
-        for shown in sorted({secret, unquote(secret)}, key=len, reverse=True):
-            if shown:
-                message = message.replace(shown, "***")
+        secrets.append(userinfo[0].split(":", 1)[1])
+    shown = {variant for secret in secrets for variant in (secret, unquote(secret))}
+    for secret in sorted(shown - {""}, key=len, reverse=True):
+        message = message.replace(secret, "***")
     return message
 
 

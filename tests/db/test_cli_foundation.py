@@ -42,6 +42,8 @@ def test_a_malformed_database_url_is_a_config_error_that_shows_no_password(
         "postgresql://u:S3cret%25PW@[::1:5432/test",  # an unclosed IPv6 bracket
         "postgresql://u:S3cretPW@127.0.0.1:99999/test",
         "postgresql://u:S3cretPW@127.0.0.1:5432/test?sslmode=bogus",
+        "postgresql://u@[::1/d?password=S3cretQ",  # the password as a parameter
+        "postgresql://u:S3cretPW@127.0.0.1/test?options=%ff",  # an escape that is not UTF-8
     ):
         line = one_line_error(run_cdms(cli_env | {"DATABASE_URL": url}, "db", "upgrade"),
                               "CONFIG", 1)  # fmt: skip
