@@ -73,10 +73,11 @@ class Gate:
     principal): only the totals bound it. And ``heavy`` requests (cube fields: up to the
     statement timeout each) hold at most ``heavy_share`` permits together (half), whoever
     sends them: three analyst keys held every permit, and a customer's order waited 30 s
-    for a 503. Within them the same fairness: one key holds at most half the heavy
-    permits and has at most a quarter of the heavy queue waiting (the review of
-    2026-12-07: one key's cubes took every heavy permit, the other analysts' cubes waited
-    to a 503, and two keys filled the heavy queue)."""
+    for a 503. Within them the same fairness: one key leaves at least one heavy permit to
+    the others (2 of 3 by default: alone, it still runs more than one cube at a time) and
+    has at most a quarter of the heavy queue waiting (the review of 2026-12-07: one key's
+    cubes took every heavy permit, the other analysts' cubes waited to a 503, and two keys
+    filled the heavy queue)."""
 
     def __init__(self, size: int, queue: int, wait_s: float) -> None:
         self.size = size
@@ -86,7 +87,7 @@ class Gate:
         self.queue_share = min(queue, max(1, queue // 4))
         self.heavy_share = max(1, size // 2)  # heavy permits of every key together
         self.heavy_queue = max(1, queue // 2)  # heavy waiters of every key together
-        self.heavy_key_share = max(1, self.heavy_share // 2)
+        self.heavy_key_share = max(1, self.heavy_share - 1)
         self.heavy_queue_share = max(1, self.heavy_queue // 4)
         self.held = 0
         self.heavy_held = 0

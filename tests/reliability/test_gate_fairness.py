@@ -110,21 +110,23 @@ def test_waiting_heavy_requests_never_keep_a_free_permit_from_the_others() -> No
     asyncio.run(scenario())
 
 
-def test_one_key_holds_half_the_heavy_permits_and_a_quarter_of_the_heavy_queue() -> None:
+def test_one_key_leaves_a_heavy_permit_to_others_and_waits_in_a_quarter_of_the_queue() -> None:
     """The hostile review of 2026-12-07: heavy requests held at most ``share`` permits
     together, the same number as one key's own cap, and one key could queue 50 heavy ones
     against a heavy queue of 100. One analyst key keeping 53 slow cubes in flight made
     every other analyst's cube wait 4.5 s, then 503; a second such key filled the heavy
     queue, and any other cube was refused at once. Within the heavy class one key now
-    holds at most half its permits and has at most a quarter of its queue waiting."""
+    leaves at least one permit to the others and has at most a quarter of its queue
+    waiting. (Half the heavy permits, at first, left a lone analyst one cube at a time on
+    an idle server: 30 cubes 2.6 s instead of 1.0.)"""
 
     async def scenario() -> None:
         gate = Gate(size=7, queue=200, wait_s=5.0)  # the defaults: 3 heavy permits, 100 waiting
         flood = gate.of("apikey:1", heavy=True)
-        assert await flood.acquire()  # half of 3 heavy permits: 1
+        assert await flood.acquire() and await flood.acquire()  # alone: 2 of 3 at once
         queued = [asyncio.ensure_future(flood.acquire()) for _ in range(25)]  # 100 // 4
         await asyncio.sleep(0.01)
-        assert gate.heavy_held == 1 and not any(q.done() for q in queued)
+        assert gate.heavy_held == 2 and not any(q.done() for q in queued)
         with pytest.raises(DatabaseUnavailableError):  # a 26th heavy one waiting: busy
             await flood.acquire()
         # the key's non-heavy requests are bound by its own share only
@@ -132,10 +134,9 @@ def test_one_key_holds_half_the_heavy_permits_and_a_quarter_of_the_heavy_queue()
         # another analyst's cube is served at once, ahead of the flood's waiters
         other = gate.of("apikey:2", heavy=True)
         assert await asyncio.wait_for(other.acquire(), 0.5)
-        assert gate.heavy_held == 2
+        assert gate.heavy_held == 3
         # a second hostile key: its quarter of the heavy queue, and no more
         second = gate.of("apikey:3", heavy=True)
-        assert await asyncio.wait_for(second.acquire(), 0.5)
         queued += [asyncio.ensure_future(second.acquire()) for _ in range(25)]
         await asyncio.sleep(0.01)
         with pytest.raises(DatabaseUnavailableError):
@@ -144,13 +145,14 @@ def test_one_key_holds_half_the_heavy_permits_and_a_quarter_of_the_heavy_queue()
         third = asyncio.ensure_future(gate.of("apikey:4", heavy=True).acquire())
         await asyncio.sleep(0.01)
         assert not third.done() and gate.heavy_waiting == 51
-        other.release()  # the free heavy permit goes to the first waiter under its share
+        other.release()  # the free heavy permit: the first waiter under its share
         await asyncio.sleep(0.01)
-        assert third.done() and gate.heavy_held == 3 and gate.heavy_held_by["apikey:1"] == 1
+        assert gate.heavy_held == 3 and gate.heavy_held_by == {"apikey:1": 2, "apikey:3": 1}
+        assert queued[25].done() and not third.done()
         flood.release()  # the flood's own heavy permit goes to its first waiter
         await asyncio.sleep(0.01)
-        assert queued[0].done() and not queued[1].done()
-        for q in queued[1:]:
+        assert queued[0].done() and not queued[1].done() and not third.done()
+        for q in [*queued[1:25], *queued[26:], third]:
             q.cancel()
         await asyncio.sleep(0.01)
         assert gate.heavy_waiting == 0 and not gate.heavy_waiting_by
