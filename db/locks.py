@@ -8,7 +8,11 @@ an analyst's psql) would stall the caller, and those readers, for as long as it 
 in a savepoint instead, again until a deadline: each attempt holds up the queue at most
 :data:`LOCK_TIMEOUT_MS` (below the server's default ``deadlock_timeout``, 1 s, so a lock
 cycle with a reader ends here, not in the reader's session); past the deadline the caller
-hears who holds the lock (:class:`LockBusyError`, CONFLICT).
+hears who holds the lock (:class:`LockBusyError`, CONFLICT). Readers that keep the lock
+busy between them, each briefly (three overlapping 1.2 s cube reads), leave no gap for a
+short attempt: a caller that must get through (a full rebuild) then waits in the queue
+once, for at most ``queue_s`` (the hostile review of 2026-12-07: a full run gave up after
+60 s where a queued lock got through in 0.8 s).
 """
 
 from __future__ import annotations
@@ -37,37 +41,45 @@ def attempt(
     wait_s: float,
     relations: Sequence[str],
     what: str,
+    queue_s: float = 0.0,
 ) -> None:
     """``run()`` (statements taking strong locks on ``relations``) in a savepoint under
-    ``lock_timeout``, again every RETRY_S until ``wait_s`` has passed (0: one attempt).
-    The locks it took are the transaction's until it ends. Raises LockBusyError naming
-    the sessions that hold ``relations``."""
+    ``lock_timeout``, again every RETRY_S until ``wait_s`` has passed (0: one attempt),
+    then once in the queue for at most ``queue_s`` (0: not). The locks it took are the
+    transaction's until it ends. Raises LockBusyError naming the sessions that hold
+    ``relations``."""
     deadline = time.monotonic() + wait_s
     while True:
-        try:
-            with conn.begin_nested():
-                previous = conn.execute(
-                    sa.text("SELECT current_setting('lock_timeout')")
-                ).scalar_one()
-                conn.execute(
-                    sa.text("SELECT set_config('lock_timeout', :t, true)"),
-                    {"t": f"{LOCK_TIMEOUT_MS}ms"},
-                )
-                run()
-                conn.execute(
-                    sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous}
-                )
+        if _taken(conn, run, LOCK_TIMEOUT_MS):
             return
-        except sa.exc.OperationalError as exc:
-            if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-                raise
         if time.monotonic() >= deadline:
-            raise LockBusyError(
-                f"{what}: {holders(conn, relations) or 'other sessions'} hold a lock on"
-                f" it (waited {wait_s:.0f} s, never in the lock queue for more than"
-                f" {LOCK_TIMEOUT_MS} ms at a time)"
-            )
+            break
         time.sleep(RETRY_S)
+    if queue_s > 0 and _taken(conn, run, int(queue_s * 1000)):
+        return
+    raise LockBusyError(
+        f"{what}: {holders(conn, relations) or 'other sessions'} hold a lock on it (tried"
+        f" {wait_s:.0f} s, never in the lock queue for more than {LOCK_TIMEOUT_MS} ms at a"
+        f" time" + (f", then {queue_s:.0f} s in it)" if queue_s > 0 else ")")
+    )
+
+
+def _taken(conn: Connection, run: Callable[[], object], timeout_ms: int) -> bool:
+    """``run()`` in a savepoint under a ``lock_timeout`` of ``timeout_ms``: False if a
+    lock was not granted in that time (nothing of it done)."""
+    try:
+        with conn.begin_nested():
+            previous = conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one()
+            conn.execute(
+                sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{timeout_ms}ms"}
+            )
+            run()
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+        return True
+    except sa.exc.OperationalError as exc:
+        if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            raise
+        return False
 
 
 def holders(conn: Connection, relations: Sequence[str]) -> str:

@@ -507,19 +507,22 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
         bump_version(conn)
 
 
-FULL_LOCK_WAIT_S = 60.0  # for the readers of the warehouse (a BI session's included)
+FULL_LOCK_WAIT_S = 20.0  # short attempts, for the readers of the warehouse (BI's included)
+FULL_LOCK_QUEUE_S = 30.0  # then in the queue: readers that keep it busy between them
 
 
 def _lock_for_full(conn: Connection, tables: list[str]) -> None:
     """The tables a full load truncates or alters, before it starts. TRUNCATE waits for
     every reader; in the lock queue it would hold up every later one (the API's cubes)
     behind a BI session idle in a transaction over the views (probe 7): short attempts
-    instead, then CONFLICT naming who holds them (db/locks.py)."""
+    instead, then once in the queue for a bounded time (overlapping readers leave no gap
+    for a short attempt), then CONFLICT naming who holds them (db/locks.py)."""
     statement = sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
     locks.attempt(
         conn,
         lambda: conn.execute(statement),
         wait_s=FULL_LOCK_WAIT_S,
+        queue_s=FULL_LOCK_QUEUE_S,
         relations=tables,
         what="the full load did not start",
     )

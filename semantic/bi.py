@@ -41,7 +41,8 @@ _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _RESERVED = {"cdms_owner", "cdms_api", "cdms_customer", "postgres"}
 # `cdms bi publish` waits this long for BI sessions reading the views (never in the lock
 # queue for long: db/locks.py); the pipeline tries once and republishes at a later run
-PUBLISH_WAIT_S = 30.0
+PUBLISH_WAIT_S = 15.0
+PUBLISH_QUEUE_S = 15.0  # then in the queue once: BI queries that keep the views busy
 # the role's session defaults (docs/bi.md: a session may change the first three itself;
 # temp_file_limit only a superuser may set, and the role cannot reset it)
 STATEMENT_TIMEOUT = "2min"
@@ -278,12 +279,15 @@ def _lock(conn: Connection) -> None:
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK[0], "b": _LOCK[1]})
 
 
-def publish_views(conn: Connection, model: Model, *, wait_s: float = 0.0) -> Published:
+def publish_views(
+    conn: Connection, model: Model, *, wait_s: float = 0.0, queue_s: float = 0.0
+) -> Published:
     """(Re)create every view of ``bi`` in the caller's transaction; the roles that could
     read the previous views may read the new ones. Dropping the old views waits for the
     sessions reading them at most ``wait_s``, never long in the lock queue (where every
-    other reader of the views would wait behind it): LockBusyError (CONFLICT) after it,
-    the caller's transaction still usable and the old views in place."""
+    other reader of the views would wait behind it), then once in the queue for at most
+    ``queue_s``: LockBusyError (CONFLICT) after it, the caller's transaction still usable
+    and the old views in place."""
     _lock(conn)
     conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
     readers = [
@@ -315,6 +319,7 @@ def publish_views(conn: Connection, model: Model, *, wait_s: float = 0.0) -> Pub
         conn,
         drop,
         wait_s=wait_s,
+        queue_s=queue_s,
         relations=quoted,
         what=f"the {SCHEMA} views were not replaced",
     )
@@ -444,7 +449,7 @@ def publish(conn: Connection, model: Model, role: str, password: str | None) -> 
     _lock(conn)
     ensure_role(conn, role, password)
     warnings = _limit_disk(conn, role)
-    done = publish_views(conn, model, wait_s=PUBLISH_WAIT_S)
+    done = publish_views(conn, model, wait_s=PUBLISH_WAIT_S, queue_s=PUBLISH_QUEUE_S)
     db = str(conn.execute(sa.text("SELECT current_database()")).scalar())
     conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{db}" TO {role}'))
     warnings += _no_temp(conn, db, role)

@@ -103,6 +103,7 @@ def test_cdms_bi_publish_gives_up_on_a_bi_reader(
     wh: Engine, warehouse_url: str, role: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bi, "PUBLISH_WAIT_S", 2.0, raising=False)
+    monkeypatch.setattr(bi, "PUBLISH_QUEUE_S", 1.0, raising=False)
     _stale(wh)
     reader = _reader(warehouse_url, role)
     try:
@@ -123,6 +124,7 @@ def test_a_full_rebuild_does_not_stall_readers_behind_a_bi_reader(
     """TRUNCATE waits for the BI session's lock on the warehouse (its views read it); in
     the queue it would hold up every reader of the facts, the API's cubes included."""
     monkeypatch.setattr(runner, "FULL_LOCK_WAIT_S", 3.0, raising=False)
+    monkeypatch.setattr(runner, "FULL_LOCK_QUEUE_S", 1.0, raising=False)
     reader = _reader(warehouse_url, role)
     failed: list[BaseException] = []
 
@@ -146,3 +148,34 @@ def test_a_full_rebuild_does_not_stall_readers_behind_a_bi_reader(
     finally:
         reader.close()
         run.join(60)
+
+
+def test_a_full_rebuild_gets_through_readers_that_keep_the_warehouse_busy(
+    wh: Engine, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three readers of the facts, 1.2 s each, overlapping (a busy dashboard): no short
+    attempt ever found the lock free, and the full run gave up after a minute where a
+    queued lock got through in 0.8 s (the hostile review of 2026-12-07). After its short
+    attempts it waits in the queue once."""
+    monkeypatch.setattr(runner, "FULL_LOCK_WAIT_S", 1.0, raising=False)
+    monkeypatch.setattr(runner, "FULL_LOCK_QUEUE_S", 20.0, raising=False)
+    stop = threading.Event()
+
+    def reader(offset: float) -> None:
+        time.sleep(offset)
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute(
+                    "SELECT count(*), pg_sleep(1.2) FROM (SELECT 1 FROM dw.fact_sales LIMIT 1) s"
+                )
+
+    readers = [threading.Thread(target=reader, args=(i * 0.4,)) for i in range(3)]
+    for r in readers:
+        r.start()
+    try:
+        time.sleep(1.5)
+        pipeline.run(warehouse_url, full=True, check=False)
+    finally:
+        stop.set()
+        for r in readers:
+            r.join(10)
