@@ -405,23 +405,45 @@ def _limit_disk(conn: Connection, role: str) -> list[str]:
     return []
 
 
+# cdms's own roles use temp tables: the ETL's loads and checks, the stored predictions'
+# scoring (cdms_owner, which the logins that migrate and run cdms join), the API's
+# prediction log (as cdms_api / cdms_customer)
+_TEMP_ROLES = ("cdms_owner", "cdms_api", "cdms_customer")
+# the logins that had TEMPORARY from PUBLIC and lost it: named in a warning
+_LOST_TEMP = sa.text(
+    "SELECT rolname FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND rolname <> :r"
+    " AND has_database_privilege(oid, :d, 'CONNECT')"
+    " AND NOT has_database_privilege(oid, :d, 'TEMPORARY') ORDER BY rolname LIMIT 11"
+)
+
+
 def _no_temp(conn: Connection, db: str, role: str) -> list[str]:
     """No TEMPORARY on the database for the role. TEMP is PUBLIC's by default (a temp table
-    fills the disk, past temp_file_limit's reach): taken from PUBLIC and given back to the
-    login that publishes, which runs the ETL (its loads use temp tables); the API roles
-    need none. The warning when we are not the database's owner."""
+    fills the disk, past temp_file_limit's reach): taken from PUBLIC and given to cdms's
+    roles and the login that publishes. A login that lost it is named in a warning (one
+    that runs cdms without being in cdms_owner needs it back). The warning when we are not
+    the database's owner."""
     conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM PUBLIC'))
-    conn.execute(sa.text(f'GRANT TEMPORARY ON DATABASE "{db}" TO CURRENT_USER'))
+    grantees = ", ".join(["CURRENT_USER", *_TEMP_ROLES])
+    conn.execute(sa.text(f'GRANT TEMPORARY ON DATABASE "{db}" TO {grantees}'))
     conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM {role}'))
     can = conn.execute(
         sa.text("SELECT has_database_privilege(:r, :d, 'TEMPORARY')"), {"r": role, "d": db}
     ).scalar()
-    if not can:
+    if can:
+        return [
+            f"{role} may still create temporary tables (TEMPORARY on database {db} is"
+            f" PUBLIC's, and only its owner may take it): REVOKE TEMPORARY ON DATABASE"
+            f' "{db}" FROM PUBLIC, then GRANT it to the logins that run the ETL'
+        ]
+    lost = list(conn.execute(_LOST_TEMP, {"r": role, "d": db}).scalars())
+    if not lost:
         return []
+    named = ", ".join(lost[:10]) + (" ..." if len(lost) > 10 else "")
     return [
-        f"{role} may still create temporary tables (TEMPORARY on database {db} is"
-        f" PUBLIC's, and only its owner may take it): REVOKE TEMPORARY ON DATABASE"
-        f' "{db}" FROM PUBLIC, then GRANT it to the logins that run the ETL'
+        f"these logins may no longer create temporary tables in {db}: {named}; one that"
+        f" runs cdms outside the cdms_owner group needs GRANT TEMPORARY ON DATABASE"
+        f' "{db}" TO it'
     ]
 
 

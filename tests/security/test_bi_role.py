@@ -145,3 +145,34 @@ def test_what_the_bi_role_does_to_itself_publish_undoes(
             ).fetchone()[0]  # type: ignore[index]
     finally:
         unpublish(url, role)
+
+
+def test_publish_leaves_cdms_its_temp_tables_and_names_logins_that_lose_them(
+    clone_database: Callable[[str], str],
+) -> None:
+    """Taking TEMPORARY from PUBLIC took it from every login but the publisher's: one that
+    runs cdms as another login lost the ETL's temp tables and the API's prediction log
+    (its flushes counted as dropped), with no warning (the hostile review of 2026-12-07).
+    cdms's roles keep it; another login is named."""
+    url = clone_database("bi_temp")
+    role = role_for(url, "temp")
+    other = role_for(url, "other")
+    with make_engine(url).begin() as conn:
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {other}")
+        conn.exec_driver_sql(f"CREATE ROLE {other} LOGIN NOINHERIT IN ROLE cdms_api")
+    try:
+        with make_engine(url).begin() as conn:
+            done = bi.publish(conn, default_model(), role, "pw")
+        # (named among the first ten: the test cluster has many logins)
+        lost = [w for w in done.warnings if "may no longer create temporary tables" in w]
+        assert len(lost) == 1 and "GRANT TEMPORARY" in lost[0], done
+        with psycopg.connect(as_role(url, other), autocommit=True) as conn:
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("CREATE TEMP TABLE lost (a int)")
+            conn.execute("SET ROLE cdms_api")  # as the API's requests run
+            conn.execute("CREATE TEMP TABLE kept (a int)")
+    finally:
+        with make_engine(url).begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {other}")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {other}")
+        unpublish(url, role)
