@@ -69,8 +69,9 @@ except (ImportError, AttributeError):  # pragma: no cover (Windows)
 _PROGRESS = 4096
 # what a client must take a second not to count as slow: one trickling its answers in (4 KB
 # a second over 30 connections of one key) kept them all in memory for half an hour; a
-# phone on a poor network still takes this much, a LAN or the internet far more
-_BRISK = 65_536
+# phone on a poor network still takes this much, a LAN or the internet far more (64 KB
+# reset 4 of 12 steady downloads of one key at 44 KB/s: the hostile review)
+_BRISK = 32_768
 
 # connections whose answer waits for its client, by credential (the protocols of a process)
 _stalled: Counter[str] = Counter()
