@@ -30,15 +30,15 @@
 -- idempotency_keys (each principal's own, 0009), and DELETE (no customer DELETE policy
 -- exists: every customer DELETE matches no row).
 --
--- Stock: app.place_order and app.set_order_status run with cdms.stock_move = 'on' (a SET
--- clause: the setting holds while the function runs and is restored when it returns, or
--- fails), and the guard refuses a customer's stock change without it. This is defence
--- against a forgotten check, not against SQL injection: a statement that may run any SQL
--- can set the parameter itself. Service keeps moving stock freely (approve_return; its
--- UPDATE privileges are unchanged).
+-- Stock: the guard refuses a customer's stock change unless app.place_order or
+-- app.set_order_status is on the call stack (PG_CONTEXT). Defence against a forgotten
+-- check, not against SQL injection: a statement that may run any SQL may call them. (A
+-- parameter set by the functions' SET clause was tried: ALTER FUNCTION ... SET of a
+-- custom parameter needs a superuser in PostgreSQL 15, and migrations run as the owner.)
+-- Service keeps moving stock freely (approve_return; its UPDATE privileges are unchanged).
 --
--- GRANT, REVOKE and ALTER FUNCTION lock no app table (db/migrations/sqlfile.py); no
--- column changes.
+-- GRANT, REVOKE and CREATE OR REPLACE FUNCTION lock no app table
+-- (db/migrations/sqlfile.py); no column changes.
 
 REVOKE INSERT, UPDATE ON app.feedback FROM cdms_customer;
 GRANT INSERT (customer_id, order_id, product_id, kind, rating, comment) ON app.feedback
@@ -63,9 +63,6 @@ GRANT UPDATE (stock) ON app.products TO cdms_customer;
 
 REVOKE INSERT, UPDATE ON app.customers FROM cdms_customer;
 
-ALTER FUNCTION app.place_order(bigint, jsonb, text, text) SET cdms.stock_move = 'on';
-ALTER FUNCTION app.set_order_status(bigint, text) SET cdms.stock_move = 'on';
-
 -- 0021's guard, and: a customer's stock moves only inside those two procedures
 CREATE OR REPLACE FUNCTION app.sec_guard_update() RETURNS trigger
 LANGUAGE plpgsql
@@ -73,13 +70,17 @@ AS $$
 DECLARE
     v_role text := app.sec_role();
     v_free text[];
+    v_stack text;
 BEGIN
     IF v_role IS NULL OR v_role = 'admin' THEN
         RETURN NEW;
     END IF;
     IF TG_TABLE_NAME = 'products' THEN
-        IF v_role = 'customer' AND NEW.stock IS DISTINCT FROM OLD.stock
-           AND current_setting('cdms.stock_move', true) IS DISTINCT FROM 'on' THEN
+        IF v_role = 'customer' AND NEW.stock IS DISTINCT FROM OLD.stock THEN
+            GET DIAGNOSTICS v_stack = PG_CONTEXT;
+        END IF;
+        IF v_stack IS NOT NULL
+           AND v_stack !~ 'function (app\.)?(place_order|set_order_status)\(' THEN
             PERFORM app.raise_error('CD006',
                 'a customer moves stock only by placing or cancelling an order',
                 jsonb_build_object('reason', 'stock_moved_by_orders_only', 'role', v_role,

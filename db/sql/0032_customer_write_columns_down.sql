@@ -1,14 +1,10 @@
--- 0032 down: cdms_customer's table-wide INSERT and UPDATE (0006), the procedures without
--- cdms.stock_move, and 0021's guard. (Revoking a table privilege revokes the column
+-- 0032 down: cdms_customer's table-wide INSERT and UPDATE (0006), and 0021's guard. (Revoking a table privilege revokes the column
 -- privileges 0032 granted too.)
 
 REVOKE INSERT, UPDATE ON app.feedback, app.support_tickets, app.orders, app.returns,
                          app.products, app.customers FROM cdms_customer;
 GRANT INSERT, UPDATE ON app.feedback, app.support_tickets, app.orders, app.returns,
                         app.products, app.customers TO cdms_customer;
-
-ALTER FUNCTION app.place_order(bigint, jsonb, text, text) RESET cdms.stock_move;
-ALTER FUNCTION app.set_order_status(bigint, text) RESET cdms.stock_move;
 
 CREATE OR REPLACE FUNCTION app.sec_guard_update() RETURNS trigger
 LANGUAGE plpgsql
