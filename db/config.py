@@ -224,7 +224,9 @@ def to_sqlalchemy_url(url: str) -> str:
             return "postgresql+psycopg://" + _hosts_to_query(url[len(prefix) :])
     from db.errors import ConfigError
 
-    raise ConfigError(f"DATABASE_URL must start with postgresql:// (got {url.split(':', 1)[0]}://)")
+    # (only the scheme: libpq's keyword/value form, "host=h password=...", has none)
+    got = f"{url.split('://', 1)[0][:20]}://" if "://" in url else "no scheme"
+    raise ConfigError(f"DATABASE_URL must start with postgresql:// (got {got})")
 
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -263,7 +265,11 @@ def _hide_password(message: str, url: str) -> str:
     import re
     from urllib.parse import unquote
 
-    secrets = re.findall(r"[?&]password=([^&#]*)", url)
+    secrets: list[str] = []
+    for text in (url, unquote(url)):  # (libpq decodes a parameter's name too: pass%77ord)
+        secrets += re.findall(r"[?&]password=([^&#]*)", text)
+        # the keyword/value form: password=secret or password='se cret'
+        secrets += [q or p for q, p in re.findall(r"password\s*=\s*(?:'([^']*)'|(\S+))", text)]
     userinfo = url.split("://", 1)[-1].split("@", 1)
     if len(userinfo) == 2 and ":" in userinfo[0]:
         secrets.append(userinfo[0].split(":", 1)[1])

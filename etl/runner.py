@@ -508,7 +508,10 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
 
 
 FULL_LOCK_WAIT_S = 20.0  # short attempts, for the readers of the warehouse (BI's included)
-FULL_LOCK_QUEUE_S = 30.0  # then in the queue: readers that keep it busy between them
+# then in the queue, briefly: readers that keep it busy between them (each a second or
+# so) let it through; readers queue behind it that long at most (the rebuild itself then
+# holds them for its whole run)
+FULL_LOCK_QUEUE_S = 5.0
 
 
 def _lock_for_full(conn: Connection, tables: list[str]) -> None:

@@ -42,7 +42,7 @@ _RESERVED = {"cdms_owner", "cdms_api", "cdms_customer", "postgres"}
 # `cdms bi publish` waits this long for BI sessions reading the views (never in the lock
 # queue for long: db/locks.py); the pipeline tries once and republishes at a later run
 PUBLISH_WAIT_S = 15.0
-PUBLISH_QUEUE_S = 15.0  # then in the queue once: BI queries that keep the views busy
+PUBLISH_QUEUE_S = 5.0  # then in the queue once, briefly: BI queries that keep the views busy
 # the role's session defaults (docs/bi.md: a session may change the first three itself;
 # temp_file_limit only a superuser may set, and the role cannot reset it)
 STATEMENT_TIMEOUT = "2min"
