@@ -4,8 +4,9 @@ PostgreSQL has no privilege for NOTIFY: every login (the BI role's included) may
 payload on any channel, 20,000 of them in 0.05 s, a million in under a second. So a
 notification is a hint that something may have changed, never data and never a unit of
 work: the consumers (ml.serving, schema.subscriptions, schema.warehouse, etl.scheduler)
-take what is queued at once, read from the database what did change, and let what arrives
-while they do, or within :data:`INTERVAL_S` of their last look, make one more look at most.
+take what is queued at once (:func:`drain`), read from the database what did change, and
+let what arrives while they do, or within :data:`INTERVAL_S` of their last look, make one
+more look at most.
 
 :class:`SkipLog` is the log of the notifications a consumer skips (a payload it cannot
 read, or one the database does not bear out): the first after a quiet interval is logged
@@ -19,8 +20,35 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 INTERVAL_S = 1.0  # a consumer's least time between two looks while notifications keep coming
+DRAIN_MAX = 10_000  # notifications taken in one go, at most
+
+
+def drain(
+    conn: psycopg.Connection[Any], timeout: float, each: Callable[[str], None] | None = None
+) -> int:
+    """The notifications that came within ``timeout``, with every one waiting then, taken
+    (DRAIN_MAX at most, so that a flood cannot hold back the look they wake): how many.
+    ``each`` sees each payload."""
+    heard = 0
+    for note in conn.notifies(timeout=timeout, stop_after=1):
+        heard += 1
+        if each is not None:
+            each(note.payload)
+    while 0 < heard < DRAIN_MAX:
+        more = 0
+        for note in conn.notifies(timeout=0.0, stop_after=DRAIN_MAX):
+            more += 1
+            if each is not None:
+                each(note.payload)
+        if not more:
+            break
+        heard += more
+    return heard
 
 
 class SkipLog:

@@ -40,6 +40,7 @@ import psycopg
 
 from db.config import to_libpq_url
 from db.errors import CdmsError
+from db.listen import drain
 from etl import pipeline, runner
 from etl.errors import EtlBusyError
 from etl.runner import RunResult
@@ -48,7 +49,6 @@ from etl.steps import STEP_NAMES
 
 CHANNEL = "cdms_dw_change"
 SUMMARY_S = 60.0  # successful runs are reported once a minute, summed up
-DRAIN_MAX = 10_000  # notifications consumed in one go, at most
 DEBOUNCE_S = 0.25  # the wait of the first change heard after a quiet spell
 LONGEST_S = 365 * 86_400.0  # the longest interval a schedule may set (timers wait < 292 years)
 
@@ -165,7 +165,7 @@ class Scheduler:
                 now = time.monotonic()
                 wait = (due - now) if due is not None else (last_look + s.ceiling_s - now)
                 try:
-                    heard = self._heard(conn, min(max(wait, 0.0), 0.5))
+                    heard = drain(conn, min(max(wait, 0.0), 0.5)) > 0
                 except psycopg.Error as exc:
                     self.report(f"etl: lost the change notifications ({exc}); reconnecting")
                     conn.close()
@@ -179,7 +179,7 @@ class Scheduler:
                 if due is None or now < due:
                     continue
                 with contextlib.suppress(psycopg.Error):  # (the next turn reconnects)
-                    self._heard(conn, 0.0)  # what arrives from here on needs another run
+                    drain(conn, 0.0)  # what arrives from here on needs another run
                 outcome = self._attempt()
                 last_end = last_look = time.monotonic()
                 if outcome == "failed":
@@ -209,21 +209,6 @@ class Scheduler:
         finally:
             self._listening.set()
         return conn
-
-    @staticmethod
-    def _heard(conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> bool:
-        """Whether a change notification arrived within ``timeout``; the waiting ones are
-        consumed, DRAIN_MAX at most (any role may NOTIFY: a flood must not hold a due run
-        back; a notification is only a wake-up, its payload is not read)."""
-        heard = 0
-        for _ in conn.notifies(timeout=timeout, stop_after=1):
-            heard += 1
-        while 0 < heard < DRAIN_MAX:
-            more = sum(1 for _ in conn.notifies(timeout=0.0, stop_after=DRAIN_MAX))
-            if not more:
-                break
-            heard += more
-        return heard > 0
 
     # -- one attempt -------------------------------------------------------------------
     def _attempt(self) -> str:

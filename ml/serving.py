@@ -21,13 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.config import to_libpq_url
-from db.listen import INTERVAL_S, SkipLog
+from db.listen import INTERVAL_S, SkipLog, drain
 from ml import prediction_log, registry
 from ml.errors import ModelUnavailableError
 from ml.scorer import Scorer
 
 CHANNEL = "cdms_model_activated"
-DRAIN_MAX = 10_000  # notifications taken before a look that is due, at most
 log = logging.getLogger("cdms.ml")
 
 
@@ -133,12 +132,12 @@ class ModelStore:
                     while not self._stop.is_set():
                         now = time.monotonic()
                         wait = 0.5 if due is None else min(max(due - now, 0.0), 0.5)
-                        if self._heard(conn, wait) and due is None:
+                        if drain(conn, wait, self._check) and due is None:
                             due = max(time.monotonic(), last_look + INTERVAL_S)
                         self._skips.flush()
                         if due is None or time.monotonic() < due:
                             continue
-                        self._heard(conn, 0.0)  # sent before the look: the look covers it
+                        drain(conn, 0.0, self._check)  # sent before the look: it covers them
                         due, last_look = None, time.monotonic()
                         try:
                             self.look()
@@ -148,23 +147,6 @@ class ModelStore:
                 log.warning("model listener lost its connection (%s); retrying", exc)
                 self._listening.set()
                 self._stop.wait(1.0)
-
-    def _heard(self, conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> bool:
-        """Whether a notification came within ``timeout``; every waiting one is taken (a
-        few thousand at most, so that a flood cannot hold the look back)."""
-        heard = 0
-        for note in conn.notifies(timeout=timeout, stop_after=1):
-            heard += 1
-            self._check(note.payload)
-        while 0 < heard < DRAIN_MAX:
-            more = 0
-            for note in conn.notifies(timeout=0.0, stop_after=DRAIN_MAX):
-                more += 1
-                self._check(note.payload)
-            if not more:
-                break
-            heard += more
-        return heard > 0
 
     def _check(self, payload: str) -> None:
         """Count a payload that is not the trigger's ``{"name", "version"}`` (logged once an
