@@ -55,6 +55,11 @@ class HeadLimits:
     max_stalled: int = 8
     stall_s: float = 2.0
 
+    @property
+    def look_s(self) -> float:
+        """How often a paused connection is looked at (the send timeout, if shorter)."""
+        return min(self.stall_s, self.send_timeout_s)
+
 
 try:  # the kernel's unsent bytes of a socket (Linux, macOS); elsewhere the transport's only
     import fcntl
@@ -126,8 +131,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unstall()
 
     def _rewatch(self) -> None:
-        every = min(self.limits.stall_s, self.limits.send_timeout_s)
-        self.watch_timer = self.loop.call_later(every, self._watch)
+        self.watch_timer = self.loop.call_later(self.limits.look_s, self._watch)
 
     def _watch(self) -> None:
         self.watch_timer = None
@@ -140,7 +144,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         elif now - self.last_progress >= self.limits.send_timeout_s:
             self._reset(f"nothing of its answer read in {self.limits.send_timeout_s:g}s")
             return
-        if taken >= _BRISK * min(self.limits.stall_s, self.limits.send_timeout_s):
+        if taken >= _BRISK * self.limits.look_s:
             self._uncount()  # a download at speed
         elif self.stalled_key is None:
             key = self._credential()

@@ -37,8 +37,10 @@ _FINGERPRINT = re.compile(r"model ([0-9a-f]{64})")
 _LOCK = (0x636D6473, 0x4249)  # ('cdms', 'BI'): one publisher at a time
 _PERSPECTIVE = "analyst"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# cdms's own roles (db/sql/0006_security.sql): the owner group, the API's two
+_CDMS_ROLES = ("cdms_owner", "cdms_api", "cdms_customer")
 # roles a BI login must never be (the API's and the database's own)
-_RESERVED = {"cdms_owner", "cdms_api", "cdms_customer", "postgres"}
+_RESERVED = {*_CDMS_ROLES, "postgres"}
 # `cdms bi publish` waits this long for BI sessions reading the views (never in the lock
 # queue for long: db/locks.py); the pipeline tries once and republishes at a later run
 PUBLISH_WAIT_S = 15.0
@@ -405,10 +407,6 @@ def _limit_disk(conn: Connection, role: str) -> list[str]:
     return []
 
 
-# cdms's own roles use temp tables: the ETL's loads and checks, the stored predictions'
-# scoring (cdms_owner, which the logins that migrate and run cdms join), the API's
-# prediction log (as cdms_api / cdms_customer)
-_TEMP_ROLES = ("cdms_owner", "cdms_api", "cdms_customer")
 # the logins that had TEMPORARY from PUBLIC and lost it: named in a warning
 _LOST_TEMP = sa.text(
     "SELECT rolname FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND rolname <> :r"
@@ -424,7 +422,10 @@ def _no_temp(conn: Connection, db: str, role: str) -> list[str]:
     that runs cdms without being in cdms_owner needs it back). The warning when we are not
     the database's owner."""
     conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM PUBLIC'))
-    grantees = ", ".join(["CURRENT_USER", *_TEMP_ROLES])
+    # cdms's roles use temp tables: the ETL's loads and checks, the stored predictions'
+    # scoring (cdms_owner, which the logins that migrate and run cdms join), the API's
+    # prediction log (as cdms_api / cdms_customer)
+    grantees = ", ".join(["CURRENT_USER", *_CDMS_ROLES])
     conn.execute(sa.text(f'GRANT TEMPORARY ON DATABASE "{db}" TO {grantees}'))
     conn.execute(sa.text(f'REVOKE TEMPORARY ON DATABASE "{db}" FROM {role}'))
     can = conn.execute(
