@@ -293,14 +293,17 @@ def test_rolling_restart_of_two_servers_fails_no_request(
     done = threading.Event()
     counts = {"requests": 0, "writes": 0}
     failed: list[str] = []
+    routed: dict[int, str | None] = {}  # each client's server for the request it is sending
 
     def client(kind: str) -> Callable[[], None]:
         def loop() -> None:
             i = 0
+            me = threading.get_ident()
             with httpx.Client(timeout=30) as http:
                 while not done.is_set():
                     with lock:
                         base = rotation[i % len(rotation)]
+                        routed[me] = base
                     i += 1
                     if kind == "write":
                         body: dict[str, Any] = {
@@ -319,6 +322,7 @@ def test_rolling_restart_of_two_servers_fails_no_request(
                     with lock:
                         counts["requests"] += 1
                         counts["writes"] += kind == "write"
+                        routed[me] = None
 
         return loop
 
@@ -337,7 +341,17 @@ def test_rolling_restart_of_two_servers_fails_no_request(
             old = apis[index]
             with lock:  # the load balancer takes it out (its /readyz would go away)
                 rotation.remove(old.base)
-            old.proc.terminate()  # SIGTERM: requests in flight finish (drain)
+            # and drains it: the requests it had already routed there are sent and answered
+            # before the server is stopped (a request routed but not yet written could
+            # otherwise meet the server closing its idle keep-alive connection: a reset no
+            # server can prevent, which is why balancers drain before they stop a backend)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if old.base not in routed.values():
+                        break
+                time.sleep(0.01)
+            old.proc.terminate()  # SIGTERM (requests in flight finish: test_sigterm.py)
             assert old.proc.wait(timeout=30) == 0
             new = _Api(url, tmp_path, name)
             apis.append(new)
