@@ -251,6 +251,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._arm()
 
     # --- refusals ------------------------------------------------------------------------
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse (a length and a chunked encoding both, a header
+        without a colon, a NUL in the target): uvicorn answers in plain text; here JSON
+        with a code, as every other refusal (uvicorn's ``msg`` is its own text)."""
+        self.refused = True
+        self._disarm()
+        self._send_refusal(400, b"Bad Request", "BAD_REQUEST", "the request is not valid HTTP/1.1")
+
+    def _send_refusal(self, status: int, reason: bytes, code: str, message: str) -> None:
+        body = json.dumps(error_body(code, message, data=True)).encode()
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
     def _refuse(self) -> None:
         self.refused = True
         self._disarm()
@@ -259,17 +277,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # an earlier request's answer is being written
             return
-        message = f"request line and headers exceed {limit} bytes"
-        body = json.dumps(
-            error_body("REQUEST_HEADER_FIELDS_TOO_LARGE", message, data=True)
-        ).encode()
-        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
-        for name, value in self.server_state.default_headers:
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-type: application/json\r\n")
-        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        self._send_refusal(
+            431,
+            b"Request Header Fields Too Large",
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            f"request line and headers exceed {limit} bytes",
+        )
 
     def _arm(self) -> None:
         if self.head_timer is None:

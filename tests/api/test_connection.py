@@ -97,6 +97,7 @@ def test_it_overrides_hooks_uvicorns_protocol_has() -> None:
         "on_message_complete",
         "on_response_complete",
         "shutdown",
+        "send_400_response",
     ):
         assert callable(getattr(HttpToolsProtocol, name, None)), name
 
@@ -111,6 +112,23 @@ def test_a_head_over_the_limit_is_a_431_in_any_chunks(loop: asyncio.AbstractEven
     body = json.loads(rest.partition(b"\r\n\r\n")[2])
     assert body["errors"][0]["extensions"]["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
     assert transport.closed
+    protocol.connection_lost(None)
+
+
+def test_a_request_the_parser_refuses_is_a_json_400(loop: asyncio.AbstractEventLoop) -> None:
+    protocol, transport = _connect(loop, HeadLimits())
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    status, _, rest = transport.written.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request"
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert transport.closed
+    answered = transport.written
+    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")  # nothing more is parsed
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written == answered
     protocol.connection_lost(None)
 
 

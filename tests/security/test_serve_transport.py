@@ -186,6 +186,36 @@ def test_a_huge_request_head_is_a_431_at_once_and_others_are_answered(
     assert max(t for _, t in answers) < 2, answers
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # request smuggling's shape: a length and a chunked encoding both
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",  # no colon
+        b"GET /he\x00lthz HTTP/1.1\r\nHost: x\r\n\r\n",  # a NUL in the target
+    ],
+    ids=["length-and-chunked", "header-without-colon", "nul-in-target"],
+)
+def test_a_request_the_parser_refuses_is_a_coded_json_400(
+    served: Served, request_bytes: bytes
+) -> None:
+    """A request HTTP cannot parse was answered by uvicorn in plain text ("Invalid HTTP
+    request received."), unlike every other refusal; now it is a JSON 400 with a code, and
+    the connection is closed."""
+    with served.connect() as sock:
+        sock.sendall(request_bytes)
+        answer = _read_all(sock, 10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert b"content-type: application/json" in head.lower(), head
+    assert b"connection: close" in head.lower(), head
+    parsed = json.loads(body)
+    assert parsed["data"] is None
+    assert parsed["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert parsed["errors"][0]["message"] == "the request is not valid HTTP/1.1"
+
+
 def test_a_head_just_under_the_limit_is_served(served: Served) -> None:
     filler = b"a" * 60_000
     with served.connect() as sock:
