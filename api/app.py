@@ -10,6 +10,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -22,12 +23,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from api.access import STAFF
 from api.dashboard import DashboardAssets
 from api.errors import http_exception
 from api.graphiql import GraphiQLPage
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
-from api.readiness import ReadinessProbe
+from api.readiness import ReadinessProbe, public
 from api.rules import Access, Limits
 from api.security import SecurityConfig, middleware
 from api.ws import GraphQLSockets, SocketLimits
@@ -148,6 +150,13 @@ def create_app(
     known = known_revisions()
     probe = ReadinessProbe(engine, head, known)
 
+    def shown(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        """The probes' detail for staff (and outside production); else the ready flags."""
+        principal = request.scope.get("state", {}).get("principal")
+        if not security.production or (principal is not None and principal.role in STAFF):
+            return body
+        return public(body)
+
     async def healthz(request: Request) -> JSONResponse:
         """Liveness: the process answers and reaches the database. 200 while the warehouse
         loads or models are missing (a container busy loading is not restarted); the
@@ -161,22 +170,23 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
-        return JSONResponse(
-            {
-                "status": "ok" if revision == head else "degraded",
-                "database": "ok",
-                "revision": revision,
-                "expectedRevision": head,
-                "warehouse": warehouse,
-            }
-        )
+        body = {
+            "status": "ok" if revision == head else "degraded",
+            "database": "ok",
+            "revision": revision,
+            "expectedRevision": head,
+            "warehouse": warehouse,
+        }
+        return JSONResponse(shown(request, body))
 
     async def readyz(request: Request) -> JSONResponse:
         """Readiness (api/readiness.py): 200 once the operational API and the warehouse
         are ready, 503 before; models are reported, and do not gate it."""
         body, ready = await run_in_threadpool(probe.check)
         return JSONResponse(
-            body, status_code=200 if ready else 503, headers={} if ready else {"Retry-After": "5"}
+            shown(request, body),
+            status_code=200 if ready else 503,
+            headers={} if ready else {"Retry-After": "5"},
         )
 
     @contextlib.asynccontextmanager

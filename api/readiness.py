@@ -24,7 +24,9 @@ no active model is ready (its other fields work) and says so here and in each pr
 
 The answer holds no secrets (no error texts, no SQL, no settings) and is computed at most
 once a second per process (three index lookups), so it stays open and unlimited like
-``/healthz``.
+``/healthz``. In production a caller without a staff token (admin, service, analyst) gets
+only the ready flags (:func:`public`): the versions, times and lag tell when the shop last
+changed and which code it runs.
 """
 
 from __future__ import annotations
@@ -152,6 +154,23 @@ class ReadinessProbe:
             "models": models,
         }
         return body, ready
+
+
+def public(body: dict[str, Any]) -> dict[str, Any]:
+    """What ``/healthz`` or ``/readyz`` tells a caller who is not staff, in production: only
+    whether each part is up (and a failing load's streak). The rest says when the shop last
+    changed (``newestChangeAt``: the newest row any customer wrote, to the microsecond), how
+    often it loads (``version``, ``lastRunId``, the lag) and which code runs (the revision):
+    GraphQL's ``warehouseStatus`` is for staff only, and so is this."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in {"status", "database", "ready", "loading", "ok", "failures"}:
+            out[key] = value
+        elif key in {"api", "warehouse"} and isinstance(value, dict):
+            out[key] = public(value)
+        elif key == "models" and isinstance(value, dict):
+            out[key] = {name: {"ready": m.get("ready")} for name, m in value.items()}
+    return out
 
 
 def pool_exhausted(engine: Engine) -> bool:

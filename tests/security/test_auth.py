@@ -17,7 +17,7 @@ from api.auth import JwtRules, UnauthenticatedError, decode_jwt, encode_jwt
 from api.security import SecurityConfig
 from db.errors import BadUserInputError, ConfigError, NotFoundError
 from tests.api.conftest import Shop
-from tests.security.conftest import SECRET, Parties, make_app, post, token
+from tests.security.conftest import SECRET, Parties, bearer, make_app, post, token
 
 WHO = "{ customers { totalCount } }"
 
@@ -42,6 +42,48 @@ def test_without_a_token_only_healthz(client: Any) -> None:
         resp = client.post("/graphql", json={"query": WHO}, headers={"Authorization": header})
         assert resp.status_code == 401, header
         assert code(resp.json()) == "UNAUTHENTICATED"
+
+
+# what tells when the shop last changed, how often it loads, or which code it runs
+_ACTIVITY = ("newestChangeAt", "version", "lastRunId", "lastRunAt", "lagSeconds", "state",
+             "oldestPendingAt", "revision", "expectedRevision")  # fmt: skip
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    return set()
+
+
+def test_in_production_the_open_probes_tell_an_anonymous_caller_only_whether(prod: Any) -> None:
+    """Probe 8 (2026-12-07): an anonymous poller of /healthz read, to the microsecond, when
+    any customer last wrote (``newestChangeAt``) and counted the loads (``version``), the
+    same facts GraphQL gives staff only. In production an anonymous caller (or a customer)
+    is told only whether each part is up; the staff's tokens get the detail."""
+    for path in ("/healthz", "/readyz"):
+        for headers in ({}, bearer(token("customer", 1))):
+            resp = prod.get(path, headers=headers)
+            assert resp.status_code in {200, 503}, (path, resp.text)
+            told = _keys(resp.json())
+            assert not told & set(_ACTIVITY), (path, headers, resp.json())
+        for role in ("admin", "service", "analyst"):
+            resp = prod.get(path, headers=bearer(token(role)))
+            assert resp.status_code in {200, 503}, (path, role, resp.text)
+            assert "revision" in _keys(resp.json()), (path, role, resp.json())
+    healthz = prod.get("/healthz").json()
+    assert healthz["status"] == "ok" and healthz["database"] == "ok"
+    assert set(healthz["warehouse"]) == {"ok", "failures"}, healthz
+    readyz = prod.get("/readyz").json()
+    assert set(readyz) == {"ready", "api", "warehouse", "models"}
+    assert all(set(m) == {"ready"} for m in readyz["models"].values()), readyz
+    # a wrong credential on an open path is refused as on any other (and counted)
+    resp = prod.get("/healthz", headers={"Authorization": "Bearer not-a-token"})
+    assert resp.status_code == 401 and code(resp.json()) == "UNAUTHENTICATED"
+
+
+def test_outside_production_the_open_probes_keep_their_detail(client: Any) -> None:
+    assert "revision" in client.get("/healthz").json()
+    assert "version" in _keys(client.get("/readyz").json())
 
 
 def test_demo_open_makes_anonymous_an_admin(sec_engine: Engine, sec_shop: Shop) -> None:
