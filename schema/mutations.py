@@ -533,7 +533,9 @@ class Mutation:
         frozenset({"admin", "customer"}),
         "Changes a feedback's rating or comment (what it is about stays; a customer key: its "
         "own feedback). NOT_FOUND: no such feedback, or another customer's. BAD_USER_INPUT: "
-        "nothing given, a rating outside 1-5, a null rating.",
+        "nothing given, a rating outside 1-5, a null rating. RATE_LIMITED: a customer key's "
+        "21st edit in 24 hours, of any of its feedback (retryAfter; app.feedback_edit_limit, "
+        "migration 0033).",
     )
     async def update_feedback(
         self, info: Info, id: strawberry.ID, input: UpdateFeedbackInput

@@ -46,7 +46,8 @@ LOCK_TIMEOUT = "200ms"
 # The order in which the shop's writers take ROW EXCLUSIVE locks (what SHARE ROW EXCLUSIVE
 # waits for): app.approve_return writes the return, then the order (and its history), then
 # the stock; app.place_order the order, its history, its lines, then the stock;
-# app.set_order_status the order (and history), then the stock. Tables written alone after.
+# app.set_order_status the order (and history), then the stock. Tables written alone after
+# (a customer's feedback edit writes the feedback, then its edit log: 0033's trigger).
 WRITE_ORDER = (
     "app.returns",
     "app.orders",
@@ -55,6 +56,7 @@ WRITE_ORDER = (
     "app.products",
     "app.customers",
     "app.feedback",
+    "app.feedback_edits",
     "app.support_tickets",
     "app.idempotency_keys",
     "app.api_keys",
@@ -70,6 +72,7 @@ READ_ORDER = (
     "app.order_items",
     "app.returns",
     "app.feedback",
+    "app.feedback_edits",
     "app.support_tickets",
     "app.idempotency_keys",
     "app.api_keys",

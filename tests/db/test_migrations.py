@@ -485,3 +485,62 @@ def test_0031_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _returns_procedures(at_head) == head
+
+
+def _feedback_edits_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0033 (a customer's feedback edits bounded) adds: the log table with its rights
+    and policies, the trigger on app.feedback, its function (rights, owner, body), and the
+    app schema's rights (0033 lends cdms_owner CREATE on it for a moment)."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "tables": rows(
+                "SELECT c.relname::text, c.relacl::text, c.relrowsecurity, c.relforcerowsecurity"
+                " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'app' AND c.relkind IN ('r', 'i') ORDER BY 1"
+            ),
+            "policies": rows(
+                "SELECT tablename::text, policyname::text, cmd, roles::text[] FROM pg_policies"
+                " WHERE schemaname = 'app' ORDER BY 1, 2"
+            ),
+            "triggers": rows(
+                "SELECT tgname::text, pg_get_triggerdef(oid) FROM pg_trigger"
+                " WHERE tgrelid = 'app.feedback'::regclass AND NOT tgisinternal ORDER BY 1"
+            ),
+            "functions": rows(
+                "SELECT p.oid::regprocedure::text, p.prosecdef, p.proconfig,"
+                " p.proowner::regrole::text, md5(p.prosrc) FROM pg_proc AS p"
+                " JOIN pg_namespace AS n ON n.oid = p.pronamespace WHERE n.nspname = 'app'"
+                " ORDER BY 1"
+            ),
+            "schema": rows("SELECT nspacl::text FROM pg_namespace WHERE nspname = 'app'"),
+        }
+
+
+def test_0033_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0033 (at most 20 feedback edits a day for a customer principal) adds a table written
+    by one trigger on app.feedback: its downgrade leaves the database as 0032 had it
+    (compared with one migrated to 0032 from scratch), and upgrading again gives head's."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0032_customer_write_columns")
+    before = _feedback_edits_state(scratch)
+
+    at_head = fresh_database()
+    head = _feedback_edits_state(at_head)
+    assert ("feedback_edits", "owner_all", "ALL", ["cdms_owner"]) in head["policies"]
+    assert "feedback_edit_limit" in [t[0] for t in head["triggers"]]
+    assert [f[1:4] for f in head["functions"] if f[0] == "app.feedback_edit_limit()"] == [
+        (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
+    ]
+    assert head != before
+    assert downgrade(at_head, "0032_customer_write_columns")[1] == "0032_customer_write_columns"
+    assert _feedback_edits_state(at_head) == before
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _feedback_edits_state(at_head) == head

@@ -28,6 +28,7 @@ TABLES = [
     "persisted_queries",
     "idempotency_keys",
     "rate_buckets",
+    "feedback_edits",
 ]
 
 
