@@ -91,6 +91,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes: int | None = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
+        # a refusal (status, reason, code, message) waiting for the answers before it
+        self.deferred: tuple[int, bytes, str, str] | None = None
         # while the transport is paused: a look every stall_s at what the client took
         self.watch_timer: asyncio.TimerHandle | None = None
         self.last_size = 0  # the buffer's size at the last look that found progress
@@ -244,6 +246,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.deferred is not None and not self.transport.is_closing():
+            if self.cycle is None or self.cycle.response_complete:  # the last one before it
+                refusal, self.deferred = self.deferred, None
+                self._send_refusal(*refusal)
+            return
         if self.head_bytes is None and not self.transport.is_closing():
             # answered without reading the whole body (a 405, a 401): its rest is read
             # and dropped, and must come within the head's time, or a byte now and then
@@ -254,10 +261,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """A request httptools cannot parse (a length and a chunked encoding both, a header
         without a colon, a NUL in the target): uvicorn answers in plain text; here JSON
-        with a code, as every other refusal (uvicorn's ``msg`` is its own text)."""
+        with a code, as every other refusal (uvicorn's ``msg`` is its own text). A body that
+        breaks off (a bad chunk) belongs to a request that cannot have run and may already
+        be answered (a 401 sent without reading it): the connection is closed, nothing more
+        sent."""
         self.refused = True
         self._disarm()
-        self._send_refusal(400, b"Bad Request", "BAD_REQUEST", "the request is not valid HTTP/1.1")
+        if self.head_bytes is None:
+            self.transport.close()
+            return
+        self._refusal(400, b"Bad Request", "BAD_REQUEST", "the request is not valid HTTP/1.1")
+
+    def _refusal(self, status: int, reason: bytes, code: str, message: str) -> None:
+        """Answer a refused head, after the answers of the requests pipelined before it (in
+        order, as HTTP/1.1 wants: written at once, it came before an earlier request's
+        answer, and a client took it for that request's, which had run), then close."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.deferred = (status, reason, code, message)  # on_response_complete sends it
+            return
+        self._send_refusal(status, reason, code, message)
 
     def _send_refusal(self, status: int, reason: bytes, code: str, message: str) -> None:
         body = json.dumps(error_body(code, message, data=True)).encode()
@@ -274,10 +296,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         limit = self.limits.max_head_bytes
         self.logger.warning("Request head over %d bytes: 431, connection closed.", limit)
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # an earlier request's answer is being written
-            return
-        self._send_refusal(
+        self._refusal(
             431,
             b"Request Header Fields Too Large",
             "REQUEST_HEADER_FIELDS_TOO_LARGE",

@@ -15,6 +15,7 @@ headers on a WebSocket); a handshake with a bad token is refused here (4401).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import DEMO_PRINCIPAL, JwtRules, Principal, UnauthenticatedError, authenticate
 from api.http import error_response
 from api.ratelimit import RateLimitedError, RateLimiter
+from api.readiness import pool_exhausted
 from api.settings import Settings
 from db.errors import CdmsError
 
@@ -164,8 +166,8 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         found = [v for k, v in scope["headers"] if k.lower() == b"authorization"]
-        if scope["path"] in OPEN_PATHS and not found:  # open: a load balancer has no token
-            scope.setdefault("state", {})["principal"] = None
+        if scope["path"] in OPEN_PATHS:
+            scope.setdefault("state", {})["principal"] = await self._probe_principal(scope, found)
             await self.app(scope, receive, send)
             return
         if len(found) > 1:
@@ -211,6 +213,30 @@ class SecurityMiddleware:
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _probe_principal(self, scope: Scope, found: list[bytes]) -> Principal | None:
+        """Who asks ``/healthz`` or ``/readyz``: a staff token gets their detail, but the
+        answer's status never depends on a credential (an expired or rotated token on a
+        liveness probe would fail every replica at once): one that fails, or that cannot be
+        checked now (the pool has no connection free: the probes never wait for one), is
+        no one. A wrong one still counts against the client address's bad credentials."""
+        if len(found) != 1 or pool_exhausted(self.engine):
+            return None
+        try:
+            return await authenticate(
+                self.engine,
+                found[0].decode("latin-1"),
+                jwt_rules=self.config.jwt_rules,
+                demo_open=False,
+                key_cache_s=self.config.apikey_cache_s,
+            )
+        except UnauthenticatedError:
+            if self.rate is not None:
+                with contextlib.suppress(CdmsError):  # (RateLimitedError: nothing more)
+                    await run_in_threadpool(self.rate.admit, client_bucket(scope), 1)
+        except CdmsError:
+            pass
+        return None
 
     async def _refuse(
         self,

@@ -132,6 +132,40 @@ def test_a_request_the_parser_refuses_is_a_json_400(loop: asyncio.AbstractEventL
     protocol.connection_lost(None)
 
 
+def test_a_bad_request_pipelined_after_a_good_one_is_answered_after_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The hostile review: the 400 was written at once, before the answer of a request
+    sent before it on the connection, so a client read "400, nothing ran" for a request
+    that had run. Answers go in order: the earlier request's, then the 400, then close."""
+    protocol, transport = _connect(loop, HeadLimits())
+    protocol.data_received(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert transport.written == b""  # the first request's answer is not written yet
+    loop.run_until_complete(asyncio.sleep(0.05))
+    first, _, rest = transport.written.partition(b"\r\n")
+    assert first == b"HTTP/1.1 200 OK", transport.written
+    assert rest.count(b"HTTP/1.1 400 Bad Request\r\n") == 1, transport.written
+    assert transport.written.index(b"ok") < transport.written.index(b"HTTP/1.1 400")
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
+def test_a_broken_body_closes_the_connection_without_another_answer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A chunked body that breaks off: its request cannot run (it never had its body) and
+    may be answered already; a 400 after that answer was a second, unasked-for one."""
+    protocol, transport = _connect(loop, HeadLimits())
+    protocol.data_received(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))  # answered without reading the body
+    answered = transport.written
+    assert answered.startswith(b"HTTP/1.1 200 ")
+    protocol.data_received(b"zz\r\nnot a chunk\r\n")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert transport.written == answered and transport.closed
+    protocol.connection_lost(None)
+
+
 def test_a_body_after_a_head_within_the_limit_is_not_counted(
     loop: asyncio.AbstractEventLoop,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -55,7 +56,9 @@ def _keys(value: Any) -> set[str]:
     return set()
 
 
-def test_in_production_the_open_probes_tell_an_anonymous_caller_only_whether(prod: Any) -> None:
+def test_in_production_the_open_probes_tell_an_anonymous_caller_only_whether(
+    prod: Any, api_key: Callable[..., str]
+) -> None:
     """Probe 8 (2026-12-07): an anonymous poller of /healthz read, to the microsecond, when
     any customer last wrote (``newestChangeAt``) and counted the loads (``version``), the
     same facts GraphQL gives staff only. In production an anonymous caller (or a customer)
@@ -76,9 +79,19 @@ def test_in_production_the_open_probes_tell_an_anonymous_caller_only_whether(pro
     readyz = prod.get("/readyz").json()
     assert set(readyz) == {"ready", "api", "warehouse", "models"}
     assert all(set(m) == {"ready"} for m in readyz["models"].values()), readyz
-    # a wrong credential on an open path is refused as on any other (and counted)
-    resp = prod.get("/healthz", headers={"Authorization": "Bearer not-a-token"})
-    assert resp.status_code == 401 and code(resp.json()) == "UNAUTHENTICATED"
+    # a customer's API key is no staff either
+    key = api_key("customer", customer_id=1)
+    for path in ("/healthz", "/readyz"):
+        assert not _keys(prod.get(path, headers=bearer(key)).json()) & set(_ACTIVITY)
+    # the status never depends on a credential (the hostile review: a liveness probe whose
+    # token expired or was rotated failed every replica at once): a wrong, expired, blank
+    # or other-scheme one is no one, told what anyone is
+    expired = token("service", ttl=-3600)
+    for header in ("Bearer not-a-token", f"Bearer {expired}", "Basic dXNlcjpwdw==", ""):
+        for path in ("/healthz", "/readyz"):
+            resp = prod.get(path, headers={"Authorization": header})
+            assert resp.status_code == prod.get(path).status_code, (path, header, resp.text)
+            assert resp.json() == prod.get(path).json(), (path, header)
 
 
 def test_outside_production_the_open_probes_keep_their_detail(client: Any) -> None:
