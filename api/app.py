@@ -21,12 +21,13 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.access import STAFF
 from api.dashboard import DashboardAssets
 from api.errors import http_exception
 from api.graphiql import GraphiQLPage
+from api.headers import NoSniff
 from api.http import GraphQLHttp, HttpLimits, error_response
 from api.pipeline import Pipeline, Policy
 from api.readiness import ReadinessProbe, public
@@ -135,6 +136,14 @@ class GraphQLEndpoint:
         await self.http(scope, receive, send)
 
 
+class App(Starlette):
+    """Starlette with :class:`api.headers.NoSniff` outside all of it: every answer says
+    ``nosniff``, the 500 of Starlette's error middleware too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return NoSniff(super().build_middleware_stack())
+
+
 def create_app(
     engine: Engine,
     security: SecurityConfig | None = None,
@@ -201,7 +210,7 @@ def create_app(
             with contextlib.suppress(sa.exc.SQLAlchemyError):  # keep the last minute's hits
                 await run_in_threadpool(_chores, engine, False)
 
-    app = Starlette(
+    app = App(
         lifespan=lifespan,
         exception_handlers={HTTPException: http_exception},  # the router's 404 and 405
         routes=[

@@ -39,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.errors import error_body
+from api.headers import NOSNIFF
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _send_refusal(self, status: int, reason: bytes, code: str, message: str) -> None:
         body = json.dumps(error_body(code, message, data=True)).encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in self.server_state.default_headers:
+        for name, value in [*self.server_state.default_headers, NOSNIFF]:
             head.append(name + b": " + value + b"\r\n")
         head.append(b"content-type: application/json\r\n")
         head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))

@@ -87,27 +87,17 @@ def one_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-# on every answer of /graphql: a browser never reads one as anything but JSON. (No
-# Cache-Control: answers are to POSTs, which no cache stores without explicit freshness;
-# `no-store` made Chromium abort the dashboard's in-flight reads on a reload.)
-ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff"}
-
-
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        error_body(code, message, data=True),
-        status_code=status,
-        headers={**ANSWER_HEADERS, **(headers or {})},
-    )
+    return JSONResponse(error_body(code, message, data=True), status_code=status, headers=headers)
 
 
 def refusal_response(refusal: Refusal) -> JSONResponse:
     return JSONResponse(
         {"data": None, "errors": refusal.formatted()},
         status_code=refusal.status,
-        headers={**ANSWER_HEADERS, **(refusal.headers or {})},
+        headers=refusal.headers,
     )
 
 
@@ -201,12 +191,7 @@ class GraphQLHttp:
             for p in prepared:  # arguments a field refuses: nothing of the request runs
                 refused = self.executor.refuses(p, alone=not batch)
                 if refused is not None:
-                    return Response(
-                        refused.json_bytes(),
-                        400,
-                        media_type="application/json",
-                        headers=ANSWER_HEADERS,
-                    )
+                    return Response(refused.json_bytes(), 400, media_type="application/json")
         except CdmsError as exc:
             return refusal_response(Refusal.of(exc))
         except Refusal as refusal:
@@ -218,7 +203,10 @@ class GraphQLHttp:
         finally:
             await ctx.close()
         status = status_of(results, batch)
-        headers = dict(ANSWER_HEADERS)
+        # (nosniff: api/headers.py. No Cache-Control: answers are to POSTs, which no cache
+        # stores without explicit freshness; `no-store` made Chromium abort the dashboard's
+        # in-flight reads on a reload.)
+        headers: dict[str, str] = {}
         if status == 503:
             headers["Retry-After"] = "1"
         wait = results[0].retry_after if not batch else None

@@ -21,12 +21,14 @@ from db.errors import shown
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
 PLOTLY_JS = STATIC / "vendor" / "plotly.min.js"
+PLOT_TEXT_JS = STATIC / "plot-text.js"  # names from the data as Plotly text (escaped)
 
 # the only files served: name under /dashboard/static/ -> (path, media type)
 ASSETS: dict[str, tuple[Path, str]] = {
     "app.js": (STATIC / "app.js", "text/javascript"),
     "cube.js": (STATIC / "cube.js", "text/javascript"),
     "charts.js": (STATIC / "charts.js", "text/javascript"),
+    "plot-text.js": (PLOT_TEXT_JS, "text/javascript"),
     "style.css": (STATIC / "style.css", "text/css"),
     "palette.json": (STATIC / "palette.json", "application/json"),
     "plotly.min.js": (PLOTLY_JS, "text/javascript"),
@@ -60,7 +62,6 @@ def serve_file(
     file, media = found
     headers = {
         "Content-Security-Policy": csp,
-        "X-Content-Type-Options": "nosniff",
         "Cache-Control": "public, max-age=86400" if long_cache else "no-cache",
     }
     return FileResponse(file, media_type=media, headers=headers)

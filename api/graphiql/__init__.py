@@ -1,7 +1,7 @@
 """GraphiQL: ``GET /graphql`` from a browser (``Accept: text/html``) serves the GraphiQL
 page; its files are under ``/graphiql/static/``. Nothing comes from a CDN: React, GraphiQL
-and the explorer plugin are vendored npm files (``api.vendor``), plotly.js is the
-dashboard's copy.
+and the explorer plugin are vendored npm files (``api.vendor``), plotly.js and
+``plot-text.js`` (how a name from the data is given to Plotly) are the dashboard's.
 
 The page holds no data, so it is served to anyone, before authentication (``GraphiQLPage``
 sits in front of the security middleware, like the dashboard). Its token field's value goes
@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.dashboard import HTML, PLOTLY_JS, serve_file
+from api.dashboard import HTML, PLOT_TEXT_JS, PLOTLY_JS, serve_file
 
 ENDPOINT = "/graphql"
 PREFIX = "/graphiql/static/"
@@ -31,6 +31,7 @@ JS, CSS = "text/javascript", "text/css"
 ASSETS: dict[str, tuple[Path, str]] = {
     "app.js": (STATIC / "app.js", JS),
     "cube-builder.js": (STATIC / "cube-builder.js", JS),
+    "plot-text.js": (PLOT_TEXT_JS, JS),  # the dashboard's
     "examples.json": (STATIC / "examples.json", "application/json"),
     "style.css": (STATIC / "style.css", CSS),
     "vendor/react.production.min.js": (VENDOR / "react.production.min.js", JS),
@@ -42,10 +43,12 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "vendor/plotly.min.js": (PLOTLY_JS, JS),
 }
 INDEX = STATIC / "index.html"
-# this origin only; the WebSocket of subscriptions goes to the same host (ws: / wss:)
+# this origin only: 'self' covers the subscriptions' WebSocket to this host (ws: for http,
+# wss: for https; CSP Level 3, as the dashboard's own subscription). `ws: wss:` allowed any
+# host: a way out for a page's data, were a script ever injected
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; connect-src 'self' ws: wss:; font-src 'self' data:; "
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; "
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
 

@@ -166,6 +166,24 @@ def test_a_broken_body_closes_the_connection_without_another_answer(
     protocol.connection_lost(None)
 
 
+def _head(written: bytes) -> list[bytes]:
+    return written.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")[1:]
+
+
+def test_its_own_refusals_are_never_sniffed(loop: asyncio.AbstractEventLoop) -> None:
+    """The 400 and the 431 this protocol writes itself say ``nosniff`` as the app's
+    answers do (probe 8, finding 7), once."""
+    for data in (
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 2_000,
+    ):
+        protocol, transport = _connect(loop, HeadLimits(max_head_bytes=1_024))
+        protocol.data_received(data)
+        assert transport.written.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 431 ")), data[:20]
+        assert _head(transport.written).count(b"x-content-type-options: nosniff") == 1
+        protocol.connection_lost(None)
+
+
 def test_a_body_after_a_head_within_the_limit_is_not_counted(
     loop: asyncio.AbstractEventLoop,
 ) -> None:

@@ -36,6 +36,9 @@ def test_the_page_is_served_without_a_token_and_loads_only_local_files(
     csp = page.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "script-src 'self';" in csp
     assert "frame-ancestors 'none'" in csp  # no other site frames it (clickjacking)
+    # this origin only, the subscriptions' WebSocket too: no other host to send data to
+    # (was `connect-src 'self' ws: wss:`, any host: probe 8, finding 7)
+    assert "connect-src 'self';" in csp and "ws:" not in csp and "wss:" not in csp
     dashboard = closed.get("/dashboard/")
     assert "frame-ancestors 'none'" in dashboard.headers["content-security-policy"]
     sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)

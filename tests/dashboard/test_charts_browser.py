@@ -293,3 +293,59 @@ def test_at_risk_orders_follow_the_filters_and_link_to_the_order(
     panel.locator("h2").wait_for(timeout=10_000)
     assert f"Order #{order}" in panel.inner_text()
     assert dash.errors == []
+
+
+# names as a city, product, category or segment may hold them: Plotly reads its text as
+# pseudo-HTML (a link, a style, bold), so they must reach it escaped (probe 8, finding 4)
+HOSTILE = [
+    '<a href="https://evil.example/">Berlin</a>',
+    '<span style="font-size:60px">R&amp;D</span> & <b>co</b>',
+]
+
+
+def _no_markup(dash: Page, chart: str) -> None:
+    """No element drawn from a label's markup: no link, no bold, no styled span."""
+    found = dash.page.locator(f"#{chart}").evaluate(
+        """e => [...e.querySelectorAll('a, b, tspan[style*="font-size:60px"]')]
+                 .map(x => x.outerHTML)"""
+    )
+    assert found == [], (chart, found)
+
+
+def test_labels_from_the_data_are_drawn_as_text_not_markup(dash: Page) -> None:
+    """Every renderer shows a name letter for letter (the tick, the slice, the legend and
+    the tooltip), never as a link or styled text; a click drills into the name as it is."""
+    dash.open()
+    dash.page.evaluate(
+        """async (labels) => {
+          const c = await import('/dashboard/static/charts.js');
+          window.cdmsPicked = [];
+          const pick = (v) => window.cdmsPicked.push(v);
+          await c.drillBars('c-geo', labels.map((label, i) => ({label, revenue: 10 + i})),
+                            'geo', pick, '#888');
+          await c.salesBySegment('c-segment',
+                                 labels.map((segment, i) => ({segment, revenue: 5 + i})), pick);
+          await c.orderStatus('c-status', labels.map((status, i) => ({status, count: 3 + i})),
+                              pick);
+          await c.demographics('c-demo', labels.map((gender, i) =>
+            ({gender, ageBand: labels[i], customers: 2 + i})));
+        }""",
+        HOSTILE,
+    )
+    assert bar_labels(dash, "c-geo") == HOSTILE[::-1]  # (drawn bottom-up)
+    assert tick_texts(dash, "c-segment") == HOSTILE
+    assert tick_texts(dash, "c-demo") == sorted(HOSTILE)
+    legend = dash.page.locator("#c-demo .legendtext").all_text_contents()
+    assert legend == sorted(HOSTILE), legend
+    slices = dash.page.locator("#c-status text.slicetext").all_text_contents()
+    assert len(slices) == len(HOSTILE), slices  # each: the name, then its share
+    for name in HOSTILE:
+        assert any(t.startswith(name) and t.endswith("%") for t in slices), (name, slices)
+    for chart in ("c-geo", "c-segment", "c-status", "c-demo"):
+        _no_markup(dash, chart)
+    _click_bar(dash, "c-geo", HOSTILE[0])  # (its tooltip shows first)
+    tip = " ".join(dash.page.locator("#c-geo .hovertext text").all_text_contents())
+    assert HOSTILE[0] in tip, tip
+    _no_markup(dash, "c-geo")
+    dash.page.wait_for_timeout(300)
+    assert dash.page.evaluate("window.cdmsPicked") == [HOSTILE[0]]

@@ -197,3 +197,57 @@ def test_cube_builder_builds_runs_and_charts_a_query(browser: Any, server: str) 
         assert g.errors == [] and g.foreign == []
     finally:
         ctx.close()
+
+
+def test_cube_builder_draws_labels_as_text_not_markup(browser: Any, server: str) -> None:
+    """The cube builder's chart shows a city letter for letter, on the axis, in the legend
+    and in the tooltip, never as a link or styled text (Plotly reads its text as
+    pseudo-HTML: probe 8, finding 4). The answer is the server's, with the cities renamed
+    on the way (a city holding markup is what an admin's edit or an import could leave)."""
+    from tests.dashboard.test_charts_browser import HOSTILE
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        g = GraphiQLPage(ctx, server)
+
+        def rename_cities(route: Any) -> None:
+            if "CubeBuilder" not in (route.request.post_data or ""):
+                route.continue_()
+                return
+            answer = route.fetch()
+            body = answer.json()
+            rows = body["data"]["cube"]
+            for i, row in enumerate(rows):
+                row["customers"]["city"] = HOSTILE[i % len(HOSTILE)]
+            route.fulfill(response=answer, json=body)
+
+        g.page.route("**/graphql", rename_cities)
+        g.open()
+        g.page.locator('button[aria-label="Show Cube builder"]').click()
+        g.page.check('input[data-member="sales.revenue"]')
+        g.page.check('input[data-member="customers.city"]')
+        g.page.fill('input[aria-label="limit"]', "2")
+        chart = g.page.locator("#cube-builder-chart")
+        for time_dimension in ("", "sales.orderedAt"):  # cities on the axis, in the legend
+            g.page.select_option("#cb-time", time_dimension)
+            g.page.click("#cb-run")
+            chart.locator(".trace .point").first.wait_for(timeout=30_000)
+            g.page.wait_for_timeout(300)
+            texts = chart.locator(".xtick text, .legendtext").all_text_contents()
+            assert set(HOSTILE) <= set(texts), texts
+            point = chart.locator(".trace .point").first
+            point.scroll_into_view_if_needed()
+            box: Any = point.bounding_box()
+            g.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            tip = chart.locator(".hovertext").first
+            tip.wait_for(timeout=5_000)
+            shown = " ".join(tip.locator("text").all_text_contents())
+            assert any(h in shown for h in HOSTILE), shown
+            markup = chart.evaluate(
+                """e => [...e.querySelectorAll('a, b, tspan[style*="font-size:60px"]')]
+                         .map(x => x.outerHTML)"""
+            )
+            assert markup == [], markup
+        assert g.errors == [] and g.foreign == []
+    finally:
+        ctx.close()

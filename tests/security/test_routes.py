@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import Parties, bearer, token
+from tests.security.conftest import Parties, bearer, make_app, token
 
 PATHS = [
     "/graphql",
@@ -82,3 +82,58 @@ def test_the_codes_and_allow_headers(prod: Any) -> None:
         assert resp.status_code == 404 and len(resp.text) < 1_000, resp.text[:200]
         [error] = resp.json()["errors"]
         assert error == {"message": f"no such path: {named}", "extensions": {"code": "NOT_FOUND"}}
+
+
+def _says_nosniff(resp: Any, where: Any) -> None:
+    assert resp.headers.get_list("x-content-type-options") == ["nosniff"], (where, resp.headers)
+
+
+@pytest.mark.parametrize("signed_in", [True, False], ids=["admin", "no token"])
+def test_every_answer_is_never_sniffed(prod: Any, parties: Parties, signed_in: bool) -> None:
+    """Every answer of the app says ``X-Content-Type-Options: nosniff``, once: the health
+    probes, the router's and the pages' 404 and 405 (which quote the path asked for, a
+    ``<script>`` too), refusals, pages, files and GraphQL answers alike (probe 8, finding
+    7: /healthz, /readyz and the 404s had none)."""
+    headers = bearer(token("admin")) if signed_in else {}
+    for path in [*PATHS, "/dashboard/static/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                 "/nope%3Cscript%3Ealert(1)%3C%2Fscript%3E"]:  # fmt: skip
+        for method in METHODS:
+            resp = prod.request(method, path, headers=headers, follow_redirects=False)
+            _says_nosniff(resp, (method, path, resp.status_code))
+    html = {**headers, "Accept": "text/html"}
+    _says_nosniff(prod.get("/graphql", headers=html), "GraphiQL")
+    answer = prod.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+    assert answer.status_code == (200 if signed_in else 401), answer.text
+    _says_nosniff(answer, "POST /graphql")
+
+
+def test_cross_origin_answers_are_never_sniffed(sec_engine: Any, parties: Parties) -> None:
+    """CORS preflights, answered by Starlette's CORS middleware itself, say it too."""
+    origin = "https://shop.example"
+    with make_app(sec_engine, cors_origins=(origin,)) as client:
+        for asked in (origin, "https://evil.example"):  # allowed (200), refused (400)
+            resp = client.options(
+                "/graphql",
+                headers={"Origin": asked, "Access-Control-Request-Method": "POST"},
+            )
+            _says_nosniff(resp, (asked, resp.status_code, resp.text))
+
+
+def test_a_crash_is_never_sniffed_either(sec_engine: Any, sec_shop: Any) -> None:
+    """Starlette's own 500 (an exception no handler takes) says it too: the header is put on
+    outside Starlette's error middleware (api.headers.NoSniff around the whole app)."""
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from api.app import create_app
+    from api.security import SecurityConfig
+
+    def crash(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app = create_app(sec_engine, SecurityConfig(production=True))
+    app.router.routes.insert(0, Route("/healthz", crash))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/healthz")
+    assert resp.status_code == 500, resp.text
+    _says_nosniff(resp, "500")

@@ -1,8 +1,11 @@
 // Plotly renderers: each takes the element id and the cube rows it plots.
 // Colours come from palette.json (one per status and per series, shared with `cdms report`);
-// time axes are ordered chronologically whatever order the rows come in.
+// time axes are ordered chronologically whatever order the rows come in. Names from the data
+// reach Plotly through plotText (escaped: never a link or a style); a click gives back the
+// name itself, found by the point's index.
 /* global Plotly */
 import PALETTE from "./palette.json" with { type: "json" };
+import { plotText } from "./plot-text.js";
 
 export { PALETTE };
 const CONFIG = { responsive: true, displaylogo: false, displayModeBar: false };
@@ -80,33 +83,37 @@ export function salesByMonth(id, rows, partial = NO_PARTIAL) {
        xaxis: monthAxis(id, x) });
 }
 
-/** Calls onPick(value of the clicked bar or slice): the drill-through to the cell's rows. */
-function pickable(p, onPick, of) {
+/** Calls onPick(values[i]) for a click on the i-th bar or slice: the drill-through to the
+ *  cell's rows. */
+function pickable(p, onPick, values) {
   if (!onPick) return p;
   return p.then((el) => {
     if (!el.__cdmsCell) {
-      el.on("plotly_click", (ev) => el.__cdmsCellPick && el.__cdmsCellPick(of(ev.points[0])));
+      el.on("plotly_click", (ev) => el.__cdmsCellPick &&
+        el.__cdmsCellPick(el.__cdmsCellValues[ev.points[0].pointNumber]));
       el.__cdmsCell = true;
     }
     el.__cdmsCellPick = onPick;
+    el.__cdmsCellValues = values;
     return el;
   });
 }
 
 export function salesBySegment(id, rows, onPick) {
   return pickable(draw(id, [{
-    type: "bar", x: rows.map((r) => r.segment), y: rows.map((r) => r.revenue),
+    type: "bar", x: rows.map((r) => plotText(r.segment)), y: rows.map((r) => r.revenue),
     marker: { color: PALETTE.series.segment }, cliponaxis: false,
     text: rows.map((r) => Math.round(r.revenue).toLocaleString("en")), textposition: "auto",
     hovertemplate: `segment %{x}<br>revenue: %{y:,.0f} ${MONEY}<extra>click for the rows</extra>`,
   }], { yaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" } }),
-  onPick, (pt) => pt.x);
+  onPick, rows.map((r) => r.segment));
 }
 
 export function orderStatus(id, rows, onPick) {
   const total = rows.reduce((a, r) => a + r.count, 0) || 1;
   return pickable(draw(id, [{
-    type: "pie", hole: 0.45, labels: rows.map((r) => r.status), values: rows.map((r) => r.count),
+    type: "pie", hole: 0.45, labels: rows.map((r) => plotText(r.status)),
+    values: rows.map((r) => r.count),
     sort: false, direction: "clockwise", automargin: true,
     marker: { colors: rows.map((r, i) => colorOf(PALETTE.status, r.status, i)) },
     // every slice labelled: inside when it has room, outside (with a line) when small
@@ -115,24 +122,27 @@ export function orderStatus(id, rows, onPick) {
     insidetextorientation: "horizontal",
     hovertemplate: "%{label}: %{value:,} orders (%{percent})<extra>click for the orders</extra>",
   }], { showlegend: false, margin: { l: 24, r: 24, t: 32, b: 24 } }),
-  onPick, (pt) => pt.label);
+  onPick, rows.map((r) => r.status));
 }
 
 /** Horizontal bars whose click calls onPick(label): the drill-down charts. */
 export function drillBars(id, rows, label, onPick, color) {
   const sorted = [...rows].reverse();
+  const labels = sorted.map((r) => r.label ?? "(none)");
   const p = draw(id, [{
-    type: "bar", orientation: "h", y: sorted.map((r) => r.label ?? "(none)"),
+    type: "bar", orientation: "h", y: labels.map(plotText),
     x: sorted.map((r) => r.revenue), marker: { color },
     hovertemplate: `%{y}<br>revenue: %{x:,.0f} ${MONEY}<extra>click to drill down</extra>`,
   }], { xaxis: { title: { text: `revenue (${MONEY})` }, tickformat: "~s" },
         yaxis: { type: "category" }, meta: label });
   return p.then((el) => {
     if (!el.__cdmsDrill) {
-      el.on("plotly_click", (ev) => el.__cdmsPick && el.__cdmsPick(ev.points[0].y));
+      el.on("plotly_click", (ev) => el.__cdmsPick &&
+        el.__cdmsPick(el.__cdmsLabels[ev.points[0].pointNumber]));
       el.__cdmsDrill = true;
     }
     el.__cdmsPick = onPick;
+    el.__cdmsLabels = labels;
     return el;
   });
 }
@@ -141,11 +151,11 @@ export function demographics(id, rows) {
   const genders = [...new Set(rows.map((r) => r.gender ?? "unknown"))].sort();
   const bands = [...new Set(rows.map((r) => r.ageBand ?? "unknown"))].sort();
   const traces = genders.map((g, i) => ({
-    type: "bar", name: g, x: bands,
+    type: "bar", name: plotText(g), x: bands.map(plotText),
     y: bands.map((b) => rows.filter((r) => (r.ageBand ?? "unknown") === b &&
       (r.gender ?? "unknown") === g).reduce((a, r) => a + r.customers, 0)),
     marker: { color: colorOf(PALETTE.gender, g, i) },
-    hovertemplate: `${g}, aged %{x}<br>%{y:,} customers who bought<extra></extra>`,
+    hovertemplate: `${plotText(g)}, aged %{x}<br>%{y:,} customers who bought<extra></extra>`,
   }));
   return draw(id, traces, { barmode: "group", xaxis: { title: { text: "age band (years)" } },
     yaxis: { title: { text: "customers who bought" } } });

@@ -1,8 +1,10 @@
 // The cube builder: a GraphiQL plugin that builds a `cube` query from `cubeMeta` (pick
 // measures, dimensions, a time dimension, filters, order and limit), shows its GraphQL,
 // runs it and draws the answer, as Cube's playground does. "Open in a tab" puts the query
-// in GraphiQL's editor.
+// in GraphiQL's editor. Values from the answer reach Plotly through plotText (escaped: a
+// city's `<a href>` is text, never a link).
 /* global React, GraphiQL, Plotly */
+import { plotText } from "./plot-text.js";
 
 const h = React.createElement;
 
@@ -176,7 +178,8 @@ function Chart({ s, rows }) {
     if (!rows || !rows.length || !s.measures.length) return;
     loadPlotly().then((P) => {
       if (!ref.current) return;
-      const traces = series(s, rows).map((t) => ({ ...t, type: s.time ? "scatter" : "bar",
+      const traces = series(s, rows).map((t) => ({ ...t, name: plotText(t.name),
+        x: t.x.map(plotText), type: s.time ? "scatter" : "bar",
         mode: "lines+markers", hovertemplate: "%{x}: %{y:,.2f}<extra>%{fullData.name}</extra>" }));
       P.react(ref.current, traces, { margin: { l: 56, r: 8, t: 8, b: 64 }, autosize: true,
         legend: { orientation: "h", y: -0.3 }, xaxis: { automargin: true, type: "category" },
