@@ -3,11 +3,19 @@
 One style for every chart (seaborn ``whitegrid``), 1440 x 720 px (12 x 6 in at 120 dpi), a
 title and axis labels with units; under each chart a one-line finding computed from the
 same DataFrame that was plotted.
+
+Names in the data (a country, a product's name or category) are drawn as the text they are:
+never as mathtext (``$...$``), with control characters written as their escapes
+(``db.errors.printable``). A report is written whole or not at all: rendered in a
+temporary folder beside ``out``, then moved in, ``index.html`` last.
 """
 
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,9 +30,16 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import Engine
 
 from api.report_charts import CHARTS, Chart, Period
+from db.errors import CdmsError, printable
 
 WIDTH_IN, HEIGHT_IN, DPI = 12.0, 6.0, 120
 WIDTH_PX, HEIGHT_PX = int(WIDTH_IN * DPI), int(HEIGHT_IN * DPI)
+
+
+class RenderError(CdmsError):
+    """A chart that could not be drawn (nothing of the report is written)."""
+
+    code = "RENDER"
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,10 @@ def house_style() -> Iterator[None]:
         "axes.prop_cycle": cycler(color=sns.color_palette("deep")),
         "axes.titleweight": "bold",
         "figure.facecolor": "white",
+        # a label is text: "$...$" in a name is not mathtext (an unknown command raised at
+        # savefig, a known one changed the label), and no TeX is run on it
+        "text.parse_math": False,
+        "text.usetex": False,
     }
     with mpl.rc_context(style):
         yield
@@ -57,9 +76,21 @@ def draw(chart: Chart, data: pd.DataFrame) -> Figure:
         ax.text(0.5, 0.5, "no data in this period", ha="center", va="center", fontsize=16)
         ax.set_axis_off()
     else:
-        chart.plot(data, ax)
+        chart.plot(plain(data), ax)
     ax.set_title(chart.title)
     return fig
+
+
+def plain(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with every text value as :func:`db.errors.printable` shows it: a control
+    character has no glyph (matplotlib warned, quoting it raw, on stderr) and is drawn as its
+    escape, as the CLI prints it."""
+    frame = data.copy()
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            frame[col] = frame[col].map(lambda v: printable(v) if isinstance(v, str) else v)
+    frame.attrs = dict(data.attrs)
+    return frame
 
 
 def render(
@@ -69,19 +100,44 @@ def render(
     *,
     on_chart: Callable[[Chart], None] | None = None,
 ) -> list[Rendered]:
-    """Query, plot and save every chart into ``out``, then write ``out/index.html``."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Query, plot and save every chart, write ``index.html``, all in a temporary folder
+    beside ``out``; then move the files into ``out``, ``index.html`` last. A chart that
+    cannot be drawn is a :class:`RenderError` and ``out`` is left as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        done = _render_into(engine, work, period, on_chart)
+        (work / "index.html").write_text(index_html(done, period), encoding="utf-8")
+        out.mkdir(exist_ok=True)
+        for r in done:
+            os.replace(work / r.png.name, out / r.png.name)
+        os.replace(work / "index.html", out / "index.html")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [Rendered(r.chart, out / r.png.name, r.finding, r.data) for r in done]
+
+
+def _render_into(
+    engine: Engine, work: Path, period: Period, on_chart: Callable[[Chart], None] | None
+) -> list[Rendered]:
     done: list[Rendered] = []
     with engine.connect() as conn, house_style():
         for chart in CHARTS:
             data = chart.data(conn, period)
-            png = out / f"{chart.name}.png"
-            draw(chart, data).savefig(png, dpi=DPI)
-            finding = chart.finding(data) if not data.empty else "No data in this period."
+            png = work / f"{chart.name}.png"
+            try:
+                draw(chart, data).savefig(png, dpi=DPI)
+                finding = chart.finding(data) if not data.empty else "No data in this period."
+            except OSError:
+                raise  # the folder's, told as such (error[OS])
+            except Exception as exc:  # matplotlib's and pandas' own, of any class
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise RenderError(
+                    f"chart {chart.name} could not be drawn: {first}", chart=chart.name
+                ) from exc
             done.append(Rendered(chart, png, finding, data))
             if on_chart is not None:
                 on_chart(chart)
-    (out / "index.html").write_text(index_html(done, period), encoding="utf-8")
     return done
 
 
@@ -93,7 +149,7 @@ def index_html(items: list[Rendered], period: Period) -> str:
   <h2>{esc(r.chart.title)}</h2>
   <img src="{esc(r.png.name)}" width="{WIDTH_PX}" height="{HEIGHT_PX}"
        alt="{esc(r.chart.title)}">
-  <p class="finding">{esc(r.finding)}</p>
+  <p class="finding">{esc(printable(r.finding))}</p>
 </section>"""
         for r in items
     )

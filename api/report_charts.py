@@ -282,8 +282,16 @@ def _over_time(ref: str, n: int) -> Callable[[Connection, Period], CubeQuery]:
 
 
 def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
+    """One line per name, in the house colours. The legend is given its lines and names:
+    matplotlib (and so seaborn's ``hue`` legend) leaves out a label starting with "_"."""
     frame = df.assign(month=pd.to_datetime(df["month"]))
-    sns.lineplot(frame, x="month", y="revenue", hue="name", marker="o", ax=ax)
+    names = list(dict.fromkeys(str(n) for n in frame["name"]))
+    lines = [
+        ax.plot(
+            rows["month"], rows["revenue"], marker="o", markeredgecolor="w", markeredgewidth=0.75
+        )[0]
+        for rows in (frame[frame["name"] == n] for n in names)
+    ]
     partial = sorted(set(df.attrs.get("partial", ())))
     for m in partial:  # a band over the month: its points hold only part of its days
         start = pd.Timestamp(f"{m}-01")
@@ -291,7 +299,7 @@ def plot_over_time(df: pd.DataFrame, ax: Axes) -> None:
                    facecolor="none", edgecolor="0.6", hatch="//", linewidth=0)  # fmt: skip
     ax.set_xlabel("month of order" + (PARTIAL_NOTE if partial else ""))
     _money_axis(ax)
-    ax.legend(title=None, fontsize=9)
+    ax.legend(lines, names, fontsize=9)
 
 
 def plot_totals(df: pd.DataFrame, ax: Axes) -> None:

@@ -58,6 +58,16 @@ def shown(value: Any) -> str:
     return f"{text[:ECHO_MAX] + '…'!r} ({len(text):,} characters)"
 
 
+def printable(text: str) -> str:
+    """``text`` with each character ``str.isprintable`` refuses (C0 and C1 controls such as
+    ESC, bidirectional overrides such as U+202E, line breaks) written as its Python escape
+    (``\\x1b``, ``\\u202e``): a name as a terminal, a chart or a page may show it, where an
+    escape sequence would otherwise run on the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def clipped(value: Any) -> Any:
     """``value`` as an error's ``extensions.value`` carries it: as text (a number as sent:
     ``10.555``, ``inf`` and ``nan`` too, which JSON cannot carry as numbers), past

@@ -54,10 +54,13 @@ def _fail(code: str, message: str, exit_code: int) -> None:
     """``error[CODE]: message`` on one line of stderr: each value quoted in it clipped as the
     API's errors are, and control characters escaped (an escape sequence in a file name or an
     argument would otherwise run on the operator's terminal)."""
+    from db.errors import printable
     from schema.errors import bounded
 
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in bounded(message))
-    err_console.print(f"error[{code}]: {shown}", markup=False, highlight=False, soft_wrap=True)
+    shown = printable(bounded(message))
+    err_console.print(
+        f"error[{code}]: {shown}", markup=False, highlight=False, emoji=False, soft_wrap=True
+    )
     sys.exit(exit_code)
 
 

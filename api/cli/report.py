@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from api.cli.common import console, progress, resolve_url
-from db.errors import BadUserInputError, CdmsError
+from db.errors import BadUserInputError, CdmsError, printable
 
 
 class WarehouseEmptyError(CdmsError):
@@ -76,5 +76,12 @@ def report(
 
         done = render(engine, out, period, on_chart=advance)
     for r in done:
-        console.print(f"  {r.png.name:<30} {r.finding}", markup=False, highlight=False)
-    console.print(f"report: {out / 'index.html'} ({len(done)} charts, {period.label()})")
+        _say(f"  {r.png.name:<30} {r.finding}")
+    _say(f"report: {out / 'index.html'} ({len(done)} charts, {period.label()})")
+
+
+def _say(line: str) -> None:
+    """``line`` on stdout as it is: it quotes names from the data (and the folder given), so
+    control characters are escaped (an escape sequence would run on the terminal) and rich
+    reads no markup (``[link=...]``), highlighting or emoji codes (``:name:``) in it."""
+    console.print(printable(line), markup=False, highlight=False, emoji=False)
