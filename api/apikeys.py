@@ -133,7 +133,7 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
         ).first()
     if row is None:
         raise NotFoundError(f"API key {key_id} not found", entity="api_key", id=key_id)
-    _forget(key_id)  # this process refuses it at once; other processes within their cache time
+    forget(key_id)  # this process refuses it at once; other processes within their cache time
     return ApiKey(**row._mapping)
 
 
@@ -163,7 +163,8 @@ def remember(engine: Engine, key: str, found: ApiKey, seconds: float) -> None:
         _recent[(str(engine.url), hash_key(key))] = (found, now + seconds)
 
 
-def _forget(key_id: int) -> None:
+def forget(key_id: int) -> None:
+    """Drop key ``key_id`` from this process's cache (found revoked)."""
     with _recent_lock:
         for k in [k for k, (found, _) in _recent.items() if found.id == key_id]:
             del _recent[k]

@@ -7,8 +7,10 @@ cost), and the credential held to account for as long as the socket is open.
   unauthorized (no or bad credential, or an expired token), 4403 revoked credential
   (at the handshake: a page of another site), 4408 no connection_init in time, or a
   message the client did not take within ``CDMS_WS_SEND_TIMEOUT_SECONDS``, 4409 duplicate
-  operation id, 4429 repeated connection_init, 1009 a message larger than the request body
-  limit (``CDMS_MAX_BODY_BYTES``), 1013 the database cannot check the credential now.
+  operation id, 4429 repeated connection_init (or a socket past a bound: one address's
+  sockets waiting for theirs, ``SocketLimits.max_waiting_per_address``), 1009 a message
+  larger than the request body limit (``CDMS_MAX_BODY_BYTES``), 1013 the database cannot
+  check the credential now.
 - ``graphql-ws`` (the older subscriptions-transport-ws): connection_init /
   connection_ack (or connection_error), start / data / error / complete, stop,
   connection_terminate; the same checks, the same close codes.
@@ -24,9 +26,11 @@ The credential comes from the handshake's ``Authorization`` header or, as browse
 send it, from the ``connection_init`` payload (``{"Authorization": "Bearer …"}`` or
 ``{"headers": {"Authorization": …}}``). It is checked again before every operation (an
 API key within the same cache window as HTTP) and watched while the socket is open: the
-socket is closed when a JWT expires (4401) or an API key is revoked (4403). Two different
-credentials (the handshake's header and the payload's, or two in the payload) are refused
-with 4400, as HTTP refuses two ``Authorization`` headers: none of them is picked.
+socket is closed when a JWT expires (4401) or an API key is revoked (4403: within
+``max(CDMS_APIKEY_CACHE_SECONDS, 1 s)``, one lookup per key and interval for all its
+sockets, api/keywatch.py). Two different credentials (the handshake's header and the
+payload's, or two in the payload) are refused with 4400, as HTTP refuses two
+``Authorization`` headers: none of them is picked.
 
 A socket holds at most ``SocketLimits.max_unsent`` answers computed and not yet handed to
 the connection, and one credential's sockets ``max_unsent_per_principal`` together: a query
@@ -60,7 +64,8 @@ from starlette.websockets import (
     WebSocketState,
 )
 
-from api.auth import Principal, UnauthenticatedError, authenticate
+from api.auth import Principal, UnauthenticatedError, authenticate, bearer_token
+from api.keywatch import KeyWatch
 from api.pipeline import Operation, Pipeline, Refusal
 from api.security import SecurityConfig, client_bucket, credential_key, host_of
 from db.errors import CdmsError, QueryTooComplexError, shown
@@ -92,6 +97,10 @@ class SocketLimits:
     # sockets open at once for one credential (its rate-limit bucket; the shared demo
     # principal: per client address), per process: idle ones cost a task and memory each
     max_sockets_per_principal: int = 100
+    # sockets accepted and not yet acknowledged (connection_init not sent, or its credential
+    # being checked) from one client address, per process: each holds a task and memory for
+    # up to init_timeout_s, counted against no credential (3,000 in 4 s held 172 MB)
+    max_waiting_per_address: int = 64
     # answers of one socket computed (or being computed) and not yet handed to the
     # connection: a query or mutation past them waits before it runs
     max_unsent: int = 4
@@ -127,9 +136,13 @@ class GraphQLSockets:
         self.limits = limits or SocketLimits()
         # a message is a request: the HTTP body limit (CDMS_MAX_BODY_BYTES) holds for it too
         self.max_message_bytes = max_message_bytes
+        # the API keys of open sockets, each looked up once per interval for all its sockets
+        self.keys = KeyWatch(executor.engine, config.apikey_cache_s)
         self.running: Counter[str] = Counter()  # operations running, by principal's bucket
         self.subscribed: Counter[str] = Counter()  # running subscriptions' cost, by the same
         self.sockets: Counter[str] = Counter()  # acknowledged sockets, by the same
+        # sockets not yet acknowledged, by client address (api.security.client_bucket)
+        self.waiting: Counter[str] = Counter()
         # unsent answers' slots by credential (as sockets): [semaphore, sockets waiting or
         # holding]; an entry goes when no socket uses it (a semaphore is bound to its loop)
         self._unsent: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
@@ -160,9 +173,20 @@ class GraphQLSockets:
         if protocol is None:
             await ws.close(code=4406, reason="use subprotocol graphql-transport-ws or graphql-ws")
             return
-        await ws.accept(subprotocol=protocol)
+        address = client_bucket(scope)  # as the demo principal's and bad credentials' bounds
+        limit = self.limits.max_waiting_per_address
+        if self.waiting[address] >= limit:
+            await ws.accept(subprotocol=protocol)
+            await ws.close(4429, f"too many sockets waiting for connection_init (at most {limit})")
+            return
         session = _Session(self, ws, protocol, scope.get("state", {}).get("principal"))
-        await session.run()
+        self.waiting[address] += 1
+        session.waiting = address
+        try:
+            await ws.accept(subprotocol=protocol)
+            await session.run()
+        finally:
+            session.stop_waiting()
 
 
 class _Session:
@@ -186,6 +210,7 @@ class _Session:
         self.unsent = asyncio.Semaphore(server.limits.max_unsent)
         self.closing = False  # a close was sent: nothing more goes out
         self.counted: str | None = None  # the key it counts under in server.sockets
+        self.waiting: str | None = None  # the address it counts under in server.waiting
 
     # --- the socket's life ---------------------------------------------------------------
     async def run(self) -> None:
@@ -363,10 +388,18 @@ class _Session:
             raise _Close(1013, exc.message) from None
         self._count(self.principal)
         self.acknowledged = True
+        self.stop_waiting()  # it counts against its credential now
         await self._send({"type": "connection_ack"})
         self.watcher = asyncio.create_task(self._watch(), name="ws credential watch")
         if self.legacy:
             self.keep_alive = asyncio.create_task(self._keep_alive(), name="ws keep-alive")
+
+    def stop_waiting(self) -> None:
+        """No longer count this socket as waiting for connection_init (acknowledged, or
+        gone)."""
+        if self.waiting is not None:  # (a Counter's -= drops what reaches 0)
+            self.server.waiting -= Counter({self.waiting: 1})
+            self.waiting = None
 
     def _count(self, principal: Principal) -> None:
         """Count this socket against its credential's bound (4429 past it)."""
@@ -399,30 +432,23 @@ class _Session:
         return principal
 
     async def _watch(self) -> None:
-        """Close the socket when the token expires or the key is revoked."""
-        config = self.server.config
-        every = max(0.2, config.apikey_cache_s)
-        while True:
-            principal = self.principal
-            if principal is None:
+        """Close the socket when its token expires or its key is revoked (the key's watch
+        is shared by all its sockets: api/keywatch.py)."""
+        principal = self.principal
+        if principal is None:
+            return
+        if principal.key_id is not None and self.authorization is not None:
+            token = bearer_token(self.authorization)
+            async with self.server.keys.watching(principal.key_id, token) as revoked:
+                await revoked.wait()
+            await self._close(4403, "API key revoked")
+            return
+        while principal.expires_at is not None:  # a JWT (the demo principal: never)
+            left = principal.expires_at - time.time()
+            if left <= 0:
+                await self._close(4401, "token expired")
                 return
-            if principal.expires_at is not None:
-                left = principal.expires_at - time.time()
-                if left <= 0:
-                    await self._close(4401, "token expired")
-                    return
-                await asyncio.sleep(min(left, every) if principal.key_id else left)
-                continue
-            if principal.key_id is None:
-                return  # the demo principal: nothing expires
-            await asyncio.sleep(every)
-            try:
-                await self._authenticate()
-            except UnauthenticatedError:
-                await self._close(4403, "API key revoked")
-                return
-            except CdmsError:
-                continue  # the database is away: operations say so; check again later
+            await asyncio.sleep(left)
 
     async def _keep_alive(self) -> None:
         while True:
