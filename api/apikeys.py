@@ -10,6 +10,12 @@ up on every request): the lookup (a transaction, and ``last_used_at`` at most on
 minute) cost 1.4 ms and 1.1 ms of the server's CPU per request, more than a whole fast-lane
 read. A key revoked by this process is forgotten at once; revoked elsewhere (``cdms apikey
 revoke``), it keeps working on a running server until its entry expires.
+
+A customer key ends with its customer: deleting the customer, or emptying the table (a
+reseed), revokes it (migration 0034's triggers), and a key whose customer is gone all the
+same (one kept from before 0034) is looked up as no key at all and listed as revoked. Else,
+once the id was given again (an insert with an explicit id, a reseed restarting the ids),
+the old key would act as the new customer.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ api_keys = sa.Table(
 )
 _PUBLIC = [c for c in api_keys.c if c.name != "key_hash"]  # every column but the hash
 _customers = sa.table("customers", sa.column("id", sa.BigInteger), schema="app")
+# each key with its customer, if it has one that exists: a customer key whose customer is
+# gone (a staff key has none to lose). For one key, a nested loop: its customer by primary
+# key (an EXISTS under an OR may be planned as a hash of every customer).
+_WITH_CUSTOMER = api_keys.outerjoin(_customers, _customers.c.id == api_keys.c.customer_id)
+_CUSTOMER_GONE = sa.and_(api_keys.c.customer_id.is_not(None), _customers.c.id.is_(None))
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,12 @@ class ApiKey:
     created_at: dt.datetime
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None
+    customer_gone: bool = False  # a customer key whose customer no longer exists
+
+    @property
+    def revoked(self) -> bool:
+        """Refused: revoked, or its customer gone."""
+        return self.revoked_at is not None or self.customer_gone
 
 
 def hash_key(key: str) -> str:
@@ -118,7 +135,11 @@ def create_key(
 
 def list_keys(engine: Engine) -> list[ApiKey]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(*_PUBLIC).order_by(api_keys.c.id)).all()
+        rows = conn.execute(
+            sa.select(*_PUBLIC, _CUSTOMER_GONE.label("customer_gone"))
+            .select_from(_WITH_CUSTOMER)
+            .order_by(api_keys.c.id)
+        ).all()
     return [ApiKey(**r._mapping) for r in rows]
 
 
@@ -171,13 +192,19 @@ def forget(key_id: int) -> None:
 
 
 def find_active(engine: Engine, key: str) -> ApiKey | None:
-    """The unrevoked key with this secret (touching last_used_at at most once a minute)."""
+    """The unrevoked key with this secret, if its customer (a customer key's) exists
+    (touching last_used_at at most once a minute). One statement, two index probes: the
+    key's hash, the customer's id."""
     if not looks_like_key(key):
         return None
     with transaction(engine) as conn:
         row = conn.execute(
-            sa.select(*_PUBLIC).where(
-                api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+            sa.select(*_PUBLIC)
+            .select_from(_WITH_CUSTOMER)
+            .where(
+                api_keys.c.key_hash == hash_key(key),
+                api_keys.c.revoked_at.is_(None),
+                ~_CUSTOMER_GONE,
             )
         ).first()
         if row is None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from api.cli.common import console, resolve_url, utf8
+
+if TYPE_CHECKING:
+    from api.apikeys import ApiKey
 
 app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -43,7 +48,8 @@ def create(
 
 @app.command("list")
 def list_() -> None:
-    """List keys (prefix, role, customer, created, last used, revoked); never the secret."""
+    """List keys (prefix, role, customer, created, last used, revoked); never the secret.
+    A customer key whose customer is gone is refused, and shown revoked."""
     from api.apikeys import list_keys
 
     keys = list_keys(_engine())
@@ -60,9 +66,15 @@ def list_() -> None:
             "" if k.customer_id is None else str(k.customer_id),
             k.created_at.strftime("%Y-%m-%d %H:%M"),
             "" if k.last_used_at is None else k.last_used_at.strftime("%Y-%m-%d %H:%M"),
-            "" if k.revoked_at is None else k.revoked_at.strftime("%Y-%m-%d %H:%M"),
+            _revoked(k),
         )
     console.print(table if keys else "no API keys yet: cdms apikey create --role ROLE")
+
+
+def _revoked(key: ApiKey) -> str:
+    if key.revoked_at is not None:
+        return key.revoked_at.strftime("%Y-%m-%d %H:%M")
+    return "customer deleted" if key.customer_gone else ""
 
 
 @app.command("revoke")

@@ -544,3 +544,64 @@ def test_0033_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     upgrade(at_head)
     assert current_revision(at_head) == head_revision()
     assert _feedback_edits_state(at_head) == head
+
+
+def _customer_keys_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0034 (a customer's keys revoked with it) changes: the triggers on
+    app.customers, the functions of schema app with their rights, and who holds which
+    privilege on app.api_keys and its columns."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "triggers": rows(
+                "SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger"
+                " WHERE tgrelid = 'app.customers'::regclass AND NOT tgisinternal ORDER BY 1"
+            ),
+            "functions": rows(
+                "SELECT oid::regprocedure::text, prosecdef, proconfig,"
+                " proowner::regrole::text, md5(prosrc), proacl::text[] FROM pg_proc"
+                " WHERE pronamespace = 'app'::regnamespace ORDER BY 1"
+            ),
+            "table": rows(
+                "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_class AS c,"
+                " aclexplode(c.relacl) AS a WHERE c.oid = 'app.api_keys'::regclass ORDER BY 1, 2"
+            ),
+            "columns": rows(
+                "SELECT t.attname::text, a.grantee::regrole::text, a.privilege_type"
+                " FROM pg_attribute AS t, aclexplode(t.attacl) AS a"
+                " WHERE t.attrelid = 'app.api_keys'::regclass ORDER BY 1, 2, 3"
+            ),
+            "schema": rows(
+                "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_namespace AS n,"
+                " aclexplode(n.nspacl) AS a WHERE n.nspname = 'app' ORDER BY 1, 2"
+            ),
+        }
+
+
+def test_0034_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0034 (deleting a customer, or emptying app.customers, revokes its API keys) adds two
+    triggers, their function and its privileges on app.api_keys: its downgrade leaves what
+    0033 made (compared with a database migrated to 0033 from scratch), and upgrading again
+    gives head's."""
+    scratch = fresh_database()
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(scratch, "0033_feedback_edit_limit")
+    before = _customer_keys_state(scratch)
+
+    at_head = fresh_database()
+    head = _customer_keys_state(at_head)
+    added = {t[0] for t in head["triggers"]} - {t[0] for t in before["triggers"]}
+    assert added == {"revoke_keys_on_delete", "revoke_keys_on_truncate"}
+    [fn] = [f for f in head["functions"] if f[0] == "app.revoke_customer_keys()"]
+    assert fn[1:4] == (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
+    assert ("revoked_at", "cdms_owner", "UPDATE") in head["columns"]
+    assert downgrade(at_head, "0033_feedback_edit_limit")[1] == "0033_feedback_edit_limit"
+    assert _customer_keys_state(at_head) == before
+    upgrade(at_head)
+    assert current_revision(at_head) == head_revision()
+    assert _customer_keys_state(at_head) == head
