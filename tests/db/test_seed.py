@@ -475,10 +475,18 @@ def test_non_empty_database_is_refused_unless_reset(fresh_database: Callable[[],
         seed(url, 30, 200, 2, end=END)
     assert "--reset" in err.value.message
     assert checksums(url) == before
+    # what the daily limits count goes with the rows it counted: the ids start again at 1,
+    # and customer 5's edits must not count against the new customer 5 (the hostile review)
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO app.feedback_edits (customer_id, edited_at)"
+            " SELECT 5, now() FROM generate_series(1, 20)"
+        )
     counts = seed(url, 40, 300, 2, end=END, reset=True)
     assert counts == table_counts(url)
     assert counts["customers"] == 40 and counts["orders"] == 300
     assert value(url, "SELECT min(id) FROM app.orders") == 1  # identities restarted
+    assert value(url, "SELECT count(*) FROM app.feedback_edits") == 0
 
 
 def test_a_failure_in_the_last_table_leaves_nothing_written(
