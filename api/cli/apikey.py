@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from api.cli.common import console, resolve_url, utf8
+from api.cli.common import console, plain, resolve_url, utf8
 
 if TYPE_CHECKING:
     from api.apikeys import ApiKey
@@ -38,7 +38,7 @@ def create(
         utf8(name, "--name")
     key, secret = create_key(_engine(), role, customer, name)
     console.print(
-        f"created API key [bold]{key.id}[/] ({key.name}, role {key.role}"
+        f"created API key [bold]{key.id}[/] ({plain(key.name)}, role {key.role}"
         + (f", customer {key.customer_id}" if key.customer_id is not None else "")
         + ")"
     )
@@ -61,7 +61,7 @@ def list_() -> None:
         table.add_row(
             str(k.id),
             k.key_prefix,
-            k.name,
+            plain(k.name),
             k.role,
             "" if k.customer_id is None else str(k.customer_id),
             k.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -83,4 +83,6 @@ def revoke(key_id: int = typer.Argument(..., help="The key's id (see cdms apikey
     from api.apikeys import revoke_key
 
     key = revoke_key(_engine(), key_id)
-    console.print(f"API key {key.id} ({key.name}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
+    console.print(
+        f"API key {key.id} ({plain(key.name)}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,15 @@ from rich.progress import (
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def plain(text: str | None) -> str:
+    """A name from the database as a console line may hold it: control characters escaped
+    (db.errors.printable) and rich's markup too (``[/x]`` raised a MarkupError after a key
+    was stored and before its secret was shown; ``[link=…]`` made a name a hyperlink)."""
+    from db.errors import printable
+
+    return escape(printable(text or ""))
 
 
 def progress() -> Progress:

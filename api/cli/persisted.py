@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from api.cli.common import console, resolve_url, utf8
+from api.cli.common import console, plain, resolve_url, utf8
 from db.errors import BadUserInputError
 
 app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is_help=True)
@@ -83,7 +83,7 @@ def add(
                 {"h": sha, "n": name, "q": text},
             )
     for sha, name, _ in docs:
-        console.print(f"{sha}  {name}", highlight=False)
+        console.print(f"{sha}  {plain(name)}", highlight=False)
 
 
 @app.command("remove")
@@ -121,7 +121,7 @@ def remove(
             {"shas": list(found)},
         ).all()
     for sha, name in removed:
-        console.print(f"removed {sha}  {name or ''}", highlight=False)
+        console.print(f"removed {sha}  {plain(name)}", highlight=False)
 
 
 @app.command("list")
@@ -138,5 +138,5 @@ def list_() -> None:
     table = Table("name", "created")
     table.add_column("sha256", no_wrap=True)
     for r in rows:
-        table.add_row(r.name or "", f"{r.created_at:%Y-%m-%d %H:%M}", r.sha256)
+        table.add_row(plain(r.name), f"{r.created_at:%Y-%m-%d %H:%M}", r.sha256)
     console.print(table if rows else "no persisted queries yet: cdms persisted add FILE")

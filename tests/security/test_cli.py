@@ -275,6 +275,37 @@ def test_arguments_that_are_not_utf8_are_refused_in_one_line(
         assert conn.execute(sa.text(found)).scalar_one() == 0
 
 
+def test_names_with_rich_markup_print_as_written(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """A name holding what rich reads as markup: `[/x]` made `apikey create` crash with a
+    MarkupError traceback after the key was stored and before its secret was printed (a
+    key nobody could use), and `list` and `revoke` crash the same way; `[link=…]` made a
+    name a hyperlink on the operator's terminal. Names print letter for letter."""
+    name = "[/x] [link=https://evil.example]hi[/link] [bold]b"
+    made = cdms(cli_env, "apikey", "create", "--role", "analyst", "--name", name)
+    assert made.returncode == 0, made.stderr
+    assert name in made.stdout and "Traceback" not in made.stderr, made
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("cdms_"), made.stdout
+    key_id = made.stdout.split("created API key ")[1].split()[0]
+    listed = cdms(cli_env, "apikey", "list")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed
+    assert "[/x]" in listed.stdout and "[link=" in listed.stdout, listed.stdout
+    assert "\x1b]8;" not in listed.stdout and "\x1b]8" not in repr(listed.stdout)  # no link
+    revoked = cdms(cli_env, "apikey", "revoke", key_id)
+    assert revoked.returncode == 0 and name in revoked.stdout, revoked
+    stem = "[bold]q [link=mailto:e]hi[red]"  # a persisted query's name is its file's stem
+    doc = tmp_path / f"{stem}.graphql"
+    doc.write_text("query MarkupNamed { products { totalCount } }\n")
+    added = cdms(cli_env, "persisted", "add", str(doc))
+    assert added.returncode == 0 and stem in added.stdout, added
+    shown = cdms(cli_env, "persisted", "list")
+    assert shown.returncode == 0 and "[link=mailto:e]" in shown.stdout, shown
+    gone = cdms(cli_env, "persisted", "remove", stem)
+    assert gone.returncode == 0 and stem in gone.stdout, gone
+
+
 def test_names_with_control_characters_are_refused_and_errors_never_echo_them_raw(
     cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
