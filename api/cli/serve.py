@@ -105,6 +105,7 @@ def serve(
             "port": bind_port,
             "log_level": "info",
             "timeout_graceful_shutdown": 10,
+            "server_header": False,  # no "server: uvicorn": nothing to fingerprint by
             # a WebSocket message is held to the body limit (api/ws.py checks it too)
             "ws_max_size": settings.max_body_bytes,
             # httptools (fast), with a bound on a request head's size and time

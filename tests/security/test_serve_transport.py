@@ -210,6 +210,7 @@ def test_a_request_the_parser_refuses_is_a_coded_json_400(
     assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert b"content-type: application/json" in head.lower(), head
     assert b"connection: close" in head.lower(), head
+    assert b"\r\nserver:" not in head.lower(), head  # (no "server: uvicorn" to fingerprint)
     parsed = json.loads(body)
     assert parsed["data"] is None
     assert parsed["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
@@ -221,7 +222,9 @@ def test_a_head_just_under_the_limit_is_served(served: Served) -> None:
     with served.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + filler + b"\r\n\r\n")
         sock.settimeout(10)
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"\r\nserver:" not in answer.partition(b"\r\n\r\n")[0].lower(), answer
 
 
 def test_a_head_sent_slowly_is_closed_after_the_head_timeout(served: Served) -> None:
