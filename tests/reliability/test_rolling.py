@@ -346,10 +346,11 @@ def test_rolling_restart_of_two_servers_fails_no_request(
             # otherwise meet the server closing its idle keep-alive connection: a reset no
             # server can prevent, which is why balancers drain before they stop a backend)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+            while True:
                 with lock:
                     if old.base not in routed.values():
                         break
+                assert time.monotonic() < deadline, "a request to the old server never ended"
                 time.sleep(0.01)
             old.proc.terminate()  # SIGTERM (requests in flight finish: test_sigterm.py)
             assert old.proc.wait(timeout=30) == 0

@@ -24,7 +24,10 @@ from db.config import to_libpq_url
 from tests.reliability._server import free_port, stop, wait_healthy
 
 IN_FLIGHT = 6
+WRITES = 2  # of them, mutations: a write in flight is committed and answered too
 QUERY = "{ products(first: 5) { totalCount edges { node { id sku } } } }"
+CREATE = """mutation ($e: String!) { createCustomer(input: {email: $e, firstName: "S",
+  lastName: "T", country: "Germany", region: "Berlin", city: "Berlin"}) { id email } }"""
 
 
 def _waiting(url: str) -> int:
@@ -60,15 +63,19 @@ def test_sigterm_finishes_in_flight_and_refuses_new(
     try:
         wait_healthy(proc, base)
 
-        def one() -> None:
+        def one(i: int) -> None:
+            body: dict[str, Any] = {"query": QUERY}
+            if i < WRITES:
+                body = {"query": CREATE, "variables": {"e": f"sigterm{i}@example.com"}}
             try:
-                resp = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=30)
+                resp = httpx.post(f"{base}/graphql", json=body, timeout=30)
                 results.append((resp.status_code, resp.json()))
             except BaseException as exc:  # collected and asserted on below
                 results.append(exc)
 
-        lock_conn.execute("LOCK TABLE app.products IN ACCESS EXCLUSIVE MODE")
-        threads = [threading.Thread(target=one) for _ in range(IN_FLIGHT)]
+        # reads wait for the products, writes for the customers
+        lock_conn.execute("LOCK TABLE app.products, app.customers IN ACCESS EXCLUSIVE MODE")
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(IN_FLIGHT)]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 20
@@ -99,11 +106,21 @@ def test_sigterm_finishes_in_flight_and_refuses_new(
         assert code == 0, (tmp_path / "serve.log").read_text()
         assert time.monotonic() - started < 10  # uvicorn's timeout_graceful_shutdown
         assert len(results) == IN_FLIGHT
+        created = []
         for r in results:
             assert not isinstance(r, BaseException), repr(r)
             status, body = r
             assert status == 200 and "errors" not in body, body
-            assert body["data"]["products"]["totalCount"] == 0
+            if "createCustomer" in body["data"]:
+                created.append(body["data"]["createCustomer"]["email"])
+            else:
+                assert body["data"]["products"]["totalCount"] == 0
+        assert sorted(created) == [f"sigterm{i}@example.com" for i in range(WRITES)]
+        with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+            stored = conn.execute(
+                "SELECT count(*) FROM app.customers WHERE email LIKE 'sigterm%'"
+            ).fetchone()
+        assert stored == (WRITES,)  # committed, not only answered
     finally:
         lock_conn.close()
         stop(proc)
