@@ -71,6 +71,28 @@ def test_a_failing_revision_leaves_the_database_at_the_previous_one(
     assert tables == (0,)
 
 
+def _migrated_to(fresh_database: Callable[[], str], revision: str) -> str:
+    """A database migrated from scratch (empty schemas, no revision) to ``revision``."""
+    url = fresh_database()
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
+        conn.execute("DELETE FROM alembic_version")
+    upgrade(url, revision)
+    return url
+
+
+def _back_and_forward(
+    url: str, revision: str, state: Callable[[str], Any], before: Any, head: Any
+) -> None:
+    """``url``, at head with ``state`` ``head``, downgraded to ``revision`` is in the state
+    ``before`` (a database migrated to it from scratch); upgraded again, in ``head``'s."""
+    assert downgrade(url, revision)[1] == revision
+    assert state(url) == before
+    upgrade(url)
+    assert current_revision(url) == head_revision()
+    assert state(url) == head
+
+
 def _trigger_rights(url: str) -> dict[str, list[tuple[object, ...]]]:
     """Who may do what to the tables only triggers should write (the order status history,
     the warehouse's delete log), and as whom those triggers run."""
@@ -203,11 +225,7 @@ def test_0025_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
             conn.execute(sa.text("GRANT SELECT ON ALL TABLES IN SCHEMA bi TO cdms_api"))
         engine.dispose()
 
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0024_source_delete_by_trigger")
+    scratch = _migrated_to(fresh_database, "0024_source_delete_by_trigger")
     publish(scratch)
     before = _bounds_state(scratch)
     upgrade(scratch)
@@ -273,11 +291,7 @@ def test_0026_keys_the_prediction_log_and_goes_back_as_it_was(
     them) and makes a row with a digest unique per model version, object (a what-if's null
     included), principal and digest; its downgrade leaves the log as 0025 had it (compared
     with a database migrated to 0025 from scratch), and upgrading again works."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0025_value_bounds")
+    scratch = _migrated_to(fresh_database, "0025_value_bounds")
     before = _log_state(scratch)
     legacy = (
         "INSERT INTO ml.prediction_log (model, model_version, entity, entity_id, value, actor,"
@@ -305,11 +319,7 @@ def test_0026_keys_the_prediction_log_and_goes_back_as_it_was(
     at_head = fresh_database()
     head = _log_state(at_head)
     assert ("features_hash",) in [c[:1] for c in head["columns"]]
-    assert downgrade(at_head, "0025_value_bounds")[1] == "0025_value_bounds"
-    assert _log_state(at_head) == before
-    upgrade(at_head)
-    assert current_revision(at_head) == head_revision()
-    assert _log_state(at_head) == head
+    _back_and_forward(at_head, "0025_value_bounds", _log_state, before, head)
 
 
 def _customer_predictions_state(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -349,11 +359,7 @@ def test_0027_stores_customers_order_values_and_goes_back_as_it_was(
     downgrade leaves the table and view as 0026 had them (compared with a database migrated
     to 0026 from scratch; a row holding only an order value is gone), and upgrading again
     works."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0026_prediction_log_once")
+    scratch = _migrated_to(fresh_database, "0026_prediction_log_once")
     before = _customer_predictions_state(scratch)
     churn = (
         "INSERT INTO ml.customer_predictions (customer_id, as_of, customer_key,"
@@ -417,11 +423,7 @@ def test_0028_holds_feedback_to_its_rules_and_goes_back_as_it_was(
     """0028 adds one trigger (no row read or changed): with it a product named with an
     order must be in that order; its downgrade leaves app.feedback as 0027 had it (compared
     with a database migrated to 0027 from scratch), and upgrading again works."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0027_customer_order_value_stored")
+    scratch = _migrated_to(fresh_database, "0027_customer_order_value_stored")
     before = _feedback_rules_state(scratch)
     shop = (
         "INSERT INTO app.customers (id, email, first_name, last_name, country, region, city)"
@@ -448,13 +450,9 @@ def test_0028_holds_feedback_to_its_rules_and_goes_back_as_it_was(
     at_head = fresh_database()
     head = _feedback_rules_state(at_head)
     assert "feedback_rules" in [t[0] for t in head["triggers"]]
-    assert downgrade(at_head, "0027_customer_order_value_stored")[1] == (
-        "0027_customer_order_value_stored"
+    _back_and_forward(
+        at_head, "0027_customer_order_value_stored", _feedback_rules_state, before, head
     )
-    assert _feedback_rules_state(at_head) == before
-    upgrade(at_head)
-    assert current_revision(at_head) == head_revision()
-    assert _feedback_rules_state(at_head) == head
 
 
 def _returns_procedures(url: str) -> list[tuple[object, ...]]:
@@ -470,21 +468,13 @@ def test_0031_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     """0031 (the return window, a line's refunds within its total) replaces two functions:
     its downgrade leaves them as 0030 had them (compared with a database migrated to 0030
     from scratch), and upgrading again gives head's."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0030_customer_daily_limits")
+    scratch = _migrated_to(fresh_database, "0030_customer_daily_limits")
     before = _returns_procedures(scratch)
 
     at_head = fresh_database()
     head = _returns_procedures(at_head)
     assert len(head) == 2 and head != before
-    assert downgrade(at_head, "0030_customer_daily_limits")[1] == "0030_customer_daily_limits"
-    assert _returns_procedures(at_head) == before
-    upgrade(at_head)
-    assert current_revision(at_head) == head_revision()
-    assert _returns_procedures(at_head) == head
+    _back_and_forward(at_head, "0030_customer_daily_limits", _returns_procedures, before, head)
 
 
 def _feedback_edits_state(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -524,11 +514,7 @@ def test_0033_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     """0033 (at most 20 feedback edits a day for a customer principal) adds a table written
     by one trigger on app.feedback: its downgrade leaves the database as 0032 had it
     (compared with one migrated to 0032 from scratch), and upgrading again gives head's."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0032_customer_write_columns")
+    scratch = _migrated_to(fresh_database, "0032_customer_write_columns")
     before = _feedback_edits_state(scratch)
 
     at_head = fresh_database()
@@ -539,11 +525,7 @@ def test_0033_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
         (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
     ]
     assert head != before
-    assert downgrade(at_head, "0032_customer_write_columns")[1] == "0032_customer_write_columns"
-    assert _feedback_edits_state(at_head) == before
-    upgrade(at_head)
-    assert current_revision(at_head) == head_revision()
-    assert _feedback_edits_state(at_head) == head
+    _back_and_forward(at_head, "0032_customer_write_columns", _feedback_edits_state, before, head)
 
 
 def _customer_keys_state(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -586,11 +568,7 @@ def test_0034_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     triggers, their function and its privileges on app.api_keys: its downgrade leaves what
     0033 made (compared with a database migrated to 0033 from scratch), and upgrading again
     gives head's."""
-    scratch = fresh_database()
-    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA app CASCADE; DROP SCHEMA dw CASCADE; DROP SCHEMA ml CASCADE")
-        conn.execute("DELETE FROM alembic_version")
-    upgrade(scratch, "0033_feedback_edit_limit")
+    scratch = _migrated_to(fresh_database, "0033_feedback_edit_limit")
     before = _customer_keys_state(scratch)
 
     at_head = fresh_database()
@@ -600,8 +578,4 @@ def test_0034_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     [fn] = [f for f in head["functions"] if f[0] == "app.revoke_customer_keys()"]
     assert fn[1:4] == (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
     assert ("revoked_at", "cdms_owner", "UPDATE") in head["columns"]
-    assert downgrade(at_head, "0033_feedback_edit_limit")[1] == "0033_feedback_edit_limit"
-    assert _customer_keys_state(at_head) == before
-    upgrade(at_head)
-    assert current_revision(at_head) == head_revision()
-    assert _customer_keys_state(at_head) == head
+    _back_and_forward(at_head, "0033_feedback_edit_limit", _customer_keys_state, before, head)
