@@ -92,8 +92,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes: int | None = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
-        # a refusal (status, reason, code, message) waiting for the answers before it
-        self.deferred: tuple[int, bytes, str, str] | None = None
+        # requests of the connection handed to the app, and answered: a refusal waits until
+        # the requests before it are answered (``deferred``: the refusal and how many)
+        self.begun = 0
+        self.answered = 0
+        self.deferred: tuple[tuple[int, bytes, str, str], int] | None = None
         # while the transport is paused: a look every stall_s at what the client took
         self.watch_timer: asyncio.TimerHandle | None = None
         self.last_size = 0  # the buffer's size at the last look that found progress
@@ -238,7 +241,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.head_bytes = None
         self._disarm()
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not before:  # a request for the app (not a WebSocket's upgrade)
+            self.begun += 1
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -246,10 +252,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()  # (a body's rest, after its answer: see on_response_complete)
 
     def on_response_complete(self) -> None:
+        self.answered += 1
         super().on_response_complete()
         if self.deferred is not None and not self.transport.is_closing():
-            if self.cycle is None or self.cycle.response_complete:  # the last one before it
-                refusal, self.deferred = self.deferred, None
+            refusal, after = self.deferred
+            if self.answered >= after:  # the last request before it is answered
+                self.deferred = None
                 self._send_refusal(*refusal)
             return
         if self.head_bytes is None and not self.transport.is_closing():
@@ -262,23 +270,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """A request httptools cannot parse (a length and a chunked encoding both, a header
         without a colon, a NUL in the target): uvicorn answers in plain text; here JSON
-        with a code, as every other refusal (uvicorn's ``msg`` is its own text). A body that
-        breaks off (a bad chunk) belongs to a request that cannot have run and may already
-        be answered (a 401 sent without reading it): the connection is closed, nothing more
-        sent."""
+        with a code, as every other refusal (uvicorn's ``msg`` is its own text).
+
+        A body that breaks off (a bad chunk): its request never had its body, so it cannot
+        have run. Queued behind an earlier request, it is taken off the queue and answered
+        the 400 after that one's answer; being read by the app or already answered (a 401
+        sent without reading it), the connection is closed, nothing more sent (a second
+        answer a proxy could give to its next request)."""
         self.refused = True
         self._disarm()
+        refusal = (400, b"Bad Request", "BAD_REQUEST", "the request is not valid HTTP/1.1")
         if self.head_bytes is None:
-            self.transport.close()
+            if self.pipeline and self.pipeline[0][0] is self.cycle:
+                self.pipeline.popleft()  # (the newest is on the left) it never runs
+                self._refusal(*refusal, after=self.begun - 1)
+            else:
+                self.transport.close()
             return
-        self._refusal(400, b"Bad Request", "BAD_REQUEST", "the request is not valid HTTP/1.1")
+        self._refusal(*refusal)
 
-    def _refusal(self, status: int, reason: bytes, code: str, message: str) -> None:
-        """Answer a refused head, after the answers of the requests pipelined before it (in
-        order, as HTTP/1.1 wants: written at once, it came before an earlier request's
-        answer, and a client took it for that request's, which had run), then close."""
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.deferred = (status, reason, code, message)  # on_response_complete sends it
+    def _refusal(
+        self, status: int, reason: bytes, code: str, message: str, *, after: int | None = None
+    ) -> None:
+        """Answer a refusal once the ``after`` requests before it (all begun, by default)
+        are answered, in order as HTTP/1.1 wants (written at once, it came before an earlier
+        request's answer, and a client took it for that request's, which had run), then
+        close."""
+        after = self.begun if after is None else after
+        if self.answered < after:
+            self.deferred = ((status, reason, code, message), after)  # on_response_complete
             return
         self._send_refusal(status, reason, code, message)
 

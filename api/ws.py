@@ -173,15 +173,20 @@ class GraphQLSockets:
         if protocol is None:
             await ws.close(code=4406, reason="use subprotocol graphql-transport-ws or graphql-ws")
             return
-        address = client_bucket(scope)  # as the demo principal's and bad credentials' bounds
+        # sockets waiting for connection_init count by client address, as the demo
+        # principal's and bad credentials' bounds; one whose handshake carried a credential
+        # by that credential (behind a proxy every client has its address: anonymous
+        # sockets held there must not refuse the users who have a key)
+        principal = scope.get("state", {}).get("principal")
+        waiting = client_bucket(scope) if principal is None else credential_key(principal, scope)
         limit = self.limits.max_waiting_per_address
-        if self.waiting[address] >= limit:
+        if self.waiting[waiting] >= limit:
             await ws.accept(subprotocol=protocol)
             await ws.close(4429, f"too many sockets waiting for connection_init (at most {limit})")
             return
-        session = _Session(self, ws, protocol, scope.get("state", {}).get("principal"))
-        self.waiting[address] += 1
-        session.waiting = address
+        session = _Session(self, ws, protocol, principal)
+        self.waiting[waiting] += 1
+        session.waiting = waiting
         try:
             await ws.accept(subprotocol=protocol)
             await session.run()

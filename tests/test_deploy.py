@@ -83,6 +83,11 @@ def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
         assert "haproxy:5000" in env["DATABASE_URL"]  # a session to the primary
         assert "pgbouncer:6432" in env["CDMS_READ_URLS"]
         assert env["CDMS_DB_PREPARE"] == "off"
+        # clients' own addresses from HAProxy's X-Forwarded-For (else every per-address
+        # bound holds all users as one: the second hostile review), which is safe only
+        # while the API publishes no port of its own
+        assert env["FORWARDED_ALLOW_IPS"] and "ports" not in services[api]
+    assert "option forwardfor" in (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text()
     train = services["train"]  # the training job (the APIs run in production: no training)
     assert train["profiles"] == ["jobs"] and "cdms ml train" in " ".join(train["command"])
     assert "haproxy:5000" in train["environment"]["DATABASE_URL"]  # the primary

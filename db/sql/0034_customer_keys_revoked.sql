@@ -10,8 +10,9 @@
 -- last use and its end are kept for the audit, as `cdms apikey revoke` keeps them), and
 -- emptying app.customers (TRUNCATE, a reseed) revokes every customer key. The shop's own
 -- keys (admin, analyst, service) are untouched. A key whose customer went before 0034 (an
--- orphan) is refused at look-up (api/apikeys.py) and listed as revoked, not changed here:
--- the downgrade could not tell which keys 0034 revoked.
+-- orphan) is revoked here too: refused at look-up either way (api/apikeys.py), it would
+-- have come back to life as the customer given its id again. The downgrade leaves them
+-- revoked (it cannot tell which keys 0034 revoked; a revoked orphan stays harmless).
 --
 -- The trigger function runs as cdms_owner (SECURITY DEFINER, a fixed search_path), as
 -- 0023's do: an admin principal deleting a customer has no privilege on app.api_keys.
@@ -65,3 +66,8 @@ CREATE TRIGGER revoke_keys_on_delete AFTER DELETE ON app.customers
     FOR EACH STATEMENT EXECUTE FUNCTION app.revoke_customer_keys();
 CREATE TRIGGER revoke_keys_on_truncate AFTER TRUNCATE ON app.customers
     FOR EACH STATEMENT EXECUTE FUNCTION app.revoke_customer_keys();
+
+-- the orphans of deletes before 0034 (after the triggers: a delete meanwhile is theirs)
+UPDATE app.api_keys k SET revoked_at = now()
+ WHERE k.customer_id IS NOT NULL AND k.revoked_at IS NULL
+   AND NOT EXISTS (SELECT 1 FROM app.customers c WHERE c.id = k.customer_id);

@@ -150,6 +150,26 @@ def test_a_bad_request_pipelined_after_a_good_one_is_answered_after_it(
     protocol.connection_lost(None)
 
 
+def test_a_broken_body_queued_behind_a_request_waits_for_its_answer(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """The second hostile review: a chunked body broken behind a request still running
+    closed the connection at once, so that request ran (a customer created) and its answer
+    was lost, with a traceback per connection in the log. The broken request never runs;
+    the one before it is answered, then the 400, then the connection closes."""
+    protocol, transport = _connect(loop, HeadLimits())
+    protocol.data_received(
+        b"GET /a HTTP/1.1\r\n\r\n"
+        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n"
+    )
+    assert transport.written == b"" and not transport.closed
+    loop.run_until_complete(asyncio.sleep(0.05))
+    answers = transport.written.split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200", b"400"], transport.written
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
 def test_a_broken_body_closes_the_connection_without_another_answer(
     loop: asyncio.AbstractEventLoop,
 ) -> None:

@@ -570,6 +570,23 @@ def test_0034_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     gives head's."""
     scratch = _migrated_to(fresh_database, "0033_feedback_edit_limit")
     before = _customer_keys_state(scratch)
+    # a key whose customer went before 0034 (an orphan) is revoked by it: refused at look-up
+    # either way, but a customer given that id again would have brought it back to life
+    # (the second hostile review)
+    orphan = (
+        "INSERT INTO app.customers (id, email, first_name, last_name, country, region, city)"
+        " VALUES (77, 'o@example.com', 'O', 'P', 'DE', 'R', 'C');"
+        " INSERT INTO app.api_keys (key_prefix, key_hash, name, role, customer_id) VALUES"
+        f" ('cdms_0000000a', '{'a' * 64}', 'o', 'customer', 77),"
+        f" ('cdms_0000000b', '{'b' * 64}', 's', 'service', NULL);"
+        " DELETE FROM app.customers WHERE id = 77"
+    )
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute(orphan)
+    upgrade(scratch)
+    with psycopg.connect(to_libpq_url(scratch)) as conn:
+        revoked = "SELECT key_hash, revoked_at IS NOT NULL FROM app.api_keys ORDER BY 1"
+        assert conn.execute(revoked).fetchall() == [("a" * 64, True), ("b" * 64, False)]
 
     at_head = fresh_database()
     head = _customer_keys_state(at_head)

@@ -177,3 +177,24 @@ def test_sockets_waiting_for_connection_init_are_bounded_per_address(
         assert ws_init(waiting[0], protocol, auth)["type"] == "connection_ack"
         with _opened(client, protocol, "203.0.113.9", 1) as (again,):
             assert ws_init(again, protocol, auth)["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_socket_with_a_credential_in_its_handshake_is_not_held_by_its_address(
+    sec_engine: Engine, sec_shop: Shop, protocol: str
+) -> None:
+    """The second hostile review: behind a proxy every client has the proxy's address, so
+    64 anonymous sockets kept waiting (reopened after each 4408) refused every other user,
+    a customer's socket with a valid key in its handshake too. A socket whose handshake
+    carries a credential waits on that credential's 64, not on its address's."""
+    limit = 64  # SocketLimits.max_waiting_per_address
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True))
+    auth = {"Authorization": f"Bearer {token('analyst')}"}
+    with (
+        TestClient(_addressed(app)) as client,
+        _opened(client, protocol, "203.0.113.9", limit),
+        client.websocket_connect(
+            "/graphql", subprotocols=[protocol], headers={"x-test-address": "203.0.113.9", **auth}
+        ) as keyed,
+    ):
+        assert ws_init(keyed, protocol, auth)["type"] == "connection_ack"
