@@ -101,17 +101,22 @@ def render(
     on_chart: Callable[[Chart], None] | None = None,
 ) -> list[Rendered]:
     """Query, plot and save every chart, write ``index.html``, all in a temporary folder
-    beside ``out``; then move the files into ``out``, ``index.html`` last. A chart that
-    cannot be drawn is a :class:`RenderError` and ``out`` is left as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    inside ``out`` (on its filesystem, whatever is mounted or linked there); then move the
+    files into ``out``, ``index.html`` last. A chart that cannot be drawn is a
+    :class:`RenderError` and ``out`` is left as it was (not there, if it was not)."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".report.", suffix=".partial", dir=out))
     try:
         done = _render_into(engine, work, period, on_chart)
         (work / "index.html").write_text(index_html(done, period), encoding="utf-8")
-        out.mkdir(exist_ok=True)
         for r in done:
             os.replace(work / r.png.name, out / r.png.name)
         os.replace(work / "index.html", out / "index.html")
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return [Rendered(r.chart, out / r.png.name, r.finding, r.data) for r in done]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -168,3 +170,29 @@ def test_a_chart_that_cannot_be_drawn_is_one_error_line_and_writes_nothing(
     assert (kept / "index.html").read_text() == "earlier"
     assert (kept / "monthly_sales.png").read_bytes() == b"earlier"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder
+
+
+def test_a_report_into_a_folder_on_another_filesystem_is_written(
+    hostile_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The second hostile review: the report was drawn in a temporary folder beside --out
+    and moved in, which failed ('Invalid cross-device link', error[OS]) when --out is a
+    mounted volume or a link to another filesystem. It is drawn inside --out now."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.fail("this test needs /dev/shm on a filesystem of its own (tmpfs)")
+    target = Path(tempfile.mkdtemp(prefix="cdms-report-", dir=shm))
+    try:
+        link = tmp_path / "mounted"
+        link.symlink_to(target, target_is_directory=True)
+        code, _, err = in_process(
+            monkeypatch, capsys, hostile_url, tmp_path, "report", "--out", str(link)
+        )
+        assert code == 0, err
+        names = sorted(p.name for p in target.iterdir())
+        assert "index.html" in names and len(names) == len(CHARTS) + 1, names
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
