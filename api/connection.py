@@ -140,9 +140,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.watch_timer = self.loop.call_later(self.limits.look_s, self._watch)
 
     def _watch(self) -> None:
+        """(Also once the transport is closing: asyncio's close waits for the client to read
+        what is buffered, so an answer written whole and never read stayed for good.)"""
         self.watch_timer = None
-        if self.transport.is_closing():
-            return
         size, now = self._unsent(), self.loop.time()
         taken, self.look_size = self.look_size - size, size
         if size <= self.last_size - _PROGRESS:  # the client took some
@@ -202,9 +202,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _reset(self, why: str) -> None:
         """Drop the connection and what it holds unsent (a reset, as nginx's
-        ``reset_timedout_connection``: a close would wait for the client to read it)."""
-        if self.transport.is_closing():
-            return
+        ``reset_timedout_connection``: a close would wait for the client to read it), a
+        connection already closing too."""
         self.logger.info("HTTP client reads too slowly (%s): connection reset.", why)
         _reset(self.transport)
 

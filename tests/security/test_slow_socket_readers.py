@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from api.connection import HeadLimits
 from api.ws import SocketLimits
 from db.engine import make_engine
 from tests.security.conftest import token
@@ -301,9 +302,11 @@ def test_one_credentials_stalled_sockets_hold_a_bounded_number_of_answers(
 HTTP_READERS = 30
 
 
-def _post_unread(served: Served, tok: str, small_buffer: bool = True) -> socket.socket:
+def _post_unread(
+    served: Served, tok: str, small_buffer: bool = True, close: bool = False
+) -> socket.socket:
     """A connection that sends HEAVY over HTTP and reads nothing yet (a 4 KB receive
-    buffer, unless not ``small_buffer``)."""
+    buffer, unless not ``small_buffer``; ``close``: asking the server to close after it)."""
     sock = socket.socket()
     if small_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -314,7 +317,8 @@ def _post_unread(served: Served, tok: str, small_buffer: bool = True) -> socket.
         (
             f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
             f"Authorization: Bearer {tok}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            + ("Connection: close\r\n" if close else "")
+            + f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         + body
     )
@@ -361,6 +365,27 @@ def test_http_clients_that_never_read_are_reset_and_hold_a_bounded_memory(
     assert min(held_most) <= 8 < HTTP_READERS, held_most
     bound = HTTP_READERS * 9 * 2  # every answer once, with a copy in flight
     assert peak - before < bound, f"RSS {before:.0f} -> {peak:.0f} MB (bound {bound} MB)"
+
+
+def test_an_answer_written_whole_and_never_read_is_reset_after_the_close_too(
+    served: tuple[Served, str],
+) -> None:
+    """The second hostile review: once the whole answer was in the transport's buffer and
+    the server closed the connection (``Connection: close``, uvicorn's keep-alive timeout,
+    a refusal after it), the send timeout no longer looked at it: asyncio's close waits for
+    the client to read, so an answer nobody read stayed in memory for good, holding one of
+    the credential's 8 slow-reader places. It is reset at the send timeout as before."""
+    server, _ = served
+    tok = token("admin", sub="http-unread-close")
+    socks = [_post_unread(server, tok, close=True) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + SEND_TIMEOUT_S + 3 * HeadLimits().stall_s + 10
+        while any(_tcp_state(s) == 1 for s in socks):
+            assert time.monotonic() < deadline, "an unread answer is held after its close"
+            time.sleep(0.2)
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_http_clients_trickling_their_answers_in_hold_a_bounded_number(
