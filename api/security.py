@@ -16,6 +16,7 @@ headers on a WebSocket); a handshake with a bad token is refused here (4401).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -142,8 +143,24 @@ def local_host(scope: Scope, names: tuple[str, ...] = ()) -> bool:
 
 
 def client_bucket(scope: Scope) -> str:
+    """What the per-address bounds count a client by: its IPv4 address (mapped into IPv6
+    too), or its IPv6 address's /64, the least a client is given (2^64 addresses: counted
+    one by one, a client had as many buckets)."""
     client = scope.get("client")
-    return f"addr:{client[0] if client else 'unknown'}"
+    return _address_bucket(client[0] if client else "unknown")
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_bucket(host: str) -> str:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # (a test client's name, a Unix socket)
+        return f"addr:{host}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"addr:{ip.ipv4_mapped}"
+        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"addr:{ip}"
 
 
 def credential_key(principal: Principal, scope: Scope) -> str:

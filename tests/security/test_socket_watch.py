@@ -198,3 +198,31 @@ def test_a_socket_with_a_credential_in_its_handshake_is_not_held_by_its_address(
         ) as keyed,
     ):
         assert ws_init(keyed, protocol, auth)["type"] == "connection_ack"
+
+
+def test_an_ipv6_client_is_one_address_per_64_bit_prefix(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """The second hostile review: every per-address bound (the demo principal's, bad
+    credentials', sockets waiting for connection_init) counted each IPv6 address on its
+    own, and a client is given a whole /64 (2^64 addresses). An IPv6 client counts by its
+    /64, an IPv4 one (mapped into IPv6 too) by its address."""
+    from api.security import client_bucket
+
+    def bucket(host: str) -> str:
+        return client_bucket({"type": "http", "client": (host, 1)})
+
+    assert bucket("2001:db8:1:2::1") == bucket("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert bucket("2001:db8:1:2::1") != bucket("2001:db8:1:3::1")
+    assert bucket("::ffff:203.0.113.9") == bucket("203.0.113.9") != bucket("203.0.113.10")
+    assert bucket("testclient") == "addr:testclient"  # not an address: as it is
+    limit = 64  # SocketLimits.max_waiting_per_address
+    app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True))
+    with (
+        TestClient(_addressed(app)) as client,
+        _opened(client, "graphql-transport-ws", "2001:db8:1:2::1", limit),
+        _opened(client, "graphql-transport-ws", "2001:db8:1:2::abcd", 1) as (extra,),
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        receive(extra, 5)
+    assert closed.value.code == 4429, closed.value
