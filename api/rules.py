@@ -203,6 +203,9 @@ _META = {
 }
 _PAGE_ARGS = ("first", "last")
 _ROWS_ARG = "limit"  # a list field's row count (cube)
+# the rows a cube skips: PostgreSQL reads, joins and writes them as it does the rows it
+# returns, so they cost as rows do (probe p10 #2), but nothing under a row runs for them
+_SKIP_ARG = "offset"
 # cube fields: each is a warehouse statement of its own (the stock snapshot costs ~0.8 s of
 # database time even at limit 1), so each costs CUBE_COST, plus its rows times the cells
 # of a row (leaf fields, nested ones included) over CUBE_CELLS_PER_COST: the cost limit
@@ -509,11 +512,17 @@ def _rows(arg: ArgField, variables: VariableValues) -> int:
     return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _skipped(arg: ArgField, variables: VariableValues) -> int:
+    """The rows an ``offset`` argument skips (0 when not given)."""
+    value = arg.values(variables).get(_SKIP_ARG)
+    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
     """Objects the operation may return: each page size times the pages above it; every
     fragment's unit cost computed once (a spread multiplies it, it does not walk it).
-    A cube field: CUBE_COST, plus its rows times the cells of a row over
-    CUBE_CELLS_PER_COST, plus its rows times what is under each row."""
+    A cube field: CUBE_COST, plus its rows and the rows its offset skips times the cells
+    of a row over CUBE_CELLS_PER_COST, plus its rows times what is under each row."""
     memo: dict[str, int] = {}
     cell_memo: dict[str, int] = {}
 
@@ -540,7 +549,8 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
         for arg, under in c.rows:
             rows = _rows(arg, variables)
             per_row = 1 if arg.name == _DRILL else max(1, cells(under))
-            total += CUBE_COST + math.ceil(rows * per_row / CUBE_CELLS_PER_COST)
+            read = rows + _skipped(arg, variables)
+            total += CUBE_COST + math.ceil(read * per_row / CUBE_CELLS_PER_COST)
             inner = unit(under, 1)
             if inner:
                 total += rows * inner

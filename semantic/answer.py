@@ -5,13 +5,14 @@ Time intelligence (one modifier per field):
 
 - ``compare``: LEFT JOIN ``prev_<period>``, the same aggregate with the time filters moved
   back one period (``semantic.dates``), on ``prev.t = agg.t - interval`` and equal other
-  dimensions; ``as`` gives the earlier value, the difference or the change as a fraction;
+  dimensions (null-safe, keyed by one hash of them: ``_row_key``); ``as`` gives the
+  earlier value, the difference or the change as a fraction;
 - ``toDate`` / ``rolling``: sums over the buckets of the period so far / of a moving window
   (``RANGE`` frames on the bucket's end or start, so empty buckets count as nothing).
   When the filters cut the time range, the windows run over ``win_<name>``, the aggregate of
   a range widened to the rows the windows need (back to the period start, or back/forward by
-  the window), joined on the dimensions: a to-date or rolling value never depends on where
-  the filtered range happens to start;
+  the window), joined on the dimensions (keyed as ``prev``): a to-date or rolling value
+  never depends on where the filtered range happens to start;
 - ``shareOfTotal`` / ``rank``: windows over ``agg`` within each bucket.
 
 A row that totals the time dimension (subtotals) has no running or moving value (null).
@@ -232,11 +233,12 @@ class Answer:
             for flt in self.plan.having:
                 inner = inner.where(self.having(flt, ext.name))
             sub = inner.subquery(name)
-        on = [f"{name}.d{i} IS NOT DISTINCT FROM agg.d{i}" for i in range(self.n) if i != t]
+        # the dimensions matched as they are (null-safe): compare's time bucket is shifted
+        same = [i for i in range(self.n) if i != t or shift is None]
+        on = [f"{_row_key(name, same)} = {_row_key('agg', same)}"] if same else []
+        on += [f"{name}.d{i} IS NOT DISTINCT FROM agg.d{i}" for i in same]
         if shift is not None:
             on.append(f"{name}.d{t} = agg.d{t} - interval '{interval(*shift)}'")
-        else:
-            on.append(f"{name}.d{t} IS NOT DISTINCT FROM agg.d{t}")
         if self.q.subtotals:
             on.append(f"{name}.g = agg.g")
         return sub, sa.text(" AND ".join(on))
@@ -359,6 +361,17 @@ class Answer:
 
 def _before(t: datetime) -> datetime:
     return t - EPSILON
+
+
+def _row_key(ns: str, slots: list[int]) -> str:
+    """One hash of the dimension columns ``slots`` of ``ns``, for an equi-join that
+    PostgreSQL can hash or merge (``IS NOT DISTINCT FROM`` it can do neither with: a join on
+    the time bucket alone pairs every row of a bucket with every row of the other side's,
+    probe p10 #2). ``hash_record_extended`` hashes NULL as a value and equal values alike
+    (``1.0`` and ``1.00``, ``0`` and ``-0``), so rows that match have equal keys; the
+    ``IS NOT DISTINCT FROM`` conditions beside it drop the rare pair whose hashes collide."""
+    cols = ", ".join(f"{ns}.d{i}" for i in slots)
+    return f"hash_record_extended(ROW({cols}), 0)"
 
 
 def _text(value: str) -> str:

@@ -6,6 +6,7 @@ fields alone) and on the resolver path alike."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -86,7 +87,9 @@ def test_big_cube_limits_cost_their_cells(client: TestClient) -> None:
     status, body = post(client, tok, aliases(8, 50_000))
     assert status == 400, body
     ext = refused(body)
-    assert ext["limit"] == 50_000 and ext["cost"] == 8 * (1_000 + 50_000 * 3 // 20), ext
+    # (alias i skips i rows: an offset costs the rows it skips)
+    want = sum(1_000 + math.ceil((50_000 + i) * 3 / 20) for i in range(8))
+    assert ext["limit"] == 50_000 and ext["cost"] == want, ext
     drills = (
         "{ "
         + " ".join(
@@ -97,6 +100,26 @@ def test_big_cube_limits_cost_their_cells(client: TestClient) -> None:
     )
     status, body = post(client, tok, drills)
     assert status == 400 and refused(body)["limit"] == MAX_CUBE_FIELDS, body
+
+
+def test_an_offset_costs_the_rows_it_skips(client: TestClient) -> None:
+    """PostgreSQL reads, joins and writes the rows an offset skips as it does those it
+    returns (probe p10 #2: ``limit: 1, offset: 400000`` cost 1,000), so a cube's rows are
+    its limit plus its offset."""
+    tok = token("analyst")
+    status, body = post(client, tok, "{ " + STOCK.format(limit=1, offset=400_000) + " }")
+    assert status == 400, body
+    ext = refused(body)
+    assert ext["cost"] == 1_000 + math.ceil((1 + 400_000) * 3 / 20), ext
+    by_variable = (
+        "query Q($o: Int!) { cube(limit: 1, offset: $o)"
+        " { stock { productId snapshotDate { day } unitsOnHand } } }"
+    )
+    status, body = post(client, tok, by_variable, {"o": 400_000})
+    assert status == 400 and refused(body)["cost"] == ext["cost"], body
+    # an offset within the limit is answered
+    status, body = post(client, tok, by_variable, {"o": 20_000})
+    assert status == 200 and "errors" not in body, body
 
 
 def test_a_batch_adds_its_cube_costs_up(client: TestClient) -> None:
