@@ -1,7 +1,8 @@
 """One request pipeline for every transport: what each GraphQL operation passes through
 before anything runs, and how it runs.
 
-    rate limit  ->  persisted query  ->  parse (token limit)  ->  graphql-core validation
+    rate limit  ->  persisted query  ->  parse (token limit), names' lengths
+    ->  graphql-core validation
     ->  size (depth, aliases, expanded fields)  ->  variables coerced (defaults included)
     ->  access (roles per field and input field, values, a customer names only itself,
         introspection)  ->  cost (a batch adds its operations up)  ->  execute
@@ -48,6 +49,7 @@ from api.rules import (
     Shape,
     check_arguments,
     check_cost,
+    check_names,
     check_roles,
     check_size,
     cost_of,
@@ -358,8 +360,11 @@ class Pipeline:
             return found
         try:
             document = parse(query, max_tokens=self.limits.max_tokens)
+            check_names(document, self.limits)
         except GraphQLError as error:
             parsed = _Parsed(None, [_coded(error)], chars=len(query))
+        except QueryTooComplexError as exc:  # a name past its length
+            parsed = _Parsed(None, Refusal.of(exc).errors, chars=len(query))
         else:
             errors = validate(self.gschema, document, max_errors=20, hide_suggestions=hide)
             refusals = [_coded(e) for e in literal_refusals(errors, document)]
@@ -414,7 +419,7 @@ class Pipeline:
         Roles are decided before the validation errors are reported, so a role that may
         not use a field learns nothing more about it than FORBIDDEN."""
         parsed = self._parse(query, self._hide(principal))
-        if parsed.document is None:  # a syntax error, or over the token limit
+        if parsed.document is None:  # a syntax error, over the token limit, a long name
             raise Refusal(parsed.errors, 400)
         try:
             operation = self._operation(parsed.document, op.operation_name)

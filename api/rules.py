@@ -1,8 +1,10 @@
 """The request checks, as rules over graphql-core's parsed and validated document.
 
 Every transport (HTTP, batches, persisted queries, both WebSocket subprotocols) runs the
-same two steps through :mod:`api.pipeline`:
+same steps through :mod:`api.pipeline`:
 
+0. :func:`check_names` holds every name of a parsed document (aliases first: each row of an
+   answer repeats them) to ``Limits.max_name_chars``, once per document.
 1. :func:`shape_of` measures an operation once per document: depth, fields and aliases
    after fragment expansion (an alias counts at every spread that reaches it), which
    (type, field) pairs it uses and which fields take arguments.
@@ -22,14 +24,19 @@ Who may use what is :class:`Access`, read from the schema's declarations (api/ac
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graphql import (
+    BREAK,
+    ArgumentNode,
     DirectiveNode,
     DocumentNode,
+    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -45,14 +52,20 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     ListValueNode,
+    NamedTypeNode,
+    NameNode,
+    Node,
+    ObjectFieldNode,
     ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
     ValueNode,
     VariableNode,
+    Visitor,
     get_named_type,
     get_nullable_type,
+    visit,
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
@@ -76,6 +89,9 @@ class Limits:
     max_batch: int = 10
     max_json_depth: int = 64  # nesting of a request body's JSON (variables)
     max_cube_fields: int = 10  # cube / cubeDrillDown fields (response keys) per operation
+    # characters of a name of the document: every row of an answer repeats an alias as a
+    # JSON key, and the cost counts cells, not bytes (check_names)
+    max_name_chars: int = 64
 
 
 @dataclass(frozen=True)
@@ -456,6 +472,70 @@ def _root_fields(
 
 
 # --- the static limits -------------------------------------------------------------------
+
+
+@functools.cache
+def _name_run(limit: int) -> re.Pattern[str]:
+    """A run of more than ``limit`` characters a name may hold (the lexer's NAME)."""
+    return re.compile(f"[_0-9A-Za-z]{{{limit + 1},}}")
+
+
+class _LongName(Visitor):
+    """Stops at the first name of more than ``limit`` characters: what it names, and how
+    long it is."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.found: tuple[str, int] | None = None
+
+    def enter_name(self, node: NameNode, key: Any, parent: Any, *_: Any) -> Any:
+        if len(node.value) <= self.limit:
+            return None
+        what = "an alias" if key == "alias" else _NAMED.get(type(parent), "a name")
+        self.found = (what, len(node.value))
+        return BREAK
+
+    def enter_enum_value(self, node: EnumValueNode, *_: Any) -> Any:
+        if len(node.value) <= self.limit:
+            return None
+        self.found = ("an enum value", len(node.value))
+        return BREAK
+
+
+_NAMED: dict[type[Node], str] = {
+    OperationDefinitionNode: "an operation's name",
+    FragmentDefinitionNode: "a fragment's name",
+    FragmentSpreadNode: "a fragment's name",
+    VariableNode: "a variable's name",
+    FieldNode: "a field's name",
+    ArgumentNode: "an argument's name",
+    ObjectFieldNode: "an input field's name",
+    NamedTypeNode: "a type's name",
+    DirectiveNode: "a directive's name",
+}
+
+
+def check_names(document: DocumentNode, limits: Limits) -> None:
+    """QUERY_TOO_COMPLEX when a name of the document is longer than
+    ``limits.max_name_chars``: an alias is one token however long, and every row of the
+    answer repeats it as a JSON key (three 30,000-character aliases of a 10,000-row cube
+    answered 900 MB at a cost of 2,500). Every other name (operation, fragment, variable,
+    field, argument, type, directive, enum value) is held to the same length: none of the
+    schema's is near it. Run once per document, before graphql-core's validation; a text
+    without so long a run of name characters (strings and comments included) is not walked."""
+    limit = limits.max_name_chars
+    if document.loc is not None and _name_run(limit).search(document.loc.source.body) is None:
+        return
+    found = _LongName(limit)
+    visit(document, found)
+    if found.found is not None:
+        what, chars = found.found
+        raise QueryTooComplexError(
+            f"{what} of {chars:,} characters: a name of the document (an alias included)"
+            f" has at most {limit} characters",
+            limit=limit,
+        )
 
 
 def check_size(shape: Shape, limits: Limits) -> None:

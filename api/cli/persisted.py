@@ -23,11 +23,12 @@ def add(
 ) -> None:
     """Register documents; prints each one's sha256 (what clients send). Idempotent. A
     document that does not validate against the schema, or is over the server's size
-    limits (tokens, depth, aliases, fields), is refused (all files or none)."""
+    limits (tokens, the length of a name, depth, aliases, fields), is refused (all files or
+    none)."""
     import sqlalchemy as sa
     from graphql import GraphQLError, OperationDefinitionNode, parse, validate
 
-    from api.rules import Limits, check_size, shape_of
+    from api.rules import Limits, check_names, check_size, shape_of
     from db.engine import make_engine, transaction
     from db.errors import QueryTooComplexError
     from schema.app import graphql_schema
@@ -49,6 +50,10 @@ def add(
             document = parse(text, max_tokens=limits.max_tokens)
         except GraphQLError as exc:
             raise BadUserInputError(f"{file} is not a GraphQL document: {exc.message}") from None
+        try:  # an alias repeated by every row of the answer, or another name as long
+            check_names(document, limits)
+        except QueryTooComplexError as exc:
+            raise BadUserInputError(f"{file} is refused on every call: {exc}") from None
         # what every call of it would be refused for (the per-request rules - cost, depth,
         # a caller's roles - are the server's, with the caller and the variables)
         errors = validate(graphql_schema(), document, max_errors=5)

@@ -56,15 +56,24 @@ def test_graphql_validation_quotes_names_and_values_64_characters_long(
     long = "y" * 200_000
     cid = w_shop.customers[0]
     for query, variables in [
-        (f"{{ {long} }}", {}),  # an unknown field
-        (f"{{ customers({long}: 1) {{ totalCount }} }}", {}),  # an unknown argument
+        (f"{{ {'y' * 64} }}", {}),  # an unknown field (a longer name: refused unquoted, below)
         (f'mutation {{ submitFeedback(input: {{customerId: "{cid}", rating: "{long}"}})'
          " { id } }", {}),  # a literal of the wrong type
         ("mutation ($c: TicketCategory!) { openSupportTicket(input: {customerId:"
          f' "{cid}", category: $c, channel: WEB, subject: "s"}}) {{ id }} }}', {"c": long}),
     ]:  # fmt: skip
         error = _refused(w_client, query, **variables)
-        assert "y" * 64 + "…" in error["message"] and "(200,000 characters)" in error["message"]
+        if "(200,000 characters)" not in error["message"]:
+            assert f"'{'y' * 64}'" in error["message"], error
+            continue
+        assert "y" * 64 + "…" in error["message"], error
+    # a name of more than 64 characters (an unknown field or argument) is refused before
+    # validation, naming only its length (tests/security/test_name_lengths.py)
+    for query in (f"{{ {long} }}", f"{{ customers({long}: 1) {{ totalCount }} }}"):
+        resp = w_client.post("/graphql", json={"query": query})
+        assert resp.status_code == 400 and len(resp.text) < 1_000, resp.text[:2000]
+        assert resp.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        assert "(200,000 characters)" not in resp.text and "200,000 characters" in resp.text
 
 
 def test_our_own_messages_quote_values_64_characters_long(

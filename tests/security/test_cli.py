@@ -204,6 +204,11 @@ def test_persisted_add_refuses_a_document_the_schema_would_refuse(
             "query { " + " ".join(["products { totalCount }"] * 1_300) + " }",
             "tokens",
         ),
+        # an alias is repeated as a key by every row of the answer (probe 10)
+        "alias.graphql": (
+            "query { products { " + "a" * 65 + ": totalCount } }",
+            "an alias of 65 characters",
+        ),
     }
     for name, (text, named) in cases.items():
         bad = tmp_path / name
@@ -216,7 +221,7 @@ def test_persisted_add_refuses_a_document_the_schema_would_refuse(
         found = conn.execute(
             sa.text(
                 "SELECT count(*) FROM app.persisted_queries WHERE name IN ('products',"
-                " 'unknown', 'two', 'mistyped', 'bomb', 'long')"
+                " 'unknown', 'two', 'mistyped', 'bomb', 'long', 'alias')"
             )
         ).scalar_one()
     assert found == 0

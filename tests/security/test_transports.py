@@ -66,6 +66,15 @@ QUERIES: dict[str, tuple[str, dict[str, str]]] = {
         " orders(first: $b) { edges { node { id } } } } } } }",
         {r: COSTLY for r in ROLES},
     ),
+    # probe 10: every row repeats an alias as a JSON key (api.rules.Limits.max_name_chars)
+    "an alias of 64 characters": (
+        "{ products(first: 1) { edges { node { " + "a" * 64 + ": id } } } }",
+        {r: ALLOWED for r in ROLES},
+    ),
+    "an alias of 65 characters": (
+        "{ products(first: 1) { edges { node { " + "a" * 65 + ": id } } } }",
+        {r: COSTLY for r in ROLES},
+    ),
     "introspection": (
         "{ __schema { queryType { name } } }",
         {"admin": ALLOWED, "analyst": FORBIDDEN, "service": FORBIDDEN, "customer": FORBIDDEN},
