@@ -229,6 +229,24 @@ def prepare(model: Model, query: CubeQuery, role: str | None = ALL) -> CubeQuery
     return query
 
 
+def checked(
+    conn: Connection,
+    query: CubeQuery,
+    model: Model,
+    role: str | None = ALL,
+    *,
+    prepared: bool = False,
+) -> CubeQuery:
+    """Every check an answer makes before it reads: ``prepare`` (unless ``prepared``), then
+    the time zone, spelled as the server's data has it. A question with nothing to read
+    (the deepest level of a drill down) is refused by it exactly as one that has."""
+    if not prepared:
+        query = prepare(model, query, role)
+    tz = check_timezone(query.timezone, server_zones(conn))
+    # one spelling: one cache entry, the same SQL
+    return query if tz == query.timezone else replace(query, timezone=tz)
+
+
 def answer(
     conn: Connection,
     query: CubeQuery,
@@ -244,11 +262,7 @@ def answer(
     every member); ``prepared``: ``query`` already went through ``prepare``."""
     t0 = time.perf_counter()
     model = model or default_model()
-    if not prepared:
-        query = prepare(model, query, role)
-    tz = check_timezone(query.timezone, server_zones(conn))
-    if tz != query.timezone:  # one spelling: one cache entry, the same SQL
-        query = replace(query, timezone=tz)
+    query = checked(conn, query, model, role, prepared=prepared)
     version, freshness, incarnation = warehouse_state(conn)
     if not loaded(version, freshness):  # a first start loads it in the background
         raise loading_error(conn)

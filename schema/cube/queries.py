@@ -29,7 +29,7 @@ from schema.cube.types import row_type
 from semantic.model import Model
 from semantic.query import DEFAULT_LIMIT, MAX_LIMIT, Condition, CubeQuery, DimensionField, Op
 from semantic.query import Member as Ref
-from semantic.service import CubeAnswer, answer, execute, prepare
+from semantic.service import CubeAnswer, answer, checked, execute, prepare
 from semantic.validate import default_model
 
 MODEL = default_model()
@@ -119,11 +119,11 @@ async def resolve_drill_down(
         )
     hierarchy, level, nxt = _level(MODEL, member, role)
     drill = CubeDrill(hierarchy=hierarchy, member=member, value=value, next=nxt, children=[])
-    if nxt is None:
-        return drill
     reader, nodes = operation_reader(info)
     args = reader.arguments("Query", nodes)
-    child = DimensionField("child", Ref.parse(nxt, ""))
+    # the deepest level has no children to read; its question (the level standing for the
+    # child) is checked all the same: where and timezone are refused as one level up
+    child = DimensionField("child", Ref.parse(nxt or member, ""))
     query = CubeQuery(
         dimensions=(child,),
         filters=(
@@ -133,6 +133,9 @@ async def resolve_drill_down(
         limit=MAX_LIMIT,
         timezone=timezone,
     )
+    if nxt is None:
+        await info.context.db.run(lambda conn: checked(conn, query, MODEL, role))
+        return drill
     got = await info.context.db.run(lambda conn: execute(conn, query, model=MODEL, role=role))
     drill.children = [r["child"] for r in got.rows]
     return drill

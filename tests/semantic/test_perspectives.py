@@ -98,3 +98,34 @@ def test_drill_down_is_for_the_roles_that_query_cubes(client: Any) -> None:
     assert error(ask(client, "service", query))["extensions"]["code"] == "FORBIDDEN"
     body = ask(client, "analyst", query)
     assert body["data"]["cubeDrillDown"]["next"] == "products.subcategory"
+
+
+DRILL = '{{ cubeDrillDown(member: {member}, value: "x"{args}) {{ next children }} }}'
+
+
+@pytest.mark.parametrize(
+    ("deepest", "above", "args"),
+    [
+        ("products.brand", "products.subcategory", ", where: {products: {unitCost: {gt: 1}}}"),
+        ("customers.city", "customers.region", ', timezone: "Not/AZone"'),
+        (
+            "customers.city",
+            "customers.region",
+            ', where: {sales: {orderedAt: {inDateRange: ["2026-01-01", "2025-01-01"]}}}',
+        ),
+    ],
+    ids=["hidden member", "time zone", "empty date range"],
+)
+def test_a_drill_down_checks_where_and_timezone_at_the_deepest_level_too(
+    client: Any, deepest: str, above: str, args: str
+) -> None:
+    """The deepest level has no children to read, and returned before its ``where`` and
+    ``timezone`` were checked: an analyst's filter on the admin-only ``products.unitCost``,
+    a time zone that is none and an empty date range were 200 there and refused one level
+    up (probe 10, L3)."""
+    refused = error(ask(client, "analyst", DRILL.format(member=f'"{above}"', args=args)))
+    deepest_refused = error(ask(client, "analyst", DRILL.format(member=f'"{deepest}"', args=args)))
+    assert refused["extensions"]["code"] == "BAD_USER_INPUT", refused
+    assert deepest_refused == refused
+    plain = ask(client, "analyst", DRILL.format(member=f'"{deepest}"', args=""))
+    assert plain["data"]["cubeDrillDown"] == {"next": None, "children": []}, plain
