@@ -393,12 +393,13 @@ def _after_load(ctx: Context, step: Step) -> None:
             )
             runner.record_step(conn, run_id, step.name, position, started, None, None, counts)
     except CdmsError as exc:
-        _record_failed(ctx, step, position, started, exc.message)
+        _record_failed(ctx, step, position, started, runner.step_error(exc))
         raise
     except sa.exc.DBAPIError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        _record_failed(ctx, step, position, started, first)
-        raise StepFailedError(f"{step.name} failed and was rolled back: {first}") from exc
+        _record_failed(ctx, step, position, started, runner.step_error(exc))
+        raise StepFailedError(
+            f"{step.name} failed and was rolled back: {runner.first_line(exc)}"
+        ) from exc
     seconds = time.perf_counter() - t
     ctx.result.steps.append(runner.StepResult(step.name, counts, seconds))
     ctx.obs.step_finished(step.name, counts, seconds)

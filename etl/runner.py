@@ -30,11 +30,11 @@ from etl import watermarks
 from etl.checks import CheckResult, run_checks
 from etl.errors import CheckFailedError, EtlBusyError, StepFailedError
 from etl.load import NEG_INF, Counts, effective_low, load_fact_full, run_step
+from etl.status import DIED, INTERRUPTED
 from etl.steps import DIM_STEPS, FACT_STEPS, STEP_NAMES, STEPS, Disposition, Step
 
 APPLICATION_NAME = "cdms-etl"
 LOCK_KEYS = (0x636D6473, 0x45544C)  # ('cdms', 'ETL') - two-int advisory lock space
-INTERRUPTED = "interrupted: the run was stopped (SIGINT)"  # dw.etl_run.error of a Ctrl-C
 
 
 class Observer(Protocol):
@@ -252,9 +252,9 @@ def _start_run(engine: Engine, mode: str) -> int:
         conn.execute(
             sa.text(
                 "UPDATE dw.etl_run SET status = 'failed', finished_at = clock_timestamp(),"
-                " error = 'interrupted: the process ended before the run finished'"
-                " WHERE status = 'running'"
-            )
+                " error = :e WHERE status = 'running'"
+            ),
+            {"e": DIED},
         )
         run_id = conn.execute(
             sa.text("INSERT INTO dw.etl_run (mode, pid) VALUES (:m, :p) RETURNING run_id"),
@@ -402,15 +402,29 @@ def _incremental_step(
             watermarks.advance(conn, step.name, result.horizon, result.run_id)
             _record_load_step(conn, result, step, started, lo, counts)
     except CdmsError as exc:
-        _record_failed_step(engine, result, step, started, lo, exc.message)
+        _record_failed_step(engine, result, step, started, lo, step_error(exc))
         raise
     except sa.exc.DBAPIError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        _record_failed_step(engine, result, step, started, lo, first)
-        raise StepFailedError(f"{step.name} failed and was rolled back: {first}") from exc
+        _record_failed_step(engine, result, step, started, lo, step_error(exc))
+        raise StepFailedError(f"{step.name} failed and was rolled back: {first_line(exc)}") from exc
     seconds = time.perf_counter() - t
     result.steps.append(StepResult(step.name, counts, seconds))
     obs.step_finished(step.name, counts, seconds)
+
+
+def first_line(exc: sa.exc.DBAPIError) -> str:
+    """The first line of the database's message (the operator's words, never a client's)."""
+    return next(iter(str(getattr(exc, "orig", exc)).strip().splitlines()), "")
+
+
+def step_error(exc: CdmsError | sa.exc.DBAPIError) -> str:
+    """A failed step's ``dw.etl_run_step.error``: the operator's message after the code
+    etl.status tells clients, ``SQLSTATE 23514: <the database's first line>`` or
+    ``error[MISSING_DIMENSION]: <our message>``."""
+    if isinstance(exc, CdmsError):
+        return f"error[{exc.code}]: {exc.message}"
+    state = getattr(exc.orig, "sqlstate", None)
+    return f"SQLSTATE {state}: {first_line(exc)}" if state else first_line(exc)
 
 
 def _record_failed_step(
@@ -459,6 +473,27 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
         s.table for s in STEPS if s.disposition in (Disposition.SNAPSHOT, Disposition.MONTHLY)
     ]
     tables += [s.table for s in FACT_STEPS] + [s.table for s in DIM_STEPS] + ["dw.dim_date"]
+    try:
+        _full_load(engine, result, obs, total, tables)
+    except _FullStepFailed as exc:  # rolled back: the failed step's row is written after
+        cause = exc.cause
+        _record_failed_step(engine, result, exc.step, exc.started, NEG_INF, step_error(cause))
+        raise StepFailedError(
+            f"{exc.step.name} failed; the full rebuild was rolled back: {first_line(cause)}"
+        ) from cause
+
+
+class _FullStepFailed(Exception):
+    """A step of the full load failed: its transaction is to be rolled back first."""
+
+    def __init__(self, step: Step, started: datetime, cause: sa.exc.DBAPIError) -> None:
+        super().__init__(step.name)
+        self.step, self.started, self.cause = step, started, cause
+
+
+def _full_load(
+    engine: Engine, result: RunResult, obs: Observer, total: int, tables: list[str]
+) -> None:
     with transaction(engine) as conn:
         # whole-table hash joins and index builds: give them room (this transaction only)
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
@@ -482,10 +517,7 @@ def _full(engine: Engine, result: RunResult, obs: Observer, total: int) -> None:
                 else:
                     counts = load_fact_full(conn, step, result.run_id)
             except sa.exc.DBAPIError as exc:
-                first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                raise StepFailedError(
-                    f"{step.name} failed; the full rebuild was rolled back: {first}"
-                ) from exc
+                raise _FullStepFailed(step, started, exc) from exc
             watermarks.advance(conn, step.name, result.horizon, result.run_id)
             _record_load_step(conn, result, step, started, None, counts)
             seconds = time.perf_counter() - t

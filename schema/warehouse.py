@@ -62,7 +62,13 @@ class WarehouseStatus(WarehouseUpdate):  # its fields, then the last run's
     state: WarehouseRunState | None = strawberry.field(
         description="The last run's state; null: never ran."
     )
-    error: str | None = strawberry.field(description="The last run's error, when it failed.")
+    error: str | None = strawberry.field(
+        description="Why the last run failed, in the API's words: the step that failed and the"
+        " class of its database error (e.g. 'step fact_orders failed and was rolled back:"
+        " integrity constraint violation (SQLSTATE class 23)'), how many data-quality checks"
+        " failed, or that it was interrupted. The database's own message is the operator's:"
+        " the server's log and the run log (dw.etl_run)."
+    )
 
 
 def _status(s: etl_status.WarehouseStatus) -> WarehouseStatus:
@@ -72,7 +78,7 @@ def _status(s: etl_status.WarehouseStatus) -> WarehouseStatus:
         lag_seconds=s.lag_seconds,
         last_run_at=s.last_run_at,
         state=None if s.state is None else WarehouseRunState(s.state),
-        error=s.error,
+        error=s.failure,
     )
 
 

@@ -116,6 +116,76 @@ def test_warehouse_status_for_staff_not_for_customers(loaded_shop: str) -> None:
         assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
 
 
+def _staff_error(client: Any) -> str | None:
+    """``warehouseStatus.error`` as each staff role reads it (the same for all)."""
+    seen = set()
+    for role in ("admin", "analyst", "service"):
+        code, body = post(client, token(role), STATUS)
+        assert code == 200 and "errors" not in body, body
+        seen.add(body["data"]["warehouseStatus"]["error"])
+    [error] = seen
+    return error
+
+
+def test_warehouse_status_tells_which_step_failed_never_the_databases_words(
+    loaded_shop: str,
+) -> None:
+    """``warehouseStatus.error`` (admin, analyst and service keys) was the first line of
+    PostgreSQL's message of a failed step (``new row for relation "fact_orders" violates
+    check constraint "nope"``): names of tables and constraints, and values, reach a client
+    (probe 10, L4). It tells the step and the SQLSTATE class, in the API's words; the
+    database's words stay in the run log (dw.etl_run, dw.etl_run_step) and the server's log."""
+    engine = make_engine(loaded_shop)
+    sql(loaded_shop, "ALTER TABLE dw.fact_orders ADD CONSTRAINT nope CHECK (false) NOT VALID")
+    _place_order(loaded_shop)
+    with pytest.raises(Exception, match="fact_orders failed and was rolled back"):
+        pipeline.run(loaded_shop)
+    told = "step fact_orders failed and was rolled back: integrity constraint violation"
+    told += " (SQLSTATE class 23)"
+    with make_app(engine) as client:
+        assert _staff_error(client) == told
+        # the operator's run log keeps the database's words
+        run_error, step_error = sql(
+            loaded_shop,
+            "SELECT r.error, s.error FROM dw.etl_run AS r JOIN dw.etl_run_step AS s"
+            " USING (run_id) WHERE s.status = 'failed' ORDER BY run_id DESC LIMIT 1",
+        )[0]
+        assert "nope" in run_error and "nope" in step_error, (run_error, step_error)
+
+        # a full rebuild that fails is told the same way
+        with pytest.raises(Exception, match="fact_orders failed; the full rebuild"):
+            pipeline.run(loaded_shop, full=True)
+        assert _staff_error(client) == told
+
+        # failures that are no step's: our own words pass, anything else is not quoted
+        for error, checks, said in [
+            (
+                "interrupted: the process ended before the run finished",
+                None,
+                "interrupted: the process ended before the run finished",
+            ),
+            (
+                "2 data-quality check(s) failed: fact_sales.revenue: app 1 vs dw 2; x: y",
+                '[{"name": "fact_sales.revenue", "ok": false}, {"name": "a", "ok": true},'
+                ' {"name": "x", "ok": false}]',
+                "2 data-quality checks failed",
+            ),
+            (
+                'OperationalError: (psycopg.errors.DiskFull) could not extend file "base/1/2"'
+                " [SQL: INSERT INTO dw.fact_sales SELECT 1]",
+                None,
+                "the run failed (the server's log tells why)",
+            ),
+        ]:
+            sql(
+                loaded_shop,
+                "INSERT INTO dw.etl_run (mode, status, finished_at, error, checks)"
+                " VALUES ('incremental', 'failed', clock_timestamp(), %s, %s::jsonb)",
+                (error, checks),
+            )
+            assert _staff_error(client) == said
+
+
 def _listening() -> bool:
     return any(h.listening.is_set() and h.subscribers for h in list(notify._hubs.values()))
 
