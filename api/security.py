@@ -147,13 +147,19 @@ def client_bucket(scope: Scope) -> str:
     too), or its IPv6 address's /64, the least a client is given (2^64 addresses: counted
     one by one, a client had as many buckets)."""
     client = scope.get("client")
-    return _address_bucket(client[0] if client else "unknown")
+    host = client[0] if client else "unknown"
+    if len(host) > _HOST_CHARS:  # no address (a forwarded header's junk): one bucket, uncached
+        return "addr:unparsed"
+    return _address_bucket(host)
+
+
+_HOST_CHARS = 64  # an IPv6 address with a zone id fits
 
 
 @functools.lru_cache(maxsize=4096)
 def _address_bucket(host: str) -> str:
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host.partition("%")[0])  # (a zone id: fe80::1%eth0)
     except ValueError:  # (a test client's name, a Unix socket)
         return f"addr:{host}"
     if isinstance(ip, ipaddress.IPv6Address):

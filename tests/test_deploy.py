@@ -87,7 +87,13 @@ def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
         # bound holds all users as one: the second hostile review), which is safe only
         # while the API publishes no port of its own
         assert env["FORWARDED_ALLOW_IPS"] and "ports" not in services[api]
-    assert "option forwardfor" in (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text()
+    # ... and only while HAProxy drops the client's own X-Forwarded-For before adding its
+    # line (uvicorn trusting "*" takes the leftmost: a client chose its address; the third
+    # hostile review). tests/scale/test_ha.py sends one through the real HAProxy.
+    api_frontend = (ROOT / "deploy" / "ha" / "haproxy.cfg").read_text().split("frontend api")[1]
+    api_frontend = api_frontend.split("backend api")[0]
+    drop = api_frontend.index("http-request del-header X-Forwarded-For")
+    assert drop < api_frontend.index("option forwardfor")
     train = services["train"]  # the training job (the APIs run in production: no training)
     assert train["profiles"] == ["jobs"] and "cdms ml train" in " ".join(train["command"])
     assert "haproxy:5000" in train["environment"]["DATABASE_URL"]  # the primary

@@ -21,6 +21,7 @@ import signal
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -252,3 +253,20 @@ def test_a_patroni_failover_under_order_load_loses_no_acknowledged_order(ha: HA)
         ).fetchall()
     found = {k: str(o) for k, o in rows}
     assert found == acknowledged  # every acknowledged order there, under its key, once
+
+
+def test_the_apis_see_a_clients_own_address_through_haproxy(ha: HA) -> None:
+    """The third hostile review: with the APIs trusting X-Forwarded-For from HAProxy, a
+    header the client sent itself came first, and uvicorn took it: a client chose its own
+    address for every per-address bound (or locked another address out). HAProxy drops it
+    (deploy/ha/haproxy.cfg) and adds the address it saw."""
+    spoofed = "198.51.100.50"
+    marker = f"xff-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=ha.api, timeout=10) as client:
+        for _ in range(4):  # round-robin: both APIs
+            got = client.get(f"/healthz?{marker}", headers={"X-Forwarded-For": spoofed})
+            assert got.status_code == 200, got.text
+    logs = "".join(a.root.joinpath("serve.log").read_text() for a in ha.topology.apis)
+    seen = [line for line in logs.splitlines() if marker in line]
+    assert len(seen) == 4, seen
+    assert all(spoofed not in line and "127.0.0.1" in line for line in seen), seen

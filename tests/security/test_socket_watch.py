@@ -216,6 +216,10 @@ def test_an_ipv6_client_is_one_address_per_64_bit_prefix(
     assert bucket("2001:db8:1:2::1") != bucket("2001:db8:1:3::1")
     assert bucket("::ffff:203.0.113.9") == bucket("203.0.113.9") != bucket("203.0.113.10")
     assert bucket("testclient") == "addr:testclient"  # not an address: as it is
+    assert bucket("fe80::1%eth0") == bucket("fe80::2%eth1")  # a zone id is no address
+    # a forwarded header's junk (the third hostile review: 40 KB hosts filled the caches
+    # and the rate-limit table): one bucket, whatever it says
+    assert bucket("x" * 40_000) == bucket("y" * 65) == "addr:unparsed"
     limit = 64  # SocketLimits.max_waiting_per_address
     app = create_app(sec_engine, SecurityConfig(jwt_secret=SECRET, production=True))
     with (
