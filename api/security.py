@@ -15,7 +15,6 @@ headers on a WebSocket); a handshake with a bad token is refused here (4401).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 from dataclasses import dataclass
@@ -206,25 +205,14 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await authenticate(
-                self.engine,
-                authorization,
-                jwt_rules=self.config.jwt_rules,
-                demo_open=demo_open,
-                key_cache_s=self.config.apikey_cache_s,
-            )
+            principal = await self._authenticate(scope, authorization, demo_open=demo_open)
+        except RateLimitedError as limited:
+            await self._refuse(
+                scope, receive, send, 429, limited.code, limited.message,
+                {"Retry-After": str(limited.retry_after)},
+            )  # fmt: skip
+            return
         except UnauthenticatedError as exc:
-            try:  # bad credentials take from the client address's bucket
-                if self.rate is not None:
-                    await run_in_threadpool(self.rate.admit, client_bucket(scope), 1)
-            except RateLimitedError as limited:
-                await self._refuse(
-                    scope, receive, send, 429, limited.code, limited.message,
-                    {"Retry-After": str(limited.retry_after)},
-                )  # fmt: skip
-                return
-            except CdmsError:
-                pass  # the database is down: the credentials are still wrong
             await self._refuse(
                 scope, receive, send, 401, exc.code, exc.message, {"WWW-Authenticate": "Bearer"}
             )
@@ -246,20 +234,33 @@ class SecurityMiddleware:
         if len(found) != 1 or pool_exhausted(self.engine):
             return None
         try:
+            return await self._authenticate(scope, found[0].decode("latin-1"), demo_open=False)
+        except CdmsError:  # wrong, rate-limited or not checkable now: no one
+            return None
+
+    async def _authenticate(
+        self, scope: Scope, authorization: str | None, *, demo_open: bool
+    ) -> Principal:
+        """The principal of a credential; a wrong one takes from the client address's bucket
+        of bad credentials and raises ``RateLimitedError`` once that is empty (else
+        ``UnauthenticatedError``; ``CdmsError`` when an API key cannot be checked now)."""
+        try:
             return await authenticate(
                 self.engine,
-                found[0].decode("latin-1"),
+                authorization,
                 jwt_rules=self.config.jwt_rules,
-                demo_open=False,
+                demo_open=demo_open,
                 key_cache_s=self.config.apikey_cache_s,
             )
         except UnauthenticatedError:
             if self.rate is not None:
-                with contextlib.suppress(CdmsError):  # (RateLimitedError: nothing more)
+                try:
                     await run_in_threadpool(self.rate.admit, client_bucket(scope), 1)
-        except CdmsError:
-            pass
-        return None
+                except RateLimitedError:
+                    raise
+                except CdmsError:
+                    pass  # the database is down: the credentials are still wrong
+            raise
 
     async def _refuse(
         self,
