@@ -94,11 +94,9 @@ def test_a_customer_reviews_only_what_it_bought_and_received(
         assert (status, ext["code"], ext.get("field")) == (400, code, field), body
     assert _count(sec_engine, customer) == 0
 
-    review = {"customerId": str(customer), "productId": str(product), "rating": 5}
-    status, body = post(client, tok, SUBMIT, {"i": review})
-    assert status == 200 and "errors" not in body, body
-    first = body["data"]["submitFeedback"]["id"]
-    status, body = post(client, tok, SUBMIT, {"i": {**review, "rating": 1}})  # a second one
+    first = _review(client, tok, customer, product)
+    second = {"customerId": str(customer), "productId": str(product), "rating": 1}
+    status, body = post(client, tok, SUBMIT, {"i": second})  # a second one
     ext = _refusal(body)
     assert (ext["code"], ext["field"], ext["reason"], str(ext["id"])) == (
         "CONFLICT", "productId", "already reviewed", first,
@@ -139,6 +137,14 @@ EDIT = """mutation ($id: ID!, $i: UpdateFeedbackInput!) {
   updateFeedback(id: $id, input: $i) { id kind rating comment product { id } } }"""
 
 
+def _review(client: Any, who: str, customer: int, product: int) -> str:
+    """The id of the 5-star review ``who`` gives ``product`` for ``customer``."""
+    review = {"customerId": str(customer), "productId": str(product), "rating": 5}
+    status, body = post(client, who, SUBMIT, {"i": review})
+    assert status == 200 and "errors" not in body, body
+    return str(body["data"]["submitFeedback"]["id"])
+
+
 def _row(engine: Engine, feedback: str) -> tuple[Any, ...]:
     with engine.connect() as conn:
         return tuple(
@@ -156,10 +162,7 @@ def test_a_customer_edits_its_own_review_and_nobody_elses(
     one it gave instead; what it is about stays, another customer's is not found."""
     customer, _, product, _ = buyer
     tok = token("customer", customer)
-    review = {"customerId": str(customer), "productId": str(product), "rating": 5}
-    status, body = post(client, tok, SUBMIT, {"i": review})
-    assert status == 200 and "errors" not in body, body
-    mine = body["data"]["submitFeedback"]["id"]
+    mine = _review(client, tok, customer, product)
 
     status, body = post(client, tok, EDIT, {"id": mine, "i": {"rating": 2, "comment": "broke"}})
     assert status == 200 and "errors" not in body, body
@@ -226,10 +229,7 @@ def test_a_customer_key_edits_its_feedback_20_times_a_day(
     edits its feedback at most 20 times in a rolling 24 hours (migration 0033)."""
     customer, _, product, _ = buyer
     key = api_key("customer", customer)
-    review = {"customerId": str(customer), "productId": str(product), "rating": 5}
-    status, body = post(client, key, SUBMIT, {"i": review})
-    assert status == 200 and "errors" not in body, body
-    mine = body["data"]["submitFeedback"]["id"]
+    mine = _review(client, key, customer, product)
     with sec_engine.begin() as conn:  # a day ago and more: out of the window, pruned
         conn.execute(
             sa.text(
