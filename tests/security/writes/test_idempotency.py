@@ -1,6 +1,7 @@
 """placeOrder with an idempotency key: a retry with the same key returns the first order,
 never a second one (also under concurrent retries); the key comes in the input
-(``idempotencyKey``) or as the ``Idempotency-Key`` header, and belongs to its principal."""
+(``idempotencyKey``) or as the ``Idempotency-Key`` header, and belongs to its customer (any
+of its credentials) or, for staff, to its principal."""
 
 from __future__ import annotations
 
@@ -112,6 +113,35 @@ def test_keys_belong_to_their_principal(
     b = post(client, token("customer", parties.b), PLACE, _input(parties.b, product, 1, "k-1"))
     assert "errors" not in a[1] and "errors" not in b[1], (a, b)
     assert a[1]["data"]["placeOrder"]["id"] != b[1]["data"]["placeOrder"]["id"]
+
+
+def test_a_customers_credentials_share_its_keys(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties, api_key: Any
+) -> None:
+    """Keys are the customer's, as Stripe's are the account's: a retry through another of
+    its credentials (its token, then a key; a key rotated between the try and the retry)
+    returns the first order. A staff principal placing an order for the customer with the
+    same key is not the customer retrying: its own order."""
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    first = post(client, token("customer", parties.a), PLACE, _input(parties.a, product, 1, "x-1"))
+    retries = [
+        post(client, api_key("customer", parties.a), PLACE, _input(parties.a, product, 1, "x-1"))
+        for _ in range(2)  # two keys of the customer
+    ]
+    assert all("errors" not in r[1] for r in [first, *retries]), (first, retries)
+    assert {r[1]["data"]["placeOrder"]["id"] for r in retries} == {
+        first[1]["data"]["placeOrder"]["id"]
+    }
+    assert _count(sec_engine, parties.a) == orders + 1
+    key = api_key("customer", parties.a)  # another basket under the same key: a conflict
+    body = post(client, key, PLACE, _input(parties.a, product, 2, "x-1"))[1]
+    assert body["errors"][0]["extensions"]["reason"] == "idempotency_key_reused", body
+
+    staff = post(client, token("service"), PLACE, _input(parties.a, product, 1, "x-1"))[1]
+    assert "errors" not in staff, staff
+    assert staff["data"]["placeOrder"]["id"] != first[1]["data"]["placeOrder"]["id"]
+    assert _count(sec_engine, parties.a) == orders + 2
 
 
 def test_concurrent_retries_place_one_order(
