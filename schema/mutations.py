@@ -6,8 +6,9 @@ any other read (schema.execute.read_node): a committed write always has its answ
 
 ``placeOrder`` takes an idempotency key (``input.idempotencyKey`` or the request's
 ``Idempotency-Key`` header): written in the order's transaction (``app.idempotency_keys``,
-per principal), so a retry with the same key returns the first order and never places a
-second one; the same key with another basket is a CONFLICT.
+per customer for a customer principal, whichever of its token and API keys sends it, else
+per principal: ``app.idempotency_scope()``), so a retry with the same key returns the first
+order and never places a second one; the same key with another basket is a CONFLICT.
 """
 
 from __future__ import annotations
@@ -291,15 +292,15 @@ class OpenSupportTicketInput:
 _KEY_MAX = 200
 _KEYS = sa.text(
     "INSERT INTO app.idempotency_keys (principal, key, request_sha256)"
-    " VALUES (app.current_actor(), :k, :h) ON CONFLICT DO NOTHING RETURNING 1"
+    " VALUES (app.idempotency_scope(), :k, :h) ON CONFLICT DO NOTHING RETURNING 1"
 )
 _KEY_FOUND = sa.text(
     "SELECT request_sha256, order_id FROM app.idempotency_keys"
-    " WHERE principal = app.current_actor() AND key = :k"
+    " WHERE principal = app.idempotency_scope() AND key = :k"
 )
 _KEY_ORDER = sa.text(
     "UPDATE app.idempotency_keys SET order_id = :o"
-    " WHERE principal = app.current_actor() AND key = :k"
+    " WHERE principal = app.idempotency_scope() AND key = :k"
 )
 
 

@@ -596,3 +596,79 @@ def test_0034_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     assert fn[1:4] == (True, ["search_path=pg_catalog, pg_temp"], "cdms_owner")
     assert ("revoked_at", "cdms_owner", "UPDATE") in head["columns"]
     _back_and_forward(at_head, "0033_feedback_edit_limit", _customer_keys_state, before, head)
+
+
+def _idempotency_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0035 (idempotency keys per customer) changes: the policies on
+    app.idempotency_keys, the functions of schema app with their rights, and the comments."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "policies": rows(
+                "SELECT policyname, roles::text[], cmd, qual, with_check FROM pg_policies"
+                " WHERE schemaname = 'app' AND tablename = 'idempotency_keys' ORDER BY 1"
+            ),
+            "functions": rows(
+                "SELECT oid::regprocedure::text, prosecdef, md5(prosrc), proacl::text[]"
+                " FROM pg_proc WHERE pronamespace = 'app'::regnamespace ORDER BY 1"
+            ),
+            "comments": rows(
+                "SELECT objsubid, description FROM pg_description"
+                " WHERE objoid = 'app.idempotency_keys'::regclass ORDER BY 1"
+            ),
+        }
+
+
+def test_0035_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0035 (a customer's credentials share its idempotency keys) replaces a policy and adds
+    app.idempotency_scope(); the keys a customer's API keys hold move to the customer (the
+    first of each key where two of its API keys used one; a key the customer's token already
+    holds stays with the token). Its downgrade leaves what 0034 made, upgrading again gives
+    head's."""
+    scratch = _migrated_to(fresh_database, "0034_customer_keys_revoked")
+    before = _idempotency_state(scratch)
+    h = "0" * 64
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO app.customers (id, email, first_name, last_name, country, region, city)"
+            " VALUES (77, 'o@example.com', 'O', 'P', 'DE', 'R', 'C')"
+        )
+        k1, k2, svc = (
+            conn.execute(
+                "INSERT INTO app.api_keys (key_prefix, key_hash, name, role, customer_id)"
+                " VALUES (%s, %s, 'k', %s, %s) RETURNING id",
+                (f"cdms_0000000{n}", n * 64, role, customer),
+            ).fetchone()[0]  # type: ignore[index]
+            for n, role, customer in [
+                ("a", "customer", 77),
+                ("b", "customer", 77),
+                ("c", "service", None),
+            ]
+        )
+        for principal, key, minutes in [
+            (f"apikey:{k1}", "a", 3), (f"apikey:{k2}", "a", 2), ("customer:77", "b", 2),
+            (f"apikey:{k1}", "b", 1), (f"apikey:{svc}", "c", 1),
+        ]:  # fmt: skip
+            conn.execute(
+                "INSERT INTO app.idempotency_keys (principal, key, request_sha256, created_at)"
+                " VALUES (%s, %s, %s, now() - make_interval(mins => %s))",
+                (principal, key, h, minutes),
+            )
+    upgrade(scratch)
+    with psycopg.connect(to_libpq_url(scratch)) as conn:
+        held = conn.execute("SELECT principal, key FROM app.idempotency_keys ORDER BY 2, 1")
+        assert held.fetchall() == [
+            (f"apikey:{k2}", "a"), ("customer:77", "a"),  # k1's, the first
+            (f"apikey:{k1}", "b"), ("customer:77", "b"),  # the token's stays
+            (f"apikey:{svc}", "c"),
+        ]  # fmt: skip
+
+    at_head = fresh_database()
+    head = _idempotency_state(at_head)
+    assert head != before
+    [policy] = [p for p in head["policies"] if p[0] == "own_keys"]
+    assert "idempotency_scope()" in str(policy[3]) and "idempotency_scope()" in str(policy[4])
+    _back_and_forward(at_head, "0034_customer_keys_revoked", _idempotency_state, before, head)
