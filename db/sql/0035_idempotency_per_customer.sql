@@ -9,8 +9,10 @@
 -- a customer is not the customer retrying).
 --
 -- app.idempotency_scope(): `customer:<id>` for a customer principal (app.sec_customer()),
--- else the actor. The policy own_keys compares with it; the column keeps its name
--- (`principal`), now the scope. Keys a customer's API keys hold now (kept 24 hours) move
+-- else the actor. The column keeps its name (`principal`), now the scope. The policy
+-- own_keys lets a session use its scope's keys and, for a rolling upgrade, its actor's
+-- (the previous version, still serving beside this one, writes and reads those): both
+-- are the session's own. Keys a customer's API keys hold now (kept 24 hours) move
 -- to their customer's scope, the first of each (customer, key) where two keys of one
 -- customer used the same one; the others stay under the key's actor until pruned.
 --
@@ -28,8 +30,8 @@ GRANT EXECUTE ON FUNCTION app.idempotency_scope() TO cdms_api, cdms_customer;
 -- @lock
 DROP POLICY own_keys ON app.idempotency_keys;
 CREATE POLICY own_keys ON app.idempotency_keys TO cdms_api, cdms_customer
-    USING (principal = (SELECT app.idempotency_scope()))
-    WITH CHECK (principal = (SELECT app.idempotency_scope()));
+    USING (principal IN ((SELECT app.idempotency_scope()), (SELECT app.current_actor())))
+    WITH CHECK (principal IN ((SELECT app.idempotency_scope()), (SELECT app.current_actor())));
 COMMENT ON COLUMN app.idempotency_keys.principal IS
     'Whose key: customer:<id> for a customer principal, else the actor (app.idempotency_scope, 0035).';
 COMMENT ON TABLE app.idempotency_keys IS

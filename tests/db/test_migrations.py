@@ -665,6 +665,24 @@ def test_0035_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
             (f"apikey:{k1}", "b"), ("customer:77", "b"),  # the token's stays
             (f"apikey:{svc}", "c"),
         ]  # fmt: skip
+        # as the customer's key: its scope's keys and, for the previous version still
+        # serving during a rolling upgrade, its actor's; nobody else's
+        conn.execute(
+            "SET ROLE cdms_customer; SELECT set_config('cdms.role', 'customer', false),"
+            " set_config('cdms.customer_id', '77', false),"
+            f" set_config('cdms.actor', 'apikey:{k1}', false)"
+        )
+        insert = (
+            "INSERT INTO app.idempotency_keys (principal, key, request_sha256) VALUES (%s, 'd', %s)"
+        )
+        for principal in ("customer:77", f"apikey:{k1}"):
+            conn.execute(insert, (principal, h))
+        for principal in ("customer:78", f"apikey:{k2}"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(insert, (principal, h))
+        seen = conn.execute("SELECT DISTINCT principal FROM app.idempotency_keys ORDER BY 1")
+        assert seen.fetchall() == [(f"apikey:{k1}",), ("customer:77",)]
+        conn.rollback()
 
     at_head = fresh_database()
     head = _idempotency_state(at_head)
