@@ -43,6 +43,10 @@ log = logging.getLogger("cdms.api")
 HOUSEKEEPING_S = 60.0
 PRUNE_EVERY = 60  # housekeeping rounds: hourly
 _PRUNE = sa.text("SELECT app.prune_idempotency_keys(), app.prune_rate_buckets()")
+# a customer's edits are pruned when it edits again (0033): these are of those who did not
+_PRUNE_EDITS = sa.text(
+    "DELETE FROM app.feedback_edits WHERE edited_at < now() - interval '24 hours'"
+)
 
 
 def _chores(engine: Engine, prune: bool) -> None:
@@ -50,12 +54,13 @@ def _chores(engine: Engine, prune: bool) -> None:
 
     with engine.begin() as conn:
         flush_hits(conn)  # the rollups' hits this process counted (rollups --explain)
-        if prune:  # idempotency keys older than a day, idle rate-limit buckets
+        if prune:  # idempotency keys and feedback edits older than a day, idle buckets
             conn.execute(_PRUNE)
+            conn.execute(_PRUNE_EDITS)
 
 
 async def _housekeeping(engine: Engine) -> None:
-    """Every minute: the rollup hits; hourly: prune keys and buckets."""
+    """Every minute: the rollup hits; hourly: prune keys, feedback edits and buckets."""
     rounds = 0
     while True:
         await asyncio.sleep(HOUSEKEEPING_S)
