@@ -201,7 +201,7 @@ def authenticate_token(
         return _key_principal(key)
     if token.count(".") == 2:
         if jwt_rules is None:
-            raise UnauthenticatedError("JWTs are not accepted: CDMS_JWT_SECRET is not set")
+            raise UnauthenticatedError("this server takes API keys, not JWTs")
         return decode_jwt(token, jwt_rules)
     raise UnauthenticatedError("the bearer token is neither an API key nor a JWT")
 
