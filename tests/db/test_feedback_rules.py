@@ -25,7 +25,6 @@ from tests.db.shop import (
     one,
     place_order,
     refused,
-    set_order_status,
 )
 
 DAILY = 20  # feedback a customer key gives in 24 hours (app.feedback_rules)
@@ -136,8 +135,11 @@ def test_a_returned_order_is_still_a_verified_purchase(pg: Conn) -> None:
     customer = new_customer(pg)
     product, _ = new_product(pg)
     order = delivered_order(pg, customer, [item(product, 1)])
-    set_order_status(pg, order, "returned")
+    pg.execute(
+        "SELECT app.approve_return(app.request_return(%s, 1, 1, 'damaged'))", (order,)
+    )  # its only unit back: the order is RETURNED
     pg.commit()
+    assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order,)) == "returned"
     _as(pg, "customer", customer)
     _give(pg, customer, order=order, product=product, rating=1)
     pg.commit()

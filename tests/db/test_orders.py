@@ -413,13 +413,18 @@ def test_set_order_status_refuses_unknown_orders_and_statuses(pg: Conn) -> None:
     assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)) == "pending"
 
 
-def test_delivered_then_returned_is_legal_directly(pg: Conn) -> None:
+def test_delivered_then_returned_directly_is_refused(pg: Conn) -> None:
+    """Only returns make an order RETURNED: app.approve_return, once every unit came back
+    (tests/db/test_returns.py); without them the move is refused, for every writer."""
     customer = new_customer(pg)
     product, _ = new_product(pg)
     order_id = delivered_order(pg, customer, [item(product, 1)])
-    order = set_order_status(pg, order_id, "returned")
-    assert order["status"] == "returned" and order["returned_at"] is not None
-    pg.rollback()
+    pg.commit()
+    with refused(pg, InvalidTransitionError) as info:
+        set_order_status(pg, order_id, "returned")
+    assert (info.value.fields["from"], info.value.fields["to"]) == ("delivered", "returned")
+    assert info.value.fields["reason"] == "units not returned"
+    assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)) == "delivered"
 
 
 def test_lines_and_orders_past_the_bounds_are_refused_for_every_writer(pg: Conn) -> None:

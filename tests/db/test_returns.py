@@ -487,3 +487,68 @@ def test_the_shops_keys_and_the_owner_take_a_late_return(
     request(pg, bought["order"], 1, 1, "changed_mind")
     pg.commit()
     assert returns_of(pg, bought["order"]) == 1
+
+
+# ---- an order is RETURNED by its returns only (probe 12, finding 3) --------------------------
+
+
+def _order_state(conn: Conn, order_id: int) -> tuple[Any, ...]:
+    state = conn.execute(
+        "SELECT o.*, (SELECT count(*) FROM app.order_status_history WHERE order_id = o.id)"
+        " FROM app.orders AS o WHERE o.id = %s",
+        (order_id,),
+    ).fetchone()
+    assert state is not None
+    return state
+
+
+@pytest.mark.parametrize("role", ["service", "admin", None])
+@pytest.mark.parametrize("writer", ["procedure", "plain UPDATE"])
+def test_an_order_is_returned_only_once_every_unit_came_back(
+    pg: Conn, bought: dict[str, int], role: str | None, writer: str
+) -> None:
+    """delivered -> returned was legal for every writer: an order could be RETURNED with
+    no return, no refund and no restock, and then none could be asked for. It is refused
+    (CD002) unless approved returns cover every unit of every line, the state in which
+    app.approve_return moves the order itself: so every writer, the owner too, leaves the
+    move to the returns."""
+    order_id = bought["order"]  # 3 shirts and a cap
+    before = _order_state(pg, order_id)
+    stocks = (stock(pg, bought["shirt"]), stock(pg, bought["cap"]))
+    pg.rollback()
+
+    def refused_with(returned: int) -> None:
+        with refused(pg, InvalidTransitionError) as info:
+            if role is not None:
+                as_role(pg, role)
+            if writer == "procedure":
+                set_order_status(pg, order_id, "returned")
+            else:
+                pg.execute("UPDATE app.orders SET status = 'returned' WHERE id = %s", (order_id,))
+        assert info.value.fields == {
+            "entity": "order", "id": order_id, "from": "delivered", "to": "returned",
+            "reason": "units not returned", "units": 4, "returned_units": returned,
+        }  # fmt: skip
+
+    refused_with(0)
+    assert _order_state(pg, order_id) == before
+    assert (stock(pg, bought["shirt"]), stock(pg, bought["cap"])) == stocks
+    assert returns_of(pg, order_id) == 0
+
+    # every unit asked back, all but the cap approved; a rejected return counts for nothing
+    shirts = request(pg, order_id, 1, 3)
+    cap = request(pg, order_id, 2, 1)
+    pg.commit()
+    approve(pg, shirts)
+    pg.commit()
+    refused_with(3)
+    one(pg, "SELECT app.reject_return(%s)", (cap,))
+    pg.commit()
+    refused_with(3)
+    assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)) == "delivered"
+
+    # the last unit approved: approve_return moves the order (through set_order_status)
+    approve(pg, request(pg, order_id, 2, 1))
+    pg.commit()
+    assert one(pg, "SELECT status FROM app.orders WHERE id = %s", (order_id,)) == "returned"
+    assert (stock(pg, bought["shirt"]), stock(pg, bought["cap"])) == (10, 10)

@@ -50,6 +50,24 @@ def one(url: str, query: str, params: Any = None) -> Any:
     return rows[0][0] if len(rows[0]) == 1 else rows[0]
 
 
+def return_an_order(url: str) -> int:
+    """The first delivered order without returns, every unit of it returned and approved:
+    app.approve_return makes it RETURNED (the only way since 0036)."""
+    order = one(
+        url,
+        "SELECT min(o.id) FROM app.orders o WHERE o.status = 'delivered'"
+        " AND NOT EXISTS (SELECT 1 FROM app.returns r WHERE r.order_id = o.id)",
+    )
+    sql(
+        url,
+        "SELECT app.approve_return(app.request_return(i.order_id, i.line_no, i.quantity,"
+        " 'damaged')) FROM app.order_items i WHERE i.order_id = %s",
+        (order,),
+    )
+    assert one(url, "SELECT status FROM app.orders WHERE id = %s", (order,)) == "returned"
+    return int(order)
+
+
 def wait_for_etl_lock_wait(
     url: str, proc: subprocess.Popen[str], table: str = "", timeout: float = 60.0
 ) -> None:

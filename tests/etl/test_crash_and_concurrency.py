@@ -21,7 +21,7 @@ from etl.errors import EtlBusyError
 from etl.runner import LOCK_KEYS
 from semantic.validate import default_model
 from tests.cli import cli_environment
-from tests.etl.conftest import dw_checksums, one, sql, wait_for_etl_lock_wait
+from tests.etl.conftest import dw_checksums, one, return_an_order, sql, wait_for_etl_lock_wait
 
 
 def _spawn(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -46,8 +46,7 @@ def test_a_run_killed_at_a_step_then_rerun_equals_a_full_rebuild(
     loaded_shop: str, tmp_path: Path
 ) -> None:
     url = loaded_shop
-    order_id = one(url, "SELECT min(id) FROM app.orders WHERE status = 'delivered'")
-    sql(url, "SELECT app.set_order_status(%s, 'returned')", (order_id,))
+    order_id = return_an_order(url)
     cancelled = one(
         url,
         "SELECT min(o.id) FROM app.orders o WHERE o.status = 'cancelled'"

@@ -10,7 +10,7 @@ from db.engine import make_engine
 from etl import pipeline
 from semantic.rollups import build_all
 from semantic.validate import default_model
-from tests.etl.conftest import one, sql
+from tests.etl.conftest import one, return_an_order, sql
 from tests.etl.test_crash_and_concurrency import _derived
 
 
@@ -26,8 +26,7 @@ def test_touched_buckets_are_refreshed_and_equal_a_rebuild(loaded_shop: str) -> 
     version = one(url, "SELECT version FROM dw.etl_state")
     assert {v for v, _ in before.values()} == {version}
 
-    old = one(url, "SELECT min(id) FROM app.orders WHERE status = 'delivered'")
-    sql(url, "SELECT app.set_order_status(%s, 'returned')", (old,))
+    old = return_an_order(url)
     gone = one(
         url,
         "SELECT min(o.id) FROM app.orders o WHERE o.status = 'cancelled' AND o.id <> %s"

@@ -129,3 +129,71 @@ def test_a_customer_asks_for_a_return_within_30_days_of_delivery(
     recent = _delivered(sec_engine, customer, sec_shop.products[3], 2, "0", 29)
     status, body = _ask(client, token("customer", customer), recent, 1, reason)
     assert status == 200 and "errors" not in body, body
+
+
+# ---- RETURNED is the returns' doing (probe 12, finding 3) ---------------------------------
+
+SET_STATUS = """mutation ($o: ID!, $s: OrderStatus!) { setOrderStatus(orderId: $o, status: $s) {
+  id status } }"""
+
+
+def _order_state(engine: Engine, order: int, product: int) -> tuple[Any, ...]:
+    """The order's status and timestamps, its history, its returns, the product's stock."""
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                sa.text(
+                    "SELECT o.status, o.returned_at, o.updated_at,"
+                    " (SELECT count(*) FROM app.order_status_history WHERE order_id = o.id),"
+                    " (SELECT count(*) FROM app.returns WHERE order_id = o.id),"
+                    " (SELECT stock FROM app.products WHERE id = :p)"
+                    " FROM app.orders AS o WHERE o.id = :o"
+                ),
+                {"o": order, "p": product},
+            ).one()
+        )
+
+
+@pytest.mark.parametrize("role", ["service", "admin"])
+def test_the_shop_cannot_set_an_order_returned_without_its_returns(
+    client: Any, sec_engine: Engine, sec_shop: Shop, role: str
+) -> None:
+    """setOrderStatus(RETURNED) of a delivered order with no return made it RETURNED with
+    no refund and no restock, and no return could be asked for afterwards. The order is
+    RETURNED when its returns bring every unit back (approveReturn), and only then."""
+    customer = _customer(sec_engine)
+    product = sec_shop.products[1]
+    order = _delivered(sec_engine, customer, product, 2, "0", 0)
+    before = _order_state(sec_engine, order, product)
+
+    def refused(returned: int) -> None:
+        status, body = post(client, token(role), SET_STATUS, {"o": str(order), "s": "RETURNED"})
+        assert status == 409 and body["data"] is None, body
+        ext = body["errors"][0]["extensions"]
+        assert ext == {
+            "code": "INVALID_TRANSITION", "entity": "Order", "id": str(order),
+            "from": "DELIVERED", "to": "RETURNED", "reason": "units not returned",
+            "units": 2, "returnedUnits": returned,
+        }, body  # fmt: skip
+        assert body["errors"][0]["message"].startswith(
+            f"order {order} cannot go from DELIVERED to RETURNED: {returned} of its 2 units"
+        ), body
+
+    refused(0)
+    assert _order_state(sec_engine, order, product) == before
+
+    # both units asked back (the order is still DELIVERED), one approved: still refused
+    asked = []
+    for _ in range(2):
+        status, body = _ask(client, token("customer", customer), order, 1, "DAMAGED")
+        assert status == 200 and "errors" not in body, body
+        asked.append(body["data"]["requestReturn"]["id"])
+    status, body = post(client, token(role), APPROVE, {"r": asked[0]})
+    assert status == 200 and "errors" not in body, body
+    refused(1)
+    status, body = post(client, token(role), APPROVE, {"r": asked[1]})
+    assert status == 200 and "errors" not in body, body
+    # the last unit approved: the order is RETURNED, once, both units back in stock
+    after = _order_state(sec_engine, order, product)
+    assert after[0] == "returned" and after[1] is not None
+    assert after[3:] == (before[3] + 1, 2, before[5] + 2)
