@@ -457,8 +457,10 @@ class Mutation:
         "Order",
         ORDERING,
         "pending -> paid -> shipped -> delivered; pending/paid -> cancelled; "
-        "delivered -> returned. Anything else: INVALID_TRANSITION (from, to). A customer "
-        "may only cancel its own order.",
+        "delivered -> returned only once approved returns cover every unit, which "
+        "approveReturn does itself (else reason 'units not returned', units, "
+        "returnedUnits). Anything else: INVALID_TRANSITION (from, to). A customer may only "
+        "cancel its own order.",
         values={"status": {"customer": {"CANCELLED"}}},
     )
     async def set_order_status(

@@ -690,3 +690,60 @@ def test_0035_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     [policy] = [p for p in head["policies"] if p[0] == "own_keys"]
     assert "idempotency_scope()" in str(policy[3]) and "idempotency_scope()" in str(policy[4])
     _back_and_forward(at_head, "0034_customer_keys_revoked", _idempotency_state, before, head)
+
+
+def _order_guard_state(url: str) -> list[tuple[object, ...]]:
+    """What 0036 (an order RETURNED through its returns only) replaces: the functions of
+    schema app (signature, owner, rights, body) and the triggers on app.orders."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        return conn.execute(
+            "SELECT oid::regprocedure::text, prosecdef, proowner::regrole::text,"
+            " proacl::text[], md5(prosrc) FROM pg_proc"
+            " WHERE pronamespace = 'app'::regnamespace"
+            " UNION ALL SELECT tgname::text, NULL, NULL, NULL, pg_get_triggerdef(oid)"
+            " FROM pg_trigger WHERE tgrelid = 'app.orders'::regclass AND NOT tgisinternal"
+            " ORDER BY 1"
+        ).fetchall()
+
+
+def _straight_to_returned(url: str) -> bool:
+    """Whether a delivered order of one unit, with no return, can be set returned (in a
+    transaction rolled back)."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        order = conn.execute(
+            "WITH c AS (INSERT INTO app.customers (email, first_name, last_name, country,"
+            " region, city) VALUES ('r@example.com', 'R', 'T', 'DE', 'R', 'C') RETURNING id),"
+            " p AS (INSERT INTO app.products (sku, name, category, subcategory, brand,"
+            " unit_price, cost, stock) VALUES ('R-0036', 'r', 'Toys', 't', 'b', 10, 5, 5)"
+            " RETURNING id)"
+            " SELECT app.place_order(c.id, jsonb_build_array(jsonb_build_object("
+            "'product_id', p.id, 'quantity', 1)), 'web', 'card') FROM c, p"
+        ).fetchone()[0]  # type: ignore[index]
+        for step in ("paid", "shipped", "delivered"):
+            conn.execute("SELECT app.set_order_status(%s, %s)", (order, step))
+        try:
+            conn.execute("SELECT app.set_order_status(%s, 'returned')", (order,))
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "CD002", exc
+            return False
+        finally:
+            conn.rollback()
+        return True
+
+
+def test_0036_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0036 (delivered -> returned only once approved returns cover every unit) replaces
+    app.orders_guard_status: its downgrade leaves what 0035 made (compared with a database
+    migrated to 0035 from scratch, which allows the direct move), upgrading again gives
+    head's."""
+    scratch = _migrated_to(fresh_database, "0035_idempotency_per_customer")
+    before = _order_guard_state(scratch)
+    assert _straight_to_returned(scratch)
+
+    at_head = fresh_database()
+    head = _order_guard_state(at_head)
+    assert not _straight_to_returned(at_head)
+    changed = {f[0] for f in head if f not in before} | {f[0] for f in before if f not in head}
+    assert changed == {"app.orders_guard_status()"}
+    _back_and_forward(at_head, "0035_idempotency_per_customer", _order_guard_state, before, head)
+    assert not _straight_to_returned(at_head)
