@@ -5,20 +5,24 @@ The client programs are the ones shipped in pgserver (PostgreSQL 16), which dump
 ``alembic_version``); into one that holds data only with ``force``, in which case every
 object of the dump is dropped and recreated in the restore's single transaction.
 
-Passwords travel in ``PGPASSWORD``, never on a command line.
+No secret is put on a command line (which every local user reads in ``ps``): the URL's
+password travels in ``PGPASSWORD`` (``/proc/<pid>/environ`` is the owner's only), and the
+programs get libpq's connection variables (TLS, GSSAPI, pass and service files) as the
+app's own connections do. A backup is written to a new private file (0600, ``O_EXCL``)
+beside ``FILE`` and renamed onto it once complete.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
+from typing import IO
 
 from db.config import to_libpq_url, to_sqlalchemy_url
-from db.errors import BadUserInputError, CdmsError, ConflictError
+from db.errors import BadUserInputError, CdmsError, ConfigError, ConflictError
 from db.server import pg_bin
 
 ProgressFn = Callable[[str, int, int], None]
@@ -47,20 +51,74 @@ class BackupError(CdmsError):
     code = "BACKUP_FAILED"
 
 
+# libpq's environment variables that say where and how to connect (the app's own
+# connections honour them too, so pg_dump reaches the same server the same way): the URL's
+# explicit host, port, user and database win over PGHOST & co. Every other PG* variable is
+# dropped: PGCLIENTENCODING would change the dump's encoding, PGDATESTYLE / PGTZ / PGGEQO
+# the session, PG_COLOR the error lines read below.
+_LIBPQ_ENV = frozenset(
+    {
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSYSCONFDIR",
+        "PGOPTIONS",
+        "PGAPPNAME",
+        "PGCONNECT_TIMEOUT",
+        "PGTARGETSESSIONATTRS",
+        "PGLOADBALANCEHOSTS",
+        "PGREQUIRESSL",
+        "PGREQUIREPEER",
+        "PGREQUIREAUTH",
+        "PGCHANNELBINDING",
+        "PGKRBSRVNAME",
+        "PGMINPROTOCOLVERSION",
+        "PGMAXPROTOCOLVERSION",
+    }
+)
+_LIBPQ_ENV_PREFIXES = ("PGSSL", "PGGSS")  # PGSSLMODE, PGSSLROOTCERT, ..., PGGSSENCMODE, ...
+
+
 def _connection(url: str) -> tuple[str, dict[str, str]]:
-    """A libpq URL without its password, and the environment that carries it."""
-    u = make_url(to_sqlalchemy_url(url))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    if u.password:
-        env["PGPASSWORD"] = str(u.password)
-        u = u.set(password=None)
-    return to_libpq_url(u.render_as_string(hide_password=False)), env
+    """libpq's keyword/value string for ``url`` without its password, and the environment
+    that carries the password."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(to_libpq_url(to_sqlalchemy_url(url)))  # (checked: ConfigError)
+    if params.get("sslpassword"):
+        raise ConfigError(
+            "DATABASE_URL holds sslpassword, which pg_dump and pg_restore could only be given"
+            " on their command line (seen by every local user): give the client key without"
+            " a passphrase, or back up with a URL that does not hold it"
+        )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PG") or k in _LIBPQ_ENV or k.startswith(_LIBPQ_ENV_PREFIXES)
+    }
+    if "password" in params:  # (given, even empty, it overrides PGPASSWORD for the app too)
+        password = str(params.pop("password") or "")
+        env.pop("PGPASSWORD", None)
+        if password:
+            env["PGPASSWORD"] = password
+    return make_conninfo("", **params), env
 
 
-def _run(args: list[str], env: dict[str, str], on_line: Callable[[str], None]) -> None:
+def _run(
+    args: list[str],
+    env: dict[str, str],
+    on_line: Callable[[str], None],
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+) -> None:
     errors: list[str] = []
     with subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        args, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
     ) as proc:  # (closes the pipe, also when on_line raises)
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -82,17 +140,20 @@ def _count(url: str, sql: str) -> int:
 
 
 def backup(url: str, file: Path, progress: ProgressFn | None = None) -> int:
-    """Dump the database to ``file`` (custom format); returns its size in bytes."""
+    """Dump the database to ``file`` (custom format, mode 0600); returns its size in bytes.
+
+    pg_dump writes to its standard output, a new file made with ``O_EXCL`` (``mkstemp``)
+    in ``file``'s folder, which is renamed onto ``file`` once complete and flushed: no
+    name of a file in the making for another user to plant, nothing followed through a
+    symlink, and a failed dump leaves ``file`` as it was and no file behind."""
     if file.exists() and file.is_dir():
         raise BadUserInputError(f"{file} is a directory", field="file")
+    dsn, env = _connection(url)
     tables = _count(
         url,
         "SELECT count(*) FROM pg_tables WHERE schemaname IN ('app', 'dw', 'ml', 'public')",
     )
-    dsn, env = _connection(url)
     done = 0
-    if progress:
-        progress("dump", 0, tables)
 
     def on_line(line: str) -> None:
         nonlocal done
@@ -101,26 +162,49 @@ def backup(url: str, file: Path, progress: ProgressFn | None = None) -> int:
             if progress:
                 progress("dump", min(done, tables), tables)
 
-    partial = file.with_name(file.name + ".partial")
+    folder = file.parent
     try:
-        _run(
-            [
-                str(pg_bin("pg_dump")),
-                "--format=custom",
-                "--verbose",
-                "--enable-row-security",
-                f"--file={partial}",
-                dsn,
-            ],
-            env,
-            on_line,
-        )
-        partial.replace(file)  # a failed dump never leaves a file that looks complete
-    finally:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".partial")
+    except OSError as exc:
+        raise BackupError(f"cannot write in {folder}: {exc.strerror}") from None
+    partial = Path(name)
+    try:  # (any failure, an interrupt too: the temporary file goes, ``file`` is untouched)
+        with os.fdopen(fd, "wb") as out:
+            if progress:
+                progress("dump", 0, tables)
+            _run(
+                [
+                    str(pg_bin("pg_dump")),
+                    "--format=custom",
+                    "--verbose",
+                    "--enable-row-security",
+                    dsn,
+                ],
+                env,
+                on_line,
+                stdout=out,
+            )
+            os.fsync(out.fileno())
+        try:
+            partial.replace(file)  # a failed dump never leaves a file that looks complete
+        except OSError as exc:
+            raise BackupError(f"cannot write {file}: {exc.strerror}") from None
+    except BaseException:
         partial.unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
     if progress:
         progress("dump", tables, tables)
     return file.stat().st_size
+
+
+def _fsync_folder(folder: Path) -> None:
+    """The rename survives a crash once its folder is flushed."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def is_empty(url: str) -> bool:
@@ -151,6 +235,7 @@ def restore(
             f"{file} is not a cdms backup (pg_restore cannot read it)", field="file"
         )
     items = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
+    dsn, env = _connection(url)
     if not force and not is_empty(url):
         raise ConflictError(
             "the database is not empty: restore into an empty database, or pass --force "
@@ -162,7 +247,6 @@ def restore(
 
     with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute(_ROLE_SQL.encode())
-    dsn, env = _connection(url)
     done = 0
     if progress:
         progress("restore", 0, items)
