@@ -85,12 +85,13 @@ def test_a_mutation_refused_for_an_id_or_a_state_is_404_or_409_and_writes_nothin
     _refused(back, "INVALID_TRANSITION", 409)
 
 
-def test_an_operation_that_wrote_before_its_bad_input_is_200_with_its_commit(
+def test_an_operation_refused_after_a_write_is_400_and_writes_nothing(
     w_client: TestClient, w_engine: Engine, w_shop: Shop
 ) -> None:
-    """Mutation fields run in turn: the first one's write commits, then the second one's
-    input is refused. The answer must not read as "nothing happened" (a client would retry
-    and write twice): 200, with the write's position."""
+    """Mutation fields run in turn, in one transaction: the first one writes, then the
+    second one's input is refused, and the first one's write is rolled back with it. Until
+    2026-12-07 the first one was committed while the answer (``data: null``) read as
+    "nothing happened", and a client that retried wrote twice; now nothing happened."""
     with w_engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one()
     c, p = w_shop.customers[0], w_shop.products[0]
@@ -100,12 +101,10 @@ def test_an_operation_that_wrote_before_its_bad_input_is_200_with_its_commit(
       b: placeOrder(input: {{customerId: "{c}", channel: WEB, paymentMethod: CARD,
         items: [{{productId: "{p}", quantity: 0}}]}}) {{ id }} }}"""
     resp = _post(w_client, {"query": both})
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["data"] is None and body["extensions"]["commitLsn"], body
-    assert resp.headers["Cdms-Commit-Lsn"] == body["extensions"]["commitLsn"]
+    body = _refused(resp, "BAD_USER_INPUT", 400)
+    assert "extensions" not in body and "Cdms-Commit-Lsn" not in resp.headers, body
     with w_engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before + 1
+        assert conn.execute(sa.text("SELECT count(*) FROM app.orders")).scalar_one() == before
 
 
 def test_a_batch_stays_200(w_client: TestClient) -> None:
@@ -115,7 +114,8 @@ def test_a_batch_stays_200(w_client: TestClient) -> None:
 
 
 def test_an_operation_that_wrote_is_never_told_as_nothing_done() -> None:
-    """Once a mutation field committed, a later field's outage is no 503 'try again' (a retry
+    """An answer that carries a committed write (its operation's fields all answered, so
+    the executor never builds one without data: a guard) is no 503 'try again' (a retry
     would write twice), and the 400 of bad input holds even when the commit position could
     not be read afterwards (the database went away: no commitLsn to tell it by)."""
     from api.http import status_of

@@ -313,3 +313,58 @@ def _value_texts(body: bytes) -> list[str]:
 
 def _compact(body: bytes) -> bytes:
     return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+PLACE_TWO = """mutation ($c: ID!, $p: ID!) {
+  a: placeOrder(input: {customerId: $c, items: [{productId: $p, quantity: 1}], channel: WEB,
+    paymentMethod: CARD}) { id predictedStatus { label probability } predictedTotal { value } }
+  b: placeOrder(input: {customerId: $c, items: [{productId: $p, quantity: 2}], channel: MOBILE,
+    paymentMethod: PAYPAL}) { id predictedStatus { label probability } predictedTotal { value } }
+}"""
+
+
+def _buyer(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        customer = conn.execute(sa.text("SELECT min(id) FROM app.customers")).scalar_one()
+        product = conn.execute(
+            sa.text("SELECT min(id) FROM app.products WHERE active AND stock >= 10")
+        ).scalar_one()
+    return {"c": str(customer), "p": str(product)}
+
+
+def test_orders_placed_in_one_operation_answer_their_predictions(world: World) -> None:
+    """The operation's orders are not committed while its payloads are read (its fields
+    are written all or nothing): their features are read in its transaction, so each gets
+    the prediction a read of it gets once committed. (Last in the module: the refreshes
+    above count the orders without a stored row.)"""
+    body = answer(world, PLACE_TWO, _buyer(world.engine))
+    assert "errors" not in body, body["errors"]
+    later = """query ($id: ID!) { order(id: $id) { predictedStatus { label probability }
+        predictedTotal { value } } }"""
+    for alias in ("a", "b"):
+        placed = body["data"][alias]
+        assert placed["predictedStatus"]["label"] and placed["predictedTotal"]["value"] > 0
+        read = answer(world, later, {"id": placed["id"]})
+        assert "errors" not in read, read["errors"]
+        got = read["data"]["order"]
+        assert got["predictedStatus"]["label"] == placed["predictedStatus"]["label"]
+        assert math.isclose(
+            got["predictedStatus"]["probability"], placed["predictedStatus"]["probability"]
+        )
+        assert math.isclose(got["predictedTotal"]["value"], placed["predictedTotal"]["value"])
+
+
+def test_a_prediction_unavailable_in_a_payload_leaves_the_order_placed(world: World) -> None:
+    """A model that is not loaded nulls the prediction at its path, with its error, as in a
+    read; the orders were placed and answered, so they are committed (the answer shows them)."""
+    with deactivated(world.engine, "order_status"):
+        body = answer(world, PLACE_TWO, _buyer(world.engine))
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["MODEL_UNAVAILABLE"] * 2
+    assert [e["path"] for e in body["errors"]] == [[k, "predictedStatus"] for k in ("a", "b")]
+    assert "commitLsn" in body["extensions"]
+    ids = [int(body["data"][k]["id"]) for k in ("a", "b")]
+    with world.engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT count(*) FROM app.orders WHERE id = ANY(:ids)"), {"ids": ids}
+        ).scalar_one()
+    assert found == 2 and all(body["data"][k]["predictedTotal"]["value"] > 0 for k in "ab")
