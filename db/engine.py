@@ -16,7 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.config import DATA_DIR_NAME, DbSettings, has_cluster, to_libpq_url, to_sqlalchemy_url
-from db.errors import DatabaseUnavailableError, NoDatabaseError, busy_error, from_db_error
+from db.errors import (
+    CdmsError,
+    DatabaseUnavailableError,
+    NoDatabaseError,
+    busy_error,
+    from_db_error,
+)
 from db.server import embedded_url
 
 EMBEDDED_DATABASE = "cdms"
@@ -180,21 +186,28 @@ def with_database(url: str, name: str) -> str:
     return to_libpq_url(u.render_as_string(hide_password=False))
 
 
+def write_error(exc: sa.exc.DBAPIError) -> CdmsError | None:
+    """The domain error a write transaction raises for a database error of one of its
+    statements or of its COMMIT, or None if it is unexpected. A server that refuses to write
+    (25006 read_only_sql_transaction) is one Patroni is still promoting, to which HAProxy
+    already routes writes: a failover, which passes (503)."""
+    if getattr(exc.orig, "sqlstate", None) == "25006":
+        return DatabaseUnavailableError()
+    return from_db_error(exc)
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction that commits on success and rolls back otherwise.
 
-    Database errors that have a domain meaning are re-raised as CdmsError subclasses. A
-    server that refuses to write (25006 read_only_sql_transaction) is one Patroni is still
-    promoting, to which HAProxy already routes writes: a failover, which passes (503).
+    Database errors that have a domain meaning are re-raised as CdmsError subclasses
+    (:func:`write_error`).
     """
     try:
         with engine.begin() as conn:
             yield conn
     except sa.exc.DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "25006":
-            raise DatabaseUnavailableError() from exc
-        mapped = from_db_error(exc)
+        mapped = write_error(exc)
         if mapped is not None:
             raise mapped from exc
         raise

@@ -1,13 +1,16 @@
 """The per-request context: who asks, the request's read transaction, its writes.
 
 Reads of one request share one read-only transaction (opened lazily on the first read)
-with the request's session settings; it ends with COMMIT when the request ends. Mutations
-write in their own transaction (``Context.write``). DB work runs in a worker thread
-(SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps one statement at a time on
-the request's connection. Before its first connection of the pool a request waits for a
-permit of the requests' gate (schema/gate.py), kept until the context closes. A caller
-cancelled while its thread runs (a WebSocket gone) leaves the thread to the context's next
-step, which waits for it (:class:`Threads`): its connection is always ended and given back.
+with the request's session settings; it ends with COMMIT when the request ends. The
+mutation fields of an operation write in one transaction of their own, opened by the first
+and ended after the last (``Context.run_write``, ``Context.end_write``): the operation is
+written all or nothing, and its payloads read what it wrote in that transaction. DB work
+runs in a worker thread (SQLAlchemy sync + psycopg 3, pooled); an asyncio lock keeps one
+statement at a time on the request's connection. Before its first connection of the pool a
+request waits for a permit of the requests' gate (schema/gate.py), kept until the context
+closes. A caller cancelled while its thread runs (a WebSocket gone) leaves the thread to
+the context's next step, which waits for it (:class:`Threads`): its connection is always
+ended and given back, a write transaction still open rolled back.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -25,7 +27,7 @@ import strawberry
 from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
-from db.engine import transaction
+from db.engine import write_error
 from db.errors import DatabaseUnavailableError, busy_error, from_db_error
 from schema.gate import Permits, request_gate
 
@@ -248,7 +250,6 @@ class Context:
     # where this request's reads run: a replica (db/replicas.py) or, None, ``engine``
     read_engine: Engine | None = None
     router: Any = None  # the process's db.replicas.Router (told of a replica that failed)
-    wrote: bool = False  # a write transaction committed (its answer carries commitLsn)
     # the WAL position a replica must have replayed to serve this request's reads (the
     # Cdms-Commit-Lsn header; db/replicas.py), as an integer
     min_lsn: int | None = None
@@ -263,6 +264,9 @@ class Context:
     _permit: Permits | None = None
     # its writes' worker threads: the permit goes back once a cancelled caller's is done
     _writes: Threads = field(default_factory=Threads, repr=False)
+    # the open write transaction of the operation being executed (None outside its
+    # mutation fields); used by one worker thread at a time (``_writes``)
+    _tx: Connection | None = field(default=None, repr=False)
 
     @property
     def db(self) -> RequestDb:
@@ -276,13 +280,6 @@ class Context:
             )
         return self._db
 
-    @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction (commit on success) with the request's session settings."""
-        with transaction(self.engine) as conn:
-            conn.exec_driver_sql(*self._session_settings(read_only=False))
-            yield conn
-
     def _session_settings(self, *, read_only: bool) -> tuple[str, dict[str, str]]:
         timeout = self.limits.statement_timeout_ms
         return session_statement(
@@ -290,17 +287,71 @@ class Context:
         )
 
     async def run_write(self, fn: Callable[[Connection], R]) -> R:
-        def work() -> R:
-            try:
-                with self.write() as conn:
-                    out = fn(conn)
-                self.wrote = True
-                return out
-            except sa.exc.TimeoutError:
-                raise busy_error() from None
-
+        """``fn`` in the operation's write transaction: the first mutation field begins it
+        with the request's session settings, the later ones write in it, and
+        :meth:`end_write` ends it after the last. Whatever ``fn`` raises rolls the whole
+        transaction back, with a database error raised as its domain error
+        (:func:`db.engine.write_error`), as :func:`db.engine.transaction` does."""
         await self.admit()
-        return await self._writes.run(work)
+        return await self._on_write(fn)
+
+    async def read(self, fn: Callable[[Connection], R]) -> R:
+        """``fn`` where a read of a field being resolved sees what the operation wrote: in
+        its write transaction while one is open (a mutation's payload, whose rows are not
+        committed yet), else in the request's read transaction (:attr:`db`)."""
+        if self._tx is None and not self._writes.pending:
+            return await self.db.run(fn)
+        return await self._on_write(fn)
+
+    async def end_write(self, *, commit: bool) -> bool:
+        """End the operation's write transaction, if one is open: COMMIT with ``commit``,
+        else ROLLBACK. Returns whether it committed. A COMMIT that fails raises its domain
+        error (SERVICE_UNAVAILABLE for a server gone, CONFLICT for a serialization
+        failure): nothing of the operation is committed, or, the connection lost during
+        the COMMIT, it cannot be told, which SERVICE_UNAVAILABLE says."""
+        await self._writes.settled()
+        if self._tx is None:
+            return False
+        return await self._writes.run(self._end_write, commit)
+
+    async def _on_write(self, fn: Callable[[Connection], R]) -> R:
+        await self._writes.settled()  # (a cancelled caller's thread may still use it)
+        return await self._writes.run(self._in_write, fn)
+
+    def _in_write(self, fn: Callable[[Connection], R]) -> R:
+        try:
+            if self._tx is None:
+                self._tx = self.engine.connect()
+                self._tx.begin()
+                self._tx.exec_driver_sql(*self._session_settings(read_only=False))
+            return fn(self._tx)
+        except BaseException as exc:
+            self._end_write(commit=False)
+            if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection free in time
+                raise busy_error() from None
+            mapped = write_error(exc) if isinstance(exc, sa.exc.DBAPIError) else None
+            if mapped is not None:
+                raise mapped from exc
+            raise
+
+    def _end_write(self, commit: bool) -> bool:
+        conn, self._tx = self._tx, None
+        if conn is None:
+            return False
+        try:
+            if commit:
+                try:
+                    conn.commit()
+                except sa.exc.DBAPIError as exc:
+                    raise (write_error(exc) or DatabaseUnavailableError()) from exc
+                return True
+            try:
+                conn.rollback()
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # e.g. the server went away: not back into the pool
+            return False
+        finally:
+            conn.close()
 
     async def route(self, engine: Engine | None) -> None:
         """Run the next reads on ``engine`` (None: the primary), ending the read
@@ -330,27 +381,29 @@ class Context:
             await self.hold(request_gate(self.engine).of(key, heavy=heavy))
 
     async def close(self) -> None:
-        """End the read transaction, then give the permit back, once the thread of any
-        statement or write whose caller was cancelled is done (:class:`Threads`). Runs to
-        its end even when the caller is cancelled (a WebSocket closed as its operation
-        ends): cancelled while it waited for a worker thread, the connection stayed checked
-        out, idle in a transaction, and the pool one connection short for good."""
+        """End the read transaction, roll back a write transaction still open (its
+        operation cancelled, or failed before :meth:`end_write`), then give the permit
+        back, once the thread of any statement or write whose caller was cancelled is done
+        (:class:`Threads`). Runs to its end even when the caller is cancelled (a WebSocket
+        closed as its operation ends): cancelled while it waited for a worker thread, the
+        connection stayed checked out, idle in a transaction, and the pool one connection
+        short for good."""
         db, permit = self._db, self._permit
         self._permit = None
-        if permit is not None or (db is not None and db.open) or self._writes.pending:
-            await asyncio.shield(_end(db, permit, self._writes))
+        writing = self._tx is not None or self._writes.pending
+        if permit is not None or (db is not None and db.open) or writing:
+            await asyncio.shield(self._end(db, permit))
 
-
-async def _end(db: RequestDb | None, permit: Permits | None, writes: Threads) -> None:
-    try:
+    async def _end(self, db: RequestDb | None, permit: Permits | None) -> None:
         try:
-            if db is not None:
-                await db.close()
+            try:
+                if db is not None:
+                    await db.close()
+            finally:
+                await self.end_write(commit=False)
         finally:
-            await writes.settled()  # (a write's thread ends its own transaction)
-    finally:
-        if permit is not None:
-            permit.release()
+            if permit is not None:
+                permit.release()
 
 
 Info = strawberry.Info[Context, None]

@@ -8,9 +8,9 @@ schema/plan.py and schema/sql.py into ONE statement and run here.
 - Anything else runs on the Strawberry schema: mutations, subscriptions, the resolver
   roots (cube, models, what-if predictions) and queries mixing them with relational
   roots. There every relational field — a relational root, a mutation's payload (read in
-  the mutation's transaction), a subscription event's order — is compiled the same way
-  (:meth:`Reads.field`, :meth:`Reads.node`), and the entity types' fields only read their
-  value out of the statement's JSON.
+  the operation's write transaction), a subscription event's order — is compiled the same
+  way (:meth:`Reads.field`, :meth:`Reads.node`), and the entity types' fields only read
+  their value out of the statement's JSON.
 
 Plans are cached per (query text, operation, the structure of the variables) and, inside,
 per the values of the few variables the SQL text depends on (page sizes, orderBy,
@@ -99,7 +99,7 @@ class Result:
     extensions: dict[str, Any] = field(default_factory=dict)
     raw_data: str | None = None
     status: int = 200
-    wrote: bool = False  # a mutation field committed (its commitLsn may be unreadable)
+    wrote: bool = False  # the operation's writes committed (its commitLsn may be unreadable)
 
     @property
     def unavailable(self) -> bool:
@@ -129,9 +129,9 @@ class Result:
         return max(known) if known else None
 
     def _answered_nothing(self) -> bool:
-        """No data, errors, and nothing written: once a mutation field committed (a later
-        one failed), a client must not take the answer for nothing done, and a retry would
-        write again."""
+        """No data, errors, and nothing written (an operation's writes are committed only
+        when each of its mutation fields answered, so with data; never an answer that
+        reads as nothing done when something was)."""
         return not self.wrote and self.raw_data is None and self.data is None and bool(self.errors)
 
     def _codes(self) -> set[str]:
@@ -543,14 +543,26 @@ class Executor:
     async def run(self, prepared: Any, ctx: Context) -> Result:
         """A query or mutation (``prepared``: api.pipeline.Prepared): a query's reads on a
         replica that has replayed the request's ``min_lsn`` (db/replicas.py), a
-        mutation on the primary, its answer carrying ``extensions.commitLsn``."""
+        mutation on the primary, its answer carrying ``extensions.commitLsn``.
+
+        A mutation's fields write in one transaction (:meth:`Context.run_write`), committed
+        here, before its answer is returned, once every field answered (each payload is
+        non-null, so one that failed nulls ``data`` and stops the later fields), else
+        rolled back: the operation is written all or nothing, and ``data: null`` with an
+        error means that nothing was written. A COMMIT that fails is the answer's one error
+        (SERVICE_UNAVAILABLE, CONFLICT...). A nullable part of a payload that fails (a
+        prediction whose model is not loaded) leaves its write committed: the answer shows
+        the rows, with that field null and its error."""
         if prepared.operation.operation == OperationType.QUERY:
             await ctx.route(await self._read_engine(ctx))
             return await self._query(prepared, ctx)
         await ctx.route(None)
         result = await self._query(prepared, ctx)
-        if ctx.wrote:
-            ctx.wrote = False
+        try:
+            committed = await ctx.end_write(commit=result.data is not None)
+        except CdmsError as exc:  # nothing committed (or, the server gone, not known)
+            return failed(exc, ctx.request_id)
+        if committed:
             result.wrote = True
             try:
                 lsn = await run_in_threadpool(commit_lsn, self.engine)

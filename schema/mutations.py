@@ -1,14 +1,17 @@
-"""Mutations: each runs in ONE transaction with the request's session settings (role,
-row-level security), writes through the database's procedures (placeOrder, order status,
-returns, tickets: their rules hold for every writer) or plain INSERT/UPDATE whose
-constraints give the errors, and reads its payload in the same transaction, compiled like
-any other read (schema.execute.read_node): a committed write always has its answer.
+"""Mutations: the mutation fields of an operation run in ONE transaction with the request's
+session settings (role, row-level security; ``Context.run_write``), committed after the
+last has answered, else rolled back whole (schema.execute.Executor.run): an operation is
+written all or nothing. Each writes through the database's procedures (placeOrder, order
+status, returns, tickets: their rules hold for every writer) or plain INSERT/UPDATE whose
+constraints give the errors, and reads its payload in that transaction, compiled like any
+other read (schema.execute.read_node): a committed write always has its answer.
 
 ``placeOrder`` takes an idempotency key (``input.idempotencyKey`` or the request's
-``Idempotency-Key`` header): written in the order's transaction (``app.idempotency_keys``,
-per customer for a customer principal, whichever of its token and API keys sends it, else
-per principal: ``app.idempotency_scope()``), so a retry with the same key returns the first
-order and never places a second one; the same key with another basket is a CONFLICT.
+``Idempotency-Key`` header): written in the order's transaction, and rolled back with it
+(``app.idempotency_keys``, per customer for a customer principal, whichever of its token
+and API keys sends it, else per principal: ``app.idempotency_scope()``), so a retry with
+the same key returns the first order and never places a second one; the same key with
+another basket is a CONFLICT.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ Write = Callable[[Connection], int]
 
 
 async def _write_and_read(info: Info, write: Write, entity: str) -> Any:
-    """Run ``write`` (returns the changed row's id) and read its payload, in one transaction."""
+    """Run ``write`` (returns the changed row's id) and read its payload, in the operation's
+    write transaction (its predictions too: :meth:`Context.read`)."""
     payload = node_reader(info, ENTITIES[entity])
     stmt, data = await info.context.run_write(lambda conn: payload(conn, write(conn)))
     return await completed(info.context, stmt, data)

@@ -419,7 +419,10 @@ async def complete(
         wanted[kind].extend(ids)
     features: dict[str, batch.Features] = {}
     for kind, ids in wanted.items():
-        features[kind] = await ctx.db.run(partial(batch.load, kind=kind, ids=[*dict.fromkeys(ids)]))
+        # (in a mutation's payload, on its write transaction: the objects it wrote are
+        # not committed yet)
+        load = partial(batch.load, kind=kind, ids=[*dict.fromkeys(ids)])
+        features[kind] = await ctx.read(load)
     by_model: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
     for (kind, model), ids in models.items():
         if model not in unavailable:
