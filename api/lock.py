@@ -18,7 +18,7 @@ class ServeLock:
 
     def acquire(self, address: str) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fh = self.path.open("a+")
         except OSError as exc:
             raise DataDirError(

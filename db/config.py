@@ -3,7 +3,8 @@
 ``DATABASE_URL``   use this server (``postgresql://user@host:port/db``); unset: embedded.
 ``CDMS_DATA_DIR``  folder for the embedded server and local state; unset: the nearest
                    ``.cdms`` folder holding a cluster in the current folder or a parent
-                   (as git finds ``.git``), else ``./.cdms`` (see ``resolve_data_dir``).
+                   (as git finds ``.git``; only one the user owns and no one else can
+                   write to), else ``./.cdms`` (see ``resolve_data_dir``).
 ``CDMS_STATEMENT_TIMEOUT_MS``  per-statement timeout for API requests (default 15000).
 ``CDMS_DB_POOL_SIZE``  connections each engine keeps open (default 16).
 ``CDMS_DB_MAX_OVERFLOW``  extra connections under bursts, closed when returned (default 8).
@@ -17,6 +18,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -143,13 +146,76 @@ def resolve_data_dir(env: str | None, cwd: Path) -> tuple[Path, str]:
     """The data folder, and how it was chosen: ``CDMS_DATA_DIR`` (``env``) when set; else
     the nearest ``.cdms`` holding a cluster in ``cwd`` or one of its parents ("found"), so
     a command run from a sub-folder of the project uses the project's database; else
-    ``cwd/.cdms`` ("default", which may not exist yet)."""
+    ``cwd/.cdms`` ("default", which may not exist yet).
+
+    A folder cdms finds by itself must be the user's own (:func:`check_own`): else
+    DataDirError, never another user's ``/tmp/.cdms`` (git's CVE-2022-24765)."""
     if env:
         return Path(env).expanduser().absolute(), "CDMS_DATA_DIR"
     for folder in (cwd, *cwd.parents):
-        if has_cluster(folder / DATA_DIR_NAME):
-            return folder / DATA_DIR_NAME, "found"
-    return cwd / DATA_DIR_NAME, "default"
+        found = folder / DATA_DIR_NAME
+        if has_cluster(found):
+            check_own(found, found / "pg")
+            return found, "found"
+    default = cwd / DATA_DIR_NAME
+    if default.is_symlink() or default.exists():
+        check_own(default)
+    return default, "default"
+
+
+# the user pgserver runs PostgreSQL as when started by root (and owner of its cluster)
+PGSERVER_USER = "pgserver"
+
+
+def check_own(data_dir: Path, cluster: Path | None = None) -> None:
+    """Refuse (DataDirError) a data folder, or its ``cluster`` folder, that another user
+    owns or may write to: another local user could have planted it, with a
+    ``postmaster.pid`` that names their own server (which would then receive the seed data
+    and API keys). As root, the cluster belongs to pgserver's own user. ``CDMS_DATA_DIR``
+    names a folder explicitly, which is not checked."""
+    if os.name != "posix":
+        return
+    me = os.geteuid()
+    for path in (data_dir, *([cluster] if cluster is not None else [])):
+        owners = {me}
+        if me == 0 and path == cluster:
+            owners |= _uid_of(PGSERVER_USER)
+        problem = _not_own(path, owners, me)
+        if problem is None:
+            continue
+        from db.errors import DataDirError
+
+        raise DataDirError(
+            f"the data folder {data_dir} was found but is not used: {problem}, so another"
+            " user could have put it there. Set CDMS_DATA_DIR to the data folder to use"
+            f" (CDMS_DATA_DIR={data_dir} if it is yours and no one else can write to it)"
+        )
+
+
+def _uid_of(name: str) -> set[int]:
+    import pwd
+
+    try:
+        return {pwd.getpwnam(name).pw_uid}
+    except KeyError:
+        return set()
+
+
+def _not_own(path: Path, owners: set[int], me: int) -> str | None:
+    """Why ``path`` (the link and the folder it names) is not ``owners``' alone, or None."""
+    try:
+        link, target = os.lstat(path), os.stat(path)
+    except OSError as exc:
+        return f"{path} cannot be checked ({exc.strerror or exc})"
+    for info in (link, target):
+        if info.st_uid not in owners:
+            return f"{path} is owned by uid {info.st_uid}, not by you (uid {me})"
+    mode = stat.S_IMODE(target.st_mode)
+    if not stat.S_ISDIR(target.st_mode):
+        return f"{path} is not a folder"
+    if mode & 0o022:
+        return f"{path} is writable by other users (mode {mode:04o})"
+    return None
 
 
 class DbSettings(EnvSettings):

@@ -8,6 +8,7 @@ the handles and the last process to exit stops the server.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tempfile
 import warnings
@@ -47,7 +48,7 @@ def _import_pgserver() -> Any:
 
 def _check_writable(data_dir: Path) -> None:
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # a file of this process's own (two processes starting at once shared one name:
         # one removed the other's probe, which then read as "not writable")
         with tempfile.TemporaryFile(dir=data_dir):
@@ -74,6 +75,8 @@ def start_embedded(data_dir: Path) -> str:
         pgserver = _import_pgserver()
         import fasteners  # pgserver's own dependency (the embedded extra names it)
 
+        _own_runtime_folder(Path(pgserver.PostgresServer.runtime_path))
+
         # one process at a time starts, attaches and tunes: a first start's restart with
         # the settings must not happen while another process attaches (two commands
         # started at once on a new data folder: one of them failed to start)
@@ -88,10 +91,89 @@ def start_embedded(data_dir: Path) -> str:
                 ) from None
             except PermissionError as exc:
                 raise DataDirError(f"cannot use {pgdata}: {exc.strerror or exc}") from None
+            _seal_socket_folder(server, pgdata)
             _servers[pgdata] = server
             _tune(server, pgdata)
     uri: str = server.get_uri()
     return uri
+
+
+# A data folder whose socket path (``<pgdata>/.s.PGSQL.5432``) is over 107 bytes gets its
+# socket in pgserver's runtime folder, ``$XDG_RUNTIME_DIR/python_PostgresServer/<hash>``;
+# with XDG_RUNTIME_DIR unset (cron, su, docker exec, CI) that is ``/tmp/runtime-<uid>/…``,
+# which pgserver made 0755 with a 0777 socket and trust authentication: any local user was
+# the superuser (and ran programs as the cdms user with COPY … TO PROGRAM). So the runtime
+# folder is made the user's own (0700) before the start, the socket's folder after it, and
+# the socket itself is 0700 (``unix_socket_permissions`` in :func:`tuning`).
+_RUNTIME_HINT = "set XDG_RUNTIME_DIR to a folder of yours with mode 0700"
+
+
+def _own_runtime_folder(runtime: Path) -> None:
+    """pgserver's runtime folder (its lock file, and the socket of a data folder with a long
+    path) and the folder above it: created 0700 when missing, refused (DataDirError) when a
+    symbolic link, another user's or writable by others (something may have been put in
+    it); the runtime folder itself is then made 0700."""
+    if os.name != "posix":
+        return
+    for path, tighten in ((runtime.parent, False), (runtime, True)):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise DataDirError(
+                f"cannot make the embedded PostgreSQL's runtime folder {path}"
+                f" ({exc.strerror or exc}); {_RUNTIME_HINT}"
+            ) from None
+        info = os.lstat(path)
+        problem = _not_private(info, {os.geteuid()})
+        if problem is not None:
+            raise DataDirError(
+                f"the embedded PostgreSQL's runtime folder {path} {problem}: remove it, or"
+                f" {_RUNTIME_HINT}"
+            )
+        if tighten and stat.S_IMODE(info.st_mode) != 0o700:
+            os.chmod(path, 0o700)  # pgserver (and cdms before) made it 0755
+
+
+def _not_private(info: os.stat_result, owners: set[int], *, writable: bool = False) -> str | None:
+    """Why a folder (its ``lstat``) is not ``owners``' own, or None; ``writable``: other
+    users' write access allowed (pgserver's 0777 socket folder, made 0700 after)."""
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid not in owners:
+        return f"is owned by uid {info.st_uid}, not by you (uid {os.geteuid()})"
+    if mode & 0o022 and not writable:
+        return f"is writable by other users (mode {mode:04o})"
+    return None
+
+
+def _seal_socket_folder(server: Any, pgdata: Path) -> None:
+    """The folder of the server's socket, when it is not the cluster's own (0700) folder:
+    made 0700 and its server's (pgserver's own user when root, which pgserver gave a 0777
+    folder); another user's is refused (DataDirError)."""
+    folder = server.get_postmaster_info().socket_dir
+    if os.name != "posix" or folder is None or Path(folder) == pgdata:
+        return
+    me = os.geteuid()
+    owner = me
+    if server.system_user:
+        import pwd
+
+        owner = pwd.getpwnam(server.system_user).pw_uid
+    info = os.lstat(folder)
+    problem = _not_private(info, {me, owner}, writable=True)
+    if problem is not None:
+        raise DataDirError(
+            f"the embedded PostgreSQL in {pgdata} listens in {folder}, which {problem}:"
+            f" stop that server, or {_RUNTIME_HINT}"
+        )
+    if info.st_uid != owner:
+        os.chown(folder, owner, -1)  # (root: the folder pgserver made for its own user)
+    os.chmod(folder, 0o700)
 
 
 # glibc's malloc hands memory back to the kernel as soon as 128 kB lie free at the top of
@@ -112,10 +194,16 @@ def tuning(memory_bytes: int | None = None) -> dict[str, str]:
     """The settings cdms gives the embedded server (pgserver starts PostgreSQL's defaults):
     ``shared_buffers`` a quarter of the machine's memory between 128 MB and 2 GB (the
     default 128 MB made a 100,000-customer database read most pages from the OS cache),
-    and room for the connection pools of several ``cdms serve`` workers."""
+    and room for the connection pools of several ``cdms serve`` workers; a Unix socket only
+    its owner may connect to (with trust authentication, whoever reaches it is the
+    superuser: see ``_own_runtime_folder``)."""
     memory = _memory_bytes() if memory_bytes is None else memory_bytes
     mb = 128 if memory is None else max(128, min(2048, memory // 4 // 2**20))
-    return {"shared_buffers": f"{mb}MB", "max_connections": "200"}
+    return {
+        "shared_buffers": f"{mb}MB",
+        "max_connections": "200",
+        "unix_socket_permissions": "0700",
+    }
 
 
 def _memory_bytes() -> int | None:
@@ -126,7 +214,7 @@ def _memory_bytes() -> int | None:
 
 
 def _tune(server: Any, pgdata: Path) -> None:
-    """Apply :func:`tuning` with ``ALTER SYSTEM``; both settings need a restart, done at
+    """Apply :func:`tuning` with ``ALTER SYSTEM``; each setting needs a restart, done at
     once when no other process holds the server (its first start, a fresh clone, CI) and
     otherwise left to its next start."""
     wanted = tuning()
