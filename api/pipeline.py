@@ -2,7 +2,8 @@
 before anything runs, and how it runs.
 
     rate limit  ->  persisted query  ->  parse (token limit), names' lengths
-    ->  graphql-core validation
+    ->  graphql-core validation, against the caller's role's schema (schema.views: without
+        the cube members it may not see, refused as members that do not exist)
     ->  size (depth, aliases, expanded fields)  ->  variables coerced (defaults included)
     ->  access (roles per field and input field, values, a customer names only itself,
         introspection)  ->  cost (a batch adds its operations up)  ->  execute
@@ -11,8 +12,8 @@ HTTP (api/http.py: single operations and batches, persisted or not) and both Web
 subprotocols (api/ws.py) call :meth:`Pipeline.prepare` and nothing else, so no transport
 can skip a step. A refusal is a :class:`Refusal`: coded GraphQL errors and the HTTP status
 a client should see (400, 403, 429 with Retry-After, 503 with Retry-After). Parsing and
-validation are cached per query text (successful or not), the measures per operation;
-the checks that depend on who asks and on the variables run on every request.
+validation are cached per query text and schema (successful or not), the measures per
+operation; the checks that depend on who asks and on the variables run on every request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,8 +270,16 @@ class Pipeline:
         policy: Policy,
         rate: RateLimiter | None = None,
         access: Access | None = None,
+        views: Callable[[str | None], GraphQLSchema] | None = None,
     ) -> None:
         self.gschema = gschema  # schema.app.graphql_schema(): graphql-core's view of it
+        if views is None:
+            from schema.app import role_schema
+
+            views = role_schema
+        # the schema each role validates against: gschema less what the role may not see
+        assert views(None) is gschema, "views must be of the pipeline's schema"
+        self.views: Callable[[str | None], GraphQLSchema] = views
         # graphql-core's OverlappingFieldsCanBeMerged compares the fields that share a
         # response key pairwise, up to a budget (its documented module setting, read when a
         # validation starts): 500,000 units by default, seconds of CPU for a 4.5 KB document.
@@ -287,7 +296,7 @@ class Pipeline:
         self.access = access
         # weighed by the documents' lengths: a 5,000-token text (~28 KB) parses into ~1.9 MB
         # of tree, and 512 of them, counted by entries, kept ~1 GB
-        self._parsed: LRUCache[tuple[str, bool], _Parsed] = LRUCache(
+        self._parsed: LRUCache[tuple[str, bool, GraphQLSchema], _Parsed] = LRUCache(
             maxsize=PARSED_CHARS, getsizeof=lambda p: max(1, p.chars)
         )
         self._persisted: TTLCache[str, str] = TTLCache(maxsize=1024, ttl=policy.recheck_s)
@@ -352,8 +361,8 @@ class Pipeline:
         return query
 
     # --- parse and validate -------------------------------------------------------------
-    def _parse(self, query: str, hide: bool) -> _Parsed:
-        key = (query, hide)
+    def _parse(self, query: str, hide: bool, view: GraphQLSchema) -> _Parsed:
+        key = (query, hide, view)
         with self._lock:
             found = self._parsed.get(key)
         if found is not None:
@@ -366,7 +375,7 @@ class Pipeline:
         except QueryTooComplexError as exc:  # a name past its length
             parsed = _Parsed(None, Refusal.of(exc).errors, chars=len(query))
         else:
-            errors = validate(self.gschema, document, max_errors=20, hide_suggestions=hide)
+            errors = validate(view, document, max_errors=20, hide_suggestions=hide)
             refusals = [_coded(e) for e in literal_refusals(errors, document)]
             parsed = _Parsed(document, refusals, chars=len(query))
         if len(query) <= _CACHE_MAX_CHARS:
@@ -374,13 +383,13 @@ class Pipeline:
                 self._parsed[key] = parsed
         return parsed
 
-    def _shape(self, parsed: _Parsed, op: OperationDefinitionNode) -> Shape:
+    def _shape(self, parsed: _Parsed, op: OperationDefinitionNode, view: GraphQLSchema) -> Shape:
         name = op.name.value if op.name else None
         found = parsed.shapes.get(name)
         if found is None:
             assert parsed.document is not None
             try:
-                found = shape_of(self.gschema, parsed.document, op, self.limits)
+                found = shape_of(view, parsed.document, op, self.limits)
                 check_size(found, self.limits)
             except CdmsError as exc:
                 found = exc
@@ -418,7 +427,8 @@ class Pipeline:
 
         Roles are decided before the validation errors are reported, so a role that may
         not use a field learns nothing more about it than FORBIDDEN."""
-        parsed = self._parse(query, self._hide(principal))
+        view = self.views(principal.role)
+        parsed = self._parse(query, self._hide(principal), view)
         if parsed.document is None:  # a syntax error, over the token limit, a long name
             raise Refusal(parsed.errors, 400)
         try:
@@ -430,7 +440,7 @@ class Pipeline:
                     if operation.operation is OperationType.SUBSCRIPTION
                     else f"{operation.operation.value} operations are not accepted here"
                 )
-            shape = self._shape(parsed, operation)
+            shape = self._shape(parsed, operation, view)
             passed = (operation.name.value if operation.name else None, principal.role)
             if passed not in parsed.allowed:  # roles depend on the operation, not the request
                 check_roles(shape, self.access, principal.role, production=self.policy.production)
@@ -439,7 +449,7 @@ class Pipeline:
                 raise Refusal(parsed.errors, 400)
             check_variable_sizes(op.variables or {})
             coerced = get_variable_values(
-                self.gschema,
+                view,
                 operation.variable_definitions or (),
                 op.variables or {},
                 max_errors=20,
@@ -447,7 +457,7 @@ class Pipeline:
             )
             if isinstance(coerced, list):
                 told = variable_refusals(
-                    coerced, self.gschema, parsed.document, operation, op.variables or {}
+                    coerced, view, parsed.document, operation, op.variables or {}
                 )
                 raise Refusal([_coded(e) for e in told], 400)
             check_arguments(shape, self.access, principal.role, principal.customer_id, coerced)
@@ -517,9 +527,9 @@ class Pipeline:
 
     def _new_chars(self, queries: list[str], principal: Principal) -> int:
         """The characters of the documents of ``queries`` not in the parse cache."""
-        hide = self._hide(principal)
+        key = (self._hide(principal), self.views(principal.role))
         with self._lock:
-            return sum(len(q) or 1 for q in dict.fromkeys(queries) if (q, hide) not in self._parsed)
+            return sum(len(q) or 1 for q in dict.fromkeys(queries) if (q, *key) not in self._parsed)
 
     def _hide(self, principal: Principal) -> bool:
         return self.policy.production and not principal.is_admin

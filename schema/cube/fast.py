@@ -72,7 +72,7 @@ def plan_operation(
     role: str | None,
 ) -> list[_Field] | None:
     """The operation's root fields as cube requests; None if it is not for this path."""
-    reader = Reader(schema, document, operation, variables, MODEL, role)
+    reader = Reader(schema, document, operation, variables, MODEL)
     fields: list[_Field] = []
     try:
         for key, nodes in reader.roots().items():

@@ -95,8 +95,16 @@ def _input(name: str, annotations: dict[str, Any], description: str, **fields: A
     return kind
 
 
+def where_name(cube: Cube) -> str:
+    return f"Cube{_cap(cube.name)}Where"
+
+
+def order_name(cube: Cube) -> str:
+    return f"Cube{_cap(cube.name)}OrderBy"
+
+
 def cube_where(cube: Cube) -> type:
-    name = f"Cube{_cap(cube.name)}Where"
+    name = where_name(cube)
     ann: dict[str, Any] = {d.name: _filter_type(d.type) | None for d in cube.dimensions}
     ann |= {m.name: CubeMeasureFilter | None for m in cube.measures}
     return _input(name, ann, f"Filters on {cube.name} members (all must hold).")
@@ -121,9 +129,7 @@ def order_type(model: Model) -> type:
     ann: dict[str, Any] = {}
     for c in model.cubes:
         members = {n: CubeOrder | None for n in c.member_names()}
-        ann[c.name] = (
-            _input(f"Cube{_cap(c.name)}OrderBy", members, f"Order by {c.name} members.") | None
-        )
+        ann[c.name] = _input(order_name(c), members, f"Order by {c.name} members.") | None
     return _input("CubeOrderBy", ann, "Order: one member per entry (entries apply in order).")
 
 
@@ -142,42 +148,28 @@ def _set(values: dict[str, Any] | None) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in (values or {}).items() if v is not None]
 
 
-def unknown_input(name: str, type_name: str) -> BadUserInputError:
-    """The error for an input field the caller's role may not see: GraphQL's own message for
-    a field that does not exist, so it does not tell that the member exists."""
-    return BadUserInputError(
-        f"Expected value of type '{type_name}' not to include unknown field '{name}'."
-    )
-
-
-def _visible(model: Model, cube: str, member: str, role: str | None, suffix: str) -> Member:
-    found = model.cube(cube)
-    if found is None or not found.visible(member, role):
-        raise unknown_input(member, f"Cube{_cap(cube)}{suffix}")
-    return Member(cube, member)
-
-
-def to_filters(model: Model, where: dict[str, Any] | None, role: str | None) -> list[Filter]:
-    """A coerced ``CubeWhere`` → filters (ANDed)."""
+def to_filters(where: dict[str, Any] | None) -> list[Filter]:
+    """A coerced ``CubeWhere`` → filters (ANDed). Its members are the caller's to name:
+    validation refused the others (schema.views), as the semantic layer would."""
     out: list[Filter] = []
     for attr, value in _set(where):
         if attr in ("AND", "OR"):
-            items = tuple(Junction("and", tuple(to_filters(model, w, role))) for w in value)
+            items = tuple(Junction("and", tuple(to_filters(w))) for w in value)
             out.append(Junction(attr.lower(), items))  # type: ignore[arg-type]
             continue
         for member, flt in _set(value):
-            ref = _visible(model, attr, member, role, "Where")
+            ref = Member(attr, member)
             for op_name, v in _set(flt):
                 values = tuple(v) if isinstance(v, list) else (v,)
                 out.append(Condition(ref, Op(op_name), values))  # Op's values are the fields' names
     return out
 
 
-def to_order(model: Model, order_by: list[Any] | None, role: str | None) -> list[OrderItem]:
+def to_order(order_by: list[Any] | None) -> list[OrderItem]:
     out: list[OrderItem] = []
     for entry in order_by or []:
         named = [
-            OrderItem(_visible(model, c, m, role, "OrderBy"), d == CubeOrder.DESC.name)
+            OrderItem(Member(c, m), d == CubeOrder.DESC.name)
             for c, members in _set(entry)
             for m, d in _set(members)
         ]

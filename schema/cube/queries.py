@@ -42,10 +42,11 @@ CubeSegment = segment_enum(MODEL)
 
 def operation_reader(info: Info) -> tuple[Reader, list[FieldNode]]:
     """A reader of the running operation (the executor's ``ctx.operation``) and the nodes
-    of this root field, on the schema the pipeline validated against."""
+    of this root field, on the whole schema (the pipeline validated the operation against
+    the role's part of it: schema.views)."""
     ctx = info.context
     op = ctx.operation
-    reader = Reader(ctx.reads.gschema, op.document, op.operation, op.coerced, MODEL, ctx.role)
+    reader = Reader(ctx.reads.gschema, op.document, op.operation, op.coerced, MODEL)
     return reader, reader.roots()[str(info.path.key)]
 
 
@@ -128,7 +129,7 @@ async def resolve_drill_down(
         dimensions=(child,),
         filters=(
             Condition(level, Op.EQUALS, (value,)),
-            *to_filters(MODEL, args.get("where"), role),
+            *to_filters(args.get("where")),
         ),
         limit=MAX_LIMIT,
         timezone=timezone,

@@ -5,8 +5,8 @@ so the resolver and the fast path (``schema.cube.fast``) read a selection the sa
 fragments expanded, ``@skip``/``@include`` applied, fields of one response key merged (as
 GraphQL's CollectFields does), argument values coerced by graphql-core.
 
-Members the caller's role may not see (``public: false``) are refused with GraphQL's own
-message for a field that does not exist, so an error never tells that they exist.
+Members the caller's role may not see (``public: false``) never get here: the operation was
+validated against the role's schema (schema.views), which has no field for them.
 """
 
 from __future__ import annotations
@@ -55,11 +55,6 @@ class CubeRequest:
     shape: Obj
 
 
-def unknown_field(name: str, type_: str) -> BadUserInputError:
-    """GraphQL's message for a field that does not exist on the type."""
-    return BadUserInputError(f"Cannot query field '{name}' on type '{type_}'.")
-
-
 def variables_of(values: Any) -> VariableValues:
     """graphql-core's container of coerced variables (a resolver's info holds the dict)."""
     if isinstance(values, VariableValues):
@@ -75,7 +70,6 @@ class Reader:
         operation: OperationDefinitionNode,
         variables: Any,
         model: Model,
-        role: str | None,
     ) -> None:
         self.schema = schema
         self.operation = operation
@@ -86,7 +80,6 @@ class Reader:
         }
         self.variables = variables_of(variables)
         self.model = model
-        self.role = role
         # the ``drill`` fields of the rows read last (response key -> nodes): filled after
         # the cube's answer (schema.cube.celldrill), not by the cube's SQL
         self.drills: dict[str, Nodes] = {}
@@ -126,9 +119,9 @@ class Reader:
         query = CubeQuery(
             measures=tuple(measures),
             dimensions=tuple(dims),
-            filters=tuple(to_filters(self.model, args.get("where"), self.role)),
+            filters=tuple(to_filters(args.get("where"))),
             segments=tuple(to_segments(self.model, args.get("segments"))),
-            order=tuple(to_order(self.model, args.get("orderBy"), self.role)),
+            order=tuple(to_order(args.get("orderBy"))),
             limit=args["limit"],
             offset=args["offset"],
             timezone=args["timezone"],
@@ -172,8 +165,6 @@ class Reader:
             if name == "__typename":
                 entries.append((key, Const(type_name(cube))))
                 continue
-            if not cube.visible(name, self.role):
-                raise unknown_field(name, type_name(cube))
             member = Member(cube.name, name)
             if cube.measure(name) is not None:
                 args = self.arguments(type_name(cube), parts)

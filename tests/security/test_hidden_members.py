@@ -13,12 +13,18 @@ location, and without graphql-core's ``found: ...`` tail or ``Variable '$w' ...`
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from graphql import GraphQLSchema, build_ast_schema, parse, validate_schema
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
+from schema.app import graphql_schema, schema
+from schema.cube.queries import MODEL
+from schema.views import hidden_fields, without
+from semantic.model import Model
 from tests.security.conftest import bearer, token
 from tests.security.transports import WS_PROTOCOL, receive, register, ws_init, ws_send
 
@@ -169,3 +175,48 @@ def test_admins_still_name_the_hidden_members(prod: TestClient) -> None:
     resp = prod.post("/graphql", json={"query": query}, headers=bearer(token("admin")))
     assert resp.status_code == 200, resp.text
     assert "errors" not in resp.json(), resp.text
+
+
+def hiding(model: Model, cube: str, names: set[str] | None = None) -> Model:
+    """``model`` with ``names`` of ``cube`` (all its members by default) for admins only."""
+
+    def hide(members: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            replace(m, public=False) if names is None or m.name in names else m for m in members
+        )
+
+    cubes = tuple(
+        replace(c, measures=hide(c.measures), dimensions=hide(c.dimensions))
+        if c.name == cube
+        else c
+        for c in model.cubes
+    )
+    return replace(model, cubes=cubes)
+
+
+def view(model: Model, role: str) -> GraphQLSchema:
+    return build_ast_schema(without(parse(schema.as_str()), hidden_fields(model, role)))
+
+
+def test_a_cube_hidden_whole_goes_with_its_types() -> None:
+    """No member of products left: its row field, where and orderBy entries go, and so do
+    its types (a type with no field is no schema; a type left would name the cube)."""
+    gschema = view(hiding(MODEL, "products"), "analyst")
+    assert validate_schema(gschema) == []
+    assert "products" not in gschema.type_map["CubeRow"].fields  # type: ignore[union-attr]
+    assert "products" not in gschema.type_map["CubeWhere"].fields  # type: ignore[union-attr]
+    assert "products" not in gschema.type_map["CubeOrderBy"].fields  # type: ignore[union-attr]
+    products = {"CubeProducts", "CubeProductsWhere", "CubeProductsOrderBy"}
+    assert not products & set(gschema.type_map)
+    assert "sales" in gschema.type_map["CubeRow"].fields  # type: ignore[union-attr]
+    assert view(hiding(MODEL, "products"), "admin").type_map.keys() == (
+        graphql_schema().type_map.keys()
+    )
+
+
+def test_a_hidden_time_dimension_leaves_no_type_behind() -> None:
+    gschema = view(hiding(MODEL, "orders", {"orderedAt"}), "analyst")
+    assert validate_schema(gschema) == []
+    assert "CubeOrdersOrderedAt" not in gschema.type_map
+    assert "orderedAt" not in gschema.type_map["CubeOrdersWhere"].fields  # type: ignore[union-attr]
+    assert "CubeOrdersOrderedAt" in graphql_schema().type_map

@@ -75,8 +75,8 @@ def test_a_hidden_member_is_refused_as_if_unknown(client: Any, hidden: str, abse
     refused = error(ask(client, "analyst", hidden))
     unknown = error(ask(client, "analyst", absent))
     assert refused["extensions"]["code"] == unknown["extensions"]["code"] == "BAD_USER_INPUT"
-    # the same words as GraphQL's own error for a field that does not exist (which goes on
-    # with suggestions and the value it found)
+    # the same words as GraphQL's own error for a field that does not exist (the whole
+    # error and status, in production, on every transport: tests/security/test_hidden_members)
     name = "unitCosts" if "unitCosts" in absent else "averageUnitCosts"
     words = unknown["message"].replace(name, name.removesuffix("s"))
     assert words.startswith(refused["message"].removesuffix(".")), (refused, unknown)
@@ -98,6 +98,10 @@ def test_drill_down_is_for_the_roles_that_query_cubes(client: Any) -> None:
     assert error(ask(client, "service", query))["extensions"]["code"] == "FORBIDDEN"
     body = ask(client, "analyst", query)
     assert body["data"]["cubeDrillDown"]["next"] == "products.subcategory"
+
+
+def without_locations(err: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in err.items() if k != "locations"}
 
 
 DRILL = '{{ cubeDrillDown(member: {member}, value: "x"{args}) {{ next children }} }}'
@@ -126,6 +130,8 @@ def test_a_drill_down_checks_where_and_timezone_at_the_deepest_level_too(
     refused = error(ask(client, "analyst", DRILL.format(member=f'"{above}"', args=args)))
     deepest_refused = error(ask(client, "analyst", DRILL.format(member=f'"{deepest}"', args=args)))
     assert refused["extensions"]["code"] == "BAD_USER_INPUT", refused
-    assert deepest_refused == refused
+    # (a hidden member is refused by validation, at its place in the document, which the
+    # longer member name moves)
+    assert without_locations(deepest_refused) == without_locations(refused)
     plain = ask(client, "analyst", DRILL.format(member=f'"{deepest}"', args=""))
     assert plain["data"]["cubeDrillDown"] == {"next": None, "children": []}, plain
