@@ -4,13 +4,28 @@ a customer key put every product's stock in one pending order and renewed it by 
 
 from __future__ import annotations
 
+import random
+import threading
 import time
+from collections.abc import Callable
 
+import psycopg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from api.apikeys import create_key
+from db.config import to_libpq_url
 from db.holds import ACTOR, Expirer, expire
-from tests.db.shop import Conn, item, new_customer, new_product, one, place_order, stock
+from tests.db.shop import (
+    Conn,
+    item,
+    new_customer,
+    new_product,
+    one,
+    place_order,
+    set_order_status,
+    stock,
+)
 
 
 def _placed_by(
@@ -93,3 +108,128 @@ def test_the_expirer_runs_in_its_thread_and_says_what_it_did(pg: Conn, engine: E
         expirer.stop()
     assert _status(pg, order_id) == "cancelled"
     assert any("unpaid order(s) older than 60 min" in s for s in said), said
+
+
+def _deadlocks(libpq: str) -> int:
+    """pg_stat_database's deadlock count of the database, once every other session has
+    ended (a backend reports its deadlocks at exit at the latest)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        while one(
+            conn,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ):
+            assert time.monotonic() < deadline, "sessions of the database did not end"
+            time.sleep(0.05)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(
+            one(conn, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        )
+
+
+def _acting(conn: Conn, actor: str, role: str = "") -> None:
+    """The session settings a request's transaction has (api: its principal's)."""
+    conn.execute(
+        "SELECT set_config('cdms.actor', %s, true), set_config('cdms.role', %s, true)",
+        (actor, role),
+    )
+
+
+def test_the_expirer_races_orders_of_its_products_without_a_deadlock(
+    fresh_database: Callable[[], str],
+) -> None:
+    """The hostile probe of 2026-12 (p12): a pass cancelled its batch in one transaction,
+    locking the products order after order (in order-date order, not id order) and holding
+    them all to the end; placeOrder and cancels (products in id order) deadlocked with it,
+    and a failed pass gave no stock back. Here 180 expired orders over 6 products, each
+    listing them against id order, expire in 6 passes while 3 service keys place and cancel
+    4-product orders of the same products: no deadlock, no failed write, every expired
+    order cancelled, every unit back."""
+    from db.engine import dispose_engine, make_engine
+
+    url = fresh_database()
+    libpq = to_libpq_url(url)
+    tiers, per_tier, units = 6, 30, 100_000
+    with psycopg.connect(libpq) as conn:
+        owner = new_customer(conn)
+        buyer = new_customer(conn)
+        products = [new_product(conn, stock=units)[0] for _ in range(6)]
+        # the customer's orders (created_by customer:<id>), written at once as a tool would
+        # (no role: past the daily cap on a customer's own requests)
+        _acting(conn, f"customer:{owner}")
+        # order g lists products 5g and 5g+3 (mod 6): the oldest first, they go down in id
+        conn.execute(
+            "SELECT count(app.place_order(%(c)s, jsonb_build_array("
+            " jsonb_build_object('product_id', (%(p)s::bigint[])[1 + (g * 5) %% 6], 'quantity', 1),"
+            " jsonb_build_object('product_id', (%(p)s::bigint[])[1 + (g * 5 + 3) %% 6],"
+            " 'quantity', 1)), 'web', 'card'))"
+            " FROM generate_series(1, %(n)s) AS g",
+            {"c": owner, "p": products, "n": tiers * per_tier},
+        )
+        # tier k is 200 - 10k minutes old (the orders of a tier a second apart)
+        conn.execute(
+            "UPDATE app.orders AS o SET ordered_at = now()"
+            " - make_interval(mins => 200 - 10 * ((t.n - 1) / %(per)s)::integer,"
+            "                 secs => t.n %% %(per)s)"
+            " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM app.orders"
+            "       WHERE customer_id = %(c)s) AS t WHERE o.id = t.id",
+            {"per": per_tier, "c": owner},
+        )
+        conn.commit()
+    deadlocks_before = _deadlocks(libpq)
+
+    stop = threading.Event()
+    failures: list[str] = []
+    rounds = [0] * 3
+
+    def write(n: int) -> None:
+        """A service key placing and cancelling orders, as the probe's API callers did."""
+        rng = random.Random(n)
+        with psycopg.connect(libpq) as conn:
+            while not stop.is_set():
+                try:
+                    _acting(conn, f"apikey:{9_000 + n}", "service")
+                    basket = [item(p, 1) for p in rng.sample(products, 4)]
+                    order_id = place_order(conn, buyer, basket)
+                    conn.commit()
+                    _acting(conn, f"apikey:{9_000 + n}", "service")
+                    set_order_status(conn, order_id, "cancelled")
+                    conn.commit()
+                except psycopg.Error as exc:
+                    conn.rollback()
+                    failures.append(f"writer: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                rounds[n] += 1
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(len(rounds))]
+    for thread in threads:
+        thread.start()
+    engine = make_engine(url)
+    cancelled = 0
+    try:
+        deadline = time.monotonic() + 10
+        while min(rounds) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for k in range(tiers):  # each pass: tier k (and any tier a failed pass left)
+            try:
+                cancelled += expire(engine, 195 - 10 * k)
+            except sa.exc.DBAPIError as exc:
+                failures.append(f"expire: {type(exc.orig).__name__}")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        dispose_engine(url)
+
+    assert failures == [], failures
+    assert _deadlocks(libpq) == deadlocks_before
+    assert cancelled == tiers * per_tier
+    with psycopg.connect(libpq) as conn:
+        left = one(
+            conn,
+            "SELECT count(*) FROM app.orders WHERE customer_id = %s AND status <> 'cancelled'",
+            (owner,),
+        )
+        assert left == 0
+        assert [stock(conn, p) for p in products] == [units] * len(products)
+    assert min(rounds) > 3  # the writers ran all along
