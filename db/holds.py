@@ -12,30 +12,52 @@ cancelled by ``app.set_order_status``: its stock back, its history stamped by
 orders placed by the shop's own keys (service, admin: invoices) and the seeded ones are not
 touched.
 
-Each pass locks the orders it cancels (``FOR UPDATE SKIP LOCKED``), in batches of one
-transaction each: a payment (``PENDING -> PAID``) racing with it waits, then finds the order
-cancelled and is refused as an illegal transition; several hosts may run it at once.
-``cdms serve``'s pipeline process runs it every minute (api/pipeline_process.py).
+A pass lists the candidates (oldest first, :data:`BATCH` at a time, none locked) and
+cancels each in a short transaction of its own: it locks the order if it is still pending
+and past the hold (``FOR NO KEY UPDATE SKIP LOCKED``, the lock ``app.set_order_status``
+takes), then cancels it, which locks that order's products in id order, as ``place_order``
+and every other writer do (db/migrations/sqlfile.py, ``WRITE_ORDER``). A pass so holds
+one order's products at a time, for milliseconds: it cannot deadlock with ``placeOrder``
+or a cancel. Once a batch was one transaction: it locked the products order after order
+(by order date, not by id) and held them all to its end, so order traffic deadlocked
+with it and each failed pass gave no stock back (a hostile probe). A deadlock or
+serialization failure of one order (none is expected) is tried once more, then left to
+the next pass. A payment (``PENDING -> PAID``) racing with a cancel waits, then finds the
+order cancelled and is refused as an illegal transition; an order another session holds
+is skipped, so several hosts may run it at once. ``cdms serve``'s pipeline process runs
+it every minute (api/pipeline_process.py).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 ACTOR = "system:hold-expired"
 BATCH = 500
 EVERY_S = 60.0
+# deadlock_detected, serialization_failure: one order's, tried again once
+_TRANSIENT = frozenset({"40P01", "40001"})
+_FIRST = (datetime.min.replace(tzinfo=UTC), 0)
 
-_EXPIRED = sa.text(
-    "SELECT id FROM app.orders"
-    " WHERE status = 'pending' AND ordered_at < now() - make_interval(mins => :minutes)"
+_PAST_HOLD = (
+    " status = 'pending' AND ordered_at < now() - make_interval(mins => :minutes)"
     " AND app.is_customer_actor(created_by)"
     " AND payment_method IN ('card', 'paypal', 'gift_card')"
-    " ORDER BY ordered_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+)
+# the next candidates after (ordered_at, id) ``after``, oldest first; none locked
+_CANDIDATES = sa.text(
+    "SELECT ordered_at, id FROM app.orders WHERE"
+    + _PAST_HOLD
+    + " AND (ordered_at, id) > (:after_at, :after_id) ORDER BY ordered_at, id LIMIT :batch"
+)
+# one candidate, if still past the hold and no other session holds it
+_TAKE = sa.text(
+    "SELECT id FROM app.orders WHERE id = :o AND" + _PAST_HOLD + " FOR NO KEY UPDATE SKIP LOCKED"
 )
 
 
@@ -44,17 +66,46 @@ def expire(engine: Engine, minutes: int) -> int:
     if minutes <= 0:
         return 0
     done = 0
-    while True:
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT set_config('cdms.actor', :a, true)"), {"a": ACTOR})
-            ids = list(conn.execute(_EXPIRED, {"minutes": minutes, "batch": BATCH}).scalars())
-            for order_id in ids:
+    after = _FIRST
+    with engine.connect() as conn:
+        while True:
+            with conn.begin():
+                rows = conn.execute(
+                    _CANDIDATES,
+                    {
+                        "minutes": minutes,
+                        "after_at": after[0],
+                        "after_id": after[1],
+                        "batch": BATCH,
+                    },
+                ).all()
+            for _, order_id in rows:
+                if _cancel_or_skip(conn, order_id, minutes):
+                    done += 1
+            if len(rows) < BATCH:
+                return done
+            after = (rows[-1][0], rows[-1][1])
+
+
+def _cancel_or_skip(conn: Connection, order_id: int, minutes: int) -> bool:
+    """Cancel one order in a transaction of its own; whether it did (not: paid, cancelled or
+    held by another session meanwhile, or a transient failure twice: the next pass)."""
+    for attempt in (1, 2):
+        try:
+            with conn.begin():
+                conn.execute(sa.text("SELECT set_config('cdms.actor', :a, true)"), {"a": ACTOR})
+                if conn.execute(_TAKE, {"o": order_id, "minutes": minutes}).first() is None:
+                    return False
                 conn.execute(
                     sa.text("SELECT app.set_order_status(:o, 'cancelled')"), {"o": order_id}
                 )
-        done += len(ids)
-        if len(ids) < BATCH:
-            return done
+            return True
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
+                raise
+            if attempt == 2:
+                return False  # the next pass tries again
+    return False
 
 
 class Expirer:
