@@ -5,6 +5,7 @@ PostgreSQL and cdms with one command."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,173 @@ def test_ha_compose_has_patroni_pgbouncer_two_apis_and_haproxy() -> None:
     assert "pool_mode = transaction" in pgbouncer
     for name in ("patroni.Dockerfile", "pgbouncer.Dockerfile", "post-init.sh"):
         assert (ROOT / "deploy" / "ha" / name).is_file()
+
+
+# --- the HA deployment is safe by default (hostile probe 13, M5) ---------------------------
+
+HA_DIR = ROOT / "deploy" / "ha"
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z0-9_]+)(?P<op>:?[-?])?[^}]*\}")
+REQUIRED = re.compile(r"\$\{(?P<name>[A-Z0-9_]+):\?[^}]+\}")
+
+
+def _ha() -> dict[str, Any]:
+    ha: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "compose.ha.yaml").read_text())
+    return ha
+
+
+def _cluster_network(ha: dict[str, Any]) -> tuple[str, ipaddress.IPv4Network]:
+    """The network the databases live on: internal, with a fixed subnet."""
+    found = [
+        (name, net)
+        for name, net in ha.get("networks", {}).items()
+        if net and net.get("internal") is True
+    ]
+    assert len(found) == 1, "one internal network for etcd, Patroni and PostgreSQL"
+    name, net = found[0]
+    subnet = ipaddress.ip_network(net["ipam"]["config"][0]["subnet"])
+    assert isinstance(subnet, ipaddress.IPv4Network) and subnet.is_private
+    return name, subnet
+
+
+def _networks(service: dict[str, Any]) -> set[str]:
+    nets = service.get("networks", ["default"])
+    return set(nets if isinstance(nets, list) else nets.keys())
+
+
+def test_the_ha_deployment_takes_every_password_from_the_operator() -> None:
+    """No default password anywhere (`${X:-postgres}` started a cluster whose superuser
+    password everyone knew): compose refuses to start while one is unset or empty, and
+    deploy/.env.example lists exactly those, with no value."""
+    text = (ROOT / "deploy" / "compose.ha.yaml").read_text()
+    for m in INTERPOLATION.finditer(text):
+        if "PASSWORD" in m["name"]:
+            assert m["op"] == ":?", f"{m[0]}: a password must fail when unset or empty"
+    required = {m["name"] for m in REQUIRED.finditer(text)}
+    assert {
+        "CDMS_PG_SUPERUSER_PASSWORD", "CDMS_PG_REPLICATION_PASSWORD", "CDMS_PG_REWIND_PASSWORD",
+        "CDMS_DB_PASSWORD", "CDMS_PATRONI_API_PASSWORD", "CDMS_HAPROXY_STATS_PASSWORD",
+    } <= required  # fmt: skip
+    for name, service in _ha()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            value = str(value)
+            if "PASSWORD" in key:
+                assert REQUIRED.fullmatch(value), f"{name}.{key}: {value}"
+            for userinfo in re.findall(r"://[^/@\s]+@", value):  # a URL's user:password@
+                assert REQUIRED.search(userinfo), f"{name}.{key}: {value}"
+    for script in ("post-init.sh", "pgbouncer-entry.sh"):
+        body = (HA_DIR / script).read_text()
+        assert not re.search(r"\$\{[A-Z_]*PASSWORD:?-", body), f"{script}: a default password"
+    patroni = (HA_DIR / "patroni.yml").read_text()
+    assert not re.search(r"^\s*password\s*:", patroni, re.M), "passwords come from the env"
+    # the example: every required variable, none with a value (a copy left unedited fails)
+    example = (ROOT / "deploy" / ".env.example").read_text()
+    listed = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", example, re.M))
+    assert set(listed) == required
+    assert all(v.strip() == "" for v in listed.values()), listed
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "deploy/.env" in ignored or ".env" in ignored
+
+
+def _hba_rules() -> list[list[str]]:
+    patroni = yaml.safe_load((HA_DIR / "patroni.yml").read_text())
+    return [str(line).split() for line in patroni["postgresql"]["pg_hba"]]
+
+
+def _hba_method(rules: list[list[str]], kind: str, db: str, user: str, addr: str) -> str:
+    """The method of the first pg_hba line matching a connection (as PostgreSQL picks it);
+    ``reject`` when none does. ``db`` is ``replication`` for a physical replication one."""
+    for rule in rules:
+        if rule[0] != kind and not (kind == "host" and rule[0] in ("hostssl", "hostnossl")):
+            continue
+        dbs, users = rule[1].split(","), rule[2].split(",")
+        if db not in dbs and not ("all" in dbs and db != "replication"):
+            continue
+        if user not in users and "all" not in users:
+            continue
+        if kind == "local":
+            return rule[3]
+        where = rule[3]
+        if where != "all" and ipaddress.ip_address(addr) not in ipaddress.ip_network(where):
+            continue
+        return rule[4]
+    return "reject"
+
+
+def test_the_ha_databases_admit_only_the_cluster_network() -> None:
+    """pg_hba admitted `0.0.0.0/0` (superuser included) and HAProxy published 5000/5001 on
+    the Docker host: any local user logged in as postgres or took a pg_basebackup. Now the
+    databases live on an internal network with a fixed subnet, and pg_hba admits only it,
+    with scram-sha-256; the superuser never over the network."""
+    ha = _ha()
+    services = ha["services"]
+    cluster, subnet = _cluster_network(ha)
+    for name in ("etcd", "pg1", "pg2"):
+        assert _networks(services[name]) == {cluster}, name
+    assert cluster in _networks(services["haproxy"])  # the one way in: ports 5000/5001
+    for name in ("pgbouncer", "api1", "api2", "train"):
+        assert cluster not in _networks(services[name]), name
+    rules = _hba_rules()
+    for rule in rules:
+        assert "trust" not in rule and "0.0.0.0/0" not in rule and "::/0" not in rule, rule
+        if rule[0].startswith("host") and rule[-1] != "reject":
+            assert rule[-1] == "scram-sha-256", rule
+            assert ipaddress.ip_network(rule[3]).subnet_of(subnet), rule
+    inside = str(subnet.network_address + 10)
+    env = services["pg1"]["environment"]
+    superuser, replicator = env["PATRONI_SUPERUSER_USERNAME"], env["PATRONI_REPLICATION_USERNAME"]
+    rewind = env["PATRONI_REWIND_USERNAME"]
+    for db in ("cdms", "postgres", "template1", "replication"):
+        assert _hba_method(rules, "host", db, superuser, inside) == "reject", db
+    assert _hba_method(rules, "host", "replication", replicator, inside) == "scram-sha-256"
+    assert _hba_method(rules, "host", "postgres", rewind, inside) == "scram-sha-256"  # pg_rewind
+    assert _hba_method(rules, "host", "cdms", "cdms", inside) == "scram-sha-256"
+    for outside in ("172.17.0.1", "192.168.1.20", "10.0.0.5", "127.0.0.1"):
+        if ipaddress.ip_address(outside) in subnet:
+            continue
+        for db, user in (("cdms", "cdms"), ("replication", replicator), ("postgres", rewind)):
+            assert _hba_method(rules, "host", db, user, outside) == "reject", (outside, user)
+    # Patroni's own connections: the Unix socket (peer: only the OS user postgres)
+    assert _hba_method(rules, "local", "postgres", superuser, "") == "peer"
+    patroni = yaml.safe_load((HA_DIR / "patroni.yml").read_text())["postgresql"]
+    assert patroni["use_unix_socket"] is True and patroni["use_unix_socket_repl"] is True
+
+
+def test_the_ha_deployment_publishes_no_database_port() -> None:
+    """Only HAProxy publishes, on the host's loopback, the API (8000) and its statistics
+    (8404, password); PostgreSQL through 5000/5001 only with the documented override."""
+    services = _ha()["services"]
+    for name, service in services.items():
+        if name != "haproxy":
+            assert "ports" not in service, name
+    published = services["haproxy"]["ports"]
+    assert sorted(published) == ["127.0.0.1:8000:8000", "127.0.0.1:8404:8404"]
+    override = yaml.safe_load((ROOT / "deploy" / "compose.ha.db-ports.yaml").read_text())
+    assert set(override["services"]) == {"haproxy"}
+    assert sorted(override["services"]["haproxy"]["ports"]) == [
+        "127.0.0.1:5000:5000",
+        "127.0.0.1:5001:5001",
+    ]
+    assert "compose.ha.db-ports.yaml" in (ROOT / "deploy" / "README.md").read_text()
+
+
+def test_the_ha_control_planes_need_credentials() -> None:
+    """Patroni's REST API (switchover, restart, PATCH /config: archive_command runs
+    commands) answered anyone, etcd too, and HAProxy's statistics had no password."""
+    ha = _ha()
+    services = ha["services"]
+    cluster, _ = _cluster_network(ha)
+    for name in ("pg1", "pg2"):
+        env = services[name]["environment"]
+        assert env["PATRONI_RESTAPI_USERNAME"]
+        assert REQUIRED.fullmatch(str(env["PATRONI_RESTAPI_PASSWORD"]))
+    # etcd has no authentication: it is reachable from the cluster network only
+    assert "ports" not in services["etcd"] and _networks(services["etcd"]) == {cluster}
+    cfg = (HA_DIR / "haproxy.cfg").read_text()
+    stats = cfg.split("listen stats")[1].split("\nlisten ")[0]
+    assert re.search(r'^\s*stats auth "[a-z]+:\$\{CDMS_HAPROXY_STATS_PASSWORD\}"', stats, re.M)
+    assert "stats admin" not in stats  # read-only
+    # HAProxy itself refuses to start without the password (an empty one would be a login)
+    assert ".if !defined(CDMS_HAPROXY_STATS_PASSWORD)" in cfg and ".alert" in cfg
+    haproxy_env = services["haproxy"]["environment"]
+    assert REQUIRED.fullmatch(str(haproxy_env["CDMS_HAPROXY_STATS_PASSWORD"]))

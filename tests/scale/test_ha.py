@@ -270,3 +270,37 @@ def test_the_apis_see_a_clients_own_address_through_haproxy(ha: HA) -> None:
     seen = [line for line in logs.splitlines() if marker in line]
     assert len(seen) == 4, seen
     assert all(spoofed not in line and "127.0.0.1" in line for line in seen), seen
+
+
+def test_the_control_planes_and_the_superuser_refuse_anonymous_callers(ha: HA) -> None:
+    """Hostile probe 13 (M5): HAProxy's statistics and Patroni's REST API answered anyone
+    (a switchover, a restart, `PATCH /config` setting `archive_command`: commands run on
+    the database hosts), and pg_hba let the superuser in from anywhere. With deploy's
+    settings (ha/haproxy.cfg's `stats auth`, the compose file's Patroni authentication,
+    ha/patroni.yml's pg_hba with its subnet as 127.0.0.1/32) each is refused. Last in the
+    module: were one let through, it would change the cluster."""
+    topology = ha.topology
+    assert topology.haproxy is not None
+    assert httpx.get(topology.haproxy.stats, timeout=5).status_code == 401
+    leader = topology.leader()
+    assert leader is not None
+    unsafe = [
+        ("POST", "/restart", {}),
+        ("POST", "/switchover", {"leader": leader.name}),
+        ("PATCH", "/config", {"postgresql": {"parameters": {"archive_command": "false"}}}),
+    ]
+    for method, path, body in unsafe:
+        for auth in (None, ("patroni", "wrong")):
+            got = httpx.request(
+                method, f"http://127.0.0.1:{leader.api}{path}", json=body, auth=auth, timeout=5
+            )
+            assert got.status_code == 401, (method, path, auth, got.text)
+    assert topology.leader() is leader and leader.state()["state"] == "running"
+    from tests.scale.topology import SECRETS
+
+    password = SECRETS["CDMS_PG_SUPERUSER_PASSWORD"]
+    for port in (leader.port, topology.haproxy.primary):  # straight, and through HAProxy
+        with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):
+            psycopg.connect(
+                f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres", connect_timeout=5
+            ).close()
