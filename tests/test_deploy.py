@@ -1,7 +1,9 @@
 """The container files, checked for the structure they promise (no Docker engine runs in
 CI): the Dockerfile installs the locked dependencies before copying the sources, declares
 its volume and takes the health check's port from CDMS_PORT; deploy/compose.yaml starts
-PostgreSQL and cdms with one command."""
+PostgreSQL and cdms with one command; deploy/compose.ha.yaml is safe by default (no
+default password, pg_hba admitting its internal network only, no database port
+published, its control planes behind passwords)."""
 
 from __future__ import annotations
 

@@ -190,13 +190,16 @@ def wait_for(predicate: object, timeout: float = 30.0, every: float = 0.1) -> No
 @dataclass
 class Bouncer:
     """PgBouncer in transaction mode in front of the server on port ``upstream``: its
-    database ``database`` is the server's ``dbname`` (default the same name)."""
+    database ``database`` is the server's ``dbname`` (default the same name). With a
+    ``password`` clients log in with it (scram-sha-256, as deploy/ha/pgbouncer.ini) and
+    PgBouncer logs in to the server with it; without, trust."""
 
     upstream: int
     root: Path
     database: str = "cdms"
     dbname: str | None = None
     user: str = "postgres"
+    password: str = ""
     pool_size: int = 2
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -206,7 +209,9 @@ class Bouncer:
         self.root.mkdir(parents=True, exist_ok=True)
         own(self.root)
         users = self.root / "users.txt"
-        users.write_text(f'"{self.user}" ""\n')
+        users.write_text(f'"{self.user}" "{self.password}"\n')
+        users.chmod(0o600)
+        auth = "scram-sha-256" if self.password else "trust"
         ini = self.root / "pgbouncer.ini"
         ini.write_text(
             "[databases]\n"
@@ -214,7 +219,7 @@ class Bouncer:
             f" dbname={self.dbname or self.database}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
-            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+            f"auth_type = {auth}\nauth_file = {users}\npool_mode = transaction\n"
             f"default_pool_size = {self.pool_size}\nmax_client_conn = 100\n"
             "server_reset_query =\nignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {self.root / 'pgbouncer.log'}\n"
@@ -230,7 +235,8 @@ class Bouncer:
         wait_for(lambda: psycopg.connect(self.url(), connect_timeout=2).close() is None)
 
     def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{self.database}"
 
     def stop(self) -> None:
         """PgBouncer and ``runuser`` before it: their process group."""

@@ -11,6 +11,9 @@ replica port behind it).
   Patroni promotes the synchronous standby, HAProxy follows it, every order a client saw
   acknowledged is on the new primary (once: the clients retry with an Idempotency-Key),
   and orders are taken again within a bounded time.
+- The crashed primary started again: rewound (pg_rewind, no superuser) and following.
+- The control planes (HAProxy's statistics, Patroni's unsafe REST calls) refuse callers
+  without the deployment's passwords, and no superuser logs in over TCP.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from db.engine import dispose_engine, make_engine
 from db.migrate import upgrade
 from tests.api.conftest import Shop, build_shop
 from tests.scale.cluster import pg_bin_or_skip, wait_for
-from tests.scale.topology import Topology, api_env, missing
+from tests.scale.topology import SECRETS, Topology, api_env, missing, service_env
 
 pytestmark = [
     pytest.mark.scale,
@@ -255,6 +258,42 @@ def test_a_patroni_failover_under_order_load_loses_no_acknowledged_order(ha: HA)
     assert found == acknowledged  # every acknowledged order there, under its key, once
 
 
+def test_the_former_primary_rejoins_through_pg_rewind_without_a_superuser(ha: HA) -> None:
+    """After the failover above, the crashed primary's Patroni starts again: it rewinds its
+    server from the new primary (pg_rewind as the role ``rewind``, which pg_hba admits
+    from the cluster network, where no superuser may log in) and follows it as its
+    synchronous standby. The tests' servers run with ``full_page_writes = off``
+    (``SMALL``); pg_rewind needs it on, set first through Patroni's REST API with its
+    credentials (deploy/compose.ha.yaml's), as an operator's ``patronictl edit-config``."""
+    topology = ha.topology
+    leader = topology.leader()
+    assert leader is not None
+    old = next(n for n in topology.nodes if n.child is None or not n.child.alive)
+    env = service_env(leader.name)
+    got = httpx.patch(
+        f"http://127.0.0.1:{leader.api}/config",
+        json={"postgresql": {"parameters": {"full_page_writes": "on"}}},
+        auth=(env["PATRONI_RESTAPI_USERNAME"], env["PATRONI_RESTAPI_PASSWORD"]),
+        timeout=10,
+    )
+    assert got.status_code == 200, got.text
+
+    def full_page_writes() -> bool:
+        with psycopg.connect(leader.url("cdms"), connect_timeout=2) as conn:
+            return conn.execute("SHOW full_page_writes").fetchone() == ("on",)
+
+    wait_for(full_page_writes, timeout=30)
+    old.start()
+    wait_for(lambda: old.endpoint("sync"), timeout=90)
+    log = "".join(p.read_text() for p in old.root.glob("patroni.log*"))
+    rewound = "running pg_rewind" in log  # the crash left WAL past the fork: it diverged
+    if rewound:
+        assert "pg_rewind exit code=0" in log and "user=rewind" in log, log[-3000:]
+    how = "rewound by pg_rewind" if rewound else "no rewind needed"
+    print(f"\nthe former primary is the synchronous standby again ({how})")
+    assert topology.leader() is leader
+
+
 def test_the_apis_see_a_clients_own_address_through_haproxy(ha: HA) -> None:
     """The third hostile review: with the APIs trusting X-Forwarded-For from HAProxy, a
     header the client sent itself came first, and uvicorn took it: a client chose its own
@@ -296,8 +335,6 @@ def test_the_control_planes_and_the_superuser_refuse_anonymous_callers(ha: HA) -
             )
             assert got.status_code == 401, (method, path, auth, got.text)
     assert topology.leader() is leader and leader.state()["state"] == "running"
-    from tests.scale.topology import SECRETS
-
     password = SECRETS["CDMS_PG_SUPERUSER_PASSWORD"]
     for port in (leader.port, topology.haproxy.primary):  # straight, and through HAProxy
         with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):

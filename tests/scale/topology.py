@@ -5,10 +5,15 @@ REST API, the API round-robin over ``/readyz``), PgBouncer in transaction mode f
 replica reads, and ``cdms serve`` processes.
 
 The deployment's own configuration files are used, with only the addresses rewritten to
-free loopback ports (and Patroni's timings shortened: ``TIMINGS``), so what the tests
-prove is what ``deploy/`` ships. Every process runs in a process group of its own (a
-Patroni's PostgreSQL in the session its postmaster opens) and is killed with that group;
-everything lives under one temporary folder, removed afterwards.
+free loopback ports (pg_hba's subnet, the compose file's cluster network, becomes
+127.0.0.1/32) and Patroni's timings shortened (``TIMINGS``), so what the tests prove is
+what ``deploy/`` ships. The operator's secrets (``deploy/.env.example``) are made up for
+each run (``SECRETS``) and reach Patroni and HAProxy as the compose file passes them
+(``service_env``): scram-sha-256 logins, the REST API's and the statistics' passwords.
+
+Every process runs in a process group of its own (a Patroni's PostgreSQL in the session
+its postmaster opens) and is killed with that group; everything lives under one
+temporary folder, removed afterwards.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import yaml
 from tests.scale.cluster import Bouncer, free_port, own, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ha"
+COMPOSE = DEPLOY.parent / "compose.ha.yaml"
 TOOLS = {  # Debian package: the executable it brings
     "etcd-server": "etcd",
     "patroni": "patroni",
@@ -52,7 +58,36 @@ SMALL = {  # the machine is shared; these servers hold a few thousand rows
     "wal_receiver_status_interval": "1s",
     "log_min_messages": "warning",
 }
-PASSWORD = "cdms"  # the application's role, made by deploy/ha/post-init.sh (trust here)
+# what an operator puts in deploy/.env, made up for this run
+SECRETS = {
+    name: secrets.token_hex(16)
+    for name in re.findall(r"^([A-Z0-9_]+)=", (DEPLOY.parent / ".env.example").read_text(), re.M)
+}
+PASSWORD = SECRETS["CDMS_DB_PASSWORD"]  # the application's role, made by ha/post-init.sh
+# the environment the compose file gives Patroni that is not an address: the passwords
+PATRONI_SECRETS = ("PATRONI_SUPERUSER_", "PATRONI_REPLICATION_", "PATRONI_REWIND_",
+                   "PATRONI_RESTAPI_", "CDMS_DB_PASSWORD")  # fmt: skip
+
+
+def service_env(service: str) -> dict[str, str]:
+    """``service``'s environment in deploy/compose.ha.yaml, each ``${VAR:?...}`` filled from
+    ``SECRETS`` (one the example does not list fails, as ``docker compose up`` would)."""
+    compose: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+
+    def secret(m: re.Match[str]) -> str:
+        assert m["name"] in SECRETS, f"{m['name']} is not in deploy/.env.example"
+        return SECRETS[m["name"]]
+
+    env = compose["services"][service].get("environment") or {}
+    return {
+        k: re.sub(r"\$\{(?P<name>[A-Z0-9_]+):\?[^}]*\}", secret, str(v)) for k, v in env.items()
+    }
+
+
+def cluster_subnet() -> str:
+    """The compose file's internal network, the only one ha/patroni.yml's pg_hba admits."""
+    compose: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return str(compose["networks"]["cluster"]["ipam"]["config"][0]["subnet"])
 
 
 def executable(tool: str) -> str | None:
@@ -114,9 +149,9 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        return httpx.get(url, timeout=1, auth=auth).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -166,27 +201,25 @@ class PatroniNode:
         return self.root / "data"
 
     def config(self) -> dict[str, Any]:
-        """deploy/ha/patroni.yml, on loopback, with trust for 127.0.0.1."""
+        """deploy/ha/patroni.yml on loopback: its pg_hba admits 127.0.0.1/32 where it
+        admits the compose file's cluster network."""
         conf: dict[str, Any] = yaml.safe_load((DEPLOY / "patroni.yml").read_text())
         dcs = conf["bootstrap"]["dcs"]
         dcs.update(TIMINGS)
         dcs["postgresql"]["parameters"].update(SMALL)
         pg = conf["postgresql"]
+        subnet = cluster_subnet()
+        hba = [str(line).replace(subnet, "127.0.0.1/32") for line in pg["pg_hba"]]
+        assert sum("127.0.0.1/32" in line for line in hba) >= 3, hba
+        if os.geteuid() != 0:  # Patroni runs as this user, not postgres: peer refuses it
+            hba = [line.replace(" peer", " scram-sha-256") for line in hba]
         pg.update(
             listen=f"127.0.0.1:{self.port}",
             connect_address=f"127.0.0.1:{self.port}",
             data_dir=str(self.datadir),
             bin_dir=str(self.bindir),
             pgpass=str(self.root / "pgpass"),
-            authentication={
-                "superuser": {"username": "postgres", "password": "postgres"},
-                "replication": {"username": "replicator", "password": "replicator"},
-            },
-            pg_hba=[
-                "local all all trust",
-                "host replication replicator 127.0.0.1/32 trust",
-                "host all all 127.0.0.1/32 trust",
-            ],
+            pg_hba=hba,
             parameters={"unix_socket_directories": str(self.root)},
         )
         script = self.root / "post-init.sh"  # deploy's, run by Patroni once, on the leader
@@ -212,8 +245,11 @@ class PatroniNode:
         conf.write_text(json.dumps(self.config(), indent=1))  # JSON is YAML
         own(conf)
         path = f"{self.bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"  # psql for post-init
-        env = {"PATH": path, "HOME": str(self.root), "LANG": "C.UTF-8",
-               "CDMS_DB_PASSWORD": PASSWORD}  # fmt: skip
+        env = {"PATH": path, "HOME": str(self.root), "LANG": "C.UTF-8"}
+        # the users and passwords, as deploy/compose.ha.yaml gives them (not the addresses)
+        env.update(
+            (k, v) for k, v in service_env(self.name).items() if k.startswith(PATRONI_SECRETS)
+        )
         user = "postgres" if os.geteuid() == 0 else None
         self.child = Child([exe, str(conf)], self.root / "patroni.out", env, user)
         self.child.start()
@@ -226,8 +262,9 @@ class PatroniNode:
         """Patroni's health endpoints: ``primary``, ``replica``, ``sync``..."""
         return http_ok(f"http://127.0.0.1:{self.api}/{what}")
 
-    def url(self, database: str = "cdms", user: str = "postgres") -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "cdms") -> str:
+        """The application's role on this server (pg_hba lets no superuser in over TCP)."""
+        return f"postgresql://cdms:{PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     def postmaster(self) -> int | None:
         try:
@@ -261,6 +298,7 @@ class HAProxy:
     apis: list[int]  # the cdms serve ports, api1, api2...
     ports: dict[str, int] = field(default_factory=dict)  # deploy port → loopback port
     child: Child | None = None
+    auth: tuple[str, str] | None = None  # the statistics page's user and password
 
     def config(self) -> str:
         """deploy/ha/haproxy.cfg with every address rewritten to loopback."""
@@ -287,6 +325,9 @@ class HAProxy:
             text,
         )
         assert "8008" not in text and "*:" not in text, text
+        user = re.search(r'stats auth "(\w+):\$\{CDMS_HAPROXY_STATS_PASSWORD\}"', text)
+        assert user is not None, "the statistics page takes a password"
+        self.auth = (user.group(1), SECRETS["CDMS_HAPROXY_STATS_PASSWORD"])
         return text
 
     @property
@@ -311,14 +352,15 @@ class HAProxy:
         self.root.mkdir(parents=True, exist_ok=True)
         cfg = self.root / "haproxy.cfg"
         cfg.write_text(self.config())
-        subprocess.run([exe, "-c", "-q", "-f", str(cfg)], check=True, capture_output=True)
-        self.child = Child([exe, "-db", "-f", str(cfg)], self.root / "haproxy.log")
+        env = {**os.environ, **service_env("haproxy")}  # the statistics' password
+        subprocess.run([exe, "-c", "-q", "-f", str(cfg)], check=True, capture_output=True, env=env)
+        self.child = Child([exe, "-db", "-f", str(cfg)], self.root / "haproxy.log", env)
         self.child.start()
-        wait_for(lambda: http_ok(self.stats), timeout=15)
+        wait_for(lambda: http_ok(self.stats, self.auth), timeout=15)
 
     def server_states(self) -> dict[str, str]:
         """``backend/server`` → UP / DOWN ..., from the statistics page's CSV."""
-        rows = httpx.get(f"{self.stats};csv", timeout=2).text.splitlines()
+        rows = httpx.get(f"{self.stats};csv", timeout=2, auth=self.auth).text.splitlines()
         out = {}
         for row in rows[1:]:
             cols = row.split(",")
@@ -328,7 +370,8 @@ class HAProxy:
 
     def retries(self, backend: str = "api") -> tuple[int, int]:
         """(requests retried, requests redispatched to another server) by ``backend``."""
-        for row in httpx.get(f"{self.stats};csv", timeout=2).text.splitlines()[1:]:
+        csv = httpx.get(f"{self.stats};csv", timeout=2, auth=self.auth).text
+        for row in csv.splitlines()[1:]:
             cols = row.split(",")
             if cols[:2] == [backend, "BACKEND"]:
                 return int(cols[15] or 0), int(cols[16] or 0)
@@ -435,7 +478,7 @@ class Topology:
         wait_for(lambda: self.haproxy_states(settled.keys()) == settled, timeout=30)
         self.bouncer = Bouncer(
             self.haproxy.replicas, self.root / "pgbouncer", database="cdms_ro",
-            dbname="cdms", user="cdms", pool_size=8,
+            dbname="cdms", user="cdms", password=PASSWORD, pool_size=8,
         )  # fmt: skip
         self.bouncer.start()
 
