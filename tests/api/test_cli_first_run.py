@@ -77,6 +77,50 @@ def test_a_busy_port_fails_at_once_with_one_line(cli_env: dict[str, str], tmp_pa
     assert not (Path(cli_env["CDMS_DATA_DIR"]) / "serve.lock").exists()
 
 
+def test_production_refuses_demo_open(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Probe 13 (M4): no token was the admin of a production server, without a word. (The
+    port is busy: had the settings passed, nothing would start either.)"""
+    env = cli_env | {"CDMS_ENV": "production", "CDMS_DEMO_OPEN": "1", "CDMS_HOST": "0.0.0.0"}
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        proc = run_cdms(env, "serve", "--port", str(busy.getsockname()[1]), timeout=60)
+    line = one_line_error(proc, "CONFIG", 1)
+    assert "CDMS_DEMO_OPEN" in line and "CDMS_ENV=production" in line, line
+    assert proc.stdout == ""  # nothing started
+    assert not Path(cli_env["CDMS_DATA_DIR"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "demo_hosts", "said"),
+    [
+        ("0.0.0.0", "", "only from this machine"),
+        ("::", "", "only from this machine"),
+        ("0.0.0.0", "shop.lan", "anyone who reaches this server as shop.lan"),
+        ("127.0.0.1", "", None),
+        ("127.0.0.1", "shop.lan", None),
+    ],
+)
+def test_demo_open_on_a_network_address_is_warned_about(
+    cli_env: dict[str, str], host: str, demo_hosts: str, said: str | None
+) -> None:
+    """``cdms serve`` says who a demo-open server bound beyond loopback lets in (the port
+    is busy, so nothing starts after the warning)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as busy:
+        busy.bind((host, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = cli_env | {"CDMS_DEMO_OPEN": "1", "CDMS_HOST": host, "CDMS_DEMO_HOSTS": demo_hosts}
+        proc = run_cdms(env, "serve", "--port", str(port), timeout=60)
+    one_line_error(proc, "PORT_IN_USE", 1)
+    if said is None:
+        assert proc.stdout == ""
+        return
+    warning = " ".join(proc.stdout.split())  # (rich may wrap it)
+    assert warning.startswith("warning: CDMS_DEMO_OPEN=1") and said in warning, proc.stdout
+
+
 # the last two are names that the IDNA codec cannot encode (an empty label, a label over 63
 # characters): a UnicodeError from getaddrinfo, which was a traceback
 @pytest.mark.parametrize(

@@ -129,6 +129,22 @@ def test_a_short_jwt_secret_is_refused_without_repeating_it(
     assert "hunter2" not in info.value.message
 
 
+def test_demo_open_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probe 13 (M4): ``CDMS_DEMO_OPEN=1`` (no token is the admin) was taken together with
+    ``CDMS_ENV=production``, silently."""
+    monkeypatch.setenv("CDMS_ENV", "production")
+    monkeypatch.setenv("CDMS_DEMO_OPEN", "1")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env()
+    assert info.value.code == "CONFIG"
+    assert "CDMS_DEMO_OPEN" in info.value.message and "CDMS_ENV=production" in info.value.message
+    monkeypatch.setenv("CDMS_DEMO_OPEN", "0")
+    assert Settings.from_env().production
+    monkeypatch.setenv("CDMS_DEMO_OPEN", "1")
+    monkeypatch.setenv("CDMS_ENV", "development")
+    assert Settings.from_env().demo_open
+
+
 def test_values_are_typed_and_empty_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDMS_PORT", "")
     monkeypatch.setenv("CDMS_DEMO_OPEN", "yes")

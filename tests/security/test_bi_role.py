@@ -4,10 +4,15 @@ the ``bi`` views and nothing else, cannot write, cannot become another role."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from psycopg import errors
 
 from db.engine import make_engine
@@ -176,3 +181,53 @@ def test_publish_leaves_cdms_its_temp_tables_and_names_logins_that_lose_them(
             conn.exec_driver_sql(f"DROP OWNED BY {other}")
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {other}")
         unpublish(url, role)
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    """Whether a ``SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey`` verifier is the
+    password's (RFC 5802 and 7677; an ASCII password needs no SASLprep)."""
+    head, keys = verifier.removeprefix("SCRAM-SHA-256$").split("$")
+    iterations, salt = head.split(":")
+    stored, server = (base64.b64decode(k) for k in keys.split(":"))
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return (
+        hashlib.sha256(client_key).digest() == stored
+        and hmac.new(salted, b"Server Key", hashlib.sha256).digest() == server
+    )
+
+
+def test_publish_sends_a_scram_verifier_never_the_password(
+    sa_conn: sa.Connection, database_url: str
+) -> None:
+    """Probe 13 (L1): ``CREATE/ALTER ROLE … PASSWORD 'plain'`` put the BI password in the
+    server's log (``log_statement = ddl``) and in any statement statistics. The statement
+    carries the SCRAM verifier computed by the client, which PostgreSQL stores as is."""
+    role = role_for(database_url, "pwlog")
+    sent: list[str] = []
+
+    def seen(*args: Any) -> None:  # conn, cursor, statement, parameters, context, many
+        sent.append(f"{args[2]} {args[3]!r}")
+
+    sa.event.listen(sa_conn, "before_cursor_execute", seen)
+    try:
+        assert bi.ensure_role(sa_conn, role, "Sup3r'Secret-BI-p13") is True  # CREATE ROLE
+        created = sa_conn.execute(
+            sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}
+        ).scalar_one()
+        assert bi.ensure_role(sa_conn, role, "An0ther-Secret-BI") is False  # ALTER ROLE
+    finally:
+        sa.event.remove(sa_conn, "before_cursor_execute", seen)
+    assert any("PASSWORD 'SCRAM-SHA-256$" in s for s in sent), sent
+    for secret in ("Sup3r", "An0ther"):
+        assert not [s for s in sent if secret in s]
+    altered = sa_conn.execute(
+        sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}
+    ).scalar_one()
+    assert created.startswith("SCRAM-SHA-256$") and altered.startswith("SCRAM-SHA-256$")
+    assert _scram_matches(created, "Sup3r'Secret-BI-p13")
+    assert _scram_matches(altered, "An0ther-Secret-BI")
+    assert not _scram_matches(altered, "Sup3r'Secret-BI-p13")
+    # (sa_conn's transaction is rolled back: the role is gone)

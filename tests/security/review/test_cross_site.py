@@ -224,14 +224,16 @@ def test_the_origin_is_checked_with_a_token_too(prod: Any, parties: Parties, pro
 
 # --- DNS rebinding: another site's name resolving to this machine ----------------------
 
+LOOPBACK = ("127.0.0.1", 50000)
 PRICE = 'mutation { updateProduct(id: %s, input: {unitPrice: "0.02"}) { id unitPrice } }'
 ME = "{ customers(first: 1) { totalCount } }"
 
 
 @pytest.fixture(scope="module")
 def demo_default(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
-    """``CDMS_DEMO_OPEN=1`` as served, with no ``CDMS_DEMO_HOSTS``."""
-    with lenient_app(sec_engine, demo_open=True, production=False) as c:
+    """``CDMS_DEMO_OPEN=1`` as served, with no ``CDMS_DEMO_HOSTS``, to a browser of this
+    machine (a loopback client address)."""
+    with lenient_app(sec_engine, LOOPBACK, demo_open=True, production=False) as c:
         yield c
 
 
@@ -284,3 +286,78 @@ def test_names_listed_in_demo_hosts_need_no_token(sec_engine: Engine, sec_shop: 
         assert resp.status_code == 200, resp.text
         resp = c.post("http://other.lan:8000/graphql", json={"query": ME})
         assert resp.status_code == 401, resp.text
+
+
+# --- another machine: a demo-open server bound to a network address ------------------------
+
+LAN_CLIENT = ("192.0.2.7", 50000)
+
+
+@pytest.fixture(scope="module")
+def demo_on_lan(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
+    """``CDMS_DEMO_OPEN=1 CDMS_HOST=0.0.0.0 cdms serve``, asked by another machine of the
+    network, which addresses the server by its IP address as a LAN client does."""
+    with lenient_app(sec_engine, LAN_CLIENT, demo_open=True, production=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize("host", ["192.0.2.2:8713", "127.0.0.1:8000", "localhost:8000"])
+def test_a_demo_server_wants_a_token_from_another_machine(
+    demo_on_lan: Any, sec_engine: Engine, sec_shop: Shop, host: str
+) -> None:
+    """Probe 13 (M4): the Host check let any IP address in, so every neighbour on the
+    network was the admin without a token. The client's address must be loopback."""
+    product = sec_shop.products[0]
+    for headers in ({}, {"X-Forwarded-For": "127.0.0.1"}):  # (uvicorn's to trust, not ours)
+        resp = demo_on_lan.post(
+            f"http://{host}/graphql", json={"query": PRICE % product}, headers=headers
+        )
+        assert resp.status_code == 401 and code_of(resp.json()) == "UNAUTHENTICATED", resp.text
+    forged = f"SELECT count(*) FROM app.products WHERE id = {product} AND unit_price = 0.02"
+    assert count(sec_engine, forged) == 0
+    resp = demo_on_lan.post(f"http://{host}/graphql", json={"query": EMAILS})
+    assert resp.status_code == 401 and "customers" not in resp.text
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_demo_socket_wants_a_token_from_another_machine(demo_on_lan: Any, protocol: str) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        demo_on_lan.websocket_connect("ws://192.0.2.2:8713/graphql", subprotocols=[protocol]) as ws,
+    ):
+        ack = ws_init(ws, protocol)  # before: acked as the admin
+        assert ack["type"] != "connection_ack", ack
+        receive(ws)  # (the close that follows a connection_error)
+    assert refused.value.code == 4401
+
+
+@pytest.mark.parametrize(
+    "client", [("127.0.0.1", 1), ("127.8.9.10", 1), ("::1", 1), ("::ffff:127.0.0.1", 1)]
+)
+def test_a_demo_server_lets_loopback_clients_in(
+    sec_engine: Engine, sec_shop: Shop, client: tuple[str, int]
+) -> None:
+    with lenient_app(sec_engine, client, demo_open=True, production=False) as c:
+        resp = c.post("http://127.0.0.1:8000/graphql", json={"query": ME})
+        assert resp.status_code == 200 and resp.json()["data"]["customers"]["totalCount"] > 0
+
+
+@pytest.mark.parametrize("client", [("testclient", 1), ("192.168.1.5", 1), ("::ffff:10.0.0.1", 1)])
+def test_a_demo_server_wants_a_token_from_a_client_that_is_not_loopback(
+    sec_engine: Engine, sec_shop: Shop, client: tuple[str, int]
+) -> None:
+    with lenient_app(sec_engine, client, demo_open=True, production=False) as c:
+        assert c.post("http://127.0.0.1:8000/graphql", json={"query": ME}).status_code == 401
+
+
+def test_a_name_of_demo_hosts_opens_the_demo_to_the_network(
+    sec_engine: Engine, sec_shop: Shop
+) -> None:
+    """The operator's explicit choice (docs/security.md): whoever reaches the server under
+    a name of ``CDMS_DEMO_HOSTS`` is the admin, from any address; other names and IP
+    addresses still need a loopback client."""
+    with lenient_app(
+        sec_engine, LAN_CLIENT, demo_open=True, production=False, demo_hosts=("shop.lan",)
+    ) as c:
+        assert c.post("http://shop.lan:8000/graphql", json={"query": ME}).status_code == 200
+        assert c.post("http://192.0.2.2:8000/graphql", json={"query": ME}).status_code == 401
