@@ -53,16 +53,28 @@ class SecurityConfig:
     max_cost: int = 50_000
     apikey_cache_s: float = 0.0  # CDMS_APIKEY_CACHE_SECONDS (from_env: default 5)
     cube_sql: bool | None = None  # None: shown outside production
-    # CDMS_DEMO_HOSTS: host names besides localhost and IP addresses under which a
-    # demo-open server lets a request without a token in (docs/security.md)
+    # CDMS_DEMO_HOSTS: host names under which a demo-open server lets a request without a
+    # token in from any client address: the operator opens the demo to a network
+    # (docs/security.md); without them, only this machine's clients are let in
     demo_hosts: tuple[str, ...] = ()
 
     def demo_open_for(self, scope: Scope) -> bool:
-        """Whether a request without a token is the demo's admin: demo-open, and addressed
-        to this server by a name no other site can give it. A page of another site that
-        makes its own host name resolve to 127.0.0.1 (DNS rebinding) is same-origin with
-        the API as far as the browser knows; its requests carry that name in ``Host``."""
-        return self.demo_open and local_host(scope, self.demo_hosts)
+        """Whether a request without a token is the demo's admin: demo-open, and either
+        addressed by a name of ``CDMS_DEMO_HOSTS`` (the operator's choice to open the demo
+        to whoever reaches the server under it), or sent from this machine (a loopback
+        client address) to ``localhost`` or an IP address. Another machine of the network
+        reaches the server by its IP address: its own address is not loopback. A page of
+        another site that makes its own host name resolve to 127.0.0.1 (DNS rebinding) is
+        same-origin with the API as far as the browser knows; its requests carry that name
+        in ``Host``."""
+        if not self.demo_open:
+            return False
+        name = host_name(scope)
+        if name is None:
+            return False
+        if name in self.demo_hosts:
+            return True
+        return _local_name(name) and loopback_client(scope)
 
     @property
     def jwt_rules(self) -> JwtRules | None:
@@ -124,21 +136,82 @@ def host_of(scope: Scope) -> SplitResult | None:
         return None
 
 
-def local_host(scope: Scope, names: tuple[str, ...] = ()) -> bool:
-    """Whether the request's one ``Host`` names this machine in a way only its own pages
-    use: ``localhost`` (and ``*.localhost``), an IP address, or one of ``names``."""
+def host_name(scope: Scope) -> str | None:
+    """The host name (or IP address) of the request's one ``Host`` header, lower-case,
+    without a trailing dot (None: no usable ``Host``)."""
     host = host_of(scope)
     name = None if host is None else host.hostname
-    if not name:
-        return False
-    name = name.rstrip(".")
-    if name == "localhost" or name.endswith(".localhost") or name in names:
+    return name.rstrip(".") if name else None
+
+
+def _local_name(name: str) -> bool:
+    """``localhost`` (and ``*.localhost``) or an IP address: names no other site's page
+    can be served under."""
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
         ipaddress.ip_address(name)
     except ValueError:
         return False
     return True
+
+
+def loopback_client(scope: Scope) -> bool:
+    """Whether the client's address is a loopback one: a program of this machine. The
+    address is the one the server saw, or the one a proxy that uvicorn trusts
+    (``FORWARDED_ALLOW_IPS``, by default 127.0.0.1 and ::1) put in ``X-Forwarded-For``."""
+    client = scope.get("client")
+    return client is not None and is_loopback(str(client[0]))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback IP address (127.0.0.0/8, ::1, ::ffff:127.x.y.z)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def _loopback_network(entry: str) -> bool:
+    """Whether a ``FORWARDED_ALLOW_IPS`` entry (an address or a network) is loopback only."""
+    try:
+        net = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return is_loopback(entry)
+    return is_loopback(str(net.network_address)) and is_loopback(str(net.broadcast_address))
+
+
+def demo_warnings(config: SecurityConfig, bind: str, forwarded_allow_ips: str | None) -> list[str]:
+    """What ``cdms serve`` warns of before it listens on ``bind`` demo-open: who besides
+    this machine may be the admin without a token (``forwarded_allow_ips``: uvicorn's
+    ``FORWARDED_ALLOW_IPS``, the proxies whose ``X-Forwarded-For`` it takes)."""
+    if not config.demo_open:
+        return []
+    said = []
+    if bind.lower() != "localhost" and not is_loopback(bind):
+        if config.demo_hosts:
+            said.append(
+                f"CDMS_DEMO_OPEN=1 while listening on {bind}: anyone who reaches this server"
+                f" as {', '.join(config.demo_hosts)} (CDMS_DEMO_HOSTS) is the admin without"
+                " a token, from any machine"
+            )
+        else:
+            said.append(
+                f"CDMS_DEMO_OPEN=1 while listening on {bind}: a request without a token is the"
+                " admin only from this machine (as localhost or 127.0.0.1); other machines"
+                " get 401 and need an API key (cdms apikey create)"
+            )
+    proxies = [p.strip() for p in (forwarded_allow_ips or "").split(",") if p.strip()]
+    if not all(map(_loopback_network, proxies)):
+        said.append(
+            f"CDMS_DEMO_OPEN=1 with FORWARDED_ALLOW_IPS={forwarded_allow_ips}: a client of"
+            " those proxies may claim a loopback address in X-Forwarded-For and is then the"
+            " admin without a token"
+        )
+    return said
 
 
 def client_bucket(scope: Scope) -> str:

@@ -195,6 +195,11 @@ class Settings(EnvSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         self.schedule  # noqa: B018  (its ValueError names the variables)
+        if self.demo_open and self.production:
+            raise ValueError(
+                "CDMS_DEMO_OPEN=1 (a request without a token is the admin) is for the local"
+                " demo and is refused with CDMS_ENV=production: unset one of them"
+            )
         return self
 
 

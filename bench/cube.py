@@ -213,7 +213,7 @@ def bench_big(url: str, repeat: int) -> None:
         from starlette.testclient import TestClient
 
     engine = make_engine(url)
-    app = create_app(engine, security=SecurityConfig(demo_open=True))
+    app = create_app(engine, security=SecurityConfig(demo_open=True, demo_hosts=("testserver",)))
 
     with TestClient(app) as client, psycopg.connect(to_libpq_url(url)) as pg:
 

@@ -42,6 +42,7 @@ def serve(
     from api.connection import BoundedWebSocketProtocol, HeadLimits, LimitedHttpToolsProtocol
     from api.lock import ServeLock
     from api.pipeline_process import PipelineProcess
+    from api.security import SecurityConfig, demo_warnings
     from api.settings import Settings, retired_variables, unknown_variables
     from api.startup import prepare
     from db.engine import check_connection, database_url, make_engine
@@ -59,6 +60,10 @@ def serve(
     bind_host = host or settings.host
     bind_port = port or settings.port
     address = f"http://{bind_host}:{bind_port}"
+    for line in demo_warnings(
+        SecurityConfig.of(settings), bind_host, os.environ.get("FORWARDED_ALLOW_IPS")
+    ):
+        console.print(f"[yellow]warning:[/] {escape(line)}")
     if settings.env == "production" and settings.db.database_url is None:
         raise ConfigError(
             "CDMS_ENV=production needs DATABASE_URL: the embedded PostgreSQL is for"

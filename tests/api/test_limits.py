@@ -107,6 +107,7 @@ def test_a_content_length_of_thousands_of_digits_is_too_large(api_engine: Engine
             "headers": [(b"content-type", JSON.encode()), (b"host", b"localhost"),
                         (b"content-length", declared)],
             "query_string": b"",
+            "client": ("127.0.0.1", 40000),  # (demo-open: this machine's)
         }  # fmt: skip
         asyncio.run(app(scope, receive, send))
         return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
@@ -276,6 +277,7 @@ def test_streamed_body_over_the_limit_is_refused(api_engine: Engine) -> None:
         "path": "/graphql",
         "headers": [(b"content-type", JSON.encode()), (b"host", b"localhost")],
         "query_string": b"",
+        "client": ("127.0.0.1", 40000),  # (demo-open: this machine's)
     }
     asyncio.run(endpoint(scope, receive, send))
     assert sent[0]["status"] == 413

@@ -159,6 +159,7 @@ def test_values_are_typed_and_empty_means_the_default(monkeypatch: pytest.Monkey
     assert security.show_cube_sql is False
     monkeypatch.setenv("CDMS_ENV", "production")
     monkeypatch.delenv("CDMS_RATE_LIMIT")
+    monkeypatch.delenv("CDMS_DEMO_OPEN")  # (refused in production)
     prod = SecurityConfig.from_env()
     assert prod.production and (prod.rate_per_s, prod.burst) == (50.0, 100)
 

@@ -30,6 +30,7 @@ from tests.security.review.conftest import code_of, count, lenient_app
 from tests.security.transports import receive, register, ws_init, ws_outcome, ws_send
 
 EVIL = "http://evil.example"
+LOOPBACK = ("127.0.0.1", 50000)  # a browser of this machine (demo-open lets it in alone)
 PROTOCOLS = ("graphql-transport-ws", "graphql-ws")
 EMAILS = "{ customers(first: 2) { edges { node { email } } } }"
 
@@ -37,7 +38,9 @@ EMAILS = "{ customers(first: 2) { edges { node { email } } } }"
 @pytest.fixture(scope="module")
 def demo(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
     """The app as ``CDMS_DEMO_OPEN=1 cdms serve`` runs it: no token is an admin."""
-    with lenient_app(sec_engine, demo_open=True, demo_hosts=("testserver",), production=False) as c:
+    with lenient_app(
+        sec_engine, LOOPBACK, demo_open=True, demo_hosts=("testserver",), production=False
+    ) as c:
         yield c
 
 
@@ -46,6 +49,7 @@ def demo_cors(sec_engine: Engine, sec_shop: Shop) -> Iterator[Any]:
     """The same, with ``CDMS_CORS_ORIGINS=https://shop.example``."""
     with lenient_app(
         sec_engine,
+        LOOPBACK,
         demo_open=True,
         demo_hosts=("testserver",),
         production=False,
@@ -224,7 +228,6 @@ def test_the_origin_is_checked_with_a_token_too(prod: Any, parties: Parties, pro
 
 # --- DNS rebinding: another site's name resolving to this machine ----------------------
 
-LOOPBACK = ("127.0.0.1", 50000)
 PRICE = 'mutation { updateProduct(id: %s, input: {unitPrice: "0.02"}) { id unitPrice } }'
 ME = "{ customers(first: 1) { totalCount } }"
 
@@ -361,3 +364,18 @@ def test_a_name_of_demo_hosts_opens_the_demo_to_the_network(
     ) as c:
         assert c.post("http://shop.lan:8000/graphql", json={"query": ME}).status_code == 200
         assert c.post("http://192.0.2.2:8000/graphql", json={"query": ME}).status_code == 401
+
+
+def test_serve_warns_of_proxies_that_may_claim_loopback() -> None:
+    """uvicorn takes the client's address from ``X-Forwarded-For`` when the peer is one of
+    ``FORWARDED_ALLOW_IPS``: a proxy that is not loopback (or ``*``) lets its clients
+    claim 127.0.0.1, so ``cdms serve`` says so on a demo-open server."""
+    from api.security import SecurityConfig, demo_warnings
+
+    demo = SecurityConfig(demo_open=True)
+    for trusted in ("*", "10.0.0.0/8", "127.0.0.1, 192.168.1.1"):
+        (said,) = demo_warnings(demo, "127.0.0.1", trusted)
+        assert f"FORWARDED_ALLOW_IPS={trusted}" in said and "loopback" in said
+    for trusted in (None, "127.0.0.1,::1", "127.0.0.0/8"):
+        assert demo_warnings(demo, "127.0.0.1", trusted) == []
+    assert demo_warnings(SecurityConfig(), "0.0.0.0", "*") == []  # not demo-open
