@@ -372,7 +372,7 @@ def ensure_role(conn: Connection, role: str, password: str | None) -> bool:
         )
     created = row is None
     verb = "CREATE" if created else "ALTER"
-    pw = "PASSWORD NULL" if password is None else f"PASSWORD {_password(conn, password)}"
+    pw = "PASSWORD NULL" if password is None else f"PASSWORD {_verifier(conn, role, password)}"
     conn.execute(
         sa.text(
             f"{verb} ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
@@ -452,12 +452,17 @@ def _current_user(conn: Connection) -> str:
     return str(conn.execute(sa.text("SELECT current_user")).scalar())
 
 
-def _password(conn: Connection, password: str) -> str:
-    """The password as a quoted literal, escaped by the driver (DDL takes no parameters)."""
+def _verifier(conn: Connection, role: str, password: str) -> str:
+    """The password's SCRAM-SHA-256 verifier, computed here by libpq, as a quoted literal
+    (DDL takes no parameters). PostgreSQL stores a verifier as it is: the password itself
+    never travels, so it is in no server log (``log_statement = ddl``) or statement
+    statistics."""
     from psycopg import sql
 
     raw = conn.connection.driver_connection
-    return sql.Literal(password).as_string(raw)
+    assert raw is not None
+    verifier = raw.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+    return sql.Literal(verifier.decode("ascii")).as_string(raw)
 
 
 def _grant_read(conn: Connection, role: str) -> None:
