@@ -39,7 +39,7 @@ def test_each_mutation_field_takes_a_rate_token(sec_engine: Engine, sec_shop: Sh
         f'placeOrder(input: {{customerId: "{me}", items: [{{productId: "{product}",'
         " quantity: 1}], channel: WEB, paymentMethod: CARD}) { id }"
     )
-    tok = token("customer", me, sub="aliases")
+    tok = token("service", sub="aliases")  # (a customer's operation makes one change)
 
     def mutation(n: int) -> str:
         return "mutation { " + " ".join(f"a{i}: {place}" for i in range(n)) + " }"
@@ -55,3 +55,50 @@ def test_each_mutation_field_takes_a_rate_token(sec_engine: Engine, sec_shop: Sh
         assert _orders(sec_engine, me) == before + 5
         resp = client.post("/graphql", json={"query": mutation(1)}, headers=bearer(tok))
         assert resp.status_code == 429  # the five took the bucket
+
+
+def test_a_customers_operation_makes_one_change(sec_engine: Engine, sec_shop: Shop) -> None:
+    """An operation's mutation fields share one transaction, holding what each locks until
+    the last: a customer ordering [b] then [a] in one operation deadlocked other customers'
+    orders of [a, b], and a last field refused on purpose rolled everything back, free of
+    the customer's daily limits (the hostile review of 2026-12-07). A customer's operation
+    of two mutation fields is refused before anything runs, on every transport; the same
+    two as a batch of two operations are placed (each its own transaction)."""
+    a, b = sec_shop.products[0], sec_shop.products[1]
+    with sec_engine.begin() as conn:
+        me = conn.execute(
+            sa.text(
+                "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
+                " VALUES (:e, 'One', 'Change', 'DE', 'R', 'C') RETURNING id"
+            ),
+            {"e": f"one-change-{secrets.token_hex(6)}@example.com"},
+        ).scalar_one()
+
+    def place(alias: str, product: int) -> str:
+        return (
+            f'{alias}: placeOrder(input: {{customerId: "{me}", items: [{{productId:'
+            f' "{product}", quantity: 1}}], channel: WEB, paymentMethod: CARD}}) {{ id }}'
+        )
+
+    tok = token("customer", me, sub="one-change")
+    two = "mutation { " + place("x", b) + " " + place("y", a) + " }"
+    with make_app(sec_engine) as client:
+        for body in ({"query": two}, [{"query": "{ __typename }"}, {"query": two}]):
+            resp = client.post("/graphql", json=body, headers=bearer(tok))
+            assert resp.status_code == 400, resp.text
+            answer = resp.json()
+            error = (answer[1] if isinstance(answer, list) else answer)["errors"][0]
+            assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX", answer
+            assert error["extensions"]["limit"] == 1, answer
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}})
+            assert ws.receive_json()["type"] == "connection_ack"
+            ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": two}})
+            message = ws.receive_json()
+            assert message["type"] == "error", message
+            assert message["payload"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        assert _orders(sec_engine, me) == 0
+        batch = [{"query": "mutation { " + place("x", p) + " }"} for p in (b, a)]
+        resp = client.post("/graphql", json=batch, headers=bearer(tok))
+        assert resp.status_code == 200 and all("errors" not in r for r in resp.json()), resp.text
+        assert _orders(sec_engine, me) == 2
