@@ -186,3 +186,34 @@ def test_a_commit_that_fails_raises_service_unavailable(api_engine: Engine) -> N
 
     asyncio.run(go())
     assert not _exists(api_engine, table)
+
+
+def test_after_a_failed_write_the_operation_writes_no_more(api_engine: Engine) -> None:
+    """A write that fails rolls the operation's transaction back; a later write of the same
+    operation is refused (CONFLICT) instead of beginning another transaction, whose commit
+    would keep only what came after (the hostile review of 2026-12-07). The next operation
+    (a batch's, a socket's) writes again."""
+    from db.errors import ConflictError
+
+    first, second = _table(), _table()
+
+    async def go() -> None:
+        ctx = Context(engine=api_engine, limits=ApiLimits())
+        try:
+            await ctx.run_write(_create(first))
+            with pytest.raises(sa.exc.ProgrammingError):
+                await ctx.run_write(lambda c: c.exec_driver_sql("SELECT * FROM no_such_table"))
+            with pytest.raises(ConflictError):
+                await ctx.run_write(_create(second))
+            assert await ctx.end_write(commit=True) is False
+            await ctx.run_write(_create(second))  # the next operation
+            assert await ctx.end_write(commit=True) is True
+        finally:
+            await ctx.close()
+
+    try:
+        asyncio.run(go())
+        assert not _exists(api_engine, first) and _exists(api_engine, second)
+    finally:
+        with api_engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {second}")
