@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from db.engine import write_error
-from db.errors import DatabaseUnavailableError, busy_error, from_db_error
+from db.errors import ConflictError, DatabaseUnavailableError, busy_error, from_db_error
 from schema.gate import Permits, request_gate
 
 R = TypeVar("R")
@@ -267,6 +267,10 @@ class Context:
     # the open write transaction of the operation being executed (None outside its
     # mutation fields); used by one worker thread at a time (``_writes``)
     _tx: Connection | None = field(default=None, repr=False)
+    # a write of the operation failed and rolled its transaction back: a later field must
+    # not begin another, whose commit would keep only what came after (every payload is
+    # non-null, so no later field runs today; this keeps it so)
+    _tx_failed: bool = field(default=False, repr=False)
 
     @property
     def db(self) -> RequestDb:
@@ -291,7 +295,13 @@ class Context:
         with the request's session settings, the later ones write in it, and
         :meth:`end_write` ends it after the last. Whatever ``fn`` raises rolls the whole
         transaction back, with a database error raised as its domain error
-        (:func:`db.engine.write_error`), as :func:`db.engine.transaction` does."""
+        (:func:`db.engine.write_error`), as :func:`db.engine.transaction` does, and
+        refuses the operation's later writes (CONFLICT)."""
+        if self._tx_failed:
+            raise ConflictError(
+                "an earlier change of this operation failed: nothing of it was written",
+                reason="operation rolled back",
+            )
         await self.admit()
         return await self._on_write(fn)
 
@@ -310,6 +320,7 @@ class Context:
         failure): nothing of the operation is committed, or, the connection lost during
         the COMMIT, it cannot be told, which SERVICE_UNAVAILABLE says."""
         await self._writes.settled()
+        self._tx_failed = False  # (the next operation of a batch or socket starts anew)
         if self._tx is None:
             return False
         return await self._writes.run(self._end_write, commit)
@@ -326,6 +337,7 @@ class Context:
                 self._tx.exec_driver_sql(*self._session_settings(read_only=False))
             return fn(self._tx)
         except BaseException as exc:
+            self._tx_failed = True
             self._end_write(commit=False)
             if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection free in time
                 raise busy_error() from None
