@@ -24,7 +24,7 @@ import db.backup
 from db.backup import BackupError, backup, restore
 from db.config import to_libpq_url
 from db.engine import dispose_engine, drop_database, ensure_database, make_engine, with_database
-from db.errors import ConfigError
+from db.errors import BadUserInputError, ConfigError
 from db.server import pg_bin
 
 Calls = list[dict[str, Any]]
@@ -266,3 +266,46 @@ def test_the_connections_security_settings_reach_pg_dump(
     assert {k: env.get(k) for k in kept} == kept
     assert not set(dropped) & set(env)
     assert file.read_bytes().startswith(b"PGDMP")  # the URL's database, despite PGHOST & co.
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_target_that_is_not_a_regular_file_is_refused_before_anything_runs(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Probe 15, L3: only a folder was refused, so the rename replaced whatever else the
+    name was: a ``latest.dump -> dated.dump`` symbolic link became a file of its own, and
+    ``cdms db backup /dev/stdout`` as root would replace the system's /dev/stdout. A
+    symbolic link (to a file, a device, nothing), a fifo or a device is refused naming it;
+    nothing runs, nothing changes. A new name or a regular file is written as before."""
+    dated = tmp_path / "dated.dump"
+    dated.write_bytes(b"yesterday's backup")
+    latest = tmp_path / "latest.dump"
+    latest.symlink_to(dated)
+    to_stdout = tmp_path / "out"
+    to_stdout.symlink_to("/dev/null")
+    dangling = tmp_path / "gone.dump"
+    dangling.symlink_to(tmp_path / "nothing-here")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    targets = [latest, to_stdout, dangling, fifo]
+    device = tmp_path / "null"
+    try:  # (a device of our own, as /dev/null: root only)
+        os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append(device)
+    except PermissionError:
+        pass
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for target in targets:
+        with pytest.raises(BadUserInputError) as refused:
+            backup(database_url, target)
+        assert str(target) in refused.value.message
+        assert "not a regular file" in refused.value.message
+    assert _read_calls(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert latest.is_symlink() and dated.read_bytes() == b"yesterday's backup"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert to_stdout.is_symlink()
+    assert all(stat.S_ISCHR(p.lstat().st_mode) for p in targets[4:])
+
+    backup(database_url, dated)  # a regular file: replaced
+    assert dated.read_bytes().startswith(b"PGDMP") and latest.is_symlink()

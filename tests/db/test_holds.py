@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+import db.holds
 from api.apikeys import create_key
 from db.config import to_libpq_url
 from db.holds import ACTOR, Expirer, expire
@@ -233,3 +235,90 @@ def test_the_expirer_races_orders_of_its_products_without_a_deadlock(
         assert left == 0
         assert [stock(conn, p) for p in products] == [units] * len(products)
     assert min(rounds) > 3  # the writers ran all along
+
+
+def _two_expired(conn: Conn) -> tuple[int, int, int, int]:
+    """A customer's expired order of one product (the oldest, 300 minutes) and one of
+    another (120 minutes): (oldest order, its product, the other order, its product)."""
+    customer = new_customer(conn)
+    first, _ = new_product(conn, stock=20)
+    second, _ = new_product(conn, stock=20)
+    me = f"customer:{customer}"
+    oldest = _placed_by(conn, me, customer, first, 300)
+    other = _placed_by(conn, me, customer, second, 120)
+    conn.commit()
+    return oldest, first, other, second
+
+
+def test_an_order_that_cannot_be_cancelled_is_reported_and_blocks_no_other(
+    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe 15, M1: any error but a deadlock ended the whole pass, and the next pass began
+    again at the oldest order: one order whose cancel always fails (its product restocked
+    to the check's maximum, 1e9, "unlimited": giving its units back breaks
+    ``products_stock_check``) stopped every later expiry for good. It is reported (its id
+    and SQLSTATE, no server text), left pending and tried again next pass; the others are
+    cancelled, from one batch to the next too (a batch of one here)."""
+    from db.engine import dispose_engine, make_engine
+
+    url = fresh_database()
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        poison, product, other, _ = _two_expired(conn)
+        conn.execute("UPDATE app.products SET stock = 1000000000 WHERE id = %s", (product,))
+        conn.commit()
+    monkeypatch.setattr(db.holds, "BATCH", 1)
+    skipped: list[tuple[int, str]] = []
+    engine = make_engine(url)
+    try:
+        assert expire(engine, 60, lambda o, state: skipped.append((o, state))) == 1
+        assert expire(engine, 60, lambda o, state: skipped.append((o, state))) == 0
+        said: list[str] = []
+        expirer = Expirer(engine, 60, said.append, every_s=0.05).start()
+        try:
+            deadline = time.monotonic() + 10
+            while not said and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            expirer.stop()
+    finally:
+        dispose_engine(url)
+    assert skipped == [(poison, "23514"), (poison, "23514")]
+    assert said and f"order {poison}" in said[0] and "23514" in said[0], said
+    assert not any("violates" in s or "products_stock_check" in s for s in said), said
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        assert [_status(conn, o) for o in (poison, other)] == ["pending", "cancelled"]
+        assert stock(conn, product) == 1_000_000_000
+
+
+def test_an_order_whose_product_another_session_holds_waits_for_the_next_pass(
+    fresh_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe 15, M1: a product row another session holds (an operator's open transaction)
+    stalled the pass at the oldest order: its cancel waits at most ``LOCK_TIMEOUT_MS``
+    (``55P03``), is reported and left to the next pass, which cancels it once the lock
+    is gone; the other orders are cancelled meanwhile."""
+    from db.engine import dispose_engine, make_engine
+
+    url = fresh_database()
+    libpq = to_libpq_url(url)
+    with psycopg.connect(libpq) as conn:
+        held, product, other, _ = _two_expired(conn)
+    monkeypatch.setattr(db.holds, "LOCK_TIMEOUT_MS", 200)
+    skipped: list[tuple[int, str]] = []
+    engine = make_engine(url)
+    try:
+        with psycopg.connect(libpq) as holder:
+            # (released by the server after 10 s, should the pass wait for it)
+            holder.execute("SET idle_in_transaction_session_timeout = '10s'")
+            holder.execute("SELECT 1 FROM app.products WHERE id = %s FOR UPDATE", (product,))
+            started = time.monotonic()
+            assert expire(engine, 60, lambda o, state: skipped.append((o, state))) == 1
+            assert time.monotonic() - started < 5
+            holder.rollback()
+        assert expire(engine, 60, lambda o, state: skipped.append((o, state))) == 1
+    finally:
+        dispose_engine(url)
+    assert skipped == [(held, "55P03")]
+    with psycopg.connect(libpq) as conn:
+        assert [_status(conn, o) for o in (held, other)] == ["cancelled", "cancelled"]
+        assert stock(conn, product) == 20

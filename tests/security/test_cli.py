@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from api.apikeys import hash_key
@@ -346,3 +351,101 @@ def test_names_with_control_characters_are_refused_and_errors_never_echo_them_ra
         assert bad.stderr.startswith("error["), bad.stderr
         assert "\x1b" not in bad.stderr and "\x07" not in bad.stderr, bad.stderr
         assert len(bad.stderr) < 1_200, len(bad.stderr)
+
+
+# a pg_dump that starts a dump (a first chunk on its standard output, its pid in a file),
+# then takes its time
+_SLOW_PG_DUMP = """#!{python}
+import os, sys, time
+with open({pid_file!r}, "w") as f:
+    f.write(str(os.getpid()))
+sys.stdout.buffer.write(b"PGDMP" + bytes(4096))
+sys.stdout.flush()
+sys.stderr.write('pg_dump: dumping contents of table "app.customers"\\n')
+sys.stderr.flush()
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_backup_stopped_by_a_signal_leaves_no_partial_dump(
+    cli_env: dict[str, str], tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Probe 15, L2: SIGTERM (systemd stop, a CI cancel) or SIGHUP (a closed ssh session)
+    during ``cdms db backup`` killed it with no clean-up: the hidden ``.FILE.XXXX.partial``
+    (0600, every customer's data) stayed, and pg_dump ran on. Each is handled as Ctrl-C:
+    pg_dump stopped, the partial file removed, ``FILE`` as it was, ``error[ABORTED]`` and
+    the conventional exit code, 128 + the signal's number (130 for SIGINT)."""
+    pid_file = tmp_path / "pg_dump.pid"
+    slow = tmp_path / "pg_dump"
+    slow.write_text(_SLOW_PG_DUMP.format(python=sys.executable, pid_file=str(pid_file)))
+    slow.chmod(0o700)
+    out = tmp_path / "out"
+    out.mkdir()
+    file = out / "cdms.dump"
+    file.write_bytes(b"the last good backup")
+    started = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, db.backup;"
+            f" db.backup.pg_bin = lambda name: pathlib.Path({str(slow)!r});"
+            " from api.cli import main; main()",
+            "db",
+            "backup",
+            str(file),
+        ],
+        env=cli_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    dump_pid = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) or not [
+            p for p in out.iterdir() if p.name.endswith(".partial") and p.stat().st_size
+        ]:
+            assert started.poll() is None and time.monotonic() < deadline, started.stderr
+            time.sleep(0.05)
+        dump_pid = int(pid_file.read_text())
+        started.send_signal(signum)
+        _, stderr = started.communicate(timeout=30)
+        assert started.returncode == 128 + signum, stderr
+        assert stderr.startswith("error[ABORTED]:") and len(stderr.splitlines()) == 1, stderr
+        assert "Traceback" not in stderr
+        assert [p.name for p in out.iterdir()] == ["cdms.dump"]
+        assert file.read_bytes() == b"the last good backup"
+        deadline = time.monotonic() + 10
+        while _alive(dump_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(dump_pid)  # pg_dump stopped too
+    finally:
+        if started.poll() is None:
+            started.kill()
+            started.communicate()
+        if dump_pid and _alive(dump_pid):
+            os.kill(dump_pid, signal.SIGKILL)
+
+
+def test_backup_refuses_a_target_that_is_not_a_regular_file(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Probe 15, L3: ``cdms db backup out`` with ``out -> /proc/self/fd/1`` (or
+    /dev/stdout as root) replaced the link (or the device) with a regular file."""
+    out = tmp_path / "out"
+    out.symlink_to("/proc/self/fd/1")
+    refused = cdms(cli_env, "db", "backup", str(out))
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.startswith("error[BAD_USER_INPUT]") and str(out) in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert out.is_symlink() and refused.stdout == ""
