@@ -21,15 +21,22 @@ one order's products at a time, for milliseconds: it cannot deadlock with ``plac
 or a cancel. Once a batch was one transaction: it locked the products order after order
 (by order date, not by id) and held them all to its end, so order traffic deadlocked
 with it and each failed pass gave no stock back (a hostile probe). A deadlock or
-serialization failure of one order (none is expected) is tried once more, then left to
-the next pass. A payment (``PENDING -> PAID``) racing with a cancel waits, then finds the
-order cancelled and is refused as an illegal transition; an order another session holds
-is skipped, so several hosts may run it at once. ``cdms serve``'s pipeline process runs
-it every minute (api/pipeline_process.py).
+serialization failure of one order (none is expected) is tried once more. An order whose
+cancel fails (a deadlock twice, a product restocked to the check's maximum so that its
+units no longer fit, a product row another session holds past :data:`LOCK_TIMEOUT_MS`)
+is rolled back, reported by its id and SQLSTATE and left to the next pass, which tries it
+again; the pass goes on with the next order. Once any such error ended the pass, and the
+next began again at the oldest order: one order that always failed stopped every expiry
+for good (probe 15). A lost connection still ends the pass. A payment
+(``PENDING -> PAID``) racing with a cancel waits, then finds the order cancelled and is
+refused as an illegal transition; an order another session holds is skipped, so several
+hosts may run it at once. ``cdms serve``'s pipeline process runs it every minute
+(api/pipeline_process.py).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,9 +47,15 @@ from sqlalchemy.engine import Connection, Engine
 ACTOR = "system:hold-expired"
 BATCH = 500
 EVERY_S = 60.0
+# how long one order's cancel waits for a product row another session holds
+LOCK_TIMEOUT_MS = 5000
 # deadlock_detected, serialization_failure: one order's, tried again once
 _TRANSIENT = frozenset({"40P01", "40001"})
 _FIRST = (datetime.min.replace(tzinfo=UTC), 0)
+_log = logging.getLogger(__name__)
+
+# told of an order left pending by a failed cancel: its id and the error's SQLSTATE
+Skipped = Callable[[int, str], None]
 
 _PAST_HOLD = (
     " status = 'pending' AND ordered_at < now() - make_interval(mins => :minutes)"
@@ -61,8 +74,10 @@ _TAKE = sa.text(
 )
 
 
-def expire(engine: Engine, minutes: int) -> int:
-    """Cancel the unpaid customer orders older than ``minutes``; how many (0: off)."""
+def expire(engine: Engine, minutes: int, skipped: Skipped | None = None) -> int:
+    """Cancel the unpaid customer orders older than ``minutes``; how many (0: off).
+    ``skipped`` (default: a warning in the log) is told of each order whose cancel failed,
+    left to the next pass."""
     if minutes <= 0:
         return 0
     done = 0
@@ -80,20 +95,33 @@ def expire(engine: Engine, minutes: int) -> int:
                     },
                 ).all()
             for _, order_id in rows:
-                if _cancel_or_skip(conn, order_id, minutes):
+                if _cancel_or_skip(conn, order_id, minutes, skipped or _log_skipped):
                     done += 1
             if len(rows) < BATCH:
                 return done
             after = (rows[-1][0], rows[-1][1])
 
 
-def _cancel_or_skip(conn: Connection, order_id: int, minutes: int) -> bool:
+def _log_skipped(order_id: int, state: str) -> None:
+    _log.warning(
+        "unpaid order %s not expired (SQLSTATE %s): tried again next pass", order_id, state
+    )
+
+
+def _cancel_or_skip(conn: Connection, order_id: int, minutes: int, skipped: Skipped) -> bool:
     """Cancel one order in a transaction of its own; whether it did (not: paid, cancelled or
-    held by another session meanwhile, or a transient failure twice: the next pass)."""
+    held by another session meanwhile; or its cancel failed, a transient failure twice:
+    rolled back, told to ``skipped``, the next pass tries again)."""
     for attempt in (1, 2):
         try:
             with conn.begin():
-                conn.execute(sa.text("SELECT set_config('cdms.actor', :a, true)"), {"a": ACTOR})
+                conn.execute(
+                    sa.text(
+                        "SELECT set_config('cdms.actor', :a, true),"
+                        " set_config('lock_timeout', :t, true)"
+                    ),
+                    {"a": ACTOR, "t": f"{LOCK_TIMEOUT_MS}ms"},
+                )
                 if conn.execute(_TAKE, {"o": order_id, "minutes": minutes}).first() is None:
                     return False
                 conn.execute(
@@ -101,17 +129,21 @@ def _cancel_or_skip(conn: Connection, order_id: int, minutes: int) -> bool:
                 )
             return True
         except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) not in _TRANSIENT:
-                raise
-            if attempt == 2:
-                return False  # the next pass tries again
+            if exc.connection_invalidated:
+                raise  # the connection is gone: the pass ends, the next one reconnects
+            # (the SQLSTATE only: the server's message may quote the order's data)
+            state = str(getattr(exc.orig, "sqlstate", None) or "unknown")
+            if state in _TRANSIENT and attempt == 1:
+                continue
+            skipped(order_id, state)
+            return False
     return False
 
 
 class Expirer:
     """:func:`expire` every ``every_s`` seconds in a daemon thread, until :meth:`stop`;
-    ``report`` is told of what it cancelled and of a pass that failed (the next one
-    tries again)."""
+    ``report`` is told of what it cancelled, of each order it could not cancel (its id and
+    SQLSTATE) and of a pass that failed (the next one tries again)."""
 
     def __init__(
         self,
@@ -138,7 +170,7 @@ class Expirer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                n = expire(self.engine, self.minutes)
+                n = expire(self.engine, self.minutes, self._skipped)
                 if n:
                     self.report(
                         f"cancelled {n} unpaid order(s) older than {self.minutes} min"
@@ -147,3 +179,9 @@ class Expirer:
             except sa.exc.SQLAlchemyError as exc:
                 self.report(f"[yellow]unpaid orders not expired[/] ({type(exc).__name__})")
             self._stop.wait(self.every_s)
+
+    def _skipped(self, order_id: int, state: str) -> None:
+        self.report(
+            f"[yellow]unpaid order {order_id} not expired[/] (SQLSTATE {state}):"
+            " tried again next pass"
+        )
