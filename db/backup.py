@@ -9,20 +9,28 @@ No secret is put on a command line (which every local user reads in ``ps``): the
 password travels in ``PGPASSWORD`` (``/proc/<pid>/environ`` is the owner's only), and the
 programs get libpq's connection variables (TLS, GSSAPI, pass and service files) as the
 app's own connections do. A backup is written to a new private file (0600, ``O_EXCL``)
-beside ``FILE`` and renamed onto it once complete.
+beside ``FILE`` and renamed onto it once complete; ``FILE`` is a new name or a regular
+file (a symbolic link, a device such as /dev/stdout, a fifo would be replaced, not written
+through: refused). A failure, Ctrl-C, SIGTERM or SIGHUP stops pg_dump and removes the
+file in the making (probe 15).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 from db.config import to_libpq_url, to_sqlalchemy_url
-from db.errors import BadUserInputError, CdmsError, ConfigError, ConflictError
+from db.errors import BadUserInputError, CdmsError, ConfigError, ConflictError, Terminated
 from db.server import pg_bin
 
 ProgressFn = Callable[[str, int, int], None]
@@ -121,14 +129,88 @@ def _run(
         args, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
     ) as proc:  # (closes the pipe, also when on_line raises)
         assert proc.stderr is not None
-        for line in proc.stderr:
-            line = line.rstrip()
-            if ": error:" in line or "FATAL" in line:
-                errors.append(line)
-            on_line(line)
+        try:
+            for line in proc.stderr:
+                line = line.rstrip()
+                if ": error:" in line or "FATAL" in line:
+                    errors.append(line)
+                on_line(line)
+        except BaseException:  # (an interrupt, a signal, on_line: the program stops too)
+            _stop(proc)
+            raise
     if proc.returncode != 0:
         first = errors[0] if errors else f"{Path(args[0]).name} exited with {proc.returncode}"
         raise BackupError(first.split(": error: ", 1)[-1])
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End ``proc`` (SIGTERM, then SIGKILL after :data:`STOP_WAIT_S`), and reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# how long pg_dump or pg_restore is given to end on SIGTERM before SIGKILL
+STOP_WAIT_S = 5.0
+# the signals that end a process with no clean-up unless handled (SIGINT already raises
+# KeyboardInterrupt): a service manager's stop, a CI job's cancel, a closed terminal
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """While in the block, SIGTERM and SIGHUP raise :class:`Terminated` (the first of them:
+    a second one does not cut the clean-up short), as SIGINT raises ``KeyboardInterrupt``;
+    then the handlers before are back. A signal already ignored (``nohup``) or handled by
+    someone else stays so; outside the main thread nothing changes (Python runs handlers
+    there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated(signum)
+
+    previous = {
+        s: signal.signal(s, stop) for s in _STOP_SIGNALS if signal.getsignal(s) == signal.SIG_DFL
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _check_target(file: Path) -> None:
+    """``file`` is a new name or a regular file: anything else (a folder, a symbolic link,
+    a device such as /dev/stdout, a fifo) would be replaced by the rename, not written
+    through, so it is refused before anything runs."""
+    try:
+        mode = file.lstat().st_mode
+    except OSError:  # nothing there (or no way to look: writing in its folder fails then)
+        return
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        kind = "a directory"
+    elif stat.S_ISLNK(mode):
+        kind = "a symbolic link"
+    else:
+        kind = "a device, fifo or socket"
+    raise BadUserInputError(
+        f"{file} is not a regular file ({kind}): a backup replaces a regular file or"
+        " takes a new name",
+        field="file",
+    )
 
 
 def _count(url: str, sql: str) -> int:
@@ -145,9 +227,10 @@ def backup(url: str, file: Path, progress: ProgressFn | None = None) -> int:
     pg_dump writes to its standard output, a new file made with ``O_EXCL`` (``mkstemp``)
     in ``file``'s folder, which is renamed onto ``file`` once complete and flushed: no
     name of a file in the making for another user to plant, nothing followed through a
-    symlink, and a failed dump leaves ``file`` as it was and no file behind."""
-    if file.exists() and file.is_dir():
-        raise BadUserInputError(f"{file} is a directory", field="file")
+    symlink, and a failed dump leaves ``file`` as it was and no file behind (SIGTERM and
+    SIGHUP too, while it runs: :class:`Terminated`). ``file`` is a new name or a regular
+    file: a symbolic link, a device or a fifo is refused (BAD_USER_INPUT)."""
+    _check_target(file)
     dsn, env = _connection(url)
     tables = _count(
         url,
@@ -162,28 +245,31 @@ def backup(url: str, file: Path, progress: ProgressFn | None = None) -> int:
             if progress:
                 progress("dump", min(done, tables), tables)
 
+    if progress:
+        progress("dump", 0, tables)
+    args = [str(pg_bin("pg_dump")), "--format=custom", "--verbose", "--enable-row-security", dsn]
+    with _stop_signals_raise():
+        _write_whole(file, args, env, on_line)
+    _fsync_folder(file.parent)
+    if progress:
+        progress("dump", tables, tables)
+    return file.stat().st_size
+
+
+def _write_whole(
+    file: Path, args: list[str], env: dict[str, str], on_line: Callable[[str], None]
+) -> None:
+    """``args``' standard output into a new private file beside ``file``, renamed onto it
+    once complete and flushed; on any failure, the new file removed."""
     folder = file.parent
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".partial")
     except OSError as exc:
         raise BackupError(f"cannot write in {folder}: {exc.strerror}") from None
     partial = Path(name)
-    try:  # (any failure, an interrupt too: the temporary file goes, ``file`` is untouched)
+    try:  # (any failure, an interrupt or a signal: the temporary file goes, ``file`` stays)
         with os.fdopen(fd, "wb") as out:
-            if progress:
-                progress("dump", 0, tables)
-            _run(
-                [
-                    str(pg_bin("pg_dump")),
-                    "--format=custom",
-                    "--verbose",
-                    "--enable-row-security",
-                    dsn,
-                ],
-                env,
-                on_line,
-                stdout=out,
-            )
+            _run(args, env, on_line, stdout=out)
             os.fsync(out.fileno())
         try:
             partial.replace(file)  # a failed dump never leaves a file that looks complete
@@ -192,10 +278,6 @@ def backup(url: str, file: Path, progress: ProgressFn | None = None) -> int:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
-    if progress:
-        progress("dump", tables, tables)
-    return file.stat().st_size
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -180,6 +180,22 @@ class MissingExtraError(CdmsError):
     code = "MISSING_EXTRA"
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP while a command cleans up after itself (``db.backup``): raised in
+    the main thread as SIGINT raises ``KeyboardInterrupt``, so ``finally`` and ``except
+    BaseException`` clean-ups run; the CLI exits with ``error[ABORTED]`` and 128 + the
+    signal's number, as a shell reports a process the signal killed."""
+
+    code: ClassVar[str] = "ABORTED"
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
 _BY_CODE: dict[str, type[CdmsError]] = {
     cls.code: cls
     for cls in (

@@ -2,7 +2,9 @@
 
 Every failure is one line on stderr, ``error[CODE]: message``, and a non-zero exit:
 1 for a runtime failure, 2 for a usage error, 130 for an interrupt (Ctrl-C:
-``error[ABORTED]``). No traceback reaches the user.
+``error[ABORTED]``), 128 + the signal's number for a SIGTERM or SIGHUP a command turns
+into a clean stop (``cdms db backup``: 143, 129, ``error[ABORTED]``). No traceback
+reaches the user.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _check_settings_text() -> None:
 def main(argv: list[str] | None = None) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    from db.errors import CdmsError
+    from db.errors import CdmsError, Terminated
 
     _check_settings_text()
     try:
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("ABORTED", "aborted", 130)
     except KeyboardInterrupt:
         _fail("ABORTED", "interrupted", INTERRUPTED)
+    except Terminated as exc:
+        _fail(exc.code, f"terminated by {exc.name}", 128 + exc.signum)
     except CdmsError as exc:
         _fail(exc.code, exc.message, 1)
     except DBAPIError as exc:
