@@ -251,10 +251,11 @@ def test_the_connections_security_settings_reach_pg_dump(
         "PGCONNECT_TIMEOUT": "17",
         "PGTARGETSESSIONATTRS": "any",
         "PGHOST": str(tmp_path / "no-socket-here"),
-        "PGPORT": "1",
         "PGDATABASE": "no_such_database",
         "PGUSER": "no_such_user",
     }
+    if make_url(database_url).port is not None:  # (a URL without one, as the embedded
+        kept["PGPORT"] = "1"  # server's socket URL, takes PGPORT's, as libpq does)
     dropped = {"PGCLIENTENCODING": "LATIN1", "PG_COLOR": "always", "PGDATA": "/nowhere"}
     for key, value in {**kept, **dropped}.items():
         monkeypatch.setenv(key, value)
