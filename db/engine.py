@@ -6,6 +6,8 @@ embedded server in ``CDMS_DATA_DIR`` (started on first use).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from db.config import DATA_DIR_NAME, DbSettings, has_cluster, to_libpq_url, to_sqlalchemy_url
 from db.errors import (
@@ -63,7 +65,9 @@ def make_engine(url: str) -> Engine:
     and ``CDMS_DB_MAX_OVERFLOW``)."""
     engine = _engines.get(url)
     if engine is None:
-        engine = sa.create_engine(to_sqlalchemy_url(url), **_pool(), pool_pre_ping=True)
+        engine = sa.create_engine(
+            to_sqlalchemy_url(url), **_pool(), **_named(url), pool_pre_ping=True
+        )
         _prepare(engine)
         _engines[url] = engine
     return engine
@@ -72,6 +76,16 @@ def make_engine(url: str) -> Engine:
 def _pool() -> dict[str, int]:
     settings = DbSettings.from_env()
     return {"pool_size": settings.pool_size, "max_overflow": settings.max_overflow}
+
+
+def _named(url: str) -> dict[str, Any]:
+    """Connections that tell ``pg_stat_activity`` which cdms process holds them
+    (``application_name`` "cdms <command> (pid N)"), unless the URL names its own."""
+    if "application_name" in make_url(to_sqlalchemy_url(url)).query:
+        return {}
+    argv = sys.argv[1:2] if os.path.basename(sys.argv[0]) == "cdms" else []
+    name = " ".join(["cdms", *argv, f"(pid {os.getpid()})"])
+    return {"connect_args": {"application_name": name[:63]}}
 
 
 def _prepare(engine: Engine) -> None:
@@ -102,8 +116,9 @@ def unpinged(engine: Engine) -> Engine:
                 sibling = _unpinged.get(url)
                 if sibling is None:
                     sibling = _unpinged[url] = sa.create_engine(
-                        to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT", **_pool()
-                    )
+                        to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT", **_pool(),
+                        **_named(url),
+                    )  # fmt: skip
                     _prepare(sibling)
             return sibling
     return engine
