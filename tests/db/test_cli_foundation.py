@@ -51,6 +51,7 @@ def test_a_malformed_database_url_is_a_config_error_that_shows_no_password(
                               "CONFIG", 1)  # fmt: skip
         assert line.startswith("error[CONFIG]: DATABASE_URL "), line
         assert "S3cret" not in line, line
+        assert not line.endswith("\\n"), line  # libpq's line break, escaped (probe 15)
 
 
 def test_a_setting_that_is_not_utf8_is_refused(cli_env: dict[str, str]) -> None:
