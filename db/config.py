@@ -3,8 +3,9 @@
 ``DATABASE_URL``   use this server (``postgresql://user@host:port/db``); unset: embedded.
 ``CDMS_DATA_DIR``  folder for the embedded server and local state; unset: the nearest
                    ``.cdms`` folder holding a cluster in the current folder or a parent
-                   (as git finds ``.git``; only one the user owns and no one else can
-                   write to), else ``./.cdms`` (see ``resolve_data_dir``).
+                   (as git finds ``.git``; one another user owns or may write to is
+                   skipped, with a warning), else ``./.cdms`` (see ``resolve_data_dir``);
+                   with ``DATABASE_URL`` set, none is searched for.
 ``CDMS_STATEMENT_TIMEOUT_MS``  per-statement timeout for API requests (default 15000).
 ``CDMS_DB_POOL_SIZE``  connections each engine keeps open (default 16).
 ``CDMS_DB_MAX_OVERFLOW``  extra connections under bursts, closed when returned (default 8).
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import Field, ValidationError, field_validator
@@ -142,54 +145,97 @@ def has_cluster(data_dir: Path) -> bool:
     return (data_dir / "pg" / "PG_VERSION").is_file()
 
 
-def resolve_data_dir(env: str | None, cwd: Path) -> tuple[Path, str]:
+def resolve_data_dir(
+    env: str | None, cwd: Path, warn: Callable[[str], None] | None = None
+) -> tuple[Path, str]:
     """The data folder, and how it was chosen: ``CDMS_DATA_DIR`` (``env``) when set; else
     the nearest ``.cdms`` holding a cluster in ``cwd`` or one of its parents ("found"), so
     a command run from a sub-folder of the project uses the project's database; else
     ``cwd/.cdms`` ("default", which may not exist yet).
 
-    A folder cdms finds by itself must be the user's own (:func:`check_own`): else
-    DataDirError, never another user's ``/tmp/.cdms`` (git's CVE-2022-24765)."""
+    A folder cdms finds by itself must be the user's own (:func:`unsafe`): another user's
+    ``/tmp/.cdms`` (git's CVE-2022-24765) is skipped with one line to ``warn`` (stderr by
+    default) for ``cwd/.cdms``, which itself, if it exists, must be the user's own, else
+    DataDirError (naming the fix, never the folder as one to use)."""
     if env:
         return Path(env).expanduser().absolute(), "CDMS_DATA_DIR"
+    default = cwd / DATA_DIR_NAME
     for folder in (cwd, *cwd.parents):
         found = folder / DATA_DIR_NAME
-        if has_cluster(found):
-            check_own(found, found / "pg")
+        if not has_cluster(found):
+            continue
+        problem = unsafe(found, found / "pg")
+        if problem is None:
             return found, "found"
-    default = cwd / DATA_DIR_NAME
-    if default.is_symlink() or default.exists():
-        check_own(default)
+        if found != default:  # (./.cdms itself: refused below, nothing to fall back to)
+            (warn or _warn)(
+                f"the data folder {found} is not used: {problem.why}, so another user could"
+                f" have put it there; using {default}"
+            )
+        break
+    if _exists(default):
+        check_own(default, default / "pg" if _exists(default / "pg") else None)
     return default, "default"
+
+
+def _exists(path: Path) -> bool:
+    return path.is_symlink() or path.exists()
+
+
+_warned: set[str] = set()
+
+
+def _warn(line: str) -> None:
+    """``warning: line`` on stderr, once per process (settings are read more than once)."""
+    if line in _warned:
+        return
+    _warned.add(line)
+    from db.errors import printable
+
+    print(f"warning: {printable(line)}", file=sys.stderr)
 
 
 # the user pgserver runs PostgreSQL as when started by root (and owner of its cluster)
 PGSERVER_USER = "pgserver"
 
 
-def check_own(data_dir: Path, cluster: Path | None = None) -> None:
-    """Refuse (DataDirError) a data folder, or its ``cluster`` folder, that another user
-    owns or may write to: another local user could have planted it, with a
+class Unsafe(NamedTuple):
+    """Why a data folder (or its cluster folder) is not used, and what makes it usable."""
+
+    why: str
+    fix: str
+
+
+def unsafe(data_dir: Path, cluster: Path | None = None) -> Unsafe | None:
+    """Why ``data_dir``, or its ``cluster`` folder, may not be used, or None: another user
+    owns it or may write to it, so another local user could have planted it, with a
     ``postmaster.pid`` that names their own server (which would then receive the seed data
-    and API keys). As root, the cluster belongs to pgserver's own user. ``CDMS_DATA_DIR``
-    names a folder explicitly, which is not checked."""
+    and API keys). As root, the cluster belongs to pgserver's own user."""
     if os.name != "posix":
-        return
+        return None
     me = os.geteuid()
     for path in (data_dir, *([cluster] if cluster is not None else [])):
         owners = {me}
         if me == 0 and path == cluster:
             owners |= _uid_of(PGSERVER_USER)
         problem = _not_own(path, owners, me)
-        if problem is None:
-            continue
-        from db.errors import DataDirError
+        if problem is not None:
+            return problem
+    return None
 
-        raise DataDirError(
-            f"the data folder {data_dir} was found but is not used: {problem}, so another"
-            " user could have put it there. Set CDMS_DATA_DIR to the data folder to use"
-            f" (CDMS_DATA_DIR={data_dir} if it is yours and no one else can write to it)"
-        )
+
+def check_own(data_dir: Path, cluster: Path | None = None) -> None:
+    """Refuse (DataDirError) a data folder :func:`unsafe` finds fault with. ``CDMS_DATA_DIR``
+    names a folder explicitly, which is not checked."""
+    problem = unsafe(data_dir, cluster)
+    if problem is None:
+        return
+    from db.errors import DataDirError
+
+    raise DataDirError(
+        f"the data folder {data_dir} is not used: {problem.why}, so another user could have"
+        f" put something in it; {problem.fix}"
+    )
 
 
 def _uid_of(name: str) -> set[int]:
@@ -201,20 +247,28 @@ def _uid_of(name: str) -> set[int]:
         return set()
 
 
-def _not_own(path: Path, owners: set[int], me: int) -> str | None:
+_ELSEWHERE = "set CDMS_DATA_DIR to another folder of yours, or run cdms from another folder"
+
+
+def _not_own(path: Path, owners: set[int], me: int) -> Unsafe | None:
     """Why ``path`` (the link and the folder it names) is not ``owners``' alone, or None."""
     try:
         link, target = os.lstat(path), os.stat(path)
     except OSError as exc:
-        return f"{path} cannot be checked ({exc.strerror or exc})"
+        return Unsafe(f"{path} cannot be checked ({exc.strerror or exc})", _ELSEWHERE)
     for info in (link, target):
         if info.st_uid not in owners:
-            return f"{path} is owned by uid {info.st_uid}, not by you (uid {me})"
+            return Unsafe(
+                f"{path} is owned by uid {info.st_uid}, not by you (uid {me})", _ELSEWHERE
+            )
     mode = stat.S_IMODE(target.st_mode)
     if not stat.S_ISDIR(target.st_mode):
-        return f"{path} is not a folder"
+        return Unsafe(f"{path} is not a folder", _ELSEWHERE)
     if mode & 0o022:
-        return f"{path} is writable by other users (mode {mode:04o})"
+        return Unsafe(
+            f"{path} is writable by other users (mode {mode:04o})",
+            f"if it is yours, make it writable by you alone (chmod go-w {path}), or {_ELSEWHERE}",
+        )
     return None
 
 
@@ -267,6 +321,16 @@ class DbSettings(EnvSettings):
         return self._data_dir[0]
 
     @property
+    def used_data_dir(self) -> Path | None:
+        """The data folder cdms uses (``cdms serve``'s lock): the embedded server's; with
+        ``DATABASE_URL``, the one ``CDMS_DATA_DIR`` names, else none. Nothing is searched
+        for then: a ``.cdms`` planted above the working folder stopped ``cdms serve``
+        against an external server (probe 15, M3)."""
+        if self.database_url is None or self.data_dir_env:
+            return self.data_dir
+        return None
+
+    @property
     def data_dir_source(self) -> str:
         """How :attr:`data_dir` was chosen: "CDMS_DATA_DIR", "found" or "default"."""
         return self._data_dir[1]
@@ -314,7 +378,7 @@ def check_url(url: str) -> None:
         ) from None
     except psycopg.Error as exc:
         raise ConfigError(
-            f"DATABASE_URL is not a valid PostgreSQL URL: {_hide_password(str(exc), url)}"
+            f"DATABASE_URL is not a valid PostgreSQL URL: {_hide_password(str(exc).strip(), url)}"
         ) from None
     ports = str(params.get("port") or "").split(",")  # (empty: that host's default)
     if not all(p == "" or (p.isdigit() and 0 < int(p) < 65536) for p in ports):

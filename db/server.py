@@ -12,6 +12,8 @@ import stat
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -75,14 +77,16 @@ def start_embedded(data_dir: Path) -> str:
         pgserver = _import_pgserver()
         import fasteners  # pgserver's own dependency (the embedded extra names it)
 
-        _own_runtime_folder(Path(pgserver.PostgresServer.runtime_path))
+        runtime = Path(pgserver.PostgresServer.runtime_path)
+        _own_runtime_folder(runtime)
 
         # one process at a time starts, attaches and tunes: a first start's restart with
         # the settings must not happen while another process attaches (two commands
         # started at once on a new data folder: one of them failed to start)
         with fasteners.InterProcessLock(str(data_dir.resolve() / ".start.lock")):
             try:
-                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+                with _parents_traversable_only(pgdata, runtime):
+                    server = pgserver.get_server(pgdata, cleanup_mode="stop")
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 log = pgdata / "log"
                 raise DatabaseUnavailableError(
@@ -104,15 +108,22 @@ def start_embedded(data_dir: Path) -> str:
 # which pgserver made 0755 with a 0777 socket and trust authentication: any local user was
 # the superuser (and ran programs as the cdms user with COPY … TO PROGRAM). So the runtime
 # folder is made the user's own (0700) before the start, the socket's folder after it, and
-# the socket itself is 0700 (``unix_socket_permissions`` in :func:`tuning`).
+# the socket itself is 0700 (``unix_socket_permissions`` in :func:`tuning`). As root,
+# pgserver runs PostgreSQL as its own user, which must traverse the runtime folder to its
+# socket's folder (0700, its own): 0711 then (0700 cut a restart off from its lock file).
 _RUNTIME_HINT = "set XDG_RUNTIME_DIR to a folder of yours with mode 0700"
+
+
+def _runtime_mode() -> int:
+    """The runtime folder's mode: its owner's alone, traversable by pgserver's user as root."""
+    return 0o711 if os.geteuid() == 0 else 0o700
 
 
 def _own_runtime_folder(runtime: Path) -> None:
     """pgserver's runtime folder (its lock file, and the socket of a data folder with a long
     path) and the folder above it: created 0700 when missing, refused (DataDirError) when a
     symbolic link, another user's or writable by others (something may have been put in
-    it); the runtime folder itself is then made 0700."""
+    it); the runtime folder itself is then made 0700 (0711 as root: :func:`_runtime_mode`)."""
     if os.name != "posix":
         return
     for path, tighten in ((runtime.parent, False), (runtime, True)):
@@ -132,8 +143,60 @@ def _own_runtime_folder(runtime: Path) -> None:
                 f"the embedded PostgreSQL's runtime folder {path} {problem}: remove it, or"
                 f" {_RUNTIME_HINT}"
             )
-        if tighten and stat.S_IMODE(info.st_mode) != 0o700:
-            os.chmod(path, 0o700)  # pgserver (and cdms before) made it 0755
+        if tighten and stat.S_IMODE(info.st_mode) != _runtime_mode():
+            os.chmod(path, _runtime_mode())  # pgserver (and cdms before) made it 0755
+
+
+@contextmanager
+def _parents_traversable_only(pgdata: Path, runtime: Path) -> Iterator[None]:
+    """As root, pgserver runs PostgreSQL as its own user and, on every start, gives each
+    folder above the cluster, above its programs and above the socket's folder read and
+    traverse for everyone (g+rx,o+rx: its ``ensure_prefix_permissions``): a 0700 /root
+    became 0755, and so readable by every local user a 0644 /root/app/.env holding
+    DATABASE_URL's password (probe 15, M2). Its user needs to traverse them only: pgserver
+    is given a version that adds g+x,o+x alone (PostgreSQL runs with root's group, whose
+    bits are the ones that count in a folder of group root), and whatever else a start
+    added to those folders is taken back after it (were pgserver's name to change). Left:
+    a folder others may traverse, in which a file of a loose mode can be read by whoever
+    knows its path."""
+    if os.name != "posix" or os.geteuid() != 0:
+        yield
+        return
+    import pgserver.postgres_server as started_by
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    folders = {*pgdata.parents, *Path(POSTGRES_BIN_PATH).resolve().parents}
+    folders |= {runtime, *runtime.parents}
+    before: dict[Path, int] = {}
+    for folder in folders:
+        with suppress(OSError):
+            before[folder] = stat.S_IMODE(os.stat(folder).st_mode)
+    name = "ensure_prefix_permissions"  # (imported into pgserver's module: not exported)
+    theirs = getattr(started_by, name, None)
+    if theirs is not None:
+        setattr(started_by, name, _traversable)
+    try:
+        yield
+    finally:
+        if theirs is not None:
+            setattr(started_by, name, theirs)
+        for folder, mode in before.items():
+            with suppress(OSError):
+                now = stat.S_IMODE(os.stat(folder).st_mode)
+                added = now & ~mode & ~_TRAVERSE
+                if added:
+                    os.chmod(folder, now & ~added)
+
+
+_TRAVERSE = stat.S_IXGRP | stat.S_IXOTH
+
+
+def _traversable(path: Path) -> None:
+    """Each folder above ``path`` traversable (g+x,o+x), and nothing more."""
+    for folder in path.parents:
+        mode = stat.S_IMODE(os.stat(folder).st_mode)
+        if mode & _TRAVERSE != _TRAVERSE:
+            os.chmod(folder, mode | _TRAVERSE)
 
 
 def _not_private(info: os.stat_result, owners: set[int], *, writable: bool = False) -> str | None:

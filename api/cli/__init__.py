@@ -59,7 +59,7 @@ def _fail(code: str, message: str, exit_code: int) -> None:
     from db.errors import printable
     from schema.errors import bounded
 
-    shown = printable(bounded(message))
+    shown = printable(bounded(message.rstrip()))  # (libpq's messages end in a line break)
     err_console.print(
         f"error[{code}]: {shown}", markup=False, highlight=False, emoji=False, soft_wrap=True
     )

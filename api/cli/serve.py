@@ -70,12 +70,15 @@ def serve(
             " development and demos"
         )
     check_port(bind_host, bind_port)  # before any start-up work
-    lock = ServeLock(settings.db.data_dir)
+    # one serve per data folder (its embedded server); an external server may have several
+    folder = settings.db.used_data_dir
+    lock = ServeLock(folder) if folder is not None else None
     # uvicorn shuts down gracefully, then re-raises the signal it caught; turn that into a
     # normal exit so the lock is released and the embedded server is stopped.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
-    lock.acquire(address)
+    if lock is not None:
+        lock.acquire(address)
     pipeline: PipelineProcess | None = None
     url = None
     try:
@@ -137,6 +140,7 @@ def serve(
             pipeline.stop()
         if url is not None:
             close_store_of(url)  # the model listener, before its server goes away
-        lock.release()
+        if lock is not None:
+            lock.release()
         if settings.db.database_url is None:
             stop_embedded(settings.db.data_dir)
