@@ -20,21 +20,27 @@ def _orders(engine: Engine, customer_id: int) -> int:
     return int(found)
 
 
+def _customer(engine: Engine, tag: str) -> int:
+    """A customer of the test's own: the module's customers hold other tests' unpaid orders,
+    and a customer's unpaid orders hold at most 100 units."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "INSERT INTO app.customers (email, first_name, last_name, country, region,"
+                    " city) VALUES (:e, 'Al', 'Ias', 'DE', 'R', 'C') RETURNING id"
+                ),
+                {"e": f"{tag}-{secrets.token_hex(6)}@example.com"},
+            ).scalar_one()
+        )
+
+
 def test_each_mutation_field_takes_a_rate_token(sec_engine: Engine, sec_shop: Shop) -> None:
     """Aliases multiplied placeOrder: 30 orders for one token. Each mutation field takes
     one (an operation's first is its own token), so a request past the bucket places
     nothing (its operation's token is spent), and one within it places all."""
     product = sec_shop.products[0]
-    # a customer of its own: the module's customers hold other tests' unpaid orders, and a
-    # customer's unpaid orders hold at most 100 units
-    with sec_engine.begin() as conn:
-        me = conn.execute(
-            sa.text(
-                "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
-                " VALUES (:e, 'Al', 'Ias', 'DE', 'R', 'C') RETURNING id"
-            ),
-            {"e": f"aliases-{secrets.token_hex(6)}@example.com"},
-        ).scalar_one()
+    me = _customer(sec_engine, "aliases")
     place = (
         f'placeOrder(input: {{customerId: "{me}", items: [{{productId: "{product}",'
         " quantity: 1}], channel: WEB, paymentMethod: CARD}) { id }"
@@ -65,14 +71,7 @@ def test_a_customers_operation_makes_one_change(sec_engine: Engine, sec_shop: Sh
     of two mutation fields is refused before anything runs, on every transport; the same
     two as a batch of two operations are placed (each its own transaction)."""
     a, b = sec_shop.products[0], sec_shop.products[1]
-    with sec_engine.begin() as conn:
-        me = conn.execute(
-            sa.text(
-                "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
-                " VALUES (:e, 'One', 'Change', 'DE', 'R', 'C') RETURNING id"
-            ),
-            {"e": f"one-change-{secrets.token_hex(6)}@example.com"},
-        ).scalar_one()
+    me = _customer(sec_engine, "one-change")
 
     def place(alias: str, product: int) -> str:
         return (
