@@ -368,3 +368,42 @@ def test_a_prediction_unavailable_in_a_payload_leaves_the_order_placed(world: Wo
             sa.text("SELECT count(*) FROM app.orders WHERE id = ANY(:ids)"), {"ids": ids}
         ).scalar_one()
     assert found == 2 and all(body["data"][k]["predictedTotal"]["value"] > 0 for k in "ab")
+
+
+def test_an_operation_rolled_back_logs_no_prediction_of_its_orders(world: World) -> None:
+    """The predictions a payload computed for an order its operation then rolled back (a
+    later field refused) are not logged: they were served to no one, of an order that is
+    not (the hostile review of 2026-12-07: the log kept rows of orders that never were).
+    Those of a committed operation are."""
+    from ml.prediction_log import log_for
+
+    refused = PLACE_TWO.replace("quantity: 2", "quantity: 99999")  # b: OUT_OF_STOCK
+
+    def ghosts() -> int:  # logged rows of order ids no order has
+        log_for(world.engine).flush()
+        with world.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM ml.prediction_log WHERE entity = 'order'"
+                        " AND entity_id NOT IN (SELECT id FROM app.orders)"
+                    )
+                ).scalar_one()
+            )
+
+    before = ghosts()
+    body = answer(world, refused, _buyer(world.engine))
+    assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "OUT_OF_STOCK"
+    assert ghosts() == before
+    body = answer(world, PLACE_TWO, _buyer(world.engine))
+    assert "errors" not in body, body["errors"]
+    log_for(world.engine).flush()
+    with world.engine.connect() as conn:
+        logged = conn.execute(
+            sa.text(
+                "SELECT count(DISTINCT entity_id) FROM ml.prediction_log"
+                " WHERE entity = 'order' AND entity_id = ANY(:ids)"
+            ),
+            {"ids": [int(body["data"][k]["id"]) for k in ("a", "b")]},
+        ).scalar_one()
+    assert logged == 2
