@@ -15,8 +15,9 @@ Imports only numpy and SQLAlchemy (and our light modules): it runs inside the AP
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -117,9 +118,12 @@ def score_groups(
     model: Scorer,
     groups: Sequence[tuple[str, Features, Sequence[int]]],
     actor: str,
+    logged: Callable[[Callable[[], None]], None] | None = None,
 ) -> list[dict[int, Predicted]]:
     """:func:`score` for objects of several kinds a model serves (``order_value``: orders
-    and customers), still in ONE run; one dict per group."""
+    and customers), still in ONE run; one dict per group. Each group's predictions are
+    queued for the log, or, with ``logged``, handed to it as a call that queues them (a
+    mutation's payload: once the operation commits, never for objects it rolled back)."""
     parts = [
         (kind, features, [i for i in dict.fromkeys(ids) if i in features.rows])
         for kind, features, ids in groups
@@ -142,7 +146,11 @@ def score_groups(
     out = []
     for kind, _, found in parts:
         scored = {i: next(rows) for i in found}
-        log(engine, kind, [(i, p, next(hashes)) for i, p in scored.items()], actor)
+        entries = [(i, p, next(hashes)) for i, p in scored.items()]
+        if logged is None:
+            log(engine, kind, entries, actor)
+        else:
+            logged(functools.partial(log, engine, kind, entries, actor))
         out.append(scored)
     return out
 

@@ -271,6 +271,8 @@ class Context:
     # not begin another, whose commit would keep only what came after (every payload is
     # non-null, so no later field runs today; this keeps it so)
     _tx_failed: bool = field(default=False, repr=False)
+    # what runs once the operation's write transaction commits (dropped if it rolls back)
+    _on_commit: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def db(self) -> RequestDb:
@@ -313,6 +315,14 @@ class Context:
             return await self.db.run(fn)
         return await self._on_write(fn)
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """``fn`` once the operation's write transaction commits, never if it rolls back;
+        at once outside one (a query). Safe from a worker thread."""
+        if self._tx is None and not self._writes.pending:
+            fn()
+        else:
+            self._on_commit.append(fn)
+
     async def end_write(self, *, commit: bool) -> bool:
         """End the operation's write transaction, if one is open: COMMIT with ``commit``,
         else ROLLBACK. Returns whether it committed. A COMMIT that fails raises its domain
@@ -321,9 +331,14 @@ class Context:
         the COMMIT, it cannot be told, which SERVICE_UNAVAILABLE says."""
         await self._writes.settled()
         self._tx_failed = False  # (the next operation of a batch or socket starts anew)
+        waiting, self._on_commit = self._on_commit, []
         if self._tx is None:
             return False
-        return await self._writes.run(self._end_write, commit)
+        committed = await self._writes.run(self._end_write, commit)
+        if committed:
+            for fn in waiting:
+                fn()
+        return committed
 
     async def _on_write(self, fn: Callable[[Connection], R]) -> R:
         await self._writes.settled()  # (a cancelled caller's thread may still use it)

@@ -434,6 +434,7 @@ async def complete(
             store.get(model),
             [(kind, features[kind], ids) for kind, ids in groups],
             ctx.actor,
+            ctx.after_commit,  # (a payload's: logged once its objects are committed)
         )
         for model, groups in by_model.items()
     ]
