@@ -15,6 +15,7 @@ import pwd
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,11 +157,13 @@ def test_the_cli_skips_a_planted_data_folder_with_a_warning(
 
 
 def test_serve_with_database_url_ignores_a_planted_data_folder(
-    cli_env: dict[str, str], tmp_path: Path
+    cli_env: dict[str, str], tmp_path: Path, fresh_database: Callable[[], str]
 ) -> None:
     """The planted folder stopped ``cdms serve`` with ``DATABASE_URL`` set too: it took its
-    lock in the data folder (probe 15, M3)."""
+    lock in the data folder (probe 15, M3). (A database of its own: the server's start-up
+    loads the warehouse, which other tests of the session's database expect unloaded.)"""
     env = {k: v for k, v in cli_env.items() if k != "CDMS_DATA_DIR"}
+    env["DATABASE_URL"] = fresh_database()
     planted, work = _planted(tmp_path)
     port = free_port()
     log = tmp_path / "serve.log"
