@@ -269,7 +269,6 @@ def test_the_ha_control_planes_need_credentials() -> None:
         env = services[name]["environment"]
         assert env["PATRONI_RESTAPI_USERNAME"]
         assert REQUIRED.fullmatch(str(env["PATRONI_RESTAPI_PASSWORD"]))
-    # etcd has no authentication: it is reachable from the cluster network only
     assert "ports" not in services["etcd"] and _networks(services["etcd"]) == {cluster}
     cfg = (HA_DIR / "haproxy.cfg").read_text()
     stats = cfg.split("listen stats")[1].split("\nlisten ")[0]
@@ -279,3 +278,30 @@ def test_the_ha_control_planes_need_credentials() -> None:
     assert ".if !defined(CDMS_HAPROXY_STATS_PASSWORD)" in cfg and ".alert" in cfg
     haproxy_env = services["haproxy"]["environment"]
     assert REQUIRED.fullmatch(str(haproxy_env["CDMS_HAPROXY_STATS_PASSWORD"]))
+
+
+def test_the_ha_etcd_takes_credentials() -> None:
+    """etcd had no authentication: anything on the cluster network could write Patroni's
+    leader key (and so pick the primary). A one-off job (ha/etcd-init.sh, in the Patroni
+    image) makes a root user and a patroni user limited to /service/ and turns
+    authentication on before any Patroni starts; the Patronis log in as patroni."""
+    services = _ha()["services"]
+    init = services["etcd-init"]
+    assert init["restart"] == "no" and _networks(init) == _networks(services["etcd"])
+    assert init["entrypoint"] == ["/usr/local/bin/cdms-etcd-init"]
+    assert init["environment"]["ETCD_ENDPOINTS"] == "http://etcd:2379"
+    for name in ("CDMS_ETCD_ROOT_PASSWORD", "CDMS_ETCD_PATRONI_PASSWORD"):
+        assert REQUIRED.fullmatch(str(init["environment"][name])), name
+    for name in ("pg1", "pg2"):
+        service = services[name]
+        assert service["depends_on"]["etcd-init"] == {"condition": "service_completed_successfully"}
+        env = service["environment"]
+        assert env["PATRONI_ETCD3_USERNAME"] == "patroni"
+        assert REQUIRED.fullmatch(str(env["PATRONI_ETCD3_PASSWORD"]))
+        assert "CDMS_ETCD_PATRONI_PASSWORD" in str(env["PATRONI_ETCD3_PASSWORD"])
+    dockerfile = (HA_DIR / "patroni.Dockerfile").read_text()
+    assert "etcd-client" in dockerfile
+    assert "etcd-init.sh /usr/local/bin/cdms-etcd-init" in dockerfile
+    script = (HA_DIR / "etcd-init.sh").read_text()
+    assert "auth enable" in script and "--prefix=true readwrite /service/" in script
+    assert "$CDMS_ETCD_ROOT_PASSWORD" in script and ":$CDMS_ETCD" not in script  # not in argv

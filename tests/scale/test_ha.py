@@ -335,6 +335,20 @@ def test_the_control_planes_and_the_superuser_refuse_anonymous_callers(ha: HA) -
             )
             assert got.status_code == 401, (method, path, auth, got.text)
     assert topology.leader() is leader and leader.state()["state"] == "running"
+    # etcd: Patroni's keys are neither read nor written anonymously (whoever writes the
+    # leader key picks the primary), and Patroni's own user reaches nothing else
+    key = f"/service/{leader.scope}/leader"
+    for args in (["get", key], ["put", key, "pg-evil"], ["del", "--prefix", "/service/"]):
+        got = topology.etcd.ctl(*args)
+        assert got.returncode != 0 and "user name is empty" in got.stderr, (args, got)
+    got = topology.etcd.ctl("get", key, user="patroni", password="wrong")
+    assert got.returncode != 0 and "authentication failed" in got.stderr, got
+    patroni = SECRETS["CDMS_ETCD_PATRONI_PASSWORD"]
+    got = topology.etcd.ctl("get", key, "--print-value-only", user="patroni", password=patroni)
+    assert got.returncode == 0 and got.stdout.strip() == leader.name, got
+    for args in (["put", "/elsewhere", "x"], ["user", "list"], ["auth", "disable"]):
+        got = topology.etcd.ctl(*args, user="patroni", password=patroni)
+        assert got.returncode != 0 and "permission denied" in got.stderr, (args, got)
     password = SECRETS["CDMS_PG_SUPERUSER_PASSWORD"]
     for port in (leader.port, topology.haproxy.primary):  # straight, and through HAProxy
         with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects"):

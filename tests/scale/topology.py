@@ -42,6 +42,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ha"
 COMPOSE = DEPLOY.parent / "compose.ha.yaml"
 TOOLS = {  # Debian package: the executable it brings
     "etcd-server": "etcd",
+    "etcd-client": "etcdctl",
     "patroni": "patroni",
     "haproxy": "haproxy",
     "pgbouncer": "pgbouncer",
@@ -177,6 +178,20 @@ class Etcd:
         )  # fmt: skip
         self.child.start()
         wait_for(lambda: http_ok(f"{me}/health"), timeout=30)
+
+    def ctl(
+        self, *args: str, user: str | None = None, password: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``etcdctl args`` against this etcd (the password on stdin, as etcd-init.sh
+        gives it)."""
+        exe = executable("etcdctl")
+        assert exe is not None
+        login = [] if user is None else [f"--user={user}"]
+        return subprocess.run(
+            [exe, f"--endpoints=http://127.0.0.1:{self.port}", *login, *args],
+            input=f"{password}\n" if password is not None else "",
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
 
     def close(self) -> None:
         if self.child is not None:
