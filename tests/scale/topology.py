@@ -67,7 +67,8 @@ SECRETS = {
 PASSWORD = SECRETS["CDMS_DB_PASSWORD"]  # the application's role, made by ha/post-init.sh
 # the environment the compose file gives Patroni that is not an address: the passwords
 PATRONI_SECRETS = ("PATRONI_SUPERUSER_", "PATRONI_REPLICATION_", "PATRONI_REWIND_",
-                   "PATRONI_RESTAPI_", "CDMS_DB_PASSWORD")  # fmt: skip
+                   "PATRONI_RESTAPI_", "PATRONI_ETCD3_USERNAME", "PATRONI_ETCD3_PASSWORD",
+                   "CDMS_DB_PASSWORD")  # fmt: skip
 
 
 def service_env(service: str) -> dict[str, str]:
@@ -178,6 +179,13 @@ class Etcd:
         )  # fmt: skip
         self.child.start()
         wait_for(lambda: http_ok(f"{me}/health"), timeout=30)
+        # deploy's etcd-init job: users root and patroni, authentication on
+        env = {**service_env("etcd-init"), "ETCD_ENDPOINTS": me, "PATH": os.environ["PATH"]}
+        init = subprocess.run(
+            ["sh", str(DEPLOY / "etcd-init.sh")], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert init.returncode == 0, init.stdout + init.stderr
 
     def ctl(
         self, *args: str, user: str | None = None, password: str | None = None
@@ -245,10 +253,10 @@ class PatroniNode:
             scope=self.scope,
             name=self.name,
             restapi={"listen": f"127.0.0.1:{self.api}", "connect_address": f"127.0.0.1:{self.api}"},
-            etcd3={"hosts": [f"127.0.0.1:{self.etcd.port}"]},
             log={"level": "INFO", "dir": str(self.root), "file_num": 1},
         )
         conf.pop("etcd", None)
+        conf.pop("etcd3", None)  # from the environment, as in the compose file (start)
         return conf
 
     def start(self) -> None:
@@ -265,6 +273,9 @@ class PatroniNode:
         env.update(
             (k, v) for k, v in service_env(self.name).items() if k.startswith(PATRONI_SECRETS)
         )
+        # (Patroni reads PATRONI_ETCD3_USERNAME/PASSWORD only beside an etcd3 setting of the
+        # environment: the compose file's is PATRONI_ETCD3_HOSTS, the address here)
+        env["PATRONI_ETCD3_HOSTS"] = f"127.0.0.1:{self.etcd.port}"
         user = "postgres" if os.geteuid() == 0 else None
         self.child = Child([exe, str(conf)], self.root / "patroni.out", env, user)
         self.child.start()
