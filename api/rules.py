@@ -583,18 +583,10 @@ def _page(arg: ArgField | None, variables: VariableValues, limits: Limits) -> in
     return limits.default_page
 
 
-def _rows(arg: ArgField, variables: VariableValues) -> int:
-    """The rows a ``limit`` argument asks for (its default when not given); a drill down
-    answers up to MAX_LIMIT children."""
-    if arg.name == _DRILL:
-        return MAX_LIMIT
-    value = arg.values(variables).get(_ROWS_ARG)
-    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _skipped(arg: ArgField, variables: VariableValues) -> int:
-    """The rows an ``offset`` argument skips (0 when not given)."""
-    value = arg.values(variables).get(_SKIP_ARG)
+def _rows(arg: ArgField, variables: VariableValues, name: str) -> int:
+    """The rows argument ``name`` counts (``limit``: asked for, its default when not given;
+    ``offset``: skipped), 0 when absent."""
+    value = arg.values(variables).get(name)
     return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -627,9 +619,11 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
         for under in c.lists:
             total += LIST_ROWS + LIST_ROWS * unit(under, least)
         for arg, under in c.rows:
-            rows = _rows(arg, variables)
-            per_row = 1 if arg.name == _DRILL else max(1, cells(under))
-            read = rows + _skipped(arg, variables)
+            # a drill down answers up to MAX_LIMIT children, one cell each
+            drill = arg.name == _DRILL
+            rows = MAX_LIMIT if drill else _rows(arg, variables, _ROWS_ARG)
+            per_row = 1 if drill else max(1, cells(under))
+            read = rows + _rows(arg, variables, _SKIP_ARG)
             total += CUBE_COST + math.ceil(read * per_row / CUBE_CELLS_PER_COST)
             inner = unit(under, 1)
             if inner:
