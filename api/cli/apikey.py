@@ -6,20 +6,13 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
-from api.cli.common import console, plain, resolve_url, utf8
+from api.cli.common import app_engine, console, plain, utf8
 
 if TYPE_CHECKING:
     from api.apikeys import ApiKey
 
 app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
-
-
-def _engine() -> Engine:
-    from db.engine import make_engine
-
-    return make_engine(resolve_url())
 
 
 @app.command("create")
@@ -36,7 +29,7 @@ def create(
     validate_role(role, customer)  # before touching the database
     if name is not None:
         utf8(name, "--name")
-    key, secret = create_key(_engine(), role, customer, name)
+    key, secret = create_key(app_engine(), role, customer, name)
     console.print(
         f"created API key [bold]{key.id}[/] ({plain(key.name)}, role {key.role}"
         + (f", customer {key.customer_id}" if key.customer_id is not None else "")
@@ -52,7 +45,7 @@ def list_() -> None:
     A customer key whose customer is gone is refused, and shown revoked."""
     from api.apikeys import list_keys
 
-    keys = list_keys(_engine())
+    keys = list_keys(app_engine())
     table = Table("id")
     table.add_column("prefix", no_wrap=True)
     for title in ("name", "role", "customer", "created", "last used", "revoked"):
@@ -82,7 +75,7 @@ def revoke(key_id: int = typer.Argument(..., help="The key's id (see cdms apikey
     """Revoke a key: requests with it are refused from now on."""
     from api.apikeys import revoke_key
 
-    key = revoke_key(_engine(), key_id)
+    key = revoke_key(app_engine(), key_id)
     console.print(
         f"API key {key.id} ({plain(key.name)}) revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import app_engine, console, progress
 
 app = typer.Typer(help="Access for BI tools over PostgreSQL (docs/bi.md).", no_args_is_help=True)
 
@@ -15,13 +15,12 @@ def publish() -> None:
     that may read bi and nothing else. Idempotent; run it again after a model change (the
     ETL also does once bi is published)."""
     from api.settings import Settings
-    from db.engine import make_engine
     from semantic import bi
     from semantic.validate import default_model
 
     settings = Settings.from_env()
     model = default_model()
-    engine = make_engine(resolve_url())
+    engine = app_engine()
     with progress() as bar:
         task = bar.add_task("publishing bi views", total=len(model.cubes) + 1)
         with engine.begin() as conn:

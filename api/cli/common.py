@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,6 +16,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 console = Console()
 err_console = Console(stderr=True)
@@ -77,3 +81,10 @@ def resolve_url(*, create: bool = False) -> str:
     url = database_url(create=create)
     check_connection(url)
     return url
+
+
+def app_engine() -> Engine:
+    """An engine on the application database (:func:`resolve_url`)."""
+    from db.engine import make_engine
+
+    return make_engine(resolve_url())

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from api.cli.common import console, progress, resolve_url, task_per_key
+from api.cli.common import app_engine, console, progress, resolve_url, task_per_key
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -126,13 +126,12 @@ def list_cmd(
     """Every registered version, newest first, with its metrics."""
     from rich.table import Table
 
-    from db.engine import make_engine
     from ml.registry import list_versions
     from ml.specs import spec
 
     if model is not None:
         spec(model)
-    with make_engine(resolve_url()).connect() as conn:
+    with app_engine().connect() as conn:
         versions = list_versions(conn, model)
     if not versions:
         console.print("no models registered (run: cdms ml train)")
@@ -164,12 +163,11 @@ def activate_cmd(
 ) -> None:
     """Make VERSION the active one of NAME (validated first; servers swap at once), then
     store its predictions of every order or ticket (as `cdms ml score --model NAME`)."""
-    from db.engine import make_engine
     from ml.registry import activate
     from ml.specs import spec
 
     spec(name)
-    engine = make_engine(resolve_url())
+    engine = app_engine()
     activate(engine, name, version)
     console.print(f"{name} version {version} is active; storing its predictions")
     score_stored(engine, [name])
@@ -184,11 +182,10 @@ def score_cmd(
     """Store the predictions of every order and ticket that has none by its model's active
     version (ml.order_predictions, ml.ticket_predictions; normally done after each ETL run
     and activation). Rows already current are left alone: a second run writes nothing."""
-    from db.engine import make_engine
     from ml.specs import spec
 
     names = [spec(n).name for n in model] if model else None  # unknown names fail first
-    score_stored(make_engine(resolve_url()), names)
+    score_stored(app_engine(), names)
 
 
 @app.command("prune-log")

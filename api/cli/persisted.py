@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from api.cli.common import console, plain, resolve_url, utf8
+from api.cli.common import app_engine, console, plain, utf8
 from db.errors import BadUserInputError
 
 app = typer.Typer(help="Persisted GraphQL queries (the allow-list).", no_args_is_help=True)
@@ -29,7 +29,7 @@ def add(
     from graphql import GraphQLError, OperationDefinitionNode, parse, validate
 
     from api.rules import Limits, check_names, check_size, shape_of
-    from db.engine import make_engine, transaction
+    from db.engine import transaction
     from db.errors import QueryTooComplexError
     from schema.app import graphql_schema
 
@@ -78,7 +78,7 @@ def add(
                 f"the name of {file} (the query's name) has control characters", field="name"
             )
         docs.append((hashlib.sha256(text.encode("utf-8")).hexdigest(), name, text))
-    with transaction(make_engine(resolve_url())) as conn:  # all files or none
+    with transaction(app_engine()) as conn:  # all files or none
         for sha, name, text in docs:
             conn.execute(
                 sa.text(
@@ -99,12 +99,12 @@ def remove(
     them within CDMS_APIKEY_CACHE_SECONDS (default 5 s)."""
     import sqlalchemy as sa
 
-    from db.engine import make_engine, transaction
+    from db.engine import transaction
     from db.errors import NotFoundError
 
     for key in keys:
         utf8(key, "a hash or name")
-    with transaction(make_engine(resolve_url())) as conn:  # all or none
+    with transaction(app_engine()) as conn:  # all or none
         # every key looked up before anything is deleted: a document named twice (by its
         # hash and its name, or one key repeated) is found by each key, not refused
         found: dict[str, str | None] = {}
@@ -134,9 +134,7 @@ def list_() -> None:
     """The registered documents."""
     import sqlalchemy as sa
 
-    from db.engine import make_engine
-
-    with make_engine(resolve_url()).connect() as conn:
+    with app_engine().connect() as conn:
         rows = conn.execute(
             sa.text("SELECT sha256, name, created_at FROM app.persisted_queries ORDER BY name")
         ).all()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from api.cli.common import console, progress, resolve_url
+from api.cli.common import app_engine, console, progress
 from db.errors import BadUserInputError, CdmsError, printable
 
 
@@ -51,7 +51,6 @@ def report(
     require("report", "cdms report")
     from api.report import render
     from api.report_charts import CHARTS, Period
-    from db.engine import make_engine
     from semantic.service import warehouse_state
 
     if not out_:  # (as a Path it would be "." - an unset variable - and fill this folder)
@@ -62,7 +61,7 @@ def report(
         raise BadUserInputError(f"--from {period.start} is after --to {period.end}", field="--from")
     if out.exists() and not out.is_dir():
         raise BadUserInputError(f"--out {out} exists and is not a folder", field="--out")
-    engine = make_engine(resolve_url())
+    engine = app_engine()
     with engine.connect() as conn:
         _, loaded, _ = warehouse_state(conn)
     if loaded is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from api.cli.common import console, err_console, progress, resolve_url
+from api.cli.common import app_engine, console, err_console, progress
 
 app = typer.Typer(help="The semantic (cube) model.", no_args_is_help=True)
 
@@ -54,12 +54,11 @@ def rollups(
     ),
 ) -> None:
     """Build the declared rollups in schema dw_rollup (normally done after each ETL run)."""
-    from db.engine import make_engine
     from semantic.rollups import build_all
     from semantic.validate import default_model
 
     model = default_model()
-    engine = make_engine(resolve_url())
+    engine = app_engine()
     if explain:
         _explain(engine, model)
         return
