@@ -33,6 +33,7 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    get_operation_ast,
     parse,
     validate,
 )
@@ -399,18 +400,15 @@ class Pipeline:
         return found
 
     def _operation(self, document: DocumentNode, name: str | None) -> OperationDefinitionNode:
-        ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if not ops:
+        found = get_operation_ast(document, name)
+        if found is not None:
+            return found
+        if not any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
             raise BadUserInputError("the document has no operation, only fragments")
         if name is None:
-            if len(ops) != 1:
-                raise BadUserInputError(
-                    "the document has several operations: name one with operationName"
-                )
-            return ops[0]
-        for o in ops:
-            if o.name is not None and o.name.value == name:
-                return o
+            raise BadUserInputError(
+                "the document has several operations: name one with operationName"
+            )
         raise BadUserInputError(
             f"operationName {shown(name)} does not name an operation of the document"
         )
