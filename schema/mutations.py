@@ -122,10 +122,8 @@ def _ranges(conn: Connection, table: str) -> dict[str, tuple[Decimal, Decimal]]:
                 top = Decimal(10) ** (precision - scale) - Decimal(10) ** -scale
                 found[str(column)] = (-top, top)
             else:  # smallint: precision 16 (bits)
-                found[str(column)] = (
-                    -(Decimal(2) ** (precision - 1)),
-                    Decimal(2) ** (precision - 1) - 1,
-                )
+                half = Decimal(2) ** (precision - 1)
+                found[str(column)] = (-half, half - 1)
         _RANGES[table] = found
     return found
 
