@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
+from db.config import to_libpq_url
 from db.engine import make_engine
 from etl import pipeline, runner
 from etl.status import health, warehouse_status
@@ -293,3 +295,49 @@ def test_a_cube_answer_of_a_new_version_reports_that_version_s_freshness(
     )
     assert after["lagSeconds"] == 0
     assert after["newestChangeAt"] > caught_up["newestChangeAt"]
+
+
+def _pg_spelling(url: str, t: Any) -> str:
+    """PostgreSQL's JSON spelling of the instant ``t`` (the reads' format: docs/api.md)."""
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        got = conn.execute("SELECT to_json(%s::timestamptz)::text", (t,)).fetchone()
+    assert got is not None
+    return str(got[0]).strip('"')
+
+
+def test_times_made_in_python_are_spelled_as_postgresql_spells_them(loaded_shop: str) -> None:
+    """The audit of issue 15's formats: `warehouseStatus`, `extensions.cube` and `/healthz`
+    wrote Python's isoformat (six fraction digits, trailing zeros kept) where every read
+    writes PostgreSQL's (``…59.91117+00:00``): the same instant, two spellings."""
+    import datetime as dt
+
+    from schema.scalars import serialize_iso
+
+    utc = dt.UTC
+    for t in (
+        dt.datetime(2026, 12, 7, 17, 37, 59, 911170, tzinfo=utc),
+        dt.datetime(2026, 12, 7, 17, 37, 59, 500000, tzinfo=utc),
+        dt.datetime(2026, 12, 7, 17, 37, 59, 1, tzinfo=utc),
+        dt.datetime(2026, 12, 7, 17, 37, 59, tzinfo=utc),
+        dt.datetime(2026, 12, 7, 19, 37, 59, 120000, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ):
+        assert serialize_iso(t) == _pg_spelling(loaded_shop, t), t
+    sql(loaded_shop, "UPDATE app.orders SET updated_at = '2026-12-07 17:37:59.91117+00'"
+        " WHERE id = (SELECT max(id) FROM app.orders)")  # fmt: skip
+    pipeline.run(loaded_shop)
+    status = _status(loaded_shop)
+    newest = _pg_spelling(loaded_shop, status.newest_change_at)
+    last_run = _pg_spelling(loaded_shop, status.last_run_at)
+    engine = make_engine(loaded_shop)
+    with make_app(engine) as client:
+        code, body = post(client, token("admin"), STATUS)
+        assert code == 200 and "errors" not in body, body
+        got = body["data"]["warehouseStatus"]
+        assert (got["newestChangeAt"], got["lastRunAt"]) == (newest, last_run)
+        health = client.get("/healthz").json()["warehouse"]
+        assert health["newestChangeAt"] == newest
+        code, body = post(client, token("admin"), CUBE)
+        assert code == 200 and "errors" not in body, body
+        [report] = body["extensions"]["cube"]
+        assert report["newestChangeAt"] == newest
