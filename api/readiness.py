@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
+from db.iso import iso
 from etl.status import health, warehouse_status
 from ml.specs import SPECS
 
@@ -135,7 +136,7 @@ class ReadinessProbe:
             "version": status.version,
             "lagSeconds": status.lag_seconds,
             "state": status.state,
-            "lastRunAt": None if status.last_run_at is None else status.last_run_at.isoformat(),
+            "lastRunAt": None if status.last_run_at is None else iso(status.last_run_at),
             "failures": status.failures,
         }
         models = {

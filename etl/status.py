@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from db.iso import iso
 from etl.steps import STEPS
 
 UPDATED_CHANNEL = "cdms_etl_done"
@@ -82,18 +83,18 @@ class WarehouseStatus:
     def as_json(self) -> dict[str, Any]:
         """The status as JSON (camelCase, ISO times): ``/healthz`` detail, NOTIFY payload."""
 
-        def iso(t: datetime | None) -> str | None:
-            return None if t is None else t.isoformat()
+        def opt(t: datetime | None) -> str | None:
+            return None if t is None else iso(t)
 
         return {
             "version": self.version,
-            "newestChangeAt": iso(self.newest_change_at),
+            "newestChangeAt": opt(self.newest_change_at),
             "lagSeconds": self.lag_seconds,
             "lastRunId": self.last_run_id,
-            "lastRunAt": iso(self.last_run_at),
+            "lastRunAt": opt(self.last_run_at),
             "state": self.state,
             "error": self.error,
-            "failingSince": iso(self.failing_since),
+            "failingSince": opt(self.failing_since),
             "failures": self.failures,
         }
 

@@ -20,6 +20,7 @@ from typing import Any
 import strawberry
 
 from db.errors import BadUserInputError, clipped, shown
+from db.iso import iso
 
 TWO_PLACES = Decimal("0.01")
 # what a Decimal's text may be: ASCII digits, a point, an exponent (Python's Decimal() also
@@ -121,7 +122,7 @@ def parse_id(value: Any, what: str = "id") -> int:
 
 def serialize_iso(value: dt.date | dt.datetime | str) -> str:
     """A DateTime or Date: PostgreSQL's text passes through, a Python value is written."""
-    return value if isinstance(value, str) else value.isoformat()
+    return value if isinstance(value, str) else iso(value)
 
 
 def parse_datetime(value: Any) -> dt.datetime:

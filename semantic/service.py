@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from db.errors import BadUserInputError, WarehouseLoadingError
+from db.iso import iso
 from semantic.answer import answer_statement
 from semantic.cache import ResultCache, footprint
 from semantic.checks import ALL, canonical, check_access, check_query, check_timezone
@@ -128,7 +129,7 @@ def plain(v: Any) -> Any:
     if isinstance(v, Decimal):
         return float(v)
     if isinstance(v, datetime | date):
-        return v.isoformat()
+        return iso(v)
     if isinstance(v, list | tuple):
         return [plain(x) for x in v]
     return v
@@ -184,7 +185,7 @@ def loading_error(conn: Connection) -> WarehouseLoadingError:
     fields: dict[str, Any] = {
         "runId": run_id,
         "state": status,  # None: no run yet
-        "startedAt": None if started is None else started.isoformat(),
+        "startedAt": None if started is None else iso(started),
         "stepsDone": int(done or 0),
         "steps": LOAD_STEPS,
         "orders": None if orders is None else int(orders),

@@ -21,6 +21,7 @@ from cachetools import TTLCache
 from sqlalchemy.engine import Connection
 from strawberry.extensions import SchemaExtension
 
+from db.iso import iso
 from etl.status import WarehouseStatus, warehouse_status
 from semantic.service import CubeAnswer
 
@@ -70,8 +71,8 @@ def report_entry(path: str, got: CubeAnswer, status: WarehouseStatus) -> dict[st
         "truncated": got.truncated,
         "cached": got.cached,
         "warehouseVersion": got.version,
-        "freshness": got.freshness.isoformat() if got.freshness else None,
-        "newestChangeAt": newest.isoformat() if newest else None,
+        "freshness": iso(got.freshness) if got.freshness else None,
+        "newestChangeAt": iso(newest) if newest else None,
         "lagSeconds": status.lag_seconds,
         "ms": round(got.seconds * 1000, 3),
     }
