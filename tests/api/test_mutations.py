@@ -426,12 +426,22 @@ def test_order_status_and_returns(run: Run, w_engine: Engine, w_shop: Shop) -> N
     assert approved["status"] == "APPROVED" and approved["refundAmount"] == "30.50"
     refused(run, w_engine, "INVALID_TRANSITION", approve, id=ret["id"])
     second = ok(
-        run(request, input={"orderId": oid, "lineNo": 1, "quantity": 1, "reason": "CHANGED_MIND"})
+        run(
+            request,
+            input={
+                "orderId": oid,
+                "lineNo": 1,
+                "quantity": 1,
+                "reason": "CHANGED_MIND",
+                "comment": "too big",
+            },
+        )
     )["requestReturn"]
     reject = """mutation ($id: ID!) { rejectReturn(returnId: $id, comment: "no") {
-      status comment decidedAt } }"""
+      status comment decisionComment decidedAt } }"""
     rejected = ok(run(reject, id=second["id"]))["rejectReturn"]
     assert rejected["status"] == "REJECTED" and rejected["decidedAt"] is not None
+    assert rejected["decisionComment"] == "no" and rejected["comment"] == "too big"
     refused(run, w_engine, "NOT_FOUND", reject, id="77777777")
 
 

@@ -743,7 +743,98 @@ def test_0036_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     at_head = fresh_database()
     head = _order_guard_state(at_head)
     assert not _straight_to_returned(at_head)
-    changed = {f[0] for f in head if f not in before} | {f[0] for f in before if f not in head}
+    # what 0036 itself changed (head has later revisions' changes too)
+    at_0036 = _order_guard_state(_migrated_to(fresh_database, "0036_returned_by_returns"))
+    changed = {f[0] for f in at_0036 if f not in before} | {
+        f[0] for f in before if f not in at_0036
+    }
     assert changed == {"app.orders_guard_status()"}
     _back_and_forward(at_head, "0035_idempotency_per_customer", _order_guard_state, before, head)
     assert not _straight_to_returned(at_head)
+
+
+def _return_notes_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0037 (the shop's decision note apart from the customer's comment) changes: the
+    columns of app.returns with their checks and comments, who may write which of them, and
+    the functions of schema app (signature, rights, body)."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+
+        def rows(sql: str) -> list[tuple[object, ...]]:
+            return conn.execute(sql).fetchall()
+
+        return {
+            "columns": rows(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+                " a.attacl::text[], col_description(a.attrelid, a.attnum) FROM pg_attribute AS a"
+                " WHERE a.attrelid = 'app.returns'::regclass AND a.attnum > 0"
+                " AND NOT a.attisdropped ORDER BY 1"
+            ),
+            "checks": rows(
+                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'app.returns'::regclass ORDER BY 1"
+            ),
+            "table": rows(
+                "SELECT relacl::text[] FROM pg_class WHERE oid = 'app.returns'::regclass"
+            ),
+            "functions": rows(
+                "SELECT oid::regprocedure::text, prosecdef, proacl::text[], md5(prosrc)"
+                " FROM pg_proc WHERE pronamespace = 'app'::regnamespace ORDER BY 1"
+            ),
+        }
+
+
+def _rejected_with_a_note(url: str, n: int) -> int:
+    """A delivered order's return, rejected with a note (committed): the id of the return."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        order = conn.execute(
+            "WITH c AS (INSERT INTO app.customers (email, first_name, last_name, country,"
+            " region, city) VALUES (%(n)s || '@example.com', 'N', 'T', 'DE', 'R', 'C')"
+            " RETURNING id),"
+            " p AS (INSERT INTO app.products (sku, name, category, subcategory, brand,"
+            " unit_price, cost, stock) VALUES ('R-0037-' || %(n)s, 'r', 'Toys', 't', 'b', 10,"
+            " 5, 5)"
+            " RETURNING id)"
+            " SELECT app.place_order(c.id, jsonb_build_array(jsonb_build_object("
+            "'product_id', p.id, 'quantity', 1)), 'web', 'card') FROM c, p",
+            {"n": str(n)},
+        ).fetchone()[0]  # type: ignore[index]
+        for step in ("paid", "shipped", "delivered"):
+            conn.execute("SELECT app.set_order_status(%s, %s)", (order, step))
+        returned = conn.execute(
+            "SELECT app.request_return(%s, 1, 1, 'damaged', 'box crushed')", (order,)
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute("SELECT app.reject_return(%s, 'staff note')", (returned,))
+        conn.commit()
+        return int(returned)  # type: ignore[call-overload]
+
+
+def test_0037_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[], str]) -> None:
+    """0037 (probe 22, M1: app.reject_return wrote the shop's note over the customer's
+    comment) adds app.returns.decision_comment, which app.reject_return now writes, and keeps
+    the staff's role from updating comment. A comment 0036 already overwrote stays as it is
+    (what the customer wrote is gone); its downgrade leaves what 0036 made (compared with a
+    database migrated to 0036 from scratch), upgrading again gives head's."""
+    scratch = _migrated_to(fresh_database, "0036_returned_by_returns")
+    before = _return_notes_state(scratch)
+    old = _rejected_with_a_note(scratch, 1)
+    upgrade(scratch)
+    with psycopg.connect(to_libpq_url(scratch)) as conn:
+        kept = conn.execute(
+            "SELECT comment, decision_comment FROM app.returns WHERE id = %s", (old,)
+        ).fetchone()
+        assert kept == ("staff note", None)  # cannot be told from a customer's comment
+    new = _rejected_with_a_note(scratch, 2)
+    with psycopg.connect(to_libpq_url(scratch)) as conn:
+        kept = conn.execute(
+            "SELECT comment, decision_comment FROM app.returns WHERE id = %s", (new,)
+        ).fetchone()
+        assert kept == ("box crushed", "staff note")
+        # the signature older code calls during a rolling upgrade is the one it was
+        assert conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE proname = 'reject_return'"
+        ).fetchall() == [("app.reject_return(bigint,text)",)]
+
+    at_head = fresh_database()
+    head = _return_notes_state(at_head)
+    assert "decision_comment" in [c[0] for c in head["columns"]]
+    _back_and_forward(at_head, "0036_returned_by_returns", _return_notes_state, before, head)

@@ -197,3 +197,83 @@ def test_the_shop_cannot_set_an_order_returned_without_its_returns(
     after = _order_state(sec_engine, order, product)
     assert after[0] == "returned" and after[1] is not None
     assert after[3:] == (before[3] + 1, 2, before[5] + 2)
+
+
+# ---- the shop's decision note is its own (probe 22, M1) -----------------------------------
+
+ASK_WITH_COMMENT = """mutation ($i: RequestReturnInput!) { requestReturn(input: $i) { id } }"""
+REJECT = """mutation ($r: ID!, $c: String) { rejectReturn(returnId: $r, comment: $c) {
+  status comment decisionComment } }"""
+OWN_RETURNS = """query ($c: ID!) { customer(id: $c) { returns(first: 5) { edges { node {
+  id status comment } } } } }"""
+OWN_NOTE = """query ($c: ID!) { customer(id: $c) { returns(first: 5) { edges { node {
+  id ...note } } } } }
+fragment note on Return { decisionComment }"""
+NOTE = """query ($c: ID!) { customer(id: $c) { returns(first: 5) { edges { node {
+  comment decisionComment } } } } }"""
+
+
+@pytest.mark.parametrize("role", ["service", "admin"])
+def test_a_rejection_note_is_the_shops_and_keeps_the_customers_comment(
+    client: Any, sec_engine: Engine, sec_shop: Shop, role: str
+) -> None:
+    """rejectReturn(comment:) replaced the customer's comment with the staff's note, which
+    the customer then read, and its own words were lost. The note has a field of its own,
+    decisionComment, for staff roles only (a customer is refused it as it is changedBy);
+    the customer's comment is never rewritten, not even by a statement no mutation makes."""
+    customer = _customer(sec_engine)
+    order = _delivered(sec_engine, customer, sec_shop.products[4], 1, "0", 0)
+    mine, note = "Box crushed in transit", "INTERNAL: flagged for fraud review (agent j.smith)"
+    status, body = post(
+        client,
+        token("customer", customer),
+        ASK_WITH_COMMENT,
+        {"i": {"orderId": str(order), "lineNo": 1, "quantity": 1, "reason": "DAMAGED",
+               "comment": mine}},
+    )  # fmt: skip
+    assert status == 200 and "errors" not in body, body
+    ret = body["data"]["requestReturn"]["id"]
+
+    status, body = post(client, token(role), REJECT, {"r": ret, "c": note})
+    assert status == 200 and "errors" not in body, body
+    assert body["data"]["rejectReturn"] == {
+        "status": "REJECTED", "comment": mine, "decisionComment": note
+    }  # fmt: skip
+
+    # the customer reads its own words, and is refused the shop's (also in a fragment)
+    status, body = post(client, token("customer", customer), OWN_RETURNS, {"c": str(customer)})
+    assert status == 200 and "errors" not in body, body
+    [edge] = body["data"]["customer"]["returns"]["edges"]
+    assert edge["node"] == {"id": ret, "status": "REJECTED", "comment": mine}
+    status, body = post(client, token("customer", customer), OWN_NOTE, {"c": str(customer)})
+    assert status == 403 and body["data"] is None, body
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
+    assert "decisionComment" in body["errors"][0]["message"]
+    assert note not in str(body)
+    for staff in ("admin", "analyst", "service"):
+        status, body = post(client, token(staff), NOTE, {"c": str(customer)})
+        assert status == 200 and "errors" not in body, body
+        [edge] = body["data"]["customer"]["returns"]["edges"]
+        assert edge["node"] == {"comment": mine, "decisionComment": note}
+
+    # the floor: the staff's database role may not rewrite the customer's comment
+    with sec_engine.connect() as conn, conn.begin() as trans:
+        conn.execute(
+            sa.text(
+                "SELECT set_config('role', 'cdms_api', true), set_config('cdms.role', :role, true)"
+            ),
+            {"role": role},
+        )
+        with pytest.raises(sa.exc.DBAPIError) as exc:
+            conn.execute(
+                sa.text("UPDATE app.returns SET comment = 'overwritten' WHERE id = :r"),
+                {"r": int(ret)},
+            )
+        assert exc.value.orig.sqlstate == "42501", exc.value.orig  # type: ignore[union-attr]
+        trans.rollback()
+    with sec_engine.connect() as conn:
+        kept = conn.execute(
+            sa.text("SELECT comment, decision_comment FROM app.returns WHERE id = :r"),
+            {"r": int(ret)},
+        ).one()
+    assert tuple(kept) == (mine, note)
