@@ -356,9 +356,25 @@ ENTITIES: dict[str, Entity] = {
                 C("quantity", K.INT, sum=True, minmax=True),
                 C("status", K.ENUM, enum=enums.ReturnStatus, filter=True),
                 C("refundAmount", K.MONEY, null=True, sum=True, minmax=True),
-                C("comment", K.STRING, null=True),
+                C(
+                    "comment",
+                    K.STRING,
+                    null=True,
+                    doc="What the customer wrote when asking for the return; the shop never "
+                    "rewrites it.",
+                ),
                 C("requestedAt", K.DATETIME, filter=True, sort=True, minmax=True),
                 C("decidedAt", K.DATETIME, null=True),
+                # the shop's note on its decision (probe 22, M1: it was written over the
+                # customer's comment, which the customer reads): staff only, as changedBy
+                C(
+                    "decisionComment",
+                    K.STRING,
+                    null=True,
+                    roles=STAFF,
+                    doc="The shop's note on its decision (rejectReturn's comment), kept apart "
+                    "from the customer's comment. Staff roles only: a customer is refused it.",
+                ),
                 R("customer", "Customer", "customer_id", "id", ONE),
                 R("order", "Order", "order_id", "id", ONE),
             ),

@@ -505,7 +505,14 @@ class Mutation:
         fn = sa.func.app.approve_return(parse_id(return_id, "returnId"), refund_amount)
         return await _write_and_read(info, _call(fn, composite=True), "Return")
 
-    @_mutation("Return", OPERATORS)
+    @_mutation(
+        "Return",
+        OPERATORS,
+        "Rejects a requested return. comment: the shop's note on the decision, stored as "
+        "decisionComment (staff roles only; at most 10,000 characters, BAD_USER_INPUT "
+        "(comment, reason 'too long', max)); the customer's own comment is kept as it is. "
+        "INVALID_TRANSITION: already decided.",
+    )
     async def reject_return(
         self, info: Info, return_id: strawberry.ID, comment: str | None = None
     ) -> Any:

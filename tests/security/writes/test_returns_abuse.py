@@ -234,6 +234,13 @@ def test_a_rejection_note_is_the_shops_and_keeps_the_customers_comment(
     assert status == 200 and "errors" not in body, body
     ret = body["data"]["requestReturn"]["id"]
 
+    # a note too long is refused naming the argument, not the column
+    status, body = post(client, token(role), REJECT, {"r": ret, "c": "x" * 10_001})
+    assert status == 400 and body["data"] is None, body
+    ext = body["errors"][0]["extensions"]
+    assert (ext["code"], ext["field"], ext["reason"], ext["max"]) == (
+        "BAD_USER_INPUT", "comment", "too long", 10_000
+    )  # fmt: skip
     status, body = post(client, token(role), REJECT, {"r": ret, "c": note})
     assert status == 200 and "errors" not in body, body
     assert body["data"]["rejectReturn"] == {
@@ -250,6 +257,14 @@ def test_a_rejection_note_is_the_shops_and_keeps_the_customers_comment(
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
     assert "decisionComment" in body["errors"][0]["message"]
     assert note not in str(body)
+    # nor may it select the field in a mutation's payload
+    status, body = post(
+        client,
+        token("customer", customer),
+        "mutation ($i: RequestReturnInput!) { requestReturn(input: $i) { id decisionComment } }",
+        {"i": {"orderId": str(order), "lineNo": 1, "quantity": 1, "reason": "DAMAGED"}},
+    )
+    assert status == 403 and [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
     for staff in ("admin", "analyst", "service"):
         status, body = post(client, token(staff), NOTE, {"c": str(customer)})
         assert status == 200 and "errors" not in body, body
