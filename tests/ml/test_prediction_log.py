@@ -235,6 +235,22 @@ def test_a_principals_what_ifs_past_the_hours_budget_are_counted_not_logged() ->
     log.close()
 
 
+def test_the_budget_warning_writes_the_actor_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    """The actor is the client's (a JWT's ``sub``): written raw, a line break in it forged a
+    log line and an escape sequence ran on the terminal of whoever watched the server
+    (hostile probe 22, L3)."""
+    log = PredictionLog("postgresql://nobody@127.0.0.1:1/nothing", interval=60, what_if_budget=1)
+    actor = "jwt:ops\nINFO: forged\x1b]0;owned\x07\x1b[2J\u202e"
+    row = ("order_status", 1, "what_if", None, "delivered", 0.9, None, actor,
+           dt.datetime.now(dt.UTC), bytes(16))  # fmt: skip
+    with caplog.at_level("WARNING", logger=prediction_log.log.name):
+        log.add([row])
+    log.close()
+    [line] = [r.getMessage() for r in caplog.records if "what-if" in r.getMessage()]
+    assert line.isprintable(), line
+    assert "jwt:ops\\nINFO: forged\\x1b" in line, line
+
+
 def test_a_flush_that_fails_drops_its_batch_and_counts_it() -> None:
     log = PredictionLog("postgresql://nobody@127.0.0.1:1/nothing", interval=60)
     log.add([_row("x")])

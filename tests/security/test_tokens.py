@@ -170,6 +170,53 @@ def test_a_subject_longer_than_200_characters_is_refused(client: Any) -> None:
     assert status == 200, body
 
 
+HOSTILE_SUBS = [
+    'ops\nINFO:     127.0.0.1 - "POST /admin" 200 OK',  # a forged log line
+    "ops\x1b]0;owned\x07\x1b[2J",  # retitles and clears the terminal that shows it
+    "ops\u202egnp.exe",  # a bidi override: shown reversed
+    "ops\u200b",  # invisible
+    "ops\r",
+]
+
+
+@pytest.mark.parametrize("sub", HOSTILE_SUBS)
+def test_a_subject_with_control_characters_is_refused_on_every_transport(
+    client: Any, sub: str
+) -> None:
+    """A staff token's ``sub`` is the actor of its writes (``changedBy``, returns' and
+    tickets' ``*_by``) and reaches log lines: control characters, line breaks and bidi
+    overrides in it forged lines and ran escape sequences on the terminal of whoever read
+    them (hostile probe 22, L3). Refused as API-key names are: 401 UNAUTHENTICATED over
+    HTTP, 4401 in the handshake or at connection_init (both subprotocols)."""
+    tok = token("service", sub=sub)
+    status, body = _status(client, tok)
+    assert status == 401, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED", error
+    assert "sub" in error["message"] and sub not in error["message"], error
+    for protocol in ("graphql-transport-ws", "graphql-ws"):
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect("/graphql", subprotocols=[protocol], headers=bearer(tok)),
+        ):
+            pass
+        assert closed.value.code == 4401, protocol
+        with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
+            ws.send_json(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}}
+            )
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while True:  # graphql-ws tells connection_error first
+                    ws.receive_json()
+            assert closed.value.code == 4401, protocol
+
+
+def test_a_printable_subject_in_any_script_is_accepted(client: Any) -> None:
+    for sub in ("jörg.müller", "ключ", "ops team", "運用"):
+        status, body = _status(client, token("service", sub=sub))
+        assert status == 200, (sub, body)
+
+
 @pytest.mark.parametrize(
     ("tok", "said"),
     [
