@@ -5,7 +5,7 @@
   PyJWT; claims ``role``, ``customer_id`` (customers only: a canonical positive integer in
   bigint range), ``exp`` (required: a finite time at most ``CDMS_JWT_MAX_LIFETIME_SECONDS``
   ahead), optional ``nbf``/``iat`` (finite), ``aud``/``iss`` when configured, optional
-  ``sub`` for the actor.
+  ``sub`` for the actor (at most 200 characters, ``str.isprintable``).
 - No header: anonymous, allowed only when ``CDMS_DEMO_OPEN=1`` (then an admin, for the
   local demo); otherwise every route but ``/healthz`` answers 401 ``UNAUTHENTICATED``.
 
@@ -93,6 +93,13 @@ def principal_from_claims(claims: dict[str, Any], expires_at: float | None = Non
     who = str(sub) if isinstance(sub, str | int) and not isinstance(sub, bool) else None
     if who is not None and len(who) > MAX_SUB_CHARS:  # (recorded with every write it makes)
         raise UnauthenticatedError(f"token claim sub is longer than {MAX_SUB_CHARS} characters")
+    if who is not None and not who.isprintable():  # as an API key's name (api.apikeys)
+        # the actor is stored (changedBy) and logged: a line break forged log lines, an
+        # escape sequence ran on the terminal showing them, a bidi override reversed them
+        raise UnauthenticatedError(
+            "invalid token: claim sub must be printable text (no control, format or line"
+            " separator characters)"
+        )
     if customer_id is not None:
         actor = f"customer:{customer_id}"
     else:

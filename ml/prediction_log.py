@@ -214,9 +214,9 @@ class PredictionLog:
         self._what_ifs[actor] = spent + 1
         if spent + 1 == self.what_if_budget:
             log.warning(
-                "prediction log: %s logged %d what-if inputs this hour; further ones are"
+                "prediction log: %r logged %d what-if inputs this hour; further ones are"
                 " counted, not logged",
-                actor[:100],
+                actor[:100],  # %r: a token's sub is the client's text (escaped, one line)
                 spent + 1,
             )
         return True
