@@ -262,3 +262,37 @@ def test_a_blank_key_or_a_header_of_joined_keys_is_refused(
     # a comma inside input.idempotencyKey is one key, as before
     kept = post(client, token("customer", parties.a), PLACE, _input(parties.a, product, 1, "k,1"))
     assert "errors" not in kept[1], kept
+
+
+def test_a_header_key_beyond_visible_ascii_is_refused_and_points_to_the_input(
+    client: Any, sec_engine: Engine, sec_shop: Shop, parties: Parties
+) -> None:
+    """A header's bytes have no agreed encoding: Starlette reads them as Latin-1, curl and Go
+    send UTF-8, a browser's fetch Latin-1. So ``clé-42`` sent as UTF-8 in the header was
+    stored as ``clÃ©-42``: the same key as the header and as ``input.idempotencyKey`` placed
+    two orders, and a Cyrillic key was refused as "not printable" (hostile probe 22, L1).
+    The header takes visible ASCII only: anything else is a 400 naming the header and
+    telling where such a key goes; in the input (JSON, so UTF-8) it is one key."""
+    product = sec_shop.products[2]
+    orders = _count(sec_engine, parties.a)
+    auth = [(k.encode(), v.encode()) for k, v in bearer(token("customer", parties.a)).items()]
+    for raw in ("clé-42".encode(), "clé-42".encode("latin-1"), "ключ-1".encode(), b"a\x7fb"):
+        resp = client.post(
+            "/graphql",
+            json={"query": PLACE, "variables": _input(parties.a, product)},
+            headers=[*auth, (b"Idempotency-Key", raw)],
+        )
+        assert resp.status_code == 400, (raw, resp.text)
+        body = resp.json()
+        assert body["data"] is None, body
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert error["extensions"]["field"] == "Idempotency-Key", error
+        assert "input.idempotencyKey" in error["message"], error
+    assert _count(sec_engine, parties.a) == orders
+    # in the input, the key is the client's text: one order for both sends
+    tok = token("customer", parties.a)
+    first = post(client, tok, PLACE, _input(parties.a, product, 1, "clé-42"))[1]
+    again = post(client, tok, PLACE, _input(parties.a, product, 1, "clé-42"))[1]
+    assert "errors" not in first and first["data"] == again["data"], (first, again)
+    assert _count(sec_engine, parties.a) == orders + 1
