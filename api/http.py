@@ -17,7 +17,8 @@ Retry-After.
 
 ``Idempotency-Key`` (header) is the key of the request's one ``placeOrder`` (its
 ``input.idempotencyKey`` may say it too); the header twice (even with one value) is a 400
-BAD_USER_INPUT, as for ``Cdms-Commit-Lsn``.
+BAD_USER_INPUT, as for ``Cdms-Commit-Lsn``, and so is a value beyond visible ASCII (a
+header's bytes have no agreed encoding: such a key goes in ``input.idempotencyKey``).
 
 ``Cdms-Commit-Lsn``: a mutation's answer carries it (the WAL position after its commit,
 also in ``extensions.commitLsn``); sent back on a later request, that request's reads see
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
@@ -72,6 +74,10 @@ def is_json(request: Request) -> bool:
 
 
 KEY_HEADER = "Idempotency-Key"
+# What the header may hold: visible ASCII, spaces inside. Its bytes have no agreed encoding
+# (Starlette reads Latin-1, curl and Go send UTF-8, a browser's fetch Latin-1), so a key
+# beyond ASCII would not be the same key as in input.idempotencyKey (JSON: UTF-8).
+_VISIBLE_ASCII = re.compile(r"[\x20-\x7e]*")  # (empty or blank: refused as in the input)
 
 
 def one_header(request: Request, name: str) -> str | None:
@@ -166,6 +172,13 @@ class GraphQLHttp:
             )
         try:  # every check before anything runs: a refusal is the whole request's
             key = one_header(request, KEY_HEADER)
+            if key is not None and not _VISIBLE_ASCII.fullmatch(key):
+                raise BadUserInputError(
+                    "the Idempotency-Key header takes visible ASCII characters only (a"
+                    " header's other bytes have no agreed encoding): send a key with other"
+                    " characters as input.idempotencyKey",
+                    field=KEY_HEADER,
+                )
             if key is not None and "," in key:  # RFC 9110 joins repeated lines with commas
                 raise BadUserInputError(
                     "one Idempotency-Key without commas: a comma is how a proxy joins two"
