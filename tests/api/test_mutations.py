@@ -526,6 +526,9 @@ def test_free_text_has_a_length_limit_named_by_its_field(
     assert ext["field"] == "subject"
     ext = refused(run, w_engine, "BAD_USER_INPUT", open_, input={**ticket, "subject": " "})
     assert ext["field"] == "subject"  # the rule it had: not blank
+    for blank in ("\t", "\u200b", "\u3000\u00a0", "\u202e", "\n\n"):  # (hostile probe 22, L2)
+        ext = refused(run, w_engine, "BAD_USER_INPUT", open_, input={**ticket, "subject": blank})
+        assert (ext["field"], ext["reason"]) == ("subject", "blank"), (blank, ext)
     ok(run(open_, input={**ticket, "subject": "s" * 200}))
 
     base = {
@@ -541,6 +544,8 @@ def test_free_text_has_a_length_limit_named_by_its_field(
         ("lastName", "l" * 201),
         ("city", "c" * 201),
         ("email", "e" * 250 + "@x.nl"),
+        ("firstName", "\u200b"),
+        ("city", "\t\u3000"),
     ):
         ext = refused(run, w_engine, "BAD_USER_INPUT", CREATE_CUSTOMER, input={**base, name: value})
         assert ext["field"] == name, ext

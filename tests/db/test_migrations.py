@@ -757,6 +757,18 @@ def _return_notes_state(url: str) -> dict[str, list[tuple[object, ...]]]:
     """What 0037 (the shop's decision note apart from the customer's comment) changes: the
     columns of app.returns with their checks and comments, who may write which of them, and
     the functions of schema app (signature, rights, body)."""
+# the revision 0038 follows (0037 when it lands: change it here and in 0038's down_revision)
+BEFORE_0038 = "0036_returned_by_returns"
+VISIBLE_TEXT = {
+    "customers": ("first_name", "last_name", "country", "region", "city"),
+    "products": ("name", "category", "subcategory", "brand"),
+    "support_tickets": ("subject",),
+}
+
+
+def _visible_text_state(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What 0038 (required text has a visible character) changes: the CHECKs of the required
+    text columns (definition, validated), the functions of schema app (bodies, rights)."""
     with psycopg.connect(to_libpq_url(url)) as conn:
 
         def rows(sql: str) -> list[tuple[object, ...]]:
@@ -778,6 +790,14 @@ def _return_notes_state(url: str) -> dict[str, list[tuple[object, ...]]]:
             ),
             "functions": rows(
                 "SELECT oid::regprocedure::text, prosecdef, proacl::text[], md5(prosrc)"
+            "checks": rows(
+                "SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid),"
+                " convalidated FROM pg_constraint WHERE contype = 'c' AND conrelid IN"
+                " ('app.customers'::regclass, 'app.products'::regclass,"
+                " 'app.support_tickets'::regclass) ORDER BY 1, 2"
+            ),
+            "functions": rows(
+                "SELECT oid::regprocedure::text, provolatile, md5(prosrc), proacl::text[]"
                 " FROM pg_proc WHERE pronamespace = 'app'::regnamespace ORDER BY 1"
             ),
         }
@@ -838,3 +858,48 @@ def test_0037_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     head = _return_notes_state(at_head)
     assert "decision_comment" in [c[0] for c in head["columns"]]
     _back_and_forward(at_head, "0036_returned_by_returns", _return_notes_state, before, head)
+def test_0038_cleans_blank_text_and_goes_back_as_it_was(fresh_database: Callable[[], str]) -> None:
+    """0038 holds each required text column to at least one visible character (hostile
+    probe 22, L2). Rows already holding none (a ticket's subject "\\u3000", a city "\\u200b")
+    do not stop the upgrade: they read "(blank)" afterwards, and every CHECK is validated
+    (a row left violating one would refuse every later update of that row, a ticket's
+    status change included). Its downgrade leaves the rules as 0036 had them (compared with
+    a database migrated there from scratch), and upgrading again gives head's."""
+    scratch = _migrated_to(fresh_database, BEFORE_0038)
+    before = _visible_text_state(scratch)
+    with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
+        customer = conn.execute(
+            "INSERT INTO app.customers (email, first_name, last_name, country, region, city)"
+            " VALUES ('b@example.com', E'\\u200b', 'P', 'DE', E'\\t', E'\\u200b') RETURNING id"
+        ).fetchone()
+        assert customer is not None
+        conn.execute(
+            "INSERT INTO app.products (sku, name, category, subcategory, brand, unit_price,"
+            " cost, stock) VALUES ('BLANK-1', E'\\u3000', 'c', 's', '', 1, 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO app.support_tickets (customer_id, category, channel, subject)"
+            " VALUES (%s, 'other', 'web', E'\\u3000\\u00a0'), (%s, 'other', 'web', 'kept ')",
+            (customer[0], customer[0]),
+        )
+    upgrade(scratch)
+    with psycopg.connect(to_libpq_url(scratch)) as conn:
+        assert conn.execute(
+            "SELECT first_name, last_name, region, city FROM app.customers WHERE id = %s",
+            (customer[0],),
+        ).fetchall() == [("(blank)", "P", "(blank)", "(blank)")]
+        assert conn.execute(
+            "SELECT name, category, brand FROM app.products WHERE sku = 'BLANK-1'"
+        ).fetchall() == [("(blank)", "c", "(blank)")]
+        assert conn.execute(
+            "SELECT subject FROM app.support_tickets WHERE customer_id = %s ORDER BY id",
+            (customer[0],),
+        ).fetchall() == [("(blank)",), ("kept ",)]
+
+    at_head = fresh_database()
+    head = _visible_text_state(at_head)
+    named = {(t.removeprefix("app."), c) for t, c, _, _ in head["checks"]}
+    assert named >= {(t, f"{t}_{c}_check") for t, cs in VISIBLE_TEXT.items() for c in cs}
+    assert all(valid for *_, valid in head["checks"]), head["checks"]
+    assert head != before
+    _back_and_forward(at_head, BEFORE_0038, _visible_text_state, before, head)
