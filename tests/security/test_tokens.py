@@ -202,9 +202,7 @@ def test_a_subject_with_control_characters_is_refused_on_every_transport(
             pass
         assert closed.value.code == 4401, protocol
         with client.websocket_connect("/graphql", subprotocols=[protocol]) as ws:
-            ws.send_json(
-                {"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}}
-            )
+            ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {tok}"}})
             with pytest.raises(WebSocketDisconnect) as closed:
                 while True:  # graphql-ws tells connection_error first
                     ws.receive_json()
