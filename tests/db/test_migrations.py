@@ -740,6 +740,11 @@ def test_0036_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
     before = _order_guard_state(scratch)
     assert _straight_to_returned(scratch)
 
+    at_0036 = _order_guard_state(_migrated_to(fresh_database, "0036_returned_by_returns"))
+    changed = {f[0] for f in at_0036 if f not in before} | {
+        f[0] for f in before if f not in at_0036
+    }
+    assert changed == {"app.orders_guard_status()"}  # (at 0036: later revisions change more)
     at_head = fresh_database()
     head = _order_guard_state(at_head)
     assert not _straight_to_returned(at_head)

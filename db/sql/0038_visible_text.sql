@@ -1,0 +1,139 @@
+-- 0038: required free text holds at least one visible character.
+--
+-- A ticket's subject had to be "not blank", length(btrim(subject)) > 0, and btrim trims
+-- only U+0020: a customer opened tickets whose subject was "\t", "\n\n", U+00A0, U+200B
+-- (zero-width space), U+3000 or U+202E alone, which every list shows as empty (hostile
+-- probe 22, L2; with 20 tickets a day, a queue of empty-looking tickets). A customer's
+-- first and last name and a product's name had the same rule and the same gap; a
+-- customer's country, region and city and a product's category, subcategory and brand,
+-- required as well (NOT NULL), took even "".
+--
+-- app.has_visible(text) says whether a text holds a character outside the invisible
+-- ones: the C0 and C1 controls and DEL, every White_Space character (U+0020, U+00A0,
+-- U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000), the format characters
+-- that draw nothing (soft hyphen U+00AD, U+061C, U+180E, U+200B-U+200F, the bidi controls
+-- U+202A-U+202E and U+2066-U+2069, U+2060-U+2064, U+206A-U+206F, U+FEFF, U+FFF9-U+FFFB,
+-- the tags U+E0000-U+E007F), the fillers and marks that draw nothing on their own (U+034F,
+-- U+115F, U+1160, U+17B4, U+17B5, U+180B-U+180F, U+2800, U+3164, U+FFA0, the variation
+-- selectors U+FE00-U+FE0F and U+E0100-U+E01EF). The set is written out, not [[:graph:]]:
+-- PostgreSQL's character classes follow the database's locale (under C, every letter
+-- past ASCII is "not graph"), and a CHECK must mean the same on every server. Text with
+-- one visible character anywhere is taken as written (no trimming, no rewriting).
+--
+-- The ten columns' CHECKs (one per column, named <table>_<column>_check, so a refusal
+-- names the API's field: db/errors.py) become app.has_visible(x) AND length(x) <= 200.
+-- app.raise_bad_column (0020) tells such a value as blank ("subject must not be blank",
+-- reason 'blank') where it only knew spaces; its body is otherwise 0020's.
+--
+-- Rows that already hold no visible character do not stop the upgrade and are not left
+-- behind a NOT VALID constraint (which would refuse every later update of such a row,
+-- a ticket's status change included): their value becomes "(blank)" first, so each CHECK
+-- is validated. What they held drew nothing; updated_at moves, so the pipeline carries the
+-- new value to the warehouse. The downgrade does not put the old values back.
+--
+-- Undone by 0038_visible_text_down.sql.
+
+CREATE FUNCTION app.has_visible(p_text text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT p_text ~ ('[^\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680'
+                     '\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f'
+                     '\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb'
+                     '\U000e0000-\U000e007f\U000e0100-\U000e01ef]')
+$$;
+COMMENT ON FUNCTION app.has_visible(text) IS
+    'Whether a text holds a visible character: one that is not a control, white space or a '
+    'format character that draws nothing (U+200B, U+202E, U+FEFF...) (0038).';
+
+CREATE OR REPLACE FUNCTION app.raise_bad_column(
+    p_table text, p_constraint text, p_column text, p_values jsonb
+) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_field text := coalesce(
+        nullif(p_column, ''),
+        regexp_replace(p_constraint, '^' || p_table || '_(.*)_check$', '\1'));
+    v_value text := p_values ->> v_field;
+    v_message text;
+    v_reason text;
+BEGIN
+    -- a NOT NULL violation names its column; a CHECK its constraint (the value may be one
+    -- the caller did not pass along: "invalid comment")
+    IF nullif(p_column, '') IS NOT NULL THEN
+        v_message := format('%s is required', v_field);
+        v_reason := 'required';
+    ELSIF v_value = '' THEN
+        v_message := format('%s must not be empty', v_field);
+        v_reason := 'empty';
+    ELSIF NOT app.has_visible(v_value) THEN  -- spaces, tabs, U+200B, U+3000... only
+        v_message := format('%s must not be blank', v_field);
+        v_reason := 'blank';
+    ELSIF v_value IS NULL THEN
+        v_message := format('invalid %s', v_field);
+        v_reason := 'invalid value';
+    ELSE
+        v_message := format('invalid %s: %s', v_field, app.shown(v_value));
+        v_reason := 'invalid value';
+    END IF;
+    PERFORM app.raise_error('CD004', v_message,
+        jsonb_build_object('field', v_field, 'reason', v_reason,
+                           'value', app.clipped(p_values -> v_field)));
+END
+$$;
+
+-- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
+UPDATE app.customers
+   SET first_name = CASE WHEN app.has_visible(first_name) THEN first_name ELSE '(blank)' END,
+       last_name  = CASE WHEN app.has_visible(last_name)  THEN last_name  ELSE '(blank)' END,
+       country    = CASE WHEN app.has_visible(country)    THEN country    ELSE '(blank)' END,
+       region     = CASE WHEN app.has_visible(region)     THEN region     ELSE '(blank)' END,
+       city       = CASE WHEN app.has_visible(city)       THEN city       ELSE '(blank)' END
+ WHERE NOT (app.has_visible(first_name) AND app.has_visible(last_name)
+            AND app.has_visible(country) AND app.has_visible(region) AND app.has_visible(city));
+
+UPDATE app.products
+   SET name        = CASE WHEN app.has_visible(name)        THEN name        ELSE '(blank)' END,
+       category    = CASE WHEN app.has_visible(category)    THEN category    ELSE '(blank)' END,
+       subcategory = CASE WHEN app.has_visible(subcategory) THEN subcategory ELSE '(blank)' END,
+       brand       = CASE WHEN app.has_visible(brand)       THEN brand       ELSE '(blank)' END
+ WHERE NOT (app.has_visible(name) AND app.has_visible(category)
+            AND app.has_visible(subcategory) AND app.has_visible(brand));
+
+UPDATE app.support_tickets SET subject = '(blank)' WHERE NOT app.has_visible(subject);
+
+ALTER TABLE app.customers
+    DROP CONSTRAINT customers_first_name_check,
+    ADD CONSTRAINT customers_first_name_check
+        CHECK (app.has_visible(first_name) AND length(first_name) <= 200),
+    DROP CONSTRAINT customers_last_name_check,
+    ADD CONSTRAINT customers_last_name_check
+        CHECK (app.has_visible(last_name) AND length(last_name) <= 200),
+    DROP CONSTRAINT customers_country_check,
+    ADD CONSTRAINT customers_country_check
+        CHECK (app.has_visible(country) AND length(country) <= 200),
+    DROP CONSTRAINT customers_region_check,
+    ADD CONSTRAINT customers_region_check
+        CHECK (app.has_visible(region) AND length(region) <= 200),
+    DROP CONSTRAINT customers_city_check,
+    ADD CONSTRAINT customers_city_check
+        CHECK (app.has_visible(city) AND length(city) <= 200);
+
+ALTER TABLE app.products
+    DROP CONSTRAINT products_name_check,
+    ADD CONSTRAINT products_name_check
+        CHECK (app.has_visible(name) AND length(name) <= 200),
+    DROP CONSTRAINT products_category_check,
+    ADD CONSTRAINT products_category_check
+        CHECK (app.has_visible(category) AND length(category) <= 200),
+    DROP CONSTRAINT products_subcategory_check,
+    ADD CONSTRAINT products_subcategory_check
+        CHECK (app.has_visible(subcategory) AND length(subcategory) <= 200),
+    DROP CONSTRAINT products_brand_check,
+    ADD CONSTRAINT products_brand_check
+        CHECK (app.has_visible(brand) AND length(brand) <= 200);
+
+ALTER TABLE app.support_tickets
+    DROP CONSTRAINT support_tickets_subject_check,
+    ADD CONSTRAINT support_tickets_subject_check
+        CHECK (app.has_visible(subject) AND length(subject) <= 200);
