@@ -1,14 +1,13 @@
 """required free text holds at least one visible character (rows without one cleaned)
 
 Revision ID: 0038_visible_text
-Revises: 0036_returned_by_returns
+Revises: 0037_return_decision_comment
 """
 
 from db.migrations.sqlfile import run_sql_file
 
 revision = "0038_visible_text"
-# (0037 is another change in flight: whichever lands second chains onto the other)
-down_revision = "0036_returned_by_returns"
+down_revision = "0037_return_decision_comment"
 branch_labels = None
 depends_on = None
 
