@@ -64,7 +64,7 @@ from schema.scalars import (
     parse_money,
     parse_text,
 )
-from schema.sql import MAX_PARAMS, Statement, statement
+from schema.sql import MAX_PARAMS, Param, Statement, statement
 from semantic.cache import footprint
 
 log = logging.getLogger("cdms.api.execute")
@@ -186,8 +186,10 @@ def pg_floats(value: Any) -> Any:
 
 def failed(exc: CdmsError, request_id: str, status: int = 200) -> Result:
     """``exc`` as the answer's one error (a field's refusal at the field: P.FieldError)."""
-    nodes, original = ([exc.node], exc.error) if isinstance(exc, P.FieldError) else (None, exc)
-    error = classify(GraphQLError(exc.message, nodes=nodes, original_error=original), request_id)
+    original = exc.error if isinstance(exc, P.FieldError) else exc
+    error = classify(GraphQLError(exc.message, original_error=original), request_id)
+    if isinstance(exc, P.FieldError) and exc.location is not None:
+        error.locations = [exc.location]  # (a statement keeps the place, not the node)
     return Result(errors=[error.formatted], status=status)
 
 
@@ -235,9 +237,9 @@ def _convert(conv: str, value: Any) -> Any:
     return _CONVERT[name](value)
 
 
-def decode_cursor(text: Any, signature: str) -> list[Any]:
-    """The key values a cursor holds; BAD_USER_INPUT if it is not one of ours or was issued
-    for another ordering."""
+def decode_cursor(text: Any, signature: str, arg: str) -> list[Any]:
+    """The key values a cursor holds; BAD_USER_INPUT (``field``: ``arg``, the argument that
+    gave it) if it is not one of ours or was issued for another ordering."""
     text = str(text)
     try:
         if len(text) > CURSOR_MAX_CHARS:  # (ours hold one value per ordering key)
@@ -245,37 +247,49 @@ def decode_cursor(text: Any, signature: str) -> list[Any]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         data = json.loads(raw, parse_float=Decimal)
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
-        raise BadUserInputError("invalid cursor", field="cursor") from None
+        raise BadUserInputError("invalid cursor", field=arg) from None
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
-        raise BadUserInputError("invalid cursor", field="cursor")
+        raise BadUserInputError("invalid cursor", field=arg)
     if data[0] != signature:
         raise BadUserInputError(
-            "cursor was issued for another orderBy; restart pagination", field="cursor"
+            "cursor was issued for another orderBy; restart pagination", field=arg
         )
     return list(data[1:])
 
 
 def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
     """The statement's parameters for these (coerced) variables; BAD_USER_INPUT for a value
-    that does not convert (an id, a cursor, a date-time...)."""
+    that does not convert (an id, a cursor, a date-time...), at the field that gave it
+    (P.FieldError: its place, and a cursor's argument as its ``field``)."""
     out: dict[str, Any] = {}
     cursors: dict[tuple[Any, str], list[Any]] = {}
     raws = [P.resolve(p.src, variables) for p in stmt.params]
     _bounded(raws)
-    for check in stmt.checks:
-        decode_cursor(P.resolve(check.src, variables), check.cursor[0] if check.cursor else "")
-    for i, (p, raw) in enumerate(zip(stmt.params, raws, strict=True)):
-        if p.cursor is None:
-            out[f"p{i}"] = _convert(p.conv, raw)
-            continue
-        signature, index = p.cursor
-        values = cursors.get((raw, signature))
-        if values is None:
-            values = cursors[(raw, signature)] = decode_cursor(raw, signature)
-        if index >= len(values):
-            raise BadUserInputError("invalid cursor", field="cursor")
-        out[f"p{i}"] = _cursor_value(p.conv, values[index])
+    p: Param | None = None
+    try:
+        for p in stmt.checks:
+            decode_cursor(P.resolve(p.src, variables), p.cursor[0] if p.cursor else "", _arg(p))
+        for i, (p, raw) in enumerate(zip(stmt.params, raws, strict=True)):
+            if p.cursor is None:
+                out[f"p{i}"] = _convert(p.conv, raw)
+                continue
+            signature, index = p.cursor
+            values = cursors.get((raw, signature))
+            if values is None:
+                values = cursors[(raw, signature)] = decode_cursor(raw, signature, _arg(p))
+            if index >= len(values):
+                raise BadUserInputError("invalid cursor", field=_arg(p))
+            out[f"p{i}"] = _cursor_value(p.conv, values[index], _arg(p))
+    except CdmsError as exc:
+        if p is None or p.at is None:
+            raise
+        raise P.FieldError(exc, p.at.location) from None
     return out
+
+
+def _arg(p: Param) -> str:
+    """The argument a cursor was given in (``after``, ``before``)."""
+    return "cursor" if p.at is None else p.at.arg
 
 
 def _bounded(raws: list[Any]) -> None:
@@ -290,9 +304,9 @@ def _bounded(raws: list[Any]) -> None:
         )
 
 
-def _cursor_value(conv: str, value: Any) -> Any:
-    """A key value of a cursor, if a row could hold it (a crafted cursor must fail here,
-    before anything runs, not in PostgreSQL)."""
+def _cursor_value(conv: str, value: Any, arg: str) -> Any:
+    """A key value of a cursor (given in argument ``arg``), if a row could hold it (a
+    crafted cursor must fail here, before anything runs, not in PostgreSQL)."""
     try:
         if conv in ("id", "int"):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -315,7 +329,7 @@ def _cursor_value(conv: str, value: Any) -> Any:
             raise ValueError
         return parse_text(value)
     except (ValueError, TypeError, ArithmeticError, CdmsError):
-        raise BadUserInputError("invalid cursor", field="cursor") from None
+        raise BadUserInputError("invalid cursor", field=arg) from None
 
 
 # --- the plan cache ------------------------------------------------------------------------

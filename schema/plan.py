@@ -29,8 +29,10 @@ from graphql import (
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
+    SourceLocation,
     ValueNode,
     VariableNode,
+    get_location,
     get_named_type,
 )
 from graphql.execution.collect_fields import (
@@ -75,14 +77,31 @@ class Items:
 Src = Lit | Var | Items
 
 
-class FieldError(CdmsError):
-    """A field's arguments are refused (page caps, orderBy): the error, at its field."""
+@dataclass(frozen=True)
+class At:
+    """The argument a value was given in and its field's place in the document (what an
+    error's ``locations`` tells): a statement's parameter keeps these, not the document's
+    nodes (a cached statement serves every request of the same query text, whose places
+    are the same)."""
 
-    def __init__(self, error: CdmsError, node: FieldNode) -> None:
+    arg: str
+    location: SourceLocation | None
+
+
+def place(node: FieldNode) -> SourceLocation | None:
+    """Where ``node`` starts in its document (None for a node built without one)."""
+    return None if node.loc is None else get_location(node.loc.source, node.loc.start)
+
+
+class FieldError(CdmsError):
+    """A field's arguments are refused (page caps, orderBy, a cursor, an id, a filter's
+    value): the error, at its field's ``location``."""
+
+    def __init__(self, error: CdmsError, location: SourceLocation | None) -> None:
         super().__init__(error.message, **error.fields)
         self.code = error.code  # type: ignore[misc]  # the refusal's own code
         self.error = error
-        self.node = node
+        self.location = location
 
 
 def value_at(variables: Mapping[str, Any], var: Var) -> Any:
@@ -188,6 +207,7 @@ class ConnArgs:
     # a further condition on the rows, over the table alias ``{t}`` (a cube cell's drill:
     # ``{t}.id IN (<the cell's order ids>)``, whose values are the statement's extra params)
     within: str | None = None
+    location: SourceLocation | None = None  # the connection's field in the document
 
     @property
     def signature(self) -> str:
@@ -239,6 +259,7 @@ class ById:
     entity: Entity
     id: Src
     node: Node
+    location: SourceLocation | None = None  # the field in the document that gave ``id``
 
 
 NodeSel = Const | Value | Predict | Join | Conn
@@ -317,7 +338,8 @@ class Planner:
         if is_connection:
             return self.connection(key, gfield, details, entity, None)
         args = self.arguments(gfield, details[0])
-        return ById(key, entity, args["id"], self.node(entity, object_type(gfield), details))
+        node = self.node(entity, object_type(gfield), details)
+        return ById(key, entity, args["id"], node, place(details[0].node))
 
     def by_id(self, key: str, entity: Entity, id_: Src, details: list[FieldDetails]) -> ById:
         """``entity`` row ``id_`` with the selection of ``details`` (a mutation's payload,
@@ -368,6 +390,7 @@ class Planner:
     ) -> Conn:
         ctype = object_type(gfield)
         args = self.arguments(gfield, details[0])
+        location = place(details[0].node)
         try:
             conn = ConnArgs(
                 entity,
@@ -375,9 +398,10 @@ class Planner:
                 args.get("filter"),
                 self.order(entity, args.get("orderBy")),
                 self.page(args),
+                location=location,
             )
         except CdmsError as exc:
-            raise FieldError(exc, details[0].node) from None
+            raise FieldError(exc, location) from None
 
         def select(
             k: str, name: str, sub: list[FieldDetails]

@@ -131,6 +131,7 @@ class Param:
     src: P.Src
     conv: str  # id int float text enum decimal datetime date bool like prefix array:<conv>
     cursor: tuple[str, int] | None = None  # (ordering, index) of a cursor's key value
+    at: P.At | None = None  # the argument it was given in: a refusal's field and place
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ class _Builder:
     relation_filters: int = 0
     relation_depth: int = 0  # of the relation test being built (0: none around it)
 
-    def bind(self, src: P.Src, conv: str, cursor: tuple[str, int] | None = None) -> str:
-        self.params.append(Param(src, conv, cursor))
+    def bind(self, src: P.Src, conv: str, at: P.At, cursor: tuple[str, int] | None = None) -> str:
+        self.params.append(Param(src, conv, cursor, at))
         return f"%(p{len(self.params) - 1})s"
 
     def alias(self, prefix: str) -> str:
@@ -178,8 +179,9 @@ class _Builder:
         return "".join(self.joins.pop(src, ()))
 
     # --- filters ---------------------------------------------------------------------
-    def filter(self, entity: Entity, t: str, flt: Any) -> list[str]:
-        """Conditions over alias ``t`` for a filter tree (leaves are sources)."""
+    def filter(self, entity: Entity, t: str, flt: Any, at: P.At) -> list[str]:
+        """Conditions over alias ``t`` for a filter tree (leaves are sources) given at
+        ``at``."""
         if not isinstance(flt, dict):
             return []
         self.filter_nodes += 1
@@ -197,19 +199,21 @@ class _Builder:
             if name in ("and", "or") and P.resolve(value, self.variables) == []:
                 value = []
             if name in ("and", "or") and isinstance(value, list):
-                parts = [f"({' AND '.join(self.filter(entity, t, v)) or 'true'})" for v in value]
+                parts = [
+                    f"({' AND '.join(self.filter(entity, t, v, at)) or 'true'})" for v in value
+                ]
                 empty = "true" if name == "and" else "false"
                 out.append(f"({f' {name.upper()} '.join(parts) or empty})")
             elif name == "not" and isinstance(value, dict):
-                inner = " AND ".join(self.filter(entity, t, value)) or "true"
+                inner = " AND ".join(self.filter(entity, t, value, at)) or "true"
                 out.append(f"NOT ({inner})")
             elif name in rels and isinstance(value, dict):
-                out.extend(self.relation(t, rels[name], value))
+                out.extend(self.relation(t, rels[name], value, at))
             elif name in cols and isinstance(value, dict):
-                out.extend(self.ops(cols[name], f"{t}.{cols[name].column}", value))
+                out.extend(self.ops(cols[name], f"{t}.{cols[name].column}", value, at))
         return out
 
-    def relation(self, t: str, rel: Rel, value: dict[str, Any]) -> list[str]:
+    def relation(self, t: str, rel: Rel, value: dict[str, Any], at: P.At) -> list[str]:
         target = ENTITIES[rel.target]
         out = []
         if self.relation_depth >= MAX_RELATION_DEPTH and any(
@@ -233,13 +237,13 @@ class _Builder:
                 )
             a = self.alias("f")
             self.relation_depth += 1
-            conds = [f"{a}.{rel.remote} = {t}.{rel.local}", *self.filter(target, a, inner)]
+            conds = [f"{a}.{rel.remote} = {t}.{rel.local}", *self.filter(target, a, inner, at)]
             self.relation_depth -= 1
             exists = f"EXISTS (SELECT 1 FROM {target.table} AS {a} WHERE {' AND '.join(conds)})"
             out.append(exists if quantifier == "some" else f"NOT {exists}")
         return out
 
-    def ops(self, col: Col, e: str, ops: dict[str, Any]) -> list[str]:
+    def ops(self, col: Col, e: str, ops: dict[str, Any], at: P.At) -> list[str]:
         out = []
         conv, cast = _BINDS[col.kind]
         # a text's bound: refused past the column's longest value (schema.execute._convert)
@@ -249,26 +253,27 @@ class _Builder:
                 continue
             if op == "isNull":
                 out.append(
-                    f"(CASE WHEN {self.bind(src, 'bool')}::boolean THEN {e} IS NULL"
+                    f"(CASE WHEN {self.bind(src, 'bool', at)}::boolean THEN {e} IS NULL"
                     f" ELSE {e} IS NOT NULL END)"
                 )
             elif op in ("in", "notIn"):
-                p = f"{self.bind(src, 'array:' + conv + most)}::{cast}[]"
+                p = f"{self.bind(src, 'array:' + conv + most, at)}::{cast}[]"
                 out.append(f"{e} = ANY({p})" if op == "in" else f"NOT ({e} = ANY({p}))")
             elif op in ("contains", "startsWith"):
-                p = self.bind(src, ("like" if op == "contains" else "prefix") + most)
+                p = self.bind(src, ("like" if op == "contains" else "prefix") + most, at)
                 out.append(f"{e} ILIKE {p}::text ESCAPE '/'")
             else:
                 sign = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-                out.append(f"{e} {sign} {self.bind(src, conv + most)}::{cast}")
+                out.append(f"{e} {sign} {self.bind(src, conv + most, at)}::{cast}")
         return out
 
     def keyset(self, args: P.ConnArgs, t: str, src: P.Src, *, before: bool) -> str:
         """Rows strictly after (``before``: strictly before) the cursor's row."""
         cols = [f"{t}.{k.col.column}" for k in args.keys]
         binds = [_BINDS[k.col.kind] for k in args.keys]
+        at = P.At("before" if before else "after", args.location)
         vals = [
-            f"{self.bind(src, conv, (args.signature, i))}::{cast}"
+            f"{self.bind(src, conv, at, (args.signature, i))}::{cast}"
             for i, (conv, cast) in enumerate(binds)
         ]
         if len({k.desc for k in args.keys}) == 1:
@@ -327,10 +332,11 @@ class _Builder:
 
     def rows(
         self, node: P.Node, path: tuple[str | None, ...], column: str, value: str | P.Src,
-        *, many: bool = False,
+        *, many: bool = False, at: P.At | None = None,
     ) -> str:  # fmt: skip
         """``node`` of the row of its table whose ``column`` is ``value`` (SQL, or an id to
-        bind); ``many``: the JSON array of all such rows, in the entity's order."""
+        bind, given at ``at``); ``many``: the JSON array of all such rows, in the entity's
+        order."""
         target = node.entity
         t = self.alias("t")
         body = self.node(node, t, path)
@@ -339,7 +345,7 @@ class _Builder:
             keys += tuple(P.SortKey(target.by_column(c), False) for c in target.key)
             body = f"coalesce(json_agg({body} ORDER BY {_order(keys, t)}), {_EMPTY})"
         if not isinstance(value, str):
-            value = f"{self.bind(value, 'id')}::bigint"
+            value = f"{self.bind(value, 'id', at or P.At('id', None))}::bigint"
         rows = f"{target.table} AS {t}{self.joined(t)}"
         return f"(SELECT {body} FROM {rows} WHERE {t}.{column} = {value})"
 
@@ -349,7 +355,7 @@ class _Builder:
         conds = [] if args.within is None else [args.within.replace("{t}", t)]
         if args.parent is not None and src is not None:
             conds.append(f"{t}.{args.parent.remote} = {src}.{args.parent.local}")
-        conds += self.filter(args.entity, t, args.filter)
+        conds += self.filter(args.entity, t, args.filter, P.At("filter", args.location))
         if paged and args.page.after is not None:
             conds.append(self.keyset(args, t, args.page.after, before=False))
         if paged and args.page.before is not None:
@@ -391,9 +397,10 @@ class _Builder:
 
         body = _fields(sel.fields, field)
         if not paged:
-            for given in (args.page.after, args.page.before):
+            for name, given in (("after", args.page.after), ("before", args.page.before)):
                 if given is not None:  # still a cursor of this ordering, or BAD_USER_INPUT
-                    self.checks.append(Param(given, "text", (args.signature, 0)))
+                    at = P.At(name, args.location)
+                    self.checks.append(Param(given, "text", (args.signature, 0), at))
             return body
         t = self.alias("t")
         order = _order(args.keys, t, reverse=args.page.backward)
@@ -487,7 +494,7 @@ def statement(roots: list[P.RootSel], variables: dict[str, Any]) -> Statement:
 
     def root(sel: P.ById | P.Conn) -> str:
         if isinstance(sel, P.ById):
-            return b.rows(sel.node, (sel.key,), "id", sel.id)
+            return b.rows(sel.node, (sel.key,), "id", sel.id, at=P.At("id", sel.location))
         if isinstance(sel, P.Conn):
             return b.conn(sel, None, (sel.key,))
         assert_never(sel)

@@ -110,9 +110,12 @@ def test_a_mutations_payload_tells_the_place_and_writes_nothing(
     customer {{ orders(after: "{GARBAGE}") {{ totalCount }} }}
   }}
 }}"""
+    status = f'{{ order(id: "{order}") {{ status }} }}'
+    before = client.post("/graphql", json={"query": status}).json()
     error = refused(client, {"query": query})
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
-    assert error["locations"] == [{"line": 3, "column": 17}]
+    assert error["locations"] == where(query, "orders")
+    assert client.post("/graphql", json={"query": status}).json() == before
 
 
 def test_a_batch_tells_the_place_of_its_refused_operation(client: TestClient, shop: Shop) -> None:
@@ -120,3 +123,10 @@ def test_a_batch_tells_the_place_of_its_refused_operation(client: TestClient, sh
     error = refused(client, [{"query": "{ orders(first: 1) { totalCount } }"}, {"query": bad}])
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "before"}
     assert error["locations"] == [{"line": 2, "column": 3}]
+
+
+def test_a_cube_cells_drill_tells_the_place(client: TestClient, shop: Shop) -> None:
+    query = '{ cube { orders { status count }\n  drill { orders(after: "x") { totalCount } } } }'
+    error = refused(client, {"query": query})
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}
+    assert error["locations"] == [{"line": 2, "column": 11}]
