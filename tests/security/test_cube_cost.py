@@ -171,3 +171,36 @@ def test_each_cube_field_past_the_first_takes_a_rate_token(
         second = app.post("/graphql", json={"query": aliases(1, 1)}, headers=bearer(tok))
     assert first.status_code == 200, first.text
     assert second.status_code == 429, second.text
+
+
+def test_a_refusal_for_cost_explains_the_cost_it_counted(client: TestClient) -> None:
+    """The message tells the formula of what the operation holds (probe p21 F3): a cube's
+    cost is not page sizes multiplied down the nesting, and a read's is not a cube's."""
+    tok = token("analyst")
+    cube = "{ cube(limit: 2147483647) { orders { count } } }"
+    status, body = post(client, tok, cube)
+    assert status == 400, body
+    message = body["errors"][0]["message"]
+    assert refused(body)["cost"] == 1_000 + math.ceil(2_147_483_647 / 20), body
+    assert "each cube field 1,000 plus (its limit + its offset)" in message, message
+    assert "÷ 20" in message and "cubeDrillDown 3,500" in message, message
+    assert "page sizes" not in message, message
+
+    pages = "{ customers(first: 500) { edges { node { orders(first: 500) { totalCount } } } } }"
+    status, body = post(client, tok, pages)
+    assert status == 400, body
+    message = body["errors"][0]["message"]
+    assert refused(body)["cost"] == 500 + 500 * 500, body
+    assert "page sizes multiplied down the nesting" in message, message
+    assert "cube" not in message, message
+
+    both = "{ cube(limit: 1) { orders { count } } " + pages[2:]
+    status, body = post(client, tok, both)
+    message = body["errors"][0]["message"]
+    assert status == 400 and "page sizes" in message and "cube field" in message, body
+
+    # a batch whose cube fields add up past the limit: the cube's formula
+    resp = client.post("/graphql", json=[{"query": aliases(3, 50_000)}] * 3, headers=bearer(tok))
+    first = resp.json()[0] if isinstance(resp.json(), list) else resp.json()
+    message = first["errors"][0]["message"]
+    assert "cube field" in message and "page sizes" not in message, first
