@@ -460,7 +460,7 @@ class Pipeline:
                 raise Refusal([_coded(e) for e in told], 400)
             check_arguments(shape, self.access, principal.role, principal.customer_id, coerced)
             cost = cost_of(shape, coerced, self.limits)
-            check_cost(cost, self.limits)
+            check_cost(cost, self.limits, shape.counted)
         except GraphQLError as error:  # an argument that does not coerce
             raise Refusal([_coded(error)], 400) from None
         except CdmsError as exc:
@@ -555,7 +555,8 @@ class Pipeline:
     ) -> list[Prepared]:
         prepared = [self.check(q, op, principal, kinds) for q, op in zip(queries, ops, strict=True)]
         try:
-            check_cost(sum(p.cost for p in prepared), self.limits)
+            counted = frozenset().union(*(p.shape.counted for p in prepared))
+            check_cost(sum(p.cost for p in prepared), self.limits, counted)
         except CdmsError as exc:
             raise Refusal.of(exc) from None
         return prepared

@@ -24,12 +24,13 @@ Who may use what is :class:`Access`, read from the schema's declarations (api/ac
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, assert_never
 
 from graphql import (
     BREAK,
@@ -184,6 +185,14 @@ class Cost:
     lists: tuple[Cost, ...] = ()
 
 
+class Counted(enum.Enum):
+    """What an operation's cost counts, each by its own formula (:func:`check_cost` tells
+    the formulas of those the operation holds)."""
+
+    PAGES = "pages"  # connections, plain lists of objects, relation tests of filters
+    CUBES = "cubes"  # cube fields and cubeDrillDown, with the drills under their rows
+
+
 @dataclass(frozen=True)
 class Measure:
     depth: int
@@ -210,6 +219,7 @@ class Shape:
     cost: Cost
     fragment_costs: tuple[tuple[str, Cost], ...]  # each after the fragments it spreads
     cubes: int = 0  # cube fields among the root fields (distinct response keys)
+    counted: frozenset[Counted] = frozenset()  # what its cost counts (the refusal's words)
 
 
 _META = {
@@ -447,7 +457,23 @@ def shape_of(
         cost=own.cost,
         fragment_costs=tuple((n, m.done[n].cost) for n in order),
         cubes=len(cube_keys) if op.operation is OperationType.QUERY else 0,
+        counted=frozenset(_counted(own.cost, {n: m.done[n].cost for n in order}, set())),
     )
+
+
+def _counted(c: Cost, fragments: Mapping[str, Cost], seen: set[str]) -> set[Counted]:
+    """What ``c`` counts: pages (and lists, relation tests), cube rows. What is under a
+    cube's rows (a cell's drill) is the cube's to count; each fragment is walked once."""
+    out = {Counted.PAGES} if c.pages or c.lists or c.filters else set()
+    if c.rows:
+        out.add(Counted.CUBES)
+    for n in c.nested:
+        out |= _counted(n, fragments, seen)
+    for name in c.spreads:
+        if name not in seen and name in fragments:
+            seen.add(name)
+            out |= _counted(fragments[name], fragments, seen)
+    return out
 
 
 def _root_fields(
@@ -638,16 +664,36 @@ def cost_of(shape: Shape, variables: VariableValues, limits: Limits) -> int:
     return unit(shape.cost)
 
 
-def check_cost(total: int, limits: Limits) -> None:
+def check_cost(total: int, limits: Limits, counted: Iterable[Counted]) -> None:
+    """QUERY_TOO_COMPLEX past the cost limit, telling the formula of each kind of cost
+    ``counted`` (the operations' :attr:`Shape.counted`)."""
     if total > limits.max_cost:
+        kinds = set(counted)
+        told = "; ".join(_formula(k, limits) for k in Counted if k in kinds or not kinds)
         raise QueryTooComplexError(
-            f"query cost {total} exceeds the limit of {limits.max_cost}"
-            " (cost: requested page sizes multiplied down the nesting, a plain list"
-            f" {LIST_ROWS}, a count at least 1,"
-            f" each relation test of a filter {limits.default_page})",
+            f"query cost {total} exceeds the limit of {limits.max_cost} (cost: {told})",
             cost=total,
             limit=limits.max_cost,
         )
+
+
+def _formula(kind: Counted, limits: Limits) -> str:
+    """How :func:`cost_of` counts ``kind``, in a client's words (docs/api.md)."""
+    match kind:
+        case Counted.PAGES:
+            return (
+                f"requested page sizes multiplied down the nesting, a plain list {LIST_ROWS},"
+                f" a count at least 1, each relation test of a filter {limits.default_page}"
+            )
+        case Counted.CUBES:
+            drill_down = CUBE_COST + math.ceil(MAX_LIMIT / CUBE_CELLS_PER_COST)
+            return (
+                f"each cube field {CUBE_COST:,} plus ceil((limit + offset) * a row's cells"
+                f" / {CUBE_CELLS_PER_COST}), plus limit * the pages of a drill under its rows;"
+                f" cubeDrillDown {drill_down:,}"
+            )
+        case _:
+            assert_never(kind)
 
 
 def _forbidden(role: str, what: str, reason: str = "role", **fields: Any) -> ForbiddenError:
