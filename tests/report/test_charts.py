@@ -345,6 +345,31 @@ def test_monthly_bars_of_partial_months_are_marked(report_engine: Engine) -> Non
     assert "partial month" in ax.get_xlabel()
 
 
+def _legend(ax: Axes) -> dict[str, Any]:
+    """The legend's entries: label -> the hatch its key is drawn with."""
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    return {t: h.get_hatch() for t, h in zip(texts, legend.legend_handles, strict=True)}
+
+
+def test_the_monthly_legend_says_what_hatching_shows(report_engine: Engine) -> None:
+    """Probe p21 F4: the "this period" key copied the first bar, hatched when the period
+    starts inside a month, as if every bar of the period were partial. The key is plain
+    and a hatched key says "partial month", whichever end of the range is cut."""
+    c = chart("monthly_sales")
+    with report_engine.connect() as conn, house_style():
+        for period, partial in (
+            (Period(date(2025, 3, 15), date(2025, 5, 31)), ["2025-03"]),  # the first month
+            (Period(date(2025, 3, 1), date(2025, 5, 10)), ["2025-05"]),  # the last month
+            (Period(date(2025, 3, 1), date(2025, 5, 31)), []),
+        ):
+            df = c.data(conn, period)
+            assert df.attrs["partial"] == partial
+            keys = _legend(draw(c, df).axes[0])
+            want = {"prior year": None, "this period": None}
+            assert keys == (want | {"partial month": "//"} if partial else want), period
+
+
 def test_every_chart_over_months_marks_partial_months(report_engine: Engine) -> None:
     """Issue 16: not only the revenue bars: complaints per month and the categories' monthly
     lines dropped in a month the period cuts (or the running one) just the same."""
