@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import seaborn as sns  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 from sqlalchemy.engine import Connection
 
@@ -154,6 +155,7 @@ def facts_partial(conn: Connection, p: Period, df: pd.DataFrame) -> dict[str, An
 
 
 PARTIAL_NOTE = "   (hatched: partial month, only part of its days)"
+PARTIAL_ALPHA = 0.55  # a partial month's bar of the period (hatched)
 
 
 def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
@@ -178,14 +180,25 @@ def plot_monthly(df: pd.DataFrame, ax: Axes) -> None:
     for bar, h in zip(bars, hatch, strict=True):
         if h:  # a month with only part of its days: not a collapse
             bar.set_hatch(h)
-            bar.set_alpha(0.55)
+            bar.set_alpha(PARTIAL_ALPHA)
     labels = [f"{m}*" if m in partial else m for m in months]
     ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=9)
     ax.set_xlabel(
         "month of order" + ("   (* partial month: only part of its days)" if partial else "")
     )
     _money_axis(ax)
-    ax.legend()
+    # keys of their own: a key copies its series' first bar, hatched when the range starts
+    # inside a month, as if every bar of the period were partial
+    revenue = PALETTE["series"]["revenue"]
+    keys = [
+        Patch(facecolor=PALETTE["series"]["priorYear"], label="prior year"),
+        Patch(facecolor=revenue, label="this period"),
+    ]
+    if partial:  # at either end of the range, or the running month
+        keys.append(
+            Patch(facecolor=revenue, hatch="//", alpha=PARTIAL_ALPHA, label="partial month")
+        )
+    ax.legend(handles=keys)
 
 
 def _year_earlier(d: date) -> date:
