@@ -165,7 +165,9 @@ class Etcd:
     peer: int = field(default_factory=free_port)
     child: Child | None = None
 
-    def start(self) -> None:
+    def start(self, *, init: bool = True) -> None:
+        """etcd, then (``init``) deploy's etcd-init job: users root and patroni,
+        authentication on."""
         exe = executable("etcd")
         assert exe is not None
         self.root.mkdir(parents=True, exist_ok=True)
@@ -179,13 +181,23 @@ class Etcd:
         )  # fmt: skip
         self.child.start()
         wait_for(lambda: http_ok(f"{me}/health"), timeout=30)
-        # deploy's etcd-init job: users root and patroni, authentication on
-        env = {**service_env("etcd-init"), "ETCD_ENDPOINTS": me, "PATH": os.environ["PATH"]}
-        init = subprocess.run(
+        if init:
+            done = self.init()
+            assert done.returncode == 0, done.stdout + done.stderr
+
+    def init(self, **secrets: str) -> subprocess.CompletedProcess[str]:
+        """deploy/ha/etcd-init.sh against this etcd, with the compose file's environment
+        for the job (``secrets`` in place of some of its values)."""
+        env = {
+            **service_env("etcd-init"),
+            **secrets,
+            "ETCD_ENDPOINTS": f"http://127.0.0.1:{self.port}",
+            "PATH": os.environ["PATH"],
+        }
+        return subprocess.run(
             ["sh", str(DEPLOY / "etcd-init.sh")], env=env, capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
-        assert init.returncode == 0, init.stdout + init.stderr
 
     def ctl(
         self, *args: str, user: str | None = None, password: str | None = None
