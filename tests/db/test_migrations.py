@@ -783,10 +783,14 @@ def _return_notes_state(url: str) -> dict[str, list[tuple[object, ...]]]:
 
 
 BEFORE_0038 = "0037_return_decision_comment"  # the revision 0038 follows
-VISIBLE_TEXT = {
-    "customers": ("first_name", "last_name", "country", "region", "city"),
-    "products": ("name", "category", "subcategory", "brand"),
+VISIBLE_TEXT = {  # the columns that had to be "not blank" (0002, 0019), and only they
+    "customers": ("first_name", "last_name"),
+    "products": ("name",),
     "support_tickets": ("subject",),
+}
+MAY_BE_EMPTY = {  # required, but "" is a value (a country without regions, unbranded goods)
+    "customers": ("country", "region", "city"),
+    "products": ("category", "subcategory", "brand"),
 }
 
 
@@ -870,12 +874,14 @@ def test_0037_goes_back_as_it_was_and_forward_again(fresh_database: Callable[[],
 
 
 def test_0038_cleans_blank_text_and_goes_back_as_it_was(fresh_database: Callable[[], str]) -> None:
-    """0038 holds each required text column to at least one visible character (hostile
-    probe 22, L2). Rows already holding none (a ticket's subject "\\u3000", a city "\\u200b")
-    do not stop the upgrade: they read "(blank)" afterwards, and every CHECK is validated
-    (a row left violating one would refuse every later update of that row, a ticket's
-    status change included). Its downgrade leaves the rules as 0036 had them (compared with
-    a database migrated there from scratch), and upgrading again gives head's."""
+    """0038 holds the text that had to be "not blank" (names, a product's name, a ticket's
+    subject) to at least one visible character (hostile probe 22, L2). Rows already holding
+    none (a ticket's subject "\\u3000", a first name "\\u200b") do not stop the upgrade: they
+    read "(blank)" afterwards, and every CHECK is validated (a row left violating one would
+    refuse every later update of that row, a ticket's status change included). A place or a
+    brand is left as it was, "" or "\\t" included, and so are its CHECK (hostile probe 23,
+    L2). Its downgrade leaves the rules as 0037 had them (compared with a database migrated
+    there from scratch), and upgrading again gives head's."""
     scratch = _migrated_to(fresh_database, BEFORE_0038)
     before = _visible_text_state(scratch)
     with psycopg.connect(to_libpq_url(scratch), autocommit=True) as conn:
@@ -898,10 +904,10 @@ def test_0038_cleans_blank_text_and_goes_back_as_it_was(fresh_database: Callable
         assert conn.execute(
             "SELECT first_name, last_name, region, city FROM app.customers WHERE id = %s",
             (customer[0],),
-        ).fetchall() == [("(blank)", "P", "(blank)", "(blank)")]
+        ).fetchall() == [("(blank)", "P", "\t", "\u200b")]
         assert conn.execute(
             "SELECT name, category, brand FROM app.products WHERE sku = 'BLANK-1'"
-        ).fetchall() == [("(blank)", "c", "(blank)")]
+        ).fetchall() == [("(blank)", "c", "")]
         assert conn.execute(
             "SELECT subject FROM app.support_tickets WHERE customer_id = %s ORDER BY id",
             (customer[0],),
@@ -913,4 +919,11 @@ def test_0038_cleans_blank_text_and_goes_back_as_it_was(fresh_database: Callable
     assert named >= {(t, f"{t}_{c}_check") for t, cs in VISIBLE_TEXT.items() for c in cs}
     assert all(valid for *_, valid in head["checks"]), head["checks"]
     assert head != before
+    left = {f"{t}_{c}_check" for t, cs in MAY_BE_EMPTY.items() for c in cs}
+
+    def left_alone(checks: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        return [check for check in checks if check[1] in left]
+
+    assert len(left_alone(before["checks"])) == len(left) == 6
+    assert left_alone(head["checks"]) == left_alone(before["checks"])  # 0019's, as they were
     _back_and_forward(at_head, BEFORE_0038, _visible_text_state, before, head)
