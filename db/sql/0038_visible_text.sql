@@ -1,12 +1,13 @@
--- 0038: required free text holds at least one visible character.
+-- 0038: the free text that had to be "not blank" holds at least one visible character.
 --
 -- A ticket's subject had to be "not blank", length(btrim(subject)) > 0, and btrim trims
 -- only U+0020: a customer opened tickets whose subject was "\t", "\n\n", U+00A0, U+200B
 -- (zero-width space), U+3000 or U+202E alone, which every list shows as empty (hostile
 -- probe 22, L2; with 20 tickets a day, a queue of empty-looking tickets). A customer's
--- first and last name and a product's name had the same rule and the same gap; a
--- customer's country, region and city and a product's category, subcategory and brand,
--- required as well (NOT NULL), took even "".
+-- first and last name and a product's name had the same rule (0002, 0019) and the same gap.
+-- The other required text, a customer's country, region and city and a product's category,
+-- subcategory and brand, never had a not-blank rule and is left alone: "" is a value there
+-- (a country without regions, unbranded goods; hostile probe 23, L2).
 --
 -- app.has_visible(text) says whether a text holds a character outside the invisible
 -- ones: the C0 and C1 controls and DEL, every White_Space character (U+0020, U+00A0,
@@ -20,7 +21,7 @@
 -- past ASCII is "not graph"), and a CHECK must mean the same on every server. Text with
 -- one visible character anywhere is taken as written (no trimming, no rewriting).
 --
--- The ten columns' CHECKs (one per column, named <table>_<column>_check, so a refusal
+-- The four columns' CHECKs (one per column, named <table>_<column>_check, so a refusal
 -- names the API's field: db/errors.py) become app.has_visible(x) AND length(x) <= 200.
 -- app.raise_bad_column (0020) tells such a value as blank ("subject must not be blank",
 -- reason 'blank') where it only knew spaces; its body is otherwise 0020's.
@@ -85,20 +86,10 @@ $$;
 -- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
 UPDATE app.customers
    SET first_name = CASE WHEN app.has_visible(first_name) THEN first_name ELSE '(blank)' END,
-       last_name  = CASE WHEN app.has_visible(last_name)  THEN last_name  ELSE '(blank)' END,
-       country    = CASE WHEN app.has_visible(country)    THEN country    ELSE '(blank)' END,
-       region     = CASE WHEN app.has_visible(region)     THEN region     ELSE '(blank)' END,
-       city       = CASE WHEN app.has_visible(city)       THEN city       ELSE '(blank)' END
- WHERE NOT (app.has_visible(first_name) AND app.has_visible(last_name)
-            AND app.has_visible(country) AND app.has_visible(region) AND app.has_visible(city));
+       last_name  = CASE WHEN app.has_visible(last_name)  THEN last_name  ELSE '(blank)' END
+ WHERE NOT (app.has_visible(first_name) AND app.has_visible(last_name));
 
-UPDATE app.products
-   SET name        = CASE WHEN app.has_visible(name)        THEN name        ELSE '(blank)' END,
-       category    = CASE WHEN app.has_visible(category)    THEN category    ELSE '(blank)' END,
-       subcategory = CASE WHEN app.has_visible(subcategory) THEN subcategory ELSE '(blank)' END,
-       brand       = CASE WHEN app.has_visible(brand)       THEN brand       ELSE '(blank)' END
- WHERE NOT (app.has_visible(name) AND app.has_visible(category)
-            AND app.has_visible(subcategory) AND app.has_visible(brand));
+UPDATE app.products SET name = '(blank)' WHERE NOT app.has_visible(name);
 
 UPDATE app.support_tickets SET subject = '(blank)' WHERE NOT app.has_visible(subject);
 
@@ -108,30 +99,12 @@ ALTER TABLE app.customers
         CHECK (app.has_visible(first_name) AND length(first_name) <= 200),
     DROP CONSTRAINT customers_last_name_check,
     ADD CONSTRAINT customers_last_name_check
-        CHECK (app.has_visible(last_name) AND length(last_name) <= 200),
-    DROP CONSTRAINT customers_country_check,
-    ADD CONSTRAINT customers_country_check
-        CHECK (app.has_visible(country) AND length(country) <= 200),
-    DROP CONSTRAINT customers_region_check,
-    ADD CONSTRAINT customers_region_check
-        CHECK (app.has_visible(region) AND length(region) <= 200),
-    DROP CONSTRAINT customers_city_check,
-    ADD CONSTRAINT customers_city_check
-        CHECK (app.has_visible(city) AND length(city) <= 200);
+        CHECK (app.has_visible(last_name) AND length(last_name) <= 200);
 
 ALTER TABLE app.products
     DROP CONSTRAINT products_name_check,
     ADD CONSTRAINT products_name_check
-        CHECK (app.has_visible(name) AND length(name) <= 200),
-    DROP CONSTRAINT products_category_check,
-    ADD CONSTRAINT products_category_check
-        CHECK (app.has_visible(category) AND length(category) <= 200),
-    DROP CONSTRAINT products_subcategory_check,
-    ADD CONSTRAINT products_subcategory_check
-        CHECK (app.has_visible(subcategory) AND length(subcategory) <= 200),
-    DROP CONSTRAINT products_brand_check,
-    ADD CONSTRAINT products_brand_check
-        CHECK (app.has_visible(brand) AND length(brand) <= 200);
+        CHECK (app.has_visible(name) AND length(name) <= 200);
 
 ALTER TABLE app.support_tickets
     DROP CONSTRAINT support_tickets_subject_check,

@@ -1,7 +1,6 @@
--- 0038 undone: the required text columns' CHECKs as 0019 made them (a first or last name,
--- a product's name and a ticket's subject "not blank" by btrim, the other six bounded in
--- length only), app.raise_bad_column as 0020 made it, app.has_visible dropped. Values
--- 0038 rewrote to "(blank)" stay as they are.
+-- 0038 undone: the four columns' CHECKs as 0019 made them (a first or last name, a
+-- product's name and a ticket's subject "not blank" by btrim), app.raise_bad_column as
+-- 0020 made it, app.has_visible dropped. Values 0038 rewrote to "(blank)" stay as they are.
 
 -- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
 ALTER TABLE app.customers
@@ -10,24 +9,12 @@ ALTER TABLE app.customers
         CHECK (length(btrim(first_name)) > 0 AND length(first_name) <= 200),
     DROP CONSTRAINT customers_last_name_check,
     ADD CONSTRAINT customers_last_name_check
-        CHECK (length(btrim(last_name)) > 0 AND length(last_name) <= 200),
-    DROP CONSTRAINT customers_country_check,
-    ADD CONSTRAINT customers_country_check CHECK (length(country) <= 200),
-    DROP CONSTRAINT customers_region_check,
-    ADD CONSTRAINT customers_region_check CHECK (length(region) <= 200),
-    DROP CONSTRAINT customers_city_check,
-    ADD CONSTRAINT customers_city_check CHECK (length(city) <= 200);
+        CHECK (length(btrim(last_name)) > 0 AND length(last_name) <= 200);
 
 ALTER TABLE app.products
     DROP CONSTRAINT products_name_check,
     ADD CONSTRAINT products_name_check
-        CHECK (length(btrim(name)) > 0 AND length(name) <= 200),
-    DROP CONSTRAINT products_category_check,
-    ADD CONSTRAINT products_category_check CHECK (length(category) <= 200),
-    DROP CONSTRAINT products_subcategory_check,
-    ADD CONSTRAINT products_subcategory_check CHECK (length(subcategory) <= 200),
-    DROP CONSTRAINT products_brand_check,
-    ADD CONSTRAINT products_brand_check CHECK (length(brand) <= 200);
+        CHECK (length(btrim(name)) > 0 AND length(name) <= 200);
 
 ALTER TABLE app.support_tickets
     DROP CONSTRAINT support_tickets_subject_check,
