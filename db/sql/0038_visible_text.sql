@@ -10,16 +10,29 @@
 -- (a country without regions, unbranded goods; hostile probe 23, L2).
 --
 -- app.has_visible(text) says whether a text holds a character outside the invisible
--- ones: the C0 and C1 controls and DEL, every White_Space character (U+0020, U+00A0,
--- U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000), the format characters
--- that draw nothing (soft hyphen U+00AD, U+061C, U+180E, U+200B-U+200F, the bidi controls
--- U+202A-U+202E and U+2066-U+2069, U+2060-U+2064, U+206A-U+206F, U+FEFF, U+FFF9-U+FFFB,
--- the tags U+E0000-U+E007F), the fillers and marks that draw nothing on their own (U+034F,
--- U+115F, U+1160, U+17B4, U+17B5, U+180B-U+180F, U+2800, U+3164, U+FFA0, the variation
--- selectors U+FE00-U+FE0F and U+E0100-U+E01EF). The set is written out, not [[:graph:]]:
--- PostgreSQL's character classes follow the database's locale (under C, every letter
--- past ASCII is "not graph"), and a CHECK must mean the same on every server. Text with
--- one visible character anywhere is taken as written (no trimming, no rewriting).
+-- ones, which are:
+--   the controls (Cc: U+0001-U+001F, U+007F-U+009F);
+--   every White_Space character (U+0009-U+000D, U+0020, U+0085, U+00A0, U+1680,
+--   U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000);
+--   every Default_Ignorable_Code_Point (Unicode 15.1, DerivedCoreProperties.txt: U+00AD,
+--   U+034F, U+061C, U+115F-U+1160, U+17B4-U+17B5, U+180B-U+180F, U+200B-U+200F,
+--   U+202A-U+202E, U+2060-U+206F, U+3164, U+FE00-U+FE0F, U+FEFF, U+FFA0, U+FFF0-U+FFF8,
+--   U+1BCA0-U+1BCA3, U+1D173-U+1D17A, U+E0000-U+E0FFF), which a renderer draws as
+--   nothing when it has no glyph for them: ZWNJ/ZWJ, the bidi controls, the Hangul
+--   fillers, the variation selectors, the tags, and the code points reserved for more
+--   of them (U+FFF0-U+FFF8, U+E0080-U+E0FFF: a later Unicode's characters there draw
+--   nothing either);
+--   and a few that draw nothing on their own though outside the property: U+2800
+--   (braille blank), U+FFF9-U+FFFB (interlinear annotation), U+13430-U+1343F (Egyptian
+--   hieroglyph format controls), U+16FE4 (Khitan filler).
+-- So emoji and their ZWJ sequences, a tag flag, Persian with a ZWNJ, any script, a
+-- combining mark (on a base or alone) are visible. 0038's first list missed
+-- U+1D173-U+1D17A, U+1BCA0-U+1BCA3, U+FFF0-U+FFF8 and most of U+E0080-U+E0FFF (hostile
+-- probe 23, L1); tests/db/test_visible_text.py checks each code point of the three sets.
+-- The set is written out, not [[:graph:]]: PostgreSQL's character classes follow the
+-- database's locale (under C, every letter past ASCII is "not graph"), and a CHECK must
+-- mean the same on every server. Text with one visible character anywhere is taken as
+-- written (no trimming, no rewriting).
 --
 -- The four columns' CHECKs (one per column, named <table>_<column>_check, so a refusal
 -- names the API's field: db/errors.py) become app.has_visible(x) AND length(x) <= 200.
@@ -39,12 +52,13 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
     SELECT p_text ~ ('[^\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680'
                      '\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f'
-                     '\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb'
-                     '\U000e0000-\U000e007f\U000e0100-\U000e01ef]')
+                     '\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb'
+                     '\U00013430-\U0001343f\U00016fe4\U0001bca0-\U0001bca3'
+                     '\U0001d173-\U0001d17a\U000e0000-\U000e0fff]')
 $$;
 COMMENT ON FUNCTION app.has_visible(text) IS
-    'Whether a text holds a visible character: one that is not a control, white space or a '
-    'format character that draws nothing (U+200B, U+202E, U+FEFF...) (0038).';
+    'Whether a text holds a visible character: one that is not a control (Cc), White_Space '
+    'or Default_Ignorable_Code_Point (U+200B, U+202E, U+FEFF, U+E0000-U+E0FFF...) (0038).';
 
 CREATE OR REPLACE FUNCTION app.raise_bad_column(
     p_table text, p_constraint text, p_column text, p_values jsonb
