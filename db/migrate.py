@@ -3,7 +3,8 @@
 Upgrades (and the few downgrades) take a session-level advisory lock so that two
 processes starting at once (a ``cdms serve`` and a test run) never apply the same revision
 twice. Every revision runs in its own transaction: a failing file leaves the database at
-the previous revision.
+the previous revision. (0038 is two: it commits its CHECKs NOT VALID before its scans, so
+that no reader waits for them; its first step may run again.)
 """
 
 from __future__ import annotations

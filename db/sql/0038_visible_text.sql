@@ -41,13 +41,33 @@
 --
 -- Rows that already hold no visible character do not stop the upgrade and are not left
 -- behind a NOT VALID constraint (which would refuse every later update of such a row,
--- a ticket's status change included): their value becomes "(blank)" first, so each CHECK
--- is validated. What they held drew nothing; updated_at moves, so the pipeline carries the
+-- a ticket's status change included): their value becomes "(blank)", so each CHECK is
+-- validated. What they held drew nothing; updated_at moves, so the pipeline carries the
 -- new value to the warehouse. The downgrade does not put the old values back.
 --
--- Undone by 0038_visible_text_down.sql.
+-- Locks (hostile probe 23, L3). ALTER TABLE ... ADD CONSTRAINT takes ACCESS EXCLUSIVE,
+-- which every reader waits for (every order read joins customers), and a revision's locks
+-- last until its transaction commits (db/migrations/env.py: one transaction per revision).
+-- A validated ADD CONSTRAINT scans the table under it, and 0038's first version also
+-- rewrote the rows there: ~0.7 s per 100,000 customers of blocked reads. So 0038 is two
+-- transactions (db/migrations/versions/0038_visible_text.py):
+--   1. this file: the functions (no app table), then, from the lock marker on, the four
+--      CHECKs made NOT VALID: ACCESS EXCLUSIVE on customers, products, support_tickets,
+--      taken up front in the readers' order under a 200 ms lock_timeout
+--      (db/migrations/sqlfile.py), held for a catalogue change only (milliseconds, no
+--      scan), then committed. From here on every write is held to the rule;
+--   2. 0038_visible_text_rows.sql, with the revision's stamp: the rewrite (ROW EXCLUSIVE,
+--      as any writer: reads and writes go on; it waits only for a writer holding one of
+--      the rows it rewrites) and VALIDATE CONSTRAINT (SHARE UPDATE EXCLUSIVE: reads and
+--      writes go on), the scans made there.
+-- Between the two, an update of a row still without a visible character is refused (its
+-- value must get one): for the length of step 2's scans. Stopped between them, the
+-- database is at 0037 with step 1 made; every statement of this file may run again, so
+-- the next upgrade finishes (tests/db/test_migrations.py).
+--
+-- Undone by 0038_visible_text_down.sql (and 0038_visible_text_down_rows.sql).
 
-CREATE FUNCTION app.has_visible(p_text text) RETURNS boolean
+CREATE OR REPLACE FUNCTION app.has_visible(p_text text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
     SELECT p_text ~ ('[^\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680'
@@ -98,29 +118,20 @@ END
 $$;
 
 -- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
-UPDATE app.customers
-   SET first_name = CASE WHEN app.has_visible(first_name) THEN first_name ELSE '(blank)' END,
-       last_name  = CASE WHEN app.has_visible(last_name)  THEN last_name  ELSE '(blank)' END
- WHERE NOT (app.has_visible(first_name) AND app.has_visible(last_name));
-
-UPDATE app.products SET name = '(blank)' WHERE NOT app.has_visible(name);
-
-UPDATE app.support_tickets SET subject = '(blank)' WHERE NOT app.has_visible(subject);
-
 ALTER TABLE app.customers
     DROP CONSTRAINT customers_first_name_check,
     ADD CONSTRAINT customers_first_name_check
-        CHECK (app.has_visible(first_name) AND length(first_name) <= 200),
+        CHECK (app.has_visible(first_name) AND length(first_name) <= 200) NOT VALID,
     DROP CONSTRAINT customers_last_name_check,
     ADD CONSTRAINT customers_last_name_check
-        CHECK (app.has_visible(last_name) AND length(last_name) <= 200);
+        CHECK (app.has_visible(last_name) AND length(last_name) <= 200) NOT VALID;
 
 ALTER TABLE app.products
     DROP CONSTRAINT products_name_check,
     ADD CONSTRAINT products_name_check
-        CHECK (app.has_visible(name) AND length(name) <= 200);
+        CHECK (app.has_visible(name) AND length(name) <= 200) NOT VALID;
 
 ALTER TABLE app.support_tickets
     DROP CONSTRAINT support_tickets_subject_check,
     ADD CONSTRAINT support_tickets_subject_check
-        CHECK (app.has_visible(subject) AND length(subject) <= 200);
+        CHECK (app.has_visible(subject) AND length(subject) <= 200) NOT VALID;

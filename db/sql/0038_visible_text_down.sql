@@ -1,25 +1,12 @@
 -- 0038 undone: the four columns' CHECKs as 0019 made them (a first or last name, a
 -- product's name and a ticket's subject "not blank" by btrim), app.raise_bad_column as
 -- 0020 made it, app.has_visible dropped. Values 0038 rewrote to "(blank)" stay as they are.
-
--- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
-ALTER TABLE app.customers
-    DROP CONSTRAINT customers_first_name_check,
-    ADD CONSTRAINT customers_first_name_check
-        CHECK (length(btrim(first_name)) > 0 AND length(first_name) <= 200),
-    DROP CONSTRAINT customers_last_name_check,
-    ADD CONSTRAINT customers_last_name_check
-        CHECK (length(btrim(last_name)) > 0 AND length(last_name) <= 200);
-
-ALTER TABLE app.products
-    DROP CONSTRAINT products_name_check,
-    ADD CONSTRAINT products_name_check
-        CHECK (length(btrim(name)) > 0 AND length(name) <= 200);
-
-ALTER TABLE app.support_tickets
-    DROP CONSTRAINT support_tickets_subject_check,
-    ADD CONSTRAINT support_tickets_subject_check
-        CHECK (length(btrim(subject)) > 0 AND length(subject) <= 200);
+--
+-- Locks: as the upgrade, two transactions. Here the CHECKs are made NOT VALID (ACCESS
+-- EXCLUSIVE on customers, products, support_tickets for a catalogue change only) and
+-- committed; 0038_visible_text_down_rows.sql validates them (SHARE UPDATE EXCLUSIVE: every
+-- row 0038 let in has a visible character, so is not blank by btrim) and drops
+-- app.has_visible, with the revision's stamp. Every statement here may run again.
 
 CREATE OR REPLACE FUNCTION app.raise_bad_column(
     p_table text, p_constraint text, p_column text, p_values jsonb
@@ -58,4 +45,21 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION app.has_visible(text);
+-- @lock: from here on app tables (db/migrations/sqlfile.py: writers wait only for the rest)
+ALTER TABLE app.customers
+    DROP CONSTRAINT customers_first_name_check,
+    ADD CONSTRAINT customers_first_name_check
+        CHECK (length(btrim(first_name)) > 0 AND length(first_name) <= 200) NOT VALID,
+    DROP CONSTRAINT customers_last_name_check,
+    ADD CONSTRAINT customers_last_name_check
+        CHECK (length(btrim(last_name)) > 0 AND length(last_name) <= 200) NOT VALID;
+
+ALTER TABLE app.products
+    DROP CONSTRAINT products_name_check,
+    ADD CONSTRAINT products_name_check
+        CHECK (length(btrim(name)) > 0 AND length(name) <= 200) NOT VALID;
+
+ALTER TABLE app.support_tickets
+    DROP CONSTRAINT support_tickets_subject_check,
+    ADD CONSTRAINT support_tickets_subject_check
+        CHECK (length(btrim(subject)) > 0 AND length(subject) <= 200) NOT VALID;
