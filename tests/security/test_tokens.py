@@ -174,8 +174,15 @@ HOSTILE_SUBS = [
     'ops\nINFO:     127.0.0.1 - "POST /admin" 200 OK',  # a forged log line
     "ops\x1b]0;owned\x07\x1b[2J",  # retitles and clears the terminal that shows it
     "ops\u202egnp.exe",  # a bidi override: shown reversed
-    "ops\u200b",  # invisible
     "ops\r",
+    "ops\x85next",  # NEL (Cc), a line break to some readers
+    "ops\u2028next",  # line separator (Zl)
+    "ops\u2029next",  # paragraph separator (Zp)
+    "ops\u2066exe.gnp\u2069",  # a bidi isolate
+    "ops\u200fx",  # right-to-left mark
+    "ops\u061cx",  # Arabic letter mark
+    "ops\ud800",  # a lone surrogate (JSON carries one; no text encoding does)
+    "ops\ue000",  # private use: no meaning shared with whoever reads it
 ]
 
 
@@ -209,8 +216,25 @@ def test_a_subject_with_control_characters_is_refused_on_every_transport(
             assert closed.value.code == 4401, protocol
 
 
-def test_a_printable_subject_in_any_script_is_accepted(client: Any) -> None:
-    for sub in ("jörg.müller", "ключ", "ops team", "運用"):
+def test_a_subject_in_any_script_is_accepted(client: Any) -> None:
+    """Text as people write it: ZWNJ in Persian words, ZWJ in emoji sequences and Indic
+    conjuncts, a no-break space in a name (isprintable() refused all three: hostile probe 23,
+    L4), right-to-left scripts, combining marks."""
+    for sub in (
+        "jörg.müller",
+        "ключ",
+        "ops team",
+        "運用",
+        "Zoë Ångström",
+        "x\u0301",
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647",  # Persian, with a ZWNJ
+        "Jean\u00a0Dupont",
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # a family: a ZWJ sequence
+        "\u0915\u094d\u200d\u0937",  # Devanagari with a ZWJ
+        "\u05e9\u05dc\u05d5\u05dd",  # Hebrew
+        "\u0645\u062d\u0645\u062f",  # Arabic
+        "ops\u200b",  # a zero-width space: forges no line, reorders nothing
+    ):
         status, body = _status(client, token("service", sub=sub))
         assert status == 200, (sub, body)
 
