@@ -5,7 +5,9 @@
   PyJWT; claims ``role``, ``customer_id`` (customers only: a canonical positive integer in
   bigint range), ``exp`` (required: a finite time at most ``CDMS_JWT_MAX_LIFETIME_SECONDS``
   ahead), optional ``nbf``/``iat`` (finite), ``aud``/``iss`` when configured, optional
-  ``sub`` for the actor (at most 200 characters, ``str.isprintable``).
+  ``sub`` for the actor (at most 200 characters, none of them a control, a line or
+  paragraph separator, a bidi control, a surrogate or a private-use character:
+  :func:`sub_refusal`).
 - No header: anonymous, allowed only when ``CDMS_DEMO_OPEN=1`` (then an admin, for the
   local demo); otherwise every route but ``/healthz`` answers 401 ``UNAUTHENTICATED``.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,14 @@ class Principal:
 
 
 MAX_SUB_CHARS = 200  # a token's subject: the actor of its writes is jwt:<sub>
+# What a sub may not hold: controls (Cc: line breaks, ESC...), surrogates (Cs: no text
+# encoding carries a lone one), private use (Co: no meaning shared with whoever reads it),
+# line and paragraph separators (Zl, Zp); and the Bidi_Control characters (U+061C, U+200E,
+# U+200F, U+202A-U+202E, U+2066-U+2069), which reorder what staff read around them.
+_SUB_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 TIME_BOUND = 2**53  # seconds: past any time a float holds exactly (and float() at all)
 
 DEMO_PRINCIPAL = Principal(role="admin", customer_id=None, actor="anonymous", bucket="anonymous")
@@ -84,6 +95,20 @@ def _customer_id(raw: Any) -> int:
     return value
 
 
+def sub_refusal(sub: str) -> bool:
+    """Whether a token's ``sub`` holds a character it may not (see above): the actor
+    ``jwt:<sub>`` is stored with every write (``changedBy``) and written to log lines, where
+    a line break forged lines, an escape sequence ran on the terminal and a bidi override
+    reversed the text. Other format characters are text: ZWNJ inside Persian words, ZWJ in
+    emoji sequences and Indic conjuncts, a no-break space in a name (``str.isprintable``,
+    the rule before, refused all three: hostile probe 23, L4)."""
+    if sub.isprintable():  # none of the refused is printable: the common case, fast
+        return False
+    return any(
+        c in _BIDI_CONTROLS or unicodedata.category(c) in _SUB_REFUSED_CATEGORIES for c in sub
+    )
+
+
 def principal_from_claims(claims: dict[str, Any], expires_at: float | None = None) -> Principal:
     role = claims.get("role")
     if role not in ROLES:
@@ -93,12 +118,10 @@ def principal_from_claims(claims: dict[str, Any], expires_at: float | None = Non
     who = str(sub) if isinstance(sub, str | int) and not isinstance(sub, bool) else None
     if who is not None and len(who) > MAX_SUB_CHARS:  # (recorded with every write it makes)
         raise UnauthenticatedError(f"token claim sub is longer than {MAX_SUB_CHARS} characters")
-    if who is not None and not who.isprintable():  # as an API key's name (api.apikeys)
-        # the actor is stored (changedBy) and logged: a line break forged log lines, an
-        # escape sequence ran on the terminal showing them, a bidi override reversed them
+    if who is not None and sub_refusal(who):
         raise UnauthenticatedError(
-            "invalid token: claim sub must be printable text (no control, format or line"
-            " separator characters)"
+            "invalid token: claim sub must be text without control, line separator,"
+            " bidirectional control, surrogate or private-use characters"
         )
     if customer_id is not None:
         actor = f"customer:{customer_id}"
