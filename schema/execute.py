@@ -268,7 +268,7 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
     p: Param | None = None
     try:
         for p in stmt.checks:
-            decode_cursor(P.resolve(p.src, variables), p.cursor[0] if p.cursor else "", _arg(p))
+            decode_cursor(P.resolve(p.src, variables), p.cursor[0] if p.cursor else "", p.at.arg)
         for i, (p, raw) in enumerate(zip(stmt.params, raws, strict=True)):
             if p.cursor is None:
                 out[f"p{i}"] = _convert(p.conv, raw)
@@ -276,20 +276,15 @@ def bind(stmt: Statement, variables: Mapping[str, Any]) -> dict[str, Any]:
             signature, index = p.cursor
             values = cursors.get((raw, signature))
             if values is None:
-                values = cursors[(raw, signature)] = decode_cursor(raw, signature, _arg(p))
+                values = cursors[(raw, signature)] = decode_cursor(raw, signature, p.at.arg)
             if index >= len(values):
-                raise BadUserInputError("invalid cursor", field=_arg(p))
-            out[f"p{i}"] = _cursor_value(p.conv, values[index], _arg(p))
+                raise BadUserInputError("invalid cursor", field=p.at.arg)
+            out[f"p{i}"] = _cursor_value(p.conv, values[index], p.at.arg)
     except CdmsError as exc:
-        if p is None or p.at is None:
+        if p is None:
             raise
         raise P.FieldError(exc, p.at.location) from None
     return out
-
-
-def _arg(p: Param) -> str:
-    """The argument a cursor was given in (``after``, ``before``)."""
-    return "cursor" if p.at is None else p.at.arg
 
 
 def _bounded(raws: list[Any]) -> None:

@@ -130,8 +130,8 @@ class Param:
 
     src: P.Src
     conv: str  # id int float text enum decimal datetime date bool like prefix array:<conv>
+    at: P.At  # the argument it was given in: a refusal's field and place
     cursor: tuple[str, int] | None = None  # (ordering, index) of a cursor's key value
-    at: P.At | None = None  # the argument it was given in: a refusal's field and place
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class _Builder:
     relation_depth: int = 0  # of the relation test being built (0: none around it)
 
     def bind(self, src: P.Src, conv: str, at: P.At, cursor: tuple[str, int] | None = None) -> str:
-        self.params.append(Param(src, conv, cursor, at))
+        self.params.append(Param(src, conv, at, cursor))
         return f"%(p{len(self.params) - 1})s"
 
     def alias(self, prefix: str) -> str:
@@ -400,7 +400,7 @@ class _Builder:
             for name, given in (("after", args.page.after), ("before", args.page.before)):
                 if given is not None:  # still a cursor of this ordering, or BAD_USER_INPUT
                     at = P.At(name, args.location)
-                    self.checks.append(Param(given, "text", (args.signature, 0), at))
+                    self.checks.append(Param(given, "text", at, (args.signature, 0)))
             return body
         t = self.alias("t")
         order = _order(args.keys, t, reverse=args.page.backward)
