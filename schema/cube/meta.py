@@ -4,16 +4,12 @@ segments, joins and rollups, for dashboard builders, as the caller's role sees t
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, TypeVar
-
 import strawberry
 
 from semantic.model import HIDDEN_DEFAULT_ROLES, Cube, Dimension, Measure, Model
 
 _PUBLIC = "false: hidden from roles not in roles (shown to those allowed)"
 _ROLES = "who may see a non-public member"
-T = TypeVar("T")
 
 
 @strawberry.type(description="A measure of a cube.")
@@ -107,62 +103,73 @@ def _roles(member: Dimension | Measure) -> list[str]:
     return [] if member.public else list(member.roles or HIDDEN_DEFAULT_ROLES)
 
 
-def _copy(cls: type[T], source: object, **given: Any) -> T:
-    """A ``cls``: each field ``given``, else ``source``'s attribute of the same name."""
-    names = (f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    return cls(**{n: given[n] if n in given else getattr(source, n) for n in names})
-
-
 def _meta(model: Model, c: Cube, role: str | None) -> CubeMeta:
     from semantic.model import DimensionType, Granularity, summable
 
     def seen(name: str) -> bool:
         return c.visible(name, role)
 
-    return _copy(
-        CubeMeta,
-        c,
+    return CubeMeta(
+        name=c.name,
+        title=c.title,
+        description=c.description,
         measures=[
-            _copy(
-                CubeMeasureMeta,
-                m,
+            CubeMeasureMeta(
+                name=m.name,
+                title=m.title,
+                description=m.description,
                 type=m.type.value,
                 format=m.format.value,
                 additive=summable(m.type),
                 graphql_type="Int" if m.integer else "Float",
+                percentile=m.percentile,
+                time_dimension=m.time_dimension,
+                public=m.public,
                 roles=_roles(m),
             )
             for m in c.measures
             if m.visible_to(role)
         ],
         dimensions=[
-            _copy(
-                CubeDimensionMeta,
-                d,
+            CubeDimensionMeta(
+                name=d.name,
+                title=d.title,
+                description=d.description,
                 type=d.type.value,
                 format=d.format.value,
+                primary_key=d.primary_key,
                 granularities=[g.value for g in Granularity]
                 if d.type is DimensionType.TIME
                 else [],
                 values=list(d.values),
+                public=d.public,
                 roles=_roles(d),
             )
             for d in c.dimensions
             if d.visible_to(role)
         ],
-        segments=[_copy(CubeSegmentMeta, s, enum_value=f"{c.name}_{s.name}") for s in c.segments],
+        segments=[
+            CubeSegmentMeta(
+                name=s.name,
+                title=s.title,
+                description=s.description,
+                enum_value=f"{c.name}_{s.name}",
+            )
+            for s in c.segments
+        ],
         hierarchies=[
-            _copy(CubeHierarchyMeta, h, levels=[x for x in h.levels if seen(x)])
+            CubeHierarchyMeta(name=h.name, title=h.title, levels=[x for x in h.levels if seen(x)])
             for h in c.hierarchies
         ],
         joins=[CubeJoinMeta(cube=j.cube, relationship=j.relationship.value) for j in c.joins],
         rollups=[
-            _copy(
-                CubeRollupMeta,
-                p,
+            CubeRollupMeta(
+                name=p.name,
                 measures=[x for x in p.measures if seen(x)],
                 dimensions=[x for x in p.dimensions if _seen_ref(model, c, x, role)],
+                time_dimension=p.time_dimension,
                 granularity=p.granularity.value,
+                timezone=p.timezone,
             )
             for p in c.pre_aggregations
         ],
